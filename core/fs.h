@@ -1,0 +1,24 @@
+/* fs: files written so that a crash at any moment leaves either the old
+ * content or the new, never a torn file (temp file, fsync, rename, fsync of
+ * the folder), plus the small file helpers every module needs. */
+#ifndef CORE_FS_H
+#define CORE_FS_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err);
+int fs_mkdir_p(const char *path, struct error *err);
+/* Read a whole file; *data is NUL-terminated (free with mem_free). */
+int fs_read_all(const char *path, char **data, size_t *len, struct error *err);
+int fs_exists(const char *path);
+int fs_is_dir(const char *path);
+/* Remove a file or a folder tree; a missing path is not an error. */
+int fs_rm_rf(const char *path, struct error *err);
+/* fsync a folder so that a rename or create inside it is durable. */
+int fs_sync_dir(const char *path, struct error *err);
+/* Absolute, normalized path (the file itself need not exist, its folder must). */
+char *fs_abspath(const char *path);
+
+#endif

@@ -1,0 +1,52 @@
+#include "core/jsonio.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fs.h"
+
+json_t *jsonio_load(const char *path, struct error *err)
+{
+	json_error_t je;
+	json_t *j = json_load_file(path, 0, &je);
+	if (!j) {
+		if (je.line <= 0)
+			error_set(err, "%s: %s", path, je.text);
+		else
+			error_set(err, "%s:%d:%d: bad JSON: %s", path, je.line, je.column, je.text);
+	}
+	return j;
+}
+
+int jsonio_write_atomic(const char *path, const json_t *j, struct error *err)
+{
+	char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+	if (!text)
+		return error_set(err, "%s: out of memory encoding JSON", path);
+	size_t len = strlen(text);
+	int rc = fs_write_atomic(path, text, len, err);
+	free(text);
+	return rc;
+}
+
+const char *jsonio_str(const json_t *obj, const char *key, const char *dflt)
+{
+	const json_t *v = json_object_get(obj, key);
+	return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+long long jsonio_int(const json_t *obj, const char *key, long long dflt)
+{
+	const json_t *v = json_object_get(obj, key);
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_real(v))
+		return (long long)json_real_value(v);
+	return dflt;
+}
+
+double jsonio_num(const json_t *obj, const char *key, double dflt)
+{
+	const json_t *v = json_object_get(obj, key);
+	return json_is_number(v) ? json_number_value(v) : dflt;
+}

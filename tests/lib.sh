@@ -1,0 +1,47 @@
+# tests/lib.sh: sourced by integration tests. Gives a temp folder ($T) removed
+# on exit, the binaries on PATH, and TAP helpers counted by tests/run.sh.
+set -u
+: "${CAIRN_BIN:?run through make test}"
+export PATH="$CAIRN_BIN:$PATH"
+ROOT=${CAIRN_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+T=$(mktemp -d /tmp/cairn-it.XXXXXX)
+cleanup_hooks=()
+on_exit() { cleanup_hooks+=("$1"); }
+_cleanup() {
+	local h
+	for h in "${cleanup_hooks[@]}"; do eval "$h"; done
+	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
+}
+trap _cleanup EXIT
+
+ok() { echo "ok - $*"; }
+not_ok() { echo "not ok - $*"; }
+skip() { echo "ok - $1 # SKIP $2"; }
+# check NAME CMD...: ok when CMD succeeds.
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else not_ok "$name (command: $*)"; fi
+}
+# check_eq NAME GOT WANT
+check_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1: got '$2', want '$3'"; fi
+}
+# check_rc NAME WANT CMD...: the command's exit status is WANT.
+check_rc() {
+	local name=$1 want=$2
+	shift 2
+	"$@" >"$T/.out" 2>&1
+	local rc=$?
+	if [ "$rc" = "$want" ]; then ok "$name"; else
+		not_ok "$name: exit $rc, want $want"
+		sed 's/^/#   /' "$T/.out" | tail -20
+	fi
+}
+# check_grep NAME PATTERN FILE
+check_grep() {
+	if grep -qE -- "$2" "$3"; then ok "$1"; else
+		not_ok "$1: /$2/ not in $3"
+		sed 's/^/#   /' "$3" | tail -20
+	fi
+}

@@ -1,0 +1,147 @@
+/* Unit tests for core/: buf, error, fs, sha256, jsonio, mem hook. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/mem.h"
+#include "core/sha256.h"
+
+static char tmpdir[] = "/tmp/cairn-core.XXXXXX";
+
+static void test_buf_grows_and_formats(void)
+{
+	struct buf b = BUF_INIT;
+	CHECK_STR(buf_str(&b), "");
+	for (int i = 0; i < 1000; i++)
+		buf_addf(&b, "%d,", i);
+	CHECK(!b.failed);
+	CHECK(b.len > 3000);
+	CHECK(strncmp(b.s, "0,1,2,", 6) == 0);
+	CHECK(strstr(b.s, "998,999,") != NULL);
+	buf_reset(&b);
+	buf_adds(&b, "x");
+	CHECK_STR(buf_str(&b), "x");
+	buf_release(&b);
+}
+
+static void test_buf_out_of_memory_is_sticky(void)
+{
+	struct buf b = BUF_INIT;
+	mem_fail_after(0);
+	buf_adds(&b, "hello");
+	mem_fail_after(-1);
+	CHECK(b.failed);
+	buf_adds(&b, "more"); /* ignored after failure */
+	CHECK(b.failed);
+	CHECK_INT(b.len, 0);
+	buf_release(&b);
+}
+
+static void test_error_prefix_and_errno(void)
+{
+	struct error err;
+	CHECK_INT(error_set(&err, "key '%s'", "rank"), -1);
+	error_prefix(&err, "spec.ini:%d: ", 14);
+	CHECK_STR(err.msg, "spec.ini:14: key 'rank'");
+	errno = ENOENT;
+	error_errno(&err, "%s: cannot open", "x");
+	CHECK_STR(err.msg, "x: cannot open: No such file or directory");
+}
+
+static void test_sha256_known_vectors(void)
+{
+	char hex[65];
+	struct error err;
+	CHECK_INT(sha256_buf("abc", 3, hex, &err), 0);
+	CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	CHECK_INT(sha256_buf("", 0, hex, &err), 0);
+	CHECK_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+static void test_atomic_write_and_read(void)
+{
+	struct error err;
+	char path[256], hex[65];
+	snprintf(path, sizeof(path), "%s/a/b/c", tmpdir);
+	CHECK_INT(fs_mkdir_p(path, &err), 0);
+	CHECK(fs_is_dir(path));
+	snprintf(path, sizeof(path), "%s/a/b/c/file", tmpdir);
+	CHECK_INT(fs_write_atomic(path, "abc", 3, &err), 0);
+	char *data;
+	size_t len;
+	CHECK_INT(fs_read_all(path, &data, &len, &err), 0);
+	CHECK_INT(len, 3);
+	CHECK_STR(data, "abc");
+	mem_free(data);
+	uint64_t bytes;
+	CHECK_INT(sha256_file(path, hex, &bytes, &err), 0);
+	CHECK_INT(bytes, 3);
+	CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	/* No temp file left behind. */
+	char tmp[300];
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	CHECK(!fs_exists(tmp));
+	/* Errors name the path. */
+	CHECK_INT(fs_read_all("/nonexistent/x", &data, &len, &err), -1);
+	CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
+	CHECK_INT(fs_write_atomic("/nonexistent/dir/x", "a", 1, &err), -1);
+	CHECK(strstr(err.msg, "/nonexistent/dir/x") != NULL);
+	snprintf(path, sizeof(path), "%s/a", tmpdir);
+	CHECK_INT(fs_rm_rf(path, &err), 0);
+	CHECK(!fs_exists(path));
+}
+
+static void test_json_roundtrip_and_errors(void)
+{
+	struct error err;
+	char path[256];
+	snprintf(path, sizeof(path), "%s/x.json", tmpdir);
+	json_t *j = json_pack("{s:s, s:i, s:f}", "name", "fetch", "exit", 3, "wall", 1.5);
+	CHECK_INT(jsonio_write_atomic(path, j, &err), 0);
+	json_decref(j);
+	j = jsonio_load(path, &err);
+	CHECK(j != NULL);
+	CHECK_STR(jsonio_str(j, "name", NULL), "fetch");
+	CHECK_INT(jsonio_int(j, "exit", -1), 3);
+	CHECK_NEAR(jsonio_num(j, "wall", 0), 1.5, 1e-12);
+	CHECK_INT(jsonio_int(j, "missing", 42), 42);
+	json_decref(j);
+	CHECK_INT(fs_write_atomic(path, "{\"a\": ", 6, &err), 0);
+	CHECK(jsonio_load(path, &err) == NULL);
+	CHECK(strstr(err.msg, "x.json:1:") != NULL);
+}
+
+static void test_clock_formats(void)
+{
+	char s[32];
+	clock_format_duration(3725, s, sizeof(s));
+	CHECK_STR(s, "1:02:05");
+	clock_format_duration(65, s, sizeof(s));
+	CHECK_STR(s, "1:05");
+	clock_utc(s, sizeof(s), 1);
+	CHECK_INT(strlen(s), 16);
+	CHECK(s[8] == 'T' && s[15] == 'Z');
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir))
+		return 1;
+	RUN(test_buf_grows_and_formats);
+	RUN(test_buf_out_of_memory_is_sticky);
+	RUN(test_error_prefix_and_errno);
+	RUN(test_sha256_known_vectors);
+	RUN(test_atomic_write_and_read);
+	RUN(test_json_roundtrip_and_errors);
+	RUN(test_clock_formats);
+	struct error err;
+	fs_rm_rf(tmpdir, &err);
+	return CHECK_DONE();
+}
