@@ -14,6 +14,9 @@
 #include "core/fs.h"
 #include "core/mem.h"
 
+/* Malformed input (the user can fix it: exit 2) as opposed to I/O or memory failures. */
+#define BAD(...) (error_set(err, __VA_ARGS__), DATASET_EBADINPUT)
+
 /* Header fields, byte offsets (docs/formats.md, "Dataset shards"). */
 enum {
 	OFF_MAGIC = 0,
@@ -103,13 +106,13 @@ static void shuffle(uint64_t *a, uint64_t n, uint64_t *s)
 static int check_shape(const struct dataset_shape *s, const char *what, struct error *err)
 {
 	if (s->channels == 0 || s->channels > DATASET_MAX_CHANNELS)
-		return error_set(err, "%s: %" PRIu32 " channels, expected 1 to %u", what, s->channels,
+		return BAD("%s: %" PRIu32 " channels, expected 1 to %u", what, s->channels,
 				 DATASET_MAX_CHANNELS);
 	if (s->height == 0 || s->height > MAX_SIDE || s->width == 0 || s->width > MAX_SIDE)
-		return error_set(err, "%s: image size %" PRIu32 "x%" PRIu32 ", expected 1 to %u on each side",
+		return BAD("%s: image size %" PRIu32 "x%" PRIu32 ", expected 1 to %u on each side",
 				 what, s->height, s->width, MAX_SIDE);
 	if (s->num_classes == 0 || s->num_classes > MAX_CLASSES)
-		return error_set(err, "%s: %" PRIu32 " classes, expected 1 to %u", what, s->num_classes,
+		return BAD("%s: %" PRIu32 " classes, expected 1 to %u", what, s->num_classes,
 				 MAX_CLASSES);
 	return 0;
 }
@@ -137,24 +140,24 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 {
 	const char *p = ds->path;
 	if (file_size < DATASET_HEADER_BYTES)
-		return error_set(err, "%s: truncated at byte %" PRIu64 ": a shard starts with a %u-byte header", p,
+		return BAD("%s: truncated at byte %" PRIu64 ": a shard starts with a %u-byte header", p,
 				 file_size, DATASET_HEADER_BYTES);
 	if (memcmp(h + OFF_MAGIC, DATASET_MAGIC, 8) != 0)
-		return error_set(err, "%s: byte 0: not a cairn dataset shard (bad magic)", p);
+		return BAD("%s: byte 0: not a cairn dataset shard (bad magic)", p);
 	uint32_t version = get32(h + OFF_VERSION);
 	if (version != DATASET_VERSION)
-		return error_set(err, "%s: byte %d: shard version %" PRIu32 ", this build reads version %u", p,
+		return BAD("%s: byte %d: shard version %" PRIu32 ", this build reads version %u", p,
 				 OFF_VERSION, version, DATASET_VERSION);
 	uint32_t stored = get32(h + OFF_HEADER_CRC), actual = crc_update(0, h, OFF_HEADER_CRC);
 	if (stored != actual)
-		return error_set(err, "%s: byte %d: header checksum mismatch (stored %08" PRIx32
+		return BAD("%s: byte %d: header checksum mismatch (stored %08" PRIx32
 				      ", computed %08" PRIx32 "): the header is corrupt",
 				 p, OFF_HEADER_CRC, stored, actual);
 	if (get32(h + OFF_HEADER_BYTES) != DATASET_HEADER_BYTES)
-		return error_set(err, "%s: byte %d: header size %" PRIu32 ", expected %u", p, OFF_HEADER_BYTES,
+		return BAD("%s: byte %d: header size %" PRIu32 ", expected %u", p, OFF_HEADER_BYTES,
 				 get32(h + OFF_HEADER_BYTES), DATASET_HEADER_BYTES);
 	if (get32(h + OFF_PIXEL) != DATASET_PIXEL_U8)
-		return error_set(err, "%s: byte %d: pixel type %" PRIu32 ", expected %u (uint8)", p, OFF_PIXEL,
+		return BAD("%s: byte %d: pixel type %" PRIu32 ", expected %u (uint8)", p, OFF_PIXEL,
 				 get32(h + OFF_PIXEL), DATASET_PIXEL_U8);
 	ds->shape.channels = get32(h + OFF_CHANNELS);
 	ds->shape.height = get32(h + OFF_HEIGHT);
@@ -167,31 +170,32 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 	ds->image_bytes = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
 	ds->record_bytes = ds->image_bytes + 4;
 	if (get32(h + OFF_RECORD_BYTES) != ds->record_bytes)
-		return error_set(err, "%s: byte %d: record size %" PRIu32 ", expected %zu (C*H*W + 4)", p,
+		return BAD("%s: byte %d: record size %" PRIu32 ", expected %zu (C*H*W + 4)", p,
 				 OFF_RECORD_BYTES, get32(h + OFF_RECORD_BYTES), ds->record_bytes);
 	ds->count = get64(h + OFF_COUNT);
 	ds->data_crc32 = get32(h + OFF_DATA_CRC);
 	uint64_t max_count = (UINT64_MAX / 2 - DATASET_HEADER_BYTES) / ds->record_bytes;
 	if (ds->count > max_count)
-		return error_set(err, "%s: byte %d: record count %" PRIu64 " is impossible", p, OFF_COUNT,
+		return BAD("%s: byte %d: record count %" PRIu64 " is impossible", p, OFF_COUNT,
 				 ds->count);
 	uint64_t expect = DATASET_HEADER_BYTES + ds->count * ds->record_bytes;
 	if (file_size < expect) {
 		uint64_t whole = (file_size - DATASET_HEADER_BYTES) / ds->record_bytes;
-		return error_set(err,
+		return BAD(
 				 "%s: truncated at byte %" PRIu64 ": expected %" PRIu64 " bytes (%u-byte header + %" PRIu64
 				 " records of %zu bytes); record %" PRIu64 " at byte %" PRIu64 " is incomplete",
 				 p, file_size, expect, DATASET_HEADER_BYTES, ds->count, ds->record_bytes, whole,
 				 DATASET_HEADER_BYTES + whole * ds->record_bytes);
 	}
 	if (file_size > expect)
-		return error_set(err, "%s: %" PRIu64 " unexpected bytes after the last record, at byte %" PRIu64, p,
+		return BAD("%s: %" PRIu64 " unexpected bytes after the last record, at byte %" PRIu64, p,
 				 file_size - expect, expect);
 	return 0;
 }
 
 int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct error *err)
 {
+	int rc = -1;
 	memset(ds, 0, sizeof(*ds));
 	ds->path = mem_strdup(path);
 	if (!ds->path)
@@ -199,6 +203,7 @@ int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct er
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		error_errno(err, "%s: cannot open", path);
+		rc = errno == ENOENT || errno == EACCES || errno == EISDIR ? DATASET_EBADINPUT : -1;
 		goto fail;
 	}
 	struct stat st;
@@ -209,6 +214,7 @@ int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct er
 	}
 	if (!S_ISREG(st.st_mode)) {
 		error_set(err, "%s: not a regular file", path);
+		rc = DATASET_EBADINPUT;
 		close(fd);
 		goto fail;
 	}
@@ -225,7 +231,8 @@ int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct er
 	}
 	close(fd); /* the mapping keeps the file */
 	uint8_t small[DATASET_HEADER_BYTES] = {0};
-	if (parse_header(ds, ds->map ? ds->map : small, size, err) < 0)
+	rc = parse_header(ds, ds->map ? ds->map : small, size, err);
+	if (rc < 0)
 		goto fail;
 	ds->records = (const uint8_t *)ds->map + DATASET_HEADER_BYTES;
 	for (uint64_t i = 0; i < ds->count; i++) {
@@ -235,15 +242,16 @@ int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct er
 				       ", but the shard has %" PRIu32 " classes",
 				  path, DATASET_HEADER_BYTES + i * ds->record_bytes + ds->image_bytes, i, label,
 				  ds->shape.num_classes);
+			rc = DATASET_EBADINPUT;
 			goto fail;
 		}
 	}
-	if ((flags & DATASET_VERIFY) && dataset_verify(ds, err) < 0)
+	if ((flags & DATASET_VERIFY) && (rc = dataset_verify(ds, err)) < 0)
 		goto fail;
 	return 0;
 fail:
 	dataset_close(ds);
-	return -1;
+	return rc;
 }
 
 void dataset_close(struct dataset *ds)
@@ -258,7 +266,7 @@ int dataset_verify(const struct dataset *ds, struct error *err)
 {
 	uint32_t crc = crc_update(0, ds->records, (size_t)(ds->count * ds->record_bytes));
 	if (crc != ds->data_crc32)
-		return error_set(err, "%s: data checksum mismatch (header byte %d says %08" PRIx32
+		return BAD("%s: data checksum mismatch (header byte %d says %08" PRIx32
 				      ", records give %08" PRIx32 "): records between byte %u and %" PRIu64 " are corrupt",
 				 ds->path, OFF_DATA_CRC, ds->data_crc32, crc, DATASET_HEADER_BYTES,
 				 (uint64_t)DATASET_HEADER_BYTES + ds->count * ds->record_bytes);
@@ -406,6 +414,19 @@ void dataset_writer_abort(struct dataset_writer *w)
 
 /* ---- IDX import ---- */
 
+/* gzerror's message starts with the file name, which our messages already give. */
+static const char *gz_msg(gzFile gz, const char *path)
+{
+	int zerr;
+	const char *msg = gzerror(gz, &zerr);
+	if (zerr == Z_ERRNO)
+		return strerror(errno);
+	size_t n = strlen(path);
+	if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+		msg += n + 2;
+	return msg;
+}
+
 /* An IDX file being read through zlib (which reads plain files as they are). */
 struct idx {
 	const char *path;
@@ -419,19 +440,15 @@ static int idx_read(struct idx *x, void *buf, size_t n, const char *what, struct
 	while (got < n) {
 		unsigned k = n - got > (1u << 30) ? (1u << 30) : (unsigned)(n - got);
 		int r = gzread(x->gz, (char *)buf + got, k);
-		if (r < 0) {
-			int zerr;
-			const char *msg = gzerror(x->gz, &zerr);
-			return error_set(err, "%s: byte %" PRIu64 "%s: reading %s: %s", x->path, x->off + got,
-					 gzdirect(x->gz) ? "" : " (uncompressed)", what,
-					 zerr == Z_ERRNO ? strerror(errno) : msg);
-		}
+		if (r < 0)
+			return BAD("%s: byte %" PRIu64 "%s: reading %s: %s", x->path, x->off + got,
+				   gzdirect(x->gz) ? "" : " (uncompressed)", what, gz_msg(x->gz, x->path));
 		if (r == 0) {
 			int zerr;
-			const char *msg = gzerror(x->gz, &zerr);
-			return error_set(err, "%s: truncated at byte %" PRIu64 "%s: reading %s%s%s", x->path,
-					 x->off + got, gzdirect(x->gz) ? "" : " (uncompressed)", what,
-					 zerr != Z_OK ? ": " : "", zerr != Z_OK ? msg : "");
+			gzerror(x->gz, &zerr);
+			return BAD("%s: truncated at byte %" PRIu64 "%s: reading %s%s%s", x->path, x->off + got,
+				   gzdirect(x->gz) ? "" : " (uncompressed)", what, zerr != Z_OK ? ": " : "",
+				   zerr != Z_OK ? gz_msg(x->gz, x->path) : "");
 		}
 		got += (size_t)r;
 	}
@@ -444,20 +461,22 @@ static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *di
 	x->path = path;
 	x->off = 0;
 	x->gz = gzopen(path, "rb");
-	if (!x->gz)
-		return error_errno(err, "%s: cannot open", path);
+	if (!x->gz) {
+		error_errno(err, "%s: cannot open", path);
+		return errno == ENOMEM ? -1 : DATASET_EBADINPUT;
+	}
 	gzbuffer(x->gz, 1u << 17);
 	uint8_t h[4];
 	if (idx_read(x, h, 4, "the IDX magic", err) < 0)
 		return -1;
 	if (h[0] != 0 || h[1] != 0)
-		return error_set(err, "%s: byte 0: not an IDX file (magic %02x%02x%02x%02x)", path, h[0], h[1], h[2],
+		return BAD("%s: byte 0: not an IDX file (magic %02x%02x%02x%02x)", path, h[0], h[1], h[2],
 				 h[3]);
 	if (h[2] != 0x08)
-		return error_set(err, "%s: byte 2: IDX element type 0x%02x, only 0x08 (unsigned byte) is supported",
+		return BAD("%s: byte 2: IDX element type 0x%02x, only 0x08 (unsigned byte) is supported",
 				 path, h[2]);
 	if (h[3] != want_dims)
-		return error_set(err, "%s: byte 3: %d dimensions, expected %d (%s)", path, h[3], want_dims,
+		return BAD("%s: byte 3: %d dimensions, expected %d (%s)", path, h[3], want_dims,
 				 want_dims == 3 ? "images N x H x W" : "labels N");
 	for (int i = 0; i < want_dims; i++) {
 		uint8_t d[4];
@@ -473,13 +492,11 @@ static int idx_expect_end(struct idx *x, struct error *err)
 	char c;
 	int r = gzread(x->gz, &c, 1);
 	if (r == 1)
-		return error_set(err, "%s: byte %" PRIu64 "%s: unexpected data after the last item", x->path, x->off,
+		return BAD("%s: byte %" PRIu64 "%s: unexpected data after the last item", x->path, x->off,
 				 gzdirect(x->gz) ? "" : " (uncompressed)");
-	if (r < 0) {
-		int zerr;
-		return error_set(err, "%s: byte %" PRIu64 "%s: %s", x->path, x->off,
-				 gzdirect(x->gz) ? "" : " (uncompressed)", gzerror(x->gz, &zerr));
-	}
+	if (r < 0)
+		return BAD("%s: byte %" PRIu64 "%s: %s", x->path, x->off, gzdirect(x->gz) ? "" : " (uncompressed)",
+			   gz_msg(x->gz, x->path));
 	return 0;
 }
 
@@ -498,37 +515,44 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 	uint8_t *labels = NULL, *pix = NULL;
 	uint32_t ldims[1], idims[3];
 	int rc = -1;
+	int bad = DATASET_EBADINPUT;
 
-	if (idx_open(&li, labels_path, 1, ldims, err) < 0)
+	if ((rc = idx_open(&li, labels_path, 1, ldims, err)) < 0)
 		goto out;
+	rc = -1;
 	uint64_t n = ldims[0];
 	labels = mem_alloc(n ? n : 1);
 	if (!labels) {
 		error_set(err, "%s: out of memory for %" PRIu64 " labels", labels_path, n);
 		goto out;
 	}
-	if (idx_read(&li, labels, n, "labels", err) < 0 || idx_expect_end(&li, err) < 0)
+	if ((rc = idx_read(&li, labels, n, "labels", err)) < 0 || (rc = idx_expect_end(&li, err)) < 0)
 		goto out;
+	rc = -1;
 	uint32_t max_label = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		if (num_classes && labels[i] >= num_classes) {
 			error_set(err, "%s: byte %" PRIu64 ": label %d of item %" PRIu64 " >= %" PRIu32 " classes",
 				  labels_path, 8 + i, labels[i], i, num_classes);
+			rc = bad;
 			goto out;
 		}
 		if (labels[i] > max_label)
 			max_label = labels[i];
 	}
-	if (idx_open(&ii, images_path, 3, idims, err) < 0)
+	if ((rc = idx_open(&ii, images_path, 3, idims, err)) < 0)
 		goto out;
+	rc = -1;
 	if (idims[0] != n) {
 		error_set(err, "%s: byte 4: %" PRIu32 " images, but %s has %" PRIu64 " labels", images_path,
 			  idims[0], labels_path, n);
+		rc = bad;
 		goto out;
 	}
 	if (idims[1] == 0 || idims[1] > MAX_SIDE || idims[2] == 0 || idims[2] > MAX_SIDE) {
 		error_set(err, "%s: byte 8: image size %" PRIu32 "x%" PRIu32 " is not plausible", images_path,
 			  idims[1], idims[2]);
+		rc = bad;
 		goto out;
 	}
 	struct dataset_shape shape = {1, idims[1], idims[2], num_classes ? num_classes : max_label + 1};
@@ -541,15 +565,16 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 	if (dataset_writer_open(&w, out_path, &shape, err) < 0)
 		goto out;
 	for (uint64_t i = 0; i < n; i++) {
-		if (idx_read(&ii, pix, img, "images", err) < 0) {
+		if ((rc = idx_read(&ii, pix, img, "images", err)) < 0) {
 			error_prefix(err, "image %" PRIu64 " of %" PRIu64 ": ", i, n);
 			goto out;
 		}
-		if (dataset_writer_add(&w, pix, labels[i], err) < 0)
+		if ((rc = dataset_writer_add(&w, pix, labels[i], err)) < 0)
 			goto out;
 	}
-	if (idx_expect_end(&ii, err) < 0)
+	if ((rc = idx_expect_end(&ii, err)) < 0)
 		goto out;
+	rc = -1;
 	if (dataset_writer_finish(&w, err) < 0)
 		goto out;
 	rc = 0;
@@ -619,7 +644,7 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 		  const char *out_b, struct error *err)
 {
 	if (!(fraction >= 0 && fraction <= 1))
-		return error_set(err, "split fraction %g: expected a number from 0 to 1", fraction);
+		return BAD( "split fraction %g: expected a number from 0 to 1", fraction);
 	struct by_class b;
 	if (by_class_build(ds, &b, err) < 0)
 		return -1;
@@ -649,7 +674,7 @@ int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbala
 {
 	uint32_t K = ds->shape.num_classes;
 	if (!(opt->zipf_s >= 0 && opt->zipf_s <= 100))
-		return error_set(err, "zipf exponent %g: expected a number from 0 to 100", opt->zipf_s);
+		return BAD( "zipf exponent %g: expected a number from 0 to 100", opt->zipf_s);
 	uint64_t *counts = mem_calloc(K, sizeof(uint64_t));
 	uint64_t *rank = mem_alloc(sizeof(uint64_t) * K);
 	if (!counts || !rank) {
@@ -697,8 +722,9 @@ int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *
 		error_set(err, "%s: out of memory", ds->path);
 		goto out;
 	}
-	if (dataset_imbalance_plan(ds, opt, keep, err) < 0 || by_class_build(ds, &b, err) < 0)
+	if ((rc = dataset_imbalance_plan(ds, opt, keep, err)) < 0 || (rc = by_class_build(ds, &b, err)) < 0)
 		goto out;
+	rc = -1;
 	/* A seed stream apart from the ranking's, so the two choices do not correlate. */
 	uint64_t s = opt->seed ^ 0x5bd1e9955bd1e995ull;
 	for (uint32_t k = 0; k < K; k++) {

@@ -17,6 +17,11 @@
 #define DATASET_PIXEL_U8 1u         /* the only pixel type so far */
 #define DATASET_MAX_CHANNELS 4u
 
+/* Functions return 0, or DATASET_EBADINPUT (-2) when the input is malformed
+ * or missing (bad magic, truncated, corrupt, label out of range, bad argument:
+ * the user can fix it), or -1 for other failures (I/O, memory). */
+#define DATASET_EBADINPUT (-2)
+
 /* What every record of a shard looks like. Pixels are uint8, planar (CHW). */
 struct dataset_shape {
 	uint32_t channels, height, width;
