@@ -8,8 +8,10 @@
 #include "core/mem.h"
 
 /* Batch t of the whole run (t = epoch * batches_per_epoch + index) is built
- * into slot t % 2. With prefetch, a worker thread builds batch t+1 while the
- * caller holds batch t; everything a batch contains is a function of
+ * into slot t % nslot, nslot = prefetch depth + 1. With prefetch, a worker
+ * thread builds batches t+1 .. t+depth while the caller holds batch t; with
+ * depth >= 2 the worker rarely sleeps, so it does not pay a thread wake-up per
+ * batch (measured: bench/data.sh). Everything a batch contains is a function of
  * (seed, epoch, position) only, so the thread changes timing, never numbers. */
 struct slot {
 	float *x;
@@ -27,7 +29,8 @@ struct loader {
 	size_t image;      /* C*H*W */
 	float lut[DATASET_MAX_CHANNELS][256]; /* normalized value of each pixel byte */
 
-	struct slot slot[2];
+	struct slot *slot;
+	uint32_t nslot;
 	uint64_t *perm;    /* order of the epoch the builder is in */
 	uint64_t perm_epoch;
 	int perm_valid;
@@ -78,7 +81,7 @@ void loader_config_default(struct loader_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->batch = 64;
 	cfg->shuffle = 1;
-	cfg->prefetch = 1;
+	cfg->prefetch = 2;
 	for (unsigned c = 0; c < DATASET_MAX_CHANNELS; c++) {
 		cfg->mean[c] = 0;
 		cfg->std[c] = 1;
@@ -190,7 +193,7 @@ static void *worker(void *arg)
 	struct loader *l = arg;
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
-		struct slot *s = &l->slot[l->build_t % 2];
+		struct slot *s = &l->slot[l->build_t % l->nslot];
 		while (!l->stop && s->ready)
 			pthread_cond_wait(&l->cv, &l->mu);
 		if (l->stop)
@@ -225,7 +228,8 @@ static int start_at(struct loader *l, uint64_t t, struct error *err)
 	l->next_t = l->build_t = t;
 	l->held = -1;
 	l->end_pending = 0;
-	l->slot[0].ready = l->slot[1].ready = 0;
+	for (uint32_t i = 0; i < l->nslot; i++)
+		l->slot[i].ready = 0;
 	if (!l->cfg.prefetch || l->nb == 0)
 		return 0;
 	int rc = pthread_create(&l->thread, NULL, worker, l);
@@ -261,10 +265,12 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	l->nb = cfg->drop_last ? ds->count / cfg->batch : (ds->count + cfg->batch - 1) / cfg->batch;
 	build_lut(l->lut, ds->shape.channels, cfg->mean, cfg->std);
 	l->held = -1;
-	int ok = 1;
+	l->cfg.prefetch = cfg->prefetch < 0 ? 0 : cfg->prefetch > LOADER_MAX_PREFETCH ? LOADER_MAX_PREFETCH : cfg->prefetch;
+	l->nslot = l->cfg.prefetch > 0 ? (uint32_t)l->cfg.prefetch + 1 : 1;
 	l->perm = mem_alloc(sizeof(uint64_t) * (ds->count ? ds->count : 1));
-	ok = ok && l->perm;
-	for (int i = 0; i < 2 && ok; i++) {
+	l->slot = mem_calloc(l->nslot, sizeof(struct slot));
+	int ok = l->perm && l->slot;
+	for (uint32_t i = 0; i < l->nslot && ok; i++) {
 		l->slot[i].x = mem_alloc(sizeof(float) * l->image * cfg->batch);
 		l->slot[i].y = mem_alloc(sizeof(int32_t) * cfg->batch);
 		l->slot[i].records = mem_alloc(sizeof(uint64_t) * cfg->batch);
@@ -284,17 +290,10 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	if (rc != 0) {
 		errno = rc;
 		error_errno(err, "loader: cannot create a mutex");
-		for (int i = 0; i < 2; i++) {
-			mem_free(l->slot[i].x);
-			mem_free(l->slot[i].y);
-			mem_free(l->slot[i].records);
-		}
-		mem_free(l->perm);
-		mem_free(l);
+		loader_free(l);
 		return NULL;
 	}
 	l->sync_made = 1;
-	l->cfg.prefetch = cfg->prefetch ? 1 : 0;
 	if (start_at(l, 0, err) < 0) {
 		loader_free(l);
 		return NULL;
@@ -325,7 +324,7 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 		return 0;
 	}
 	uint64_t t = l->next_t;
-	struct slot *s = &l->slot[t % 2];
+	struct slot *s = &l->slot[t % l->nslot];
 	if (l->running) {
 		pthread_mutex_lock(&l->mu);
 		while (!(s->ready && s->t == t))
@@ -335,7 +334,7 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 		build(l, s, t);
 		s->ready = 1;
 	}
-	l->held = (int)(t % 2);
+	l->held = (int)(t % l->nslot);
 	l->next_t = t + 1;
 	b->x = s->x;
 	b->y = s->y;
@@ -366,11 +365,12 @@ void loader_free(struct loader *l)
 		pthread_cond_destroy(&l->cv);
 		pthread_mutex_destroy(&l->mu);
 	}
-	for (int i = 0; i < 2; i++) {
+	for (uint32_t i = 0; l->slot && i < l->nslot; i++) {
 		mem_free(l->slot[i].x);
 		mem_free(l->slot[i].y);
 		mem_free(l->slot[i].records);
 	}
+	mem_free(l->slot);
 	mem_free(l->perm);
 	mem_free(l);
 }

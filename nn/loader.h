@@ -18,7 +18,9 @@ struct loader_config {
 	int flip;           /* 1: mirror left-right with probability 1/2 */
 	uint32_t pad;       /* > 0: pad P black pixels on each side, then crop H x W at a
 			       random offset in [0, 2P] x [0, 2P] */
-	int prefetch;       /* 1: prepare the next batch on a thread */
+	int prefetch;       /* batches a thread prepares ahead (0: none, all work in
+			       loader_next; 1: double buffering; up to LOADER_MAX_PREFETCH).
+			       Memory: (prefetch + 1) float batches. */
 	/* Normalization, per channel c: x = (pixel / 255 - mean[c]) / std[c].
 	 * loader_config_default sets mean 0 and std 1 (x = pixel / 255);
 	 * dataset_channel_stats gives the usual values. Padding pixels are
@@ -26,7 +28,9 @@ struct loader_config {
 	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
 };
 
-/* batch 64, seed 0, shuffle on, drop_last off, no augmentation, prefetch on,
+#define LOADER_MAX_PREFETCH 8
+
+/* batch 64, seed 0, shuffle on, drop_last off, no augmentation, prefetch 2,
  * mean 0, std 1. */
 void loader_config_default(struct loader_config *cfg);
 
