@@ -21,3 +21,6 @@ t2=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
 	printf "import-idx train (60000 images, gzip): %.2f s; gzip -dc of the images alone (baseline): %.2f s\n", b - a, c - b }'
 "$CAIRN_BENCH/data_loader" "$T/train.ds" "${DATA_EPOCHS:-3}" "${DATA_BATCH:-128}"
+# larger images, where the per-image work dominates (an RGB 128x128 tile set)
+"$CAIRN_BENCH/data_loader" --make-synthetic "$T/rgb.ds" 3 128 128 2000
+"$CAIRN_BENCH/data_loader" "$T/rgb.ds" 3 32
