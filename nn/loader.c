@@ -123,10 +123,31 @@ static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, 
 				continue;
 			}
 			const uint8_t *srow = s + (size_t)sy * W;
-			for (uint32_t x = 0; x < W; x++) {
-				int64_t sx = (int64_t)(flip ? W - 1 - x : x) + dx - pad;
-				row[x] = (sx < 0 || sx >= W) ? l[0] : l[srow[sx]];
+			/* Output x reads source column sx = x + off (no flip) or
+			 * W - 1 - x + off (flip), off = dx - pad; columns outside
+			 * 0..W-1 are padding. [lo, hi) is where sx is inside. */
+			int64_t off = (int64_t)dx - pad, lo, hi;
+			if (!flip) {
+				lo = off < 0 ? -off : 0;
+				hi = off > 0 ? (int64_t)W - off : W;
+			} else {
+				lo = off > 0 ? off : 0;
+				hi = off < 0 ? (int64_t)W + off : W;
 			}
+			if (hi < lo)
+				hi = lo;
+			for (int64_t x = 0; x < lo; x++)
+				row[x] = l[0];
+			if (!flip) {
+				for (int64_t x = lo; x < hi; x++)
+					row[x] = l[srow[x + off]];
+			} else {
+				int64_t end = (int64_t)W - 1 + off;
+				for (int64_t x = lo; x < hi; x++)
+					row[x] = l[srow[end - x]];
+			}
+			for (int64_t x = hi; x < W; x++)
+				row[x] = l[0];
 		}
 	}
 }

@@ -249,6 +249,36 @@ static void test_augment_on_known_image(void)
 #undef PX
 }
 
+/* The fast row code against the formula in loader.h, for every offset and
+ * flip, with padding up to the image size. */
+static void test_augment_matches_reference(void)
+{
+	enum { C = 2, H = 5, W = 7 };
+	uint8_t src[C * H * W];
+	for (int i = 0; i < C * H * W; i++)
+		src[i] = (uint8_t)(i * 37 + 11);
+	float mean[2] = {0.1f, 0.2f}, std[2] = {0.5f, 2.0f}, dst[C * H * W];
+	int bad = 0;
+	for (uint32_t pad = 0; pad <= 5; pad++)
+		for (uint32_t dy = 0; dy <= 2 * pad; dy++)
+			for (uint32_t dx = 0; dx <= 2 * pad; dx++)
+				for (int flip = 0; flip < 2; flip++) {
+					loader_augment(src, dst, C, H, W, pad, dx, dy, flip, mean, std);
+					for (int c = 0; c < C; c++)
+						for (int y = 0; y < H; y++)
+							for (int x = 0; x < W; x++) {
+								int cx = flip ? W - 1 - x : x;
+								int py = y + (int)dy - (int)pad, px = cx + (int)dx - (int)pad;
+								int v = py < 0 || py >= H || px < 0 || px >= W
+										? 0
+										: src[(c * H + py) * W + px];
+								float want = ((float)v / 255.0f - mean[c]) / std[c];
+								bad += dst[(c * H + y) * W + x] != want;
+							}
+				}
+	CHECK_INT(bad, 0);
+}
+
 /* In a batch with flip on, every image is the record or its mirror, about half each. */
 static void test_loader_applies_flip_and_crop(void)
 {
@@ -344,6 +374,7 @@ int main(void)
 	RUN(test_no_shuffle_is_file_order_and_drop_last);
 	RUN(test_seek_matches_sequential);
 	RUN(test_augment_on_known_image);
+	RUN(test_augment_matches_reference);
 	RUN(test_loader_applies_flip_and_crop);
 	RUN(test_bad_config_and_out_of_memory);
 	struct error err;
