@@ -36,7 +36,8 @@ static void dir_of(const char *path, char *dir, size_t size)
 		snprintf(dir, size, "%.*s", (int)(slash - path), path);
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err)
+static int write_renamed(const char *path, const void *data, size_t len, int durable,
+			 struct error *err)
 {
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
@@ -59,7 +60,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, struct error
 		p += n;
 		left -= (size_t)n;
 	}
-	if (fsync(fd) < 0) {
+	if (durable && fsync(fd) < 0) {
 		error_errno(err, "%s: fsync", tmp);
 		close(fd);
 		unlink(tmp);
@@ -75,9 +76,21 @@ int fs_write_atomic(const char *path, const void *data, size_t len, struct error
 		unlink(tmp);
 		return -1;
 	}
+	if (!durable)
+		return 0;
 	char dir[PATH_MAX];
 	dir_of(path, dir, sizeof(dir));
 	return fs_sync_dir(dir, err);
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err)
+{
+	return write_renamed(path, data, len, 1, err);
+}
+
+int fs_write_replace(const char *path, const void *data, size_t len, struct error *err)
+{
+	return write_renamed(path, data, len, 0, err);
 }
 
 int fs_mkdir_p(const char *path, struct error *err)

@@ -9,6 +9,9 @@
 #include "core/error.h"
 
 int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err);
+/* Same rename trick (readers see old or new, never a torn file) without the
+ * fsyncs: for files that may be lost in a power cut but must never be torn. */
+int fs_write_replace(const char *path, const void *data, size_t len, struct error *err);
 int fs_mkdir_p(const char *path, struct error *err);
 /* Read a whole file; *data is NUL-terminated (free with mem_free). */
 int fs_read_all(const char *path, char **data, size_t *len, struct error *err);

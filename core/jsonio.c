@@ -18,15 +18,33 @@ json_t *jsonio_load(const char *path, struct error *err)
 	return j;
 }
 
-int jsonio_write_atomic(const char *path, const json_t *j, struct error *err)
+static int write_json(const char *path, const json_t *j, int durable, struct error *err)
 {
 	char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
 	if (!text)
 		return error_set(err, "%s: out of memory encoding JSON", path);
 	size_t len = strlen(text);
-	int rc = fs_write_atomic(path, text, len, err);
+	char *nl = realloc(text, len + 2);
+	if (!nl) {
+		free(text);
+		return error_set(err, "%s: out of memory encoding JSON", path);
+	}
+	text = nl;
+	text[len++] = '\n';
+	text[len] = '\0';
+	int rc = durable ? fs_write_atomic(path, text, len, err) : fs_write_replace(path, text, len, err);
 	free(text);
 	return rc;
+}
+
+int jsonio_write_atomic(const char *path, const json_t *j, struct error *err)
+{
+	return write_json(path, j, 1, err);
+}
+
+int jsonio_write_replace(const char *path, const json_t *j, struct error *err)
+{
+	return write_json(path, j, 0, err);
 }
 
 const char *jsonio_str(const json_t *obj, const char *key, const char *dflt)

@@ -10,7 +10,7 @@ pkgs=(
 	libgdal-dev gdal-bin
 	libopenmpi-dev openmpi-bin
 	slurm-wlm munge nginx-light
-	dataset-fashion-mnist python3
+	dataset-fashion-mnist python3 zlib1g-dev
 )
 if [ "${1:-}" = bench ]; then
 	pkgs+=(snakemake libdnnl-dev curl)

@@ -1,0 +1,376 @@
+#include "nn/loader.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+/* Batch t of the whole run (t = epoch * batches_per_epoch + index) is built
+ * into slot t % 2. With prefetch, a worker thread builds batch t+1 while the
+ * caller holds batch t; everything a batch contains is a function of
+ * (seed, epoch, position) only, so the thread changes timing, never numbers. */
+struct slot {
+	float *x;
+	int32_t *y;
+	uint64_t *records;
+	uint32_t n;
+	uint64_t t;
+	int ready; /* 1: holds batch t, not yet handed out or still held by the caller */
+};
+
+struct loader {
+	const struct dataset *ds;
+	struct loader_config cfg;
+	uint64_t nb;       /* batches per epoch */
+	size_t image;      /* C*H*W */
+	float lut[DATASET_MAX_CHANNELS][256]; /* normalized value of each pixel byte */
+
+	struct slot slot[2];
+	uint64_t *perm;    /* order of the epoch the builder is in */
+	uint64_t perm_epoch;
+	int perm_valid;
+
+	uint64_t next_t;   /* next batch the caller gets */
+	int held;          /* slot the caller holds, -1 none */
+	int end_pending;   /* the caller got an epoch's last batch: next call returns 0 */
+
+	/* prefetch */
+	pthread_t thread;
+	int running;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t build_t;  /* next batch the worker builds */
+	int stop;
+	int sync_made; /* mu and cv exist */
+};
+
+/* splitmix64 (Steele, Lea, Flood 2014). */
+static uint64_t mix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* One 64-bit draw from (a, b, c): chained splitmix64, so nearby inputs give unrelated outputs. */
+static uint64_t hash3(uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t s = a;
+	s = mix(&s) ^ b;
+	s = mix(&s) ^ c;
+	return mix(&s);
+}
+
+static uint64_t below(uint64_t *s, uint64_t n)
+{
+	uint64_t limit = UINT64_MAX - UINT64_MAX % n, r;
+	do
+		r = mix(s);
+	while (r >= limit);
+	return r % n;
+}
+
+void loader_config_default(struct loader_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->batch = 64;
+	cfg->shuffle = 1;
+	cfg->prefetch = 1;
+	for (unsigned c = 0; c < DATASET_MAX_CHANNELS; c++) {
+		cfg->mean[c] = 0;
+		cfg->std[c] = 1;
+	}
+}
+
+static void build_lut(float lut[][256], uint32_t C, const float *mean, const float *std)
+{
+	for (uint32_t c = 0; c < C; c++)
+		for (int v = 0; v < 256; v++)
+			lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+}
+
+static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W, uint32_t pad,
+			uint32_t dx, uint32_t dy, int flip, float lut[][256])
+{
+	size_t plane = (size_t)H * W;
+	if (pad == 0 && !flip) {
+		for (uint32_t c = 0; c < C; c++) {
+			const float *l = lut[c];
+			const uint8_t *s = src + c * plane;
+			float *d = dst + c * plane;
+			for (size_t k = 0; k < plane; k++)
+				d[k] = l[s[k]];
+		}
+		return;
+	}
+	for (uint32_t c = 0; c < C; c++) {
+		const float *l = lut[c];
+		const uint8_t *s = src + c * plane;
+		float *d = dst + c * plane;
+		for (uint32_t y = 0; y < H; y++) {
+			float *row = d + (size_t)y * W;
+			/* padded(y + dy) = src(y + dy - pad) */
+			int64_t sy = (int64_t)y + dy - pad;
+			if (sy < 0 || sy >= H) {
+				for (uint32_t x = 0; x < W; x++)
+					row[x] = l[0];
+				continue;
+			}
+			const uint8_t *srow = s + (size_t)sy * W;
+			for (uint32_t x = 0; x < W; x++) {
+				int64_t sx = (int64_t)(flip ? W - 1 - x : x) + dx - pad;
+				row[x] = (sx < 0 || sx >= W) ? l[0] : l[srow[sx]];
+			}
+		}
+	}
+}
+
+void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W, uint32_t pad,
+		    uint32_t dx, uint32_t dy, int flip, const float *mean, const float *std)
+{
+	float lut[DATASET_MAX_CHANNELS][256];
+	build_lut(lut, C, mean, std);
+	augment_lut(src, dst, C, H, W, pad, dx, dy, flip, lut);
+}
+
+/* The record order of epoch e: file order, or a Fisher-Yates shuffle seeded by (seed, e). */
+static void make_perm(struct loader *l, uint64_t epoch)
+{
+	if (l->perm_valid && l->perm_epoch == epoch)
+		return;
+	uint64_t n = l->ds->count;
+	for (uint64_t i = 0; i < n; i++)
+		l->perm[i] = i;
+	if (l->cfg.shuffle) {
+		uint64_t s = hash3(l->cfg.seed, 0x7065726d /* "perm" */, epoch);
+		for (uint64_t i = n; i > 1; i--) {
+			uint64_t j = below(&s, i), t = l->perm[i - 1];
+			l->perm[i - 1] = l->perm[j];
+			l->perm[j] = t;
+		}
+	}
+	l->perm_epoch = epoch;
+	l->perm_valid = 1;
+}
+
+static void build(struct loader *l, struct slot *s, uint64_t t)
+{
+	const struct dataset *ds = l->ds;
+	uint64_t epoch = t / l->nb, index = t % l->nb;
+	make_perm(l, epoch);
+	uint64_t first = index * l->cfg.batch;
+	uint64_t n = ds->count - first < l->cfg.batch ? ds->count - first : l->cfg.batch;
+	uint32_t C = ds->shape.channels, H = ds->shape.height, W = ds->shape.width, P = l->cfg.pad;
+	int augment = l->cfg.flip || P > 0;
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t pos = first + k, rec = l->perm[pos];
+		uint32_t dx = 0, dy = 0;
+		int flip = 0;
+		if (augment) {
+			uint64_t r = hash3(l->cfg.seed, epoch, pos);
+			flip = l->cfg.flip ? (int)(r & 1) : 0;
+			if (P > 0) {
+				dx = (uint32_t)((r >> 8) % (2 * (uint64_t)P + 1));
+				dy = (uint32_t)((r >> 32) % (2 * (uint64_t)P + 1));
+			}
+		}
+		augment_lut(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip, l->lut);
+		s->y[k] = (int32_t)dataset_label(ds, rec);
+		s->records[k] = rec;
+	}
+	s->n = (uint32_t)n;
+	s->t = t;
+}
+
+static void *worker(void *arg)
+{
+	struct loader *l = arg;
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		struct slot *s = &l->slot[l->build_t % 2];
+		while (!l->stop && s->ready)
+			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->stop)
+			break;
+		uint64_t t = l->build_t;
+		pthread_mutex_unlock(&l->mu);
+		build(l, s, t);
+		pthread_mutex_lock(&l->mu);
+		s->ready = 1;
+		l->build_t = t + 1;
+		pthread_cond_broadcast(&l->cv);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+static void stop_worker(struct loader *l)
+{
+	if (!l->running)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = 1;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->thread, NULL);
+	l->running = 0;
+	l->stop = 0;
+}
+
+static int start_at(struct loader *l, uint64_t t, struct error *err)
+{
+	l->next_t = l->build_t = t;
+	l->held = -1;
+	l->end_pending = 0;
+	l->slot[0].ready = l->slot[1].ready = 0;
+	if (!l->cfg.prefetch || l->nb == 0)
+		return 0;
+	int rc = pthread_create(&l->thread, NULL, worker, l);
+	if (rc != 0) {
+		errno = rc;
+		return error_errno(err, "%s: cannot start the prefetch thread", l->ds->path);
+	}
+	l->running = 1;
+	return 0;
+}
+
+struct loader *loader_new(const struct dataset *ds, const struct loader_config *cfg, struct error *err)
+{
+	if (cfg->batch == 0)
+		return error_set(err, "loader: batch size 0"), NULL;
+	if (ds->shape.channels > DATASET_MAX_CHANNELS)
+		return error_set(err, "%s: %u channels, the loader takes at most %u", ds->path, ds->shape.channels,
+				 DATASET_MAX_CHANNELS),
+		       NULL;
+	if (cfg->pad > ds->shape.height || cfg->pad > ds->shape.width)
+		return error_set(err, "loader: padding %u is larger than the %ux%u image", cfg->pad,
+				 ds->shape.height, ds->shape.width),
+		       NULL;
+	for (uint32_t c = 0; c < ds->shape.channels; c++)
+		if (!(cfg->std[c] > 0))
+			return error_set(err, "loader: std[%u] = %g, expected > 0", c, (double)cfg->std[c]), NULL;
+	struct loader *l = mem_calloc(1, sizeof(*l));
+	if (!l)
+		return error_set(err, "loader: out of memory"), NULL;
+	l->ds = ds;
+	l->cfg = *cfg;
+	l->image = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
+	l->nb = cfg->drop_last ? ds->count / cfg->batch : (ds->count + cfg->batch - 1) / cfg->batch;
+	build_lut(l->lut, ds->shape.channels, cfg->mean, cfg->std);
+	l->held = -1;
+	int ok = 1;
+	l->perm = mem_alloc(sizeof(uint64_t) * (ds->count ? ds->count : 1));
+	ok = ok && l->perm;
+	for (int i = 0; i < 2 && ok; i++) {
+		l->slot[i].x = mem_alloc(sizeof(float) * l->image * cfg->batch);
+		l->slot[i].y = mem_alloc(sizeof(int32_t) * cfg->batch);
+		l->slot[i].records = mem_alloc(sizeof(uint64_t) * cfg->batch);
+		ok = l->slot[i].x && l->slot[i].y && l->slot[i].records;
+	}
+	if (!ok) {
+		error_set(err, "%s: out of memory for loader buffers (batch %u)", ds->path, cfg->batch);
+		loader_free(l);
+		return NULL;
+	}
+	int rc = pthread_mutex_init(&l->mu, NULL);
+	if (rc == 0) {
+		rc = pthread_cond_init(&l->cv, NULL);
+		if (rc != 0)
+			pthread_mutex_destroy(&l->mu);
+	}
+	if (rc != 0) {
+		errno = rc;
+		error_errno(err, "loader: cannot create a mutex");
+		for (int i = 0; i < 2; i++) {
+			mem_free(l->slot[i].x);
+			mem_free(l->slot[i].y);
+			mem_free(l->slot[i].records);
+		}
+		mem_free(l->perm);
+		mem_free(l);
+		return NULL;
+	}
+	l->sync_made = 1;
+	l->cfg.prefetch = cfg->prefetch ? 1 : 0;
+	if (start_at(l, 0, err) < 0) {
+		loader_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+uint64_t loader_batches_per_epoch(const struct loader *l)
+{
+	return l->nb;
+}
+
+int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
+{
+	(void)err; /* building a batch cannot fail: all memory is in place */
+	memset(b, 0, sizeof(*b));
+	if (l->held >= 0) {
+		pthread_mutex_lock(&l->mu);
+		l->slot[l->held].ready = 0;
+		pthread_cond_broadcast(&l->cv);
+		pthread_mutex_unlock(&l->mu);
+		l->held = -1;
+	}
+	if (l->nb == 0)
+		return 0;
+	if (l->end_pending) {
+		l->end_pending = 0;
+		return 0;
+	}
+	uint64_t t = l->next_t;
+	struct slot *s = &l->slot[t % 2];
+	if (l->running) {
+		pthread_mutex_lock(&l->mu);
+		while (!(s->ready && s->t == t))
+			pthread_cond_wait(&l->cv, &l->mu);
+		pthread_mutex_unlock(&l->mu);
+	} else {
+		build(l, s, t);
+		s->ready = 1;
+	}
+	l->held = (int)(t % 2);
+	l->next_t = t + 1;
+	b->x = s->x;
+	b->y = s->y;
+	b->records = s->records;
+	b->n = s->n;
+	b->epoch = t / l->nb;
+	b->index = t % l->nb;
+	if (b->index == l->nb - 1)
+		l->end_pending = 1;
+	return 1;
+}
+
+int loader_seek(struct loader *l, uint64_t epoch, struct error *err)
+{
+	stop_worker(l);
+	if (l->nb > 0 && epoch > UINT64_MAX / l->nb - 1)
+		return error_set(err, "loader: epoch %" PRIu64 " is out of range", epoch);
+	return start_at(l, epoch * l->nb, err);
+}
+
+void loader_free(struct loader *l)
+{
+	if (!l)
+		return;
+	if (l->running)
+		stop_worker(l);
+	if (l->sync_made) {
+		pthread_cond_destroy(&l->cv);
+		pthread_mutex_destroy(&l->mu);
+	}
+	for (int i = 0; i < 2; i++) {
+		mem_free(l->slot[i].x);
+		mem_free(l->slot[i].y);
+		mem_free(l->slot[i].records);
+	}
+	mem_free(l->perm);
+	mem_free(l);
+}

@@ -1,0 +1,64 @@
+/* loader: turns an open dataset shard into float32 NCHW batches for training:
+ * seeded shuffling per epoch, optional augmentation (horizontal flip, pad +
+ * random crop), normalization, and a thread that prepares the next batch
+ * while the caller trains on this one. No allocation after loader_new. */
+#ifndef NN_LOADER_H
+#define NN_LOADER_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "nn/dataset.h"
+
+struct loader_config {
+	uint32_t batch;     /* images per batch (N), > 0 */
+	uint64_t seed;      /* same seed, same batches, threads or not */
+	int shuffle;        /* 1: a new seeded permutation every epoch; 0: file order */
+	int drop_last;      /* 1: skip the last partial batch of an epoch */
+	int flip;           /* 1: mirror left-right with probability 1/2 */
+	uint32_t pad;       /* > 0: pad P black pixels on each side, then crop H x W at a
+			       random offset in [0, 2P] x [0, 2P] */
+	int prefetch;       /* 1: prepare the next batch on a thread */
+	/* Normalization, per channel c: x = (pixel / 255 - mean[c]) / std[c].
+	 * loader_config_default sets mean 0 and std 1 (x = pixel / 255);
+	 * dataset_channel_stats gives the usual values. Padding pixels are
+	 * pixel value 0 before normalization (as torchvision's RandomCrop). */
+	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
+};
+
+/* batch 64, seed 0, shuffle on, drop_last off, no augmentation, prefetch on,
+ * mean 0, std 1. */
+void loader_config_default(struct loader_config *cfg);
+
+/* Valid until the next loader_next / loader_seek / loader_free call. */
+struct loader_batch {
+	const float *x;     /* [n, C, H, W], C, H, W as in the dataset's shape */
+	const int32_t *y;   /* [n] labels */
+	uint32_t n;         /* cfg.batch, or fewer for the last batch if !drop_last */
+	uint64_t epoch;     /* 0-based */
+	uint64_t index;     /* batch number within the epoch */
+	const uint64_t *records; /* [n] record numbers in the shard (for tests, debugging) */
+};
+
+struct loader;
+
+/* ds is borrowed: it must stay open until loader_free. */
+struct loader *loader_new(const struct dataset *ds, const struct loader_config *cfg, struct error *err);
+/* 1: *b holds the next batch; 0: the epoch just ended (no batch; the next
+ * call starts the next epoch); < 0: error. Order of epoch e depends only on
+ * (seed, e). */
+int loader_next(struct loader *l, struct loader_batch *b, struct error *err);
+/* Restart at the first batch of epoch e (for resuming from a checkpoint). */
+int loader_seek(struct loader *l, uint64_t epoch, struct error *err);
+uint64_t loader_batches_per_epoch(const struct loader *l);
+void loader_free(struct loader *l);
+
+/* The augmentation of one image, exposed for tests: src is C x H x W uint8,
+ * dst C x H x W float; crop offsets dx, dy in [0, 2*pad]; flip 0/1.
+ *   padded(c, y, x) = src(c, y - pad, x - pad), or pixel 0 outside src
+ *   cropped(c, y, x) = padded(c, y + dy, x + dx)
+ *   dst(c, y, x) = norm_c(cropped(c, y, flip ? W-1-x : x)) */
+void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W, uint32_t pad,
+		    uint32_t dx, uint32_t dy, int flip, const float *mean, const float *std);
+
+#endif

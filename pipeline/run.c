@@ -1,0 +1,258 @@
+#include "pipeline/run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/mem.h"
+#include "core/sha256.h"
+
+#define CAIRN_VERSION "0.1.0"
+
+static int random_hex4(char out[5])
+{
+	unsigned char b[2];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, b, 2) != 2) {
+		if (fd >= 0)
+			close(fd);
+		unsigned v = (unsigned)getpid() ^ (unsigned)(clock_wall() * 1e6);
+		b[0] = (unsigned char)v;
+		b[1] = (unsigned char)(v >> 8);
+	} else {
+		close(fd);
+	}
+	snprintf(out, 5, "%02x%02x", b[0], b[1]);
+	return 0;
+}
+
+static int spec_hash(const char *path, char hex[65], struct error *err)
+{
+	return sha256_file(path, hex, NULL, err);
+}
+
+int run_create(struct run *r, const struct spec *s, const char *dir, const char *executor,
+	       struct error *err)
+{
+	memset(r, 0, sizeof(*r));
+	r->lock_fd = -1;
+	struct buf path = BUF_INIT;
+	if (dir) {
+		buf_adds(&path, dir);
+	} else {
+		char stamp[32], hex[5];
+		clock_utc(stamp, sizeof(stamp), 1);
+		random_hex4(hex);
+		buf_addf(&path, "runs/%s-%s-%s", s->name, stamp, hex);
+	}
+	if (path.failed) {
+		buf_release(&path);
+		return error_set(err, "out of memory");
+	}
+	if (fs_exists(path.s)) {
+		struct buf probe = BUF_INIT;
+		buf_addf(&probe, "%s/run.json", path.s);
+		int taken = fs_exists(probe.s);
+		buf_release(&probe);
+		if (taken) {
+			error_set(err,
+				  "%s is already a run folder: resume it with `cairn resume %s`, or "
+				  "choose another --run-dir",
+				  path.s, path.s);
+			buf_release(&path);
+			return -1;
+		}
+	}
+	if (fs_mkdir_p(path.s, err) < 0) {
+		buf_release(&path);
+		return -1;
+	}
+	r->dir = fs_abspath(path.s);
+	buf_release(&path);
+	if (!r->dir)
+		return error_errno(err, "cannot resolve the run folder");
+
+	struct buf p = BUF_INIT;
+	buf_addf(&p, "%s/spec.ini", r->dir);
+	if (p.failed || spec_write_frozen(s, p.s, err) < 0) {
+		buf_release(&p);
+		return p.failed ? error_set(err, "out of memory") : -1;
+	}
+	char hash[65];
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof(cwd)))
+		snprintf(cwd, sizeof(cwd), ".");
+	if (spec_hash(p.s, hash, err) < 0 || spec_load(&r->spec, p.s, NULL, 0, err) < 0) {
+		buf_release(&p);
+		return -1;
+	}
+	buf_release(&p);
+	char created[32];
+	clock_utc(created, sizeof(created), 0);
+	r->info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[]}", "cairn_version",
+			    CAIRN_VERSION, "name", s->name, "spec_source", s->path, "spec_sha256",
+			    hash, "executor", executor, "created", created, "workdir", cwd, "jobs");
+	if (!r->info)
+		return error_set(err, "out of memory");
+	if (run_save_info(r, err) < 0)
+		return -1;
+	run_event(r->dir, "created run %s (%lld tasks, executor %s)", s->name, s->ntasks, executor);
+	return 0;
+}
+
+int run_save_info(struct run *r, struct error *err)
+{
+	struct buf p = BUF_INIT;
+	buf_addf(&p, "%s/run.json", r->dir);
+	int rc = p.failed ? error_set(err, "out of memory") : jsonio_write_atomic(p.s, r->info, err);
+	buf_release(&p);
+	return rc;
+}
+
+int run_open(struct run *r, const char *dir, struct error *err)
+{
+	memset(r, 0, sizeof(*r));
+	r->lock_fd = -1;
+	if (!fs_is_dir(dir))
+		return error_set(err, "%s: no such run folder", dir);
+	r->dir = fs_abspath(dir);
+	if (!r->dir)
+		return error_errno(err, "%s", dir);
+	struct buf p = BUF_INIT;
+	buf_addf(&p, "%s/run.json", r->dir);
+	if (!fs_exists(p.s)) {
+		error_set(err, "%s: not a cairn run folder (no run.json)", dir);
+		buf_release(&p);
+		return -1;
+	}
+	r->info = jsonio_load(p.s, err);
+	buf_reset(&p);
+	buf_addf(&p, "%s/spec.ini", r->dir);
+	int rc = r->info && !p.failed ? spec_load(&r->spec, p.s, NULL, 0, err) : -1;
+	buf_release(&p);
+	return rc;
+}
+
+void run_release(struct run *r)
+{
+	run_unlock(r);
+	spec_release(&r->spec);
+	json_decref(r->info);
+	mem_free(r->dir);
+	memset(r, 0, sizeof(*r));
+	r->lock_fd = -1;
+}
+
+int run_replace_spec(struct run *r, const char *spec_path, char *const *sets, int nsets,
+		     struct error *err)
+{
+	struct spec s;
+	const char *src = spec_path;
+	struct buf frozen = BUF_INIT;
+	buf_addf(&frozen, "%s/spec.ini", r->dir);
+	if (!src)
+		src = frozen.s;
+	if (spec_load(&s, src, sets, nsets, err) < 0) {
+		spec_release(&s);
+		buf_release(&frozen);
+		return -1;
+	}
+	if (strcmp(s.name, r->spec.name)) {
+		error_set(err, "%s: pipeline '%s' is not this run's pipeline '%s'", src, s.name,
+			  r->spec.name);
+		spec_release(&s);
+		buf_release(&frozen);
+		return -1;
+	}
+	int rc = spec_write_frozen(&s, frozen.s, err);
+	spec_release(&s);
+	if (rc == 0) {
+		spec_release(&r->spec);
+		rc = spec_load(&r->spec, frozen.s, NULL, 0, err);
+	}
+	char hash[65];
+	if (rc == 0 && spec_hash(frozen.s, hash, err) == 0) {
+		json_object_set_new(r->info, "spec_sha256", json_string(hash));
+		rc = run_save_info(r, err);
+	}
+	buf_release(&frozen);
+	return rc;
+}
+
+int run_lock(struct run *r, long *holder, struct error *err)
+{
+	struct buf p = BUF_INIT;
+	buf_addf(&p, "%s/.lock", r->dir);
+	if (p.failed)
+		return error_set(err, "out of memory");
+	int fd = open(p.s, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		error_errno(err, "%s", p.s);
+		buf_release(&p);
+		return -1;
+	}
+	buf_release(&p);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char text[32] = "";
+		ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+		text[n > 0 ? n : 0] = '\0';
+		*holder = atol(text);
+		close(fd);
+		return 0;
+	}
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t)n, 0) != n) {
+		close(fd);
+		return error_errno(err, "%s/.lock: write", r->dir);
+	}
+	r->lock_fd = fd;
+	return 1;
+}
+
+void run_unlock(struct run *r)
+{
+	if (r->lock_fd >= 0) {
+		if (ftruncate(r->lock_fd, 0) < 0) {
+			/* the flock is what counts; a stale pid in the file is harmless */
+		}
+		close(r->lock_fd);
+	}
+	r->lock_fd = -1;
+}
+
+void run_event(const char *run_dir, const char *fmt, ...)
+{
+	char line[1024];
+	char stamp[32];
+	clock_utc(stamp, sizeof(stamp), 0);
+	int n = snprintf(line, sizeof(line), "%s ", stamp);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	n += m;
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/events.log", run_dir);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	/* One write() with O_APPEND: lines from concurrent tasks do not interleave. */
+	ssize_t w = write(fd, line, (size_t)n);
+	(void)w;
+	close(fd);
+}

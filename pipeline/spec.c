@@ -1,0 +1,995 @@
+#include "pipeline/spec.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fs.h"
+#include "core/mem.h"
+
+/* libinih as Debian builds it reads lines of at most 199 characters
+ * (INI_MAX_LINE 200) and does not report line numbers to the handler, so
+ * cairn feeds it lines through its own reader: that reader counts lines,
+ * rejects over-long ones instead of letting them be split, and notes whether
+ * a line continues the previous value (indented). */
+#define LINE_MAX_INI 199
+
+struct reader {
+	FILE *f;
+	const char *path;
+	int line;
+	int continuation; /* the line just read starts with white space */
+	int too_long;     /* line number of the first over-long line */
+	int header;       /* line of the last [section] header */
+};
+
+struct parser {
+	struct spec *s;
+	struct reader *r;
+	struct error *err;
+	int failed;
+	const char *last_section;
+	const char *last_key;
+};
+
+static char *read_line(char *str, int num, void *stream)
+{
+	struct reader *r = stream;
+	if (!fgets(str, num, r->f))
+		return NULL;
+	r->line++;
+	size_t len = strlen(str);
+	if (len > 0 && str[len - 1] != '\n' && !feof(r->f)) {
+		if (!r->too_long)
+			r->too_long = r->line;
+		int c;
+		while ((c = fgetc(r->f)) != EOF && c != '\n')
+			;
+		str[0] = '\0'; /* drop it; reported after parsing */
+		return str;
+	}
+	r->continuation = (str[0] == ' ' || str[0] == '\t') && str[strspn(str, " \t\r\n")] != '\0';
+	if (str[strspn(str, " \t")] == '[')
+		r->header = r->line;
+	return str;
+}
+
+static int fail(struct parser *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct parser *p, int line, const char *fmt, ...)
+{
+	if (p->failed)
+		return 0;
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	error_set(p->err, "%s:%d: %s", p->s->path, line, msg);
+	p->failed = 1;
+	return 0;
+}
+
+static int grow(void **arr, int n, size_t size)
+{
+	/* grow when n is 0 or a power of two */
+	if (n & (n - 1))
+		return 0;
+	void *a = mem_realloc(*arr, (size_t)(n ? 2 * n : 1) * size);
+	if (!a)
+		return -1;
+	*arr = a;
+	return 0;
+}
+
+static int on_pair(void *user, const char *section, const char *name, const char *value)
+{
+	struct parser *p = user;
+	struct spec *s = p->s;
+	int line = p->r->line;
+	if (p->failed)
+		return 0;
+	struct spec_section *sec = s->nsections ? &s->sections[s->nsections - 1] : NULL;
+	if (!sec || strcmp(sec->name, section) != 0) {
+		for (int i = 0; i < s->nsections; i++)
+			if (!strcmp(s->sections[i].name, section))
+				return fail(p, line, "section [%s] appears twice (first at line %d)",
+					    section, s->sections[i].line);
+		if (grow((void **)&s->sections, s->nsections, sizeof(*s->sections)) < 0)
+			return fail(p, line, "out of memory");
+		sec = &s->sections[s->nsections++];
+		memset(sec, 0, sizeof(*sec));
+		sec->name = mem_strdup(section);
+		sec->line = p->r->header ? p->r->header : line;
+		if (!sec->name)
+			return fail(p, line, "out of memory");
+	}
+	if (p->r->continuation && sec->nkv > 0 && !strcmp(sec->kv[sec->nkv - 1].key, name)) {
+		struct spec_kv *kv = &sec->kv[sec->nkv - 1];
+		size_t a = strlen(kv->value), b = strlen(value);
+		char *v = mem_realloc(kv->value, a + b + 2);
+		if (!v)
+			return fail(p, line, "out of memory");
+		v[a] = '\n';
+		memcpy(v + a + 1, value, b + 1);
+		kv->value = v;
+		return 1;
+	}
+	for (int i = 0; i < sec->nkv; i++)
+		if (!strcmp(sec->kv[i].key, name))
+			return fail(p, line, "[%s]: key '%s' given twice (first at line %d)", section,
+				    name, sec->kv[i].line);
+	if (grow((void **)&sec->kv, sec->nkv, sizeof(*sec->kv)) < 0)
+		return fail(p, line, "out of memory");
+	struct spec_kv *kv = &sec->kv[sec->nkv++];
+	kv->key = mem_strdup(name);
+	kv->value = mem_strdup(value);
+	kv->line = line;
+	if (!kv->key || !kv->value)
+		return fail(p, line, "out of memory");
+	return 1;
+}
+
+/* ---- values ---- */
+
+static int parse_int(const char *v, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno || end == v || *end != '\0' || x < lo || x > hi)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+long spec_parse_mem_mb(const char *v)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(v, &end);
+	if (errno || end == v || x < 0)
+		return -1;
+	double mb;
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+	case 'M':
+		mb = x;
+		break;
+	case 'K':
+		mb = x / 1024;
+		break;
+	case 'G':
+		mb = x * 1024;
+		break;
+	case 'T':
+		mb = x * 1024 * 1024;
+		break;
+	default:
+		return -1;
+	}
+	if (*end && end[1] != '\0' && !(toupper((unsigned char)end[1]) == 'B' && end[2] == '\0'))
+		return -1;
+	if (mb > (double)LONG_MAX / 2)
+		return -1;
+	return mb > 0 && mb < 1 ? 1 : (long)mb;
+}
+
+/* Slurm's forms: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS. */
+long spec_parse_time_s(const char *v)
+{
+	long days = 0, f[3];
+	int n = 0;
+	const char *p = v;
+	const char *dash = strchr(v, '-');
+	char *end;
+	if (dash) {
+		errno = 0;
+		days = strtol(v, &end, 10);
+		if (errno || end != dash || days < 0)
+			return -1;
+		p = dash + 1;
+	}
+	while (n < 3) {
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		f[n++] = strtol(p, &end, 10);
+		p = end;
+		if (*p == '\0')
+			break;
+		if (*p != ':')
+			return -1;
+		p++;
+	}
+	if (*p != '\0')
+		return -1;
+	long s;
+	if (dash) /* D-HH[:MM[:SS]] */
+		s = f[0] * 3600 + (n > 1 ? f[1] * 60 : 0) + (n > 2 ? f[2] : 0);
+	else if (n == 1) /* minutes */
+		s = f[0] * 60;
+	else if (n == 2) /* MM:SS */
+		s = f[0] * 60 + f[1];
+	else
+		s = f[0] * 3600 + f[1] * 60 + f[2];
+	return days * 86400 + s;
+}
+
+/* ---- ${param.X} in values other than commands ---- */
+
+const char *spec_param(const struct spec *s, const char *name)
+{
+	for (int i = 0; i < s->nparams; i++)
+		if (!strcmp(s->params[i].key, name))
+			return s->params[i].value;
+	return NULL;
+}
+
+/* Expand only ${param.X} (and $${ as an escape); used for every value but commands. */
+static int expand_params(const struct spec *s, const char *v, int line, char **out,
+			 struct error *err)
+{
+	struct buf b = BUF_INIT;
+	for (const char *p = v; *p;) {
+		if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+			buf_adds(&b, "${");
+			p += 3;
+			continue;
+		}
+		if (p[0] != '$' || p[1] != '{') {
+			buf_addc(&b, *p++);
+			continue;
+		}
+		const char *close = strchr(p, '}');
+		if (!close || strncmp(p + 2, "param.", 6) != 0) {
+			buf_release(&b);
+			return error_set(err, "%s:%d: only ${param.NAME} may be used here, not '%.*s'",
+					 s->path, line, close ? (int)(close - p + 1) : (int)strlen(p), p);
+		}
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", (int)(close - p - 8), p + 8);
+		const char *val = spec_param(s, name);
+		if (!val) {
+			buf_release(&b);
+			return error_set(err, "%s:%d: unknown variable ${param.%s}: no '%s' in [params]",
+					 s->path, line, name, name);
+		}
+		buf_adds(&b, val);
+		p = close + 1;
+	}
+	if (b.failed) {
+		buf_release(&b);
+		return error_set(err, "out of memory");
+	}
+	*out = buf_detach(&b);
+	return *out ? 0 : error_set(err, "out of memory");
+}
+
+/* ---- resources ---- */
+
+static const char *res_keys[] = {"cpus",	"mem",	  "time",    "gpus",	    "ranks",
+				 "retries",	"retry_on", "throttle", "partition", "account",
+				 "qos",		"sbatch_args", NULL};
+
+static int is_res_key(const char *k)
+{
+	for (int i = 0; res_keys[i]; i++)
+		if (!strcmp(res_keys[i], k))
+			return 1;
+	return 0;
+}
+
+static int set_str(char **dst, const char *v)
+{
+	char *d = mem_strdup(v);
+	if (!d)
+		return -1;
+	mem_free(*dst);
+	*dst = d;
+	return 0;
+}
+
+static int res_set(const struct spec *s, struct spec_res *r, const char *key, const char *v,
+		   int line, struct error *err)
+{
+	long x;
+	if (!strcmp(key, "cpus") || !strcmp(key, "gpus") || !strcmp(key, "ranks") ||
+	    !strcmp(key, "retries") || !strcmp(key, "throttle")) {
+		long lo = (!strcmp(key, "cpus") || !strcmp(key, "ranks")) ? 1 : 0;
+		if (parse_int(v, lo, 100000, &x) < 0)
+			return error_set(err, "%s:%d: %s = '%s': want a whole number >= %ld",
+					 s->path, line, key, v, lo);
+		int *dst = !strcmp(key, "cpus")	   ? &r->cpus
+			   : !strcmp(key, "gpus")  ? &r->gpus
+			   : !strcmp(key, "ranks") ? &r->ranks
+			   : !strcmp(key, "retries") ? &r->retries
+						     : &r->throttle;
+		*dst = (int)x;
+		return 0;
+	}
+	if (!strcmp(key, "mem")) {
+		if ((x = spec_parse_mem_mb(v)) < 0)
+			return error_set(err, "%s:%d: mem = '%s': want a size like 512M or 4G",
+					 s->path, line, v);
+		r->mem_mb = x;
+		return 0;
+	}
+	if (!strcmp(key, "time")) {
+		if ((x = spec_parse_time_s(v)) < 0)
+			return error_set(err,
+					 "%s:%d: time = '%s': want minutes or [D-]HH:MM:SS, "
+					 "like 30 or 01:30:00",
+					 s->path, line, v);
+		r->time_s = x;
+		return 0;
+	}
+	if (!strcmp(key, "retry_on")) {
+		/* validate each item */
+		char tmp[512];
+		snprintf(tmp, sizeof(tmp), "%s", v);
+		for (char *save, *t = strtok_r(tmp, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			static const char *kinds[] = {"any",	   "exit",     "signal",    "oom",
+						      "timeout",   "preempted", "node_fail", "lost", NULL};
+			int ok = 0;
+			for (int i = 0; kinds[i]; i++)
+				ok |= !strcmp(t, kinds[i]);
+			if (!strncmp(t, "exit:", 5) && parse_int(t + 5, 0, 255, &x) == 0)
+				ok = 1;
+			if (!ok)
+				return error_set(err,
+						 "%s:%d: retry_on: unknown failure kind '%s' (known: any, "
+						 "exit, exit:N, signal, oom, timeout, preempted, node_fail, "
+						 "lost)",
+						 s->path, line, t);
+		}
+		return set_str(&r->retry_on, v) < 0 ? error_set(err, "out of memory") : 0;
+	}
+	char **dst = !strcmp(key, "partition") ? &r->partition
+		     : !strcmp(key, "account") ? &r->account
+		     : !strcmp(key, "qos")     ? &r->qos
+					       : &r->sbatch_args;
+	return set_str(dst, v) < 0 ? error_set(err, "out of memory") : 0;
+}
+
+static int res_copy(struct spec_res *dst, const struct spec_res *src)
+{
+	*dst = *src;
+	dst->retry_on = src->retry_on ? mem_strdup(src->retry_on) : NULL;
+	dst->partition = src->partition ? mem_strdup(src->partition) : NULL;
+	dst->account = src->account ? mem_strdup(src->account) : NULL;
+	dst->qos = src->qos ? mem_strdup(src->qos) : NULL;
+	dst->sbatch_args = src->sbatch_args ? mem_strdup(src->sbatch_args) : NULL;
+	if ((src->retry_on && !dst->retry_on) || (src->partition && !dst->partition) ||
+	    (src->account && !dst->account) || (src->qos && !dst->qos) ||
+	    (src->sbatch_args && !dst->sbatch_args))
+		return -1;
+	return 0;
+}
+
+static void res_release(struct spec_res *r)
+{
+	mem_free(r->retry_on);
+	mem_free(r->partition);
+	mem_free(r->account);
+	mem_free(r->qos);
+	mem_free(r->sbatch_args);
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- sections ---- */
+
+static int valid_name(const char *n)
+{
+	if (!*n)
+		return 0;
+	for (const char *p = n; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+			return 0;
+	return 1;
+}
+
+static int load_pipeline(struct spec *s, struct spec_section *sec, struct error *err)
+{
+	for (int i = 0; i < sec->nkv; i++) {
+		struct spec_kv *kv = &sec->kv[i];
+		char **dst;
+		if (!strcmp(kv->key, "name"))
+			dst = &s->name;
+		else if (!strcmp(kv->key, "executor"))
+			dst = &s->executor;
+		else if (!strcmp(kv->key, "description"))
+			continue;
+		else
+			return error_set(err,
+					 "%s:%d: [pipeline]: unknown key '%s' (known: name, executor, "
+					 "description)",
+					 s->path, kv->line, kv->key);
+		if (set_str(dst, kv->value) < 0)
+			return error_set(err, "out of memory");
+	}
+	if (s->name && !valid_name(s->name))
+		return error_set(err, "%s:%d: [pipeline]: name '%s': use letters, digits, '-' and '_'",
+				 s->path, sec->line, s->name);
+	if (s->executor && strcmp(s->executor, "local") && strcmp(s->executor, "slurm"))
+		return error_set(err, "%s:%d: [pipeline]: executor '%s': want local or slurm", s->path,
+				 sec->line, s->executor);
+	return 0;
+}
+
+static int load_res_section(struct spec *s, struct spec_section *sec, struct spec_res *r,
+			    int slurm_only, struct error *err)
+{
+	for (int i = 0; i < sec->nkv; i++) {
+		struct spec_kv *kv = &sec->kv[i];
+		int ok = slurm_only ? (!strcmp(kv->key, "partition") || !strcmp(kv->key, "account") ||
+				       !strcmp(kv->key, "qos") || !strcmp(kv->key, "sbatch_args"))
+				    : is_res_key(kv->key);
+		if (!ok)
+			return error_set(err, "%s:%d: [%s]: unknown key '%s' (known: %s)", s->path,
+					 kv->line, sec->name, kv->key,
+					 slurm_only ? "partition, account, qos, sbatch_args"
+						    : "cpus, mem, time, gpus, ranks, retries, "
+						      "retry_on, throttle, partition, account, qos, "
+						      "sbatch_args");
+		char *v;
+		if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+			return -1;
+		int rc = res_set(s, r, kv->key, v, kv->line, err);
+		mem_free(v);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int split_after(struct spec_stage *st, const char *v)
+{
+	char *tmp = mem_strdup(v);
+	if (!tmp)
+		return -1;
+	for (char *save, *t = strtok_r(tmp, ", \t\n", &save); t; t = strtok_r(NULL, ", \t\n", &save)) {
+		if (grow((void **)&st->after, st->nafter, sizeof(char *)) < 0 ||
+		    !(st->after[st->nafter] = mem_strdup(t))) {
+			mem_free(tmp);
+			return -1;
+		}
+		st->nafter++;
+	}
+	mem_free(tmp);
+	return 0;
+}
+
+static int load_stage(struct spec *s, struct spec_section *sec, const char *name, struct error *err)
+{
+	if (!valid_name(name))
+		return error_set(err, "%s:%d: [stage %s]: stage names use letters, digits, '-' and '_'",
+				 s->path, sec->line, name);
+	for (int i = 0; i < s->nstages; i++)
+		if (!strcmp(s->stages[i].name, name))
+			return error_set(err, "%s:%d: duplicate stage '%s' (first at line %d)", s->path,
+					 sec->line, name, s->stages[i].line);
+	if (grow((void **)&s->stages, s->nstages, sizeof(*s->stages)) < 0)
+		return error_set(err, "out of memory");
+	struct spec_stage *st = &s->stages[s->nstages++];
+	memset(st, 0, sizeof(*st));
+	st->name = mem_strdup(name);
+	st->line = sec->line;
+	st->ntasks = 1;
+	if (!st->name || res_copy(&st->res, &s->defaults) < 0)
+		return error_set(err, "out of memory");
+	for (int i = 0; i < sec->nkv; i++) {
+		struct spec_kv *kv = &sec->kv[i];
+		if (!strcmp(kv->key, "command")) {
+			if (set_str(&st->command, kv->value) < 0)
+				return error_set(err, "out of memory");
+			st->command_line = kv->line;
+		} else if (!strcmp(kv->key, "after")) {
+			char *v;
+			if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+				return -1;
+			int rc = split_after(st, v);
+			mem_free(v);
+			if (rc < 0)
+				return error_set(err, "out of memory");
+			st->after_line = kv->line;
+		} else if (!strcmp(kv->key, "array")) {
+			char *v;
+			long x;
+			if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+				return -1;
+			int rc = parse_int(v, 1, SPEC_MAX_ARRAY, &x);
+			if (rc < 0)
+				error_set(err, "%s:%d: stage '%s': bad array size '%s': want 1 to %d",
+					  s->path, kv->line, name, v, SPEC_MAX_ARRAY);
+			mem_free(v);
+			if (rc < 0)
+				return -1;
+			st->ntasks = (int)x;
+		} else if (is_res_key(kv->key)) {
+			char *v;
+			if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+				return -1;
+			int rc = res_set(s, &st->res, kv->key, v, kv->line, err);
+			mem_free(v);
+			if (rc < 0)
+				return -1;
+		} else {
+			return error_set(err,
+					 "%s:%d: stage '%s': unknown key '%s' (known: command, after, "
+					 "array, cpus, mem, time, gpus, ranks, retries, retry_on, "
+					 "throttle, partition, account, qos, sbatch_args)",
+					 s->path, kv->line, name, kv->key);
+		}
+	}
+	if (!st->command)
+		return error_set(err, "%s:%d: stage '%s' has no command", s->path, sec->line, name);
+	return 0;
+}
+
+/* ---- variables in commands ---- */
+
+enum var_kind { VAR_OUT, VAR_TASK, VAR_NTASKS, VAR_RUN, VAR_PARAM, VAR_IN_ALL, VAR_IN_TASK };
+
+struct var {
+	enum var_kind kind;
+	char name[128]; /* param or stage name */
+};
+
+/* Parse the text between "${" and "}". */
+static int parse_var(const char *p, size_t n, struct var *v)
+{
+	if (n >= sizeof(v->name) + 8)
+		return -1;
+	v->name[0] = '\0';
+#define IS(lit) (n == sizeof(lit) - 1 && !memcmp(p, lit, n))
+	if (IS("out"))
+		v->kind = VAR_OUT;
+	else if (IS("task"))
+		v->kind = VAR_TASK;
+	else if (IS("ntasks"))
+		v->kind = VAR_NTASKS;
+	else if (IS("run"))
+		v->kind = VAR_RUN;
+	else if (n > 6 && !memcmp(p, "param.", 6)) {
+		v->kind = VAR_PARAM;
+		snprintf(v->name, sizeof(v->name), "%.*s", (int)(n - 6), p + 6);
+	} else if (n > 3 && !memcmp(p, "in.", 3)) {
+		const char *q = p + 3;
+		size_t m = n - 3;
+		if (m > 6 && !memcmp(q + m - 6, "[task]", 6)) {
+			v->kind = VAR_IN_TASK;
+			m -= 6;
+		} else {
+			v->kind = VAR_IN_ALL;
+		}
+		snprintf(v->name, sizeof(v->name), "%.*s", (int)m, q);
+		if (!valid_name(v->name))
+			return -1;
+	} else {
+		return -1;
+	}
+#undef IS
+	return 0;
+}
+
+void spec_task_dir(struct buf *b, const char *run, const char *stage, int task)
+{
+	buf_addf(b, "%s/stages/%s/%d", run, stage, task);
+}
+
+void spec_out_dir(struct buf *b, const char *run, const char *stage, int task)
+{
+	buf_addf(b, "%s/stages/%s/%d/out", run, stage, task);
+}
+
+static int is_after(const struct spec_stage *st, const char *name)
+{
+	for (int i = 0; i < st->nafter; i++)
+		if (!strcmp(st->after[i], name))
+			return 1;
+	return 0;
+}
+
+int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *ctx,
+			struct buf *b, struct error *err)
+{
+	const struct spec_stage *st = &s->stages[stage];
+	const char *cmd = st->command;
+	for (const char *p = cmd; *p;) {
+		if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+			buf_adds(b, "${");
+			p += 3;
+			continue;
+		}
+		if (p[0] != '$' || p[1] != '{') {
+			buf_addc(b, *p++);
+			continue;
+		}
+		const char *close = strchr(p + 2, '}');
+		struct var v;
+		if (!close || parse_var(p + 2, (size_t)(close - p - 2), &v) < 0)
+			return error_set(err,
+					 "%s:%d: stage '%s': unknown variable '%.*s' (known: ${out}, "
+					 "${task}, ${ntasks}, ${run}, ${param.NAME}, ${in.STAGE}, "
+					 "${in.STAGE[task]}; write $${ for a literal ${)",
+					 s->path, st->command_line, st->name,
+					 close ? (int)(close - p + 1) : (int)strlen(p), p);
+		int up;
+		switch (v.kind) {
+		case VAR_OUT:
+			spec_out_dir(b, ctx->run, st->name, ctx->task);
+			break;
+		case VAR_TASK:
+			buf_addf(b, "%d", ctx->task);
+			break;
+		case VAR_NTASKS:
+			buf_addf(b, "%d", st->ntasks);
+			break;
+		case VAR_RUN:
+			buf_adds(b, ctx->run);
+			break;
+		case VAR_PARAM: {
+			const char *val = spec_param(s, v.name);
+			if (!val)
+				return error_set(err,
+						 "%s:%d: stage '%s': unknown variable ${param.%s}: no "
+						 "'%s' in [params]",
+						 s->path, st->command_line, st->name, v.name, v.name);
+			buf_adds(b, val);
+			break;
+		}
+		case VAR_IN_ALL:
+		case VAR_IN_TASK:
+			up = spec_stage_index(s, v.name);
+			if (up < 0)
+				return error_set(err, "%s:%d: stage '%s': ${in.%s}: no stage '%s'",
+						 s->path, st->command_line, st->name, v.name, v.name);
+			if (!is_after(st, v.name))
+				return error_set(err,
+						 "%s:%d: stage '%s' reads ${in.%s} but does not run "
+						 "after it: add 'after = %s'",
+						 s->path, st->command_line, st->name, v.name, v.name);
+			if (v.kind == VAR_IN_TASK) {
+				if (s->stages[up].ntasks != st->ntasks)
+					return error_set(err,
+							 "%s:%d: stage '%s': ${in.%s[task]} needs arrays "
+							 "of equal size, but '%s' has %d tasks and '%s' %d",
+							 s->path, st->command_line, st->name, v.name,
+							 v.name, s->stages[up].ntasks, st->name,
+							 st->ntasks);
+				spec_out_dir(b, ctx->run, v.name, ctx->task);
+			} else {
+				for (int t = 0; t < s->stages[up].ntasks; t++) {
+					if (t)
+						buf_addc(b, ' ');
+					spec_out_dir(b, ctx->run, v.name, t);
+				}
+			}
+			break;
+		}
+		p = close + 1;
+	}
+	if (b->failed)
+		return error_set(err, "out of memory expanding the command of stage '%s'", st->name);
+	return 0;
+}
+
+int spec_stage_index(const struct spec *s, const char *name)
+{
+	for (int i = 0; i < s->nstages; i++)
+		if (!strcmp(s->stages[i].name, name))
+			return i;
+	return -1;
+}
+
+/* Resolve `after` names into edges; one_to_one when the command only uses
+ * ${in.X[task]} for X. */
+static int resolve_edges(struct spec *s, struct error *err)
+{
+	for (int i = 0; i < s->nstages; i++) {
+		struct spec_stage *st = &s->stages[i];
+		if (st->nafter == 0)
+			continue;
+		st->in = mem_calloc((size_t)st->nafter, sizeof(*st->in));
+		if (!st->in)
+			return error_set(err, "out of memory");
+		for (int a = 0; a < st->nafter; a++) {
+			int up = spec_stage_index(s, st->after[a]);
+			if (up < 0)
+				return error_set(err,
+						 "%s:%d: stage '%s': after = %s: no stage named '%s'",
+						 s->path, st->after_line, st->name, st->after[a],
+						 st->after[a]);
+			if (up == i)
+				return error_set(err, "%s:%d: stage '%s' cannot run after itself",
+						 s->path, st->after_line, st->name);
+			for (int b = 0; b < a; b++)
+				if (st->in[b].from == up)
+					return error_set(err, "%s:%d: stage '%s': '%s' is listed twice in after",
+							 s->path, st->after_line, st->name, st->after[a]);
+			char all[160], one[160];
+			snprintf(all, sizeof(all), "${in.%s}", st->after[a]);
+			snprintf(one, sizeof(one), "${in.%s[task]}", st->after[a]);
+			st->in[st->nin].from = up;
+			st->in[st->nin].one_to_one = strstr(st->command, one) && !strstr(st->command, all);
+			st->nin++;
+		}
+	}
+	return 0;
+}
+
+/* Kahn's algorithm; on a cycle, name its stages in order. */
+static int topo_sort(struct spec *s, struct error *err)
+{
+	int n = s->nstages;
+	int *indeg = mem_calloc((size_t)n + 1, sizeof(int));
+	s->order = mem_calloc((size_t)n + 1, sizeof(int));
+	if (!indeg || !s->order) {
+		mem_free(indeg);
+		return error_set(err, "out of memory");
+	}
+	for (int i = 0; i < n; i++)
+		indeg[i] = s->stages[i].nin;
+	int head = 0, tail = 0;
+	for (int i = 0; i < n; i++)
+		if (indeg[i] == 0)
+			s->order[tail++] = i;
+	while (head < tail) {
+		int u = s->order[head++];
+		for (int i = 0; i < n; i++)
+			for (int e = 0; e < s->stages[i].nin; e++)
+				if (s->stages[i].in[e].from == u && --indeg[i] == 0)
+					s->order[tail++] = i;
+	}
+	if (tail == n) {
+		mem_free(indeg);
+		return 0;
+	}
+	/* Walk back along edges from a stage left on the cycle until a stage repeats. */
+	int start = -1;
+	for (int i = 0; i < n && start < 0; i++)
+		if (indeg[i] > 0)
+			start = i;
+	int *seen = mem_calloc((size_t)n, sizeof(int));
+	int *path = mem_calloc((size_t)n + 1, sizeof(int));
+	if (!seen || !path) {
+		mem_free(indeg);
+		mem_free(seen);
+		mem_free(path);
+		return error_set(err, "out of memory");
+	}
+	int len = 0, cur = start;
+	while (!seen[cur]) {
+		seen[cur] = len + 1;
+		path[len++] = cur;
+		int next = -1;
+		for (int e = 0; e < s->stages[cur].nin && next < 0; e++)
+			if (indeg[s->stages[cur].in[e].from] > 0)
+				next = s->stages[cur].in[e].from;
+		cur = next;
+	}
+	struct buf b = BUF_INIT;
+	for (int k = len - 1; k >= seen[cur] - 1; k--)
+		buf_addf(&b, "%s -> ", s->stages[path[k]].name);
+	buf_adds(&b, s->stages[path[len - 1]].name);
+	error_set(err, "%s:%d: cycle in the stages: %s", s->path, s->stages[cur].after_line,
+		  buf_str(&b));
+	buf_release(&b);
+	mem_free(indeg);
+	mem_free(seen);
+	mem_free(path);
+	return -1;
+}
+
+static int apply_sets(struct spec *s, char *const *sets, int nsets, struct error *err)
+{
+	for (int i = 0; i < nsets; i++) {
+		const char *eq = strchr(sets[i], '=');
+		if (!eq || eq == sets[i])
+			return error_set(err, "--set %s: want NAME=VALUE", sets[i]);
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - sets[i]), sets[i]);
+		int found = 0;
+		for (int k = 0; k < s->nparams; k++) {
+			if (strcmp(s->params[k].key, name))
+				continue;
+			if (set_str(&s->params[k].value, eq + 1) < 0)
+				return error_set(err, "out of memory");
+			found = 1;
+		}
+		if (!found)
+			return error_set(err, "--set %s: %s has no param '%s' in [params]", sets[i],
+					 s->path, name);
+	}
+	return 0;
+}
+
+int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, struct error *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->path = mem_strdup(path);
+	if (!s->path)
+		return error_set(err, "out of memory");
+	struct reader r = {0};
+	r.path = path;
+	r.f = fopen(path, "r");
+	if (!r.f)
+		return error_errno(err, "%s: cannot read the spec", path);
+	struct parser p = {s, &r, err, 0, NULL, NULL};
+	int rc = ini_parse_stream(read_line, &r, on_pair, &p);
+	int read_failed = ferror(r.f);
+	fclose(r.f);
+	if (read_failed)
+		return error_set(err, "%s: read error", path);
+	if (p.failed)
+		return -1;
+	if (r.too_long)
+		return error_set(err,
+				 "%s:%d: line longer than %d characters: continue a long value on "
+				 "indented lines",
+				 path, r.too_long, LINE_MAX_INI);
+	if (rc > 0)
+		return error_set(err, "%s:%d: not INI: want [section] or key = value", path, rc);
+	if (rc < 0)
+		return error_set(err, "%s: cannot parse (out of memory)", path);
+
+	/* [params] first: every other value may use ${param.X}. */
+	for (int i = 0; i < s->nsections; i++) {
+		struct spec_section *sec = &s->sections[i];
+		if (strcmp(sec->name, "params"))
+			continue;
+		s->params = mem_calloc((size_t)sec->nkv + 1, sizeof(*s->params));
+		if (!s->params)
+			return error_set(err, "out of memory");
+		for (int k = 0; k < sec->nkv; k++) {
+			s->params[k].key = mem_strdup(sec->kv[k].key);
+			s->params[k].value = mem_strdup(sec->kv[k].value);
+			s->params[k].line = sec->kv[k].line;
+			if (!s->params[k].key || !s->params[k].value)
+				return error_set(err, "out of memory");
+			s->nparams++;
+		}
+	}
+	if (apply_sets(s, sets, nsets, err) < 0)
+		return -1;
+	s->defaults.cpus = 1;
+	s->defaults.ranks = 1;
+	for (int i = 0; i < s->nsections; i++) {
+		struct spec_section *sec = &s->sections[i];
+		if (!strcmp(sec->name, "defaults") &&
+		    load_res_section(s, sec, &s->defaults, 0, err) < 0)
+			return -1;
+		if (!strcmp(sec->name, "slurm") && load_res_section(s, sec, &s->slurm, 1, err) < 0)
+			return -1;
+	}
+	for (int i = 0; i < s->nsections; i++) {
+		struct spec_section *sec = &s->sections[i];
+		if (!strcmp(sec->name, "pipeline")) {
+			if (load_pipeline(s, sec, err) < 0)
+				return -1;
+		} else if (!strncmp(sec->name, "stage ", 6)) {
+			const char *name = sec->name + 6;
+			while (*name == ' ')
+				name++;
+			if (load_stage(s, sec, name, err) < 0)
+				return -1;
+		} else if (strcmp(sec->name, "params") && strcmp(sec->name, "defaults") &&
+			   strcmp(sec->name, "slurm")) {
+			return error_set(err,
+					 "%s:%d: unknown section [%s] (known: [pipeline], [params], "
+					 "[defaults], [slurm], [stage NAME])",
+					 path, sec->line, sec->name);
+		}
+	}
+	if (s->nstages == 0)
+		return error_set(err, "%s: no [stage NAME] sections: nothing to run", path);
+	if (!s->name) {
+		/* default name: the file's base name without .ini */
+		const char *base = strrchr(path, '/');
+		base = base ? base + 1 : path;
+		size_t n = strcspn(base, ".");
+		s->name = mem_strndup(base, n);
+		if (!s->name)
+			return error_set(err, "out of memory");
+		for (char *c = s->name; *c; c++)
+			if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
+				*c = '_';
+	}
+	if (!s->executor && set_str(&s->executor, "local") < 0)
+		return error_set(err, "out of memory");
+	if (resolve_edges(s, err) < 0 || topo_sort(s, err) < 0)
+		return -1;
+	/* Every command must expand for task 0 (and equal arrays where [task] is used). */
+	struct buf b = BUF_INIT;
+	for (int i = 0; i < s->nstages; i++) {
+		struct spec_ctx ctx = {"RUN", 0};
+		buf_reset(&b);
+		if (spec_expand_command(s, i, &ctx, &b, err) < 0) {
+			buf_release(&b);
+			return -1;
+		}
+		s->ntasks += s->stages[i].ntasks;
+	}
+	buf_release(&b);
+	return 0;
+}
+
+static void kv_release(struct spec_kv *kv, int n)
+{
+	for (int i = 0; i < n; i++) {
+		mem_free(kv[i].key);
+		mem_free(kv[i].value);
+	}
+	mem_free(kv);
+}
+
+void spec_release(struct spec *s)
+{
+	for (int i = 0; i < s->nstages; i++) {
+		struct spec_stage *st = &s->stages[i];
+		mem_free(st->name);
+		mem_free(st->command);
+		res_release(&st->res);
+		for (int a = 0; a < st->nafter; a++)
+			mem_free(st->after[a]);
+		mem_free(st->after);
+		mem_free(st->in);
+	}
+	mem_free(s->stages);
+	for (int i = 0; i < s->nsections; i++) {
+		mem_free(s->sections[i].name);
+		kv_release(s->sections[i].kv, s->sections[i].nkv);
+	}
+	mem_free(s->sections);
+	kv_release(s->params, s->nparams);
+	res_release(&s->defaults);
+	res_release(&s->slurm);
+	mem_free(s->order);
+	mem_free(s->path);
+	mem_free(s->name);
+	mem_free(s->executor);
+	memset(s, 0, sizeof(*s));
+}
+
+int spec_write_frozen(const struct spec *s, const char *path, struct error *err)
+{
+	struct buf b = BUF_INIT;
+	buf_addf(&b, "; frozen copy of %s, with params resolved, written by cairn\n", s->path);
+	int has_name = 0;
+	for (int i = 0; i < s->nsections; i++)
+		for (int k = 0; k < s->sections[i].nkv; k++)
+			has_name |= !strcmp(s->sections[i].name, "pipeline") &&
+				    !strcmp(s->sections[i].kv[k].key, "name");
+	int has_pipeline = 0;
+	for (int i = 0; i < s->nsections; i++)
+		has_pipeline |= !strcmp(s->sections[i].name, "pipeline");
+	if (!has_pipeline)
+		buf_addf(&b, "\n[pipeline]\nname = %s\n", s->name);
+	for (int i = 0; i < s->nsections; i++) {
+		const struct spec_section *sec = &s->sections[i];
+		buf_addf(&b, "\n[%s]\n", sec->name);
+		if (!strcmp(sec->name, "pipeline") && !has_name)
+			buf_addf(&b, "name = %s\n", s->name);
+		for (int k = 0; k < sec->nkv; k++) {
+			const char *v = sec->kv[k].value;
+			if (!strcmp(sec->name, "params"))
+				v = spec_param(s, sec->kv[k].key);
+			if (!strcmp(sec->name, "pipeline") && !strcmp(sec->kv[k].key, "name"))
+				v = s->name;
+			buf_addf(&b, "%s = ", sec->kv[k].key);
+			for (const char *c = v; *c; c++) {
+				buf_addc(&b, *c);
+				if (*c == '\n')
+					buf_adds(&b, "    ");
+			}
+			buf_addc(&b, '\n');
+		}
+	}
+	int rc = b.failed ? error_set(err, "out of memory") : fs_write_atomic(path, b.s, b.len, err);
+	buf_release(&b);
+	return rc;
+}

@@ -1,0 +1,100 @@
+/* spec: a pipeline written as an INI file (docs/spec.md), parsed with
+ * libinih, checked (unknown keys, unknown variables, cycles, missing stages)
+ * and expanded per task. Errors read "FILE:LINE: message". */
+#ifndef PIPELINE_SPEC_H
+#define PIPELINE_SPEC_H
+
+#include "core/buf.h"
+#include "core/error.h"
+
+/* Resources: what a task asks of the machine or the scheduler. */
+struct spec_res {
+	int cpus;
+	long mem_mb;       /* 0 = not set */
+	long time_s;       /* 0 = not set */
+	int gpus;
+	int ranks;         /* MPI ranks; 1 = not an MPI stage */
+	int retries;
+	int throttle;      /* at most this many tasks of the stage at once; 0 = no limit */
+	char *retry_on;    /* "timeout,node_fail,preempted,exit:75" */
+	char *partition, *account, *qos, *sbatch_args;
+};
+
+enum { SPEC_MAX_ARRAY = 10000000 };
+
+struct spec_edge {
+	int from;          /* upstream stage index */
+	int one_to_one;    /* task i needs only upstream task i (${in.X[task]}) */
+};
+
+struct spec_stage {
+	char *name;
+	int line;          /* line of [stage NAME] */
+	char *command;
+	int command_line;
+	int ntasks;        /* array size; 1 when not an array */
+	struct spec_res res;
+	char **after;      /* names as written */
+	int nafter;
+	int after_line;
+	struct spec_edge *in; /* resolved edges, one per `after` name */
+	int nin;
+};
+
+struct spec_kv {
+	char *key, *value;
+	int line;
+};
+
+/* A section as written, kept to write the frozen copy back. */
+struct spec_section {
+	char *name;
+	int line;
+	struct spec_kv *kv;
+	int nkv;
+};
+
+struct spec {
+	char *path;
+	char *name;
+	char *executor;     /* "local" or "slurm" */
+	struct spec_kv *params;
+	int nparams;
+	struct spec_res defaults;
+	struct spec_res slurm; /* the [slurm] section: partition, account, qos, sbatch_args */
+	struct spec_stage *stages;
+	int nstages;
+	int *order;         /* stage indices, upstream first */
+	struct spec_section *sections;
+	int nsections;
+	long long ntasks;   /* all tasks of all stages */
+};
+
+/* Parse and check. `sets` are "NAME=VALUE" overrides of [params] (--set). */
+int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, struct error *err);
+void spec_release(struct spec *s);
+
+int spec_stage_index(const struct spec *s, const char *name);
+const char *spec_param(const struct spec *s, const char *name);
+
+/* What a task's command can refer to. */
+struct spec_ctx {
+	const char *run;     /* run folder (absolute) */
+	int task;            /* this task's index */
+};
+
+/* The output folder of a task: RUN/stages/STAGE/TASK/out */
+void spec_task_dir(struct buf *b, const char *run, const char *stage, int task);
+void spec_out_dir(struct buf *b, const char *run, const char *stage, int task);
+/* Expand the stage's command for one task into b. */
+int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *ctx,
+			struct buf *b, struct error *err);
+
+/* Write the spec back as INI with params resolved (the run's frozen spec.ini). */
+int spec_write_frozen(const struct spec *s, const char *path, struct error *err);
+
+/* "2G" -> 2048 (MB); "01:30:00" -> 5400 (s). Negative on bad input. */
+long spec_parse_mem_mb(const char *v);
+long spec_parse_time_s(const char *v);
+
+#endif
