@@ -293,7 +293,7 @@ static int set_str(char **dst, const char *v)
 	return 0;
 }
 
-static int res_set(const struct spec *s, struct spec_res *r, const char *key, const char *v,
+static int res_set(const struct spec *s, struct job_res *r, const char *key, const char *v,
 		   int line, struct error *err)
 {
 	long x;
@@ -355,7 +355,7 @@ static int res_set(const struct spec *s, struct spec_res *r, const char *key, co
 	return set_str(dst, v) < 0 ? error_set(err, "out of memory") : 0;
 }
 
-static int res_copy(struct spec_res *dst, const struct spec_res *src)
+static int res_copy(struct job_res *dst, const struct job_res *src)
 {
 	*dst = *src;
 	dst->retry_on = src->retry_on ? mem_strdup(src->retry_on) : NULL;
@@ -370,7 +370,7 @@ static int res_copy(struct spec_res *dst, const struct spec_res *src)
 	return 0;
 }
 
-static void res_release(struct spec_res *r)
+static void res_release(struct job_res *r)
 {
 	mem_free(r->retry_on);
 	mem_free(r->partition);
@@ -420,7 +420,7 @@ static int load_pipeline(struct spec *s, struct spec_section *sec, struct error 
 	return 0;
 }
 
-static int load_res_section(struct spec *s, struct spec_section *sec, struct spec_res *r,
+static int load_res_section(struct spec *s, struct spec_section *sec, struct job_res *r,
 			    int slurm_only, struct error *err)
 {
 	for (int i = 0; i < sec->nkv; i++) {
