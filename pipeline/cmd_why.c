@@ -45,7 +45,9 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	struct error err;
 	if (task_read(r->dir, st->name, t, 1, &ti, &err) == 0)
 		state = ti.state;
-	printf("%s/%d: %s: %s\n", st->name, t, task_state_name(state), buf_str(&b));
+	const char *text = buf_str(&b);
+	printf("%s/%d: %s%s%s\n", st->name, t, task_state_name(state),
+	       strncmp(text, "but ", 4) ? ": " : ", ", text);
 	enum plan_action a = p->stages[s].action[t];
 	printf("  resume would %s it\n", a == PLAN_RUN ? "rerun" : a == PLAN_WAIT ? "wait for" : "skip");
 	if (state == TASK_FAILED || state == TASK_CANCELLED || state == TASK_RUNNING) {

@@ -224,16 +224,31 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		return;
 	}
 	switch (why) {
-	case WHY_NEW:
+	case WHY_NEW: {
 		buf_adds(out, "never ran");
+		const char *sep = ": waits for";
+		for (int e = 0; e < st->nin; e++) {
+			int u = st->in[e].from;
+			const struct plan_stage *up = &p->stages[u];
+			if (st->in[e].one_to_one && up->action[t] != PLAN_SKIP)
+				buf_addf(out, "%s %s/%d (%s)", sep, r->spec.stages[u].name, t,
+					 task_state_name(up->state[t]));
+			else if (!st->in[e].one_to_one && up->run + up->wait > 0)
+				buf_addf(out, "%s %s (%lld of %d tasks not done)", sep,
+					 r->spec.stages[u].name, up->run + up->wait, up->ntasks);
+			else
+				continue;
+			sep = ",";
+		}
 		break;
+	}
 	case WHY_FAILED:
 		if (!strcmp(ti.kind, "exit"))
-			buf_addf(out, "failed: exit %d on attempt %d", ti.exit_code, ti.attempt);
+			buf_addf(out, "exit %d on attempt %d", ti.exit_code, ti.attempt);
 		else if (!strcmp(ti.kind, "signal"))
-			buf_addf(out, "failed: killed by signal %d on attempt %d", ti.signal, ti.attempt);
+			buf_addf(out, "killed by signal %d on attempt %d", ti.signal, ti.attempt);
 		else
-			buf_addf(out, "failed: %s on attempt %d", ti.kind, ti.attempt);
+			buf_addf(out, "%s on attempt %d", ti.kind, ti.attempt);
 		break;
 	case WHY_CANCELLED:
 		buf_addf(out, "cancelled on attempt %d", ti.attempt);
@@ -248,7 +263,7 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		json_t *done = jsonio_load(path.s, &err);
 		buf_reset(&path);
 		task_path(&path, r->dir, st->name, t, "out");
-		buf_adds(out, "was done, but ");
+		buf_adds(out, "but ");
 		if (!done || task_manifest_check(path.s, json_object_get(done, "manifest"), 1, out, &err) < 0)
 			buf_addf(out, "its outputs cannot be checked: %s", err.msg);
 		json_decref(done);
@@ -259,7 +274,7 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		struct buf path = BUF_INIT;
 		task_path(&path, r->dir, st->name, t, "done.json");
 		json_t *done = jsonio_load(path.s, &err);
-		buf_adds(out, "was done, but ");
+		buf_adds(out, "but ");
 		if (done)
 			explain_key(r, s, t, done, out);
 		else

@@ -94,11 +94,16 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	if (p->failed)
 		return 0;
 	struct spec_section *sec = s->nsections ? &s->sections[s->nsections - 1] : NULL;
-	if (!sec || strcmp(sec->name, section) != 0) {
-		for (int i = 0; i < s->nsections; i++)
-			if (!strcmp(s->sections[i].name, section))
-				return fail(p, line, "section [%s] appears twice (first at line %d)",
-					    section, s->sections[i].line);
+	if (!sec || strcmp(sec->name, section) != 0 || sec->line != p->r->header) {
+		for (int i = 0; i < s->nsections; i++) {
+			if (strcmp(s->sections[i].name, section))
+				continue;
+			if (!strncmp(section, "stage ", 6))
+				return fail(p, p->r->header, "duplicate stage '%s' (first at line %d)",
+					    section + 6, s->sections[i].line);
+			return fail(p, p->r->header, "section [%s] appears twice (first at line %d)",
+				    section, s->sections[i].line);
+		}
 		if (grow((void **)&s->sections, s->nsections, sizeof(*s->sections)) < 0)
 			return fail(p, line, "out of memory");
 		sec = &s->sections[s->nsections++];
