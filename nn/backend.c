@@ -1,0 +1,48 @@
+/* backend: descriptor arithmetic shared by every backend, and lookup by name. */
+#include "nn/backend.h"
+
+#include <string.h>
+
+int nn_conv_desc_init(struct nn_conv_desc *d, struct error *err)
+{
+	if (d->n < 0 || d->cin <= 0 || d->h <= 0 || d->w <= 0 || d->cout <= 0 || d->kh <= 0 ||
+	    d->kw <= 0 || d->stride <= 0 || d->pad < 0 || d->dil <= 0 || d->groups <= 0)
+		return error_set(err, "conv: bad shape (cin %d, %dx%d, cout %d, k %dx%d, stride %d, pad %d, dil %d, groups %d)",
+				 d->cin, d->h, d->w, d->cout, d->kh, d->kw, d->stride, d->pad,
+				 d->dil, d->groups);
+	if (d->cin % d->groups || d->cout % d->groups)
+		return error_set(err, "conv: %d groups do not divide cin %d and cout %d", d->groups,
+				 d->cin, d->cout);
+	int eh = d->dil * (d->kh - 1) + 1, ew = d->dil * (d->kw - 1) + 1;
+	if (d->h + 2 * d->pad < eh || d->w + 2 * d->pad < ew)
+		return error_set(err, "conv: kernel %dx%d (dilated %dx%d) larger than padded input %dx%d",
+				 d->kh, d->kw, eh, ew, d->h + 2 * d->pad, d->w + 2 * d->pad);
+	d->hout = (d->h + 2 * d->pad - eh) / d->stride + 1;
+	d->wout = (d->w + 2 * d->pad - ew) / d->stride + 1;
+	return 0;
+}
+
+double nn_conv_macs(const struct nn_conv_desc *d)
+{
+	return (double)d->n * d->cout * d->hout * d->wout * (d->cin / d->groups) * d->kh * d->kw;
+}
+
+int nn_pool_desc_init(struct nn_pool_desc *d, struct error *err)
+{
+	if (d->kh <= 0 || d->kw <= 0 || d->sh <= 0 || d->sw <= 0 || d->ph < 0 || d->pw < 0 ||
+	    d->ph >= d->kh || d->pw >= d->kw || d->h + 2 * d->ph < d->kh || d->w + 2 * d->pw < d->kw)
+		return error_set(err, "pool: bad window %dx%d stride %dx%d pad %dx%d on %dx%d", d->kh,
+				 d->kw, d->sh, d->sw, d->ph, d->pw, d->h, d->w);
+	d->hout = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
+	d->wout = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
+	return 0;
+}
+
+const struct nn_backend *nn_backend_by_name(const char *name)
+{
+	if (!strcmp(name, "cpu"))
+		return nn_backend_cpu();
+	if (!strcmp(name, "cpu-ref"))
+		return nn_backend_cpu_ref();
+	return NULL;
+}

@@ -1,0 +1,165 @@
+/* backend: the table of compute primitives every layer, loss and optimizer
+ * in nn/ dispatches through. nn/cpu provides two tables (a plain reference and
+ * the fast BLAS path, tested against each other); nn/cuda adds a third later
+ * (cuDNN + cuBLAS) without models, losses or stages changing.
+ *
+ * Conventions for every slot: pointers are device memory of the backend,
+ * tensors are NCHW float32, shapes come in the descriptors, and outputs are
+ * overwritten (never accumulated) unless the slot says otherwise. Scalars
+ * returned through `float *out` pointers are host memory. */
+#ifndef NN_BACKEND_H
+#define NN_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/tensor.h"
+
+/* A 2-D convolution, cross-correlation as in cuDNN and PyTorch:
+ *   y[n][co][i][j] = b[co] + sum_{ci in group(co), p, q}
+ *       w[co][ci - g0][p][q] * x[n][ci][i*stride - pad + p*dil][j*stride - pad + q*dil]
+ * w is (cout, cin/groups, kh, kw). */
+struct nn_conv_desc {
+	int n, cin, h, w;
+	int cout, kh, kw;
+	int stride, pad, dil, groups;
+	int hout, wout; /* filled by nn_conv_desc_init */
+};
+
+/* Fills hout/wout; -1 with a message when the shape is impossible. */
+int nn_conv_desc_init(struct nn_conv_desc *d, struct error *err);
+/* Multiply-adds of one forward pass (the backward passes cost the same, each). */
+double nn_conv_macs(const struct nn_conv_desc *d);
+
+enum nn_pool_kind { NN_POOL_MAX = 0, NN_POOL_AVG = 1 };
+
+/* Pooling window kh x kw, stride sh x sw, zero padding ph x pw (padding never
+ * wins a max and is not counted in an average). */
+struct nn_pool_desc {
+	enum nn_pool_kind kind;
+	int n, c, h, w;
+	int kh, kw, sh, sw, ph, pw;
+	int hout, wout;
+};
+int nn_pool_desc_init(struct nn_pool_desc *d, struct error *err);
+
+enum nn_act { NN_ACT_RELU = 0, NN_ACT_LEAKY = 1, NN_ACT_TANH = 2, NN_ACT_SIGMOID = 3, NN_ACT_NONE = 4 };
+enum nn_upsample_mode { NN_UP_NEAREST = 0, NN_UP_BILINEAR = 1 };
+
+struct nn_backend {
+	const char *name;
+	enum nn_device device;
+
+	/* Memory: the swappable allocator (a caching one on CUDA). */
+	void *(*alloc)(size_t bytes); /* NULL when out of memory */
+	void (*free)(void *p);
+	void (*upload)(void *dst, const void *host, size_t bytes);
+	void (*download)(void *host, const void *src, size_t bytes);
+	void (*sync)(void);
+
+	void (*fill)(float *x, size_t n, float v);
+	void (*copy)(float *dst, const float *src, size_t n);
+	void (*add)(const float *a, const float *b, float *y, size_t n); /* y = a + b */
+	void (*axpy)(size_t n, float a, const float *x, float *y);       /* y += a x */
+	void (*mul)(const float *a, const float *b, float *y, size_t n); /* y = a * b */
+	void (*scale)(float *x, size_t n, float a);
+
+	/* C = alpha op(A) op(B) + beta C, row-major, op = transpose when ta/tb. */
+	void (*gemm)(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+		     const float *b, int ldb, float beta, float *c, int ldc);
+	/* y[n][c][.] += b[c];  db[c] = sum over n and hw of dy[n][c][.] */
+	void (*bias_add)(int n, int c, int hw, float *y, const float *b);
+	void (*bias_grad)(int n, int c, int hw, const float *dy, float *db);
+
+	/* Convolution. ws is a workspace of conv2d_workspace(d) bytes, shared by
+	 * all layers of a net. b, db may be NULL (no bias). */
+	size_t (*conv2d_workspace)(const struct nn_conv_desc *d);
+	void (*conv2d_fwd)(const struct nn_conv_desc *d, const float *x, const float *w,
+			   const float *b, float *y, void *ws);
+	void (*conv2d_bwd_data)(const struct nn_conv_desc *d, const float *dy, const float *w,
+				float *dx, void *ws);
+	void (*conv2d_bwd_filter)(const struct nn_conv_desc *d, const float *x, const float *dy,
+				  float *dw, float *db, void *ws);
+
+	/* Activations; backward gets both x and y so each kind uses the cheaper one. */
+	void (*act_fwd)(enum nn_act kind, float alpha, const float *x, float *y, size_t n);
+	void (*act_bwd)(enum nn_act kind, float alpha, const float *x, const float *y,
+			const float *dy, float *dx, size_t n);
+
+	/* Batch norm over (n, hw) per channel. Train mode saves mean and 1/std
+	 * (per channel) for backward and updates the running statistics:
+	 * run = (1 - momentum) run + momentum batch (variance unbiased). */
+	void (*bn_fwd_train)(int n, int c, int hw, const float *x, const float *gamma,
+			     const float *beta, float eps, float momentum, float *y, float *save_mean,
+			     float *save_invstd, float *run_mean, float *run_var);
+	void (*bn_fwd_eval)(int n, int c, int hw, const float *x, const float *gamma,
+			    const float *beta, const float *run_mean, const float *run_var, float eps,
+			    float *y);
+	void (*bn_bwd)(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+		       const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+		       float *dbeta);
+	/* Instance norm: statistics per (n, c) over hw, affine per c; saves n*c values. */
+	void (*in_fwd)(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+		       float eps, float *y, float *save_mean, float *save_invstd);
+	void (*in_bwd)(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+		       const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+		       float *dbeta);
+
+	/* Pooling; idx (max only) records the winner's offset in its input plane. */
+	void (*pool_fwd)(const struct nn_pool_desc *d, const float *x, float *y, int32_t *idx);
+	void (*pool_bwd)(const struct nn_pool_desc *d, const float *dy, const int32_t *idx,
+			 float *dx);
+
+	/* Upsampling by an integer factor; bilinear uses half-pixel centres
+	 * (align_corners = false, as PyTorch's default). x is (n, c, h, w). */
+	void (*upsample_fwd)(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,
+			     const float *x, float *y);
+	void (*upsample_bwd)(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,
+			     const float *dy, float *dx);
+
+	/* Channel block copy for concat: dst[n][coff + k] (= or +=) src[n][k],
+	 * k < csrc; dst has cdst channels. */
+	void (*channel_copy)(int n, int hw, int csrc, const float *src, int cdst, int coff,
+			     float *dst, int accumulate);
+	/* Channel block gather, the reverse: dst[n][k] = src[n][coff + k]. */
+	void (*channel_slice)(int n, int hw, int csrc, int coff, const float *src, int cdst,
+			      float *dst, int accumulate);
+
+	/* Inverted dropout: mask[i] = 0 or 1/(1-p) from a counter-based hash of
+	 * (seed, i), so every backend draws the same mask; y = x * mask. */
+	void (*dropout_fwd)(size_t n, float p, uint64_t seed, const float *x, float *y, float *mask);
+
+	/* Losses write d(loss)/d(input) and the loss value (host float).
+	 * Softmax cross-entropy over c classes at every (n, pixel); label < 0 is
+	 * ignored; class_w (may be NULL) weights each term; the loss is the
+	 * weighted mean: sum w_y (-log p_y) / sum w_y. */
+	void (*softmax_xent)(int n, int c, int hw, const float *logits, const int32_t *labels,
+			     const float *class_w, float *dlogits, float *loss);
+	/* BCE with logits, per-element weights w (may be NULL): mean over elements of
+	 * w (max(x,0) - x t + log(1 + exp(-|x|))). */
+	void (*bce_logits)(size_t n, const float *x, const float *t, const float *w, float *dx,
+			   float *loss);
+	void (*l1)(size_t n, const float *x, const float *t, float *dx, float *loss);  /* mean |x-t| */
+	void (*mse)(size_t n, const float *x, const float *t, float *dx, float *loss); /* mean (x-t)^2 */
+	/* Softmax probabilities (n, c) -> argmax per row, for accuracy. */
+	void (*argmax)(int n, int c, const float *x, int32_t *out);
+
+	/* Optimizer steps over one parameter tensor. wd is L2 added to the gradient. */
+	void (*sgd_step)(size_t n, float *w, const float *g, float *m, float lr, float momentum,
+			 float wd, int nesterov);
+	/* Adam (Kingma & Ba 2015, alg. 1) with bias correction at step t >= 1;
+	 * wd is decoupled (AdamW, Loshchilov & Hutter 2019) when decoupled != 0. */
+	void (*adam_step)(size_t n, float *w, const float *g, float *m, float *v, float lr,
+			  float b1, float b2, float eps, float wd, int decoupled, int t);
+};
+
+/* The CPU tables (nn/cpu). The reference one is slow and plain; the fast one
+ * is what programs use. */
+const struct nn_backend *nn_backend_cpu(void);
+const struct nn_backend *nn_backend_cpu_ref(void);
+/* By name: "cpu", "cpu-ref" (and "cuda" once nn/cuda exists). NULL if unknown. */
+const struct nn_backend *nn_backend_by_name(const char *name);
+/* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: all cores. */
+void nn_cpu_set_threads(int n);
+
+#endif

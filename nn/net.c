@@ -1,0 +1,741 @@
+/* net: graph building, parameter init, forward and backward dispatch. */
+#include "nn/net.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+static int build_fail(struct nn_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int build_fail(struct nn_net *net, const char *fmt, ...)
+{
+	if (!net->failed) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(net->build_err.msg, sizeof(net->build_err.msg), fmt, ap);
+		va_end(ap);
+	}
+	net->failed = 1;
+	return -1;
+}
+
+static struct nn_node *node_add(struct nn_net *net, enum nn_op op, int in0, int in1, int *id)
+{
+	*id = -1;
+	if (net->failed)
+		return NULL;
+	if (net->finished) {
+		build_fail(net, "net: layer added after nn_net_finish");
+		return NULL;
+	}
+	if ((op != NN_OP_INPUT && (in0 < 0 || in0 >= net->nnodes)) || in1 >= net->nnodes) {
+		build_fail(net, "net: layer %d: input %d does not exist", net->nnodes,
+			   in0 < 0 || in0 >= net->nnodes ? in0 : in1);
+		return NULL;
+	}
+	if (net->nnodes == net->node_cap) {
+		int cap = net->node_cap ? 2 * net->node_cap : 32;
+		struct nn_node *p = mem_realloc(net->nodes, sizeof(*p) * cap);
+		if (!p) {
+			build_fail(net, "net: out of memory adding layer %d", net->nnodes);
+			return NULL;
+		}
+		net->nodes = p;
+		net->node_cap = cap;
+	}
+	struct nn_node *nd = &net->nodes[net->nnodes];
+	memset(nd, 0, sizeof(*nd));
+	nd->op = op;
+	nd->in[0] = in0;
+	nd->in[1] = in1;
+	for (int i = 0; i < 4; i++)
+		nd->param[i] = -1;
+	if (in0 >= 0) {
+		const struct nn_node *a = &net->nodes[in0];
+		nd->c = a->c, nd->h = a->h, nd->w = a->w;
+	}
+	*id = net->nnodes++;
+	return nd;
+}
+
+static int param_add(struct nn_net *net, int node, const char *what, int n, int c, int h, int w,
+		     int trainable, int decay)
+{
+	if (net->nparams == net->param_cap) {
+		int cap = net->param_cap ? 2 * net->param_cap : 32;
+		struct nn_param *p = mem_realloc(net->params, sizeof(*p) * cap);
+		if (!p)
+			return build_fail(net, "net: out of memory adding parameters");
+		net->params = p;
+		net->param_cap = cap;
+	}
+	struct nn_param *p = &net->params[net->nparams];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%d.%s", node, what);
+	/* shapes only; nn_net_finish allocates */
+	p->w.n = n, p->w.c = c, p->w.h = h, p->w.w = w;
+	p->trainable = trainable;
+	p->decay = decay;
+	return net->nparams++;
+}
+
+int nn_net_init(struct nn_net *net, const struct nn_backend *be, int c, int h, int w,
+		uint64_t seed, struct error *err)
+{
+	memset(net, 0, sizeof(*net));
+	net->be = be;
+	net->seed = seed;
+	net->training = 1;
+	if (c <= 0 || h <= 0 || w <= 0)
+		return error_set(err, "net: bad input shape %dx%dx%d", c, h, w);
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_INPUT, -1, -1, &id);
+	if (!nd) {
+		*err = net->build_err;
+		return -1;
+	}
+	nd->c = c, nd->h = h, nd->w = w;
+	return 0;
+}
+
+int nn_conv(struct nn_net *net, int in, int cout, int k, int stride, int pad, int dil, int groups,
+	    int bias)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_CONV, in, -1, &id);
+	if (!nd)
+		return -1;
+	struct nn_conv_desc d = {.n = 1, .cin = nd->c, .h = nd->h, .w = nd->w, .cout = cout,
+				 .kh = k, .kw = k, .stride = stride, .pad = pad, .dil = dil,
+				 .groups = groups};
+	struct error e;
+	if (nn_conv_desc_init(&d, &e) < 0)
+		return build_fail(net, "net: layer %d: %s", id, e.msg);
+	nd->k = k, nd->stride = stride, nd->pad = pad, nd->dil = dil, nd->groups = groups;
+	nd->bias = bias;
+	nd->macs = nn_conv_macs(&d);
+	nd->param[0] = param_add(net, id, "w", cout, d.cin / groups, k, k, 1, 1);
+	if (bias)
+		nd->param[1] = param_add(net, id, "b", 1, cout, 1, 1, 1, 0);
+	nd->c = cout, nd->h = d.hout, nd->w = d.wout;
+	return net->failed ? -1 : id;
+}
+
+/* The convolution whose data-gradient is this transposed convolution: its
+ * input is the deconv's output and its output the deconv's input. */
+static struct nn_conv_desc deconv_desc(const struct nn_net *net, const struct nn_node *nd, int n)
+{
+	const struct nn_node *a = &net->nodes[nd->in[0]];
+	struct nn_conv_desc d = {.n = n, .cin = nd->c, .h = nd->h, .w = nd->w, .cout = a->c,
+				 .kh = nd->k, .kw = nd->k, .stride = nd->stride, .pad = nd->pad,
+				 .dil = 1, .groups = 1};
+	d.hout = a->h, d.wout = a->w;
+	return d;
+}
+
+int nn_deconv(struct nn_net *net, int in, int cout, int k, int stride, int pad, int bias)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_DECONV, in, -1, &id);
+	if (!nd)
+		return -1;
+	int cin = nd->c, h = nd->h, w = nd->w;
+	int ho = (h - 1) * stride - 2 * pad + k, wo = (w - 1) * stride - 2 * pad + k;
+	if (cout <= 0 || k <= 0 || stride <= 0 || pad < 0 || ho <= 0 || wo <= 0)
+		return build_fail(net, "net: layer %d: bad transposed conv (cout %d, k %d, stride %d, pad %d) on %dx%d",
+				  id, cout, k, stride, pad, h, w);
+	nd->k = k, nd->stride = stride, nd->pad = pad, nd->dil = 1, nd->groups = 1;
+	nd->bias = bias;
+	nd->c = cout, nd->h = ho, nd->w = wo;
+	struct nn_conv_desc d = deconv_desc(net, nd, 1);
+	struct error e;
+	int hout = d.hout, wout = d.wout;
+	if (nn_conv_desc_init(&d, &e) < 0 || d.hout != hout || d.wout != wout)
+		return build_fail(net, "net: layer %d: transposed conv shape does not invert", id);
+	nd->macs = nn_conv_macs(&d);
+	nd->param[0] = param_add(net, id, "w", cin, cout, k, k, 1, 1);
+	if (bias)
+		nd->param[1] = param_add(net, id, "b", 1, cout, 1, 1, 1, 0);
+	return net->failed ? -1 : id;
+}
+
+static int norm_add(struct nn_net *net, int in, enum nn_op op)
+{
+	int id;
+	struct nn_node *nd = node_add(net, op, in, -1, &id);
+	if (!nd)
+		return -1;
+	nd->param[0] = param_add(net, id, "gamma", 1, nd->c, 1, 1, 1, 0);
+	nd->param[1] = param_add(net, id, "beta", 1, nd->c, 1, 1, 1, 0);
+	if (op == NN_OP_BN) {
+		nd->param[2] = param_add(net, id, "mean", 1, nd->c, 1, 1, 0, 0);
+		nd->param[3] = param_add(net, id, "var", 1, nd->c, 1, 1, 0, 0);
+	}
+	return net->failed ? -1 : id;
+}
+
+int nn_bn(struct nn_net *net, int in) { return norm_add(net, in, NN_OP_BN); }
+int nn_inorm(struct nn_net *net, int in) { return norm_add(net, in, NN_OP_INORM); }
+
+int nn_act(struct nn_net *net, int in, enum nn_act kind, float alpha)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_ACT, in, -1, &id);
+	if (!nd)
+		return -1;
+	nd->act = kind;
+	nd->alpha = alpha;
+	return id;
+}
+
+static struct nn_pool_desc pool_desc(const struct nn_net *net, const struct nn_node *nd, int n)
+{
+	const struct nn_node *a = &net->nodes[nd->in[0]];
+	struct nn_pool_desc d = {.kind = nd->pool, .n = n, .c = a->c, .h = a->h, .w = a->w,
+				 .kh = nd->k, .kw = nd->k, .sh = nd->stride, .sw = nd->stride,
+				 .ph = nd->pad, .pw = nd->pad, .hout = nd->h, .wout = nd->w};
+	if (nd->op == NN_OP_GAP) {
+		d.kind = NN_POOL_AVG;
+		d.kh = d.sh = a->h;
+		d.kw = d.sw = a->w;
+		d.ph = d.pw = 0;
+	}
+	return d;
+}
+
+int nn_pool(struct nn_net *net, int in, enum nn_pool_kind kind, int k, int stride, int pad)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_POOL, in, -1, &id);
+	if (!nd)
+		return -1;
+	nd->pool = kind, nd->k = k, nd->stride = stride, nd->pad = pad;
+	struct nn_pool_desc d = pool_desc(net, nd, 1);
+	struct error e;
+	if (nn_pool_desc_init(&d, &e) < 0)
+		return build_fail(net, "net: layer %d: %s", id, e.msg);
+	nd->h = d.hout, nd->w = d.wout;
+	return id;
+}
+
+int nn_gap(struct nn_net *net, int in)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_GAP, in, -1, &id);
+	if (!nd)
+		return -1;
+	nd->h = nd->w = 1;
+	return id;
+}
+
+int nn_linear(struct nn_net *net, int in, int out, int bias)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_LINEAR, in, -1, &id);
+	if (!nd)
+		return -1;
+	if (out <= 0)
+		return build_fail(net, "net: layer %d: linear with %d outputs", id, out);
+	int fan = nd->c * nd->h * nd->w;
+	nd->bias = bias;
+	nd->macs = (double)fan * out;
+	nd->param[0] = param_add(net, id, "w", 1, 1, out, fan, 1, 1);
+	if (bias)
+		nd->param[1] = param_add(net, id, "b", 1, out, 1, 1, 1, 0);
+	nd->c = out, nd->h = 1, nd->w = 1;
+	return net->failed ? -1 : id;
+}
+
+int nn_dropout(struct nn_net *net, int in, float p)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_DROPOUT, in, -1, &id);
+	if (!nd)
+		return -1;
+	if (!(p >= 0 && p < 1))
+		return build_fail(net, "net: layer %d: dropout probability %g not in [0, 1)", id, p);
+	nd->p = p;
+	return id;
+}
+
+int nn_concat(struct nn_net *net, int a, int b)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_CONCAT, a, b, &id);
+	if (!nd)
+		return -1;
+	const struct nn_node *na = &net->nodes[a], *nb = &net->nodes[b];
+	if (b < 0 || na->h != nb->h || na->w != nb->w)
+		return build_fail(net, "net: layer %d: concat of %dx%d and %dx%d", id, na->h, na->w,
+				  b < 0 ? 0 : nb->h, b < 0 ? 0 : nb->w);
+	nd->c = na->c + nb->c;
+	return id;
+}
+
+int nn_add(struct nn_net *net, int a, int b)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_ADD, a, b, &id);
+	if (!nd)
+		return -1;
+	const struct nn_node *na = &net->nodes[a], *nb = &net->nodes[b];
+	if (b < 0 || na->c != nb->c || na->h != nb->h || na->w != nb->w)
+		return build_fail(net, "net: layer %d: add of %dx%dx%d and a different shape", id,
+				  na->c, na->h, na->w);
+	return id;
+}
+
+int nn_upsample(struct nn_net *net, int in, enum nn_upsample_mode mode, int scale)
+{
+	int id;
+	struct nn_node *nd = node_add(net, NN_OP_UPSAMPLE, in, -1, &id);
+	if (!nd)
+		return -1;
+	if (scale < 1)
+		return build_fail(net, "net: layer %d: upsampling scale %d", id, scale);
+	nd->up = mode, nd->scale = scale;
+	nd->h *= scale, nd->w *= scale;
+	return id;
+}
+
+/* splitmix64 and Box-Muller: a seeded normal stream for weight init. */
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static double rng_normal(uint64_t *s)
+{
+	double u1 = ((rng_next(s) >> 11) + 1.0) / 9007199254740993.0;
+	double u2 = (rng_next(s) >> 11) / 9007199254740992.0;
+	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+int nn_net_finish(struct nn_net *net, struct error *err)
+{
+	if (net->failed) {
+		*err = net->build_err;
+		return -1;
+	}
+	if (net->finished)
+		return 0;
+	uint64_t rng = net->seed;
+	for (int i = 0; i < net->nparams; i++) {
+		struct nn_param *p = &net->params[i];
+		int n = p->w.n, c = p->w.c, h = p->w.h, w = p->w.w;
+		if (nn_tensor_alloc(&p->w, net->be, n, c, h, w, err) < 0)
+			return -1;
+		if (p->trainable && nn_tensor_alloc(&p->g, net->be, n, c, h, w, err) < 0)
+			return -1;
+	}
+	for (int id = 0; id < net->nnodes; id++) {
+		struct nn_node *nd = &net->nodes[id];
+		for (int k = 0; k < 4; k++) {
+			if (nd->param[k] < 0)
+				continue;
+			struct nn_param *p = &net->params[nd->param[k]];
+			size_t count = nn_tensor_count(&p->w);
+			const char *what = strchr(p->name, '.') + 1;
+			if (!strcmp(what, "w")) {
+				float *host = mem_alloc(count * sizeof(float));
+				if (!host)
+					return error_set(err, "net: out of memory initialising %s", p->name);
+				/* fan_in: inputs feeding one output (for a transposed conv, the
+				 * weight is (cin, cout, k, k) and each output sees cin k k / stride^2) */
+				double fan = nd->op == NN_OP_DECONV
+						     ? (double)p->w.n * p->w.h * p->w.w / (nd->stride * nd->stride)
+						     : (double)count / (nd->op == NN_OP_LINEAR ? p->w.h : p->w.n);
+				double sd = sqrt((nd->op == NN_OP_LINEAR ? 1.0 : 2.0) / fan);
+				for (size_t j = 0; j < count; j++)
+					host[j] = (float)(sd * rng_normal(&rng));
+				net->be->upload(p->w.data, host, count * sizeof(float));
+				mem_free(host);
+			} else {
+				int one = !strcmp(what, "gamma") || !strcmp(what, "var");
+				net->be->fill(p->w.data, count, one ? 1.0f : 0.0f);
+			}
+		}
+	}
+	net->written = mem_calloc(net->nnodes, 1);
+	if (!net->written)
+		return error_set(err, "net: out of memory");
+	net->finished = 1;
+	return 0;
+}
+
+static size_t node_count(const struct nn_node *nd, int batch)
+{
+	return (size_t)batch * nd->c * nd->h * nd->w;
+}
+
+static struct nn_conv_desc conv_desc(const struct nn_net *net, const struct nn_node *nd, int n)
+{
+	const struct nn_node *a = &net->nodes[nd->in[0]];
+	struct nn_conv_desc d = {.n = n, .cin = a->c, .h = a->h, .w = a->w, .cout = nd->c,
+				 .kh = nd->k, .kw = nd->k, .stride = nd->stride, .pad = nd->pad,
+				 .dil = nd->dil, .groups = nd->groups, .hout = nd->h, .wout = nd->w};
+	return d;
+}
+
+/* Floats of the saved values of a node: (aux, aux2). */
+static void aux_counts(const struct nn_net *net, const struct nn_node *nd, int batch, size_t *a,
+		       size_t *b)
+{
+	*a = *b = 0;
+	switch (nd->op) {
+	case NN_OP_BN:
+		*a = *b = nd->c;
+		break;
+	case NN_OP_INORM:
+		*a = *b = (size_t)batch * nd->c;
+		break;
+	case NN_OP_POOL:
+		*a = nd->pool == NN_POOL_MAX ? node_count(nd, batch) : 0;
+		break;
+	case NN_OP_DROPOUT:
+		*a = node_count(nd, batch);
+		break;
+	default:
+		break;
+	}
+	(void)net;
+}
+
+int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
+{
+	if (!net->finished)
+		return error_set(err, "net: prepare before finish");
+	if (batch <= 0)
+		return error_set(err, "net: batch size %d", batch);
+	if (batch == net->batch)
+		return 0;
+	nn_arena_release(&net->arena);
+	size_t need = 0, ws = 0, maxc = 0;
+	for (int id = 0; id < net->nnodes; id++) {
+		struct nn_node *nd = &net->nodes[id];
+		size_t cnt = node_count(nd, batch), a, b;
+		aux_counts(net, nd, batch, &a, &b);
+		need += 2 * nn_arena_need(cnt) + nn_arena_need(a) + nn_arena_need(b);
+		maxc = cnt > maxc ? cnt : maxc;
+		if (nd->op == NN_OP_CONV || nd->op == NN_OP_DECONV) {
+			struct nn_conv_desc d = nd->op == NN_OP_CONV ? conv_desc(net, nd, batch)
+								     : deconv_desc(net, nd, batch);
+			size_t s = net->be->conv2d_workspace(&d);
+			ws = s > ws ? s : ws;
+		}
+	}
+	need += nn_arena_need(maxc) + nn_arena_need(ws / sizeof(float) + 1);
+	if (nn_arena_init(&net->arena, net->be, need, err) < 0)
+		return -1;
+	for (int id = 0; id < net->nnodes; id++) {
+		struct nn_node *nd = &net->nodes[id];
+		size_t a, b;
+		aux_counts(net, nd, batch, &a, &b);
+		if (nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0 ||
+		    nn_arena_tensor(&net->arena, &nd->dy, batch, nd->c, nd->h, nd->w, err) < 0 ||
+		    nn_arena_tensor(&net->arena, &nd->aux, 1, (int)a, 1, 1, err) < 0 ||
+		    nn_arena_tensor(&net->arena, &nd->aux2, 1, (int)b, 1, 1, err) < 0)
+			return -1;
+	}
+	net->scratch = nn_arena_bytes(&net->arena, maxc * sizeof(float), err);
+	net->ws = nn_arena_bytes(&net->arena, ws + 4, err);
+	if (!net->scratch || !net->ws)
+		return -1;
+	net->batch = batch;
+	net->n = batch;
+	return 0;
+}
+
+struct nn_tensor *nn_net_input(struct nn_net *net) { return &net->nodes[0].y; }
+void nn_net_train(struct nn_net *net, int training) { net->training = training; }
+
+static float *P(struct nn_net *net, const struct nn_node *nd, int k)
+{
+	return nd->param[k] < 0 ? NULL : net->params[nd->param[k]].w.data;
+}
+
+static float *G(struct nn_net *net, const struct nn_node *nd, int k)
+{
+	return nd->param[k] < 0 ? NULL : net->params[nd->param[k]].g.data;
+}
+
+const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
+{
+	const struct nn_backend *be = net->be;
+	net->n = n;
+	if (net->training)
+		net->step++;
+	for (int id = 1; id < net->nnodes; id++) {
+		struct nn_node *nd = &net->nodes[id];
+		struct nn_node *a = &net->nodes[nd->in[0]];
+		const float *x = a->y.data;
+		float *y = nd->y.data;
+		size_t cnt = node_count(nd, n);
+		int hw = nd->h * nd->w;
+		switch (nd->op) {
+		case NN_OP_INPUT:
+			break;
+		case NN_OP_CONV: {
+			struct nn_conv_desc d = conv_desc(net, nd, n);
+			be->conv2d_fwd(&d, x, P(net, nd, 0), P(net, nd, 1), y, net->ws);
+			break;
+		}
+		case NN_OP_DECONV: {
+			struct nn_conv_desc d = deconv_desc(net, nd, n);
+			be->conv2d_bwd_data(&d, x, P(net, nd, 0), y, net->ws);
+			if (nd->bias)
+				be->bias_add(n, nd->c, hw, y, P(net, nd, 1));
+			break;
+		}
+		case NN_OP_BN:
+			if (net->training)
+				be->bn_fwd_train(n, nd->c, hw, x, P(net, nd, 0), P(net, nd, 1), 1e-5f, 0.1f,
+						 y, nd->aux.data, nd->aux2.data, P(net, nd, 2),
+						 P(net, nd, 3));
+			else
+				be->bn_fwd_eval(n, nd->c, hw, x, P(net, nd, 0), P(net, nd, 1),
+						P(net, nd, 2), P(net, nd, 3), 1e-5f, y);
+			break;
+		case NN_OP_INORM:
+			be->in_fwd(n, nd->c, hw, x, P(net, nd, 0), P(net, nd, 1), 1e-5f, y, nd->aux.data,
+				   nd->aux2.data);
+			break;
+		case NN_OP_ACT:
+			be->act_fwd(nd->act, nd->alpha, x, y, cnt);
+			break;
+		case NN_OP_POOL:
+		case NN_OP_GAP: {
+			struct nn_pool_desc d = pool_desc(net, nd, n);
+			be->pool_fwd(&d, x, y, (int32_t *)nd->aux.data);
+			break;
+		}
+		case NN_OP_LINEAR: {
+			int fan = a->c * a->h * a->w;
+			be->gemm(0, 1, n, nd->c, fan, 1, x, fan, P(net, nd, 0), fan, 0, y, nd->c);
+			if (nd->bias)
+				be->bias_add(n, nd->c, 1, y, P(net, nd, 1));
+			break;
+		}
+		case NN_OP_DROPOUT:
+			if (net->training && nd->p > 0)
+				be->dropout_fwd(cnt, nd->p, net->seed ^ (net->step * 1000003ULL + id), x, y,
+						nd->aux.data);
+			else
+				be->copy(y, x, cnt);
+			break;
+		case NN_OP_CONCAT: {
+			struct nn_node *b = &net->nodes[nd->in[1]];
+			be->channel_copy(n, hw, a->c, x, nd->c, 0, y, 0);
+			be->channel_copy(n, hw, b->c, b->y.data, nd->c, a->c, y, 0);
+			break;
+		}
+		case NN_OP_ADD:
+			be->add(x, net->nodes[nd->in[1]].y.data, y, cnt);
+			break;
+		case NN_OP_UPSAMPLE:
+			be->upsample_fwd(nd->up, n, a->c, a->h, a->w, nd->scale, x, y);
+			break;
+		}
+	}
+	return &net->nodes[net->nnodes - 1].y;
+}
+
+struct nn_tensor *nn_net_output_grad(struct nn_net *net) { return &net->nodes[net->nnodes - 1].dy; }
+
+/* Where the gradient for input node `in` goes: its own dy if nothing has
+ * written it yet in this pass, else the scratch buffer, added in afterwards
+ * (a node read by several layers gets the sum of their gradients). */
+static float *grad_dst(struct nn_net *net, int in, int *acc)
+{
+	if (!net->written[in]) {
+		net->written[in] = 1;
+		*acc = 0;
+		return net->nodes[in].dy.data;
+	}
+	*acc = 1;
+	return net->scratch;
+}
+
+static void grad_done(struct nn_net *net, int in, int acc)
+{
+	if (acc)
+		net->be->axpy(node_count(&net->nodes[in], net->n), 1, net->scratch,
+			      net->nodes[in].dy.data);
+}
+
+void nn_net_backward(struct nn_net *net)
+{
+	const struct nn_backend *be = net->be;
+	int n = net->n, acc, acc2;
+	memset(net->written, 0, net->nnodes);
+	net->written[net->nnodes - 1] = 1;
+	for (int id = net->nnodes - 1; id >= 1; id--) {
+		struct nn_node *nd = &net->nodes[id];
+		if (!net->written[id]) { /* not on a path to the output: no gradient */
+			for (int k = 0; k < 4; k++)
+				if (nd->param[k] >= 0 && net->params[nd->param[k]].trainable) {
+					struct nn_tensor *g = &net->params[nd->param[k]].g;
+					be->fill(g->data, nn_tensor_count(g), 0);
+				}
+			continue;
+		}
+		int ia = nd->in[0];
+		struct nn_node *a = &net->nodes[ia];
+		const float *x = a->y.data, *y = nd->y.data, *dy = nd->dy.data;
+		size_t cnt = node_count(nd, n);
+		int hw = nd->h * nd->w;
+		switch (nd->op) {
+		case NN_OP_INPUT:
+			break;
+		case NN_OP_CONV: {
+			struct nn_conv_desc d = conv_desc(net, nd, n);
+			be->conv2d_bwd_filter(&d, x, dy, G(net, nd, 0), G(net, nd, 1), net->ws);
+			if (ia == 0)
+				break; /* no one needs the input's gradient */
+			float *dx = grad_dst(net, ia, &acc);
+			be->conv2d_bwd_data(&d, dy, P(net, nd, 0), dx, net->ws);
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_DECONV: {
+			struct nn_conv_desc d = deconv_desc(net, nd, n);
+			be->conv2d_bwd_filter(&d, dy, x, G(net, nd, 0), NULL, net->ws);
+			if (nd->bias)
+				be->bias_grad(n, nd->c, hw, dy, G(net, nd, 1));
+			if (ia == 0)
+				break;
+			float *dx = grad_dst(net, ia, &acc);
+			be->conv2d_fwd(&d, dy, P(net, nd, 0), NULL, dx, net->ws);
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_BN: {
+			float *dx = grad_dst(net, ia, &acc);
+			be->bn_bwd(n, nd->c, hw, x, dy, P(net, nd, 0), nd->aux.data, nd->aux2.data, dx,
+				   G(net, nd, 0), G(net, nd, 1));
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_INORM: {
+			float *dx = grad_dst(net, ia, &acc);
+			be->in_bwd(n, nd->c, hw, x, dy, P(net, nd, 0), nd->aux.data, nd->aux2.data, dx,
+				   G(net, nd, 0), G(net, nd, 1));
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_ACT: {
+			float *dx = grad_dst(net, ia, &acc);
+			be->act_bwd(nd->act, nd->alpha, x, y, dy, dx, cnt);
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_POOL:
+		case NN_OP_GAP: {
+			struct nn_pool_desc d = pool_desc(net, nd, n);
+			float *dx = grad_dst(net, ia, &acc);
+			be->pool_bwd(&d, dy, (const int32_t *)nd->aux.data, dx);
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_LINEAR: {
+			int fan = a->c * a->h * a->w;
+			be->gemm(1, 0, nd->c, fan, n, 1, dy, nd->c, x, fan, 0, G(net, nd, 0), fan);
+			if (nd->bias)
+				be->bias_grad(n, nd->c, 1, dy, G(net, nd, 1));
+			if (ia == 0)
+				break;
+			float *dx = grad_dst(net, ia, &acc);
+			be->gemm(0, 0, n, fan, nd->c, 1, dy, nd->c, P(net, nd, 0), fan, 0, dx, fan);
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_DROPOUT: {
+			float *dx = grad_dst(net, ia, &acc);
+			if (net->training && nd->p > 0)
+				be->mul(dy, nd->aux.data, dx, cnt);
+			else
+				be->copy(dx, dy, cnt);
+			grad_done(net, ia, acc);
+			break;
+		}
+		case NN_OP_CONCAT: {
+			int ib = nd->in[1];
+			struct nn_node *b = &net->nodes[ib];
+			float *da = grad_dst(net, ia, &acc);
+			be->channel_slice(n, hw, nd->c, 0, dy, a->c, da, 0);
+			grad_done(net, ia, acc);
+			float *db = grad_dst(net, ib, &acc2);
+			be->channel_slice(n, hw, nd->c, a->c, dy, b->c, db, 0);
+			grad_done(net, ib, acc2);
+			break;
+		}
+		case NN_OP_ADD: {
+			int ib = nd->in[1];
+			float *da = grad_dst(net, ia, &acc);
+			be->copy(da, dy, cnt);
+			grad_done(net, ia, acc);
+			float *db = grad_dst(net, ib, &acc2);
+			be->copy(db, dy, cnt);
+			grad_done(net, ib, acc2);
+			break;
+		}
+		case NN_OP_UPSAMPLE: {
+			float *dx = grad_dst(net, ia, &acc);
+			be->upsample_bwd(nd->up, n, a->c, a->h, a->w, nd->scale, dy, dx);
+			grad_done(net, ia, acc);
+			break;
+		}
+		}
+	}
+}
+
+long long nn_net_param_count(const struct nn_net *net)
+{
+	long long s = 0;
+	for (int i = 0; i < net->nparams; i++)
+		if (net->params[i].trainable)
+			s += (long long)nn_tensor_count(&net->params[i].w);
+	return s;
+}
+
+double nn_net_macs(const struct nn_net *net)
+{
+	double s = 0;
+	for (int i = 0; i < net->nnodes; i++)
+		s += net->nodes[i].macs;
+	return s;
+}
+
+size_t nn_net_arena_bytes(const struct nn_net *net) { return net->arena.size; }
+
+struct nn_param *nn_net_param(struct nn_net *net, const char *name)
+{
+	for (int i = 0; i < net->nparams; i++)
+		if (!strcmp(net->params[i].name, name))
+			return &net->params[i];
+	return NULL;
+}
+
+void nn_net_release(struct nn_net *net)
+{
+	for (int i = 0; i < net->nparams; i++) {
+		struct nn_param *p = &net->params[i];
+		if (p->w.be)
+			nn_tensor_release(&p->w);
+		nn_tensor_release(&p->g);
+		nn_tensor_release(&p->m);
+		nn_tensor_release(&p->v);
+	}
+	nn_arena_release(&net->arena);
+	mem_free(net->nodes);
+	mem_free(net->params);
+	mem_free(net->arch);
+	mem_free(net->written);
+	memset(net, 0, sizeof(*net));
+}

@@ -1,0 +1,115 @@
+/* net: a network as a static graph of layers, built once, then run forward
+ * and backward any number of times. Nodes are added in topological order
+ * (each names its inputs by index), so forward runs them in order and
+ * backward in reverse; every op goes through the net's backend table.
+ *
+ * Life cycle: nn_net_init, add layers (nn_conv, nn_bn, ...; errors are
+ * sticky and reported by nn_net_finish), nn_net_finish (parameters, seeded
+ * init), nn_net_prepare (activations and workspace for a batch size, one
+ * arena: nothing is allocated after this), then forward/backward/optimizer
+ * steps, nn_net_release. */
+#ifndef NN_NET_H
+#define NN_NET_H
+
+#include <stdint.h>
+
+#include "nn/backend.h"
+#include "nn/tensor.h"
+
+enum nn_op {
+	NN_OP_INPUT, NN_OP_CONV, NN_OP_DECONV, NN_OP_BN, NN_OP_INORM, NN_OP_ACT, NN_OP_POOL,
+	NN_OP_GAP, NN_OP_LINEAR, NN_OP_DROPOUT, NN_OP_CONCAT, NN_OP_ADD, NN_OP_UPSAMPLE
+};
+
+/* A learned tensor (trainable) or a saved statistic (BN running mean/var). */
+struct nn_param {
+	char name[48];
+	struct nn_tensor w, g;  /* value, gradient (g empty when not trainable) */
+	struct nn_tensor m, v;  /* optimizer state, allocated by nn/optim */
+	int trainable;
+	int decay;              /* weight decay applies (weights yes, biases and norms no) */
+};
+
+struct nn_node {
+	enum nn_op op;
+	int in[2];
+	int c, h, w;            /* output shape of one sample */
+	int k, stride, pad, dil, groups, bias; /* conv, deconv, pool */
+	enum nn_act act;
+	float alpha;            /* LeakyReLU slope */
+	enum nn_pool_kind pool;
+	enum nn_upsample_mode up;
+	int scale;
+	float p;                /* dropout probability */
+	int param[4];           /* indexes in net->params, -1 when unused */
+	double macs;            /* multiply-adds of one sample's forward pass */
+	struct nn_tensor y, dy, aux, aux2; /* output, its gradient, saved values */
+};
+
+struct nn_net {
+	const struct nn_backend *be;
+	struct nn_node *nodes;
+	int nnodes, node_cap;
+	struct nn_param *params;
+	int nparams, param_cap;
+	char *arch;             /* the spec the net was built from (checkpoints) */
+	uint64_t seed;          /* weight init and dropout masks */
+	uint64_t step;          /* forward passes in training mode (dropout stream) */
+	int training;           /* batch norm statistics, dropout */
+	int batch, n;           /* prepared batch size; current one (<= batch) */
+	int finished;
+	struct nn_arena arena;
+	void *ws;
+	float *scratch;
+	unsigned char *written;
+	int failed;
+	struct error build_err;
+};
+
+/* Node 0 is the input: (batch, c, h, w). */
+int nn_net_init(struct nn_net *net, const struct nn_backend *be, int c, int h, int w,
+		uint64_t seed, struct error *err);
+void nn_net_release(struct nn_net *net);
+
+/* Layers: each returns the new node's index, or -1 (the error is kept and
+ * returned by nn_net_finish). */
+int nn_conv(struct nn_net *net, int in, int cout, int k, int stride, int pad, int dil, int groups,
+	    int bias);
+/* Transposed convolution, output (h - 1) stride - 2 pad + k; weight (cin, cout, k, k). */
+int nn_deconv(struct nn_net *net, int in, int cout, int k, int stride, int pad, int bias);
+int nn_bn(struct nn_net *net, int in);
+int nn_inorm(struct nn_net *net, int in);
+int nn_act(struct nn_net *net, int in, enum nn_act kind, float alpha);
+int nn_pool(struct nn_net *net, int in, enum nn_pool_kind kind, int k, int stride, int pad);
+int nn_gap(struct nn_net *net, int in);
+int nn_linear(struct nn_net *net, int in, int out, int bias); /* flattens c*h*w */
+int nn_dropout(struct nn_net *net, int in, float p);
+int nn_concat(struct nn_net *net, int a, int b); /* along channels */
+int nn_add(struct nn_net *net, int a, int b);
+int nn_upsample(struct nn_net *net, int in, enum nn_upsample_mode mode, int scale);
+
+/* Allocate parameters and initialise them from net->seed: conv and linear
+ * weights He-normal (He et al. 2015, std = sqrt(2 / fan_in)), biases 0,
+ * norm scales 1. */
+int nn_net_finish(struct nn_net *net, struct error *err);
+/* Allocate activations, gradients and workspace for batches up to `batch`. */
+int nn_net_prepare(struct nn_net *net, int batch, struct error *err);
+
+/* Input tensor (node 0, capacity `batch`); fill the first n samples. */
+struct nn_tensor *nn_net_input(struct nn_net *net);
+/* Forward n samples (n <= batch); returns the last node's output. */
+const struct nn_tensor *nn_net_forward(struct nn_net *net, int n);
+/* Gradient of the loss with respect to the output: write it, then backward. */
+struct nn_tensor *nn_net_output_grad(struct nn_net *net);
+void nn_net_backward(struct nn_net *net);
+void nn_net_train(struct nn_net *net, int training);
+
+/* Totals: trainable parameters, and forward multiply-adds per sample. */
+long long nn_net_param_count(const struct nn_net *net);
+double nn_net_macs(const struct nn_net *net);
+/* Bytes of the prepared arena (activations + gradients + workspace). */
+size_t nn_net_arena_bytes(const struct nn_net *net);
+/* A parameter by name, or NULL. */
+struct nn_param *nn_net_param(struct nn_net *net, const char *name);
+
+#endif
