@@ -26,7 +26,8 @@ static void busy(double us)
 		;
 }
 
-static double run_loader_once(const struct dataset *ds, const struct loader_config *cfg, int epochs, double step_us)
+static double run_loader_once(const struct dataset *ds, const struct loader_config *cfg, int epochs,
+			      double step_us)
 {
 	struct error err;
 	struct loader *l = loader_new(ds, cfg, &err);
@@ -49,7 +50,8 @@ static double run_loader_once(const struct dataset *ds, const struct loader_conf
 	return (double)images / dt;
 }
 
-static double run_loader(const struct dataset *ds, const struct loader_config *cfg, int epochs, double step_us)
+static double run_loader(const struct dataset *ds, const struct loader_config *cfg, int epochs,
+			 double step_us)
 {
 	double best = 0;
 	for (int r = 0; r < 3; r++) {
@@ -84,7 +86,8 @@ static double run_memcpy_once(const struct dataset *ds, uint32_t batch, int epoc
 		for (uint64_t i = 0; i < n; i += batch) {
 			uint64_t m = n - i < batch ? n - i : batch;
 			for (uint64_t k = 0; k < m; k++)
-				memcpy(buf + k * ds->image_bytes, dataset_image(ds, perm[i + k]), ds->image_bytes);
+				memcpy(buf + k * ds->image_bytes, dataset_image(ds, perm[i + k]),
+				       ds->image_bytes);
 			sink += buf[0];
 			images += m;
 		}
@@ -106,7 +109,8 @@ static double run_memcpy(const struct dataset *ds, uint32_t batch, int epochs)
 
 static int make_synthetic(char **argv)
 {
-	struct dataset_shape s = {(uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]), (uint32_t)atoi(argv[5]), 10};
+	struct dataset_shape s = {(uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]),
+				  (uint32_t)atoi(argv[5]), 10};
 	long n = atol(argv[6]);
 	struct dataset_writer w;
 	struct error err;
@@ -172,19 +176,20 @@ int main(int argc, char **argv)
 	cfg.batch = batch;
 	cfg.seed = 1;
 	double base = run_memcpy(&ds, batch, epochs);
-	printf("%-46s %12.0f images/s  (1.00x memcpy)\n", "memcpy gather of uint8 records (baseline)", base);
+	printf("%-46s %12.0f images/s  (1.00x memcpy)\n",
+	       "memcpy gather of uint8 records (baseline)", base);
 	struct {
 		const char *name;
 		int flip;
 		uint32_t pad;
 		int prefetch;
 	} rows[] = {
-		{"loader: float32, no augmentation, no thread", 0, 0, 0},
-		{"loader: float32, no augmentation, prefetch 1", 0, 0, 1},
-		{"loader: float32, no augmentation, prefetch 2", 0, 0, 2},
-		{"loader: flip + pad 4 crop, no thread", 1, 4, 0},
-		{"loader: flip + pad 4 crop, prefetch 1", 1, 4, 1},
-		{"loader: flip + pad 4 crop, prefetch 2", 1, 4, 2},
+	    {"loader: float32, no augmentation, no thread", 0, 0, 0},
+	    {"loader: float32, no augmentation, prefetch 1", 0, 0, 1},
+	    {"loader: float32, no augmentation, prefetch 2", 0, 0, 2},
+	    {"loader: flip + pad 4 crop, no thread", 1, 4, 0},
+	    {"loader: flip + pad 4 crop, prefetch 1", 1, 4, 1},
+	    {"loader: flip + pad 4 crop, prefetch 2", 1, 4, 2},
 	};
 	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
 		cfg.flip = rows[r].flip;
@@ -201,14 +206,16 @@ int main(int argc, char **argv)
 	double aug = run_loader_once(&ds, &cfg, 1, 0);
 	double step_us = batch / aug * 1e6;
 	double seq = run_loader(&ds, &cfg, 1, step_us);
-	printf("with a simulated %.0f us training step per batch (as long as building it):\n", step_us);
+	printf("with a simulated %.0f us training step per batch (as long as building it):\n",
+	       step_us);
 	printf("%-46s %12.0f images/s\n", "  augmented loader, no thread", seq);
 	for (int depth = 1; depth <= 2; depth++) {
 		cfg.prefetch = depth;
 		double pre = run_loader(&ds, &cfg, 1, step_us);
 		char name[64];
 		snprintf(name, sizeof(name), "  augmented loader, prefetch %d", depth);
-		printf("%-46s %12.0f images/s  (%.2fx; 2.00x is perfect overlap)\n", name, pre, pre / seq);
+		printf("%-46s %12.0f images/s  (%.2fx; 2.00x is perfect overlap)\n", name, pre,
+		       pre / seq);
 	}
 	dataset_close(&ds);
 	return 0;

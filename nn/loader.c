@@ -25,26 +25,26 @@ struct slot {
 struct loader {
 	const struct dataset *ds;
 	struct loader_config cfg;
-	uint64_t nb;       /* batches per epoch */
-	size_t image;      /* C*H*W */
+	uint64_t nb;			      /* batches per epoch */
+	size_t image;			      /* C*H*W */
 	float lut[DATASET_MAX_CHANNELS][256]; /* normalized value of each pixel byte */
 
 	struct slot *slot;
 	uint32_t nslot;
-	uint64_t *perm;    /* order of the epoch the builder is in */
+	uint64_t *perm; /* order of the epoch the builder is in */
 	uint64_t perm_epoch;
 	int perm_valid;
 
-	uint64_t next_t;   /* next batch the caller gets */
-	int held;          /* slot the caller holds, -1 none */
-	int end_pending;   /* the caller got an epoch's last batch: next call returns 0 */
+	uint64_t next_t; /* next batch the caller gets */
+	int held;	 /* slot the caller holds, -1 none */
+	int end_pending; /* the caller got an epoch's last batch: next call returns 0 */
 
 	/* prefetch */
 	pthread_t thread;
 	int running;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	uint64_t build_t;  /* next batch the worker builds */
+	uint64_t build_t; /* next batch the worker builds */
 	int stop;
 	int sync_made; /* mu and cv exist */
 };
@@ -95,8 +95,8 @@ static void build_lut(float lut[][256], uint32_t C, const float *mean, const flo
 			lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
 }
 
-static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W, uint32_t pad,
-			uint32_t dx, uint32_t dy, int flip, float lut[][256])
+static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+			uint32_t pad, uint32_t dx, uint32_t dy, int flip, float lut[][256])
 {
 	size_t plane = (size_t)H * W;
 	if (pad == 0 && !flip) {
@@ -152,8 +152,9 @@ static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, 
 	}
 }
 
-void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W, uint32_t pad,
-		    uint32_t dx, uint32_t dy, int flip, const float *mean, const float *std)
+void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const float *mean,
+		    const float *std)
 {
 	float lut[DATASET_MAX_CHANNELS][256];
 	build_lut(lut, C, mean, std);
@@ -201,7 +202,8 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 				dy = (uint32_t)((r >> 32) % (2 * (uint64_t)P + 1));
 			}
 		}
-		augment_lut(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip, l->lut);
+		augment_lut(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip,
+			    l->lut);
 		s->y[k] = (int32_t)dataset_label(ds, rec);
 		s->records[k] = rec;
 	}
@@ -262,13 +264,14 @@ static int start_at(struct loader *l, uint64_t t, struct error *err)
 	return 0;
 }
 
-struct loader *loader_new(const struct dataset *ds, const struct loader_config *cfg, struct error *err)
+struct loader *loader_new(const struct dataset *ds, const struct loader_config *cfg,
+			  struct error *err)
 {
 	if (cfg->batch == 0)
 		return error_set(err, "loader: batch size 0"), NULL;
 	if (ds->shape.channels > DATASET_MAX_CHANNELS)
-		return error_set(err, "%s: %u channels, the loader takes at most %u", ds->path, ds->shape.channels,
-				 DATASET_MAX_CHANNELS),
+		return error_set(err, "%s: %u channels, the loader takes at most %u", ds->path,
+				 ds->shape.channels, DATASET_MAX_CHANNELS),
 		       NULL;
 	if (cfg->pad > ds->shape.height || cfg->pad > ds->shape.width)
 		return error_set(err, "loader: padding %u is larger than the %ux%u image", cfg->pad,
@@ -276,7 +279,9 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 		       NULL;
 	for (uint32_t c = 0; c < ds->shape.channels; c++)
 		if (!(cfg->std[c] > 0))
-			return error_set(err, "loader: std[%u] = %g, expected > 0", c, (double)cfg->std[c]), NULL;
+			return error_set(err, "loader: std[%u] = %g, expected > 0", c,
+					 (double)cfg->std[c]),
+			       NULL;
 	struct loader *l = mem_calloc(1, sizeof(*l));
 	if (!l)
 		return error_set(err, "loader: out of memory"), NULL;
@@ -286,7 +291,9 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	l->nb = cfg->drop_last ? ds->count / cfg->batch : (ds->count + cfg->batch - 1) / cfg->batch;
 	build_lut(l->lut, ds->shape.channels, cfg->mean, cfg->std);
 	l->held = -1;
-	l->cfg.prefetch = cfg->prefetch < 0 ? 0 : cfg->prefetch > LOADER_MAX_PREFETCH ? LOADER_MAX_PREFETCH : cfg->prefetch;
+	l->cfg.prefetch = cfg->prefetch < 0			? 0
+			  : cfg->prefetch > LOADER_MAX_PREFETCH ? LOADER_MAX_PREFETCH
+								: cfg->prefetch;
 	l->nslot = l->cfg.prefetch > 0 ? (uint32_t)l->cfg.prefetch + 1 : 1;
 	l->perm = mem_alloc(sizeof(uint64_t) * (ds->count ? ds->count : 1));
 	l->slot = mem_calloc(l->nslot, sizeof(struct slot));
@@ -298,7 +305,8 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 		ok = l->slot[i].x && l->slot[i].y && l->slot[i].records;
 	}
 	if (!ok) {
-		error_set(err, "%s: out of memory for loader buffers (batch %u)", ds->path, cfg->batch);
+		error_set(err, "%s: out of memory for loader buffers (batch %u)", ds->path,
+			  cfg->batch);
 		loader_free(l);
 		return NULL;
 	}

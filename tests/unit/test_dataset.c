@@ -39,8 +39,8 @@ static uint64_t record_id(const struct dataset *ds, uint64_t i)
 	return p[0] | (uint64_t)p[1] << 8;
 }
 
-static int make_shard_labels(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n,
-			     const uint32_t *labels)
+static int make_shard_labels(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K,
+			     uint64_t n, const uint32_t *labels)
 {
 	struct dataset_shape s = {C, H, W, K};
 	struct dataset_writer w;
@@ -125,15 +125,15 @@ static void test_header_bytes_are_as_documented(void)
 	CHECK_INT(file_bytes(p, &d, &n), 0);
 	CHECK_INT(n, 64 + 5 * 10);
 	CHECK(memcmp(d, "CAIRNDS\0", 8) == 0);
-	CHECK_INT(d[8], 1);    /* version */
-	CHECK_INT(d[12], 64);  /* header bytes */
-	CHECK_INT(d[16], 5);   /* count */
-	CHECK_INT(d[24], 1);   /* C */
-	CHECK_INT(d[28], 2);   /* H */
-	CHECK_INT(d[32], 3);   /* W */
-	CHECK_INT(d[36], 1);   /* uint8 */
-	CHECK_INT(d[40], 4);   /* classes */
-	CHECK_INT(d[44], 10);  /* record bytes */
+	CHECK_INT(d[8], 1);   /* version */
+	CHECK_INT(d[12], 64); /* header bytes */
+	CHECK_INT(d[16], 5);  /* count */
+	CHECK_INT(d[24], 1);  /* C */
+	CHECK_INT(d[28], 2);  /* H */
+	CHECK_INT(d[32], 3);  /* W */
+	CHECK_INT(d[36], 1);  /* uint8 */
+	CHECK_INT(d[40], 4);  /* classes */
+	CHECK_INT(d[44], 10); /* record bytes */
 	uint32_t crc = (uint32_t)crc32(0, d + 64, 50);
 	CHECK_INT(d[48] | d[49] << 8 | d[50] << 16 | (uint32_t)d[51] << 24, crc);
 	uint32_t hcrc = (uint32_t)crc32(0, d, 60);
@@ -306,10 +306,12 @@ static void test_idx_import_plain_and_gzip(void)
 	check_imported(tmp("gz.ds"), 9, 10);
 }
 
-static void expect_import_error(const char *images, const char *labels, uint32_t classes, const char *want)
+static void expect_import_error(const char *images, const char *labels, uint32_t classes,
+				const char *want)
 {
 	struct error err = {{0}};
-	CHECK_INT(dataset_import_idx(images, labels, tmp("fail.ds"), classes, &err), DATASET_EBADINPUT);
+	CHECK_INT(dataset_import_idx(images, labels, tmp("fail.ds"), classes, &err),
+		  DATASET_EBADINPUT);
 	if (!strstr(err.msg, want))
 		printf("#   message '%s' lacks '%s'\n", err.msg, want);
 	CHECK(strstr(err.msg, want) != NULL);
@@ -357,9 +359,11 @@ static void test_idx_errors_name_file_and_offset(void)
 	memcpy(longer, img, ni);
 	longer[ni] = longer[ni + 1] = 0;
 	CHECK_INT(write_bytes(tmp("long.idx"), longer, ni + 2), 0);
-	expect_import_error(tmp("long.idx"), tmp("l.idx"), 0, "byte 70: unexpected data after the last item");
+	expect_import_error(tmp("long.idx"), tmp("l.idx"), 0,
+			    "byte 70: unexpected data after the last item");
 	/* label beyond --classes: item 3 has label 3 at byte 11 */
-	expect_import_error(tmp("i.idx"), tmp("l.idx"), 3, "byte 11: label 3 of item 3 >= 3 classes");
+	expect_import_error(tmp("i.idx"), tmp("l.idx"), 3,
+			    "byte 11: label 3 of item 3 >= 3 classes");
 	/* missing file */
 	expect_import_error(tmp("none.idx"), tmp("l.idx"), 0, "none.idx: cannot open");
 }

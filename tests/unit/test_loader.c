@@ -72,7 +72,8 @@ static void test_epoch_covers_every_record_once(void)
 				seen[b.records[k]]++;
 				CHECK_INT(b.y[k], b.records[k] % 3);
 				for (size_t j = 0; j < 16; j++)
-					pixels_ok &= b.x[k * 16 + j] == (float)pixel(b.records[k], j) / 255.0f;
+					pixels_ok &= b.x[k * 16 + j] ==
+						     (float)pixel(b.records[k], j) / 255.0f;
 			}
 			total += b.n;
 			batches++;
@@ -103,7 +104,8 @@ static uint64_t run_hash(const struct dataset *ds, const struct loader_config *c
 	struct loader_batch b;
 	for (int e = 0; e < epochs; e++)
 		while (loader_next(l, &b, &err) == 1) {
-			const uint8_t *p[3] = {(const uint8_t *)b.x, (const uint8_t *)b.y, (const uint8_t *)b.records};
+			const uint8_t *p[3] = {(const uint8_t *)b.x, (const uint8_t *)b.y,
+					       (const uint8_t *)b.records};
 			size_t n[3] = {sizeof(float) * b.n * ds->image_bytes, sizeof(int32_t) * b.n,
 				       sizeof(uint64_t) * b.n};
 			for (int k = 0; k < 3; k++)
@@ -195,7 +197,8 @@ static void test_seek_matches_sequential(void)
 	while (loader_next(seq, &a, &err) == 1) {
 		CHECK_INT(loader_next(sk, &b, &err), 1);
 		same &= a.n == b.n && a.epoch == 2 && b.epoch == 2 && a.index == b.index;
-		same &= memcmp(a.x, b.x, sizeof(float) * a.n * 9) == 0 && memcmp(a.y, b.y, 4 * a.n) == 0;
+		same &= memcmp(a.x, b.x, sizeof(float) * a.n * 9) == 0 &&
+			memcmp(a.y, b.y, 4 * a.n) == 0;
 		n++;
 	}
 	CHECK_INT(loader_next(sk, &b, &err), 0);
@@ -243,7 +246,8 @@ static void test_augment_on_known_image(void)
 	uint8_t two[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* 2 x 2 x 2 */
 	float m3[2] = {0, 0}, s3[2] = {1, 0.5f}, d2[8];
 	loader_augment(two, d2, 2, 2, 2, 0, 0, 0, 1, m3, s3);
-	float want2[8] = {PX(2), PX(1), PX(4), PX(3), PX(6) / 0.5f, PX(5) / 0.5f, PX(8) / 0.5f, PX(7) / 0.5f};
+	float want2[8] = {PX(2),	PX(1),	      PX(4),	    PX(3),
+			  PX(6) / 0.5f, PX(5) / 0.5f, PX(8) / 0.5f, PX(7) / 0.5f};
 	for (int i = 0; i < 8; i++)
 		CHECK_NEAR(d2[i], want2[i], 1e-6);
 #undef PX
@@ -263,17 +267,24 @@ static void test_augment_matches_reference(void)
 		for (uint32_t dy = 0; dy <= 2 * pad; dy++)
 			for (uint32_t dx = 0; dx <= 2 * pad; dx++)
 				for (int flip = 0; flip < 2; flip++) {
-					loader_augment(src, dst, C, H, W, pad, dx, dy, flip, mean, std);
+					loader_augment(src, dst, C, H, W, pad, dx, dy, flip, mean,
+						       std);
 					for (int c = 0; c < C; c++)
 						for (int y = 0; y < H; y++)
 							for (int x = 0; x < W; x++) {
 								int cx = flip ? W - 1 - x : x;
-								int py = y + (int)dy - (int)pad, px = cx + (int)dx - (int)pad;
-								int v = py < 0 || py >= H || px < 0 || px >= W
-										? 0
-										: src[(c * H + py) * W + px];
-								float want = ((float)v / 255.0f - mean[c]) / std[c];
-								bad += dst[(c * H + y) * W + x] != want;
+								int py = y + (int)dy - (int)pad,
+								    px = cx + (int)dx - (int)pad;
+								int v = py < 0 || py >= H ||
+										px < 0 || px >= W
+									    ? 0
+									    : src[(c * H + py) * W +
+										  px];
+								float want =
+								    ((float)v / 255.0f - mean[c]) /
+								    std[c];
+								bad += dst[(c * H + y) * W + x] !=
+								       want;
 							}
 				}
 	CHECK_INT(bad, 0);
@@ -319,7 +330,8 @@ static void test_loader_applies_flip_and_crop(void)
 		const uint8_t *src = dataset_image(&ds, b.records[k]);
 		int found = -1;
 		for (int o = 0; o < 9 && found < 0; o++) {
-			loader_augment(src, want, 1, 4, 5, 1, (uint32_t)(o % 3), (uint32_t)(o / 3), 0, mean, std);
+			loader_augment(src, want, 1, 4, 5, 1, (uint32_t)(o % 3), (uint32_t)(o / 3),
+				       0, mean, std);
 			if (memcmp(want, b.x + k * 20, sizeof(want)) == 0)
 				found = o;
 		}
