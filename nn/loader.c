@@ -7,6 +7,19 @@
 
 #include "core/mem.h"
 
+#ifdef __SSE4_1__
+#include <smmintrin.h>
+#endif
+
+/* Normalization of channel c: x = pixel * scale[c] + bias[c], with
+ * scale = 1 / (255 std) and bias = -mean / std, i.e. (pixel/255 - mean) / std
+ * up to float rounding. Every value comes from convert(), the table included,
+ * so the vector path and the table path give the same bits. */
+struct norm {
+	float scale[DATASET_MAX_CHANNELS], bias[DATASET_MAX_CHANNELS];
+	float lut[DATASET_MAX_CHANNELS][256];
+};
+
 /* Batch t of the whole run (t = epoch * batches_per_epoch + index) is built
  * into slot t % nslot, nslot = prefetch depth + 1. With prefetch, a worker
  * thread builds batches t+1 .. t+depth while the caller holds batch t; with
@@ -25,9 +38,9 @@ struct slot {
 struct loader {
 	const struct dataset *ds;
 	struct loader_config cfg;
-	uint64_t nb;			      /* batches per epoch */
-	size_t image;			      /* C*H*W */
-	float lut[DATASET_MAX_CHANNELS][256]; /* normalized value of each pixel byte */
+	uint64_t nb;  /* batches per epoch */
+	size_t image; /* C*H*W */
+	struct norm norm;
 
 	struct slot *slot;
 	uint32_t nslot;
@@ -88,29 +101,55 @@ void loader_config_default(struct loader_config *cfg)
 	}
 }
 
-static void build_lut(float lut[][256], uint32_t C, const float *mean, const float *std)
+static void convert(const uint8_t *s, float *d, size_t n, float scale, float bias)
 {
-	for (uint32_t c = 0; c < C; c++)
-		for (int v = 0; v < 256; v++)
-			lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+#ifdef __SSE4_1__
+	const __m128 vs = _mm_set1_ps(scale), vb = _mm_set1_ps(bias);
+	size_t k = 0;
+	for (; k + 16 <= n; k += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(s + k));
+		for (int q = 0; q < 4; q++) {
+			__m128 f = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(v));
+			_mm_storeu_ps(d + k + 4 * q, _mm_add_ps(_mm_mul_ps(f, vs), vb));
+			v = _mm_srli_si128(v, 4);
+		}
+	}
+	if (k < n) { /* the tail through the same instructions */
+		uint8_t in[16] = {0};
+		float out[16];
+		memcpy(in, s + k, n - k);
+		convert(in, out, 16, scale, bias);
+		memcpy(d + k, out, sizeof(float) * (n - k));
+	}
+#else
+	for (size_t k = 0; k < n; k++)
+		d[k] = (float)s[k] * scale + bias;
+#endif
 }
 
-static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
-			uint32_t pad, uint32_t dx, uint32_t dy, int flip, float lut[][256])
+static void norm_init(struct norm *nm, uint32_t C, const float *mean, const float *std)
+{
+	uint8_t all[256];
+	for (int v = 0; v < 256; v++)
+		all[v] = (uint8_t)v;
+	for (uint32_t c = 0; c < C; c++) {
+		nm->scale[c] = 1.0f / (255.0f * std[c]);
+		nm->bias[c] = -mean[c] / std[c];
+		convert(all, nm->lut[c], 256, nm->scale[c], nm->bias[c]);
+	}
+}
+
+static void augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const struct norm *nm)
 {
 	size_t plane = (size_t)H * W;
 	if (pad == 0 && !flip) {
-		for (uint32_t c = 0; c < C; c++) {
-			const float *l = lut[c];
-			const uint8_t *s = src + c * plane;
-			float *d = dst + c * plane;
-			for (size_t k = 0; k < plane; k++)
-				d[k] = l[s[k]];
-		}
+		for (uint32_t c = 0; c < C; c++)
+			convert(src + c * plane, dst + c * plane, plane, nm->scale[c], nm->bias[c]);
 		return;
 	}
 	for (uint32_t c = 0; c < C; c++) {
-		const float *l = lut[c];
+		const float *l = nm->lut[c];
 		const uint8_t *s = src + c * plane;
 		float *d = dst + c * plane;
 		for (uint32_t y = 0; y < H; y++) {
@@ -139,8 +178,8 @@ static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, 
 			for (int64_t x = 0; x < lo; x++)
 				row[x] = l[0];
 			if (!flip) {
-				for (int64_t x = lo; x < hi; x++)
-					row[x] = l[srow[x + off]];
+				convert(srow + lo + off, row + lo, (size_t)(hi - lo), nm->scale[c],
+					nm->bias[c]);
 			} else {
 				int64_t end = (int64_t)W - 1 + off;
 				for (int64_t x = lo; x < hi; x++)
@@ -156,9 +195,9 @@ void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint
 		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const float *mean,
 		    const float *std)
 {
-	float lut[DATASET_MAX_CHANNELS][256];
-	build_lut(lut, C, mean, std);
-	augment_lut(src, dst, C, H, W, pad, dx, dy, flip, lut);
+	struct norm nm;
+	norm_init(&nm, C, mean, std);
+	augment(src, dst, C, H, W, pad, dx, dy, flip, &nm);
 }
 
 /* The record order of epoch e: file order, or a Fisher-Yates shuffle seeded by (seed, e). */
@@ -189,12 +228,12 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 	uint64_t first = index * l->cfg.batch;
 	uint64_t n = ds->count - first < l->cfg.batch ? ds->count - first : l->cfg.batch;
 	uint32_t C = ds->shape.channels, H = ds->shape.height, W = ds->shape.width, P = l->cfg.pad;
-	int augment = l->cfg.flip || P > 0;
+	int augmenting = l->cfg.flip || P > 0;
 	for (uint64_t k = 0; k < n; k++) {
 		uint64_t pos = first + k, rec = l->perm[pos];
 		uint32_t dx = 0, dy = 0;
 		int flip = 0;
-		if (augment) {
+		if (augmenting) {
 			uint64_t r = hash3(l->cfg.seed, epoch, pos);
 			flip = l->cfg.flip ? (int)(r & 1) : 0;
 			if (P > 0) {
@@ -202,8 +241,8 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 				dy = (uint32_t)((r >> 32) % (2 * (uint64_t)P + 1));
 			}
 		}
-		augment_lut(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip,
-			    l->lut);
+		augment(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip,
+			&l->norm);
 		s->y[k] = (int32_t)dataset_label(ds, rec);
 		s->records[k] = rec;
 	}
@@ -289,7 +328,7 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	l->cfg = *cfg;
 	l->image = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
 	l->nb = cfg->drop_last ? ds->count / cfg->batch : (ds->count + cfg->batch - 1) / cfg->batch;
-	build_lut(l->lut, ds->shape.channels, cfg->mean, cfg->std);
+	norm_init(&l->norm, ds->shape.channels, cfg->mean, cfg->std);
 	l->held = -1;
 	l->cfg.prefetch = cfg->prefetch < 0			? 0
 			  : cfg->prefetch > LOADER_MAX_PREFETCH ? LOADER_MAX_PREFETCH

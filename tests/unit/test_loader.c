@@ -72,8 +72,9 @@ static void test_epoch_covers_every_record_once(void)
 				seen[b.records[k]]++;
 				CHECK_INT(b.y[k], b.records[k] % 3);
 				for (size_t j = 0; j < 16; j++)
-					pixels_ok &= b.x[k * 16 + j] ==
-						     (float)pixel(b.records[k], j) / 255.0f;
+					pixels_ok &=
+					    b.x[k * 16 + j] ==
+					    (float)pixel(b.records[k], j) * (1.0f / 255.0f);
 			}
 			total += b.n;
 			batches++;
@@ -216,7 +217,7 @@ static void test_augment_on_known_image(void)
 	for (int i = 0; i < 9; i++)
 		src[i] = (uint8_t)(10 * (i + 1));
 	float mean[1] = {0}, std[1] = {1}, dst[9];
-#define PX(v) ((float)(v) / 255.0f)
+#define PX(v) ((float)(v) * (1.0f / 255.0f)) /* mean 0, std 1: scale 1/255, bias 0 */
 	/* no pad, no flip: identity */
 	loader_augment(src, dst, 1, 3, 3, 0, 0, 0, 0, mean, std);
 	for (int i = 0; i < 9; i++)
@@ -280,14 +281,29 @@ static void test_augment_matches_reference(void)
 									    ? 0
 									    : src[(c * H + py) * W +
 										  px];
-								float want =
-								    ((float)v / 255.0f - mean[c]) /
-								    std[c];
-								bad += dst[(c * H + y) * W + x] !=
-								       want;
+								double want =
+								    (v / 255.0 - mean[c]) / std[c];
+								bad +=
+								    fabs(dst[(c * H + y) * W + x] -
+									 want) >
+								    1e-6 * (1 + fabs(want));
 							}
 				}
 	CHECK_INT(bad, 0);
+	/* The flip path (table) and the straight path (vector code) give the same
+	 * bits: flipping the image and its mirror must agree exactly. */
+	uint8_t mirror[C * H * W];
+	for (int c = 0; c < C; c++)
+		for (int y = 0; y < H; y++)
+			for (int x = 0; x < W; x++)
+				mirror[(c * H + y) * W + x] = src[(c * H + y) * W + W - 1 - x];
+	float a[C * H * W], b[C * H * W];
+	loader_augment(src, a, C, H, W, 0, 0, 0, 1, mean, std);
+	loader_augment(mirror, b, C, H, W, 0, 0, 0, 0, mean, std);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+	loader_augment(src, a, C, H, W, 2, 1, 2, 1, mean, std);
+	loader_augment(mirror, b, C, H, W, 2, 3, 2, 0, mean, std);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
 }
 
 /* In a batch with flip on, every image is the record or its mirror, about half each. */
