@@ -8,6 +8,7 @@ D=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 T=$(mktemp -d /tmp/cairn-bench-data.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 echo "== data: shard import and loader throughput"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the cores lowers every figure, the prefetch overlap most)"
 if [ ! -f "$D/train-images-idx3-ubyte.gz" ]; then
 	echo "skipped: no Fashion-MNIST in $D (apt-get install dataset-fashion-mnist)"
 	exit 0
