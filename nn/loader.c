@@ -38,8 +38,9 @@ struct slot {
 struct loader {
 	const struct dataset *ds;
 	struct loader_config cfg;
-	uint64_t nb;  /* batches per epoch */
-	size_t image; /* C*H*W */
+	uint64_t nb;		       /* batches per epoch */
+	uint64_t part_first, part_len; /* this part's positions in each epoch's order */
+	size_t image;		       /* C*H*W */
 	struct norm norm;
 
 	struct slot *slot;
@@ -225,8 +226,9 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 	const struct dataset *ds = l->ds;
 	uint64_t epoch = t / l->nb, index = t % l->nb;
 	make_perm(l, epoch);
-	uint64_t first = index * l->cfg.batch;
-	uint64_t n = ds->count - first < l->cfg.batch ? ds->count - first : l->cfg.batch;
+	uint64_t first = l->part_first + index * l->cfg.batch;
+	uint64_t left = l->part_first + l->part_len - first;
+	uint64_t n = left < l->cfg.batch ? left : l->cfg.batch;
 	uint32_t C = ds->shape.channels, H = ds->shape.height, W = ds->shape.width, P = l->cfg.pad;
 	int augmenting = l->cfg.flip || P > 0;
 	for (uint64_t k = 0; k < n; k++) {
@@ -312,6 +314,10 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 		return error_set(err, "%s: %u channels, the loader takes at most %u", ds->path,
 				 ds->shape.channels, DATASET_MAX_CHANNELS),
 		       NULL;
+	if (cfg->parts > 0 && cfg->part >= cfg->parts)
+		return error_set(err, "loader: part %u of %u: expected part < parts", cfg->part,
+				 cfg->parts),
+		       NULL;
 	if (cfg->pad > ds->shape.height || cfg->pad > ds->shape.width)
 		return error_set(err, "loader: padding %u is larger than the %ux%u image", cfg->pad,
 				 ds->shape.height, ds->shape.width),
@@ -327,7 +333,15 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	l->ds = ds;
 	l->cfg = *cfg;
 	l->image = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
-	l->nb = cfg->drop_last ? ds->count / cfg->batch : (ds->count + cfg->batch - 1) / cfg->batch;
+	uint32_t parts = cfg->parts ? cfg->parts : 1;
+	/* Part p of P: positions [p m, (p + 1) m) of the shared epoch order,
+	 * m = floor(n / P), so every rank has the same number of batches (a
+	 * synchronous allreduce needs that); the last n - P m positions are left
+	 * out, other records each epoch when shuffling. */
+	l->part_len = ds->count / parts;
+	l->part_first = l->part_len * (parts > 1 ? cfg->part : 0);
+	l->nb =
+	    cfg->drop_last ? l->part_len / cfg->batch : (l->part_len + cfg->batch - 1) / cfg->batch;
 	norm_init(&l->norm, ds->shape.channels, cfg->mean, cfg->std);
 	l->held = -1;
 	l->cfg.prefetch = cfg->prefetch < 0			? 0

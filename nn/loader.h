@@ -11,16 +11,22 @@
 #include "nn/dataset.h"
 
 struct loader_config {
-	uint32_t batch; /* images per batch (N), > 0 */
-	uint64_t seed;	/* same seed, same batches, threads or not */
-	int shuffle;	/* 1: a new seeded permutation every epoch; 0: file order */
-	int drop_last;	/* 1: skip the last partial batch of an epoch */
-	int flip;	/* 1: mirror left-right with probability 1/2 */
-	uint32_t pad;	/* > 0: pad P black pixels on each side, then crop H x W at a
-			   random offset in [0, 2P] x [0, 2P] */
-	int prefetch;	/* batches a thread prepares ahead (0: none, all work in
-			   loader_next; 1: double buffering; up to LOADER_MAX_PREFETCH).
-			   Memory: (prefetch + 1) float batches. */
+	uint32_t batch;	      /* images per batch (N), > 0 */
+	uint64_t seed;	      /* same seed, same batches, threads or not */
+	int shuffle;	      /* 1: a new seeded permutation every epoch; 0: file order */
+	int drop_last;	      /* 1: skip the last partial batch of an epoch */
+	int flip;	      /* 1: mirror left-right with probability 1/2 */
+	uint32_t pad;	      /* > 0: pad P black pixels on each side, then crop H x W at a
+				 random offset in [0, 2P] x [0, 2P] */
+	uint32_t part, parts; /* parts > 1: this loader yields only part `part` (0-based) of
+				 every epoch's order, for data-parallel ranks: with the
+				 same seed the parts are disjoint, each floor(n / parts)
+				 records (equal batch counts on every rank; the n mod
+				 parts records left over change each epoch).
+				 parts 0 or 1: everything. */
+	int prefetch;	      /* batches a thread prepares ahead (0: none, all work in
+				 loader_next; 1: double buffering; up to LOADER_MAX_PREFETCH).
+				 Memory: (prefetch + 1) float batches. */
 	/* Normalization, per channel c: x = (pixel / 255 - mean[c]) / std[c],
 	 * computed in float32 as pixel * scale + bias (scale = 1 / (255 std),
 	 * bias = -mean / std), so within 1e-6 relative of the formula.

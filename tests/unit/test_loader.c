@@ -363,6 +363,50 @@ static void test_loader_applies_flip_and_crop(void)
 	dataset_close(&ds);
 }
 
+/* Three ranks with the same seed split each epoch into disjoint equal parts. */
+static void test_parts_cover_the_epoch(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("p.ds", 1, 2, 2, 3, 100, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 8;
+	cfg.seed = 3;
+	cfg.parts = 3;
+	for (int epoch = 0; epoch < 2; epoch++) {
+		int seen[100] = {0};
+		for (uint32_t p = 0; p < 3; p++) {
+			cfg.part = p;
+			struct loader *l = loader_new(&ds, &cfg, &err);
+			CHECK(l != NULL);
+			if (!l)
+				continue;
+			CHECK_INT(loader_batches_per_epoch(l), 5); /* 33 records each */
+			CHECK_INT(loader_seek(l, (uint64_t)epoch, &err), 0);
+			struct loader_batch b;
+			uint64_t total = 0;
+			while (loader_next(l, &b, &err) == 1) {
+				for (uint32_t k = 0; k < b.n; k++)
+					seen[b.records[k]]++;
+				total += b.n;
+			}
+			CHECK_INT(total, 33);
+			loader_free(l);
+		}
+		int once = 0, twice = 0;
+		for (int i = 0; i < 100; i++) {
+			once += seen[i] == 1;
+			twice += seen[i] > 1;
+		}
+		CHECK_INT(once, 99);
+		CHECK_INT(twice, 0);
+	}
+	cfg.part = 3;
+	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	dataset_close(&ds);
+}
+
 static void test_bad_config_and_out_of_memory(void)
 {
 	struct dataset ds;
@@ -404,6 +448,7 @@ int main(void)
 	RUN(test_augment_on_known_image);
 	RUN(test_augment_matches_reference);
 	RUN(test_loader_applies_flip_and_crop);
+	RUN(test_parts_cover_the_epoch);
 	RUN(test_bad_config_and_out_of_memory);
 	struct error err;
 	fs_rm_rf(dir, &err);
