@@ -854,9 +854,9 @@ int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, st
 			s->params[k].key = mem_strdup(sec->kv[k].key);
 			s->params[k].value = mem_strdup(sec->kv[k].value);
 			s->params[k].line = sec->kv[k].line;
+			s->nparams++; /* counted first: spec_release frees a half-made pair */
 			if (!s->params[k].key || !s->params[k].value)
 				return error_set(err, "out of memory");
-			s->nparams++;
 		}
 	}
 	if (apply_sets(s, sets, nsets, err) < 0)

@@ -200,7 +200,8 @@ int task_manifest_build(const char *dir, json_t **manifest, char digest[65], str
 		walk_release(&w);
 		return -1;
 	}
-	qsort(w.e, w.n, sizeof(*w.e), cmp_entry);
+	if (w.n > 1)
+		qsort(w.e, w.n, sizeof(*w.e), cmp_entry);
 	json_t *list = json_array();
 	struct sha256 h;
 	if (!list || sha256_init(&h, err) < 0) {
@@ -304,7 +305,8 @@ int task_manifest_check(const char *dir, const json_t *manifest, int full, struc
 	}
 	int extra = w.n != json_array_size(manifest);
 	if (extra) {
-		qsort(w.e, w.n, sizeof(*w.e), cmp_entry);
+		if (w.n > 1)
+			qsort(w.e, w.n, sizeof(*w.e), cmp_entry);
 		for (size_t k = 0; k < w.n; k++) {
 			const json_t *m = json_array_get(manifest, k);
 			if (!m || strcmp(jsonio_str(m, "path", ""), w.e[k].path)) {
