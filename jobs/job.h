@@ -40,6 +40,11 @@ struct job_graph {
 	const struct job_stage *stages;
 	int nstages;
 	const int *order;   /* stage indices, upstream first */
+	/* Optional: run a task in a forked child of this process instead of
+	 * exec'ing `cairn exec` (the same code, without a new program, its
+	 * dynamic loading and a spec parse per task). Returns the exit code. */
+	int (*run_task)(void *ctx, int stage, int task);
+	void *run_ctx;
 };
 
 /* Counts an executor reports while it works and when it ends. */

@@ -224,6 +224,8 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 	const struct job_graph *g = p->g;
 	char task[16];
 	snprintf(task, sizeof(task), "%d", t);
+	fflush(stdout);
+	fflush(stderr);
 	pid_t pid = fork();
 	if (pid < 0)
 		return error_errno(err, "fork");
@@ -231,6 +233,8 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGALRM, SIG_DFL);
+		if (g->run_task)
+			_exit(g->run_task(g->run_ctx, s, t));
 		execl(g->cairn, g->cairn, "exec", g->run_dir, g->stages[s].name, task, (char *)NULL);
 		fprintf(stderr, "cairn: cannot run %s exec: %s\n", g->cairn, strerror(errno));
 		_exit(127);

@@ -17,6 +17,10 @@ int cmd_graph(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+/* The body of `cairn exec` for an open run: runs the task, writes its
+ * markers, returns the wrapper's exit code. The local executor calls it in a
+ * forked child, so a task costs no exec of cairn and no spec parse. */
+int exec_task(const struct run *run, int stage, int task);
 
 /* Counts of task states per stage and the run's overall state. */
 struct run_status {

@@ -24,7 +24,7 @@
 static volatile sig_atomic_t stop_signal;
 
 struct exec_ctx {
-	struct run run;
+	const struct run *run;
 	int stage;
 	int task;
 	const struct spec_stage *st;
@@ -38,7 +38,7 @@ struct exec_ctx {
 static void path_of(struct buf *b, const struct exec_ctx *x, const char *name)
 {
 	buf_reset(b);
-	task_path(b, x->run.dir, x->st->name, x->task, name);
+	task_path(b, x->run->dir, x->st->name, x->task, name);
 }
 
 static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int sig,
@@ -59,7 +59,7 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 	int rc = jsonio_write_atomic(p.s, j, err);
 	json_decref(j);
 	buf_release(&p);
-	run_event(x->run.dir, "failed %s/%d attempt %d: %s%s%s", x->st->name, x->task, x->attempt,
+	run_event(x->run->dir, "failed %s/%d attempt %d: %s%s%s", x->st->name, x->task, x->attempt,
 		  kind, message ? ": " : "", message ? message : "");
 	return rc;
 }
@@ -78,12 +78,11 @@ static int clear_previous(struct exec_ctx *x, struct error *err)
 			return -1;
 		}
 	}
-	buf_reset(&p);
-	spec_task_dir(&p, x->run.dir, x->st->name, x->task);
-	int rc = fs_sync_dir(p.s, err);
+	/* No fsync of the folder here: if a power cut undoes the unlink, the old
+	 * done.json comes back beside an emptied out/, which its manifest check
+	 * rejects, so the task still reruns. */
 	path_of(&p, x, "out");
-	if (rc == 0)
-		rc = fs_rm_rf(p.s, err);
+	int rc = fs_rm_rf(p.s, err);
 	if (rc == 0)
 		rc = fs_mkdir_p(p.s, err);
 	buf_release(&p);
@@ -94,7 +93,7 @@ static int previous_attempt(struct exec_ctx *x)
 {
 	struct task_info ti;
 	struct error err;
-	if (task_read(x->run.dir, x->st->name, x->task, 0, &ti, &err) < 0)
+	if (task_read(x->run->dir, x->st->name, x->task, 0, &ti, &err) < 0)
 		return 0;
 	return ti.attempt;
 }
@@ -103,7 +102,7 @@ static void set_env(struct exec_ctx *x, const char *self_dir)
 {
 	char v[64];
 	struct buf b = BUF_INIT;
-	setenv("CAIRN_RUN", x->run.dir, 1);
+	setenv("CAIRN_RUN", x->run->dir, 1);
 	setenv("CAIRN_STAGE", x->st->name, 1);
 	snprintf(v, sizeof(v), "%d", x->task);
 	setenv("CAIRN_TASK", v, 1);
@@ -111,7 +110,7 @@ static void set_env(struct exec_ctx *x, const char *self_dir)
 	setenv("CAIRN_NTASKS", v, 1);
 	snprintf(v, sizeof(v), "%d", x->attempt);
 	setenv("CAIRN_ATTEMPT", v, 1);
-	spec_out_dir(&b, x->run.dir, x->st->name, x->task);
+	spec_out_dir(&b, x->run->dir, x->st->name, x->task);
 	setenv("CAIRN_OUT", buf_str(&b), 1);
 	/* The stage programs (cairn-*) live beside cairn. */
 	buf_reset(&b);
@@ -148,7 +147,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	int rc = -1;
 
 	/* The key needs every input to be done: if one is not, this task cannot run. */
-	if (task_key(&x->run.spec, x->run.dir, x->stage, x->task, key, &parts, err) < 0) {
+	if (task_key(&x->run->spec, x->run->dir, x->stage, x->task, key, &parts, err) < 0) {
 		struct error e2;
 		if (write_failed(x, "dependency", -1, 0, err->msg, &e2) < 0)
 			error_prefix(err, "%s; and failed.json could not be written: ", e2.msg);
@@ -158,25 +157,26 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		goto out;
 
 	/* task.sh: exactly what runs. */
-	struct spec_ctx ctx = {x->run.dir, x->task};
+	struct spec_ctx ctx = {x->run->dir, x->task};
 	buf_addf(&cmd, "#!/bin/sh\n# cairn: task %s/%d of run %s, attempt %d\nset -e\n", x->st->name,
-		 x->task, x->run.spec.name, x->attempt);
-	if (spec_expand_command(&x->run.spec, x->stage, &ctx, &cmd, err) < 0)
+		 x->task, x->run->spec.name, x->attempt);
+	if (spec_expand_command(&x->run->spec, x->stage, &ctx, &cmd, err) < 0)
 		goto out;
 	buf_addc(&cmd, '\n');
 	path_of(&p, x, "task.sh");
 	if (cmd.failed || fs_write_replace(p.s, cmd.s, cmd.len, err) < 0)
 		goto out;
 
-	json_t *started = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "host", x->host, "pid",
-				    (int)getpid(), "attempt", x->attempt, "started", x->started,
-				    "slurm_job", x->job, "key", key);
+	json_t *started = json_pack("{s:s, s:i, s:I, s:i, s:s, s:s, s:s}", "host", x->host, "pid",
+				    (int)getpid(), "pid_start", (json_int_t)task_proc_start((long)getpid()),
+				    "attempt", x->attempt, "started", x->started, "slurm_job", x->job,
+				    "key", key);
 	path_of(&p, x, "started.json");
 	int wrc = started ? jsonio_write_replace(p.s, started, err) : error_set(err, "out of memory");
 	json_decref(started);
 	if (wrc < 0)
 		goto out;
-	run_event(x->run.dir, "start %s/%d attempt %d on %s pid %ld%s%s", x->st->name, x->task,
+	run_event(x->run->dir, "start %s/%d attempt %d on %s pid %ld%s%s", x->st->name, x->task,
 		  x->attempt, x->host, (long)getpid(), x->job[0] ? " job " : "", x->job);
 
 	path_of(&p, x, "log");
@@ -199,7 +199,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	char **argv = argv_plain;
 	if (x->st->res.ranks > 1)
 		argv = getenv("SLURM_JOB_ID") ? argv_srun : argv_mpirun;
-	const char *workdir = jsonio_str(x->run.info, "workdir", NULL);
+	const char *workdir = jsonio_str(x->run->info, "workdir", NULL);
 	pid_t pid;
 	if (proc_spawn(&pid, argv, workdir, log_fd, err) < 0) {
 		dprintf(log_fd, "cairn: %s\n", err->msg);
@@ -274,7 +274,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	json_decref(done);
 	dprintf(log_fd, "=== cairn: %s/%d done after %.1f s ===\n", x->st->name, x->task, wall);
 	close(log_fd);
-	run_event(x->run.dir, "done %s/%d attempt %d in %.2f s", x->st->name, x->task, x->attempt, wall);
+	run_event(x->run->dir, "done %s/%d attempt %d in %.2f s", x->st->name, x->task, x->attempt, wall);
 	rc = 0;
 out:
 	json_decref(parts);
@@ -283,36 +283,17 @@ out:
 	return rc;
 }
 
-int cmd_exec(int argc, char **argv)
+int exec_task(const struct run *run, int stage, int task)
 {
-	if (argc != 4 || !strcmp(argv[1], "--help")) {
-		fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-			"usage: cairn exec RUN STAGE TASK\n"
-			"Runs one task of a run and writes its markers. cairn run and the Slurm\n"
-			"jobs call it; you rarely need to.\n"
-			"example: cairn exec runs/demo-20261124T140000Z-1a2b fetch 3\n");
-		return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
-	}
 	proc_catch_stop(&stop_signal);
 	struct exec_ctx x;
 	memset(&x, 0, sizeof(x));
 	struct error err;
 	error_clear(&err);
-	if (run_open(&x.run, argv[1], &err) < 0) {
-		fprintf(stderr, "cairn exec: %s\n", err.msg);
-		run_release(&x.run);
-		return 2;
-	}
-	x.stage = spec_stage_index(&x.run.spec, argv[2]);
-	char *end;
-	long t = strtol(argv[3], &end, 10);
-	if (x.stage < 0 || *end || t < 0 || t >= x.run.spec.stages[x.stage].ntasks) {
-		fprintf(stderr, "cairn exec: %s: no task %s/%s in this run\n", argv[1], argv[2], argv[3]);
-		run_release(&x.run);
-		return 2;
-	}
-	x.task = (int)t;
-	x.st = &x.run.spec.stages[x.stage];
+	x.run = run;
+	x.stage = stage;
+	x.task = task;
+	x.st = &run->spec.stages[stage];
 	x.t0 = clock_now();
 	gethostname(x.host, sizeof(x.host) - 1);
 	clock_utc(x.started, sizeof(x.started), 0);
@@ -323,11 +304,10 @@ int cmd_exec(int argc, char **argv)
 		snprintf(x.job, sizeof(x.job), "%s", getenv("SLURM_JOB_ID"));
 	x.attempt = previous_attempt(&x) + 1;
 	struct buf dir = BUF_INIT;
-	spec_task_dir(&dir, x.run.dir, x.st->name, x.task);
+	spec_task_dir(&dir, run->dir, x.st->name, x.task);
 	if (dir.failed || fs_mkdir_p(dir.s, &err) < 0) {
 		fprintf(stderr, "cairn exec: %s\n", dir.failed ? "out of memory" : err.msg);
 		buf_release(&dir);
-		run_release(&x.run);
 		return 1;
 	}
 	buf_release(&dir);
@@ -342,8 +322,37 @@ int cmd_exec(int argc, char **argv)
 	int rc = run_task(&x, self, &err);
 	if (rc < 0 && err.msg[0])
 		fprintf(stderr, "cairn exec: %s\n", err.msg);
-	run_release(&x.run);
 	if (stop_signal)
 		return 128 + (int)stop_signal;
 	return rc != 0 ? 1 : 0;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+	if (argc != 4 || !strcmp(argv[1], "--help")) {
+		fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
+			"usage: cairn exec RUN STAGE TASK\n"
+			"Runs one task of a run and writes its markers. cairn run and the Slurm\n"
+			"jobs call it; you rarely need to.\n"
+			"example: cairn exec runs/demo-20261124T140000Z-1a2b fetch 3\n");
+		return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+	}
+	struct run run;
+	struct error err;
+	if (run_open(&run, argv[1], &err) < 0) {
+		fprintf(stderr, "cairn exec: %s\n", err.msg);
+		run_release(&run);
+		return 2;
+	}
+	int stage = spec_stage_index(&run.spec, argv[2]);
+	char *end;
+	long t = strtol(argv[3], &end, 10);
+	if (stage < 0 || *end || t < 0 || t >= run.spec.stages[stage].ntasks) {
+		fprintf(stderr, "cairn exec: %s: no task %s/%s in this run\n", argv[1], argv[2], argv[3]);
+		run_release(&run);
+		return 2;
+	}
+	int rc = exec_task(&run, stage, (int)t);
+	run_release(&run);
+	return rc;
 }

@@ -177,6 +177,16 @@ static void on_progress(void *ctx, const struct job_counts *c)
 
 /* ---- executing ---- */
 
+static int run_in_child(void *ctx, int stage, int task)
+{
+	struct run *r = ctx;
+	/* The wrapper must not keep the run's lock: it may outlive this cairn. */
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
+	r->lock_fd = -1;
+	return exec_task(r, stage, task);
+}
+
 static int execute(struct run *r, const struct plan *p, const struct run_opts *o, int *cancelled,
 		   struct error *err)
 {
@@ -214,7 +224,7 @@ static int execute(struct run *r, const struct plan *p, const struct run_opts *o
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	self[n > 0 ? n : 0] = '\0';
-	struct job_graph g = {r->dir, s->name, self, stages, s->nstages, s->order};
+	struct job_graph g = {r->dir, s->name, self, stages, s->nstages, s->order, run_in_child, r};
 	struct progress_ctx pc = {isatty(2), clock_now(), 0, p->run};
 	struct job_opts jo = {o->jobs, on_progress, &pc};
 	struct job_counts c;

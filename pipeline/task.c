@@ -25,23 +25,34 @@ void task_path(struct buf *b, const char *run, const char *stage, int task, cons
 	buf_addf(b, "%s/stages/%s/%d/%s", run, stage, task, name);
 }
 
-static int proc_alive(long pid)
+long long task_proc_start(long pid)
+{
+	char path[64], text[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	/* field 2 (comm) may hold spaces: count fields after its closing ')' */
+	char *p = strrchr(text, ')');
+	if (!p)
+		return 0;
+	long long v = 0;
+	for (int field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		v = atoll(p + 1);
+	return v;
+}
+
+static int proc_alive(long pid, long long start)
 {
 	if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
 		return 0;
-	/* The pid may have been reused: the wrapper's command line says "exec". */
-	char path[64], cmd[256];
-	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 1;
-	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
-	fclose(f);
-	for (size_t i = 0; i < n; i++)
-		if (cmd[i] == '\0')
-			cmd[i] = ' ';
-	cmd[n] = '\0';
-	return strstr(cmd, "exec") != NULL;
+	/* The pid may have been reused by another process since. */
+	return !start || task_proc_start(pid) == start;
 }
 
 static void copy_str(char *dst, size_t size, const char *src)
@@ -94,6 +105,7 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 	ti->state = TASK_RUNNING;
 	ti->attempt = (int)jsonio_int(j, "attempt", 1);
 	ti->pid = (long)jsonio_int(j, "pid", 0);
+	ti->pid_start = jsonio_int(j, "pid_start", 0);
 	copy_str(ti->host, sizeof(ti->host), jsonio_str(j, "host", ""));
 	copy_str(ti->job, sizeof(ti->job), jsonio_str(j, "slurm_job", ""));
 	copy_str(ti->started, sizeof(ti->started), jsonio_str(j, "started", ""));
@@ -101,7 +113,7 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 	if (check_alive && !ti->job[0]) {
 		char host[128] = "";
 		gethostname(host, sizeof(host) - 1);
-		if (!strcmp(host, ti->host) && !proc_alive(ti->pid)) {
+		if (!strcmp(host, ti->host) && !proc_alive(ti->pid, ti->pid_start)) {
 			ti->state = TASK_FAILED;
 			copy_str(ti->kind, sizeof(ti->kind), "lost");
 		}

@@ -30,6 +30,7 @@ struct task_info {
 	char kind[16];     /* failure kind: exit, signal, oom, timeout, preempted,
 			      node_fail, cancelled, dependency, lost */
 	long pid;          /* of the cairn exec wrapper */
+	long long pid_start; /* its start time, task_proc_start() */
 	char host[128];
 	char job[32];      /* Slurm job id "123_4" or "" */
 	char started[32];
@@ -61,6 +62,10 @@ typedef int (*task_digest_fn)(void *ctx, int stage, int task, char digest[65], s
  * reading done.json files. */
 int task_key_with(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
 		  void *ctx, char key[65], json_t **parts, struct error *err);
+
+/* A process's start time in clock ticks since boot (/proc/PID/stat field 22),
+ * 0 if unknown: with the pid it names a process even after pid reuse. */
+long long task_proc_start(long pid);
 
 /* Path helpers: RUN/stages/STAGE/TASK/NAME */
 void task_path(struct buf *b, const char *run, const char *stage, int task, const char *name);

@@ -129,7 +129,7 @@ CAIRN_TEST_PAUSE_BEFORE_DONE=30 cairn run slow.ini --run-dir r5 >out.txt 2>&1 &
 runner=$!
 for _ in $(seq 100); do grep -q "^start slow/0\|start slow/0" r5/events.log 2>/dev/null && break; sleep 0.1; done
 sleep 0.5
-wrapper=$(pgrep -f "cairn exec $T/r5 slow 0" | head -1)
+wrapper=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' r5/stages/slow/0/started.json)
 kill -9 "$wrapper"
 wait "$runner"
 check "SIGKILL while writing: no done.json" test ! -e r5/stages/slow/0/done.json
