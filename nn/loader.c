@@ -323,6 +323,8 @@ static int start_at(struct loader *l, uint64_t t, struct error *err)
 struct loader *loader_new(const struct dataset *ds, const struct loader_config *cfg,
 			  struct error *err)
 {
+	if (!cfg->x_alloc != !cfg->x_free)
+		return error_set(err, "loader: x_alloc and x_free go together"), NULL;
 	if (cfg->batch == 0)
 		return error_set(err, "loader: batch size 0"), NULL;
 	if (ds->shape.channels > DATASET_MAX_CHANNELS)
@@ -367,7 +369,8 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	l->slot = mem_calloc(l->nslot, sizeof(struct slot));
 	int ok = l->perm && l->slot;
 	for (uint32_t i = 0; i < l->nslot && ok; i++) {
-		l->slot[i].x = mem_alloc(sizeof(float) * l->image * cfg->batch);
+		size_t xb = sizeof(float) * l->image * cfg->batch;
+		l->slot[i].x = cfg->x_alloc ? cfg->x_alloc(xb, cfg->x_ctx) : mem_alloc(xb);
 		l->slot[i].y = mem_alloc(sizeof(int32_t) * cfg->batch);
 		l->slot[i].records = mem_alloc(sizeof(uint64_t) * cfg->batch);
 		ok = l->slot[i].x && l->slot[i].y && l->slot[i].records;
@@ -463,7 +466,10 @@ void loader_free(struct loader *l)
 		pthread_mutex_destroy(&l->mu);
 	}
 	for (uint32_t i = 0; l->slot && i < l->nslot; i++) {
-		mem_free(l->slot[i].x);
+		if (l->slot[i].x && l->cfg.x_free)
+			l->cfg.x_free(l->slot[i].x, l->cfg.x_ctx);
+		else
+			mem_free(l->slot[i].x);
 		mem_free(l->slot[i].y);
 		mem_free(l->slot[i].records);
 	}

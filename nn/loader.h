@@ -5,6 +5,7 @@
 #ifndef NN_LOADER_H
 #define NN_LOADER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -34,6 +35,11 @@ struct loader_config {
 	 * dataset_channel_stats gives the usual values. Padding pixels are
 	 * pixel value 0 before normalization (as torchvision's RandomCrop). */
 	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
+	/* Optional: where the float batch buffers come from, e.g. page-locked
+	 * host memory (cudaHostAlloc) for fast copies to a GPU. NULL: mem_alloc. */
+	void *(*x_alloc)(size_t bytes, void *ctx);
+	void (*x_free)(void *p, void *ctx);
+	void *x_ctx;
 };
 
 #define LOADER_MAX_PREFETCH 8

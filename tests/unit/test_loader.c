@@ -410,6 +410,50 @@ static void test_parts_cover_the_epoch(void)
 	dataset_close(&ds);
 }
 
+static int x_allocs, x_frees;
+static void *count_alloc(size_t n, void *ctx)
+{
+	(*(size_t *)ctx) += n;
+	x_allocs++;
+	return malloc(n);
+}
+static void count_free(void *p, void *ctx)
+{
+	(void)ctx;
+	x_frees++;
+	free(p);
+}
+
+/* The float buffers come from the caller's allocator (pinned memory for a GPU),
+ * once per slot, never per batch. */
+static void test_caller_allocator_for_batches(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("x.ds", 1, 3, 3, 2, 50, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 4;
+	cfg.prefetch = 2;
+	size_t bytes = 0;
+	cfg.x_alloc = count_alloc;
+	cfg.x_free = count_free;
+	cfg.x_ctx = &bytes;
+	struct loader *l = loader_new(&ds, &cfg, &err);
+	CHECK(l != NULL);
+	struct loader_batch b;
+	for (int e = 0; e < 3; e++)
+		while (loader_next(l, &b, &err) == 1)
+			;
+	loader_free(l);
+	CHECK_INT(x_allocs, 3); /* prefetch + 1 slots */
+	CHECK_INT(x_frees, 3);
+	CHECK_INT(bytes, 3 * 4 * 9 * sizeof(float));
+	cfg.x_free = NULL;
+	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	dataset_close(&ds);
+}
+
 static void test_bad_config_and_out_of_memory(void)
 {
 	struct dataset ds;
@@ -452,6 +496,7 @@ int main(void)
 	RUN(test_augment_matches_reference);
 	RUN(test_loader_applies_flip_and_crop);
 	RUN(test_parts_cover_the_epoch);
+	RUN(test_caller_allocator_for_batches);
 	RUN(test_bad_config_and_out_of_memory);
 	struct error err;
 	fs_rm_rf(dir, &err);
