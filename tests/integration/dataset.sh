@@ -12,6 +12,10 @@ json_field() { # FILE KEY: a top-level value from cairn-dataset info --json
 	python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print(v if not isinstance(v,list) else " ".join(map(str,v)))' "$1" "$2"
 }
 
+# training machines have no GDAL: the data tools must not need it
+if command -v ldd >/dev/null; then
+	check "cairn-dataset does not link GDAL" bash -c "! ldd '$(command -v cairn-dataset)' | grep -q gdal"
+fi
 check_rc "help" 0 cairn-dataset --help
 check_grep "help has an example" 'example' "$T/.out"
 for c in import-idx info split imbalance; do
