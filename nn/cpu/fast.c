@@ -15,13 +15,49 @@
  * only grows without the sgemm getting faster. */
 #define CONV_COLS 4096
 
-void fast_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-	       const float *b, int ldb, float beta, float *c, int ldc)
+/* One-thread sgemm (OpenBLAS runs single-threaded, see par.h). */
+static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+		  const float *b, int ldb, float beta, float *c, int ldc)
 {
 	if (m == 0 || n == 0)
 		return;
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
 		    n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+struct gemm_job {
+	int ta, tb, m, n, k, lda, ldb, ldc, split_rows;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+};
+
+static void gemm_part(void *ctx, int b0, int e0, int tid)
+{
+	const struct gemm_job *j = ctx;
+	(void)tid;
+	if (j->split_rows) /* rows [b0, e0) of C and of op(A) */
+		gemm1(j->ta, j->tb, e0 - b0, j->n, j->k, j->alpha,
+		      j->ta ? j->a + b0 : j->a + (size_t)b0 * j->lda, j->lda, j->b, j->ldb, j->beta,
+		      j->c + (size_t)b0 * j->ldc, j->ldc);
+	else /* columns [b0, e0) of C and of op(B) */
+		gemm1(j->ta, j->tb, j->m, e0 - b0, j->k, j->alpha, j->a, j->lda,
+		      j->tb ? j->b + (size_t)b0 * j->ldb : j->b + b0, j->ldb, j->beta, j->c + b0,
+		      j->ldc);
+}
+
+/* The table's gemm: C split in row or column blocks, one per thread; blocks
+ * of at least 64 so each sgemm keeps its kernel's full width. */
+void fast_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+	       const float *b, int ldb, float beta, float *c, int ldc)
+{
+	struct gemm_job j = {ta, tb, m, n, k, lda, ldb, ldc, m >= n, alpha, beta, a, b, c};
+	int along = m >= n ? m : n, parts = along / 64;
+	if ((double)m * n * k < 1e6 || parts < 2) {
+		gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+	par_for(along, gemm_part, &j);
 }
 
 /* A 1x1, stride 1, unpadded convolution needs no im2col: x is its own column matrix. */
@@ -187,7 +223,7 @@ static void conv_fwd_part(void *ctx, int b, int e, int tid)
 				im2col(d, j->x + (n0 + i) * xin, col + (size_t)i * hw, ld);
 		float *out = cnt == 1 ? j->y + n0 * yout : buf;
 		for (int gi = 0; gi < g; gi++)
-			fast_gemm(0, 0, cog, (int)ld, k, 1, j->w + (size_t)gi * cog * k, k,
+			gemm1(0, 0, cog, (int)ld, k, 1, j->w + (size_t)gi * cog * k, k,
 				  c + (size_t)gi * k * ld, (int)ld, 0, out + (size_t)gi * cog * ld, (int)ld);
 		if (cnt > 1)
 			rows_to_batch(cnt, d->cout, hw, buf, j->y + n0 * yout);
@@ -216,7 +252,7 @@ static void conv_bwd_data_part(void *ctx, int b, int e, int tid)
 		}
 		float *dcol = cnt == 1 && direct ? j->dx + n0 * xin : col;
 		for (int gi = 0; gi < g; gi++)
-			fast_gemm(1, 0, k, (int)ld, cog, 1, j->w + (size_t)gi * cog * k, k,
+			gemm1(1, 0, k, (int)ld, cog, 1, j->w + (size_t)gi * cog * k, k,
 				  dyr + (size_t)gi * cog * ld, (int)ld, 0, dcol + (size_t)gi * k * ld,
 				  (int)ld);
 		if (cnt == 1 && direct)
@@ -254,7 +290,7 @@ static void conv_bwd_filter_part(void *ctx, int b, int e, int tid)
 			dyr = buf;
 		}
 		for (int gi = 0; gi < g; gi++)
-			fast_gemm(0, 1, cog, k, (int)ld, 1, dyr + (size_t)gi * cog * ld, (int)ld,
+			gemm1(0, 1, cog, k, (int)ld, 1, dyr + (size_t)gi * cog * ld, (int)ld,
 				  c + (size_t)gi * k * ld, (int)ld, n0 > b ? 1 : 0,
 				  dw + (size_t)gi * cog * k, k);
 	}

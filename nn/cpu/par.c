@@ -20,6 +20,8 @@ static struct {
 } job;
 /* serializes par_for callers (the backend may be used from several threads) */
 static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Set on pool threads and while a par_for runs: a nested par_for runs inline. */
+static _Thread_local int inside;
 
 void par_chunk(int n, int parts, int t, int *b, int *e)
 {
@@ -31,6 +33,7 @@ static void *worker(void *arg)
 {
 	int tid = (int)(long)arg;
 	unsigned long seen = 0;
+	inside = 1;
 	for (;;) {
 		pthread_mutex_lock(&mu);
 		while (generation == seen)
@@ -97,6 +100,10 @@ void par_for(int n, par_fn fn, void *ctx)
 {
 	if (n <= 0)
 		return;
+	if (inside) {
+		fn(ctx, 0, n, 0);
+		return;
+	}
 	par_threads();
 	pthread_mutex_lock(&call_mu);
 	pthread_mutex_lock(&mu);
@@ -105,7 +112,9 @@ void par_for(int n, par_fn fn, void *ctx)
 	int parts = n < nthreads ? n : nthreads;
 	if (parts <= 1) {
 		pthread_mutex_unlock(&mu);
+		inside = 1;
 		fn(ctx, 0, n, 0);
+		inside = 0;
 		pthread_mutex_unlock(&call_mu);
 		return;
 	}
@@ -116,7 +125,9 @@ void par_for(int n, par_fn fn, void *ctx)
 	pthread_mutex_unlock(&mu);
 	int b, e;
 	par_chunk(n, parts, 0, &b, &e);
+	inside = 1;
 	fn(ctx, b, e, 0);
+	inside = 0;
 	pthread_mutex_lock(&mu);
 	while (pending > 0)
 		pthread_cond_wait(&done_cv, &mu);

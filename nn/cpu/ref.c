@@ -212,21 +212,67 @@ void cpu_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, 
 	}
 }
 
-/* Mean and 1/sqrt(var + eps) of the values x[n][k][.] for n in [0, n) and one k. */
+/* Row sums with 8 independent float lanes (so the compiler vectorizes them;
+ * a single accumulator may not be reordered), added up in double per row. */
+static double row_sum(const float *p, int n)
+{
+	float acc[8] = {0};
+	int j = 0;
+	for (; j + 8 <= n; j += 8)
+		for (int l = 0; l < 8; l++)
+			acc[l] += p[j + l];
+	double s = 0;
+	for (; j < n; j++)
+		s += p[j];
+	for (int l = 0; l < 8; l++)
+		s += acc[l];
+	return s;
+}
+
+static double row_sqdev(const float *p, int n, float m)
+{
+	float acc[8] = {0};
+	int j = 0;
+	for (; j + 8 <= n; j += 8)
+		for (int l = 0; l < 8; l++)
+			acc[l] += (p[j + l] - m) * (p[j + l] - m);
+	double s = 0;
+	for (; j < n; j++)
+		s += (double)(p[j] - m) * (p[j] - m);
+	for (int l = 0; l < 8; l++)
+		s += acc[l];
+	return s;
+}
+
+/* sum dy and sum dy (x - m) over a row */
+static void row_dots(const float *dy, const float *x, int n, float m, double *s1, double *s2)
+{
+	float a1[8] = {0}, a2[8] = {0};
+	int j = 0;
+	for (; j + 8 <= n; j += 8)
+		for (int l = 0; l < 8; l++) {
+			a1[l] += dy[j + l];
+			a2[l] += dy[j + l] * (x[j + l] - m);
+		}
+	for (; j < n; j++) {
+		*s1 += dy[j];
+		*s2 += (double)dy[j] * (x[j] - m);
+	}
+	for (int l = 0; l < 8; l++) {
+		*s1 += a1[l];
+		*s2 += a2[l];
+	}
+}
+
+/* Mean and (biased) variance of x[i][k][.] over i in [0, n), two passes. */
 static void channel_stats(int n, int c, int hw, int k, const float *x, double *mean, double *var)
 {
 	double s = 0, s2 = 0;
-	for (int i = 0; i < n; i++) {
-		const float *p = x + ((size_t)i * c + k) * hw;
-		for (int j = 0; j < hw; j++)
-			s += p[j];
-	}
+	for (int i = 0; i < n; i++)
+		s += row_sum(x + ((size_t)i * c + k) * hw, hw);
 	double m = s / ((double)n * hw);
-	for (int i = 0; i < n; i++) {
-		const float *p = x + ((size_t)i * c + k) * hw;
-		for (int j = 0; j < hw; j++)
-			s2 += (p[j] - m) * (p[j] - m);
-	}
+	for (int i = 0; i < n; i++)
+		s2 += row_sqdev(x + ((size_t)i * c + k) * hw, hw, (float)m);
 	*mean = m;
 	*var = s2 / ((double)n * hw);
 }
@@ -292,17 +338,15 @@ static void norm_bwd_block(int n, int c, int hw, int k, const float *x, const fl
 	double s1 = 0, s2 = 0, m = (double)n * hw;
 	for (int i = 0; i < n; i++) {
 		size_t o = ((size_t)i * c + k) * hw;
-		for (int j = 0; j < hw; j++) {
-			s1 += dy[o + j];
-			s2 += dy[o + j] * (x[o + j] - mean) * invstd;
-		}
+		row_dots(dy + o, x + o, hw, mean, &s1, &s2);
 	}
-	float a = (float)(g * invstd / m);
+	s2 *= invstd; /* sum dy xhat */
+	float a = g * invstd, mdy = (float)(s1 / m), mdyx = (float)(s2 / m);
 	for (int i = 0; i < n; i++) {
 		size_t o = ((size_t)i * c + k) * hw;
 		for (int j = 0; j < hw; j++) {
 			float xh = (x[o + j] - mean) * invstd;
-			dx[o + j] = a * (float)(m * dy[o + j] - s1 - xh * s2);
+			dx[o + j] = a * (dy[o + j] - mdy - xh * mdyx);
 		}
 	}
 	*sdy = s1;
