@@ -107,17 +107,18 @@ static int check_shape(const struct dataset_shape *s, const char *what, struct e
 {
 	if (s->channels == 0 || s->channels > DATASET_MAX_CHANNELS)
 		return BAD("%s: %" PRIu32 " channels, expected 1 to %u", what, s->channels,
-				 DATASET_MAX_CHANNELS);
+			   DATASET_MAX_CHANNELS);
 	if (s->height == 0 || s->height > MAX_SIDE || s->width == 0 || s->width > MAX_SIDE)
 		return BAD("%s: image size %" PRIu32 "x%" PRIu32 ", expected 1 to %u on each side",
-				 what, s->height, s->width, MAX_SIDE);
+			   what, s->height, s->width, MAX_SIDE);
 	if (s->num_classes == 0 || s->num_classes > MAX_CLASSES)
 		return BAD("%s: %" PRIu32 " classes, expected 1 to %u", what, s->num_classes,
-				 MAX_CLASSES);
+			   MAX_CLASSES);
 	return 0;
 }
 
-static void encode_header(uint8_t *h, const struct dataset_shape *s, uint64_t count, uint32_t data_crc)
+static void encode_header(uint8_t *h, const struct dataset_shape *s, uint64_t count,
+			  uint32_t data_crc)
 {
 	memset(h, 0, DATASET_HEADER_BYTES);
 	memcpy(h + OFF_MAGIC, DATASET_MAGIC, 8);
@@ -140,25 +141,26 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 {
 	const char *p = ds->path;
 	if (file_size < DATASET_HEADER_BYTES)
-		return BAD("%s: truncated at byte %" PRIu64 ": a shard starts with a %u-byte header", p,
-				 file_size, DATASET_HEADER_BYTES);
+		return BAD("%s: truncated at byte %" PRIu64
+			   ": a shard starts with a %u-byte header",
+			   p, file_size, DATASET_HEADER_BYTES);
 	if (memcmp(h + OFF_MAGIC, DATASET_MAGIC, 8) != 0)
 		return BAD("%s: byte 0: not a cairn dataset shard (bad magic)", p);
 	uint32_t version = get32(h + OFF_VERSION);
 	if (version != DATASET_VERSION)
 		return BAD("%s: byte %d: shard version %" PRIu32 ", this build reads version %u", p,
-				 OFF_VERSION, version, DATASET_VERSION);
+			   OFF_VERSION, version, DATASET_VERSION);
 	uint32_t stored = get32(h + OFF_HEADER_CRC), actual = crc_update(0, h, OFF_HEADER_CRC);
 	if (stored != actual)
 		return BAD("%s: byte %d: header checksum mismatch (stored %08" PRIx32
-				      ", computed %08" PRIx32 "): the header is corrupt",
-				 p, OFF_HEADER_CRC, stored, actual);
+			   ", computed %08" PRIx32 "): the header is corrupt",
+			   p, OFF_HEADER_CRC, stored, actual);
 	if (get32(h + OFF_HEADER_BYTES) != DATASET_HEADER_BYTES)
 		return BAD("%s: byte %d: header size %" PRIu32 ", expected %u", p, OFF_HEADER_BYTES,
-				 get32(h + OFF_HEADER_BYTES), DATASET_HEADER_BYTES);
+			   get32(h + OFF_HEADER_BYTES), DATASET_HEADER_BYTES);
 	if (get32(h + OFF_PIXEL) != DATASET_PIXEL_U8)
 		return BAD("%s: byte %d: pixel type %" PRIu32 ", expected %u (uint8)", p, OFF_PIXEL,
-				 get32(h + OFF_PIXEL), DATASET_PIXEL_U8);
+			   get32(h + OFF_PIXEL), DATASET_PIXEL_U8);
 	ds->shape.channels = get32(h + OFF_CHANNELS);
 	ds->shape.height = get32(h + OFF_HEIGHT);
 	ds->shape.width = get32(h + OFF_WIDTH);
@@ -171,25 +173,27 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 	ds->record_bytes = ds->image_bytes + 4;
 	if (get32(h + OFF_RECORD_BYTES) != ds->record_bytes)
 		return BAD("%s: byte %d: record size %" PRIu32 ", expected %zu (C*H*W + 4)", p,
-				 OFF_RECORD_BYTES, get32(h + OFF_RECORD_BYTES), ds->record_bytes);
+			   OFF_RECORD_BYTES, get32(h + OFF_RECORD_BYTES), ds->record_bytes);
 	ds->count = get64(h + OFF_COUNT);
 	ds->data_crc32 = get32(h + OFF_DATA_CRC);
 	uint64_t max_count = (UINT64_MAX / 2 - DATASET_HEADER_BYTES) / ds->record_bytes;
 	if (ds->count > max_count)
 		return BAD("%s: byte %d: record count %" PRIu64 " is impossible", p, OFF_COUNT,
-				 ds->count);
+			   ds->count);
 	uint64_t expect = DATASET_HEADER_BYTES + ds->count * ds->record_bytes;
 	if (file_size < expect) {
 		uint64_t whole = (file_size - DATASET_HEADER_BYTES) / ds->record_bytes;
-		return BAD(
-				 "%s: truncated at byte %" PRIu64 ": expected %" PRIu64 " bytes (%u-byte header + %" PRIu64
-				 " records of %zu bytes); record %" PRIu64 " at byte %" PRIu64 " is incomplete",
-				 p, file_size, expect, DATASET_HEADER_BYTES, ds->count, ds->record_bytes, whole,
-				 DATASET_HEADER_BYTES + whole * ds->record_bytes);
+		return BAD("%s: truncated at byte %" PRIu64 ": expected %" PRIu64
+			   " bytes (%u-byte header + %" PRIu64
+			   " records of %zu bytes); record %" PRIu64 " at byte %" PRIu64
+			   " is incomplete",
+			   p, file_size, expect, DATASET_HEADER_BYTES, ds->count, ds->record_bytes,
+			   whole, DATASET_HEADER_BYTES + whole * ds->record_bytes);
 	}
 	if (file_size > expect)
-		return BAD("%s: %" PRIu64 " unexpected bytes after the last record, at byte %" PRIu64, p,
-				 file_size - expect, expect);
+		return BAD("%s: %" PRIu64
+			   " unexpected bytes after the last record, at byte %" PRIu64,
+			   p, file_size - expect, expect);
 	return 0;
 }
 
@@ -238,10 +242,12 @@ int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct er
 	for (uint64_t i = 0; i < ds->count; i++) {
 		uint32_t label = dataset_label(ds, i);
 		if (label >= ds->shape.num_classes) {
-			error_set(err, "%s: byte %" PRIu64 ": record %" PRIu64 " has label %" PRIu32
-				       ", but the shard has %" PRIu32 " classes",
-				  path, DATASET_HEADER_BYTES + i * ds->record_bytes + ds->image_bytes, i, label,
-				  ds->shape.num_classes);
+			error_set(err,
+				  "%s: byte %" PRIu64 ": record %" PRIu64 " has label %" PRIu32
+				  ", but the shard has %" PRIu32 " classes",
+				  path,
+				  DATASET_HEADER_BYTES + i * ds->record_bytes + ds->image_bytes, i,
+				  label, ds->shape.num_classes);
 			rc = DATASET_EBADINPUT;
 			goto fail;
 		}
@@ -267,9 +273,10 @@ int dataset_verify(const struct dataset *ds, struct error *err)
 	uint32_t crc = crc_update(0, ds->records, (size_t)(ds->count * ds->record_bytes));
 	if (crc != ds->data_crc32)
 		return BAD("%s: data checksum mismatch (header byte %d says %08" PRIx32
-				      ", records give %08" PRIx32 "): records between byte %u and %" PRIu64 " are corrupt",
-				 ds->path, OFF_DATA_CRC, ds->data_crc32, crc, DATASET_HEADER_BYTES,
-				 (uint64_t)DATASET_HEADER_BYTES + ds->count * ds->record_bytes);
+			   ", records give %08" PRIx32 "): records between byte %u and %" PRIu64
+			   " are corrupt",
+			   ds->path, OFF_DATA_CRC, ds->data_crc32, crc, DATASET_HEADER_BYTES,
+			   (uint64_t)DATASET_HEADER_BYTES + ds->count * ds->record_bytes);
 	return 0;
 }
 
@@ -314,8 +321,8 @@ void dataset_channel_stats(const struct dataset *ds, float *mean, float *std)
 
 /* ---- writing ---- */
 
-int dataset_writer_open(struct dataset_writer *w, const char *path, const struct dataset_shape *shape,
-			struct error *err)
+int dataset_writer_open(struct dataset_writer *w, const char *path,
+			const struct dataset_shape *shape, struct error *err)
 {
 	memset(w, 0, sizeof(*w));
 	if (check_shape(shape, path, err) < 0)
@@ -346,15 +353,19 @@ int dataset_writer_open(struct dataset_writer *w, const char *path, const struct
 	return 0;
 }
 
-int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t label, struct error *err)
+int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t label,
+		       struct error *err)
 {
 	if (label >= w->shape.num_classes)
-		return error_set(err, "%s: record %" PRIu64 ": label %" PRIu32 " >= %" PRIu32 " classes", w->path,
-				 w->count, label, w->shape.num_classes);
+		return error_set(err,
+				 "%s: record %" PRIu64 ": label %" PRIu32 " >= %" PRIu32 " classes",
+				 w->path, w->count, label, w->shape.num_classes);
 	uint8_t l[4];
 	put32(l, label);
-	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes || fwrite(l, 1, 4, w->file) != 4)
-		return error_errno(err, "%s: write failed at record %" PRIu64, w->tmp_path, w->count);
+	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
+	    fwrite(l, 1, 4, w->file) != 4)
+		return error_errno(err, "%s: write failed at record %" PRIu64, w->tmp_path,
+				   w->count);
 	w->crc = crc_update(w->crc, pixels, w->image_bytes);
 	w->crc = crc_update(w->crc, l, 4);
 	w->count++;
@@ -366,8 +377,8 @@ int dataset_writer_finish(struct dataset_writer *w, struct error *err)
 	FILE *f = w->file;
 	uint8_t h[DATASET_HEADER_BYTES];
 	encode_header(h, &w->shape, w->count, w->crc);
-	if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0 || fwrite(h, 1, sizeof(h), f) != sizeof(h) ||
-	    fflush(f) != 0 || fsync(fileno(f)) != 0) {
+	if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0 ||
+	    fwrite(h, 1, sizeof(h), f) != sizeof(h) || fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		error_errno(err, "%s: write failed", w->tmp_path);
 		dataset_writer_abort(w);
 		return -1;
@@ -442,12 +453,14 @@ static int idx_read(struct idx *x, void *buf, size_t n, const char *what, struct
 		int r = gzread(x->gz, (char *)buf + got, k);
 		if (r < 0)
 			return BAD("%s: byte %" PRIu64 "%s: reading %s: %s", x->path, x->off + got,
-				   gzdirect(x->gz) ? "" : " (uncompressed)", what, gz_msg(x->gz, x->path));
+				   gzdirect(x->gz) ? "" : " (uncompressed)", what,
+				   gz_msg(x->gz, x->path));
 		if (r == 0) {
 			int zerr;
 			gzerror(x->gz, &zerr);
-			return BAD("%s: truncated at byte %" PRIu64 "%s: reading %s%s%s", x->path, x->off + got,
-				   gzdirect(x->gz) ? "" : " (uncompressed)", what, zerr != Z_OK ? ": " : "",
+			return BAD("%s: truncated at byte %" PRIu64 "%s: reading %s%s%s", x->path,
+				   x->off + got, gzdirect(x->gz) ? "" : " (uncompressed)", what,
+				   zerr != Z_OK ? ": " : "",
 				   zerr != Z_OK ? gz_msg(x->gz, x->path) : "");
 		}
 		got += (size_t)r;
@@ -456,7 +469,8 @@ static int idx_read(struct idx *x, void *buf, size_t n, const char *what, struct
 	return 0;
 }
 
-static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *dims, struct error *err)
+static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *dims,
+		    struct error *err)
 {
 	x->path = path;
 	x->off = 0;
@@ -470,14 +484,15 @@ static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *di
 	if (idx_read(x, h, 4, "the IDX magic", err) < 0)
 		return -1;
 	if (h[0] != 0 || h[1] != 0)
-		return BAD("%s: byte 0: not an IDX file (magic %02x%02x%02x%02x)", path, h[0], h[1], h[2],
-				 h[3]);
+		return BAD("%s: byte 0: not an IDX file (magic %02x%02x%02x%02x)", path, h[0], h[1],
+			   h[2], h[3]);
 	if (h[2] != 0x08)
-		return BAD("%s: byte 2: IDX element type 0x%02x, only 0x08 (unsigned byte) is supported",
-				 path, h[2]);
+		return BAD(
+		    "%s: byte 2: IDX element type 0x%02x, only 0x08 (unsigned byte) is supported",
+		    path, h[2]);
 	if (h[3] != want_dims)
 		return BAD("%s: byte 3: %d dimensions, expected %d (%s)", path, h[3], want_dims,
-				 want_dims == 3 ? "images N x H x W" : "labels N");
+			   want_dims == 3 ? "images N x H x W" : "labels N");
 	for (int i = 0; i < want_dims; i++) {
 		uint8_t d[4];
 		if (idx_read(x, d, 4, "the IDX dimensions", err) < 0)
@@ -492,11 +507,11 @@ static int idx_expect_end(struct idx *x, struct error *err)
 	char c;
 	int r = gzread(x->gz, &c, 1);
 	if (r == 1)
-		return BAD("%s: byte %" PRIu64 "%s: unexpected data after the last item", x->path, x->off,
-				 gzdirect(x->gz) ? "" : " (uncompressed)");
+		return BAD("%s: byte %" PRIu64 "%s: unexpected data after the last item", x->path,
+			   x->off, gzdirect(x->gz) ? "" : " (uncompressed)");
 	if (r < 0)
-		return BAD("%s: byte %" PRIu64 "%s: %s", x->path, x->off, gzdirect(x->gz) ? "" : " (uncompressed)",
-			   gz_msg(x->gz, x->path));
+		return BAD("%s: byte %" PRIu64 "%s: %s", x->path, x->off,
+			   gzdirect(x->gz) ? "" : " (uncompressed)", gz_msg(x->gz, x->path));
 	return 0;
 }
 
@@ -526,13 +541,16 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 		error_set(err, "%s: out of memory for %" PRIu64 " labels", labels_path, n);
 		goto out;
 	}
-	if ((rc = idx_read(&li, labels, n, "labels", err)) < 0 || (rc = idx_expect_end(&li, err)) < 0)
+	if ((rc = idx_read(&li, labels, n, "labels", err)) < 0 ||
+	    (rc = idx_expect_end(&li, err)) < 0)
 		goto out;
 	rc = -1;
 	uint32_t max_label = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		if (num_classes && labels[i] >= num_classes) {
-			error_set(err, "%s: byte %" PRIu64 ": label %d of item %" PRIu64 " >= %" PRIu32 " classes",
+			error_set(err,
+				  "%s: byte %" PRIu64 ": label %d of item %" PRIu64 " >= %" PRIu32
+				  " classes",
 				  labels_path, 8 + i, labels[i], i, num_classes);
 			rc = bad;
 			goto out;
@@ -544,18 +562,19 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 		goto out;
 	rc = -1;
 	if (idims[0] != n) {
-		error_set(err, "%s: byte 4: %" PRIu32 " images, but %s has %" PRIu64 " labels", images_path,
-			  idims[0], labels_path, n);
+		error_set(err, "%s: byte 4: %" PRIu32 " images, but %s has %" PRIu64 " labels",
+			  images_path, idims[0], labels_path, n);
 		rc = bad;
 		goto out;
 	}
 	if (idims[1] == 0 || idims[1] > MAX_SIDE || idims[2] == 0 || idims[2] > MAX_SIDE) {
-		error_set(err, "%s: byte 8: image size %" PRIu32 "x%" PRIu32 " is not plausible", images_path,
-			  idims[1], idims[2]);
+		error_set(err, "%s: byte 8: image size %" PRIu32 "x%" PRIu32 " is not plausible",
+			  images_path, idims[1], idims[2]);
 		rc = bad;
 		goto out;
 	}
-	struct dataset_shape shape = {1, idims[1], idims[2], num_classes ? num_classes : max_label + 1};
+	struct dataset_shape shape = {1, idims[1], idims[2],
+				      num_classes ? num_classes : max_label + 1};
 	size_t img = (size_t)idims[1] * idims[2];
 	pix = mem_alloc(img);
 	if (!pix) {
@@ -605,7 +624,8 @@ static int by_class_build(const struct dataset *ds, struct by_class *b, struct e
 		mem_free(b->idx);
 		mem_free(b->start);
 		mem_free(fill);
-		return error_set(err, "%s: out of memory grouping %" PRIu64 " records by class", ds->path, ds->count);
+		return error_set(err, "%s: out of memory grouping %" PRIu64 " records by class",
+				 ds->path, ds->count);
 	}
 	for (uint64_t i = 0; i < ds->count; i++)
 		b->start[dataset_label(ds, i) + 1]++;
@@ -626,14 +646,15 @@ static void by_class_release(struct by_class *b)
 }
 
 /* Write the records whose mark equals `which` to path, in file order. */
-static int write_marked(const struct dataset *ds, const uint8_t *mark, uint8_t which, const char *path,
-			struct error *err)
+static int write_marked(const struct dataset *ds, const uint8_t *mark, uint8_t which,
+			const char *path, struct error *err)
 {
 	struct dataset_writer w;
 	if (dataset_writer_open(&w, path, &ds->shape, err) < 0)
 		return -1;
 	for (uint64_t i = 0; i < ds->count; i++)
-		if (mark[i] == which && dataset_writer_add(&w, dataset_image(ds, i), dataset_label(ds, i), err) < 0) {
+		if (mark[i] == which &&
+		    dataset_writer_add(&w, dataset_image(ds, i), dataset_label(ds, i), err) < 0) {
 			dataset_writer_abort(&w);
 			return -1;
 		}
@@ -644,7 +665,7 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 		  const char *out_b, struct error *err)
 {
 	if (!(fraction >= 0 && fraction <= 1))
-		return BAD( "split fraction %g: expected a number from 0 to 1", fraction);
+		return BAD("split fraction %g: expected a number from 0 to 1", fraction);
 	struct by_class b;
 	if (by_class_build(ds, &b, err) < 0)
 		return -1;
@@ -669,12 +690,12 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 	return rc;
 }
 
-int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbalance *opt, uint64_t *keep,
-			   struct error *err)
+int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbalance *opt,
+			   uint64_t *keep, struct error *err)
 {
 	uint32_t K = ds->shape.num_classes;
 	if (!(opt->zipf_s >= 0 && opt->zipf_s <= 100))
-		return BAD( "zipf exponent %g: expected a number from 0 to 100", opt->zipf_s);
+		return BAD("zipf exponent %g: expected a number from 0 to 100", opt->zipf_s);
 	uint64_t *counts = mem_calloc(K, sizeof(uint64_t));
 	uint64_t *rank = mem_alloc(sizeof(uint64_t) * K);
 	if (!counts || !rank) {
@@ -710,8 +731,8 @@ int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbala
 	return 0;
 }
 
-int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *opt, const char *out_path,
-		      struct error *err)
+int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *opt,
+		      const char *out_path, struct error *err)
 {
 	uint32_t K = ds->shape.num_classes;
 	uint64_t *keep = mem_alloc(sizeof(uint64_t) * K);
@@ -722,7 +743,8 @@ int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *
 		error_set(err, "%s: out of memory", ds->path);
 		goto out;
 	}
-	if ((rc = dataset_imbalance_plan(ds, opt, keep, err)) < 0 || (rc = by_class_build(ds, &b, err)) < 0)
+	if ((rc = dataset_imbalance_plan(ds, opt, keep, err)) < 0 ||
+	    (rc = by_class_build(ds, &b, err)) < 0)
 		goto out;
 	rc = -1;
 	/* A seed stream apart from the ranking's, so the two choices do not correlate. */

@@ -11,10 +11,10 @@
 
 #include "core/error.h"
 
-#define DATASET_MAGIC "CAIRNDS\0"   /* 8 bytes at offset 0 */
+#define DATASET_MAGIC "CAIRNDS\0" /* 8 bytes at offset 0 */
 #define DATASET_VERSION 1u
 #define DATASET_HEADER_BYTES 64u
-#define DATASET_PIXEL_U8 1u         /* the only pixel type so far */
+#define DATASET_PIXEL_U8 1u /* the only pixel type so far */
 #define DATASET_MAX_CHANNELS 4u
 
 /* Functions return 0, or DATASET_EBADINPUT (-2) when the input is malformed
@@ -32,10 +32,10 @@ struct dataset_shape {
 struct dataset {
 	char *path;
 	struct dataset_shape shape;
-	uint64_t count;        /* number of records */
-	size_t image_bytes;    /* channels * height * width */
-	size_t record_bytes;   /* image_bytes + 4 (uint32 little-endian label) */
-	uint32_t data_crc32;   /* zlib crc32 of all record bytes, as stored */
+	uint64_t count;	     /* number of records */
+	size_t image_bytes;  /* channels * height * width */
+	size_t record_bytes; /* image_bytes + 4 (uint32 little-endian label) */
+	uint32_t data_crc32; /* zlib crc32 of all record bytes, as stored */
 	const uint8_t *records;
 	void *map;
 	size_t map_len;
@@ -80,9 +80,10 @@ struct dataset_writer {
 	uint64_t count;
 	uint32_t crc;
 };
-int dataset_writer_open(struct dataset_writer *w, const char *path, const struct dataset_shape *shape,
-			struct error *err);
-int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t label, struct error *err);
+int dataset_writer_open(struct dataset_writer *w, const char *path,
+			const struct dataset_shape *shape, struct error *err);
+int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t label,
+		       struct error *err);
 int dataset_writer_finish(struct dataset_writer *w, struct error *err);
 /* Drop the temp file; safe after finish or a failed open (does nothing then). */
 void dataset_writer_abort(struct dataset_writer *w);
@@ -109,13 +110,13 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 struct dataset_imbalance {
 	double zipf_s;
 	uint64_t seed;
-	uint64_t head;     /* 0 = smallest class count */
+	uint64_t head;	   /* 0 = smallest class count */
 	uint64_t min_keep; /* 0 is allowed: a class may vanish */
 };
 /* Quota per class (keep[k], k = class id) without writing anything. */
-int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbalance *opt, uint64_t *keep,
-			   struct error *err);
-int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *opt, const char *out_path,
-		      struct error *err);
+int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbalance *opt,
+			   uint64_t *keep, struct error *err);
+int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *opt,
+		      const char *out_path, struct error *err);
 
 #endif

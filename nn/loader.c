@@ -7,9 +7,24 @@
 
 #include "core/mem.h"
 
+#ifdef __SSE4_1__
+#include <smmintrin.h>
+#endif
+
+/* Normalization of channel c: x = pixel * scale[c] + bias[c], with
+ * scale = 1 / (255 std) and bias = -mean / std, i.e. (pixel/255 - mean) / std
+ * up to float rounding. Every value comes from convert(), the table included,
+ * so the vector path and the table path give the same bits. */
+struct norm {
+	float scale[DATASET_MAX_CHANNELS], bias[DATASET_MAX_CHANNELS];
+	float lut[DATASET_MAX_CHANNELS][256];
+};
+
 /* Batch t of the whole run (t = epoch * batches_per_epoch + index) is built
- * into slot t % 2. With prefetch, a worker thread builds batch t+1 while the
- * caller holds batch t; everything a batch contains is a function of
+ * into slot t % nslot, nslot = prefetch depth + 1. With prefetch, a worker
+ * thread builds batches t+1 .. t+depth while the caller holds batch t; with
+ * depth >= 2 the worker rarely sleeps, so it does not pay a thread wake-up per
+ * batch (measured: bench/data.sh). Everything a batch contains is a function of
  * (seed, epoch, position) only, so the thread changes timing, never numbers. */
 struct slot {
 	float *x;
@@ -23,25 +38,27 @@ struct slot {
 struct loader {
 	const struct dataset *ds;
 	struct loader_config cfg;
-	uint64_t nb;       /* batches per epoch */
-	size_t image;      /* C*H*W */
-	float lut[DATASET_MAX_CHANNELS][256]; /* normalized value of each pixel byte */
+	uint64_t nb;		       /* batches per epoch */
+	uint64_t part_first, part_len; /* this part's positions in each epoch's order */
+	size_t image;		       /* C*H*W */
+	struct norm norm;
 
-	struct slot slot[2];
-	uint64_t *perm;    /* order of the epoch the builder is in */
+	struct slot *slot;
+	uint32_t nslot;
+	uint64_t *perm; /* order of the epoch the builder is in */
 	uint64_t perm_epoch;
 	int perm_valid;
 
-	uint64_t next_t;   /* next batch the caller gets */
-	int held;          /* slot the caller holds, -1 none */
-	int end_pending;   /* the caller got an epoch's last batch: next call returns 0 */
+	uint64_t next_t; /* next batch the caller gets */
+	int held;	 /* slot the caller holds, -1 none */
+	int end_pending; /* the caller got an epoch's last batch: next call returns 0 */
 
 	/* prefetch */
 	pthread_t thread;
 	int running;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	uint64_t build_t;  /* next batch the worker builds */
+	uint64_t build_t; /* next batch the worker builds */
 	int stop;
 	int sync_made; /* mu and cv exist */
 };
@@ -78,36 +95,62 @@ void loader_config_default(struct loader_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->batch = 64;
 	cfg->shuffle = 1;
-	cfg->prefetch = 1;
+	cfg->prefetch = 2;
 	for (unsigned c = 0; c < DATASET_MAX_CHANNELS; c++) {
 		cfg->mean[c] = 0;
 		cfg->std[c] = 1;
 	}
 }
 
-static void build_lut(float lut[][256], uint32_t C, const float *mean, const float *std)
+static void convert(const uint8_t *s, float *d, size_t n, float scale, float bias)
 {
-	for (uint32_t c = 0; c < C; c++)
-		for (int v = 0; v < 256; v++)
-			lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+#ifdef __SSE4_1__
+	const __m128 vs = _mm_set1_ps(scale), vb = _mm_set1_ps(bias);
+	size_t k = 0;
+	for (; k + 16 <= n; k += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(s + k));
+		for (int q = 0; q < 4; q++) {
+			__m128 f = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(v));
+			_mm_storeu_ps(d + k + 4 * q, _mm_add_ps(_mm_mul_ps(f, vs), vb));
+			v = _mm_srli_si128(v, 4);
+		}
+	}
+	if (k < n) { /* the tail through the same instructions */
+		uint8_t in[16] = {0};
+		float out[16];
+		memcpy(in, s + k, n - k);
+		convert(in, out, 16, scale, bias);
+		memcpy(d + k, out, sizeof(float) * (n - k));
+	}
+#else
+	for (size_t k = 0; k < n; k++)
+		d[k] = (float)s[k] * scale + bias;
+#endif
 }
 
-static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W, uint32_t pad,
-			uint32_t dx, uint32_t dy, int flip, float lut[][256])
+static void norm_init(struct norm *nm, uint32_t C, const float *mean, const float *std)
+{
+	uint8_t all[256];
+	for (int v = 0; v < 256; v++)
+		all[v] = (uint8_t)v;
+	for (uint32_t c = 0; c < C; c++) {
+		nm->scale[c] = 1.0f / (255.0f * std[c]);
+		nm->bias[c] = -mean[c] / std[c];
+		convert(all, nm->lut[c], 256, nm->scale[c], nm->bias[c]);
+	}
+}
+
+static void augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const struct norm *nm)
 {
 	size_t plane = (size_t)H * W;
 	if (pad == 0 && !flip) {
-		for (uint32_t c = 0; c < C; c++) {
-			const float *l = lut[c];
-			const uint8_t *s = src + c * plane;
-			float *d = dst + c * plane;
-			for (size_t k = 0; k < plane; k++)
-				d[k] = l[s[k]];
-		}
+		for (uint32_t c = 0; c < C; c++)
+			convert(src + c * plane, dst + c * plane, plane, nm->scale[c], nm->bias[c]);
 		return;
 	}
 	for (uint32_t c = 0; c < C; c++) {
-		const float *l = lut[c];
+		const float *l = nm->lut[c];
 		const uint8_t *s = src + c * plane;
 		float *d = dst + c * plane;
 		for (uint32_t y = 0; y < H; y++) {
@@ -120,20 +163,42 @@ static void augment_lut(const uint8_t *src, float *dst, uint32_t C, uint32_t H, 
 				continue;
 			}
 			const uint8_t *srow = s + (size_t)sy * W;
-			for (uint32_t x = 0; x < W; x++) {
-				int64_t sx = (int64_t)(flip ? W - 1 - x : x) + dx - pad;
-				row[x] = (sx < 0 || sx >= W) ? l[0] : l[srow[sx]];
+			/* Output x reads source column sx = x + off (no flip) or
+			 * W - 1 - x + off (flip), off = dx - pad; columns outside
+			 * 0..W-1 are padding. [lo, hi) is where sx is inside. */
+			int64_t off = (int64_t)dx - pad, lo, hi;
+			if (!flip) {
+				lo = off < 0 ? -off : 0;
+				hi = off > 0 ? (int64_t)W - off : W;
+			} else {
+				lo = off > 0 ? off : 0;
+				hi = off < 0 ? (int64_t)W + off : W;
 			}
+			if (hi < lo)
+				hi = lo;
+			for (int64_t x = 0; x < lo; x++)
+				row[x] = l[0];
+			if (!flip) {
+				convert(srow + lo + off, row + lo, (size_t)(hi - lo), nm->scale[c],
+					nm->bias[c]);
+			} else {
+				int64_t end = (int64_t)W - 1 + off;
+				for (int64_t x = lo; x < hi; x++)
+					row[x] = l[srow[end - x]];
+			}
+			for (int64_t x = hi; x < W; x++)
+				row[x] = l[0];
 		}
 	}
 }
 
-void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W, uint32_t pad,
-		    uint32_t dx, uint32_t dy, int flip, const float *mean, const float *std)
+void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const float *mean,
+		    const float *std)
 {
-	float lut[DATASET_MAX_CHANNELS][256];
-	build_lut(lut, C, mean, std);
-	augment_lut(src, dst, C, H, W, pad, dx, dy, flip, lut);
+	struct norm nm;
+	norm_init(&nm, C, mean, std);
+	augment(src, dst, C, H, W, pad, dx, dy, flip, &nm);
 }
 
 /* The record order of epoch e: file order, or a Fisher-Yates shuffle seeded by (seed, e). */
@@ -161,15 +226,16 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 	const struct dataset *ds = l->ds;
 	uint64_t epoch = t / l->nb, index = t % l->nb;
 	make_perm(l, epoch);
-	uint64_t first = index * l->cfg.batch;
-	uint64_t n = ds->count - first < l->cfg.batch ? ds->count - first : l->cfg.batch;
+	uint64_t first = l->part_first + index * l->cfg.batch;
+	uint64_t left = l->part_first + l->part_len - first;
+	uint64_t n = left < l->cfg.batch ? left : l->cfg.batch;
 	uint32_t C = ds->shape.channels, H = ds->shape.height, W = ds->shape.width, P = l->cfg.pad;
-	int augment = l->cfg.flip || P > 0;
+	int augmenting = l->cfg.flip || P > 0;
 	for (uint64_t k = 0; k < n; k++) {
 		uint64_t pos = first + k, rec = l->perm[pos];
 		uint32_t dx = 0, dy = 0;
 		int flip = 0;
-		if (augment) {
+		if (augmenting) {
 			uint64_t r = hash3(l->cfg.seed, epoch, pos);
 			flip = l->cfg.flip ? (int)(r & 1) : 0;
 			if (P > 0) {
@@ -177,7 +243,8 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 				dy = (uint32_t)((r >> 32) % (2 * (uint64_t)P + 1));
 			}
 		}
-		augment_lut(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip, l->lut);
+		augment(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip,
+			&l->norm);
 		s->y[k] = (int32_t)dataset_label(ds, rec);
 		s->records[k] = rec;
 	}
@@ -190,7 +257,7 @@ static void *worker(void *arg)
 	struct loader *l = arg;
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
-		struct slot *s = &l->slot[l->build_t % 2];
+		struct slot *s = &l->slot[l->build_t % l->nslot];
 		while (!l->stop && s->ready)
 			pthread_cond_wait(&l->cv, &l->mu);
 		if (l->stop)
@@ -225,7 +292,8 @@ static int start_at(struct loader *l, uint64_t t, struct error *err)
 	l->next_t = l->build_t = t;
 	l->held = -1;
 	l->end_pending = 0;
-	l->slot[0].ready = l->slot[1].ready = 0;
+	for (uint32_t i = 0; i < l->nslot; i++)
+		l->slot[i].ready = 0;
 	if (!l->cfg.prefetch || l->nb == 0)
 		return 0;
 	int rc = pthread_create(&l->thread, NULL, worker, l);
@@ -237,13 +305,18 @@ static int start_at(struct loader *l, uint64_t t, struct error *err)
 	return 0;
 }
 
-struct loader *loader_new(const struct dataset *ds, const struct loader_config *cfg, struct error *err)
+struct loader *loader_new(const struct dataset *ds, const struct loader_config *cfg,
+			  struct error *err)
 {
 	if (cfg->batch == 0)
 		return error_set(err, "loader: batch size 0"), NULL;
 	if (ds->shape.channels > DATASET_MAX_CHANNELS)
-		return error_set(err, "%s: %u channels, the loader takes at most %u", ds->path, ds->shape.channels,
-				 DATASET_MAX_CHANNELS),
+		return error_set(err, "%s: %u channels, the loader takes at most %u", ds->path,
+				 ds->shape.channels, DATASET_MAX_CHANNELS),
+		       NULL;
+	if (cfg->parts > 0 && cfg->part >= cfg->parts)
+		return error_set(err, "loader: part %u of %u: expected part < parts", cfg->part,
+				 cfg->parts),
 		       NULL;
 	if (cfg->pad > ds->shape.height || cfg->pad > ds->shape.width)
 		return error_set(err, "loader: padding %u is larger than the %ux%u image", cfg->pad,
@@ -251,27 +324,42 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 		       NULL;
 	for (uint32_t c = 0; c < ds->shape.channels; c++)
 		if (!(cfg->std[c] > 0))
-			return error_set(err, "loader: std[%u] = %g, expected > 0", c, (double)cfg->std[c]), NULL;
+			return error_set(err, "loader: std[%u] = %g, expected > 0", c,
+					 (double)cfg->std[c]),
+			       NULL;
 	struct loader *l = mem_calloc(1, sizeof(*l));
 	if (!l)
 		return error_set(err, "loader: out of memory"), NULL;
 	l->ds = ds;
 	l->cfg = *cfg;
 	l->image = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
-	l->nb = cfg->drop_last ? ds->count / cfg->batch : (ds->count + cfg->batch - 1) / cfg->batch;
-	build_lut(l->lut, ds->shape.channels, cfg->mean, cfg->std);
+	uint32_t parts = cfg->parts ? cfg->parts : 1;
+	/* Part p of P: positions [p m, (p + 1) m) of the shared epoch order,
+	 * m = floor(n / P), so every rank has the same number of batches (a
+	 * synchronous allreduce needs that); the last n - P m positions are left
+	 * out, other records each epoch when shuffling. */
+	l->part_len = ds->count / parts;
+	l->part_first = l->part_len * (parts > 1 ? cfg->part : 0);
+	l->nb =
+	    cfg->drop_last ? l->part_len / cfg->batch : (l->part_len + cfg->batch - 1) / cfg->batch;
+	norm_init(&l->norm, ds->shape.channels, cfg->mean, cfg->std);
 	l->held = -1;
-	int ok = 1;
+	l->cfg.prefetch = cfg->prefetch < 0			? 0
+			  : cfg->prefetch > LOADER_MAX_PREFETCH ? LOADER_MAX_PREFETCH
+								: cfg->prefetch;
+	l->nslot = l->cfg.prefetch > 0 ? (uint32_t)l->cfg.prefetch + 1 : 1;
 	l->perm = mem_alloc(sizeof(uint64_t) * (ds->count ? ds->count : 1));
-	ok = ok && l->perm;
-	for (int i = 0; i < 2 && ok; i++) {
+	l->slot = mem_calloc(l->nslot, sizeof(struct slot));
+	int ok = l->perm && l->slot;
+	for (uint32_t i = 0; i < l->nslot && ok; i++) {
 		l->slot[i].x = mem_alloc(sizeof(float) * l->image * cfg->batch);
 		l->slot[i].y = mem_alloc(sizeof(int32_t) * cfg->batch);
 		l->slot[i].records = mem_alloc(sizeof(uint64_t) * cfg->batch);
 		ok = l->slot[i].x && l->slot[i].y && l->slot[i].records;
 	}
 	if (!ok) {
-		error_set(err, "%s: out of memory for loader buffers (batch %u)", ds->path, cfg->batch);
+		error_set(err, "%s: out of memory for loader buffers (batch %u)", ds->path,
+			  cfg->batch);
 		loader_free(l);
 		return NULL;
 	}
@@ -284,17 +372,10 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	if (rc != 0) {
 		errno = rc;
 		error_errno(err, "loader: cannot create a mutex");
-		for (int i = 0; i < 2; i++) {
-			mem_free(l->slot[i].x);
-			mem_free(l->slot[i].y);
-			mem_free(l->slot[i].records);
-		}
-		mem_free(l->perm);
-		mem_free(l);
+		loader_free(l);
 		return NULL;
 	}
 	l->sync_made = 1;
-	l->cfg.prefetch = cfg->prefetch ? 1 : 0;
 	if (start_at(l, 0, err) < 0) {
 		loader_free(l);
 		return NULL;
@@ -325,7 +406,7 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 		return 0;
 	}
 	uint64_t t = l->next_t;
-	struct slot *s = &l->slot[t % 2];
+	struct slot *s = &l->slot[t % l->nslot];
 	if (l->running) {
 		pthread_mutex_lock(&l->mu);
 		while (!(s->ready && s->t == t))
@@ -335,7 +416,7 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 		build(l, s, t);
 		s->ready = 1;
 	}
-	l->held = (int)(t % 2);
+	l->held = (int)(t % l->nslot);
 	l->next_t = t + 1;
 	b->x = s->x;
 	b->y = s->y;
@@ -366,11 +447,12 @@ void loader_free(struct loader *l)
 		pthread_cond_destroy(&l->cv);
 		pthread_mutex_destroy(&l->mu);
 	}
-	for (int i = 0; i < 2; i++) {
+	for (uint32_t i = 0; l->slot && i < l->nslot; i++) {
 		mem_free(l->slot[i].x);
 		mem_free(l->slot[i].y);
 		mem_free(l->slot[i].records);
 	}
+	mem_free(l->slot);
 	mem_free(l->perm);
 	mem_free(l);
 }

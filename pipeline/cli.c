@@ -3,10 +3,63 @@
 #include <stdio.h>
 #include <string.h>
 
+#define CAIRN_VERSION "0.1.0"
+
+static const struct command {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+} commands[] = {
+	{"run", cmd_run, "run a pipeline spec (locally, or submit it to Slurm)"},
+	{"resume", cmd_resume, "rerun only what failed, never ran, or changed"},
+	{"status", cmd_status, "tasks per stage and the run's state"},
+	{"why", cmd_why, "why a task is in its state, and what resume would do"},
+	{"graph", cmd_graph, "the stage graph in Graphviz DOT"},
+	{"logs", cmd_logs, "a task's log"},
+	{"cancel", cmd_cancel, "stop a run's running tasks"},
+	{"exec", cmd_exec, "run one task and write its markers (used by executors)"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: cairn COMMAND [ARGS]\n\n"
+		   "cairn runs pipelines of batch stages, written as INI files, on this machine\n"
+		   "or on a Slurm cluster, and resumes them by rerunning only what must rerun.\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'cairn COMMAND --help' for one command. Example:\n"
+		   "  cairn run configs/demo.ini && cairn status runs/demo-*\n");
+}
+
+int cli_wants_help(int argc, char **argv, const char *text)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(text, stdout);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int cli_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "cairn: not yet\n");
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("cairn %s\n", CAIRN_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "cairn: '%s' is not a command\n\n", argv[1]);
+	usage(stderr);
 	return 2;
 }

@@ -1,7 +1,43 @@
-/* cli: the `cairn` command: a table of subcommands, one file each. */
+/* cli: the `cairn` command: a table of subcommands (one file each, cmd_*.c)
+ * and the few helpers they share. Exit codes: 0 ok, 1 the work failed,
+ * 2 bad usage or bad input. */
 #ifndef PIPELINE_CLI_H
 #define PIPELINE_CLI_H
 
+#include "pipeline/plan.h"
+#include "pipeline/run.h"
+
 int cli_main(int argc, char **argv);
+
+int cmd_run(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_why(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+/* The body of `cairn exec` for an open run: runs the task, writes its
+ * markers, returns the wrapper's exit code. The local executor calls it in a
+ * forked child, so a task costs no exec of cairn and no spec parse. */
+int exec_task(const struct run *run, int stage, int task);
+
+/* Counts of task states per stage and the run's overall state. */
+struct run_status {
+	int nstages;
+	struct stage_counts {
+		long long tasks, done, failed, running, pending, cancelled;
+	} *stages;
+	struct stage_counts total;
+	const char *state; /* pending, running, failed, done, cancelled */
+};
+
+int status_collect(const struct run *r, struct run_status *st, struct error *err);
+void status_release(struct run_status *st);
+/* Print the table (human) or the JSON object of `cairn status --json`. */
+void status_print(const struct run *r, const struct run_status *st, int json);
+
+/* Is this --help? Prints usage to stdout and returns 1. */
+int cli_wants_help(int argc, char **argv, const char *usage);
 
 #endif

@@ -94,11 +94,16 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	if (p->failed)
 		return 0;
 	struct spec_section *sec = s->nsections ? &s->sections[s->nsections - 1] : NULL;
-	if (!sec || strcmp(sec->name, section) != 0) {
-		for (int i = 0; i < s->nsections; i++)
-			if (!strcmp(s->sections[i].name, section))
-				return fail(p, line, "section [%s] appears twice (first at line %d)",
-					    section, s->sections[i].line);
+	if (!sec || strcmp(sec->name, section) != 0 || sec->line != p->r->header) {
+		for (int i = 0; i < s->nsections; i++) {
+			if (strcmp(s->sections[i].name, section))
+				continue;
+			if (!strncmp(section, "stage ", 6))
+				return fail(p, p->r->header, "duplicate stage '%s' (first at line %d)",
+					    section + 6, s->sections[i].line);
+			return fail(p, p->r->header, "section [%s] appears twice (first at line %d)",
+				    section, s->sections[i].line);
+		}
 		if (grow((void **)&s->sections, s->nsections, sizeof(*s->sections)) < 0)
 			return fail(p, line, "out of memory");
 		sec = &s->sections[s->nsections++];
@@ -293,7 +298,7 @@ static int set_str(char **dst, const char *v)
 	return 0;
 }
 
-static int res_set(const struct spec *s, struct spec_res *r, const char *key, const char *v,
+static int res_set(const struct spec *s, struct job_res *r, const char *key, const char *v,
 		   int line, struct error *err)
 {
 	long x;
@@ -355,7 +360,7 @@ static int res_set(const struct spec *s, struct spec_res *r, const char *key, co
 	return set_str(dst, v) < 0 ? error_set(err, "out of memory") : 0;
 }
 
-static int res_copy(struct spec_res *dst, const struct spec_res *src)
+static int res_copy(struct job_res *dst, const struct job_res *src)
 {
 	*dst = *src;
 	dst->retry_on = src->retry_on ? mem_strdup(src->retry_on) : NULL;
@@ -370,7 +375,7 @@ static int res_copy(struct spec_res *dst, const struct spec_res *src)
 	return 0;
 }
 
-static void res_release(struct spec_res *r)
+static void res_release(struct job_res *r)
 {
 	mem_free(r->retry_on);
 	mem_free(r->partition);
@@ -420,7 +425,7 @@ static int load_pipeline(struct spec *s, struct spec_section *sec, struct error 
 	return 0;
 }
 
-static int load_res_section(struct spec *s, struct spec_section *sec, struct spec_res *r,
+static int load_res_section(struct spec *s, struct spec_section *sec, struct job_res *r,
 			    int slurm_only, struct error *err)
 {
 	for (int i = 0; i < sec->nkv; i++) {
@@ -849,9 +854,9 @@ int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, st
 			s->params[k].key = mem_strdup(sec->kv[k].key);
 			s->params[k].value = mem_strdup(sec->kv[k].value);
 			s->params[k].line = sec->kv[k].line;
+			s->nparams++; /* counted first: spec_release frees a half-made pair */
 			if (!s->params[k].key || !s->params[k].value)
 				return error_set(err, "out of memory");
-			s->nparams++;
 		}
 	}
 	if (apply_sets(s, sets, nsets, err) < 0)

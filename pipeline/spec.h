@@ -6,19 +6,8 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "jobs/job.h"
 
-/* Resources: what a task asks of the machine or the scheduler. */
-struct spec_res {
-	int cpus;
-	long mem_mb;       /* 0 = not set */
-	long time_s;       /* 0 = not set */
-	int gpus;
-	int ranks;         /* MPI ranks; 1 = not an MPI stage */
-	int retries;
-	int throttle;      /* at most this many tasks of the stage at once; 0 = no limit */
-	char *retry_on;    /* "timeout,node_fail,preempted,exit:75" */
-	char *partition, *account, *qos, *sbatch_args;
-};
 
 enum { SPEC_MAX_ARRAY = 10000000 };
 
@@ -33,7 +22,7 @@ struct spec_stage {
 	char *command;
 	int command_line;
 	int ntasks;        /* array size; 1 when not an array */
-	struct spec_res res;
+	struct job_res res;
 	char **after;      /* names as written */
 	int nafter;
 	int after_line;
@@ -60,8 +49,8 @@ struct spec {
 	char *executor;     /* "local" or "slurm" */
 	struct spec_kv *params;
 	int nparams;
-	struct spec_res defaults;
-	struct spec_res slurm; /* the [slurm] section: partition, account, qos, sbatch_args */
+	struct job_res defaults;
+	struct job_res slurm; /* the [slurm] section: partition, account, qos, sbatch_args */
 	struct spec_stage *stages;
 	int nstages;
 	int *order;         /* stage indices, upstream first */

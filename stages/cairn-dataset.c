@@ -22,26 +22,29 @@ static const char *prog = "cairn-dataset";
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: %s COMMAND [options]\n"
-		"\n"
-		"Make and inspect cairn dataset shards (fixed-size uint8 image records + label).\n"
-		"\n"
-		"commands:\n"
-		"  import-idx --images F --labels F --out SHARD [--classes K]\n"
-		"  info SHARD [--json] [--no-verify]\n"
-		"  split SHARD --fraction X --seed N --out A --rest B\n"
-		"  imbalance SHARD --zipf S --seed N --out SHARD2 [--head N] [--min N] [--dry-run]\n"
-		"\n"
-		"'%s COMMAND --help' describes each command.\n"
-		"\n"
-		"example:\n"
-		"  %s import-idx --images /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \\\n"
-		"      --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --out train.ds\n"
-		"  %s info train.ds\n"
-		"\n"
-		"exit status: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input.\n",
-		prog, prog, prog, prog);
+	fprintf(
+	    f,
+	    "usage: %s COMMAND [options]\n"
+	    "\n"
+	    "Make and inspect cairn dataset shards (fixed-size uint8 image records + label).\n"
+	    "\n"
+	    "commands:\n"
+	    "  import-idx --images F --labels F --out SHARD [--classes K]\n"
+	    "  info SHARD [--json] [--no-verify]\n"
+	    "  split SHARD --fraction X --seed N --out A --rest B\n"
+	    "  imbalance SHARD --zipf S --seed N --out SHARD2 [--head N] [--min N] [--dry-run]\n"
+	    "\n"
+	    "'%s COMMAND --help' describes each command.\n"
+	    "\n"
+	    "example:\n"
+	    "  %s import-idx --images /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz "
+	    "\\\n"
+	    "      --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --out "
+	    "train.ds\n"
+	    "  %s info train.ds\n"
+	    "\n"
+	    "exit status: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input.\n",
+	    prog, prog, prog, prog);
 }
 
 /* Map a library return code to an exit status and print the message. */
@@ -90,36 +93,46 @@ static int parse_double(const char *s, double *out)
 static int cmd_import_idx(int argc, char **argv)
 {
 	static const char *help =
-		"usage: cairn-dataset import-idx --images F --labels F --out SHARD [--classes K]\n"
-		"\n"
-		"Convert an IDX image file (uint8, N x H x W) and its IDX label file (uint8, N),\n"
-		"gzip-compressed or not, into one shard (1 channel, H x W). --classes K sets the\n"
-		"number of classes (default: the largest label + 1). The shard is written to a\n"
-		"temporary file and renamed into place, so a failed import leaves nothing behind.\n"
-		"\n"
-		"example:\n"
-		"  cairn-dataset import-idx --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\\n"
-		"      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out test.ds\n";
-	static const struct option opts[] = {{"images", required_argument, 0, 'i'},
-					     {"labels", required_argument, 0, 'l'},
-					     {"out", required_argument, 0, 'o'},
-					     {"classes", required_argument, 0, 'k'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	    "usage: cairn-dataset import-idx --images F --labels F --out SHARD [--classes K]\n"
+	    "\n"
+	    "Convert an IDX image file (uint8, N x H x W) and its IDX label file (uint8, N),\n"
+	    "gzip-compressed or not, into one shard (1 channel, H x W). --classes K sets the\n"
+	    "number of classes (default: the largest label + 1). The shard is written to a\n"
+	    "temporary file and renamed into place, so a failed import leaves nothing behind.\n"
+	    "\n"
+	    "example:\n"
+	    "  cairn-dataset import-idx --images "
+	    "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\\n"
+	    "      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out "
+	    "test.ds\n";
+	static const struct option opts[] = {
+	    {"images", required_argument, 0, 'i'}, {"labels", required_argument, 0, 'l'},
+	    {"out", required_argument, 0, 'o'},	   {"classes", required_argument, 0, 'k'},
+	    {"help", no_argument, 0, 'h'},	   {0, 0, 0, 0}};
 	const char *images = NULL, *labels = NULL, *out = NULL;
 	uint64_t classes = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'i': images = optarg; break;
-		case 'l': labels = optarg; break;
-		case 'o': out = optarg; break;
+		case 'i':
+			images = optarg;
+			break;
+		case 'l':
+			labels = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
 		case 'k':
 			if (parse_u64(optarg, &classes) < 0 || classes == 0 || classes > 256)
-				return bad_usage("import-idx", "--classes '%s': expected 1 to 256", optarg);
+				return bad_usage("import-idx", "--classes '%s': expected 1 to 256",
+						 optarg);
 			break;
-		case 'h': fputs(help, stdout); return 0;
-		default: return bad_usage("import-idx", "%s", "bad option");
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		default:
+			return bad_usage("import-idx", "%s", "bad option");
 		}
 	}
 	if (optind < argc)
@@ -144,18 +157,18 @@ static int cmd_import_idx(int argc, char **argv)
 static int cmd_info(int argc, char **argv)
 {
 	static const char *help =
-		"usage: cairn-dataset info SHARD [--json] [--no-verify]\n"
-		"\n"
-		"Print a shard's header (records, shape, classes), its class histogram, the\n"
-		"per-channel mean and standard deviation of pixel/255, and whether the data\n"
-		"checksum matches (--no-verify skips reading the whole file for it).\n"
-		"--json prints one JSON object instead, for scripts:\n"
-		"  {\"path\", \"records\", \"channels\", \"height\", \"width\", \"classes\",\n"
-		"   \"record_bytes\", \"file_bytes\", \"checksum\": \"ok\"|\"skipped\",\n"
-		"   \"histogram\": [...], \"mean\": [...], \"std\": [...]}\n"
-		"\n"
-		"example:\n"
-		"  cairn-dataset info train.ds --json | jq .histogram\n";
+	    "usage: cairn-dataset info SHARD [--json] [--no-verify]\n"
+	    "\n"
+	    "Print a shard's header (records, shape, classes), its class histogram, the\n"
+	    "per-channel mean and standard deviation of pixel/255, and whether the data\n"
+	    "checksum matches (--no-verify skips reading the whole file for it).\n"
+	    "--json prints one JSON object instead, for scripts:\n"
+	    "  {\"path\", \"records\", \"channels\", \"height\", \"width\", \"classes\",\n"
+	    "   \"record_bytes\", \"file_bytes\", \"checksum\": \"ok\"|\"skipped\",\n"
+	    "   \"histogram\": [...], \"mean\": [...], \"std\": [...]}\n"
+	    "\n"
+	    "example:\n"
+	    "  cairn-dataset info train.ds --json | jq .histogram\n";
 	static const struct option opts[] = {{"json", no_argument, 0, 'j'},
 					     {"no-verify", no_argument, 0, 'n'},
 					     {"help", no_argument, 0, 'h'},
@@ -163,10 +176,17 @@ static int cmd_info(int argc, char **argv)
 	int json = 0, verify = 1, c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': json = 1; break;
-		case 'n': verify = 0; break;
-		case 'h': fputs(help, stdout); return 0;
-		default: return bad_usage("info", "%s", "bad option");
+		case 'j':
+			json = 1;
+			break;
+		case 'n':
+			verify = 0;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		default:
+			return bad_usage("info", "%s", "bad option");
 		}
 	}
 	if (argc - optind != 1)
@@ -197,7 +217,8 @@ static int cmd_info(int argc, char **argv)
 		bad |= json_object_set_new(o, "height", json_integer(ds.shape.height));
 		bad |= json_object_set_new(o, "width", json_integer(ds.shape.width));
 		bad |= json_object_set_new(o, "classes", json_integer(K));
-		bad |= json_object_set_new(o, "record_bytes", json_integer((json_int_t)ds.record_bytes));
+		bad |= json_object_set_new(o, "record_bytes",
+					   json_integer((json_int_t)ds.record_bytes));
 		bad |= json_object_set_new(o, "file_bytes", json_integer((json_int_t)ds.map_len));
 		bad |= json_object_set_new(o, "checksum", json_string(verify ? "ok" : "skipped"));
 		for (uint32_t k = 0; k < K; k++)
@@ -221,7 +242,8 @@ static int cmd_info(int argc, char **argv)
 	} else {
 		printf("path          %s\n", path);
 		printf("records       %" PRIu64 "\n", ds.count);
-		printf("shape         %u x %u x %u (C x H x W, uint8)\n", C, ds.shape.height, ds.shape.width);
+		printf("shape         %u x %u x %u (C x H x W, uint8)\n", C, ds.shape.height,
+		       ds.shape.width);
 		printf("classes       %u\n", K);
 		printf("record bytes  %zu\n", ds.record_bytes);
 		printf("file bytes    %zu\n", ds.map_len);
@@ -246,20 +268,19 @@ static int cmd_info(int argc, char **argv)
 static int cmd_split(int argc, char **argv)
 {
 	static const char *help =
-		"usage: cairn-dataset split SHARD --fraction X --seed N --out A --rest B\n"
-		"\n"
-		"Split a shard in two, class by class: a shuffle seeded by N puts round(X * n)\n"
-		"of each class's n records in A and the others in B, so both keep the class\n"
-		"balance. Records keep their order. Same seed, same split.\n"
-		"\n"
-		"example (a 90/10 train/validation split):\n"
-		"  cairn-dataset split train.ds --fraction 0.9 --seed 1 --out train90.ds --rest val10.ds\n";
-	static const struct option opts[] = {{"fraction", required_argument, 0, 'f'},
-					     {"seed", required_argument, 0, 's'},
-					     {"out", required_argument, 0, 'o'},
-					     {"rest", required_argument, 0, 'r'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	    "usage: cairn-dataset split SHARD --fraction X --seed N --out A --rest B\n"
+	    "\n"
+	    "Split a shard in two, class by class: a shuffle seeded by N puts round(X * n)\n"
+	    "of each class's n records in A and the others in B, so both keep the class\n"
+	    "balance. Records keep their order. Same seed, same split.\n"
+	    "\n"
+	    "example (a 90/10 train/validation split):\n"
+	    "  cairn-dataset split train.ds --fraction 0.9 --seed 1 --out train90.ds --rest "
+	    "val10.ds\n";
+	static const struct option opts[] = {
+	    {"fraction", required_argument, 0, 'f'}, {"seed", required_argument, 0, 's'},
+	    {"out", required_argument, 0, 'o'},	     {"rest", required_argument, 0, 'r'},
+	    {"help", no_argument, 0, 'h'},	     {0, 0, 0, 0}};
 	const char *out = NULL, *rest = NULL;
 	double fraction = -1;
 	uint64_t seed = 0;
@@ -267,24 +288,37 @@ static int cmd_split(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if (parse_double(optarg, &fraction) < 0 || !(fraction >= 0 && fraction <= 1))
-				return bad_usage("split", "--fraction '%s': expected a number from 0 to 1", optarg);
+			if (parse_double(optarg, &fraction) < 0 ||
+			    !(fraction >= 0 && fraction <= 1))
+				return bad_usage("split",
+						 "--fraction '%s': expected a number from 0 to 1",
+						 optarg);
 			break;
 		case 's':
 			if (parse_u64(optarg, &seed) < 0)
-				return bad_usage("split", "--seed '%s': expected a non-negative integer", optarg);
+				return bad_usage("split",
+						 "--seed '%s': expected a non-negative integer",
+						 optarg);
 			have_seed = 1;
 			break;
-		case 'o': out = optarg; break;
-		case 'r': rest = optarg; break;
-		case 'h': fputs(help, stdout); return 0;
-		default: return bad_usage("split", "%s", "bad option");
+		case 'o':
+			out = optarg;
+			break;
+		case 'r':
+			rest = optarg;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		default:
+			return bad_usage("split", "%s", "bad option");
 		}
 	}
 	if (argc - optind != 1)
 		return bad_usage("split", "%s", "expected one SHARD");
 	if (fraction < 0 || !have_seed || !out || !rest)
-		return bad_usage("split", "%s", "--fraction, --seed, --out and --rest are required");
+		return bad_usage("split", "%s",
+				 "--fraction, --seed, --out and --rest are required");
 	struct error err;
 	struct dataset ds;
 	int rc = dataset_open(&ds, argv[optind], 0, &err);
@@ -309,58 +343,72 @@ static int cmd_split(int argc, char **argv)
 static int cmd_imbalance(int argc, char **argv)
 {
 	static const char *help =
-		"usage: cairn-dataset imbalance SHARD --zipf S --seed N --out SHARD2\n"
-		"                               [--head N] [--min N] [--dry-run]\n"
-		"\n"
-		"Subsample classes along a Zipf-like curve, to mimic a long-tailed dataset such\n"
-		"as ImageNet-22K. A permutation seeded by N ranks the classes 1..K; the class of\n"
-		"rank r keeps max(MIN, floor(HEAD * r^-S)) records (never more than it has),\n"
-		"chosen by a seeded shuffle. HEAD defaults to the smallest class count of the\n"
-		"input; MIN defaults to 1. S = 0 keeps HEAD records of every class.\n"
-		"--dry-run prints the per-class quota and writes nothing.\n"
-		"\n"
-		"example:\n"
-		"  cairn-dataset imbalance train.ds --zipf 1.0 --seed 7 --out train-lt.ds\n";
-	static const struct option opts[] = {{"zipf", required_argument, 0, 'z'},
-					     {"seed", required_argument, 0, 's'},
-					     {"out", required_argument, 0, 'o'},
-					     {"head", required_argument, 0, 'H'},
-					     {"min", required_argument, 0, 'm'},
-					     {"dry-run", no_argument, 0, 'd'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	    "usage: cairn-dataset imbalance SHARD --zipf S --seed N --out SHARD2\n"
+	    "                               [--head N] [--min N] [--dry-run]\n"
+	    "\n"
+	    "Subsample classes along a Zipf-like curve, to mimic a long-tailed dataset such\n"
+	    "as ImageNet-22K. A permutation seeded by N ranks the classes 1..K; the class of\n"
+	    "rank r keeps max(MIN, floor(HEAD * r^-S)) records (never more than it has),\n"
+	    "chosen by a seeded shuffle. HEAD defaults to the smallest class count of the\n"
+	    "input; MIN defaults to 1. S = 0 keeps HEAD records of every class.\n"
+	    "--dry-run prints the per-class quota and writes nothing.\n"
+	    "\n"
+	    "example:\n"
+	    "  cairn-dataset imbalance train.ds --zipf 1.0 --seed 7 --out train-lt.ds\n";
+	static const struct option opts[] = {
+	    {"zipf", required_argument, 0, 'z'}, {"seed", required_argument, 0, 's'},
+	    {"out", required_argument, 0, 'o'},	 {"head", required_argument, 0, 'H'},
+	    {"min", required_argument, 0, 'm'},	 {"dry-run", no_argument, 0, 'd'},
+	    {"help", no_argument, 0, 'h'},	 {0, 0, 0, 0}};
 	struct dataset_imbalance opt = {.zipf_s = -1, .min_keep = 1};
 	const char *out = NULL;
 	int have_seed = 0, dry = 0, c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'z':
-			if (parse_double(optarg, &opt.zipf_s) < 0 || !(opt.zipf_s >= 0 && opt.zipf_s <= 100))
-				return bad_usage("imbalance", "--zipf '%s': expected a number from 0 to 100", optarg);
+			if (parse_double(optarg, &opt.zipf_s) < 0 ||
+			    !(opt.zipf_s >= 0 && opt.zipf_s <= 100))
+				return bad_usage("imbalance",
+						 "--zipf '%s': expected a number from 0 to 100",
+						 optarg);
 			break;
 		case 's':
 			if (parse_u64(optarg, &opt.seed) < 0)
-				return bad_usage("imbalance", "--seed '%s': expected a non-negative integer", optarg);
+				return bad_usage("imbalance",
+						 "--seed '%s': expected a non-negative integer",
+						 optarg);
 			have_seed = 1;
 			break;
 		case 'H':
 			if (parse_u64(optarg, &opt.head) < 0 || opt.head == 0)
-				return bad_usage("imbalance", "--head '%s': expected a positive integer", optarg);
+				return bad_usage("imbalance",
+						 "--head '%s': expected a positive integer",
+						 optarg);
 			break;
 		case 'm':
 			if (parse_u64(optarg, &opt.min_keep) < 0)
-				return bad_usage("imbalance", "--min '%s': expected a non-negative integer", optarg);
+				return bad_usage("imbalance",
+						 "--min '%s': expected a non-negative integer",
+						 optarg);
 			break;
-		case 'o': out = optarg; break;
-		case 'd': dry = 1; break;
-		case 'h': fputs(help, stdout); return 0;
-		default: return bad_usage("imbalance", "%s", "bad option");
+		case 'o':
+			out = optarg;
+			break;
+		case 'd':
+			dry = 1;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		default:
+			return bad_usage("imbalance", "%s", "bad option");
 		}
 	}
 	if (argc - optind != 1)
 		return bad_usage("imbalance", "%s", "expected one SHARD");
 	if (opt.zipf_s < 0 || !have_seed || (!out && !dry))
-		return bad_usage("imbalance", "%s", "--zipf, --seed and --out (or --dry-run) are required");
+		return bad_usage("imbalance", "%s",
+				 "--zipf, --seed and --out (or --dry-run) are required");
 	struct error err;
 	struct dataset ds;
 	int rc = dataset_open(&ds, argv[optind], 0, &err);
@@ -387,7 +435,8 @@ static int cmd_imbalance(int argc, char **argv)
 		printf("%5u  %" PRIu64 "\n", k, keep[k]);
 		total += keep[k];
 	}
-	printf("%s: %" PRIu64 " records%s\n", dry ? "(dry run)" : out, total, dry ? " would be kept" : "");
+	printf("%s: %" PRIu64 " records%s\n", dry ? "(dry run)" : out, total,
+	       dry ? " would be kept" : "");
 	mem_free(keep);
 	return 0;
 }
@@ -397,7 +446,10 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
-	} cmds[] = {{"import-idx", cmd_import_idx}, {"info", cmd_info}, {"split", cmd_split}, {"imbalance", cmd_imbalance}};
+	} cmds[] = {{"import-idx", cmd_import_idx},
+		    {"info", cmd_info},
+		    {"split", cmd_split},
+		    {"imbalance", cmd_imbalance}};
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

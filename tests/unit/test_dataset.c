@@ -1,6 +1,6 @@
 /* Unit tests for nn/dataset: shard round trip, header and size checks with
  * byte offsets, IDX import (plain and gzip, truncated, wrong magic), split,
- * Zipf imbalance. */
+ * Zipf imbalance, channel statistics, out-of-memory paths. */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,8 +22,25 @@ static const char *tmp(const char *name)
 	return b;
 }
 
-/* Record i of the synthetic shards: pixel j = (i * 7 + j) % 256, label i % K. */
-static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n)
+/* Record i of the synthetic shards: pixels 0 and 1 hold i (so every record is
+ * recognizable), pixel j >= 2 is (i * 7 + j) % 256; label = labels ? labels[i] : i % K. */
+static void fill(uint8_t *px, size_t img, uint64_t i)
+{
+	for (size_t j = 0; j < img; j++)
+		px[j] = (uint8_t)((i * 7 + j) % 256);
+	px[0] = (uint8_t)(i & 255);
+	if (img > 1)
+		px[1] = (uint8_t)(i >> 8);
+}
+
+static uint64_t record_id(const struct dataset *ds, uint64_t i)
+{
+	const uint8_t *p = dataset_image(ds, i);
+	return p[0] | (uint64_t)p[1] << 8;
+}
+
+static int make_shard_labels(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K,
+			     uint64_t n, const uint32_t *labels)
 {
 	struct dataset_shape s = {C, H, W, K};
 	struct dataset_writer w;
@@ -33,9 +50,8 @@ static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint
 	size_t img = (size_t)C * H * W;
 	uint8_t *px = malloc(img);
 	for (uint64_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < img; j++)
-			px[j] = (uint8_t)((i * 7 + j) % 256);
-		if (dataset_writer_add(&w, px, (uint32_t)(i % K), &err) < 0) {
+		fill(px, img, i);
+		if (dataset_writer_add(&w, px, labels ? labels[i] : (uint32_t)(i % K), &err) < 0) {
 			free(px);
 			dataset_writer_abort(&w);
 			return -1;
@@ -43,6 +59,26 @@ static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint
 	}
 	free(px);
 	return dataset_writer_finish(&w, &err);
+}
+
+static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n)
+{
+	return make_shard_labels(path, C, H, W, K, n, NULL);
+}
+
+static int file_bytes(const char *path, uint8_t **data, size_t *len)
+{
+	struct error err;
+	return fs_read_all(path, (char **)data, len, &err);
+}
+
+static int write_bytes(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	int ok = fwrite(data, 1, len, f) == len;
+	return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 static void test_round_trip(void)
@@ -60,10 +96,10 @@ static void test_round_trip(void)
 	CHECK_INT(ds.record_bytes, 64);
 	CHECK_INT(ds.map_len, 64 + 100 * 64);
 	int good = 1;
+	uint8_t want[60];
 	for (uint64_t i = 0; i < 100; i++) {
-		const uint8_t *px = dataset_image(&ds, i);
-		for (size_t j = 0; j < 60; j++)
-			good &= px[j] == (uint8_t)((i * 7 + j) % 256);
+		fill(want, 60, i);
+		good &= memcmp(dataset_image(&ds, i), want, 60) == 0;
 		good &= dataset_label(&ds, i) == i % 7;
 	}
 	CHECK(good);
@@ -72,11 +108,431 @@ static void test_round_trip(void)
 	CHECK_INT(h[0], 15);
 	CHECK_INT(h[1], 15);
 	CHECK_INT(h[2], 14);
+	CHECK_INT(h[6], 14);
 	dataset_close(&ds);
 	/* no temp file left behind */
 	char tmpname[600];
 	snprintf(tmpname, sizeof(tmpname), "%s.tmp.%ld", p, (long)getpid());
 	CHECK(!fs_exists(tmpname));
+}
+
+static void test_header_bytes_are_as_documented(void)
+{
+	const char *p = tmp("hdr.ds");
+	CHECK_INT(make_shard(p, 1, 2, 3, 4, 5), 0);
+	uint8_t *d;
+	size_t n;
+	CHECK_INT(file_bytes(p, &d, &n), 0);
+	CHECK_INT(n, 64 + 5 * 10);
+	CHECK(memcmp(d, "CAIRNDS\0", 8) == 0);
+	CHECK_INT(d[8], 1);   /* version */
+	CHECK_INT(d[12], 64); /* header bytes */
+	CHECK_INT(d[16], 5);  /* count */
+	CHECK_INT(d[24], 1);  /* C */
+	CHECK_INT(d[28], 2);  /* H */
+	CHECK_INT(d[32], 3);  /* W */
+	CHECK_INT(d[36], 1);  /* uint8 */
+	CHECK_INT(d[40], 4);  /* classes */
+	CHECK_INT(d[44], 10); /* record bytes */
+	uint32_t crc = (uint32_t)crc32(0, d + 64, 50);
+	CHECK_INT(d[48] | d[49] << 8 | d[50] << 16 | (uint32_t)d[51] << 24, crc);
+	uint32_t hcrc = (uint32_t)crc32(0, d, 60);
+	CHECK_INT(d[60] | d[61] << 8 | d[62] << 16 | (uint32_t)d[63] << 24, hcrc);
+	/* record 1: 6 pixels then label 1 as uint32 little-endian */
+	CHECK_INT(d[64 + 10 + 6], 1);
+	CHECK_INT(d[64 + 10 + 7], 0);
+	mem_free(d);
+}
+
+static void test_empty_shard(void)
+{
+	const char *p = tmp("empty.ds");
+	CHECK_INT(make_shard(p, 1, 2, 2, 3, 0), 0);
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(dataset_open(&ds, p, DATASET_VERIFY, &err), 0);
+	CHECK_INT(ds.count, 0);
+	dataset_close(&ds);
+}
+
+/* Open a damaged copy; expect DATASET_EBADINPUT and a message containing want. */
+static void expect_open_error(const uint8_t *data, size_t len, unsigned flags, const char *want)
+{
+	const char *p = tmp("bad.ds");
+	CHECK_INT(write_bytes(p, data, len), 0);
+	struct dataset ds;
+	struct error err = {{0}};
+	CHECK_INT(dataset_open(&ds, p, flags, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, p) != NULL);
+	if (!strstr(err.msg, want))
+		printf("#   message '%s' lacks '%s'\n", err.msg, want);
+	CHECK(strstr(err.msg, want) != NULL);
+}
+
+static void test_truncated_and_corrupt_shards(void)
+{
+	const char *p = tmp("good.ds");
+	CHECK_INT(make_shard(p, 1, 4, 4, 3, 20), 0); /* records of 20 bytes */
+	uint8_t *d;
+	size_t n;
+	CHECK_INT(file_bytes(p, &d, &n), 0);
+	CHECK_INT(n, 64 + 400);
+	expect_open_error(d, 0, 0, "truncated at byte 0");
+	expect_open_error(d, 30, 0, "truncated at byte 30");
+	/* 64 + 5 records + 7 bytes: record 5 at byte 164 is incomplete */
+	expect_open_error(d, 64 + 107, 0, "truncated at byte 171");
+	expect_open_error(d, 64 + 107, 0, "record 5 at byte 164 is incomplete");
+	uint8_t *big = malloc(n + 3);
+	memcpy(big, d, n);
+	memset(big + n, 0, 3);
+	expect_open_error(big, n + 3, 0, "3 unexpected bytes after the last record, at byte 464");
+	free(big);
+
+	uint8_t *c = malloc(n);
+	memcpy(c, d, n);
+	c[0] = 'X';
+	expect_open_error(c, n, 0, "byte 0: not a cairn dataset shard");
+	memcpy(c, d, n);
+	c[8] = 9;
+	expect_open_error(c, n, 0, "byte 8: shard version 9");
+	memcpy(c, d, n);
+	c[17] = 1; /* count changed: header crc no longer matches */
+	expect_open_error(c, n, 0, "byte 60: header checksum mismatch");
+	memcpy(c, d, n);
+	c[64 + 20 * 3 + 5] ^= 0xff; /* a pixel of record 3 */
+	expect_open_error(c, n, DATASET_VERIFY, "data checksum mismatch");
+	{ /* without DATASET_VERIFY the pixel damage is not seen (by design: no full read) */
+		struct dataset ds;
+		struct error err;
+		CHECK_INT(dataset_open(&ds, tmp("bad.ds"), 0, &err), 0);
+		dataset_close(&ds);
+	}
+	memcpy(c, d, n);
+	c[64 + 20 * 7 + 16] = 3; /* label of record 7 = 3, only 3 classes */
+	expect_open_error(c, n, 0, "byte 220: record 7 has label 3");
+	free(c);
+	mem_free(d);
+
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(dataset_open(&ds, tmp("no-such.ds"), 0, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "no-such.ds: cannot open") != NULL);
+}
+
+static void test_writer_rejects_bad_shape_and_label(void)
+{
+	struct dataset_writer w;
+	struct error err;
+	struct dataset_shape s = {5, 2, 2, 3};
+	CHECK(dataset_writer_open(&w, tmp("x.ds"), &s, &err) < 0);
+	CHECK(strstr(err.msg, "5 channels") != NULL);
+	s.channels = 1;
+	CHECK_INT(dataset_writer_open(&w, tmp("x.ds"), &s, &err), 0);
+	uint8_t px[4] = {0};
+	CHECK(dataset_writer_add(&w, px, 3, &err) < 0);
+	CHECK(strstr(err.msg, "label 3") != NULL);
+	dataset_writer_abort(&w);
+	CHECK(!fs_exists(tmp("x.ds")));
+}
+
+/* ---- IDX ---- */
+
+static void be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* IDX images: n x 3 x 2, pixel j of image i = i * 10 + j. Labels: i % 4. */
+static size_t make_idx(uint8_t *img, uint8_t *lab, uint32_t n)
+{
+	be32(img, 0x803);
+	be32(img + 4, n);
+	be32(img + 8, 3);
+	be32(img + 12, 2);
+	for (uint32_t i = 0; i < n; i++)
+		for (int j = 0; j < 6; j++)
+			img[16 + i * 6 + j] = (uint8_t)(i * 10 + j);
+	be32(lab, 0x801);
+	be32(lab + 4, n);
+	for (uint32_t i = 0; i < n; i++)
+		lab[8 + i] = (uint8_t)(i % 4);
+	return 16 + (size_t)n * 6;
+}
+
+static int write_gz(const char *path, const void *data, size_t len)
+{
+	gzFile g = gzopen(path, "wb");
+	if (!g)
+		return -1;
+	int ok = gzwrite(g, data, (unsigned)len) == (int)len;
+	return gzclose(g) == Z_OK && ok ? 0 : -1;
+}
+
+static void check_imported(const char *path, uint32_t n, uint32_t classes)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(dataset_open(&ds, path, DATASET_VERIFY, &err), 0);
+	CHECK_INT(ds.count, n);
+	CHECK_INT(ds.shape.channels, 1);
+	CHECK_INT(ds.shape.height, 3);
+	CHECK_INT(ds.shape.width, 2);
+	CHECK_INT(ds.shape.num_classes, classes);
+	int good = 1;
+	for (uint32_t i = 0; i < ds.count; i++) {
+		for (int j = 0; j < 6; j++)
+			good &= dataset_image(&ds, i)[j] == (uint8_t)(i * 10 + j);
+		good &= dataset_label(&ds, i) == i % 4;
+	}
+	CHECK(good);
+	dataset_close(&ds);
+}
+
+static void test_idx_import_plain_and_gzip(void)
+{
+	uint8_t img[16 + 9 * 6], lab[8 + 9];
+	size_t ni = make_idx(img, lab, 9);
+	CHECK_INT(write_bytes(tmp("i.idx"), img, ni), 0);
+	CHECK_INT(write_bytes(tmp("l.idx"), lab, sizeof(lab)), 0);
+	CHECK_INT(write_gz(tmp("i.idx.gz"), img, ni), 0);
+	CHECK_INT(write_gz(tmp("l.idx.gz"), lab, sizeof(lab)), 0);
+	struct error err;
+	CHECK_INT(dataset_import_idx(tmp("i.idx"), tmp("l.idx"), tmp("plain.ds"), 0, &err), 0);
+	check_imported(tmp("plain.ds"), 9, 4);
+	CHECK_INT(dataset_import_idx(tmp("i.idx.gz"), tmp("l.idx.gz"), tmp("gz.ds"), 10, &err), 0);
+	check_imported(tmp("gz.ds"), 9, 10);
+}
+
+static void expect_import_error(const char *images, const char *labels, uint32_t classes,
+				const char *want)
+{
+	struct error err = {{0}};
+	CHECK_INT(dataset_import_idx(images, labels, tmp("fail.ds"), classes, &err),
+		  DATASET_EBADINPUT);
+	if (!strstr(err.msg, want))
+		printf("#   message '%s' lacks '%s'\n", err.msg, want);
+	CHECK(strstr(err.msg, want) != NULL);
+	CHECK(!fs_exists(tmp("fail.ds")));
+}
+
+static void test_idx_errors_name_file_and_offset(void)
+{
+	uint8_t img[16 + 9 * 6], lab[8 + 9];
+	size_t ni = make_idx(img, lab, 9);
+	CHECK_INT(write_bytes(tmp("l.idx"), lab, sizeof(lab)), 0);
+	/* truncated plain: 16 + 4 whole images + 3 bytes */
+	CHECK_INT(write_bytes(tmp("t.idx"), img, 16 + 27), 0);
+	char want[600];
+	snprintf(want, sizeof(want), "%s: truncated at byte 43", tmp("t.idx"));
+	expect_import_error(tmp("t.idx"), tmp("l.idx"), 0, want);
+	/* truncated gzip: the compressed stream cut short */
+	uint8_t big[16 + 200 * 6], biglab[8 + 200];
+	size_t nb = make_idx(big, biglab, 200);
+	CHECK_INT(write_gz(tmp("big.gz"), big, nb), 0);
+	CHECK_INT(write_bytes(tmp("bl.idx"), biglab, sizeof(biglab)), 0);
+	uint8_t *gz;
+	size_t gzlen;
+	CHECK_INT(file_bytes(tmp("big.gz"), &gz, &gzlen), 0);
+	CHECK_INT(write_bytes(tmp("tbig.gz"), gz, gzlen / 2), 0);
+	mem_free(gz);
+	snprintf(want, sizeof(want), "%s: truncated at byte ", tmp("tbig.gz"));
+	expect_import_error(tmp("tbig.gz"), tmp("bl.idx"), 0, want);
+	expect_import_error(tmp("tbig.gz"), tmp("bl.idx"), 0, "(uncompressed)");
+	/* wrong magic: a label file given as images */
+	snprintf(want, sizeof(want), "%s: byte 3: 1 dimensions, expected 3", tmp("l.idx"));
+	expect_import_error(tmp("l.idx"), tmp("l.idx"), 0, want);
+	uint8_t junk[32] = "PK\3\4 not an idx file at all....";
+	CHECK_INT(write_bytes(tmp("junk"), junk, sizeof(junk)), 0);
+	expect_import_error(tmp("junk"), tmp("l.idx"), 0, "byte 0: not an IDX file");
+	/* counts differ */
+	uint8_t lab8[8 + 8];
+	memcpy(lab8, lab, sizeof(lab8));
+	be32(lab8 + 4, 8);
+	CHECK_INT(write_bytes(tmp("l8.idx"), lab8, sizeof(lab8)), 0);
+	CHECK_INT(write_bytes(tmp("i.idx"), img, ni), 0);
+	expect_import_error(tmp("i.idx"), tmp("l8.idx"), 0, "byte 4: 9 images, but");
+	/* trailing data */
+	uint8_t longer[sizeof(img) + 2];
+	memcpy(longer, img, ni);
+	longer[ni] = longer[ni + 1] = 0;
+	CHECK_INT(write_bytes(tmp("long.idx"), longer, ni + 2), 0);
+	expect_import_error(tmp("long.idx"), tmp("l.idx"), 0,
+			    "byte 70: unexpected data after the last item");
+	/* label beyond --classes: item 3 has label 3 at byte 11 */
+	expect_import_error(tmp("i.idx"), tmp("l.idx"), 3,
+			    "byte 11: label 3 of item 3 >= 3 classes");
+	/* missing file */
+	expect_import_error(tmp("none.idx"), tmp("l.idx"), 0, "none.idx: cannot open");
+}
+
+/* ---- split ---- */
+
+static void test_split_is_stratified_and_seeded(void)
+{
+	/* 10 classes with 20..29 records, labels interleaved */
+	uint32_t labels[245];
+	uint64_t n = 0;
+	for (uint32_t r = 0; r < 29; r++)
+		for (uint32_t k = 0; k < 10; k++)
+			if (r < 20 + k)
+				labels[n++] = k;
+	CHECK_INT(n, 245);
+	CHECK_INT(make_shard_labels(tmp("s.ds"), 1, 2, 2, 10, n, labels), 0);
+	struct dataset ds, a, b;
+	struct error err;
+	CHECK_INT(dataset_open(&ds, tmp("s.ds"), 0, &err), 0);
+	CHECK_INT(dataset_split(&ds, 0.3, 42, tmp("a.ds"), tmp("b.ds"), &err), 0);
+	CHECK_INT(dataset_open(&a, tmp("a.ds"), DATASET_VERIFY, &err), 0);
+	CHECK_INT(dataset_open(&b, tmp("b.ds"), DATASET_VERIFY, &err), 0);
+	uint64_t ha[10], hb[10];
+	dataset_histogram(&a, ha);
+	dataset_histogram(&b, hb);
+	for (uint32_t k = 0; k < 10; k++) {
+		uint64_t nk = 20 + k, want = (uint64_t)llround(0.3 * (double)nk);
+		CHECK_INT(ha[k], want);
+		CHECK_INT(hb[k], nk - want);
+	}
+	/* every record in exactly one output, in file order, label kept */
+	int seen[245] = {0}, ordered = 1, labels_ok = 1;
+	const struct dataset *parts[2] = {&a, &b};
+	for (int p = 0; p < 2; p++) {
+		uint64_t prev = 0;
+		for (uint64_t i = 0; i < parts[p]->count; i++) {
+			uint64_t id = record_id(parts[p], i);
+			seen[id]++;
+			ordered &= i == 0 || id > prev;
+			labels_ok &= dataset_label(parts[p], i) == labels[id];
+			prev = id;
+		}
+	}
+	int once = 1;
+	for (int i = 0; i < 245; i++)
+		once &= seen[i] == 1;
+	CHECK(once);
+	CHECK(ordered);
+	CHECK(labels_ok);
+	/* same seed, same bytes; another seed, another split */
+	CHECK_INT(dataset_split(&ds, 0.3, 42, tmp("a2.ds"), tmp("b2.ds"), &err), 0);
+	CHECK_INT(dataset_split(&ds, 0.3, 43, tmp("a3.ds"), tmp("b3.ds"), &err), 0);
+	uint8_t *x, *y, *z;
+	size_t nx, ny, nz;
+	CHECK_INT(file_bytes(tmp("a.ds"), &x, &nx), 0);
+	CHECK_INT(file_bytes(tmp("a2.ds"), &y, &ny), 0);
+	CHECK_INT(file_bytes(tmp("a3.ds"), &z, &nz), 0);
+	CHECK(nx == ny && memcmp(x, y, nx) == 0);
+	CHECK(nx == nz && memcmp(x, z, nx) != 0);
+	mem_free(x);
+	mem_free(y);
+	mem_free(z);
+	CHECK_INT(dataset_split(&ds, 1.5, 1, tmp("a4.ds"), tmp("b4.ds"), &err), DATASET_EBADINPUT);
+	dataset_close(&a);
+	dataset_close(&b);
+	dataset_close(&ds);
+}
+
+/* ---- imbalance ---- */
+
+static void test_zipf_counts_follow_the_curve(void)
+{
+	/* 12 classes of 200 records each */
+	CHECK_INT(make_shard(tmp("z.ds"), 1, 2, 2, 12, 2400), 0);
+	struct dataset ds, out;
+	struct error err;
+	CHECK_INT(dataset_open(&ds, tmp("z.ds"), 0, &err), 0);
+	struct dataset_imbalance opt = {.zipf_s = 1.2, .seed = 9, .min_keep = 1};
+	uint64_t keep[12];
+	CHECK_INT(dataset_imbalance_plan(&ds, &opt, keep, &err), 0);
+	/* sorted quotas are floor(200 * r^-1.2), r = 1..12 */
+	uint64_t sorted[12];
+	memcpy(sorted, keep, sizeof(sorted));
+	for (int i = 0; i < 12; i++)
+		for (int j = i + 1; j < 12; j++)
+			if (sorted[j] > sorted[i]) {
+				uint64_t t = sorted[i];
+				sorted[i] = sorted[j];
+				sorted[j] = t;
+			}
+	for (int r = 1; r <= 12; r++)
+		CHECK_INT(sorted[r - 1], (uint64_t)floor(200 * pow(r, -1.2) + 1e-9));
+	CHECK_INT(sorted[0], 200);
+	CHECK_INT(sorted[1], 87);  /* 200 / 2^1.2 = 87.05 */
+	CHECK_INT(sorted[11], 10); /* 200 / 12^1.2 = 10.17 */
+	/* the written shard has exactly those counts */
+	CHECK_INT(dataset_imbalance(&ds, &opt, tmp("zo.ds"), &err), 0);
+	CHECK_INT(dataset_open(&out, tmp("zo.ds"), DATASET_VERIFY, &err), 0);
+	uint64_t h[12];
+	dataset_histogram(&out, h);
+	int same = 1;
+	for (int k = 0; k < 12; k++)
+		same &= h[k] == keep[k];
+	CHECK(same);
+	dataset_close(&out);
+	/* seed decides which class is the head; same seed, same plan */
+	uint64_t again[12], other[12];
+	CHECK_INT(dataset_imbalance_plan(&ds, &opt, again, &err), 0);
+	CHECK(memcmp(again, keep, sizeof(keep)) == 0);
+	opt.seed = 10;
+	CHECK_INT(dataset_imbalance_plan(&ds, &opt, other, &err), 0);
+	CHECK(memcmp(other, keep, sizeof(keep)) != 0);
+	/* s = 0: every class keeps the head count; head and min options */
+	struct dataset_imbalance flat = {.zipf_s = 0, .seed = 1, .head = 50, .min_keep = 0};
+	CHECK_INT(dataset_imbalance_plan(&ds, &flat, keep, &err), 0);
+	for (int k = 0; k < 12; k++)
+		CHECK_INT(keep[k], 50);
+	struct dataset_imbalance steep = {.zipf_s = 3, .seed = 1, .min_keep = 5};
+	CHECK_INT(dataset_imbalance_plan(&ds, &steep, keep, &err), 0);
+	uint64_t fives = 0;
+	for (int k = 0; k < 12; k++)
+		fives += keep[k] == 5;
+	CHECK_INT(fives, 9); /* 200 / r^3 < 5 for r >= 4: 9 of 12 classes */
+	struct dataset_imbalance bad = {.zipf_s = -1};
+	CHECK_INT(dataset_imbalance_plan(&ds, &bad, keep, &err), DATASET_EBADINPUT);
+	dataset_close(&ds);
+}
+
+static void test_channel_stats(void)
+{
+	/* 2 channels: channel 0 all 255, channel 1 alternating 0 and 255 */
+	struct dataset_shape s = {2, 1, 2, 1};
+	struct dataset_writer w;
+	struct error err;
+	CHECK_INT(dataset_writer_open(&w, tmp("st.ds"), &s, &err), 0);
+	uint8_t px[4] = {255, 255, 0, 255};
+	CHECK_INT(dataset_writer_add(&w, px, 0, &err), 0);
+	CHECK_INT(dataset_writer_add(&w, px, 0, &err), 0);
+	CHECK_INT(dataset_writer_finish(&w, &err), 0);
+	struct dataset ds;
+	CHECK_INT(dataset_open(&ds, tmp("st.ds"), 0, &err), 0);
+	float mean[2], std[2];
+	dataset_channel_stats(&ds, mean, std);
+	CHECK_NEAR(mean[0], 1.0, 1e-6);
+	CHECK_NEAR(std[0], 1.0, 1e-6); /* constant channel: std forced to 1 */
+	CHECK_NEAR(mean[1], 0.5, 1e-6);
+	CHECK_NEAR(std[1], 0.5, 1e-6);
+	dataset_close(&ds);
+}
+
+static void test_out_of_memory_is_an_error(void)
+{
+	CHECK_INT(make_shard(tmp("m.ds"), 1, 2, 2, 3, 30), 0);
+	struct dataset ds;
+	struct error err;
+	for (long k = 0; k < 6; k++) {
+		CHECK_INT(dataset_open(&ds, tmp("m.ds"), 0, &err), 0);
+		mem_fail_after(k);
+		int rc = dataset_split(&ds, 0.5, 1, tmp("ma.ds"), tmp("mb.ds"), &err);
+		mem_fail_after(-1);
+		CHECK(rc == 0 || rc == -1);
+		dataset_close(&ds);
+	}
+	mem_fail_after(0);
+	int rc = dataset_open(&ds, tmp("m.ds"), 0, &err);
+	mem_fail_after(-1);
+	CHECK_INT(rc, -1);
+	CHECK(strstr(err.msg, "out of memory") != NULL);
 }
 
 int main(void)
@@ -86,6 +542,16 @@ int main(void)
 		return 1;
 	}
 	RUN(test_round_trip);
+	RUN(test_header_bytes_are_as_documented);
+	RUN(test_empty_shard);
+	RUN(test_truncated_and_corrupt_shards);
+	RUN(test_writer_rejects_bad_shape_and_label);
+	RUN(test_idx_import_plain_and_gzip);
+	RUN(test_idx_errors_name_file_and_offset);
+	RUN(test_split_is_stratified_and_seeded);
+	RUN(test_zipf_counts_follow_the_curve);
+	RUN(test_channel_stats);
+	RUN(test_out_of_memory_is_an_error);
 	struct error err;
 	fs_rm_rf(dir, &err);
 	return CHECK_DONE();

@@ -1,16 +1,28 @@
-/* Unit tests for nn/loader: batches, shuffling, determinism, augmentation. */
+/* Unit tests for nn/loader: every record once per epoch, seeded determinism
+ * (with and without the prefetch thread), seek, drop_last, normalization, and
+ * the flip and pad+crop augmentation on small known images. */
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "core/fs.h"
+#include "core/mem.h"
 #include "nn/dataset.h"
 #include "nn/loader.h"
 
 static char dir[] = "/tmp/cairn-loader.XXXXXX";
 
-static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n)
+/* Record i: pixel j = (i * 7 + j * 13) % 256, label i % K. */
+static uint8_t pixel(uint64_t i, size_t j)
 {
+	return (uint8_t)((i * 7 + j * 13) % 256);
+}
+
+static int make_shard(const char *name, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n,
+		      struct dataset *ds)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	struct dataset_shape s = {C, H, W, K};
 	struct dataset_writer w;
 	struct error err;
@@ -20,7 +32,7 @@ static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint
 	uint8_t *px = malloc(img);
 	for (uint64_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < img; j++)
-			px[j] = (uint8_t)((i * 7 + j) % 256);
+			px[j] = pixel(i, j);
 		if (dataset_writer_add(&w, px, (uint32_t)(i % K), &err) < 0) {
 			free(px);
 			dataset_writer_abort(&w);
@@ -28,17 +40,16 @@ static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint
 		}
 	}
 	free(px);
-	return dataset_writer_finish(&w, &err);
+	if (dataset_writer_finish(&w, &err) < 0)
+		return -1;
+	return dataset_open(ds, path, 0, &err);
 }
 
 static void test_epoch_covers_every_record_once(void)
 {
-	char p[300];
-	snprintf(p, sizeof(p), "%s/a.ds", dir);
-	CHECK_INT(make_shard(p, 1, 4, 4, 3, 103), 0);
 	struct dataset ds;
 	struct error err;
-	CHECK_INT(dataset_open(&ds, p, 0, &err), 0);
+	CHECK_INT(make_shard("a.ds", 1, 4, 4, 3, 103, &ds), 0);
 	struct loader_config cfg;
 	loader_config_default(&cfg);
 	cfg.batch = 10;
@@ -46,16 +57,24 @@ static void test_epoch_covers_every_record_once(void)
 	struct loader *l = loader_new(&ds, &cfg, &err);
 	CHECK(l != NULL);
 	CHECK_INT(loader_batches_per_epoch(l), 11);
+	uint64_t first[3];
 	for (int epoch = 0; epoch < 3; epoch++) {
-		int seen[103] = {0}, batches = 0, total = 0;
+		int seen[103] = {0}, batches = 0, total = 0, pixels_ok = 1;
 		struct loader_batch b;
 		int rc;
 		while ((rc = loader_next(l, &b, &err)) == 1) {
 			CHECK_INT(b.epoch, epoch);
 			CHECK_INT(b.index, batches);
+			CHECK_INT(b.n, batches < 10 ? 10 : 3);
+			if (batches == 0)
+				first[epoch] = b.records[0];
 			for (uint32_t k = 0; k < b.n; k++) {
 				seen[b.records[k]]++;
 				CHECK_INT(b.y[k], b.records[k] % 3);
+				for (size_t j = 0; j < 16; j++)
+					pixels_ok &=
+					    b.x[k * 16 + j] ==
+					    (float)pixel(b.records[k], j) * (1.0f / 255.0f);
 			}
 			total += b.n;
 			batches++;
@@ -63,12 +82,356 @@ static void test_epoch_covers_every_record_once(void)
 		CHECK_INT(rc, 0);
 		CHECK_INT(batches, 11);
 		CHECK_INT(total, 103);
+		CHECK(pixels_ok);
 		int once = 1;
 		for (int i = 0; i < 103; i++)
 			once &= seen[i] == 1;
 		CHECK(once);
 	}
+	/* a shuffle, and a different one each epoch */
+	CHECK(!(first[0] == first[1] && first[1] == first[2]));
 	loader_free(l);
+	dataset_close(&ds);
+}
+
+/* Run `epochs` epochs and hash every x, y and record number. */
+static uint64_t run_hash(const struct dataset *ds, const struct loader_config *cfg, int epochs)
+{
+	struct error err;
+	struct loader *l = loader_new(ds, cfg, &err);
+	if (!l)
+		return 0;
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	struct loader_batch b;
+	for (int e = 0; e < epochs; e++)
+		while (loader_next(l, &b, &err) == 1) {
+			const uint8_t *p[3] = {(const uint8_t *)b.x, (const uint8_t *)b.y,
+					       (const uint8_t *)b.records};
+			size_t n[3] = {sizeof(float) * b.n * ds->image_bytes, sizeof(int32_t) * b.n,
+				       sizeof(uint64_t) * b.n};
+			for (int k = 0; k < 3; k++)
+				for (size_t i = 0; i < n[k]; i++)
+					h = (h ^ p[k][i]) * 1099511628211ull;
+		}
+	loader_free(l);
+	return h;
+}
+
+static void test_same_seed_same_batches_threads_or_not(void)
+{
+	struct dataset ds;
+	CHECK_INT(make_shard("d.ds", 3, 6, 5, 4, 77, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 8;
+	cfg.seed = 123;
+	cfg.flip = 1;
+	cfg.pad = 2;
+	cfg.mean[0] = 0.5f, cfg.mean[1] = 0.4f, cfg.mean[2] = 0.3f;
+	cfg.std[0] = 0.2f, cfg.std[1] = 0.25f, cfg.std[2] = 0.3f;
+	uint64_t a = run_hash(&ds, &cfg, 3), b = run_hash(&ds, &cfg, 3);
+	CHECK(a != 0);
+	CHECK(a == b);
+	int depths[] = {0, 1, 3, 8, 100};
+	for (int i = 0; i < 5; i++) {
+		cfg.prefetch = depths[i];
+		CHECK(run_hash(&ds, &cfg, 3) == a);
+	}
+	cfg.seed = 124;
+	CHECK(run_hash(&ds, &cfg, 3) != a);
+	dataset_close(&ds);
+}
+
+static void test_no_shuffle_is_file_order_and_drop_last(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("o.ds", 1, 2, 2, 2, 25, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 10;
+	cfg.shuffle = 0;
+	cfg.drop_last = 1;
+	struct loader *l = loader_new(&ds, &cfg, &err);
+	CHECK_INT(loader_batches_per_epoch(l), 2);
+	struct loader_batch b;
+	uint64_t next = 0;
+	int in_order = 1, n = 0;
+	while (loader_next(l, &b, &err) == 1) {
+		for (uint32_t k = 0; k < b.n; k++)
+			in_order &= b.records[k] == next++;
+		n++;
+	}
+	CHECK(in_order);
+	CHECK_INT(n, 2);
+	CHECK_INT(next, 20);
+	loader_free(l);
+	/* batch larger than the shard with drop_last: no batches, no hang */
+	cfg.batch = 100;
+	l = loader_new(&ds, &cfg, &err);
+	CHECK_INT(loader_batches_per_epoch(l), 0);
+	CHECK_INT(loader_next(l, &b, &err), 0);
+	CHECK_INT(loader_next(l, &b, &err), 0);
+	loader_free(l);
+	dataset_close(&ds);
+}
+
+static void test_seek_matches_sequential(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("s.ds", 1, 3, 3, 5, 40, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 7;
+	cfg.seed = 77;
+	cfg.flip = 1;
+	cfg.pad = 1;
+	struct loader *seq = loader_new(&ds, &cfg, &err), *sk = loader_new(&ds, &cfg, &err);
+	struct loader_batch a, b;
+	for (int e = 0; e < 2; e++)
+		while (loader_next(seq, &a, &err) == 1)
+			;
+	CHECK_INT(loader_next(sk, &b, &err), 1); /* hold a batch, then seek */
+	CHECK_INT(loader_seek(sk, 2, &err), 0);
+	int same = 1, n = 0;
+	while (loader_next(seq, &a, &err) == 1) {
+		CHECK_INT(loader_next(sk, &b, &err), 1);
+		same &= a.n == b.n && a.epoch == 2 && b.epoch == 2 && a.index == b.index;
+		same &= memcmp(a.x, b.x, sizeof(float) * a.n * 9) == 0 &&
+			memcmp(a.y, b.y, 4 * a.n) == 0;
+		n++;
+	}
+	CHECK_INT(loader_next(sk, &b, &err), 0);
+	CHECK(same);
+	CHECK_INT(n, 6);
+	loader_free(seq);
+	loader_free(sk);
+	dataset_close(&ds);
+}
+
+static void test_augment_on_known_image(void)
+{
+	/* 1 x 3 x 3 image, pixels 1..9 (times 10 so /255 stays readable) */
+	uint8_t src[9];
+	for (int i = 0; i < 9; i++)
+		src[i] = (uint8_t)(10 * (i + 1));
+	float mean[1] = {0}, std[1] = {1}, dst[9];
+#define PX(v) ((float)(v) * (1.0f / 255.0f)) /* mean 0, std 1: scale 1/255, bias 0 */
+	/* no pad, no flip: identity */
+	loader_augment(src, dst, 1, 3, 3, 0, 0, 0, 0, mean, std);
+	for (int i = 0; i < 9; i++)
+		CHECK(dst[i] == PX(src[i]));
+	/* flip: rows mirrored */
+	loader_augment(src, dst, 1, 3, 3, 0, 0, 0, 1, mean, std);
+	float flip[9] = {PX(30), PX(20), PX(10), PX(60), PX(50), PX(40), PX(90), PX(80), PX(70)};
+	CHECK(memcmp(dst, flip, sizeof(flip)) == 0);
+	/* pad 1, crop at (dx, dy) = (0, 0): image shifted right and down by one */
+	loader_augment(src, dst, 1, 3, 3, 1, 0, 0, 0, mean, std);
+	float shift[9] = {0, 0, 0, 0, PX(10), PX(20), 0, PX(40), PX(50)};
+	CHECK(memcmp(dst, shift, sizeof(shift)) == 0);
+	/* pad 1, (dx, dy) = (1, 1): the centre crop is the image itself */
+	loader_augment(src, dst, 1, 3, 3, 1, 1, 1, 0, mean, std);
+	for (int i = 0; i < 9; i++)
+		CHECK(dst[i] == PX(src[i]));
+	/* pad 1, (dx, dy) = (2, 1), flipped: crop shifts left by one, then mirror */
+	loader_augment(src, dst, 1, 3, 3, 1, 2, 1, 1, mean, std);
+	float both[9] = {0, PX(30), PX(20), 0, PX(60), PX(50), 0, PX(90), PX(80)};
+	CHECK(memcmp(dst, both, sizeof(both)) == 0);
+	/* normalization: padding is pixel 0, normalized like any pixel */
+	float m2[1] = {0.5f}, s2[1] = {0.25f};
+	loader_augment(src, dst, 1, 3, 3, 1, 0, 0, 0, m2, s2);
+	CHECK_NEAR(dst[0], (0 - 0.5) / 0.25, 1e-6);
+	CHECK_NEAR(dst[4], (10 / 255.0 - 0.5) / 0.25, 1e-6);
+	/* two channels are treated alike, each with its own mean and std */
+	uint8_t two[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* 2 x 2 x 2 */
+	float m3[2] = {0, 0}, s3[2] = {1, 0.5f}, d2[8];
+	loader_augment(two, d2, 2, 2, 2, 0, 0, 0, 1, m3, s3);
+	float want2[8] = {PX(2),	PX(1),	      PX(4),	    PX(3),
+			  PX(6) / 0.5f, PX(5) / 0.5f, PX(8) / 0.5f, PX(7) / 0.5f};
+	for (int i = 0; i < 8; i++)
+		CHECK_NEAR(d2[i], want2[i], 1e-6);
+#undef PX
+}
+
+/* The fast row code against the formula in loader.h, for every offset and
+ * flip, with padding up to the image size. */
+static void test_augment_matches_reference(void)
+{
+	enum { C = 2, H = 5, W = 7 };
+	uint8_t src[C * H * W];
+	for (int i = 0; i < C * H * W; i++)
+		src[i] = (uint8_t)(i * 37 + 11);
+	float mean[2] = {0.1f, 0.2f}, std[2] = {0.5f, 2.0f}, dst[C * H * W];
+	int bad = 0;
+	for (uint32_t pad = 0; pad <= 5; pad++)
+		for (uint32_t dy = 0; dy <= 2 * pad; dy++)
+			for (uint32_t dx = 0; dx <= 2 * pad; dx++)
+				for (int flip = 0; flip < 2; flip++) {
+					loader_augment(src, dst, C, H, W, pad, dx, dy, flip, mean,
+						       std);
+					for (int c = 0; c < C; c++)
+						for (int y = 0; y < H; y++)
+							for (int x = 0; x < W; x++) {
+								int cx = flip ? W - 1 - x : x;
+								int py = y + (int)dy - (int)pad,
+								    px = cx + (int)dx - (int)pad;
+								int v = py < 0 || py >= H ||
+										px < 0 || px >= W
+									    ? 0
+									    : src[(c * H + py) * W +
+										  px];
+								double want =
+								    (v / 255.0 - mean[c]) / std[c];
+								bad +=
+								    fabs(dst[(c * H + y) * W + x] -
+									 want) >
+								    1e-6 * (1 + fabs(want));
+							}
+				}
+	CHECK_INT(bad, 0);
+	/* The flip path (table) and the straight path (vector code) give the same
+	 * bits: flipping the image and its mirror must agree exactly. */
+	uint8_t mirror[C * H * W];
+	for (int c = 0; c < C; c++)
+		for (int y = 0; y < H; y++)
+			for (int x = 0; x < W; x++)
+				mirror[(c * H + y) * W + x] = src[(c * H + y) * W + W - 1 - x];
+	float a[C * H * W], b[C * H * W];
+	loader_augment(src, a, C, H, W, 0, 0, 0, 1, mean, std);
+	loader_augment(mirror, b, C, H, W, 0, 0, 0, 0, mean, std);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+	loader_augment(src, a, C, H, W, 2, 1, 2, 1, mean, std);
+	loader_augment(mirror, b, C, H, W, 2, 3, 2, 0, mean, std);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+}
+
+/* In a batch with flip on, every image is the record or its mirror, about half each. */
+static void test_loader_applies_flip_and_crop(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("f.ds", 1, 4, 5, 2, 400, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 400;
+	cfg.flip = 1;
+	struct loader *l = loader_new(&ds, &cfg, &err);
+	struct loader_batch b;
+	CHECK_INT(loader_next(l, &b, &err), 1);
+	float mean[1] = {0}, std[1] = {1}, want[20];
+	int flipped = 0, bad = 0;
+	for (uint32_t k = 0; k < b.n; k++) {
+		const uint8_t *src = dataset_image(&ds, b.records[k]);
+		loader_augment(src, want, 1, 4, 5, 0, 0, 0, 0, mean, std);
+		if (memcmp(want, b.x + k * 20, sizeof(want)) == 0)
+			continue;
+		loader_augment(src, want, 1, 4, 5, 0, 0, 0, 1, mean, std);
+		if (memcmp(want, b.x + k * 20, sizeof(want)) == 0)
+			flipped++;
+		else
+			bad++;
+	}
+	CHECK_INT(bad, 0);
+	CHECK(flipped > 150 && flipped < 250); /* binomial(400, 1/2): 5 sigma = 50 */
+	loader_free(l);
+	/* pad 1: every image is one of the 9 crops; all 9 offsets occur */
+	cfg.flip = 0;
+	cfg.pad = 1;
+	l = loader_new(&ds, &cfg, &err);
+	CHECK_INT(loader_next(l, &b, &err), 1);
+	int hits[9] = {0};
+	bad = 0;
+	for (uint32_t k = 0; k < b.n; k++) {
+		const uint8_t *src = dataset_image(&ds, b.records[k]);
+		int found = -1;
+		for (int o = 0; o < 9 && found < 0; o++) {
+			loader_augment(src, want, 1, 4, 5, 1, (uint32_t)(o % 3), (uint32_t)(o / 3),
+				       0, mean, std);
+			if (memcmp(want, b.x + k * 20, sizeof(want)) == 0)
+				found = o;
+		}
+		if (found < 0)
+			bad++;
+		else
+			hits[found]++;
+	}
+	CHECK_INT(bad, 0);
+	for (int o = 0; o < 9; o++)
+		CHECK(hits[o] > 10);
+	loader_free(l);
+	dataset_close(&ds);
+}
+
+/* Three ranks with the same seed split each epoch into disjoint equal parts. */
+static void test_parts_cover_the_epoch(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("p.ds", 1, 2, 2, 3, 100, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 8;
+	cfg.seed = 3;
+	cfg.parts = 3;
+	for (int epoch = 0; epoch < 2; epoch++) {
+		int seen[100] = {0};
+		for (uint32_t p = 0; p < 3; p++) {
+			cfg.part = p;
+			struct loader *l = loader_new(&ds, &cfg, &err);
+			CHECK(l != NULL);
+			if (!l)
+				continue;
+			CHECK_INT(loader_batches_per_epoch(l), 5); /* 33 records each */
+			CHECK_INT(loader_seek(l, (uint64_t)epoch, &err), 0);
+			struct loader_batch b;
+			uint64_t total = 0;
+			while (loader_next(l, &b, &err) == 1) {
+				for (uint32_t k = 0; k < b.n; k++)
+					seen[b.records[k]]++;
+				total += b.n;
+			}
+			CHECK_INT(total, 33);
+			loader_free(l);
+		}
+		int once = 0, twice = 0;
+		for (int i = 0; i < 100; i++) {
+			once += seen[i] == 1;
+			twice += seen[i] > 1;
+		}
+		CHECK_INT(once, 99);
+		CHECK_INT(twice, 0);
+	}
+	cfg.part = 3;
+	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	dataset_close(&ds);
+}
+
+static void test_bad_config_and_out_of_memory(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("c.ds", 1, 4, 4, 2, 10, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 0;
+	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	CHECK(strstr(err.msg, "batch") != NULL);
+	cfg.batch = 4;
+	cfg.std[0] = 0;
+	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	cfg.std[0] = 1;
+	cfg.pad = 5;
+	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	cfg.pad = 0;
+	for (long k = 0; k < 8; k++) {
+		mem_fail_after(k);
+		struct loader *l = loader_new(&ds, &cfg, &err);
+		mem_fail_after(-1);
+		if (!l)
+			CHECK(strstr(err.msg, "out of memory") != NULL);
+		loader_free(l);
+	}
 	dataset_close(&ds);
 }
 
@@ -79,6 +442,14 @@ int main(void)
 		return 1;
 	}
 	RUN(test_epoch_covers_every_record_once);
+	RUN(test_same_seed_same_batches_threads_or_not);
+	RUN(test_no_shuffle_is_file_order_and_drop_last);
+	RUN(test_seek_matches_sequential);
+	RUN(test_augment_on_known_image);
+	RUN(test_augment_matches_reference);
+	RUN(test_loader_applies_flip_and_crop);
+	RUN(test_parts_cover_the_epoch);
+	RUN(test_bad_config_and_out_of_memory);
 	struct error err;
 	fs_rm_rf(dir, &err);
 	return CHECK_DONE();

@@ -1,0 +1,66 @@
+/* job: what an executor is asked to run, independent of how the pipeline was
+ * written: stages of tasks with resources and dependencies, each task run as
+ * `cairn exec RUN STAGE TASK`. Executors (local, slurm) implement job_ops. */
+#ifndef JOBS_JOB_H
+#define JOBS_JOB_H
+
+#include "core/error.h"
+
+/* Resources a task asks for. */
+struct job_res {
+	int cpus;
+	long mem_mb;       /* 0 = not set */
+	long time_s;       /* 0 = not set */
+	int gpus;
+	int ranks;         /* MPI ranks; 1 = not an MPI stage */
+	int retries;
+	int throttle;      /* at most this many tasks of the stage at once; 0 = no limit */
+	char *retry_on;    /* "timeout,node_fail,exit:75"; NULL = any failure but cancel */
+	char *partition, *account, *qos, *sbatch_args;
+};
+
+struct job_dep {
+	int stage;      /* index into job_graph.stages */
+	int one_to_one; /* task i waits for task i only */
+};
+
+struct job_stage {
+	const char *name;
+	int ntasks;
+	const unsigned char *todo; /* todo[i] != 0: run task i; others count as done */
+	const struct job_dep *deps;
+	int ndeps;
+	const struct job_res *res;
+};
+
+struct job_graph {
+	const char *run_dir;
+	const char *name;
+	const char *cairn;  /* path of the cairn binary that runs `cairn exec` */
+	const struct job_stage *stages;
+	int nstages;
+	const int *order;   /* stage indices, upstream first */
+	/* Optional: run a task in a forked child of this process instead of
+	 * exec'ing `cairn exec` (the same code, without a new program, its
+	 * dynamic loading and a spec parse per task). Returns the exit code. */
+	int (*run_task)(void *ctx, int stage, int task);
+	void *run_ctx;
+};
+
+/* Counts an executor reports while it works and when it ends. */
+struct job_counts {
+	long long todo, done, failed, cancelled, running, skipped;
+};
+
+typedef void (*job_progress_fn)(void *ctx, const struct job_counts *c);
+
+struct job_opts {
+	int jobs;             /* local: concurrent slots */
+	job_progress_fn progress;
+	void *progress_ctx;
+};
+
+/* Does a failure of this kind (and exit code) allow a retry under retry_on? */
+int job_retry_allowed(const char *retry_on, const char *kind, int exit_code);
+
+#endif

@@ -1,0 +1,26 @@
+/* proc: start a command in its own process group with its output going to a
+ * log, wait for it with resource usage, and pass a stop request on to the
+ * whole group (SIGTERM, then SIGKILL after a grace period). */
+#ifndef JOBS_PROC_H
+#define JOBS_PROC_H
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "core/error.h"
+
+/* Start argv (searched in PATH) in cwd (NULL = here) with stdout and stderr
+ * on out_fd and stdin from /dev/null, in a new process group. */
+int proc_spawn(pid_t *pid, char *const argv[], const char *cwd, int out_fd, struct error *err);
+
+/* Wait for pid. While waiting, once *stop becomes non-zero the process group
+ * gets SIGTERM, and SIGKILL `grace` seconds later. *status as from waitpid. */
+int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
+	      struct error *err);
+
+/* Install handlers for SIGINT, SIGTERM, SIGHUP (and SIGUSR1, sent by Slurm
+ * before a time limit when asked) that set *flag to the signal number. */
+void proc_catch_stop(volatile sig_atomic_t *flag);
+
+#endif

@@ -1,0 +1,358 @@
+/* cairn exec RUN STAGE TASK: the wrapper every task runs in, locally or on a
+ * Slurm node. It is the only writer of a task's markers: started.json when it
+ * starts, then done.json (with the manifest of out/ and the task key) or
+ * failed.json, each written atomically, done.json last of all. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/mem.h"
+#include "jobs/proc.h"
+#include "pipeline/cli.h"
+#include "pipeline/run.h"
+#include "pipeline/task.h"
+
+static volatile sig_atomic_t stop_signal;
+
+struct exec_ctx {
+	const struct run *run;
+	int stage;
+	int task;
+	const struct spec_stage *st;
+	int attempt;
+	char host[128];
+	char started[32];
+	char job[64];
+	double t0;
+};
+
+static void path_of(struct buf *b, const struct exec_ctx *x, const char *name)
+{
+	buf_reset(b);
+	task_path(b, x->run->dir, x->st->name, x->task, name);
+}
+
+static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int sig,
+			const char *message, struct error *err)
+{
+	char finished[32];
+	clock_utc(finished, sizeof(finished), 0);
+	json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:f, s:s}", "kind", kind, "exit_code",
+			      exit_code, "signal", sig, "attempt", x->attempt, "host", x->host,
+			      "started", x->started, "finished", finished, "wall_s",
+			      clock_now() - x->t0, "slurm_job", x->job);
+	if (!j)
+		return error_set(err, "out of memory");
+	if (message)
+		json_object_set_new(j, "message", json_string(message));
+	struct buf p = BUF_INIT;
+	path_of(&p, x, "failed.json");
+	int rc = jsonio_write_atomic(p.s, j, err);
+	json_decref(j);
+	buf_release(&p);
+	run_event(x->run->dir, "failed %s/%d attempt %d: %s%s%s", x->st->name, x->task, x->attempt,
+		  kind, message ? ": " : "", message ? message : "");
+	return rc;
+}
+
+/* Remove what a previous attempt left: done.json first, so that a crash in
+ * between never leaves a done marker beside changed outputs. */
+static int clear_previous(struct exec_ctx *x, struct error *err)
+{
+	struct buf p = BUF_INIT;
+	static const char *names[] = {"done.json", "failed.json"};
+	for (size_t i = 0; i < 2; i++) {
+		path_of(&p, x, names[i]);
+		if (unlink(p.s) < 0 && errno != ENOENT) {
+			error_errno(err, "%s", p.s);
+			buf_release(&p);
+			return -1;
+		}
+	}
+	/* No fsync of the folder here: if a power cut undoes the unlink, the old
+	 * done.json comes back beside an emptied out/, which its manifest check
+	 * rejects, so the task still reruns. */
+	path_of(&p, x, "out");
+	int rc = fs_rm_rf(p.s, err);
+	if (rc == 0)
+		rc = fs_mkdir_p(p.s, err);
+	buf_release(&p);
+	return rc;
+}
+
+static int previous_attempt(struct exec_ctx *x)
+{
+	struct task_info ti;
+	struct error err;
+	if (task_read(x->run->dir, x->st->name, x->task, 0, &ti, &err) < 0)
+		return 0;
+	return ti.attempt;
+}
+
+static void set_env(struct exec_ctx *x, const char *self_dir)
+{
+	char v[64];
+	struct buf b = BUF_INIT;
+	setenv("CAIRN_RUN", x->run->dir, 1);
+	setenv("CAIRN_STAGE", x->st->name, 1);
+	snprintf(v, sizeof(v), "%d", x->task);
+	setenv("CAIRN_TASK", v, 1);
+	snprintf(v, sizeof(v), "%d", x->st->ntasks);
+	setenv("CAIRN_NTASKS", v, 1);
+	snprintf(v, sizeof(v), "%d", x->attempt);
+	setenv("CAIRN_ATTEMPT", v, 1);
+	spec_out_dir(&b, x->run->dir, x->st->name, x->task);
+	setenv("CAIRN_OUT", buf_str(&b), 1);
+	/* The stage programs (cairn-*) live beside cairn. */
+	buf_reset(&b);
+	buf_addf(&b, "%s:%s", self_dir, getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	setenv("PATH", buf_str(&b), 1);
+	buf_release(&b);
+	/* Threaded libraries use the cores the task asked for, not the machine's. */
+	snprintf(v, sizeof(v), "%d", x->st->res.cpus);
+	setenv("OMP_NUM_THREADS", v, 0);
+	setenv("OPENBLAS_NUM_THREADS", v, 0);
+	if (x->st->res.ranks > 1 && geteuid() == 0) {
+		setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+		setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+	}
+}
+
+static const char *kind_of_status(int status, int *exit_code, int *sig)
+{
+	*exit_code = -1;
+	*sig = 0;
+	if (WIFEXITED(status)) {
+		*exit_code = WEXITSTATUS(status);
+		return "exit";
+	}
+	*sig = WTERMSIG(status);
+	return "signal";
+}
+
+static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
+{
+	struct buf p = BUF_INIT, cmd = BUF_INIT;
+	char key[65];
+	json_t *parts = NULL;
+	int rc = -1;
+
+	/* The key needs every input to be done: if one is not, this task cannot run. */
+	if (task_key(&x->run->spec, x->run->dir, x->stage, x->task, key, &parts, err) < 0) {
+		struct error e2;
+		if (write_failed(x, "dependency", -1, 0, err->msg, &e2) < 0)
+			error_prefix(err, "%s; and failed.json could not be written: ", e2.msg);
+		return -1;
+	}
+	if (clear_previous(x, err) < 0)
+		goto out;
+
+	/* task.sh: exactly what runs. */
+	struct spec_ctx ctx = {x->run->dir, x->task};
+	buf_addf(&cmd, "#!/bin/sh\n# cairn: task %s/%d of run %s, attempt %d\nset -e\n", x->st->name,
+		 x->task, x->run->spec.name, x->attempt);
+	if (spec_expand_command(&x->run->spec, x->stage, &ctx, &cmd, err) < 0)
+		goto out;
+	buf_addc(&cmd, '\n');
+	path_of(&p, x, "task.sh");
+	if (cmd.failed || fs_write_replace(p.s, cmd.s, cmd.len, err) < 0)
+		goto out;
+
+	json_t *started = json_pack("{s:s, s:i, s:I, s:i, s:s, s:s, s:s}", "host", x->host, "pid",
+				    (int)getpid(), "pid_start", (json_int_t)task_proc_start((long)getpid()),
+				    "attempt", x->attempt, "started", x->started, "slurm_job", x->job,
+				    "key", key);
+	path_of(&p, x, "started.json");
+	int wrc = started ? jsonio_write_replace(p.s, started, err) : error_set(err, "out of memory");
+	json_decref(started);
+	if (wrc < 0)
+		goto out;
+	run_event(x->run->dir, "start %s/%d attempt %d on %s pid %ld%s%s", x->st->name, x->task,
+		  x->attempt, x->host, (long)getpid(), x->job[0] ? " job " : "", x->job);
+
+	path_of(&p, x, "log");
+	int log_fd = open(p.s, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (log_fd < 0) {
+		error_errno(err, "%s", p.s);
+		goto out;
+	}
+	dprintf(log_fd, "=== cairn: %s/%d attempt %d on %s at %s ===\n", x->st->name, x->task,
+		x->attempt, x->host, x->started);
+	set_env(x, self_dir);
+
+	struct buf script = BUF_INIT;
+	path_of(&script, x, "task.sh");
+	char ranks[16];
+	snprintf(ranks, sizeof(ranks), "%d", x->st->res.ranks);
+	char *argv_plain[] = {"/bin/sh", script.s, NULL};
+	char *argv_srun[] = {"srun", "--mpi=pmix", "-n", ranks, "/bin/sh", script.s, NULL};
+	char *argv_mpirun[] = {"mpirun", "--oversubscribe", "-np", ranks, "/bin/sh", script.s, NULL};
+	char **argv = argv_plain;
+	if (x->st->res.ranks > 1)
+		argv = getenv("SLURM_JOB_ID") ? argv_srun : argv_mpirun;
+	const char *workdir = jsonio_str(x->run->info, "workdir", NULL);
+	pid_t pid;
+	if (proc_spawn(&pid, argv, workdir, log_fd, err) < 0) {
+		dprintf(log_fd, "cairn: %s\n", err->msg);
+		close(log_fd);
+		buf_release(&script);
+		struct error e2;
+		write_failed(x, "exit", 127, 0, err->msg, &e2);
+		goto out;
+	}
+	int status;
+	struct rusage ru;
+	memset(&ru, 0, sizeof(ru));
+	if (proc_wait(pid, &status, &ru, &stop_signal, 10, err) < 0) {
+		close(log_fd);
+		buf_release(&script);
+		goto out;
+	}
+	buf_release(&script);
+	double wall = clock_now() - x->t0;
+
+	if (stop_signal || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		int code, sig;
+		const char *kind = kind_of_status(status, &code, &sig);
+		char msg[128] = "";
+		if (stop_signal) {
+			kind = "cancelled";
+			snprintf(msg, sizeof(msg), "cairn exec got signal %d", (int)stop_signal);
+		} else if (sig == SIGKILL) {
+			snprintf(msg, sizeof(msg), "killed by SIGKILL (out of memory, or kill -9)");
+		}
+		dprintf(log_fd, "=== cairn: %s/%d %s (exit %d, signal %d) after %.1f s ===\n",
+			x->st->name, x->task, kind, code, sig, wall);
+		close(log_fd);
+		/* The task failed, not cairn: failed.json and the log say so; stay quiet. */
+		rc = write_failed(x, kind, code, sig, msg[0] ? msg : NULL, err) < 0 ? -1 : 1;
+		goto out;
+	}
+
+	/* Success: hash out/, then write done.json last. */
+	json_t *manifest = NULL;
+	char digest[65];
+	path_of(&p, x, "out");
+	if (task_manifest_build(p.s, &manifest, digest, err) < 0) {
+		dprintf(log_fd, "cairn: %s\n", err->msg);
+		close(log_fd);
+		struct error e2;
+		write_failed(x, "exit", 0, 0, err->msg, &e2);
+		goto out;
+	}
+	/* Test hook: a window between hashing and done.json, to prove that a
+	 * wrapper killed here leaves nothing that counts as done. */
+	if (getenv("CAIRN_TEST_PAUSE_BEFORE_DONE"))
+		sleep((unsigned)atoi(getenv("CAIRN_TEST_PAUSE_BEFORE_DONE")));
+	char finished[32];
+	clock_utc(finished, sizeof(finished), 0);
+	json_t *done = json_pack("{s:i, s:i, s:s, s:s, s:s, s:f, s:I, s:s, s:O, s:s, s:o, s:s}",
+				 "exit_code", 0, "attempt", x->attempt, "host", x->host, "started",
+				 x->started, "finished", finished, "wall_s", wall, "max_rss_kb",
+				 (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts,
+				 "manifest_sha256", digest, "manifest", manifest, "slurm_job", x->job);
+	path_of(&p, x, "done.json");
+	if (!done || jsonio_write_atomic(p.s, done, err) < 0) {
+		if (!done)
+			error_set(err, "out of memory");
+		dprintf(log_fd, "cairn: cannot write done.json: %s\n", err->msg);
+		close(log_fd);
+		json_decref(done);
+		struct error e2;
+		write_failed(x, "exit", 0, 0, err->msg, &e2);
+		goto out;
+	}
+	json_decref(done);
+	dprintf(log_fd, "=== cairn: %s/%d done after %.1f s ===\n", x->st->name, x->task, wall);
+	close(log_fd);
+	run_event(x->run->dir, "done %s/%d attempt %d in %.2f s", x->st->name, x->task, x->attempt, wall);
+	rc = 0;
+out:
+	json_decref(parts);
+	buf_release(&p);
+	buf_release(&cmd);
+	return rc;
+}
+
+int exec_task(const struct run *run, int stage, int task)
+{
+	proc_catch_stop(&stop_signal);
+	struct exec_ctx x;
+	memset(&x, 0, sizeof(x));
+	struct error err;
+	error_clear(&err);
+	x.run = run;
+	x.stage = stage;
+	x.task = task;
+	x.st = &run->spec.stages[stage];
+	x.t0 = clock_now();
+	gethostname(x.host, sizeof(x.host) - 1);
+	clock_utc(x.started, sizeof(x.started), 0);
+	const char *aj = getenv("SLURM_ARRAY_JOB_ID"), *at = getenv("SLURM_ARRAY_TASK_ID");
+	if (aj && at)
+		snprintf(x.job, sizeof(x.job), "%s_%s", aj, at);
+	else if (getenv("SLURM_JOB_ID"))
+		snprintf(x.job, sizeof(x.job), "%s", getenv("SLURM_JOB_ID"));
+	x.attempt = previous_attempt(&x) + 1;
+	struct buf dir = BUF_INIT;
+	spec_task_dir(&dir, run->dir, x.st->name, x.task);
+	if (dir.failed || fs_mkdir_p(dir.s, &err) < 0) {
+		fprintf(stderr, "cairn exec: %s\n", dir.failed ? "out of memory" : err.msg);
+		buf_release(&dir);
+		return 1;
+	}
+	buf_release(&dir);
+
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+
+	int rc = run_task(&x, self, &err);
+	if (rc < 0 && err.msg[0])
+		fprintf(stderr, "cairn exec: %s\n", err.msg);
+	if (stop_signal)
+		return 128 + (int)stop_signal;
+	return rc != 0 ? 1 : 0;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+	if (argc != 4 || !strcmp(argv[1], "--help")) {
+		fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
+			"usage: cairn exec RUN STAGE TASK\n"
+			"Runs one task of a run and writes its markers. cairn run and the Slurm\n"
+			"jobs call it; you rarely need to.\n"
+			"example: cairn exec runs/demo-20261124T140000Z-1a2b fetch 3\n");
+		return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+	}
+	struct run run;
+	struct error err;
+	if (run_open(&run, argv[1], &err) < 0) {
+		fprintf(stderr, "cairn exec: %s\n", err.msg);
+		run_release(&run);
+		return 2;
+	}
+	int stage = spec_stage_index(&run.spec, argv[2]);
+	char *end;
+	long t = strtol(argv[3], &end, 10);
+	if (stage < 0 || *end || t < 0 || t >= run.spec.stages[stage].ntasks) {
+		fprintf(stderr, "cairn exec: %s: no task %s/%s in this run\n", argv[1], argv[2], argv[3]);
+		run_release(&run);
+		return 2;
+	}
+	int rc = exec_task(&run, stage, (int)t);
+	run_release(&run);
+	return rc;
+}

@@ -1,0 +1,171 @@
+/* cairn status RUN [--json]: task counts per stage from the markers alone
+ * (a stat per task; JSON is read only for failed and running tasks). */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "pipeline/cli.h"
+
+int status_collect(const struct run *r, struct run_status *st, struct error *err)
+{
+	const struct spec *s = &r->spec;
+	memset(st, 0, sizeof(*st));
+	st->nstages = s->nstages;
+	st->stages = mem_calloc((size_t)s->nstages, sizeof(*st->stages));
+	if (!st->stages)
+		return error_set(err, "out of memory");
+	for (int i = 0; i < s->nstages; i++) {
+		struct stage_counts *c = &st->stages[i];
+		c->tasks = s->stages[i].ntasks;
+		for (int t = 0; t < s->stages[i].ntasks; t++) {
+			struct task_info ti;
+			if (task_read(r->dir, s->stages[i].name, t, 1, &ti, err) < 0)
+				return -1;
+			switch (ti.state) {
+			case TASK_DONE:
+				c->done++;
+				break;
+			case TASK_FAILED:
+				c->failed++;
+				break;
+			case TASK_RUNNING:
+				c->running++;
+				break;
+			case TASK_CANCELLED:
+				c->cancelled++;
+				break;
+			case TASK_PENDING:
+				c->pending++;
+				break;
+			}
+		}
+		st->total.tasks += c->tasks;
+		st->total.done += c->done;
+		st->total.failed += c->failed;
+		st->total.running += c->running;
+		st->total.cancelled += c->cancelled;
+		st->total.pending += c->pending;
+	}
+	const struct stage_counts *t = &st->total;
+	st->state = t->running	  ? "running"
+		    : t->failed	   ? "failed"
+		    : t->cancelled ? "cancelled"
+		    : t->done == t->tasks ? "done"
+					  : "pending";
+	return 0;
+}
+
+void status_release(struct run_status *st)
+{
+	mem_free(st->stages);
+	memset(st, 0, sizeof(*st));
+}
+
+void status_print(const struct run *r, const struct run_status *st, int json)
+{
+	const struct spec *s = &r->spec;
+	if (json) {
+		json_t *stages = json_object();
+		for (int k = 0; k < s->nstages; k++) {
+			int i = s->order[k];
+			const struct stage_counts *c = &st->stages[i];
+			json_object_set_new(stages, s->stages[i].name,
+					    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tasks",
+						      (json_int_t)c->tasks, "done", (json_int_t)c->done,
+						      "failed", (json_int_t)c->failed, "running",
+						      (json_int_t)c->running, "pending",
+						      (json_int_t)c->pending, "cancelled",
+						      (json_int_t)c->cancelled));
+		}
+		json_t *j = json_pack("{s:s, s:s, s:o}", "run", r->dir, "state", st->state, "stages",
+				      stages);
+		char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER) : NULL;
+		if (text)
+			printf("%s\n", text);
+		free(text);
+		json_decref(j);
+		return;
+	}
+	printf("%-20s %8s %8s %8s %8s %8s %9s\n", "stage", "tasks", "done", "failed", "running",
+	       "pending", "cancelled");
+	for (int k = 0; k < s->nstages; k++) {
+		int i = s->order[k];
+		const struct stage_counts *c = &st->stages[i];
+		printf("%-20s %8lld %8lld %8lld %8lld %8lld %9lld\n", s->stages[i].name, c->tasks,
+		       c->done, c->failed, c->running, c->pending, c->cancelled);
+	}
+	printf("run %s: %s (%lld of %lld tasks done)\n", r->spec.name, st->state, st->total.done,
+	       st->total.tasks);
+	/* Failed tasks at a glance: the first few, with why. */
+	int shown = 0;
+	for (int k = 0; k < s->nstages && shown < 5; k++) {
+		int i = s->order[k];
+		if (!st->stages[i].failed)
+			continue;
+		for (int t = 0; t < s->stages[i].ntasks && shown < 5; t++) {
+			struct task_info ti;
+			struct error err;
+			if (task_read(r->dir, s->stages[i].name, t, 1, &ti, &err) < 0 ||
+			    ti.state != TASK_FAILED)
+				continue;
+			if (!strcmp(ti.kind, "exit"))
+				printf("  failed %s/%d: exit %d (attempt %d)\n", s->stages[i].name, t,
+				       ti.exit_code, ti.attempt);
+			else if (!strcmp(ti.kind, "signal"))
+				printf("  failed %s/%d: signal %d (attempt %d)\n", s->stages[i].name, t,
+				       ti.signal, ti.attempt);
+			else
+				printf("  failed %s/%d: %s (attempt %d)\n", s->stages[i].name, t, ti.kind,
+				       ti.attempt);
+			shown++;
+		}
+	}
+	if (st->total.failed > shown)
+		printf("  ... and %lld more failed tasks\n", st->total.failed - shown);
+	if (st->total.failed)
+		printf("see why: cairn why %s STAGE/TASK\n", r->dir);
+}
+
+static const char status_usage[] =
+	"usage: cairn status RUN [--json]\n"
+	"Counts tasks per stage (done, failed, running, pending, cancelled) from the\n"
+	"run folder's markers, and says the run's state.\n"
+	"  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}\n"
+	"example: cairn status runs/demo-20261124T140000Z-1a2b --json\n";
+
+int cmd_status(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv, status_usage))
+		return 0;
+	const char *dir = NULL;
+	int json = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else if (argv[i][0] == '-' || dir) {
+			fprintf(stderr, "cairn status: unexpected '%s'\n%s", argv[i], status_usage);
+			return 2;
+		} else
+			dir = argv[i];
+	}
+	if (!dir) {
+		fputs(status_usage, stderr);
+		return 2;
+	}
+	struct run r;
+	struct error err;
+	if (run_open(&r, dir, &err) < 0) {
+		fprintf(stderr, "cairn status: %s\n", err.msg);
+		run_release(&r);
+		return 2;
+	}
+	struct run_status st;
+	int rc = status_collect(&r, &st, &err);
+	if (rc < 0)
+		fprintf(stderr, "cairn status: %s\n", err.msg);
+	else
+		status_print(&r, &st, json);
+	status_release(&st);
+	run_release(&r);
+	return rc < 0 ? 1 : 0;
+}

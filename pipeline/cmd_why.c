@@ -1,0 +1,128 @@
+/* cairn why RUN STAGE[/TASK]: the state of a task, why, what resume would do
+ * with it, and the end of its log. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fs.h"
+#include "core/mem.h"
+#include "pipeline/cli.h"
+
+static const char why_usage[] =
+	"usage: cairn why RUN STAGE[/TASK] [--lines N]\n"
+	"Says why a task is in its state and what `cairn resume` would do with it and\n"
+	"why, with the last lines of its log. With STAGE alone: every task of the stage\n"
+	"that is not done and valid.\n"
+	"example: cairn why runs/demo-20261124T140000Z-1a2b fetch/3\n";
+
+static void print_tail(const char *path, int lines)
+{
+	char *data;
+	size_t len;
+	struct error err;
+	if (fs_read_all(path, &data, &len, &err) < 0)
+		return;
+	size_t start = len;
+	int n = 0;
+	while (start > 0) {
+		if (data[start - 1] == '\n' && start != len && ++n >= lines)
+			break;
+		start--;
+	}
+	printf("  --- last lines of %s ---\n", path);
+	for (char *line = strtok(data + start, "\n"); line; line = strtok(NULL, "\n"))
+		printf("  | %s\n", line);
+	mem_free(data);
+}
+
+static void explain(const struct run *r, const struct plan *p, int s, int t, int lines)
+{
+	const struct spec_stage *st = &r->spec.stages[s];
+	struct buf b = BUF_INIT;
+	plan_explain(p, r, s, t, &b);
+	enum task_state state = p->stages[s].state[t];
+	struct task_info ti;
+	struct error err;
+	if (task_read(r->dir, st->name, t, 1, &ti, &err) == 0)
+		state = ti.state;
+	const char *text = buf_str(&b);
+	printf("%s/%d: %s%s%s\n", st->name, t, task_state_name(state),
+	       strncmp(text, "but ", 4) ? ": " : ", ", text);
+	enum plan_action a = p->stages[s].action[t];
+	printf("  resume would %s it\n", a == PLAN_RUN ? "rerun" : a == PLAN_WAIT ? "wait for" : "skip");
+	if (state == TASK_FAILED || state == TASK_CANCELLED || state == TASK_RUNNING) {
+		buf_reset(&b);
+		task_path(&b, r->dir, st->name, t, "log");
+		print_tail(b.s, lines);
+	}
+	buf_release(&b);
+}
+
+int cmd_why(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv, why_usage))
+		return 0;
+	const char *pos[2] = {NULL, NULL};
+	int npos = 0, lines = 10;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--lines") && i + 1 < argc)
+			lines = atoi(argv[++i]);
+		else if (argv[i][0] != '-' && npos < 2)
+			pos[npos++] = argv[i];
+		else {
+			fprintf(stderr, "cairn why: unexpected '%s'\n%s", argv[i], why_usage);
+			return 2;
+		}
+	}
+	if (npos != 2) {
+		fputs(why_usage, stderr);
+		return 2;
+	}
+	struct run r;
+	struct error err;
+	if (run_open(&r, pos[0], &err) < 0) {
+		fprintf(stderr, "cairn why: %s\n", err.msg);
+		run_release(&r);
+		return 2;
+	}
+	char stage[256];
+	snprintf(stage, sizeof(stage), "%s", pos[1]);
+	char *slash = strchr(stage, '/');
+	long task = -1;
+	if (slash) {
+		*slash = '\0';
+		char *end;
+		task = strtol(slash + 1, &end, 10);
+		if (*end || task < 0)
+			task = -2;
+	}
+	int s = spec_stage_index(&r.spec, stage);
+	if (s < 0 || task == -2 || task >= r.spec.stages[s].ntasks) {
+		fprintf(stderr, "cairn why: no %s in run %s (stages:", pos[1], r.spec.name);
+		for (int i = 0; i < r.spec.nstages; i++)
+			fprintf(stderr, " %s[%d]", r.spec.stages[i].name, r.spec.stages[i].ntasks);
+		fprintf(stderr, ")\n");
+		run_release(&r);
+		return 2;
+	}
+	struct plan p;
+	if (plan_make(&p, &r, 0, 0, &err) < 0) {
+		fprintf(stderr, "cairn why: %s\n", err.msg);
+		plan_release(&p);
+		run_release(&r);
+		return 1;
+	}
+	if (task >= 0) {
+		explain(&r, &p, s, (int)task, lines);
+	} else {
+		const struct plan_stage *ps = &p.stages[s];
+		for (int t = 0; t < ps->ntasks; t++)
+			if (ps->reason[t] != WHY_DONE)
+				explain(&r, &p, s, t, lines);
+		printf("%s: %lld of %d tasks done and valid; resume would run %lld\n", stage, ps->skip,
+		       ps->ntasks, ps->run);
+	}
+	plan_release(&p);
+	run_release(&r);
+	return 0;
+}

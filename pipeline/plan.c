@@ -1,0 +1,307 @@
+#include "pipeline/plan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/jsonio.h"
+#include "core/mem.h"
+
+const char *plan_action_name(enum plan_action a)
+{
+	return a == PLAN_RUN ? "run" : a == PLAN_WAIT ? "wait" : "skip";
+}
+
+struct digests {
+	const struct plan *p;
+};
+
+static int cached_digest(void *ctx, int stage, int task, char digest[65], struct error *err)
+{
+	const struct plan *p = ((struct digests *)ctx)->p;
+	const char *d = p->stages[stage].digest ? p->stages[stage].digest[task] : "";
+	if (!d[0])
+		return error_set(err, "input task %d of stage %d is not done", task, stage);
+	memcpy(digest, d, 65);
+	return 0;
+}
+
+/* Does any input task of (stage, task) rerun or still run? */
+static int upstream_moves(const struct plan *p, const struct spec_stage *st, int task)
+{
+	for (int e = 0; e < st->nin; e++) {
+		const struct plan_stage *up = &p->stages[st->in[e].from];
+		if (st->in[e].one_to_one) {
+			if (up->action[task] != PLAN_SKIP)
+				return 1;
+		} else if (up->run + up->wait > 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* A done task: still valid? Fills the digest cache. */
+static int check_done(struct plan *p, const struct run *r, int s, int t, int verify,
+		      struct error *err)
+{
+	const struct spec_stage *st = &r->spec.stages[s];
+	struct plan_stage *ps = &p->stages[s];
+	struct buf path = BUF_INIT, why = BUF_INIT;
+	task_path(&path, r->dir, st->name, t, "done.json");
+	json_t *done = jsonio_load(path.s, err);
+	if (!done) {
+		buf_release(&path);
+		return -1;
+	}
+	const char *d = jsonio_str(done, "manifest_sha256", "");
+	snprintf(ps->digest[t], 65, "%s", d);
+	buf_reset(&path);
+	task_path(&path, r->dir, st->name, t, "out");
+	int rc = task_manifest_check(path.s, json_object_get(done, "manifest"), verify, &why, err);
+	buf_release(&path);
+	buf_release(&why);
+	if (rc < 0) {
+		json_decref(done);
+		return -1;
+	}
+	if (rc > 0) {
+		ps->action[t] = PLAN_RUN;
+		ps->reason[t] = WHY_OUTPUT;
+		ps->digest[t][0] = '\0';
+	} else if (upstream_moves(p, st, t)) {
+		ps->action[t] = PLAN_RUN;
+		ps->reason[t] = WHY_UPSTREAM;
+	} else {
+		char key[65];
+		struct digests dc = {p};
+		if (task_key_with(&r->spec, r->dir, s, t, cached_digest, &dc, key, NULL, err) < 0) {
+			/* an input is not done (deleted by hand?): rerun this one too */
+			ps->action[t] = PLAN_RUN;
+			ps->reason[t] = WHY_UPSTREAM;
+		} else if (strcmp(key, jsonio_str(done, "key", ""))) {
+			ps->action[t] = PLAN_RUN;
+			ps->reason[t] = WHY_KEY;
+		} else {
+			ps->action[t] = PLAN_SKIP;
+			ps->reason[t] = WHY_DONE;
+		}
+	}
+	json_decref(done);
+	return 0;
+}
+
+int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err)
+{
+	const struct spec *s = &r->spec;
+	memset(p, 0, sizeof(*p));
+	p->nstages = s->nstages;
+	p->stages = mem_calloc((size_t)s->nstages, sizeof(*p->stages));
+	if (!p->stages)
+		return error_set(err, "out of memory");
+	for (int i = 0; i < s->nstages; i++) {
+		struct plan_stage *ps = &p->stages[i];
+		int n = s->stages[i].ntasks;
+		ps->ntasks = n;
+		ps->action = mem_calloc((size_t)n, 1);
+		ps->reason = mem_calloc((size_t)n, 1);
+		ps->state = mem_calloc((size_t)n, 1);
+		if (!fresh)
+			ps->digest = mem_calloc((size_t)n, 65);
+		if (!ps->action || !ps->reason || !ps->state || (!fresh && !ps->digest))
+			return error_set(err, "out of memory");
+	}
+	for (int k = 0; k < s->nstages; k++) {
+		int i = s->order[k];
+		const struct spec_stage *st = &s->stages[i];
+		struct plan_stage *ps = &p->stages[i];
+		for (int t = 0; t < st->ntasks; t++) {
+			struct task_info ti;
+			if (fresh) {
+				ti.state = TASK_PENDING;
+			} else if (task_read(r->dir, st->name, t, 1, &ti, err) < 0) {
+				error_prefix(err, "%s/%d: ", st->name, t);
+				return -1;
+			}
+			ps->state[t] = (unsigned char)ti.state;
+			switch (ti.state) {
+			case TASK_PENDING:
+				ps->action[t] = PLAN_RUN;
+				ps->reason[t] = WHY_NEW;
+				break;
+			case TASK_RUNNING:
+				ps->action[t] = PLAN_WAIT;
+				ps->reason[t] = WHY_RUNNING;
+				break;
+			case TASK_FAILED:
+				ps->action[t] = PLAN_RUN;
+				ps->reason[t] = !strcmp(ti.kind, "lost") ? WHY_LOST : WHY_FAILED;
+				break;
+			case TASK_CANCELLED:
+				ps->action[t] = PLAN_RUN;
+				ps->reason[t] = WHY_CANCELLED;
+				break;
+			case TASK_DONE:
+				if (check_done(p, r, i, t, verify, err) < 0) {
+					error_prefix(err, "%s/%d: ", st->name, t);
+					return -1;
+				}
+				break;
+			}
+			if (ps->action[t] == PLAN_RUN)
+				ps->run++;
+			else if (ps->action[t] == PLAN_WAIT)
+				ps->wait++;
+			else
+				ps->skip++;
+		}
+		p->run += ps->run;
+		p->skip += ps->skip;
+		p->wait += ps->wait;
+	}
+	return 0;
+}
+
+void plan_release(struct plan *p)
+{
+	for (int i = 0; i < p->nstages; i++) {
+		mem_free(p->stages[i].action);
+		mem_free(p->stages[i].reason);
+		mem_free(p->stages[i].state);
+		mem_free(p->stages[i].digest);
+	}
+	mem_free(p->stages);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Which key part changed: compare the done.json's key_parts with now. */
+static void explain_key(const struct run *r, int s, int t, const json_t *done, struct buf *out)
+{
+	json_t *now = NULL;
+	char key[65];
+	struct error err;
+	if (task_key(&r->spec, r->dir, s, t, key, &now, &err) < 0) {
+		buf_addf(out, "its inputs changed (%s)", err.msg);
+		return;
+	}
+	const json_t *was = json_object_get(done, "key_parts");
+	const char *sep = "";
+	if (strcmp(jsonio_str(was, "command", ""), jsonio_str(now, "command", ""))) {
+		buf_adds(out, "its command changed");
+		sep = "; ";
+	}
+	if (strcmp(jsonio_str(was, "resources", ""), jsonio_str(now, "resources", ""))) {
+		buf_addf(out, "%sits resources changed (%s -> %s)", sep, jsonio_str(was, "resources", "?"),
+			 jsonio_str(now, "resources", "?"));
+		sep = "; ";
+	}
+	const json_t *wi = json_object_get(was, "inputs"), *ni = json_object_get(now, "inputs");
+	const char *name;
+	const json_t *v;
+	json_object_foreach((json_t *)ni, name, v)
+	{
+		const char *old = jsonio_str(wi, name, NULL);
+		if (!old)
+			buf_addf(out, "%sinput %s is new", sep, name);
+		else if (strcmp(old, json_string_value(v)))
+			buf_addf(out, "%sinput %s changed", sep, name);
+		else
+			continue;
+		sep = "; ";
+	}
+	if (!*sep)
+		buf_adds(out, "its key changed");
+	json_decref(now);
+}
+
+void plan_explain(const struct plan *p, const struct run *r, int s, int t, struct buf *out)
+{
+	const struct spec_stage *st = &r->spec.stages[s];
+	enum plan_reason why = p->stages[s].reason[t];
+	struct task_info ti;
+	struct error err;
+	if (task_read(r->dir, st->name, t, 1, &ti, &err) < 0) {
+		buf_addf(out, "cannot read its markers: %s", err.msg);
+		return;
+	}
+	switch (why) {
+	case WHY_NEW: {
+		buf_adds(out, "never ran");
+		const char *sep = ": waits for";
+		for (int e = 0; e < st->nin; e++) {
+			int u = st->in[e].from;
+			const struct plan_stage *up = &p->stages[u];
+			if (st->in[e].one_to_one && up->action[t] != PLAN_SKIP)
+				buf_addf(out, "%s %s/%d (%s)", sep, r->spec.stages[u].name, t,
+					 task_state_name(up->state[t]));
+			else if (!st->in[e].one_to_one && up->run + up->wait > 0)
+				buf_addf(out, "%s %s (%lld of %d tasks not done)", sep,
+					 r->spec.stages[u].name, up->run + up->wait, up->ntasks);
+			else
+				continue;
+			sep = ",";
+		}
+		break;
+	}
+	case WHY_FAILED:
+		if (!strcmp(ti.kind, "exit"))
+			buf_addf(out, "exit %d on attempt %d", ti.exit_code, ti.attempt);
+		else if (!strcmp(ti.kind, "signal"))
+			buf_addf(out, "killed by signal %d on attempt %d", ti.signal, ti.attempt);
+		else
+			buf_addf(out, "%s on attempt %d", ti.kind, ti.attempt);
+		break;
+	case WHY_CANCELLED:
+		buf_addf(out, "cancelled on attempt %d", ti.attempt);
+		break;
+	case WHY_LOST:
+		buf_addf(out, "lost: started on %s (pid %ld) at %s, and that process is gone without a marker",
+			 ti.host, ti.pid, ti.started);
+		break;
+	case WHY_OUTPUT: {
+		struct buf path = BUF_INIT;
+		task_path(&path, r->dir, st->name, t, "done.json");
+		json_t *done = jsonio_load(path.s, &err);
+		buf_reset(&path);
+		task_path(&path, r->dir, st->name, t, "out");
+		buf_adds(out, "but ");
+		if (!done || task_manifest_check(path.s, json_object_get(done, "manifest"), 1, out, &err) < 0)
+			buf_addf(out, "its outputs cannot be checked: %s", err.msg);
+		json_decref(done);
+		buf_release(&path);
+		break;
+	}
+	case WHY_KEY: {
+		struct buf path = BUF_INIT;
+		task_path(&path, r->dir, st->name, t, "done.json");
+		json_t *done = jsonio_load(path.s, &err);
+		buf_adds(out, "but ");
+		if (done)
+			explain_key(r, s, t, done, out);
+		else
+			buf_adds(out, err.msg);
+		json_decref(done);
+		buf_release(&path);
+		break;
+	}
+	case WHY_UPSTREAM: {
+		buf_adds(out, "an input reruns:");
+		for (int e = 0; e < st->nin; e++) {
+			int u = st->in[e].from;
+			const struct plan_stage *up = &p->stages[u];
+			if (st->in[e].one_to_one && up->action[t] != PLAN_SKIP)
+				buf_addf(out, " %s/%d", r->spec.stages[u].name, t);
+			else if (!st->in[e].one_to_one && up->run + up->wait > 0)
+				buf_addf(out, " %s (%lld of %d tasks)", r->spec.stages[u].name,
+					 up->run + up->wait, up->ntasks);
+		}
+		break;
+	}
+	case WHY_DONE:
+		buf_adds(out, "done; outputs and key unchanged");
+		break;
+	case WHY_RUNNING:
+		buf_addf(out, "running on %s since %s (pid %ld%s%s)", ti.host, ti.started, ti.pid,
+			 ti.job[0] ? ", job " : "", ti.job);
+		break;
+	}
+}

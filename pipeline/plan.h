@@ -1,0 +1,50 @@
+/* plan: what `run`, `resume` and `why` decide for every task of a run: run
+ * it, skip it (done and still valid), or wait for it (running elsewhere),
+ * with the reason. Done tasks are checked against their manifest and key. */
+#ifndef PIPELINE_PLAN_H
+#define PIPELINE_PLAN_H
+
+#include "core/buf.h"
+#include "pipeline/run.h"
+#include "pipeline/task.h"
+
+enum plan_action { PLAN_SKIP, PLAN_RUN, PLAN_WAIT };
+
+enum plan_reason {
+	WHY_NEW,        /* never ran */
+	WHY_FAILED,     /* failed (see its failed.json) */
+	WHY_CANCELLED,
+	WHY_LOST,       /* started, wrapper gone, no end marker */
+	WHY_OUTPUT,     /* out/ no longer matches the manifest */
+	WHY_KEY,        /* command, resources or inputs changed */
+	WHY_UPSTREAM,   /* an input task reruns */
+	WHY_DONE,       /* done and valid: skipped */
+	WHY_RUNNING,    /* still running: wait */
+};
+
+struct plan_stage {
+	int ntasks;
+	unsigned char *action;   /* enum plan_action per task */
+	unsigned char *reason;   /* enum plan_reason per task */
+	unsigned char *state;    /* enum task_state per task */
+	char (*digest)[65];      /* manifest digest of done tasks (NULL for a new run) */
+	long long run, skip, wait;
+};
+
+struct plan {
+	int nstages;
+	struct plan_stage *stages;
+	long long run, skip, wait;
+};
+
+/* A plan for a run folder. fresh: the run was just created, nothing to read.
+ * verify: re-hash outputs instead of comparing size and time. */
+int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err);
+void plan_release(struct plan *p);
+
+const char *plan_action_name(enum plan_action a);
+/* One line saying why, e.g. "failed: exit 3 on attempt 2". Reads markers again
+ * for the details. */
+void plan_explain(const struct plan *p, const struct run *r, int stage, int task, struct buf *out);
+
+#endif

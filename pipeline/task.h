@@ -1,0 +1,73 @@
+/* task: one task's folder and markers (started.json, done.json, failed.json),
+ * the manifest of its out/ folder, and its task key: a hash of the resolved
+ * command, the resources that change results, and its inputs' manifests.
+ * docs/run-folder.md describes the files. */
+#ifndef PIPELINE_TASK_H
+#define PIPELINE_TASK_H
+
+#include <jansson.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "pipeline/spec.h"
+
+enum task_state {
+	TASK_PENDING,   /* never started (or started markers removed) */
+	TASK_RUNNING,   /* started.json, no end marker, process alive or job queued */
+	TASK_DONE,      /* done.json */
+	TASK_FAILED,    /* failed.json with a kind other than cancelled, or lost */
+	TASK_CANCELLED, /* failed.json with kind cancelled */
+};
+
+const char *task_state_name(enum task_state s);
+
+/* What the markers say, read cheaply (stat first, JSON only when needed). */
+struct task_info {
+	enum task_state state;
+	int attempt;
+	int exit_code;     /* -1 when killed by a signal */
+	int signal;
+	char kind[16];     /* failure kind: exit, signal, oom, timeout, preempted,
+			      node_fail, cancelled, dependency, lost */
+	long pid;          /* of the cairn exec wrapper */
+	long long pid_start; /* its start time, task_proc_start() */
+	char host[128];
+	char job[32];      /* Slurm job id "123_4" or "" */
+	char started[32];
+};
+
+/* Read the markers of a task. With check_alive, a task that started on this
+ * host and whose wrapper process is gone is reported FAILED with kind lost. */
+int task_read(const char *run, const char *stage, int task, int check_alive,
+	      struct task_info *ti, struct error *err);
+
+/* The manifest of a folder: [{path, bytes, sha256, mtime_ns}] sorted by path,
+ * and a digest over (path, bytes, sha256) of all entries. */
+int task_manifest_build(const char *dir, json_t **manifest, char digest[65], struct error *err);
+/* Compare a folder with a manifest without hashing (size, mtime and the set
+ * of files), or with hashing when `full`. Returns 0 if it matches, 1 if not
+ * (why says what differs), -1 on error. */
+int task_manifest_check(const char *dir, const json_t *manifest, int full, struct buf *why,
+			struct error *err);
+
+/* The key of a task, computed from the spec and its inputs' done.json. Fails
+ * if an input task is not done. `parts` (optional) gets
+ * {"command": sha, "resources": "...", "inputs": {"a/3": digest, "b": digest}}. */
+int task_key(const struct spec *s, const char *run, int stage, int task, char key[65],
+	     json_t **parts, struct error *err);
+
+/* Where task_key_with gets an upstream task's manifest digest from. */
+typedef int (*task_digest_fn)(void *ctx, int stage, int task, char digest[65], struct error *err);
+/* task_key with upstream digests from `fn` (a planner's cache) instead of
+ * reading done.json files. */
+int task_key_with(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
+		  void *ctx, char key[65], json_t **parts, struct error *err);
+
+/* A process's start time in clock ticks since boot (/proc/PID/stat field 22),
+ * 0 if unknown: with the pid it names a process even after pid reuse. */
+long long task_proc_start(long pid);
+
+/* Path helpers: RUN/stages/STAGE/TASK/NAME */
+void task_path(struct buf *b, const char *run, const char *stage, int task, const char *name);
+
+#endif

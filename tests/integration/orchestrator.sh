@@ -1,0 +1,264 @@
+# The real cairn binary on real specs in a temp folder: run, failure, why,
+# resume, outputs changed after the fact, kill -9 of a task wrapper and of
+# cairn itself, Ctrl-C, cancel, MPI ranks, throttles, disk full, bad specs.
+source "$(dirname "$0")/../lib.sh"
+cd "$T"
+
+# A three-stage DAG: a[4] -> b[4] one-to-one -> c[1] gathers. Every task
+# appends its name to $T/count so that reruns can be counted exactly.
+cat >dag.ini <<EOF
+[pipeline]
+name = dag
+
+[params]
+fail = -1
+sleep = 0
+
+[stage a]
+command = echo a\${task} >> $T/count
+    echo a\${task} > \${out}/a
+    sleep \${param.sleep}
+    test \${task} != \${param.fail} || { echo "a/\${task} fails on purpose" >&2; exit 3; }
+array = 4
+
+[stage b]
+after = a
+command = echo b\${task} >> $T/count
+    tr a b < \${in.a[task]}/a > \${out}/b
+array = 4
+
+[stage c]
+after = b
+command = echo c >> $T/count
+    for d in \${in.b}; do cat \$d/b; done > \${out}/c
+EOF
+runs() { grep -c "^$1\$" "$T/count" 2>/dev/null || echo 0; }
+
+# --- a clean run ---
+: >count
+cairn run dag.ini --run-dir r1 >out.txt 2>err.txt
+check_eq "run: exit 0 when every task is done" "$?" 0
+check_eq "run: last line is the run folder" "$(tail -1 out.txt)" "$T/r1"
+check_eq "run: c gathered b's outputs in order" "$(tr '\n' ' ' <r1/stages/c/0/out/c)" "b0 b1 b2 b3 "
+check_eq "run: every task ran once" "$(wc -l <count)" 9
+check "run: markers and task.sh written" test -f r1/stages/b/2/done.json -a -f r1/stages/b/2/task.sh -a -f r1/stages/b/2/log -a -f r1/spec.ini -a -f r1/run.json -a -f r1/events.log
+cairn status r1 --json >st.json
+check_eq "status --json: exact shape" "$(cat st.json)" \
+	"{\"run\": \"$T/r1\", \"state\": \"done\", \"stages\": {\"a\": {\"tasks\": 4, \"done\": 4, \"failed\": 0, \"running\": 0, \"pending\": 0, \"cancelled\": 0}, \"b\": {\"tasks\": 4, \"done\": 4, \"failed\": 0, \"running\": 0, \"pending\": 0, \"cancelled\": 0}, \"c\": {\"tasks\": 1, \"done\": 1, \"failed\": 0, \"running\": 0, \"pending\": 0, \"cancelled\": 0}}}"
+cairn run dag.ini --run-dir r1 >out.txt 2>&1
+check_eq "run: refuses an existing run folder (exit 2)" "$?" 2
+check_grep "run: says to resume instead" "cairn resume" out.txt
+
+# --- no-op resume touches nothing ---
+sha_before=$(cat r1/stages/*/*/done.json | sha256sum)
+: >count
+cairn resume r1 >out.txt 2>&1
+check_eq "resume of a done run: exit 0" "$?" 0
+check_eq "resume of a done run: nothing reran" "$(wc -l <count)" 0
+check_eq "resume of a done run: markers not rewritten" "$(cat r1/stages/*/*/done.json | sha256sum)" "$sha_before"
+
+# --- outputs modified or deleted after the fact ---
+echo tampered >r1/stages/b/1/out/b
+rm r1/stages/a/3/out/a
+cairn why r1 b/1 >why.txt
+check_grep "why: names the modified output" "b/1: done, but out/b was modified" why.txt
+check_grep "why: says resume reruns it" "resume would rerun it" why.txt
+cairn why r1 a/3 >why.txt
+check_grep "why: names the deleted output" "out/a was deleted" why.txt
+cairn why r1 c/0 >why.txt
+check_grep "why: downstream reruns because an input reruns" "an input reruns: b" why.txt
+cairn resume r1 --dry-run >plan.txt
+check_grep "resume --dry-run: counts" "would run 4 tasks, skip 5" plan.txt
+: >count
+b0_before=$(sha256sum <r1/stages/b/0/done.json)
+cairn resume r1 >out.txt 2>&1
+check_eq "resume after tampering: exit 0" "$?" 0
+check_eq "resume after tampering: reran exactly a3 b1 b3 c" "$(sort count | tr '\n' ' ')" "a3 b1 b3 c "
+check_eq "resume after tampering: untouched task's marker unchanged" "$(sha256sum <r1/stages/b/0/done.json)" "$b0_before"
+check_eq "resume after tampering: output restored" "$(cat r1/stages/b/1/out/b)" "b1"
+
+# --- a failing task, why, then resume with a fixed spec ---
+: >count
+cairn run dag.ini --run-dir r2 --set fail=2 >out.txt 2>&1
+check_eq "failure: exit 1" "$?" 1
+check_grep "failure: status names the failed task" "failed a/2: exit 3" out.txt
+cairn status r2 --json >st.json
+check_grep "failure: state failed" '"state": "failed"' st.json
+check_grep "failure: b/2 never ran (pending)" '"b": \{"tasks": 4, "done": 3, "failed": 0, "running": 0, "pending": 1' st.json
+cairn why r2 a/2 >why.txt
+check_grep "why: exit code and attempt" "a/2: failed: exit 3 on attempt 1" why.txt
+check_grep "why: shows the log's last lines" "a/2 fails on purpose" why.txt
+cairn why r2 b/2 >why.txt
+check_grep "why: pending task says what it waits for" "waits for a/2 \(failed\)" why.txt
+cairn logs r2 a/2 >log.txt
+check_grep "logs: prints the task's log" "fails on purpose" log.txt
+sed 's/^fail = -1/fail = 99/' dag.ini >dag-fixed.ini
+cp dag.ini dag-orig.ini
+: >count
+cairn resume r2 --spec dag-fixed.ini >out.txt 2>&1
+check_eq "resume with an edited spec: exit 0" "$?" 0
+# fail appears in a's command, so its key changed for all of a: all of a and
+# everything downstream reran.
+check_eq "resume with an edited spec: key change reruns a and downstream" "$(wc -l <count)" 9
+cairn resume r2 --set fail=99 --dry-run >plan.txt
+check_grep "resume: the edited spec is now the run's spec" "would run 0 tasks" plan.txt
+cp dag-orig.ini dag.ini
+
+# --- retries ---
+cat >retry.ini <<EOF
+[stage flaky]
+command = n=\$(cat $T/flaky 2>/dev/null || echo 0); echo \$((n+1)) > $T/flaky; test \$n -ge 2
+retries = 3
+EOF
+rm -f flaky
+cairn run retry.ini --run-dir r3 >out.txt 2>&1
+check_eq "retries: a task that fails twice then works ends done" "$?" 0
+check_eq "retries: ran three attempts" "$(cat flaky)" 3
+check_grep "retries: done.json records attempt 3" '"attempt": 3' r3/stages/flaky/0/done.json
+
+# --- a command that does not exist ---
+printf '[stage x]\ncommand = no-such-program-cairn --flag\n' >missing.ini
+cairn run missing.ini --run-dir r4 >out.txt 2>&1
+check_eq "missing command: exit 1" "$?" 1
+check_grep "missing command: status shows exit 127" "failed x/0: exit 127" out.txt
+check_grep "missing command: the log says not found" "not found" r4/stages/x/0/log
+
+# --- kill -9 of a task wrapper between hashing and done.json ---
+printf '[stage slow]\ncommand = echo data > ${out}/f\n' >slow.ini
+CAIRN_TEST_PAUSE_BEFORE_DONE=30 cairn run slow.ini --run-dir r5 >out.txt 2>&1 &
+runner=$!
+for _ in $(seq 100); do grep -q "^start slow/0\|start slow/0" r5/events.log 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+wrapper=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' r5/stages/slow/0/started.json)
+kill -9 "$wrapper"
+wait "$runner"
+check "SIGKILL while writing: no done.json" test ! -e r5/stages/slow/0/done.json
+cairn status r5 --json >st.json
+check_grep "SIGKILL while writing: counted as failed (lost)" '"slow": \{"tasks": 1, "done": 0, "failed": 1' st.json
+cairn why r5 slow/0 >why.txt
+check_grep "SIGKILL while writing: why says lost" "lost: started on" why.txt
+cairn resume r5 >out.txt 2>&1
+check_eq "SIGKILL while writing: resume completes it" "$?" 0
+
+# --- kill -9 of cairn itself: wrappers finish, resume reruns nothing done ---
+: >count
+cairn run dag.ini --run-dir r6 --set sleep=1 --jobs 2 >out.txt 2>&1 &
+runner=$!
+for _ in $(seq 100); do [ "$(grep -c 'start a' r6/events.log 2>/dev/null || true)" -ge 2 ] && break; sleep 0.1; done
+kill -9 "$runner"
+wait "$runner" 2>/dev/null
+cairn resume r6 >out.txt 2>&1
+check_eq "kill -9 of cairn, then resume: exit 0" "$?" 0
+check_eq "kill -9 of cairn, then resume: every task ran exactly once" "$(sort count | uniq -d | wc -l) $(wc -l <count)" "0 9"
+check_eq "kill -9 of cairn, then resume: results complete" "$(tr '\n' ' ' <r6/stages/c/0/out/c)" "b0 b1 b2 b3 "
+
+# --- Ctrl-C: running tasks are cancelled cleanly, resume continues ---
+: >count
+setsid cairn run dag.ini --run-dir r7 --set sleep=30 >out.txt 2>&1 &
+runner=$!
+for _ in $(seq 100); do [ "$(grep -c 'start a' r7/events.log 2>/dev/null || true)" -ge 2 ] && break; sleep 0.1; done
+kill -INT -- -"$runner"
+wait "$runner"
+check_eq "Ctrl-C: exit 130" "$?" 130
+cairn status r7 --json >st.json
+check_grep "Ctrl-C: running tasks marked cancelled" '"a": \{"tasks": 4, "done": 0, "failed": 0, "running": 0, "pending": 2, "cancelled": 2\}' st.json
+check "Ctrl-C: no task process left" bash -c "! pgrep -f '[s]leep 30' >/dev/null"
+cairn resume r7 --set sleep=0 >out.txt 2>&1
+check_eq "Ctrl-C, then resume: completes" "$?" 0
+
+# --- cairn cancel from another shell ---
+setsid cairn run dag.ini --run-dir r8 --set sleep=30 >out.txt 2>&1 &
+runner=$!
+for _ in $(seq 100); do [ "$(grep -c 'start a' r8/events.log 2>/dev/null || true)" -ge 2 ] && break; sleep 0.1; done
+cairn cancel r8 >cancel.txt 2>&1
+wait "$runner"
+check_eq "cancel: the run exits 130" "$?" 130
+cairn status r8 --json >st.json
+check_grep "cancel: state cancelled" '"state": "cancelled"' st.json
+
+# --- MPI: ranks = 2 through mpirun ---
+cat >mpi.ini <<'EOF'
+[stage hello]
+command = echo "rank ${OMPI_COMM_WORLD_RANK:-none} of ${OMPI_COMM_WORLD_SIZE:-none}" >> ${out}/ranks
+ranks = 2
+EOF
+sed -i 's/\${OMPI/$${OMPI/g' mpi.ini
+cairn run mpi.ini --run-dir r9 --jobs 2 >out.txt 2>&1
+check_eq "mpi: exit 0" "$?" 0
+check_eq "mpi: two ranks ran" "$(sort r9/stages/hello/0/out/ranks | tr '\n' ' ')" "rank 0 of 2 rank 1 of 2 "
+
+# --- throttle: at most one task of the stage at once ---
+cat >throttle.ini <<EOF
+[stage t]
+command = mkdir $T/inside || exit 9
+    sleep 0.2
+    rmdir $T/inside
+array = 4
+throttle = 1
+EOF
+cairn run throttle.ini --run-dir r10 --jobs 2 >out.txt 2>&1
+check_eq "throttle = 1: tasks never overlap" "$?" 0
+
+# --- disk full: a clear message, nothing counts as done ---
+mkdir -p small
+if mount -t tmpfs -o size=256k tmpfs small 2>/dev/null; then
+	on_exit "umount $T/small 2>/dev/null"
+	printf '[stage big]\ncommand = head -c 1000000 /dev/zero > ${out}/big\n' >big.ini
+	cairn run big.ini --run-dir small/r >out.txt 2>&1
+	check_eq "disk full: exit 1" "$?" 1
+	check "disk full: no done.json" test ! -e small/r/stages/big/0/done.json
+	check_grep "disk full: the log says so" "No space left on device" small/r/stages/big/0/log
+	head -c 200000 /dev/zero >small/filler 2>/dev/null
+	cairn run big.ini --run-dir small/r2 >out.txt 2>&1
+	rc=$?
+	if [ "$rc" = 1 ] || [ "$rc" = 2 ]; then ok "disk full before the run: exit $rc"; else not_ok "disk full before the run: exit $rc"; fi
+	check_grep "disk full before the run: message names the problem" "No space left on device" out.txt
+	umount small
+else
+	skip "disk full" "cannot mount a small tmpfs here"
+fi
+
+# --- bad specs: exit 2 and FILE:LINE ---
+bad() { # name, expected message regexp, spec text
+	printf '%b' "$3" >bad.ini
+	cairn run bad.ini --dry-run >out.txt 2>&1
+	local rc=$?
+	if [ $rc = 2 ] && grep -qE -- "$2" out.txt; then ok "bad spec: $1"; else
+		not_ok "bad spec: $1 (exit $rc)"
+		sed 's/^/#   /' out.txt
+	fi
+}
+bad "unknown key" "bad.ini:3: stage 'a': unknown key 'rank'" '[stage a]\ncommand = true\nrank = 2\n'
+bad "unknown variable" "bad.ini:2: stage 'a': unknown variable '\\$\\{outt\\}'" '[stage a]\ncommand = echo ${outt}\n'
+bad "unknown param" "bad.ini:2: .*\\$\\{param.zoom\\}" '[stage a]\ncommand = echo ${param.zoom}\n'
+bad "cycle" "cycle in the stages: (a -> b -> a|b -> a -> b)" '[stage a]\nafter = b\ncommand = true\n[stage b]\nafter = a\ncommand = true\n'
+bad "after names no stage" "bad.ini:2: stage 'a': after = nope: no stage named 'nope'" '[stage a]\nafter = nope\ncommand = true\n'
+bad "bad array size" "bad.ini:3: stage 'a': bad array size '0'" '[stage a]\ncommand = true\narray = 0\n'
+bad "duplicate stage" "bad.ini:3: duplicate stage 'a' \\(first at line 1\\)" '[stage a]\ncommand = true\n[stage a]\ncommand = false\n'
+bad "unequal arrays with [task]" "needs arrays of equal size" '[stage a]\ncommand = true\narray = 2\n[stage b]\nafter = a\ncommand = cat ${in.a[task]}\narray = 3\n'
+bad "in. without after" "reads \\$\\{in.a\\} but does not run after it" '[stage a]\ncommand = true\n[stage b]\ncommand = ls ${in.a}\n'
+bad "unknown section" "bad.ini:1: unknown section \\[stages a\\]" '[stages a]\ncommand = true\n'
+bad "not INI" "bad.ini:2: not INI" '[stage a]\nthis is not ini\n'
+bad "bad mem" "bad.ini:3: mem = '2X'" '[stage a]\ncommand = true\nmem = 2X\n'
+bad "long line" "bad.ini:2: line longer than 199" "[stage a]\ncommand = echo $(head -c 300 /dev/zero | tr '\0' x)\n"
+cairn run /nonexistent/spec.ini >out.txt 2>&1
+check_eq "unreadable spec: exit 2" "$?" 2
+check_grep "unreadable spec: names the file" "/nonexistent/spec.ini: cannot read the spec" out.txt
+cairn run dag.ini --set nope=1 --dry-run >out.txt 2>&1
+check_eq "--set of an unknown param: exit 2" "$?" 2
+cairn frobnicate >out.txt 2>&1
+check_eq "unknown command: exit 2" "$?" 2
+
+# --- dry run creates nothing; graph; help ---
+cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
+check "dry run: creates no run folder" test ! -e r-dry
+check_grep "dry run: prints the plan" "would run 9 tasks, skip 0" plan.txt
+cairn graph dag.ini >g.dot
+check_grep "graph: one-to-one edge" '"a" -> "b" \[label="1:1"\]' g.dot
+check_grep "graph: gather edge" '"b" -> "c";' g.dot
+cairn graph r2 >g.dot
+check_grep "graph of a run: coloured by state" 'fillcolor="#a8e0a8"' g.dot
+for c in run resume status why graph logs cancel exec; do
+	cairn $c --help >help.txt 2>&1 && grep -q "example:" help.txt || not_ok "--help of $c has an example"
+done
+ok "--help on every command, each with an example"

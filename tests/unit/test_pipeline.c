@@ -1,0 +1,387 @@
+/* Unit tests for pipeline/: spec parsing and expansion, manifests, task keys,
+ * resume planning, and out-of-memory paths through the allocation hook. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/mem.h"
+#include "pipeline/plan.h"
+#include "pipeline/run.h"
+#include "pipeline/spec.h"
+#include "pipeline/task.h"
+
+static char tmp[] = "/tmp/cairn-pipe.XXXXXX";
+
+static const char *write_spec(const char *name, const char *text)
+{
+	static char path[512];
+	struct error err;
+	snprintf(path, sizeof(path), "%s/%s", tmp, name);
+	fs_write_atomic(path, text, strlen(text), &err);
+	return path;
+}
+
+static const char *DAG = "[pipeline]\n"
+			 "name = demo\n"
+			 "[params]\n"
+			 "n = 3\n"
+			 "word = hi\n"
+			 "[defaults]\n"
+			 "mem = 2G\n"
+			 "time = 01:30:00\n"
+			 "[stage a]\n"
+			 "command = echo ${param.word} ${task}/${ntasks} > ${out}/a\n"
+			 "array = ${param.n}\n"
+			 "cpus = 2\n"
+			 "[stage b]\n"
+			 "after = a\n"
+			 "command = cat ${in.a[task]}/a > ${out}/b\n"
+			 "    echo $${HOME} done\n"
+			 "array = 3\n"
+			 "[stage c]\n"
+			 "after = b, a\n"
+			 "command = ls ${in.b} ${in.a[task]} ${run}\n"
+			 "array = 3\n"
+			 "retry_on = timeout, exit:75\n";
+
+static void test_spec_parses_stages_params_and_edges(void)
+{
+	struct spec s;
+	struct error err;
+	const char *sets[] = {"word=yo"};
+	int rc = spec_load(&s, write_spec("dag.ini", DAG), (char *const *)sets, 1, &err);
+	CHECK_INT(rc, 0);
+	if (rc < 0) {
+		printf("#   %s\n", err.msg);
+		spec_release(&s);
+		return;
+	}
+	CHECK_STR(s.name, "demo");
+	CHECK_STR(s.executor, "local");
+	CHECK_INT(s.nstages, 3);
+	CHECK_INT(s.ntasks, 9);
+	CHECK_INT(s.stages[0].ntasks, 3);
+	CHECK_INT(s.stages[0].res.cpus, 2);
+	CHECK_INT(s.stages[1].res.cpus, 1);
+	CHECK_INT(s.stages[1].res.mem_mb, 2048);
+	CHECK_INT(s.stages[1].res.time_s, 5400);
+	CHECK_STR(s.stages[2].res.retry_on, "timeout, exit:75");
+	/* edges: b <- a one-to-one; c <- b all, c <- a one-to-one */
+	CHECK_INT(s.stages[1].nin, 1);
+	CHECK_INT(s.stages[1].in[0].one_to_one, 1);
+	CHECK_INT(s.stages[2].nin, 2);
+	CHECK_INT(s.stages[2].in[0].from, 1);
+	CHECK_INT(s.stages[2].in[0].one_to_one, 0);
+	CHECK_INT(s.stages[2].in[1].one_to_one, 1);
+	CHECK_INT(s.order[0], 0);
+	CHECK_INT(s.order[2], 2);
+
+	struct buf b = BUF_INIT;
+	struct spec_ctx ctx = {"/r", 2};
+	CHECK_INT(spec_expand_command(&s, 0, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "echo yo 2/3 > /r/stages/a/2/out/a");
+	buf_reset(&b);
+	CHECK_INT(spec_expand_command(&s, 1, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "cat /r/stages/a/2/out/a > /r/stages/b/2/out/b\necho ${HOME} done");
+	buf_reset(&b);
+	CHECK_INT(spec_expand_command(&s, 2, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "ls /r/stages/b/0/out /r/stages/b/1/out /r/stages/b/2/out "
+			       "/r/stages/a/2/out /r");
+	buf_release(&b);
+
+	/* The frozen copy loads to the same pipeline, with the --set value kept. */
+	char frozen[512];
+	snprintf(frozen, sizeof(frozen), "%s/frozen.ini", tmp);
+	CHECK_INT(spec_write_frozen(&s, frozen, &err), 0);
+	struct spec f;
+	CHECK_INT(spec_load(&f, frozen, NULL, 0, &err), 0);
+	CHECK_STR(spec_param(&f, "word"), "yo");
+	CHECK_STR(f.stages[1].command, s.stages[1].command);
+	CHECK_INT(f.ntasks, 9);
+	spec_release(&f);
+	spec_release(&s);
+}
+
+static void test_spec_values(void)
+{
+	CHECK_INT(spec_parse_mem_mb("512M"), 512);
+	CHECK_INT(spec_parse_mem_mb("4G"), 4096);
+	CHECK_INT(spec_parse_mem_mb("4GB"), 4096);
+	CHECK_INT(spec_parse_mem_mb("1T"), 1048576);
+	CHECK_INT(spec_parse_mem_mb("100"), 100);
+	CHECK(spec_parse_mem_mb("4X") < 0);
+	CHECK(spec_parse_mem_mb("") < 0);
+	CHECK(spec_parse_mem_mb("-1G") < 0);
+	CHECK_INT(spec_parse_time_s("30"), 1800);
+	CHECK_INT(spec_parse_time_s("10:30"), 630);
+	CHECK_INT(spec_parse_time_s("01:30:00"), 5400);
+	CHECK_INT(spec_parse_time_s("2-00:00:00"), 2 * 86400);
+	CHECK_INT(spec_parse_time_s("1-12"), 86400 + 12 * 3600);
+	CHECK(spec_parse_time_s("1:2:3:4") < 0);
+	CHECK(spec_parse_time_s("abc") < 0);
+	CHECK(spec_parse_time_s("") < 0);
+}
+
+static void test_spec_errors_name_file_and_line(void)
+{
+	struct {
+		const char *text, *want;
+	} cases[] = {
+		{"[stage a]\ncommand = x\ncpus = 0\n", "bad.ini:3: cpus = '0'"},
+		{"[stage a]\ncommand = x\n[stage b]\nafter = a a\ncommand = y\n", "listed twice"},
+		{"[pipeline]\nname = x y\n[stage a]\ncommand = x\n", "bad.ini:1: [pipeline]: name"},
+		{"[pipeline]\nexecutor = pbs\n[stage a]\ncommand = x\n", "executor 'pbs'"},
+		{"[stage a]\narray = 2\n", "bad.ini:1: stage 'a' has no command"},
+		{"[params]\nx = 1\n", "no [stage NAME] sections"},
+		{"[stage a]\ncommand = x\nretry_on = timeout, bogus\n", "unknown failure kind 'bogus'"},
+		{"[stage a]\ncommand = x\narray = ${param.n}\n", "bad.ini:3: unknown variable ${param.n}"},
+		{"[stage a]\ncommand = ${in.zz}\n", "bad.ini:2: stage 'a': ${in.zz}: no stage 'zz'"},
+		{"[stage a]\nafter = a\ncommand = x\n", "cannot run after itself"},
+		{"[stage a]\ncommand = x\ncommand = y\n", "key 'command' given twice"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct spec s;
+		struct error err;
+		error_clear(&err);
+		int rc = spec_load(&s, write_spec("bad.ini", cases[i].text), NULL, 0, &err);
+		CHECK_INT(rc, -1);
+		if (!strstr(err.msg, cases[i].want))
+			printf("#   case %zu: '%s' lacks '%s'\n", i, err.msg, cases[i].want);
+		CHECK(strstr(err.msg, cases[i].want) != NULL);
+		spec_release(&s);
+	}
+}
+
+static void test_spec_cycle_names_its_stages(void)
+{
+	struct spec s;
+	struct error err;
+	const char *text = "[stage a]\ncommand = x\n[stage b]\nafter = a, d\ncommand = x\n"
+			   "[stage c]\nafter = b\ncommand = x\n[stage d]\nafter = c\ncommand = x\n";
+	CHECK_INT(spec_load(&s, write_spec("cycle.ini", text), NULL, 0, &err), -1);
+	CHECK(strstr(err.msg, "cycle in the stages") != NULL);
+	CHECK(strstr(err.msg, "b") && strstr(err.msg, "c ->") && strstr(err.msg, "d"));
+	CHECK(strstr(err.msg, "a ->") == NULL); /* a is not on the cycle */
+	spec_release(&s);
+}
+
+/* Every allocation in spec_load may fail: each must give an error, never a crash. */
+static void test_spec_out_of_memory_never_crashes(void)
+{
+	const char *path = write_spec("oom.ini", DAG);
+	int failures = 0;
+	for (long n = 0; n < 400; n++) {
+		struct spec s;
+		struct error err;
+		error_clear(&err);
+		mem_fail_after(n);
+		int rc = spec_load(&s, path, NULL, 0, &err);
+		mem_fail_after(-1);
+		spec_release(&s);
+		if (rc == 0)
+			break;
+		failures++;
+		CHECK(err.msg[0] != '\0');
+	}
+	CHECK(failures > 20);
+}
+
+static void test_manifest_detects_changes(void)
+{
+	char dir[512], f[600];
+	struct error err;
+	snprintf(dir, sizeof(dir), "%s/m/sub", tmp);
+	fs_mkdir_p(dir, &err);
+	snprintf(f, sizeof(f), "%s/x", dir);
+	fs_write_atomic(f, "abc", 3, &err);
+	snprintf(dir, sizeof(dir), "%s/m", tmp);
+	snprintf(f, sizeof(f), "%s/m/y", tmp);
+	fs_write_atomic(f, "hello", 5, &err);
+	json_t *m;
+	char d1[65], d2[65];
+	CHECK_INT(task_manifest_build(dir, &m, d1, &err), 0);
+	CHECK_INT(json_array_size(m), 2);
+	CHECK_STR(jsonio_str(json_array_get(m, 0), "path", ""), "sub/x");
+	CHECK_STR(jsonio_str(json_array_get(m, 0), "sha256", ""),
+		  "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	struct buf why = BUF_INIT;
+	CHECK_INT(task_manifest_check(dir, m, 0, &why, &err), 0);
+	CHECK_INT(task_manifest_check(dir, m, 1, &why, &err), 0);
+	/* same size, other bytes: caught by time quickly and by hash fully */
+	usleep(10000);
+	fs_write_atomic(f, "HELLO", 5, &err);
+	CHECK_INT(task_manifest_check(dir, m, 0, &why, &err), 1);
+	CHECK(strstr(buf_str(&why), "out/y was modified") != NULL);
+	buf_reset(&why);
+	CHECK_INT(task_manifest_check(dir, m, 1, &why, &err), 1);
+	CHECK(strstr(buf_str(&why), "sha256 differs") != NULL);
+	/* the digest follows content, not times */
+	json_t *m2;
+	CHECK_INT(task_manifest_build(dir, &m2, d2, &err), 0);
+	CHECK(strcmp(d1, d2) != 0);
+	fs_write_atomic(f, "hello", 5, &err);
+	json_decref(m2);
+	CHECK_INT(task_manifest_build(dir, &m2, d2, &err), 0);
+	CHECK_STR(d2, d1);
+	/* an added file */
+	snprintf(f, sizeof(f), "%s/m/z", tmp);
+	fs_write_atomic(f, "", 0, &err);
+	buf_reset(&why);
+	CHECK_INT(task_manifest_check(dir, m2, 0, &why, &err), 1);
+	CHECK(strstr(buf_str(&why), "out/z was added") != NULL);
+	/* a deleted file */
+	unlink(f);
+	snprintf(f, sizeof(f), "%s/m/sub/x", tmp);
+	unlink(f);
+	buf_reset(&why);
+	CHECK_INT(task_manifest_check(dir, m2, 0, &why, &err), 1);
+	CHECK(strstr(buf_str(&why), "out/sub/x was deleted") != NULL);
+	buf_release(&why);
+	json_decref(m);
+	json_decref(m2);
+}
+
+/* Fake a done task the way cairn exec would. */
+static void fake_done(const struct run *r, int s, int t, const char *content)
+{
+	struct error err;
+	struct buf p = BUF_INIT;
+	const char *name = r->spec.stages[s].name;
+	task_path(&p, r->dir, name, t, "out");
+	fs_mkdir_p(p.s, &err);
+	buf_adds(&p, "/f");
+	fs_write_atomic(p.s, content, strlen(content), &err);
+	buf_reset(&p);
+	task_path(&p, r->dir, name, t, "out");
+	json_t *m;
+	char digest[65], key[65];
+	task_manifest_build(p.s, &m, digest, &err);
+	json_t *parts = NULL;
+	CHECK_INT(task_key(&r->spec, r->dir, s, t, key, &parts, &err), 0);
+	json_t *done = json_pack("{s:s, s:s, s:o, s:o}", "key", key, "manifest_sha256", digest,
+				 "manifest", m, "key_parts", parts);
+	buf_reset(&p);
+	task_path(&p, r->dir, name, t, "done.json");
+	jsonio_write_atomic(p.s, done, &err);
+	json_decref(done);
+	buf_release(&p);
+}
+
+static void test_plan_reruns_only_what_must(void)
+{
+	struct spec s;
+	struct error err;
+	const char *text = "[pipeline]\nname = p\n[params]\nv = 1\n"
+			   "[stage a]\ncommand = echo ${param.v} ${task}\narray = 2\n"
+			   "[stage b]\nafter = a\ncommand = cat ${in.a[task]}\narray = 2\n"
+			   "[stage c]\nafter = b\ncommand = cat ${in.b}\n";
+	CHECK_INT(spec_load(&s, write_spec("p.ini", text), NULL, 0, &err), 0);
+	struct run r;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/run", tmp);
+	CHECK_INT(run_create(&r, &s, dir, "local", &err), 0);
+	spec_release(&s);
+	fake_done(&r, 0, 0, "a0");
+	fake_done(&r, 0, 1, "a1");
+	fake_done(&r, 1, 0, "b0");
+	fake_done(&r, 1, 1, "b1");
+	struct plan p;
+	CHECK_INT(plan_make(&p, &r, 0, 0, &err), 0);
+	CHECK_INT(p.skip, 4);
+	CHECK_INT(p.run, 1);
+	CHECK_INT(p.stages[2].reason[0], WHY_NEW);
+	plan_release(&p);
+	fake_done(&r, 2, 0, "c");
+	CHECK_INT(plan_make(&p, &r, 0, 0, &err), 0);
+	CHECK_INT(p.run, 0);
+	plan_release(&p);
+
+	/* a1 redone with other output: b1's key changes (its input changed), c reruns
+	 * because b1 reruns; a0, b0 stay. */
+	usleep(10000);
+	fake_done(&r, 0, 1, "a1-new");
+	CHECK_INT(plan_make(&p, &r, 0, 0, &err), 0);
+	CHECK_INT(p.stages[0].action[0], PLAN_SKIP);
+	CHECK_INT(p.stages[0].action[1], PLAN_SKIP);
+	CHECK_INT(p.stages[1].action[0], PLAN_SKIP);
+	CHECK_INT(p.stages[1].action[1], PLAN_RUN);
+	CHECK_INT(p.stages[1].reason[1], WHY_KEY);
+	CHECK_INT(p.stages[2].reason[0], WHY_UPSTREAM);
+	struct buf why = BUF_INIT;
+	plan_explain(&p, &r, 1, 1, &why);
+	CHECK(strstr(buf_str(&why), "input a/1 changed") != NULL);
+	buf_release(&why);
+	plan_release(&p);
+
+	/* a changed command (new param) reruns all of a and everything below */
+	CHECK_INT(run_replace_spec(&r, NULL, (char *[]){"v=2"}, 1, &err), 0);
+	CHECK_INT(plan_make(&p, &r, 0, 0, &err), 0);
+	CHECK_INT(p.run, 5);
+	CHECK_INT(p.stages[0].reason[0], WHY_KEY);
+	why = (struct buf)BUF_INIT;
+	plan_explain(&p, &r, 0, 0, &why);
+	CHECK(strstr(buf_str(&why), "its command changed") != NULL);
+	buf_release(&why);
+	plan_release(&p);
+	run_release(&r);
+}
+
+static void test_failed_marker_read(void)
+{
+	struct spec s;
+	struct error err;
+	CHECK_INT(spec_load(&s, write_spec("f.ini", "[stage x]\ncommand = false\n"), NULL, 0, &err), 0);
+	struct run r;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/run-f", tmp);
+	CHECK_INT(run_create(&r, &s, dir, "local", &err), 0);
+	spec_release(&s);
+	struct buf p = BUF_INIT;
+	task_path(&p, r.dir, "x", 0, "");
+	fs_mkdir_p(p.s, &err);
+	buf_adds(&p, "failed.json");
+	const char *j = "{\"kind\": \"timeout\", \"attempt\": 2, \"exit_code\": -1}";
+	fs_write_atomic(p.s, j, strlen(j), &err);
+	struct task_info ti;
+	CHECK_INT(task_read(r.dir, "x", 0, 1, &ti, &err), 0);
+	CHECK_INT(ti.state, TASK_FAILED);
+	CHECK_STR(ti.kind, "timeout");
+	CHECK_INT(ti.attempt, 2);
+	/* a torn marker is never accepted silently */
+	fs_write_atomic(p.s, "{\"kind\": ", 9, &err);
+	CHECK_INT(task_read(r.dir, "x", 0, 1, &ti, &err), -1);
+	CHECK(strstr(err.msg, "failed.json") != NULL);
+	buf_release(&p);
+	run_release(&r);
+}
+
+static void test_retry_on(void)
+{
+	CHECK(job_retry_allowed(NULL, "exit", 3));
+	CHECK(!job_retry_allowed(NULL, "cancelled", 0));
+	CHECK(job_retry_allowed("timeout,exit:75", "timeout", -1));
+	CHECK(job_retry_allowed("timeout,exit:75", "exit", 75));
+	CHECK(!job_retry_allowed("timeout,exit:75", "exit", 1));
+	CHECK(!job_retry_allowed("timeout", "node_fail", -1));
+	CHECK(job_retry_allowed("any", "oom", -1));
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmp))
+		return 1;
+	RUN(test_spec_parses_stages_params_and_edges);
+	RUN(test_spec_values);
+	RUN(test_spec_errors_name_file_and_line);
+	RUN(test_spec_cycle_names_its_stages);
+	RUN(test_spec_out_of_memory_never_crashes);
+	RUN(test_manifest_detects_changes);
+	RUN(test_plan_reruns_only_what_must);
+	RUN(test_failed_marker_read);
+	RUN(test_retry_on);
+	struct error err;
+	fs_rm_rf(tmp, &err);
+	return CHECK_DONE();
+}
