@@ -205,6 +205,14 @@ check "memory: the program did not survive" bash -c "! grep -q survived oom.out 
 check_eq "memory: srun step over --mem: batch exits 137" "$(field "$oom_srun" ExitCode)" 137:0
 check_grep "memory: srun step log says 'exceeded memory limit'" 'exceeded memory limit' oom_srun.out
 
+# jobs/slurm_cli against this cluster (its unit test in --live mode).
+if [ -x "${CAIRN_TESTS:-}/test_slurm_cli" ]; then
+	"$CAIRN_TESTS/test_slurm_cli" --live 2>&1 | sed -E 's/^(ok|not ok) - /\1 - slurm_cli live: /'
+	[ "${PIPESTATUS[0]}" = 0 ] || not_ok "test_slurm_cli --live exited non-zero"
+else
+	skip "slurm_cli live" "test_slurm_cli not built (run through make test)"
+fi
+
 # Time limit: slurmctld checks limits every ~30 s, so 60-95 s after start.
 wait_end 100 "$to" || not_ok "time limit job still running $((SECONDS - to_t0)) s after submission"
 echo "#   time limit: $(scontrol show job -o "$to" | grep -oE '(JobState|Reason|ExitCode|RunTime)=[^ ]+' | tr '\n' ' ')"
