@@ -382,6 +382,17 @@ int cmd_resume(int argc, char **argv)
 	}
 	if (o.dry_run) {
 		struct plan p;
+		if (o.spec || o.nsets) {
+			/* Plan with the edited spec without writing it into the run. */
+			struct spec edited;
+			if (spec_load(&edited, o.spec ? o.spec : r.spec.path, o.sets, o.nsets, &err) < 0) {
+				fprintf(stderr, "cairn resume: %s\n", err.msg);
+				spec_release(&edited);
+				goto out;
+			}
+			spec_release(&r.spec);
+			r.spec = edited;
+		}
 		if (plan_make(&p, &r, 0, o.verify, &err) < 0) {
 			fprintf(stderr, "cairn resume: %s\n", err.msg);
 			rc = 1;
