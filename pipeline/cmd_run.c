@@ -146,7 +146,13 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 				printf(" %lld %s;", n[w], names[w]);
 		printf("\n");
 	}
+	long long upstream = 0;
+	for (int i = 0; i < s->nstages; i++)
+		for (int t = 0; t < s->stages[i].ntasks; t++)
+			upstream += p->stages[i].reason[t] == WHY_UPSTREAM;
 	printf("would run %lld tasks, skip %lld, wait for %lld\n", p->run, p->skip, p->wait);
+	if (upstream)
+		printf("(%lld of them only if an input that reruns comes out different)\n", upstream);
 }
 
 /* ---- progress on a terminal ---- */
