@@ -1,27 +1,27 @@
 /* cpu: the two CPU backend tables. The fast one differs from the reference
- * only where a faster algorithm exists (gemm and convolution via OpenBLAS);
- * the other slots are the reference loops themselves. */
-#include <cblas.h>
-
+ * where a faster algorithm exists (gemm and convolution via OpenBLAS) or where
+ * the same loops run on several threads (nn/cpu/par.h); the other slots are
+ * the reference loops themselves. */
 #include "nn/cpu/cpu_ops.h"
+#include "nn/cpu/par.h"
 
+/* Slots that are the same plain loops in both tables. */
 #define CPU_COMMON                                                                               \
 	.device = NN_DEV_CPU, .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_upload,       \
-	.download = cpu_download, .sync = cpu_sync, .fill = cpu_fill, .copy = cpu_copy,          \
-	.add = cpu_add, .axpy = cpu_axpy, .mul = cpu_mul, .scale = cpu_scale,                    \
-	.bias_add = cpu_bias_add, .bias_grad = cpu_bias_grad, .act_fwd = cpu_act_fwd,           \
-	.act_bwd = cpu_act_bwd, .bn_fwd_train = cpu_bn_fwd_train, .bn_fwd_eval = cpu_bn_fwd_eval, \
-	.bn_bwd = cpu_bn_bwd, .in_fwd = cpu_in_fwd, .in_bwd = cpu_in_bwd,                        \
-	.pool_fwd = cpu_pool_fwd, .pool_bwd = cpu_pool_bwd, .upsample_fwd = cpu_upsample_fwd,   \
-	.upsample_bwd = cpu_upsample_bwd, .channel_copy = cpu_channel_copy,                      \
-	.channel_slice = cpu_channel_slice, .dropout_fwd = cpu_dropout_fwd,                      \
-	.softmax_xent = cpu_softmax_xent, .bce_logits = cpu_bce_logits, .l1 = cpu_l1,            \
-	.mse = cpu_mse, .argmax = cpu_argmax, .sgd_step = cpu_sgd_step,                          \
-	.adam_step = cpu_adam_step
+	.download = cpu_download, .sync = cpu_sync, .scale = cpu_scale,                          \
+	.bias_grad = cpu_bias_grad, .in_fwd = cpu_in_fwd, .in_bwd = cpu_in_bwd,                  \
+	.channel_copy = cpu_channel_copy, .channel_slice = cpu_channel_slice,                    \
+	.dropout_fwd = cpu_dropout_fwd, .softmax_xent = cpu_softmax_xent,                        \
+	.bce_logits = cpu_bce_logits, .l1 = cpu_l1, .mse = cpu_mse, .argmax = cpu_argmax
 
 static const struct nn_backend cpu_ref = {
 	.name = "cpu-ref",
 	CPU_COMMON,
+	.fill = cpu_fill, .copy = cpu_copy, .add = cpu_add, .axpy = cpu_axpy, .mul = cpu_mul,
+	.bias_add = cpu_bias_add, .act_fwd = cpu_act_fwd, .act_bwd = cpu_act_bwd,
+	.bn_fwd_train = cpu_bn_fwd_train, .bn_fwd_eval = cpu_bn_fwd_eval, .bn_bwd = cpu_bn_bwd,
+	.pool_fwd = cpu_pool_fwd, .pool_bwd = cpu_pool_bwd, .upsample_fwd = cpu_upsample_fwd,
+	.upsample_bwd = cpu_upsample_bwd, .sgd_step = cpu_sgd_step, .adam_step = cpu_adam_step,
 	.gemm = ref_gemm,
 	.conv2d_workspace = ref_conv2d_workspace,
 	.conv2d_fwd = ref_conv2d_fwd,
@@ -32,6 +32,11 @@ static const struct nn_backend cpu_ref = {
 static const struct nn_backend cpu_fast = {
 	.name = "cpu",
 	CPU_COMMON,
+	.fill = fast_fill, .copy = fast_copy, .add = fast_add, .axpy = fast_axpy, .mul = fast_mul,
+	.bias_add = fast_bias_add, .act_fwd = fast_act_fwd, .act_bwd = fast_act_bwd,
+	.bn_fwd_train = fast_bn_fwd_train, .bn_fwd_eval = fast_bn_fwd_eval, .bn_bwd = fast_bn_bwd,
+	.pool_fwd = fast_pool_fwd, .pool_bwd = fast_pool_bwd, .upsample_fwd = fast_upsample_fwd,
+	.upsample_bwd = fast_upsample_bwd, .sgd_step = fast_sgd_step, .adam_step = fast_adam_step,
 	.gemm = fast_gemm,
 	.conv2d_workspace = fast_conv2d_workspace,
 	.conv2d_fwd = fast_conv2d_fwd,
@@ -42,10 +47,4 @@ static const struct nn_backend cpu_fast = {
 const struct nn_backend *nn_backend_cpu(void) { return &cpu_fast; }
 const struct nn_backend *nn_backend_cpu_ref(void) { return &cpu_ref; }
 
-void nn_cpu_set_threads(int n)
-{
-	if (n > 0)
-		openblas_set_num_threads(n);
-	else
-		openblas_set_num_threads(openblas_get_num_procs());
-}
+void nn_cpu_set_threads(int n) { par_set_threads(n); }

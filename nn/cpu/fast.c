@@ -3,17 +3,21 @@
  * side so that each sgemm is large enough to keep both cores busy; the output
  * of such a batch is scattered back to NCHW. All scratch memory is the
  * caller's workspace, so a training step allocates nothing. */
+/* the loops here are written to be vectorized; -O2 alone leaves most of them scalar */
+#pragma GCC optimize("O3")
 #include <cblas.h>
 #include <string.h>
 
 #include "nn/cpu/cpu_ops.h"
+#include "nn/cpu/par.h"
 
 /* Target number of output columns per sgemm: beyond this the column buffer
  * only grows without the sgemm getting faster. */
 #define CONV_COLS 4096
 
-void fast_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-	       const float *b, int ldb, float beta, float *c, int ldc)
+/* One-thread sgemm (OpenBLAS runs single-threaded, see par.h). */
+static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+		  const float *b, int ldb, float beta, float *c, int ldc)
 {
 	if (m == 0 || n == 0)
 		return;
@@ -21,28 +25,45 @@ void fast_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a,
 		    n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-static int conv_batch(const struct nn_conv_desc *d)
+struct gemm_job {
+	int ta, tb, m, n, k, lda, ldb, ldc, split_rows;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+};
+
+static void gemm_part(void *ctx, int b0, int e0, int tid)
 {
-	int hw = d->hout * d->wout, nb = CONV_COLS / hw;
-	if (nb < 1)
-		nb = 1;
-	if (nb > d->n)
-		nb = d->n;
-	return nb;
+	const struct gemm_job *j = ctx;
+	(void)tid;
+	if (j->split_rows) /* rows [b0, e0) of C and of op(A) */
+		gemm1(j->ta, j->tb, e0 - b0, j->n, j->k, j->alpha,
+		      j->ta ? j->a + b0 : j->a + (size_t)b0 * j->lda, j->lda, j->b, j->ldb, j->beta,
+		      j->c + (size_t)b0 * j->ldc, j->ldc);
+	else /* columns [b0, e0) of C and of op(B) */
+		gemm1(j->ta, j->tb, j->m, e0 - b0, j->k, j->alpha, j->a, j->lda,
+		      j->tb ? j->b + (size_t)b0 * j->ldb : j->b + b0, j->ldb, j->beta, j->c + b0,
+		      j->ldc);
+}
+
+/* The table's gemm: C split in row or column blocks, one per thread; blocks
+ * of at least 64 so each sgemm keeps its kernel's full width. */
+void fast_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+	       const float *b, int ldb, float beta, float *c, int ldc)
+{
+	struct gemm_job j = {ta, tb, m, n, k, lda, ldb, ldc, m >= n, alpha, beta, a, b, c};
+	int along = m >= n ? m : n, parts = along / 64;
+	if ((double)m * n * k < 1e6 || parts < 2) {
+		gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+	par_for(along, gemm_part, &j);
 }
 
 /* A 1x1, stride 1, unpadded convolution needs no im2col: x is its own column matrix. */
 static int conv_is_pointwise(const struct nn_conv_desc *d)
 {
 	return d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
-}
-
-size_t fast_conv2d_workspace(const struct nn_conv_desc *d)
-{
-	size_t nb = conv_batch(d), cols = nb * d->hout * d->wout;
-	size_t col = (size_t)d->cin * d->kh * d->kw * cols;
-	size_t buf = nb > 1 ? (size_t)d->cout * cols : 0;
-	return (col + buf) * sizeof(float) + 128;
 }
 
 /* col[(ci kh + p) kw + q][i wout + j] = x[ci][i s - pad + p dil][j s - pad + q dil], or 0
@@ -132,104 +153,440 @@ static void rows_to_batch(int nb, int c, int hw, const float *src, float *dst)
 			       sizeof(float) * hw);
 }
 
-struct conv_ws {
-	float *col, *buf;
+
+/* Threads split the batch: thread t gets images [b, e) and its own slice of
+ * the workspace (columns, a row buffer, and for the filter gradient a private
+ * dw that is summed in a fixed order afterwards). */
+static int conv_threads(const struct nn_conv_desc *d)
+{
+	int t = par_threads();
+	return d->n < t ? (d->n > 0 ? d->n : 1) : t;
+}
+
+static int conv_batch(const struct nn_conv_desc *d)
+{
+	int t = conv_threads(d), per = (d->n + t - 1) / t;
+	int hw = d->hout * d->wout, nb = CONV_COLS / hw;
+	if (nb < 1)
+		nb = 1;
+	if (nb > per)
+		nb = per;
+	return nb < 1 ? 1 : nb;
+}
+
+static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
+
+static size_t slice_floats(const struct nn_conv_desc *d)
+{
+	size_t cols = (size_t)conv_batch(d) * d->hout * d->wout;
+	return align16((size_t)d->cin * d->kh * d->kw * cols) + align16((size_t)d->cout * cols);
+}
+
+static size_t dw_floats(const struct nn_conv_desc *d)
+{
+	return align16((size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw);
+}
+
+size_t fast_conv2d_workspace(const struct nn_conv_desc *d)
+{
+	int t = conv_threads(d);
+	return (t * slice_floats(d) + (t - 1) * dw_floats(d)) * sizeof(float) + 64;
+}
+
+struct conv_job {
+	const struct nn_conv_desc *d;
+	const float *x, *w, *dy;
+	float *y, *dx, *dw;
+	float *ws;
+	int nparts;
 };
 
-static struct conv_ws conv_ws(const struct nn_conv_desc *d, void *ws)
-{
-	size_t nb = conv_batch(d), cols = nb * d->hout * d->wout;
-	float *base = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-	struct conv_ws w = {base, base + (size_t)d->cin * d->kh * d->kw * cols};
-	return w;
-}
+static float *ws_base(void *ws) { return (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63); }
 
-void fast_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
-		     const float *b, float *y, void *ws)
+static void conv_fwd_part(void *ctx, int b, int e, int tid)
 {
-	struct conv_ws s = conv_ws(d, ws);
+	const struct conv_job *j = ctx;
+	const struct nn_conv_desc *d = j->d;
+	float *col = j->ws + tid * slice_floats(d);
+	int nb = conv_batch(d), hw = d->hout * d->wout;
 	int g = d->groups, cog = d->cout / g, k = d->cin / g * d->kh * d->kw;
-	int hw = d->hout * d->wout, nb = conv_batch(d);
+	float *buf = col + align16((size_t)d->cin * d->kh * d->kw * nb * hw);
 	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
-	for (int n0 = 0; n0 < d->n; n0 += nb) {
-		int cnt = d->n - n0 < nb ? d->n - n0 : nb;
+	for (int n0 = b; n0 < e; n0 += nb) {
+		int cnt = e - n0 < nb ? e - n0 : nb;
 		size_t ld = (size_t)cnt * hw;
-		const float *col = s.col;
+		const float *c = col;
 		if (cnt == 1 && conv_is_pointwise(d))
-			col = x + n0 * xin;
+			c = j->x + n0 * xin;
 		else
 			for (int i = 0; i < cnt; i++)
-				im2col(d, x + (n0 + i) * xin, s.col + (size_t)i * hw, ld);
-		float *out = cnt == 1 ? y + n0 * yout : s.buf;
+				im2col(d, j->x + (n0 + i) * xin, col + (size_t)i * hw, ld);
+		float *out = cnt == 1 ? j->y + n0 * yout : buf;
 		for (int gi = 0; gi < g; gi++)
-			fast_gemm(0, 0, cog, (int)ld, k, 1, w + (size_t)gi * cog * k, k,
-				  col + (size_t)gi * k * ld, (int)ld, 0, out + (size_t)gi * cog * ld,
-				  (int)ld);
+			gemm1(0, 0, cog, (int)ld, k, 1, j->w + (size_t)gi * cog * k, k,
+				  c + (size_t)gi * k * ld, (int)ld, 0, out + (size_t)gi * cog * ld, (int)ld);
 		if (cnt > 1)
-			rows_to_batch(cnt, d->cout, hw, s.buf, y + n0 * yout);
+			rows_to_batch(cnt, d->cout, hw, buf, j->y + n0 * yout);
 	}
-	if (b)
-		cpu_bias_add(d->n, d->cout, hw, y, b);
 }
 
-void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const float *w,
-			  float *dx, void *ws)
+static void conv_bwd_data_part(void *ctx, int b, int e, int tid)
 {
-	struct conv_ws s = conv_ws(d, ws);
+	const struct conv_job *j = ctx;
+	const struct nn_conv_desc *d = j->d;
+	float *col = j->ws + tid * slice_floats(d);
+	int nb = conv_batch(d), hw = d->hout * d->wout;
 	int g = d->groups, cog = d->cout / g, k = d->cin / g * d->kh * d->kw;
-	int hw = d->hout * d->wout, nb = conv_batch(d);
+	float *buf = col + align16((size_t)d->cin * d->kh * d->kw * nb * hw);
 	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
 	int direct = conv_is_pointwise(d);
 	if (!direct)
-		memset(dx, 0, sizeof(float) * d->n * xin);
-	for (int n0 = 0; n0 < d->n; n0 += nb) {
-		int cnt = d->n - n0 < nb ? d->n - n0 : nb;
+		memset(j->dx + b * xin, 0, sizeof(float) * (e - b) * xin);
+	for (int n0 = b; n0 < e; n0 += nb) {
+		int cnt = e - n0 < nb ? e - n0 : nb;
 		size_t ld = (size_t)cnt * hw;
-		const float *dyr = dy + n0 * yout;
+		const float *dyr = j->dy + n0 * yout;
 		if (cnt > 1) {
-			batch_to_rows(cnt, d->cout, hw, dyr, s.buf);
-			dyr = s.buf;
+			batch_to_rows(cnt, d->cout, hw, dyr, buf);
+			dyr = buf;
 		}
-		float *dcol = cnt == 1 && direct ? dx + n0 * xin : s.col;
+		float *dcol = cnt == 1 && direct ? j->dx + n0 * xin : col;
 		for (int gi = 0; gi < g; gi++)
-			fast_gemm(1, 0, k, (int)ld, cog, 1, w + (size_t)gi * cog * k, k,
+			gemm1(1, 0, k, (int)ld, cog, 1, j->w + (size_t)gi * cog * k, k,
 				  dyr + (size_t)gi * cog * ld, (int)ld, 0, dcol + (size_t)gi * k * ld,
 				  (int)ld);
 		if (cnt == 1 && direct)
 			continue;
 		if (direct) /* pointwise conv: the columns are the images themselves */
-			rows_to_batch(cnt, d->cin, hw, s.col, dx + n0 * xin);
+			rows_to_batch(cnt, d->cin, hw, col, j->dx + n0 * xin);
 		else
 			for (int i = 0; i < cnt; i++)
-				col2im(d, s.col + (size_t)i * hw, ld, dx + (n0 + i) * xin);
+				col2im(d, col + (size_t)i * hw, ld, j->dx + (n0 + i) * xin);
 	}
+}
+
+static void conv_bwd_filter_part(void *ctx, int b, int e, int tid)
+{
+	const struct conv_job *j = ctx;
+	const struct nn_conv_desc *d = j->d;
+	float *col = j->ws + tid * slice_floats(d);
+	float *dw = tid == 0 ? j->dw
+			     : j->ws + j->nparts * slice_floats(d) + (tid - 1) * dw_floats(d);
+	int nb = conv_batch(d), hw = d->hout * d->wout;
+	int g = d->groups, cog = d->cout / g, k = d->cin / g * d->kh * d->kw;
+	float *buf = col + align16((size_t)d->cin * d->kh * d->kw * nb * hw);
+	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
+	for (int n0 = b; n0 < e; n0 += nb) {
+		int cnt = e - n0 < nb ? e - n0 : nb;
+		size_t ld = (size_t)cnt * hw;
+		const float *c = col, *dyr = j->dy + n0 * yout;
+		if (cnt == 1 && conv_is_pointwise(d))
+			c = j->x + n0 * xin;
+		else
+			for (int i = 0; i < cnt; i++)
+				im2col(d, j->x + (n0 + i) * xin, col + (size_t)i * hw, ld);
+		if (cnt > 1) {
+			batch_to_rows(cnt, d->cout, hw, dyr, buf);
+			dyr = buf;
+		}
+		for (int gi = 0; gi < g; gi++)
+			gemm1(0, 1, cog, k, (int)ld, 1, dyr + (size_t)gi * cog * ld, (int)ld,
+				  c + (size_t)gi * k * ld, (int)ld, n0 > b ? 1 : 0,
+				  dw + (size_t)gi * cog * k, k);
+	}
+}
+
+static void dw_reduce_part(void *ctx, int b, int e, int tid)
+{
+	const struct conv_job *j = ctx;
+	(void)tid;
+	const float *base = j->ws + j->nparts * slice_floats(j->d);
+	for (int t = 1; t < j->nparts; t++) {
+		const float *p = base + (t - 1) * dw_floats(j->d);
+		for (int i = b; i < e; i++)
+			j->dw[i] += p[i];
+	}
+}
+
+void fast_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
+		     const float *b, float *y, void *ws)
+{
+	struct conv_job j = {.d = d, .x = x, .w = w, .y = y, .ws = ws_base(ws)};
+	par_for(d->n, conv_fwd_part, &j);
+	if (b)
+		fast_bias_add(d->n, d->cout, d->hout * d->wout, y, b);
+}
+
+void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const float *w,
+			  float *dx, void *ws)
+{
+	struct conv_job j = {.d = d, .dy = dy, .w = w, .dx = dx, .ws = ws_base(ws)};
+	par_for(d->n, conv_bwd_data_part, &j);
 }
 
 void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
 			    float *dw, float *db, void *ws)
 {
-	struct conv_ws s = conv_ws(d, ws);
-	int g = d->groups, cog = d->cout / g, k = d->cin / g * d->kh * d->kw;
-	int hw = d->hout * d->wout, nb = conv_batch(d);
-	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
-	for (int n0 = 0; n0 < d->n; n0 += nb) {
-		int cnt = d->n - n0 < nb ? d->n - n0 : nb;
-		size_t ld = (size_t)cnt * hw;
-		const float *col = s.col, *dyr = dy + n0 * yout;
-		if (cnt == 1 && conv_is_pointwise(d))
-			col = x + n0 * xin;
-		else
-			for (int i = 0; i < cnt; i++)
-				im2col(d, x + (n0 + i) * xin, s.col + (size_t)i * hw, ld);
-		if (cnt > 1) {
-			batch_to_rows(cnt, d->cout, hw, dyr, s.buf);
-			dyr = s.buf;
-		}
-		for (int gi = 0; gi < g; gi++)
-			fast_gemm(0, 1, cog, k, (int)ld, 1, dyr + (size_t)gi * cog * ld, (int)ld,
-				  col + (size_t)gi * k * ld, (int)ld, n0 ? 1 : 0,
-				  dw + (size_t)gi * cog * k, k);
+	int parts = conv_threads(d);
+	struct conv_job j = {.d = d, .x = x, .dy = dy, .dw = dw, .ws = ws_base(ws), .nparts = parts};
+	if (d->n == 0) {
+		memset(dw, 0, sizeof(float) * d->cout * (d->cin / d->groups) * d->kh * d->kw);
+	} else {
+		par_for(d->n, conv_bwd_filter_part, &j);
+		if (parts > 1)
+			par_for(d->cout * (d->cin / d->groups) * d->kh * d->kw, dw_reduce_part, &j);
 	}
 	if (db)
-		cpu_bias_grad(d->n, d->cout, hw, dy, db);
+		cpu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
+}
+
+/* ---- threaded versions of the memory-bound ops ---- */
+
+#define PAR_MIN 32768 /* below this many floats, one thread is faster */
+
+struct ew_job {
+	int kind;
+	enum nn_act act;
+	float a, b2, lr, mom, wd, eps;
+	int flag, t;
+	const float *x, *y2, *dy;
+	float *y, *dx, *m, *v;
+	int n, c, hw;
+	const float *gamma, *beta, *rm, *rv;
+	float *sm, *si, *rmw, *rvw, *dg, *db;
+	const struct nn_pool_desc *pd;
+	int32_t *idx;
+	const int32_t *cidx;
+	enum nn_upsample_mode up;
+	int h, w, scale;
+};
+
+enum { EW_ACT_FWD, EW_ACT_BWD, EW_ADD, EW_AXPY, EW_MUL, EW_COPY, EW_FILL, EW_SGD, EW_ADAM,
+       EW_BIAS };
+
+static void ew_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	(void)tid;
+	size_t n = (size_t)(e - b);
+	switch (j->kind) {
+	case EW_ACT_FWD: cpu_act_fwd(j->act, j->a, j->x + b, j->y + b, n); break;
+	case EW_ACT_BWD: cpu_act_bwd(j->act, j->a, j->x + b, j->y2 + b, j->dy + b, j->dx + b, n); break;
+	case EW_ADD: cpu_add(j->x + b, j->y2 + b, j->y + b, n); break;
+	case EW_AXPY: cpu_axpy(n, j->a, j->x + b, j->y + b); break;
+	case EW_MUL: cpu_mul(j->x + b, j->y2 + b, j->y + b, n); break;
+	case EW_COPY: cpu_copy(j->y + b, j->x + b, n); break;
+	case EW_FILL: cpu_fill(j->y + b, n, j->a); break;
+	case EW_SGD: cpu_sgd_step(n, j->y + b, j->x + b, j->m + b, j->lr, j->mom, j->wd, j->flag); break;
+	case EW_ADAM:
+		cpu_adam_step(n, j->y + b, j->x + b, j->m + b, j->v + b, j->lr, j->a, j->b2, j->eps,
+			      j->wd, j->flag, j->t);
+		break;
+	case EW_BIAS: /* rows b..e of (n c) planes */
+		for (int r = b; r < e; r++) {
+			float *p = j->y + (size_t)r * j->hw, v = j->x[r % j->c];
+			for (int i = 0; i < j->hw; i++)
+				p[i] += v;
+		}
+		break;
+	}
+}
+
+static void ew_run(struct ew_job *j, size_t n)
+{
+	if (n < PAR_MIN)
+		ew_part(j, 0, (int)n, 0);
+	else
+		par_for((int)n, ew_part, j);
+}
+
+void fast_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n)
+{
+	struct ew_job j = {.kind = EW_ACT_FWD, .act = kind, .a = alpha, .x = x, .y = y};
+	ew_run(&j, n);
+}
+void fast_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, const float *dy,
+		  float *dx, size_t n)
+{
+	struct ew_job j = {.kind = EW_ACT_BWD, .act = kind, .a = alpha, .x = x, .y2 = y, .dy = dy, .dx = dx};
+	ew_run(&j, n);
+}
+void fast_add(const float *a, const float *b, float *y, size_t n)
+{
+	struct ew_job j = {.kind = EW_ADD, .x = a, .y2 = b, .y = y};
+	ew_run(&j, n);
+}
+void fast_axpy(size_t n, float a, const float *x, float *y)
+{
+	struct ew_job j = {.kind = EW_AXPY, .a = a, .x = x, .y = y};
+	ew_run(&j, n);
+}
+void fast_mul(const float *a, const float *b, float *y, size_t n)
+{
+	struct ew_job j = {.kind = EW_MUL, .x = a, .y2 = b, .y = y};
+	ew_run(&j, n);
+}
+void fast_copy(float *dst, const float *src, size_t n)
+{
+	struct ew_job j = {.kind = EW_COPY, .x = src, .y = dst};
+	ew_run(&j, n);
+}
+void fast_fill(float *x, size_t n, float v)
+{
+	struct ew_job j = {.kind = EW_FILL, .a = v, .y = x};
+	ew_run(&j, n);
+}
+void fast_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum,
+		   float wd, int nesterov)
+{
+	struct ew_job j = {.kind = EW_SGD, .y = w, .x = g, .m = m, .lr = lr, .mom = momentum,
+			   .wd = wd, .flag = nesterov};
+	ew_run(&j, n);
+}
+void fast_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
+		    float b2, float eps, float wd, int decoupled, int t)
+{
+	struct ew_job j = {.kind = EW_ADAM, .y = w, .x = g, .m = m, .v = v, .lr = lr, .a = b1,
+			   .b2 = b2, .eps = eps, .wd = wd, .flag = decoupled, .t = t};
+	ew_run(&j, n);
+}
+void fast_bias_add(int n, int c, int hw, float *y, const float *b)
+{
+	struct ew_job j = {.kind = EW_BIAS, .x = b, .y = y, .c = c, .hw = hw};
+	if ((size_t)n * c * hw < PAR_MIN)
+		ew_part(&j, 0, n * c, 0);
+	else
+		par_for(n * c, ew_part, &j);
+}
+
+static void bn_train_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	(void)tid;
+	cpu_bn_fwd_train_range(j->n, j->c, j->hw, j->x, j->gamma, j->beta, j->eps, j->mom, j->y,
+			       j->sm, j->si, j->rmw, j->rvw, b, e);
+}
+static void bn_eval_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	(void)tid;
+	cpu_bn_fwd_eval_range(j->n, j->c, j->hw, j->x, j->gamma, j->beta, j->rm, j->rv, j->eps, j->y,
+			      b, e);
+}
+static void bn_bwd_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	(void)tid;
+	cpu_bn_bwd_range(j->n, j->c, j->hw, j->x, j->dy, j->gamma, j->rm, j->rv, j->dx, j->dg, j->db,
+			 b, e);
+}
+
+void fast_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
+		       const float *beta, float eps, float momentum, float *y, float *save_mean,
+		       float *save_invstd, float *run_mean, float *run_var)
+{
+	struct ew_job j = {.n = n, .c = c, .hw = hw, .x = x, .gamma = gamma, .beta = beta,
+			   .eps = eps, .mom = momentum, .y = y, .sm = save_mean, .si = save_invstd,
+			   .rmw = run_mean, .rvw = run_var};
+	par_for(c, bn_train_part, &j);
+}
+void fast_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
+		      const float *run_mean, const float *run_var, float eps, float *y)
+{
+	struct ew_job j = {.n = n, .c = c, .hw = hw, .x = x, .gamma = gamma, .beta = beta,
+			   .rm = run_mean, .rv = run_var, .eps = eps, .y = y};
+	par_for(c, bn_eval_part, &j);
+}
+void fast_bn_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
+		 const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+		 float *dbeta)
+{
+	struct ew_job j = {.n = n, .c = c, .hw = hw, .x = x, .dy = dy, .gamma = gamma,
+			   .rm = save_mean, .rv = save_invstd, .dx = dx, .dg = dgamma, .db = dbeta};
+	par_for(c, bn_bwd_part, &j);
+}
+
+/* Pooling and upsampling work plane by plane: a chunk of planes is the same
+ * op on a batch of 1 image with fewer channels. The common 2x2 stride-2 max
+ * pool has its own loop. */
+static void pool_fwd_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	const struct nn_pool_desc *d = j->pd;
+	(void)tid;
+	size_t in = (size_t)d->h * d->w, out = (size_t)d->hout * d->wout;
+	if (d->kind == NN_POOL_MAX && d->kh == 2 && d->kw == 2 && d->sh == 2 && d->sw == 2 &&
+	    d->ph == 0 && d->pw == 0) {
+		for (int pl = b; pl < e; pl++) {
+			const float *x = j->x + pl * in;
+			float *y = j->y + pl * out;
+			int32_t *idx = j->idx + pl * out;
+			for (int i = 0; i < d->hout; i++) {
+				const float *r0 = x + (size_t)2 * i * d->w, *r1 = r0 + d->w;
+				for (int q = 0; q < d->wout; q++) {
+					/* branch-free: compares become conditional moves */
+					int s = 2 * q, at = s;
+					float best = r0[s], v;
+					int gt;
+					v = r0[s + 1], gt = v > best, best = gt ? v : best, at = gt ? s + 1 : at;
+					v = r1[s], gt = v > best, best = gt ? v : best, at = gt ? d->w + s : at;
+					v = r1[s + 1], gt = v > best, best = gt ? v : best,
+					at = gt ? d->w + s + 1 : at;
+					at += 2 * i * d->w;
+					y[i * d->wout + q] = best;
+					idx[i * d->wout + q] = at;
+				}
+			}
+		}
+		return;
+	}
+	struct nn_pool_desc sub = *d;
+	sub.n = 1, sub.c = e - b;
+	cpu_pool_fwd(&sub, j->x + b * in, j->y + b * out, j->idx ? j->idx + b * out : NULL);
+}
+
+static void pool_bwd_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	const struct nn_pool_desc *d = j->pd;
+	(void)tid;
+	size_t in = (size_t)d->h * d->w, out = (size_t)d->hout * d->wout;
+	struct nn_pool_desc sub = *d;
+	sub.n = 1, sub.c = e - b;
+	cpu_pool_bwd(&sub, j->dy + b * out, j->cidx ? j->cidx + b * out : NULL, j->dx + b * in);
+}
+
+void fast_pool_fwd(const struct nn_pool_desc *d, const float *x, float *y, int32_t *idx)
+{
+	struct ew_job j = {.pd = d, .x = x, .y = y, .idx = idx};
+	par_for(d->n * d->c, pool_fwd_part, &j);
+}
+void fast_pool_bwd(const struct nn_pool_desc *d, const float *dy, const int32_t *idx, float *dx)
+{
+	struct ew_job j = {.pd = d, .dy = dy, .cidx = idx, .dx = dx};
+	par_for(d->n * d->c, pool_bwd_part, &j);
+}
+
+static void up_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	(void)tid;
+	size_t in = (size_t)j->h * j->w, out = in * j->scale * j->scale;
+	if (j->flag)
+		cpu_upsample_bwd(j->up, 1, e - b, j->h, j->w, j->scale, j->dy + b * out, j->dx + b * in);
+	else
+		cpu_upsample_fwd(j->up, 1, e - b, j->h, j->w, j->scale, j->x + b * in, j->y + b * out);
+}
+
+void fast_upsample_fwd(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,
+		       const float *x, float *y)
+{
+	struct ew_job j = {.up = mode, .h = h, .w = w, .scale = scale, .x = x, .y = y, .flag = 0};
+	par_for(n * c, up_part, &j);
+}
+void fast_upsample_bwd(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,
+		       const float *dy, float *dx)
+{
+	struct ew_job j = {.up = mode, .h = h, .w = w, .scale = scale, .dy = dy, .dx = dx, .flag = 1};
+	par_for(n * c, up_part, &j);
 }

@@ -1,0 +1,252 @@
+/* ckpt: writing and checked reading of checkpoints. */
+#include "nn/ckpt.h"
+
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/fs.h"
+#include "core/mem.h"
+#include "core/sha256.h"
+#include "nn/model.h"
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+	unsigned char p[4] = {v & 255, (v >> 8) & 255, (v >> 16) & 255, v >> 24};
+	buf_add(b, p, 4);
+}
+
+int nn_ckpt_save(const struct nn_net *net, const char *path, struct error *err)
+{
+	const struct nn_node *in = &net->nodes[0], *out = &net->nodes[net->nnodes - 1];
+	const char *arch = net->arch ? net->arch : "";
+	struct buf b = BUF_INIT;
+	buf_add(&b, NN_CKPT_MAGIC, 8);
+	put_u32(&b, NN_CKPT_VERSION);
+	put_u32(&b, in->c), put_u32(&b, in->h), put_u32(&b, in->w), put_u32(&b, out->c);
+	put_u32(&b, (uint32_t)strlen(arch));
+	buf_adds(&b, arch);
+	put_u32(&b, net->nparams);
+	for (int i = 0; i < net->nparams; i++) {
+		const struct nn_param *p = &net->params[i];
+		size_t count = nn_tensor_count(&p->w);
+		put_u32(&b, (uint32_t)strlen(p->name));
+		buf_adds(&b, p->name);
+		put_u32(&b, p->w.n), put_u32(&b, p->w.c), put_u32(&b, p->w.h), put_u32(&b, p->w.w);
+		/* host floats are little-endian on x86-64 and aarch64 */
+		float *tmp = mem_alloc(count * sizeof(float) + 1);
+		if (!tmp) {
+			buf_release(&b);
+			return error_set(err, "%s: out of memory", path);
+		}
+		if (nn_tensor_download(&p->w, tmp, count, err) < 0) {
+			mem_free(tmp);
+			buf_release(&b);
+			return -1;
+		}
+		buf_add(&b, tmp, count * sizeof(float));
+		mem_free(tmp);
+	}
+	char hex[SHA256_HEX_LEN + 1];
+	if (b.failed) {
+		buf_release(&b);
+		return error_set(err, "%s: out of memory", path);
+	}
+	if (sha256_buf(b.s, b.len, hex, err) < 0) {
+		buf_release(&b);
+		return -1;
+	}
+	buf_add(&b, hex, SHA256_HEX_LEN);
+	int rc = b.failed ? error_set(err, "%s: out of memory", path)
+			  : fs_write_atomic(path, b.s, b.len, err);
+	buf_release(&b);
+	return rc;
+}
+
+/* A bounds-checked reader over the file's bytes. */
+struct rd {
+	const char *path;
+	const unsigned char *p;
+	size_t len, off;
+	struct error *err;
+};
+
+static int rd_bytes(struct rd *r, void *dst, size_t n, const char *what)
+{
+	if (n > r->len - r->off)
+		return error_set(r->err, "%s: truncated at byte %zu reading %s (file has %zu bytes)",
+				 r->path, r->off, what, r->len);
+	if (dst)
+		memcpy(dst, r->p + r->off, n);
+	r->off += n;
+	return 0;
+}
+
+static int rd_u32(struct rd *r, uint32_t *v, const char *what)
+{
+	unsigned char b[4] = {0};
+	if (rd_bytes(r, b, 4, what) < 0)
+		return -1;
+	*v = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	return 0;
+}
+
+/* Check magic, version and checksum; read the header. */
+static int read_header(struct rd *r, struct nn_ckpt_info *info)
+{
+	char magic[8];
+	uint32_t version, v[4], alen, nt;
+	memset(info, 0, sizeof(*info));
+	if (r->len < 8 || memcmp(r->p, NN_CKPT_MAGIC, 8))
+		return error_set(r->err, "%s: not a cairn checkpoint (bad magic at byte 0)", r->path);
+	rd_bytes(r, magic, 8, "magic");
+	if (rd_u32(r, &version, "version") < 0)
+		return -1;
+	if (version != NN_CKPT_VERSION)
+		return error_set(r->err, "%s: checkpoint version %u, this build reads version %u",
+				 r->path, version, NN_CKPT_VERSION);
+	if (r->len < 8 + SHA256_HEX_LEN)
+		return error_set(r->err, "%s: truncated (%zu bytes)", r->path, r->len);
+	for (int i = 0; i < 4; i++)
+		if (rd_u32(r, &v[i], "input shape") < 0)
+			return -1;
+	if (rd_u32(r, &alen, "architecture length") < 0)
+		return -1;
+	if (alen > r->len)
+		return error_set(r->err, "%s: truncated or corrupt: architecture of %u bytes at byte %zu",
+				 r->path, alen, r->off);
+	info->arch = mem_strndup((const char *)r->p + r->off, alen);
+	if (!info->arch)
+		return error_set(r->err, "%s: out of memory", r->path);
+	if (rd_bytes(r, NULL, alen, "architecture") < 0 || rd_u32(r, &nt, "tensor count") < 0) {
+		mem_free(info->arch);
+		info->arch = NULL;
+		return -1;
+	}
+	info->c = (int)v[0], info->h = (int)v[1], info->w = (int)v[2], info->nout = (int)v[3];
+	info->ntensors = (int)nt;
+	return 0;
+}
+
+static int verify_checksum(struct rd *r)
+{
+	char hex[SHA256_HEX_LEN + 1];
+	size_t body = r->len - SHA256_HEX_LEN;
+	if (sha256_buf(r->p, body, hex, r->err) < 0)
+		return -1;
+	if (memcmp(hex, r->p + body, SHA256_HEX_LEN))
+		return error_set(r->err, "%s: checksum mismatch (truncated or corrupt file)", r->path);
+	return 0;
+}
+
+int nn_ckpt_info(const char *path, struct nn_ckpt_info *info, struct error *err)
+{
+	char *data;
+	size_t len;
+	if (fs_read_all(path, &data, &len, err) < 0)
+		return -1;
+	struct rd r = {path, (const unsigned char *)data, len, 0, err};
+	int rc = read_header(&r, info);
+	mem_free(data);
+	return rc;
+}
+
+int nn_ckpt_load(struct nn_net *net, const char *path, struct error *err)
+{
+	char *data;
+	size_t len;
+	if (fs_read_all(path, &data, &len, err) < 0)
+		return -1;
+	struct rd r = {path, (const unsigned char *)data, len, 0, err};
+	struct nn_ckpt_info info;
+	int rc = -1;
+	if (read_header(&r, &info) < 0)
+		goto out;
+	r.len = len - SHA256_HEX_LEN; /* tensors may not run into the checksum */
+	const struct nn_node *in = &net->nodes[0];
+	if (net->arch && strcmp(info.arch, net->arch)) {
+		error_set(err, "%s: architecture '%s' does not match the net's '%s'", path, info.arch,
+			  net->arch);
+		goto out;
+	}
+	if (info.c != in->c || info.h != in->h || info.w != in->w) {
+		error_set(err, "%s: input %dx%dx%d, the net takes %dx%dx%d", path, info.c, info.h,
+			  info.w, in->c, in->h, in->w);
+		goto out;
+	}
+	if (info.ntensors != net->nparams) {
+		error_set(err, "%s: %d tensors, the net has %d", path, info.ntensors, net->nparams);
+		goto out;
+	}
+	for (int i = 0; i < info.ntensors; i++) {
+		uint32_t nlen, s[4];
+		char name[64];
+		if (rd_u32(&r, &nlen, "tensor name length") < 0)
+			goto out;
+		if (nlen >= sizeof(name)) {
+			error_set(err, "%s: corrupt: tensor name of %u bytes at byte %zu", path, nlen, r.off);
+			goto out;
+		}
+		if (rd_bytes(&r, name, nlen, "tensor name") < 0)
+			goto out;
+		name[nlen] = 0;
+		for (int k = 0; k < 4; k++)
+			if (rd_u32(&r, &s[k], "tensor shape") < 0)
+				goto out;
+		struct nn_param *p = nn_net_param(net, name);
+		if (!p) {
+			error_set(err, "%s: tensor '%s' is not in the net", path, name);
+			goto out;
+		}
+		if ((int)s[0] != p->w.n || (int)s[1] != p->w.c || (int)s[2] != p->w.h ||
+		    (int)s[3] != p->w.w) {
+			error_set(err, "%s: tensor '%s' has shape (%u, %u, %u, %u), the net expects (%d, %d, %d, %d)",
+				  path, name, s[0], s[1], s[2], s[3], p->w.n, p->w.c, p->w.h, p->w.w);
+			goto out;
+		}
+		size_t count = nn_tensor_count(&p->w), at = r.off;
+		if (rd_bytes(&r, NULL, count * sizeof(float), name) < 0)
+			goto out;
+		float *tmp = mem_alloc(count * sizeof(float) + 1);
+		if (!tmp) {
+			error_set(err, "%s: out of memory", path);
+			goto out;
+		}
+		memcpy(tmp, data + at, count * sizeof(float));
+		rc = nn_tensor_upload(&p->w, tmp, count, err);
+		mem_free(tmp);
+		if (rc < 0)
+			goto out;
+		rc = -1;
+	}
+	if (r.off != r.len) {
+		error_set(err, "%s: %zu unexpected bytes after the last tensor", path, r.len - r.off);
+		goto out;
+	}
+	r.len = len;
+	if (verify_checksum(&r) < 0)
+		goto out;
+	rc = 0;
+out:
+	mem_free(info.arch);
+	mem_free(data);
+	return rc;
+}
+
+int nn_ckpt_open(struct nn_net *net, const struct nn_backend *be, const char *path,
+		 struct error *err)
+{
+	struct nn_ckpt_info info;
+	if (nn_ckpt_info(path, &info, err) < 0)
+		return -1;
+	int rc = nn_model_build(net, be, info.arch, info.c, info.h, info.w, info.nout, 0, err);
+	if (rc < 0)
+		error_prefix(err, "%s: ", path);
+	mem_free(info.arch);
+	if (rc < 0)
+		return -1;
+	if (nn_ckpt_load(net, path, err) < 0) {
+		nn_net_release(net);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,213 @@
+/* train: classifier training and evaluation loops. */
+#include "nn/train.h"
+
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/mem.h"
+#include "nn/loader.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+
+void nn_train_defaults(struct nn_train_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->be = nn_backend_cpu();
+	cfg->arch = NN_MODEL_DEFAULT;
+	cfg->epochs = 15;
+	cfg->batch = 128;
+	cfg->lr = 0.05f;
+	cfg->momentum = 0.9f;
+	cfg->wd = 5e-4f;
+	cfg->warmup_epochs = 1;
+	cfg->flip = 1;
+	cfg->pad = 2;
+	cfg->seed = 1;
+}
+
+void nn_train_result_release(struct nn_train_result *r)
+{
+	mem_free(r->class_accuracy);
+	mem_free(r->epoch_loss);
+	mem_free(r->epoch_accuracy);
+	memset(r, 0, sizeof(*r));
+}
+
+static void loader_norm(struct loader_config *lc, int channels)
+{
+	for (int c = 0; c < channels && c < (int)DATASET_MAX_CHANNELS; c++) {
+		lc->mean[c] = NN_TRAIN_NORM_MEAN;
+		lc->std[c] = NN_TRAIN_NORM_STD;
+	}
+}
+
+int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, double *accuracy,
+		       uint64_t *correct, uint64_t *total, struct error *err)
+{
+	const struct nn_backend *be = net->be;
+	int classes = (int)ds->shape.num_classes;
+	struct loader_config lc;
+	loader_config_default(&lc);
+	lc.batch = batch;
+	lc.shuffle = 0;
+	loader_norm(&lc, (int)ds->shape.channels);
+	if (nn_net_prepare(net, batch, err) < 0)
+		return -1;
+	struct loader *l = loader_new(ds, &lc, err);
+	if (!l)
+		return -1;
+	int32_t *pred = mem_alloc(sizeof(int32_t) * batch);
+	float *host = mem_alloc(sizeof(float) * batch * classes);
+	if (!pred || !host) {
+		loader_free(l);
+		mem_free(pred), mem_free(host);
+		return error_set(err, "eval: out of memory");
+	}
+	if (correct)
+		memset(correct, 0, sizeof(uint64_t) * classes), memset(total, 0, sizeof(uint64_t) * classes);
+	int was_training = net->training, rc;
+	nn_net_train(net, 0);
+	uint64_t right = 0, seen = 0;
+	struct loader_batch b;
+	while ((rc = loader_next(l, &b, err)) == 1) {
+		struct nn_tensor *in = nn_net_input(net);
+		if ((rc = nn_tensor_upload(in, b.x, (size_t)b.n * in->c * in->h * in->w, err)) < 0)
+			break;
+		const struct nn_tensor *y = nn_net_forward(net, (int)b.n);
+		if ((rc = nn_tensor_download(y, host, (size_t)b.n * y->c, err)) < 0)
+			break;
+		be = nn_backend_cpu(); /* argmax on the host copy */
+		be->argmax((int)b.n, y->c, host, pred);
+		for (uint32_t i = 0; i < b.n; i++) {
+			int ok = pred[i] == b.y[i];
+			right += ok;
+			if (correct && b.y[i] >= 0 && b.y[i] < classes) {
+				correct[b.y[i]] += ok;
+				total[b.y[i]]++;
+			}
+		}
+		seen += b.n;
+	}
+	nn_net_train(net, was_training);
+	loader_free(l);
+	mem_free(pred), mem_free(host);
+	if (rc < 0)
+		return -1;
+	*accuracy = seen ? (double)right / seen : 0;
+	return 0;
+}
+
+int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset *train,
+			const struct dataset *test, struct nn_net *net, struct nn_train_result *res,
+			struct error *err)
+{
+	const struct nn_backend *be = cfg->be;
+	const struct dataset_shape *s = &train->shape;
+	memset(res, 0, sizeof(*res));
+	if (memcmp(&train->shape, &test->shape, sizeof(*s)))
+		return error_set(err, "train shard %s and test shard %s have different shapes",
+				 train->path, test->path);
+	if (cfg->epochs < 1 || cfg->batch < 1)
+		return error_set(err, "epochs %d and batch %d must be positive", cfg->epochs, cfg->batch);
+	if ((uint64_t)cfg->batch > train->count)
+		return error_set(err, "batch %d larger than the %llu training records", cfg->batch,
+				 (unsigned long long)train->count);
+	int classes = (int)s->num_classes;
+	if (nn_model_build(net, be, cfg->arch, (int)s->channels, (int)s->height, (int)s->width,
+			   classes, cfg->seed, err) < 0)
+		return -1;
+	if (nn_net_prepare(net, cfg->batch, err) < 0)
+		return -1;
+	res->classes = classes;
+	res->epochs = cfg->epochs;
+	res->params = nn_net_param_count(net);
+	res->flops_per_image = 2 * nn_net_macs(net);
+	res->class_accuracy = mem_calloc(classes, sizeof(double));
+	res->epoch_loss = mem_calloc(cfg->epochs, sizeof(float));
+	res->epoch_accuracy = mem_calloc(cfg->epochs, sizeof(double));
+	uint64_t *correct = mem_calloc(classes, sizeof(uint64_t));
+	uint64_t *total = mem_calloc(classes, sizeof(uint64_t));
+	int32_t *labels = be->alloc(sizeof(int32_t) * cfg->batch);
+	if (!res->class_accuracy || !res->epoch_loss || !res->epoch_accuracy || !correct || !total ||
+	    !labels) {
+		mem_free(correct), mem_free(total);
+		if (labels)
+			be->free(labels);
+		return error_set(err, "train: out of memory");
+	}
+
+	struct loader_config lc;
+	loader_config_default(&lc);
+	lc.batch = cfg->batch;
+	lc.seed = cfg->seed;
+	lc.drop_last = 1;
+	lc.flip = cfg->flip;
+	lc.pad = cfg->pad;
+	loader_norm(&lc, (int)s->channels);
+	struct loader *l = loader_new(train, &lc, err);
+	int rc = -1;
+	if (!l)
+		goto out;
+	uint64_t per_epoch = loader_batches_per_epoch(l);
+	struct nn_optim opt;
+	nn_optim_defaults(&opt);
+	opt.lr = cfg->lr;
+	opt.momentum = cfg->momentum;
+	opt.nesterov = 1;
+	opt.wd = cfg->wd;
+	opt.sched = NN_LR_COSINE;
+	opt.warmup = (long)(cfg->warmup_epochs * per_epoch);
+	opt.total = (long)(cfg->epochs * per_epoch);
+	opt.lr_min = 0;
+	if (nn_optim_init(&opt, net, err) < 0)
+		goto out;
+	double t0 = clock_now(), eval_time = 0;
+	uint64_t images = 0;
+	for (int e = 0; e < cfg->epochs; e++) {
+		double loss_sum = 0;
+		uint64_t nb = 0;
+		struct loader_batch b;
+		nn_net_train(net, 1);
+		int r;
+		while ((r = loader_next(l, &b, err)) == 1) {
+			struct nn_tensor *in = nn_net_input(net);
+			if (nn_tensor_upload(in, b.x, (size_t)b.n * in->c * in->h * in->w, err) < 0)
+				goto out;
+			be->upload(labels, b.y, sizeof(int32_t) * b.n);
+			const struct nn_tensor *y = nn_net_forward(net, (int)b.n);
+			float loss;
+			be->softmax_xent((int)b.n, y->c, 1, y->data, labels, NULL,
+					 nn_net_output_grad(net)->data, &loss);
+			nn_net_backward(net);
+			nn_optim_step(&opt, net);
+			loss_sum += loss;
+			nb++;
+			images += b.n;
+			if (cfg->on_batch)
+				cfg->on_batch(cfg->ctx, e, nb, per_epoch, loss);
+		}
+		if (r < 0)
+			goto out;
+		double te = clock_now(), acc;
+		if (nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
+			goto out;
+		eval_time += clock_now() - te;
+		res->epoch_loss[e] = nb ? (float)(loss_sum / nb) : 0;
+		res->epoch_accuracy[e] = acc;
+		res->test_accuracy = acc;
+		if (cfg->on_epoch)
+			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - t0);
+	}
+	res->train_seconds = clock_now() - t0 - eval_time;
+	res->eval_seconds = eval_time;
+	res->images_per_second = res->train_seconds > 0 ? images / res->train_seconds : 0;
+	for (int k = 0; k < classes; k++)
+		res->class_accuracy[k] = total[k] ? (double)correct[k] / total[k] : 0;
+	rc = 0;
+out:
+	if (l)
+		loader_free(l);
+	mem_free(correct), mem_free(total);
+	be->free(labels);
+	return rc;
+}

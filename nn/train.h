@@ -1,0 +1,57 @@
+/* train: the supervised classifier loop shared by cairn-train-classifier and
+ * NAS trials: a model from a spec, a shuffled and augmented loader over a
+ * dataset shard, SGD (Nesterov) with warmup + cosine decay, evaluation on a
+ * test shard after every epoch. Same seed, same numbers on the same backend
+ * and thread count. */
+#ifndef NN_TRAIN_H
+#define NN_TRAIN_H
+
+#include <stdint.h>
+
+#include "nn/dataset.h"
+#include "nn/net.h"
+
+/* Input normalization of every classifier: x = (pixel / 255 - 0.5) / 0.5. */
+#define NN_TRAIN_NORM_MEAN 0.5f
+#define NN_TRAIN_NORM_STD 0.5f
+
+struct nn_train_config {
+	const struct nn_backend *be;
+	const char *arch;       /* model spec (nn/model.h) */
+	int epochs, batch;
+	float lr, momentum, wd; /* peak lr; lr scales with it, not with batch */
+	float warmup_epochs;
+	int flip, pad;          /* augmentation: horizontal flip, pad + random crop */
+	uint64_t seed;
+	/* Called after every batch (may be NULL). */
+	void (*on_batch)(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss);
+	void (*on_epoch)(void *ctx, int epoch, float train_loss, double test_acc, double seconds);
+	void *ctx;
+};
+
+void nn_train_defaults(struct nn_train_config *cfg);
+
+struct nn_train_result {
+	double test_accuracy;
+	int classes;
+	double *class_accuracy;   /* [classes] */
+	float *epoch_loss;        /* [epochs] mean training loss */
+	double *epoch_accuracy;   /* [epochs] test accuracy after each epoch */
+	int epochs;
+	double train_seconds, eval_seconds, images_per_second;
+	long long params;
+	double flops_per_image;   /* forward */
+};
+void nn_train_result_release(struct nn_train_result *r);
+
+/* Train a new net (built into *net, released by the caller) on train, test on test. */
+int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset *train,
+			const struct dataset *test, struct nn_net *net, struct nn_train_result *res,
+			struct error *err);
+
+/* Accuracy of a net on a shard (eval mode); correct[k] / total[k] per class
+ * if not NULL (arrays of num_classes). */
+int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, double *accuracy,
+		       uint64_t *correct, uint64_t *total, struct error *err);
+
+#endif

@@ -1,0 +1,283 @@
+/* cairn-train-classifier: train an image classifier on a dataset shard and
+ * test it on another (nn/train.h does the work). Writes DIR/metrics.json and
+ * DIR/model.ckpt. Exit 0 ok, 1 failure of the work, 2 bad usage or input. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/progress.h"
+#include "nn/ckpt.h"
+#include "nn/dataset.h"
+#include "nn/model.h"
+#include "nn/train.h"
+
+#define EXIT_USAGE 2
+
+static const char *prog = "cairn-train-classifier";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s --train SHARD --test SHARD --out DIR [options]\n"
+		"\n"
+		"Train an image classifier (nn/) on a dataset shard, test it after every epoch,\n"
+		"write DIR/metrics.json (test_accuracy, per-class accuracy, loss per epoch,\n"
+		"wall time, images/s) and DIR/model.ckpt.\n"
+		"\n"
+		"options:\n"
+		"  --arch SPEC     model spec (default \"%s\"; see docs/nn.md), e.g.\n"
+		"                  \"resnet:depths=2-2-2,widths=32-64-128\"\n"
+		"  --epochs N      passes over the training shard (default 15)\n"
+		"  --batch N       images per step (default 128)\n"
+		"  --lr X          peak learning rate of SGD + Nesterov, cosine decay (default 0.05)\n"
+		"  --wd X          weight decay (default 5e-4)\n"
+		"  --seed N        weight init, shuffling, augmentation, dropout (default 1)\n"
+		"  --no-augment    no random flips and crops\n"
+		"  --threads N     CPU threads (default: all cores)\n"
+		"  --device D      cpu (default) or cpu-ref (slow reference loops)\n"
+		"  --help          this text\n"
+		"\n"
+		"example:\n"
+		"  cairn-dataset import-idx --images /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \\\n"
+		"      --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --out train.ds\n"
+		"  cairn-dataset import-idx --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\\n"
+		"      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out test.ds\n"
+		"  %s --train train.ds --test test.ds --epochs 15 --out run1\n"
+		"\n"
+		"exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
+		prog, NN_MODEL_DEFAULT, prog);
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s: ", prog);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (see '%s --help')\n", prog);
+	return EXIT_USAGE;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || !*s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || !*s || *end || !(v >= 0))
+		return -1;
+	*out = (float)v;
+	return 0;
+}
+
+struct ui {
+	struct progress p;
+	int epochs;
+	uint64_t per_epoch;
+};
+
+static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
+{
+	struct ui *u = ctx;
+	(void)loss;
+	if (!u->per_epoch) {
+		u->per_epoch = batches;
+		progress_init(&u->p, "train", "batch", batches * u->epochs);
+	}
+	progress_update(&u->p, (uint64_t)epoch * batches + batch);
+}
+
+static void on_epoch(void *ctx, int epoch, float loss, double acc, double seconds)
+{
+	struct ui *u = ctx;
+	char t[32];
+	clock_format_duration(seconds, t, sizeof(t));
+	if (u->p.tty)
+		fprintf(stderr, "\r\033[K");
+	fprintf(stderr, "epoch %d/%d: train loss %.4f, test accuracy %.4f (%s)\n", epoch + 1,
+		u->epochs, loss, acc, t);
+}
+
+static json_t *json_doubles(const double *v, int n)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_real(v[i]));
+	return a;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"train", required_argument, 0, 't'}, {"test", required_argument, 0, 'T'},
+		{"out", required_argument, 0, 'o'},   {"arch", required_argument, 0, 'a'},
+		{"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
+		{"lr", required_argument, 0, 'l'},    {"wd", required_argument, 0, 'w'},
+		{"seed", required_argument, 0, 's'},  {"threads", required_argument, 0, 'j'},
+		{"device", required_argument, 0, 'd'}, {"no-augment", no_argument, 0, 'A'},
+		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+	struct nn_train_config cfg;
+	nn_train_defaults(&cfg);
+	const char *train_path = NULL, *test_path = NULL, *out = NULL;
+	long v, threads = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't': train_path = optarg; break;
+		case 'T': test_path = optarg; break;
+		case 'o': out = optarg; break;
+		case 'a': cfg.arch = optarg; break;
+		case 'e':
+			if (parse_long(optarg, 1, 100000, &v) < 0)
+				return bad_usage("--epochs: '%s' is not a positive integer", optarg);
+			cfg.epochs = (int)v;
+			break;
+		case 'b':
+			if (parse_long(optarg, 1, 65536, &v) < 0)
+				return bad_usage("--batch: '%s' is not a positive integer", optarg);
+			cfg.batch = (int)v;
+			break;
+		case 'l':
+			if (parse_float(optarg, &cfg.lr) < 0 || cfg.lr <= 0)
+				return bad_usage("--lr: '%s' is not a positive number", optarg);
+			break;
+		case 'w':
+			if (parse_float(optarg, &cfg.wd) < 0)
+				return bad_usage("--wd: '%s' is not a number >= 0", optarg);
+			break;
+		case 's':
+			if (parse_long(optarg, 0, 0x7fffffffL, &v) < 0)
+				return bad_usage("--seed: '%s' is not an integer >= 0", optarg);
+			cfg.seed = (uint64_t)v;
+			break;
+		case 'j':
+			if (parse_long(optarg, 1, 1024, &threads) < 0)
+				return bad_usage("--threads: '%s' is not a positive integer", optarg);
+			break;
+		case 'd':
+			if (!(cfg.be = nn_backend_by_name(optarg)))
+				return bad_usage("--device: unknown device '%s' (cpu, cpu-ref)", optarg);
+			break;
+		case 'A': cfg.flip = 0, cfg.pad = 0; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return bad_usage("unexpected argument '%s'", argv[optind]);
+	if (!train_path || !test_path || !out) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	nn_cpu_set_threads((int)threads);
+
+	struct error err;
+	struct dataset train, test;
+	int rc;
+	if ((rc = dataset_open(&train, train_path, 0, &err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+	}
+	if ((rc = dataset_open(&test, test_path, 0, &err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dataset_close(&train);
+		return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+	}
+	/* a bad spec is bad input: check it before creating anything */
+	struct nn_net net;
+	if (nn_model_build(&net, cfg.be, cfg.arch, (int)train.shape.channels, (int)train.shape.height,
+			   (int)train.shape.width, (int)train.shape.num_classes, cfg.seed, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dataset_close(&train), dataset_close(&test);
+		return EXIT_USAGE;
+	}
+	char summary[512];
+	nn_model_summary(&net, summary, sizeof(summary));
+	fprintf(stderr, "%s\n", summary);
+	nn_net_release(&net);
+	if (fs_mkdir_p(out, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dataset_close(&train), dataset_close(&test);
+		return 1;
+	}
+	double load[3] = {0, 0, 0};
+	if (getloadavg(load, 3) < 0)
+		load[0] = -1;
+
+	struct ui ui = {.epochs = cfg.epochs};
+	cfg.on_batch = on_batch;
+	cfg.on_epoch = on_epoch;
+	cfg.ctx = &ui;
+	struct nn_train_result res;
+	double t0 = clock_now();
+	rc = nn_train_classifier(&cfg, &train, &test, &net, &res, &err);
+	double wall = clock_now() - t0;
+	if (ui.per_epoch)
+		progress_finish(&ui.p);
+	int status = 0;
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = 1;
+		goto out;
+	}
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/model.ckpt", out);
+	if (nn_ckpt_save(&net, path, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = 1;
+		goto out;
+	}
+	json_t *m = json_object();
+	json_object_set_new(m, "test_accuracy", json_real(res.test_accuracy));
+	json_object_set_new(m, "per_class_accuracy", json_doubles(res.class_accuracy, res.classes));
+	json_t *losses = json_array();
+	for (int e = 0; e < res.epochs; e++)
+		json_array_append_new(losses, json_real(res.epoch_loss[e]));
+	json_object_set_new(m, "loss_per_epoch", losses);
+	json_object_set_new(m, "test_accuracy_per_epoch", json_doubles(res.epoch_accuracy, res.epochs));
+	json_object_set_new(m, "wall_time_s", json_real(wall));
+	json_object_set_new(m, "train_time_s", json_real(res.train_seconds));
+	json_object_set_new(m, "eval_time_s", json_real(res.eval_seconds));
+	json_object_set_new(m, "train_images_per_s", json_real(res.images_per_second));
+	json_object_set_new(m, "arch", json_string(net.arch));
+	json_object_set_new(m, "params", json_integer(res.params));
+	json_object_set_new(m, "gflops_per_image", json_real(res.flops_per_image / 1e9));
+	json_object_set_new(m, "epochs", json_integer(cfg.epochs));
+	json_object_set_new(m, "batch", json_integer(cfg.batch));
+	json_object_set_new(m, "lr", json_real(cfg.lr));
+	json_object_set_new(m, "seed", json_integer((json_int_t)cfg.seed));
+	json_object_set_new(m, "device", json_string(cfg.be->name));
+	json_object_set_new(m, "train_records", json_integer((json_int_t)train.count));
+	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
+	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
+	snprintf(path, sizeof(path), "%s/metrics.json", out);
+	if (jsonio_write_atomic(path, m, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = 1;
+	}
+	json_decref(m);
+	if (!status)
+		fprintf(stderr, "test accuracy %.4f, %.0f images/s, wall %.1f s -> %s\n",
+			res.test_accuracy, res.images_per_second, wall, out);
+out:
+	nn_train_result_release(&res);
+	nn_net_release(&net);
+	dataset_close(&train), dataset_close(&test);
+	return status;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# cairn-train-classifier end to end on a Fashion-MNIST subset: two epochs on
+# 3000 images must be far above chance (10%), write metrics.json and a
+# checkpoint, give the same numbers with the same seed, and reject bad input
+# with exit 2.
+source "$(dirname "$0")/../lib.sh"
+idx=/usr/share/datasets/fashion-mnist
+if [ ! -f $idx/train-images-idx3-ubyte.gz ]; then
+	skip train_classifier "dataset-fashion-mnist not installed"
+	exit 0
+fi
+cairn-dataset import-idx --images $idx/t10k-images-idx3-ubyte.gz --labels $idx/t10k-labels-idx1-ubyte.gz --out $T/all.ds >/dev/null
+cairn-dataset split $T/all.ds --fraction 0.3 --seed 1 --out $T/train.ds --rest $T/rest.ds >/dev/null
+cairn-dataset split $T/rest.ds --fraction 0.15 --seed 2 --out $T/test.ds --rest $T/unused.ds >/dev/null
+
+check_rc "two epochs on 3000 images" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs 2 --seed 3 --out $T/r1
+acc=$(python3 -c "import json; print(json.load(open('$T/r1/metrics.json'))['test_accuracy'])")
+check "accuracy $acc well above chance" python3 -c "import sys; sys.exit(0 if $acc > 0.6 else 1)"
+check "metrics.json has the fields" python3 -c "
+import json; m = json.load(open('$T/r1/metrics.json'))
+assert len(m['per_class_accuracy']) == 10 and len(m['loss_per_epoch']) == 2
+assert m['wall_time_s'] > 0 and m['train_images_per_s'] > 0 and m['params'] > 0"
+check "checkpoint written" test -s $T/r1/model.ckpt
+check_rc "same seed" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs 2 --seed 3 --out $T/r2
+acc2=$(python3 -c "import json; print(json.load(open('$T/r2/metrics.json'))['test_accuracy'])")
+check_eq "same seed, same accuracy" "$acc2" "$acc"
+check_rc "resnet arch trains" 0 cairn-train-classifier --train $T/test.ds --test $T/test.ds --epochs 1 --batch 64 --arch resnet:depths=1-1,widths=8-16,stem=8 --out $T/r3
+check_rc "unknown arch is bad input" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --arch vgg16 --out $T/r4
+check_grep "the error names the family" "unknown family 'vgg16'" $T/.out
+echo garbage >$T/bad.ds
+check_rc "corrupt shard is bad input" 2 cairn-train-classifier --train $T/bad.ds --test $T/test.ds --out $T/r5
+check_rc "missing --out is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds
+check_rc "--help" 0 cairn-train-classifier --help

@@ -1,0 +1,322 @@
+/* Unit tests for nn/model (specs, sizes), nn/ckpt (round trip, checked
+ * errors), nn/optim (update rules, schedules) and nn/train (a tiny problem
+ * learned, same seed same numbers). */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "core/fs.h"
+#include "core/mem.h"
+#include "nn/ckpt.h"
+#include "nn/dataset.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+#include "nn/train.h"
+
+static char tmpdir[] = "/tmp/cairn-nn-model.XXXXXX";
+
+static void test_cnn_default_size(void)
+{
+	struct nn_net net;
+	struct error err;
+	CHECK(nn_model_build(&net, nn_backend_cpu(), NN_MODEL_DEFAULT, 1, 28, 28, 10, 1, &err) == 0);
+	/* conv 32x1x3x3 + BN(32) + conv 64x32x3x3 + BN(64) + fc 3136x128 + 128 + fc 128x10 + 10 */
+	CHECK_INT(nn_net_param_count(&net), 288 + 64 + 18432 + 128 + 401408 + 128 + 1280 + 10);
+	/* multiply-adds: 28*28*32*9 + 14*14*64*32*9 + 3136*128 + 128*10 */
+	CHECK_NEAR(nn_net_macs(&net), 225792.0 + 3612672 + 401408 + 1280, 1e-9);
+	CHECK_STR(net.arch, "cnn:widths=32-64,convs=1,fc=128,drop=0.25");
+	nn_net_release(&net);
+}
+
+static void test_resnet_sizes(void)
+{
+	struct nn_net net;
+	struct error err;
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "resnet:depths=1,widths=8,stem=8", 1, 8, 8, 10,
+			     1, &err) == 0);
+	/* stem 8x1x3x3 + BN, block 2 x (8x8x3x3 + BN), fc 8x10 + 10 */
+	CHECK_INT(nn_net_param_count(&net), 72 + 16 + 2 * (576 + 16) + 90);
+	nn_net_release(&net);
+	/* ResNeXt bottleneck: 1x1 to 8, 3x3 with 4 groups (8 x 2 x 3 x 3), 1x1 to 16;
+	 * projection shortcut 16x8 */
+	CHECK(nn_model_build(&net, nn_backend_cpu(),
+			     "resnet:depths=1,widths=16,stem=8,groups=4,bottleneck=2", 1, 8, 8, 3, 1,
+			     &err) == 0);
+	CHECK_INT(nn_net_param_count(&net),
+		  72 + 16 + (64 + 16) + (144 + 16) + (128 + 32) + (128 + 32) + 16 * 3 + 3);
+	nn_net_release(&net);
+	/* strided stages halve the resolution: 32 -> 16 -> 8 before pooling */
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "resnet:depths=1-1-1,widths=8-16-32,stem=8", 3,
+			     32, 32, 10, 1, &err) == 0);
+	int gap = -1;
+	for (int i = 0; i < net.nnodes; i++)
+		if (net.nodes[i].op == NN_OP_GAP)
+			gap = i;
+	CHECK(gap > 0);
+	CHECK_INT(net.nodes[net.nodes[gap].in[0]].h, 8);
+	CHECK_INT(net.nodes[net.nodes[gap].in[0]].c, 32);
+	nn_net_release(&net);
+}
+
+static const struct nn_node *out_node(const struct nn_net *net)
+{
+	return &net->nodes[net->nnodes - 1];
+}
+
+static void test_dense_models_shapes(void)
+{
+	struct nn_net net;
+	struct error err;
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "unet:depth=3,base=4", 3, 32, 32, 2, 1, &err) == 0);
+	CHECK_INT(out_node(&net)->c, 2);
+	CHECK_INT(out_node(&net)->h, 32);
+	CHECK_INT(out_node(&net)->w, 32);
+	nn_net_release(&net);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "unet:depth=2,base=4,bilinear=1", 1, 16, 16, 1,
+			     1, &err) == 0);
+	CHECK_INT(out_node(&net)->h, 16);
+	nn_net_release(&net);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "cyclegan:base=8,blocks=2", 3, 32, 32, 3, 1,
+			     &err) == 0);
+	CHECK_INT(out_node(&net)->c, 3);
+	CHECK_INT(out_node(&net)->h, 32);
+	CHECK_INT(out_node(&net)->op, NN_OP_ACT);
+	nn_net_release(&net);
+	/* 64 -> 32 -> 16 -> 8 (stride 2), -> 7 (4x4 stride 1), -> 6 (the logit conv) */
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "patchgan:base=8", 3, 64, 64, 1, 1, &err) == 0);
+	CHECK_INT(out_node(&net)->c, 1);
+	CHECK_INT(out_node(&net)->h, 6);
+	nn_net_release(&net);
+}
+
+static void test_spec_errors(void)
+{
+	struct nn_net net;
+	struct error err;
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "vgg", 1, 28, 28, 10, 1, &err) < 0);
+	CHECK(strstr(err.msg, "unknown family 'vgg'") != NULL);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "resnet:depth=2", 1, 28, 28, 10, 1, &err) < 0);
+	CHECK(strstr(err.msg, "unknown key 'depth'") != NULL && strstr(err.msg, "depths") != NULL);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "cnn:widths=32-x", 1, 28, 28, 10, 1, &err) < 0);
+	CHECK(strstr(err.msg, "widths") != NULL);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "cnn:fc", 1, 28, 28, 10, 1, &err) < 0);
+	CHECK(strstr(err.msg, "key=value") != NULL);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "resnet:widths=16,groups=3", 1, 28, 28, 10, 1,
+			     &err) < 0);
+	CHECK(strstr(err.msg, "groups") != NULL);
+	/* too many poolings for the input */
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "cnn:widths=8-8-8-8-8-8", 1, 28, 28, 10, 1,
+			     &err) < 0);
+}
+
+static void randomize(struct nn_net *net, unsigned seed)
+{
+	srand(seed);
+	for (int i = 0; i < net->nparams; i++) {
+		struct nn_tensor *w = &net->params[i].w;
+		for (size_t k = 0; k < nn_tensor_count(w); k++)
+			w->data[k] = (float)rand() / RAND_MAX;
+	}
+}
+
+static void test_checkpoint_round_trip(void)
+{
+	struct nn_net a, b;
+	struct error err;
+	char path[256];
+	snprintf(path, sizeof(path), "%s/m.ckpt", tmpdir);
+	const char *spec = "resnet:depths=1-1,widths=4-8,stem=4";
+	CHECK(nn_model_build(&a, nn_backend_cpu(), spec, 1, 12, 12, 5, 1, &err) == 0);
+	randomize(&a, 3);
+	CHECK(nn_ckpt_save(&a, path, &err) == 0);
+	struct nn_ckpt_info info;
+	CHECK(nn_ckpt_info(path, &info, &err) == 0);
+	CHECK_STR(info.arch, a.arch);
+	CHECK_INT(info.h, 12);
+	CHECK_INT(info.nout, 5);
+	mem_free(info.arch);
+	CHECK(nn_ckpt_open(&b, nn_backend_cpu(), path, &err) == 0);
+	CHECK_INT(b.nparams, a.nparams);
+	int same = 1;
+	for (int i = 0; i < a.nparams; i++)
+		same &= !memcmp(a.params[i].w.data, b.params[i].w.data,
+				nn_tensor_count(&a.params[i].w) * sizeof(float));
+	CHECK(same);
+	nn_net_release(&b);
+	nn_net_release(&a);
+}
+
+static void write_bytes(const char *path, const char *data, size_t len)
+{
+	struct error err;
+	CHECK(fs_write_atomic(path, data, len, &err) == 0);
+}
+
+static void test_checkpoint_errors(void)
+{
+	struct nn_net a, b;
+	struct error err;
+	char path[256], bad[256];
+	snprintf(path, sizeof(path), "%s/e.ckpt", tmpdir);
+	snprintf(bad, sizeof(bad), "%s/bad.ckpt", tmpdir);
+	CHECK(nn_model_build(&a, nn_backend_cpu(), "cnn:widths=4,fc=0", 1, 8, 8, 3, 1, &err) == 0);
+	CHECK(nn_ckpt_save(&a, path, &err) == 0);
+	char *data;
+	size_t len;
+	CHECK(fs_read_all(path, &data, &len, &err) == 0);
+
+	write_bytes(bad, "GIF89a-not-a-checkpoint", 23);
+	CHECK(nn_ckpt_load(&a, bad, &err) < 0);
+	CHECK(strstr(err.msg, "bad magic") != NULL);
+
+	write_bytes(bad, data, len / 2);
+	CHECK(nn_ckpt_load(&a, bad, &err) < 0);
+	CHECK(strstr(err.msg, "truncated") != NULL);
+	CHECK(strstr(err.msg, bad) != NULL);
+
+	data[len - 100] ^= 1; /* a flipped bit in the last tensor */
+	write_bytes(bad, data, len);
+	CHECK(nn_ckpt_load(&a, bad, &err) < 0);
+	CHECK(strstr(err.msg, "checksum") != NULL);
+	data[len - 100] ^= 1;
+
+	data[8] = 9; /* version 9 */
+	write_bytes(bad, data, len);
+	CHECK(nn_ckpt_load(&a, bad, &err) < 0);
+	CHECK(strstr(err.msg, "version 9") != NULL);
+	mem_free(data);
+
+	/* another architecture */
+	CHECK(nn_model_build(&b, nn_backend_cpu(), "cnn:widths=6,fc=0", 1, 8, 8, 3, 1, &err) == 0);
+	CHECK(nn_ckpt_load(&b, path, &err) < 0);
+	CHECK(strstr(err.msg, "architecture") != NULL);
+	/* same layer names, other shapes, no arch string to compare: the shape check speaks */
+	mem_free(b.arch);
+	b.arch = NULL;
+	CHECK(nn_ckpt_load(&b, path, &err) < 0);
+	CHECK(strstr(err.msg, "has shape (4, 1, 3, 3)") != NULL);
+	CHECK(strstr(err.msg, "expects (6, 1, 3, 3)") != NULL);
+	nn_net_release(&b);
+	nn_net_release(&a);
+}
+
+/* One parameter tensor of two values, updated by hand-computed rules. */
+static void test_sgd_and_adam_rules(void)
+{
+	const struct nn_backend *be = nn_backend_cpu();
+	float w[2] = {1, -2}, g[2] = {0.5f, 0.25f}, m[2] = {0, 0}, v[2] = {0, 0};
+	be->sgd_step(2, w, g, m, 0.1f, 0.9f, 0.0f, 0);
+	CHECK_NEAR(w[0], 1 - 0.05, 1e-6);
+	be->sgd_step(2, w, g, m, 0.1f, 0.9f, 0.0f, 0);
+	CHECK_NEAR(m[0], 0.9 * 0.5 + 0.5, 1e-6);
+	CHECK_NEAR(w[0], 0.95 - 0.1 * 0.95, 1e-6);
+	/* Nesterov from zero momentum: step g + mu g */
+	float wn[1] = {1}, gn[1] = {1}, mn[1] = {0};
+	be->sgd_step(1, wn, gn, mn, 0.1f, 0.9f, 0.0f, 1);
+	CHECK_NEAR(wn[0], 1 - 0.1 * 1.9, 1e-6);
+	/* weight decay adds wd w to the gradient */
+	float wd[1] = {2}, gd[1] = {0}, md[1] = {0};
+	be->sgd_step(1, wd, gd, md, 0.1f, 0.0f, 0.5f, 0);
+	CHECK_NEAR(wd[0], 2 - 0.1 * 1.0, 1e-6);
+	/* Adam's first step is lr * sign(g) (bias-corrected m / sqrt(v)) */
+	float wa[2] = {1, 1}, ma[2] = {0, 0};
+	be->adam_step(2, wa, g, ma, v, 0.01f, 0.9f, 0.999f, 1e-8f, 0, 0, 1);
+	CHECK_NEAR(wa[0], 1 - 0.01, 1e-5);
+	CHECK_NEAR(wa[1], 1 - 0.01, 1e-5);
+}
+
+static void test_lr_schedules(void)
+{
+	struct nn_optim o;
+	nn_optim_defaults(&o);
+	o.lr = 1;
+	o.warmup = 4;
+	o.sched = NN_LR_COSINE;
+	o.total = 104;
+	CHECK_NEAR(nn_optim_lr(&o, 0), 0.25, 1e-6);
+	CHECK_NEAR(nn_optim_lr(&o, 3), 1.0, 1e-6);
+	CHECK_NEAR(nn_optim_lr(&o, 4), 1.0, 1e-6);
+	CHECK_NEAR(nn_optim_lr(&o, 54), 0.5, 1e-6);
+	CHECK_NEAR(nn_optim_lr(&o, 104), 0.0, 1e-6);
+	o.sched = NN_LR_STEP;
+	o.warmup = 0;
+	o.step_every = 10;
+	o.gamma = 0.1f;
+	CHECK_NEAR(nn_optim_lr(&o, 9), 1.0, 1e-6);
+	CHECK_NEAR(nn_optim_lr(&o, 10), 0.1, 1e-6);
+	CHECK_NEAR(nn_optim_lr(&o, 25), 0.01, 1e-6);
+}
+
+/* A shard of 8x8 images: class 0 bright on the left, 1 bright on the right,
+ * 2 bright on top; with noise. */
+static void make_shard(const char *path, int count, unsigned seed)
+{
+	struct dataset_writer w;
+	struct dataset_shape s = {1, 8, 8, 3};
+	struct error err;
+	CHECK(dataset_writer_open(&w, path, &s, &err) == 0);
+	srand(seed);
+	for (int i = 0; i < count; i++) {
+		uint8_t px[64];
+		int label = i % 3;
+		for (int y = 0; y < 8; y++)
+			for (int x = 0; x < 8; x++) {
+				int on = label == 0 ? x < 4 : label == 1 ? x >= 4 : y < 4;
+				px[y * 8 + x] = (uint8_t)((on ? 150 : 40) + rand() % 100);
+			}
+		CHECK(dataset_writer_add(&w, px, (uint32_t)label, &err) == 0);
+	}
+	CHECK(dataset_writer_finish(&w, &err) == 0);
+}
+
+static void test_train_learns_and_is_deterministic(void)
+{
+	char tr[256], te[256];
+	snprintf(tr, sizeof(tr), "%s/train.ds", tmpdir);
+	snprintf(te, sizeof(te), "%s/test.ds", tmpdir);
+	make_shard(tr, 300, 1);
+	make_shard(te, 90, 2);
+	struct dataset train, test;
+	struct error err;
+	CHECK(dataset_open(&train, tr, 0, &err) == 0);
+	CHECK(dataset_open(&test, te, 0, &err) == 0);
+	struct nn_train_config cfg;
+	nn_train_defaults(&cfg);
+	cfg.arch = "cnn:widths=4,fc=0,drop=0";
+	cfg.epochs = 3;
+	cfg.batch = 16;
+	cfg.flip = 0; /* flips would swap classes 0 and 1 */
+	cfg.pad = 0;
+	struct nn_net n1, n2;
+	struct nn_train_result r1, r2;
+	CHECK(nn_train_classifier(&cfg, &train, &test, &n1, &r1, &err) == 0);
+	CHECK(r1.test_accuracy > 0.9);
+	CHECK(r1.epoch_loss[2] < r1.epoch_loss[0]);
+	CHECK(nn_train_classifier(&cfg, &train, &test, &n2, &r2, &err) == 0);
+	CHECK(r1.epoch_loss[2] == r2.epoch_loss[2]);
+	CHECK(r1.test_accuracy == r2.test_accuracy);
+	nn_train_result_release(&r1);
+	nn_train_result_release(&r2);
+	nn_net_release(&n1);
+	nn_net_release(&n2);
+	dataset_close(&train);
+	dataset_close(&test);
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir))
+		return 1;
+	RUN(test_cnn_default_size);
+	RUN(test_resnet_sizes);
+	RUN(test_dense_models_shapes);
+	RUN(test_spec_errors);
+	RUN(test_checkpoint_round_trip);
+	RUN(test_checkpoint_errors);
+	RUN(test_sgd_and_adam_rules);
+	RUN(test_lr_schedules);
+	RUN(test_train_learns_and_is_deterministic);
+	struct error err;
+	fs_rm_rf(tmpdir, &err);
+	return CHECK_DONE();
+}
