@@ -539,6 +539,76 @@ static void test_channel_stats(void)
 	dataset_close(&ds);
 }
 
+/* Random damage never crashes the reader or the importer (run under ASan in
+ * CI): every outcome is success or an error that names the file. */
+static void test_random_damage_is_an_error_not_a_crash(void)
+{
+	const char *good = tmp("fz.ds"), *bad = tmp("fzbad.ds");
+	CHECK_INT(make_shard(good, 2, 3, 3, 4, 12), 0);
+	uint8_t *d;
+	size_t n;
+	CHECK_INT(file_bytes(good, &d, &n), 0);
+	uint8_t *c = malloc(n + 16);
+	uint64_t s = 12345;
+	int crashes_avoided = 0, named = 1;
+	for (int it = 0; it < 400; it++) {
+		memcpy(c, d, n);
+		size_t len = n;
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		int kind = (int)(s >> 60) % 3;
+		size_t at = (size_t)((s >> 20) % n);
+		if (kind == 0)
+			c[at] ^= (uint8_t)(1 + (s >> 8) % 255); /* flip bits of one byte */
+		else if (kind == 1)
+			len = at; /* truncate */
+		else
+			len = n + (size_t)(s >> 8) % 16; /* grow with junk */
+		if (write_bytes(bad, c, len) < 0)
+			continue;
+		struct dataset ds;
+		struct error err = {{0}};
+		int rc = dataset_open(&ds, bad, DATASET_VERIFY, &err);
+		if (rc == 0)
+			dataset_close(&ds);
+		else
+			named &= rc == DATASET_EBADINPUT && strstr(err.msg, bad) != NULL;
+		crashes_avoided++;
+	}
+	CHECK_INT(crashes_avoided, 400);
+	CHECK(named);
+	free(c);
+	mem_free(d);
+
+	/* gzip IDX: cut or damaged anywhere */
+	uint8_t img[16 + 50 * 6], lab[8 + 50];
+	size_t ni = make_idx(img, lab, 50);
+	CHECK_INT(write_gz(tmp("fz.gz"), img, ni), 0);
+	CHECK_INT(write_bytes(tmp("fzl.idx"), lab, sizeof(lab)), 0);
+	CHECK_INT(file_bytes(tmp("fz.gz"), &d, &n), 0);
+	c = malloc(n);
+	int ok_or_named = 1, good_imports = 0;
+	for (size_t cut = 0; cut <= n; cut += 3) {
+		for (int flip = 0; flip < 2; flip++) {
+			memcpy(c, d, n);
+			size_t len = flip ? n : cut;
+			if (flip && cut < n)
+				c[cut] ^= 0x5a;
+			CHECK_INT(write_bytes(tmp("fzc.gz"), c, len), 0);
+			struct error err = {{0}};
+			int rc = dataset_import_idx(tmp("fzc.gz"), tmp("fzl.idx"), tmp("fzo.ds"), 0,
+						    &err);
+			if (rc == 0)
+				good_imports++;
+			else
+				ok_or_named &= strstr(err.msg, "fzc.gz") != NULL;
+		}
+	}
+	CHECK(ok_or_named);
+	CHECK(good_imports >= 1); /* at least the undamaged file */
+	free(c);
+	mem_free(d);
+}
+
 static void test_out_of_memory_is_an_error(void)
 {
 	CHECK_INT(make_shard(tmp("m.ds"), 1, 2, 2, 3, 30), 0);
@@ -575,6 +645,7 @@ int main(void)
 	RUN(test_split_is_stratified_and_seeded);
 	RUN(test_zipf_counts_follow_the_curve);
 	RUN(test_channel_stats);
+	RUN(test_random_damage_is_an_error_not_a_crash);
 	RUN(test_out_of_memory_is_an_error);
 	struct error err;
 	fs_rm_rf(dir, &err);
