@@ -216,9 +216,9 @@ start() {
 		if [ -n "${CLUSTER_PORT:-}" ]; then
 			port=$CLUSTER_PORT
 			port_free "$port" && port_free $((port + 1)) ||
-				die "CLUSTER_PORT=$port: port $port or $((port + 1)) is in use"
+				{ stop_all; die "CLUSTER_PORT=$port: port $port or $((port + 1)) is in use"; }
 		else
-			port=$(pick_ports) || die "no free port pair found"
+			port=$(pick_ports) || { stop_all; die "no free port pair found"; }
 		fi
 		# srun --mpi=list needs a configuration; the plugin files tell the same.
 		if [ -e /usr/lib/x86_64-linux-gnu/slurm-wlm/mpi_pmix.so ] ||
