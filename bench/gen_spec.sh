@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# bench-helper: used by bench/orchestrator.sh and by hand, not run by bench/run.sh.
 # bench/gen_spec.sh N: writes to stdout the benchmark DAG as a cairn spec:
 # two stages, one-to-one, N tasks each (2N tasks in all). Stage a writes one
 # file per task; task i of stage b reads a's file i and writes its own.

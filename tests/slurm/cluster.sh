@@ -19,6 +19,8 @@
 #                      lower: SlurmdParameters=config_overrides lets it oversubscribe)
 #   CLUSTER_MAX_ARRAY  MaxArraySize (default 1001, Slurm's own default)
 #   CLUSTER_MIN_JOB_AGE MinJobAge in seconds (default 300, Slurm's own default)
+#   CLUSTER_PORT       slurmctld port (slurmd gets the next one); default: a free
+#                      pair picked at random in 20000-49999
 #   CLUSTER_CRED_EXPIRE AuthInfo cred_expire in seconds (default 10; Slurm's 120
 #                      also delays a requeued job's restart by 121 s)
 # Needs root (slurmd must run as root). Exit 0 ok, 1 a daemon failed (its log
@@ -36,19 +38,22 @@ dir=$2
 
 SBIN=${CLUSTER_SBIN:-/usr/sbin}
 
-pid_alive() { # pidfile
+pid_alive() { # pidfile [name]: the pid in it runs (and is called name)
 	local p
 	[ -s "$1" ] || return 1
 	p=$(cat "$1" 2>/dev/null) || return 1
-	[ -n "$p" ] && kill -0 "$p" 2>/dev/null
+	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+	[ -z "${2:-}" ] || [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ]
 }
 
-# stop_pidfile FILE NAME: TERM, wait up to 5 s, then KILL. Only the pid we recorded.
+# stop_pidfile FILE NAME: TERM, wait up to 5 s, then KILL; only when the pid
+# still belongs to a process called NAME (a stale pid file may name a pid
+# that has been reused since).
 stop_pidfile() {
-	local f=$1 p i
+	local f=$1 name=$2 p i
 	[ -s "$f" ] || return 0
 	p=$(cat "$f" 2>/dev/null)
-	if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+	if [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$name" ]; then
 		kill -TERM "$p" 2>/dev/null
 		for i in $(seq 50); do
 			kill -0 "$p" 2>/dev/null || break
@@ -90,12 +95,13 @@ print_env() {
 # our_procs: pids of job processes and slurmstepds of this cluster, found by
 # SLURM_CONF=<our conf> in their environment (jobs inherit it from sbatch).
 our_procs() {
-	local p env
-	for p in $(ls /proc | grep -E '^[0-9]+$'); do
+	local f p
+	# One grep over every environment (NUL-separated) instead of a process per pid.
+	for f in $(grep -lzx -F "SLURM_CONF=$dir/slurm.conf" /proc/[0-9]*/environ 2>/dev/null); do
+		p=${f#/proc/}
+		p=${p%/environ}
 		[ "$p" = $$ ] && continue
-		env=$( { tr "\\0" "\\n" <"/proc/$p/environ"; } 2>/dev/null) || continue
-		case $env in *"SLURM_CONF=$dir/slurm.conf"*) ;; *) continue ;; esac
-		if grep -q '^SLURM_JOB_ID=' <<<"$env" || grep -q slurmstepd "/proc/$p/comm" 2>/dev/null; then
+		if grep -qz '^SLURM_JOB_ID=' "$f" 2>/dev/null || [ "$(cat "/proc/$p/comm" 2>/dev/null)" = slurmstepd ]; then
 			echo "$p"
 		fi
 	done
@@ -108,9 +114,9 @@ stop_all() {
 		ids=$(SLURM_CONF=$dir/slurm.conf timeout 5 squeue -h -o %A 2>/dev/null | tr '\n' ' ')
 		[ -n "${ids// /}" ] && SLURM_CONF=$dir/slurm.conf timeout 5 scancel $ids 2>/dev/null
 	fi
-	stop_pidfile "$dir/run/slurmd.pid"
-	stop_pidfile "$dir/run/slurmctld.pid"
-	stop_pidfile "$dir/munge/munged.pid"
+	stop_pidfile "$dir/run/slurmd.pid" slurmd
+	stop_pidfile "$dir/run/slurmctld.pid" slurmctld
+	stop_pidfile "$dir/munge/munged.pid" munged
 	local p
 	for p in $(our_procs); do kill -KILL "$p" 2>/dev/null; done
 	return 0
@@ -176,10 +182,10 @@ start() {
 	done
 	mkdir -p "$dir" || die "cannot create $dir"
 	dir=$(cd "$dir" && pwd)
-	if pid_alive "$dir/run/slurmctld.pid" || pid_alive "$dir/run/slurmd.pid"; then
+	if pid_alive "$dir/run/slurmctld.pid" slurmctld || pid_alive "$dir/run/slurmd.pid" slurmd; then
 		die "a cluster already runs in $dir (stop it first: $0 stop $dir)"
 	fi
-	stop_all # stale pid files and a munged left behind
+	[ -f "$dir/slurm.conf" ] && stop_all # stale pid files, daemons or jobs of an earlier cluster here
 	mkdir -p "$dir/state" "$dir/spool" "$dir/run" "$dir/log" "$dir/munge" || die "cannot create folders in $dir"
 	chmod 700 "$dir/munge"
 	rm -f "$dir"/log/*.log
@@ -207,7 +213,13 @@ start() {
 	local cpus=${CLUSTER_CPUS:-8} mem mpi=none port attempt
 	mem=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 	for attempt in 1 2 3; do
-		port=$(pick_ports) || die "no free port pair found"
+		if [ -n "${CLUSTER_PORT:-}" ]; then
+			port=$CLUSTER_PORT
+			port_free "$port" && port_free $((port + 1)) ||
+				{ stop_all; die "CLUSTER_PORT=$port: port $port or $((port + 1)) is in use"; }
+		else
+			port=$(pick_ports) || { stop_all; die "no free port pair found"; }
+		fi
 		# srun --mpi=list needs a configuration; the plugin files tell the same.
 		if [ -e /usr/lib/x86_64-linux-gnu/slurm-wlm/mpi_pmix.so ] ||
 			ls /usr/lib/*/slurm*/mpi_pmix.so >/dev/null 2>&1; then
@@ -227,7 +239,7 @@ start() {
 		fi
 		if grep -qiE 'address already in use|bind' "$dir/log/slurmctld.log" 2>/dev/null; then
 			echo "cluster.sh: port $port taken meanwhile, trying another" >&2
-			stop_pidfile "$dir/run/slurmctld.pid"
+			stop_pidfile "$dir/run/slurmctld.pid" slurmctld
 			continue
 		fi
 		cat "$dir/log/slurmctld.err" >&2 2>/dev/null
