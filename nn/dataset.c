@@ -103,6 +103,12 @@ static void shuffle(uint64_t *a, uint64_t n, uint64_t *s)
 	}
 }
 
+static void report(const struct dataset_progress *pr, uint64_t done, uint64_t total)
+{
+	if (pr && pr->fn && (done % 4096 == 0 || done == total))
+		pr->fn(pr->ctx, done, total);
+}
+
 static int check_shape(const struct dataset_shape *s, const char *what, struct error *err)
 {
 	if (s->channels == 0 || s->channels > DATASET_MAX_CHANNELS)
@@ -156,8 +162,9 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 			   ", computed %08" PRIx32 "): the header is corrupt",
 			   p, OFF_HEADER_CRC, stored, actual);
 	if (get32(h + OFF_RESERVED) != 0 || get32(h + OFF_RESERVED + 4) != 0)
-		return BAD("%s: byte %d: reserved header bytes are set (a shard from a newer cairn?)", p,
-			   OFF_RESERVED);
+		return BAD(
+		    "%s: byte %d: reserved header bytes are set (a shard from a newer cairn?)", p,
+		    OFF_RESERVED);
 	if (get32(h + OFF_HEADER_BYTES) != DATASET_HEADER_BYTES)
 		return BAD("%s: byte %d: header size %" PRIu32 ", expected %u", p, OFF_HEADER_BYTES,
 			   get32(h + OFF_HEADER_BYTES), DATASET_HEADER_BYTES);
@@ -173,11 +180,11 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 		return BAD("%s: byte %d: %" PRIu32 " channels, expected 1 to %u", p, OFF_CHANNELS,
 			   sh->channels, DATASET_MAX_CHANNELS);
 	if (sh->height == 0 || sh->height > MAX_SIDE)
-		return BAD("%s: byte %d: height %" PRIu32 ", expected 1 to %u", p, OFF_HEIGHT, sh->height,
-			   MAX_SIDE);
+		return BAD("%s: byte %d: height %" PRIu32 ", expected 1 to %u", p, OFF_HEIGHT,
+			   sh->height, MAX_SIDE);
 	if (sh->width == 0 || sh->width > MAX_SIDE)
-		return BAD("%s: byte %d: width %" PRIu32 ", expected 1 to %u", p, OFF_WIDTH, sh->width,
-			   MAX_SIDE);
+		return BAD("%s: byte %d: width %" PRIu32 ", expected 1 to %u", p, OFF_WIDTH,
+			   sh->width, MAX_SIDE);
 	if (sh->num_classes == 0 || sh->num_classes > MAX_CLASSES)
 		return BAD("%s: byte %d: %" PRIu32 " classes, expected 1 to %u", p, OFF_CLASSES,
 			   sh->num_classes, MAX_CLASSES);
@@ -535,7 +542,7 @@ static void idx_close(struct idx *x)
 }
 
 int dataset_import_idx(const char *images_path, const char *labels_path, const char *out_path,
-		       uint32_t num_classes, struct error *err)
+		       uint32_t num_classes, const struct dataset_progress *pr, struct error *err)
 {
 	struct idx li = {0}, ii = {0};
 	struct dataset_writer w = {0};
@@ -602,6 +609,7 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 		}
 		if ((rc = dataset_writer_add(&w, pix, labels[i], err)) < 0)
 			goto out;
+		report(pr, i + 1, n);
 	}
 	if ((rc = idx_expect_end(&ii, err)) < 0)
 		goto out;
@@ -657,24 +665,28 @@ static void by_class_release(struct by_class *b)
 	mem_free(b->start);
 }
 
-/* Write the records whose mark equals `which` to path, in file order. */
+/* Write the records whose mark equals `which` to path, in file order; progress
+ * counts records scanned, from `done0` out of `total`. */
 static int write_marked(const struct dataset *ds, const uint8_t *mark, uint8_t which,
-			const char *path, struct error *err)
+			const char *path, const struct dataset_progress *pr, uint64_t done0,
+			uint64_t total, struct error *err)
 {
 	struct dataset_writer w;
 	if (dataset_writer_open(&w, path, &ds->shape, err) < 0)
 		return -1;
-	for (uint64_t i = 0; i < ds->count; i++)
+	for (uint64_t i = 0; i < ds->count; i++) {
 		if (mark[i] == which &&
 		    dataset_writer_add(&w, dataset_image(ds, i), dataset_label(ds, i), err) < 0) {
 			dataset_writer_abort(&w);
 			return -1;
 		}
+		report(pr, done0 + i + 1, total);
+	}
 	return dataset_writer_finish(&w, err);
 }
 
 int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, const char *out_a,
-		  const char *out_b, struct error *err)
+		  const char *out_b, const struct dataset_progress *pr, struct error *err)
 {
 	if (!(fraction >= 0 && fraction <= 1))
 		return BAD("split fraction %g: expected a number from 0 to 1", fraction);
@@ -694,9 +706,9 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 		for (uint64_t j = 0; j < n; j++)
 			mark[c[j]] = j < na ? 1 : 2;
 	}
-	int rc = write_marked(ds, mark, 1, out_a, err);
+	int rc = write_marked(ds, mark, 1, out_a, pr, 0, 2 * ds->count, err);
 	if (rc == 0)
-		rc = write_marked(ds, mark, 2, out_b, err);
+		rc = write_marked(ds, mark, 2, out_b, pr, ds->count, 2 * ds->count, err);
 	mem_free(mark);
 	by_class_release(&b);
 	return rc;
@@ -744,7 +756,7 @@ int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbala
 }
 
 int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *opt,
-		      const char *out_path, struct error *err)
+		      const char *out_path, const struct dataset_progress *pr, struct error *err)
 {
 	uint32_t K = ds->shape.num_classes;
 	uint64_t *keep = mem_alloc(sizeof(uint64_t) * K);
@@ -767,7 +779,7 @@ int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *
 		for (uint64_t j = 0; j < keep[k]; j++)
 			mark[c[j]] = 1;
 	}
-	rc = write_marked(ds, mark, 1, out_path, err);
+	rc = write_marked(ds, mark, 1, out_path, pr, 0, ds->count, err);
 out:
 	by_class_release(&b);
 	mem_free(keep);

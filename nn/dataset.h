@@ -88,18 +88,26 @@ int dataset_writer_finish(struct dataset_writer *w, struct error *err);
 /* Drop the temp file; safe after finish or a failed open (does nothing then). */
 void dataset_writer_abort(struct dataset_writer *w);
 
+/* Optional progress report for the long operations below (import, split,
+ * imbalance): fn(ctx, done, total) every 4096 records and once at the end.
+ * NULL: no reports. */
+struct dataset_progress {
+	void (*fn)(void *ctx, uint64_t done, uint64_t total);
+	void *ctx;
+};
+
 /* Import an IDX image file (magic 0x00000803: uint8, N x H x W) and an IDX
  * label file (0x00000801: uint8, N), gzip-compressed or not. num_classes = 0
  * means max label + 1. Errors name the file and the byte offset (in the
  * uncompressed stream for .gz files). */
 int dataset_import_idx(const char *images_path, const char *labels_path, const char *out_path,
-		       uint32_t num_classes, struct error *err);
+		       uint32_t num_classes, const struct dataset_progress *pr, struct error *err);
 
 /* Split: for each class, a seeded shuffle of its records puts round(fraction * n_class)
  * of them in A and the rest in B (stratified, so both keep the class balance).
  * Records keep their original order within each output. */
 int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, const char *out_a,
-		  const char *out_b, struct error *err);
+		  const char *out_b, const struct dataset_progress *pr, struct error *err);
 
 /* Imbalance (a long tail like ImageNet-22K's): classes get ranks 1..K by a
  * seeded permutation; the class of rank r keeps
@@ -117,6 +125,6 @@ struct dataset_imbalance {
 int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbalance *opt,
 			   uint64_t *keep, struct error *err);
 int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *opt,
-		      const char *out_path, struct error *err);
+		      const char *out_path, const struct dataset_progress *pr, struct error *err);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/mem.h"
+#include "core/progress.h"
 #include "nn/dataset.h"
 
 #define EXIT_USAGE 2
@@ -45,6 +46,14 @@ static void usage(FILE *f)
 	    "\n"
 	    "exit status: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input.\n",
 	    prog, prog, prog, prog);
+}
+
+/* A progress line on a terminal (silent in logs), fed by the library. */
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct progress *p = ctx;
+	p->total = total;
+	progress_update(p, done);
 }
 
 /* Map a library return code to an exit status and print the message. */
@@ -140,7 +149,11 @@ static int cmd_import_idx(int argc, char **argv)
 	if (!images || !labels || !out)
 		return bad_usage("import-idx", "%s", "--images, --labels and --out are required");
 	struct error err;
-	int rc = dataset_import_idx(images, labels, out, (uint32_t)classes, &err);
+	struct progress bar;
+	progress_init(&bar, "import", "img", 0);
+	struct dataset_progress pr = {on_progress, &bar};
+	int rc = dataset_import_idx(images, labels, out, (uint32_t)classes, &pr, &err);
+	progress_finish(&bar);
 	if (rc < 0)
 		return fail(rc, &err);
 	struct dataset ds;
@@ -324,7 +337,11 @@ static int cmd_split(int argc, char **argv)
 	int rc = dataset_open(&ds, argv[optind], 0, &err);
 	if (rc < 0)
 		return fail(rc, &err);
-	rc = dataset_split(&ds, fraction, seed, out, rest, &err);
+	struct progress bar;
+	progress_init(&bar, "split", "records", 0);
+	struct dataset_progress pr = {on_progress, &bar};
+	rc = dataset_split(&ds, fraction, seed, out, rest, &pr, &err);
+	progress_finish(&bar);
 	dataset_close(&ds);
 	if (rc < 0)
 		return fail(rc, &err);
@@ -422,8 +439,13 @@ static int cmd_imbalance(int argc, char **argv)
 		return 1;
 	}
 	rc = dataset_imbalance_plan(&ds, &opt, keep, &err);
-	if (rc == 0 && !dry)
-		rc = dataset_imbalance(&ds, &opt, out, &err);
+	if (rc == 0 && !dry) {
+		struct progress bar;
+		progress_init(&bar, "imbalance", "records", 0);
+		struct dataset_progress pr = {on_progress, &bar};
+		rc = dataset_imbalance(&ds, &opt, out, &pr, &err);
+		progress_finish(&bar);
+	}
 	dataset_close(&ds);
 	if (rc < 0) {
 		mem_free(keep);

@@ -324,9 +324,11 @@ static void test_idx_import_plain_and_gzip(void)
 	CHECK_INT(write_gz(tmp("i.idx.gz"), img, ni), 0);
 	CHECK_INT(write_gz(tmp("l.idx.gz"), lab, sizeof(lab)), 0);
 	struct error err;
-	CHECK_INT(dataset_import_idx(tmp("i.idx"), tmp("l.idx"), tmp("plain.ds"), 0, &err), 0);
+	CHECK_INT(dataset_import_idx(tmp("i.idx"), tmp("l.idx"), tmp("plain.ds"), 0, NULL, &err),
+		  0);
 	check_imported(tmp("plain.ds"), 9, 4);
-	CHECK_INT(dataset_import_idx(tmp("i.idx.gz"), tmp("l.idx.gz"), tmp("gz.ds"), 10, &err), 0);
+	CHECK_INT(
+	    dataset_import_idx(tmp("i.idx.gz"), tmp("l.idx.gz"), tmp("gz.ds"), 10, NULL, &err), 0);
 	check_imported(tmp("gz.ds"), 9, 10);
 }
 
@@ -334,7 +336,7 @@ static void expect_import_error(const char *images, const char *labels, uint32_t
 				const char *want)
 {
 	struct error err = {{0}};
-	CHECK_INT(dataset_import_idx(images, labels, tmp("fail.ds"), classes, &err),
+	CHECK_INT(dataset_import_idx(images, labels, tmp("fail.ds"), classes, NULL, &err),
 		  DATASET_EBADINPUT);
 	if (!strstr(err.msg, want))
 		printf("#   message '%s' lacks '%s'\n", err.msg, want);
@@ -408,7 +410,7 @@ static void test_split_is_stratified_and_seeded(void)
 	struct dataset ds, a, b;
 	struct error err;
 	CHECK_INT(dataset_open(&ds, tmp("s.ds"), 0, &err), 0);
-	CHECK_INT(dataset_split(&ds, 0.3, 42, tmp("a.ds"), tmp("b.ds"), &err), 0);
+	CHECK_INT(dataset_split(&ds, 0.3, 42, tmp("a.ds"), tmp("b.ds"), NULL, &err), 0);
 	CHECK_INT(dataset_open(&a, tmp("a.ds"), DATASET_VERIFY, &err), 0);
 	CHECK_INT(dataset_open(&b, tmp("b.ds"), DATASET_VERIFY, &err), 0);
 	uint64_t ha[10], hb[10];
@@ -439,8 +441,8 @@ static void test_split_is_stratified_and_seeded(void)
 	CHECK(ordered);
 	CHECK(labels_ok);
 	/* same seed, same bytes; another seed, another split */
-	CHECK_INT(dataset_split(&ds, 0.3, 42, tmp("a2.ds"), tmp("b2.ds"), &err), 0);
-	CHECK_INT(dataset_split(&ds, 0.3, 43, tmp("a3.ds"), tmp("b3.ds"), &err), 0);
+	CHECK_INT(dataset_split(&ds, 0.3, 42, tmp("a2.ds"), tmp("b2.ds"), NULL, &err), 0);
+	CHECK_INT(dataset_split(&ds, 0.3, 43, tmp("a3.ds"), tmp("b3.ds"), NULL, &err), 0);
 	uint8_t *x, *y, *z;
 	size_t nx, ny, nz;
 	CHECK_INT(file_bytes(tmp("a.ds"), &x, &nx), 0);
@@ -451,13 +453,27 @@ static void test_split_is_stratified_and_seeded(void)
 	mem_free(x);
 	mem_free(y);
 	mem_free(z);
-	CHECK_INT(dataset_split(&ds, 1.5, 1, tmp("a4.ds"), tmp("b4.ds"), &err), DATASET_EBADINPUT);
+	CHECK_INT(dataset_split(&ds, 1.5, 1, tmp("a4.ds"), tmp("b4.ds"), NULL, &err),
+		  DATASET_EBADINPUT);
 	dataset_close(&a);
 	dataset_close(&b);
 	dataset_close(&ds);
 }
 
 /* ---- imbalance ---- */
+
+struct last_progress {
+	uint64_t done, total;
+	int calls;
+};
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct last_progress *p = ctx;
+	p->done = done;
+	p->total = total;
+	p->calls++;
+}
 
 static void test_zipf_counts_follow_the_curve(void)
 {
@@ -484,8 +500,13 @@ static void test_zipf_counts_follow_the_curve(void)
 	CHECK_INT(sorted[0], 200);
 	CHECK_INT(sorted[1], 87);  /* 200 / 2^1.2 = 87.05 */
 	CHECK_INT(sorted[11], 10); /* 200 / 12^1.2 = 10.17 */
-	/* the written shard has exactly those counts */
-	CHECK_INT(dataset_imbalance(&ds, &opt, tmp("zo.ds"), &err), 0);
+	/* the written shard has exactly those counts; progress ends at done == total */
+	struct last_progress lp = {0, 0, 0};
+	struct dataset_progress prog = {on_progress, &lp};
+	CHECK_INT(dataset_imbalance(&ds, &opt, tmp("zo.ds"), &prog, &err), 0);
+	CHECK_INT(lp.done, 2400);
+	CHECK_INT(lp.total, 2400);
+	CHECK_INT(lp.calls, 1); /* 2400 < 4096: only the final report */
 	CHECK_INT(dataset_open(&out, tmp("zo.ds"), DATASET_VERIFY, &err), 0);
 	uint64_t h[12];
 	dataset_histogram(&out, h);
@@ -596,7 +617,7 @@ static void test_random_damage_is_an_error_not_a_crash(void)
 			CHECK_INT(write_bytes(tmp("fzc.gz"), c, len), 0);
 			struct error err = {{0}};
 			int rc = dataset_import_idx(tmp("fzc.gz"), tmp("fzl.idx"), tmp("fzo.ds"), 0,
-						    &err);
+						    NULL, &err);
 			if (rc == 0)
 				good_imports++;
 			else
@@ -617,7 +638,7 @@ static void test_out_of_memory_is_an_error(void)
 	for (long k = 0; k < 6; k++) {
 		CHECK_INT(dataset_open(&ds, tmp("m.ds"), 0, &err), 0);
 		mem_fail_after(k);
-		int rc = dataset_split(&ds, 0.5, 1, tmp("ma.ds"), tmp("mb.ds"), &err);
+		int rc = dataset_split(&ds, 0.5, 1, tmp("ma.ds"), tmp("mb.ds"), NULL, &err);
 		mem_fail_after(-1);
 		CHECK(rc == 0 || rc == -1);
 		dataset_close(&ds);
