@@ -399,10 +399,11 @@ static int is_unknown_job_error(const char *text)
 	return strstr(text, "Invalid job id specified") != NULL;
 }
 
-static int squeue_chunk(const char *ids, struct slurm_jobs *out, struct error *err)
+/* One squeue call; select is "--jobs=a,b" or "--name=x,y". */
+static int squeue_chunk(const char *select, struct slurm_jobs *out, struct error *err)
 {
 	struct buf jobs_arg = BUF_INIT, fmt_arg = BUF_INIT;
-	buf_addf(&jobs_arg, "--jobs=%s", ids);
+	buf_adds(&jobs_arg, select);
 	buf_addf(&fmt_arg, "--Format=%s", slurm_squeue_format);
 	if (jobs_arg.failed || fmt_arg.failed) {
 		buf_release(&jobs_arg);
@@ -484,7 +485,33 @@ struct squeue_ctx {
 static int squeue_fn(const char *list, void *ctx)
 {
 	struct squeue_ctx *c = ctx;
-	return squeue_chunk(list, c->out, c->err);
+	struct buf arg = BUF_INIT;
+	buf_addf(&arg, "--jobs=%s", list);
+	int rc = arg.failed ? error_set(c->err, "squeue: out of memory") : squeue_chunk(buf_str(&arg), c->out, c->err);
+	buf_release(&arg);
+	return rc;
+}
+
+int slurm_squeue_names(const char *const *names, size_t n, struct slurm_jobs *out, struct error *err)
+{
+	struct buf arg = BUF_INIT;
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!names[i][0] || strchr(names[i], ',')) {
+			rc = error_set(err, "squeue: bad job name '%s'", names[i]);
+			break;
+		}
+		buf_adds(&arg, arg.len ? "," : "--name=");
+		buf_adds(&arg, names[i]);
+		if (arg.failed) {
+			rc = error_set(err, "squeue: out of memory");
+		} else if (arg.len > ID_LIST_MAX || i + 1 == n) {
+			rc = squeue_chunk(buf_str(&arg), out, err);
+			buf_reset(&arg);
+		}
+	}
+	buf_release(&arg);
+	return rc;
 }
 
 int slurm_squeue(const long *ids, size_t n, struct slurm_jobs *out, struct error *err)
@@ -676,6 +703,23 @@ int slurm_max_array_size(long *size, struct error *err)
 		return -1;
 	*size = cfg.max_array_size;
 	return 0;
+}
+
+int slurm_requeue(const char *id, struct error *err)
+{
+	const char *args[] = {"requeue", id, NULL};
+	struct cmd_result r;
+	if (run_cmd(SLURM_SCONTROL, args, &r, err) < 0)
+		return -1;
+	int rc = 0;
+	char line[512];
+	if (r.timed_out)
+		rc = error_set(err, "scontrol requeue %s: no answer within %.0f s", id, cmd_timeout);
+	else if (r.status != 0)
+		rc = error_set(err, "scontrol requeue %s: %s (exit %d)", id, first_line(&r.err, line, sizeof(line)),
+			       r.status);
+	result_release(&r);
+	return rc;
 }
 
 /* ---- scancel ----------------------------------------------------------- */

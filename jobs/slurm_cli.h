@@ -79,6 +79,10 @@ void slurm_jobs_release(struct slurm_jobs *jobs);
  * the id list exceeds what one argument may hold (~100 KB, ~12,000 ids). */
 int slurm_squeue(const long *ids, size_t n, struct slurm_jobs *out, struct error *err);
 
+/* Same for jobs by name (--name=a,b,c), one squeue call: lets a caller find
+ * what an interrupted submission already submitted under names it chose. */
+int slurm_squeue_names(const char *const *names, size_t n, struct slurm_jobs *out, struct error *err);
+
 /* The squeue -O format slurm_squeue uses, and its line parser
  * (exposed for tests). Returns 0, or -1 with err naming the line. */
 extern const char slurm_squeue_format[];
@@ -121,6 +125,12 @@ int slurm_read_config(struct slurm_config *cfg, struct error *err);
 int slurm_parse_config(const char *text, struct slurm_config *cfg, struct error *err);
 /* MaxArraySize alone (one scontrol call). */
 int slurm_max_array_size(long *size, struct error *err);
+
+/* scontrol requeue ID: the job goes back to PENDING (Restarts + 1) and runs
+ * again after cred_expire + 1 s; its afterok dependents keep waiting. Called
+ * from inside the job this kills the running attempt at once. Note that
+ * Slurm also requeues a job that already COMPLETED. */
+int slurm_requeue(const char *id, struct error *err);
 
 /* ---- scancel --------------------------------------------------------- */
 

@@ -30,6 +30,10 @@ struct run_status {
 	} *stages;
 	struct stage_counts total;
 	const char *state; /* pending, running, failed, done, cancelled */
+	char failures[5][200]; /* the first failed tasks, one line each */
+	int nfailures;
+	long long queued;  /* tasks the scheduler still holds (pending or running) */
+	long sched_calls;  /* scheduler commands run to collect this */
 };
 
 int status_collect(const struct run *r, struct run_status *st, struct error *err);

@@ -7,7 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/jsonio.h"
+#include "core/mem.h"
+#include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
+#include "pipeline/sched.h"
 
 static const char cancel_usage[] =
 	"usage: cairn cancel RUN\n"
@@ -29,6 +33,23 @@ int cmd_cancel(int argc, char **argv)
 		fprintf(stderr, "cairn cancel: %s\n", err.msg);
 		run_release(&r);
 		return 2;
+	}
+	if (!strcmp(jsonio_str(r.info, "executor", "local"), "slurm")) {
+		long *ids;
+		size_t n;
+		int rc = sched_job_ids(&r, &ids, &n, &err);
+		if (rc == 0 && n)
+			rc = slurm_cancel(ids, n, &err);
+		mem_free(ids);
+		if (rc < 0) {
+			fprintf(stderr, "cairn cancel: %s\n", err.msg);
+			run_release(&r);
+			return 1;
+		}
+		printf("cancelled the %zu Slurm job%s of %s (one scancel)\n", n, n == 1 ? "" : "s", r.dir);
+		run_event(r.dir, "cancel: scancel of %zu jobs", n);
+		run_release(&r);
+		return 0;
 	}
 	long holder = 0;
 	int got = run_lock(&r, &holder, &err);

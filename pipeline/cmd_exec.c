@@ -113,6 +113,25 @@ static int up_to_date(struct exec_ctx *x, const char *key)
 	return ok;
 }
 
+/* Retry inside Slurm with no cairn running: put this job back in the queue.
+ * Slurm kills this attempt at once and starts the job again later; its
+ * afterok dependents keep waiting (docs/slurm.md). */
+static void requeue(struct exec_ctx *x)
+{
+	const char *id = getenv("SLURM_JOB_ID");
+	if (!id)
+		return;
+	run_event(x->run->dir, "retry %s/%d: requeue of Slurm job %s after attempt %d", x->st->name,
+		  x->task, id, x->attempt);
+	char *argv[] = {"scontrol", "requeue", (char *)id, NULL};
+	pid_t pid;
+	struct error err;
+	int status;
+	struct rusage ru;
+	if (proc_spawn(&pid, argv, NULL, -1, &err) == 0)
+		proc_wait(pid, &status, &ru, NULL, 10, &err);
+}
+
 static int previous_attempt(struct exec_ctx *x)
 {
 	struct task_info ti;
@@ -264,7 +283,13 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		int code, sig;
 		const char *kind = kind_of_status(status, &code, &sig);
 		char msg[128] = "";
-		if (stop_signal) {
+		if (stop_signal && x->job[0] && x->st->res.time_s > 0 &&
+		    wall >= (double)x->st->res.time_s - 15) {
+			/* Slurm signals a job at its time limit; no other cause comes
+			 * within seconds of it. */
+			kind = "timeout";
+			snprintf(msg, sizeof(msg), "time limit of %ld s reached", x->st->res.time_s);
+		} else if (stop_signal) {
 			kind = "cancelled";
 			snprintf(msg, sizeof(msg), "cairn exec got signal %d", (int)stop_signal);
 		} else if (sig == SIGKILL) {
@@ -275,6 +300,9 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		close(log_fd);
 		/* The task failed, not cairn: failed.json and the log say so; stay quiet. */
 		rc = write_failed(x, kind, code, sig, msg[0] ? msg : NULL, err) < 0 ? -1 : 1;
+		if (rc == 1 && x->job[0] && x->attempt <= x->st->res.retries &&
+		    job_retry_allowed(x->st->res.retry_on, kind, code))
+			requeue(x);
 		goto out;
 	}
 

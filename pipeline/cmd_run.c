@@ -10,6 +10,8 @@
 #include "core/jsonio.h"
 #include "core/mem.h"
 #include "jobs/local.h"
+#include "jobs/slurm.h"
+#include "pipeline/sched.h"
 #include "pipeline/cli.h"
 
 struct run_opts {
@@ -22,13 +24,16 @@ struct run_opts {
 	int dry_run;
 	int json;
 	int verify;
+	int wait;
 };
 
 static const char run_usage[] =
 	"usage: cairn run SPEC [--executor local|slurm] [--set NAME=VALUE]... [--jobs N]\n"
-	"                 [--run-dir DIR] [--dry-run] [--json]\n"
+	"                 [--run-dir DIR] [--dry-run] [--wait] [--json]\n"
 	"Runs a pipeline: creates a run folder (under runs/, or DIR) and runs every task.\n"
-	"  --executor E   local (default: a pool of processes here) or slurm\n"
+	"  --executor E   local (default: a pool of processes here) or slurm: submit every\n"
+	"                 task as job arrays with dependencies, then exit\n"
+	"  --wait         slurm: follow the run until it ends (one squeue per poll)\n"
 	"  --set N=V      override a value of [params]; repeatable\n"
 	"  --jobs N       local: tasks at once (default: the number of cores)\n"
 	"  --run-dir DIR  put the run folder exactly at DIR\n"
@@ -39,8 +44,8 @@ static const char run_usage[] =
 	"example: cairn run configs/demo.ini --set shards=8 --jobs 2\n";
 
 static const char resume_usage[] =
-	"usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--jobs N] [--verify]\n"
-	"                        [--dry-run] [--json]\n"
+	"usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--executor E] [--jobs N]\n"
+	"                        [--verify] [--dry-run] [--wait] [--json]\n"
 	"Reruns only the tasks that failed, never ran, were cancelled or lost, whose\n"
 	"outputs changed, or whose key changed (command, resources or inputs), then\n"
 	"every task downstream of them whose inputs came out different. Done tasks\n"
@@ -48,6 +53,8 @@ static const char resume_usage[] =
 	"  --spec SPEC    use an edited spec instead of the run's frozen spec.ini\n"
 	"  --set N=V      override a value of [params]\n"
 	"  --verify       re-hash outputs (default: compare size and modification time)\n"
+	"  --executor E   local or slurm (default: the run's). On Slurm, tasks still queued\n"
+	"                 are not submitted again: what reruns waits for them\n"
 	"  --dry-run      print what would rerun and why, run nothing\n"
 	"example: cairn resume runs/demo-20261124T140000Z-1a2b --dry-run\n";
 
@@ -69,6 +76,8 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 			o->json = 1;
 		else if (resume && !strcmp(a, "--verify"))
 			o->verify = 1;
+		else if (!strcmp(a, "--wait"))
+			o->wait = 1;
 		else if (OPT("--set"))
 			o->sets[o->nsets++] = (char *)val;
 		else if (OPT("--jobs")) {
@@ -79,7 +88,7 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 				return -1;
 			}
 			o->jobs = (int)n;
-		} else if (!resume && OPT("--executor")) {
+		} else if (OPT("--executor")) {
 			if (strcmp(val, "local") && strcmp(val, "slurm")) {
 				fprintf(stderr, "cairn: --executor %s: want local or slurm\n", val);
 				return -1;
@@ -133,16 +142,17 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 			       st->in[e].one_to_one ? " (1:1)" : "");
 		printf("\n");
 		/* Reasons, counted. */
-		long long n[WHY_RUNNING + 1] = {0};
+		long long n[WHY_QUEUED + 1] = {0};
 		for (int t = 0; t < st->ntasks; t++)
 			n[ps->reason[t]]++;
-		static const char *names[] = {"never ran",	 "failed",	    "cancelled",
-					      "lost",		 "outputs changed", "key changed",
-					      "input reruns",	 "done",	    "running"};
+		static const char *names[] = {"never ran",	"failed",	   "cancelled",
+					      "lost",		"outputs changed", "key changed",
+					      "input reruns",	"done",		   "running",
+					      "queued"};
 		if (n[WHY_NEW] == st->ntasks)
 			continue;
 		printf("  %20s ", "");
-		for (int w = 0; w <= WHY_RUNNING; w++)
+		for (int w = 0; w <= WHY_QUEUED; w++)
 			if (n[w])
 				printf(" %lld %s;", n[w], names[w]);
 		printf("\n");
@@ -194,51 +204,69 @@ static int run_in_child(void *ctx, int stage, int task)
 	return exec_task(r, stage, task);
 }
 
-static int execute(struct run *r, const struct plan *p, const struct run_opts *o, int *cancelled,
-		   struct error *err)
+/* The job graph of a planned run, shared by both executors. */
+struct graph {
+	struct job_graph g;
+	struct job_stage *stages;
+	struct job_dep **deps;
+	char self[PATH_MAX];
+};
+
+static void graph_release(struct graph *gr, int nstages)
+{
+	for (int i = 0; gr->deps && i < nstages; i++)
+		mem_free(gr->deps[i]);
+	mem_free(gr->deps);
+	mem_free(gr->stages);
+}
+
+static int graph_build(struct graph *gr, struct run *r, const struct plan *p, struct error *err)
 {
 	const struct spec *s = &r->spec;
-	struct job_stage *stages = mem_calloc((size_t)s->nstages, sizeof(*stages));
-	struct job_dep **deps = mem_calloc((size_t)s->nstages, sizeof(*deps));
-	if (!stages || !deps) {
-		mem_free(stages);
-		mem_free(deps);
+	memset(gr, 0, sizeof(*gr));
+	gr->stages = mem_calloc((size_t)s->nstages, sizeof(*gr->stages));
+	gr->deps = mem_calloc((size_t)s->nstages, sizeof(*gr->deps));
+	if (!gr->stages || !gr->deps)
 		return error_set(err, "out of memory");
-	}
-	int rc = 0;
-	for (int i = 0; i < s->nstages && rc == 0; i++) {
+	for (int i = 0; i < s->nstages; i++) {
 		const struct spec_stage *st = &s->stages[i];
-		deps[i] = mem_calloc((size_t)st->nin + 1, sizeof(**deps));
-		if (!deps[i]) {
-			rc = error_set(err, "out of memory");
-			break;
-		}
+		gr->deps[i] = mem_calloc((size_t)st->nin + 1, sizeof(**gr->deps));
+		if (!gr->deps[i])
+			return error_set(err, "out of memory");
 		for (int e = 0; e < st->nin; e++) {
-			deps[i][e].stage = st->in[e].from;
-			deps[i][e].one_to_one = st->in[e].one_to_one;
+			gr->deps[i][e].stage = st->in[e].from;
+			gr->deps[i][e].one_to_one = st->in[e].one_to_one;
 		}
-		/* plan actions map to the executor's todo values */
+		/* plan actions map to the executors' todo values */
 		unsigned char *todo = p->stages[i].action;
 		for (int t = 0; t < st->ntasks; t++)
 			todo[t] = todo[t] == PLAN_RUN ? LOCAL_RUN : todo[t] == PLAN_WAIT ? LOCAL_WAIT : LOCAL_SKIP;
-		stages[i].name = st->name;
-		stages[i].ntasks = st->ntasks;
-		stages[i].todo = todo;
-		stages[i].deps = deps[i];
-		stages[i].ndeps = st->nin;
-		stages[i].res = &st->res;
+		gr->stages[i].name = st->name;
+		gr->stages[i].ntasks = st->ntasks;
+		gr->stages[i].todo = todo;
+		gr->stages[i].deps = gr->deps[i];
+		gr->stages[i].ndeps = st->nin;
+		gr->stages[i].res = &st->res;
 	}
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	self[n > 0 ? n : 0] = '\0';
-	struct job_graph g = {r->dir, s->name, self, stages, s->nstages, s->order, run_in_child, r};
+	ssize_t n = readlink("/proc/self/exe", gr->self, sizeof(gr->self) - 1);
+	gr->self[n > 0 ? n : 0] = '\0';
+	struct job_graph g = {r->dir, s->name, gr->self, gr->stages, s->nstages, s->order, run_in_child, r};
+	gr->g = g;
+	return 0;
+}
+
+static int execute_local(struct run *r, const struct plan *p, const struct run_opts *o,
+			 int *cancelled, struct error *err)
+{
+	struct graph gr;
+	int rc = graph_build(&gr, r, p, err);
 	struct progress_ctx pc = {isatty(2), clock_now(), 0, p->run};
 	struct job_opts jo = {o->jobs, on_progress, &pc};
 	struct job_counts c;
 	if (rc == 0) {
 		run_event(r->dir, "local executor: %lld tasks to run, %lld skipped, %d slots", p->run,
 			  p->skip, o->jobs);
-		rc = local_run(&g, &jo, &c, err);
+		rc = local_run(&gr.g, &jo, &c, err);
 		if (pc.tty)
 			fprintf(stderr, "\n");
 		if (rc == 1) {
@@ -248,11 +276,84 @@ static int execute(struct run *r, const struct plan *p, const struct run_opts *o
 		run_event(r->dir, "local executor ended: %lld done, %lld failed, %lld cancelled%s",
 			  c.done, c.failed, c.cancelled, *cancelled ? " (interrupted)" : "");
 	}
-	for (int i = 0; i < s->nstages; i++)
-		mem_free(deps[i]);
-	mem_free(deps);
-	mem_free(stages);
+	graph_release(&gr, r->spec.nstages);
 	return rc;
+}
+
+static int record_submission(void *ctx, const struct slurm_submission *sub, struct error *err)
+{
+	struct run *r = ctx;
+	return sched_record(r, r->spec.stages[sub->stage].name, sub->job_id, sub->offset,
+			    sub->array, err);
+}
+
+/* Submit every task the plan runs; those still queued from an earlier
+ * submission are waited for through their job ids. */
+static int submit_slurm(struct run *r, struct plan *p, struct error *err)
+{
+	const struct spec *s = &r->spec;
+	struct graph gr;
+	struct slurm_waits waits = {NULL, NULL};
+	int rc = graph_build(&gr, r, p, err);
+	waits.job_ids = mem_calloc((size_t)s->nstages, sizeof(long *));
+	waits.njobs = mem_calloc((size_t)s->nstages, sizeof(int));
+	if (rc == 0 && (!waits.job_ids || !waits.njobs))
+		rc = error_set(err, "out of memory");
+	for (int i = 0; rc == 0 && i < s->nstages; i++)
+		if (p->stages[i].wait > 0)
+			rc = sched_queued_jobs(&p->view, r, s->stages[i].name, &waits.job_ids[i],
+					       &waits.njobs[i], err);
+	char prefix[300];
+	const char *base = strrchr(r->dir, '/');
+	snprintf(prefix, sizeof(prefix), "cairn.%s", base ? base + 1 : r->dir);
+	struct buf scripts = BUF_INIT;
+	buf_addf(&scripts, "%s/slurm", r->dir);
+	struct slurm_opts so = {jsonio_str(r->info, "workdir", "."), scripts.s, prefix, &s->slurm,
+				&waits, record_submission, r};
+	double t0 = clock_now();
+	long calls0 = slurm_calls(SLURM_SBATCH);
+	int n = rc == 0 ? slurm_submit(&gr.g, &so, err) : -1;
+	if (n >= 0) {
+		printf("submitted %lld tasks in %d job arrays (%ld sbatch calls, %.2f s); nothing of "
+		       "cairn keeps running\n",
+		       p->run, n, slurm_calls(SLURM_SBATCH) - calls0, clock_now() - t0);
+		run_event(r->dir, "slurm executor: %lld tasks submitted in %d arrays, %lld skipped",
+			  p->run, n, p->skip);
+	} else {
+		run_event(r->dir, "slurm executor: submission failed: %s", err->msg);
+		rc = -1;
+	}
+	buf_release(&scripts);
+	for (int i = 0; waits.job_ids && i < s->nstages; i++)
+		mem_free(waits.job_ids[i]);
+	mem_free(waits.job_ids);
+	mem_free(waits.njobs);
+	graph_release(&gr, s->nstages);
+	return rc;
+}
+
+/* --wait: follow a Slurm run with one squeue per poll, 5 s apart at first,
+ * backing off by 1.2 to 30 s, until nothing of it is queued or running. */
+static int follow(struct run *r, struct run_status *st, struct error *err)
+{
+	double delay = 5, t0 = clock_now();
+	int tty = isatty(2);
+	for (;;) {
+		if (status_collect(r, st, err) < 0)
+			return -1;
+		if (tty)
+			fprintf(stderr, "\r%lld/%lld done, %lld running, %lld queued, %lld failed  (%.0f s)\033[K",
+				st->total.done, st->total.tasks, st->total.running, st->queued,
+				st->total.failed, clock_now() - t0);
+		if (st->total.running == 0 && st->queued == 0)
+			break;
+		status_release(st);
+		sleep((unsigned)delay);
+		delay = delay * 1.2 > 30 ? 30 : delay * 1.2;
+	}
+	if (tty)
+		fprintf(stderr, "\n");
+	return 0;
 }
 
 /* The part shared by run and resume once the run folder is open and locked. */
@@ -266,21 +367,27 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 		plan_release(&p);
 		return 1;
 	}
-	if (!strcmp(executor, "slurm")) {
-		fprintf(stderr, "cairn: the slurm executor is not available in this build yet; "
-				"use --executor local\n");
-		plan_release(&p);
-		return 2;
-	}
-	int cancelled = 0;
-	int rc = execute(r, &p, o, &cancelled, &err);
+	int cancelled = 0, rc;
+	int slurm = !strcmp(executor, "slurm");
+	if (slurm)
+		rc = submit_slurm(r, &p, &err);
+	else
+		rc = execute_local(r, &p, o, &cancelled, &err);
 	plan_release(&p);
 	if (rc < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
+		if (slurm)
+			fprintf(stderr, "what was submitted is recorded: `cairn resume %s` submits the "
+					"rest, `cairn cancel %s` cancels it\n",
+				r->dir, r->dir);
 		return 1;
 	}
 	struct run_status st;
-	if (status_collect(r, &st, &err) < 0) {
+	if (slurm && !o->wait) {
+		printf("follow it with: cairn status %s\n%s\n", r->dir, r->dir);
+		return 0;
+	}
+	if (slurm ? follow(r, &st, &err) < 0 : status_collect(r, &st, &err) < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
 		status_release(&st);
 		return 1;
@@ -410,7 +517,14 @@ int cmd_resume(int argc, char **argv)
 		plan_release(&p);
 		goto out;
 	}
-	run_event(r.dir, "resume");
+	if (o.executor && strcmp(o.executor, jsonio_str(r.info, "executor", "local"))) {
+		json_object_set_new(r.info, "executor", json_string(o.executor));
+		if (run_save_info(&r, &err) < 0) {
+			fprintf(stderr, "cairn resume: %s\n", err.msg);
+			goto out;
+		}
+	}
+	run_event(r.dir, "resume (executor %s)", jsonio_str(r.info, "executor", "local"));
 	rc = drive(&r, &o, 0);
 out:
 	run_release(&r);

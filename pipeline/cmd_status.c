@@ -6,27 +6,57 @@
 #include "core/mem.h"
 #include "pipeline/cli.h"
 
+static void describe_failure(const char *stage, int t, const struct task_info *ti, char out[200])
+{
+	char job[48] = "";
+	if (ti->job[0])
+		snprintf(job, sizeof(job), ", Slurm job %s", ti->job);
+	if (!strcmp(ti->kind, "exit"))
+		snprintf(out, 200, "failed %s/%d: exit %d (attempt %d%s)", stage, t, ti->exit_code,
+			 ti->attempt, job);
+	else if (!strcmp(ti->kind, "signal"))
+		snprintf(out, 200, "failed %s/%d: signal %d (attempt %d%s)", stage, t, ti->signal,
+			 ti->attempt, job);
+	else
+		snprintf(out, 200, "failed %s/%d: %s (attempt %d%s)", stage, t, ti->kind,
+			 ti->attempt ? ti->attempt : 1, job);
+}
+
 int status_collect(const struct run *r, struct run_status *st, struct error *err)
 {
 	const struct spec *s = &r->spec;
 	memset(st, 0, sizeof(*st));
+	struct sched_view view;
+	long calls0 = slurm_calls(SLURM_SQUEUE);
+	if (sched_view_load(&view, r, err) < 0)
+		return -1;
+	st->sched_calls = slurm_calls(SLURM_SQUEUE) - calls0;
 	st->nstages = s->nstages;
 	st->stages = mem_calloc((size_t)s->nstages, sizeof(*st->stages));
-	if (!st->stages)
+	if (!st->stages) {
+		sched_view_release(&view);
 		return error_set(err, "out of memory");
+	}
 	for (int i = 0; i < s->nstages; i++) {
 		struct stage_counts *c = &st->stages[i];
 		c->tasks = s->stages[i].ntasks;
 		for (int t = 0; t < s->stages[i].ntasks; t++) {
 			struct task_info ti;
-			if (task_read(r->dir, s->stages[i].name, t, 1, &ti, err) < 0)
+			if (task_read(r->dir, s->stages[i].name, t, 1, &ti, err) < 0) {
+				sched_view_release(&view);
 				return -1;
+			}
+			sched_view_apply(&view, r, i, t, &ti);
+			st->queued += ti.queued;
 			switch (ti.state) {
 			case TASK_DONE:
 				c->done++;
 				break;
 			case TASK_FAILED:
 				c->failed++;
+				if (st->nfailures < 5)
+					describe_failure(s->stages[i].name, t, &ti,
+							 st->failures[st->nfailures++]);
 				break;
 			case TASK_RUNNING:
 				c->running++;
@@ -46,6 +76,7 @@ int status_collect(const struct run *r, struct run_status *st, struct error *err
 		st->total.cancelled += c->cancelled;
 		st->total.pending += c->pending;
 	}
+	sched_view_release(&view);
 	const struct stage_counts *t = &st->total;
 	st->state = t->running	  ? "running"
 		    : t->failed	   ? "failed"
@@ -97,29 +128,9 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 	printf("run %s: %s (%lld of %lld tasks done)\n", r->spec.name, st->state, st->total.done,
 	       st->total.tasks);
 	/* Failed tasks at a glance: the first few, with why. */
-	int shown = 0;
-	for (int k = 0; k < s->nstages && shown < 5; k++) {
-		int i = s->order[k];
-		if (!st->stages[i].failed)
-			continue;
-		for (int t = 0; t < s->stages[i].ntasks && shown < 5; t++) {
-			struct task_info ti;
-			struct error err;
-			if (task_read(r->dir, s->stages[i].name, t, 1, &ti, &err) < 0 ||
-			    ti.state != TASK_FAILED)
-				continue;
-			if (!strcmp(ti.kind, "exit"))
-				printf("  failed %s/%d: exit %d (attempt %d)\n", s->stages[i].name, t,
-				       ti.exit_code, ti.attempt);
-			else if (!strcmp(ti.kind, "signal"))
-				printf("  failed %s/%d: signal %d (attempt %d)\n", s->stages[i].name, t,
-				       ti.signal, ti.attempt);
-			else
-				printf("  failed %s/%d: %s (attempt %d)\n", s->stages[i].name, t, ti.kind,
-				       ti.attempt);
-			shown++;
-		}
-	}
+	int shown = st->nfailures;
+	for (int i = 0; i < shown; i++)
+		printf("  %s\n", st->failures[i]);
 	if (st->total.failed > shown)
 		printf("  ... and %lld more failed tasks\n", st->total.failed - shown);
 	if (st->total.failed)

@@ -43,8 +43,10 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	enum task_state state = p->stages[s].state[t];
 	struct task_info ti;
 	struct error err;
-	if (task_read(r->dir, st->name, t, 1, &ti, &err) == 0)
+	if (task_read(r->dir, st->name, t, 1, &ti, &err) == 0) {
+		sched_view_apply(&p->view, r, s, t, &ti);
 		state = ti.state;
+	}
 	const char *text = buf_str(&b);
 	printf("%s/%d: %s%s%s\n", st->name, t, task_state_name(state),
 	       strncmp(text, "but ", 4) ? ": " : ", ", text);

@@ -94,6 +94,8 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 {
 	const struct spec *s = &r->spec;
 	memset(p, 0, sizeof(*p));
+	if (!fresh && sched_view_load(&p->view, r, err) < 0)
+		return -1;
 	p->nstages = s->nstages;
 	p->stages = mem_calloc((size_t)s->nstages, sizeof(*p->stages));
 	if (!p->stages)
@@ -121,12 +123,14 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 			} else if (task_read(r->dir, st->name, t, 1, &ti, err) < 0) {
 				error_prefix(err, "%s/%d: ", st->name, t);
 				return -1;
+			} else {
+				sched_view_apply(&p->view, r, i, t, &ti);
 			}
 			ps->state[t] = (unsigned char)ti.state;
 			switch (ti.state) {
 			case TASK_PENDING:
-				ps->action[t] = PLAN_RUN;
-				ps->reason[t] = WHY_NEW;
+				ps->action[t] = ti.queued ? PLAN_WAIT : PLAN_RUN;
+				ps->reason[t] = ti.queued ? WHY_QUEUED : WHY_NEW;
 				break;
 			case TASK_RUNNING:
 				ps->action[t] = PLAN_WAIT;
@@ -170,6 +174,7 @@ void plan_release(struct plan *p)
 		mem_free(p->stages[i].digest);
 	}
 	mem_free(p->stages);
+	sched_view_release(&p->view);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -223,6 +228,7 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		buf_addf(out, "cannot read its markers: %s", err.msg);
 		return;
 	}
+	sched_view_apply(&p->view, r, s, t, &ti);
 	switch (why) {
 	case WHY_NEW: {
 		buf_adds(out, "never ran");
@@ -247,11 +253,20 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 			buf_addf(out, "exit %d on attempt %d", ti.exit_code, ti.attempt);
 		else if (!strcmp(ti.kind, "signal"))
 			buf_addf(out, "killed by signal %d on attempt %d", ti.signal, ti.attempt);
+		else if (ti.sched_state[0])
+			buf_addf(out, "%s: Slurm job %s ended %s (reason %s, exit %d, signal %d)",
+				 ti.kind, ti.job, ti.sched_state, ti.sched_reason, ti.exit_code, ti.signal);
 		else
-			buf_addf(out, "%s on attempt %d", ti.kind, ti.attempt);
+			buf_addf(out, "%s on attempt %d%s%s", ti.kind, ti.attempt,
+				 ti.job[0] ? ", Slurm job " : "", ti.job);
 		break;
 	case WHY_CANCELLED:
-		buf_addf(out, "cancelled on attempt %d", ti.attempt);
+		if (ti.sched_state[0])
+			buf_addf(out, "%s: Slurm job %s ended %s (reason %s)",
+				 strcmp(ti.kind, "dependency") ? ti.kind : "an input failed (dependency)",
+				 ti.job, ti.sched_state, ti.sched_reason);
+		else
+			buf_addf(out, "cancelled on attempt %d", ti.attempt);
 		break;
 	case WHY_LOST:
 		buf_addf(out, "lost: started on %s (pid %ld) at %s, and that process is gone without a marker",
@@ -300,8 +315,15 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		buf_adds(out, "done; outputs and key unchanged");
 		break;
 	case WHY_RUNNING:
-		buf_addf(out, "running on %s since %s (pid %ld%s%s)", ti.host, ti.started, ti.pid,
-			 ti.job[0] ? ", job " : "", ti.job);
+		if (ti.host[0])
+			buf_addf(out, "running on %s since %s (pid %ld%s%s)", ti.host, ti.started,
+				 ti.pid, ti.job[0] ? ", Slurm job " : "", ti.job);
+		else
+			buf_addf(out, "running as Slurm job %s", ti.job);
+		break;
+	case WHY_QUEUED:
+		buf_addf(out, "queued as Slurm job %s (%s, reason %s)", ti.job, ti.sched_state,
+			 ti.sched_reason);
 		break;
 	}
 }

@@ -6,6 +6,7 @@
 
 #include "core/buf.h"
 #include "pipeline/run.h"
+#include "pipeline/sched.h"
 #include "pipeline/task.h"
 
 enum plan_action { PLAN_SKIP, PLAN_RUN, PLAN_WAIT };
@@ -20,6 +21,7 @@ enum plan_reason {
 	WHY_UPSTREAM,   /* an input task reruns */
 	WHY_DONE,       /* done and valid: skipped */
 	WHY_RUNNING,    /* still running: wait */
+	WHY_QUEUED,     /* submitted, still queued: wait */
 };
 
 struct plan_stage {
@@ -35,6 +37,7 @@ struct plan {
 	int nstages;
 	struct plan_stage *stages;
 	long long run, skip, wait;
+	struct sched_view view; /* what the scheduler said (Slurm runs) */
 };
 
 /* A plan for a run folder. fresh: the run was just created, nothing to read.

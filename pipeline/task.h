@@ -34,6 +34,9 @@ struct task_info {
 	char host[128];
 	char job[32];      /* Slurm job id "123_4" or "" */
 	char started[32];
+	int queued;           /* the scheduler still holds it (pending or running) */
+	char sched_state[24]; /* what the scheduler says, when asked (sched.h) */
+	char sched_reason[64];
 };
 
 /* Read the markers of a task. With check_alive, a task that started on this

@@ -180,6 +180,15 @@ echo "#   scontrol show job $bad_dep: $(scontrol show job -o "$bad_dep" | grep -
 corr=$(squeue --states=all --array -h -j "$cor_b" -O 'ArrayTaskID:|,State:|' | sed 's/ *$//' | sort | tr '\n' ' ')
 check_eq "aftercorr: only the element of the failed task is cancelled" "$corr" "0|COMPLETED| 1|CANCELLED| 2|COMPLETED| 3|COMPLETED| "
 
+# Dependencies on jobs that already ended or that Slurm forgot (what resume meets).
+dep_done=$(sbatch --parsable -o /dev/null --dependency=afterok:$ok_dep --kill-on-invalid-dep=yes --wrap true)
+dep_gone=$(sbatch --parsable -o /dev/null --dependency=afterok:$ok_dep:99999999 --kill-on-invalid-dep=yes --wrap true 2>&1)
+check "afterok on an unknown job id: sbatch accepts it" grep -qE '^[0-9]+$' <<<"$dep_gone"
+echo "#   afterok:$ok_dep:99999999 -> $(scontrol show job -o "$dep_gone" | grep -oE 'Dependency=[^ ]+')"
+wait_end 20 "$dep_done" "$dep_gone"
+check_eq "afterok on a COMPLETED job: runs" "$(field "$dep_done" JobState)" COMPLETED
+check_eq "afterok on an unknown job id: the unknown id is dropped, runs" "$(field "$dep_gone" JobState)" COMPLETED
+
 check_eq "requeue: job COMPLETED in the end" "$(field "$rq" JobState)" COMPLETED
 check_eq "requeue: Restarts=1" "$(field "$rq" Restarts)" 1
 check_grep "requeue: second attempt sees SLURM_RESTART_COUNT=1" 'SLURM_RESTART_COUNT=1' requeue.out

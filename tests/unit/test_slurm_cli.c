@@ -507,6 +507,34 @@ static void test_live(void)
 	CHECK(strstr(err.msg, "nvalid partition") != NULL);
 	printf("#   sbatch --partition=nope: %s\n", err.msg);
 
+	/* By name: the array under its --job-name, one call; a bad name is refused. */
+	const char *names[] = {"cairn-live", "cairn-no-such-job", NULL};
+	slurm_calls_reset();
+	slurm_jobs_release(&jobs);
+	CHECK_INT(slurm_squeue_names(names, 2, &jobs, &err), 0);
+	CHECK_INT(slurm_calls(SLURM_SQUEUE), 1);
+	CHECK_INT(jobs.n, 3);
+	for (size_t i = 0; i < jobs.n; i++)
+		CHECK_INT(jobs.v[i].array_job_id, a);
+	const char *bad_names[] = {"a,b", NULL};
+	CHECK_INT(slurm_squeue_names(bad_names, 1, &jobs, &err), -1);
+
+	/* Requeue: a finished job goes back to PENDING with one more restart. */
+	long done_id = 0;
+	char done_str[32];
+	const char *extra_q[] = {"--output=/dev/null", "--job-name=cairn-requeue", NULL};
+	char quick[512];
+	CHECK_INT(write_script("quick.sh", "#!/bin/sh\ntrue\n", quick, sizeof(quick)), 0);
+	CHECK_INT(slurm_sbatch(quick, extra_q, &done_id, &err), 0);
+	CHECK_INT(live_wait(&done_id, 1, &jobs, 30), 0);
+	snprintf(done_str, sizeof(done_str), "%ld", done_id);
+	CHECK_INT(slurm_requeue(done_str, &err), 0);
+	CHECK_INT(slurm_show_job(done_str, &info, &err), 0);
+	CHECK_INT(info.restarts, 1);
+	CHECK_INT(slurm_requeue("99999999", &err), -1);
+	printf("#   scontrol requeue 99999999: %s\n", err.msg);
+	CHECK_INT(slurm_cancel(&done_id, 1, &err), 0);
+
 	/* Many ids in one call: 2,000 made-up ids around the real ones. */
 	long many[2000];
 	for (int i = 0; i < 2000; i++)

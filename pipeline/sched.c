@@ -1,0 +1,251 @@
+#include "pipeline/sched.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/clock.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/mem.h"
+
+int sched_record(struct run *r, const char *stage, long job_id, int offset, const char *array,
+		 struct error *err)
+{
+	json_t *jobs = json_object_get(r->info, "jobs");
+	if (!json_is_array(jobs)) {
+		jobs = json_array();
+		json_object_set_new(r->info, "jobs", jobs);
+	}
+	char when[32];
+	clock_utc(when, sizeof(when), 0);
+	json_t *rec = json_pack("{s:s, s:I, s:i, s:s, s:s}", "stage", stage, "job_id",
+				(json_int_t)job_id, "offset", offset, "array", array, "submitted", when);
+	if (!rec || json_array_append_new(jobs, rec) < 0)
+		return error_set(err, "out of memory");
+	run_event(r->dir, "submitted %s: Slurm job %ld, array %s (tasks from %d)", stage, job_id,
+		  array, offset);
+	return run_save_info(r, err);
+}
+
+int sched_job_ids(const struct run *r, long **ids, size_t *n, struct error *err)
+{
+	json_t *jobs = json_object_get(r->info, "jobs");
+	size_t count = json_is_array(jobs) ? json_array_size(jobs) : 0;
+	*ids = mem_calloc(count + 1, sizeof(long));
+	*n = 0;
+	if (!*ids)
+		return error_set(err, "out of memory");
+	for (size_t i = 0; i < count; i++)
+		(*ids)[(*n)++] = (long)jsonio_int(json_array_get(jobs, i), "job_id", 0);
+	return 0;
+}
+
+static int cmp_job(const void *a, const void *b)
+{
+	const struct slurm_job *x = a, *y = b;
+	if (x->array_job_id != y->array_job_id)
+		return x->array_job_id < y->array_job_id ? -1 : 1;
+	return (x->array_task > y->array_task) - (x->array_task < y->array_task);
+}
+
+int sched_view_load(struct sched_view *v, const struct run *r, struct error *err)
+{
+	memset(v, 0, sizeof(*v));
+	slurm_jobs_init(&v->jobs);
+	v->slurm = !strcmp(jsonio_str(r->info, "executor", "local"), "slurm");
+	if (!v->slurm)
+		return 0;
+	long *ids;
+	size_t n;
+	if (sched_job_ids(r, &ids, &n, err) < 0)
+		return -1;
+	int rc = n ? slurm_squeue(ids, n, &v->jobs, err) : 0;
+	mem_free(ids);
+	if (rc < 0)
+		return -1;
+	if (v->jobs.n > 1)
+		qsort(v->jobs.v, v->jobs.n, sizeof(*v->jobs.v), cmp_job);
+	return 0;
+}
+
+void sched_view_release(struct sched_view *v)
+{
+	slurm_jobs_release(&v->jobs);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Is index i in an --array spec like "0-3,7,9-10"? */
+static int in_array_spec(const char *spec, long i)
+{
+	const char *p = spec;
+	while (*p) {
+		char *end;
+		long a = strtol(p, &end, 10), b = a;
+		if (*end == '-')
+			b = strtol(end + 1, &end, 10);
+		if (i >= a && i <= b)
+			return 1;
+		if (*end != ',')
+			break;
+		p = end + 1;
+	}
+	return 0;
+}
+
+/* The latest submission of this task: its job id and array index. */
+static int find_submission(const struct run *r, const char *stage, int task, long *job, int *index)
+{
+	json_t *jobs = json_object_get(r->info, "jobs");
+	for (size_t i = json_is_array(jobs) ? json_array_size(jobs) : 0; i-- > 0;) {
+		const json_t *rec = json_array_get(jobs, i);
+		if (strcmp(jsonio_str(rec, "stage", ""), stage))
+			continue;
+		long off = (long)jsonio_int(rec, "offset", 0);
+		if (task < off || !in_array_spec(jsonio_str(rec, "array", ""), task - off))
+			continue;
+		*job = (long)jsonio_int(rec, "job_id", 0);
+		*index = (int)(task - off);
+		return 1;
+	}
+	return 0;
+}
+
+static const struct slurm_job *lookup(const struct sched_view *v, long job, int index)
+{
+	struct slurm_job key;
+	memset(&key, 0, sizeof(key));
+	key.array_job_id = job;
+	key.array_task = index;
+	return v->jobs.n ? bsearch(&key, v->jobs.v, v->jobs.n, sizeof(key), cmp_job) : NULL;
+}
+
+static int has_marker(const struct run *r, const char *stage, int task, const char *name)
+{
+	struct buf p = BUF_INIT;
+	task_path(&p, r->dir, stage, task, name);
+	struct stat st;
+	int yes = !p.failed && stat(p.s, &st) == 0;
+	buf_release(&p);
+	return yes;
+}
+
+void sched_view_apply(const struct sched_view *v, const struct run *r, int stage, int task,
+		      struct task_info *ti)
+{
+	if (!v->slurm)
+		return;
+	const char *name = r->spec.stages[stage].name;
+	long job;
+	int index;
+	if (!find_submission(r, name, task, &job, &index))
+		return; /* never submitted: the markers say all there is */
+	if (!ti->job[0])
+		snprintf(ti->job, sizeof(ti->job), "%ld_%d", job, index);
+	if (ti->state == TASK_DONE || ti->state == TASK_FAILED || ti->state == TASK_CANCELLED) {
+		/* A marker is the truth, unless a retry was requeued and runs again,
+		 * or Slurm knows better why the wrapper was stopped: a wrapper sees
+		 * SIGTERM alike from scancel, a node going down or a preemption. */
+		const struct slurm_job *sj = lookup(v, job, index);
+		if (sj && ti->state == TASK_CANCELLED) {
+			int k = slurm_failure_kind(sj->state, sj->reason, sj->exit_code, sj->signal);
+			if (k == SLURM_FAIL_NODE_FAIL || k == SLURM_FAIL_PREEMPTED || k == SLURM_FAIL_TIMEOUT ||
+			    k == SLURM_FAIL_OOM) {
+				ti->state = TASK_FAILED;
+				snprintf(ti->kind, sizeof(ti->kind), "%s", slurm_failure_name(k));
+				snprintf(ti->sched_state, sizeof(ti->sched_state), "%s", sj->state);
+				snprintf(ti->sched_reason, sizeof(ti->sched_reason), "%s", sj->reason);
+			}
+		}
+		if (ti->state != TASK_DONE && sj &&
+		    (!strcmp(sj->state, "PENDING") || !strcmp(sj->state, "RUNNING")) && sj->restarts > 0) {
+			ti->state = strcmp(sj->state, "PENDING") ? TASK_RUNNING : TASK_PENDING;
+			ti->queued = 1;
+		}
+		return;
+	}
+	const struct slurm_job *sj = lookup(v, job, index);
+	if (!sj) {
+		/* Slurm forgot it (MinJobAge) and it left no end marker. */
+		if (has_marker(r, name, task, "done.json"))
+			ti->state = TASK_DONE;
+		else {
+			ti->state = TASK_FAILED;
+			snprintf(ti->kind, sizeof(ti->kind), "lost");
+		}
+		return;
+	}
+	snprintf(ti->sched_state, sizeof(ti->sched_state), "%s", sj->state);
+	snprintf(ti->sched_reason, sizeof(ti->sched_reason), "%s", sj->reason);
+	if (!strcmp(sj->state, "PENDING") || !strcmp(sj->state, "REQUEUED") ||
+	    !strcmp(sj->state, "REQUEUE_HOLD") || !strcmp(sj->state, "SUSPENDED")) {
+		ti->state = TASK_PENDING;
+		ti->queued = 1;
+		return;
+	}
+	if (!strcmp(sj->state, "RUNNING") || !strcmp(sj->state, "CONFIGURING") ||
+	    !strcmp(sj->state, "COMPLETING") || !strcmp(sj->state, "RESIZING") ||
+	    !strcmp(sj->state, "STAGE_OUT") || !strcmp(sj->state, "SIGNALING")) {
+		ti->state = TASK_RUNNING;
+		ti->queued = 1;
+		return;
+	}
+	/* The job ended. A marker may have landed since we looked. */
+	if (has_marker(r, name, task, "done.json")) {
+		ti->state = TASK_DONE;
+		return;
+	}
+	int kind = slurm_failure_kind(sj->state, sj->reason, sj->exit_code, sj->signal);
+	if (kind < 0)
+		kind = SLURM_FAIL_LOST; /* COMPLETED yet no marker: the wrapper never wrote one */
+	if (kind == SLURM_FAIL_SIGNAL && sj->signal == 9) {
+		/* Without cgroups an over-memory job is just killed: Slurm's log says why. */
+		struct buf p = BUF_INIT;
+		char *text;
+		size_t len;
+		struct error err;
+		buf_addf(&p, "%s/slurm/%s-%ld_%d.out", r->dir, name, job, index);
+		if (!p.failed && fs_read_all(p.s, &text, &len, &err) == 0) {
+			int k = slurm_log_failure_kind(text);
+			if (k >= 0)
+				kind = k;
+			mem_free(text);
+		}
+		buf_release(&p);
+	}
+	/* Cancelled, by scancel or because an input failed (dependency): it did
+	 * not fail itself, and counting it as failed would hide the real failure. */
+	ti->state = kind == SLURM_FAIL_CANCELLED || kind == SLURM_FAIL_DEPENDENCY ? TASK_CANCELLED
+										 : TASK_FAILED;
+	snprintf(ti->kind, sizeof(ti->kind), "%s", slurm_failure_name(kind));
+	ti->exit_code = sj->exit_code;
+	ti->signal = sj->signal;
+}
+
+int sched_queued_jobs(const struct sched_view *v, const struct run *r, const char *stage,
+		      long **ids, int *n, struct error *err)
+{
+	json_t *jobs = json_object_get(r->info, "jobs");
+	size_t count = json_is_array(jobs) ? json_array_size(jobs) : 0;
+	*n = 0;
+	*ids = mem_calloc(count + 1, sizeof(long));
+	if (!*ids)
+		return error_set(err, "out of memory");
+	for (size_t i = 0; i < count; i++) {
+		const json_t *rec = json_array_get(jobs, i);
+		if (strcmp(jsonio_str(rec, "stage", ""), stage))
+			continue;
+		long id = (long)jsonio_int(rec, "job_id", 0);
+		for (size_t k = 0; k < v->jobs.n; k++) {
+			const struct slurm_job *j = &v->jobs.v[k];
+			if (j->array_job_id == id && slurm_failure_kind(j->state, j->reason, j->exit_code,
+									j->signal) < 0 &&
+			    strcmp(j->state, "COMPLETED")) {
+				(*ids)[(*n)++] = id;
+				break;
+			}
+		}
+	}
+	return 0;
+}
