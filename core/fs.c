@@ -98,6 +98,9 @@ int fs_mkdir_p(const char *path, struct error *err)
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
 		return error_set(err, "%s: path too long", path);
+	/* Common case first: the parent exists. */
+	if (mkdir(tmp, 0755) == 0 || (errno == EEXIST && fs_is_dir(tmp)))
+		return 0;
 	for (char *p = tmp + 1; *p; p++) {
 		if (*p != '/')
 			continue;

@@ -4,11 +4,18 @@
 #include <string.h>
 
 #include "core/fs.h"
+#include "core/mem.h"
 
 json_t *jsonio_load(const char *path, struct error *err)
 {
+	/* One read() and a parse from memory: json_load_file reads with getc. */
+	char *text;
+	size_t len;
+	if (fs_read_all(path, &text, &len, err) < 0)
+		return NULL;
 	json_error_t je;
-	json_t *j = json_load_file(path, 0, &je);
+	json_t *j = json_loadb(text, len, 0, &je);
+	mem_free(text);
 	if (!j) {
 		if (je.line <= 0)
 			error_set(err, "%s: %s", path, je.text);

@@ -308,6 +308,16 @@ static int finished(struct pool *p, int slot, int status, struct error *err)
 		p->c->done++;
 		return satisfied(p, r.stage, r.task) < 0 ? error_set(err, "out of memory") : 0;
 	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == LOCAL_EXIT_BUSY) {
+		/* Another wrapper (left by a cairn that was killed) runs it: watch
+		 * its markers instead. */
+		p->state[r.stage][r.task] = T_EXTERNAL;
+		p->external++;
+		p->c->running++;
+		struct itimerval it = {{0, 200000}, {0, 200000}};
+		setitimer(ITIMER_REAL, &it, NULL);
+		return 0;
+	}
 	char kind[16];
 	int code, attempt;
 	failure_of(p, r.stage, r.task, kind, &code, &attempt);

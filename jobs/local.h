@@ -8,6 +8,8 @@
 
 /* todo values in job_stage.todo for the local executor. */
 enum { LOCAL_SKIP = 0, LOCAL_RUN = 1, LOCAL_WAIT = 2 /* running in a wrapper we did not start */ };
+/* A wrapper's exit code when another wrapper already runs its task. */
+enum { LOCAL_EXIT_BUSY = 75 };
 
 /* Run the graph. Returns 0 when it ran to the end (c->failed may be > 0),
  * 1 when cancelled by a signal, -1 on an error of cairn itself. */

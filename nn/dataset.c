@@ -155,6 +155,9 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 		return BAD("%s: byte %d: header checksum mismatch (stored %08" PRIx32
 			   ", computed %08" PRIx32 "): the header is corrupt",
 			   p, OFF_HEADER_CRC, stored, actual);
+	if (get32(h + OFF_RESERVED) != 0 || get32(h + OFF_RESERVED + 4) != 0)
+		return BAD("%s: byte %d: reserved header bytes are set (a shard from a newer cairn?)", p,
+			   OFF_RESERVED);
 	if (get32(h + OFF_HEADER_BYTES) != DATASET_HEADER_BYTES)
 		return BAD("%s: byte %d: header size %" PRIu32 ", expected %u", p, OFF_HEADER_BYTES,
 			   get32(h + OFF_HEADER_BYTES), DATASET_HEADER_BYTES);
@@ -165,10 +168,19 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 	ds->shape.height = get32(h + OFF_HEIGHT);
 	ds->shape.width = get32(h + OFF_WIDTH);
 	ds->shape.num_classes = get32(h + OFF_CLASSES);
-	if (check_shape(&ds->shape, p, err) < 0) {
-		error_prefix(err, "byte %d: ", OFF_CHANNELS);
-		return -1;
-	}
+	const struct dataset_shape *sh = &ds->shape;
+	if (sh->channels == 0 || sh->channels > DATASET_MAX_CHANNELS)
+		return BAD("%s: byte %d: %" PRIu32 " channels, expected 1 to %u", p, OFF_CHANNELS,
+			   sh->channels, DATASET_MAX_CHANNELS);
+	if (sh->height == 0 || sh->height > MAX_SIDE)
+		return BAD("%s: byte %d: height %" PRIu32 ", expected 1 to %u", p, OFF_HEIGHT, sh->height,
+			   MAX_SIDE);
+	if (sh->width == 0 || sh->width > MAX_SIDE)
+		return BAD("%s: byte %d: width %" PRIu32 ", expected 1 to %u", p, OFF_WIDTH, sh->width,
+			   MAX_SIDE);
+	if (sh->num_classes == 0 || sh->num_classes > MAX_CLASSES)
+		return BAD("%s: byte %d: %" PRIu32 " classes, expected 1 to %u", p, OFF_CLASSES,
+			   sh->num_classes, MAX_CLASSES);
 	ds->image_bytes = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
 	ds->record_bytes = ds->image_bytes + 4;
 	if (get32(h + OFF_RECORD_BYTES) != ds->record_bytes)

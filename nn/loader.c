@@ -102,41 +102,60 @@ void loader_config_default(struct loader_config *cfg)
 	}
 }
 
-static void convert(const uint8_t *s, float *d, size_t n, float scale, float bias)
-{
 #ifdef __SSE4_1__
-	const __m128 vs = _mm_set1_ps(scale), vb = _mm_set1_ps(bias);
-	size_t k = 0;
-	for (; k + 16 <= n; k += 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(s + k));
-		for (int q = 0; q < 4; q++) {
-			__m128 f = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(v));
-			_mm_storeu_ps(d + k + 4 * q, _mm_add_ps(_mm_mul_ps(f, vs), vb));
-			v = _mm_srli_si128(v, 4);
-		}
+/* 16 bytes -> 16 floats, x * scale + bias; rev: the bytes in reverse order
+ * (d[k] from s[15 - k]), for mirrored rows. */
+static inline void convert16(const uint8_t *s, float *d, __m128 vs, __m128 vb, int rev)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)s);
+	if (rev)
+		v = _mm_shuffle_epi8(
+		    v, _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+	for (int q = 0; q < 4; q++) {
+		__m128 f = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(v));
+		_mm_storeu_ps(d + 4 * q, _mm_add_ps(_mm_mul_ps(f, vs), vb));
+		v = _mm_srli_si128(v, 4);
 	}
-	if (k < n) { /* the tail through the same instructions */
-		uint8_t in[16] = {0};
-		float out[16];
-		memcpy(in, s + k, n - k);
-		convert(in, out, 16, scale, bias);
-		memcpy(d + k, out, sizeof(float) * (n - k));
-	}
-#else
-	for (size_t k = 0; k < n; k++)
-		d[k] = (float)s[k] * scale + bias;
+}
 #endif
+
+/* d[k] = norm(s[k]) for k < n, or norm(s[-k]) when rev (s is then the
+ * rightmost source byte). Lanes compute exactly what the table holds, so the
+ * vector body and the table tail agree bit for bit. */
+static void convert_row(const uint8_t *s, float *d, size_t n, int rev, const struct norm *nm,
+			uint32_t c)
+{
+	const float *l = nm->lut[c];
+	size_t k = 0;
+#ifdef __SSE4_1__
+	const __m128 vs = _mm_set1_ps(nm->scale[c]), vb = _mm_set1_ps(nm->bias[c]);
+	for (; k + 16 <= n; k += 16)
+		convert16(rev ? s - k - 15 : s + k, d + k, vs, vb, rev);
+#endif
+	if (rev)
+		for (; k < n; k++)
+			d[k] = l[*(s - k)];
+	else
+		for (; k < n; k++)
+			d[k] = l[s[k]];
 }
 
 static void norm_init(struct norm *nm, uint32_t C, const float *mean, const float *std)
 {
-	uint8_t all[256];
-	for (int v = 0; v < 256; v++)
-		all[v] = (uint8_t)v;
 	for (uint32_t c = 0; c < C; c++) {
 		nm->scale[c] = 1.0f / (255.0f * std[c]);
 		nm->bias[c] = -mean[c] / std[c];
-		convert(all, nm->lut[c], 256, nm->scale[c], nm->bias[c]);
+#ifdef __SSE4_1__
+		uint8_t all[256];
+		for (int v = 0; v < 256; v++)
+			all[v] = (uint8_t)v;
+		const __m128 vs = _mm_set1_ps(nm->scale[c]), vb = _mm_set1_ps(nm->bias[c]);
+		for (int v = 0; v < 256; v += 16)
+			convert16(all + v, nm->lut[c] + v, vs, vb, 0);
+#else
+		for (int v = 0; v < 256; v++)
+			nm->lut[c][v] = (float)v * nm->scale[c] + nm->bias[c];
+#endif
 	}
 }
 
@@ -146,7 +165,7 @@ static void augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint
 	size_t plane = (size_t)H * W;
 	if (pad == 0 && !flip) {
 		for (uint32_t c = 0; c < C; c++)
-			convert(src + c * plane, dst + c * plane, plane, nm->scale[c], nm->bias[c]);
+			convert_row(src + c * plane, dst + c * plane, plane, 0, nm, c);
 		return;
 	}
 	for (uint32_t c = 0; c < C; c++) {
@@ -178,14 +197,10 @@ static void augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint
 				hi = lo;
 			for (int64_t x = 0; x < lo; x++)
 				row[x] = l[0];
-			if (!flip) {
-				convert(srow + lo + off, row + lo, (size_t)(hi - lo), nm->scale[c],
-					nm->bias[c]);
-			} else {
-				int64_t end = (int64_t)W - 1 + off;
-				for (int64_t x = lo; x < hi; x++)
-					row[x] = l[srow[end - x]];
-			}
+			/* non-flip: x reads x + off; flip: x reads W - 1 + off - x */
+			if (hi > lo)
+				convert_row(srow + (flip ? (int64_t)W - 1 + off - lo : lo + off),
+					    row + lo, (size_t)(hi - lo), flip, nm, c);
 			for (int64_t x = hi; x < W; x++)
 				row[x] = l[0];
 		}

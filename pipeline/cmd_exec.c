@@ -23,6 +23,8 @@
 
 static volatile sig_atomic_t stop_signal;
 
+enum { EXEC_BUSY = 75 }; /* exit code: another wrapper runs this task */
+
 struct exec_ctx {
 	const struct run *run;
 	int stage;
@@ -89,6 +91,28 @@ static int clear_previous(struct exec_ctx *x, struct error *err)
 	return rc;
 }
 
+/* done.json exists, has this key, and out/ still matches its manifest. */
+static int up_to_date(struct exec_ctx *x, const char *key)
+{
+	struct buf p = BUF_INIT, why = BUF_INIT;
+	struct error err;
+	path_of(&p, x, "done.json");
+	if (!fs_exists(p.s)) {
+		buf_release(&p);
+		return 0;
+	}
+	json_t *done = jsonio_load(p.s, &err);
+	int ok = done && !strcmp(jsonio_str(done, "key", ""), key);
+	if (ok) {
+		path_of(&p, x, "out");
+		ok = task_manifest_check(p.s, json_object_get(done, "manifest"), 0, &why, &err) == 0;
+	}
+	json_decref(done);
+	buf_release(&p);
+	buf_release(&why);
+	return ok;
+}
+
 static int previous_attempt(struct exec_ctx *x)
 {
 	struct task_info ti;
@@ -146,12 +170,28 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	json_t *parts = NULL;
 	int rc = -1;
 
+	/* One wrapper per task at a time, wherever it was started from. */
+	int lock = task_lock(x->run->dir, x->st->name, x->task, err);
+	if (lock == TASK_LOCK_BUSY) {
+		error_set(err, "%s/%d is already running in another wrapper", x->st->name, x->task);
+		return EXEC_BUSY;
+	}
+	if (lock < 0)
+		return -1;
+
 	/* The key needs every input to be done: if one is not, this task cannot run. */
 	if (task_key(&x->run->spec, x->run->dir, x->stage, x->task, key, &parts, err) < 0) {
 		struct error e2;
 		if (write_failed(x, "dependency", -1, 0, err->msg, &e2) < 0)
 			error_prefix(err, "%s; and failed.json could not be written: ", e2.msg);
 		return -1;
+	}
+	if (up_to_date(x, key)) {
+		/* Done already with this very key and intact outputs (another
+		 * wrapper finished it, or an input reran to identical bytes). */
+		run_event(x->run->dir, "up to date %s/%d: kept its done.json", x->st->name, x->task);
+		rc = 0;
+		goto out;
 	}
 	if (clear_previous(x, err) < 0)
 		goto out;
@@ -320,6 +360,8 @@ int exec_task(const struct run *run, int stage, int task)
 		*slash = '\0';
 
 	int rc = run_task(&x, self, &err);
+	if (rc == EXEC_BUSY)
+		return EXEC_BUSY;
 	if (rc < 0 && err.msg[0])
 		fprintf(stderr, "cairn exec: %s\n", err.msg);
 	if (stop_signal)

@@ -42,8 +42,9 @@ static const char resume_usage[] =
 	"usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--jobs N] [--verify]\n"
 	"                        [--dry-run] [--json]\n"
 	"Reruns only the tasks that failed, never ran, were cancelled or lost, whose\n"
-	"outputs changed, or whose key changed (command, resources or inputs), and\n"
-	"everything downstream of them. Done tasks are not touched.\n"
+	"outputs changed, or whose key changed (command, resources or inputs), then\n"
+	"every task downstream of them whose inputs came out different. Done tasks\n"
+	"are not touched.\n"
 	"  --spec SPEC    use an edited spec instead of the run's frozen spec.ini\n"
 	"  --set N=V      override a value of [params]\n"
 	"  --verify       re-hash outputs (default: compare size and modification time)\n"
@@ -146,7 +147,13 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 				printf(" %lld %s;", n[w], names[w]);
 		printf("\n");
 	}
+	long long upstream = 0;
+	for (int i = 0; i < s->nstages; i++)
+		for (int t = 0; t < s->stages[i].ntasks; t++)
+			upstream += p->stages[i].reason[t] == WHY_UPSTREAM;
 	printf("would run %lld tasks, skip %lld, wait for %lld\n", p->run, p->skip, p->wait);
+	if (upstream)
+		printf("(%lld of them only if an input that reruns comes out different)\n", upstream);
 }
 
 /* ---- progress on a terminal ---- */
@@ -382,6 +389,17 @@ int cmd_resume(int argc, char **argv)
 	}
 	if (o.dry_run) {
 		struct plan p;
+		if (o.spec || o.nsets) {
+			/* Plan with the edited spec without writing it into the run. */
+			struct spec edited;
+			if (spec_load(&edited, o.spec ? o.spec : r.spec.path, o.sets, o.nsets, &err) < 0) {
+				fprintf(stderr, "cairn resume: %s\n", err.msg);
+				spec_release(&edited);
+				goto out;
+			}
+			spec_release(&r.spec);
+			r.spec = edited;
+		}
 		if (plan_make(&p, &r, 0, o.verify, &err) < 0) {
 			fprintf(stderr, "cairn resume: %s\n", err.msg);
 			rc = 1;

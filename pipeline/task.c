@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,6 +55,44 @@ static int proc_alive(long pid, long long start)
 		return 0;
 	/* The pid may have been reused by another process since. */
 	return !start || task_proc_start(pid) == start;
+}
+
+int task_lock(const char *run, const char *stage, int task, struct error *err)
+{
+	struct buf p = BUF_INIT;
+	task_path(&p, run, stage, task, ".lock");
+	if (p.failed)
+		return error_set(err, "out of memory");
+	/* No O_CLOEXEC: the task's processes inherit it, so if the wrapper dies
+	 * while its command goes on, the task still counts as running. */
+	int fd = open(p.s, O_RDWR | O_CREAT, 0644);
+	if (fd < 0) {
+		error_errno(err, "%s", p.s);
+		buf_release(&p);
+		return -1;
+	}
+	buf_release(&p);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int busy = errno == EWOULDBLOCK;
+		if (!busy)
+			error_errno(err, "%s/%d: lock", stage, task);
+		close(fd);
+		return busy ? TASK_LOCK_BUSY : -1;
+	}
+	return fd;
+}
+
+int task_lock_held(const char *run, const char *stage, int task)
+{
+	struct buf p = BUF_INIT;
+	task_path(&p, run, stage, task, ".lock");
+	int fd = p.failed ? -1 : open(p.s, O_RDONLY | O_CLOEXEC);
+	buf_release(&p);
+	if (fd < 0)
+		return 0;
+	int held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	close(fd);
+	return held;
 }
 
 static void copy_str(char *dst, size_t size, const char *src)
@@ -113,7 +153,8 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 	if (check_alive && !ti->job[0]) {
 		char host[128] = "";
 		gethostname(host, sizeof(host) - 1);
-		if (!strcmp(host, ti->host) && !proc_alive(ti->pid, ti->pid_start)) {
+		if (!strcmp(host, ti->host) && !task_lock_held(run, stage, task) &&
+		    !proc_alive(ti->pid, ti->pid_start)) {
 			ti->state = TASK_FAILED;
 			copy_str(ti->kind, sizeof(ti->kind), "lost");
 		}

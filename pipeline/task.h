@@ -63,6 +63,14 @@ typedef int (*task_digest_fn)(void *ctx, int stage, int task, char digest[65], s
 int task_key_with(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
 		  void *ctx, char key[65], json_t **parts, struct error *err);
 
+/* The task's lock (RUN/stages/S/T/.lock), held by the wrapper that runs it
+ * and inherited by the task's processes, so a task is never run twice at
+ * once. Returns the open fd, TASK_LOCK_BUSY if someone holds it, -1 on error. */
+enum { TASK_LOCK_BUSY = -2 };
+int task_lock(const char *run, const char *stage, int task, struct error *err);
+/* Is the task's lock held by a process on this machine? */
+int task_lock_held(const char *run, const char *stage, int task);
+
 /* A process's start time in clock ticks since boot (/proc/PID/stat field 22),
  * 0 if unknown: with the pid it names a process even after pid reuse. */
 long long task_proc_start(long pid);

@@ -169,6 +169,14 @@ static void expect_open_error(const uint8_t *data, size_t len, unsigned flags, c
 	CHECK(strstr(err.msg, want) != NULL);
 }
 
+/* Recompute the header CRC after editing a field, so the field check itself is reached. */
+static void fix_header_crc(uint8_t *h)
+{
+	uint32_t c = (uint32_t)crc32(0, h, 60);
+	for (int i = 0; i < 4; i++)
+		h[60 + i] = (uint8_t)(c >> (8 * i));
+}
+
 static void test_truncated_and_corrupt_shards(void)
 {
 	const char *p = tmp("good.ds");
@@ -198,6 +206,22 @@ static void test_truncated_and_corrupt_shards(void)
 	memcpy(c, d, n);
 	c[17] = 1; /* count changed: header crc no longer matches */
 	expect_open_error(c, n, 0, "byte 60: header checksum mismatch");
+	memcpy(c, d, n);
+	c[24] = 9;
+	fix_header_crc(c);
+	expect_open_error(c, n, 0, "byte 24: 9 channels, expected 1 to 4");
+	memcpy(c, d, n);
+	c[32] = 0;
+	fix_header_crc(c);
+	expect_open_error(c, n, 0, "byte 32: width 0");
+	memcpy(c, d, n);
+	c[44] = 21;
+	fix_header_crc(c);
+	expect_open_error(c, n, 0, "byte 44: record size 21, expected 20");
+	memcpy(c, d, n);
+	c[55] = 1;
+	fix_header_crc(c);
+	expect_open_error(c, n, 0, "byte 52: reserved header bytes are set");
 	memcpy(c, d, n);
 	c[64 + 20 * 3 + 5] ^= 0xff; /* a pixel of record 3 */
 	expect_open_error(c, n, DATASET_VERIFY, "data checksum mismatch");

@@ -1,0 +1,1131 @@
+#include "geo/fetch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/fs.h"
+#include "core/mem.h"
+#include "core/sha256.h"
+#include "geo/raster.h"
+
+#define MAX_BODY ((size_t)64 << 20)
+#define MAX_HOSTS 64
+
+void fetch_opts_init(struct fetch_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->shard_n = 1;
+	o->concurrency = 16;
+	o->retries = 5;
+	o->backoff = 0.5;
+	o->backoff_max = 30;
+	o->max_retry_after = 120;
+	o->stall = 15;
+	o->timeout = 120;
+	o->connect_timeout = 10;
+	o->verify = 1;
+	o->seed = 1;
+}
+
+/* ---- templates ---- */
+
+int fetch_expand_url(const char *tmpl, const struct tile *t, char *out, size_t size,
+		     struct error *err)
+{
+	struct buf b = BUF_INIT;
+	int have_z = 0, have_x = 0, have_y = 0;
+	for (const char *p = tmpl; *p;) {
+		if (strncmp(p, "{z}", 3) == 0) {
+			buf_addf(&b, "%d", t->z);
+			have_z = 1;
+			p += 3;
+		} else if (strncmp(p, "{x}", 3) == 0) {
+			buf_addf(&b, "%u", t->x);
+			have_x = 1;
+			p += 3;
+		} else if (strncmp(p, "{y}", 3) == 0) {
+			buf_addf(&b, "%u", t->y);
+			have_y = 1;
+			p += 3;
+		} else if (strncmp(p, "{-y}", 4) == 0) {
+			/* TMS numbers rows from the south: 2^z - 1 - y. */
+			buf_addf(&b, "%llu", (unsigned long long)((1ull << t->z) - 1 - t->y));
+			have_y = 1;
+			p += 4;
+		} else if (strncmp(p, "{q}", 3) == 0) {
+			char qk[TILE_MAX_ZOOM + 1];
+			tile_quadkey(t, qk);
+			buf_adds(&b, qk);
+			have_z = have_x = have_y = 1;
+			p += 3;
+		} else {
+			buf_addc(&b, *p++);
+		}
+	}
+	int rc = 0;
+	if (b.failed)
+		rc = error_set(err, "out of memory expanding '%s'", tmpl);
+	else if (!have_z || !have_x || !have_y)
+		rc = error_set(err, "url template '%s' needs {z}, {x} and {y} (or {-y}, or {q})",
+			       tmpl);
+	else if (b.len + 1 > size)
+		rc = error_set(err, "url from '%s' longer than %zu bytes", tmpl, size - 1);
+	else
+		memcpy(out, buf_str(&b), b.len + 1);
+	buf_release(&b);
+	return rc;
+}
+
+int fetch_ext_from_template(const char *tmpl, char *ext, size_t size, struct error *err)
+{
+	size_t end = strcspn(tmpl, "?#");
+	const char *slash = NULL;
+	for (size_t i = 0; i < end; i++)
+		if (tmpl[i] == '/')
+			slash = tmpl + i;
+	const char *dot = NULL;
+	for (const char *p = slash ? slash : tmpl; p < tmpl + end; p++)
+		if (*p == '.')
+			dot = p;
+	size_t n = dot ? (size_t)(tmpl + end - dot - 1) : 0;
+	if (!dot || n == 0 || n >= size || n > 5)
+		return error_set(err, "cannot tell the file type from '%s': give --ext", tmpl);
+	for (size_t i = 0; i < n; i++) {
+		char c = dot[1 + i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+			return error_set(err, "cannot tell the file type from '%s': give --ext",
+					 tmpl);
+		ext[i] = c;
+	}
+	ext[n] = '\0';
+	return 0;
+}
+
+void fetch_manifest_name(int shard_i, int shard_n, char *out, size_t size)
+{
+	if (shard_n <= 1)
+		snprintf(out, size, "manifest.tsv");
+	else
+		snprintf(out, size, "manifest.%dof%d.tsv", shard_i, shard_n);
+}
+
+/* ---- manifest: path, bytes, sha256, status; one line per tile, TSV ---- */
+
+enum { M_OK, M_MISSING, M_FAILED };
+static const char *const status_names[] = {"ok", "missing", "failed"};
+
+struct mentry {
+	char *path;
+	uint64_t bytes;
+	char sha[SHA256_HEX_LEN + 1];
+	int status;
+};
+
+struct manifest {
+	struct mentry *e;
+	size_t n, cap;
+	size_t *slot; /* open-addressing index into e, SIZE_MAX = empty */
+	size_t nslot;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static size_t *manifest_find_slot(struct manifest *m, const char *path)
+{
+	size_t i = hash_str(path) & (m->nslot - 1);
+	while (m->slot[i] != SIZE_MAX && strcmp(m->e[m->slot[i]].path, path) != 0)
+		i = (i + 1) & (m->nslot - 1);
+	return &m->slot[i];
+}
+
+static int manifest_grow_index(struct manifest *m)
+{
+	size_t ns = m->nslot ? m->nslot * 2 : 1024;
+	size_t *slot = mem_alloc(ns * sizeof(*slot));
+	if (!slot)
+		return -1;
+	for (size_t i = 0; i < ns; i++)
+		slot[i] = SIZE_MAX;
+	mem_free(m->slot);
+	m->slot = slot;
+	m->nslot = ns;
+	for (size_t k = 0; k < m->n; k++)
+		*manifest_find_slot(m, m->e[k].path) = k;
+	return 0;
+}
+
+static struct mentry *manifest_get(struct manifest *m, const char *path)
+{
+	if (!m->nslot)
+		return NULL;
+	size_t k = *manifest_find_slot(m, path);
+	return k == SIZE_MAX ? NULL : &m->e[k];
+}
+
+/* Insert or replace; path is copied. */
+static int manifest_put(struct manifest *m, const char *path, uint64_t bytes, const char *sha,
+			int status)
+{
+	if ((m->n + 1) * 2 > m->nslot && manifest_grow_index(m) < 0)
+		return -1;
+	size_t *s = manifest_find_slot(m, path);
+	struct mentry *e;
+	if (*s != SIZE_MAX) {
+		e = &m->e[*s];
+	} else {
+		if (m->n == m->cap) {
+			size_t nc = m->cap ? m->cap * 2 : 256;
+			struct mentry *ne = mem_realloc(m->e, nc * sizeof(*ne));
+			if (!ne)
+				return -1;
+			m->e = ne;
+			m->cap = nc;
+		}
+		char *p = mem_strdup(path);
+		if (!p)
+			return -1;
+		e = &m->e[m->n];
+		e->path = p;
+		*s = m->n++;
+	}
+	e->bytes = bytes;
+	snprintf(e->sha, sizeof(e->sha), "%s", sha ? sha : "-");
+	e->status = status;
+	return 0;
+}
+
+static void manifest_release(struct manifest *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		mem_free(m->e[i].path);
+	mem_free(m->e);
+	mem_free(m->slot);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Later lines win: the file is a journal appended as tiles finish, compacted
+ * at the end of a run. A torn last line (a crash mid-append) is ignored. */
+static int manifest_load(struct manifest *m, const char *path, struct error *err)
+{
+	if (!fs_exists(path))
+		return 0;
+	char *data;
+	size_t len;
+	if (fs_read_all(path, &data, &len, err) < 0)
+		return -1;
+	int rc = 0;
+	char *line = data;
+	while (rc == 0 && line < data + len) {
+		char *nl = strchr(line, '\n');
+		if (!nl)
+			break; /* torn last line */
+		*nl = '\0';
+		if (line[0] != '#' && line[0] != '\0') {
+			char p[PATH_MAX], sha[80], st[16];
+			unsigned long long bytes;
+			if (sscanf(line, "%4095[^\t]\t%llu\t%79[^\t]\t%15s", p, &bytes, sha, st) == 4) {
+				int s = strcmp(st, "ok") == 0 ? M_OK
+					: strcmp(st, "missing") == 0 ? M_MISSING
+								     : M_FAILED;
+				if (manifest_put(m, p, bytes, sha, s) < 0)
+					rc = error_set(err, "%s: out of memory", path);
+			}
+		}
+		line = nl + 1;
+	}
+	mem_free(data);
+	return rc;
+}
+
+static int manifest_write(const struct manifest *m, const char *path, struct error *err)
+{
+	struct buf b = BUF_INIT;
+	buf_adds(&b, "# cairn-fetch manifest v1: path\tbytes\tsha256\tstatus\n");
+	for (size_t i = 0; i < m->n; i++)
+		buf_addf(&b, "%s\t%llu\t%s\t%s\n", m->e[i].path, (unsigned long long)m->e[i].bytes,
+			 m->e[i].sha, status_names[m->e[i].status]);
+	if (b.failed) {
+		buf_release(&b);
+		return error_set(err, "%s: out of memory", path);
+	}
+	int rc = fs_write_atomic(path, b.s, b.len, err);
+	buf_release(&b);
+	return rc;
+}
+
+/* ---- the run ---- */
+
+enum { ST_TODO, ST_OK, ST_MISSING, ST_FAILED };
+
+struct item {
+	uint32_t attempts;
+	uint8_t state;
+	char *why; /* last reason it did not succeed */
+};
+
+struct host {
+	char name[256];
+	double next; /* earliest time the next request may start (rate limit, Retry-After) */
+};
+
+struct slot {
+	CURL *easy;
+	int busy;
+	uint64_t idx;
+	struct host *host;
+	char *body;
+	size_t len, cap;
+	int too_big;
+	int stalled;
+	double last_data; /* when bytes last arrived (or the transfer started) */
+	curl_off_t last_now;
+	double stall;
+	char url[2048];
+};
+
+struct job {
+	struct job *next;
+	uint64_t idx;
+	char *body;
+	size_t len;
+	/* filled by the worker */
+	int ok;
+	int permanent; /* a local write error: retrying the download will not help */
+	char sha[SHA256_HEX_LEN + 1];
+	char why[1200];
+};
+
+struct retry {
+	double ready;
+	uint64_t idx;
+};
+
+struct run {
+	const struct fetch_opts *o;
+	char ext[16];
+	uint64_t begin, total;
+	struct item *items;
+	struct retry *heap;
+	size_t nheap, capheap;
+	uint64_t next_new;
+	struct host hosts[MAX_HOSTS];
+	int nhosts;
+	struct slot *slots;
+	int nslots, active;
+	CURLM *multi;
+	/* worker pool: jobs in, finished jobs out */
+	pthread_t *threads;
+	int nthreads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *in_head, *in_tail, *out_head;
+	int quit;
+	uint64_t inflight_jobs;
+	char tmpdir[PATH_MAX];
+	struct manifest man;
+	FILE *journal;
+	uint64_t resolved;
+	struct fetch_stats *st;
+	uint64_t rng;
+};
+
+static double rand01(struct run *r)
+{
+	/* splitmix64: Steele, Lea, Flood 2014 */
+	uint64_t z = (r->rng += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	return (double)(z >> 11) / 9007199254740992.0;
+}
+
+static void item_tile(const struct run *r, uint64_t idx, struct tile *t)
+{
+	tile_range_nth(&r->o->range, r->begin + idx, t);
+}
+
+static void item_path(const struct run *r, uint64_t idx, char *out, size_t size)
+{
+	struct tile t;
+	item_tile(r, idx, &t);
+	snprintf(out, size, "%d/%u/%u.%s", t.z, t.x, t.y, r->ext);
+}
+
+static void set_why(struct item *it, const char *why)
+{
+	char *w = mem_strdup(why);
+	if (w) {
+		mem_free(it->why);
+		it->why = w;
+	}
+}
+
+static void heap_push(struct run *r, double ready, uint64_t idx)
+{
+	if (r->nheap == r->capheap) {
+		size_t nc = r->capheap ? r->capheap * 2 : 64;
+		struct retry *nh = mem_realloc(r->heap, nc * sizeof(*nh));
+		if (!nh) {
+			/* Cannot queue the retry: give the tile up rather than lose track. */
+			struct item *it = &r->items[idx];
+			it->state = ST_FAILED;
+			set_why(it, "out of memory queueing a retry");
+			r->resolved++;
+			return;
+		}
+		r->heap = nh;
+		r->capheap = nc;
+	}
+	size_t i = r->nheap++;
+	while (i > 0 && r->heap[(i - 1) / 2].ready > ready) {
+		r->heap[i] = r->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	r->heap[i].ready = ready;
+	r->heap[i].idx = idx;
+}
+
+static struct retry heap_pop(struct run *r)
+{
+	struct retry top = r->heap[0], last = r->heap[--r->nheap];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= r->nheap)
+			break;
+		if (c + 1 < r->nheap && r->heap[c + 1].ready < r->heap[c].ready)
+			c++;
+		if (r->heap[c].ready >= last.ready)
+			break;
+		r->heap[i] = r->heap[c];
+		i = c;
+	}
+	if (r->nheap)
+		r->heap[i] = last;
+	return top;
+}
+
+static struct host *host_of(struct run *r, const char *url)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t n = strcspn(p, "/?#");
+	char name[256];
+	snprintf(name, sizeof(name), "%.*s", (int)(n < 255 ? n : 255), p);
+	for (int i = 0; i < r->nhosts; i++)
+		if (strcmp(r->hosts[i].name, name) == 0)
+			return &r->hosts[i];
+	if (r->nhosts == MAX_HOSTS)
+		return &r->hosts[MAX_HOSTS - 1]; /* many hosts share the last gate */
+	struct host *h = &r->hosts[r->nhosts++];
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	h->next = 0;
+	return h;
+}
+
+static void journal(struct run *r, const char *path, uint64_t bytes, const char *sha, int status)
+{
+	manifest_put(&r->man, path, bytes, sha, status);
+	if (r->journal) {
+		fprintf(r->journal, "%s\t%llu\t%s\t%s\n", path, (unsigned long long)bytes,
+			sha ? sha : "-", status_names[status]);
+		fflush(r->journal);
+	}
+}
+
+static void resolve(struct run *r, uint64_t idx, int state, uint64_t bytes, const char *sha)
+{
+	char path[PATH_MAX];
+	item_path(r, idx, path, sizeof(path));
+	r->items[idx].state = (uint8_t)state;
+	r->resolved++;
+	if (state == ST_OK) {
+		r->st->fetched++;
+		r->st->bytes += bytes;
+		journal(r, path, bytes, sha, M_OK);
+	} else if (state == ST_MISSING) {
+		r->st->missing++;
+		journal(r, path, 0, NULL, M_MISSING);
+	} else {
+		r->st->failed++;
+		journal(r, path, 0, NULL, M_FAILED);
+	}
+	if (r->o->on_progress)
+		r->o->on_progress(r->o->ctx, r->resolved, r->total);
+}
+
+/* Retry later, or give up when the attempts are spent. retry_after < 0: none. */
+static void retry_or_fail(struct run *r, uint64_t idx, const char *why, double retry_after)
+{
+	struct item *it = &r->items[idx];
+	set_why(it, why);
+	if (it->attempts > (uint32_t)r->o->retries) {
+		resolve(r, idx, ST_FAILED, 0, NULL);
+		return;
+	}
+	/* Exponential backoff with "equal jitter": half the delay fixed, half
+	 * random, so clients that failed together do not retry together. */
+	double d = r->o->backoff * ldexp(1.0, (int)it->attempts - 1);
+	if (d > r->o->backoff_max)
+		d = r->o->backoff_max;
+	d = d * 0.5 + d * 0.5 * rand01(r);
+	if (retry_after >= 0) {
+		double ra = retry_after < r->o->max_retry_after ? retry_after : r->o->max_retry_after;
+		if (ra > d)
+			d = ra;
+	}
+	heap_push(r, clock_now() + d, idx);
+}
+
+/* ---- workers: decode check, hash, write temp, rename ---- */
+
+static int write_tile(struct run *r, struct job *j, struct error *err)
+{
+	char rel[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
+	item_path(r, j->idx, rel, sizeof(rel));
+	if (snprintf(path, sizeof(path), "%s/%s", r->o->out_dir, rel) >= (int)sizeof(path) ||
+	    snprintf(tmp, sizeof(tmp), "%s/%llu.part", r->tmpdir,
+		     (unsigned long long)j->idx) >= (int)sizeof(tmp))
+		return error_set(err, "%s: path too long", rel);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return error_errno(err, "%s: cannot create", tmp);
+	size_t off = 0;
+	while (off < j->len) {
+		ssize_t n = write(fd, j->body + off, j->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error_errno(err, "%s: write", tmp);
+			close(fd);
+			unlink(tmp);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) < 0) {
+		error_errno(err, "%s: close", tmp);
+		unlink(tmp);
+		return -1;
+	}
+	if (rename(tmp, path) == 0)
+		return 0;
+	if (errno == ENOENT) {
+		/* First tile of its column: make Z/X and try once more. */
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", path);
+		*strrchr(dir, '/') = '\0';
+		if (fs_mkdir_p(dir, err) == 0 && rename(tmp, path) == 0)
+			return 0;
+		if (errno == 0)
+			errno = EIO;
+	}
+	error_errno(err, "rename %s to %s", tmp, path);
+	unlink(tmp);
+	return -1;
+}
+
+static void work(struct run *r, struct job *j)
+{
+	struct error err;
+	j->ok = 0;
+	j->permanent = 0;
+	if (r->o->verify && raster_check_image(j->body, j->len, r->ext, &err) < 0) {
+		snprintf(j->why, sizeof(j->why), "rejected body (%zu bytes): %s", j->len, err.msg);
+		return;
+	}
+	if (sha256_buf(j->body, j->len, j->sha, &err) < 0 || write_tile(r, j, &err) < 0) {
+		snprintf(j->why, sizeof(j->why), "%s", err.msg);
+		j->permanent = 1;
+		return;
+	}
+	j->ok = 1;
+}
+
+static void *worker_main(void *arg)
+{
+	struct run *r = arg;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->in_head && !r->quit)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (!r->in_head)
+			break;
+		struct job *j = r->in_head;
+		r->in_head = j->next;
+		if (!r->in_head)
+			r->in_tail = NULL;
+		pthread_mutex_unlock(&r->mu);
+		work(r, j);
+		mem_free(j->body);
+		j->body = NULL;
+		pthread_mutex_lock(&r->mu);
+		j->next = r->out_head;
+		r->out_head = j;
+		curl_multi_wakeup(r->multi);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+static void submit_job(struct run *r, uint64_t idx, char *body, size_t len)
+{
+	struct job *j = mem_calloc(1, sizeof(*j));
+	if (!j) {
+		mem_free(body);
+		retry_or_fail(r, idx, "out of memory", -1);
+		return;
+	}
+	j->idx = idx;
+	j->body = body;
+	j->len = len;
+	pthread_mutex_lock(&r->mu);
+	if (r->in_tail)
+		r->in_tail->next = j;
+	else
+		r->in_head = j;
+	r->in_tail = j;
+	r->inflight_jobs++;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void collect_jobs(struct run *r)
+{
+	pthread_mutex_lock(&r->mu);
+	struct job *list = r->out_head;
+	r->out_head = NULL;
+	pthread_mutex_unlock(&r->mu);
+	while (list) {
+		struct job *j = list;
+		list = j->next;
+		r->inflight_jobs--;
+		if (j->ok) {
+			resolve(r, j->idx, ST_OK, j->len, j->sha);
+		} else if (j->permanent) {
+			set_why(&r->items[j->idx], j->why);
+			resolve(r, j->idx, ST_FAILED, 0, NULL);
+		} else {
+			r->st->rejected++;
+			retry_or_fail(r, j->idx, j->why, -1);
+		}
+		mem_free(j);
+	}
+}
+
+/* ---- transfers ---- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct slot *s = arg;
+	size_t n = size * nmemb;
+	if (s->len + n > MAX_BODY) {
+		s->too_big = 1;
+		return 0;
+	}
+	if (s->len + n > s->cap) {
+		size_t nc = s->cap ? s->cap : 65536;
+		while (nc < s->len + n)
+			nc *= 2;
+		char *nb = mem_realloc(s->body, nc);
+		if (!nb)
+			return 0;
+		s->body = nb;
+		s->cap = nc;
+	}
+	memcpy(s->body + s->len, data, n);
+	s->len += n;
+	return n;
+}
+
+/* A stall is `stall` seconds without a byte. curl's LOW_SPEED_* averages over
+ * a window of several seconds, so a burst then silence goes unnoticed for too
+ * long; this callback, called at least once a second, watches the last byte. */
+static int on_xfer(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		   curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)ultotal;
+	(void)ulnow;
+	struct slot *s = arg;
+	double now = clock_now();
+	if (dlnow != s->last_now) {
+		s->last_now = dlnow;
+		s->last_data = now;
+		return 0;
+	}
+	if (now - s->last_data > s->stall) {
+		s->stalled = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int slot_setup(struct run *r, struct slot *s, struct error *err)
+{
+	const struct fetch_opts *o = r->o;
+	s->easy = curl_easy_init();
+	if (!s->easy)
+		return error_set(err, "curl_easy_init failed");
+	s->stall = o->stall;
+	CURL *e = s->easy;
+	if (curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, s) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_PRIVATE, s) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_USERAGENT, "cairn-fetch/1") != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(o->connect_timeout * 1000)) !=
+		    CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(o->timeout * 1000)) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_xfer) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_XFERINFODATA, s) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK)
+		return error_set(err, "curl_easy_setopt failed");
+	return 0;
+}
+
+/* Take the next tile that may start now: a due retry first, then a new one. */
+static int pick(struct run *r, double now, uint64_t *idx, int *from_heap)
+{
+	if (r->nheap && r->heap[0].ready <= now) {
+		*idx = heap_pop(r).idx;
+		*from_heap = 1;
+		return 1;
+	}
+	while (r->next_new < r->total && r->items[r->next_new].state != ST_TODO)
+		r->next_new++;
+	if (r->next_new < r->total) {
+		*idx = r->next_new++;
+		*from_heap = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* Start transfers until all slots are busy or nothing may start yet;
+ * *wake is lowered to when something could start next. */
+static void start_transfers(struct run *r, double now, double *wake)
+{
+	for (int si = 0; si < r->nslots && r->active < r->nslots; si++) {
+		struct slot *s = &r->slots[si];
+		if (s->busy)
+			continue;
+		uint64_t idx;
+		int from_heap;
+		if (!pick(r, now, &idx, &from_heap))
+			break;
+		struct tile t;
+		struct error err;
+		item_tile(r, idx, &t);
+		if (fetch_expand_url(r->o->url, &t, s->url, sizeof(s->url), &err) < 0) {
+			set_why(&r->items[idx], err.msg);
+			resolve(r, idx, ST_FAILED, 0, NULL);
+			continue;
+		}
+		struct host *h = host_of(r, s->url);
+		if (h->next > now) {
+			/* The host is paused or rate limited: put the tile back. */
+			if (from_heap)
+				heap_push(r, h->next, idx);
+			else
+				r->next_new = idx;
+			if (h->next < *wake)
+				*wake = h->next;
+			break;
+		}
+		if (r->o->rate > 0)
+			h->next = (h->next > now - 1.0 / r->o->rate ? h->next : now) + 1.0 / r->o->rate;
+		s->idx = idx;
+		s->host = h;
+		s->len = 0;
+		s->too_big = 0;
+		s->stalled = 0;
+		s->last_now = 0;
+		s->last_data = now;
+		r->items[idx].attempts++;
+		if (r->items[idx].attempts > 1)
+			r->st->retries++;
+		r->st->requests++;
+		if (curl_easy_setopt(s->easy, CURLOPT_URL, s->url) != CURLE_OK ||
+		    curl_multi_add_handle(r->multi, s->easy) != CURLM_OK) {
+			set_why(&r->items[idx], "curl could not start the transfer");
+			resolve(r, idx, ST_FAILED, 0, NULL);
+			continue;
+		}
+		s->busy = 1;
+		r->active++;
+	}
+	if (r->nheap && r->heap[0].ready < *wake)
+		*wake = r->heap[0].ready;
+}
+
+static int curl_permanent(CURLcode c)
+{
+	return c == CURLE_UNSUPPORTED_PROTOCOL || c == CURLE_URL_MALFORMAT ||
+	       c == CURLE_COULDNT_RESOLVE_HOST || c == CURLE_TOO_MANY_REDIRECTS ||
+	       c == CURLE_FILESIZE_EXCEEDED || c == CURLE_OUT_OF_MEMORY;
+}
+
+static void transfer_done(struct run *r, struct slot *s, CURLcode code)
+{
+	curl_multi_remove_handle(r->multi, s->easy);
+	s->busy = 0;
+	r->active--;
+	uint64_t idx = s->idx;
+	char why[2400];
+	if (s->too_big)
+		code = CURLE_FILESIZE_EXCEEDED;
+	if (code != CURLE_OK) {
+		if (s->stalled)
+			snprintf(why, sizeof(why), "%s: stalled (nothing received for %.1f s)",
+				 s->url, s->stall);
+		else
+			snprintf(why, sizeof(why), "%s: %s", s->url, curl_easy_strerror(code));
+		if (curl_permanent(code)) {
+			set_why(&r->items[idx], why);
+			resolve(r, idx, ST_FAILED, 0, NULL);
+		} else {
+			retry_or_fail(r, idx, why, -1);
+		}
+		return;
+	}
+	long status = 0;
+	curl_off_t clen = -1, retry_after = 0;
+	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+	curl_easy_getinfo(s->easy, CURLINFO_RETRY_AFTER, &retry_after);
+	if (status == 200) {
+		if (s->len == 0 || (clen >= 0 && (curl_off_t)s->len != clen)) {
+			r->st->rejected++;
+			snprintf(why, sizeof(why), "%s: body of %zu bytes, Content-Length %lld", s->url,
+				 s->len, (long long)clen);
+			retry_or_fail(r, idx, why, -1);
+			return;
+		}
+		/* The body goes to a worker; the slot gets a fresh buffer next time. */
+		char *body = s->body;
+		size_t len = s->len;
+		s->body = NULL;
+		s->len = s->cap = 0;
+		submit_job(r, idx, body, len);
+		return;
+	}
+	if (status == 404 || status == 410 || status == 204) {
+		snprintf(why, sizeof(why), "%s: HTTP %ld (no tile)", s->url, status);
+		set_why(&r->items[idx], why);
+		resolve(r, idx, ST_MISSING, 0, NULL);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s: HTTP %ld", s->url, status);
+	if (status == 408 || status == 425 || status == 429 || status >= 500) {
+		double ra = retry_after > 0 ? (double)retry_after : -1;
+		if (ra > 0) {
+			/* Retry-After speaks for the whole server: pause the host. */
+			double cap = ra < r->o->max_retry_after ? ra : r->o->max_retry_after;
+			double until = clock_now() + cap;
+			if (s->host->next < until)
+				s->host->next = until;
+		}
+		retry_or_fail(r, idx, why, ra);
+		return;
+	}
+	set_why(&r->items[idx], why);
+	resolve(r, idx, ST_FAILED, 0, NULL);
+}
+
+/* Tiles valid in the manifest are not asked for again: the file must be there
+ * with the recorded size and sha256; a recorded 404 stays a 404. */
+static int use_manifest(struct run *r, struct error *err)
+{
+	for (uint64_t i = 0; i < r->total; i++) {
+		char rel[PATH_MAX / 2], path[PATH_MAX];
+		item_path(r, i, rel, sizeof(rel));
+		struct mentry *e = manifest_get(&r->man, rel);
+		if (!e)
+			continue;
+		if (e->status == M_MISSING) {
+			r->items[i].state = ST_MISSING;
+			r->st->missing++;
+			r->resolved++;
+			continue;
+		}
+		if (e->status != M_OK)
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", r->o->out_dir, rel) >= (int)sizeof(path))
+			continue;
+		struct stat sb;
+		if (stat(path, &sb) < 0 || (uint64_t)sb.st_size != e->bytes)
+			continue;
+		char sha[SHA256_HEX_LEN + 1];
+		uint64_t bytes;
+		struct error e2;
+		if (sha256_file(path, sha, &bytes, &e2) < 0 || strcmp(sha, e->sha) != 0)
+			continue;
+		r->items[i].state = ST_OK;
+		r->st->cached++;
+		r->resolved++;
+	}
+	(void)err;
+	return 0;
+}
+
+static void run_release(struct run *r)
+{
+	if (r->threads) {
+		pthread_mutex_lock(&r->mu);
+		r->quit = 1;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		for (int i = 0; i < r->nthreads; i++)
+			pthread_join(r->threads[i], NULL);
+		mem_free(r->threads);
+		pthread_mutex_destroy(&r->mu);
+		pthread_cond_destroy(&r->cv);
+	}
+	for (struct job *j = r->out_head; j;) {
+		struct job *n = j->next;
+		mem_free(j->body);
+		mem_free(j);
+		j = n;
+	}
+	for (int i = 0; r->slots && i < r->nslots; i++) {
+		if (r->slots[i].busy)
+			curl_multi_remove_handle(r->multi, r->slots[i].easy);
+		if (r->slots[i].easy)
+			curl_easy_cleanup(r->slots[i].easy);
+		mem_free(r->slots[i].body);
+	}
+	mem_free(r->slots);
+	if (r->multi)
+		curl_multi_cleanup(r->multi);
+	if (r->journal)
+		fclose(r->journal);
+	if (r->items)
+		for (uint64_t i = 0; i < r->total; i++)
+			mem_free(r->items[i].why);
+	mem_free(r->items);
+	mem_free(r->heap);
+	manifest_release(&r->man);
+	if (r->tmpdir[0]) {
+		struct error e;
+		fs_rm_rf(r->tmpdir, &e);
+	}
+}
+
+static int collect_failures(struct run *r, struct fetch_result *res, struct error *err)
+{
+	if (!r->st->failed)
+		return 0;
+	res->failures = mem_calloc(r->st->failed, sizeof(*res->failures));
+	if (!res->failures)
+		return error_set(err, "out of memory listing failures");
+	for (uint64_t i = 0; i < r->total; i++) {
+		if (r->items[i].state != ST_FAILED)
+			continue;
+		char rel[PATH_MAX], url[2048];
+		struct tile t;
+		struct error e;
+		item_path(r, i, rel, sizeof(rel));
+		item_tile(r, i, &t);
+		if (fetch_expand_url(r->o->url, &t, url, sizeof(url), &e) < 0)
+			url[0] = '\0';
+		struct fetch_failure *f = &res->failures[res->nfailures++];
+		f->path = mem_strdup(rel);
+		f->url = mem_strdup(url);
+		f->why = mem_strdup(r->items[i].why ? r->items[i].why : "unknown");
+	}
+	return 0;
+}
+
+int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error *err)
+{
+	memset(res, 0, sizeof(*res));
+	struct run r;
+	memset(&r, 0, sizeof(r));
+	r.o = o;
+	r.st = &res->stats;
+	r.rng = o->seed;
+	double t0 = clock_now();
+	struct tile t0tile;
+	char probe[2048];
+	tile_range_nth(&o->range, 0, &t0tile);
+	if (fetch_expand_url(o->url, &t0tile, probe, sizeof(probe), err) < 0)
+		return -1;
+	if (o->ext)
+		snprintf(r.ext, sizeof(r.ext), "%s", o->ext);
+	else if (fetch_ext_from_template(o->url, r.ext, sizeof(r.ext), err) < 0)
+		return -1;
+	if (o->concurrency < 1 || o->concurrency > 4096)
+		return error_set(err, "concurrency %d out of range 1..4096", o->concurrency);
+	uint64_t end;
+	tile_shard(tile_range_count(&o->range), o->shard_i, o->shard_n ? o->shard_n : 1, &r.begin,
+		   &end);
+	r.total = end - r.begin;
+	res->stats.total = r.total;
+	if (fs_mkdir_p(o->out_dir, err) < 0)
+		return -1;
+	char mname[64];
+	fetch_manifest_name(o->shard_i, o->shard_n, mname, sizeof(mname));
+	snprintf(res->manifest, sizeof(res->manifest), "%s/%s", o->out_dir, mname);
+
+	int rc = -1;
+	r.items = mem_calloc(r.total ? r.total : 1, sizeof(*r.items));
+	if (!r.items) {
+		error_set(err, "out of memory for %llu tiles", (unsigned long long)r.total);
+		goto out;
+	}
+	if (manifest_load(&r.man, res->manifest, err) < 0 || use_manifest(&r, err) < 0)
+		goto out;
+	char host[128] = "host";
+	gethostname(host, sizeof(host) - 1);
+	if (snprintf(r.tmpdir, sizeof(r.tmpdir), "%s/.cairn-tmp-%s-%ld", o->out_dir, host,
+		     (long)getpid()) >= (int)sizeof(r.tmpdir)) {
+		r.tmpdir[0] = '\0';
+		error_set(err, "%s: path too long", o->out_dir);
+		goto out;
+	}
+	if (fs_mkdir_p(r.tmpdir, err) < 0) {
+		r.tmpdir[0] = '\0';
+		goto out;
+	}
+	r.journal = fopen(res->manifest, "a");
+	if (!r.journal) {
+		error_errno(err, "%s: cannot open for appending", res->manifest);
+		goto out;
+	}
+	if (ftell(r.journal) == 0)
+		fprintf(r.journal, "# cairn-fetch manifest v1: path\tbytes\tsha256\tstatus\n");
+
+	r.multi = curl_multi_init();
+	if (!r.multi) {
+		error_set(err, "curl_multi_init failed");
+		goto out;
+	}
+	curl_multi_setopt(r.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->concurrency);
+	curl_multi_setopt(r.multi, CURLMOPT_MAXCONNECTS, (long)o->concurrency);
+	r.nslots = o->concurrency;
+	r.slots = mem_calloc((size_t)r.nslots, sizeof(*r.slots));
+	if (!r.slots) {
+		error_set(err, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < r.nslots; i++)
+		if (slot_setup(&r, &r.slots[i], err) < 0)
+			goto out;
+	int nthreads = o->threads;
+	if (nthreads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+	}
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
+	r.threads = mem_calloc((size_t)nthreads, sizeof(*r.threads));
+	if (!r.threads) {
+		pthread_mutex_destroy(&r.mu);
+		pthread_cond_destroy(&r.cv);
+		error_set(err, "out of memory");
+		goto out;
+	}
+	raster_init();
+	for (int i = 0; i < nthreads; i++) {
+		if (pthread_create(&r.threads[i], NULL, worker_main, &r) != 0) {
+			error_set(err, "cannot start worker thread %d", i);
+			goto out;
+		}
+		r.nthreads++;
+	}
+
+	while (r.resolved < r.total || r.active || r.inflight_jobs) {
+		if (o->stop && *o->stop) {
+			res->stats.interrupted = 1;
+			break;
+		}
+		double now = clock_now(), wake = now + 1.0;
+		start_transfers(&r, now, &wake);
+		int running;
+		if (curl_multi_perform(r.multi, &running) != CURLM_OK) {
+			error_set(err, "curl_multi_perform failed");
+			goto out;
+		}
+		CURLMsg *m;
+		int left;
+		while ((m = curl_multi_info_read(r.multi, &left))) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			struct slot *s;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+			transfer_done(&r, s, m->data.result);
+		}
+		collect_jobs(&r);
+		if (r.resolved >= r.total && !r.active && !r.inflight_jobs)
+			break;
+		/* Something finished: go round at once to start the next transfer. */
+		int ms = r.active < r.nslots && (r.nheap || r.next_new < r.total)
+				 ? (int)((wake - clock_now()) * 1000)
+				 : 1000;
+		if (ms < 0)
+			ms = 0;
+		if (ms > 1000)
+			ms = 1000;
+		if (curl_multi_poll(r.multi, NULL, 0, ms, NULL) != CURLM_OK) {
+			error_set(err, "curl_multi_poll failed");
+			goto out;
+		}
+	}
+	/* Interrupted: let the workers finish what they hold so no tile is lost. */
+	while (r.inflight_jobs) {
+		curl_multi_poll(r.multi, NULL, 0, 100, NULL);
+		collect_jobs(&r);
+	}
+	/* Make the tiles durable before the manifest says they are there. */
+	int dfd = open(o->out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		syncfs(dfd);
+		close(dfd);
+	}
+	if (r.journal) {
+		fclose(r.journal);
+		r.journal = NULL;
+	}
+	if (manifest_write(&r.man, res->manifest, err) < 0 || collect_failures(&r, res, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	res->stats.seconds = clock_now() - t0;
+	run_release(&r);
+	return rc;
+}
+
+void fetch_result_release(struct fetch_result *res)
+{
+	for (size_t i = 0; i < res->nfailures; i++) {
+		mem_free(res->failures[i].path);
+		mem_free(res->failures[i].url);
+		mem_free(res->failures[i].why);
+	}
+	mem_free(res->failures);
+	res->failures = NULL;
+	res->nfailures = 0;
+}

@@ -1,0 +1,82 @@
+/* fetch: download a set of XYZ tiles with libcurl's multi interface: many
+ * transfers in flight over kept-alive connections, a per-host rate limit,
+ * retries with exponential backoff and jitter (Retry-After honoured), a
+ * stall timeout, and an integrity check (length, decode) before a tile is
+ * written atomically and recorded in a manifest that makes reruns free. */
+#ifndef GEO_FETCH_H
+#define GEO_FETCH_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "geo/tile.h"
+
+struct fetch_opts {
+	const char *url;      /* template with {z} {x} {y}; also {-y} (TMS row) and {q} (quadkey) */
+	const char *out_dir;  /* tiles go to out_dir/Z/X/Y.EXT */
+	const char *ext;      /* NULL: taken from the template ("png" from ".../{y}.png") */
+	struct tile_range range;
+	int shard_i, shard_n; /* this run does shard i of n of the range (0/1: all) */
+	int concurrency;      /* transfers in flight (default 16) */
+	double rate;          /* requests per second per host, 0 = no limit */
+	int retries;          /* retries per tile after the first attempt (default 5) */
+	double backoff;       /* first retry delay in seconds (default 0.5), doubling */
+	double backoff_max;   /* cap on one delay (default 30) */
+	double max_retry_after; /* longest Retry-After obeyed (default 120 s); longer is capped */
+	double stall;         /* abort a transfer that received nothing for this long (default 15 s) */
+	double timeout;       /* whole-transfer limit in seconds (default 120) */
+	double connect_timeout; /* default 10 s */
+	int threads;          /* decode/hash/write workers (default: online CPUs, at most 8) */
+	int verify;           /* decode-check bodies with GDAL (default 1) */
+	unsigned long seed;   /* jitter seed */
+	volatile sig_atomic_t *stop; /* set from a signal handler: finish cleanly, early */
+	/* Called from the fetching thread after every finished tile. */
+	void (*on_progress)(void *ctx, uint64_t done, uint64_t total);
+	void *ctx;
+};
+
+void fetch_opts_init(struct fetch_opts *o);
+
+struct fetch_stats {
+	uint64_t total;    /* tiles in this shard */
+	uint64_t fetched;  /* downloaded and written this run */
+	uint64_t cached;   /* valid in the manifest already: not requested */
+	uint64_t missing;  /* 404/410: the server has no such tile (recorded, not retried) */
+	uint64_t failed;   /* still not fetched after all retries, or a permanent error */
+	uint64_t requests; /* HTTP requests made */
+	uint64_t retries;  /* of which repeats */
+	uint64_t rejected; /* 200 bodies rejected: short, not an image, corrupt */
+	uint64_t bytes;    /* tile bytes written */
+	double seconds;
+	int interrupted;   /* opts.stop was set */
+};
+
+struct fetch_failure {
+	char *path; /* Z/X/Y.EXT relative to out_dir */
+	char *url;
+	char *why;
+};
+
+struct fetch_result {
+	struct fetch_stats stats;
+	struct fetch_failure *failures;
+	size_t nfailures;
+	char manifest[4096]; /* path of the manifest written */
+};
+
+/* 0 when the run went through (tiles may still have failed: see stats.failed
+ * and failures); -1 with a message when it could not run at all (bad template,
+ * out_dir not writable, curl or thread setup failed). */
+int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error *err);
+void fetch_result_release(struct fetch_result *res);
+
+/* Template expansion; -1 if the template has no {z}, {x} or no {y}/{-y}/{q}. */
+int fetch_expand_url(const char *tmpl, const struct tile *t, char *out, size_t size,
+		     struct error *err);
+/* "png" from "http://h/{z}/{x}/{y}.png?key=1"; -1 when there is none. */
+int fetch_ext_from_template(const char *tmpl, char *ext, size_t size, struct error *err);
+/* The manifest's file name for a shard: "manifest.tsv" or "manifest.3of16.tsv". */
+void fetch_manifest_name(int shard_i, int shard_n, char *out, size_t size);
+
+#endif

@@ -1,0 +1,277 @@
+#include "geo/raster.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cpl_conv.h>
+#include <cpl_error.h>
+#include <cpl_vsi.h>
+#include <gdal.h>
+#include <ogr_srs_api.h>
+
+#include "core/mem.h"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void do_init(void)
+{
+	CPLSetConfigOption("GDAL_PAM_ENABLED", "NO");
+	GDALAllRegister();
+}
+
+void raster_init(void)
+{
+	pthread_once(&init_once, do_init);
+}
+
+/* Collects GDAL's messages (errors and warnings) while a check runs; GDAL's
+ * handler stack is per thread, so checks in parallel threads do not mix. */
+struct gdal_msgs {
+	int count;
+	char first[256];
+};
+
+static void collect(CPLErr cls, CPLErrorNum num, const char *msg)
+{
+	(void)num;
+	struct gdal_msgs *m = CPLGetErrorHandlerUserData();
+	if (cls == CE_Debug || !m)
+		return;
+	if (m->count++ == 0)
+		snprintf(m->first, sizeof(m->first), "%s", msg);
+}
+
+static int ext_is(const char *ext, const char *a, const char *b)
+{
+	return ext && (strcasecmp(ext, a) == 0 || (b && strcasecmp(ext, b) == 0));
+}
+
+static int check_signature(const unsigned char *p, size_t len, const char *ext, const char **driver,
+			   struct error *err)
+{
+	static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	*driver = NULL;
+	if (ext_is(ext, "png", NULL)) {
+		*driver = "PNG";
+		if (len < 8 + 12 || memcmp(p, png_sig, 8) != 0)
+			return error_set(err, "not a PNG (bad signature, %zu bytes)", len);
+		/* The last chunk of a complete PNG is IEND: length 0, "IEND", CRC. */
+		if (memcmp(p + len - 12, "\0\0\0\0IEND", 8) != 0)
+			return error_set(err, "PNG truncated (no IEND chunk at the end)");
+	} else if (ext_is(ext, "jpg", "jpeg")) {
+		*driver = "JPEG";
+		if (len < 4 || p[0] != 0xff || p[1] != 0xd8 || p[2] != 0xff)
+			return error_set(err, "not a JPEG (bad signature, %zu bytes)", len);
+		if (p[len - 2] != 0xff || p[len - 1] != 0xd9)
+			return error_set(err, "JPEG truncated (no EOI marker at the end)");
+	} else if (ext_is(ext, "webp", NULL)) {
+		*driver = "WEBP";
+		if (len < 12 || memcmp(p, "RIFF", 4) != 0 || memcmp(p + 8, "WEBP", 4) != 0)
+			return error_set(err, "not a WebP (bad signature, %zu bytes)", len);
+	} else if (ext_is(ext, "tif", "tiff")) {
+		*driver = "GTiff";
+		if (len < 8 || (memcmp(p, "II", 2) != 0 && memcmp(p, "MM", 2) != 0))
+			return error_set(err, "not a TIFF (bad signature, %zu bytes)", len);
+	}
+	return 0;
+}
+
+int raster_check_image(const void *data, size_t len, const char *ext, struct error *err)
+{
+	static atomic_ulong counter;
+	const char *driver;
+	if (check_signature(data, len, ext, &driver, err) < 0)
+		return -1;
+	raster_init();
+	char name[96];
+	snprintf(name, sizeof(name), "/vsimem/cairn-check-%ld-%lu.%s", (long)getpid(),
+		 atomic_fetch_add(&counter, 1), ext && *ext ? ext : "img");
+	VSILFILE *f = VSIFileFromMemBuffer(name, (GByte *)data, (vsi_l_offset)len, FALSE);
+	if (!f)
+		return error_set(err, "cannot map %zu bytes into %s", len, name);
+	VSIFCloseL(f);
+	struct gdal_msgs msgs = {0, ""};
+	CPLPushErrorHandlerEx(collect, &msgs);
+	const char *drivers[] = {driver, NULL};
+	int rc = 0;
+	uint8_t *pix = NULL;
+	GDALDatasetH ds = GDALOpenEx(name, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
+				     driver ? drivers : NULL, NULL, NULL);
+	if (!ds) {
+		rc = error_set(err, "does not decode as %s: %s", driver ? driver : "an image",
+			       msgs.count ? msgs.first : "unrecognized data");
+		goto out;
+	}
+	int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
+	if (w <= 0 || h <= 0 || nb <= 0 || (size_t)w * (size_t)h > ((size_t)64 << 20)) {
+		rc = error_set(err, "image of %dx%d pixels, %d bands: not a tile", w, h, nb);
+		goto out;
+	}
+	/* Reading every band decodes every byte: a corrupt stream fails here. */
+	pix = mem_alloc((size_t)w * (size_t)h);
+	if (!pix) {
+		rc = error_set(err, "out of memory decoding a %dx%d image", w, h);
+		goto out;
+	}
+	for (int b = 1; b <= nb && rc == 0; b++) {
+		CPLErr e = GDALRasterIO(GDALGetRasterBand(ds, b), GF_Read, 0, 0, w, h, pix, w, h,
+					GDT_Byte, 0, 0);
+		if (e != CE_None || msgs.count)
+			rc = error_set(err, "corrupt %s: band %d: %s", driver ? driver : "image", b,
+				       msgs.count ? msgs.first : "read failed");
+	}
+	if (rc == 0 && msgs.count)
+		rc = error_set(err, "suspicious %s: %s", driver ? driver : "image", msgs.first);
+out:
+	if (ds)
+		GDALClose(ds);
+	CPLPopErrorHandler();
+	VSIUnlink(name);
+	mem_free(pix);
+	return rc;
+}
+
+static int tmp_path(const char *path, char *tmp, size_t size, struct error *err)
+{
+	static atomic_ulong counter;
+	if (snprintf(tmp, size, "%s.tmp.%ld.%lu", path, (long)getpid(),
+		     atomic_fetch_add(&counter, 1)) >= (int)size)
+		return error_set(err, "%s: path too long", path);
+	return 0;
+}
+
+static int finish_tmp(const char *tmp, const char *path, struct error *err)
+{
+	if (rename(tmp, path) < 0) {
+		error_errno(err, "rename %s to %s", tmp, path);
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int write_dataset(const char *path, const char *drv_name, int w, int h, int bands,
+			 const uint8_t *data, const double *gt, char **create_opts, struct error *err)
+{
+	raster_init();
+	char tmp[PATH_MAX];
+	if (tmp_path(path, tmp, sizeof(tmp), err) < 0)
+		return -1;
+	GDALDriverH drv = GDALGetDriverByName(drv_name);
+	GDALDriverH mem = GDALGetDriverByName("MEM");
+	if (!drv || !mem)
+		return error_set(err, "%s: GDAL has no %s driver", path, drv_name);
+	struct gdal_msgs msgs = {0, ""};
+	CPLPushErrorHandlerEx(collect, &msgs);
+	int rc = 0;
+	GDALDatasetH src = NULL, dst = NULL;
+	int is_tiff = strcmp(drv_name, "GTiff") == 0;
+	if (is_tiff)
+		dst = GDALCreate(drv, tmp, w, h, bands, GDT_Byte, create_opts);
+	else
+		src = GDALCreate(mem, "", w, h, bands, GDT_Byte, NULL);
+	GDALDatasetH ds = is_tiff ? dst : src;
+	if (!ds) {
+		rc = error_set(err, "%s: cannot create: %s", tmp, msgs.first);
+		goto out;
+	}
+	if (gt) {
+		OGRSpatialReferenceH srs = OSRNewSpatialReference(NULL);
+		char *wkt = NULL;
+		if (!srs || OSRImportFromEPSG(srs, 3857) != OGRERR_NONE ||
+		    OSRExportToWkt(srs, &wkt) != OGRERR_NONE || GDALSetProjection(ds, wkt) != CE_None ||
+		    GDALSetGeoTransform(ds, (double *)gt) != CE_None)
+			rc = error_set(err, "%s: cannot set EPSG:3857 georeferencing: %s", tmp,
+				       msgs.first);
+		CPLFree(wkt);
+		if (srs)
+			OSRDestroySpatialReference(srs);
+		if (rc)
+			goto out;
+	}
+	int map[4] = {1, 2, 3, 4};
+	if (GDALDatasetRasterIO(ds, GF_Write, 0, 0, w, h, (void *)data, w, h, GDT_Byte, bands, map,
+				0, 0, 0) != CE_None) {
+		rc = error_set(err, "%s: write failed: %s", tmp, msgs.first);
+		goto out;
+	}
+	if (!is_tiff) {
+		dst = GDALCreateCopy(drv, tmp, src, FALSE, create_opts, NULL, NULL);
+		if (!dst) {
+			rc = error_set(err, "%s: cannot write %s: %s", tmp, drv_name, msgs.first);
+			goto out;
+		}
+	}
+out:
+	if (src)
+		GDALClose(src);
+	if (dst) {
+		/* GDALClose flushes; its errors only show up in the handler. */
+		int before = msgs.count;
+		GDALClose(dst);
+		if (msgs.count > before && rc == 0)
+			rc = error_set(err, "%s: close failed: %s", tmp, msgs.first);
+	}
+	CPLPopErrorHandler();
+	if (rc == 0)
+		return finish_tmp(tmp, path, err);
+	unlink(tmp);
+	return rc;
+}
+
+int raster_write_tile(const char *path, const struct tile *t, int bands, const uint8_t *data,
+		      struct error *err)
+{
+	if (bands < 1 || bands > 4)
+		return error_set(err, "%s: %d bands (want 1..4)", path, bands);
+	struct bbox b;
+	tile_bounds(t, &b);
+	double res = (b.e - b.w) / TILE_SIZE;
+	double gt[6] = {b.w, res, 0, b.n, 0, -res};
+	char *opts[] = {"COMPRESS=DEFLATE", "PREDICTOR=1",
+			bands == 3 ? "PHOTOMETRIC=RGB" : "PHOTOMETRIC=MINISBLACK", NULL};
+	return write_dataset(path, "GTiff", TILE_SIZE, TILE_SIZE, bands, data, gt, opts, err);
+}
+
+int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *err)
+{
+	raster_init();
+	struct gdal_msgs msgs = {0, ""};
+	CPLPushErrorHandlerEx(collect, &msgs);
+	int rc = 0;
+	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
+	if (!ds) {
+		rc = error_set(err, "%s: cannot open: %s", path, msgs.count ? msgs.first : "?");
+		goto out;
+	}
+	if (GDALGetRasterXSize(ds) != TILE_SIZE || GDALGetRasterYSize(ds) != TILE_SIZE ||
+	    GDALGetRasterCount(ds) < bands) {
+		rc = error_set(err, "%s: %dx%d with %d bands, want %dx%d with %d", path,
+			       GDALGetRasterXSize(ds), GDALGetRasterYSize(ds), GDALGetRasterCount(ds),
+			       TILE_SIZE, TILE_SIZE, bands);
+		goto out;
+	}
+	int map[4] = {1, 2, 3, 4};
+	if (GDALDatasetRasterIO(ds, GF_Read, 0, 0, TILE_SIZE, TILE_SIZE, data, TILE_SIZE, TILE_SIZE,
+				GDT_Byte, bands, map, 0, 0, 0) != CE_None)
+		rc = error_set(err, "%s: read failed: %s", path, msgs.first);
+out:
+	if (ds)
+		GDALClose(ds);
+	CPLPopErrorHandler();
+	return rc;
+}
+
+int raster_write_png(const char *path, int w, int h, int bands, const uint8_t *data,
+		     struct error *err)
+{
+	if (bands < 1 || bands > 4 || w <= 0 || h <= 0)
+		return error_set(err, "%s: bad picture %dx%d with %d bands", path, w, h, bands);
+	char *opts[] = {"ZLEVEL=9", NULL};
+	return write_dataset(path, "PNG", w, h, bands, data, NULL, opts, err);
+}

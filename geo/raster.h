@@ -1,0 +1,39 @@
+/* raster: the GDAL side of geo/: registering drivers once, checking that a
+ * downloaded body really decodes as the image it claims to be (in memory,
+ * through /vsimem/), and reading/writing 256x256 Byte GeoTIFF tiles on the
+ * XYZ grid in EPSG:3857 and plain PNG pictures. */
+#ifndef GEO_RASTER_H
+#define GEO_RASTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "geo/tile.h"
+
+/* GDALAllRegister once per process (thread-safe), GDAL_PAM_ENABLED=NO so no
+ * .aux.xml files appear next to tiles. */
+void raster_init(void);
+
+/* 0 when data is a complete, decodable image of the kind ext names
+ * ("png", "jpg"/"jpeg", "webp", "tif"/"tiff"; anything else: any GDAL raster):
+ * the signature matches, the end marker is there (PNG IEND, JPEG EOI), GDAL
+ * opens it with that driver only, and every pixel of every band reads without
+ * an error or a warning. Thread-safe. */
+int raster_check_image(const void *data, size_t len, const char *ext, struct error *err);
+
+/* Write a TILE_SIZE x TILE_SIZE Byte GeoTIFF for tile t: EPSG:3857, geotransform
+ * (west, res, 0, north, 0, -res) from tile_bounds(), `bands` planes of
+ * TILE_SIZE*TILE_SIZE bytes one after the other, DEFLATE-compressed. Written
+ * to a temp file and renamed, so readers never see a partial tile. */
+int raster_write_tile(const char *path, const struct tile *t, int bands, const uint8_t *data,
+		      struct error *err);
+/* Read band 1..bands of a tile written as above into data (bands planes);
+ * fails if the size is not TILE_SIZE x TILE_SIZE or it has fewer bands. */
+int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *err);
+
+/* A w x h picture, `bands` (1, 3 or 4) planes, written as PNG atomically. */
+int raster_write_png(const char *path, int w, int h, int bands, const uint8_t *data,
+		     struct error *err);
+
+#endif
