@@ -159,6 +159,8 @@ const struct nn_backend *nn_backend_cpu(void);
 const struct nn_backend *nn_backend_cpu_ref(void);
 /* By name: "cpu", "cpu-ref" (and "cuda" once nn/cuda exists). NULL if unknown. */
 const struct nn_backend *nn_backend_by_name(const char *name);
+/* Allocations made by the CPU backends so far (tests: none in a training step). */
+size_t nn_cpu_allocations(void);
 /* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: all cores. */
 void nn_cpu_set_threads(int n);
 

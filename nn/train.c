@@ -21,7 +21,7 @@ void nn_train_defaults(struct nn_train_config *cfg)
 	cfg->wd = 5e-4f;
 	cfg->warmup_epochs = 1;
 	cfg->flip = 1;
-	cfg->pad = 2;
+	cfg->pad = 0;
 	cfg->seed = 1;
 }
 

@@ -65,14 +65,33 @@ int sched_view_load(struct sched_view *v, const struct run *r, struct error *err
 	mem_free(ids);
 	if (rc < 0)
 		return -1;
-	if (v->jobs.n > 1)
-		qsort(v->jobs.v, v->jobs.n, sizeof(*v->jobs.v), cmp_job);
+	json_t *jobs = json_object_get(r->info, "jobs");
+	v->subs = mem_calloc(n + 1, sizeof(*v->subs));
+	if (!v->subs)
+		return error_set(err, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const json_t *rec = json_array_get(jobs, i);
+		struct sched_sub *sub = &v->subs[v->nsubs];
+		sub->stage = spec_stage_index(&r->spec, jsonio_str(rec, "stage", ""));
+		sub->job_id = (long)jsonio_int(rec, "job_id", 0);
+		sub->offset = (int)jsonio_int(rec, "offset", 0);
+		sub->array = jsonio_str(rec, "array", "");
+		if (sub->stage >= 0)
+			v->nsubs++;
+	}
+	/* squeue usually lists them in order already: sort only if not. */
+	for (size_t i = 1; i < v->jobs.n; i++)
+		if (cmp_job(&v->jobs.v[i - 1], &v->jobs.v[i]) > 0) {
+			qsort(v->jobs.v, v->jobs.n, sizeof(*v->jobs.v), cmp_job);
+			break;
+		}
 	return 0;
 }
 
 void sched_view_release(struct sched_view *v)
 {
 	slurm_jobs_release(&v->jobs);
+	mem_free(v->subs);
 	memset(v, 0, sizeof(*v));
 }
 
@@ -95,18 +114,15 @@ static int in_array_spec(const char *spec, long i)
 }
 
 /* The latest submission of this task: its job id and array index. */
-static int find_submission(const struct run *r, const char *stage, int task, long *job, int *index)
+static int find_submission(const struct sched_view *v, int stage, int task, long *job, int *index)
 {
-	json_t *jobs = json_object_get(r->info, "jobs");
-	for (size_t i = json_is_array(jobs) ? json_array_size(jobs) : 0; i-- > 0;) {
-		const json_t *rec = json_array_get(jobs, i);
-		if (strcmp(jsonio_str(rec, "stage", ""), stage))
+	for (int i = v->nsubs; i-- > 0;) {
+		const struct sched_sub *sub = &v->subs[i];
+		if (sub->stage != stage || task < sub->offset ||
+		    !in_array_spec(sub->array, task - sub->offset))
 			continue;
-		long off = (long)jsonio_int(rec, "offset", 0);
-		if (task < off || !in_array_spec(jsonio_str(rec, "array", ""), task - off))
-			continue;
-		*job = (long)jsonio_int(rec, "job_id", 0);
-		*index = (int)(task - off);
+		*job = sub->job_id;
+		*index = task - sub->offset;
 		return 1;
 	}
 	return 0;
@@ -119,6 +135,13 @@ static const struct slurm_job *lookup(const struct sched_view *v, long job, int 
 	key.array_job_id = job;
 	key.array_task = index;
 	return v->jobs.n ? bsearch(&key, v->jobs.v, v->jobs.n, sizeof(key), cmp_job) : NULL;
+}
+
+static void copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }
 
 static int has_marker(const struct run *r, const char *stage, int task, const char *name)
@@ -139,7 +162,7 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	const char *name = r->spec.stages[stage].name;
 	long job;
 	int index;
-	if (!find_submission(r, name, task, &job, &index))
+	if (!find_submission(v, stage, task, &job, &index))
 		return; /* never submitted: the markers say all there is */
 	if (!ti->job[0])
 		snprintf(ti->job, sizeof(ti->job), "%ld_%d", job, index);
@@ -176,8 +199,8 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 		}
 		return;
 	}
-	snprintf(ti->sched_state, sizeof(ti->sched_state), "%s", sj->state);
-	snprintf(ti->sched_reason, sizeof(ti->sched_reason), "%s", sj->reason);
+	copy(ti->sched_state, sizeof(ti->sched_state), sj->state);
+	copy(ti->sched_reason, sizeof(ti->sched_reason), sj->reason);
 	if (!strcmp(sj->state, "PENDING") || !strcmp(sj->state, "REQUEUED") ||
 	    !strcmp(sj->state, "REQUEUE_HOLD") || !strcmp(sj->state, "SUSPENDED")) {
 		ti->state = TASK_PENDING;

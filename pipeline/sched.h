@@ -8,9 +8,18 @@
 #include "pipeline/run.h"
 #include "pipeline/task.h"
 
+struct sched_sub {             /* one recorded submission (run.json "jobs") */
+	int stage;
+	long job_id;
+	int offset;
+	const char *array;     /* borrowed from run.json */
+};
+
 struct sched_view {
 	int slurm;               /* the run was submitted to Slurm */
 	struct slurm_jobs jobs;  /* sorted by (array_job_id, array_task) */
+	struct sched_sub *subs;  /* in submission order */
+	int nsubs;
 };
 
 /* Query the scheduler once (nothing for a local run). */

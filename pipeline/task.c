@@ -100,26 +100,33 @@ static void copy_str(char *dst, size_t size, const char *src)
 	snprintf(dst, size, "%s", src ? src : "");
 }
 
+/* RUN/stages/STAGE/TASK/ into dir; returns its length (names are appended
+ * in place: status stats three markers of every task, so no formatting
+ * per marker). */
+static size_t task_dir_path(char *dir, size_t size, const char *run, const char *stage, int task)
+{
+	int n = snprintf(dir, size, "%s/stages/%s/%d/", run, stage, task);
+	return n > 0 && (size_t)n < size - 16 ? (size_t)n : 0;
+}
+
 int task_read(const char *run, const char *stage, int task, int check_alive,
 	      struct task_info *ti, struct error *err)
 {
 	memset(ti, 0, sizeof(*ti));
 	ti->state = TASK_PENDING;
-	struct buf p = BUF_INIT;
+	char path[4096];
+	size_t n = task_dir_path(path, sizeof(path), run, stage, task);
+	if (!n)
+		return error_set(err, "%s/stages/%s/%d: path too long", run, stage, task);
 	struct stat st;
-	task_path(&p, run, stage, task, "done.json");
-	if (p.failed)
-		return error_set(err, "out of memory");
-	if (stat(p.s, &st) == 0) {
+	memcpy(path + n, "done.json", 10);
+	if (stat(path, &st) == 0) {
 		ti->state = TASK_DONE;
-		buf_release(&p);
 		return 0;
 	}
-	buf_reset(&p);
-	task_path(&p, run, stage, task, "failed.json");
-	if (stat(p.s, &st) == 0) {
-		json_t *j = jsonio_load(p.s, err);
-		buf_release(&p);
+	memcpy(path + n, "failed.json", 12);
+	if (stat(path, &st) == 0) {
+		json_t *j = jsonio_load(path, err);
 		if (!j)
 			return -1;
 		copy_str(ti->kind, sizeof(ti->kind), jsonio_str(j, "kind", "exit"));
@@ -132,14 +139,10 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 		json_decref(j);
 		return 0;
 	}
-	buf_reset(&p);
-	task_path(&p, run, stage, task, "started.json");
-	if (stat(p.s, &st) < 0) {
-		buf_release(&p);
+	memcpy(path + n, "started.json", 13);
+	if (stat(path, &st) < 0)
 		return 0;
-	}
-	json_t *j = jsonio_load(p.s, err);
-	buf_release(&p);
+	json_t *j = jsonio_load(path, err);
 	if (!j) /* written with rename: never torn, so this is a real error */
 		return -1;
 	ti->state = TASK_RUNNING;

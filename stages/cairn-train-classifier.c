@@ -40,7 +40,8 @@ static void usage(FILE *f)
 		"  --lr X          peak learning rate of SGD + Nesterov, cosine decay (default 0.05)\n"
 		"  --wd X          weight decay (default 5e-4)\n"
 		"  --seed N        weight init, shuffling, augmentation, dropout (default 1)\n"
-		"  --no-augment    no random flips and crops\n"
+		"  --pad N         random-crop augmentation: pad N pixels, crop back (default 0)\n"
+		"  --no-augment    no random flips and no crops\n"
 		"  --threads N     CPU threads (default: all cores)\n"
 		"  --device D      cpu (default) or cpu-ref (slow reference loops)\n"
 		"  --help          this text\n"
@@ -131,6 +132,7 @@ int main(int argc, char **argv)
 		{"lr", required_argument, 0, 'l'},    {"wd", required_argument, 0, 'w'},
 		{"seed", required_argument, 0, 's'},  {"threads", required_argument, 0, 'j'},
 		{"device", required_argument, 0, 'd'}, {"no-augment", no_argument, 0, 'A'},
+		{"pad", required_argument, 0, 'P'},
 		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
 	struct nn_train_config cfg;
 	nn_train_defaults(&cfg);
@@ -175,6 +177,11 @@ int main(int argc, char **argv)
 				return bad_usage("--device: unknown device '%s' (cpu, cpu-ref)", optarg);
 			break;
 		case 'A': cfg.flip = 0, cfg.pad = 0; break;
+		case 'P':
+			if (parse_long(optarg, 0, 64, &v) < 0)
+				return bad_usage("--pad: '%s' is not an integer in [0, 64]", optarg);
+			cfg.pad = (int)v;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}

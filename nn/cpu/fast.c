@@ -66,9 +66,11 @@ static int conv_is_pointwise(const struct nn_conv_desc *d)
 	return d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
 }
 
-/* col[(ci kh + p) kw + q][i wout + j] = x[ci][i s - pad + p dil][j s - pad + q dil], or 0
- * outside; ld is the column matrix's row length (several images side by side). */
-static void im2col(const struct nn_conv_desc *d, const float *x, float *col, size_t ld)
+/* col[(ci kh + p) kw + q][(i - i0) wout + j] = x[ci][i s - pad + p dil][j s - pad + q dil]
+ * (0 outside the image) for output rows i in [i0, i1); ld is the column
+ * matrix's row length (several images or one tile of rows side by side). */
+static void im2col(const struct nn_conv_desc *d, const float *x, float *col, size_t ld, int i0,
+		   int i1)
 {
 	for (int ci = 0; ci < d->cin; ci++)
 		for (int p = 0; p < d->kh; p++)
@@ -83,8 +85,8 @@ static void im2col(const struct nn_conv_desc *d, const float *x, float *col, siz
 					j1 = d->wout;
 				if (j0 > j1)
 					j0 = j1;
-				for (int i = 0; i < d->hout; i++) {
-					float *o = row + (size_t)i * d->wout;
+				for (int i = i0; i < i1; i++) {
+					float *o = row + (size_t)(i - i0) * d->wout;
 					int r = i * d->stride - d->pad + p * d->dil;
 					if (r < 0 || r >= d->h) {
 						memset(o, 0, sizeof(float) * d->wout);
@@ -104,9 +106,10 @@ static void im2col(const struct nn_conv_desc *d, const float *x, float *col, siz
 			}
 }
 
-/* The adjoint of im2col: dx[ci][r][s] += every column entry that copied it.
- * dx must be zeroed by the caller. */
-static void col2im(const struct nn_conv_desc *d, const float *col, size_t ld, float *dx)
+/* The adjoint of im2col over output rows [i0, i1): dx[ci][r][s] += every
+ * column entry that copied it. dx must be zeroed by the caller. */
+static void col2im(const struct nn_conv_desc *d, const float *col, size_t ld, float *dx, int i0,
+		   int i1)
 {
 	for (int ci = 0; ci < d->cin; ci++)
 		for (int p = 0; p < d->kh; p++)
@@ -118,11 +121,11 @@ static void col2im(const struct nn_conv_desc *d, const float *col, size_t ld, fl
 				int j1 = (d->w - off + d->stride - 1) / d->stride;
 				if (j1 > d->wout)
 					j1 = d->wout;
-				for (int i = 0; i < d->hout; i++) {
+				for (int i = i0; i < i1; i++) {
 					int r = i * d->stride - d->pad + p * d->dil;
 					if (r < 0 || r >= d->h)
 						continue;
-					const float *o = row + (size_t)i * d->wout;
+					const float *o = row + (size_t)(i - i0) * d->wout;
 					float *xr = xp + (size_t)r * d->w + off;
 					if (d->stride == 1)
 						for (int j = j0; j < j1; j++)
@@ -155,31 +158,51 @@ static void rows_to_batch(int nb, int c, int hw, const float *src, float *dst)
 
 
 /* Threads split the batch: thread t gets images [b, e) and its own slice of
- * the workspace (columns, a row buffer, and for the filter gradient a private
- * dw that is summed in a fixed order afterwards). */
+ * the workspace (a column tile, a row buffer, and for the filter gradient a
+ * private dw that is summed in a fixed order afterwards). The column tile is
+ * sized to stay in the core's L2 cache while sgemm reads it: small images are
+ * batched side by side into one tile, large ones are cut into tiles of
+ * output rows. */
+#define CONV_TILE_FLOATS (192 * 1024) /* 768 KiB of columns */
+
 static int conv_threads(const struct nn_conv_desc *d)
 {
 	int t = par_threads();
 	return d->n < t ? (d->n > 0 ? d->n : 1) : t;
 }
 
-static int conv_batch(const struct nn_conv_desc *d)
+struct plan {
+	int nb;      /* > 1: images per batched tile */
+	int rows;    /* otherwise: output rows per tile */
+	size_t cols; /* columns of the largest tile */
+};
+
+static struct plan conv_plan(const struct nn_conv_desc *d)
 {
-	int t = conv_threads(d), per = (d->n + t - 1) / t;
-	int hw = d->hout * d->wout, nb = CONV_COLS / hw;
-	if (nb < 1)
-		nb = 1;
-	if (nb > per)
-		nb = per;
-	return nb < 1 ? 1 : nb;
+	int t = conv_threads(d), per = (d->n + t - 1) / t, hw = d->hout * d->wout;
+	size_t krows = (size_t)d->cin * d->kh * d->kw, target = CONV_TILE_FLOATS / krows;
+	target = target < 256 ? 256 : target > 4096 ? 4096 : target;
+	struct plan p = {1, d->hout, (size_t)hw};
+	if ((size_t)hw <= target) {
+		int nb = (int)(target / hw);
+		nb = nb > per ? per : nb;
+		if (nb > 1)
+			p.nb = nb, p.cols = (size_t)nb * hw;
+		return p;
+	}
+	p.rows = (int)(target / d->wout);
+	p.rows = p.rows < 1 ? 1 : p.rows;
+	p.cols = (size_t)p.rows * d->wout;
+	return p;
 }
 
 static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
 
 static size_t slice_floats(const struct nn_conv_desc *d)
 {
-	size_t cols = (size_t)conv_batch(d) * d->hout * d->wout;
-	return align16((size_t)d->cin * d->kh * d->kw * cols) + align16((size_t)d->cout * cols);
+	struct plan p = conv_plan(d);
+	return align16((size_t)d->cin * d->kh * d->kw * p.cols) +
+	       (p.nb > 1 ? align16((size_t)d->cout * p.cols) : 0);
 }
 
 static size_t dw_floats(const struct nn_conv_desc *d)
@@ -203,96 +226,150 @@ struct conv_job {
 
 static float *ws_base(void *ws) { return (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63); }
 
+/* What every part needs: its column tile, row buffer, sizes. */
+struct part {
+	const struct nn_conv_desc *d;
+	struct plan p;
+	float *col, *buf;
+	int g, cog, k, hw, pointwise;
+	size_t xin, yout;
+};
+
+static struct part part_init(const struct conv_job *j, int tid)
+{
+	const struct nn_conv_desc *d = j->d;
+	struct part t = {.d = d, .p = conv_plan(d)};
+	t.col = j->ws + tid * slice_floats(d);
+	t.buf = t.col + align16((size_t)d->cin * d->kh * d->kw * t.p.cols);
+	t.g = d->groups, t.cog = d->cout / d->groups, t.k = d->cin / d->groups * d->kh * d->kw;
+	t.hw = d->hout * d->wout;
+	t.pointwise = conv_is_pointwise(d);
+	t.xin = (size_t)d->cin * d->h * d->w, t.yout = (size_t)d->cout * t.hw;
+	return t;
+}
+
 static void conv_fwd_part(void *ctx, int b, int e, int tid)
 {
 	const struct conv_job *j = ctx;
-	const struct nn_conv_desc *d = j->d;
-	float *col = j->ws + tid * slice_floats(d);
-	int nb = conv_batch(d), hw = d->hout * d->wout;
-	int g = d->groups, cog = d->cout / g, k = d->cin / g * d->kh * d->kw;
-	float *buf = col + align16((size_t)d->cin * d->kh * d->kw * nb * hw);
-	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
-	for (int n0 = b; n0 < e; n0 += nb) {
-		int cnt = e - n0 < nb ? e - n0 : nb;
-		size_t ld = (size_t)cnt * hw;
-		const float *c = col;
-		if (cnt == 1 && conv_is_pointwise(d))
-			c = j->x + n0 * xin;
-		else
+	struct part t = part_init(j, tid);
+	const struct nn_conv_desc *d = t.d;
+	for (int n0 = b; n0 < e;) {
+		int cnt = e - n0 < t.p.nb ? e - n0 : t.p.nb;
+		if (cnt > 1) { /* several small images side by side */
+			size_t ld = (size_t)cnt * t.hw;
 			for (int i = 0; i < cnt; i++)
-				im2col(d, j->x + (n0 + i) * xin, col + (size_t)i * hw, ld);
-		float *out = cnt == 1 ? j->y + n0 * yout : buf;
-		for (int gi = 0; gi < g; gi++)
-			gemm1(0, 0, cog, (int)ld, k, 1, j->w + (size_t)gi * cog * k, k,
-				  c + (size_t)gi * k * ld, (int)ld, 0, out + (size_t)gi * cog * ld, (int)ld);
-		if (cnt > 1)
-			rows_to_batch(cnt, d->cout, hw, buf, j->y + n0 * yout);
+				im2col(d, j->x + (n0 + i) * t.xin, t.col + (size_t)i * t.hw, ld, 0, d->hout);
+			for (int gi = 0; gi < t.g; gi++)
+				gemm1(0, 0, t.cog, (int)ld, t.k, 1, j->w + (size_t)gi * t.cog * t.k, t.k,
+				      t.col + (size_t)gi * t.k * ld, (int)ld, 0,
+				      t.buf + (size_t)gi * t.cog * ld, (int)ld);
+			rows_to_batch(cnt, d->cout, t.hw, t.buf, j->y + n0 * t.yout);
+			n0 += cnt;
+			continue;
+		}
+		const float *x = j->x + n0 * t.xin;
+		float *y = j->y + n0 * t.yout;
+		for (int i0 = 0; i0 < d->hout; i0 += t.p.rows) {
+			int i1 = i0 + t.p.rows < d->hout ? i0 + t.p.rows : d->hout;
+			int cols = (i1 - i0) * d->wout, ldb = cols;
+			const float *bm = t.col;
+			if (t.pointwise)
+				bm = x + (size_t)i0 * d->wout, ldb = t.hw;
+			else
+				im2col(d, x, t.col, cols, i0, i1);
+			for (int gi = 0; gi < t.g; gi++)
+				gemm1(0, 0, t.cog, cols, t.k, 1, j->w + (size_t)gi * t.cog * t.k, t.k,
+				      bm + (size_t)gi * t.k * ldb, ldb, 0,
+				      y + (size_t)gi * t.cog * t.hw + (size_t)i0 * d->wout, t.hw);
+		}
+		n0++;
 	}
 }
 
 static void conv_bwd_data_part(void *ctx, int b, int e, int tid)
 {
 	const struct conv_job *j = ctx;
-	const struct nn_conv_desc *d = j->d;
-	float *col = j->ws + tid * slice_floats(d);
-	int nb = conv_batch(d), hw = d->hout * d->wout;
-	int g = d->groups, cog = d->cout / g, k = d->cin / g * d->kh * d->kw;
-	float *buf = col + align16((size_t)d->cin * d->kh * d->kw * nb * hw);
-	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
-	int direct = conv_is_pointwise(d);
-	if (!direct)
-		memset(j->dx + b * xin, 0, sizeof(float) * (e - b) * xin);
-	for (int n0 = b; n0 < e; n0 += nb) {
-		int cnt = e - n0 < nb ? e - n0 : nb;
-		size_t ld = (size_t)cnt * hw;
-		const float *dyr = j->dy + n0 * yout;
+	struct part t = part_init(j, tid);
+	const struct nn_conv_desc *d = t.d;
+	if (!t.pointwise)
+		memset(j->dx + b * t.xin, 0, sizeof(float) * (e - b) * t.xin);
+	for (int n0 = b; n0 < e;) {
+		int cnt = e - n0 < t.p.nb ? e - n0 : t.p.nb;
 		if (cnt > 1) {
-			batch_to_rows(cnt, d->cout, hw, dyr, buf);
-			dyr = buf;
-		}
-		float *dcol = cnt == 1 && direct ? j->dx + n0 * xin : col;
-		for (int gi = 0; gi < g; gi++)
-			gemm1(1, 0, k, (int)ld, cog, 1, j->w + (size_t)gi * cog * k, k,
-				  dyr + (size_t)gi * cog * ld, (int)ld, 0, dcol + (size_t)gi * k * ld,
-				  (int)ld);
-		if (cnt == 1 && direct)
+			size_t ld = (size_t)cnt * t.hw;
+			batch_to_rows(cnt, d->cout, t.hw, j->dy + n0 * t.yout, t.buf);
+			for (int gi = 0; gi < t.g; gi++)
+				gemm1(1, 0, t.k, (int)ld, t.cog, 1, j->w + (size_t)gi * t.cog * t.k, t.k,
+				      t.buf + (size_t)gi * t.cog * ld, (int)ld, 0,
+				      t.col + (size_t)gi * t.k * ld, (int)ld);
+			if (t.pointwise) /* the columns are the images themselves */
+				rows_to_batch(cnt, d->cin, t.hw, t.col, j->dx + n0 * t.xin);
+			else
+				for (int i = 0; i < cnt; i++)
+					col2im(d, t.col + (size_t)i * t.hw, ld, j->dx + (n0 + i) * t.xin, 0,
+					       d->hout);
+			n0 += cnt;
 			continue;
-		if (direct) /* pointwise conv: the columns are the images themselves */
-			rows_to_batch(cnt, d->cin, hw, col, j->dx + n0 * xin);
-		else
-			for (int i = 0; i < cnt; i++)
-				col2im(d, col + (size_t)i * hw, ld, j->dx + (n0 + i) * xin);
+		}
+		const float *dy = j->dy + n0 * t.yout;
+		float *dx = j->dx + n0 * t.xin;
+		for (int i0 = 0; i0 < d->hout; i0 += t.p.rows) {
+			int i1 = i0 + t.p.rows < d->hout ? i0 + t.p.rows : d->hout;
+			int cols = (i1 - i0) * d->wout, ld = cols;
+			float *dcol = t.col;
+			if (t.pointwise)
+				dcol = dx + (size_t)i0 * d->wout, ld = t.hw;
+			for (int gi = 0; gi < t.g; gi++)
+				gemm1(1, 0, t.k, cols, t.cog, 1, j->w + (size_t)gi * t.cog * t.k, t.k,
+				      dy + (size_t)gi * t.cog * t.hw + (size_t)i0 * d->wout, t.hw, 0,
+				      dcol + (size_t)gi * t.k * ld, ld);
+			if (!t.pointwise)
+				col2im(d, t.col, cols, dx, i0, i1);
+		}
+		n0++;
 	}
 }
 
 static void conv_bwd_filter_part(void *ctx, int b, int e, int tid)
 {
 	const struct conv_job *j = ctx;
-	const struct nn_conv_desc *d = j->d;
-	float *col = j->ws + tid * slice_floats(d);
+	struct part t = part_init(j, tid);
+	const struct nn_conv_desc *d = t.d;
 	float *dw = tid == 0 ? j->dw
 			     : j->ws + j->nparts * slice_floats(d) + (tid - 1) * dw_floats(d);
-	int nb = conv_batch(d), hw = d->hout * d->wout;
-	int g = d->groups, cog = d->cout / g, k = d->cin / g * d->kh * d->kw;
-	float *buf = col + align16((size_t)d->cin * d->kh * d->kw * nb * hw);
-	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
-	for (int n0 = b; n0 < e; n0 += nb) {
-		int cnt = e - n0 < nb ? e - n0 : nb;
-		size_t ld = (size_t)cnt * hw;
-		const float *c = col, *dyr = j->dy + n0 * yout;
-		if (cnt == 1 && conv_is_pointwise(d))
-			c = j->x + n0 * xin;
-		else
-			for (int i = 0; i < cnt; i++)
-				im2col(d, j->x + (n0 + i) * xin, col + (size_t)i * hw, ld);
+	float beta = 0;
+	for (int n0 = b; n0 < e;) {
+		int cnt = e - n0 < t.p.nb ? e - n0 : t.p.nb;
 		if (cnt > 1) {
-			batch_to_rows(cnt, d->cout, hw, dyr, buf);
-			dyr = buf;
+			size_t ld = (size_t)cnt * t.hw;
+			for (int i = 0; i < cnt; i++)
+				im2col(d, j->x + (n0 + i) * t.xin, t.col + (size_t)i * t.hw, ld, 0, d->hout);
+			batch_to_rows(cnt, d->cout, t.hw, j->dy + n0 * t.yout, t.buf);
+			for (int gi = 0; gi < t.g; gi++)
+				gemm1(0, 1, t.cog, t.k, (int)ld, 1, t.buf + (size_t)gi * t.cog * ld, (int)ld,
+				      t.col + (size_t)gi * t.k * ld, (int)ld, beta,
+				      dw + (size_t)gi * t.cog * t.k, t.k);
+			beta = 1;
+			n0 += cnt;
+			continue;
 		}
-		for (int gi = 0; gi < g; gi++)
-			gemm1(0, 1, cog, k, (int)ld, 1, dyr + (size_t)gi * cog * ld, (int)ld,
-				  c + (size_t)gi * k * ld, (int)ld, n0 > b ? 1 : 0,
-				  dw + (size_t)gi * cog * k, k);
+		const float *x = j->x + n0 * t.xin, *dy = j->dy + n0 * t.yout;
+		for (int i0 = 0; i0 < d->hout; i0 += t.p.rows) {
+			int i1 = i0 + t.p.rows < d->hout ? i0 + t.p.rows : d->hout;
+			int cols = (i1 - i0) * d->wout, ldb = cols;
+			const float *bm = t.col;
+			if (t.pointwise)
+				bm = x + (size_t)i0 * d->wout, ldb = t.hw;
+			else
+				im2col(d, x, t.col, cols, i0, i1);
+			for (int gi = 0; gi < t.g; gi++)
+				gemm1(0, 1, t.cog, t.k, cols, 1,
+				      dy + (size_t)gi * t.cog * t.hw + (size_t)i0 * d->wout, t.hw,
+				      bm + (size_t)gi * t.k * ldb, ldb, beta, dw + (size_t)gi * t.cog * t.k,
+				      t.k);
+			beta = 1;
+		}
+		n0++;
 	}
 }
 

@@ -9,9 +9,14 @@
 
 #include "nn/cpu/cpu_ops.h"
 
+static _Atomic size_t allocations;
+
+size_t nn_cpu_allocations(void) { return allocations; }
+
 void *cpu_alloc(size_t bytes)
 {
 	void *p = NULL;
+	allocations++;
 	/* 64-byte alignment for AVX loads in BLAS and our loops */
 	if (posix_memalign(&p, 64, bytes ? bytes : 64))
 		return NULL;

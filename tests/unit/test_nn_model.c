@@ -303,6 +303,44 @@ static void test_train_learns_and_is_deterministic(void)
 	dataset_close(&test);
 }
 
+/* After nn_net_prepare and nn_optim_init, a training step allocates nothing:
+ * neither through core/mem (the hook makes any such allocation fail) nor in
+ * the backend. */
+static void test_training_step_does_not_allocate(void)
+{
+	struct nn_net net;
+	struct error err;
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "resnet:depths=1-1,widths=8-16,stem=8", 1, 16,
+			     16, 4, 1, &err) == 0);
+	CHECK(nn_net_prepare(&net, 6, &err) == 0);
+	struct nn_optim opt;
+	nn_optim_defaults(&opt);
+	opt.kind = NN_OPT_ADAM;
+	CHECK(nn_optim_init(&opt, &net, &err) == 0);
+	int32_t labels[6] = {0, 1, 2, 3, 0, 1};
+	struct nn_tensor *in = nn_net_input(&net);
+	randomize(&net, 5);
+	for (size_t i = 0; i < nn_tensor_count(in); i++)
+		in->data[i] = (float)(i % 13) / 13;
+	size_t before = 0;
+	for (int step = 0; step < 3; step++) {
+		if (step == 1) {
+			before = nn_cpu_allocations();
+			mem_fail_after(0);
+		}
+		int n = step == 2 ? 5 : 6; /* a smaller last batch reuses the same memory */
+		const struct nn_tensor *y = nn_net_forward(&net, n);
+		float loss;
+		net.be->softmax_xent(n, y->c, 1, y->data, labels, NULL, nn_net_output_grad(&net)->data,
+				     &loss);
+		nn_net_backward(&net);
+		nn_optim_step(&opt, &net);
+	}
+	mem_fail_after(-1);
+	CHECK_INT(nn_cpu_allocations(), before);
+	nn_net_release(&net);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -316,6 +354,7 @@ int main(void)
 	RUN(test_sgd_and_adam_rules);
 	RUN(test_lr_schedules);
 	RUN(test_train_learns_and_is_deterministic);
+	RUN(test_training_step_does_not_allocate);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
 	return CHECK_DONE();

@@ -83,6 +83,8 @@ static void test_conv_fast_matches_reference(void)
 	conv_case(1, 2, 9, 9, 3, 4, 2, 1, 1, 1);     /* PatchGAN's k4 s2 p1 */
 	conv_case(5, 4, 4, 4, 8, 7, 1, 3, 1, 1);     /* kernel larger than the image */
 	conv_case(3, 8, 6, 6, 16, 3, 2, 1, 1, 4);    /* ResNeXt-like grouped, strided */
+	conv_case(2, 64, 40, 40, 8, 3, 1, 1, 1, 2);  /* row tiles of a large image, groups */
+	conv_case(3, 64, 21, 19, 8, 3, 2, 1, 2, 1);  /* row tiles, stride and dilation */
 }
 
 static void test_gemm_fast_matches_reference(void)

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# bench/slurm.sh: the Slurm executor's load on the scheduler (issue 4), on a
+# private single-node cluster (tests/slurm/cluster.sh): submitting 2 stages x
+# 5,000 tasks, and `cairn status` of that 10,000-task run while all of it is
+# queued. Scheduler calls are counted by shims in front of the real commands.
+# Snakemake's figures on the same cluster come from bench/snakemake.sh.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+: "${CAIRN_BIN:=$root/bin}"
+export PATH="$CAIRN_BIN:$PATH"
+if [ "$(id -u)" -ne 0 ] || ! [ -x /usr/sbin/slurmctld ]; then
+	echo "== slurm: skipped (needs root and slurm-wlm)"
+	exit 0
+fi
+W=$(mktemp -d /tmp/cairn-bench-slurm.XXXXXX)
+C=$W/cluster
+trap 'bash "$root/tests/slurm/cluster.sh" stop "$C" >/dev/null 2>&1; rm -rf "$W"' EXIT
+bash "$root/tests/slurm/cluster.sh" start "$C" 2>"$W/start.err" || { cat "$W/start.err"; exit 1; }
+eval "$(bash "$root/tests/slurm/cluster.sh" env "$C")"
+cd "$W"
+mkdir shims
+for c in sbatch squeue scontrol scancel; do
+	printf '#!/bin/sh\necho %s >> %s/calls\nexec %s "$@"\n' "$c" "$W" "$(command -v $c)" >shims/$c
+	chmod +x shims/$c
+done
+export CAIRN_SLURM_BIN=$W/shims
+count() { grep -c "^$1\$" "$W/calls" 2>/dev/null || echo 0; }
+
+n=5000
+cat >two.ini <<EOF
+[pipeline]
+name = two-$n
+[stage a]
+command = echo \${task} > \${out}/a.txt
+array = $n
+[stage b]
+after = a
+command = cat \${in.a[task]}/a.txt > \${out}/b.txt
+array = $n
+EOF
+max=$(scontrol show config | sed -n 's/^MaxArraySize *= *//p')
+echo "== slurm: private cluster, slurm $(sinfo --version | cut -d' ' -f2), MaxArraySize $max, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# Hold the node so the 10,000 tasks stay queued while we measure.
+scontrol update nodename="$(hostname -s)" state=drain reason=bench
+: >calls
+t0=$(date +%s.%N)
+cairn run two.ini --executor slurm --run-dir run >submit.txt 2>&1 || cat submit.txt
+t1=$(date +%s.%N)
+printf '%-52s %s\n' "submit 2 stages x $n tasks" \
+	"$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f s", b - a}'), $(count sbatch) sbatch calls, $(($(wc -l <calls) - $(count sbatch))) other scheduler calls (goal: one sbatch per stage or per MaxArraySize chunk, < 2 s)"
+: >calls
+t0=$(date +%s.%N)
+cairn status run >status.txt 2>&1
+t1=$(date +%s.%N)
+printf '%-52s %s\n' "status of the 10,000-task run, all queued" \
+	"$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f s", b - a}'), $(count squeue) squeue call(s), $(($(wc -l <calls) - $(count squeue))) other (goal: <= 0.3 s, exactly 1 squeue)"
+grep -E '^(a|b) ' status.txt | sed 's/^/   /'
+ids=$(sed -n 's/.*"job_id": \([0-9]*\).*/\1/p' run/run.json | paste -sd,)
+t0=$(date +%s.%N)
+n_lines=$(squeue --array --states=all --jobs="$ids" -h -o '%i %T %r' | wc -l)
+t1=$(date +%s.%N)
+printf '%-52s %s\n' "  baseline: that squeue call alone" \
+	"$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f s", b - a}') for $n_lines lines"
+: >calls
+cairn cancel run >/dev/null
+printf '%-52s %s\n' "cancel the run" "$(count scancel) scancel call(s)"
