@@ -6,6 +6,7 @@
 
 #include "core/fs.h"
 #include "core/mem.h"
+#include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
 
 static const char why_usage[] =
@@ -52,6 +53,19 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	       strncmp(text, "but ", 4) ? ": " : ", ", text);
 	enum plan_action a = p->stages[s].action[t];
 	printf("  resume would %s it\n", a == PLAN_RUN ? "rerun" : a == PLAN_WAIT ? "wait for" : "skip");
+	if (ti.job[0] && (state == TASK_FAILED || state == TASK_CANCELLED)) {
+		/* What Slurm still knows about the job (scontrol, until MinJobAge). */
+		struct slurm_job_info info;
+		struct error e2;
+		int known = slurm_show_job(ti.job, &info, &e2);
+		if (known == 0)
+			printf("  Slurm job %s: %s, reason %s, exit %d:%d, node %s, ran %s of %s, %d restarts\n",
+			       ti.job, info.state, info.reason, info.exit_code, info.signal,
+			       info.nodes[0] ? info.nodes : "-", info.run_time, info.time_limit,
+			       info.restarts);
+		else if (known == 1)
+			printf("  Slurm job %s: no longer known to Slurm (purged after MinJobAge)\n", ti.job);
+	}
 	if (state == TASK_FAILED || state == TASK_CANCELLED || state == TASK_RUNNING) {
 		buf_reset(&b);
 		task_path(&b, r->dir, st->name, t, "log");
