@@ -64,8 +64,12 @@ stop_pidfile() {
 	rm -f "$f"
 }
 
-port_free() { # port: free when nothing listens on it (IPv4 or IPv6)
-	! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+port_free() { # port: free when nothing listens on it (IPv4 or IPv6); reads
+	# /proc/net/tcp* directly (state 0A = LISTEN), so no iproute2 is needed.
+	local hex
+	hex=$(printf ':%04X' "$1")
+	! awk -v h="$hex" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == h { found = 1 }
+		END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
 # Two consecutive free ports (slurmctld, slurmd), starting at a random place
