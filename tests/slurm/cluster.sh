@@ -175,7 +175,13 @@ SchedulerType=sched/backfill
 # newly eligible job starts within seconds.
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2,bf_interval=2
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+# Jobs in "high" preempt jobs in "debug" (PriorityTier), which are requeued
+# when they can be and cancelled (state PREEMPTED) when not: lets tests see
+# preemption on one node.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1
+PartitionName=high Nodes=$host MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=2
 EOF
 }
 
