@@ -10,10 +10,12 @@
 
 #include "core/clock.h"
 #include "core/fs.h"
+#include "core/mem.h"
 #include "core/progress.h"
 #include "geo/burn.h"
 #include "geo/raster.h"
 #include "geo/tile.h"
+#include "geo/tiledir.h"
 
 static const char usage[] =
 	"usage: cairn-rasterize --vector FILE --zoom Z --out DIR [options]\n"
@@ -32,6 +34,7 @@ static const char usage[] =
 	"  --srs CRS            the data's CRS when the file has none or a wrong one\n"
 	"  --zoom Z             0..30\n"
 	"  --bbox W,S,E,N       degrees (default: the features' extent)\n"
+	"  --like DIR           exactly the tiles in DIR/Z/X/Y.* (labels for imagery)\n"
 	"  --out DIR            output folder\n"
 	"  --shard I/N          part I of N (0-based) of the tiles\n"
 	"  --threads N          (default: online CPUs, at most 8)\n"
@@ -44,6 +47,7 @@ static const char usage[] =
 struct job {
 	struct burn_set *set;
 	const struct tile_range *range;
+	const struct tile *list; /* --like: these tiles instead of the range */
 	const char *out;
 	uint64_t begin, end;
 	atomic_ullong next, done, nonempty;
@@ -63,7 +67,10 @@ static void *worker(void *arg)
 		struct tile t;
 		struct error err;
 		char dir[4096], path[4200];
-		tile_range_nth(j->range, i, &t);
+		if (j->list)
+			t = j->list[i];
+		else
+			tile_range_nth(j->range, i, &t);
 		snprintf(dir, sizeof(dir), "%s/%d/%u", j->out, t.z, t.x);
 		snprintf(path, sizeof(path), "%s/%u.tif", dir, t.y);
 		if (burn_tile(j->set, &t, buf, &err) < 0 || fs_mkdir_p(dir, &err) < 0 ||
@@ -93,9 +100,12 @@ int main(int argc, char **argv)
 		{"zoom", required_argument, 0, 'z'},        {"bbox", required_argument, 0, 'b'},
 		{"out", required_argument, 0, 'o'},         {"shard", required_argument, 0, 'S'},
 		{"threads", required_argument, 0, 't'},     {"help", no_argument, 0, 'h'},
+		{"like", required_argument, 0, 'L'},
 		{0, 0, 0, 0}};
 	struct burn_load_opts lo = {NULL, NULL, NULL, 6.0, NULL};
-	const char *vector = NULL, *out = NULL;
+	const char *vector = NULL, *out = NULL, *like = NULL, *like_ext = "tif";
+	struct tile *like_tiles = NULL;
+	size_t nlike = 0;
 	int zoom = -1, have_bbox = 0, shard_i = 0, shard_n = 1, threads = 0, c;
 	struct bbox bb;
 	struct error err;
@@ -142,6 +152,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'L': like = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
@@ -158,9 +169,12 @@ int main(int argc, char **argv)
 		burn_set_release(&set);
 		return 2;
 	}
-	struct tile_range range;
+	struct tile_range range = {zoom, 0, 0, 0, 0};
 	int rc;
-	if (have_bbox)
+	if (like) {
+		int lz = zoom;
+		rc = tiledir_list(like, like_ext, &lz, &like_tiles, &nlike, &err);
+	} else if (have_bbox)
 		rc = tile_range_from_bbox(&bb, zoom, &range, &err);
 	else {
 		struct bbox env;
@@ -182,8 +196,9 @@ int main(int argc, char **argv)
 	static struct job j;
 	j.set = &set;
 	j.range = &range;
+	j.list = like_tiles;
 	j.out = out;
-	tile_shard(tile_range_count(&range), shard_i, shard_n, &j.begin, &j.end);
+	tile_shard(like ? nlike : tile_range_count(&range), shard_i, shard_n, &j.begin, &j.end);
 	pthread_mutex_init(&j.mu, NULL);
 	if (threads <= 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -209,6 +224,7 @@ int main(int argc, char **argv)
 	if (atomic_load(&j.failed)) {
 		fprintf(stderr, "cairn-rasterize: %s\n", j.err.msg);
 		burn_set_release(&set);
+		mem_free(like_tiles);
 		return 1;
 	}
 	unsigned long long n = atomic_load(&j.done);
@@ -220,5 +236,6 @@ int main(int argc, char **argv)
 		printf("  skipped: %zu points, %zu empty, %zu other or untransformable geometries\n",
 		       set.skipped_points, set.skipped_empty, set.skipped_bad);
 	burn_set_release(&set);
+	mem_free(like_tiles);
 	return 0;
 }
