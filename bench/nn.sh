@@ -10,4 +10,5 @@ if [ "${1:-}" = --cuda ]; then
 	exit 0
 fi
 echo "== nn: convolution and U-Net step (bench/nn_conv) =="
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BENCH/nn_conv" --reps "${NN_BENCH_REPS:-3}"
+# passive OpenMP waits: oneDNN's idle threads must not burn the CPU time we compare
+OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BENCH/nn_conv" --reps "${NN_BENCH_REPS:-3}"
