@@ -7,7 +7,7 @@
  * time and in process CPU time: on a shared machine the CPU-time figures
  * (GFLOP per CPU-second against one core's sgemm GFLOP per CPU-second) stay
  * meaningful when other jobs take the cores, the wall-time ones do not.
- *   nn_conv [--reps N] [--threads N] [--no-unet] */
+ *   nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv] */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,7 +311,7 @@ static int unet_step(int base, int batch)
 
 int main(int argc, char **argv)
 {
-	int threads = 0, unet = 1;
+	int threads = 0, unet = 1, conv = 1;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			reps = atoi(argv[++i]);
@@ -319,8 +319,10 @@ int main(int argc, char **argv)
 			threads = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--no-unet"))
 			unet = 0;
+		else if (!strcmp(argv[i], "--no-conv"))
+			conv = 0;
 		else {
-			fprintf(stderr, "usage: nn_conv [--reps N] [--threads N] [--no-unet]\n");
+			fprintf(stderr, "usage: nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv]\n");
 			return 2;
 		}
 	}
@@ -342,7 +344,7 @@ int main(int argc, char **argv)
 		printf("oneDNN: not available (libdnnl.so.2 not found: scripts/deps.sh bench installs it)\n");
 	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s\n", "conv (fwd+bwd, batch n)", "fwd ms",
 	       "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus", "%peak", "dnnl ms", "x wall", "x cpu");
-	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+	for (size_t i = 0; conv && i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		const struct shape *s = &shapes[i];
 		struct nn_conv_desc d = {.n = s->n, .cin = s->cin, .h = s->h, .w = s->w, .cout = s->cout,
 					 .kh = s->k, .kw = s->k, .stride = s->stride, .pad = s->pad,
