@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -785,4 +786,87 @@ out:
 	mem_free(keep);
 	mem_free(mark);
 	return rc;
+}
+
+int dataset_merge(const char *const *inputs, int n, const char *out_path,
+		  const struct dataset_progress *pr, struct error *err)
+{
+	if (n < 1)
+		return BAD("merge: no input shards");
+	struct dataset_shape shape = {0, 0, 0, 0};
+	uint64_t total = 0;
+	int rc;
+	/* First pass: check every input and agree on the shape. */
+	for (int i = 0; i < n; i++) {
+		struct dataset ds;
+		if ((rc = dataset_open(&ds, inputs[i], 0, err)) < 0)
+			return rc;
+		struct dataset_shape got = ds.shape;
+		total += ds.count;
+		dataset_close(&ds);
+		if (i == 0)
+			shape = got;
+		if (got.channels != shape.channels || got.height != shape.height ||
+		    got.width != shape.width)
+			return BAD("%s: shape %" PRIu32 "x%" PRIu32 "x%" PRIu32
+				   ", but %s has %" PRIu32 "x%" PRIu32 "x%" PRIu32,
+				   inputs[i], got.channels, got.height, got.width, inputs[0],
+				   shape.channels, shape.height, shape.width);
+		if (got.num_classes > shape.num_classes)
+			shape.num_classes = got.num_classes;
+	}
+	struct dataset_writer w;
+	if (dataset_writer_open(&w, out_path, &shape, err) < 0)
+		return -1;
+	uint64_t done = 0;
+	for (int i = 0; i < n; i++) {
+		struct dataset ds;
+		if ((rc = dataset_open(&ds, inputs[i], 0, err)) < 0) {
+			dataset_writer_abort(&w);
+			return rc;
+		}
+		for (uint64_t r = 0; r < ds.count; r++) {
+			if (dataset_writer_add(&w, dataset_image(&ds, r), dataset_label(&ds, r),
+					       err) < 0) {
+				dataset_close(&ds);
+				dataset_writer_abort(&w);
+				return -1;
+			}
+			report(pr, ++done, total);
+		}
+		dataset_close(&ds);
+	}
+	return dataset_writer_finish(&w, err);
+}
+
+static int by_count_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+void dataset_zipf_fit(const uint64_t *counts, uint32_t num_classes, double *s)
+{
+	*s = 0;
+	uint64_t *c = mem_alloc(sizeof(uint64_t) * (num_classes ? num_classes : 1));
+	if (!c)
+		return;
+	uint32_t m = 0;
+	for (uint32_t k = 0; k < num_classes; k++)
+		if (counts[k] > 0)
+			c[m++] = counts[k];
+	if (m >= 2) {
+		qsort(c, m, sizeof(uint64_t), by_count_desc);
+		/* ordinary least squares of y = log count on x = log rank; s = -slope */
+		double sx = 0, sy = 0, sxx = 0, sxy = 0;
+		for (uint32_t r = 0; r < m; r++) {
+			double x = log((double)(r + 1)), y = log((double)c[r]);
+			sx += x, sy += y, sxx += x * x, sxy += x * y;
+		}
+		double den = m * sxx - sx * sx;
+		*s = den > 0 ? (sx * sy - m * sxy) / den : 0;
+		if (fabs(*s) < 1e-9)
+			*s = 0; /* equal counts: rounding noise, not a tail */
+	}
+	mem_free(c);
 }

@@ -127,4 +127,15 @@ int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbala
 int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *opt,
 		      const char *out_path, const struct dataset_progress *pr, struct error *err);
 
+/* Merge: the records of n shards, in order, into one (for example the outputs
+ * of an array of import tasks). Shapes (C, H, W) must match; the output has
+ * the largest class count of the inputs. */
+int dataset_merge(const char *const *inputs, int n, const char *out_path,
+		  const struct dataset_progress *pr, struct error *err);
+
+/* Least-squares fit of log(count) = a - s log(rank) over the classes with at
+ * least one record, sorted by count (rank 1 = largest): s of a Zipf-like
+ * tail. *s = 0 when fewer than two classes have records. */
+void dataset_zipf_fit(const uint64_t *counts, uint32_t num_classes, double *s);
+
 #endif

@@ -13,8 +13,8 @@
 
 /* Normalization of channel c: x = pixel * scale[c] + bias[c], with
  * scale = 1 / (255 std) and bias = -mean / std, i.e. (pixel/255 - mean) / std
- * up to float rounding. Every value comes from convert(), the table included,
- * so the vector path and the table path give the same bits. */
+ * up to float rounding. The table is made by the same vector code that
+ * converts rows (convert16), so both paths give the same bits. */
 struct norm {
 	float scale[DATASET_MAX_CHANNELS], bias[DATASET_MAX_CHANNELS];
 	float lut[DATASET_MAX_CHANNELS][256];
@@ -22,9 +22,9 @@ struct norm {
 
 /* Batch t of the whole run (t = epoch * batches_per_epoch + index) is built
  * into slot t % nslot, nslot = prefetch depth + 1. With prefetch, a worker
- * thread builds batches t+1 .. t+depth while the caller holds batch t; with
- * depth >= 2 the worker rarely sleeps, so it does not pay a thread wake-up per
- * batch (measured: bench/data.sh). Everything a batch contains is a function of
+ * thread builds batches t+1 .. t+depth while the caller holds batch t; a
+ * depth above 1 lets it run ahead of a caller whose steps vary in length
+ * (bench/data.sh measures the overlap). Everything a batch contains is a function of
  * (seed, epoch, position) only, so the thread changes timing, never numbers. */
 struct slot {
 	float *x;

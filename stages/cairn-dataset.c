@@ -34,6 +34,7 @@ static void usage(FILE *f)
 	    "  info SHARD [--json] [--no-verify]\n"
 	    "  split SHARD --fraction X --seed N --out A --rest B\n"
 	    "  imbalance SHARD --zipf S --seed N --out SHARD2 [--head N] [--min N] [--dry-run]\n"
+	    "  merge --out SHARD SHARD1 SHARD2 ...\n"
 	    "\n"
 	    "'%s COMMAND --help' describes each command.\n"
 	    "\n"
@@ -173,11 +174,13 @@ static int cmd_info(int argc, char **argv)
 	    "usage: cairn-dataset info SHARD [--json] [--no-verify]\n"
 	    "\n"
 	    "Print a shard's header (records, shape, classes), its class histogram, the\n"
-	    "per-channel mean and standard deviation of pixel/255, and whether the data\n"
-	    "checksum matches (--no-verify skips reading the whole file for it).\n"
+	    "per-channel mean and standard deviation of pixel/255, the exponent s of a\n"
+	    "least-squares fit count ~ rank^-s over the sorted class counts (the length of\n"
+	    "the tail; 0 = balanced; see 'imbalance'), and whether the data checksum\n"
+	    "matches (--no-verify skips reading the whole file for it).\n"
 	    "--json prints one JSON object instead, for scripts:\n"
 	    "  {\"path\", \"records\", \"channels\", \"height\", \"width\", \"classes\",\n"
-	    "   \"record_bytes\", \"file_bytes\", \"checksum\": \"ok\"|\"skipped\",\n"
+	    "   \"record_bytes\", \"file_bytes\", \"checksum\": \"ok\"|\"skipped\", \"zipf_s\",\n"
 	    "   \"histogram\": [...], \"mean\": [...], \"std\": [...]}\n"
 	    "\n"
 	    "example:\n"
@@ -220,6 +223,8 @@ static int cmd_info(int argc, char **argv)
 	dataset_histogram(&ds, hist);
 	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
 	dataset_channel_stats(&ds, mean, std);
+	double zipf_s;
+	dataset_zipf_fit(hist, K, &zipf_s);
 	int status = 0;
 	if (json) {
 		json_t *o = json_object(), *h = json_array(), *m = json_array(), *s = json_array();
@@ -234,6 +239,7 @@ static int cmd_info(int argc, char **argv)
 					   json_integer((json_int_t)ds.record_bytes));
 		bad |= json_object_set_new(o, "file_bytes", json_integer((json_int_t)ds.map_len));
 		bad |= json_object_set_new(o, "checksum", json_string(verify ? "ok" : "skipped"));
+		bad |= json_object_set_new(o, "zipf_s", json_real(zipf_s));
 		for (uint32_t k = 0; k < K; k++)
 			bad |= json_array_append_new(h, json_integer((json_int_t)hist[k]));
 		for (uint32_t i = 0; i < C; i++) {
@@ -261,6 +267,7 @@ static int cmd_info(int argc, char **argv)
 		printf("record bytes  %zu\n", ds.record_bytes);
 		printf("file bytes    %zu\n", ds.map_len);
 		printf("checksum      %s\n", verify ? "ok" : "skipped (--no-verify)");
+		printf("zipf fit      s = %.3f (count ~ rank^-s; 0 = balanced)\n", zipf_s);
 		printf("mean (x/255) ");
 		for (uint32_t i = 0; i < C; i++)
 			printf(" %.4f", mean[i]);
@@ -463,6 +470,53 @@ static int cmd_imbalance(int argc, char **argv)
 	return 0;
 }
 
+/* ---- merge ---- */
+
+static int cmd_merge(int argc, char **argv)
+{
+	static const char *help =
+	    "usage: cairn-dataset merge --out SHARD SHARD1 SHARD2 ...\n"
+	    "\n"
+	    "Concatenate shards of the same image shape (C x H x W) into one, records in\n"
+	    "the order given; the result has the largest class count of the inputs. For\n"
+	    "example, to join the shards an array of tasks produced.\n"
+	    "\n"
+	    "example:\n"
+	    "  cairn-dataset merge --out all.ds train.ds test.ds\n";
+	static const struct option opts[] = {
+	    {"out", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+	const char *out = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			out = optarg;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		default:
+			return bad_usage("merge", "%s", "bad option");
+		}
+	}
+	if (!out || optind >= argc)
+		return bad_usage("merge", "%s", "--out and at least one SHARD are required");
+	struct error err;
+	struct progress bar;
+	progress_init(&bar, "merge", "records", 0);
+	struct dataset_progress pr = {on_progress, &bar};
+	int rc = dataset_merge((const char *const *)(argv + optind), argc - optind, out, &pr, &err);
+	progress_finish(&bar);
+	if (rc < 0)
+		return fail(rc, &err);
+	struct dataset ds;
+	if ((rc = dataset_open(&ds, out, 0, &err)) < 0)
+		return fail(rc, &err);
+	printf("%s: %" PRIu64 " records, %u classes\n", out, ds.count, ds.shape.num_classes);
+	dataset_close(&ds);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -471,7 +525,8 @@ int main(int argc, char **argv)
 	} cmds[] = {{"import-idx", cmd_import_idx},
 		    {"info", cmd_info},
 		    {"split", cmd_split},
-		    {"imbalance", cmd_imbalance}};
+		    {"imbalance", cmd_imbalance},
+		    {"merge", cmd_merge}};
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -18,7 +18,7 @@ if command -v ldd >/dev/null; then
 fi
 check_rc "help" 0 cairn-dataset --help
 check_grep "help has an example" 'example' "$T/.out"
-for c in import-idx info split imbalance; do
+for c in import-idx info split imbalance merge; do
 	check_rc "$c --help" 0 cairn-dataset $c --help
 	check_grep "$c --help has an example" 'example' "$T/.out"
 done
@@ -68,6 +68,16 @@ cairn-dataset info "$T/lt.ds" --json >"$T/lt.json"
 check_eq "imbalance: sorted counts are floor(6000 / r)" \
 	"$(json_field "$T/lt.json" histogram | tr ' ' '\n' | sort -rn | tr '\n' ' ' | sed 's/ $//')" \
 	"6000 3000 2000 1500 1200 1000 857 750 666 600"
+
+check_eq "imbalance: info fits s = 1" "$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["zipf_s"])' "$T/lt.json")" 1.00
+check_eq "balanced: info fits s = 0" "$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["zipf_s"])' "$T/train.json")" 0.00
+
+# merge: test + test = 20000 records, 2000 per class
+check_rc "merge" 0 cairn-dataset merge --out "$T/m.ds" "$T/test.ds" "$T/test.ds"
+cairn-dataset info "$T/m.ds" --json >"$T/m.json"
+check_eq "merge: histogram" "$(json_field "$T/m.json" histogram)" "$(printf '2000 %.0s' {1..10} | sed 's/ $//')"
+check_rc "merge: missing input, exit 2" 2 cairn-dataset merge --out "$T/m2.ds" "$T/test.ds" "$T/nope.ds"
+check "merge: no output on failure" test ! -e "$T/m2.ds"
 
 # damaged input: clear message naming the file and offset, exit 2
 head -c 3000000 "$D/train-images-idx3-ubyte.gz" >"$T/cut-images.gz"

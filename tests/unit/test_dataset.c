@@ -538,6 +538,48 @@ static void test_zipf_counts_follow_the_curve(void)
 	dataset_close(&ds);
 }
 
+static void test_merge_and_zipf_fit(void)
+{
+	CHECK_INT(make_shard(tmp("m1.ds"), 1, 2, 3, 3, 10), 0);
+	CHECK_INT(make_shard(tmp("m2.ds"), 1, 2, 3, 5, 7), 0);
+	CHECK_INT(make_shard(tmp("m3.ds"), 1, 3, 2, 5, 7), 0); /* other shape */
+	const char *in[2] = {tmp("m1.ds"), tmp("m2.ds")};
+	struct error err;
+	CHECK_INT(dataset_merge(in, 2, tmp("m12.ds"), NULL, &err), 0);
+	struct dataset ds;
+	CHECK_INT(dataset_open(&ds, tmp("m12.ds"), DATASET_VERIFY, &err), 0);
+	CHECK_INT(ds.count, 17);
+	CHECK_INT(ds.shape.num_classes, 5);
+	int good = 1;
+	for (uint64_t i = 0; i < 17; i++) {
+		uint64_t j = i < 10 ? i : i - 10; /* record j of its input */
+		good &= record_id(&ds, i) == j;
+		good &= dataset_label(&ds, i) == (i < 10 ? j % 3 : j % 5);
+	}
+	CHECK(good);
+	dataset_close(&ds);
+	const char *bad[2] = {tmp("m1.ds"), tmp("m3.ds")};
+	CHECK_INT(dataset_merge(bad, 2, tmp("mx.ds"), NULL, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "m3.ds: shape 1x3x2, but") != NULL);
+	CHECK(!fs_exists(tmp("mx.ds")));
+
+	/* exact power laws come back; equal counts give 0 */
+	uint64_t c[50];
+	double fit;
+	for (int r = 1; r <= 50; r++)
+		c[r - 1] = (uint64_t)llround(1e6 * pow(r, -1.5));
+	dataset_zipf_fit(c, 50, &fit);
+	CHECK_NEAR(fit, 1.5, 1e-4);
+	uint64_t shuffled[5] = {10, 1000, 0, 100, 1}; /* ranks by count; zeros ignored */
+	dataset_zipf_fit(shuffled, 5, &fit);
+	CHECK_NEAR(fit, log(1000.0) / log(4.0), 0.2); /* roughly: 3 decades over 4 ranks */
+	uint64_t flat[4] = {7, 7, 7, 7};
+	dataset_zipf_fit(flat, 4, &fit);
+	CHECK(fit == 0);
+	dataset_zipf_fit(flat, 1, &fit);
+	CHECK(fit == 0);
+}
+
 static void test_channel_stats(void)
 {
 	/* 2 channels: channel 0 all 255, channel 1 alternating 0 and 255 */
@@ -665,6 +707,7 @@ int main(void)
 	RUN(test_idx_errors_name_file_and_offset);
 	RUN(test_split_is_stratified_and_seeded);
 	RUN(test_zipf_counts_follow_the_curve);
+	RUN(test_merge_and_zipf_fit);
 	RUN(test_channel_stats);
 	RUN(test_random_damage_is_an_error_not_a_crash);
 	RUN(test_out_of_memory_is_an_error);
