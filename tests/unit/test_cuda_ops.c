@@ -35,12 +35,21 @@ static void skip_all(const char *why)
 
 #ifndef CAIRN_CUDA
 
+/* Without nn/cuda there is no GPU table, and "auto" means the CPU. */
+static void test_no_cuda_backend(void)
+{
+	CHECK(nn_backend_cuda() == NULL);
+	CHECK(nn_backend_by_name("cuda") == NULL);
+	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--gpu-count")) {
 		printf("0\n");
 		return 0;
 	}
+	RUN(test_no_cuda_backend);
 	skip_all("built without CUDA (make CUDA=1)");
 	return CHECK_DONE();
 }
@@ -702,6 +711,16 @@ static void test_gemm_tf32(void)
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 }
 
+/* Built with CUDA on a machine without a GPU: no table, the reason kept, and
+ * "auto" falls back to the CPU. */
+static void test_auto_without_gpu(void)
+{
+	struct error e;
+	CHECK(nn_backend_cuda() == NULL);
+	CHECK(nn_cuda_error(&e) == -1 && strstr(e.msg, "no CUDA device") != NULL);
+	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
+}
+
 int main(int argc, char **argv)
 {
 	int gpus = nn_cuda_device_count();
@@ -710,8 +729,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (gpus <= 0) {
+		RUN(test_auto_without_gpu);
 		skip_all("no GPU visible");
-		return 0;
+		return CHECK_DONE();
 	}
 	G = nn_backend_cuda();
 	R = nn_backend_cpu_ref();
