@@ -53,7 +53,7 @@ struct nn_cuda_mem_stats {
 	size_t reserved, in_use, peak_in_use;
 	size_t cuda_mallocs, cache_hits;
 };
-void nn_cuda_mem_stats(struct nn_cuda_mem_stats *s);
+void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s);
 /* Give every cached, unused block back to the driver. */
 void nn_cuda_empty_cache(void);
 

@@ -356,7 +356,7 @@ extern "C" void cu_free(void *p)
 	pthread_mutex_unlock(&alloc_lock);
 }
 
-extern "C" void nn_cuda_mem_stats(struct nn_cuda_mem_stats *s)
+extern "C" void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s)
 {
 	pthread_mutex_lock(&alloc_lock);
 	*s = stats;

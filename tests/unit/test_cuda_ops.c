@@ -635,14 +635,14 @@ static void test_allocator(void)
 	void *p = G->alloc(3 << 20);
 	CHECK(p != NULL);
 	G->free(p);
-	nn_cuda_mem_stats(&s0);
+	nn_cuda_get_mem_stats(&s0);
 	for (int i = 0; i < 100; i++) { /* a steady state: no cudaMalloc */
 		void *a = G->alloc(3 << 20), *b = G->alloc(1000);
 		CHECK(a != NULL && b != NULL);
 		G->free(b);
 		G->free(a);
 	}
-	nn_cuda_mem_stats(&s1);
+	nn_cuda_get_mem_stats(&s1);
 	/* at most one cudaMalloc: the first 1000-byte block */
 	CHECK(s1.cuda_mallocs <= s0.cuda_mallocs + 1);
 	CHECK(s1.cache_hits >= s0.cache_hits + 99);
