@@ -291,45 +291,6 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	}
 }
 
-extern "C" void cu_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
-				const float *beta, float eps, float momentum, float *y,
-				float *save_mean, float *save_invstd, float *run_mean,
-				float *run_var)
-{
-	CU_ENTER();
-	if (!c || !n || !hw)
-		return;
-	k_norm_fwd<<<c, NORM_THREADS, 0, cu.compute>>>(n, c, hw, x, gamma, beta, eps, momentum, y,
-						       save_mean, save_invstd, run_mean, run_var);
-	CU_LAUNCHED("bn_fwd_train n=%d c=%d hw=%d", n, c, hw);
-}
-
-__global__ static void k_bn_eval(size_t total, int c, int hw, const float *x, const float *gamma,
-				 const float *beta, const float *run_mean, const float *run_var,
-				 float eps, float *y)
-{
-	GRID_LOOP(e, total)
-	{
-		int k = (int)((e / hw) % c);
-		float invstd = 1.0f / sqrtf(run_var[k] + eps);
-		float a = gamma[k] * invstd, o = beta[k] - run_mean[k] * a;
-		y[e] = x[e] * a + o;
-	}
-}
-
-extern "C" void cu_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma,
-			       const float *beta, const float *run_mean, const float *run_var,
-			       float eps, float *y)
-{
-	CU_ENTER();
-	size_t total = (size_t)n * c * hw;
-	if (!total)
-		return;
-	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, x, gamma, beta,
-								  run_mean, run_var, eps, y);
-	CU_LAUNCHED("bn_fwd_eval n=%d c=%d hw=%d", n, c, hw);
-}
-
 /* dx = g invstd (dy - mean(dy) - xhat mean(dy xhat)) over the group (Ioffe &
  * Szegedy 2015, sec. 3). Writes the group's sum dy and sum dy xhat either as
  * floats to dbeta/dgamma (batch norm) or as doubles to sums[2g], sums[2g+1]. */
@@ -366,29 +327,163 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	}
 }
 
-extern "C" void cu_bn_bwd(int n, int c, int hw, const float *x, const float *dy,
-			  const float *gamma, const float *save_mean, const float *save_invstd,
-			  float *dx, float *dgamma, float *dbeta)
+/* Large groups (the U-Net's first level: 16 channels of 8 x 256 x 256) would
+ * leave most of the device idle with one block per group, so they are split
+ * over S blocks each: partial sums per block, the group's statistics from its
+ * S partials (in a fixed order), then an element-wise pass. S = 1 keeps the
+ * one-kernel path above, which is what small, launch-bound nets want. */
+static int norm_splits(int groups, size_t m)
 {
-	CU_ENTER();
-	if (!c || !n || !hw)
-		return;
-	k_norm_bwd<<<c, NORM_THREADS, 0, cu.compute>>>(n, c, hw, x, dy, gamma, save_mean, save_invstd,
-						       dx, dgamma, dbeta, NULL);
-	CU_LAUNCHED("bn_bwd n=%d c=%d hw=%d", n, c, hw);
+	if (m < 32768)
+		return 1;
+	size_t want = ((size_t)4 * cu.sms + groups - 1) / groups, most = m / 8192;
+	if (want > most)
+		want = most;
+	if (want > 64)
+		want = 64;
+	return want < 1 ? 1 : (int)want;
 }
 
-extern "C" void cu_in_fwd(int n, int c, int hw, const float *x, const float *gamma,
-			  const float *beta, float eps, float *y, float *save_mean,
-			  float *save_invstd)
+struct norm_geo {
+	int rows, c, hw, groups, splits;
+	size_t m, chunk; /* values per group; values per split */
+};
+
+__device__ static size_t norm_elem(const norm_geo &d, int g, size_t t)
 {
-	CU_ENTER();
-	if (!c || !n || !hw)
-		return;
-	/* rows = 1 and c groups per sample: row 0 of group g starts at g * hw */
-	k_norm_fwd<<<n * c, NORM_THREADS, 0, cu.compute>>>(1, c, hw, x, gamma, beta, eps, 0, y,
-							   save_mean, save_invstd, NULL, NULL);
-	CU_LAUNCHED("in_fwd n=%d c=%d hw=%d", n, c, hw);
+	return ((t / d.hw) * d.c + g) * (size_t)d.hw + t % d.hw;
+}
+
+/* part[g * S + s] = sum of split s of group g. */
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_split_sum(norm_geo d, const float *x, double *part)
+{
+	int g = blockIdx.x, s = blockIdx.y;
+	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
+	double v = 0;
+	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x)
+		v += x[norm_elem(d, g, t)];
+	v = block_sum(v);
+	if (threadIdx.x == 0)
+		part[(size_t)g * d.splits + s] = v;
+}
+
+/* part2[g * S + s] = sum of (x - mean)^2 over split s, the mean from part. */
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_split_sqdev(norm_geo d, const float *x, const double *part, double *part2)
+{
+	int g = blockIdx.x, s = blockIdx.y;
+	double sum = 0;
+	for (int i = 0; i < d.splits; i++)
+		sum += part[(size_t)g * d.splits + i];
+	float mf = (float)(sum / (double)d.m);
+	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
+	double v = 0;
+	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+		float e = x[norm_elem(d, g, t)] - mf;
+		v += (double)e * e;
+	}
+	v = block_sum(v);
+	if (threadIdx.x == 0)
+		part2[(size_t)g * d.splits + s] = v;
+}
+
+/* The statistics of each group, as k_norm_fwd's thread 0 writes them. */
+__global__ static void k_split_stats(norm_geo d, const double *part, const double *part2,
+				     float eps, float momentum, float *save_mean,
+				     float *save_invstd, float *run_mean, float *run_var)
+{
+	GRID_LOOP(gi, (size_t)d.groups)
+	{
+		int g = (int)gi, k = g % d.c;
+		double s1 = 0, s2 = 0;
+		for (int i = 0; i < d.splits; i++) {
+			s1 += part[gi * d.splits + i];
+			s2 += part2[gi * d.splits + i];
+		}
+		double mean = s1 / (double)d.m, var = s2 / (double)d.m;
+		save_mean[g] = (float)mean;
+		save_invstd[g] = (float)(1.0 / sqrt(var + eps));
+		if (run_mean) {
+			double unbiased = d.m > 1 ? var * (double)d.m / ((double)d.m - 1) : var;
+			run_mean[k] = (float)((1 - momentum) * run_mean[k] + momentum * mean);
+			run_var[k] = (float)((1 - momentum) * run_var[k] + momentum * unbiased);
+		}
+	}
+}
+
+/* y = x a + o per element; the group of element e is (e / hw) % gmod. */
+__global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, const float *x,
+				    const float *gamma, const float *beta, const float *mean,
+				    const float *invstd, float *y)
+{
+	GRID_LOOP(e, total)
+	{
+		int g = (int)((e / hw) % gmod), k = g % c;
+		float a = gamma[k] * invstd[g], o = beta[k] - mean[g] * a;
+		y[e] = x[e] * a + o;
+	}
+}
+
+/* part[g S + s] = sum dy, part[G S + g S + s] = sum dy (x - mean) over split s. */
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_split_bwd_sums(norm_geo d, const float *x, const float *dy, const float *save_mean,
+			 double *part)
+{
+	int g = blockIdx.x, s = blockIdx.y;
+	float mean = save_mean[g];
+	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
+	double v1 = 0, v2 = 0;
+	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+		size_t e = norm_elem(d, g, t);
+		v1 += dy[e];
+		v2 += (double)dy[e] * (x[e] - mean);
+	}
+	v1 = block_sum(v1);
+	v2 = block_sum(v2);
+	if (threadIdx.x == 0) {
+		size_t gs = (size_t)d.groups * d.splits;
+		part[(size_t)g * d.splits + s] = v1;
+		part[gs + (size_t)g * d.splits + s] = v2;
+	}
+}
+
+/* Per group: coef = (mean dy, mean dy xhat); the sums to dbeta, dgamma (or sums). */
+__global__ static void k_split_bwd_stats(norm_geo d, const double *part, const float *save_invstd,
+					 float *coef, float *dgamma, float *dbeta, double *sums)
+{
+	GRID_LOOP(gi, (size_t)d.groups)
+	{
+		size_t gs = (size_t)d.groups * d.splits;
+		double s1 = 0, s2 = 0;
+		for (int i = 0; i < d.splits; i++) {
+			s1 += part[gi * d.splits + i];
+			s2 += part[gs + gi * d.splits + i];
+		}
+		s2 *= save_invstd[gi];
+		coef[2 * gi] = (float)(s1 / (double)d.m);
+		coef[2 * gi + 1] = (float)(s2 / (double)d.m);
+		if (sums) {
+			sums[2 * gi] = s1;
+			sums[2 * gi + 1] = s2;
+		} else {
+			dgamma[gi] = (float)s2;
+			dbeta[gi] = (float)s1;
+		}
+	}
+}
+
+__global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, const float *x,
+					const float *dy, const float *gamma, const float *save_mean,
+					const float *save_invstd, const float *coef, float *dx)
+{
+	GRID_LOOP(e, total)
+	{
+		int g = (int)((e / hw) % gmod), k = g % c;
+		float invstd = save_invstd[g], a = gamma[k] * invstd;
+		float xh = (x[e] - save_mean[g]) * invstd;
+		dx[e] = a * (dy[e] - coef[2 * g] - xh * coef[2 * g + 1]);
+	}
 }
 
 /* dgamma[k], dbeta[k] = sums over samples, in sample order as the reference. */
@@ -408,6 +503,149 @@ __global__ static void k_in_param_grads(int n, int c, const double *sums, float 
 	}
 }
 
+/* Forward of batch norm (instance = 0: groups = c, rows = n, running
+ * statistics updated) or instance norm (groups = n c, rows = 1). */
+static void norm_fwd(int instance, int n, int c, int hw, const float *x, const float *gamma,
+		     const float *beta, float eps, float momentum, float *y, float *save_mean,
+		     float *save_invstd, float *run_mean, float *run_var)
+{
+	const char *op = instance ? "in_fwd" : "bn_fwd_train";
+	int groups = instance ? n * c : c, rows = instance ? 1 : n;
+	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0};
+	d.splits = norm_splits(groups, d.m);
+	if (d.splits == 1) {
+		k_norm_fwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, x, gamma, beta, eps,
+								    momentum, y, save_mean,
+								    save_invstd, run_mean, run_var);
+		CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw);
+		return;
+	}
+	d.chunk = (d.m + d.splits - 1) / d.splits;
+	size_t gs = (size_t)groups * d.splits;
+	double *part = (double *)cu_scratch(sizeof(double) * 2 * gs);
+	if (!part)
+		return;
+	dim3 grid(groups, d.splits);
+	k_split_sum<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, part);
+	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (sums over %d splits)", op, n, c, hw, d.splits))
+		return;
+	k_split_sqdev<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, part, part + gs);
+	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (squared deviations)", op, n, c, hw))
+		return;
+	k_split_stats<<<cu_blocks(groups), CU_THREADS, 0, cu.compute>>>(
+		d, part, part + gs, eps, momentum, save_mean, save_invstd, run_mean, run_var);
+	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (statistics)", op, n, c, hw))
+		return;
+	size_t total = (size_t)n * c * hw;
+	k_norm_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
+		total, hw, groups, c, x, gamma, beta, save_mean, save_invstd, y);
+	CU_LAUNCHED("%s n=%d c=%d hw=%d (normalize)", op, n, c, hw);
+}
+
+static void norm_bwd(int instance, int n, int c, int hw, const float *x, const float *dy,
+		     const float *gamma, const float *save_mean, const float *save_invstd,
+		     float *dx, float *dgamma, float *dbeta)
+{
+	const char *op = instance ? "in_bwd" : "bn_bwd";
+	int groups = instance ? n * c : c, rows = instance ? 1 : n;
+	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0};
+	d.splits = norm_splits(groups, d.m);
+	size_t gs = (size_t)groups * d.splits;
+	/* scratch, in doubles: instance-norm sums [2 G], partials [2 G S], coef [G] (2 G floats) */
+	size_t need = (instance ? 2 * (size_t)groups : 0) +
+		      (d.splits > 1 ? 2 * gs + (size_t)groups : 0);
+	double *scratch = need ? (double *)cu_scratch(sizeof(double) * need) : NULL;
+	if (need && !scratch)
+		return;
+	double *sums = instance ? scratch : NULL;
+	double *part = scratch + (instance ? 2 * (size_t)groups : 0);
+	if (d.splits == 1) {
+		k_norm_bwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, x, dy, gamma,
+								    save_mean, save_invstd, dx,
+								    dgamma, dbeta, sums);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw))
+			return;
+	} else {
+		d.chunk = (d.m + d.splits - 1) / d.splits;
+		float *coef = (float *)(part + 2 * gs);
+		dim3 grid(groups, d.splits);
+		k_split_bwd_sums<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, dy, save_mean, part);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (sums over %d splits)", op, n, c, hw, d.splits))
+			return;
+		k_split_bwd_stats<<<cu_blocks(groups), CU_THREADS, 0, cu.compute>>>(
+			d, part, save_invstd, coef, dgamma, dbeta, sums);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (statistics)", op, n, c, hw))
+			return;
+		size_t total = (size_t)n * c * hw;
+		k_norm_bwd_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
+			total, hw, groups, c, x, dy, gamma, save_mean, save_invstd, coef, dx);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (input gradient)", op, n, c, hw))
+			return;
+	}
+	if (instance) {
+		k_in_param_grads<<<cu_blocks(c), CU_THREADS, 0, cu.compute>>>(n, c, sums, dgamma, dbeta);
+		CU_LAUNCHED("in_bwd parameter gradients n=%d c=%d", n, c);
+	}
+}
+
+extern "C" void cu_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
+				const float *beta, float eps, float momentum, float *y,
+				float *save_mean, float *save_invstd, float *run_mean,
+				float *run_var)
+{
+	CU_ENTER();
+	if (!c || !n || !hw)
+		return;
+	norm_fwd(0, n, c, hw, x, gamma, beta, eps, momentum, y, save_mean, save_invstd, run_mean,
+		 run_var);
+}
+
+__global__ static void k_bn_eval(size_t total, int c, int hw, const float *x, const float *gamma,
+				 const float *beta, const float *run_mean, const float *run_var,
+				 float eps, float *y)
+{
+	GRID_LOOP(e, total)
+	{
+		int k = (int)((e / hw) % c);
+		float invstd = 1.0f / sqrtf(run_var[k] + eps);
+		float a = gamma[k] * invstd, o = beta[k] - run_mean[k] * a;
+		y[e] = x[e] * a + o;
+	}
+}
+
+extern "C" void cu_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma,
+			       const float *beta, const float *run_mean, const float *run_var,
+			       float eps, float *y)
+{
+	CU_ENTER();
+	size_t total = (size_t)n * c * hw;
+	if (!total)
+		return;
+	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, x, gamma, beta,
+								  run_mean, run_var, eps, y);
+	CU_LAUNCHED("bn_fwd_eval n=%d c=%d hw=%d", n, c, hw);
+}
+
+extern "C" void cu_bn_bwd(int n, int c, int hw, const float *x, const float *dy,
+			  const float *gamma, const float *save_mean, const float *save_invstd,
+			  float *dx, float *dgamma, float *dbeta)
+{
+	CU_ENTER();
+	if (!c || !n || !hw)
+		return;
+	norm_bwd(0, n, c, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+}
+
+extern "C" void cu_in_fwd(int n, int c, int hw, const float *x, const float *gamma,
+			  const float *beta, float eps, float *y, float *save_mean,
+			  float *save_invstd)
+{
+	CU_ENTER();
+	if (!c || !n || !hw)
+		return;
+	norm_fwd(1, n, c, hw, x, gamma, beta, eps, 0, y, save_mean, save_invstd, NULL, NULL);
+}
+
 extern "C" void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy,
 			  const float *gamma, const float *save_mean, const float *save_invstd,
 			  float *dx, float *dgamma, float *dbeta)
@@ -420,15 +658,7 @@ extern "C" void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy,
 		cu_fill(dbeta, c, 0);
 		return;
 	}
-	double *sums = (double *)cu_scratch(sizeof(double) * 2 * (size_t)n * c);
-	if (!sums)
-		return;
-	k_norm_bwd<<<n * c, NORM_THREADS, 0, cu.compute>>>(1, c, hw, x, dy, gamma, save_mean,
-							   save_invstd, dx, NULL, NULL, sums);
-	if (CU_LAUNCHED("in_bwd n=%d c=%d hw=%d", n, c, hw))
-		return;
-	k_in_param_grads<<<cu_blocks(c), CU_THREADS, 0, cu.compute>>>(n, c, sums, dgamma, dbeta);
-	CU_LAUNCHED("in_bwd parameter gradients n=%d c=%d", n, c);
+	norm_bwd(1, n, c, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
 /* ---- pooling ------------------------------------------------------------ */

@@ -409,11 +409,11 @@ static void test_batch_norm(void)
 	bn_case(4, 6, 50);
 	bn_case(64, 10, 1);   /* after a linear layer */
 	bn_case(2, 3, 4099); /* long rows */
+	bn_case(8, 4, 128 * 128); /* large groups: the split path */
 }
 
-static void test_instance_norm(void)
+static void in_case(int n, int c, int hw)
 {
-	int n = 3, c = 5, hw = 64;
 	size_t cnt = (size_t)n * c * hw, nc = (size_t)n * c;
 	float *x = hrand(cnt), *gam = hpos(c), *bet = hrand(c), *dy = hrand(cnt);
 	float *dx_ = dfl(x, cnt), *dg = dfl(gam, c);
@@ -432,6 +432,12 @@ static void test_instance_norm(void)
 	expect("in backward dgamma", gdg, rdg, c);
 	expect("in backward dbeta", gdb, rdb, c);
 	release_all();
+}
+
+static void test_instance_norm(void)
+{
+	in_case(3, 5, 64);
+	in_case(2, 3, 256 * 256); /* large groups: the split path */
 }
 
 /* ---- pooling ---- */
