@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # bench/nn.sh: nn/ convolution speed (cairn's im2col + OpenBLAS against the
-# sgemm peak and against oneDNN), U-Net training step images/s and peak RSS.
-# Figures and the command that made them: docs/benchmarks.md, section "nn".
+# sgemm peak of this machine and against oneDNN), and one U-Net training step
+# (batch 8, 256x256): images/s and peak RSS. Figures and the command that made
+# them: docs/benchmarks.md, section "nn".
 set -u
 : "${CAIRN_BENCH:?run through make bench}"
+if [ "${1:-}" = --cuda ]; then
+	echo "== nn: no CUDA benchmark yet (issue #8) =="
+	exit 0
+fi
 echo "== nn: convolution and U-Net step (bench/nn_conv) =="
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BENCH/nn_conv" "$@"
+# passive OpenMP waits: oneDNN's idle threads must not burn the CPU time we compare
+OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BENCH/nn_conv" --reps "${NN_BENCH_REPS:-3}"

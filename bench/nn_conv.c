@@ -3,12 +3,16 @@
  * with dlopen when installed: it is a reference here, not a dependency), on
  * the layer shapes of a U-Net (256x256, base 16 and 32), a ResNet stage and
  * the Fashion-MNIST CNN; then one U-Net training step (batch 8, 256x256):
- * images/s and peak RSS. Timings are the minimum over repetitions.
- *   nn_conv [--reps N] [--threads N] [--no-unet] */
+ * images/s and peak RSS. Timings are the minimum over repetitions, in wall
+ * time and in process CPU time: on a shared machine the CPU-time figures
+ * (GFLOP per CPU-second against one core's sgemm GFLOP per CPU-second) stay
+ * meaningful when other jobs take the cores, the wall-time ones do not.
+ *   nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv] */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 
 #include <cblas.h>
@@ -25,6 +29,13 @@
 #endif
 
 static int reps = 5;
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 struct shape {
 	const char *name;
@@ -55,26 +66,30 @@ static void fill(float *x, size_t n)
 		x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
 }
 
-static double sgemm_peak(int threads)
+static double sgemm_peak(int threads, double *per_cpu_s)
 {
 	int n = 1024;
 	float *a = mem_alloc(sizeof(float) * n * n), *b = mem_alloc(sizeof(float) * n * n);
 	float *c = mem_alloc(sizeof(float) * n * n);
 	fill(a, (size_t)n * n), fill(b, (size_t)n * n);
 	openblas_set_num_threads(threads);
-	double best = 1e9;
+	double best = 1e9, best_cpu = 1e9;
 	for (int r = 0; r < reps + 2; r++) {
-		double t = clock_now();
+		double t = clock_now(), c0 = cpu_now();
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
 		t = clock_now() - t;
+		c0 = cpu_now() - c0;
 		best = t < best ? t : best;
+		best_cpu = c0 < best_cpu ? c0 : best_cpu;
 	}
 	mem_free(a), mem_free(b), mem_free(c);
+	*per_cpu_s = 2.0 * n * n * n / best_cpu / 1e9;
 	return 2.0 * n * n * n / best / 1e9;
 }
 
 struct times {
 	double fwd, bwd_data, bwd_filter;
+	double cpu; /* CPU seconds of the fastest fwd + bwd_data + bwd_filter round */
 };
 
 static struct times time_cairn(const struct nn_conv_desc *d)
@@ -86,15 +101,16 @@ static struct times time_cairn(const struct nn_conv_desc *d)
 	float *dx = be->alloc(nx * 4), *dw = be->alloc(nw * 4);
 	void *ws = be->alloc(be->conv2d_workspace(d));
 	fill(x, nx), fill(w, nw), fill(y, ny);
-	struct times t = {1e9, 1e9, 1e9};
+	struct times t = {1e9, 1e9, 1e9, 1e9};
 	for (int r = 0; r < reps; r++) {
-		double t0 = clock_now();
+		double c0 = cpu_now(), t0 = clock_now();
 		be->conv2d_fwd(d, x, w, NULL, y, ws);
 		double t1 = clock_now();
 		be->conv2d_bwd_data(d, y, w, dx, ws);
 		double t2 = clock_now();
 		be->conv2d_bwd_filter(d, x, y, dw, NULL, ws);
-		double t3 = clock_now();
+		double t3 = clock_now(), c1 = cpu_now() - c0;
+		t.cpu = c1 < t.cpu ? c1 : t.cpu;
 		t.fwd = t1 - t0 < t.fwd ? t1 - t0 : t.fwd;
 		t.bwd_data = t2 - t1 < t.bwd_data ? t2 - t1 : t.bwd_data;
 		t.bwd_filter = t3 - t2 < t.bwd_filter ? t3 - t2 : t.bwd_filter;
@@ -164,17 +180,21 @@ static dnnl_memory_t mem_for(const_dnnl_primitive_desc_t pd, dnnl_query_t q)
 	return m;
 }
 
-static double run_prim(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args)
+static double run_prim(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args, double *cpu)
 {
-	double best = 1e9;
+	double best = 1e9, best_cpu = 1e9;
 	for (int r = 0; r < reps + 1; r++) {
-		double t = clock_now();
+		double t = clock_now(), c = cpu_now();
 		dn.execute(p, dn.stream, nargs, args);
 		dn.stream_wait(dn.stream);
 		t = clock_now() - t;
-		if (r > 0 || reps == 0)
+		c = cpu_now() - c;
+		if (r > 0) {
 			best = t < best ? t : best;
+			best_cpu = c < best_cpu ? c : best_cpu;
+		}
 	}
+	*cpu += best_cpu;
 	return best;
 }
 
@@ -218,9 +238,10 @@ static int time_dnnl(const struct nn_conv_desc *d, struct times *t)
 	dnnl_exec_arg_t fa[] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
 	dnnl_exec_arg_t ba[] = {{DNNL_ARG_DIFF_SRC, bds}, {DNNL_ARG_WEIGHTS, bww}, {DNNL_ARG_DIFF_DST, bdd}};
 	dnnl_exec_arg_t wa[] = {{DNNL_ARG_SRC, ws}, {DNNL_ARG_DIFF_WEIGHTS, wdw}, {DNNL_ARG_DIFF_DST, wdd}};
-	t->fwd = run_prim(fp, 3, fa);
-	t->bwd_data = run_prim(bp, 3, ba);
-	t->bwd_filter = run_prim(wp, 3, wa);
+	t->cpu = 0;
+	t->fwd = run_prim(fp, 3, fa, &t->cpu);
+	t->bwd_data = run_prim(bp, 3, ba, &t->cpu);
+	t->bwd_filter = run_prim(wp, 3, wa, &t->cpu);
 	dnnl_memory_t all[] = {ms, mw, md, bds, bww, bdd, ws, wdw, wdd};
 	for (int i = 0; i < 9; i++)
 		dn.mem_destroy(all[i]);
@@ -256,13 +277,9 @@ static int unet_step(int base, int batch)
 	fill(in->data, nn_tensor_count(in));
 	for (size_t i = 0; i < npx; i++)
 		target[i] = (float)(i % 7 == 0), wt[i] = target[i] ? 5.0f : 1.0f;
-	struct {
-		void *x;
-	} dummy = {0};
-	(void)dummy;
-	double best = 1e9;
+	double best = 1e9, best_cpu = 1e9;
 	for (int r = 0; r < 3; r++) {
-		double t = clock_now();
+		double t = clock_now(), c = cpu_now();
 		const struct nn_tensor *y = nn_net_forward(&net, batch);
 		float loss;
 		be->bce_logits(npx, y->data, target, wt, nn_net_output_grad(&net)->data, &loss);
@@ -272,17 +289,21 @@ static int unet_step(int base, int batch)
 				be->axpy(nn_tensor_count(&net.params[i].w), -1e-3f, net.params[i].g.data,
 					 net.params[i].w.data);
 		t = clock_now() - t;
+		c = cpu_now() - c;
 		best = t < best ? t : best;
+		best_cpu = c < best_cpu ? c : best_cpu;
 	}
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	double conv = 0;
 	for (int i = 0; i < net.nnodes; i++)
 		conv += net.nodes[i].macs;
-	printf("unet base %-2d batch %d 256x256 train step: %.2f s, %.2f images/s, %.1f GFLOP/s "
-	       "(conv fwd+bwd), activations arena %.0f MiB, peak RSS %.0f MiB\n",
-	       base, batch, best, batch / best, 6 * conv * batch / best / 1e9,
-	       nn_net_arena_bytes(&net) / 1048576.0, ru.ru_maxrss / 1024.0);
+	printf("unet base %-2d batch %d 256x256 train step: %.2f s wall, %.2f CPU s; %.2f images/s wall, "
+	       "%.2f per CPU-second; %.1f conv GFLOP per CPU-second; activations arena %.0f MiB, "
+	       "peak RSS %.0f MiB\n",
+	       base, batch, best, best_cpu, batch / best, batch / best_cpu,
+	       6 * conv * batch / best_cpu / 1e9, nn_net_arena_bytes(&net) / 1048576.0,
+	       ru.ru_maxrss / 1024.0);
 	be->free(target), be->free(wt);
 	nn_net_release(&net);
 	return 0;
@@ -290,7 +311,7 @@ static int unet_step(int base, int batch)
 
 int main(int argc, char **argv)
 {
-	int threads = 0, unet = 1;
+	int threads = 0, unet = 1, conv = 1;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			reps = atoi(argv[++i]);
@@ -298,8 +319,10 @@ int main(int argc, char **argv)
 			threads = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--no-unet"))
 			unet = 0;
+		else if (!strcmp(argv[i], "--no-conv"))
+			conv = 0;
 		else {
-			fprintf(stderr, "usage: nn_conv [--reps N] [--threads N] [--no-unet]\n");
+			fprintf(stderr, "usage: nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv]\n");
 			return 2;
 		}
 	}
@@ -310,16 +333,18 @@ int main(int argc, char **argv)
 	if (getloadavg(load, 3) < 0)
 		load[0] = -1;
 	int nthr = threads > 0 ? threads : openblas_get_num_procs();
-	double peak = sgemm_peak(nthr);
-	double peak1 = sgemm_peak(1);
-	printf("load average %.2f; OpenBLAS sgemm 1024^3: %.1f GFLOP/s on %d threads (peak), %.1f on 1\n",
-	       load[0], peak, nthr, peak1);
+	double cpu_peak_n, cpu_peak;
+	double peak = sgemm_peak(nthr, &cpu_peak_n);
+	double peak1 = sgemm_peak(1, &cpu_peak);
+	printf("load average %.2f; OpenBLAS sgemm 1024^3: %.1f GFLOP/s wall on %d threads, %.1f on 1; "
+	       "%.1f GFLOP per CPU-second on 1 thread (the per-core peak used below)\n",
+	       load[0], peak, nthr, peak1, cpu_peak);
 	int have_dnnl = dnnl_load() == 0;
 	if (!have_dnnl)
 		printf("oneDNN: not available (libdnnl.so.2 not found: scripts/deps.sh bench installs it)\n");
-	printf("%-26s %8s %8s %8s %8s %6s %10s %7s\n", "conv (fwd+bwd, batch n)", "fwd ms", "bdata ms",
-	       "bfilt ms", "GFLOP/s", "%peak", "oneDNN ms", "x dnnl");
-	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s\n", "conv (fwd+bwd, batch n)", "fwd ms",
+	       "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus", "%peak", "dnnl ms", "x wall", "x cpu");
+	for (size_t i = 0; conv && i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		const struct shape *s = &shapes[i];
 		struct nn_conv_desc d = {.n = s->n, .cin = s->cin, .h = s->h, .w = s->w, .cout = s->cout,
 					 .kh = s->k, .kw = s->k, .stride = s->stride, .pad = s->pad,
@@ -329,13 +354,14 @@ int main(int argc, char **argv)
 			return 1;
 		struct times t = time_cairn(&d), o;
 		double total = t.fwd + t.bwd_data + t.bwd_filter, gf = 6 * nn_conv_macs(&d) / total / 1e9;
-		printf("%-26s %8.1f %8.1f %8.1f %8.1f %5.0f%%", s->name, t.fwd * 1e3, t.bwd_data * 1e3,
-		       t.bwd_filter * 1e3, gf, 100 * gf / peak);
+		double gfc = 6 * nn_conv_macs(&d) / t.cpu / 1e9;
+		printf("%-26s %7.1f %7.1f %7.1f %7.1f %7.1f %5.0f%%", s->name, t.fwd * 1e3,
+		       t.bwd_data * 1e3, t.bwd_filter * 1e3, gf, gfc, 100 * gfc / cpu_peak);
 		if (have_dnnl && time_dnnl(&d, &o) == 0) {
 			double ot = o.fwd + o.bwd_data + o.bwd_filter;
-			printf(" %10.1f %7.2f\n", ot * 1e3, total / ot);
+			printf(" %9.1f %7.2f %7.2f\n", ot * 1e3, total / ot, t.cpu / o.cpu);
 		} else {
-			printf(" %10s %7s\n", "-", "-");
+			printf(" %9s %7s %7s\n", "-", "-", "-");
 		}
 		fflush(stdout);
 	}

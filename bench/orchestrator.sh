@@ -13,19 +13,7 @@ W=$(mktemp -d /tmp/cairn-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 cd "$W"
 
-gen() { # N -> two-N.ini with 2N tasks
-	cat >"two-$1.ini" <<EOF
-[pipeline]
-name = two-$1
-[stage a]
-command = echo \${task} > \${out}/a.txt
-array = $1
-[stage b]
-after = a
-command = cat \${in.a[task]}/a.txt > \${out}/b.txt
-array = $1
-EOF
-}
+gen() { bash "$here/gen_spec.sh" "$1" >"two-$1.ini"; } # 2 stages x N tasks, one-to-one
 measure() { # prints "SECONDS RSS_KB" of a command
 	/usr/bin/time -f "%e %M" -o "$W/.time" "$@" >/dev/null 2>&1
 	cat "$W/.time" | tail -1

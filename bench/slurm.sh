@@ -28,17 +28,7 @@ export CAIRN_SLURM_BIN=$W/shims
 count() { grep -c "^$1\$" "$W/calls" 2>/dev/null || echo 0; }
 
 n=5000
-cat >two.ini <<EOF
-[pipeline]
-name = two-$n
-[stage a]
-command = echo \${task} > \${out}/a.txt
-array = $n
-[stage b]
-after = a
-command = cat \${in.a[task]}/a.txt > \${out}/b.txt
-array = $n
-EOF
+bash "$here/gen_spec.sh" "$n" >two.ini
 max=$(scontrol show config | sed -n 's/^MaxArraySize *= *//p')
 echo "== slurm: private cluster, slurm $(sinfo --version | cut -d' ' -f2), MaxArraySize $max, load $(cut -d' ' -f1-3 /proc/loadavg)"
 # Hold the node so the 10,000 tasks stay queued while we measure.

@@ -112,19 +112,19 @@ int raster_check_image(const void *data, size_t len, const char *ext, struct err
 		rc = error_set(err, "image of %dx%d pixels, %d bands: not a tile", w, h, nb);
 		goto out;
 	}
-	/* Reading every band decodes every byte: a corrupt stream fails here. */
-	pix = mem_alloc((size_t)w * (size_t)h);
+	/* Reading every band decodes every byte: a corrupt stream fails here.
+	 * All bands in one call, pixel-interleaved like the file, so the image
+	 * is decoded once (band by band, GDAL's PNG driver decodes it per band). */
+	pix = mem_alloc((size_t)w * (size_t)h * (size_t)nb);
 	if (!pix) {
 		rc = error_set(err, "out of memory decoding a %dx%d image", w, h);
 		goto out;
 	}
-	for (int b = 1; b <= nb && rc == 0; b++) {
-		CPLErr e = GDALRasterIO(GDALGetRasterBand(ds, b), GF_Read, 0, 0, w, h, pix, w, h,
-					GDT_Byte, 0, 0);
-		if (e != CE_None || msgs.count)
-			rc = error_set(err, "corrupt %s: band %d: %s", driver ? driver : "image", b,
-				       msgs.count ? msgs.first : "read failed");
-	}
+	CPLErr e = GDALDatasetRasterIO(ds, GF_Read, 0, 0, w, h, pix, w, h, GDT_Byte, nb, NULL, nb,
+				       (GSpacing)w * nb, 1);
+	if (e != CE_None || msgs.count)
+		rc = error_set(err, "corrupt %s: %s", driver ? driver : "image",
+			       msgs.count ? msgs.first : "read failed");
 	if (rc == 0 && msgs.count)
 		rc = error_set(err, "suspicious %s: %s", driver ? driver : "image", msgs.first);
 out:

@@ -19,7 +19,7 @@
 #include "nn/net.h"
 
 /* The classifier default of cairn-train-classifier. */
-#define NN_MODEL_DEFAULT "cnn"
+#define NN_MODEL_DEFAULT "cnn:widths=16-32,convs=2"
 
 /* Build (and finish) a net for inputs of c x h x w with nout outputs (classes,
  * or output channels for unet/cyclegan; ignored by patchgan). net->arch gets

@@ -726,8 +726,7 @@ void nn_net_release(struct nn_net *net)
 {
 	for (int i = 0; i < net->nparams; i++) {
 		struct nn_param *p = &net->params[i];
-		if (p->w.be)
-			nn_tensor_release(&p->w);
+		nn_tensor_release(&p->w);
 		nn_tensor_release(&p->g);
 		nn_tensor_release(&p->m);
 		nn_tensor_release(&p->v);

@@ -14,19 +14,20 @@ int nn_tensor_alloc(struct nn_tensor *t, const struct nn_backend *be, int n, int
 	size_t count = (size_t)n * c * h * w;
 	t->n = n, t->c = c, t->h = h, t->w = w;
 	t->device = be->device;
+	t->be = be;
 	if (count == 0)
 		return 0;
 	t->data = be->alloc(count * sizeof(float));
 	if (!t->data)
 		return error_set(err, "tensor: out of %s memory allocating %zu bytes (%d, %d, %d, %d)",
 				 be->name, count * sizeof(float), n, c, h, w);
-	t->be = be;
+	t->owned = 1;
 	return 0;
 }
 
 void nn_tensor_release(struct nn_tensor *t)
 {
-	if (t->be && t->data)
+	if (t->owned && t->data)
 		t->be->free(t->data);
 	memset(t, 0, sizeof(*t));
 }
@@ -36,9 +37,7 @@ int nn_tensor_upload(struct nn_tensor *t, const float *host, size_t count, struc
 	if (count > nn_tensor_count(t))
 		return error_set(err, "tensor: upload of %zu floats into a tensor of %zu", count,
 				 nn_tensor_count(t));
-	const struct nn_backend *be = t->device == NN_DEV_CPU ? nn_backend_cpu() : t->be;
-	if (!be)
-		return error_set(err, "tensor: device tensor without a backend");
+	const struct nn_backend *be = t->be ? t->be : nn_backend_cpu();
 	be->upload(t->data, host, count * sizeof(float));
 	return 0;
 }
@@ -48,9 +47,7 @@ int nn_tensor_download(const struct nn_tensor *t, float *host, size_t count, str
 	if (count > nn_tensor_count(t))
 		return error_set(err, "tensor: download of %zu floats from a tensor of %zu", count,
 				 nn_tensor_count(t));
-	const struct nn_backend *be = t->device == NN_DEV_CPU ? nn_backend_cpu() : t->be;
-	if (!be)
-		return error_set(err, "tensor: device tensor without a backend");
+	const struct nn_backend *be = t->be ? t->be : nn_backend_cpu();
 	be->download(host, t->data, count * sizeof(float));
 	return 0;
 }
@@ -95,6 +92,7 @@ int nn_arena_tensor(struct nn_arena *a, struct nn_tensor *t, int n, int c, int h
 	size_t count = (size_t)n * c * h * w;
 	t->n = n, t->c = c, t->h = h, t->w = w;
 	t->device = a->be->device;
+	t->be = a->be;
 	if (count == 0)
 		return 0;
 	t->data = nn_arena_bytes(a, count * sizeof(float), err);

@@ -20,7 +20,8 @@ struct nn_tensor {
 	float *data;   /* NULL when empty; device memory when device != CPU */
 	int n, c, h, w; /* NCHW; a vector of k floats is (1, k, 1, 1) */
 	enum nn_device device;
-	const struct nn_backend *be; /* allocator that owns data; NULL for arena or borrowed */
+	const struct nn_backend *be; /* the backend data belongs to (copies go through it) */
+	int owned;                   /* 1: from nn_tensor_alloc, freed by nn_tensor_release */
 };
 
 static inline size_t nn_tensor_count(const struct nn_tensor *t)
@@ -31,7 +32,7 @@ static inline size_t nn_tensor_count(const struct nn_tensor *t)
 /* Allocate an uninitialised (n, c, h, w) tensor from be's allocator. */
 int nn_tensor_alloc(struct nn_tensor *t, const struct nn_backend *be, int n, int c, int h, int w,
 		    struct error *err);
-/* Free a tensor from nn_tensor_alloc; no-op for an empty, arena or borrowed one. */
+/* Free a tensor from nn_tensor_alloc; only forgets an arena or borrowed one. */
 void nn_tensor_release(struct nn_tensor *t);
 /* Copy between host memory and the tensor (a memcpy on the CPU backend). */
 int nn_tensor_upload(struct nn_tensor *t, const float *host, size_t count, struct error *err);

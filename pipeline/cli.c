@@ -1,6 +1,7 @@
 #include "pipeline/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CAIRN_VERSION "0.1.0"
@@ -43,6 +44,55 @@ int cli_wants_help(int argc, char **argv, const char *text)
 		}
 	}
 	return 0;
+}
+
+int cli_open_run(const char *cmd, const char *dir, struct run *r)
+{
+	struct error err;
+	if (run_open(r, dir, &err) == 0)
+		return 0;
+	fprintf(stderr, "cairn %s: %s\n", cmd, err.msg);
+	run_release(r);
+	return -1;
+}
+
+int cli_parse_task(const char *cmd, const struct run *r, const char *arg, int need_task,
+		   int *stage, int *task)
+{
+	char name[256];
+	const char *slash = strchr(arg, '/');
+	snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - arg) : (int)strlen(arg), arg);
+	*stage = spec_stage_index(&r->spec, name);
+	*task = -1;
+	int ok = *stage >= 0 && (slash || !need_task);
+	if (ok && slash) {
+		char *end;
+		long t = strtol(slash + 1, &end, 10);
+		ok = slash[1] && !*end && t >= 0 && t < r->spec.stages[*stage].ntasks;
+		*task = (int)t;
+	}
+	if (ok)
+		return 0;
+	fprintf(stderr, "cairn %s: no %s %s in run %s (stages:", cmd, need_task ? "task" : "stage or task",
+		arg, r->spec.name);
+	for (int i = 0; i < r->spec.nstages; i++)
+		fprintf(stderr, " %s[%d]", r->spec.stages[i].name, r->spec.stages[i].ntasks);
+	fprintf(stderr, ")\n");
+	return -1;
+}
+
+size_t cli_tail_start(const char *text, size_t len, long lines)
+{
+	if (lines < 0)
+		return 0;
+	size_t start = len;
+	long n = 0;
+	while (start > 0) {
+		if (text[start - 1] == '\n' && start != len && ++n >= lines)
+			break;
+		start--;
+	}
+	return start;
 }
 
 int cli_main(int argc, char **argv)

@@ -41,6 +41,15 @@ void status_release(struct run_status *st);
 /* Print the table (human) or the JSON object of `cairn status --json`. */
 void status_print(const struct run *r, const struct run_status *st, int json);
 
+/* Open a run folder for command `cmd`; on error print it and return -1. */
+int cli_open_run(const char *cmd, const char *dir, struct run *r);
+/* "STAGE" or "STAGE/TASK" of run r: *task = -1 when only a stage is named
+ * (allowed only if !need_task). On error print what exists and return -1. */
+int cli_parse_task(const char *cmd, const struct run *r, const char *arg, int need_task,
+		   int *stage, int *task);
+/* The start of the last `lines` lines of text[0..len). */
+size_t cli_tail_start(const char *text, size_t len, long lines);
+
 /* Is this --help? Prints usage to stdout and returns 1. */
 int cli_wants_help(int argc, char **argv, const char *usage);
 

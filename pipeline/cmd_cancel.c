@@ -29,11 +29,8 @@ int cmd_cancel(int argc, char **argv)
 	}
 	struct run r;
 	struct error err;
-	if (run_open(&r, argv[1], &err) < 0) {
-		fprintf(stderr, "cairn cancel: %s\n", err.msg);
-		run_release(&r);
+	if (cli_open_run("cancel", argv[1], &r) < 0)
 		return 2;
-	}
 	if (!strcmp(jsonio_str(r.info, "executor", "local"), "slurm")) {
 		long *ids;
 		size_t n;

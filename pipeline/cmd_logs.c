@@ -30,46 +30,30 @@ int cmd_logs(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (npos != 2 || !strchr(pos[1], '/')) {
+	if (npos != 2) {
 		fputs(logs_usage, stderr);
 		return 2;
 	}
 	struct run r;
 	struct error err;
-	if (run_open(&r, pos[0], &err) < 0) {
-		fprintf(stderr, "cairn logs: %s\n", err.msg);
+	int s, t;
+	if (cli_open_run("logs", pos[0], &r) < 0)
+		return 2;
+	if (cli_parse_task("logs", &r, pos[1], 1, &s, &t) < 0) {
 		run_release(&r);
 		return 2;
 	}
-	char stage[256];
-	snprintf(stage, sizeof(stage), "%.*s", (int)(strchr(pos[1], '/') - pos[1]), pos[1]);
-	char *end;
-	long t = strtol(strchr(pos[1], '/') + 1, &end, 10);
-	int s = spec_stage_index(&r.spec, stage);
-	if (s < 0 || *end || t < 0 || t >= r.spec.stages[s].ntasks) {
-		fprintf(stderr, "cairn logs: no task %s in run %s\n", pos[1], r.spec.name);
-		run_release(&r);
-		return 2;
-	}
+	const char *stage = r.spec.stages[s].name;
 	struct buf path = BUF_INIT;
-	task_path(&path, r.dir, stage, (int)t, "log");
+	task_path(&path, r.dir, stage, t, "log");
 	char *data;
 	size_t len;
 	int rc = 0;
 	if (fs_read_all(path.s, &data, &len, &err) < 0) {
-		fprintf(stderr, "cairn logs: %s/%ld has no log yet (it has not started)\n", stage, t);
+		fprintf(stderr, "cairn logs: %s/%d has no log yet (it has not started)\n", stage, t);
 		rc = 1;
 	} else {
-		size_t start = 0;
-		if (lines >= 0) {
-			start = len;
-			long n = 0;
-			while (start > 0) {
-				if (data[start - 1] == '\n' && start != len && ++n >= lines)
-					break;
-				start--;
-			}
-		}
+		size_t start = cli_tail_start(data, len, lines);
 		fwrite(data + start, 1, len - start, stdout);
 		mem_free(data);
 	}

@@ -165,11 +165,8 @@ int cmd_status(int argc, char **argv)
 	}
 	struct run r;
 	struct error err;
-	if (run_open(&r, dir, &err) < 0) {
-		fprintf(stderr, "cairn status: %s\n", err.msg);
-		run_release(&r);
+	if (cli_open_run("status", dir, &r) < 0)
 		return 2;
-	}
 	struct run_status st;
 	int rc = status_collect(&r, &st, &err);
 	if (rc < 0)

@@ -6,6 +6,7 @@
 
 #include "core/fs.h"
 #include "core/mem.h"
+#include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
 
 static const char why_usage[] =
@@ -22,13 +23,7 @@ static void print_tail(const char *path, int lines)
 	struct error err;
 	if (fs_read_all(path, &data, &len, &err) < 0)
 		return;
-	size_t start = len;
-	int n = 0;
-	while (start > 0) {
-		if (data[start - 1] == '\n' && start != len && ++n >= lines)
-			break;
-		start--;
-	}
+	size_t start = cli_tail_start(data, len, lines);
 	printf("  --- last lines of %s ---\n", path);
 	for (char *line = strtok(data + start, "\n"); line; line = strtok(NULL, "\n"))
 		printf("  | %s\n", line);
@@ -52,6 +47,19 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	       strncmp(text, "but ", 4) ? ": " : ", ", text);
 	enum plan_action a = p->stages[s].action[t];
 	printf("  resume would %s it\n", a == PLAN_RUN ? "rerun" : a == PLAN_WAIT ? "wait for" : "skip");
+	if (ti.job[0] && (state == TASK_FAILED || state == TASK_CANCELLED)) {
+		/* What Slurm still knows about the job (scontrol, until MinJobAge). */
+		struct slurm_job_info info;
+		struct error e2;
+		int known = slurm_show_job(ti.job, &info, &e2);
+		if (known == 0)
+			printf("  Slurm job %s: %s, reason %s, exit %d:%d, node %s, ran %s of %s, %d restarts\n",
+			       ti.job, info.state, info.reason, info.exit_code, info.signal,
+			       info.nodes[0] ? info.nodes : "-", info.run_time, info.time_limit,
+			       info.restarts);
+		else if (known == 1)
+			printf("  Slurm job %s: no longer known to Slurm (purged after MinJobAge)\n", ti.job);
+	}
 	if (state == TASK_FAILED || state == TASK_CANCELLED || state == TASK_RUNNING) {
 		buf_reset(&b);
 		task_path(&b, r->dir, st->name, t, "log");
@@ -82,31 +90,14 @@ int cmd_why(int argc, char **argv)
 	}
 	struct run r;
 	struct error err;
-	if (run_open(&r, pos[0], &err) < 0) {
-		fprintf(stderr, "cairn why: %s\n", err.msg);
+	int s, task;
+	if (cli_open_run("why", pos[0], &r) < 0)
+		return 2;
+	if (cli_parse_task("why", &r, pos[1], 0, &s, &task) < 0) {
 		run_release(&r);
 		return 2;
 	}
-	char stage[256];
-	snprintf(stage, sizeof(stage), "%s", pos[1]);
-	char *slash = strchr(stage, '/');
-	long task = -1;
-	if (slash) {
-		*slash = '\0';
-		char *end;
-		task = strtol(slash + 1, &end, 10);
-		if (*end || task < 0)
-			task = -2;
-	}
-	int s = spec_stage_index(&r.spec, stage);
-	if (s < 0 || task == -2 || task >= r.spec.stages[s].ntasks) {
-		fprintf(stderr, "cairn why: no %s in run %s (stages:", pos[1], r.spec.name);
-		for (int i = 0; i < r.spec.nstages; i++)
-			fprintf(stderr, " %s[%d]", r.spec.stages[i].name, r.spec.stages[i].ntasks);
-		fprintf(stderr, ")\n");
-		run_release(&r);
-		return 2;
-	}
+	const char *stage = r.spec.stages[s].name;
 	struct plan p;
 	if (plan_make(&p, &r, 0, 0, &err) < 0) {
 		fprintf(stderr, "cairn why: %s\n", err.msg);
@@ -115,7 +106,7 @@ int cmd_why(int argc, char **argv)
 		return 1;
 	}
 	if (task >= 0) {
-		explain(&r, &p, s, (int)task, lines);
+		explain(&r, &p, s, task, lines);
 	} else {
 		const struct plan_stage *ps = &p.stages[s];
 		for (int t = 0; t < ps->ntasks; t++)

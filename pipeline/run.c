@@ -40,73 +40,86 @@ static int spec_hash(const char *path, char hex[65], struct error *err)
 	return sha256_file(path, hex, NULL, err);
 }
 
+/* The run folder is made under a temporary name and renamed into place once
+ * spec.ini and run.json are in it: a cairn killed while creating it leaves
+ * no half-made run at the path it prints. */
 int run_create(struct run *r, const struct spec *s, const char *dir, const char *executor,
 	       struct error *err)
 {
 	memset(r, 0, sizeof(*r));
 	r->lock_fd = -1;
-	struct buf path = BUF_INIT;
+	struct buf path = BUF_INIT, tmp = BUF_INIT, p = BUF_INIT;
+	int rc = -1;
 	if (dir) {
 		buf_adds(&path, dir);
+		while (path.len > 1 && path.s[path.len - 1] == '/')
+			path.s[--path.len] = '\0';
 	} else {
 		char stamp[32], hex[5];
 		clock_utc(stamp, sizeof(stamp), 1);
 		random_hex4(hex);
 		buf_addf(&path, "runs/%s-%s-%s", s->name, stamp, hex);
 	}
-	if (path.failed) {
-		buf_release(&path);
-		return error_set(err, "out of memory");
+	buf_addf(&tmp, "%s.creating.%ld", path.s, (long)getpid());
+	buf_addf(&p, "%s/run.json", path.s);
+	if (path.failed || tmp.failed || p.failed) {
+		error_set(err, "out of memory");
+		goto out;
 	}
-	if (fs_exists(path.s)) {
-		struct buf probe = BUF_INIT;
-		buf_addf(&probe, "%s/run.json", path.s);
-		int taken = fs_exists(probe.s);
-		buf_release(&probe);
-		if (taken) {
-			error_set(err,
-				  "%s is already a run folder: resume it with `cairn resume %s`, or "
-				  "choose another --run-dir",
-				  path.s, path.s);
-			buf_release(&path);
-			return -1;
-		}
+	if (fs_exists(p.s)) {
+		error_set(err,
+			  "%s is already a run folder: resume it with `cairn resume %s`, or choose "
+			  "another --run-dir",
+			  path.s, path.s);
+		goto out;
 	}
-	if (fs_mkdir_p(path.s, err) < 0) {
-		buf_release(&path);
-		return -1;
-	}
+	if (fs_mkdir_p(tmp.s, err) < 0)
+		goto out;
 	r->dir = fs_abspath(path.s);
-	buf_release(&path);
-	if (!r->dir)
-		return error_errno(err, "cannot resolve the run folder");
-
-	struct buf p = BUF_INIT;
-	buf_addf(&p, "%s/spec.ini", r->dir);
-	if (p.failed || spec_write_frozen(s, p.s, err) < 0) {
-		buf_release(&p);
-		return p.failed ? error_set(err, "out of memory") : -1;
+	if (!r->dir) {
+		error_errno(err, "%s: cannot resolve the run folder", path.s);
+		goto out;
 	}
-	char hash[65];
-	char cwd[4096];
+	char hash[65], cwd[4096], created[32];
 	if (!getcwd(cwd, sizeof(cwd)))
 		snprintf(cwd, sizeof(cwd), ".");
-	if (spec_hash(p.s, hash, err) < 0 || spec_load(&r->spec, p.s, NULL, 0, err) < 0) {
-		buf_release(&p);
-		return -1;
-	}
-	buf_release(&p);
-	char created[32];
 	clock_utc(created, sizeof(created), 0);
+	buf_reset(&p);
+	buf_addf(&p, "%s/spec.ini", tmp.s);
+	if (p.failed || spec_write_frozen(s, p.s, err) < 0 || spec_hash(p.s, hash, err) < 0)
+		goto out;
 	r->info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[]}", "cairn_version",
 			    CAIRN_VERSION, "name", s->name, "spec_source", s->path, "spec_sha256",
 			    hash, "executor", executor, "created", created, "workdir", cwd, "jobs");
-	if (!r->info)
-		return error_set(err, "out of memory");
-	if (run_save_info(r, err) < 0)
-		return -1;
+	buf_reset(&p);
+	buf_addf(&p, "%s/run.json", tmp.s);
+	if (!r->info || p.failed) {
+		error_set(err, "out of memory");
+		goto out;
+	}
+	if (jsonio_write_atomic(p.s, r->info, err) < 0)
+		goto out;
+	/* rename() replaces an empty folder (a --run-dir made beforehand) but
+	 * never one with files in it. */
+	if (rename(tmp.s, path.s) < 0) {
+		error_errno(err, "%s: cannot create the run folder", path.s);
+		goto out;
+	}
+	buf_reset(&p);
+	buf_addf(&p, "%s/spec.ini", r->dir);
+	if (p.failed || spec_load(&r->spec, p.s, NULL, 0, err) < 0)
+		goto out;
 	run_event(r->dir, "created run %s (%lld tasks, executor %s)", s->name, s->ntasks, executor);
-	return 0;
+	rc = 0;
+out:
+	if (rc < 0 && tmp.s && fs_is_dir(tmp.s)) {
+		struct error e2;
+		fs_rm_rf(tmp.s, &e2);
+	}
+	buf_release(&path);
+	buf_release(&tmp);
+	buf_release(&p);
+	return rc;
 }
 
 int run_save_info(struct run *r, struct error *err)

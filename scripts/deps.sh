@@ -13,7 +13,7 @@ pkgs=(
 	dataset-fashion-mnist python3 zlib1g-dev
 )
 if [ "${1:-}" = bench ]; then
-	pkgs+=(snakemake libdnnl-dev curl)
+	pkgs+=(snakemake libdnnl-dev curl time)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

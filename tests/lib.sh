@@ -21,11 +21,17 @@ skip() { echo "ok - $1 # SKIP $2"; }
 check() {
 	local name=$1
 	shift
-	if "$@"; then ok "$name"; else not_ok "$name (command: $*)"; fi
+	if "$@"; then ok "$name"; else
+		not_ok "$name (command: $*)"
+		return 1
+	fi
 }
 # check_eq NAME GOT WANT
 check_eq() {
-	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1: got '$2', want '$3'"; fi
+	if [ "$2" = "$3" ]; then ok "$1"; else
+		not_ok "$1: got '$2', want '$3'"
+		return 1
+	fi
 }
 # check_rc NAME WANT CMD...: the command's exit status is WANT.
 check_rc() {
@@ -36,6 +42,7 @@ check_rc() {
 	if [ "$rc" = "$want" ]; then ok "$name"; else
 		not_ok "$name: exit $rc, want $want"
 		sed 's/^/#   /' "$T/.out" | tail -20
+		return 1
 	fi
 }
 # check_grep NAME PATTERN FILE
@@ -43,5 +50,6 @@ check_grep() {
 	if grep -qE -- "$2" "$3"; then ok "$1"; else
 		not_ok "$1: /$2/ not in $3"
 		sed 's/^/#   /' "$3" | tail -20
+		return 1
 	fi
 }

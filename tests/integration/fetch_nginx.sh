@@ -8,43 +8,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v python3 >/dev/null || { skip fetch_nginx "python3 not installed"; exit 0; }
 FIX=$ROOT/tests/fixtures
 
-# nginx_start ROOTDIR: nginx serving ROOTDIR on a free loopback port; sets PORT, ALOG.
-nginx_start() {
-	local www=$1 n
-	for n in $(seq 5); do
-		PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-		mkdir -p "$T/nginx/tmp"
-		ALOG=$T/nginx/access.log
-		cat >"$T/nginx/nginx.conf" <<CONF
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-worker_processes 2;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log;
-events { worker_connections 1024; }
-http {
-	log_format tiles '\$connection \$connection_requests \$status \$request_uri';
-	access_log $ALOG tiles;
-	client_body_temp_path $T/nginx/tmp/body;
-	proxy_temp_path $T/nginx/tmp/proxy;
-	fastcgi_temp_path $T/nginx/tmp/fcgi;
-	uwsgi_temp_path $T/nginx/tmp/uwsgi;
-	scgi_temp_path $T/nginx/tmp/scgi;
-	keepalive_requests 100000;
-	server {
-		listen 127.0.0.1:$PORT;
-		root $www;
-		types { image/png png; }
-	}
-}
-CONF
-		if "$NGINX" -p "$T/nginx" -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log" 2>>"$T/nginx/start.err"; then
-			on_exit "kill \$(cat $T/nginx/nginx.pid) 2>/dev/null"
-			for _ in $(seq 50); do [ -s "$T/nginx/nginx.pid" ] && break; sleep 0.1; done
-			return 0
-		fi
-	done
-	return 1
-}
+source "$FIX/nginx.sh"
 requests() { [ -f "$ALOG" ] && wc -l <"$ALOG" | tr -d ' ' || echo 0; }
 
 # Zoom 12 around Sao Paulo (W and S negative): columns 1514..1521, rows 2320..2327.

@@ -160,7 +160,8 @@ check_eq "kill -9 of cairn, then resume: results complete" "$(tr '\n' ' ' <r6/st
 : >count
 killed_ok=1
 for i in 1 2 3 4 5; do
-	if [ "$i" = 1 ]; then cmd="run dag.ini --run-dir r6b --set sleep=0.3 --jobs 2"; else cmd="resume r6b"; fi
+	# until a run folder exists (cairn may be killed before it has made one), run again
+	if [ ! -e r6b/run.json ]; then cmd="run dag.ini --run-dir r6b --set sleep=0.3 --jobs 2"; else cmd="resume r6b"; fi
 	cairn $cmd >out.txt 2>&1 &
 	runner=$!
 	sleep "0.$((RANDOM % 9))"
@@ -169,6 +170,8 @@ for i in 1 2 3 4 5; do
 	# wrappers may still be finishing: wait until none is running
 	for _ in $(seq 50); do grep -q '"state": "running"' <(cairn status r6b --json 2>/dev/null) || break; sleep 0.1; done
 done
+check "kill -9 while creating: no half-made run folder" bash -c "[ -e r6b/run.json ] || [ ! -e r6b ]"
+[ -e r6b/run.json ] || cairn run dag.ini --run-dir r6b --set sleep=0.3 --jobs 2 >out.txt 2>&1
 cairn resume r6b >out.txt 2>&1 || killed_ok=0
 check_eq "kill -9 at random moments, then resume: completes" "$killed_ok" 1
 check_eq "kill -9 at random moments: no task ran twice" "$(sort count | uniq -d | tr '\n' ' ')" ""

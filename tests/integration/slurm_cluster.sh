@@ -75,23 +75,55 @@ if wait_state 10 "$nd_rq" RUNNING && wait_state 10 "$nd_no" RUNNING; then
 	show "$nd_rq" "$nd_no"
 	check_eq "node down: --no-requeue job state" "$(field "$nd_no" JobState)" NODE_FAIL
 	check_eq "node down: --no-requeue job reason" "$(field "$nd_no" Reason)" NodeDown
-	check_eq "node down: --no-requeue job ExitCode" "$(field "$nd_no" ExitCode)" 0:15
+	# 0:15 when SIGTERM killed the batch shell, 143:0 when the shell caught it
+	# and exited (both seen here): the state, not the exit code, tells.
+	ec=$(field "$nd_no" ExitCode)
+	check "node down: --no-requeue job ExitCode 0:15 or 143:0 (got $ec)" test "$ec" = 0:15 -o "$ec" = 143:0
 	check_eq "node down: requeueable job back to PENDING" "$(field "$nd_rq" JobState)" PENDING
 	check_eq "node down: requeueable job Restarts" "$(field "$nd_rq" Restarts)" 1
 	check_grep "node down: job log says NODE FAILURE" 'DUE TO NODE FAILURE' nd_no.out
 	sed 's/^/#   log: /' nd_no.out
 	scancel "$nd_rq"
-	echo "# node after the DOWN (ReturnToService=2, slurmd alive): $(sinfo -h -N -o '%T %E')"
+	echo "# node after the DOWN (ReturnToService=2, slurmd alive): $(sinfo -h -N -p debug -o '%T %E')"
 	for i in $(seq 20); do
-		[ "$(sinfo -h -N -o %T)" = idle ] && break
+		[ "$(sinfo -h -N -p debug -o %T)" = idle ] && break
 		[ "$i" = 5 ] && scontrol update nodename="$node" state=resume
 		sleep 0.5
 	done
-	check_eq "node idle again" "$(sinfo -h -N -o %T)" idle
+	check_eq "node idle again" "$(sinfo -h -N -p debug -o %T)" idle
 else
 	not_ok "node down: jobs did not start"
 	show "$nd_rq" "$nd_no"
 fi
+
+# --- preemption: a job in partition "high" needs the whole node -----------
+pre_no=$(sbatch --parsable --no-requeue -c 4 -o pre_no.out --wrap 'sleep 120')
+pre_rq=$(sbatch --parsable -c 4 -o pre_rq.out --open-mode=append --wrap 'echo attempt ${SLURM_RESTART_COUNT:-0}; sleep 120')
+if wait_state 10 "$pre_no" RUNNING && wait_state 10 "$pre_rq" RUNNING; then
+	pre_hi=$(sbatch --parsable -p high -c 8 -o /dev/null --wrap 'sleep 1')
+	wait_state 10 "$pre_no" PREEMPTED
+	sleep 0.5
+	echo "# after a job in partition high (PriorityTier=2) asked for all 8 CPUs:"
+	show "$pre_no" "$pre_rq" "$pre_hi"
+	check_eq "preemption: --no-requeue job state" "$(field "$pre_no" JobState)" PREEMPTED
+	check_eq "preemption: --no-requeue job ExitCode" "$(field "$pre_no" ExitCode)" 0:15
+	check_grep "preemption: job log says DUE TO PREEMPTION" 'DUE TO PREEMPTION' pre_no.out
+	sed 's/^/#   log: /' pre_no.out
+	check_eq "preemption: requeueable job requeued (Restarts)" "$(field "$pre_rq" Restarts)" 1
+	wait_end 15 "$pre_hi"
+	scancel "$pre_rq"
+else
+	not_ok "preemption: jobs did not start"
+	show "$pre_no" "$pre_rq"
+fi
+
+# --- array indices must be below MaxArraySize ---------------------------
+held=$(sbatch --parsable --hold --array=1000 -o /dev/null --wrap true 2>&1)
+check "--array=1000 accepted (MaxArraySize 1001)" grep -qE '^[0-9]+$' <<<"$held"
+sbatch --hold --array=1001 -o /dev/null --wrap true >"$T/arr.out" 2>&1
+check_grep "--array=1001 refused" 'Invalid job array specification' "$T/arr.out"
+sed 's/^/#   /' "$T/arr.out"
+scancel "$held" 2>/dev/null
 
 # --- time limit: a 1-minute job (Slurm counts minutes; 0:05 rounds up) -------
 to=$(sbatch --parsable --no-requeue --time=0:05 -o to.out --wrap 'sleep 300')

@@ -27,7 +27,7 @@ for c in sbatch squeue scontrol scancel; do
 	chmod +x shims/$c
 done
 export CAIRN_SLURM_BIN=$T/shims
-calls() { grep -c "^$1\$" "$T/calls" 2>/dev/null || echo 0; }
+calls() { local n; n=$(grep -c "^$1\$" "$T/calls" 2>/dev/null); echo "${n:-0}"; }
 
 # a[6] -> b[6] one-to-one -> c gathers. a/2 fails while $T/break exists.
 cat >dag.ini <<EOF
@@ -56,12 +56,12 @@ EOF
 # --- submit, walk away, come back ---
 : >calls
 : >count
-cairn run dag.ini --executor slurm --run-dir r1 >out.txt 2>&1
+cairn run dag.ini --executor slurm --run-dir "$T/r1" >out.txt 2>&1
 check_eq "submit: exit 0 as soon as submitted" "$?" 0
 check_grep "submit: says nothing keeps running" "nothing of cairn keeps running" out.txt
 # 6 tasks with MaxArraySize 4: two arrays for a, two for b, one for c.
 check_eq "submit: one sbatch per stage and per MaxArraySize chunk" "$(calls sbatch)" 5
-check "submit: no cairn process stays behind" bash -c "! pgrep -f '[c]airn run dag.ini' >/dev/null"
+check "submit: no cairn process stays behind" bash -c "! pgrep -f '[c]airn run dag.ini --executor slurm --run-dir $T/r1' >/dev/null"
 for _ in $(seq 120); do
 	cairn status r1 --json >st.json 2>&1
 	grep -q '"state": "running"\|"state": "pending"' st.json || break
@@ -119,9 +119,19 @@ for _ in $(seq 60); do
 	grep -q '"running": [1-9]\|"pending": [1-9]' st.json || break
 	sleep 0.5
 done
-check_grep "cancel: the run is cancelled" '"state": "cancelled"' st.json
+check_grep "cancel: the run is cancelled" '"state": "cancelled"' st.json || { cairn status r3 | sed 's/^/#   /'; cat r3/events.log | sed 's/^/#   /'; }
 
 echo "# $SECONDS s: cancel done"
+
+# --- resume of a run still queued submits nothing twice ---
+cairn run slow.ini --executor slurm --run-dir r3b >out.txt 2>&1
+: >calls
+cairn resume r3b >out.txt 2>&1
+check_eq "resume while queued: exit 0" "$?" 0
+check_eq "resume while queued: no sbatch at all" "$(calls sbatch)" 0
+cairn resume r3b --dry-run >plan.txt 2>&1
+check_grep "resume while queued: the plan waits for the queued tasks" "would run 0 tasks, skip 0, wait for 4" plan.txt
+cairn cancel r3b >/dev/null 2>&1
 # --- throttle: at most one task of the stage at once ---
 cat >throttle.ini <<EOF
 [pipeline]

@@ -64,8 +64,12 @@ stop_pidfile() {
 	rm -f "$f"
 }
 
-port_free() { # port: free when nothing listens on it (IPv4 or IPv6)
-	! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+port_free() { # port: free when nothing listens on it (IPv4 or IPv6); reads
+	# /proc/net/tcp* directly (state 0A = LISTEN), so no iproute2 is needed.
+	local hex
+	hex=$(printf ':%04X' "$1")
+	! awk -v h="$hex" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == h { found = 1 }
+		END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
 # Two consecutive free ports (slurmctld, slurmd), starting at a random place
@@ -171,7 +175,13 @@ SchedulerType=sched/backfill
 # newly eligible job starts within seconds.
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2,bf_interval=2
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+# Jobs in "high" preempt jobs in "debug" (PriorityTier), which are requeued
+# when they can be and cancelled (state PREEMPTED) when not: lets tests see
+# preemption on one node.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1
+PartitionName=high Nodes=$host MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=2
 EOF
 }
 

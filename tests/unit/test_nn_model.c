@@ -15,16 +15,21 @@
 
 static char tmpdir[] = "/tmp/cairn-nn-model.XXXXXX";
 
-static void test_cnn_default_size(void)
+static void test_cnn_size(void)
 {
 	struct nn_net net;
 	struct error err;
-	CHECK(nn_model_build(&net, nn_backend_cpu(), NN_MODEL_DEFAULT, 1, 28, 28, 10, 1, &err) == 0);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "cnn", 1, 28, 28, 10, 1, &err) == 0);
 	/* conv 32x1x3x3 + BN(32) + conv 64x32x3x3 + BN(64) + fc 3136x128 + 128 + fc 128x10 + 10 */
 	CHECK_INT(nn_net_param_count(&net), 288 + 64 + 18432 + 128 + 401408 + 128 + 1280 + 10);
 	/* multiply-adds: 28*28*32*9 + 14*14*64*32*9 + 3136*128 + 128*10 */
 	CHECK_NEAR(nn_net_macs(&net), 225792.0 + 3612672 + 401408 + 1280, 1e-9);
 	CHECK_STR(net.arch, "cnn:widths=32-64,convs=1,fc=128,drop=0.25");
+	nn_net_release(&net);
+	/* the classifier default: two 3x3 convs per stage, widths 16 and 32 */
+	CHECK(nn_model_build(&net, nn_backend_cpu(), NN_MODEL_DEFAULT, 1, 28, 28, 10, 1, &err) == 0);
+	CHECK_INT(nn_net_param_count(&net), 144 + 32 + 2304 + 32 + 4608 + 64 + 9216 + 64 +
+						    1568 * 128 + 128 + 1290);
 	nn_net_release(&net);
 }
 
@@ -345,7 +350,7 @@ int main(void)
 {
 	if (!mkdtemp(tmpdir))
 		return 1;
-	RUN(test_cnn_default_size);
+	RUN(test_cnn_size);
 	RUN(test_resnet_sizes);
 	RUN(test_dense_models_shapes);
 	RUN(test_spec_errors);

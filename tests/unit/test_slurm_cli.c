@@ -50,6 +50,7 @@ static const char *const squeue_sample[] = {
 	"37|37|37|N/A|PENDING|BeginTime|0|1||",
 	"40|40|40|N/A|TIMEOUT|TimeLimit|15|0|vm|",
 	"8|8|8|N/A|FAILED|NonZeroExitCode|35072|0|vm|", /* srun step over --mem: exit 137 */
+	"1|1|1|N/A|PREEMPTED|None|15|0|vm|",              /* --no-requeue job preempted */
 };
 
 static void test_parse_sbatch(void)
@@ -117,6 +118,9 @@ static void test_parse_squeue(void)
 	CHECK_INT(slurm_parse_squeue_line(squeue_sample[8], &j, &err), 0);
 	CHECK_INT(j.exit_code, 137);
 	CHECK_INT(j.signal, 0);
+
+	CHECK_INT(slurm_parse_squeue_line(squeue_sample[9], &j, &err), 0);
+	CHECK_INT(slurm_failure_kind(j.state, j.reason, j.exit_code, j.signal), SLURM_FAIL_PREEMPTED);
 
 	CHECK_INT(slurm_parse_squeue_line("34|34|34|N/A|CANCELLED", &j, &err), -1);
 	CHECK(strstr(err.msg, "4 fields") != NULL);
@@ -251,6 +255,9 @@ static void test_failure_kinds(void)
 	CHECK_INT(slurm_log_failure_kind("slurmstepd-vm: error: *** JOB 19 ON vm CANCELLED AT 2026-11-24T14:06:39 DUE "
 					 "TO JOB REQUEUE ***\n"),
 		  -1);
+	CHECK_INT(slurm_log_failure_kind("slurmstepd-vm: error: *** JOB 1 ON vm CANCELLED AT 2026-11-24T14:48:29 DUE "
+					 "TO PREEMPTION ***\n"),
+		  SLURM_FAIL_PREEMPTED);
 	CHECK_INT(slurm_log_failure_kind("hello\n"), -1);
 	CHECK_INT(slurm_log_failure_kind(NULL), -1);
 }
@@ -544,6 +551,17 @@ static void test_live(void)
 	slurm_jobs_release(&jobs);
 	CHECK_INT(slurm_squeue(many, 2000, &jobs, &err), 0);
 	CHECK_INT(slurm_calls(SLURM_SQUEUE), 1);
+	CHECK_INT(jobs.n, 3);
+
+	/* 15,000 ids (~135 KB of text) exceed one argument: two calls, same answer. */
+	static long lots[15000];
+	for (int i = 0; i < 15000; i++)
+		lots[i] = 90000000 + i;
+	lots[14999] = a;
+	slurm_calls_reset();
+	slurm_jobs_release(&jobs);
+	CHECK_INT(slurm_squeue(lots, 15000, &jobs, &err), 0);
+	CHECK_INT(slurm_calls(SLURM_SQUEUE), 2);
 	CHECK_INT(jobs.n, 3);
 
 	slurm_jobs_release(&jobs);

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bench/geo.sh: cairn-fetch tiles/s from nginx on loopback at concurrency 1, 16
+# and 64, next to curl --parallel fetching the same tiles in the same run; then
+# cairn-synth and cairn-rasterize tiles/s. Run by `make bench`.
+#   GEO_BENCH_TILES=4096 (a square number) GEO_BENCH_NOISE=2 (about 32 KB a tile)
+set -u
+: "${CAIRN_BIN:?run through make bench}"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+FIX=$ROOT/tests/fixtures
+T=$(mktemp -d /tmp/cairn-bench-geo.XXXXXX)
+cleanup_hooks=()
+on_exit() { cleanup_hooks+=("$1"); }
+trap 'for h in "${cleanup_hooks[@]}"; do eval "$h"; done; rm -rf "$T"' EXIT
+source "$FIX/nginx.sh"
+echo "== geo: tile download, synth and rasterize throughput"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (client, nginx and other work share the cores)"
+for need in python3 curl; do
+	command -v $need >/dev/null || { echo "skipped: $need not installed (scripts/deps.sh bench)"; exit 0; }
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "skipped: nginx not installed"; exit 0; }
+
+N=${GEO_BENCH_TILES:-4096}
+side=$(python3 -c "import math; print(int(math.isqrt($N)))")
+N=$((side * side))
+Z=14
+python3 "$FIX/make_tiles.py" "$T/www" $Z 0 0 $((side - 1)) $((side - 1)) --noise "${GEO_BENCH_NOISE:-2}"
+bytes=$(du -sb "$T/www" | cut -f1)
+nginx_start "$T/www" || { echo "skipped: nginx did not start"; exit 0; }
+URL="http://127.0.0.1:$PORT/{z}/{x}/{y}.png"
+# the bbox of exactly tiles 0..side-1 at zoom Z (north-west corner of the world)
+BBOX=$(python3 -c "
+import math
+n = 2 ** $Z
+lon = lambda x: x / n * 360 - 180
+lat = lambda y: math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n))))
+print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
+# curl's config: one url + output per tile, the same tiles
+for x in $(seq 0 $((side - 1))); do
+	for y in $(seq 0 $((side - 1))); do
+		printf 'url = "http://127.0.0.1:%s/%d/%d/%d.png"\noutput = "%d/%d/%d.png"\n' "$PORT" $Z "$x" "$y" $Z "$x" "$y"
+	done
+done >"$T/curl.cfg"
+printf '%d tiles of %.0f KB on average (PNG 256x256), nginx on 127.0.0.1\n' "$N" "$(echo "$bytes / $N / 1024" | bc -l)"
+printf '%-12s %16s %16s %16s\n' concurrency "cairn-fetch" "(no decode)" "curl --parallel"
+now() { date +%s.%N; }
+for c in 1 16 64; do
+	rm -rf "$T/a" "$T/b" "$T/c"
+	t0=$(now)
+	"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$T/a" --concurrency $c >"$T/a.log" 2>&1 || { echo "cairn-fetch failed:"; cat "$T/a.log"; }
+	t1=$(now)
+	"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$T/b" --concurrency $c --no-verify >/dev/null 2>&1
+	t2=$(now)
+	mkdir -p "$T/c" && (cd "$T/c" && curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max $c --create-dirs -K "$T/curl.cfg")
+	t3=$(now)
+	got=$(grep -c $'\tok$' "$T/a/manifest.tsv")
+	[ "$got" = "$N" ] || echo "warning: cairn-fetch got $got of $N tiles"
+	awk -v c=$c -v n=$N -v a="$t0" -v b="$t1" -v d="$t2" -v e="$t3" 'BEGIN {
+		printf "%-12d %11.0f t/s %11.0f t/s %11.0f t/s\n", c, n / (b - a), n / (d - b), n / (e - d) }'
+done
+same=$(cd "$T/www" && find . -name '*.png' | while read -r f; do cmp -s "$f" "$T/a/$f" && echo; done | wc -l)
+echo "cairn-fetch tiles identical to the server's: $same of $N (times include process start and the final syncfs)"
+t0=$(now)
+"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$T/a" --concurrency 16 >/dev/null 2>&1
+t1=$(now)
+echo "rerun of a complete folder (manifest + sha256 of every tile, no request): $(awk -v n=$N -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f tiles/s", n / (b - a) }')"
+
+# synth and rasterize
+"$CAIRN_BIN/cairn-synth" --out "$T/s" --tiles 8 --seed 3 --preview-size 0 >"$T/s.log" || cat "$T/s.log"
+sed 's/^cairn-synth: /synth:     /' "$T/s.log"
+"$CAIRN_BIN/cairn-rasterize" --vector "$T/s/map.gpkg" --class-field class --width-field width --zoom 17 \
+	--like "$T/s/imagery" --out "$T/r1" --threads 1 | sed 's/^cairn-rasterize: /rasterize (1 thread): /'
+"$CAIRN_BIN/cairn-rasterize" --vector "$T/s/map.gpkg" --class-field class --width-field width --zoom 17 \
+	--like "$T/s/imagery" --out "$T/r2" | sed 's/^cairn-rasterize: /rasterize (all cores): /'
+if command -v gdal_rasterize >/dev/null; then
+	# baseline: gdal_rasterize of the same map into one raster covering the same 64 tiles
+	read -r w s e n < <(gdalinfo -json "$T/s/truth/17/$(ls "$T/s/truth/17" | head -1)/$(ls "$T/s/truth/17/$(ls "$T/s/truth/17" | head -1)" | head -1)" >/dev/null 2>&1; python3 -c "
+import json
+j = json.load(open('$T/s/scene.json')); z = j['zoom']; x0 = j['origin_x']; y0 = j['origin_y']; k = j['tiles_per_side']
+o = 20037508.342789244; t = 2 * o / 2 ** z
+print(-o + x0 * t, o - (y0 + k) * t, -o + (x0 + k) * t, o - y0 * t)")
+	ogr2ogr -f GPKG "$T/m3857.gpkg" "$T/s/map.gpkg" -t_srs EPSG:3857 buildings 2>/dev/null
+	t0=$(now)
+	gdal_rasterize -q -burn 2 -ot Byte -te "$w" "$s" "$e" "$n" -ts 2048 2048 -co COMPRESS=DEFLATE "$T/m3857.gpkg" "$T/g.tif"
+	t1=$(now)
+	echo "baseline: gdal_rasterize of the map's buildings alone into one 2048x2048 DEFLATE GeoTIFF (64 tiles' area): $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f s, %.0f tiles/s", b - a, 64 / (b - a) }')"
+fi

@@ -1,0 +1,317 @@
+#include "geo/burn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cpl_conv.h>
+#include <cpl_error.h>
+#include <gdal.h>
+#include <gdal_alg.h>
+#include <ogr_srs_api.h>
+
+#include "core/mem.h"
+#include "geo/raster.h"
+
+#define EARTH_A 6378137.0
+
+void burn_set_init(struct burn_set *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+void burn_set_release(struct burn_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		OGR_G_DestroyGeometry(s->f[i].geom);
+	mem_free(s->f);
+	memset(s, 0, sizeof(*s));
+}
+
+double burn_merc_scale(double y)
+{
+	return cosh(y / EARTH_A);
+}
+
+int burn_set_add_polygon(struct burn_set *s, OGRGeometryH geom, uint8_t value, struct error *err)
+{
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 256;
+		struct burn_feature *nf = mem_realloc(s->f, nc * sizeof(*nf));
+		if (!nf) {
+			OGR_G_DestroyGeometry(geom);
+			return error_set(err, "out of memory for %zu features", nc);
+		}
+		s->f = nf;
+		s->cap = nc;
+	}
+	OGREnvelope e;
+	OGR_G_GetEnvelope(geom, &e);
+	struct burn_feature *f = &s->f[s->n];
+	f->geom = geom;
+	f->env = (struct bbox){e.MinX, e.MinY, e.MaxX, e.MaxY};
+	f->value = value;
+	f->order = s->n++;
+	s->sorted = 0;
+	return 0;
+}
+
+int burn_set_add_line(struct burn_set *s, OGRGeometryH line, double width_m, uint8_t value,
+		      struct error *err)
+{
+	if (!(width_m > 0))
+		return error_set(err, "road width %g m: must be > 0", width_m);
+	OGRGeometryH c = OGR_G_CreateGeometry(wkbPoint);
+	if (!c)
+		return error_set(err, "out of memory");
+	double y = 0;
+	if (OGR_G_Centroid(line, c) == OGRERR_NONE)
+		y = OGR_G_GetY(c, 0);
+	OGR_G_DestroyGeometry(c);
+	OGRGeometryH b = OGR_G_Buffer(line, 0.5 * width_m * burn_merc_scale(y), 8);
+	if (!b || OGR_G_IsEmpty(b)) {
+		if (b)
+			OGR_G_DestroyGeometry(b);
+		return error_set(err, "cannot buffer a line (GEOS missing from GDAL?)");
+	}
+	return burn_set_add_polygon(s, b, value, err);
+}
+
+static int cmp_feature(const void *a, const void *b)
+{
+	const struct burn_feature *x = a, *y = b;
+	if (x->value != y->value)
+		return x->value < y->value ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+void burn_set_prepare(struct burn_set *s)
+{
+	if (!s->sorted && s->n)
+		qsort(s->f, s->n, sizeof(*s->f), cmp_feature);
+	s->sorted = 1;
+}
+
+int burn_set_extent(const struct burn_set *s, struct bbox *env, struct error *err)
+{
+	if (!s->n)
+		return error_set(err, "no features to burn");
+	*env = s->f[0].env;
+	for (size_t i = 1; i < s->n; i++) {
+		const struct bbox *e = &s->f[i].env;
+		env->w = fmin(env->w, e->w);
+		env->s = fmin(env->s, e->s);
+		env->e = fmax(env->e, e->e);
+		env->n = fmax(env->n, e->n);
+	}
+	return 0;
+}
+
+static int add_geometry(struct burn_set *s, OGRGeometryH g, uint8_t value, double width,
+			struct error *err)
+{
+	if (!g || OGR_G_IsEmpty(g)) {
+		s->skipped_empty++;
+		return 0;
+	}
+	OGRwkbGeometryType t = wkbFlatten(OGR_G_GetGeometryType(g));
+	switch (t) {
+	case wkbPolygon:
+	case wkbMultiPolygon:
+	case wkbCurvePolygon:
+	case wkbMultiSurface: {
+		OGRGeometryH c = OGR_G_Clone(g);
+		if (!c)
+			return error_set(err, "out of memory");
+		if (t == wkbCurvePolygon || t == wkbMultiSurface) {
+			OGRGeometryH lin = OGR_G_GetLinearGeometry(c, 0, NULL);
+			OGR_G_DestroyGeometry(c);
+			c = lin;
+			if (!c)
+				return error_set(err, "cannot linearize a curved polygon");
+		}
+		return burn_set_add_polygon(s, c, value, err);
+	}
+	case wkbLineString:
+	case wkbMultiLineString:
+	case wkbCircularString:
+	case wkbCompoundCurve:
+	case wkbMultiCurve:
+		return burn_set_add_line(s, g, width, value, err);
+	case wkbPoint:
+	case wkbMultiPoint:
+		s->skipped_points++;
+		return 0;
+	case wkbGeometryCollection:
+		for (int i = 0; i < OGR_G_GetGeometryCount(g); i++)
+			if (add_geometry(s, OGR_G_GetGeometryRef(g, i), value, width, err) < 0)
+				return -1;
+		return 0;
+	default:
+		s->skipped_bad++;
+		return 0;
+	}
+}
+
+static int load_layer(struct burn_set *s, OGRLayerH layer, const char *path,
+		      const struct burn_load_opts *o, OGRSpatialReferenceH dst, struct error *err)
+{
+	const char *lname = OGR_L_GetName(layer);
+	OGRSpatialReferenceH src = NULL;
+	if (o->srs) {
+		src = OSRNewSpatialReference(NULL);
+		if (!src || OSRSetFromUserInput(src, o->srs) != OGRERR_NONE) {
+			if (src)
+				OSRDestroySpatialReference(src);
+			return error_set(err, "--srs '%s': unknown CRS", o->srs);
+		}
+	} else {
+		OGRSpatialReferenceH l = OGR_L_GetSpatialRef(layer);
+		if (!l)
+			return error_set(err, "%s: layer '%s' has no CRS; give one with --srs", path,
+					 lname);
+		src = OSRClone(l);
+		if (!src)
+			return error_set(err, "out of memory");
+	}
+	/* x = easting/longitude, y = northing/latitude whatever the CRS's
+	 * official axis order (EPSG:4326 is lat,lon; GDAL 3 honours that). */
+	OSRSetAxisMappingStrategy(src, OAMS_TRADITIONAL_GIS_ORDER);
+	OGRCoordinateTransformationH ct = NULL;
+	if (!OSRIsSame(src, dst)) {
+		ct = OCTNewCoordinateTransformation(src, dst);
+		if (!ct) {
+			OSRDestroySpatialReference(src);
+			return error_set(err, "%s: layer '%s': no transformation to EPSG:3857", path,
+					 lname);
+		}
+	}
+	OGRFeatureDefnH defn = OGR_L_GetLayerDefn(layer);
+	int class_i = o->class_field ? OGR_FD_GetFieldIndex(defn, o->class_field) : -1;
+	int width_i = o->width_field ? OGR_FD_GetFieldIndex(defn, o->width_field) : -1;
+	OGR_L_ResetReading(layer);
+	OGRFeatureH feat;
+	int rc = 0;
+	while (rc == 0 && (feat = OGR_L_GetNextFeature(layer))) {
+		OGRGeometryH g = OGR_F_GetGeometryRef(feat);
+		int value = 1;
+		if (class_i >= 0 && OGR_F_IsFieldSetAndNotNull(feat, class_i))
+			value = OGR_F_GetFieldAsInteger(feat, class_i);
+		double width = o->road_width > 0 ? o->road_width : 6.0;
+		if (width_i >= 0 && OGR_F_IsFieldSetAndNotNull(feat, width_i) &&
+		    OGR_F_GetFieldAsDouble(feat, width_i) > 0)
+			width = OGR_F_GetFieldAsDouble(feat, width_i);
+		if (value < 0 || value > 255) {
+			rc = error_set(err, "%s: layer '%s' feature %lld: class %d not in 0..255",
+				       path, lname, (long long)OGR_F_GetFID(feat), value);
+		} else if (!g) {
+			s->skipped_empty++;
+		} else if (ct) {
+			OGRGeometryH c = OGR_G_Clone(g);
+			if (!c || OGR_G_Transform(c, ct) != OGRERR_NONE) {
+				s->skipped_bad++; /* outside the mercator square, say */
+			} else {
+				rc = add_geometry(s, c, (uint8_t)value, width, err);
+			}
+			if (c)
+				OGR_G_DestroyGeometry(c);
+		} else {
+			rc = add_geometry(s, g, (uint8_t)value, width, err);
+		}
+		OGR_F_Destroy(feat);
+	}
+	if (rc < 0)
+		error_prefix(err, "%s: layer '%s': ", path, lname);
+	if (ct)
+		OCTDestroyCoordinateTransformation(ct);
+	OSRDestroySpatialReference(src);
+	return rc;
+}
+
+int burn_load_ogr(struct burn_set *s, const char *path, const struct burn_load_opts *o,
+		  struct error *err)
+{
+	raster_init();
+	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR | GDAL_OF_READONLY, NULL, NULL, NULL);
+	if (!ds)
+		return error_set(err, "%s: cannot open as vector data: %s", path, CPLGetLastErrorMsg());
+	OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
+	int rc = 0;
+	if (!dst || OSRImportFromEPSG(dst, 3857) != OGRERR_NONE) {
+		rc = error_set(err, "EPSG:3857 unknown to PROJ (proj-data missing?)");
+		goto out;
+	}
+	OSRSetAxisMappingStrategy(dst, OAMS_TRADITIONAL_GIS_ORDER);
+	if (o->layer) {
+		OGRLayerH l = GDALDatasetGetLayerByName(ds, o->layer);
+		if (!l)
+			rc = error_set(err, "%s: no layer '%s'", path, o->layer);
+		else
+			rc = load_layer(s, l, path, o, dst, err);
+	} else {
+		int n = GDALDatasetGetLayerCount(ds);
+		if (n == 0)
+			rc = error_set(err, "%s: no layers", path);
+		for (int i = 0; rc == 0 && i < n; i++)
+			rc = load_layer(s, GDALDatasetGetLayer(ds, i), path, o, dst, err);
+	}
+out:
+	if (dst)
+		OSRDestroySpatialReference(dst);
+	GDALClose(ds);
+	return rc;
+}
+
+int burn_window(struct burn_set *s, const double gt[6], int w, int h, uint8_t *out,
+		struct error *err)
+{
+	raster_init();
+	if (!s->sorted)
+		burn_set_prepare(s);
+	memset(out, 0, (size_t)w * (size_t)h);
+	struct bbox win = {gt[0], gt[3] + h * gt[5], gt[0] + w * gt[1], gt[3]};
+	size_t n = 0;
+	OGRGeometryH *geoms = mem_alloc((s->n ? s->n : 1) * sizeof(*geoms));
+	double *vals = mem_alloc((s->n ? s->n : 1) * sizeof(*vals));
+	if (!geoms || !vals) {
+		mem_free(geoms);
+		mem_free(vals);
+		return error_set(err, "out of memory");
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const struct bbox *e = &s->f[i].env;
+		if (e->e < win.w || e->w > win.e || e->n < win.s || e->s > win.n)
+			continue;
+		geoms[n] = s->f[i].geom;
+		vals[n++] = s->f[i].value;
+	}
+	int rc = 0;
+	if (n) {
+		GDALDatasetH ds = GDALCreate(GDALGetDriverByName("MEM"), "", w, h, 1, GDT_Byte, NULL);
+		int band = 1;
+		if (!ds) {
+			rc = error_set(err, "cannot create a %dx%d MEM raster", w, h);
+		} else {
+			GDALSetGeoTransform(ds, (double *)gt);
+			if (GDALRasterizeGeometries(ds, 1, &band, (int)n, geoms, NULL, NULL, vals,
+						    NULL, NULL, NULL) != CE_None ||
+			    GDALRasterIO(GDALGetRasterBand(ds, 1), GF_Read, 0, 0, w, h, out, w, h,
+					 GDT_Byte, 0, 0) != CE_None)
+				rc = error_set(err, "rasterizing %zu features: %s", n,
+					       CPLGetLastErrorMsg());
+			GDALClose(ds);
+		}
+	}
+	mem_free(geoms);
+	mem_free(vals);
+	return rc;
+}
+
+int burn_tile(struct burn_set *s, const struct tile *t, uint8_t *out, struct error *err)
+{
+	struct bbox b;
+	tile_bounds(t, &b);
+	double res = (b.e - b.w) / TILE_SIZE;
+	double gt[6] = {b.w, res, 0, b.n, 0, -res};
+	return burn_window(s, gt, TILE_SIZE, TILE_SIZE, out, err);
+}
