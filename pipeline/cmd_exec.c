@@ -138,7 +138,16 @@ static int previous_attempt(struct exec_ctx *x)
 	struct error err;
 	if (task_read(x->run->dir, x->st->name, x->task, 0, &ti, &err) < 0)
 		return 0;
-	return ti.attempt;
+	if (ti.state != TASK_DONE)
+		return ti.attempt;
+	/* Attempts count on across reruns of a done task. */
+	struct buf p = BUF_INIT;
+	path_of(&p, x, "done.json");
+	json_t *done = jsonio_load(p.s, &err);
+	int attempt = done ? (int)jsonio_int(done, "attempt", 1) : 1;
+	json_decref(done);
+	buf_release(&p);
+	return attempt;
 }
 
 static void set_env(struct exec_ctx *x, const char *self_dir)
