@@ -58,7 +58,7 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 		json_object_set_new(j, "message", json_string(message));
 	struct buf p = BUF_INIT;
 	path_of(&p, x, "failed.json");
-	int rc = jsonio_write_atomic(p.s, j, err);
+	int rc = jsonio_write_synced(p.s, j, err);
 	json_decref(j);
 	buf_release(&p);
 	run_event(x->run->dir, "failed %s/%d attempt %d: %s%s%s", x->st->name, x->task, x->attempt,
@@ -343,7 +343,10 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 				 (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts,
 				 "manifest_sha256", digest, "manifest", manifest, "slurm_job", x->job);
 	path_of(&p, x, "done.json");
-	if (!done || jsonio_write_atomic(p.s, done, err) < 0) {
+	/* Synced, not atomic+dir-synced: a power cut may lose this rename (the
+	 * task then reruns) but never leaves a torn done.json; it saves a second
+	 * fsync per task. */
+	if (!done || jsonio_write_synced(p.s, done, err) < 0) {
 		if (!done)
 			error_set(err, "out of memory");
 		dprintf(log_fd, "cairn: cannot write done.json: %s\n", err->msg);
