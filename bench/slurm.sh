@@ -55,3 +55,18 @@ printf '%-52s %s\n' "  baseline: that squeue call alone" \
 : >calls
 cairn cancel run >/dev/null
 printf '%-52s %s\n' "cancel the run" "$(count scancel) scancel call(s)"
+
+# The peer on the same kind of cluster: snakemake --slurm submits job by job
+# and polls (bench/snakemake.sh slurm N starts its own private cluster).
+# cairn's figures for the same small DAG, for the side-by-side line:
+if command -v snakemake >/dev/null; then
+	scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1
+	bash "$here/gen_spec.sh" 20 >small.ini
+	: >calls
+	cairn run small.ini --executor slurm --run-dir small --wait >/dev/null 2>&1
+	printf '%-52s %s\n' "cairn, 2 x 20 tasks submitted and followed (--wait)" \
+		"$(count sbatch) sbatch, $(count squeue) squeue, $(count scontrol) scontrol"
+	bash "$here/snakemake.sh" slurm 20 | sed 's/^/   /'
+else
+	echo "   (Snakemake not installed: scripts/deps.sh bench installs it; no peer figures)"
+fi

@@ -3,14 +3,29 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <unistd.h>
+
+/* Fetched once per process: OpenSSL 3 looks the algorithm up through its
+ * provider tables on every implicit fetch, which costs more than hashing a
+ * small file. */
+static EVP_MD *md_sha256;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void fetch_md(void)
+{
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
 
 int sha256_init(struct sha256 *h, struct error *err)
 {
+	pthread_once(&md_once, fetch_md);
+	if (!md_sha256)
+		return error_set(err, "sha256: libcrypto has no SHA256");
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return error_set(err, "sha256: out of memory");
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(ctx, md_sha256, NULL) != 1) {
 		EVP_MD_CTX_free(ctx);
 		return error_set(err, "sha256: libcrypto init failed");
 	}

@@ -140,7 +140,7 @@ static void dependency(const struct job_graph *g, const struct slurm_opts *o,
 
 static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, struct sent *sent,
 			int s, int chunk, long max_array, const int *idx, int n, const char *script,
-			struct error *err)
+			int serial, struct error *err)
 {
 	const struct job_stage *st = &g->stages[s];
 	const struct job_res *r = st->res;
@@ -151,7 +151,7 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 	struct args a = {0};
 	struct buf dep = BUF_INIT, t = BUF_INIT;
 	int rc = 0;
-	rc |= args_add(&a, "--job-name=%s.%s", o->job_prefix, st->name);
+	rc |= args_add(&a, "--job-name=%s.%s.%d", o->job_prefix, st->name, serial);
 	if (r->throttle > 0)
 		rc |= args_add(&a, "--array=%s%%%d", indices, r->throttle);
 	else
@@ -227,8 +227,11 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct error *err)
 {
 	long max_array;
-	if (slurm_max_array_size(&max_array, err) < 0)
+	if (slurm_max_array_size(&max_array, err) < 0) {
+		error_prefix(err, "cannot reach the Slurm controller (try `scontrol ping`; is SLURM_CONF "
+				  "set?): ");
 		return -1;
+	}
 	if (max_array < 1)
 		max_array = 1001;
 	struct sent *sent = mem_calloc((size_t)g->nstages, sizeof(*sent));
@@ -268,7 +271,8 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 				if (rc < 0)
 					break;
 			}
-			rc = submit_chunk(g, o, sent, s, c, max_array, idx, n, script.s, err);
+			rc = submit_chunk(g, o, sent, s, c, max_array, idx, n, script.s,
+					  o->first_serial + calls, err);
 			calls++;
 		}
 		mem_free(idx);

@@ -29,7 +29,8 @@ typedef int (*slurm_record_fn)(void *ctx, const struct slurm_submission *sub, st
 struct slurm_opts {
 	const char *workdir;        /* --chdir */
 	const char *script_dir;     /* where the batch scripts and Slurm's own logs go */
-	const char *job_prefix;     /* job names: PREFIX.STAGE */
+	const char *job_prefix;     /* job names: PREFIX.STAGE.SERIAL, unique in the run */
+	int first_serial;           /* SERIAL of the first sbatch (jobs recorded before) */
 	const struct job_res *site; /* the [slurm] section: partition, account, qos, sbatch_args */
 	const struct slurm_waits *waits;
 	slurm_record_fn record;

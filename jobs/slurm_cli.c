@@ -260,6 +260,20 @@ int slurm_is_transient(const char *text)
 	return 0;
 }
 
+/* Does Slurm know a job of this name? Then *jobid is its id. */
+static int accepted_already(const char *name, long *jobid)
+{
+	struct slurm_jobs jobs;
+	struct error err;
+	slurm_jobs_init(&jobs);
+	const char *names[1] = {name};
+	int found = slurm_squeue_names(names, 1, &jobs, &err) == 0 && jobs.n > 0;
+	if (found)
+		*jobid = jobs.v[0].array_job_id;
+	slurm_jobs_release(&jobs);
+	return found;
+}
+
 int slurm_sbatch(const char *script, const char *const *extra, long *jobid, struct error *err)
 {
 	size_t nextra = 0;
@@ -273,9 +287,20 @@ int slurm_sbatch(const char *script, const char *const *extra, long *jobid, stru
 		args[i + 1] = extra[i];
 	args[nextra + 1] = script;
 
+	/* A unique --job-name lets a retry see whether the controller accepted
+	 * the job although sbatch did not say so (a time-out): then it is not
+	 * submitted twice. */
+	const char *name = NULL;
+	for (size_t i = 0; i < nextra; i++)
+		if (!strncmp(extra[i], "--job-name=", 11))
+			name = extra[i] + 11;
 	double delay = retry_first;
 	int rc = -1;
 	for (int attempt = 1;; attempt++) {
+		if (attempt > 1 && name && accepted_already(name, jobid)) {
+			rc = 0;
+			break;
+		}
 		struct cmd_result r;
 		if (run_cmd(SLURM_SBATCH, args, &r, err) < 0) {
 			error_prefix(err, "sbatch %s: ", script);

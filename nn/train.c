@@ -44,7 +44,7 @@ static void loader_norm(struct loader_config *lc, int channels)
 int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, double *accuracy,
 		       uint64_t *correct, uint64_t *total, struct error *err)
 {
-	const struct nn_backend *be = net->be;
+	const struct nn_backend *host = nn_backend_cpu(); /* argmax on the downloaded logits */
 	int classes = (int)ds->shape.num_classes;
 	struct loader_config lc;
 	loader_config_default(&lc);
@@ -57,10 +57,10 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 	if (!l)
 		return -1;
 	int32_t *pred = mem_alloc(sizeof(int32_t) * batch);
-	float *host = mem_alloc(sizeof(float) * batch * classes);
-	if (!pred || !host) {
+	float *logits = mem_alloc(sizeof(float) * batch * classes);
+	if (!pred || !logits) {
 		loader_free(l);
-		mem_free(pred), mem_free(host);
+		mem_free(pred), mem_free(logits);
 		return error_set(err, "eval: out of memory");
 	}
 	if (correct)
@@ -74,10 +74,9 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 		if ((rc = nn_tensor_upload(in, b.x, (size_t)b.n * in->c * in->h * in->w, err)) < 0)
 			break;
 		const struct nn_tensor *y = nn_net_forward(net, (int)b.n);
-		if ((rc = nn_tensor_download(y, host, (size_t)b.n * y->c, err)) < 0)
+		if ((rc = nn_tensor_download(y, logits, (size_t)b.n * y->c, err)) < 0)
 			break;
-		be = nn_backend_cpu(); /* argmax on the host copy */
-		be->argmax((int)b.n, y->c, host, pred);
+		host->argmax((int)b.n, y->c, logits, pred);
 		for (uint32_t i = 0; i < b.n; i++) {
 			int ok = pred[i] == b.y[i];
 			right += ok;
@@ -90,7 +89,7 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 	}
 	nn_net_train(net, was_training);
 	loader_free(l);
-	mem_free(pred), mem_free(host);
+	mem_free(pred), mem_free(logits);
 	if (rc < 0)
 		return -1;
 	*accuracy = seen ? (double)right / seen : 0;

@@ -58,7 +58,7 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 		json_object_set_new(j, "message", json_string(message));
 	struct buf p = BUF_INIT;
 	path_of(&p, x, "failed.json");
-	int rc = jsonio_write_atomic(p.s, j, err);
+	int rc = jsonio_write_synced(p.s, j, err);
 	json_decref(j);
 	buf_release(&p);
 	run_event(x->run->dir, "failed %s/%d attempt %d: %s%s%s", x->st->name, x->task, x->attempt,
@@ -138,7 +138,16 @@ static int previous_attempt(struct exec_ctx *x)
 	struct error err;
 	if (task_read(x->run->dir, x->st->name, x->task, 0, &ti, &err) < 0)
 		return 0;
-	return ti.attempt;
+	if (ti.state != TASK_DONE)
+		return ti.attempt;
+	/* Attempts count on across reruns of a done task. */
+	struct buf p = BUF_INIT;
+	path_of(&p, x, "done.json");
+	json_t *done = jsonio_load(p.s, &err);
+	int attempt = done ? (int)jsonio_int(done, "attempt", 1) : 1;
+	json_decref(done);
+	buf_release(&p);
+	return attempt;
 }
 
 static void set_env(struct exec_ctx *x, const char *self_dir)
@@ -283,6 +292,11 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		int code, sig;
 		const char *kind = kind_of_status(status, &code, &sig);
 		char msg[128] = "";
+		/* On Slurm every stop (scancel, time limit, node down, preemption)
+		 * sends SIGTERM to all of the job's processes: the task may die of it
+		 * before this wrapper's own handler has run. */
+		if (!stop_signal && x->job[0] && sig == SIGTERM)
+			stop_signal = SIGTERM;
 		if (stop_signal && x->job[0] && x->st->res.time_s > 0 &&
 		    wall >= (double)x->st->res.time_s - 15) {
 			/* Slurm signals a job at its time limit; no other cause comes
@@ -329,7 +343,10 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 				 (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts,
 				 "manifest_sha256", digest, "manifest", manifest, "slurm_job", x->job);
 	path_of(&p, x, "done.json");
-	if (!done || jsonio_write_atomic(p.s, done, err) < 0) {
+	/* Synced, not atomic+dir-synced: a power cut may lose this rename (the
+	 * task then reruns) but never leaves a torn done.json; it saves a second
+	 * fsync per task. */
+	if (!done || jsonio_write_synced(p.s, done, err) < 0) {
 		if (!done)
 			error_set(err, "out of memory");
 		dprintf(log_fd, "cairn: cannot write done.json: %s\n", err->msg);

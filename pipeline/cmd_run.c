@@ -308,7 +308,9 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 	snprintf(prefix, sizeof(prefix), "cairn.%s", base ? base + 1 : r->dir);
 	struct buf scripts = BUF_INIT;
 	buf_addf(&scripts, "%s/slurm", r->dir);
-	struct slurm_opts so = {jsonio_str(r->info, "workdir", "."), scripts.s, prefix, &s->slurm,
+	json_t *recorded = json_object_get(r->info, "jobs");
+	struct slurm_opts so = {jsonio_str(r->info, "workdir", "."), scripts.s, prefix,
+				json_is_array(recorded) ? (int)json_array_size(recorded) : 0, &s->slurm,
 				&waits, record_submission, r};
 	double t0 = clock_now();
 	long calls0 = slurm_calls(SLURM_SBATCH);
@@ -376,7 +378,8 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 	plan_release(&p);
 	if (rc < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
-		if (slurm)
+		json_t *jobs = json_object_get(r->info, "jobs");
+		if (slurm && json_array_size(jobs) > 0)
 			fprintf(stderr, "what was submitted is recorded: `cairn resume %s` submits the "
 					"rest, `cairn cancel %s` cancels it\n",
 				r->dir, r->dir);

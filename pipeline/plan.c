@@ -49,13 +49,18 @@ static int check_done(struct plan *p, const struct run *r, int s, int t, int ver
 	struct buf path = BUF_INIT, why = BUF_INIT;
 	task_path(&path, r->dir, st->name, t, "done.json");
 	json_t *done = jsonio_load(path.s, err);
+	buf_release(&path);
 	if (!done) {
-		buf_release(&path);
-		return -1;
+		/* Unreadable (a crash of the machine in the middle of writing it,
+		 * on a file system that does not order data before renames): not
+		 * done, so it runs again. */
+		ps->action[t] = PLAN_RUN;
+		ps->reason[t] = WHY_OUTPUT;
+		ps->digest[t][0] = '\0';
+		return 0;
 	}
 	const char *d = jsonio_str(done, "manifest_sha256", "");
 	snprintf(ps->digest[t], 65, "%s", d);
-	buf_reset(&path);
 	task_path(&path, r->dir, st->name, t, "out");
 	int rc = task_manifest_check(path.s, json_object_get(done, "manifest"), verify, &why, err);
 	buf_release(&path);

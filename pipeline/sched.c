@@ -171,8 +171,14 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 		 * or Slurm knows better why the wrapper was stopped: a wrapper sees
 		 * SIGTERM alike from scancel, a node going down or a preemption. */
 		const struct slurm_job *sj = lookup(v, job, index);
-		if (sj && ti->state == TASK_CANCELLED) {
+		int stopped = ti->state == TASK_CANCELLED ||
+			      (ti->state == TASK_FAILED && !strcmp(ti->kind, "signal") && ti->signal == 15);
+		if (sj && stopped) {
 			int k = slurm_failure_kind(sj->state, sj->reason, sj->exit_code, sj->signal);
+			if (k == SLURM_FAIL_CANCELLED) {
+				ti->state = TASK_CANCELLED;
+				snprintf(ti->kind, sizeof(ti->kind), "cancelled");
+			}
 			if (k == SLURM_FAIL_NODE_FAIL || k == SLURM_FAIL_PREEMPTED || k == SLURM_FAIL_TIMEOUT ||
 			    k == SLURM_FAIL_OOM) {
 				ti->state = TASK_FAILED;

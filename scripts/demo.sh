@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# The demo: run configs/demo.ini with one task failing on purpose, show what
-# failed and why, then resume: only the failed task and what depends on it rerun.
+# The demo (make demo): the first half of the mapping pipeline, run locally
+# with cairn, then what cairn does when things go wrong: an output changed
+# after the fact, and a task that fails, each followed by a resume that
+# reruns only what must rerun.
 set -u
 : "${CAIRN_BIN:=$(cd "$(dirname "$0")/.." && pwd)/bin}"
 export PATH="$CAIRN_BIN:$PATH"
 cd "$(dirname "$0")/.."
-run=runs/demo-$(date -u +%Y%m%dT%H%M%SZ)-$$
+stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "cairn run configs/demo.ini (task count/2 fails on purpose)"
-DEMO_FAIL_TASK=2 cairn run configs/demo.ini --run-dir "$run"
+geo=runs/geo-demo-$stamp
+say "cairn run configs/geo-demo.ini: synthetic aerial scenes -> rasterize their noisy maps -> score the maps"
+cairn run configs/geo-demo.ini --run-dir "$geo" || exit 1
+say "how good is an OpenStreetMap-like map as a label source? ($geo/stages/report/0/out/report.txt)"
+cat "$geo/stages/report/0/out/report.txt"
+echo "(imagery, truth and map error pictures: $geo/stages/synth/*/out/, $geo/stages/eval/*/out/errors.png)"
+
+say "an output is deleted after the fact: rm $geo/stages/eval/1/out/metrics.json"
+rm "$geo/stages/eval/1/out/metrics.json"
+cairn why "$geo" eval/1
+say "cairn resume $geo: reruns eval/1; report is kept if its inputs come out the same"
+cairn resume "$geo" | tail -3 || exit 1
+
+demo=runs/demo-$stamp
+say "a task that fails: cairn run configs/demo.ini with count/2 failing on purpose"
+DEMO_FAIL_TASK=2 cairn run configs/demo.ini --run-dir "$demo"
 echo "(exit $?: 1 means some task failed)"
-
-say "cairn why $run count/2"
-cairn why "$run" count/2
-
-say "cairn resume $run --dry-run"
-cairn resume "$run" --dry-run
-
-say "cairn resume $run"
-cairn resume "$run" || exit 1
-
-say "result: the 20 most common words ($run/stages/merge/0/out/top20.txt)"
-head -5 "$run/stages/merge/0/out/top20.txt"
-say "events.log"
-tail -8 "$run/events.log"
+say "cairn why $demo count/2"
+cairn why "$demo" count/2
+say "cairn resume $demo --dry-run, then cairn resume $demo"
+cairn resume "$demo" --dry-run | tail -2
+cairn resume "$demo" | tail -2 || exit 1
+say "events.log of $demo"
+tail -6 "$demo/events.log"

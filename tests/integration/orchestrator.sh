@@ -81,6 +81,15 @@ check_grep "resume after tampering: c kept, its inputs' bytes unchanged" "up to 
 check_eq "resume after tampering: untouched task's marker unchanged" "$(sha256sum <r1/stages/b/0/done.json)" "$b0_before"
 check_eq "resume after tampering: output restored" "$(cat r1/stages/b/1/out/b)" "b1"
 
+# --- a torn done.json (a machine crash mid-write) is not trusted ---
+printf '{"exit_code": 0, "manif' >r1/stages/a/0/done.json
+cairn why r1 a/0 >why.txt
+check_grep "torn done.json: why says it cannot be checked" "a/0: done, but its outputs cannot be checked" why.txt
+: >count
+cairn resume r1 >out.txt 2>&1
+check_eq "torn done.json: resume reruns that task" "$(head -1 count)" "a0"
+check "torn done.json: rewritten whole" grep -q '"manifest_sha256"' r1/stages/a/0/done.json
+
 # --- a failing task, why, then resume with a fixed spec ---
 : >count
 cairn run dag.ini --run-dir r2 --set fail=2 >out.txt 2>&1

@@ -56,12 +56,12 @@ EOF
 # --- submit, walk away, come back ---
 : >calls
 : >count
-cairn run dag.ini --executor slurm --run-dir r1 >out.txt 2>&1
+cairn run dag.ini --executor slurm --run-dir "$T/r1" >out.txt 2>&1
 check_eq "submit: exit 0 as soon as submitted" "$?" 0
 check_grep "submit: says nothing keeps running" "nothing of cairn keeps running" out.txt
 # 6 tasks with MaxArraySize 4: two arrays for a, two for b, one for c.
 check_eq "submit: one sbatch per stage and per MaxArraySize chunk" "$(calls sbatch)" 5
-check "submit: no cairn process stays behind" bash -c "! pgrep -f '[c]airn run dag.ini' >/dev/null"
+check "submit: no cairn process stays behind" bash -c "! pgrep -f '[c]airn run dag.ini --executor slurm --run-dir $T/r1' >/dev/null"
 for _ in $(seq 120); do
 	cairn status r1 --json >st.json 2>&1
 	grep -q '"state": "running"\|"state": "pending"' st.json || break

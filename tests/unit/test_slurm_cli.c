@@ -553,6 +553,17 @@ static void test_live(void)
 	CHECK_INT(slurm_calls(SLURM_SQUEUE), 1);
 	CHECK_INT(jobs.n, 3);
 
+	/* 15,000 ids (~135 KB of text) exceed one argument: two calls, same answer. */
+	static long lots[15000];
+	for (int i = 0; i < 15000; i++)
+		lots[i] = 90000000 + i;
+	lots[14999] = a;
+	slurm_calls_reset();
+	slurm_jobs_release(&jobs);
+	CHECK_INT(slurm_squeue(lots, 15000, &jobs, &err), 0);
+	CHECK_INT(slurm_calls(SLURM_SQUEUE), 2);
+	CHECK_INT(jobs.n, 3);
+
 	slurm_jobs_release(&jobs);
 	struct error rerr;
 	fs_rm_rf(live_dir, &rerr);
