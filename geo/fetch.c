@@ -35,7 +35,7 @@ void fetch_opts_init(struct fetch_opts *o)
 	o->stall = 15;
 	o->timeout = 120;
 	o->connect_timeout = 10;
-	o->verify = 1;
+	o->verify = 2;
 	o->seed = 1;
 }
 
@@ -548,7 +548,8 @@ static void work(struct run *r, struct job *j)
 	struct error err;
 	j->ok = 0;
 	j->permanent = 0;
-	if (r->o->verify && raster_check_image(j->body, j->len, r->ext, &err) < 0) {
+	if (r->o->verify && (r->o->verify == 2 ? raster_check_image(j->body, j->len, r->ext, &err)
+					       : raster_check_image_fast(j->body, j->len, r->ext, &err)) < 0) {
 		snprintf(j->why, sizeof(j->why), "rejected body (%zu bytes): %s", j->len, err.msg);
 		return;
 	}

@@ -33,7 +33,9 @@ static const char usage[] =
 	"  --timeout S        whole-transfer limit (default 120)\n"
 	"  --ext EXT          file type when the template does not end in one\n"
 	"  --threads N        decode-check/write threads (default: CPUs, at most 8)\n"
-	"  --no-verify        do not decode-check bodies with GDAL\n"
+	"  --verify full|fast|none  full (default): GDAL decodes every pixel; fast:\n"
+	"                     PNG chunk CRCs / JPEG markers + GDAL reads the header;\n"
+	"                     none: length check only (--no-verify is the same)\n"
 	"  --seed N           jitter seed (default 1)\n"
 	"  --json             print the summary as JSON\n"
 	"Exit: 0 every tile fetched or known missing (404), 1 some failed (listed),\n"
@@ -81,6 +83,7 @@ int main(int argc, char **argv)
 		{"stall", required_argument, 0, 'S'},    {"timeout", required_argument, 0, 'T'},
 		{"ext", required_argument, 0, 'e'},      {"threads", required_argument, 0, 't'},
 		{"no-verify", no_argument, 0, 'V'},      {"seed", required_argument, 0, 'x'},
+		{"verify", required_argument, 0, 'v'},
 		{"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	struct fetch_opts o;
@@ -153,6 +156,18 @@ int main(int argc, char **argv)
 			o.threads = (int)v;
 			break;
 		case 'V': o.verify = 0; break;
+		case 'v':
+			if (strcmp(optarg, "full") == 0)
+				o.verify = 2;
+			else if (strcmp(optarg, "fast") == 0)
+				o.verify = 1;
+			else if (strcmp(optarg, "none") == 0)
+				o.verify = 0;
+			else {
+				fprintf(stderr, "cairn-fetch: --verify '%s': want full, fast or none\n", optarg);
+				return 2;
+			}
+			break;
 		case 'x':
 			if (parse_num("seed", optarg, 0, 4294967295.0, &v) < 0)
 				return 2;
