@@ -5,7 +5,7 @@
 #   GEO_BENCH_TILES=4096 (a square number) GEO_BENCH_NOISE=2 (about 32 KB a tile)
 set -u
 : "${CAIRN_BIN:?run through make bench}"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=${CAIRN_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 FIX=$ROOT/tests/fixtures
 T=$(mktemp -d /tmp/cairn-bench-geo.XXXXXX)
 cleanup_hooks=()
