@@ -933,9 +933,13 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 		collect_jobs(&r);
 		if (r.resolved >= r.total && !r.active && !r.inflight_jobs)
 			break;
-		/* Something finished: go round at once to start the next transfer. */
+		/* Fill the slots that just freed before sleeping: the poll below
+		 * then waits on their sockets instead of on a worker's wakeup. */
+		now = clock_now();
+		wake = now + 1.0;
+		start_transfers(&r, now, &wake);
 		int ms = r.active < r.nslots && (r.nheap || r.next_new < r.total)
-				 ? (int)((wake - clock_now()) * 1000)
+				 ? (int)((wake - now) * 1000)
 				 : 1000;
 		if (ms < 0)
 			ms = 0;
