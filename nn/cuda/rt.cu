@@ -417,7 +417,7 @@ extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
 		return;
 	const char *src = (const char *)host;
 	char *d = (char *)dst;
-	int k = 0;
+	static int k; /* the staging buffer used least recently, across calls */
 	for (size_t off = 0; off < bytes; off += STAGE_BYTES, k ^= 1) {
 		size_t len = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
 		if (CU_RT(cudaEventSynchronize(stage_done[k]), "upload of %zu bytes (chunk at %zu)", bytes,
