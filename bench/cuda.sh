@@ -43,4 +43,13 @@ for prec in fp32 tf32; do
 		-- --arch unet --precision $prec --batch 8 --size 256 --channels 3 --classes 2 --steps 20
 done
 [ $torch = 1 ] && python3 "$here/cuda_torch.py" --arch unet --precision bf16 --batch 8 --size 256 --channels 3 --classes 2 --steps 20
+# cairn only (no PyTorch mirror yet): one CycleGAN generator (the step has
+# two generators and two PatchGANs) and a ResNet-50-shaped net in tf32 (the
+# issue's ResNet-50 figure is bf16, which cairn does not have yet)
+echo "   cairn only, not comparable to the issue's PyTorch figures:"
+for b in 1 8; do
+	"$step" --device cuda --precision tf32 --arch cyclegan:base=64,blocks=9 --batch $b --size 256 --channels 3 --classes 3 --steps 10 || rc=1
+done
+"$step" --device cuda --precision tf32 --arch resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 \
+	--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 || rc=1
 exit $rc
