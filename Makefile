@@ -121,7 +121,7 @@ check-cuda:
 	@CAIRN_BIN=$(abspath build/cuda/bin) CAIRN_TESTS=$(abspath build/cuda/t) bash tests/run.sh --cuda
 
 bench-cuda:
-	$(MAKE) CUDA=1 all
+	$(MAKE) CUDA=1 all $(patsubst bench/%.c,build/cuda/b/%,$(wildcard bench/*.c))
 	@CAIRN_BIN=$(abspath build/cuda/bin) CAIRN_BENCH=$(abspath build/cuda/b) bash bench/run.sh --cuda
 
 format:

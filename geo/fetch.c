@@ -18,6 +18,7 @@
 #include "core/fs.h"
 #include "core/mem.h"
 #include "core/sha256.h"
+#include "geo/manifest.h"
 #include "geo/raster.h"
 
 #define MAX_BODY ((size_t)64 << 20)
@@ -35,7 +36,7 @@ void fetch_opts_init(struct fetch_opts *o)
 	o->stall = 15;
 	o->timeout = 120;
 	o->connect_timeout = 10;
-	o->verify = 1;
+	o->verify = 2;
 	o->seed = 1;
 }
 
@@ -119,156 +120,6 @@ void fetch_manifest_name(int shard_i, int shard_n, char *out, size_t size)
 		snprintf(out, size, "manifest.tsv");
 	else
 		snprintf(out, size, "manifest.%dof%d.tsv", shard_i, shard_n);
-}
-
-/* ---- manifest: path, bytes, sha256, status; one line per tile, TSV ---- */
-
-enum { M_OK, M_MISSING, M_FAILED };
-static const char *const status_names[] = {"ok", "missing", "failed"};
-
-struct mentry {
-	char *path;
-	uint64_t bytes;
-	char sha[SHA256_HEX_LEN + 1];
-	int status;
-};
-
-struct manifest {
-	struct mentry *e;
-	size_t n, cap;
-	size_t *slot; /* open-addressing index into e, SIZE_MAX = empty */
-	size_t nslot;
-};
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static size_t *manifest_find_slot(struct manifest *m, const char *path)
-{
-	size_t i = hash_str(path) & (m->nslot - 1);
-	while (m->slot[i] != SIZE_MAX && strcmp(m->e[m->slot[i]].path, path) != 0)
-		i = (i + 1) & (m->nslot - 1);
-	return &m->slot[i];
-}
-
-static int manifest_grow_index(struct manifest *m)
-{
-	size_t ns = m->nslot ? m->nslot * 2 : 1024;
-	size_t *slot = mem_alloc(ns * sizeof(*slot));
-	if (!slot)
-		return -1;
-	for (size_t i = 0; i < ns; i++)
-		slot[i] = SIZE_MAX;
-	mem_free(m->slot);
-	m->slot = slot;
-	m->nslot = ns;
-	for (size_t k = 0; k < m->n; k++)
-		*manifest_find_slot(m, m->e[k].path) = k;
-	return 0;
-}
-
-static struct mentry *manifest_get(struct manifest *m, const char *path)
-{
-	if (!m->nslot)
-		return NULL;
-	size_t k = *manifest_find_slot(m, path);
-	return k == SIZE_MAX ? NULL : &m->e[k];
-}
-
-/* Insert or replace; path is copied. */
-static int manifest_put(struct manifest *m, const char *path, uint64_t bytes, const char *sha,
-			int status)
-{
-	if ((m->n + 1) * 2 > m->nslot && manifest_grow_index(m) < 0)
-		return -1;
-	size_t *s = manifest_find_slot(m, path);
-	struct mentry *e;
-	if (*s != SIZE_MAX) {
-		e = &m->e[*s];
-	} else {
-		if (m->n == m->cap) {
-			size_t nc = m->cap ? m->cap * 2 : 256;
-			struct mentry *ne = mem_realloc(m->e, nc * sizeof(*ne));
-			if (!ne)
-				return -1;
-			m->e = ne;
-			m->cap = nc;
-		}
-		char *p = mem_strdup(path);
-		if (!p)
-			return -1;
-		e = &m->e[m->n];
-		e->path = p;
-		*s = m->n++;
-	}
-	e->bytes = bytes;
-	snprintf(e->sha, sizeof(e->sha), "%s", sha ? sha : "-");
-	e->status = status;
-	return 0;
-}
-
-static void manifest_release(struct manifest *m)
-{
-	for (size_t i = 0; i < m->n; i++)
-		mem_free(m->e[i].path);
-	mem_free(m->e);
-	mem_free(m->slot);
-	memset(m, 0, sizeof(*m));
-}
-
-/* Later lines win: the file is a journal appended as tiles finish, compacted
- * at the end of a run. A torn last line (a crash mid-append) is ignored. */
-static int manifest_load(struct manifest *m, const char *path, struct error *err)
-{
-	if (!fs_exists(path))
-		return 0;
-	char *data;
-	size_t len;
-	if (fs_read_all(path, &data, &len, err) < 0)
-		return -1;
-	int rc = 0;
-	char *line = data;
-	while (rc == 0 && line < data + len) {
-		char *nl = strchr(line, '\n');
-		if (!nl)
-			break; /* torn last line */
-		*nl = '\0';
-		if (line[0] != '#' && line[0] != '\0') {
-			char p[PATH_MAX], sha[80], st[16];
-			unsigned long long bytes;
-			if (sscanf(line, "%4095[^\t]\t%llu\t%79[^\t]\t%15s", p, &bytes, sha, st) == 4) {
-				int s = strcmp(st, "ok") == 0 ? M_OK
-					: strcmp(st, "missing") == 0 ? M_MISSING
-								     : M_FAILED;
-				if (manifest_put(m, p, bytes, sha, s) < 0)
-					rc = error_set(err, "%s: out of memory", path);
-			}
-		}
-		line = nl + 1;
-	}
-	mem_free(data);
-	return rc;
-}
-
-static int manifest_write(const struct manifest *m, const char *path, struct error *err)
-{
-	struct buf b = BUF_INIT;
-	buf_adds(&b, "# cairn-fetch manifest v1: path\tbytes\tsha256\tstatus\n");
-	for (size_t i = 0; i < m->n; i++)
-		buf_addf(&b, "%s\t%llu\t%s\t%s\n", m->e[i].path, (unsigned long long)m->e[i].bytes,
-			 m->e[i].sha, status_names[m->e[i].status]);
-	if (b.failed) {
-		buf_release(&b);
-		return error_set(err, "%s: out of memory", path);
-	}
-	int rc = fs_write_atomic(path, b.s, b.len, err);
-	buf_release(&b);
-	return rc;
 }
 
 /* ---- the run ---- */
@@ -446,7 +297,7 @@ static void journal(struct run *r, const char *path, uint64_t bytes, const char 
 	manifest_put(&r->man, path, bytes, sha, status);
 	if (r->journal) {
 		fprintf(r->journal, "%s\t%llu\t%s\t%s\n", path, (unsigned long long)bytes,
-			sha ? sha : "-", status_names[status]);
+			sha ? sha : "-", manifest_status_name(status));
 		fflush(r->journal);
 	}
 }
@@ -548,7 +399,8 @@ static void work(struct run *r, struct job *j)
 	struct error err;
 	j->ok = 0;
 	j->permanent = 0;
-	if (r->o->verify && raster_check_image(j->body, j->len, r->ext, &err) < 0) {
+	if (r->o->verify && (r->o->verify == 2 ? raster_check_image(j->body, j->len, r->ext, &err)
+					       : raster_check_image_fast(j->body, j->len, r->ext, &err)) < 0) {
 		snprintf(j->why, sizeof(j->why), "rejected body (%zu bytes): %s", j->len, err.msg);
 		return;
 	}
@@ -1081,9 +933,13 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 		collect_jobs(&r);
 		if (r.resolved >= r.total && !r.active && !r.inflight_jobs)
 			break;
-		/* Something finished: go round at once to start the next transfer. */
+		/* Fill the slots that just freed before sleeping: the poll below
+		 * then waits on their sockets instead of on a worker's wakeup. */
+		now = clock_now();
+		wake = now + 1.0;
+		start_transfers(&r, now, &wake);
 		int ms = r.active < r.nslots && (r.nheap || r.next_new < r.total)
-				 ? (int)((wake - clock_now()) * 1000)
+				 ? (int)((wake - now) * 1000)
 				 : 1000;
 		if (ms < 0)
 			ms = 0;

@@ -28,7 +28,8 @@ struct fetch_opts {
 	double timeout;       /* whole-transfer limit in seconds (default 120) */
 	double connect_timeout; /* default 10 s */
 	int threads;          /* decode/hash/write workers (default: online CPUs, at most 8) */
-	int verify;           /* decode-check bodies with GDAL (default 1) */
+	int verify;           /* 2: decode every pixel with GDAL (default); 1: PNG CRCs / JPEG
+			       * markers and a GDAL header open (raster_check_image_fast); 0: none */
 	unsigned long seed;   /* jitter seed */
 	volatile sig_atomic_t *stop; /* set from a signal handler: finish cleanly, early */
 	/* Called from the fetching thread after every finished tile. */

@@ -136,6 +136,105 @@ out:
 	return rc;
 }
 
+/* CRC-32 as PNG uses it (ISO 3309, polynomial 0xedb88320), table-driven. */
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+	for (uint32_t n = 0; n < 256; n++) {
+		uint32_t c = n;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		crc_table[n] = c;
+	}
+}
+
+static uint32_t crc32_png(const unsigned char *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+	for (size_t i = 0; i < n; i++)
+		c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+	return c ^ 0xffffffffu;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int png_chunks(const unsigned char *p, size_t len, struct error *err)
+{
+	pthread_once(&crc_once, crc_init);
+	size_t off = 8;
+	int n = 0;
+	while (off + 12 <= len) {
+		uint32_t clen = be32(p + off);
+		if (clen > len - off - 12)
+			return error_set(err, "PNG chunk %d at byte %zu runs past the end", n, off);
+		if (crc32_png(p + off + 4, 4 + (size_t)clen) != be32(p + off + 8 + clen))
+			return error_set(err, "PNG chunk %d (%.4s) at byte %zu: CRC mismatch", n,
+					 (const char *)p + off + 4, off);
+		int iend = memcmp(p + off + 4, "IEND", 4) == 0;
+		off += 12 + (size_t)clen;
+		n++;
+		if (iend)
+			return off == len ? 0 : error_set(err, "PNG: %zu bytes after IEND", len - off);
+	}
+	return error_set(err, "PNG truncated (no IEND chunk)");
+}
+
+static int jpeg_markers(const unsigned char *p, size_t len, struct error *err)
+{
+	size_t off = 2;
+	while (off + 4 <= len) {
+		if (p[off] != 0xff)
+			return error_set(err, "JPEG: no marker at byte %zu", off);
+		unsigned m = p[off + 1];
+		if (m == 0xda) /* start of scan: entropy-coded data follows */
+			return 0;
+		size_t seg = (size_t)p[off + 2] << 8 | p[off + 3];
+		if (seg < 2 || off + 2 + seg > len)
+			return error_set(err, "JPEG: segment %02x at byte %zu runs past the end", m, off);
+		off += 2 + seg;
+	}
+	return error_set(err, "JPEG: no start of scan");
+}
+
+int raster_check_image_fast(const void *data, size_t len, const char *ext, struct error *err)
+{
+	const char *driver;
+	if (check_signature(data, len, ext, &driver, err) < 0)
+		return -1;
+	if (driver && strcmp(driver, "PNG") == 0 && png_chunks(data, len, err) < 0)
+		return -1;
+	if (driver && strcmp(driver, "JPEG") == 0 && jpeg_markers(data, len, err) < 0)
+		return -1;
+	static atomic_ulong counter;
+	raster_init();
+	char name[96];
+	snprintf(name, sizeof(name), "/vsimem/cairn-hdr-%ld-%lu.%s", (long)getpid(),
+		 atomic_fetch_add(&counter, 1), ext && *ext ? ext : "img");
+	VSILFILE *f = VSIFileFromMemBuffer(name, (GByte *)data, (vsi_l_offset)len, FALSE);
+	if (!f)
+		return error_set(err, "cannot map %zu bytes into %s", len, name);
+	VSIFCloseL(f);
+	struct gdal_msgs msgs = {0, ""};
+	CPLPushErrorHandlerEx(collect, &msgs);
+	const char *drivers[] = {driver, NULL};
+	GDALDatasetH ds = GDALOpenEx(name, GDAL_OF_RASTER | GDAL_OF_READONLY, driver ? drivers : NULL,
+				     NULL, NULL);
+	int rc = 0;
+	if (!ds || GDALGetRasterXSize(ds) <= 0 || GDALGetRasterCount(ds) <= 0)
+		rc = error_set(err, "does not open as %s: %s", driver ? driver : "an image",
+			       msgs.count ? msgs.first : "unrecognized data");
+	if (ds)
+		GDALClose(ds);
+	CPLPopErrorHandler();
+	VSIUnlink(name);
+	return rc;
+}
+
 static int tmp_path(const char *path, char *tmp, size_t size, struct error *err)
 {
 	static atomic_ulong counter;

@@ -22,6 +22,12 @@ void raster_init(void);
  * an error or a warning. Thread-safe. */
 int raster_check_image(const void *data, size_t len, const char *ext, struct error *err);
 
+/* The cheaper check: signature and end marker, every PNG chunk's CRC-32 (a
+ * flipped byte anywhere in a PNG is caught without inflating it; for JPEG the
+ * marker segments up to the scan), and GDAL opens the header with the
+ * expected driver; pixels are not decoded. */
+int raster_check_image_fast(const void *data, size_t len, const char *ext, struct error *err);
+
 /* Write a TILE_SIZE x TILE_SIZE Byte GeoTIFF for tile t: EPSG:3857, geotransform
  * (west, res, 0, north, 0, -res) from tile_bounds(), `bands` planes of
  * TILE_SIZE*TILE_SIZE bytes one after the other, DEFLATE-compressed. Written

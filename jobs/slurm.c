@@ -227,8 +227,11 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct error *err)
 {
 	long max_array;
-	if (slurm_max_array_size(&max_array, err) < 0)
+	if (slurm_max_array_size(&max_array, err) < 0) {
+		error_prefix(err, "cannot reach the Slurm controller (try `scontrol ping`; is SLURM_CONF "
+				  "set?): ");
 		return -1;
+	}
 	if (max_array < 1)
 		max_array = 1001;
 	struct sent *sent = mem_calloc((size_t)g->nstages, sizeof(*sent));

@@ -38,11 +38,22 @@ int nn_pool_desc_init(struct nn_pool_desc *d, struct error *err)
 	return 0;
 }
 
+#ifndef CAIRN_CUDA
+/* Built without nn/cuda: never a GPU. */
+const struct nn_backend *nn_backend_cuda(void) { return NULL; }
+#endif
+
 const struct nn_backend *nn_backend_by_name(const char *name)
 {
 	if (!strcmp(name, "cpu"))
 		return nn_backend_cpu();
 	if (!strcmp(name, "cpu-ref"))
 		return nn_backend_cpu_ref();
+	if (!strcmp(name, "cuda"))
+		return nn_backend_cuda();
+	if (!strcmp(name, "auto")) {
+		const struct nn_backend *be = nn_backend_cuda();
+		return be ? be : nn_backend_cpu();
+	}
 	return NULL;
 }

@@ -157,7 +157,11 @@ struct nn_backend {
  * is what programs use. */
 const struct nn_backend *nn_backend_cpu(void);
 const struct nn_backend *nn_backend_cpu_ref(void);
-/* By name: "cpu", "cpu-ref" (and "cuda" once nn/cuda exists). NULL if unknown. */
+/* The CUDA table (nn/cuda, `make CUDA=1`); NULL when built without CUDA or
+ * when no GPU is usable (nn/cuda/cuda.h: nn_cuda_error says why). */
+const struct nn_backend *nn_backend_cuda(void);
+/* By name: "cpu", "cpu-ref", "cuda", or "auto" (cuda when a GPU is usable,
+ * else cpu). NULL if unknown or unavailable. */
 const struct nn_backend *nn_backend_by_name(const char *name);
 /* Allocations made by the CPU backends so far (tests: none in a training step). */
 size_t nn_cpu_allocations(void);

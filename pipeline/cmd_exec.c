@@ -295,8 +295,8 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		/* On Slurm every stop (scancel, time limit, node down, preemption)
 		 * sends SIGTERM to all of the job's processes: the task may die of it
 		 * before this wrapper's own handler has run. */
-		if (!stop_signal && x->job[0] && sig == SIGTERM)
-			stop_signal = SIGTERM;
+		if (!stop_signal && x->job[0] && (sig == SIGTERM || code == 128 + SIGTERM))
+			stop_signal = SIGTERM; /* killed, or its shell reporting a SIGTERM-ed child */
 		if (stop_signal && x->job[0] && x->st->res.time_s > 0 &&
 		    wall >= (double)x->st->res.time_s - 15) {
 			/* Slurm signals a job at its time limit; no other cause comes

@@ -378,7 +378,8 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 	plan_release(&p);
 	if (rc < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
-		if (slurm)
+		json_t *jobs = json_object_get(r->info, "jobs");
+		if (slurm && json_array_size(jobs) > 0)
 			fprintf(stderr, "what was submitted is recorded: `cairn resume %s` submits the "
 					"rest, `cairn cancel %s` cancels it\n",
 				r->dir, r->dir);

@@ -9,11 +9,13 @@
 #include <jansson.h>
 
 #include "core/progress.h"
+#include "geo/cog.h"
 #include "geo/fetch.h"
 #include "geo/tile.h"
 
 static const char usage[] =
 	"usage: cairn-fetch --url TEMPLATE --zoom Z --bbox W,S,E,N --out DIR [options]\n"
+	"       cairn-fetch --cog PATH|URL --zoom Z [--bbox W,S,E,N] --out DIR\n"
 	"Downloads every tile of the bbox at zoom Z to DIR/Z/X/Y.EXT, exactly as served,\n"
 	"and records DIR/manifest.tsv (path, bytes, sha256, status). A rerun skips\n"
 	"tiles that are valid in the manifest without asking the server.\n"
@@ -33,9 +35,18 @@ static const char usage[] =
 	"  --timeout S        whole-transfer limit (default 120)\n"
 	"  --ext EXT          file type when the template does not end in one\n"
 	"  --threads N        decode-check/write threads (default: CPUs, at most 8)\n"
-	"  --no-verify        do not decode-check bodies with GDAL\n"
+	"  --verify full|fast|none  full (default): GDAL decodes every pixel; fast:\n"
+	"                     PNG chunk CRCs / JPEG markers + GDAL reads the header;\n"
+	"                     none: length check only (--no-verify is the same)\n"
 	"  --seed N           jitter seed (default 1)\n"
 	"  --json             print the summary as JSON\n"
+	"  --cog SRC          instead of a tile server: a (Cloud-Optimized) GeoTIFF, a\n"
+	"                     path or an http(s) URL read with range requests\n"
+	"                     (/vsicurl/), reprojected to EPSG:3857 and cut into\n"
+	"                     tiles Z/X/Y.tif (--ext png for Byte data); the bbox\n"
+	"                     defaults to the source's extent; empty tiles are\n"
+	"                     recorded 'missing'\n"
+	"  --resampling R     for --cog: near, bilinear (default), cubic, average, ...\n"
 	"Exit: 0 every tile fetched or known missing (404), 1 some failed (listed),\n"
 	"2 bad usage.\n"
 	"\n"
@@ -81,13 +92,16 @@ int main(int argc, char **argv)
 		{"stall", required_argument, 0, 'S'},    {"timeout", required_argument, 0, 'T'},
 		{"ext", required_argument, 0, 'e'},      {"threads", required_argument, 0, 't'},
 		{"no-verify", no_argument, 0, 'V'},      {"seed", required_argument, 0, 'x'},
+		{"verify", required_argument, 0, 'v'},
+		{"cog", required_argument, 0, 'C'},      {"resampling", required_argument, 0, 'X'},
 		{"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	struct fetch_opts o;
 	fetch_opts_init(&o);
 	struct error err;
 	int zoom = -1, have_bbox = 0, json = 0;
-	struct bbox bb;
+	const char *cog = NULL, *resampling = NULL;
+	struct bbox bb = {0, 0, 0, 0};
 	double v;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -153,12 +167,26 @@ int main(int argc, char **argv)
 			o.threads = (int)v;
 			break;
 		case 'V': o.verify = 0; break;
+		case 'v':
+			if (strcmp(optarg, "full") == 0)
+				o.verify = 2;
+			else if (strcmp(optarg, "fast") == 0)
+				o.verify = 1;
+			else if (strcmp(optarg, "none") == 0)
+				o.verify = 0;
+			else {
+				fprintf(stderr, "cairn-fetch: --verify '%s': want full, fast or none\n", optarg);
+				return 2;
+			}
+			break;
 		case 'x':
 			if (parse_num("seed", optarg, 0, 4294967295.0, &v) < 0)
 				return 2;
 			o.seed = (unsigned long)v;
 			break;
 		case 'j': json = 1; break;
+		case 'C': cog = optarg; break;
+		case 'X': resampling = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
@@ -166,6 +194,25 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "cairn-fetch: unexpected argument '%s'\n", argv[optind]);
 		return 2;
+	}
+	if (cog) {
+		if (zoom < 0 || !o.out_dir) {
+			fprintf(stderr, "cairn-fetch: --cog needs --zoom and --out\n");
+			return 2;
+		}
+		struct cog_opts co = {cog, o.out_dir, o.ext, zoom, have_bbox, bb, o.shard_i, o.shard_n,
+				      resampling};
+		struct cog_stats cs;
+		if (cog_run(&co, &cs, &err) < 0) {
+			fprintf(stderr, "cairn-fetch: %s\n", err.msg);
+			return 1;
+		}
+		printf("cairn-fetch: %llu tiles from %s: %llu written, %llu cached, %llu empty; "
+		       "%.2f s, %.1f tiles/s\n  manifest: %s\n",
+		       (unsigned long long)cs.total, cog, (unsigned long long)cs.written,
+		       (unsigned long long)cs.cached, (unsigned long long)cs.empty, cs.seconds,
+		       cs.seconds > 0 ? (double)cs.total / cs.seconds : 0, cs.manifest);
+		return 0;
 	}
 	if (!o.url || zoom < 0 || !have_bbox || !o.out_dir) {
 		fprintf(stderr, "cairn-fetch: --url, --zoom, --bbox and --out are required\n%s", usage);

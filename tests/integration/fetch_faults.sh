@@ -94,7 +94,11 @@ PORT4=$PORT
 cairn-fetch --url "http://127.0.0.1:$PORT4/{z}/{x}/{y}.png" --zoom 6 --bbox=$BBOX --out "$T/out4" \
 	--concurrency 2 >/dev/null 2>&1 &
 fpid=$!
-sleep 1.2
+# kill it once a few tiles are in (the server answers 2 every 0.3 s)
+for _ in $(seq 100); do
+	[ "$(grep -c $'\tok$' "$T/out4/manifest.tsv" 2>/dev/null)" -ge 2 ] 2>/dev/null && break
+	sleep 0.1
+done
 kill -9 $fpid
 wait $fpid 2>/dev/null
 have=$(find "$T/out4" -name '*.png' | wc -l | tr -d ' ')
@@ -108,6 +112,16 @@ check_rc "rerun after SIGKILL exits 0" 0 cairn-fetch --url "http://127.0.0.1:$PO
 check_eq "rerun asked only for tiles not in the manifest" "$(($(requests "$T/log4") - before))" "$((16 - journal))"
 check_eq "no temp folders left from the killed run's successor" \
 	"$(find "$T/out4" -name '*.part' | wc -l | tr -d ' ')" 0
+
+# The same faults with --verify fast (CRCs and a header read instead of a decode).
+start_server "$T/log5" "$T/port5"
+check_rc "fetch through faults with --verify fast" 0 cairn-fetch --url "http://127.0.0.1:$PORT/{z}/{x}/{y}.png" --zoom 6 \
+	--concurrency 8 --retries 4 --backoff 0.05 --stall 1 --timeout 20 --bbox=$BBOX --out "$T/out5" --verify fast
+check_grep "--verify fast rejected the html, corrupt and cut bodies" 'bodies rejected' "$T/.out"
+same=0
+for f in $(cd "$T/www" && find . -name '*.png'); do cmp -s "$T/www/$f" "$T/out5/$f" && same=$((same + 1)); done
+check_eq "--verify fast: every served tile byte-identical" "$same" 15
+check_rc "--verify with a bad value is a usage error" 2 cairn-fetch --url "$URL" --zoom 6 --bbox=$BBOX --out "$T/x" --verify maybe
 
 check_rc "bad bbox is a usage error" 2 cairn-fetch --url "$URL" --zoom 6 --bbox=1,2,3 --out "$T/x"
 check_rc "template without {y} is a usage error" 2 cairn-fetch --url "http://127.0.0.1:1/{z}/{x}.png" --zoom 6 --bbox=$BBOX --out "$T/x"

@@ -98,6 +98,29 @@ check_eq "resume on Slurm: reran only a2 b2 c" "$(sort count | tr '\n' ' ')" "a2
 check_eq "resume on Slurm: result complete" "$(tr '\n' ' ' <r2/stages/c/0/out/c)" "b0 b1 b2 b3 b4 b5 "
 
 echo "# $SECONDS s: failure, retry, resume done"
+
+# --- submission failing half-way: what went out is recorded, resume sends the rest ---
+mkdir -p halfway
+cat >halfway/sbatch <<EOF
+#!/bin/sh
+n=\$(cat $T/halfway/n 2>/dev/null || echo 0); echo \$((n + 1)) > $T/halfway/n
+if [ "\$n" = 2 ]; then echo "sbatch: error: Batch job submission failed: Invalid qos specification" >&2; exit 1; fi
+exec $T/shims/sbatch "\$@"
+EOF
+chmod +x halfway/sbatch
+for c in squeue scontrol scancel; do ln -s "$T/shims/$c" halfway/$c; done
+: >count
+CAIRN_SLURM_BIN=$T/halfway cairn run dag.ini --executor slurm --run-dir r7 >out.txt 2>&1
+check_eq "half-way: exit 1" "$?" 1
+check_grep "half-way: says what went wrong" "Invalid qos specification" out.txt
+check_grep "half-way: says resume and cancel deal with it" "what was submitted is recorded" out.txt
+check_eq "half-way: the two arrays that went out are recorded" "$(grep -c '"job_id"' r7/run.json)" 2
+: >calls
+cairn resume r7 --wait >out.txt 2>&1
+check_eq "half-way, then resume: exit 0" "$?" 0
+check_eq "half-way, then resume: every task ran exactly once" "$(sort count | uniq -d | wc -l) $(wc -l <count)" "0 13"
+check_eq "half-way, then resume: result complete" "$(tr '\n' ' ' <r7/stages/c/0/out/c)" "b0 b1 b2 b3 b4 b5 "
+echo "# $SECONDS s: half-way submission done"
 # --- cancel: one scancel for the whole run ---
 cat >slow.ini <<'EOF'
 [pipeline]

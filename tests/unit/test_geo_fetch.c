@@ -71,6 +71,12 @@ static void test_image_check(void)
 		bad[i] ^= 0x5a;
 	CHECK_INT(raster_check_image(bad, len, "png", &err), -1);
 	printf("#   corrupt PNG: %s\n", err.msg);
+	/* the fast check: CRCs catch the same damage without inflating */
+	CHECK_INT(raster_check_image_fast(png, len, "png", &err), 0);
+	CHECK_INT(raster_check_image_fast(bad, len, "png", &err), -1);
+	CHECK(strstr(err.msg, "CRC mismatch") != NULL);
+	CHECK_INT(raster_check_image_fast(png, len - 5, "png", &err), -1);
+	CHECK_INT(raster_check_image_fast(html, strlen(html), "png", &err), -1);
 	/* a PNG where a JPEG is expected */
 	CHECK_INT(raster_check_image(png, len, "jpg", &err), -1);
 	mem_free(bad);

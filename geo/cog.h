@@ -1,0 +1,34 @@
+/* cog: the second source kind of cairn-fetch: a (Cloud-Optimized) GeoTIFF,
+ * a local path or an http(s) URL read through GDAL's /vsicurl/ with range
+ * requests, reprojected to EPSG:3857 and cut into XYZ tiles, with the same
+ * manifest and rerun rules as downloaded tiles. */
+#ifndef GEO_COG_H
+#define GEO_COG_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "geo/tile.h"
+
+struct cog_opts {
+	const char *src;        /* path, or http(s) URL (read with /vsicurl/) */
+	const char *out_dir;    /* tiles go to out_dir/Z/X/Y.EXT */
+	const char *ext;        /* "tif" (default) or "png" (Byte sources) */
+	int zoom;
+	int have_bbox;          /* else: the source's extent */
+	struct bbox bbox;       /* lon/lat */
+	int shard_i, shard_n;
+	const char *resampling; /* gdalwarp -r (default "bilinear") */
+};
+
+struct cog_stats {
+	uint64_t total, written, cached, empty;
+	double seconds;
+	char manifest[4096];
+};
+
+/* -1 with a message when the source cannot be opened or a tile cannot be
+ * made; tiles without any data are recorded "missing" and not written. */
+int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err);
+
+#endif

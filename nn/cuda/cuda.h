@@ -1,0 +1,64 @@
+/* cuda: the CUDA backend of nn/ (cuDNN convolutions, cuBLAS gemm, own
+ * kernels for the rest) and the few switches a program or test may set on it.
+ * The table itself is reached through nn_backend_cuda() / nn_backend_by_name
+ * ("cuda") in nn/backend.h; only builds with `make CUDA=1` have this module. */
+#ifndef NN_CUDA_H
+#define NN_CUDA_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of visible CUDA devices; 0 when there is no driver, no device, or
+ * CUDA_VISIBLE_DEVICES hides them all (never fails). */
+int nn_cuda_device_count(void);
+
+/* Math of convolutions and gemm. FP32: plain FMA (cuDNN CUDNN_FMA_MATH,
+ * cuBLAS pedantic), results within 1e-5 of the CPU reference. TF32: tensor
+ * cores with 10-bit mantissas on Ampere and Hopper (within 5e-3). The default
+ * is TF32, or what CAIRN_CUDA_PRECISION=fp32|tf32 says at first use. */
+enum nn_cuda_precision { NN_CUDA_FP32 = 0, NN_CUDA_TF32 = 1 };
+int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err);
+enum nn_cuda_precision nn_cuda_get_precision(void);
+/* "fp32" or "tf32" -> the enum; -1 with a message otherwise ("bf16" is not
+ * implemented yet and says so). */
+int nn_cuda_parse_precision(const char *s, enum nn_cuda_precision *p, struct error *err);
+
+/* The backend slots return nothing (see nn/backend.h), so a failed CUDA,
+ * cuDNN or cuBLAS call is reported here: the message names the call, the op
+ * and its shapes. The first failure is kept (later ones would only be its
+ * consequences); nn_cuda_error copies it and returns -1, or returns 0. */
+int nn_cuda_error(struct error *err);
+void nn_cuda_clear_error(void);
+
+/* What happens after a failure inside a slot. The default handler prints
+ * "cairn: cuda: MESSAGE" on stderr and exits with status 1: the device state
+ * is undefined after most CUDA errors and the training loops have no error
+ * path through the table, so going on would only compute garbage (and the
+ * checkpoint writer is atomic, so nothing is left half written). A test may
+ * install its own handler, which must not return into the failed slot if it
+ * wants to stop there (longjmp), or may return to let the slot go on as a
+ * no-op. Allocation failures never call it: alloc returns NULL and the
+ * message (bytes asked, bytes free) is kept for nn_cuda_error. */
+void nn_cuda_set_fatal(void (*fn)(const char *msg));
+
+/* Caching allocator statistics: device bytes held from cudaMalloc, bytes
+ * handed out now, and the number of cudaMalloc calls so far (a training
+ * step's steady state makes none). */
+struct nn_cuda_mem_stats {
+	size_t reserved, in_use, peak_in_use;
+	size_t cuda_mallocs, cache_hits;
+};
+void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s);
+/* Give every cached, unused block back to the driver. */
+void nn_cuda_empty_cache(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

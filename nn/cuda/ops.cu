@@ -1,0 +1,1200 @@
+/* ops: own kernels for every slot that is not a convolution or a gemm.
+ * Each kernel computes what the reference loop in nn/cpu/ref.c computes, in
+ * the same order wherever a sum is formed per output (pooling and nearest
+ * upsampling backward gather their inputs in the reference's order, so the
+ * results are bitwise equal); reductions accumulate in double, in a fixed
+ * order (block partials, then one block), so a run repeats exactly. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "nn/cuda/rt.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+#define GRID_LOOP(i, n)                                                                     \
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);              \
+	     i += (size_t)gridDim.x * blockDim.x)
+
+/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
+ * fixed order; every thread gets the total. */
+__device__ static double block_sum(double v)
+{
+	__shared__ double part[32];
+	__shared__ double total;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_down_sync(0xffffffffu, v, o);
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	__syncthreads(); /* the previous call's readers are done with part and total */
+	if (lane == 0)
+		part[warp] = v;
+	__syncthreads();
+	if (warp == 0) {
+		v = lane < (int)(blockDim.x >> 5) ? part[lane] : 0;
+		for (int o = 16; o > 0; o >>= 1)
+			v += __shfl_down_sync(0xffffffffu, v, o);
+		if (lane == 0)
+			total = v;
+	}
+	__syncthreads();
+	return total;
+}
+
+/* Blocks of a reduction: one partial per block, at most RED_MAX. */
+#define RED_MAX 1024
+static unsigned red_blocks(size_t n)
+{
+	size_t b = (n + CU_THREADS - 1) / CU_THREADS;
+	return b == 0 ? 1 : b > RED_MAX ? RED_MAX : (unsigned)b;
+}
+
+/* out[k] = sum of part[k*stride + 0 .. count) for k < nsums, one block each. */
+__global__ static void sum_partials(const double *part, int count, int stride, double *out)
+{
+	double s = 0;
+	for (int i = threadIdx.x; i < count; i += blockDim.x)
+		s += part[(size_t)blockIdx.x * stride + i];
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		out[blockIdx.x] = s;
+}
+
+/* ---- element-wise ------------------------------------------------------ */
+
+__global__ static void k_fill(float *x, size_t n, float v)
+{
+	GRID_LOOP(i, n) x[i] = v;
+}
+__global__ static void k_add(const float *a, const float *b, float *y, size_t n)
+{
+	GRID_LOOP(i, n) y[i] = a[i] + b[i];
+}
+__global__ static void k_axpy(size_t n, float a, const float *x, float *y)
+{
+	GRID_LOOP(i, n) y[i] += a * x[i];
+}
+__global__ static void k_mul(const float *a, const float *b, float *y, size_t n)
+{
+	GRID_LOOP(i, n) y[i] = a[i] * b[i];
+}
+__global__ static void k_scale(float *x, size_t n, float a)
+{
+	GRID_LOOP(i, n) x[i] *= a;
+}
+
+extern "C" void cu_fill(float *x, size_t n, float v)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_fill<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(x, n, v);
+	CU_LAUNCHED("fill n=%zu", n);
+}
+
+extern "C" void cu_copy(float *dst, const float *src, size_t n)
+{
+	CU_ENTER();
+	if (!n || dst == src)
+		return;
+	CU_RT(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, cu.compute),
+	      "copy n=%zu", n);
+}
+
+extern "C" void cu_add(const float *a, const float *b, float *y, size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_add<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(a, b, y, n);
+	CU_LAUNCHED("add n=%zu", n);
+}
+
+extern "C" void cu_axpy(size_t n, float a, const float *x, float *y)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_axpy<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, a, x, y);
+	CU_LAUNCHED("axpy n=%zu", n);
+}
+
+extern "C" void cu_mul(const float *a, const float *b, float *y, size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_mul<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(a, b, y, n);
+	CU_LAUNCHED("mul n=%zu", n);
+}
+
+extern "C" void cu_scale(float *x, size_t n, float a)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_scale<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(x, n, a);
+	CU_LAUNCHED("scale n=%zu", n);
+}
+
+/* ---- bias ---------------------------------------------------------------- */
+
+__global__ static void k_bias_add(size_t total, int c, int hw, float *y, const float *b)
+{
+	GRID_LOOP(e, total) y[e] += b[(e / hw) % c];
+}
+
+extern "C" void cu_bias_add(int n, int c, int hw, float *y, const float *b)
+{
+	CU_ENTER();
+	size_t total = (size_t)n * c * hw;
+	if (!total)
+		return;
+	k_bias_add<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, y, b);
+	CU_LAUNCHED("bias_add n=%d c=%d hw=%d", n, c, hw);
+}
+
+/* One block per channel: db[k] = sum over n and hw of dy[n][k][.]. */
+__global__ static void k_bias_grad(int n, int c, int hw, const float *dy, float *db)
+{
+	int k = blockIdx.x;
+	size_t m = (size_t)n * hw;
+	double s = 0;
+	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
+		size_t i = t / hw, j = t % hw;
+		s += dy[(i * c + k) * hw + j];
+	}
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		db[k] = (float)s;
+}
+
+extern "C" void cu_bias_grad(int n, int c, int hw, const float *dy, float *db)
+{
+	CU_ENTER();
+	if (!c)
+		return;
+	k_bias_grad<<<c, CU_THREADS, 0, cu.compute>>>(n, c, hw, dy, db);
+	CU_LAUNCHED("bias_grad n=%d c=%d hw=%d", n, c, hw);
+}
+
+/* ---- activations ------------------------------------------------------- */
+
+__global__ static void k_act_fwd(int kind, float alpha, const float *x, float *y, size_t n)
+{
+	GRID_LOOP(i, n)
+	{
+		float v = x[i];
+		switch (kind) {
+		case NN_ACT_RELU:
+			y[i] = v > 0 ? v : 0;
+			break;
+		case NN_ACT_LEAKY:
+			y[i] = v > 0 ? v : alpha * v;
+			break;
+		case NN_ACT_TANH:
+			y[i] = tanhf(v);
+			break;
+		case NN_ACT_SIGMOID:
+			y[i] = 1.0f / (1.0f + expf(-v));
+			break;
+		default:
+			y[i] = v;
+			break;
+		}
+	}
+}
+
+__global__ static void k_act_bwd(int kind, float alpha, const float *x, const float *y,
+				 const float *dy, float *dx, size_t n)
+{
+	GRID_LOOP(i, n)
+	{
+		switch (kind) {
+		case NN_ACT_RELU:
+			dx[i] = x[i] > 0 ? dy[i] : 0;
+			break;
+		case NN_ACT_LEAKY:
+			dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i];
+			break;
+		case NN_ACT_TANH:
+			dx[i] = dy[i] * (1 - y[i] * y[i]);
+			break;
+		case NN_ACT_SIGMOID:
+			dx[i] = dy[i] * y[i] * (1 - y[i]);
+			break;
+		default:
+			dx[i] = dy[i];
+			break;
+		}
+	}
+}
+
+extern "C" void cu_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_act_fwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((int)kind, alpha, x, y, n);
+	CU_LAUNCHED("act_fwd kind=%d n=%zu", (int)kind, n);
+}
+
+extern "C" void cu_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y,
+			   const float *dy, float *dx, size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_act_bwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((int)kind, alpha, x, y, dy, dx, n);
+	CU_LAUNCHED("act_bwd kind=%d n=%zu", (int)kind, n);
+}
+
+/* ---- batch and instance norm ---------------------------------------------
+ * One block per statistics group g. Batch norm: g = channel, rows = n, the
+ * group's rows are x[r][g][.]. Instance norm: g = (sample, channel), rows = 1,
+ * the one row is x[g][.] (viewing x as (n*c, hw)). In both, row r of group g
+ * starts at ((size_t)r * c + g) * hw and the affine index is g % c. */
+
+#define NORM_THREADS 512
+
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_norm_fwd(int rows, int c, int hw, const float *x, const float *gamma, const float *beta,
+		   float eps, float momentum, float *y, float *save_mean, float *save_invstd,
+		   float *run_mean, float *run_var)
+{
+	int g = blockIdx.x, k = g % c;
+	size_t m = (size_t)rows * hw;
+	double s = 0;
+	for (size_t t = threadIdx.x; t < m; t += blockDim.x)
+		s += x[((t / hw) * c + g) * hw + t % hw];
+	double mean = block_sum(s) / (double)m;
+	float mf = (float)mean;
+	double s2 = 0;
+	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
+		float d = x[((t / hw) * c + g) * hw + t % hw] - mf;
+		s2 += (double)d * d;
+	}
+	double var = block_sum(s2) / (double)m;
+	float invstd = (float)(1.0 / sqrt(var + eps));
+	if (threadIdx.x == 0) {
+		save_mean[g] = mf;
+		save_invstd[g] = invstd;
+		if (run_mean) {
+			double unbiased = m > 1 ? var * (double)m / ((double)m - 1) : var;
+			run_mean[k] = (float)((1 - momentum) * run_mean[k] + momentum * mean);
+			run_var[k] = (float)((1 - momentum) * run_var[k] + momentum * unbiased);
+		}
+	}
+	float a = gamma[k] * invstd, o = beta[k] - mf * a;
+	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
+		size_t e = ((t / hw) * c + g) * hw + t % hw;
+		y[e] = x[e] * a + o;
+	}
+}
+
+/* dx = g invstd (dy - mean(dy) - xhat mean(dy xhat)) over the group (Ioffe &
+ * Szegedy 2015, sec. 3). Writes the group's sum dy and sum dy xhat either as
+ * floats to dbeta/dgamma (batch norm) or as doubles to sums[2g], sums[2g+1]. */
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_norm_bwd(int rows, int c, int hw, const float *x, const float *dy, const float *gamma,
+		   const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+		   float *dbeta, double *sums)
+{
+	int g = blockIdx.x, k = g % c;
+	size_t m = (size_t)rows * hw;
+	float mean = save_mean[g], invstd = save_invstd[g];
+	double s1 = 0, s2 = 0;
+	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
+		size_t e = ((t / hw) * c + g) * hw + t % hw;
+		s1 += dy[e];
+		s2 += (double)dy[e] * (x[e] - mean);
+	}
+	s1 = block_sum(s1);
+	s2 = block_sum(s2) * invstd;
+	float a = gamma[k] * invstd, mdy = (float)(s1 / (double)m), mdyx = (float)(s2 / (double)m);
+	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
+		size_t e = ((t / hw) * c + g) * hw + t % hw;
+		float xh = (x[e] - mean) * invstd;
+		dx[e] = a * (dy[e] - mdy - xh * mdyx);
+	}
+	if (threadIdx.x == 0) {
+		if (sums) {
+			sums[2 * (size_t)g] = s1;
+			sums[2 * (size_t)g + 1] = s2;
+		} else {
+			dgamma[g] = (float)s2;
+			dbeta[g] = (float)s1;
+		}
+	}
+}
+
+/* Large groups (the U-Net's first level: 16 channels of 8 x 256 x 256) would
+ * leave most of the device idle with one block per group, so they are split
+ * over S blocks each: partial sums per block, the group's statistics from its
+ * S partials (in a fixed order), then an element-wise pass. S = 1 keeps the
+ * one-kernel path above, which is what small, launch-bound nets want. */
+static int norm_splits(int groups, size_t m)
+{
+	if (m < 32768)
+		return 1;
+	size_t want = ((size_t)4 * cu.sms + groups - 1) / groups, most = m / 8192;
+	if (want > most)
+		want = most;
+	if (want > 64)
+		want = 64;
+	return want < 1 ? 1 : (int)want;
+}
+
+struct norm_geo {
+	int rows, c, hw, groups, splits;
+	size_t m, chunk; /* values per group; values per split */
+};
+
+__device__ static size_t norm_elem(const norm_geo &d, int g, size_t t)
+{
+	return ((t / d.hw) * d.c + g) * (size_t)d.hw + t % d.hw;
+}
+
+/* part[g * S + s] = sum of split s of group g. */
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_split_sum(norm_geo d, const float *x, double *part)
+{
+	int g = blockIdx.x, s = blockIdx.y;
+	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
+	double v = 0;
+	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x)
+		v += x[norm_elem(d, g, t)];
+	v = block_sum(v);
+	if (threadIdx.x == 0)
+		part[(size_t)g * d.splits + s] = v;
+}
+
+/* part2[g * S + s] = sum of (x - mean)^2 over split s, the mean from part. */
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_split_sqdev(norm_geo d, const float *x, const double *part, double *part2)
+{
+	int g = blockIdx.x, s = blockIdx.y;
+	double sum = 0;
+	for (int i = 0; i < d.splits; i++)
+		sum += part[(size_t)g * d.splits + i];
+	float mf = (float)(sum / (double)d.m);
+	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
+	double v = 0;
+	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+		float e = x[norm_elem(d, g, t)] - mf;
+		v += (double)e * e;
+	}
+	v = block_sum(v);
+	if (threadIdx.x == 0)
+		part2[(size_t)g * d.splits + s] = v;
+}
+
+/* The statistics of each group, as k_norm_fwd's thread 0 writes them. */
+__global__ static void k_split_stats(norm_geo d, const double *part, const double *part2,
+				     float eps, float momentum, float *save_mean,
+				     float *save_invstd, float *run_mean, float *run_var)
+{
+	GRID_LOOP(gi, (size_t)d.groups)
+	{
+		int g = (int)gi, k = g % d.c;
+		double s1 = 0, s2 = 0;
+		for (int i = 0; i < d.splits; i++) {
+			s1 += part[gi * d.splits + i];
+			s2 += part2[gi * d.splits + i];
+		}
+		double mean = s1 / (double)d.m, var = s2 / (double)d.m;
+		save_mean[g] = (float)mean;
+		save_invstd[g] = (float)(1.0 / sqrt(var + eps));
+		if (run_mean) {
+			double unbiased = d.m > 1 ? var * (double)d.m / ((double)d.m - 1) : var;
+			run_mean[k] = (float)((1 - momentum) * run_mean[k] + momentum * mean);
+			run_var[k] = (float)((1 - momentum) * run_var[k] + momentum * unbiased);
+		}
+	}
+}
+
+/* y = x a + o per element; the group of element e is (e / hw) % gmod. */
+__global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, const float *x,
+				    const float *gamma, const float *beta, const float *mean,
+				    const float *invstd, float *y)
+{
+	GRID_LOOP(e, total)
+	{
+		int g = (int)((e / hw) % gmod), k = g % c;
+		float a = gamma[k] * invstd[g], o = beta[k] - mean[g] * a;
+		y[e] = x[e] * a + o;
+	}
+}
+
+/* part[g S + s] = sum dy, part[G S + g S + s] = sum dy (x - mean) over split s. */
+__global__ static void __launch_bounds__(NORM_THREADS)
+	k_split_bwd_sums(norm_geo d, const float *x, const float *dy, const float *save_mean,
+			 double *part)
+{
+	int g = blockIdx.x, s = blockIdx.y;
+	float mean = save_mean[g];
+	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
+	double v1 = 0, v2 = 0;
+	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+		size_t e = norm_elem(d, g, t);
+		v1 += dy[e];
+		v2 += (double)dy[e] * (x[e] - mean);
+	}
+	v1 = block_sum(v1);
+	v2 = block_sum(v2);
+	if (threadIdx.x == 0) {
+		size_t gs = (size_t)d.groups * d.splits;
+		part[(size_t)g * d.splits + s] = v1;
+		part[gs + (size_t)g * d.splits + s] = v2;
+	}
+}
+
+/* Per group: coef = (mean dy, mean dy xhat); the sums to dbeta, dgamma (or sums). */
+__global__ static void k_split_bwd_stats(norm_geo d, const double *part, const float *save_invstd,
+					 float *coef, float *dgamma, float *dbeta, double *sums)
+{
+	GRID_LOOP(gi, (size_t)d.groups)
+	{
+		size_t gs = (size_t)d.groups * d.splits;
+		double s1 = 0, s2 = 0;
+		for (int i = 0; i < d.splits; i++) {
+			s1 += part[gi * d.splits + i];
+			s2 += part[gs + gi * d.splits + i];
+		}
+		s2 *= save_invstd[gi];
+		coef[2 * gi] = (float)(s1 / (double)d.m);
+		coef[2 * gi + 1] = (float)(s2 / (double)d.m);
+		if (sums) {
+			sums[2 * gi] = s1;
+			sums[2 * gi + 1] = s2;
+		} else {
+			dgamma[gi] = (float)s2;
+			dbeta[gi] = (float)s1;
+		}
+	}
+}
+
+__global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, const float *x,
+					const float *dy, const float *gamma, const float *save_mean,
+					const float *save_invstd, const float *coef, float *dx)
+{
+	GRID_LOOP(e, total)
+	{
+		int g = (int)((e / hw) % gmod), k = g % c;
+		float invstd = save_invstd[g], a = gamma[k] * invstd;
+		float xh = (x[e] - save_mean[g]) * invstd;
+		dx[e] = a * (dy[e] - coef[2 * g] - xh * coef[2 * g + 1]);
+	}
+}
+
+/* dgamma[k], dbeta[k] = sums over samples, in sample order as the reference. */
+__global__ static void k_in_param_grads(int n, int c, const double *sums, float *dgamma,
+					float *dbeta)
+{
+	GRID_LOOP(k, (size_t)c)
+	{
+		float gs = 0, bs = 0;
+		for (int i = 0; i < n; i++) {
+			size_t g = (size_t)i * c + k;
+			gs += (float)sums[2 * g + 1];
+			bs += (float)sums[2 * g];
+		}
+		dgamma[k] = gs;
+		dbeta[k] = bs;
+	}
+}
+
+/* Forward of batch norm (instance = 0: groups = c, rows = n, running
+ * statistics updated) or instance norm (groups = n c, rows = 1). */
+static void norm_fwd(int instance, int n, int c, int hw, const float *x, const float *gamma,
+		     const float *beta, float eps, float momentum, float *y, float *save_mean,
+		     float *save_invstd, float *run_mean, float *run_var)
+{
+	const char *op = instance ? "in_fwd" : "bn_fwd_train";
+	int groups = instance ? n * c : c, rows = instance ? 1 : n;
+	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0};
+	d.splits = norm_splits(groups, d.m);
+	if (d.splits == 1) {
+		k_norm_fwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, x, gamma, beta, eps,
+								    momentum, y, save_mean,
+								    save_invstd, run_mean, run_var);
+		CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw);
+		return;
+	}
+	d.chunk = (d.m + d.splits - 1) / d.splits;
+	size_t gs = (size_t)groups * d.splits;
+	double *part = (double *)cu_scratch(sizeof(double) * 2 * gs);
+	if (!part)
+		return;
+	dim3 grid(groups, d.splits);
+	k_split_sum<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, part);
+	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (sums over %d splits)", op, n, c, hw, d.splits))
+		return;
+	k_split_sqdev<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, part, part + gs);
+	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (squared deviations)", op, n, c, hw))
+		return;
+	k_split_stats<<<cu_blocks(groups), CU_THREADS, 0, cu.compute>>>(
+		d, part, part + gs, eps, momentum, save_mean, save_invstd, run_mean, run_var);
+	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (statistics)", op, n, c, hw))
+		return;
+	size_t total = (size_t)n * c * hw;
+	k_norm_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
+		total, hw, groups, c, x, gamma, beta, save_mean, save_invstd, y);
+	CU_LAUNCHED("%s n=%d c=%d hw=%d (normalize)", op, n, c, hw);
+}
+
+static void norm_bwd(int instance, int n, int c, int hw, const float *x, const float *dy,
+		     const float *gamma, const float *save_mean, const float *save_invstd,
+		     float *dx, float *dgamma, float *dbeta)
+{
+	const char *op = instance ? "in_bwd" : "bn_bwd";
+	int groups = instance ? n * c : c, rows = instance ? 1 : n;
+	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0};
+	d.splits = norm_splits(groups, d.m);
+	size_t gs = (size_t)groups * d.splits;
+	/* scratch, in doubles: instance-norm sums [2 G], partials [2 G S], coef [G] (2 G floats) */
+	size_t need = (instance ? 2 * (size_t)groups : 0) +
+		      (d.splits > 1 ? 2 * gs + (size_t)groups : 0);
+	double *scratch = need ? (double *)cu_scratch(sizeof(double) * need) : NULL;
+	if (need && !scratch)
+		return;
+	double *sums = instance ? scratch : NULL;
+	double *part = scratch + (instance ? 2 * (size_t)groups : 0);
+	if (d.splits == 1) {
+		k_norm_bwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, x, dy, gamma,
+								    save_mean, save_invstd, dx,
+								    dgamma, dbeta, sums);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw))
+			return;
+	} else {
+		d.chunk = (d.m + d.splits - 1) / d.splits;
+		float *coef = (float *)(part + 2 * gs);
+		dim3 grid(groups, d.splits);
+		k_split_bwd_sums<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, dy, save_mean, part);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (sums over %d splits)", op, n, c, hw, d.splits))
+			return;
+		k_split_bwd_stats<<<cu_blocks(groups), CU_THREADS, 0, cu.compute>>>(
+			d, part, save_invstd, coef, dgamma, dbeta, sums);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (statistics)", op, n, c, hw))
+			return;
+		size_t total = (size_t)n * c * hw;
+		k_norm_bwd_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
+			total, hw, groups, c, x, dy, gamma, save_mean, save_invstd, coef, dx);
+		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (input gradient)", op, n, c, hw))
+			return;
+	}
+	if (instance) {
+		k_in_param_grads<<<cu_blocks(c), CU_THREADS, 0, cu.compute>>>(n, c, sums, dgamma, dbeta);
+		CU_LAUNCHED("in_bwd parameter gradients n=%d c=%d", n, c);
+	}
+}
+
+extern "C" void cu_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
+				const float *beta, float eps, float momentum, float *y,
+				float *save_mean, float *save_invstd, float *run_mean,
+				float *run_var)
+{
+	CU_ENTER();
+	if (!c || !n || !hw)
+		return;
+	norm_fwd(0, n, c, hw, x, gamma, beta, eps, momentum, y, save_mean, save_invstd, run_mean,
+		 run_var);
+}
+
+__global__ static void k_bn_eval(size_t total, int c, int hw, const float *x, const float *gamma,
+				 const float *beta, const float *run_mean, const float *run_var,
+				 float eps, float *y)
+{
+	GRID_LOOP(e, total)
+	{
+		int k = (int)((e / hw) % c);
+		float invstd = 1.0f / sqrtf(run_var[k] + eps);
+		float a = gamma[k] * invstd, o = beta[k] - run_mean[k] * a;
+		y[e] = x[e] * a + o;
+	}
+}
+
+extern "C" void cu_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma,
+			       const float *beta, const float *run_mean, const float *run_var,
+			       float eps, float *y)
+{
+	CU_ENTER();
+	size_t total = (size_t)n * c * hw;
+	if (!total)
+		return;
+	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, x, gamma, beta,
+								  run_mean, run_var, eps, y);
+	CU_LAUNCHED("bn_fwd_eval n=%d c=%d hw=%d", n, c, hw);
+}
+
+extern "C" void cu_bn_bwd(int n, int c, int hw, const float *x, const float *dy,
+			  const float *gamma, const float *save_mean, const float *save_invstd,
+			  float *dx, float *dgamma, float *dbeta)
+{
+	CU_ENTER();
+	if (!c || !n || !hw)
+		return;
+	norm_bwd(0, n, c, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+}
+
+extern "C" void cu_in_fwd(int n, int c, int hw, const float *x, const float *gamma,
+			  const float *beta, float eps, float *y, float *save_mean,
+			  float *save_invstd)
+{
+	CU_ENTER();
+	if (!c || !n || !hw)
+		return;
+	norm_fwd(1, n, c, hw, x, gamma, beta, eps, 0, y, save_mean, save_invstd, NULL, NULL);
+}
+
+extern "C" void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy,
+			  const float *gamma, const float *save_mean, const float *save_invstd,
+			  float *dx, float *dgamma, float *dbeta)
+{
+	CU_ENTER();
+	if (!c)
+		return;
+	if (!n || !hw) {
+		cu_fill(dgamma, c, 0);
+		cu_fill(dbeta, c, 0);
+		return;
+	}
+	norm_bwd(1, n, c, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+}
+
+/* ---- pooling ------------------------------------------------------------ */
+
+struct pool_args {
+	int kind, n, c, h, w, kh, kw, sh, sw, ph, pw, hout, wout;
+};
+static pool_args pool_of(const struct nn_pool_desc *d)
+{
+	return pool_args{(int)d->kind, d->n, d->c, d->h, d->w, d->kh, d->kw,
+			 d->sh, d->sw, d->ph, d->pw, d->hout, d->wout};
+}
+#define POOL_FMT "pool kind=%d n=%d c=%d %dx%d window %dx%d stride %dx%d pad %dx%d"
+#define POOL_ARGS(d)                                                                          \
+	(int)(d)->kind, (d)->n, (d)->c, (d)->h, (d)->w, (d)->kh, (d)->kw, (d)->sh, (d)->sw,      \
+		(d)->ph, (d)->pw
+
+__global__ static void k_pool_fwd(pool_args d, const float *x, float *y, int32_t *idx)
+{
+	size_t total = (size_t)d.n * d.c * d.hout * d.wout;
+	GRID_LOOP(o, total)
+	{
+		int j = (int)(o % d.wout), i = (int)((o / d.wout) % d.hout);
+		size_t nc = o / ((size_t)d.wout * d.hout);
+		const float *xp = x + nc * d.h * d.w;
+		float best = -FLT_MAX, sum = 0;
+		int arg = -1, count = 0;
+		for (int p = 0; p < d.kh; p++) {
+			int r = i * d.sh - d.ph + p;
+			if (r < 0 || r >= d.h)
+				continue;
+			for (int q = 0; q < d.kw; q++) {
+				int s = j * d.sw - d.pw + q;
+				if (s < 0 || s >= d.w)
+					continue;
+				float v = xp[r * d.w + s];
+				if (arg < 0 || v > best)
+					best = v, arg = r * d.w + s;
+				sum += v;
+				count++;
+			}
+		}
+		if (d.kind == NN_POOL_MAX) {
+			y[o] = best;
+			if (idx)
+				idx[o] = arg;
+		} else {
+			y[o] = sum / count;
+		}
+	}
+}
+
+/* Gather: each input element adds the gradients of the outputs whose window
+ * holds it, in the reference's output order. */
+__global__ static void k_pool_bwd(pool_args d, const float *dy, const int32_t *idx, float *dx)
+{
+	size_t total = (size_t)d.n * d.c * d.h * d.w;
+	GRID_LOOP(e, total)
+	{
+		int s = (int)(e % d.w), r = (int)((e / d.w) % d.h);
+		size_t nc = e / ((size_t)d.w * d.h);
+		int ni = r + d.ph - d.kh + 1, nj = s + d.pw - d.kw + 1;
+		int i0 = ni <= 0 ? 0 : (ni + d.sh - 1) / d.sh, i1 = (r + d.ph) / d.sh;
+		int j0 = nj <= 0 ? 0 : (nj + d.sw - 1) / d.sw, j1 = (s + d.pw) / d.sw;
+		if (i1 > d.hout - 1)
+			i1 = d.hout - 1;
+		if (j1 > d.wout - 1)
+			j1 = d.wout - 1;
+		float acc = 0;
+		for (int i = i0; i <= i1; i++)
+			for (int j = j0; j <= j1; j++) {
+				size_t o = (nc * d.hout + i) * d.wout + j;
+				if (d.kind == NN_POOL_MAX) {
+					if (idx[o] == r * d.w + s)
+						acc += dy[o];
+					continue;
+				}
+				int r0 = i * d.sh - d.ph, s0 = j * d.sw - d.pw;
+				int r1 = r0 + d.kh, s1 = s0 + d.kw;
+				r0 = r0 < 0 ? 0 : r0, s0 = s0 < 0 ? 0 : s0;
+				r1 = r1 > d.h ? d.h : r1, s1 = s1 > d.w ? d.w : s1;
+				acc += dy[o] / ((r1 - r0) * (s1 - s0));
+			}
+		dx[e] = acc;
+	}
+}
+
+extern "C" void cu_pool_fwd(const struct nn_pool_desc *d, const float *x, float *y, int32_t *idx)
+{
+	CU_ENTER();
+	size_t total = (size_t)d->n * d->c * d->hout * d->wout;
+	if (!total)
+		return;
+	k_pool_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), x, y, idx);
+	CU_LAUNCHED(POOL_FMT " forward", POOL_ARGS(d));
+}
+
+extern "C" void cu_pool_bwd(const struct nn_pool_desc *d, const float *dy, const int32_t *idx,
+			    float *dx)
+{
+	CU_ENTER();
+	size_t total = (size_t)d->n * d->c * d->h * d->w;
+	if (!total)
+		return;
+	k_pool_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), dy, idx, dx);
+	CU_LAUNCHED(POOL_FMT " backward", POOL_ARGS(d));
+}
+
+/* ---- upsampling -------------------------------------------------------- */
+
+/* Source coordinate and weight of bilinear sampling with half-pixel centres
+ * (the reference's bilinear_src). */
+__device__ static void bilinear_src(int o, int scale, int size, int *i0, int *i1, float *l)
+{
+	float s = (o + 0.5f) / scale - 0.5f;
+	if (s < 0)
+		s = 0;
+	int a = (int)s;
+	if (a > size - 1)
+		a = size - 1;
+	*i0 = a;
+	*i1 = a + 1 < size ? a + 1 : size - 1;
+	*l = s - a;
+}
+
+__global__ static void k_up_fwd(int mode, size_t total, int h, int w, int scale, const float *x,
+				float *y)
+{
+	int ho = h * scale, wo = w * scale;
+	GRID_LOOP(o, total)
+	{
+		int j = (int)(o % wo), i = (int)((o / wo) % ho);
+		const float *xp = x + (o / ((size_t)wo * ho)) * h * w;
+		if (mode == NN_UP_NEAREST) {
+			y[o] = xp[(i / scale) * w + j / scale];
+			continue;
+		}
+		int y0, y1, x0, x1;
+		float ly, lx;
+		bilinear_src(i, scale, h, &y0, &y1, &ly);
+		bilinear_src(j, scale, w, &x0, &x1, &lx);
+		float w00 = (1 - ly) * (1 - lx), w01 = (1 - ly) * lx;
+		float w10 = ly * (1 - lx), w11 = ly * lx;
+		y[o] = w00 * xp[y0 * w + x0] + w01 * xp[y0 * w + x1] + w10 * xp[y1 * w + x0] +
+		       w11 * xp[y1 * w + x1];
+	}
+}
+
+/* Gather: input (r, s) collects the outputs that sample it. Nearest: the
+ * scale x scale block above it, in the reference's order. Bilinear: outputs
+ * within one input pixel of it ((r-1)*scale to (r+2)*scale covers every
+ * output whose y0 or y1 is r, clamped borders included), each with the
+ * reference's weight for each corner that lands on (r, s). */
+__global__ static void k_up_bwd(int mode, size_t total, int h, int w, int scale, const float *dy,
+				float *dx)
+{
+	int ho = h * scale, wo = w * scale;
+	GRID_LOOP(e, total)
+	{
+		int s = (int)(e % w), r = (int)((e / w) % h);
+		const float *g = dy + (e / ((size_t)w * h)) * ho * wo;
+		float acc = 0;
+		if (mode == NN_UP_NEAREST) {
+			for (int a = 0; a < scale; a++)
+				for (int b = 0; b < scale; b++)
+					acc += g[(size_t)(r * scale + a) * wo + s * scale + b];
+			dx[e] = acc;
+			continue;
+		}
+		int ia = (r - 1) * scale, ib = (r + 2) * scale, ja = (s - 1) * scale, jb = (s + 2) * scale;
+		ia = ia < 0 ? 0 : ia, ja = ja < 0 ? 0 : ja;
+		ib = ib > ho ? ho : ib, jb = jb > wo ? wo : jb;
+		for (int i = ia; i < ib; i++) {
+			int y0, y1;
+			float ly;
+			bilinear_src(i, scale, h, &y0, &y1, &ly);
+			if (y0 != r && y1 != r)
+				continue;
+			for (int j = ja; j < jb; j++) {
+				int x0, x1;
+				float lx;
+				bilinear_src(j, scale, w, &x0, &x1, &lx);
+				if (x0 != s && x1 != s)
+					continue;
+				float gv = g[(size_t)i * wo + j];
+				if (y0 == r && x0 == s)
+					acc += (1 - ly) * (1 - lx) * gv;
+				if (y0 == r && x1 == s)
+					acc += (1 - ly) * lx * gv;
+				if (y1 == r && x0 == s)
+					acc += ly * (1 - lx) * gv;
+				if (y1 == r && x1 == s)
+					acc += ly * lx * gv;
+			}
+		}
+		dx[e] = acc;
+	}
+}
+
+extern "C" void cu_upsample_fwd(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,
+				const float *x, float *y)
+{
+	CU_ENTER();
+	size_t total = (size_t)n * c * h * scale * w * scale;
+	if (!total)
+		return;
+	k_up_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale, x, y);
+	CU_LAUNCHED("upsample_fwd mode=%d n=%d c=%d %dx%d scale=%d", (int)mode, n, c, h, w, scale);
+}
+
+extern "C" void cu_upsample_bwd(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,
+				const float *dy, float *dx)
+{
+	CU_ENTER();
+	size_t total = (size_t)n * c * h * w;
+	if (!total)
+		return;
+	k_up_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale, dy,
+								 dx);
+	CU_LAUNCHED("upsample_bwd mode=%d n=%d c=%d %dx%d scale=%d", (int)mode, n, c, h, w, scale);
+}
+
+/* ---- concat ---------------------------------------------------------- */
+
+/* dst[i][doff + t] (= or +=) src[i][soff + t] for t < len, i < n; the row
+ * strides are sstride and dstride floats. */
+__global__ static void k_block_copy(int n, size_t len, const float *src, size_t sstride,
+				    size_t soff, float *dst, size_t dstride, size_t doff,
+				    int accumulate)
+{
+	GRID_LOOP(e, (size_t)n * len)
+	{
+		size_t i = e / len, t = e % len;
+		float v = src[i * sstride + soff + t];
+		float *d = dst + i * dstride + doff + t;
+		if (accumulate)
+			*d += 1 * v;
+		else
+			*d = v;
+	}
+}
+
+extern "C" void cu_channel_copy(int n, int hw, int csrc, const float *src, int cdst, int coff,
+				float *dst, int accumulate)
+{
+	CU_ENTER();
+	size_t len = (size_t)csrc * hw;
+	if (!n || !len)
+		return;
+	k_block_copy<<<cu_blocks(n * len), CU_THREADS, 0, cu.compute>>>(
+		n, len, src, len, 0, dst, (size_t)cdst * hw, (size_t)coff * hw, accumulate);
+	CU_LAUNCHED("channel_copy n=%d hw=%d csrc=%d cdst=%d coff=%d", n, hw, csrc, cdst, coff);
+}
+
+extern "C" void cu_channel_slice(int n, int hw, int csrc, int coff, const float *src, int cdst,
+				 float *dst, int accumulate)
+{
+	CU_ENTER();
+	size_t len = (size_t)cdst * hw;
+	if (!n || !len)
+		return;
+	k_block_copy<<<cu_blocks(n * len), CU_THREADS, 0, cu.compute>>>(
+		n, len, src, (size_t)csrc * hw, (size_t)coff * hw, dst, len, 0, accumulate);
+	CU_LAUNCHED("channel_slice n=%d hw=%d csrc=%d coff=%d cdst=%d", n, hw, csrc, coff, cdst);
+}
+
+/* ---- dropout ----------------------------------------------------------- */
+
+/* splitmix64 (Steele, Lea & Flood 2014), as nn/cpu/ref.c: same mask bits. */
+__host__ __device__ static uint64_t mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ULL;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+__global__ static void k_dropout(size_t n, float p, uint64_t key, const float *x, float *y,
+				 float *mask)
+{
+	float keep = 1.0f / (1.0f - p);
+	GRID_LOOP(i, n)
+	{
+		float u = (float)(mix64(key ^ (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
+		float m = u < p ? 0.0f : keep;
+		mask[i] = m;
+		y[i] = x[i] * m;
+	}
+}
+
+extern "C" void cu_dropout_fwd(size_t n, float p, uint64_t seed, const float *x, float *y,
+			       float *mask)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_dropout<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, p, mix64(seed), x, y, mask);
+	CU_LAUNCHED("dropout n=%zu p=%g", n, (double)p);
+}
+
+/* ---- losses ------------------------------------------------------------ *
+ * Each loss writes its gradient and one partial sum per block into scratch,
+ * sums the partials in one block, and reads the sums back (the value is a
+ * host float, so a loss synchronizes). Scratch layout in doubles:
+ * [0, RED_MAX) first partials, [RED_MAX, 2 RED_MAX) second, then the sums. */
+
+/* Read back nsums doubles from the sums area into pinned memory. */
+static int read_sums(double *sums, int nsums, double *host, const char *what)
+{
+	if (CU_RT(cudaMemcpyAsync(host, sums, sizeof(double) * nsums, cudaMemcpyDeviceToHost,
+				  cu.compute),
+		  "%s: reading the loss back", what) ||
+	    CU_RT(cudaStreamSynchronize(cu.compute), "%s: waiting for the loss", what))
+		return -1;
+	return 0;
+}
+
+__global__ static void k_xent_wsum(int c, size_t total, const int32_t *labels, const float *class_w,
+				   double *part)
+{
+	double s = 0;
+	GRID_LOOP(i, total)
+	{
+		int y = labels[i];
+		if (y >= 0 && y < c)
+			s += class_w ? class_w[y] : 1;
+	}
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = s;
+}
+
+__global__ static void k_xent(int c, int hw, size_t total, const float *logits,
+			      const int32_t *labels, const float *class_w, const double *wsum_p,
+			      float *dlogits, double *part)
+{
+	double wsum = *wsum_p, lsum = 0;
+	GRID_LOOP(t, total)
+	{
+		size_t i = t / hw, p = t % hw;
+		const float *l = logits + i * c * hw + p;
+		float *dl = dlogits + i * c * hw + p;
+		int y = labels[t];
+		if (y < 0 || y >= c || wsum == 0) {
+			for (int k = 0; k < c; k++)
+				dl[(size_t)k * hw] = 0;
+			continue;
+		}
+		float mx = l[0];
+		for (int k = 1; k < c; k++)
+			mx = l[(size_t)k * hw] > mx ? l[(size_t)k * hw] : mx;
+		double se = 0;
+		for (int k = 0; k < c; k++)
+			se += exp((double)(l[(size_t)k * hw] - mx));
+		double lse = mx + log(se), wy = class_w ? class_w[y] : 1;
+		lsum += wy * (lse - l[(size_t)y * hw]);
+		for (int k = 0; k < c; k++) {
+			double pk = exp(l[(size_t)k * hw] - lse);
+			dl[(size_t)k * hw] = (float)(wy * (pk - (k == y)) / wsum);
+		}
+	}
+	lsum = block_sum(lsum);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = lsum;
+}
+
+extern "C" void cu_softmax_xent(int n, int c, int hw, const float *logits, const int32_t *labels,
+				const float *class_w, float *dlogits, float *loss)
+{
+	*loss = 0;
+	CU_ENTER();
+	size_t total = (size_t)n * hw;
+	if (!total || !c)
+		return;
+	double *s = (double *)cu_scratch(sizeof(double) * (2 * RED_MAX + 2));
+	if (!s)
+		return;
+	double *sums = s + 2 * RED_MAX;
+	unsigned b = red_blocks(total);
+	k_xent_wsum<<<b, CU_THREADS, 0, cu.compute>>>(c, total, labels, class_w, s);
+	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d (weight sum)", n, c, hw))
+		return;
+	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s, b, 0, sums);
+	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d (weight sum)", n, c, hw))
+		return;
+	k_xent<<<b, CU_THREADS, 0, cu.compute>>>(c, hw, total, logits, labels, class_w, sums, dlogits,
+						 s + RED_MAX);
+	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d", n, c, hw))
+		return;
+	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s + RED_MAX, b, 0, sums + 1);
+	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d (loss sum)", n, c, hw))
+		return;
+	double *h = cu_host_scalars();
+	if (read_sums(sums, 2, h, "softmax_xent") < 0)
+		return;
+	*loss = h[0] > 0 ? (float)(h[1] / h[0]) : 0;
+}
+
+enum { LOSS_BCE, LOSS_L1, LOSS_MSE };
+
+__global__ static void k_pointwise_loss(int kind, size_t n, const float *x, const float *t,
+					const float *w, float *dx, double *part)
+{
+	double s = 0;
+	GRID_LOOP(i, n)
+	{
+		if (kind == LOSS_BCE) {
+			double wi = w ? w[i] : 1, xi = x[i];
+			s += wi * ((xi > 0 ? xi : 0) - xi * t[i] + log1p(exp(-fabs(xi))));
+			dx[i] = (float)(wi * (1.0 / (1.0 + exp(-xi)) - t[i]) / n);
+		} else if (kind == LOSS_L1) {
+			float d = x[i] - t[i];
+			s += fabsf(d);
+			dx[i] = (d > 0 ? 1.0f : d < 0 ? -1.0f : 0.0f) / n;
+		} else {
+			float d = x[i] - t[i];
+			s += (double)d * d;
+			dx[i] = 2 * d / n;
+		}
+	}
+	s = block_sum(s);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = s;
+}
+
+static void pointwise_loss(int kind, const char *name, size_t n, const float *x, const float *t,
+			   const float *w, float *dx, float *loss)
+{
+	*loss = 0;
+	CU_ENTER();
+	if (!n)
+		return;
+	double *s = (double *)cu_scratch(sizeof(double) * (2 * RED_MAX + 2));
+	if (!s)
+		return;
+	double *sums = s + 2 * RED_MAX;
+	unsigned b = red_blocks(n);
+	k_pointwise_loss<<<b, CU_THREADS, 0, cu.compute>>>(kind, n, x, t, w, dx, s);
+	if (CU_LAUNCHED("%s n=%zu", name, n))
+		return;
+	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s, b, 0, sums);
+	if (CU_LAUNCHED("%s n=%zu (sum)", name, n))
+		return;
+	double *h = cu_host_scalars();
+	if (read_sums(sums, 1, h, name) < 0)
+		return;
+	*loss = (float)(h[0] / n);
+}
+
+extern "C" void cu_bce_logits(size_t n, const float *x, const float *t, const float *w, float *dx,
+			      float *loss)
+{
+	pointwise_loss(LOSS_BCE, "bce_logits", n, x, t, w, dx, loss);
+}
+extern "C" void cu_l1(size_t n, const float *x, const float *t, float *dx, float *loss)
+{
+	pointwise_loss(LOSS_L1, "l1", n, x, t, NULL, dx, loss);
+}
+extern "C" void cu_mse(size_t n, const float *x, const float *t, float *dx, float *loss)
+{
+	pointwise_loss(LOSS_MSE, "mse", n, x, t, NULL, dx, loss);
+}
+
+__global__ static void k_argmax(int n, int c, const float *x, int32_t *out)
+{
+	GRID_LOOP(i, (size_t)n)
+	{
+		const float *r = x + i * c;
+		int best = 0;
+		for (int k = 1; k < c; k++)
+			if (r[k] > r[best])
+				best = k;
+		out[i] = best;
+	}
+}
+
+extern "C" void cu_argmax(int n, int c, const float *x, int32_t *out)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_argmax<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, c, x, out);
+	CU_LAUNCHED("argmax n=%d c=%d", n, c);
+}
+
+/* ---- optimizers ---------------------------------------------------------- */
+
+/* PyTorch's SGD, as the reference: g += wd w; m = mu m + g; w -= lr (nesterov ? g + mu m : m). */
+__global__ static void k_sgd(size_t n, float *w, const float *g, float *m, float lr, float momentum,
+			     float wd, int nesterov)
+{
+	GRID_LOOP(i, n)
+	{
+		float gi = g[i] + wd * w[i];
+		float mi = momentum * m[i] + gi;
+		m[i] = mi;
+		w[i] -= lr * (nesterov ? gi + momentum * mi : mi);
+	}
+}
+
+extern "C" void cu_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum,
+			    float wd, int nesterov)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_sgd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, w, g, m, lr, momentum, wd, nesterov);
+	CU_LAUNCHED("sgd_step n=%zu", n);
+}
+
+/* Adam (Kingma & Ba 2015, alg. 1); c1, c2 are the bias corrections 1 - b^t,
+ * computed on the host with powf as the reference does. */
+__global__ static void k_adam(size_t n, float *w, const float *g, float *m, float *v, float lr,
+			      float b1, float b2, float eps, float wd, int decoupled, float c1,
+			      float c2)
+{
+	GRID_LOOP(i, n)
+	{
+		float wi = w[i];
+		float gi = g[i] + (decoupled ? 0 : wd * wi);
+		float mi = b1 * m[i] + (1 - b1) * gi;
+		float vi = b2 * v[i] + (1 - b2) * gi * gi;
+		m[i] = mi, v[i] = vi;
+		float step = (mi / c1) / (sqrtf(vi / c2) + eps);
+		w[i] = wi - lr * (step + (decoupled ? wd * wi : 0));
+	}
+}
+
+extern "C" void cu_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr,
+			     float b1, float b2, float eps, float wd, int decoupled, int t)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
+	k_adam<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, w, g, m, v, lr, b1, b2, eps, wd,
+							    decoupled, c1, c2);
+	CU_LAUNCHED("adam_step n=%zu t=%d", n, t);
+}

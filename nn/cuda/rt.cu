@@ -1,0 +1,447 @@
+/* rt: device set-up, error reporting, the caching allocator and the copies
+ * between host and device. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "nn/cuda/rt.h"
+
+struct cu_ctx cu;
+
+/* ---- errors ---------------------------------------------------------- */
+
+static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
+static char first_error[1024];
+static int have_error;
+
+static void default_fatal(const char *msg)
+{
+	fprintf(stderr, "cairn: cuda: %s\n", msg);
+	exit(1);
+}
+static void (*fatal_fn)(const char *msg) = default_fatal;
+
+extern "C" void nn_cuda_set_fatal(void (*fn)(const char *msg))
+{
+	fatal_fn = fn ? fn : default_fatal;
+}
+
+/* Keep the first message; later ones are usually its consequences. */
+static void keep(const char *msg)
+{
+	pthread_mutex_lock(&err_lock);
+	if (!have_error) {
+		size_t len = strlen(msg);
+		if (len >= sizeof(first_error))
+			len = sizeof(first_error) - 1;
+		memcpy(first_error, msg, len);
+		first_error[len] = 0;
+		have_error = 1;
+	}
+	pthread_mutex_unlock(&err_lock);
+}
+
+static void vfail(const char *file, int line, const char *call, const char *why, const char *fmt,
+		  va_list ap)
+{
+	char op[512], msg[1024];
+	vsnprintf(op, sizeof(op), fmt, ap);
+	snprintf(msg, sizeof(msg), "%s: %s failed: %s (%s:%d)", op, call, why, file, line);
+	keep(msg);
+	cu.failed = 1;
+	fatal_fn(msg);
+}
+
+void cu_fail(const char *file, int line, const char *call, const char *why, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfail(file, line, call, why, fmt, ap);
+	va_end(ap);
+}
+
+int cu_check_rt(cudaError_t e, const char *call, const char *file, int line, const char *fmt, ...)
+{
+	if (e == cudaSuccess)
+		return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vfail(file, line, call, cudaGetErrorString(e), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int cu_check_dnn(cudnnStatus_t e, const char *call, const char *file, int line, const char *fmt,
+		 ...)
+{
+	if (e == CUDNN_STATUS_SUCCESS)
+		return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vfail(file, line, call, cudnnGetErrorString(e), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int cu_check_blas(cublasStatus_t e, const char *call, const char *file, int line, const char *fmt,
+		  ...)
+{
+	if (e == CUBLAS_STATUS_SUCCESS)
+		return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vfail(file, line, call, cublasGetStatusString(e), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int cu_launched(const char *file, int line, const char *fmt, ...)
+{
+	cudaError_t e = cudaGetLastError();
+	const char *call = "kernel launch";
+	if (e == cudaSuccess && cu.debug_sync) {
+		e = cudaStreamSynchronize(cu.compute);
+		call = "kernel execution (CAIRN_CUDA_SYNC=1)";
+	}
+	if (e == cudaSuccess)
+		return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vfail(file, line, call, cudaGetErrorString(e), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+extern "C" int nn_cuda_error(struct error *err)
+{
+	pthread_mutex_lock(&err_lock);
+	int had = have_error;
+	if (had)
+		error_set(err, "cuda: %s", first_error);
+	pthread_mutex_unlock(&err_lock);
+	return had ? -1 : 0;
+}
+
+extern "C" void nn_cuda_clear_error(void)
+{
+	pthread_mutex_lock(&err_lock);
+	have_error = 0;
+	first_error[0] = 0;
+	pthread_mutex_unlock(&err_lock);
+	/* a sticky device error (illegal address) survives this: the next call fails again */
+	cu.failed = 0;
+}
+
+/* ---- set-up ---------------------------------------------------------- */
+
+extern "C" int nn_cuda_device_count(void)
+{
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess) {
+		cudaGetLastError(); /* clear it: no driver is not an error here */
+		return 0;
+	}
+	return n;
+}
+
+extern "C" int nn_cuda_parse_precision(const char *s, enum nn_cuda_precision *p,
+				       struct error *err)
+{
+	if (!strcmp(s, "fp32"))
+		*p = NN_CUDA_FP32;
+	else if (!strcmp(s, "tf32"))
+		*p = NN_CUDA_TF32;
+	else if (!strcmp(s, "bf16"))
+		return error_set(err, "cuda precision bf16: mixed precision is not implemented yet (fp32, tf32)");
+	else
+		return error_set(err, "cuda precision '%s': expected fp32 or tf32", s);
+	return 0;
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_rc = -1;
+
+#define STAGE_BYTES ((size_t)8 << 20)
+static void *stage[2];
+static cudaEvent_t stage_done[2], compute_mark, copy_mark;
+static double *host_scalars;
+
+static void init_now(void)
+{
+	int n = nn_cuda_device_count();
+	if (n <= 0) {
+		keep("no CUDA device visible (cudaGetDeviceCount found none; check the driver and CUDA_VISIBLE_DEVICES)");
+		return;
+	}
+	const char *env = getenv("CAIRN_CUDA_PRECISION");
+	cu.precision = NN_CUDA_TF32;
+	if (env && *env) {
+		struct error e;
+		if (nn_cuda_parse_precision(env, &cu.precision, &e) < 0) {
+			char msg[1100];
+			snprintf(msg, sizeof(msg), "CAIRN_CUDA_PRECISION: %s", e.msg);
+			keep(msg);
+			return;
+		}
+	}
+	env = getenv("CAIRN_CUDA_SYNC");
+	cu.debug_sync = env && *env && strcmp(env, "0");
+	cu.device = 0;
+	if (CU_RT(cudaSetDevice(cu.device), "init device %d", cu.device) ||
+	    CU_RT(cudaDeviceGetAttribute(&cu.sms, cudaDevAttrMultiProcessorCount, cu.device),
+		  "init: multiprocessor count") ||
+	    CU_RT(cudaStreamCreateWithFlags(&cu.compute, cudaStreamNonBlocking), "init: compute stream") ||
+	    CU_RT(cudaStreamCreateWithFlags(&cu.copy, cudaStreamNonBlocking), "init: copy stream") ||
+	    CU_RT(cudaEventCreateWithFlags(&compute_mark, cudaEventDisableTiming), "init: event") ||
+	    CU_RT(cudaEventCreateWithFlags(&copy_mark, cudaEventDisableTiming), "init: event") ||
+	    CU_RT(cudaMallocHost((void **)&host_scalars, 64 * sizeof(double)), "init: pinned scalars"))
+		return;
+	for (int i = 0; i < 2; i++)
+		if (CU_RT(cudaMallocHost(&stage[i], STAGE_BYTES), "init: pinned staging buffer of %zu bytes",
+			  STAGE_BYTES) ||
+		    CU_RT(cudaEventCreateWithFlags(&stage_done[i], cudaEventDisableTiming), "init: event"))
+			return;
+	if (CU_DNN(cudnnCreate(&cu.dnn), "init: cuDNN handle") ||
+	    CU_DNN(cudnnSetStream(cu.dnn, cu.compute), "init: cuDNN stream") ||
+	    CU_BLAS(cublasCreate(&cu.blas), "init: cuBLAS handle") ||
+	    CU_BLAS(cublasSetStream(cu.blas, cu.compute), "init: cuBLAS stream") ||
+	    cu_blas_set_math() < 0 || cu_conv_init() < 0)
+		return;
+	cu.ready = 1;
+	init_rc = 0;
+}
+
+/* Init failures are kept, never fatal: the caller falls back or says why. */
+static void quiet_fatal(const char *msg) { (void)msg; }
+
+extern "C" int cu_init(void)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&lock);
+	void (*saved)(const char *) = fatal_fn;
+	fatal_fn = quiet_fatal;
+	pthread_once(&init_once, init_now);
+	fatal_fn = saved;
+	if (init_rc < 0)
+		cu.failed = 0; /* the table is not handed out; keep the message only */
+	pthread_mutex_unlock(&lock);
+	return init_rc;
+}
+
+extern "C" int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err)
+{
+	if (p != NN_CUDA_FP32 && p != NN_CUDA_TF32)
+		return error_set(err, "cuda precision %d: expected fp32 or tf32", (int)p);
+	if (cu_init() < 0)
+		return nn_cuda_error(err);
+	cu.precision = p;
+	if (cu_blas_set_math() < 0)
+		return nn_cuda_error(err);
+	return 0;
+}
+
+extern "C" enum nn_cuda_precision nn_cuda_get_precision(void) { return cu.precision; }
+
+double *cu_host_scalars(void) { return host_scalars; }
+
+/* ---- caching allocator ------------------------------------------------ */
+
+/* Blocks are kept per size class and handed out again on the same stream
+ * order (every kernel runs on cu.compute, so a block freed by the host while
+ * kernels that read it are queued is only reused by later kernels). Classes:
+ * multiples of 512 bytes up to 64 KiB, above that 4 steps per power of two
+ * (at most 25% waste, as PyTorch's roundup_power2_divisions = 4). */
+static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+static std::unordered_map<size_t, std::vector<void *>> *free_blocks;
+static std::unordered_map<void *, size_t> *live_blocks;
+static struct nn_cuda_mem_stats stats;
+
+static size_t size_class(size_t bytes)
+{
+	if (bytes <= 65536)
+		return bytes <= 512 ? 512 : (bytes + 511) / 512 * 512;
+	size_t p = 65536;
+	while (p * 2 <= bytes && p < ((size_t)1 << 62))
+		p *= 2;
+	size_t step = p / 4;
+	return (bytes + step - 1) / step * step;
+}
+
+/* Give cached blocks back; caller holds alloc_lock. */
+static void release_cached(void)
+{
+	for (auto &kv : *free_blocks) {
+		for (void *p : kv.second) {
+			/* cudaFree waits for the device; a failure here is reported, not fatal
+			   to the caller's allocation that triggered it */
+			if (cudaFree(p) != cudaSuccess)
+				cudaGetLastError();
+			stats.reserved -= kv.first;
+		}
+		kv.second.clear();
+	}
+}
+
+extern "C" void *cu_alloc(size_t bytes)
+{
+	if (!cu.ready && cu_init() < 0)
+		return NULL;
+	size_t cls = size_class(bytes);
+	void *p = NULL;
+	pthread_mutex_lock(&alloc_lock);
+	if (!free_blocks) {
+		free_blocks = new std::unordered_map<size_t, std::vector<void *>>();
+		live_blocks = new std::unordered_map<void *, size_t>();
+	}
+	auto it = free_blocks->find(cls);
+	if (it != free_blocks->end() && !it->second.empty()) {
+		p = it->second.back();
+		it->second.pop_back();
+		stats.cache_hits++;
+	} else {
+		cudaError_t e = cudaMalloc(&p, cls);
+		if (e == cudaErrorMemoryAllocation) {
+			cudaGetLastError();
+			release_cached();
+			e = cudaMalloc(&p, cls);
+		}
+		if (e != cudaSuccess) {
+			cudaGetLastError();
+			size_t fr = 0, total = 0;
+			cudaMemGetInfo(&fr, &total);
+			cudaGetLastError();
+			char msg[512];
+			snprintf(msg, sizeof(msg),
+				 "out of device memory: asked %zu bytes (%zu with rounding), %zu of %zu bytes free, "
+				 "%zu held by cairn (%zu in use): %s",
+				 bytes, cls, fr, total, stats.reserved, stats.in_use, cudaGetErrorString(e));
+			keep(msg);
+			pthread_mutex_unlock(&alloc_lock);
+			return NULL;
+		}
+		stats.cuda_mallocs++;
+		stats.reserved += cls;
+	}
+	(*live_blocks)[p] = cls;
+	stats.in_use += cls;
+	if (stats.in_use > stats.peak_in_use)
+		stats.peak_in_use = stats.in_use;
+	pthread_mutex_unlock(&alloc_lock);
+	return p;
+}
+
+extern "C" void cu_free(void *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&alloc_lock);
+	if (!live_blocks || live_blocks->find(p) == live_blocks->end()) {
+		pthread_mutex_unlock(&alloc_lock);
+		char why[64];
+		snprintf(why, sizeof(why), "pointer %p", p);
+		cu_fail(__FILE__, __LINE__, "cu_free", why, "free: not a block of the cuda allocator");
+		return;
+	}
+	auto it = live_blocks->find(p);
+	size_t cls = it->second;
+	live_blocks->erase(it);
+	(*free_blocks)[cls].push_back(p);
+	stats.in_use -= cls;
+	pthread_mutex_unlock(&alloc_lock);
+}
+
+extern "C" void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s)
+{
+	pthread_mutex_lock(&alloc_lock);
+	*s = stats;
+	pthread_mutex_unlock(&alloc_lock);
+}
+
+extern "C" void nn_cuda_empty_cache(void)
+{
+	pthread_mutex_lock(&alloc_lock);
+	if (free_blocks)
+		release_cached();
+	pthread_mutex_unlock(&alloc_lock);
+}
+
+static void *scratch;
+static size_t scratch_bytes;
+
+void *cu_scratch(size_t bytes)
+{
+	if (bytes <= scratch_bytes)
+		return scratch;
+	size_t want = bytes < 65536 ? 65536 : bytes;
+	void *p = cu_alloc(want);
+	if (!p) {
+		struct error e;
+		nn_cuda_error(&e);
+		cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg, "scratch buffer of %zu bytes", want);
+		return NULL;
+	}
+	if (scratch)
+		cu_free(scratch); /* stream order: later kernels only */
+	scratch = p;
+	scratch_bytes = want;
+	return p;
+}
+
+/* ---- copies ----------------------------------------------------------- */
+
+/* Host to device through two pinned staging buffers on the copy stream: the
+ * caller's buffer may be reused as soon as this returns, and the copy of one
+ * chunk overlaps the host memcpy of the next and the kernels still queued on
+ * the compute stream. The copy starts after the compute stream's work queued
+ * so far (it may still read dst) and the compute stream waits for it. */
+extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
+{
+	CU_ENTER();
+	if (!bytes)
+		return;
+	if (CU_RT(cudaEventRecord(compute_mark, cu.compute), "upload of %zu bytes", bytes) ||
+	    CU_RT(cudaStreamWaitEvent(cu.copy, compute_mark, 0), "upload of %zu bytes", bytes))
+		return;
+	const char *src = (const char *)host;
+	char *d = (char *)dst;
+	int k = 0;
+	for (size_t off = 0; off < bytes; off += STAGE_BYTES, k ^= 1) {
+		size_t len = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+		if (CU_RT(cudaEventSynchronize(stage_done[k]), "upload of %zu bytes (chunk at %zu)", bytes,
+			  off))
+			return;
+		memcpy(stage[k], src + off, len);
+		if (CU_RT(cudaMemcpyAsync(d + off, stage[k], len, cudaMemcpyHostToDevice, cu.copy),
+			  "upload of %zu bytes (chunk at %zu)", bytes, off) ||
+		    CU_RT(cudaEventRecord(stage_done[k], cu.copy), "upload of %zu bytes", bytes))
+			return;
+	}
+	if (CU_RT(cudaEventRecord(copy_mark, cu.copy), "upload of %zu bytes", bytes) ||
+	    CU_RT(cudaStreamWaitEvent(cu.compute, copy_mark, 0), "upload of %zu bytes", bytes))
+		return;
+}
+
+/* Device to host waits for everything queued before it (the caller reads host next). */
+extern "C" void cu_download(void *host, const void *src, size_t bytes)
+{
+	CU_ENTER();
+	if (!bytes)
+		return;
+	if (CU_RT(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, cu.compute),
+		  "download of %zu bytes", bytes) ||
+	    CU_RT(cudaStreamSynchronize(cu.compute), "download of %zu bytes (waits for all queued work)",
+		  bytes))
+		return;
+}
+
+extern "C" void cu_sync(void)
+{
+	CU_ENTER();
+	CU_RT(cudaStreamSynchronize(cu.compute), "sync (waits for all queued work)");
+}

@@ -1,0 +1,89 @@
+/* rt: what the .cu files of nn/cuda share: the one compute stream, the copy
+ * stream, the cuDNN and cuBLAS handles, the checked-call macros that name the
+ * op and its shapes on failure, launch geometry and a scratch buffer.
+ * Internal to nn/cuda; CUDA C++ only. */
+#ifndef NN_CUDA_RT_H
+#define NN_CUDA_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+/* the C headers of cairn have no extern "C" of their own */
+extern "C" {
+#include "core/error.h"
+#include "nn/backend.h"
+}
+#include "nn/cuda/cuda.h"
+#include "nn/cuda/cuda_ops.h"
+
+struct cu_ctx {
+	int ready;
+	int device, sms;
+	int debug_sync; /* CAIRN_CUDA_SYNC=1: synchronize after every slot, so an
+			   asynchronous fault is reported by the op that caused it */
+	enum nn_cuda_precision precision;
+	cudaStream_t compute; /* every kernel, cuDNN and cuBLAS call runs here, in order */
+	cudaStream_t copy;    /* host-to-device uploads from pinned staging buffers */
+	cudnnHandle_t dnn;
+	cublasHandle_t blas;
+	volatile int failed; /* a slot failed: the rest are no-ops (see nn_cuda_set_fatal) */
+};
+extern struct cu_ctx cu;
+
+/* Record a failure ("op: call failed: why (file:line)"), keep the first one,
+ * call the fatal handler. fmt describes the op and its shapes. */
+void cu_fail(const char *file, int line, const char *call, const char *why, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+int cu_check_rt(cudaError_t e, const char *call, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+int cu_check_dnn(cudnnStatus_t e, const char *call, const char *file, int line, const char *fmt,
+		 ...) __attribute__((format(printf, 5, 6)));
+int cu_check_blas(cublasStatus_t e, const char *call, const char *file, int line, const char *fmt,
+		  ...) __attribute__((format(printf, 5, 6)));
+
+/* Each returns 0 when the call succeeded, -1 after reporting it; the
+ * format arguments are only formatted on failure. */
+#define CU_RT(call, ...) cu_check_rt((call), #call, __FILE__, __LINE__, __VA_ARGS__)
+#define CU_DNN(call, ...) cu_check_dnn((call), #call, __FILE__, __LINE__, __VA_ARGS__)
+#define CU_BLAS(call, ...) cu_check_blas((call), #call, __FILE__, __LINE__, __VA_ARGS__)
+/* After a kernel launch: the launch error, and in debug mode the execution. */
+#define CU_LAUNCHED(...) cu_launched(__FILE__, __LINE__, __VA_ARGS__)
+int cu_launched(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Start of every slot: nothing to do after a failure. */
+#define CU_ENTER()                                                                          \
+	do {                                                                                \
+		if (cu.failed)                                                              \
+			return;                                                             \
+	} while (0)
+
+#define CU_THREADS 256
+/* Blocks for a grid-stride loop over n items: enough to fill the device,
+ * never more than the items need. */
+static inline unsigned cu_blocks(size_t n)
+{
+	size_t b = (n + CU_THREADS - 1) / CU_THREADS, cap = (size_t)cu.sms * 16;
+	if (b > cap)
+		b = cap;
+	return b ? (unsigned)b : 1;
+}
+
+/* A device buffer of at least bytes for the current slot's temporaries
+ * (partial sums); grows through the caching allocator, never shrinks.
+ * NULL after a failure has been reported. */
+void *cu_scratch(size_t bytes);
+/* Pinned host memory for scalars read back by the loss slots. */
+double *cu_host_scalars(void);
+
+/* Conv algorithm cache and workspace (conv.cu): called from cu_init. */
+int cu_conv_init(void);
+/* cuBLAS math mode for the current precision. */
+int cu_blas_set_math(void);
+
+#endif

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# compute-sanitizer memcheck (and racecheck on the reductions' shared memory)
+# over the op tests: no invalid access, no leak of device memory at exit.
+source "$(dirname "$0")/../lib.sh"
+t=$CAIRN_TESTS/test_cuda_ops
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ ! -x "$t" ] || [ "$("$t" --gpu-count)" -lt 1 ]; then
+	skip memcheck "no GPU visible"
+	exit 0
+fi
+if [ ! -x "$san" ]; then
+	skip memcheck "compute-sanitizer not installed"
+	exit 0
+fi
+"$san" --tool memcheck --report-api-errors no --error-exitcode 3 "$t" >$T/memcheck.out 2>&1
+rc=$?
+check_eq "memcheck exit status" "$rc" 0 || tail -30 $T/memcheck.out | sed 's/^/#   /'
+check_grep "memcheck: 0 errors" "ERROR SUMMARY: 0 errors" $T/memcheck.out
+"$san" --tool racecheck --error-exitcode 3 "$t" >$T/racecheck.out 2>&1
+rc=$?
+check_eq "racecheck exit status" "$rc" 0 || tail -30 $T/racecheck.out | sed 's/^/#   /'

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every slot of the CUDA table against the CPU reference (tests/unit/test_cuda_ops.c):
+# its TAP lines pass through. Skips when no GPU is visible.
+source "$(dirname "$0")/../lib.sh"
+t=$CAIRN_TESTS/test_cuda_ops
+if [ ! -x "$t" ]; then
+	not_ok "cuda_ops: $t not built (make CUDA=1 all)"
+	exit 1
+fi
+if [ "$("$t" --gpu-count)" -lt 1 ]; then
+	skip cuda_ops "no GPU visible"
+	exit 0
+fi
+CAIRN_CUDA_SYNC=1 "$t"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# cairn-train-classifier --device cuda on Fashion-MNIST against --device cpu,
+# same seed: test accuracy within 0.5 points (issue #8). Also: the metrics
+# name the device, and an unusable device is bad usage.
+source "$(dirname "$0")/../lib.sh"
+idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+probe=$CAIRN_TESTS/test_cuda_ops
+if [ ! -x "$probe" ] || [ "$("$probe" --gpu-count)" -lt 1 ]; then
+	skip train_classifier_cuda "no GPU visible"
+	exit 0
+fi
+if [ ! -f $idx/train-images-idx3-ubyte.gz ]; then
+	skip train_classifier_cuda "Fashion-MNIST not found in $idx (set FASHION_MNIST)"
+	exit 0
+fi
+epochs=${CUDA_TEST_EPOCHS:-3}
+cairn-dataset import-idx --images $idx/train-images-idx3-ubyte.gz --labels $idx/train-labels-idx1-ubyte.gz --out $T/train.ds >/dev/null
+cairn-dataset import-idx --images $idx/t10k-images-idx3-ubyte.gz --labels $idx/t10k-labels-idx1-ubyte.gz --out $T/test.ds >/dev/null
+check_rc "cuda: $epochs epochs" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs $epochs --seed 3 --device cuda --out $T/gpu
+check_rc "cpu: $epochs epochs" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs $epochs --seed 3 --device cpu --out $T/cpu
+g=$(python3 -c "import json; print(json.load(open('$T/gpu/metrics.json'))['test_accuracy'])")
+c=$(python3 -c "import json; print(json.load(open('$T/cpu/metrics.json'))['test_accuracy'])")
+echo "# accuracy: cuda $g, cpu $c"
+check "cuda accuracy $g within 0.5 points of cpu $c" python3 -c "import sys; sys.exit(0 if abs($g - $c) <= 0.005 else 1)"
+check "metrics say cuda" python3 -c "import json; assert json.load(open('$T/gpu/metrics.json'))['device'] == 'cuda'"
+check "checkpoint written" test -s $T/gpu/model.ckpt
+ips=$(python3 -c "import json; print(json.load(open('$T/gpu/metrics.json'))['train_images_per_s'])")
+echo "# cuda training: $ips images/s"
+check_rc "no GPU is bad usage" 2 env CUDA_VISIBLE_DEVICES= cairn-train-classifier --train $T/train.ds --test $T/test.ds --device cuda --out $T/none

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# cairn-fetch --cog: a Landsat-7 GeoTIFF in UTM 25S (Debian's r-cran-stars,
+# extracted without installing R), made a COG and served by nginx; read with
+# range requests, reprojected to EPSG:3857, cut into XYZ tiles identical to
+# gdalwarp's; the same from the local path; a rerun reads nothing.
+source "$(dirname "$0")/../lib.sh"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { skip fetch_cog "nginx not installed"; exit 0; }
+command -v gdalwarp >/dev/null || { skip fetch_cog "gdal-bin not installed"; exit 0; }
+FIX=$ROOT/tests/fixtures
+source "$FIX/nginx.sh"
+CACHE=${CAIRN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn}/debian-r
+fetch_stars() {
+	mkdir -p "$CACHE" && cd "$CACHE" || return 1
+	if ! ls r-cran-stars_*.deb >/dev/null 2>&1; then
+		apt-get download r-cran-stars >/dev/null 2>&1 ||
+			{ apt-get update -qq >/dev/null 2>&1 && apt-get download r-cran-stars >/dev/null 2>&1; } || return 1
+	fi
+	[ -f x/usr/lib/R/site-library/stars/tif/L7_ETMs.tif ] || dpkg-deb -x r-cran-stars_*.deb x || return 1
+}
+if ! (fetch_stars); then
+	skip fetch_cog "cannot apt-get download r-cran-stars (no Debian mirror?)"
+	exit 0
+fi
+L7=$CACHE/x/usr/lib/R/site-library/stars/tif/L7_ETMs.tif
+mkdir -p "$T/www"
+gdal_translate -q -of COG -co COMPRESS=DEFLATE "$L7" "$T/www/l7.tif"
+check_grep "source is a COG in UTM 25S" 'UTM zone 25S' <(gdalinfo "$T/www/l7.tif")
+nginx_start "$T/www" || { not_ok "nginx did not start"; exit 0; }
+
+check_rc "fetch the COG over http at zoom 13" 0 cairn-fetch --cog "http://127.0.0.1:$PORT/l7.tif" --zoom 13 --out "$T/c"
+check_grep "tiles written" 'tiles from http.*: [1-9][0-9]* written' "$T/.out"
+check_grep "read with range requests (206)" ' 206 /l7.tif' "$ALOG"
+n=$(find "$T/c" -name '*.tif' | wc -l | tr -d ' ')
+check "at least 4 tiles ($n)" test "$n" -ge 4
+f=$(cd "$T/c" && find . -name '*.tif' | sort | head -1 | sed 's|^\./||')
+check_grep "a tile is 256x256, 6 bands, EPSG:3857" 'Size is 256, 256' <(gdalinfo "$T/c/$f")
+check_grep "6 bands" 'Band 6 ' <(gdalinfo "$T/c/$f")
+z=${f%%/*} x=${f#*/} x=${x%%/*} y=$(basename "$f" .tif)
+read -r w s e n < <(python3 -c "
+o = 20037508.342789244; t = 2 * o / 2 ** $z
+print('%.10f %.10f %.10f %.10f' % (-o + $x * t, o - ($y + 1) * t, -o + ($x + 1) * t, o - $y * t))")
+gdalwarp -q -t_srs EPSG:3857 -te "$w" "$s" "$e" "$n" -ts 256 256 -r bilinear "$T/www/l7.tif" "$T/ref.tif"
+d=$(paste <(gdal_translate -q -b 3 -of XYZ "$T/c/$f" /vsistdout/) <(gdal_translate -q -b 3 -of XYZ "$T/ref.tif" /vsistdout/) | awk '$3 != $6 {n++} END {print n + 0}')
+check_eq "tile $f band 3 identical to gdalwarp's" "$d" 0
+
+before=$(wc -l <"$ALOG")
+check_rc "rerun" 0 cairn-fetch --cog "http://127.0.0.1:$PORT/l7.tif" --zoom 13 --out "$T/c"
+check_grep "rerun: all cached or empty, none written" ': 0 written' "$T/.out"
+# a rerun opens the source once to learn its extent (a few header reads), no tile reads
+after=$(wc -l <"$ALOG")
+check "rerun read no more than the header ($((after - before)) requests <= 3)" test $((after - before)) -le 3
+check_rc "the same from the local path" 0 cairn-fetch --cog "$T/www/l7.tif" --zoom 13 --out "$T/d"
+check_eq "same tiles, same bytes" "$(cd "$T/d" && find . -name '*.tif' | sort | xargs sha256sum | sha256sum)" \
+	"$(cd "$T/c" && find . -name '*.tif' | sort | xargs sha256sum | sha256sum)"
+check_rc "a missing source fails" 1 cairn-fetch --cog "$T/nope.tif" --zoom 13 --out "$T/e"

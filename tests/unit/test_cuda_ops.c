@@ -1,0 +1,776 @@
+/* Unit tests for nn/cuda: every slot of the CUDA table, forward and
+ * backward, against the CPU reference table on fresh random inputs. Device
+ * outputs are poisoned with NaN before each call, so an output the kernel
+ * fails to write fails the test (NaN never passes). Error measure: max |gpu -
+ * ref| / max(|ref|, 1e-3) over a tensor; under 1e-5 in FP32 (FMA math), under
+ * 5e-3 for convolution and gemm in TF32. Also: the caching allocator, and
+ * error reports naming the op. Without a GPU (or without `make CUDA=1`) every
+ * test prints an "ok - NAME # SKIP why" line and the program exits 0.
+ *   test_cuda_ops --gpu-count   prints the number of usable GPUs (0 or more) */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "nn/backend.h"
+
+#ifdef CAIRN_CUDA
+#include "nn/cuda/cuda.h"
+#endif
+
+static const char *const test_names[] = {
+	"test_elementwise", "test_bias",     "test_gemm",	"test_conv",    "test_act",
+	"test_batch_norm",  "test_instance_norm", "test_pool",  "test_upsample", "test_concat",
+	"test_dropout",     "test_losses",   "test_argmax",	"test_optim",	"test_allocator",
+	"test_errors",      "test_conv_tf32", "test_gemm_tf32",
+};
+
+static void skip_all(const char *why)
+{
+	for (size_t i = 0; i < sizeof(test_names) / sizeof(test_names[0]); i++)
+		SKIP(test_names[i], why);
+}
+
+#ifndef CAIRN_CUDA
+
+/* Without nn/cuda there is no GPU table, and "auto" means the CPU. */
+static void test_no_cuda_backend(void)
+{
+	CHECK(nn_backend_cuda() == NULL);
+	CHECK(nn_backend_by_name("cuda") == NULL);
+	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--gpu-count")) {
+		printf("0\n");
+		return 0;
+	}
+	RUN(test_no_cuda_backend);
+	skip_all("built without CUDA (make CUDA=1)");
+	return CHECK_DONE();
+}
+
+#else
+
+static const struct nn_backend *G, *R; /* the GPU table, the CPU reference */
+static double tol = 1e-5;
+
+/* ---- inputs, poisoned outputs, comparison ---- */
+
+static uint64_t rng_state = 20261124;
+
+static float frand(void) /* uniform in [-1, 1) */
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (float)((rng_state >> 40) / 8388608.0 - 1.0);
+}
+
+/* Everything a test allocates, freed by release_all() at its end. */
+static void *host_list[256], *dev_list[256];
+static int nhost, ndev;
+
+static void *host_alloc(size_t bytes)
+{
+	void *p = malloc(bytes ? bytes : 4);
+	if (!p) {
+		printf("# out of host memory (%zu bytes)\n", bytes);
+		exit(1);
+	}
+	if (nhost < 256)
+		host_list[nhost++] = p;
+	return p;
+}
+
+static void *dev_alloc(size_t bytes)
+{
+	void *p = G->alloc(bytes);
+	if (!p) {
+		struct error e;
+		nn_cuda_error(&e);
+		printf("# device allocation of %zu bytes failed: %s\n", bytes, e.msg);
+		exit(1);
+	}
+	if (ndev < 256)
+		dev_list[ndev++] = p;
+	return p;
+}
+
+static void release_all(void)
+{
+	G->sync();
+	for (int i = 0; i < ndev; i++)
+		G->free(dev_list[i]);
+	for (int i = 0; i < nhost; i++)
+		free(host_list[i]);
+	nhost = ndev = 0;
+}
+
+static float *hrand(size_t n)
+{
+	float *x = host_alloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = frand();
+	return x;
+}
+
+static float *hpos(size_t n) /* in [0.5, 1.5): variances, weights */
+{
+	float *x = hrand(n);
+	for (size_t i = 0; i < n; i++)
+		x[i] = 1.0f + 0.5f * x[i];
+	return x;
+}
+
+static float *hnan(size_t n)
+{
+	float *x = host_alloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = NAN;
+	return x;
+}
+
+static float *hcopy(const float *src, size_t n)
+{
+	float *x = host_alloc(n * sizeof(float));
+	memcpy(x, src, n * sizeof(float));
+	return x;
+}
+
+static void *dev_of(const void *host, size_t bytes)
+{
+	void *d = dev_alloc(bytes);
+	G->upload(d, host, bytes);
+	return d;
+}
+static float *dfl(const float *host, size_t n) { return dev_of(host, n * sizeof(float)); }
+static float *dpoison(size_t n) { return dfl(hnan(n), n); }
+
+static float *down(const float *d, size_t n)
+{
+	float *h = host_alloc(n * sizeof(float));
+	G->download(h, d, n * sizeof(float));
+	return h;
+}
+
+/* max |a - b| / max(max |b|, 1e-3); NaN or Inf anywhere gives INFINITY. */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+	double scale = 1e-3, m = 0;
+	for (size_t i = 0; i < n; i++)
+		scale = fabs(b[i]) > scale ? fabs(b[i]) : scale;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]) / scale;
+		if (!(d <= m))
+			m = isfinite(d) ? d : INFINITY;
+	}
+	return m;
+}
+
+/* The device tensor d against the reference's host tensor ref. */
+static void expect(const char *what, const float *d, const float *ref, size_t n)
+{
+	double e = rel_err(down(d, n), ref, n);
+	if (!(e <= tol))
+		printf("#   %s: relative error %.3g (tolerance %g)\n", what, e, tol);
+	CHECK(e <= tol);
+}
+
+static void expect_scalar(const char *what, float got, float want)
+{
+	double e = rel_err(&got, &want, 1);
+	if (!(e <= tol))
+		printf("#   %s: %.9g, reference %.9g (relative error %.3g)\n", what, got, want, e);
+	CHECK(e <= tol);
+}
+
+static void expect_ints(const char *what, const int32_t *d, const int32_t *ref, size_t n)
+{
+	int32_t *h = host_alloc(n * sizeof(int32_t));
+	G->download(h, d, n * sizeof(int32_t));
+	size_t bad = 0;
+	for (size_t i = 0; i < n; i++)
+		bad += h[i] != ref[i];
+	if (bad)
+		printf("#   %s: %zu of %zu differ\n", what, bad, n);
+	CHECK(bad == 0);
+}
+
+/* ---- element-wise ---- */
+
+static void test_elementwise(void)
+{
+	size_t n = 100003;
+	float *a = hrand(n), *b = hrand(n), *y = hrand(n);
+	float *da = dfl(a, n), *db = dfl(b, n);
+
+	float *r = hnan(n), *d = dpoison(n);
+	R->fill(r, n, 0.375f), G->fill(d, n, 0.375f);
+	expect("fill", d, r, n);
+
+	d = dpoison(n);
+	G->copy(d, da, n);
+	expect("copy", d, a, n);
+
+	r = hnan(n), d = dpoison(n);
+	R->add(a, b, r, n), G->add(da, db, d, n);
+	expect("add", d, r, n);
+
+	r = hcopy(y, n), d = dfl(y, n);
+	R->axpy(n, -0.7f, a, r), G->axpy(n, -0.7f, da, d);
+	expect("axpy", d, r, n);
+
+	r = hnan(n), d = dpoison(n);
+	R->mul(a, b, r, n), G->mul(da, db, d, n);
+	expect("mul", d, r, n);
+
+	r = hcopy(y, n), d = dfl(y, n);
+	R->scale(r, n, 1.25f), G->scale(d, n, 1.25f);
+	expect("scale", d, r, n);
+	release_all();
+}
+
+static void test_bias(void)
+{
+	int n = 3, c = 5, hw = 37;
+	size_t cnt = (size_t)n * c * hw;
+	float *y = hrand(cnt), *b = hrand(c), *dy = hrand(cnt);
+	float *r = hcopy(y, cnt), *d = dfl(y, cnt);
+	R->bias_add(n, c, hw, r, b), G->bias_add(n, c, hw, d, dfl(b, c));
+	expect("bias_add", d, r, cnt);
+	float *rdb = hnan(c), *ddb = dpoison(c);
+	R->bias_grad(n, c, hw, dy, rdb), G->bias_grad(n, c, hw, dfl(dy, cnt), ddb);
+	expect("bias_grad", ddb, rdb, c);
+	release_all();
+}
+
+/* ---- gemm ---- */
+
+static void gemm_cases(void)
+{
+	int m = 67, n = 45, k = 33;
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++)
+			for (int zero_beta = 0; zero_beta < 2; zero_beta++) {
+				float *a = hrand((size_t)m * k), *b = hrand((size_t)k * n);
+				int lda = ta ? m : k, ldb = tb ? k : n;
+				float beta = zero_beta ? 0 : 0.25f;
+				/* beta 0 must not read C: poison it */
+				float *c = zero_beta ? hnan((size_t)m * n) : hrand((size_t)m * n);
+				float *r = hcopy(c, (size_t)m * n), *d = dfl(c, (size_t)m * n);
+				R->gemm(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, beta, r, n);
+				G->gemm(ta, tb, m, n, k, 0.5f, dfl(a, (size_t)m * k), lda,
+					dfl(b, (size_t)k * n), ldb, beta, d, n);
+				char what[64];
+				snprintf(what, sizeof(what), "gemm ta=%d tb=%d beta=%g", ta, tb, beta);
+				expect(what, d, r, (size_t)m * n);
+			}
+	release_all();
+}
+
+static void test_gemm(void) { gemm_cases(); }
+
+/* ---- convolution ---- */
+
+static void conv_case(int n, int cin, int h, int w, int cout, int kh, int kw, int stride, int pad,
+		      int dil, int groups)
+{
+	struct nn_conv_desc cd = {.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = kh,
+				  .kw = kw, .stride = stride, .pad = pad, .dil = dil, .groups = groups};
+	struct error err;
+	CHECK(nn_conv_desc_init(&cd, &err) == 0);
+	char what[160];
+	int len = snprintf(what, sizeof(what), "conv n%d c%d %dx%d -> %d k%dx%d s%d p%d d%d g%d", n,
+			   cin, h, w, cout, kh, kw, stride, pad, dil, groups);
+	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * cd.hout * cd.wout;
+	size_t nw = (size_t)cout * (cin / groups) * kh * kw;
+	float *x = hrand(nx), *wt = hrand(nw), *b = hrand(cout), *dy = hrand(ny);
+	float *dx_ = dfl(x, nx), *dwt = dfl(wt, nw), *dbias = dfl(b, cout), *ddy = dfl(dy, ny);
+	size_t wsb = G->conv2d_workspace(&cd);
+	void *ws = wsb ? dev_alloc(wsb) : NULL;
+
+	float *ry = hnan(ny), *gy = dpoison(ny);
+	R->conv2d_fwd(&cd, x, wt, b, ry, NULL), G->conv2d_fwd(&cd, dx_, dwt, dbias, gy, ws);
+	snprintf(what + len, sizeof(what) - len, " forward");
+	expect(what, gy, ry, ny);
+
+	ry = hnan(ny), gy = dpoison(ny);
+	R->conv2d_fwd(&cd, x, wt, NULL, ry, NULL), G->conv2d_fwd(&cd, dx_, dwt, NULL, gy, ws);
+	snprintf(what + len, sizeof(what) - len, " forward, no bias");
+	expect(what, gy, ry, ny);
+
+	float *rdx = hnan(nx), *gdx = dpoison(nx);
+	R->conv2d_bwd_data(&cd, dy, wt, rdx, NULL), G->conv2d_bwd_data(&cd, ddy, dwt, gdx, ws);
+	snprintf(what + len, sizeof(what) - len, " backward data");
+	expect(what, gdx, rdx, nx);
+
+	float *rdw = hnan(nw), *gdw = dpoison(nw), *rdb = hnan(cout), *gdb = dpoison(cout);
+	R->conv2d_bwd_filter(&cd, x, dy, rdw, rdb, NULL);
+	G->conv2d_bwd_filter(&cd, dx_, ddy, gdw, gdb, ws);
+	snprintf(what + len, sizeof(what) - len, " backward filter");
+	expect(what, gdw, rdw, nw);
+	snprintf(what + len, sizeof(what) - len, " backward bias");
+	expect(what, gdb, rdb, cout);
+
+	/* a pass on a shape whose workspace was never asked: private workspace */
+	struct nn_conv_desc c2 = cd;
+	c2.n = n + 1;
+	CHECK(nn_conv_desc_init(&c2, &err) == 0);
+	size_t nx2 = (size_t)c2.n * cin * h * w, ny2 = (size_t)c2.n * cout * cd.hout * cd.wout;
+	float *x2 = hrand(nx2), *ry2 = hnan(ny2), *gy2 = dpoison(ny2);
+	R->conv2d_fwd(&c2, x2, wt, b, ry2, NULL);
+	G->conv2d_fwd(&c2, dfl(x2, nx2), dwt, dbias, gy2, ws);
+	snprintf(what + len, sizeof(what) - len, " forward, batch %d not prepared", c2.n);
+	expect(what, gy2, ry2, ny2);
+	release_all();
+}
+
+static void conv_cases(void)
+{
+	conv_case(2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1);
+	conv_case(3, 4, 9, 9, 6, 3, 3, 2, 1, 1, 2);    /* stride 2, groups */
+	conv_case(2, 4, 8, 7, 4, 3, 3, 1, 2, 2, 4);    /* dilation, depthwise */
+	conv_case(2, 6, 5, 5, 8, 1, 1, 1, 0, 1, 1);    /* pointwise */
+	conv_case(1, 2, 9, 9, 3, 4, 4, 2, 1, 1, 1);    /* PatchGAN's k4 s2 p1 */
+	conv_case(5, 4, 4, 4, 8, 7, 7, 1, 3, 1, 1);    /* kernel larger than the image */
+	conv_case(3, 8, 6, 6, 16, 3, 3, 2, 1, 1, 4);   /* grouped, strided */
+	conv_case(2, 3, 12, 10, 5, 7, 7, 1, 3, 1, 1);  /* CycleGAN's 7x7 stem */
+	conv_case(2, 16, 64, 64, 32, 3, 3, 1, 1, 1, 1); /* a U-Net level */
+	conv_case(1, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1); /* deep, where Winograd would be chosen */
+	conv_case(4, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1);  /* the small CNN's first layer */
+}
+
+static void test_conv(void) { conv_cases(); }
+
+/* ---- activations ---- */
+
+static void test_act(void)
+{
+	size_t n = 40001;
+	float *x = hrand(n), *dy = hrand(n);
+	x[0] = 0; /* the kink */
+	float *dx_ = dfl(x, n), *ddy = dfl(dy, n);
+	for (int kind = NN_ACT_RELU; kind <= NN_ACT_NONE; kind++) {
+		char what[64];
+		float *ry = hnan(n), *gy = dpoison(n);
+		R->act_fwd(kind, 0.2f, x, ry, n), G->act_fwd(kind, 0.2f, dx_, gy, n);
+		snprintf(what, sizeof(what), "act kind %d forward", kind);
+		expect(what, gy, ry, n);
+		float *rdx = hnan(n), *gdx = dpoison(n);
+		R->act_bwd(kind, 0.2f, x, ry, dy, rdx, n);
+		G->act_bwd(kind, 0.2f, dx_, dfl(ry, n), ddy, gdx, n);
+		snprintf(what, sizeof(what), "act kind %d backward", kind);
+		expect(what, gdx, rdx, n);
+	}
+	release_all();
+}
+
+/* ---- normalization ---- */
+
+static void bn_case(int n, int c, int hw)
+{
+	size_t cnt = (size_t)n * c * hw;
+	float *x = hrand(cnt), *gam = hpos(c), *bet = hrand(c), *dy = hrand(cnt);
+	for (size_t i = 0; i < cnt; i++) /* an offset, as real activations have */
+		x[i] = 3 + 2 * x[i];
+	float *rm = hrand(c), *rv = hpos(c);
+	float *dx_ = dfl(x, cnt), *dg = dfl(gam, c), *dbt = dfl(bet, c);
+	float *ry = hnan(cnt), *gy = dpoison(cnt), *rsm = hnan(c), *gsm = dpoison(c);
+	float *rsi = hnan(c), *gsi = dpoison(c), *rrm = hcopy(rm, c), *grm = dfl(rm, c);
+	float *rrv = hcopy(rv, c), *grv = dfl(rv, c);
+	R->bn_fwd_train(n, c, hw, x, gam, bet, 1e-5f, 0.1f, ry, rsm, rsi, rrm, rrv);
+	G->bn_fwd_train(n, c, hw, dx_, dg, dbt, 1e-5f, 0.1f, gy, gsm, gsi, grm, grv);
+	expect("bn train y", gy, ry, cnt);
+	expect("bn saved mean", gsm, rsm, c);
+	expect("bn saved 1/std", gsi, rsi, c);
+	expect("bn running mean", grm, rrm, c);
+	expect("bn running var", grv, rrv, c);
+
+	float *rye = hnan(cnt), *gye = dpoison(cnt);
+	R->bn_fwd_eval(n, c, hw, x, gam, bet, rm, rv, 1e-5f, rye);
+	G->bn_fwd_eval(n, c, hw, dx_, dg, dbt, dfl(rm, c), dfl(rv, c), 1e-5f, gye);
+	expect("bn eval y", gye, rye, cnt);
+
+	float *rdx = hnan(cnt), *gdx = dpoison(cnt), *rdg = hnan(c), *gdg = dpoison(c);
+	float *rdb = hnan(c), *gdb = dpoison(c);
+	R->bn_bwd(n, c, hw, x, dy, gam, rsm, rsi, rdx, rdg, rdb);
+	G->bn_bwd(n, c, hw, dx_, dfl(dy, cnt), dg, dfl(rsm, c), dfl(rsi, c), gdx, gdg, gdb);
+	expect("bn backward dx", gdx, rdx, cnt);
+	expect("bn backward dgamma", gdg, rdg, c);
+	expect("bn backward dbeta", gdb, rdb, c);
+	release_all();
+}
+
+static void test_batch_norm(void)
+{
+	bn_case(4, 6, 50);
+	bn_case(64, 10, 1);   /* after a linear layer */
+	bn_case(2, 3, 4099); /* long rows */
+	bn_case(8, 4, 128 * 128); /* large groups: the split path */
+}
+
+static void in_case(int n, int c, int hw)
+{
+	size_t cnt = (size_t)n * c * hw, nc = (size_t)n * c;
+	float *x = hrand(cnt), *gam = hpos(c), *bet = hrand(c), *dy = hrand(cnt);
+	float *dx_ = dfl(x, cnt), *dg = dfl(gam, c);
+	float *ry = hnan(cnt), *gy = dpoison(cnt), *rsm = hnan(nc), *gsm = dpoison(nc);
+	float *rsi = hnan(nc), *gsi = dpoison(nc);
+	R->in_fwd(n, c, hw, x, gam, bet, 1e-5f, ry, rsm, rsi);
+	G->in_fwd(n, c, hw, dx_, dg, dfl(bet, c), 1e-5f, gy, gsm, gsi);
+	expect("in forward y", gy, ry, cnt);
+	expect("in saved mean", gsm, rsm, nc);
+	expect("in saved 1/std", gsi, rsi, nc);
+	float *rdx = hnan(cnt), *gdx = dpoison(cnt), *rdg = hnan(c), *gdg = dpoison(c);
+	float *rdb = hnan(c), *gdb = dpoison(c);
+	R->in_bwd(n, c, hw, x, dy, gam, rsm, rsi, rdx, rdg, rdb);
+	G->in_bwd(n, c, hw, dx_, dfl(dy, cnt), dg, dfl(rsm, nc), dfl(rsi, nc), gdx, gdg, gdb);
+	expect("in backward dx", gdx, rdx, cnt);
+	expect("in backward dgamma", gdg, rdg, c);
+	expect("in backward dbeta", gdb, rdb, c);
+	release_all();
+}
+
+static void test_instance_norm(void)
+{
+	in_case(3, 5, 64);
+	in_case(2, 3, 256 * 256); /* large groups: the split path */
+}
+
+/* ---- pooling ---- */
+
+static void pool_case(enum nn_pool_kind kind, int k, int s, int p)
+{
+	struct nn_pool_desc pd = {.kind = kind, .n = 2, .c = 3, .h = 11, .w = 10, .kh = k, .kw = k,
+				  .sh = s, .sw = s, .ph = p, .pw = p};
+	struct error err;
+	CHECK(nn_pool_desc_init(&pd, &err) == 0);
+	size_t nx = (size_t)pd.n * pd.c * pd.h * pd.w, ny = (size_t)pd.n * pd.c * pd.hout * pd.wout;
+	float *x = hrand(nx), *dy = hrand(ny);
+	float *ry = hnan(ny), *gy = dpoison(ny);
+	int32_t *ridx = host_alloc(ny * sizeof(int32_t)), *gidx = dev_alloc(ny * sizeof(int32_t));
+	R->pool_fwd(&pd, x, ry, ridx);
+	G->pool_fwd(&pd, dfl(x, nx), gy, gidx);
+	char what[80];
+	snprintf(what, sizeof(what), "pool %s k%d s%d p%d", kind == NN_POOL_MAX ? "max" : "avg", k, s,
+		 p);
+	expect(what, gy, ry, ny);
+	if (kind == NN_POOL_MAX)
+		expect_ints(what, gidx, ridx, ny);
+	float *rdx = hnan(nx), *gdx = dpoison(nx);
+	R->pool_bwd(&pd, dy, ridx, rdx);
+	G->pool_bwd(&pd, dfl(dy, ny), kind == NN_POOL_MAX ? dev_of(ridx, ny * sizeof(int32_t)) : NULL,
+		    gdx);
+	expect(what, gdx, rdx, nx);
+	release_all();
+}
+
+static void test_pool(void)
+{
+	for (int kind = NN_POOL_MAX; kind <= NN_POOL_AVG; kind++) {
+		pool_case(kind, 2, 2, 0);
+		pool_case(kind, 3, 2, 1); /* overlapping windows, padding */
+		pool_case(kind, 3, 1, 1);
+		pool_case(kind, 4, 3, 0); /* windows that miss the last row */
+	}
+}
+
+/* ---- upsampling ---- */
+
+static void test_upsample(void)
+{
+	int n = 2, c = 3, h = 7, w = 5;
+	for (int mode = NN_UP_NEAREST; mode <= NN_UP_BILINEAR; mode++)
+		for (int scale = 2; scale <= 3; scale++) {
+			size_t nx = (size_t)n * c * h * w, ny = nx * scale * scale;
+			float *x = hrand(nx), *dy = hrand(ny);
+			float *ry = hnan(ny), *gy = dpoison(ny), *rdx = hnan(nx), *gdx = dpoison(nx);
+			R->upsample_fwd(mode, n, c, h, w, scale, x, ry);
+			G->upsample_fwd(mode, n, c, h, w, scale, dfl(x, nx), gy);
+			R->upsample_bwd(mode, n, c, h, w, scale, dy, rdx);
+			G->upsample_bwd(mode, n, c, h, w, scale, dfl(dy, ny), gdx);
+			char what[64];
+			snprintf(what, sizeof(what), "upsample mode %d scale %d forward", mode, scale);
+			expect(what, gy, ry, ny);
+			snprintf(what, sizeof(what), "upsample mode %d scale %d backward", mode, scale);
+			expect(what, gdx, rdx, nx);
+			release_all();
+		}
+}
+
+/* ---- concat ---- */
+
+static void test_concat(void)
+{
+	int n = 3, hw = 29, ca = 4, cb = 6, cd = ca + cb;
+	size_t na = (size_t)n * ca * hw, nd = (size_t)n * cd * hw;
+	float *a = hrand(na), *dst = hrand(nd);
+	for (int acc = 0; acc < 2; acc++) {
+		float *r = hcopy(dst, nd), *g = dfl(dst, nd);
+		R->channel_copy(n, hw, ca, a, cd, cb, r, acc);
+		G->channel_copy(n, hw, ca, dfl(a, na), cd, cb, g, acc);
+		expect(acc ? "channel_copy +=" : "channel_copy =", g, r, nd);
+		float *rs = acc ? hcopy(a, na) : hnan(na), *gs = acc ? dfl(a, na) : dpoison(na);
+		R->channel_slice(n, hw, cd, cb, dst, ca, rs, acc);
+		G->channel_slice(n, hw, cd, cb, dfl(dst, nd), ca, gs, acc);
+		expect(acc ? "channel_slice +=" : "channel_slice =", gs, rs, na);
+	}
+	release_all();
+}
+
+/* ---- dropout: the same counter-based mask, bit for bit ---- */
+
+static void test_dropout(void)
+{
+	size_t n = 70001;
+	float *x = hrand(n), *ry = hnan(n), *rm = hnan(n), *gy = dpoison(n), *gm = dpoison(n);
+	R->dropout_fwd(n, 0.3f, 77, x, ry, rm);
+	G->dropout_fwd(n, 0.3f, 77, dfl(x, n), gy, gm);
+	double saved = tol;
+	tol = 0;
+	expect("dropout mask", gm, rm, n);
+	expect("dropout y", gy, ry, n);
+	tol = saved;
+	release_all();
+}
+
+/* ---- losses ---- */
+
+static void xent_case(int n, int c, int hw, int weighted, int ignore)
+{
+	size_t cnt = (size_t)n * c * hw, npix = (size_t)n * hw;
+	float *l = hrand(cnt), *cw = weighted ? hpos(c) : NULL;
+	for (size_t i = 0; i < cnt; i++)
+		l[i] *= 4;
+	int32_t *lab = host_alloc(npix * sizeof(int32_t));
+	for (size_t i = 0; i < npix; i++)
+		lab[i] = (int32_t)((frand() + 1) * 0.5f * c) % c;
+	if (ignore)
+		for (size_t i = 0; i < npix; i += 3)
+			lab[i] = -1;
+	float *rd = hnan(cnt), *gd = dpoison(cnt), rl = NAN, gl = NAN;
+	R->softmax_xent(n, c, hw, l, lab, cw, rd, &rl);
+	G->softmax_xent(n, c, hw, dfl(l, cnt), dev_of(lab, npix * sizeof(int32_t)),
+			cw ? dfl(cw, c) : NULL, gd, &gl);
+	char what[96];
+	snprintf(what, sizeof(what), "softmax_xent n%d c%d hw%d weighted %d ignore %d", n, c, hw,
+		 weighted, ignore);
+	expect_scalar(what, gl, rl);
+	expect(what, gd, rd, cnt);
+	release_all();
+}
+
+static void test_losses(void)
+{
+	xent_case(37, 10, 1, 0, 0);  /* the classifier */
+	xent_case(3, 4, 500, 1, 1);  /* segmentation, class weights, ignored pixels */
+	xent_case(2, 2, 300, 0, 1);
+
+	size_t n = 30011;
+	float *x = hrand(n), *t = hrand(n), *w = hpos(n);
+	for (size_t i = 0; i < n; i++)
+		x[i] *= 5, t[i] = t[i] > 0; /* BCE targets in {0, 1}, large logits */
+	float *dx_ = dfl(x, n), *dt = dfl(t, n);
+	for (int weighted = 0; weighted < 2; weighted++) {
+		float *rd = hnan(n), *gd = dpoison(n), rl = NAN, gl = NAN;
+		R->bce_logits(n, x, t, weighted ? w : NULL, rd, &rl);
+		G->bce_logits(n, dx_, dt, weighted ? dfl(w, n) : NULL, gd, &gl);
+		expect_scalar(weighted ? "bce weighted loss" : "bce loss", gl, rl);
+		expect(weighted ? "bce weighted gradient" : "bce gradient", gd, rd, n);
+	}
+	float *t2 = hrand(n), *dt2 = dfl(t2, n);
+	float *rd = hnan(n), *gd = dpoison(n), rl = NAN, gl = NAN;
+	R->l1(n, x, t2, rd, &rl), G->l1(n, dx_, dt2, gd, &gl);
+	expect_scalar("l1 loss", gl, rl);
+	expect("l1 gradient", gd, rd, n);
+	rd = hnan(n), gd = dpoison(n), rl = gl = NAN;
+	R->mse(n, x, t2, rd, &rl), G->mse(n, dx_, dt2, gd, &gl);
+	expect_scalar("mse loss", gl, rl);
+	expect("mse gradient", gd, rd, n);
+	release_all();
+}
+
+static void test_argmax(void)
+{
+	int n = 301, c = 10;
+	float *x = hrand((size_t)n * c);
+	int32_t *r = host_alloc(n * sizeof(int32_t)), *g = dev_alloc(n * sizeof(int32_t));
+	R->argmax(n, c, x, r);
+	G->argmax(n, c, dfl(x, (size_t)n * c), g);
+	expect_ints("argmax", g, r, n);
+	release_all();
+}
+
+/* ---- optimizers ---- */
+
+static void test_optim(void)
+{
+	size_t n = 50021;
+	float *w = hrand(n), *g = hrand(n), *m = hrand(n), *v = hpos(n);
+	for (int nesterov = 0; nesterov < 2; nesterov++) {
+		float *rw = hcopy(w, n), *rm = hcopy(m, n), *gw = dfl(w, n), *gm = dfl(m, n);
+		R->sgd_step(n, rw, g, rm, 0.05f, 0.9f, 5e-4f, nesterov);
+		G->sgd_step(n, gw, dfl(g, n), gm, 0.05f, 0.9f, 5e-4f, nesterov);
+		expect(nesterov ? "sgd nesterov w" : "sgd w", gw, rw, n);
+		expect(nesterov ? "sgd nesterov momentum" : "sgd momentum", gm, rm, n);
+	}
+	for (int decoupled = 0; decoupled < 2; decoupled++)
+		for (int t = 1; t <= 7; t += 6) {
+			float *rw = hcopy(w, n), *rm = hcopy(m, n), *rv = hcopy(v, n);
+			float *gw = dfl(w, n), *gm = dfl(m, n), *gv = dfl(v, n);
+			R->adam_step(n, rw, g, rm, rv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, decoupled, t);
+			G->adam_step(n, gw, dfl(g, n), gm, gv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
+				     decoupled, t);
+			char what[64];
+			snprintf(what, sizeof(what), "adam decoupled %d t %d", decoupled, t);
+			expect(what, gw, rw, n);
+			expect(what, gm, rm, n);
+			expect(what, gv, rv, n);
+		}
+	release_all();
+}
+
+/* ---- allocator and errors ---- */
+
+static void test_allocator(void)
+{
+	struct nn_cuda_mem_stats s0, s1;
+	void *p = G->alloc(3 << 20);
+	CHECK(p != NULL);
+	G->free(p);
+	nn_cuda_get_mem_stats(&s0);
+	for (int i = 0; i < 100; i++) { /* a steady state: no cudaMalloc */
+		void *a = G->alloc(3 << 20), *b = G->alloc(1000);
+		CHECK(a != NULL && b != NULL);
+		G->free(b);
+		G->free(a);
+	}
+	nn_cuda_get_mem_stats(&s1);
+	/* at most one cudaMalloc: the first 1000-byte block */
+	CHECK(s1.cuda_mallocs <= s0.cuda_mallocs + 1);
+	CHECK(s1.cache_hits >= s0.cache_hits + 99);
+	/* a zero-byte allocation is a valid, freeable block */
+	void *z = G->alloc(0);
+	CHECK(z != NULL);
+	G->free(z);
+	/* out of memory: NULL, and the message says how much was asked and is free */
+	void *huge = G->alloc((size_t)1 << 50);
+	CHECK(huge == NULL);
+	struct error e;
+	CHECK(nn_cuda_error(&e) == -1);
+	CHECK(strstr(e.msg, "asked 1125899906842624 bytes") != NULL);
+	CHECK(strstr(e.msg, "free") != NULL);
+	printf("# out of memory reads: %s\n", e.msg);
+	nn_cuda_clear_error();
+	CHECK(nn_cuda_error(&e) == 0);
+}
+
+static char fatal_msg[1024];
+static int fatal_calls;
+static void record_fatal(const char *msg)
+{
+	snprintf(fatal_msg, sizeof(fatal_msg), "%s", msg);
+	fatal_calls++;
+}
+
+static void test_errors(void)
+{
+	struct error e;
+	CHECK(nn_cuda_error(&e) == 0); /* every test above ran clean */
+	nn_cuda_set_fatal(record_fatal);
+	float *a = dev_alloc(64 * sizeof(float));
+	/* lda smaller than the row: cuBLAS refuses, the report names the op and shapes */
+	G->gemm(0, 0, 4, 4, 8, 1, a, 2, a, 4, 0, a, 4);
+	CHECK_INT(fatal_calls, 1);
+	CHECK(strstr(fatal_msg, "gemm ta=0 tb=0 m=4 n=4 k=8 lda=2") != NULL);
+	CHECK(strstr(fatal_msg, "cublasSgemm") != NULL);
+	printf("# a failed call reads: %s\n", fatal_msg);
+	CHECK(nn_cuda_error(&e) == -1);
+	/* after a failure the slots are no-ops until cleared */
+	G->fill(a, 64, 1);
+	CHECK_INT(fatal_calls, 1);
+	nn_cuda_clear_error();
+	nn_cuda_set_fatal(NULL);
+	release_all();
+}
+
+static void test_conv_tf32(void)
+{
+	struct error e;
+	CHECK(nn_cuda_set_precision(NN_CUDA_TF32, &e) == 0);
+	tol = 5e-3;
+	conv_cases();
+	tol = 1e-5;
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+}
+
+static void test_gemm_tf32(void)
+{
+	struct error e;
+	CHECK(nn_cuda_set_precision(NN_CUDA_TF32, &e) == 0);
+	tol = 5e-3;
+	gemm_cases();
+	tol = 1e-5;
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+}
+
+/* Built with CUDA on a machine without a GPU: no table, the reason kept, and
+ * "auto" falls back to the CPU. */
+static void test_auto_without_gpu(void)
+{
+	struct error e;
+	CHECK(nn_backend_cuda() == NULL);
+	CHECK(nn_cuda_error(&e) == -1 && strstr(e.msg, "no CUDA device") != NULL);
+	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
+}
+
+int main(int argc, char **argv)
+{
+	int gpus = nn_cuda_device_count();
+	if (argc > 1 && !strcmp(argv[1], "--gpu-count")) {
+		printf("%d\n", gpus > 0 && nn_backend_cuda() ? gpus : 0);
+		return 0;
+	}
+	if (gpus <= 0) {
+		RUN(test_auto_without_gpu);
+		skip_all("no GPU visible");
+		return CHECK_DONE();
+	}
+	G = nn_backend_cuda();
+	R = nn_backend_cpu_ref();
+	struct error e;
+	if (!G) {
+		nn_cuda_error(&e);
+		printf("# %s\n", e.msg);
+		skip_all("no usable GPU (see the message above)");
+		return 0;
+	}
+	if (nn_cuda_set_precision(NN_CUDA_FP32, &e) < 0) {
+		printf("not ok - set fp32 precision: %s\n", e.msg);
+		return 1;
+	}
+	RUN(test_elementwise);
+	RUN(test_bias);
+	RUN(test_gemm);
+	RUN(test_conv);
+	RUN(test_act);
+	RUN(test_batch_norm);
+	RUN(test_instance_norm);
+	RUN(test_pool);
+	RUN(test_upsample);
+	RUN(test_concat);
+	RUN(test_dropout);
+	RUN(test_losses);
+	RUN(test_argmax);
+	RUN(test_optim);
+	RUN(test_allocator);
+	RUN(test_errors);
+	RUN(test_conv_tf32);
+	RUN(test_gemm_tf32);
+	return CHECK_DONE();
+}
+
+#endif
