@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# compute-sanitizer memcheck (and racecheck on the reductions' shared memory)
-# over the op tests: no invalid access, no leak of device memory at exit.
+# compute-sanitizer memcheck over the op tests: no invalid device memory
+# access. CUDA_RACECHECK=1 adds racecheck (shared-memory hazards of the
+# reductions); it is much slower, so it is not on by default.
 source "$(dirname "$0")/../lib.sh"
 t=$CAIRN_TESTS/test_cuda_ops
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -16,6 +17,10 @@ fi
 rc=$?
 check_eq "memcheck exit status" "$rc" 0 || tail -30 $T/memcheck.out | sed 's/^/#   /'
 check_grep "memcheck: 0 errors" "ERROR SUMMARY: 0 errors" $T/memcheck.out
-"$san" --tool racecheck --error-exitcode 3 "$t" >$T/racecheck.out 2>&1
-rc=$?
-check_eq "racecheck exit status" "$rc" 0 || tail -30 $T/racecheck.out | sed 's/^/#   /'
+if [ "${CUDA_RACECHECK:-0}" = 1 ]; then
+	"$san" --tool racecheck --report-api-errors no --error-exitcode 3 "$t" >$T/racecheck.out 2>&1
+	rc=$?
+	check_eq "racecheck exit status" "$rc" 0 || tail -30 $T/racecheck.out | sed 's/^/#   /'
+else
+	skip racecheck "set CUDA_RACECHECK=1 (slow)"
+fi
