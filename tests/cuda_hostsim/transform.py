@@ -2,8 +2,17 @@
 """transform.py OPS_CU OUT_CPP: nn/cuda/ops.cu as host C++ for the host
 simulation (tests/integration/cuda_hostsim.sh): each block runs with one
 thread, so a block reduction is the identity and every kernel's loops visit
-all of their elements in order; launches become loops over the grid."""
+all of their elements in order; launches become loops over the grid.
+transform.py --reduce OPS_CU OUT_CPP: only the block reduction (block_sum)
+and sum_partials, unchanged, for reduce.cpp's threaded simulation."""
 import re, sys
+
+if sys.argv[1] == '--reduce':
+    src = open(sys.argv[2]).read()
+    a = src.index('/* Sum of v over the block')
+    b = src.index('/* ---- element-wise')
+    open(sys.argv[3], 'w').write(src[a:b])
+    sys.exit(0)
 
 src = open(sys.argv[1]).read()
 src = src.replace('#include "nn/cuda/rt.h"', '#include "fake_rt.h"')

@@ -3,8 +3,10 @@
 # thread per block (tests/cuda_hostsim/), and run through the op tests of
 # tests/unit/test_cuda_ops.c against the CPU reference. Checks each kernel's
 # index arithmetic, bounds (under ASan in `make test ASAN=1`) and formulas;
-# not the parallel reductions, the launch geometry limits or cuDNN/cuBLAS,
-# which need the GPU run (tests/cuda/).
+# then the block reduction (block_sum, sum_partials) with one host thread per
+# CUDA thread (tests/cuda_hostsim/reduce.cpp). Not checked: the launch
+# geometry limits, the runtime and cuDNN/cuBLAS, which need the GPU run
+# (tests/cuda/).
 source "$(dirname "$0")/../lib.sh"
 sim=$ROOT/tests/cuda_hostsim
 lib=$(dirname "$CAIRN_TESTS")/lib
@@ -25,3 +27,9 @@ CAIRN_CUDA_HOSTSIM=1 $T/test >$T/out 2>&1
 rc=$?
 sed -E 's/^(ok|not ok) - /\1 - hostsim /' $T/out
 check_eq "host simulation exit status" "$rc" 0
+check "reduction transformed" python3 $sim/transform.py --reduce $ROOT/nn/cuda/ops.cu $T/reduce_kernels.cpp || exit 1
+check "threaded reduction compiles" $cxx -std=c++20 $flags -w -I$T -I$sim $sim/reduce.cpp -o $T/reduce -lpthread || exit 1
+$T/reduce >$T/reduce.out 2>&1
+rc=$?
+sed -E 's/^(ok|not ok) - /\1 - hostsim /' $T/reduce.out
+check_eq "threaded reduction exit status" "$rc" 0
