@@ -41,7 +41,7 @@ for x in $(seq 0 $((side - 1))); do
 		printf 'url = "http://127.0.0.1:%s/%d/%d/%d.png"\noutput = "%d/%d/%d.png"\n' "$PORT" $Z "$x" "$y" $Z "$x" "$y"
 	done
 done >"$T/curl.cfg"
-printf '%d tiles of %.0f KB on average (PNG 256x256), nginx on 127.0.0.1\n' "$N" "$(echo "$bytes / $N / 1024" | bc -l)"
+awk -v n="$N" -v b="$bytes" 'BEGIN { printf "%d tiles of %.0f KB on average (PNG 256x256), nginx on 127.0.0.1\n", n, b / n / 1024 }'
 printf '%-12s %16s %16s %16s %16s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel"
 now() { date +%s.%N; }
 for c in 1 16 64; do
@@ -76,7 +76,7 @@ sed 's/^cairn-synth: /synth:     /' "$T/s.log"
 	--like "$T/s/imagery" --out "$T/r2" | sed 's/^cairn-rasterize: /rasterize (all cores): /'
 if command -v gdal_rasterize >/dev/null; then
 	# baseline: gdal_rasterize of the same map into one raster covering the same 64 tiles
-	read -r w s e n < <(gdalinfo -json "$T/s/truth/17/$(ls "$T/s/truth/17" | head -1)/$(ls "$T/s/truth/17/$(ls "$T/s/truth/17" | head -1)" | head -1)" >/dev/null 2>&1; python3 -c "
+	read -r w s e n < <(python3 -c "
 import json
 j = json.load(open('$T/s/scene.json')); z = j['zoom']; x0 = j['origin_x']; y0 = j['origin_y']; k = j['tiles_per_side']
 o = 20037508.342789244; t = 2 * o / 2 ** z

@@ -1,6 +1,8 @@
 #include "geo/fetch.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -811,6 +813,34 @@ static int collect_failures(struct run *r, struct fetch_result *res, struct erro
 	return 0;
 }
 
+/* Temp folders of killed runs on this host (their pid is gone) hold at most
+ * partial .part files: remove them. Another host's or a live run's stay. */
+static void remove_stale_tmp(const char *out_dir, const char *host)
+{
+	DIR *d = opendir(out_dir);
+	if (!d)
+		return;
+	char prefix[200];
+	snprintf(prefix, sizeof(prefix), ".cairn-tmp-%s-", host);
+	size_t pl = strlen(prefix);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, pl) != 0)
+			continue;
+		char *end;
+		long pid = strtol(e->d_name + pl, &end, 10);
+		if (*end || pid <= 0 || pid == (long)getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[PATH_MAX];
+		struct error e2;
+		if (snprintf(path, sizeof(path), "%s/%s", out_dir, e->d_name) < (int)sizeof(path))
+			fs_rm_rf(path, &e2);
+	}
+	closedir(d);
+}
+
 int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error *err)
 {
 	memset(res, 0, sizeof(*res));
@@ -852,6 +882,7 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 		goto out;
 	char host[128] = "host";
 	gethostname(host, sizeof(host) - 1);
+	remove_stale_tmp(o->out_dir, host);
 	if (snprintf(r.tmpdir, sizeof(r.tmpdir), "%s/.cairn-tmp-%s-%ld", o->out_dir, host,
 		     (long)getpid()) >= (int)sizeof(r.tmpdir)) {
 		r.tmpdir[0] = '\0';

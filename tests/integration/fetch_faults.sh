@@ -102,6 +102,10 @@ done
 kill -9 $fpid
 wait $fpid 2>/dev/null
 have=$(find "$T/out4" -name '*.png' | wc -l | tr -d ' ')
+check "the killed run left its temp folder" test -n "$(find "$T/out4" -maxdepth 1 -name '.cairn-tmp-*')"
+# a partial download there, as a kill during a write would leave
+tmpd=$(find "$T/out4" -maxdepth 1 -name '.cairn-tmp-*' | head -1)
+printf 'half a tile' >"$tmpd/999.part"
 bad=0
 for f in $(cd "$T/out4" && find . -name '*.png'); do cmp -s "$T/www/$f" "$T/out4/$f" || bad=$((bad + 1)); done
 check "killed run left some tiles ($have) and none partial" test "$have" -gt 0 -a "$have" -lt 15 -a "$bad" -eq 0
@@ -110,8 +114,8 @@ before=$(requests "$T/log4")
 check_rc "rerun after SIGKILL exits 0" 0 cairn-fetch --url "http://127.0.0.1:$PORT4/{z}/{x}/{y}.png" \
 	--zoom 6 --bbox=$BBOX --out "$T/out4" --concurrency 8
 check_eq "rerun asked only for tiles not in the manifest" "$(($(requests "$T/log4") - before))" "$((16 - journal))"
-check_eq "no temp folders left from the killed run's successor" \
-	"$(find "$T/out4" -name '*.part' | wc -l | tr -d ' ')" 0
+check_eq "the rerun removed the dead run's temp folder and its partial file" \
+	"$(find "$T/out4" -name '*.part' -o -name '.cairn-tmp-*' | wc -l | tr -d ' ')" 0
 
 # The same faults with --verify fast (CRCs and a header read instead of a decode).
 start_server "$T/log5" "$T/port5"

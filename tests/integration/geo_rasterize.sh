@@ -78,6 +78,12 @@ want=$(python3 -c "o=20037508.342789244; t=2*o/2**$z; print('%.6f,%.6f' % (-o+$x
 got=$(gdalinfo -json "$T/r4326/$f" | python3 -c "import json,sys; g=json.load(sys.stdin)['geoTransform']; print('%.6f,%.6f' % (g[0], g[3]))")
 check_eq "geotransform origin is the tile corner" "$got" "$want"
 
+# Shards: two halves into one folder give the same tiles as one run.
+check_rc "shard 0/2" 0 cairn-rasterize --vector "$T/map.geojson" --class-field class --width-field width --zoom 17 --out "$T/sh" --shard 0/2
+check_rc "shard 1/2" 0 cairn-rasterize --vector "$T/map.geojson" --class-field class --width-field width --zoom 17 --out "$T/sh" --shard 1/2
+check_eq "shards = one run" "$(cd "$T/sh" && find . -name '*.tif' | sort | xargs sha256sum | sha256sum)" \
+	"$(cd "$T/r4326" && find . -name '*.tif' | sort | xargs sha256sum | sha256sum)"
+
 # The same map in other CRSs gives the same tiles (up to reprojection rounding).
 ogr2ogr -f GPKG "$T/map_utm.gpkg" "$T/map.geojson" -t_srs EPSG:32631
 ogr2ogr -f GeoJSON "$T/map_l93.json" "$T/map.geojson" -t_srs EPSG:2154
