@@ -36,7 +36,7 @@ static void dir_of(const char *path, char *dir, size_t size)
 		snprintf(dir, size, "%.*s", (int)(slash - path), path);
 }
 
-/* durable: 0 no fsync, 1 fsync of the file, 2 also of the folder. */
+/* durable: 0 no fsync, else fsync of the file and of the folder. */
 static int write_renamed(const char *path, const void *data, size_t len, int durable,
 			 struct error *err)
 {
@@ -77,7 +77,7 @@ static int write_renamed(const char *path, const void *data, size_t len, int dur
 		unlink(tmp);
 		return -1;
 	}
-	if (durable < 2)
+	if (!durable)
 		return 0;
 	char dir[PATH_MAX];
 	dir_of(path, dir, sizeof(dir));
@@ -86,13 +86,9 @@ static int write_renamed(const char *path, const void *data, size_t len, int dur
 
 int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err)
 {
-	return write_renamed(path, data, len, 2, err);
-}
-
-int fs_write_synced(const char *path, const void *data, size_t len, struct error *err)
-{
 	return write_renamed(path, data, len, 1, err);
 }
+
 
 int fs_write_replace(const char *path, const void *data, size_t len, struct error *err)
 {

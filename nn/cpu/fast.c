@@ -1,7 +1,6 @@
 /* fast: convolution as im2col + one OpenBLAS sgemm per group (Chellapilla
- * et al. 2006). Small images are batched: the columns of nb images sit side by
- * side so that each sgemm is large enough to keep both cores busy; the output
- * of such a batch is scattered back to NCHW. All scratch memory is the
+ * et al. 2006), on column tiles sized for the L2 cache (see conv_plan); the
+ * threaded versions of the memory-bound slots. All scratch memory is the
  * caller's workspace, so a training step allocates nothing. */
 /* the loops here are written to be vectorized; -O2 alone leaves most of them scalar */
 #pragma GCC optimize("O3")
@@ -10,10 +9,6 @@
 
 #include "nn/cpu/cpu_ops.h"
 #include "nn/cpu/par.h"
-
-/* Target number of output columns per sgemm: beyond this the column buffer
- * only grows without the sgemm getting faster. */
-#define CONV_COLS 4096
 
 /* One-thread sgemm (OpenBLAS runs single-threaded, see par.h). */
 static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,

@@ -80,8 +80,13 @@ int cu_check_rt(cudaError_t e, const char *call, const char *file, int line, con
 int cu_check_dnn(cudnnStatus_t e, const char *call, const char *file, int line, const char *fmt,
 		 ...)
 {
-	if (e == CUDNN_STATUS_SUCCESS)
+	if (e == CUDNN_STATUS_SUCCESS) {
+		/* cuDNN reports through its status; a runtime error it met and handled
+		   inside (a failed trial allocation in cudnnFind*) must not be taken for
+		   the next kernel's launch error */
+		(void)cudaGetLastError();
 		return 0;
+	}
 	va_list ap;
 	va_start(ap, fmt);
 	vfail(file, line, call, cudnnGetErrorString(e), fmt, ap);
@@ -92,8 +97,10 @@ int cu_check_dnn(cudnnStatus_t e, const char *call, const char *file, int line, 
 int cu_check_blas(cublasStatus_t e, const char *call, const char *file, int line, const char *fmt,
 		  ...)
 {
-	if (e == CUBLAS_STATUS_SUCCESS)
+	if (e == CUBLAS_STATUS_SUCCESS) {
+		(void)cudaGetLastError(); /* as in cu_check_dnn */
 		return 0;
+	}
 	va_list ap;
 	va_start(ap, fmt);
 	vfail(file, line, call, cublasGetStatusString(e), fmt, ap);
@@ -410,7 +417,7 @@ extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
 		return;
 	const char *src = (const char *)host;
 	char *d = (char *)dst;
-	int k = 0;
+	static int k; /* the staging buffer used least recently, across calls */
 	for (size_t off = 0; off < bytes; off += STAGE_BYTES, k ^= 1) {
 		size_t len = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
 		if (CU_RT(cudaEventSynchronize(stage_done[k]), "upload of %zu bytes (chunk at %zu)", bytes,

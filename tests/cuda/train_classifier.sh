@@ -26,4 +26,12 @@ check "metrics say cuda" python3 -c "import json; assert json.load(open('$T/gpu/
 check "checkpoint written" test -s $T/gpu/model.ckpt
 ips=$(python3 -c "import json; print(json.load(open('$T/gpu/metrics.json'))['train_images_per_s'])")
 echo "# cuda training: $ips images/s"
+# out of device memory: a clean failure, nothing written (activations of ~100 GB)
+env CAIRN_CUDA_PRECISION=fp32 cairn-train-classifier --train $T/train.ds --test $T/test.ds --device cuda \
+	--arch cnn:widths=512-1024,convs=1 --batch 60000 --epochs 1 --out $T/oom >$T/oom.out 2>&1
+rc=$?
+check "out of memory exits non-zero ($rc)" test "$rc" -ne 0
+check_grep "out of memory is named" "out of (cuda|device) memory" $T/oom.out
+check "no metrics.json after out of memory" test ! -e $T/oom/metrics.json
+check "no checkpoint after out of memory" test ! -e $T/oom/model.ckpt
 check_rc "no GPU is bad usage" 2 env CUDA_VISIBLE_DEVICES= cairn-train-classifier --train $T/train.ds --test $T/test.ds --device cuda --out $T/none

@@ -6,6 +6,9 @@
  * 5e-3 for convolution and gemm in TF32. Also: the caching allocator, and
  * error reports naming the op. Without a GPU (or without `make CUDA=1`) every
  * test prints an "ok - NAME # SKIP why" line and the program exits 0.
+ * tests/integration/cuda_hostsim.sh also runs it with the kernels of
+ * nn/cuda/ops.cu compiled for the host (CAIRN_CUDA_HOSTSIM=1), in every
+ * `make test`, so their index arithmetic is checked (under ASan too) without a GPU.
  *   test_cuda_ops --gpu-count   prints the number of usable GPUs (0 or more) */
 #include <math.h>
 #include <stdint.h>
@@ -659,7 +662,7 @@ static void test_allocator(void)
 	/* out of memory: NULL, and the message says how much was asked and is free */
 	void *huge = G->alloc((size_t)1 << 50);
 	CHECK(huge == NULL);
-	struct error e;
+	struct error e = {""};
 	CHECK(nn_cuda_error(&e) == -1);
 	CHECK(strstr(e.msg, "asked 1125899906842624 bytes") != NULL);
 	CHECK(strstr(e.msg, "free") != NULL);
@@ -766,6 +769,15 @@ int main(int argc, char **argv)
 	RUN(test_losses);
 	RUN(test_argmax);
 	RUN(test_optim);
+	if (getenv("CAIRN_CUDA_HOSTSIM")) {
+		/* tests/integration/cuda_hostsim.sh: the kernels on the host; there is
+		   no allocator, no runtime and no cuDNN/cuBLAS to test */
+		SKIP("test_allocator", "host simulation");
+		SKIP("test_errors", "host simulation");
+		SKIP("test_conv_tf32", "host simulation");
+		SKIP("test_gemm_tf32", "host simulation");
+		return CHECK_DONE();
+	}
 	RUN(test_allocator);
 	RUN(test_errors);
 	RUN(test_conv_tf32);
