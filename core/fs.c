@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,4 +208,19 @@ char *fs_abspath(const char *path)
 		return NULL;
 	}
 	return buf_detach(&b);
+}
+
+int fs_trylock(const char *path, int inherit, struct error *err)
+{
+	int fd = open(path, O_RDWR | O_CREAT | (inherit ? 0 : O_CLOEXEC), 0644);
+	if (fd < 0)
+		return error_errno(err, "%s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int busy = errno == EWOULDBLOCK;
+		if (!busy)
+			error_errno(err, "%s: lock", path);
+		close(fd);
+		return busy ? FS_LOCK_BUSY : -1;
+	}
+	return fd;
 }

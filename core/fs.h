@@ -22,6 +22,13 @@ int fs_is_dir(const char *path);
 int fs_rm_rf(const char *path, struct error *err);
 /* fsync a folder so that a rename or create inside it is durable. */
 int fs_sync_dir(const char *path, struct error *err);
+/* Take an exclusive flock on path (created if missing) without waiting.
+ * Returns the open fd (the lock lives as long as it, and as long as any
+ * child that inherited it when `inherit`), FS_LOCK_BUSY if another holds
+ * it, or -1 with err set. */
+enum { FS_LOCK_BUSY = -2 };
+int fs_trylock(const char *path, int inherit, struct error *err);
+
 /* Absolute, normalized path (the file itself need not exist, its folder must). */
 char *fs_abspath(const char *path);
 
