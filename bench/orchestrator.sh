@@ -5,6 +5,7 @@
 # DAG: two stages, one-to-one, N tasks each (2N tasks).
 #   make bench                                   # everything
 #   CAIRN_BENCH_BIG=0 bash bench/orchestrator.sh # skip the 200,000-task plan
+#   CAIRN_BENCH_PEER=0 bash bench/orchestrator.sh # cairn's figures only (no Snakemake)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 : "${CAIRN_BIN:=$here/../bin}"
@@ -23,7 +24,9 @@ echo "== orchestrator: cairn $(cairn --version | cut -d' ' -f2) on $(nproc) core
 
 # Snakemake's figures for the same DAGs, measured now (bench/snakemake.sh).
 declare -A snake
-if [ -x "$(command -v snakemake)" ] && [ -f "$here/snakemake.sh" ]; then
+if [ "${CAIRN_BENCH_PEER:-1}" = 0 ]; then
+	echo "   (CAIRN_BENCH_PEER=0: Snakemake not run)"
+elif [ -x "$(command -v snakemake)" ] && [ -f "$here/snakemake.sh" ]; then
 	while IFS= read -r line; do
 		echo "   $line"
 		key=$(echo "$line" | sed -n 's/^snakemake \([a-z-]*\) \([0-9]*\):.*/\1 \2/p')

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,7 +37,7 @@ static void dir_of(const char *path, char *dir, size_t size)
 		snprintf(dir, size, "%.*s", (int)(slash - path), path);
 }
 
-/* durable: 0 no fsync, 1 fsync of the file, 2 also of the folder. */
+/* durable: 0 no fsync, else fsync of the file and of the folder. */
 static int write_renamed(const char *path, const void *data, size_t len, int durable,
 			 struct error *err)
 {
@@ -77,7 +78,7 @@ static int write_renamed(const char *path, const void *data, size_t len, int dur
 		unlink(tmp);
 		return -1;
 	}
-	if (durable < 2)
+	if (!durable)
 		return 0;
 	char dir[PATH_MAX];
 	dir_of(path, dir, sizeof(dir));
@@ -86,13 +87,9 @@ static int write_renamed(const char *path, const void *data, size_t len, int dur
 
 int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err)
 {
-	return write_renamed(path, data, len, 2, err);
-}
-
-int fs_write_synced(const char *path, const void *data, size_t len, struct error *err)
-{
 	return write_renamed(path, data, len, 1, err);
 }
+
 
 int fs_write_replace(const char *path, const void *data, size_t len, struct error *err)
 {
@@ -211,4 +208,19 @@ char *fs_abspath(const char *path)
 		return NULL;
 	}
 	return buf_detach(&b);
+}
+
+int fs_trylock(const char *path, int inherit, struct error *err)
+{
+	int fd = open(path, O_RDWR | O_CREAT | (inherit ? 0 : O_CLOEXEC), 0644);
+	if (fd < 0)
+		return error_errno(err, "%s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int busy = errno == EWOULDBLOCK;
+		if (!busy)
+			error_errno(err, "%s: lock", path);
+		close(fd);
+		return busy ? FS_LOCK_BUSY : -1;
+	}
+	return fd;
 }

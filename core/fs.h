@@ -12,10 +12,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, struct error
 /* Same rename trick (readers see old or new, never a torn file) without the
  * fsyncs: for files that may be lost in a power cut but must never be torn. */
 int fs_write_replace(const char *path, const void *data, size_t len, struct error *err);
-/* Between the two: the bytes are on disk before the name points at them
- * (never a torn file, even after a power cut), but the rename itself may be
- * lost in a power cut. For markers whose loss only means redoing work. */
-int fs_write_synced(const char *path, const void *data, size_t len, struct error *err);
+
 int fs_mkdir_p(const char *path, struct error *err);
 /* Read a whole file; *data is NUL-terminated (free with mem_free). */
 int fs_read_all(const char *path, char **data, size_t *len, struct error *err);
@@ -25,6 +22,13 @@ int fs_is_dir(const char *path);
 int fs_rm_rf(const char *path, struct error *err);
 /* fsync a folder so that a rename or create inside it is durable. */
 int fs_sync_dir(const char *path, struct error *err);
+/* Take an exclusive flock on path (created if missing) without waiting.
+ * Returns the open fd (the lock lives as long as it, and as long as any
+ * child that inherited it when `inherit`), FS_LOCK_BUSY if another holds
+ * it, or -1 with err set. */
+enum { FS_LOCK_BUSY = -2 };
+int fs_trylock(const char *path, int inherit, struct error *err);
+
 /* Absolute, normalized path (the file itself need not exist, its folder must). */
 char *fs_abspath(const char *path);
 

@@ -39,19 +39,12 @@ static int write_json(const char *path, const json_t *j, int durable, struct err
 	text = nl;
 	text[len++] = '\n';
 	text[len] = '\0';
-	int rc = durable == 2   ? fs_write_atomic(path, text, len, err)
-		 : durable == 1 ? fs_write_synced(path, text, len, err)
-				: fs_write_replace(path, text, len, err);
+	int rc = durable ? fs_write_atomic(path, text, len, err) : fs_write_replace(path, text, len, err);
 	free(text);
 	return rc;
 }
 
 int jsonio_write_atomic(const char *path, const json_t *j, struct error *err)
-{
-	return write_json(path, j, 2, err);
-}
-
-int jsonio_write_synced(const char *path, const json_t *j, struct error *err)
 {
 	return write_json(path, j, 1, err);
 }

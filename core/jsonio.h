@@ -12,8 +12,7 @@ json_t *jsonio_load(const char *path, struct error *err);
 int jsonio_write_atomic(const char *path, const json_t *j, struct error *err);
 /* Same without fsync (fs_write_replace). */
 int jsonio_write_replace(const char *path, const json_t *j, struct error *err);
-/* Same with fs_write_synced: content durable, the rename not forced. */
-int jsonio_write_synced(const char *path, const json_t *j, struct error *err);
+
 /* Small getters that tolerate a missing key or a wrong type. */
 const char *jsonio_str(const json_t *obj, const char *key, const char *dflt);
 long long jsonio_int(const json_t *obj, const char *key, long long dflt);

@@ -56,6 +56,40 @@ int burn_set_add_polygon(struct burn_set *s, OGRGeometryH geom, uint8_t value, s
 	return 0;
 }
 
+/* A long line is buffered in pieces of at most PIECE segments that share
+ * their end points: the union of the pieces' buffers is the line's buffer
+ * (a buffer distributes over a union), and each tile then hands GDAL only
+ * the pieces near it instead of a polygon the length of the street. Where
+ * two pieces meet, their round caps approximate the round join with other
+ * vertices: a sliver of at most r(1 - cos(pi/16)) ~ 2% of the half-width. */
+#define PIECE 64
+
+static int add_line_part(struct burn_set *s, OGRGeometryH part, double dist, uint8_t value,
+			 struct error *err)
+{
+	int n = OGR_G_GetPointCount(part);
+	for (int a = 0; a < n - 1 || (n == 1 && a == 0); a += PIECE) {
+		int b = a + PIECE < n - 1 ? a + PIECE : n - 1;
+		OGRGeometryH piece = OGR_G_CreateGeometry(wkbLineString);
+		if (!piece)
+			return error_set(err, "out of memory");
+		for (int i = a; i <= b; i++)
+			OGR_G_AddPoint_2D(piece, OGR_G_GetX(part, i), OGR_G_GetY(part, i));
+		OGRGeometryH buf = OGR_G_Buffer(piece, dist, 8);
+		OGR_G_DestroyGeometry(piece);
+		if (!buf || OGR_G_IsEmpty(buf)) {
+			if (buf)
+				OGR_G_DestroyGeometry(buf);
+			return error_set(err, "cannot buffer a line (GEOS missing from GDAL?)");
+		}
+		if (burn_set_add_polygon(s, buf, value, err) < 0)
+			return -1;
+		if (n == 1)
+			break;
+	}
+	return 0;
+}
+
 int burn_set_add_line(struct burn_set *s, OGRGeometryH line, double width_m, uint8_t value,
 		      struct error *err)
 {
@@ -68,7 +102,18 @@ int burn_set_add_line(struct burn_set *s, OGRGeometryH line, double width_m, uin
 	if (OGR_G_Centroid(line, c) == OGRERR_NONE)
 		y = OGR_G_GetY(c, 0);
 	OGR_G_DestroyGeometry(c);
-	OGRGeometryH b = OGR_G_Buffer(line, 0.5 * width_m * burn_merc_scale(y), 8);
+	double dist = 0.5 * width_m * burn_merc_scale(y);
+	OGRwkbGeometryType t = wkbFlatten(OGR_G_GetGeometryType(line));
+	if (t == wkbLineString)
+		return add_line_part(s, line, dist, value, err);
+	if (t == wkbMultiLineString) {
+		for (int i = 0; i < OGR_G_GetGeometryCount(line); i++)
+			if (add_line_part(s, OGR_G_GetGeometryRef(line, i), dist, value, err) < 0)
+				return -1;
+		return 0;
+	}
+	/* curves: buffer whole */
+	OGRGeometryH b = OGR_G_Buffer(line, dist, 8);
 	if (!b || OGR_G_IsEmpty(b)) {
 		if (b)
 			OGR_G_DestroyGeometry(b);

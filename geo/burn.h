@@ -42,8 +42,9 @@ double burn_merc_scale(double y);
 /* Add a polygon or multipolygon in EPSG:3857 (ownership passes to the set). */
 int burn_set_add_polygon(struct burn_set *s, OGRGeometryH geom, uint8_t value, struct error *err);
 /* Add a line in EPSG:3857, buffered to width_m ground metres: half-width
- * times burn_merc_scale() at the line's centroid, 8 segments per quarter circle.
- * The line stays the caller's. */
+ * times burn_merc_scale() at the line's centroid, 8 segments per quarter
+ * circle; lines of more than 64 segments are buffered in 64-segment pieces
+ * (see burn.c). The line stays the caller's. */
 int burn_set_add_line(struct burn_set *s, OGRGeometryH line, double width_m, uint8_t value,
 		      struct error *err);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
 
@@ -352,7 +353,26 @@ static int poll_external(struct pool *p, struct error *err)
 			buf_reset(&path);
 			buf_addf(&path, "%s/stages/%s/%d/failed.json", p->g->run_dir, st->name, t);
 			int failed = !done && stat(path.s, &sb) == 0;
+			int gone = 0;
+			if (!done && !failed) {
+				/* No marker: is anyone still holding the task's lock? If
+				 * not, its wrapper died without one: run it here. */
+				buf_reset(&path);
+				buf_addf(&path, "%s/stages/%s/%d/.lock", p->g->run_dir, st->name, t);
+				struct error e2;
+				int fd = path.failed ? -1 : fs_trylock(path.s, 0, &e2);
+				gone = fd >= 0;
+				if (gone)
+					close(fd);
+			}
 			buf_release(&path);
+			if (gone) {
+				p->external--;
+				p->c->running--;
+				if (push(p, s, t) < 0)
+					return error_set(err, "out of memory");
+				continue;
+			}
 			if (!done && !failed)
 				continue;
 			p->external--;

@@ -58,7 +58,7 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 		json_object_set_new(j, "message", json_string(message));
 	struct buf p = BUF_INIT;
 	path_of(&p, x, "failed.json");
-	int rc = jsonio_write_synced(p.s, j, err);
+	int rc = jsonio_write_replace(p.s, j, err);
 	json_decref(j);
 	buf_release(&p);
 	run_event(x->run->dir, "failed %s/%d attempt %d: %s%s%s", x->st->name, x->task, x->attempt,
@@ -343,10 +343,12 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 				 (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts,
 				 "manifest_sha256", digest, "manifest", manifest, "slurm_job", x->job);
 	path_of(&p, x, "done.json");
-	/* Synced, not atomic+dir-synced: a power cut may lose this rename (the
-	 * task then reruns) but never leaves a torn done.json; it saves a second
-	 * fsync per task. */
-	if (!done || jsonio_write_synced(p.s, done, err) < 0) {
+	/* Temp file + rename, no fsync: a process killed at any moment leaves
+	 * the old state or the new, never a torn file. fsync would only matter
+	 * in a power cut, and there it buys nothing: the outputs themselves are
+	 * not synced, a done.json lost with the cut just reruns its task, and a
+	 * torn one is read as not done (plan.c). It cost a disk flush per task. */
+	if (!done || jsonio_write_replace(p.s, done, err) < 0) {
 		if (!done)
 			error_set(err, "out of memory");
 		dprintf(log_fd, "cairn: cannot write done.json: %s\n", err->msg);

@@ -207,21 +207,21 @@ int run_lock(struct run *r, long *holder, struct error *err)
 	buf_addf(&p, "%s/.lock", r->dir);
 	if (p.failed)
 		return error_set(err, "out of memory");
-	int fd = open(p.s, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		error_errno(err, "%s", p.s);
+	int fd = fs_trylock(p.s, 0, err);
+	if (fd == FS_LOCK_BUSY) {
+		char *text;
+		struct error e2;
+		*holder = 0;
+		if (fs_read_all(p.s, &text, NULL, &e2) == 0) {
+			*holder = atol(text);
+			mem_free(text);
+		}
 		buf_release(&p);
-		return -1;
-	}
-	buf_release(&p);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		char text[32] = "";
-		ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
-		text[n > 0 ? n : 0] = '\0';
-		*holder = atol(text);
-		close(fd);
 		return 0;
 	}
+	buf_release(&p);
+	if (fd < 0)
+		return -1;
 	char text[32];
 	int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t)n, 0) != n) {

@@ -63,23 +63,11 @@ int task_lock(const char *run, const char *stage, int task, struct error *err)
 	task_path(&p, run, stage, task, ".lock");
 	if (p.failed)
 		return error_set(err, "out of memory");
-	/* No O_CLOEXEC: the task's processes inherit it, so if the wrapper dies
-	 * while its command goes on, the task still counts as running. */
-	int fd = open(p.s, O_RDWR | O_CREAT, 0644);
-	if (fd < 0) {
-		error_errno(err, "%s", p.s);
-		buf_release(&p);
-		return -1;
-	}
+	/* Inherited: the task's processes keep it, so if the wrapper dies while
+	 * its command goes on, the task still counts as running. */
+	int fd = fs_trylock(p.s, 1, err);
 	buf_release(&p);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int busy = errno == EWOULDBLOCK;
-		if (!busy)
-			error_errno(err, "%s/%d: lock", stage, task);
-		close(fd);
-		return busy ? TASK_LOCK_BUSY : -1;
-	}
-	return fd;
+	return fd == FS_LOCK_BUSY ? TASK_LOCK_BUSY : fd;
 }
 
 int task_lock_held(const char *run, const char *stage, int task)

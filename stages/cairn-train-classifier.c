@@ -44,7 +44,8 @@ static void usage(FILE *f)
 		"  --pad N         random-crop augmentation: pad N pixels, crop back (default 0)\n"
 		"  --no-augment    no random flips and no crops\n"
 		"  --threads N     CPU threads (default: all cores)\n"
-		"  --device D      cpu (default) or cpu-ref (slow reference loops)\n"
+		"  --device D      cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
+		"                  with make CUDA=1 and a GPU), auto (cuda if usable, else cpu)\n"
 		"  --help          this text\n"
 		"\n"
 		"example:\n"
@@ -175,7 +176,10 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			if (!(cfg.be = nn_backend_by_name(optarg)))
-				return bad_usage("--device: unknown device '%s' (cpu, cpu-ref)", optarg);
+				return bad_usage(strcmp(optarg, "cuda")
+							 ? "--device: unknown device '%s' (cpu, cpu-ref, cuda, auto)"
+							 : "--device %s: no usable CUDA backend (needs make CUDA=1 and a GPU)",
+						 optarg);
 			break;
 		case 'A': cfg.flip = 0, cfg.pad = 0; break;
 		case 'P':

@@ -30,4 +30,6 @@ check_grep "the error names the family" "unknown family 'vgg16'" $T/.out
 echo garbage >$T/bad.ds
 check_rc "corrupt shard is bad input" 2 cairn-train-classifier --train $T/bad.ds --test $T/test.ds --out $T/r5
 check_rc "missing --out is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds
+check_rc "unknown device is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --device tpu --out $T/r6
+check_grep "the error lists the devices" "cpu, cpu-ref, cuda, auto" $T/.out
 check_rc "--help" 0 cairn-train-classifier --help
