@@ -124,6 +124,7 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 		for (int t = 0; t < st->ntasks; t++) {
 			struct task_info ti;
 			if (fresh) {
+				memset(&ti, 0, sizeof(ti));
 				ti.state = TASK_PENDING;
 			} else if (task_read(r->dir, st->name, t, 1, &ti, err) < 0) {
 				error_prefix(err, "%s/%d: ", st->name, t);
