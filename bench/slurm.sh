@@ -59,7 +59,7 @@ printf '%-52s %s\n' "cancel the run" "$(count scancel) scancel call(s)"
 # The peer on the same kind of cluster: snakemake --slurm submits job by job
 # and polls (bench/snakemake.sh slurm N starts its own private cluster).
 # cairn's figures for the same small DAG, for the side-by-side line:
-if command -v snakemake >/dev/null; then
+if [ "${CAIRN_BENCH_PEER:-1}" != 0 ] && command -v snakemake >/dev/null; then
 	scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1
 	bash "$here/gen_spec.sh" 20 >small.ini
 	: >calls
@@ -68,5 +68,5 @@ if command -v snakemake >/dev/null; then
 		"$(count sbatch) sbatch, $(count squeue) squeue, $(count scontrol) scontrol"
 	bash "$here/snakemake.sh" slurm 20 | sed 's/^/   /'
 else
-	echo "   (Snakemake not installed: scripts/deps.sh bench installs it; no peer figures)"
+	echo "   (Snakemake not run: CAIRN_BENCH_PEER=0, or not installed: scripts/deps.sh bench)"
 fi
