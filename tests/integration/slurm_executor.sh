@@ -121,6 +121,20 @@ check_eq "half-way, then resume: exit 0" "$?" 0
 check_eq "half-way, then resume: every task ran exactly once" "$(sort count | uniq -d | wc -l) $(wc -l <count)" "0 13"
 check_eq "half-way, then resume: result complete" "$(tr '\n' ' ' <r7/stages/c/0/out/c)" "b0 b1 b2 b3 b4 b5 "
 echo "# $SECONDS s: half-way submission done"
+
+# --- a job Slurm does not know, and no marker: lost ---
+# (as after MinJobAge purged a job whose wrapper never wrote a marker; here an
+# sbatch that answers with a job id Slurm never had)
+mkdir -p ghost
+printf '#!/bin/sh\necho 987654\n' >ghost/sbatch
+chmod +x ghost/sbatch
+for c in squeue scontrol scancel; do ln -s "$T/shims/$c" ghost/$c; done
+printf '[pipeline]\nname = ghost\n[stage g]\ncommand = true\n' >ghost.ini
+CAIRN_SLURM_BIN=$T/ghost cairn run ghost.ini --executor slurm --run-dir r9 >out.txt 2>&1
+cairn status r9 >st.txt 2>&1
+check_grep "lost: a job Slurm no longer knows, without a marker, is lost" "failed g/0: lost" st.txt
+cairn why r9 g/0 >why.txt 2>&1
+check_grep "lost: why says Slurm no longer knows the job" "no longer known to Slurm" why.txt
 # --- cancel: one scancel for the whole run ---
 cat >slow.ini <<'EOF'
 [pipeline]
