@@ -56,6 +56,21 @@ struct nn_backend {
 	void (*upload)(void *dst, const void *host, size_t bytes);
 	void (*download)(void *host, const void *src, size_t bytes);
 	void (*sync)(void);
+	/* Optional (NULL: nothing to do). [w, w + n) are a net's parameter values
+	 * (its flat buffer, nn/net.h) and a forward and backward pass that reads
+	 * them begins; they do not change until it ends. A backend that computes
+	 * with lower-precision copies of weights (bf16 on CUDA) makes them here,
+	 * once per pass. n == 0: the net is being released, forget w. */
+	void (*params_ready)(const float *w, size_t n);
+	/* Optional (NULL: fn(ctx) is called). One training step, fn(ctx), made
+	 * of device work through this table only: uploads of its inputs come
+	 * before it, a download or sync inside makes it run without a graph, and
+	 * the loss values it asks for are written when step returns, not before.
+	 * CUDA replays a step whose calls repeat exactly as one captured CUDA
+	 * graph (nn/cuda/graph.cu). *state is the caller's: NULL at first, freed
+	 * by step_release. */
+	void (*step)(void **state, void (*fn)(void *ctx), void *ctx);
+	void (*step_release)(void *state);
 
 	void (*fill)(float *x, size_t n, float v);
 	void (*copy)(float *dst, const float *src, size_t n);
@@ -166,6 +181,9 @@ const struct nn_backend *nn_backend_cuda(void);
 /* By name: "cpu", "cpu-ref", "cuda", or "auto" (cuda when a GPU is usable,
  * else cpu). NULL if unknown or unavailable. */
 const struct nn_backend *nn_backend_by_name(const char *name);
+/* be->step if the backend has it, else fn(ctx); and its release. */
+void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void *ctx), void *ctx);
+void nn_backend_step_release(const struct nn_backend *be, void **state);
 /* Allocations made by the CPU backends so far (tests: none in a training step). */
 size_t nn_cpu_allocations(void);
 /* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: all cores. */

@@ -511,6 +511,8 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 	net->n = n;
 	if (net->training)
 		net->step++;
+	if (be->params_ready && net->flat.n)
+		be->params_ready(net->flat.w, net->flat.n);
 	for (int id = 1; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		struct nn_node *a = &net->nodes[nd->in[0]];
@@ -765,6 +767,8 @@ struct nn_param *nn_net_param(struct nn_net *net, const char *name)
 void nn_net_release(struct nn_net *net)
 {
 	struct nn_flat *f = &net->flat;
+	if (f->w && net->be->params_ready)
+		net->be->params_ready(f->w, 0);
 	float *bufs[4] = {f->w, f->g, f->m, f->v};
 	for (int k = 0; k < 4; k++)
 		if (bufs[k])
