@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# bench/cuda.sh: the CUDA backend beside PyTorch in the same run (issue #8):
-# one training step of the small CNN (Fashion-MNIST shape, batch 128) and of
-# the U-Net (base 16, batch 8, 256x256) in fp32 and tf32, cairn (bench/cuda_step)
-# then PyTorch (bench/cuda_torch.py). Runs under `make bench-cuda` only, and
-# says so and stops when no GPU is visible.
+# bench/cuda.sh: the CUDA backend beside PyTorch in the same run (issue #8),
+# cairn (bench/cuda_step) then PyTorch (bench/cuda_torch.py) for each figure:
+#   - the small CNN (Fashion-MNIST shape, batch 128) in fp32, tf32 and bf16,
+#     cairn also without CUDA graphs (CAIRN_CUDA_GRAPH=0);
+#   - the U-Net (base 16, batch 8, 256x256) in fp32, tf32 and bf16;
+#   - the CycleGAN step (two ResNet-9-block generators, two PatchGANs,
+#     256x256) at batch 1 and 8 in tf32;
+#   - ResNet-50 (224x224, batch 128) in bf16;
+#   - the U-Net's 3x3 convolutions, forward + backward: cairn's conv slots,
+#     bare cuDNN calls and PyTorch, in fp32, tf32 and bf16;
+#   - a square gemm of 8192: cairn's slot, bare cuBLAS and PyTorch, fp32,
+#     tf32 and bf16.
+# Each command has its own time limit (BENCH_TIMEOUT seconds, default 150),
+# so one hang does not stop the rest. Runs under `make bench-cuda` (or with
+# --cuda) only, and says so and stops when no GPU is visible.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 : "${CAIRN_BENCH:?run through make bench or make bench-cuda}"
@@ -24,32 +34,45 @@ if [ "${gpus:-0}" -lt 1 ]; then
 fi
 torch=1
 python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null || torch=0
-echo "== cuda: training step, cairn beside PyTorch ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)) =="
+limit=${BENCH_TIMEOUT:-150}
+echo "== cuda: cairn beside PyTorch ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)) =="
 [ $torch = 1 ] || echo "   (PyTorch with CUDA not importable: cairn figures only)"
 rc=0
-run() { # label cairn-args -- torch-args
-	local args=() targs=() in_torch=0 a
-	for a in "$@"; do
-		if [ "$a" = -- ]; then in_torch=1; continue; fi
-		if [ $in_torch = 1 ]; then targs+=("$a"); else args+=("$a"); fi
-	done
-	"$step" --device cuda "${args[@]}" || rc=1
-	if [ $torch = 1 ]; then python3 "$here/cuda_torch.py" "${targs[@]}" || rc=1; fi
+t() { # a command under the time limit; a failure or timeout is reported, not fatal
+	timeout -k 5 "$limit" "$@"
+	local r=$?
+	if [ $r = 124 ] || [ $r = 137 ]; then
+		echo "   TIMED OUT after ${limit}s: $*"
+		rc=1
+	elif [ $r != 0 ]; then
+		echo "   FAILED (status $r): $*"
+		rc=1
+	fi
 }
-for prec in fp32 tf32; do
-	run --precision $prec --batch 128 --size 28 --channels 1 --classes 10 \
-		-- --arch cnn --precision $prec --batch 128 --size 28 --channels 1 --classes 10
-	run --precision $prec --arch unet:depth=4,base=16 --batch 8 --size 256 --channels 3 --classes 2 --steps 20 \
-		-- --arch unet --precision $prec --batch 8 --size 256 --channels 3 --classes 2 --steps 20
+cairn() { t "$step" --device cuda "$@"; }
+torch() { [ $torch = 1 ] && t python3 "$here/cuda_torch.py" "$@"; }
+
+cnn="--batch 128 --size 28 --channels 1 --classes 10"
+unet="--batch 8 --size 256 --channels 3 --classes 2 --steps 20"
+for prec in fp32 tf32 bf16; do
+	cairn --precision $prec $cnn
+	echo "   next line: cairn without CUDA graphs (CAIRN_CUDA_GRAPH=0)"
+	t env CAIRN_CUDA_GRAPH=0 "$step" --device cuda --precision $prec $cnn
+	torch --arch cnn --precision $prec $cnn
+	cairn --precision $prec --arch unet:depth=4,base=16 $unet
+	torch --arch unet --precision $prec $unet
 done
-[ $torch = 1 ] && python3 "$here/cuda_torch.py" --arch unet --precision bf16 --batch 8 --size 256 --channels 3 --classes 2 --steps 20
-# cairn only (no PyTorch mirror yet): one CycleGAN generator (the issue's step has
-# two generators and two PatchGANs) and a ResNet-50-shaped net in tf32 (the
-# issue's ResNet-50 figure is bf16, which cairn does not have yet)
-echo "   cairn only, not comparable to the issue's PyTorch figures:"
 for b in 1 8; do
-	"$step" --device cuda --precision tf32 --arch cyclegan:base=64,blocks=9 --batch $b --size 256 --channels 3 --classes 3 --steps 10 || rc=1
+	cairn --precision tf32 --task cyclegan --batch $b --size 256 --steps 10 --warmup 3
+	torch --arch cyclegan --precision tf32 --batch $b --size 256 --steps 10 --warmup 3
 done
-"$step" --device cuda --precision tf32 --arch resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 \
-	--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 || rc=1
+r50="--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 --warmup 3"
+cairn --precision bf16 --arch resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 $r50
+torch --arch resnet50 --precision bf16 $r50
+for prec in fp32 tf32 bf16; do
+	cairn --precision $prec --task conv --batch 8 --steps 20
+	torch --task conv --precision $prec --batch 8 --steps 20
+	cairn --precision $prec --task gemm --size 8192 --steps 10
+	torch --task gemm --precision $prec --size 8192 --steps 10
+done
 exit $rc

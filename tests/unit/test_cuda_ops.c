@@ -927,6 +927,34 @@ static void test_auto_without_gpu(void)
 	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
 }
 
+/* CAIRN_CUDA_TEST_ONLY=name,name: run only those tests, skip the others
+ * (tests/cuda/memcheck.sh keeps the sanitizer's run short this way). */
+static int selected(const char *name)
+{
+	const char *only = getenv("CAIRN_CUDA_TEST_ONLY");
+	if (!only || !*only)
+		return 1;
+	size_t len = strlen(name);
+	for (const char *p = only; (p = strstr(p, name)); p += len)
+		if ((p == only || p[-1] == ',') && (p[len] == ',' || p[len] == 0))
+			return 1;
+	SKIP(name, "not in CAIRN_CUDA_TEST_ONLY");
+	return 0;
+}
+#undef RUN
+#define RUN(fn)                                                                           \
+	do {                                                                              \
+		if (!selected(#fn))                                                       \
+			break;                                                            \
+		int before_ = check_failures_;                                            \
+		fflush(stdout);                                                           \
+		fn();                                                                     \
+		int bad_ = check_failures_ != before_;                                    \
+		check_tests_failed_ += bad_;                                              \
+		printf("%s - %s\n", bad_ ? "not ok" : "ok", #fn);                         \
+		fflush(stdout);                                                           \
+	} while (0)
+
 int main(int argc, char **argv)
 {
 	int gpus = nn_cuda_device_count();
