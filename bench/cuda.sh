@@ -2,15 +2,15 @@
 # bench/cuda.sh: the CUDA backend beside PyTorch in the same run (issue #8),
 # cairn (bench/cuda_step) then PyTorch (bench/cuda_torch.py) for each figure:
 #   - the small CNN (Fashion-MNIST shape, batch 128) in fp32, tf32 and bf16,
-#     cairn also without CUDA graphs (CAIRN_CUDA_GRAPH=0);
+#     cairn in tf32 also without CUDA graphs (CAIRN_CUDA_GRAPH=0);
 #   - the U-Net (base 16, batch 8, 256x256) in fp32, tf32 and bf16;
+#   - the U-Net's 3x3 convolutions, forward + backward: cairn's conv slots,
+#     bare cuDNN calls and PyTorch, in fp32 and tf32;
+#   - a square gemm of 8192: cairn's slot, bare cuBLAS and PyTorch, fp32 and
+#     tf32 (cuda_step --task conv|gemm also take bf16);
 #   - the CycleGAN step (two ResNet-9-block generators, two PatchGANs,
 #     256x256) at batch 1 and 8 in tf32;
-#   - ResNet-50 (224x224, batch 128) in bf16;
-#   - the U-Net's 3x3 convolutions, forward + backward: cairn's conv slots,
-#     bare cuDNN calls and PyTorch, in fp32, tf32 and bf16;
-#   - a square gemm of 8192: cairn's slot, bare cuBLAS and PyTorch, fp32,
-#     tf32 and bf16.
+#   - ResNet-50 (224x224, batch 128) in bf16.
 # Each command has its own time limit (BENCH_TIMEOUT seconds, default 150),
 # so one hang does not stop the rest. Runs under `make bench-cuda` (or with
 # --cuda) only, and says so and stops when no GPU is visible.
@@ -56,11 +56,19 @@ cnn="--batch 128 --size 28 --channels 1 --classes 10"
 unet="--batch 8 --size 256 --channels 3 --classes 2 --steps 20"
 for prec in fp32 tf32 bf16; do
 	cairn --precision $prec $cnn
-	echo "   next line: cairn without CUDA graphs (CAIRN_CUDA_GRAPH=0)"
-	t env CAIRN_CUDA_GRAPH=0 "$step" --device cuda --precision $prec $cnn
+	if [ $prec = tf32 ]; then
+		echo "   next line: cairn without CUDA graphs (CAIRN_CUDA_GRAPH=0)"
+		t env CAIRN_CUDA_GRAPH=0 "$step" --device cuda --precision $prec $cnn
+	fi
 	torch --arch cnn --precision $prec $cnn
 	cairn --precision $prec --arch unet:depth=4,base=16 $unet
 	torch --arch unet --precision $prec $unet
+done
+for prec in fp32 tf32; do
+	cairn --precision $prec --task conv --batch 8 --steps 20
+	torch --task conv --precision $prec --batch 8 --steps 20
+	cairn --precision $prec --task gemm --size 8192 --steps 10
+	torch --task gemm --precision $prec --size 8192 --steps 10
 done
 for b in 1 8; do
 	cairn --precision tf32 --task cyclegan --batch $b --size 256 --steps 10 --warmup 3
@@ -69,10 +77,4 @@ done
 r50="--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 --warmup 3"
 cairn --precision bf16 --arch resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 $r50
 torch --arch resnet50 --precision bf16 $r50
-for prec in fp32 tf32 bf16; do
-	cairn --precision $prec --task conv --batch 8 --steps 20
-	torch --task conv --precision $prec --batch 8 --steps 20
-	cairn --precision $prec --task gemm --size 8192 --steps 10
-	torch --task gemm --precision $prec --size 8192 --steps 10
-done
 exit $rc

@@ -60,8 +60,8 @@ memcheck_tests=$memcheck_tests,test_losses,test_argmax,test_optim,test_bf16_cast
 : >"$OUT/summary.txt"
 # tests/run.sh --cuda (make check-cuda) runs these three scripts; here each
 # runs alone, under its own limit, its TAP lines kept
-part 10-ops 80 bash tests/cuda/ops.sh
-part 20-memcheck 110 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
-part 30-train 130 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
+part 10-ops 70 bash tests/cuda/ops.sh
+part 20-memcheck 90 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
+part 30-train 120 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
 part 40-bench 200 bash bench/cuda.sh --cuda
 echo "total $((SECONDS - t_start))s" | tee -a "$OUT/summary.txt"

@@ -366,8 +366,10 @@ static void capture(step_graph *g)
 	cudaGetLastError();
 	cudaError_t e = cudaStreamBeginCapture(cu.compute, cudaStreamCaptureModeThreadLocal);
 	if (e == cudaSuccess) {
-		cudaMemcpyAsync(g->dev, g->pinned_vals, nv * sizeof(uint64_t), cudaMemcpyHostToDevice,
-				cu.compute);
+		if (nv)
+			CU_RT(cudaMemcpyAsync(g->dev, g->pinned_vals, nv * sizeof(uint64_t),
+					      cudaMemcpyHostToDevice, cu.compute),
+			      "step graph: copying %zu step values", nv);
 		dev_vals = g->dev;
 		capturing_state = g;
 		cu.capturing = 1;
