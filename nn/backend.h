@@ -144,13 +144,16 @@ struct nn_backend {
 	/* Softmax probabilities (n, c) -> argmax per row, for accuracy. */
 	void (*argmax)(int n, int c, const float *x, int32_t *out);
 
-	/* Optimizer steps over one parameter tensor. wd is L2 added to the gradient. */
-	void (*sgd_step)(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-			 float wd, int nesterov);
+	/* Optimizer steps over n floats of parameters, normally all trainable
+	 * parameters of a net at once (its flat buffers, nn/net.h): one call, one
+	 * kernel. wd is L2 added to the gradient of the first ndecay floats only
+	 * (weights first, then biases and norm scales, which get none). */
+	void (*sgd_step)(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+			 float momentum, float wd, int nesterov);
 	/* Adam (Kingma & Ba 2015, alg. 1) with bias correction at step t >= 1;
 	 * wd is decoupled (AdamW, Loshchilov & Hutter 2019) when decoupled != 0. */
-	void (*adam_step)(size_t n, float *w, const float *g, float *m, float *v, float lr,
-			  float b1, float b2, float eps, float wd, int decoupled, int t);
+	void (*adam_step)(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+			  float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 };
 
 /* The CPU tables (nn/cpu). The reference one is slow and plain; the fast one

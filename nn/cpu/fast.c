@@ -432,6 +432,7 @@ struct ew_job {
 	enum nn_act act;
 	float a, b2, lr, mom, wd, eps;
 	int flag, t;
+	size_t ndecay; /* optimizers: floats with weight decay, from the start */
 	const float *x, *y2, *dy;
 	float *y, *dx, *m, *v;
 	int n, c, hw;
@@ -447,6 +448,13 @@ struct ew_job {
 enum { EW_ACT_FWD, EW_ACT_BWD, EW_ADD, EW_AXPY, EW_MUL, EW_COPY, EW_FILL, EW_SGD, EW_ADAM,
        EW_BIAS };
 
+/* The decayed floats of the chunk [b, b + n) of an optimizer step. */
+static size_t chunk_decay(size_t ndecay, int b, size_t n)
+{
+	size_t d = ndecay > (size_t)b ? ndecay - (size_t)b : 0;
+	return d < n ? d : n;
+}
+
 static void ew_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
@@ -460,10 +468,13 @@ static void ew_part(void *ctx, int b, int e, int tid)
 	case EW_MUL: cpu_mul(j->x + b, j->y2 + b, j->y + b, n); break;
 	case EW_COPY: cpu_copy(j->y + b, j->x + b, n); break;
 	case EW_FILL: cpu_fill(j->y + b, n, j->a); break;
-	case EW_SGD: cpu_sgd_step(n, j->y + b, j->x + b, j->m + b, j->lr, j->mom, j->wd, j->flag); break;
+	case EW_SGD:
+		cpu_sgd_step(n, chunk_decay(j->ndecay, b, n), j->y + b, j->x + b, j->m + b, j->lr,
+			     j->mom, j->wd, j->flag);
+		break;
 	case EW_ADAM:
-		cpu_adam_step(n, j->y + b, j->x + b, j->m + b, j->v + b, j->lr, j->a, j->b2, j->eps,
-			      j->wd, j->flag, j->t);
+		cpu_adam_step(n, chunk_decay(j->ndecay, b, n), j->y + b, j->x + b, j->m + b, j->v + b,
+			      j->lr, j->a, j->b2, j->eps, j->wd, j->flag, j->t);
 		break;
 	case EW_BIAS: /* rows b..e of (n c) planes */
 		for (int r = b; r < e; r++) {
@@ -519,18 +530,19 @@ void fast_fill(float *x, size_t n, float v)
 	struct ew_job j = {.kind = EW_FILL, .a = v, .y = x};
 	ew_run(&j, n);
 }
-void fast_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-		   float wd, int nesterov)
+void fast_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		   float momentum, float wd, int nesterov)
 {
 	struct ew_job j = {.kind = EW_SGD, .y = w, .x = g, .m = m, .lr = lr, .mom = momentum,
-			   .wd = wd, .flag = nesterov};
+			   .wd = wd, .flag = nesterov, .ndecay = ndecay};
 	ew_run(&j, n);
 }
-void fast_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
-		    float b2, float eps, float wd, int decoupled, int t)
+void fast_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		    float lr, float b1, float b2, float eps, float wd, int decoupled, int t)
 {
 	struct ew_job j = {.kind = EW_ADAM, .y = w, .x = g, .m = m, .v = v, .lr = lr, .a = b1,
-			   .b2 = b2, .eps = eps, .wd = wd, .flag = decoupled, .t = t};
+			   .b2 = b2, .eps = eps, .wd = wd, .flag = decoupled, .t = t,
+			   .ndecay = ndecay};
 	ew_run(&j, n);
 }
 void fast_bias_add(int n, int c, int hw, float *y, const float *b)

@@ -68,10 +68,10 @@ void cu_bce_logits(size_t n, const float *x, const float *t, const float *w, flo
 void cu_l1(size_t n, const float *x, const float *t, float *dx, float *loss);
 void cu_mse(size_t n, const float *x, const float *t, float *dx, float *loss);
 void cu_argmax(int n, int c, const float *x, int32_t *out);
-void cu_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd,
-		  int nesterov);
-void cu_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
-		   float b2, float eps, float wd, int decoupled, int t);
+void cu_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		float momentum, float wd, int nesterov);
+void cu_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 
 /* Set up the device, streams and library handles on first use; 0 when a GPU
  * is usable, -1 (message kept for nn_cuda_error) otherwise. */

@@ -1146,55 +1146,58 @@ extern "C" void cu_argmax(int n, int c, const float *x, int32_t *out)
 
 /* ---- optimizers ---------------------------------------------------------- */
 
-/* PyTorch's SGD, as the reference: g += wd w; m = mu m + g; w -= lr (nesterov ? g + mu m : m). */
-__global__ static void k_sgd(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-			     float wd, int nesterov)
+/* PyTorch's SGD, as the reference: g += wd w; m = mu m + g; w -= lr (nesterov ? g + mu m : m).
+ * One launch for all of a net's parameters (its flat buffers); the first
+ * ndecay floats have weight decay. */
+__global__ static void k_sgd(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+			     float momentum, float wd, int nesterov)
 {
 	GRID_LOOP(i, n)
 	{
-		float gi = g[i] + wd * w[i];
+		float gi = g[i] + (i < ndecay ? wd : 0) * w[i];
 		float mi = momentum * m[i] + gi;
 		m[i] = mi;
 		w[i] -= lr * (nesterov ? gi + momentum * mi : mi);
 	}
 }
 
-extern "C" void cu_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-			    float wd, int nesterov)
+extern "C" void cu_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+			    float momentum, float wd, int nesterov)
 {
 	CU_ENTER();
 	if (!n)
 		return;
-	k_sgd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, w, g, m, lr, momentum, wd, nesterov);
-	CU_LAUNCHED("sgd_step n=%zu", n);
+	k_sgd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, ndecay, w, g, m, lr, momentum, wd,
+							   nesterov);
+	CU_LAUNCHED("sgd_step n=%zu ndecay=%zu", n, ndecay);
 }
 
 /* Adam (Kingma & Ba 2015, alg. 1); c1, c2 are the bias corrections 1 - b^t,
  * computed on the host with powf as the reference does. */
-__global__ static void k_adam(size_t n, float *w, const float *g, float *m, float *v, float lr,
-			      float b1, float b2, float eps, float wd, int decoupled, float c1,
-			      float c2)
+__global__ static void k_adam(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+			      float lr, float b1, float b2, float eps, float wd, int decoupled,
+			      float c1, float c2)
 {
 	GRID_LOOP(i, n)
 	{
-		float wi = w[i];
-		float gi = g[i] + (decoupled ? 0 : wd * wi);
+		float wi = w[i], wdi = i < ndecay ? wd : 0;
+		float gi = g[i] + (decoupled ? 0 : wdi * wi);
 		float mi = b1 * m[i] + (1 - b1) * gi;
 		float vi = b2 * v[i] + (1 - b2) * gi * gi;
 		m[i] = mi, v[i] = vi;
 		float step = (mi / c1) / (sqrtf(vi / c2) + eps);
-		w[i] = wi - lr * (step + (decoupled ? wd * wi : 0));
+		w[i] = wi - lr * (step + (decoupled ? wdi * wi : 0));
 	}
 }
 
-extern "C" void cu_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr,
-			     float b1, float b2, float eps, float wd, int decoupled, int t)
+extern "C" void cu_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+			     float lr, float b1, float b2, float eps, float wd, int decoupled, int t)
 {
 	CU_ENTER();
 	if (!n)
 		return;
 	float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
-	k_adam<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, w, g, m, v, lr, b1, b2, eps, wd,
-							    decoupled, c1, c2);
-	CU_LAUNCHED("adam_step n=%zu t=%d", n, t);
+	k_adam<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, ndecay, w, g, m, v, lr, b1, b2, eps,
+							    wd, decoupled, c1, c2);
+	CU_LAUNCHED("adam_step n=%zu ndecay=%zu t=%d", n, ndecay, t);
 }

@@ -611,12 +611,12 @@ static void test_argmax(void)
 
 static void test_optim(void)
 {
-	size_t n = 50021;
+	size_t n = 50021, nd = 31013; /* weight decay on the first nd floats only */
 	float *w = hrand(n), *g = hrand(n), *m = hrand(n), *v = hpos(n);
 	for (int nesterov = 0; nesterov < 2; nesterov++) {
 		float *rw = hcopy(w, n), *rm = hcopy(m, n), *gw = dfl(w, n), *gm = dfl(m, n);
-		R->sgd_step(n, rw, g, rm, 0.05f, 0.9f, 5e-4f, nesterov);
-		G->sgd_step(n, gw, dfl(g, n), gm, 0.05f, 0.9f, 5e-4f, nesterov);
+		R->sgd_step(n, nd, rw, g, rm, 0.05f, 0.9f, 5e-4f, nesterov);
+		G->sgd_step(n, nd, gw, dfl(g, n), gm, 0.05f, 0.9f, 5e-4f, nesterov);
 		expect(nesterov ? "sgd nesterov w" : "sgd w", gw, rw, n);
 		expect(nesterov ? "sgd nesterov momentum" : "sgd momentum", gm, rm, n);
 	}
@@ -624,8 +624,8 @@ static void test_optim(void)
 		for (int t = 1; t <= 7; t += 6) {
 			float *rw = hcopy(w, n), *rm = hcopy(m, n), *rv = hcopy(v, n);
 			float *gw = dfl(w, n), *gm = dfl(m, n), *gv = dfl(v, n);
-			R->adam_step(n, rw, g, rm, rv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, decoupled, t);
-			G->adam_step(n, gw, dfl(g, n), gm, gv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
+			R->adam_step(n, nd, rw, g, rm, rv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, decoupled, t);
+			G->adam_step(n, nd, gw, dfl(g, n), gm, gv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
 				     decoupled, t);
 			char what[64];
 			snprintf(what, sizeof(what), "adam decoupled %d t %d", decoupled, t);
