@@ -68,6 +68,58 @@ struct dk_bwdf {
 	DK_UPTO8(DK_F, 1) DK_UPTO8(DK_F, 2) DK_UPTO7(DK_F, 3) DK_UPTO6(DK_F, 4)                  \
 	DK_UPTO4(DK_F, 5) DK_UPTO4(DK_F, 6) DK_UPTO3(DK_F, 7) DK_UPTO3(DK_F, 8)
 #define DK_BWDF_CASES DK_UPTO9(DK_BC, 1) DK_UPTO9(DK_BC, 2) DK_UPTO9(DK_BC, 3)
+/* r[i] = column i of the 16 x 16 block whose rows were r[0..15] (unpack,
+ * then shuffles within and across 128-bit lanes). */
+static inline __attribute__((always_inline)) void tr16_avx512(__m512 *r)
+{
+	__m512 t[16];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+#pragma GCC unroll 4
+	for (int g = 0; g < 4; g++) { /* r[4g + e]: rows 4g..4g+3 of columns 4 lane + e */
+		r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+		r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+		r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+		r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+	}
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++) {
+		t[e] = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88);
+		t[4 + e] = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
+		t[8 + e] = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
+		t[12 + e] = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+		r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+	}
+}
+
+/* dyt[px][c] = dy[c hw + px] for px < npx, c < ldc (0 for c >= cout), in 16 x 16 blocks. */
+static void dyt_avx512(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc)
+{
+	for (int px0 = 0; px0 < npx; px0 += 16) {
+		int np = npx - px0 < 16 ? npx - px0 : 16;
+		__mmask16 lm = (__mmask16)((1u << np) - 1);
+		for (int c0 = 0; c0 < ldc; c0 += 16) {
+			__m512 r[16];
+#pragma GCC unroll 16
+			for (int i = 0; i < 16; i++)
+				r[i] = c0 + i < cout ? _mm512_maskz_loadu_ps(lm, dy + (c0 + i) * hw + px0)
+						     : _mm512_setzero_ps();
+			tr16_avx512(r);
+#pragma GCC unroll 16
+			for (int i = 0; i < 16; i++)
+				if (i < np)
+					_mm512_storeu_ps(dyt + (size_t)(px0 + i) * ldc + c0, r[i]);
+		}
+	}
+}
+
 #include "nn/cpu/direct_kern.h"
 #undef DK_SFX
 #undef DK_VL
@@ -147,12 +199,15 @@ struct dk_isa {
 	void (*fwd)(const struct dk_fwd *a, const float *wp, const float *bias, float *y, int f0,
 		    int mr, int nv);
 	void (*bwdf)(const struct dk_bwdf *a, int k0, int co, float *dwt, int kr, int cov);
+	/* dy chunk to pixel-major (dy_chunk); NULL: the plain loops */
+	void (*dyt)(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc);
 };
 
 static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 3, {0, 8, 8, 7, 6, 4, 4, 3, 3},
-					 {0, 9, 9, 9}, fwd_tile_avx512, bwdf_tile_avx512};
+					 {0, 9, 9, 9}, fwd_tile_avx512, bwdf_tile_avx512,
+					 dyt_avx512};
 static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6},
-				       fwd_tile_avx2, bwdf_tile_avx2};
+				       fwd_tile_avx2, bwdf_tile_avx2, NULL};
 
 /* ---- kernel choice ---- */
 
@@ -219,6 +274,7 @@ struct dplan {
 	int k;                   /* taps per group */
 	int wp, rows, xrows, nchunks;
 	size_t plane, xfloats;   /* per thread: the padded chunk */
+	int nocopy;              /* no padding: most chunks are read in place (plane h w) */
 	int ldc;                 /* weight gradient: output channels rounded up to 16 */
 	size_t tfloats, dwfloats; /* per thread: pixel-major dy chunk, weight gradient */
 	size_t per_thread;
@@ -249,6 +305,7 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	p->cig = p->cin / p->groups, p->cog = p->cout / p->groups;
 	p->k = p->cig * p->kh * p->kw;
 	p->wp = p->w + 2 * p->pw;
+	p->nocopy = p->ph == 0 && p->pw == 0;
 	int halo = (p->kh - 1) * p->dil;
 	if (pass == PASS_BWD_FILTER)
 		p->ldc = (p->cout + 15) / 16 * 16;
@@ -272,12 +329,17 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	return 0;
 }
 
-/* Workspace: packed weights, the tap offsets, then one slice per thread. */
+/* Workspace: packed weights, the tap offsets (in the padded chunk, in the
+ * unpadded input), then one slice per thread. */
+static size_t taps_max(const struct nn_conv_desc *d)
+{
+	return al16((size_t)(d->cin > d->cout ? d->cin : d->cout) * d->kh * d->kw);
+}
+
 static size_t head_floats(const struct nn_conv_desc *d)
 {
 	size_t nw = (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw;
-	int taps = (d->cin > d->cout ? d->cin : d->cout) * d->kh * d->kw;
-	return al16(nw) + al16((size_t)taps);
+	return al16(nw) + 2 * taps_max(d);
 }
 
 size_t direct_conv2d_workspace(const struct nn_conv_desc *d)
@@ -299,7 +361,7 @@ struct djob {
 	const float *in, *w, *bias, *dy;
 	float *out, *dw;
 	float *wpack, *thr;
-	int *off;
+	int *off, *off_in; /* tap offsets in the padded chunk, in the input itself */
 	int nparts;
 };
 
@@ -313,11 +375,36 @@ static void job_init(struct djob *j, const struct dplan *p, void *ws, const stru
 	j->isa = isa_now();
 	j->wpack = base;
 	j->off = (int *)(base + al16(nw));
+	j->off_in = j->off + taps_max(d);
 	j->thr = base + head_floats(d);
+	size_t iplane = (size_t)p->h * p->w;
 	for (int c = 0, k = 0; c < p->cig; c++)
 		for (int q0 = 0; q0 < p->kh; q0++)
-			for (int q1 = 0; q1 < p->kw; q1++, k++)
-				j->off[k] = (int)(c * p->plane + (size_t)q0 * p->dil * p->wp + q1 * p->dil);
+			for (int q1 = 0; q1 < p->kw; q1++, k++) {
+				int at = q0 * p->dil * p->wp + q1 * p->dil;
+				j->off[k] = (int)(c * p->plane + at);
+				j->off_in[k] = (int)(c * iplane + at);
+			}
+}
+
+static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0);
+
+/* The chunk at output row i0 of image n: in place when unpadded (the last
+ * chunk of the batch excepted: the forward kernel's last vectors read up to
+ * 16 + (kw-1) dil floats past it), else padded into xb. Sets the plane
+ * stride and the tap offsets to use. */
+static const float *chunk_at(const struct djob *j, int n, int i0, float *xb, int overread,
+			     size_t *plane, const int **off)
+{
+	const struct dplan *p = j->p;
+	const float *in = j->in + (size_t)n * p->cin * p->h * p->w;
+	if (p->nocopy && !(overread && n == p->n - 1 && i0 + p->rows >= p->hout)) {
+		*plane = (size_t)p->h * p->w, *off = j->off_in;
+		return in + (size_t)i0 * p->w;
+	}
+	pad_chunk(p, in, xb, i0);
+	*plane = p->plane, *off = j->off;
+	return xb;
 }
 
 /* Block b of [0, c) split evenly in nb blocks. */
@@ -373,34 +460,46 @@ static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0)
 	memset(xb + used, 0, sizeof(float) * (p->xfloats - used));
 }
 
+/* Output channel block bi of group g, flat vectors [v0, v0 + nv) of the chunk at row i0. */
+static void fwd_block(const struct djob *j, const struct dk_fwd *a, int n, int g, int bi, int nb,
+		      int i0, int v0, int nv)
+{
+	const struct dplan *p = j->p;
+	int oc, mr;
+	block(p->cog, nb, bi, &oc, &mr);
+	int co = g * p->cog + oc;
+	const float *bias = j->bias ? j->bias + co : NULL;
+	float *y = j->out + (((size_t)n * p->cout + co) * p->hout + i0) * p->wout;
+	j->isa->fwd(a, j->wpack + (size_t)co * p->k, bias, y, v0 * j->isa->vl, mr, nv);
+}
+
 static void fwd_part(void *ctx, int b, int e, int tid)
 {
 	const struct djob *j = ctx;
 	const struct dplan *p = j->p;
 	const struct dk_isa *isa = j->isa;
 	float *xb = j->thr + tid * p->per_thread;
-	size_t in_img = (size_t)p->cin * p->h * p->w, yplane = (size_t)p->hout * p->wout;
+	size_t yplane = (size_t)p->hout * p->wout;
 	int nb = (p->cog + isa->mrmax - 1) / isa->mrmax;
 	for (int it = b; it < e; it++) {
 		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
 		int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
-		pad_chunk(p, j->in + n * in_img, xb, i0);
-		struct dk_fwd a = {.off = j->off, .k = p->k, .wp = p->wp, .wout = p->wout,
+		size_t plane;
+		const int *off;
+		const float *x = chunk_at(j, n, i0, xb, 1, &plane, &off);
+		struct dk_fwd a = {.off = off, .k = p->k, .wp = p->wp, .wout = p->wout,
 				   .rows = rows, .yplane = yplane};
 		int nvec = (rows * p->wp + isa->vl - 1) / isa->vl;
 		for (int g = 0; g < p->groups; g++) {
-			a.xb = xb + (size_t)g * p->cig * p->plane;
-			for (int bi = 0; bi < nb; bi++) {
+			a.xb = x + (size_t)g * p->cig * plane;
+			for (int bi = 0; bi < nb; bi++) { /* the block's weights stay in L1 */
 				int oc, mr;
 				block(p->cog, nb, bi, &oc, &mr);
-				int co = g * p->cog + oc, nt = (nvec + isa->nvmax[mr] - 1) / isa->nvmax[mr];
-				const float *wb = j->wpack + (size_t)co * p->k;
-				const float *bias = j->bias ? j->bias + co : NULL;
-				float *y = j->out + (((size_t)n * p->cout + co) * p->hout + i0) * p->wout;
+				int nt = (nvec + isa->nvmax[mr] - 1) / isa->nvmax[mr];
 				for (int t = 0; t < nt; t++) {
 					int v0, nv;
 					block(nvec, nt, t, &v0, &nv);
-					isa->fwd(&a, wb, bias, y, v0 * isa->vl, mr, nv);
+					fwd_block(j, &a, n, g, bi, nb, i0, v0, nv);
 				}
 			}
 		}
@@ -409,10 +508,15 @@ static void fwd_part(void *ctx, int b, int e, int tid)
 
 /* dy rows [i0, i0 + rows) of image n, pixel-major: dyt[px][co], ldc floats per
  * pixel, channels past cout zero. */
-static void dy_chunk(const struct dplan *p, const float *dy, float *dyt, int rows)
+static void dy_chunk(const struct djob *j, const float *dy, float *dyt, int rows)
 {
+	const struct dplan *p = j->p;
 	size_t hw = (size_t)p->hout * p->wout;
 	int npx = rows * p->wout;
+	if (j->isa->dyt) {
+		j->isa->dyt(dy, hw, p->cout, npx, dyt, p->ldc);
+		return;
+	}
 	for (int px0 = 0; px0 < npx; px0 += 16) {
 		int pe = px0 + 16 < npx ? px0 + 16 : npx;
 		for (int co = 0; co < p->cout; co++) {
@@ -432,15 +536,17 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 	const struct dplan *p = j->p;
 	const struct dk_isa *isa = j->isa;
 	float *xb = j->thr + tid * p->per_thread, *dyt = xb + p->xfloats, *dwt = dyt + p->tfloats;
-	size_t in_img = (size_t)p->cin * p->h * p->w, out_img = (size_t)p->cout * p->hout * p->wout;
+	size_t out_img = (size_t)p->cout * p->hout * p->wout;
 	memset(dwt, 0, sizeof(float) * p->k * p->ldc);
 	int nvv = p->ldc / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
 	for (int it = b; it < e; it++) {
 		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
 		int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
-		pad_chunk(p, j->in + n * in_img, xb, i0);
-		dy_chunk(p, j->dy + n * out_img + (size_t)i0 * p->wout, dyt, rows);
-		struct dk_bwdf a = {.xb = xb, .dyt = dyt, .off = j->off, .wp = p->wp,
+		size_t plane;
+		const int *off; /* this kernel reads only real pixels: never past the chunk */
+		const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
+		dy_chunk(j, j->dy + n * out_img + (size_t)i0 * p->wout, dyt, rows);
+		struct dk_bwdf a = {.xb = x, .dyt = dyt, .off = off, .wp = p->wp,
 				    .wout = p->wout, .rows = rows, .ldc = p->ldc};
 		for (int bi = 0; bi < nb; bi++) {
 			int v0, cov;
