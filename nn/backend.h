@@ -186,6 +186,13 @@ void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void 
 void nn_backend_step_release(const struct nn_backend *be, void **state);
 /* Allocations made by the CPU backends so far (tests: none in a training step). */
 size_t nn_cpu_allocations(void);
+/* The fast CPU convolution's kernels: "auto" (the best this CPU runs:
+ * "avx512", else "avx2"), "avx512", "avx2" or "gemm" (im2col + sgemm for every
+ * shape). Read from CAIRN_CONV_KERNEL at first use unless set before; -1 when
+ * the name is unknown or this CPU cannot run it. For tests and benchmarks. */
+int nn_cpu_set_conv_kernel(const char *name);
+/* Which of those runs pass 0 (forward), 1 (backward-data) or 2 (backward-filter) of d. */
+const char *nn_cpu_conv_kernel(const struct nn_conv_desc *d, int pass);
 /* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: all cores. */
 void nn_cpu_set_threads(int n);
 

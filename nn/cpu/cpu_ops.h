@@ -91,6 +91,17 @@ void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const f
 			  float *dx, void *ws);
 void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
 			    float *dw, float *db, void *ws);
+/* direct.c: stride-1 convolutions without im2col; -1 (nothing done) for the
+ * shapes or CPUs it does not handle. pass: 0 forward, 1 backward-data,
+ * 2 backward-filter. */
+size_t direct_conv2d_workspace(const struct nn_conv_desc *d);
+int direct_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
+		      const float *b, float *y, void *ws);
+int direct_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const float *w,
+			   float *dx, void *ws);
+int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
+			     float *dw, float *db, void *ws);
+const char *direct_conv2d_kernel(const struct nn_conv_desc *d, int pass);
 /* threaded memory-bound ops (nn/cpu/par.h) */
 void fast_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n);
 void fast_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, const float *dy,

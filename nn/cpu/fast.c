@@ -1,5 +1,6 @@
 /* fast: convolution as im2col + one OpenBLAS sgemm per group (Chellapilla
- * et al. 2006), on column tiles sized for the L2 cache (see conv_plan); the
+ * et al. 2006) where the direct kernels (nn/cpu/direct.c) do not apply, on
+ * column tiles sized for the L2 cache (see conv_plan); the
  * threaded versions of the memory-bound slots. All scratch memory is the
  * caller's workspace, so a training step allocates nothing. */
 /* the loops here are written to be vectorized; -O2 alone leaves most of them scalar */
@@ -205,10 +206,14 @@ static size_t dw_floats(const struct nn_conv_desc *d)
 	return align16((size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw);
 }
 
+/* Room for either path: the direct kernels (nn/cpu/direct.c) run the stride-1
+ * shapes they handle, this file the others, and a test may force either. */
 size_t fast_conv2d_workspace(const struct nn_conv_desc *d)
 {
 	int t = conv_threads(d);
-	return (t * slice_floats(d) + (t - 1) * dw_floats(d)) * sizeof(float) + 64;
+	size_t gemm = (t * slice_floats(d) + (t - 1) * dw_floats(d)) * sizeof(float) + 64;
+	size_t direct = direct_conv2d_workspace(d);
+	return gemm > direct ? gemm : direct;
 }
 
 struct conv_job {
@@ -383,6 +388,8 @@ static void dw_reduce_part(void *ctx, int b, int e, int tid)
 void fast_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
 		     const float *b, float *y, void *ws)
 {
+	if (direct_conv2d_fwd(d, x, w, b, y, ws) == 0)
+		return;
 	struct conv_job j = {.d = d, .x = x, .w = w, .y = y, .ws = ws_base(ws)};
 	par_for(d->n, conv_fwd_part, &j);
 	if (b)
@@ -392,6 +399,8 @@ void fast_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *
 void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const float *w,
 			  float *dx, void *ws)
 {
+	if (direct_conv2d_bwd_data(d, dy, w, dx, ws) == 0)
+		return;
 	struct conv_job j = {.d = d, .dy = dy, .w = w, .dx = dx, .ws = ws_base(ws)};
 	par_for(d->n, conv_bwd_data_part, &j);
 }
@@ -399,6 +408,8 @@ void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const f
 void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
 			    float *dw, float *db, void *ws)
 {
+	if (direct_conv2d_bwd_filter(d, x, dy, dw, db, ws) == 0)
+		return;
 	int parts = conv_threads(d);
 	struct conv_job j = {.d = d, .x = x, .dy = dy, .dw = dw, .ws = ws_base(ws), .nparts = parts};
 	if (d->n == 0) {
