@@ -30,7 +30,7 @@ struct dk_fwd {
 struct dk_bwdf {
 	const float *xb, *dyt; /* padded input chunk; dy of the chunk, pixel-major, ldc per pixel */
 	const int *off;
-	int wp, wout, rows, ldc;
+	int wp, wout, rows, ldc, ldw; /* floats per pixel in dyt, per tap in dwt */
 };
 
 #define DK_UPTO1(X, A) X(A, 1)
@@ -275,7 +275,7 @@ struct dplan {
 	int wp, rows, xrows, nchunks;
 	size_t plane, xfloats;   /* per thread: the padded chunk */
 	int nocopy;              /* no padding: most chunks are read in place (plane h w) */
-	int ldc;                 /* weight gradient: output channels rounded up to 16 */
+	int ldc, ldg;            /* weight gradient: output channels (of a group) rounded up to 16 */
 	size_t tfloats, dwfloats; /* per thread: pixel-major dy chunk, weight gradient */
 	size_t per_thread;
 };
@@ -287,8 +287,6 @@ static size_t al16(size_t n) { return (n + 15) / 16 * 16; }
 static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 {
 	if (d->stride != 1 || d->n < 1 || d->dil < 1)
-		return -1;
-	if (pass == PASS_BWD_FILTER && d->groups != 1)
 		return -1;
 	memset(p, 0, sizeof(*p));
 	p->n = d->n, p->groups = d->groups, p->kh = d->kh, p->kw = d->kw, p->dil = d->dil;
@@ -308,7 +306,7 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	p->nocopy = p->ph == 0 && p->pw == 0;
 	int halo = (p->kh - 1) * p->dil;
 	if (pass == PASS_BWD_FILTER)
-		p->ldc = (p->cout + 15) / 16 * 16;
+		p->ldc = (p->cout + 15) / 16 * 16, p->ldg = (p->cog + 15) / 16 * 16;
 	size_t per_row = (size_t)p->cin * p->wp + (size_t)p->wout * p->ldc;
 	long rows = (long)(CHUNK_BYTES / sizeof(float) / per_row) - halo;
 	rows = rows < 1 ? 1 : rows > p->hout ? p->hout : rows;
@@ -322,8 +320,9 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	/* the last vector of a chunk reads up to (kw-1) dil + 16 floats past the last plane */
 	p->xfloats = al16((size_t)p->cin * p->plane + (size_t)(p->kw - 1) * p->dil + 32);
 	if (pass == PASS_BWD_FILTER) {
-		p->tfloats = al16((size_t)p->rows * p->wout * p->ldc);
-		p->dwfloats = al16((size_t)p->k * p->ldc);
+		/* + 16: a group's vectors start at its first channel and may read past the last pixel */
+		p->tfloats = al16((size_t)p->rows * p->wout * p->ldc + 16);
+		p->dwfloats = al16((size_t)p->groups * p->k * p->ldg);
 	}
 	p->per_thread = p->xfloats + p->tfloats + p->dwfloats;
 	return 0;
@@ -537,8 +536,8 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 	const struct dk_isa *isa = j->isa;
 	float *xb = j->thr + tid * p->per_thread, *dyt = xb + p->xfloats, *dwt = dyt + p->tfloats;
 	size_t out_img = (size_t)p->cout * p->hout * p->wout;
-	memset(dwt, 0, sizeof(float) * p->k * p->ldc);
-	int nvv = p->ldc / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
+	memset(dwt, 0, sizeof(float) * p->dwfloats);
+	int nvv = p->ldg / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
 	for (int it = b; it < e; it++) {
 		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
 		int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
@@ -546,31 +545,41 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 		const int *off; /* this kernel reads only real pixels: never past the chunk */
 		const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
 		dy_chunk(j, j->dy + n * out_img + (size_t)i0 * p->wout, dyt, rows);
-		struct dk_bwdf a = {.xb = x, .dyt = dyt, .off = off, .wp = p->wp,
-				    .wout = p->wout, .rows = rows, .ldc = p->ldc};
-		for (int bi = 0; bi < nb; bi++) {
-			int v0, cov;
-			block(nvv, nb, bi, &v0, &cov);
-			int kr = isa->krmax[cov];
-			for (int k0 = 0; k0 < p->k; k0 += kr)
-				isa->bwdf(&a, k0, v0 * isa->vl, dwt, p->k - k0 < kr ? p->k - k0 : kr, cov);
+		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = p->wp, .wout = p->wout,
+				    .rows = rows, .ldc = p->ldc, .ldw = p->ldg};
+		/* group g: taps of its input channels, vectors from its first output
+		 * channel; lanes past the group's channels are computed and ignored */
+		for (int g = 0; g < p->groups; g++) {
+			a.xb = x + (size_t)g * p->cig * plane;
+			float *dwg = dwt + (size_t)g * p->k * p->ldg;
+			for (int bi = 0; bi < nb; bi++) {
+				int v0, cov;
+				block(nvv, nb, bi, &v0, &cov);
+				int kr = isa->krmax[cov], co = g * p->cog + v0 * isa->vl;
+				for (int k0 = 0; k0 < p->k; k0 += kr)
+					isa->bwdf(&a, k0, co, dwg + v0 * isa->vl,
+						  p->k - k0 < kr ? p->k - k0 : kr, cov);
+			}
 		}
 	}
 }
 
-/* dw[co][k] = sum over threads of dwt[k][co], in thread order. */
+/* dw[co][k] = sum over threads of dwt[g][k][co - g cog], in thread order. */
 static void dw_sum_part(void *ctx, int b, int e, int tid)
 {
 	const struct djob *j = ctx;
 	const struct dplan *p = j->p;
 	(void)tid;
-	for (int co = b; co < e; co++)
+	for (int co = b; co < e; co++) {
+		int g = co / p->cog;
+		size_t at = p->xfloats + p->tfloats + (size_t)g * p->k * p->ldg + co - g * p->cog;
 		for (int k = 0; k < p->k; k++) {
 			float s = 0;
 			for (int t = 0; t < j->nparts; t++)
-				s += j->thr[t * p->per_thread + p->xfloats + p->tfloats + (size_t)k * p->ldc + co];
+				s += j->thr[t * p->per_thread + at + (size_t)k * p->ldg];
 			j->dw[(size_t)co * p->k + k] = s;
 		}
+	}
 }
 
 static int items(const struct dplan *p) { return p->n * p->nchunks; }

@@ -64,8 +64,8 @@ static inline __attribute__((always_inline)) void DK(fwd_body)(const struct dk_f
 }
 
 /* Weight gradient block, vectorized along output channels: for k in
- * [k0, k0 + KR) and channels [co, co + COV VL),
- * dwt[k][co..] += sum over the chunk's pixels of xb[off[k] + pixel] * dyt[pixel][co..]. */
+ * [k0, k0 + KR) and dy channels [co, co + COV VL),
+ * dwt[k ldw + ..] += sum over the chunk's pixels of xb[off[k] + pixel] * dyt[pixel][co..]. */
 static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_bwdf *a, int k0,
 							       int co, float *dwt, const int KR,
 							       const int COV)
@@ -100,7 +100,7 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 	for (int r = 0; r < KR; r++)
 #pragma GCC unroll 4
 		for (int c = 0; c < COV; c++) {
-			float *o = dwt + (size_t)(k0 + r) * a->ldc + co + c * DK_VL;
+			float *o = dwt + (size_t)(k0 + r) * a->ldw + c * DK_VL;
 			dk_store(o, dk_add(dk_load(o), acc[r][c]));
 		}
 }
