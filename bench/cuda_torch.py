@@ -8,7 +8,9 @@
 #   cuda_torch.py --arch cnn|unet|resnet50|cyclegan --batch N --size S --channels C --classes K
 #                 --precision fp32|tf32|bf16
 #   cuda_torch.py --task conv|gemm --precision P [--batch 8] [--size 8192]
-import argparse, time
+#   cuda_torch.py --run "ARGS" --run "ARGS" ...   several of the above in one process
+#                 (bench/cuda.sh: one import of torch instead of one per figure)
+import argparse, shlex, sys, time
 import torch
 import torch.nn as nn
 
@@ -215,6 +217,27 @@ def gemm_task(a, dev):
 
 
 def main():
+    runs = []
+    argv = sys.argv[1:]
+    while "--run" in argv:
+        i = argv.index("--run")
+        runs.append(shlex.split(argv[i + 1]))
+        del argv[i:i + 2]
+    for r in runs or [argv]:
+        try:
+            run_one(r)
+        except (Exception, SystemExit) as e:  # one failed figure must not hide the others
+            print(f"torch FAILED {' '.join(r)}: {type(e).__name__}: {e}")
+            failed.append(r)
+        sys.stdout.flush()
+        torch.cuda.empty_cache()
+    sys.exit(1 if failed else 0)
+
+
+failed = []
+
+
+def run_one(argv):
     p = argparse.ArgumentParser()
     p.add_argument("--arch", default="cnn")
     p.add_argument("--batch", type=int, default=128)
@@ -225,7 +248,7 @@ def main():
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--task", default="step")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.backends.cudnn.benchmark = True
     tf32 = a.precision != "fp32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
