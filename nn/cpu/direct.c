@@ -11,6 +11,7 @@
  * time; other shapes and CPUs take the im2col + sgemm path (nn/cpu/fast.c). */
 #pragma GCC optimize("O3")
 #include <immintrin.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -317,6 +318,11 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	p->nchunks = (p->hout + p->rows - 1) / p->rows;
 	p->xrows = p->rows + halo;
 	p->plane = (size_t)p->xrows * p->wp;
+	/* tap offsets are ints */
+	if ((size_t)p->cin * p->plane + p->wp >= INT_MAX)
+		return -1;
+	if ((size_t)p->cin * p->h * p->w + p->w >= INT_MAX)
+		p->nocopy = 0;
 	/* the last vector of a chunk reads up to (kw-1) dil + 16 floats past the last plane */
 	p->xfloats = al16((size_t)p->cin * p->plane + (size_t)(p->kw - 1) * p->dil + 32);
 	if (pass == PASS_BWD_FILTER) {
