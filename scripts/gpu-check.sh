@@ -59,6 +59,19 @@ memcheck_tests=$memcheck_tests,test_losses,test_argmax,test_optim,test_bf16_cast
 	uptime
 } >"$OUT/00-env.txt" 2>&1
 : >"$OUT/summary.txt"
+# cuDNN or cuBLAS missing from the loader's path: try the copies PyTorch's
+# wheels bring (said in 00-env.txt)
+if ldd "$g/bin/cairn-train-classifier" | grep -q "not found"; then
+	extra=$(python3 -c "
+import glob, os, nvidia
+dirs = {os.path.dirname(p) for d in nvidia.__path__ for p in glob.glob(os.path.join(d, '*', 'lib', 'lib*.so*'))}
+print(':'.join(sorted(dirs)))" 2>/dev/null)
+	export LD_LIBRARY_PATH=$extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	{
+		echo "libraries not found; LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+		ldd "$g/bin/cairn-train-classifier"
+	} >>"$OUT/00-env.txt" 2>&1
+fi
 # tests/run.sh --cuda (make check-cuda) runs these three scripts; here each
 # runs alone, under its own limit, its TAP lines kept
 part 10-ops 60 bash tests/cuda/ops.sh

@@ -2,9 +2,10 @@
  * not bound by launch time (issue #8). nn/backend.h's `step` slot runs
  * fn(ctx) with the table's slots in record mode: every call is kept, its
  * arguments copied (descriptors by value), and appended to the step's
- * signature: the slot and the bytes of every argument, except the values
- * that change from step to step by design (the learning rate, Adam's step
- * number, a dropout seed), which go to a list of per-step values. Then:
+ * signature: the precision, then the slot and the bytes of every argument
+ * of each call, except the values that change from step to step by design
+ * (the learning rate, Adam's step number, a dropout seed), which go to a
+ * list of per-step values. Then:
  *
  *  - a step whose signature is new runs its calls as they are (eagerly): the
  *    warm-up, in which conv plans are made and the allocator, scratch and
@@ -423,6 +424,8 @@ extern "C" void cu_step(void **state, void (*fn)(void *ctx), void *ctx)
 		return;
 	}
 	calls->clear(), sig->clear(), vals->clear();
+	/* the precision decides what a slot does without being an argument */
+	sig_add(&cu.precision, sizeof(cu.precision));
 	recording = 1;
 	fn(ctx);
 	if (!recording) { /* broken by a download, upload or sync: it all ran */
