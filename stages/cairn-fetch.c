@@ -35,8 +35,12 @@ static const char usage[] =
 	"  --timeout S        whole-transfer limit (default 120)\n"
 	"  --ext EXT          file type when the template does not end in one\n"
 	"  --threads N        decode-check/write threads (default: CPUs, at most 8)\n"
-	"  --verify full|fast|none  full (default): GDAL decodes every pixel; fast:\n"
-	"                     PNG chunk CRCs / JPEG markers + GDAL reads the header;\n"
+	"  --verify full|gdal|fast|none  full (default): all image data decodes (PNG:\n"
+	"                     chunk CRCs, GDAL reads the header, the image data\n"
+	"                     inflates to exactly the promised rows; other types: GDAL\n"
+	"                     reads every pixel); gdal: GDAL's driver reads every pixel\n"
+	"                     of every type (slower); fast: PNG chunk CRCs / JPEG\n"
+	"                     markers + GDAL reads the header;\n"
 	"                     none: length check only (--no-verify is the same)\n"
 	"  --seed N           jitter seed (default 1)\n"
 	"  --json             print the summary as JSON\n"
@@ -166,16 +170,20 @@ int main(int argc, char **argv)
 				return 2;
 			o.threads = (int)v;
 			break;
-		case 'V': o.verify = 0; break;
+		case 'V': o.verify = FETCH_VERIFY_NONE; break;
 		case 'v':
 			if (strcmp(optarg, "full") == 0)
-				o.verify = 2;
+				o.verify = FETCH_VERIFY_FULL;
+			else if (strcmp(optarg, "gdal") == 0)
+				o.verify = FETCH_VERIFY_GDAL;
 			else if (strcmp(optarg, "fast") == 0)
-				o.verify = 1;
+				o.verify = FETCH_VERIFY_FAST;
 			else if (strcmp(optarg, "none") == 0)
-				o.verify = 0;
+				o.verify = FETCH_VERIFY_NONE;
 			else {
-				fprintf(stderr, "cairn-fetch: --verify '%s': want full, fast or none\n", optarg);
+				fprintf(stderr,
+					"cairn-fetch: --verify '%s': want full, gdal, fast or none\n",
+					optarg);
 				return 2;
 			}
 			break;
