@@ -34,7 +34,8 @@ static const char usage[] =
 	"  --stall S          abort a transfer silent for S seconds (default 15)\n"
 	"  --timeout S        whole-transfer limit (default 120)\n"
 	"  --ext EXT          file type when the template does not end in one\n"
-	"  --threads N        decode-check/write threads (default: CPUs, at most 8)\n"
+	"  --threads N        decode-check/write threads; with --cog, tiles warped at\n"
+	"                     once (default: CPUs, at most 8)\n"
 	"  --verify full|gdal|fast|none  full (default): all image data decodes (PNG:\n"
 	"                     chunk CRCs, GDAL reads the header, the image data\n"
 	"                     inflates to exactly the promised rows; other types: GDAL\n"
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		struct cog_opts co = {cog, o.out_dir, o.ext, zoom, have_bbox, bb, o.shard_i, o.shard_n,
-				      resampling};
+				      resampling, o.threads};
 		struct cog_stats cs;
 		if (cog_run(&co, &cs, &err) < 0) {
 			fprintf(stderr, "cairn-fetch: %s\n", err.msg);
