@@ -4,7 +4,7 @@
 # cairn-synth and cairn-rasterize tiles/s. Run by `make bench`.
 #   GEO_BENCH_TILES=4096 (a square number) GEO_BENCH_NOISE=2 (about 32 KB a tile)
 #   GEO_BENCH_REPS=3 (runs of each fetch; the median is shown)
-#   GEO_BENCH_ONLY=fetch|raster (one half)
+#   GEO_BENCH_ONLY=fetch|raster (one half)  GEO_BENCH_BIG=16 (a bigger scene to rasterize)
 set -u
 : "${CAIRN_BIN:?run through make bench}"
 ROOT=${CAIRN_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -58,11 +58,13 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 		shift 2
 		mkdir -p "$out"
 		/usr/bin/time -f '%e %U %S' -o "$T/time" "$@" >"$T/$name.log" 2>&1 || { echo "$name failed:"; tail -5 "$T/$name.log"; }
-		awk '{ print $1, $2 + $3 }' "$T/time" >>"$T/$name.times"
+		awk '{ print $1, $2, $3 }' "$T/time" >>"$T/$name.times"
 	}
-	# median of column k of a times file, as tiles/s (k=1) or CPU us per tile (k=2)
+	# median of column k of a times file, as tiles/s (k=1) or CPU us per tile (k=2, 3)
 	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$N" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else printf "%d", m / n * 1e6 }'; }
-	echo "median of $R runs each (the four tools take turns); tiles/s, and the client's CPU (user+sys) per tile"
+	cpu() { echo "$(med "$1" 2)+$(med "$1" 3)"; }
+	echo "median of $R runs each (the four tools take turns); tiles/s, and the client's CPU per tile,"
+	echo "user+sys (sys is mostly ext4 creating the files, the same work for every tool)"
 	printf '%-12s %16s %16s %16s %16s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel"
 	for c in 1 16 64; do
 		if [ "$c" != 1 ]; then
@@ -81,7 +83,7 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 			run curl "$o.c" sh -c "cd '$o.c' && curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max $c --create-dirs -K '$T/curl.cfg'"
 		done
 		printf '%-12d %12s t/s %12s t/s %12s t/s %12s t/s\n' $c "$(med full 1)" "$(med fast 1)" "$(med none 1)" "$(med curl 1)"
-		printf '%-12s %13s us %13s us %13s us %13s us\n' "  CPU/tile" "$(med full 2)" "$(med fast 2)" "$(med none 2)" "$(med curl 2)"
+		printf '%-12s %13s us %13s us %13s us %13s us\n' "  CPU/tile" "$(cpu full)" "$(cpu fast)" "$(cpu none)" "$(cpu curl)"
 	done
 	echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	last=$T/out.64.$R.a
@@ -103,6 +105,17 @@ sed 's/^cairn-synth: /synth:     /' "$T/s.log"
 	--like "$T/s/imagery" --out "$T/r1" --threads 1 | sed 's/^cairn-rasterize: /rasterize (1 thread): /'
 "$CAIRN_BIN/cairn-rasterize" --vector "$T/s/map.gpkg" --class-field class --width-field width --zoom 17 \
 	--like "$T/s/imagery" --out "$T/r2" | sed 's/^cairn-rasterize: /rasterize (all cores): /'
+# a bigger scene's map (GEO_BENCH_BIG, default 16 x 16 tiles; 0: skip) at zoom 17 and 18
+big=${GEO_BENCH_BIG:-16}
+if [ "$big" -gt 0 ]; then
+	"$CAIRN_BIN/cairn-synth" --out "$T/sb" --tiles "$big" --seed 3 --preview-size 0 >"$T/sb.log" || cat "$T/sb.log"
+	sed 's/^cairn-synth: /synth:     /' "$T/sb.log"
+	for z in 17 18; do
+		"$CAIRN_BIN/cairn-rasterize" --vector "$T/sb/map.gpkg" --class-field class --width-field width \
+			--zoom $z --out "$T/rb$z" --threads 1 | sed "s/^cairn-rasterize: /rasterize (1 thread, zoom $z): /"
+		rm -rf "$T/rb$z"
+	done
+fi
 if command -v gdal_rasterize >/dev/null; then
 	# baseline: gdal_rasterize of the same map into one raster covering the same 64 tiles
 	read -r w s e n < <(python3 -c "
