@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
 # bench/cuda.sh: the CUDA backend beside PyTorch in the same run (issue #8):
-# one training step of the small CNN (Fashion-MNIST shape, batch 128) and of
-# the U-Net (base 16, batch 8, 256x256) in fp32 and tf32, cairn (bench/cuda_step)
-# then PyTorch (bench/cuda_torch.py). Runs under `make bench-cuda` only, and
+# cairn's figures (bench/cuda_step), then PyTorch's (bench/cuda_torch.py):
+#   - the small CNN (Fashion-MNIST shape, batch 128) in fp32, tf32 and bf16,
+#     cairn in tf32 also without CUDA graphs (CAIRN_CUDA_GRAPH=0);
+#   - the U-Net (base 16, batch 8, 256x256) in fp32, tf32 and bf16;
+#   - the U-Net's 3x3 convolutions, forward + backward: cairn's conv slots,
+#     bare cuDNN calls and PyTorch, in fp32 and tf32;
+#   - a square gemm of 8192: cairn's slot, bare cuBLAS and PyTorch, fp32 and
+#     tf32 (cuda_step --task conv|gemm also take bf16);
+#   - the CycleGAN step (two ResNet-9-block generators, two PatchGANs,
+#     256x256) at batch 1 and 8 in tf32;
+#   - ResNet-50 (224x224, batch 128) in bf16.
+# cairn's figures come first, one command each under its own time limit
+# (BENCH_TIMEOUT seconds, default 150; twice that for ResNet-50 and the
+# CycleGAN step), so one hang does not stop the rest; then PyTorch's, all in
+# one python process (one import of torch; BENCH_TORCH_TIMEOUT, default 600),
+# in the same order. Runs under `make bench-cuda` (or with --cuda) only, and
 # says so and stops when no GPU is visible.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,32 +37,60 @@ if [ "${gpus:-0}" -lt 1 ]; then
 fi
 torch=1
 python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null || torch=0
-echo "== cuda: training step, cairn beside PyTorch ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)) =="
+limit=${BENCH_TIMEOUT:-150}
+echo "== cuda: cairn, then PyTorch ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)) =="
 [ $torch = 1 ] || echo "   (PyTorch with CUDA not importable: cairn figures only)"
 rc=0
-run() { # label cairn-args -- torch-args
-	local args=() targs=() in_torch=0 a
-	for a in "$@"; do
-		if [ "$a" = -- ]; then in_torch=1; continue; fi
-		if [ $in_torch = 1 ]; then targs+=("$a"); else args+=("$a"); fi
-	done
-	"$step" --device cuda "${args[@]}" || rc=1
-	if [ $torch = 1 ]; then python3 "$here/cuda_torch.py" "${targs[@]}" || rc=1; fi
+t() { # LIMIT=seconds t command...: a failure or timeout is reported, not fatal
+	local lim=${LIMIT:-$limit}
+	timeout -k 5 "$lim" "$@"
+	local r=$?
+	if [ $r = 124 ] || [ $r = 137 ]; then
+		echo "   TIMED OUT after ${lim}s: $*"
+		rc=1
+	elif [ $r != 0 ]; then
+		echo "   FAILED (status $r): $*"
+		rc=1
+	fi
 }
-for prec in fp32 tf32; do
-	run --precision $prec --batch 128 --size 28 --channels 1 --classes 10 \
-		-- --arch cnn --precision $prec --batch 128 --size 28 --channels 1 --classes 10
-	run --precision $prec --arch unet:depth=4,base=16 --batch 8 --size 256 --channels 3 --classes 2 --steps 20 \
-		-- --arch unet --precision $prec --batch 8 --size 256 --channels 3 --classes 2 --steps 20
+cairn() { t "$step" --device cuda "$@"; }
+truns=()
+torch() { truns+=("$*"); } # run later, in one process
+
+cnn="--batch 128 --size 28 --channels 1 --classes 10"
+unet="--batch 8 --size 256 --channels 3 --classes 2 --steps 20"
+r50="--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 --warmup 3"
+# in the order of the issue's goals: small CNN (3x PyTorch, tf32 first), U-Net
+# (0.8x), conv layers against bare cuDNN (< 5% lost), sgemm, CycleGAN (0.7x),
+# ResNet-50 bf16 (1.0x); then the small CNN in the other precisions
+cairn --precision tf32 $cnn
+torch --arch cnn --precision tf32 $cnn
+echo "   next line: cairn without CUDA graphs (CAIRN_CUDA_GRAPH=0)"
+t env CAIRN_CUDA_GRAPH=0 "$step" --device cuda --precision tf32 $cnn
+for prec in fp32 tf32 bf16; do
+	cairn --precision $prec --arch unet:depth=4,base=16 $unet
+	torch --arch unet --precision $prec $unet
 done
-[ $torch = 1 ] && python3 "$here/cuda_torch.py" --arch unet --precision bf16 --batch 8 --size 256 --channels 3 --classes 2 --steps 20
-# cairn only (no PyTorch mirror yet): one CycleGAN generator (the issue's step has
-# two generators and two PatchGANs) and a ResNet-50-shaped net in tf32 (the
-# issue's ResNet-50 figure is bf16, which cairn does not have yet)
-echo "   cairn only, not comparable to the issue's PyTorch figures:"
+for prec in tf32 fp32; do
+	cairn --precision $prec --task conv --batch 8 --steps 20
+	torch --task conv --precision $prec --batch 8 --steps 20
+	cairn --precision $prec --task gemm --size 8192 --steps 10
+	torch --task gemm --precision $prec --size 8192 --steps 10
+done
 for b in 1 8; do
-	"$step" --device cuda --precision tf32 --arch cyclegan:base=64,blocks=9 --batch $b --size 256 --channels 3 --classes 3 --steps 10 || rc=1
+	LIMIT=$((2 * limit)) cairn --precision tf32 --task cyclegan --batch $b --size 256 --steps 10 --warmup 3
+	torch --arch cyclegan --precision tf32 --batch $b --size 256 --steps 10 --warmup 3
 done
-"$step" --device cuda --precision tf32 --arch resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 \
-	--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 || rc=1
+LIMIT=$((2 * limit)) cairn --precision bf16 --arch resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 $r50
+torch --arch resnet50 --precision bf16 $r50
+for prec in fp32 bf16; do
+	cairn --precision $prec $cnn
+	torch --arch cnn --precision $prec $cnn
+done
+if [ $torch = 1 ]; then
+	echo "== cuda: PyTorch, the same figures in the same order =="
+	args=()
+	for r in "${truns[@]}"; do args+=(--run "$r"); done
+	LIMIT=${BENCH_TORCH_TIMEOUT:-600} t python3 "$here/cuda_torch.py" "${args[@]}"
+fi
 exit $rc

@@ -1,9 +1,19 @@
-/* cuda_step: time of one training step (forward, softmax cross-entropy over
- * the output channels, backward, SGD) of any nn/ model on a backend, for the
- * side-by-side with PyTorch in bench/cuda.sh. Prints one line:
+/* cuda_step: the cairn side of bench/cuda.sh (issue #8), beside PyTorch's
+ * bench/cuda_torch.py in the same run. Tasks:
+ *   step      one training step of any nn/ model spec (forward, softmax
+ *             cross-entropy over the output channels, backward, SGD), run
+ *             through the backend's step slot (a CUDA graph from the second
+ *             step on unless CAIRN_CUDA_GRAPH=0);
+ *   cyclegan  the CycleGAN step: two ResNet-9-block generators, two PatchGANs
+ *             (see cyclegan_step for how nn's nets stand in for shared weights);
+ *   conv      the U-Net's 3x3 convolutions (forward + backward data + backward
+ *             filter), cairn's conv slots against bare cuDNN calls;
+ *   gemm      sgemm 8192^3, cairn's gemm slot against bare cuBLAS.
+ * Prints one line per figure, e.g.
  *   cairn DEVICE PRECISION ARCH batch B CxHxW: X ms/step, Y images/s
  * Example: cuda_step --device cuda --arch unet:depth=4,base=16 --batch 8 --size 256 */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,68 +25,95 @@
 #include "nn/net.h"
 #include "nn/optim.h"
 #ifdef CAIRN_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
 #include "nn/cuda/cuda.h"
 #endif
+
+struct args {
+	const char *device, *arch, *precision, *task;
+	int batch, channels, size, classes, steps, warmup;
+};
 
 static int usage(const char *prog, int rc)
 {
 	fprintf(rc ? stderr : stdout,
-		"usage: %s [--device cpu|cuda] [--precision fp32|tf32] [--arch SPEC] [--batch N]\n"
-		"          [--channels C] [--size S] [--classes K] [--steps N] [--warmup N]\n"
+		"usage: %s [--task step|cyclegan|conv|gemm] [--device cpu|cuda]\n"
+		"          [--precision fp32|tf32|bf16] [--arch SPEC] [--batch N] [--channels C]\n"
+		"          [--size S] [--classes K] [--steps N] [--warmup N]\n"
 		"example: %s --device cuda --arch unet:depth=4,base=16 --batch 8 --size 256 --classes 2\n",
 		prog, prog);
 	return rc;
 }
 
-int main(int argc, char **argv)
+static void fill_host(float *x, size_t n, unsigned salt)
 {
-	const char *device = "cpu", *arch = NN_MODEL_DEFAULT, *precision = "tf32";
-	int batch = 128, channels = 1, size = 28, classes = 10, steps = 50, warmup = 5;
-	static const struct option opts[] = {
-		{"device", required_argument, 0, 'd'},	  {"precision", required_argument, 0, 'p'},
-		{"arch", required_argument, 0, 'a'},	  {"batch", required_argument, 0, 'b'},
-		{"channels", required_argument, 0, 'c'}, {"size", required_argument, 0, 's'},
-		{"classes", required_argument, 0, 'k'},  {"steps", required_argument, 0, 'n'},
-		{"warmup", required_argument, 0, 'w'},	  {"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0}};
-	int o;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'd': device = optarg; break;
-		case 'p': precision = optarg; break;
-		case 'a': arch = optarg; break;
-		case 'b': batch = atoi(optarg); break;
-		case 'c': channels = atoi(optarg); break;
-		case 's': size = atoi(optarg); break;
-		case 'k': classes = atoi(optarg); break;
-		case 'n': steps = atoi(optarg); break;
-		case 'w': warmup = atoi(optarg); break;
-		case 'h': return usage(argv[0], 0);
-		default: return usage(argv[0], 2);
-		}
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(((i + salt) * 2654435761u) % 1000) / 1000.0f - 0.5f;
+}
+
+/* A device buffer of n floats with fixed pseudo-random values (or v when
+ * v is not NaN); NULL with a message when out of memory. */
+static float *dev_buffer(const struct nn_backend *be, size_t n, unsigned salt, float v)
+{
+	float *d = be->alloc(n * sizeof(float)), *h = mem_alloc(n * sizeof(float));
+	if (!d || !h) {
+		fprintf(stderr, "cuda_step: out of memory for %zu floats\n", n);
+		mem_free(h);
+		return NULL;
 	}
-	if (batch < 1 || channels < 1 || size < 1 || classes < 2 || steps < 1 || warmup < 0)
-		return usage(argv[0], 2);
-	const struct nn_backend *be = nn_backend_by_name(device);
-	if (!be) {
-		fprintf(stderr, "cuda_step: device '%s' unknown or unavailable\n", device);
-		return 2;
+	if (v == v)
+		be->fill(d, n, v);
+	else {
+		fill_host(h, n, salt);
+		be->upload(d, h, n * sizeof(float));
 	}
-	struct error err;
+	mem_free(h);
+	return d;
+}
+
+static int check_device(const struct nn_backend *be)
+{
 #ifdef CAIRN_CUDA
-	if (be->device == NN_DEV_CUDA) {
-		enum nn_cuda_precision p;
-		if (nn_cuda_parse_precision(precision, &p, &err) < 0 || nn_cuda_set_precision(p, &err) < 0) {
-			fprintf(stderr, "cuda_step: %s\n", err.msg);
-			return 2;
-		}
+	struct error err;
+	if (be->device == NN_DEV_CUDA && nn_cuda_error(&err) < 0) {
+		fprintf(stderr, "cuda_step: %s\n", err.msg);
+		return 1;
 	}
+#else
+	(void)be;
 #endif
-	if (be->device == NN_DEV_CPU)
-		precision = "fp32";
+	return 0;
+}
+
+/* ---- step: one training step of a model spec ---------------------------- */
+
+struct step_ctx {
+	struct nn_net *net;
+	struct nn_optim *opt;
+	const int32_t *labels;
+	int n, hw;
+	float loss;
+};
+
+static void one_step(void *p)
+{
+	struct step_ctx *c = p;
+	const struct nn_tensor *y = nn_net_forward(c->net, c->n);
+	c->net->be->softmax_xent(c->n, y->c, c->hw, y->data, c->labels, NULL,
+				 nn_net_output_grad(c->net)->data, &c->loss);
+	nn_net_backward(c->net);
+	nn_optim_step(c->opt, c->net);
+}
+
+static int task_step(const struct nn_backend *be, const struct args *a)
+{
+	struct error err;
 	struct nn_net net;
-	if (nn_model_build(&net, be, arch, channels, size, size, classes, 1, &err) < 0 ||
-	    nn_net_prepare(&net, batch, &err) < 0) {
+	if (nn_model_build(&net, be, a->arch, a->channels, a->size, a->size, a->classes, 1, &err) < 0 ||
+	    nn_net_prepare(&net, a->batch, &err) < 0) {
 		fprintf(stderr, "cuda_step: %s\n", err.msg);
 		return 1;
 	}
@@ -88,22 +125,21 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct nn_tensor *in = nn_net_input(&net);
-	size_t nin = (size_t)batch * in->c * in->h * in->w;
+	size_t nin = (size_t)a->batch * in->c * in->h * in->w;
 	float *host = mem_alloc(nin * sizeof(float));
 	if (!host) {
 		fprintf(stderr, "cuda_step: out of memory\n");
 		return 1;
 	}
-	for (size_t i = 0; i < nin; i++)
-		host[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+	fill_host(host, nin, 0);
 	if (nn_tensor_upload(in, host, nin, &err) < 0) {
 		fprintf(stderr, "cuda_step: %s\n", err.msg);
 		return 1;
 	}
 	/* labels over the output's pixels, one per (sample, pixel) */
-	const struct nn_tensor *y = nn_net_forward(&net, batch);
+	const struct nn_tensor *y = nn_net_forward(&net, a->batch);
 	int hw = y->h * y->w;
-	size_t nl = (size_t)batch * hw;
+	size_t nl = (size_t)a->batch * hw;
 	int32_t *labels = mem_alloc(nl * sizeof(int32_t)), *dlabels = be->alloc(nl * sizeof(int32_t));
 	if (!labels || !dlabels) {
 		fprintf(stderr, "cuda_step: out of memory for %zu labels\n", nl);
@@ -112,32 +148,446 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nl; i++)
 		labels[i] = (int32_t)(i % (size_t)y->c);
 	be->upload(dlabels, labels, nl * sizeof(int32_t));
+	struct step_ctx c = {&net, &opt, dlabels, a->batch, hw, 0};
+	void *graph = NULL;
 	double t0 = 0;
-	float loss = 0;
-	for (int s = 0; s < warmup + steps; s++) {
-		if (s == warmup) {
+	for (int s = 0; s < a->warmup + a->steps; s++) {
+		if (s == a->warmup) {
 			be->sync();
 			t0 = clock_now();
 		}
-		y = nn_net_forward(&net, batch);
-		be->softmax_xent(batch, y->c, hw, y->data, dlabels, NULL, nn_net_output_grad(&net)->data,
-				 &loss);
-		nn_net_backward(&net);
-		nn_optim_step(&opt, &net);
+		nn_backend_step(be, &graph, one_step, &c);
 	}
 	be->sync();
-	double dt = (clock_now() - t0) / steps;
-#ifdef CAIRN_CUDA
-	if (be->device == NN_DEV_CUDA && nn_cuda_error(&err) < 0) {
-		fprintf(stderr, "cuda_step: %s\n", err.msg);
+	double dt = (clock_now() - t0) / a->steps;
+	nn_backend_step_release(be, &graph);
+	if (check_device(be))
 		return 1;
-	}
-#endif
 	printf("cairn %s %s %s batch %d %dx%dx%d: %.3f ms/step, %.0f images/s (loss %.4f)\n",
-	       be->name, precision, net.arch, batch, channels, size, size, dt * 1e3, batch / dt,
-	       (double)loss);
+	       be->name, a->precision, net.arch, a->batch, a->channels, a->size, a->size, dt * 1e3,
+	       a->batch / dt, (double)c.loss);
 	be->free(dlabels);
 	mem_free(labels), mem_free(host);
 	nn_net_release(&net);
 	return 0;
+}
+
+/* ---- cyclegan: the CycleGAN step ------------------------------------------
+ * The step of Zhu et al.'s reference implementation (LSGAN losses, cycle
+ * weight 10, identity weight 5, Adam 2e-4, beta1 0.5): six generator passes
+ * (translation, reconstruction and identity, per direction), then the
+ * generators' update through the two discriminators, then the
+ * discriminators' update on real and generated images. An nn net keeps one set
+ * of activations and gradients, so each of a generator's three uses is its own
+ * net instance (same architecture; the weights are not tied, so the update
+ * touches three times the generator parameters), and each discriminator runs
+ * its three passes one after the other. nn's backward never computes the
+ * gradient of a net's input, so the gradient that would flow from a
+ * discriminator or a reconstructing generator into the generator before it is
+ * stood in by an L1 loss at that generator's output: the work left out is
+ * the data gradient of each net's first convolution (about 1% of a generator
+ * pass). Everything else, forward and backward, runs as in the reference. */
+
+#define CG_GENS 6 /* G_A: translate, reconstruct, identity; then G_B the same */
+
+struct cg_ctx {
+	struct nn_net g[CG_GENS], d[2];
+	struct nn_optim og[CG_GENS], od[2];
+	float *real[2], *ones, *zeros;
+	size_t img, patch;
+	int n;
+	float loss[CG_GENS + 6];
+};
+
+/* Forward net on an input copied from src; its output. */
+static const struct nn_tensor *cg_forward(struct nn_net *net, const float *src, size_t count, int n)
+{
+	net->be->copy(nn_net_input(net)->data, src, count);
+	return nn_net_forward(net, n);
+}
+
+/* A discriminator pass: forward on src, LSGAN loss against target, backward. */
+static void cg_d_pass(struct cg_ctx *c, int k, const float *src, const float *target, float *loss)
+{
+	const struct nn_tensor *y = cg_forward(&c->d[k], src, c->img, c->n);
+	c->d[k].be->mse(c->patch, y->data, target, nn_net_output_grad(&c->d[k])->data, loss);
+	nn_net_backward(&c->d[k]);
+}
+
+static void cyclegan_step(void *p)
+{
+	struct cg_ctx *c = p;
+	const struct nn_backend *be = c->g[0].be;
+	/* generators: fake_B = G_A(A), rec_A = G_B(fake_B), fake_A = G_B(B),
+	   rec_B = G_A(fake_A), idt_B = G_A(B), idt_A = G_B(A) */
+	const float *fake_b = cg_forward(&c->g[0], c->real[0], c->img, c->n)->data;
+	cg_forward(&c->g[4], fake_b, c->img, c->n);
+	const float *fake_a = cg_forward(&c->g[3], c->real[1], c->img, c->n)->data;
+	cg_forward(&c->g[1], fake_a, c->img, c->n);
+	cg_forward(&c->g[2], c->real[1], c->img, c->n);
+	cg_forward(&c->g[5], c->real[0], c->img, c->n);
+	/* the generators' update: adversarial passes through D_B and D_A, then
+	   each generator's backward from its output's loss */
+	cg_d_pass(c, 1, fake_b, c->ones, &c->loss[CG_GENS]);
+	cg_d_pass(c, 0, fake_a, c->ones, &c->loss[CG_GENS + 1]);
+	for (int i = 0; i < CG_GENS; i++) {
+		struct nn_net *g = &c->g[i];
+		/* G_A's outputs are B images, G_B's A images; weights: translation 1
+		   (the stand-in), reconstruction 10, identity 5 */
+		const float *target = c->real[i < 3 ? 1 : 0];
+		be->l1(c->img, g->nodes[g->nnodes - 1].y.data, target, nn_net_output_grad(g)->data,
+		       &c->loss[i]);
+		if (i % 3)
+			be->scale(nn_net_output_grad(g)->data, c->img, i % 3 == 1 ? 10.0f : 5.0f);
+		nn_net_backward(g);
+		nn_optim_step(&c->og[i], g);
+	}
+	/* the discriminators' update on real and generated images */
+	cg_d_pass(c, 0, c->real[0], c->ones, &c->loss[CG_GENS + 2]);
+	cg_d_pass(c, 0, fake_a, c->zeros, &c->loss[CG_GENS + 3]);
+	nn_optim_step(&c->od[0], &c->d[0]);
+	cg_d_pass(c, 1, c->real[1], c->ones, &c->loss[CG_GENS + 4]);
+	cg_d_pass(c, 1, fake_b, c->zeros, &c->loss[CG_GENS + 5]);
+	nn_optim_step(&c->od[1], &c->d[1]);
+}
+
+static int task_cyclegan(const struct nn_backend *be, const struct args *a)
+{
+	struct error err;
+	struct cg_ctx *c = mem_calloc(1, sizeof(*c));
+	if (!c) {
+		fprintf(stderr, "cuda_step: out of memory\n");
+		return 1;
+	}
+	c->n = a->batch;
+	for (int i = 0; i < CG_GENS + 2; i++) {
+		struct nn_net *net = i < CG_GENS ? &c->g[i] : &c->d[i - CG_GENS];
+		struct nn_optim *o = i < CG_GENS ? &c->og[i] : &c->od[i - CG_GENS];
+		const char *spec = i < CG_GENS ? "cyclegan:base=64,blocks=9" : "patchgan:base=64,layers=3";
+		if (nn_model_build(net, be, spec, 3, a->size, a->size, 3, 1 + i, &err) < 0 ||
+		    nn_net_prepare(net, a->batch, &err) < 0) {
+			fprintf(stderr, "cuda_step: %s: %s\n", spec, err.msg);
+			return 1;
+		}
+		nn_optim_defaults(o);
+		o->kind = NN_OPT_ADAM, o->lr = 2e-4f, o->b1 = 0.5f;
+		if (nn_optim_init(o, net, &err) < 0) {
+			fprintf(stderr, "cuda_step: %s\n", err.msg);
+			return 1;
+		}
+	}
+	const struct nn_node *dout = &c->d[0].nodes[c->d[0].nnodes - 1];
+	c->img = (size_t)a->batch * 3 * a->size * a->size;
+	c->patch = (size_t)a->batch * dout->c * dout->h * dout->w;
+	if (!(c->real[0] = dev_buffer(be, c->img, 1, NAN)) ||
+	    !(c->real[1] = dev_buffer(be, c->img, 2, NAN)) ||
+	    !(c->ones = dev_buffer(be, c->patch, 0, 1)) || !(c->zeros = dev_buffer(be, c->patch, 0, 0)))
+		return 1;
+	void *graph = NULL;
+	double t0 = 0;
+	for (int s = 0; s < a->warmup + a->steps; s++) {
+		if (s == a->warmup) {
+			be->sync();
+			t0 = clock_now();
+		}
+		nn_backend_step(be, &graph, cyclegan_step, c);
+	}
+	be->sync();
+	double dt = (clock_now() - t0) / a->steps;
+	nn_backend_step_release(be, &graph);
+	if (check_device(be))
+		return 1;
+	printf("cairn %s %s cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) batch %d "
+	       "3x%dx%d: %.3f ms/step, %.1f images/s (cycle L1 %.4f)\n",
+	       be->name, a->precision, a->batch, a->size, a->size, dt * 1e3, a->batch / dt,
+	       (double)c->loss[1]);
+	for (int i = 0; i < CG_GENS + 2; i++)
+		nn_net_release(i < CG_GENS ? &c->g[i] : &c->d[i - CG_GENS]);
+	be->free(c->real[0]), be->free(c->real[1]), be->free(c->ones), be->free(c->zeros);
+	mem_free(c);
+	return 0;
+}
+
+/* ---- conv and gemm: cairn's slots against the bare libraries ------------- */
+
+#ifdef CAIRN_CUDA
+/* The 3x3 convolutions of unet:depth=4,base=16 on 3x256x256 inputs, as
+ * (cin, cout, size): encoder, then decoder (after each concat). */
+static const int unet_convs[][3] = {
+	{3, 16, 256},	{16, 16, 256}, {16, 32, 128}, {32, 32, 128},  {32, 64, 64},
+	{64, 64, 64},	{64, 128, 32}, {128, 128, 32}, {128, 256, 16}, {256, 256, 16},
+	{256, 128, 32}, {128, 64, 64}, {64, 32, 128}, {32, 16, 256},
+};
+
+#define CHK(call)                                                                             \
+	do {                                                                                  \
+		if ((call) != 0) {                                                            \
+			fprintf(stderr, "cuda_step: %s failed (line %d)\n", #call, __LINE__);   \
+			return -1;                                                            \
+		}                                                                             \
+	} while (0)
+
+/* Seconds of one forward + backward-data + backward-filter through bare
+ * cuDNN calls: the fastest algorithm cudnnFind* measures for each pass (FMA
+ * math in fp32, any math in tf32 and bf16; every algorithm, Winograd and FFT
+ * included), bf16 tensors in bf16. */
+static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision prec, int iters)
+{
+	static cudnnHandle_t h;
+	if (!h && cudnnCreate(&h) != CUDNN_STATUS_SUCCESS)
+		return -1;
+	cudnnDataType_t t = prec == NN_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+	size_t es = prec == NN_CUDA_BF16 ? 2 : 4;
+	size_t nx = (size_t)d->n * d->cin * d->h * d->w, ny = (size_t)d->n * d->cout * d->hout * d->wout;
+	size_t nw = (size_t)d->cout * d->cin * d->kh * d->kw;
+	cudnnTensorDescriptor_t xd, yd;
+	cudnnFilterDescriptor_t wd;
+	cudnnConvolutionDescriptor_t cd;
+	void *x, *y, *w, *dx, *dy, *dw, *ws = NULL;
+	CHK(cudnnCreateTensorDescriptor(&xd));
+	CHK(cudnnCreateTensorDescriptor(&yd));
+	CHK(cudnnCreateFilterDescriptor(&wd));
+	CHK(cudnnCreateConvolutionDescriptor(&cd));
+	CHK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, t, d->n, d->cin, d->h, d->w));
+	CHK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, t, d->n, d->cout, d->hout, d->wout));
+	CHK(cudnnSetFilter4dDescriptor(wd, t, CUDNN_TENSOR_NCHW, d->cout, d->cin, d->kh, d->kw));
+	CHK(cudnnSetConvolution2dDescriptor(cd, d->pad, d->pad, d->stride, d->stride, 1, 1,
+					    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+	CHK(cudnnSetConvolutionMathType(cd, prec == NN_CUDA_FP32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
+	CHK(cudaMalloc(&x, nx * es));
+	CHK(cudaMalloc(&dx, nx * es));
+	CHK(cudaMalloc(&y, ny * es));
+	CHK(cudaMalloc(&dy, ny * es));
+	CHK(cudaMalloc(&w, nw * es));
+	CHK(cudaMalloc(&dw, nw * es));
+	CHK(cudaMemset(x, 0, nx * es));
+	CHK(cudaMemset(dy, 0, ny * es));
+	CHK(cudaMemset(w, 0, nw * es));
+	int got, i;
+	cudnnConvolutionFwdAlgoPerf_t fr[16];
+	cudnnConvolutionBwdDataAlgoPerf_t br[16];
+	cudnnConvolutionBwdFilterAlgoPerf_t wr[16];
+	CHK(cudnnFindConvolutionForwardAlgorithm(h, xd, wd, cd, yd, 16, &got, fr));
+	for (i = 0; i < got && (fr[i].status || (prec == NN_CUDA_FP32 && fr[i].mathType != CUDNN_FMA_MATH && fr[i].mathType != CUDNN_DEFAULT_MATH)); i++)
+		;
+	if (i == got)
+		return -1;
+	cudnnConvolutionFwdAlgoPerf_t f = fr[i];
+	CHK(cudnnFindConvolutionBackwardDataAlgorithm(h, wd, yd, cd, xd, 16, &got, br));
+	for (i = 0; i < got && (br[i].status || (prec == NN_CUDA_FP32 && br[i].mathType != CUDNN_FMA_MATH && br[i].mathType != CUDNN_DEFAULT_MATH)); i++)
+		;
+	if (i == got)
+		return -1;
+	cudnnConvolutionBwdDataAlgoPerf_t b = br[i];
+	CHK(cudnnFindConvolutionBackwardFilterAlgorithm(h, xd, yd, cd, wd, 16, &got, wr));
+	for (i = 0; i < got && (wr[i].status || (prec == NN_CUDA_FP32 && wr[i].mathType != CUDNN_FMA_MATH && wr[i].mathType != CUDNN_DEFAULT_MATH)); i++)
+		;
+	if (i == got)
+		return -1;
+	cudnnConvolutionBwdFilterAlgoPerf_t fw = wr[i];
+	size_t wsb = f.memory > b.memory ? f.memory : b.memory;
+	wsb = fw.memory > wsb ? fw.memory : wsb;
+	if (wsb)
+		CHK(cudaMalloc(&ws, wsb));
+	const float one = 1, zero = 0;
+	double t0 = 0;
+	for (int it = -3; it < iters; it++) {
+		if (it == 0) {
+			CHK(cudaDeviceSynchronize());
+			t0 = clock_now();
+		}
+		CHK(cudnnSetConvolutionMathType(cd, f.mathType));
+		CHK(cudnnConvolutionForward(h, &one, xd, x, wd, w, cd, f.algo, ws, wsb, &zero, yd, y));
+		CHK(cudnnSetConvolutionMathType(cd, b.mathType));
+		CHK(cudnnConvolutionBackwardData(h, &one, wd, w, yd, dy, cd, b.algo, ws, wsb, &zero, xd, dx));
+		CHK(cudnnSetConvolutionMathType(cd, fw.mathType));
+		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, x, yd, dy, cd, fw.algo, ws, wsb, &zero, wd, dw));
+	}
+	CHK(cudaDeviceSynchronize());
+	double dt = (clock_now() - t0) / iters;
+	cudaFree(x), cudaFree(dx), cudaFree(y), cudaFree(dy), cudaFree(w), cudaFree(dw), cudaFree(ws);
+	cudnnDestroyTensorDescriptor(xd), cudnnDestroyTensorDescriptor(yd);
+	cudnnDestroyFilterDescriptor(wd), cudnnDestroyConvolutionDescriptor(cd);
+	return dt;
+}
+
+/* Seconds of one forward + backward-data + backward-filter through cairn's
+ * slots (plan cache, shared workspace, bf16 casts in BF16). */
+static double cairn_conv(const struct nn_backend *be, const struct nn_conv_desc *d, int iters)
+{
+	size_t nx = (size_t)d->n * d->cin * d->h * d->w, ny = (size_t)d->n * d->cout * d->hout * d->wout;
+	size_t nw = (size_t)d->cout * d->cin * d->kh * d->kw;
+	float *x = dev_buffer(be, nx, 1, 0), *dx = dev_buffer(be, nx, 1, 0);
+	float *y = dev_buffer(be, ny, 1, 0), *dy = dev_buffer(be, ny, 1, 0);
+	float *w = dev_buffer(be, nw, 1, 0), *dw = dev_buffer(be, nw, 1, 0);
+	size_t wsb = be->conv2d_workspace(d);
+	void *ws = wsb ? be->alloc(wsb) : NULL;
+	if (!x || !dx || !y || !dy || !w || !dw || (wsb && !ws))
+		return -1;
+	double t0 = 0;
+	for (int it = -3; it < iters; it++) {
+		if (it == 0) {
+			be->sync();
+			t0 = clock_now();
+		}
+		be->conv2d_fwd(d, x, w, NULL, y, ws);
+		be->conv2d_bwd_data(d, dy, w, dx, ws);
+		be->conv2d_bwd_filter(d, x, dy, dw, NULL, ws);
+	}
+	be->sync();
+	double dt = (clock_now() - t0) / iters;
+	be->free(x), be->free(dx), be->free(y), be->free(dy), be->free(w), be->free(dw);
+	if (ws)
+		be->free(ws);
+	return dt;
+}
+
+static int task_conv(const struct nn_backend *be, const struct args *a, enum nn_cuda_precision prec)
+{
+	double cairn_sum = 0, bare_sum = 0;
+	for (size_t k = 0; k < sizeof(unet_convs) / sizeof(unet_convs[0]); k++) {
+		struct nn_conv_desc d = {.n = a->batch, .cin = unet_convs[k][0], .h = unet_convs[k][2],
+					 .w = unet_convs[k][2], .cout = unet_convs[k][1], .kh = 3,
+					 .kw = 3, .stride = 1, .pad = 1, .dil = 1, .groups = 1};
+		struct error err;
+		if (nn_conv_desc_init(&d, &err) < 0)
+			return 1;
+		double flop = 3 * 2 * nn_conv_macs(&d);
+		double tc = cairn_conv(be, &d, a->steps), tb = bare_conv(&d, prec, a->steps);
+		if (tc < 0 || tb < 0 || check_device(be)) {
+			fprintf(stderr, "cuda_step: conv %d->%d at %d failed\n", d.cin, d.cout, d.h);
+			return 1;
+		}
+		cairn_sum += tc, bare_sum += tb;
+		printf("conv %s 3x3 %d->%d %dx%d batch %d fwd+bwd: cairn %.3f ms %.1f TFLOP/s, "
+		       "bare cuDNN %.3f ms %.1f TFLOP/s, cairn/bare time %.3f\n",
+		       a->precision, d.cin, d.cout, d.h, d.w, d.n, tc * 1e3, flop / tc / 1e12, tb * 1e3,
+		       flop / tb / 1e12, tc / tb);
+	}
+	printf("conv %s U-Net 3x3 layers, all: cairn %.3f ms, bare cuDNN %.3f ms, cairn/bare time %.3f\n",
+	       a->precision, cairn_sum * 1e3, bare_sum * 1e3, cairn_sum / bare_sum);
+	return 0;
+}
+
+/* sgemm m = n = k = size: cairn's slot, then bare cublasSgemm (pedantic math
+ * in fp32, TF32 tensor ops in tf32; in bf16 cairn casts, bare is cublasGemmEx
+ * on bf16 operands). */
+static int task_gemm(const struct nn_backend *be, const struct args *a, enum nn_cuda_precision prec)
+{
+	int s = a->size;
+	size_t n = (size_t)s * s;
+	float *x = dev_buffer(be, n, 1, NAN), *y = dev_buffer(be, n, 2, NAN), *z = dev_buffer(be, n, 3, 0);
+	if (!x || !y || !z)
+		return 1;
+	double flop = 2.0 * s * s * s, t0 = 0;
+	for (int it = -2; it < a->steps; it++) {
+		if (it == 0) {
+			be->sync();
+			t0 = clock_now();
+		}
+		be->gemm(0, 0, s, s, s, 1, x, s, y, s, 0, z, s);
+	}
+	be->sync();
+	double tc = (clock_now() - t0) / a->steps;
+	cublasHandle_t h;
+	void *xb = NULL, *yb = NULL;
+	CHK(cublasCreate(&h));
+	CHK(cublasSetMathMode(h, prec == NN_CUDA_FP32 ? CUBLAS_PEDANTIC_MATH
+			      : prec == NN_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
+						     : CUBLAS_DEFAULT_MATH));
+	if (prec == NN_CUDA_BF16) {
+		CHK(cudaMalloc(&xb, n * 2));
+		CHK(cudaMalloc(&yb, n * 2));
+		CHK(cudaMemset(xb, 0, n * 2));
+		CHK(cudaMemset(yb, 0, n * 2));
+	}
+	const float one = 1, zero = 0;
+	for (int it = -2; it < a->steps; it++) {
+		if (it == 0) {
+			CHK(cudaDeviceSynchronize());
+			t0 = clock_now();
+		}
+		if (prec == NN_CUDA_BF16)
+			CHK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, s, s, s, &one, yb, CUDA_R_16BF, s, xb,
+					 CUDA_R_16BF, s, &zero, z, CUDA_R_32F, s, CUBLAS_COMPUTE_32F,
+					 CUBLAS_GEMM_DEFAULT));
+		else
+			CHK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, s, s, s, &one, y, s, x, s, &zero, z, s));
+	}
+	CHK(cudaDeviceSynchronize());
+	double tb = (clock_now() - t0) / a->steps;
+	cublasDestroy(h);
+	cudaFree(xb), cudaFree(yb);
+	if (check_device(be))
+		return 1;
+	printf("gemm %s %d^3: cairn %.3f ms %.1f TFLOP/s, bare cuBLAS %.3f ms %.1f TFLOP/s, "
+	       "cairn/bare time %.3f\n",
+	       a->precision, s, tc * 1e3, flop / tc / 1e12, tb * 1e3, flop / tb / 1e12, tc / tb);
+	be->free(x), be->free(y), be->free(z);
+	return 0;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+	struct args a = {.device = "cpu", .arch = NN_MODEL_DEFAULT, .precision = "tf32",
+			 .task = "step", .batch = 128, .channels = 1, .size = 28, .classes = 10,
+			 .steps = 50, .warmup = 5};
+	static const struct option opts[] = {
+		{"device", required_argument, 0, 'd'},	  {"precision", required_argument, 0, 'p'},
+		{"arch", required_argument, 0, 'a'},	  {"batch", required_argument, 0, 'b'},
+		{"channels", required_argument, 0, 'c'}, {"size", required_argument, 0, 's'},
+		{"classes", required_argument, 0, 'k'},  {"steps", required_argument, 0, 'n'},
+		{"warmup", required_argument, 0, 'w'},	  {"task", required_argument, 0, 't'},
+		{"help", no_argument, 0, 'h'},		  {0, 0, 0, 0}};
+	int o;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'd': a.device = optarg; break;
+		case 'p': a.precision = optarg; break;
+		case 'a': a.arch = optarg; break;
+		case 'b': a.batch = atoi(optarg); break;
+		case 'c': a.channels = atoi(optarg); break;
+		case 's': a.size = atoi(optarg); break;
+		case 'k': a.classes = atoi(optarg); break;
+		case 'n': a.steps = atoi(optarg); break;
+		case 'w': a.warmup = atoi(optarg); break;
+		case 't': a.task = optarg; break;
+		case 'h': return usage(argv[0], 0);
+		default: return usage(argv[0], 2);
+		}
+	}
+	if (a.batch < 1 || a.channels < 1 || a.size < 1 || a.classes < 2 || a.steps < 1 ||
+	    a.warmup < 0)
+		return usage(argv[0], 2);
+	const struct nn_backend *be = nn_backend_by_name(a.device);
+	if (!be) {
+		fprintf(stderr, "cuda_step: device '%s' unknown or unavailable\n", a.device);
+		return 2;
+	}
+#ifdef CAIRN_CUDA
+	enum nn_cuda_precision prec = NN_CUDA_FP32;
+	if (be->device == NN_DEV_CUDA) {
+		struct error err;
+		if (nn_cuda_parse_precision(a.precision, &prec, &err) < 0 ||
+		    nn_cuda_set_precision(prec, &err) < 0) {
+			fprintf(stderr, "cuda_step: %s\n", err.msg);
+			return 2;
+		}
+	}
+#endif
+	if (be->device == NN_DEV_CPU)
+		a.precision = "fp32";
+	if (!strcmp(a.task, "step"))
+		return task_step(be, &a);
+	if (!strcmp(a.task, "cyclegan"))
+		return task_cyclegan(be, &a);
+#ifdef CAIRN_CUDA
+	if (be->device == NN_DEV_CUDA && !strcmp(a.task, "conv"))
+		return task_conv(be, &a, prec);
+	if (be->device == NN_DEV_CUDA && !strcmp(a.task, "gemm"))
+		return task_gemm(be, &a, prec);
+#endif
+	fprintf(stderr, "cuda_step: task '%s' unknown (step, cyclegan; conv, gemm on cuda)\n", a.task);
+	return 2;
 }

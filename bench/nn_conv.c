@@ -7,7 +7,9 @@
  * time and in process CPU time: on a shared machine the CPU-time figures
  * (GFLOP per CPU-second against one core's sgemm GFLOP per CPU-second) stay
  * meaningful when other jobs take the cores, the wall-time ones do not.
- *   nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv] */
+ * The last column names the kernel of each pass (forward/backward-data/
+ * backward-filter): avx512 or avx2 (direct, nn/cpu/direct.c) or gemm.
+ *   nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv] [--only SUBSTRING] */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +314,7 @@ static int unet_step(int base, int batch)
 int main(int argc, char **argv)
 {
 	int threads = 0, unet = 1, conv = 1;
+	const char *only = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			reps = atoi(argv[++i]);
@@ -321,8 +324,10 @@ int main(int argc, char **argv)
 			unet = 0;
 		else if (!strcmp(argv[i], "--no-conv"))
 			conv = 0;
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
 		else {
-			fprintf(stderr, "usage: nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv]\n");
+			fprintf(stderr, "usage: nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv] [--only SUBSTRING]\n");
 			return 2;
 		}
 	}
@@ -342,10 +347,13 @@ int main(int argc, char **argv)
 	int have_dnnl = dnnl_load() == 0;
 	if (!have_dnnl)
 		printf("oneDNN: not available (libdnnl.so.2 not found: scripts/deps.sh bench installs it)\n");
-	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s\n", "conv (fwd+bwd, batch n)", "fwd ms",
-	       "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus", "%peak", "dnnl ms", "x wall", "x cpu");
+	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s  %s\n", "conv (fwd+bwd, batch n)", "fwd ms",
+	       "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus", "%peak", "dnnl ms", "x wall", "x cpu",
+	       "kernels");
 	for (size_t i = 0; conv && i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		const struct shape *s = &shapes[i];
+		if (only && !strstr(s->name, only))
+			continue;
 		struct nn_conv_desc d = {.n = s->n, .cin = s->cin, .h = s->h, .w = s->w, .cout = s->cout,
 					 .kh = s->k, .kw = s->k, .stride = s->stride, .pad = s->pad,
 					 .dil = 1, .groups = s->groups};
@@ -359,10 +367,12 @@ int main(int argc, char **argv)
 		       t.bwd_data * 1e3, t.bwd_filter * 1e3, gf, gfc, 100 * gfc / cpu_peak);
 		if (have_dnnl && time_dnnl(&d, &o) == 0) {
 			double ot = o.fwd + o.bwd_data + o.bwd_filter;
-			printf(" %9.1f %7.2f %7.2f\n", ot * 1e3, total / ot, t.cpu / o.cpu);
+			printf(" %9.1f %7.2f %7.2f", ot * 1e3, total / ot, t.cpu / o.cpu);
 		} else {
-			printf(" %9s %7s %7s\n", "-", "-", "-");
+			printf(" %9s %7s %7s", "-", "-", "-");
 		}
+		printf("  %s/%s/%s\n", nn_cpu_conv_kernel(&d, 0), nn_cpu_conv_kernel(&d, 1),
+		       nn_cpu_conv_kernel(&d, 2));
 		fflush(stdout);
 	}
 	if (unet) {

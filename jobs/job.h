@@ -56,6 +56,8 @@ typedef void (*job_progress_fn)(void *ctx, const struct job_counts *c);
 
 struct job_opts {
 	int jobs;             /* local: concurrent slots */
+	char **gpu_ids;       /* local: GPUs tasks may be given (CUDA_VISIBLE_DEVICES names) */
+	int ngpus;
 	job_progress_fn progress;
 	void *progress_ctx;
 };

@@ -37,6 +37,7 @@ struct pool {
 	struct ref *slot_task;
 	int *slot_weight;
 	int nslots, free_weight;
+	int *gpu_slot;          /* per GPU of job_opts.gpu_ids: the slot using it, or -1 */
 	long long external;     /* tasks running in wrappers we did not start */
 };
 
@@ -142,6 +143,16 @@ static int setup(struct pool *p, struct error *err)
 				return error_set(err, "out of memory");
 		}
 	}
+	struct local_gpus gp = {p->o->gpu_ids, p->o->ngpus};
+	for (int s = 0; s < n; s++)
+		if (p->remaining[s] > 0 &&
+		    local_gpus_fit(&gp, g->stages[s].name, g->stages[s].res->gpus, err) < 0)
+			return -1;
+	p->gpu_slot = mem_calloc((size_t)p->o->ngpus + 1, sizeof(int));
+	if (!p->gpu_slot)
+		return error_set(err, "out of memory");
+	for (int i = 0; i < p->o->ngpus; i++)
+		p->gpu_slot[i] = -1;
 	p->nslots = p->o->jobs;
 	p->free_weight = p->o->jobs;
 	p->pids = mem_calloc((size_t)p->nslots, sizeof(pid_t));
@@ -169,6 +180,7 @@ static void release(struct pool *p)
 	mem_free(p->pids);
 	mem_free(p->slot_task);
 	mem_free(p->slot_weight);
+	mem_free(p->gpu_slot);
 }
 
 /* A task is satisfied: release what waited for it. */
@@ -220,11 +232,36 @@ static void never(struct pool *p, int s, int t)
 	}
 }
 
+static int free_gpus(const struct pool *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->o->ngpus; i++)
+		n += p->gpu_slot[i] < 0;
+	return n;
+}
+
+/* Give the slot the first free GPUs its stage asks for; list their ids in
+ * ids ("" for none) for the task's CUDA_VISIBLE_DEVICES. */
+static void take_gpus(struct pool *p, int slot, int want, char *ids, size_t cap)
+{
+	size_t len = 0;
+	ids[0] = '\0';
+	for (int i = 0; i < p->o->ngpus && want > 0; i++) {
+		if (p->gpu_slot[i] >= 0)
+			continue;
+		p->gpu_slot[i] = slot;
+		want--;
+		len += (size_t)snprintf(ids + len, len < cap ? cap - len : 0, "%s%s",
+					len ? "," : "", p->o->gpu_ids[i]);
+	}
+}
+
 static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 {
 	const struct job_graph *g = p->g;
-	char task[16];
+	char task[16], gpus[256];
 	snprintf(task, sizeof(task), "%d", t);
+	take_gpus(p, slot, g->stages[s].res->gpus, gpus, sizeof(gpus));
 	fflush(stdout);
 	fflush(stderr);
 	pid_t pid = fork();
@@ -234,6 +271,10 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGALRM, SIG_DFL);
+		/* With GPUs to give out, a task sees only its own (none when its
+		 * stage asks for none), as under Slurm's --gres. */
+		if (p->o->ngpus > 0)
+			setenv("CUDA_VISIBLE_DEVICES", gpus, 1);
 		if (g->run_task)
 			_exit(g->run_task(g->run_ctx, s, t));
 		execl(g->cairn, g->cairn, "exec", g->run_dir, g->stages[s].name, task, (char *)NULL);
@@ -265,7 +306,7 @@ static int fill(struct pool *p, struct error *err)
 			if (!p->pids[i])
 				slot = i;
 		int fits = slot >= 0 && weight_of(p, r.stage) <= p->free_weight &&
-			   (!res->throttle || p->running_in_stage[r.stage] < res->throttle);
+			   res->gpus <= free_gpus(p) && (!res->throttle || p->running_in_stage[r.stage] < res->throttle);
 		if (!fits) {
 			if (push(p, r.stage, r.task) < 0)
 				return error_set(err, "out of memory");
@@ -303,6 +344,9 @@ static int finished(struct pool *p, int slot, int status, struct error *err)
 	struct ref r = p->slot_task[slot];
 	p->pids[slot] = 0;
 	p->free_weight += p->slot_weight[slot];
+	for (int i = 0; i < p->o->ngpus; i++)
+		if (p->gpu_slot[i] == slot)
+			p->gpu_slot[i] = -1;
 	p->running_in_stage[r.stage]--;
 	p->c->running--;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -464,4 +508,118 @@ int local_run(const struct job_graph *g, const struct job_opts *o, struct job_co
 	if (rc < 0)
 		return -1;
 	return cancelled ? 1 : 0;
+}
+
+/* ---- GPUs ---- */
+
+static int add_gpu(struct local_gpus *gp, const char *name, size_t len)
+{
+	char **ids = mem_realloc(gp->ids, (size_t)(gp->n + 1) * sizeof(char *));
+	if (!ids)
+		return -1;
+	gp->ids = ids;
+	if (!(gp->ids[gp->n] = mem_alloc(len + 1)))
+		return -1;
+	memcpy(gp->ids[gp->n], name, len);
+	gp->ids[gp->n++][len] = '\0';
+	return 0;
+}
+
+/* A device id: a number, or a GPU-/MIG- UUID as nvidia-smi -L prints it. */
+static int gpu_name_ok(const char *a, size_t len)
+{
+	if (len > 4 && (!strncmp(a, "GPU-", 4) || !strncmp(a, "MIG-", 4)))
+		return 1;
+	for (size_t i = 0; i < len; i++)
+		if (a[i] < '0' || a[i] > '9')
+			return 0;
+	return len > 0;
+}
+
+static int add_gpu_list(struct local_gpus *gp, const char *list, const char *what,
+			struct error *err)
+{
+	for (const char *a = list; *a;) {
+		size_t len = strcspn(a, ",");
+		if (!gpu_name_ok(a, len))
+			return error_set(err,
+					 "%s %s: '%.*s' is not a device id (want a count like 2, "
+					 "a list like 0,2, or none)",
+					 what, list, (int)len, a);
+		if (add_gpu(gp, a, len) < 0)
+			return error_set(err, "out of memory");
+		a += len + (a[len] == ',');
+	}
+	return 0;
+}
+
+static int add_gpu_count(struct local_gpus *gp, long n, struct error *err)
+{
+	for (long i = 0; i < n; i++) {
+		char name[24];
+		int len = snprintf(name, sizeof(name), "%ld", i);
+		if (add_gpu(gp, name, (size_t)len) < 0)
+			return error_set(err, "out of memory");
+	}
+	return 0;
+}
+
+int local_gpus_init(struct local_gpus *gp, const char *opt, struct error *err)
+{
+	memset(gp, 0, sizeof(*gp));
+	int rc = 0;
+	if (opt) {
+		char *end;
+		long n = strtol(opt, &end, 10);
+		if (!strcmp(opt, "none"))
+			return 0;
+		if (!strchr(opt, ',') && !*end && *opt) {
+			if (n < 0 || n > 1024)
+				return error_set(err,
+						 "--gpus %s: want a count from 0 to 1024, a list "
+						 "of device ids like 0,1, or none",
+						 opt);
+			rc = add_gpu_count(gp, n, err);
+		} else
+			rc = add_gpu_list(gp, opt, "--gpus", err);
+	} else {
+		const char *env = getenv("CUDA_VISIBLE_DEVICES");
+		if (env) {
+			/* set: exactly those (empty, -1 or NoDevFiles: none) */
+			if (strcmp(env, "-1") && strcmp(env, "NoDevFiles"))
+				rc = add_gpu_list(gp, env, "CUDA_VISIBLE_DEVICES", err);
+		} else {
+			long n = 0;
+			char dev[32];
+			for (;; n++) {
+				snprintf(dev, sizeof(dev), "/dev/nvidia%ld", n);
+				if (access(dev, F_OK) != 0)
+					break;
+			}
+			rc = add_gpu_count(gp, n, err);
+		}
+	}
+	if (rc < 0)
+		local_gpus_release(gp);
+	return rc;
+}
+
+int local_gpus_fit(const struct local_gpus *gp, const char *stage, int gpus, struct error *err)
+{
+	if (gpus <= gp->n)
+		return 0;
+	return error_set(err,
+			 "stage '%s' asks for gpus = %d, but %d GPU%s can be given out here "
+			 "(CUDA_VISIBLE_DEVICES, /dev/nvidia*, or --gpus); lower gpus in the spec "
+			 "(0 runs it without one), name the GPUs with --gpus, or run it with "
+			 "--executor slurm",
+			 stage, gpus, gp->n, gp->n == 1 ? "" : "s");
+}
+
+void local_gpus_release(struct local_gpus *gp)
+{
+	for (int i = 0; i < gp->n; i++)
+		mem_free(gp->ids[i]);
+	mem_free(gp->ids);
+	memset(gp, 0, sizeof(*gp));
 }

@@ -13,6 +13,19 @@ enum { LOCAL_EXIT_BUSY = 75 };
 
 /* Run the graph. Returns 0 when it ran to the end (c->failed may be > 0),
  * 1 when cancelled by a signal, -1 on an error of cairn itself. */
+/* The GPUs the local executor gives out to tasks of stages with gpus = N,
+ * each to one task at a time, through CUDA_VISIBLE_DEVICES. From opt
+ * (--gpus: a count N for devices 0..N-1, a list "0,2", or "none"); without
+ * it, the CUDA_VISIBLE_DEVICES cairn was started with, else /dev/nvidia0, 1, ... */
+struct local_gpus {
+	char **ids;
+	int n;
+};
+int local_gpus_init(struct local_gpus *gp, const char *opt, struct error *err);
+void local_gpus_release(struct local_gpus *gp);
+/* Can a stage's gpus = N be given? If not, an error that says what to do. */
+int local_gpus_fit(const struct local_gpus *gp, const char *stage, int gpus, struct error *err);
+
 int local_run(const struct job_graph *g, const struct job_opts *o, struct job_counts *c,
 	      struct error *err);
 

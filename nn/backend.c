@@ -57,3 +57,18 @@ const struct nn_backend *nn_backend_by_name(const char *name)
 	}
 	return NULL;
 }
+
+void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void *ctx), void *ctx)
+{
+	if (be->step)
+		be->step(state, fn, ctx);
+	else
+		fn(ctx);
+}
+
+void nn_backend_step_release(const struct nn_backend *be, void **state)
+{
+	if (be->step_release && *state)
+		be->step_release(*state);
+	*state = NULL;
+}

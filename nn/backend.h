@@ -56,6 +56,21 @@ struct nn_backend {
 	void (*upload)(void *dst, const void *host, size_t bytes);
 	void (*download)(void *host, const void *src, size_t bytes);
 	void (*sync)(void);
+	/* Optional (NULL: nothing to do). [w, w + n) are a net's parameter values
+	 * (its flat buffer, nn/net.h) and a forward and backward pass that reads
+	 * them begins; they do not change until it ends. A backend that computes
+	 * with lower-precision copies of weights (bf16 on CUDA) makes them here,
+	 * once per pass. n == 0: the net is being released, forget w. */
+	void (*params_ready)(const float *w, size_t n);
+	/* Optional (NULL: fn(ctx) is called). One training step, fn(ctx), made
+	 * of device work through this table only: uploads of its inputs come
+	 * before it, a download or sync inside makes it run without a graph, and
+	 * the loss values it asks for are written when step returns, not before.
+	 * CUDA replays a step whose calls repeat exactly as one captured CUDA
+	 * graph (nn/cuda/graph.cu). *state is the caller's: NULL at first, freed
+	 * by step_release. */
+	void (*step)(void **state, void (*fn)(void *ctx), void *ctx);
+	void (*step_release)(void *state);
 
 	void (*fill)(float *x, size_t n, float v);
 	void (*copy)(float *dst, const float *src, size_t n);
@@ -144,13 +159,16 @@ struct nn_backend {
 	/* Softmax probabilities (n, c) -> argmax per row, for accuracy. */
 	void (*argmax)(int n, int c, const float *x, int32_t *out);
 
-	/* Optimizer steps over one parameter tensor. wd is L2 added to the gradient. */
-	void (*sgd_step)(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-			 float wd, int nesterov);
+	/* Optimizer steps over n floats of parameters, normally all trainable
+	 * parameters of a net at once (its flat buffers, nn/net.h): one call, one
+	 * kernel. wd is L2 added to the gradient of the first ndecay floats only
+	 * (weights first, then biases and norm scales, which get none). */
+	void (*sgd_step)(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+			 float momentum, float wd, int nesterov);
 	/* Adam (Kingma & Ba 2015, alg. 1) with bias correction at step t >= 1;
 	 * wd is decoupled (AdamW, Loshchilov & Hutter 2019) when decoupled != 0. */
-	void (*adam_step)(size_t n, float *w, const float *g, float *m, float *v, float lr,
-			  float b1, float b2, float eps, float wd, int decoupled, int t);
+	void (*adam_step)(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+			  float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 };
 
 /* The CPU tables (nn/cpu). The reference one is slow and plain; the fast one
@@ -163,8 +181,18 @@ const struct nn_backend *nn_backend_cuda(void);
 /* By name: "cpu", "cpu-ref", "cuda", or "auto" (cuda when a GPU is usable,
  * else cpu). NULL if unknown or unavailable. */
 const struct nn_backend *nn_backend_by_name(const char *name);
+/* be->step if the backend has it, else fn(ctx); and its release. */
+void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void *ctx), void *ctx);
+void nn_backend_step_release(const struct nn_backend *be, void **state);
 /* Allocations made by the CPU backends so far (tests: none in a training step). */
 size_t nn_cpu_allocations(void);
+/* The fast CPU convolution's kernels: "auto" (the best this CPU runs:
+ * "avx512", else "avx2"), "avx512", "avx2" or "gemm" (im2col + sgemm for every
+ * shape). Read from CAIRN_CONV_KERNEL at first use unless set before; -1 when
+ * the name is unknown or this CPU cannot run it. For tests and benchmarks. */
+int nn_cpu_set_conv_kernel(const char *name);
+/* Which of those runs pass 0 (forward), 1 (backward-data) or 2 (backward-filter) of d. */
+const char *nn_cpu_conv_kernel(const struct nn_conv_desc *d, int pass);
 /* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: all cores. */
 void nn_cpu_set_threads(int n);
 

@@ -317,6 +317,52 @@ static double rng_normal(uint64_t *s)
 	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
 
+/* The group of a parameter in the flat layout (struct nn_flat). */
+static int flat_group(const struct nn_param *p)
+{
+	return !p->trainable ? 2 : p->decay ? 0 : 1;
+}
+
+/* Lay the parameters out in the flat buffers, allocate w and g, zero them
+ * (padding included) and make every parameter's w and g views into them. */
+static int flat_alloc(struct nn_net *net, struct error *err)
+{
+	struct nn_flat *f = &net->flat;
+	size_t at = 0;
+	for (int group = 0; group < 3; group++) {
+		if (group == 1)
+			f->ndecay = at;
+		if (group == 2)
+			f->ntrain = at;
+		for (int i = 0; i < net->nparams; i++) {
+			struct nn_param *p = &net->params[i];
+			if (flat_group(p) != group)
+				continue;
+			p->off = at;
+			at += nn_arena_need(nn_tensor_count(&p->w)) / sizeof(float);
+		}
+	}
+	f->n = at;
+	const struct nn_backend *be = net->be;
+	if (f->n && !(f->w = be->alloc(f->n * sizeof(float))))
+		return error_set(err, "net: out of %s memory for %zu parameter values", be->name, f->n);
+	if (f->ntrain && !(f->g = be->alloc(f->ntrain * sizeof(float))))
+		return error_set(err, "net: out of %s memory for %zu parameter gradients", be->name,
+				 f->ntrain);
+	if (f->n)
+		be->fill(f->w, f->n, 0);
+	if (f->ntrain)
+		be->fill(f->g, f->ntrain, 0);
+	for (int i = 0; i < net->nparams; i++) {
+		struct nn_param *p = &net->params[i];
+		int n = p->w.n, c = p->w.c, h = p->w.h, w = p->w.w;
+		nn_tensor_view(&p->w, be, f->w + p->off, n, c, h, w);
+		if (p->trainable)
+			nn_tensor_view(&p->g, be, f->g + p->off, n, c, h, w);
+	}
+	return 0;
+}
+
 int nn_net_finish(struct nn_net *net, struct error *err)
 {
 	if (net->failed) {
@@ -326,14 +372,8 @@ int nn_net_finish(struct nn_net *net, struct error *err)
 	if (net->finished)
 		return 0;
 	uint64_t rng = net->seed;
-	for (int i = 0; i < net->nparams; i++) {
-		struct nn_param *p = &net->params[i];
-		int n = p->w.n, c = p->w.c, h = p->w.h, w = p->w.w;
-		if (nn_tensor_alloc(&p->w, net->be, n, c, h, w, err) < 0)
-			return -1;
-		if (p->trainable && nn_tensor_alloc(&p->g, net->be, n, c, h, w, err) < 0)
-			return -1;
-	}
+	if (flat_alloc(net, err) < 0)
+		return -1;
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		for (int k = 0; k < 4; k++) {
@@ -471,6 +511,8 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 	net->n = n;
 	if (net->training)
 		net->step++;
+	if (be->params_ready && net->flat.n)
+		be->params_ready(net->flat.w, net->flat.n);
 	for (int id = 1; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		struct nn_node *a = &net->nodes[nd->in[0]];
@@ -724,13 +766,13 @@ struct nn_param *nn_net_param(struct nn_net *net, const char *name)
 
 void nn_net_release(struct nn_net *net)
 {
-	for (int i = 0; i < net->nparams; i++) {
-		struct nn_param *p = &net->params[i];
-		nn_tensor_release(&p->w);
-		nn_tensor_release(&p->g);
-		nn_tensor_release(&p->m);
-		nn_tensor_release(&p->v);
-	}
+	struct nn_flat *f = &net->flat;
+	if (f->w && net->be->params_ready)
+		net->be->params_ready(f->w, 0);
+	float *bufs[4] = {f->w, f->g, f->m, f->v};
+	for (int k = 0; k < 4; k++)
+		if (bufs[k])
+			net->be->free(bufs[k]);
 	nn_arena_release(&net->arena);
 	mem_free(net->nodes);
 	mem_free(net->params);

@@ -21,13 +21,29 @@ enum nn_op {
 	NN_OP_GAP, NN_OP_LINEAR, NN_OP_DROPOUT, NN_OP_CONCAT, NN_OP_ADD, NN_OP_UPSAMPLE
 };
 
-/* A learned tensor (trainable) or a saved statistic (BN running mean/var). */
+/* A learned tensor (trainable) or a saved statistic (BN running mean/var).
+ * Its tensors are views into the net's flat buffers (struct nn_flat). */
 struct nn_param {
 	char name[48];
 	struct nn_tensor w, g;  /* value, gradient (g empty when not trainable) */
 	struct nn_tensor m, v;  /* optimizer state, allocated by nn/optim */
 	int trainable;
 	int decay;              /* weight decay applies (weights yes, biases and norms no) */
+	size_t off;             /* offset in floats of w (and g, m, v) in the flat buffers */
+};
+
+/* Every parameter of a net lives in one contiguous buffer per kind, so that
+ * one backend call (one kernel on CUDA) updates all of them and bf16 casts
+ * them in one go. Layout of w: the trainable parameters with weight decay,
+ * then the trainable ones without, then the statistics; each tensor starts on
+ * a 64-byte boundary and the padding is zero (and stays zero under the
+ * optimizers: its gradient is zero). g, m and v cover the trainable part only,
+ * at the same offsets. */
+struct nn_flat {
+	float *w, *g, *m, *v;   /* m, v: allocated by nn_optim_init (v for Adam only) */
+	size_t n;               /* floats of w */
+	size_t ntrain;          /* floats of g, m, v: the trainable parameters */
+	size_t ndecay;          /* the first ndecay of them have weight decay */
 };
 
 struct nn_node {
@@ -52,6 +68,7 @@ struct nn_net {
 	int nnodes, node_cap;
 	struct nn_param *params;
 	int nparams, param_cap;
+	struct nn_flat flat;    /* the parameters' memory (nn_net_finish) */
 	char *arch;             /* the spec the net was built from (checkpoints) */
 	uint64_t seed;          /* weight init and dropout masks */
 	uint64_t step;          /* forward passes in training mode (dropout stream) */

@@ -9,21 +9,34 @@ void nn_optim_defaults(struct nn_optim *o)
 			       .b2 = 0.999f, .eps = 1e-8f, .sched = NN_LR_CONST, .gamma = 0.1f};
 }
 
+/* One optimizer state buffer over the trainable part of the flat layout,
+ * zeroed; kept as it is when it exists already (a second init). */
+static int state_alloc(struct nn_net *net, float **buf, const char *what, struct error *err)
+{
+	size_t n = net->flat.ntrain;
+	if (*buf || !n)
+		return 0;
+	if (!(*buf = net->be->alloc(n * sizeof(float))))
+		return error_set(err, "optimizer: out of %s memory for %zu floats of %s", net->be->name,
+				 n, what);
+	net->be->fill(*buf, n, 0);
+	return 0;
+}
+
 int nn_optim_init(struct nn_optim *o, struct nn_net *net, struct error *err)
 {
+	struct nn_flat *f = &net->flat;
+	if (state_alloc(net, &f->m, "momentum", err) < 0 ||
+	    (o->kind == NN_OPT_ADAM && state_alloc(net, &f->v, "second moments", err) < 0))
+		return -1;
 	for (int i = 0; i < net->nparams; i++) {
 		struct nn_param *p = &net->params[i];
-		if (!p->trainable || p->m.data)
-			continue;
 		const struct nn_tensor *w = &p->w;
-		if (nn_tensor_alloc(&p->m, net->be, w->n, w->c, w->h, w->w, err) < 0)
-			return -1;
-		net->be->fill(p->m.data, nn_tensor_count(w), 0);
-		if (o->kind == NN_OPT_ADAM) {
-			if (nn_tensor_alloc(&p->v, net->be, w->n, w->c, w->h, w->w, err) < 0)
-				return -1;
-			net->be->fill(p->v.data, nn_tensor_count(w), 0);
-		}
+		if (!p->trainable)
+			continue;
+		nn_tensor_view(&p->m, net->be, f->m + p->off, w->n, w->c, w->h, w->w);
+		if (f->v)
+			nn_tensor_view(&p->v, net->be, f->v + p->off, w->n, w->c, w->h, w->w);
 	}
 	o->t = 0;
 	return 0;
@@ -50,21 +63,18 @@ float nn_optim_lr(const struct nn_optim *o, long t)
 	}
 }
 
+/* One backend call over the flat buffers updates every trainable parameter. */
 void nn_optim_step(struct nn_optim *o, struct nn_net *net)
 {
+	const struct nn_flat *f = &net->flat;
 	float lr = nn_optim_lr(o, o->t);
 	o->t++;
-	for (int i = 0; i < net->nparams; i++) {
-		struct nn_param *p = &net->params[i];
-		if (!p->trainable)
-			continue;
-		size_t n = nn_tensor_count(&p->w);
-		float wd = p->decay ? o->wd : 0;
-		if (o->kind == NN_OPT_ADAM)
-			net->be->adam_step(n, p->w.data, p->g.data, p->m.data, p->v.data, lr, o->b1,
-					   o->b2, o->eps, wd, o->decoupled, (int)o->t);
-		else
-			net->be->sgd_step(n, p->w.data, p->g.data, p->m.data, lr, o->momentum, wd,
-					  o->nesterov);
-	}
+	if (!f->ntrain)
+		return;
+	if (o->kind == NN_OPT_ADAM)
+		net->be->adam_step(f->ntrain, f->ndecay, f->w, f->g, f->m, f->v, lr, o->b1, o->b2,
+				   o->eps, o->wd, o->decoupled, (int)o->t);
+	else
+		net->be->sgd_step(f->ntrain, f->ndecay, f->w, f->g, f->m, lr, o->momentum, o->wd,
+				  o->nesterov);
 }

@@ -1,7 +1,8 @@
 /* optim: SGD (momentum, Nesterov, weight decay) and Adam/AdamW over every
  * trainable parameter of a net, with learning-rate schedules (constant, step,
- * cosine, each with optional linear warmup). The update itself is the
- * backend's sgd_step / adam_step, so it runs where the parameters live. */
+ * cosine, each with optional linear warmup). The update itself is one call
+ * of the backend's sgd_step / adam_step over the net's flat parameter
+ * buffers (nn/net.h), so it runs where the parameters live, as one kernel. */
 #ifndef NN_OPTIM_H
 #define NN_OPTIM_H
 
@@ -29,7 +30,9 @@ struct nn_optim {
 /* Defaults: SGD, lr 0.1, momentum 0.9, no decay, constant schedule;
  * Adam b1 0.9, b2 0.999, eps 1e-8. */
 void nn_optim_defaults(struct nn_optim *o);
-/* Allocate the per-parameter state (momentum, Adam's second moment) and zero it. */
+/* Allocate the optimizer state (momentum, Adam's second moment) as flat
+ * buffers beside the net's gradients, zero it, and point every trainable
+ * parameter's m and v at its part. */
 int nn_optim_init(struct nn_optim *o, struct nn_net *net, struct error *err);
 /* The learning rate at step t (0-based). */
 float nn_optim_lr(const struct nn_optim *o, long t);

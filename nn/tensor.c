@@ -25,6 +25,16 @@ int nn_tensor_alloc(struct nn_tensor *t, const struct nn_backend *be, int n, int
 	return 0;
 }
 
+void nn_tensor_view(struct nn_tensor *t, const struct nn_backend *be, float *data, int n, int c,
+		    int h, int w)
+{
+	memset(t, 0, sizeof(*t));
+	t->n = n, t->c = c, t->h = h, t->w = w;
+	t->device = be->device;
+	t->be = be;
+	t->data = data;
+}
+
 void nn_tensor_release(struct nn_tensor *t)
 {
 	if (t->owned && t->data)

@@ -32,6 +32,9 @@ static inline size_t nn_tensor_count(const struct nn_tensor *t)
 /* Allocate an uninitialised (n, c, h, w) tensor from be's allocator. */
 int nn_tensor_alloc(struct nn_tensor *t, const struct nn_backend *be, int n, int c, int h, int w,
 		    struct error *err);
+/* A tensor over memory someone else owns (data from be's allocator). */
+void nn_tensor_view(struct nn_tensor *t, const struct nn_backend *be, float *data, int n, int c,
+		    int h, int w);
 /* Free a tensor from nn_tensor_alloc; only forgets an arena or borrowed one. */
 void nn_tensor_release(struct nn_tensor *t);
 /* Copy between host memory and the tensor (a memcpy on the CPU backend). */

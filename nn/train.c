@@ -96,6 +96,26 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 	return 0;
 }
 
+/* One training step: forward, loss, backward, update. Run through the
+ * backend's step slot, so CUDA can replay it as one graph (nn/backend.h). */
+struct train_step {
+	struct nn_net *net;
+	struct nn_optim *opt;
+	const int32_t *labels;
+	int n;
+	float loss;
+};
+
+static void train_step(void *p)
+{
+	struct train_step *s = p;
+	const struct nn_tensor *y = nn_net_forward(s->net, s->n);
+	s->net->be->softmax_xent(s->n, y->c, 1, y->data, s->labels, NULL,
+				 nn_net_output_grad(s->net)->data, &s->loss);
+	nn_net_backward(s->net);
+	nn_optim_step(s->opt, s->net);
+}
+
 int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset *train,
 			const struct dataset *test, struct nn_net *net, struct nn_train_result *res,
 			struct error *err)
@@ -145,6 +165,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	loader_norm(&lc, (int)s->channels);
 	struct loader *l = loader_new(train, &lc, err);
 	int rc = -1;
+	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */
 	if (!l)
 		goto out;
 	uint64_t per_epoch = loader_batches_per_epoch(l);
@@ -162,6 +183,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		goto out;
 	double t0 = clock_now(), eval_time = 0;
 	uint64_t images = 0;
+	struct train_step st = {.net = net, .opt = &opt, .labels = labels};
 	for (int e = 0; e < cfg->epochs; e++) {
 		double loss_sum = 0;
 		uint64_t nb = 0;
@@ -173,12 +195,9 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			if (nn_tensor_upload(in, b.x, (size_t)b.n * in->c * in->h * in->w, err) < 0)
 				goto out;
 			be->upload(labels, b.y, sizeof(int32_t) * b.n);
-			const struct nn_tensor *y = nn_net_forward(net, (int)b.n);
-			float loss;
-			be->softmax_xent((int)b.n, y->c, 1, y->data, labels, NULL,
-					 nn_net_output_grad(net)->data, &loss);
-			nn_net_backward(net);
-			nn_optim_step(&opt, net);
+			st.n = (int)b.n;
+			nn_backend_step(be, &graph, train_step, &st);
+			float loss = st.loss;
 			loss_sum += loss;
 			nb++;
 			images += b.n;
@@ -204,6 +223,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		res->class_accuracy[k] = total[k] ? (double)correct[k] / total[k] : 0;
 	rc = 0;
 out:
+	nn_backend_step_release(be, &graph);
 	if (l)
 		loader_free(l);
 	mem_free(correct), mem_free(total);

@@ -21,6 +21,7 @@ struct run_opts {
 	char **sets;
 	int nsets;
 	int jobs;
+	const char *gpus;
 	int dry_run;
 	int json;
 	int verify;
@@ -36,6 +37,9 @@ static const char run_usage[] =
 	"  --wait         slurm: follow the run until it ends (one squeue per poll)\n"
 	"  --set N=V      override a value of [params]; repeatable\n"
 	"  --jobs N       local: tasks at once (default: the number of cores)\n"
+	"  --gpus G       local: GPUs to give to stages with gpus = N: a count, a list of\n"
+	"                 device ids (0,2) or none (default: CUDA_VISIBLE_DEVICES, else\n"
+	"                 every /dev/nvidiaN); each task sees only its own\n"
 	"  --run-dir DIR  put the run folder exactly at DIR\n"
 	"  --dry-run      print the plan, run nothing, create nothing\n"
 	"  --json         end with the status as JSON instead of a table\n"
@@ -45,7 +49,7 @@ static const char run_usage[] =
 
 static const char resume_usage[] =
 	"usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--executor E] [--jobs N]\n"
-	"                        [--verify] [--dry-run] [--wait] [--json]\n"
+	"                        [--gpus G] [--verify] [--dry-run] [--wait] [--json]\n"
 	"Reruns only the tasks that failed, never ran, were cancelled or lost, whose\n"
 	"outputs changed, or whose key changed (command, resources or inputs), then\n"
 	"every task downstream of them whose inputs came out different. Done tasks\n"
@@ -88,7 +92,9 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 				return -1;
 			}
 			o->jobs = (int)n;
-		} else if (OPT("--executor")) {
+		} else if (OPT("--gpus"))
+			o->gpus = val;
+		else if (OPT("--executor")) {
 			if (strcmp(val, "local") && strcmp(val, "slurm")) {
 				fprintf(stderr, "cairn: --executor %s: want local or slurm\n", val);
 				return -1;
@@ -261,11 +267,14 @@ static int execute_local(struct run *r, const struct plan *p, const struct run_o
 	struct graph gr;
 	int rc = graph_build(&gr, r, p, err);
 	struct progress_ctx pc = {isatty(2), clock_now(), 0, p->run};
-	struct job_opts jo = {o->jobs, on_progress, &pc};
+	struct local_gpus gpus = {NULL, 0};
 	struct job_counts c;
+	if (rc == 0)
+		rc = local_gpus_init(&gpus, o->gpus, err);
+	struct job_opts jo = {o->jobs, gpus.ids, gpus.n, on_progress, &pc};
 	if (rc == 0) {
-		run_event(r->dir, "local executor: %lld tasks to run, %lld skipped, %d slots", p->run,
-			  p->skip, o->jobs);
+		run_event(r->dir, "local executor: %lld tasks to run, %lld skipped, %d slots, %d GPUs",
+			  p->run, p->skip, o->jobs, gpus.n);
 		rc = local_run(&gr.g, &jo, &c, err);
 		if (pc.tty)
 			fprintf(stderr, "\n");
@@ -277,6 +286,7 @@ static int execute_local(struct run *r, const struct plan *p, const struct run_o
 			  c.done, c.failed, c.cancelled, *cancelled ? " (interrupted)" : "");
 	}
 	graph_release(&gr, r->spec.nstages);
+	local_gpus_release(&gpus);
 	return rc;
 }
 
@@ -356,6 +366,20 @@ static int follow(struct run *r, struct run_status *st, struct error *err)
 	if (tty)
 		fprintf(stderr, "\n");
 	return 0;
+}
+
+/* Local runs: can every stage's gpus = N be given here? Found before a
+ * run folder is made, so a spec that cannot run is bad usage (exit 2). */
+static int check_gpus(const struct spec *s, const struct run_opts *o, struct error *err)
+{
+	struct local_gpus gp;
+	if (local_gpus_init(&gp, o->gpus, err) < 0)
+		return -1;
+	int rc = 0;
+	for (int i = 0; i < s->nstages && rc == 0; i++)
+		rc = local_gpus_fit(&gp, s->stages[i].name, s->stages[i].res.gpus, err);
+	local_gpus_release(&gp);
+	return rc;
 }
 
 /* The part shared by run and resume once the run folder is open and locked. */
@@ -458,6 +482,10 @@ int cmd_run(int argc, char **argv)
 			rc = 0;
 		}
 		plan_release(&p);
+		goto out_spec;
+	}
+	if (strcmp(executor, "slurm") && check_gpus(&s, &o, &err) < 0) {
+		fprintf(stderr, "cairn: %s\n", err.msg);
 		goto out_spec;
 	}
 	struct run r;

@@ -19,6 +19,9 @@
 #include "nn/dataset.h"
 #include "nn/model.h"
 #include "nn/train.h"
+#ifdef CAIRN_CUDA
+#include "nn/cuda/cuda.h"
+#endif
 
 #define EXIT_USAGE 2
 
@@ -46,6 +49,9 @@ static void usage(FILE *f)
 		"  --threads N     CPU threads (default: all cores)\n"
 		"  --device D      cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
 		"                  with make CUDA=1 and a GPU), auto (cuda if usable, else cpu)\n"
+		"  --precision P   cuda math of convolutions and gemms: tf32 (default), fp32, or\n"
+		"                  bf16 (mixed precision, fp32 master weights; docs/cuda.md);\n"
+		"                  the cpu devices compute in fp32 only\n"
 		"  --help          this text\n"
 		"\n"
 		"example:\n"
@@ -125,6 +131,31 @@ static json_t *json_doubles(const double *v, int n)
 	return a;
 }
 
+/* --precision for the chosen device; *p becomes the precision in use. */
+static int set_precision(const struct nn_backend *be, const char **p)
+{
+#ifdef CAIRN_CUDA
+	if (be->device == NN_DEV_CUDA) {
+		struct error err;
+		enum nn_cuda_precision v;
+		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
+			   nn_cuda_set_precision(v, &err) < 0)) {
+			bad_usage("--precision: %s", err.msg);
+			return -1;
+		}
+		*p = nn_cuda_precision_name(nn_cuda_get_precision());
+		return 0;
+	}
+#endif
+	(void)be;
+	if (*p && strcmp(*p, "fp32")) {
+		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
+		return -1;
+	}
+	*p = "fp32";
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -134,11 +165,11 @@ int main(int argc, char **argv)
 		{"lr", required_argument, 0, 'l'},    {"wd", required_argument, 0, 'w'},
 		{"seed", required_argument, 0, 's'},  {"threads", required_argument, 0, 'j'},
 		{"device", required_argument, 0, 'd'}, {"no-augment", no_argument, 0, 'A'},
-		{"pad", required_argument, 0, 'P'},
+		{"pad", required_argument, 0, 'P'}, {"precision", required_argument, 0, 'p'},
 		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
 	struct nn_train_config cfg;
 	nn_train_defaults(&cfg);
-	const char *train_path = NULL, *test_path = NULL, *out = NULL;
+	const char *train_path = NULL, *test_path = NULL, *out = NULL, *precision = NULL;
 	long v, threads = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -187,6 +218,7 @@ int main(int argc, char **argv)
 				return bad_usage("--pad: '%s' is not an integer in [0, 64]", optarg);
 			cfg.pad = (int)v;
 			break;
+		case 'p': precision = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -198,6 +230,8 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	nn_cpu_set_threads((int)threads);
+	if (set_precision(cfg.be, &precision) < 0)
+		return EXIT_USAGE;
 
 	struct error err;
 	struct dataset train, test;
@@ -282,6 +316,7 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "lr", json_real(cfg.lr));
 	json_object_set_new(m, "seed", json_integer((json_int_t)cfg.seed));
 	json_object_set_new(m, "device", json_string(cfg.be->name));
+	json_object_set_new(m, "precision", json_string(precision));
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train.count));
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
 	json_object_set_new(m, "load_average_at_start", json_real(load[0]));

@@ -48,3 +48,8 @@ const struct nn_backend *nn_backend_cpu(void) { return &cpu_fast; }
 const struct nn_backend *nn_backend_cpu_ref(void) { return &cpu_ref; }
 
 void nn_cpu_set_threads(int n) { par_set_threads(n); }
+
+const char *nn_cpu_conv_kernel(const struct nn_conv_desc *d, int pass)
+{
+	return direct_conv2d_kernel(d, pass);
+}

@@ -65,10 +65,10 @@ void cpu_bce_logits(size_t n, const float *x, const float *t, const float *w, fl
 void cpu_l1(size_t n, const float *x, const float *t, float *dx, float *loss);
 void cpu_mse(size_t n, const float *x, const float *t, float *dx, float *loss);
 void cpu_argmax(int n, int c, const float *x, int32_t *out);
-void cpu_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd,
-		  int nesterov);
-void cpu_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
-		   float b2, float eps, float wd, int decoupled, int t);
+void cpu_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		float momentum, float wd, int nesterov);
+void cpu_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 
 /* Channel ranges [k0, k1) of the batch-norm passes, for threading. */
 void cpu_bn_fwd_train_range(int n, int c, int hw, const float *x, const float *gamma,
@@ -91,6 +91,17 @@ void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const f
 			  float *dx, void *ws);
 void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
 			    float *dw, float *db, void *ws);
+/* direct.c: stride-1 convolutions without im2col; -1 (nothing done) for the
+ * shapes or CPUs it does not handle. pass: 0 forward, 1 backward-data,
+ * 2 backward-filter. */
+size_t direct_conv2d_workspace(const struct nn_conv_desc *d);
+int direct_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
+		      const float *b, float *y, void *ws);
+int direct_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const float *w,
+			   float *dx, void *ws);
+int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
+			     float *dw, float *db, void *ws);
+const char *direct_conv2d_kernel(const struct nn_conv_desc *d, int pass);
 /* threaded memory-bound ops (nn/cpu/par.h) */
 void fast_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n);
 void fast_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, const float *dy,
@@ -100,10 +111,10 @@ void fast_axpy(size_t n, float a, const float *x, float *y);
 void fast_mul(const float *a, const float *b, float *y, size_t n);
 void fast_copy(float *dst, const float *src, size_t n);
 void fast_fill(float *x, size_t n, float v);
-void fast_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-		   float wd, int nesterov);
-void fast_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
-		    float b2, float eps, float wd, int decoupled, int t);
+void fast_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		float momentum, float wd, int nesterov);
+void fast_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 void fast_bias_add(int n, int c, int hw, float *y, const float *b);
 void fast_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
 		       const float *beta, float eps, float momentum, float *y, float *save_mean,

@@ -1,5 +1,6 @@
 /* fast: convolution as im2col + one OpenBLAS sgemm per group (Chellapilla
- * et al. 2006), on column tiles sized for the L2 cache (see conv_plan); the
+ * et al. 2006) where the direct kernels (nn/cpu/direct.c) do not apply, on
+ * column tiles sized for the L2 cache (see conv_plan); the
  * threaded versions of the memory-bound slots. All scratch memory is the
  * caller's workspace, so a training step allocates nothing. */
 /* the loops here are written to be vectorized; -O2 alone leaves most of them scalar */
@@ -205,10 +206,14 @@ static size_t dw_floats(const struct nn_conv_desc *d)
 	return align16((size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw);
 }
 
+/* Room for either path: the direct kernels (nn/cpu/direct.c) run the stride-1
+ * shapes they handle, this file the others, and a test may force either. */
 size_t fast_conv2d_workspace(const struct nn_conv_desc *d)
 {
 	int t = conv_threads(d);
-	return (t * slice_floats(d) + (t - 1) * dw_floats(d)) * sizeof(float) + 64;
+	size_t gemm = (t * slice_floats(d) + (t - 1) * dw_floats(d)) * sizeof(float) + 64;
+	size_t direct = direct_conv2d_workspace(d);
+	return gemm > direct ? gemm : direct;
 }
 
 struct conv_job {
@@ -383,6 +388,8 @@ static void dw_reduce_part(void *ctx, int b, int e, int tid)
 void fast_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
 		     const float *b, float *y, void *ws)
 {
+	if (direct_conv2d_fwd(d, x, w, b, y, ws) == 0)
+		return;
 	struct conv_job j = {.d = d, .x = x, .w = w, .y = y, .ws = ws_base(ws)};
 	par_for(d->n, conv_fwd_part, &j);
 	if (b)
@@ -392,6 +399,8 @@ void fast_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *
 void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const float *w,
 			  float *dx, void *ws)
 {
+	if (direct_conv2d_bwd_data(d, dy, w, dx, ws) == 0)
+		return;
 	struct conv_job j = {.d = d, .dy = dy, .w = w, .dx = dx, .ws = ws_base(ws)};
 	par_for(d->n, conv_bwd_data_part, &j);
 }
@@ -399,6 +408,8 @@ void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const f
 void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
 			    float *dw, float *db, void *ws)
 {
+	if (direct_conv2d_bwd_filter(d, x, dy, dw, db, ws) == 0)
+		return;
 	int parts = conv_threads(d);
 	struct conv_job j = {.d = d, .x = x, .dy = dy, .dw = dw, .ws = ws_base(ws), .nparts = parts};
 	if (d->n == 0) {
@@ -421,6 +432,7 @@ struct ew_job {
 	enum nn_act act;
 	float a, b2, lr, mom, wd, eps;
 	int flag, t;
+	size_t ndecay; /* optimizers: floats with weight decay, from the start */
 	const float *x, *y2, *dy;
 	float *y, *dx, *m, *v;
 	int n, c, hw;
@@ -436,6 +448,13 @@ struct ew_job {
 enum { EW_ACT_FWD, EW_ACT_BWD, EW_ADD, EW_AXPY, EW_MUL, EW_COPY, EW_FILL, EW_SGD, EW_ADAM,
        EW_BIAS };
 
+/* The decayed floats of the chunk [b, b + n) of an optimizer step. */
+static size_t chunk_decay(size_t ndecay, int b, size_t n)
+{
+	size_t d = ndecay > (size_t)b ? ndecay - (size_t)b : 0;
+	return d < n ? d : n;
+}
+
 static void ew_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
@@ -449,10 +468,13 @@ static void ew_part(void *ctx, int b, int e, int tid)
 	case EW_MUL: cpu_mul(j->x + b, j->y2 + b, j->y + b, n); break;
 	case EW_COPY: cpu_copy(j->y + b, j->x + b, n); break;
 	case EW_FILL: cpu_fill(j->y + b, n, j->a); break;
-	case EW_SGD: cpu_sgd_step(n, j->y + b, j->x + b, j->m + b, j->lr, j->mom, j->wd, j->flag); break;
+	case EW_SGD:
+		cpu_sgd_step(n, chunk_decay(j->ndecay, b, n), j->y + b, j->x + b, j->m + b, j->lr,
+			     j->mom, j->wd, j->flag);
+		break;
 	case EW_ADAM:
-		cpu_adam_step(n, j->y + b, j->x + b, j->m + b, j->v + b, j->lr, j->a, j->b2, j->eps,
-			      j->wd, j->flag, j->t);
+		cpu_adam_step(n, chunk_decay(j->ndecay, b, n), j->y + b, j->x + b, j->m + b, j->v + b,
+			      j->lr, j->a, j->b2, j->eps, j->wd, j->flag, j->t);
 		break;
 	case EW_BIAS: /* rows b..e of (n c) planes */
 		for (int r = b; r < e; r++) {
@@ -508,18 +530,19 @@ void fast_fill(float *x, size_t n, float v)
 	struct ew_job j = {.kind = EW_FILL, .a = v, .y = x};
 	ew_run(&j, n);
 }
-void fast_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-		   float wd, int nesterov)
+void fast_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		   float momentum, float wd, int nesterov)
 {
 	struct ew_job j = {.kind = EW_SGD, .y = w, .x = g, .m = m, .lr = lr, .mom = momentum,
-			   .wd = wd, .flag = nesterov};
+			   .wd = wd, .flag = nesterov, .ndecay = ndecay};
 	ew_run(&j, n);
 }
-void fast_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
-		    float b2, float eps, float wd, int decoupled, int t)
+void fast_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		    float lr, float b1, float b2, float eps, float wd, int decoupled, int t)
 {
 	struct ew_job j = {.kind = EW_ADAM, .y = w, .x = g, .m = m, .v = v, .lr = lr, .a = b1,
-			   .b2 = b2, .eps = eps, .wd = wd, .flag = decoupled, .t = t};
+			   .b2 = b2, .eps = eps, .wd = wd, .flag = decoupled, .t = t,
+			   .ndecay = ndecay};
 	ew_run(&j, n);
 }
 void fast_bias_add(int n, int c, int hw, float *y, const float *b)

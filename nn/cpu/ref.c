@@ -665,25 +665,26 @@ void cpu_argmax(int n, int c, const float *x, int32_t *out)
 }
 
 /* PyTorch's SGD: g += wd w; m = mu m + g; step = nesterov ? g + mu m : m. */
-void cpu_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd,
-		  int nesterov)
+void cpu_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		  float momentum, float wd, int nesterov)
 {
 	for (size_t i = 0; i < n; i++) {
-		float gi = g[i] + wd * w[i];
+		float gi = g[i] + (i < ndecay ? wd : 0) * w[i];
 		m[i] = momentum * m[i] + gi;
 		w[i] -= lr * (nesterov ? gi + momentum * m[i] : m[i]);
 	}
 }
 
-void cpu_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
-		   float b2, float eps, float wd, int decoupled, int t)
+void cpu_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		   float lr, float b1, float b2, float eps, float wd, int decoupled, int t)
 {
 	float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
 	for (size_t i = 0; i < n; i++) {
-		float gi = g[i] + (decoupled ? 0 : wd * w[i]);
+		float wdi = i < ndecay ? wd : 0;
+		float gi = g[i] + (decoupled ? 0 : wdi * w[i]);
 		m[i] = b1 * m[i] + (1 - b1) * gi;
 		v[i] = b2 * v[i] + (1 - b2) * gi * gi;
 		float step = (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
-		w[i] -= lr * (step + (decoupled ? wd * w[i] : 0));
+		w[i] -= lr * (step + (decoupled ? wdi * w[i] : 0));
 	}
 }

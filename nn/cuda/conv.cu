@@ -8,7 +8,15 @@
  * allocates one workspace, the largest over its layers, and passes it to
  * every call. A plan first made inside a pass (a shape the caller never
  * asked the workspace of, such as the smaller last batch of an epoch) uses
- * a private workspace instead, so a caller's buffer is never overrun. */
+ * a private workspace instead, so a caller's buffer is never overrun.
+ *
+ * BF16 (mixed precision): the plan's descriptors are bf16 with fp32 compute;
+ * each pass reads bf16 copies of its two inputs, made by a cast kernel into
+ * scratch, except a net's weights, which cu_params_ready casts once per pass
+ * from the net's flat buffer; cuDNN writes a bf16 result into scratch and a
+ * cast writes it as fp32 to the caller's tensor (activations and gradients in
+ * memory stay fp32). gemm in bf16 is one cublasGemmEx with bf16 A and B and
+ * fp32 C and compute. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +52,8 @@ struct conv_plan {
 };
 
 static std::unordered_map<conv_key, conv_plan *, conv_key_hash> *plans;
+
+static bool bf16(void) { return cu.precision == NN_CUDA_BF16; }
 static size_t ws_cap = (size_t)512 << 20;
 static void *own_ws;
 static size_t own_ws_bytes;
@@ -72,34 +82,36 @@ int cu_conv_init(void)
 
 int cu_blas_set_math(void)
 {
-	cublasMath_t m = cu.precision == NN_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH;
+	cublasMath_t m = cu.precision == NN_CUDA_TF32   ? CUBLAS_TF32_TENSOR_OP_MATH
+			 : cu.precision == NN_CUDA_BF16 ? CUBLAS_DEFAULT_MATH
+							: CUBLAS_PEDANTIC_MATH;
 	return CU_BLAS(cublasSetMathMode(cu.blas, m), "cuBLAS math mode for %s",
-		       cu.precision == NN_CUDA_TF32 ? "tf32" : "fp32");
+		       nn_cuda_precision_name(cu.precision));
 }
 
-/* FP32 allows only FMA math; TF32 anything cuDNN measured. */
+/* FP32 allows only FMA math; TF32 and BF16 anything cuDNN measured. */
 static bool math_allowed(cudnnMathType_t m)
 {
-	return cu.precision == NN_CUDA_TF32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+	return cu.precision != NN_CUDA_FP32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
 }
 static cudnnMathType_t math_for_call(cudnnMathType_t m)
 {
-	return cu.precision == NN_CUDA_TF32 ? m : CUDNN_FMA_MATH;
+	return cu.precision != NN_CUDA_FP32 ? m : CUDNN_FMA_MATH;
 }
 
 /* FP32 also leaves out the FFT and Winograd algorithms: they trade accuracy
  * for speed (errors near 1e-4 relative on 3x3 kernels), and FP32 promises
- * the reference's numbers within 1e-5. TF32 allows them. */
+ * the reference's numbers within 1e-5. TF32 and BF16 allow them. */
 static bool algo_allowed(cudnnConvolutionFwdAlgo_t a)
 {
-	return cu.precision == NN_CUDA_TF32 ||
+	return cu.precision != NN_CUDA_FP32 ||
 	       (a != CUDNN_CONVOLUTION_FWD_ALGO_FFT && a != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING &&
 		a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD &&
 		a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED);
 }
 static bool algo_allowed(cudnnConvolutionBwdDataAlgo_t a)
 {
-	return cu.precision == NN_CUDA_TF32 ||
+	return cu.precision != NN_CUDA_FP32 ||
 	       (a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT &&
 		a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING &&
 		a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD &&
@@ -107,7 +119,7 @@ static bool algo_allowed(cudnnConvolutionBwdDataAlgo_t a)
 }
 static bool algo_allowed(cudnnConvolutionBwdFilterAlgo_t a)
 {
-	return cu.precision == NN_CUDA_TF32 ||
+	return cu.precision != NN_CUDA_FP32 ||
 	       (a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT &&
 		a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING &&
 		a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED);
@@ -131,23 +143,24 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 		cu_fail(__FILE__, __LINE__, "calloc", "out of host memory", SHAPE_FMT, SHAPE_ARGS(d));
 		return NULL;
 	}
-	cudnnMathType_t base = cu.precision == NN_CUDA_TF32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+	cudnnMathType_t base = cu.precision == NN_CUDA_FP32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+	cudnnDataType_t io = bf16() ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 	if (CU_DNN(cudnnCreateTensorDescriptor(&p->x), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateTensorDescriptor(&p->y), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateFilterDescriptor(&p->w), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateConvolutionDescriptor(&p->conv), SHAPE_FMT, SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->cin,
+	    CU_DNN(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, io, d->n, d->cin,
 					      d->h, d->w),
 		   SHAPE_FMT " (input)", SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->cout,
+	    CU_DNN(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, io, d->n, d->cout,
 					      d->hout, d->wout),
 		   SHAPE_FMT " (output %dx%d)", SHAPE_ARGS(d), d->hout, d->wout) ||
-	    CU_DNN(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d->cout,
+	    CU_DNN(cudnnSetFilter4dDescriptor(p->w, io, CUDNN_TENSOR_NCHW, d->cout,
 					      d->cin / d->groups, d->kh, d->kw),
 		   SHAPE_FMT " (filter)", SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride,
 						   d->dil, d->dil, CUDNN_CROSS_CORRELATION,
-						   CUDNN_DATA_FLOAT),
+						   CUDNN_DATA_FLOAT /* compute: fp32 in every precision */),
 		   SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnSetConvolutionGroupCount(p->conv, d->groups), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnSetConvolutionMathType(p->conv, base), SHAPE_FMT, SHAPE_ARGS(d)))
@@ -259,7 +272,7 @@ static void *workspace(conv_plan *p, void *ws, const struct nn_conv_desc *d)
 			return NULL;
 		}
 		if (own_ws)
-			cu_free(own_ws);
+			cu_retire(own_ws);
 		own_ws = n, own_ws_bytes = p->ws;
 	}
 	return own_ws;
@@ -276,27 +289,164 @@ extern "C" size_t cu_conv2d_workspace(const struct nn_conv_desc *d)
 	return p->ws;
 }
 
+/* ---- bf16 copies ------------------------------------------------------- */
+
+/* A net's weights cast to bf16 by cu_params_ready at the start of a pass. */
+struct bf16_shadow {
+	const float *base;
+	size_t n;
+	__nv_bfloat16 *bf;
+	size_t cap;
+	int valid; /* cast in this precision since the weights last changed */
+};
+#define MAX_SHADOWS 64
+static bf16_shadow shadows[MAX_SHADOWS];
+static int nshadows;
+
+/* Three scratch buffers: the two inputs and the output of a pass. */
+static void *bf_buf[3];
+static size_t bf_bytes[3];
+
+void cu_bf16_forget_casts(void)
+{
+	for (int i = 0; i < nshadows; i++)
+		shadows[i].valid = 0;
+}
+
+static __nv_bfloat16 *bf16_scratch(int k, size_t count, const char *what)
+{
+	size_t bytes = count * sizeof(__nv_bfloat16);
+	if (bytes <= bf_bytes[k])
+		return (__nv_bfloat16 *)bf_buf[k];
+	void *p = cu_alloc(bytes);
+	if (!p) {
+		struct error e;
+		nn_cuda_error(&e);
+		cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg, "%s: bf16 scratch of %zu bytes", what,
+			bytes);
+		return NULL;
+	}
+	if (bf_buf[k])
+		cu_retire(bf_buf[k]);
+	bf_buf[k] = p, bf_bytes[k] = bytes;
+	return (__nv_bfloat16 *)p;
+}
+
+/* x (count floats) as bf16: inside a net's cast weights when it lies there,
+ * else cast now into scratch buffer k. NULL after a reported failure. */
+static const __nv_bfloat16 *bf16_of(const float *x, size_t count, int k, const char *what)
+{
+	for (int i = 0; i < nshadows; i++) {
+		const bf16_shadow *sh = &shadows[i];
+		if (sh->valid && x >= sh->base && x + count <= sh->base + sh->n)
+			return sh->bf + (x - sh->base);
+	}
+	__nv_bfloat16 *b = bf16_scratch(k, count, what);
+	if (!b)
+		return NULL;
+	cu_to_bf16(x, b, count);
+	return cu.failed ? NULL : b;
+}
+
+/* nn/backend.h params_ready: in BF16, cast the net's weights once for the
+ * pass that begins (one kernel over the flat buffer); in FP32 and TF32 there
+ * is nothing to cast, and a copy from an earlier BF16 pass is marked stale. */
+extern "C" void cu_params_ready(const float *w, size_t n)
+{
+	CU_ENTER();
+	int i = 0;
+	while (i < nshadows && shadows[i].base != w)
+		i++;
+	if (n == 0) { /* the net is released */
+		if (i == nshadows)
+			return;
+		if (shadows[i].bf)
+			cu_retire(shadows[i].bf);
+		shadows[i] = shadows[--nshadows];
+		return;
+	}
+	if (!bf16()) {
+		if (i < nshadows)
+			shadows[i].valid = 0;
+		return;
+	}
+	if (i == nshadows) {
+		if (nshadows == MAX_SHADOWS)
+			return; /* more nets than slots: their convolutions cast per call */
+		shadows[nshadows++] = bf16_shadow{w, 0, NULL, 0, 0};
+	}
+	bf16_shadow *sh = &shadows[i];
+	sh->valid = 0;
+	if (sh->cap < n) {
+		void *p = cu_alloc(n * sizeof(__nv_bfloat16));
+		if (!p) {
+			struct error e;
+			nn_cuda_error(&e);
+			cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg,
+				"params_ready: bf16 copy of %zu weights", n);
+			return;
+		}
+		if (sh->bf)
+			cu_retire(sh->bf);
+		sh->bf = (__nv_bfloat16 *)p, sh->cap = n;
+	}
+	sh->n = n;
+	cu_to_bf16(w, sh->bf, n);
+	sh->valid = !cu.failed;
+}
+
+/* ---- passes ------------------------------------------------------------- */
+
+/* The plan and workspace of a pass; false after a reported failure. */
+static bool prepare(const struct nn_conv_desc *d, void *ws, conv_plan **p, void **wsp)
+{
+	*p = plan_for(d);
+	if (!*p)
+		return false;
+	*wsp = workspace(*p, ws, d);
+	return !(*p)->ws || *wsp;
+}
+
+static size_t conv_x(const struct nn_conv_desc *d) { return (size_t)d->n * d->cin * d->h * d->w; }
+static size_t conv_y(const struct nn_conv_desc *d)
+{
+	return (size_t)d->n * d->cout * d->hout * d->wout;
+}
+static size_t conv_w(const struct nn_conv_desc *d)
+{
+	return (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw;
+}
+
 extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
 			      const float *b, float *y, void *ws)
 {
 	CU_ENTER();
 	if (d->n == 0)
 		return;
-	conv_plan *p = plan_for(d);
-	if (!p)
-		return;
-	void *wsp = workspace(p, ws, d);
-	if (p->ws && !wsp)
+	conv_plan *p;
+	void *wsp;
+	if (!prepare(d, ws, &p, &wsp))
 		return;
 	const float one = 1, zero = 0;
+	const void *xa = x, *wa = w;
+	void *ya = y;
+	if (bf16()) {
+		xa = bf16_of(x, conv_x(d), 0, "conv forward input");
+		wa = bf16_of(w, conv_w(d), 1, "conv forward weights");
+		ya = bf16_scratch(2, conv_y(d), "conv forward output");
+		if (!xa || !wa || !ya)
+			return;
+	}
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->fwd_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnConvolutionForward(cu.dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, wsp, p->ws,
-					   &zero, p->y, y),
+	    CU_DNN(cudnnConvolutionForward(cu.dnn, &one, p->x, xa, p->w, wa, p->conv, p->fwd, wsp,
+					   p->ws, &zero, p->y, ya),
 		   SHAPE_FMT " forward (algo %d, workspace %zu)", SHAPE_ARGS(d), (int)p->fwd, p->ws))
 		return;
 	if (CU_LAUNCHED(SHAPE_FMT " forward", SHAPE_ARGS(d)))
 		return;
+	if (bf16())
+		cu_from_bf16(ya, y, conv_y(d));
 	if (b)
 		cu_bias_add(d->n, d->cout, d->hout * d->wout, y, b);
 }
@@ -307,21 +457,31 @@ extern "C" void cu_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy
 	CU_ENTER();
 	if (d->n == 0)
 		return;
-	conv_plan *p = plan_for(d);
-	if (!p)
-		return;
-	void *wsp = workspace(p, ws, d);
-	if (p->ws && !wsp)
+	conv_plan *p;
+	void *wsp;
+	if (!prepare(d, ws, &p, &wsp))
 		return;
 	const float one = 1, zero = 0;
+	const void *dya = dy, *wa = w;
+	void *dxa = dx;
+	if (bf16()) {
+		dya = bf16_of(dy, conv_y(d), 0, "conv backward-data gradient");
+		wa = bf16_of(w, conv_w(d), 1, "conv backward-data weights");
+		dxa = bf16_scratch(2, conv_x(d), "conv backward-data output");
+		if (!dya || !wa || !dxa)
+			return;
+	}
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->data_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnConvolutionBackwardData(cu.dnn, &one, p->w, w, p->y, dy, p->conv, p->bwd_data,
-						wsp, p->ws, &zero, p->x, dx),
+	    CU_DNN(cudnnConvolutionBackwardData(cu.dnn, &one, p->w, wa, p->y, dya, p->conv,
+						p->bwd_data, wsp, p->ws, &zero, p->x, dxa),
 		   SHAPE_FMT " backward data (algo %d, workspace %zu)", SHAPE_ARGS(d), (int)p->bwd_data,
 		   p->ws))
 		return;
-	CU_LAUNCHED(SHAPE_FMT " backward data", SHAPE_ARGS(d));
+	if (CU_LAUNCHED(SHAPE_FMT " backward data", SHAPE_ARGS(d)))
+		return;
+	if (bf16())
+		cu_from_bf16(dxa, dx, conv_x(d));
 }
 
 extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
@@ -330,40 +490,64 @@ extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *
 	CU_ENTER();
 	if (d->n == 0) {
 		/* no samples: the gradients are zero, as the CPU reference leaves them */
-		cu_fill(dw, (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw, 0);
+		cu_fill(dw, conv_w(d), 0);
 		if (db)
 			cu_fill(db, d->cout, 0);
 		return;
 	}
-	conv_plan *p = plan_for(d);
-	if (!p)
-		return;
-	void *wsp = workspace(p, ws, d);
-	if (p->ws && !wsp)
+	conv_plan *p;
+	void *wsp;
+	if (!prepare(d, ws, &p, &wsp))
 		return;
 	const float one = 1, zero = 0;
+	const void *xa = x, *dya = dy;
+	void *dwa = dw;
+	if (bf16()) {
+		xa = bf16_of(x, conv_x(d), 0, "conv backward-filter input");
+		dya = bf16_of(dy, conv_y(d), 1, "conv backward-filter gradient");
+		dwa = bf16_scratch(2, conv_w(d), "conv backward-filter output");
+		if (!xa || !dya || !dwa)
+			return;
+	}
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->filter_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnConvolutionBackwardFilter(cu.dnn, &one, p->x, x, p->y, dy, p->conv,
-						  p->bwd_filter, wsp, p->ws, &zero, p->w, dw),
+	    CU_DNN(cudnnConvolutionBackwardFilter(cu.dnn, &one, p->x, xa, p->y, dya, p->conv,
+						  p->bwd_filter, wsp, p->ws, &zero, p->w, dwa),
 		   SHAPE_FMT " backward filter (algo %d, workspace %zu)", SHAPE_ARGS(d),
 		   (int)p->bwd_filter, p->ws))
 		return;
 	if (CU_LAUNCHED(SHAPE_FMT " backward filter", SHAPE_ARGS(d)))
 		return;
+	if (bf16())
+		cu_from_bf16(dwa, dw, conv_w(d));
 	if (db)
 		cu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
 }
 
 /* Row-major C = alpha op(A) op(B) + beta C is column-major C^T = op(B)^T op(A)^T:
- * the same call with the operands swapped and m, n exchanged. */
+ * the same call with the operands swapped and m, n exchanged. In BF16, A and
+ * B are read as bf16 copies (as far as the last row's last element: rows - 1
+ * full strides and one row), C stays fp32, and so does the accumulation. */
 extern "C" void cu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
 			const float *b, int ldb, float beta, float *c, int ldc)
 {
 	CU_ENTER();
 	if (m == 0 || n == 0)
 		return;
-	CU_BLAS(cublasSgemm(cu.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n,
-			    m, k, &alpha, b, ldb, a, lda, &beta, c, ldc),
-		"gemm ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d", ta, tb, m, n, k, lda, ldb, ldc);
+	cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+	if (!bf16() || k == 0) {
+		CU_BLAS(cublasSgemm(cu.blas, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc),
+			"gemm ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d", ta, tb, m, n, k, lda,
+			ldb, ldc);
+		return;
+	}
+	size_t na = (size_t)((ta ? k : m) - 1) * lda + (ta ? m : k);
+	size_t nb = (size_t)((tb ? n : k) - 1) * ldb + (tb ? k : n);
+	const __nv_bfloat16 *ab = bf16_of(a, na, 0, "gemm A"), *bb = bf16_of(b, nb, 1, "gemm B");
+	if (!ab || !bb)
+		return;
+	CU_BLAS(cublasGemmEx(cu.blas, opb, opa, n, m, k, &alpha, bb, CUDA_R_16BF, ldb, ab, CUDA_R_16BF,
+			     lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+		"gemm bf16 ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d", ta, tb, m, n, k, lda, ldb,
+		ldc);
 }

@@ -2,10 +2,14 @@
  * (nn/cuda/conv.cu); every other slot is an own kernel (nn/cuda/ops.cu);
  * memory comes from a caching allocator and host copies from pinned staging
  * buffers (nn/cuda/rt.cu). Built only with `make CUDA=1`. */
+#include <pthread.h>
+
 #include "nn/cuda/cuda.h"
 #include "nn/cuda/cuda_ops.h"
 
-static const struct nn_backend cuda_table = {
+/* The slots below are the plain ones; cu_graph_wrap replaces them by their
+ * recording forms (nn/cuda/graph.cu), which call them outside a step. */
+static struct nn_backend cuda_table = {
 	.name = "cuda",
 	.device = NN_DEV_CUDA,
 	.alloc = cu_alloc,
@@ -13,6 +17,9 @@ static const struct nn_backend cuda_table = {
 	.upload = cu_upload,
 	.download = cu_download,
 	.sync = cu_sync,
+	.params_ready = cu_params_ready,
+	.step = cu_step,
+	.step_release = cu_step_release,
 	.fill = cu_fill,
 	.copy = cu_copy,
 	.add = cu_add,
@@ -49,8 +56,14 @@ static const struct nn_backend cuda_table = {
 	.adam_step = cu_adam_step,
 };
 
+static pthread_once_t wrap_once = PTHREAD_ONCE_INIT;
+static void wrap(void) { cu_graph_wrap(&cuda_table); }
+
 /* NULL when no GPU is usable; nn_cuda_error then says why. */
 const struct nn_backend *nn_backend_cuda(void)
 {
-	return cu_init() == 0 ? &cuda_table : NULL;
+	if (cu_init() < 0)
+		return NULL;
+	pthread_once(&wrap_once, wrap);
+	return &cuda_table;
 }

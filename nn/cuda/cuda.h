@@ -19,14 +19,22 @@ int nn_cuda_device_count(void);
 
 /* Math of convolutions and gemm. FP32: plain FMA (cuDNN CUDNN_FMA_MATH,
  * cuBLAS pedantic), results within 1e-5 of the CPU reference. TF32: tensor
- * cores with 10-bit mantissas on Ampere and Hopper (within 5e-3). The default
- * is TF32, or what CAIRN_CUDA_PRECISION=fp32|tf32 says at first use. */
-enum nn_cuda_precision { NN_CUDA_FP32 = 0, NN_CUDA_TF32 = 1 };
+ * cores with 10-bit mantissas on Ampere and Hopper (within 5e-3). BF16: mixed
+ * precision: convolutions and gemms read bf16 copies of their inputs (a net's
+ * weights cast once per forward pass from its flat buffer, activations cast
+ * per call into scratch) and accumulate in fp32; master weights, gradients,
+ * optimizer state and activations in memory stay fp32, and so does every
+ * other op (within 3e-2). No loss scaling: bf16 has fp32's 8-bit exponent,
+ * so the small gradients fp16 would flush to zero stay representable. The
+ * default is TF32, or what CAIRN_CUDA_PRECISION=fp32|tf32|bf16 says at first
+ * use. */
+enum nn_cuda_precision { NN_CUDA_FP32 = 0, NN_CUDA_TF32 = 1, NN_CUDA_BF16 = 2 };
 int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err);
 enum nn_cuda_precision nn_cuda_get_precision(void);
-/* "fp32" or "tf32" -> the enum; -1 with a message otherwise ("bf16" is not
- * implemented yet and says so). */
+/* "fp32", "tf32" or "bf16" -> the enum; -1 with a message otherwise. */
 int nn_cuda_parse_precision(const char *s, enum nn_cuda_precision *p, struct error *err);
+/* The name of a precision ("fp32", "tf32", "bf16"). */
+const char *nn_cuda_precision_name(enum nn_cuda_precision p);
 
 /* The backend slots return nothing (see nn/backend.h), so a failed CUDA,
  * cuDNN or cuBLAS call is reported here: the message names the call, the op
@@ -56,6 +64,15 @@ struct nn_cuda_mem_stats {
 void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s);
 /* Give every cached, unused block back to the driver. */
 void nn_cuda_empty_cache(void);
+
+/* What nn/backend.h's step slot did so far (nn/cuda/graph.cu): steps run,
+ * of which eagerly (warm-up, a new signature, graphs off), captured, and
+ * replayed from a graph; failed captures (each then runs eagerly). Graphs are
+ * on unless CAIRN_CUDA_GRAPH=0 or CAIRN_CUDA_SYNC=1. */
+struct nn_cuda_graph_stats {
+	size_t steps, eager, captures, replays, failures;
+};
+void nn_cuda_get_graph_stats(struct nn_cuda_graph_stats *s);
 
 #ifdef __cplusplus
 }

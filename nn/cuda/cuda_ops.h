@@ -68,10 +68,24 @@ void cu_bce_logits(size_t n, const float *x, const float *t, const float *w, flo
 void cu_l1(size_t n, const float *x, const float *t, float *dx, float *loss);
 void cu_mse(size_t n, const float *x, const float *t, float *dx, float *loss);
 void cu_argmax(int n, int c, const float *x, int32_t *out);
-void cu_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum, float wd,
-		  int nesterov);
-void cu_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr, float b1,
-		   float b2, float eps, float wd, int decoupled, int t);
+void cu_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		float momentum, float wd, int nesterov);
+void cu_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
+
+/* bf16 casts, n values, round to nearest even (mixed precision; exposed for
+ * tests/unit/test_cuda_ops.c). y and x are device arrays of __nv_bfloat16. */
+void cu_to_bf16(const float *x, void *y, size_t n);
+void cu_from_bf16(const void *x, float *y, size_t n);
+/* nn/backend.h params_ready: cast a net's weights to bf16 once per pass. */
+void cu_params_ready(const float *w, size_t n);
+
+/* nn/backend.h step and step_release: a training step as a CUDA graph
+ * (nn/cuda/graph.cu); cu_graph_wrap puts the recording forms of the slots
+ * into the table. */
+void cu_step(void **state, void (*fn)(void *ctx), void *ctx);
+void cu_step_release(void *state);
+void cu_graph_wrap(struct nn_backend *t);
 
 /* Set up the device, streams and library handles on first use; 0 when a GPU
  * is usable, -1 (message kept for nn_cuda_error) otherwise. */

@@ -936,10 +936,12 @@ __host__ __device__ static uint64_t mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
-__global__ static void k_dropout(size_t n, float p, uint64_t key, const float *x, float *y,
-				 float *mask)
+__global__ static void k_dropout(size_t n, float p, uint64_t key, const uint64_t *key_dev,
+				 const float *x, float *y, float *mask)
 {
 	float keep = 1.0f / (1.0f - p);
+	if (key_dev)
+		key = *key_dev;
 	GRID_LOOP(i, n)
 	{
 		float u = (float)(mix64(key ^ (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
@@ -949,14 +951,23 @@ __global__ static void k_dropout(size_t n, float p, uint64_t key, const float *x
 	}
 }
 
-extern "C" void cu_dropout_fwd(size_t n, float p, uint64_t seed, const float *x, float *y,
-			       float *mask)
+uint64_t cu_mix64(uint64_t z) { return mix64(z); }
+
+void cu_dropout_fwd_at(size_t n, float p, uint64_t seed, const uint64_t *key_dev, const float *x,
+		       float *y, float *mask)
 {
 	CU_ENTER();
 	if (!n)
 		return;
-	k_dropout<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, p, mix64(seed), x, y, mask);
+	k_dropout<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, p, mix64(seed), key_dev, x, y,
+							       mask);
 	CU_LAUNCHED("dropout n=%zu p=%g", n, (double)p);
+}
+
+extern "C" void cu_dropout_fwd(size_t n, float p, uint64_t seed, const float *x, float *y,
+			       float *mask)
+{
+	cu_dropout_fwd_at(n, p, seed, NULL, x, y, mask);
 }
 
 /* ---- losses ------------------------------------------------------------ *
@@ -965,15 +976,23 @@ extern "C" void cu_dropout_fwd(size_t n, float p, uint64_t seed, const float *x,
  * host float, so a loss synchronizes). Scratch layout in doubles:
  * [0, RED_MAX) first partials, [RED_MAX, 2 RED_MAX) second, then the sums. */
 
-/* Read back nsums doubles from the sums area into pinned memory. */
-static int read_sums(double *sums, int nsums, double *host, const char *what)
+/* The loss from the nsums sums at `sums` (cu_loss_value): read back into
+ * pinned memory and computed now, or, while a step is captured, copied by
+ * the graph into pinned memory of its own and computed after each replay
+ * (nn/cuda/graph.cu). */
+static void finish_loss(double *sums, int nsums, float *loss, int kind, size_t n, const char *what)
 {
-	if (CU_RT(cudaMemcpyAsync(host, sums, sizeof(double) * nsums, cudaMemcpyDeviceToHost,
+	double *h = cu.capturing ? cu_graph_loss(nsums, loss, kind, n) : cu_host_scalars();
+	if (!h ||
+	    CU_RT(cudaMemcpyAsync(h, sums, sizeof(double) * nsums, cudaMemcpyDeviceToHost,
 				  cu.compute),
-		  "%s: reading the loss back", what) ||
-	    CU_RT(cudaStreamSynchronize(cu.compute), "%s: waiting for the loss", what))
-		return -1;
-	return 0;
+		  "%s: reading the loss back", what))
+		return;
+	if (cu.capturing)
+		return;
+	if (CU_RT(cudaStreamSynchronize(cu.compute), "%s: waiting for the loss", what))
+		return;
+	*loss = cu_loss_value(h, kind, n);
 }
 
 __global__ static void k_xent_wsum(int c, size_t total, const int32_t *labels, const float *class_w,
@@ -1051,10 +1070,7 @@ extern "C" void cu_softmax_xent(int n, int c, int hw, const float *logits, const
 	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s + RED_MAX, b, 0, sums + 1);
 	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d (loss sum)", n, c, hw))
 		return;
-	double *h = cu_host_scalars();
-	if (read_sums(sums, 2, h, "softmax_xent") < 0)
-		return;
-	*loss = h[0] > 0 ? (float)(h[1] / h[0]) : 0;
+	finish_loss(sums, 2, loss, 0, total, "softmax_xent");
 }
 
 enum { LOSS_BCE, LOSS_L1, LOSS_MSE };
@@ -1102,10 +1118,7 @@ static void pointwise_loss(int kind, const char *name, size_t n, const float *x,
 	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s, b, 0, sums);
 	if (CU_LAUNCHED("%s n=%zu (sum)", name, n))
 		return;
-	double *h = cu_host_scalars();
-	if (read_sums(sums, 1, h, name) < 0)
-		return;
-	*loss = (float)(h[0] / n);
+	finish_loss(sums, 1, loss, 1, n, name);
 }
 
 extern "C" void cu_bce_logits(size_t n, const float *x, const float *t, const float *w, float *dx,
@@ -1146,55 +1159,108 @@ extern "C" void cu_argmax(int n, int c, const float *x, int32_t *out)
 
 /* ---- optimizers ---------------------------------------------------------- */
 
-/* PyTorch's SGD, as the reference: g += wd w; m = mu m + g; w -= lr (nesterov ? g + mu m : m). */
-__global__ static void k_sgd(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-			     float wd, int nesterov)
+/* PyTorch's SGD, as the reference: g += wd w; m = mu m + g; w -= lr (nesterov ? g + mu m : m).
+ * One launch for all of a net's parameters (its flat buffers); the first
+ * ndecay floats have weight decay. lr_dev: the learning rate in device memory
+ * (a captured step, nn/cuda/graph.cu), else lr. */
+__global__ static void k_sgd(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+			     const float *lr_dev, float momentum, float wd, int nesterov)
 {
+	if (lr_dev)
+		lr = *lr_dev;
 	GRID_LOOP(i, n)
 	{
-		float gi = g[i] + wd * w[i];
+		float gi = g[i] + (i < ndecay ? wd : 0) * w[i];
 		float mi = momentum * m[i] + gi;
 		m[i] = mi;
 		w[i] -= lr * (nesterov ? gi + momentum * mi : mi);
 	}
 }
 
-extern "C" void cu_sgd_step(size_t n, float *w, const float *g, float *m, float lr, float momentum,
-			    float wd, int nesterov)
+void cu_sgd_step_at(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		    const float *lr_dev, float momentum, float wd, int nesterov)
 {
 	CU_ENTER();
 	if (!n)
 		return;
-	k_sgd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, w, g, m, lr, momentum, wd, nesterov);
-	CU_LAUNCHED("sgd_step n=%zu", n);
+	k_sgd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, ndecay, w, g, m, lr, lr_dev, momentum,
+							   wd, nesterov);
+	CU_LAUNCHED("sgd_step n=%zu ndecay=%zu", n, ndecay);
+}
+
+extern "C" void cu_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+			    float momentum, float wd, int nesterov)
+{
+	cu_sgd_step_at(n, ndecay, w, g, m, lr, NULL, momentum, wd, nesterov);
 }
 
 /* Adam (Kingma & Ba 2015, alg. 1); c1, c2 are the bias corrections 1 - b^t,
- * computed on the host with powf as the reference does. */
-__global__ static void k_adam(size_t n, float *w, const float *g, float *m, float *v, float lr,
-			      float b1, float b2, float eps, float wd, int decoupled, float c1,
-			      float c2)
+ * computed on the host with powf as the reference does. sc_dev: lr, c1, c2
+ * in device memory (a captured step), else the arguments. */
+__global__ static void k_adam(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+			      float lr, float b1, float b2, float eps, float wd, int decoupled,
+			      float c1, float c2, const float *sc_dev)
 {
+	if (sc_dev)
+		lr = sc_dev[0], c1 = sc_dev[1], c2 = sc_dev[2];
 	GRID_LOOP(i, n)
 	{
-		float wi = w[i];
-		float gi = g[i] + (decoupled ? 0 : wd * wi);
+		float wi = w[i], wdi = i < ndecay ? wd : 0;
+		float gi = g[i] + (decoupled ? 0 : wdi * wi);
 		float mi = b1 * m[i] + (1 - b1) * gi;
 		float vi = b2 * v[i] + (1 - b2) * gi * gi;
 		m[i] = mi, v[i] = vi;
 		float step = (mi / c1) / (sqrtf(vi / c2) + eps);
-		w[i] = wi - lr * (step + (decoupled ? wd * wi : 0));
+		w[i] = wi - lr * (step + (decoupled ? wdi * wi : 0));
 	}
 }
 
-extern "C" void cu_adam_step(size_t n, float *w, const float *g, float *m, float *v, float lr,
-			     float b1, float b2, float eps, float wd, int decoupled, int t)
+void cu_adam_step_at(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		     float lr, const float *sc_dev, float b1, float b2, float eps, float wd,
+		     int decoupled, int t)
 {
 	CU_ENTER();
 	if (!n)
 		return;
 	float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
-	k_adam<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, w, g, m, v, lr, b1, b2, eps, wd,
-							    decoupled, c1, c2);
-	CU_LAUNCHED("adam_step n=%zu t=%d", n, t);
+	k_adam<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, ndecay, w, g, m, v, lr, b1, b2, eps,
+							    wd, decoupled, c1, c2, sc_dev);
+	CU_LAUNCHED("adam_step n=%zu ndecay=%zu t=%d", n, ndecay, t);
+}
+
+extern "C" void cu_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+			     float lr, float b1, float b2, float eps, float wd, int decoupled, int t)
+{
+	cu_adam_step_at(n, ndecay, w, g, m, v, lr, NULL, b1, b2, eps, wd, decoupled, t);
+}
+
+/* ---- bf16 casts (mixed precision, nn/cuda/conv.cu) ------------------------ *
+ * Round to nearest even, as PyTorch's .to(torch.bfloat16); NaN stays NaN. */
+
+__global__ static void k_to_bf16(const float *x, __nv_bfloat16 *y, size_t n)
+{
+	GRID_LOOP(i, n) y[i] = __float2bfloat16_rn(x[i]);
+}
+
+__global__ static void k_from_bf16(const __nv_bfloat16 *x, float *y, size_t n)
+{
+	GRID_LOOP(i, n) y[i] = __bfloat162float(x[i]);
+}
+
+extern "C" void cu_to_bf16(const float *x, void *y, size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_to_bf16<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(x, (__nv_bfloat16 *)y, n);
+	CU_LAUNCHED("cast to bf16 n=%zu", n);
+}
+
+extern "C" void cu_from_bf16(const void *x, float *y, size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_from_bf16<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((const __nv_bfloat16 *)x, y, n);
+	CU_LAUNCHED("cast from bf16 n=%zu", n);
 }

@@ -32,6 +32,13 @@ extern "C" void nn_cuda_set_fatal(void (*fn)(const char *msg))
 	fatal_fn = fn ? fn : default_fatal;
 }
 
+cu_fatal_fn cu_fatal_swap(cu_fatal_fn fn)
+{
+	cu_fatal_fn old = fatal_fn;
+	fatal_fn = fn;
+	return old;
+}
+
 /* Keep the first message; later ones are usually its consequences. */
 static void keep(const char *msg)
 {
@@ -165,10 +172,15 @@ extern "C" int nn_cuda_parse_precision(const char *s, enum nn_cuda_precision *p,
 	else if (!strcmp(s, "tf32"))
 		*p = NN_CUDA_TF32;
 	else if (!strcmp(s, "bf16"))
-		return error_set(err, "cuda precision bf16: mixed precision is not implemented yet (fp32, tf32)");
+		*p = NN_CUDA_BF16;
 	else
-		return error_set(err, "cuda precision '%s': expected fp32 or tf32", s);
+		return error_set(err, "cuda precision '%s': expected fp32, tf32 or bf16", s);
 	return 0;
+}
+
+extern "C" const char *nn_cuda_precision_name(enum nn_cuda_precision p)
+{
+	return p == NN_CUDA_FP32 ? "fp32" : p == NN_CUDA_TF32 ? "tf32" : "bf16";
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -178,6 +190,10 @@ static int init_rc = -1;
 static void *stage[2];
 static cudaEvent_t stage_done[2], compute_mark, copy_mark;
 static double *host_scalars;
+/* cuBLAS's workspace, ours: so that a captured step (nn/cuda/graph.cu) never
+ * makes cuBLAS allocate one (32 MiB, NVIDIA's advice for Hopper) */
+#define BLAS_WS_BYTES ((size_t)32 << 20)
+static void *blas_ws;
 
 static void init_now(void)
 {
@@ -218,6 +234,9 @@ static void init_now(void)
 	    CU_DNN(cudnnSetStream(cu.dnn, cu.compute), "init: cuDNN stream") ||
 	    CU_BLAS(cublasCreate(&cu.blas), "init: cuBLAS handle") ||
 	    CU_BLAS(cublasSetStream(cu.blas, cu.compute), "init: cuBLAS stream") ||
+	    CU_RT(cudaMalloc(&blas_ws, BLAS_WS_BYTES), "init: cuBLAS workspace of %zu bytes",
+		  BLAS_WS_BYTES) ||
+	    CU_BLAS(cublasSetWorkspace(cu.blas, blas_ws, BLAS_WS_BYTES), "init: cuBLAS workspace") ||
 	    cu_blas_set_math() < 0 || cu_conv_init() < 0)
 		return;
 	cu.ready = 1;
@@ -243,10 +262,12 @@ extern "C" int cu_init(void)
 
 extern "C" int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err)
 {
-	if (p != NN_CUDA_FP32 && p != NN_CUDA_TF32)
-		return error_set(err, "cuda precision %d: expected fp32 or tf32", (int)p);
+	if (p != NN_CUDA_FP32 && p != NN_CUDA_TF32 && p != NN_CUDA_BF16)
+		return error_set(err, "cuda precision %d: expected fp32, tf32 or bf16", (int)p);
 	if (cu_init() < 0)
 		return nn_cuda_error(err);
+	if (p != cu.precision)
+		cu_bf16_forget_casts(); /* casts made for another precision are not current */
 	cu.precision = p;
 	if (cu_blas_set_math() < 0)
 		return nn_cuda_error(err);
@@ -378,6 +399,29 @@ extern "C" void nn_cuda_empty_cache(void)
 	pthread_mutex_unlock(&alloc_lock);
 }
 
+/* Blocks retired while a CUDA graph exists: a replay may still use them. */
+static std::vector<void *> *retired;
+
+void cu_retire(void *p)
+{
+	if (!cu.graphs_live) {
+		cu_free(p);
+		return;
+	}
+	if (!retired)
+		retired = new std::vector<void *>();
+	retired->push_back(p);
+}
+
+void cu_retired_free(void)
+{
+	if (!retired || cu.graphs_live)
+		return;
+	for (void *p : *retired)
+		cu_free(p);
+	retired->clear();
+}
+
 static void *scratch;
 static size_t scratch_bytes;
 
@@ -394,7 +438,7 @@ void *cu_scratch(size_t bytes)
 		return NULL;
 	}
 	if (scratch)
-		cu_free(scratch); /* stream order: later kernels only */
+		cu_retire(scratch); /* stream order: later kernels only */
 	scratch = p;
 	scratch_bytes = want;
 	return p;

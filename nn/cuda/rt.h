@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -31,6 +32,8 @@ struct cu_ctx {
 	cudnnHandle_t dnn;
 	cublasHandle_t blas;
 	volatile int failed; /* a slot failed: the rest are no-ops (see nn_cuda_set_fatal) */
+	int capturing;       /* a step is being captured into a CUDA graph (graph.cu) */
+	int graphs_live;     /* graphs that exist: buffers they use must not be reused */
 };
 extern struct cu_ctx cu;
 
@@ -38,6 +41,11 @@ extern struct cu_ctx cu;
  * call the fatal handler. fmt describes the op and its shapes. */
 void cu_fail(const char *file, int line, const char *call, const char *why, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+
+/* Install fn as the fatal handler (nn_cuda_set_fatal) and return the old one:
+ * a capture collects a failure's message instead of exiting. */
+typedef void (*cu_fatal_fn)(const char *msg);
+cu_fatal_fn cu_fatal_swap(cu_fatal_fn fn);
 
 int cu_check_rt(cudaError_t e, const char *call, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
@@ -80,6 +88,39 @@ static inline unsigned cu_blocks(size_t n)
 void *cu_scratch(size_t bytes);
 /* Pinned host memory for scalars read back by the loss slots. */
 double *cu_host_scalars(void);
+/* Give back an internal buffer that grew (scratch, workspace, bf16 casts):
+ * freed now, or, while a CUDA graph that may use it exists, when the last
+ * graph is destroyed (a graph holds raw addresses). */
+void cu_retire(void *p);
+void cu_retired_free(void);
+
+/* bf16 (conv.cu): forget every cast copy of weights (the precision changed). */
+void cu_bf16_forget_casts(void);
+
+/* CUDA graphs (graph.cu). Inside a captured step the values that change
+ * from step to step (learning rate, Adam's bias corrections, dropout seeds)
+ * are read by the kernels from device memory that the graph fills at its
+ * start; these entry points take that address (NULL: use the argument). */
+void cu_sgd_step_at(size_t n, size_t ndecay, float *w, const float *g, float *m, float lr,
+		    const float *lr_dev, float momentum, float wd, int nesterov);
+/* sc_dev: lr, c1 = 1 - b1^t, c2 = 1 - b2^t */
+void cu_adam_step_at(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		     float lr, const float *sc_dev, float b1, float b2, float eps, float wd,
+		     int decoupled, int t);
+/* key_dev: splitmix64 of the seed */
+void cu_dropout_fwd_at(size_t n, float p, uint64_t seed, const uint64_t *key_dev, const float *x,
+		       float *y, float *mask);
+uint64_t cu_mix64(uint64_t z);
+/* A loss finishing inside a capture: the nsums sums go to pinned memory
+ * (the returned address, as the copy's destination) and *loss is computed
+ * from them after each replay: sums[1] / sums[0] (kind 0, softmax_xent, 0
+ * when sums[0] is 0) or sums[0] / n (kind 1). */
+double *cu_graph_loss(int nsums, float *loss, int kind, size_t n);
+/* The loss from its read-back sums, as above (eager and after replays alike). */
+static inline float cu_loss_value(const double *h, int kind, size_t n)
+{
+	return kind == 0 ? (h[0] > 0 ? (float)(h[1] / h[0]) : 0) : (float)(h[0] / n);
+}
 
 /* Conv algorithm cache and workspace (conv.cu): called from cu_init. */
 int cu_conv_init(void);

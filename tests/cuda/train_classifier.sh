@@ -23,6 +23,15 @@ c=$(python3 -c "import json; print(json.load(open('$T/cpu/metrics.json'))['test_
 echo "# accuracy: cuda $g, cpu $c"
 check "cuda accuracy $g within 0.5 points of cpu $c" python3 -c "import sys; sys.exit(0 if abs($g - $c) <= 0.005 else 1)"
 check "metrics say cuda" python3 -c "import json; assert json.load(open('$T/gpu/metrics.json'))['device'] == 'cuda'"
+# the same run without CUDA graphs, and in bf16: reported beside the others
+check_rc "cuda without graphs: $epochs epochs" 0 env CAIRN_CUDA_GRAPH=0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs $epochs --seed 3 --device cuda --out $T/nograph
+check_rc "cuda bf16: $epochs epochs" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs $epochs --seed 3 --device cuda --precision bf16 --out $T/bf16
+for r in gpu nograph bf16 cpu; do
+	[ -f $T/$r/metrics.json ] && python3 -c "import json; m = json.load(open('$T/$r/metrics.json')); print('# %s: %s %s accuracy %.4f, %.0f train images/s, loss per epoch %s' % ('$r', m['device'], m.get('precision'), m['test_accuracy'], m['train_images_per_s'], m['loss_per_epoch']))"
+	[ -n "${CUDA_CHECK_OUT:-}" ] && [ -f $T/$r/metrics.json ] && cp $T/$r/metrics.json "$CUDA_CHECK_OUT/train-$r-metrics.json"
+done
+n=$(python3 -c "import json; print(json.load(open('$T/nograph/metrics.json'))['test_accuracy'])" 2>/dev/null || echo nan)
+check "cuda without graphs $n within 0.5 points of cuda with graphs $g" python3 -c "import sys; sys.exit(0 if abs($n - $g) <= 0.005 else 1)"
 check "checkpoint written" test -s $T/gpu/model.ckpt
 ips=$(python3 -c "import json; print(json.load(open('$T/gpu/metrics.json'))['train_images_per_s'])")
 echo "# cuda training: $ips images/s"

@@ -234,6 +234,43 @@ EOF
 cairn run throttle.ini --run-dir r10 --jobs 2 >out.txt 2>&1
 check_eq "throttle = 1: tasks never overlap" "$?" 0
 
+# --- gpus = N: each task gets its own GPUs through CUDA_VISIBLE_DEVICES ---
+# No GPU is needed: --gpus names the devices to hand out. A task takes a
+# lock folder per GPU it was given, so two tasks sharing one would fail.
+cat >gpus.ini <<EOF
+[stage two]
+command = test -n "\$CUDA_VISIBLE_DEVICES" || exit 8
+    echo "\$CUDA_VISIBLE_DEVICES" > \${out}/gpus
+    for g in \$(echo \$CUDA_VISIBLE_DEVICES | tr , ' '); do mkdir $T/gpu\$g || exit 9; done
+    sleep 0.3
+    for g in \$(echo \$CUDA_VISIBLE_DEVICES | tr , ' '); do rmdir $T/gpu\$g; done
+array = 4
+gpus = 2
+
+[stage none]
+command = echo "[\$\${CUDA_VISIBLE_DEVICES-unset}]" > \${out}/gpus
+array = 2
+EOF
+cairn run gpus.ini --run-dir rg --jobs 4 --gpus 0,1,2,5 >out.txt 2>&1
+check_eq "gpus = 2 on 4 GPUs, 4 tasks at once: exit 0, no GPU shared" "$?" 0
+check_eq "gpus = 2: every task saw two distinct GPUs" \
+	"$(cat rg/stages/two/*/out/gpus 2>/dev/null | awk -F, 'NF == 2 && $1 != $2' | wc -l)" 4
+check_eq "gpus = 2: only the GPUs given with --gpus" \
+	"$(cat rg/stages/two/*/out/gpus 2>/dev/null | tr , '\n' | sort -u | tr '\n' ' ')" "0 1 2 5 "
+check_eq "gpus = 0 when GPUs are given out: the task sees none" "$(cat rg/stages/none/0/out/gpus)" "[]"
+check_grep "the event log counts the GPUs" "4 GPUs" rg/events.log
+CUDA_VISIBLE_DEVICES=3 cairn run gpus.ini --run-dir rg2 >out.txt 2>&1
+check_eq "gpus = 2 with one visible GPU: refused (exit 2)" "$?" 2
+check_grep "gpus = 2 with one GPU: names the stage and the count" "stage 'two' asks for gpus = 2, but 1 GPU can be given out" out.txt
+check "refused before a run folder is made" test ! -e rg2
+cairn run gpus.ini --run-dir rg3 --gpus 3 >out.txt 2>&1
+check_eq "--gpus 3 (a count): one task at a time gets 2 of 0,1,2" "$?" 0
+check_eq "--gpus 3: the first free ones, 0 and 1" "$(cat rg3/stages/two/*/out/gpus | sort -u | tr '\n' ' ')" "0,1 "
+cairn run gpus.ini --run-dir rg4 --gpus lots >out.txt 2>&1
+check_eq "--gpus lots: refused" "$?" 2
+CUDA_VISIBLE_DEVICES= cairn run gpus.ini --run-dir rg5 >out.txt 2>&1
+check_grep "CUDA_VISIBLE_DEVICES empty: no GPU to give, says so" "0 GPUs can be given out" out.txt
+
 # --- disk full: a clear message, nothing counts as done ---
 mkdir -p small
 if mount -t tmpfs -o size=256k tmpfs small 2>/dev/null; then

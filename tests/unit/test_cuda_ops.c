@@ -3,8 +3,10 @@
  * outputs are poisoned with NaN before each call, so an output the kernel
  * fails to write fails the test (NaN never passes). Error measure: max |gpu -
  * ref| / max(|ref|, 1e-3) over a tensor; under 1e-5 in FP32 (FMA math), under
- * 5e-3 for convolution and gemm in TF32. Also: the caching allocator, and
- * error reports naming the op. Without a GPU (or without `make CUDA=1`) every
+ * 5e-3 for convolution and gemm in TF32, under 3e-2 in BF16 (and for a whole
+ * net's logits in BF16). Also: the bf16 casts bit for bit, the caching
+ * allocator, error reports naming the op, and a training step replayed as a
+ * CUDA graph giving the numbers of the same steps run eagerly. Without a GPU (or without `make CUDA=1`) every
  * test prints an "ok - NAME # SKIP why" line and the program exits 0.
  * tests/integration/cuda_hostsim.sh also runs it with the kernels of
  * nn/cuda/ops.cu compiled for the host (CAIRN_CUDA_HOSTSIM=1), in every
@@ -21,13 +23,17 @@
 
 #ifdef CAIRN_CUDA
 #include "nn/cuda/cuda.h"
+#include "nn/cuda/cuda_ops.h"
+#include "nn/model.h"
+#include "nn/optim.h"
 #endif
 
 static const char *const test_names[] = {
 	"test_elementwise", "test_bias",     "test_gemm",	"test_conv",    "test_act",
 	"test_batch_norm",  "test_instance_norm", "test_pool",  "test_upsample", "test_concat",
 	"test_dropout",     "test_losses",   "test_argmax",	"test_optim",	"test_allocator",
-	"test_errors",      "test_conv_tf32", "test_gemm_tf32",
+	"test_errors",      "test_conv_tf32", "test_gemm_tf32", "test_bf16_cast",
+	"test_conv_bf16",   "test_gemm_bf16", "test_net_bf16",  "test_graph",
 };
 
 static void skip_all(const char *why)
@@ -611,12 +617,12 @@ static void test_argmax(void)
 
 static void test_optim(void)
 {
-	size_t n = 50021;
+	size_t n = 50021, nd = 31013; /* weight decay on the first nd floats only */
 	float *w = hrand(n), *g = hrand(n), *m = hrand(n), *v = hpos(n);
 	for (int nesterov = 0; nesterov < 2; nesterov++) {
 		float *rw = hcopy(w, n), *rm = hcopy(m, n), *gw = dfl(w, n), *gm = dfl(m, n);
-		R->sgd_step(n, rw, g, rm, 0.05f, 0.9f, 5e-4f, nesterov);
-		G->sgd_step(n, gw, dfl(g, n), gm, 0.05f, 0.9f, 5e-4f, nesterov);
+		R->sgd_step(n, nd, rw, g, rm, 0.05f, 0.9f, 5e-4f, nesterov);
+		G->sgd_step(n, nd, gw, dfl(g, n), gm, 0.05f, 0.9f, 5e-4f, nesterov);
 		expect(nesterov ? "sgd nesterov w" : "sgd w", gw, rw, n);
 		expect(nesterov ? "sgd nesterov momentum" : "sgd momentum", gm, rm, n);
 	}
@@ -624,8 +630,8 @@ static void test_optim(void)
 		for (int t = 1; t <= 7; t += 6) {
 			float *rw = hcopy(w, n), *rm = hcopy(m, n), *rv = hcopy(v, n);
 			float *gw = dfl(w, n), *gm = dfl(m, n), *gv = dfl(v, n);
-			R->adam_step(n, rw, g, rm, rv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, decoupled, t);
-			G->adam_step(n, gw, dfl(g, n), gm, gv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
+			R->adam_step(n, nd, rw, g, rm, rv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, decoupled, t);
+			G->adam_step(n, nd, gw, dfl(g, n), gm, gv, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
 				     decoupled, t);
 			char what[64];
 			snprintf(what, sizeof(what), "adam decoupled %d t %d", decoupled, t);
@@ -720,6 +726,202 @@ static void test_gemm_tf32(void)
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 }
 
+/* ---- bf16 ---- */
+
+/* float -> bf16 bits, rounded to nearest even (NaN checked apart). */
+static uint16_t bf16_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static float from_bits(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* The cast kernels, bit for bit: random values over 60 binades, ties (which
+ * round to even), the largest floats (which round to infinity), subnormals,
+ * zeros, infinities and NaN. */
+static void test_bf16_cast(void)
+{
+	size_t n = 70001;
+	float *x = hrand(n);
+	for (size_t i = 0; i < n; i++)
+		x[i] = ldexpf(x[i], (int)(i % 61) - 30);
+	const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0xbf808000u, 0x7f7fffffu,
+				    0x7f7f8000u, 0x7f7f7fffu, 0x00000001u, 0x00008000u,
+				    0x00018000u, 0x80000000u, 0x00000000u, 0x7f800000u,
+				    0xff800000u, 0x7fc00000u, 0x7f800001u};
+	size_t ns = sizeof(special) / sizeof(special[0]);
+	for (size_t i = 0; i < ns; i++)
+		x[i] = from_bits(special[i]);
+	uint16_t *b = dev_alloc(n * sizeof(uint16_t)), *hb = host_alloc(n * sizeof(uint16_t));
+	cu_to_bf16(dfl(x, n), b, n);
+	G->download(hb, b, n * sizeof(uint16_t));
+	float *back = dpoison(n);
+	cu_from_bf16(b, back, n);
+	float *hback = down(back, n);
+	size_t bad = 0;
+	for (size_t i = 0; i < n; i++) {
+		int ok;
+		if (isnan(x[i]))
+			ok = (hb[i] & 0x7fffu) > 0x7f80u && isnan(hback[i]);
+		else
+			ok = hb[i] == bf16_bits(x[i]) &&
+			     !memcmp(&hback[i], &(uint32_t){(uint32_t)hb[i] << 16}, 4);
+		if (!ok && bad++ < 5)
+			printf("#   bf16 of %a (bits %08x): %04x, expected %04x\n", x[i],
+			       ((uint32_t *)x)[i], hb[i], bf16_bits(x[i]));
+	}
+	CHECK(bad == 0);
+	CHECK(hb[0] == 0x3f80 && hb[1] == 0x3f82 && hb[3] == 0x7f80); /* even, even, overflow */
+	release_all();
+}
+
+static void test_conv_bf16(void)
+{
+	struct error e;
+	CHECK(nn_cuda_set_precision(NN_CUDA_BF16, &e) == 0);
+	tol = 3e-2;
+	conv_cases();
+	tol = 1e-5;
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+}
+
+static void test_gemm_bf16(void)
+{
+	struct error e;
+	CHECK(nn_cuda_set_precision(NN_CUDA_BF16, &e) == 0);
+	tol = 3e-2;
+	gemm_cases();
+	tol = 1e-5;
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+}
+
+/* One training step of a net on a backend: forward, loss, backward, update. */
+struct step_ctx {
+	struct nn_net *net;
+	struct nn_optim *opt;
+	const int32_t *labels;
+	int n;
+	float loss;
+};
+
+static void train_step(void *p)
+{
+	struct step_ctx *c = p;
+	const struct nn_tensor *y = nn_net_forward(c->net, c->n);
+	c->net->be->softmax_xent(c->n, y->c, 1, y->data, c->labels, NULL,
+				 nn_net_output_grad(c->net)->data, &c->loss);
+	nn_net_backward(c->net);
+	nn_optim_step(c->opt, c->net);
+}
+
+/* A whole net in BF16 (its weights cast once per pass from the flat buffer)
+ * against the CPU reference in fp32: the logits, then the logits after one
+ * update (the cast copy must follow the new weights). */
+static void test_net_bf16(void)
+{
+	struct error e;
+	CHECK(nn_cuda_set_precision(NN_CUDA_BF16, &e) == 0);
+	struct nn_net gn, rn;
+	int n = 16;
+	CHECK(nn_model_build(&gn, G, NN_MODEL_DEFAULT, 1, 28, 28, 10, 5, &e) == 0);
+	CHECK(nn_model_build(&rn, R, NN_MODEL_DEFAULT, 1, 28, 28, 10, 5, &e) == 0);
+	CHECK(nn_net_prepare(&gn, n, &e) == 0 && nn_net_prepare(&rn, n, &e) == 0);
+	struct nn_optim og, orf;
+	nn_optim_defaults(&og);
+	og.lr = 0.5f;
+	orf = og;
+	CHECK(nn_optim_init(&og, &gn, &e) == 0 && nn_optim_init(&orf, &rn, &e) == 0);
+	float *x = hrand((size_t)n * 784);
+	int32_t lab[16];
+	for (int i = 0; i < n; i++)
+		lab[i] = i % 10;
+	CHECK(nn_tensor_upload(nn_net_input(&gn), x, (size_t)n * 784, &e) == 0);
+	CHECK(nn_tensor_upload(nn_net_input(&rn), x, (size_t)n * 784, &e) == 0);
+	tol = 3e-2;
+	expect("bf16 net logits", nn_net_forward(&gn, n)->data, nn_net_forward(&rn, n)->data,
+	       (size_t)n * 10);
+	struct step_ctx cg = {&gn, &og, dev_of(lab, sizeof(lab)), n, 0};
+	struct step_ctx cr = {&rn, &orf, lab, n, 0};
+	train_step(&cg), train_step(&cr);
+	expect_scalar("bf16 net loss", cg.loss, cr.loss);
+	expect("bf16 net logits after an update", nn_net_forward(&gn, n)->data,
+	       nn_net_forward(&rn, n)->data, (size_t)n * 10);
+	tol = 1e-5;
+	nn_net_release(&gn);
+	nn_net_release(&rn);
+	release_all();
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+}
+
+/* Training steps through the step slot (a CUDA graph from the second step
+ * on) against the same steps run eagerly on a twin net: the same losses and
+ * weights, for SGD with a cosine schedule (the learning rate changes every
+ * step) and for Adam (bias corrections), with dropout (its seed changes every
+ * step). Inputs change every step, uploaded before it. With SGD the
+ * precision changes to tf32 after six steps: a new signature, so one eager
+ * step and a second capture. */
+static void test_graph(void)
+{
+	struct error e;
+	for (int kind = 0; kind < 2; kind++) {
+		struct nn_net a, b;
+		int n = 32, steps = 8;
+		CHECK(nn_model_build(&a, G, NN_MODEL_DEFAULT, 1, 28, 28, 10, 9, &e) == 0);
+		CHECK(nn_model_build(&b, G, NN_MODEL_DEFAULT, 1, 28, 28, 10, 9, &e) == 0);
+		CHECK(nn_net_prepare(&a, n, &e) == 0 && nn_net_prepare(&b, n, &e) == 0);
+		struct nn_optim oa, ob;
+		nn_optim_defaults(&oa);
+		oa.kind = kind ? NN_OPT_ADAM : NN_OPT_SGD;
+		oa.lr = kind ? 1e-3f : 0.05f, oa.nesterov = 1, oa.wd = 5e-4f;
+		oa.sched = NN_LR_COSINE, oa.warmup = 2, oa.total = steps;
+		ob = oa;
+		CHECK(nn_optim_init(&oa, &a, &e) == 0 && nn_optim_init(&ob, &b, &e) == 0);
+		int32_t lab[32];
+		for (int i = 0; i < n; i++)
+			lab[i] = (i * 7) % 10;
+		const int32_t *dlab = dev_of(lab, sizeof(lab));
+		struct step_ctx ca = {&a, &oa, dlab, n, 0}, cb = {&b, &ob, dlab, n, 0};
+		struct nn_cuda_graph_stats s0, s1;
+		nn_cuda_get_graph_stats(&s0);
+		void *state = NULL;
+		double worst = 0;
+		for (int s = 0; s < steps; s++) {
+			if (kind == 0 && s == 6)
+				CHECK(nn_cuda_set_precision(NN_CUDA_TF32, &e) == 0);
+			float *x = hrand((size_t)n * 784);
+			CHECK(nn_tensor_upload(nn_net_input(&a), x, (size_t)n * 784, &e) == 0);
+			CHECK(nn_tensor_upload(nn_net_input(&b), x, (size_t)n * 784, &e) == 0);
+			ca.loss = cb.loss = NAN;
+			nn_backend_step(G, &state, train_step, &ca);
+			train_step(&cb);
+			double d = rel_err(&ca.loss, &cb.loss, 1);
+			worst = d > worst ? d : worst;
+		}
+		nn_cuda_get_graph_stats(&s1);
+		printf("# optimizer %d: %zu steps, %zu captured, %zu replayed, %zu eager, %zu failed; loss error %.3g\n",
+		       kind, s1.steps - s0.steps, s1.captures - s0.captures, s1.replays - s0.replays,
+		       s1.eager - s0.eager, s1.failures - s0.failures, worst);
+		CHECK(worst <= 1e-5);
+		CHECK(s1.captures - s0.captures == (kind == 0 ? 2u : 1u));
+		CHECK(s1.replays - s0.replays == (kind == 0 ? 4u : 6u));
+		CHECK(s1.failures == s0.failures);
+		size_t nw = a.flat.n;
+		expect("weights after graph steps", a.flat.w, down(b.flat.w, nw), nw);
+		nn_backend_step_release(G, &state);
+		nn_net_release(&a);
+		nn_net_release(&b);
+		release_all();
+		CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+	}
+}
+
 /* Built with CUDA on a machine without a GPU: no table, the reason kept, and
  * "auto" falls back to the CPU. */
 static void test_auto_without_gpu(void)
@@ -729,6 +931,39 @@ static void test_auto_without_gpu(void)
 	CHECK(nn_cuda_error(&e) == -1 && strstr(e.msg, "no CUDA device") != NULL);
 	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
 }
+
+/* CAIRN_CUDA_TEST_ONLY=name,name: run only those tests, skip the others;
+ * -name,name: all but those (tests/cuda/memcheck.sh keeps the sanitizer's run
+ * short, tests/cuda/ops.sh runs test_graph apart, without CAIRN_CUDA_SYNC). */
+static int selected(const char *name)
+{
+	const char *only = getenv("CAIRN_CUDA_TEST_ONLY");
+	if (!only || !*only)
+		return 1;
+	int exclude = only[0] == '-';
+	const char *list = only + exclude;
+	size_t len = strlen(name);
+	int listed = 0;
+	for (const char *p = list; !listed && (p = strstr(p, name)); p += len)
+		listed = (p == list || p[-1] == ',') && (p[len] == ',' || p[len] == 0);
+	if (listed != exclude)
+		return 1;
+	SKIP(name, "not selected by CAIRN_CUDA_TEST_ONLY");
+	return 0;
+}
+#undef RUN
+#define RUN(fn)                                                                           \
+	do {                                                                              \
+		if (!selected(#fn))                                                       \
+			break;                                                            \
+		int before_ = check_failures_;                                            \
+		fflush(stdout);                                                           \
+		fn();                                                                     \
+		int bad_ = check_failures_ != before_;                                    \
+		check_tests_failed_ += bad_;                                              \
+		printf("%s - %s\n", bad_ ? "not ok" : "ok", #fn);                         \
+		fflush(stdout);                                                           \
+	} while (0)
 
 int main(int argc, char **argv)
 {
@@ -769,6 +1004,7 @@ int main(int argc, char **argv)
 	RUN(test_losses);
 	RUN(test_argmax);
 	RUN(test_optim);
+	RUN(test_bf16_cast);
 	if (getenv("CAIRN_CUDA_HOSTSIM")) {
 		/* tests/integration/cuda_hostsim.sh: the kernels on the host; there is
 		   no allocator, no runtime and no cuDNN/cuBLAS to test */
@@ -776,12 +1012,20 @@ int main(int argc, char **argv)
 		SKIP("test_errors", "host simulation");
 		SKIP("test_conv_tf32", "host simulation");
 		SKIP("test_gemm_tf32", "host simulation");
+		SKIP("test_conv_bf16", "host simulation");
+		SKIP("test_gemm_bf16", "host simulation");
+		SKIP("test_net_bf16", "host simulation");
+		SKIP("test_graph", "host simulation");
 		return CHECK_DONE();
 	}
 	RUN(test_allocator);
 	RUN(test_errors);
 	RUN(test_conv_tf32);
 	RUN(test_gemm_tf32);
+	RUN(test_conv_bf16);
+	RUN(test_gemm_bf16);
+	RUN(test_net_bf16);
+	RUN(test_graph);
 	return CHECK_DONE();
 }
 

@@ -1,7 +1,10 @@
 /* Unit tests for nn/model (specs, sizes), nn/ckpt (round trip, checked
  * errors), nn/optim (update rules, schedules) and nn/train (a tiny problem
  * learned, same seed same numbers). */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -210,24 +213,135 @@ static void test_sgd_and_adam_rules(void)
 {
 	const struct nn_backend *be = nn_backend_cpu();
 	float w[2] = {1, -2}, g[2] = {0.5f, 0.25f}, m[2] = {0, 0}, v[2] = {0, 0};
-	be->sgd_step(2, w, g, m, 0.1f, 0.9f, 0.0f, 0);
+	be->sgd_step(2, 2, w, g, m, 0.1f, 0.9f, 0.0f, 0);
 	CHECK_NEAR(w[0], 1 - 0.05, 1e-6);
-	be->sgd_step(2, w, g, m, 0.1f, 0.9f, 0.0f, 0);
+	be->sgd_step(2, 2, w, g, m, 0.1f, 0.9f, 0.0f, 0);
 	CHECK_NEAR(m[0], 0.9 * 0.5 + 0.5, 1e-6);
 	CHECK_NEAR(w[0], 0.95 - 0.1 * 0.95, 1e-6);
 	/* Nesterov from zero momentum: step g + mu g */
 	float wn[1] = {1}, gn[1] = {1}, mn[1] = {0};
-	be->sgd_step(1, wn, gn, mn, 0.1f, 0.9f, 0.0f, 1);
+	be->sgd_step(1, 1, wn, gn, mn, 0.1f, 0.9f, 0.0f, 1);
 	CHECK_NEAR(wn[0], 1 - 0.1 * 1.9, 1e-6);
 	/* weight decay adds wd w to the gradient */
 	float wd[1] = {2}, gd[1] = {0}, md[1] = {0};
-	be->sgd_step(1, wd, gd, md, 0.1f, 0.0f, 0.5f, 0);
+	be->sgd_step(1, 1, wd, gd, md, 0.1f, 0.0f, 0.5f, 0);
 	CHECK_NEAR(wd[0], 2 - 0.1 * 1.0, 1e-6);
 	/* Adam's first step is lr * sign(g) (bias-corrected m / sqrt(v)) */
 	float wa[2] = {1, 1}, ma[2] = {0, 0};
-	be->adam_step(2, wa, g, ma, v, 0.01f, 0.9f, 0.999f, 1e-8f, 0, 0, 1);
+	be->adam_step(2, 2, wa, g, ma, v, 0.01f, 0.9f, 0.999f, 1e-8f, 0, 0, 1);
 	CHECK_NEAR(wa[0], 1 - 0.01, 1e-5);
 	CHECK_NEAR(wa[1], 1 - 0.01, 1e-5);
+}
+
+/* The CPU table with its optimizer slots counted. */
+static struct nn_backend counted;
+static int opt_calls;
+
+static void counted_sgd(size_t n, size_t nd, float *w, const float *g, float *m, float lr,
+			float mu, float wd, int nesterov)
+{
+	opt_calls++;
+	nn_backend_cpu()->sgd_step(n, nd, w, g, m, lr, mu, wd, nesterov);
+}
+
+static void counted_adam(size_t n, size_t nd, float *w, const float *g, float *m, float *v,
+			 float lr, float b1, float b2, float eps, float wd, int decoupled, int t)
+{
+	opt_calls++;
+	nn_backend_cpu()->adam_step(n, nd, w, g, m, v, lr, b1, b2, eps, wd, decoupled, t);
+}
+
+/* The flat layout (nn/net.h): every parameter a 64-byte aligned view, no two
+ * overlapping; decayed ones before ndecay, other trainable ones before ntrain
+ * with their gradient and state at the same offset, statistics after. */
+static void check_flat_layout(const struct nn_net *net)
+{
+	const struct nn_flat *f = &net->flat;
+	for (int i = 0; i < net->nparams; i++) {
+		const struct nn_param *p = &net->params[i];
+		size_t end = p->off + nn_tensor_count(&p->w);
+		CHECK(p->w.data == f->w + p->off && !p->w.owned);
+		CHECK(((uintptr_t)p->w.data & 63) == 0);
+		if (p->trainable) {
+			CHECK(p->g.data == f->g + p->off && p->m.data == f->m + p->off);
+			CHECK(p->decay ? end <= f->ndecay : p->off >= f->ndecay && end <= f->ntrain);
+		} else {
+			CHECK(p->g.data == NULL && p->off >= f->ntrain && end <= f->n);
+		}
+		for (int j = 0; j < i; j++) {
+			const struct nn_param *q = &net->params[j];
+			CHECK(end <= q->off || q->off + nn_tensor_count(&q->w) <= p->off);
+		}
+	}
+}
+
+/* nn_optim_step over the flat buffers: one backend call per step, and bit for
+ * bit the numbers of the per-tensor updates it replaced (each parameter on its
+ * own, weight decay only where decay is set), for SGD, Adam and AdamW. */
+static void test_flat_optimizer(void)
+{
+	counted = *nn_backend_cpu();
+	counted.sgd_step = counted_sgd;
+	counted.adam_step = counted_adam;
+	for (int kind = 0; kind < 3; kind++) {
+		struct nn_net a, b;
+		struct error err;
+		struct nn_net *nets[2] = {&a, &b};
+		for (int k = 0; k < 2; k++) {
+			CHECK(nn_model_build(nets[k], &counted, "resnet:depths=1-1,widths=8-16,stem=8", 1,
+					     16, 16, 4, 1, &err) == 0);
+			CHECK(nn_net_prepare(nets[k], 6, &err) == 0);
+		}
+		struct nn_optim oa, ob;
+		nn_optim_defaults(&oa);
+		oa.nesterov = 1, oa.lr = 0.05f, oa.wd = 5e-4f;
+		if (kind > 0)
+			oa.kind = NN_OPT_ADAM, oa.lr = 1e-3f, oa.wd = 0.01f, oa.decoupled = kind == 2;
+		ob = oa;
+		CHECK(nn_optim_init(&oa, &a, &err) == 0);
+		CHECK(nn_optim_init(&ob, &b, &err) == 0);
+		check_flat_layout(&a);
+		int32_t labels[6] = {0, 1, 2, 3, 0, 1};
+		for (int step = 0; step < 4; step++) {
+			for (int k = 0; k < 2; k++) {
+				struct nn_tensor *in = nn_net_input(nets[k]);
+				for (size_t i = 0; i < nn_tensor_count(in); i++)
+					in->data[i] = (float)((i + step) % 13) / 13;
+				const struct nn_tensor *y = nn_net_forward(nets[k], 6);
+				float loss;
+				counted.softmax_xent(6, y->c, 1, y->data, labels, NULL,
+						     nn_net_output_grad(nets[k])->data, &loss);
+				nn_net_backward(nets[k]);
+			}
+			opt_calls = 0;
+			nn_optim_step(&oa, &a);
+			CHECK_INT(opt_calls, 1);
+			float lr = nn_optim_lr(&ob, ob.t++);
+			for (int i = 0; i < b.nparams; i++) {
+				struct nn_param *p = &b.params[i];
+				size_t n = nn_tensor_count(&p->w);
+				float wd = p->decay ? ob.wd : 0;
+				if (!p->trainable)
+					continue;
+				if (kind == 0)
+					counted.sgd_step(n, n, p->w.data, p->g.data, p->m.data, lr,
+							 ob.momentum, wd, ob.nesterov);
+				else
+					counted.adam_step(n, n, p->w.data, p->g.data, p->m.data, p->v.data,
+							  lr, ob.b1, ob.b2, ob.eps, wd, ob.decoupled,
+							  (int)ob.t);
+			}
+		}
+		size_t differ = 0;
+		for (int i = 0; i < a.nparams; i++)
+			differ += memcmp(a.params[i].w.data, b.params[i].w.data,
+					 nn_tensor_count(&a.params[i].w) * sizeof(float)) != 0;
+		if (differ)
+			printf("#   optimizer kind %d: %zu tensors differ\n", kind, differ);
+		CHECK(differ == 0);
+		nn_net_release(&a);
+		nn_net_release(&b);
+	}
 }
 
 static void test_lr_schedules(void)
@@ -357,6 +471,7 @@ int main(void)
 	RUN(test_checkpoint_round_trip);
 	RUN(test_checkpoint_errors);
 	RUN(test_sgd_and_adam_rules);
+	RUN(test_flat_optimizer);
 	RUN(test_lr_schedules);
 	RUN(test_train_learns_and_is_deterministic);
 	RUN(test_training_step_does_not_allocate);

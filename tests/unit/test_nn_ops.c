@@ -3,6 +3,7 @@
  * loss on small shapes. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "nn/backend.h"
@@ -35,7 +36,7 @@ static double max_rel_diff(const float *a, const float *b, size_t n)
 	return m;
 }
 
-/* Fast conv (im2col + sgemm) against the reference loops, all three passes. */
+/* Fast conv (direct kernels or im2col + sgemm) against the reference loops, all three passes. */
 static void conv_case(int n, int cin, int h, int w, int cout, int k, int stride, int pad, int dil,
 		      int groups)
 {
@@ -62,7 +63,8 @@ static void conv_case(int n, int cin, int h, int w, int cout, int k, int stride,
 	double e1 = max_rel_diff(y2, y1, ny), e2 = max_rel_diff(dx2, dx1, nx);
 	double e3 = max_rel_diff(dw2, dw1, nw), e4 = max_rel_diff(db2, db1, cout);
 	if (!(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5 && e4 < 1e-5))
-		printf("#   conv n%d c%d %dx%d -> %d k%d s%d p%d d%d g%d: fwd %.2g data %.2g filter %.2g bias %.2g\n",
+		printf("#   conv (%s/%s/%s) n%d c%d %dx%d -> %d k%d s%d p%d d%d g%d: fwd %.2g data %.2g filter %.2g bias %.2g\n",
+		       nn_cpu_conv_kernel(&d, 0), nn_cpu_conv_kernel(&d, 1), nn_cpu_conv_kernel(&d, 2),
 		       n, cin, h, w, cout, k, stride, pad, dil, groups, e1, e2, e3, e4);
 	CHECK(e1 < 1e-5);
 	CHECK(e2 < 1e-5);
@@ -72,7 +74,7 @@ static void conv_case(int n, int cin, int h, int w, int cout, int k, int stride,
 	free(dw1), free(dw2), free(db1), free(db2), free(ws);
 }
 
-static void test_conv_fast_matches_reference(void)
+static void conv_shapes(void)
 {
 	conv_case(2, 3, 7, 6, 4, 3, 1, 1, 1, 1);     /* batched columns (small images) */
 	conv_case(3, 4, 9, 9, 6, 3, 2, 1, 1, 2);     /* stride 2, groups */
@@ -85,6 +87,49 @@ static void test_conv_fast_matches_reference(void)
 	conv_case(3, 8, 6, 6, 16, 3, 2, 1, 1, 4);    /* ResNeXt-like grouped, strided */
 	conv_case(2, 64, 40, 40, 8, 3, 1, 1, 1, 2);  /* row tiles of a large image, groups */
 	conv_case(3, 64, 21, 19, 8, 3, 2, 1, 2, 1);  /* row tiles, stride and dilation */
+	/* stride 1: the direct kernels' shapes */
+	conv_case(3, 5, 13, 11, 7, 3, 1, 1, 1, 1);   /* odd width, channels not a block multiple */
+	conv_case(2, 16, 17, 33, 16, 3, 1, 1, 1, 1); /* width 33: vectors across rows */
+	conv_case(1, 3, 40, 37, 19, 3, 1, 0, 1, 1);  /* pad 0, 19 output channels */
+	conv_case(2, 9, 12, 15, 10, 3, 1, 2, 1, 1);  /* pad 2 */
+	conv_case(2, 12, 9, 10, 35, 5, 1, 2, 1, 1);  /* 5x5, 35 channels: 3 vectors of 16 */
+	conv_case(2, 17, 14, 14, 9, 1, 1, 0, 1, 1);  /* 1x1 */
+	conv_case(3, 4, 3, 2, 5, 3, 1, 1, 1, 1);     /* tiny image: a vector spans rows */
+	conv_case(2, 6, 11, 9, 8, 3, 1, 3, 1, 1);    /* pad > k-1: backward-data falls back */
+	conv_case(2, 8, 10, 12, 12, 3, 1, 2, 2, 1);  /* dilation 2 */
+	conv_case(2, 8, 10, 12, 12, 3, 1, 1, 1, 4);  /* groups of 2 -> 3 */
+	conv_case(1, 2, 260, 3, 33, 3, 1, 1, 1, 1);  /* tall: several row chunks */
+	conv_case(1, 40, 70, 50, 3, 3, 1, 1, 1, 1);  /* wide input: chunks of few rows */
+	conv_case(4, 32, 8, 8, 64, 3, 1, 1, 1, 1);   /* 64 channels: two 3+1 vector blocks */
+	conv_case(2, 7, 6, 5, 1, 3, 1, 1, 1, 1);     /* one output channel */
+	conv_case(1, 3, 5, 4, 2, 1, 1, 1, 1, 1);     /* 1x1 with padding */
+}
+
+/* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
+ * the reference, on the same shapes. */
+static void test_conv_fast_matches_reference(void)
+{
+	const char *kernels[] = {"avx512", "avx2", "gemm"};
+	for (int i = 0; i < 3; i++) {
+		if (nn_cpu_set_conv_kernel(kernels[i]) < 0) {
+			printf("# conv kernel %s: not runnable on this CPU, skipped\n", kernels[i]);
+			continue;
+		}
+		/* the kernel asked for is the one that runs where it applies */
+		struct nn_conv_desc d = {.n = 2, .cin = 16, .h = 17, .w = 33, .cout = 16, .kh = 3,
+					 .kw = 3, .stride = 1, .pad = 1, .dil = 1, .groups = 1};
+		struct error err;
+		CHECK(nn_conv_desc_init(&d, &err) == 0);
+		for (int pass = 0; pass < 3; pass++)
+			CHECK(strcmp(nn_cpu_conv_kernel(&d, pass), kernels[i]) == 0);
+		d.stride = 2;
+		CHECK(nn_conv_desc_init(&d, &err) == 0);
+		CHECK(strcmp(nn_cpu_conv_kernel(&d, 0), "gemm") == 0);
+		conv_shapes();
+	}
+	CHECK(nn_cpu_set_conv_kernel("no-such-kernel") < 0);
+	CHECK(nn_cpu_set_conv_kernel("auto") == 0);
+	conv_shapes();
 }
 
 static void test_gemm_fast_matches_reference(void)

@@ -1,0 +1,643 @@
+/* direct: stride-1 convolution without im2col, for the fast CPU backend.
+ * Each thread pads a chunk of input rows into its workspace (channel planes
+ * of width w + 2 pad, so the inner loops have no border tests) and computes
+ * the output as an implicit GEMM: output channels x flat positions of the
+ * padded chunk, one tap (ci, p, q) per step, the tap being a fixed offset
+ * into the padded planes. Forward and backward-data share one kernel
+ * (backward-data of a stride-1 convolution is the forward convolution of dy
+ * with the flipped, transposed weights and padding (k-1) dil - pad); the
+ * weight gradient has its own, vectorized along output channels over a
+ * pixel-major copy of dy. Kernels for AVX-512 and AVX2+FMA, chosen at run
+ * time; other shapes and CPUs take the im2col + sgemm path (nn/cpu/fast.c). */
+#pragma GCC optimize("O3")
+#include <immintrin.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/cpu/cpu_ops.h"
+#include "nn/cpu/par.h"
+
+struct dk_fwd {
+	const float *xb; /* padded chunk of the group's input channels */
+	const int *off;  /* tap -> offset in xb */
+	int k;           /* taps: input channels of a group x kh x kw */
+	int wp, wout, rows;
+	size_t yplane; /* floats between output channel planes */
+};
+
+struct dk_bwdf {
+	const float *xb, *dyt; /* padded input chunk; dy of the chunk, pixel-major, ldc per pixel */
+	const int *off;
+	int wp, wout, rows, ldc, ldw; /* floats per pixel in dyt, per tap in dwt */
+};
+
+#define DK_UPTO1(X, A) X(A, 1)
+#define DK_UPTO2(X, A) DK_UPTO1(X, A) X(A, 2)
+#define DK_UPTO3(X, A) DK_UPTO2(X, A) X(A, 3)
+#define DK_UPTO4(X, A) DK_UPTO3(X, A) X(A, 4)
+#define DK_UPTO5(X, A) DK_UPTO4(X, A) X(A, 5)
+#define DK_UPTO6(X, A) DK_UPTO5(X, A) X(A, 6)
+#define DK_UPTO7(X, A) DK_UPTO6(X, A) X(A, 7)
+#define DK_UPTO8(X, A) DK_UPTO7(X, A) X(A, 8)
+#define DK_UPTO9(X, A) DK_UPTO8(X, A) X(A, 9)
+#define DK_BC(C, K) DK_B(K, C)
+
+/* ---- AVX-512: 32 registers of 16 floats ---- */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+#define DK_SFX avx512
+#define DK_VL 16
+#define DK_V __m512
+#define dk_load _mm512_loadu_ps
+#define dk_store _mm512_storeu_ps
+#define dk_set1 _mm512_set1_ps
+#define dk_fma _mm512_fmadd_ps
+#define dk_add _mm512_add_ps
+#define dk_zero _mm512_setzero_ps
+#define dk_mask_t __mmask16
+#define dk_mask(lo, hi) ((__mmask16)(((1u << (hi)) - 1) & ~((1u << (lo)) - 1)))
+#define dk_mstore _mm512_mask_storeu_ps
+#define DK_MRMAX 8
+#define DK_NVMAX 8
+#define DK_KRMAX 9
+#define DK_COVMAX 3
+/* accumulators MR x NV <= 24 (+ NV loaded vectors; weights are broadcast from memory) */
+#define DK_FWD_CASES                                                                             \
+	DK_UPTO8(DK_F, 1) DK_UPTO8(DK_F, 2) DK_UPTO7(DK_F, 3) DK_UPTO6(DK_F, 4)                  \
+	DK_UPTO4(DK_F, 5) DK_UPTO4(DK_F, 6) DK_UPTO3(DK_F, 7) DK_UPTO3(DK_F, 8)
+#define DK_BWDF_CASES DK_UPTO9(DK_BC, 1) DK_UPTO9(DK_BC, 2) DK_UPTO9(DK_BC, 3)
+/* r[i] = column i of the 16 x 16 block whose rows were r[0..15] (unpack,
+ * then shuffles within and across 128-bit lanes). */
+static inline __attribute__((always_inline)) void tr16_avx512(__m512 *r)
+{
+	__m512 t[16];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+#pragma GCC unroll 4
+	for (int g = 0; g < 4; g++) { /* r[4g + e]: rows 4g..4g+3 of columns 4 lane + e */
+		r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+		r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+		r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+		r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+	}
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++) {
+		t[e] = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88);
+		t[4 + e] = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
+		t[8 + e] = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
+		t[12 + e] = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+		r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+	}
+}
+
+/* dyt[px][c] = dy[c hw + px] for px < npx, c < ldc (0 for c >= cout), in 16 x 16 blocks. */
+static void dyt_avx512(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc)
+{
+	for (int px0 = 0; px0 < npx; px0 += 16) {
+		int np = npx - px0 < 16 ? npx - px0 : 16;
+		__mmask16 lm = (__mmask16)((1u << np) - 1);
+		for (int c0 = 0; c0 < ldc; c0 += 16) {
+			__m512 r[16];
+#pragma GCC unroll 16
+			for (int i = 0; i < 16; i++)
+				r[i] = c0 + i < cout ? _mm512_maskz_loadu_ps(lm, dy + (c0 + i) * hw + px0)
+						     : _mm512_setzero_ps();
+			tr16_avx512(r);
+#pragma GCC unroll 16
+			for (int i = 0; i < 16; i++)
+				if (i < np)
+					_mm512_storeu_ps(dyt + (size_t)(px0 + i) * ldc + c0, r[i]);
+		}
+	}
+}
+
+#include "nn/cpu/direct_kern.h"
+#undef DK_SFX
+#undef DK_VL
+#undef DK_V
+#undef dk_load
+#undef dk_store
+#undef dk_set1
+#undef dk_fma
+#undef dk_add
+#undef dk_zero
+#undef dk_mask_t
+#undef dk_mask
+#undef dk_mstore
+#undef DK_MRMAX
+#undef DK_NVMAX
+#undef DK_KRMAX
+#undef DK_COVMAX
+#undef DK_FWD_CASES
+#undef DK_BWDF_CASES
+#pragma GCC pop_options
+
+/* ---- AVX2 + FMA: 16 registers of 8 floats ---- */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+static inline __m256i avx2_mask(int lo, int hi)
+{
+	__m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	return _mm256_and_si256(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(lo - 1)),
+				_mm256_cmpgt_epi32(_mm256_set1_epi32(hi), i));
+}
+#define DK_SFX avx2
+#define DK_VL 8
+#define DK_V __m256
+#define dk_load _mm256_loadu_ps
+#define dk_store _mm256_storeu_ps
+#define dk_set1 _mm256_set1_ps
+#define dk_fma _mm256_fmadd_ps
+#define dk_add _mm256_add_ps
+#define dk_zero _mm256_setzero_ps
+#define dk_mask_t __m256i
+#define dk_mask avx2_mask
+#define dk_mstore _mm256_maskstore_ps
+#define DK_MRMAX 4
+#define DK_NVMAX 6
+#define DK_KRMAX 9
+#define DK_COVMAX 2
+/* MR x NV accumulators + NV loads + 1 broadcast <= 16 registers */
+#define DK_FWD_CASES DK_UPTO6(DK_F, 1) DK_UPTO4(DK_F, 2) DK_UPTO3(DK_F, 3) DK_UPTO3(DK_F, 4)
+#define DK_BWDF_CASES DK_UPTO9(DK_BC, 1) DK_UPTO6(DK_BC, 2)
+#include "nn/cpu/direct_kern.h"
+#undef DK_SFX
+#undef DK_VL
+#undef DK_V
+#undef dk_load
+#undef dk_store
+#undef dk_set1
+#undef dk_fma
+#undef dk_add
+#undef dk_zero
+#undef dk_mask_t
+#undef dk_mask
+#undef dk_mstore
+#undef DK_MRMAX
+#undef DK_NVMAX
+#undef DK_KRMAX
+#undef DK_COVMAX
+#undef DK_FWD_CASES
+#undef DK_BWDF_CASES
+#pragma GCC pop_options
+
+/* One instruction set's kernels and block limits. nvmax[mr]: vectors per
+ * tile for mr output channels; krmax[cov]: taps per weight-gradient block. */
+struct dk_isa {
+	const char *name;
+	int vl, mrmax, covmax;
+	int nvmax[9], krmax[4];
+	void (*fwd)(const struct dk_fwd *a, const float *wp, const float *bias, float *y, int f0,
+		    int mr, int nv);
+	void (*bwdf)(const struct dk_bwdf *a, int k0, int co, float *dwt, int kr, int cov);
+	/* dy chunk to pixel-major (dy_chunk); NULL: the plain loops */
+	void (*dyt)(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc);
+};
+
+static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 3, {0, 8, 8, 7, 6, 4, 4, 3, 3},
+					 {0, 9, 9, 9}, fwd_tile_avx512, bwdf_tile_avx512,
+					 dyt_avx512};
+static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6},
+				       fwd_tile_avx2, bwdf_tile_avx2, NULL};
+
+/* ---- kernel choice ---- */
+
+enum { KERN_GEMM = 0, KERN_AVX2 = 1, KERN_AVX512 = 2 };
+static const char *const kern_names[] = {"gemm", "avx2", "avx512"};
+static int kern = -1; /* -1: not chosen yet */
+
+static int kern_best(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+	    __builtin_cpu_supports("fma"))
+		return KERN_AVX512;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return KERN_AVX2;
+	return KERN_GEMM;
+}
+
+static int kern_by_name(const char *name)
+{
+	int best = kern_best();
+	if (!name || !*name || !strcmp(name, "auto"))
+		return best;
+	for (int i = 0; i <= KERN_AVX512; i++)
+		if (!strcmp(name, kern_names[i]))
+			return i <= best ? i : -1;
+	return -1;
+}
+
+int nn_cpu_set_conv_kernel(const char *name)
+{
+	int k = kern_by_name(name);
+	if (k < 0)
+		return -1;
+	kern = k;
+	return 0;
+}
+
+static int kern_now(void)
+{
+	if (kern < 0) {
+		int k = kern_by_name(getenv("CAIRN_CONV_KERNEL"));
+		kern = k < 0 ? kern_best() : k;
+	}
+	return kern;
+}
+
+static const struct dk_isa *isa_now(void)
+{
+	int k = kern_now();
+	return k == KERN_AVX512 ? &isa_avx512 : k == KERN_AVX2 ? &isa_avx2 : NULL;
+}
+
+/* ---- plans ---- */
+
+enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_FILTER };
+
+/* One pass as a forward convolution: `in` (cin channels, h x w) padded by
+ * ph, pw and convolved into `out` (cout channels, hout x wout). */
+struct dplan {
+	int n, groups, cin, cout, cig, cog;
+	int h, w, hout, wout, kh, kw, dil, ph, pw;
+	int k;                   /* taps per group */
+	int wp, rows, xrows, nchunks;
+	size_t plane, xfloats;   /* per thread: the padded chunk */
+	int nocopy;              /* no padding: most chunks are read in place (plane h w) */
+	int ldc, ldg;            /* weight gradient: output channels (of a group) rounded up to 16 */
+	size_t tfloats, dwfloats; /* per thread: pixel-major dy chunk, weight gradient */
+	size_t per_thread;
+};
+
+#define CHUNK_BYTES (512 * 1024) /* padded chunk (+ dy copy), kept in L2 */
+
+static size_t al16(size_t n) { return (n + 15) / 16 * 16; }
+
+static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
+{
+	if (d->stride != 1 || d->n < 1 || d->dil < 1)
+		return -1;
+	memset(p, 0, sizeof(*p));
+	p->n = d->n, p->groups = d->groups, p->kh = d->kh, p->kw = d->kw, p->dil = d->dil;
+	if (pass == PASS_BWD_DATA) {
+		p->cin = d->cout, p->cout = d->cin, p->h = d->hout, p->w = d->wout;
+		p->hout = d->h, p->wout = d->w;
+		p->ph = (d->kh - 1) * d->dil - d->pad, p->pw = (d->kw - 1) * d->dil - d->pad;
+		if (p->ph < 0 || p->pw < 0)
+			return -1;
+	} else {
+		p->cin = d->cin, p->cout = d->cout, p->h = d->h, p->w = d->w;
+		p->hout = d->hout, p->wout = d->wout, p->ph = p->pw = d->pad;
+	}
+	p->cig = p->cin / p->groups, p->cog = p->cout / p->groups;
+	p->k = p->cig * p->kh * p->kw;
+	p->wp = p->w + 2 * p->pw;
+	p->nocopy = p->ph == 0 && p->pw == 0;
+	int halo = (p->kh - 1) * p->dil;
+	if (pass == PASS_BWD_FILTER)
+		p->ldc = (p->cout + 15) / 16 * 16, p->ldg = (p->cog + 15) / 16 * 16;
+	size_t per_row = (size_t)p->cin * p->wp + (size_t)p->wout * p->ldc;
+	long rows = (long)(CHUNK_BYTES / sizeof(float) / per_row) - halo;
+	rows = rows < 1 ? 1 : rows > p->hout ? p->hout : rows;
+	int t = par_threads();
+	while (rows > 1 && (long)p->n * ((p->hout + rows - 1) / rows) < t)
+		rows = (rows + 1) / 2;
+	p->rows = (int)rows;
+	p->nchunks = (p->hout + p->rows - 1) / p->rows;
+	p->xrows = p->rows + halo;
+	p->plane = (size_t)p->xrows * p->wp;
+	/* tap offsets are ints */
+	if ((size_t)p->cin * p->plane + p->wp >= INT_MAX)
+		return -1;
+	if ((size_t)p->cin * p->h * p->w + p->w >= INT_MAX)
+		p->nocopy = 0;
+	/* the last vector of a chunk reads up to (kw-1) dil + 16 floats past the last plane */
+	p->xfloats = al16((size_t)p->cin * p->plane + (size_t)(p->kw - 1) * p->dil + 32);
+	if (pass == PASS_BWD_FILTER) {
+		/* + 16: a group's vectors start at its first channel and may read past the last pixel */
+		p->tfloats = al16((size_t)p->rows * p->wout * p->ldc + 16);
+		p->dwfloats = al16((size_t)p->groups * p->k * p->ldg);
+	}
+	p->per_thread = p->xfloats + p->tfloats + p->dwfloats;
+	return 0;
+}
+
+/* Workspace: packed weights, the tap offsets (in the padded chunk, in the
+ * unpadded input), then one slice per thread. */
+static size_t taps_max(const struct nn_conv_desc *d)
+{
+	return al16((size_t)(d->cin > d->cout ? d->cin : d->cout) * d->kh * d->kw);
+}
+
+static size_t head_floats(const struct nn_conv_desc *d)
+{
+	size_t nw = (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw;
+	return al16(nw) + 2 * taps_max(d);
+}
+
+size_t direct_conv2d_workspace(const struct nn_conv_desc *d)
+{
+	size_t per = 0;
+	for (int pass = PASS_FWD; pass <= PASS_BWD_FILTER; pass++) {
+		struct dplan p;
+		if (plan_init(d, pass, &p) == 0 && p.per_thread > per)
+			per = p.per_thread;
+	}
+	if (!per)
+		return 0;
+	return (head_floats(d) + (size_t)par_threads() * per) * sizeof(float) + 64;
+}
+
+struct djob {
+	const struct dplan *p;
+	const struct dk_isa *isa;
+	const float *in, *w, *bias, *dy;
+	float *out, *dw;
+	float *wpack, *thr;
+	int *off, *off_in; /* tap offsets in the padded chunk, in the input itself */
+	int nparts;
+};
+
+static float *ws_align(void *ws) { return (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63); }
+
+static void job_init(struct djob *j, const struct dplan *p, void *ws, const struct nn_conv_desc *d)
+{
+	float *base = ws_align(ws);
+	size_t nw = (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw;
+	j->p = p;
+	j->isa = isa_now();
+	j->wpack = base;
+	j->off = (int *)(base + al16(nw));
+	j->off_in = j->off + taps_max(d);
+	j->thr = base + head_floats(d);
+	size_t iplane = (size_t)p->h * p->w;
+	for (int c = 0, k = 0; c < p->cig; c++)
+		for (int q0 = 0; q0 < p->kh; q0++)
+			for (int q1 = 0; q1 < p->kw; q1++, k++) {
+				int at = q0 * p->dil * p->wp + q1 * p->dil;
+				j->off[k] = (int)(c * p->plane + at);
+				j->off_in[k] = (int)(c * iplane + at);
+			}
+}
+
+static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0);
+
+/* The chunk at output row i0 of image n: in place when unpadded (the last
+ * chunk of the batch excepted: the forward kernel's last vectors read up to
+ * 16 + (kw-1) dil floats past it), else padded into xb. Sets the plane
+ * stride and the tap offsets to use. */
+static const float *chunk_at(const struct djob *j, int n, int i0, float *xb, int overread,
+			     size_t *plane, const int **off)
+{
+	const struct dplan *p = j->p;
+	const float *in = j->in + (size_t)n * p->cin * p->h * p->w;
+	if (p->nocopy && !(overread && n == p->n - 1 && i0 + p->rows >= p->hout)) {
+		*plane = (size_t)p->h * p->w, *off = j->off_in;
+		return in + (size_t)i0 * p->w;
+	}
+	pad_chunk(p, in, xb, i0);
+	*plane = p->plane, *off = j->off;
+	return xb;
+}
+
+/* Block b of [0, c) split evenly in nb blocks. */
+static void block(int c, int nb, int b, int *start, int *len)
+{
+	*len = c / nb + (b < c % nb);
+	*start = b * (c / nb) + (b < c % nb ? b : c % nb);
+}
+
+/* Packed weights: for each group and block of mr output channels starting at
+ * oc, wpack[(g cog + oc) k + tap mr + m] = weight of (oc + m, tap). */
+static void pack_weights(const struct djob *j, const struct nn_conv_desc *d, int pass)
+{
+	const struct dplan *p = j->p;
+	int nb = (p->cog + j->isa->mrmax - 1) / j->isa->mrmax, khw = d->kh * d->kw;
+	int cig_d = d->cin / d->groups, cog_d = d->cout / d->groups;
+	for (int g = 0; g < p->groups; g++)
+		for (int b = 0; b < nb; b++) {
+			int oc, mr;
+			block(p->cog, nb, b, &oc, &mr);
+			float *o = j->wpack + ((size_t)g * p->cog + oc) * p->k;
+			for (int k = 0; k < p->k; k++)
+				for (int m = 0; m < mr; m++) {
+					size_t src;
+					if (pass == PASS_FWD) {
+						src = ((size_t)g * p->cog + oc + m) * p->k + k;
+					} else { /* tap (co, p', q') of dx channel ci: w[co][ci][kh-1-p'][kw-1-q'] */
+						int co = k / khw, pq = k % khw;
+						src = (((size_t)g * cog_d + co) * cig_d + oc + m) * khw + khw - 1 - pq;
+					}
+					o[(size_t)k * mr + m] = j->w[src];
+				}
+		}
+}
+
+/* Input rows [i0 - ph, i0 - ph + xrows) of every channel, zero-padded. */
+static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0)
+{
+	size_t wb = sizeof(float) * p->w;
+	for (int c = 0; c < p->cin; c++)
+		for (int r = 0; r < p->xrows; r++) {
+			int sr = i0 - p->ph + r;
+			float *o = xb + c * p->plane + (size_t)r * p->wp;
+			if (sr < 0 || sr >= p->h) {
+				memset(o, 0, sizeof(float) * p->wp);
+				continue;
+			}
+			memset(o, 0, sizeof(float) * p->pw);
+			memcpy(o + p->pw, in + ((size_t)c * p->h + sr) * p->w, wb);
+			memset(o + p->pw + p->w, 0, sizeof(float) * (p->wp - p->pw - p->w));
+		}
+	size_t used = (size_t)p->cin * p->plane;
+	memset(xb + used, 0, sizeof(float) * (p->xfloats - used));
+}
+
+/* Output channel block bi of group g, flat vectors [v0, v0 + nv) of the chunk at row i0. */
+static void fwd_block(const struct djob *j, const struct dk_fwd *a, int n, int g, int bi, int nb,
+		      int i0, int v0, int nv)
+{
+	const struct dplan *p = j->p;
+	int oc, mr;
+	block(p->cog, nb, bi, &oc, &mr);
+	int co = g * p->cog + oc;
+	const float *bias = j->bias ? j->bias + co : NULL;
+	float *y = j->out + (((size_t)n * p->cout + co) * p->hout + i0) * p->wout;
+	j->isa->fwd(a, j->wpack + (size_t)co * p->k, bias, y, v0 * j->isa->vl, mr, nv);
+}
+
+static void fwd_part(void *ctx, int b, int e, int tid)
+{
+	const struct djob *j = ctx;
+	const struct dplan *p = j->p;
+	const struct dk_isa *isa = j->isa;
+	float *xb = j->thr + tid * p->per_thread;
+	size_t yplane = (size_t)p->hout * p->wout;
+	int nb = (p->cog + isa->mrmax - 1) / isa->mrmax;
+	for (int it = b; it < e; it++) {
+		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
+		int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
+		size_t plane;
+		const int *off;
+		const float *x = chunk_at(j, n, i0, xb, 1, &plane, &off);
+		struct dk_fwd a = {.off = off, .k = p->k, .wp = p->wp, .wout = p->wout,
+				   .rows = rows, .yplane = yplane};
+		int nvec = (rows * p->wp + isa->vl - 1) / isa->vl;
+		for (int g = 0; g < p->groups; g++) {
+			a.xb = x + (size_t)g * p->cig * plane;
+			for (int bi = 0; bi < nb; bi++) { /* the block's weights stay in L1 */
+				int oc, mr;
+				block(p->cog, nb, bi, &oc, &mr);
+				int nt = (nvec + isa->nvmax[mr] - 1) / isa->nvmax[mr];
+				for (int t = 0; t < nt; t++) {
+					int v0, nv;
+					block(nvec, nt, t, &v0, &nv);
+					fwd_block(j, &a, n, g, bi, nb, i0, v0, nv);
+				}
+			}
+		}
+	}
+}
+
+/* dy rows [i0, i0 + rows) of image n, pixel-major: dyt[px][co], ldc floats per
+ * pixel, channels past cout zero. */
+static void dy_chunk(const struct djob *j, const float *dy, float *dyt, int rows)
+{
+	const struct dplan *p = j->p;
+	size_t hw = (size_t)p->hout * p->wout;
+	int npx = rows * p->wout;
+	if (j->isa->dyt) {
+		j->isa->dyt(dy, hw, p->cout, npx, dyt, p->ldc);
+		return;
+	}
+	for (int px0 = 0; px0 < npx; px0 += 16) {
+		int pe = px0 + 16 < npx ? px0 + 16 : npx;
+		for (int co = 0; co < p->cout; co++) {
+			const float *s = dy + co * hw;
+			for (int px = px0; px < pe; px++)
+				dyt[(size_t)px * p->ldc + co] = s[px];
+		}
+		for (int px = px0; px < pe; px++)
+			for (int co = p->cout; co < p->ldc; co++)
+				dyt[(size_t)px * p->ldc + co] = 0;
+	}
+}
+
+static void bwdf_part(void *ctx, int b, int e, int tid)
+{
+	const struct djob *j = ctx;
+	const struct dplan *p = j->p;
+	const struct dk_isa *isa = j->isa;
+	float *xb = j->thr + tid * p->per_thread, *dyt = xb + p->xfloats, *dwt = dyt + p->tfloats;
+	size_t out_img = (size_t)p->cout * p->hout * p->wout;
+	memset(dwt, 0, sizeof(float) * p->dwfloats);
+	int nvv = p->ldg / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
+	for (int it = b; it < e; it++) {
+		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
+		int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
+		size_t plane;
+		const int *off; /* this kernel reads only real pixels: never past the chunk */
+		const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
+		dy_chunk(j, j->dy + n * out_img + (size_t)i0 * p->wout, dyt, rows);
+		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = p->wp, .wout = p->wout,
+				    .rows = rows, .ldc = p->ldc, .ldw = p->ldg};
+		/* group g: taps of its input channels, vectors from its first output
+		 * channel; lanes past the group's channels are computed and ignored */
+		for (int g = 0; g < p->groups; g++) {
+			a.xb = x + (size_t)g * p->cig * plane;
+			float *dwg = dwt + (size_t)g * p->k * p->ldg;
+			for (int bi = 0; bi < nb; bi++) {
+				int v0, cov;
+				block(nvv, nb, bi, &v0, &cov);
+				int kr = isa->krmax[cov], co = g * p->cog + v0 * isa->vl;
+				for (int k0 = 0; k0 < p->k; k0 += kr)
+					isa->bwdf(&a, k0, co, dwg + v0 * isa->vl,
+						  p->k - k0 < kr ? p->k - k0 : kr, cov);
+			}
+		}
+	}
+}
+
+/* dw[co][k] = sum over threads of dwt[g][k][co - g cog], in thread order. */
+static void dw_sum_part(void *ctx, int b, int e, int tid)
+{
+	const struct djob *j = ctx;
+	const struct dplan *p = j->p;
+	(void)tid;
+	for (int co = b; co < e; co++) {
+		int g = co / p->cog;
+		size_t at = p->xfloats + p->tfloats + (size_t)g * p->k * p->ldg + co - g * p->cog;
+		for (int k = 0; k < p->k; k++) {
+			float s = 0;
+			for (int t = 0; t < j->nparts; t++)
+				s += j->thr[t * p->per_thread + at + (size_t)k * p->ldg];
+			j->dw[(size_t)co * p->k + k] = s;
+		}
+	}
+}
+
+static int items(const struct dplan *p) { return p->n * p->nchunks; }
+
+int direct_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
+		      const float *b, float *y, void *ws)
+{
+	struct dplan p;
+	if (!isa_now() || plan_init(d, PASS_FWD, &p) < 0)
+		return -1;
+	struct djob j = {.in = x, .w = w, .bias = b, .out = y};
+	job_init(&j, &p, ws, d);
+	pack_weights(&j, d, PASS_FWD);
+	par_for(items(&p), fwd_part, &j);
+	return 0;
+}
+
+int direct_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const float *w,
+			   float *dx, void *ws)
+{
+	struct dplan p;
+	if (!isa_now() || plan_init(d, PASS_BWD_DATA, &p) < 0)
+		return -1;
+	struct djob j = {.in = dy, .w = w, .out = dx};
+	job_init(&j, &p, ws, d);
+	pack_weights(&j, d, PASS_BWD_DATA);
+	par_for(items(&p), fwd_part, &j);
+	return 0;
+}
+
+int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
+			     float *dw, float *db, void *ws)
+{
+	struct dplan p;
+	if (!isa_now() || plan_init(d, PASS_BWD_FILTER, &p) < 0)
+		return -1;
+	struct djob j = {.in = x, .dy = dy, .dw = dw};
+	job_init(&j, &p, ws, d);
+	int t = par_threads();
+	j.nparts = items(&p) < t ? items(&p) : t;
+	par_for(items(&p), bwdf_part, &j);
+	par_for(p.cout, dw_sum_part, &j);
+	if (db)
+		cpu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
+	return 0;
+}
+
+const char *direct_conv2d_kernel(const struct nn_conv_desc *d, int pass)
+{
+	struct dplan p;
+	const struct dk_isa *isa = isa_now();
+	if (!isa || plan_init(d, pass, &p) < 0)
+		return "gemm";
+	return isa->name;
+}

@@ -1,0 +1,135 @@
+/* direct_kern: the SIMD micro-kernels of the direct convolution
+ * (nn/cpu/direct.c), written once and included there once per instruction
+ * set, under that set's `#pragma GCC target`. The includer defines the
+ * vector type and operations (DK_V, dk_load, dk_set1, dk_fma, ...), the
+ * lane count DK_VL, the register-block limits and the name suffix DK_SFX.
+ * The bodies take their block sizes as constants; the dispatchers at the end
+ * instantiate each (rows x vectors) block the drivers ask for, so the
+ * accumulators are named registers, not memory. */
+
+#define DK_CAT2(a, b) a##_##b
+#define DK_CAT(a, b) DK_CAT2(a, b)
+#define DK(name) DK_CAT(name, DK_SFX)
+
+/* Output channels [co, co + MR) x flat positions [f0, f0 + NV VL) of one chunk:
+ * acc[m][v] = bias + sum_k wp[k][m] * xb[off[k] + f0 + v VL + lane], then the
+ * lanes that are real output pixels (column < wout, row < rows) are stored. */
+static inline __attribute__((always_inline)) void DK(fwd_body)(const struct dk_fwd *a,
+							      const float *wp, const float *bias,
+							      float *y, int f0, const int MR,
+							      const int NV)
+{
+	DK_V acc[DK_MRMAX][DK_NVMAX];
+#pragma GCC unroll 8
+	for (int m = 0; m < MR; m++) {
+		DK_V b0 = bias ? dk_set1(bias[m]) : dk_zero();
+#pragma GCC unroll 8
+		for (int v = 0; v < NV; v++)
+			acc[m][v] = b0;
+	}
+	const float *xp = a->xb + f0;
+	for (int k = 0; k < a->k; k++, wp += MR) {
+		const float *s = xp + a->off[k];
+		DK_V bv[DK_NVMAX];
+#pragma GCC unroll 8
+		for (int v = 0; v < NV; v++)
+			bv[v] = dk_load(s + v * DK_VL);
+#pragma GCC unroll 8
+		for (int m = 0; m < MR; m++) {
+			DK_V wv = dk_set1(wp[m]);
+#pragma GCC unroll 8
+			for (int v = 0; v < NV; v++)
+				acc[m][v] = dk_fma(wv, bv[v], acc[m][v]);
+		}
+	}
+	/* lane l of vector v is flat position f + l: row (f + l) / wp, column
+	 * (f + l) % wp; in y it is at row * wout + column = f + l - row * gap */
+	int gap = a->wp - a->wout;
+#pragma GCC unroll 8
+	for (int v = 0; v < NV; v++) {
+		int f = f0 + v * DK_VL;
+		for (int r = f / a->wp; r < a->rows && r * a->wp < f + DK_VL; r++) {
+			int lo = r * a->wp - f, hi = lo + a->wout;
+			lo = lo < 0 ? 0 : lo;
+			hi = hi > DK_VL ? DK_VL : hi;
+			if (hi <= lo)
+				continue;
+			dk_mask_t mk = dk_mask(lo, hi);
+			float *o = y + f - (ptrdiff_t)r * gap;
+#pragma GCC unroll 8
+			for (int m = 0; m < MR; m++)
+				dk_mstore(o + (size_t)m * a->yplane, mk, acc[m][v]);
+		}
+	}
+}
+
+/* Weight gradient block, vectorized along output channels: for k in
+ * [k0, k0 + KR) and dy channels [co, co + COV VL),
+ * dwt[k ldw + ..] += sum over the chunk's pixels of xb[off[k] + pixel] * dyt[pixel][co..]. */
+static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_bwdf *a, int k0,
+							       int co, float *dwt, const int KR,
+							       const int COV)
+{
+	DK_V acc[DK_KRMAX][DK_COVMAX];
+#pragma GCC unroll 16
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int c = 0; c < COV; c++)
+			acc[r][c] = dk_zero();
+	const float *dp = a->dyt + co;
+	for (int i = 0; i < a->rows; i++) {
+		const float *xr[DK_KRMAX];
+#pragma GCC unroll 16
+		for (int r = 0; r < KR; r++)
+			xr[r] = a->xb + a->off[k0 + r] + (size_t)i * a->wp;
+		for (int j = 0; j < a->wout; j++, dp += a->ldc) {
+			DK_V dv[DK_COVMAX];
+#pragma GCC unroll 4
+			for (int c = 0; c < COV; c++)
+				dv[c] = dk_load(dp + c * DK_VL);
+#pragma GCC unroll 16
+			for (int r = 0; r < KR; r++) {
+				DK_V xs = dk_set1(xr[r][j]);
+#pragma GCC unroll 4
+				for (int c = 0; c < COV; c++)
+					acc[r][c] = dk_fma(xs, dv[c], acc[r][c]);
+			}
+		}
+	}
+#pragma GCC unroll 16
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int c = 0; c < COV; c++) {
+			float *o = dwt + (size_t)(k0 + r) * a->ldw + c * DK_VL;
+			dk_store(o, dk_add(dk_load(o), acc[r][c]));
+		}
+}
+
+static void DK(fwd_tile)(const struct dk_fwd *a, const float *wp, const float *bias, float *y,
+			 int f0, int mr, int nv)
+{
+	switch (mr * 16 + nv) {
+#define DK_F(M, N)                                              \
+	case M * 16 + N:                                        \
+		DK(fwd_body)(a, wp, bias, y, f0, M, N); \
+		break;
+		DK_FWD_CASES
+#undef DK_F
+	}
+}
+
+static void DK(bwdf_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, int kr, int cov)
+{
+	switch (kr * 16 + cov) {
+#define DK_B(K, C)                                      \
+	case K * 16 + C:                                \
+		DK(bwdf_body)(a, k0, co, dwt, K, C); \
+		break;
+		DK_BWDF_CASES
+#undef DK_B
+	}
+}
+
+#undef DK
+#undef DK_CAT
+#undef DK_CAT2

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh: every check and benchmark of issue #8 that needs the
+# GPU, in one device call (under 9 minutes on an H100; docs/cuda.md has the
+# call). Runs from the repository root with build/gpu carried (made here by
+# scripts/gpu-pack.sh) and writes every output into $OUT (default
+# ./gpu-check-out):
+#   00-env.txt         nvidia-smi, the libraries the programs load, the commit
+#   10-ops.log         tests/cuda/ops.sh: every slot against the CPU reference
+#                      in fp32, tf32 and bf16, bf16 casts, allocator, errors,
+#                      a whole net in bf16, training steps as a CUDA graph
+#   20-memcheck.log    tests/cuda/memcheck.sh: compute-sanitizer over the same
+#   30-train.log       tests/cuda/train_classifier.sh: Fashion-MNIST, cuda
+#                      against cpu, same seed, CUDA_TEST_EPOCHS epochs (3)
+#   40-bench.log       bench/cuda.sh: cairn's figures (40 s each, 80 s for the
+#                      CycleGAN step and ResNet-50), then PyTorch's (150 s)
+#   summary.txt        one line per part: status and seconds
+# Each part has its own time limit, so a hang in one leaves time for the rest.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+OUT=${OUT:-$root/gpu-check-out}
+mkdir -p "$OUT"
+g=$root/build/gpu
+export CAIRN_BIN=$g/bin CAIRN_TESTS=$g/t CAIRN_BENCH=$g/b PATH=$g/bin:$PATH
+export FASHION_MNIST=${FASHION_MNIST:-$g/fashion-mnist}
+export CUDA_TEST_EPOCHS=${CUDA_TEST_EPOCHS:-3}
+export BENCH_TIMEOUT=${BENCH_TIMEOUT:-40} BENCH_TORCH_TIMEOUT=${BENCH_TORCH_TIMEOUT:-150}
+t_start=$SECONDS
+
+part() { # name seconds command...: run it under its limit, log into $OUT/name.log
+	local name=$1 limit=$2 t0=$SECONDS r
+	shift 2
+	timeout -k 10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+	r=$?
+	{ [ $r = 124 ] || [ $r = 137 ]; } && echo "TIMED OUT after ${limit}s" >>"$OUT/$name.log"
+	printf '%-12s status %3d  %4ds (limit %3ds)  %3d ok  %3d not ok  %3d skipped\n' "$name" "$r" \
+		$((SECONDS - t0)) "$limit" "$(grep -c '^ok ' "$OUT/$name.log")" \
+		"$(grep -c '^not ok' "$OUT/$name.log")" "$(grep -c '^ok .*# SKIP' "$OUT/$name.log")" |
+		tee -a "$OUT/summary.txt"
+	grep '^not ok\|TIMED OUT\|FAILED' "$OUT/$name.log" | head -20
+}
+
+# the fp32 op tests of issue #8, the bf16 casts and the graph steps (the
+# sanitizer makes every kernel and every cudnnFind trial slow)
+memcheck_tests=test_elementwise,test_bias,test_gemm,test_conv,test_act,test_batch_norm
+memcheck_tests=$memcheck_tests,test_instance_norm,test_pool,test_upsample,test_concat,test_dropout
+memcheck_tests=$memcheck_tests,test_losses,test_argmax,test_optim,test_bf16_cast,test_graph
+
+{
+	date -u
+	cat "$g/commit" 2>/dev/null
+	nvidia-smi 2>&1
+	nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+	ldd "$g/bin/cairn-train-classifier" 2>&1
+	"$g/t/test_cuda_ops" --gpu-count 2>&1
+	command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer
+	python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" 2>&1
+	nproc
+	uptime
+} >"$OUT/00-env.txt" 2>&1
+: >"$OUT/summary.txt"
+# cuDNN or cuBLAS missing from the loader's path: try the copies PyTorch's
+# wheels bring (said in 00-env.txt)
+if ldd "$g/bin/cairn-train-classifier" | grep -q "not found"; then
+	extra=$(python3 -c "
+import glob, os, nvidia
+dirs = {os.path.dirname(p) for d in nvidia.__path__ for p in glob.glob(os.path.join(d, '*', 'lib', 'lib*.so*'))}
+print(':'.join(sorted(dirs)))" 2>/dev/null)
+	export LD_LIBRARY_PATH=$extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	{
+		echo "libraries not found; LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+		ldd "$g/bin/cairn-train-classifier"
+	} >>"$OUT/00-env.txt" 2>&1
+fi
+# tests/run.sh --cuda (make check-cuda) runs these three scripts; here each
+# runs alone, under its own limit, its TAP lines kept
+part 10-ops 60 bash tests/cuda/ops.sh
+part 20-memcheck 80 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
+part 30-train 120 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
+part 40-bench 220 bash bench/cuda.sh --cuda
+echo "total $((SECONDS - t_start))s" | tee -a "$OUT/summary.txt"
