@@ -3,6 +3,8 @@
 # and 64, next to curl --parallel fetching the same tiles in the same run; then
 # cairn-synth and cairn-rasterize tiles/s. Run by `make bench`.
 #   GEO_BENCH_TILES=4096 (a square number) GEO_BENCH_NOISE=2 (about 32 KB a tile)
+#   GEO_BENCH_REPS=3 (runs of each fetch; the median is shown)
+#   GEO_BENCH_ONLY=fetch|raster (one half)  GEO_BENCH_BIG=16 (a bigger scene to rasterize)
 set -u
 : "${CAIRN_BIN:?run through make bench}"
 ROOT=${CAIRN_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -20,52 +22,81 @@ done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "skipped: nginx not installed"; exit 0; }
 
-N=${GEO_BENCH_TILES:-4096}
-side=$(python3 -c "import math; print(int(math.isqrt($N)))")
-N=$((side * side))
-Z=14
-python3 "$FIX/make_tiles.py" "$T/www" $Z 0 0 $((side - 1)) $((side - 1)) --noise "${GEO_BENCH_NOISE:-2}"
-bytes=$(du -sb "$T/www" | cut -f1)
-nginx_start "$T/www" || { echo "skipped: nginx did not start"; exit 0; }
-URL="http://127.0.0.1:$PORT/{z}/{x}/{y}.png"
-# the bbox of exactly tiles 0..side-1 at zoom Z (north-west corner of the world)
-BBOX=$(python3 -c "
+bench_fetch() {
+	N=${GEO_BENCH_TILES:-4096}
+	side=$(python3 -c "import math; print(int(math.isqrt($N)))")
+	N=$((side * side))
+	Z=14
+	python3 "$FIX/make_tiles.py" "$T/www" $Z 0 0 $((side - 1)) $((side - 1)) --noise "${GEO_BENCH_NOISE:-2}"
+	bytes=$(du -sb "$T/www" | cut -f1)
+	nginx_start "$T/www" || { echo "skipped: nginx did not start"; return 0; }
+	URL="http://127.0.0.1:$PORT/{z}/{x}/{y}.png"
+	# the bbox of exactly tiles 0..side-1 at zoom Z (north-west corner of the world)
+	BBOX=$(python3 -c "
 import math
 n = 2 ** $Z
 lon = lambda x: x / n * 360 - 180
 lat = lambda y: math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n))))
 print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
-# curl's config: one url + output per tile, the same tiles
-for x in $(seq 0 $((side - 1))); do
-	for y in $(seq 0 $((side - 1))); do
-		printf 'url = "http://127.0.0.1:%s/%d/%d/%d.png"\noutput = "%d/%d/%d.png"\n' "$PORT" $Z "$x" "$y" $Z "$x" "$y"
+	# curl's config: one url + output per tile, the same tiles
+	for x in $(seq 0 $((side - 1))); do
+		for y in $(seq 0 $((side - 1))); do
+			printf 'url = "http://127.0.0.1:%s/%d/%d/%d.png"\noutput = "%d/%d/%d.png"\n' "$PORT" $Z "$x" "$y" $Z "$x" "$y"
+		done
+	done >"$T/curl.cfg"
+	awk -v n="$N" -v b="$bytes" 'BEGIN { printf "%d tiles of %.0f KB on average (PNG 256x256), nginx on 127.0.0.1\n", n, b / n / 1024 }'
+	R=${GEO_BENCH_REPS:-3}
+	now() { date +%s.%N; }
+	# run NAME OUTDIR cmd...: wall seconds and the client's CPU seconds (user+sys)
+	# appended to $T/NAME.times. Every run writes into a new folder: on this
+	# VM's ext4, creating files right after deleting thousands costs several
+	# times more (the inode allocator steps over the recently deleted inodes,
+	# reading each one's deletion time), so outputs are deleted only between
+	# concurrency levels, followed by a pause of GEO_BENCH_SETTLE seconds (35).
+	run() {
+		local name=$1 out=$2
+		shift 2
+		mkdir -p "$out"
+		/usr/bin/time -f '%e %U %S' -o "$T/time" "$@" >"$T/$name.log" 2>&1 || { echo "$name failed:"; tail -5 "$T/$name.log"; }
+		awk '{ print $1, $2, $3 }' "$T/time" >>"$T/$name.times"
+	}
+	# median of column k of a times file, as tiles/s (k=1) or CPU us per tile (k=2, 3)
+	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$N" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else printf "%d", m / n * 1e6 }'; }
+	cpu() { echo "$(med "$1" 2)+$(med "$1" 3)"; }
+	echo "median of $R runs each (the four tools take turns); tiles/s, and the client's CPU per tile,"
+	echo "user+sys (sys is mostly ext4 creating the files, the same work for every tool)"
+	printf '%-12s %16s %16s %16s %16s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel"
+	for c in 1 16 64; do
+		if [ "$c" != 1 ]; then
+			rm -rf "$T"/out.*
+			sleep "${GEO_BENCH_SETTLE:-35}"
+		fi
+		rm -f "$T"/*.times
+		FETCH=("$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --concurrency $c)
+		for i in $(seq "$R"); do
+			o=$T/out.$c.$i
+			run full "$o.a" "${FETCH[@]}" --out "$o.a"
+			got=$(grep -c $'\tok$' "$o.a/manifest.tsv")
+			[ "$got" = "$N" ] || echo "warning: cairn-fetch got $got of $N tiles"
+			run fast "$o.f" "${FETCH[@]}" --out "$o.f" --verify fast
+			run none "$o.b" "${FETCH[@]}" --out "$o.b" --verify none
+			run curl "$o.c" sh -c "cd '$o.c' && curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max $c --create-dirs -K '$T/curl.cfg'"
+		done
+		printf '%-12d %12s t/s %12s t/s %12s t/s %12s t/s\n' $c "$(med full 1)" "$(med fast 1)" "$(med none 1)" "$(med curl 1)"
+		printf '%-12s %13s us %13s us %13s us %13s us\n' "  CPU/tile" "$(cpu full)" "$(cpu fast)" "$(cpu none)" "$(cpu curl)"
 	done
-done >"$T/curl.cfg"
-awk -v n="$N" -v b="$bytes" 'BEGIN { printf "%d tiles of %.0f KB on average (PNG 256x256), nginx on 127.0.0.1\n", n, b / n / 1024 }'
-printf '%-12s %16s %16s %16s %16s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel"
-now() { date +%s.%N; }
-for c in 1 16 64; do
-	rm -rf "$T/a" "$T/b" "$T/c" "$T/f"
+	echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	last=$T/out.64.$R.a
+	same=$(cd "$T/www" && find . -name '*.png' | while read -r f; do cmp -s "$f" "$last/$f" && echo; done | wc -l)
+	echo "cairn-fetch tiles identical to the server's: $same of $N (times include process start and the final syncfs)"
 	t0=$(now)
-	"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$T/a" --concurrency $c >"$T/a.log" 2>&1 || { echo "cairn-fetch failed:"; cat "$T/a.log"; }
+	"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$last" --concurrency 16 >/dev/null 2>&1
 	t1=$(now)
-	"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$T/f" --concurrency $c --verify fast >/dev/null 2>&1
-	t15=$(now)
-	"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$T/b" --concurrency $c --verify none >/dev/null 2>&1
-	t2=$(now)
-	mkdir -p "$T/c" && (cd "$T/c" && curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max $c --create-dirs -K "$T/curl.cfg")
-	t3=$(now)
-	got=$(grep -c $'\tok$' "$T/a/manifest.tsv")
-	[ "$got" = "$N" ] || echo "warning: cairn-fetch got $got of $N tiles"
-	awk -v c=$c -v n=$N -v a="$t0" -v b="$t1" -v f="$t15" -v d="$t2" -v e="$t3" 'BEGIN {
-		printf "%-12d %11.0f t/s %11.0f t/s %11.0f t/s %11.0f t/s\n", c, n / (b - a), n / (f - b), n / (d - f), n / (e - d) }'
-done
-same=$(cd "$T/www" && find . -name '*.png' | while read -r f; do cmp -s "$f" "$T/a/$f" && echo; done | wc -l)
-echo "cairn-fetch tiles identical to the server's: $same of $N (times include process start and the final syncfs)"
-t0=$(now)
-"$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --out "$T/a" --concurrency 16 >/dev/null 2>&1
-t1=$(now)
-echo "rerun of a complete folder (manifest + sha256 of every tile, no request): $(awk -v n=$N -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f tiles/s", n / (b - a) }')"
+	echo "rerun of a complete folder (manifest + sha256 of every tile, no request): $(awk -v n=$N -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f tiles/s", n / (b - a) }')"
+	rm -rf "$T"/out.*
+}
+[ "${GEO_BENCH_ONLY:-fetch}" = raster ] || bench_fetch
+[ "${GEO_BENCH_ONLY:-raster}" = fetch ] && exit 0
 
 # synth and rasterize
 "$CAIRN_BIN/cairn-synth" --out "$T/s" --tiles 8 --seed 3 --preview-size 0 >"$T/s.log" || cat "$T/s.log"
@@ -74,6 +105,17 @@ sed 's/^cairn-synth: /synth:     /' "$T/s.log"
 	--like "$T/s/imagery" --out "$T/r1" --threads 1 | sed 's/^cairn-rasterize: /rasterize (1 thread): /'
 "$CAIRN_BIN/cairn-rasterize" --vector "$T/s/map.gpkg" --class-field class --width-field width --zoom 17 \
 	--like "$T/s/imagery" --out "$T/r2" | sed 's/^cairn-rasterize: /rasterize (all cores): /'
+# a bigger scene's map (GEO_BENCH_BIG, default 16 x 16 tiles; 0: skip) at zoom 17 and 18
+big=${GEO_BENCH_BIG:-16}
+if [ "$big" -gt 0 ]; then
+	"$CAIRN_BIN/cairn-synth" --out "$T/sb" --tiles "$big" --seed 3 --preview-size 0 >"$T/sb.log" || cat "$T/sb.log"
+	sed 's/^cairn-synth: /synth:     /' "$T/sb.log"
+	for z in 17 18; do
+		"$CAIRN_BIN/cairn-rasterize" --vector "$T/sb/map.gpkg" --class-field class --width-field width \
+			--zoom $z --out "$T/rb$z" --threads 1 | sed "s/^cairn-rasterize: /rasterize (1 thread, zoom $z): /"
+		rm -rf "$T/rb$z"
+	done
+fi
 if command -v gdal_rasterize >/dev/null; then
 	# baseline: gdal_rasterize of the same map into one raster covering the same 64 tiles
 	read -r w s e n < <(python3 -c "

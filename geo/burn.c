@@ -20,11 +20,23 @@ void burn_set_init(struct burn_set *s)
 	memset(s, 0, sizeof(*s));
 }
 
+static void index_release(struct burn_set *s)
+{
+	mem_free(s->cell_start);
+	mem_free(s->cell_items);
+	mem_free(s->big);
+	s->cell_start = s->cell_items = s->big = NULL;
+	s->nbig = 0;
+	s->gw = s->gh = 0;
+	s->sorted = 0;
+}
+
 void burn_set_release(struct burn_set *s)
 {
 	for (size_t i = 0; i < s->n; i++)
 		OGR_G_DestroyGeometry(s->f[i].geom);
 	mem_free(s->f);
+	index_release(s);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -52,7 +64,8 @@ int burn_set_add_polygon(struct burn_set *s, OGRGeometryH geom, uint8_t value, s
 	f->env = (struct bbox){e.MinX, e.MinY, e.MaxX, e.MaxY};
 	f->value = value;
 	f->order = s->n++;
-	s->sorted = 0;
+	if (s->sorted)
+		index_release(s);
 	return 0;
 }
 
@@ -130,11 +143,148 @@ static int cmp_feature(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-void burn_set_prepare(struct burn_set *s)
+/* The cells [*x0, *x1] x [*y0, *y1] an envelope touches (clamped to the grid). */
+static void cell_span(const struct burn_set *s, const struct bbox *e, int *x0, int *y0, int *x1,
+		      int *y1)
 {
-	if (!s->sorted && s->n)
-		qsort(s->f, s->n, sizeof(*s->f), cmp_feature);
+	double fx0 = floor((e->w - s->grid.w) / s->cw), fx1 = floor((e->e - s->grid.w) / s->cw);
+	double fy0 = floor((e->s - s->grid.s) / s->ch), fy1 = floor((e->n - s->grid.s) / s->ch);
+	*x0 = fx0 < 0 ? 0 : fx0 >= s->gw ? s->gw - 1 : (int)fx0;
+	*x1 = fx1 < 0 ? 0 : fx1 >= s->gw ? s->gw - 1 : (int)fx1;
+	*y0 = fy0 < 0 ? 0 : fy0 >= s->gh ? s->gh - 1 : (int)fy0;
+	*y1 = fy1 < 0 ? 0 : fy1 >= s->gh ? s->gh - 1 : (int)fy1;
+}
+
+static int is_big(int x0, int y0, int x1, int y1)
+{
+	return (double)(x1 - x0 + 1) * (double)(y1 - y0 + 1) > BURN_BIG_CELLS;
+}
+
+/* Two passes over the features (count per cell, then fill), so each cell's
+ * list comes out in burn order without sorting. */
+static int index_build(struct burn_set *s, struct error *err)
+{
+	struct bbox env;
+	if (burn_set_extent(s, &env, err) < 0)
+		return -1;
+	double w = env.e - env.w, h = env.n - env.s;
+	/* about one cell per feature, square cells, at most 4096 a side */
+	double cell = sqrt(w * h / (double)s->n);
+	if (!(cell > 0))
+		cell = fmax(w, h) > 0 ? fmax(w, h) / 64 : 1;
+	double gw = ceil(w / cell), gh = ceil(h / cell);
+	s->gw = gw < 1 ? 1 : gw > 4096 ? 4096 : (int)gw;
+	s->gh = gh < 1 ? 1 : gh > 4096 ? 4096 : (int)gh;
+	s->grid = env;
+	s->cw = w > 0 ? w / s->gw : 1;
+	s->ch = h > 0 ? h / s->gh : 1;
+	size_t ncell = (size_t)s->gw * (size_t)s->gh;
+	s->cell_start = mem_calloc(ncell + 1, sizeof(*s->cell_start));
+	if (!s->cell_start)
+		goto oom;
+	size_t items = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		int x0, y0, x1, y1;
+		cell_span(s, &s->f[i].env, &x0, &y0, &x1, &y1);
+		if (is_big(x0, y0, x1, y1)) {
+			s->nbig++;
+			continue;
+		}
+		for (int y = y0; y <= y1; y++)
+			for (int x = x0; x <= x1; x++)
+				s->cell_start[(size_t)y * s->gw + x + 1]++;
+		items += (size_t)(x1 - x0 + 1) * (size_t)(y1 - y0 + 1);
+	}
+	for (size_t c = 0; c < ncell; c++)
+		s->cell_start[c + 1] += s->cell_start[c];
+	s->cell_items = mem_alloc((items ? items : 1) * sizeof(*s->cell_items));
+	s->big = mem_alloc((s->nbig ? s->nbig : 1) * sizeof(*s->big));
+	size_t *fill = mem_alloc(ncell * sizeof(*fill));
+	if (!s->cell_items || !s->big || !fill) {
+		mem_free(fill);
+		goto oom;
+	}
+	memcpy(fill, s->cell_start, ncell * sizeof(*fill));
+	s->nbig = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		int x0, y0, x1, y1;
+		cell_span(s, &s->f[i].env, &x0, &y0, &x1, &y1);
+		if (is_big(x0, y0, x1, y1)) {
+			s->big[s->nbig++] = i;
+			continue;
+		}
+		for (int y = y0; y <= y1; y++)
+			for (int x = x0; x <= x1; x++)
+				s->cell_items[fill[(size_t)y * s->gw + x]++] = i;
+	}
+	mem_free(fill);
+	return 0;
+oom:
+	index_release(s);
+	return error_set(err, "out of memory indexing %zu features", s->n);
+}
+
+int burn_set_prepare(struct burn_set *s, struct error *err)
+{
+	if (s->sorted)
+		return 0;
+	if (!s->n) {
+		s->sorted = 1;
+		return 0;
+	}
+	qsort(s->f, s->n, sizeof(*s->f), cmp_feature);
+	if (index_build(s, err) < 0)
+		return -1;
 	s->sorted = 1;
+	return 0;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int touches(const struct bbox *e, const struct bbox *win)
+{
+	return !(e->e < win->w || e->w > win->e || e->n < win->s || e->s > win->n);
+}
+
+/* The features whose envelope touches win, in burn order; *out is the
+ * caller's to free. */
+static int window_features(const struct burn_set *s, const struct bbox *win, size_t **out,
+			   size_t *nout)
+{
+	*nout = 0;
+	*out = NULL;
+	if (!s->n || !touches(&s->grid, win))
+		return 0;
+	int x0, y0, x1, y1;
+	cell_span(s, win, &x0, &y0, &x1, &y1);
+	size_t cap = s->nbig;
+	for (int y = y0; y <= y1; y++)
+		cap += s->cell_start[(size_t)y * s->gw + x1 + 1] - s->cell_start[(size_t)y * s->gw + x0];
+	size_t *v = mem_alloc((cap ? cap : 1) * sizeof(*v)), n = 0;
+	if (!v)
+		return -1;
+	for (size_t i = 0; i < s->nbig; i++)
+		if (touches(&s->f[s->big[i]].env, win))
+			v[n++] = s->big[i];
+	for (int y = y0; y <= y1; y++)
+		for (size_t k = s->cell_start[(size_t)y * s->gw + x0];
+		     k < s->cell_start[(size_t)y * s->gw + x1 + 1]; k++)
+			if (touches(&s->f[s->cell_items[k]].env, win))
+				v[n++] = s->cell_items[k];
+	/* a feature in several cells comes once; burn order is position order */
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_size);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (m == 0 || v[m - 1] != v[i])
+			v[m++] = v[i];
+	*out = v;
+	*nout = m;
+	return 0;
 }
 
 int burn_set_extent(const struct burn_set *s, struct bbox *env, struct error *err)
@@ -311,25 +461,26 @@ int burn_window(struct burn_set *s, const double gt[6], int w, int h, uint8_t *o
 		struct error *err)
 {
 	raster_init();
-	if (!s->sorted)
-		burn_set_prepare(s);
+	if (!s->sorted && burn_set_prepare(s, err) < 0)
+		return -1;
 	memset(out, 0, (size_t)w * (size_t)h);
 	struct bbox win = {gt[0], gt[3] + h * gt[5], gt[0] + w * gt[1], gt[3]};
-	size_t n = 0;
-	OGRGeometryH *geoms = mem_alloc((s->n ? s->n : 1) * sizeof(*geoms));
-	double *vals = mem_alloc((s->n ? s->n : 1) * sizeof(*vals));
+	size_t n = 0, *idx = NULL;
+	if (window_features(s, &win, &idx, &n) < 0)
+		return error_set(err, "out of memory");
+	OGRGeometryH *geoms = mem_alloc((n ? n : 1) * sizeof(*geoms));
+	double *vals = mem_alloc((n ? n : 1) * sizeof(*vals));
 	if (!geoms || !vals) {
+		mem_free(idx);
 		mem_free(geoms);
 		mem_free(vals);
 		return error_set(err, "out of memory");
 	}
-	for (size_t i = 0; i < s->n; i++) {
-		const struct bbox *e = &s->f[i].env;
-		if (e->e < win.w || e->w > win.e || e->n < win.s || e->s > win.n)
-			continue;
-		geoms[n] = s->f[i].geom;
-		vals[n++] = s->f[i].value;
+	for (size_t i = 0; i < n; i++) {
+		geoms[i] = s->f[idx[i]].geom;
+		vals[i] = s->f[idx[i]].value;
 	}
+	mem_free(idx);
 	int rc = 0;
 	if (n) {
 		GDALDatasetH ds = GDALCreate(GDALGetDriverByName("MEM"), "", w, h, 1, GDT_Byte, NULL);

@@ -23,11 +23,23 @@ struct burn_feature {
 };
 
 /* Features sorted by value (then insertion order) before burning, so a
- * higher class wins where two overlap: a building (2) over a road (1). */
+ * higher class wins where two overlap: a building (2) over a road (1).
+ * burn_set_prepare also builds a spatial index: a uniform grid of about one
+ * cell per feature over the features' extent, each cell listing the features
+ * whose envelope touches it (positions in the sorted order, ascending), so a
+ * window looks only at the features of the cells it covers. A feature whose
+ * envelope spans more than BURN_BIG_CELLS cells is listed once in `big`. */
+#define BURN_BIG_CELLS 64
 struct burn_set {
 	struct burn_feature *f;
 	size_t n, cap;
-	int sorted;
+	int sorted; /* sorted and indexed */
+	struct bbox grid;   /* the indexed extent */
+	int gw, gh;         /* cells across, down */
+	double cw, ch;      /* cell size in metres */
+	size_t *cell_start; /* gw * gh + 1 offsets into cell_items */
+	size_t *cell_items;
+	size_t *big, nbig;
 	/* what burn_load_ogr skipped */
 	size_t skipped_points, skipped_empty, skipped_bad;
 };
@@ -64,9 +76,10 @@ int burn_load_ogr(struct burn_set *s, const char *path, const struct burn_load_o
 /* EPSG:3857 envelope of all features; -1 if the set is empty. */
 int burn_set_extent(const struct burn_set *s, struct bbox *env, struct error *err);
 
-/* Sort the features for burning; call once before burning from several
- * threads (burn_window sorts on first use otherwise). */
-void burn_set_prepare(struct burn_set *s);
+/* Sort and index the features for burning; call once before burning from
+ * several threads (burn_window does it on first use otherwise); -1 when out
+ * of memory for the index. */
+int burn_set_prepare(struct burn_set *s, struct error *err);
 
 /* Burn into a w x h Byte raster with geotransform gt (north-up), zeros where
  * nothing lies. A pixel is burned when its centre is inside (GDAL's rule). */

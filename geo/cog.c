@@ -1,6 +1,7 @@
 #include "geo/cog.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -124,6 +125,121 @@ static int write_copy(GDALDatasetH mem, const char *path, const char *ext, struc
 	return 0;
 }
 
+/* One run: tiles are handed out by index to threads that each read the
+ * source through their own dataset handle (GDAL handles are not shared
+ * between threads); the manifest and its journal are shared, under mu. */
+struct cog_run {
+	const struct cog_opts *o;
+	const char *src, *ext, *resampling;
+	struct tile_range range;
+	uint64_t next, end;
+	struct manifest man;
+	FILE *journal;
+	struct cog_stats *st;
+	pthread_mutex_t mu;
+	int failed;       /* the first error stops every thread */
+	struct error err; /* that error */
+};
+
+static void cog_fail(struct cog_run *c, const struct error *e)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->failed) {
+		c->failed = 1;
+		c->err = *e;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Record a tile (mu held). */
+static void cog_record(struct cog_run *c, const char *rel, uint64_t bytes, const char *sha)
+{
+	if (sha) {
+		manifest_put(&c->man, rel, bytes, sha, M_OK);
+		fprintf(c->journal, "%s\t%llu\t%s\tok\n", rel, (unsigned long long)bytes, sha);
+		c->st->written++;
+	} else {
+		manifest_put(&c->man, rel, 0, NULL, M_MISSING);
+		fprintf(c->journal, "%s\t0\t-\tmissing\n", rel);
+		c->st->empty++;
+	}
+	fflush(c->journal);
+}
+
+static int cog_tile(struct cog_run *c, GDALDatasetH ds, uint64_t i, struct error *err)
+{
+	const struct cog_opts *o = c->o;
+	struct tile t;
+	tile_range_nth(&c->range, i, &t);
+	char rel[256], dir[4400], path[4700];
+	snprintf(rel, sizeof(rel), "%d/%u/%u.%s", t.z, t.x, t.y, c->ext);
+	snprintf(dir, sizeof(dir), "%s/%d/%u", o->out_dir, t.z, t.x);
+	snprintf(path, sizeof(path), "%s/%u.%s", dir, t.y, c->ext);
+	pthread_mutex_lock(&c->mu);
+	struct mentry *e = manifest_get(&c->man, rel), old = {0};
+	if (e)
+		old = *e;
+	if (e && e->status == M_MISSING)
+		c->st->empty++;
+	pthread_mutex_unlock(&c->mu);
+	if (e && old.status == M_MISSING)
+		return 0;
+	if (e && old.status == M_OK) {
+		char sha[SHA256_HEX_LEN + 1];
+		uint64_t bytes;
+		struct error e2;
+		if (sha256_file(path, sha, &bytes, &e2) == 0 && bytes == old.bytes &&
+		    strcmp(sha, old.sha) == 0) {
+			pthread_mutex_lock(&c->mu);
+			c->st->cached++;
+			pthread_mutex_unlock(&c->mu);
+			return 0;
+		}
+	}
+	GDALDatasetH mem = warp_tile(ds, &t, c->resampling, err);
+	if (!mem)
+		return -1;
+	int rc = 0, any = has_data(mem, err);
+	char sha[SHA256_HEX_LEN + 1];
+	uint64_t bytes = 0;
+	if (any < 0 || (any && (fs_mkdir_p(dir, err) < 0 || write_copy(mem, path, c->ext, err) < 0 ||
+				 sha256_file(path, sha, &bytes, err) < 0)))
+		rc = -1;
+	GDALClose(mem);
+	if (rc == 0) {
+		pthread_mutex_lock(&c->mu);
+		cog_record(c, rel, bytes, any ? sha : NULL);
+		pthread_mutex_unlock(&c->mu);
+	}
+	return rc;
+}
+
+static void *cog_worker(void *arg)
+{
+	struct cog_run *c = arg;
+	struct error err;
+	GDALDatasetH ds = GDALOpenEx(c->src, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
+	if (!ds) {
+		error_set(&err, "%s: cannot open: %s", c->o->src, CPLGetLastErrorMsg());
+		cog_fail(c, &err);
+		return NULL;
+	}
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		uint64_t i = c->next++;
+		int stop = c->failed || i >= c->end;
+		pthread_mutex_unlock(&c->mu);
+		if (stop)
+			break;
+		if (cog_tile(c, ds, i, &err) < 0) {
+			cog_fail(c, &err);
+			break;
+		}
+	}
+	GDALClose(ds);
+	return NULL;
+}
+
 int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 {
 	memset(st, 0, sizeof(*st));
@@ -141,92 +257,70 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	GDALDatasetH ds = GDALOpenEx(src, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
 	if (!ds)
 		return error_set(err, "%s: cannot open: %s", o->src, CPLGetLastErrorMsg());
-	struct tile_range range;
-	struct manifest man = {0};
-	FILE *journal = NULL;
+	struct cog_run c;
+	memset(&c, 0, sizeof(c));
+	c.o = o;
+	c.src = src;
+	c.ext = ext;
+	c.resampling = o->resampling ? o->resampling : "bilinear";
+	c.st = st;
 	int rc = 0;
 	if (o->have_bbox) {
-		rc = tile_range_from_bbox(&o->bbox, o->zoom, &range, err);
+		rc = tile_range_from_bbox(&o->bbox, o->zoom, &c.range, err);
 	} else {
 		struct bbox m;
 		rc = source_extent(ds, &m, err);
 		if (rc == 0)
-			rc = tile_range_from_merc(&m, o->zoom, &range, err);
+			rc = tile_range_from_merc(&m, o->zoom, &c.range, err);
 	}
+	GDALClose(ds); /* each thread opens its own */
 	if (rc < 0)
 		goto out;
-	uint64_t begin, end;
-	tile_shard(tile_range_count(&range), o->shard_i, o->shard_n > 0 ? o->shard_n : 1, &begin, &end);
-	st->total = end - begin;
+	tile_shard(tile_range_count(&c.range), o->shard_i, o->shard_n > 0 ? o->shard_n : 1, &c.next,
+		   &c.end);
+	st->total = c.end - c.next;
 	char mname[64];
 	fetch_manifest_name(o->shard_i, o->shard_n, mname, sizeof(mname));
 	snprintf(st->manifest, sizeof(st->manifest), "%s/%s", o->out_dir, mname);
-	if (fs_mkdir_p(o->out_dir, err) < 0 || manifest_load(&man, st->manifest, err) < 0) {
+	if (fs_mkdir_p(o->out_dir, err) < 0 || manifest_load(&c.man, st->manifest, err) < 0) {
 		rc = -1;
 		goto out;
 	}
-	journal = fopen(st->manifest, "a");
-	if (!journal) {
+	c.journal = fopen(st->manifest, "a");
+	if (!c.journal) {
 		rc = error_errno(err, "%s: cannot open for appending", st->manifest);
 		goto out;
 	}
-	for (uint64_t i = begin; i < end && rc == 0; i++) {
-		struct tile t;
-		tile_range_nth(&range, i, &t);
-		char rel[256], dir[4400], path[4700];
-		snprintf(rel, sizeof(rel), "%d/%u/%u.%s", t.z, t.x, t.y, ext);
-		snprintf(dir, sizeof(dir), "%s/%d/%u", o->out_dir, t.z, t.x);
-		snprintf(path, sizeof(path), "%s/%u.%s", dir, t.y, ext);
-		struct mentry *e = manifest_get(&man, rel);
-		if (e && e->status == M_MISSING) {
-			st->empty++;
-			continue;
-		}
-		if (e && e->status == M_OK) {
-			char sha[SHA256_HEX_LEN + 1];
-			uint64_t bytes;
-			struct error e2;
-			if (sha256_file(path, sha, &bytes, &e2) == 0 && bytes == e->bytes &&
-			    strcmp(sha, e->sha) == 0) {
-				st->cached++;
-				continue;
-			}
-		}
-		GDALDatasetH mem = warp_tile(ds, &t, o->resampling ? o->resampling : "bilinear", err);
-		if (!mem) {
-			rc = -1;
+	int nthreads = o->threads;
+	if (nthreads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+	}
+	if ((uint64_t)nthreads > st->total)
+		nthreads = st->total ? (int)st->total : 1;
+	pthread_t tid[64];
+	if (nthreads > 64)
+		nthreads = 64;
+	pthread_mutex_init(&c.mu, NULL);
+	int started = 0;
+	for (; started < nthreads; started++)
+		if (pthread_create(&tid[started], NULL, cog_worker, &c) != 0)
 			break;
-		}
-		int any = has_data(mem, err);
-		if (any < 0) {
-			rc = -1;
-		} else if (!any) {
-			st->empty++;
-			manifest_put(&man, rel, 0, NULL, M_MISSING);
-			fprintf(journal, "%s\t0\t-\tmissing\n", rel);
-		} else if (fs_mkdir_p(dir, err) < 0 || write_copy(mem, path, ext, err) < 0) {
-			rc = -1;
-		} else {
-			char sha[SHA256_HEX_LEN + 1];
-			uint64_t bytes;
-			if (sha256_file(path, sha, &bytes, err) < 0) {
-				rc = -1;
-			} else {
-				manifest_put(&man, rel, bytes, sha, M_OK);
-				fprintf(journal, "%s\t%llu\t%s\tok\n", rel, (unsigned long long)bytes, sha);
-				st->written++;
-			}
-		}
-		fflush(journal);
-		GDALClose(mem);
+	if (started == 0)
+		cog_worker(&c); /* no thread to be had: this one does it all */
+	for (int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	pthread_mutex_destroy(&c.mu);
+	if (c.failed) {
+		*err = c.err;
+		rc = -1;
 	}
 	if (rc == 0)
-		rc = manifest_write(&man, st->manifest, err);
+		rc = manifest_write(&c.man, st->manifest, err);
 out:
-	if (journal)
-		fclose(journal);
-	manifest_release(&man);
-	GDALClose(ds);
+	if (c.journal)
+		fclose(c.journal);
+	manifest_release(&c.man);
 	st->seconds = clock_now() - t0;
 	return rc;
 }

@@ -19,6 +19,7 @@ struct cog_opts {
 	struct bbox bbox;       /* lon/lat */
 	int shard_i, shard_n;
 	const char *resampling; /* gdalwarp -r (default "bilinear") */
+	int threads;            /* tiles warped at once, one source handle each (0: CPUs, at most 8) */
 };
 
 struct cog_stats {

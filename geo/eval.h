@@ -48,6 +48,39 @@ void eval_add_tile(const struct eval_opts *o, const uint8_t *pred, const uint8_t
 int eval_add_instances(const struct eval_opts *o, const uint8_t *pred, const uint8_t *truth, int w,
 		       int h, struct eval_result *r, struct error *err);
 
+/* The same over a mosaic too large for memory, fed in blocks: each block's
+ * components are labelled on their own and joined to those across the block's
+ * top and left seams (union-find over the ids of the pixels on either side,
+ * 8-connectivity), so a building crossing a block edge is one instance and the
+ * result does not depend on the block size. Blocks come row by row, top to
+ * bottom; the blocks of one row share y0 and h and come left to right; a block
+ * or row left out is background. Memory: the ids and overlaps of the
+ * components plus two mosaic rows. */
+struct eval_pair;
+struct eval_instances {
+	int width;                  /* mosaic width in pixels */
+	uint32_t *par[2];           /* union-find over component ids: [0] pred, [1] truth */
+	uint64_t *area[2];          /* pixels per id (per root after finish) */
+	uint64_t *first[2];         /* first pixel (y * width + x) per id: the order of ties */
+	size_t n[2], cap[2];        /* ids in use (id 0: none) */
+	struct eval_pair *pairs;    /* (pred id, truth id, overlapping pixels) */
+	size_t npairs, cappairs;
+	uint32_t *above[2], *below[2]; /* ids along mosaic rows above_y and below_y */
+	uint32_t *left[2];          /* ids along column left_x of the current block row */
+	size_t left_cap;
+	int above_y, below_y, row_y, row_h, left_x;
+};
+
+int eval_instances_init(struct eval_instances *ei, int width, struct error *err);
+/* A w x h block at (x0, y0) of the mosaic; pred and truth with row stride `stride`. */
+int eval_instances_add(const struct eval_opts *o, struct eval_instances *ei, const uint8_t *pred,
+		       const uint8_t *truth, size_t stride, int x0, int y0, int w, int h,
+		       struct error *err);
+/* Match the joined components and add to r->inst_*; call once, then release. */
+int eval_instances_finish(const struct eval_opts *o, struct eval_instances *ei,
+			  struct eval_result *r, struct error *err);
+void eval_instances_release(struct eval_instances *ei);
+
 /* IoU, precision, recall, F1 from counts; 0/0 gives NaN-free 0 with "n/a" left to JSON null. */
 double eval_iou(uint64_t tp, uint64_t fp, uint64_t fn);
 double eval_f1(uint64_t tp, uint64_t fp, uint64_t fn);

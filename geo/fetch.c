@@ -25,6 +25,8 @@
 
 #define MAX_BODY ((size_t)64 << 20)
 #define MAX_HOSTS 64
+#define JOURNAL_FLUSH_LINES 256
+#define JOURNAL_FLUSH_S 0.25
 
 void fetch_opts_init(struct fetch_opts *o)
 {
@@ -38,7 +40,7 @@ void fetch_opts_init(struct fetch_opts *o)
 	o->stall = 15;
 	o->timeout = 120;
 	o->connect_timeout = 10;
-	o->verify = 2;
+	o->verify = FETCH_VERIFY_FULL;
 	o->seed = 1;
 }
 
@@ -157,8 +159,8 @@ struct slot {
 struct job {
 	struct job *next;
 	uint64_t idx;
-	char *body;
-	size_t len;
+	char *body; /* back to the buffer pool when the job is collected */
+	size_t len, cap;
 	/* filled by the worker */
 	int ok;
 	int permanent; /* a local write error: retrying the download will not help */
@@ -191,8 +193,15 @@ struct run {
 	pthread_cond_t cv;
 	struct job *in_head, *in_tail, *out_head;
 	int quit;
-	uint64_t inflight_jobs;
+	uint64_t inflight_jobs, max_jobs; /* transfers wait while max_jobs bodies await a worker */
+	/* body buffers finished with, for the next transfers (no malloc, no fresh pages) */
+	char **pool;
+	size_t *pool_cap;
+	size_t npool, max_pool;
 	char tmpdir[PATH_MAX];
+	int tmp_fd, out_fd; /* tmpdir and out_dir, for openat/renameat */
+	double journal_flushed; /* when the journal was last flushed */
+	int journal_pending;    /* lines written since */
 	struct manifest man;
 	FILE *journal;
 	uint64_t resolved;
@@ -300,7 +309,15 @@ static void journal(struct run *r, const char *path, uint64_t bytes, const char 
 	if (r->journal) {
 		fprintf(r->journal, "%s\t%llu\t%s\t%s\n", path, (unsigned long long)bytes,
 			sha ? sha : "-", manifest_status_name(status));
-		fflush(r->journal);
+		/* One write for many lines: a crash loses the lines of the last
+		 * JOURNAL_FLUSH_S at most, and those tiles are fetched again. */
+		double now = clock_now();
+		if (++r->journal_pending >= JOURNAL_FLUSH_LINES ||
+		    now - r->journal_flushed >= JOURNAL_FLUSH_S) {
+			fflush(r->journal);
+			r->journal_pending = 0;
+			r->journal_flushed = now;
+		}
 	}
 }
 
@@ -350,59 +367,72 @@ static void retry_or_fail(struct run *r, uint64_t idx, const char *why, double r
 
 /* ---- workers: decode check, hash, write temp, rename ---- */
 
+/* The body to TMPDIR/N.part, renamed to OUT/Z/X/Y.EXT: both relative to
+ * directory descriptors, so the kernel does not walk the paths each time. */
 static int write_tile(struct run *r, struct job *j, struct error *err)
 {
-	char rel[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
+	char rel[PATH_MAX], tmp[64];
 	item_path(r, j->idx, rel, sizeof(rel));
-	if (snprintf(path, sizeof(path), "%s/%s", r->o->out_dir, rel) >= (int)sizeof(path) ||
-	    snprintf(tmp, sizeof(tmp), "%s/%llu.part", r->tmpdir,
-		     (unsigned long long)j->idx) >= (int)sizeof(tmp))
-		return error_set(err, "%s: path too long", rel);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	snprintf(tmp, sizeof(tmp), "%llu.part", (unsigned long long)j->idx);
+	int fd = openat(r->tmp_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return error_errno(err, "%s: cannot create", tmp);
+		return error_errno(err, "%s/%s: cannot create", r->tmpdir, tmp);
 	size_t off = 0;
 	while (off < j->len) {
 		ssize_t n = write(fd, j->body + off, j->len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			error_errno(err, "%s: write", tmp);
+			error_errno(err, "%s/%s: write", r->tmpdir, tmp);
 			close(fd);
-			unlink(tmp);
+			unlinkat(r->tmp_fd, tmp, 0);
 			return -1;
 		}
 		off += (size_t)n;
 	}
 	if (close(fd) < 0) {
-		error_errno(err, "%s: close", tmp);
-		unlink(tmp);
+		error_errno(err, "%s/%s: close", r->tmpdir, tmp);
+		unlinkat(r->tmp_fd, tmp, 0);
 		return -1;
 	}
-	if (rename(tmp, path) == 0)
+	if (renameat(r->tmp_fd, tmp, r->out_fd, rel) == 0)
 		return 0;
 	if (errno == ENOENT) {
 		/* First tile of its column: make Z/X and try once more. */
 		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s", path);
-		*strrchr(dir, '/') = '\0';
-		if (fs_mkdir_p(dir, err) == 0 && rename(tmp, path) == 0)
-			return 0;
+		if (snprintf(dir, sizeof(dir), "%s/%s", r->o->out_dir, rel) >= (int)sizeof(dir))
+			errno = ENAMETOOLONG;
+		else {
+			*strrchr(dir, '/') = '\0';
+			if (fs_mkdir_p(dir, err) == 0 &&
+			    renameat(r->tmp_fd, tmp, r->out_fd, rel) == 0)
+				return 0;
+		}
 		if (errno == 0)
 			errno = EIO;
 	}
-	error_errno(err, "rename %s to %s", tmp, path);
-	unlink(tmp);
+	error_errno(err, "rename %s/%s to %s/%s", r->tmpdir, tmp, r->o->out_dir, rel);
+	unlinkat(r->tmp_fd, tmp, 0);
 	return -1;
 }
 
-static void work(struct run *r, struct job *j)
+static int check_body(struct run *r, struct job *j, struct raster_scratch *scratch,
+		      struct error *err)
+{
+	switch (r->o->verify) {
+	case FETCH_VERIFY_NONE: return 0;
+	case FETCH_VERIFY_FAST: return raster_check_image_fast(j->body, j->len, r->ext, err);
+	case FETCH_VERIFY_GDAL: return raster_check_image_gdal(j->body, j->len, r->ext, err);
+	default: return raster_check_image_with(j->body, j->len, r->ext, scratch, err);
+	}
+}
+
+static void work(struct run *r, struct job *j, struct raster_scratch *scratch)
 {
 	struct error err;
 	j->ok = 0;
 	j->permanent = 0;
-	if (r->o->verify && (r->o->verify == 2 ? raster_check_image(j->body, j->len, r->ext, &err)
-					       : raster_check_image_fast(j->body, j->len, r->ext, &err)) < 0) {
+	if (check_body(r, j, scratch, &err) < 0) {
 		snprintf(j->why, sizeof(j->why), "rejected body (%zu bytes): %s", j->len, err.msg);
 		return;
 	}
@@ -417,6 +447,7 @@ static void work(struct run *r, struct job *j)
 static void *worker_main(void *arg)
 {
 	struct run *r = arg;
+	struct raster_scratch scratch = {NULL, 0}; /* this worker's decode buffer */
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		while (!r->in_head && !r->quit)
@@ -428,29 +459,49 @@ static void *worker_main(void *arg)
 		if (!r->in_head)
 			r->in_tail = NULL;
 		pthread_mutex_unlock(&r->mu);
-		work(r, j);
-		mem_free(j->body);
-		j->body = NULL;
+		work(r, j, &scratch);
 		pthread_mutex_lock(&r->mu);
 		j->next = r->out_head;
 		r->out_head = j;
 		curl_multi_wakeup(r->multi);
 	}
 	pthread_mutex_unlock(&r->mu);
+	raster_scratch_release(&scratch);
 	return NULL;
 }
 
-static void submit_job(struct run *r, uint64_t idx, char *body, size_t len)
+/* ---- body buffers: reused from transfer to transfer ---- */
+
+static void pool_give(struct run *r, char *buf, size_t cap)
+{
+	if (buf && r->npool < r->max_pool) {
+		r->pool[r->npool] = buf;
+		r->pool_cap[r->npool++] = cap;
+	} else {
+		mem_free(buf);
+	}
+}
+
+static void pool_take(struct run *r, struct slot *s)
+{
+	if (s->body || !r->npool)
+		return;
+	s->body = r->pool[--r->npool];
+	s->cap = r->pool_cap[r->npool];
+}
+
+static void submit_job(struct run *r, uint64_t idx, char *body, size_t len, size_t cap)
 {
 	struct job *j = mem_calloc(1, sizeof(*j));
 	if (!j) {
-		mem_free(body);
+		pool_give(r, body, cap);
 		retry_or_fail(r, idx, "out of memory", -1);
 		return;
 	}
 	j->idx = idx;
 	j->body = body;
 	j->len = len;
+	j->cap = cap;
 	pthread_mutex_lock(&r->mu);
 	if (r->in_tail)
 		r->in_tail->next = j;
@@ -481,6 +532,7 @@ static void collect_jobs(struct run *r)
 			r->st->rejected++;
 			retry_or_fail(r, j->idx, j->why, -1);
 		}
+		pool_give(r, j->body, j->cap);
 		mem_free(j);
 	}
 }
@@ -586,6 +638,10 @@ static void start_transfers(struct run *r, double now, double *wake)
 		struct slot *s = &r->slots[si];
 		if (s->busy)
 			continue;
+		/* The workers are behind: finish their queue before downloading more
+		 * (memory stays bounded; a finished job wakes the poll). */
+		if (r->inflight_jobs + (uint64_t)r->active >= r->max_jobs)
+			break;
 		uint64_t idx;
 		int from_heap;
 		if (!pick(r, now, &idx, &from_heap))
@@ -613,6 +669,7 @@ static void start_transfers(struct run *r, double now, double *wake)
 			h->next = (h->next > now - 1.0 / r->o->rate ? h->next : now) + 1.0 / r->o->rate;
 		s->idx = idx;
 		s->host = h;
+		pool_take(r, s);
 		s->len = 0;
 		s->too_big = 0;
 		s->stalled = 0;
@@ -678,12 +735,12 @@ static void transfer_done(struct run *r, struct slot *s, CURLcode code)
 			retry_or_fail(r, idx, why, -1);
 			return;
 		}
-		/* The body goes to a worker; the slot gets a fresh buffer next time. */
+		/* The body goes to a worker; the slot takes a pooled buffer next time. */
 		char *body = s->body;
-		size_t len = s->len;
+		size_t len = s->len, cap = s->cap;
 		s->body = NULL;
 		s->len = s->cap = 0;
-		submit_job(r, idx, body, len);
+		submit_job(r, idx, body, len, cap);
 		return;
 	}
 	if (status == 404 || status == 410 || status == 204) {
@@ -764,6 +821,14 @@ static void run_release(struct run *r)
 		mem_free(j);
 		j = n;
 	}
+	for (size_t i = 0; i < r->npool; i++)
+		mem_free(r->pool[i]);
+	mem_free(r->pool);
+	mem_free(r->pool_cap);
+	if (r->tmp_fd >= 0)
+		close(r->tmp_fd);
+	if (r->out_fd >= 0)
+		close(r->out_fd);
 	for (int i = 0; r->slots && i < r->nslots; i++) {
 		if (r->slots[i].busy)
 			curl_multi_remove_handle(r->multi, r->slots[i].easy);
@@ -846,6 +911,7 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 	memset(res, 0, sizeof(*res));
 	struct run r;
 	memset(&r, 0, sizeof(r));
+	r.tmp_fd = r.out_fd = -1;
 	r.o = o;
 	r.st = &res->stats;
 	r.rng = o->seed;
@@ -893,6 +959,12 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 		r.tmpdir[0] = '\0';
 		goto out;
 	}
+	r.tmp_fd = open(r.tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r.out_fd = open(o->out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r.tmp_fd < 0 || r.out_fd < 0) {
+		error_errno(err, "%s: cannot open the folder", r.tmp_fd < 0 ? r.tmpdir : o->out_dir);
+		goto out;
+	}
 	r.journal = fopen(res->manifest, "a");
 	if (!r.journal) {
 		error_errno(err, "%s: cannot open for appending", res->manifest);
@@ -921,6 +993,15 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 	if (nthreads <= 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		nthreads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+	}
+	/* Bodies waiting for a worker, plus transfers, at most this many. */
+	r.max_jobs = (uint64_t)r.nslots + 4 * (uint64_t)nthreads + 16;
+	r.max_pool = (size_t)r.max_jobs;
+	r.pool = mem_calloc(r.max_pool, sizeof(*r.pool));
+	r.pool_cap = mem_calloc(r.max_pool, sizeof(*r.pool_cap));
+	if (!r.pool || !r.pool_cap) {
+		error_set(err, "out of memory");
+		goto out;
 	}
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.cv, NULL);

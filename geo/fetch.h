@@ -12,6 +12,13 @@
 #include "core/error.h"
 #include "geo/tile.h"
 
+enum {
+	FETCH_VERIFY_NONE, /* the length only */
+	FETCH_VERIFY_FAST, /* PNG CRCs / JPEG markers, GDAL reads the header (raster_check_image_fast) */
+	FETCH_VERIFY_FULL, /* all image data decodes (raster_check_image): the default */
+	FETCH_VERIFY_GDAL, /* GDAL's driver reads every pixel (raster_check_image_gdal) */
+};
+
 struct fetch_opts {
 	const char *url;      /* template with {z} {x} {y}; also {-y} (TMS row) and {q} (quadkey) */
 	const char *out_dir;  /* tiles go to out_dir/Z/X/Y.EXT */
@@ -28,8 +35,7 @@ struct fetch_opts {
 	double timeout;       /* whole-transfer limit in seconds (default 120) */
 	double connect_timeout; /* default 10 s */
 	int threads;          /* decode/hash/write workers (default: online CPUs, at most 8) */
-	int verify;           /* 2: decode every pixel with GDAL (default); 1: PNG CRCs / JPEG
-			       * markers and a GDAL header open (raster_check_image_fast); 0: none */
+	int verify;           /* FETCH_VERIFY_*: how a body is checked before it is written */
 	unsigned long seed;   /* jitter seed */
 	volatile sig_atomic_t *stop; /* set from a signal handler: finish cleanly, early */
 	/* Called from the fetching thread after every finished tile. */

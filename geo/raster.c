@@ -12,6 +12,7 @@
 #include <cpl_error.h>
 #include <cpl_vsi.h>
 #include <gdal.h>
+#include <zlib.h>
 #include <ogr_srs_api.h>
 
 #include "core/mem.h"
@@ -81,105 +82,64 @@ static int check_signature(const unsigned char *p, size_t len, const char *ext, 
 	return 0;
 }
 
-int raster_check_image(const void *data, size_t len, const char *ext, struct error *err)
-{
-	static atomic_ulong counter;
-	const char *driver;
-	if (check_signature(data, len, ext, &driver, err) < 0)
-		return -1;
-	raster_init();
-	char name[96];
-	snprintf(name, sizeof(name), "/vsimem/cairn-check-%ld-%lu.%s", (long)getpid(),
-		 atomic_fetch_add(&counter, 1), ext && *ext ? ext : "img");
-	VSILFILE *f = VSIFileFromMemBuffer(name, (GByte *)data, (vsi_l_offset)len, FALSE);
-	if (!f)
-		return error_set(err, "cannot map %zu bytes into %s", len, name);
-	VSIFCloseL(f);
-	struct gdal_msgs msgs = {0, ""};
-	CPLPushErrorHandlerEx(collect, &msgs);
-	const char *drivers[] = {driver, NULL};
-	int rc = 0;
-	uint8_t *pix = NULL;
-	GDALDatasetH ds = GDALOpenEx(name, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
-				     driver ? drivers : NULL, NULL, NULL);
-	if (!ds) {
-		rc = error_set(err, "does not decode as %s: %s", driver ? driver : "an image",
-			       msgs.count ? msgs.first : "unrecognized data");
-		goto out;
-	}
-	int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
-	if (w <= 0 || h <= 0 || nb <= 0 || (size_t)w * (size_t)h > ((size_t)64 << 20)) {
-		rc = error_set(err, "image of %dx%d pixels, %d bands: not a tile", w, h, nb);
-		goto out;
-	}
-	/* Reading every band decodes every byte: a corrupt stream fails here.
-	 * All bands in one call, pixel-interleaved like the file, so the image
-	 * is decoded once (band by band, GDAL's PNG driver decodes it per band). */
-	pix = mem_alloc((size_t)w * (size_t)h * (size_t)nb);
-	if (!pix) {
-		rc = error_set(err, "out of memory decoding a %dx%d image", w, h);
-		goto out;
-	}
-	CPLErr e = GDALDatasetRasterIO(ds, GF_Read, 0, 0, w, h, pix, w, h, GDT_Byte, nb, NULL, nb,
-				       (GSpacing)w * nb, 1);
-	if (e != CE_None || msgs.count)
-		rc = error_set(err, "corrupt %s: %s", driver ? driver : "image",
-			       msgs.count ? msgs.first : "read failed");
-	if (rc == 0 && msgs.count)
-		rc = error_set(err, "suspicious %s: %s", driver ? driver : "image", msgs.first);
-out:
-	if (ds)
-		GDALClose(ds);
-	CPLPopErrorHandler();
-	VSIUnlink(name);
-	mem_free(pix);
-	return rc;
-}
-
-/* CRC-32 as PNG uses it (ISO 3309, polynomial 0xedb88320), table-driven. */
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-	for (uint32_t n = 0; n < 256; n++) {
-		uint32_t c = n;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-		crc_table[n] = c;
-	}
-}
-
-static uint32_t crc32_png(const unsigned char *p, size_t n)
-{
-	uint32_t c = 0xffffffffu;
-	for (size_t i = 0; i < n; i++)
-		c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
-	return c ^ 0xffffffffu;
-}
+/* PNG structure (ISO/IEC 15948): 8-byte signature, then chunks of
+ * length(4) type(4) data crc(4), the CRC-32 over type and data; IHDR first,
+ * the IDAT chunks one after the other, IEND last. */
+struct png_info {
+	uint32_t w, h;
+	int depth, color, interlace;
+	size_t idat_first, idat_bytes; /* offset of the first IDAT chunk; payload bytes in all */
+	int nidat;
+};
 
 static uint32_t be32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int png_chunks(const unsigned char *p, size_t len, struct error *err)
+/* Every chunk's CRC (zlib's crc32: several bytes per step), IHDR, where the
+ * IDAT run lies, and nothing after IEND. */
+static int png_scan(const unsigned char *p, size_t len, struct png_info *pi, struct error *err)
 {
-	pthread_once(&crc_once, crc_init);
+	memset(pi, 0, sizeof(*pi));
 	size_t off = 8;
-	int n = 0;
+	int n = 0, idat_done = 0;
 	while (off + 12 <= len) {
 		uint32_t clen = be32(p + off);
+		const unsigned char *type = p + off + 4;
 		if (clen > len - off - 12)
 			return error_set(err, "PNG chunk %d at byte %zu runs past the end", n, off);
-		if (crc32_png(p + off + 4, 4 + (size_t)clen) != be32(p + off + 8 + clen))
+		if ((uint32_t)crc32(0L, type, 4 + clen) != be32(p + off + 8 + clen))
 			return error_set(err, "PNG chunk %d (%.4s) at byte %zu: CRC mismatch", n,
-					 (const char *)p + off + 4, off);
-		int iend = memcmp(p + off + 4, "IEND", 4) == 0;
+					 (const char *)type, off);
+		if (n == 0 && (memcmp(type, "IHDR", 4) != 0 || clen != 13))
+			return error_set(err, "PNG: first chunk is not IHDR");
+		if (n == 0) {
+			pi->w = be32(type + 4);
+			pi->h = be32(type + 8);
+			pi->depth = type[12];
+			pi->color = type[13];
+			pi->interlace = type[16];
+		}
+		if (memcmp(type, "IDAT", 4) == 0) {
+			if (idat_done)
+				return error_set(err, "PNG: IDAT chunks not one after the other");
+			if (!pi->nidat++)
+				pi->idat_first = off;
+			pi->idat_bytes += clen;
+		} else if (pi->nidat) {
+			idat_done = 1;
+		}
+		int iend = memcmp(type, "IEND", 4) == 0;
 		off += 12 + (size_t)clen;
 		n++;
-		if (iend)
-			return off == len ? 0 : error_set(err, "PNG: %zu bytes after IEND", len - off);
+		if (iend) {
+			if (off != len)
+				return error_set(err, "PNG: %zu bytes after IEND", len - off);
+			if (!pi->nidat)
+				return error_set(err, "PNG without image data (no IDAT)");
+			return 0;
+		}
 	}
 	return error_set(err, "PNG truncated (no IEND chunk)");
 }
@@ -201,19 +161,17 @@ static int jpeg_markers(const unsigned char *p, size_t len, struct error *err)
 	return error_set(err, "JPEG: no start of scan");
 }
 
-int raster_check_image_fast(const void *data, size_t len, const char *ext, struct error *err)
+/* Opens the in-memory image with `driver` only and checks its size; with
+ * `pixels`, also reads every pixel of every band (the driver decodes all of
+ * it). Sibling files are not looked for (no world file, .aux.xml or .ovr
+ * probes on /vsimem/). */
+static int gdal_check(const void *data, size_t len, const char *ext, const char *driver,
+		      int pixels, int *w_out, int *h_out, int *nb_out, struct error *err)
 {
-	const char *driver;
-	if (check_signature(data, len, ext, &driver, err) < 0)
-		return -1;
-	if (driver && strcmp(driver, "PNG") == 0 && png_chunks(data, len, err) < 0)
-		return -1;
-	if (driver && strcmp(driver, "JPEG") == 0 && jpeg_markers(data, len, err) < 0)
-		return -1;
 	static atomic_ulong counter;
 	raster_init();
 	char name[96];
-	snprintf(name, sizeof(name), "/vsimem/cairn-hdr-%ld-%lu.%s", (long)getpid(),
+	snprintf(name, sizeof(name), "/vsimem/cairn-check-%ld-%lu.%s", (long)getpid(),
 		 atomic_fetch_add(&counter, 1), ext && *ext ? ext : "img");
 	VSILFILE *f = VSIFileFromMemBuffer(name, (GByte *)data, (vsi_l_offset)len, FALSE);
 	if (!f)
@@ -222,17 +180,167 @@ int raster_check_image_fast(const void *data, size_t len, const char *ext, struc
 	struct gdal_msgs msgs = {0, ""};
 	CPLPushErrorHandlerEx(collect, &msgs);
 	const char *drivers[] = {driver, NULL};
-	GDALDatasetH ds = GDALOpenEx(name, GDAL_OF_RASTER | GDAL_OF_READONLY, driver ? drivers : NULL,
-				     NULL, NULL);
+	const char *no_siblings[] = {NULL};
 	int rc = 0;
-	if (!ds || GDALGetRasterXSize(ds) <= 0 || GDALGetRasterCount(ds) <= 0)
-		rc = error_set(err, "does not open as %s: %s", driver ? driver : "an image",
+	uint8_t *pix = NULL;
+	GDALDatasetH ds = GDALOpenEx(name, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
+				     driver ? drivers : NULL, NULL, no_siblings);
+	if (!ds) {
+		rc = error_set(err, "does not decode as %s: %s", driver ? driver : "an image",
 			       msgs.count ? msgs.first : "unrecognized data");
+		goto out;
+	}
+	int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
+	if (w <= 0 || h <= 0 || nb <= 0 || (size_t)w * (size_t)h > ((size_t)64 << 20)) {
+		rc = error_set(err, "image of %dx%d pixels, %d bands: not a tile", w, h, nb);
+		goto out;
+	}
+	*w_out = w;
+	*h_out = h;
+	*nb_out = nb;
+	if (!pixels)
+		goto out;
+	/* Reading every band decodes every byte: a corrupt stream fails here.
+	 * All bands in one call, pixel-interleaved like the file, so the image
+	 * is decoded once (band by band, GDAL's PNG driver decodes it per band). */
+	pix = mem_alloc((size_t)w * (size_t)h * (size_t)nb);
+	if (!pix) {
+		rc = error_set(err, "out of memory decoding a %dx%d image", w, h);
+		goto out;
+	}
+	CPLErr e = GDALDatasetRasterIO(ds, GF_Read, 0, 0, w, h, pix, w, h, GDT_Byte, nb, NULL, nb,
+				       (GSpacing)w * nb, 1);
+	if (e != CE_None || msgs.count)
+		rc = error_set(err, "corrupt %s: %s", driver ? driver : "image",
+			       msgs.count ? msgs.first : "read failed");
+out:
 	if (ds)
 		GDALClose(ds);
+	if (rc == 0 && msgs.count)
+		rc = error_set(err, "suspicious %s: %s", driver ? driver : "image", msgs.first);
 	CPLPopErrorHandler();
 	VSIUnlink(name);
+	mem_free(pix);
 	return rc;
+}
+
+static int scratch_reserve(struct raster_scratch *s, size_t n)
+{
+	if (s->cap >= n)
+		return 0;
+	uint8_t *p = mem_realloc(s->p, n);
+	if (!p)
+		return -1;
+	s->p = p;
+	s->cap = n;
+	return 0;
+}
+
+void raster_scratch_release(struct raster_scratch *s)
+{
+	mem_free(s->p);
+	s->p = NULL;
+	s->cap = 0;
+}
+
+/* The PNG decode without the driver's unfiltering: GDAL's CPLZLibInflate
+ * (libdeflate where GDAL has it) inflates the whole IDAT stream, which checks
+ * every code, the window references and the Adler-32; the result must be
+ * exactly the rows IHDR promises, each starting with a filter type 0..4.
+ * Undoing the filters is arithmetic that cannot fail, so what libpng would
+ * reject while reading pixels, this rejects too. Only for non-interlaced
+ * grey/RGB(A) images (palette indices would need unfiltering to check). */
+static int png_inflate_check(const unsigned char *p, const struct png_info *pi,
+			     struct raster_scratch *s, struct error *err)
+{
+	static const int channels[7] = {1, 0, 3, 1, 2, 0, 4};
+	uint64_t rowbytes = ((uint64_t)pi->w * (uint64_t)channels[pi->color] * (uint64_t)pi->depth + 7) / 8;
+	uint64_t raw = (uint64_t)pi->h * (1 + rowbytes);
+	if (raw > ((uint64_t)1 << 30))
+		return error_set(err, "PNG of %ux%u: too large for a tile", pi->w, pi->h);
+	/* one IDAT: inflate in place; several: their payloads one after the other */
+	size_t out_cap = (size_t)raw + 1, in_off = out_cap;
+	if (scratch_reserve(s, out_cap + (pi->nidat > 1 ? pi->idat_bytes : 0)) < 0)
+		return error_set(err, "out of memory decoding a %ux%u PNG", pi->w, pi->h);
+	const unsigned char *z = p + pi->idat_first + 8;
+	if (pi->nidat > 1) {
+		size_t off = pi->idat_first, k = 0;
+		for (int i = 0; i < pi->nidat; i++) {
+			uint32_t clen = be32(p + off);
+			memcpy(s->p + in_off + k, p + off + 8, clen);
+			k += clen;
+			off += 12 + (size_t)clen;
+		}
+		z = s->p + in_off;
+	}
+	size_t got = 0;
+	/* one byte more than the image needs: a stream that fills it is too long */
+	if (!CPLZLibInflate(z, pi->idat_bytes, s->p, out_cap, &got))
+		return error_set(err, "corrupt PNG: image data does not inflate (%s)",
+				 got == 0 ? "bad deflate stream or Adler-32" : "too long");
+	if (got != raw)
+		return error_set(err, "corrupt PNG: image data inflates to %zu bytes, %llu expected",
+				 got, (unsigned long long)raw);
+	for (uint64_t r = 0; r < pi->h; r++)
+		if (s->p[r * (1 + rowbytes)] > 4)
+			return error_set(err, "corrupt PNG: row %llu has filter type %d",
+					 (unsigned long long)r, s->p[r * (1 + rowbytes)]);
+	return 0;
+}
+
+int raster_check_image_with(const void *data, size_t len, const char *ext,
+			    struct raster_scratch *s, struct error *err)
+{
+	const char *driver;
+	if (check_signature(data, len, ext, &driver, err) < 0)
+		return -1;
+	int w, h, nb;
+	struct png_info pi;
+	if (!driver || strcmp(driver, "PNG") != 0)
+		return gdal_check(data, len, ext, driver, 1, &w, &h, &nb, err);
+	if (png_scan(data, len, &pi, err) < 0)
+		return -1;
+	/* palette or interlaced: the driver decodes it */
+	if (pi.interlace || pi.color == 3 || pi.color > 6)
+		return gdal_check(data, len, ext, driver, 1, &w, &h, &nb, err);
+	/* The header through GDAL's PNG driver (libpng validates IHDR), the
+	 * image data inflated and measured here. */
+	if (gdal_check(data, len, ext, driver, 0, &w, &h, &nb, err) < 0)
+		return -1;
+	if ((uint32_t)w != pi.w || (uint32_t)h != pi.h)
+		return error_set(err, "PNG: GDAL reads %dx%d, IHDR says %ux%u", w, h, pi.w, pi.h);
+	return png_inflate_check(data, &pi, s, err);
+}
+
+int raster_check_image(const void *data, size_t len, const char *ext, struct error *err)
+{
+	struct raster_scratch s = {NULL, 0};
+	int rc = raster_check_image_with(data, len, ext, &s, err);
+	raster_scratch_release(&s);
+	return rc;
+}
+
+int raster_check_image_gdal(const void *data, size_t len, const char *ext, struct error *err)
+{
+	const char *driver;
+	int w, h, nb;
+	if (check_signature(data, len, ext, &driver, err) < 0)
+		return -1;
+	return gdal_check(data, len, ext, driver, 1, &w, &h, &nb, err);
+}
+
+int raster_check_image_fast(const void *data, size_t len, const char *ext, struct error *err)
+{
+	const char *driver;
+	struct png_info pi;
+	int w, h, nb;
+	if (check_signature(data, len, ext, &driver, err) < 0)
+		return -1;
+	if (driver && strcmp(driver, "PNG") == 0 && png_scan(data, len, &pi, err) < 0)
+		return -1;
+	if (driver && strcmp(driver, "JPEG") == 0 && jpeg_markers(data, len, err) < 0)
+		return -1;
+	return gdal_check(data, len, ext, driver, 0, &w, &h, &nb, err);
 }
 
 static int tmp_path(const char *path, char *tmp, size_t size, struct error *err)

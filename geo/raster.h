@@ -18,9 +18,27 @@ void raster_init(void);
 /* 0 when data is a complete, decodable image of the kind ext names
  * ("png", "jpg"/"jpeg", "webp", "tif"/"tiff"; anything else: any GDAL raster):
  * the signature matches, the end marker is there (PNG IEND, JPEG EOI), GDAL
- * opens it with that driver only, and every pixel of every band reads without
- * an error or a warning. Thread-safe. */
+ * opens it with that driver only, and all of its image data decodes without
+ * an error or a warning. For a PNG (non-interlaced, not a palette) that is:
+ * every chunk's CRC, GDAL's PNG driver reads the header, and the IDAT stream
+ * inflates (GDAL's CPLZLibInflate: every code, the Adler-32) to exactly the
+ * rows IHDR promises, each with a valid filter type; other images have every
+ * pixel of every band read through the driver. Thread-safe. */
 int raster_check_image(const void *data, size_t len, const char *ext, struct error *err);
+
+/* Memory a thread reuses from one check to the next (the inflated image). */
+struct raster_scratch {
+	uint8_t *p;
+	size_t cap;
+};
+void raster_scratch_release(struct raster_scratch *s);
+/* raster_check_image with the caller's scratch memory. */
+int raster_check_image_with(const void *data, size_t len, const char *ext,
+			    struct raster_scratch *s, struct error *err);
+
+/* The driver's own decode for every format: GDAL reads every pixel of every
+ * band (for a PNG, libpng inflates and unfilters it); slower. */
+int raster_check_image_gdal(const void *data, size_t len, const char *ext, struct error *err);
 
 /* The cheaper check: signature and end marker, every PNG chunk's CRC-32 (a
  * flipped byte anywhere in a PNG is caught without inflating it; for JPEG the

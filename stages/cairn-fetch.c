@@ -34,9 +34,14 @@ static const char usage[] =
 	"  --stall S          abort a transfer silent for S seconds (default 15)\n"
 	"  --timeout S        whole-transfer limit (default 120)\n"
 	"  --ext EXT          file type when the template does not end in one\n"
-	"  --threads N        decode-check/write threads (default: CPUs, at most 8)\n"
-	"  --verify full|fast|none  full (default): GDAL decodes every pixel; fast:\n"
-	"                     PNG chunk CRCs / JPEG markers + GDAL reads the header;\n"
+	"  --threads N        decode-check/write threads; with --cog, tiles warped at\n"
+	"                     once (default: CPUs, at most 8)\n"
+	"  --verify full|gdal|fast|none  full (default): all image data decodes (PNG:\n"
+	"                     chunk CRCs, GDAL reads the header, the image data\n"
+	"                     inflates to exactly the promised rows; other types: GDAL\n"
+	"                     reads every pixel); gdal: GDAL's driver reads every pixel\n"
+	"                     of every type (slower); fast: PNG chunk CRCs / JPEG\n"
+	"                     markers + GDAL reads the header;\n"
 	"                     none: length check only (--no-verify is the same)\n"
 	"  --seed N           jitter seed (default 1)\n"
 	"  --json             print the summary as JSON\n"
@@ -166,16 +171,20 @@ int main(int argc, char **argv)
 				return 2;
 			o.threads = (int)v;
 			break;
-		case 'V': o.verify = 0; break;
+		case 'V': o.verify = FETCH_VERIFY_NONE; break;
 		case 'v':
 			if (strcmp(optarg, "full") == 0)
-				o.verify = 2;
+				o.verify = FETCH_VERIFY_FULL;
+			else if (strcmp(optarg, "gdal") == 0)
+				o.verify = FETCH_VERIFY_GDAL;
 			else if (strcmp(optarg, "fast") == 0)
-				o.verify = 1;
+				o.verify = FETCH_VERIFY_FAST;
 			else if (strcmp(optarg, "none") == 0)
-				o.verify = 0;
+				o.verify = FETCH_VERIFY_NONE;
 			else {
-				fprintf(stderr, "cairn-fetch: --verify '%s': want full, fast or none\n", optarg);
+				fprintf(stderr,
+					"cairn-fetch: --verify '%s': want full, gdal, fast or none\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -201,7 +210,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		struct cog_opts co = {cog, o.out_dir, o.ext, zoom, have_bbox, bb, o.shard_i, o.shard_n,
-				      resampling};
+				      resampling, o.threads};
 		struct cog_stats cs;
 		if (cog_run(&co, &cs, &err) < 0) {
 			fprintf(stderr, "cairn-fetch: %s\n", err.msg);

@@ -192,7 +192,12 @@ int main(int argc, char **argv)
 		burn_set_release(&set);
 		return 2;
 	}
-	burn_set_prepare(&set);
+	if (burn_set_prepare(&set, &err) < 0) {
+		fprintf(stderr, "cairn-rasterize: %s: %s\n", vector, err.msg);
+		burn_set_release(&set);
+		mem_free(like_tiles);
+		return 1;
+	}
 	static struct job j;
 	j.set = &set;
 	j.range = &range;

@@ -125,6 +125,14 @@ check_grep "--verify fast rejected the html, corrupt and cut bodies" 'bodies rej
 same=0
 for f in $(cd "$T/www" && find . -name '*.png'); do cmp -s "$T/www/$f" "$T/out5/$f" && same=$((same + 1)); done
 check_eq "--verify fast: every served tile byte-identical" "$same" 15
+# And with --verify gdal (GDAL's PNG driver reads every pixel).
+start_server "$T/log6" "$T/port6"
+check_rc "fetch through faults with --verify gdal" 0 cairn-fetch --url "http://127.0.0.1:$PORT/{z}/{x}/{y}.png" --zoom 6 \
+	--concurrency 8 --retries 4 --backoff 0.05 --stall 1 --timeout 20 --bbox=$BBOX --out "$T/out6" --verify gdal
+check_grep "--verify gdal rejected the html, corrupt and cut bodies" 'bodies rejected' "$T/.out"
+same=0
+for f in $(cd "$T/www" && find . -name '*.png'); do cmp -s "$T/www/$f" "$T/out6/$f" && same=$((same + 1)); done
+check_eq "--verify gdal: every served tile byte-identical" "$same" 15
 check_rc "--verify with a bad value is a usage error" 2 cairn-fetch --url "$URL" --zoom 6 --bbox=$BBOX --out "$T/x" --verify maybe
 
 check_rc "bad bbox is a usage error" 2 cairn-fetch --url "$URL" --zoom 6 --bbox=1,2,3 --out "$T/x"

@@ -31,6 +31,21 @@ recall=$(jget "$T/noisy.json" "['building_instances']['recall']")
 check "noisy map: building IoU $biou in 0.2..0.9" python3 -c "assert 0.2 < $biou < 0.9"
 check "noisy map: building recall $recall < 0.9 (15% missing, a column lost)" python3 -c "assert $recall < 0.9"
 check_grep "seam metric present" '"interior_minus_border_mean_iou"' "$T/noisy.json"
+# Buildings crossing tile edges are one instance whatever the block: one tile
+# per block gives the same instance counts as the whole 2x2 mosaic in one block.
+check_rc "eval with --block 1" 0 cairn-eval --pred "$T/sl" --truth "$T/s/truth" --out "$T/b1.json" --block 1
+check_eq "--block 1: same building instances as --block 16" \
+	"$(jget "$T/b1.json" "['building_instances']")" "$(jget "$T/noisy.json" "['building_instances']")"
+edge=0
+for f in "$T"/s/truth/17/*/*.tif; do
+	gdal_translate -q -of ENVI "$f" "$T/raw.bin" >/dev/null 2>&1
+	# building pixels (2) in the last column or the last row of the tile
+	n=$(python3 -c "
+d = open('$T/raw.bin', 'rb').read()
+print(sum(d[y * 256 + 255] == 2 for y in range(256)) + sum(v == 2 for v in d[255 * 256:]))")
+	edge=$((edge + n))
+done
+check "the scene has building pixels on tile edges ($edge), so --block 1 joins across them" test "$edge" -gt 0
 check_grep "error picture 512x512" 'Size is 512, 512' <(gdalinfo "$T/err.png")
 check_rc "no truth folder is bad input" 2 cairn-eval --pred "$T/sl" --truth "$T/nope"
 check_rc "--help exits 0" 0 cairn-eval --help

@@ -104,6 +104,85 @@ static void test_instances(void)
 	CHECK_INT(r4.inst_truth, 0);
 }
 
+/* The mosaic fed in bw x bh blocks, row by row, as cairn-eval reads tiles. */
+static void by_blocks(const struct eval_opts *o, int bw, int bh, struct eval_result *r)
+{
+	struct eval_instances ei;
+	struct error err;
+	CHECK_INT(eval_instances_init(&ei, S, &err), 0);
+	for (int y0 = 0; y0 < S; y0 += bh)
+		for (int x0 = 0; x0 < S; x0 += bw) {
+			int w = S - x0 < bw ? S - x0 : bw, h = S - y0 < bh ? S - y0 : bh;
+			size_t off = (size_t)y0 * S + x0;
+			CHECK_INT(eval_instances_add(o, &ei, P + off, T + off, S, x0, y0, w, h, &err), 0);
+		}
+	CHECK_INT(eval_instances_finish(o, &ei, r, &err), 0);
+	eval_instances_release(&ei);
+}
+
+static void test_instances_across_blocks(void)
+{
+	struct eval_opts o;
+	eval_opts_init(&o);
+	clear();
+	rect(T, 12, 4, 20, 10, 2); /* straddles the block edge x = 16 */
+	rect(P, 13, 4, 21, 10, 2); /* found 1 px east: IoU 42/54 */
+	rect(T, 4, 12, 9, 21, 2);  /* straddles y = 16 */
+	rect(P, 4, 12, 9, 21, 2);
+	T[15 * S + 25] = T[16 * S + 26] = 2; /* touch only diagonally, across a block corner */
+	T[16 * S + 24] = 2;
+	P[15 * S + 25] = P[16 * S + 26] = P[16 * S + 24] = 2;
+	struct eval_result r = {0};
+	by_blocks(&o, 16, 16, &r);
+	CHECK_INT(r.inst_truth, 3);
+	CHECK_INT(r.inst_pred, 3);
+	CHECK_INT(r.inst_tp, 3);
+	/* a block row left out is background: nothing joins across it */
+	struct eval_instances ei;
+	struct error err;
+	struct eval_result r2 = {0};
+	clear();
+	rect(T, 2, 0, 6, 32, 2); /* one tall building, cut by the missing rows 8..15 */
+	memcpy(P, T, sizeof(T));
+	CHECK_INT(eval_instances_init(&ei, S, &err), 0);
+	CHECK_INT(eval_instances_add(&o, &ei, P, T, S, 0, 0, S, 8, &err), 0);
+	CHECK_INT(eval_instances_add(&o, &ei, P + 16 * S, T + 16 * S, S, 0, 16, S, 16, &err), 0);
+	CHECK_INT(eval_instances_add(&o, &ei, P, T, S, 0, 8, S, 8, &err), -1); /* out of order */
+	CHECK_INT(eval_instances_finish(&o, &ei, &r2, &err), 0);
+	eval_instances_release(&ei);
+	CHECK_INT(r2.inst_truth, 2);
+	CHECK_INT(r2.inst_tp, 2);
+}
+
+/* Random buildings and roads: every block size gives the whole mosaic's counts. */
+static void test_blocks_match_whole(void)
+{
+	struct eval_opts o;
+	eval_opts_init(&o);
+	uint32_t seed = 12345;
+	for (int round = 0; round < 20; round++) {
+		clear();
+		for (int k = 0; k < 24; k++) {
+			uint8_t *img = k % 2 ? P : T;
+			seed = seed * 1664525u + 1013904223u;
+			int x = (int)(seed >> 8) % S, y = (int)(seed >> 16) % S;
+			int w = 1 + (int)(seed >> 24) % 7, h = 1 + (int)(seed >> 4) % 7;
+			rect(img, x, y, x + w < S ? x + w : S, y + h < S ? y + h : S, k % 5 ? 2 : 1);
+		}
+		struct eval_result whole = {0};
+		struct error err;
+		CHECK_INT(eval_add_instances(&o, P, T, S, S, &whole, &err), 0);
+		static const int sizes[][2] = {{1, 1}, {3, 5}, {7, 7}, {8, 16}, {16, 8}, {32, 1}};
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			struct eval_result r = {0};
+			by_blocks(&o, sizes[i][0], sizes[i][1], &r);
+			CHECK_INT(r.inst_truth, whole.inst_truth);
+			CHECK_INT(r.inst_pred, whole.inst_pred);
+			CHECK_INT(r.inst_tp, whole.inst_tp);
+		}
+	}
+}
+
 static void test_seam_bands(void)
 {
 	struct eval_opts o;
@@ -143,6 +222,8 @@ int main(void)
 	RUN(test_identical_is_perfect);
 	RUN(test_counts);
 	RUN(test_instances);
+	RUN(test_instances_across_blocks);
+	RUN(test_blocks_match_whole);
 	RUN(test_seam_bands);
 	RUN(test_error_colors);
 	return CHECK_DONE();

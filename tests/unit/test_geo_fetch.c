@@ -1,7 +1,11 @@
 /* Unit tests for geo/fetch's helpers (URL templates, file types, manifest
- * names) and geo/raster's image check on good, short, HTML and corrupt bodies. */
+ * names) and geo/raster's image check on good, short, HTML and corrupt bodies,
+ * and on hand-built PNGs whose chunks are all intact but whose image data is
+ * not (the full check must inflate it to see that). */
 #include <stdlib.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #include "check.h"
 #include "core/fs.h"
@@ -85,10 +89,116 @@ static void test_image_check(void)
 	rmdir(dir);
 }
 
+/* A w x h RGB PNG from raw scanlines (filter byte + 3w bytes each, `rows` of
+ * them), its zlib stream split over `nidat` IDAT chunks, a tEXt chunk after
+ * the first IDAT when `text_between`; every CRC right. Returns the length. */
+static size_t put_chunk(uint8_t *out, const char *type, const uint8_t *data, uint32_t n)
+{
+	out[0] = (uint8_t)(n >> 24);
+	out[1] = (uint8_t)(n >> 16);
+	out[2] = (uint8_t)(n >> 8);
+	out[3] = (uint8_t)n;
+	memcpy(out + 4, type, 4);
+	if (n)
+		memcpy(out + 8, data, n);
+	uint32_t c = (uint32_t)crc32(0L, out + 4, 4 + n);
+	out[8 + n] = (uint8_t)(c >> 24);
+	out[9 + n] = (uint8_t)(c >> 16);
+	out[10 + n] = (uint8_t)(c >> 8);
+	out[11 + n] = (uint8_t)c;
+	return 12 + (size_t)n;
+}
+
+static size_t build_png(uint8_t *out, int w, int h, const uint8_t *raw, size_t rawlen, int nidat,
+			int text_between)
+{
+	static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	uint8_t ihdr[13] = {0, 0, 0, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0};
+	ihdr[2] = (uint8_t)(w >> 8);
+	ihdr[3] = (uint8_t)w;
+	ihdr[6] = (uint8_t)(h >> 8);
+	ihdr[7] = (uint8_t)h;
+	uLongf zlen = compressBound(rawlen);
+	uint8_t *z = mem_alloc(zlen);
+	CHECK(compress2(z, &zlen, raw, rawlen, 6) == Z_OK);
+	size_t n = 8;
+	memcpy(out, sig, 8);
+	n += put_chunk(out + n, "IHDR", ihdr, 13);
+	size_t part = (zlen + nidat - 1) / nidat, off = 0;
+	for (int i = 0; i < nidat; i++) {
+		size_t k = zlen - off < part ? zlen - off : part;
+		n += put_chunk(out + n, "IDAT", z + off, (uint32_t)k);
+		off += k;
+		if (i == 0 && text_between)
+			n += put_chunk(out + n, "tEXt", (const uint8_t *)"k\0v", 3);
+	}
+	n += put_chunk(out + n, "IEND", NULL, 0);
+	mem_free(z);
+	return n;
+}
+
+static void test_png_image_data(void)
+{
+	enum { W = 40, H = 30, ROW = 1 + 3 * W };
+	static uint8_t raw[H * ROW], png[2 * H * ROW + 4096];
+	for (int y = 0; y < H; y++) {
+		raw[y * ROW] = (uint8_t)(y % 5); /* every filter type */
+		for (int x = 1; x < ROW; x++)
+			raw[y * ROW + x] = (uint8_t)(x * 13 + y * 7);
+	}
+	struct error err;
+	struct raster_scratch s = {NULL, 0};
+	size_t n = build_png(png, W, H, raw, sizeof(raw), 1, 0);
+	CHECK_INT(raster_check_image(png, n, "png", &err), 0);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), 0);
+	CHECK_INT(raster_check_image_gdal(png, n, "png", &err), 0);
+	CHECK_INT(raster_check_image_fast(png, n, "png", &err), 0);
+	/* the stream over 4 IDAT chunks: fine; IDATs with another chunk between: not */
+	n = build_png(png, W, H, raw, sizeof(raw), 4, 0);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), 0);
+	n = build_png(png, W, H, raw, sizeof(raw), 4, 1);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), -1);
+	CHECK(strstr(err.msg, "IDAT") != NULL);
+	/* one row short: every chunk intact, the image data is not all there */
+	n = build_png(png, W, H, raw, sizeof(raw) - ROW, 1, 0);
+	CHECK_INT(raster_check_image_fast(png, n, "png", &err), 0);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), -1);
+	printf("#   short image data: %s\n", err.msg);
+	CHECK(strstr(err.msg, "expected") != NULL);
+	CHECK_INT(raster_check_image_gdal(png, n, "png", &err), -1);
+	/* one row too many */
+	static uint8_t longer[(H + 1) * ROW];
+	memcpy(longer, raw, sizeof(raw));
+	memcpy(longer + sizeof(raw), raw, ROW);
+	n = build_png(png, W, H, longer, sizeof(longer), 1, 0);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), -1);
+	/* a filter type that does not exist */
+	raw[7 * ROW] = 9;
+	n = build_png(png, W, H, raw, sizeof(raw), 1, 0);
+	CHECK_INT(raster_check_image_fast(png, n, "png", &err), 0);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), -1);
+	CHECK(strstr(err.msg, "filter type") != NULL);
+	CHECK_INT(raster_check_image_gdal(png, n, "png", &err), -1);
+	raw[7 * ROW] = 0;
+	/* damaged deflate data with the chunk CRC recomputed: only inflating sees it */
+	n = build_png(png, W, H, raw, sizeof(raw), 1, 0);
+	size_t idat = 8 + 25, dlen = (size_t)png[idat] << 24 | (size_t)png[idat + 1] << 16 |
+				       (size_t)png[idat + 2] << 8 | png[idat + 3];
+	for (size_t i = idat + 8 + dlen / 2; i < idat + 8 + dlen / 2 + 8; i++)
+		png[i] ^= 0x33;
+	put_chunk(png + idat, "IDAT", png + idat + 8, (uint32_t)dlen);
+	CHECK_INT(raster_check_image_fast(png, n, "png", &err), 0);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), -1);
+	printf("#   damaged deflate data: %s\n", err.msg);
+	CHECK_INT(raster_check_image_gdal(png, n, "png", &err), -1);
+	raster_scratch_release(&s);
+}
+
 int main(void)
 {
 	RUN(test_expand_url);
 	RUN(test_ext);
 	RUN(test_image_check);
+	RUN(test_png_image_data);
 	return CHECK_DONE();
 }
