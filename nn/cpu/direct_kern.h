@@ -111,6 +111,44 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 		}
 }
 
+/* Output columns 0 and w - 1 of rows [r0, r1) of a 3x3, pad 1, stride 1
+ * convolution (groups 1) whose chunk was read in place, where the taps of
+ * the missing columns read the neighbouring rows' ends: recomputed here,
+ * vectorized along output channels. x: the image (cin planes of h x w,
+ * rows r0 - 1 .. r1 inside it), wt[tap][co] (tap = (ci 3 + p) 3 + q),
+ * y: the image's output (cout planes of h x w). */
+static void DK(fix_cols)(const float *x, const float *wt, const float *bias, float *y, int cin,
+			 int cout, int h, int w, int r0, int r1)
+{
+	size_t hw = (size_t)h * w;
+	for (int r = r0; r < r1; r++)
+		for (int side = 0; side < 2; side++) {
+			int col = side ? w - 1 : 0, q0 = side ? 0 : 1, q1 = side ? 2 : 3;
+			for (int co = 0; co < cout; co += DK_VL) {
+				int nl = cout - co < DK_VL ? cout - co : DK_VL;
+				dk_mask_t mk = dk_mask(0, nl);
+				DK_V a0 = bias ? dk_mload(bias + co, mk) : dk_zero(), a1 = dk_zero();
+				for (int ci = 0; ci < cin; ci++) {
+					const float *xc = x + ci * hw + (size_t)(r - 1) * w + col - 1;
+					const float *wc = wt + (size_t)ci * 9 * cout + co;
+					for (int pp = 0; pp < 3; pp++)
+						for (int q = q0; q < q1; q++) {
+							DK_V wv = dk_mload(wc + (pp * 3 + q) * cout, mk);
+							DK_V xv = dk_set1(xc[pp * w + q]);
+							if (q & 1)
+								a1 = dk_fma(wv, xv, a1);
+							else
+								a0 = dk_fma(wv, xv, a0);
+						}
+				}
+				float o[DK_VL];
+				dk_store(o, dk_add(a0, a1));
+				for (int l = 0; l < nl; l++)
+					y[(co + l) * hw + (size_t)r * w + col] = o[l];
+			}
+		}
+}
+
 static void DK(fwd_tile)(const struct dk_fwd *a, const float *wp, const float *bias, float *y,
 			 int f0, int mr, int nv)
 {
