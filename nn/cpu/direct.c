@@ -56,6 +56,7 @@ struct dk_bwdf {
 #define dk_store _mm512_storeu_ps
 #define dk_set1 _mm512_set1_ps
 #define dk_fma _mm512_fmadd_ps
+#define dk_fnma _mm512_fnmadd_ps
 #define dk_add _mm512_add_ps
 #define dk_zero _mm512_setzero_ps
 #define dk_mask_t __mmask16
@@ -131,6 +132,7 @@ static void dyt_avx512(const float *dy, size_t hw, int cout, int npx, float *dyt
 #undef dk_store
 #undef dk_set1
 #undef dk_fma
+#undef dk_fnma
 #undef dk_add
 #undef dk_zero
 #undef dk_mask_t
@@ -161,6 +163,7 @@ static inline __m256i avx2_mask(int lo, int hi)
 #define dk_store _mm256_storeu_ps
 #define dk_set1 _mm256_set1_ps
 #define dk_fma _mm256_fmadd_ps
+#define dk_fnma _mm256_fnmadd_ps
 #define dk_add _mm256_add_ps
 #define dk_zero _mm256_setzero_ps
 #define dk_mask_t __m256i
@@ -182,6 +185,7 @@ static inline __m256i avx2_mask(int lo, int hi)
 #undef dk_store
 #undef dk_set1
 #undef dk_fma
+#undef dk_fnma
 #undef dk_add
 #undef dk_zero
 #undef dk_mask_t
@@ -209,13 +213,16 @@ struct dk_isa {
 	void (*dyt)(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc);
 	void (*fix)(const float *x, const float *wt, const float *bias, float *y, int cin,
 		    int cout, int h, int w, int r0, int r1);
+	void (*fix_bwdf)(const float *x, const float *dyt, int ldc, float *dwt, int ldw, int cin,
+			 int h, int w, int i0, int rows);
 };
 
 static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 3, {0, 8, 8, 7, 6, 4, 4, 3, 3},
 					 {0, 9, 9, 9}, fwd_tile_avx512, bwdf_tile_avx512,
-					 dyt_avx512, fix_cols_avx512};
+					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512};
 static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6},
-				       fwd_tile_avx2, bwdf_tile_avx2, NULL, fix_cols_avx2};
+				       fwd_tile_avx2, bwdf_tile_avx2, NULL, fix_cols_avx2,
+				       fix_bwdf_avx2};
 
 /* ---- kernel choice ---- */
 
@@ -317,7 +324,7 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	p->k = p->cig * p->kh * p->kw;
 	p->wp = p->w + 2 * p->pw;
 	p->nocopy = p->ph == 0 && p->pw == 0;
-	p->inplace3 = pass != PASS_BWD_FILTER && p->groups == 1 && p->kh == 3 && p->kw == 3 &&
+	p->inplace3 = p->groups == 1 && p->kh == 3 && p->kw == 3 &&
 		      p->dil == 1 && p->ph == 1 && p->pw == 1 && p->w >= 32;
 	int halo = (p->kh - 1) * p->dil;
 	if (pass == PASS_BWD_FILTER)
@@ -596,8 +603,9 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 		const int *off; /* this kernel reads only real pixels: never past the chunk */
 		const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
 		dy_chunk(j, j->dy + n * out_img + (size_t)i0 * p->wout, dyt, rows);
-		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = p->wp, .wout = p->wout,
-				    .rows = rows, .ldc = p->ldc, .ldw = p->ldg};
+		int fix = off == j->off_in && p->inplace3; /* rows of w: see fix_bwdf */
+		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = fix ? p->w : p->wp,
+				    .wout = p->wout, .rows = rows, .ldc = p->ldc, .ldw = p->ldg};
 		/* group g: taps of its input channels, vectors from its first output
 		 * channel; lanes past the group's channels are computed and ignored */
 		for (int g = 0; g < p->groups; g++) {
@@ -612,6 +620,9 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 						  p->k - k0 < kr ? p->k - k0 : kr, cov);
 			}
 		}
+		if (fix)
+			isa->fix_bwdf(j->in + (size_t)n * p->cin * plane, dyt, p->ldc, dwt, p->ldg,
+				      p->cin, p->h, p->w, i0, rows);
 	}
 }
 

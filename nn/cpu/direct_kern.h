@@ -149,6 +149,32 @@ static void DK(fix_cols)(const float *x, const float *wt, const float *bias, flo
 		}
 }
 
+/* The weight gradient's side of an in-place chunk (3x3 pad 1, groups 1):
+ * bwdf_body read, for the taps of column offset -1 at output column 0, the
+ * previous row's last pixel instead of the zero padding, and for offset +1
+ * at column w - 1 the next row's first: those products are taken back out
+ * of dwt. x: the image; dyt: the chunk's dy, pixel-major (ldc per pixel),
+ * rows [i0, i0 + rows). */
+static void DK(fix_bwdf)(const float *x, const float *dyt, int ldc, float *dwt, int ldw, int cin,
+			 int h, int w, int i0, int rows)
+{
+	size_t hw = (size_t)h * w;
+	for (int i = 0; i < rows; i++) {
+		int r = i0 + i;
+		const float *d0 = dyt + (size_t)i * w * ldc, *d1 = d0 + (size_t)(w - 1) * ldc;
+		for (int c = 0; c < cin; c++)
+			for (int pp = 0; pp < 3; pp++) {
+				DK_V xa = dk_set1(x[c * hw + (size_t)(r + pp - 1) * w - 1]);
+				DK_V xz = dk_set1(x[c * hw + (size_t)(r + pp) * w]);
+				float *o0 = dwt + (size_t)(c * 9 + pp * 3) * ldw, *o2 = o0 + 2 * (size_t)ldw;
+				for (int co = 0; co < ldw; co += DK_VL) {
+					dk_store(o0 + co, dk_fnma(xa, dk_load(d0 + co), dk_load(o0 + co)));
+					dk_store(o2 + co, dk_fnma(xz, dk_load(d1 + co), dk_load(o2 + co)));
+				}
+			}
+	}
+}
+
 static void DK(fwd_tile)(const struct dk_fwd *a, const float *wp, const float *bias, float *y,
 			 int f0, int mr, int nv)
 {
