@@ -121,32 +121,48 @@ static void DK(fix_cols)(const float *x, const float *wt, const float *bias, flo
 			 int cout, int h, int w, int r0, int r1)
 {
 	size_t hw = (size_t)h * w;
-	for (int r = r0; r < r1; r++)
-		for (int side = 0; side < 2; side++) {
-			int col = side ? w - 1 : 0, q0 = side ? 0 : 1, q1 = side ? 2 : 3;
-			for (int co = 0; co < cout; co += DK_VL) {
-				int nl = cout - co < DK_VL ? cout - co : DK_VL;
-				dk_mask_t mk = dk_mask(0, nl);
-				DK_V a0 = bias ? dk_mload(bias + co, mk) : dk_zero(), a1 = dk_zero();
-				for (int ci = 0; ci < cin; ci++) {
-					const float *xc = x + ci * hw + (size_t)(r - 1) * w + col - 1;
-					const float *wc = wt + (size_t)ci * 9 * cout + co;
-					for (int pp = 0; pp < 3; pp++)
-						for (int q = q0; q < q1; q++) {
-							DK_V wv = dk_mload(wc + (pp * 3 + q) * cout, mk);
-							DK_V xv = dk_set1(xc[pp * w + q]);
-							if (q & 1)
-								a1 = dk_fma(wv, xv, a1);
-							else
-								a0 = dk_fma(wv, xv, a0);
+	for (int co = 0; co < cout; co += DK_VL) {
+		int nl = cout - co < DK_VL ? cout - co : DK_VL;
+		dk_mask_t mk = dk_mask(0, nl);
+		DK_V b0 = bias ? dk_mload(bias + co, mk) : dk_zero();
+		/* 4 rows x 2 sides at once: 8 independent sums; acc[s 4 + i]: side s, row r + i */
+		for (int r = r0; r < r1; r += 4) {
+			int nr = r1 - r < 4 ? r1 - r : 4;
+			DK_V acc[8];
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++)
+				acc[i] = b0;
+			for (int ci = 0; ci < cin; ci++) {
+				const float *xc = x + ci * hw + (size_t)(r - 1) * w - 1;
+				const float *wc = wt + (size_t)ci * 9 * cout + co;
+#pragma GCC unroll 3
+				for (int pp = 0; pp < 3; pp++)
+#pragma GCC unroll 3
+					for (int q = 0; q < 3; q++) {
+						DK_V wv = dk_mload(wc + (pp * 3 + q) * cout, mk);
+						const float *xq = xc + (size_t)pp * w + q;
+#pragma GCC unroll 4
+						for (int i = 0; i < 4; i++) {
+							if (i >= nr)
+								break;
+							if (q > 0) /* column 0: taps q = 1, 2 */
+								acc[i] = dk_fma(wv, dk_set1(xq[(size_t)i * w]), acc[i]);
+							if (q < 2) /* column w - 1: taps q = 0, 1 */
+								acc[4 + i] = dk_fma(wv, dk_set1(xq[(size_t)i * w + w - 1]),
+										    acc[4 + i]);
 						}
-				}
-				float o[DK_VL];
-				dk_store(o, dk_add(a0, a1));
-				for (int l = 0; l < nl; l++)
-					y[(co + l) * hw + (size_t)r * w + col] = o[l];
+					}
 			}
+			for (int i = 0; i < nr; i++)
+				for (int sd = 0; sd < 2; sd++) {
+					float o[DK_VL];
+					dk_store(o, acc[sd * 4 + i]);
+					float *yo = y + (size_t)(r + i) * w + (sd ? w - 1 : 0);
+					for (int l = 0; l < nl; l++)
+						yo[(co + l) * hw] = o[l];
+				}
 		}
+	}
 }
 
 /* The weight gradient's side of an in-place chunk (3x3 pad 1, groups 1):
