@@ -447,6 +447,66 @@ static void aux_counts(const struct nn_net *net, const struct nn_node *nd, int b
 	(void)net;
 }
 
+/* Gradient buffers are shared between nodes whose gradients are never live
+ * at the same time. The backward pass visits nodes from the last to the
+ * first; node i's gradient is written first when its last consumer is
+ * visited (the loss writes the output's before the pass) and read for the
+ * last time when i itself is visited: it lives over [i, last consumer].
+ * Nodes are placed largest first at the lowest offset that overlaps no
+ * placed node living at the same time (an interval-graph packing, as
+ * framework memory planners do). Returns the region's size in floats and
+ * each node's offset in off[]; (size_t)-1 when out of memory. */
+static int share_grads = 1;
+
+void nn_net_set_grad_sharing(int on) { share_grads = on; }
+
+static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
+{
+	int n = net->nnodes;
+	int *last = mem_alloc((size_t)n * sizeof(int)), *order = mem_alloc((size_t)n * sizeof(int));
+	size_t *len = mem_alloc((size_t)n * sizeof(size_t));
+	if (!last || !order || !len) {
+		mem_free(last), mem_free(order), mem_free(len);
+		return (size_t)-1;
+	}
+	for (int i = 0; i < n; i++) {
+		last[i] = i;
+		len[i] = (node_count(&net->nodes[i], batch) + 15) / 16 * 16; /* 64-byte steps */
+		order[i] = i;
+	}
+	for (int j = 0; j < n; j++)
+		for (int k = 0; k < 2; k++)
+			if (net->nodes[j].in[k] >= 0 && last[net->nodes[j].in[k]] < j)
+				last[net->nodes[j].in[k]] = j;
+	last[n - 1] = n; /* the loss writes it before the pass */
+	for (int i = 1; i < n; i++) /* largest first, stable: insertion sort */
+		for (int j = i; j > 0 && len[order[j]] > len[order[j - 1]]; j--) {
+			int t = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	size_t total = 0;
+	for (int a = 0; a < n; a++) {
+		int i = order[a];
+		size_t at = 0;
+		for (int moved = 1; moved;) { /* lowest offset clear of every live placed block */
+			moved = 0;
+			for (int b = 0; b < a; b++) {
+				int j = order[b];
+				int live = !share_grads || !(last[i] < j || last[j] < i);
+				if (live && at < off[j] + len[j] && off[j] < at + len[i]) {
+					at = off[j] + len[j];
+					moved = 1;
+				}
+			}
+		}
+		off[i] = at;
+		total = at + len[i] > total ? at + len[i] : total;
+	}
+	mem_free(last), mem_free(order), mem_free(len);
+	return total;
+}
+
 int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 {
 	if (!net->finished)
@@ -456,12 +516,18 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	if (batch == net->batch)
 		return 0;
 	nn_arena_release(&net->arena);
-	size_t need = 0, ws = 0, maxc = 0;
+	size_t *off = mem_alloc((size_t)net->nnodes * sizeof(size_t));
+	size_t grads = off ? plan_grads(net, batch, off) : (size_t)-1;
+	if (grads == (size_t)-1) {
+		mem_free(off);
+		return error_set(err, "net: out of memory planning gradient buffers");
+	}
+	size_t need = nn_arena_need(grads), ws = 0, maxc = 0;
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		size_t cnt = node_count(nd, batch), a, b;
 		aux_counts(net, nd, batch, &a, &b);
-		need += 2 * nn_arena_need(cnt) + nn_arena_need(a) + nn_arena_need(b);
+		need += nn_arena_need(cnt) + nn_arena_need(a) + nn_arena_need(b);
 		maxc = cnt > maxc ? cnt : maxc;
 		if (nd->op == NN_OP_CONV || nd->op == NN_OP_DECONV) {
 			struct nn_conv_desc d = nd->op == NN_OP_CONV ? conv_desc(net, nd, batch)
@@ -471,18 +537,25 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		}
 	}
 	need += nn_arena_need(maxc) + nn_arena_need(ws / sizeof(float) + 1);
-	if (nn_arena_init(&net->arena, net->be, need, err) < 0)
+	float *dy = NULL;
+	if (nn_arena_init(&net->arena, net->be, need, err) < 0 ||
+	    !(dy = nn_arena_bytes(&net->arena, grads * sizeof(float), err))) {
+		mem_free(off);
 		return -1;
+	}
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		size_t a, b;
 		aux_counts(net, nd, batch, &a, &b);
+		nn_tensor_view(&nd->dy, net->be, dy + off[id], batch, nd->c, nd->h, nd->w);
 		if (nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0 ||
-		    nn_arena_tensor(&net->arena, &nd->dy, batch, nd->c, nd->h, nd->w, err) < 0 ||
 		    nn_arena_tensor(&net->arena, &nd->aux, 1, (int)a, 1, 1, err) < 0 ||
-		    nn_arena_tensor(&net->arena, &nd->aux2, 1, (int)b, 1, 1, err) < 0)
+		    nn_arena_tensor(&net->arena, &nd->aux2, 1, (int)b, 1, 1, err) < 0) {
+			mem_free(off);
 			return -1;
+		}
 	}
+	mem_free(off);
 	net->scratch = nn_arena_bytes(&net->arena, maxc * sizeof(float), err);
 	net->ws = nn_arena_bytes(&net->arena, ws + 4, err);
 	if (!net->scratch || !net->ws)

@@ -59,7 +59,7 @@ struct nn_node {
 	float p;                /* dropout probability */
 	int param[4];           /* indexes in net->params, -1 when unused */
 	double macs;            /* multiply-adds of one sample's forward pass */
-	struct nn_tensor y, dy, aux, aux2; /* output, its gradient, saved values */
+	struct nn_tensor y, dy, aux, aux2; /* output, its gradient (shared, see prepare), saved values */
 };
 
 struct nn_net {
@@ -109,8 +109,13 @@ int nn_upsample(struct nn_net *net, int in, enum nn_upsample_mode mode, int scal
  * weights He-normal (He et al. 2015, std = sqrt(2 / fan_in)), biases 0,
  * norm scales 1. */
 int nn_net_finish(struct nn_net *net, struct error *err);
-/* Allocate activations, gradients and workspace for batches up to `batch`. */
+/* Allocate activations, gradients and workspace for batches up to `batch`.
+ * Nodes whose gradients are never live at once share their memory, so a
+ * node's dy holds its gradient only during nn_net_backward (from its last
+ * consumer's visit to its own); after the pass, the first layer's is intact. */
 int nn_net_prepare(struct nn_net *net, int batch, struct error *err);
+/* Tests: 0 gives every node a gradient buffer of its own (nets prepared after). */
+void nn_net_set_grad_sharing(int on);
 
 /* Input tensor (node 0, capacity `batch`); fill the first n samples. */
 struct nn_tensor *nn_net_input(struct nn_net *net);

@@ -96,19 +96,9 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 	return 0;
 }
 
-/* One training step: forward, loss, backward, update. Run through the
- * backend's step slot, so CUDA can replay it as one graph (nn/backend.h). */
-struct train_step {
-	struct nn_net *net;
-	struct nn_optim *opt;
-	const int32_t *labels;
-	int n;
-	float loss;
-};
-
-static void train_step(void *p)
+void nn_train_step(void *p)
 {
-	struct train_step *s = p;
+	struct nn_train_step *s = p;
 	const struct nn_tensor *y = nn_net_forward(s->net, s->n);
 	s->net->be->softmax_xent(s->n, y->c, 1, y->data, s->labels, NULL,
 				 nn_net_output_grad(s->net)->data, &s->loss);
@@ -183,7 +173,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		goto out;
 	double t0 = clock_now(), eval_time = 0;
 	uint64_t images = 0;
-	struct train_step st = {.net = net, .opt = &opt, .labels = labels};
+	struct nn_train_step st = {.net = net, .opt = &opt, .labels = labels};
 	for (int e = 0; e < cfg->epochs; e++) {
 		double loss_sum = 0;
 		uint64_t nb = 0;
@@ -196,7 +186,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 				goto out;
 			be->upload(labels, b.y, sizeof(int32_t) * b.n);
 			st.n = (int)b.n;
-			nn_backend_step(be, &graph, train_step, &st);
+			nn_backend_step(be, &graph, nn_train_step, &st);
 			float loss = st.loss;
 			loss_sum += loss;
 			nb++;

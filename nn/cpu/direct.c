@@ -25,6 +25,7 @@ struct dk_fwd {
 	const int *off;  /* tap -> offset in xb */
 	int k;           /* taps: input channels of a group x kh x kw */
 	int wp, wout, rows;
+	int pf;        /* prefetch distance along each tap, floats (0: none) */
 	size_t yplane; /* floats between output channel planes */
 };
 
@@ -282,6 +283,10 @@ struct dplan {
 };
 
 #define CHUNK_BYTES (512 * 1024) /* padded chunk (+ dy copy), kept in L2 */
+/* Chunks read in place come from memory through one stream per tap (256
+ * for a 1x1 conv from 256 channels), more than the hardware prefetcher
+ * follows: the forward kernel prefetches each tap's next tiles itself. */
+#define PF_FLOATS 128
 
 static size_t al16(size_t n) { return (n + 15) / 16 * 16; }
 
@@ -493,7 +498,8 @@ static void fwd_part(void *ctx, int b, int e, int tid)
 		const int *off;
 		const float *x = chunk_at(j, n, i0, xb, 1, &plane, &off);
 		struct dk_fwd a = {.off = off, .k = p->k, .wp = p->wp, .wout = p->wout,
-				   .rows = rows, .yplane = yplane};
+				   .rows = rows, .yplane = yplane,
+				   .pf = off == j->off_in ? PF_FLOATS : 0};
 		int nvec = (rows * p->wp + isa->vl - 1) / isa->vl;
 		for (int g = 0; g < p->groups; g++) {
 			a.xb = x + (size_t)g * p->cig * plane;

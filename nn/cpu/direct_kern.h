@@ -13,7 +13,9 @@
 
 /* Output channels [co, co + MR) x flat positions [f0, f0 + NV VL) of one chunk:
  * acc[m][v] = bias + sum_k wp[k][m] * xb[off[k] + f0 + v VL + lane], then the
- * lanes that are real output pixels (column < wout, row < rows) are stored. */
+ * lanes that are real output pixels (column < wout, row < rows) are stored.
+ * With a->pf, each tap's vectors a->pf floats further on (the next tiles'
+ * input) are prefetched into L1. */
 static inline __attribute__((always_inline)) void DK(fwd_body)(const struct dk_fwd *a,
 							      const float *wp, const float *bias,
 							      float *y, int f0, const int MR,
@@ -31,6 +33,10 @@ static inline __attribute__((always_inline)) void DK(fwd_body)(const struct dk_f
 	for (int k = 0; k < a->k; k++, wp += MR) {
 		const float *s = xp + a->off[k];
 		DK_V bv[DK_NVMAX];
+		if (a->pf)
+#pragma GCC unroll 8
+			for (int v = 0; v < NV; v++)
+				_mm_prefetch((const char *)(s + a->pf + v * DK_VL), _MM_HINT_T0);
 #pragma GCC unroll 8
 		for (int v = 0; v < NV; v++)
 			bv[v] = dk_load(s + v * DK_VL);

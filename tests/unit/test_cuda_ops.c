@@ -26,6 +26,7 @@
 #include "nn/cuda/cuda_ops.h"
 #include "nn/model.h"
 #include "nn/optim.h"
+#include "nn/train.h"
 #endif
 
 static const char *const test_names[] = {
@@ -802,25 +803,6 @@ static void test_gemm_bf16(void)
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 }
 
-/* One training step of a net on a backend: forward, loss, backward, update. */
-struct step_ctx {
-	struct nn_net *net;
-	struct nn_optim *opt;
-	const int32_t *labels;
-	int n;
-	float loss;
-};
-
-static void train_step(void *p)
-{
-	struct step_ctx *c = p;
-	const struct nn_tensor *y = nn_net_forward(c->net, c->n);
-	c->net->be->softmax_xent(c->n, y->c, 1, y->data, c->labels, NULL,
-				 nn_net_output_grad(c->net)->data, &c->loss);
-	nn_net_backward(c->net);
-	nn_optim_step(c->opt, c->net);
-}
-
 /* A whole net in BF16 (its weights cast once per pass from the flat buffer)
  * against the CPU reference in fp32: the logits, then the logits after one
  * update (the cast copy must follow the new weights). */
@@ -847,9 +829,9 @@ static void test_net_bf16(void)
 	tol = 3e-2;
 	expect("bf16 net logits", nn_net_forward(&gn, n)->data, nn_net_forward(&rn, n)->data,
 	       (size_t)n * 10);
-	struct step_ctx cg = {&gn, &og, dev_of(lab, sizeof(lab)), n, 0};
-	struct step_ctx cr = {&rn, &orf, lab, n, 0};
-	train_step(&cg), train_step(&cr);
+	struct nn_train_step cg = {&gn, &og, dev_of(lab, sizeof(lab)), n, 0};
+	struct nn_train_step cr = {&rn, &orf, lab, n, 0};
+	nn_train_step(&cg), nn_train_step(&cr);
 	expect_scalar("bf16 net loss", cg.loss, cr.loss);
 	expect("bf16 net logits after an update", nn_net_forward(&gn, n)->data,
 	       nn_net_forward(&rn, n)->data, (size_t)n * 10);
@@ -887,7 +869,7 @@ static void test_graph(void)
 		for (int i = 0; i < n; i++)
 			lab[i] = (i * 7) % 10;
 		const int32_t *dlab = dev_of(lab, sizeof(lab));
-		struct step_ctx ca = {&a, &oa, dlab, n, 0}, cb = {&b, &ob, dlab, n, 0};
+		struct nn_train_step ca = {&a, &oa, dlab, n, 0}, cb = {&b, &ob, dlab, n, 0};
 		struct nn_cuda_graph_stats s0, s1;
 		nn_cuda_get_graph_stats(&s0);
 		void *state = NULL;
@@ -899,8 +881,8 @@ static void test_graph(void)
 			CHECK(nn_tensor_upload(nn_net_input(&a), x, (size_t)n * 784, &e) == 0);
 			CHECK(nn_tensor_upload(nn_net_input(&b), x, (size_t)n * 784, &e) == 0);
 			ca.loss = cb.loss = NAN;
-			nn_backend_step(G, &state, train_step, &ca);
-			train_step(&cb);
+			nn_backend_step(G, &state, nn_train_step, &ca);
+			nn_train_step(&cb);
 			double d = rel_err(&ca.loss, &cb.loss, 1);
 			worst = d > worst ? d : worst;
 		}

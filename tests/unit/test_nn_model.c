@@ -97,6 +97,69 @@ static void test_dense_models_shapes(void)
 	nn_net_release(&net);
 }
 
+/* Gradient buffers shared between nodes not live at once (nn_net_prepare)
+ * give exactly the gradients of one buffer per node, in less memory: for
+ * skip connections (U-Net concat), residual adds and a plain chain. */
+static void grads_of(const char *spec, int c, int hw, int nout, int share, float **g,
+		     size_t *arena)
+{
+	struct nn_net net;
+	struct error err;
+	nn_net_set_grad_sharing(share);
+	CHECK(nn_model_build(&net, nn_backend_cpu(), spec, c, hw, hw, nout, 5, &err) == 0);
+	CHECK(nn_net_prepare(&net, 2, &err) == 0);
+	nn_net_set_grad_sharing(1);
+	nn_net_train(&net, 1);
+	struct nn_tensor *x = nn_net_input(&net);
+	for (size_t i = 0; i < nn_tensor_count(x); i++)
+		x->data[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1;
+	const struct nn_tensor *y = nn_net_forward(&net, 2);
+	struct nn_tensor *dy = nn_net_output_grad(&net);
+	for (size_t i = 0; i < nn_tensor_count(y); i++)
+		dy->data[i] = y->data[i] * 0.5f + (float)(i % 7) * 0.01f;
+	nn_net_backward(&net);
+	*g = malloc(net.flat.ntrain * sizeof(float));
+	memcpy(*g, net.flat.g, net.flat.ntrain * sizeof(float));
+	*arena = nn_net_arena_bytes(&net);
+	nn_net_release(&net);
+}
+
+static void test_shared_gradient_buffers(void)
+{
+	static const struct {
+		const char *spec;
+		int c, hw, nout;
+	} nets[] = {{"unet:depth=3,base=4", 3, 32, 1},
+		    {"resnet:depths=1-1,widths=8-16,stem=8", 1, 16, 10},
+		    {"cyclegan:base=8,blocks=2", 3, 32, 3},
+		    {"cnn:widths=8-16,convs=2", 1, 16, 10}};
+	for (size_t k = 0; k < sizeof(nets) / sizeof(nets[0]); k++) {
+		float *a, *b;
+		size_t sa, sb;
+		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 0, &a, &sa);
+		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 1, &b, &sb);
+		struct nn_net net;
+		struct error err;
+		CHECK(nn_model_build(&net, nn_backend_cpu(), nets[k].spec, nets[k].c, nets[k].hw,
+				     nets[k].hw, nets[k].nout, 5, &err) == 0);
+		size_t n = net.flat.ntrain;
+		nn_net_release(&net);
+		size_t diff = 0, nonzero = 0;
+		for (size_t i = 0; i < n; i++) {
+			diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+			nonzero += a[i] != 0;
+		}
+		if (diff || sb >= sa)
+			printf("#   %s: %zu of %zu gradients differ; arena %zu -> %zu bytes\n",
+			       nets[k].spec, diff, n, sa, sb);
+		CHECK(diff == 0);
+		CHECK(nonzero > n / 4); /* the comparison compared gradients, not zeros */
+		CHECK(sb < sa);
+		free(a);
+		free(b);
+	}
+}
+
 static void test_spec_errors(void)
 {
 	struct nn_net net;
@@ -467,6 +530,7 @@ int main(void)
 	RUN(test_cnn_size);
 	RUN(test_resnet_sizes);
 	RUN(test_dense_models_shapes);
+	RUN(test_shared_gradient_buffers);
 	RUN(test_spec_errors);
 	RUN(test_checkpoint_round_trip);
 	RUN(test_checkpoint_errors);
