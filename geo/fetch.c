@@ -193,6 +193,7 @@ struct run {
 	pthread_cond_t cv;
 	struct job *in_head, *in_tail, *out_head;
 	int quit;
+	int wake_me; /* the fetching thread sleeps on nothing but the workers: wake it */
 	uint64_t inflight_jobs, max_jobs; /* transfers wait while max_jobs bodies await a worker */
 	/* body buffers finished with, for the next transfers (no malloc, no fresh pages) */
 	char **pool;
@@ -463,7 +464,10 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&r->mu);
 		j->next = r->out_head;
 		r->out_head = j;
-		curl_multi_wakeup(r->multi);
+		if (r->wake_me) {
+			curl_multi_wakeup(r->multi);
+			r->wake_me = 0;
+		}
 	}
 	pthread_mutex_unlock(&r->mu);
 	raster_scratch_release(&scratch);
@@ -1057,6 +1061,15 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 			ms = 0;
 		if (ms > 1000)
 			ms = 1000;
+		/* A finished job is collected when the sockets next wake this thread;
+		 * the workers wake it themselves (one write and one more poll return
+		 * per tile otherwise) only when no transfer will: none in flight, or
+		 * new ones held back until the workers catch up. */
+		pthread_mutex_lock(&r.mu);
+		r.wake_me = !r.active || r.inflight_jobs + (uint64_t)r.active >= r.max_jobs;
+		if (r.wake_me && r.out_head)
+			ms = 0;
+		pthread_mutex_unlock(&r.mu);
 		if (curl_multi_poll(r.multi, NULL, 0, ms, NULL) != CURLM_OK) {
 			error_set(err, "curl_multi_poll failed");
 			goto out;
@@ -1064,7 +1077,11 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 	}
 	/* Interrupted: let the workers finish what they hold so no tile is lost. */
 	while (r.inflight_jobs) {
-		curl_multi_poll(r.multi, NULL, 0, 100, NULL);
+		pthread_mutex_lock(&r.mu);
+		r.wake_me = 1;
+		int ms = r.out_head ? 0 : 100;
+		pthread_mutex_unlock(&r.mu);
+		curl_multi_poll(r.multi, NULL, 0, ms, NULL);
 		collect_jobs(&r);
 	}
 	/* Make the tiles durable before the manifest says they are there. */
