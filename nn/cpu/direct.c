@@ -33,6 +33,7 @@ struct dk_bwdf {
 	const float *xb, *dyt; /* padded input chunk; dy of the chunk, pixel-major, ldc per pixel */
 	const int *off;
 	int wp, wout, rows, ldc, ldw; /* floats per pixel in dyt, per tap in dwt */
+	size_t pf; /* 1x1 in place: prefetch each row this many floats on (the next taps) */
 };
 
 #define DK_UPTO1(X, A) X(A, 1)
@@ -619,6 +620,8 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 				int v0, cov;
 				block(nvv, nb, bi, &v0, &cov);
 				int kr = isa->krmax[cov], co = g * p->cog + v0 * isa->vl;
+				/* 1x1 read in place: tap k + kr is plane kr planes on */
+				a.pf = p->kh * p->kw == 1 && off == j->off_in ? kr * plane : 0;
 				for (int k0 = 0; k0 < p->k; k0 += kr)
 					isa->bwdf(&a, k0, co, dwg + v0 * isa->vl,
 						  p->k - k0 < kr ? p->k - k0 : kr, cov);

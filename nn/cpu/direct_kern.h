@@ -71,7 +71,9 @@ static inline __attribute__((always_inline)) void DK(fwd_body)(const struct dk_f
 
 /* Weight gradient block, vectorized along output channels: for k in
  * [k0, k0 + KR) and dy channels [co, co + COV VL),
- * dwt[k ldw + ..] += sum over the chunk's pixels of xb[off[k] + pixel] * dyt[pixel][co..]. */
+ * dwt[k ldw + ..] += sum over the chunk's pixels of xb[off[k] + pixel] * dyt[pixel][co..].
+ * With a->pf, each tap's row a->pf floats on (the next block's taps) is
+ * prefetched into L1, a line every 16 pixels. */
 static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_bwdf *a, int k0,
 							       int co, float *dwt, const int KR,
 							       const int COV)
@@ -89,6 +91,10 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 		for (int r = 0; r < KR; r++)
 			xr[r] = a->xb + a->off[k0 + r] + (size_t)i * a->wp;
 		for (int j = 0; j < a->wout; j++, dp += a->ldc) {
+			if (a->pf && !(j & 15))
+#pragma GCC unroll 16
+				for (int r = 0; r < KR; r++)
+					_mm_prefetch((const char *)(xr[r] + a->pf + j), _MM_HINT_T0);
 			DK_V dv[DK_COVMAX];
 #pragma GCC unroll 4
 			for (int c = 0; c < COV; c++)
