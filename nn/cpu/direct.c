@@ -300,7 +300,8 @@ struct dplan {
 #define CHUNK_BYTES (512 * 1024) /* padded chunk (+ dy copy), kept in L2 */
 /* Chunks read in place come from memory through one stream per tap (256
  * for a 1x1 conv from 256 channels), more than the hardware prefetcher
- * follows: the forward kernel prefetches each tap's next tiles itself. */
+ * follows: the forward kernel prefetches each tap's next tiles itself, this
+ * many floats on (the weight gradient prefetches the next block of taps). */
 #define PF_FLOATS 128
 /* 3x3 pad 1 reads inner chunks in place from this width on (the border
  * columns recomputed weigh more on narrow images: measured slower at 56,
@@ -427,7 +428,8 @@ static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0)
  * 16 + (kw-1) dil floats past it) or, for 3x3 pad 1 (inplace3), when it is
  * two rows or more from the image's top and bottom (the taps of the
  * missing columns then read the neighbouring rows' ends: fwd_part
- * recomputes those columns), else padded into xb. Sets the plane stride
+ * recomputes those columns, bwdf_part takes their products back out), else
+ * padded into xb. Sets the plane stride
  * and the tap offsets to use. */
 static const float *chunk_at(const struct djob *j, int n, int i0, float *xb, int overread,
 			     size_t *plane, const int **off)

@@ -94,7 +94,8 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 			if (a->pf && !(j & 15))
 #pragma GCC unroll 16
 				for (int r = 0; r < KR; r++)
-					_mm_prefetch((const char *)(xr[r] + a->pf + j), _MM_HINT_T0);
+					_mm_prefetch((const char *)(xr[r] + a->pf + j),
+						     _MM_HINT_T0);
 			DK_V dv[DK_COVMAX];
 #pragma GCC unroll 4
 			for (int c = 0; c < COV; c++)
@@ -117,6 +118,28 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 		}
 }
 
+/* One input channel's taps of fix_cols: acc[i] (column 0) and acc[4 + i]
+ * (column w - 1) of rows r + i, i < nr; xc at row r - 1, column -1. */
+static inline __attribute__((always_inline)) void DK(fix_taps)(DK_V *acc, const float *xc,
+							      const float *wc, int w, int cout,
+							      dk_mask_t mk, int nr)
+{
+#pragma GCC unroll 3
+	for (int pp = 0; pp < 3; pp++)
+#pragma GCC unroll 3
+		for (int q = 0; q < 3; q++) {
+			DK_V wv = dk_mload(wc + (pp * 3 + q) * cout, mk);
+#pragma GCC unroll 4
+			for (int i = 0; i < 4 && i < nr; i++) {
+				const float *xi = xc + (size_t)(pp + i) * w + q;
+				if (q > 0) /* column 0: taps q = 1, 2 */
+					acc[i] = dk_fma(wv, dk_set1(xi[0]), acc[i]);
+				if (q < 2) /* column w - 1: taps q = 0, 1 */
+					acc[4 + i] = dk_fma(wv, dk_set1(xi[w - 1]), acc[4 + i]);
+			}
+		}
+}
+
 /* Output columns 0 and w - 1 of rows [r0, r1) of a 3x3, pad 1, stride 1
  * convolution (groups 1) whose chunk was read in place, where the taps of
  * the missing columns read the neighbouring rows' ends: recomputed here,
@@ -131,34 +154,16 @@ static void DK(fix_cols)(const float *x, const float *wt, const float *bias, flo
 		int nl = cout - co < DK_VL ? cout - co : DK_VL;
 		dk_mask_t mk = dk_mask(0, nl);
 		DK_V b0 = bias ? dk_mload(bias + co, mk) : dk_zero();
-		/* 4 rows x 2 sides at once: 8 independent sums; acc[s 4 + i]: side s, row r + i */
+		/* 4 rows x 2 sides at once: 8 independent sums */
 		for (int r = r0; r < r1; r += 4) {
 			int nr = r1 - r < 4 ? r1 - r : 4;
 			DK_V acc[8];
 #pragma GCC unroll 8
 			for (int i = 0; i < 8; i++)
 				acc[i] = b0;
-			for (int ci = 0; ci < cin; ci++) {
-				const float *xc = x + ci * hw + (size_t)(r - 1) * w - 1;
-				const float *wc = wt + (size_t)ci * 9 * cout + co;
-#pragma GCC unroll 3
-				for (int pp = 0; pp < 3; pp++)
-#pragma GCC unroll 3
-					for (int q = 0; q < 3; q++) {
-						DK_V wv = dk_mload(wc + (pp * 3 + q) * cout, mk);
-						const float *xq = xc + (size_t)pp * w + q;
-#pragma GCC unroll 4
-						for (int i = 0; i < 4; i++) {
-							if (i >= nr)
-								break;
-							if (q > 0) /* column 0: taps q = 1, 2 */
-								acc[i] = dk_fma(wv, dk_set1(xq[(size_t)i * w]), acc[i]);
-							if (q < 2) /* column w - 1: taps q = 0, 1 */
-								acc[4 + i] = dk_fma(wv, dk_set1(xq[(size_t)i * w + w - 1]),
-										    acc[4 + i]);
-						}
-					}
-			}
+			for (int ci = 0; ci < cin; ci++)
+				DK(fix_taps)(acc, x + ci * hw + (size_t)(r - 1) * w - 1,
+					     wt + (size_t)ci * 9 * cout + co, w, cout, mk, nr);
 			for (int i = 0; i < nr; i++)
 				for (int sd = 0; sd < 2; sd++) {
 					float o[DK_VL];
@@ -188,10 +193,12 @@ static void DK(fix_bwdf)(const float *x, const float *dyt, int ldc, float *dwt, 
 			for (int pp = 0; pp < 3; pp++) {
 				DK_V xa = dk_set1(x[c * hw + (size_t)(r + pp - 1) * w - 1]);
 				DK_V xz = dk_set1(x[c * hw + (size_t)(r + pp) * w]);
-				float *o0 = dwt + (size_t)(c * 9 + pp * 3) * ldw, *o2 = o0 + 2 * (size_t)ldw;
+				float *o0 = dwt + (size_t)(c * 9 + pp * 3) * ldw;
+				float *o2 = o0 + 2 * (size_t)ldw;
 				for (int co = 0; co < ldw; co += DK_VL) {
-					dk_store(o0 + co, dk_fnma(xa, dk_load(d0 + co), dk_load(o0 + co)));
-					dk_store(o2 + co, dk_fnma(xz, dk_load(d1 + co), dk_load(o2 + co)));
+					DK_V a0 = dk_load(o0 + co), a2 = dk_load(o2 + co);
+					dk_store(o0 + co, dk_fnma(xa, dk_load(d0 + co), a0));
+					dk_store(o2 + co, dk_fnma(xz, dk_load(d1 + co), a2));
 				}
 			}
 	}
