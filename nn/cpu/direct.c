@@ -56,11 +56,13 @@ struct dk_bwdf {
 #define dk_store _mm512_storeu_ps
 #define dk_set1 _mm512_set1_ps
 #define dk_fma _mm512_fmadd_ps
+#define dk_fnma _mm512_fnmadd_ps
 #define dk_add _mm512_add_ps
 #define dk_zero _mm512_setzero_ps
 #define dk_mask_t __mmask16
 #define dk_mask(lo, hi) ((__mmask16)(((1u << (hi)) - 1) & ~((1u << (lo)) - 1)))
 #define dk_mstore _mm512_mask_storeu_ps
+#define dk_mload(p, mk) _mm512_maskz_loadu_ps(mk, p)
 #define DK_MRMAX 8
 #define DK_NVMAX 8
 #define DK_KRMAX 9
@@ -130,11 +132,13 @@ static void dyt_avx512(const float *dy, size_t hw, int cout, int npx, float *dyt
 #undef dk_store
 #undef dk_set1
 #undef dk_fma
+#undef dk_fnma
 #undef dk_add
 #undef dk_zero
 #undef dk_mask_t
 #undef dk_mask
 #undef dk_mstore
+#undef dk_mload
 #undef DK_MRMAX
 #undef DK_NVMAX
 #undef DK_KRMAX
@@ -159,11 +163,13 @@ static inline __m256i avx2_mask(int lo, int hi)
 #define dk_store _mm256_storeu_ps
 #define dk_set1 _mm256_set1_ps
 #define dk_fma _mm256_fmadd_ps
+#define dk_fnma _mm256_fnmadd_ps
 #define dk_add _mm256_add_ps
 #define dk_zero _mm256_setzero_ps
 #define dk_mask_t __m256i
 #define dk_mask avx2_mask
 #define dk_mstore _mm256_maskstore_ps
+#define dk_mload _mm256_maskload_ps
 #define DK_MRMAX 4
 #define DK_NVMAX 6
 #define DK_KRMAX 9
@@ -179,11 +185,13 @@ static inline __m256i avx2_mask(int lo, int hi)
 #undef dk_store
 #undef dk_set1
 #undef dk_fma
+#undef dk_fnma
 #undef dk_add
 #undef dk_zero
 #undef dk_mask_t
 #undef dk_mask
 #undef dk_mstore
+#undef dk_mload
 #undef DK_MRMAX
 #undef DK_NVMAX
 #undef DK_KRMAX
@@ -203,13 +211,18 @@ struct dk_isa {
 	void (*bwdf)(const struct dk_bwdf *a, int k0, int co, float *dwt, int kr, int cov);
 	/* dy chunk to pixel-major (dy_chunk); NULL: the plain loops */
 	void (*dyt)(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc);
+	void (*fix)(const float *x, const float *wt, const float *bias, float *y, int cin,
+		    int cout, int h, int w, int r0, int r1);
+	void (*fix_bwdf)(const float *x, const float *dyt, int ldc, float *dwt, int ldw, int cin,
+			 int h, int w, int i0, int rows);
 };
 
 static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 3, {0, 8, 8, 7, 6, 4, 4, 3, 3},
 					 {0, 9, 9, 9}, fwd_tile_avx512, bwdf_tile_avx512,
-					 dyt_avx512};
+					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512};
 static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6},
-				       fwd_tile_avx2, bwdf_tile_avx2, NULL};
+				       fwd_tile_avx2, bwdf_tile_avx2, NULL, fix_cols_avx2,
+				       fix_bwdf_avx2};
 
 /* ---- kernel choice ---- */
 
@@ -277,6 +290,7 @@ struct dplan {
 	int wp, rows, xrows, nchunks;
 	size_t plane, xfloats;   /* per thread: the padded chunk */
 	int nocopy;              /* no padding: most chunks are read in place (plane h w) */
+	int inplace3;            /* 3x3 pad 1: chunks away from the top and bottom read in place */
 	int ldc, ldg;            /* weight gradient: output channels (of a group) rounded up to 16 */
 	size_t tfloats, dwfloats; /* per thread: pixel-major dy chunk, weight gradient */
 	size_t per_thread;
@@ -287,6 +301,10 @@ struct dplan {
  * for a 1x1 conv from 256 channels), more than the hardware prefetcher
  * follows: the forward kernel prefetches each tap's next tiles itself. */
 #define PF_FLOATS 128
+/* 3x3 pad 1 reads inner chunks in place from this width on (the border
+ * columns recomputed weigh more on narrow images: measured slower at 56,
+ * faster at 128 and 256) */
+#define INPLACE_MIN_W 128
 
 static size_t al16(size_t n) { return (n + 15) / 16 * 16; }
 
@@ -310,6 +328,8 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	p->k = p->cig * p->kh * p->kw;
 	p->wp = p->w + 2 * p->pw;
 	p->nocopy = p->ph == 0 && p->pw == 0;
+	p->inplace3 = p->groups == 1 && p->kh == 3 && p->kw == 3 &&
+		      p->dil == 1 && p->ph == 1 && p->pw == 1 && p->w >= INPLACE_MIN_W;
 	int halo = (p->kh - 1) * p->dil;
 	if (pass == PASS_BWD_FILTER)
 		p->ldc = (p->cout + 15) / 16 * 16, p->ldg = (p->cog + 15) / 16 * 16;
@@ -327,7 +347,7 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	if ((size_t)p->cin * p->plane + p->wp >= INT_MAX)
 		return -1;
 	if ((size_t)p->cin * p->h * p->w + p->w >= INT_MAX)
-		p->nocopy = 0;
+		p->nocopy = 0, p->inplace3 = 0;
 	/* the last vector of a chunk reads up to (kw-1) dil + 16 floats past the last plane */
 	p->xfloats = al16((size_t)p->cin * p->plane + (size_t)(p->kw - 1) * p->dil + 32);
 	if (pass == PASS_BWD_FILTER) {
@@ -339,8 +359,9 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	return 0;
 }
 
-/* Workspace: packed weights, the tap offsets (in the padded chunk, in the
- * unpadded input), then one slice per thread. */
+/* Workspace: packed weights, the weights tap-major (the border columns of
+ * in-place chunks), the tap offsets (in the padded chunk, in the unpadded
+ * input), then one slice per thread. */
 static size_t taps_max(const struct nn_conv_desc *d)
 {
 	return al16((size_t)(d->cin > d->cout ? d->cin : d->cout) * d->kh * d->kw);
@@ -349,7 +370,7 @@ static size_t taps_max(const struct nn_conv_desc *d)
 static size_t head_floats(const struct nn_conv_desc *d)
 {
 	size_t nw = (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw;
-	return al16(nw) + 2 * taps_max(d);
+	return 2 * al16(nw) + 2 * taps_max(d);
 }
 
 size_t direct_conv2d_workspace(const struct nn_conv_desc *d)
@@ -370,7 +391,7 @@ struct djob {
 	const struct dk_isa *isa;
 	const float *in, *w, *bias, *dy;
 	float *out, *dw;
-	float *wpack, *thr;
+	float *wpack, *wt, *thr;
 	int *off, *off_in; /* tap offsets in the padded chunk, in the input itself */
 	int nparts;
 };
@@ -384,7 +405,8 @@ static void job_init(struct djob *j, const struct dplan *p, void *ws, const stru
 	j->p = p;
 	j->isa = isa_now();
 	j->wpack = base;
-	j->off = (int *)(base + al16(nw));
+	j->wt = base + al16(nw);
+	j->off = (int *)(base + 2 * al16(nw));
 	j->off_in = j->off + taps_max(d);
 	j->thr = base + head_floats(d);
 	size_t iplane = (size_t)p->h * p->w;
@@ -393,7 +415,7 @@ static void job_init(struct djob *j, const struct dplan *p, void *ws, const stru
 			for (int q1 = 0; q1 < p->kw; q1++, k++) {
 				int at = q0 * p->dil * p->wp + q1 * p->dil;
 				j->off[k] = (int)(c * p->plane + at);
-				j->off_in[k] = (int)(c * iplane + at);
+				j->off_in[k] = (int)(c * iplane + q0 * p->dil * p->w + q1 * p->dil);
 			}
 }
 
@@ -401,8 +423,11 @@ static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0)
 
 /* The chunk at output row i0 of image n: in place when unpadded (the last
  * chunk of the batch excepted: the forward kernel's last vectors read up to
- * 16 + (kw-1) dil floats past it), else padded into xb. Sets the plane
- * stride and the tap offsets to use. */
+ * 16 + (kw-1) dil floats past it) or, for 3x3 pad 1 (inplace3), when it is
+ * two rows or more from the image's top and bottom (the taps of the
+ * missing columns then read the neighbouring rows' ends: fwd_part
+ * recomputes those columns), else padded into xb. Sets the plane stride
+ * and the tap offsets to use. */
 static const float *chunk_at(const struct djob *j, int n, int i0, float *xb, int overread,
 			     size_t *plane, const int **off)
 {
@@ -411,6 +436,10 @@ static const float *chunk_at(const struct djob *j, int n, int i0, float *xb, int
 	if (p->nocopy && !(overread && n == p->n - 1 && i0 + p->rows >= p->hout)) {
 		*plane = (size_t)p->h * p->w, *off = j->off_in;
 		return in + (size_t)i0 * p->w;
+	}
+	if (p->inplace3 && i0 >= 2 && i0 + p->rows + 2 < p->h) {
+		*plane = (size_t)p->h * p->w, *off = j->off_in;
+		return in + (size_t)(i0 - 1) * p->w - 1;
 	}
 	pad_chunk(p, in, xb, i0);
 	*plane = p->plane, *off = j->off;
@@ -448,6 +477,21 @@ static void pack_weights(const struct djob *j, const struct nn_conv_desc *d, int
 					o[(size_t)k * mr + m] = j->w[src];
 				}
 		}
+}
+
+/* wt[tap][co] = the packed weight of (co, tap), for fix_cols (groups 1). */
+static void weights_tap_major(const struct djob *j)
+{
+	const struct dplan *p = j->p;
+	int nb = (p->cout + j->isa->mrmax - 1) / j->isa->mrmax;
+	for (int b = 0; b < nb; b++) {
+		int oc, mr;
+		block(p->cout, nb, b, &oc, &mr);
+		const float *s = j->wpack + (size_t)oc * p->k;
+		for (int k = 0; k < p->k; k++)
+			for (int m = 0; m < mr; m++)
+				j->wt[(size_t)k * p->cout + oc + m] = s[(size_t)k * mr + m];
+	}
 }
 
 /* Input rows [i0 - ph, i0 - ph + xrows) of every channel, zero-padded. */
@@ -497,10 +541,12 @@ static void fwd_part(void *ctx, int b, int e, int tid)
 		size_t plane;
 		const int *off;
 		const float *x = chunk_at(j, n, i0, xb, 1, &plane, &off);
-		struct dk_fwd a = {.off = off, .k = p->k, .wp = p->wp, .wout = p->wout,
+		/* in place, 3x3 pad 1: rows of w, every column stored, the first and last fixed below */
+		int fix = off == j->off_in && p->inplace3, wp = fix ? p->w : p->wp;
+		struct dk_fwd a = {.off = off, .k = p->k, .wp = wp, .wout = p->wout,
 				   .rows = rows, .yplane = yplane,
 				   .pf = off == j->off_in ? PF_FLOATS : 0};
-		int nvec = (rows * p->wp + isa->vl - 1) / isa->vl;
+		int nvec = (rows * wp + isa->vl - 1) / isa->vl;
 		for (int g = 0; g < p->groups; g++) {
 			a.xb = x + (size_t)g * p->cig * plane;
 			for (int bi = 0; bi < nb; bi++) { /* the block's weights stay in L1 */
@@ -514,6 +560,10 @@ static void fwd_part(void *ctx, int b, int e, int tid)
 				}
 			}
 		}
+		if (fix)
+			isa->fix(j->in + (size_t)n * p->cin * plane, j->wt, j->bias,
+				 j->out + (size_t)n * p->cout * yplane, p->cin, p->cout, p->h, p->w,
+				 i0, i0 + rows);
 	}
 }
 
@@ -557,8 +607,9 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 		const int *off; /* this kernel reads only real pixels: never past the chunk */
 		const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
 		dy_chunk(j, j->dy + n * out_img + (size_t)i0 * p->wout, dyt, rows);
-		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = p->wp, .wout = p->wout,
-				    .rows = rows, .ldc = p->ldc, .ldw = p->ldg};
+		int fix = off == j->off_in && p->inplace3; /* rows of w: see fix_bwdf */
+		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = fix ? p->w : p->wp,
+				    .wout = p->wout, .rows = rows, .ldc = p->ldc, .ldw = p->ldg};
 		/* group g: taps of its input channels, vectors from its first output
 		 * channel; lanes past the group's channels are computed and ignored */
 		for (int g = 0; g < p->groups; g++) {
@@ -573,6 +624,9 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 						  p->k - k0 < kr ? p->k - k0 : kr, cov);
 			}
 		}
+		if (fix)
+			isa->fix_bwdf(j->in + (size_t)n * p->cin * plane, dyt, p->ldc, dwt, p->ldg,
+				      p->cin, p->h, p->w, i0, rows);
 	}
 }
 
@@ -605,6 +659,8 @@ int direct_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float 
 	struct djob j = {.in = x, .w = w, .bias = b, .out = y};
 	job_init(&j, &p, ws, d);
 	pack_weights(&j, d, PASS_FWD);
+	if (p.inplace3)
+		weights_tap_major(&j);
 	par_for(items(&p), fwd_part, &j);
 	return 0;
 }
@@ -618,6 +674,8 @@ int direct_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const 
 	struct djob j = {.in = dy, .w = w, .out = dx};
 	job_init(&j, &p, ws, d);
 	pack_weights(&j, d, PASS_BWD_DATA);
+	if (p.inplace3)
+		weights_tap_major(&j);
 	par_for(items(&p), fwd_part, &j);
 	return 0;
 }

@@ -111,6 +111,86 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 		}
 }
 
+/* Output columns 0 and w - 1 of rows [r0, r1) of a 3x3, pad 1, stride 1
+ * convolution (groups 1) whose chunk was read in place, where the taps of
+ * the missing columns read the neighbouring rows' ends: recomputed here,
+ * vectorized along output channels. x: the image (cin planes of h x w,
+ * rows r0 - 1 .. r1 inside it), wt[tap][co] (tap = (ci 3 + p) 3 + q),
+ * y: the image's output (cout planes of h x w). */
+static void DK(fix_cols)(const float *x, const float *wt, const float *bias, float *y, int cin,
+			 int cout, int h, int w, int r0, int r1)
+{
+	size_t hw = (size_t)h * w;
+	for (int co = 0; co < cout; co += DK_VL) {
+		int nl = cout - co < DK_VL ? cout - co : DK_VL;
+		dk_mask_t mk = dk_mask(0, nl);
+		DK_V b0 = bias ? dk_mload(bias + co, mk) : dk_zero();
+		/* 4 rows x 2 sides at once: 8 independent sums; acc[s 4 + i]: side s, row r + i */
+		for (int r = r0; r < r1; r += 4) {
+			int nr = r1 - r < 4 ? r1 - r : 4;
+			DK_V acc[8];
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++)
+				acc[i] = b0;
+			for (int ci = 0; ci < cin; ci++) {
+				const float *xc = x + ci * hw + (size_t)(r - 1) * w - 1;
+				const float *wc = wt + (size_t)ci * 9 * cout + co;
+#pragma GCC unroll 3
+				for (int pp = 0; pp < 3; pp++)
+#pragma GCC unroll 3
+					for (int q = 0; q < 3; q++) {
+						DK_V wv = dk_mload(wc + (pp * 3 + q) * cout, mk);
+						const float *xq = xc + (size_t)pp * w + q;
+#pragma GCC unroll 4
+						for (int i = 0; i < 4; i++) {
+							if (i >= nr)
+								break;
+							if (q > 0) /* column 0: taps q = 1, 2 */
+								acc[i] = dk_fma(wv, dk_set1(xq[(size_t)i * w]), acc[i]);
+							if (q < 2) /* column w - 1: taps q = 0, 1 */
+								acc[4 + i] = dk_fma(wv, dk_set1(xq[(size_t)i * w + w - 1]),
+										    acc[4 + i]);
+						}
+					}
+			}
+			for (int i = 0; i < nr; i++)
+				for (int sd = 0; sd < 2; sd++) {
+					float o[DK_VL];
+					dk_store(o, acc[sd * 4 + i]);
+					float *yo = y + (size_t)(r + i) * w + (sd ? w - 1 : 0);
+					for (int l = 0; l < nl; l++)
+						yo[(co + l) * hw] = o[l];
+				}
+		}
+	}
+}
+
+/* The weight gradient's side of an in-place chunk (3x3 pad 1, groups 1):
+ * bwdf_body read, for the taps of column offset -1 at output column 0, the
+ * previous row's last pixel instead of the zero padding, and for offset +1
+ * at column w - 1 the next row's first: those products are taken back out
+ * of dwt. x: the image; dyt: the chunk's dy, pixel-major (ldc per pixel),
+ * rows [i0, i0 + rows). */
+static void DK(fix_bwdf)(const float *x, const float *dyt, int ldc, float *dwt, int ldw, int cin,
+			 int h, int w, int i0, int rows)
+{
+	size_t hw = (size_t)h * w;
+	for (int i = 0; i < rows; i++) {
+		int r = i0 + i;
+		const float *d0 = dyt + (size_t)i * w * ldc, *d1 = d0 + (size_t)(w - 1) * ldc;
+		for (int c = 0; c < cin; c++)
+			for (int pp = 0; pp < 3; pp++) {
+				DK_V xa = dk_set1(x[c * hw + (size_t)(r + pp - 1) * w - 1]);
+				DK_V xz = dk_set1(x[c * hw + (size_t)(r + pp) * w]);
+				float *o0 = dwt + (size_t)(c * 9 + pp * 3) * ldw, *o2 = o0 + 2 * (size_t)ldw;
+				for (int co = 0; co < ldw; co += DK_VL) {
+					dk_store(o0 + co, dk_fnma(xa, dk_load(d0 + co), dk_load(o0 + co)));
+					dk_store(o2 + co, dk_fnma(xz, dk_load(d1 + co), dk_load(o2 + co)));
+				}
+			}
+	}
+}
+
 static void DK(fwd_tile)(const struct dk_fwd *a, const float *wp, const float *bias, float *y,
 			 int f0, int mr, int nv)
 {

@@ -103,6 +103,7 @@ static void conv_shapes(void)
 	conv_case(4, 32, 8, 8, 64, 3, 1, 1, 1, 1);   /* 64 channels: two 3+1 vector blocks */
 	conv_case(2, 7, 6, 5, 1, 3, 1, 1, 1, 1);     /* one output channel */
 	conv_case(1, 3, 5, 4, 2, 1, 1, 1, 1, 1);     /* 1x1 with padding */
+	conv_case(1, 32, 62, 128, 36, 3, 1, 1, 1, 1); /* 3x3 pad 1, wide: inner chunks read in place */
 }
 
 /* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
