@@ -181,12 +181,10 @@ static int task_step(const struct nn_backend *be, const struct args *a)
  * of activations and gradients, so each of a generator's three uses is its own
  * net instance (same architecture; the weights are not tied, so the update
  * touches three times the generator parameters), and each discriminator runs
- * its three passes one after the other. nn's backward never computes the
- * gradient of a net's input, so the gradient that would flow from a
- * discriminator or a reconstructing generator into the generator before it is
- * stood in by an L1 loss at that generator's output: the work left out is
- * the data gradient of each net's first convolution (about 1% of a generator
- * pass). Everything else, forward and backward, runs as in the reference. */
+ * its three passes one after the other. The generator update is chained as
+ * in the reference: a translating generator's output gradient is its
+ * discriminator's input gradient plus the reconstructing generator's input
+ * gradient (nn_net_want_input_grad). */
 
 #define CG_GENS 6 /* G_A: translate, reconstruct, identity; then G_B the same */
 
@@ -214,10 +212,38 @@ static void cg_d_pass(struct cg_ctx *c, int k, const float *src, const float *ta
 	nn_net_backward(&c->d[k]);
 }
 
+/* A generator's output loss: L1 to target, times w, into its output gradient. */
+static void cg_l1(struct cg_ctx *c, int i, const float *target, float w)
+{
+	struct nn_net *g = &c->g[i];
+	float *dy = nn_net_output_grad(g)->data;
+	g->be->l1(c->img, g->nodes[g->nnodes - 1].y.data, target, dy, &c->loss[i]);
+	g->be->scale(dy, c->img, w);
+}
+
+/* The translating generator t of one direction (A -> B for t = 0): its output
+ * gradient is discriminator k's input gradient (LSGAN, target real) plus that
+ * of the generator r that reconstructs from its output (cycle loss, 10). */
+static void cg_translate(struct cg_ctx *c, int t, int r, int k, const float *fake,
+			 const float *real_in)
+{
+	const struct nn_backend *be = c->g[t].be;
+	nn_net_want_input_grad(&c->d[k], 1);
+	cg_d_pass(c, k, fake, c->ones, &c->loss[CG_GENS + k]);
+	nn_net_want_input_grad(&c->d[k], 0);
+	cg_l1(c, r, real_in, 10);
+	nn_net_backward(&c->g[r]);
+	nn_optim_step(&c->og[r], &c->g[r]);
+	float *dy = nn_net_output_grad(&c->g[t])->data;
+	be->copy(dy, nn_net_input_grad(&c->d[k])->data, c->img);
+	be->axpy(c->img, 1, nn_net_input_grad(&c->g[r])->data, dy);
+	nn_net_backward(&c->g[t]);
+	nn_optim_step(&c->og[t], &c->g[t]);
+}
+
 static void cyclegan_step(void *p)
 {
 	struct cg_ctx *c = p;
-	const struct nn_backend *be = c->g[0].be;
 	/* generators: fake_B = G_A(A), rec_A = G_B(fake_B), fake_A = G_B(B),
 	   rec_B = G_A(fake_A), idt_B = G_A(B), idt_A = G_B(A) */
 	const float *fake_b = cg_forward(&c->g[0], c->real[0], c->img, c->n)->data;
@@ -226,21 +252,14 @@ static void cyclegan_step(void *p)
 	cg_forward(&c->g[1], fake_a, c->img, c->n);
 	cg_forward(&c->g[2], c->real[1], c->img, c->n);
 	cg_forward(&c->g[5], c->real[0], c->img, c->n);
-	/* the generators' update: adversarial passes through D_B and D_A, then
-	   each generator's backward from its output's loss */
-	cg_d_pass(c, 1, fake_b, c->ones, &c->loss[CG_GENS]);
-	cg_d_pass(c, 0, fake_a, c->ones, &c->loss[CG_GENS + 1]);
-	for (int i = 0; i < CG_GENS; i++) {
-		struct nn_net *g = &c->g[i];
-		/* G_A's outputs are B images, G_B's A images; weights: translation 1
-		   (the stand-in), reconstruction 10, identity 5 */
-		const float *target = c->real[i < 3 ? 1 : 0];
-		be->l1(c->img, g->nodes[g->nnodes - 1].y.data, target, nn_net_output_grad(g)->data,
-		       &c->loss[i]);
-		if (i % 3)
-			be->scale(nn_net_output_grad(g)->data, c->img, i % 3 == 1 ? 10.0f : 5.0f);
-		nn_net_backward(g);
-		nn_optim_step(&c->og[i], g);
+	/* the generators' update: G_A through D_B and G_B's reconstruction,
+	   G_B through D_A and G_A's reconstruction, then the identity passes */
+	cg_translate(c, 0, 4, 1, fake_b, c->real[0]);
+	cg_translate(c, 3, 1, 0, fake_a, c->real[1]);
+	for (int i = 2; i < CG_GENS; i += 3) {
+		cg_l1(c, i, c->real[i < 3 ? 1 : 0], 5);
+		nn_net_backward(&c->g[i]);
+		nn_optim_step(&c->og[i], &c->g[i]);
 	}
 	/* the discriminators' update on real and generated images */
 	cg_d_pass(c, 0, c->real[0], c->ones, &c->loss[CG_GENS + 2]);

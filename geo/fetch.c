@@ -304,21 +304,27 @@ static struct host *host_of(struct run *r, const char *url)
 	return h;
 }
 
+/* One write for many lines: lines wait at most JOURNAL_FLUSH_S (plus the
+ * fetching loop's longest sleep, 1 s); a crash loses those, and their tiles
+ * are fetched again by the next run. */
+static void journal_flush_due(struct run *r, double now)
+{
+	if (r->journal && r->journal_pending &&
+	    (r->journal_pending >= JOURNAL_FLUSH_LINES || now - r->journal_flushed >= JOURNAL_FLUSH_S)) {
+		fflush(r->journal);
+		r->journal_pending = 0;
+		r->journal_flushed = now;
+	}
+}
+
 static void journal(struct run *r, const char *path, uint64_t bytes, const char *sha, int status)
 {
 	manifest_put(&r->man, path, bytes, sha, status);
 	if (r->journal) {
 		fprintf(r->journal, "%s\t%llu\t%s\t%s\n", path, (unsigned long long)bytes,
 			sha ? sha : "-", manifest_status_name(status));
-		/* One write for many lines: a crash loses the lines of the last
-		 * JOURNAL_FLUSH_S at most, and those tiles are fetched again. */
-		double now = clock_now();
-		if (++r->journal_pending >= JOURNAL_FLUSH_LINES ||
-		    now - r->journal_flushed >= JOURNAL_FLUSH_S) {
-			fflush(r->journal);
-			r->journal_pending = 0;
-			r->journal_flushed = now;
-		}
+		r->journal_pending++;
+		journal_flush_due(r, clock_now());
 	}
 }
 
@@ -1047,6 +1053,7 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 			transfer_done(&r, s, m->data.result);
 		}
 		collect_jobs(&r);
+		journal_flush_due(&r, clock_now());
 		if (r.resolved >= r.total && !r.active && !r.inflight_jobs)
 			break;
 		/* Fill the slots that just freed before sleeping: the poll below

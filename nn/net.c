@@ -711,7 +711,7 @@ void nn_net_backward(struct nn_net *net)
 		case NN_OP_CONV: {
 			struct nn_conv_desc d = conv_desc(net, nd, n);
 			be->conv2d_bwd_filter(&d, x, dy, G(net, nd, 0), G(net, nd, 1), net->ws);
-			if (ia == 0)
+			if (ia == 0 && !net->input_grad)
 				break; /* no one needs the input's gradient */
 			float *dx = grad_dst(net, ia, &acc);
 			be->conv2d_bwd_data(&d, dy, P(net, nd, 0), dx, net->ws);
@@ -723,7 +723,7 @@ void nn_net_backward(struct nn_net *net)
 			be->conv2d_bwd_filter(&d, dy, x, G(net, nd, 0), NULL, net->ws);
 			if (nd->bias)
 				be->bias_grad(n, nd->c, hw, dy, G(net, nd, 1));
-			if (ia == 0)
+			if (ia == 0 && !net->input_grad)
 				break;
 			float *dx = grad_dst(net, ia, &acc);
 			be->conv2d_fwd(&d, dy, P(net, nd, 0), NULL, dx, net->ws);
@@ -763,7 +763,7 @@ void nn_net_backward(struct nn_net *net)
 			be->gemm(1, 0, nd->c, fan, n, 1, dy, nd->c, x, fan, 0, G(net, nd, 0), fan);
 			if (nd->bias)
 				be->bias_grad(n, nd->c, 1, dy, G(net, nd, 1));
-			if (ia == 0)
+			if (ia == 0 && !net->input_grad)
 				break;
 			float *dx = grad_dst(net, ia, &acc);
 			be->gemm(0, 0, n, fan, nd->c, 1, dy, nd->c, P(net, nd, 0), fan, 0, dx, fan);
@@ -808,7 +808,13 @@ void nn_net_backward(struct nn_net *net)
 		}
 		}
 	}
+	if (net->input_grad && !net->written[0]) /* the output does not depend on it */
+		be->fill(net->nodes[0].dy.data, node_count(&net->nodes[0], n), 0);
 }
+
+void nn_net_want_input_grad(struct nn_net *net, int on) { net->input_grad = on; }
+
+struct nn_tensor *nn_net_input_grad(struct nn_net *net) { return &net->nodes[0].dy; }
 
 long long nn_net_param_count(const struct nn_net *net)
 {

@@ -79,6 +79,7 @@ struct nn_net {
 	void *ws;
 	float *scratch;
 	unsigned char *written;
+	int input_grad;         /* nn_net_want_input_grad */
 	int failed;
 	struct error build_err;
 };
@@ -124,6 +125,12 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n);
 /* Gradient of the loss with respect to the output: write it, then backward. */
 struct nn_tensor *nn_net_output_grad(struct nn_net *net);
 void nn_net_backward(struct nn_net *net);
+/* Also compute the gradient with respect to the input (off by default: it
+ * costs the first layer's backward-data pass), for a net trained through
+ * another one: a GAN's generator through its discriminator. After
+ * nn_net_backward, nn_net_input_grad holds dL/dinput for the n samples. */
+void nn_net_want_input_grad(struct nn_net *net, int on);
+struct nn_tensor *nn_net_input_grad(struct nn_net *net);
 void nn_net_train(struct nn_net *net, int training);
 
 /* Totals: trainable parameters, and forward multiply-adds per sample. */

@@ -81,6 +81,19 @@ static void test_image_check(void)
 	CHECK(strstr(err.msg, "CRC mismatch") != NULL);
 	CHECK_INT(raster_check_image_fast(png, len - 5, "png", &err), -1);
 	CHECK_INT(raster_check_image_fast(html, strlen(html), "png", &err), -1);
+	/* grey, grey + alpha, RGBA, odd sizes: the rows IHDR promises differ */
+	for (int nb = 1; nb <= 4; nb++) {
+		char p2[300];
+		snprintf(p2, sizeof(p2), "%s/b%d.png", dir, nb);
+		CHECK_INT(raster_write_png(p2, 37, 23, nb, pix, &err), 0);
+		char *q;
+		size_t qlen;
+		CHECK_INT(fs_read_all(p2, &q, &qlen, &err), 0);
+		CHECK_INT(raster_check_image(q, qlen, "png", &err), 0);
+		CHECK_INT(raster_check_image_gdal(q, qlen, "png", &err), 0);
+		mem_free(q);
+		unlink(p2);
+	}
 	/* a PNG where a JPEG is expected */
 	CHECK_INT(raster_check_image(png, len, "jpg", &err), -1);
 	mem_free(bad);

@@ -1,6 +1,7 @@
 /* Unit tests for nn/model (specs, sizes), nn/ckpt (round trip, checked
  * errors), nn/optim (update rules, schedules) and nn/train (a tiny problem
  * learned, same seed same numbers). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,64 @@ static void test_shared_gradient_buffers(void)
 		free(a);
 		free(b);
 	}
+}
+
+/* dL/dinput of a PatchGAN discriminator (what trains a GAN's generator)
+ * against central differences of L = sum r_i y_i, on the double-accumulating
+ * reference backend. */
+static float loss_of(struct nn_net *net, const float *r, int n)
+{
+	const struct nn_tensor *y = nn_net_forward(net, n);
+	double l = 0;
+	for (size_t i = 0; i < nn_tensor_count(y) / (size_t)net->batch * (size_t)n; i++)
+		l += (double)r[i] * y->data[i];
+	return (float)l;
+}
+
+static void test_input_gradient(void)
+{
+	struct nn_net net;
+	struct error err;
+	int n = 2;
+	CHECK(nn_model_build(&net, nn_backend_cpu_ref(), "patchgan:base=4", 3, 32, 32, 1, 9, &err) ==
+	      0);
+	CHECK(nn_net_prepare(&net, n, &err) == 0);
+	nn_net_train(&net, 1);
+	nn_net_want_input_grad(&net, 1);
+	struct nn_tensor *x = nn_net_input(&net);
+	size_t nx = nn_tensor_count(x);
+	for (size_t i = 0; i < nx; i++)
+		x->data[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1;
+	const struct nn_tensor *y = nn_net_forward(&net, n);
+	size_t ny = nn_tensor_count(y);
+	float *r = malloc(ny * sizeof(float)), *g = malloc(nx * sizeof(float));
+	for (size_t i = 0; i < ny; i++)
+		r[i] = (float)((i * 40503u) % 100) / 50.0f - 1;
+	struct nn_tensor *dy = nn_net_output_grad(&net);
+	memcpy(dy->data, r, ny * sizeof(float));
+	nn_net_backward(&net);
+	memcpy(g, nn_net_input_grad(&net)->data, nx * sizeof(float));
+	int bad = 0, nonzero = 0;
+	for (size_t k = 0; k < 24; k++) {
+		size_t i = (k * 977 + 13) % nx;
+		float keep = x->data[i], e = 1e-2f;
+		x->data[i] = keep + e;
+		float lp = loss_of(&net, r, n);
+		x->data[i] = keep - e;
+		float lm = loss_of(&net, r, n);
+		x->data[i] = keep;
+		float fd = (lp - lm) / (2 * e);
+		nonzero += g[i] != 0;
+		if (fabsf(fd - g[i]) > 2e-2f * fmaxf(1, fmaxf(fabsf(fd), fabsf(g[i])))) {
+			printf("#   input %zu: backward %g, central difference %g\n", i, g[i], fd);
+			bad++;
+		}
+	}
+	CHECK_INT(bad, 0);
+	CHECK(nonzero > 12);
+	free(r);
+	free(g);
+	nn_net_release(&net);
 }
 
 static void test_spec_errors(void)
@@ -531,6 +590,7 @@ int main(void)
 	RUN(test_resnet_sizes);
 	RUN(test_dense_models_shapes);
 	RUN(test_shared_gradient_buffers);
+	RUN(test_input_gradient);
 	RUN(test_spec_errors);
 	RUN(test_checkpoint_round_trip);
 	RUN(test_checkpoint_errors);
