@@ -125,27 +125,7 @@ static void dyt_avx512(const float *dy, size_t hw, int cout, int npx, float *dyt
 	}
 }
 
-#include "nn/cpu/direct_kern.h"
-#undef DK_SFX
-#undef DK_VL
-#undef DK_V
-#undef dk_load
-#undef dk_store
-#undef dk_set1
-#undef dk_fma
-#undef dk_fnma
-#undef dk_add
-#undef dk_zero
-#undef dk_mask_t
-#undef dk_mask
-#undef dk_mstore
-#undef dk_mload
-#undef DK_MRMAX
-#undef DK_NVMAX
-#undef DK_KRMAX
-#undef DK_COVMAX
-#undef DK_FWD_CASES
-#undef DK_BWDF_CASES
+#include "nn/cpu/direct_kern.h" /* undefines its parameters at its end */
 #pragma GCC pop_options
 
 /* ---- AVX2 + FMA: 16 registers of 8 floats ---- */
@@ -178,27 +158,7 @@ static inline __m256i avx2_mask(int lo, int hi)
 /* MR x NV accumulators + NV loads + 1 broadcast <= 16 registers */
 #define DK_FWD_CASES DK_UPTO6(DK_F, 1) DK_UPTO4(DK_F, 2) DK_UPTO3(DK_F, 3) DK_UPTO3(DK_F, 4)
 #define DK_BWDF_CASES DK_UPTO9(DK_BC, 1) DK_UPTO6(DK_BC, 2)
-#include "nn/cpu/direct_kern.h"
-#undef DK_SFX
-#undef DK_VL
-#undef DK_V
-#undef dk_load
-#undef dk_store
-#undef dk_set1
-#undef dk_fma
-#undef dk_fnma
-#undef dk_add
-#undef dk_zero
-#undef dk_mask_t
-#undef dk_mask
-#undef dk_mstore
-#undef dk_mload
-#undef DK_MRMAX
-#undef DK_NVMAX
-#undef DK_KRMAX
-#undef DK_COVMAX
-#undef DK_FWD_CASES
-#undef DK_BWDF_CASES
+#include "nn/cpu/direct_kern.h" /* undefines its parameters at its end */
 #pragma GCC pop_options
 
 /* One instruction set's kernels and block limits. nvmax[mr]: vectors per

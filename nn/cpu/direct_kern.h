@@ -232,3 +232,25 @@ static void DK(bwdf_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, i
 #undef DK
 #undef DK_CAT
 #undef DK_CAT2
+
+/* the parameters, so that the next instruction set can define its own */
+#undef DK_SFX
+#undef DK_VL
+#undef DK_V
+#undef dk_load
+#undef dk_store
+#undef dk_set1
+#undef dk_fma
+#undef dk_fnma
+#undef dk_add
+#undef dk_zero
+#undef dk_mask_t
+#undef dk_mask
+#undef dk_mstore
+#undef dk_mload
+#undef DK_MRMAX
+#undef DK_NVMAX
+#undef DK_KRMAX
+#undef DK_COVMAX
+#undef DK_FWD_CASES
+#undef DK_BWDF_CASES
