@@ -98,6 +98,26 @@ struct step_ctx {
 	float loss;
 };
 
+/* Seconds per step of fn(ctx) run through the backend's step slot (from the
+ * second step on, a CUDA graph replay): a->warmup steps, then a->steps timed. */
+static double timed_steps(const struct nn_backend *be, const struct args *a, void (*fn)(void *),
+			  void *ctx)
+{
+	void *graph = NULL;
+	double t0 = 0;
+	for (int s = 0; s < a->warmup + a->steps; s++) {
+		if (s == a->warmup) {
+			be->sync();
+			t0 = clock_now();
+		}
+		nn_backend_step(be, &graph, fn, ctx);
+	}
+	be->sync();
+	double dt = (clock_now() - t0) / a->steps;
+	nn_backend_step_release(be, &graph);
+	return dt;
+}
+
 static void one_step(void *p)
 {
 	struct step_ctx *c = p;
@@ -149,18 +169,7 @@ static int task_step(const struct nn_backend *be, const struct args *a)
 		labels[i] = (int32_t)(i % (size_t)y->c);
 	be->upload(dlabels, labels, nl * sizeof(int32_t));
 	struct step_ctx c = {&net, &opt, dlabels, a->batch, hw, 0};
-	void *graph = NULL;
-	double t0 = 0;
-	for (int s = 0; s < a->warmup + a->steps; s++) {
-		if (s == a->warmup) {
-			be->sync();
-			t0 = clock_now();
-		}
-		nn_backend_step(be, &graph, one_step, &c);
-	}
-	be->sync();
-	double dt = (clock_now() - t0) / a->steps;
-	nn_backend_step_release(be, &graph);
+	double dt = timed_steps(be, a, one_step, &c);
 	if (check_device(be))
 		return 1;
 	printf("cairn %s %s %s batch %d %dx%dx%d: %.3f ms/step, %.0f images/s (loss %.4f)\n",
@@ -302,18 +311,7 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 	    !(c->real[1] = dev_buffer(be, c->img, 2, NAN)) ||
 	    !(c->ones = dev_buffer(be, c->patch, 0, 1)) || !(c->zeros = dev_buffer(be, c->patch, 0, 0)))
 		return 1;
-	void *graph = NULL;
-	double t0 = 0;
-	for (int s = 0; s < a->warmup + a->steps; s++) {
-		if (s == a->warmup) {
-			be->sync();
-			t0 = clock_now();
-		}
-		nn_backend_step(be, &graph, cyclegan_step, c);
-	}
-	be->sync();
-	double dt = (clock_now() - t0) / a->steps;
-	nn_backend_step_release(be, &graph);
+	double dt = timed_steps(be, a, cyclegan_step, c);
 	if (check_device(be))
 		return 1;
 	printf("cairn %s %s cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) batch %d "

@@ -51,8 +51,16 @@ static int check_tests_failed_;
 		}                                                                         \
 	} while (0)
 
+/* A file may define CHECK_SELECTED(name) before including this one to run
+ * only some tests (it prints their skip lines itself). */
+#ifndef CHECK_SELECTED
+#define CHECK_SELECTED(name) 1
+#endif
+
 #define RUN(fn)                                                                           \
 	do {                                                                              \
+		if (!CHECK_SELECTED(#fn))                                                 \
+			break;                                                            \
 		int before_ = check_failures_;                                            \
 		fflush(stdout);                                                           \
 		fn();                                                                     \

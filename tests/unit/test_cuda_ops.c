@@ -18,6 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef CAIRN_CUDA /* CAIRN_CUDA_TEST_ONLY picks the tests RUN runs, see selected() */
+static int selected(const char *name);
+#define CHECK_SELECTED(name) selected(name)
+#endif
 #include "check.h"
 #include "nn/backend.h"
 
@@ -933,19 +937,6 @@ static int selected(const char *name)
 	SKIP(name, "not selected by CAIRN_CUDA_TEST_ONLY");
 	return 0;
 }
-#undef RUN
-#define RUN(fn)                                                                           \
-	do {                                                                              \
-		if (!selected(#fn))                                                       \
-			break;                                                            \
-		int before_ = check_failures_;                                            \
-		fflush(stdout);                                                           \
-		fn();                                                                     \
-		int bad_ = check_failures_ != before_;                                    \
-		check_tests_failed_ += bad_;                                              \
-		printf("%s - %s\n", bad_ ? "not ok" : "ok", #fn);                         \
-		fflush(stdout);                                                           \
-	} while (0)
 
 int main(int argc, char **argv)
 {
