@@ -106,7 +106,8 @@ if wait_state 10 "$pre_no" RUNNING && wait_state 10 "$pre_rq" RUNNING; then
 	echo "# after a job in partition high (PriorityTier=2) asked for all 8 CPUs:"
 	show "$pre_no" "$pre_rq" "$pre_hi"
 	check_eq "preemption: --no-requeue job state" "$(field "$pre_no" JobState)" PREEMPTED
-	check_eq "preemption: --no-requeue job ExitCode" "$(field "$pre_no" ExitCode)" 0:15
+	ec=$(field "$pre_no" ExitCode)
+	check "preemption: --no-requeue job ExitCode 0:15 or 143:0 (got $ec)" test "$ec" = 0:15 -o "$ec" = 143:0
 	check_grep "preemption: job log says DUE TO PREEMPTION" 'DUE TO PREEMPTION' pre_no.out
 	sed 's/^/#   log: /' pre_no.out
 	check_eq "preemption: requeueable job requeued (Restarts)" "$(field "$pre_rq" Restarts)" 1
@@ -150,9 +151,12 @@ cat >requeue.sh <<'EOF'
 #!/bin/sh
 echo "attempt SLURM_RESTART_COUNT=${SLURM_RESTART_COUNT:-unset}"
 if [ "${SLURM_RESTART_COUNT:-0}" -lt 1 ]; then
+	t0=$(date +%s)
 	scontrol requeue "$SLURM_JOB_ID"
 	sleep 30
-	echo "still running after requeue"
+	# Reached only when SIGTERM killed the sleep before the shell (seen on a
+	# loaded machine): then within a second or two, never after the 30 s.
+	echo "still running $(($(date +%s) - t0)) s after requeue"
 	exit 1
 fi
 echo done
@@ -224,7 +228,8 @@ check_eq "afterok on an unknown job id: the unknown id is dropped, runs" "$(fiel
 check_eq "requeue: job COMPLETED in the end" "$(field "$rq" JobState)" COMPLETED
 check_eq "requeue: Restarts=1" "$(field "$rq" Restarts)" 1
 check_grep "requeue: second attempt sees SLURM_RESTART_COUNT=1" 'SLURM_RESTART_COUNT=1' requeue.out
-check "requeue: first attempt killed at once" bash -c "! grep -q 'still running after requeue' requeue.out"
+late=$(sed -n 's/^still running \([0-9]*\) s after requeue$/\1/p' requeue.out | head -1)
+check "requeue: first attempt stopped within 5 s (${late:-shell killed at once})" test "${late:-0}" -le 5
 check_eq "requeue: afterok dependent waited and ran" "$(cat rq_dep.out 2>/dev/null)" "dependent ran"
 sed 's/^/#   requeue.out: /' requeue.out
 
