@@ -39,7 +39,7 @@ MPI_LIBS    := $(shell mpicc --showme:link 2>/dev/null)
 CFLAGS += $(GDAL_CFLAGS) $(MPI_CFLAGS)
 # --as-needed keeps a program from depending on a library it does not call:
 # the training programs do not need GDAL or libinih, so they run on the GPU machine.
-LDLIBS := $(CUDA_LIBS) -lgdal -lcurl -llapacke -lopenblas $(MPI_LIBS) -linih -ljansson -lcrypto -lz -lm
+LDLIBS := $(CUDA_LIBS) -lgdal -lcurl -llapacke -lopenblas $(MPI_LIBS) -linih -ljansson -lcrypto -ldeflate -lz -lm
 
 # Libraries, one per folder, listed so that a library comes before what it uses.
 LIBDIRS := nas dist nn geo pipeline jobs core

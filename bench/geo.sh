@@ -29,7 +29,11 @@ bench_fetch() {
 	Z=14
 	python3 "$FIX/make_tiles.py" "$T/www" $Z 0 0 $((side - 1)) $((side - 1)) --noise "${GEO_BENCH_NOISE:-2}"
 	bytes=$(du -sb "$T/www" | cut -f1)
-	nginx_start "$T/www" || { echo "skipped: nginx did not start"; return 0; }
+	# A tile server as it is run in production (sendfile, open_file_cache, no
+	# access log): the same server for every client.
+	NGINX_TILE_SERVER=1 nginx_start "$T/www" || { echo "skipped: nginx did not start"; return 0; }
+	sleep 0.2
+	nginx_workers=$(pgrep -P "$(cat "$T/nginx/nginx.pid")")
 	URL="http://127.0.0.1:$PORT/{z}/{x}/{y}.png"
 	# the bbox of exactly tiles 0..side-1 at zoom Z (north-west corner of the world)
 	BBOX=$(python3 -c "
@@ -47,30 +51,42 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 	awk -v n="$N" -v b="$bytes" 'BEGIN { printf "%d tiles of %.0f KB on average (PNG 256x256), nginx on 127.0.0.1\n", n, b / n / 1024 }'
 	R=${GEO_BENCH_REPS:-3}
 	now() { date +%s.%N; }
-	# run NAME OUTDIR cmd...: wall seconds and the client's CPU seconds (user+sys)
-	# appended to $T/NAME.times. Every run writes into a new folder: on this
-	# VM's ext4, creating files right after deleting thousands costs several
-	# times more (the inode allocator steps over the recently deleted inodes,
-	# reading each one's deletion time), so outputs are deleted only between
-	# concurrency levels, followed by a pause of GEO_BENCH_SETTLE seconds (35).
+	# nginx's CPU time (ns, its workers' schedstat)
+	nginx_ns() { local p s=0; for p in $nginx_workers; do s=$((s + $(cut -d' ' -f1 "/proc/$p/schedstat"))); done; echo $s; }
+	# run NAME OUTDIR cmd...: appends to $T/NAME.times the wall seconds, the
+	# client's user and sys CPU seconds, nginx's CPU seconds and the cores
+	# the two kept busy. Every run writes into a new folder and nothing is
+	# deleted until the end: this VM's ext4 has no journal, and without one the
+	# inode allocator steps over every inode deleted in the last 60 s (360 s
+	# while its inode table block is dirty), reading each one's deletion time:
+	# creating files after an rm -rf of thousands costs several times more.
+	# A sync before each run (not timed) keeps one tool's dirty pages from
+	# being written back during the next tool's run (cairn-fetch ends with a
+	# syncfs, which would otherwise write the previous curl run's files too).
 	run() {
-		local name=$1 out=$2
+		local name=$1 out=$2 n0 n1
 		shift 2
 		mkdir -p "$out"
+		sync
+		n0=$(nginx_ns)
 		/usr/bin/time -f '%e %U %S' -o "$T/time" "$@" >"$T/$name.log" 2>&1 || { echo "$name failed:"; tail -5 "$T/$name.log"; }
-		awk '{ print $1, $2, $3 }' "$T/time" >>"$T/$name.times"
+		n1=$(nginx_ns)
+		awk -v ng=$((n1 - n0)) '{ print $1, $2, $3, ng / 1e9, ($2 + $3 + ng / 1e9) / $1 }' "$T/time" >>"$T/$name.times"
 	}
-	# median of column k of a times file, as tiles/s (k=1) or CPU us per tile (k=2, 3)
-	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$N" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else printf "%d", m / n * 1e6 }'; }
+	# median of column k of a times file: tiles/s (k=1), CPU us per tile
+	# (k=2 user, 3 sys, 4 nginx), cores busy (k=5)
+	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$N" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else if (k == 5) printf "%.2f", m; else printf "%d", m / n * 1e6 }'; }
 	cpu() { echo "$(med "$1" 2)+$(med "$1" 3)"; }
-	echo "median of $R runs each (the four tools take turns); tiles/s, and the client's CPU per tile,"
-	echo "user+sys (sys is mostly ext4 creating the files, the same work for every tool)"
-	printf '%-12s %16s %16s %16s %16s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel"
+	rate() { med "$1" 1; }
+	ngx() { med "$1" 4; }
+	busy() { med "$1" 5; }
+	tools="full fast none curl curlsync"
+	row() { local t; printf '%-14s' "$1"; for t in $tools; do printf ' %11s %-3s' "$("$3" "$t")" "$2"; done; echo; }
+	echo "median of $R runs each (the five take turns); tiles/s; the client's CPU per tile, user+sys"
+	echo "(sys is mostly ext4 creating the files, the same work for every tool); nginx's CPU per tile;"
+	echo "cores busy = (client + nginx CPU) / wall time, of 2"
+	printf '%-14s %15s %15s %15s %15s %15s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel" "curl + sync -f"
 	for c in 1 16 64; do
-		if [ "$c" != 1 ]; then
-			rm -rf "$T"/out.*
-			sleep "${GEO_BENCH_SETTLE:-35}"
-		fi
 		rm -f "$T"/*.times
 		FETCH=("$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --concurrency $c)
 		for i in $(seq "$R"); do
@@ -80,10 +96,15 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 			[ "$got" = "$N" ] || echo "warning: cairn-fetch got $got of $N tiles"
 			run fast "$o.f" "${FETCH[@]}" --out "$o.f" --verify fast
 			run none "$o.b" "${FETCH[@]}" --out "$o.b" --verify none
-			run curl "$o.c" sh -c "cd '$o.c' && curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max $c --create-dirs -K '$T/curl.cfg'"
+			CURL="curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max $c --create-dirs -K '$T/curl.cfg'"
+			run curl "$o.c" sh -c "cd '$o.c' && $CURL"
+			# the same durability as cairn-fetch's (its syncfs before the manifest)
+			run curlsync "$o.s" sh -c "cd '$o.s' && $CURL && sync -f ."
 		done
-		printf '%-12d %12s t/s %12s t/s %12s t/s %12s t/s\n' $c "$(med full 1)" "$(med fast 1)" "$(med none 1)" "$(med curl 1)"
-		printf '%-12s %13s us %13s us %13s us %13s us\n' "  CPU/tile" "$(cpu full)" "$(cpu fast)" "$(cpu none)" "$(cpu curl)"
+		row "$c" t/s rate
+		row "  client CPU" us cpu
+		row "  nginx CPU" us ngx
+		row "  cores busy" "" busy
 	done
 	echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	last=$T/out.64.$R.a
@@ -94,6 +115,7 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 	t1=$(now)
 	echo "rerun of a complete folder (manifest + sha256 of every tile, no request): $(awk -v n=$N -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f tiles/s", n / (b - a) }')"
 	rm -rf "$T"/out.*
+	sync
 }
 [ "${GEO_BENCH_ONLY:-fetch}" = raster ] || bench_fetch
 [ "${GEO_BENCH_ONLY:-raster}" = fetch ] && exit 0

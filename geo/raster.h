@@ -17,13 +17,13 @@ void raster_init(void);
 
 /* 0 when data is a complete, decodable image of the kind ext names
  * ("png", "jpg"/"jpeg", "webp", "tif"/"tiff"; anything else: any GDAL raster):
- * the signature matches, the end marker is there (PNG IEND, JPEG EOI), GDAL
- * opens it with that driver only, and all of its image data decodes without
- * an error or a warning. For a PNG (non-interlaced, not a palette) that is:
- * every chunk's CRC, GDAL's PNG driver reads the header, and the IDAT stream
- * inflates (GDAL's CPLZLibInflate: every code, the Adler-32) to exactly the
- * rows IHDR promises, each with a valid filter type; other images have every
- * pixel of every band read through the driver. Thread-safe. */
+ * the signature matches, the end marker is there (PNG IEND, JPEG EOI), and
+ * all of its image data decodes without an error or a warning. For a PNG
+ * (non-interlaced, not a palette) that is: every chunk's CRC, IHDR valid as
+ * libpng checks it, and the IDAT stream inflates (GDAL's CPLZLibInflate:
+ * every code, the Adler-32) to exactly the rows IHDR promises, each with a
+ * valid filter type; other images are opened by GDAL with that driver only
+ * and have every pixel of every band read through it. Thread-safe. */
 int raster_check_image(const void *data, size_t len, const char *ext, struct error *err);
 
 /* Memory a thread reuses from one check to the next (the inflated image). */

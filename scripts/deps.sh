@@ -7,7 +7,7 @@ pkgs=(
 	build-essential pkg-config
 	libinih-dev libjansson-dev libssl-dev libcurl4-openssl-dev
 	libopenblas-dev liblapacke-dev
-	libgdal-dev gdal-bin
+	libgdal-dev gdal-bin libdeflate-dev
 	libopenmpi-dev openmpi-bin
 	slurm-wlm munge nginx-light
 	dataset-fashion-mnist python3 zlib1g-dev

@@ -37,7 +37,7 @@ static const char usage[] =
 	"  --threads N        decode-check/write threads; with --cog, tiles warped at\n"
 	"                     once (default: CPUs, at most 8)\n"
 	"  --verify full|gdal|fast|none  full (default): all image data decodes (PNG:\n"
-	"                     chunk CRCs, GDAL reads the header, the image data\n"
+	"                     chunk CRCs, IHDR as libpng checks it, the image data\n"
 	"                     inflates to exactly the promised rows; other types: GDAL\n"
 	"                     reads every pixel); gdal: GDAL's driver reads every pixel\n"
 	"                     of every type (slower); fast: PNG chunk CRCs / JPEG\n"

@@ -166,6 +166,20 @@ static void test_png_image_data(void)
 	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), 0);
 	CHECK_INT(raster_check_image_gdal(png, n, "png", &err), 0);
 	CHECK_INT(raster_check_image_fast(png, n, "png", &err), 0);
+	/* IHDR fields libpng refuses, each with the CRC made right: rejected
+	 * without GDAL opening the header (the full check parses IHDR itself) */
+	static const struct { int at, value; const char *what; } bad_ihdr[] = {
+		{24, 7, "bit depth"}, {24, 4, "bit depth"}, {25, 5, "bit depth"},
+		{26, 1, "compression"}, {27, 1, "filter"}, {28, 2, "interlace"},
+		{16, 1, "size"}, {20, 1, "size"}, {23, 0, "size"}};
+	for (size_t i = 0; i < sizeof(bad_ihdr) / sizeof(bad_ihdr[0]); i++) {
+		n = build_png(png, W, H, raw, sizeof(raw), 1, 0);
+		png[bad_ihdr[i].at] = (uint8_t)bad_ihdr[i].value;
+		put_chunk(png + 8, "IHDR", png + 16, 13);
+		CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), -1);
+		CHECK(strstr(err.msg, bad_ihdr[i].what) != NULL);
+		CHECK_INT(raster_check_image_gdal(png, n, "png", &err), -1);
+	}
 	/* the stream over 4 IDAT chunks: fine; IDATs with another chunk between: not */
 	n = build_png(png, W, H, raw, sizeof(raw), 4, 0);
 	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), 0);
