@@ -84,6 +84,13 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 #pragma GCC unroll 4
 		for (int c = 0; c < COV; c++)
 			acc[r][c] = dk_zero();
+	/* the block's sums, read at the end: from L3 when dwt outgrows L2 (2304 taps x 256) */
+#pragma GCC unroll 16
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int c = 0; c < COV; c++)
+			_mm_prefetch((const char *)(dwt + (size_t)(k0 + r) * a->ldw + c * DK_VL),
+				     _MM_HINT_T0);
 	const float *dp = a->dyt + co;
 	for (int i = 0; i < a->rows; i++) {
 		const float *xr[DK_KRMAX];
