@@ -36,6 +36,16 @@ check_eq "404s recorded as missing" "$(grep -c $'\tmissing$' "$T/out/manifest.ts
 check_rc "rerun (--bbox W,S,E,N) exits 0" 0 cairn-fetch --url "$URL" --zoom 12 --bbox "$BBOX" --out "$T/out" --concurrency 8
 check_grep "rerun: 62 cached" '0 fetched, 62 cached, 2 missing' "$T/.out"
 check_eq "rerun made zero requests" "$(requests)" 64
+# A damaged tile and a deleted one are fetched again; the damaged file is
+# replaced in place (an existing name: linked beside it, then renamed over).
+printf 'damaged' >"$T/out/12/1515/2321.png"
+rm "$T/out/12/1516/2321.png"
+check_rc "rerun after damage" 0 cairn-fetch --url "$URL" --zoom 12 --bbox="$BBOX" --out "$T/out" --concurrency 8
+check_grep "rerun: 2 fetched" '2 fetched, 60 cached' "$T/.out"
+check "damaged tile replaced" cmp -s "$T/www/12/1515/2321.png" "$T/out/12/1515/2321.png"
+check "deleted tile back" cmp -s "$T/www/12/1516/2321.png" "$T/out/12/1516/2321.png"
+check_eq "nothing left beside the tiles" "$(find "$T/out" -name '*.part' -o -name '.cairn-tmp*' | wc -l | tr -d ' ')" 0
+check_eq "rerun asked for the 2 tiles" "$(requests)" 66
 
 # Two shards into one folder: disjoint manifests that together cover the set.
 check_rc "shard 0/2" 0 cairn-fetch --url "$URL" --zoom 12 --bbox="$BBOX" --out "$T/sh" --shard 0/2
