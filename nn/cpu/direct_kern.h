@@ -126,8 +126,31 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 }
 
 #ifdef DK_BWDP_CASES
-/* Weight gradient block for few output channels (a group's 4, a layer's
- * 16), vectorized along pixels: for taps [k0, k0 + KR) and dy channels
+/* bwdp_body's step: pixels [j, j + DK_VL) of one row (MASKED: those in mk) */
+static inline __attribute__((always_inline)) void DK(bwdp_step)(DK_V (*acc)[DK_MPMAX],
+							       const float *const *xr,
+							       const float *const *dr, int j,
+							       dk_mask_t mk, const int MASKED,
+							       const int KR, const int MR)
+{
+	DK_V dv[DK_MPMAX];
+#pragma GCC unroll 4
+	for (int m = 0; m < MR; m++)
+		dv[m] = MASKED ? dk_mload(dr[m] + j, mk) : dk_load(dr[m] + j);
+#pragma GCC unroll 16
+	for (int r = 0; r < KR; r++) {
+		DK_V xv = MASKED ? dk_mload(xr[r] + j, mk) : dk_load(xr[r] + j);
+		/* one load for MR FMAs: folded into each FMA, it was MR loads,
+		 * each split across two cache lines */
+		__asm__("" : "+v"(xv));
+#pragma GCC unroll 4
+		for (int m = 0; m < MR; m++)
+			acc[r][m] = dk_fma(xv, dv[m], acc[r][m]);
+	}
+}
+
+/* Weight gradient block for few output channels (8 or fewer per group:
+ * ResNeXt's 4), vectorized along pixels: for taps [k0, k0 + KR) and dy channels
  * m < MR, dw[k ldw + m] += sum over the chunk's pixels of
  * xb[off[k] + pixel] * dy[m dyplane + pixel], dy read in its own layout
  * (rows of wout): no transpose, and no lanes spent on channels that do not
@@ -152,35 +175,10 @@ static inline __attribute__((always_inline)) void DK(bwdp_body)(const struct dk_
 #pragma GCC unroll 4
 		for (int m = 0; m < MR; m++)
 			dr[m] = dy + m * a->dyplane + (size_t)i * a->wout;
-		for (int j = 0; j < jv; j += DK_VL) {
-			DK_V dv[DK_MPMAX];
-#pragma GCC unroll 4
-			for (int m = 0; m < MR; m++)
-				dv[m] = dk_load(dr[m] + j);
-#pragma GCC unroll 16
-			for (int r = 0; r < KR; r++) {
-				DK_V xv = dk_load(xr[r] + j);
-				/* one load for MR FMAs: folded into each FMA, it was MR
-				 * loads, each split across two cache lines */
-				__asm__("" : "+v"(xv));
-#pragma GCC unroll 4
-				for (int m = 0; m < MR; m++)
-					acc[r][m] = dk_fma(xv, dv[m], acc[r][m]);
-			}
-		}
-		if (tail) { /* the row's last pixels: masked, so nothing past the chunk is read */
-			DK_V dv[DK_MPMAX];
-#pragma GCC unroll 4
-			for (int m = 0; m < MR; m++)
-				dv[m] = dk_mload(dr[m] + jv, mk);
-#pragma GCC unroll 16
-			for (int r = 0; r < KR; r++) {
-				DK_V xv = dk_mload(xr[r] + jv, mk);
-#pragma GCC unroll 4
-				for (int m = 0; m < MR; m++)
-					acc[r][m] = dk_fma(xv, dv[m], acc[r][m]);
-			}
-		}
+		for (int j = 0; j < jv; j += DK_VL)
+			DK(bwdp_step)(acc, xr, dr, j, mk, 0, KR, MR);
+		if (tail) /* the row's last pixels: masked, so nothing past the chunk is read */
+			DK(bwdp_step)(acc, xr, dr, jv, mk, 1, KR, MR);
 	}
 #pragma GCC unroll 16
 	for (int r = 0; r < KR; r++)
