@@ -461,17 +461,20 @@ static void pack_part(void *ctx, int b, int e, int tid)
 		int g = it / nb, oc, mr;
 		block(p->cog, nb, it % nb, &oc, &mr);
 		float *o = j->wpack + ((size_t)g * p->cog + oc) * p->k;
-		for (int k = 0; k < p->k; k++)
-			for (int m = 0; m < mr; m++) {
-				size_t src;
-				if (pj->pass == PASS_FWD) {
-					src = ((size_t)g * p->cog + oc + m) * p->k + k;
-				} else { /* tap (co, p', q') of dx channel ci: w[co][ci][kh-1-p'][kw-1-q'] */
-					int co = k / khw, pq = k % khw;
-					src = (((size_t)g * cog_d + co) * cig_d + oc + m) * khw + khw - 1 - pq;
-				}
-				o[(size_t)k * mr + m] = j->w[src];
-			}
+		if (pj->pass == PASS_FWD) {
+			for (int k = 0; k < p->k; k++)
+				for (int m = 0; m < mr; m++)
+					o[(size_t)k * mr + m] = j->w[((size_t)g * p->cog + oc + m) * p->k + k];
+			continue;
+		}
+		/* tap (co, p', q') of dx channel ci: w[co][ci][kh-1-p'][kw-1-q'] (co and
+		 * p' q' as loops: k / khw and k % khw cost 0.3 ms a call for 256 x 256 x 3 x 3) */
+		for (int co = 0, k = 0; co < cog_d; co++)
+			for (int pq = 0; pq < khw; pq++, k++)
+				for (int m = 0; m < mr; m++)
+					o[(size_t)k * mr + m] =
+						j->w[(((size_t)g * cog_d + co) * cig_d + oc + m) * khw +
+						     khw - 1 - pq];
 	}
 }
 
