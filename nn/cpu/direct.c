@@ -323,6 +323,11 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	int t = par_threads();
 	while (rows > 1 && (long)p->n * ((p->hout + rows - 1) / rows) < t)
 		rows = (rows + 1) / 2;
+	/* the weight gradient takes a whole image rather than a chunk and a thin
+	 * rest (16x16 256->256: 13 + 3 rows; a chunk rereads and rewrites the
+	 * thread's dwt, 2.4 MB there): 4% faster */
+	if (pass == PASS_BWD_FILTER && rows * 2 > p->hout && (long)p->n >= t)
+		rows = p->hout;
 	p->rows = (int)rows;
 	p->nchunks = (p->hout + p->rows - 1) / p->rows;
 	p->xrows = p->rows + halo;
