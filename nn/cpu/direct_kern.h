@@ -84,6 +84,13 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 #pragma GCC unroll 4
 		for (int c = 0; c < COV; c++)
 			acc[r][c] = dk_zero();
+	/* the block's sums, read at the end: from L3 when dwt outgrows L2 (2304 taps x 256) */
+#pragma GCC unroll 16
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int c = 0; c < COV; c++)
+			_mm_prefetch((const char *)(dwt + (size_t)(k0 + r) * a->ldw + c * DK_VL),
+				     _MM_HINT_T0);
 	const float *dp = a->dyt + co;
 	for (int i = 0; i < a->rows; i++) {
 		const float *xr[DK_KRMAX];
@@ -117,6 +124,84 @@ static inline __attribute__((always_inline)) void DK(bwdf_body)(const struct dk_
 			dk_store(o, dk_add(dk_load(o), acc[r][c]));
 		}
 }
+
+#ifdef DK_BWDP_CASES
+/* Weight gradient block for few output channels (a group's 4, a layer's
+ * 16), vectorized along pixels: for taps [k0, k0 + KR) and dy channels
+ * m < MR, dw[k ldw + m] += sum over the chunk's pixels of
+ * xb[off[k] + pixel] * dy[m dyplane + pixel], dy read in its own layout
+ * (rows of wout): no transpose, and no lanes spent on channels that do not
+ * fill a vector; the sums are reduced across lanes once per block. */
+static inline __attribute__((always_inline)) void DK(bwdp_body)(const struct dk_bwdf *a, int k0,
+							       const float *dy, float *dw,
+							       const int KR, const int MR)
+{
+	DK_V acc[DK_KRMAX][DK_MPMAX];
+#pragma GCC unroll 16
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int m = 0; m < MR; m++)
+			acc[r][m] = dk_zero();
+	int tail = a->wout % DK_VL, jv = a->wout - tail;
+	dk_mask_t mk = dk_mask(0, tail);
+	for (int i = 0; i < a->rows; i++) {
+		const float *xr[DK_KRMAX], *dr[DK_MPMAX];
+#pragma GCC unroll 16
+		for (int r = 0; r < KR; r++)
+			xr[r] = a->xb + a->off[k0 + r] + (size_t)i * a->wp;
+#pragma GCC unroll 4
+		for (int m = 0; m < MR; m++)
+			dr[m] = dy + m * a->dyplane + (size_t)i * a->wout;
+		for (int j = 0; j < jv; j += DK_VL) {
+			DK_V dv[DK_MPMAX];
+#pragma GCC unroll 4
+			for (int m = 0; m < MR; m++)
+				dv[m] = dk_load(dr[m] + j);
+#pragma GCC unroll 16
+			for (int r = 0; r < KR; r++) {
+				DK_V xv = dk_load(xr[r] + j);
+				/* one load for MR FMAs: folded into each FMA, it was MR
+				 * loads, each split across two cache lines */
+				__asm__("" : "+v"(xv));
+#pragma GCC unroll 4
+				for (int m = 0; m < MR; m++)
+					acc[r][m] = dk_fma(xv, dv[m], acc[r][m]);
+			}
+		}
+		if (tail) { /* the row's last pixels: masked, so nothing past the chunk is read */
+			DK_V dv[DK_MPMAX];
+#pragma GCC unroll 4
+			for (int m = 0; m < MR; m++)
+				dv[m] = dk_mload(dr[m] + jv, mk);
+#pragma GCC unroll 16
+			for (int r = 0; r < KR; r++) {
+				DK_V xv = dk_mload(xr[r] + jv, mk);
+#pragma GCC unroll 4
+				for (int m = 0; m < MR; m++)
+					acc[r][m] = dk_fma(xv, dv[m], acc[r][m]);
+			}
+		}
+	}
+#pragma GCC unroll 16
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int m = 0; m < MR; m++)
+			dw[(size_t)(k0 + r) * a->ldw + m] += dk_hsum(acc[r][m]);
+}
+
+static void DK(bwdp_tile)(const struct dk_bwdf *a, int k0, const float *dy, float *dw, int kr,
+			  int mr)
+{
+	switch (kr * 16 + mr) {
+#define DK_BP(K, M)                                     \
+	case K * 16 + M:                                \
+		DK(bwdp_body)(a, k0, dy, dw, K, M); \
+		break;
+		DK_BWDP_CASES
+#undef DK_BP
+	}
+}
+#endif
 
 /* One input channel's taps of fix_cols: acc[i] (column 0) and acc[4 + i]
  * (column w - 1) of rows r + i, i < nr; xc at row r - 1, column -1. */
@@ -254,3 +339,6 @@ static void DK(bwdf_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, i
 #undef DK_COVMAX
 #undef DK_FWD_CASES
 #undef DK_BWDF_CASES
+#undef DK_BWDP_CASES
+#undef DK_MPMAX
+#undef dk_hsum

@@ -104,6 +104,10 @@ static void conv_shapes(void)
 	conv_case(2, 7, 6, 5, 1, 3, 1, 1, 1, 1);     /* one output channel */
 	conv_case(1, 3, 5, 4, 2, 1, 1, 1, 1, 1);     /* 1x1 with padding */
 	conv_case(1, 32, 62, 128, 36, 3, 1, 1, 1, 1); /* 3x3 pad 1, wide: inner chunks read in place */
+	/* the weight gradient along pixels (8 or fewer output channels per group) */
+	conv_case(1, 8, 100, 130, 8, 3, 1, 1, 1, 1);  /* in place (fix-up), rows of 8 vectors + 2 */
+	conv_case(2, 16, 9, 20, 16, 3, 1, 1, 1, 4);   /* ResNeXt-like: 4 channels per group */
+	conv_case(2, 5, 12, 32, 7, 3, 1, 1, 1, 1);    /* rows of whole vectors, blocks of 3 + 2 + 2 */
 }
 
 /* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
