@@ -53,9 +53,11 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 	now() { date +%s.%N; }
 	# nginx's CPU time (ns, its workers' schedstat)
 	nginx_ns() { local p s=0; for p in $nginx_workers; do s=$((s + $(cut -d' ' -f1 "/proc/$p/schedstat"))); done; echo $s; }
+	# the whole machine's busy CPU time (clock ticks): what other work took
+	busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 	# run NAME OUTDIR cmd...: appends to $T/NAME.times the wall seconds, the
-	# client's user and sys CPU seconds, nginx's CPU seconds and the cores
-	# the two kept busy. Every run writes into a new folder and nothing is
+	# client's user and sys CPU seconds, nginx's CPU seconds, the cores the
+	# two kept busy and the cores busy on the whole machine. Every run writes into a new folder and nothing is
 	# deleted until the end: this VM's ext4 has no journal, and without one the
 	# inode allocator steps over every inode deleted in the last 60 s (360 s
 	# while its inode table block is dirty), reading each one's deletion time:
@@ -64,27 +66,31 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 	# being written back during the next tool's run (cairn-fetch ends with a
 	# syncfs, which would otherwise write the previous curl run's files too).
 	run() {
-		local name=$1 out=$2 n0 n1
+		local name=$1 out=$2 n0 n1 m0 m1
 		shift 2
 		mkdir -p "$out"
 		sync
 		n0=$(nginx_ns)
+		m0=$(busy_ticks)
 		/usr/bin/time -f '%e %U %S' -o "$T/time" "$@" >"$T/$name.log" 2>&1 || { echo "$name failed:"; tail -5 "$T/$name.log"; }
 		n1=$(nginx_ns)
-		awk -v ng=$((n1 - n0)) '{ print $1, $2, $3, ng / 1e9, ($2 + $3 + ng / 1e9) / $1 }' "$T/time" >>"$T/$name.times"
+		m1=$(busy_ticks)
+		awk -v ng=$((n1 - n0)) -v m=$((m1 - m0)) -v hz="$(getconf CLK_TCK)" \
+			'{ print $1, $2, $3, ng / 1e9, ($2 + $3 + ng / 1e9) / $1, m / hz / $1 }' "$T/time" >>"$T/$name.times"
 	}
 	# median of column k of a times file: tiles/s (k=1), CPU us per tile
-	# (k=2 user, 3 sys, 4 nginx), cores busy (k=5)
-	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$N" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else if (k == 5) printf "%.2f", m; else printf "%d", m / n * 1e6 }'; }
+	# (k=2 user, 3 sys, 4 nginx), cores busy (k=5 client + nginx, 6 machine)
+	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$N" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else if (k >= 5) printf "%.2f", m; else printf "%d", m / n * 1e6 }'; }
 	cpu() { echo "$(med "$1" 2)+$(med "$1" 3)"; }
 	rate() { med "$1" 1; }
 	ngx() { med "$1" 4; }
 	busy() { med "$1" 5; }
+	machine() { med "$1" 6; }
 	tools="full fast none curl curlsync"
 	row() { local t; printf '%-14s' "$1"; for t in $tools; do printf ' %11s %-3s' "$("$3" "$t")" "$2"; done; echo; }
 	echo "median of $R runs each (the five take turns); tiles/s; the client's CPU per tile, user+sys"
 	echo "(sys is mostly ext4 creating the files, the same work for every tool); nginx's CPU per tile;"
-	echo "cores busy = (client + nginx CPU) / wall time, of 2"
+	echo "cores busy = (client + nginx CPU) / wall time, of 2; machine: all CPU time on the machine / wall time"
 	printf '%-14s %15s %15s %15s %15s %15s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel" "curl + sync -f"
 	for c in 1 16 64; do
 		rm -f "$T"/*.times
@@ -105,6 +111,7 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 		row "  client CPU" us cpu
 		row "  nginx CPU" us ngx
 		row "  cores busy" "" busy
+		row "  machine" "" machine
 	done
 	echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	last=$T/out.64.$R.a
