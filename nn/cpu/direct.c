@@ -82,6 +82,8 @@ struct dk_bwdf {
 #define DK_MPMAX 3
 #define DK_BWDP_CASES DK_UPTO9(DK_PC, 1) DK_UPTO9(DK_PC, 2) DK_UPTO9(DK_PC, 3)
 #define dk_hsum _mm512_reduce_add_ps
+/* bwd3: 2 x 9 accumulators + 8 dy vectors + 1 broadcast */
+#define DK_BWD3_J 8
 /* r[i] = column i of the 16 x 16 block whose rows were r[0..15] (unpack,
  * then shuffles within and across 128-bit lanes). */
 static inline __attribute__((always_inline)) void tr16_avx512(__m512 *r)
@@ -187,14 +189,16 @@ struct dk_isa {
 		    int cout, int h, int w, int r0, int r1);
 	void (*fix_bwdf)(const float *x, const float *dyt, int ldc, float *dwt, int ldw, int cin,
 			 int h, int w, int i0, int rows);
+	/* 3x3 weight gradient, one vector of output channels, ci input channels (NULL: none) */
+	void (*bwd3)(const struct dk_bwdf *a, int k0, int co, float *dwt, int ci);
 };
 
 static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 4, {0, 8, 8, 7, 6, 4, 4, 3, 3},
 					 {0, 9, 9, 9, 6}, fwd_tile_avx512, bwdf_tile_avx512, bwdp_tile_avx512,
-					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512};
+					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512, bwd3_tile_avx512};
 static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6},
 				       fwd_tile_avx2, bwdf_tile_avx2, NULL, NULL, fix_cols_avx2,
-				       fix_bwdf_avx2};
+				       fix_bwdf_avx2, NULL};
 
 /* ---- kernel choice ---- */
 
@@ -264,6 +268,7 @@ struct dplan {
 	int nocopy;              /* no padding: most chunks are read in place (plane h w) */
 	int inplace3;            /* 3x3 pad 1: chunks away from the top and bottom read in place */
 	int bwdp;                /* weight gradient along pixels (few output channels per group) */
+	int bwd3;                /* weight gradient 3x3 dil 1: isa->bwd3 for one vector of channels */
 	int ldc, ldg;            /* weight gradient: output channels (of a group) rounded up to 16 */
 	size_t tfloats, dwfloats; /* per thread: pixel-major dy chunk, weight gradient */
 	size_t per_thread;
@@ -316,6 +321,8 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	if (pass == PASS_BWD_FILTER) {
 		p->ldc = (p->cout + 15) / 16 * 16, p->ldg = (p->cog + 15) / 16 * 16;
 		p->bwdp = isa_now() && isa_now()->bwdp && p->cog <= BWDP_MAXC;
+		p->bwd3 = isa_now() && isa_now()->bwd3 && !p->bwdp && p->kh == 3 && p->kw == 3 &&
+			  p->dil == 1;
 	}
 	size_t per_row = (size_t)p->cin * p->wp + (size_t)p->wout * p->ldc;
 	long rows = (long)(CHUNK_BYTES / sizeof(float) / per_row) - halo;
@@ -676,6 +683,12 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 				int kr = isa->krmax[cov], co = g * p->cog + v0 * isa->vl;
 				/* 1x1 read in place: tap k + kr is plane kr planes on */
 				a.pf = p->kh * p->kw == 1 && off == j->off_in ? kr * plane : 0;
+				if (cov == 1 && p->bwd3) {
+					for (int c = 0; c < p->cig; c += 2)
+						isa->bwd3(&a, c * 9, co, dwg + v0 * isa->vl,
+							  p->cig - c < 2 ? 1 : 2);
+					continue;
+				}
 				for (int k0 = 0; k0 < p->k; k0 += kr)
 					isa->bwdf(&a, k0, co, dwg + v0 * isa->vl,
 						  p->k - k0 < kr ? p->k - k0 : kr, cov);

@@ -108,6 +108,10 @@ static void conv_shapes(void)
 	conv_case(1, 8, 100, 130, 8, 3, 1, 1, 1, 1);  /* in place (fix-up), rows of 8 vectors + 2 */
 	conv_case(2, 16, 9, 20, 16, 3, 1, 1, 1, 4);   /* ResNeXt-like: 4 channels per group */
 	conv_case(2, 5, 12, 32, 7, 3, 1, 1, 1, 1);    /* rows of whole vectors, blocks of 3 + 2 + 2 */
+	/* 3x3 weight gradient for one vector of output channels (bwd3) */
+	conv_case(1, 5, 40, 136, 16, 3, 1, 1, 1, 1);  /* in place, 2 + 2 + 1 input channels */
+	conv_case(2, 6, 10, 21, 32, 3, 1, 1, 1, 2);   /* groups of 16, rows of 2 x 8 + 5 pixels */
+	conv_case(1, 3, 9, 7, 11, 3, 1, 0, 1, 1);     /* pad 0, rows shorter than 8 pixels */
 }
 
 /* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
