@@ -136,18 +136,12 @@ static inline __attribute__((always_inline)) void DK(bwd3_body)(const struct dk_
 							       int co, float *dwt, const int CI)
 {
 	enum { J = DK_BWD3_J };
-	DK_V acc[2][3][3];
-#pragma GCC unroll 2
-	for (int c = 0; c < CI; c++)
-#pragma GCC unroll 3
-		for (int p = 0; p < 3; p++)
-#pragma GCC unroll 3
-			for (int q = 0; q < 3; q++) {
-				acc[c][p][q] = dk_zero();
-				_mm_prefetch((const char *)(dwt + (size_t)(k0 + c * 9 + p * 3 + q) *
-									a->ldw),
-					     _MM_HINT_T0);
-			}
+	DK_V acc[18]; /* tap k0 + r: input channel r / 9, row r / 3 % 3, column r % 3 */
+#pragma GCC unroll 18
+	for (int r = 0; r < 9 * CI; r++) {
+		acc[r] = dk_zero();
+		_mm_prefetch((const char *)(dwt + (size_t)(k0 + r) * a->ldw), _MM_HINT_T0);
+	}
 	int jv = a->wout - a->wout % J;
 	for (int i = 0; i < a->rows; i++) {
 		const float *xr[2][3];
@@ -174,8 +168,9 @@ static inline __attribute__((always_inline)) void DK(bwd3_body)(const struct dk_
 #pragma GCC unroll 3
 						for (int q = 0; q < 3; q++)
 							if (u - q >= 0 && u - q < J)
-								acc[c][p][q] = dk_fma(xs, dv[u - q],
-										      acc[c][p][q]);
+								acc[c * 9 + p * 3 + q] =
+									dk_fma(xs, dv[u - q],
+									       acc[c * 9 + p * 3 + q]);
 					}
 		}
 		for (int j = jv; j < a->wout; j++) { /* the row's last wout % J pixels */
@@ -186,19 +181,16 @@ static inline __attribute__((always_inline)) void DK(bwd3_body)(const struct dk_
 				for (int p = 0; p < 3; p++)
 #pragma GCC unroll 3
 					for (int q = 0; q < 3; q++)
-						acc[c][p][q] = dk_fma(dk_set1(xr[c][p][j + q]), d,
-								      acc[c][p][q]);
+						acc[c * 9 + p * 3 + q] =
+							dk_fma(dk_set1(xr[c][p][j + q]), d,
+							       acc[c * 9 + p * 3 + q]);
 		}
 	}
-#pragma GCC unroll 2
-	for (int c = 0; c < CI; c++)
-#pragma GCC unroll 3
-		for (int p = 0; p < 3; p++)
-#pragma GCC unroll 3
-			for (int q = 0; q < 3; q++) {
-				float *o = dwt + (size_t)(k0 + c * 9 + p * 3 + q) * a->ldw;
-				dk_store(o, dk_add(dk_load(o), acc[c][p][q]));
-			}
+#pragma GCC unroll 18
+	for (int r = 0; r < 9 * CI; r++) {
+		float *o = dwt + (size_t)(k0 + r) * a->ldw;
+		dk_store(o, dk_add(dk_load(o), acc[r]));
+	}
 }
 
 static void DK(bwd3_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, int ci)
