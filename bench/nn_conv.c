@@ -217,17 +217,21 @@ static double run_prim(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *arg
  * reach its own layouts is then inside the timed call. */
 static int time_dnnl(const struct nn_conv_desc *d, dnnl_format_tag_t tag, struct times *t)
 {
-	if (d->groups != 1)
-		return -1;
 	dnnl_memory_desc_t src, wei, dst;
+	int g = d->groups;
 	dnnl_dims_t sd = {d->n, d->cin, d->h, d->w}, wd = {d->cout, d->cin, d->kh, d->kw};
+	/* grouped: weights with a groups dimension in front (g, cout/g, cin/g, kh, kw) */
+	dnnl_dims_t gwd = {g, d->cout / g, d->cin / g, d->kh, d->kw};
 	dnnl_dims_t dd = {d->n, d->cout, d->hout, d->wout};
 	dnnl_dims_t st = {d->stride, d->stride}, dl = {d->dil - 1, d->dil - 1}, pd = {d->pad, d->pad};
 	/* right padding so that the output size matches exactly */
 	dnnl_dims_t pr = {(d->hout - 1) * d->stride + (d->kh - 1) * d->dil + 1 - d->h - d->pad,
 			  (d->wout - 1) * d->stride + (d->kw - 1) * d->dil + 1 - d->w - d->pad};
 	dn.md_init(&src, 4, sd, dnnl_f32, tag);
-	dn.md_init(&wei, 4, wd, dnnl_f32, tag == dnnl_nchw ? dnnl_oihw : tag);
+	if (g == 1)
+		dn.md_init(&wei, 4, wd, dnnl_f32, tag == dnnl_nchw ? dnnl_oihw : tag);
+	else
+		dn.md_init(&wei, 5, gwd, dnnl_f32, tag == dnnl_nchw ? dnnl_goihw : tag);
 	dn.md_init(&dst, 4, dd, dnnl_f32, tag);
 	dnnl_convolution_desc_t fd, bd, bw;
 	if (dn.fwd_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, NULL, &dst, st, dl, pd, pr) ||
