@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bench/geo.sh: cairn-fetch tiles/s from nginx on loopback at concurrency 1, 16
-# and 64, next to curl --parallel fetching the same tiles in the same run; then
+# and 64, next to curl --parallel and xargs -P + curl (the two peers the issue
+# names) fetching the same tiles in the same run; then
 # cairn-synth and cairn-rasterize tiles/s. Run by `make bench`.
 #   GEO_BENCH_TILES=4096 (a square number) GEO_BENCH_NOISE=2 (about 32 KB a tile)
 #   GEO_BENCH_REPS=3 (runs of each fetch; the median is shown)
 #   GEO_BENCH_ONLY=fetch|raster (one half)  GEO_BENCH_BIG=16 (a bigger scene to rasterize)
+#   GEO_BENCH_XARGS_TILES=512 (tiles fetched by xargs -P curl: a process a tile is slow)
 set -u
 : "${CAIRN_BIN:?run through make bench}"
 ROOT=${CAIRN_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -48,6 +50,10 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 			printf 'url = "http://127.0.0.1:%s/%d/%d/%d.png"\noutput = "%d/%d/%d.png"\n' "$PORT" $Z "$x" "$y" $Z "$x" "$y"
 		done
 	done >"$T/curl.cfg"
+	# xargs -P C curl: one curl process a tile, as a shell script would do it
+	sed -n 's/^url = "\(.*\)"$/\1/p' "$T/curl.cfg" | paste - <(sed -n 's/^output = "\(.*\)"$/\1/p' "$T/curl.cfg") |
+		awk '{ print "-o", $2, $1 }' | head -n "${GEO_BENCH_XARGS_TILES:-512}" >"$T/xargs.list"
+	NX=$(wc -l <"$T/xargs.list") # a process a tile is slow: fewer tiles, the rate per tile is what counts
 	awk -v n="$N" -v b="$bytes" 'BEGIN { printf "%d tiles of %.0f KB on average (PNG 256x256), nginx on 127.0.0.1\n", n, b / n / 1024 }'
 	R=${GEO_BENCH_REPS:-3}
 	now() { date +%s.%N; }
@@ -80,18 +86,19 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 	}
 	# median of column k of a times file: tiles/s (k=1), CPU us per tile
 	# (k=2 user, 3 sys, 4 nginx), cores busy (k=5 client + nginx, 6 machine)
-	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$N" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else if (k >= 5) printf "%.2f", m; else printf "%d", m / n * 1e6 }'; }
+	med() { sort -g -k"$2" "$T/$1.times" | awk -v k="$2" -v n="$([ "$1" = xargs ] && echo "$NX" || echo "$N")" '{ v[NR] = $k } END { m = v[int((NR + 1) / 2)]; if (k == 1) printf "%d", n / m; else if (k >= 5) printf "%.2f", m; else printf "%d", m / n * 1e6 }'; }
 	cpu() { echo "$(med "$1" 2)+$(med "$1" 3)"; }
 	rate() { med "$1" 1; }
 	ngx() { med "$1" 4; }
 	busy() { med "$1" 5; }
 	machine() { med "$1" 6; }
-	tools="full fast none curl curlsync"
+	tools="full fast none curl curlsync xargs"
 	row() { local t; printf '%-14s' "$1"; for t in $tools; do printf ' %11s %-3s' "$("$3" "$t")" "$2"; done; echo; }
-	echo "median of $R runs each (the five take turns); tiles/s; the client's CPU per tile, user+sys"
+	echo "median of $R runs each (the six take turns; xargs -P curl fetches the first $NX tiles only); tiles/s;"
+	echo "the client's CPU per tile, user+sys"
 	echo "(sys is mostly ext4 creating the files, the same work for every tool); nginx's CPU per tile;"
 	echo "cores busy = (client + nginx CPU) / wall time, of 2; machine: all CPU time on the machine / wall time"
-	printf '%-14s %15s %15s %15s %15s %15s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel" "curl + sync -f"
+	printf '%-14s %15s %15s %15s %15s %15s %15s\n' concurrency "cairn-fetch" "--verify fast" "--verify none" "curl --parallel" "curl + sync -f" "xargs -P curl"
 	for c in 1 16 64; do
 		rm -f "$T"/*.times
 		FETCH=("$CAIRN_BIN/cairn-fetch" --url "$URL" --zoom $Z --bbox="$BBOX" --concurrency $c)
@@ -106,6 +113,7 @@ print('%.10f,%.10f,%.10f,%.10f' % (lon(0), lat($side), lon($side), lat(0)))")
 			run curl "$o.c" sh -c "cd '$o.c' && $CURL"
 			# the same durability as cairn-fetch's (its syncfs before the manifest)
 			run curlsync "$o.s" sh -c "cd '$o.s' && $CURL && sync -f ."
+			run xargs "$o.x" sh -c "cd '$o.x' && xargs -P $c -L 1 curl -s --create-dirs <'$T/xargs.list'"
 		done
 		row "$c" t/s rate
 		row "  client CPU" us cpu
