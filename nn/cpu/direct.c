@@ -191,14 +191,18 @@ struct dk_isa {
 			 int h, int w, int i0, int rows);
 	/* 3x3 weight gradient, one vector of output channels, ci input channels (NULL: none) */
 	void (*bwd3)(const struct dk_bwdf *a, int k0, int co, float *dwt, int ci);
+	/* a chunk's padded planes (pad_chunk) */
+	void (*pad)(const float *in, size_t iplane, int h, int w, float *xb, size_t plane, int wp,
+		    int pw, int r0, int xrows, int nc);
 };
 
 static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 4, {0, 8, 8, 7, 6, 4, 4, 3, 3},
 					 {0, 9, 9, 9, 6}, fwd_tile_avx512, bwdf_tile_avx512, bwdp_tile_avx512,
-					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512, bwd3_tile_avx512};
+					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512, bwd3_tile_avx512,
+					 pad_rows_avx512};
 static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6},
 				       fwd_tile_avx2, bwdf_tile_avx2, NULL, NULL, fix_cols_avx2,
-				       fix_bwdf_avx2, NULL};
+				       fix_bwdf_avx2, NULL, pad_rows_avx2};
 
 /* ---- kernel choice ---- */
 
@@ -415,7 +419,7 @@ static void job_init(struct djob *j, const struct dplan *p, void *ws, const stru
 			}
 }
 
-static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0);
+static void pad_chunk(const struct djob *j, const float *in, float *xb, int i0);
 
 /* The chunk at output row i0 of image n: in place when unpadded (the last
  * chunk of the batch excepted: the forward kernel's last vectors read up to
@@ -438,7 +442,7 @@ static const float *chunk_at(const struct djob *j, int n, int i0, float *xb, int
 		*plane = (size_t)p->h * p->w, *off = j->off_in;
 		return in + (size_t)(i0 - 1) * p->w - 1;
 	}
-	pad_chunk(p, in, xb, i0);
+	pad_chunk(j, in, xb, i0);
 	*plane = p->plane, *off = j->off;
 	return xb;
 }
@@ -512,24 +516,15 @@ static void weights_tap_major(const struct djob *j)
 	}
 }
 
-/* Input rows [i0 - ph, i0 - ph + xrows) of every channel, zero-padded. */
-static void pad_chunk(const struct dplan *p, const float *in, float *xb, int i0)
+/* Input rows [i0 - ph, i0 - ph + xrows) of every channel, zero-padded, and
+ * zeros after the last plane (the forward kernel's last vectors read them). */
+static void pad_chunk(const struct djob *j, const float *in, float *xb, int i0)
 {
-	size_t wb = sizeof(float) * p->w;
-	for (int c = 0; c < p->cin; c++)
-		for (int r = 0; r < p->xrows; r++) {
-			int sr = i0 - p->ph + r;
-			float *o = xb + c * p->plane + (size_t)r * p->wp;
-			if (sr < 0 || sr >= p->h) {
-				memset(o, 0, sizeof(float) * p->wp);
-				continue;
-			}
-			memset(o, 0, sizeof(float) * p->pw);
-			memcpy(o + p->pw, in + ((size_t)c * p->h + sr) * p->w, wb);
-			memset(o + p->pw + p->w, 0, sizeof(float) * (p->wp - p->pw - p->w));
-		}
+	const struct dplan *p = j->p;
 	size_t used = (size_t)p->cin * p->plane;
 	memset(xb + used, 0, sizeof(float) * (p->xfloats - used));
+	j->isa->pad(in, (size_t)p->h * p->w, p->h, p->w, xb, p->plane, p->wp, p->pw, i0 - p->ph,
+		    p->xrows, p->cin);
 }
 
 /* Output channel block bi of group g, flat vectors [v0, v0 + nv) of the chunk at row i0. */

@@ -278,6 +278,36 @@ static void DK(bwdp_tile)(const struct dk_bwdf *a, int k0, const float *dy, floa
 }
 #endif
 
+/* Padded rows: for c < nc and r < xrows, xb[c plane + r wp + x] = in[c iplane +
+ * (r0 + r) w + x - pw] where that is inside the image (rows [0, h), columns
+ * [0, w)), else 0, for x < wp; whole vectors, loaded under a mask (nothing
+ * outside the image is read) and stored whole: a row's last vector runs into
+ * the next row, written after it, and the last row's up to DK_VL - 1 floats
+ * past the last plane (zeros). For rows of 28 floats, memcpy and memset per
+ * row cost as much as the ResNeXt forward's arithmetic. */
+static void DK(pad_rows)(const float *in, size_t iplane, int h, int w, float *xb, size_t plane,
+			 int wp, int pw, int r0, int xrows, int nc)
+{
+	for (int c = 0; c < nc; c++)
+		for (int r = 0; r < xrows; r++) {
+			int sr = r0 + r;
+			float *o = xb + c * plane + (size_t)r * wp;
+			if (sr < 0 || sr >= h) {
+				for (int x0 = 0; x0 < wp; x0 += DK_VL)
+					dk_store(o + x0, dk_zero());
+				continue;
+			}
+			/* column x0 + lane of o is column x0 + lane - pw of the row */
+			const float *s = in + c * iplane + (size_t)sr * w;
+			for (int x0 = 0; x0 < wp; x0 += DK_VL) {
+				int lo = pw - x0, hi = pw + w - x0;
+				lo = lo < 0 ? 0 : lo > DK_VL ? DK_VL : lo;
+				hi = hi < lo ? lo : hi > DK_VL ? DK_VL : hi;
+				dk_store(o + x0, dk_mload(s + x0 - pw, dk_mask(lo, hi)));
+			}
+		}
+}
+
 /* One input channel's taps of fix_cols: acc[i] (column 0) and acc[4 + i]
  * (column w - 1) of rows r + i, i < nr; xc at row r - 1, column -1. */
 static inline __attribute__((always_inline)) void DK(fix_taps)(DK_V *acc, const float *xc,
