@@ -112,6 +112,12 @@ static void conv_shapes(void)
 	conv_case(1, 5, 40, 136, 16, 3, 1, 1, 1, 1);  /* in place, 2 + 2 + 1 input channels */
 	conv_case(2, 6, 10, 21, 32, 3, 1, 1, 1, 2);   /* groups of 16, rows of 2 x 8 + 5 pixels */
 	conv_case(1, 3, 9, 7, 11, 3, 1, 0, 1, 1);     /* pad 0, rows shorter than 8 pixels */
+	/* chunks padded by whole vectors (pad_rows): rows shorter than, equal to and
+	 * longer than a vector, the last row running past the last plane */
+	conv_case(2, 12, 7, 5, 12, 3, 1, 1, 1, 3);    /* 3 groups of 4, padded rows of 7 */
+	conv_case(3, 10, 9, 15, 10, 3, 1, 1, 1, 5);   /* 5 groups of 2, padded rows of 17 */
+	conv_case(2, 28, 11, 14, 28, 3, 1, 1, 1, 7);  /* 7 groups of 4, padded rows of 16 */
+	conv_case(1, 4, 6, 29, 4, 5, 1, 3, 1, 1);     /* pad 3 > k / 2, padded rows of 35 */
 }
 
 /* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
