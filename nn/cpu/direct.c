@@ -607,11 +607,11 @@ static void dy_chunk(const struct djob *j, const float *dy, float *dyt, int rows
 /* For fix_bwdf after bwdp: the pixels of columns 0 and w - 1 of dy's rows
  * [i0, i0 + rows) (dy: the chunk's first row) into dyt, pixel-major, as
  * dy_chunk would have put them; nothing else of dyt is read. */
-static void dy_edges(const struct djob *j, const float *dy, float *dyt, int rows, int fix)
+static void dy_edges(const struct djob *j, const float *dy, float *dyt, int rows)
 {
 	const struct dplan *p = j->p;
 	size_t hw = (size_t)p->hout * p->wout;
-	for (int i = 0; fix && i < rows; i++)
+	for (int i = 0; i < rows; i++)
 		for (int sd = 0; sd < 2; sd++) {
 			size_t px = (size_t)i * p->wout + (sd ? p->wout - 1 : 0);
 			for (int co = 0; co < p->ldc; co++)
@@ -639,15 +639,44 @@ static void bwdp_chunk(const struct djob *j, struct dk_bwdf *a, const float *x, 
 	}
 }
 
+/* The chunk's weight gradient along output channels (bwdf, or bwd3 for one
+ * vector of them): per group, the taps of its input channels, vectors from
+ * its first output channel; lanes past the group's channels are computed
+ * and ignored. */
+static void bwdc_chunk(const struct djob *j, struct dk_bwdf *a, const float *x, size_t plane,
+		       int in_place, float *dwt)
+{
+	const struct dplan *p = j->p;
+	const struct dk_isa *isa = j->isa;
+	int nvv = p->ldg / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
+	for (int g = 0; g < p->groups; g++) {
+		a->xb = x + (size_t)g * p->cig * plane;
+		float *dwg = dwt + (size_t)g * p->k * p->ldg;
+		for (int bi = 0; bi < nb; bi++) {
+			int v0, cov;
+			block(nvv, nb, bi, &v0, &cov);
+			int kr = isa->krmax[cov], co = g * p->cog + v0 * isa->vl;
+			/* 1x1 read in place: tap k + kr is plane kr planes on */
+			a->pf = p->kh * p->kw == 1 && in_place ? kr * plane : 0;
+			if (cov == 1 && p->bwd3) {
+				for (int c = 0; c < p->cig; c += 2)
+					isa->bwd3(a, c * 9, co, dwg + v0 * isa->vl, p->cig - c < 2 ? 1 : 2);
+				continue;
+			}
+			for (int k0 = 0; k0 < p->k; k0 += kr)
+				isa->bwdf(a, k0, co, dwg + v0 * isa->vl, p->k - k0 < kr ? p->k - k0 : kr,
+					  cov);
+		}
+	}
+}
+
 static void bwdf_part(void *ctx, int b, int e, int tid)
 {
 	const struct djob *j = ctx;
 	const struct dplan *p = j->p;
-	const struct dk_isa *isa = j->isa;
 	float *xb = j->thr + tid * p->per_thread, *dyt = xb + p->xfloats, *dwt = dyt + p->tfloats;
 	size_t out_img = (size_t)p->cout * p->hout * p->wout;
 	memset(dwt, 0, sizeof(float) * p->dwfloats);
-	int nvv = p->ldg / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
 	for (int it = b; it < e; it++) {
 		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
 		int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
@@ -655,44 +684,22 @@ static void bwdf_part(void *ctx, int b, int e, int tid)
 		const int *off; /* this kernel reads only real pixels: never past the chunk */
 		const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
 		const float *dyc = j->dy + n * out_img + (size_t)i0 * p->wout;
-		int fix = off == j->off_in && p->inplace3; /* rows of w: see fix_bwdf */
-		if (p->bwdp)
-			dy_edges(j, dyc, dyt, rows, fix);
-		else
-			dy_chunk(j, dyc, dyt, rows);
+		/* fix: read in place with rows of w, see fix_bwdf */
+		int in_place = off == j->off_in, fix = in_place && p->inplace3;
 		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = fix ? p->w : p->wp,
 				    .wout = p->wout, .rows = rows, .ldc = p->ldc, .ldw = p->ldg,
 				    .dyplane = (size_t)p->hout * p->wout};
 		if (p->bwdp) {
+			if (fix)
+				dy_edges(j, dyc, dyt, rows);
 			bwdp_chunk(j, &a, x, plane, dyc, dwt);
-			goto fixup;
+		} else {
+			dy_chunk(j, dyc, dyt, rows);
+			bwdc_chunk(j, &a, x, plane, in_place, dwt);
 		}
-		/* group g: taps of its input channels, vectors from its first output
-		 * channel; lanes past the group's channels are computed and ignored */
-		for (int g = 0; g < p->groups; g++) {
-			a.xb = x + (size_t)g * p->cig * plane;
-			float *dwg = dwt + (size_t)g * p->k * p->ldg;
-			for (int bi = 0; bi < nb; bi++) {
-				int v0, cov;
-				block(nvv, nb, bi, &v0, &cov);
-				int kr = isa->krmax[cov], co = g * p->cog + v0 * isa->vl;
-				/* 1x1 read in place: tap k + kr is plane kr planes on */
-				a.pf = p->kh * p->kw == 1 && off == j->off_in ? kr * plane : 0;
-				if (cov == 1 && p->bwd3) {
-					for (int c = 0; c < p->cig; c += 2)
-						isa->bwd3(&a, c * 9, co, dwg + v0 * isa->vl,
-							  p->cig - c < 2 ? 1 : 2);
-					continue;
-				}
-				for (int k0 = 0; k0 < p->k; k0 += kr)
-					isa->bwdf(&a, k0, co, dwg + v0 * isa->vl,
-						  p->k - k0 < kr ? p->k - k0 : kr, cov);
-			}
-		}
-	fixup:
 		if (fix)
-			isa->fix_bwdf(j->in + (size_t)n * p->cin * plane, dyt, p->ldc, dwt, p->ldg,
-				      p->cin, p->h, p->w, i0, rows);
+			j->isa->fix_bwdf(j->in + (size_t)n * p->cin * plane, dyt, p->ldc, dwt, p->ldg,
+					 p->cin, p->h, p->w, i0, rows);
 	}
 }
 
