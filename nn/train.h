@@ -44,7 +44,6 @@ struct nn_train_result {
 };
 void nn_train_result_release(struct nn_train_result *r);
 
-/* Train a new net (built into *net, released by the caller) on train, test on test. */
 /* One classifier training step: forward, softmax cross-entropy on labels
  * (device memory of the net's backend), backward, update; the loss lands in
  * loss. A void * callback so that it runs through the backend's step slot,
@@ -59,6 +58,7 @@ struct nn_train_step {
 };
 void nn_train_step(void *step);
 
+/* Train a new net (built into *net, released by the caller) on train, test on test. */
 int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset *train,
 			const struct dataset *test, struct nn_net *net, struct nn_train_result *res,
 			struct error *err);
