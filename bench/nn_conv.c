@@ -68,10 +68,6 @@ static void fill(float *x, size_t n)
 		x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
 }
 
-/* sgemm GFLOP/s on `threads` threads; per_cpu_s: GFLOP per CPU-second of
- * the calling thread when threads = 1 (OpenBLAS then computes in the caller;
- * its pool threads, still spinning after a threaded call, would otherwise be
- * counted: the process CPU time doubled this figure on an idle machine). */
 static double thread_cpu_now(void)
 {
 	struct timespec ts;
@@ -79,6 +75,10 @@ static double thread_cpu_now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* sgemm GFLOP/s on `threads` threads; per_cpu_s: GFLOP per CPU-second of
+ * the calling thread when threads = 1 (OpenBLAS then computes in the caller;
+ * its pool threads, still spinning after a threaded call, would otherwise be
+ * counted: the process CPU time doubled this figure on an idle machine). */
 static double sgemm_peak(int threads, double *per_cpu_s)
 {
 	int n = 1024;
@@ -87,11 +87,12 @@ static double sgemm_peak(int threads, double *per_cpu_s)
 	fill(a, (size_t)n * n), fill(b, (size_t)n * n);
 	openblas_set_num_threads(threads);
 	double best = 1e9, best_cpu = 1e9;
+	double (*cpu)(void) = threads == 1 ? thread_cpu_now : cpu_now;
 	for (int r = 0; r < reps + 2; r++) {
-		double t = clock_now(), c0 = threads == 1 ? thread_cpu_now() : cpu_now();
+		double t = clock_now(), c0 = cpu();
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
 		t = clock_now() - t;
-		c0 = (threads == 1 ? thread_cpu_now() : cpu_now()) - c0;
+		c0 = cpu() - c0;
 		best = t < best ? t : best;
 		best_cpu = c0 < best_cpu ? c0 : best_cpu;
 	}
