@@ -64,7 +64,7 @@ struct dk_bwdf {
 #define dk_zero _mm512_setzero_ps
 #define dk_mask_t __mmask16
 #define dk_mask(lo, hi) ((__mmask16)(((1u << (hi)) - 1) & ~((1u << (lo)) - 1)))
-#define dk_mstore _mm512_mask_storeu_ps
+#define dk_pstore(o, lo, hi, v) _mm512_mask_storeu_ps(o, dk_mask(lo, hi), v)
 #define dk_mload(p, mk) _mm512_maskz_loadu_ps(mk, p)
 #define DK_MRMAX 8
 #define DK_NVMAX 8
@@ -148,6 +148,29 @@ static inline __m256i avx2_mask(int lo, int hi)
 	return _mm256_and_si256(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(lo - 1)),
 				_mm256_cmpgt_epi32(_mm256_set1_epi32(hi), i));
 }
+/* o[l] = v[l] for l in [lo, hi): at most three plain stores, as AVX2's masked
+ * store (vmaskmovps) takes 16-19 cycles on AMD Zen 3 (5.8-7.6 ns each, in a
+ * loop of them), as long as 16 FMAs of a whole register block */
+static inline void avx2_pstore(float *o, int lo, int hi, __m256 v)
+{
+	int n = hi - lo;
+	o += lo;
+	v = _mm256_permutevar8x32_ps(v, _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+							 _mm256_set1_epi32(lo)));
+	__m128 x = _mm256_castps256_ps128(v);
+	if (n & 4) {
+		_mm_storeu_ps(o, x);
+		o += 4;
+		x = _mm256_extractf128_ps(v, 1);
+	}
+	if (n & 2) {
+		_mm_storel_pi((__m64 *)o, x);
+		o += 2;
+		x = _mm_movehl_ps(x, x);
+	}
+	if (n & 1)
+		_mm_store_ss(o, x);
+}
 #define DK_SFX avx2
 #define DK_VL 8
 #define DK_V __m256
@@ -160,7 +183,7 @@ static inline __m256i avx2_mask(int lo, int hi)
 #define dk_zero _mm256_setzero_ps
 #define dk_mask_t __m256i
 #define dk_mask avx2_mask
-#define dk_mstore _mm256_maskstore_ps
+#define dk_pstore avx2_pstore
 #define dk_mload _mm256_maskload_ps
 #define DK_MRMAX 4
 #define DK_NVMAX 6
@@ -169,6 +192,60 @@ static inline __m256i avx2_mask(int lo, int hi)
 /* MR x NV accumulators + NV loads + 1 broadcast <= 16 registers */
 #define DK_FWD_CASES DK_UPTO6(DK_F, 1) DK_UPTO4(DK_F, 2) DK_UPTO3(DK_F, 3) DK_UPTO3(DK_F, 4)
 #define DK_BWDF_CASES DK_UPTO9(DK_BC, 1) DK_UPTO6(DK_BC, 2)
+/* along pixels: KR x MR accumulators + MR dy vectors + 1 input vector <= 16 */
+#define DK_MPMAX 2
+#define DK_BWDP_CASES DK_UPTO6(DK_PC, 1) DK_UPTO6(DK_PC, 2)
+static inline float avx2_hsum(__m256 v)
+{
+	__m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+	return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+#define dk_hsum avx2_hsum
+
+/* r[i] = column i of the 8 x 8 block whose rows were r[0..7] */
+static inline __attribute__((always_inline)) void tr8_avx2(__m256 *r)
+{
+	__m256 t[8], u[8];
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++) {
+		t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+#pragma GCC unroll 2
+	for (int g = 0; g < 2; g++) { /* u[4g + e]: rows 4g..4g+3 of columns 4 half + e */
+		u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+		u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+		u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+		u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+	}
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++) {
+		r[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
+		r[4 + e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
+	}
+}
+
+/* dyt_avx512 in 8 x 8 blocks */
+static void dyt_avx2(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc)
+{
+	for (int px0 = 0; px0 < npx; px0 += 8) {
+		int np = npx - px0 < 8 ? npx - px0 : 8;
+		__m256i lm = avx2_mask(0, np);
+		for (int c0 = 0; c0 < ldc; c0 += 8) {
+			__m256 r[8];
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++)
+				r[i] = c0 + i < cout ? _mm256_maskload_ps(dy + (c0 + i) * hw + px0, lm)
+						     : _mm256_setzero_ps();
+			tr8_avx2(r);
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++)
+				if (i < np)
+					_mm256_storeu_ps(dyt + (size_t)(px0 + i) * ldc + c0, r[i]);
+		}
+	}
+}
 #include "nn/cpu/direct_kern.h" /* undefines its parameters at its end */
 #pragma GCC pop_options
 
@@ -178,6 +255,7 @@ struct dk_isa {
 	const char *name;
 	int vl, mrmax, covmax;
 	int nvmax[9], krmax[5];
+	int bwdp_mr, bwdp_kr; /* bwdp's blocks: output channels, taps */
 	void (*fwd)(const struct dk_fwd *a, const float *wp, const float *bias, float *y, int f0,
 		    int mr, int nv);
 	void (*bwdf)(const struct dk_bwdf *a, int k0, int co, float *dwt, int kr, int cov);
@@ -197,18 +275,19 @@ struct dk_isa {
 };
 
 static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 4, {0, 8, 8, 7, 6, 4, 4, 3, 3},
-					 {0, 9, 9, 9, 6}, fwd_tile_avx512, bwdf_tile_avx512, bwdp_tile_avx512,
+					 {0, 9, 9, 9, 6}, 3, 9, fwd_tile_avx512, bwdf_tile_avx512, bwdp_tile_avx512,
 					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512, bwd3_tile_avx512,
 					 pad_rows_avx512};
-static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6},
-				       fwd_tile_avx2, bwdf_tile_avx2, NULL, NULL, fix_cols_avx2,
-				       fix_bwdf_avx2, NULL, pad_rows_avx2};
+static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6}, 2, 6,
+				       fwd_tile_avx2, bwdf_tile_avx2, bwdp_tile_avx2, dyt_avx2,
+				       fix_cols_avx2, fix_bwdf_avx2, NULL, pad_rows_avx2};
 
 /* ---- kernel choice ---- */
 
 enum { KERN_GEMM = 0, KERN_AVX2 = 1, KERN_AVX512 = 2 };
 static const char *const kern_names[] = {"gemm", "avx2", "avx512"};
-static int kern = -1; /* -1: not chosen yet */
+static int kern = -1;    /* -1: not chosen yet */
+static int kern_forced; /* named (CAIRN_CONV_KERNEL, nn_cpu_set_conv_kernel): every shape it can run */
 
 static int kern_best(void)
 {
@@ -239,14 +318,17 @@ int nn_cpu_set_conv_kernel(const char *name)
 	if (k < 0)
 		return -1;
 	kern = k;
+	kern_forced = name && *name && strcmp(name, "auto");
 	return 0;
 }
 
 static int kern_now(void)
 {
 	if (kern < 0) {
-		int k = kern_by_name(getenv("CAIRN_CONV_KERNEL"));
+		const char *e = getenv("CAIRN_CONV_KERNEL");
+		int k = kern_by_name(e);
 		kern = k < 0 ? kern_best() : k;
+		kern_forced = k >= 0 && e && *e && strcmp(e, "auto");
 	}
 	return kern;
 }
@@ -260,6 +342,30 @@ static const struct dk_isa *isa_now(void)
 /* ---- plans ---- */
 
 enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_FILTER };
+
+/* Whether the direct kernels beat im2col + OpenBLAS sgemm on this pass, when
+ * the kernel was not named. AVX2's 16 registers hold a block of 4 output
+ * channels x 24 pixels, so each input vector loaded feeds 4 FMAs (AVX-512's
+ * up to 8 x 16 lanes); with many input channels per group the taps of a tile
+ * outgrow L1 and the chunk a 512 KiB L2 (AMD Zen 3), and OpenBLAS's packed
+ * panels win. Measured on Zen 3, 2 threads, bench/nn_conv, both paths in
+ * turns (docs/benchmarks.md): forward and backward-data faster through
+ * sgemm from 128 input channels per group, and from 64 on images of
+ * 32 x 32 and more (1x1 256->64: 13.6-14.8 -> 8.3-11.5 ms forward; 64->32
+ * at 256 x 256: 331-342 -> 205-215; 256->256 at 14 x 14: 71-82 -> 55-69),
+ * not at 14 x 14 from 64 (32->64 backward-data: 10.3-10.7 direct, 12.0-12.7
+ * sgemm); the weight gradient from 128 input and 64 output
+ * channels per group. Grouped convolutions stay direct (ResNeXt g32: 3 ms
+ * against 6-8). AVX-512 takes the direct kernels everywhere. */
+static int direct_pays(const struct nn_conv_desc *d, int pass)
+{
+	if (kern_forced || kern_now() != KERN_AVX2 || d->groups > 1)
+		return 1;
+	int bd = pass == PASS_BWD_DATA, cin = bd ? d->cout : d->cin, cout = bd ? d->cin : d->cout;
+	if (pass == PASS_BWD_FILTER)
+		return !(cin >= 128 && cout >= 64);
+	return !(cin >= 128 || (cin >= 64 && (long)d->h * d->w >= 1024));
+}
 
 /* One pass as a forward convolution: `in` (cin channels, h x w) padded by
  * ph, pw and convolved into `out` (cout channels, hout x wout). */
@@ -290,12 +396,11 @@ struct dplan {
 #define INPLACE_MIN_W 128
 
 /* the weight gradient runs along pixels (bwdp) up to this many output
- * channels per group, in blocks of BWDP_MR: ResNeXt g32 (4 per group)
- * 2.6-5.9 -> 1.5 ms; at 16 channels the kernel along channels stays
+ * channels per group, in blocks of isa->bwdp_mr: ResNeXt g32 (4 per group)
+ * 2.6-5.9 -> 1.5 ms (AVX-512); at 16 channels the kernel along channels stays
  * faster (11.4 against 13.7 ms on unet16 enc0 16->16 256: bwdp's unaligned
  * input vectors split across cache lines) */
 #define BWDP_MAXC 8
-#define BWDP_MR 3
 
 static size_t al16(size_t n) { return (n + 15) / 16 * 16; }
 
@@ -620,12 +725,13 @@ static void dy_edges(const struct djob *j, const float *dy, float *dyt, int rows
 }
 
 /* The chunk's weight gradient along pixels (bwdp): each group's output
- * channels in blocks of up to DK_MPMAX, its taps in blocks of 9. */
+ * channels in blocks of up to isa->bwdp_mr, its taps in blocks of isa->bwdp_kr. */
 static void bwdp_chunk(const struct djob *j, struct dk_bwdf *a, const float *x, size_t plane,
 		       const float *dy, float *dwt)
 {
 	const struct dplan *p = j->p;
-	int nb = (p->cog + BWDP_MR - 1) / BWDP_MR;
+	int mrmax = j->isa->bwdp_mr, kr = j->isa->bwdp_kr;
+	int nb = (p->cog + mrmax - 1) / mrmax;
 	for (int g = 0; g < p->groups; g++) {
 		a->xb = x + (size_t)g * p->cig * plane;
 		for (int bi = 0; bi < nb; bi++) {
@@ -633,8 +739,8 @@ static void bwdp_chunk(const struct djob *j, struct dk_bwdf *a, const float *x, 
 			block(p->cog, nb, bi, &c0, &mr);
 			const float *dyb = dy + (g * p->cog + c0) * a->dyplane;
 			float *dw = dwt + (size_t)g * p->k * p->ldg + c0;
-			for (int k0 = 0; k0 < p->k; k0 += 9)
-				j->isa->bwdp(a, k0, dyb, dw, p->k - k0 < 9 ? p->k - k0 : 9, mr);
+			for (int k0 = 0; k0 < p->k; k0 += kr)
+				j->isa->bwdp(a, k0, dyb, dw, p->k - k0 < kr ? p->k - k0 : kr, mr);
 		}
 	}
 }
@@ -734,7 +840,7 @@ int direct_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float 
 		      const float *b, float *y, void *ws)
 {
 	struct dplan p;
-	if (!isa_now() || plan_init(d, PASS_FWD, &p) < 0)
+	if (!isa_now() || !direct_pays(d, PASS_FWD) || plan_init(d, PASS_FWD, &p) < 0)
 		return -1;
 	struct djob j = {.in = x, .w = w, .bias = b, .out = y};
 	job_init(&j, &p, ws, d);
@@ -749,7 +855,7 @@ int direct_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const 
 			   float *dx, void *ws)
 {
 	struct dplan p;
-	if (!isa_now() || plan_init(d, PASS_BWD_DATA, &p) < 0)
+	if (!isa_now() || !direct_pays(d, PASS_BWD_DATA) || plan_init(d, PASS_BWD_DATA, &p) < 0)
 		return -1;
 	struct djob j = {.in = dy, .w = w, .out = dx};
 	job_init(&j, &p, ws, d);
@@ -764,7 +870,8 @@ int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const
 			     float *dw, float *db, void *ws)
 {
 	struct dplan p;
-	if (!isa_now() || plan_init(d, PASS_BWD_FILTER, &p) < 0)
+	if (!isa_now() || !direct_pays(d, PASS_BWD_FILTER) ||
+	    plan_init(d, PASS_BWD_FILTER, &p) < 0)
 		return -1;
 	struct djob j = {.in = x, .dy = dy, .dw = dw};
 	job_init(&j, &p, ws, d);
@@ -781,7 +888,7 @@ const char *direct_conv2d_kernel(const struct nn_conv_desc *d, int pass)
 {
 	struct dplan p;
 	const struct dk_isa *isa = isa_now();
-	if (!isa || plan_init(d, pass, &p) < 0)
+	if (!isa || !direct_pays(d, pass) || plan_init(d, pass, &p) < 0)
 		return "gemm";
 	return isa->name;
 }

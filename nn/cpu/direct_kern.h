@@ -60,11 +60,16 @@ static inline __attribute__((always_inline)) void DK(fwd_body)(const struct dk_f
 			hi = hi > DK_VL ? DK_VL : hi;
 			if (hi <= lo)
 				continue;
-			dk_mask_t mk = dk_mask(lo, hi);
 			float *o = y + f - (ptrdiff_t)r * gap;
+			if (hi - lo == DK_VL) {
+#pragma GCC unroll 8
+				for (int m = 0; m < MR; m++)
+					dk_store(o + (size_t)m * a->yplane, acc[m][v]);
+				continue;
+			}
 #pragma GCC unroll 8
 			for (int m = 0; m < MR; m++)
-				dk_mstore(o + (size_t)m * a->yplane, mk, acc[m][v]);
+				dk_pstore(o + (size_t)m * a->yplane, lo, hi, acc[m][v]);
 		}
 	}
 }
@@ -436,7 +441,7 @@ static void DK(bwdf_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, i
 #undef dk_zero
 #undef dk_mask_t
 #undef dk_mask
-#undef dk_mstore
+#undef dk_pstore
 #undef dk_mload
 #undef DK_MRMAX
 #undef DK_NVMAX

@@ -147,6 +147,42 @@ static void test_conv_fast_matches_reference(void)
 	conv_shapes();
 }
 
+static const char *kernel_of(int cin, int cout, int hw, int groups, int pass)
+{
+	struct nn_conv_desc d = {.n = 2, .cin = cin, .h = hw, .w = hw, .cout = cout, .kh = 3,
+				 .kw = 3, .stride = 1, .pad = 1, .dil = 1, .groups = groups};
+	struct error err;
+	CHECK(nn_conv_desc_init(&d, &err) == 0);
+	return nn_cpu_conv_kernel(&d, pass);
+}
+
+/* Left to choose, AVX2 sends the passes with many input channels per group
+ * to sgemm (direct_pays); a named kernel runs wherever it applies. */
+static void test_conv_kernel_choice(void)
+{
+	CHECK(nn_cpu_set_conv_kernel("auto") == 0);
+	const char *best = kernel_of(16, 16, 64, 1, 0);
+	if (strcmp(best, "avx2")) {
+		printf("# best conv kernel %s, not avx2: every pass direct\n", best);
+		CHECK(!strcmp(kernel_of(256, 256, 16, 1, 0), best));
+		CHECK(!strcmp(kernel_of(256, 256, 16, 1, 2), best));
+		return;
+	}
+	for (int pass = 0; pass < 3; pass++) {
+		CHECK(!strcmp(kernel_of(16, 16, 64, 1, pass), "avx2"));
+		CHECK(!strcmp(kernel_of(256, 256, 16, 1, pass), "gemm"));
+		CHECK(!strcmp(kernel_of(256, 256, 16, 8, pass), "avx2")); /* grouped */
+	}
+	CHECK(!strcmp(kernel_of(64, 32, 64, 1, 0), "gemm"));   /* 64 in on 64 x 64 */
+	CHECK(!strcmp(kernel_of(64, 32, 64, 1, 1), "avx2"));   /* 32 in (dy) */
+	CHECK(!strcmp(kernel_of(64, 32, 14, 1, 0), "avx2"));   /* 64 in on 14 x 14 */
+	CHECK(!strcmp(kernel_of(64, 32, 64, 1, 2), "avx2"));   /* weight gradient: 32 out */
+	CHECK(nn_cpu_set_conv_kernel("avx2") == 0);
+	for (int pass = 0; pass < 3; pass++)
+		CHECK(!strcmp(kernel_of(256, 256, 16, 1, pass), "avx2"));
+	CHECK(nn_cpu_set_conv_kernel("auto") == 0);
+}
+
 static void test_gemm_fast_matches_reference(void)
 {
 	const struct nn_backend *ref = nn_backend_cpu_ref(), *fast = nn_backend_cpu();
@@ -497,6 +533,7 @@ static void test_build_errors_are_clear(void)
 int main(void)
 {
 	RUN(test_conv_fast_matches_reference);
+	RUN(test_conv_kernel_choice);
 	RUN(test_gemm_fast_matches_reference);
 	RUN(test_gradcheck_conv);
 	RUN(test_gradcheck_conv_dilated_grouped);
