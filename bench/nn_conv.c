@@ -361,15 +361,16 @@ int main(int argc, char **argv)
 	double peak = sgemm_peak(nthr, &cpu_peak_n);
 	double peak1 = sgemm_peak(1, &cpu_peak); /* also lets the pool's spinning threads settle */
 	printf("load average %.2f; OpenBLAS sgemm 1024^3: %.1f GFLOP/s wall on %d threads, %.1f on 1; "
-	       "%.1f GFLOP per CPU-second on 1 thread (the per-core peak used below)\n",
-	       load[0], peak, nthr, peak1, cpu_peak);
+	       "GFLOP per CPU-second %.1f on %d threads, %.1f on 1 (the per-core peak used below)\n",
+	       load[0], peak, nthr, peak1, cpu_peak_n, nthr, cpu_peak);
 	int have_dnnl = dnnl_load() == 0;
 	if (!have_dnnl)
 		printf("oneDNN: not available (libdnnl.so.2 not found: scripts/deps.sh bench installs it)\n");
 	/* nchw ms, x nchw: oneDNN on plain NCHW tensors (context; the goal is against dnnl ms) */
-	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s %8s %7s  %s\n", "conv (fwd+bwd, batch n)",
-	       "fwd ms", "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus", "%peak", "dnnl ms", "x wall",
-	       "x cpu", "nchw ms", "x nchw", "kernels");
+	/* dnnl %pk: oneDNN's GFLOP per CPU-second against the same peak */
+	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s %9s %8s %7s  %s\n",
+	       "conv (fwd+bwd, batch n)", "fwd ms", "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus",
+	       "%peak", "dnnl ms", "x wall", "x cpu", "dnnl %pk", "nchw ms", "x nchw", "kernels");
 	for (size_t i = 0; conv && i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		const struct shape *s = &shapes[i];
 		if (only && !strstr(s->name, only))
@@ -387,9 +388,10 @@ int main(int argc, char **argv)
 		       t.bwd_data * 1e3, t.bwd_filter * 1e3, gf, gfc, 100 * gfc / cpu_peak);
 		if (have_dnnl && time_dnnl(&d, dnnl_format_tag_any, &o) == 0) {
 			double ot = o.fwd + o.bwd_data + o.bwd_filter;
-			printf(" %9.1f %7.2f %7.2f", ot * 1e3, total / ot, t.cpu / o.cpu);
+			printf(" %9.1f %7.2f %7.2f %8.0f%%", ot * 1e3, total / ot, t.cpu / o.cpu,
+			       100 * 6 * nn_conv_macs(&d) / o.cpu / 1e9 / cpu_peak);
 		} else {
-			printf(" %9s %7s %7s", "-", "-", "-");
+			printf(" %9s %7s %7s %9s", "-", "-", "-", "-");
 		}
 		if (have_dnnl && time_dnnl(&d, dnnl_nchw, &o) == 0)
 			printf(" %8.1f %7.2f", (o.fwd + o.bwd_data + o.bwd_filter) * 1e3, t.cpu / o.cpu);
