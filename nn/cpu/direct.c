@@ -115,26 +115,7 @@ static inline __attribute__((always_inline)) void tr16_avx512(__m512 *r)
 	}
 }
 
-/* dyt[px][c] = dy[c hw + px] for px < npx, c < ldc (0 for c >= cout), in 16 x 16 blocks. */
-static void dyt_avx512(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc)
-{
-	for (int px0 = 0; px0 < npx; px0 += 16) {
-		int np = npx - px0 < 16 ? npx - px0 : 16;
-		__mmask16 lm = (__mmask16)((1u << np) - 1);
-		for (int c0 = 0; c0 < ldc; c0 += 16) {
-			__m512 r[16];
-#pragma GCC unroll 16
-			for (int i = 0; i < 16; i++)
-				r[i] = c0 + i < cout ? _mm512_maskz_loadu_ps(lm, dy + (c0 + i) * hw + px0)
-						     : _mm512_setzero_ps();
-			tr16_avx512(r);
-#pragma GCC unroll 16
-			for (int i = 0; i < 16; i++)
-				if (i < np)
-					_mm512_storeu_ps(dyt + (size_t)(px0 + i) * ldc + c0, r[i]);
-		}
-	}
-}
+#define dk_tr tr16_avx512
 
 #include "nn/cpu/direct_kern.h" /* undefines its parameters at its end */
 #pragma GCC pop_options
@@ -226,26 +207,7 @@ static inline __attribute__((always_inline)) void tr8_avx2(__m256 *r)
 	}
 }
 
-/* dyt_avx512 in 8 x 8 blocks */
-static void dyt_avx2(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc)
-{
-	for (int px0 = 0; px0 < npx; px0 += 8) {
-		int np = npx - px0 < 8 ? npx - px0 : 8;
-		__m256i lm = avx2_mask(0, np);
-		for (int c0 = 0; c0 < ldc; c0 += 8) {
-			__m256 r[8];
-#pragma GCC unroll 8
-			for (int i = 0; i < 8; i++)
-				r[i] = c0 + i < cout ? _mm256_maskload_ps(dy + (c0 + i) * hw + px0, lm)
-						     : _mm256_setzero_ps();
-			tr8_avx2(r);
-#pragma GCC unroll 8
-			for (int i = 0; i < 8; i++)
-				if (i < np)
-					_mm256_storeu_ps(dyt + (size_t)(px0 + i) * ldc + c0, r[i]);
-		}
-	}
-}
+#define dk_tr tr8_avx2
 #include "nn/cpu/direct_kern.h" /* undefines its parameters at its end */
 #pragma GCC pop_options
 

@@ -399,6 +399,27 @@ static void DK(fix_bwdf)(const float *x, const float *dyt, int ldc, float *dwt, 
 	}
 }
 
+/* dyt[px][c] = dy[c hw + px] for px < npx, c < ldc (0 for c >= cout), in
+ * blocks of DK_VL x DK_VL transposed in registers (dk_tr). */
+static void DK(dyt)(const float *dy, size_t hw, int cout, int npx, float *dyt, int ldc)
+{
+	for (int px0 = 0; px0 < npx; px0 += DK_VL) {
+		int np = npx - px0 < DK_VL ? npx - px0 : DK_VL;
+		dk_mask_t lm = dk_mask(0, np);
+		for (int c0 = 0; c0 < ldc; c0 += DK_VL) {
+			DK_V r[DK_VL];
+#pragma GCC unroll 16
+			for (int i = 0; i < DK_VL; i++)
+				r[i] = c0 + i < cout ? dk_mload(dy + (c0 + i) * hw + px0, lm) : dk_zero();
+			dk_tr(r);
+#pragma GCC unroll 16
+			for (int i = 0; i < DK_VL; i++)
+				if (i < np)
+					dk_store(dyt + (size_t)(px0 + i) * ldc + c0, r[i]);
+		}
+	}
+}
+
 static void DK(fwd_tile)(const struct dk_fwd *a, const float *wp, const float *bias, float *y,
 			 int f0, int mr, int nv)
 {
@@ -453,3 +474,4 @@ static void DK(bwdf_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, i
 #undef DK_BWD3_J
 #undef DK_MPMAX
 #undef dk_hsum
+#undef dk_tr
