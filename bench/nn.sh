@@ -12,5 +12,3 @@ fi
 echo "== nn: convolution and U-Net step (bench/nn_conv) =="
 # passive OpenMP waits: oneDNN's idle threads must not burn the CPU time we compare
 OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BENCH/nn_conv" --reps "${NN_BENCH_REPS:-3}"
-echo "== nn: spike: 3x3 forward in the channel-blocked layout on AVX2, beside cairn's (bench/conv_blk) =="
-"$CAIRN_BENCH/conv_blk" --reps "${NN_BENCH_REPS:-8}"
