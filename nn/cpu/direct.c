@@ -8,7 +8,10 @@
  * with the flipped, transposed weights and padding (k-1) dil - pad); the
  * weight gradient has its own, vectorized along output channels over a
  * pixel-major copy of dy. Kernels for AVX-512 and AVX2+FMA, chosen at run
- * time; other shapes and CPUs take the im2col + sgemm path (nn/cpu/fast.c). */
+ * time; on AVX2, 3x3 pad 1 forward and backward-data with channels in eights
+ * run in a channel-blocked copy instead (blk_part, at the end), and passes
+ * with many input channels go to sgemm (direct_pays); other shapes and CPUs
+ * take the im2col + sgemm path (nn/cpu/fast.c). */
 #pragma GCC optimize("O3")
 #include <immintrin.h>
 #include <limits.h>
