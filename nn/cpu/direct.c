@@ -352,6 +352,7 @@ struct dplan {
 
 #define CHUNK_BYTES (512 * 1024) /* padded chunk (+ dy copy), kept in L2 */
 #define BLK_UR 6                 /* blk_row: pixels a register block */
+#define BLK_YS(w) ((w) + BLK_UR + 2) /* pixels a row of yb: the last block's and last 8's overrun */
 /* Chunks read in place come from memory through one stream per tap (256
  * for a 1x1 conv from 256 channels), more than the hardware prefetcher
  * follows: the forward kernel prefetches each tap's next tiles itself, this
@@ -429,10 +430,10 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	}
 	p->blk = pass != PASS_BWD_FILTER && isa_now() == &isa_avx2 && p->groups == 1 &&
 		 p->kh == 3 && p->kw == 3 && p->dil == 1 && p->ph == 1 && p->pw == 1 &&
-		 p->cin % 8 == 0 && p->cout % 16 == 0 && p->w % 8 == 0 && p->w >= 16;
+		 p->cin % 8 == 0 && p->cout % 16 == 0 && p->w >= 8;
 	if (p->blk) { /* blocked padded rows (+ one tile's overrun), then one output row */
 		size_t need = (size_t)p->cin * p->xrows * (p->w + 2) + (BLK_UR + 2) * 8 +
-			      (size_t)p->cout * (p->w + BLK_UR);
+			      (size_t)p->cout * BLK_YS(p->w);
 		p->xfloats = al16(need > p->xfloats ? need : p->xfloats);
 	}
 	p->per_thread = p->xfloats + p->tfloats + p->dwfloats;
@@ -859,25 +860,28 @@ static void blk_copy(const struct dplan *p, const float *in, int i0, float *xb)
 			_mm256_storeu_ps(o, _mm256_setzero_ps());
 			_mm256_storeu_ps(o + (size_t)(wq - 1) * 8, _mm256_setzero_ps());
 			for (int x0 = 0; x0 < p->w; x0 += 8) {
+				int np = p->w - x0 < 8 ? p->w - x0 : 8; /* pixels: the row's last 8 or fewer */
+				__m256i lm = avx2_mask(0, np);
 				__m256 v[8];
 #pragma GCC unroll 8
 				for (int i = 0; i < 8; i++)
-					v[i] = _mm256_loadu_ps(s + i * hw + x0);
+					v[i] = _mm256_maskload_ps(s + i * hw + x0, lm);
 				tr8_avx2(v);
 #pragma GCC unroll 8
 				for (int i = 0; i < 8; i++)
-					_mm256_storeu_ps(o + (size_t)(1 + x0 + i) * 8, v[i]);
+					if (i < np)
+						_mm256_storeu_ps(o + (size_t)(1 + x0 + i) * 8, v[i]);
 			}
 		}
 }
 
 /* Output row r of the chunk, every output channel, into yb[ob][col][8]
- * (rows of w + BLK_UR pixels): a block of BLK_UR pixels through every pair
+ * (rows of BLK_YS(w) pixels): a block of BLK_UR pixels through every pair
  * of output blocks while its input is in L1. The last block of a row runs
  * past column w - 1 (those sums are never read). */
 static void blk_row(const struct dplan *p, const float *xb, const float *wk, int r, float *yb)
 {
-	int ncb = p->cin / 8, nob = p->cout / 8, wq = p->w + 2, ys = p->w + BLK_UR;
+	int ncb = p->cin / 8, nob = p->cout / 8, wq = p->w + 2, ys = BLK_YS(p->w);
 	size_t wob = (size_t)ncb * 9 * 64; /* one output block's weights */
 	for (int x0 = 0; x0 < p->w; x0 += BLK_UR)
 		for (int ob = 0; ob < nob; ob += 2) {
@@ -917,7 +921,7 @@ static void blk_part(void *ctx, int b, int e, int tid)
 	float *xb = j->thr + tid * p->per_thread;
 	float *yb = xb + (size_t)p->cin * p->xrows * (p->w + 2) + (BLK_UR + 2) * 8;
 	size_t hw = (size_t)p->h * p->w;
-	int ys = p->w + BLK_UR;
+	int ys = BLK_YS(p->w);
 	for (int it = b; it < e; it++) {
 		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
 		int rows = p->h - i0 < p->rows ? p->h - i0 : p->rows;
@@ -927,9 +931,10 @@ static void blk_part(void *ctx, int b, int e, int tid)
 			blk_row(p, xb, j->wpack, r, yb);
 			for (int ob = 0; ob < p->cout / 8; ob++)
 				for (int x0 = 0; x0 < p->w; x0 += 8) {
+					int np = p->w - x0 < 8 ? p->w - x0 : 8;
 					__m256 v[8];
 #pragma GCC unroll 8
-					for (int i = 0; i < 8; i++)
+					for (int i = 0; i < 8; i++) /* up to 7 pixels past w: in yb */
 						v[i] = _mm256_loadu_ps(yb + ((size_t)ob * ys + x0 + i) * 8);
 					tr8_avx2(v);
 #pragma GCC unroll 8
@@ -937,7 +942,11 @@ static void blk_part(void *ctx, int b, int e, int tid)
 						int co = ob * 8 + i;
 						__m256 out = j->bias ? _mm256_add_ps(v[i], _mm256_set1_ps(j->bias[co]))
 								     : v[i];
-						_mm256_storeu_ps(y + co * hw + (size_t)(i0 + r) * p->w + x0, out);
+						float *o = y + co * hw + (size_t)(i0 + r) * p->w + x0;
+						if (np == 8)
+							_mm256_storeu_ps(o, out);
+						else
+							avx2_pstore(o, 0, np, out);
 					}
 				}
 		}
