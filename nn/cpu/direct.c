@@ -352,6 +352,10 @@ struct dplan {
 
 #define CHUNK_BYTES (512 * 1024) /* padded chunk (+ dy copy), kept in L2 */
 #define BLK_UR 6                 /* blk_row: pixels a register block */
+/* narrower images keep the NCHW kernel: at 14 x 14 (32->64) the blocked
+ * copy, transposes and a row's ragged last block made the forward 11-12 ms
+ * against 8-11 */
+#define BLK_MIN_W 32
 #define BLK_YS(w) ((w) + BLK_UR + 2) /* pixels a row of yb: the last block's and last 8's overrun */
 /* Chunks read in place come from memory through one stream per tap (256
  * for a 1x1 conv from 256 channels), more than the hardware prefetcher
@@ -430,7 +434,7 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	}
 	p->blk = pass != PASS_BWD_FILTER && isa_now() == &isa_avx2 && p->groups == 1 &&
 		 p->kh == 3 && p->kw == 3 && p->dil == 1 && p->ph == 1 && p->pw == 1 &&
-		 p->cin % 8 == 0 && p->cout % 16 == 0 && p->w >= 8;
+		 p->cin % 8 == 0 && p->cout % 16 == 0 && p->w >= BLK_MIN_W;
 	if (p->blk) { /* blocked padded rows (+ one tile's overrun), then one output row */
 		size_t need = (size_t)p->cin * p->xrows * (p->w + 2) + (BLK_UR + 2) * 8 +
 			      (size_t)p->cout * BLK_YS(p->w);

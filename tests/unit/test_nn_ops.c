@@ -119,14 +119,14 @@ static void conv_shapes(void)
 	conv_case(2, 28, 11, 14, 28, 3, 1, 1, 1, 7);  /* 7 groups of 4, padded rows of 16 */
 	conv_case(1, 4, 6, 29, 4, 5, 1, 3, 1, 1);     /* pad 3 > k / 2, padded rows of 35 */
 	/* the channel-blocked forward and backward-data (AVX2: 3x3 pad 1, channels
-	 * in eights in, sixteens out, widths from 8) */
-	conv_case(2, 16, 20, 16, 16, 3, 1, 1, 1, 1);  /* both passes, blocks of 6 + 6 + 4 pixels */
-	conv_case(1, 8, 9, 24, 32, 3, 1, 1, 1, 1);    /* forward only (backward-data: 8 out) */
+	 * in eights in, sixteens out, widths from 32) */
+	conv_case(2, 16, 6, 40, 16, 3, 1, 1, 1, 1);   /* both passes, blocks of 6 x 6 + 4 pixels */
+	conv_case(1, 8, 9, 32, 32, 3, 1, 1, 1, 1);    /* forward only (backward-data: 8 out) */
 	conv_case(2, 32, 7, 40, 24, 3, 1, 1, 1, 1);   /* backward-data only (forward: 24 out) */
 	conv_case(1, 64, 12, 256, 16, 3, 1, 1, 1, 1); /* forward in 3 chunks of rows */
-	conv_case(2, 16, 14, 14, 32, 3, 1, 1, 1, 1);  /* width 14: a row's last 6 pixels */
-	conv_case(1, 8, 5, 9, 16, 3, 1, 1, 1, 1);     /* width 9: a last pixel alone */
-	conv_case(1, 16, 4, 31, 16, 3, 1, 1, 1, 1);   /* width 31 */
+	conv_case(2, 16, 5, 46, 32, 3, 1, 1, 1, 1);   /* width 46: a row's last 6 pixels */
+	conv_case(1, 8, 5, 33, 16, 3, 1, 1, 1, 1);    /* width 33: a last pixel alone */
+	conv_case(1, 16, 4, 39, 16, 3, 1, 1, 1, 1);   /* width 39 */
 }
 
 /* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
