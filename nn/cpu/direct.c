@@ -266,10 +266,13 @@ static int kern_best(void)
 	return KERN_GEMM;
 }
 
+/* a kernel named, not left to choose (NULL, "" or "auto") */
+static int kern_named(const char *name) { return name && *name && strcmp(name, "auto"); }
+
 static int kern_by_name(const char *name)
 {
 	int best = kern_best();
-	if (!name || !*name || !strcmp(name, "auto"))
+	if (!kern_named(name))
 		return best;
 	for (int i = 0; i <= KERN_AVX512; i++)
 		if (!strcmp(name, kern_names[i]))
@@ -283,7 +286,7 @@ int nn_cpu_set_conv_kernel(const char *name)
 	if (k < 0)
 		return -1;
 	kern = k;
-	kern_forced = name && *name && strcmp(name, "auto");
+	kern_forced = kern_named(name);
 	return 0;
 }
 
@@ -293,7 +296,7 @@ static int kern_now(void)
 		const char *e = getenv("CAIRN_CONV_KERNEL");
 		int k = kern_by_name(e);
 		kern = k < 0 ? kern_best() : k;
-		kern_forced = k >= 0 && e && *e && strcmp(e, "auto");
+		kern_forced = k >= 0 && kern_named(e);
 	}
 	return kern;
 }
