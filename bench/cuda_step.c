@@ -547,6 +547,7 @@ static int task_gemm(const struct nn_backend *be, const struct args *a, enum nn_
 
 int main(int argc, char **argv)
 {
+	nn_cpu_blas_check(argv);
 	struct args a = {.device = "cpu", .arch = NN_MODEL_DEFAULT, .precision = "tf32",
 			 .task = "step", .batch = 128, .channels = 1, .size = 28, .classes = 10,
 			 .steps = 50, .warmup = 5};

@@ -332,6 +332,7 @@ static int unet_step(int base, int batch)
 
 int main(int argc, char **argv)
 {
+	nn_cpu_blas_check(argv);
 	int threads = 0, unet = 1, conv = 1;
 	const char *only = NULL;
 	for (int i = 1; i < argc; i++) {

@@ -193,6 +193,11 @@ size_t nn_cpu_allocations(void);
 int nn_cpu_set_conv_kernel(const char *name);
 /* Which of those runs pass 0 (forward), 1 (backward-data) or 2 (backward-filter) of d. */
 const char *nn_cpu_conv_kernel(const struct nn_conv_desc *d, int pass);
+/* At the top of main, before argv is touched: when OpenBLAS fell back to its
+ * generic kernels on a CPU it does not know but that runs AVX2 or AVX-512,
+ * say so, set OPENBLAS_CORETYPE and exec the program again (it returns only
+ * when nothing needed doing, or the exec failed, said on stderr). */
+void nn_cpu_blas_check(char **argv);
 /* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: all cores. */
 void nn_cpu_set_threads(int n);
 

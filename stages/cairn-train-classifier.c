@@ -158,6 +158,7 @@ static int set_precision(const struct nn_backend *be, const char **p)
 
 int main(int argc, char **argv)
 {
+	nn_cpu_blas_check(argv);
 	static const struct option longopts[] = {
 		{"train", required_argument, 0, 't'}, {"test", required_argument, 0, 'T'},
 		{"out", required_argument, 0, 'o'},   {"arch", required_argument, 0, 'a'},
