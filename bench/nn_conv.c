@@ -101,36 +101,69 @@ static double sgemm_peak(int threads, double *per_cpu_s)
 	return 2.0 * n * n * n / best / 1e9;
 }
 
+/* Best wall and CPU seconds of each pass (forward, backward-data,
+ * backward-filter) over the repetitions. */
 struct times {
-	double fwd, bwd_data, bwd_filter;
-	double cpu; /* CPU seconds of the fastest fwd + bwd_data + bwd_filter round */
+	double wall[3], cpu[3];
 };
 
-static struct times time_cairn(const struct nn_conv_desc *d)
+static void times_reset(struct times *t)
+{
+	for (int i = 0; i < 3; i++)
+		t->wall[i] = t->cpu[i] = 1e9;
+}
+
+static double times_wall(const struct times *t) { return t->wall[0] + t->wall[1] + t->wall[2]; }
+static double times_cpu(const struct times *t) { return t->cpu[0] + t->cpu[1] + t->cpu[2]; }
+
+/* Runs pass i of one side once. */
+typedef void (*pass_fn)(void *side, int pass);
+
+static void time_pass(pass_fn fn, void *side, int pass, struct times *t)
+{
+	double c = cpu_now(), w = clock_now();
+	fn(side, pass);
+	w = clock_now() - w;
+	c = cpu_now() - c;
+	t->wall[pass] = w < t->wall[pass] ? w : t->wall[pass];
+	t->cpu[pass] = c < t->cpu[pass] ? c : t->cpu[pass];
+}
+
+/* cairn's side: the fast CPU backend on NCHW tensors. */
+struct cairn_side {
+	const struct nn_conv_desc *d;
+	const struct nn_backend *be;
+	float *x, *y, *w, *dx, *dw;
+	void *ws;
+};
+
+static void cairn_open(struct cairn_side *c, const struct nn_conv_desc *d)
 {
 	const struct nn_backend *be = nn_backend_cpu();
 	size_t nx = (size_t)d->n * d->cin * d->h * d->w, ny = (size_t)d->n * d->cout * d->hout * d->wout;
 	size_t nw = (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw;
-	float *x = be->alloc(nx * 4), *y = be->alloc(ny * 4), *w = be->alloc(nw * 4);
-	float *dx = be->alloc(nx * 4), *dw = be->alloc(nw * 4);
-	void *ws = be->alloc(be->conv2d_workspace(d));
-	fill(x, nx), fill(w, nw), fill(y, ny);
-	struct times t = {1e9, 1e9, 1e9, 1e9};
-	for (int r = 0; r < reps; r++) {
-		double c0 = cpu_now(), t0 = clock_now();
-		be->conv2d_fwd(d, x, w, NULL, y, ws);
-		double t1 = clock_now();
-		be->conv2d_bwd_data(d, y, w, dx, ws);
-		double t2 = clock_now();
-		be->conv2d_bwd_filter(d, x, y, dw, NULL, ws);
-		double t3 = clock_now(), c1 = cpu_now() - c0;
-		t.cpu = c1 < t.cpu ? c1 : t.cpu;
-		t.fwd = t1 - t0 < t.fwd ? t1 - t0 : t.fwd;
-		t.bwd_data = t2 - t1 < t.bwd_data ? t2 - t1 : t.bwd_data;
-		t.bwd_filter = t3 - t2 < t.bwd_filter ? t3 - t2 : t.bwd_filter;
-	}
-	be->free(x), be->free(y), be->free(w), be->free(dx), be->free(dw), be->free(ws);
-	return t;
+	c->d = d, c->be = be;
+	c->x = be->alloc(nx * 4), c->y = be->alloc(ny * 4), c->w = be->alloc(nw * 4);
+	c->dx = be->alloc(nx * 4), c->dw = be->alloc(nw * 4);
+	c->ws = be->alloc(be->conv2d_workspace(d));
+	fill(c->x, nx), fill(c->w, nw), fill(c->y, ny);
+}
+
+static void cairn_pass(void *side, int pass)
+{
+	struct cairn_side *c = side;
+	if (pass == 0)
+		c->be->conv2d_fwd(c->d, c->x, c->w, NULL, c->y, c->ws);
+	else if (pass == 1)
+		c->be->conv2d_bwd_data(c->d, c->y, c->w, c->dx, c->ws);
+	else
+		c->be->conv2d_bwd_filter(c->d, c->x, c->y, c->dw, NULL, c->ws);
+}
+
+static void cairn_close(struct cairn_side *c)
+{
+	const struct nn_backend *be = c->be;
+	be->free(c->x), be->free(c->y), be->free(c->w), be->free(c->dx), be->free(c->dw), be->free(c->ws);
 }
 
 #ifdef HAVE_DNNL_HEADER
@@ -194,37 +227,41 @@ static dnnl_memory_t mem_for(const_dnnl_primitive_desc_t pd, dnnl_query_t q)
 	return m;
 }
 
-static double run_prim(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args, double *cpu)
-{
-	double best = 1e9, best_cpu = 1e9;
-	for (int r = 0; r < reps + 1; r++) {
-		double t = clock_now(), c = cpu_now();
-		dn.execute(p, dn.stream, nargs, args);
-		dn.stream_wait(dn.stream);
-		t = clock_now() - t;
-		c = cpu_now() - c;
-		if (r > 0) {
-			best = t < best ? t : best;
-			best_cpu = c < best_cpu ? c : best_cpu;
-		}
-	}
-	*cpu += best_cpu;
-	return best;
-}
-
 /* Each pass in the memory formats oneDNN picks for it (tag dnnl_format_tag_any),
  * so reorders are not counted: oneDNN's best case; or (dnnl_nchw) on plain
  * NCHW tensors and OIHW weights, as cairn gets them: whatever oneDNN does to
  * reach its own layouts is then inside the timed call. */
-static int time_dnnl(const struct nn_conv_desc *d, dnnl_format_tag_t tag, struct times *t)
+struct dnnl_side {
+	dnnl_primitive_desc_t pd[3];
+	dnnl_primitive_t prim[3];
+	dnnl_memory_t mem[9];
+	dnnl_exec_arg_t args[3][3];
+};
+
+static void dnnl_close(struct dnnl_side *o)
 {
+	for (int i = 0; i < 9; i++)
+		if (o->mem[i])
+			dn.mem_destroy(o->mem[i]);
+	for (int i = 0; i < 3; i++) {
+		if (o->prim[i])
+			dn.prim_destroy(o->prim[i]);
+		if (o->pd[i])
+			dn.pd_destroy(o->pd[i]);
+	}
+	memset(o, 0, sizeof(*o));
+}
+
+static int dnnl_open(struct dnnl_side *o, const struct nn_conv_desc *d, dnnl_format_tag_t tag)
+{
+	memset(o, 0, sizeof(*o));
 	dnnl_memory_desc_t src, wei, dst;
 	int g = d->groups;
 	dnnl_dims_t sd = {d->n, d->cin, d->h, d->w}, wd = {d->cout, d->cin, d->kh, d->kw};
 	/* grouped: weights with a groups dimension in front (g, cout/g, cin/g, kh, kw) */
 	dnnl_dims_t gwd = {g, d->cout / g, d->cin / g, d->kh, d->kw};
 	dnnl_dims_t dd = {d->n, d->cout, d->hout, d->wout};
-	dnnl_dims_t st = {d->stride, d->stride}, dl = {d->dil - 1, d->dil - 1}, pd = {d->pad, d->pad};
+	dnnl_dims_t st = {d->stride, d->stride}, dl = {d->dil - 1, d->dil - 1}, pl = {d->pad, d->pad};
 	/* right padding so that the output size matches exactly */
 	dnnl_dims_t pr = {(d->hout - 1) * d->stride + (d->kh - 1) * d->dil + 1 - d->h - d->pad,
 			  (d->wout - 1) * d->stride + (d->kw - 1) * d->dil + 1 - d->w - d->pad};
@@ -235,49 +272,174 @@ static int time_dnnl(const struct nn_conv_desc *d, dnnl_format_tag_t tag, struct
 		dn.md_init(&wei, 5, gwd, dnnl_f32, tag == dnnl_nchw ? dnnl_goihw : tag);
 	dn.md_init(&dst, 4, dd, dnnl_f32, tag);
 	dnnl_convolution_desc_t fd, bd, bw;
-	if (dn.fwd_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, NULL, &dst, st, dl, pd, pr) ||
-	    dn.bwd_data_init(&bd, dnnl_convolution_direct, &src, &wei, &dst, st, dl, pd, pr) ||
-	    dn.bwd_w_init(&bw, dnnl_convolution_direct, &src, &wei, NULL, &dst, st, dl, pd, pr))
+	if (dn.fwd_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, NULL, &dst, st, dl, pl, pr) ||
+	    dn.bwd_data_init(&bd, dnnl_convolution_direct, &src, &wei, &dst, st, dl, pl, pr) ||
+	    dn.bwd_w_init(&bw, dnnl_convolution_direct, &src, &wei, NULL, &dst, st, dl, pl, pr))
 		return -1;
-	dnnl_primitive_desc_t fpd, bpd, wpd;
-	if (dn.pd_create(&fpd, &fd, NULL, dn.eng, NULL))
-		return -1;
-	if (dn.pd_create(&bpd, &bd, NULL, dn.eng, fpd) || dn.pd_create(&wpd, &bw, NULL, dn.eng, fpd))
-		return -1;
-	dnnl_primitive_t fp, bp, wp;
-	if (dn.prim_create(&fp, fpd) || dn.prim_create(&bp, bpd) || dn.prim_create(&wp, wpd))
-		return -1;
-	dnnl_memory_t ms = mem_for(fpd, dnnl_query_src_md), mw = mem_for(fpd, dnnl_query_weights_md);
-	dnnl_memory_t md = mem_for(fpd, dnnl_query_dst_md);
-	dnnl_memory_t bds = mem_for(bpd, dnnl_query_diff_src_md), bww = mem_for(bpd, dnnl_query_weights_md);
-	dnnl_memory_t bdd = mem_for(bpd, dnnl_query_diff_dst_md);
-	dnnl_memory_t ws = mem_for(wpd, dnnl_query_src_md), wdw = mem_for(wpd, dnnl_query_diff_weights_md);
-	dnnl_memory_t wdd = mem_for(wpd, dnnl_query_diff_dst_md);
-	if (!ms || !mw || !md || !bds || !bww || !bdd || !ws || !wdw || !wdd)
-		return -1;
-	dnnl_exec_arg_t fa[] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
-	dnnl_exec_arg_t ba[] = {{DNNL_ARG_DIFF_SRC, bds}, {DNNL_ARG_WEIGHTS, bww}, {DNNL_ARG_DIFF_DST, bdd}};
-	dnnl_exec_arg_t wa[] = {{DNNL_ARG_SRC, ws}, {DNNL_ARG_DIFF_WEIGHTS, wdw}, {DNNL_ARG_DIFF_DST, wdd}};
-	t->cpu = 0;
-	t->fwd = run_prim(fp, 3, fa, &t->cpu);
-	t->bwd_data = run_prim(bp, 3, ba, &t->cpu);
-	t->bwd_filter = run_prim(wp, 3, wa, &t->cpu);
-	dnnl_memory_t all[] = {ms, mw, md, bds, bww, bdd, ws, wdw, wdd};
-	for (int i = 0; i < 9; i++)
-		dn.mem_destroy(all[i]);
-	dn.prim_destroy(fp), dn.prim_destroy(bp), dn.prim_destroy(wp);
-	dn.pd_destroy(fpd), dn.pd_destroy(bpd), dn.pd_destroy(wpd);
+	dnnl_primitive_desc_t *pd = o->pd;
+	if (dn.pd_create(&pd[0], &fd, NULL, dn.eng, NULL) ||
+	    dn.pd_create(&pd[1], &bd, NULL, dn.eng, pd[0]) ||
+	    dn.pd_create(&pd[2], &bw, NULL, dn.eng, pd[0]))
+		goto fail;
+	for (int i = 0; i < 3; i++)
+		if (dn.prim_create(&o->prim[i], pd[i]))
+			goto fail;
+	static const dnnl_query_t q[3][3] = {
+		{dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
+		{dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md},
+		{dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md}};
+	static const int arg[3][3] = {
+		{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+		{DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST},
+		{DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST}};
+	for (int i = 0; i < 3; i++)
+		for (int a = 0; a < 3; a++) {
+			dnnl_memory_t m = mem_for(pd[i], q[i][a]);
+			if (!(o->mem[i * 3 + a] = m))
+				goto fail;
+			o->args[i][a] = (dnnl_exec_arg_t){arg[i][a], m};
+		}
 	return 0;
+fail:
+	dnnl_close(o);
+	return -1;
+}
+
+static void dnnl_pass(void *side, int pass)
+{
+	struct dnnl_side *o = side;
+	dn.execute(o->prim[pass], dn.stream, 3, o->args[pass]);
+	dn.stream_wait(dn.stream);
 }
 #else
 static int dnnl_load(void) { return -1; }
 enum { dnnl_format_tag_any, dnnl_nchw };
-static int time_dnnl(const struct nn_conv_desc *d, int tag, struct times *t)
+struct dnnl_side {
+	int unused;
+};
+static int dnnl_open(struct dnnl_side *o, const struct nn_conv_desc *d, int tag)
 {
-	(void)d, (void)tag, (void)t;
+	(void)o, (void)d, (void)tag;
 	return -1;
 }
+static void dnnl_pass(void *side, int pass) { (void)side, (void)pass; }
+static void dnnl_close(struct dnnl_side *o) { (void)o; }
 #endif
+
+/* The convolution table. Each repetition runs each pass on every side in
+ * turn (cairn, oneDNN in its own formats, oneDNN on NCHW), so a slow spell
+ * of a shared host falls on all sides alike; each side's figure per pass is
+ * its best. The sgemm peak is read again after the table and the better of
+ * the two readings is the one used (it moved 10-30% between runs). */
+static int conv_table(const char *only, double *cpu_peak)
+{
+	int have_dnnl = dnnl_load() == 0;
+	if (!have_dnnl)
+		printf("oneDNN: not available (libdnnl.so.2 not found: scripts/deps.sh bench installs it)\n");
+	struct row {
+		const char *name, *kern[3];
+		struct times t, o, on;
+		int have_o, have_on;
+		double flop;
+	} rows[sizeof(shapes) / sizeof(shapes[0])];
+	int nrows = 0;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		const struct shape *s = &shapes[i];
+		if (only && !strstr(s->name, only))
+			continue;
+		struct nn_conv_desc d = {.n = s->n, .cin = s->cin, .h = s->h, .w = s->w, .cout = s->cout,
+					 .kh = s->k, .kw = s->k, .stride = s->stride, .pad = s->pad,
+					 .dil = 1, .groups = s->groups};
+		struct error err;
+		if (nn_conv_desc_init(&d, &err) < 0)
+			return -1;
+		struct row *r = &rows[nrows++];
+		struct cairn_side c;
+		struct dnnl_side o, on;
+		cairn_open(&c, &d);
+		r->name = s->name, r->flop = 6 * nn_conv_macs(&d);
+		r->have_o = have_dnnl && dnnl_open(&o, &d, dnnl_format_tag_any) == 0;
+		r->have_on = have_dnnl && dnnl_open(&on, &d, dnnl_nchw) == 0;
+		times_reset(&r->t), times_reset(&r->o), times_reset(&r->on);
+		for (int rep = 0; rep <= reps; rep++) { /* the first: warm-up, not counted */
+			struct times *tt = rep ? &r->t : &(struct times){0};
+			for (int pass = 0; pass < 3; pass++) {
+				time_pass(cairn_pass, &c, pass, tt);
+				if (r->have_o)
+					time_pass(dnnl_pass, &o, pass, rep ? &r->o : tt);
+				if (r->have_on)
+					time_pass(dnnl_pass, &on, pass, rep ? &r->on : tt);
+			}
+		}
+		for (int pass = 0; pass < 3; pass++)
+			r->kern[pass] = nn_cpu_conv_kernel(&d, pass);
+		cairn_close(&c);
+		if (r->have_o)
+			dnnl_close(&o);
+		if (r->have_on)
+			dnnl_close(&on);
+		fprintf(stderr, "\r%-26s timed", s->name);
+	}
+	fprintf(stderr, "\r%-40s\r", "");
+	double again;
+	sgemm_peak(1, &again);
+	printf("sgemm GFLOP per CPU-second on 1 thread after the table: %.1f; the per-core peak used: %.1f\n",
+	       again, again > *cpu_peak ? again : *cpu_peak);
+	if (again > *cpu_peak)
+		*cpu_peak = again;
+	/* nchw ms, x nchw: oneDNN on plain NCHW tensors (context; the goal is against dnnl ms) */
+	/* dnnl %pk: oneDNN's GFLOP per CPU-second against the same peak */
+	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s %9s %8s %7s  %s\n",
+	       "conv (fwd+bwd, batch n)", "fwd ms", "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus",
+	       "%peak", "dnnl ms", "x wall", "x cpu", "dnnl %pk", "nchw ms", "x nchw", "kernels");
+	struct times sum = {{0}, {0}}, osum = {{0}, {0}};
+	double flop = 0, oflop = 0;
+	int nover = 0, nunder = 0;
+	for (int i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		double w = times_wall(&r->t), c = times_cpu(&r->t), gfc = r->flop / c / 1e9;
+		printf("%-26s %7.1f %7.1f %7.1f %7.1f %7.1f %5.0f%%", r->name, r->t.wall[0] * 1e3,
+		       r->t.wall[1] * 1e3, r->t.wall[2] * 1e3, r->flop / w / 1e9, gfc,
+		       100 * gfc / *cpu_peak);
+		nunder += gfc < 0.8 * *cpu_peak;
+		for (int p = 0; p < 3; p++)
+			sum.wall[p] += r->t.wall[p], sum.cpu[p] += r->t.cpu[p];
+		flop += r->flop;
+		if (r->have_o) {
+			double ow = times_wall(&r->o), oc = times_cpu(&r->o);
+			printf(" %9.1f %7.2f %7.2f %8.0f%%", ow * 1e3, w / ow, c / oc,
+			       100 * r->flop / oc / 1e9 / *cpu_peak);
+			nover += c / oc > 1.25;
+			for (int p = 0; p < 3; p++)
+				osum.wall[p] += r->o.wall[p], osum.cpu[p] += r->o.cpu[p];
+			oflop += r->flop;
+		} else {
+			printf(" %9s %7s %7s %9s", "-", "-", "-", "-");
+		}
+		if (r->have_on)
+			printf(" %8.1f %7.2f", times_wall(&r->on) * 1e3, c / times_cpu(&r->on));
+		else
+			printf(" %8s %7s", "-", "-");
+		printf("  %s/%s/%s\n", r->kern[0], r->kern[1], r->kern[2]);
+	}
+	if (nrows > 1) {
+		double w = times_wall(&sum), c = times_cpu(&sum), gfc = flop / c / 1e9;
+		printf("%-26s %7.1f %7.1f %7.1f %7.1f %7.1f %5.0f%%", "all of the above",
+		       sum.wall[0] * 1e3, sum.wall[1] * 1e3, sum.wall[2] * 1e3, flop / w / 1e9, gfc,
+		       100 * gfc / *cpu_peak);
+		if (oflop == flop)
+			printf(" %9.1f %7.2f %7.2f %8.0f%%", times_wall(&osum) * 1e3,
+			       w / times_wall(&osum), c / times_cpu(&osum),
+			       100 * oflop / times_cpu(&osum) / 1e9 / *cpu_peak);
+		printf("\n");
+		printf("shapes under 80%% of the peak: %d of %d", nunder, nrows);
+		if (oflop == flop)
+			printf("; over 1.25x oneDNN's CPU time: %d of %d", nover, nrows);
+		printf("\n");
+	}
+	fflush(stdout);
+	return 0;
+}
 
 /* One U-Net training step: forward, BCE loss with per-pixel weights, backward, SGD. */
 static int unet_step(int base, int batch)
@@ -362,46 +524,10 @@ int main(int argc, char **argv)
 	double peak = sgemm_peak(nthr, &cpu_peak_n);
 	double peak1 = sgemm_peak(1, &cpu_peak); /* also lets the pool's spinning threads settle */
 	printf("load average %.2f; OpenBLAS sgemm 1024^3: %.1f GFLOP/s wall on %d threads, %.1f on 1; "
-	       "GFLOP per CPU-second %.1f on %d threads, %.1f on 1 (the per-core peak used below)\n",
+	       "GFLOP per CPU-second %.1f on %d threads, %.1f on 1\n",
 	       load[0], peak, nthr, peak1, cpu_peak_n, nthr, cpu_peak);
-	int have_dnnl = dnnl_load() == 0;
-	if (!have_dnnl)
-		printf("oneDNN: not available (libdnnl.so.2 not found: scripts/deps.sh bench installs it)\n");
-	/* nchw ms, x nchw: oneDNN on plain NCHW tensors (context; the goal is against dnnl ms) */
-	/* dnnl %pk: oneDNN's GFLOP per CPU-second against the same peak */
-	printf("%-26s %7s %7s %7s %7s %7s %6s %9s %7s %7s %9s %8s %7s  %s\n",
-	       "conv (fwd+bwd, batch n)", "fwd ms", "bdat ms", "bfil ms", "GFLOP/s", "GF/cpus",
-	       "%peak", "dnnl ms", "x wall", "x cpu", "dnnl %pk", "nchw ms", "x nchw", "kernels");
-	for (size_t i = 0; conv && i < sizeof(shapes) / sizeof(shapes[0]); i++) {
-		const struct shape *s = &shapes[i];
-		if (only && !strstr(s->name, only))
-			continue;
-		struct nn_conv_desc d = {.n = s->n, .cin = s->cin, .h = s->h, .w = s->w, .cout = s->cout,
-					 .kh = s->k, .kw = s->k, .stride = s->stride, .pad = s->pad,
-					 .dil = 1, .groups = s->groups};
-		struct error err;
-		if (nn_conv_desc_init(&d, &err) < 0)
-			return 1;
-		struct times t = time_cairn(&d), o;
-		double total = t.fwd + t.bwd_data + t.bwd_filter, gf = 6 * nn_conv_macs(&d) / total / 1e9;
-		double gfc = 6 * nn_conv_macs(&d) / t.cpu / 1e9;
-		printf("%-26s %7.1f %7.1f %7.1f %7.1f %7.1f %5.0f%%", s->name, t.fwd * 1e3,
-		       t.bwd_data * 1e3, t.bwd_filter * 1e3, gf, gfc, 100 * gfc / cpu_peak);
-		if (have_dnnl && time_dnnl(&d, dnnl_format_tag_any, &o) == 0) {
-			double ot = o.fwd + o.bwd_data + o.bwd_filter;
-			printf(" %9.1f %7.2f %7.2f %8.0f%%", ot * 1e3, total / ot, t.cpu / o.cpu,
-			       100 * 6 * nn_conv_macs(&d) / o.cpu / 1e9 / cpu_peak);
-		} else {
-			printf(" %9s %7s %7s %9s", "-", "-", "-", "-");
-		}
-		if (have_dnnl && time_dnnl(&d, dnnl_nchw, &o) == 0)
-			printf(" %8.1f %7.2f", (o.fwd + o.bwd_data + o.bwd_filter) * 1e3, t.cpu / o.cpu);
-		else
-			printf(" %8s %7s", "-", "-");
-		printf("  %s/%s/%s\n", nn_cpu_conv_kernel(&d, 0), nn_cpu_conv_kernel(&d, 1),
-		       nn_cpu_conv_kernel(&d, 2));
-		fflush(stdout);
-	}
+	if (conv && conv_table(only, &cpu_peak) < 0)
+		return 1;
 	if (unet) {
 		if (unet_step(16, 8) < 0 || unet_step(32, 8) < 0)
 			return 1;

@@ -364,7 +364,9 @@ struct dplan {
  * for a 1x1 conv from 256 channels), more than the hardware prefetcher
  * follows: the forward kernel prefetches each tap's next tiles itself, this
  * many floats on (the weight gradient prefetches the next block of taps). */
+#ifndef PF_FLOATS
 #define PF_FLOATS 128
+#endif
 /* 3x3 pad 1 reads inner chunks in place from this width on (the border
  * columns recomputed weigh more on narrow images: measured slower at 56,
  * faster at 128 and 256) */
