@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# bench/nn.sh: nn/ convolution speed (cairn's im2col + OpenBLAS against the
-# sgemm peak of this machine and against oneDNN), and one U-Net training step
+# bench/nn.sh: nn/ convolution speed on the CPU (the direct kernels or im2col
+# + OpenBLAS, against the sgemm peak of this machine and against oneDNN, timed
+# in turns), and one U-Net training step
 # (batch 8, 256x256): images/s and peak RSS. Figures and the command that made
 # them: docs/benchmarks.md, section "nn".
 set -u
 : "${CAIRN_BENCH:?run through make bench}"
 if [ "${1:-}" = --cuda ]; then
-	echo "== nn: no CUDA benchmark yet (issue #8) =="
+	echo "== nn: CPU only, skipped under --cuda (the GPU figures are bench/cuda.sh's) =="
 	exit 0
 fi
 echo "== nn: convolution and U-Net step (bench/nn_conv) =="
