@@ -12,4 +12,4 @@ if [ "${1:-}" = --cuda ]; then
 fi
 echo "== nn: convolution and U-Net step (bench/nn_conv) =="
 # passive OpenMP waits: oneDNN's idle threads must not burn the CPU time we compare
-OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BENCH/nn_conv" --reps "${NN_BENCH_REPS:-3}"
+OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BENCH/nn_conv" --reps "${NN_BENCH_REPS:-5}"
