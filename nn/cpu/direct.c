@@ -399,7 +399,15 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	}
 	p->cig = p->cin / p->groups, p->cog = p->cout / p->groups;
 	p->k = p->cig * p->kh * p->kw;
-	p->wp = p->w + 2 * p->pw;
+	/* a padded row is its pw zero columns, then its w pixels: the right
+	 * padding of row r is the left padding of row r + 1 (the taps reach at
+	 * most pw columns past a row, stride 1), so the lanes computed for the
+	 * columns past wout, and the chunk, are pw columns a row fewer than with
+	 * both sides padded (16x16 3x3: 17 lanes a row for 16 pixels, not 18).
+	 * An output row must fit in a padded one: pad > (k - 1) dil pads both. */
+	p->wp = p->w + p->pw;
+	if (p->wp < p->wout)
+		p->wp = p->w + 2 * p->pw;
 	p->nocopy = p->ph == 0 && p->pw == 0;
 	p->inplace3 = p->groups == 1 && p->kh == 3 && p->kw == 3 &&
 		      p->dil == 1 && p->ph == 1 && p->pw == 1 && p->w >= INPLACE_MIN_W;
