@@ -89,10 +89,16 @@ int cu_blas_set_math(void)
 		       nn_cuda_precision_name(cu.precision));
 }
 
-/* FP32 allows only FMA math; TF32 and BF16 anything cuDNN measured. */
+/* FP32 allows only FMA math. TF32 anything but ALLOW_CONVERSION, which on
+ * fp32 tensors converts them down to FP16 (a 5-bit exponent: worse than TF32,
+ * and gradients flush to zero); BF16 (bf16 tensors) anything cuDNN measured. */
 static bool math_allowed(cudnnMathType_t m)
 {
-	return cu.precision != NN_CUDA_FP32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+	if (cu.precision == NN_CUDA_FP32)
+		return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+	if (cu.precision == NN_CUDA_TF32)
+		return m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+	return true;
 }
 static cudnnMathType_t math_for_call(cudnnMathType_t m)
 {
@@ -125,15 +131,46 @@ static bool algo_allowed(cudnnConvolutionBwdFilterAlgo_t a)
 		a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED);
 }
 
-/* Pick the first (fastest) usable result of a cudnnFind* list. */
+/* Pick the first (fastest) usable result of a cudnnFind* list; any_ws: also
+ * one over the workspace cap (the heuristic lists, when nothing fits). */
 template <typename Perf>
-static int pick(const Perf *r, int count)
+static int pick(const Perf *r, int count, bool any_ws = false)
 {
 	for (int i = 0; i < count; i++)
-		if (r[i].status == CUDNN_STATUS_SUCCESS && r[i].memory <= ws_cap &&
+		if (r[i].status == CUDNN_STATUS_SUCCESS && (any_ws || r[i].memory <= ws_cap) &&
 		    math_allowed(r[i].mathType) && algo_allowed(r[i].algo))
 			return i;
 	return -1;
+}
+
+/* cudnnFind* allocates its own trial buffers with cudaMalloc, beside the
+ * blocks cairn's allocator caches: when it fails, give the cache back and
+ * try once more before calling the failure what it is. */
+template <typename F>
+static cudnnStatus_t find_retry(F find)
+{
+	cudnnStatus_t st = find();
+	if (st == CUDNN_STATUS_SUCCESS)
+		return st;
+	cudaGetLastError();
+	nn_cuda_empty_cache();
+	return find();
+}
+
+/* When no measured algorithm is usable (all over the workspace cap, or none
+ * allowed in this precision): cuDNN's heuristic list, whose entries are
+ * supported for this shape; the first usable one that fits the cap, else the
+ * first usable one at all; -1 if none (the caller's fixed fallback then). */
+template <typename Perf, typename G>
+static int pick_heuristic(G get, Perf *r, int cap)
+{
+	int got = 0;
+	if (get(cap, &got, r) != CUDNN_STATUS_SUCCESS) {
+		cudaGetLastError();
+		return -1;
+	}
+	int i = pick(r, got);
+	return i >= 0 ? i : pick(r, got, true);
 }
 
 static conv_plan *make_plan(const struct nn_conv_desc *d)
@@ -180,11 +217,21 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 
 	int got = 0, i;
 	cudnnConvolutionFwdAlgoPerf_t fr[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-	if (CU_DNN(cudnnFindConvolutionForwardAlgorithm(cu.dnn, p->x, p->w, p->conv, p->y,
-							CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fr),
+	if (CU_DNN(find_retry([&] {
+			   return cudnnFindConvolutionForwardAlgorithm(
+				   cu.dnn, p->x, p->w, p->conv, p->y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+				   &got, fr);
+		   }),
 		   SHAPE_FMT " (choosing the forward algorithm)", SHAPE_ARGS(d)))
 		return NULL;
-	if ((i = pick(fr, got)) < 0) {
+	if ((i = pick(fr, got)) < 0)
+		i = pick_heuristic(
+			[&](int cap, int *n, cudnnConvolutionFwdAlgoPerf_t *r) {
+				return cudnnGetConvolutionForwardAlgorithm_v7(cu.dnn, p->x, p->w, p->conv,
+									      p->y, cap, n, r);
+			},
+			fr, CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+	if (i < 0) {
 		p->fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM; /* needs no workspace */
 		p->fwd_math = base;
 	} else {
@@ -192,12 +239,21 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 	}
 
 	cudnnConvolutionBwdDataAlgoPerf_t dr[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-	if (CU_DNN(cudnnFindConvolutionBackwardDataAlgorithm(cu.dnn, p->w, p->y, p->conv, p->x,
-							     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-							     &got, dr),
+	if (CU_DNN(find_retry([&] {
+			   return cudnnFindConvolutionBackwardDataAlgorithm(
+				   cu.dnn, p->w, p->y, p->conv, p->x,
+				   CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, dr);
+		   }),
 		   SHAPE_FMT " (choosing the backward-data algorithm)", SHAPE_ARGS(d)))
 		return NULL;
-	if ((i = pick(dr, got)) < 0) {
+	if ((i = pick(dr, got)) < 0)
+		i = pick_heuristic(
+			[&](int cap, int *n, cudnnConvolutionBwdDataAlgoPerf_t *r) {
+				return cudnnGetConvolutionBackwardDataAlgorithm_v7(
+					cu.dnn, p->w, p->y, p->conv, p->x, cap, n, r);
+			},
+			dr, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+	if (i < 0) {
 		p->bwd_data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
 		p->data_math = base;
 	} else {
@@ -206,12 +262,21 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 	}
 
 	cudnnConvolutionBwdFilterAlgoPerf_t wr[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-	if (CU_DNN(cudnnFindConvolutionBackwardFilterAlgorithm(cu.dnn, p->x, p->y, p->conv, p->w,
-							       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-							       &got, wr),
+	if (CU_DNN(find_retry([&] {
+			   return cudnnFindConvolutionBackwardFilterAlgorithm(
+				   cu.dnn, p->x, p->y, p->conv, p->w,
+				   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, wr);
+		   }),
 		   SHAPE_FMT " (choosing the backward-filter algorithm)", SHAPE_ARGS(d)))
 		return NULL;
-	if ((i = pick(wr, got)) < 0) {
+	if ((i = pick(wr, got)) < 0)
+		i = pick_heuristic(
+			[&](int cap, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *r) {
+				return cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+					cu.dnn, p->x, p->y, p->conv, p->w, cap, n, r);
+			},
+			wr, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+	if (i < 0) {
 		p->bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
 		p->filter_math = base;
 	} else {

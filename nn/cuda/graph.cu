@@ -110,6 +110,7 @@ static void break_recording(void)
 		return;
 	recording = 0;
 	run_calls();
+	cu.hold_cache = 0;
 }
 
 static void rec_upload(void *dst, const void *host, size_t bytes)
@@ -350,11 +351,15 @@ static void capture(step_graph *g)
 {
 	size_t nv = vals->size(), lc = 2 * calls->size();
 	g->nvals = nv;
-	if (CU_RT(cudaMallocHost((void **)&g->pinned_vals, (nv ? nv : 1) * sizeof(uint64_t)),
-		  "step graph: pinned values") ||
-	    CU_RT(cudaMallocHost((void **)&g->loss_h, (lc ? lc : 1) * sizeof(double)),
-		  "step graph: pinned losses"))
+	/* a failure here must still run the recorded step (capture_failed does) */
+	g->pinned_vals = NULL, g->loss_h = NULL;
+	if (cudaMallocHost((void **)&g->pinned_vals, (nv ? nv : 1) * sizeof(uint64_t)) != cudaSuccess ||
+	    cudaMallocHost((void **)&g->loss_h, (lc ? lc : 1) * sizeof(double)) != cudaSuccess) {
+		if (!g->pinned_vals || !g->loss_h)
+			cudaGetLastError();
+		capture_failed(g, "out of pinned host memory for the step values");
 		return;
+	}
 	g->loss_cap = lc;
 	g->dev = (uint64_t *)cu_alloc((nv ? nv : 1) * sizeof(uint64_t));
 	if (!g->dev) {
@@ -427,6 +432,7 @@ extern "C" void cu_step(void **state, void (*fn)(void *ctx), void *ctx)
 	/* the precision decides what a slot does without being an argument */
 	sig_add(&cu.precision, sizeof(cu.precision));
 	recording = 1;
+	cu.hold_cache = 1; /* frees act now, the recorded calls run later */
 	fn(ctx);
 	if (!recording) { /* broken by a download, upload or sync: it all ran */
 		g->warm_sig.clear();
@@ -446,6 +452,7 @@ extern "C" void cu_step(void **state, void (*fn)(void *ctx), void *ctx)
 		run_calls();
 		g->warm_sig.swap(*sig);
 	}
+	cu.hold_cache = 0;
 }
 
 extern "C" void cu_step_release(void *state)

@@ -334,7 +334,7 @@ extern "C" void *cu_alloc(size_t bytes)
 		stats.cache_hits++;
 	} else {
 		cudaError_t e = cudaMalloc(&p, cls);
-		if (e == cudaErrorMemoryAllocation) {
+		if (e == cudaErrorMemoryAllocation && !cu.hold_cache) {
 			cudaGetLastError();
 			release_cached();
 			e = cudaMalloc(&p, cls);
@@ -394,7 +394,7 @@ extern "C" void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s)
 extern "C" void nn_cuda_empty_cache(void)
 {
 	pthread_mutex_lock(&alloc_lock);
-	if (free_blocks)
+	if (free_blocks && !cu.hold_cache)
 		release_cached();
 	pthread_mutex_unlock(&alloc_lock);
 }

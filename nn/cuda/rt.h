@@ -34,6 +34,9 @@ struct cu_ctx {
 	volatile int failed; /* a slot failed: the rest are no-ops (see nn_cuda_set_fatal) */
 	int capturing;       /* a step is being captured into a CUDA graph (graph.cu) */
 	int graphs_live;     /* graphs that exist: buffers they use must not be reused */
+	/* a recorded step's calls are still to run (graph.cu): blocks freed while
+	   recording stay cached, as those calls may use them */
+	int hold_cache;
 };
 extern struct cu_ctx cu;
 
