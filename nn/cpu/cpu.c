@@ -68,11 +68,10 @@ const char *nn_cpu_conv_kernel(const struct nn_conv_desc *d, int pass)
  * only then, so the cure is to set it and start the program again. */
 static const char *blas_core_for_cpu(void)
 {
-	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-	    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+	const char *isa = direct_best_isa();
+	if (!strcmp(isa, "avx512"))
 		return "SkylakeX";
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+	if (!strcmp(isa, "avx2"))
 		return __builtin_cpu_is("amd") ? "Zen" : "Haswell";
 	return NULL;
 }

@@ -102,6 +102,8 @@ int direct_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const 
 int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
 			     float *dw, float *db, void *ws);
 const char *direct_conv2d_kernel(const struct nn_conv_desc *d, int pass);
+/* The best instruction set this CPU runs: "avx512", "avx2" or "gemm" (neither). */
+const char *direct_best_isa(void);
 /* threaded memory-bound ops (nn/cpu/par.h) */
 void fast_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n);
 void fast_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, const float *dy,

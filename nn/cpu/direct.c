@@ -266,6 +266,8 @@ static int kern_best(void)
 	return KERN_GEMM;
 }
 
+const char *direct_best_isa(void) { return kern_names[kern_best()]; }
+
 /* a kernel named, not left to choose (NULL, "" or "auto") */
 static int kern_named(const char *name) { return name && *name && strcmp(name, "auto"); }
 
@@ -364,9 +366,7 @@ struct dplan {
  * for a 1x1 conv from 256 channels), more than the hardware prefetcher
  * follows: the forward kernel prefetches each tap's next tiles itself, this
  * many floats on (the weight gradient prefetches the next block of taps). */
-#ifndef PF_FLOATS
 #define PF_FLOATS 128
-#endif
 /* 3x3 pad 1 reads inner chunks in place from this width on (the border
  * columns recomputed weigh more on narrow images: measured slower at 56,
  * faster at 128 and 256) */

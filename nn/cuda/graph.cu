@@ -355,8 +355,6 @@ static void capture(step_graph *g)
 	g->pinned_vals = NULL, g->loss_h = NULL;
 	if (cudaMallocHost((void **)&g->pinned_vals, (nv ? nv : 1) * sizeof(uint64_t)) != cudaSuccess ||
 	    cudaMallocHost((void **)&g->loss_h, (lc ? lc : 1) * sizeof(double)) != cudaSuccess) {
-		if (!g->pinned_vals || !g->loss_h)
-			cudaGetLastError();
 		capture_failed(g, "out of pinned host memory for the step values");
 		return;
 	}

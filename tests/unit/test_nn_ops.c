@@ -95,7 +95,7 @@ static void conv_shapes(void)
 	conv_case(2, 9, 12, 15, 10, 3, 1, 2, 1, 1);  /* pad 2 */
 	conv_case(2, 12, 9, 10, 35, 5, 1, 2, 1, 1);  /* 5x5, 35 channels: 3 vectors of 16 */
 	conv_case(2, 17, 14, 14, 9, 1, 1, 0, 1, 1);  /* 1x1 */
-	conv_case(2, 150, 9, 13, 20, 1, 1, 0, 1, 1); /* 1x1, input channels in several slices, ragged */
+	conv_case(2, 150, 9, 13, 20, 1, 1, 0, 1, 1); /* 1x1, many taps (150), ragged rows */
 	conv_case(3, 4, 3, 2, 5, 3, 1, 1, 1, 1);     /* tiny image: a vector spans rows */
 	conv_case(2, 6, 11, 9, 8, 3, 1, 3, 1, 1);    /* pad > k-1: backward-data falls back */
 	conv_case(2, 8, 10, 12, 12, 3, 1, 2, 2, 1);  /* dilation 2 */
