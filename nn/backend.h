@@ -193,11 +193,16 @@ size_t nn_cpu_allocations(void);
 int nn_cpu_set_conv_kernel(const char *name);
 /* Which of those runs pass 0 (forward), 1 (backward-data) or 2 (backward-filter) of d. */
 const char *nn_cpu_conv_kernel(const struct nn_conv_desc *d, int pass);
-/* At the top of main, before argv is touched: when OpenBLAS fell back to its
- * generic kernels on a CPU it does not know but that runs AVX2 or AVX-512,
- * say so, set OPENBLAS_CORETYPE and exec the program again (it returns only
- * when nothing needed doing, or the exec failed, said on stderr). */
+/* At the top of main, before argv is touched: when OpenBLAS chose kernels
+ * older than the CPU's vector unit (it does not know the model: SSE3 ones on
+ * an AVX2 or AVX-512 CPU, AVX2 ones on an AVX-512 CPU), say so, set
+ * OPENBLAS_CORETYPE and exec the program again. It returns when nothing
+ * needed doing, when the caller had set OPENBLAS_CORETYPE (kept; a line says
+ * when it is older than the CPU) or when the exec failed (said on stderr). */
 void nn_cpu_blas_check(char **argv);
+/* 1 when OpenBLAS's kernels match the CPU (or no better ones exist); *chosen:
+ * the core OpenBLAS runs, *best: the one this CPU should run (NULL: none). */
+int nn_cpu_blas_fits(const char **chosen, const char **best);
 /* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: all cores. */
 void nn_cpu_set_threads(int n);
 

@@ -62,32 +62,70 @@ const char *nn_cpu_conv_kernel(const struct nn_conv_desc *d, int pass)
 }
 
 /* OpenBLAS chooses its kernels from the CPU model in its constructor, before
- * main. Debian 12's 0.3.21 does not know newer models (Intel family 6 model
- * 207 seen here) and falls back to Prescott: SSE3 kernels, sgemm 18 GFLOP/s
- * on one core against 140 with its AVX-512 ones. OPENBLAS_CORETYPE is read
- * only then, so the cure is to set it and start the program again. */
-static const char *blas_core_for_cpu(void)
+ * main. Debian 12's 0.3.21 does not know newer models: on an Intel family 6
+ * model 207 it fell back to Prescott (SSE3; sgemm 18 GFLOP/s on one core
+ * against 140 with its AVX-512 kernels). OPENBLAS_CORETYPE is read only then,
+ * so the cure is to set it and start the program again. A value the caller
+ * set is kept, with a line when it is older than the CPU (one machine here
+ * had OPENBLAS_CORETYPE=Haswell in its environment on an AVX-512 Zen 5:
+ * sgemm 115 GFLOP/s on one core against 222 with OpenBLAS's own choice). */
+
+/* 2: AVX-512 kernels, 1: AVX2 + FMA, 0: older (every other core OpenBLAS names) */
+static int blas_core_level(const char *core)
+{
+	static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+	static const char *const avx2[] = {"Haswell", "Zen"};
+	for (size_t i = 0; i < sizeof avx512 / sizeof *avx512; i++)
+		if (!strcmp(core, avx512[i]))
+			return 2;
+	for (size_t i = 0; i < sizeof avx2 / sizeof *avx2; i++)
+		if (!strcmp(core, avx2[i]))
+			return 1;
+	return 0;
+}
+
+/* the best OpenBLAS core for this CPU's vector unit, and its level */
+static const char *blas_core_for_cpu(int *level)
 {
 	const char *isa = direct_best_isa();
-	if (!strcmp(isa, "avx512"))
+	*level = 0;
+	if (!strcmp(isa, "avx512")) {
+		*level = 2;
 		return "SkylakeX";
-	if (!strcmp(isa, "avx2"))
+	}
+	if (!strcmp(isa, "avx2")) {
+		*level = 1;
 		return __builtin_cpu_is("amd") ? "Zen" : "Haswell";
+	}
 	return NULL;
+}
+
+int nn_cpu_blas_fits(const char **chosen, const char **best)
+{
+	int level;
+	*chosen = openblas_get_corename();
+	*best = blas_core_for_cpu(&level);
+	return !*chosen || !*best || blas_core_level(*chosen) >= level;
 }
 
 void nn_cpu_blas_check(char **argv)
 {
-	const char *core = openblas_get_corename();
-	if (getenv("OPENBLAS_CORETYPE") || !core || strcmp(core, "Prescott"))
+	const char *core, *want;
+	if (nn_cpu_blas_fits(&core, &want))
 		return;
-	const char *want = blas_core_for_cpu();
-	if (!want)
+	const char *set = getenv("OPENBLAS_CORETYPE");
+	if (set) {
+		fprintf(stderr,
+			"%s: OPENBLAS_CORETYPE=%s runs kernels older than this CPU's %s "
+			"(OpenBLAS's sgemm may be half as fast or less); unset it to let OpenBLAS "
+			"choose\n",
+			argv[0], set, direct_best_isa());
 		return;
+	}
 	fprintf(stderr,
-		"%s: OpenBLAS does not know this CPU and chose its %s (SSE3) kernels; "
-		"starting again with OPENBLAS_CORETYPE=%s (set it yourself to choose)\n",
-		argv[0], core, want);
+		"%s: OpenBLAS does not know this CPU and chose its %s kernels, older than the CPU's "
+		"%s; starting again with OPENBLAS_CORETYPE=%s (set it yourself to choose)\n",
+		argv[0], core, direct_best_isa(), want);
 	setenv("OPENBLAS_CORETYPE", want, 1);
 	execv("/proc/self/exe", argv);
 	fprintf(stderr, "%s: could not start again (%s): going on with the slow kernels\n",

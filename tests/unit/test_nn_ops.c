@@ -3,8 +3,10 @@
  * loss on small shapes. */
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "nn/backend.h"
@@ -549,19 +551,41 @@ static void test_build_errors_are_clear(void)
 
 /* nn_cpu_blas_check (called first in main) left no SSE3 kernels on a CPU
  * with AVX2: Debian's OpenBLAS falls back to them on models it does not know. */
-static void test_blas_not_generic(void)
+/* `test_nn_ops --blas-fits` with OPENBLAS_CORETYPE set: exit 0 when cairn
+ * finds that core good enough for this CPU */
+static int blas_fits_under(const char *core)
 {
-	__builtin_cpu_init();
-	if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
-		return;
-	CHECK(strcmp(openblas_get_corename(), "Prescott") != 0);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=%s /proc/%d/exe --blas-fits", core, (int)getpid());
+	return system(cmd) == 0;
+}
+
+static void test_blas_fits_cpu(void)
+{
+	const char *chosen, *best;
+	int fits = nn_cpu_blas_fits(&chosen, &best);
+	const char *set = getenv("OPENBLAS_CORETYPE");
+	/* unset, or set by nn_cpu_blas_check: the kernels must fit; a core the
+	 * caller named is theirs to choose */
+	if (!set || (best && !strcmp(set, best)))
+		CHECK(fits);
+	if (!fits)
+		fprintf(stderr, "  OpenBLAS runs %s, this CPU wants %s\n", chosen, best);
+	if (!best)
+		return; /* no AVX2: nothing better to choose */
+	CHECK(blas_fits_under(best));
+	CHECK(!blas_fits_under("Prescott"));
+	CHECK(blas_fits_under("Haswell") == !!strcmp(best, "SkylakeX"));
 }
 
 int main(int argc, char **argv)
 {
-	(void)argc;
+	if (argc == 2 && !strcmp(argv[1], "--blas-fits")) {
+		const char *chosen, *best;
+		return !nn_cpu_blas_fits(&chosen, &best);
+	}
 	nn_cpu_blas_check(argv);
-	RUN(test_blas_not_generic);
+	RUN(test_blas_fits_cpu);
 	RUN(test_conv_fast_matches_reference);
 	RUN(test_conv_kernel_choice);
 	RUN(test_gemm_fast_matches_reference);
