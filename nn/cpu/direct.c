@@ -8,10 +8,11 @@
  * with the flipped, transposed weights and padding (k-1) dil - pad); the
  * weight gradient has its own, vectorized along output channels over a
  * pixel-major copy of dy. Kernels for AVX-512 and AVX2+FMA, chosen at run
- * time; on AVX2, 3x3 pad 1 forward and backward-data with channels in eights
- * run in a channel-blocked copy instead (blk_part, at the end), and passes
- * with many input channels go to sgemm (direct_pays); other shapes and CPUs
- * take the im2col + sgemm path (nn/cpu/fast.c). */
+ * time; 3x3 pad 1 forward and backward-data with channels in vectors run in
+ * a channel-blocked copy instead (blk_part, at the end) on AVX2 from 32
+ * pixels wide and on AVX-512 up to 64; on AVX2, passes with many input
+ * channels go to sgemm (direct_pays); other shapes and CPUs take the im2col
+ * + sgemm path (nn/cpu/fast.c). */
 #pragma GCC optimize("O3")
 #include <immintrin.h>
 #include <limits.h>
@@ -49,6 +50,7 @@ struct dk_bwdf {
 #define DK_UPTO7(X, A) DK_UPTO6(X, A) X(A, 7)
 #define DK_UPTO8(X, A) DK_UPTO7(X, A) X(A, 8)
 #define DK_UPTO9(X, A) DK_UPTO8(X, A) X(A, 9)
+#define DK_UPTO14(X, A) DK_UPTO9(X, A) X(A, 10) X(A, 11) X(A, 12) X(A, 13) X(A, 14)
 #define DK_BC(C, K) DK_B(K, C)
 #define DK_PC(M, K) DK_BP(K, M)
 
@@ -87,6 +89,10 @@ struct dk_bwdf {
 #define dk_hsum _mm512_reduce_add_ps
 /* bwd3: 2 x 9 accumulators + 8 dy vectors + 1 broadcast */
 #define DK_BWD3_J 8
+/* blocked: 2 output blocks x 14 pixels + 2 weight vectors + 1 broadcast (a 14 or 28 wide row
+ * in whole blocks) */
+#define DK_BLK_UR 14
+#define DK_BLK_CASES DK_UPTO14(DK_L, 1) DK_UPTO14(DK_L, 2)
 /* r[i] = column i of the 16 x 16 block whose rows were r[0..15] (unpack,
  * then shuffles within and across 128-bit lanes). */
 static inline __attribute__((always_inline)) void tr16_avx512(__m512 *r)
@@ -179,6 +185,9 @@ static inline void avx2_pstore(float *o, int lo, int hi, __m256 v)
 /* along pixels: KR x MR accumulators + MR dy vectors + 1 input vector <= 16 */
 #define DK_MPMAX 2
 #define DK_BWDP_CASES DK_UPTO6(DK_PC, 1) DK_UPTO6(DK_PC, 2)
+/* blocked: 2 output blocks x 6 pixels + 2 weight vectors + 1 broadcast */
+#define DK_BLK_UR 6
+#define DK_BLK_CASES DK_UPTO6(DK_L, 1) DK_UPTO6(DK_L, 2)
 static inline float avx2_hsum(__m256 v)
 {
 	__m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -237,15 +246,18 @@ struct dk_isa {
 	/* a chunk's padded planes (pad_chunk) */
 	void (*pad)(const float *in, size_t iplane, int h, int w, float *xb, size_t plane, int wp,
 		    int pw, int r0, int xrows, int nc);
+	/* rows of one image's 3x3 pad 1 convolution in the channel-blocked layout */
+	void (*blk)(const float *x, const float *wk, const float *bias, float *y, int cin, int cout,
+		    int h, int w, int i0, int rows, float *xb, float *yb);
 };
 
 static const struct dk_isa isa_avx512 = {"avx512", 16, 8, 4, {0, 8, 8, 7, 6, 4, 4, 3, 3},
 					 {0, 9, 9, 9, 6}, 3, 9, fwd_tile_avx512, bwdf_tile_avx512, bwdp_tile_avx512,
 					 dyt_avx512, fix_cols_avx512, fix_bwdf_avx512, bwd3_tile_avx512,
-					 pad_rows_avx512};
+					 pad_rows_avx512, blk_image_avx512};
 static const struct dk_isa isa_avx2 = {"avx2", 8, 4, 2, {0, 6, 4, 3, 3}, {0, 9, 6}, 2, 6,
 				       fwd_tile_avx2, bwdf_tile_avx2, bwdp_tile_avx2, dyt_avx2,
-				       fix_cols_avx2, fix_bwdf_avx2, NULL, pad_rows_avx2};
+				       fix_cols_avx2, fix_bwdf_avx2, NULL, pad_rows_avx2, blk_image_avx2};
 
 /* ---- kernel choice ---- */
 
@@ -356,12 +368,16 @@ struct dplan {
 };
 
 #define CHUNK_BYTES (512 * 1024) /* padded chunk (+ dy copy), kept in L2 */
-#define BLK_UR 6                 /* blk_row: pixels a register block */
-/* narrower images keep the NCHW kernel: at 14 x 14 (32->64) the blocked
- * copy, transposes and a row's ragged last block made the forward 11-12 ms
- * against 8-11 */
+/* narrower images keep the NCHW kernel on AVX2: at 14 x 14 (32->64) the
+ * blocked copy, transposes and a row's ragged last block made the forward
+ * 11-12 ms against 8-11 (Zen 3) */
 #define BLK_MIN_W 32
-#define BLK_YS(w) ((w) + BLK_UR + 2) /* pixels a row of yb: the last block's and last 8's overrun */
+/* AVX-512 (Zen 5, 2 threads, both layouts in turns, best of 48 runs): the
+ * blocked layout from 64 wide down: 0.74-0.86x the NCHW kernel's time at
+ * 14 x 14 (32->64), 0.89-0.93 at 28, 0.79-0.98 at 56, 0.91 at 64; even at
+ * 128 and 16; slower at 256 with 16 channels (1.13-1.23x: one vector of
+ * output channels, one weight load per FMA row of 14 broadcasts) */
+#define BLK_MAX_W512 64
 /* Chunks read in place come from memory through one stream per tap (256
  * for a 1x1 conv from 256 channels), more than the hardware prefetcher
  * follows: the forward kernel prefetches each tap's next tiles itself, this
@@ -380,6 +396,17 @@ struct dplan {
 #define BWDP_MAXC 8
 
 static size_t al16(size_t n) { return (n + 15) / 16 * 16; }
+
+/* Whether forward / backward-data run in the channel-blocked layout (blk_part). */
+static int blk_pays(const struct dplan *p, const struct dk_isa *isa)
+{
+	if (p->groups != 1 || p->kh != 3 || p->kw != 3 || p->dil != 1 || p->ph != 1 ||
+	    p->pw != 1 || p->cin % isa->vl || p->cout % isa->vl)
+		return 0;
+	return isa == &isa_avx2 ? p->w >= BLK_MIN_W : p->w <= BLK_MAX_W512;
+}
+
+static size_t blk_xfloats(const struct dplan *p);
 
 static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 {
@@ -445,12 +472,10 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 		p->tfloats = al16((size_t)p->rows * p->wout * p->ldc + 16);
 		p->dwfloats = al16((size_t)p->groups * p->k * p->ldg);
 	}
-	p->blk = pass != PASS_BWD_FILTER && isa_now() == &isa_avx2 && p->groups == 1 &&
-		 p->kh == 3 && p->kw == 3 && p->dil == 1 && p->ph == 1 && p->pw == 1 &&
-		 p->cin % 8 == 0 && p->cout % 16 == 0 && p->w >= BLK_MIN_W;
-	if (p->blk) { /* blocked padded rows (+ one tile's overrun), then one output row */
-		size_t need = (size_t)p->cin * p->xrows * (p->w + 2) + (BLK_UR + 2) * 8 +
-			      (size_t)p->cout * BLK_YS(p->w);
+	const struct dk_isa *isa = isa_now();
+	p->blk = pass != PASS_BWD_FILTER && isa && blk_pays(p, isa);
+	if (p->blk) { /* blocked padded rows, then one output row */
+		size_t need = blk_xfloats(p) + (size_t)p->cout * al16(p->w);
 		p->xfloats = al16(need > p->xfloats ? need : p->xfloats);
 	}
 	p->per_thread = p->xfloats + p->tfloats + p->dwfloats;
@@ -827,108 +852,39 @@ static void dw_sum_part(void *ctx, int b, int e, int tid)
 	}
 }
 
-/* ---- the channel-blocked forward (AVX2) ----
- * On AVX2 CPUs with small caches (AMD Zen 3: 32 KiB L1, 512 KiB L2) the
- * kernels above, vectorized along pixels of NCHW rows, reread their chunk
- * from beyond L2 once per block of 4 output channels. For 3x3, pad 1
- * convolutions with channels in eights the forward and backward-data passes
- * instead copy each chunk into oneDNN's blocked layout (8 channels of a
- * pixel in one vector: xb[cb][row][col][8], padded), hold 6 pixels x 16
- * output channels in registers with the weights as vectors along output
- * channels and the input broadcast, one channel of one pixel at a time (2
- * weight loads and 6 broadcasts per 12 FMAs, all from L1), and transpose
- * each output row back to NCHW. */
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+/* ---- the channel-blocked forward ----
+ * The kernels above, vectorized along pixels of NCHW rows, reread their
+ * chunk from beyond L2 once per block of output channels on AVX2 CPUs with
+ * small caches (AMD Zen 3: 32 KiB L1, 512 KiB L2), and on small images
+ * (14 x 14) waste the lanes of each row's padding and last vector. For 3x3,
+ * pad 1 convolutions with channels in vectors the forward and backward-data
+ * passes instead copy each chunk into oneDNN's blocked layout (a vector's
+ * channels of one pixel together: xb[cb][row][col][vl], padded), hold a
+ * block of a row's pixels x 2 vectors of output channels in registers with
+ * the weights as vectors along output channels and the input broadcast, one
+ * channel of one pixel at a time (AVX2: 6 pixels, 2 weight loads and 6
+ * broadcasts per 12 FMAs, all from L1; AVX-512: up to 14 pixels, 2 + 14 per
+ * 28), and transpose each output row back to NCHW (isa->blk, direct_kern.h). */
 
-/* wk[ob][cb][tap][i][o]: the pass's weight of output channel 8 ob + o from
- * input channel 8 cb + i (backward-data: flipped and transposed) */
+/* wk[ob][cb][tap][i][o]: the pass's weight of output channel vl ob + o from
+ * input channel vl cb + i (backward-data: flipped and transposed) */
 static void blk_pack(const struct djob *j, const struct nn_conv_desc *d, int pass)
 {
 	const struct dplan *p = j->p;
-	int ncb = p->cin / 8;
+	int vl = j->isa->vl, ncb = p->cin / vl;
 	for (int co = 0; co < p->cout; co++)
 		for (int ci = 0; ci < p->cin; ci++)
 			for (int t = 0; t < 9; t++) {
 				float v = pass == PASS_FWD ? j->w[((size_t)co * d->cin + ci) * 9 + t]
 							   : j->w[((size_t)ci * d->cin + co) * 9 + 8 - t];
-				j->wpack[((((size_t)(co / 8) * ncb + ci / 8) * 9 + t) * 8 + ci % 8) * 8 +
-					 co % 8] = v;
+				j->wpack[((((size_t)(co / vl) * ncb + ci / vl) * 9 + t) * vl + ci % vl) * vl +
+					 co % vl] = v;
 			}
 }
 
-/* Input rows [i0 - 1, i0 - 1 + xrows) of image `in` into xb, blocked and
- * padded (rows of w + 2 pixels; rows outside the image and columns 0 and
- * w + 1 zero) */
-static void blk_copy(const struct dplan *p, const float *in, int i0, float *xb)
+static size_t blk_xfloats(const struct dplan *p)
 {
-	int wq = p->w + 2;
-	size_t hw = (size_t)p->h * p->w;
-	for (int cb = 0; cb < p->cin / 8; cb++)
-		for (int r = 0; r < p->xrows; r++) {
-			float *o = xb + ((size_t)cb * p->xrows + r) * wq * 8;
-			int sr = i0 - 1 + r;
-			if (sr < 0 || sr >= p->h) {
-				for (int x = 0; x < wq; x++)
-					_mm256_storeu_ps(o + x * 8, _mm256_setzero_ps());
-				continue;
-			}
-			const float *s = in + (size_t)cb * 8 * hw + (size_t)sr * p->w;
-			_mm256_storeu_ps(o, _mm256_setzero_ps());
-			_mm256_storeu_ps(o + (size_t)(wq - 1) * 8, _mm256_setzero_ps());
-			for (int x0 = 0; x0 < p->w; x0 += 8) {
-				int np = p->w - x0 < 8 ? p->w - x0 : 8; /* pixels: the row's last 8 or fewer */
-				__m256i lm = avx2_mask(0, np);
-				__m256 v[8];
-#pragma GCC unroll 8
-				for (int i = 0; i < 8; i++)
-					v[i] = _mm256_maskload_ps(s + i * hw + x0, lm);
-				tr8_avx2(v);
-#pragma GCC unroll 8
-				for (int i = 0; i < 8; i++)
-					if (i < np)
-						_mm256_storeu_ps(o + (size_t)(1 + x0 + i) * 8, v[i]);
-			}
-		}
-}
-
-/* Output row r of the chunk, every output channel, into yb[ob][col][8]
- * (rows of BLK_YS(w) pixels): a block of BLK_UR pixels through every pair
- * of output blocks while its input is in L1. The last block of a row runs
- * past column w - 1 (those sums are never read). */
-static void blk_row(const struct dplan *p, const float *xb, const float *wk, int r, float *yb)
-{
-	int ncb = p->cin / 8, nob = p->cout / 8, wq = p->w + 2, ys = BLK_YS(p->w);
-	size_t wob = (size_t)ncb * 9 * 64; /* one output block's weights */
-	for (int x0 = 0; x0 < p->w; x0 += BLK_UR)
-		for (int ob = 0; ob < nob; ob += 2) {
-			__m256 a0[BLK_UR], a1[BLK_UR];
-#pragma GCC unroll 6
-			for (int u = 0; u < BLK_UR; u++)
-				a0[u] = a1[u] = _mm256_setzero_ps();
-			for (int cb = 0; cb < ncb; cb++)
-				for (int pp = 0; pp < 3; pp++) {
-					const float *xr = xb + (((size_t)cb * p->xrows + r + pp) * wq + x0) * 8;
-					const float *wr = wk + ((size_t)ob * ncb + cb) * 9 * 64 + pp * 3 * 64;
-					for (int q = 0; q < 3; q++)
-						for (int i = 0; i < 8; i++) {
-							__m256 w0 = _mm256_loadu_ps(wr + q * 64 + i * 8);
-							__m256 w1 = _mm256_loadu_ps(wr + wob + q * 64 + i * 8);
-#pragma GCC unroll 6
-							for (int u = 0; u < BLK_UR; u++) {
-								__m256 xs = _mm256_broadcast_ss(xr + (u + q) * 8 + i);
-								a0[u] = _mm256_fmadd_ps(w0, xs, a0[u]);
-								a1[u] = _mm256_fmadd_ps(w1, xs, a1[u]);
-							}
-						}
-				}
-			float *o = yb + ((size_t)ob * ys + x0) * 8;
-#pragma GCC unroll 6
-			for (int u = 0; u < BLK_UR; u++) {
-				_mm256_storeu_ps(o + u * 8, a0[u]);
-				_mm256_storeu_ps(o + ((size_t)ys + u) * 8, a1[u]);
-			}
-		}
+	return al16((size_t)p->cin * p->xrows * (p->w + 2));
 }
 
 static void blk_part(void *ctx, int b, int e, int tid)
@@ -936,40 +892,16 @@ static void blk_part(void *ctx, int b, int e, int tid)
 	const struct djob *j = ctx;
 	const struct dplan *p = j->p;
 	float *xb = j->thr + tid * p->per_thread;
-	float *yb = xb + (size_t)p->cin * p->xrows * (p->w + 2) + (BLK_UR + 2) * 8;
+	float *yb = xb + blk_xfloats(p);
 	size_t hw = (size_t)p->h * p->w;
-	int ys = BLK_YS(p->w);
 	for (int it = b; it < e; it++) {
 		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
 		int rows = p->h - i0 < p->rows ? p->h - i0 : p->rows;
-		blk_copy(p, j->in + (size_t)n * p->cin * hw, i0, xb);
-		float *y = j->out + (size_t)n * p->cout * hw;
-		for (int r = 0; r < rows; r++) {
-			blk_row(p, xb, j->wpack, r, yb);
-			for (int ob = 0; ob < p->cout / 8; ob++)
-				for (int x0 = 0; x0 < p->w; x0 += 8) {
-					int np = p->w - x0 < 8 ? p->w - x0 : 8;
-					__m256 v[8];
-#pragma GCC unroll 8
-					for (int i = 0; i < 8; i++) /* up to 7 pixels past w: in yb */
-						v[i] = _mm256_loadu_ps(yb + ((size_t)ob * ys + x0 + i) * 8);
-					tr8_avx2(v);
-#pragma GCC unroll 8
-					for (int i = 0; i < 8; i++) {
-						int co = ob * 8 + i;
-						__m256 out = j->bias ? _mm256_add_ps(v[i], _mm256_set1_ps(j->bias[co]))
-								     : v[i];
-						float *o = y + co * hw + (size_t)(i0 + r) * p->w + x0;
-						if (np == 8)
-							_mm256_storeu_ps(o, out);
-						else
-							avx2_pstore(o, 0, np, out);
-					}
-				}
-		}
+		j->isa->blk(j->in + (size_t)n * p->cin * hw, j->wpack, j->bias,
+			    j->out + (size_t)n * p->cout * hw, p->cin, p->cout, p->h, p->w, i0, rows,
+			    xb, yb);
 	}
 }
-#pragma GCC pop_options
 
 static int items(const struct dplan *p) { return p->n * p->nchunks; }
 

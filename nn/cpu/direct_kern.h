@@ -445,6 +445,141 @@ static void DK(bwdf_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, i
 	}
 }
 
+/* ---- the channel-blocked 3x3 pad 1 path (direct.c blk_part) ----
+ * Input channels in blocks of DK_VL, each block's rows padded: xb[cb][row][col][DK_VL],
+ * rows of w + 2 (columns 0 and w + 1 zero). Weights wk[ob][cb][tap][ci][co] (blocks of
+ * DK_VL x DK_VL per tap). One output row goes to yb[ob][col][DK_VL], ys pixels a block. */
+
+/* Pixels [0, UR) of an output row, output blocks [0, OB): xr is the row's first pixel
+ * (column 0 of the padded row above it) in input block 0, xcb floats between input
+ * blocks, wq pixels a padded row; wk the first output block's weights, wob
+ * floats between output blocks; o the first pixel's output in block 0. Each input
+ * value broadcast feeds OB FMAs; each weight vector loaded, UR. */
+static inline __attribute__((always_inline)) void DK(blk_body)(const float *xr, size_t xcb,
+							      int wq, int ncb, const float *wk,
+							      size_t wob, float *o, size_t ys,
+							      const int UR, const int OB)
+{
+	DK_V acc[2][DK_BLK_UR];
+#pragma GCC unroll 2
+	for (int b = 0; b < OB; b++)
+#pragma GCC unroll 16
+		for (int u = 0; u < UR; u++)
+			acc[b][u] = dk_zero();
+	for (int cb = 0; cb < ncb; cb++, xr += xcb, wk += 9 * DK_VL * DK_VL)
+		for (int pp = 0; pp < 3; pp++)
+			for (int q = 0; q < 3; q++) {
+				const float *x = xr + ((size_t)pp * wq + q) * DK_VL;
+				const float *w = wk + (pp * 3 + q) * DK_VL * DK_VL;
+#pragma GCC unroll 2
+				for (int i = 0; i < DK_VL; i++) {
+					DK_V w0 = dk_load(w + i * DK_VL), w1 = w0;
+					if (OB > 1)
+						w1 = dk_load(w + wob + i * DK_VL);
+#pragma GCC unroll 16
+					for (int u = 0; u < UR; u++) {
+						DK_V xs = dk_set1(x[u * DK_VL + i]);
+						acc[0][u] = dk_fma(w0, xs, acc[0][u]);
+						if (OB > 1)
+							acc[1][u] = dk_fma(w1, xs, acc[1][u]);
+					}
+				}
+			}
+#pragma GCC unroll 2
+	for (int b = 0; b < OB; b++)
+#pragma GCC unroll 16
+		for (int u = 0; u < UR; u++)
+			dk_store(o + ((size_t)b * ys + u) * DK_VL, acc[b][u]);
+}
+
+static void DK(blk_tile)(const float *xr, size_t xcb, int wq, int ncb, const float *wk,
+			 size_t wob, float *o, size_t ys, int ur, int ob)
+{
+	switch (ur * 4 + ob) {
+#define DK_L(O, U)                                                      \
+	case U * 4 + O:                                                 \
+		DK(blk_body)(xr, xcb, wq, ncb, wk, wob, o, ys, U, O); \
+		break;
+		DK_BLK_CASES
+#undef DK_L
+	}
+}
+
+/* Rows [i0, i0 + rows) of one image's 3x3 pad 1 convolution, groups 1: x the
+ * image (cin planes of h x w, cin a multiple of DK_VL), y its output (cout
+ * planes, a multiple of DK_VL), bias or NULL. xb: room for cin (rows + 2)
+ * (w + 2) floats, yb for cout blk_ys(w). */
+static void DK(blk_image)(const float *x, const float *wk, const float *bias, float *y, int cin,
+			  int cout, int h, int w, int i0, int rows, float *xb, float *yb)
+{
+	size_t hw = (size_t)h * w;
+	int wq = w + 2, xrows = rows + 2, ncb = cin / DK_VL, nob = cout / DK_VL;
+	int ys = (w + DK_VL - 1) / DK_VL * DK_VL;
+	size_t xcb = (size_t)xrows * wq * DK_VL, wob = (size_t)ncb * 9 * DK_VL * DK_VL;
+	/* rows i0 - 1 .. i0 + rows into xb, blocked: a transpose of DK_VL channels x
+	 * DK_VL pixels at a time */
+	for (int cb = 0; cb < ncb; cb++)
+		for (int r = 0; r < xrows; r++) {
+			float *o = xb + ((size_t)cb * xrows + r) * wq * DK_VL;
+			int sr = i0 - 1 + r;
+			if (sr < 0 || sr >= h) {
+				for (int c = 0; c < wq; c++)
+					dk_store(o + c * DK_VL, dk_zero());
+				continue;
+			}
+			const float *s = x + (size_t)cb * DK_VL * hw + (size_t)sr * w;
+			dk_store(o, dk_zero());
+			dk_store(o + (size_t)(wq - 1) * DK_VL, dk_zero());
+			for (int c0 = 0; c0 < w; c0 += DK_VL) {
+				int np = w - c0 < DK_VL ? w - c0 : DK_VL;
+				dk_mask_t lm = dk_mask(0, np);
+				DK_V v[DK_VL];
+#pragma GCC unroll 16
+				for (int i = 0; i < DK_VL; i++)
+					v[i] = dk_mload(s + i * hw + c0, lm);
+				dk_tr(v);
+#pragma GCC unroll 16
+				for (int i = 0; i < DK_VL; i++)
+					if (i < np)
+						dk_store(o + (size_t)(1 + c0 + i) * DK_VL, v[i]);
+			}
+		}
+	/* a row in blocks of at most DK_BLK_UR pixels, as even as can be */
+	int nbl = (w + DK_BLK_UR - 1) / DK_BLK_UR, ur = (w + nbl - 1) / nbl;
+	for (int r = 0; r < rows; r++) {
+		for (int c0 = 0; c0 < w; c0 += ur) {
+			int nu = w - c0 < ur ? w - c0 : ur;
+			const float *xr = xb + ((size_t)r * wq + c0) * DK_VL;
+			for (int ob = 0; ob < nob; ob += 2) { /* the pixels' input stays in L1 */
+				int no = nob - ob < 2 ? nob - ob : 2;
+				DK(blk_tile)(xr, xcb, wq, ncb, wk + ob * wob, wob,
+					     yb + ((size_t)ob * ys + c0) * DK_VL, ys, nu, no);
+			}
+		}
+		/* the row back to NCHW: DK_VL pixels x DK_VL channels at a time */
+		float *yr = y + (size_t)(i0 + r) * w;
+		for (int ob = 0; ob < nob; ob++)
+			for (int c0 = 0; c0 < w; c0 += DK_VL) {
+				int np = w - c0 < DK_VL ? w - c0 : DK_VL;
+				DK_V v[DK_VL];
+#pragma GCC unroll 16
+				for (int i = 0; i < DK_VL; i++) /* up to DK_VL - 1 pixels past w: in yb */
+					v[i] = dk_load(yb + ((size_t)ob * ys + c0 + i) * DK_VL);
+				dk_tr(v);
+#pragma GCC unroll 16
+				for (int i = 0; i < DK_VL; i++) {
+					int co = ob * DK_VL + i;
+					DK_V out = bias ? dk_add(v[i], dk_set1(bias[co])) : v[i];
+					float *o = yr + co * hw + c0;
+					if (np == DK_VL)
+						dk_store(o, out);
+					else
+						dk_pstore(o, 0, np, out);
+				}
+			}
+	}
+}
+
 #undef DK
 #undef DK_CAT
 #undef DK_CAT2
@@ -472,6 +607,8 @@ static void DK(bwdf_tile)(const struct dk_bwdf *a, int k0, int co, float *dwt, i
 #undef DK_BWDF_CASES
 #undef DK_BWDP_CASES
 #undef DK_BWD3_J
+#undef DK_BLK_UR
+#undef DK_BLK_CASES
 #undef DK_MPMAX
 #undef dk_hsum
 #undef dk_tr

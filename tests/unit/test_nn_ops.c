@@ -123,7 +123,7 @@ static void conv_shapes(void)
 	conv_case(2, 28, 11, 14, 28, 3, 1, 1, 1, 7);  /* 7 groups of 4, padded rows of 16 */
 	conv_case(1, 4, 6, 29, 4, 5, 1, 3, 1, 1);     /* pad 3 > k / 2, padded rows of 35 */
 	/* the channel-blocked forward and backward-data (AVX2: 3x3 pad 1, channels
-	 * in eights in, sixteens out, widths from 32) */
+	 * in eights, widths from 32; rows in blocks of up to 6 pixels) */
 	conv_case(2, 16, 6, 40, 16, 3, 1, 1, 1, 1);   /* both passes, blocks of 6 x 6 + 4 pixels */
 	conv_case(1, 8, 9, 32, 32, 3, 1, 1, 1, 1);    /* forward only (backward-data: 8 out) */
 	conv_case(2, 32, 7, 40, 24, 3, 1, 1, 1, 1);   /* backward-data only (forward: 24 out) */
@@ -131,6 +131,13 @@ static void conv_shapes(void)
 	conv_case(2, 16, 5, 46, 32, 3, 1, 1, 1, 1);   /* width 46: a row's last 6 pixels */
 	conv_case(1, 8, 5, 33, 16, 3, 1, 1, 1, 1);    /* width 33: a last pixel alone */
 	conv_case(1, 16, 4, 39, 16, 3, 1, 1, 1, 1);   /* width 39 */
+	/* AVX-512's blocked path (channels in sixteens, widths up to 64; rows in
+	 * blocks of up to 14 pixels, output vectors in pairs and a last alone) */
+	conv_case(3, 32, 14, 14, 64, 3, 1, 1, 1, 1);  /* Fashion-MNIST's 14 x 14: one block a row */
+	conv_case(2, 16, 9, 28, 48, 3, 1, 1, 1, 1);   /* 2 x 14; 3 output vectors (2 + 1) */
+	conv_case(2, 16, 5, 7, 32, 3, 1, 1, 1, 1);    /* 7 wide */
+	conv_case(2, 32, 11, 45, 16, 3, 1, 1, 1, 1);  /* 12 + 12 + 12 + 9 */
+	conv_case(1, 64, 40, 64, 16, 3, 1, 1, 1, 1);  /* 64 wide, 2 chunks of rows */
 }
 
 /* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
