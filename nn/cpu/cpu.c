@@ -16,7 +16,7 @@
 #define CPU_COMMON                                                                               \
 	.device = NN_DEV_CPU, .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_upload,       \
 	.download = cpu_download, .sync = cpu_sync, .scale = cpu_scale,                          \
-	.bias_grad = cpu_bias_grad, .in_fwd = cpu_in_fwd, .in_bwd = cpu_in_bwd,                  \
+	.in_fwd = cpu_in_fwd, .in_bwd = cpu_in_bwd,                                              \
 	.channel_copy = cpu_channel_copy, .channel_slice = cpu_channel_slice,                    \
 	.dropout_fwd = cpu_dropout_fwd, .softmax_xent = cpu_softmax_xent,                        \
 	.bce_logits = cpu_bce_logits, .l1 = cpu_l1, .mse = cpu_mse, .argmax = cpu_argmax
@@ -25,7 +25,8 @@ static const struct nn_backend cpu_ref = {
 	.name = "cpu-ref",
 	CPU_COMMON,
 	.fill = cpu_fill, .copy = cpu_copy, .add = cpu_add, .axpy = cpu_axpy, .mul = cpu_mul,
-	.bias_add = cpu_bias_add, .act_fwd = cpu_act_fwd, .act_bwd = cpu_act_bwd,
+	.bias_add = cpu_bias_add, .bias_grad = cpu_bias_grad, .act_fwd = cpu_act_fwd,
+	.act_bwd = cpu_act_bwd,
 	.bn_fwd_train = cpu_bn_fwd_train, .bn_fwd_eval = cpu_bn_fwd_eval, .bn_bwd = cpu_bn_bwd,
 	.pool_fwd = cpu_pool_fwd, .pool_bwd = cpu_pool_bwd, .upsample_fwd = cpu_upsample_fwd,
 	.upsample_bwd = cpu_upsample_bwd, .sgd_step = cpu_sgd_step, .adam_step = cpu_adam_step,
@@ -40,7 +41,8 @@ static const struct nn_backend cpu_fast = {
 	.name = "cpu",
 	CPU_COMMON,
 	.fill = fast_fill, .copy = fast_copy, .add = fast_add, .axpy = fast_axpy, .mul = fast_mul,
-	.bias_add = fast_bias_add, .act_fwd = fast_act_fwd, .act_bwd = fast_act_bwd,
+	.bias_add = fast_bias_add, .bias_grad = fast_bias_grad, .act_fwd = fast_act_fwd,
+	.act_bwd = fast_act_bwd,
 	.bn_fwd_train = fast_bn_fwd_train, .bn_fwd_eval = fast_bn_fwd_eval, .bn_bwd = fast_bn_bwd,
 	.pool_fwd = fast_pool_fwd, .pool_bwd = fast_pool_bwd, .upsample_fwd = fast_upsample_fwd,
 	.upsample_bwd = fast_upsample_bwd, .sgd_step = fast_sgd_step, .adam_step = fast_adam_step,

@@ -20,6 +20,7 @@ void cpu_mul(const float *a, const float *b, float *y, size_t n);
 void cpu_scale(float *x, size_t n, float a);
 void cpu_bias_add(int n, int c, int hw, float *y, const float *b);
 void cpu_bias_grad(int n, int c, int hw, const float *dy, float *db);
+void cpu_bias_grad_range(int n, int c, int hw, const float *dy, float *db, int k0, int k1);
 
 void ref_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
 	      const float *b, int ldb, float beta, float *c, int ldc);
@@ -118,6 +119,7 @@ void fast_sgd_step(size_t n, size_t ndecay, float *w, const float *g, float *m, 
 void fast_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
 		float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 void fast_bias_add(int n, int c, int hw, float *y, const float *b);
+void fast_bias_grad(int n, int c, int hw, const float *dy, float *db);
 void fast_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
 		       const float *beta, float eps, float momentum, float *y, float *save_mean,
 		       float *save_invstd, float *run_mean, float *run_var);

@@ -963,7 +963,7 @@ int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const
 	par_for(items(&p), bwdf_part, &j);
 	par_for(p.k, dw_sum_part, &j);
 	if (db)
-		cpu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
+		fast_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
 	return 0;
 }
 

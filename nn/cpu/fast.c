@@ -420,7 +420,7 @@ void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const 
 			par_for(d->cout * (d->cin / d->groups) * d->kh * d->kw, dw_reduce_part, &j);
 	}
 	if (db)
-		cpu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
+		fast_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
 }
 
 /* ---- threaded versions of the memory-bound ops ---- */
@@ -552,6 +552,24 @@ void fast_bias_add(int n, int c, int hw, float *y, const float *b)
 		ew_part(&j, 0, n * c, 0);
 	else
 		par_for(n * c, ew_part, &j);
+}
+
+static void bias_grad_part(void *ctx, int b, int e, int tid)
+{
+	const struct ew_job *j = ctx;
+	(void)tid;
+	cpu_bias_grad_range(j->n, j->c, j->hw, j->dy, j->db, b, e);
+}
+
+/* channels split across threads; each channel's sum in the same order as
+ * the reference's, so the result is the same for any thread count */
+void fast_bias_grad(int n, int c, int hw, const float *dy, float *db)
+{
+	struct ew_job j = {.n = n, .c = c, .hw = hw, .dy = dy, .db = db};
+	if ((size_t)n * c * hw < PAR_MIN)
+		bias_grad_part(&j, 0, c, 0);
+	else
+		par_for(c, bias_grad_part, &j);
 }
 
 static void bn_train_part(void *ctx, int b, int e, int tid)

@@ -66,15 +66,7 @@ void cpu_bias_add(int n, int c, int hw, float *y, const float *b)
 
 void cpu_bias_grad(int n, int c, int hw, const float *dy, float *db)
 {
-	for (int k = 0; k < c; k++) {
-		double s = 0;
-		for (int i = 0; i < n; i++) {
-			const float *p = dy + ((size_t)i * c + k) * hw;
-			for (int j = 0; j < hw; j++)
-				s += p[j];
-		}
-		db[k] = (float)s;
-	}
+	cpu_bias_grad_range(n, c, hw, dy, db, 0, c);
 }
 
 void ref_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -232,6 +224,17 @@ static double row_sum(const float *p, int n)
 	for (int l = 0; l < 8; l++)
 		s += acc[l];
 	return s;
+}
+
+/* db[k] = sum of dy[i][k][.] for channels k in [k0, k1) */
+void cpu_bias_grad_range(int n, int c, int hw, const float *dy, float *db, int k0, int k1)
+{
+	for (int k = k0; k < k1; k++) {
+		double s = 0;
+		for (int i = 0; i < n; i++)
+			s += row_sum(dy + ((size_t)i * c + k) * hw, hw);
+		db[k] = (float)s;
+	}
 }
 
 static double row_sqdev(const float *p, int n, float m)
