@@ -6,6 +6,7 @@
 /* the loops here are written to be vectorized; -O2 alone leaves most of them scalar */
 #pragma GCC optimize("O3")
 #include <cblas.h>
+#include <smmintrin.h>
 #include <string.h>
 
 #include "nn/cpu/cpu_ops.h"
@@ -455,14 +456,51 @@ static size_t chunk_decay(size_t ndecay, int b, size_t n)
 	return d < n ? d : n;
 }
 
+/* ReLU and leaky ReLU written to vectorize: every operand loaded, then a
+ * select. The reference's `x > 0 ? dy : 0` compiled to a compare and a
+ * branch per element, mispredicted half the time on ReLU's coin-toss signs:
+ * its backward alone took 18.7% of the default classifier's time (perf). */
+static void act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n)
+{
+	if (kind == NN_ACT_RELU)
+		for (size_t i = 0; i < n; i++) {
+			float v = x[i];
+			y[i] = v > 0 ? v : 0.0f;
+		}
+	else if (kind == NN_ACT_LEAKY)
+		for (size_t i = 0; i < n; i++) {
+			float v = x[i];
+			y[i] = v > 0 ? v : alpha * v;
+		}
+	else
+		cpu_act_fwd(kind, alpha, x, y, n);
+}
+
+static void act_bwd(enum nn_act kind, float alpha, const float *x, const float *y,
+		    const float *dy, float *dx, size_t n)
+{
+	if (kind == NN_ACT_RELU)
+		for (size_t i = 0; i < n; i++) {
+			float d = dy[i];
+			dx[i] = x[i] > 0 ? d : 0.0f;
+		}
+	else if (kind == NN_ACT_LEAKY)
+		for (size_t i = 0; i < n; i++) {
+			float d = dy[i];
+			dx[i] = x[i] > 0 ? d : alpha * d;
+		}
+	else
+		cpu_act_bwd(kind, alpha, x, y, dy, dx, n);
+}
+
 static void ew_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
 	(void)tid;
 	size_t n = (size_t)(e - b);
 	switch (j->kind) {
-	case EW_ACT_FWD: cpu_act_fwd(j->act, j->a, j->x + b, j->y + b, n); break;
-	case EW_ACT_BWD: cpu_act_bwd(j->act, j->a, j->x + b, j->y2 + b, j->dy + b, j->dx + b, n); break;
+	case EW_ACT_FWD: act_fwd(j->act, j->a, j->x + b, j->y + b, n); break;
+	case EW_ACT_BWD: act_bwd(j->act, j->a, j->x + b, j->y2 + b, j->dy + b, j->dx + b, n); break;
 	case EW_ADD: cpu_add(j->x + b, j->y2 + b, j->y + b, n); break;
 	case EW_AXPY: cpu_axpy(n, j->a, j->x + b, j->y + b); break;
 	case EW_MUL: cpu_mul(j->x + b, j->y2 + b, j->y + b, n); break;
@@ -619,6 +657,38 @@ void fast_bn_bwd(int n, int c, int hw, const float *x, const float *dy, const fl
 	par_for(c, bn_bwd_part, &j);
 }
 
+/* One output row of a 2x2 stride-2 max pool, four outputs at a time
+ * (SSE4.1): the reference's comparisons in its order (strict >, so a tie
+ * keeps the first), as selects; the scalar loop's compares had compiled to
+ * branches, mispredicted on random data (the pool forward took 10% of the
+ * default classifier's time). r0, r1: the two input rows, at: the offset of
+ * r0 in the plane. Returns the outputs done (the rest: the caller's loop). */
+static int maxpool2_row4(const float *r0, const float *r1, int w, int wout, int at, float *y,
+			 int32_t *idx)
+{
+	int q = 0;
+	for (; q + 4 <= wout; q += 4) {
+		int s = 2 * q;
+		__m128 a0 = _mm_loadu_ps(r0 + s), a1 = _mm_loadu_ps(r0 + s + 4);
+		__m128 b0 = _mm_loadu_ps(r1 + s), b1 = _mm_loadu_ps(r1 + s + 4);
+		__m128 v[3] = {_mm_shuffle_ps(a0, a1, 0xdd), _mm_shuffle_ps(b0, b1, 0x88),
+			       _mm_shuffle_ps(b0, b1, 0xdd)};
+		__m128 best = _mm_shuffle_ps(a0, a1, 0x88); /* r0[s], r0[s + 2], ... */
+		__m128i base = _mm_add_epi32(_mm_set1_epi32(at + s), _mm_setr_epi32(0, 2, 4, 6));
+		__m128i where = base;
+		const int step[3] = {1, w, w + 1};
+		for (int t = 0; t < 3; t++) {
+			__m128 gt = _mm_cmpgt_ps(v[t], best);
+			best = _mm_blendv_ps(best, v[t], gt);
+			where = _mm_blendv_epi8(where, _mm_add_epi32(base, _mm_set1_epi32(step[t])),
+						_mm_castps_si128(gt));
+		}
+		_mm_storeu_ps(y + q, best);
+		_mm_storeu_si128((__m128i *)(idx + q), where);
+	}
+	return q;
+}
+
 /* Pooling and upsampling work plane by plane: a chunk of planes is the same
  * op on a batch of 1 image with fewer channels. The common 2x2 stride-2 max
  * pool has its own loop. */
@@ -636,8 +706,9 @@ static void pool_fwd_part(void *ctx, int b, int e, int tid)
 			int32_t *idx = j->idx + pl * out;
 			for (int i = 0; i < d->hout; i++) {
 				const float *r0 = x + (size_t)2 * i * d->w, *r1 = r0 + d->w;
-				for (int q = 0; q < d->wout; q++) {
-					/* branch-free: compares become conditional moves */
+				int q = maxpool2_row4(r0, r1, d->w, d->wout, 2 * i * d->w,
+						      y + i * d->wout, idx + i * d->wout);
+				for (; q < d->wout; q++) {
 					int s = 2 * q, at = s;
 					float best = r0[s], v;
 					int gt;

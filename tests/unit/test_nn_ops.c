@@ -220,6 +220,48 @@ static void test_gemm_fast_matches_reference(void)
 		}
 }
 
+/* The fast elementwise loops and the 2x2 max pool (vectorized, written as
+ * selects) give the reference's bits: ties keep the first, -0 and 0 as the
+ * reference treats them. Sizes past a multiple of the vector so the scalar
+ * tails run too, and past the threads' threshold so the chunks do. */
+static void test_elementwise_fast_matches_reference(void)
+{
+	const struct nn_backend *ref = nn_backend_cpu_ref(), *fast = nn_backend_cpu();
+	size_t n = 300003;
+	float *x = malloc(n * 4), *dy = malloc(n * 4), *y1 = malloc(n * 4), *y2 = malloc(n * 4);
+	for (size_t i = 0; i < n; i++) {
+		x[i] = (float)((int)(i * 7919 % 9) - 4) * 0.5f; /* zeros among them */
+		dy[i] = (float)(i % 13) - 6.0f;
+	}
+	x[5] = -0.0f;
+	const enum nn_act kinds[] = {NN_ACT_RELU, NN_ACT_LEAKY, NN_ACT_TANH};
+	for (int k = 0; k < 3; k++) {
+		ref->act_fwd(kinds[k], 0.2f, x, y1, n);
+		fast->act_fwd(kinds[k], 0.2f, x, y2, n);
+		CHECK(memcmp(y1, y2, n * 4) == 0);
+		ref->act_bwd(kinds[k], 0.2f, x, y1, dy, y2, n);
+		float *d2 = malloc(n * 4);
+		fast->act_bwd(kinds[k], 0.2f, x, y1, dy, d2, n);
+		CHECK(memcmp(y2, d2, n * 4) == 0);
+		free(d2);
+	}
+	/* max pool 2x2: 11 outputs a row (8 vectorized + 3), odd width 23, ties */
+	struct nn_pool_desc d = {.kind = NN_POOL_MAX, .n = 2, .c = 3, .h = 9, .w = 23,
+				 .kh = 2, .kw = 2, .sh = 2, .sw = 2};
+	struct error err;
+	CHECK(nn_pool_desc_init(&d, &err) == 0);
+	size_t ny = (size_t)d.n * d.c * d.hout * d.wout;
+	uint32_t r = 1;
+	for (size_t i = 0; i < (size_t)d.n * d.c * d.h * d.w; i++) /* 3 levels: many ties */
+		r = r * 1664525u + 1013904223u, x[i] = (float)(r >> 30 & 1) + (float)(r >> 31);
+	int32_t *i1 = malloc(ny * 4), *i2 = malloc(ny * 4);
+	ref->pool_fwd(&d, x, y1, i1);
+	fast->pool_fwd(&d, x, y2, i2);
+	CHECK(memcmp(y1, y2, ny * 4) == 0);
+	CHECK(memcmp(i1, i2, ny * 4) == 0);
+	free(x), free(dy), free(y1), free(y2), free(i1), free(i2);
+}
+
 /* ---- finite-difference gradient checks through one-layer nets ---- */
 
 typedef int (*build_fn)(struct nn_net *net, int in);
@@ -596,6 +638,7 @@ int main(int argc, char **argv)
 	RUN(test_conv_fast_matches_reference);
 	RUN(test_conv_kernel_choice);
 	RUN(test_gemm_fast_matches_reference);
+	RUN(test_elementwise_fast_matches_reference);
 	RUN(test_gradcheck_conv);
 	RUN(test_gradcheck_conv_dilated_grouped);
 	RUN(test_gradcheck_deconv);
