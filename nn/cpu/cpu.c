@@ -86,28 +86,22 @@ static int blas_core_level(const char *core)
 	return 0;
 }
 
-/* the best OpenBLAS core for this CPU's vector unit, and its level */
-static const char *blas_core_for_cpu(int *level)
+/* the best OpenBLAS core for this CPU's vector unit (NULL: none better than SSE3) */
+static const char *blas_core_for_cpu(void)
 {
 	const char *isa = direct_best_isa();
-	*level = 0;
-	if (!strcmp(isa, "avx512")) {
-		*level = 2;
+	if (!strcmp(isa, "avx512"))
 		return "SkylakeX";
-	}
-	if (!strcmp(isa, "avx2")) {
-		*level = 1;
+	if (!strcmp(isa, "avx2"))
 		return __builtin_cpu_is("amd") ? "Zen" : "Haswell";
-	}
 	return NULL;
 }
 
 int nn_cpu_blas_fits(const char **chosen, const char **best)
 {
-	int level;
 	*chosen = openblas_get_corename();
-	*best = blas_core_for_cpu(&level);
-	return !*chosen || !*best || blas_core_level(*chosen) >= level;
+	*best = blas_core_for_cpu();
+	return !*chosen || !*best || blas_core_level(*chosen) >= blas_core_level(*best);
 }
 
 void nn_cpu_blas_check(char **argv)

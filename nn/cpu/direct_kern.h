@@ -508,7 +508,7 @@ static void DK(blk_tile)(const float *xr, size_t xcb, int wq, int ncb, const flo
 /* Rows [i0, i0 + rows) of one image's 3x3 pad 1 convolution, groups 1: x the
  * image (cin planes of h x w, cin a multiple of DK_VL), y its output (cout
  * planes, a multiple of DK_VL), bias or NULL. xb: room for cin (rows + 2)
- * (w + 2) floats, yb for cout blk_ys(w). */
+ * (w + 2) floats, yb for cout x (w rounded up to DK_VL) (plan_init). */
 static void DK(blk_image)(const float *x, const float *wk, const float *bias, float *y, int cin,
 			  int cout, int h, int w, int i0, int rows, float *xb, float *yb)
 {
