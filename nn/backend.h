@@ -56,6 +56,14 @@ struct nn_backend {
 	void (*upload)(void *dst, const void *host, size_t bytes);
 	void (*download)(void *host, const void *src, size_t bytes);
 	void (*sync)(void);
+	/* Optional (NULL on the CPU: use plain memory). Page-locked host memory
+	 * for buffers uploaded again and again (a loader's batches): upload
+	 * reads such a buffer straight, without a staging copy, and may still be
+	 * reading it after it returns, so the caller must not write it again
+	 * before host_wait(p) has returned. host_free waits too. */
+	void *(*host_alloc)(size_t bytes); /* NULL when it cannot */
+	void (*host_wait)(const void *p);
+	void (*host_free)(void *p);
 	/* Optional (NULL: nothing to do). [w, w + n) are a net's parameter values
 	 * (its flat buffer, nn/net.h) and a forward and backward pass that reads
 	 * them begins; they do not change until it ends. A backend that computes

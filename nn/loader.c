@@ -32,7 +32,8 @@ struct slot {
 	uint64_t *records;
 	uint32_t n;
 	uint64_t t;
-	int ready; /* 1: holds batch t, not yet handed out or still held by the caller */
+	int ready;  /* 1: holds batch t, not yet handed out or still held by the caller */
+	int handed; /* x was handed out before (x_reuse before writing it again) */
 };
 
 struct loader {
@@ -248,6 +249,8 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 	uint64_t n = left < l->cfg.batch ? left : l->cfg.batch;
 	uint32_t C = ds->shape.channels, H = ds->shape.height, W = ds->shape.width, P = l->cfg.pad;
 	int augmenting = l->cfg.flip || P > 0;
+	if (l->cfg.x_reuse && s->handed)
+		l->cfg.x_reuse(s->x, l->cfg.x_ctx);
 	for (uint64_t k = 0; k < n; k++) {
 		uint64_t pos = first + k, rec = l->perm[pos];
 		uint32_t dx = 0, dy = 0;
@@ -437,6 +440,7 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 		s->ready = 1;
 	}
 	l->held = (int)(t % l->nslot);
+	s->handed = 1;
 	l->next_t = t + 1;
 	b->x = s->x;
 	b->y = s->y;

@@ -36,9 +36,13 @@ struct loader_config {
 	 * pixel value 0 before normalization (as torchvision's RandomCrop). */
 	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
 	/* Optional: where the float batch buffers come from, e.g. page-locked
-	 * host memory (cudaHostAlloc) for fast copies to a GPU. NULL: mem_alloc. */
+	 * host memory (cudaHostAlloc) for fast copies to a GPU. NULL: mem_alloc.
+	 * x_reuse (optional) is called before a buffer that was handed out is
+	 * written again (from the prefetch thread, or in loader_next without
+	 * one): a GPU backend waits there for the copies that still read it. */
 	void *(*x_alloc)(size_t bytes, void *ctx);
 	void (*x_free)(void *p, void *ctx);
+	void (*x_reuse)(void *p, void *ctx);
 	void *x_ctx;
 };
 

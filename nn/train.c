@@ -41,6 +41,23 @@ static void loader_norm(struct loader_config *lc, int channels)
 	}
 }
 
+/* Batches in the backend's page-locked memory when it has some (CUDA): the
+ * upload then reads them straight, and the loader waits for that copy
+ * before it writes a buffer again. */
+static void *pinned_alloc(size_t n, void *be) { return ((const struct nn_backend *)be)->host_alloc(n); }
+static void pinned_free(void *p, void *be) { ((const struct nn_backend *)be)->host_free(p); }
+static void pinned_reuse(void *p, void *be) { ((const struct nn_backend *)be)->host_wait(p); }
+
+static void loader_pinned(struct loader_config *lc, const struct nn_backend *be)
+{
+	if (!be->host_alloc)
+		return;
+	lc->x_alloc = pinned_alloc;
+	lc->x_free = pinned_free;
+	lc->x_reuse = pinned_reuse;
+	lc->x_ctx = (void *)be;
+}
+
 int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, double *accuracy,
 		       uint64_t *correct, uint64_t *total, struct error *err)
 {
@@ -51,6 +68,7 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 	lc.batch = batch;
 	lc.shuffle = 0;
 	loader_norm(&lc, (int)ds->shape.channels);
+	loader_pinned(&lc, net->be);
 	if (nn_net_prepare(net, batch, err) < 0)
 		return -1;
 	struct loader *l = loader_new(ds, &lc, err);
@@ -153,6 +171,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	lc.flip = cfg->flip;
 	lc.pad = cfg->pad;
 	loader_norm(&lc, (int)s->channels);
+	loader_pinned(&lc, be);
 	struct loader *l = loader_new(train, &lc, err);
 	int rc = -1;
 	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */

@@ -321,6 +321,23 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train.count));
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
 	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
+#ifdef CAIRN_CUDA
+	if (cfg.be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
+		struct nn_cuda_graph_stats gs;
+		struct nn_cuda_mem_stats ms;
+		nn_cuda_get_graph_stats(&gs);
+		nn_cuda_get_mem_stats(&ms);
+		json_t *c = json_object();
+		json_object_set_new(c, "steps", json_integer((json_int_t)gs.steps));
+		json_object_set_new(c, "graph_captures", json_integer((json_int_t)gs.captures));
+		json_object_set_new(c, "graph_replays", json_integer((json_int_t)gs.replays));
+		json_object_set_new(c, "eager_steps", json_integer((json_int_t)gs.eager));
+		json_object_set_new(c, "graph_failures", json_integer((json_int_t)gs.failures));
+		json_object_set_new(c, "device_peak_mib", json_real(ms.peak_in_use / 1048576.0));
+		json_object_set_new(c, "cuda_mallocs", json_integer((json_int_t)ms.cuda_mallocs));
+		json_object_set_new(m, "cuda", c);
+	}
+#endif
 	snprintf(path, sizeof(path), "%s/metrics.json", out);
 	if (jsonio_write_atomic(path, m, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);

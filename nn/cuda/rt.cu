@@ -446,11 +446,104 @@ void *cu_scratch(size_t bytes)
 
 /* ---- copies ----------------------------------------------------------- */
 
-/* Host to device through two pinned staging buffers on the copy stream: the
- * caller's buffer may be reused as soon as this returns, and the copy of one
- * chunk overlaps the host memcpy of the next and the kernels still queued on
- * the compute stream. The copy starts after the compute stream's work queued
- * so far (it may still read dst) and the compute stream waits for it. */
+/* Page-locked host buffers of host_alloc (a loader's batches), each with the
+ * event of the last copy that reads it. A buffer the driver would not pin
+ * comes from malloc (pinned = 0) and uploads through the staging buffers. */
+struct host_block {
+	char *p;
+	size_t n;
+	int pinned;
+	cudaEvent_t read; /* recorded after each upload straight from it */
+};
+static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
+static std::vector<host_block> *host_blocks;
+
+/* The block holding [p, p + n), or NULL; a copy of it (the vector may grow). */
+static int host_find(const void *p, size_t n, host_block *out)
+{
+	const char *c = (const char *)p;
+	int found = 0;
+	pthread_mutex_lock(&host_lock);
+	for (size_t i = 0; host_blocks && i < host_blocks->size() && !found; i++) {
+		host_block &b = (*host_blocks)[i];
+		if (c >= b.p && c < b.p + b.n && n <= (size_t)(b.p + b.n - c)) {
+			*out = b;
+			found = 1;
+		}
+	}
+	pthread_mutex_unlock(&host_lock);
+	return found;
+}
+
+extern "C" void *cu_host_alloc(size_t bytes)
+{
+	if (!cu.ready && cu_init() < 0)
+		return NULL;
+	host_block b = {NULL, bytes ? bytes : 1, 1, NULL};
+	if (cudaMallocHost((void **)&b.p, b.n) != cudaSuccess ||
+	    cudaEventCreateWithFlags(&b.read, cudaEventDisableTiming) != cudaSuccess) {
+		cudaGetLastError(); /* the locked-memory limit, say: plain memory works too */
+		if (b.p)
+			cudaFreeHost(b.p);
+		b.p = (char *)malloc(b.n);
+		b.pinned = 0;
+		b.read = NULL;
+		if (!b.p)
+			return NULL;
+	}
+	pthread_mutex_lock(&host_lock);
+	if (!host_blocks)
+		host_blocks = new std::vector<host_block>();
+	host_blocks->push_back(b);
+	pthread_mutex_unlock(&host_lock);
+	return b.p;
+}
+
+/* The uploads that read p are done (CU_ENTER: after a failure nothing runs). */
+extern "C" void cu_host_wait(const void *p)
+{
+	CU_ENTER();
+	host_block b;
+	if (host_find(p, 1, &b) && b.pinned)
+		CU_RT(cudaEventSynchronize(b.read), "waiting for the uploads from host buffer %p", p);
+}
+
+extern "C" void cu_host_free(void *p)
+{
+	if (!p)
+		return;
+	host_block b = {NULL, 0, 0, NULL};
+	pthread_mutex_lock(&host_lock);
+	for (size_t i = 0; host_blocks && i < host_blocks->size(); i++)
+		if ((*host_blocks)[i].p == p) {
+			b = (*host_blocks)[i];
+			host_blocks->erase(host_blocks->begin() + (long)i);
+			break;
+		}
+	pthread_mutex_unlock(&host_lock);
+	if (!b.p) {
+		char why[64];
+		snprintf(why, sizeof(why), "pointer %p", p);
+		cu_fail(__FILE__, __LINE__, "cu_host_free", why, "host free: not a buffer of host_alloc");
+		return;
+	}
+	if (!b.pinned) {
+		free(b.p);
+		return;
+	}
+	/* cudaFreeHost waits for the device; errors here change nothing for the caller */
+	if (cudaEventSynchronize(b.read) != cudaSuccess || cudaEventDestroy(b.read) != cudaSuccess ||
+	    cudaFreeHost(b.p) != cudaSuccess)
+		cudaGetLastError();
+}
+
+/* Host to device on the copy stream, after the compute stream's work queued
+ * so far (it may still read dst); the compute stream waits for the copy.
+ * From a pinned buffer of host_alloc, straight: the copy may run after this
+ * returns (host_wait). From any other memory, through two pinned staging
+ * buffers: the caller's buffer may be reused as soon as this returns, and the
+ * copy of one chunk overlaps the host memcpy of the next and the kernels
+ * still queued on the compute stream. */
 extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
 {
 	CU_ENTER();
@@ -459,6 +552,16 @@ extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
 	if (CU_RT(cudaEventRecord(compute_mark, cu.compute), "upload of %zu bytes", bytes) ||
 	    CU_RT(cudaStreamWaitEvent(cu.copy, compute_mark, 0), "upload of %zu bytes", bytes))
 		return;
+	host_block hb;
+	if (host_find(host, bytes, &hb) && hb.pinned) {
+		if (CU_RT(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, cu.copy),
+			  "upload of %zu bytes from pinned memory", bytes) ||
+		    CU_RT(cudaEventRecord(hb.read, cu.copy), "upload of %zu bytes", bytes) ||
+		    CU_RT(cudaEventRecord(copy_mark, cu.copy), "upload of %zu bytes", bytes) ||
+		    CU_RT(cudaStreamWaitEvent(cu.compute, copy_mark, 0), "upload of %zu bytes", bytes))
+			return;
+		return;
+	}
 	const char *src = (const char *)host;
 	char *d = (char *)dst;
 	static int k; /* the staging buffer used least recently, across calls */

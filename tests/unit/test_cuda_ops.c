@@ -37,7 +37,7 @@ static const char *const test_names[] = {
 	"test_elementwise", "test_bias",     "test_gemm",	"test_conv",    "test_act",
 	"test_batch_norm",  "test_instance_norm", "test_pool",  "test_upsample", "test_concat",
 	"test_dropout",     "test_losses",   "test_argmax",	"test_optim",	"test_allocator",
-	"test_errors",      "test_conv_tf32", "test_gemm_tf32", "test_bf16_cast",
+	"test_pinned_upload", "test_errors", "test_conv_tf32", "test_gemm_tf32", "test_bf16_cast",
 	"test_conv_bf16",   "test_gemm_bf16", "test_net_bf16",  "test_graph",
 };
 
@@ -682,6 +682,60 @@ static void test_allocator(void)
 	CHECK(nn_cuda_error(&e) == 0);
 }
 
+/* Uploads straight from host_alloc's page-locked buffers (a loader's
+ * batches): the data arrive, from the start of a buffer and from inside it;
+ * a buffer rewritten after host_wait leaves the earlier upload alone; the
+ * copy waits for the kernels queued before it that read its destination;
+ * 20 MiB, three chunks through the two 8 MiB staging buffers, from plain
+ * memory too. */
+static void test_pinned_upload(void)
+{
+	size_t n = (size_t)5 << 20, bytes = n * sizeof(float);
+	float *h = G->host_alloc(bytes), *plain = host_alloc(bytes), *back = host_alloc(bytes);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	float *d1 = dev_alloc(bytes), *d2 = dev_alloc(bytes), *d3 = dev_alloc(bytes);
+	for (size_t i = 0; i < n; i++)
+		h[i] = (float)i;
+	G->upload(d1, h, bytes);
+	G->copy(d3, d1, n); /* queued before the next upload into d1 */
+	G->host_wait(h);
+	for (size_t i = 0; i < n; i++)
+		h[i] = -(float)i;
+	G->upload(d1, h, bytes);
+	G->upload(d2, h + 5, bytes - 5 * sizeof(float));
+	G->host_wait(h + 5);
+	for (size_t i = 0; i < n; i++)
+		h[i] = 7;
+	size_t bad1 = 0, bad2 = 0, bad3 = 0;
+	G->download(back, d1, bytes);
+	for (size_t i = 0; i < n; i++)
+		bad1 += back[i] != -(float)i;
+	G->download(back, d2, bytes - 5 * sizeof(float));
+	for (size_t i = 0; i + 5 < n; i++)
+		bad2 += back[i] != -(float)(i + 5);
+	G->download(back, d3, bytes);
+	for (size_t i = 0; i < n; i++)
+		bad3 += back[i] != (float)i;
+	CHECK_INT(bad1, 0);
+	CHECK_INT(bad2, 0);
+	CHECK_INT(bad3, 0);
+	for (size_t i = 0; i < n; i++)
+		plain[i] = (float)(i % 1001);
+	G->upload(d1, plain, bytes);
+	memset(plain, 0, bytes); /* staged: the caller's buffer is free at once */
+	G->download(back, d1, bytes);
+	size_t bad4 = 0;
+	for (size_t i = 0; i < n; i++)
+		bad4 += back[i] != (float)(i % 1001);
+	CHECK_INT(bad4, 0);
+	G->host_free(h);
+	struct error e;
+	CHECK(nn_cuda_error(&e) == 0);
+	release_all();
+}
+
 static char fatal_msg[1024];
 static int fatal_calls;
 static void record_fatal(const char *msg)
@@ -982,6 +1036,7 @@ int main(int argc, char **argv)
 		/* tests/integration/cuda_hostsim.sh: the kernels on the host; there is
 		   no allocator, no runtime and no cuDNN/cuBLAS to test */
 		SKIP("test_allocator", "host simulation");
+		SKIP("test_pinned_upload", "host simulation");
 		SKIP("test_errors", "host simulation");
 		SKIP("test_conv_tf32", "host simulation");
 		SKIP("test_gemm_tf32", "host simulation");
@@ -992,6 +1047,7 @@ int main(int argc, char **argv)
 		return CHECK_DONE();
 	}
 	RUN(test_allocator);
+	RUN(test_pinned_upload);
 	RUN(test_errors);
 	RUN(test_conv_tf32);
 	RUN(test_gemm_tf32);

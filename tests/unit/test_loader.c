@@ -433,7 +433,15 @@ static void test_parts_cover_the_epoch(void)
 	dataset_close(&ds);
 }
 
-static int x_allocs, x_frees;
+static int x_allocs, x_frees, x_reuses, x_reuse_held;
+static const float *held_x; /* the batch the test holds (atomic: read by the prefetch thread) */
+static void count_reuse(void *p, void *ctx)
+{
+	(void)ctx;
+	__atomic_add_fetch(&x_reuses, 1, __ATOMIC_SEQ_CST);
+	if (p == __atomic_load_n(&held_x, __ATOMIC_SEQ_CST))
+		__atomic_add_fetch(&x_reuse_held, 1, __ATOMIC_SEQ_CST);
+}
 static void *count_alloc(size_t n, void *ctx)
 {
 	(*(size_t *)ctx) += n;
@@ -472,6 +480,35 @@ static void test_caller_allocator_for_batches(void)
 	CHECK_INT(x_allocs, 3); /* prefetch + 1 slots */
 	CHECK_INT(x_frees, 3);
 	CHECK_INT(bytes, 3 * 4 * 9 * sizeof(float));
+
+	/* x_reuse: before every rebuild of a buffer handed out, never for the
+	   one the caller holds; 39 batches in 3 slots, without and with a thread */
+	cfg.x_reuse = count_reuse;
+	for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
+		cfg.prefetch = prefetch;
+		x_reuses = x_reuse_held = 0;
+		l = loader_new(&ds, &cfg, &err);
+		CHECK(l != NULL);
+		int batches = 0;
+		for (int e = 0; e < 3; e++) {
+			__atomic_store_n(&held_x, NULL, __ATOMIC_SEQ_CST);
+			while (loader_next(l, &b, &err) == 1) {
+				__atomic_store_n(&held_x, b.x, __ATOMIC_SEQ_CST);
+				batches++;
+				usleep(100); /* let the thread run ahead */
+				__atomic_store_n(&held_x, NULL, __ATOMIC_SEQ_CST);
+			}
+		}
+		loader_free(l);
+		CHECK_INT(batches, 39);
+		CHECK_INT(x_reuse_held, 0);
+		if (prefetch == 0)
+			CHECK_INT(x_reuses, 38); /* one buffer: every batch but the first */
+		else
+			/* 3 buffers, the thread builds up to 3 batches past the last one */
+			CHECK(x_reuses >= 36 && x_reuses <= 39);
+	}
+	cfg.x_reuse = NULL;
 	cfg.x_free = NULL;
 	CHECK(loader_new(&ds, &cfg, &err) == NULL);
 	dataset_close(&ds);
