@@ -44,7 +44,7 @@ part() { # name seconds command...: run it under its limit, log into $OUT/name.l
 # sanitizer makes every kernel and every cudnnFind trial slow)
 memcheck_tests=test_elementwise,test_bias,test_gemm,test_conv,test_act,test_batch_norm
 memcheck_tests=$memcheck_tests,test_instance_norm,test_pool,test_upsample,test_concat,test_dropout
-memcheck_tests=$memcheck_tests,test_losses,test_argmax,test_optim,test_bf16_cast,test_graph
+memcheck_tests=$memcheck_tests,test_losses,test_argmax,test_optim,test_bf16_cast,test_pinned_upload,test_graph
 
 {
 	date -u

@@ -12,9 +12,9 @@ if [ "$("$t" --gpu-count)" -lt 1 ]; then
 	exit 0
 fi
 # CAIRN_CUDA_SYNC=1 synchronizes after every kernel, which a CUDA graph
-# capture cannot do (graphs are off then): test_graph runs apart, without it
-CAIRN_CUDA_SYNC=1 CAIRN_CUDA_TEST_ONLY=-test_graph "$t" | grep -v '# SKIP not selected'
+# capture cannot do (graphs are off then): the graph tests run apart, without it
+CAIRN_CUDA_SYNC=1 CAIRN_CUDA_TEST_ONLY=-test_graph,test_graph_models "$t" | grep -v '# SKIP not selected'
 rc=${PIPESTATUS[0]}
-CAIRN_CUDA_TEST_ONLY=test_graph "$t" | grep -v '# SKIP not selected'
+CAIRN_CUDA_TEST_ONLY=test_graph,test_graph_models "$t" | grep -v '# SKIP not selected'
 r=${PIPESTATUS[0]}
 [ "$rc" = 0 ] && [ "$r" = 0 ]

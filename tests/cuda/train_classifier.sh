@@ -23,6 +23,10 @@ c=$(python3 -c "import json; print(json.load(open('$T/cpu/metrics.json'))['test_
 echo "# accuracy: cuda $g, cpu $c"
 check "cuda accuracy $g within 0.5 points of cpu $c" python3 -c "import sys; sys.exit(0 if abs($g - $c) <= 0.005 else 1)"
 check "metrics say cuda" python3 -c "import json; assert json.load(open('$T/gpu/metrics.json'))['device'] == 'cuda'"
+check "the steps ran as CUDA graph replays, none failed" python3 -c "
+import json; c = json.load(open('$T/gpu/metrics.json'))['cuda']
+print('# cuda:', c)
+assert c['graph_failures'] == 0 and c['graph_captures'] == 1 and c['graph_replays'] == c['steps'] - 2"
 # the same run without CUDA graphs, and in bf16: reported beside the others
 check_rc "cuda without graphs: $epochs epochs" 0 env CAIRN_CUDA_GRAPH=0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs $epochs --seed 3 --device cuda --out $T/nograph
 check_rc "cuda bf16: $epochs epochs" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs $epochs --seed 3 --device cuda --precision bf16 --out $T/bf16
