@@ -105,6 +105,10 @@ static double timed_steps(const struct nn_backend *be, const struct args *a, voi
 {
 	void *graph = NULL;
 	double t0 = 0;
+#ifdef CAIRN_CUDA
+	struct nn_cuda_graph_stats g0, g1;
+	nn_cuda_get_graph_stats(&g0);
+#endif
 	for (int s = 0; s < a->warmup + a->steps; s++) {
 		if (s == a->warmup) {
 			be->sync();
@@ -115,6 +119,13 @@ static double timed_steps(const struct nn_backend *be, const struct args *a, voi
 	be->sync();
 	double dt = (clock_now() - t0) / a->steps;
 	nn_backend_step_release(be, &graph);
+#ifdef CAIRN_CUDA
+	nn_cuda_get_graph_stats(&g1); /* how the steps ran: graphs or not, and why not */
+	if (be->device == NN_DEV_CUDA)
+		printf("# %zu steps: %zu eager, %zu captured, %zu replayed, %zu failed captures\n",
+		       g1.steps - g0.steps, g1.eager - g0.eager, g1.captures - g0.captures,
+		       g1.replays - g0.replays, g1.failures - g0.failures);
+#endif
 	return dt;
 }
 
@@ -344,6 +355,14 @@ static const int unet_convs[][3] = {
 		}                                                                             \
 	} while (0)
 
+/* The math of a bare call: FMA in fp32 (a result's DEFAULT math allows TF32
+ * on Ampere and Hopper, which cairn's fp32 does not use either), the
+ * measured one otherwise. */
+static cudnnMathType_t call_math(enum nn_cuda_precision prec, cudnnMathType_t m)
+{
+	return prec == NN_CUDA_FP32 ? CUDNN_FMA_MATH : m;
+}
+
 /* Seconds of one forward + backward-data + backward-filter through bare
  * cuDNN calls: the fastest algorithm cudnnFind* measures for each pass (FMA
  * math in fp32, any math in tf32 and bf16; every algorithm, Winograd and FFT
@@ -413,11 +432,11 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 			CHK(cudaDeviceSynchronize());
 			t0 = clock_now();
 		}
-		CHK(cudnnSetConvolutionMathType(cd, f.mathType));
+		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, f.mathType)));
 		CHK(cudnnConvolutionForward(h, &one, xd, x, wd, w, cd, f.algo, ws, wsb, &zero, yd, y));
-		CHK(cudnnSetConvolutionMathType(cd, b.mathType));
+		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, b.mathType)));
 		CHK(cudnnConvolutionBackwardData(h, &one, wd, w, yd, dy, cd, b.algo, ws, wsb, &zero, xd, dx));
-		CHK(cudnnSetConvolutionMathType(cd, fw.mathType));
+		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, fw.mathType)));
 		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, x, yd, dy, cd, fw.algo, ws, wsb, &zero, wd, dw));
 	}
 	CHK(cudaDeviceSynchronize());

@@ -493,6 +493,25 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g)
 	return cudaSuccess;
 }
 
+/* On the legacy stream, as CUDA does (nn/cuda never calls it: bench/cuda_step's bare calls do). */
+cudaError_t cudaMemset(void *p, int v, size_t n)
+{
+	LOCKED;
+	if (n)
+		sim_dev_check(p, n, "cudaMemset", "p");
+	sim_enqueue(nullptr, [=]() { memset(p, v, n); });
+	return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void)
+{
+	LOCKED;
+	if (cudaError_t e = unsafe_during_capture())
+		return e;
+	run_all();
+	return cudaSuccess;
+}
+
 /* ---- numbers as the libraries read them -------------------------------- */
 
 static float tf32(float f) /* round to nearest even at 10 mantissa bits */
@@ -587,6 +606,22 @@ cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d)
 	*d = new sim_conv_desc();
 	(*d)->groups = 1;
 	(*d)->math = CUDNN_DEFAULT_MATH;
+	return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d)
+{
+	delete d;
+	return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d)
+{
+	delete d;
+	return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d)
+{
+	delete d;
 	return CUDNN_STATUS_SUCCESS;
 }
 
@@ -915,6 +950,11 @@ const char *cublasGetStatusString(cublasStatus_t s)
 cublasStatus_t cublasCreate(cublasHandle_t *h)
 {
 	*h = new sim_blas{nullptr, nullptr, 0, CUBLAS_DEFAULT_MATH};
+	return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h)
+{
+	delete h;
 	return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)

@@ -63,6 +63,21 @@ rc=$?
 sed -E 's/^(ok|not ok) - /\1 - simulated runtime: /' $T/simout
 check_eq "simulated runtime exit status" "$rc" 0
 
+# bench/cuda_step's training steps (what bench/cuda.sh times on the GPU):
+# each must be captured once and replayed, never fall back
+check "cuda_step compiles over the simulated runtime" cc $cflags -I$rt -c $ROOT/bench/cuda_step.c -o $T/sim_step.o || exit 1
+check "cuda_step links" $cxx $flags $T/sim_step.o $simobj $lib/libnn.a $lib/libcore.a -lopenblas -lm -lpthread -o $T/cuda_step || exit 1
+for spec in "cnn:widths=16-32,convs=2,fc=128,drop=0.25 --batch 16" \
+	"unet:depth=2,base=8 --channels 3 --size 32 --classes 2 --batch 2"; do
+	for p in fp32 bf16; do
+		$T/cuda_step --device cuda --precision $p --steps 2 --warmup 2 --arch $spec >$T/step.out 2>&1
+		check_grep "cuda_step $p ${spec%% *}: 1 eager, 1 captured, 2 replayed" \
+			"^# 4 steps: 1 eager, 1 captured, 2 replayed, 0 failed captures" $T/step.out
+	done
+done
+$T/cuda_step --device cuda --task gemm --size 96 --steps 1 --precision bf16 >$T/step.out 2>&1
+check_grep "cuda_step gemm bf16: cairn's slot and bare cublasGemmEx" "^gemm bf16 96\^3: cairn" $T/step.out
+
 # cairn-train-classifier --device cuda end to end: loader batches in pinned
 # memory, uploads, a step graph, evaluation; against --device cpu, same seed
 idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}

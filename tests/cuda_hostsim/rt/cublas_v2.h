@@ -8,6 +8,10 @@
 #include "cuda_bf16.h"
 #include "cuda_runtime.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
 	CUBLAS_STATUS_SUCCESS = 0,
 	CUBLAS_STATUS_NOT_INITIALIZED = 1,
@@ -27,6 +31,7 @@ typedef struct sim_blas *cublasHandle_t;
 
 const char *cublasGetStatusString(cublasStatus_t s);
 cublasStatus_t cublasCreate(cublasHandle_t *h);
+cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
@@ -38,5 +43,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 			    const void *b, cudaDataType bt, int ldb, const void *beta, void *c,
 			    cudaDataType ct, int ldc, cublasComputeType_t compute,
 			    cublasGemmAlgo_t algo);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

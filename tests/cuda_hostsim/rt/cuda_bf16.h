@@ -7,9 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
-struct __nv_bfloat16 {
+typedef struct __nv_bfloat16 {
 	uint16_t x;
-};
+} __nv_bfloat16;
 static inline __nv_bfloat16 __float2bfloat16_rn(float f)
 {
 	uint32_t u;

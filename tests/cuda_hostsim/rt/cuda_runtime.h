@@ -27,7 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
 #include <functional>
+extern "C" {
+#endif
 
 #define __global__
 #define __device__
@@ -93,11 +96,11 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned lon
 cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaMemset(void *p, int v, size_t n);
+cudaError_t cudaDeviceSynchronize(void);
 
 /* ---- for the other fakes and the kernels ---- */
 
-/* Queue f on s (into its graph while s is being captured); the lock is taken. */
-void sim_enqueue(cudaStream_t s, std::function<void()> f);
 /* Run s's queued work (a blocking library call: cuDNN's algorithm search). */
 cudaError_t sim_stream_flush(cudaStream_t s, const char *call);
 /* Whether s is being captured; a call a capture refuses invalidates it. */
@@ -109,6 +112,12 @@ void sim_capture_refuse(cudaStream_t s);
 void sim_dev_check(const void *p, size_t n, const char *call, const char *arg);
 /* Sets the sticky last error (cudaGetLastError) and returns e. */
 cudaError_t sim_error(cudaError_t e);
+
+#ifdef __cplusplus
+}
+
+/* Queue f on s (into its graph while s is being captured); the lock is taken. */
+void sim_enqueue(cudaStream_t s, std::function<void()> f);
 
 /* ---- kernels: one thread per block ---- */
 
@@ -146,5 +155,6 @@ template <class F> struct sim_launcher {
 	}
 };
 #define SIM_LAUNCH(k, G, B, S) sim_launcher<decltype(&k)>{dim3(G), (unsigned)(B), S, &k}
+#endif /* __cplusplus */
 
 #endif

@@ -14,6 +14,10 @@
 
 #include "cuda_runtime.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
 	CUDNN_STATUS_SUCCESS = 0,
 	CUDNN_STATUS_NOT_INITIALIZED = 1001,
@@ -88,6 +92,9 @@ cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s);
 cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d);
 cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d);
 cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d);
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d);
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d);
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d);
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f,
 					 cudnnDataType_t t, int n, int c, int h, int w);
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t,
@@ -161,5 +168,9 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 					     cudnnConvolutionBwdFilterAlgo_t a, void *ws,
 					     size_t ws_bytes, const void *beta,
 					     cudnnFilterDescriptor_t dwd, void *dw);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
