@@ -122,9 +122,11 @@ static double timed_steps(const struct nn_backend *be, const struct args *a, voi
 #ifdef CAIRN_CUDA
 	nn_cuda_get_graph_stats(&g1); /* how the steps ran: graphs or not, and why not */
 	if (be->device == NN_DEV_CUDA)
-		printf("# %zu steps: %zu eager, %zu captured, %zu replayed, %zu failed captures\n",
+		printf("# %zu steps: %zu eager, %zu captured, %zu replayed, %zu failed captures; "
+		       "%zu graph nodes\n",
 		       g1.steps - g0.steps, g1.eager - g0.eager, g1.captures - g0.captures,
-		       g1.replays - g0.replays, g1.failures - g0.failures);
+		       g1.replays - g0.replays, g1.failures - g0.failures,
+		       g1.captures > g0.captures ? g1.nodes : 0);
 #endif
 	return dt;
 }

@@ -67,10 +67,12 @@ void nn_cuda_empty_cache(void);
 
 /* What nn/backend.h's step slot did so far (nn/cuda/graph.cu): steps run,
  * of which eagerly (warm-up, a new signature, graphs off), captured, and
- * replayed from a graph; failed captures (each then runs eagerly). Graphs are
- * on unless CAIRN_CUDA_GRAPH=0 or CAIRN_CUDA_SYNC=1. */
+ * replayed from a graph; failed captures (each then runs eagerly); the size
+ * of the last graph (what a launch-bound step would cost in launches without
+ * it). Graphs are on unless CAIRN_CUDA_GRAPH=0 or CAIRN_CUDA_SYNC=1. */
 struct nn_cuda_graph_stats {
 	size_t steps, eager, captures, replays, failures;
+	size_t nodes; /* kernels, copies and library kernels in the graph captured last */
 };
 void nn_cuda_get_graph_stats(struct nn_cuda_graph_stats *s);
 

@@ -403,6 +403,10 @@ static void capture(step_graph *g)
 	g->has_graph = 1;
 	cu.graphs_live++;
 	stats.captures++;
+	size_t nodes = 0;
+	if (cudaGraphGetNodes(g->graph, NULL, &nodes) == cudaSuccess)
+		stats.nodes = nodes;
+	cudaGetLastError();
 	g->sig.swap(*sig);
 	calls->clear();
 	launch(g);

@@ -43,29 +43,7 @@ static inline float cu_loss_value(const double *h, int kind, size_t n)
 {
 	return kind == 0 ? (h[0] > 0 ? (float)(h[1] / h[0]) : 0) : (float)(h[0] / n);
 }
-/* bf16 as cuda_bf16.h defines it: the top 16 bits of a float, rounded to
- * nearest even (__float2bfloat16_rn); NaN stays a (quiet) NaN. */
-struct __nv_bfloat16 {
-	uint16_t x;
-};
-static __nv_bfloat16 __float2bfloat16_rn(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	__nv_bfloat16 b;
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		b.x = (uint16_t)((u >> 16) | 0x40);
-	else
-		b.x = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
-	return b;
-}
-static float __bfloat162float(__nv_bfloat16 b)
-{
-	uint32_t u = (uint32_t)b.x << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
+#include "rt/cuda_bf16.h" /* bf16 as cuda_bf16.h defines it */
 #define CU_ENTER()                                                                          \
 	do {                                                                                \
 		if (cu.failed)                                                              \

@@ -493,6 +493,15 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g)
 	return cudaSuccess;
 }
 
+/* The count only (nodes must be NULL: nn/cuda asks for nothing more). */
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *count)
+{
+	if (!g || nodes)
+		return sim_error(cudaErrorInvalidValue);
+	*count = g->ops.size();
+	return cudaSuccess;
+}
+
 /* On the legacy stream, as CUDA does (nn/cuda never calls it: bench/cuda_step's bare calls do). */
 cudaError_t cudaMemset(void *p, int v, size_t n)
 {
