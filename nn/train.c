@@ -44,7 +44,10 @@ static void loader_norm(struct loader_config *lc, int channels)
 /* Batches in the backend's page-locked memory when it has some (CUDA): the
  * upload then reads them straight, and the loader waits for that copy
  * before it writes a buffer again. */
-static void *pinned_alloc(size_t n, void *be) { return ((const struct nn_backend *)be)->host_alloc(n); }
+static void *pinned_alloc(size_t n, void *be)
+{
+	return ((const struct nn_backend *)be)->host_alloc(n);
+}
 static void pinned_free(void *p, void *be) { ((const struct nn_backend *)be)->host_free(p); }
 static void pinned_reuse(void *p, void *be) { ((const struct nn_backend *)be)->host_wait(p); }
 

@@ -458,7 +458,8 @@ struct host_block {
 static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
 static std::vector<host_block> *host_blocks;
 
-/* The block holding [p, p + n), or NULL; a copy of it (the vector may grow). */
+/* 1 with a copy of the block holding [p, p + n) in *out (a copy: the vector
+ * may grow meanwhile), or 0. */
 static int host_find(const void *p, size_t n, host_block *out)
 {
 	const char *c = (const char *)p;
@@ -554,12 +555,12 @@ extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
 		return;
 	host_block hb;
 	if (host_find(host, bytes, &hb) && hb.pinned) {
-		if (CU_RT(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, cu.copy),
-			  "upload of %zu bytes from pinned memory", bytes) ||
-		    CU_RT(cudaEventRecord(hb.read, cu.copy), "upload of %zu bytes", bytes) ||
-		    CU_RT(cudaEventRecord(copy_mark, cu.copy), "upload of %zu bytes", bytes) ||
-		    CU_RT(cudaStreamWaitEvent(cu.compute, copy_mark, 0), "upload of %zu bytes", bytes))
-			return;
+		(void)(CU_RT(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, cu.copy),
+			     "upload of %zu bytes from pinned memory", bytes) ||
+		       CU_RT(cudaEventRecord(hb.read, cu.copy), "upload of %zu bytes", bytes) ||
+		       CU_RT(cudaEventRecord(copy_mark, cu.copy), "upload of %zu bytes", bytes) ||
+		       CU_RT(cudaStreamWaitEvent(cu.compute, copy_mark, 0), "upload of %zu bytes",
+			     bytes));
 		return;
 	}
 	const char *src = (const char *)host;

@@ -61,16 +61,26 @@ cudaError_t cudaGetLastError(void)
 const char *cudaGetErrorString(cudaError_t e)
 {
 	switch (e) {
-	case cudaSuccess: return "no error";
-	case cudaErrorInvalidValue: return "invalid argument";
-	case cudaErrorMemoryAllocation: return "out of memory";
-	case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-	case cudaErrorInvalidDevicePointer: return "invalid device pointer";
-	case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-	case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-	case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
-	case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
-	case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
+	case cudaSuccess:
+		return "no error";
+	case cudaErrorInvalidValue:
+		return "invalid argument";
+	case cudaErrorMemoryAllocation:
+		return "out of memory";
+	case cudaErrorInvalidConfiguration:
+		return "invalid configuration argument";
+	case cudaErrorInvalidDevicePointer:
+		return "invalid device pointer";
+	case cudaErrorNoDevice:
+		return "no CUDA-capable device is detected";
+	case cudaErrorInvalidResourceHandle:
+		return "invalid resource handle";
+	case cudaErrorStreamCaptureUnsupported:
+		return "operation not permitted when stream is capturing";
+	case cudaErrorStreamCaptureInvalidated:
+		return "operation failed due to a previous error during capture";
+	case cudaErrorStreamCaptureWrongThread:
+		return "attempt to terminate a thread-local capture sequence from another thread";
 	}
 	return "unknown error";
 }
@@ -100,7 +110,8 @@ void sim_dev_check(const void *p, size_t n, const char *call, const char *arg)
 {
 	LOCKED;
 	if (!inside(dev_blocks, p, n ? n : 1))
-		die("%s: %s = %p (%zu bytes) is not inside a live device block (an illegal address on a GPU)",
+		die("%s: %s = %p (%zu bytes) is not inside a live device block (an illegal address "
+		    "on a GPU)",
 		    call, arg, p, n);
 }
 
@@ -280,10 +291,22 @@ static cudaError_t free_in(std::map<uintptr_t, size_t> &m, void *p, bool device)
 	return cudaSuccess;
 }
 
-cudaError_t cudaMalloc(void **p, size_t n) { return alloc_in(dev_blocks, p, n, true); }
-cudaError_t cudaFree(void *p) { return free_in(dev_blocks, p, true); }
-cudaError_t cudaMallocHost(void **p, size_t n) { return alloc_in(pinned_blocks, p, n, false); }
-cudaError_t cudaFreeHost(void *p) { return free_in(pinned_blocks, p, false); }
+cudaError_t cudaMalloc(void **p, size_t n)
+{
+	return alloc_in(dev_blocks, p, n, true);
+}
+cudaError_t cudaFree(void *p)
+{
+	return free_in(dev_blocks, p, true);
+}
+cudaError_t cudaMallocHost(void **p, size_t n)
+{
+	return alloc_in(pinned_blocks, p, n, false);
+}
+cudaError_t cudaFreeHost(void *p)
+{
+	return free_in(pinned_blocks, p, false);
+}
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total)
 {
@@ -396,15 +419,22 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 		return cudaSuccess;
 	const char *what = "cudaMemcpyAsync";
 	switch (k) {
-	case cudaMemcpyHostToDevice: sim_dev_check(dst, n, what, "dst (host to device)"); break;
-	case cudaMemcpyDeviceToHost: sim_dev_check(src, n, what, "src (device to host)"); break;
+	case cudaMemcpyHostToDevice:
+		sim_dev_check(dst, n, what, "dst (host to device)");
+		break;
+	case cudaMemcpyDeviceToHost:
+		sim_dev_check(src, n, what, "src (device to host)");
+		break;
 	case cudaMemcpyDeviceToDevice:
 		sim_dev_check(dst, n, what, "dst (device to device)");
 		sim_dev_check(src, n, what, "src (device to device)");
 		break;
-	default: return sim_error(cudaErrorInvalidValue);
+	default:
+		return sim_error(cudaErrorInvalidValue);
 	}
-	const void *host = k == cudaMemcpyHostToDevice ? src : k == cudaMemcpyDeviceToHost ? dst : NULL;
+	const void *host = k == cudaMemcpyHostToDevice	 ? src
+			   : k == cudaMemcpyDeviceToHost ? dst
+							 : NULL;
 	bool pinned = host && is_pinned(host, n);
 	if (s->cap) {
 		if (s->cap_bad)
@@ -419,7 +449,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 		return cudaSuccess;
 	}
 	if (k == cudaMemcpyHostToDevice) {
-		auto copy = std::make_shared<std::vector<char>>((const char *)src, (const char *)src + n);
+		auto copy =
+		    std::make_shared<std::vector<char>>((const char *)src, (const char *)src + n);
 		sim_enqueue(s, [=]() { memcpy(dst, copy->data(), n); });
 		return cudaSuccess;
 	}
@@ -539,7 +570,8 @@ static std::vector<float> read_vals(const void *p, size_t count, bool is_bf16, b
 {
 	std::vector<float> v(count);
 	for (size_t i = 0; i < count; i++) {
-		float f = is_bf16 ? __bfloat162float(((const __nv_bfloat16 *)p)[i]) : ((const float *)p)[i];
+		float f = is_bf16 ? __bfloat162float(((const __nv_bfloat16 *)p)[i])
+				  : ((const float *)p)[i];
 		v[i] = round_tf32 ? tf32(f) : f;
 	}
 	return v;
@@ -581,11 +613,16 @@ struct sim_conv_desc {
 const char *cudnnGetErrorString(cudnnStatus_t s)
 {
 	switch (s) {
-	case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
-	case CUDNN_STATUS_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
-	case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
-	case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
-	case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
+	case CUDNN_STATUS_SUCCESS:
+		return "CUDNN_STATUS_SUCCESS";
+	case CUDNN_STATUS_NOT_INITIALIZED:
+		return "CUDNN_STATUS_NOT_INITIALIZED";
+	case CUDNN_STATUS_BAD_PARAM:
+		return "CUDNN_STATUS_BAD_PARAM";
+	case CUDNN_STATUS_NOT_SUPPORTED:
+		return "CUDNN_STATUS_NOT_SUPPORTED";
+	case CUDNN_STATUS_EXECUTION_FAILED:
+		return "CUDNN_STATUS_EXECUTION_FAILED";
 	}
 	return "CUDNN_STATUS_UNKNOWN";
 }
@@ -637,8 +674,8 @@ cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d)
 static cudnnStatus_t set4d(sim_tensor_desc *d, cudnnTensorFormat_t f, cudnnDataType_t t, int n,
 			   int c, int h, int w)
 {
-	if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16) || n <= 0 ||
-	    c <= 0 || h <= 0 || w <= 0)
+	if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16) ||
+	    n <= 0 || c <= 0 || h <= 0 || w <= 0)
 		return CUDNN_STATUS_BAD_PARAM;
 	*d = sim_tensor_desc{1, t, n, c, h, w};
 	return CUDNN_STATUS_SUCCESS;
@@ -706,13 +743,13 @@ static cudnnStatus_t shape_of(const sim_tensor_desc *x, const sim_tensor_desc *w
 	if (c->pad_h != c->pad_w || c->u != c->v || c->dil_h != c->dil_w)
 		return CUDNN_STATUS_NOT_SUPPORTED; /* nn's descriptors are square */
 	int on, oc, oh, ow;
-	if (cudnnGetConvolution2dForwardOutputDim((cudnnConvolutionDescriptor_t)c,
-						  (cudnnTensorDescriptor_t)x,
-						  (cudnnFilterDescriptor_t)w, &on, &oc, &oh,
-						  &ow) != CUDNN_STATUS_SUCCESS ||
+	if (cudnnGetConvolution2dForwardOutputDim(
+		(cudnnConvolutionDescriptor_t)c, (cudnnTensorDescriptor_t)x,
+		(cudnnFilterDescriptor_t)w, &on, &oc, &oh, &ow) != CUDNN_STATUS_SUCCESS ||
 	    y->n != on || y->c != oc || y->h != oh || y->w != ow || oc % c->groups)
 		return CUDNN_STATUS_BAD_PARAM;
-	*d = nn_conv_desc{x->n, x->c, x->h, x->w, w->n, w->h, w->w, c->u, c->pad_h, c->dil_h, c->groups, 0, 0};
+	*d = nn_conv_desc{x->n, x->c,	  x->h,	    x->w,      w->n, w->h, w->w,
+			  c->u, c->pad_h, c->dil_h, c->groups, 0,    0};
 	struct error e;
 	return nn_conv_desc_init(d, &e) == 0 ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_BAD_PARAM;
 }
@@ -726,27 +763,27 @@ static size_t need_ws(const struct nn_conv_desc *d, int rank)
 {
 	size_t esz = 4;
 	switch (rank) {
-	case 0: return esz * (size_t)d->n * (d->cin + d->cout) * (d->h + 2) * (d->w + 2) + 4096;
-	case 1: return 1024;
-	case 2: return esz * (size_t)(d->cin / d->groups) * d->kh * d->kw * d->hout * d->wout;
-	default: return 0;
+	case 0:
+		return esz * (size_t)d->n * (d->cin + d->cout) * (d->h + 2) * (d->w + 2) + 4096;
+	case 1:
+		return 1024;
+	case 2:
+		return esz * (size_t)(d->cin / d->groups) * d->kh * d->kw * d->hout * d->wout;
+	default:
+		return 0;
 	}
 }
-static const cudnnMathType_t rank_math[4] = {CUDNN_TENSOR_OP_MATH,
-					     CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, CUDNN_FMA_MATH,
-					     CUDNN_FMA_MATH};
-static const int fwd_algos[4] = {CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
-				 CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
-				 CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
-				 CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
-static const int data_algos[4] = {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED,
-				  CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
-				  CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
-				  CUDNN_CONVOLUTION_BWD_DATA_ALGO_0};
-static const int filter_algos[4] = {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED,
-				    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
-				    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3,
-				    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0};
+static const cudnnMathType_t rank_math[4] = {
+    CUDNN_TENSOR_OP_MATH, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, CUDNN_FMA_MATH, CUDNN_FMA_MATH};
+static const int fwd_algos[4] = {
+    CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+    CUDNN_CONVOLUTION_FWD_ALGO_GEMM, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
+static const int data_algos[4] = {
+    CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+    CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0};
+static const int filter_algos[4] = {
+    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
+    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0};
 
 static int rank_of(const int *algos, int a)
 {
@@ -777,38 +814,36 @@ static cudnnStatus_t list(cudnnHandle_t h, bool search, const int *algos,
 	return CUDNN_STATUS_SUCCESS;
 }
 
-#define FIND_FWD(name, search)                                                              \
-	cudnnStatus_t name(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, \
-			   cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int want,   \
-			   int *got, cudnnConvolutionFwdAlgoPerf_t *r)                            \
-	{                                                                                   \
-		struct nn_conv_desc d;                                                      \
-		cudnnStatus_t st = shape_of(x, w, c, y, &d);                                \
-		return st ? st : list(h, search, fwd_algos, &d, want, got, r);              \
+#define FIND_FWD(name, search)                                                                     \
+	cudnnStatus_t name(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,  \
+			   cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int want,    \
+			   int *got, cudnnConvolutionFwdAlgoPerf_t *r)                             \
+	{                                                                                          \
+		struct nn_conv_desc d;                                                             \
+		cudnnStatus_t st = shape_of(x, w, c, y, &d);                                       \
+		return st ? st : list(h, search, fwd_algos, &d, want, got, r);                     \
 	}
 FIND_FWD(cudnnFindConvolutionForwardAlgorithm, true)
 FIND_FWD(cudnnGetConvolutionForwardAlgorithm_v7, false)
-#define FIND_DATA(name, search)                                                             \
-	cudnnStatus_t name(cudnnHandle_t h, cudnnFilterDescriptor_t w,                      \
-			   cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t c,            \
-			   cudnnTensorDescriptor_t dx, int want, int *got,                       \
-			   cudnnConvolutionBwdDataAlgoPerf_t *r)                                  \
-	{                                                                                   \
-		struct nn_conv_desc d;                                                      \
-		cudnnStatus_t st = shape_of(dx, w, c, dy, &d);                              \
-		return st ? st : list(h, search, data_algos, &d, want, got, r);             \
+#define FIND_DATA(name, search)                                                                    \
+	cudnnStatus_t name(cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy, \
+			   cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, int want,   \
+			   int *got, cudnnConvolutionBwdDataAlgoPerf_t *r)                         \
+	{                                                                                          \
+		struct nn_conv_desc d;                                                             \
+		cudnnStatus_t st = shape_of(dx, w, c, dy, &d);                                     \
+		return st ? st : list(h, search, data_algos, &d, want, got, r);                    \
 	}
 FIND_DATA(cudnnFindConvolutionBackwardDataAlgorithm, true)
 FIND_DATA(cudnnGetConvolutionBackwardDataAlgorithm_v7, false)
-#define FIND_FILTER(name, search)                                                           \
-	cudnnStatus_t name(cudnnHandle_t h, cudnnTensorDescriptor_t x,                      \
-			   cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t c,            \
-			   cudnnFilterDescriptor_t dw, int want, int *got,                        \
-			   cudnnConvolutionBwdFilterAlgoPerf_t *r)                                \
-	{                                                                                   \
-		struct nn_conv_desc d;                                                      \
-		cudnnStatus_t st = shape_of(x, dw, c, dy, &d);                              \
-		return st ? st : list(h, search, filter_algos, &d, want, got, r);           \
+#define FIND_FILTER(name, search)                                                                  \
+	cudnnStatus_t name(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy, \
+			   cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, int want,   \
+			   int *got, cudnnConvolutionBwdFilterAlgoPerf_t *r)                       \
+	{                                                                                          \
+		struct nn_conv_desc d;                                                             \
+		cudnnStatus_t st = shape_of(x, dw, c, dy, &d);                                     \
+		return st ? st : list(h, search, filter_algos, &d, want, got, r);                  \
 	}
 FIND_FILTER(cudnnFindConvolutionBackwardFilterAlgorithm, true)
 FIND_FILTER(cudnnGetConvolutionBackwardFilterAlgorithm_v7, false)
@@ -832,9 +867,9 @@ cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t h, cudnnTens
 	return st ? st : ws_size(fwd_algos, a, &d, bytes);
 }
 cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(
-	cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
-	cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, cudnnConvolutionBwdDataAlgo_t a,
-	size_t *bytes)
+    cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, cudnnConvolutionBwdDataAlgo_t a,
+    size_t *bytes)
 {
 	(void)h;
 	struct nn_conv_desc d;
@@ -842,9 +877,9 @@ cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(
 	return st ? st : ws_size(data_algos, a, &d, bytes);
 }
 cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(
-	cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
-	cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw,
-	cudnnConvolutionBwdFilterAlgo_t a, size_t *bytes)
+    cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, cudnnConvolutionBwdFilterAlgo_t a,
+    size_t *bytes)
 {
 	(void)h;
 	struct nn_conv_desc d;
@@ -879,7 +914,10 @@ static cudnnStatus_t conv_pass(cudnnHandle_t h, enum pass p, const int *algos, i
 	size_t esz = b16 ? 2 : 4;
 	size_t nx = (size_t)d.n * d.cin * d.h * d.w, ny = (size_t)d.n * d.cout * d.hout * d.wout;
 	size_t nw = (size_t)d.cout * (d.cin / d.groups) * d.kh * d.kw;
-	size_t n1 = p == DATA ? ny : nx, n2 = p == FILTER ? ny : nw, no = p == FWD ? ny : p == DATA ? nx : nw;
+	size_t n1 = p == DATA ? ny : nx, n2 = p == FILTER ? ny : nw,
+	       no = p == FWD	? ny
+		    : p == DATA ? nx
+				: nw;
 	sim_dev_check(in1, n1 * esz, call, p == FWD ? "x" : p == DATA ? "dy" : "x");
 	sim_dev_check(in2, n2 * esz, call, p == FILTER ? "dy" : "w");
 	sim_dev_check(out, no * esz, call, p == FWD ? "y" : p == DATA ? "dx" : "dw");
@@ -889,7 +927,8 @@ static cudnnStatus_t conv_pass(cudnnHandle_t h, enum pass p, const int *algos, i
 	bool round = !b16 && c->math != CUDNN_FMA_MATH;
 	float a = *(const float *)alpha, b = *(const float *)beta;
 	sim_enqueue(h->s, [=]() {
-		std::vector<float> v1 = read_vals(in1, n1, b16, round), v2 = read_vals(in2, n2, b16, round);
+		std::vector<float> v1 = read_vals(in1, n1, b16, round),
+				   v2 = read_vals(in2, n2, b16, round);
 		std::vector<float> r(no);
 		std::vector<char> tmp(ref_conv2d_workspace(&d) + 1);
 		if (p == FWD)
@@ -918,8 +957,9 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
 					   cudnnFilterDescriptor_t wd, const void *w,
 					   cudnnTensorDescriptor_t dyd, const void *dy,
 					   cudnnConvolutionDescriptor_t c,
-					   cudnnConvolutionBwdDataAlgo_t a, void *ws, size_t ws_bytes,
-					   const void *beta, cudnnTensorDescriptor_t dxd, void *dx)
+					   cudnnConvolutionBwdDataAlgo_t a, void *ws,
+					   size_t ws_bytes, const void *beta,
+					   cudnnTensorDescriptor_t dxd, void *dx)
 {
 	return conv_pass(h, DATA, data_algos, a, dxd, wd, c, dyd, alpha, beta, dy, w, dx, ws,
 			 ws_bytes);
@@ -948,10 +988,14 @@ struct sim_blas {
 const char *cublasGetStatusString(cublasStatus_t s)
 {
 	switch (s) {
-	case CUBLAS_STATUS_SUCCESS: return "the operation completed successfully";
-	case CUBLAS_STATUS_NOT_INITIALIZED: return "the library was not initialized";
-	case CUBLAS_STATUS_INVALID_VALUE: return "the function received an invalid value";
-	case CUBLAS_STATUS_NOT_SUPPORTED: return "the functionality requested is not supported";
+	case CUBLAS_STATUS_SUCCESS:
+		return "the operation completed successfully";
+	case CUBLAS_STATUS_NOT_INITIALIZED:
+		return "the library was not initialized";
+	case CUBLAS_STATUS_INVALID_VALUE:
+		return "the function received an invalid value";
+	case CUBLAS_STATUS_NOT_SUPPORTED:
+		return "the functionality requested is not supported";
 	}
 	return "unknown error";
 }
@@ -987,8 +1031,9 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m)
 /* Column-major C = alpha op(A) op(B) + beta C; element types float or bf16
  * for A and B, float for C (beta 0: C is not read, as in cuBLAS). */
 static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
-			   int n, int k, float alpha, const void *a, bool a16, int lda, const void *b,
-			   bool b16, int ldb, float beta, float *c, int ldc, const char *call)
+			   int n, int k, float alpha, const void *a, bool a16, int lda,
+			   const void *b, bool b16, int ldb, float beta, float *c, int ldc,
+			   const char *call)
 {
 	int arows = ta == CUBLAS_OP_N ? m : k, acols = ta == CUBLAS_OP_N ? k : m;
 	int brows = tb == CUBLAS_OP_N ? k : n, bcols = tb == CUBLAS_OP_N ? n : k;
@@ -1001,7 +1046,8 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 		sim_capture_refuse(h->s);
 		return CUBLAS_STATUS_NOT_SUPPORTED;
 	}
-	size_t na = k ? (size_t)(acols - 1) * lda + arows : 0, nb = k ? (size_t)(bcols - 1) * ldb + brows : 0;
+	size_t na = k ? (size_t)(acols - 1) * lda + arows : 0,
+	       nb = k ? (size_t)(bcols - 1) * ldb + brows : 0;
 	if (na)
 		sim_dev_check(a, na * (a16 ? 2 : 4), call, "A");
 	if (nb)
@@ -1015,8 +1061,10 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 			for (int i = 0; i < m; i++) {
 				double s = 0;
 				for (int l = 0; l < k; l++) {
-					float x = ta == CUBLAS_OP_N ? av[(size_t)l * lda + i] : av[(size_t)i * lda + l];
-					float y = tb == CUBLAS_OP_N ? bv[(size_t)j * ldb + l] : bv[(size_t)l * ldb + j];
+					float x = ta == CUBLAS_OP_N ? av[(size_t)l * lda + i]
+								    : av[(size_t)i * lda + l];
+					float y = tb == CUBLAS_OP_N ? bv[(size_t)j * ldb + l]
+								    : bv[(size_t)l * ldb + j];
 					s += (double)x * y;
 				}
 				float *cij = c + (size_t)j * ldc + i;
@@ -1027,17 +1075,17 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 }
 
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
-			   int n, int k, const float *alpha, const float *a, int lda, const float *b,
-			   int ldb, const float *beta, float *c, int ldc)
+			   int n, int k, const float *alpha, const float *a, int lda,
+			   const float *b, int ldb, const float *beta, float *c, int ldc)
 {
 	return gemm(h, ta, tb, m, n, k, *alpha, a, false, lda, b, false, ldb, *beta, c, ldc,
 		    "cublasSgemm");
 }
 
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
-			    int n, int k, const void *alpha, const void *a, cudaDataType at, int lda,
-			    const void *b, cudaDataType bt, int ldb, const void *beta, void *c,
-			    cudaDataType ct, int ldc, cublasComputeType_t compute,
+			    int n, int k, const void *alpha, const void *a, cudaDataType at,
+			    int lda, const void *b, cudaDataType bt, int ldb, const void *beta,
+			    void *c, cudaDataType ct, int ldc, cublasComputeType_t compute,
 			    cublasGemmAlgo_t algo)
 {
 	(void)algo;

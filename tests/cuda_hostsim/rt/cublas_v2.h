@@ -36,12 +36,12 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
-			   int n, int k, const float *alpha, const float *a, int lda, const float *b,
-			   int ldb, const float *beta, float *c, int ldc);
+			   int n, int k, const float *alpha, const float *a, int lda,
+			   const float *b, int ldb, const float *beta, float *c, int ldc);
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
-			    int n, int k, const void *alpha, const void *a, cudaDataType at, int lda,
-			    const void *b, cudaDataType bt, int ldb, const void *beta, void *c,
-			    cudaDataType ct, int ldc, cublasComputeType_t compute,
+			    int n, int k, const void *alpha, const void *a, cudaDataType at,
+			    int lda, const void *b, cudaDataType bt, int ldb, const void *beta,
+			    void *c, cudaDataType ct, int ldc, cublasComputeType_t compute,
 			    cublasGemmAlgo_t algo);
 
 #ifdef __cplusplus

@@ -66,15 +66,15 @@ typedef enum {
 	CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT = 7,
 } cudnnConvolutionBwdFilterAlgo_t;
 
-#define SIM_PERF(name, algo_t)                                                             \
-	typedef struct {                                                                    \
-		algo_t algo;                                                                \
-		cudnnStatus_t status;                                                       \
-		float time;                                                                 \
-		size_t memory;                                                              \
-		cudnnDeterminism_t determinism;                                             \
-		cudnnMathType_t mathType;                                                   \
-		int reserved[3];                                                            \
+#define SIM_PERF(name, algo_t)                                                                     \
+	typedef struct {                                                                           \
+		algo_t algo;                                                                       \
+		cudnnStatus_t status;                                                              \
+		float time;                                                                        \
+		size_t memory;                                                                     \
+		cudnnDeterminism_t determinism;                                                    \
+		cudnnMathType_t mathType;                                                          \
+		int reserved[3];                                                                   \
 	} name
 SIM_PERF(cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t);
 SIM_PERF(cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t);
@@ -120,35 +120,35 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t h, cudnnFi
 							int *got,
 							cudnnConvolutionBwdDataAlgoPerf_t *r);
 cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(
-	cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
-	cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, int want, int *got,
-	cudnnConvolutionBwdFilterAlgoPerf_t *r);
+    cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, int want, int *got,
+    cudnnConvolutionBwdFilterAlgoPerf_t *r);
 cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x,
 						     cudnnFilterDescriptor_t w,
 						     cudnnConvolutionDescriptor_t c,
 						     cudnnTensorDescriptor_t y, int want, int *got,
 						     cudnnConvolutionFwdAlgoPerf_t *r);
 cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(
-	cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
-	cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, int want, int *got,
-	cudnnConvolutionBwdDataAlgoPerf_t *r);
+    cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, int want, int *got,
+    cudnnConvolutionBwdDataAlgoPerf_t *r);
 cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-	cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
-	cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, int want, int *got,
-	cudnnConvolutionBwdFilterAlgoPerf_t *r);
+    cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, int want, int *got,
+    cudnnConvolutionBwdFilterAlgoPerf_t *r);
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t h, cudnnTensorDescriptor_t x,
 						      cudnnFilterDescriptor_t w,
 						      cudnnConvolutionDescriptor_t c,
 						      cudnnTensorDescriptor_t y,
 						      cudnnConvolutionFwdAlgo_t a, size_t *bytes);
 cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(
-	cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
-	cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, cudnnConvolutionBwdDataAlgo_t a,
-	size_t *bytes);
+    cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, cudnnConvolutionBwdDataAlgo_t a,
+    size_t *bytes);
 cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(
-	cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
-	cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw,
-	cudnnConvolutionBwdFilterAlgo_t a, size_t *bytes);
+    cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, cudnnConvolutionBwdFilterAlgo_t a,
+    size_t *bytes);
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
 				      cudnnTensorDescriptor_t xd, const void *x,
 				      cudnnFilterDescriptor_t wd, const void *w,
@@ -159,8 +159,9 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
 					   cudnnFilterDescriptor_t wd, const void *w,
 					   cudnnTensorDescriptor_t dyd, const void *dy,
 					   cudnnConvolutionDescriptor_t c,
-					   cudnnConvolutionBwdDataAlgo_t a, void *ws, size_t ws_bytes,
-					   const void *beta, cudnnTensorDescriptor_t dxd, void *dx);
+					   cudnnConvolutionBwdDataAlgo_t a, void *ws,
+					   size_t ws_bytes, const void *beta,
+					   cudnnTensorDescriptor_t dxd, void *dx);
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 					     cudnnTensorDescriptor_t xd, const void *x,
 					     cudnnTensorDescriptor_t dyd, const void *dy,
