@@ -1,6 +1,8 @@
 /* backend: descriptor arithmetic shared by every backend, and lookup by name. */
 #include "nn/backend.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 int nn_conv_desc_init(struct nn_conv_desc *d, struct error *err)
@@ -71,4 +73,17 @@ void nn_backend_step_release(const struct nn_backend *be, void **state)
 	if (be->step_release && *state)
 		be->step_release(*state);
 	*state = NULL;
+}
+
+int nn_alloc_failed(const struct nn_backend *be, struct error *err, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	const char *why = be->alloc_why ? be->alloc_why() : NULL;
+	if (why && *why)
+		return error_set(err, "%s (%s)", what, why);
+	return error_set(err, "%s", what);
 }

@@ -53,6 +53,9 @@ struct nn_backend {
 	/* Memory: the swappable allocator (a caching one on CUDA). */
 	void *(*alloc)(size_t bytes); /* NULL when out of memory */
 	void (*free)(void *p);
+	/* Optional: why the last alloc returned NULL (bytes asked, free, held by
+	 * the backend), for the error message; NULL or "" when unknown. */
+	const char *(*alloc_why)(void);
 	void (*upload)(void *dst, const void *host, size_t bytes);
 	void (*download)(void *host, const void *src, size_t bytes);
 	void (*sync)(void);
@@ -191,6 +194,10 @@ const struct nn_backend *nn_backend_cuda(void);
 const struct nn_backend *nn_backend_by_name(const char *name);
 /* be->step if the backend has it, else fn(ctx); and its release. */
 void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void *ctx), void *ctx);
+/* After be->alloc returned NULL: sets err to the formatted message followed
+ * by the backend's reason in parentheses (alloc_why) when it has one; -1. */
+int nn_alloc_failed(const struct nn_backend *be, struct error *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void nn_backend_step_release(const struct nn_backend *be, void **state);
 /* Allocations made by the CPU backends so far (tests: none in a training step). */
 size_t nn_cpu_allocations(void);

@@ -345,10 +345,11 @@ static int flat_alloc(struct nn_net *net, struct error *err)
 	f->n = at;
 	const struct nn_backend *be = net->be;
 	if (f->n && !(f->w = be->alloc(f->n * sizeof(float))))
-		return error_set(err, "net: out of %s memory for %zu parameter values", be->name, f->n);
+		return nn_alloc_failed(be, err, "net: out of %s memory for %zu parameter values",
+				       be->name, f->n);
 	if (f->ntrain && !(f->g = be->alloc(f->ntrain * sizeof(float))))
-		return error_set(err, "net: out of %s memory for %zu parameter gradients", be->name,
-				 f->ntrain);
+		return nn_alloc_failed(be, err, "net: out of %s memory for %zu parameter gradients",
+				       be->name, f->ntrain);
 	if (f->n)
 		be->fill(f->w, f->n, 0);
 	if (f->ntrain)

@@ -17,8 +17,8 @@ static int state_alloc(struct nn_net *net, float **buf, const char *what, struct
 	if (*buf || !n)
 		return 0;
 	if (!(*buf = net->be->alloc(n * sizeof(float))))
-		return error_set(err, "optimizer: out of %s memory for %zu floats of %s", net->be->name,
-				 n, what);
+		return nn_alloc_failed(net->be, err, "optimizer: out of %s memory for %zu floats of %s",
+				       net->be->name, n, what);
 	net->be->fill(*buf, n, 0);
 	return 0;
 }

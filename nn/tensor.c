@@ -19,8 +19,9 @@ int nn_tensor_alloc(struct nn_tensor *t, const struct nn_backend *be, int n, int
 		return 0;
 	t->data = be->alloc(count * sizeof(float));
 	if (!t->data)
-		return error_set(err, "tensor: out of %s memory allocating %zu bytes (%d, %d, %d, %d)",
-				 be->name, count * sizeof(float), n, c, h, w);
+		return nn_alloc_failed(be, err,
+				       "tensor: out of %s memory allocating %zu bytes (%d, %d, %d, %d)",
+				       be->name, count * sizeof(float), n, c, h, w);
 	t->owned = 1;
 	return 0;
 }
@@ -77,7 +78,8 @@ int nn_arena_init(struct nn_arena *a, const struct nn_backend *be, size_t bytes,
 		return 0;
 	a->base = be->alloc(bytes);
 	if (!a->base)
-		return error_set(err, "arena: out of %s memory allocating %zu bytes", be->name, bytes);
+		return nn_alloc_failed(be, err, "arena: out of %s memory allocating %zu bytes",
+				       be->name, bytes);
 	a->size = bytes;
 	return 0;
 }

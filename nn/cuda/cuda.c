@@ -14,6 +14,7 @@ static struct nn_backend cuda_table = {
 	.device = NN_DEV_CUDA,
 	.alloc = cu_alloc,
 	.free = cu_free,
+	.alloc_why = cu_alloc_why,
 	.upload = cu_upload,
 	.download = cu_download,
 	.sync = cu_sync,

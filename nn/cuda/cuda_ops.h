@@ -12,6 +12,7 @@ extern "C" {
 
 void *cu_alloc(size_t bytes);
 void cu_free(void *p);
+const char *cu_alloc_why(void);
 void cu_upload(void *dst, const void *host, size_t bytes);
 void cu_download(void *host, const void *src, size_t bytes);
 void *cu_host_alloc(size_t bytes);

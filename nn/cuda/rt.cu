@@ -289,6 +289,7 @@ static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 static std::unordered_map<size_t, std::vector<void *>> *free_blocks;
 static std::unordered_map<void *, size_t> *live_blocks;
 static struct nn_cuda_mem_stats stats;
+static char alloc_msg[512]; /* why the last allocation failed (alloc_why) */
 
 static size_t size_class(size_t bytes)
 {
@@ -350,6 +351,7 @@ extern "C" void *cu_alloc(size_t bytes)
 				 "%zu held by cairn (%zu in use): %s",
 				 bytes, cls, fr, total, stats.reserved, stats.in_use, cudaGetErrorString(e));
 			keep(msg);
+			memcpy(alloc_msg, msg, sizeof(alloc_msg));
 			pthread_mutex_unlock(&alloc_lock);
 			return NULL;
 		}
@@ -363,6 +365,8 @@ extern "C" void *cu_alloc(size_t bytes)
 	pthread_mutex_unlock(&alloc_lock);
 	return p;
 }
+
+extern "C" const char *cu_alloc_why(void) { return alloc_msg; }
 
 extern "C" void cu_free(void *p)
 {

@@ -45,6 +45,7 @@ env CAIRN_CUDA_PRECISION=fp32 cairn-train-classifier --train $T/train.ds --test 
 rc=$?
 check "out of memory exits non-zero ($rc)" test "$rc" -ne 0
 check_grep "out of memory is named" "out of (cuda|device) memory" $T/oom.out
+check_grep "the error says what was asked and what is free" "asked [0-9]+ bytes.*[0-9]+ of [0-9]+ bytes free" $T/oom.out
 check "no metrics.json after out of memory" test ! -e $T/oom/metrics.json
 check "no checkpoint after out of memory" test ! -e $T/oom/model.ckpt
 check_rc "no GPU is bad usage" 2 env CUDA_VISIBLE_DEVICES= cairn-train-classifier --train $T/train.ds --test $T/test.ds --device cuda --out $T/none

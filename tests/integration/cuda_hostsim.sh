@@ -115,3 +115,12 @@ import json; c = json.load(open('$T/cuda/metrics.json'))['cuda']
 print('# cuda:', c)
 assert c['graph_captures'] == 1 and c['graph_failures'] == 0
 assert c['graph_replays'] == c['steps'] - 2 and c['eager_steps'] == 1"
+# out of device memory (a 64 MiB device): a clean failure naming the
+# allocation, exit 1, nothing written
+CAIRN_SIM_DEVICE_MB=64 $T/ctc --train $T/train.ds --test $T/test.ds --epochs 1 --device cuda \
+	--out $T/oom >$T/oom.out 2>&1
+check_eq "out of device memory exits 1" "$?" 1
+check_grep "the error says what was asked and what is free" "out of .*memory.*(asked|free)" $T/oom.out
+sed 's/^/#   /' $T/oom.out | tail -2
+check "no metrics.json after out of memory" test ! -e $T/oom/metrics.json
+check "no checkpoint after out of memory" test ! -e $T/oom/model.ckpt
