@@ -508,6 +508,14 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 	return total;
 }
 
+/* The arena, and its activation span with the backend (act_storage). */
+static void arena_release(struct nn_net *net)
+{
+	if (net->arena.base && net->be->act_storage)
+		net->be->act_storage(net->arena.base, 0, 0);
+	nn_arena_release(&net->arena);
+}
+
 int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 {
 	if (!net->finished)
@@ -516,7 +524,8 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		return error_set(err, "net: batch size %d", batch);
 	if (batch == net->batch)
 		return 0;
-	nn_arena_release(&net->arena);
+	arena_release(net);
+	net->batch = 0; /* until this succeeds */
 	size_t *off = mem_alloc((size_t)net->nnodes * sizeof(size_t));
 	size_t grads = off ? plan_grads(net, batch, off) : (size_t)-1;
 	if (grads == (size_t)-1) {
@@ -538,6 +547,11 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		}
 	}
 	need += nn_arena_need(maxc) + nn_arena_need(ws / sizeof(float) + 1);
+	/* First the activation span: the gradients, the outputs of every node
+	 * but the input, and the scratch where gradients are summed; it holds
+	 * nothing else, so the backend may keep it in lower precision
+	 * (act_storage). Then the input, the saved values (statistics, pool
+	 * indices, dropout masks) and the workspace. */
 	float *dy = NULL;
 	if (nn_arena_init(&net->arena, net->be, need, err) < 0 ||
 	    !(dy = nn_arena_bytes(&net->arena, grads * sizeof(float), err))) {
@@ -546,21 +560,33 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	}
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
-		size_t a, b;
-		aux_counts(net, nd, batch, &a, &b);
 		nn_tensor_view(&nd->dy, net->be, dy + off[id], batch, nd->c, nd->h, nd->w);
-		if (nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0 ||
-		    nn_arena_tensor(&net->arena, &nd->aux, 1, (int)a, 1, 1, err) < 0 ||
-		    nn_arena_tensor(&net->arena, &nd->aux2, 1, (int)b, 1, 1, err) < 0) {
+		if (id > 0 && nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
 			mem_free(off);
 			return -1;
 		}
 	}
 	mem_free(off);
 	net->scratch = nn_arena_bytes(&net->arena, maxc * sizeof(float), err);
-	net->ws = nn_arena_bytes(&net->arena, ws + 4, err);
-	if (!net->scratch || !net->ws)
+	if (!net->scratch)
 		return -1;
+	size_t span = net->arena.used;
+	struct nn_node *in = &net->nodes[0];
+	if (nn_arena_tensor(&net->arena, &in->y, batch, in->c, in->h, in->w, err) < 0)
+		return -1;
+	for (int id = 0; id < net->nnodes; id++) {
+		struct nn_node *nd = &net->nodes[id];
+		size_t a, b;
+		aux_counts(net, nd, batch, &a, &b);
+		if (nn_arena_tensor(&net->arena, &nd->aux, 1, (int)a, 1, 1, err) < 0 ||
+		    nn_arena_tensor(&net->arena, &nd->aux2, 1, (int)b, 1, 1, err) < 0)
+			return -1;
+	}
+	net->ws = nn_arena_bytes(&net->arena, ws + 4, err);
+	if (!net->ws)
+		return -1;
+	if (net->be->act_storage)
+		net->be->act_storage(net->arena.base, span, 1);
 	net->batch = batch;
 	net->n = batch;
 	return 0;
@@ -853,7 +879,7 @@ void nn_net_release(struct nn_net *net)
 	for (int k = 0; k < 4; k++)
 		if (bufs[k])
 			net->be->free(bufs[k]);
-	nn_arena_release(&net->arena);
+	arena_release(net);
 	mem_free(net->nodes);
 	mem_free(net->params);
 	mem_free(net->arch);

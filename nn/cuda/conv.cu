@@ -10,13 +10,15 @@
  * asked the workspace of, such as the smaller last batch of an epoch) uses
  * a private workspace instead, so a caller's buffer is never overrun.
  *
- * BF16 (mixed precision): the plan's descriptors are bf16 with fp32 compute;
- * each pass reads bf16 copies of its two inputs, made by a cast kernel into
- * scratch, except a net's weights, which cu_params_ready casts once per pass
- * from the net's flat buffer; cuDNN writes a bf16 result into scratch and a
- * cast writes it as fp32 to the caller's tensor (activations and gradients in
- * memory stay fp32). gemm in bf16 is one cublasGemmEx with bf16 A and B and
- * fp32 C and compute. */
+ * BF16 (mixed precision): the plan's descriptors are bf16 with fp32 compute.
+ * Activations and their gradients in bf16 activation storage (rt.h: a net's
+ * arena) are read and written where they are; a net's weights are read from
+ * the bf16 copy cu_params_ready makes once per pass from the net's flat
+ * buffer; anything else (fp32 tensors: a net's input, weight gradients,
+ * tensors of tests, all activations under CAIRN_CUDA_BF16_ACT=0) is cast
+ * into scratch for the call, and an fp32 result is written by cuDNN as bf16
+ * into scratch and widened into place. gemm in bf16 is one cublasGemmEx with
+ * bf16 A and B, C in bf16 storage or fp32, and fp32 compute. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,10 +399,14 @@ static __nv_bfloat16 *bf16_scratch(int k, size_t count, const char *what)
 	return (__nv_bfloat16 *)p;
 }
 
-/* x (count floats) as bf16: inside a net's cast weights when it lies there,
- * else cast now into scratch buffer k. NULL after a reported failure. */
+/* x (count floats) as bf16: itself in bf16 activation storage, inside a
+ * net's cast weights when it lies there, else cast now into scratch buffer
+ * k. NULL after a reported failure. */
 static const __nv_bfloat16 *bf16_of(const float *x, size_t count, int k, const char *what)
 {
+	cu_arr a = cu_arr_of(x);
+	if (a.bf)
+		return (const __nv_bfloat16 *)a.p;
 	for (int i = 0; i < nshadows; i++) {
 		const bf16_shadow *sh = &shadows[i];
 		if (sh->valid && x >= sh->base && x + count <= sh->base + sh->n)
@@ -460,6 +466,19 @@ extern "C" void cu_params_ready(const float *w, size_t n)
 	sh->valid = !cu.failed;
 }
 
+/* Where a pass writes y (count floats) in bf16: y itself in bf16 activation
+ * storage, else scratch buffer 2, to be widened into y by bf16_done. */
+static void *bf16_out(float *y, size_t count, const char *what)
+{
+	cu_arr a = cu_arr_of(y);
+	return a.bf ? a.p : bf16_scratch(2, count, what);
+}
+static void bf16_done(const void *out, float *y, size_t count)
+{
+	if (out != cu_arr_of(y).p)
+		cu_from_bf16(out, y, count);
+}
+
 /* ---- passes ------------------------------------------------------------- */
 
 /* The plan and workspace of a pass; false after a reported failure. */
@@ -498,7 +517,7 @@ extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, cons
 	if (bf16()) {
 		xa = bf16_of(x, conv_x(d), 0, "conv forward input");
 		wa = bf16_of(w, conv_w(d), 1, "conv forward weights");
-		ya = bf16_scratch(2, conv_y(d), "conv forward output");
+		ya = bf16_out(y, conv_y(d), "conv forward output");
 		if (!xa || !wa || !ya)
 			return;
 	}
@@ -511,7 +530,7 @@ extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, cons
 	if (CU_LAUNCHED(SHAPE_FMT " forward", SHAPE_ARGS(d)))
 		return;
 	if (bf16())
-		cu_from_bf16(ya, y, conv_y(d));
+		bf16_done(ya, y, conv_y(d));
 	if (b)
 		cu_bias_add(d->n, d->cout, d->hout * d->wout, y, b);
 }
@@ -532,7 +551,7 @@ extern "C" void cu_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy
 	if (bf16()) {
 		dya = bf16_of(dy, conv_y(d), 0, "conv backward-data gradient");
 		wa = bf16_of(w, conv_w(d), 1, "conv backward-data weights");
-		dxa = bf16_scratch(2, conv_x(d), "conv backward-data output");
+		dxa = bf16_out(dx, conv_x(d), "conv backward-data output");
 		if (!dya || !wa || !dxa)
 			return;
 	}
@@ -546,7 +565,7 @@ extern "C" void cu_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy
 	if (CU_LAUNCHED(SHAPE_FMT " backward data", SHAPE_ARGS(d)))
 		return;
 	if (bf16())
-		cu_from_bf16(dxa, dx, conv_x(d));
+		bf16_done(dxa, dx, conv_x(d));
 }
 
 extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
@@ -570,7 +589,7 @@ extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *
 	if (bf16()) {
 		xa = bf16_of(x, conv_x(d), 0, "conv backward-filter input");
 		dya = bf16_of(dy, conv_y(d), 1, "conv backward-filter gradient");
-		dwa = bf16_scratch(2, conv_w(d), "conv backward-filter output");
+		dwa = bf16_out(dw, conv_w(d), "conv backward-filter output");
 		if (!xa || !dya || !dwa)
 			return;
 	}
@@ -584,15 +603,16 @@ extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *
 	if (CU_LAUNCHED(SHAPE_FMT " backward filter", SHAPE_ARGS(d)))
 		return;
 	if (bf16())
-		cu_from_bf16(dwa, dw, conv_w(d));
+		bf16_done(dwa, dw, conv_w(d));
 	if (db)
 		cu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
 }
 
 /* Row-major C = alpha op(A) op(B) + beta C is column-major C^T = op(B)^T op(A)^T:
  * the same call with the operands swapped and m, n exchanged. In BF16, A and
- * B are read as bf16 copies (as far as the last row's last element: rows - 1
- * full strides and one row), C stays fp32, and so does the accumulation. */
+ * B are read in bf16 (storage, weight copies or casts as far as the last
+ * row's last element: rows - 1 full strides and one row), C is bf16 in bf16
+ * activation storage, else fp32, and the accumulation is fp32. */
 extern "C" void cu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
 			const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -600,6 +620,13 @@ extern "C" void cu_gemm(int ta, int tb, int m, int n, int k, float alpha, const 
 	if (m == 0 || n == 0)
 		return;
 	cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+	cu_arr ca = cu_arr_of(c);
+	if (k == 0 && ca.bf) { /* C = beta C, row by row (ldc may exceed n) */
+		for (int i = 0; i < m; i++)
+			beta == 0 ? cu_fill(c + (size_t)i * ldc, n, 0)
+				  : cu_scale(c + (size_t)i * ldc, n, beta);
+		return;
+	}
 	if (!bf16() || k == 0) {
 		CU_BLAS(cublasSgemm(cu.blas, opb, opa, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc),
 			"gemm ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d", ta, tb, m, n, k, lda,
@@ -612,7 +639,8 @@ extern "C" void cu_gemm(int ta, int tb, int m, int n, int k, float alpha, const 
 	if (!ab || !bb)
 		return;
 	CU_BLAS(cublasGemmEx(cu.blas, opb, opa, n, m, k, &alpha, bb, CUDA_R_16BF, ldb, ab, CUDA_R_16BF,
-			     lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+			     lda, &beta, ca.p, ca.bf ? CUDA_R_16BF : CUDA_R_32F, ldc,
+			     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
 		"gemm bf16 ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d", ta, tb, m, n, k, lda, ldb,
 		ldc);
 }

@@ -22,6 +22,7 @@ static struct nn_backend cuda_table = {
 	.host_wait = cu_host_wait,
 	.host_free = cu_host_free,
 	.params_ready = cu_params_ready,
+	.act_storage = cu_act_storage,
 	.step = cu_step,
 	.step_release = cu_step_release,
 	.fill = cu_fill,

@@ -2,7 +2,8 @@
  * not bound by launch time (issue #8). nn/backend.h's `step` slot runs
  * fn(ctx) with the table's slots in record mode: every call is kept, its
  * arguments copied (descriptors by value), and appended to the step's
- * signature: the precision, then the slot and the bytes of every argument
+ * signature: the precision and the state of the bf16 activation storage
+ * (rt.h), then the slot and the bytes of every argument
  * of each call, except the values that change from step to step by design
  * (the learning rate, Adam's step number, a dropout seed), which go to a
  * list of per-step values. Then:
@@ -431,8 +432,11 @@ extern "C" void cu_step(void **state, void (*fn)(void *ctx), void *ctx)
 		return;
 	}
 	calls->clear(), sig->clear(), vals->clear();
-	/* the precision decides what a slot does without being an argument */
+	/* the precision and the bf16 activation storage decide what a slot
+	   does without being arguments */
 	sig_add(&cu.precision, sizeof(cu.precision));
+	unsigned gen = cu_act_generation();
+	sig_add(&gen, sizeof(gen));
 	recording = 1;
 	cu.hold_cache = 1; /* frees act now, the recorded calls run later */
 	fn(ctx);

@@ -3,7 +3,11 @@
  * the same order wherever a sum is formed per output (pooling and nearest
  * upsampling backward gather their inputs in the reference's order, so the
  * results are bitwise equal); reductions accumulate in double, in a fixed
- * order (block partials, then one block), so a run repeats exactly. */
+ * order (block partials, then one block), so a run repeats exactly.
+ * Arrays of activations and their gradients are cu_arr (rt.h): fp32, or
+ * bf16 in BF16 activation storage, read with ld and written with st; values
+ * are computed in fp32 either way. Parameters, statistics, dropout masks and
+ * class weights stay float *. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -15,6 +19,19 @@
 #define GRID_LOOP(i, n)                                                                     \
 	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);              \
 	     i += (size_t)gridDim.x * blockDim.x)
+
+__device__ static inline float ld(cu_arr a, size_t i)
+{
+	return a.bf ? __bfloat162float(((const __nv_bfloat16 *)a.p)[i]) : ((const float *)a.p)[i];
+}
+__device__ static inline void st(cu_arr a, size_t i, float v)
+{
+	if (a.bf)
+		((__nv_bfloat16 *)a.p)[i] = __float2bfloat16_rn(v);
+	else
+		((float *)a.p)[i] = v;
+}
+#define ARR(p) cu_arr_of(p)
 
 /* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
  * fixed order; every thread gets the total. */
@@ -61,25 +78,29 @@ __global__ static void sum_partials(const double *part, int count, int stride, d
 
 /* ---- element-wise ------------------------------------------------------ */
 
-__global__ static void k_fill(float *x, size_t n, float v)
+__global__ static void k_fill(cu_arr x, size_t n, float v)
 {
-	GRID_LOOP(i, n) x[i] = v;
+	GRID_LOOP(i, n) st(x, i, v);
 }
-__global__ static void k_add(const float *a, const float *b, float *y, size_t n)
+__global__ static void k_copy(cu_arr x, cu_arr y, size_t n)
 {
-	GRID_LOOP(i, n) y[i] = a[i] + b[i];
+	GRID_LOOP(i, n) st(y, i, ld(x, i));
 }
-__global__ static void k_axpy(size_t n, float a, const float *x, float *y)
+__global__ static void k_add(cu_arr a, cu_arr b, cu_arr y, size_t n)
 {
-	GRID_LOOP(i, n) y[i] += a * x[i];
+	GRID_LOOP(i, n) st(y, i, ld(a, i) + ld(b, i));
 }
-__global__ static void k_mul(const float *a, const float *b, float *y, size_t n)
+__global__ static void k_axpy(size_t n, float a, cu_arr x, cu_arr y)
 {
-	GRID_LOOP(i, n) y[i] = a[i] * b[i];
+	GRID_LOOP(i, n) st(y, i, ld(y, i) + a * ld(x, i));
 }
-__global__ static void k_scale(float *x, size_t n, float a)
+__global__ static void k_mul(cu_arr a, cu_arr b, cu_arr y, size_t n)
 {
-	GRID_LOOP(i, n) x[i] *= a;
+	GRID_LOOP(i, n) st(y, i, ld(a, i) * ld(b, i));
+}
+__global__ static void k_scale(cu_arr x, size_t n, float a)
+{
+	GRID_LOOP(i, n) st(x, i, ld(x, i) * a);
 }
 
 extern "C" void cu_fill(float *x, size_t n, float v)
@@ -87,7 +108,7 @@ extern "C" void cu_fill(float *x, size_t n, float v)
 	CU_ENTER();
 	if (!n)
 		return;
-	k_fill<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(x, n, v);
+	k_fill<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(ARR(x), n, v);
 	CU_LAUNCHED("fill n=%zu", n);
 }
 
@@ -96,8 +117,15 @@ extern "C" void cu_copy(float *dst, const float *src, size_t n)
 	CU_ENTER();
 	if (!n || dst == src)
 		return;
-	CU_RT(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, cu.compute),
-	      "copy n=%zu", n);
+	cu_arr d = ARR(dst), s = ARR(src);
+	if (d.bf == s.bf) {
+		CU_RT(cudaMemcpyAsync(d.p, s.p, n * (d.bf ? 2 : 4), cudaMemcpyDeviceToDevice,
+				      cu.compute),
+		      "copy n=%zu", n);
+		return;
+	}
+	k_copy<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(s, d, n);
+	CU_LAUNCHED("copy n=%zu (%s to %s)", n, s.bf ? "bf16" : "fp32", d.bf ? "bf16" : "fp32");
 }
 
 extern "C" void cu_add(const float *a, const float *b, float *y, size_t n)
@@ -105,7 +133,7 @@ extern "C" void cu_add(const float *a, const float *b, float *y, size_t n)
 	CU_ENTER();
 	if (!n)
 		return;
-	k_add<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(a, b, y, n);
+	k_add<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(ARR(a), ARR(b), ARR(y), n);
 	CU_LAUNCHED("add n=%zu", n);
 }
 
@@ -114,7 +142,7 @@ extern "C" void cu_axpy(size_t n, float a, const float *x, float *y)
 	CU_ENTER();
 	if (!n)
 		return;
-	k_axpy<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, a, x, y);
+	k_axpy<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, a, ARR(x), ARR(y));
 	CU_LAUNCHED("axpy n=%zu", n);
 }
 
@@ -123,7 +151,7 @@ extern "C" void cu_mul(const float *a, const float *b, float *y, size_t n)
 	CU_ENTER();
 	if (!n)
 		return;
-	k_mul<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(a, b, y, n);
+	k_mul<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(ARR(a), ARR(b), ARR(y), n);
 	CU_LAUNCHED("mul n=%zu", n);
 }
 
@@ -132,15 +160,15 @@ extern "C" void cu_scale(float *x, size_t n, float a)
 	CU_ENTER();
 	if (!n)
 		return;
-	k_scale<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(x, n, a);
+	k_scale<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(ARR(x), n, a);
 	CU_LAUNCHED("scale n=%zu", n);
 }
 
 /* ---- bias ---------------------------------------------------------------- */
 
-__global__ static void k_bias_add(size_t total, int c, int hw, float *y, const float *b)
+__global__ static void k_bias_add(size_t total, int c, int hw, cu_arr y, const float *b)
 {
-	GRID_LOOP(e, total) y[e] += b[(e / hw) % c];
+	GRID_LOOP(e, total) st(y, e, ld(y, e) + b[(e / hw) % c]);
 }
 
 extern "C" void cu_bias_add(int n, int c, int hw, float *y, const float *b)
@@ -149,19 +177,19 @@ extern "C" void cu_bias_add(int n, int c, int hw, float *y, const float *b)
 	size_t total = (size_t)n * c * hw;
 	if (!total)
 		return;
-	k_bias_add<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, y, b);
+	k_bias_add<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, ARR(y), b);
 	CU_LAUNCHED("bias_add n=%d c=%d hw=%d", n, c, hw);
 }
 
 /* One block per channel: db[k] = sum over n and hw of dy[n][k][.]. */
-__global__ static void k_bias_grad(int n, int c, int hw, const float *dy, float *db)
+__global__ static void k_bias_grad(int n, int c, int hw, cu_arr dy, float *db)
 {
 	int k = blockIdx.x;
 	size_t m = (size_t)n * hw;
 	double s = 0;
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
 		size_t i = t / hw, j = t % hw;
-		s += dy[(i * c + k) * hw + j];
+		s += ld(dy, (i * c + k) * hw + j);
 	}
 	s = block_sum(s);
 	if (threadIdx.x == 0)
@@ -173,59 +201,67 @@ extern "C" void cu_bias_grad(int n, int c, int hw, const float *dy, float *db)
 	CU_ENTER();
 	if (!c)
 		return;
-	k_bias_grad<<<c, CU_THREADS, 0, cu.compute>>>(n, c, hw, dy, db);
+	k_bias_grad<<<c, CU_THREADS, 0, cu.compute>>>(n, c, hw, ARR(dy), db);
 	CU_LAUNCHED("bias_grad n=%d c=%d hw=%d", n, c, hw);
 }
 
 /* ---- activations ------------------------------------------------------- */
 
-__global__ static void k_act_fwd(int kind, float alpha, const float *x, float *y, size_t n)
+__global__ static void k_act_fwd(int kind, float alpha, cu_arr x, cu_arr y, size_t n)
 {
 	GRID_LOOP(i, n)
 	{
-		float v = x[i];
+		float v = ld(x, i), r;
 		switch (kind) {
 		case NN_ACT_RELU:
-			y[i] = v > 0 ? v : 0;
+			r = v > 0 ? v : 0;
 			break;
 		case NN_ACT_LEAKY:
-			y[i] = v > 0 ? v : alpha * v;
+			r = v > 0 ? v : alpha * v;
 			break;
 		case NN_ACT_TANH:
-			y[i] = tanhf(v);
+			r = tanhf(v);
 			break;
 		case NN_ACT_SIGMOID:
-			y[i] = 1.0f / (1.0f + expf(-v));
+			r = 1.0f / (1.0f + expf(-v));
 			break;
 		default:
-			y[i] = v;
+			r = v;
 			break;
 		}
+		st(y, i, r);
 	}
 }
 
-__global__ static void k_act_bwd(int kind, float alpha, const float *x, const float *y,
-				 const float *dy, float *dx, size_t n)
+/* x or y is read only by the kinds that need it (ReLU and LeakyReLU: x). */
+__global__ static void k_act_bwd(int kind, float alpha, cu_arr x, cu_arr y, cu_arr dy, cu_arr dx,
+				 size_t n)
 {
 	GRID_LOOP(i, n)
 	{
+		float g = ld(dy, i), r;
 		switch (kind) {
 		case NN_ACT_RELU:
-			dx[i] = x[i] > 0 ? dy[i] : 0;
+			r = ld(x, i) > 0 ? g : 0;
 			break;
 		case NN_ACT_LEAKY:
-			dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i];
+			r = ld(x, i) > 0 ? g : alpha * g;
 			break;
-		case NN_ACT_TANH:
-			dx[i] = dy[i] * (1 - y[i] * y[i]);
-			break;
-		case NN_ACT_SIGMOID:
-			dx[i] = dy[i] * y[i] * (1 - y[i]);
-			break;
-		default:
-			dx[i] = dy[i];
+		case NN_ACT_TANH: {
+			float v = ld(y, i);
+			r = g * (1 - v * v);
 			break;
 		}
+		case NN_ACT_SIGMOID: {
+			float v = ld(y, i);
+			r = g * v * (1 - v);
+			break;
+		}
+		default:
+			r = g;
+			break;
+		}
+		st(dx, i, r);
 	}
 }
 
@@ -234,7 +270,7 @@ extern "C" void cu_act_fwd(enum nn_act kind, float alpha, const float *x, float 
 	CU_ENTER();
 	if (!n)
 		return;
-	k_act_fwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((int)kind, alpha, x, y, n);
+	k_act_fwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((int)kind, alpha, ARR(x), ARR(y), n);
 	CU_LAUNCHED("act_fwd kind=%d n=%zu", (int)kind, n);
 }
 
@@ -244,7 +280,8 @@ extern "C" void cu_act_bwd(enum nn_act kind, float alpha, const float *x, const 
 	CU_ENTER();
 	if (!n)
 		return;
-	k_act_bwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((int)kind, alpha, x, y, dy, dx, n);
+	k_act_bwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((int)kind, alpha, ARR(x), ARR(y), ARR(dy),
+								   ARR(dx), n);
 	CU_LAUNCHED("act_bwd kind=%d n=%zu", (int)kind, n);
 }
 
@@ -257,20 +294,20 @@ extern "C" void cu_act_bwd(enum nn_act kind, float alpha, const float *x, const 
 #define NORM_THREADS 512
 
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_norm_fwd(int rows, int c, int hw, const float *x, const float *gamma, const float *beta,
-		   float eps, float momentum, float *y, float *save_mean, float *save_invstd,
+	k_norm_fwd(int rows, int c, int hw, cu_arr x, const float *gamma, const float *beta,
+		   float eps, float momentum, cu_arr y, float *save_mean, float *save_invstd,
 		   float *run_mean, float *run_var)
 {
 	int g = blockIdx.x, k = g % c;
 	size_t m = (size_t)rows * hw;
 	double s = 0;
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x)
-		s += x[((t / hw) * c + g) * hw + t % hw];
+		s += ld(x, ((t / hw) * c + g) * hw + t % hw);
 	double mean = block_sum(s) / (double)m;
 	float mf = (float)mean;
 	double s2 = 0;
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
-		float d = x[((t / hw) * c + g) * hw + t % hw] - mf;
+		float d = ld(x, ((t / hw) * c + g) * hw + t % hw) - mf;
 		s2 += (double)d * d;
 	}
 	double var = block_sum(s2) / (double)m;
@@ -287,7 +324,7 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	float a = gamma[k] * invstd, o = beta[k] - mf * a;
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
 		size_t e = ((t / hw) * c + g) * hw + t % hw;
-		y[e] = x[e] * a + o;
+		st(y, e, ld(x, e) * a + o);
 	}
 }
 
@@ -295,8 +332,8 @@ __global__ static void __launch_bounds__(NORM_THREADS)
  * Szegedy 2015, sec. 3). Writes the group's sum dy and sum dy xhat either as
  * floats to dbeta/dgamma (batch norm) or as doubles to sums[2g], sums[2g+1]. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_norm_bwd(int rows, int c, int hw, const float *x, const float *dy, const float *gamma,
-		   const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+	k_norm_bwd(int rows, int c, int hw, cu_arr x, cu_arr dy, const float *gamma,
+		   const float *save_mean, const float *save_invstd, cu_arr dx, float *dgamma,
 		   float *dbeta, double *sums)
 {
 	int g = blockIdx.x, k = g % c;
@@ -305,16 +342,17 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	double s1 = 0, s2 = 0;
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
 		size_t e = ((t / hw) * c + g) * hw + t % hw;
-		s1 += dy[e];
-		s2 += (double)dy[e] * (x[e] - mean);
+		float gv = ld(dy, e);
+		s1 += gv;
+		s2 += (double)gv * (ld(x, e) - mean);
 	}
 	s1 = block_sum(s1);
 	s2 = block_sum(s2) * invstd;
 	float a = gamma[k] * invstd, mdy = (float)(s1 / (double)m), mdyx = (float)(s2 / (double)m);
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
 		size_t e = ((t / hw) * c + g) * hw + t % hw;
-		float xh = (x[e] - mean) * invstd;
-		dx[e] = a * (dy[e] - mdy - xh * mdyx);
+		float xh = (ld(x, e) - mean) * invstd;
+		st(dx, e, a * (ld(dy, e) - mdy - xh * mdyx));
 	}
 	if (threadIdx.x == 0) {
 		if (sums) {
@@ -356,13 +394,13 @@ __device__ static size_t norm_elem(const norm_geo &d, int g, size_t t)
 
 /* part[g * S + s] = sum of split s of group g. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_split_sum(norm_geo d, const float *x, double *part)
+	k_split_sum(norm_geo d, cu_arr x, double *part)
 {
 	int g = blockIdx.x, s = blockIdx.y;
 	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
 	double v = 0;
 	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x)
-		v += x[norm_elem(d, g, t)];
+		v += ld(x, norm_elem(d, g, t));
 	v = block_sum(v);
 	if (threadIdx.x == 0)
 		part[(size_t)g * d.splits + s] = v;
@@ -370,7 +408,7 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 
 /* part2[g * S + s] = sum of (x - mean)^2 over split s, the mean from part. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_split_sqdev(norm_geo d, const float *x, const double *part, double *part2)
+	k_split_sqdev(norm_geo d, cu_arr x, const double *part, double *part2)
 {
 	int g = blockIdx.x, s = blockIdx.y;
 	double sum = 0;
@@ -380,7 +418,7 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
 	double v = 0;
 	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
-		float e = x[norm_elem(d, g, t)] - mf;
+		float e = ld(x, norm_elem(d, g, t)) - mf;
 		v += (double)e * e;
 	}
 	v = block_sum(v);
@@ -413,21 +451,21 @@ __global__ static void k_split_stats(norm_geo d, const double *part, const doubl
 }
 
 /* y = x a + o per element; the group of element e is (e / hw) % gmod. */
-__global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, const float *x,
+__global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, cu_arr x,
 				    const float *gamma, const float *beta, const float *mean,
-				    const float *invstd, float *y)
+				    const float *invstd, cu_arr y)
 {
 	GRID_LOOP(e, total)
 	{
 		int g = (int)((e / hw) % gmod), k = g % c;
 		float a = gamma[k] * invstd[g], o = beta[k] - mean[g] * a;
-		y[e] = x[e] * a + o;
+		st(y, e, ld(x, e) * a + o);
 	}
 }
 
 /* part[g S + s] = sum dy, part[G S + g S + s] = sum dy (x - mean) over split s. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_split_bwd_sums(norm_geo d, const float *x, const float *dy, const float *save_mean,
+	k_split_bwd_sums(norm_geo d, cu_arr x, cu_arr dy, const float *save_mean,
 			 double *part)
 {
 	int g = blockIdx.x, s = blockIdx.y;
@@ -436,8 +474,9 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	double v1 = 0, v2 = 0;
 	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
 		size_t e = norm_elem(d, g, t);
-		v1 += dy[e];
-		v2 += (double)dy[e] * (x[e] - mean);
+		float gv = ld(dy, e);
+		v1 += gv;
+		v2 += (double)gv * (ld(x, e) - mean);
 	}
 	v1 = block_sum(v1);
 	v2 = block_sum(v2);
@@ -473,16 +512,16 @@ __global__ static void k_split_bwd_stats(norm_geo d, const double *part, const f
 	}
 }
 
-__global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, const float *x,
-					const float *dy, const float *gamma, const float *save_mean,
-					const float *save_invstd, const float *coef, float *dx)
+__global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, cu_arr x,
+					cu_arr dy, const float *gamma, const float *save_mean,
+					const float *save_invstd, const float *coef, cu_arr dx)
 {
 	GRID_LOOP(e, total)
 	{
 		int g = (int)((e / hw) % gmod), k = g % c;
 		float invstd = save_invstd[g], a = gamma[k] * invstd;
-		float xh = (x[e] - save_mean[g]) * invstd;
-		dx[e] = a * (dy[e] - coef[2 * g] - xh * coef[2 * g + 1]);
+		float xh = (ld(x, e) - save_mean[g]) * invstd;
+		st(dx, e, a * (ld(dy, e) - coef[2 * g] - xh * coef[2 * g + 1]));
 	}
 }
 
@@ -505,8 +544,8 @@ __global__ static void k_in_param_grads(int n, int c, const double *sums, float 
 
 /* Forward of batch norm (instance = 0: groups = c, rows = n, running
  * statistics updated) or instance norm (groups = n c, rows = 1). */
-static void norm_fwd(int instance, int n, int c, int hw, const float *x, const float *gamma,
-		     const float *beta, float eps, float momentum, float *y, float *save_mean,
+static void norm_fwd(int instance, int n, int c, int hw, cu_arr x, const float *gamma,
+		     const float *beta, float eps, float momentum, cu_arr y, float *save_mean,
 		     float *save_invstd, float *run_mean, float *run_var)
 {
 	const char *op = instance ? "in_fwd" : "bn_fwd_train";
@@ -542,9 +581,9 @@ static void norm_fwd(int instance, int n, int c, int hw, const float *x, const f
 	CU_LAUNCHED("%s n=%d c=%d hw=%d (normalize)", op, n, c, hw);
 }
 
-static void norm_bwd(int instance, int n, int c, int hw, const float *x, const float *dy,
+static void norm_bwd(int instance, int n, int c, int hw, cu_arr x, cu_arr dy,
 		     const float *gamma, const float *save_mean, const float *save_invstd,
-		     float *dx, float *dgamma, float *dbeta)
+		     cu_arr dx, float *dgamma, float *dbeta)
 {
 	const char *op = instance ? "in_bwd" : "bn_bwd";
 	int groups = instance ? n * c : c, rows = instance ? 1 : n;
@@ -596,20 +635,20 @@ extern "C" void cu_bn_fwd_train(int n, int c, int hw, const float *x, const floa
 	CU_ENTER();
 	if (!c || !n || !hw)
 		return;
-	norm_fwd(0, n, c, hw, x, gamma, beta, eps, momentum, y, save_mean, save_invstd, run_mean,
-		 run_var);
+	norm_fwd(0, n, c, hw, ARR(x), gamma, beta, eps, momentum, ARR(y), save_mean, save_invstd,
+		 run_mean, run_var);
 }
 
-__global__ static void k_bn_eval(size_t total, int c, int hw, const float *x, const float *gamma,
+__global__ static void k_bn_eval(size_t total, int c, int hw, cu_arr x, const float *gamma,
 				 const float *beta, const float *run_mean, const float *run_var,
-				 float eps, float *y)
+				 float eps, cu_arr y)
 {
 	GRID_LOOP(e, total)
 	{
 		int k = (int)((e / hw) % c);
 		float invstd = 1.0f / sqrtf(run_var[k] + eps);
 		float a = gamma[k] * invstd, o = beta[k] - run_mean[k] * a;
-		y[e] = x[e] * a + o;
+		st(y, e, ld(x, e) * a + o);
 	}
 }
 
@@ -621,8 +660,8 @@ extern "C" void cu_bn_fwd_eval(int n, int c, int hw, const float *x, const float
 	size_t total = (size_t)n * c * hw;
 	if (!total)
 		return;
-	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, x, gamma, beta,
-								  run_mean, run_var, eps, y);
+	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, ARR(x), gamma, beta,
+								  run_mean, run_var, eps, ARR(y));
 	CU_LAUNCHED("bn_fwd_eval n=%d c=%d hw=%d", n, c, hw);
 }
 
@@ -633,7 +672,7 @@ extern "C" void cu_bn_bwd(int n, int c, int hw, const float *x, const float *dy,
 	CU_ENTER();
 	if (!c || !n || !hw)
 		return;
-	norm_bwd(0, n, c, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+	norm_bwd(0, n, c, hw, ARR(x), ARR(dy), gamma, save_mean, save_invstd, ARR(dx), dgamma, dbeta);
 }
 
 extern "C" void cu_in_fwd(int n, int c, int hw, const float *x, const float *gamma,
@@ -643,7 +682,7 @@ extern "C" void cu_in_fwd(int n, int c, int hw, const float *x, const float *gam
 	CU_ENTER();
 	if (!c || !n || !hw)
 		return;
-	norm_fwd(1, n, c, hw, x, gamma, beta, eps, 0, y, save_mean, save_invstd, NULL, NULL);
+	norm_fwd(1, n, c, hw, ARR(x), gamma, beta, eps, 0, ARR(y), save_mean, save_invstd, NULL, NULL);
 }
 
 extern "C" void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy,
@@ -658,7 +697,7 @@ extern "C" void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy,
 		cu_fill(dbeta, c, 0);
 		return;
 	}
-	norm_bwd(1, n, c, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+	norm_bwd(1, n, c, hw, ARR(x), ARR(dy), gamma, save_mean, save_invstd, ARR(dx), dgamma, dbeta);
 }
 
 /* ---- pooling ------------------------------------------------------------ */
@@ -676,14 +715,14 @@ static pool_args pool_of(const struct nn_pool_desc *d)
 	(int)(d)->kind, (d)->n, (d)->c, (d)->h, (d)->w, (d)->kh, (d)->kw, (d)->sh, (d)->sw,      \
 		(d)->ph, (d)->pw
 
-__global__ static void k_pool_fwd(pool_args d, const float *x, float *y, int32_t *idx)
+__global__ static void k_pool_fwd(pool_args d, cu_arr x, cu_arr y, int32_t *idx)
 {
 	size_t total = (size_t)d.n * d.c * d.hout * d.wout;
 	GRID_LOOP(o, total)
 	{
 		int j = (int)(o % d.wout), i = (int)((o / d.wout) % d.hout);
 		size_t nc = o / ((size_t)d.wout * d.hout);
-		const float *xp = x + nc * d.h * d.w;
+		size_t x0 = nc * d.h * d.w;
 		float best = -FLT_MAX, sum = 0;
 		int arg = -1, count = 0;
 		for (int p = 0; p < d.kh; p++) {
@@ -694,7 +733,7 @@ __global__ static void k_pool_fwd(pool_args d, const float *x, float *y, int32_t
 				int s = j * d.sw - d.pw + q;
 				if (s < 0 || s >= d.w)
 					continue;
-				float v = xp[r * d.w + s];
+				float v = ld(x, x0 + r * d.w + s);
 				if (arg < 0 || v > best)
 					best = v, arg = r * d.w + s;
 				sum += v;
@@ -702,18 +741,18 @@ __global__ static void k_pool_fwd(pool_args d, const float *x, float *y, int32_t
 			}
 		}
 		if (d.kind == NN_POOL_MAX) {
-			y[o] = best;
+			st(y, o, best);
 			if (idx)
 				idx[o] = arg;
 		} else {
-			y[o] = sum / count;
+			st(y, o, sum / count);
 		}
 	}
 }
 
 /* Gather: each input element adds the gradients of the outputs whose window
  * holds it, in the reference's output order. */
-__global__ static void k_pool_bwd(pool_args d, const float *dy, const int32_t *idx, float *dx)
+__global__ static void k_pool_bwd(pool_args d, cu_arr dy, const int32_t *idx, cu_arr dx)
 {
 	size_t total = (size_t)d.n * d.c * d.h * d.w;
 	GRID_LOOP(e, total)
@@ -733,16 +772,16 @@ __global__ static void k_pool_bwd(pool_args d, const float *dy, const int32_t *i
 				size_t o = (nc * d.hout + i) * d.wout + j;
 				if (d.kind == NN_POOL_MAX) {
 					if (idx[o] == r * d.w + s)
-						acc += dy[o];
+						acc += ld(dy, o);
 					continue;
 				}
 				int r0 = i * d.sh - d.ph, s0 = j * d.sw - d.pw;
 				int r1 = r0 + d.kh, s1 = s0 + d.kw;
 				r0 = r0 < 0 ? 0 : r0, s0 = s0 < 0 ? 0 : s0;
 				r1 = r1 > d.h ? d.h : r1, s1 = s1 > d.w ? d.w : s1;
-				acc += dy[o] / ((r1 - r0) * (s1 - s0));
+				acc += ld(dy, o) / ((r1 - r0) * (s1 - s0));
 			}
-		dx[e] = acc;
+		st(dx, e, acc);
 	}
 }
 
@@ -752,7 +791,7 @@ extern "C" void cu_pool_fwd(const struct nn_pool_desc *d, const float *x, float 
 	size_t total = (size_t)d->n * d->c * d->hout * d->wout;
 	if (!total)
 		return;
-	k_pool_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), x, y, idx);
+	k_pool_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), ARR(x), ARR(y), idx);
 	CU_LAUNCHED(POOL_FMT " forward", POOL_ARGS(d));
 }
 
@@ -763,7 +802,7 @@ extern "C" void cu_pool_bwd(const struct nn_pool_desc *d, const float *dy, const
 	size_t total = (size_t)d->n * d->c * d->h * d->w;
 	if (!total)
 		return;
-	k_pool_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), dy, idx, dx);
+	k_pool_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), ARR(dy), idx, ARR(dx));
 	CU_LAUNCHED(POOL_FMT " backward", POOL_ARGS(d));
 }
 
@@ -784,16 +823,16 @@ __device__ static void bilinear_src(int o, int scale, int size, int *i0, int *i1
 	*l = s - a;
 }
 
-__global__ static void k_up_fwd(int mode, size_t total, int h, int w, int scale, const float *x,
-				float *y)
+__global__ static void k_up_fwd(int mode, size_t total, int h, int w, int scale, cu_arr x,
+				cu_arr y)
 {
 	int ho = h * scale, wo = w * scale;
 	GRID_LOOP(o, total)
 	{
 		int j = (int)(o % wo), i = (int)((o / wo) % ho);
-		const float *xp = x + (o / ((size_t)wo * ho)) * h * w;
+		size_t b = (o / ((size_t)wo * ho)) * h * w;
 		if (mode == NN_UP_NEAREST) {
-			y[o] = xp[(i / scale) * w + j / scale];
+			st(y, o, ld(x, b + (i / scale) * w + j / scale));
 			continue;
 		}
 		int y0, y1, x0, x1;
@@ -802,8 +841,9 @@ __global__ static void k_up_fwd(int mode, size_t total, int h, int w, int scale,
 		bilinear_src(j, scale, w, &x0, &x1, &lx);
 		float w00 = (1 - ly) * (1 - lx), w01 = (1 - ly) * lx;
 		float w10 = ly * (1 - lx), w11 = ly * lx;
-		y[o] = w00 * xp[y0 * w + x0] + w01 * xp[y0 * w + x1] + w10 * xp[y1 * w + x0] +
-		       w11 * xp[y1 * w + x1];
+		st(y, o,
+		   w00 * ld(x, b + y0 * w + x0) + w01 * ld(x, b + y0 * w + x1) +
+			   w10 * ld(x, b + y1 * w + x0) + w11 * ld(x, b + y1 * w + x1));
 	}
 }
 
@@ -812,20 +852,20 @@ __global__ static void k_up_fwd(int mode, size_t total, int h, int w, int scale,
  * within one input pixel of it ((r-1)*scale to (r+2)*scale covers every
  * output whose y0 or y1 is r, clamped borders included), each with the
  * reference's weight for each corner that lands on (r, s). */
-__global__ static void k_up_bwd(int mode, size_t total, int h, int w, int scale, const float *dy,
-				float *dx)
+__global__ static void k_up_bwd(int mode, size_t total, int h, int w, int scale, cu_arr dy,
+				cu_arr dx)
 {
 	int ho = h * scale, wo = w * scale;
 	GRID_LOOP(e, total)
 	{
 		int s = (int)(e % w), r = (int)((e / w) % h);
-		const float *g = dy + (e / ((size_t)w * h)) * ho * wo;
+		size_t g0 = (e / ((size_t)w * h)) * ho * wo;
 		float acc = 0;
 		if (mode == NN_UP_NEAREST) {
 			for (int a = 0; a < scale; a++)
 				for (int b = 0; b < scale; b++)
-					acc += g[(size_t)(r * scale + a) * wo + s * scale + b];
-			dx[e] = acc;
+					acc += ld(dy, g0 + (size_t)(r * scale + a) * wo + s * scale + b);
+			st(dx, e, acc);
 			continue;
 		}
 		int ia = (r - 1) * scale, ib = (r + 2) * scale, ja = (s - 1) * scale, jb = (s + 2) * scale;
@@ -843,7 +883,7 @@ __global__ static void k_up_bwd(int mode, size_t total, int h, int w, int scale,
 				bilinear_src(j, scale, w, &x0, &x1, &lx);
 				if (x0 != s && x1 != s)
 					continue;
-				float gv = g[(size_t)i * wo + j];
+				float gv = ld(dy, g0 + (size_t)i * wo + j);
 				if (y0 == r && x0 == s)
 					acc += (1 - ly) * (1 - lx) * gv;
 				if (y0 == r && x1 == s)
@@ -854,7 +894,7 @@ __global__ static void k_up_bwd(int mode, size_t total, int h, int w, int scale,
 					acc += ly * lx * gv;
 			}
 		}
-		dx[e] = acc;
+		st(dx, e, acc);
 	}
 }
 
@@ -865,7 +905,8 @@ extern "C" void cu_upsample_fwd(enum nn_upsample_mode mode, int n, int c, int h,
 	size_t total = (size_t)n * c * h * scale * w * scale;
 	if (!total)
 		return;
-	k_up_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale, x, y);
+	k_up_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale, ARR(x),
+								  ARR(y));
 	CU_LAUNCHED("upsample_fwd mode=%d n=%d c=%d %dx%d scale=%d", (int)mode, n, c, h, w, scale);
 }
 
@@ -876,8 +917,8 @@ extern "C" void cu_upsample_bwd(enum nn_upsample_mode mode, int n, int c, int h,
 	size_t total = (size_t)n * c * h * w;
 	if (!total)
 		return;
-	k_up_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale, dy,
-								 dx);
+	k_up_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale,
+								 ARR(dy), ARR(dx));
 	CU_LAUNCHED("upsample_bwd mode=%d n=%d c=%d %dx%d scale=%d", (int)mode, n, c, h, w, scale);
 }
 
@@ -885,19 +926,15 @@ extern "C" void cu_upsample_bwd(enum nn_upsample_mode mode, int n, int c, int h,
 
 /* dst[i][doff + t] (= or +=) src[i][soff + t] for t < len, i < n; the row
  * strides are sstride and dstride floats. */
-__global__ static void k_block_copy(int n, size_t len, const float *src, size_t sstride,
-				    size_t soff, float *dst, size_t dstride, size_t doff,
-				    int accumulate)
+__global__ static void k_block_copy(int n, size_t len, cu_arr src, size_t sstride, size_t soff,
+				    cu_arr dst, size_t dstride, size_t doff, int accumulate)
 {
 	GRID_LOOP(e, (size_t)n * len)
 	{
 		size_t i = e / len, t = e % len;
-		float v = src[i * sstride + soff + t];
-		float *d = dst + i * dstride + doff + t;
-		if (accumulate)
-			*d += 1 * v;
-		else
-			*d = v;
+		float v = ld(src, i * sstride + soff + t);
+		size_t d = i * dstride + doff + t;
+		st(dst, d, accumulate ? ld(dst, d) + 1 * v : v);
 	}
 }
 
@@ -909,7 +946,7 @@ extern "C" void cu_channel_copy(int n, int hw, int csrc, const float *src, int c
 	if (!n || !len)
 		return;
 	k_block_copy<<<cu_blocks(n * len), CU_THREADS, 0, cu.compute>>>(
-		n, len, src, len, 0, dst, (size_t)cdst * hw, (size_t)coff * hw, accumulate);
+		n, len, ARR(src), len, 0, ARR(dst), (size_t)cdst * hw, (size_t)coff * hw, accumulate);
 	CU_LAUNCHED("channel_copy n=%d hw=%d csrc=%d cdst=%d coff=%d", n, hw, csrc, cdst, coff);
 }
 
@@ -921,7 +958,7 @@ extern "C" void cu_channel_slice(int n, int hw, int csrc, int coff, const float 
 	if (!n || !len)
 		return;
 	k_block_copy<<<cu_blocks(n * len), CU_THREADS, 0, cu.compute>>>(
-		n, len, src, (size_t)csrc * hw, (size_t)coff * hw, dst, len, 0, accumulate);
+		n, len, ARR(src), (size_t)csrc * hw, (size_t)coff * hw, ARR(dst), len, 0, accumulate);
 	CU_LAUNCHED("channel_slice n=%d hw=%d csrc=%d coff=%d cdst=%d", n, hw, csrc, coff, cdst);
 }
 
@@ -937,7 +974,7 @@ __host__ __device__ static uint64_t mix64(uint64_t z)
 }
 
 __global__ static void k_dropout(size_t n, float p, uint64_t key, const uint64_t *key_dev,
-				 const float *x, float *y, float *mask)
+				 cu_arr x, cu_arr y, float *mask)
 {
 	float keep = 1.0f / (1.0f - p);
 	if (key_dev)
@@ -947,7 +984,7 @@ __global__ static void k_dropout(size_t n, float p, uint64_t key, const uint64_t
 		float u = (float)(mix64(key ^ (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
 		float m = u < p ? 0.0f : keep;
 		mask[i] = m;
-		y[i] = x[i] * m;
+		st(y, i, ld(x, i) * m);
 	}
 }
 
@@ -959,8 +996,8 @@ void cu_dropout_fwd_at(size_t n, float p, uint64_t seed, const uint64_t *key_dev
 	CU_ENTER();
 	if (!n)
 		return;
-	k_dropout<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, p, mix64(seed), key_dev, x, y,
-							       mask);
+	k_dropout<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, p, mix64(seed), key_dev, ARR(x),
+							       ARR(y), mask);
 	CU_LAUNCHED("dropout n=%zu p=%g", n, (double)p);
 }
 
@@ -1010,33 +1047,33 @@ __global__ static void k_xent_wsum(int c, size_t total, const int32_t *labels, c
 		part[blockIdx.x] = s;
 }
 
-__global__ static void k_xent(int c, int hw, size_t total, const float *logits,
-			      const int32_t *labels, const float *class_w, const double *wsum_p,
-			      float *dlogits, double *part)
+__global__ static void k_xent(int c, int hw, size_t total, cu_arr logits, const int32_t *labels,
+			      const float *class_w, const double *wsum_p, cu_arr dlogits,
+			      double *part)
 {
 	double wsum = *wsum_p, lsum = 0;
 	GRID_LOOP(t, total)
 	{
-		size_t i = t / hw, p = t % hw;
-		const float *l = logits + i * c * hw + p;
-		float *dl = dlogits + i * c * hw + p;
+		size_t i = t / hw, p = t % hw, l0 = i * c * hw + p; /* class k at l0 + k hw */
 		int y = labels[t];
 		if (y < 0 || y >= c || wsum == 0) {
 			for (int k = 0; k < c; k++)
-				dl[(size_t)k * hw] = 0;
+				st(dlogits, l0 + (size_t)k * hw, 0);
 			continue;
 		}
-		float mx = l[0];
-		for (int k = 1; k < c; k++)
-			mx = l[(size_t)k * hw] > mx ? l[(size_t)k * hw] : mx;
+		float mx = ld(logits, l0);
+		for (int k = 1; k < c; k++) {
+			float v = ld(logits, l0 + (size_t)k * hw);
+			mx = v > mx ? v : mx;
+		}
 		double se = 0;
 		for (int k = 0; k < c; k++)
-			se += exp((double)(l[(size_t)k * hw] - mx));
+			se += exp((double)(ld(logits, l0 + (size_t)k * hw) - mx));
 		double lse = mx + log(se), wy = class_w ? class_w[y] : 1;
-		lsum += wy * (lse - l[(size_t)y * hw]);
+		lsum += wy * (lse - ld(logits, l0 + (size_t)y * hw));
 		for (int k = 0; k < c; k++) {
-			double pk = exp(l[(size_t)k * hw] - lse);
-			dl[(size_t)k * hw] = (float)(wy * (pk - (k == y)) / wsum);
+			double pk = exp(ld(logits, l0 + (size_t)k * hw) - lse);
+			st(dlogits, l0 + (size_t)k * hw, (float)(wy * (pk - (k == y)) / wsum));
 		}
 	}
 	lsum = block_sum(lsum);
@@ -1063,8 +1100,8 @@ extern "C" void cu_softmax_xent(int n, int c, int hw, const float *logits, const
 	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s, b, 0, sums);
 	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d (weight sum)", n, c, hw))
 		return;
-	k_xent<<<b, CU_THREADS, 0, cu.compute>>>(c, hw, total, logits, labels, class_w, sums, dlogits,
-						 s + RED_MAX);
+	k_xent<<<b, CU_THREADS, 0, cu.compute>>>(c, hw, total, ARR(logits), labels, class_w, sums,
+						 ARR(dlogits), s + RED_MAX);
 	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d", n, c, hw))
 		return;
 	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s + RED_MAX, b, 0, sums + 1);
@@ -1075,24 +1112,26 @@ extern "C" void cu_softmax_xent(int n, int c, int hw, const float *logits, const
 
 enum { LOSS_BCE, LOSS_L1, LOSS_MSE };
 
-__global__ static void k_pointwise_loss(int kind, size_t n, const float *x, const float *t,
-					const float *w, float *dx, double *part)
+/* w.p may be NULL (no weights) */
+__global__ static void k_pointwise_loss(int kind, size_t n, cu_arr x, cu_arr t, cu_arr w,
+					cu_arr dx, double *part)
 {
 	double s = 0;
 	GRID_LOOP(i, n)
 	{
+		float xf = ld(x, i), tf = ld(t, i);
 		if (kind == LOSS_BCE) {
-			double wi = w ? w[i] : 1, xi = x[i];
-			s += wi * ((xi > 0 ? xi : 0) - xi * t[i] + log1p(exp(-fabs(xi))));
-			dx[i] = (float)(wi * (1.0 / (1.0 + exp(-xi)) - t[i]) / n);
+			double wi = w.p ? ld(w, i) : 1, xi = xf;
+			s += wi * ((xi > 0 ? xi : 0) - xi * tf + log1p(exp(-fabs(xi))));
+			st(dx, i, (float)(wi * (1.0 / (1.0 + exp(-xi)) - tf) / n));
 		} else if (kind == LOSS_L1) {
-			float d = x[i] - t[i];
+			float d = xf - tf;
 			s += fabsf(d);
-			dx[i] = (d > 0 ? 1.0f : d < 0 ? -1.0f : 0.0f) / n;
+			st(dx, i, (d > 0 ? 1.0f : d < 0 ? -1.0f : 0.0f) / n);
 		} else {
-			float d = x[i] - t[i];
+			float d = xf - tf;
 			s += (double)d * d;
-			dx[i] = 2 * d / n;
+			st(dx, i, 2 * d / n);
 		}
 	}
 	s = block_sum(s);
@@ -1112,7 +1151,7 @@ static void pointwise_loss(int kind, const char *name, size_t n, const float *x,
 		return;
 	double *sums = s + 2 * RED_MAX;
 	unsigned b = red_blocks(n);
-	k_pointwise_loss<<<b, CU_THREADS, 0, cu.compute>>>(kind, n, x, t, w, dx, s);
+	k_pointwise_loss<<<b, CU_THREADS, 0, cu.compute>>>(kind, n, ARR(x), ARR(t), ARR(w), ARR(dx), s);
 	if (CU_LAUNCHED("%s n=%zu", name, n))
 		return;
 	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s, b, 0, sums);
@@ -1135,15 +1174,17 @@ extern "C" void cu_mse(size_t n, const float *x, const float *t, float *dx, floa
 	pointwise_loss(LOSS_MSE, "mse", n, x, t, NULL, dx, loss);
 }
 
-__global__ static void k_argmax(int n, int c, const float *x, int32_t *out)
+__global__ static void k_argmax(int n, int c, cu_arr x, int32_t *out)
 {
 	GRID_LOOP(i, (size_t)n)
 	{
-		const float *r = x + i * c;
 		int best = 0;
-		for (int k = 1; k < c; k++)
-			if (r[k] > r[best])
-				best = k;
+		float bv = ld(x, i * c);
+		for (int k = 1; k < c; k++) {
+			float v = ld(x, i * c + k);
+			if (v > bv)
+				best = k, bv = v;
+		}
 		out[i] = best;
 	}
 }
@@ -1153,7 +1194,7 @@ extern "C" void cu_argmax(int n, int c, const float *x, int32_t *out)
 	CU_ENTER();
 	if (!n)
 		return;
-	k_argmax<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, c, x, out);
+	k_argmax<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(n, c, ARR(x), out);
 	CU_LAUNCHED("argmax n=%d c=%d", n, c);
 }
 

@@ -448,6 +448,80 @@ void *cu_scratch(size_t bytes)
 	return p;
 }
 
+/* ---- activation storage (rt.h) ------------------------------------------ */
+
+struct act_region {
+	char *base;
+	size_t bytes;
+};
+#define MAX_ACT_REGIONS 256
+static act_region act_regions[MAX_ACT_REGIONS];
+static int nact_regions;
+static unsigned act_gen;
+static int act_off = -1; /* CAIRN_CUDA_BF16_ACT=0, read at first use */
+
+static int act_enabled(void)
+{
+	if (act_off < 0) {
+		const char *env = getenv("CAIRN_CUDA_BF16_ACT");
+		act_off = env && !strcmp(env, "0");
+	}
+	return !act_off && cu.precision == NN_CUDA_BF16;
+}
+
+/* nn/backend.h act_storage. More regions than the table holds stay fp32:
+ * correct, only slower. */
+extern "C" void cu_act_storage(void *p, size_t bytes, int on)
+{
+	char *c = (char *)p;
+	for (int i = 0; i < nact_regions; i++)
+		if (act_regions[i].base == c) {
+			act_regions[i] = act_regions[--nact_regions];
+			break;
+		}
+	if (on && bytes >= sizeof(float) && nact_regions < MAX_ACT_REGIONS)
+		act_regions[nact_regions++] = act_region{c, bytes / sizeof(float) * sizeof(float)};
+	act_gen++;
+}
+
+unsigned cu_act_generation(void) { return act_gen; }
+
+cu_arr cu_arr_of(const void *p)
+{
+	const char *c = (const char *)p;
+	if (c && act_enabled())
+		for (int i = 0; i < nact_regions; i++) {
+			const act_region &r = act_regions[i];
+			if (c >= r.base && c < r.base + r.bytes)
+				return cu_arr{r.base + (c - r.base) / 2, 1};
+		}
+	return cu_arr{(void *)p, 0};
+}
+
+/* A device buffer of fp32 values for a copy to or from bf16 storage, grown
+ * through the caching allocator (never inside a captured step: uploads and
+ * downloads are not part of one). NULL after a reported failure. */
+static void *act_stage;
+static size_t act_stage_bytes;
+
+static float *act_stage_for(size_t bytes, const char *what)
+{
+	if (bytes <= act_stage_bytes)
+		return (float *)act_stage;
+	void *p = cu_alloc(bytes);
+	if (!p) {
+		struct error e;
+		nn_cuda_error(&e);
+		cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg, "%s of %zu bytes (fp32 stage)", what,
+			bytes);
+		return NULL;
+	}
+	if (act_stage)
+		cu_retire(act_stage);
+	act_stage = p, act_stage_bytes = bytes;
+	return (float *)p;
+}
+
 /* ---- copies ----------------------------------------------------------- */
 
 /* Page-locked host buffers of host_alloc (a loader's batches), each with the
@@ -549,9 +623,27 @@ extern "C" void cu_host_free(void *p)
  * buffers: the caller's buffer may be reused as soon as this returns, and the
  * copy of one chunk overlaps the host memcpy of the next and the kernels
  * still queued on the compute stream. */
+static void upload_raw(void *dst, const void *host, size_t bytes);
+
+/* Into bf16 activation storage, the values go through an fp32 stage and a
+ * cast on the compute stream (which waits for the copy). */
 extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
 {
 	CU_ENTER();
+	cu_arr a = cu_arr_of(dst);
+	if (!a.bf) {
+		upload_raw(dst, host, bytes);
+		return;
+	}
+	float *st = act_stage_for(bytes, "upload into bf16 activation storage");
+	if (!st)
+		return;
+	upload_raw(st, host, bytes);
+	cu_to_bf16(st, a.p, bytes / sizeof(float));
+}
+
+static void upload_raw(void *dst, const void *host, size_t bytes)
+{
 	if (!bytes)
 		return;
 	if (CU_RT(cudaEventRecord(compute_mark, cu.compute), "upload of %zu bytes", bytes) ||
@@ -592,6 +684,14 @@ extern "C" void cu_download(void *host, const void *src, size_t bytes)
 	CU_ENTER();
 	if (!bytes)
 		return;
+	cu_arr a = cu_arr_of(src);
+	if (a.bf) { /* from bf16 activation storage: widened first */
+		float *st = act_stage_for(bytes, "download from bf16 activation storage");
+		if (!st)
+			return;
+		cu_from_bf16(a.p, st, bytes / sizeof(float));
+		src = st;
+	}
 	if (CU_RT(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, cu.compute),
 		  "download of %zu bytes", bytes) ||
 	    CU_RT(cudaStreamSynchronize(cu.compute), "download of %zu bytes (waits for all queued work)",

@@ -44,6 +44,13 @@ static inline float cu_loss_value(const double *h, int kind, size_t n)
 	return kind == 0 ? (h[0] > 0 ? (float)(h[1] / h[0]) : 0) : (float)(h[0] / n);
 }
 #include "rt/cuda_bf16.h" /* bf16 as cuda_bf16.h defines it */
+/* No activation storage here: every array is fp32 (the simulated runtime,
+ * part 3 of cuda_hostsim.sh, runs the bf16 paths). */
+struct cu_arr {
+	void *p;
+	int bf;
+};
+static cu_arr cu_arr_of(const void *p) { return cu_arr{(void *)p, 0}; }
 #define CU_ENTER()                                                                          \
 	do {                                                                                \
 		if (cu.failed)                                                              \

@@ -1029,10 +1029,10 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m)
 }
 
 /* Column-major C = alpha op(A) op(B) + beta C; element types float or bf16
- * for A and B, float for C (beta 0: C is not read, as in cuBLAS). */
+ * (beta 0: C is not read, as in cuBLAS). */
 static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
 			   int n, int k, float alpha, const void *a, bool a16, int lda,
-			   const void *b, bool b16, int ldb, float beta, float *c, int ldc,
+			   const void *b, bool b16, int ldb, float beta, void *c, bool c16, int ldc,
 			   const char *call)
 {
 	int arows = ta == CUBLAS_OP_N ? m : k, acols = ta == CUBLAS_OP_N ? k : m;
@@ -1052,7 +1052,7 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 		sim_dev_check(a, na * (a16 ? 2 : 4), call, "A");
 	if (nb)
 		sim_dev_check(b, nb * (b16 ? 2 : 4), call, "B");
-	sim_dev_check(c, ((size_t)(n - 1) * ldc + m) * 4, call, "C");
+	sim_dev_check(c, ((size_t)(n - 1) * ldc + m) * (c16 ? 2 : 4), call, "C");
 	bool round = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
 	sim_enqueue(h->s, [=]() {
 		std::vector<float> av = read_vals(a, na, a16, round && !a16);
@@ -1067,8 +1067,15 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 								    : bv[(size_t)l * ldb + j];
 					s += (double)x * y;
 				}
-				float *cij = c + (size_t)j * ldc + i;
-				*cij = (float)(alpha * s + (beta != 0 ? (double)beta * *cij : 0));
+				size_t at = (size_t)j * ldc + i;
+				if (c16) {
+					__nv_bfloat16 *cij = (__nv_bfloat16 *)c + at;
+					double old = beta != 0 ? __bfloat162float(*cij) : 0;
+					*cij = __float2bfloat16_rn((float)(alpha * s + beta * old));
+				} else {
+					float *cij = (float *)c + at;
+					*cij = (float)(alpha * s + (beta != 0 ? (double)beta * *cij : 0));
+				}
 			}
 	});
 	return CUBLAS_STATUS_SUCCESS;
@@ -1078,7 +1085,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 			   int n, int k, const float *alpha, const float *a, int lda,
 			   const float *b, int ldb, const float *beta, float *c, int ldc)
 {
-	return gemm(h, ta, tb, m, n, k, *alpha, a, false, lda, b, false, ldb, *beta, c, ldc,
+	return gemm(h, ta, tb, m, n, k, *alpha, a, false, lda, b, false, ldb, *beta, c, false, ldc,
 		    "cublasSgemm");
 }
 
@@ -1089,9 +1096,15 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 			    cublasGemmAlgo_t algo)
 {
 	(void)algo;
-	if (ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F ||
-	    (at != CUDA_R_32F && at != CUDA_R_16BF) || (bt != CUDA_R_32F && bt != CUDA_R_16BF))
+	/* cuBLAS takes C in bf16 only with A and B in bf16 (its table of
+	   supported type combinations for CUBLAS_COMPUTE_32F) */
+	bool ok = compute == CUBLAS_COMPUTE_32F &&
+		  ((at == CUDA_R_16BF && bt == CUDA_R_16BF &&
+		    (ct == CUDA_R_16BF || ct == CUDA_R_32F)) ||
+		   (at == CUDA_R_32F && bt == CUDA_R_32F && ct == CUDA_R_32F));
+	if (!ok)
 		return CUBLAS_STATUS_NOT_SUPPORTED;
 	return gemm(h, ta, tb, m, n, k, *(const float *)alpha, a, at == CUDA_R_16BF, lda, b,
-		    bt == CUDA_R_16BF, ldb, *(const float *)beta, (float *)c, ldc, "cublasGemmEx");
+		    bt == CUDA_R_16BF, ldb, *(const float *)beta, c, ct == CUDA_R_16BF, ldc,
+		    "cublasGemmEx");
 }

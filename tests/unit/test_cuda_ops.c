@@ -84,7 +84,7 @@ static float frand(void) /* uniform in [-1, 1) */
 }
 
 /* Everything a test allocates, freed by release_all() at its end. */
-static void *host_list[256], *dev_list[256];
+static void *host_list[1024], *dev_list[256];
 static int nhost, ndev;
 
 static void *host_alloc(size_t bytes)
@@ -94,7 +94,7 @@ static void *host_alloc(size_t bytes)
 		printf("# out of host memory (%zu bytes)\n", bytes);
 		exit(1);
 	}
-	if (nhost < 256)
+	if (nhost < 1024)
 		host_list[nhost++] = p;
 	return p;
 }
@@ -861,9 +861,17 @@ static void test_gemm_bf16(void)
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 }
 
-/* A whole net in BF16 (its weights cast once per pass from the flat buffer)
- * against the CPU reference in fp32: the logits, then the logits after one
- * update (the cast copy must follow the new weights). */
+/* 0 when CAIRN_CUDA_BF16_ACT=0 keeps activations fp32 in BF16 */
+static int bf16_storage(void)
+{
+	const char *env = getenv("CAIRN_CUDA_BF16_ACT");
+	return !(env && !strcmp(env, "0"));
+}
+
+/* A whole net in BF16 (its weights cast once per pass from the flat buffer,
+ * its activations in bf16 storage unless CAIRN_CUDA_BF16_ACT=0) against the
+ * CPU reference in fp32: the logits, then the logits after one update (the
+ * cast copy must follow the new weights). */
 static void test_net_bf16(void)
 {
 	struct error e;
@@ -875,7 +883,7 @@ static void test_net_bf16(void)
 	CHECK(nn_net_prepare(&gn, n, &e) == 0 && nn_net_prepare(&rn, n, &e) == 0);
 	struct nn_optim og, orf;
 	nn_optim_defaults(&og);
-	og.lr = 0.5f;
+	og.lr = 0.01f;
 	orf = og;
 	CHECK(nn_optim_init(&og, &gn, &e) == 0 && nn_optim_init(&orf, &rn, &e) == 0);
 	float *x = hrand((size_t)n * 784);
@@ -885,19 +893,301 @@ static void test_net_bf16(void)
 	CHECK(nn_tensor_upload(nn_net_input(&gn), x, (size_t)n * 784, &e) == 0);
 	CHECK(nn_tensor_upload(nn_net_input(&rn), x, (size_t)n * 784, &e) == 0);
 	tol = 3e-2;
-	expect("bf16 net logits", nn_net_forward(&gn, n)->data, nn_net_forward(&rn, n)->data,
-	       (size_t)n * 10);
+	const float *logits = nn_net_forward(&gn, n)->data;
+	expect("bf16 net logits", logits, nn_net_forward(&rn, n)->data, (size_t)n * 10);
+	/* activations live in bf16 storage (nn/net.c declares its arena's span)
+	   or, with CAIRN_CUDA_BF16_ACT=0, fp32; the input stays fp32 */
+	float *hl = down(logits, (size_t)n * 10);
+	size_t wide = 0;
+	for (size_t i = 0; i < (size_t)n * 10; i++)
+		wide += (((uint32_t *)hl)[i] & 0xffffu) != 0;
+	CHECK(bf16_storage() ? wide == 0 : wide > 0);
+	CHECK(!memcmp(down(nn_net_input(&gn)->data, (size_t)n * 784), x, (size_t)n * 784 * 4));
+	/* then one update; the logits in eval mode (no dropout, running
+	   statistics) before and after it */
+	nn_net_train(&rn, 0);
+	float *before = hcopy(nn_net_forward(&rn, n)->data, (size_t)n * 10);
+	nn_net_train(&rn, 1);
 	struct nn_train_step cg = {&gn, &og, dev_of(lab, sizeof(lab)), n, 0};
 	struct nn_train_step cr = {&rn, &orf, lab, n, 0};
 	nn_train_step(&cg), nn_train_step(&cr);
 	expect_scalar("bf16 net loss", cg.loss, cr.loss);
-	expect("bf16 net logits after an update", nn_net_forward(&gn, n)->data,
-	       nn_net_forward(&rn, n)->data, (size_t)n * 10);
+	nn_net_train(&gn, 0), nn_net_train(&rn, 0);
+	const float *after = nn_net_forward(&rn, n)->data;
+	expect("bf16 net logits after an update", nn_net_forward(&gn, n)->data, after,
+	       (size_t)n * 10);
+	/* the update moves the logits far more than the tolerance: a stale
+	   bf16 copy of the weights would fail above */
+	double moved = rel_err(before, after, (size_t)n * 10);
+	printf("# the update moved the logits by %.3g (relative)\n", moved);
+	CHECK(moved > 5 * tol);
 	tol = 1e-5;
 	nn_net_release(&gn);
 	nn_net_release(&rn);
 	release_all();
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+}
+
+/* ---- bf16 activation storage ---- */
+
+/* A region declared as activation storage (act_storage), carved by sreg. */
+static float *sbase;
+static size_t sused, scap;
+
+static float *sreg(size_t n)
+{
+	if (sused + n > scap) {
+		printf("# storage region too small\n");
+		exit(1);
+	}
+	float *p = sbase + sused;
+	sused += (n + 15) / 16 * 16;
+	return p;
+}
+/* host values uploaded into the region: *rounded gets what it holds */
+static float *sin_(const float *host, size_t n, float **rounded)
+{
+	float *d = sreg(n);
+	G->upload(d, host, n * sizeof(float));
+	*rounded = down(d, n);
+	return d;
+}
+static float *spoison(size_t n)
+{
+	float *d = sreg(n);
+	G->upload(d, hnan(n), n * sizeof(float));
+	return d;
+}
+
+/* d (in the region) holds bf16 values, within tol of ref. */
+static void expect_bf(const char *what, const float *d, const float *ref, size_t n)
+{
+	float *h = down(d, n);
+	size_t wide = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &h[i], 4);
+		wide += (u & 0xffffu) != 0;
+	}
+	if (wide)
+		printf("#   %s: %zu of %zu values are not bf16\n", what, wide, n);
+	CHECK(wide == 0);
+	expect(what, d, ref, n);
+}
+
+/* In BF16, a region declared through act_storage keeps bf16 values (what
+ * upload writes and download reads back is x rounded to bf16, bit for bit),
+ * and every slot reads and writes it as such, alone or with fp32 arrays,
+ * against the CPU reference on the rounded inputs. In FP32 the same region
+ * holds fp32. */
+static void test_act_storage(void)
+{
+	struct error e;
+	CHECK(G->act_storage != NULL);
+	if (!bf16_storage()) {
+		printf("# CAIRN_CUDA_BF16_ACT=0: no bf16 storage to test\n");
+		return;
+	}
+	scap = (size_t)8 << 20, sused = 0;
+	sbase = dev_alloc(scap * sizeof(float));
+	G->act_storage(sbase, scap * sizeof(float), 1);
+
+	size_t n = 100003;
+	float *x = hrand(n), *b = hrand(n);
+	float *d = dfl(x, n);
+	G->upload(sbase, x, n * sizeof(float)); /* fp32: as it is */
+	CHECK(!memcmp(down(sbase, n), x, n * sizeof(float)));
+	CHECK(nn_cuda_set_precision(NN_CUDA_BF16, &e) == 0);
+	float *xr, *br;
+	float *sx = sin_(x, n, &xr), *sb = sin_(b, n, &br);
+	size_t bad = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &xr[i], 4);
+		bad += (uint16_t)(u >> 16) != bf16_bits(x[i]) || (u & 0xffffu);
+	}
+	CHECK(bad == 0); /* bf16 storage, rounded to nearest even */
+	tol = 3e-2;
+
+	float *r = hnan(n), *sy = spoison(n), *fy = dpoison(n);
+	R->add(xr, br, r, n), G->add(sx, sb, sy, n), G->add(sx, sb, fy, n);
+	expect_bf("add into storage", sy, r, n);
+	expect("add from storage into fp32", fy, r, n);
+	sy = spoison(n);
+	G->copy(sy, d, n);
+	expect_bf("copy fp32 to storage", sy, x, n);
+	fy = dpoison(n);
+	G->copy(fy, sx, n);
+	expect("copy storage to fp32", fy, xr, n);
+	float *sz = spoison(n);
+	G->copy(sz, sx, n);
+	expect_bf("copy storage to storage", sz, xr, n);
+	r = hcopy(xr, n);
+	R->axpy(n, -0.7f, br, r), G->axpy(n, -0.7f, sb, sz);
+	expect_bf("axpy", sz, r, n);
+	r = hnan(n), sy = spoison(n);
+	R->mul(xr, br, r, n), G->mul(sx, dfl(br, n), sy, n);
+	expect_bf("mul", sy, r, n);
+	r = hcopy(xr, n), sy = sreg(n);
+	G->copy(sy, sx, n);
+	R->scale(r, n, 1.25f), G->scale(sy, n, 1.25f);
+	expect_bf("scale", sy, r, n);
+	sy = spoison(n), r = hnan(n);
+	R->fill(r, n, 0.3f), G->fill(sy, n, 0.3f);
+	expect_bf("fill", sy, r, n);
+	for (int k = NN_ACT_RELU; k <= NN_ACT_SIGMOID; k++) {
+		float *ry = hnan(n), *rdx = hnan(n), *yr;
+		sy = spoison(n);
+		R->act_fwd(k, 0.2f, xr, ry, n), G->act_fwd(k, 0.2f, sx, sy, n);
+		expect_bf("activation forward", sy, ry, n);
+		yr = down(sy, n);
+		float *sdx = spoison(n);
+		R->act_bwd(k, 0.2f, xr, yr, br, rdx, n), G->act_bwd(k, 0.2f, sx, sy, sb, sdx, n);
+		expect_bf("activation backward", sdx, rdx, n);
+	}
+
+	/* batch norm, both paths (one block per channel; split groups) */
+	for (int big = 0; big < 2; big++) {
+		int bn = big ? 8 : 4, c = big ? 4 : 6, hw = big ? 128 * 128 : 50;
+		size_t cnt = (size_t)bn * c * hw;
+		float *h = hrand(cnt), *gam = hpos(c), *bet = hrand(c), *dyh = hrand(cnt), *hr, *dyr;
+		for (size_t i = 0; i < cnt; i++)
+			h[i] = 3 + 2 * h[i];
+		float *sh = sin_(h, cnt, &hr), *sdy = sin_(dyh, cnt, &dyr);
+		float *ry = hnan(cnt), *rsm = hnan(c), *rsi = hnan(c), *rrm = hrand(c), *rrv = hpos(c);
+		float *grm = dfl(rrm, c), *grv = dfl(rrv, c), *gsm = dpoison(c), *gsi = dpoison(c);
+		sy = spoison(cnt);
+		R->bn_fwd_train(bn, c, hw, hr, gam, bet, 1e-5f, 0.1f, ry, rsm, rsi, rrm, rrv);
+		G->bn_fwd_train(bn, c, hw, sh, dfl(gam, c), dfl(bet, c), 1e-5f, 0.1f, sy, gsm, gsi,
+				grm, grv);
+		expect_bf("bn forward from storage", sy, ry, cnt);
+		expect("bn saved mean", gsm, rsm, c);
+		expect("bn running var", grv, rrv, c);
+		float *rdx = hnan(cnt), *rdg = hnan(c), *rdb = hnan(c);
+		float *sdx = spoison(cnt), *gdg = dpoison(c), *gdb = dpoison(c);
+		R->bn_bwd(bn, c, hw, hr, dyr, gam, rsm, rsi, rdx, rdg, rdb);
+		G->bn_bwd(bn, c, hw, sh, sdy, dfl(gam, c), gsm, gsi, sdx, gdg, gdb);
+		expect_bf("bn backward dx", sdx, rdx, cnt);
+		expect("bn backward dgamma", gdg, rdg, c);
+		expect("bn backward dbeta", gdb, rdb, c);
+	}
+
+	/* convolution: x, y, dy, dx in storage; weights fp32 (cast per call),
+	 * weight and bias gradients fp32 */
+	struct nn_conv_desc cd = {.n = 2, .cin = 8, .h = 20, .w = 20, .cout = 12, .kh = 3, .kw = 3,
+				  .stride = 1, .pad = 1, .dil = 1, .groups = 1};
+	CHECK(nn_conv_desc_init(&cd, &e) == 0);
+	size_t nx = (size_t)cd.n * cd.cin * cd.h * cd.w, ny = (size_t)cd.n * cd.cout * cd.hout * cd.wout;
+	size_t nw = (size_t)cd.cout * cd.cin * 9;
+	float *cx = hrand(nx), *cdy = hrand(ny), *wt = hrand(nw), *bias = hrand(cd.cout), *cxr, *cdyr;
+	float *wr = host_alloc(nw * sizeof(float));
+	for (size_t i = 0; i < nw; i++) { /* what the call's cast makes of them */
+		uint32_t u = (uint32_t)bf16_bits(wt[i]) << 16;
+		memcpy(&wr[i], &u, 4);
+	}
+	float *scx = sin_(cx, nx, &cxr), *scdy = sin_(cdy, ny, &cdyr), *gw = dfl(wt, nw);
+	size_t wsb = G->conv2d_workspace(&cd);
+	void *ws = wsb ? dev_alloc(wsb) : NULL;
+	float *ry = hnan(ny);
+	sy = spoison(ny);
+	R->conv2d_fwd(&cd, cxr, wr, bias, ry, NULL), G->conv2d_fwd(&cd, scx, gw, dfl(bias, cd.cout), sy, ws);
+	expect_bf("conv forward in storage", sy, ry, ny);
+	float *rdx = hnan(nx), *sdx = spoison(nx);
+	R->conv2d_bwd_data(&cd, cdyr, wr, rdx, NULL), G->conv2d_bwd_data(&cd, scdy, gw, sdx, ws);
+	expect_bf("conv backward data in storage", sdx, rdx, nx);
+	float *rdw = hnan(nw), *gdw = dpoison(nw), *rdb = hnan(cd.cout), *gdb = dpoison(cd.cout);
+	R->conv2d_bwd_filter(&cd, cxr, cdyr, rdw, rdb, NULL);
+	G->conv2d_bwd_filter(&cd, scx, scdy, gdw, gdb, ws);
+	expect("conv backward filter from storage", gdw, rdw, nw);
+	expect("conv backward bias from storage", gdb, rdb, cd.cout);
+
+	/* gemm: A from storage, B fp32, C in storage (beta 0 and 0.25) or fp32 */
+	int m = 37, gn = 29, k = 41;
+	float *ga = hrand((size_t)m * k), *gb = hrand((size_t)k * gn), *gar, *gbr = host_alloc((size_t)k * gn * 4);
+	for (size_t i = 0; i < (size_t)k * gn; i++) {
+		uint32_t u = (uint32_t)bf16_bits(gb[i]) << 16;
+		memcpy(&gbr[i], &u, 4);
+	}
+	float *sga = sin_(ga, (size_t)m * k, &gar), *dgb = dfl(gb, (size_t)k * gn);
+	for (int cmode = 0; cmode < 3; cmode++) {
+		float *c0 = hrand((size_t)m * gn), *c0r;
+		float *dc = cmode == 2 ? dfl(c0, (size_t)m * gn) : sin_(c0, (size_t)m * gn, &c0r);
+		float *rc = hcopy(cmode == 2 ? c0 : c0r, (size_t)m * gn);
+		float beta = cmode == 0 ? 0 : 0.25f;
+		R->gemm(0, 0, m, gn, k, 0.5f, gar, k, gbr, gn, beta, rc, gn);
+		G->gemm(0, 0, m, gn, k, 0.5f, sga, k, dgb, gn, beta, dc, gn);
+		if (cmode == 2)
+			expect("gemm into fp32", dc, rc, (size_t)m * gn);
+		else
+			expect_bf(beta == 0 ? "gemm into storage" : "gemm into storage, beta 0.25", dc, rc,
+				  (size_t)m * gn);
+	}
+
+	/* pooling, upsampling, concat, dropout */
+	struct nn_pool_desc pd = {.kind = NN_POOL_MAX, .n = 2, .c = 3, .h = 9, .w = 9, .kh = 3,
+				  .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1};
+	CHECK(nn_pool_desc_init(&pd, &e) == 0);
+	size_t px = (size_t)2 * 3 * 81, py = (size_t)2 * 3 * pd.hout * pd.wout;
+	float *pxr, *pdyr, *spx = sin_(x, px, &pxr), *spdy = sin_(b, py, &pdyr);
+	float *rpy = hnan(py), *spy = spoison(py), *rpdx = hnan(px), *spdx = spoison(px);
+	int32_t *ridx = host_alloc(py * 4), *gidx = dev_alloc(py * 4);
+	R->pool_fwd(&pd, pxr, rpy, ridx), G->pool_fwd(&pd, spx, spy, gidx);
+	expect_bf("max pool forward", spy, rpy, py);
+	expect_ints("max pool indices", gidx, ridx, py);
+	R->pool_bwd(&pd, pdyr, ridx, rpdx), G->pool_bwd(&pd, spdy, gidx, spdx);
+	expect_bf("max pool backward", spdx, rpdx, px);
+	for (int mode = NN_UP_NEAREST; mode <= NN_UP_BILINEAR; mode++) {
+		size_t uy = px * 4;
+		float *ruy = hnan(uy), *suy = spoison(uy), *udyr, *sudy = sin_(b, uy, &udyr);
+		R->upsample_fwd(mode, 2, 3, 9, 9, 2, pxr, ruy), G->upsample_fwd(mode, 2, 3, 9, 9, 2, spx, suy);
+		expect_bf("upsample forward", suy, ruy, uy);
+		float *rudx = hnan(px), *sudx = spoison(px);
+		R->upsample_bwd(mode, 2, 3, 9, 9, 2, udyr, rudx);
+		G->upsample_bwd(mode, 2, 3, 9, 9, 2, sudy, sudx);
+		expect_bf("upsample backward", sudx, rudx, px);
+	}
+	float *rcat = hnan(2 * px), *scat = spoison(2 * px);
+	R->channel_copy(2, 81, 3, pxr, 6, 0, rcat, 0), G->channel_copy(2, 81, 3, spx, 6, 0, scat, 0);
+	R->channel_copy(2, 81, 3, xr + px, 6, 3, rcat, 0), G->channel_copy(2, 81, 3, sx + px, 6, 3, scat, 0);
+	expect_bf("concat", scat, rcat, 2 * px);
+	float *rsl = hcopy(pxr, px), *ssl = sreg(px);
+	G->copy(ssl, spx, px);
+	R->channel_slice(2, 81, 6, 3, rcat, 3, rsl, 1), G->channel_slice(2, 81, 6, 3, scat, 3, ssl, 1);
+	expect_bf("concat backward, accumulated", ssl, rsl, px);
+	float *rdo = hnan(n), *rmask = hnan(n), *gmask = dpoison(n);
+	sy = spoison(n);
+	R->dropout_fwd(n, 0.3f, 99, xr, rdo, rmask), G->dropout_fwd(n, 0.3f, 99, sx, sy, gmask);
+	expect_bf("dropout", sy, rdo, n);
+	expect("dropout mask", gmask, rmask, n);
+
+	/* losses and argmax on logits in storage, gradients into storage */
+	int xn = 64, xc = 10;
+	int32_t lab[64];
+	for (int i = 0; i < xn; i++)
+		lab[i] = (i * 7) % xc;
+	float *lr_, *slog = sin_(x, (size_t)xn * xc, &lr_), *rdl = hnan((size_t)xn * xc);
+	float *sdl = spoison((size_t)xn * xc), rl = NAN, gl = NAN;
+	R->softmax_xent(xn, xc, 1, lr_, lab, NULL, rdl, &rl);
+	G->softmax_xent(xn, xc, 1, slog, dev_of(lab, sizeof(lab)), NULL, sdl, &gl);
+	expect_scalar("softmax_xent loss from storage", gl, rl);
+	expect_bf("softmax_xent gradient into storage", sdl, rdl, (size_t)xn * xc);
+	int32_t ram[64], *gam_ = dev_alloc(sizeof(ram));
+	R->argmax(xn, xc, lr_, ram), G->argmax(xn, xc, slog, gam_);
+	expect_ints("argmax from storage", gam_, ram, xn);
+	float *rdm = hnan(n), *sdm = spoison(n);
+	R->mse(n, xr, br, rdm, &rl), G->mse(n, sx, sb, sdm, &gl);
+	expect_scalar("mse loss from storage", gl, rl);
+	expect_bf("mse gradient into storage", sdm, rdm, n);
+	R->l1(n, xr, x, rdm, &rl), G->l1(n, sx, d, sdm, &gl); /* target fp32 */
+	expect_scalar("l1 loss, storage against fp32", gl, rl);
+	expect_bf("l1 gradient into storage", sdm, rdm, n);
+
+	tol = 1e-5;
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+	G->upload(sbase, x, n * sizeof(float)); /* fp32 again: as it is */
+	CHECK(!memcmp(down(sbase, n), x, n * sizeof(float)));
+	G->act_storage(sbase, 0, 0);
+	release_all();
 }
 
 /* Training steps through the step slot (a CUDA graph from the second step
@@ -1150,6 +1440,7 @@ int main(int argc, char **argv)
 		SKIP("test_conv_bf16", "host simulation");
 		SKIP("test_gemm_bf16", "host simulation");
 		SKIP("test_net_bf16", "host simulation");
+		SKIP("test_act_storage", "host simulation");
 		SKIP("test_graph", "host simulation");
 		SKIP("test_graph_models", "host simulation");
 		return CHECK_DONE();
@@ -1162,6 +1453,7 @@ int main(int argc, char **argv)
 	RUN(test_conv_bf16);
 	RUN(test_gemm_bf16);
 	RUN(test_net_bf16);
+	RUN(test_act_storage);
 	RUN(test_graph);
 	RUN(test_graph_models);
 	return CHECK_DONE();
