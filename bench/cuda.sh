@@ -10,7 +10,9 @@
 #     tf32 (cuda_step --task conv|gemm also take bf16);
 #   - the CycleGAN step (two ResNet-9-block generators, two PatchGANs,
 #     256x256) at batch 1 and 8 in tf32;
-#   - ResNet-50 (224x224, batch 128) in bf16.
+#   - ResNet-50 (224x224, batch 128) in bf16;
+#   - the U-Net and ResNet-50 in bf16 again with fp32 activations
+#     (CAIRN_CUDA_BF16_ACT=0): what bf16 activation storage gains.
 # cairn's figures come first, one command each under its own time limit
 # (BENCH_TIMEOUT seconds, default 150; twice that for ResNet-50 and the
 # CycleGAN step), so one hang does not stop the rest; then PyTorch's, all in
@@ -71,6 +73,8 @@ for prec in fp32 tf32 bf16; do
 	cairn --precision $prec --arch unet:depth=4,base=16 $unet
 	torch --arch unet --precision $prec $unet
 done
+echo "   next line: cairn bf16 with fp32 activations (CAIRN_CUDA_BF16_ACT=0: casts around each conv)"
+t env CAIRN_CUDA_BF16_ACT=0 "$step" --device cuda --precision bf16 --arch unet:depth=4,base=16 $unet
 for prec in tf32 fp32; do
 	cairn --precision $prec --task conv --batch 8 --steps 20
 	torch --task conv --precision $prec --batch 8 --steps 20
@@ -81,8 +85,11 @@ for b in 1 8; do
 	LIMIT=$((2 * limit)) cairn --precision tf32 --task cyclegan --batch $b --size 256 --steps 10 --warmup 3
 	torch --arch cyclegan --precision tf32 --batch $b --size 256 --steps 10 --warmup 3
 done
-LIMIT=$((2 * limit)) cairn --precision bf16 --arch resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 $r50
+r50arch=resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64
+LIMIT=$((2 * limit)) cairn --precision bf16 --arch $r50arch $r50
 torch --arch resnet50 --precision bf16 $r50
+echo "   next line: cairn bf16 with fp32 activations (CAIRN_CUDA_BF16_ACT=0)"
+LIMIT=$((2 * limit)) t env CAIRN_CUDA_BF16_ACT=0 "$step" --device cuda --precision bf16 --arch $r50arch $r50
 for prec in fp32 bf16; do
 	cairn --precision $prec $cnn
 	torch --arch cnn --precision $prec $cnn

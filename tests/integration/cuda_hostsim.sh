@@ -62,6 +62,11 @@ $T/simtest >$T/simout 2>&1
 rc=$?
 sed -E 's/^(ok|not ok) - /\1 - simulated runtime: /' $T/simout
 check_eq "simulated runtime exit status" "$rc" 0
+# bf16 nets with fp32 activations (casts around each convolution and gemm)
+CAIRN_CUDA_BF16_ACT=0 CAIRN_CUDA_TEST_ONLY=test_net_bf16,test_act_storage $T/simtest >$T/simout 2>&1
+rc=$?
+grep -v '# SKIP not selected' $T/simout | sed -E 's/^(ok|not ok) - /\1 - simulated runtime, CAIRN_CUDA_BF16_ACT=0: /'
+check_eq "simulated runtime exit status, CAIRN_CUDA_BF16_ACT=0" "$rc" 0
 
 # bench/cuda_step's training steps (what bench/cuda.sh times on the GPU):
 # each must be captured once and replayed, never fall back
@@ -108,7 +113,8 @@ check "cuda within 2 points of cpu" python3 -c "import sys; sys.exit(0 if abs($a
 loss() { python3 -c "import json; print(json.load(open('$T/$1/metrics.json'))['loss_per_epoch'][0])"; }
 l_cuda=$(loss cuda) l_cpu=$(loss cpu)
 check "cuda's train loss $l_cuda within 1% of cpu's $l_cpu" python3 -c "import sys; sys.exit(0 if abs($l_cuda - $l_cpu) <= 0.01 * $l_cpu else 1)"
-check "bf16 well above chance" python3 -c "import sys; sys.exit(0 if $a_bf16 > 0.5 else 1)"
+# bf16 (activations in bf16 storage) loses little: 0.5 points in this run
+check "bf16 within 3 points of cpu" python3 -c "import sys; sys.exit(0 if abs($a_bf16 - $a_cpu) <= 0.03 else 1)"
 check_grep "metrics.json names the device" '"device": *"cuda"' $T/cuda/metrics.json
 check "steps ran as CUDA graph replays" python3 -c "
 import json; c = json.load(open('$T/cuda/metrics.json'))['cuda']
