@@ -474,15 +474,19 @@ static int conv_table(const char *only, double *cpu_peak)
 	return 0;
 }
 
-/* One U-Net training step: forward, BCE loss with per-pixel weights, backward, SGD. */
-static int unet_step(int base, int batch)
+/* One U-Net training step: forward, BCE loss with per-pixel weights,
+ * backward, SGD; with each batch norm and its ReLU fused (the default) or,
+ * as the baseline, apart. */
+static int unet_step(int base, int batch, int fuse)
 {
 	struct nn_net net;
 	struct error err;
 	char spec[64];
 	snprintf(spec, sizeof(spec), "unet:depth=4,base=%d", base);
-	if (nn_model_build(&net, nn_backend_cpu(), spec, 3, 256, 256, 1, 1, &err) < 0 ||
-	    nn_net_prepare(&net, batch, &err) < 0) {
+	nn_net_set_fusion(fuse);
+	int rc = nn_model_build(&net, nn_backend_cpu(), spec, 3, 256, 256, 1, 1, &err);
+	nn_net_set_fusion(1);
+	if (rc < 0 || nn_net_prepare(&net, batch, &err) < 0) {
 		fprintf(stderr, "nn_conv: %s\n", err.msg);
 		return -1;
 	}
@@ -514,10 +518,10 @@ static int unet_step(int base, int batch)
 	double conv = 0;
 	for (int i = 0; i < net.nnodes; i++)
 		conv += net.nodes[i].macs;
-	printf("unet base %-2d batch %d 256x256 train step: %.2f s wall, %.2f CPU s; %.2f images/s wall, "
-	       "%.2f per CPU-second; %.1f conv GFLOP per CPU-second; activations arena %.0f MiB, "
-	       "peak RSS %.0f MiB\n",
-	       base, batch, best, best_cpu, batch / best, batch / best_cpu,
+	printf("unet base %-2d batch %d 256x256 train step, norm+ReLU %s: %.2f s wall, %.2f CPU s; "
+	       "%.2f images/s wall, %.2f per CPU-second; %.1f conv GFLOP per CPU-second; "
+	       "activations arena %.0f MiB, peak RSS %.0f MiB\n",
+	       base, batch, fuse ? "fused" : "apart", best, best_cpu, batch / best, batch / best_cpu,
 	       6 * conv * batch / best_cpu / 1e9, nn_net_arena_bytes(&net) / 1048576.0,
 	       ru.ru_maxrss / 1024.0);
 	be->free(target), be->free(wt);
@@ -562,7 +566,8 @@ int main(int argc, char **argv)
 	if (conv && conv_table(only, &cpu_peak) < 0)
 		return 1;
 	if (unet) {
-		if (unet_step(16, 8) < 0 || unet_step(32, 8) < 0)
+		if (unet_step(16, 8, 0) < 0 || unet_step(16, 8, 1) < 0 || unet_step(32, 8, 0) < 0 ||
+		    unet_step(32, 8, 1) < 0)
 			return 1;
 	}
 	return 0;

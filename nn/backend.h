@@ -44,6 +44,31 @@ struct nn_pool_desc {
 int nn_pool_desc_init(struct nn_pool_desc *d, struct error *err);
 
 enum nn_act { NN_ACT_RELU = 0, NN_ACT_LEAKY = 1, NN_ACT_TANH = 2, NN_ACT_SIGMOID = 3, NN_ACT_NONE = 4 };
+
+#ifdef __CUDACC__
+#define NN_HOST_DEVICE __host__ __device__
+#else
+#define NN_HOST_DEVICE
+#endif
+
+/* The gradient of an activation from its output y and the output's
+ * gradient dy (ReLU and LeakyReLU: alpha >= 0, so y > 0 exactly when the
+ * input was); the fused norm + activation slots use it (nn/cuda too). */
+NN_HOST_DEVICE static inline float nn_act_grad(enum nn_act kind, float alpha, float y, float dy)
+{
+	switch (kind) {
+	case NN_ACT_RELU:
+		return y > 0 ? dy : 0;
+	case NN_ACT_LEAKY:
+		return y > 0 ? dy : alpha * dy;
+	case NN_ACT_TANH:
+		return dy * (1 - y * y);
+	case NN_ACT_SIGMOID:
+		return dy * y * (1 - y);
+	default:
+		return dy;
+	}
+}
 enum nn_upsample_mode { NN_UP_NEAREST = 0, NN_UP_BILINEAR = 1 };
 
 struct nn_backend {
@@ -121,24 +146,33 @@ struct nn_backend {
 	void (*act_bwd)(enum nn_act kind, float alpha, const float *x, const float *y,
 			const float *dy, float *dx, size_t n);
 
-	/* Batch norm over (n, hw) per channel. Train mode saves mean and 1/std
-	 * (per channel) for backward and updates the running statistics:
+	/* Batch norm over (n, hw) per channel, then the activation `act`
+	 * (alpha as for act_fwd; NN_ACT_NONE: none): y = act(bn(x)), in one pass
+	 * (nn/net.c fuses a norm with the activation that is its only consumer).
+	 * ReLU and LeakyReLU need alpha >= 0 here: their backward tells the sign
+	 * of the norm's output from y. Train mode saves mean and 1/std (per
+	 * channel) for backward and updates the running statistics:
 	 * run = (1 - momentum) run + momentum batch (variance unbiased). */
-	void (*bn_fwd_train)(int n, int c, int hw, const float *x, const float *gamma,
-			     const float *beta, float eps, float momentum, float *y, float *save_mean,
-			     float *save_invstd, float *run_mean, float *run_var);
-	void (*bn_fwd_eval)(int n, int c, int hw, const float *x, const float *gamma,
-			    const float *beta, const float *run_mean, const float *run_var, float eps,
-			    float *y);
-	void (*bn_bwd)(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		       const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		       float *dbeta);
-	/* Instance norm: statistics per (n, c) over hw, affine per c; saves n*c values. */
-	void (*in_fwd)(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		       float eps, float *y, float *save_mean, float *save_invstd);
-	void (*in_bwd)(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		       const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		       float *dbeta);
+	void (*bn_fwd_train)(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			     const float *gamma, const float *beta, float eps, float momentum,
+			     float *y, float *save_mean, float *save_invstd, float *run_mean,
+			     float *run_var);
+	void (*bn_fwd_eval)(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			    const float *gamma, const float *beta, const float *run_mean,
+			    const float *run_var, float eps, float *y);
+	/* y and dy: the forward's output (after the activation) and its
+	 * gradient; y is not read when act is NN_ACT_NONE (may be NULL). */
+	void (*bn_bwd)(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		       const float *y, const float *dy, const float *gamma, const float *save_mean,
+		       const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+	/* Instance norm: statistics per (n, c) over hw, affine per c; saves n*c
+	 * values; the activation as above. */
+	void (*in_fwd)(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		       const float *gamma, const float *beta, float eps, float *y, float *save_mean,
+		       float *save_invstd);
+	void (*in_bwd)(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		       const float *y, const float *dy, const float *gamma, const float *save_mean,
+		       const float *save_invstd, float *dx, float *dgamma, float *dbeta);
 
 	/* Pooling; idx (max only) records the winner's offset in its input plane. */
 	void (*pool_fwd)(const struct nn_pool_desc *d, const float *x, float *y, int32_t *idx);

@@ -364,6 +364,38 @@ static int flat_alloc(struct nn_net *net, struct error *err)
 	return 0;
 }
 
+/* A batch or instance norm whose output only an activation reads computes
+ * that activation itself (the norm slots take it): one pass over the
+ * tensor instead of two, forward and backward, and no tensor between them.
+ * The activation node then does nothing; its output and gradient are the
+ * norm's (nn_net_prepare makes them one). ReLU and LeakyReLU with alpha < 0
+ * stay apart: the fused backward tells the sign of the norm's output from
+ * the activation's. The values are the same as unfused, bit for bit. */
+static int fusion = 1;
+
+void nn_net_set_fusion(int on) { fusion = on; }
+
+static void fuse_norm_act(struct nn_net *net)
+{
+	int *readers = mem_calloc((size_t)net->nnodes, sizeof(int));
+	if (!readers)
+		return; /* nothing fused: slower, not wrong */
+	for (int j = 0; j < net->nnodes; j++)
+		for (int k = 0; k < 2; k++)
+			if (net->nodes[j].in[k] >= 0)
+				readers[net->nodes[j].in[k]]++;
+	for (int a = 1; fusion && a < net->nnodes; a++) {
+		struct nn_node *act = &net->nodes[a], *norm = &net->nodes[act->in[0]];
+		int sign_safe = (act->act != NN_ACT_RELU && act->act != NN_ACT_LEAKY) || act->alpha >= 0;
+		if (act->op == NN_OP_ACT && act->act != NN_ACT_NONE && sign_safe &&
+		    (norm->op == NN_OP_BN || norm->op == NN_OP_INORM) && readers[act->in[0]] == 1) {
+			norm->fused = a;
+			act->fused = act->in[0];
+		}
+	}
+	mem_free(readers);
+}
+
 int nn_net_finish(struct nn_net *net, struct error *err)
 {
 	if (net->failed) {
@@ -406,6 +438,7 @@ int nn_net_finish(struct nn_net *net, struct error *err)
 	net->written = mem_calloc(net->nnodes, 1);
 	if (!net->written)
 		return error_set(err, "net: out of memory");
+	fuse_norm_act(net);
 	net->finished = 1;
 	return 0;
 }
@@ -453,10 +486,12 @@ static void aux_counts(const struct nn_net *net, const struct nn_node *nd, int b
  * first; node i's gradient is written first when its last consumer is
  * visited (the loss writes the output's before the pass) and read for the
  * last time when i itself is visited: it lives over [i, last consumer].
- * Nodes are placed largest first at the lowest offset that overlaps no
- * placed node living at the same time (an interval-graph packing, as
- * framework memory planners do). Returns the region's size in floats and
- * each node's offset in off[]; (size_t)-1 when out of memory. */
+ * A fused activation's gradient is read by its norm's visit, so it lives
+ * from there, and the fused norm has none of its own (it uses the
+ * activation's). Nodes are placed largest first at the lowest offset that
+ * overlaps no placed node living at the same time (an interval-graph
+ * packing, as framework memory planners do). Returns the region's size in
+ * floats and each node's offset in off[]; (size_t)-1 when out of memory. */
 static int share_grads = 1;
 
 void nn_net_set_grad_sharing(int on) { share_grads = on; }
@@ -465,14 +500,18 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 {
 	int n = net->nnodes;
 	int *last = mem_alloc((size_t)n * sizeof(int)), *order = mem_alloc((size_t)n * sizeof(int));
+	int *first = mem_alloc((size_t)n * sizeof(int));
 	size_t *len = mem_alloc((size_t)n * sizeof(size_t));
-	if (!last || !order || !len) {
-		mem_free(last), mem_free(order), mem_free(len);
+	if (!last || !order || !len || !first) {
+		mem_free(last), mem_free(order), mem_free(len), mem_free(first);
 		return (size_t)-1;
 	}
 	for (int i = 0; i < n; i++) {
+		const struct nn_node *nd = &net->nodes[i];
+		int fused_norm = nd->fused && nd->op != NN_OP_ACT;
+		first[i] = nd->fused && nd->op == NN_OP_ACT ? nd->fused : i;
 		last[i] = i;
-		len[i] = (node_count(&net->nodes[i], batch) + 15) / 16 * 16; /* 64-byte steps */
+		len[i] = fused_norm ? 0 : (node_count(nd, batch) + 15) / 16 * 16; /* 64-byte steps */
 		order[i] = i;
 	}
 	for (int j = 0; j < n; j++)
@@ -494,7 +533,7 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 			moved = 0;
 			for (int b = 0; b < a; b++) {
 				int j = order[b];
-				int live = !share_grads || !(last[i] < j || last[j] < i);
+				int live = !share_grads || !(last[i] < first[j] || last[j] < first[i]);
 				if (live && at < off[j] + len[j] && off[j] < at + len[i]) {
 					at = off[j] + len[j];
 					moved = 1;
@@ -504,7 +543,7 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 		off[i] = at;
 		total = at + len[i] > total ? at + len[i] : total;
 	}
-	mem_free(last), mem_free(order), mem_free(len);
+	mem_free(last), mem_free(order), mem_free(len), mem_free(first);
 	return total;
 }
 
@@ -537,7 +576,8 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		struct nn_node *nd = &net->nodes[id];
 		size_t cnt = node_count(nd, batch), a, b;
 		aux_counts(net, nd, batch, &a, &b);
-		need += nn_arena_need(cnt) + nn_arena_need(a) + nn_arena_need(b);
+		int fused_norm = nd->fused && nd->op != NN_OP_ACT; /* no output of its own */
+		need += (fused_norm ? 0 : nn_arena_need(cnt)) + nn_arena_need(a) + nn_arena_need(b);
 		maxc = cnt > maxc ? cnt : maxc;
 		if (nd->op == NN_OP_CONV || nd->op == NN_OP_DECONV) {
 			struct nn_conv_desc d = nd->op == NN_OP_CONV ? conv_desc(net, nd, batch)
@@ -560,13 +600,22 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	}
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
+		int fused_norm = nd->fused && nd->op != NN_OP_ACT; /* the activation's, below */
 		nn_tensor_view(&nd->dy, net->be, dy + off[id], batch, nd->c, nd->h, nd->w);
-		if (id > 0 && nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
+		if (id > 0 && !fused_norm &&
+		    nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
 			mem_free(off);
 			return -1;
 		}
 	}
 	mem_free(off);
+	for (int id = 1; id < net->nnodes; id++) {
+		struct nn_node *nd = &net->nodes[id];
+		if (nd->fused && nd->op != NN_OP_ACT) {
+			nd->y = net->nodes[nd->fused].y;
+			nd->dy = net->nodes[nd->fused].dy;
+		}
+	}
 	net->scratch = nn_arena_bytes(&net->arena, maxc * sizeof(float), err);
 	if (!net->scratch)
 		return -1;
@@ -605,6 +654,16 @@ static float *G(struct nn_net *net, const struct nn_node *nd, int k)
 	return nd->param[k] < 0 ? NULL : net->params[nd->param[k]].g.data;
 }
 
+/* The activation a norm node computes (fuse_norm_act). */
+static enum nn_act fused_act(const struct nn_net *net, const struct nn_node *nd)
+{
+	return nd->fused ? net->nodes[nd->fused].act : NN_ACT_NONE;
+}
+static float fused_alpha(const struct nn_net *net, const struct nn_node *nd)
+{
+	return nd->fused ? net->nodes[nd->fused].alpha : 0;
+}
+
 const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 {
 	const struct nn_backend *be = net->be;
@@ -637,19 +696,22 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 		}
 		case NN_OP_BN:
 			if (net->training)
-				be->bn_fwd_train(n, nd->c, hw, x, P(net, nd, 0), P(net, nd, 1), 1e-5f, 0.1f,
-						 y, nd->aux.data, nd->aux2.data, P(net, nd, 2),
+				be->bn_fwd_train(n, nd->c, hw, fused_act(net, nd), fused_alpha(net, nd), x,
+						 P(net, nd, 0), P(net, nd, 1), 1e-5f, 0.1f, y,
+						 nd->aux.data, nd->aux2.data, P(net, nd, 2),
 						 P(net, nd, 3));
 			else
-				be->bn_fwd_eval(n, nd->c, hw, x, P(net, nd, 0), P(net, nd, 1),
-						P(net, nd, 2), P(net, nd, 3), 1e-5f, y);
+				be->bn_fwd_eval(n, nd->c, hw, fused_act(net, nd), fused_alpha(net, nd), x,
+						P(net, nd, 0), P(net, nd, 1), P(net, nd, 2),
+						P(net, nd, 3), 1e-5f, y);
 			break;
 		case NN_OP_INORM:
-			be->in_fwd(n, nd->c, hw, x, P(net, nd, 0), P(net, nd, 1), 1e-5f, y, nd->aux.data,
-				   nd->aux2.data);
+			be->in_fwd(n, nd->c, hw, fused_act(net, nd), fused_alpha(net, nd), x,
+				   P(net, nd, 0), P(net, nd, 1), 1e-5f, y, nd->aux.data, nd->aux2.data);
 			break;
 		case NN_OP_ACT:
-			be->act_fwd(nd->act, nd->alpha, x, y, cnt);
+			if (!nd->fused) /* else its norm computed it */
+				be->act_fwd(nd->act, nd->alpha, x, y, cnt);
 			break;
 		case NN_OP_POOL:
 		case NN_OP_GAP: {
@@ -719,6 +781,10 @@ void nn_net_backward(struct nn_net *net)
 	net->written[net->nnodes - 1] = 1;
 	for (int id = net->nnodes - 1; id >= 1; id--) {
 		struct nn_node *nd = &net->nodes[id];
+		if (nd->op == NN_OP_ACT && nd->fused) { /* its norm's backward does it */
+			net->written[nd->fused] = net->written[id];
+			continue;
+		}
 		if (!net->written[id]) { /* not on a path to the output: no gradient */
 			for (int k = 0; k < 4; k++)
 				if (nd->param[k] >= 0 && net->params[nd->param[k]].trainable) {
@@ -759,15 +825,17 @@ void nn_net_backward(struct nn_net *net)
 		}
 		case NN_OP_BN: {
 			float *dx = grad_dst(net, ia, &acc);
-			be->bn_bwd(n, nd->c, hw, x, dy, P(net, nd, 0), nd->aux.data, nd->aux2.data, dx,
-				   G(net, nd, 0), G(net, nd, 1));
+			be->bn_bwd(n, nd->c, hw, fused_act(net, nd), fused_alpha(net, nd), x, y, dy,
+				   P(net, nd, 0), nd->aux.data, nd->aux2.data, dx, G(net, nd, 0),
+				   G(net, nd, 1));
 			grad_done(net, ia, acc);
 			break;
 		}
 		case NN_OP_INORM: {
 			float *dx = grad_dst(net, ia, &acc);
-			be->in_bwd(n, nd->c, hw, x, dy, P(net, nd, 0), nd->aux.data, nd->aux2.data, dx,
-				   G(net, nd, 0), G(net, nd, 1));
+			be->in_bwd(n, nd->c, hw, fused_act(net, nd), fused_alpha(net, nd), x, y, dy,
+				   P(net, nd, 0), nd->aux.data, nd->aux2.data, dx, G(net, nd, 0),
+				   G(net, nd, 1));
 			grad_done(net, ia, acc);
 			break;
 		}

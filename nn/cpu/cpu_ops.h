@@ -35,19 +35,21 @@ void ref_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const f
 void cpu_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n);
 void cpu_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, const float *dy,
 		 float *dx, size_t n);
-void cpu_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		      float eps, float momentum, float *y, float *save_mean, float *save_invstd,
-		      float *run_mean, float *run_var);
-void cpu_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		     const float *run_mean, const float *run_var, float eps, float *y);
-void cpu_bn_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		float *dbeta);
-void cpu_in_fwd(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		float eps, float *y, float *save_mean, float *save_invstd);
-void cpu_in_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		float *dbeta);
+void cpu_bn_fwd_train(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		      const float *gamma, const float *beta, float eps, float momentum, float *y,
+		      float *save_mean, float *save_invstd, float *run_mean, float *run_var);
+void cpu_bn_fwd_eval(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		     const float *gamma, const float *beta, const float *run_mean,
+		     const float *run_var, float eps, float *y);
+void cpu_bn_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+		const float *dy, const float *gamma, const float *save_mean,
+		const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+void cpu_in_fwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		const float *gamma, const float *beta, float eps, float *y, float *save_mean,
+		float *save_invstd);
+void cpu_in_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+		const float *dy, const float *gamma, const float *save_mean,
+		const float *save_invstd, float *dx, float *dgamma, float *dbeta);
 void cpu_pool_fwd(const struct nn_pool_desc *d, const float *x, float *y, int32_t *idx);
 void cpu_pool_bwd(const struct nn_pool_desc *d, const float *dy, const int32_t *idx, float *dx);
 void cpu_upsample_fwd(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,
@@ -72,15 +74,17 @@ void cpu_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m, 
 		float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 
 /* Channel ranges [k0, k1) of the batch-norm passes, for threading. */
-void cpu_bn_fwd_train_range(int n, int c, int hw, const float *x, const float *gamma,
-			    const float *beta, float eps, float momentum, float *y, float *save_mean,
-			    float *save_invstd, float *run_mean, float *run_var, int k0, int k1);
-void cpu_bn_fwd_eval_range(int n, int c, int hw, const float *x, const float *gamma,
-			   const float *beta, const float *run_mean, const float *run_var, float eps,
-			   float *y, int k0, int k1);
-void cpu_bn_bwd_range(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		      const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		      float *dbeta, int k0, int k1);
+void cpu_bn_fwd_train_range(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			    const float *gamma, const float *beta, float eps, float momentum,
+			    float *y, float *save_mean, float *save_invstd, float *run_mean,
+			    float *run_var, int k0, int k1);
+void cpu_bn_fwd_eval_range(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			   const float *gamma, const float *beta, const float *run_mean,
+			   const float *run_var, float eps, float *y, int k0, int k1);
+void cpu_bn_bwd_range(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		      const float *y, const float *dy, const float *gamma, const float *save_mean,
+		      const float *save_invstd, float *dx, float *dgamma, float *dbeta, int k0,
+		      int k1);
 
 /* fast.c */
 void fast_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -120,14 +124,15 @@ void fast_adam_step(size_t n, size_t ndecay, float *w, const float *g, float *m,
 		float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 void fast_bias_add(int n, int c, int hw, float *y, const float *b);
 void fast_bias_grad(int n, int c, int hw, const float *dy, float *db);
-void fast_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
-		       const float *beta, float eps, float momentum, float *y, float *save_mean,
-		       float *save_invstd, float *run_mean, float *run_var);
-void fast_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		      const float *run_mean, const float *run_var, float eps, float *y);
-void fast_bn_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		 const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		 float *dbeta);
+void fast_bn_fwd_train(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		       const float *gamma, const float *beta, float eps, float momentum, float *y,
+		       float *save_mean, float *save_invstd, float *run_mean, float *run_var);
+void fast_bn_fwd_eval(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		      const float *gamma, const float *beta, const float *run_mean,
+		      const float *run_var, float eps, float *y);
+void fast_bn_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+		 const float *dy, const float *gamma, const float *save_mean,
+		 const float *save_invstd, float *dx, float *dgamma, float *dbeta);
 void fast_pool_fwd(const struct nn_pool_desc *d, const float *x, float *y, int32_t *idx);
 void fast_pool_bwd(const struct nn_pool_desc *d, const float *dy, const int32_t *idx, float *dx);
 void fast_upsample_fwd(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,

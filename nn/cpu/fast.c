@@ -614,46 +614,48 @@ static void bn_train_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
 	(void)tid;
-	cpu_bn_fwd_train_range(j->n, j->c, j->hw, j->x, j->gamma, j->beta, j->eps, j->mom, j->y,
-			       j->sm, j->si, j->rmw, j->rvw, b, e);
+	cpu_bn_fwd_train_range(j->n, j->c, j->hw, j->act, j->a, j->x, j->gamma, j->beta, j->eps,
+			       j->mom, j->y, j->sm, j->si, j->rmw, j->rvw, b, e);
 }
 static void bn_eval_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
 	(void)tid;
-	cpu_bn_fwd_eval_range(j->n, j->c, j->hw, j->x, j->gamma, j->beta, j->rm, j->rv, j->eps, j->y,
-			      b, e);
+	cpu_bn_fwd_eval_range(j->n, j->c, j->hw, j->act, j->a, j->x, j->gamma, j->beta, j->rm, j->rv,
+			      j->eps, j->y, b, e);
 }
 static void bn_bwd_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
 	(void)tid;
-	cpu_bn_bwd_range(j->n, j->c, j->hw, j->x, j->dy, j->gamma, j->rm, j->rv, j->dx, j->dg, j->db,
-			 b, e);
+	cpu_bn_bwd_range(j->n, j->c, j->hw, j->act, j->a, j->x, j->y2, j->dy, j->gamma, j->rm, j->rv,
+			 j->dx, j->dg, j->db, b, e);
 }
 
-void fast_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
-		       const float *beta, float eps, float momentum, float *y, float *save_mean,
-		       float *save_invstd, float *run_mean, float *run_var)
+void fast_bn_fwd_train(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		       const float *gamma, const float *beta, float eps, float momentum, float *y,
+		       float *save_mean, float *save_invstd, float *run_mean, float *run_var)
 {
-	struct ew_job j = {.n = n, .c = c, .hw = hw, .x = x, .gamma = gamma, .beta = beta,
-			   .eps = eps, .mom = momentum, .y = y, .sm = save_mean, .si = save_invstd,
-			   .rmw = run_mean, .rvw = run_var};
+	struct ew_job j = {.n = n, .c = c, .hw = hw, .act = act, .a = alpha, .x = x, .gamma = gamma,
+			   .beta = beta, .eps = eps, .mom = momentum, .y = y, .sm = save_mean,
+			   .si = save_invstd, .rmw = run_mean, .rvw = run_var};
 	par_for(c, bn_train_part, &j);
 }
-void fast_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		      const float *run_mean, const float *run_var, float eps, float *y)
+void fast_bn_fwd_eval(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		      const float *gamma, const float *beta, const float *run_mean,
+		      const float *run_var, float eps, float *y)
 {
-	struct ew_job j = {.n = n, .c = c, .hw = hw, .x = x, .gamma = gamma, .beta = beta,
-			   .rm = run_mean, .rv = run_var, .eps = eps, .y = y};
+	struct ew_job j = {.n = n, .c = c, .hw = hw, .act = act, .a = alpha, .x = x, .gamma = gamma,
+			   .beta = beta, .rm = run_mean, .rv = run_var, .eps = eps, .y = y};
 	par_for(c, bn_eval_part, &j);
 }
-void fast_bn_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		 const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		 float *dbeta)
+void fast_bn_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+		 const float *dy, const float *gamma, const float *save_mean,
+		 const float *save_invstd, float *dx, float *dgamma, float *dbeta)
 {
-	struct ew_job j = {.n = n, .c = c, .hw = hw, .x = x, .dy = dy, .gamma = gamma,
-			   .rm = save_mean, .rv = save_invstd, .dx = dx, .dg = dgamma, .db = dbeta};
+	struct ew_job j = {.n = n, .c = c, .hw = hw, .act = act, .a = alpha, .x = x, .y2 = y,
+			   .dy = dy, .gamma = gamma, .rm = save_mean, .rv = save_invstd, .dx = dx,
+			   .dg = dgamma, .db = dbeta};
 	par_for(c, bn_bwd_part, &j);
 }
 

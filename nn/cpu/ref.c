@@ -297,9 +297,39 @@ static void normalize_channel(int n, int c, int hw, int k, const float *x, float
 	}
 }
 
-void cpu_bn_fwd_train_range(int n, int c, int hw, const float *x, const float *gamma,
-			    const float *beta, float eps, float momentum, float *y, float *save_mean,
-			    float *save_invstd, float *run_mean, float *run_var, int k0, int k1)
+/* y[i][k][.] = act(y[i][k][.]) for every sample i: the activation of a
+ * fused norm, after the channel is normalized (the same values as a
+ * separate activation layer's). */
+static void act_channel(int n, int c, int hw, int k, enum nn_act act, float alpha, float *y)
+{
+	if (act == NN_ACT_NONE)
+		return;
+	for (int i = 0; i < n; i++) {
+		float *q = y + ((size_t)i * c + k) * hw;
+		cpu_act_fwd(act, alpha, q, q, (size_t)hw);
+	}
+}
+
+/* dx[i][k][.] = the activation's gradient from y and dy: a fused norm's
+ * backward first turns the gradient of its output into the gradient of the
+ * norm's output, in dx, and then reads it from there. */
+static const float *act_grad_channel(int n, int c, int hw, int k, enum nn_act act, float alpha,
+				     const float *y, const float *dy, float *dx)
+{
+	if (act == NN_ACT_NONE)
+		return dy;
+	for (int i = 0; i < n; i++) {
+		size_t o = ((size_t)i * c + k) * hw;
+		for (int j = 0; j < hw; j++)
+			dx[o + j] = nn_act_grad(act, alpha, y[o + j], dy[o + j]);
+	}
+	return dx;
+}
+
+void cpu_bn_fwd_train_range(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			    const float *gamma, const float *beta, float eps, float momentum,
+			    float *y, float *save_mean, float *save_invstd, float *run_mean,
+			    float *run_var, int k0, int k1)
 {
 	double m_count = (double)n * hw;
 	for (int k = k0; k < k1; k++) {
@@ -312,30 +342,34 @@ void cpu_bn_fwd_train_range(int n, int c, int hw, const float *x, const float *g
 		run_mean[k] = (float)((1 - momentum) * run_mean[k] + momentum * mean);
 		run_var[k] = (float)((1 - momentum) * run_var[k] + momentum * unbiased);
 		normalize_channel(n, c, hw, k, x, y, (float)mean, invstd, gamma[k], beta[k]);
+		act_channel(n, c, hw, k, act, alpha, y);
 	}
 }
 
-void cpu_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		      float eps, float momentum, float *y, float *save_mean, float *save_invstd,
-		      float *run_mean, float *run_var)
+void cpu_bn_fwd_train(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		      const float *gamma, const float *beta, float eps, float momentum, float *y,
+		      float *save_mean, float *save_invstd, float *run_mean, float *run_var)
 {
-	cpu_bn_fwd_train_range(n, c, hw, x, gamma, beta, eps, momentum, y, save_mean, save_invstd,
-			       run_mean, run_var, 0, c);
+	cpu_bn_fwd_train_range(n, c, hw, act, alpha, x, gamma, beta, eps, momentum, y, save_mean,
+			       save_invstd, run_mean, run_var, 0, c);
 }
 
-void cpu_bn_fwd_eval_range(int n, int c, int hw, const float *x, const float *gamma,
-			   const float *beta, const float *run_mean, const float *run_var, float eps,
-			   float *y, int k0, int k1)
+void cpu_bn_fwd_eval_range(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			   const float *gamma, const float *beta, const float *run_mean,
+			   const float *run_var, float eps, float *y, int k0, int k1)
 {
-	for (int k = k0; k < k1; k++)
+	for (int k = k0; k < k1; k++) {
 		normalize_channel(n, c, hw, k, x, y, run_mean[k], 1.0f / sqrtf(run_var[k] + eps),
 				  gamma[k], beta[k]);
+		act_channel(n, c, hw, k, act, alpha, y);
+	}
 }
 
-void cpu_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		     const float *run_mean, const float *run_var, float eps, float *y)
+void cpu_bn_fwd_eval(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		     const float *gamma, const float *beta, const float *run_mean,
+		     const float *run_var, float eps, float *y)
 {
-	cpu_bn_fwd_eval_range(n, c, hw, x, gamma, beta, run_mean, run_var, eps, y, 0, c);
+	cpu_bn_fwd_eval_range(n, c, hw, act, alpha, x, gamma, beta, run_mean, run_var, eps, y, 0, c);
 }
 
 /* dx = g invstd / M (M dy - sum dy - xhat sum(dy xhat)) over the M values that
@@ -361,27 +395,31 @@ static void norm_bwd_block(int n, int c, int hw, int k, const float *x, const fl
 	*sdyx = s2;
 }
 
-void cpu_bn_bwd_range(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		      const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		      float *dbeta, int k0, int k1)
+void cpu_bn_bwd_range(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		      const float *y, const float *dy, const float *gamma, const float *save_mean,
+		      const float *save_invstd, float *dx, float *dgamma, float *dbeta, int k0,
+		      int k1)
 {
 	for (int k = k0; k < k1; k++) {
 		double s1, s2;
-		norm_bwd_block(n, c, hw, k, x, dy, gamma[k], save_mean[k], save_invstd[k], dx, &s1, &s2);
+		const float *g = act_grad_channel(n, c, hw, k, act, alpha, y, dy, dx);
+		norm_bwd_block(n, c, hw, k, x, g, gamma[k], save_mean[k], save_invstd[k], dx, &s1, &s2);
 		dgamma[k] = (float)s2;
 		dbeta[k] = (float)s1;
 	}
 }
 
-void cpu_bn_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		float *dbeta)
+void cpu_bn_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+		const float *dy, const float *gamma, const float *save_mean,
+		const float *save_invstd, float *dx, float *dgamma, float *dbeta)
 {
-	cpu_bn_bwd_range(n, c, hw, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, 0, c);
+	cpu_bn_bwd_range(n, c, hw, act, alpha, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma,
+			 dbeta, 0, c);
 }
 
-void cpu_in_fwd(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		float eps, float *y, float *save_mean, float *save_invstd)
+void cpu_in_fwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		const float *gamma, const float *beta, float eps, float *y, float *save_mean,
+		float *save_invstd)
 {
 	for (int i = 0; i < n; i++)
 		for (int k = 0; k < c; k++) {
@@ -393,12 +431,13 @@ void cpu_in_fwd(int n, int c, int hw, const float *x, const float *gamma, const 
 			save_mean[i * c + k] = (float)mean;
 			save_invstd[i * c + k] = invstd;
 			normalize_channel(1, c, hw, k, xi, yi, (float)mean, invstd, gamma[k], beta[k]);
+			act_channel(1, c, hw, k, act, alpha, yi);
 		}
 }
 
-void cpu_in_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		float *dbeta)
+void cpu_in_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+		const float *dy, const float *gamma, const float *save_mean,
+		const float *save_invstd, float *dx, float *dgamma, float *dbeta)
 {
 	for (int k = 0; k < c; k++)
 		dgamma[k] = dbeta[k] = 0;
@@ -406,7 +445,9 @@ void cpu_in_bwd(int n, int c, int hw, const float *x, const float *dy, const flo
 		for (int k = 0; k < c; k++) {
 			size_t o = (size_t)i * c * hw;
 			double s1, s2;
-			norm_bwd_block(1, c, hw, k, x + o, dy + o, gamma[k], save_mean[i * c + k],
+			const float *g = act_grad_channel(1, c, hw, k, act, alpha, y ? y + o : NULL,
+							  dy + o, dx + o);
+			norm_bwd_block(1, c, hw, k, x + o, g, gamma[k], save_mean[i * c + k],
 				       save_invstd[i * c + k], dx + o, &s1, &s2);
 			dgamma[k] += (float)s2;
 			dbeta[k] += (float)s1;

@@ -42,19 +42,21 @@ void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const fl
 void cu_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n);
 void cu_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, const float *dy,
 		 float *dx, size_t n);
-void cu_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		      float eps, float momentum, float *y, float *save_mean, float *save_invstd,
-		      float *run_mean, float *run_var);
-void cu_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		     const float *run_mean, const float *run_var, float eps, float *y);
-void cu_bn_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		float *dbeta);
-void cu_in_fwd(int n, int c, int hw, const float *x, const float *gamma, const float *beta,
-		float eps, float *y, float *save_mean, float *save_invstd);
-void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy, const float *gamma,
-		const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-		float *dbeta);
+void cu_bn_fwd_train(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		     const float *gamma, const float *beta, float eps, float momentum, float *y,
+		     float *save_mean, float *save_invstd, float *run_mean, float *run_var);
+void cu_bn_fwd_eval(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+		    const float *gamma, const float *beta, const float *run_mean,
+		    const float *run_var, float eps, float *y);
+void cu_bn_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+	       const float *dy, const float *gamma, const float *save_mean,
+	       const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+void cu_in_fwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+	       const float *gamma, const float *beta, float eps, float *y, float *save_mean,
+	       float *save_invstd);
+void cu_in_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x, const float *y,
+	       const float *dy, const float *gamma, const float *save_mean,
+	       const float *save_invstd, float *dx, float *dgamma, float *dbeta);
 void cu_pool_fwd(const struct nn_pool_desc *d, const float *x, float *y, int32_t *idx);
 void cu_pool_bwd(const struct nn_pool_desc *d, const float *dy, const int32_t *idx, float *dx);
 void cu_upsample_fwd(enum nn_upsample_mode mode, int n, int c, int h, int w, int scale,

@@ -207,30 +207,39 @@ extern "C" void cu_bias_grad(int n, int c, int hw, const float *dy, float *db)
 
 /* ---- activations ------------------------------------------------------- */
 
-__global__ static void k_act_fwd(int kind, float alpha, cu_arr x, cu_arr y, size_t n)
+/* An activation: its kind and LeakyReLU's slope (NN_ACT_NONE: identity). */
+struct act_fn {
+	int kind;
+	float alpha;
+};
+
+__device__ static inline float act_of(act_fn a, float v)
 {
-	GRID_LOOP(i, n)
-	{
-		float v = ld(x, i), r;
-		switch (kind) {
-		case NN_ACT_RELU:
-			r = v > 0 ? v : 0;
-			break;
-		case NN_ACT_LEAKY:
-			r = v > 0 ? v : alpha * v;
-			break;
-		case NN_ACT_TANH:
-			r = tanhf(v);
-			break;
-		case NN_ACT_SIGMOID:
-			r = 1.0f / (1.0f + expf(-v));
-			break;
-		default:
-			r = v;
-			break;
-		}
-		st(y, i, r);
+	switch (a.kind) {
+	case NN_ACT_RELU:
+		return v > 0 ? v : 0;
+	case NN_ACT_LEAKY:
+		return v > 0 ? v : a.alpha * v;
+	case NN_ACT_TANH:
+		return tanhf(v);
+	case NN_ACT_SIGMOID:
+		return 1.0f / (1.0f + expf(-v));
+	default:
+		return v;
 	}
+}
+
+/* The gradient reaching a fused norm's output from its activation's: dy
+ * itself when there is no activation (y is then not read). */
+__device__ static inline float act_grad_at(act_fn a, cu_arr y, cu_arr dy, size_t e)
+{
+	float g = ld(dy, e);
+	return a.kind == NN_ACT_NONE ? g : nn_act_grad((enum nn_act)a.kind, a.alpha, ld(y, e), g);
+}
+
+__global__ static void k_act_fwd(act_fn a, cu_arr x, cu_arr y, size_t n)
+{
+	GRID_LOOP(i, n) st(y, i, act_of(a, ld(x, i)));
 }
 
 /* x or y is read only by the kinds that need it (ReLU and LeakyReLU: x). */
@@ -270,7 +279,8 @@ extern "C" void cu_act_fwd(enum nn_act kind, float alpha, const float *x, float 
 	CU_ENTER();
 	if (!n)
 		return;
-	k_act_fwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>((int)kind, alpha, ARR(x), ARR(y), n);
+	k_act_fwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(act_fn{(int)kind, alpha}, ARR(x), ARR(y),
+								n);
 	CU_LAUNCHED("act_fwd kind=%d n=%zu", (int)kind, n);
 }
 
@@ -294,8 +304,9 @@ extern "C" void cu_act_bwd(enum nn_act kind, float alpha, const float *x, const 
 #define NORM_THREADS 512
 
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_norm_fwd(int rows, int c, int hw, cu_arr x, const float *gamma, const float *beta,
-		   float eps, float momentum, cu_arr y, float *save_mean, float *save_invstd,
+	k_norm_fwd(int rows, int c, int hw, act_fn act, cu_arr x, const float *gamma,
+		   const float *beta, float eps, float momentum, cu_arr y, float *save_mean,
+		   float *save_invstd,
 		   float *run_mean, float *run_var)
 {
 	int g = blockIdx.x, k = g % c;
@@ -324,7 +335,7 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	float a = gamma[k] * invstd, o = beta[k] - mf * a;
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
 		size_t e = ((t / hw) * c + g) * hw + t % hw;
-		st(y, e, ld(x, e) * a + o);
+		st(y, e, act_of(act, ld(x, e) * a + o));
 	}
 }
 
@@ -332,7 +343,8 @@ __global__ static void __launch_bounds__(NORM_THREADS)
  * Szegedy 2015, sec. 3). Writes the group's sum dy and sum dy xhat either as
  * floats to dbeta/dgamma (batch norm) or as doubles to sums[2g], sums[2g+1]. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_norm_bwd(int rows, int c, int hw, cu_arr x, cu_arr dy, const float *gamma,
+	k_norm_bwd(int rows, int c, int hw, act_fn act, cu_arr x, cu_arr y, cu_arr dy,
+		   const float *gamma,
 		   const float *save_mean, const float *save_invstd, cu_arr dx, float *dgamma,
 		   float *dbeta, double *sums)
 {
@@ -342,7 +354,7 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	double s1 = 0, s2 = 0;
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
 		size_t e = ((t / hw) * c + g) * hw + t % hw;
-		float gv = ld(dy, e);
+		float gv = act_grad_at(act, y, dy, e);
 		s1 += gv;
 		s2 += (double)gv * (ld(x, e) - mean);
 	}
@@ -352,7 +364,7 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
 		size_t e = ((t / hw) * c + g) * hw + t % hw;
 		float xh = (ld(x, e) - mean) * invstd;
-		st(dx, e, a * (ld(dy, e) - mdy - xh * mdyx));
+		st(dx, e, a * (act_grad_at(act, y, dy, e) - mdy - xh * mdyx));
 	}
 	if (threadIdx.x == 0) {
 		if (sums) {
@@ -451,7 +463,7 @@ __global__ static void k_split_stats(norm_geo d, const double *part, const doubl
 }
 
 /* y = x a + o per element; the group of element e is (e / hw) % gmod. */
-__global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, cu_arr x,
+__global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, act_fn act, cu_arr x,
 				    const float *gamma, const float *beta, const float *mean,
 				    const float *invstd, cu_arr y)
 {
@@ -459,13 +471,14 @@ __global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, cu_ar
 	{
 		int g = (int)((e / hw) % gmod), k = g % c;
 		float a = gamma[k] * invstd[g], o = beta[k] - mean[g] * a;
-		st(y, e, ld(x, e) * a + o);
+		st(y, e, act_of(act, ld(x, e) * a + o));
 	}
 }
 
 /* part[g S + s] = sum dy, part[G S + g S + s] = sum dy (x - mean) over split s. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_split_bwd_sums(norm_geo d, cu_arr x, cu_arr dy, const float *save_mean,
+	k_split_bwd_sums(norm_geo d, act_fn act, cu_arr x, cu_arr y, cu_arr dy,
+			 const float *save_mean,
 			 double *part)
 {
 	int g = blockIdx.x, s = blockIdx.y;
@@ -474,7 +487,7 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	double v1 = 0, v2 = 0;
 	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
 		size_t e = norm_elem(d, g, t);
-		float gv = ld(dy, e);
+		float gv = act_grad_at(act, y, dy, e);
 		v1 += gv;
 		v2 += (double)gv * (ld(x, e) - mean);
 	}
@@ -512,8 +525,9 @@ __global__ static void k_split_bwd_stats(norm_geo d, const double *part, const f
 	}
 }
 
-__global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, cu_arr x,
-					cu_arr dy, const float *gamma, const float *save_mean,
+__global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, act_fn act,
+					cu_arr x, cu_arr y, cu_arr dy, const float *gamma,
+					const float *save_mean,
 					const float *save_invstd, const float *coef, cu_arr dx)
 {
 	GRID_LOOP(e, total)
@@ -521,7 +535,7 @@ __global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, c
 		int g = (int)((e / hw) % gmod), k = g % c;
 		float invstd = save_invstd[g], a = gamma[k] * invstd;
 		float xh = (ld(x, e) - save_mean[g]) * invstd;
-		st(dx, e, a * (ld(dy, e) - coef[2 * g] - xh * coef[2 * g + 1]));
+		st(dx, e, a * (act_grad_at(act, y, dy, e) - coef[2 * g] - xh * coef[2 * g + 1]));
 	}
 }
 
@@ -544,7 +558,7 @@ __global__ static void k_in_param_grads(int n, int c, const double *sums, float 
 
 /* Forward of batch norm (instance = 0: groups = c, rows = n, running
  * statistics updated) or instance norm (groups = n c, rows = 1). */
-static void norm_fwd(int instance, int n, int c, int hw, cu_arr x, const float *gamma,
+static void norm_fwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, const float *gamma,
 		     const float *beta, float eps, float momentum, cu_arr y, float *save_mean,
 		     float *save_invstd, float *run_mean, float *run_var)
 {
@@ -553,8 +567,8 @@ static void norm_fwd(int instance, int n, int c, int hw, cu_arr x, const float *
 	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0};
 	d.splits = norm_splits(groups, d.m);
 	if (d.splits == 1) {
-		k_norm_fwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, x, gamma, beta, eps,
-								    momentum, y, save_mean,
+		k_norm_fwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, act, x, gamma, beta,
+								    eps, momentum, y, save_mean,
 								    save_invstd, run_mean, run_var);
 		CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw);
 		return;
@@ -577,11 +591,11 @@ static void norm_fwd(int instance, int n, int c, int hw, cu_arr x, const float *
 		return;
 	size_t total = (size_t)n * c * hw;
 	k_norm_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
-		total, hw, groups, c, x, gamma, beta, save_mean, save_invstd, y);
+		total, hw, groups, c, act, x, gamma, beta, save_mean, save_invstd, y);
 	CU_LAUNCHED("%s n=%d c=%d hw=%d (normalize)", op, n, c, hw);
 }
 
-static void norm_bwd(int instance, int n, int c, int hw, cu_arr x, cu_arr dy,
+static void norm_bwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, cu_arr y, cu_arr dy,
 		     const float *gamma, const float *save_mean, const float *save_invstd,
 		     cu_arr dx, float *dgamma, float *dbeta)
 {
@@ -599,7 +613,7 @@ static void norm_bwd(int instance, int n, int c, int hw, cu_arr x, cu_arr dy,
 	double *sums = instance ? scratch : NULL;
 	double *part = scratch + (instance ? 2 * (size_t)groups : 0);
 	if (d.splits == 1) {
-		k_norm_bwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, x, dy, gamma,
+		k_norm_bwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, act, x, y, dy, gamma,
 								    save_mean, save_invstd, dx,
 								    dgamma, dbeta, sums);
 		if (CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw))
@@ -608,7 +622,8 @@ static void norm_bwd(int instance, int n, int c, int hw, cu_arr x, cu_arr dy,
 		d.chunk = (d.m + d.splits - 1) / d.splits;
 		float *coef = (float *)(part + 2 * gs);
 		dim3 grid(groups, d.splits);
-		k_split_bwd_sums<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, dy, save_mean, part);
+		k_split_bwd_sums<<<grid, NORM_THREADS, 0, cu.compute>>>(d, act, x, y, dy, save_mean,
+									 part);
 		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (sums over %d splits)", op, n, c, hw, d.splits))
 			return;
 		k_split_bwd_stats<<<cu_blocks(groups), CU_THREADS, 0, cu.compute>>>(
@@ -617,7 +632,7 @@ static void norm_bwd(int instance, int n, int c, int hw, cu_arr x, cu_arr dy,
 			return;
 		size_t total = (size_t)n * c * hw;
 		k_norm_bwd_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
-			total, hw, groups, c, x, dy, gamma, save_mean, save_invstd, coef, dx);
+			total, hw, groups, c, act, x, y, dy, gamma, save_mean, save_invstd, coef, dx);
 		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (input gradient)", op, n, c, hw))
 			return;
 	}
@@ -627,19 +642,20 @@ static void norm_bwd(int instance, int n, int c, int hw, cu_arr x, cu_arr dy,
 	}
 }
 
-extern "C" void cu_bn_fwd_train(int n, int c, int hw, const float *x, const float *gamma,
-				const float *beta, float eps, float momentum, float *y,
-				float *save_mean, float *save_invstd, float *run_mean,
-				float *run_var)
+extern "C" void cu_bn_fwd_train(int n, int c, int hw, enum nn_act act, float alpha,
+				const float *x, const float *gamma, const float *beta, float eps,
+				float momentum, float *y, float *save_mean, float *save_invstd,
+				float *run_mean, float *run_var)
 {
 	CU_ENTER();
 	if (!c || !n || !hw)
 		return;
-	norm_fwd(0, n, c, hw, ARR(x), gamma, beta, eps, momentum, ARR(y), save_mean, save_invstd,
-		 run_mean, run_var);
+	norm_fwd(0, n, c, hw, act_fn{(int)act, alpha}, ARR(x), gamma, beta, eps, momentum, ARR(y),
+		 save_mean, save_invstd, run_mean, run_var);
 }
 
-__global__ static void k_bn_eval(size_t total, int c, int hw, cu_arr x, const float *gamma,
+__global__ static void k_bn_eval(size_t total, int c, int hw, act_fn act, cu_arr x,
+				 const float *gamma,
 				 const float *beta, const float *run_mean, const float *run_var,
 				 float eps, cu_arr y)
 {
@@ -648,46 +664,51 @@ __global__ static void k_bn_eval(size_t total, int c, int hw, cu_arr x, const fl
 		int k = (int)((e / hw) % c);
 		float invstd = 1.0f / sqrtf(run_var[k] + eps);
 		float a = gamma[k] * invstd, o = beta[k] - run_mean[k] * a;
-		st(y, e, ld(x, e) * a + o);
+		st(y, e, act_of(act, ld(x, e) * a + o));
 	}
 }
 
-extern "C" void cu_bn_fwd_eval(int n, int c, int hw, const float *x, const float *gamma,
-			       const float *beta, const float *run_mean, const float *run_var,
-			       float eps, float *y)
+extern "C" void cu_bn_fwd_eval(int n, int c, int hw, enum nn_act act, float alpha,
+			       const float *x, const float *gamma, const float *beta,
+			       const float *run_mean, const float *run_var, float eps, float *y)
 {
 	CU_ENTER();
 	size_t total = (size_t)n * c * hw;
 	if (!total)
 		return;
-	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, ARR(x), gamma, beta,
-								  run_mean, run_var, eps, ARR(y));
+	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
+		total, c, hw, act_fn{(int)act, alpha}, ARR(x), gamma, beta, run_mean, run_var, eps,
+		ARR(y));
 	CU_LAUNCHED("bn_fwd_eval n=%d c=%d hw=%d", n, c, hw);
 }
 
-extern "C" void cu_bn_bwd(int n, int c, int hw, const float *x, const float *dy,
-			  const float *gamma, const float *save_mean, const float *save_invstd,
-			  float *dx, float *dgamma, float *dbeta)
+extern "C" void cu_bn_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			  const float *y, const float *dy, const float *gamma,
+			  const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+			  float *dbeta)
 {
 	CU_ENTER();
 	if (!c || !n || !hw)
 		return;
-	norm_bwd(0, n, c, hw, ARR(x), ARR(dy), gamma, save_mean, save_invstd, ARR(dx), dgamma, dbeta);
+	norm_bwd(0, n, c, hw, act_fn{(int)act, alpha}, ARR(x), ARR(y), ARR(dy), gamma, save_mean,
+		 save_invstd, ARR(dx), dgamma, dbeta);
 }
 
-extern "C" void cu_in_fwd(int n, int c, int hw, const float *x, const float *gamma,
-			  const float *beta, float eps, float *y, float *save_mean,
-			  float *save_invstd)
+extern "C" void cu_in_fwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			  const float *gamma, const float *beta, float eps, float *y,
+			  float *save_mean, float *save_invstd)
 {
 	CU_ENTER();
 	if (!c || !n || !hw)
 		return;
-	norm_fwd(1, n, c, hw, ARR(x), gamma, beta, eps, 0, ARR(y), save_mean, save_invstd, NULL, NULL);
+	norm_fwd(1, n, c, hw, act_fn{(int)act, alpha}, ARR(x), gamma, beta, eps, 0, ARR(y), save_mean,
+		 save_invstd, NULL, NULL);
 }
 
-extern "C" void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy,
-			  const float *gamma, const float *save_mean, const float *save_invstd,
-			  float *dx, float *dgamma, float *dbeta)
+extern "C" void cu_in_bwd(int n, int c, int hw, enum nn_act act, float alpha, const float *x,
+			  const float *y, const float *dy, const float *gamma,
+			  const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+			  float *dbeta)
 {
 	CU_ENTER();
 	if (!c)
@@ -697,7 +718,8 @@ extern "C" void cu_in_bwd(int n, int c, int hw, const float *x, const float *dy,
 		cu_fill(dbeta, c, 0);
 		return;
 	}
-	norm_bwd(1, n, c, hw, ARR(x), ARR(dy), gamma, save_mean, save_invstd, ARR(dx), dgamma, dbeta);
+	norm_bwd(1, n, c, hw, act_fn{(int)act, alpha}, ARR(x), ARR(y), ARR(dy), gamma, save_mean,
+		 save_invstd, ARR(dx), dgamma, dbeta);
 }
 
 /* ---- pooling ------------------------------------------------------------ */

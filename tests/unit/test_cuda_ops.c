@@ -38,7 +38,8 @@ static const char *const test_names[] = {
 	"test_batch_norm",  "test_instance_norm", "test_pool",  "test_upsample", "test_concat",
 	"test_dropout",     "test_losses",   "test_argmax",	"test_optim",	"test_allocator",
 	"test_pinned_upload", "test_errors", "test_conv_tf32", "test_gemm_tf32", "test_bf16_cast",
-	"test_conv_bf16",   "test_gemm_bf16", "test_net_bf16",  "test_graph", "test_graph_models",
+	"test_conv_bf16",   "test_gemm_bf16", "test_net_bf16",  "test_act_storage", "test_graph",
+	"test_graph_models",
 };
 
 static void skip_all(const char *why)
@@ -384,7 +385,9 @@ static void test_act(void)
 
 /* ---- normalization ---- */
 
-static void bn_case(int n, int c, int hw)
+/* act: the fused activation (NN_ACT_NONE: none); backward gets the
+ * reference's y on both sides, so that ReLU's mask is the same */
+static void bn_case(int n, int c, int hw, enum nn_act act, float al)
 {
 	size_t cnt = (size_t)n * c * hw;
 	float *x = hrand(cnt), *gam = hpos(c), *bet = hrand(c), *dy = hrand(cnt);
@@ -395,8 +398,8 @@ static void bn_case(int n, int c, int hw)
 	float *ry = hnan(cnt), *gy = dpoison(cnt), *rsm = hnan(c), *gsm = dpoison(c);
 	float *rsi = hnan(c), *gsi = dpoison(c), *rrm = hcopy(rm, c), *grm = dfl(rm, c);
 	float *rrv = hcopy(rv, c), *grv = dfl(rv, c);
-	R->bn_fwd_train(n, c, hw, x, gam, bet, 1e-5f, 0.1f, ry, rsm, rsi, rrm, rrv);
-	G->bn_fwd_train(n, c, hw, dx_, dg, dbt, 1e-5f, 0.1f, gy, gsm, gsi, grm, grv);
+	R->bn_fwd_train(n, c, hw, act, al, x, gam, bet, 1e-5f, 0.1f, ry, rsm, rsi, rrm, rrv);
+	G->bn_fwd_train(n, c, hw, act, al, dx_, dg, dbt, 1e-5f, 0.1f, gy, gsm, gsi, grm, grv);
 	expect("bn train y", gy, ry, cnt);
 	expect("bn saved mean", gsm, rsm, c);
 	expect("bn saved 1/std", gsi, rsi, c);
@@ -404,14 +407,15 @@ static void bn_case(int n, int c, int hw)
 	expect("bn running var", grv, rrv, c);
 
 	float *rye = hnan(cnt), *gye = dpoison(cnt);
-	R->bn_fwd_eval(n, c, hw, x, gam, bet, rm, rv, 1e-5f, rye);
-	G->bn_fwd_eval(n, c, hw, dx_, dg, dbt, dfl(rm, c), dfl(rv, c), 1e-5f, gye);
+	R->bn_fwd_eval(n, c, hw, act, al, x, gam, bet, rm, rv, 1e-5f, rye);
+	G->bn_fwd_eval(n, c, hw, act, al, dx_, dg, dbt, dfl(rm, c), dfl(rv, c), 1e-5f, gye);
 	expect("bn eval y", gye, rye, cnt);
 
 	float *rdx = hnan(cnt), *gdx = dpoison(cnt), *rdg = hnan(c), *gdg = dpoison(c);
 	float *rdb = hnan(c), *gdb = dpoison(c);
-	R->bn_bwd(n, c, hw, x, dy, gam, rsm, rsi, rdx, rdg, rdb);
-	G->bn_bwd(n, c, hw, dx_, dfl(dy, cnt), dg, dfl(rsm, c), dfl(rsi, c), gdx, gdg, gdb);
+	R->bn_bwd(n, c, hw, act, al, x, ry, dy, gam, rsm, rsi, rdx, rdg, rdb);
+	G->bn_bwd(n, c, hw, act, al, dx_, dfl(ry, cnt), dfl(dy, cnt), dg, dfl(rsm, c), dfl(rsi, c),
+		  gdx, gdg, gdb);
 	expect("bn backward dx", gdx, rdx, cnt);
 	expect("bn backward dgamma", gdg, rdg, c);
 	expect("bn backward dbeta", gdb, rdb, c);
@@ -420,28 +424,33 @@ static void bn_case(int n, int c, int hw)
 
 static void test_batch_norm(void)
 {
-	bn_case(4, 6, 50);
-	bn_case(64, 10, 1);   /* after a linear layer */
-	bn_case(2, 3, 4099); /* long rows */
-	bn_case(8, 4, 128 * 128); /* large groups: the split path */
+	bn_case(4, 6, 50, NN_ACT_NONE, 0);
+	bn_case(64, 10, 1, NN_ACT_NONE, 0);   /* after a linear layer */
+	bn_case(2, 3, 4099, NN_ACT_NONE, 0); /* long rows */
+	bn_case(8, 4, 128 * 128, NN_ACT_NONE, 0); /* large groups: the split path */
+	/* with a fused activation (nn/net.c fuses a norm with its activation) */
+	bn_case(4, 6, 50, NN_ACT_RELU, 0);
+	bn_case(64, 10, 1, NN_ACT_TANH, 0);
+	bn_case(8, 4, 128 * 128, NN_ACT_LEAKY, 0.2f);
 }
 
-static void in_case(int n, int c, int hw)
+static void in_case(int n, int c, int hw, enum nn_act act, float al)
 {
 	size_t cnt = (size_t)n * c * hw, nc = (size_t)n * c;
 	float *x = hrand(cnt), *gam = hpos(c), *bet = hrand(c), *dy = hrand(cnt);
 	float *dx_ = dfl(x, cnt), *dg = dfl(gam, c);
 	float *ry = hnan(cnt), *gy = dpoison(cnt), *rsm = hnan(nc), *gsm = dpoison(nc);
 	float *rsi = hnan(nc), *gsi = dpoison(nc);
-	R->in_fwd(n, c, hw, x, gam, bet, 1e-5f, ry, rsm, rsi);
-	G->in_fwd(n, c, hw, dx_, dg, dfl(bet, c), 1e-5f, gy, gsm, gsi);
+	R->in_fwd(n, c, hw, act, al, x, gam, bet, 1e-5f, ry, rsm, rsi);
+	G->in_fwd(n, c, hw, act, al, dx_, dg, dfl(bet, c), 1e-5f, gy, gsm, gsi);
 	expect("in forward y", gy, ry, cnt);
 	expect("in saved mean", gsm, rsm, nc);
 	expect("in saved 1/std", gsi, rsi, nc);
 	float *rdx = hnan(cnt), *gdx = dpoison(cnt), *rdg = hnan(c), *gdg = dpoison(c);
 	float *rdb = hnan(c), *gdb = dpoison(c);
-	R->in_bwd(n, c, hw, x, dy, gam, rsm, rsi, rdx, rdg, rdb);
-	G->in_bwd(n, c, hw, dx_, dfl(dy, cnt), dg, dfl(rsm, nc), dfl(rsi, nc), gdx, gdg, gdb);
+	R->in_bwd(n, c, hw, act, al, x, ry, dy, gam, rsm, rsi, rdx, rdg, rdb);
+	G->in_bwd(n, c, hw, act, al, dx_, dfl(ry, cnt), dfl(dy, cnt), dg, dfl(rsm, nc), dfl(rsi, nc),
+		  gdx, gdg, gdb);
 	expect("in backward dx", gdx, rdx, cnt);
 	expect("in backward dgamma", gdg, rdg, c);
 	expect("in backward dbeta", gdb, rdb, c);
@@ -450,8 +459,10 @@ static void in_case(int n, int c, int hw)
 
 static void test_instance_norm(void)
 {
-	in_case(3, 5, 64);
-	in_case(2, 3, 256 * 256); /* large groups: the split path */
+	in_case(3, 5, 64, NN_ACT_NONE, 0);
+	in_case(2, 3, 256 * 256, NN_ACT_NONE, 0); /* large groups: the split path */
+	in_case(3, 5, 64, NN_ACT_RELU, 0);
+	in_case(2, 3, 256 * 256, NN_ACT_SIGMOID, 0);
 }
 
 /* ---- pooling ---- */
@@ -1057,16 +1068,19 @@ static void test_act_storage(void)
 		float *ry = hnan(cnt), *rsm = hnan(c), *rsi = hnan(c), *rrm = hrand(c), *rrv = hpos(c);
 		float *grm = dfl(rrm, c), *grv = dfl(rrv, c), *gsm = dpoison(c), *gsi = dpoison(c);
 		sy = spoison(cnt);
-		R->bn_fwd_train(bn, c, hw, hr, gam, bet, 1e-5f, 0.1f, ry, rsm, rsi, rrm, rrv);
-		G->bn_fwd_train(bn, c, hw, sh, dfl(gam, c), dfl(bet, c), 1e-5f, 0.1f, sy, gsm, gsi,
-				grm, grv);
+		/* with a fused ReLU; backward on both sides from the reference's y */
+		R->bn_fwd_train(bn, c, hw, NN_ACT_RELU, 0, hr, gam, bet, 1e-5f, 0.1f, ry, rsm, rsi, rrm,
+				rrv);
+		G->bn_fwd_train(bn, c, hw, NN_ACT_RELU, 0, sh, dfl(gam, c), dfl(bet, c), 1e-5f, 0.1f,
+				sy, gsm, gsi, grm, grv);
 		expect_bf("bn forward from storage", sy, ry, cnt);
 		expect("bn saved mean", gsm, rsm, c);
 		expect("bn running var", grv, rrv, c);
 		float *rdx = hnan(cnt), *rdg = hnan(c), *rdb = hnan(c);
 		float *sdx = spoison(cnt), *gdg = dpoison(c), *gdb = dpoison(c);
-		R->bn_bwd(bn, c, hw, hr, dyr, gam, rsm, rsi, rdx, rdg, rdb);
-		G->bn_bwd(bn, c, hw, sh, sdy, dfl(gam, c), gsm, gsi, sdx, gdg, gdb);
+		float *yr, *sy2 = sin_(ry, cnt, &yr);
+		R->bn_bwd(bn, c, hw, NN_ACT_RELU, 0, hr, yr, dyr, gam, rsm, rsi, rdx, rdg, rdb);
+		G->bn_bwd(bn, c, hw, NN_ACT_RELU, 0, sh, sy2, sdy, dfl(gam, c), gsm, gsi, sdx, gdg, gdb);
 		expect_bf("bn backward dx", sdx, rdx, cnt);
 		expect("bn backward dgamma", gdg, rdg, c);
 		expect("bn backward dbeta", gdb, rdb, c);

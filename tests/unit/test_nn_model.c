@@ -101,15 +101,17 @@ static void test_dense_models_shapes(void)
 /* Gradient buffers shared between nodes not live at once (nn_net_prepare)
  * give exactly the gradients of one buffer per node, in less memory: for
  * skip connections (U-Net concat), residual adds and a plain chain. */
-static void grads_of(const char *spec, int c, int hw, int nout, int share, float **g,
+static void grads_of(const char *spec, int c, int hw, int nout, int share, int fuse, float **g,
 		     size_t *arena)
 {
 	struct nn_net net;
 	struct error err;
 	nn_net_set_grad_sharing(share);
+	nn_net_set_fusion(fuse);
 	CHECK(nn_model_build(&net, nn_backend_cpu(), spec, c, hw, hw, nout, 5, &err) == 0);
 	CHECK(nn_net_prepare(&net, 2, &err) == 0);
 	nn_net_set_grad_sharing(1);
+	nn_net_set_fusion(1);
 	nn_net_train(&net, 1);
 	struct nn_tensor *x = nn_net_input(&net);
 	for (size_t i = 0; i < nn_tensor_count(x); i++)
@@ -137,8 +139,8 @@ static void test_shared_gradient_buffers(void)
 	for (size_t k = 0; k < sizeof(nets) / sizeof(nets[0]); k++) {
 		float *a, *b;
 		size_t sa, sb;
-		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 0, &a, &sa);
-		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 1, &b, &sb);
+		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 0, 1, &a, &sa);
+		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 1, 1, &b, &sb);
 		struct nn_net net;
 		struct error err;
 		CHECK(nn_model_build(&net, nn_backend_cpu(), nets[k].spec, nets[k].c, nets[k].hw,
@@ -156,6 +158,51 @@ static void test_shared_gradient_buffers(void)
 		CHECK(diff == 0);
 		CHECK(nonzero > n / 4); /* the comparison compared gradients, not zeros */
 		CHECK(sb < sa);
+		free(a);
+		free(b);
+	}
+}
+
+/* A norm fused with the activation after it (nn_net_finish) gives exactly
+ * the gradients of the two apart, in less memory: U-Net and ResNet (batch
+ * norm + ReLU), CycleGAN generator (instance norm + ReLU), PatchGAN (norm +
+ * LeakyReLU 0.2), CNN. */
+static void test_fused_norm_act(void)
+{
+	static const struct {
+		const char *spec;
+		int c, hw, nout;
+	} nets[] = {{"unet:depth=3,base=4", 3, 32, 1},
+		    {"resnet:depths=1-1,widths=8-16,stem=8", 1, 16, 10},
+		    {"cyclegan:base=8,blocks=2", 3, 32, 3},
+		    {"patchgan:base=8,layers=2", 3, 32, 1},
+		    {"cnn:widths=8-16,convs=2", 1, 16, 10}};
+	for (size_t k = 0; k < sizeof(nets) / sizeof(nets[0]); k++) {
+		float *a, *b;
+		size_t sa, sb;
+		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 1, 0, &a, &sa);
+		grads_of(nets[k].spec, nets[k].c, nets[k].hw, nets[k].nout, 1, 1, &b, &sb);
+		struct nn_net net;
+		struct error err;
+		CHECK(nn_model_build(&net, nn_backend_cpu(), nets[k].spec, nets[k].c, nets[k].hw,
+				     nets[k].hw, nets[k].nout, 5, &err) == 0);
+		size_t n = net.flat.ntrain;
+		int fused = 0;
+		for (int i = 0; i < net.nnodes; i++)
+			fused += net.nodes[i].op == NN_OP_ACT && net.nodes[i].fused;
+		nn_net_release(&net);
+		size_t diff = 0, nonzero = 0;
+		for (size_t i = 0; i < n; i++) {
+			diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+			nonzero += a[i] != 0;
+		}
+		printf("# %s: %d norm+activation pairs fused; arena %zu -> %zu bytes\n", nets[k].spec,
+		       fused, sa, sb);
+		if (diff)
+			printf("#   %zu of %zu gradients differ\n", diff, n);
+		CHECK(diff == 0);
+		CHECK(nonzero > n / 4);
+		CHECK(fused > 0 && sb < sa);
 		free(a);
 		free(b);
 	}
@@ -590,6 +637,7 @@ int main(void)
 	RUN(test_resnet_sizes);
 	RUN(test_dense_models_shapes);
 	RUN(test_shared_gradient_buffers);
+	RUN(test_fused_norm_act);
 	RUN(test_input_gradient);
 	RUN(test_spec_errors);
 	RUN(test_checkpoint_round_trip);

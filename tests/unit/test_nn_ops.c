@@ -369,6 +369,13 @@ static int b_up_nearest(struct nn_net *net, int in) { return nn_upsample(net, in
 static int b_up_bilinear(struct nn_net *net, int in) { return nn_upsample(net, in, NN_UP_BILINEAR, 2); }
 static int b_bn(struct nn_net *net, int in) { return nn_bn(net, in); }
 static int b_inorm(struct nn_net *net, int in) { return nn_inorm(net, in); }
+/* a norm and its activation, fused by nn_net_finish (smooth activations:
+ * central differences across ReLU's kink read wrong slopes) */
+static int b_bn_tanh(struct nn_net *net, int in) { return nn_act(net, nn_bn(net, in), NN_ACT_TANH, 0); }
+static int b_in_sigmoid(struct nn_net *net, int in)
+{
+	return nn_act(net, nn_inorm(net, in), NN_ACT_SIGMOID, 0);
+}
 static int b_relu(struct nn_net *net, int in) { return nn_act(net, in, NN_ACT_RELU, 0); }
 static int b_leaky(struct nn_net *net, int in) { return nn_act(net, in, NN_ACT_LEAKY, 0.2f); }
 static int b_tanh(struct nn_net *net, int in) { return nn_act(net, in, NN_ACT_TANH, 0); }
@@ -399,6 +406,8 @@ static void test_gradcheck_upsample_nearest(void) { gradcheck("up-nearest", 2, 3
 static void test_gradcheck_upsample_bilinear(void) { gradcheck("up-bilinear", 2, 3, 4, 2, b_up_bilinear); }
 static void test_gradcheck_batchnorm(void) { gradcheck("bn", 3, 3, 4, 3, b_bn); }
 static void test_gradcheck_instancenorm(void) { gradcheck("in", 3, 3, 4, 2, b_inorm); }
+static void test_gradcheck_bn_tanh_fused(void) { gradcheck("bn+tanh", 3, 3, 4, 3, b_bn_tanh); }
+static void test_gradcheck_in_sigmoid_fused(void) { gradcheck("in+sigmoid", 3, 3, 4, 2, b_in_sigmoid); }
 static void test_gradcheck_relu(void) { gradcheck("relu", 2, 3, 3, 2, b_relu); }
 static void test_gradcheck_leaky_relu(void) { gradcheck("leaky", 2, 3, 3, 2, b_leaky); }
 static void test_gradcheck_tanh(void) { gradcheck("tanh", 2, 3, 3, 2, b_tanh); }
@@ -510,13 +519,75 @@ static void test_batchnorm_eval_uses_running_stats(void)
 	float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8], g[2] = {1, 1}, b[2] = {0, 0};
 	float rm[2] = {0, 0}, rv[2] = {1, 1}, sm[2], si[2];
 	/* n = 2, c = 2, hw = 2: channel 0 holds 1 2 5 6, channel 1 holds 3 4 7 8 */
-	be->bn_fwd_train(2, 2, 2, x, g, b, 0, 1.0f, y, sm, si, rm, rv);
+	be->bn_fwd_train(2, 2, 2, NN_ACT_NONE, 0, x, g, b, 0, 1.0f, y, sm, si, rm, rv);
 	CHECK_NEAR(sm[0], 3.5, 1e-6);
 	CHECK_NEAR(rm[1], 5.5, 1e-6);
 	CHECK_NEAR(rv[0], (6.25 + 2.25 + 2.25 + 6.25) / 3, 1e-5); /* unbiased */
 	CHECK_NEAR(y[0], (1 - 3.5) / sqrt(4.25), 1e-5);
-	be->bn_fwd_eval(2, 2, 2, x, g, b, rm, rv, 0, y);
+	be->bn_fwd_eval(2, 2, 2, NN_ACT_NONE, 0, x, g, b, rm, rv, 0, y);
 	CHECK_NEAR(y[0], (1 - 3.5) / sqrt(17.0 / 3), 1e-5);
+}
+
+/* A norm slot with a fused activation gives bit for bit what the norm
+ * followed by the activation gives (forward, and backward through both), on
+ * both CPU tables, for batch norm in train and eval mode and instance norm. */
+static void test_fused_norm_act_matches_composition(void)
+{
+	enum { N = 3, C = 4, HW = 37, T = N * C * HW };
+	static float x[T], dy[T], y0[T], y1[T], yf[T], g0[T], dx0[T], dxf[T];
+	float gam[C], bet[C], sm[N * C], si[N * C], rm0[C], rv0[C], rm1[C], rv1[C];
+	float dg0[C], db0[C], dgf[C], dbf[C];
+	const struct {
+		enum nn_act kind;
+		float alpha;
+	} acts[] = {{NN_ACT_RELU, 0}, {NN_ACT_LEAKY, 0.2f}, {NN_ACT_TANH, 0}, {NN_ACT_SIGMOID, 0}};
+	const struct nn_backend *bes[2] = {nn_backend_cpu_ref(), nn_backend_cpu()};
+	for (int b = 0; b < 2; b++)
+		for (size_t k = 0; k < sizeof(acts) / sizeof(acts[0]); k++) {
+			const struct nn_backend *be = bes[b];
+			enum nn_act act = acts[k].kind;
+			float al = acts[k].alpha;
+			fill_rand(x, T), fill_rand(dy, T), fill_rand(gam, C), fill_rand(bet, C);
+			fill_rand(rm0, C);
+			for (int i = 0; i < C; i++)
+				rv0[i] = 1 + 0.5f * rm0[i], rm1[i] = rm0[i], rv1[i] = rv0[i];
+			size_t bad = 0;
+			for (int mode = 0; mode < 3; mode++) { /* bn train, bn eval, instance norm */
+				if (mode == 0) {
+					be->bn_fwd_train(N, C, HW, NN_ACT_NONE, 0, x, gam, bet, 1e-5f, 0.1f, y0,
+							 sm, si, rm0, rv0);
+					be->bn_fwd_train(N, C, HW, act, al, x, gam, bet, 1e-5f, 0.1f, yf, sm,
+							 si, rm1, rv1);
+					bad += memcmp(rm0, rm1, sizeof(rm0)) || memcmp(rv0, rv1, sizeof(rv0));
+				} else if (mode == 1) {
+					be->bn_fwd_eval(N, C, HW, NN_ACT_NONE, 0, x, gam, bet, rm0, rv0, 1e-5f,
+							y0);
+					be->bn_fwd_eval(N, C, HW, act, al, x, gam, bet, rm0, rv0, 1e-5f, yf);
+				} else {
+					be->in_fwd(N, C, HW, NN_ACT_NONE, 0, x, gam, bet, 1e-5f, y0, sm, si);
+					be->in_fwd(N, C, HW, act, al, x, gam, bet, 1e-5f, yf, sm, si);
+				}
+				be->act_fwd(act, al, y0, y1, T);
+				bad += memcmp(y1, yf, sizeof(yf)) != 0;
+				if (mode == 1)
+					continue;
+				be->act_bwd(act, al, y0, y1, dy, g0, T);
+				if (mode == 0) {
+					be->bn_bwd(N, C, HW, NN_ACT_NONE, 0, x, NULL, g0, gam, sm, si, dx0, dg0,
+						   db0);
+					be->bn_bwd(N, C, HW, act, al, x, yf, dy, gam, sm, si, dxf, dgf, dbf);
+				} else {
+					be->in_bwd(N, C, HW, NN_ACT_NONE, 0, x, NULL, g0, gam, sm, si, dx0, dg0,
+						   db0);
+					be->in_bwd(N, C, HW, act, al, x, yf, dy, gam, sm, si, dxf, dgf, dbf);
+				}
+				bad += memcmp(dx0, dxf, sizeof(dxf)) != 0;
+				bad += memcmp(dg0, dgf, sizeof(dgf)) != 0 || memcmp(db0, dbf, sizeof(dbf)) != 0;
+			}
+			if (bad)
+				printf("#   %s, activation %d: %zu results differ\n", be->name, (int)act, bad);
+			CHECK(bad == 0);
+		}
 }
 
 static void test_dropout_mask_is_seeded(void)
@@ -647,6 +718,9 @@ int main(int argc, char **argv)
 	RUN(test_gradcheck_upsample_bilinear);
 	RUN(test_gradcheck_batchnorm);
 	RUN(test_gradcheck_instancenorm);
+	RUN(test_gradcheck_bn_tanh_fused);
+	RUN(test_gradcheck_in_sigmoid_fused);
+	RUN(test_fused_norm_act_matches_composition);
 	RUN(test_gradcheck_relu);
 	RUN(test_gradcheck_leaky_relu);
 	RUN(test_gradcheck_tanh);
