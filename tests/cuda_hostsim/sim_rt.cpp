@@ -106,6 +106,17 @@ static bool inside(const std::map<uintptr_t, size_t> &m, const void *p, size_t n
 	return a >= it->first && a - it->first <= it->second && n <= it->second - (a - it->first);
 }
 
+/* Device memory a captured graph's copies and library calls use: checked
+ * again at each launch (a graph holds raw addresses, so a buffer freed
+ * after the capture is an illegal address on a GPU the next time the graph
+ * runs). The kernels' own arguments are not checked. */
+struct sim_use {
+	const void *p;
+	size_t n;
+	const char *call, *arg;
+};
+static std::vector<sim_use> *capture_uses; /* the capture in progress, if any */
+
 void sim_dev_check(const void *p, size_t n, const char *call, const char *arg)
 {
 	LOCKED;
@@ -113,6 +124,8 @@ void sim_dev_check(const void *p, size_t n, const char *call, const char *arg)
 		die("%s: %s = %p (%zu bytes) is not inside a live device block (an illegal address "
 		    "on a GPU)",
 		    call, arg, p, n);
+	if (capture_uses)
+		capture_uses->push_back(sim_use{p, n, call, arg});
 }
 
 static bool is_pinned(const void *p, size_t n)
@@ -129,6 +142,7 @@ struct sim_op {
 };
 struct sim_graph {
 	std::vector<std::function<void()>> ops;
+	std::vector<sim_use> uses;
 };
 struct sim_stream {
 	std::deque<sim_op> q;
@@ -465,6 +479,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode m)
 	if (!s || s->cap)
 		return sim_error(cudaErrorInvalidValue);
 	s->cap = new sim_graph();
+	capture_uses = &s->cap->uses;
 	s->cap_bad = false;
 	s->cap_mode = m;
 	s->cap_thread = std::this_thread::get_id();
@@ -481,6 +496,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
 		return sim_error(cudaErrorStreamCaptureWrongThread);
 	sim_graph *c = s->cap;
 	s->cap = nullptr;
+	capture_uses = nullptr;
 	if (s->cap_bad) {
 		delete c;
 		return sim_error(cudaErrorStreamCaptureInvalidated);
@@ -507,6 +523,11 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s)
 		s->cap_bad = true;
 		return sim_error(cudaErrorStreamCaptureUnsupported);
 	}
+	for (const sim_use &u : x->uses)
+		if (!inside(dev_blocks, u.p, u.n ? u.n : 1))
+			die("graph launch: %s: %s = %p (%zu bytes), live when the graph was captured, "
+			    "has been freed since (an illegal address on a GPU)",
+			    u.call, u.arg, u.p, u.n);
 	for (auto &f : x->ops)
 		sim_enqueue(s, f);
 	return cudaSuccess;
