@@ -11,7 +11,9 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "nn/cuda/div.h"
 #include "nn/cuda/rt.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -32,6 +34,20 @@ __device__ static inline void st(cu_arr a, size_t i, float v)
 		((float *)a.p)[i] = v;
 }
 #define ARR(p) cu_arr_of(p)
+#define DIV(d) cu_div_of((unsigned)(d))
+
+/* The kernels index elements with 32 bits (nn/cuda/div.h): a slot refuses a
+ * tensor of 2^31 values or more, with a message, instead of computing
+ * wrong indexes. false after reporting it. */
+static bool fits(size_t n, const char *op)
+{
+	if (n <= 0x7fffffffu)
+		return true;
+	char why[96];
+	snprintf(why, sizeof(why), "%zu values, more than the 2^31 - 1 the kernels index", n);
+	cu_fail(__FILE__, __LINE__, op, why, "%s: tensor too large", op);
+	return false;
+}
 
 /* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
  * fixed order; every thread gets the total. */
@@ -166,30 +182,30 @@ extern "C" void cu_scale(float *x, size_t n, float a)
 
 /* ---- bias ---------------------------------------------------------------- */
 
-__global__ static void k_bias_add(size_t total, int c, int hw, cu_arr y, const float *b)
+__global__ static void k_bias_add(size_t total, cu_div c, cu_div hw, cu_arr y, const float *b)
 {
-	GRID_LOOP(e, total) st(y, e, ld(y, e) + b[(e / hw) % c]);
+	GRID_LOOP(e, total) st(y, e, ld(y, e) + b[cu_rem(c, cu_quo(hw, (unsigned)e))]);
 }
 
 extern "C" void cu_bias_add(int n, int c, int hw, float *y, const float *b)
 {
 	CU_ENTER();
 	size_t total = (size_t)n * c * hw;
-	if (!total)
+	if (!total || !fits(total, "bias_add"))
 		return;
-	k_bias_add<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, c, hw, ARR(y), b);
+	k_bias_add<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(total, DIV(c), DIV(hw), ARR(y), b);
 	CU_LAUNCHED("bias_add n=%d c=%d hw=%d", n, c, hw);
 }
 
 /* One block per channel: db[k] = sum over n and hw of dy[n][k][.]. */
-__global__ static void k_bias_grad(int n, int c, int hw, cu_arr dy, float *db)
+__global__ static void k_bias_grad(int n, int c, cu_div hw, cu_arr dy, float *db)
 {
 	int k = blockIdx.x;
-	size_t m = (size_t)n * hw;
+	unsigned m = (unsigned)n * hw.d;
 	double s = 0;
-	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
-		size_t i = t / hw, j = t % hw;
-		s += ld(dy, (i * c + k) * hw + j);
+	for (unsigned t = threadIdx.x; t < m; t += blockDim.x) {
+		unsigned i = cu_quo(hw, t), j = t - i * hw.d;
+		s += ld(dy, (i * c + k) * hw.d + j);
 	}
 	s = block_sum(s);
 	if (threadIdx.x == 0)
@@ -199,9 +215,9 @@ __global__ static void k_bias_grad(int n, int c, int hw, cu_arr dy, float *db)
 extern "C" void cu_bias_grad(int n, int c, int hw, const float *dy, float *db)
 {
 	CU_ENTER();
-	if (!c)
+	if (!c || !fits((size_t)n * c * hw, "bias_grad"))
 		return;
-	k_bias_grad<<<c, CU_THREADS, 0, cu.compute>>>(n, c, hw, ARR(dy), db);
+	k_bias_grad<<<c, CU_THREADS, 0, cu.compute>>>(n, c, DIV(hw), ARR(dy), db);
 	CU_LAUNCHED("bias_grad n=%d c=%d hw=%d", n, c, hw);
 }
 
@@ -303,22 +319,29 @@ extern "C" void cu_act_bwd(enum nn_act kind, float alpha, const float *x, const 
 
 #define NORM_THREADS 512
 
+/* The t-th value of statistics group g: row t / hw, column t % hw. */
+__device__ static inline unsigned group_elem(cu_div hw, int c, int g, unsigned t)
+{
+	unsigned r = cu_quo(hw, t);
+	return (r * c + g) * hw.d + (t - r * hw.d);
+}
+
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_norm_fwd(int rows, int c, int hw, act_fn act, cu_arr x, const float *gamma,
+	k_norm_fwd(int rows, int c, cu_div hw, act_fn act, cu_arr x, const float *gamma,
 		   const float *beta, float eps, float momentum, cu_arr y, float *save_mean,
 		   float *save_invstd,
 		   float *run_mean, float *run_var)
 {
 	int g = blockIdx.x, k = g % c;
-	size_t m = (size_t)rows * hw;
+	unsigned m = (unsigned)rows * hw.d;
 	double s = 0;
-	for (size_t t = threadIdx.x; t < m; t += blockDim.x)
-		s += ld(x, ((t / hw) * c + g) * hw + t % hw);
+	for (unsigned t = threadIdx.x; t < m; t += blockDim.x)
+		s += ld(x, group_elem(hw, c, g, t));
 	double mean = block_sum(s) / (double)m;
 	float mf = (float)mean;
 	double s2 = 0;
-	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
-		float d = ld(x, ((t / hw) * c + g) * hw + t % hw) - mf;
+	for (unsigned t = threadIdx.x; t < m; t += blockDim.x) {
+		float d = ld(x, group_elem(hw, c, g, t)) - mf;
 		s2 += (double)d * d;
 	}
 	double var = block_sum(s2) / (double)m;
@@ -333,8 +356,8 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 		}
 	}
 	float a = gamma[k] * invstd, o = beta[k] - mf * a;
-	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
-		size_t e = ((t / hw) * c + g) * hw + t % hw;
+	for (unsigned t = threadIdx.x; t < m; t += blockDim.x) {
+		unsigned e = group_elem(hw, c, g, t);
 		st(y, e, act_of(act, ld(x, e) * a + o));
 	}
 }
@@ -343,17 +366,17 @@ __global__ static void __launch_bounds__(NORM_THREADS)
  * Szegedy 2015, sec. 3). Writes the group's sum dy and sum dy xhat either as
  * floats to dbeta/dgamma (batch norm) or as doubles to sums[2g], sums[2g+1]. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_norm_bwd(int rows, int c, int hw, act_fn act, cu_arr x, cu_arr y, cu_arr dy,
+	k_norm_bwd(int rows, int c, cu_div hw, act_fn act, cu_arr x, cu_arr y, cu_arr dy,
 		   const float *gamma,
 		   const float *save_mean, const float *save_invstd, cu_arr dx, float *dgamma,
 		   float *dbeta, double *sums)
 {
 	int g = blockIdx.x, k = g % c;
-	size_t m = (size_t)rows * hw;
+	unsigned m = (unsigned)rows * hw.d;
 	float mean = save_mean[g], invstd = save_invstd[g];
 	double s1 = 0, s2 = 0;
-	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
-		size_t e = ((t / hw) * c + g) * hw + t % hw;
+	for (unsigned t = threadIdx.x; t < m; t += blockDim.x) {
+		unsigned e = group_elem(hw, c, g, t);
 		float gv = act_grad_at(act, y, dy, e);
 		s1 += gv;
 		s2 += (double)gv * (ld(x, e) - mean);
@@ -361,8 +384,8 @@ __global__ static void __launch_bounds__(NORM_THREADS)
 	s1 = block_sum(s1);
 	s2 = block_sum(s2) * invstd;
 	float a = gamma[k] * invstd, mdy = (float)(s1 / (double)m), mdyx = (float)(s2 / (double)m);
-	for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
-		size_t e = ((t / hw) * c + g) * hw + t % hw;
+	for (unsigned t = threadIdx.x; t < m; t += blockDim.x) {
+		unsigned e = group_elem(hw, c, g, t);
 		float xh = (ld(x, e) - mean) * invstd;
 		st(dx, e, a * (act_grad_at(act, y, dy, e) - mdy - xh * mdyx));
 	}
@@ -397,11 +420,12 @@ static int norm_splits(int groups, size_t m)
 struct norm_geo {
 	int rows, c, hw, groups, splits;
 	size_t m, chunk; /* values per group; values per split */
+	cu_div hwd;      /* hw */
 };
 
-__device__ static size_t norm_elem(const norm_geo &d, int g, size_t t)
+__device__ static unsigned norm_elem(const norm_geo &d, int g, size_t t)
 {
-	return ((t / d.hw) * d.c + g) * (size_t)d.hw + t % d.hw;
+	return group_elem(d.hwd, d.c, g, (unsigned)t);
 }
 
 /* part[g * S + s] = sum of split s of group g. */
@@ -463,13 +487,13 @@ __global__ static void k_split_stats(norm_geo d, const double *part, const doubl
 }
 
 /* y = x a + o per element; the group of element e is (e / hw) % gmod. */
-__global__ static void k_norm_apply(size_t total, int hw, int gmod, int c, act_fn act, cu_arr x,
-				    const float *gamma, const float *beta, const float *mean,
-				    const float *invstd, cu_arr y)
+__global__ static void k_norm_apply(size_t total, cu_div hw, cu_div gmod, cu_div c, act_fn act,
+				    cu_arr x, const float *gamma, const float *beta,
+				    const float *mean, const float *invstd, cu_arr y)
 {
 	GRID_LOOP(e, total)
 	{
-		int g = (int)((e / hw) % gmod), k = g % c;
+		unsigned g = cu_rem(gmod, cu_quo(hw, (unsigned)e)), k = cu_rem(c, g);
 		float a = gamma[k] * invstd[g], o = beta[k] - mean[g] * a;
 		st(y, e, act_of(act, ld(x, e) * a + o));
 	}
@@ -525,14 +549,14 @@ __global__ static void k_split_bwd_stats(norm_geo d, const double *part, const f
 	}
 }
 
-__global__ static void k_norm_bwd_apply(size_t total, int hw, int gmod, int c, act_fn act,
-					cu_arr x, cu_arr y, cu_arr dy, const float *gamma,
-					const float *save_mean,
-					const float *save_invstd, const float *coef, cu_arr dx)
+__global__ static void k_norm_bwd_apply(size_t total, cu_div hw, cu_div gmod, cu_div c,
+					act_fn act, cu_arr x, cu_arr y, cu_arr dy, const float *gamma,
+					const float *save_mean, const float *save_invstd,
+					const float *coef, cu_arr dx)
 {
 	GRID_LOOP(e, total)
 	{
-		int g = (int)((e / hw) % gmod), k = g % c;
+		unsigned g = cu_rem(gmod, cu_quo(hw, (unsigned)e)), k = cu_rem(c, g);
 		float invstd = save_invstd[g], a = gamma[k] * invstd;
 		float xh = (ld(x, e) - save_mean[g]) * invstd;
 		st(dx, e, a * (act_grad_at(act, y, dy, e) - coef[2 * g] - xh * coef[2 * g + 1]));
@@ -564,10 +588,12 @@ static void norm_fwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, c
 {
 	const char *op = instance ? "in_fwd" : "bn_fwd_train";
 	int groups = instance ? n * c : c, rows = instance ? 1 : n;
-	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0};
+	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0, DIV(hw)};
 	d.splits = norm_splits(groups, d.m);
+	if (!fits((size_t)n * c * hw, op))
+		return;
 	if (d.splits == 1) {
-		k_norm_fwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, act, x, gamma, beta,
+		k_norm_fwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, d.hwd, act, x, gamma, beta,
 								    eps, momentum, y, save_mean,
 								    save_invstd, run_mean, run_var);
 		CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw);
@@ -591,7 +617,7 @@ static void norm_fwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, c
 		return;
 	size_t total = (size_t)n * c * hw;
 	k_norm_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
-		total, hw, groups, c, act, x, gamma, beta, save_mean, save_invstd, y);
+		total, d.hwd, DIV(groups), DIV(c), act, x, gamma, beta, save_mean, save_invstd, y);
 	CU_LAUNCHED("%s n=%d c=%d hw=%d (normalize)", op, n, c, hw);
 }
 
@@ -601,8 +627,10 @@ static void norm_bwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, c
 {
 	const char *op = instance ? "in_bwd" : "bn_bwd";
 	int groups = instance ? n * c : c, rows = instance ? 1 : n;
-	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0};
+	norm_geo d = {rows, c, hw, groups, 1, (size_t)rows * hw, 0, DIV(hw)};
 	d.splits = norm_splits(groups, d.m);
+	if (!fits((size_t)n * c * hw, op))
+		return;
 	size_t gs = (size_t)groups * d.splits;
 	/* scratch, in doubles: instance-norm sums [2 G], partials [2 G S], coef [G] (2 G floats) */
 	size_t need = (instance ? 2 * (size_t)groups : 0) +
@@ -613,7 +641,7 @@ static void norm_bwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, c
 	double *sums = instance ? scratch : NULL;
 	double *part = scratch + (instance ? 2 * (size_t)groups : 0);
 	if (d.splits == 1) {
-		k_norm_bwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, hw, act, x, y, dy, gamma,
+		k_norm_bwd<<<groups, NORM_THREADS, 0, cu.compute>>>(rows, c, d.hwd, act, x, y, dy, gamma,
 								    save_mean, save_invstd, dx,
 								    dgamma, dbeta, sums);
 		if (CU_LAUNCHED("%s n=%d c=%d hw=%d", op, n, c, hw))
@@ -632,7 +660,8 @@ static void norm_bwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, c
 			return;
 		size_t total = (size_t)n * c * hw;
 		k_norm_bwd_apply<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
-			total, hw, groups, c, act, x, y, dy, gamma, save_mean, save_invstd, coef, dx);
+			total, d.hwd, DIV(groups), DIV(c), act, x, y, dy, gamma, save_mean, save_invstd,
+			coef, dx);
 		if (CU_LAUNCHED("%s n=%d c=%d hw=%d (input gradient)", op, n, c, hw))
 			return;
 	}
@@ -654,14 +683,14 @@ extern "C" void cu_bn_fwd_train(int n, int c, int hw, enum nn_act act, float alp
 		 save_mean, save_invstd, run_mean, run_var);
 }
 
-__global__ static void k_bn_eval(size_t total, int c, int hw, act_fn act, cu_arr x,
+__global__ static void k_bn_eval(size_t total, cu_div c, cu_div hw, act_fn act, cu_arr x,
 				 const float *gamma,
 				 const float *beta, const float *run_mean, const float *run_var,
 				 float eps, cu_arr y)
 {
 	GRID_LOOP(e, total)
 	{
-		int k = (int)((e / hw) % c);
+		unsigned k = cu_rem(c, cu_quo(hw, (unsigned)e));
 		float invstd = 1.0f / sqrtf(run_var[k] + eps);
 		float a = gamma[k] * invstd, o = beta[k] - run_mean[k] * a;
 		st(y, e, act_of(act, ld(x, e) * a + o));
@@ -674,10 +703,10 @@ extern "C" void cu_bn_fwd_eval(int n, int c, int hw, enum nn_act act, float alph
 {
 	CU_ENTER();
 	size_t total = (size_t)n * c * hw;
-	if (!total)
+	if (!total || !fits(total, "bn_fwd_eval"))
 		return;
 	k_bn_eval<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(
-		total, c, hw, act_fn{(int)act, alpha}, ARR(x), gamma, beta, run_mean, run_var, eps,
+		total, DIV(c), DIV(hw), act_fn{(int)act, alpha}, ARR(x), gamma, beta, run_mean, run_var, eps,
 		ARR(y));
 	CU_LAUNCHED("bn_fwd_eval n=%d c=%d hw=%d", n, c, hw);
 }
@@ -726,11 +755,14 @@ extern "C" void cu_in_bwd(int n, int c, int hw, enum nn_act act, float alpha, co
 
 struct pool_args {
 	int kind, n, c, h, w, kh, kw, sh, sw, ph, pw, hout, wout;
+	cu_div hd, wd, hod, wod, shd, swd; /* h, w, hout, wout, sh, sw */
 };
 static pool_args pool_of(const struct nn_pool_desc *d)
 {
-	return pool_args{(int)d->kind, d->n, d->c, d->h, d->w, d->kh, d->kw,
-			 d->sh, d->sw, d->ph, d->pw, d->hout, d->wout};
+	return pool_args{(int)d->kind, d->n,	     d->c,	  d->h,	      d->w,	   d->kh,
+			 d->kw,	       d->sh,	     d->sw,	  d->ph,      d->pw,	   d->hout,
+			 d->wout,      DIV(d->h),    DIV(d->w),	  DIV(d->hout), DIV(d->wout),
+			 DIV(d->sh),   DIV(d->sw)};
 }
 #define POOL_FMT "pool kind=%d n=%d c=%d %dx%d window %dx%d stride %dx%d pad %dx%d"
 #define POOL_ARGS(d)                                                                          \
@@ -742,9 +774,9 @@ __global__ static void k_pool_fwd(pool_args d, cu_arr x, cu_arr y, int32_t *idx)
 	size_t total = (size_t)d.n * d.c * d.hout * d.wout;
 	GRID_LOOP(o, total)
 	{
-		int j = (int)(o % d.wout), i = (int)((o / d.wout) % d.hout);
-		size_t nc = o / ((size_t)d.wout * d.hout);
-		size_t x0 = nc * d.h * d.w;
+		unsigned row = cu_quo(d.wod, (unsigned)o), nc = cu_quo(d.hod, row);
+		int j = (int)((unsigned)o - row * d.wout), i = (int)(row - nc * d.hout);
+		unsigned x0 = nc * d.h * d.w;
 		float best = -FLT_MAX, sum = 0;
 		int arg = -1, count = 0;
 		for (int p = 0; p < d.kh; p++) {
@@ -779,11 +811,13 @@ __global__ static void k_pool_bwd(pool_args d, cu_arr dy, const int32_t *idx, cu
 	size_t total = (size_t)d.n * d.c * d.h * d.w;
 	GRID_LOOP(e, total)
 	{
-		int s = (int)(e % d.w), r = (int)((e / d.w) % d.h);
-		size_t nc = e / ((size_t)d.w * d.h);
+		unsigned row = cu_quo(d.wd, (unsigned)e), nc = cu_quo(d.hd, row);
+		int s = (int)((unsigned)e - row * d.w), r = (int)(row - nc * d.h);
 		int ni = r + d.ph - d.kh + 1, nj = s + d.pw - d.kw + 1;
-		int i0 = ni <= 0 ? 0 : (ni + d.sh - 1) / d.sh, i1 = (r + d.ph) / d.sh;
-		int j0 = nj <= 0 ? 0 : (nj + d.sw - 1) / d.sw, j1 = (s + d.pw) / d.sw;
+		int i0 = ni <= 0 ? 0 : (int)cu_quo(d.shd, ni + d.sh - 1);
+		int i1 = (int)cu_quo(d.shd, r + d.ph);
+		int j0 = nj <= 0 ? 0 : (int)cu_quo(d.swd, nj + d.sw - 1);
+		int j1 = (int)cu_quo(d.swd, s + d.pw);
 		if (i1 > d.hout - 1)
 			i1 = d.hout - 1;
 		if (j1 > d.wout - 1)
@@ -791,7 +825,7 @@ __global__ static void k_pool_bwd(pool_args d, cu_arr dy, const int32_t *idx, cu
 		float acc = 0;
 		for (int i = i0; i <= i1; i++)
 			for (int j = j0; j <= j1; j++) {
-				size_t o = (nc * d.hout + i) * d.wout + j;
+				unsigned o = (nc * d.hout + i) * d.wout + j;
 				if (d.kind == NN_POOL_MAX) {
 					if (idx[o] == r * d.w + s)
 						acc += ld(dy, o);
@@ -811,7 +845,7 @@ extern "C" void cu_pool_fwd(const struct nn_pool_desc *d, const float *x, float 
 {
 	CU_ENTER();
 	size_t total = (size_t)d->n * d->c * d->hout * d->wout;
-	if (!total)
+	if (!total || !fits((size_t)d->n * d->c * d->h * d->w, "pool_fwd"))
 		return;
 	k_pool_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), ARR(x), ARR(y), idx);
 	CU_LAUNCHED(POOL_FMT " forward", POOL_ARGS(d));
@@ -822,7 +856,7 @@ extern "C" void cu_pool_bwd(const struct nn_pool_desc *d, const float *dy, const
 {
 	CU_ENTER();
 	size_t total = (size_t)d->n * d->c * d->h * d->w;
-	if (!total)
+	if (!total || !fits(total, "pool_bwd"))
 		return;
 	k_pool_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), ARR(dy), idx, ARR(dx));
 	CU_LAUNCHED(POOL_FMT " backward", POOL_ARGS(d));
@@ -845,16 +879,25 @@ __device__ static void bilinear_src(int o, int scale, int size, int *i0, int *i1
 	*l = s - a;
 }
 
-__global__ static void k_up_fwd(int mode, size_t total, int h, int w, int scale, cu_arr x,
-				cu_arr y)
+/* g: h, w, scale and the output's h * scale, w * scale as divisors */
+struct up_geo {
+	cu_div h, w, scale, ho, wo;
+};
+static up_geo up_of(int h, int w, int scale)
 {
-	int ho = h * scale, wo = w * scale;
+	return up_geo{DIV(h), DIV(w), DIV(scale), DIV(h * scale), DIV(w * scale)};
+}
+
+__global__ static void k_up_fwd(int mode, size_t total, up_geo g, cu_arr x, cu_arr y)
+{
+	int h = (int)g.h.d, w = (int)g.w.d, scale = (int)g.scale.d;
 	GRID_LOOP(o, total)
 	{
-		int j = (int)(o % wo), i = (int)((o / wo) % ho);
-		size_t b = (o / ((size_t)wo * ho)) * h * w;
+		unsigned row = cu_quo(g.wo, (unsigned)o), plane = cu_quo(g.ho, row);
+		int j = (int)((unsigned)o - row * g.wo.d), i = (int)(row - plane * g.ho.d);
+		unsigned b = plane * h * w;
 		if (mode == NN_UP_NEAREST) {
-			st(y, o, ld(x, b + (i / scale) * w + j / scale));
+			st(y, o, ld(x, b + cu_quo(g.scale, i) * w + cu_quo(g.scale, j)));
 			continue;
 		}
 		int y0, y1, x0, x1;
@@ -874,14 +917,15 @@ __global__ static void k_up_fwd(int mode, size_t total, int h, int w, int scale,
  * within one input pixel of it ((r-1)*scale to (r+2)*scale covers every
  * output whose y0 or y1 is r, clamped borders included), each with the
  * reference's weight for each corner that lands on (r, s). */
-__global__ static void k_up_bwd(int mode, size_t total, int h, int w, int scale, cu_arr dy,
-				cu_arr dx)
+__global__ static void k_up_bwd(int mode, size_t total, up_geo g, cu_arr dy, cu_arr dx)
 {
+	int h = (int)g.h.d, w = (int)g.w.d, scale = (int)g.scale.d;
 	int ho = h * scale, wo = w * scale;
 	GRID_LOOP(e, total)
 	{
-		int s = (int)(e % w), r = (int)((e / w) % h);
-		size_t g0 = (e / ((size_t)w * h)) * ho * wo;
+		unsigned row = cu_quo(g.w, (unsigned)e), plane = cu_quo(g.h, row);
+		int s = (int)((unsigned)e - row * w), r = (int)(row - plane * h);
+		unsigned g0 = plane * ho * wo;
 		float acc = 0;
 		if (mode == NN_UP_NEAREST) {
 			for (int a = 0; a < scale; a++)
@@ -925,10 +969,10 @@ extern "C" void cu_upsample_fwd(enum nn_upsample_mode mode, int n, int c, int h,
 {
 	CU_ENTER();
 	size_t total = (size_t)n * c * h * scale * w * scale;
-	if (!total)
+	if (!total || !fits(total, "upsample_fwd"))
 		return;
-	k_up_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale, ARR(x),
-								  ARR(y));
+	k_up_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, up_of(h, w, scale),
+								  ARR(x), ARR(y));
 	CU_LAUNCHED("upsample_fwd mode=%d n=%d c=%d %dx%d scale=%d", (int)mode, n, c, h, w, scale);
 }
 
@@ -937,9 +981,9 @@ extern "C" void cu_upsample_bwd(enum nn_upsample_mode mode, int n, int c, int h,
 {
 	CU_ENTER();
 	size_t total = (size_t)n * c * h * w;
-	if (!total)
+	if (!total || !fits(total * scale * scale, "upsample_bwd"))
 		return;
-	k_up_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, h, w, scale,
+	k_up_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>((int)mode, total, up_of(h, w, scale),
 								 ARR(dy), ARR(dx));
 	CU_LAUNCHED("upsample_bwd mode=%d n=%d c=%d %dx%d scale=%d", (int)mode, n, c, h, w, scale);
 }
@@ -948,14 +992,14 @@ extern "C" void cu_upsample_bwd(enum nn_upsample_mode mode, int n, int c, int h,
 
 /* dst[i][doff + t] (= or +=) src[i][soff + t] for t < len, i < n; the row
  * strides are sstride and dstride floats. */
-__global__ static void k_block_copy(int n, size_t len, cu_arr src, size_t sstride, size_t soff,
-				    cu_arr dst, size_t dstride, size_t doff, int accumulate)
+__global__ static void k_block_copy(int n, cu_div len, cu_arr src, unsigned sstride, unsigned soff,
+				    cu_arr dst, unsigned dstride, unsigned doff, int accumulate)
 {
-	GRID_LOOP(e, (size_t)n * len)
+	GRID_LOOP(e, (size_t)n * len.d)
 	{
-		size_t i = e / len, t = e % len;
+		unsigned i = cu_quo(len, (unsigned)e), t = (unsigned)e - i * len.d;
 		float v = ld(src, i * sstride + soff + t);
-		size_t d = i * dstride + doff + t;
+		unsigned d = i * dstride + doff + t;
 		st(dst, d, accumulate ? ld(dst, d) + 1 * v : v);
 	}
 }
@@ -965,10 +1009,11 @@ extern "C" void cu_channel_copy(int n, int hw, int csrc, const float *src, int c
 {
 	CU_ENTER();
 	size_t len = (size_t)csrc * hw;
-	if (!n || !len)
+	if (!n || !len || !fits((size_t)n * cdst * hw, "channel_copy"))
 		return;
 	k_block_copy<<<cu_blocks(n * len), CU_THREADS, 0, cu.compute>>>(
-		n, len, ARR(src), len, 0, ARR(dst), (size_t)cdst * hw, (size_t)coff * hw, accumulate);
+		n, DIV(len), ARR(src), (unsigned)len, 0, ARR(dst), (unsigned)(cdst * hw),
+		(unsigned)(coff * hw), accumulate);
 	CU_LAUNCHED("channel_copy n=%d hw=%d csrc=%d cdst=%d coff=%d", n, hw, csrc, cdst, coff);
 }
 
@@ -977,10 +1022,11 @@ extern "C" void cu_channel_slice(int n, int hw, int csrc, int coff, const float 
 {
 	CU_ENTER();
 	size_t len = (size_t)cdst * hw;
-	if (!n || !len)
+	if (!n || !len || !fits((size_t)n * csrc * hw, "channel_slice"))
 		return;
 	k_block_copy<<<cu_blocks(n * len), CU_THREADS, 0, cu.compute>>>(
-		n, len, ARR(src), (size_t)csrc * hw, (size_t)coff * hw, ARR(dst), len, 0, accumulate);
+		n, DIV(len), ARR(src), (unsigned)(csrc * hw), (unsigned)(coff * hw), ARR(dst),
+		(unsigned)len, 0, accumulate);
 	CU_LAUNCHED("channel_slice n=%d hw=%d csrc=%d coff=%d cdst=%d", n, hw, csrc, coff, cdst);
 }
 
@@ -1069,14 +1115,15 @@ __global__ static void k_xent_wsum(int c, size_t total, const int32_t *labels, c
 		part[blockIdx.x] = s;
 }
 
-__global__ static void k_xent(int c, int hw, size_t total, cu_arr logits, const int32_t *labels,
+__global__ static void k_xent(int c, cu_div hwd, size_t total, cu_arr logits, const int32_t *labels,
 			      const float *class_w, const double *wsum_p, cu_arr dlogits,
 			      double *part)
 {
 	double wsum = *wsum_p, lsum = 0;
 	GRID_LOOP(t, total)
 	{
-		size_t i = t / hw, p = t % hw, l0 = i * c * hw + p; /* class k at l0 + k hw */
+		unsigned hw = hwd.d, i = cu_quo(hwd, (unsigned)t), p = (unsigned)t - i * hw;
+		unsigned l0 = i * c * hw + p; /* class k at l0 + k hw */
 		int y = labels[t];
 		if (y < 0 || y >= c || wsum == 0) {
 			for (int k = 0; k < c; k++)
@@ -1109,7 +1156,7 @@ extern "C" void cu_softmax_xent(int n, int c, int hw, const float *logits, const
 	*loss = 0;
 	CU_ENTER();
 	size_t total = (size_t)n * hw;
-	if (!total || !c)
+	if (!total || !c || !fits(total * c, "softmax_xent"))
 		return;
 	double *s = (double *)cu_scratch(sizeof(double) * (2 * RED_MAX + 2));
 	if (!s)
@@ -1122,7 +1169,7 @@ extern "C" void cu_softmax_xent(int n, int c, int hw, const float *logits, const
 	sum_partials<<<1, CU_THREADS, 0, cu.compute>>>(s, b, 0, sums);
 	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d (weight sum)", n, c, hw))
 		return;
-	k_xent<<<b, CU_THREADS, 0, cu.compute>>>(c, hw, total, ARR(logits), labels, class_w, sums,
+	k_xent<<<b, CU_THREADS, 0, cu.compute>>>(c, DIV(hw), total, ARR(logits), labels, class_w, sums,
 						 ARR(dlogits), s + RED_MAX);
 	if (CU_LAUNCHED("softmax_xent n=%d c=%d hw=%d", n, c, hw))
 		return;

@@ -2,7 +2,9 @@
  * simulation of the kernels (tests/integration/cuda_hostsim.sh): one thread
  * per block, launches as loops over the grid, device memory is host memory. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 extern "C" {
@@ -57,6 +59,17 @@ static cu_arr cu_arr_of(const void *p) { return cu_arr{(void *)p, 0}; }
 			return;                                                             \
 	} while (0)
 #define CU_LAUNCHED(...) 0
+/* a slot's refusal (a tensor too large): no test here provokes one */
+static void cu_fail(const char *file, int line, const char *call, const char *why,
+		    const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "%s:%d: %s: %s: ", file, line, call, why);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	abort();
+}
 #define CU_RT(call, ...) ((call), 0)
 #define CU_THREADS 256
 enum { cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };

@@ -5,7 +5,8 @@
 #    tests/unit/test_cuda_ops.c against the CPU reference: each kernel's index
 #    arithmetic, bounds (under ASan in `make test ASAN=1`) and formulas.
 # 2. The block reduction (block_sum, sum_partials) with one host thread per
-#    CUDA thread (tests/cuda_hostsim/reduce.cpp).
+#    CUDA thread (tests/cuda_hostsim/reduce.cpp), and the kernels' division by
+#    invariant integers (nn/cuda/div.h) against the CPU's (div.cpp).
 # 3. The host code, rt.cu, conv.cu and graph.cu, unchanged, over a simulated
 #    CUDA runtime, cuDNN and cuBLAS (tests/cuda_hostsim/rt/, sim_rt.cpp):
 #    every test of test_cuda_ops (allocator, pinned uploads, the two streams,
@@ -42,6 +43,11 @@ $T/reduce >$T/reduce.out 2>&1
 rc=$?
 sed -E 's/^(ok|not ok) - /\1 - hostsim /' $T/reduce.out
 check_eq "threaded reduction exit status" "$rc" 0
+check "fast division compiles" $cxx -std=c++17 $flags -I$ROOT $sim/div.cpp -o $T/div || exit 1
+$T/div >$T/div.out 2>&1
+rc=$?
+sed -E 's/^(ok|not ok) - /\1 - hostsim /' $T/div.out
+check_eq "fast division exit status" "$rc" 0
 
 # ---- 3: the host code over the simulated runtime ----
 rt=$sim/rt
