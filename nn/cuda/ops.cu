@@ -428,41 +428,33 @@ __device__ static unsigned norm_elem(const norm_geo &d, int g, size_t t)
 	return group_elem(d.hwd, d.c, g, (unsigned)t);
 }
 
-/* part[g * S + s] = sum of split s of group g. */
+/* part[g S + s] = sum and part2[g S + s] = sum of squares of split s of
+ * group g: one read of x for both (the one-block path reads it twice, for
+ * the mean and then the squared deviations, from L2). In double, x^2 of an
+ * fp32 value is exact and the sums lose about 1e-16 relative per term, so
+ * the variance E[x^2] - mean^2 is good to ~1e-16 (1 + mean^2 / var): far
+ * below fp32's resolution for any real activation. */
 __global__ static void __launch_bounds__(NORM_THREADS)
-	k_split_sum(norm_geo d, cu_arr x, double *part)
+	k_split_sums(norm_geo d, cu_arr x, double *part, double *part2)
 {
 	int g = blockIdx.x, s = blockIdx.y;
 	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
-	double v = 0;
-	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x)
-		v += ld(x, norm_elem(d, g, t));
-	v = block_sum(v);
-	if (threadIdx.x == 0)
-		part[(size_t)g * d.splits + s] = v;
-}
-
-/* part2[g * S + s] = sum of (x - mean)^2 over split s, the mean from part. */
-__global__ static void __launch_bounds__(NORM_THREADS)
-	k_split_sqdev(norm_geo d, cu_arr x, const double *part, double *part2)
-{
-	int g = blockIdx.x, s = blockIdx.y;
-	double sum = 0;
-	for (int i = 0; i < d.splits; i++)
-		sum += part[(size_t)g * d.splits + i];
-	float mf = (float)(sum / (double)d.m);
-	size_t t0 = (size_t)s * d.chunk, t1 = t0 + d.chunk < d.m ? t0 + d.chunk : d.m;
-	double v = 0;
+	double v = 0, v2 = 0;
 	for (size_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
-		float e = ld(x, norm_elem(d, g, t)) - mf;
-		v += (double)e * e;
+		double e = ld(x, norm_elem(d, g, t));
+		v += e;
+		v2 += e * e;
 	}
 	v = block_sum(v);
-	if (threadIdx.x == 0)
-		part2[(size_t)g * d.splits + s] = v;
+	v2 = block_sum(v2);
+	if (threadIdx.x == 0) {
+		part[(size_t)g * d.splits + s] = v;
+		part2[(size_t)g * d.splits + s] = v2;
+	}
 }
 
-/* The statistics of each group, as k_norm_fwd's thread 0 writes them. */
+/* The statistics of each group, as k_norm_fwd's thread 0 writes them
+ * (part2: sums of squares, k_split_sums). */
 __global__ static void k_split_stats(norm_geo d, const double *part, const double *part2,
 				     float eps, float momentum, float *save_mean,
 				     float *save_invstd, float *run_mean, float *run_var)
@@ -475,7 +467,8 @@ __global__ static void k_split_stats(norm_geo d, const double *part, const doubl
 			s1 += part[gi * d.splits + i];
 			s2 += part2[gi * d.splits + i];
 		}
-		double mean = s1 / (double)d.m, var = s2 / (double)d.m;
+		double mean = s1 / (double)d.m, var = s2 / (double)d.m - mean * mean;
+		var = var > 0 ? var : 0;
 		save_mean[g] = (float)mean;
 		save_invstd[g] = (float)(1.0 / sqrt(var + eps));
 		if (run_mean) {
@@ -605,11 +598,8 @@ static void norm_fwd(int instance, int n, int c, int hw, act_fn act, cu_arr x, c
 	if (!part)
 		return;
 	dim3 grid(groups, d.splits);
-	k_split_sum<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, part);
+	k_split_sums<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, part, part + gs);
 	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (sums over %d splits)", op, n, c, hw, d.splits))
-		return;
-	k_split_sqdev<<<grid, NORM_THREADS, 0, cu.compute>>>(d, x, part, part + gs);
-	if (CU_LAUNCHED("%s n=%d c=%d hw=%d (squared deviations)", op, n, c, hw))
 		return;
 	k_split_stats<<<cu_blocks(groups), CU_THREADS, 0, cu.compute>>>(
 		d, part, part + gs, eps, momentum, save_mean, save_invstd, run_mean, run_var);
