@@ -382,21 +382,12 @@ void cu_bf16_forget_casts(void)
 
 static __nv_bfloat16 *bf16_scratch(int k, size_t count, const char *what)
 {
-	size_t bytes = count * sizeof(__nv_bfloat16);
-	if (bytes <= bf_bytes[k])
+	size_t need = count * sizeof(__nv_bfloat16);
+	if (need <= bf_bytes[k])
 		return (__nv_bfloat16 *)bf_buf[k];
-	void *p = cu_alloc(bytes);
-	if (!p) {
-		struct error e;
-		nn_cuda_error(&e);
-		cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg, "%s: bf16 scratch of %zu bytes", what,
-			bytes);
-		return NULL;
-	}
-	if (bf_buf[k])
-		cu_retire(bf_buf[k]);
-	bf_buf[k] = p, bf_bytes[k] = bytes;
-	return (__nv_bfloat16 *)p;
+	char name[160];
+	snprintf(name, sizeof(name), "%s: bf16 scratch", what);
+	return (__nv_bfloat16 *)cu_grow(&bf_buf[k], &bf_bytes[k], need, name);
 }
 
 /* x (count floats) as bf16: itself in bf16 activation storage, inside a

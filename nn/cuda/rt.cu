@@ -429,23 +429,26 @@ void cu_retired_free(void)
 static void *scratch;
 static size_t scratch_bytes;
 
-void *cu_scratch(size_t bytes)
+void *cu_grow(void **buf, size_t *cap, size_t need, const char *what)
 {
-	if (bytes <= scratch_bytes)
-		return scratch;
-	size_t want = bytes < 65536 ? 65536 : bytes;
-	void *p = cu_alloc(want);
+	if (need <= *cap)
+		return *buf;
+	void *p = cu_alloc(need);
 	if (!p) {
 		struct error e;
 		nn_cuda_error(&e);
-		cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg, "scratch buffer of %zu bytes", want);
+		cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg, "%s of %zu bytes", what, need);
 		return NULL;
 	}
-	if (scratch)
-		cu_retire(scratch); /* stream order: later kernels only */
-	scratch = p;
-	scratch_bytes = want;
+	if (*buf)
+		cu_retire(*buf); /* stream order: later kernels only */
+	*buf = p, *cap = need;
 	return p;
+}
+
+void *cu_scratch(size_t bytes)
+{
+	return cu_grow(&scratch, &scratch_bytes, bytes < 65536 ? 65536 : bytes, "scratch buffer");
 }
 
 /* ---- activation storage (rt.h) ------------------------------------------ */
@@ -506,20 +509,7 @@ static size_t act_stage_bytes;
 
 static float *act_stage_for(size_t bytes, const char *what)
 {
-	if (bytes <= act_stage_bytes)
-		return (float *)act_stage;
-	void *p = cu_alloc(bytes);
-	if (!p) {
-		struct error e;
-		nn_cuda_error(&e);
-		cu_fail(__FILE__, __LINE__, "cu_alloc", e.msg, "%s of %zu bytes (fp32 stage)", what,
-			bytes);
-		return NULL;
-	}
-	if (act_stage)
-		cu_retire(act_stage);
-	act_stage = p, act_stage_bytes = bytes;
-	return (float *)p;
+	return (float *)cu_grow(&act_stage, &act_stage_bytes, bytes, what);
 }
 
 /* ---- copies ----------------------------------------------------------- */
@@ -635,7 +625,7 @@ extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
 		upload_raw(dst, host, bytes);
 		return;
 	}
-	float *st = act_stage_for(bytes, "upload into bf16 activation storage");
+	float *st = act_stage_for(bytes, "upload into bf16 activation storage: fp32 stage");
 	if (!st)
 		return;
 	upload_raw(st, host, bytes);
@@ -686,7 +676,7 @@ extern "C" void cu_download(void *host, const void *src, size_t bytes)
 		return;
 	cu_arr a = cu_arr_of(src);
 	if (a.bf) { /* from bf16 activation storage: widened first */
-		float *st = act_stage_for(bytes, "download from bf16 activation storage");
+		float *st = act_stage_for(bytes, "download from bf16 activation storage: fp32 stage");
 		if (!st)
 			return;
 		cu_from_bf16(a.p, st, bytes / sizeof(float));

@@ -89,6 +89,10 @@ static inline unsigned cu_blocks(size_t n)
  * (partial sums); grows through the caching allocator, never shrinks.
  * NULL after a failure has been reported. */
 void *cu_scratch(size_t bytes);
+/* *buf (an internal buffer of *cap bytes, NULL at first) made at least need
+ * bytes: a new block from the caching allocator, the old one retired
+ * (cu_retire). NULL after reporting a failure ("WHAT of N bytes"). */
+void *cu_grow(void **buf, size_t *cap, size_t need, const char *what);
 /* Pinned host memory for scalars read back by the loss slots. */
 double *cu_host_scalars(void);
 /* Give back an internal buffer that grew (scratch, workspace, bf16 casts):
