@@ -613,25 +613,6 @@ extern "C" void cu_host_free(void *p)
  * buffers: the caller's buffer may be reused as soon as this returns, and the
  * copy of one chunk overlaps the host memcpy of the next and the kernels
  * still queued on the compute stream. */
-static void upload_raw(void *dst, const void *host, size_t bytes);
-
-/* Into bf16 activation storage, the values go through an fp32 stage and a
- * cast on the compute stream (which waits for the copy). */
-extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
-{
-	CU_ENTER();
-	cu_arr a = cu_arr_of(dst);
-	if (!a.bf) {
-		upload_raw(dst, host, bytes);
-		return;
-	}
-	float *st = act_stage_for(bytes, "upload into bf16 activation storage: fp32 stage");
-	if (!st)
-		return;
-	upload_raw(st, host, bytes);
-	cu_to_bf16(st, a.p, bytes / sizeof(float));
-}
-
 static void upload_raw(void *dst, const void *host, size_t bytes)
 {
 	if (!bytes)
@@ -666,6 +647,23 @@ static void upload_raw(void *dst, const void *host, size_t bytes)
 	if (CU_RT(cudaEventRecord(copy_mark, cu.copy), "upload of %zu bytes", bytes) ||
 	    CU_RT(cudaStreamWaitEvent(cu.compute, copy_mark, 0), "upload of %zu bytes", bytes))
 		return;
+}
+
+/* Into bf16 activation storage, the values go through an fp32 stage and a
+ * cast on the compute stream (which waits for the copy). */
+extern "C" void cu_upload(void *dst, const void *host, size_t bytes)
+{
+	CU_ENTER();
+	cu_arr a = cu_arr_of(dst);
+	if (!a.bf) {
+		upload_raw(dst, host, bytes);
+		return;
+	}
+	float *st = act_stage_for(bytes, "upload into bf16 activation storage: fp32 stage");
+	if (!st)
+		return;
+	upload_raw(st, host, bytes);
+	cu_to_bf16(st, a.p, bytes / sizeof(float));
 }
 
 /* Device to host waits for everything queued before it (the caller reads host next). */
