@@ -456,51 +456,14 @@ static size_t chunk_decay(size_t ndecay, int b, size_t n)
 	return d < n ? d : n;
 }
 
-/* ReLU and leaky ReLU written to vectorize: every operand loaded, then a
- * select. The reference's `x > 0 ? dy : 0` compiled to a compare and a
- * branch per element, mispredicted half the time on ReLU's coin-toss signs:
- * its backward alone took 18.7% of the default classifier's time (perf). */
-static void act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_t n)
-{
-	if (kind == NN_ACT_RELU)
-		for (size_t i = 0; i < n; i++) {
-			float v = x[i];
-			y[i] = v > 0 ? v : 0.0f;
-		}
-	else if (kind == NN_ACT_LEAKY)
-		for (size_t i = 0; i < n; i++) {
-			float v = x[i];
-			y[i] = v > 0 ? v : alpha * v;
-		}
-	else
-		cpu_act_fwd(kind, alpha, x, y, n);
-}
-
-static void act_bwd(enum nn_act kind, float alpha, const float *x, const float *y,
-		    const float *dy, float *dx, size_t n)
-{
-	if (kind == NN_ACT_RELU)
-		for (size_t i = 0; i < n; i++) {
-			float d = dy[i];
-			dx[i] = x[i] > 0 ? d : 0.0f;
-		}
-	else if (kind == NN_ACT_LEAKY)
-		for (size_t i = 0; i < n; i++) {
-			float d = dy[i];
-			dx[i] = x[i] > 0 ? d : alpha * d;
-		}
-	else
-		cpu_act_bwd(kind, alpha, x, y, dy, dx, n);
-}
-
 static void ew_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
 	(void)tid;
 	size_t n = (size_t)(e - b);
 	switch (j->kind) {
-	case EW_ACT_FWD: act_fwd(j->act, j->a, j->x + b, j->y + b, n); break;
-	case EW_ACT_BWD: act_bwd(j->act, j->a, j->x + b, j->y2 + b, j->dy + b, j->dx + b, n); break;
+	case EW_ACT_FWD: cpu_act_fwd(j->act, j->a, j->x + b, j->y + b, n); break;
+	case EW_ACT_BWD: cpu_act_bwd(j->act, j->a, j->x + b, j->y2 + b, j->dy + b, j->dx + b, n); break;
 	case EW_ADD: cpu_add(j->x + b, j->y2 + b, j->y + b, n); break;
 	case EW_AXPY: cpu_axpy(n, j->a, j->x + b, j->y + b); break;
 	case EW_MUL: cpu_mul(j->x + b, j->y2 + b, j->y + b, n); break;
