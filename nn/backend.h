@@ -120,6 +120,15 @@ struct nn_backend {
 	void (*fill)(float *x, size_t n, float v);
 	void (*copy)(float *dst, const float *src, size_t n);
 	void (*add)(const float *a, const float *b, float *y, size_t n); /* y = a + b */
+	/* y = act(a + b) (NN_ACT_NONE: a + b; ReLU and LeakyReLU with alpha >= 0
+	 * as for the norms): a residual sum and the activation that is its only
+	 * reader (nn/net.c). Backward: da = db = the activation's gradient from y
+	 * and dy (dy itself for NN_ACT_NONE; y is then not read), both written;
+	 * da and db may be the same buffer. */
+	void (*add_act)(enum nn_act act, float alpha, const float *a, const float *b, float *y,
+			size_t n);
+	void (*add_act_bwd)(enum nn_act act, float alpha, const float *y, const float *dy,
+			    float *da, float *db, size_t n);
 	void (*axpy)(size_t n, float a, const float *x, float *y);       /* y += a x */
 	void (*mul)(const float *a, const float *b, float *y, size_t n); /* y = a * b */
 	void (*scale)(float *x, size_t n, float a);

@@ -364,18 +364,19 @@ static int flat_alloc(struct nn_net *net, struct error *err)
 	return 0;
 }
 
-/* A batch or instance norm whose output only an activation reads computes
- * that activation itself (the norm slots take it): one pass over the
- * tensor instead of two, forward and backward, and no tensor between them.
- * The activation node then does nothing; its output and gradient are the
- * norm's (nn_net_prepare makes them one). ReLU and LeakyReLU with alpha < 0
- * stay apart: the fused backward tells the sign of the norm's output from
- * the activation's. The values are the same as unfused, bit for bit. */
+/* A batch or instance norm, or a residual add, whose output only an
+ * activation reads computes that activation itself (the norm slots and
+ * add_act take it): one pass over the tensor instead of two, forward and
+ * backward, and no tensor between them. The activation node then does
+ * nothing; its output and gradient are the fused node's (nn_net_prepare
+ * makes them one). ReLU and LeakyReLU with alpha < 0 stay apart: the fused
+ * backward tells the sign of the activation's input from its output. The
+ * values are the same as unfused, bit for bit. */
 static int fusion = 1;
 
 void nn_net_set_fusion(int on) { fusion = on; }
 
-static void fuse_norm_act(struct nn_net *net)
+static void fuse_activations(struct nn_net *net)
 {
 	int *readers = mem_calloc((size_t)net->nnodes, sizeof(int));
 	if (!readers)
@@ -385,11 +386,12 @@ static void fuse_norm_act(struct nn_net *net)
 			if (net->nodes[j].in[k] >= 0)
 				readers[net->nodes[j].in[k]]++;
 	for (int a = 1; fusion && a < net->nnodes; a++) {
-		struct nn_node *act = &net->nodes[a], *norm = &net->nodes[act->in[0]];
+		struct nn_node *act = &net->nodes[a], *src = &net->nodes[act->in[0]];
 		int sign_safe = (act->act != NN_ACT_RELU && act->act != NN_ACT_LEAKY) || act->alpha >= 0;
 		if (act->op == NN_OP_ACT && act->act != NN_ACT_NONE && sign_safe &&
-		    (norm->op == NN_OP_BN || norm->op == NN_OP_INORM) && readers[act->in[0]] == 1) {
-			norm->fused = a;
+		    (src->op == NN_OP_BN || src->op == NN_OP_INORM || src->op == NN_OP_ADD) &&
+		    readers[act->in[0]] == 1) {
+			src->fused = a;
 			act->fused = act->in[0];
 		}
 	}
@@ -438,7 +440,7 @@ int nn_net_finish(struct nn_net *net, struct error *err)
 	net->written = mem_calloc(net->nnodes, 1);
 	if (!net->written)
 		return error_set(err, "net: out of memory");
-	fuse_norm_act(net);
+	fuse_activations(net);
 	net->finished = 1;
 	return 0;
 }
@@ -486,9 +488,9 @@ static void aux_counts(const struct nn_net *net, const struct nn_node *nd, int b
  * first; node i's gradient is written first when its last consumer is
  * visited (the loss writes the output's before the pass) and read for the
  * last time when i itself is visited: it lives over [i, last consumer].
- * A fused activation's gradient is read by its norm's visit, so it lives
- * from there, and the fused norm has none of its own (it uses the
- * activation's). Nodes are placed largest first at the lowest offset that
+ * A fused activation's gradient is read by the visit of the node that
+ * computes it (a norm or an add), so it lives from there, and that node has
+ * none of its own (it uses the activation's). Nodes are placed largest first at the lowest offset that
  * overlaps no placed node living at the same time (an interval-graph
  * packing, as framework memory planners do). Returns the region's size in
  * floats and each node's offset in off[]; (size_t)-1 when out of memory. */
@@ -508,10 +510,10 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 	}
 	for (int i = 0; i < n; i++) {
 		const struct nn_node *nd = &net->nodes[i];
-		int fused_norm = nd->fused && nd->op != NN_OP_ACT;
+		int fuses_act = nd->fused && nd->op != NN_OP_ACT;
 		first[i] = nd->fused && nd->op == NN_OP_ACT ? nd->fused : i;
 		last[i] = i;
-		len[i] = fused_norm ? 0 : (node_count(nd, batch) + 15) / 16 * 16; /* 64-byte steps */
+		len[i] = fuses_act ? 0 : (node_count(nd, batch) + 15) / 16 * 16; /* 64-byte steps */
 		order[i] = i;
 	}
 	for (int j = 0; j < n; j++)
@@ -576,8 +578,8 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		struct nn_node *nd = &net->nodes[id];
 		size_t cnt = node_count(nd, batch), a, b;
 		aux_counts(net, nd, batch, &a, &b);
-		int fused_norm = nd->fused && nd->op != NN_OP_ACT; /* no output of its own */
-		need += (fused_norm ? 0 : nn_arena_need(cnt)) + nn_arena_need(a) + nn_arena_need(b);
+		int fuses_act = nd->fused && nd->op != NN_OP_ACT; /* no output of its own */
+		need += (fuses_act ? 0 : nn_arena_need(cnt)) + nn_arena_need(a) + nn_arena_need(b);
 		maxc = cnt > maxc ? cnt : maxc;
 		if (nd->op == NN_OP_CONV || nd->op == NN_OP_DECONV) {
 			struct nn_conv_desc d = nd->op == NN_OP_CONV ? conv_desc(net, nd, batch)
@@ -600,9 +602,9 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	}
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
-		int fused_norm = nd->fused && nd->op != NN_OP_ACT; /* the activation's, below */
+		int fuses_act = nd->fused && nd->op != NN_OP_ACT; /* the activation's, below */
 		nn_tensor_view(&nd->dy, net->be, dy + off[id], batch, nd->c, nd->h, nd->w);
-		if (id > 0 && !fused_norm &&
+		if (id > 0 && !fuses_act &&
 		    nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
 			mem_free(off);
 			return -1;
@@ -654,7 +656,7 @@ static float *G(struct nn_net *net, const struct nn_node *nd, int k)
 	return nd->param[k] < 0 ? NULL : net->params[nd->param[k]].g.data;
 }
 
-/* The activation a norm node computes (fuse_norm_act). */
+/* The activation a norm or add node computes (fuse_activations). */
 static enum nn_act fused_act(const struct nn_net *net, const struct nn_node *nd)
 {
 	return nd->fused ? net->nodes[nd->fused].act : NN_ACT_NONE;
@@ -740,7 +742,8 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 			break;
 		}
 		case NN_OP_ADD:
-			be->add(x, net->nodes[nd->in[1]].y.data, y, cnt);
+			be->add_act(fused_act(net, nd), fused_alpha(net, nd), x,
+				    net->nodes[nd->in[1]].y.data, y, cnt);
 			break;
 		case NN_OP_UPSAMPLE:
 			be->upsample_fwd(nd->up, n, a->c, a->h, a->w, nd->scale, x, y);
@@ -885,13 +888,11 @@ void nn_net_backward(struct nn_net *net)
 			grad_done(net, ib, acc2);
 			break;
 		}
-		case NN_OP_ADD: {
+		case NN_OP_ADD: { /* both inputs get dy (through the fused activation) */
 			int ib = nd->in[1];
-			float *da = grad_dst(net, ia, &acc);
-			be->copy(da, dy, cnt);
+			float *da = grad_dst(net, ia, &acc), *db = grad_dst(net, ib, &acc2);
+			be->add_act_bwd(fused_act(net, nd), fused_alpha(net, nd), y, dy, da, db, cnt);
 			grad_done(net, ia, acc);
-			float *db = grad_dst(net, ib, &acc2);
-			be->copy(db, dy, cnt);
 			grad_done(net, ib, acc2);
 			break;
 		}

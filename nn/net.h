@@ -59,10 +59,10 @@ struct nn_node {
 	float p;                /* dropout probability */
 	int param[4];           /* indexes in net->params, -1 when unused */
 	double macs;            /* multiply-adds of one sample's forward pass */
-	int fused;              /* a norm and the activation that is its only consumer,
-				   computed as one (nn_net_finish): the norm node's
-				   activation node, or the activation node's norm node;
-				   0 when not fused */
+	int fused;              /* a norm or add and the activation that is its only
+				   consumer, computed as one (nn_net_finish): the norm or
+				   add node's activation node, or the activation node's
+				   norm or add node; 0 when not fused */
 	struct nn_tensor y, dy, aux, aux2; /* output, its gradient (shared, see prepare), saved values */
 };
 
@@ -121,7 +121,7 @@ int nn_net_finish(struct nn_net *net, struct error *err);
 int nn_net_prepare(struct nn_net *net, int batch, struct error *err);
 /* Tests: 0 gives every node a gradient buffer of its own (nets prepared after). */
 void nn_net_set_grad_sharing(int on);
-/* Tests: 0 keeps every norm and activation apart (nets finished after). */
+/* Tests: 0 keeps every norm or add and its activation apart (nets finished after). */
 void nn_net_set_fusion(int on);
 
 /* Input tensor (node 0, capacity `batch`); fill the first n samples. */

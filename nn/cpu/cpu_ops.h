@@ -15,6 +15,9 @@ void cpu_sync(void);
 void cpu_fill(float *x, size_t n, float v);
 void cpu_copy(float *dst, const float *src, size_t n);
 void cpu_add(const float *a, const float *b, float *y, size_t n);
+void cpu_add_act(enum nn_act act, float alpha, const float *a, const float *b, float *y, size_t n);
+void cpu_add_act_bwd(enum nn_act act, float alpha, const float *y, const float *dy, float *da,
+		     float *db, size_t n);
 void cpu_axpy(size_t n, float a, const float *x, float *y);
 void cpu_mul(const float *a, const float *b, float *y, size_t n);
 void cpu_scale(float *x, size_t n, float a);
@@ -114,6 +117,10 @@ void fast_act_fwd(enum nn_act kind, float alpha, const float *x, float *y, size_
 void fast_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y, const float *dy,
 		  float *dx, size_t n);
 void fast_add(const float *a, const float *b, float *y, size_t n);
+void fast_add_act(enum nn_act act, float alpha, const float *a, const float *b, float *y,
+		  size_t n);
+void fast_add_act_bwd(enum nn_act act, float alpha, const float *y, const float *dy, float *da,
+		      float *db, size_t n);
 void fast_axpy(size_t n, float a, const float *x, float *y);
 void fast_mul(const float *a, const float *b, float *y, size_t n);
 void fast_copy(float *dst, const float *src, size_t n);

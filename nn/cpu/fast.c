@@ -446,8 +446,8 @@ struct ew_job {
 	int h, w, scale;
 };
 
-enum { EW_ACT_FWD, EW_ACT_BWD, EW_ADD, EW_AXPY, EW_MUL, EW_COPY, EW_FILL, EW_SGD, EW_ADAM,
-       EW_BIAS };
+enum { EW_ACT_FWD, EW_ACT_BWD, EW_ADD, EW_ADD_ACT, EW_ADD_ACT_BWD, EW_AXPY, EW_MUL, EW_COPY,
+       EW_FILL, EW_SGD, EW_ADAM, EW_BIAS };
 
 /* The decayed floats of the chunk [b, b + n) of an optimizer step. */
 static size_t chunk_decay(size_t ndecay, int b, size_t n)
@@ -465,6 +465,10 @@ static void ew_part(void *ctx, int b, int e, int tid)
 	case EW_ACT_FWD: cpu_act_fwd(j->act, j->a, j->x + b, j->y + b, n); break;
 	case EW_ACT_BWD: cpu_act_bwd(j->act, j->a, j->x + b, j->y2 + b, j->dy + b, j->dx + b, n); break;
 	case EW_ADD: cpu_add(j->x + b, j->y2 + b, j->y + b, n); break;
+	case EW_ADD_ACT: cpu_add_act(j->act, j->a, j->x + b, j->y2 + b, j->y + b, n); break;
+	case EW_ADD_ACT_BWD: /* y2: the forward's output; dx, y: the two gradients */
+		cpu_add_act_bwd(j->act, j->a, j->y2 + b, j->dy + b, j->dx + b, j->y + b, n);
+		break;
 	case EW_AXPY: cpu_axpy(n, j->a, j->x + b, j->y + b); break;
 	case EW_MUL: cpu_mul(j->x + b, j->y2 + b, j->y + b, n); break;
 	case EW_COPY: cpu_copy(j->y + b, j->x + b, n); break;
@@ -509,6 +513,18 @@ void fast_act_bwd(enum nn_act kind, float alpha, const float *x, const float *y,
 void fast_add(const float *a, const float *b, float *y, size_t n)
 {
 	struct ew_job j = {.kind = EW_ADD, .x = a, .y2 = b, .y = y};
+	ew_run(&j, n);
+}
+void fast_add_act(enum nn_act act, float alpha, const float *a, const float *b, float *y, size_t n)
+{
+	struct ew_job j = {.kind = EW_ADD_ACT, .act = act, .a = alpha, .x = a, .y2 = b, .y = y};
+	ew_run(&j, n);
+}
+void fast_add_act_bwd(enum nn_act act, float alpha, const float *y, const float *dy, float *da,
+		      float *db, size_t n)
+{
+	struct ew_job j = {.kind = EW_ADD_ACT_BWD, .act = act, .a = alpha, .y2 = y, .dy = dy,
+			   .dx = da, .y = db};
 	ew_run(&j, n);
 }
 void fast_axpy(size_t n, float a, const float *x, float *y)

@@ -38,6 +38,29 @@ void cpu_add(const float *a, const float *b, float *y, size_t n)
 	for (size_t i = 0; i < n; i++)
 		y[i] = a[i] + b[i];
 }
+/* The sum, then the activation over it, 1024 values at a time (in L1). */
+void cpu_add_act(enum nn_act act, float alpha, const float *a, const float *b, float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i += 1024) {
+		size_t m = n - i < 1024 ? n - i : 1024;
+		cpu_add(a + i, b + i, y + i, m);
+		if (act != NN_ACT_NONE)
+			cpu_act_fwd(act, alpha, y + i, y + i, m);
+	}
+}
+void cpu_add_act_bwd(enum nn_act act, float alpha, const float *y, const float *dy, float *da,
+		     float *db, size_t n)
+{
+	if (act == NN_ACT_NONE)
+		cpu_copy(da, dy, n);
+	else if (act == NN_ACT_RELU || act == NN_ACT_LEAKY)
+		cpu_act_bwd(act, alpha, y, y, dy, da, n); /* y > 0 iff the sum was */
+	else
+		for (size_t i = 0; i < n; i++)
+			da[i] = nn_act_grad(act, alpha, y[i], dy[i]);
+	if (db != da)
+		cpu_copy(db, da, n);
+}
 void cpu_axpy(size_t n, float a, const float *x, float *y)
 {
 	for (size_t i = 0; i < n; i++)

@@ -23,6 +23,9 @@ void cu_act_storage(void *p, size_t bytes, int on);
 void cu_fill(float *x, size_t n, float v);
 void cu_copy(float *dst, const float *src, size_t n);
 void cu_add(const float *a, const float *b, float *y, size_t n);
+void cu_add_act(enum nn_act act, float alpha, const float *a, const float *b, float *y, size_t n);
+void cu_add_act_bwd(enum nn_act act, float alpha, const float *y, const float *dy, float *da,
+		    float *db, size_t n);
 void cu_axpy(size_t n, float a, const float *x, float *y);
 void cu_mul(const float *a, const float *b, float *y, size_t n);
 void cu_scale(float *x, size_t n, float a);

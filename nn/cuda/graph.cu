@@ -1,3 +1,4 @@
+	t->add_act_bwd = slot<cu_add_act_bwd>::call;
 /* graph: a whole training step as one CUDA graph, so that small networks are
  * not bound by launch time (issue #8). nn/backend.h's `step` slot runs
  * fn(ctx) with the table's slots in record mode: every call is kept, its
@@ -28,6 +29,7 @@
  * (scratch, workspaces, bf16 copies) are not reused while a graph exists
  * (cu_retire). One thread runs steps, as one thread drives the stream. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +203,7 @@ static void rec_adam(size_t n, size_t ndecay, float *w, const float *g, float *m
 /* The table's slots in their recording form (nn/cuda/cuda.c). */
 extern "C" void cu_graph_wrap(struct nn_backend *t)
 {
+	const struct nn_backend before = *t;
 	t->upload = rec_upload;
 	t->download = rec_download;
 	t->sync = rec_sync;
@@ -208,6 +211,7 @@ extern "C" void cu_graph_wrap(struct nn_backend *t)
 	t->fill = slot<cu_fill>::call;
 	t->copy = slot<cu_copy>::call;
 	t->add = slot<cu_add>::call;
+	t->add_act = slot<cu_add_act>::call;
 	t->axpy = slot<cu_axpy>::call;
 	t->mul = slot<cu_mul>::call;
 	t->scale = slot<cu_scale>::call;
@@ -238,7 +242,29 @@ extern "C" void cu_graph_wrap(struct nn_backend *t)
 	t->argmax = slot<cu_argmax>::call;
 	t->sgd_step = rec_sgd;
 	t->adam_step = rec_adam;
-	/* alloc, free and conv2d_workspace act at once: they are host work */
+	/* Host work acts at once. Every other slot must have a recording form
+	   above: one that ran at once inside a recorded step would run before
+	   the calls recorded ahead of it. A slot added to nn/backend.h without
+	   one stops here, at the first nn_backend_cuda(), in every test run. */
+	static const size_t host_work[] = {
+		offsetof(struct nn_backend, alloc),	   offsetof(struct nn_backend, free),
+		offsetof(struct nn_backend, alloc_why),	   offsetof(struct nn_backend, host_alloc),
+		offsetof(struct nn_backend, host_wait),	   offsetof(struct nn_backend, host_free),
+		offsetof(struct nn_backend, act_storage),   offsetof(struct nn_backend, step),
+		offsetof(struct nn_backend, step_release),
+		offsetof(struct nn_backend, conv2d_workspace)};
+	typedef void (*any_fn)(void);
+	for (size_t off = offsetof(struct nn_backend, alloc);
+	     off <= offsetof(struct nn_backend, adam_step); off += sizeof(any_fn)) {
+		bool host = false;
+		for (size_t i = 0; i < sizeof(host_work) / sizeof(host_work[0]); i++)
+			host |= host_work[i] == off;
+		if (!host && !memcmp((const char *)&before + off, (const char *)t + off, sizeof(any_fn))) {
+			fprintf(stderr, "nn/cuda/graph.cu: the slot at byte %zu of struct nn_backend has no "
+					"recording form in cu_graph_wrap\n", off);
+			abort();
+		}
+	}
 }
 
 /* ---- graphs -------------------------------------------------------------- */

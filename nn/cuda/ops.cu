@@ -258,6 +258,47 @@ __global__ static void k_act_fwd(act_fn a, cu_arr x, cu_arr y, size_t n)
 	GRID_LOOP(i, n) st(y, i, act_of(a, ld(x, i)));
 }
 
+/* A residual sum and its activation (nn/backend.h add_act): forward one
+ * pass instead of two; backward the activation's gradient written to both
+ * inputs' gradients at once, instead of an activation pass and two copies. */
+__global__ static void k_add_act(act_fn act, cu_arr a, cu_arr b, cu_arr y, size_t n)
+{
+	GRID_LOOP(i, n) st(y, i, act_of(act, ld(a, i) + ld(b, i)));
+}
+
+__global__ static void k_add_act_bwd(act_fn act, cu_arr y, cu_arr dy, cu_arr da, cu_arr db,
+				     size_t n)
+{
+	GRID_LOOP(i, n)
+	{
+		float g = act_grad_at(act, y, dy, i);
+		st(da, i, g);
+		st(db, i, g);
+	}
+}
+
+extern "C" void cu_add_act(enum nn_act act, float alpha, const float *a, const float *b, float *y,
+			   size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_add_act<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(act_fn{(int)act, alpha}, ARR(a), ARR(b),
+								ARR(y), n);
+	CU_LAUNCHED("add_act kind=%d n=%zu", (int)act, n);
+}
+
+extern "C" void cu_add_act_bwd(enum nn_act act, float alpha, const float *y, const float *dy,
+			       float *da, float *db, size_t n)
+{
+	CU_ENTER();
+	if (!n)
+		return;
+	k_add_act_bwd<<<cu_blocks(n), CU_THREADS, 0, cu.compute>>>(
+		act_fn{(int)act, alpha}, ARR(y), ARR(dy), ARR(da), ARR(db), n);
+	CU_LAUNCHED("add_act_bwd kind=%d n=%zu", (int)act, n);
+}
+
 /* x or y is read only by the kinds that need it (ReLU and LeakyReLU: x). */
 __global__ static void k_act_bwd(int kind, float alpha, cu_arr x, cu_arr y, cu_arr dy, cu_arr dx,
 				 size_t n)

@@ -18,6 +18,7 @@ static const struct nn_backend sim = {
 	.name = "cuda-hostsim", .device = NN_DEV_CPU, .alloc = sim_alloc, .free = sim_free,
 	.upload = sim_upload, .download = sim_download, .sync = sim_sync,
 	.fill = cu_fill, .copy = cu_copy, .add = cu_add, .axpy = cu_axpy, .mul = cu_mul,
+	.add_act = cu_add_act, .add_act_bwd = cu_add_act_bwd,
 	.scale = cu_scale, .gemm = ref_gemm, .bias_add = cu_bias_add, .bias_grad = cu_bias_grad,
 	.conv2d_workspace = ref_conv2d_workspace, .conv2d_fwd = ref_conv2d_fwd,
 	.conv2d_bwd_data = ref_conv2d_bwd_data, .conv2d_bwd_filter = ref_conv2d_bwd_filter,

@@ -245,6 +245,19 @@ static void test_elementwise(void)
 	r = hcopy(y, n), d = dfl(y, n);
 	R->scale(r, n, 1.25f), G->scale(d, n, 1.25f);
 	expect("scale", d, r, n);
+
+	/* a residual add with its activation (nn/net.c fuses them) */
+	enum nn_act acts[] = {NN_ACT_NONE, NN_ACT_RELU, NN_ACT_LEAKY, NN_ACT_TANH};
+	for (int k = 0; k < 4; k++) {
+		float *ry = hnan(n), *gy = dpoison(n);
+		R->add_act(acts[k], 0.2f, a, b, ry, n), G->add_act(acts[k], 0.2f, da, db, gy, n);
+		expect("add_act", gy, ry, n);
+		float *rda = hnan(n), *rdb = hnan(n), *gda = dpoison(n), *gdb = dpoison(n);
+		R->add_act_bwd(acts[k], 0.2f, ry, y, rda, rdb, n);
+		G->add_act_bwd(acts[k], 0.2f, dfl(ry, n), dfl(y, n), gda, gdb, n);
+		expect("add_act_bwd, first input", gda, rda, n);
+		expect("add_act_bwd, second input", gdb, rdb, n);
+	}
 	release_all();
 }
 

@@ -164,7 +164,7 @@ static void compare_plans(int what)
 			printf("# %s: gradient buffers shared; arena %zu -> %zu bytes\n", nets[k].spec,
 			       arena[0], arena[1]);
 		else
-			printf("# %s: %d norm+activation pairs fused; arena %zu -> %zu bytes\n",
+			printf("# %s: %d activations fused into their norm or add; arena %zu -> %zu bytes\n",
 			       nets[k].spec, fused, arena[0], arena[1]);
 		if (diff)
 			printf("#   %zu of %zu gradients differ\n", diff, n);
@@ -179,10 +179,10 @@ static void compare_plans(int what)
 
 static void test_shared_gradient_buffers(void) { compare_plans(0); }
 
-/* A norm fused with the activation after it (nn_net_finish) gives exactly
- * the gradients of the two apart, in less memory: U-Net and ResNet (batch
- * norm + ReLU), CycleGAN generator (instance norm + ReLU), PatchGAN (norm +
- * LeakyReLU 0.2), CNN. */
+/* A norm or residual add fused with the activation after it (nn_net_finish)
+ * gives exactly the gradients of the two apart, in less memory: U-Net (batch
+ * norm + ReLU), ResNet (that, and add + ReLU), CycleGAN generator (instance
+ * norm + ReLU), PatchGAN (norm + LeakyReLU 0.2), CNN. */
 static void test_fused_norm_act(void) { compare_plans(1); }
 
 /* dL/dinput of a PatchGAN discriminator (what trains a GAN's generator)

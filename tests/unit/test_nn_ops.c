@@ -530,7 +530,9 @@ static void test_batchnorm_eval_uses_running_stats(void)
 
 /* A norm slot with a fused activation gives bit for bit what the norm
  * followed by the activation gives (forward, and backward through both), on
- * both CPU tables, for batch norm in train and eval mode and instance norm. */
+ * both CPU tables, for batch norm in train and eval mode and instance norm;
+ * so does add_act against add and the activation (backward: the
+ * activation's gradient, copied to both inputs). */
 static void test_fused_norm_act_matches_composition(void)
 {
 	enum { N = 3, C = 4, HW = 37, T = N * C * HW };
@@ -584,6 +586,16 @@ static void test_fused_norm_act_matches_composition(void)
 				bad += memcmp(dx0, dxf, sizeof(dxf)) != 0;
 				bad += memcmp(dg0, dgf, sizeof(dgf)) != 0 || memcmp(db0, dbf, sizeof(dbf)) != 0;
 			}
+			/* a residual add and its activation; backward into two buffers and
+			   into one (both inputs the same node's scratch) */
+			be->add(x, dy, y0, T), be->act_fwd(act, al, y0, y1, T);
+			be->add_act(act, al, x, dy, yf, T);
+			bad += memcmp(y1, yf, sizeof(yf)) != 0;
+			be->act_bwd(act, al, y0, y1, g0, dx0, T);
+			be->add_act_bwd(act, al, yf, g0, dxf, y0, T);
+			bad += memcmp(dx0, dxf, sizeof(dxf)) != 0 || memcmp(dx0, y0, sizeof(y0)) != 0;
+			be->add_act_bwd(act, al, yf, g0, dxf, dxf, T);
+			bad += memcmp(dx0, dxf, sizeof(dxf)) != 0;
 			if (bad)
 				printf("#   %s, activation %d: %zu results differ\n", be->name, (int)act, bad);
 			CHECK(bad == 0);
