@@ -1,4 +1,3 @@
-	t->add_act_bwd = slot<cu_add_act_bwd>::call;
 /* graph: a whole training step as one CUDA graph, so that small networks are
  * not bound by launch time (issue #8). nn/backend.h's `step` slot runs
  * fn(ctx) with the table's slots in record mode: every call is kept, its
@@ -212,6 +211,7 @@ extern "C" void cu_graph_wrap(struct nn_backend *t)
 	t->copy = slot<cu_copy>::call;
 	t->add = slot<cu_add>::call;
 	t->add_act = slot<cu_add_act>::call;
+	t->add_act_bwd = slot<cu_add_act_bwd>::call;
 	t->axpy = slot<cu_axpy>::call;
 	t->mul = slot<cu_mul>::call;
 	t->scale = slot<cu_scale>::call;

@@ -43,9 +43,10 @@ static bool fits(size_t n, const char *op)
 {
 	if (n <= 0x7fffffffu)
 		return true;
-	char why[96];
-	snprintf(why, sizeof(why), "%zu values, more than the 2^31 - 1 the kernels index", n);
-	cu_fail(__FILE__, __LINE__, op, why, "%s: tensor too large", op);
+	char why[128];
+	snprintf(why, sizeof(why), "%zu values, more than the 2^31 - 1 the kernels index; use a "
+		 "smaller batch", n);
+	cu_fail(__FILE__, __LINE__, "the size check", why, "%s", op);
 	return false;
 }
 

@@ -785,6 +785,13 @@ static void test_errors(void)
 	G->fill(a, 64, 1);
 	CHECK_INT(fatal_calls, 1);
 	nn_cuda_clear_error();
+	/* a tensor of 2^31 values: the kernels index with 32 bits, so the slot
+	   refuses it (before touching memory: the pointer here is small) */
+	G->bias_add(1 << 16, 1 << 15, 1, a, a);
+	CHECK_INT(fatal_calls, 2);
+	CHECK(strstr(fatal_msg, "bias_add") && strstr(fatal_msg, "2147483648 values"));
+	printf("# a tensor too large reads: %s\n", fatal_msg);
+	nn_cuda_clear_error();
 	nn_cuda_set_fatal(NULL);
 	release_all();
 }
