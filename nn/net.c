@@ -376,6 +376,9 @@ static int fusion = 1;
 
 void nn_net_set_fusion(int on) { fusion = on; }
 
+/* nd computes the activation after it (a fused norm or add) */
+static int computes_act(const struct nn_node *nd) { return nd->fused && nd->op != NN_OP_ACT; }
+
 static void fuse_activations(struct nn_net *net)
 {
 	int *readers = mem_calloc((size_t)net->nnodes, sizeof(int));
@@ -490,10 +493,11 @@ static void aux_counts(const struct nn_net *net, const struct nn_node *nd, int b
  * last time when i itself is visited: it lives over [i, last consumer].
  * A fused activation's gradient is read by the visit of the node that
  * computes it (a norm or an add), so it lives from there, and that node has
- * none of its own (it uses the activation's). Nodes are placed largest first at the lowest offset that
- * overlaps no placed node living at the same time (an interval-graph
- * packing, as framework memory planners do). Returns the region's size in
- * floats and each node's offset in off[]; (size_t)-1 when out of memory. */
+ * none of its own (it uses the activation's). Nodes are placed largest
+ * first at the lowest offset that overlaps no placed node living at the
+ * same time (an interval-graph packing, as framework memory planners do).
+ * Returns the region's size in floats and each node's offset in off[];
+ * (size_t)-1 when out of memory. */
 static int share_grads = 1;
 
 void nn_net_set_grad_sharing(int on) { share_grads = on; }
@@ -510,10 +514,9 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 	}
 	for (int i = 0; i < n; i++) {
 		const struct nn_node *nd = &net->nodes[i];
-		int fuses_act = nd->fused && nd->op != NN_OP_ACT;
-		first[i] = nd->fused && nd->op == NN_OP_ACT ? nd->fused : i;
+		first[i] = nd->op == NN_OP_ACT && nd->fused ? nd->fused : i;
 		last[i] = i;
-		len[i] = fuses_act ? 0 : (node_count(nd, batch) + 15) / 16 * 16; /* 64-byte steps */
+		len[i] = computes_act(nd) ? 0 : (node_count(nd, batch) + 15) / 16 * 16; /* 64-byte steps */
 		order[i] = i;
 	}
 	for (int j = 0; j < n; j++)
@@ -578,8 +581,8 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		struct nn_node *nd = &net->nodes[id];
 		size_t cnt = node_count(nd, batch), a, b;
 		aux_counts(net, nd, batch, &a, &b);
-		int fuses_act = nd->fused && nd->op != NN_OP_ACT; /* no output of its own */
-		need += (fuses_act ? 0 : nn_arena_need(cnt)) + nn_arena_need(a) + nn_arena_need(b);
+		/* a node computing its activation has no output of its own */
+		need += (computes_act(nd) ? 0 : nn_arena_need(cnt)) + nn_arena_need(a) + nn_arena_need(b);
 		maxc = cnt > maxc ? cnt : maxc;
 		if (nd->op == NN_OP_CONV || nd->op == NN_OP_DECONV) {
 			struct nn_conv_desc d = nd->op == NN_OP_CONV ? conv_desc(net, nd, batch)
@@ -602,9 +605,8 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	}
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
-		int fuses_act = nd->fused && nd->op != NN_OP_ACT; /* the activation's, below */
 		nn_tensor_view(&nd->dy, net->be, dy + off[id], batch, nd->c, nd->h, nd->w);
-		if (id > 0 && !fuses_act &&
+		if (id > 0 && !computes_act(nd) && /* else the activation's, below */
 		    nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
 			mem_free(off);
 			return -1;
@@ -613,7 +615,7 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	mem_free(off);
 	for (int id = 1; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
-		if (nd->fused && nd->op != NN_OP_ACT) {
+		if (computes_act(nd)) {
 			nd->y = net->nodes[nd->fused].y;
 			nd->dy = net->nodes[nd->fused].dy;
 		}
@@ -712,7 +714,7 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 				   P(net, nd, 0), P(net, nd, 1), 1e-5f, y, nd->aux.data, nd->aux2.data);
 			break;
 		case NN_OP_ACT:
-			if (!nd->fused) /* else its norm computed it */
+			if (!nd->fused) /* else its norm or add computed it */
 				be->act_fwd(nd->act, nd->alpha, x, y, cnt);
 			break;
 		case NN_OP_POOL:
@@ -784,7 +786,7 @@ void nn_net_backward(struct nn_net *net)
 	net->written[net->nnodes - 1] = 1;
 	for (int id = net->nnodes - 1; id >= 1; id--) {
 		struct nn_node *nd = &net->nodes[id];
-		if (nd->op == NN_OP_ACT && nd->fused) { /* its norm's backward does it */
+		if (nd->op == NN_OP_ACT && nd->fused) { /* its norm's or add's backward does it */
 			net->written[nd->fused] = net->written[id];
 			continue;
 		}

@@ -38,6 +38,19 @@ void cpu_add(const float *a, const float *b, float *y, size_t n)
 	for (size_t i = 0; i < n; i++)
 		y[i] = a[i] + b[i];
 }
+/* dx = the activation's gradient from its output y and dy, for the fused
+ * norm and add backwards (ReLU and LeakyReLU: y > 0 iff their input was, so
+ * their vectorizing loops in cpu_act_bwd serve with y for x). */
+static void act_grad_from_y(enum nn_act act, float alpha, const float *y, const float *dy,
+			    float *dx, size_t n)
+{
+	if (act == NN_ACT_RELU || act == NN_ACT_LEAKY)
+		cpu_act_bwd(act, alpha, y, y, dy, dx, n);
+	else
+		for (size_t i = 0; i < n; i++)
+			dx[i] = nn_act_grad(act, alpha, y[i], dy[i]);
+}
+
 /* The sum, then the activation over it, 1024 values at a time (in L1). */
 void cpu_add_act(enum nn_act act, float alpha, const float *a, const float *b, float *y, size_t n)
 {
@@ -53,11 +66,8 @@ void cpu_add_act_bwd(enum nn_act act, float alpha, const float *y, const float *
 {
 	if (act == NN_ACT_NONE)
 		cpu_copy(da, dy, n);
-	else if (act == NN_ACT_RELU || act == NN_ACT_LEAKY)
-		cpu_act_bwd(act, alpha, y, y, dy, da, n); /* y > 0 iff the sum was */
 	else
-		for (size_t i = 0; i < n; i++)
-			da[i] = nn_act_grad(act, alpha, y[i], dy[i]);
+		act_grad_from_y(act, alpha, y, dy, da, n);
 	if (db != da)
 		cpu_copy(db, da, n);
 }
@@ -355,13 +365,7 @@ static const float *act_grad_channel(int n, int c, int hw, int k, enum nn_act ac
 		return dy;
 	for (int i = 0; i < n; i++) {
 		size_t o = ((size_t)i * c + k) * hw;
-		const float *yo = y + o, *go = dy + o;
-		float *d = dx + o;
-		if (act == NN_ACT_RELU || act == NN_ACT_LEAKY)
-			cpu_act_bwd(act, alpha, yo, yo, go, d, (size_t)hw); /* y > 0 iff x > 0 */
-		else
-			for (int j = 0; j < hw; j++)
-				d[j] = nn_act_grad(act, alpha, yo[j], go[j]);
+		act_grad_from_y(act, alpha, y + o, dy + o, dx + o, (size_t)hw);
 	}
 	return dx;
 }

@@ -304,31 +304,12 @@ extern "C" void cu_add_act_bwd(enum nn_act act, float alpha, const float *y, con
 __global__ static void k_act_bwd(int kind, float alpha, cu_arr x, cu_arr y, cu_arr dy, cu_arr dx,
 				 size_t n)
 {
+	/* ReLU and LeakyReLU from x (any alpha), tanh and sigmoid from y */
+	cu_arr in = kind == NN_ACT_RELU || kind == NN_ACT_LEAKY ? x : y;
 	GRID_LOOP(i, n)
 	{
-		float g = ld(dy, i), r;
-		switch (kind) {
-		case NN_ACT_RELU:
-			r = ld(x, i) > 0 ? g : 0;
-			break;
-		case NN_ACT_LEAKY:
-			r = ld(x, i) > 0 ? g : alpha * g;
-			break;
-		case NN_ACT_TANH: {
-			float v = ld(y, i);
-			r = g * (1 - v * v);
-			break;
-		}
-		case NN_ACT_SIGMOID: {
-			float v = ld(y, i);
-			r = g * v * (1 - v);
-			break;
-		}
-		default:
-			r = g;
-			break;
-		}
-		st(dx, i, r);
+		float g = ld(dy, i);
+		st(dx, i, kind == NN_ACT_NONE ? g : nn_act_grad((enum nn_act)kind, alpha, ld(in, i), g));
 	}
 }
 
