@@ -104,7 +104,7 @@ $(O)/b/%: $(O)/bench/%.o $(LIBS)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # make test: every unit test and every integration test, one summary line.
-test: all
+test: all $(O)/b/cuda_step
 	@CAIRN_BIN=$(abspath $(BIN)) CAIRN_TESTS=$(abspath $(O)/t) bash tests/run.sh
 
 test-unit: all
@@ -117,7 +117,7 @@ demo: all
 	@CAIRN_BIN=$(abspath $(BIN)) bash scripts/demo.sh
 
 check-cuda:
-	$(MAKE) CUDA=1 all
+	$(MAKE) CUDA=1 all build/cuda/b/cuda_step
 	@CAIRN_BIN=$(abspath build/cuda/bin) CAIRN_TESTS=$(abspath build/cuda/t) bash tests/run.sh --cuda
 
 bench-cuda:

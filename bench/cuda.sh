@@ -60,22 +60,27 @@ cairn() { t "$step" --device cuda "$@"; }
 truns=()
 torch() { truns+=("$*"); } # run later, in one process
 
-cnn="--batch 128 --size 28 --channels 1 --classes 10"
+# the same spec strings on both sides (bench/cuda_torch.py mirrors nn/model.c's
+# families; tests/integration/torch_mirror.sh checks that the mirrors compute
+# what cairn's nets compute); `cnn` is issue #8's small CNN (2 conv + BN,
+# 421,738 parameters)
+cnn="--arch cnn --batch 128 --size 28 --channels 1 --classes 10"
+unetarch=unet:depth=4,base=16
 unet="--batch 8 --size 256 --channels 3 --classes 2 --steps 20"
 r50="--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 --warmup 3"
 # in the order of the issue's goals: small CNN (3x PyTorch, tf32 first), U-Net
 # (0.8x), conv layers against bare cuDNN (< 5% lost), sgemm, CycleGAN (0.7x),
 # ResNet-50 bf16 (1.0x); then the small CNN in the other precisions
 cairn --precision tf32 $cnn
-torch --arch cnn --precision tf32 $cnn
+torch --precision tf32 $cnn
 echo "   next line: cairn without CUDA graphs (CAIRN_CUDA_GRAPH=0)"
 t env CAIRN_CUDA_GRAPH=0 "$step" --device cuda --precision tf32 $cnn
 for prec in fp32 tf32 bf16; do
-	cairn --precision $prec --arch unet:depth=4,base=16 $unet
-	torch --arch unet --precision $prec $unet
+	cairn --precision $prec --arch $unetarch $unet
+	torch --precision $prec --arch $unetarch $unet
 done
 echo "   next line: cairn bf16 with fp32 activations (CAIRN_CUDA_BF16_ACT=0: casts around each conv)"
-t env CAIRN_CUDA_BF16_ACT=0 "$step" --device cuda --precision bf16 --arch unet:depth=4,base=16 $unet
+t env CAIRN_CUDA_BF16_ACT=0 "$step" --device cuda --precision bf16 --arch $unetarch $unet
 for prec in tf32 fp32; do
 	cairn --precision $prec --task conv --batch 8 --steps 20
 	torch --task conv --precision $prec --batch 8 --steps 20
@@ -84,14 +89,14 @@ for prec in tf32 fp32; do
 done
 for b in 1 8; do
 	LIMIT=$((2 * limit)) cairn --precision tf32 --task cyclegan --batch $b --size 256 --steps 10 --warmup 3
-	torch --arch cyclegan --precision tf32 --batch $b --size 256 --steps 10 --warmup 3
+	torch --task cyclegan --precision tf32 --batch $b --size 256 --steps 10 --warmup 3
 done
 r50arch=resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64
 LIMIT=$((2 * limit)) cairn --precision bf16 --arch $r50arch $r50
-torch --arch resnet50 --precision bf16 $r50
+torch --arch $r50arch --precision bf16 $r50
 for prec in fp32 bf16; do
 	cairn --precision $prec $cnn
-	torch --arch cnn --precision $prec $cnn
+	torch --precision $prec $cnn
 done
 if [ $torch = 1 ]; then
 	echo "== cuda: PyTorch, the same figures in the same order =="

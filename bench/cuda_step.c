@@ -8,7 +8,12 @@
  *             (see cyclegan_step for how nn's nets stand in for shared weights);
  *   conv      the U-Net's 3x3 convolutions (forward + backward data + backward
  *             filter), cairn's conv slots against bare cuDNN calls;
- *   gemm      sgemm 8192^3, cairn's gemm slot against bare cuBLAS.
+ *   gemm      sgemm 8192^3, cairn's gemm slot against bare cuBLAS;
+ *   dump      one forward and backward pass of a model spec, written to
+ *             --out DIR for bench/cuda_torch.py --check DIR: the input, the
+ *             weights, the output, its gradient, the weight and input
+ *             gradients (tests/integration/torch_mirror.sh: PyTorch's mirrors
+ *             of the benchmark's networks compute what cairn's compute).
  * Prints one line per figure, e.g.
  *   cairn DEVICE PRECISION ARCH batch B CxHxW: X ms/step, Y images/s
  * Example: cuda_step --device cuda --arch unet:depth=4,base=16 --batch 8 --size 256 */
@@ -33,14 +38,14 @@
 #endif
 
 struct args {
-	const char *device, *arch, *precision, *task;
+	const char *device, *arch, *precision, *task, *out;
 	int batch, channels, size, classes, steps, warmup;
 };
 
 static int usage(const char *prog, int rc)
 {
 	fprintf(rc ? stderr : stdout,
-		"usage: %s [--task step|cyclegan|conv|gemm] [--device cpu|cuda]\n"
+		"usage: %s [--task step|cyclegan|conv|gemm|dump] [--device cpu|cuda] [--out DIR]\n"
 		"          [--precision fp32|tf32|bf16] [--arch SPEC] [--batch N] [--channels C]\n"
 		"          [--size S] [--classes K] [--steps N] [--warmup N]\n"
 		"example: %s --device cuda --arch unet:depth=4,base=16 --batch 8 --size 256 --classes 2\n",
@@ -338,6 +343,173 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 	return 0;
 }
 
+/* ---- dump: one pass of a model spec, for PyTorch's mirror ----------------
+ * Files in a->out (floats in native byte order): meta.txt (the canonical
+ * arch, the batch, the input and output shapes, then one line per trainable
+ * parameter: name and shape n c h w, in the order of the other files),
+ * in.bin, params.bin, out.bin, dy.bin (the output gradient given: fixed
+ * pseudo-random values over the output's size divided by the batch, so that
+ * the loss is sum(out dy)), grads.bin (the parameters' gradients), dx.bin
+ * (the input's gradient), masks.bin (one byte per value of every ReLU or
+ * LeakyReLU output in node order: 1 where it is positive). Training mode:
+ * batch norm uses the batch's statistics. The masks let the mirror take the
+ * same side of every kink: a pre-activation within rounding of 0 may come
+ * out positive here and negative there, and that one value's gradient, let
+ * through or not, then moves every gradient below it by far more than
+ * rounding. */
+
+static int dump_write(const char *dir, const char *name, const float *x, size_t n)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	int ok = f && fwrite(x, sizeof(float), n, f) == n;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (!ok)
+		fprintf(stderr, "cuda_step: cannot write %s\n", path);
+	return ok ? 0 : -1;
+}
+
+/* n floats of backend memory d, written as name. */
+static int dump_tensor(const struct nn_backend *be, const char *dir, const char *name,
+		       const float *d, size_t n)
+{
+	float *h = mem_alloc(n * sizeof(float));
+	if (!h) {
+		fprintf(stderr, "cuda_step: out of memory for %zu floats\n", n);
+		return -1;
+	}
+	be->download(h, d, n * sizeof(float));
+	int rc = dump_write(dir, name, h, n);
+	mem_free(h);
+	return rc;
+}
+
+/* The trainable parameters' values (grads 0) or gradients (1), one file. */
+static int dump_params(struct nn_net *net, const char *dir, const char *name, int grads)
+{
+	size_t total = 0;
+	for (int i = 0; i < net->nparams; i++)
+		if (net->params[i].trainable)
+			total += nn_tensor_count(&net->params[i].w);
+	float *h = mem_alloc(total * sizeof(float)), *at = h;
+	if (!h) {
+		fprintf(stderr, "cuda_step: out of memory for %zu floats\n", total);
+		return -1;
+	}
+	for (int i = 0; i < net->nparams; i++) {
+		const struct nn_param *p = &net->params[i];
+		if (!p->trainable)
+			continue;
+		size_t n = nn_tensor_count(&p->w);
+		net->be->download(at, grads ? p->g.data : p->w.data, n * sizeof(float));
+		at += n;
+	}
+	int rc = dump_write(dir, name, h, total);
+	mem_free(h);
+	return rc;
+}
+
+/* 1 where a ReLU or LeakyReLU output is positive, every such node in order. */
+static int dump_masks(struct nn_net *net, const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/masks.bin", dir);
+	FILE *f = fopen(path, "wb");
+	int ok = f != NULL;
+	for (int i = 1; ok && i < net->nnodes; i++) {
+		const struct nn_node *nd = &net->nodes[i];
+		if (nd->op != NN_OP_ACT || (nd->act != NN_ACT_RELU && nd->act != NN_ACT_LEAKY))
+			continue;
+		size_t n = (size_t)net->n * nd->c * nd->h * nd->w;
+		float *h = mem_alloc(n * sizeof(float));
+		if (!h) {
+			ok = 0;
+			break;
+		}
+		net->be->download(h, nd->y.data, n * sizeof(float));
+		unsigned char *m = (unsigned char *)h; /* in place: byte i after float i is read */
+		for (size_t k = 0; k < n; k++)
+			m[k] = h[k] > 0;
+		ok = fwrite(m, 1, n, f) == n;
+		mem_free(h);
+	}
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (!ok)
+		fprintf(stderr, "cuda_step: cannot write %s\n", path);
+	return ok ? 0 : -1;
+}
+
+static int dump_meta(const struct nn_net *net, const char *dir, int batch,
+		     const struct nn_tensor *in, const struct nn_tensor *y)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/meta.txt", dir);
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "cuda_step: cannot write %s\n", path);
+		return -1;
+	}
+	fprintf(f, "arch %s\nbatch %d\ninput %d %d %d\noutput %d %d %d\n", net->arch, batch, in->c,
+		in->h, in->w, y->c, y->h, y->w);
+	for (int i = 0; i < net->nparams; i++) {
+		const struct nn_param *p = &net->params[i];
+		if (p->trainable)
+			fprintf(f, "param %s %d %d %d %d\n", p->name, p->w.n, p->w.c, p->w.h, p->w.w);
+	}
+	if (fclose(f) != 0) {
+		fprintf(stderr, "cuda_step: cannot write %s\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int task_dump(const struct nn_backend *be, const struct args *a)
+{
+	struct error err;
+	struct nn_net net;
+	if (!a->out) {
+		fprintf(stderr, "cuda_step: --task dump needs --out DIR\n");
+		return 2;
+	}
+	if (nn_model_build(&net, be, a->arch, a->channels, a->size, a->size, a->classes, 1, &err) < 0 ||
+	    nn_net_prepare(&net, a->batch, &err) < 0) {
+		fprintf(stderr, "cuda_step: %s\n", err.msg);
+		return 1;
+	}
+	nn_net_want_input_grad(&net, 1);
+	struct nn_tensor *in = nn_net_input(&net);
+	size_t nin = (size_t)a->batch * in->c * in->h * in->w;
+	float *x = dev_buffer(be, nin, 0, NAN);
+	if (!x)
+		return 1;
+	be->copy(in->data, x, nin);
+	const struct nn_tensor *y = nn_net_forward(&net, a->batch);
+	size_t nout = (size_t)a->batch * y->c * y->h * y->w;
+	float *dy = dev_buffer(be, nout, 7, NAN);
+	if (!dy)
+		return 1;
+	be->scale(dy, nout, 1.0f / (float)a->batch);
+	be->copy(nn_net_output_grad(&net)->data, dy, nout);
+	int rc = dump_tensor(be, a->out, "in.bin", x, nin) ||
+		 dump_params(&net, a->out, "params.bin", 0) ||
+		 dump_tensor(be, a->out, "out.bin", y->data, nout) ||
+		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks(&net, a->out);
+	nn_net_backward(&net);
+	rc = rc || dump_params(&net, a->out, "grads.bin", 1) ||
+	     dump_tensor(be, a->out, "dx.bin", nn_net_input_grad(&net)->data, nin) ||
+	     dump_meta(&net, a->out, a->batch, in, y) || check_device(be);
+	if (!rc)
+		printf("cairn %s dump %s batch %d %dx%dx%d: %lld parameters, written to %s\n", be->name,
+		       net.arch, a->batch, a->channels, a->size, a->size, nn_net_param_count(&net),
+		       a->out);
+	be->free(x), be->free(dy);
+	nn_net_release(&net);
+	return rc ? 1 : 0;
+}
+
 /* ---- conv and gemm: cairn's slots against the bare libraries ------------- */
 
 #ifdef CAIRN_CUDA
@@ -578,7 +750,8 @@ int main(int argc, char **argv)
 		{"channels", required_argument, 0, 'c'}, {"size", required_argument, 0, 's'},
 		{"classes", required_argument, 0, 'k'},  {"steps", required_argument, 0, 'n'},
 		{"warmup", required_argument, 0, 'w'},	  {"task", required_argument, 0, 't'},
-		{"help", no_argument, 0, 'h'},		  {0, 0, 0, 0}};
+		{"out", required_argument, 0, 'o'},	  {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -592,6 +765,7 @@ int main(int argc, char **argv)
 		case 'n': a.steps = atoi(optarg); break;
 		case 'w': a.warmup = atoi(optarg); break;
 		case 't': a.task = optarg; break;
+		case 'o': a.out = optarg; break;
 		case 'h': return usage(argv[0], 0);
 		default: return usage(argv[0], 2);
 		}
@@ -621,12 +795,14 @@ int main(int argc, char **argv)
 		return task_step(be, &a);
 	if (!strcmp(a.task, "cyclegan"))
 		return task_cyclegan(be, &a);
+	if (!strcmp(a.task, "dump"))
+		return task_dump(be, &a);
 #ifdef CAIRN_CUDA
 	if (be->device == NN_DEV_CUDA && !strcmp(a.task, "conv"))
 		return task_conv(be, &a, prec);
 	if (be->device == NN_DEV_CUDA && !strcmp(a.task, "gemm"))
 		return task_gemm(be, &a, prec);
 #endif
-	fprintf(stderr, "cuda_step: task '%s' unknown (step, cyclegan; conv, gemm on cuda)\n", a.task);
+	fprintf(stderr, "cuda_step: task '%s' unknown (step, cyclegan, dump; conv, gemm on cuda)\n", a.task);
 	return 2;
 }

@@ -5,36 +5,69 @@
 # bench/cuda_step's format; the CycleGAN step of Zhu et al.'s reference code;
 # the U-Net's 3x3 convolutions (forward + backward) and a square matmul.
 # Usage:
-#   cuda_torch.py --arch cnn|unet|resnet50|cyclegan --batch N --size S --channels C --classes K
-#                 --precision fp32|tf32|bf16
-#   cuda_torch.py --task conv|gemm --precision P [--batch 8] [--size 8192]
+#   cuda_torch.py --arch SPEC --batch N --size S --channels C --classes K --precision fp32|tf32|bf16
+#                 SPEC: a cairn model spec of a mirrored family (cnn, unet, resnet with
+#                 bottleneck=4, cyclegan, patchgan), options as in nn/model.c
+#   cuda_torch.py --task cyclegan|conv|gemm --precision P [--batch 8] [--size 8192]
 #   cuda_torch.py --run "ARGS" --run "ARGS" ...   several of the above in one process
 #                 (bench/cuda.sh: one import of torch instead of one per figure)
-import argparse, shlex, sys, time
+#   cuda_torch.py --check DIR [--tol T]   the mirror of the net bench/cuda_step --task dump
+#                 wrote to DIR, given its weights and input: do its output, weight and
+#                 input gradients match cairn's? (tests/integration/torch_mirror.sh)
+# --device cpu runs any of them on the CPU (the checks; the timings then mean little).
+import argparse, os, shlex, sys, time
 import torch
 import torch.nn as nn
 
 
-def conv_bn_relu(cin, cout):
-    # nn/model.c conv_bn_act: 3x3 conv without bias, batch norm, ReLU
-    return [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+MASKS = None  # --check: cairn's ReLU masks, consumed in forward order (see Act)
 
 
-def small_cnn(cin, classes, size):
-    # cnn:widths=16-32,convs=2,fc=128,drop=0.25
+class Act(nn.Module):
+    # ReLU (alpha 0) or LeakyReLU; under --check it takes the side of the kink cairn took
+    # (bench/cuda_step --task dump, masks.bin), so that one pre-activation within rounding
+    # of 0 does not move every gradient below it
+    def __init__(self, alpha=0.0):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x):
+        if MASKS is not None:
+            m = MASKS.take(x.numel()).view(x.shape)
+            return torch.where(m, x, x * self.alpha)
+        return nn.functional.leaky_relu(x, self.alpha, True) if self.alpha else nn.functional.relu(x, True)
+
+
+def conv_bn_relu(cin, cout, k=3, stride=1, groups=1, relu=True):
+    # nn/model.c conv_bn_act: conv without bias (padding k / 2), batch norm, ReLU
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)] + (
+        [Act()] if relu else [])
+
+
+def small_cnn(cin, classes, size, widths=(32, 64), convs=1, fc=128, drop=0.25):
+    # cnn:widths=32-64,convs=1,fc=128,drop=0.25 (issue #8's small CNN, 421,738 parameters
+    # on 1x28x28): per width, `convs` x [conv3x3-BN-ReLU], 2x2 max pool; dropout, fc, ReLU,
+    # dropout, classifier
     layers, c = [], cin
-    for w in (16, 32):
-        layers += conv_bn_relu(c, w) + conv_bn_relu(w, w) + [nn.MaxPool2d(2)]
-        c = w
-    s = size // 4
-    layers += [nn.Dropout(0.25), nn.Flatten(), nn.Linear(c * s * s, 128), nn.ReLU(inplace=True),
-               nn.Dropout(0.25), nn.Linear(128, classes)]
+    for w in widths:
+        for _ in range(convs):
+            layers += conv_bn_relu(c, w)
+            c = w
+        layers.append(nn.MaxPool2d(2))
+        size //= 2
+    layers += [nn.Dropout(drop)] if drop > 0 else []
+    layers.append(nn.Flatten())
+    if fc > 0:
+        layers += [nn.Linear(c * size * size, fc), Act()] + ([nn.Dropout(drop)] if drop > 0 else [])
+        c, size = fc, 1
+    layers.append(nn.Linear(c * size * size, classes))
     return nn.Sequential(*layers)
 
 
 class UNet(nn.Module):
-    # unet:depth=D,base=B with transposed-conv up-sampling (k2 s2)
-    def __init__(self, cin, classes, depth=4, base=16):
+    # unet:depth=D,base=B,bilinear=U: up-sampling by a 2x2 stride-2 transposed conv, or
+    # (U=1) bilinear x2 (half-pixel centres) + conv3x3-BN-ReLU
+    def __init__(self, cin, classes, depth=4, base=16, bilinear=0):
         super().__init__()
         self.depth = depth
         self.down = nn.ModuleList()
@@ -46,10 +79,16 @@ class UNet(nn.Module):
         self.up, self.dec = nn.ModuleList(), nn.ModuleList()
         for l in range(depth - 1, -1, -1):
             w = base << l
-            self.up.append(nn.ConvTranspose2d(c, w, 2, 2))
+            self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                                         *conv_bn_relu(c, w)) if bilinear else nn.ConvTranspose2d(c, w, 2, 2))
             self.dec.append(nn.Sequential(*conv_bn_relu(2 * w, w), *conv_bn_relu(w, w)))
             c = w
         self.head = nn.Conv2d(c, classes, 1)
+
+    def forward_params(self):
+        # in the order cairn creates them: down, then per level up and decoder, head
+        mods = list(self.down) + [m for pair in zip(self.up, self.dec) for m in pair] + [self.head]
+        return [p for m in mods for p in m.parameters()]
 
     def forward(self, x):
         skips = []
@@ -63,25 +102,32 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def bottleneck_resnet(cin, classes, depths=(3, 4, 6, 3), widths=(256, 512, 1024, 2048), stem=64):
-    # resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 (ResNet-50 v1.5:
-    # stride on the 3x3, 1x1 + BN shortcut where the shape changes)
+def resnet(cin, classes, size, depths=(2, 2, 2), widths=(32, 64, 128), groups=1, bottleneck=0, stem=32):
+    # resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64 is ResNet-50 v1.5
+    # (stride on the 3x3, 1x1 + BN shortcut where the shape changes); bottleneck=0: two 3x3
+    # convs a block; below 64x64 the stem is a 3x3 conv without pooling, as in nn/model.c
     class Block(nn.Module):
         def __init__(self, cin, width, stride):
             super().__init__()
-            mid = width // 4
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-                nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-                nn.Conv2d(mid, width, 1, bias=False), nn.BatchNorm2d(width))
-            self.short = (nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+            if bottleneck > 0:
+                mid = width // bottleneck
+                self.body = nn.Sequential(
+                    *conv_bn_relu(cin, mid, 1), *conv_bn_relu(mid, mid, 3, stride, groups),
+                    *conv_bn_relu(mid, width, 1, relu=False))
+            else:
+                self.body = nn.Sequential(*conv_bn_relu(cin, width, 3, stride, groups),
+                                          *conv_bn_relu(width, width, 3, 1, groups, relu=False))
+            self.short = (nn.Sequential(*conv_bn_relu(cin, width, 1, stride, relu=False))
                           if stride != 1 or cin != width else nn.Identity())
+            self.act = Act()
 
         def forward(self, x):
-            return torch.relu(self.body(x) + self.short(x))
+            return self.act(self.body(x) + self.short(x))
 
-    layers = [nn.Conv2d(cin, stem, 7, 2, 3, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
-              nn.MaxPool2d(3, 2, 1)]
+    if size >= 64:
+        layers = conv_bn_relu(cin, stem, 7, 2) + [nn.MaxPool2d(3, 2, 1)]
+    else:
+        layers = conv_bn_relu(cin, stem)
     c = stem
     for s, (d, w) in enumerate(zip(depths, widths)):
         for b in range(d):
@@ -91,12 +137,12 @@ def bottleneck_resnet(cin, classes, depths=(3, 4, 6, 3), widths=(256, 512, 1024,
     return nn.Sequential(*layers)
 
 
-def cyclegan_generator(base=64, blocks=9):
+def cyclegan_generator(base=64, blocks=9, down=2, cout=3, cin=3):
     # cyclegan:base=64,blocks=9 as nn/model.c builds it: zero padding, 4x4 stride-2
     # transposed convs, affine instance norm
     def c_in_relu(cin, cout, k, s, p, relu=True):
         return [nn.Conv2d(cin, cout, k, s, p, bias=False), nn.InstanceNorm2d(cout, affine=True)] + (
-            [nn.ReLU(inplace=True)] if relu else [])
+            [Act()] if relu else [])
 
     class Res(nn.Module):
         def __init__(self, w):
@@ -106,24 +152,161 @@ def cyclegan_generator(base=64, blocks=9):
         def forward(self, x):
             return x + self.body(x)
 
-    layers = c_in_relu(3, base, 7, 1, 3) + c_in_relu(base, 2 * base, 3, 2, 1) + c_in_relu(2 * base, 4 * base, 3, 2, 1)
-    layers += [Res(4 * base) for _ in range(blocks)]
-    for w in (2 * base, base):
-        layers += [nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.InstanceNorm2d(w, affine=True),
-                   nn.ReLU(inplace=True)]
-    layers += [nn.Conv2d(base, 3, 7, 1, 3), nn.Tanh()]
+    layers, w = c_in_relu(cin, base, 7, 1, 3), base
+    for _ in range(down):
+        layers += c_in_relu(w, 2 * w, 3, 2, 1)
+        w *= 2
+    layers += [Res(w) for _ in range(blocks)]
+    for _ in range(down):
+        layers += [nn.ConvTranspose2d(w, w // 2, 4, 2, 1, bias=False), nn.InstanceNorm2d(w // 2, affine=True),
+                   Act()]
+        w //= 2
+    layers += [nn.Conv2d(w, cout, 7, 1, 3), nn.Tanh()]
     return nn.Sequential(*layers)
 
 
-def patchgan(base=64, layers=3):
-    seq, w = [nn.Conv2d(3, base, 4, 2, 1), nn.LeakyReLU(0.2, True)], base
+def patchgan(base=64, layers=3, cin=3):
+    seq, w = [nn.Conv2d(cin, base, 4, 2, 1), Act(0.2)], base
     for i in range(1, layers + 1):
         cout = base << min(i, 3)
         seq += [nn.Conv2d(w, cout, 4, 2 if i < layers else 1, 1, bias=False),
-                nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2, True)]
+                nn.InstanceNorm2d(cout, affine=True), Act(0.2)]
         w = cout
     seq.append(nn.Conv2d(w, 1, 4, 1, 1))
     return nn.Sequential(*seq)
+
+
+# the families' options and defaults, as nn/model.c's table
+FAMILIES = {
+    "cnn": dict(widths=[32, 64], convs=1, fc=128, drop=0.25),
+    "resnet": dict(depths=[2, 2, 2], widths=[32, 64, 128], groups=1, bottleneck=0, stem=32),
+    "resnext": dict(depths=[1, 1, 1], widths=[64, 128, 256], groups=8, bottleneck=2, stem=32),
+    "unet": dict(depth=4, base=16, bilinear=0),
+    "cyclegan": dict(base=64, blocks=9, down=2),
+    "patchgan": dict(base=64, layers=3),
+}
+
+
+def parse_spec(spec):
+    fam, _, opts = spec.partition(":")
+    if fam not in FAMILIES:
+        raise SystemExit(f"arch '{spec}': no PyTorch mirror of family '{fam}' (mirrored: {', '.join(FAMILIES)})")
+    o = dict(FAMILIES[fam])
+    for kv in filter(None, opts.split(",")):
+        k, _, v = kv.partition("=")
+        if k not in o:
+            raise SystemExit(f"arch '{spec}': unknown option '{k}'")
+        o[k] = [int(x) for x in v.split("-")] if isinstance(o[k], list) else float(v) if k == "drop" else int(v)
+    return fam, o
+
+
+def build_net(spec, cin, classes, size):
+    fam, o = parse_spec(spec)
+    if fam == "cnn":
+        return small_cnn(cin, classes, size, o["widths"], o["convs"], o["fc"], o["drop"])
+    if fam in ("resnet", "resnext"):
+        return resnet(cin, classes, size, o["depths"], o["widths"], o["groups"], o["bottleneck"], o["stem"])
+    if fam == "unet":
+        return UNet(cin, classes, o["depth"], o["base"], o["bilinear"])
+    if fam == "cyclegan":
+        return cyclegan_generator(o["base"], o["blocks"], o["down"], classes, cin)
+    return patchgan(o["base"], o["layers"], cin)
+
+
+def forward_params(net):
+    # the trainable parameters in the order cairn creates them (bench/cuda_step --task dump)
+    return net.forward_params() if hasattr(net, "forward_params") else list(net.parameters())
+
+
+class Masks:
+    def __init__(self, m):
+        self.m, self.at = m, 0
+
+    def take(self, n):
+        if self.at + n > self.m.numel():
+            raise SystemExit("check: the mirror has more ReLU outputs than cairn's net: not the same network")
+        self.at += n
+        return self.m[self.at - n:self.at]
+
+
+def mirror_pass(net, params, flat, x, dy, masks, spec):
+    # forward with cairn's weights and ReLU masks, backward from dy: output, input gradient,
+    # the parameters' gradients (in cairn's order)
+    global MASKS
+    with torch.no_grad():
+        at = 0
+        for p in params:
+            p.copy_(flat[at:at + p.numel()].view(p.shape))
+            p.grad = None
+            at += p.numel()
+    x = x.clone().requires_grad_(True)
+    MASKS = Masks(masks)
+    try:
+        y = net(x)
+        if MASKS.at != masks.numel():
+            raise SystemExit(f"check {spec}: the mirror's activations used {MASKS.at} of cairn's "
+                             f"{masks.numel()} ReLU outputs: not the same network")
+    finally:
+        MASKS = None
+    y.backward(dy.view(y.shape))
+    return y.detach().reshape(-1), x.grad.reshape(-1), [p.grad.reshape(-1) for p in params]
+
+
+def check(a):
+    # cairn's pass (bench/cuda_step --task dump) against the mirror's in float64, given the
+    # same weights, input, output gradient and ReLU masks, beside the mirror's own error in
+    # float32: each of cairn's output, input gradient and weight gradients must be within
+    # max(tol, 10 x PyTorch's float32 error) of float64 (relative L2 errors)
+    d = lambda name: os.path.join(a.check, name)
+    meta = [line.split() for line in open(d("meta.txt"))]
+    kv = {m[0]: m[1:] for m in meta if m[0] != "param"}
+    names = [m[1] for m in meta if m[0] == "param"]
+    theirs = [int(m[2]) * int(m[3]) * int(m[4]) * int(m[5]) for m in meta if m[0] == "param"]
+    batch, (c, h, w), (oc, oh, ow) = int(kv["batch"][0]), map(int, kv["input"]), map(int, kv["output"])
+    spec, dev = kv["arch"][0], torch.device(a.device)
+    fam, o = parse_spec(spec)
+    if o.get("drop", 0) > 0:
+        raise SystemExit(f"check {spec}: dropout draws its masks differently in cairn and PyTorch: dump with drop=0")
+    load = lambda name, dtype=torch.float32: torch.from_file(
+        d(name), size=os.path.getsize(d(name)) // (4 if dtype == torch.float32 else 1), dtype=dtype).to(dev)
+    net = build_net(spec, c, oc, h).to(dev).train()
+    params = forward_params(net)
+    ours = [p.numel() for p in params]
+    if ours != theirs:
+        first = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y), min(len(ours), len(theirs)))
+        raise SystemExit(f"check {spec}: the mirror's parameters differ from cairn's: {len(ours)} tensors, "
+                         f"{sum(ours)} values against {len(theirs)}, {sum(theirs)}; first difference at "
+                         f"tensor {first} (cairn's {names[first] if first < len(names) else 'none'})")
+    flat, x, dy, masks = load("params.bin"), load("in.bin").view(batch, c, h, w), load("dy.bin"), load(
+        "masks.bin", torch.bool)
+    if dy.numel() != batch * oc * oh * ow:
+        raise SystemExit(f"check {spec}: dy.bin holds {dy.numel()} values, not the output's {batch * oc * oh * ow}")
+    t32 = mirror_pass(net, params, flat, x, dy, masks, spec)
+    net64 = net.double()
+    t64 = mirror_pass(net64, forward_params(net64), flat.double(), x.double(), dy.double(), masks, spec)
+    cg, at, cgrads = load("grads.bin"), 0, []
+    for n in ours:
+        cgrads.append(cg[at:at + n])
+        at += n
+    cairn = (load("out.bin"), load("dx.bin"), cgrads)
+
+    def err(got, ref):
+        return ((got.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+
+    rows, ok = [], True
+    for what, ci, ti, ri in (("output", cairn[0], t32[0], t64[0]), ("input gradient", cairn[1], t32[1], t64[1])):
+        rows.append((what, err(ci, ri), err(ti, ri)))
+    worst = max(((err(cgr, r), err(tgr, r), n) for cgr, tgr, r, n in zip(cairn[2], t32[2], t64[2], names)),
+                key=lambda e: e[0] / max(a.tol, 10 * e[1]))
+    rows.append((f"weight gradients (worst: cairn's {worst[2]})", worst[0], worst[1]))
+    for _, ec, et in rows:
+        ok = ok and ec == ec and ec <= max(a.tol, 10 * et)
+    print(f"torch check {spec} batch {batch} {c}x{h}x{w}: {len(params)} tensors, {sum(ours)} parameters; "
+          f"error against float64, cairn (PyTorch float32): " +
+          ", ".join(f"{w_} {ec:.1e} ({et:.1e})" for w_, ec, et in rows) +
+          f"; bound max({a.tol:g}, 10 x PyTorch's): {'ok' if ok else 'FAILED'}")
+    if not ok:
+        raise SystemExit(1)
 
 
 def set_requires_grad(nets, flag):
@@ -141,7 +324,7 @@ def cyclegan_step_fn(a, dev):
     real_a = torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1
     real_b = torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1
     mse, l1 = nn.MSELoss(), nn.L1Loss()
-    auto = dict(device_type="cuda", dtype=torch.bfloat16, enabled=a.precision == "bf16")
+    auto = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
 
     def gan(pred, real):
         return mse(pred, torch.ones_like(pred) if real else torch.zeros_like(pred))
@@ -172,14 +355,19 @@ def cyclegan_step_fn(a, dev):
     return step
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(step, a):
     for _ in range(a.warmup):
         step()
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.steps):
         out = step()
-    torch.cuda.synchronize()
+    sync()
     return (time.perf_counter() - t0) / a.steps, out
 
 
@@ -230,7 +418,8 @@ def main():
             print(f"torch FAILED {' '.join(r)}: {type(e).__name__}: {e}")
             failed.append(r)
         sys.stdout.flush()
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     sys.exit(1 if failed else 0)
 
 
@@ -248,28 +437,28 @@ def run_one(argv):
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--task", default="step")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--check")
+    p.add_argument("--tol", type=float, default=1e-4)
     a = p.parse_args(argv)
     torch.backends.cudnn.benchmark = True
     tf32 = a.precision != "fp32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
-    dev = torch.device("cuda")
+    dev = torch.device(a.device)
+    if a.check:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        return check(a)
     if a.task == "conv":
         return conv_task(a, dev)
     if a.task == "gemm":
         return gemm_task(a, dev)
-    if a.arch == "cyclegan":
+    if a.task == "cyclegan":
         dt, loss = timed(cyclegan_step_fn(a, dev), a)
-        print(f"torch cuda {a.precision} cyclegan-step (2 generators + 2 patchgan) batch {a.batch} "
+        print(f"torch {dev.type} {a.precision} cyclegan-step (2 generators + 2 patchgan) batch {a.batch} "
               f"3x{a.size}x{a.size}: {dt * 1e3:.3f} ms/step, {a.batch / dt:.1f} images/s (loss {loss.item():.4f})")
         return
-    if a.arch == "cnn":
-        net = small_cnn(a.channels, a.classes, a.size)
-    elif a.arch == "resnet50":
-        net = bottleneck_resnet(a.channels, a.classes)
-    else:
-        net = UNet(a.channels, a.classes)
-    net = net.to(dev)
+    net = build_net(a.arch, a.channels, a.classes, a.size).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     x = torch.rand(a.batch, a.channels, a.size, a.size, device=dev) - 0.5
     with torch.no_grad():
@@ -280,14 +469,14 @@ def run_one(argv):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
             loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
         return loss
 
     dt, loss = timed(step, a)
-    print(f"torch cuda {a.precision} {a.arch} batch {a.batch} {a.channels}x{a.size}x{a.size}: "
+    print(f"torch {dev.type} {a.precision} {a.arch} batch {a.batch} {a.channels}x{a.size}x{a.size}: "
           f"{dt * 1e3:.3f} ms/step, {a.batch / dt:.0f} images/s (loss {loss.item():.4f})")
 
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages cairn needs, only those missing.
+# Installs the Debian packages cairn needs, only those missing. python3-torch
+# (PyTorch 1.13, CPU) is for tests/integration/torch_mirror.sh: cairn's
+# networks against PyTorch's, and the benchmark's mirrors checked.
 #   scripts/deps.sh          build + run + test
 #   scripts/deps.sh bench    also what the benchmarks compare against
 set -eu
@@ -11,6 +13,7 @@ pkgs=(
 	libopenmpi-dev openmpi-bin
 	slurm-wlm munge nginx-light
 	dataset-fashion-mnist python3 zlib1g-dev
+	python3-torch
 )
 if [ "${1:-}" = bench ]; then
 	pkgs+=(snakemake libdnnl-dev curl time)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# tests/integration/torch_mirror.sh with cairn's side on the GPU in fp32:
+# every model family's forward and backward pass on the CUDA backend against
+# PyTorch in float64 (on the CPU), each ReLU on cairn's side of its kink.
+# Skips when no GPU is visible or no python3 has PyTorch.
+source "$(dirname "$0")/../lib.sh"
+t=$CAIRN_TESTS/test_cuda_ops
+if [ ! -x "$t" ]; then
+	not_ok "torch_mirror: $t not built (make CUDA=1 all)"
+	exit 1
+fi
+if [ "$("$t" --gpu-count)" -lt 1 ]; then
+	skip torch_mirror "no GPU visible"
+	exit 0
+fi
+DEVICE=cuda exec bash "$(dirname "$0")/../integration/torch_mirror.sh"
