@@ -345,7 +345,7 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 
 /* ---- dump: one pass of a model spec, for PyTorch's mirror ----------------
  * Files in a->out (floats in native byte order): meta.txt (the canonical
- * arch, the batch, the input and output shapes, then one line per trainable
+ * arch, the precision, the batch, the input and output shapes, then one line per trainable
  * parameter: name and shape n c h w, in the order of the other files),
  * in.bin, params.bin, out.bin, dy.bin (the output gradient given: fixed
  * pseudo-random values over the output's size divided by the batch, so that
@@ -442,18 +442,18 @@ static int dump_masks(struct nn_net *net, const char *dir)
 	return ok ? 0 : -1;
 }
 
-static int dump_meta(const struct nn_net *net, const char *dir, int batch,
-		     const struct nn_tensor *in, const struct nn_tensor *y)
+static int dump_meta(const struct nn_net *net, const struct args *a, const struct nn_tensor *in,
+		     const struct nn_tensor *y)
 {
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/meta.txt", dir);
+	snprintf(path, sizeof(path), "%s/meta.txt", a->out);
 	FILE *f = fopen(path, "w");
 	if (!f) {
 		fprintf(stderr, "cuda_step: cannot write %s\n", path);
 		return -1;
 	}
-	fprintf(f, "arch %s\nbatch %d\ninput %d %d %d\noutput %d %d %d\n", net->arch, batch, in->c,
-		in->h, in->w, y->c, y->h, y->w);
+	fprintf(f, "arch %s\nprecision %s\nbatch %d\ninput %d %d %d\noutput %d %d %d\n", net->arch,
+		a->precision, a->batch, in->c, in->h, in->w, y->c, y->h, y->w);
 	for (int i = 0; i < net->nparams; i++) {
 		const struct nn_param *p = &net->params[i];
 		if (p->trainable)
@@ -500,7 +500,7 @@ static int task_dump(const struct nn_backend *be, const struct args *a)
 	nn_net_backward(&net);
 	rc = rc || dump_params(&net, a->out, "grads.bin", 1) ||
 	     dump_tensor(be, a->out, "dx.bin", nn_net_input_grad(&net)->data, nin) ||
-	     dump_meta(&net, a->out, a->batch, in, y) || check_device(be);
+	     dump_meta(&net, a, in, y) || check_device(be);
 	if (!rc)
 		printf("cairn %s dump %s batch %d %dx%dx%d: %lld parameters, written to %s\n", be->name,
 		       net.arch, a->batch, a->channels, a->size, a->size, nn_net_param_count(&net),

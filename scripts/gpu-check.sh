@@ -12,7 +12,8 @@
 #   30-train.log       tests/cuda/train_classifier.sh: Fashion-MNIST, cuda
 #                      against cpu, same seed, CUDA_TEST_EPOCHS epochs (3)
 #   35-mirror.log      tests/cuda/torch_mirror.sh: every model family's pass on
-#                      the GPU (fp32) against PyTorch in float64 on the CPU
+#                      the GPU (fp32; small nets in bf16) against PyTorch in
+#                      float64 on the CPU
 #   40-bench.log       bench/cuda.sh: cairn's figures (40 s each, 80 s for the
 #                      CycleGAN step and ResNet-50), then PyTorch's (150 s)
 #   summary.txt        one line per part: status and seconds
@@ -79,6 +80,6 @@ fi
 part 10-ops 60 bash tests/cuda/ops.sh
 part 20-memcheck 80 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
 part 30-train 120 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
-part 35-mirror 40 bash tests/cuda/torch_mirror.sh
+part 35-mirror 60 bash tests/cuda/torch_mirror.sh
 part 40-bench 220 bash bench/cuda.sh --cuda
 echo "total $((SECONDS - t_start))s" | tee -a "$OUT/summary.txt"

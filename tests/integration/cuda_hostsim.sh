@@ -88,12 +88,14 @@ for spec in "cnn:widths=16-32,convs=2,fc=128,drop=0.25 --batch 16" \
 done
 $T/cuda_step --device cuda --task gemm --size 96 --steps 1 --precision bf16 >$T/step.out 2>&1
 check_grep "cuda_step gemm bf16: cairn's slot and bare cublasGemmEx" "^gemm bf16 96\^3: cairn" $T/step.out
-# whole nets of every family on the CUDA backend (fp32) against PyTorch in
-# float64 (tests/integration/torch_mirror.sh; skips without PyTorch)
-STEP=$T/cuda_step DEVICE=cuda NETS=small bash $ROOT/tests/integration/torch_mirror.sh >$T/mirror.out 2>&1
-rc=$?
-sed -E 's/^(ok|not ok) - /\1 - simulated runtime: PyTorch mirror /' $T/mirror.out
-check_eq "PyTorch mirror over the simulated runtime exit status" "$rc" 0
+# whole nets of every family on the CUDA backend, fp32 and bf16, against
+# PyTorch in float64 (tests/integration/torch_mirror.sh; skips without PyTorch)
+for p in fp32 bf16; do
+	STEP=$T/cuda_step DEVICE=cuda PRECISION=$p NETS=small bash $ROOT/tests/integration/torch_mirror.sh >$T/mirror.out 2>&1
+	rc=$?
+	sed -E 's/^(ok|not ok) - /\1 - simulated runtime: PyTorch mirror /' $T/mirror.out
+	check_eq "PyTorch mirror over the simulated runtime, $p: exit status" "$rc" 0
+done
 
 # cairn-train-classifier --device cuda end to end: loader batches in pinned
 # memory, uploads, a step graph, evaluation; against --device cpu, same seed

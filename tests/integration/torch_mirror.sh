@@ -13,13 +13,15 @@
 # a pre-activation within rounding of 0 would otherwise flip and move the
 # gradients below it by 1-10% (bench/cuda_step.c, dump).
 # DEVICE=cuda (tests/cuda/torch_mirror.sh) runs cairn's side on the GPU, in
-# fp32 (cuDNN with FMA math, no TF32); STEP names another cuda_step and
+# fp32 (cuDNN with FMA math, no TF32) or with PRECISION=bf16, where PyTorch's
+# own error is its bf16 autocast's and the bound max(1e-2, 3 x that); STEP
+# names another cuda_step and
 # NETS=small runs smaller nets and leaves out the checker's own controls
 # (tests/integration/cuda_hostsim.sh: the CUDA backend over the simulated
 # runtime).
 # Skips when no python3 can import torch (Debian: apt-get install python3-torch).
 source "$(dirname "$0")/../lib.sh"
-device=${DEVICE:-cpu}
+device=${DEVICE:-cpu} precision=${PRECISION:-fp32}
 step=${STEP:-$(dirname "$CAIRN_TESTS")/b/cuda_step}
 py=
 for p in python3 /usr/bin/python3; do
@@ -41,7 +43,7 @@ dump() {
 	local name=$1 arch=$2 c=$3 s=$4 b=$5 k=$6
 	shift 6
 	mkdir -p "$T/$name"
-	"$step" --device "$device" --precision fp32 --task dump --arch "$arch" --channels "$c" --size "$s" --batch "$b" \
+	"$step" --device "$device" --precision "$precision" --task dump --arch "$arch" --channels "$c" --size "$s" --batch "$b" \
 		--classes "$k" --out "$T/$name" "$@" >"$T/$name.dump" 2>&1
 }
 # mirror NAME ARCH C SIZE BATCH CLASSES: cairn's pass against PyTorch's
@@ -55,7 +57,7 @@ mirror() {
 	"$py" "$ROOT/bench/cuda_torch.py" --check "$T/$name" --device cpu >"$T/$name.out" 2>&1
 	local rc=$?
 	sed 's/^/# /' "$T/$name.out"
-	check_eq "$name ($2, $device): cairn's pass within the bound of PyTorch's" "$rc" 0
+	check_eq "$name ($2, $device, $precision): cairn's pass within the bound of PyTorch's" "$rc" 0
 }
 if [ "${NETS:-}" = small ]; then
 	mirror small-cnn cnn:drop=0 1 28 4 10
