@@ -350,7 +350,8 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
  * in.bin, params.bin, out.bin, dy.bin (the output gradient given: fixed
  * pseudo-random values over the output's size divided by the batch, so that
  * the loss is sum(out dy)), grads.bin (the parameters' gradients), dx.bin
- * (the input's gradient), masks.bin (one byte per value of every ReLU or
+ * (the input's gradient), the losses on the output (dump_losses), masks.bin
+ * (one byte per value of every ReLU or
  * LeakyReLU output in node order: 1 where it is positive). Training mode:
  * batch norm uses the batch's statistics. The masks let the mirror take the
  * same side of every kink: a pre-activation within rounding of 0 may come
@@ -442,6 +443,75 @@ static int dump_masks(struct nn_net *net, const char *dir)
 	return ok ? 0 : -1;
 }
 
+/* The four losses on the net's output, for the mirror to recompute with
+ * PyTorch's (F.cross_entropy with class weights and an ignored label,
+ * F.binary_cross_entropy_with_logits with per-element weights, F.l1_loss,
+ * F.mse_loss): labels.bin (int32, one per sample and pixel, every fifth -1),
+ * cw.bin (class weights), t.bin (targets in [0, 1)), w.bin (per-element
+ * weights), losses.txt (one "name value" line each), and each loss's
+ * gradient with respect to the output (dxent.bin; dbce.bin, dl1.bin, dmse.bin). */
+static int dump_losses(const struct nn_backend *be, const char *dir, const struct nn_tensor *y,
+		       int n)
+{
+	int hw = y->h * y->w, c = y->c;
+	size_t nl = (size_t)n * hw, nout = nl * c;
+	int32_t *labels = mem_alloc(nl * sizeof(int32_t)), *dl = be->alloc(nl * sizeof(int32_t));
+	float *cw = mem_alloc(c * sizeof(float)), *dcw = be->alloc(c * sizeof(float));
+	float *t = dev_buffer(be, nout, 11, NAN), *w = dev_buffer(be, nout, 13, NAN);
+	float *g = be->alloc(nout * sizeof(float));
+	int rc = -1;
+	if (!labels || !dl || !cw || !dcw || !t || !w || !g) {
+		fprintf(stderr, "cuda_step: out of memory for the losses\n");
+		goto out;
+	}
+	for (size_t i = 0; i < nl; i++)
+		labels[i] = i % 5 == 4 ? -1 : (int32_t)((i * 7 + 3) % (size_t)c);
+	for (int k = 0; k < c; k++)
+		cw[k] = 0.5f + (float)k / (float)c;
+	be->upload(dl, labels, nl * sizeof(int32_t));
+	be->upload(dcw, cw, c * sizeof(float));
+	be->fill(g, nout, 0.5f);
+	be->add(t, g, t, nout); /* fill values are in [-0.5, 0.5): targets in [0, 1) */
+	be->fill(g, nout, 1.0f);
+	be->add(w, g, w, nout); /* weights in [0.5, 1.5) */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/labels.bin", dir);
+	FILE *f = fopen(path, "wb");
+	int ok = f && fwrite(labels, sizeof(int32_t), nl, f) == nl;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (!ok || dump_write(dir, "cw.bin", cw, c) || dump_tensor(be, dir, "t.bin", t, nout) ||
+	    dump_tensor(be, dir, "w.bin", w, nout))
+		goto out;
+	snprintf(path, sizeof(path), "%s/losses.txt", dir);
+	f = fopen(path, "w");
+	if (!f)
+		goto out;
+	float loss;
+	if (c >= 2) {
+		be->softmax_xent(n, c, hw, y->data, dl, dcw, g, &loss);
+		fprintf(f, "xent %.9g\n", (double)loss);
+		ok = !dump_tensor(be, dir, "dxent.bin", g, nout);
+	}
+	be->bce_logits(nout, y->data, t, w, g, &loss);
+	fprintf(f, "bce %.9g\n", (double)loss);
+	ok = ok && !dump_tensor(be, dir, "dbce.bin", g, nout);
+	be->l1(nout, y->data, t, g, &loss);
+	fprintf(f, "l1 %.9g\n", (double)loss);
+	ok = ok && !dump_tensor(be, dir, "dl1.bin", g, nout);
+	be->mse(nout, y->data, t, g, &loss);
+	fprintf(f, "mse %.9g\n", (double)loss);
+	ok = ok && !dump_tensor(be, dir, "dmse.bin", g, nout);
+	if (fclose(f) != 0 || !ok)
+		fprintf(stderr, "cuda_step: cannot write the losses in %s\n", dir);
+	else
+		rc = 0;
+out:
+	mem_free(labels), mem_free(cw);
+	be->free(dl), be->free(dcw), be->free(t), be->free(w), be->free(g);
+	return rc;
+}
+
 static int dump_meta(const struct nn_net *net, const struct args *a, const struct nn_tensor *in,
 		     const struct nn_tensor *y)
 {
@@ -496,7 +566,8 @@ static int task_dump(const struct nn_backend *be, const struct args *a)
 	int rc = dump_tensor(be, a->out, "in.bin", x, nin) ||
 		 dump_params(&net, a->out, "params.bin", 0) ||
 		 dump_tensor(be, a->out, "out.bin", y->data, nout) ||
-		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks(&net, a->out);
+		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks(&net, a->out) ||
+		 dump_losses(be, a->out, y, a->batch);
 	nn_net_backward(&net);
 	rc = rc || dump_params(&net, a->out, "grads.bin", 1) ||
 	     dump_tensor(be, a->out, "dx.bin", nn_net_input_grad(&net)->data, nin) ||

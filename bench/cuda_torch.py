@@ -253,6 +253,33 @@ def mirror_pass(net, params, flat, x, dy, masks, spec, bf16=False):
     return y.detach().reshape(-1), x.grad.reshape(-1), [p.grad.reshape(-1) for p in params]
 
 
+def check_losses(a, d, load, y, tol):
+    # cairn's four losses on its own output (bench/cuda_step.c dump_losses) against
+    # PyTorch's functional ones in float64 on the same output: values and gradients
+    F = nn.functional
+    labels = load("labels.bin", torch.int32).long()
+    t, w = load("t.bin").double().view(y.shape), load("w.bin").double().view(y.shape)
+    values = {l.split()[0]: float(l.split()[1]) for l in open(d("losses.txt"))}
+    todo = [("bce", lambda x: F.binary_cross_entropy_with_logits(x, t, weight=w)),
+            ("l1", lambda x: F.l1_loss(x, t)), ("mse", lambda x: F.mse_loss(x, t))]
+    if y.shape[1] >= 2:
+        cw = load("cw.bin").double()
+        lab = labels.view(y.shape[0], *y.shape[2:]) if y.shape[2] * y.shape[3] > 1 else labels
+        x2 = (lambda x: x) if y.shape[2] * y.shape[3] > 1 else (lambda x: x.view(y.shape[0], y.shape[1]))
+        todo.insert(0, ("xent", lambda x: F.cross_entropy(x2(x), lab, weight=cw, ignore_index=-1)))
+    worst, ok = (0.0, ""), True
+    for name, fn in todo:
+        x = y.clone().requires_grad_(True)
+        loss = fn(x)
+        loss.backward()
+        ev = abs(values[name] - loss.item()) / max(abs(loss.item()), 1e-30)
+        g = load(f"d{name}.bin").double().view(y.shape)
+        eg = ((g - x.grad).norm() / x.grad.norm().clamp_min(1e-300)).item()
+        ok = ok and ev <= tol and eg <= tol
+        worst = max(worst, (max(ev, eg), name))
+    return f"losses {'/'.join(n for n, _ in todo)} against PyTorch's within {worst[0]:.1e} (worst: {worst[1]})", ok
+
+
 def check(a):
     # cairn's pass (bench/cuda_step --task dump) against the mirror's in float64, given the
     # same weights, input, output gradient and ReLU masks, beside the mirror's own error in
@@ -270,7 +297,7 @@ def check(a):
     if o.get("drop", 0) > 0:
         raise SystemExit(f"check {spec}: dropout draws its masks differently in cairn and PyTorch: dump with drop=0")
     load = lambda name, dtype=torch.float32: torch.from_file(
-        d(name), size=os.path.getsize(d(name)) // (4 if dtype == torch.float32 else 1), dtype=dtype).to(dev)
+        d(name), size=os.path.getsize(d(name)) // torch.empty(0, dtype=dtype).element_size(), dtype=dtype).to(dev)
     net = build_net(spec, c, oc, h).to(dev).train()
     params = forward_params(net)
     ours = [p.numel() for p in params]
@@ -307,10 +334,12 @@ def check(a):
     rows.append((f"weight gradients (worst: cairn's {worst[2]})", worst[0], worst[1]))
     for _, ec, et in rows:
         ok = ok and ec == ec and ec <= max(tol, factor * et)
+    loss_row = check_losses(a, d, load, cairn[0].double().view(batch, oc, oh, ow), 1e-5)
+    ok = ok and loss_row[1]
     print(f"torch check {spec} {prec} batch {batch} {c}x{h}x{w}: {len(params)} tensors, {sum(ours)} parameters; "
           f"error against float64, cairn (PyTorch {'bf16 autocast' if bf16 else 'float32'}): " +
           ", ".join(f"{w_} {ec:.1e} ({et:.1e})" for w_, ec, et in rows) +
-          f"; bound max({tol:g}, {factor:g} x PyTorch's): {'ok' if ok else 'FAILED'}")
+          f"; bound max({tol:g}, {factor:g} x PyTorch's); {loss_row[0]}: {'ok' if ok else 'FAILED'}")
     if not ok:
         raise SystemExit(1)
 
