@@ -53,3 +53,16 @@ check_grep() {
 		return 1
 	fi
 }
+# need_gpu NAME: for tests/cuda: skip NAME and exit when no GPU is visible
+# (asked of the CUDA build's test_cuda_ops); not ok when that is not built.
+need_gpu() {
+	local probe=$CAIRN_TESTS/test_cuda_ops
+	if [ ! -x "$probe" ]; then
+		not_ok "$1: $probe not built (make CUDA=1 all)"
+		exit 1
+	fi
+	if [ "$("$probe" --gpu-count)" -lt 1 ]; then
+		skip "$1" "no GPU visible"
+		exit 0
+	fi
+}

@@ -6,12 +6,9 @@
 # the sanitizer (scripts/gpu-check.sh: the fp32 op tests, the casts and the
 # graph steps); CUDA_CHECK_OUT=DIR keeps the sanitizer's full report there.
 source "$(dirname "$0")/../lib.sh"
+need_gpu memcheck
 t=$CAIRN_TESTS/test_cuda_ops
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ ! -x "$t" ] || [ "$("$t" --gpu-count)" -lt 1 ]; then
-	skip memcheck "no GPU visible"
-	exit 0
-fi
 if [ ! -x "$san" ]; then
 	skip memcheck "compute-sanitizer not installed"
 	exit 0

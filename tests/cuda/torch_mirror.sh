@@ -5,15 +5,7 @@
 # on cairn's side of its kink.
 # Skips when no GPU is visible or no python3 has PyTorch.
 source "$(dirname "$0")/../lib.sh"
-t=$CAIRN_TESTS/test_cuda_ops
-if [ ! -x "$t" ]; then
-	not_ok "torch_mirror: $t not built (make CUDA=1 all)"
-	exit 1
-fi
-if [ "$("$t" --gpu-count)" -lt 1 ]; then
-	skip torch_mirror "no GPU visible"
-	exit 0
-fi
+need_gpu torch_mirror
 mirror=$(dirname "$0")/../integration/torch_mirror.sh
 DEVICE=cuda bash "$mirror"
 rc=$?

@@ -4,11 +4,7 @@
 # name the device, and an unusable device is bad usage.
 source "$(dirname "$0")/../lib.sh"
 idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-probe=$CAIRN_TESTS/test_cuda_ops
-if [ ! -x "$probe" ] || [ "$("$probe" --gpu-count)" -lt 1 ]; then
-	skip train_classifier_cuda "no GPU visible"
-	exit 0
-fi
+need_gpu train_classifier_cuda
 if [ ! -f $idx/train-images-idx3-ubyte.gz ]; then
 	skip train_classifier_cuda "Fashion-MNIST not found in $idx (set FASHION_MNIST)"
 	exit 0
