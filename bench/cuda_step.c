@@ -345,19 +345,20 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 
 /* ---- dump: one pass of a model spec, for PyTorch's mirror ----------------
  * Files in a->out (floats in native byte order): meta.txt (the canonical
- * arch, the precision, the batch, the input and output shapes, then one line per trainable
- * parameter: name and shape n c h w, in the order of the other files),
- * in.bin, params.bin, out.bin, dy.bin (the output gradient given: fixed
- * pseudo-random values over the output's size divided by the batch, so that
- * the loss is sum(out dy)), grads.bin (the parameters' gradients), dx.bin
- * (the input's gradient), the losses on the output (dump_losses), masks.bin
- * (one byte per value of every ReLU or
- * LeakyReLU output in node order: 1 where it is positive). Training mode:
- * batch norm uses the batch's statistics. The masks let the mirror take the
- * same side of every kink: a pre-activation within rounding of 0 may come
- * out positive here and negative there, and that one value's gradient, let
- * through or not, then moves every gradient below it by far more than
- * rounding. */
+ * arch, the precision, the batch, the input and output shapes, then one line
+ * per trainable parameter: name, shape n c h w, and 1 when weight decay
+ * applies, in the order of the other files), in.bin, params.bin, out.bin,
+ * dy.bin (the output gradient given: fixed pseudo-random values over the
+ * output's size divided by the batch, so that the loss is sum(out dy)),
+ * grads.bin (the parameters' gradients), dx.bin (the input's gradient),
+ * masks.bin (one byte per value of every ReLU or LeakyReLU output in node
+ * order: 1 where it is positive), the losses on the output (dump_losses) and
+ * optimizer steps from the weights with the gradients (dump_optim). Training
+ * mode: batch norm uses the batch's statistics. The masks let the mirror
+ * take the same side of every kink: a pre-activation within rounding of 0
+ * may come out positive here and negative there, and that one value's
+ * gradient, let through or not, then moves every gradient below it by far
+ * more than rounding. */
 
 static int dump_write(const char *dir, const char *name, const float *x, size_t n)
 {
@@ -512,6 +513,72 @@ out:
 	return rc;
 }
 
+/* The optimizers on the gradients of the pass: from the dumped weights, each
+ * configuration below takes OPT_STEPS steps of nn_optim_step with the same
+ * gradients (cosine schedule with warmup), for the mirror to repeat with
+ * torch.optim: opt-NAME.bin (the weights after them, as params.bin),
+ * optim.txt (per configuration: name, kind, momentum, nesterov, weight decay,
+ * decoupled, then the learning rate of each step). Weight decay applies to
+ * the parameters meta.txt marks (conv and linear weights). */
+#define OPT_STEPS 5
+
+static int dump_optim(struct nn_net *net, const char *dir)
+{
+	static const struct {
+		const char *name;
+		enum nn_optim_kind kind;
+		float lr, momentum, wd;
+		int nesterov, decoupled;
+	} cfg[] = {{"sgd", NN_OPT_SGD, 0.05f, 0.9f, 1e-2f, 0, 0},
+		   {"nesterov", NN_OPT_SGD, 0.05f, 0.9f, 1e-2f, 1, 0},
+		   {"adam", NN_OPT_ADAM, 1e-3f, 0, 1e-2f, 0, 0},
+		   {"adamw", NN_OPT_ADAM, 1e-3f, 0, 1e-2f, 0, 1}};
+	const struct nn_backend *be = net->be;
+	struct nn_flat *f = &net->flat;
+	float *w0 = mem_alloc(f->n * sizeof(float));
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/optim.txt", dir);
+	FILE *txt = w0 ? fopen(path, "w") : NULL;
+	int rc = txt ? 0 : -1;
+	if (w0)
+		be->download(w0, f->w, f->n * sizeof(float));
+	for (size_t i = 0; !rc && i < sizeof(cfg) / sizeof(cfg[0]); i++) {
+		struct nn_optim o;
+		struct error err;
+		nn_optim_defaults(&o);
+		o.kind = cfg[i].kind, o.lr = cfg[i].lr, o.momentum = cfg[i].momentum;
+		o.wd = cfg[i].wd, o.nesterov = cfg[i].nesterov, o.decoupled = cfg[i].decoupled;
+		o.sched = NN_LR_COSINE, o.warmup = 2, o.total = OPT_STEPS, o.lr_min = 0;
+		be->upload(f->w, w0, f->n * sizeof(float));
+		if (f->m)
+			be->fill(f->m, f->ntrain, 0);
+		if (f->v)
+			be->fill(f->v, f->ntrain, 0);
+		if (nn_optim_init(&o, net, &err) < 0) {
+			fprintf(stderr, "cuda_step: %s\n", err.msg);
+			rc = -1;
+			break;
+		}
+		fprintf(txt, "%s %s %g %d %g %d", cfg[i].name, o.kind == NN_OPT_SGD ? "sgd" : "adam",
+			(double)o.momentum, o.nesterov, (double)o.wd, o.decoupled);
+		for (long t = 0; t < OPT_STEPS; t++) {
+			fprintf(txt, " %.9g", (double)nn_optim_lr(&o, t));
+			nn_optim_step(&o, net);
+		}
+		fputc('\n', txt);
+		snprintf(path, sizeof(path), "opt-%s.bin", cfg[i].name);
+		rc = dump_params(net, dir, path, 0);
+	}
+	if (txt && fclose(txt) != 0)
+		rc = -1;
+	if (rc)
+		fprintf(stderr, "cuda_step: cannot write the optimizer steps in %s\n", dir);
+	else
+		be->upload(f->w, w0, f->n * sizeof(float));
+	mem_free(w0);
+	return rc;
+}
+
 static int dump_meta(const struct nn_net *net, const struct args *a, const struct nn_tensor *in,
 		     const struct nn_tensor *y)
 {
@@ -527,7 +594,8 @@ static int dump_meta(const struct nn_net *net, const struct args *a, const struc
 	for (int i = 0; i < net->nparams; i++) {
 		const struct nn_param *p = &net->params[i];
 		if (p->trainable)
-			fprintf(f, "param %s %d %d %d %d\n", p->name, p->w.n, p->w.c, p->w.h, p->w.w);
+			fprintf(f, "param %s %d %d %d %d %d\n", p->name, p->w.n, p->w.c, p->w.h, p->w.w,
+				p->decay);
 	}
 	if (fclose(f) != 0) {
 		fprintf(stderr, "cuda_step: cannot write %s\n", path);
@@ -569,7 +637,7 @@ static int task_dump(const struct nn_backend *be, const struct args *a)
 		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks(&net, a->out) ||
 		 dump_losses(be, a->out, y, a->batch);
 	nn_net_backward(&net);
-	rc = rc || dump_params(&net, a->out, "grads.bin", 1) ||
+	rc = rc || dump_params(&net, a->out, "grads.bin", 1) || dump_optim(&net, a->out) ||
 	     dump_tensor(be, a->out, "dx.bin", nn_net_input_grad(&net)->data, nin) ||
 	     dump_meta(&net, a, in, y) || check_device(be);
 	if (!rc)

@@ -280,6 +280,38 @@ def check_losses(a, d, load, y, tol):
     return f"losses {'/'.join(n for n, _ in todo)} against PyTorch's within {worst[0]:.1e} (worst: {worst[1]})", ok
 
 
+def check_optim(d, load, params, decay, flat, grads, tol):
+    # cairn's optimizer steps (bench/cuda_step.c dump_optim) against torch.optim's from the
+    # same weights with the same gradients and learning rates, in float64: the relative L2
+    # error of each configuration's total update
+    worst, ok, names = (0.0, ""), True, []
+    for line in open(d("optim.txt")):
+        name, kind, mom, nest, wd, decoupled, *lrs = line.split()
+        mom, nest, wd, decoupled, lrs = float(mom), int(nest), float(wd), int(decoupled), [float(v) for v in lrs]
+        ws = [flat[at:at + n].double().view(p.shape).clone().requires_grad_(True) for p, at, n in params]
+        for w, (p, at, n) in zip(ws, params):
+            w.grad = grads[at:at + n].double().view(p.shape).clone()
+        groups = [{"params": [w for w, dec in zip(ws, decay) if dec], "weight_decay": wd},
+                  {"params": [w for w, dec in zip(ws, decay) if not dec], "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+        if kind == "sgd":
+            opt = torch.optim.SGD(groups, lr=lrs[0], momentum=mom, nesterov=bool(nest))
+        else:
+            opt = (torch.optim.AdamW if decoupled else torch.optim.Adam)(groups, lr=lrs[0], betas=(0.9, 0.999), eps=1e-8)
+        for lr in lrs:
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+        w0 = torch.cat([flat[at:at + n].double() for _, at, n in params])
+        ref = torch.cat([w.detach().reshape(-1) for w in ws]) - w0
+        got = torch.cat([load(f"opt-{name}.bin").double()]) - w0
+        e = ((got - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+        ok = ok and e == e and e <= tol
+        worst = max(worst, (e, name))
+        names.append(name)
+    return f"optimizers {'/'.join(names)} against torch.optim within {worst[0]:.1e} (worst: {worst[1]})", ok
+
+
 def check(a):
     # cairn's pass (bench/cuda_step --task dump) against the mirror's in float64, given the
     # same weights, input, output gradient and ReLU masks, beside the mirror's own error in
@@ -335,11 +367,17 @@ def check(a):
     for _, ec, et in rows:
         ok = ok and ec == ec and ec <= max(tol, factor * et)
     loss_row = check_losses(a, d, load, cairn[0].double().view(batch, oc, oh, ow), 1e-5)
-    ok = ok and loss_row[1]
+    spans, at = [], 0
+    for p in params:
+        spans.append((p, at, p.numel()))
+        at += p.numel()
+    decay = [m[6] == "1" if len(m) > 6 else m[1].endswith(".w") for m in meta if m[0] == "param"]
+    opt_row = check_optim(d, load, spans, decay, flat, load("grads.bin"), 1e-4)
+    ok = ok and loss_row[1] and opt_row[1]
     print(f"torch check {spec} {prec} batch {batch} {c}x{h}x{w}: {len(params)} tensors, {sum(ours)} parameters; "
           f"error against float64, cairn (PyTorch {'bf16 autocast' if bf16 else 'float32'}): " +
           ", ".join(f"{w_} {ec:.1e} ({et:.1e})" for w_, ec, et in rows) +
-          f"; bound max({tol:g}, {factor:g} x PyTorch's); {loss_row[0]}: {'ok' if ok else 'FAILED'}")
+          f"; bound max({tol:g}, {factor:g} x PyTorch's); {loss_row[0]}; {opt_row[0]}: {'ok' if ok else 'FAILED'}")
     if not ok:
         raise SystemExit(1)
 
