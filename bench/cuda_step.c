@@ -351,6 +351,8 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
  * dy.bin (the output gradient given: fixed pseudo-random values over the
  * output's size divided by the batch, so that the loss is sum(out dy)),
  * grads.bin (the parameters' gradients), dx.bin (the input's gradient),
+ * stats.bin (batch norm's running statistics after the pass, as they are
+ * ordered among the parameters: each norm's means, then its variances),
  * masks.bin (one byte per value of every ReLU or LeakyReLU output in node
  * order: 1 where it is positive), the losses on the output (dump_losses) and
  * optimizer steps from the weights with the gradients (dump_optim). Training
@@ -388,24 +390,26 @@ static int dump_tensor(const struct nn_backend *be, const char *dir, const char 
 	return rc;
 }
 
-/* The trainable parameters' values (grads 0) or gradients (1), one file. */
-static int dump_params(struct nn_net *net, const char *dir, const char *name, int grads)
+/* The trainable parameters' values (what 0) or gradients (1), or the
+ * statistics' values (what 2: batch norm's running means and variances), one
+ * file, in the order of the net's parameters. */
+static int dump_params(struct nn_net *net, const char *dir, const char *name, int what)
 {
 	size_t total = 0;
 	for (int i = 0; i < net->nparams; i++)
-		if (net->params[i].trainable)
+		if (net->params[i].trainable == (what < 2))
 			total += nn_tensor_count(&net->params[i].w);
-	float *h = mem_alloc(total * sizeof(float)), *at = h;
+	float *h = mem_alloc((total ? total : 1) * sizeof(float)), *at = h;
 	if (!h) {
 		fprintf(stderr, "cuda_step: out of memory for %zu floats\n", total);
 		return -1;
 	}
 	for (int i = 0; i < net->nparams; i++) {
 		const struct nn_param *p = &net->params[i];
-		if (!p->trainable)
+		if (p->trainable != (what < 2))
 			continue;
 		size_t n = nn_tensor_count(&p->w);
-		net->be->download(at, grads ? p->g.data : p->w.data, n * sizeof(float));
+		net->be->download(at, what == 1 ? p->g.data : p->w.data, n * sizeof(float));
 		at += n;
 	}
 	int rc = dump_write(dir, name, h, total);
@@ -635,6 +639,7 @@ static int task_dump(const struct nn_backend *be, const struct args *a)
 		 dump_params(&net, a->out, "params.bin", 0) ||
 		 dump_tensor(be, a->out, "out.bin", y->data, nout) ||
 		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks(&net, a->out) ||
+		 dump_params(&net, a->out, "stats.bin", 2) ||
 		 dump_losses(be, a->out, y, a->batch);
 	nn_net_backward(&net);
 	rc = rc || dump_params(&net, a->out, "grads.bin", 1) || dump_optim(&net, a->out) ||

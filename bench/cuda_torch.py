@@ -85,10 +85,9 @@ class UNet(nn.Module):
             c = w
         self.head = nn.Conv2d(c, classes, 1)
 
-    def forward_params(self):
-        # in the order cairn creates them: down, then per level up and decoder, head
-        mods = list(self.down) + [m for pair in zip(self.up, self.dec) for m in pair] + [self.head]
-        return [p for m in mods for p in m.parameters()]
+    def forward_modules(self):
+        # in the order cairn creates their nodes: down, then per level up and decoder, head
+        return list(self.down) + [m for pair in zip(self.up, self.dec) for m in pair] + [self.head]
 
     def forward(self, x):
         skips = []
@@ -213,9 +212,19 @@ def build_net(spec, cin, classes, size):
     return patchgan(o["base"], o["layers"], cin)
 
 
+def forward_modules(net):
+    return net.forward_modules() if hasattr(net, "forward_modules") else [net]
+
+
 def forward_params(net):
     # the trainable parameters in the order cairn creates them (bench/cuda_step --task dump)
-    return net.forward_params() if hasattr(net, "forward_params") else list(net.parameters())
+    return [p for m in forward_modules(net) for p in m.parameters()]
+
+
+def forward_stats(net):
+    # batch norm's running means and variances, in cairn's order (stats.bin)
+    bns = [b for m in forward_modules(net) for b in m.modules() if isinstance(b, nn.BatchNorm2d)]
+    return [t for b in bns for t in (b.running_mean, b.running_var)]
 
 
 class Masks:
@@ -347,7 +356,11 @@ def check(a):
     tol = a.tol if a.tol is not None else 1e-2 if bf16 else 1e-4
     factor = a.factor if a.factor is not None else 3 if bf16 else 10
     t32 = mirror_pass(net, params, flat, x, dy, masks, spec, bf16)
+    stats32 = [t.detach().double().clone() for t in forward_stats(net)]
     net64 = net.double()
+    for b in net64.modules():
+        if isinstance(b, nn.BatchNorm2d):
+            b.reset_running_stats()
     t64 = mirror_pass(net64, forward_params(net64), flat.double(), x.double(), dy.double(), masks, spec)
     cg, at, cgrads = load("grads.bin"), 0, []
     for n in ours:
@@ -366,6 +379,21 @@ def check(a):
     rows.append((f"weight gradients (worst: cairn's {worst[2]})", worst[0], worst[1]))
     for _, ec, et in rows:
         ok = ok and ec == ec and ec <= max(tol, factor * et)
+    stats_row = ""
+    if os.path.exists(d("stats.bin")):
+        ref = forward_stats(net64)
+        got = load("stats.bin").double()
+        if got.numel() != sum(t.numel() for t in ref):
+            raise SystemExit(f"check {spec}: stats.bin holds {got.numel()} values, the mirror's batch norms "
+                             f"{sum(t.numel() for t in ref)}: not the same network")
+        worst_s, at = (0.0, 0.0), 0
+        for t, t32 in zip(ref, stats32):  # per tensor: a small group's variance must not hide
+            g = got[at:at + t.numel()]
+            at += t.numel()
+            es, et = err(g, t.reshape(-1)), err(t32.reshape(-1), t.reshape(-1))
+            ok = ok and es == es and es <= max(tol, factor * et)
+            worst_s = max(worst_s, (es, et), key=lambda e: e[0] / max(tol, factor * e[1]))
+        stats_row = f"; batch norm running statistics {worst_s[0]:.1e} ({worst_s[1]:.1e})"
     loss_row = check_losses(a, d, load, cairn[0].double().view(batch, oc, oh, ow), 1e-5)
     spans, at = [], 0
     for p in params:
@@ -376,7 +404,7 @@ def check(a):
     ok = ok and loss_row[1] and opt_row[1]
     print(f"torch check {spec} {prec} batch {batch} {c}x{h}x{w}: {len(params)} tensors, {sum(ours)} parameters; "
           f"error against float64, cairn (PyTorch {'bf16 autocast' if bf16 else 'float32'}): " +
-          ", ".join(f"{w_} {ec:.1e} ({et:.1e})" for w_, ec, et in rows) +
+          ", ".join(f"{w_} {ec:.1e} ({et:.1e})" for w_, ec, et in rows) + stats_row +
           f"; bound max({tol:g}, {factor:g} x PyTorch's); {loss_row[0]}; {opt_row[0]}: {'ok' if ok else 'FAILED'}")
     if not ok:
         raise SystemExit(1)
