@@ -354,8 +354,9 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
  * stats.bin (batch norm's running statistics after the pass, as they are
  * ordered among the parameters: each norm's means, then its variances),
  * masks.bin (one byte per value of every ReLU or LeakyReLU output in node
- * order: 1 where it is positive), the losses on the output (dump_losses) and
- * optimizer steps from the weights with the gradients (dump_optim). Training
+ * order: 1 where it is positive), the losses on the output (dump_losses),
+ * optimizer steps from the weights with the gradients (dump_optim) and a
+ * pass in evaluation mode (dump_eval). Training
  * mode: batch norm uses the batch's statistics. The masks let the mirror
  * take the same side of every kink: a pre-activation within rounding of 0
  * may come out positive here and negative there, and that one value's
@@ -418,10 +419,10 @@ static int dump_params(struct nn_net *net, const char *dir, const char *name, in
 }
 
 /* 1 where a ReLU or LeakyReLU output is positive, every such node in order. */
-static int dump_masks(struct nn_net *net, const char *dir)
+static int dump_masks(struct nn_net *net, const char *dir, const char *name)
 {
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/masks.bin", dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	FILE *f = fopen(path, "wb");
 	int ok = f != NULL;
 	for (int i = 1; ok && i < net->nnodes; i++) {
@@ -583,6 +584,18 @@ static int dump_optim(struct nn_net *net, const char *dir)
 	return rc;
 }
 
+/* A forward pass in evaluation mode (batch norm with the running statistics
+ * the training pass updated): eval.bin and its ReLU masks, eval-masks.bin. */
+static int dump_eval(struct nn_net *net, const char *dir, int n)
+{
+	nn_net_train(net, 0);
+	const struct nn_tensor *y = nn_net_forward(net, n);
+	int rc = dump_tensor(net->be, dir, "eval.bin", y->data, (size_t)n * y->c * y->h * y->w) ||
+		 dump_masks(net, dir, "eval-masks.bin");
+	nn_net_train(net, 1);
+	return rc;
+}
+
 static int dump_meta(const struct nn_net *net, const struct args *a, const struct nn_tensor *in,
 		     const struct nn_tensor *y)
 {
@@ -638,11 +651,12 @@ static int task_dump(const struct nn_backend *be, const struct args *a)
 	int rc = dump_tensor(be, a->out, "in.bin", x, nin) ||
 		 dump_params(&net, a->out, "params.bin", 0) ||
 		 dump_tensor(be, a->out, "out.bin", y->data, nout) ||
-		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks(&net, a->out) ||
+		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks(&net, a->out, "masks.bin") ||
 		 dump_params(&net, a->out, "stats.bin", 2) ||
 		 dump_losses(be, a->out, y, a->batch);
 	nn_net_backward(&net);
 	rc = rc || dump_params(&net, a->out, "grads.bin", 1) || dump_optim(&net, a->out) ||
+	     dump_eval(&net, a->out, a->batch) ||
 	     dump_tensor(be, a->out, "dx.bin", nn_net_input_grad(&net)->data, nin) ||
 	     dump_meta(&net, a, in, y) || check_device(be);
 	if (!rc)

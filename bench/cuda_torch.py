@@ -15,7 +15,7 @@
 #                 wrote to DIR, given its weights and input: do its output, weight and
 #                 input gradients match cairn's? (tests/integration/torch_mirror.sh)
 # --device cpu runs any of them on the CPU (the checks; the timings then mean little).
-import argparse, os, shlex, sys, time
+import argparse, copy, os, shlex, sys, time
 import torch
 import torch.nn as nn
 
@@ -238,17 +238,9 @@ class Masks:
         return self.m[self.at - n:self.at]
 
 
-def mirror_pass(net, params, flat, x, dy, masks, spec, bf16=False):
-    # forward with cairn's weights and ReLU masks (bf16: under autocast), backward from dy:
-    # output, input gradient, the parameters' gradients (in cairn's order)
+def mirror_forward(net, x, masks, spec, bf16):
+    # net(x) with cairn's ReLU masks (bf16: under autocast)
     global MASKS
-    with torch.no_grad():
-        at = 0
-        for p in params:
-            p.copy_(flat[at:at + p.numel()].view(p.shape))
-            p.grad = None
-            at += p.numel()
-    x = x.clone().requires_grad_(True)
     MASKS = Masks(masks)
     try:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -258,6 +250,20 @@ def mirror_pass(net, params, flat, x, dy, masks, spec, bf16=False):
                              f"{masks.numel()} ReLU outputs: not the same network")
     finally:
         MASKS = None
+    return y
+
+
+def mirror_pass(net, params, flat, x, dy, masks, spec, bf16=False):
+    # forward with cairn's weights and ReLU masks (bf16: under autocast), backward from dy:
+    # output, input gradient, the parameters' gradients (in cairn's order)
+    with torch.no_grad():
+        at = 0
+        for p in params:
+            p.copy_(flat[at:at + p.numel()].view(p.shape))
+            p.grad = None
+            at += p.numel()
+    x = x.clone().requires_grad_(True)
+    y = mirror_forward(net, x, masks, spec, bf16)
     y.backward(dy.view(y.shape).to(y.dtype))
     return y.detach().reshape(-1), x.grad.reshape(-1), [p.grad.reshape(-1) for p in params]
 
@@ -357,7 +363,7 @@ def check(a):
     factor = a.factor if a.factor is not None else 3 if bf16 else 10
     t32 = mirror_pass(net, params, flat, x, dy, masks, spec, bf16)
     stats32 = [t.detach().double().clone() for t in forward_stats(net)]
-    net64 = net.double()
+    net64 = copy.deepcopy(net).double()
     for b in net64.modules():
         if isinstance(b, nn.BatchNorm2d):
             b.reset_running_stats()
@@ -394,6 +400,15 @@ def check(a):
             ok = ok and es == es and es <= max(tol, factor * et)
             worst_s = max(worst_s, (es, et), key=lambda e: e[0] / max(tol, factor * e[1]))
         stats_row = f"; batch norm running statistics {worst_s[0]:.1e} ({worst_s[1]:.1e})"
+    if os.path.exists(d("eval.bin")):
+        # evaluation mode after the pass: batch norm with the running statistics
+        # each side has just updated, the ReLUs on cairn's side (eval-masks.bin)
+        em = load("eval-masks.bin", torch.bool)
+        with torch.no_grad():
+            e32 = mirror_forward(net.eval(), x, em, spec, bf16).reshape(-1)
+            e64 = mirror_forward(net64.eval(), x.double(), em, spec, False).reshape(-1)
+        rows.append(("evaluation output", err(load("eval.bin"), e64), err(e32, e64)))
+        ok = ok and rows[-1][1] == rows[-1][1] and rows[-1][1] <= max(tol, factor * rows[-1][2])
     loss_row = check_losses(a, d, load, cairn[0].double().view(batch, oc, oh, ow), 1e-5)
     spans, at = [], 0
     for p in params:
