@@ -98,6 +98,10 @@ for prec in fp32 bf16; do
 	cairn --precision $prec $cnn
 	torch --precision $prec $cnn
 done
+# last (PyTorch alone, so that a slow cuDNN search here costs no other
+# figure): ResNet-50 in PyTorch's faster layout for tensor cores, beside the
+# goal's eager NCHW figure (cairn keeps NCHW)
+torch --arch $r50arch --precision bf16 --channels-last $r50
 if [ $torch = 1 ]; then
 	echo "== cuda: PyTorch, the same figures in the same order =="
 	args=()

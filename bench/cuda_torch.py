@@ -6,6 +6,7 @@
 # the U-Net's 3x3 convolutions (forward + backward) and a square matmul.
 # Usage:
 #   cuda_torch.py --arch SPEC --batch N --size S --channels C --classes K --precision fp32|tf32|bf16
+#                 [--channels-last]
 #                 SPEC: a cairn model spec of a mirrored family (cnn, unet, resnet with
 #                 bottleneck=4, cyclegan, patchgan), options as in nn/model.c
 #   cuda_torch.py --task cyclegan|conv|gemm --precision P [--batch 8] [--size 8192]
@@ -554,6 +555,7 @@ def run_one(argv):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--task", default="step")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--channels-last", action="store_true")
     p.add_argument("--check")
     p.add_argument("--tol", type=float)
     p.add_argument("--factor", type=float)
@@ -576,8 +578,11 @@ def run_one(argv):
               f"3x{a.size}x{a.size}: {dt * 1e3:.3f} ms/step, {a.batch / dt:.1f} images/s (loss {loss.item():.4f})")
         return
     net = build_net(a.arch, a.channels, a.classes, a.size).to(dev)
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     x = torch.rand(a.batch, a.channels, a.size, a.size, device=dev) - 0.5
+    layout = ""
+    if a.channels_last:  # PyTorch's faster layout for tensor cores (cairn keeps NCHW)
+        net, x, layout = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last), " channels_last"
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     with torch.no_grad():
         out = net(x)
     y = (torch.arange(out.numel() // out.shape[1], device=dev) % out.shape[1]).view(
@@ -593,7 +598,7 @@ def run_one(argv):
         return loss
 
     dt, loss = timed(step, a)
-    print(f"torch {dev.type} {a.precision} {a.arch} batch {a.batch} {a.channels}x{a.size}x{a.size}: "
+    print(f"torch {dev.type} {a.precision}{layout} {a.arch} batch {a.batch} {a.channels}x{a.size}x{a.size}: "
           f"{dt * 1e3:.3f} ms/step, {a.batch / dt:.0f} images/s (loss {loss.item():.4f})")
 
 
