@@ -3,7 +3,8 @@
 # + OpenBLAS, against the sgemm peak of this machine and against oneDNN, timed
 # in turns), one U-Net training step (batch 8, 256x256): images/s and peak
 # RSS; then whole training steps (two CNNs, the U-Net) beside PyTorch on the
-# CPU. Figures and the command that made them: docs/benchmarks.md, "nn".
+# CPU, and the Fashion-MNIST training stage beside the PyTorch script it
+# replaces. Figures and the command that made them: docs/benchmarks.md, "nn".
 set -u
 : "${CAIRN_BENCH:?run through make bench}"
 if [ "${1:-}" = --cuda ]; then
@@ -44,3 +45,28 @@ for args in "--arch cnn:widths=16-32,convs=2 $cnn" "--arch cnn $cnn" "--arch une
 	"$CAIRN_BENCH/cuda_step" --device cpu $args
 	OMP_NUM_THREADS=$(nproc) "$py" "$here/cuda_torch.py" --device cpu --precision fp32 $args
 done
+
+# The whole training stage beside the PyTorch script it replaces
+# (bench/torch_classifier.py: cairn-train-classifier's recipe, network and
+# initialization): Fashion-MNIST, NN_BENCH_EPOCHS epochs (3), test accuracy
+# and training time.
+idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+epochs=${NN_BENCH_EPOCHS:-3}
+echo "== nn: Fashion-MNIST training, $epochs epochs: cairn-train-classifier and the PyTorch script =="
+if [ ! -f "$idx/train-images-idx3-ubyte.gz" ]; then
+	echo "   SKIP no Fashion-MNIST in $idx (apt-get install dataset-fashion-mnist, or set FASHION_MNIST)"
+	exit 0
+fi
+tmp=$(mktemp -d /tmp/cairn-bench-nn.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+"$CAIRN_BIN/cairn-dataset" import-idx --images "$idx/train-images-idx3-ubyte.gz" \
+	--labels "$idx/train-labels-idx1-ubyte.gz" --out "$tmp/train.ds" >/dev/null &&
+	"$CAIRN_BIN/cairn-dataset" import-idx --images "$idx/t10k-images-idx3-ubyte.gz" \
+		--labels "$idx/t10k-labels-idx1-ubyte.gz" --out "$tmp/test.ds" >/dev/null || exit 1
+"$CAIRN_BIN/cairn-train-classifier" --train "$tmp/train.ds" --test "$tmp/test.ds" --epochs "$epochs" \
+	--out "$tmp/run" >/dev/null 2>"$tmp/train.log" || { cat "$tmp/train.log"; exit 1; }
+python3 -c "
+import json; m = json.load(open('$tmp/run/metrics.json'))
+print(f\"cairn cpu classifier {m['arch']} $epochs epochs: test accuracy {m['test_accuracy']:.4f}, \"
+      f\"training {m['train_time_s']:.1f} s ({m['train_images_per_s']:.0f} images/s)\")"
+OMP_NUM_THREADS=$(nproc) "$py" "$here/torch_classifier.py" --data "$idx" --epochs "$epochs"
