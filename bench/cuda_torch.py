@@ -432,14 +432,16 @@ def set_requires_grad(nets, flag):
             p.requires_grad_(flag)
 
 
-def cyclegan_step_fn(a, dev):
-    # Zhu et al.'s optimize_parameters: LSGAN, cycle 10, identity 5, Adam(2e-4, 0.5)
-    ga, gb = cyclegan_generator().to(dev), cyclegan_generator().to(dev)
-    da, db = patchgan().to(dev), patchgan().to(dev)
+def cyclegan_step_fn(a, dev, nets=None, reals=None, parts=None):
+    # Zhu et al.'s optimize_parameters: LSGAN, cycle 10, identity 5, Adam(2e-4, 0.5);
+    # nets (G_A, G_B, D_A, D_B) and reals (A, B) given by --check-cyclegan, else fresh;
+    # parts: a list that gets the step's ten losses in cuda_step's order (cg_dump)
+    ga, gb, da, db = nets or (cyclegan_generator().to(dev), cyclegan_generator().to(dev),
+                              patchgan().to(dev), patchgan().to(dev))
     og = torch.optim.Adam(list(ga.parameters()) + list(gb.parameters()), lr=2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(list(da.parameters()) + list(db.parameters()), lr=2e-4, betas=(0.5, 0.999))
-    real_a = torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1
-    real_b = torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1
+    real_a, real_b = reals or (torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1,
+                               torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1)
     mse, l1 = nn.MSELoss(), nn.L1Loss()
     auto = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
 
@@ -455,21 +457,81 @@ def cyclegan_step_fn(a, dev):
         set_requires_grad([da, db], False)
         og.zero_grad(set_to_none=True)
         with torch.autocast(**auto):
-            loss_g = (l1(ga(real_b), real_b) * 5 + l1(gb(real_a), real_a) * 5 + gan(db(fake_b), True)
-                      + gan(da(fake_a), True) + l1(rec_a, real_a) * 10 + l1(rec_b, real_b) * 10)
+            g = [gan(db(fake_b), True), gan(da(fake_a), True), l1(rec_a, real_a), l1(rec_b, real_b),
+                 l1(ga(real_b), real_b), l1(gb(real_a), real_a)]
+            loss_g = g[0] + g[1] + (g[2] + g[3]) * 10 + (g[4] + g[5]) * 5
         loss_g.backward()
         og.step()
         set_requires_grad([da, db], True)
         od.zero_grad(set_to_none=True)
         with torch.autocast(**auto):
-            loss_da = (gan(da(real_a), True) + gan(da(fake_a.detach()), False)) * 0.5
-            loss_db = (gan(db(real_b), True) + gan(db(fake_b.detach()), False)) * 0.5
+            d = [gan(da(real_a), True), gan(da(fake_a.detach()), False), gan(db(real_b), True),
+                 gan(db(fake_b.detach()), False)]
+            loss_da, loss_db = (d[0] + d[1]) * 0.5, (d[2] + d[3]) * 0.5
         loss_da.backward()
         loss_db.backward()
         od.step()
+        if parts is not None:
+            parts.extend(v.item() for v in g + d)
         return loss_g
 
     return step
+
+
+def check_cyclegan(a):
+    # bench/cuda_step --task cyclegan --out DIR: cairn's CycleGAN step from its weights and
+    # images against the reference step (cyclegan_step_fn) in float64 from the same: the ten
+    # losses (relative error) and each module's weight update (relative L2; Adam's first step
+    # moves each weight by about lr in the direction of its gradient's sign)
+    d = lambda name: os.path.join(a.check_cyclegan, name)
+    kv = {line.split()[0]: line.split()[1:] for line in open(d("cyclegan.txt"))}
+    size, batch = int(kv["size"][0]), int(kv["batch"][0])
+    load = lambda name: torch.from_file(d(name), size=os.path.getsize(d(name)) // 4, dtype=torch.float32).double()
+    nets = [cyclegan_generator().double(), cyclegan_generator().double(), patchgan().double(), patchgan().double()]
+    names = ["G_A", "G_B", "D_A", "D_B"]
+    before = []
+    for net, name in zip(nets, names):
+        w, ps = load(f"{name}.bin"), list(net.parameters())
+        if w.numel() != sum(p.numel() for p in ps):
+            raise SystemExit(f"check-cyclegan: {name}.bin holds {w.numel()} values, the mirror {sum(p.numel() for p in ps)}")
+        with torch.no_grad():
+            at = 0
+            for p in ps:
+                p.copy_(w[at:at + p.numel()].view(p.shape))
+                at += p.numel()
+        before.append(w)
+    reals = [load("real_A.bin").view(batch, 3, size, size), load("real_B.bin").view(batch, 3, size, size)]
+    parts = []
+    a.precision = "fp32"
+    global MASKS
+    masks = torch.from_file(d("masks.bin"), size=os.path.getsize(d("masks.bin")), dtype=torch.bool)
+    MASKS = Masks(masks)  # every ReLU on cairn's side of its kink, as in check
+    try:
+        cyclegan_step_fn(a, torch.device("cpu"), nets, reals, parts)()
+        if MASKS.at != masks.numel():
+            raise SystemExit(f"check-cyclegan: the reference step used {MASKS.at} of cairn's {masks.numel()} "
+                             "ReLU outputs: not the same step")
+    finally:
+        MASKS = None
+    theirs = [float(v) for v in kv["losses"]]
+    loss_err = max(abs(x - y) / max(abs(y), 1e-30) for x, y in zip(theirs, parts))
+    upd = []
+    for net, name, w0 in zip(nets, names, before):
+        ref = torch.cat([p.detach().reshape(-1) for p in net.parameters()]) - w0
+        got = load(f"{name}-after.bin") - w0
+        # where the gradient is within rounding of 0 (a conv bias before a norm has none,
+        # a weight whose uses cancel), Adam's first step, lr g / (|g| + eps), is rounding
+        # amplified to a full step on either side: compare where |g| > 1e-3 rms(g)
+        g = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+        m = g.abs() > 1e-3 * g.pow(2).mean().sqrt()
+        upd.append(((got - ref)[m].norm() / ref[m].norm().clamp_min(1e-300)).item())
+        upd[-1] = (upd[-1], m.float().mean().item())
+    ok = loss_err <= a.tol_losses and all(e == e and e <= a.tol_update for e, _ in upd)
+    print(f"torch check-cyclegan batch {batch} 3x{size}x{size}: the ten losses within {loss_err:.1e} of "
+          f"PyTorch's in float64; weight updates " + ", ".join(f"{n} {e:.1e} (over {f:.2%} of it)" for n, (e, f) in zip(names, upd)) +
+          f" (bounds {a.tol_losses:g}, {a.tol_update:g}): {'ok' if ok else 'FAILED'}")
+    if not ok:
+        raise SystemExit(1)
 
 
 def sync():
@@ -557,6 +619,9 @@ def run_one(argv):
     p.add_argument("--device", default="cuda")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--check")
+    p.add_argument("--check-cyclegan")
+    p.add_argument("--tol-losses", type=float, default=1e-4)
+    p.add_argument("--tol-update", type=float, default=1e-4)
     p.add_argument("--tol", type=float)
     p.add_argument("--factor", type=float)
     a = p.parse_args(argv)
@@ -568,6 +633,8 @@ def run_one(argv):
     if a.check:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         return check(a)
+    if a.check_cyclegan:
+        return check_cyclegan(a)
     if a.task == "conv":
         return conv_task(a, dev)
     if a.task == "gemm":

@@ -941,9 +941,48 @@ struct nn_param *nn_net_param(struct nn_net *net, const char *name)
 	return NULL;
 }
 
+int nn_net_share_weights(struct nn_net *net, struct nn_net *src, struct error *err)
+{
+	struct nn_flat *f = &net->flat;
+	const struct nn_flat *s = &src->flat;
+	if (!net->finished || !src->finished || net == src)
+		return error_set(err, "net: sharing weights needs two finished nets");
+	if (net->be != src->be || strcmp(net->arch ? net->arch : "", src->arch ? src->arch : "") ||
+	    net->nparams != src->nparams || f->n != s->n || f->ntrain != s->ntrain ||
+	    net->nodes[0].c != src->nodes[0].c || net->nodes[0].h != src->nodes[0].h ||
+	    net->nodes[0].w != src->nodes[0].w)
+		return error_set(err, "net: cannot share weights between '%s' (%dx%dx%d) and '%s' (%dx%dx%d): "
+				      "not the same network on the same backend",
+				 net->arch ? net->arch : "?", net->nodes[0].c, net->nodes[0].h,
+				 net->nodes[0].w, src->arch ? src->arch : "?", src->nodes[0].c,
+				 src->nodes[0].h, src->nodes[0].w);
+	if (net->shares_weights)
+		return error_set(err, "net: '%s' already shares another net's weights", net->arch);
+	if (f->w) {
+		if (net->be->params_ready)
+			net->be->params_ready(f->w, 0);
+		net->be->free(f->w);
+	}
+	f->w = s->w;
+	for (int i = 0; i < net->nparams; i++) {
+		struct nn_param *p = &net->params[i];
+		nn_tensor_view(&p->w, net->be, f->w + p->off, p->w.n, p->w.c, p->w.h, p->w.w);
+	}
+	net->shares_weights = 1;
+	return 0;
+}
+
+void nn_net_add_grads(struct nn_net *dst, const struct nn_net *src)
+{
+	if (dst->flat.ntrain && dst->flat.ntrain == src->flat.ntrain)
+		dst->be->axpy(dst->flat.ntrain, 1, src->flat.g, dst->flat.g);
+}
+
 void nn_net_release(struct nn_net *net)
 {
 	struct nn_flat *f = &net->flat;
+	if (net->shares_weights)
+		f->w = NULL; /* its owner's */
 	if (f->w && net->be->params_ready)
 		net->be->params_ready(f->w, 0);
 	float *bufs[4] = {f->w, f->g, f->m, f->v};

@@ -84,6 +84,7 @@ struct nn_net {
 	float *scratch;
 	unsigned char *written;
 	int input_grad;         /* nn_net_want_input_grad */
+	int shares_weights;     /* flat.w is another net's (nn_net_share_weights) */
 	int failed;
 	struct error build_err;
 };
@@ -144,6 +145,18 @@ long long nn_net_param_count(const struct nn_net *net);
 double nn_net_macs(const struct nn_net *net);
 /* Bytes of the prepared arena (activations + gradients + workspace). */
 size_t nn_net_arena_bytes(const struct nn_net *net);
+/* One module used several times in a step (a CycleGAN generator translates,
+ * reconstructs and maps to itself): a net keeps one set of activations, so
+ * each use is a net of its own, and these make them one module. After both
+ * are finished, nn_net_share_weights makes net compute with src's weights
+ * (and statistics) instead of its own: the same spec and input shape, -1
+ * with a message otherwise. net keeps its own gradients: after the backward
+ * passes of every use, nn_net_add_grads(src, net) adds net's into src's, and
+ * src's optimizer updates the weights every use reads (PyTorch's autograd
+ * sums a module's uses the same way). Release net before src; net's release
+ * leaves the weights alone. */
+int nn_net_share_weights(struct nn_net *net, struct nn_net *src, struct error *err);
+void nn_net_add_grads(struct nn_net *dst, const struct nn_net *src);
 /* A parameter by name, or NULL. */
 struct nn_param *nn_net_param(struct nn_net *net, const char *name);
 

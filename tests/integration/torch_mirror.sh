@@ -81,6 +81,22 @@ mirror resnet resnet 1 28 3 10
 mirror resnext resnext 3 32 2 5
 mirror cyclegan-generator cyclegan 3 64 1 3
 mirror patchgan patchgan 3 64 2 2
+# bench/cuda.sh's CycleGAN step (two ResNet-9-block generators, two
+# PatchGANs, each used three times with tied weights) against the reference
+# step of Zhu et al. in float64 from the same weights and images: its ten
+# losses and each module's Adam update (bench/cuda_torch.py --check-cyclegan)
+mkdir -p "$T/cyclegan"
+if "$step" --device "$device" --precision "$precision" --task cyclegan --size 32 --batch 1 \
+	--out "$T/cyclegan" >"$T/cyclegan.dump" 2>&1; then
+	"$py" "$ROOT/bench/cuda_torch.py" --check-cyclegan "$T/cyclegan" >"$T/cyclegan.out" 2>&1
+	rc=$?
+	sed 's/^/# /' "$T/cyclegan.out"
+	check_eq "the CycleGAN step ($device, $precision) against the reference step" "$rc" 0
+else
+	not_ok "cuda_step --task cyclegan --out failed"
+	sed 's/^/#   /' "$T/cyclegan.dump"
+fi
+rm -rf "$T/cyclegan"
 grep -h "parameters" "$T"/small-cnn.dump "$T"/resnet50.dump | sed 's/^/# /'
 check_grep "issue #8's small CNN has 421,738 parameters" " 421738 parameters" "$T/small-cnn.dump"
 check_grep "ResNet-50 has 25,557,032 parameters at 1000 classes (23,528,522 at 10)" \

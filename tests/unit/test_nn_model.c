@@ -243,6 +243,80 @@ static void test_input_gradient(void)
 	nn_net_release(&net);
 }
 
+/* Two uses of one module (nn_net_share_weights): a CycleGAN generator (instance
+ * norm: every sample on its own) run as two tied nets of batch 1 on a and b
+ * gives the outputs and, summed with nn_net_add_grads, the weight gradients of
+ * one net on the batch [a; b]; after the owner's optimizer step both compute
+ * with the new weights; a net of another spec is refused. */
+static double max_rel(const float *a, const float *b, size_t n)
+{
+	double m = 0, e = 0;
+	for (size_t i = 0; i < n; i++) {
+		m = fmax(m, fabs(b[i]));
+		e = fmax(e, fabs(a[i] - b[i]));
+	}
+	return e / fmax(m, 1e-30);
+}
+
+static void test_shared_weights(void)
+{
+	const struct nn_backend *be = nn_backend_cpu();
+	const char *spec = "cyclegan:base=4,blocks=1";
+	struct nn_net one, u[2], other;
+	struct error err;
+	CHECK(nn_model_build(&one, be, spec, 3, 16, 16, 3, 5, &err) == 0 && nn_net_prepare(&one, 2, &err) == 0);
+	for (int k = 0; k < 2; k++)
+		CHECK(nn_model_build(&u[k], be, spec, 3, 16, 16, 3, 7 + k, &err) == 0 &&
+		      nn_net_prepare(&u[k], 1, &err) == 0);
+	/* u[0] takes one's weights, u[1] shares u[0]'s */
+	memcpy(u[0].flat.w, one.flat.w, one.flat.n * sizeof(float));
+	CHECK(nn_net_share_weights(&u[1], &u[0], &err) == 0);
+	CHECK(u[1].flat.w == u[0].flat.w && u[1].params[0].w.data == u[0].params[0].w.data);
+	CHECK(nn_net_share_weights(&u[1], &u[0], &err) < 0);
+	size_t img = 3 * 16 * 16;
+	float *x = nn_net_input(&one)->data;
+	for (size_t i = 0; i < 2 * img; i++)
+		x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1;
+	memcpy(nn_net_input(&u[0])->data, x, img * sizeof(float));
+	memcpy(nn_net_input(&u[1])->data, x + img, img * sizeof(float));
+	const struct nn_tensor *y = nn_net_forward(&one, 2);
+	const struct nn_tensor *y0 = nn_net_forward(&u[0], 1), *y1 = nn_net_forward(&u[1], 1);
+	CHECK(max_rel(y0->data, y->data, img) < 1e-6 && max_rel(y1->data, y->data + img, img) < 1e-6);
+	float *dy = nn_net_output_grad(&one)->data;
+	for (size_t i = 0; i < 2 * img; i++)
+		dy[i] = (float)((i * 40503u) % 100) / 50.0f - 1;
+	memcpy(nn_net_output_grad(&u[0])->data, dy, img * sizeof(float));
+	memcpy(nn_net_output_grad(&u[1])->data, dy + img, img * sizeof(float));
+	nn_net_backward(&one);
+	nn_net_backward(&u[0]);
+	nn_net_backward(&u[1]);
+	double before = max_rel(u[0].flat.g, one.flat.g, one.flat.ntrain);
+	nn_net_add_grads(&u[0], &u[1]);
+	double after = max_rel(u[0].flat.g, one.flat.g, one.flat.ntrain);
+	printf("# weight gradients of two tied uses against one net on both: %.2g apart, %.2g summed\n",
+	       before, after);
+	CHECK(before > 0.1 && after < 1e-5);
+	/* an update of the owner's weights is the other's too */
+	struct nn_optim o;
+	nn_optim_defaults(&o);
+	CHECK(nn_optim_init(&o, &u[0], &err) == 0);
+	nn_optim_step(&o, &u[0]);
+	memcpy(nn_net_input(&u[1])->data, x, img * sizeof(float));
+	y0 = nn_net_forward(&u[0], 1);
+	float *keep = malloc(img * sizeof(float));
+	memcpy(keep, y0->data, img * sizeof(float));
+	y1 = nn_net_forward(&u[1], 1);
+	CHECK(max_rel(y1->data, keep, img) == 0 && max_rel(keep, y->data, img) > 1e-3);
+	free(keep);
+	CHECK(nn_model_build(&other, be, "cyclegan:base=8,blocks=1", 3, 16, 16, 3, 1, &err) == 0);
+	CHECK(nn_net_share_weights(&other, &u[0], &err) < 0);
+	CHECK(strstr(err.msg, "not the same network") != NULL);
+	nn_net_release(&other);
+	nn_net_release(&u[1]); /* first: it leaves the weights to their owner */
+	nn_net_release(&u[0]);
+	nn_net_release(&one);
+}
+
 static void test_spec_errors(void)
 {
 	struct nn_net net;
@@ -616,6 +690,7 @@ int main(void)
 	RUN(test_shared_gradient_buffers);
 	RUN(test_fused_norm_act);
 	RUN(test_input_gradient);
+	RUN(test_shared_weights);
 	RUN(test_spec_errors);
 	RUN(test_checkpoint_round_trip);
 	RUN(test_checkpoint_errors);
