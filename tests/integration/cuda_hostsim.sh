@@ -96,6 +96,21 @@ for p in fp32 bf16; do
 	sed -E 's/^(ok|not ok) - /\1 - simulated runtime: PyTorch mirror /' $T/mirror.out
 	check_eq "PyTorch mirror over the simulated runtime, $p: exit status" "$rc" 0
 done
+# the CycleGAN step (tied uses, graph-free) against the reference step in
+# float64: 25 s here, minutes under ASan, where the op tests above cover it
+py=$(for p in python3 /usr/bin/python3; do "$p" -c "import torch" 2>/dev/null && echo "$p" && break; done)
+case $CAIRN_TESTS in */asan/*) py= ;; esac
+if [ -n "$py" ]; then
+	mkdir -p $T/cyclegan
+	$T/cuda_step --device cuda --precision fp32 --task cyclegan --size 32 --batch 1 --out $T/cyclegan >$T/cg.out 2>&1 &&
+		"$py" $ROOT/bench/cuda_torch.py --check-cyclegan $T/cyclegan >>$T/cg.out 2>&1
+	rc=$?
+	sed 's/^/# /' $T/cg.out
+	check_eq "the CycleGAN step over the simulated runtime against the reference step" "$rc" 0
+	rm -rf $T/cyclegan
+else
+	skip "the CycleGAN step over the simulated runtime" "no PyTorch, or under ASan"
+fi
 
 # cairn-train-classifier --device cuda end to end: loader batches in pinned
 # memory, uploads, a step graph, evaluation; against --device cpu, same seed
