@@ -418,7 +418,7 @@ def check(a):
     decay = [m[6] == "1" if len(m) > 6 else m[1].endswith(".w") for m in meta if m[0] == "param"]
     opt_row = check_optim(d, load, spans, decay, flat, load("grads.bin"), 1e-4)
     ok = ok and loss_row[1] and opt_row[1]
-    print(f"torch check {spec} {prec} batch {batch} {c}x{h}x{w}: {len(params)} tensors, {sum(ours)} parameters; "
+    print(f"torch check [{os.path.basename(os.path.normpath(a.check))}] {spec} {prec} batch {batch} {c}x{h}x{w}: {len(params)} tensors, {sum(ours)} parameters; "
           f"error against float64, cairn (PyTorch {'bf16 autocast' if bf16 else 'float32'}): " +
           ", ".join(f"{w_} {ec:.1e} ({et:.1e})" for w_, ec, et in rows) + stats_row +
           f"; bound max({tol:g}, {factor:g} x PyTorch's); {loss_row[0]}; {opt_row[0]}: {'ok' if ok else 'FAILED'}")
@@ -527,7 +527,7 @@ def check_cyclegan(a):
         upd.append(((got - ref)[m].norm() / ref[m].norm().clamp_min(1e-300)).item())
         upd[-1] = (upd[-1], m.float().mean().item())
     ok = loss_err <= a.tol_losses and all(e == e and e <= a.tol_update for e, _ in upd)
-    print(f"torch check-cyclegan batch {batch} 3x{size}x{size}: the ten losses within {loss_err:.1e} of "
+    print(f"torch check-cyclegan [{os.path.basename(os.path.normpath(a.check_cyclegan))}] batch {batch} 3x{size}x{size}: the ten losses within {loss_err:.1e} of "
           f"PyTorch's in float64; weight updates " + ", ".join(f"{n} {e:.1e} (over {f:.2%} of it)" for n, (e, f) in zip(names, upd)) +
           f" (bounds {a.tol_losses:g}, {a.tol_update:g}): {'ok' if ok else 'FAILED'}")
     if not ok:

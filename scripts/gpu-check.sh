@@ -79,7 +79,7 @@ fi
 # runs alone, under its own limit, its TAP lines kept
 part 10-ops 60 bash tests/cuda/ops.sh
 part 20-memcheck 80 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
-part 30-train 120 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
-part 35-mirror 60 bash tests/cuda/torch_mirror.sh
+part 30-train 105 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
+part 35-mirror 75 bash tests/cuda/torch_mirror.sh
 part 40-bench 220 bash bench/cuda.sh --cuda
 echo "total $((SECONDS - t_start))s" | tee -a "$OUT/summary.txt"

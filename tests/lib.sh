@@ -15,7 +15,11 @@ _cleanup() {
 trap _cleanup EXIT
 
 ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; }
+not_ok() {
+	echo "not ok - $*"
+	failed=1 # a script may end with `exit $failed`
+}
+failed=0
 skip() { echo "ok - $1 # SKIP $2"; }
 # check NAME CMD...: ok when CMD succeeds.
 check() {
