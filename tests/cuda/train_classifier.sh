@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cairn-train-classifier --device cuda on Fashion-MNIST against --device cpu,
 # same seed: test accuracy within 0.5 points (issue #8). Also: the metrics
-# name the device, and an unusable device is bad usage.
+# name the device, and an unusable device is bad usage; reported beside: the
+# PyTorch script the stage replaces, on the GPU.
 source "$(dirname "$0")/../lib.sh"
 idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 need_gpu train_classifier_cuda
@@ -45,3 +46,10 @@ check_grep "the error says what was asked and what is free" "asked [0-9]+ bytes.
 check "no metrics.json after out of memory" test ! -e $T/oom/metrics.json
 check "no checkpoint after out of memory" test ! -e $T/oom/model.ckpt
 check_rc "no GPU is bad usage" 2 env CUDA_VISIBLE_DEVICES= cairn-train-classifier --train $T/train.ds --test $T/test.ds --device cuda --out $T/none
+# the PyTorch script the stage replaces, on the GPU, the same recipe and
+# epochs (bench/torch_classifier.py): reported beside cairn's, not checked
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+	timeout 60 python3 "$ROOT/bench/torch_classifier.py" --data "$idx" --epochs $epochs --device cuda 2>&1 |
+		sed 's/^/# /'
+	python3 -c "import json; m = json.load(open('$T/gpu/metrics.json')); print('# cairn cuda classifier %s $epochs epochs: test accuracy %.4f, training %.1f s (%.0f images/s)' % (m['arch'], m['test_accuracy'], m['train_time_s'], m['train_images_per_s']))"
+fi
