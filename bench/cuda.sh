@@ -60,7 +60,7 @@ cairn() { t "$step" --device cuda "$@"; }
 truns=()
 torch() { truns+=("$*"); } # run later, in one process
 
-# the same spec strings on both sides (bench/cuda_torch.py mirrors nn/model.c's
+# the same spec strings on both sides (bench/torch_nets.py mirrors nn/model.c's
 # families; tests/integration/torch_mirror.sh checks that the mirrors compute
 # what cairn's nets compute); `cnn` is issue #8's small CNN (2 conv + BN,
 # 421,738 parameters)

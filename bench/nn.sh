@@ -25,7 +25,7 @@ OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} "$CAIRN_BEN
 
 # Whole training steps beside PyTorch on the CPU (the peer: the Python
 # training scripts cairn's stages replace): the same spec strings on both
-# sides (bench/cuda_torch.py builds the mirror; tests/integration/
+# sides (bench/torch_nets.py builds the mirror; tests/integration/
 # torch_mirror.sh checks it computes what cairn's net computes), forward,
 # softmax cross-entropy, backward, SGD with momentum, after warm-up; both
 # on all cores (PyTorch: OMP_NUM_THREADS, its intra-op threads).

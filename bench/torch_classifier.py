@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cuda_torch import build_net  # noqa: E402
+from torch_nets import build_net  # noqa: E402
 
 
 def idx(path):
