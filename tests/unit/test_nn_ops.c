@@ -650,6 +650,23 @@ static void test_net_fast_matches_reference(void)
 		xb->data[i] = xa->data[i];
 	const struct nn_tensor *ya = nn_net_forward(&a, 4), *yb = nn_net_forward(&b, 4);
 	CHECK(max_rel_diff(yb->data, ya->data, nn_tensor_count(ya)) < 1e-4);
+	/* A ReLU input within rounding of 0 may come out on either side in the
+	   two backends (their sums round differently, and differently on another
+	   CPU); its one gradient value then moves every gradient below it by far
+	   more than rounding (tests/integration/torch_mirror.sh met one in a
+	   U-Net). Then the gradients are not comparable: say so, check no more. */
+	size_t flips = 0;
+	for (int i = 1; i < a.nnodes; i++)
+		if (a.nodes[i].op == NN_OP_ACT)
+			for (size_t j = 0; j < (size_t)4 * a.nodes[i].c * a.nodes[i].h * a.nodes[i].w; j++)
+				flips += (a.nodes[i].y.data[j] > 0) != (b.nodes[i].y.data[j] > 0);
+	if (flips) {
+		printf("# %zu activation inputs on different sides of 0 in the two backends: "
+		       "gradients not compared\n", flips);
+		nn_net_release(&a);
+		nn_net_release(&b);
+		return;
+	}
 	struct nn_tensor *ga = nn_net_output_grad(&a), *gb = nn_net_output_grad(&b);
 	fill_rand(ga->data, nn_tensor_count(ga));
 	for (size_t i = 0; i < nn_tensor_count(ga); i++)
