@@ -412,15 +412,18 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 	    !(c->real[1] = dev_buffer(be, c->img, 2, NAN)) ||
 	    !(c->ones = dev_buffer(be, c->patch, 0, 1)) || !(c->zeros = dev_buffer(be, c->patch, 0, 0)))
 		return 1;
-	if (a->out)
-		return cg_dump(c, a) || check_device(be);
-	double dt = timed_steps(be, a, cyclegan_step, c);
-	if (check_device(be))
-		return 1;
-	printf("cairn %s %s cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) batch %d "
-	       "3x%dx%d: %.3f ms/step, %.1f images/s (cycle L1 %.4f)\n",
-	       be->name, a->precision, a->batch, a->size, a->size, dt * 1e3, a->batch / dt,
-	       (double)c->loss[2]);
+	int rc;
+	if (a->out) { /* one step, for bench/cuda_torch.py --check-cyclegan */
+		rc = cg_dump(c, a) || check_device(be);
+	} else {
+		double dt = timed_steps(be, a, cyclegan_step, c);
+		rc = check_device(be);
+		if (!rc)
+			printf("cairn %s %s cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) "
+			       "batch %d 3x%dx%d: %.3f ms/step, %.1f images/s (cycle L1 %.4f)\n",
+			       be->name, a->precision, a->batch, a->size, a->size, dt * 1e3, a->batch / dt,
+			       (double)c->loss[2]);
+	}
 	for (int m = 0; m < 2; m++) /* the uses that share weights before their owners */
 		for (int u = 0; u < 3; u++) {
 			if (u != CG_TRANSLATE)
@@ -432,7 +435,7 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 		nn_net_release(&c->g[m][CG_TRANSLATE]), nn_net_release(&c->d[m][CG_REAL]);
 	be->free(c->real[0]), be->free(c->real[1]), be->free(c->ones), be->free(c->zeros);
 	mem_free(c);
-	return 0;
+	return rc;
 }
 
 /* ---- dump: one pass of a model spec, for PyTorch's mirror ----------------
