@@ -227,7 +227,7 @@ struct cg_ctx {
 	float *real[2], *ones, *zeros;
 	size_t img, patch;
 	int n;
-	float loss[12];
+	float loss[10];
 };
 
 /* Forward net on an input copied from src; its output. */
@@ -458,12 +458,13 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
  * gradient, let through or not, then moves every gradient below it by far
  * more than rounding. */
 
-static int dump_write(const char *dir, const char *name, const float *x, size_t n)
+/* n values of `size` bytes at x, written as name. */
+static int dump_write(const char *dir, const char *name, const void *x, size_t size, size_t n)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	FILE *f = fopen(path, "wb");
-	int ok = f && fwrite(x, sizeof(float), n, f) == n;
+	int ok = f && fwrite(x, size, n, f) == n;
 	if (f && fclose(f) != 0)
 		ok = 0;
 	if (!ok)
@@ -481,7 +482,7 @@ static int dump_tensor(const struct nn_backend *be, const char *dir, const char 
 		return -1;
 	}
 	be->download(h, d, n * sizeof(float));
-	int rc = dump_write(dir, name, h, n);
+	int rc = dump_write(dir, name, h, sizeof(float), n);
 	mem_free(h);
 	return rc;
 }
@@ -508,30 +509,13 @@ static int dump_params(struct nn_net *net, const char *dir, const char *name, in
 		net->be->download(at, what == 1 ? p->g.data : p->w.data, n * sizeof(float));
 		at += n;
 	}
-	int rc = dump_write(dir, name, h, total);
+	int rc = dump_write(dir, name, h, sizeof(float), total);
 	mem_free(h);
 	return rc;
 }
 
-static int masks_write(struct nn_net *net, FILE *f);
-
-/* 1 where a ReLU or LeakyReLU output is positive, every such node of each
- * of the k nets in order. */
-static int dump_masks(struct nn_net *const *nets, int k, const char *dir, const char *name)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "wb");
-	int ok = f != NULL;
-	for (int j = 0; ok && j < k; j++)
-		ok = masks_write(nets[j], f) == 0;
-	if (f && fclose(f) != 0)
-		ok = 0;
-	if (!ok)
-		fprintf(stderr, "cuda_step: cannot write %s\n", path);
-	return ok ? 0 : -1;
-}
-
+/* The ReLU or LeakyReLU outputs of net, every such node in order, as bytes:
+ * 1 where positive. */
 static int masks_write(struct nn_net *net, FILE *f)
 {
 	int ok = 1;
@@ -552,6 +536,23 @@ static int masks_write(struct nn_net *net, FILE *f)
 		ok = fwrite(m, 1, n, f) == n;
 		mem_free(h);
 	}
+	return ok ? 0 : -1;
+}
+
+/* 1 where a ReLU or LeakyReLU output is positive, every such node of each
+ * of the k nets in order. */
+static int dump_masks(struct nn_net *const *nets, int k, const char *dir, const char *name)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	int ok = f != NULL;
+	for (int j = 0; ok && j < k; j++)
+		ok = masks_write(nets[j], f) == 0;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (!ok)
+		fprintf(stderr, "cuda_step: cannot write %s\n", path);
 	return ok ? 0 : -1;
 }
 
@@ -586,20 +587,19 @@ static int dump_losses(const struct nn_backend *be, const char *dir, const struc
 	be->add(t, g, t, nout); /* fill values are in [-0.5, 0.5): targets in [0, 1) */
 	be->fill(g, nout, 1.0f);
 	be->add(w, g, w, nout); /* weights in [0.5, 1.5) */
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/labels.bin", dir);
-	FILE *f = fopen(path, "wb");
-	int ok = f && fwrite(labels, sizeof(int32_t), nl, f) == nl;
-	if (f && fclose(f) != 0)
-		ok = 0;
-	if (!ok || dump_write(dir, "cw.bin", cw, c) || dump_tensor(be, dir, "t.bin", t, nout) ||
+	if (dump_write(dir, "labels.bin", labels, sizeof(int32_t), nl) ||
+	    dump_write(dir, "cw.bin", cw, sizeof(float), c) || dump_tensor(be, dir, "t.bin", t, nout) ||
 	    dump_tensor(be, dir, "w.bin", w, nout))
 		goto out;
+	char path[4096];
 	snprintf(path, sizeof(path), "%s/losses.txt", dir);
-	f = fopen(path, "w");
-	if (!f)
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "cuda_step: cannot write %s\n", path);
 		goto out;
+	}
 	float loss;
+	int ok = 1;
 	if (c >= 2) {
 		be->softmax_xent(n, c, hw, y->data, dl, dcw, g, &loss);
 		fprintf(f, "xent %.9g\n", (double)loss);
@@ -757,9 +757,9 @@ static int task_dump(const struct nn_backend *be, const struct args *a)
 	int rc = dump_tensor(be, a->out, "in.bin", x, nin) ||
 		 dump_params(&net, a->out, "params.bin", 0) ||
 		 dump_tensor(be, a->out, "out.bin", y->data, nout) ||
-		 dump_tensor(be, a->out, "dy.bin", dy, nout) || dump_masks((struct nn_net *[]){&net}, 1, a->out, "masks.bin") ||
-		 dump_params(&net, a->out, "stats.bin", 2) ||
-		 dump_losses(be, a->out, y, a->batch);
+		 dump_tensor(be, a->out, "dy.bin", dy, nout) ||
+		 dump_masks((struct nn_net *[]){&net}, 1, a->out, "masks.bin") ||
+		 dump_params(&net, a->out, "stats.bin", 2) || dump_losses(be, a->out, y, a->batch);
 	nn_net_backward(&net);
 	rc = rc || dump_params(&net, a->out, "grads.bin", 1) || dump_optim(&net, a->out) ||
 	     dump_eval(&net, a->out, a->batch) ||
