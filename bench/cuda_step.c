@@ -193,6 +193,17 @@ static int task_step(const struct nn_backend *be, const struct args *a)
 	printf("cairn %s %s %s batch %d %dx%dx%d: %.3f ms/step, %.0f images/s (loss %.4f)\n",
 	       be->name, a->precision, net.arch, a->batch, a->channels, a->size, a->size, dt * 1e3,
 	       a->batch / dt, (double)c.loss);
+#ifdef CAIRN_CUDA
+	if (be->device == NN_DEV_CUDA) { /* bf16 backs half of the activation arena */
+		struct nn_cuda_mem_stats m;
+		nn_cuda_get_mem_stats(&m);
+		printf("# device memory: activation arena %.1f MiB, backed by %.1f MiB%s; peak in use "
+		       "%.1f MiB\n",
+		       net.act.size / 1048576.0, m.act_backed / 1048576.0,
+		       m.act_vmm ? "" : " (no VMM: backed in full, not counted)",
+		       m.peak_in_use / 1048576.0);
+	}
+#endif
 	be->free(dlabels);
 	mem_free(labels), mem_free(host);
 	nn_net_release(&net);

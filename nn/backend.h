@@ -98,15 +98,16 @@ struct nn_backend {
 	 * with lower-precision copies of weights (bf16 on CUDA) makes them here,
 	 * once per pass. n == 0: the net is being released, forget w. */
 	void (*params_ready)(const float *w, size_t n);
-	/* Optional (NULL: nothing to do). [p, p + bytes) holds only activations
-	 * and their gradients, which the table's slots, upload and download are
-	 * the only ones to read and write (nn/net.c declares its arena's), so a
-	 * backend may keep them in lower precision: CUDA in bf16 keeps float
-	 * element i of the region as bf16 element i (nn/cuda/rt.h); upload and
-	 * download convert. Their values are then those of that precision, and
-	 * are not kept across a change of precision. on = 0: forget the region
-	 * (before it is freed). Not inside a step. */
-	void (*act_storage)(void *p, size_t bytes, int on);
+	/* Optional (NULL: alloc is used). Memory that will hold only
+	 * activations and their gradients, which the table's slots, upload and
+	 * download are the only ones to read and write (nn/net.c allocates its
+	 * activation span here), so a backend may keep them in lower precision:
+	 * CUDA in bf16 keeps float element i of the block as bf16 element i and
+	 * backs only the block's first half with device memory (nn/cuda/rt.h);
+	 * upload and download convert. Their values are then those of that
+	 * precision, and are not kept across a change of precision. Freed by
+	 * free; NULL when out of memory (alloc_why says why). Not inside a step. */
+	void *(*act_alloc)(size_t bytes);
 	/* Optional (NULL: fn(ctx) is called). One training step, fn(ctx), made
 	 * of device work through this table only: uploads of its inputs come
 	 * before it, a download or sync inside makes it run without a graph, and

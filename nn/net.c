@@ -552,11 +552,9 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 	return total;
 }
 
-/* The arena, and its activation span with the backend (act_storage). */
 static void arena_release(struct nn_net *net)
 {
-	if (net->arena.base && net->be->act_storage)
-		net->be->act_storage(net->arena.base, 0, 0);
+	nn_arena_release(&net->act);
 	nn_arena_release(&net->arena);
 }
 
@@ -576,13 +574,22 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		mem_free(off);
 		return error_set(err, "net: out of memory planning gradient buffers");
 	}
-	size_t need = nn_arena_need(grads), ws = 0, maxc = 0;
+	/* Two arenas. The activation span holds the gradients, the outputs of
+	 * every node but the input, and the scratch where gradients are summed;
+	 * it holds nothing else, so the backend may keep it in lower precision
+	 * (act_alloc). The other holds the input, the saved values (statistics,
+	 * pool indices, dropout masks) and the workspace. */
+	size_t span = nn_arena_need(grads), need = 0, ws = 0, maxc = 0;
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		size_t cnt = node_count(nd, batch), a, b;
 		aux_counts(net, nd, batch, &a, &b);
 		/* a node computing its activation has no output of its own */
-		need += (computes_act(nd) ? 0 : nn_arena_need(cnt)) + nn_arena_need(a) + nn_arena_need(b);
+		if (id == 0)
+			need += nn_arena_need(cnt);
+		else if (!computes_act(nd))
+			span += nn_arena_need(cnt);
+		need += nn_arena_need(a) + nn_arena_need(b);
 		maxc = cnt > maxc ? cnt : maxc;
 		if (nd->op == NN_OP_CONV || nd->op == NN_OP_DECONV) {
 			struct nn_conv_desc d = nd->op == NN_OP_CONV ? conv_desc(net, nd, batch)
@@ -591,15 +598,12 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 			ws = s > ws ? s : ws;
 		}
 	}
-	need += nn_arena_need(maxc) + nn_arena_need(ws / sizeof(float) + 1);
-	/* First the activation span: the gradients, the outputs of every node
-	 * but the input, and the scratch where gradients are summed; it holds
-	 * nothing else, so the backend may keep it in lower precision
-	 * (act_storage). Then the input, the saved values (statistics, pool
-	 * indices, dropout masks) and the workspace. */
+	span += nn_arena_need(maxc);
+	need += nn_arena_need(ws / sizeof(float) + 1);
 	float *dy = NULL;
-	if (nn_arena_init(&net->arena, net->be, need, err) < 0 ||
-	    !(dy = nn_arena_bytes(&net->arena, grads * sizeof(float), err))) {
+	if (nn_arena_init_act(&net->act, net->be, span, err) < 0 ||
+	    nn_arena_init(&net->arena, net->be, need, err) < 0 ||
+	    !(dy = nn_arena_bytes(&net->act, grads * sizeof(float), err))) {
 		mem_free(off);
 		return -1;
 	}
@@ -607,7 +611,7 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		struct nn_node *nd = &net->nodes[id];
 		nn_tensor_view(&nd->dy, net->be, dy + off[id], batch, nd->c, nd->h, nd->w);
 		if (id > 0 && !computes_act(nd) && /* else the activation's, below */
-		    nn_arena_tensor(&net->arena, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
+		    nn_arena_tensor(&net->act, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
 			mem_free(off);
 			return -1;
 		}
@@ -620,10 +624,9 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 			nd->dy = net->nodes[nd->fused].dy;
 		}
 	}
-	net->scratch = nn_arena_bytes(&net->arena, maxc * sizeof(float), err);
+	net->scratch = nn_arena_bytes(&net->act, maxc * sizeof(float), err);
 	if (!net->scratch)
 		return -1;
-	size_t span = net->arena.used;
 	struct nn_node *in = &net->nodes[0];
 	if (nn_arena_tensor(&net->arena, &in->y, batch, in->c, in->h, in->w, err) < 0)
 		return -1;
@@ -638,8 +641,6 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	net->ws = nn_arena_bytes(&net->arena, ws + 4, err);
 	if (!net->ws)
 		return -1;
-	if (net->be->act_storage)
-		net->be->act_storage(net->arena.base, span, 1);
 	net->batch = batch;
 	net->n = batch;
 	return 0;
@@ -931,7 +932,7 @@ double nn_net_macs(const struct nn_net *net)
 	return s;
 }
 
-size_t nn_net_arena_bytes(const struct nn_net *net) { return net->arena.size; }
+size_t nn_net_arena_bytes(const struct nn_net *net) { return net->act.size + net->arena.size; }
 
 struct nn_param *nn_net_param(struct nn_net *net, const char *name)
 {

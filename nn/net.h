@@ -79,7 +79,8 @@ struct nn_net {
 	int training;           /* batch norm statistics, dropout */
 	int batch, n;           /* prepared batch size; current one (<= batch) */
 	int finished;
-	struct nn_arena arena;
+	struct nn_arena act;    /* gradients, outputs, scratch (act_alloc) */
+	struct nn_arena arena;  /* input, saved values, workspace */
 	void *ws;
 	float *scratch;
 	unsigned char *written;
@@ -143,7 +144,8 @@ void nn_net_train(struct nn_net *net, int training);
 /* Totals: trainable parameters, and forward multiply-adds per sample. */
 long long nn_net_param_count(const struct nn_net *net);
 double nn_net_macs(const struct nn_net *net);
-/* Bytes of the prepared arena (activations + gradients + workspace). */
+/* Bytes of the prepared arenas (activations, gradients, saved values and
+ * workspace; in bf16 on CUDA the activations' need half of their part). */
 size_t nn_net_arena_bytes(const struct nn_net *net);
 /* One module used several times in a step (a CycleGAN generator translates,
  * reconstructs and maps to itself): a net keeps one set of activations, so

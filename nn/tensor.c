@@ -70,18 +70,31 @@ size_t nn_arena_need(size_t count)
 	return (count * sizeof(float) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
 }
 
-int nn_arena_init(struct nn_arena *a, const struct nn_backend *be, size_t bytes, struct error *err)
+static int arena_init(struct nn_arena *a, const struct nn_backend *be, size_t bytes,
+		      void *(*alloc)(size_t), const char *what, struct error *err)
 {
 	memset(a, 0, sizeof(*a));
 	a->be = be;
 	if (bytes == 0)
 		return 0;
-	a->base = be->alloc(bytes);
+	a->base = alloc(bytes);
 	if (!a->base)
-		return nn_alloc_failed(be, err, "arena: out of %s memory allocating %zu bytes",
+		return nn_alloc_failed(be, err, "%s: out of %s memory allocating %zu bytes", what,
 				       be->name, bytes);
 	a->size = bytes;
 	return 0;
+}
+
+int nn_arena_init(struct nn_arena *a, const struct nn_backend *be, size_t bytes, struct error *err)
+{
+	return arena_init(a, be, bytes, be->alloc, "arena", err);
+}
+
+int nn_arena_init_act(struct nn_arena *a, const struct nn_backend *be, size_t bytes,
+		      struct error *err)
+{
+	return arena_init(a, be, bytes, be->act_alloc ? be->act_alloc : be->alloc,
+			  "activation arena", err);
 }
 
 void *nn_arena_bytes(struct nn_arena *a, size_t bytes, struct error *err)

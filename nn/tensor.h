@@ -51,6 +51,10 @@ struct nn_arena {
 };
 
 int nn_arena_init(struct nn_arena *a, const struct nn_backend *be, size_t bytes, struct error *err);
+/* An arena for activations and their gradients only: from the backend's
+ * act_alloc, which may keep them in lower precision (nn/backend.h). */
+int nn_arena_init_act(struct nn_arena *a, const struct nn_backend *be, size_t bytes,
+		      struct error *err);
 /* Bytes an arena needs for a tensor of count floats (aligned to 64 bytes). */
 size_t nn_arena_need(size_t count);
 /* Carve a tensor; fails with a message when the arena is too small. */

@@ -20,14 +20,17 @@ int nn_cuda_device_count(void);
 /* Math of convolutions and gemm. FP32: plain FMA (cuDNN CUDNN_FMA_MATH,
  * cuBLAS pedantic), results within 1e-5 of the CPU reference. TF32: tensor
  * cores with 10-bit mantissas on Ampere and Hopper (within 5e-3). BF16: mixed
- * precision: convolutions and gemms read bf16 copies of their inputs (a net's
- * weights cast once per forward pass from its flat buffer, activations cast
- * per call into scratch) and accumulate in fp32; master weights, gradients,
- * optimizer state and activations in memory stay fp32, and so does every
- * other op (within 3e-2). No loss scaling: bf16 has fp32's 8-bit exponent,
- * so the small gradients fp16 would flush to zero stay representable. The
- * default is TF32, or what CAIRN_CUDA_PRECISION=fp32|tf32|bf16 says at first
- * use. */
+ * precision: convolutions and gemms read bf16 copies of a net's weights (cast
+ * once per forward pass from its flat buffer) and accumulate in fp32; a
+ * net's activations and their gradients are kept in bf16 (act_alloc in
+ * nn/backend.h: half the bytes moved and half the memory), every other op
+ * computes in fp32 on them; master weights, weight gradients and optimizer
+ * state stay fp32 (within 3e-2). No loss scaling: bf16 has fp32's 8-bit
+ * exponent, so the small gradients fp16 would flush to zero stay
+ * representable. A change of precision re-backs activation blocks (fp32
+ * needs their whole size) and fails, the precision unchanged, when that does
+ * not fit. The default is TF32, or what CAIRN_CUDA_PRECISION=fp32|tf32|bf16
+ * says at first use. */
 enum nn_cuda_precision { NN_CUDA_FP32 = 0, NN_CUDA_TF32 = 1, NN_CUDA_BF16 = 2 };
 int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err);
 enum nn_cuda_precision nn_cuda_get_precision(void);
@@ -54,12 +57,21 @@ void nn_cuda_clear_error(void);
  * message (bytes asked, bytes free) is kept for nn_cuda_error. */
 void nn_cuda_set_fatal(void (*fn)(const char *msg));
 
-/* Caching allocator statistics: device bytes held from cudaMalloc, bytes
- * handed out now, and the number of cudaMalloc calls so far (a training
- * step's steady state makes none). */
+/* Allocator statistics: device bytes held (from cudaMalloc, and the
+ * device memory backing activation storage), bytes handed out now and at
+ * most, and the number of cudaMalloc calls so far (a training step's steady
+ * state makes none). act_backed: the device memory behind the blocks of
+ * act_alloc (counted in reserved and in_use too); in bf16 about half their
+ * size. act_vmm: 1 when the driver's virtual memory management backs them
+ * (so that bf16 can give half back), 0 when they are ordinary blocks of
+ * the allocator, backed in full and not counted in act_backed.
+ * device_free, device_total: what cudaMemGetInfo says now. */
 struct nn_cuda_mem_stats {
 	size_t reserved, in_use, peak_in_use;
 	size_t cuda_mallocs, cache_hits;
+	size_t act_backed;
+	int act_vmm;
+	size_t device_free, device_total;
 };
 void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s);
 /* Give every cached, unused block back to the driver. */

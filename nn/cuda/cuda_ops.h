@@ -19,7 +19,7 @@ void *cu_host_alloc(size_t bytes);
 void cu_host_wait(const void *p);
 void cu_host_free(void *p);
 void cu_sync(void);
-void cu_act_storage(void *p, size_t bytes, int on);
+void *cu_act_alloc(size_t bytes);
 void cu_fill(float *x, size_t n, float v);
 void cu_copy(float *dst, const float *src, size_t n);
 void cu_add(const float *a, const float *b, float *y, size_t n);

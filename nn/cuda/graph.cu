@@ -250,7 +250,7 @@ extern "C" void cu_graph_wrap(struct nn_backend *t)
 		offsetof(struct nn_backend, alloc),	   offsetof(struct nn_backend, free),
 		offsetof(struct nn_backend, alloc_why),	   offsetof(struct nn_backend, host_alloc),
 		offsetof(struct nn_backend, host_wait),	   offsetof(struct nn_backend, host_free),
-		offsetof(struct nn_backend, act_storage),   offsetof(struct nn_backend, step),
+		offsetof(struct nn_backend, act_alloc),	   offsetof(struct nn_backend, step),
 		offsetof(struct nn_backend, step_release),
 		offsetof(struct nn_backend, conv2d_workspace)};
 	typedef void (*any_fn)(void);

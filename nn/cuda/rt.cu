@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <cuda.h>
+
 #include "nn/cuda/rt.h"
 
 struct cu_ctx cu;
@@ -260,20 +262,6 @@ extern "C" int cu_init(void)
 	return init_rc;
 }
 
-extern "C" int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err)
-{
-	if (p != NN_CUDA_FP32 && p != NN_CUDA_TF32 && p != NN_CUDA_BF16)
-		return error_set(err, "cuda precision %d: expected fp32, tf32 or bf16", (int)p);
-	if (cu_init() < 0)
-		return nn_cuda_error(err);
-	if (p != cu.precision)
-		cu_bf16_forget_casts(); /* casts made for another precision are not current */
-	cu.precision = p;
-	if (cu_blas_set_math() < 0)
-		return nn_cuda_error(err);
-	return 0;
-}
-
 extern "C" enum nn_cuda_precision nn_cuda_get_precision(void) { return cu.precision; }
 
 double *cu_host_scalars(void) { return host_scalars; }
@@ -290,6 +278,9 @@ static std::unordered_map<size_t, std::vector<void *>> *free_blocks;
 static std::unordered_map<void *, size_t> *live_blocks;
 static struct nn_cuda_mem_stats stats;
 static char alloc_msg[512]; /* why the last allocation failed (alloc_why) */
+/* activation storage through the driver's virtual memory management:
+ * 1 usable, 0 not, -1 not looked up yet */
+static int vmm_ok = -1;
 
 static size_t size_class(size_t bytes)
 {
@@ -317,6 +308,22 @@ static void release_cached(void)
 	}
 }
 
+/* Keep why an allocation failed (alloc_why, nn_cuda_error): what was asked,
+ * what is free, what cairn holds. */
+static void out_of_memory(size_t bytes, const char *what, const char *why)
+{
+	size_t fr = 0, total = 0;
+	cudaMemGetInfo(&fr, &total);
+	cudaGetLastError();
+	char msg[512];
+	snprintf(msg, sizeof(msg),
+		 "out of device memory: asked %zu bytes (%s), %zu of %zu bytes free, %zu held by "
+		 "cairn (%zu in use): %s",
+		 bytes, what, fr, total, stats.reserved, stats.in_use, why);
+	keep(msg);
+	memcpy(alloc_msg, msg, sizeof(alloc_msg));
+}
+
 extern "C" void *cu_alloc(size_t bytes)
 {
 	if (!cu.ready && cu_init() < 0)
@@ -342,16 +349,9 @@ extern "C" void *cu_alloc(size_t bytes)
 		}
 		if (e != cudaSuccess) {
 			cudaGetLastError();
-			size_t fr = 0, total = 0;
-			cudaMemGetInfo(&fr, &total);
-			cudaGetLastError();
-			char msg[512];
-			snprintf(msg, sizeof(msg),
-				 "out of device memory: asked %zu bytes (%zu with rounding), %zu of %zu bytes free, "
-				 "%zu held by cairn (%zu in use): %s",
-				 bytes, cls, fr, total, stats.reserved, stats.in_use, cudaGetErrorString(e));
-			keep(msg);
-			memcpy(alloc_msg, msg, sizeof(alloc_msg));
+			char what[64];
+			snprintf(what, sizeof(what), "%zu with rounding", cls);
+			out_of_memory(bytes, what, cudaGetErrorString(e));
 			pthread_mutex_unlock(&alloc_lock);
 			return NULL;
 		}
@@ -368,9 +368,11 @@ extern "C" void *cu_alloc(size_t bytes)
 
 extern "C" const char *cu_alloc_why(void) { return alloc_msg; }
 
+static int act_free(void *p);
+
 extern "C" void cu_free(void *p)
 {
-	if (!p)
+	if (!p || act_free(p))
 		return;
 	pthread_mutex_lock(&alloc_lock);
 	if (!live_blocks || live_blocks->find(p) == live_blocks->end()) {
@@ -393,6 +395,10 @@ extern "C" void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s)
 	pthread_mutex_lock(&alloc_lock);
 	*s = stats;
 	pthread_mutex_unlock(&alloc_lock);
+	s->act_vmm = vmm_ok == 1;
+	s->device_free = s->device_total = 0;
+	if (cu.ready && cudaMemGetInfo(&s->device_free, &s->device_total) != cudaSuccess)
+		cudaGetLastError();
 }
 
 extern "C" void nn_cuda_empty_cache(void)
@@ -453,13 +459,28 @@ void *cu_scratch(size_t bytes)
 
 /* ---- activation storage (rt.h) ------------------------------------------ */
 
+/* A block of act_alloc. In bf16 storage float element i of the block is
+ * bf16 element i, at byte 2i: the values need only the first half of the
+ * block. So the block is a reserved range of device addresses (CUDA's
+ * virtual memory management) backed by two physical chunks: the first
+ * [0, low), low the half rounded up to the mapping granularity, is always
+ * mapped; the second [low, size) only while the block holds fp32 values.
+ * In bf16 the second half of the addresses stays reserved and unbacked: no
+ * other allocation can land there (so cu_arr_of never mistakes another
+ * pointer for a name in the block), and a slot that touched it without
+ * going through cu_arr_of would fault instead of reading garbage. Without
+ * VMM (a driver without it, or its calls not found) a block is an ordinary
+ * one of the caching allocator, backed in full (vmm = 0). */
 struct act_region {
 	char *base;
-	size_t bytes;
+	size_t bytes; /* asked */
+	size_t size;  /* reserved: bytes rounded up to the granularity */
+	size_t low;   /* the first chunk; == size: one chunk only */
+	CUmemGenericAllocationHandle chunk[2];
+	int high; /* the second chunk is mapped */
+	int vmm;
 };
-#define MAX_ACT_REGIONS 256
-static act_region act_regions[MAX_ACT_REGIONS];
-static int nact_regions;
+static std::vector<act_region> *act_regions;
 static unsigned act_gen;
 static int act_off = -1; /* CAIRN_CUDA_BF16_ACT=0, read at first use */
 
@@ -472,33 +493,272 @@ static int act_enabled(void)
 	return !act_off && cu.precision == NN_CUDA_BF16;
 }
 
-/* nn/backend.h act_storage. More regions than the table holds stay fp32:
- * correct, only slower. */
-extern "C" void cu_act_storage(void *p, size_t bytes, int on)
-{
-	char *c = (char *)p;
-	for (int i = 0; i < nact_regions; i++)
-		if (act_regions[i].base == c) {
-			act_regions[i] = act_regions[--nact_regions];
-			break;
-		}
-	if (on && bytes >= sizeof(float) && nact_regions < MAX_ACT_REGIONS)
-		act_regions[nact_regions++] = act_region{c, bytes / sizeof(float) * sizeof(float)};
-	act_gen++;
-}
-
 unsigned cu_act_generation(void) { return act_gen; }
 
 cu_arr cu_arr_of(const void *p)
 {
 	const char *c = (const char *)p;
-	if (c && act_enabled())
-		for (int i = 0; i < nact_regions; i++) {
-			const act_region &r = act_regions[i];
+	if (c && act_regions && act_enabled())
+		for (const act_region &r : *act_regions)
 			if (c >= r.base && c < r.base + r.bytes)
 				return cu_arr{r.base + (c - r.base) / 2, 1};
-		}
 	return cu_arr{(void *)p, 0};
+}
+
+/* The driver's virtual memory calls, found through the runtime (cairn links
+ * no libcuda of its own). */
+static struct {
+	size_t gran;
+	CUmemAllocationProp prop;
+	CUmemAccessDesc access;
+	CUresult (*create)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *,
+			   unsigned long long);
+	CUresult (*release)(CUmemGenericAllocationHandle);
+	CUresult (*reserve)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long);
+	CUresult (*unreserve)(CUdeviceptr, size_t);
+	CUresult (*map)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long);
+	CUresult (*unmap)(CUdeviceptr, size_t);
+	CUresult (*set_access)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t);
+	CUresult (*granularity)(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags);
+	CUresult (*attribute)(int *, CUdevice_attribute, CUdevice);
+	CUresult (*error_name)(CUresult, const char **);
+} vmm;
+
+static int vmm_find(const char *sym, void *fn)
+{
+	cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+	/* the symbol's ABI as of the headers this was compiled with */
+	if (cudaGetDriverEntryPointByVersion(sym, (void **)fn, CUDART_VERSION, cudaEnableDefault,
+					     &q) != cudaSuccess ||
+	    q != cudaDriverEntryPointSuccess) {
+		cudaGetLastError();
+		return -1;
+	}
+	return 0;
+}
+
+static int vmm_usable(void)
+{
+	if (vmm_ok >= 0)
+		return vmm_ok;
+	vmm_ok = 0;
+	int has = 0;
+	if (vmm_find("cuMemCreate", &vmm.create) || vmm_find("cuMemRelease", &vmm.release) ||
+	    vmm_find("cuMemAddressReserve", &vmm.reserve) ||
+	    vmm_find("cuMemAddressFree", &vmm.unreserve) || vmm_find("cuMemMap", &vmm.map) ||
+	    vmm_find("cuMemUnmap", &vmm.unmap) || vmm_find("cuMemSetAccess", &vmm.set_access) ||
+	    vmm_find("cuMemGetAllocationGranularity", &vmm.granularity) ||
+	    vmm_find("cuDeviceGetAttribute", &vmm.attribute) ||
+	    vmm_find("cuGetErrorName", &vmm.error_name) ||
+	    vmm.attribute(&has, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, cu.device) !=
+		    CUDA_SUCCESS ||
+	    !has)
+		return 0;
+	memset(&vmm.prop, 0, sizeof(vmm.prop));
+	vmm.prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	vmm.prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	vmm.prop.location.id = cu.device;
+	vmm.access.location = vmm.prop.location;
+	vmm.access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if (vmm.granularity(&vmm.gran, &vmm.prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED) !=
+		    CUDA_SUCCESS ||
+	    !vmm.gran)
+		return 0;
+	vmm_ok = 1;
+	return 1;
+}
+
+static const char *vmm_why(CUresult r)
+{
+	const char *s = NULL;
+	if (vmm.error_name(r, &s) != CUDA_SUCCESS || !s)
+		s = "unknown driver error";
+	return s;
+}
+
+static void act_oom(const char *what, size_t bytes, CUresult r)
+{
+	out_of_memory(bytes, what, vmm_why(r));
+}
+
+static void act_count(long bytes)
+{
+	pthread_mutex_lock(&alloc_lock);
+	stats.reserved += bytes, stats.in_use += bytes, stats.act_backed += bytes;
+	if (stats.in_use > stats.peak_in_use)
+		stats.peak_in_use = stats.in_use;
+	pthread_mutex_unlock(&alloc_lock);
+}
+
+/* Back [off, off + len) of r with a new chunk k: 0, or -1 with nothing
+ * changed and the driver's result in *res. Out of memory, the cached
+ * blocks of the allocator are given back first, as in cu_alloc. */
+static int chunk_map(act_region &r, int k, size_t off, size_t len, CUresult *res)
+{
+	CUdeviceptr at = (CUdeviceptr)(uintptr_t)(r.base + off);
+	CUresult e = vmm.create(&r.chunk[k], len, &vmm.prop, 0);
+	if (e == CUDA_ERROR_OUT_OF_MEMORY && !cu.hold_cache) {
+		pthread_mutex_lock(&alloc_lock);
+		if (free_blocks)
+			release_cached();
+		pthread_mutex_unlock(&alloc_lock);
+		e = vmm.create(&r.chunk[k], len, &vmm.prop, 0);
+	}
+	if (e == CUDA_SUCCESS) {
+		e = vmm.map(at, len, 0, r.chunk[k], 0);
+		if (e == CUDA_SUCCESS) {
+			e = vmm.set_access(at, len, &vmm.access, 1);
+			if (e == CUDA_SUCCESS) {
+				act_count((long)len);
+				return 0;
+			}
+			vmm.unmap(at, len);
+		}
+		vmm.release(r.chunk[k]);
+	}
+	*res = e;
+	return -1;
+}
+
+/* The device has finished with the chunk (the caller synchronized). */
+static void chunk_unmap(act_region &r, int k, size_t off, size_t len)
+{
+	vmm.unmap((CUdeviceptr)(uintptr_t)(r.base + off), len);
+	vmm.release(r.chunk[k]);
+	act_count(-(long)len);
+}
+
+static int wants_high(void) { return !act_enabled(); }
+
+/* nn/backend.h act_alloc. */
+extern "C" void *cu_act_alloc(size_t bytes)
+{
+	if (!cu.ready && cu_init() < 0)
+		return NULL;
+	if (!act_regions)
+		act_regions = new std::vector<act_region>();
+	act_region r = {};
+	r.bytes = bytes;
+	if (!bytes || !vmm_usable()) {
+		if (!(r.base = (char *)cu_alloc(bytes)))
+			return NULL;
+		act_regions->push_back(r);
+		act_gen++;
+		return r.base;
+	}
+	r.vmm = 1;
+	r.size = (bytes + vmm.gran - 1) / vmm.gran * vmm.gran;
+	r.low = (bytes / 2 + vmm.gran - 1) / vmm.gran * vmm.gran;
+	if (r.low > r.size)
+		r.low = r.size;
+	CUdeviceptr at = 0;
+	CUresult e = vmm.reserve(&at, r.size, 0, 0, 0);
+	if (e != CUDA_SUCCESS) {
+		act_oom("addresses for activation storage", r.size, e);
+		return NULL;
+	}
+	r.base = (char *)(uintptr_t)at;
+	if (chunk_map(r, 0, 0, r.low, &e) < 0) {
+		vmm.unreserve(at, r.size);
+		act_oom("activation storage, its first half", r.low, e);
+		return NULL;
+	}
+	if (r.low < r.size && wants_high()) {
+		if (chunk_map(r, 1, r.low, r.size - r.low, &e) < 0) {
+			chunk_unmap(r, 0, 0, r.low);
+			vmm.unreserve(at, r.size);
+			act_oom("activation storage in fp32, its second half", r.size - r.low, e);
+			return NULL;
+		}
+		r.high = 1;
+	}
+	act_regions->push_back(r);
+	act_gen++;
+	return r.base;
+}
+
+/* cu_free of an act_alloc block: 1 when p was one. */
+static int act_free(void *p)
+{
+	if (!act_regions)
+		return 0;
+	for (size_t i = 0; i < act_regions->size(); i++) {
+		act_region r = (*act_regions)[i];
+		if (r.base != p)
+			continue;
+		act_regions->erase(act_regions->begin() + i);
+		act_gen++;
+		if (!r.vmm) {
+			cu_free(p);
+			return 1;
+		}
+		if (cu.capturing) {
+			cu_fail(__FILE__, __LINE__, "cu_free", "inside a captured step",
+				"free of activation storage of %zu bytes", r.bytes);
+			return 1;
+		}
+		/* unmapping is not stream-ordered: the device must be done with it */
+		if (cudaDeviceSynchronize() != cudaSuccess)
+			cudaGetLastError();
+		if (r.high)
+			chunk_unmap(r, 1, r.low, r.size - r.low);
+		chunk_unmap(r, 0, 0, r.low);
+		vmm.unreserve((CUdeviceptr)(uintptr_t)r.base, r.size);
+		return 1;
+	}
+	return 0;
+}
+
+/* After a change of precision: the second chunks mapped where blocks hold
+ * fp32, given back where they hold bf16. 0, or -1 after reporting that fp32
+ * storage does not fit (some blocks may be re-backed already: the caller
+ * restores the precision and calls this again). */
+static int act_remap(void)
+{
+	if (!act_regions)
+		return 0;
+	int want = wants_high(), synced = 0;
+	for (act_region &r : *act_regions) {
+		if (!r.vmm || r.low == r.size || r.high == want)
+			continue;
+		if (!synced++ && cudaDeviceSynchronize() != cudaSuccess)
+			cudaGetLastError();
+		CUresult e;
+		if (!want)
+			chunk_unmap(r, 1, r.low, r.size - r.low);
+		else if (chunk_map(r, 1, r.low, r.size - r.low, &e) < 0) {
+			act_oom("activation storage in fp32, a second half", r.size - r.low, e);
+			return -1;
+		}
+		r.high = want;
+	}
+	act_gen++;
+	return 0;
+}
+
+extern "C" int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err)
+{
+	if (p != NN_CUDA_FP32 && p != NN_CUDA_TF32 && p != NN_CUDA_BF16)
+		return error_set(err, "cuda precision %d: expected fp32, tf32 or bf16", (int)p);
+	if (cu_init() < 0)
+		return nn_cuda_error(err);
+	if (p == cu.precision)
+		return 0;
+	enum nn_cuda_precision was = cu.precision;
+	cu.precision = p;
+	if (act_remap() < 0) { /* fp32 activations do not fit */
+		cu.precision = was;
+		act_remap();
+		return error_set(err,
+				 "cuda precision %s: the prepared nets' activations do not fit in fp32 "
+				 "(%s); stay in %s, or release the nets or prepare them for a smaller "
+				 "batch first",
+				 nn_cuda_precision_name(p), alloc_msg, nn_cuda_precision_name(was));
+	}
+	cu_bf16_forget_casts(); /* casts made for another precision are not current */
+	if (cu_blas_set_math() < 0)
+		return nn_cuda_error(err);
+	return 0;
 }
 
 /* A device buffer of fp32 values for a copy to or from bf16 storage, grown

@@ -101,11 +101,12 @@ double *cu_host_scalars(void);
 void cu_retire(void *p);
 void cu_retired_free(void);
 
-/* Activation storage (nn/backend.h act_storage): in BF16, regions a net
- * declared as holding only activations and their gradients keep them as
- * bf16, float element i of a region at bf16 element i of the same region
- * (its first half), so that the kernels, cuDNN and cuBLAS read and write
- * half the bytes and no conversion runs between layers. CAIRN_CUDA_BF16_ACT=0
+/* Activation storage (nn/backend.h act_alloc): in BF16, the blocks a net
+ * allocated for its activations and their gradients keep them as bf16,
+ * float element i of a block at bf16 element i of the same block (its first
+ * half, the only half then backed by device memory), so that the kernels,
+ * cuDNN and cuBLAS read and write half the bytes, no conversion runs between
+ * layers and the activations take half the memory. CAIRN_CUDA_BF16_ACT=0
  * keeps them fp32 (each convolution and gemm then casts its operands).
  * A float array as the kernels see it: p is a float * (bf = 0) or a bf16 *
  * (bf = 1) at the same element. */
@@ -115,7 +116,8 @@ struct cu_arr {
 };
 /* The array at p: in bf16 activation storage, or fp32 (p as it is). */
 cu_arr cu_arr_of(const void *p);
-/* Changes whenever the regions change (a CUDA graph's signature holds it). */
+/* Changes whenever the blocks or their backing change (a CUDA graph's
+ * signature holds it). */
 unsigned cu_act_generation(void);
 
 /* bf16 (conv.cu): forget every cast copy of weights (the precision changed). */

@@ -10,8 +10,9 @@ CAIRN_CUDA_SYNC=1 CAIRN_CUDA_TEST_ONLY=-test_graph,test_graph_models "$t" | grep
 rc=${PIPESTATUS[0]}
 CAIRN_CUDA_TEST_ONLY=test_graph,test_graph_models "$t" | grep -v '# SKIP not selected'
 r=${PIPESTATUS[0]}
-# a whole net in bf16 with fp32 activations: the casts around each conv
-CAIRN_CUDA_BF16_ACT=0 CAIRN_CUDA_TEST_ONLY=test_net_bf16 "$t" | grep -v '# SKIP not selected' |
+# a whole net in bf16 with fp32 activations: the casts around each conv,
+# activation storage backed in full
+CAIRN_CUDA_BF16_ACT=0 CAIRN_CUDA_TEST_ONLY=test_net_bf16,test_act_memory "$t" | grep -v '# SKIP not selected' |
 	sed 's/^\(ok\|not ok\) - /\1 - CAIRN_CUDA_BF16_ACT=0 /'
 r2=${PIPESTATUS[0]}
 [ "$rc" = 0 ] && [ "$r" = 0 ] && [ "$r2" = 0 ]

@@ -88,6 +88,8 @@ const char *cudaGetErrorString(cudaError_t e)
 /* ---- memory ------------------------------------------------------------ */
 
 static std::map<uintptr_t, size_t> dev_blocks, pinned_blocks;
+/* the accessible ranges of VMM reservations, adjacent ones merged (cuda.h) */
+static std::map<uintptr_t, size_t> vmm_blocks;
 static size_t dev_used;
 
 static size_t dev_total(void)
@@ -106,6 +108,11 @@ static bool inside(const std::map<uintptr_t, size_t> &m, const void *p, size_t n
 	return a >= it->first && a - it->first <= it->second && n <= it->second - (a - it->first);
 }
 
+static bool dev_inside(const void *p, size_t n)
+{
+	return inside(dev_blocks, p, n) || inside(vmm_blocks, p, n);
+}
+
 /* Device memory a captured graph's copies and library calls use: checked
  * again at each launch (a graph holds raw addresses, so a buffer freed
  * after the capture is an illegal address on a GPU the next time the graph
@@ -120,7 +127,7 @@ static std::vector<sim_use> *capture_uses; /* the capture in progress, if any */
 void sim_dev_check(const void *p, size_t n, const char *call, const char *arg)
 {
 	LOCKED;
-	if (!inside(dev_blocks, p, n ? n : 1))
+	if (!dev_inside(p, n ? n : 1))
 		die("%s: %s = %p (%zu bytes) is not inside a live device block (an illegal address "
 		    "on a GPU)",
 		    call, arg, p, n);
@@ -524,7 +531,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s)
 		return sim_error(cudaErrorStreamCaptureUnsupported);
 	}
 	for (const sim_use &u : x->uses)
-		if (!inside(dev_blocks, u.p, u.n ? u.n : 1))
+		if (!dev_inside(u.p, u.n ? u.n : 1))
 			die("graph launch: %s: %s = %p (%zu bytes), live when the graph was captured, "
 			    "has been freed since (an illegal address on a GPU)",
 			    u.call, u.arg, u.p, u.n);
@@ -570,6 +577,256 @@ cudaError_t cudaDeviceSynchronize(void)
 	if (cudaError_t e = unsafe_during_capture())
 		return e;
 	run_all();
+	return cudaSuccess;
+}
+
+/* ---- the driver's virtual memory management (cuda.h) -------------------- */
+
+#include <sys/mman.h>
+
+#include "cuda.h"
+
+static size_t vmm_gran(void) { return (size_t)64 << 10; }
+
+struct sim_chunk {
+	size_t size;
+	int maps = 0;
+};
+struct sim_reservation {
+	size_t size;
+	std::map<uintptr_t, std::pair<size_t, sim_chunk *>> mapped; /* start: length, chunk */
+};
+static std::map<uintptr_t, sim_reservation> reservations;
+
+/* The reservation [p, p + n) lies in; NULL if none. */
+static sim_reservation *reservation_of(uintptr_t p, size_t n)
+{
+	auto it = reservations.upper_bound(p);
+	if (it == reservations.begin())
+		return nullptr;
+	--it;
+	if (p < it->first || p - it->first > it->second.size || n > it->second.size - (p - it->first))
+		return nullptr;
+	return &it->second;
+}
+
+static bool queued_work(void)
+{
+	for (sim_stream *s : streams)
+		if (s->done < s->enq)
+			return true;
+	return legacy.done < legacy.enq;
+}
+
+static void range_add(std::map<uintptr_t, size_t> &m, uintptr_t a, size_t n)
+{
+	auto next = m.find(a + n);
+	if (next != m.end()) {
+		n += next->second;
+		m.erase(next);
+	}
+	auto it = m.lower_bound(a);
+	if (it != m.begin()) {
+		--it;
+		if (it->first + it->second == a) {
+			it->second += n;
+			return;
+		}
+	}
+	m[a] = n;
+}
+
+static void range_remove(std::map<uintptr_t, size_t> &m, uintptr_t a, size_t n)
+{
+	auto it = m.upper_bound(a);
+	if (it == m.begin())
+		return;
+	--it;
+	uintptr_t s0 = it->first;
+	size_t len = it->second;
+	if (a + n > s0 + len)
+		return;
+	m.erase(it);
+	if (a > s0)
+		m[s0] = a - s0;
+	if (s0 + len > a + n)
+		m[a + n] = s0 + len - (a + n);
+}
+
+static CUresult sim_cuMemGetAllocationGranularity(size_t *g, const CUmemAllocationProp *prop,
+						  CUmemAllocationGranularity_flags f)
+{
+	(void)prop, (void)f;
+	*g = vmm_gran();
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d)
+{
+	(void)d;
+	if (a != CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED)
+		return CUDA_ERROR_INVALID_VALUE;
+	const char *e = getenv("CAIRN_SIM_NO_VMM");
+	*v = !(e && *e && strcmp(e, "0"));
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuGetErrorName(CUresult r, const char **s)
+{
+	*s = r == CUDA_SUCCESS		       ? "CUDA_SUCCESS"
+	     : r == CUDA_ERROR_INVALID_VALUE   ? "CUDA_ERROR_INVALID_VALUE"
+	     : r == CUDA_ERROR_OUT_OF_MEMORY   ? "CUDA_ERROR_OUT_OF_MEMORY"
+	     : r == CUDA_ERROR_NOT_SUPPORTED   ? "CUDA_ERROR_NOT_SUPPORTED"
+					       : "CUDA_ERROR_UNKNOWN";
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuMemAddressReserve(CUdeviceptr *p, size_t size, size_t align, CUdeviceptr addr,
+					unsigned long long flags)
+{
+	LOCKED;
+	(void)align, (void)addr, (void)flags;
+	if (!size || size % vmm_gran())
+		return CUDA_ERROR_INVALID_VALUE;
+	/* aligned to the granularity, as the driver's: trimmed from a larger range */
+	size_t g = vmm_gran();
+	char *q = (char *)mmap(NULL, size + g, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (q == MAP_FAILED)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	size_t lead = (g - (uintptr_t)q % g) % g;
+	if (lead)
+		munmap(q, lead);
+	munmap(q + lead + size, g - lead);
+	q += lead;
+	reservations[(uintptr_t)q] = sim_reservation{size, {}};
+	*p = (CUdeviceptr)(uintptr_t)q;
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuMemAddressFree(CUdeviceptr p, size_t size)
+{
+	LOCKED;
+	auto it = reservations.find((uintptr_t)p);
+	if (it == reservations.end() || it->second.size != size)
+		die("cuMemAddressFree(%#llx, %zu): not a reservation of that size", p, size);
+	if (!it->second.mapped.empty())
+		die("cuMemAddressFree(%#llx): ranges are still mapped", p);
+	munmap((void *)(uintptr_t)p, size);
+	reservations.erase(it);
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuMemCreate(CUmemGenericAllocationHandle *h, size_t size,
+				const CUmemAllocationProp *prop, unsigned long long flags)
+{
+	LOCKED;
+	(void)flags;
+	if (!size || size % vmm_gran() || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (size > dev_total() || dev_used > dev_total() - size)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	dev_used += size;
+	*h = (CUmemGenericAllocationHandle)(uintptr_t) new sim_chunk{size};
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuMemRelease(CUmemGenericAllocationHandle h)
+{
+	LOCKED;
+	sim_chunk *c = (sim_chunk *)(uintptr_t)h;
+	if (c->maps)
+		die("cuMemRelease of a chunk still mapped (cairn unmaps first)");
+	dev_used -= c->size;
+	delete c;
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuMemMap(CUdeviceptr p, size_t size, size_t off, CUmemGenericAllocationHandle h,
+			     unsigned long long flags)
+{
+	LOCKED;
+	(void)flags;
+	sim_chunk *c = (sim_chunk *)(uintptr_t)h;
+	sim_reservation *r = reservation_of((uintptr_t)p, size);
+	if (!r || (uintptr_t)p % vmm_gran() || size % vmm_gran() || off || size != c->size)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (auto &m : r->mapped)
+		if (m.first < p + size && p < m.first + m.second.first)
+			return CUDA_ERROR_INVALID_VALUE; /* already mapped */
+	r->mapped[(uintptr_t)p] = {size, c};
+	c->maps++;
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuMemSetAccess(CUdeviceptr p, size_t size, const CUmemAccessDesc *d, size_t n)
+{
+	LOCKED;
+	sim_reservation *r = reservation_of((uintptr_t)p, size);
+	if (!r || n != 1 || d->flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+		return CUDA_ERROR_INVALID_VALUE;
+	auto it = r->mapped.find((uintptr_t)p);
+	if (it == r->mapped.end() || it->second.first != size)
+		return CUDA_ERROR_INVALID_VALUE; /* cairn sets access on whole mapped chunks */
+	if (mprotect((void *)(uintptr_t)p, size, PROT_READ | PROT_WRITE))
+		die("cuMemSetAccess: mprotect failed");
+	memset((void *)(uintptr_t)p, 0xff, size); /* NaN as floats, as cudaMalloc here */
+	range_add(vmm_blocks, (uintptr_t)p, size);
+	return CUDA_SUCCESS;
+}
+
+static CUresult sim_cuMemUnmap(CUdeviceptr p, size_t size)
+{
+	LOCKED;
+	sim_reservation *r = reservation_of((uintptr_t)p, size);
+	if (!r)
+		return CUDA_ERROR_INVALID_VALUE;
+	auto it = r->mapped.find((uintptr_t)p);
+	if (it == r->mapped.end() || it->second.first != size)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* not stream-ordered: work still queued could use the range */
+	if (queued_work())
+		die("cuMemUnmap(%#llx, %zu) with device work still queued (synchronize first)", p,
+		    size);
+	it->second.second->maps--;
+	r->mapped.erase(it);
+	range_remove(vmm_blocks, (uintptr_t)p, size);
+	madvise((void *)(uintptr_t)p, size, MADV_DONTNEED);
+	mprotect((void *)(uintptr_t)p, size, PROT_NONE);
+	return CUDA_SUCCESS;
+}
+
+cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **fn, unsigned int version,
+					     unsigned long long flags,
+					     enum cudaDriverEntryPointQueryResult *status)
+{
+	(void)version, (void)flags;
+	static const struct {
+		const char *name;
+		void *fn;
+	} table[] = {
+		{"cuMemGetAllocationGranularity", (void *)sim_cuMemGetAllocationGranularity},
+		{"cuDeviceGetAttribute", (void *)sim_cuDeviceGetAttribute},
+		{"cuGetErrorName", (void *)sim_cuGetErrorName},
+		{"cuMemAddressReserve", (void *)sim_cuMemAddressReserve},
+		{"cuMemAddressFree", (void *)sim_cuMemAddressFree},
+		{"cuMemCreate", (void *)sim_cuMemCreate},
+		{"cuMemRelease", (void *)sim_cuMemRelease},
+		{"cuMemMap", (void *)sim_cuMemMap},
+		{"cuMemSetAccess", (void *)sim_cuMemSetAccess},
+		{"cuMemUnmap", (void *)sim_cuMemUnmap},
+	};
+	*fn = nullptr;
+	for (const auto &t : table)
+		if (!strcmp(t.name, symbol)) {
+			*fn = t.fn;
+			if (status)
+				*status = cudaDriverEntryPointSuccess;
+			return cudaSuccess;
+		}
+	if (status)
+		*status = cudaDriverEntryPointSymbolNotFound;
 	return cudaSuccess;
 }
 

@@ -39,6 +39,7 @@ int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err)
 	(void)p, (void)err;
 	return 0;
 }
+enum nn_cuda_precision nn_cuda_get_precision(void) { return NN_CUDA_FP32; }
 int nn_cuda_error(struct error *err)
 {
 	(void)err;

@@ -10,7 +10,10 @@
 # 3. The host code, rt.cu, conv.cu and graph.cu, unchanged, over a simulated
 #    CUDA runtime, cuDNN and cuBLAS (tests/cuda_hostsim/rt/, sim_rt.cpp):
 #    every test of test_cuda_ops (allocator, pinned uploads, the two streams,
-#    errors, tf32 and bf16 plans, CUDA graph capture and replay), then
+#    errors, tf32 and bf16 plans, bf16 activation storage backed by half its
+#    size through the driver's virtual memory management, which the
+#    simulation gives no access where nothing is mapped, CUDA graph capture
+#    and replay), then
 #    cairn-train-classifier --device cuda
 #    against --device cpu. The simulated runtime runs queued work as late as
 #    allowed and refuses in a capture what a GPU refuses, so missing waits and
@@ -68,11 +71,17 @@ $T/simtest >$T/simout 2>&1
 rc=$?
 sed -E 's/^(ok|not ok) - /\1 - simulated runtime: /' $T/simout
 check_eq "simulated runtime exit status" "$rc" 0
-# bf16 nets with fp32 activations (casts around each convolution and gemm)
-CAIRN_CUDA_BF16_ACT=0 CAIRN_CUDA_TEST_ONLY=test_net_bf16,test_act_storage $T/simtest >$T/simout 2>&1
-rc=$?
-grep -v '# SKIP not selected' $T/simout | sed -E 's/^(ok|not ok) - /\1 - simulated runtime, CAIRN_CUDA_BF16_ACT=0: /'
-check_eq "simulated runtime exit status, CAIRN_CUDA_BF16_ACT=0" "$rc" 0
+# bf16 nets with fp32 activations (casts around each convolution and gemm);
+# then a driver without virtual memory management (activation storage in
+# ordinary blocks, backed in full); then a 160 MiB device, where fp32
+# activation storage does not fit
+for v in CAIRN_CUDA_BF16_ACT=0 CAIRN_SIM_NO_VMM=1 CAIRN_SIM_DEVICE_MB=160; do
+	env $v CAIRN_CUDA_TEST_ONLY=test_net_bf16,test_act_storage,test_act_memory,test_graph_models \
+		$T/simtest >$T/simout 2>&1
+	rc=$?
+	grep -v '# SKIP not selected' $T/simout | sed -E "s/^(ok|not ok) - /\\1 - simulated runtime, $v: /"
+	check_eq "simulated runtime exit status, $v" "$rc" 0
+done
 
 # bench/cuda_step's training steps (what bench/cuda.sh times on the GPU):
 # each must be captured once and replayed, never fall back

@@ -38,7 +38,7 @@ static const char *const test_names[] = {
 	"test_batch_norm",  "test_instance_norm", "test_pool",  "test_upsample", "test_concat",
 	"test_dropout",     "test_losses",   "test_argmax",	"test_optim",	"test_allocator",
 	"test_pinned_upload", "test_errors", "test_conv_tf32", "test_gemm_tf32", "test_bf16_cast",
-	"test_conv_bf16",   "test_gemm_bf16", "test_net_bf16",  "test_act_storage", "test_graph",
+	"test_conv_bf16",   "test_gemm_bf16", "test_net_bf16",  "test_act_storage", "test_act_memory", "test_graph",
 	"test_graph_models",
 };
 
@@ -961,7 +961,7 @@ static void test_net_bf16(void)
 
 /* ---- bf16 activation storage ---- */
 
-/* A region declared as activation storage (act_storage), carved by sreg. */
+/* A block of activation storage (act_alloc), carved by sreg. */
 static float *sbase;
 static size_t sused, scap;
 
@@ -1006,7 +1006,7 @@ static void expect_bf(const char *what, const float *d, const float *ref, size_t
 	expect(what, d, ref, n);
 }
 
-/* In BF16, a region declared through act_storage keeps bf16 values (what
+/* In BF16, a block from act_alloc keeps bf16 values (what
  * upload writes and download reads back is x rounded to bf16, bit for bit),
  * and every slot reads and writes it as such, alone or with fp32 arrays,
  * against the CPU reference on the rounded inputs. In FP32 the same region
@@ -1014,14 +1014,17 @@ static void expect_bf(const char *what, const float *d, const float *ref, size_t
 static void test_act_storage(void)
 {
 	struct error e;
-	CHECK(G->act_storage != NULL);
+	CHECK(G->act_alloc != NULL);
 	if (!bf16_storage()) {
 		printf("# CAIRN_CUDA_BF16_ACT=0: no bf16 storage to test\n");
 		return;
 	}
 	scap = (size_t)8 << 20, sused = 0;
-	sbase = dev_alloc(scap * sizeof(float));
-	G->act_storage(sbase, scap * sizeof(float), 1);
+	sbase = G->act_alloc(scap * sizeof(float));
+	CHECK(sbase != NULL);
+	if (!sbase)
+		return;
+	dev_list[ndev++] = sbase;
 
 	size_t n = 100003;
 	float *x = hrand(n), *b = hrand(n);
@@ -1220,8 +1223,103 @@ static void test_act_storage(void)
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 	G->upload(sbase, x, n * sizeof(float)); /* fp32 again: as it is */
 	CHECK(!memcmp(down(sbase, n), x, n * sizeof(float)));
-	G->act_storage(sbase, 0, 0);
 	release_all();
+}
+
+/* Device memory behind activation storage (nn_cuda_mem_stats.act_backed). */
+static size_t act_backed(void)
+{
+	struct nn_cuda_mem_stats m;
+	nn_cuda_get_mem_stats(&m);
+	return m.act_backed;
+}
+
+/* A net's activation arena (act_alloc) is backed by all of its size in FP32
+ * and by half of it in BF16 (up to the mapping granularity; in full with
+ * CAIRN_CUDA_BF16_ACT=0, and without the driver's VMM); a change of
+ * precision with the net prepared re-backs it, after which the net computes
+ * what the CPU reference computes in FP32, and in BF16 what a net prepared
+ * in BF16 computes; releasing the nets gives every byte back. */
+static void test_act_memory(void)
+{
+	struct error e;
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+	size_t base = act_backed();
+	struct nn_net a, b, r;
+	int batch = 64, n = 4;
+	CHECK(nn_model_build(&a, G, NN_MODEL_DEFAULT, 1, 28, 28, 10, 3, &e) == 0);
+	CHECK(nn_model_build(&r, R, NN_MODEL_DEFAULT, 1, 28, 28, 10, 3, &e) == 0);
+	CHECK(nn_net_prepare(&a, batch, &e) == 0 && nn_net_prepare(&r, n, &e) == 0);
+	struct nn_cuda_mem_stats m;
+	nn_cuda_get_mem_stats(&m);
+	size_t span = a.act.size, fp32 = act_backed() - base;
+	CHECK(nn_cuda_set_precision(NN_CUDA_BF16, &e) == 0);
+	size_t bf16 = act_backed() - base;
+	if (m.act_vmm) {
+		printf("# activation arena of %zu bytes: %zu bytes of device memory in fp32, %zu in "
+		       "bf16%s\n",
+		       span, fp32, bf16, bf16_storage() ? "" : " (CAIRN_CUDA_BF16_ACT=0)");
+		CHECK(fp32 >= span);
+		if (bf16_storage()) {
+			CHECK(bf16 >= span / 2 && bf16 < fp32);
+			CHECK(bf16 <= span / 2 + ((size_t)2 << 20)); /* a granule (2 MiB on a GPU) */
+		} else {
+			CHECK(bf16 == fp32);
+		}
+	} else {
+		printf("# the driver has no virtual memory management: the activation arena of %zu "
+		       "bytes is backed in full\n",
+		       span);
+		CHECK(fp32 == 0 && bf16 == 0);
+	}
+	float *x = hrand((size_t)n * 784);
+	CHECK(nn_tensor_upload(nn_net_input(&a), x, (size_t)n * 784, &e) == 0);
+	CHECK(nn_tensor_upload(nn_net_input(&r), x, (size_t)n * 784, &e) == 0);
+	nn_net_train(&a, 0), nn_net_train(&r, 0);
+	float *la = down(nn_net_forward(&a, n)->data, (size_t)n * 10);
+	CHECK(nn_model_build(&b, G, NN_MODEL_DEFAULT, 1, 28, 28, 10, 3, &e) == 0);
+	CHECK(nn_net_prepare(&b, batch, &e) == 0);
+	CHECK(act_backed() - base == 2 * bf16);
+	CHECK(nn_tensor_upload(nn_net_input(&b), x, (size_t)n * 784, &e) == 0);
+	nn_net_train(&b, 0);
+	tol = 1e-6;
+	expect("bf16 logits, prepared in bf16 against re-backed", nn_net_forward(&b, n)->data, la,
+	       (size_t)n * 10);
+	nn_net_release(&b);
+	CHECK(act_backed() - base == bf16);
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+	CHECK(act_backed() - base == fp32);
+	CHECK(nn_tensor_upload(nn_net_input(&a), x, (size_t)n * 784, &e) == 0);
+	tol = 1e-5;
+	expect("fp32 logits after bf16, re-backed", nn_net_forward(&a, n)->data,
+	       nn_net_forward(&r, n)->data, (size_t)n * 10);
+	nn_net_release(&a);
+	nn_net_release(&r);
+	CHECK(act_backed() == base);
+	release_all();
+
+	/* fp32 that does not fit: the change of precision fails, says why, and
+	   bf16 stays (a block whose first half takes 80% of what is free) */
+	nn_cuda_get_mem_stats(&m);
+	if (!m.act_vmm || !bf16_storage())
+		return;
+	if (m.device_free > ((size_t)1 << 30)) {
+		printf("# %zu MiB free: the out-of-memory case runs over the simulated runtime "
+		       "(tests/integration/cuda_hostsim.sh, a 160 MiB device)\n",
+		       m.device_free >> 20);
+		return;
+	}
+	CHECK(nn_cuda_set_precision(NN_CUDA_BF16, &e) == 0);
+	void *big = G->act_alloc(m.device_free / 5 * 8);
+	CHECK(big != NULL);
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) < 0);
+	printf("# fp32 does not fit: %s\n", e.msg);
+	CHECK(strstr(e.msg, "out of device memory") != NULL);
+	CHECK(nn_cuda_get_precision() == NN_CUDA_BF16);
+	G->free(big);
+	CHECK(act_backed() == base);
+	nn_cuda_clear_error();
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 }
 
 /* Outside a step, while a graph exists: an instance-norm backward over
@@ -1495,6 +1593,7 @@ int main(int argc, char **argv)
 		SKIP("test_gemm_bf16", "host simulation");
 		SKIP("test_net_bf16", "host simulation");
 		SKIP("test_act_storage", "host simulation");
+		SKIP("test_act_memory", "host simulation");
 		SKIP("test_graph", "host simulation");
 		SKIP("test_graph_models", "host simulation");
 		return CHECK_DONE();
@@ -1508,6 +1607,7 @@ int main(int argc, char **argv)
 	RUN(test_gemm_bf16);
 	RUN(test_net_bf16);
 	RUN(test_act_storage);
+	RUN(test_act_memory);
 	RUN(test_graph);
 	RUN(test_graph_models);
 	return CHECK_DONE();

@@ -100,6 +100,18 @@ typedef struct sim_graph_node *cudaGraphNode_t;
 cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *count);
 cudaError_t cudaMemset(void *p, int v, size_t n);
 cudaError_t cudaDeviceSynchronize(void);
+/* The driver's calls by name (tests/cuda_hostsim/rt/cuda.h has those the
+ * simulation offers: its virtual memory management). */
+enum cudaDriverEntryPointQueryResult {
+	cudaDriverEntryPointSuccess = 0,
+	cudaDriverEntryPointSymbolNotFound = 1,
+	cudaDriverEntryPointVersionNotSufficent = 2,
+};
+#define cudaEnableDefault 0x0ull
+#define CUDART_VERSION 13000
+cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **fn, unsigned int version,
+					     unsigned long long flags,
+					     enum cudaDriverEntryPointQueryResult *status);
 
 /* ---- for the other fakes and the kernels ---- */
 
