@@ -63,8 +63,9 @@ void nn_cuda_set_fatal(void (*fn)(const char *msg));
  * state makes none). act_backed: the device memory behind the blocks of
  * act_alloc (counted in reserved and in_use too); in bf16 about half their
  * size. act_vmm: 1 when the driver's virtual memory management backs them
- * (so that bf16 can give half back), 0 when they are ordinary blocks of
- * the allocator, backed in full and not counted in act_backed.
+ * (so that bf16 can give half back); 0 when the driver has none, and -1
+ * when its calls failed (stderr said which): the blocks are then ordinary
+ * ones of the allocator, backed in full and not counted in act_backed.
  * device_free, device_total: what cudaMemGetInfo says now. */
 struct nn_cuda_mem_stats {
 	size_t reserved, in_use, peak_in_use;

@@ -278,9 +278,9 @@ static std::unordered_map<size_t, std::vector<void *>> *free_blocks;
 static std::unordered_map<void *, size_t> *live_blocks;
 static struct nn_cuda_mem_stats stats;
 static char alloc_msg[512]; /* why the last allocation failed (alloc_why) */
-/* activation storage through the driver's virtual memory management:
- * 1 usable, 0 not, -1 not looked up yet */
-static int vmm_ok = -1;
+/* activation storage through the driver's virtual memory management */
+enum { VMM_UNKNOWN = -2, VMM_FAILED = -1, VMM_NO = 0, VMM_YES = 1 };
+static int vmm_ok = VMM_UNKNOWN;
 
 static size_t size_class(size_t bytes)
 {
@@ -395,7 +395,7 @@ extern "C" void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s)
 	pthread_mutex_lock(&alloc_lock);
 	*s = stats;
 	pthread_mutex_unlock(&alloc_lock);
-	s->act_vmm = vmm_ok == 1;
+	s->act_vmm = vmm_ok == VMM_UNKNOWN ? 0 : vmm_ok;
 	s->device_free = s->device_total = 0;
 	if (cu.ready && cudaMemGetInfo(&s->device_free, &s->device_total) != cudaSuccess)
 		cudaGetLastError();
@@ -539,9 +539,9 @@ static int vmm_find(const char *sym, void *fn)
 
 static int vmm_usable(void)
 {
-	if (vmm_ok >= 0)
-		return vmm_ok;
-	vmm_ok = 0;
+	if (vmm_ok != VMM_UNKNOWN)
+		return vmm_ok == VMM_YES;
+	vmm_ok = VMM_NO;
 	int has = 0;
 	if (vmm_find("cuMemCreate", &vmm.create) || vmm_find("cuMemRelease", &vmm.release) ||
 	    vmm_find("cuMemAddressReserve", &vmm.reserve) ||
@@ -564,7 +564,7 @@ static int vmm_usable(void)
 		    CUDA_SUCCESS ||
 	    !vmm.gran)
 		return 0;
-	vmm_ok = 1;
+	vmm_ok = VMM_YES;
 	return 1;
 }
 
@@ -630,7 +630,41 @@ static void chunk_unmap(act_region &r, int k, size_t off, size_t len)
 
 static int wants_high(void) { return !act_enabled(); }
 
-/* nn/backend.h act_alloc. */
+/* r (bytes set) reserved and backed: 0, or -1 with nothing held and what
+ * failed in *res, *what and *asked. */
+static int act_back(act_region &r, CUresult *res, const char **what, size_t *asked)
+{
+	r.vmm = 1;
+	r.size = (r.bytes + vmm.gran - 1) / vmm.gran * vmm.gran;
+	r.low = (r.bytes / 2 + vmm.gran - 1) / vmm.gran * vmm.gran;
+	if (r.low > r.size)
+		r.low = r.size;
+	CUdeviceptr at = 0;
+	*what = "addresses for activation storage", *asked = r.size;
+	if ((*res = vmm.reserve(&at, r.size, 0, 0, 0)) != CUDA_SUCCESS)
+		return -1;
+	r.base = (char *)(uintptr_t)at;
+	*what = "activation storage, its first half", *asked = r.low;
+	if (chunk_map(r, 0, 0, r.low, res) < 0) {
+		vmm.unreserve(at, r.size);
+		return -1;
+	}
+	if (r.low < r.size && wants_high()) {
+		*what = "activation storage in fp32, its second half", *asked = r.size - r.low;
+		if (chunk_map(r, 1, r.low, r.size - r.low, res) < 0) {
+			chunk_unmap(r, 0, 0, r.low);
+			vmm.unreserve(at, r.size);
+			return -1;
+		}
+		r.high = 1;
+	}
+	return 0;
+}
+
+/* nn/backend.h act_alloc. A failure of the driver's calls other than out
+ * of memory (cairn's use of them wrong on some driver) is said once on
+ * stderr, and every block from then on is an ordinary one: training goes
+ * on, with activations backed in full (nn_cuda_mem_stats.act_vmm -1). */
 extern "C" void *cu_act_alloc(size_t bytes)
 {
 	if (!cu.ready && cu_init() < 0)
@@ -639,39 +673,29 @@ extern "C" void *cu_act_alloc(size_t bytes)
 		act_regions = new std::vector<act_region>();
 	act_region r = {};
 	r.bytes = bytes;
-	if (!bytes || !vmm_usable()) {
-		if (!(r.base = (char *)cu_alloc(bytes)))
-			return NULL;
-		act_regions->push_back(r);
-		act_gen++;
-		return r.base;
-	}
-	r.vmm = 1;
-	r.size = (bytes + vmm.gran - 1) / vmm.gran * vmm.gran;
-	r.low = (bytes / 2 + vmm.gran - 1) / vmm.gran * vmm.gran;
-	if (r.low > r.size)
-		r.low = r.size;
-	CUdeviceptr at = 0;
-	CUresult e = vmm.reserve(&at, r.size, 0, 0, 0);
-	if (e != CUDA_SUCCESS) {
-		act_oom("addresses for activation storage", r.size, e);
-		return NULL;
-	}
-	r.base = (char *)(uintptr_t)at;
-	if (chunk_map(r, 0, 0, r.low, &e) < 0) {
-		vmm.unreserve(at, r.size);
-		act_oom("activation storage, its first half", r.low, e);
-		return NULL;
-	}
-	if (r.low < r.size && wants_high()) {
-		if (chunk_map(r, 1, r.low, r.size - r.low, &e) < 0) {
-			chunk_unmap(r, 0, 0, r.low);
-			vmm.unreserve(at, r.size);
-			act_oom("activation storage in fp32, its second half", r.size - r.low, e);
+	if (bytes && vmm_usable()) {
+		CUresult e;
+		const char *what;
+		size_t asked;
+		if (act_back(r, &e, &what, &asked) == 0) {
+			act_regions->push_back(r);
+			act_gen++;
+			return r.base;
+		}
+		if (e == CUDA_ERROR_OUT_OF_MEMORY) {
+			act_oom(what, asked, e);
 			return NULL;
 		}
-		r.high = 1;
+		fprintf(stderr,
+			"cairn: cuda: the driver's virtual memory management failed (%s) for %s "
+			"(%zu bytes); activation storage is backed in full from now on\n",
+			vmm_why(e), what, asked);
+		vmm_ok = VMM_FAILED;
+		r = act_region{};
+		r.bytes = bytes;
 	}
+	if (!(r.base = (char *)cu_alloc(bytes)))
+		return NULL;
 	act_regions->push_back(r);
 	act_gen++;
 	return r.base;

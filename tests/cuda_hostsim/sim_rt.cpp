@@ -769,6 +769,9 @@ static CUresult sim_cuMemSetAccess(CUdeviceptr p, size_t size, const CUmemAccess
 	auto it = r->mapped.find((uintptr_t)p);
 	if (it == r->mapped.end() || it->second.first != size)
 		return CUDA_ERROR_INVALID_VALUE; /* cairn sets access on whole mapped chunks */
+	const char *e = getenv("CAIRN_SIM_VMM_FAIL"); /* a driver that refuses */
+	if (e && *e && strcmp(e, "0"))
+		return CUDA_ERROR_NOT_SUPPORTED;
 	if (mprotect((void *)(uintptr_t)p, size, PROT_READ | PROT_WRITE))
 		die("cuMemSetAccess: mprotect failed");
 	memset((void *)(uintptr_t)p, 0xff, size); /* NaN as floats, as cudaMalloc here */

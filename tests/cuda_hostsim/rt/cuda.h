@@ -7,7 +7,8 @@
  * been called on it, and unmapping takes both away again, so a slot that
  * touches an unbacked part of a reservation stops the run. The granularity
  * is 64 KiB (a GPU's is 2 MiB), so that small test nets have blocks of
- * several granules; CAIRN_SIM_NO_VMM=1 reports a device without VMM. */
+ * several granules; CAIRN_SIM_NO_VMM=1 reports a device without VMM, and
+ * CAIRN_SIM_VMM_FAIL=1 one whose cuMemSetAccess fails (NOT_SUPPORTED). */
 #ifndef SIM_CUDA_H
 #define SIM_CUDA_H
 
