@@ -43,11 +43,13 @@ part() { # name seconds command...: run it under its limit, log into $OUT/name.l
 	grep '^not ok\|TIMED OUT\|FAILED' "$OUT/$name.log" | head -20
 }
 
-# the fp32 op tests of issue #8, the bf16 casts and the graph steps (the
-# sanitizer makes every kernel and every cudnnFind trial slow)
+# the fp32 op tests of issue #8, the bf16 casts, the graph steps and the
+# half-backed bf16 activation storage (the sanitizer makes every kernel and
+# every cudnnFind trial slow)
 memcheck_tests=test_elementwise,test_bias,test_gemm,test_conv,test_act,test_batch_norm
 memcheck_tests=$memcheck_tests,test_instance_norm,test_pool,test_upsample,test_concat,test_dropout
 memcheck_tests=$memcheck_tests,test_losses,test_argmax,test_optim,test_bf16_cast,test_pinned_upload,test_graph
+memcheck_tests=$memcheck_tests,test_act_memory
 
 {
 	date -u
