@@ -1048,9 +1048,10 @@ int main(int argc, char **argv)
 	if (a.batch < 1 || a.channels < 1 || a.size < 1 || a.classes < 2 || a.steps < 1 ||
 	    a.warmup < 0)
 		return usage(argv[0], 2);
-	const struct nn_backend *be = nn_backend_by_name(a.device);
+	struct error berr;
+	const struct nn_backend *be = nn_backend_by_name(a.device, &berr);
 	if (!be) {
-		fprintf(stderr, "cuda_step: device '%s' unknown or unavailable\n", a.device);
+		fprintf(stderr, "cuda_step: %s\n", berr.msg);
 		return 2;
 	}
 #ifdef CAIRN_CUDA

@@ -1,5 +1,8 @@
 /* backend: descriptor arithmetic shared by every backend, and lookup by name. */
 #include "nn/backend.h"
+#ifdef CAIRN_CUDA
+#include "nn/cuda/cuda.h"
+#endif
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,23 +43,45 @@ int nn_pool_desc_init(struct nn_pool_desc *d, struct error *err)
 	return 0;
 }
 
-#ifndef CAIRN_CUDA
+#ifdef CAIRN_CUDA
+/* The CUDA table, or NULL with why in err. auto: only when a GPU is visible. */
+static const struct nn_backend *cuda_or_why(const char *name, int any, struct error *err)
+{
+	if (any && nn_cuda_device_count() <= 0)
+		return nn_backend_cpu();
+	const struct nn_backend *be = nn_backend_cuda();
+	if (!be && err) {
+		struct error why;
+		nn_cuda_error(&why);
+		error_set(err, "device %s: no usable CUDA backend: %s", name, why.msg);
+	}
+	return be;
+}
+#else
 /* Built without nn/cuda: never a GPU. */
 const struct nn_backend *nn_backend_cuda(void) { return NULL; }
+
+static const struct nn_backend *cuda_or_why(const char *name, int any, struct error *err)
+{
+	if (any)
+		return nn_backend_cpu();
+	if (err)
+		error_set(err, "device %s: this build has no CUDA backend (build with make CUDA=1)",
+			  name);
+	return NULL;
+}
 #endif
 
-const struct nn_backend *nn_backend_by_name(const char *name)
+const struct nn_backend *nn_backend_by_name(const char *name, struct error *err)
 {
 	if (!strcmp(name, "cpu"))
 		return nn_backend_cpu();
 	if (!strcmp(name, "cpu-ref"))
 		return nn_backend_cpu_ref();
-	if (!strcmp(name, "cuda"))
-		return nn_backend_cuda();
-	if (!strcmp(name, "auto")) {
-		const struct nn_backend *be = nn_backend_cuda();
-		return be ? be : nn_backend_cpu();
-	}
+	if (!strcmp(name, "cuda") || !strcmp(name, "auto"))
+		return cuda_or_why(name, !strcmp(name, "auto"), err);
+	if (err)
+		error_set(err, "device '%s': unknown (cpu, cpu-ref, cuda, auto)", name);
 	return NULL;
 }
 

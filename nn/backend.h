@@ -242,9 +242,13 @@ const struct nn_backend *nn_backend_cpu_ref(void);
 /* The CUDA table (nn/cuda, `make CUDA=1`); NULL when built without CUDA or
  * when no GPU is usable (nn/cuda/cuda.h: nn_cuda_error says why). */
 const struct nn_backend *nn_backend_cuda(void);
-/* By name: "cpu", "cpu-ref", "cuda", or "auto" (cuda when a GPU is usable,
- * else cpu). NULL if unknown or unavailable. */
-const struct nn_backend *nn_backend_by_name(const char *name);
+/* By name: "cpu", "cpu-ref", "cuda", or "auto" (cuda when a GPU is
+ * visible, else cpu). NULL if unknown, or if cuda (or auto with a GPU
+ * visible) cannot be used: err (may be NULL) then says why, e.g. "device
+ * auto: no usable CUDA backend: CAIRN_CUDA_DEVICE=2: want a device index
+ * from 0 to 1 (...)". A GPU that is there but unusable is an error, never
+ * a quiet fall back to the CPU. */
+const struct nn_backend *nn_backend_by_name(const char *name, struct error *err);
 /* be->step if the backend has it, else fn(ctx); and its release. */
 void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void *ctx), void *ctx);
 /* After be->alloc returned NULL: sets err to the formatted message followed

@@ -206,13 +206,12 @@ int main(int argc, char **argv)
 			if (parse_long(optarg, 1, 1024, &threads) < 0)
 				return bad_usage("--threads: '%s' is not a positive integer", optarg);
 			break;
-		case 'd':
-			if (!(cfg.be = nn_backend_by_name(optarg)))
-				return bad_usage(strcmp(optarg, "cuda")
-							 ? "--device: unknown device '%s' (cpu, cpu-ref, cuda, auto)"
-							 : "--device %s: no usable CUDA backend (needs make CUDA=1 and a GPU)",
-						 optarg);
+		case 'd': {
+			struct error derr;
+			if (!(cfg.be = nn_backend_by_name(optarg, &derr)))
+				return bad_usage("--%s", derr.msg);
 			break;
+		}
 		case 'A': cfg.flip = 0, cfg.pad = 0; break;
 		case 'P':
 			if (parse_long(optarg, 0, 64, &v) < 0)
@@ -328,6 +327,7 @@ int main(int argc, char **argv)
 		nn_cuda_get_graph_stats(&gs);
 		nn_cuda_get_mem_stats(&ms);
 		json_t *c = json_object();
+		json_object_set_new(c, "device_index", json_integer(nn_cuda_device()));
 		json_object_set_new(c, "steps", json_integer((json_int_t)gs.steps));
 		json_object_set_new(c, "graph_captures", json_integer((json_int_t)gs.captures));
 		json_object_set_new(c, "graph_replays", json_integer((json_int_t)gs.replays));

@@ -16,6 +16,13 @@ extern "C" {
 /* Number of visible CUDA devices; 0 when there is no driver, no device, or
  * CUDA_VISIBLE_DEVICES hides them all (never fails). */
 int nn_cuda_device_count(void);
+/* The visible device the backend uses (-1 before it is set up): the one
+ * CAIRN_CUDA_DEVICE names, else the process's rank on its node (Open MPI's
+ * OMPI_COMM_WORLD_LOCAL_RANK, MPICH's MPI_LOCALRANKID, srun's SLURM_LOCALID)
+ * modulo the visible devices, so that the ranks of a stage with ranks = N
+ * and gpus = N each take their own GPU; else device 0. A CAIRN_CUDA_DEVICE
+ * out of range makes the backend unusable, and nn_cuda_error says why. */
+int nn_cuda_device(void);
 
 /* Math of convolutions and gemm. FP32: plain FMA (cuDNN CUDNN_FMA_MATH,
  * cuBLAS pedantic), results within 1e-5 of the CPU reference. TF32: tensor

@@ -197,6 +197,44 @@ static double *host_scalars;
 #define BLAS_WS_BYTES ((size_t)32 << 20)
 static void *blas_ws;
 
+/* The process's rank on its node, as MPI launchers and srun set it; -1
+ * when none says. */
+static int local_rank(void)
+{
+	static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+					   "SLURM_LOCALID"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+		char *end;
+		long r = v && *v ? strtol(v, &end, 10) : -1;
+		if (v && *v && !*end && r >= 0 && r < (1 << 20))
+			return (int)r;
+	}
+	return -1;
+}
+
+/* Which of the n visible devices this process uses: CAIRN_CUDA_DEVICE, else
+ * its rank on the node modulo n (a stage with ranks = gpus = N gives each
+ * rank its own GPU), else 0. -1 after keeping why. */
+static int pick_device(int n)
+{
+	const char *env = getenv("CAIRN_CUDA_DEVICE");
+	if (env && *env) {
+		char *end, msg[256];
+		long d = strtol(env, &end, 10);
+		if (!*end && d >= 0 && d < n)
+			return (int)d;
+		snprintf(msg, sizeof(msg),
+			 "CAIRN_CUDA_DEVICE=%s: want a device index from 0 to %d (%d visible; see "
+			 "nvidia-smi and CUDA_VISIBLE_DEVICES)",
+			 env, n - 1, n);
+		keep(msg);
+		return -1;
+	}
+	int r = local_rank();
+	return r < 0 ? 0 : r % n;
+}
+
 static void init_now(void)
 {
 	int n = nn_cuda_device_count();
@@ -204,6 +242,8 @@ static void init_now(void)
 		keep("no CUDA device visible (cudaGetDeviceCount found none; check the driver and CUDA_VISIBLE_DEVICES)");
 		return;
 	}
+	if ((cu.device = pick_device(n)) < 0)
+		return;
 	const char *env = getenv("CAIRN_CUDA_PRECISION");
 	cu.precision = NN_CUDA_TF32;
 	if (env && *env) {
@@ -217,7 +257,6 @@ static void init_now(void)
 	}
 	env = getenv("CAIRN_CUDA_SYNC");
 	cu.debug_sync = env && *env && strcmp(env, "0");
-	cu.device = 0;
 	if (CU_RT(cudaSetDevice(cu.device), "init device %d", cu.device) ||
 	    CU_RT(cudaDeviceGetAttribute(&cu.sms, cudaDevAttrMultiProcessorCount, cu.device),
 		  "init: multiprocessor count") ||
@@ -263,6 +302,8 @@ extern "C" int cu_init(void)
 }
 
 extern "C" enum nn_cuda_precision nn_cuda_get_precision(void) { return cu.precision; }
+
+extern "C" int nn_cuda_device(void) { return cu.ready ? cu.device : -1; }
 
 double *cu_host_scalars(void) { return host_scalars; }
 

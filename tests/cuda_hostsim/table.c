@@ -34,6 +34,7 @@ static const struct nn_backend sim = {
 /* test_cuda_ops.c is compiled with -Dnn_backend_cuda=hostsim_backend_cuda */
 const struct nn_backend *hostsim_backend_cuda(void) { return &sim; }
 int nn_cuda_device_count(void) { return 1; }
+int nn_cuda_device(void) { return 0; }
 int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err)
 {
 	(void)p, (void)err;

@@ -82,6 +82,18 @@ for v in CAIRN_CUDA_BF16_ACT=0 CAIRN_SIM_NO_VMM=1 CAIRN_SIM_DEVICE_MB=160; do
 	grep -v '# SKIP not selected' $T/simout | sed -E "s/^(ok|not ok) - /\\1 - simulated runtime, $v: /"
 	check_eq "simulated runtime exit status, $v" "$rc" 0
 done
+# the device a process takes: CAIRN_CUDA_DEVICE, else its rank on the node
+# modulo the GPUs visible (ranks = gpus = N: one each), else 0
+for c in "CAIRN_SIM_GPUS=2 OMPI_COMM_WORLD_LOCAL_RANK=3/1 of 2" "CAIRN_SIM_GPUS=4 SLURM_LOCALID=2/2 of 4" \
+	"CAIRN_SIM_GPUS=2 OMPI_COMM_WORLD_LOCAL_RANK=1 CAIRN_CUDA_DEVICE=0/0 of 2" "CAIRN_SIM_GPUS=3/0 of 3"; do
+	v=${c%/*}
+	env $v CAIRN_CUDA_TEST_ONLY=test_device $T/simtest >$T/simout 2>&1
+	check_grep "$v: device ${c#*/}" "^# device ${c#*/} visible" $T/simout
+done
+CAIRN_SIM_GPUS=2 CAIRN_CUDA_DEVICE=2 CAIRN_CUDA_TEST_ONLY=test_device $T/simtest >$T/simout 2>&1
+check_grep "CAIRN_CUDA_DEVICE out of range is refused by name" \
+	"CAIRN_CUDA_DEVICE=2: want a device index from 0 to 1 \(2 visible" $T/simout
+
 # a driver whose VMM calls fail: said once, then training goes on with
 # activation storage backed in full
 CAIRN_SIM_VMM_FAIL=1 CAIRN_CUDA_TEST_ONLY=test_net_bf16,test_act_storage,test_graph_models \
@@ -151,6 +163,13 @@ run_ctc() { $T/ctc --train $T/train.ds --test $T/test.ds --epochs 1 --seed 3 --t
 check_rc "cairn-train-classifier --device cuda --precision fp32 (simulated)" 0 run_ctc cuda --device cuda --precision fp32
 check_rc "cairn-train-classifier --device cpu" 0 run_ctc cpu --device cpu
 check_rc "cairn-train-classifier --device cuda --precision bf16 (simulated)" 0 run_ctc bf16 --device cuda --precision bf16
+# a GPU that is visible but unusable stops --device auto (no quiet fall back
+# to the CPU), saying why; the device a rank took is in metrics.json
+check_rc "--device auto with a GPU it cannot use is bad usage" 2 \
+	env CAIRN_SIM_GPUS=2 CAIRN_CUDA_DEVICE=2 $T/ctc --train $T/train.ds --test $T/test.ds --device auto --out $T/bad
+check_grep "the error says why" "device auto: no usable CUDA backend: cuda: CAIRN_CUDA_DEVICE=2: want a device index" $T/.out
+check_eq "metrics.json: the device index" \
+	"$(python3 -c "import json; print(json.load(open('$T/cuda/metrics.json'))['cuda']['device_index'])")" 0
 acc() { python3 -c "import json; print(json.load(open('$T/$1/metrics.json'))['test_accuracy'])"; }
 a_cuda=$(acc cuda) a_cpu=$(acc cpu) a_bf16=$(acc bf16)
 echo "# test accuracy after 1 epoch on 2000 images: cuda (simulated) $a_cuda, cpu $a_cpu, bf16 (simulated) $a_bf16"

@@ -32,6 +32,14 @@ check_rc "corrupt shard is bad input" 2 cairn-train-classifier --train $T/bad.ds
 check_rc "missing --out is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds
 check_rc "unknown device is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --device tpu --out $T/r6
 check_grep "the error lists the devices" "cpu, cpu-ref, cuda, auto" $T/.out
+if [ "$($CAIRN_TESTS/test_cuda_ops --gpu-count 2>/dev/null)" = 0 ]; then
+	check_rc "--device cuda without a usable GPU is bad usage" 2 cairn-train-classifier \
+		--train $T/train.ds --test $T/test.ds --device cuda --out $T/r6
+	check_grep "the error says why" \
+		"device cuda: (this build has no CUDA backend \(build with make CUDA=1\)|no usable CUDA backend: no CUDA device)" $T/.out
+else
+	skip "--device cuda without a usable GPU" "a GPU is usable here"
+fi
 check_rc "bf16 on the cpu is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --precision bf16 --out $T/r7
 check_grep "the error says why" "cpu devices compute in fp32 only" $T/.out
 check_rc "--help" 0 cairn-train-classifier --help

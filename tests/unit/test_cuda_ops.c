@@ -36,7 +36,7 @@ static int selected(const char *name);
 static const char *const test_names[] = {
 	"test_elementwise", "test_bias",     "test_gemm",	"test_conv",    "test_act",
 	"test_batch_norm",  "test_instance_norm", "test_pool",  "test_upsample", "test_concat",
-	"test_dropout",     "test_losses",   "test_argmax",	"test_optim",	"test_allocator",
+	"test_dropout",     "test_losses",   "test_argmax",	"test_optim",	"test_device", "test_allocator",
 	"test_pinned_upload", "test_errors", "test_conv_tf32", "test_gemm_tf32", "test_bf16_cast",
 	"test_conv_bf16",   "test_gemm_bf16", "test_net_bf16",  "test_act_storage", "test_act_memory", "test_graph",
 	"test_graph_models",
@@ -54,8 +54,10 @@ static void skip_all(const char *why)
 static void test_no_cuda_backend(void)
 {
 	CHECK(nn_backend_cuda() == NULL);
-	CHECK(nn_backend_by_name("cuda") == NULL);
-	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
+	struct error e;
+	CHECK(nn_backend_by_name("cuda", &e) == NULL && strstr(e.msg, "make CUDA=1") != NULL);
+	CHECK(nn_backend_by_name("auto", &e) == nn_backend_cpu());
+	CHECK(nn_backend_by_name("gpu", &e) == NULL && strstr(e.msg, "device 'gpu': unknown") != NULL);
 }
 
 int main(int argc, char **argv)
@@ -1226,6 +1228,16 @@ static void test_act_storage(void)
 	release_all();
 }
 
+/* The device in use is one of those visible (which one: CAIRN_CUDA_DEVICE,
+ * else the rank on the node; tests/integration/cuda_hostsim.sh checks the
+ * choice with several simulated GPUs). */
+static void test_device(void)
+{
+	int d = nn_cuda_device(), n = nn_cuda_device_count();
+	printf("# device %d of %d visible\n", d, n);
+	CHECK(d >= 0 && d < n);
+}
+
 /* Device memory behind activation storage (nn_cuda_mem_stats.act_backed). */
 static size_t act_backed(void)
 {
@@ -1520,7 +1532,8 @@ static void test_auto_without_gpu(void)
 	struct error e;
 	CHECK(nn_backend_cuda() == NULL);
 	CHECK(nn_cuda_error(&e) == -1 && strstr(e.msg, "no CUDA device") != NULL);
-	CHECK(nn_backend_by_name("auto") == nn_backend_cpu());
+	CHECK(nn_backend_by_name("auto", &e) == nn_backend_cpu());
+	CHECK(nn_backend_by_name("cuda", &e) == NULL && strstr(e.msg, "no CUDA device") != NULL);
 }
 
 /* CAIRN_CUDA_TEST_ONLY=name,name: run only those tests, skip the others;
@@ -1586,6 +1599,7 @@ int main(int argc, char **argv)
 	if (getenv("CAIRN_CUDA_HOSTSIM")) {
 		/* tests/integration/cuda_hostsim.sh: the kernels on the host; there is
 		   no allocator, no runtime and no cuDNN/cuBLAS to test */
+		SKIP("test_device", "host simulation");
 		SKIP("test_allocator", "host simulation");
 		SKIP("test_pinned_upload", "host simulation");
 		SKIP("test_errors", "host simulation");
@@ -1600,6 +1614,7 @@ int main(int argc, char **argv)
 		SKIP("test_graph_models", "host simulation");
 		return CHECK_DONE();
 	}
+	RUN(test_device);
 	RUN(test_allocator);
 	RUN(test_pinned_upload);
 	RUN(test_errors);
