@@ -858,7 +858,8 @@ extern "C" void cu_pool_fwd(const struct nn_pool_desc *d, const float *x, float 
 {
 	CU_ENTER();
 	size_t total = (size_t)d->n * d->c * d->hout * d->wout;
-	if (!total || !fits((size_t)d->n * d->c * d->h * d->w, "pool_fwd"))
+	/* padding may make the output the larger of the two */
+	if (!total || !fits(total, "pool_fwd") || !fits((size_t)d->n * d->c * d->h * d->w, "pool_fwd"))
 		return;
 	k_pool_fwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), ARR(x), ARR(y), idx);
 	CU_LAUNCHED(POOL_FMT " forward", POOL_ARGS(d));
@@ -869,7 +870,8 @@ extern "C" void cu_pool_bwd(const struct nn_pool_desc *d, const float *dy, const
 {
 	CU_ENTER();
 	size_t total = (size_t)d->n * d->c * d->h * d->w;
-	if (!total || !fits(total, "pool_bwd"))
+	if (!total || !fits(total, "pool_bwd") ||
+	    !fits((size_t)d->n * d->c * d->hout * d->wout, "pool_bwd"))
 		return;
 	k_pool_bwd<<<cu_blocks(total), CU_THREADS, 0, cu.compute>>>(pool_of(d), ARR(dy), idx, ARR(dx));
 	CU_LAUNCHED(POOL_FMT " backward", POOL_ARGS(d));
