@@ -91,16 +91,16 @@ int cu_blas_set_math(void)
 		       nn_cuda_precision_name(cu.precision));
 }
 
-/* FP32 allows only FMA math. TF32 anything but ALLOW_CONVERSION, which on
- * fp32 tensors converts them down to FP16 (a 5-bit exponent: worse than TF32,
- * and gradients flush to zero); BF16 (bf16 tensors) anything cuDNN measured. */
+/* FP32 allows only FMA math. TF32 and BF16 anything but ALLOW_CONVERSION,
+ * which converts tensors down to FP16 (a 5-bit exponent: worse than TF32 and
+ * bf16, and gradients flush to zero). */
 static bool math_allowed(cudnnMathType_t m)
 {
 	if (cu.precision == NN_CUDA_FP32)
 		return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
-	if (cu.precision == NN_CUDA_TF32)
-		return m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-	return true;
+	/* TF32 and BF16: never ALLOW_CONVERSION (fp32 tensors converted to
+	   FP16, whose range is not fp32's or bf16's) */
+	return m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 static cudnnMathType_t math_for_call(cudnnMathType_t m)
 {
@@ -182,7 +182,12 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 		cu_fail(__FILE__, __LINE__, "calloc", "out of host memory", SHAPE_FMT, SHAPE_ARGS(d));
 		return NULL;
 	}
-	cudnnMathType_t base = cu.precision == NN_CUDA_FP32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+	/* FP32: no tensor cores. TF32: DEFAULT permits TF32 tensor cores on
+	   Ampere and Hopper. BF16: tensor-core kernels are only considered with
+	   TENSOR_OP set (cuDNN's legacy API, as PyTorch sets it for bf16). */
+	cudnnMathType_t base = cu.precision == NN_CUDA_FP32   ? CUDNN_FMA_MATH
+			       : cu.precision == NN_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH
+							      : CUDNN_DEFAULT_MATH;
 	cudnnDataType_t io = bf16() ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 	if (CU_DNN(cudnnCreateTensorDescriptor(&p->x), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateTensorDescriptor(&p->y), SHAPE_FMT, SHAPE_ARGS(d)) ||
@@ -286,19 +291,26 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 		p->ws = wr[i].memory > p->ws ? wr[i].memory : p->ws;
 	}
 	/* the fallbacks' workspace, when a fallback was taken (0 for IMPLICIT_GEMM and ALGO_0
-	   in practice, but ask rather than assume) */
+	   in practice, but ask rather than assume), each under the math type its
+	   call will run with (an algorithm may exist under one only) */
 	size_t s = 0;
-	if (CU_DNN(cudnnGetConvolutionForwardWorkspaceSize(cu.dnn, p->x, p->w, p->conv, p->y, p->fwd,
+	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->fwd_math)), SHAPE_FMT,
+		   SHAPE_ARGS(d)) ||
+	    CU_DNN(cudnnGetConvolutionForwardWorkspaceSize(cu.dnn, p->x, p->w, p->conv, p->y, p->fwd,
 							   &s),
 		   SHAPE_FMT " (forward workspace)", SHAPE_ARGS(d)))
 		return NULL;
 	p->ws = s > p->ws ? s : p->ws;
-	if (CU_DNN(cudnnGetConvolutionBackwardDataWorkspaceSize(cu.dnn, p->w, p->y, p->conv, p->x,
+	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->data_math)), SHAPE_FMT,
+		   SHAPE_ARGS(d)) ||
+	    CU_DNN(cudnnGetConvolutionBackwardDataWorkspaceSize(cu.dnn, p->w, p->y, p->conv, p->x,
 								p->bwd_data, &s),
 		   SHAPE_FMT " (backward-data workspace)", SHAPE_ARGS(d)))
 		return NULL;
 	p->ws = s > p->ws ? s : p->ws;
-	if (CU_DNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(cu.dnn, p->x, p->y, p->conv, p->w,
+	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->filter_math)), SHAPE_FMT,
+		   SHAPE_ARGS(d)) ||
+	    CU_DNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(cu.dnn, p->x, p->y, p->conv, p->w,
 								  p->bwd_filter, &s),
 		   SHAPE_FMT " (backward-filter workspace)", SHAPE_ARGS(d)))
 		return NULL;

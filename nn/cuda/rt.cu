@@ -568,9 +568,10 @@ static struct {
 static int vmm_find(const char *sym, void *fn)
 {
 	cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-	/* the symbol's ABI as of the headers this was compiled with */
-	if (cudaGetDriverEntryPointByVersion(sym, (void **)fn, CUDART_VERSION, cudaEnableDefault,
-					     &q) != cudaSuccess ||
+	/* the ABI as of CUDA 12.0 (these signatures have not changed since
+	   10.2): a version newer than the driver would fail the lookup */
+	if (cudaGetDriverEntryPointByVersion(sym, (void **)fn, 12000, cudaEnableDefault, &q) !=
+		    cudaSuccess ||
 	    q != cudaDriverEntryPointSuccess) {
 		cudaGetLastError();
 		return -1;
@@ -751,15 +752,15 @@ static int act_free(void *p)
 		act_region r = (*act_regions)[i];
 		if (r.base != p)
 			continue;
+		if (cu.capturing && r.vmm) { /* kept: it cannot be unmapped now */
+			cu_fail(__FILE__, __LINE__, "cu_free", "inside a captured step",
+				"free of activation storage of %zu bytes", r.bytes);
+			return 1;
+		}
 		act_regions->erase(act_regions->begin() + i);
 		act_gen++;
 		if (!r.vmm) {
 			cu_free(p);
-			return 1;
-		}
-		if (cu.capturing) {
-			cu_fail(__FILE__, __LINE__, "cu_free", "inside a captured step",
-				"free of activation storage of %zu bytes", r.bytes);
 			return 1;
 		}
 		/* unmapping is not stream-ordered: the device must be done with it */
@@ -811,9 +812,14 @@ extern "C" int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err
 		return 0;
 	enum nn_cuda_precision was = cu.precision;
 	cu.precision = p;
+	pthread_mutex_lock(&err_lock);
+	int had = have_error;
+	pthread_mutex_unlock(&err_lock);
 	if (act_remap() < 0) { /* fp32 activations do not fit */
 		cu.precision = was;
 		act_remap();
+		if (!had) /* nothing failed: the precision stays as it was */
+			nn_cuda_clear_error();
 		return error_set(err,
 				 "cuda precision %s: the prepared nets' activations do not fit in fp32 "
 				 "(%s); stay in %s, or release the nets or prepare them for a smaller "
@@ -869,10 +875,20 @@ static int host_find(const void *p, size_t n, host_block *out)
 	return found;
 }
 
+/* Pinned buffers and their events are made and waited for on the loader's
+ * thread too, whose current device is 0 until it says otherwise: events
+ * belong to a device, and must be the backend's. */
+static void on_device(void)
+{
+	if (cudaSetDevice(cu.device) != cudaSuccess)
+		cudaGetLastError(); /* the next call reports what is wrong */
+}
+
 extern "C" void *cu_host_alloc(size_t bytes)
 {
 	if (!cu.ready && cu_init() < 0)
 		return NULL;
+	on_device();
 	host_block b = {NULL, bytes ? bytes : 1, 1, NULL};
 	if (cudaMallocHost((void **)&b.p, b.n) != cudaSuccess ||
 	    cudaEventCreateWithFlags(&b.read, cudaEventDisableTiming) != cudaSuccess) {
@@ -898,6 +914,7 @@ extern "C" void cu_host_wait(const void *p)
 {
 	CU_ENTER();
 	host_block b;
+	on_device();
 	if (host_find(p, 1, &b) && b.pinned)
 		CU_RT(cudaEventSynchronize(b.read), "waiting for the uploads from host buffer %p", p);
 }
@@ -926,6 +943,7 @@ extern "C" void cu_host_free(void *p)
 		return;
 	}
 	/* cudaFreeHost waits for the device; errors here change nothing for the caller */
+	on_device();
 	if (cudaEventSynchronize(b.read) != cudaSuccess || cudaEventDestroy(b.read) != cudaSuccess ||
 	    cudaFreeHost(b.p) != cudaSuccess)
 		cudaGetLastError();

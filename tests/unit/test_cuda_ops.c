@@ -1330,9 +1330,9 @@ static void test_act_memory(void)
 	printf("# fp32 does not fit: %s\n", e.msg);
 	CHECK(strstr(e.msg, "out of device memory") != NULL);
 	CHECK(nn_cuda_get_precision() == NN_CUDA_BF16);
+	CHECK(nn_cuda_error(&e) == 0); /* nothing failed: no error is left behind */
 	G->free(big);
 	CHECK(act_backed() == base);
-	nn_cuda_clear_error();
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 }
 
