@@ -26,9 +26,14 @@ ifeq ($(CUDA),1)
 O       := build/cuda
 BIN     := build/cuda/bin
 CFLAGS  += -DCAIRN_CUDA -I/usr/local/cuda/include
+# GPU architectures to build kernels for (compute capability x 10): Ampere
+# (A100) and Hopper (H100, H200) by default, plus PTX of the newest for later
+# GPUs to compile at load time; e.g. CUDA_ARCH="70 80 90" adds Volta.
+CUDA_ARCH ?= 80 90
 NVFLAGS := -O2 -g -std=c++17 -I. -I/usr/local/cuda/include -DCAIRN_CUDA \
-           -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
-           -Xcompiler -Wall,-Wextra,-fPIC
+           $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+           -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH)) \
+           -DCAIRN_CUDA_ARCH='"$(CUDA_ARCH)"' -Xcompiler -Wall,-Wextra,-fPIC
 CUDA_LIBS := -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudnn -lcublas -lcudart -lstdc++
 endif
 CFLAGS += $(OPT)

@@ -235,6 +235,62 @@ static int pick_device(int n)
 	return r < 0 ? 0 : r % n;
 }
 
+#ifndef CAIRN_CUDA_ARCH
+#define CAIRN_CUDA_ARCH "?" /* the Makefile's CUDA_ARCH */
+#endif
+
+/* A kernel of this build: asking for its attributes fails when the build
+ * has no code this GPU can run. */
+__global__ static void k_probe(void) {}
+
+/* The GPU can run this build's kernels; else why not is kept. */
+static int kernels_usable(void)
+{
+	int major = 0, minor = 0;
+	if (CU_RT(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, cu.device),
+		  "init: compute capability") ||
+	    CU_RT(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, cu.device),
+		  "init: compute capability"))
+		return 0;
+	cu.cc = major * 10 + minor;
+	cudaFuncAttributes fa;
+	cudaError_t e = cudaFuncGetAttributes(&fa, k_probe);
+	if (e == cudaSuccess)
+		return 1;
+	cudaGetLastError();
+	char msg[512];
+	snprintf(msg, sizeof(msg),
+		 "this build has no kernels for device %d (compute capability %d.%d): it was built "
+		 "with CUDA_ARCH=\"%s\"; rebuild with make CUDA=1 CUDA_ARCH=\"%s %d\" (%s)",
+		 cu.device, major, minor, CAIRN_CUDA_ARCH, CAIRN_CUDA_ARCH, cu.cc,
+		 cudaGetErrorString(e));
+	keep(msg);
+	return 0;
+}
+
+/* bf16 tensor-core math needs Ampere (8.0) or newer. */
+static int precision_supported(enum nn_cuda_precision p, char *why, size_t cap)
+{
+	if (p != NN_CUDA_BF16 || cu.cc >= 80)
+		return 1;
+	snprintf(why, cap,
+		 "cuda precision bf16: needs a GPU of compute capability 8.0 or newer (Ampere, "
+		 "Hopper); device %d is %d.%d: use tf32 or fp32",
+		 cu.device, cu.cc / 10, cu.cc % 10);
+	return 0;
+}
+
+/* CAIRN_CUDA_PRECISION asked for what the GPU cannot do: kept, and 0. */
+static int init_precision_supported(void)
+{
+	char why[256], msg[320];
+	if (precision_supported(cu.precision, why, sizeof(why)))
+		return 1;
+	snprintf(msg, sizeof(msg), "CAIRN_CUDA_PRECISION: %s", why);
+	keep(msg);
+	return 0;
+}
+
 static void init_now(void)
 {
 	int n = nn_cuda_device_count();
@@ -260,6 +316,7 @@ static void init_now(void)
 	if (CU_RT(cudaSetDevice(cu.device), "init device %d", cu.device) ||
 	    CU_RT(cudaDeviceGetAttribute(&cu.sms, cudaDevAttrMultiProcessorCount, cu.device),
 		  "init: multiprocessor count") ||
+	    !kernels_usable() || !init_precision_supported() ||
 	    CU_RT(cudaStreamCreateWithFlags(&cu.compute, cudaStreamNonBlocking), "init: compute stream") ||
 	    CU_RT(cudaStreamCreateWithFlags(&cu.copy, cudaStreamNonBlocking), "init: copy stream") ||
 	    CU_RT(cudaEventCreateWithFlags(&compute_mark, cudaEventDisableTiming), "init: event") ||
@@ -808,6 +865,9 @@ extern "C" int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err
 		return error_set(err, "cuda precision %d: expected fp32, tf32 or bf16", (int)p);
 	if (cu_init() < 0)
 		return nn_cuda_error(err);
+	char why[256];
+	if (!precision_supported(p, why, sizeof(why)))
+		return error_set(err, "%s", why);
 	if (p == cu.precision)
 		return 0;
 	enum nn_cuda_precision was = cu.precision;

@@ -24,6 +24,7 @@ extern "C" {
 struct cu_ctx {
 	int ready;
 	int device, sms;
+	int cc; /* compute capability x 10 (90: Hopper) */
 	int debug_sync; /* CAIRN_CUDA_SYNC=1: synchronize after every slot, so an
 			   asynchronous fault is reported by the op that caused it */
 	enum nn_cuda_precision precision;

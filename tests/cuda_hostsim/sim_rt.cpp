@@ -79,6 +79,8 @@ const char *cudaGetErrorString(cudaError_t e)
 		return "operation not permitted when stream is capturing";
 	case cudaErrorStreamCaptureInvalidated:
 		return "operation failed due to a previous error during capture";
+	case cudaErrorNoKernelImageForDevice:
+		return "no kernel image is available for execution on the device";
 	case cudaErrorStreamCaptureWrongThread:
 		return "attempt to terminate a thread-local capture sequence from another thread";
 	}
@@ -269,9 +271,25 @@ cudaError_t cudaSetDevice(int d)
 cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int d)
 {
 	(void)d;
-	if (a != cudaDevAttrMultiProcessorCount)
+	const char *cc = getenv("CAIRN_SIM_CC"); /* compute capability x 10; 90 by default */
+	int c = cc && *cc ? atoi(cc) : 90;
+	if (a == cudaDevAttrMultiProcessorCount)
+		*v = 132; /* an H100 SXM's: the same launch geometry as there */
+	else if (a == cudaDevAttrComputeCapabilityMajor)
+		*v = c / 10;
+	else if (a == cudaDevAttrComputeCapabilityMinor)
+		*v = c % 10;
+	else
 		return sim_error(cudaErrorInvalidValue);
-	*v = 132; /* an H100 SXM's: the same launch geometry as there */
+	return cudaSuccess;
+}
+
+cudaError_t sim_func_attributes(cudaFuncAttributes *a)
+{
+	const char *e = getenv("CAIRN_SIM_NO_IMAGE");
+	if (e && *e && strcmp(e, "0"))
+		return sim_error(cudaErrorNoKernelImageForDevice);
+	a->maxThreadsPerBlock = 1024, a->numRegs = 32;
 	return cudaSuccess;
 }
 

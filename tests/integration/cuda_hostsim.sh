@@ -94,6 +94,15 @@ CAIRN_SIM_GPUS=2 CAIRN_CUDA_DEVICE=2 CAIRN_CUDA_TEST_ONLY=test_device $T/simtest
 check_grep "CAIRN_CUDA_DEVICE out of range is refused by name" \
 	"CAIRN_CUDA_DEVICE=2: want a device index from 0 to 1 \(2 visible" $T/simout
 
+# a GPU this build has no kernels for, and bf16 asked of a GPU older than
+# Ampere: the backend is unusable and says what to do
+CAIRN_SIM_NO_IMAGE=1 $T/simtest >$T/simout 2>&1
+check_grep "a GPU without kernels in the build: rebuild for it" \
+	"this build has no kernels for device 0 \(compute capability 9.0\).*rebuild with make CUDA=1 CUDA_ARCH=" $T/simout
+CAIRN_SIM_CC=70 CAIRN_CUDA_PRECISION=bf16 $T/simtest >$T/simout 2>&1
+check_grep "bf16 on a 7.0 GPU is refused" \
+	"CAIRN_CUDA_PRECISION: cuda precision bf16: needs a GPU of compute capability 8.0 or newer" $T/simout
+
 # a driver whose VMM calls fail: said once, then training goes on with
 # activation storage backed in full
 CAIRN_SIM_VMM_FAIL=1 CAIRN_CUDA_TEST_ONLY=test_net_bf16,test_act_storage,test_graph_models \
@@ -168,6 +177,9 @@ check_rc "cairn-train-classifier --device cuda --precision bf16 (simulated)" 0 r
 check_rc "--device auto with a GPU it cannot use is bad usage" 2 \
 	env CAIRN_SIM_GPUS=2 CAIRN_CUDA_DEVICE=2 $T/ctc --train $T/train.ds --test $T/test.ds --device auto --out $T/bad
 check_grep "the error says why" "device auto: no usable CUDA backend: cuda: CAIRN_CUDA_DEVICE=2: want a device index" $T/.out
+check_rc "--precision bf16 on a GPU older than Ampere is bad usage" 2 \
+	env CAIRN_SIM_CC=75 $T/ctc --train $T/train.ds --test $T/test.ds --device cuda --precision bf16 --out $T/bad
+check_grep "the error says why" "bf16: needs a GPU of compute capability 8.0 or newer .*device 0 is 7.5: use tf32 or fp32" $T/.out
 check_eq "metrics.json: the device index" \
 	"$(python3 -c "import json; print(json.load(open('$T/cuda/metrics.json'))['cuda']['device_index'])")" 0
 acc() { python3 -c "import json; print(json.load(open('$T/$1/metrics.json'))['test_accuracy'])"; }

@@ -43,6 +43,7 @@ enum cudaError {
 	cudaErrorMemoryAllocation = 2,
 	cudaErrorInvalidConfiguration = 9,
 	cudaErrorInvalidDevicePointer = 17,
+	cudaErrorNoKernelImageForDevice = 209,
 	cudaErrorNoDevice = 100,
 	cudaErrorInvalidResourceHandle = 400,
 	cudaErrorStreamCaptureUnsupported = 900,
@@ -62,7 +63,14 @@ enum cudaStreamCaptureMode {
 	cudaStreamCaptureModeThreadLocal = 1,
 	cudaStreamCaptureModeRelaxed = 2,
 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr {
+	cudaDevAttrMultiProcessorCount = 16,
+	cudaDevAttrComputeCapabilityMajor = 75,
+	cudaDevAttrComputeCapabilityMinor = 76,
+};
+struct cudaFuncAttributes {
+	int maxThreadsPerBlock, numRegs;
+};
 #define cudaStreamNonBlocking 0x01u
 #define cudaEventDisableTiming 0x02u
 
@@ -128,6 +136,15 @@ void sim_dev_check(const void *p, size_t n, const char *call, const char *arg);
 cudaError_t sim_error(cudaError_t e);
 
 #ifdef __cplusplus
+}
+
+/* A kernel's attributes: the simulated GPU runs every kernel, unless
+ * CAIRN_SIM_NO_IMAGE=1 plays a build without code for it. */
+cudaError_t sim_func_attributes(cudaFuncAttributes *a);
+template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, F *f)
+{
+	(void)f;
+	return sim_func_attributes(a);
 }
 
 /* Queue f on s (into its graph while s is being captured); the lock is taken. */
