@@ -36,8 +36,9 @@ int nn_cuda_device(void);
  * exponent, so the small gradients fp16 would flush to zero stay
  * representable. A change of precision re-backs activation blocks (fp32
  * needs their whole size) and fails, the precision unchanged, when that does
- * not fit. The default is TF32, or what CAIRN_CUDA_PRECISION=fp32|tf32|bf16
- * says at first use. */
+ * not fit. The default is TF32 (FP32 on GPUs older than Ampere, which have no
+ * TF32), or what CAIRN_CUDA_PRECISION=fp32|tf32|bf16 says at first use. BF16
+ * needs compute capability 8.0: asked of an older GPU it is refused. */
 enum nn_cuda_precision { NN_CUDA_FP32 = 0, NN_CUDA_TF32 = 1, NN_CUDA_BF16 = 2 };
 int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err);
 enum nn_cuda_precision nn_cuda_get_precision(void);

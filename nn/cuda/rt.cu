@@ -280,10 +280,22 @@ static int precision_supported(enum nn_cuda_precision p, char *why, size_t cap)
 	return 0;
 }
 
-/* CAIRN_CUDA_PRECISION asked for what the GPU cannot do: kept, and 0. */
-static int init_precision_supported(void)
+/* The precision at start: CAIRN_CUDA_PRECISION if set (and the GPU has
+ * it; else 0, why kept), else tf32 from Ampere on and fp32 before (no
+ * TF32 tensor cores there). */
+static int init_precision(void)
 {
-	char why[256], msg[320];
+	const char *env = getenv("CAIRN_CUDA_PRECISION");
+	char why[256], msg[1100];
+	struct error e;
+	cu.precision = cu.cc >= 80 ? NN_CUDA_TF32 : NN_CUDA_FP32;
+	if (!env || !*env)
+		return 1;
+	if (nn_cuda_parse_precision(env, &cu.precision, &e) < 0) {
+		snprintf(msg, sizeof(msg), "CAIRN_CUDA_PRECISION: %s", e.msg);
+		keep(msg);
+		return 0;
+	}
 	if (precision_supported(cu.precision, why, sizeof(why)))
 		return 1;
 	snprintf(msg, sizeof(msg), "CAIRN_CUDA_PRECISION: %s", why);
@@ -300,23 +312,12 @@ static void init_now(void)
 	}
 	if ((cu.device = pick_device(n)) < 0)
 		return;
-	const char *env = getenv("CAIRN_CUDA_PRECISION");
-	cu.precision = NN_CUDA_TF32;
-	if (env && *env) {
-		struct error e;
-		if (nn_cuda_parse_precision(env, &cu.precision, &e) < 0) {
-			char msg[1100];
-			snprintf(msg, sizeof(msg), "CAIRN_CUDA_PRECISION: %s", e.msg);
-			keep(msg);
-			return;
-		}
-	}
-	env = getenv("CAIRN_CUDA_SYNC");
+	const char *env = getenv("CAIRN_CUDA_SYNC");
 	cu.debug_sync = env && *env && strcmp(env, "0");
 	if (CU_RT(cudaSetDevice(cu.device), "init device %d", cu.device) ||
 	    CU_RT(cudaDeviceGetAttribute(&cu.sms, cudaDevAttrMultiProcessorCount, cu.device),
 		  "init: multiprocessor count") ||
-	    !kernels_usable() || !init_precision_supported() ||
+	    !kernels_usable() || !init_precision() ||
 	    CU_RT(cudaStreamCreateWithFlags(&cu.compute, cudaStreamNonBlocking), "init: compute stream") ||
 	    CU_RT(cudaStreamCreateWithFlags(&cu.copy, cudaStreamNonBlocking), "init: copy stream") ||
 	    CU_RT(cudaEventCreateWithFlags(&compute_mark, cudaEventDisableTiming), "init: event") ||

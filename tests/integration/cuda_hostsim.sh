@@ -90,6 +90,11 @@ for c in "CAIRN_SIM_GPUS=2 OMPI_COMM_WORLD_LOCAL_RANK=3/1 of 2" "CAIRN_SIM_GPUS=
 	env $v CAIRN_CUDA_TEST_ONLY=test_device $T/simtest >$T/simout 2>&1
 	check_grep "$v: device ${c#*/}" "^# device ${c#*/} visible" $T/simout
 done
+# the precision at start: tf32 from Ampere on, fp32 before (no TF32 there)
+for c in 90/tf32 80/tf32 75/fp32; do
+	CAIRN_SIM_CC=${c%/*} CAIRN_CUDA_TEST_ONLY=test_device $T/simtest >$T/simout 2>&1
+	check_grep "compute capability ${c%/*}: ${c#*/} by default" "precision at start ${c#*/}\$" $T/simout
+done
 CAIRN_SIM_GPUS=2 CAIRN_CUDA_DEVICE=2 CAIRN_CUDA_TEST_ONLY=test_device $T/simtest >$T/simout 2>&1
 check_grep "CAIRN_CUDA_DEVICE out of range is refused by name" \
 	"CAIRN_CUDA_DEVICE=2: want a device index from 0 to 1 \(2 visible" $T/simout

@@ -1231,10 +1231,13 @@ static void test_act_storage(void)
 /* The device in use is one of those visible (which one: CAIRN_CUDA_DEVICE,
  * else the rank on the node; tests/integration/cuda_hostsim.sh checks the
  * choice with several simulated GPUs). */
+static enum nn_cuda_precision start_precision; /* before main sets fp32 */
+
 static void test_device(void)
 {
 	int d = nn_cuda_device(), n = nn_cuda_device_count();
-	printf("# device %d of %d visible\n", d, n);
+	printf("# device %d of %d visible; precision at start %s\n", d, n,
+	       nn_cuda_precision_name(start_precision));
 	CHECK(d >= 0 && d < n);
 }
 
@@ -1577,6 +1580,7 @@ int main(int argc, char **argv)
 		skip_all("no usable GPU (see the message above)");
 		return 0;
 	}
+	start_precision = nn_cuda_get_precision();
 	if (nn_cuda_set_precision(NN_CUDA_FP32, &e) < 0) {
 		printf("not ok - set fp32 precision: %s\n", e.msg);
 		return 1;
