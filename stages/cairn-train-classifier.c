@@ -335,6 +335,9 @@ int main(int argc, char **argv)
 		json_object_set_new(c, "graph_failures", json_integer((json_int_t)gs.failures));
 		json_object_set_new(c, "graph_nodes", json_integer((json_int_t)gs.nodes));
 		json_object_set_new(c, "device_peak_mib", json_real(ms.peak_in_use / 1048576.0));
+		/* the activation arena's device memory: about half of it in bf16 */
+		json_object_set_new(c, "activation_arena_mib", json_real(net.act.size / 1048576.0));
+		json_object_set_new(c, "activation_backed_mib", json_real(ms.act_backed / 1048576.0));
 		json_object_set_new(c, "cuda_mallocs", json_integer((json_int_t)ms.cuda_mallocs));
 		json_object_set_new(m, "cuda", c);
 	}

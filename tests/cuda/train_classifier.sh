@@ -31,6 +31,10 @@ for r in gpu nograph bf16 cpu; do
 	[ -f $T/$r/metrics.json ] && python3 -c "import json; m = json.load(open('$T/$r/metrics.json')); print('# %s: %s %s accuracy %.4f, %.0f train images/s, loss per epoch %s' % ('$r', m['device'], m.get('precision'), m['test_accuracy'], m['train_images_per_s'], m['loss_per_epoch']))"
 	[ -n "${CUDA_CHECK_OUT:-}" ] && [ -f $T/$r/metrics.json ] && cp $T/$r/metrics.json "$CUDA_CHECK_OUT/train-$r-metrics.json"
 done
+check "bf16: the activation arena backed by about half its size" python3 -c "
+import json; c = json.load(open('$T/bf16/metrics.json'))['cuda']
+print('# bf16 activation arena %.1f MiB, backed by %.1f MiB' % (c['activation_arena_mib'], c['activation_backed_mib']))
+assert c['activation_arena_mib'] / 2 <= c['activation_backed_mib'] <= c['activation_arena_mib'] / 2 + 2"
 n=$(python3 -c "import json; print(json.load(open('$T/nograph/metrics.json'))['test_accuracy'])" 2>/dev/null || echo nan)
 check "cuda without graphs $n within 0.5 points of cuda with graphs $g" python3 -c "import sys; sys.exit(0 if abs($n - $g) <= 0.005 else 1)"
 check "checkpoint written" test -s $T/gpu/model.ckpt

@@ -198,6 +198,10 @@ l_cuda=$(loss cuda) l_cpu=$(loss cpu)
 check "cuda's train loss $l_cuda within 1% of cpu's $l_cpu" python3 -c "import sys; sys.exit(0 if abs($l_cuda - $l_cpu) <= 0.01 * $l_cpu else 1)"
 # bf16 (activations in bf16 storage) loses little: 0.5 points in this run
 check "bf16 within 3 points of cpu" python3 -c "import sys; sys.exit(0 if abs($a_bf16 - $a_cpu) <= 0.03 else 1)"
+check "bf16: the activation arena backed by about half its size" python3 -c "
+import json; c = json.load(open('$T/bf16/metrics.json'))['cuda']
+print('# bf16 activation arena %.1f MiB, backed by %.1f MiB' % (c['activation_arena_mib'], c['activation_backed_mib']))
+assert c['activation_arena_mib'] / 2 <= c['activation_backed_mib'] <= c['activation_arena_mib'] / 2 + 2"
 check_grep "metrics.json names the device" '"device": *"cuda"' $T/cuda/metrics.json
 check "steps ran as CUDA graph replays" python3 -c "
 import json; c = json.load(open('$T/cuda/metrics.json'))['cuda']
