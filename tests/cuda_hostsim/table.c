@@ -41,6 +41,10 @@ int nn_cuda_set_precision(enum nn_cuda_precision p, struct error *err)
 	return 0;
 }
 enum nn_cuda_precision nn_cuda_get_precision(void) { return NN_CUDA_FP32; }
+const char *nn_cuda_precision_name(enum nn_cuda_precision p)
+{
+	return p == NN_CUDA_BF16 ? "bf16" : p == NN_CUDA_TF32 ? "tf32" : "fp32";
+}
 int nn_cuda_error(struct error *err)
 {
 	(void)err;
