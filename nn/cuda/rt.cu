@@ -619,6 +619,7 @@ static struct {
 	CUresult (*unmap)(CUdeviceptr, size_t);
 	CUresult (*set_access)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t);
 	CUresult (*granularity)(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags);
+	CUresult (*device_get)(CUdevice *, int);
 	CUresult (*attribute)(int *, CUdevice_attribute, CUdevice);
 	CUresult (*error_name)(CUresult, const char **);
 } vmm;
@@ -643,14 +644,17 @@ static int vmm_usable(void)
 		return vmm_ok == VMM_YES;
 	vmm_ok = VMM_NO;
 	int has = 0;
+	CUdevice dev = 0;
 	if (vmm_find("cuMemCreate", &vmm.create) || vmm_find("cuMemRelease", &vmm.release) ||
 	    vmm_find("cuMemAddressReserve", &vmm.reserve) ||
 	    vmm_find("cuMemAddressFree", &vmm.unreserve) || vmm_find("cuMemMap", &vmm.map) ||
 	    vmm_find("cuMemUnmap", &vmm.unmap) || vmm_find("cuMemSetAccess", &vmm.set_access) ||
 	    vmm_find("cuMemGetAllocationGranularity", &vmm.granularity) ||
+	    vmm_find("cuDeviceGet", &vmm.device_get) ||
 	    vmm_find("cuDeviceGetAttribute", &vmm.attribute) ||
 	    vmm_find("cuGetErrorName", &vmm.error_name) ||
-	    vmm.attribute(&has, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, cu.device) !=
+	    vmm.device_get(&dev, cu.device) != CUDA_SUCCESS ||
+	    vmm.attribute(&has, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev) !=
 		    CUDA_SUCCESS ||
 	    !has)
 		return 0;

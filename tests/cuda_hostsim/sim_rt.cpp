@@ -679,6 +679,12 @@ static CUresult sim_cuMemGetAllocationGranularity(size_t *g, const CUmemAllocati
 	return CUDA_SUCCESS;
 }
 
+static CUresult sim_cuDeviceGet(CUdevice *d, int ordinal)
+{
+	*d = ordinal;
+	return CUDA_SUCCESS;
+}
+
 static CUresult sim_cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d)
 {
 	(void)d;
@@ -828,6 +834,7 @@ cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **fn, unsi
 		void *fn;
 	} table[] = {
 		{"cuMemGetAllocationGranularity", (void *)sim_cuMemGetAllocationGranularity},
+		{"cuDeviceGet", (void *)sim_cuDeviceGet},
 		{"cuDeviceGetAttribute", (void *)sim_cuDeviceGetAttribute},
 		{"cuGetErrorName", (void *)sim_cuGetErrorName},
 		{"cuMemAddressReserve", (void *)sim_cuMemAddressReserve},
