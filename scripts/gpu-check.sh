@@ -84,4 +84,7 @@ part 20-memcheck 80 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT
 part 30-train 105 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
 part 35-mirror 75 bash tests/cuda/torch_mirror.sh
 part 40-bench 220 bash bench/cuda.sh --cuda
+# issue #8's goals read off the figures: cairn beside PyTorch, ratio, goal, met
+python3 bench/cuda_goals.py "$OUT/40-bench.log" >"$OUT/goals.txt" 2>&1
+cat "$OUT/goals.txt"
 echo "total $((SECONDS - t_start))s" | tee -a "$OUT/summary.txt"
