@@ -1120,12 +1120,26 @@ static cudnnStatus_t list(cudnnHandle_t h, bool search, const int *algos,
 	return CUDNN_STATUS_SUCCESS;
 }
 
+/* cuDNN's legacy API leaves tensor-core kernels out of its search unless
+ * the convolution descriptor allows them: a bf16 plan made under DEFAULT or
+ * FMA math runs on CUDA cores, slower than tf32 (a GPU would only be slow;
+ * here it stops the run). */
+static void search_math(cudnnTensorDescriptor_t x, cudnnConvolutionDescriptor_t c)
+{
+	if (x->t == CUDNN_DATA_BFLOAT16 && c->math != CUDNN_TENSOR_OP_MATH &&
+	    c->math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+		die("cudnnFind/Get*Algorithm on bf16 tensors under math type %d: tensor-core "
+		    "kernels are searched only under CUDNN_TENSOR_OP_MATH",
+		    (int)c->math);
+}
+
 #define FIND_FWD(name, search)                                                                     \
 	cudnnStatus_t name(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,  \
 			   cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int want,    \
 			   int *got, cudnnConvolutionFwdAlgoPerf_t *r)                             \
 	{                                                                                          \
 		struct nn_conv_desc d;                                                             \
+		search_math(x, c);                                                                 \
 		cudnnStatus_t st = shape_of(x, w, c, y, &d);                                       \
 		return st ? st : list(h, search, fwd_algos, &d, want, got, r);                     \
 	}
@@ -1137,6 +1151,7 @@ FIND_FWD(cudnnGetConvolutionForwardAlgorithm_v7, false)
 			   int *got, cudnnConvolutionBwdDataAlgoPerf_t *r)                         \
 	{                                                                                          \
 		struct nn_conv_desc d;                                                             \
+		search_math(dx, c);                                                                \
 		cudnnStatus_t st = shape_of(dx, w, c, dy, &d);                                     \
 		return st ? st : list(h, search, data_algos, &d, want, got, r);                    \
 	}
@@ -1148,6 +1163,7 @@ FIND_DATA(cudnnGetConvolutionBackwardDataAlgorithm_v7, false)
 			   int *got, cudnnConvolutionBwdFilterAlgoPerf_t *r)                       \
 	{                                                                                          \
 		struct nn_conv_desc d;                                                             \
+		search_math(x, c);                                                                 \
 		cudnnStatus_t st = shape_of(x, dw, c, dy, &d);                                     \
 		return st ? st : list(h, search, filter_algos, &d, want, got, r);                  \
 	}

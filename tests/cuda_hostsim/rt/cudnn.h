@@ -6,7 +6,10 @@
  * convolution on the handle's stream, after checking every buffer (device
  * memory, the workspace as large as the algorithm needs). Float tensors with
  * tensor-op or default math are rounded to TF32 first, as on Hopper; BF16
- * tensors are read and written as bf16. */
+ * tensors are read and written as bf16. A search or heuristic query on bf16
+ * tensors under a math type other than TENSOR_OP stops the run: cuDNN would
+ * leave its tensor-core kernels out and the convolutions would run on CUDA
+ * cores (correct, and slower than tf32). */
 #ifndef SIM_CUDNN_H
 #define SIM_CUDNN_H
 
