@@ -28,7 +28,8 @@ BIN     := build/cuda/bin
 CFLAGS  += -DCAIRN_CUDA -I/usr/local/cuda/include
 # GPU architectures to build kernels for (compute capability x 10): Ampere
 # (A100) and Hopper (H100, H200) by default, plus PTX of the newest for later
-# GPUs to compile at load time; e.g. CUDA_ARCH="70 80 90" adds Volta.
+# GPUs to compile at load time; e.g. CUDA_ARCH="75 80 90" adds Turing (T4;
+# CUDA 13 compiles for 75 and newer), in ascending order.
 CUDA_ARCH ?= 80 90
 NVFLAGS := -O2 -g -std=c++17 -I. -I/usr/local/cuda/include -DCAIRN_CUDA \
            $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \

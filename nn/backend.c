@@ -52,7 +52,8 @@ static const struct nn_backend *cuda_or_why(const char *name, int any, struct er
 	const struct nn_backend *be = nn_backend_cuda();
 	if (!be && err) {
 		struct error why;
-		nn_cuda_error(&why);
+		if (nn_cuda_error(&why) == 0) /* the reason was cleared since */
+			snprintf(why.msg, sizeof(why.msg), "set-up failed earlier");
 		error_set(err, "device %s: no usable CUDA backend: %s", name, why.msg);
 	}
 	return be;

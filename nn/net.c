@@ -599,7 +599,7 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		}
 	}
 	span += nn_arena_need(maxc);
-	need += nn_arena_need(ws / sizeof(float) + 1);
+	need += nn_arena_need((ws + 4 + sizeof(float) - 1) / sizeof(float)); /* carved: ws + 4 */
 	float *dy = NULL;
 	if (nn_arena_init_act(&net->act, net->be, span, err) < 0 ||
 	    nn_arena_init(&net->arena, net->be, need, err) < 0 ||

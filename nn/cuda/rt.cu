@@ -16,6 +16,16 @@
 
 struct cu_ctx cu;
 
+/* Make the backend's device the calling thread's current one: pinned
+ * buffers and their events are made and waited for on the loader's thread
+ * too, whose current device is 0 until it says otherwise (events belong to
+ * a device), and a device synchronization must be of the backend's. */
+static void on_device(void)
+{
+	if (cudaSetDevice(cu.device) != cudaSuccess)
+		cudaGetLastError(); /* the next call reports what is wrong */
+}
+
 /* ---- errors ---------------------------------------------------------- */
 
 static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -258,12 +268,33 @@ static int kernels_usable(void)
 	if (e == cudaSuccess)
 		return 1;
 	cudaGetLastError();
-	char msg[512];
+	/* the architectures built, with this GPU's in ascending order (the
+	   Makefile embeds PTX of the last) */
+	char want[128] = "", msg[512];
+	const char *at = CAIRN_CUDA_ARCH;
+	int added = 0;
+	for (;;) {
+		char *end;
+		while (*at && (*at < '0' || *at > '9'))
+			at++;
+		long a = strtol(at, &end, 10);
+		int more = end != at;
+		if (more && a == cu.cc)
+			added = 1; /* built for it: the image is wrong some other way */
+		if (!added && (!more || a > cu.cc)) {
+			snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%d", *want ? " " : "",
+				 cu.cc);
+			added = 1;
+		}
+		if (!more)
+			break;
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%ld", *want ? " " : "", a);
+		at = end;
+	}
 	snprintf(msg, sizeof(msg),
 		 "this build has no kernels for device %d (compute capability %d.%d): it was built "
-		 "with CUDA_ARCH=\"%s\"; rebuild with make CUDA=1 CUDA_ARCH=\"%s %d\" (%s)",
-		 cu.device, major, minor, CAIRN_CUDA_ARCH, CAIRN_CUDA_ARCH, cu.cc,
-		 cudaGetErrorString(e));
+		 "with CUDA_ARCH=\"%s\"; rebuild with make CUDA=1 CUDA_ARCH=\"%s\" (%s)",
+		 cu.device, major, minor, CAIRN_CUDA_ARCH, want, cudaGetErrorString(e));
 	keep(msg);
 	return 0;
 }
@@ -496,8 +527,11 @@ extern "C" void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s)
 	pthread_mutex_unlock(&alloc_lock);
 	s->act_vmm = vmm_ok == VMM_UNKNOWN ? 0 : vmm_ok;
 	s->device_free = s->device_total = 0;
-	if (cu.ready && cudaMemGetInfo(&s->device_free, &s->device_total) != cudaSuccess)
-		cudaGetLastError();
+	if (cu.ready) {
+		on_device();
+		if (cudaMemGetInfo(&s->device_free, &s->device_total) != cudaSuccess)
+			cudaGetLastError();
+	}
 }
 
 extern "C" void nn_cuda_empty_cache(void)
@@ -754,7 +788,9 @@ static int act_back(act_region &r, CUresult *res, const char **what, size_t *ask
 		return -1;
 	}
 	if (r.low < r.size && wants_high()) {
-		*what = "activation storage in fp32, its second half", *asked = r.size - r.low;
+		/* said as the whole block: the first half is given back before the
+		   message measures what is free */
+		*what = "activation storage in fp32", *asked = r.size;
 		if (chunk_map(r, 1, r.low, r.size - r.low, res) < 0) {
 			chunk_unmap(r, 0, 0, r.low);
 			vmm.unreserve(at, r.size);
@@ -814,8 +850,8 @@ static int act_free(void *p)
 		act_region r = (*act_regions)[i];
 		if (r.base != p)
 			continue;
-		if (cu.capturing && r.vmm) { /* kept: it cannot be unmapped now */
-			cu_fail(__FILE__, __LINE__, "cu_free", "inside a captured step",
+		if ((cu.capturing || cu.hold_cache) && r.vmm) { /* kept: it cannot be unmapped now */
+			cu_fail(__FILE__, __LINE__, "cu_free", "inside a recorded or captured step",
 				"free of activation storage of %zu bytes", r.bytes);
 			return 1;
 		}
@@ -826,6 +862,7 @@ static int act_free(void *p)
 			return 1;
 		}
 		/* unmapping is not stream-ordered: the device must be done with it */
+		on_device();
 		if (cudaDeviceSynchronize() != cudaSuccess)
 			cudaGetLastError();
 		if (r.high)
@@ -849,8 +886,11 @@ static int act_remap(void)
 	for (act_region &r : *act_regions) {
 		if (!r.vmm || r.low == r.size || r.high == want)
 			continue;
-		if (!synced++ && cudaDeviceSynchronize() != cudaSuccess)
-			cudaGetLastError();
+		if (!synced++) {
+			on_device();
+			if (cudaDeviceSynchronize() != cudaSuccess)
+				cudaGetLastError();
+		}
 		CUresult e;
 		if (!want)
 			chunk_unmap(r, 1, r.low, r.size - r.low);
@@ -938,15 +978,6 @@ static int host_find(const void *p, size_t n, host_block *out)
 	}
 	pthread_mutex_unlock(&host_lock);
 	return found;
-}
-
-/* Pinned buffers and their events are made and waited for on the loader's
- * thread too, whose current device is 0 until it says otherwise: events
- * belong to a device, and must be the backend's. */
-static void on_device(void)
-{
-	if (cudaSetDevice(cu.device) != cudaSuccess)
-		cudaGetLastError(); /* the next call reports what is wrong */
 }
 
 extern "C" void *cu_host_alloc(size_t bytes)

@@ -54,7 +54,7 @@ check_eq "fast division exit status" "$rc" 0
 
 # ---- 3: the host code over the simulated runtime ----
 rt=$sim/rt
-simflags="$flags -std=c++17 -I$ROOT -I$rt -DCAIRN_CUDA"
+simflags="$flags -std=c++17 -I$ROOT -I$rt -DCAIRN_CUDA -DCAIRN_CUDA_ARCH=\"80,90\""
 check "ops.cu transformed for the simulated runtime" python3 $sim/transform.py --sim $ROOT/nn/cuda/ops.cu $T/ops_sim.cpp || exit 1
 for f in rt conv graph; do
 	check "$f.cu compiles over the simulated runtime" $cxx $simflags -Wall -Wextra -x c++ -c $ROOT/nn/cuda/$f.cu -o $T/sim_$f.o || exit 1
@@ -101,9 +101,13 @@ check_grep "CAIRN_CUDA_DEVICE out of range is refused by name" \
 
 # a GPU this build has no kernels for, and bf16 asked of a GPU older than
 # Ampere: the backend is unusable and says what to do
-CAIRN_SIM_NO_IMAGE=1 $T/simtest >$T/simout 2>&1
-check_grep "a GPU without kernels in the build: rebuild for it" \
-	"this build has no kernels for device 0 \(compute capability 9.0\).*rebuild with make CUDA=1 CUDA_ARCH=" $T/simout
+# (this build says CUDA_ARCH="80,90"; the hint keeps the capabilities in
+# ascending order, the Makefile making PTX of the last)
+for c in "86/80 86 90" "75/75 80 90" "100/80 90 100" "90/80 90"; do
+	CAIRN_SIM_NO_IMAGE=1 CAIRN_SIM_CC=${c%/*} $T/simtest >$T/simout 2>&1
+	check_grep "a GPU of ${c%/*} without kernels in the build: rebuild with CUDA_ARCH=\"${c#*/}\"" \
+		"this build has no kernels for device 0 \(compute capability [0-9]+\.[0-9]\).*rebuild with make CUDA=1 CUDA_ARCH=\"${c#*/}\"" $T/simout
+done
 CAIRN_SIM_CC=70 CAIRN_CUDA_PRECISION=bf16 $T/simtest >$T/simout 2>&1
 check_grep "bf16 on a 7.0 GPU is refused" \
 	"CAIRN_CUDA_PRECISION: cuda precision bf16: needs a GPU of compute capability 8.0 or newer" $T/simout
