@@ -57,6 +57,17 @@ check_grep() {
 		return 1
 	fi
 }
+# torch_python: the first of python3 and Debian's /usr/bin/python3 that can
+# import torch (PyTorch sides of the checks); empty when none can.
+torch_python() {
+	local p
+	for p in python3 /usr/bin/python3; do
+		if command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+}
 # need_gpu NAME: for tests/cuda: skip NAME and exit when no GPU is visible
 # (asked of the CUDA build's test_cuda_ops); not ok when that is not built.
 need_gpu() {

@@ -10,13 +10,7 @@ goals="python3 $ROOT/bench/cuda_goals.py"
 step=$(dirname "$CAIRN_TESTS")/b/cuda_step
 
 # 1. the programs' own lines
-py=
-for p in python3 /usr/bin/python3; do
-	if command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null; then
-		py=$p
-		break
-	fi
-done
+py=$(torch_python)
 if [ -z "$py" ] || [ ! -x "$step" ]; then
 	skip "the goals read off the benchmark programs' lines" "no python3 with torch, or $step not built"
 else

@@ -146,7 +146,7 @@ for p in fp32 bf16; do
 done
 # the CycleGAN step (tied uses, graph-free) against the reference step in
 # float64: 25 s here, minutes under ASan, where the op tests above cover it
-py=$(for p in python3 /usr/bin/python3; do "$p" -c "import torch" 2>/dev/null && echo "$p" && break; done)
+py=$(torch_python)
 case $CAIRN_TESTS in */asan/*) py= ;; esac
 if [ -n "$py" ]; then
 	mkdir -p $T/cyclegan

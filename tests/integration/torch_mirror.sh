@@ -23,13 +23,7 @@
 source "$(dirname "$0")/../lib.sh"
 device=${DEVICE:-cpu} precision=${PRECISION:-fp32}
 step=${STEP:-$(dirname "$CAIRN_TESTS")/b/cuda_step}
-py=
-for p in python3 /usr/bin/python3; do
-	if command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null; then
-		py=$p
-		break
-	fi
-done
+py=$(torch_python)
 if [ -z "$py" ]; then
 	skip torch_mirror "no python3 with PyTorch (apt-get install python3-torch)"
 	exit 0
