@@ -680,6 +680,40 @@ static void test_training_step_does_not_allocate(void)
 	nn_net_release(&net);
 }
 
+/* nn_net_prepare reserves the workspace it carves, whatever size the backend
+ * asks (a 64 KiB + 61..63 byte workspace once failed prepare: it reserved
+ * ws/4 + 1 floats and carved ws + 4 bytes). A copy of the CPU backend asks
+ * for its own size plus extra bytes. */
+static size_t ws_extra;
+static size_t (*ws_real)(const struct nn_conv_desc *d);
+static size_t ws_padded(const struct nn_conv_desc *d) { return ws_real(d) + ws_extra; }
+
+static void test_workspace_any_size(void)
+{
+	struct nn_backend be = *nn_backend_cpu();
+	ws_real = be.conv2d_workspace;
+	be.conv2d_workspace = ws_padded;
+	size_t extras[140];
+	int n = 0;
+	for (size_t k = 0; k < 128; k++)
+		extras[n++] = k;
+	for (size_t k = 56; k < 68; k++)
+		extras[n++] = 65536 + k;
+	for (int i = 0; i < n; i++) {
+		ws_extra = extras[i];
+		struct nn_net net;
+		struct error err;
+		CHECK(nn_model_build(&net, &be, "cnn:widths=4-8,fc=16", 1, 12, 12, 3, 1, &err) == 0);
+		int ok = nn_net_prepare(&net, 2, &err) == 0;
+		if (!ok)
+			fprintf(stderr, "workspace of real + %zu bytes: %s\n", extras[i], err.msg);
+		CHECK(ok);
+		if (ok)
+			CHECK(nn_net_forward(&net, 2) != NULL);
+		nn_net_release(&net);
+	}
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -699,6 +733,7 @@ int main(void)
 	RUN(test_lr_schedules);
 	RUN(test_train_learns_and_is_deterministic);
 	RUN(test_training_step_does_not_allocate);
+	RUN(test_workspace_any_size);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
 	return CHECK_DONE();
