@@ -175,6 +175,32 @@ static int pick_heuristic(G get, Perf *r, int cap)
 	return i >= 0 ? i : pick(r, got, true);
 }
 
+/* One pass's algorithm: the fastest usable measured one (find: a
+ * cudnnFind* call, retried once after giving the cache back), else one from
+ * the heuristic list (heur), else the fixed fallback under the base math
+ * type; raises *ws to the chosen one's workspace. -1 when the search failed. */
+template <typename Perf, int N, typename Algo, typename Find, typename Heur>
+static int choose(const struct nn_conv_desc *d, const char *call, const char *pass, Find find,
+		  Heur heur, Algo fallback, cudnnMathType_t base, Algo *algo, cudnnMathType_t *math,
+		  size_t *ws)
+{
+	Perf r[N];
+	int got = 0;
+	if (cu_check_dnn(find_retry([&] { return find(N, &got, r); }), call, __FILE__, __LINE__,
+			 SHAPE_FMT " (choosing the %s algorithm)", SHAPE_ARGS(d), pass))
+		return -1;
+	int i = pick(r, got);
+	if (i < 0)
+		i = pick_heuristic(heur, r, N);
+	if (i < 0) {
+		*algo = fallback, *math = base;
+		return 0;
+	}
+	*algo = r[i].algo, *math = r[i].mathType;
+	*ws = r[i].memory > *ws ? r[i].memory : *ws;
+	return 0;
+}
+
 static conv_plan *make_plan(const struct nn_conv_desc *d)
 {
 	conv_plan *p = (conv_plan *)calloc(1, sizeof(*p));
@@ -222,74 +248,40 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 		return NULL;
 	}
 
-	int got = 0, i;
-	cudnnConvolutionFwdAlgoPerf_t fr[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-	if (CU_DNN(find_retry([&] {
-			   return cudnnFindConvolutionForwardAlgorithm(
-				   cu.dnn, p->x, p->w, p->conv, p->y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-				   &got, fr);
-		   }),
-		   SHAPE_FMT " (choosing the forward algorithm)", SHAPE_ARGS(d)))
+	if (choose<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+		d, "cudnnFindConvolutionForwardAlgorithm", "forward",
+		[&](int cap, int *n, cudnnConvolutionFwdAlgoPerf_t *r) {
+			return cudnnFindConvolutionForwardAlgorithm(cu.dnn, p->x, p->w, p->conv,
+								    p->y, cap, n, r);
+		},
+		[&](int cap, int *n, cudnnConvolutionFwdAlgoPerf_t *r) {
+			return cudnnGetConvolutionForwardAlgorithm_v7(cu.dnn, p->x, p->w, p->conv,
+								      p->y, cap, n, r);
+		},
+		CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, base, &p->fwd, &p->fwd_math, &p->ws) ||
+	    choose<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+		d, "cudnnFindConvolutionBackwardDataAlgorithm", "backward-data",
+		[&](int cap, int *n, cudnnConvolutionBwdDataAlgoPerf_t *r) {
+			return cudnnFindConvolutionBackwardDataAlgorithm(cu.dnn, p->w, p->y,
+									 p->conv, p->x, cap, n, r);
+		},
+		[&](int cap, int *n, cudnnConvolutionBwdDataAlgoPerf_t *r) {
+			return cudnnGetConvolutionBackwardDataAlgorithm_v7(cu.dnn, p->w, p->y,
+									   p->conv, p->x, cap, n, r);
+		},
+		CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, base, &p->bwd_data, &p->data_math, &p->ws) ||
+	    choose<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+		d, "cudnnFindConvolutionBackwardFilterAlgorithm", "backward-filter",
+		[&](int cap, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *r) {
+			return cudnnFindConvolutionBackwardFilterAlgorithm(cu.dnn, p->x, p->y,
+									   p->conv, p->w, cap, n, r);
+		},
+		[&](int cap, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *r) {
+			return cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu.dnn, p->x, p->y,
+									     p->conv, p->w, cap, n, r);
+		},
+		CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, base, &p->bwd_filter, &p->filter_math, &p->ws))
 		return NULL;
-	if ((i = pick(fr, got)) < 0)
-		i = pick_heuristic(
-			[&](int cap, int *n, cudnnConvolutionFwdAlgoPerf_t *r) {
-				return cudnnGetConvolutionForwardAlgorithm_v7(cu.dnn, p->x, p->w, p->conv,
-									      p->y, cap, n, r);
-			},
-			fr, CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
-	if (i < 0) {
-		p->fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM; /* needs no workspace */
-		p->fwd_math = base;
-	} else {
-		p->fwd = fr[i].algo, p->fwd_math = fr[i].mathType, p->ws = fr[i].memory;
-	}
-
-	cudnnConvolutionBwdDataAlgoPerf_t dr[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-	if (CU_DNN(find_retry([&] {
-			   return cudnnFindConvolutionBackwardDataAlgorithm(
-				   cu.dnn, p->w, p->y, p->conv, p->x,
-				   CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, dr);
-		   }),
-		   SHAPE_FMT " (choosing the backward-data algorithm)", SHAPE_ARGS(d)))
-		return NULL;
-	if ((i = pick(dr, got)) < 0)
-		i = pick_heuristic(
-			[&](int cap, int *n, cudnnConvolutionBwdDataAlgoPerf_t *r) {
-				return cudnnGetConvolutionBackwardDataAlgorithm_v7(
-					cu.dnn, p->w, p->y, p->conv, p->x, cap, n, r);
-			},
-			dr, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-	if (i < 0) {
-		p->bwd_data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
-		p->data_math = base;
-	} else {
-		p->bwd_data = dr[i].algo, p->data_math = dr[i].mathType;
-		p->ws = dr[i].memory > p->ws ? dr[i].memory : p->ws;
-	}
-
-	cudnnConvolutionBwdFilterAlgoPerf_t wr[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-	if (CU_DNN(find_retry([&] {
-			   return cudnnFindConvolutionBackwardFilterAlgorithm(
-				   cu.dnn, p->x, p->y, p->conv, p->w,
-				   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, wr);
-		   }),
-		   SHAPE_FMT " (choosing the backward-filter algorithm)", SHAPE_ARGS(d)))
-		return NULL;
-	if ((i = pick(wr, got)) < 0)
-		i = pick_heuristic(
-			[&](int cap, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *r) {
-				return cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-					cu.dnn, p->x, p->y, p->conv, p->w, cap, n, r);
-			},
-			wr, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
-	if (i < 0) {
-		p->bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
-		p->filter_math = base;
-	} else {
-		p->bwd_filter = wr[i].algo, p->filter_math = wr[i].mathType;
-		p->ws = wr[i].memory > p->ws ? wr[i].memory : p->ws;
-	}
 	/* the fallbacks' workspace, when a fallback was taken (0 for IMPLICIT_GEMM and ALGO_0
 	   in practice, but ask rather than assume), each under the math type its
 	   call will run with (an algorithm may exist under one only) */
