@@ -514,7 +514,7 @@ int cmd_resume(int argc, char **argv)
 	struct run r;
 	struct error err;
 	int rc = 2;
-	if (run_open(&r, o.run_dir, &err) < 0) {
+	if (run_open(&r, o.run_dir, &err) < 0 || run_check_path(r.dir, &err) < 0) {
 		fprintf(stderr, "cairn resume: %s\n", err.msg);
 		goto out;
 	}

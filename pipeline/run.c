@@ -1,5 +1,6 @@
 #include "pipeline/run.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -40,6 +41,24 @@ static int spec_hash(const char *path, char hex[65], struct error *err)
 	return sha256_file(path, hex, NULL, err);
 }
 
+int run_check_path(const char *dir, struct error *err)
+{
+	/* Commands get ${out}, ${in.X} and ${run} as they are, unquoted (${in.X}
+	   is a list of folders): a path the shell would split or expand would
+	   run another command than the one written. */
+	size_t bad = strspn(dir, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				 "/._-+,:@=%~");
+	if (dir[bad] == '\0')
+		return 0;
+	char what[16];
+	snprintf(what, sizeof(what), isgraph((unsigned char)dir[bad]) ? "'%c'" : "byte 0x%02x",
+		 (unsigned char)dir[bad]);
+	return error_set(err,
+			 "%s: the run folder's path holds %s, which commands would get unquoted: "
+			 "choose a --run-dir of letters, digits and / . _ - + , : @ = %% ~ only",
+			 dir, dir[bad] == ' ' ? "a space" : what);
+}
+
 /* The run folder is made under a temporary name and renamed into place once
  * spec.ini and run.json are in it: a cairn killed while creating it leaves
  * no half-made run at the path it prints. */
@@ -73,20 +92,27 @@ int run_create(struct run *r, const struct spec *s, const char *dir, const char 
 			  path.s, path.s);
 		goto out;
 	}
-	if (fs_mkdir_p(tmp.s, err) < 0)
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof(cwd)))
+		snprintf(cwd, sizeof(cwd), ".");
+	if (run_check_path(path.s, err) < 0 || (path.s[0] != '/' && run_check_path(cwd, err) < 0) ||
+	    fs_mkdir_p(tmp.s, err) < 0)
 		goto out;
 	r->dir = fs_abspath(path.s);
 	if (!r->dir) {
 		error_errno(err, "%s: cannot resolve the run folder", path.s);
 		goto out;
 	}
-	char hash[65], cwd[4096], created[32];
-	if (!getcwd(cwd, sizeof(cwd)))
-		snprintf(cwd, sizeof(cwd), ".");
+	if (run_check_path(r->dir, err) < 0)
+		goto out;
+	char hash[65], created[32];
 	clock_utc(created, sizeof(created), 0);
 	buf_reset(&p);
 	buf_addf(&p, "%s/spec.ini", tmp.s);
-	if (p.failed || spec_write_frozen(s, p.s, err) < 0 || spec_hash(p.s, hash, err) < 0)
+	/* read back before the folder exists under its name: a frozen copy that
+	   does not load would leave a run folder nothing can open */
+	if (p.failed || spec_write_frozen(s, p.s, err) < 0 || spec_hash(p.s, hash, err) < 0 ||
+	    spec_load(&r->spec, p.s, NULL, 0, err) < 0)
 		goto out;
 	r->info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[]}", "cairn_version",
 			    CAIRN_VERSION, "name", s->name, "spec_source", s->path, "spec_sha256",
@@ -107,7 +133,7 @@ int run_create(struct run *r, const struct spec *s, const char *dir, const char 
 	}
 	buf_reset(&p);
 	buf_addf(&p, "%s/spec.ini", r->dir);
-	if (p.failed || spec_load(&r->spec, p.s, NULL, 0, err) < 0)
+	if (spec_set_path(&r->spec, p.s, err) < 0)
 		goto out;
 	run_event(r->dir, "created run %s (%lld tasks, executor %s)", s->name, s->ntasks, executor);
 	rc = 0;
@@ -186,12 +212,30 @@ int run_replace_spec(struct run *r, const char *spec_path, char *const *sets, in
 		buf_release(&frozen);
 		return -1;
 	}
-	int rc = spec_write_frozen(&s, frozen.s, err);
+	/* written beside, read back, then put in place: the run keeps its
+	   spec.ini when the new one cannot be kept */
+	struct buf next = BUF_INIT;
+	buf_addf(&next, "%s.new", frozen.s);
+	struct spec loaded;
+	int rc = next.failed ? error_set(err, "out of memory")
+			     : spec_write_frozen(&s, next.s, err);
 	spec_release(&s);
+	if (rc == 0 && spec_load(&loaded, next.s, NULL, 0, err) < 0) {
+		spec_release(&loaded);
+		rc = -1;
+	}
+	if (rc == 0 && (spec_set_path(&loaded, frozen.s, err) < 0 ||
+			(rename(next.s, frozen.s) < 0 &&
+			 error_errno(err, "%s: cannot replace it", frozen.s) < 0))) {
+		spec_release(&loaded);
+		rc = -1;
+	}
 	if (rc == 0) {
 		spec_release(&r->spec);
-		rc = spec_load(&r->spec, frozen.s, NULL, 0, err);
+		r->spec = loaded;
 	}
+	unlink(next.s);
+	buf_release(&next);
 	char hash[65];
 	if (rc == 0 && spec_hash(frozen.s, hash, err) == 0) {
 		json_object_set_new(r->info, "spec_sha256", json_string(hash));

@@ -22,6 +22,8 @@ int run_create(struct run *r, const struct spec *s, const char *dir, const char 
 	       struct error *err);
 /* Open an existing run folder (reads spec.ini and run.json). */
 int run_open(struct run *r, const char *dir, struct error *err);
+/* 0 when dir (absolute) can be pasted into a shell command as it is. */
+int run_check_path(const char *dir, struct error *err);
 void run_release(struct run *r);
 
 /* Replace the frozen spec (resume with an edited spec or new --set values). */

@@ -17,7 +17,6 @@
  * cairn feeds it lines through its own reader: that reader counts lines,
  * rejects over-long ones instead of letting them be split, and notes whether
  * a line continues the previous value (indented). */
-#define LINE_MAX_INI 199
 
 struct reader {
 	FILE *f;
@@ -44,7 +43,8 @@ static char *read_line(char *str, int num, void *stream)
 		return NULL;
 	r->line++;
 	size_t len = strlen(str);
-	if (len > 0 && str[len - 1] != '\n' && !feof(r->f)) {
+	int next = len > 0 && str[len - 1] != '\n' ? fgetc(r->f) : '\n';
+	if (next != '\n' && next != EOF) { /* (a line of exactly num - 1 fits) */
 		if (!r->too_long)
 			r->too_long = r->line;
 		int c;
@@ -54,7 +54,8 @@ static char *read_line(char *str, int num, void *stream)
 		return str;
 	}
 	r->continuation = (str[0] == ' ' || str[0] == '\t') && str[strspn(str, " \t\r\n")] != '\0';
-	if (str[strspn(str, " \t")] == '[')
+	/* an indented "[ -s f ]" continues a command; only a line of its own is a header */
+	if (!r->continuation && str[strspn(str, " \t")] == '[')
 		r->header = r->line;
 	return str;
 }
@@ -222,6 +223,42 @@ long spec_parse_time_s(const char *v)
 	else
 		s = f[0] * 3600 + f[1] * 60 + f[2];
 	return days * 86400 + s;
+}
+
+/* ---- what a spec file can hold ---- */
+
+/* Why `key = v` cannot be written to a spec and read back the same (libinih
+ * strips lines, drops blank and comment lines, ends a value at " ;"), or
+ * NULL. The reason is for "cannot be kept in the run's spec.ini: ...". */
+static const char *value_unwritable(const char *key, const char *v)
+{
+	static char why[160];
+	size_t room = SPEC_LINE_MAX - strlen(key) - 1; /* the shortest form, key=v */
+	if (*v && v[strlen(v) - 1] == '\n')
+		return "an empty line inside a value is dropped by a spec";
+	for (int n = 0; *v; n++) {
+		size_t len = strcspn(v, "\n");
+		if (len > room) {
+			snprintf(why, sizeof(why),
+				 "a line of %zu characters; with the key a spec line holds %d: put a "
+				 "long value in a file and pass its path",
+				 len, SPEC_LINE_MAX);
+			return why;
+		}
+		if (n > 0 && len == 0)
+			return "an empty line inside a value is dropped by a spec";
+		if (len > 0 && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[len - 1])))
+			return "white space at the start or end of a line is dropped by a spec";
+		if (n > 0 && (v[0] == ';' || v[0] == '#'))
+			return "a line that starts with ';' or '#' is a comment in a spec";
+		for (size_t i = 1; i < len; i++)
+			if (v[i] == ';' && isspace((unsigned char)v[i - 1]))
+				return "' ;' starts a comment in a spec: write ';' without the space before it";
+		v += len;
+		if (*v == '\n')
+			v++;
+	}
+	return NULL;
 }
 
 /* ---- ${param.X} in values other than commands ---- */
@@ -683,6 +720,16 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 	return 0;
 }
 
+int spec_set_path(struct spec *s, const char *path, struct error *err)
+{
+	char *copy = mem_strdup(path);
+	if (!copy)
+		return error_set(err, "out of memory");
+	mem_free(s->path);
+	s->path = copy;
+	return 0;
+}
+
 int spec_stage_index(const struct spec *s, const char *name)
 {
 	for (int i = 0; i < s->nstages; i++)
@@ -806,11 +853,75 @@ static int apply_sets(struct spec *s, char *const *sets, int nsets, struct error
 				return error_set(err, "out of memory");
 			found = 1;
 		}
+		/* and as written, for the frozen copy */
+		for (int j = 0; j < s->nsections; j++)
+			for (int k = 0; k < s->sections[j].nkv; k++)
+				if (!strcmp(s->sections[j].name, "params") &&
+				    !strcmp(s->sections[j].kv[k].key, name) &&
+				    set_str(&s->sections[j].kv[k].value, eq + 1) < 0)
+					return error_set(err, "out of memory");
 		if (!found)
 			return error_set(err, "--set %s: %s has no param '%s' in [params]", sets[i],
 					 s->path, name);
+		const char *why = value_unwritable(name, eq + 1);
+		if (why)
+			return error_set(err, "--set %s: cannot be kept in the run's spec.ini: %s", name,
+					 why);
 	}
 	return 0;
+}
+
+/* [params] values may use ${param.Y} (and $${ for a literal ${), nothing
+ * else: a param is text, resolved once here, so that every use pastes
+ * plain text. state: 0 not yet, 1 being resolved (a cycle if met again). */
+static int resolve_param(struct spec *s, int i, char *state, struct error *err)
+{
+	struct spec_kv *kv = &s->params[i];
+	if (state[i] == 2)
+		return 0;
+	if (state[i] == 1)
+		return error_set(err, "%s:%d: [params] %s refers back to itself (a cycle of ${param.X})",
+				 s->path, kv->line, kv->key);
+	state[i] = 1;
+	for (const char *p = kv->value; (p = strstr(p, "${"));) {
+		if (p > kv->value && p[-1] == '$') { /* $${: a literal */
+			p += 2;
+			continue;
+		}
+		const char *close = strchr(p, '}');
+		if (!close || strncmp(p + 2, "param.", 6) != 0)
+			return error_set(err,
+					 "%s:%d: [params] %s: only ${param.NAME} may be used in a "
+					 "param, not '%.*s' (use it in the command itself; $${ for a "
+					 "literal ${)",
+					 s->path, kv->line, kv->key,
+					 close ? (int)(close - p + 1) : (int)strlen(p), p);
+		for (int j = 0; j < s->nparams; j++)
+			if ((size_t)(close - p - 8) == strlen(s->params[j].key) &&
+			    !strncmp(p + 8, s->params[j].key, (size_t)(close - p - 8)) &&
+			    resolve_param(s, j, state, err) < 0)
+				return -1;
+		p = close + 1;
+	}
+	char *v;
+	if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+		return -1;
+	mem_free(kv->value);
+	kv->value = v;
+	state[i] = 2;
+	return 0;
+}
+
+static int resolve_params(struct spec *s, struct error *err)
+{
+	char *state = mem_calloc((size_t)s->nparams + 1, 1);
+	if (!state)
+		return error_set(err, "out of memory");
+	int rc = 0;
+	for (int i = 0; i < s->nparams && rc == 0; i++)
+		rc = resolve_param(s, i, state, err);
+	mem_free(state);
+	return rc;
 }
 
 int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, struct error *err)
@@ -836,7 +947,7 @@ int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, st
 		return error_set(err,
 				 "%s:%d: line longer than %d characters: continue a long value on "
 				 "indented lines",
-				 path, r.too_long, LINE_MAX_INI);
+				 path, r.too_long, SPEC_LINE_MAX);
 	if (rc > 0)
 		return error_set(err, "%s:%d: not INI: want [section] or key = value", path, rc);
 	if (rc < 0)
@@ -859,7 +970,7 @@ int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, st
 				return error_set(err, "out of memory");
 		}
 	}
-	if (apply_sets(s, sets, nsets, err) < 0)
+	if (apply_sets(s, sets, nsets, err) < 0 || resolve_params(s, err) < 0)
 		return -1;
 	s->defaults.cpus = 1;
 	s->defaults.ranks = 1;
@@ -960,10 +1071,31 @@ void spec_release(struct spec *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* key = v, continued on indented lines; the short forms where a line would
+ * be too long (value_unwritable has checked that key=v fits). */
+static void write_value(struct buf *b, const char *key, const char *v)
+{
+	for (int n = 0; *v; n++) {
+		size_t len = strcspn(v, "\n");
+		size_t lead = n == 0 ? strlen(key) + 3 : 4;
+		if (n == 0)
+			buf_addf(b, lead + len <= SPEC_LINE_MAX ? "%s = " : "%s=", key);
+		else
+			buf_adds(b, lead + len <= SPEC_LINE_MAX ? "\n    " : "\n ");
+		buf_addf(b, "%.*s", (int)len, v);
+		v += len;
+		if (*v == '\n')
+			v++;
+	}
+	if (b->len == 0 || b->s[b->len - 1] == '\n')
+		buf_addf(b, "%s =", key); /* an empty value */
+	buf_addc(b, '\n');
+}
+
 int spec_write_frozen(const struct spec *s, const char *path, struct error *err)
 {
 	struct buf b = BUF_INIT;
-	buf_addf(&b, "; frozen copy of %s, with params resolved, written by cairn\n", s->path);
+	buf_addf(&b, "; frozen copy of %s, with --set applied, written by cairn\n", s->path);
 	int has_name = 0;
 	for (int i = 0; i < s->nsections; i++)
 		for (int k = 0; k < s->sections[i].nkv; k++)
@@ -980,18 +1112,17 @@ int spec_write_frozen(const struct spec *s, const char *path, struct error *err)
 		if (!strcmp(sec->name, "pipeline") && !has_name)
 			buf_addf(&b, "name = %s\n", s->name);
 		for (int k = 0; k < sec->nkv; k++) {
-			const char *v = sec->kv[k].value;
-			if (!strcmp(sec->name, "params"))
-				v = spec_param(s, sec->kv[k].key);
+			const char *v = sec->kv[k].value; /* params: as written, --set applied */
 			if (!strcmp(sec->name, "pipeline") && !strcmp(sec->kv[k].key, "name"))
 				v = s->name;
-			buf_addf(&b, "%s = ", sec->kv[k].key);
-			for (const char *c = v; *c; c++) {
-				buf_addc(&b, *c);
-				if (*c == '\n')
-					buf_adds(&b, "    ");
+			const char *why = value_unwritable(sec->kv[k].key, v);
+			if (!why)
+				write_value(&b, sec->kv[k].key, v);
+			else {
+				buf_release(&b);
+				return error_set(err, "[%s] %s: cannot be kept in the run's spec.ini: %s",
+						 sec->name, sec->kv[k].key, why);
 			}
-			buf_addc(&b, '\n');
 		}
 	}
 	int rc = b.failed ? error_set(err, "out of memory") : fs_write_atomic(path, b.s, b.len, err);

@@ -30,6 +30,10 @@ struct spec_stage {
 	int nin;
 };
 
+/* The longest line a spec may have: libinih as Debian builds it reads at
+ * most 199 characters (INI_MAX_LINE 200). */
+#define SPEC_LINE_MAX 199
+
 struct spec_kv {
 	char *key, *value;
 	int line;
@@ -61,6 +65,8 @@ struct spec {
 
 /* Parse and check. `sets` are "NAME=VALUE" overrides of [params] (--set). */
 int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, struct error *err);
+/* The file the spec's messages name (a frozen copy read at another path). */
+int spec_set_path(struct spec *s, const char *path, struct error *err);
 void spec_release(struct spec *s);
 
 int spec_stage_index(const struct spec *s, const char *name);
@@ -79,7 +85,9 @@ void spec_out_dir(struct buf *b, const char *run, const char *stage, int task);
 int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *ctx,
 			struct buf *b, struct error *err);
 
-/* Write the spec back as INI with params resolved (the run's frozen spec.ini). */
+/* Write the spec back as INI (the run's frozen spec.ini): as written, with
+ * --set applied and the name filled in; fails, naming the key, on a value a
+ * spec file cannot hold (a line too long, " ;", blank or comment lines). */
 int spec_write_frozen(const struct spec *s, const char *path, struct error *err);
 
 /* "2G" -> 2048 (MB); "01:30:00" -> 5400 (s). Negative on bad input. */

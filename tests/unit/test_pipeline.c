@@ -140,6 +140,12 @@ static void test_spec_errors_name_file_and_line(void)
 		{"[stage a]\ncommand = ${in.zz}\n", "bad.ini:2: stage 'a': ${in.zz}: no stage 'zz'"},
 		{"[stage a]\nafter = a\ncommand = x\n", "cannot run after itself"},
 		{"[stage a]\ncommand = x\ncommand = y\n", "key 'command' given twice"},
+		{"[params]\nd = ${out}/f\n[stage a]\ncommand = x\n",
+		 "bad.ini:2: [params] d: only ${param.NAME} may be used in a param, not '${out}'"},
+		{"[params]\na = ${param.b}\nb = x${param.a}\n[stage a]\ncommand = x\n",
+		 "[params] a refers back to itself"},
+		{"[params]\na = ${param.zz}\n[stage a]\ncommand = x\n",
+		 "bad.ini:2: unknown variable ${param.zz}"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct spec s;
@@ -152,6 +158,107 @@ static void test_spec_errors_name_file_and_line(void)
 		CHECK(strstr(err.msg, cases[i].want) != NULL);
 		spec_release(&s);
 	}
+}
+
+/* A param may use others (resolved once, $${ kept literal); the frozen copy
+ * keeps them as written, so a later --set reaches every param built on it. */
+static void test_spec_params_use_params(void)
+{
+	const char *text = "[params]\n"
+			   "path = ${param.root}/x\n"
+			   "root = /data/$${USER}-${param.tag}\n"
+			   "tag = v1\n"
+			   "[stage a]\n"
+			   "command = ls ${param.path}\n"
+			   "    [ -d ${out} ] && echo ok\n";
+	struct spec s, f;
+	struct error err;
+	int rc = spec_load(&s, write_spec("params.ini", text), NULL, 0, &err);
+	CHECK_INT(rc, 0);
+	if (rc < 0) {
+		printf("#   %s\n", err.msg);
+		spec_release(&s);
+		return;
+	}
+	CHECK_STR(spec_param(&s, "path"), "/data/${USER}-v1/x");
+	/* an indented line that starts with '[' continues the command */
+	struct buf b = BUF_INIT;
+	struct spec_ctx ctx = {"/r", 0};
+	CHECK_INT(spec_expand_command(&s, 0, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "ls /data/${USER}-v1/x\n[ -d /r/stages/a/0/out ] && echo ok");
+	buf_release(&b);
+	char frozen[512];
+	snprintf(frozen, sizeof(frozen), "%s/params-frozen.ini", tmp);
+	CHECK_INT(spec_write_frozen(&s, frozen, &err), 0);
+	spec_release(&s);
+	const char *sets[] = {"tag=v2"};
+	CHECK_INT(spec_load(&f, frozen, (char *const *)sets, 1, &err), 0);
+	CHECK_STR(spec_param(&f, "path"), "/data/${USER}-v2/x");
+	spec_release(&f);
+}
+
+/* A --set value the run's spec.ini could not hold is refused before anything
+ * is written; the longest value that fits round-trips. */
+static void test_spec_set_values_kept_exactly(void)
+{
+	const char *text = "[params]\nv = 1\n[stage a]\ncommand = echo ${param.v}\n";
+	const char *path = write_spec("set.ini", text);
+	char longest[SPEC_LINE_MAX + 2], too_long[SPEC_LINE_MAX + 2];
+	memset(longest, 'y', sizeof(longest));
+	longest[SPEC_LINE_MAX - 2] = '\0'; /* "v=" + value */
+	memset(too_long, 'y', sizeof(too_long));
+	too_long[SPEC_LINE_MAX - 1] = '\0';
+	struct {
+		const char *value, *want; /* want NULL: kept */
+	} cases[] = {
+		{"x ; y", "' ;' starts a comment"},
+		{"x;y", NULL},
+		{" x", "white space at the start or end"},
+		{"x\t", "white space at the start or end"},
+		{"a\n\nb", "an empty line"},
+		{"a\n", "an empty line"},
+		{"a\n# b", "starts with ';' or '#'"},
+		{"a\nb c", NULL},
+		{"", NULL},
+		{longest, NULL},
+		{too_long, "a line of 198 characters"},
+	};
+	char frozen[512];
+	snprintf(frozen, sizeof(frozen), "%s/set-frozen.ini", tmp);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct spec s, f;
+		struct error err;
+		error_clear(&err);
+		char set[SPEC_LINE_MAX + 8];
+		snprintf(set, sizeof(set), "v=%s", cases[i].value);
+		char *sets[] = {set};
+		int rc = spec_load(&s, path, sets, 1, &err);
+		if (cases[i].want) {
+			CHECK_INT(rc, -1);
+			if (!strstr(err.msg, cases[i].want))
+				printf("#   case %zu: '%s' lacks '%s'\n", i, err.msg, cases[i].want);
+			CHECK(strstr(err.msg, cases[i].want) != NULL);
+		} else {
+			CHECK_INT(rc, 0);
+			CHECK_INT(rc == 0 ? spec_write_frozen(&s, frozen, &err) : -1, 0);
+			CHECK_INT(spec_load(&f, frozen, NULL, 0, &err), 0);
+			CHECK_STR(spec_param(&f, "v"), cases[i].value);
+			spec_release(&f);
+		}
+		spec_release(&s);
+	}
+}
+
+static void test_run_path_checked(void)
+{
+	struct error err;
+	CHECK_INT(run_check_path("/tmp/runs/demo-20261203T101010Z-ab12_x.y+z,w:v@u=t%s~r", &err), 0);
+	CHECK_INT(run_check_path("/tmp/dir with space/run", &err), -1);
+	CHECK(strstr(err.msg, "holds a space") != NULL);
+	CHECK_INT(run_check_path("/tmp/a$b", &err), -1);
+	CHECK(strstr(err.msg, "holds '$'") != NULL);
+	CHECK_INT(run_check_path("/tmp/a\nb", &err), -1);
+	CHECK(strstr(err.msg, "byte 0x0a") != NULL);
 }
 
 static void test_spec_cycle_names_its_stages(void)
@@ -375,6 +482,9 @@ int main(void)
 	RUN(test_spec_parses_stages_params_and_edges);
 	RUN(test_spec_values);
 	RUN(test_spec_errors_name_file_and_line);
+	RUN(test_spec_params_use_params);
+	RUN(test_spec_set_values_kept_exactly);
+	RUN(test_run_path_checked);
 	RUN(test_spec_cycle_names_its_stages);
 	RUN(test_spec_out_of_memory_never_crashes);
 	RUN(test_manifest_detects_changes);
