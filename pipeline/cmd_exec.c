@@ -328,7 +328,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		dprintf(log_fd, "cairn: %s\n", err->msg);
 		close(log_fd);
 		struct error e2;
-		write_failed(x, "exit", 0, 0, err->msg, &e2);
+		write_failed(x, "output", 0, 0, err->msg, &e2);
 		goto out;
 	}
 	/* Test hook: a window between hashing and done.json, to prove that a

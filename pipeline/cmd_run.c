@@ -494,7 +494,7 @@ int cmd_run(int argc, char **argv)
 		run_release(&r);
 		goto out_spec;
 	}
-	rc = take_lock(&r) < 0 ? 2 : drive(&r, &o, 1);
+	rc = take_lock(&r) < 0 ? 1 : drive(&r, &o, 1);
 	run_release(&r);
 out_spec:
 	spec_release(&s);
@@ -518,8 +518,10 @@ int cmd_resume(int argc, char **argv)
 		fprintf(stderr, "cairn resume: %s\n", err.msg);
 		goto out;
 	}
-	if (!o.dry_run && take_lock(&r) < 0)
+	if (!o.dry_run && take_lock(&r) < 0) {
+		rc = 1; /* could not do its work now; the run is fine */
 		goto out;
+	}
 	if ((o.spec || o.nsets) && !o.dry_run &&
 	    run_replace_spec(&r, o.spec, o.sets, o.nsets, &err) < 0) {
 		fprintf(stderr, "cairn resume: %s\n", err.msg);

@@ -265,6 +265,8 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		else
 			buf_addf(out, "%s on attempt %d%s%s", ti.kind, ti.attempt,
 				 ti.job[0] ? ", Slurm job " : "", ti.job);
+		if (ti.message[0])
+			buf_addf(out, ": %s", ti.message);
 		break;
 	case WHY_CANCELLED:
 		if (ti.sched_state[0])

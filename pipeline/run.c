@@ -253,12 +253,18 @@ int run_lock(struct run *r, long *holder, struct error *err)
 		return error_set(err, "out of memory");
 	int fd = fs_trylock(p.s, 0, err);
 	if (fd == FS_LOCK_BUSY) {
-		char *text;
-		struct error e2;
+		/* the holder writes its pid just after taking the lock: give it a
+		   moment rather than report pid 0 */
 		*holder = 0;
-		if (fs_read_all(p.s, &text, NULL, &e2) == 0) {
-			*holder = atol(text);
-			mem_free(text);
+		for (int tries = 0; tries < 50 && *holder <= 0; tries++) {
+			char *text;
+			struct error e2;
+			if (tries)
+				usleep(10000);
+			if (fs_read_all(p.s, &text, NULL, &e2) == 0) {
+				*holder = atol(text);
+				mem_free(text);
+			}
 		}
 		buf_release(&p);
 		return 0;

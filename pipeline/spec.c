@@ -374,8 +374,9 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 		char tmp[512];
 		snprintf(tmp, sizeof(tmp), "%s", v);
 		for (char *save, *t = strtok_r(tmp, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-			static const char *kinds[] = {"any",	   "exit",     "signal",    "oom",
-						      "timeout",   "preempted", "node_fail", "lost", NULL};
+			static const char *kinds[] = {"any",	   "exit",	"signal", "oom",
+						      "timeout",   "preempted", "node_fail", "lost",
+						      "output",	   NULL};
 			int ok = 0;
 			for (int i = 0; kinds[i]; i++)
 				ok |= !strcmp(t, kinds[i]);
@@ -385,7 +386,7 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 				return error_set(err,
 						 "%s:%d: retry_on: unknown failure kind '%s' (known: any, "
 						 "exit, exit:N, signal, oom, timeout, preempted, node_fail, "
-						 "lost)",
+						 "lost, output)",
 						 s->path, line, t);
 		}
 		return set_str(&r->retry_on, v) < 0 ? error_set(err, "out of memory") : 0;

@@ -114,10 +114,17 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 	}
 	memcpy(path + n, "failed.json", 12);
 	if (stat(path, &st) == 0) {
-		json_t *j = jsonio_load(path, err);
-		if (!j)
-			return -1;
+		struct error bad;
+		json_t *j = jsonio_load(path, &bad);
+		if (!j) { /* damaged by hand or by the disk: failed, so resume reruns it */
+			copy_str(ti->kind, sizeof(ti->kind), "unknown");
+			snprintf(ti->message, sizeof(ti->message), "%.200s (resume reruns the task)",
+				 bad.msg);
+			ti->state = TASK_FAILED;
+			return 0;
+		}
 		copy_str(ti->kind, sizeof(ti->kind), jsonio_str(j, "kind", "exit"));
+		copy_str(ti->message, sizeof(ti->message), jsonio_str(j, "message", ""));
 		ti->attempt = (int)jsonio_int(j, "attempt", 1);
 		ti->exit_code = (int)jsonio_int(j, "exit_code", -1);
 		ti->signal = (int)jsonio_int(j, "signal", 0);
@@ -216,6 +223,14 @@ static int walk_dir(const char *root, const char *rel, struct walk *w, struct er
 			rc = error_errno(err, "%s", full.s);
 		else if (S_ISDIR(st.st_mode))
 			rc = walk_dir(root, child.s, w, err);
+		else if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+			rc = error_set(err,
+				       "out/%s is a %s: a task's outputs are files, folders and "
+				       "symlinks (remove it before the command ends)",
+				       child.s,
+				       S_ISFIFO(st.st_mode)   ? "FIFO"
+				       : S_ISSOCK(st.st_mode) ? "socket"
+							      : "device file");
 		else if (walk_add(w, child.s) < 0)
 			rc = error_set(err, "out of memory");
 		buf_release(&child);

@@ -33,6 +33,7 @@ struct task_info {
 	long long pid_start; /* its start time, task_proc_start() */
 	char host[128];
 	char job[32];      /* Slurm job id "123_4" or "" */
+	char message[256]; /* failed.json's message: what the wrapper saw, or "" */
 	char started[32];
 	int queued;           /* the scheduler still holds it (pending or running) */
 	char sched_state[24]; /* what the scheduler says, when asked (sched.h) */

@@ -157,7 +157,7 @@ check_eq "SIGKILL while writing: resume completes it" "$?" 0
 : >count
 cairn run dag.ini --run-dir r6 --set sleep=1 --jobs 2 >out.txt 2>&1 &
 runner=$!
-for _ in $(seq 100); do [ "$(grep -c 'start a' r6/events.log 2>/dev/null || true)" -ge 2 ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ "$(cat r6/events.log 2>/dev/null | grep -c 'start a')" -ge 2 ] && break; sleep 0.1; done
 kill -9 "$runner"
 wait "$runner" 2>/dev/null
 cairn resume r6 >out.txt 2>&1
@@ -191,7 +191,7 @@ check_eq "kill -9 at random moments: results complete" "$(tr '\n' ' ' <r6b/stage
 long=$((3000 + RANDOM % 1000)) # a value no other test uses, to find leftovers by
 setsid cairn run dag.ini --run-dir r7 --set sleep=$long >out.txt 2>&1 &
 runner=$!
-for _ in $(seq 100); do [ "$(grep -c 'start a' r7/events.log 2>/dev/null || true)" -ge 2 ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ "$(cat r7/events.log 2>/dev/null | grep -c 'start a')" -ge 2 ] && break; sleep 0.1; done
 kill -INT -- -"$runner"
 wait "$runner"
 check_eq "Ctrl-C: exit 130" "$?" 130
@@ -204,7 +204,7 @@ check_eq "Ctrl-C, then resume: completes" "$?" 0
 # --- cairn cancel from another shell ---
 setsid cairn run dag.ini --run-dir r8 --set sleep=30 >out.txt 2>&1 &
 runner=$!
-for _ in $(seq 100); do [ "$(grep -c 'start a' r8/events.log 2>/dev/null || true)" -ge 2 ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ "$(cat r8/events.log 2>/dev/null | grep -c 'start a')" -ge 2 ] && break; sleep 0.1; done
 cairn cancel r8 >cancel.txt 2>&1
 wait "$runner"
 check_eq "cancel: the run exits 130" "$?" 130
@@ -320,6 +320,60 @@ cairn run dag.ini --set nope=1 --dry-run >out.txt 2>&1
 check_eq "--set of an unknown param: exit 2" "$?" 2
 cairn frobnicate >out.txt 2>&1
 check_eq "unknown command: exit 2" "$?" 2
+
+# --- values and paths a run folder could not keep; params built on params ---
+cairn run dag.ini --run-dir "$T/dir with space/r" >out.txt 2>&1
+check_eq "run folder path with a space: exit 2" "$?" 2
+check_grep "run folder path with a space: says why" "holds a space, which commands would get unquoted" out.txt
+check "run folder path with a space: nothing made" test ! -e "$T/dir with space"
+cairn run dag.ini --run-dir r-long --set "sleep=$(head -c 250 /dev/zero | tr '\0' 0)" >out.txt 2>&1
+check_eq "--set too long for spec.ini: exit 2" "$?" 2
+check_grep "--set too long: says why" "cannot be kept in the run's spec.ini: a line of 250 characters" out.txt
+check "--set too long: no run folder left" test ! -e r-long
+cairn resume r1 --set 'sleep=0 ; echo' >out.txt 2>&1
+check_grep "resume --set with ' ;': refused" "' ;' starts a comment" out.txt
+cairn status r1 >out.txt 2>&1
+check_eq "resume --set refused: the run still opens" "$?" 0
+cat >params.ini <<'EOF'
+[params]
+who = world
+greeting = hello-${param.who}-$${HOME}
+[stage p]
+command = echo "${param.greeting}" > ${out}/g
+    [ -s ${out}/g ] && echo checked >> ${out}/g
+EOF
+cairn run params.ini --run-dir rp >/dev/null 2>&1
+check_eq "a param built on a param, \$\${ literal" "$(head -1 rp/stages/p/0/out/g)" "hello-world-$HOME"
+check_eq "an indented line starting with [ continues the command" "$(tail -1 rp/stages/p/0/out/g)" checked
+cairn resume rp --set who=there >/dev/null 2>&1
+check_eq "resume --set reaches the params built on it" "$(head -1 rp/stages/p/0/out/g)" "hello-there-$HOME"
+
+# --- what a failure says: the wrapper's message, a damaged marker, a FIFO output ---
+printf '[stage f]\ncommand = mkfifo ${out}/p\n[stage g]\nafter = f\ncommand = ls ${in.f}\n' >fifo.ini
+timeout 60 cairn run fifo.ini --run-dir rf >out.txt 2>&1
+check_eq "a FIFO in out/: the run fails, never hangs" "$?" 1
+cairn why rf f/0 >why.txt 2>&1
+check_grep "a FIFO in out/: why names it" "f/0: failed: output on attempt 1: out/p is a FIFO" why.txt
+cairn exec rf g 0 >/dev/null 2>&1
+cairn why rf g/0 >why.txt 2>&1
+check_grep "a dependency failure: why gives the wrapper's message" "dependency on attempt 1: input f/0 is not done" why.txt
+echo garbage >rf/stages/f/0/failed.json
+cairn status rf >out.txt 2>&1
+check_eq "a damaged failed.json: status still works" "$?" 0
+check_grep "a damaged failed.json: the task counts as failed" "failed f/0: unknown" out.txt
+rm rf/stages/f/0/out/p
+cairn resume rf --dry-run >out.txt 2>&1
+check_grep "a damaged failed.json: resume would rerun it" "would run 2 tasks" out.txt
+
+# --- two cairns on one run: the second is refused and names the first ---
+sed 's/^sleep = 0/sleep = 2/' dag.ini >slow.ini
+cairn run slow.ini --run-dir rl >/dev/null 2>&1 &
+lpid=$!
+for _ in $(seq 100); do [ -s rl/.lock ] && break; sleep 0.05; done
+cairn resume rl >out.txt 2>&1
+check_eq "resume of a run another cairn drives: exit 1" "$?" 1
+check_grep "resume of a run another cairn drives: names its pid" "being run by another cairn \\(pid $lpid\\)" out.txt
+wait $lpid
 
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
