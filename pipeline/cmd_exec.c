@@ -102,7 +102,8 @@ static int up_to_date(struct exec_ctx *x, const char *key)
 		return 0;
 	}
 	json_t *done = jsonio_load(p.s, &err);
-	int ok = done && !strcmp(jsonio_str(done, "key", ""), key);
+	int ok = done && task_key_same(&x->run->spec, x->run->dir, x->stage, x->task, NULL, NULL,
+				       jsonio_str(done, "key", ""), key);
 	if (ok) {
 		path_of(&p, x, "out");
 		ok = task_manifest_check(p.s, json_object_get(done, "manifest"), 0, &why, &err) == 0;

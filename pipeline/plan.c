@@ -83,7 +83,8 @@ static int check_done(struct plan *p, const struct run *r, int s, int t, int ver
 			/* an input is not done (deleted by hand?): rerun this one too */
 			ps->action[t] = PLAN_RUN;
 			ps->reason[t] = WHY_UPSTREAM;
-		} else if (strcmp(key, jsonio_str(done, "key", ""))) {
+		} else if (!task_key_same(&r->spec, r->dir, s, t, cached_digest, &dc,
+					  jsonio_str(done, "key", ""), key)) {
 			ps->action[t] = PLAN_RUN;
 			ps->reason[t] = WHY_KEY;
 		} else {

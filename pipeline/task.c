@@ -442,12 +442,34 @@ int task_key(const struct spec *s, const char *run, int stage, int task, char ke
 	return task_key_with(s, run, stage, task, digest_from_file, &fd, key, parts, err);
 }
 
+static int make_key(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
+		    void *fnctx, int legacy, char key[65], json_t **parts, struct error *err);
+
 int task_key_with(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
 		  void *fnctx, char key[65], json_t **parts, struct error *err)
 {
+	return make_key(s, run, stage, task, fn, fnctx, 0, key, parts, err);
+}
+
+int task_key_same(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
+		  void *fnctx, const char *stored, const char *now)
+{
+	char old[65];
+	struct error err;
+	struct file_digests fd = {s, run};
+	if (!fn)
+		fn = digest_from_file, fnctx = &fd;
+	return !strcmp(stored, now) ||
+	       (make_key(s, run, stage, task, fn, fnctx, 1, old, NULL, &err) == 0 &&
+		!strcmp(stored, old));
+}
+
+static int make_key(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
+		    void *fnctx, int legacy, char key[65], json_t **parts, struct error *err)
+{
 	const struct spec_stage *st = &s->stages[stage];
 	struct buf cmd = BUF_INIT, text = BUF_INIT;
-	struct spec_ctx ctx = {run, task};
+	struct spec_ctx ctx = {legacy ? run : "${run}", task};
 	char cmd_sha[65];
 	if (spec_expand_command(s, stage, &ctx, &cmd, err) < 0 ||
 	    sha256_buf(cmd.s, cmd.len, cmd_sha, err) < 0) {
@@ -458,7 +480,7 @@ int task_key_with(const struct spec *s, const char *run, int stage, int task, ta
 	char res[64];
 	/* Resources that change results: the number of MPI ranks and of GPUs. */
 	snprintf(res, sizeof(res), "ranks=%d gpus=%d", st->res.ranks, st->res.gpus);
-	buf_addf(&text, "cairn-key-1\ncommand %s\nresources %s\n", cmd_sha, res);
+	buf_addf(&text, "cairn-key-%d\ncommand %s\nresources %s\n", legacy ? 1 : 2, cmd_sha, res);
 	json_t *inputs = parts ? json_object() : NULL;
 	for (int e = 0; e < st->nin; e++) {
 		char d[65], name[300];

@@ -56,7 +56,9 @@ int task_manifest_check(const char *dir, const json_t *manifest, int full, struc
 
 /* The key of a task, computed from the spec and its inputs' done.json. Fails
  * if an input task is not done. `parts` (optional) gets
- * {"command": sha, "resources": "...", "inputs": {"a/3": digest, "b": digest}}. */
+ * {"command": sha, "resources": "...", "inputs": {"a/3": digest, "b": digest}}.
+ * The command is hashed with ${run} unexpanded, so a run folder moved or
+ * copied elsewhere keeps its keys. */
 int task_key(const struct spec *s, const char *run, int stage, int task, char key[65],
 	     json_t **parts, struct error *err);
 
@@ -66,6 +68,12 @@ typedef int (*task_digest_fn)(void *ctx, int stage, int task, char digest[65], s
  * reading done.json files. */
 int task_key_with(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
 		  void *ctx, char key[65], json_t **parts, struct error *err);
+/* Whether a done.json's key `stored` is the task's key `now`, or the key
+ * cairn wrote before keys left out the run folder (cairn-key-1: the command
+ * with the run's path in it), so that runs made then are not rerun whole.
+ * fn NULL: the inputs' digests from their done.json, as task_key. */
+int task_key_same(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
+		  void *ctx, const char *stored, const char *now);
 
 /* The task's lock (RUN/stages/S/T/.lock), held by the wrapper that runs it
  * and inherited by the task's processes, so a task is never run twice at

@@ -57,6 +57,14 @@ check_eq "resume of a done run: exit 0" "$?" 0
 check_eq "resume of a done run: nothing reran" "$(wc -l <count)" 0
 check_eq "resume of a done run: markers not rewritten" "$(cat r1/stages/*/*/done.json | sha256sum)" "$sha_before"
 
+# --- a run folder copied elsewhere keeps its keys ---
+cp -a r1 r1-copy
+: >count
+cairn resume r1-copy >out.txt 2>&1
+check_eq "resume of a copied run folder: exit 0" "$?" 0
+check_eq "resume of a copied run folder: nothing reran" "$(wc -l <count)" 0
+rm -rf r1-copy
+
 # --- outputs modified or deleted after the fact ---
 echo tampered >r1/stages/b/1/out/b
 rm r1/stages/a/3/out/a

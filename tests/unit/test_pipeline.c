@@ -7,6 +7,7 @@
 #include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
+#include "core/sha256.h"
 #include "pipeline/plan.h"
 #include "pipeline/run.h"
 #include "pipeline/spec.h"
@@ -376,6 +377,32 @@ static void fake_done(const struct run *r, int s, int t, const char *content)
 	buf_release(&p);
 }
 
+/* A task's key leaves out where the run folder is (a run moved or copied
+ * keeps its keys), and a key written before that (cairn-key-1, the command
+ * with the run's path in it) is still taken as the same. */
+static void test_key_leaves_out_the_run_folder(void)
+{
+	struct spec s;
+	struct error err;
+	CHECK_INT(spec_load(&s, write_spec("k.ini", "[stage a]\ncommand = ls ${run} > ${out}/x\n"),
+			    NULL, 0, &err),
+		  0);
+	char k1[65], k2[65], legacy[65], cmd_sha[65];
+	CHECK_INT(task_key(&s, "/runs/one", 0, 0, k1, NULL, &err), 0);
+	CHECK_INT(task_key(&s, "/elsewhere/two", 0, 0, k2, NULL, &err), 0);
+	CHECK_STR(k1, k2);
+	const char *cmd = "ls /runs/one > /runs/one/stages/a/0/out/x";
+	CHECK_INT(sha256_buf(cmd, strlen(cmd), cmd_sha, &err), 0);
+	char text[256];
+	snprintf(text, sizeof(text), "cairn-key-1\ncommand %s\nresources ranks=1 gpus=0\n", cmd_sha);
+	CHECK_INT(sha256_buf(text, strlen(text), legacy, &err), 0);
+	CHECK(strcmp(legacy, k1) != 0);
+	CHECK(task_key_same(&s, "/runs/one", 0, 0, NULL, NULL, legacy, k1));
+	CHECK(!task_key_same(&s, "/runs/moved", 0, 0, NULL, NULL, legacy, k1));
+	CHECK(!task_key_same(&s, "/runs/one", 0, 0, NULL, NULL, "0123", k1));
+	spec_release(&s);
+}
+
 static void test_plan_reruns_only_what_must(void)
 {
 	struct spec s;
@@ -492,6 +519,7 @@ int main(void)
 	RUN(test_spec_out_of_memory_never_crashes);
 	RUN(test_manifest_detects_changes);
 	RUN(test_plan_reruns_only_what_must);
+	RUN(test_key_leaves_out_the_run_folder);
 	RUN(test_failed_marker_read);
 	RUN(test_retry_on);
 	struct error err;
