@@ -89,12 +89,18 @@ int proc_spawn(pid_t *pid, char *const argv[], const char *cwd, int out_fd, stru
 }
 
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
-	      struct error *err)
+	      long limit_s, int *timed_out, struct error *err)
 {
 	int termed = 0, killed = 0;
-	time_t term_at = 0;
+	time_t term_at = 0, end = limit_s > 0 ? time(NULL) + limit_s : 0;
+	if (timed_out)
+		*timed_out = 0;
+	if (end)
+		alarm((unsigned)limit_s); /* wakes wait4 at the limit */
 	for (;;) {
-		if (stop && *stop && !termed) {
+		if (end && !termed && time(NULL) >= end && timed_out)
+			*timed_out = 1;
+		if (((stop && *stop) || (end && time(NULL) >= end)) && !termed) {
 			kill(-pid, SIGTERM);
 			kill(-pid, SIGCONT);
 			termed = 1;
@@ -114,6 +120,8 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 		}
 		if (termed && !killed)
 			alarm(1);
+		else if (end && !termed)
+			alarm(time(NULL) < end ? (unsigned)(end - time(NULL)) : 1);
 	}
 	alarm(0);
 	if (termed && !killed)

@@ -14,10 +14,12 @@
  * on out_fd and stdin from /dev/null, in a new process group. */
 int proc_spawn(pid_t *pid, char *const argv[], const char *cwd, int out_fd, struct error *err);
 
-/* Wait for pid. While waiting, once *stop becomes non-zero the process group
- * gets SIGTERM, and SIGKILL `grace` seconds later. *status as from waitpid. */
+/* Wait for pid. While waiting, once *stop becomes non-zero (or limit_s
+ * seconds have passed, when limit_s > 0: then *timed_out is set) the process
+ * group gets SIGTERM, and SIGKILL `grace` seconds later. *status as from
+ * waitpid. */
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
-	      struct error *err);
+	      long limit_s, int *timed_out, struct error *err);
 
 /* Install handlers for SIGINT, SIGTERM, SIGHUP (and SIGUSR1, sent by Slurm
  * before a time limit when asked) that set *flag to the signal number. */

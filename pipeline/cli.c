@@ -1,5 +1,6 @@
 #include "pipeline/cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,4 +113,18 @@ int cli_main(int argc, char **argv)
 	fprintf(stderr, "cairn: '%s' is not a command\n\n", argv[1]);
 	usage(stderr);
 	return 2;
+}
+
+int cli_parse_lines(const char *cmd, const char *flag, const char *v, long *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < 0) {
+		fprintf(stderr, "cairn %s: %s '%s': want a number of lines, 0 or more\n", cmd, flag,
+			v);
+		return -1;
+	}
+	*out = n < 1000000000 ? n : 1000000000;
+	return 0;
 }

@@ -52,5 +52,8 @@ size_t cli_tail_start(const char *text, size_t len, long lines);
 
 /* Is this --help? Prints usage to stdout and returns 1. */
 int cli_wants_help(int argc, char **argv, const char *usage);
+/* A count of lines (0 or more) given to `flag`; on a bad one, says so for
+ * `cmd` and returns -1. */
+int cli_parse_lines(const char *cmd, const char *flag, const char *v, long *out);
 
 #endif

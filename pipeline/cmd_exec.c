@@ -130,7 +130,7 @@ static void requeue(struct exec_ctx *x)
 	int status;
 	struct rusage ru;
 	if (proc_spawn(&pid, argv, NULL, -1, &err) == 0)
-		proc_wait(pid, &status, &ru, NULL, 10, &err);
+		proc_wait(pid, &status, &ru, NULL, 10, 0, NULL, &err);
 }
 
 static int previous_attempt(struct exec_ctx *x)
@@ -281,7 +281,11 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	int status;
 	struct rusage ru;
 	memset(&ru, 0, sizeof(ru));
-	if (proc_wait(pid, &status, &ru, &stop_signal, 10, err) < 0) {
+	/* Slurm enforces `time` itself; here the wrapper does, the same way
+	   (SIGTERM, SIGKILL 10 s later) */
+	int timed_out = 0;
+	if (proc_wait(pid, &status, &ru, &stop_signal, 10, x->job[0] ? 0 : x->st->res.time_s,
+		      &timed_out, err) < 0) {
 		close(log_fd);
 		buf_release(&script);
 		goto out;
@@ -289,7 +293,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	buf_release(&script);
 	double wall = clock_now() - x->t0;
 
-	if (stop_signal || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	if (stop_signal || timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		int code, sig;
 		const char *kind = kind_of_status(status, &code, &sig);
 		char msg[128] = "";
@@ -302,6 +306,9 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		    wall >= (double)x->st->res.time_s - 15) {
 			/* Slurm signals a job at its time limit; no other cause comes
 			 * within seconds of it. */
+			kind = "timeout";
+			snprintf(msg, sizeof(msg), "time limit of %ld s reached", x->st->res.time_s);
+		} else if (timed_out) {
 			kind = "timeout";
 			snprintf(msg, sizeof(msg), "time limit of %ld s reached", x->st->res.time_s);
 		} else if (stop_signal) {

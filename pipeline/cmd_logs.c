@@ -21,9 +21,10 @@ int cmd_logs(int argc, char **argv)
 	int npos = 0;
 	long lines = -1;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-n") && i + 1 < argc)
-			lines = atol(argv[++i]);
-		else if (argv[i][0] != '-' && npos < 2)
+		if (!strcmp(argv[i], "-n") && i + 1 < argc) {
+			if (cli_parse_lines("logs", "-n", argv[++i], &lines) < 0)
+				return 2;
+		} else if (argv[i][0] != '-' && npos < 2)
 			pos[npos++] = argv[i];
 		else {
 			fprintf(stderr, "cairn logs: unexpected '%s'\n%s", argv[i], logs_usage);

@@ -30,7 +30,7 @@ struct run_opts {
 
 static const char run_usage[] =
 	"usage: cairn run SPEC [--executor local|slurm] [--set NAME=VALUE]... [--jobs N]\n"
-	"                 [--run-dir DIR] [--dry-run] [--wait] [--json]\n"
+	"                 [--gpus G] [--run-dir DIR] [--dry-run] [--wait] [--json]\n"
 	"Runs a pipeline: creates a run folder (under runs/, or DIR) and runs every task.\n"
 	"  --executor E   local (default: a pool of processes here) or slurm: submit every\n"
 	"                 task as job arrays with dependencies, then exit\n"
@@ -132,8 +132,8 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 static void print_plan(const struct run *r, const struct plan *p, const char *executor)
 {
 	const struct spec *s = &r->spec;
-	printf("plan for %s: %d stages, %lld tasks, executor %s\n", s->name, s->nstages, s->ntasks,
-	       executor);
+	printf("plan for %s: %d stage%s, %lld task%s, executor %s\n", s->name, s->nstages,
+	       s->nstages == 1 ? "" : "s", s->ntasks, s->ntasks == 1 ? "" : "s", executor);
 	printf("  %-20s %8s %8s %8s %8s  %s\n", "stage", "tasks", "run", "skip", "wait", "after");
 	for (int k = 0; k < s->nstages; k++) {
 		int i = s->order[k];
@@ -158,9 +158,12 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 		if (n[WHY_NEW] == st->ntasks)
 			continue;
 		printf("  %20s ", "");
+		const char *sep = " ";
 		for (int w = 0; w <= WHY_QUEUED; w++)
-			if (n[w])
-				printf(" %lld %s;", n[w], names[w]);
+			if (n[w]) {
+				printf("%s%lld %s", sep, n[w], names[w]);
+				sep = ", ";
+			}
 		printf("\n");
 	}
 	long long upstream = 0;

@@ -46,7 +46,10 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	printf("%s/%d: %s%s%s\n", st->name, t, task_state_name(state),
 	       strncmp(text, "but ", 4) ? ": " : ", ", text);
 	enum plan_action a = p->stages[s].action[t];
-	printf("  resume would %s it\n", a == PLAN_RUN ? "rerun" : a == PLAN_WAIT ? "wait for" : "skip");
+	printf("  resume would %s it\n", a == PLAN_WAIT		  ? "wait for"
+					  : a != PLAN_RUN		  ? "skip"
+					  : state == TASK_PENDING ? "run"
+								  : "rerun");
 	if (ti.job[0] && (state == TASK_FAILED || state == TASK_CANCELLED)) {
 		/* What Slurm still knows about the job (scontrol, until MinJobAge). */
 		struct slurm_job_info info;
@@ -73,11 +76,13 @@ int cmd_why(int argc, char **argv)
 	if (cli_wants_help(argc, argv, why_usage))
 		return 0;
 	const char *pos[2] = {NULL, NULL};
-	int npos = 0, lines = 10;
+	int npos = 0;
+	long lines = 10;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--lines") && i + 1 < argc)
-			lines = atoi(argv[++i]);
-		else if (argv[i][0] != '-' && npos < 2)
+		if (!strcmp(argv[i], "--lines") && i + 1 < argc) {
+			if (cli_parse_lines("why", "--lines", argv[++i], &lines) < 0)
+				return 2;
+		} else if (argv[i][0] != '-' && npos < 2)
 			pos[npos++] = argv[i];
 		else {
 			fprintf(stderr, "cairn why: unexpected '%s'\n%s", argv[i], why_usage);

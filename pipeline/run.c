@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -311,9 +312,18 @@ void run_event(const char *run_dir, const char *fmt, ...)
 	line[n++] = '\n';
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/events.log", run_dir);
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return;
+	/* After a torn last line (a disk that filled up, an edit by hand), start
+	   on a line of its own. */
+	struct stat st;
+	char last = '\n';
+	if (fstat(fd, &st) == 0 && st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 &&
+	    last != '\n') {
+		ssize_t w0 = write(fd, "\n", 1);
+		(void)w0;
+	}
 	/* One write() with O_APPEND: lines from concurrent tasks do not interleave. */
 	ssize_t w = write(fd, line, (size_t)n);
 	(void)w;

@@ -213,6 +213,11 @@ long spec_parse_time_s(const char *v)
 	}
 	if (*p != '\0')
 		return -1;
+	/* every field but the first is on a clock: minutes and seconds below
+	   60, the hours of D-HH below 24 */
+	for (int i = dash ? 0 : 1; i < n; i++)
+		if (f[i] >= (dash && i == 0 ? 24 : 60))
+			return -1;
 	long s;
 	if (dash) /* D-HH[:MM[:SS]] */
 		s = f[0] * 3600 + (n > 1 ? f[1] * 60 : 0) + (n > 2 ? f[2] : 0);
@@ -1008,7 +1013,9 @@ int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, st
 		/* default name: the file's base name without .ini */
 		const char *base = strrchr(path, '/');
 		base = base ? base + 1 : path;
-		size_t n = strcspn(base, ".");
+		size_t n = strlen(base);
+		if (n > 4 && !strcmp(base + n - 4, ".ini"))
+			n -= 4;
 		s->name = mem_strndup(base, n);
 		if (!s->name)
 			return error_set(err, "out of memory");

@@ -373,6 +373,26 @@ rm rf/stages/f/0/out/p
 cairn resume rf --dry-run >out.txt 2>&1
 check_grep "a damaged failed.json: resume would rerun it" "would run 2 tasks" out.txt
 
+# --- the local executor keeps to `time`; small things said right ---
+printf '[stage t]\ncommand = sleep 30\ntime = 00:01\nretries = 1\nretry_on = timeout\n' >v1.2.ini
+start=$(date +%s)
+cairn run v1.2.ini --run-dir rt >out.txt 2>&1
+check_eq "time limit, local: the run fails" "$?" 1
+check "time limit, local: each attempt stopped at 1 s (2 attempts, well under 30 s)" test $(($(date +%s) - start)) -lt 20
+cairn why rt t/0 >why.txt 2>&1
+check_grep "time limit, local: kind timeout, retried once" "t/0: failed: timeout on attempt 2: time limit of 1 s reached" why.txt
+check_grep "default name: the file name without .ini" "^name = v1_2" rt/spec.ini
+cairn why rt t/0 --lines -5 >out.txt 2>&1
+check_eq "why --lines -5: exit 2" "$?" 2
+check_grep "why --lines -5: says why" "want a number of lines" out.txt
+printf 'torn line without newline' >>rt/events.log
+cairn resume rt >/dev/null 2>&1
+check_grep "events.log: the next event starts on a line of its own" "^20[0-9-]*T[0-9:]*Z resume" rt/events.log
+printf '[stage a]\ncommand = false\n[stage b]\nafter = a\ncommand = true\n' >nr.ini
+cairn run nr.ini --run-dir rnr >/dev/null 2>&1
+cairn why rnr b/0 >why.txt 2>&1
+check_grep "why of a task that never ran: resume would run it" "resume would run it" why.txt
+
 # --- two cairns on one run: the second is refused and names the first ---
 sed 's/^sleep = 0/sleep = 2/' dag.ini >slow.ini
 cairn run slow.ini --run-dir rl >/dev/null 2>&1 &

@@ -122,6 +122,12 @@ static void test_spec_values(void)
 	CHECK_INT(spec_parse_time_s("1-12"), 86400 + 12 * 3600);
 	CHECK(spec_parse_time_s("1:2:3:4") < 0);
 	CHECK(spec_parse_time_s("abc") < 0);
+	CHECK_INT(spec_parse_time_s("90"), 5400);       /* the first field is not on a clock */
+	CHECK_INT(spec_parse_time_s("30:00:59"), 108059);
+	CHECK(spec_parse_time_s("99:99") < 0);          /* 99 seconds */
+	CHECK(spec_parse_time_s("01:60:00") < 0);
+	CHECK(spec_parse_time_s("1-25") < 0);           /* 25 hours of a day */
+	CHECK_INT(spec_parse_time_s("1-23:59:59"), 86400 + 86399);
 	CHECK(spec_parse_time_s("") < 0);
 }
 
