@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/fs.h"
 #include "core/mem.h"
@@ -941,6 +942,17 @@ int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, st
 	r.f = fopen(path, "r");
 	if (!r.f)
 		return error_errno(err, "%s: cannot read the spec", path);
+	struct stat st = {0};
+	char head[4096];
+	size_t got = fstat(fileno(r.f), &st) == 0 && S_ISREG(st.st_mode)
+			     ? fread(head, 1, sizeof(head), r.f)
+			     : 0;
+	if (S_ISDIR(st.st_mode) || memchr(head, '\0', got)) {
+		fclose(r.f);
+		return error_set(err, "%s: %s, not a spec (an INI text file)", path,
+				 S_ISDIR(st.st_mode) ? "a folder" : "a binary file");
+	}
+	rewind(r.f);
 	struct parser p = {s, &r, err, 0, NULL, NULL};
 	int rc = ini_parse_stream(read_line, &r, on_pair, &p);
 	int read_failed = ferror(r.f);

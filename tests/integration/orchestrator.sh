@@ -321,6 +321,11 @@ bad "unknown section" "bad.ini:1: unknown section \\[stages a\\]" '[stages a]\nc
 bad "not INI" "bad.ini:2: not INI" '[stage a]\nthis is not ini\n'
 bad "bad mem" "bad.ini:3: mem = '2X'" '[stage a]\ncommand = true\nmem = 2X\n'
 bad "long line" "bad.ini:2: line longer than 199" "[stage a]\ncommand = echo $(head -c 300 /dev/zero | tr '\0' x)\n"
+cairn run "$T" --dry-run >out.txt 2>&1
+check_grep "a folder as the spec: says so" "a folder, not a spec" out.txt
+head -c 300 "$(command -v sh)" >bin.ini
+cairn run bin.ini --dry-run >out.txt 2>&1
+check_grep "a binary file as the spec: says so" "bin.ini: a binary file, not a spec" out.txt
 cairn run /nonexistent/spec.ini >out.txt 2>&1
 check_eq "unreadable spec: exit 2" "$?" 2
 check_grep "unreadable spec: names the file" "/nonexistent/spec.ini: cannot read the spec" out.txt
