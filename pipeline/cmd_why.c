@@ -6,6 +6,7 @@
 
 #include "core/fs.h"
 #include "core/mem.h"
+#include "jobs/job.h"
 #include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
 
@@ -45,6 +46,16 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	const char *text = buf_str(&b);
 	printf("%s/%d: %s%s%s\n", st->name, t, task_state_name(state),
 	       strncmp(text, "but ", 4) ? ": " : ", ", text);
+	if (state == TASK_FAILED && ti.attempt <= st->res.retries &&
+	    !job_retry_allowed(st->res.retry_on, ti.kind, ti.exit_code)) {
+		char what[48];
+		if (!strcmp(ti.kind, "exit") || !strcmp(ti.kind, "signal"))
+			snprintf(what, sizeof(what), "%s %d", ti.kind,
+				 ti.kind[0] == 'e' ? ti.exit_code : ti.signal);
+		else
+			snprintf(what, sizeof(what), "%s", ti.kind);
+		printf("  not retried: retry_on = %s does not cover %s\n", st->res.retry_on, what);
+	}
 	enum plan_action a = p->stages[s].action[t];
 	printf("  resume would %s it\n", a == PLAN_WAIT		  ? "wait for"
 					  : a != PLAN_RUN		  ? "skip"

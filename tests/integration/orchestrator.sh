@@ -398,6 +398,11 @@ cairn run nr.ini --run-dir rnr >/dev/null 2>&1
 cairn why rnr b/0 >why.txt 2>&1
 check_grep "why of a task that never ran: resume would run it" "resume would run it" why.txt
 
+printf '[stage n]\ncommand = exit 4\nretries = 3\nretry_on = exit:5\n' >nv.ini
+cairn run nv.ini --run-dir rnv >/dev/null 2>&1
+cairn why rnv n/0 >why.txt 2>&1
+check_grep "why: a failure retry_on does not cover says so" "not retried: retry_on = exit:5 does not cover exit 4" why.txt
+
 # --- two cairns on one run: the second is refused and names the first ---
 sed 's/^sleep = 0/sleep = 2/' dag.ini >slow.ini
 cairn run slow.ini --run-dir rl >/dev/null 2>&1 &
