@@ -1,11 +1,13 @@
 #include "geo/raster.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cpl_conv.h>
@@ -450,19 +452,42 @@ int raster_write_tile(const char *path, const struct tile *t, int bands, const u
 	return write_dataset(path, "GTiff", TILE_SIZE, TILE_SIZE, bands, data, gt, opts, err);
 }
 
+const char *raster_open_reason(const char *path, const char *gdal_msg, char *buf, size_t size)
+{
+	struct stat st;
+	int fd = stat(path, &st) == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0 && strncmp(path, "/vsi", 4) != 0)
+		snprintf(buf, size, "%s", strerror(errno));
+	else if (fd >= 0 && S_ISDIR(st.st_mode))
+		snprintf(buf, size, "a folder, not a file");
+	else if (fd >= 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+		snprintf(buf, size, "an empty file (0 bytes)");
+	else if (gdal_msg && *gdal_msg)
+		snprintf(buf, size, "%s", gdal_msg);
+	else
+		snprintf(buf, size, "not a format GDAL reads");
+	if (fd >= 0)
+		close(fd);
+	return buf;
+}
+
 int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *err)
 {
 	raster_init();
 	struct gdal_msgs msgs = {0, ""};
 	CPLPushErrorHandlerEx(collect, &msgs);
 	int rc = 0;
-	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
+	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
+				     NULL, NULL, NULL);
 	if (!ds) {
-		rc = error_set(err, "%s: cannot open: %s", path, msgs.count ? msgs.first : "?");
+		char why[512];
+		rc = error_set(err, "%s: cannot open: %s", path,
+			       raster_open_reason(path, msgs.count ? msgs.first : NULL, why,
+						  sizeof(why)));
 		goto out;
 	}
 	if (GDALGetRasterXSize(ds) != TILE_SIZE || GDALGetRasterYSize(ds) != TILE_SIZE ||
-	    GDALGetRasterCount(ds) < bands) {
+	    GDALGetRasterCount(ds) != bands) {
 		rc = error_set(err, "%s: %dx%d with %d bands, want %dx%d with %d", path,
 			       GDALGetRasterXSize(ds), GDALGetRasterYSize(ds), GDALGetRasterCount(ds),
 			       TILE_SIZE, TILE_SIZE, bands);
