@@ -498,8 +498,9 @@ static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *di
 	}
 	gzbuffer(x->gz, 1u << 17);
 	uint8_t h[4];
-	if (idx_read(x, h, 4, "the IDX magic", err) < 0)
-		return -1;
+	int rc;
+	if ((rc = idx_read(x, h, 4, "the IDX magic", err)) < 0)
+		return rc; /* an empty or short file is bad input */
 	if (h[0] != 0 || h[1] != 0)
 		return BAD("%s: byte 0: not an IDX file (magic %02x%02x%02x%02x)", path, h[0], h[1],
 			   h[2], h[3]);
@@ -512,8 +513,8 @@ static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *di
 			   want_dims == 3 ? "images N x H x W" : "labels N");
 	for (int i = 0; i < want_dims; i++) {
 		uint8_t d[4];
-		if (idx_read(x, d, 4, "the IDX dimensions", err) < 0)
-			return -1;
+		if ((rc = idx_read(x, d, 4, "the IDX dimensions", err)) < 0)
+			return rc;
 		dims[i] = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
 	}
 	return 0;

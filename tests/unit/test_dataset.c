@@ -393,6 +393,16 @@ static void test_idx_errors_name_file_and_offset(void)
 			    "byte 11: label 3 of item 3 >= 3 classes");
 	/* missing file */
 	expect_import_error(tmp("none.idx"), tmp("l.idx"), 0, "none.idx: cannot open");
+	/* empty and short-header files are bad input (DATASET_EBADINPUT), not I/O failures */
+	CHECK_INT(write_bytes(tmp("zero.idx"), "", 0), 0);
+	CHECK_INT(write_bytes(tmp("short.idx"), "\0\0\x08\x03\0\0", 6), 0);
+	struct error e2;
+	CHECK_INT(dataset_import_idx(tmp("zero.idx"), tmp("l.idx"), tmp("z.ds"), 0, NULL, &e2),
+		  DATASET_EBADINPUT);
+	CHECK(strstr(e2.msg, "zero.idx: truncated at byte 0") != NULL);
+	CHECK_INT(dataset_import_idx(tmp("short.idx"), tmp("l.idx"), tmp("z.ds"), 0, NULL, &e2),
+		  DATASET_EBADINPUT);
+	CHECK(strstr(e2.msg, "short.idx: truncated at byte 6") != NULL);
 }
 
 /* ---- split ---- */
