@@ -494,9 +494,16 @@ int burn_load_ogr(struct burn_set *s, const char *path, const struct burn_load_o
 		  struct error *err)
 {
 	raster_init();
-	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR | GDAL_OF_READONLY, NULL, NULL, NULL);
-	if (!ds)
-		return error_set(err, "%s: cannot open as vector data: %s", path, CPLGetLastErrorMsg());
+	CPLPushErrorHandler(CPLQuietErrorHandler);
+	CPLErrorReset();
+	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
+				     NULL, NULL, NULL);
+	CPLPopErrorHandler();
+	if (!ds) {
+		char why[512];
+		return error_set(err, "%s: cannot open as vector data: %s", path,
+				 raster_open_reason(path, CPLGetLastErrorMsg(), why, sizeof(why)));
+	}
 	OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
 	int rc = 0;
 	if (!dst || OSRImportFromEPSG(dst, 3857) != OGRERR_NONE) {

@@ -117,6 +117,8 @@ check_grep "--class-field not an integer: message" "field 'kind' is String, not 
 check_rc "--width-field misspelt: exit 2" 2 cairn-rasterize --vector "$T/map.geojson" --class-field class \
 	--width-field widht --zoom 17 --out "$T/x"
 check_grep "--width-field misspelt: message" "no layer has a field 'widht'" "$T/.out"
+check_rc "a missing vector file is bad input" 2 cairn-rasterize --vector "$T/nope.gpkg" --zoom 17 --out "$T/x"
+check_grep "a missing vector file: the reason" 'nope.gpkg: cannot open as vector data: No such file or directory' "$T/.out"
 check_rc "--help exits 0" 0 cairn-rasterize --help
 
 # Real files: Debian's r-cran-sf ships London buildings (British national grid)
