@@ -119,6 +119,12 @@ check_rc "--width-field misspelt: exit 2" 2 cairn-rasterize --vector "$T/map.geo
 check_grep "--width-field misspelt: message" "no layer has a field 'widht'" "$T/.out"
 check_rc "a missing vector file is bad input" 2 cairn-rasterize --vector "$T/nope.gpkg" --zoom 17 --out "$T/x"
 check_grep "a missing vector file: the reason" 'nope.gpkg: cannot open as vector data: No such file or directory' "$T/.out"
+check_rc "--like a missing folder is bad input" 2 cairn-rasterize --vector "$T/map.geojson" --zoom 17 \
+	--like "$T/nolike" --out "$T/x"
+check "--like a missing folder: the message does not blame the vector file" \
+	bash -c "! grep -q 'map.geojson' '$T/.out' && grep -q 'nolike' '$T/.out'"
+check_rc "--like with --bbox is a usage error" 2 cairn-rasterize --vector "$T/map.geojson" --zoom 17 \
+	--like "$T/r4326" --bbox=2.33,48.84,2.36,48.86 --out "$T/x"
 check_rc "--help exits 0" 0 cairn-rasterize --help
 
 # Real files: Debian's r-cran-sf ships London buildings (British national grid)
