@@ -43,7 +43,7 @@ fi
 check_rc "bf16 on the cpu is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --precision bf16 --out $T/r7
 check_grep "the error says why" "cpu devices compute in fp32 only" $T/.out
 # shards that cannot train or test: bad input (exit 2) that says what to change
-cairn-dataset split $T/test.ds --fraction 0.0667 --seed 1 --out $T/small.ds --rest $T/unused2.ds >/dev/null
+cairn-dataset split $T/all.ds --fraction 0.01 --seed 1 --out $T/small.ds --rest $T/unused2.ds >/dev/null
 cairn-dataset split $T/test.ds --fraction 0 --seed 1 --out $T/empty.ds --rest $T/unused3.ds >/dev/null
 cairn-dataset import-idx --images $idx/t10k-images-idx3-ubyte.gz --labels $idx/t10k-labels-idx1-ubyte.gz \
 	--classes 12 --out $T/k12.ds >/dev/null
