@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,59 +38,194 @@ static void dir_of(const char *path, char *dir, size_t size)
 		snprintf(dir, size, "%.*s", (int)(slash - path), path);
 }
 
+/* Output targets. A user may name a device (/dev/null), a FIFO or a symlink
+ * (/dev/stdout) as an output; renaming a temp file onto such a path would
+ * replace the device or the link with a regular file (as root, /dev/null
+ * itself). So only a missing path or a regular file is replaced by rename; a
+ * symlink is followed first, and anything else but a folder is written into
+ * in place. */
+enum target { TARGET_RENAME, TARGET_IN_PLACE };
+
+/* Classify path; *real is where a rename must go (a symlink's resolved target). */
+static int target_of(const char *path, char *real, size_t size, enum target *kind,
+		     struct error *err)
+{
+	struct stat st;
+	if (snprintf(real, size, "%s", path) >= (int)size)
+		return error_set(err, "%s: path too long", path);
+	*kind = TARGET_RENAME;
+	if (lstat(path, &st) < 0)
+		return 0; /* missing: created by the rename */
+	if (S_ISLNK(st.st_mode)) {
+		char resolved[PATH_MAX];
+		if (stat(path, &st) < 0 || !realpath(path, resolved))
+			return 0; /* dangling link: replaced, as before */
+		if (S_ISREG(st.st_mode) && strlen(resolved) < size && resolved[0] == '/') {
+			snprintf(real, size, "%s", resolved);
+			return 0;
+		}
+	}
+	if (S_ISDIR(st.st_mode))
+		return error_set(err, "%s: is a folder, not a file: name a file to write", path);
+	if (!S_ISREG(st.st_mode))
+		*kind = TARGET_IN_PLACE;
+	return 0;
+}
+
+int fs_is_in_place(const char *path)
+{
+	char real[PATH_MAX];
+	enum target kind = TARGET_RENAME;
+	struct error ignored;
+	return target_of(path, real, sizeof(real), &kind, &ignored) == 0 &&
+	       kind == TARGET_IN_PLACE;
+}
+
+static int write_fd_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Write into an existing device, FIFO or pipe: no temp file, no rename.
+ * O_TRUNC does nothing on these, and a FIFO waits for its reader. */
+static int write_in_place(const char *path, const void *data, size_t len, struct error *err)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return error_errno(err, "%s: cannot open for writing", path);
+	if (write_fd_all(fd, data, len) < 0) {
+		error_errno(err, "%s: write", path);
+		close(fd);
+		return -1;
+	}
+	if (close(fd) < 0)
+		return error_errno(err, "%s: close", path);
+	return 0;
+}
+
+int fs_tmp_name(const char *path, char *tmp, size_t size, struct error *err)
+{
+	static atomic_ulong counter;
+	char real[PATH_MAX];
+	enum target kind = TARGET_RENAME;
+	if (target_of(path, real, sizeof(real), &kind, err) < 0)
+		return -1;
+	if (kind == TARGET_IN_PLACE) {
+		/* The target's folder (/dev) may not be writable: use $TMPDIR. */
+		const char *dir = getenv("TMPDIR");
+		if (!dir || !*dir)
+			dir = "/tmp";
+		if (snprintf(tmp, size, "%s/cairn-out.XXXXXX", dir) >= (int)size)
+			return error_set(err, "%s: temp file path too long", path);
+		int fd = mkstemp(tmp);
+		if (fd < 0)
+			return error_errno(err, "%s: cannot create a temp file in %s", path, dir);
+		close(fd);
+		return 0;
+	}
+	if (snprintf(tmp, size, "%s.tmp.%ld.%lu", real, (long)getpid(),
+		     atomic_fetch_add(&counter, 1)) >= (int)size)
+		return error_set(err, "%s: path too long", path);
+	return 0;
+}
+
+static int copy_in_place(const char *tmp, const char *path, struct error *err)
+{
+	int in = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return error_errno(err, "%s: cannot reopen the temp file %s", path, tmp);
+	int out = open(path, O_WRONLY | O_CLOEXEC);
+	if (out < 0) {
+		error_errno(err, "%s: cannot open for writing", path);
+		close(in);
+		return -1;
+	}
+	char buf[1 << 16];
+	ssize_t n;
+	int rc = 0;
+	while (rc == 0 && (n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			rc = error_errno(err, "%s: reading the temp file %s", path, tmp);
+		else if (write_fd_all(out, buf, (size_t)n) < 0)
+			rc = error_errno(err, "%s: write", path);
+	}
+	close(in);
+	if (close(out) < 0 && rc == 0)
+		rc = error_errno(err, "%s: close", path);
+	return rc;
+}
+
+int fs_commit_tmp(const char *tmp, const char *path, int durable, struct error *err)
+{
+	char real[PATH_MAX];
+	enum target kind = TARGET_RENAME;
+	int rc = target_of(path, real, sizeof(real), &kind, err);
+	if (rc == 0 && kind == TARGET_IN_PLACE)
+		rc = copy_in_place(tmp, path, err);
+	else if (rc == 0 && rename(tmp, real) < 0)
+		rc = error_errno(err, "%s: cannot rename the temp file %s into place", path, tmp);
+	else if (rc == 0 && durable) {
+		char dir[PATH_MAX];
+		dir_of(real, dir, sizeof(dir));
+		return fs_sync_dir(dir, err);
+	}
+	if (rc < 0 || kind == TARGET_IN_PLACE)
+		unlink(tmp);
+	return rc;
+}
+
 /* durable: 0 no fsync, else fsync of the file and of the folder. */
 static int write_renamed(const char *path, const void *data, size_t len, int durable,
 			 struct error *err)
 {
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return error_set(err, "%s: path too long", path);
+	char real[PATH_MAX], tmp[PATH_MAX];
+	enum target kind = TARGET_RENAME;
+	if (target_of(path, real, sizeof(real), &kind, err) < 0)
+		return -1;
+	if (kind == TARGET_IN_PLACE)
+		return write_in_place(path, data, len, err);
+	if (fs_tmp_name(path, tmp, sizeof(tmp), err) < 0)
+		return -1;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return error_errno(err, "%s: cannot create", tmp);
-	const char *p = data;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			error_errno(err, "%s: write", tmp);
-			close(fd);
-			unlink(tmp);
-			return -1;
-		}
-		p += n;
-		left -= (size_t)n;
+		return error_errno(err, "%s: cannot create (temp file %s)", path, tmp);
+	if (write_fd_all(fd, data, len) < 0) {
+		error_errno(err, "%s: write", path);
+		close(fd);
+		unlink(tmp);
+		return -1;
 	}
 	if (durable && fsync(fd) < 0) {
-		error_errno(err, "%s: fsync", tmp);
+		error_errno(err, "%s: fsync", path);
 		close(fd);
 		unlink(tmp);
 		return -1;
 	}
 	if (close(fd) < 0) {
-		error_errno(err, "%s: close", tmp);
+		error_errno(err, "%s: close", path);
 		unlink(tmp);
 		return -1;
 	}
-	if (rename(tmp, path) < 0) {
-		error_errno(err, "%s: rename to %s", tmp, path);
-		unlink(tmp);
-		return -1;
-	}
-	if (!durable)
-		return 0;
-	char dir[PATH_MAX];
-	dir_of(path, dir, sizeof(dir));
-	return fs_sync_dir(dir, err);
+	return fs_commit_tmp(tmp, path, durable, err);
 }
 
 int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err)
 {
 	return write_renamed(path, data, len, 1, err);
 }
-
 
 int fs_write_replace(const char *path, const void *data, size_t len, struct error *err)
 {

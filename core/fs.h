@@ -8,10 +8,27 @@
 
 #include "core/error.h"
 
+/* A path that exists and is neither a regular file, a symlink to one, nor a
+ * folder (a device such as /dev/null, a FIFO, /dev/stdout on a pipe) is never
+ * replaced: its bytes are written into it in place (not atomic). A symlink to a
+ * regular file is followed (the file is replaced, the link kept). A folder is
+ * refused. This holds for the functions below and for writers built on
+ * fs_tmp_name + fs_commit_tmp. */
 int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err);
 /* Same rename trick (readers see old or new, never a torn file) without the
  * fsyncs: for files that may be lost in a power cut but must never be torn. */
 int fs_write_replace(const char *path, const void *data, size_t len, struct error *err);
+
+/* For writers that need a file name (GDAL, a seekable stream): a fresh temp
+ * file name for writing path, next to it (PATH.tmp.PID.N), or in $TMPDIR when
+ * path is written in place. Refuses a folder. */
+int fs_tmp_name(const char *path, char *tmp, size_t size, struct error *err);
+/* Put the finished, closed temp file at path: rename it there (and fsync the
+ * folder when durable), or copy its bytes into a target written in place and
+ * remove it. The temp file is removed on failure. */
+int fs_commit_tmp(const char *tmp, const char *path, int durable, struct error *err);
+/* 1 when path exists and would be written in place (see above). */
+int fs_is_in_place(const char *path);
 
 int fs_mkdir_p(const char *path, struct error *err);
 /* Read a whole file; *data is NUL-terminated (free with mem_free). */

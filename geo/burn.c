@@ -348,10 +348,60 @@ static int add_geometry(struct burn_set *s, OGRGeometryH g, uint8_t value, doubl
 	}
 }
 
+/* "class, width, kind": the layer's field names, for error messages. */
+static void field_names(OGRFeatureDefnH defn, char *out, size_t size)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (int i = 0; i < OGR_FD_GetFieldCount(defn) && len < size; i++)
+		len += (size_t)snprintf(out + len, size - len, "%s%s", i ? ", " : "",
+					OGR_Fld_GetNameRef(OGR_FD_GetFieldDefn(defn, i)));
+	if (!out[0])
+		snprintf(out, size, "none");
+}
+
+static int is_int_field(OGRFieldType t)
+{
+	return t == OFTInteger || t == OFTInteger64;
+}
+
+/* The index of field `name` in the layer, -1 when the layer lacks it, or an
+ * error when its type does not fit (real allowed: a width, not a class). */
+static int find_field(OGRFeatureDefnH defn, const char *name, int real_ok, const char *path,
+		      const char *lname, int *index, struct error *err)
+{
+	*index = name ? OGR_FD_GetFieldIndex(defn, name) : -1;
+	if (*index < 0)
+		return 0;
+	OGRFieldType t = OGR_Fld_GetType(OGR_FD_GetFieldDefn(defn, *index));
+	if (is_int_field(t) || (real_ok && t == OFTReal))
+		return 0;
+	char names[512];
+	field_names(defn, names, sizeof(names));
+	return error_set(err, "%s: layer '%s': field '%s' is %s, not %s (fields: %s)", path, lname,
+			 name, OGR_GetFieldTypeName(t), real_ok ? "a number" : "an integer",
+			 names);
+}
+
 static int load_layer(struct burn_set *s, OGRLayerH layer, const char *path,
-		      const struct burn_load_opts *o, OGRSpatialReferenceH dst, struct error *err)
+		      const struct burn_load_opts *o, OGRSpatialReferenceH dst, int *has_width,
+		      struct error *err)
 {
 	const char *lname = OGR_L_GetName(layer);
+	OGRFeatureDefnH defn = OGR_L_GetLayerDefn(layer);
+	int class_i, width_i;
+	if (find_field(defn, o->class_field, 0, path, lname, &class_i, err) < 0 ||
+	    find_field(defn, o->width_field, 1, path, lname, &width_i, err) < 0)
+		return -1;
+	if (o->class_field && class_i < 0) {
+		char names[512];
+		field_names(defn, names, sizeof(names));
+		return error_set(err,
+				 "%s: layer '%s' has no integer field '%s' (fields: %s); "
+				 "check --class-field, or pick layers with --layer",
+				 path, lname, o->class_field, names);
+	}
+	*has_width |= width_i >= 0;
 	OGRSpatialReferenceH src = NULL;
 	if (o->srs) {
 		src = OSRNewSpatialReference(NULL);
@@ -381,12 +431,13 @@ static int load_layer(struct burn_set *s, OGRLayerH layer, const char *path,
 					 lname);
 		}
 	}
-	OGRFeatureDefnH defn = OGR_L_GetLayerDefn(layer);
-	int class_i = o->class_field ? OGR_FD_GetFieldIndex(defn, o->class_field) : -1;
-	int width_i = o->width_field ? OGR_FD_GetFieldIndex(defn, o->width_field) : -1;
 	OGR_L_ResetReading(layer);
 	OGRFeatureH feat;
 	int rc = 0;
+	size_t tried = 0, failed = 0;
+	/* A wrong CRS makes PROJ report every point it cannot take; the count
+	 * below says it once. */
+	CPLPushErrorHandler(CPLQuietErrorHandler);
 	while (rc == 0 && (feat = OGR_L_GetNextFeature(layer))) {
 		OGRGeometryH g = OGR_F_GetGeometryRef(feat);
 		int value = 1;
@@ -403,8 +454,10 @@ static int load_layer(struct burn_set *s, OGRLayerH layer, const char *path,
 			s->skipped_empty++;
 		} else if (ct) {
 			OGRGeometryH c = OGR_G_Clone(g);
+			tried++;
 			if (!c || OGR_G_Transform(c, ct) != OGRERR_NONE) {
 				s->skipped_bad++; /* outside the mercator square, say */
+				failed++;
 			} else {
 				rc = add_geometry(s, c, (uint8_t)value, width, err);
 			}
@@ -415,8 +468,22 @@ static int load_layer(struct burn_set *s, OGRLayerH layer, const char *path,
 		}
 		OGR_F_Destroy(feat);
 	}
+	CPLPopErrorHandler();
 	if (rc < 0)
 		error_prefix(err, "%s: layer '%s': ", path, lname);
+	else if (failed > 0 && 2 * failed > tried) {
+		/* Most features outside the CRS's area: the CRS is wrong, not the data. */
+		const char *auth = OSRGetAuthorityName(src, NULL), *code = OSRGetAuthorityCode(src, NULL);
+		char crs[128];
+		if (auth && code)
+			snprintf(crs, sizeof(crs), "%s:%s", auth, code);
+		else
+			snprintf(crs, sizeof(crs), "'%s'", OSRGetName(src) ? OSRGetName(src) : "?");
+		rc = error_set(err,
+			       "%s: layer '%s': %zu of %zu features could not be transformed from %s "
+			       "to EPSG:3857 (wrong CRS? give the data's CRS with --srs)",
+			       path, lname, failed, tried, crs);
+	}
 	if (ct)
 		OCTDestroyCoordinateTransformation(ct);
 	OSRDestroySpatialReference(src);
@@ -427,9 +494,16 @@ int burn_load_ogr(struct burn_set *s, const char *path, const struct burn_load_o
 		  struct error *err)
 {
 	raster_init();
-	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR | GDAL_OF_READONLY, NULL, NULL, NULL);
-	if (!ds)
-		return error_set(err, "%s: cannot open as vector data: %s", path, CPLGetLastErrorMsg());
+	CPLPushErrorHandler(CPLQuietErrorHandler);
+	CPLErrorReset();
+	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
+				     NULL, NULL, NULL);
+	CPLPopErrorHandler();
+	if (!ds) {
+		char why[512];
+		return error_set(err, "%s: cannot open as vector data: %s", path,
+				 raster_open_reason(path, CPLGetLastErrorMsg(), why, sizeof(why)));
+	}
 	OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
 	int rc = 0;
 	if (!dst || OSRImportFromEPSG(dst, 3857) != OGRERR_NONE) {
@@ -437,19 +511,24 @@ int burn_load_ogr(struct burn_set *s, const char *path, const struct burn_load_o
 		goto out;
 	}
 	OSRSetAxisMappingStrategy(dst, OAMS_TRADITIONAL_GIS_ORDER);
+	int has_width = 0;
 	if (o->layer) {
 		OGRLayerH l = GDALDatasetGetLayerByName(ds, o->layer);
 		if (!l)
 			rc = error_set(err, "%s: no layer '%s'", path, o->layer);
 		else
-			rc = load_layer(s, l, path, o, dst, err);
+			rc = load_layer(s, l, path, o, dst, &has_width, err);
 	} else {
 		int n = GDALDatasetGetLayerCount(ds);
 		if (n == 0)
 			rc = error_set(err, "%s: no layers", path);
 		for (int i = 0; rc == 0 && i < n; i++)
-			rc = load_layer(s, GDALDatasetGetLayer(ds, i), path, o, dst, err);
+			rc = load_layer(s, GDALDatasetGetLayer(ds, i), path, o, dst, &has_width, err);
 	}
+	/* Polygon layers need no width: only a width field no layer has is an error. */
+	if (rc == 0 && o->width_field && !has_width)
+		rc = error_set(err, "%s: no layer has a field '%s'; check --width-field", path,
+			       o->width_field);
 out:
 	if (dst)
 		OSRDestroySpatialReference(dst);

@@ -28,7 +28,9 @@ static int source_extent(GDALDatasetH ds, struct bbox *m, struct error *err)
 	double gt[6];
 	const OGRSpatialReferenceH s0 = GDALGetSpatialRef(ds);
 	if (GDALGetGeoTransform(ds, gt) != CE_None || !s0)
-		return error_set(err, "source has no georeferencing; give --bbox and a CRS");
+		return error_set(err, "no georeferencing (a geotransform and a CRS); georeference it "
+				      "first, e.g. gdal_translate -a_srs EPSG:4326 -a_ullr WEST NORTH "
+				      "EAST SOUTH in.tif out.tif");
 	int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds);
 	double xs[4] = {gt[0], gt[0] + w * gt[1] + h * gt[2]}, ys[4] = {gt[3], gt[3] + w * gt[4] + h * gt[5]};
 	double x0 = xs[0] < xs[1] ? xs[0] : xs[1], x1 = xs[0] < xs[1] ? xs[1] : xs[0];
@@ -52,6 +54,23 @@ out:
 	if (dst)
 		OSRDestroySpatialReference(dst);
 	return rc;
+}
+
+/* Open the source (src: the path, or /vsicurl/URL) without GDAL printing;
+ * NULL and "SRC: cannot open: REASON" in err when it fails. */
+static GDALDatasetH open_source(const char *src, const char *name, struct error *err)
+{
+	CPLPushErrorHandler(CPLQuietErrorHandler);
+	CPLErrorReset();
+	GDALDatasetH ds = GDALOpenEx(src, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
+				     NULL, NULL, NULL);
+	CPLPopErrorHandler();
+	if (!ds) {
+		char why[512];
+		error_set(err, "%s: cannot open: %s", name,
+			  raster_open_reason(src, CPLGetLastErrorMsg(), why, sizeof(why)));
+	}
+	return ds;
 }
 
 /* Warp the source onto one tile's grid in memory. */
@@ -108,8 +127,8 @@ static int write_copy(GDALDatasetH mem, const char *path, const char *ext, struc
 	int png = strcmp(ext, "png") == 0;
 	GDALDriverH drv = GDALGetDriverByName(png ? "PNG" : "GTiff");
 	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return error_set(err, "%s: path too long", path);
+	if (fs_tmp_name(path, tmp, sizeof(tmp), err) < 0)
+		return -1;
 	char *opts_tif[] = {"COMPRESS=DEFLATE", NULL};
 	GDALDatasetH d = drv ? GDALCreateCopy(drv, tmp, mem, FALSE, png ? NULL : opts_tif, NULL, NULL)
 			     : NULL;
@@ -118,11 +137,7 @@ static int write_copy(GDALDatasetH mem, const char *path, const char *ext, struc
 		return error_set(err, "%s: cannot write: %s", path, CPLGetLastErrorMsg());
 	}
 	GDALClose(d);
-	if (rename(tmp, path) < 0) {
-		unlink(tmp);
-		return error_errno(err, "rename %s to %s", tmp, path);
-	}
-	return 0;
+	return fs_commit_tmp(tmp, path, 0, err);
 }
 
 /* One run: tiles are handed out by index to threads that each read the
@@ -218,9 +233,8 @@ static void *cog_worker(void *arg)
 {
 	struct cog_run *c = arg;
 	struct error err;
-	GDALDatasetH ds = GDALOpenEx(c->src, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
+	GDALDatasetH ds = open_source(c->src, c->o->src, &err);
 	if (!ds) {
-		error_set(&err, "%s: cannot open: %s", c->o->src, CPLGetLastErrorMsg());
 		cog_fail(c, &err);
 		return NULL;
 	}
@@ -250,13 +264,24 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	CPLSetConfigOption("VSI_CACHE", "TRUE");
 	const char *ext = o->ext ? o->ext : "tif";
 	if (strcmp(ext, "tif") != 0 && strcmp(ext, "png") != 0)
-		return error_set(err, "--ext %s: the COG source writes tif or png", ext);
+	{
+		error_set(err, "--ext %s: the COG source writes tif or png", ext);
+		return COG_EBADINPUT;
+	}
 	char src[4200];
 	int url = strncmp(o->src, "http://", 7) == 0 || strncmp(o->src, "https://", 8) == 0;
 	snprintf(src, sizeof(src), "%s%s", url ? "/vsicurl/" : "", o->src);
-	GDALDatasetH ds = GDALOpenEx(src, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
+	GDALDatasetH ds = open_source(src, o->src, err);
 	if (!ds)
-		return error_set(err, "%s: cannot open: %s", o->src, CPLGetLastErrorMsg());
+		return COG_EBADINPUT;
+	/* Every tile is warped from the source's georeferencing, so it is needed
+	 * with --bbox too. */
+	struct bbox m;
+	if (source_extent(ds, &m, err) < 0) {
+		error_prefix(err, "%s: ", o->src);
+		GDALClose(ds);
+		return COG_EBADINPUT;
+	}
 	struct cog_run c;
 	memset(&c, 0, sizeof(c));
 	c.o = o;
@@ -265,14 +290,10 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	c.resampling = o->resampling ? o->resampling : "bilinear";
 	c.st = st;
 	int rc = 0;
-	if (o->have_bbox) {
+	if (o->have_bbox)
 		rc = tile_range_from_bbox(&o->bbox, o->zoom, &c.range, err);
-	} else {
-		struct bbox m;
-		rc = source_extent(ds, &m, err);
-		if (rc == 0)
-			rc = tile_range_from_merc(&m, o->zoom, &c.range, err);
-	}
+	else
+		rc = tile_range_from_merc(&m, o->zoom, &c.range, err);
 	GDALClose(ds); /* each thread opens its own */
 	if (rc < 0)
 		goto out;

@@ -28,8 +28,12 @@ struct cog_stats {
 	char manifest[4096];
 };
 
-/* -1 with a message when the source cannot be opened or a tile cannot be
- * made; tiles without any data are recorded "missing" and not written. */
+/* Returned for a source that cannot be opened or has no georeferencing, or
+ * bad options: the user's input, not a failure of the work. */
+#define COG_EBADINPUT (-2)
+
+/* COG_EBADINPUT (above), or -1 with a message when a tile cannot be made;
+ * tiles without any data are recorded "missing" and not written. */
 int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err);
 
 #endif

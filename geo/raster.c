@@ -1,11 +1,13 @@
 #include "geo/raster.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cpl_conv.h>
@@ -15,6 +17,7 @@
 #include <libdeflate.h>
 #include <ogr_srs_api.h>
 
+#include "core/fs.h"
 #include "core/mem.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -366,36 +369,17 @@ int raster_check_image_fast(const void *data, size_t len, const char *ext, struc
 	return gdal_check(data, len, ext, driver, 0, &w, &h, &nb, err);
 }
 
-static int tmp_path(const char *path, char *tmp, size_t size, struct error *err)
-{
-	static atomic_ulong counter;
-	if (snprintf(tmp, size, "%s.tmp.%ld.%lu", path, (long)getpid(),
-		     atomic_fetch_add(&counter, 1)) >= (int)size)
-		return error_set(err, "%s: path too long", path);
-	return 0;
-}
-
-static int finish_tmp(const char *tmp, const char *path, struct error *err)
-{
-	if (rename(tmp, path) < 0) {
-		error_errno(err, "rename %s to %s", tmp, path);
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
 static int write_dataset(const char *path, const char *drv_name, int w, int h, int bands,
 			 const uint8_t *data, const double *gt, char **create_opts, struct error *err)
 {
 	raster_init();
-	char tmp[PATH_MAX];
-	if (tmp_path(path, tmp, sizeof(tmp), err) < 0)
-		return -1;
 	GDALDriverH drv = GDALGetDriverByName(drv_name);
 	GDALDriverH mem = GDALGetDriverByName("MEM");
 	if (!drv || !mem)
 		return error_set(err, "%s: GDAL has no %s driver", path, drv_name);
+	char tmp[PATH_MAX];
+	if (fs_tmp_name(path, tmp, sizeof(tmp), err) < 0)
+		return -1;
 	struct gdal_msgs msgs = {0, ""};
 	CPLPushErrorHandlerEx(collect, &msgs);
 	int rc = 0;
@@ -407,7 +391,7 @@ static int write_dataset(const char *path, const char *drv_name, int w, int h, i
 		src = GDALCreate(mem, "", w, h, bands, GDT_Byte, NULL);
 	GDALDatasetH ds = is_tiff ? dst : src;
 	if (!ds) {
-		rc = error_set(err, "%s: cannot create: %s", tmp, msgs.first);
+		rc = error_set(err, "%s: cannot create: %s", path, msgs.first);
 		goto out;
 	}
 	if (gt) {
@@ -416,7 +400,7 @@ static int write_dataset(const char *path, const char *drv_name, int w, int h, i
 		if (!srs || OSRImportFromEPSG(srs, 3857) != OGRERR_NONE ||
 		    OSRExportToWkt(srs, &wkt) != OGRERR_NONE || GDALSetProjection(ds, wkt) != CE_None ||
 		    GDALSetGeoTransform(ds, (double *)gt) != CE_None)
-			rc = error_set(err, "%s: cannot set EPSG:3857 georeferencing: %s", tmp,
+			rc = error_set(err, "%s: cannot set EPSG:3857 georeferencing: %s", path,
 				       msgs.first);
 		CPLFree(wkt);
 		if (srs)
@@ -427,13 +411,13 @@ static int write_dataset(const char *path, const char *drv_name, int w, int h, i
 	int map[4] = {1, 2, 3, 4};
 	if (GDALDatasetRasterIO(ds, GF_Write, 0, 0, w, h, (void *)data, w, h, GDT_Byte, bands, map,
 				0, 0, 0) != CE_None) {
-		rc = error_set(err, "%s: write failed: %s", tmp, msgs.first);
+		rc = error_set(err, "%s: write failed: %s", path, msgs.first);
 		goto out;
 	}
 	if (!is_tiff) {
 		dst = GDALCreateCopy(drv, tmp, src, FALSE, create_opts, NULL, NULL);
 		if (!dst) {
-			rc = error_set(err, "%s: cannot write %s: %s", tmp, drv_name, msgs.first);
+			rc = error_set(err, "%s: cannot write %s: %s", path, drv_name, msgs.first);
 			goto out;
 		}
 	}
@@ -445,11 +429,11 @@ out:
 		int before = msgs.count;
 		GDALClose(dst);
 		if (msgs.count > before && rc == 0)
-			rc = error_set(err, "%s: close failed: %s", tmp, msgs.first);
+			rc = error_set(err, "%s: close failed: %s", path, msgs.first);
 	}
 	CPLPopErrorHandler();
 	if (rc == 0)
-		return finish_tmp(tmp, path, err);
+		return fs_commit_tmp(tmp, path, 0, err);
 	unlink(tmp);
 	return rc;
 }
@@ -468,19 +452,42 @@ int raster_write_tile(const char *path, const struct tile *t, int bands, const u
 	return write_dataset(path, "GTiff", TILE_SIZE, TILE_SIZE, bands, data, gt, opts, err);
 }
 
+const char *raster_open_reason(const char *path, const char *gdal_msg, char *buf, size_t size)
+{
+	struct stat st;
+	int fd = stat(path, &st) == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0 && strncmp(path, "/vsi", 4) != 0)
+		snprintf(buf, size, "%s", strerror(errno));
+	else if (fd >= 0 && S_ISDIR(st.st_mode))
+		snprintf(buf, size, "a folder, not a file");
+	else if (fd >= 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+		snprintf(buf, size, "an empty file (0 bytes)");
+	else if (gdal_msg && *gdal_msg)
+		snprintf(buf, size, "%s", gdal_msg);
+	else
+		snprintf(buf, size, "not a format GDAL reads");
+	if (fd >= 0)
+		close(fd);
+	return buf;
+}
+
 int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *err)
 {
 	raster_init();
 	struct gdal_msgs msgs = {0, ""};
 	CPLPushErrorHandlerEx(collect, &msgs);
 	int rc = 0;
-	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
+	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
+				     NULL, NULL, NULL);
 	if (!ds) {
-		rc = error_set(err, "%s: cannot open: %s", path, msgs.count ? msgs.first : "?");
+		char why[512];
+		rc = error_set(err, "%s: cannot open: %s", path,
+			       raster_open_reason(path, msgs.count ? msgs.first : NULL, why,
+						  sizeof(why)));
 		goto out;
 	}
 	if (GDALGetRasterXSize(ds) != TILE_SIZE || GDALGetRasterYSize(ds) != TILE_SIZE ||
-	    GDALGetRasterCount(ds) < bands) {
+	    GDALGetRasterCount(ds) != bands) {
 		rc = error_set(err, "%s: %dx%d with %d bands, want %dx%d with %d", path,
 			       GDALGetRasterXSize(ds), GDALGetRasterYSize(ds), GDALGetRasterCount(ds),
 			       TILE_SIZE, TILE_SIZE, bands);

@@ -52,9 +52,15 @@ int raster_check_image_fast(const void *data, size_t len, const char *ext, struc
  * to a temp file and renamed, so readers never see a partial tile. */
 int raster_write_tile(const char *path, const struct tile *t, int bands, const uint8_t *data,
 		      struct error *err);
-/* Read band 1..bands of a tile written as above into data (bands planes);
- * fails if the size is not TILE_SIZE x TILE_SIZE or it has fewer bands. */
+/* Read the bands of a tile written as above into data (bands planes); fails
+ * if the size is not TILE_SIZE x TILE_SIZE or it has another band count. */
 int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *err);
+
+/* Why GDAL could not open a local path, for "PATH: cannot open: REASON":
+ * the errno of a missing or unreadable file, "a folder", "an empty file",
+ * GDAL's own message (gdal_msg) when it gave one, else "not a format GDAL
+ * reads". Returns buf. */
+const char *raster_open_reason(const char *path, const char *gdal_msg, char *buf, size_t size);
 
 /* A w x h picture, `bands` (1, 3 or 4) planes, written as PNG atomically. */
 int raster_write_png(const char *path, int w, int h, int bands, const uint8_t *data,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -350,23 +351,27 @@ int dataset_writer_open(struct dataset_writer *w, const char *path,
 	w->shape = *shape;
 	w->image_bytes = (size_t)shape->channels * shape->height * shape->width;
 	w->path = mem_strdup(path);
-	size_t n = strlen(path) + 32;
-	w->tmp_path = mem_alloc(n);
+	w->tmp_path = mem_alloc(PATH_MAX);
 	if (!w->path || !w->tmp_path) {
 		dataset_writer_abort(w);
 		return error_set(err, "%s: out of memory", path);
 	}
-	snprintf(w->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+	if (fs_tmp_name(path, w->tmp_path, PATH_MAX, err) < 0) {
+		mem_free(w->tmp_path);
+		w->tmp_path = NULL; /* not created */
+		dataset_writer_abort(w);
+		return -1;
+	}
 	FILE *f = fopen(w->tmp_path, "wb");
 	if (!f) {
-		error_errno(err, "%s: cannot create", w->tmp_path);
+		error_errno(err, "%s: cannot create (temp file %s)", path, w->tmp_path);
 		dataset_writer_abort(w);
 		return -1;
 	}
 	w->file = f;
 	uint8_t h[DATASET_HEADER_BYTES] = {0}; /* placeholder until finish */
 	if (fwrite(h, 1, sizeof(h), f) != sizeof(h)) {
-		error_errno(err, "%s: write failed", w->tmp_path);
+		error_errno(err, "%s: write failed", w->path);
 		dataset_writer_abort(w);
 		return -1;
 	}
@@ -384,7 +389,7 @@ int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t
 	put32(l, label);
 	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
 	    fwrite(l, 1, 4, w->file) != 4)
-		return error_errno(err, "%s: write failed at record %" PRIu64, w->tmp_path,
+		return error_errno(err, "%s: write failed at record %" PRIu64, w->path,
 				   w->count);
 	w->crc = crc_update(w->crc, pixels, w->image_bytes);
 	w->crc = crc_update(w->crc, l, 4);
@@ -392,42 +397,34 @@ int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t
 	return 0;
 }
 
-int dataset_writer_finish(struct dataset_writer *w, struct error *err)
+/* Finalize the header and close the temp file, without putting it in place. */
+static int writer_seal(struct dataset_writer *w, struct error *err)
 {
 	FILE *f = w->file;
 	uint8_t h[DATASET_HEADER_BYTES];
 	encode_header(h, &w->shape, w->count, w->crc);
 	if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0 ||
-	    fwrite(h, 1, sizeof(h), f) != sizeof(h) || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-		error_errno(err, "%s: write failed", w->tmp_path);
-		dataset_writer_abort(w);
-		return -1;
-	}
+	    fwrite(h, 1, sizeof(h), f) != sizeof(h) || fflush(f) != 0 || fsync(fileno(f)) != 0)
+		return error_errno(err, "%s: write failed", w->path);
 	w->file = NULL;
-	if (fclose(f) != 0) {
-		error_errno(err, "%s: close failed", w->tmp_path);
-		dataset_writer_abort(w);
-		return -1;
-	}
-	if (rename(w->tmp_path, w->path) != 0) {
-		error_errno(err, "%s: cannot rename to %s", w->tmp_path, w->path);
-		dataset_writer_abort(w);
-		return -1;
-	}
-	/* Make the rename durable: fsync the folder. */
-	char *dir = mem_strdup(w->path);
-	int rc = 0;
-	if (dir) {
-		char *slash = strrchr(dir, '/');
-		if (slash == dir)
-			slash[1] = '\0';
-		else if (slash)
-			*slash = '\0';
-		rc = fs_sync_dir(slash ? dir : ".", err);
-		mem_free(dir);
-	}
+	if (fclose(f) != 0)
+		return error_errno(err, "%s: close failed", w->path);
+	return 0;
+}
+
+static int writer_commit(struct dataset_writer *w, struct error *err)
+{
+	int rc = fs_commit_tmp(w->tmp_path, w->path, 1, err);
 	mem_free(w->tmp_path);
-	w->tmp_path = NULL; /* nothing left to remove */
+	w->tmp_path = NULL; /* put in place, or removed by fs_commit_tmp */
+	return rc;
+}
+
+int dataset_writer_finish(struct dataset_writer *w, struct error *err)
+{
+	int rc = writer_seal(w, err);
+	if (rc == 0)
+		rc = writer_commit(w, err);
 	dataset_writer_abort(w);
 	return rc;
 }
@@ -501,8 +498,9 @@ static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *di
 	}
 	gzbuffer(x->gz, 1u << 17);
 	uint8_t h[4];
-	if (idx_read(x, h, 4, "the IDX magic", err) < 0)
-		return -1;
+	int rc;
+	if ((rc = idx_read(x, h, 4, "the IDX magic", err)) < 0)
+		return rc; /* an empty or short file is bad input */
 	if (h[0] != 0 || h[1] != 0)
 		return BAD("%s: byte 0: not an IDX file (magic %02x%02x%02x%02x)", path, h[0], h[1],
 			   h[2], h[3]);
@@ -515,8 +513,8 @@ static int idx_open(struct idx *x, const char *path, int want_dims, uint32_t *di
 			   want_dims == 3 ? "images N x H x W" : "labels N");
 	for (int i = 0; i < want_dims; i++) {
 		uint8_t d[4];
-		if (idx_read(x, d, 4, "the IDX dimensions", err) < 0)
-			return -1;
+		if ((rc = idx_read(x, d, 4, "the IDX dimensions", err)) < 0)
+			return rc;
 		dims[i] = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
 	}
 	return 0;
@@ -666,24 +664,47 @@ static void by_class_release(struct by_class *b)
 	mem_free(b->start);
 }
 
-/* Write the records whose mark equals `which` to path, in file order; progress
- * counts records scanned, from `done0` out of `total`. */
-static int write_marked(const struct dataset *ds, const uint8_t *mark, uint8_t which,
-			const char *path, const struct dataset_progress *pr, uint64_t done0,
-			uint64_t total, struct error *err)
+/* Write the records marked k (1..n) to paths[k-1], in file order, all outputs
+ * in one pass. Every output's temp file is created before any work, and none
+ * is put in place unless all were written completely. */
+static int write_marked(const struct dataset *ds, const uint8_t *mark, const char *const *paths,
+			int n, const struct dataset_progress *pr, struct error *err)
 {
-	struct dataset_writer w;
-	if (dataset_writer_open(&w, path, &ds->shape, err) < 0)
-		return -1;
+	struct dataset_writer w[2];
+	int opened = 0, rc = -1;
+	for (; opened < n; opened++)
+		if (dataset_writer_open(&w[opened], paths[opened], &ds->shape, err) < 0)
+			goto out;
 	for (uint64_t i = 0; i < ds->count; i++) {
-		if (mark[i] == which &&
-		    dataset_writer_add(&w, dataset_image(ds, i), dataset_label(ds, i), err) < 0) {
-			dataset_writer_abort(&w);
-			return -1;
-		}
-		report(pr, done0 + i + 1, total);
+		if (mark[i] && dataset_writer_add(&w[mark[i] - 1], dataset_image(ds, i),
+						  dataset_label(ds, i), err) < 0)
+			goto out;
+		report(pr, i + 1, ds->count);
 	}
-	return dataset_writer_finish(&w, err);
+	for (int k = 0; k < n; k++)
+		if (writer_seal(&w[k], err) < 0)
+			goto out;
+	for (int k = 0; k < n; k++)
+		if (writer_commit(&w[k], err) < 0)
+			goto out;
+	rc = 0;
+out:
+	for (int k = 0; k < opened; k++)
+		dataset_writer_abort(&w[k]);
+	return rc;
+}
+
+/* Two output paths that name one file (also through links or "./" spellings). */
+static int same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	char *ra = fs_abspath(a), *rb = fs_abspath(b);
+	int same = ra && rb ? strcmp(ra, rb) == 0 : strcmp(a, b) == 0;
+	mem_free(ra);
+	mem_free(rb);
+	return same;
 }
 
 int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, const char *out_a,
@@ -691,6 +712,9 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 {
 	if (!(fraction >= 0 && fraction <= 1))
 		return BAD("split fraction %g: expected a number from 0 to 1", fraction);
+	if (same_file(out_a, out_b))
+		return BAD("split: %s and %s are the same file: give two different outputs", out_a,
+			   out_b);
 	struct by_class b;
 	if (by_class_build(ds, &b, err) < 0)
 		return -1;
@@ -707,9 +731,8 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 		for (uint64_t j = 0; j < n; j++)
 			mark[c[j]] = j < na ? 1 : 2;
 	}
-	int rc = write_marked(ds, mark, 1, out_a, pr, 0, 2 * ds->count, err);
-	if (rc == 0)
-		rc = write_marked(ds, mark, 2, out_b, pr, ds->count, 2 * ds->count, err);
+	const char *paths[2] = {out_a, out_b};
+	int rc = write_marked(ds, mark, paths, 2, pr, err);
 	mem_free(mark);
 	by_class_release(&b);
 	return rc;
@@ -780,7 +803,7 @@ int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *
 		for (uint64_t j = 0; j < keep[k]; j++)
 			mark[c[j]] = 1;
 	}
-	rc = write_marked(ds, mark, 1, out_path, pr, 0, ds->count, err);
+	rc = write_marked(ds, mark, &out_path, 1, pr, err);
 out:
 	by_class_release(&b);
 	mem_free(keep);
@@ -796,10 +819,11 @@ int dataset_merge(const char *const *inputs, int n, const char *out_path,
 	struct dataset_shape shape = {0, 0, 0, 0};
 	uint64_t total = 0;
 	int rc;
-	/* First pass: check every input and agree on the shape. */
+	/* First pass: check every input, its data checksum too (a corrupt record
+	 * must not come out under a fresh, valid checksum), and agree on the shape. */
 	for (int i = 0; i < n; i++) {
 		struct dataset ds;
-		if ((rc = dataset_open(&ds, inputs[i], 0, err)) < 0)
+		if ((rc = dataset_open(&ds, inputs[i], DATASET_VERIFY, err)) < 0)
 			return rc;
 		struct dataset_shape got = ds.shape;
 		total += ds.count;

@@ -1,6 +1,8 @@
 /* train: classifier training and evaluation loops. */
 #include "nn/train.h"
 
+#include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -8,6 +10,8 @@
 #include "nn/loader.h"
 #include "nn/model.h"
 #include "nn/optim.h"
+
+#define BAD(...) (error_set(err, __VA_ARGS__), DATASET_EBADINPUT)
 
 void nn_train_defaults(struct nn_train_config *cfg)
 {
@@ -127,6 +131,33 @@ void nn_train_step(void *p)
 	nn_optim_step(s->opt, s->net);
 }
 
+int nn_train_check_inputs(const struct nn_train_config *cfg, const struct dataset *train,
+			  const struct dataset *test, struct error *err)
+{
+	const struct dataset_shape *a = &train->shape, *b = &test->shape;
+	if (cfg->epochs < 1 || cfg->batch < 1)
+		return BAD("epochs %d and batch %d must be positive", cfg->epochs, cfg->batch);
+	if (train->count == 0)
+		return BAD("train shard %s has 0 records", train->path);
+	if (test->count == 0)
+		return BAD("test shard %s has 0 records", test->path);
+	if (a->channels != b->channels || a->height != b->height || a->width != b->width)
+		return BAD("train shard %s has %" PRIu32 "x%" PRIu32 "x%" PRIu32
+			   " images, test shard %s has %" PRIu32 "x%" PRIu32 "x%" PRIu32
+			   " (C x H x W): they must match",
+			   train->path, a->channels, a->height, a->width, test->path, b->channels,
+			   b->height, b->width);
+	if (a->num_classes != b->num_classes)
+		return BAD("train shard %s has %" PRIu32 " classes, test shard %s has %" PRIu32
+			   ": they must match (import both with the same --classes)",
+			   train->path, a->num_classes, test->path, b->num_classes);
+	if ((uint64_t)cfg->batch > train->count)
+		return BAD("--batch %d is larger than the %" PRIu64
+			   " records of train shard %s: give --batch %" PRIu64 " or less",
+			   cfg->batch, train->count, train->path, train->count);
+	return 0;
+}
+
 int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset *train,
 			const struct dataset *test, struct nn_net *net, struct nn_train_result *res,
 			struct error *err)
@@ -134,14 +165,9 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	const struct nn_backend *be = cfg->be;
 	const struct dataset_shape *s = &train->shape;
 	memset(res, 0, sizeof(*res));
-	if (memcmp(&train->shape, &test->shape, sizeof(*s)))
-		return error_set(err, "train shard %s and test shard %s have different shapes",
-				 train->path, test->path);
-	if (cfg->epochs < 1 || cfg->batch < 1)
-		return error_set(err, "epochs %d and batch %d must be positive", cfg->epochs, cfg->batch);
-	if ((uint64_t)cfg->batch > train->count)
-		return error_set(err, "batch %d larger than the %llu training records", cfg->batch,
-				 (unsigned long long)train->count);
+	int bad = nn_train_check_inputs(cfg, train, test, err);
+	if (bad < 0)
+		return bad;
 	int classes = (int)s->num_classes;
 	if (nn_model_build(net, be, cfg->arch, (int)s->channels, (int)s->height, (int)s->width,
 			   classes, cfg->seed, err) < 0)
@@ -210,6 +236,13 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			st.n = (int)b.n;
 			nn_backend_step(be, &graph, nn_train_step, &st);
 			float loss = st.loss;
+			if (!isfinite(loss)) {
+				error_set(err,
+					  "training diverged: loss %g at epoch %d, batch %" PRIu64
+					  " (learning rate %g too high? try a lower --lr)",
+					  (double)loss, e + 1, nb + 1, (double)cfg->lr);
+				goto out;
+			}
 			loss_sum += loss;
 			nb++;
 			images += b.n;

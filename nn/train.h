@@ -58,7 +58,16 @@ struct nn_train_step {
 };
 void nn_train_step(void *step);
 
-/* Train a new net (built into *net, released by the caller) on train, test on test. */
+/* Whether train and test can be used together with cfg: both have records,
+ * the same image shape and the same class count, and train has at least one
+ * batch. 0, or DATASET_EBADINPUT with a message that names the shards and
+ * what to change. nn_train_classifier checks this first. */
+int nn_train_check_inputs(const struct nn_train_config *cfg, const struct dataset *train,
+			  const struct dataset *test, struct error *err);
+
+/* Train a new net (built into *net, released by the caller) on train, test on
+ * test. A loss that is not finite stops training (-1, "diverged"): the net is
+ * not worth saving. */
 int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset *train,
 			const struct dataset *test, struct nn_net *net, struct nn_train_result *res,
 			struct error *err);

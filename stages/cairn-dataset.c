@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/mem.h"
 #include "core/progress.h"
 #include "nn/dataset.h"
@@ -62,6 +63,16 @@ static int fail(int rc, const struct error *err)
 {
 	fprintf(stderr, "%s: %s\n", prog, err->msg);
 	return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+}
+
+/* An output written in place (/dev/null, a FIFO, /dev/stdout) cannot be
+ * reopened to report on it. */
+static int written_in_place(const char *path)
+{
+	if (!fs_is_in_place(path))
+		return 0;
+	printf("%s: written\n", path);
+	return 1;
 }
 
 static int bad_usage(const char *cmd, const char *fmt, const char *arg)
@@ -157,6 +168,8 @@ static int cmd_import_idx(int argc, char **argv)
 	progress_finish(&bar);
 	if (rc < 0)
 		return fail(rc, &err);
+	if (written_in_place(out))
+		return 0;
 	struct dataset ds;
 	if ((rc = dataset_open(&ds, out, 0, &err)) < 0)
 		return fail(rc, &err);
@@ -341,7 +354,7 @@ static int cmd_split(int argc, char **argv)
 				 "--fraction, --seed, --out and --rest are required");
 	struct error err;
 	struct dataset ds;
-	int rc = dataset_open(&ds, argv[optind], 0, &err);
+	int rc = dataset_open(&ds, argv[optind], DATASET_VERIFY, &err);
 	if (rc < 0)
 		return fail(rc, &err);
 	struct progress bar;
@@ -354,6 +367,8 @@ static int cmd_split(int argc, char **argv)
 		return fail(rc, &err);
 	const char *names[2] = {out, rest};
 	for (int i = 0; i < 2; i++) {
+		if (written_in_place(names[i]))
+			continue;
 		if ((rc = dataset_open(&ds, names[i], 0, &err)) < 0)
 			return fail(rc, &err);
 		printf("%s: %" PRIu64 " records\n", names[i], ds.count);
@@ -435,7 +450,7 @@ static int cmd_imbalance(int argc, char **argv)
 				 "--zipf, --seed and --out (or --dry-run) are required");
 	struct error err;
 	struct dataset ds;
-	int rc = dataset_open(&ds, argv[optind], 0, &err);
+	int rc = dataset_open(&ds, argv[optind], DATASET_VERIFY, &err);
 	if (rc < 0)
 		return fail(rc, &err);
 	uint32_t K = ds.shape.num_classes;
@@ -509,6 +524,8 @@ static int cmd_merge(int argc, char **argv)
 	progress_finish(&bar);
 	if (rc < 0)
 		return fail(rc, &err);
+	if (written_in_place(out))
+		return 0;
 	struct dataset ds;
 	if ((rc = dataset_open(&ds, out, 0, &err)) < 0)
 		return fail(rc, &err);

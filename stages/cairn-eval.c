@@ -114,6 +114,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cairn-eval: %s\n", err.msg);
 		return 2;
 	}
+	/* A missing prediction tile counts as background, but a missing --pred
+	 * folder (or zoom level) is a wrong argument, not a map with no labels. */
+	char pz[4096];
+	snprintf(pz, sizeof(pz), "%s/%d", pred, zoom);
+	if (!fs_is_dir(pred) || !fs_is_dir(pz)) {
+		if (!fs_is_dir(pred))
+			fprintf(stderr, "cairn-eval: --pred %s: no such folder\n", pred);
+		else
+			fprintf(stderr,
+				"cairn-eval: --pred %s has no zoom %d folder (%s), the truth's zoom; "
+				"rasterize or predict at zoom %d\n",
+				pred, zoom, pz, zoom);
+		mem_free(tiles);
+		mem_free(names);
+		return 2;
+	}
 	uint32_t x0 = tiles[0].x, x1 = tiles[0].x, y0 = tiles[0].y, y1 = tiles[0].y;
 	for (size_t i = 1; i < n; i++) {
 		x0 = tiles[i].x < x0 ? tiles[i].x : x0;

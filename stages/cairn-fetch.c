@@ -53,7 +53,8 @@ static const char usage[] =
 	"                     recorded 'missing'\n"
 	"  --resampling R     for --cog: near, bilinear (default), cubic, average, ...\n"
 	"Exit: 0 every tile fetched or known missing (404), 1 some failed (listed),\n"
-	"2 bad usage.\n"
+	"2 bad usage or unreadable input (a --cog source that cannot be opened or\n"
+	"has no georeferencing).\n"
 	"\n"
 	"example:\n"
 	"  cairn-fetch --url 'https://tile.example.org/{z}/{x}/{y}.png' --zoom 15 \\\n"
@@ -212,9 +213,10 @@ int main(int argc, char **argv)
 		struct cog_opts co = {cog, o.out_dir, o.ext, zoom, have_bbox, bb, o.shard_i, o.shard_n,
 				      resampling, o.threads};
 		struct cog_stats cs;
-		if (cog_run(&co, &cs, &err) < 0) {
+		int crc = cog_run(&co, &cs, &err);
+		if (crc < 0) {
 			fprintf(stderr, "cairn-fetch: %s\n", err.msg);
-			return 1;
+			return crc == COG_EBADINPUT ? 2 : 1;
 		}
 		printf("cairn-fetch: %llu tiles from %s: %llu written, %llu cached, %llu empty; "
 		       "%.2f s, %.1f tiles/s\n  manifest: %s\n",

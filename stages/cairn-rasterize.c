@@ -161,6 +161,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cairn-rasterize: --vector, --zoom and --out are required\n%s", usage);
 		return 2;
 	}
+	if (like && have_bbox) {
+		fprintf(stderr, "cairn-rasterize: --like and --bbox exclude each other: --like "
+				"writes exactly the tiles of its folder\n");
+		return 2;
+	}
 	double t0 = clock_now();
 	struct burn_set set;
 	burn_set_init(&set);
@@ -188,7 +193,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (rc < 0) {
-		fprintf(stderr, "cairn-rasterize: %s: %s\n", vector, err.msg);
+		/* tiledir_list names the --like folder itself */
+		fprintf(stderr, "cairn-rasterize: %s%s%s\n", like ? "" : vector, like ? "" : ": ",
+			err.msg);
 		burn_set_release(&set);
 		return 2;
 	}

@@ -107,7 +107,11 @@ int main(int argc, char **argv)
 		case 'c':
 			if (sscanf(optarg, "%lf,%lf", &lon, &lat) != 2 || lon < -180 || lon > 180 ||
 			    lat < -85 || lat > 85) {
-				fprintf(stderr, "cairn-synth: --center '%s': want LON,LAT\n", optarg);
+				fprintf(stderr,
+					"cairn-synth: --center '%s': want LON,LAT with LON in "
+					"-180..180 and LAT in -85..85 (web mercator ends at "
+					"+-85.05)\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -168,9 +172,42 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cairn-synth: %s\n", err.msg);
 		return 2;
 	}
+	/* In signed arithmetic: a scene near the edge must be refused, not wrap. */
+	long long ox = (long long)ct.x - p.ntiles / 2 + (long long)scene * (p.ntiles + 1);
+	long long oy = (long long)ct.y - p.ntiles / 2, side = 1LL << zoom;
+	if (ox < 0 || oy < 0 || ox + p.ntiles > side || oy + p.ntiles > side) {
+		fprintf(stderr,
+			"cairn-synth: a scene of %d x %d tiles (scene %d) around %.4f,%.4f runs off "
+			"the %lld x %lld tile world at zoom %d: use a higher --zoom, fewer --tiles, "
+			"or a --center further from the edge\n",
+			p.ntiles, p.ntiles, scene, lon, lat, side, side, zoom);
+		return 2;
+	}
 	p.origin.z = zoom;
-	p.origin.x = ct.x - (uint32_t)(p.ntiles / 2) + (uint32_t)(scene * (p.ntiles + 1));
-	p.origin.y = ct.y - (uint32_t)(p.ntiles / 2);
+	p.origin.x = (uint32_t)ox;
+	p.origin.y = (uint32_t)oy;
+	/* Tiles of an earlier run into the same folder must not mix with these:
+	 * an earlier cairn-synth output (scene.json) is cleared; a folder that
+	 * has imagery/ or truth/ but is not one is refused, not emptied. */
+	const char *subs[2] = {"imagery", "truth"};
+	char sub[4096], prev[4096];
+	snprintf(prev, sizeof(prev), "%s/scene.json", out);
+	for (int k = 0; k < 2; k++) {
+		snprintf(sub, sizeof(sub), "%s/%s", out, subs[k]);
+		if (!fs_exists(sub))
+			continue;
+		if (!fs_exists(prev)) {
+			fprintf(stderr,
+				"cairn-synth: %s exists, but %s is not a cairn-synth output (no "
+				"scene.json): choose an empty --out\n",
+				sub, out);
+			return 2;
+		}
+		if (fs_rm_rf(sub, &err) < 0) {
+			fprintf(stderr, "cairn-synth: clearing the previous scene: %s\n", err.msg);
+			return 1;
+		}
+	}
 	p.seed += (uint64_t)scene;
 	double t0 = clock_now();
 	struct synth_scene s;

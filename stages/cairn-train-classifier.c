@@ -247,6 +247,13 @@ int main(int argc, char **argv)
 		dataset_close(&train);
 		return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
 	}
+	/* empty shards, shards that do not match, a batch larger than the
+	 * training set: bad input, said before anything is built */
+	if (nn_train_check_inputs(&cfg, &train, &test, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dataset_close(&train), dataset_close(&test);
+		return EXIT_USAGE;
+	}
 	/* a bad spec is bad input: check it before creating anything */
 	struct nn_net net;
 	if (nn_model_build(&net, cfg.be, cfg.arch, (int)train.shape.channels, (int)train.shape.height,

@@ -102,4 +102,34 @@ check_grep "corrupt shard: checksum message" 'flip.ds: data checksum mismatch' "
 check_rc "missing file: exit 2" 2 cairn-dataset info "$T/nope.ds"
 check_rc "unwritable output: exit 1" 1 cairn-dataset split "$T/test.ds" --fraction 0.5 --seed 1 \
 	--out "$T/test.ds/a.ds" --rest "$T/b3.ds"
-check_grep "unwritable output: message" 'test.ds/a.ds.tmp.[0-9]+: cannot create' "$T/.out"
+check_grep "unwritable output: message names the output" 'test.ds/a.ds: cannot create' "$T/.out"
+
+# split, merge and imbalance read every byte: they check the data checksum
+check_rc "split a corrupt shard: exit 2" 2 cairn-dataset split "$T/flip.ds" --fraction 0.5 --seed 1 \
+	--out "$T/fa.ds" --rest "$T/fb.ds"
+check_grep "split a corrupt shard: message" 'flip.ds: data checksum mismatch' "$T/.out"
+check "split a corrupt shard: no output" test ! -e "$T/fa.ds" -a ! -e "$T/fb.ds"
+check_rc "merge a corrupt shard: exit 2" 2 cairn-dataset merge --out "$T/fm.ds" "$T/test.ds" "$T/flip.ds"
+check_grep "merge a corrupt shard: message" 'flip.ds: data checksum mismatch' "$T/.out"
+check "merge a corrupt shard: no output" test ! -e "$T/fm.ds"
+check_rc "imbalance a corrupt shard: exit 2" 2 cairn-dataset imbalance "$T/flip.ds" --zipf 1 --seed 1 --out "$T/fi.ds"
+
+# split: both outputs or neither; one file named twice is refused
+check_rc "split --out X --rest X: exit 2" 2 cairn-dataset split "$T/test.ds" --fraction 0.5 --seed 1 \
+	--out "$T/same.ds" --rest "$T/./same.ds"
+check_grep "split --out X --rest X: message" 'same.ds are the same file' "$T/.out"
+check "split --out X --rest X: nothing written" test ! -e "$T/same.ds"
+check_rc "split, --rest in a missing folder: exit 1" 1 cairn-dataset split "$T/test.ds" --fraction 0.5 \
+	--seed 1 --out "$T/first.ds" --rest "$T/nodir/rest.ds"
+check "split, --rest in a missing folder: --out not written either" test ! -e "$T/first.ds"
+
+# a FIFO (like /dev/null or /dev/stdout) as an output is written into, not replaced
+mkfifo "$T/rest.fifo"
+cat "$T/rest.fifo" >"$T/rest.bytes" &
+check_rc "split --rest FIFO" 0 cairn-dataset split "$T/test.ds" --fraction 0.5 --seed 1 \
+	--out "$T/half.ds" --rest "$T/rest.fifo"
+wait
+check "split --rest FIFO: still a FIFO" test -p "$T/rest.fifo"
+check_eq "split --rest FIFO: the reader got the shard" "$(stat -c %s "$T/rest.bytes")" $((64 + 5000 * 788))
+cairn-dataset split "$T/test.ds" --fraction 0.5 --seed 1 --out "$T/h2.ds" --rest "$T/r2.ds" >/dev/null
+check "split --rest FIFO: same bytes as a file" cmp -s "$T/rest.bytes" "$T/r2.ds"

@@ -47,6 +47,32 @@ print(sum(d[y * 256 + 255] == 2 for y in range(256)) + sum(v == 2 for v in d[255
 done
 check "the scene has building pixels on tile edges ($edge), so --block 1 joins across them" test "$edge" -gt 0
 check_grep "error picture 512x512" 'Size is 512, 512' <(gdalinfo "$T/err.png")
+# FIFOs (like /dev/null or /dev/stdout) as outputs are written into, not replaced
+mkfifo "$T/m.fifo" "$T/e.fifo"
+cat "$T/m.fifo" >"$T/m.bytes" &
+cat "$T/e.fifo" >"$T/e.bytes" &
+check_rc "eval --out FIFO --errors FIFO" 0 cairn-eval --pred "$T/sl" --truth "$T/s/truth" \
+	--out "$T/m.fifo" --errors "$T/e.fifo"
+wait
+check "--out FIFO is still a FIFO" test -p "$T/m.fifo"
+check "--errors FIFO is still a FIFO" test -p "$T/e.fifo"
+check_eq "the --out reader got the metrics" "$(jget "$T/m.bytes" "['missing_pred_tiles']")" 2
+check_grep "the --errors reader got the picture" 'Size is 512, 512' <(gdalinfo "$T/e.bytes")
+check_rc "no --pred folder is bad input" 2 cairn-eval --pred "$T/nope" --truth "$T/s/truth" --out "$T/x.json"
+check_grep "no --pred folder: message" 'pred .*/nope: no such folder' "$T/.out"
+mkdir -p "$T/p16/16"
+check_rc "--pred without the truth's zoom is bad input" 2 cairn-eval --pred "$T/p16" --truth "$T/s/truth"
+check_grep "--pred without the zoom: message" 'has no zoom 17 folder' "$T/.out"
+check_rc "3-band imagery as --pred is bad input" 2 cairn-eval --pred "$T/s/imagery" --truth "$T/s/truth"
+check_grep "3-band --pred: message" 'with 3 bands, want 256x256 with 1' "$T/.out"
+cp -r "$T/sl" "$T/bad"
+f=$(find "$T/bad" -name '*.tif' | head -1)
+: >"$f"
+check_rc "an empty prediction tile is bad input" 2 cairn-eval --pred "$T/bad" --truth "$T/s/truth"
+check_grep "empty tile: the reason" 'cannot open: an empty file' "$T/.out"
+head -c 500 /dev/urandom >"$f"
+check_rc "a garbage prediction tile is bad input" 2 cairn-eval --pred "$T/bad" --truth "$T/s/truth"
+check_grep "garbage tile: GDAL's reason, not '?'" 'cannot open: .*not recognized' "$T/.out"
 check_rc "no truth folder is bad input" 2 cairn-eval --pred "$T/sl" --truth "$T/nope"
 check_rc "--help exits 0" 0 cairn-eval --help
 

@@ -96,6 +96,35 @@ for m in map_utm.gpkg map_l93.json; do
 	check "$m gives the EPSG:4326 tiles (differing px $total <= 20)" test "$total" -le 20
 done
 check_rc "a layer that is not there is bad input" 2 cairn-rasterize --vector "$T/map_utm.gpkg" --layer nope --zoom 17 --out "$T/x"
+# A wrong CRS (UTM metres declared as degrees) is bad input, said once, not
+# empty tiles after a flood of PROJ errors.
+ogr2ogr -f GeoJSON "$T/wrong.geojson" "$T/map_utm.gpkg" -a_srs EPSG:4326
+check_rc "wrong CRS: exit 2" 2 cairn-rasterize --vector "$T/wrong.geojson" --zoom 17 \
+	--bbox=2.33,48.84,2.36,48.86 --out "$T/wrong"
+check_grep "wrong CRS: one line with the count and the advice" \
+	'5 of 5 features could not be transformed from EPSG:4326 .*wrong CRS\? give the data.s CRS with --srs' "$T/.out"
+check_eq "wrong CRS: no PROJ error flood" "$(wc -l <"$T/.out")" 1
+check "wrong CRS: no tiles" test ! -e "$T/wrong"
+# A misspelt or non-integer field is bad input, not a silent default.
+check_rc "--class-field misspelt: exit 2" 2 cairn-rasterize --vector "$T/map.geojson" --class-field clas \
+	--zoom 17 --out "$T/x"
+check_grep "--class-field misspelt: names the field and lists the fields" \
+	"has no integer field 'clas' \(fields: class, width\)" "$T/.out"
+ogr2ogr -f GeoJSON "$T/kind.geojson" "$T/map.geojson" -dialect SQLite -sql "SELECT *, 'house' AS kind FROM map"
+check_rc "--class-field not an integer: exit 2" 2 cairn-rasterize --vector "$T/kind.geojson" \
+	--class-field kind --zoom 17 --out "$T/x"
+check_grep "--class-field not an integer: message" "field 'kind' is String, not an integer" "$T/.out"
+check_rc "--width-field misspelt: exit 2" 2 cairn-rasterize --vector "$T/map.geojson" --class-field class \
+	--width-field widht --zoom 17 --out "$T/x"
+check_grep "--width-field misspelt: message" "no layer has a field 'widht'" "$T/.out"
+check_rc "a missing vector file is bad input" 2 cairn-rasterize --vector "$T/nope.gpkg" --zoom 17 --out "$T/x"
+check_grep "a missing vector file: the reason" 'nope.gpkg: cannot open as vector data: No such file or directory' "$T/.out"
+check_rc "--like a missing folder is bad input" 2 cairn-rasterize --vector "$T/map.geojson" --zoom 17 \
+	--like "$T/nolike" --out "$T/x"
+check "--like a missing folder: the message does not blame the vector file" \
+	bash -c "! grep -q 'map.geojson' '$T/.out' && grep -q 'nolike' '$T/.out'"
+check_rc "--like with --bbox is a usage error" 2 cairn-rasterize --vector "$T/map.geojson" --zoom 17 \
+	--like "$T/r4326" --bbox=2.33,48.84,2.36,48.86 --out "$T/x"
 check_rc "--help exits 0" 0 cairn-rasterize --help
 
 # Real files: Debian's r-cran-sf ships London buildings (British national grid)

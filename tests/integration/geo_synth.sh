@@ -76,3 +76,17 @@ mosaic "$T/rn" "$T/rn.vrt"
 d=$(differ "$T/rn.vrt" "$T/truth.vrt")
 check "noisy map differs from truth ($d px, >= 3%)" test $((d * 100)) -ge $((3 * total))
 check_rc "bad option is a usage error" 2 cairn-synth --out "$T/x" --missing-buildings 2
+# a rerun into the same folder leaves no tiles of the earlier scene
+check_rc "rerun into the same folder, 1 tile" 0 cairn-synth --out "$T/c" --tiles 1 --seed 6 --preview-size 0
+check_eq "only the new scene's truth tile" "$(find "$T/c/truth" -name '*.tif' | wc -l)" 1
+check_eq "only the new scene's imagery tile" "$(find "$T/c/imagery" -name '*.tif' | wc -l)" 1
+mkdir -p "$T/mine/imagery"
+touch "$T/mine/imagery/keep.tif"
+check_rc "a folder with imagery/ that is not a synth output is refused" 2 cairn-synth --out "$T/mine" --tiles 1
+check "... and left alone" test -f "$T/mine/imagery/keep.tif"
+# a scene off the edge of the world is a usage error, not a wrapped tile number
+check_rc "zoom 1, 4 tiles: usage error" 2 cairn-synth --out "$T/w" --zoom 1 --tiles 4
+check_grep "zoom 1, 4 tiles: says why" 'runs off the 2 x 2 tile world at zoom 1' "$T/.out"
+check_rc "centre at the antimeridian: usage error" 2 cairn-synth --out "$T/w" --center -179.999,0 --tiles 2
+check_rc "latitude 85.05: usage error naming the limit" 2 cairn-synth --out "$T/w" --center 0,85.05
+check_grep "latitude limit named" 'LAT in -85..85' "$T/.out"

@@ -42,4 +42,22 @@ else
 fi
 check_rc "bf16 on the cpu is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --precision bf16 --out $T/r7
 check_grep "the error says why" "cpu devices compute in fp32 only" $T/.out
+# shards that cannot train or test: bad input (exit 2) that says what to change
+cairn-dataset split $T/all.ds --fraction 0.01 --seed 1 --out $T/small.ds --rest $T/unused2.ds >/dev/null
+cairn-dataset split $T/test.ds --fraction 0 --seed 1 --out $T/empty.ds --rest $T/unused3.ds >/dev/null
+cairn-dataset import-idx --images $idx/t10k-images-idx3-ubyte.gz --labels $idx/t10k-labels-idx1-ubyte.gz \
+	--classes 12 --out $T/k12.ds >/dev/null
+check_rc "batch larger than the training shard is bad input" 2 cairn-train-classifier --train $T/small.ds \
+	--test $T/test.ds --out $T/r8
+check_grep "the error names the fix" "batch 128 is larger than the 100 records of train shard .*: give --batch 100 or less" $T/.out
+check_rc "empty test shard is bad input" 2 cairn-train-classifier --train $T/train.ds --test $T/empty.ds --out $T/r9
+check_grep "the error says it is empty" "test shard .*empty.ds has 0 records" $T/.out
+check_rc "empty train shard is bad input" 2 cairn-train-classifier --train $T/empty.ds --test $T/test.ds --out $T/r9
+check_rc "10 vs 12 classes is bad input" 2 cairn-train-classifier --train $T/train.ds --test $T/k12.ds --out $T/r9
+check_grep "the error names the class counts" "has 10 classes, test shard .*k12.ds has 12" $T/.out
+# a diverging run fails (exit 1) and leaves no checkpoint
+check_rc "--lr 1e30 diverges: exit 1" 1 cairn-train-classifier --train $T/small.ds --test $T/small.ds \
+	--batch 50 --epochs 1 --lr 1e30 --out $T/r10
+check_grep "the error says it diverged" "training diverged: loss -?nan at epoch 1" $T/.out
+check "no checkpoint of a diverged run" test ! -e $T/r10/model.ckpt
 check_rc "--help" 0 cairn-train-classifier --help

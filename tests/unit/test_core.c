@@ -1,5 +1,6 @@
 /* Unit tests for core/: buf, error, fs, sha256, jsonio, mem hook. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,7 +87,7 @@ static void test_atomic_write_and_read(void)
 	CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	/* No temp file left behind. */
 	char tmp[300];
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.0", path, (long)getpid());
 	CHECK(!fs_exists(tmp));
 	/* Errors name the path. */
 	CHECK_INT(fs_read_all("/nonexistent/x", &data, &len, &err), -1);
@@ -96,6 +97,53 @@ static void test_atomic_write_and_read(void)
 	snprintf(path, sizeof(path), "%s/a", tmpdir);
 	CHECK_INT(fs_rm_rf(path, &err), 0);
 	CHECK(!fs_exists(path));
+}
+
+/* A FIFO, a symlink and a folder as output paths: never replaced by a rename. */
+static void test_atomic_write_keeps_special_targets(void)
+{
+	struct error err;
+	char fifo[256], link[256], file[256], buf[16];
+	struct stat st;
+	snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+	CHECK_INT(mkfifo(fifo, 0644), 0);
+	/* Our own non-blocking reader, so the writer's open does not wait. */
+	int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+	CHECK(rd >= 0);
+	CHECK_INT(fs_write_atomic(fifo, "abc", 3, &err), 0);
+	CHECK_INT(fs_write_replace(fifo, "de", 2, &err), 0);
+	CHECK_INT(read(rd, buf, sizeof(buf)), 5);
+	CHECK(memcmp(buf, "abcde", 5) == 0);
+	CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+	/* The writers built on fs_tmp_name + fs_commit_tmp do the same. */
+	char tmp[512];
+	CHECK_INT(fs_tmp_name(fifo, tmp, sizeof(tmp), &err), 0);
+	CHECK(strstr(tmp, "fifo.tmp") == NULL); /* in $TMPDIR, not next to the FIFO */
+	CHECK_INT(fs_write_replace(tmp, "xyz", 3, &err), 0);
+	CHECK_INT(fs_commit_tmp(tmp, fifo, 1, &err), 0);
+	CHECK(!fs_exists(tmp));
+	CHECK_INT(read(rd, buf, sizeof(buf)), 3);
+	CHECK(memcmp(buf, "xyz", 3) == 0);
+	CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+	close(rd);
+	/* A symlink to a regular file: the file gets the bytes, the link stays. */
+	snprintf(file, sizeof(file), "%s/target", tmpdir);
+	snprintf(link, sizeof(link), "%s/link", tmpdir);
+	CHECK_INT(fs_write_atomic(file, "old", 3, &err), 0);
+	CHECK_INT(symlink(file, link), 0);
+	CHECK_INT(fs_write_atomic(link, "new", 3, &err), 0);
+	CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+	char *data;
+	CHECK_INT(fs_read_all(file, &data, NULL, &err), 0);
+	CHECK_STR(data, "new");
+	mem_free(data);
+	/* A folder is refused, by name. */
+	CHECK_INT(fs_write_atomic(tmpdir, "a", 1, &err), -1);
+	CHECK(strstr(err.msg, "is a folder") != NULL);
+	CHECK(fs_is_dir(tmpdir));
+	unlink(link);
+	unlink(file);
+	unlink(fifo);
 }
 
 static void test_json_roundtrip_and_errors(void)
@@ -139,6 +187,7 @@ int main(void)
 	RUN(test_error_prefix_and_errno);
 	RUN(test_sha256_known_vectors);
 	RUN(test_atomic_write_and_read);
+	RUN(test_atomic_write_keeps_special_targets);
 	RUN(test_json_roundtrip_and_errors);
 	RUN(test_clock_formats);
 	struct error err;

@@ -1,6 +1,7 @@
 /* Unit tests for nn/dataset: shard round trip, header and size checks with
  * byte offsets, IDX import (plain and gzip, truncated, wrong magic), split,
  * Zipf imbalance, channel statistics, out-of-memory paths. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -392,6 +393,16 @@ static void test_idx_errors_name_file_and_offset(void)
 			    "byte 11: label 3 of item 3 >= 3 classes");
 	/* missing file */
 	expect_import_error(tmp("none.idx"), tmp("l.idx"), 0, "none.idx: cannot open");
+	/* empty and short-header files are bad input (DATASET_EBADINPUT), not I/O failures */
+	CHECK_INT(write_bytes(tmp("zero.idx"), "", 0), 0);
+	CHECK_INT(write_bytes(tmp("short.idx"), "\0\0\x08\x03\0\0", 6), 0);
+	struct error e2;
+	CHECK_INT(dataset_import_idx(tmp("zero.idx"), tmp("l.idx"), tmp("z.ds"), 0, NULL, &e2),
+		  DATASET_EBADINPUT);
+	CHECK(strstr(e2.msg, "zero.idx: truncated at byte 0") != NULL);
+	CHECK_INT(dataset_import_idx(tmp("short.idx"), tmp("l.idx"), tmp("z.ds"), 0, NULL, &e2),
+		  DATASET_EBADINPUT);
+	CHECK(strstr(e2.msg, "short.idx: truncated at byte 6") != NULL);
 }
 
 /* ---- split ---- */
@@ -458,6 +469,55 @@ static void test_split_is_stratified_and_seeded(void)
 	dataset_close(&a);
 	dataset_close(&b);
 	dataset_close(&ds);
+}
+
+/* Split writes both outputs or neither; one file named twice is refused. */
+static void test_split_outputs_both_or_neither(void)
+{
+	CHECK_INT(make_shard(tmp("sp.ds"), 1, 2, 2, 3, 30), 0);
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(dataset_open(&ds, tmp("sp.ds"), 0, &err), 0);
+	CHECK_INT(dataset_split(&ds, 0.5, 1, tmp("same.ds"), tmp("same.ds"), NULL, &err),
+		  DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "same file") != NULL);
+	CHECK_INT(dataset_split(&ds, 0.5, 1, tmp("same.ds"), tmp("./same.ds"), NULL, &err),
+		  DATASET_EBADINPUT);
+	CHECK(!fs_exists(tmp("same.ds")));
+	/* the second output cannot be created: the first is not written either */
+	CHECK(dataset_split(&ds, 0.5, 1, tmp("first.ds"), tmp("nodir/rest.ds"), NULL, &err) < 0);
+	CHECK(strstr(err.msg, "nodir/rest.ds") != NULL);
+	CHECK(!fs_exists(tmp("first.ds")));
+	/* a FIFO as --rest: written in place, still a FIFO */
+	CHECK_INT(mkfifo(tmp("rest.fifo"), 0644), 0);
+	int rd = open(tmp("rest.fifo"), O_RDONLY | O_NONBLOCK);
+	CHECK(rd >= 0);
+	CHECK_INT(dataset_split(&ds, 0.5, 1, tmp("half.ds"), tmp("rest.fifo"), NULL, &err), 0);
+	uint8_t buf[1024];
+	CHECK_INT(read(rd, buf, sizeof(buf)), 64 + 15 * 8);
+	CHECK(memcmp(buf, DATASET_MAGIC, 8) == 0);
+	close(rd);
+	struct stat st;
+	CHECK(lstat(tmp("rest.fifo"), &st) == 0 && S_ISFIFO(st.st_mode));
+	dataset_close(&ds);
+}
+
+/* merge reads every byte: a data checksum mismatch in an input is an error,
+ * not a corrupt record under a fresh checksum. */
+static void test_merge_verifies_inputs(void)
+{
+	CHECK_INT(make_shard(tmp("mv.ds"), 1, 2, 2, 3, 10), 0);
+	uint8_t *d;
+	size_t n;
+	CHECK_INT(file_bytes(tmp("mv.ds"), &d, &n), 0);
+	d[64 + 8 * 2] ^= 0xff; /* a pixel of record 2 */
+	CHECK_INT(write_bytes(tmp("mvbad.ds"), d, n), 0);
+	mem_free(d);
+	struct error err;
+	const char *in[2] = {tmp("mv.ds"), tmp("mvbad.ds")};
+	CHECK_INT(dataset_merge(in, 2, tmp("mvout.ds"), NULL, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "mvbad.ds: data checksum mismatch") != NULL);
+	CHECK(!fs_exists(tmp("mvout.ds")));
 }
 
 /* ---- imbalance ---- */
@@ -706,6 +766,8 @@ int main(void)
 	RUN(test_idx_import_plain_and_gzip);
 	RUN(test_idx_errors_name_file_and_offset);
 	RUN(test_split_is_stratified_and_seeded);
+	RUN(test_split_outputs_both_or_neither);
+	RUN(test_merge_verifies_inputs);
 	RUN(test_zipf_counts_follow_the_curve);
 	RUN(test_merge_and_zipf_fit);
 	RUN(test_channel_stats);
