@@ -130,9 +130,13 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 						      (json_int_t)c->pending, "cancelled",
 						      (json_int_t)c->cancelled));
 		}
-		json_t *j = json_pack("{s:s, s:s, s:o, s:I, s:b}", "run", r->dir, "state", st->state,
-				      "stages", stages, "stuck", (json_int_t)st->stuck_total, "slurm_reachable",
-				      !st->warning[0]);
+		json_t *j = json_pack("{s:s, s:s, s:o}", "run", r->dir, "state", st->state, "stages",
+				      stages);
+		/* Only when there is something to say: the usual shape stays as it was. */
+		if (j && st->stuck_total)
+			json_object_set_new(j, "stuck", json_integer(st->stuck_total));
+		if (j && st->warning[0])
+			json_object_set_new(j, "slurm_reachable", json_false());
 		char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER) : NULL;
 		if (text)
 			printf("%s\n", text);
@@ -172,8 +176,9 @@ static const char status_usage[] =
 	"usage: cairn status RUN [--json]\n"
 	"Counts tasks per stage (done, failed, running, pending, cancelled) from the\n"
 	"run folder's markers, and says the run's state.\n"
-	"  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts},\n"
-	"           \"stuck\", \"slurm_reachable\"}\n"
+	"  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}, and\n"
+	"           on Slurm \"stuck\": N when tasks wait for what never comes,\n"
+	"           \"slurm_reachable\": false when squeue failed\n"
 	"example: cairn status runs/demo-20261124T140000Z-1a2b --json\n";
 
 int cmd_status(int argc, char **argv)
