@@ -133,8 +133,8 @@ static void dependency(const struct job_graph *g, const struct slurm_opts *o,
 				if (up->job[c])
 					buf_addf(dep, "%safterok:%ld", dep->len ? "," : "", up->job[c]);
 		}
-		for (int k = 0; o->waits && k < o->waits->njobs[u]; k++)
-			buf_addf(dep, "%safterok:%ld", dep->len ? "," : "", o->waits->job_ids[u][k]);
+		if (o->waits && o->waits->ids[u] && *o->waits->ids[u])
+			buf_addf(dep, "%safterok:%s", dep->len ? "," : "", o->waits->ids[u]);
 	}
 }
 

@@ -18,8 +18,7 @@ struct slurm_submission {
 /* Jobs of an earlier submission still queued or running, that resubmitted
  * tasks must wait for (resume of a run that still runs). */
 struct slurm_waits {
-	long **job_ids; /* per stage: the stage's queued job ids */
-	int *njobs;     /* per stage: how many */
+	char **ids; /* per stage: afterok ids, whole arrays or elements ("36:40_2"), or NULL */
 };
 
 /* Called after each successful sbatch so that the caller records the job id

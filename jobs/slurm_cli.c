@@ -809,6 +809,12 @@ int slurm_cancel(const long *ids, size_t n, struct error *err)
 	return for_id_chunks(ids, n, ' ', cancel_fn, &c, err);
 }
 
+int slurm_cancel_text(const char *ids, struct error *err)
+{
+	struct cancel_ctx c = {err};
+	return ids && *ids ? cancel_fn(ids, &c) : 0;
+}
+
 /* ---- failure kinds ------------------------------------------------------ */
 
 static const char *const failure_names[SLURM_NFAILURES] = {
@@ -872,4 +878,29 @@ int slurm_log_failure_kind(const char *text)
 	if (strstr(text, "DUE TO PREEMPTION"))
 		return SLURM_FAIL_PREEMPTED;
 	return -1;
+}
+
+int slurm_stop_kind(const struct slurm_job_info *info, int restarts, int *requeued)
+{
+	*requeued = info->restarts > restarts;
+	if (!strcmp(info->state, "NODE_FAIL") || !strcmp(info->reason, "NodeDown"))
+		return SLURM_FAIL_NODE_FAIL;
+	if (*requeued || !strcmp(info->state, "PREEMPTED"))
+		return SLURM_FAIL_PREEMPTED;
+	if (!strcmp(info->state, "TIMEOUT") || !strcmp(info->state, "DEADLINE") ||
+	    !strcmp(info->reason, "TimeLimit"))
+		return SLURM_FAIL_TIMEOUT;
+	return SLURM_FAIL_CANCELLED;
+}
+
+int slurm_reason_stuck(const char *reason)
+{
+	static const char *const stuck[] = {"PartitionConfig",    "PartitionNodeLimit", "PartitionTimeLimit",
+					    "BadConstraints",     "InvalidAccount",     "InvalidQOS",
+					    "ReqNodeNotAvail",    "JobHeldAdmin",       "JobHeldUser",
+					    "PartitionDown",      "PartitionInactive"};
+	for (size_t i = 0; reason && i < sizeof(stuck) / sizeof(stuck[0]); i++)
+		if (!strncmp(reason, stuck[i], strlen(stuck[i])))
+			return 1;
+	return 0;
 }

@@ -137,6 +137,8 @@ int slurm_requeue(const char *id, struct error *err);
 /* scancel ids[0..n) in one call (more only beyond ~100 KB of ids). Jobs that
  * already ended or that Slurm no longer knows are not an error. */
 int slurm_cancel(const long *ids, size_t n, struct error *err);
+/* The same for ids given as text, apart by spaces: "12 13_4 13_7". */
+int slurm_cancel_text(const char *ids, struct error *err);
 
 /* ---- failure kinds --------------------------------------------------- */
 
@@ -171,5 +173,26 @@ int slurm_failure_kind(const char *state, const char *reason, int exit_code, int
  * OUT_OF_MEMORY, so this is the only place that says oom. Returns the kind
  * the text shows, or -1. */
 int slurm_log_failure_kind(const char *log_text);
+
+/* True for a pending job's Reason that does not clear by itself: the job
+ * asks for more than the partition or the cluster has (PartitionConfig,
+ * PartitionNodeLimit, PartitionTimeLimit, BadConstraints), names something
+ * that does not exist or is not allowed (InvalidAccount, InvalidQOS), needs
+ * nodes that are not available (ReqNodeNotAvail, often a node down or
+ * drained: it may clear when an admin brings the node back), or is held
+ * (JobHeldAdmin, JobHeldUser). */
+int slurm_reason_stuck(const char *reason);
+
+/* Why Slurm is stopping a job, from `scontrol show job -o` asked inside the
+ * job when its wrapper gets SIGTERM. `restarts` is the job's restart count
+ * when this attempt began (SLURM_RESTART_COUNT, 0 when unset). While the
+ * job's processes are being killed, JobState says COMPLETING whatever the
+ * cause (verified on 22.05), so the cause comes from Reason and Restarts:
+ * Restarts above `restarts`: Slurm requeued the job itself (preemption or a
+ * node failure; *requeued = 1, the job runs again by itself);
+ * Reason=TimeLimit or TIMEOUT: timeout; NODE_FAIL or Reason=NodeDown:
+ * node_fail; PREEMPTED: preempted; anything else, scancel and
+ * `cairn cancel` among them: cancelled. */
+int slurm_stop_kind(const struct slurm_job_info *info, int restarts, int *requeued);
 
 #endif

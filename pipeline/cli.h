@@ -34,9 +34,15 @@ struct run_status {
 	int nfailures;
 	long long queued;  /* tasks the scheduler still holds (pending or running) */
 	long sched_calls;  /* scheduler commands run to collect this */
+	char stuck[5][200]; /* the first queued tasks whose reason never clears */
+	int nstuck;
+	long long stuck_total;
+	char warning[400];  /* Slurm unreachable: states from the markers alone */
 };
 
 int status_collect(const struct run *r, struct run_status *st, struct error *err);
+/* "warning: Slurm unreachable ..." for a view that could not ask Slurm, else "". */
+void sched_warning(const struct sched_view *v, char *out, size_t size);
 void status_release(struct run_status *st);
 /* Print the table (human) or the JSON object of `cairn status --json`. */
 void status_print(const struct run *r, const struct run_status *st, int json);

@@ -17,6 +17,7 @@
 #include "core/jsonio.h"
 #include "core/mem.h"
 #include "jobs/proc.h"
+#include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
 #include "pipeline/run.h"
 #include "pipeline/task.h"
@@ -34,6 +35,7 @@ struct exec_ctx {
 	char host[128];
 	char started[32];
 	char job[64];
+	int restarts; /* SLURM_RESTART_COUNT: requeues of this submission so far */
 	double t0;
 };
 
@@ -48,10 +50,10 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 {
 	char finished[32];
 	clock_utc(finished, sizeof(finished), 0);
-	json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:f, s:s}", "kind", kind, "exit_code",
-			      exit_code, "signal", sig, "attempt", x->attempt, "host", x->host,
-			      "started", x->started, "finished", finished, "wall_s",
-			      clock_now() - x->t0, "slurm_job", x->job);
+	json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:f, s:s, s:i}", "kind", kind,
+			      "exit_code", exit_code, "signal", sig, "attempt", x->attempt, "host",
+			      x->host, "started", x->started, "finished", finished, "wall_s",
+			      clock_now() - x->t0, "slurm_job", x->job, "slurm_restarts", x->restarts);
 	if (!j)
 		return error_set(err, "out of memory");
 	if (message)
@@ -131,6 +133,36 @@ static void requeue(struct exec_ctx *x)
 	struct rusage ru;
 	if (proc_spawn(&pid, argv, NULL, -1, &err) == 0)
 		proc_wait(pid, &status, &ru, NULL, 10, 0, NULL, &err);
+}
+
+/* Why Slurm stops this job: one scontrol call, made when the wrapper got
+ * SIGTERM. Slurm sends SIGTERM alike for scancel, a time limit, a node going
+ * down and a preemption; only its view of the job tells them apart. Sets
+ * *requeued when Slurm already put the job back in the queue itself. When
+ * Slurm cannot be asked, the stop counts as cancelled: never retried. */
+static const char *slurm_stop(const struct exec_ctx *x, int *requeued, char *msg, size_t size)
+{
+	struct slurm_job_info info;
+	struct error err;
+	*requeued = 0;
+	slurm_set_timeout(5); /* Slurm sends SIGKILL KillWait seconds after SIGTERM */
+	const char *id = getenv("SLURM_JOB_ID");
+	int rc = slurm_show_job(id ? id : x->job, &info, &err);
+	if (rc != 0) {
+		snprintf(msg, size, "stopped by SIGTERM; Slurm could not say why (%.150s): counted as cancelled",
+			 rc < 0 ? err.msg : "job unknown");
+		return "cancelled";
+	}
+	int kind = slurm_stop_kind(&info, x->restarts, requeued);
+	if (*requeued)
+		snprintf(msg, size, "Slurm requeued job %s itself (JobState=%s, Restarts=%d): it runs again",
+			 x->job, info.state, info.restarts);
+	else if (kind == SLURM_FAIL_TIMEOUT)
+		snprintf(msg, size, "Slurm's time limit of %s reached (time = %ld s; Slurm counts whole minutes)",
+			 info.time_limit, x->st->res.time_s);
+	else
+		snprintf(msg, size, "stopped by Slurm: JobState=%s Reason=%s", info.state, info.reason);
+	return slurm_failure_name(kind);
 }
 
 static int previous_attempt(struct exec_ctx *x)
@@ -236,10 +268,10 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	if (cmd.failed || fs_write_replace(p.s, cmd.s, cmd.len, err) < 0)
 		goto out;
 
-	json_t *started = json_pack("{s:s, s:i, s:I, s:i, s:s, s:s, s:s}", "host", x->host, "pid",
+	json_t *started = json_pack("{s:s, s:i, s:I, s:i, s:s, s:s, s:i, s:s}", "host", x->host, "pid",
 				    (int)getpid(), "pid_start", (json_int_t)task_proc_start((long)getpid()),
 				    "attempt", x->attempt, "started", x->started, "slurm_job", x->job,
-				    "key", key);
+				    "slurm_restarts", x->restarts, "key", key);
 	path_of(&p, x, "started.json");
 	int wrc = started ? jsonio_write_replace(p.s, started, err) : error_set(err, "out of memory");
 	json_decref(started);
@@ -296,18 +328,15 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	if (stop_signal || timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		int code, sig;
 		const char *kind = kind_of_status(status, &code, &sig);
-		char msg[128] = "";
+		char msg[256] = "";
 		/* On Slurm every stop (scancel, time limit, node down, preemption)
 		 * sends SIGTERM to all of the job's processes: the task may die of it
 		 * before this wrapper's own handler has run. */
 		if (!stop_signal && x->job[0] && (sig == SIGTERM || code == 128 + SIGTERM))
 			stop_signal = SIGTERM; /* killed, or its shell reporting a SIGTERM-ed child */
-		if (stop_signal && x->job[0] && x->st->res.time_s > 0 &&
-		    wall >= (double)x->st->res.time_s - 15) {
-			/* Slurm signals a job at its time limit; no other cause comes
-			 * within seconds of it. */
-			kind = "timeout";
-			snprintf(msg, sizeof(msg), "time limit of %ld s reached", x->st->res.time_s);
+		int requeued = 0; /* by Slurm itself: preemption, node failure */
+		if (stop_signal && x->job[0]) {
+			kind = slurm_stop(x, &requeued, msg, sizeof(msg));
 		} else if (timed_out) {
 			kind = "timeout";
 			snprintf(msg, sizeof(msg), "time limit of %ld s reached", x->st->res.time_s);
@@ -322,7 +351,9 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		close(log_fd);
 		/* The task failed, not cairn: failed.json and the log say so; stay quiet. */
 		rc = write_failed(x, kind, code, sig, msg[0] ? msg : NULL, err) < 0 ? -1 : 1;
-		if (rc == 1 && x->job[0] && x->attempt <= x->st->res.retries &&
+		/* Retries count per submission (SLURM_RESTART_COUNT), as locally
+		 * per cairn run or resume: a resume gets its retries again. */
+		if (rc == 1 && x->job[0] && !requeued && x->restarts < x->st->res.retries &&
 		    job_retry_allowed(x->st->res.retry_on, kind, code))
 			requeue(x);
 		goto out;
@@ -398,6 +429,8 @@ int exec_task(const struct run *run, int stage, int task)
 	else if (getenv("SLURM_JOB_ID"))
 		snprintf(x.job, sizeof(x.job), "%s", getenv("SLURM_JOB_ID"));
 	x.attempt = previous_attempt(&x) + 1;
+	if (x.job[0] && getenv("SLURM_RESTART_COUNT"))
+		x.restarts = atoi(getenv("SLURM_RESTART_COUNT"));
 	struct buf dir = BUF_INIT;
 	spec_task_dir(&dir, run->dir, x.st->name, x.task);
 	if (dir.failed || fs_mkdir_p(dir.s, &err) < 0) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
 #include "jobs/local.h"
@@ -170,6 +171,9 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 	for (int i = 0; i < s->nstages; i++)
 		for (int t = 0; t < s->stages[i].ntasks; t++)
 			upstream += p->stages[i].reason[t] == WHY_UPSTREAM;
+	if (p->ncancel)
+		printf("would first cancel %lld queued Slurm job%s: %s\n", p->ncancel,
+		       p->ncancel == 1 ? "" : "s", buf_str(&p->cancel));
 	printf("would run %lld tasks, skip %lld, wait for %lld\n", p->run, p->skip, p->wait);
 	if (upstream)
 		printf("(%lld of them only if an input that reruns comes out different)\n", upstream);
@@ -306,19 +310,42 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 {
 	const struct spec *s = &r->spec;
 	struct graph gr;
-	struct slurm_waits waits = {NULL, NULL};
+	struct slurm_waits waits = {NULL};
+	struct buf *ids = mem_calloc((size_t)s->nstages, sizeof(struct buf));
 	int rc = graph_build(&gr, r, p, err);
-	waits.job_ids = mem_calloc((size_t)s->nstages, sizeof(long *));
-	waits.njobs = mem_calloc((size_t)s->nstages, sizeof(int));
-	if (rc == 0 && (!waits.job_ids || !waits.njobs))
+	waits.ids = mem_calloc((size_t)s->nstages, sizeof(char *));
+	if (rc == 0 && (!waits.ids || !ids))
 		rc = error_set(err, "out of memory");
+	for (int i = 0; rc == 0 && i < s->nstages; i++) {
+		if (p->stages[i].wait > 0 && plan_waits(p, i, &ids[i]) < 0)
+			rc = error_set(err, "out of memory");
+		waits.ids[i] = ids[i].s;
+	}
 	for (int i = 0; rc == 0 && i < s->nstages; i++)
-		if (p->stages[i].wait > 0)
-			rc = sched_queued_jobs(&p->view, r, s->stages[i].name, &waits.job_ids[i],
-					       &waits.njobs[i], err);
+		if (p->stages[i].run > 0 && s->stages[i].res.time_s % 60)
+			fprintf(stderr,
+				"cairn: note: stage %s: time = %ld s becomes %ld min on Slurm, which counts whole "
+				"minutes (and checks limits about every 30 s)\n",
+				s->stages[i].name, s->stages[i].res.time_s, (s->stages[i].res.time_s + 59) / 60);
+	/* Queued jobs that must go first: their input reruns, or the spec
+	 * dropped their task. */
+	if (rc == 0 && p->ncancel > 0) {
+		rc = slurm_cancel_text(buf_str(&p->cancel), err);
+		if (rc == 0) {
+			printf("cancelled %lld queued Slurm job%s first: %s\n", p->ncancel,
+			       p->ncancel == 1 ? "" : "s", buf_str(&p->cancel));
+			run_event(r->dir, "slurm executor: scancel %s", buf_str(&p->cancel));
+		}
+	}
 	char prefix[300];
 	const char *base = strrchr(r->dir, '/');
-	snprintf(prefix, sizeof(prefix), "cairn.%s", base ? base + 1 : r->dir);
+	/* With a hash of the folder's path (FNV-1a): runs in a/x and b/x must not
+	 * share job names, by which sbatch finds a job it submitted before a
+	 * time-out instead of submitting it twice. */
+	unsigned hash = 2166136261u;
+	for (const char *c = r->dir; *c; c++)
+		hash = (hash ^ (unsigned char)*c) * 16777619u;
+	snprintf(prefix, sizeof(prefix), "cairn.%s.%04x", base ? base + 1 : r->dir, hash & 0xffff);
 	struct buf scripts = BUF_INIT;
 	buf_addf(&scripts, "%s/slurm", r->dir);
 	json_t *recorded = json_object_get(r->info, "jobs");
@@ -339,10 +366,10 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 		rc = -1;
 	}
 	buf_release(&scripts);
-	for (int i = 0; waits.job_ids && i < s->nstages; i++)
-		mem_free(waits.job_ids[i]);
-	mem_free(waits.job_ids);
-	mem_free(waits.njobs);
+	for (int i = 0; ids && i < s->nstages; i++)
+		buf_release(&ids[i]);
+	mem_free(ids);
+	mem_free(waits.ids);
 	graph_release(&gr, s->nstages);
 	return rc;
 }
@@ -352,16 +379,26 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 static int follow(struct run *r, struct run_status *st, struct error *err)
 {
 	double delay = 5, t0 = clock_now();
-	int tty = isatty(2);
+	int tty = isatty(2), warned = 0;
 	for (;;) {
 		if (status_collect(r, st, err) < 0)
 			return -1;
+		if (st->warning[0] && !warned++)
+			fprintf(stderr, "%scairn: %s; still waiting\n", tty ? "\n" : "", st->warning);
+		if (!st->warning[0])
+			warned = 0;
 		if (tty)
 			fprintf(stderr, "\r%lld/%lld done, %lld running, %lld queued, %lld failed  (%.0f s)\033[K",
 				st->total.done, st->total.tasks, st->total.running, st->queued,
 				st->total.failed, clock_now() - t0);
-		if (st->total.running == 0 && st->queued == 0)
+		if (st->total.running == 0 && st->queued == 0 && !st->warning[0])
 			break;
+		if (st->total.running == 0 && st->queued > 0 && st->queued == st->stuck_total) {
+			fprintf(stderr, "%scairn: every task still queued waits for something Slurm will "
+					"never give it; stopped waiting\n",
+				tty ? "\n" : "");
+			break;
+		}
 		status_release(st);
 		sleep((unsigned)delay);
 		delay = delay * 1.2 > 30 ? 30 : delay * 1.2;
@@ -398,6 +435,15 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 	}
 	int cancelled = 0, rc;
 	int slurm = !strcmp(executor, "slurm");
+	if (slurm && p.view.unreachable) {
+		/* Without Slurm's view, queued tasks look failed or lost: submitting
+		 * them again would run them twice. */
+		fprintf(stderr, "cairn: cannot reach Slurm (%s); nothing submitted: try `scontrol ping`; is "
+				"SLURM_CONF set?\n%s\n",
+			p.view.error, r->dir);
+		plan_release(&p);
+		return 1;
+	}
 	if (slurm)
 		rc = submit_slurm(r, &p, &err);
 	else
@@ -406,10 +452,21 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 	if (rc < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
 		json_t *jobs = json_object_get(r->info, "jobs");
+		if (slurm && fresh && json_array_size(jobs) == 0) {
+			/* Nothing went out and nothing ran: leave no run folder behind,
+			 * so the same command (--run-dir too) can simply be run again. */
+			struct error e2;
+			if (fs_rm_rf(r->dir, &e2) == 0) {
+				fprintf(stderr, "nothing was submitted; the run folder %s was removed\n", r->dir);
+				return 1;
+			}
+		}
 		if (slurm && json_array_size(jobs) > 0)
 			fprintf(stderr, "what was submitted is recorded: `cairn resume %s` submits the "
-					"rest, `cairn cancel %s` cancels it\n",
+					"rest (add `--spec FIXED.ini` if the spec must change), `cairn cancel "
+					"%s` cancels it\n",
 				r->dir, r->dir);
+		printf("%s\n", r->dir);
 		return 1;
 	}
 	struct run_status st;
@@ -426,6 +483,10 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 	int code = cancelled ? 130 : !strcmp(st.state, "done") ? 0 : 1;
 	if (cancelled)
 		fprintf(stderr, "cancelled; continue with: cairn resume %s\n", r->dir);
+	else if (code && st.stuck_total && !st.total.failed)
+		fprintf(stderr, "some tasks can never start as asked; `cairn cancel %s`, fix them, then "
+				"`cairn resume %s --spec FIXED.ini`\n",
+			r->dir, r->dir);
 	else if (code)
 		fprintf(stderr, "some tasks failed; after fixing, continue with: cairn resume %s\n",
 			r->dir);
@@ -547,6 +608,10 @@ int cmd_resume(int argc, char **argv)
 			fprintf(stderr, "cairn resume: %s\n", err.msg);
 			rc = 1;
 		} else {
+			char warning[400];
+			sched_warning(&p.view, warning, sizeof(warning));
+			if (warning[0])
+				fprintf(stderr, "cairn resume: %s\n", warning);
 			print_plan(&r, &p, jsonio_str(r.info, "executor", "local"));
 			rc = 0;
 		}

@@ -22,6 +22,17 @@ static void describe_failure(const char *stage, int t, const struct task_info *t
 			 ti->attempt ? ti->attempt : 1, job);
 }
 
+void sched_warning(const struct sched_view *v, char *out, size_t size)
+{
+	if (!v->unreachable)
+		*out = '\0';
+	else
+		snprintf(out, size,
+			 "warning: Slurm unreachable (%.200s): queued and running states unknown, shown "
+			 "from the markers alone; try `scontrol ping`; is SLURM_CONF set?",
+			 v->error);
+}
+
 int status_collect(const struct run *r, struct run_status *st, struct error *err)
 {
 	const struct spec *s = &r->spec;
@@ -31,6 +42,7 @@ int status_collect(const struct run *r, struct run_status *st, struct error *err
 	if (sched_view_load(&view, r, err) < 0)
 		return -1;
 	st->sched_calls = slurm_calls(SLURM_SQUEUE) - calls0;
+	sched_warning(&view, st->warning, sizeof(st->warning));
 	st->nstages = s->nstages;
 	st->stages = mem_calloc((size_t)s->nstages, sizeof(*st->stages));
 	if (!st->stages) {
@@ -48,6 +60,14 @@ int status_collect(const struct run *r, struct run_status *st, struct error *err
 			}
 			sched_view_apply(&view, r, i, t, &ti);
 			st->queued += ti.queued;
+			if (ti.stuck) {
+				if (st->nstuck < 5)
+					snprintf(st->stuck[st->nstuck++], 200,
+						 "stuck %s/%d: Slurm job %s pending, reason %s, which does "
+						 "not clear by itself",
+						 s->stages[i].name, t, ti.job, ti.sched_reason);
+				st->stuck_total++;
+			}
 			switch (ti.state) {
 			case TASK_DONE:
 				c->done++;
@@ -95,6 +115,8 @@ void status_release(struct run_status *st)
 void status_print(const struct run *r, const struct run_status *st, int json)
 {
 	const struct spec *s = &r->spec;
+	if (st->warning[0])
+		fprintf(stderr, "cairn: %s\n", st->warning);
 	if (json) {
 		json_t *stages = json_object();
 		for (int k = 0; k < s->nstages; k++) {
@@ -110,6 +132,11 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 		}
 		json_t *j = json_pack("{s:s, s:s, s:o}", "run", r->dir, "state", st->state, "stages",
 				      stages);
+		/* Only when there is something to say: the usual shape stays as it was. */
+		if (j && st->stuck_total)
+			json_object_set_new(j, "stuck", json_integer(st->stuck_total));
+		if (j && st->warning[0])
+			json_object_set_new(j, "slurm_reachable", json_false());
 		char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER) : NULL;
 		if (text)
 			printf("%s\n", text);
@@ -133,7 +160,15 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 		printf("  %s\n", st->failures[i]);
 	if (st->total.failed > shown)
 		printf("  ... and %lld more failed tasks\n", st->total.failed - shown);
-	if (st->total.failed)
+	for (int i = 0; i < st->nstuck; i++)
+		printf("  %s\n", st->stuck[i]);
+	if (st->stuck_total > st->nstuck)
+		printf("  ... and %lld more stuck tasks\n", st->stuck_total - st->nstuck);
+	if (st->stuck_total)
+		printf("stuck tasks wait forever: `cairn cancel %s`, fix their stage (cpus, mem, time, "
+		       "partition...), then `cairn resume %s --spec FIXED.ini`\n",
+		       r->dir, r->dir);
+	if (st->total.failed || st->stuck_total)
 		printf("see why: cairn why %s STAGE/TASK\n", r->dir);
 }
 
@@ -141,7 +176,9 @@ static const char status_usage[] =
 	"usage: cairn status RUN [--json]\n"
 	"Counts tasks per stage (done, failed, running, pending, cancelled) from the\n"
 	"run folder's markers, and says the run's state.\n"
-	"  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}\n"
+	"  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}, and\n"
+	"           on Slurm \"stuck\": N when tasks wait for what never comes,\n"
+	"           \"slurm_reachable\": false when squeue failed\n"
 	"example: cairn status runs/demo-20261124T140000Z-1a2b --json\n";
 
 int cmd_status(int argc, char **argv)

@@ -24,6 +24,10 @@ static void print_tail(const char *path, int lines)
 	struct error err;
 	if (fs_read_all(path, &data, &len, &err) < 0)
 		return;
+	if (len == 0) {
+		mem_free(data);
+		return;
+	}
 	size_t start = cli_tail_start(data, len, lines);
 	printf("  --- last lines of %s ---\n", path);
 	for (char *line = strtok(data + start, "\n"); line; line = strtok(NULL, "\n"))
@@ -46,7 +50,10 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	const char *text = buf_str(&b);
 	printf("%s/%d: %s%s%s\n", st->name, t, task_state_name(state),
 	       strncmp(text, "but ", 4) ? ": " : ", ", text);
-	if (state == TASK_FAILED && ti.attempt <= st->res.retries &&
+	/* Retries count per submission on Slurm (the job's restarts), per cairn
+	 * run or resume locally (attempts count on across them). */
+	int retries_left = ti.job[0] ? ti.restarts < st->res.retries : ti.attempt <= st->res.retries;
+	if (state == TASK_FAILED && retries_left &&
 	    !job_retry_allowed(st->res.retry_on, ti.kind, ti.exit_code)) {
 		char what[48];
 		if (!strcmp(ti.kind, "exit") || !strcmp(ti.kind, "signal"))
@@ -66,17 +73,30 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 		struct slurm_job_info info;
 		struct error e2;
 		int known = slurm_show_job(ti.job, &info, &e2);
-		if (known == 0)
+		int started = info.start_time[0] && strcmp(info.start_time, "Unknown") &&
+			      strcmp(info.start_time, "None") && info.nodes[0];
+		if (known == 0 && started)
 			printf("  Slurm job %s: %s, reason %s, exit %d:%d, node %s, ran %s of %s, %d restarts\n",
-			       ti.job, info.state, info.reason, info.exit_code, info.signal,
-			       info.nodes[0] ? info.nodes : "-", info.run_time, info.time_limit,
-			       info.restarts);
+			       ti.job, info.state, info.reason, info.exit_code, info.signal, info.nodes,
+			       info.run_time, info.time_limit, info.restarts);
+		else if (known == 0)
+			printf("  Slurm job %s: %s, reason %s, never started\n", ti.job, info.state,
+			       info.reason);
+		if (known == 0 && started && !strcmp(ti.kind, "exit") && info.exit_code == 1)
+			printf("  (Slurm's exit 1 is the wrapper's, cairn exec: the task's own exit code "
+			       "is above)\n");
 		else if (known == 1)
 			printf("  Slurm job %s: no longer known to Slurm (purged after MinJobAge)\n", ti.job);
 	}
 	if (state == TASK_FAILED || state == TASK_CANCELLED || state == TASK_RUNNING) {
 		buf_reset(&b);
 		task_path(&b, r->dir, st->name, t, "log");
+		print_tail(b.s, lines);
+	}
+	if (ti.job[0] && (state == TASK_FAILED || state == TASK_CANCELLED)) {
+		/* Slurm's own file for the job: slurmstepd says there why it killed it. */
+		buf_reset(&b);
+		buf_addf(&b, "%s/slurm/%s-%s.out", r->dir, st->name, ti.job);
 		print_tail(b.s, lines);
 	}
 	buf_release(&b);
@@ -121,6 +141,10 @@ int cmd_why(int argc, char **argv)
 		run_release(&r);
 		return 1;
 	}
+	char warning[400];
+	sched_warning(&p.view, warning, sizeof(warning));
+	if (warning[0])
+		fprintf(stderr, "cairn why: %s\n", warning);
 	if (task >= 0) {
 		explain(&r, &p, s, task, lines);
 	} else {

@@ -40,6 +40,17 @@ static int upstream_moves(const struct plan *p, const struct spec_stage *st, int
 	return 0;
 }
 
+/* Does any input task of (stage, task) run again? */
+static int upstream_reruns(const struct plan *p, const struct spec_stage *st, int task)
+{
+	for (int e = 0; e < st->nin; e++) {
+		const struct plan_stage *up = &p->stages[st->in[e].from];
+		if (st->in[e].one_to_one ? up->action[task] == PLAN_RUN : up->run > 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* A done task: still valid? Fills the digest cache. */
 static int check_done(struct plan *p, const struct run *r, int s, int t, int verify,
 		      struct error *err)
@@ -158,6 +169,16 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 				}
 				break;
 			}
+			if (ps->action[t] == PLAN_WAIT && ti.queued && ti.job[0] &&
+			    upstream_reruns(p, st, t)) {
+				/* Its job waits for the old job of an input that reruns:
+				 * it would run too early, or be cancelled when that input
+				 * failed. Cancel it and submit it again after the input. */
+				ps->action[t] = PLAN_RUN;
+				ps->reason[t] = WHY_UPSTREAM;
+				buf_addf(&p->cancel, "%s%s", p->cancel.len ? " " : "", ti.job);
+				p->ncancel++;
+			}
 			if (ps->action[t] == PLAN_RUN)
 				ps->run++;
 			else if (ps->action[t] == PLAN_WAIT)
@@ -169,7 +190,48 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 		p->skip += ps->skip;
 		p->wait += ps->wait;
 	}
+	if (!fresh)
+		p->ncancel += sched_orphans(&p->view, r, &p->cancel);
+	if (p->cancel.failed)
+		return error_set(err, "out of memory");
 	return 0;
+}
+
+int plan_waits(const struct plan *p, int stage, struct buf *ids)
+{
+	const struct sched_view *v = &p->view;
+	const struct plan_stage *ps = &p->stages[stage];
+	for (int k = 0; k < v->nsubs; k++) {
+		const struct sched_sub *sub = &v->subs[k];
+		if (sub->stage != stage)
+			continue;
+		int whole = 1, any = 0;
+		size_t mark = ids->len;
+		for (size_t i = 0; i < v->jobs.n; i++) {
+			const struct slurm_job *j = &v->jobs.v[i];
+			if (j->array_job_id != sub->job_id)
+				continue;
+			long t = sub->offset + (j->array_task < 0 ? 0 : j->array_task);
+			int wait = t < ps->ntasks && ps->action[t] == PLAN_WAIT;
+			if (wait) {
+				any = 1;
+				buf_addf(ids, "%s%ld", ids->len ? ":" : "", j->array_job_id);
+				if (j->array_task >= 0)
+					buf_addf(ids, "_%d", j->array_task);
+			} else if (strcmp(j->state, "COMPLETED") || j->exit_code || j->signal) {
+				whole = 0; /* failed, cancelled now, or not waited for */
+			}
+		}
+		if (any && whole) { /* the array's id alone */
+			ids->len = mark;
+			buf_addf(ids, "%s%ld", ids->len ? ":" : "", sub->job_id);
+		} else if (!any) {
+			ids->len = mark;
+		}
+		if (ids->s)
+			ids->s[ids->len] = '\0';
+	}
+	return ids->failed ? -1 : 0;
 }
 
 void plan_release(struct plan *p)
@@ -182,6 +244,7 @@ void plan_release(struct plan *p)
 	}
 	mem_free(p->stages);
 	sched_view_release(&p->view);
+	buf_release(&p->cancel);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -223,6 +286,17 @@ static void explain_key(const struct run *r, int s, int t, const json_t *done, s
 	if (!*sep)
 		buf_adds(out, "its key changed");
 	json_decref(now);
+}
+
+/* "exit 3", "signal 9", "timeout": how an attempt failed. */
+static void add_failure(struct buf *out, const struct task_info *ti)
+{
+	if (!strcmp(ti->kind, "exit"))
+		buf_addf(out, "exit %d", ti->exit_code);
+	else if (!strcmp(ti->kind, "signal"))
+		buf_addf(out, "signal %d", ti->signal);
+	else
+		buf_adds(out, ti->kind);
 }
 
 void plan_explain(const struct plan *p, const struct run *r, int s, int t, struct buf *out)
@@ -270,16 +344,24 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 			buf_addf(out, ": %s", ti.message);
 		break;
 	case WHY_CANCELLED:
-		if (ti.sched_state[0])
-			buf_addf(out, "%s: Slurm job %s ended %s (reason %s)",
-				 strcmp(ti.kind, "dependency") ? ti.kind : "an input failed (dependency)",
-				 ti.job, ti.sched_state, ti.sched_reason);
+		if (ti.sched_state[0] && !strcmp(ti.kind, "dependency"))
+			buf_addf(out, "an input failed: Slurm cancelled job %s (%s, reason %s)", ti.job,
+				 ti.sched_state, ti.sched_reason);
+		else if (ti.sched_state[0])
+			buf_addf(out, "Slurm job %s ended %s (reason %s): scancel or `cairn cancel`", ti.job,
+				 ti.sched_state, ti.sched_reason);
+		else if (ti.message[0])
+			buf_adds(out, ti.message);
 		else
-			buf_addf(out, "cancelled on attempt %d", ti.attempt);
+			buf_addf(out, "on attempt %d", ti.attempt);
 		break;
 	case WHY_LOST:
-		buf_addf(out, "lost: started on %s (pid %ld) at %s, and that process is gone without a marker",
-			 ti.host, ti.pid, ti.started);
+		if (ti.host[0])
+			buf_addf(out, "lost: started on %s (pid %ld) at %s, and that process is gone without a marker",
+				 ti.host, ti.pid, ti.started);
+		else
+			buf_addf(out, "lost: Slurm job %s ended without a marker, and Slurm no longer knows it",
+				 ti.job);
 		break;
 	case WHY_OUTPUT: {
 		struct buf path = BUF_INIT;
@@ -333,6 +415,17 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 	case WHY_QUEUED:
 		buf_addf(out, "queued as Slurm job %s (%s, reason %s)", ti.job, ti.sched_state,
 			 ti.sched_reason);
+		if (ti.stuck)
+			buf_addf(out, "; Slurm cannot run it as asked and %s does not clear by itself: "
+				      "`cairn cancel %s`, fix the stage, then `cairn resume %s --spec FIXED.ini`",
+				 ti.sched_reason, r->dir, r->dir);
+		if (ti.kind[0]) {
+			buf_addf(out, "; attempt %d failed (", ti.attempt);
+			add_failure(out, &ti);
+			buf_adds(out, ti.sched_reason[0] && !strcmp(ti.sched_reason, "BeginTime")
+					      ? ") and its retry waits for its start time"
+					      : "), this is its retry");
+		}
 		break;
 	}
 }

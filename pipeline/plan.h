@@ -38,6 +38,10 @@ struct plan {
 	struct plan_stage *stages;
 	long long run, skip, wait;
 	struct sched_view view; /* what the scheduler said (Slurm runs) */
+	struct buf cancel;      /* Slurm jobs to scancel before resubmitting ("12_3 14"):
+				   queued tasks whose input reruns, and jobs of tasks or
+				   stages the spec no longer has */
+	long long ncancel;
 };
 
 /* A plan for a run folder. fresh: the run was just created, nothing to read.
@@ -46,6 +50,11 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 void plan_release(struct plan *p);
 
 const char *plan_action_name(enum plan_action a);
+/* The Slurm jobs that tasks resubmitted now must wait for, for one stage:
+ * "36:40_0:40_2" (afterok ids). A whole array when none of its elements
+ * failed or is cancelled now, else its queued elements one by one: afterok
+ * on an array with a failed element would never be satisfied. */
+int plan_waits(const struct plan *p, int stage, struct buf *ids);
 /* One line saying why, e.g. "failed: exit 3 on attempt 2". Reads markers again
  * for the details. */
 void plan_explain(const struct plan *p, const struct run *r, int stage, int task, struct buf *out);

@@ -50,6 +50,13 @@ static int cmp_job(const void *a, const void *b)
 	return (x->array_task > y->array_task) - (x->array_task < y->array_task);
 }
 
+static void copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 int sched_view_load(struct sched_view *v, const struct run *r, struct error *err)
 {
 	memset(v, 0, sizeof(*v));
@@ -61,10 +68,14 @@ int sched_view_load(struct sched_view *v, const struct run *r, struct error *err
 	size_t n;
 	if (sched_job_ids(r, &ids, &n, err) < 0)
 		return -1;
-	int rc = n ? slurm_squeue(ids, n, &v->jobs, err) : 0;
+	struct error qerr;
+	int rc = n ? slurm_squeue(ids, n, &v->jobs, &qerr) : 0;
 	mem_free(ids);
-	if (rc < 0)
-		return -1;
+	if (rc < 0) {
+		/* Slurm down or unreachable: the markers still say a lot. */
+		v->unreachable = 1;
+		copy(v->error, sizeof(v->error), qerr.msg);
+	}
 	json_t *jobs = json_object_get(r->info, "jobs");
 	v->subs = mem_calloc(n + 1, sizeof(*v->subs));
 	if (!v->subs)
@@ -137,12 +148,6 @@ static const struct slurm_job *lookup(const struct sched_view *v, long job, int 
 	return v->jobs.n ? bsearch(&key, v->jobs.v, v->jobs.n, sizeof(key), cmp_job) : NULL;
 }
 
-static void copy(char *dst, size_t size, const char *src)
-{
-	size_t n = strnlen(src, size - 1);
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
 
 static int has_marker(const struct run *r, const char *stage, int task, const char *name)
 {
@@ -152,6 +157,79 @@ static int has_marker(const struct run *r, const char *stage, int task, const ch
 	int yes = !p.failed && stat(p.s, &st) == 0;
 	buf_release(&p);
 	return yes;
+}
+
+static int is_live(const struct slurm_job *sj)
+{
+	static const char *const live[] = {"PENDING",	  "REQUEUED",	"REQUEUE_HOLD", "SUSPENDED",
+					   "RUNNING",	  "CONFIGURING", "COMPLETING",	 "RESIZING",
+					   "STAGE_OUT", "SIGNALING"};
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (!strcmp(sj->state, live[i]))
+			return 1 + (i >= 4); /* 1 waiting, 2 running */
+	return 0;
+}
+
+/* The job is queued or running: so is the task, whatever older markers say. */
+static void set_live(struct task_info *ti, const struct slurm_job *sj)
+{
+	copy(ti->sched_state, sizeof(ti->sched_state), sj->state);
+	copy(ti->sched_reason, sizeof(ti->sched_reason), sj->reason);
+	ti->state = is_live(sj) == 2 ? TASK_RUNNING : TASK_PENDING;
+	ti->queued = 1;
+	ti->stuck = slurm_reason_stuck(sj->reason);
+}
+
+/* Slurm's stderr file of the job (sbatch --output), read for slurmstepd's
+ * "exceeded memory limit" and "DUE TO ..." lines; -1 when it says nothing. */
+static int log_kind(const struct run *r, const char *stage, long job, int index)
+{
+	struct buf p = BUF_INIT;
+	char *text;
+	size_t len;
+	struct error err;
+	int kind = -1;
+	buf_addf(&p, "%s/slurm/%s-%ld_%d.out", r->dir, stage, job, index);
+	if (!p.failed && fs_read_all(p.s, &text, &len, &err) == 0) {
+		kind = slurm_log_failure_kind(text);
+		mem_free(text);
+	}
+	buf_release(&p);
+	return kind;
+}
+
+/* The latest job ended without a marker of its own: write Slurm's verdict as
+ * the task's failed.json (replacing one of an earlier submission), so that it
+ * outlives Slurm's memory of the job (MinJobAge). The job has ended, so no
+ * wrapper of it writes there any more; a done.json is never touched. Best
+ * effort: a run folder that cannot be written is read again next time. */
+static void record_verdict(const struct run *r, const char *stage, int task,
+			   const struct task_info *ti, const struct slurm_job *sj)
+{
+	struct buf p = BUF_INIT;
+	struct error err;
+	task_path(&p, r->dir, stage, task, "");
+	if (p.failed || fs_mkdir_p(p.s, &err) < 0 || has_marker(r, stage, task, "done.json")) {
+		buf_release(&p);
+		return;
+	}
+	char msg[320];
+	snprintf(msg, sizeof(msg), "Slurm job %s %s without a marker: %s, reason %s%s (recorded by cairn)",
+		 ti->job, sj->nodes[0] ? "ended" : "never started", sj->state, sj->reason,
+		 slurm_failure_kind(sj->state, sj->reason, 0, 0) == SLURM_FAIL_DEPENDENCY
+			 ? ", an input failed"
+			 : "");
+	json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:s, s:i, s:s, s:s, s:s}", "kind", ti->kind,
+			      "exit_code", sj->exit_code, "signal", sj->signal, "attempt", ti->attempt,
+			      "slurm_job", ti->job, "slurm_restarts", sj->restarts, "slurm_state",
+			      sj->state, "slurm_reason", sj->reason, "message", msg);
+	buf_reset(&p);
+	task_path(&p, r->dir, stage, task, "failed.json");
+	if (j && !p.failed && jsonio_write_replace(p.s, j, &err) == 0)
+		run_event(r->dir, "recorded %s/%d: Slurm job %s %s (%s), no marker", stage, task, ti->job,
+			  sj->state, sj->reason);
+	json_decref(j);
+	buf_release(&p);
 }
 
 void sched_view_apply(const struct sched_view *v, const struct run *r, int stage, int task,
@@ -164,62 +242,76 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	int index;
 	if (!find_submission(v, stage, task, &job, &index))
 		return; /* never submitted: the markers say all there is */
-	if (!ti->job[0])
-		snprintf(ti->job, sizeof(ti->job), "%ld_%d", job, index);
-	if (ti->state == TASK_DONE || ti->state == TASK_FAILED || ti->state == TASK_CANCELLED) {
-		/* A marker is the truth, unless a retry was requeued and runs again,
-		 * or Slurm knows better why the wrapper was stopped: a wrapper sees
-		 * SIGTERM alike from scancel, a node going down or a preemption. */
-		const struct slurm_job *sj = lookup(v, job, index);
+	char latest[32];
+	snprintf(latest, sizeof(latest), "%ld_%d", job, index);
+	if (v->unreachable) {
+		if (!ti->job[0])
+			snprintf(ti->job, sizeof(ti->job), "%s", latest);
+		return; /* Slurm could not be asked: the markers alone */
+	}
+	const struct slurm_job *sj = lookup(v, job, index);
+	int ended = ti->state == TASK_DONE || ti->state == TASK_FAILED || ti->state == TASK_CANCELLED;
+	if (ended && !strcmp(ti->job, latest)) {
+		/* The latest job wrote this marker: it is the truth, unless the job
+		 * was requeued since (a retry) and is queued again, or Slurm knows
+		 * better why the wrapper was stopped (markers written before the
+		 * wrapper asked Slurm, or when it could not). */
 		int stopped = ti->state == TASK_CANCELLED ||
 			      (ti->state == TASK_FAILED && !strcmp(ti->kind, "signal") && ti->signal == 15);
+		if (sj && ti->state != TASK_DONE) {
+			copy(ti->sched_state, sizeof(ti->sched_state), sj->state);
+			copy(ti->sched_reason, sizeof(ti->sched_reason), sj->reason);
+		}
 		if (sj && stopped) {
 			int k = slurm_failure_kind(sj->state, sj->reason, sj->exit_code, sj->signal);
-			if (k == SLURM_FAIL_CANCELLED) {
-				ti->state = TASK_CANCELLED;
-				snprintf(ti->kind, sizeof(ti->kind), "cancelled");
-			}
+			if (k == SLURM_FAIL_DEPENDENCY)
+				snprintf(ti->kind, sizeof(ti->kind), "dependency");
 			if (k == SLURM_FAIL_NODE_FAIL || k == SLURM_FAIL_PREEMPTED || k == SLURM_FAIL_TIMEOUT ||
 			    k == SLURM_FAIL_OOM) {
 				ti->state = TASK_FAILED;
 				snprintf(ti->kind, sizeof(ti->kind), "%s", slurm_failure_name(k));
-				snprintf(ti->sched_state, sizeof(ti->sched_state), "%s", sj->state);
-				snprintf(ti->sched_reason, sizeof(ti->sched_reason), "%s", sj->reason);
+				copy(ti->sched_state, sizeof(ti->sched_state), sj->state);
+				copy(ti->sched_reason, sizeof(ti->sched_reason), sj->reason);
 			}
 		}
-		if (ti->state != TASK_DONE && sj &&
-		    (!strcmp(sj->state, "PENDING") || !strcmp(sj->state, "RUNNING")) && sj->restarts > 0) {
-			ti->state = strcmp(sj->state, "PENDING") ? TASK_RUNNING : TASK_PENDING;
-			ti->queued = 1;
-		}
+		if (ti->state != TASK_DONE && sj && is_live(sj) && sj->restarts > ti->restarts)
+			set_live(ti, sj);
 		return;
 	}
-	const struct slurm_job *sj = lookup(v, job, index);
+	/* No end marker, or one left by an earlier submission (or a local run):
+	 * the latest job says where the task stands. */
+	snprintf(ti->job, sizeof(ti->job), "%s", latest);
 	if (!sj) {
+		if (ended)
+			return; /* Slurm forgot the newer job: the older marker is all there is */
 		/* Slurm forgot it (MinJobAge) and it left no end marker. */
-		if (has_marker(r, name, task, "done.json"))
+		int k = log_kind(r, name, job, index);
+		if (has_marker(r, name, task, "done.json")) {
 			ti->state = TASK_DONE;
-		else {
+		} else if (k >= 0) {
+			ti->state = TASK_FAILED;
+			snprintf(ti->kind, sizeof(ti->kind), "%s", slurm_failure_name(k));
+		} else if (ti->state == TASK_PENDING) {
+			/* Never started (no started.json): cancelled while queued, by
+			 * `cairn cancel` or because an input failed. */
+			ti->state = TASK_CANCELLED;
+			snprintf(ti->kind, sizeof(ti->kind), "cancelled");
+			snprintf(ti->message, sizeof(ti->message),
+				 "Slurm job %s never started and Slurm no longer knows it (purged "
+				 "MinJobAge after it ended): it was cancelled while queued",
+				 latest);
+		} else {
 			ti->state = TASK_FAILED;
 			snprintf(ti->kind, sizeof(ti->kind), "lost");
 		}
 		return;
 	}
+	if (is_live(sj)) {
+		set_live(ti, sj);
+		return;
+	}
 	copy(ti->sched_state, sizeof(ti->sched_state), sj->state);
 	copy(ti->sched_reason, sizeof(ti->sched_reason), sj->reason);
-	if (!strcmp(sj->state, "PENDING") || !strcmp(sj->state, "REQUEUED") ||
-	    !strcmp(sj->state, "REQUEUE_HOLD") || !strcmp(sj->state, "SUSPENDED")) {
-		ti->state = TASK_PENDING;
-		ti->queued = 1;
-		return;
-	}
-	if (!strcmp(sj->state, "RUNNING") || !strcmp(sj->state, "CONFIGURING") ||
-	    !strcmp(sj->state, "COMPLETING") || !strcmp(sj->state, "RESIZING") ||
-	    !strcmp(sj->state, "STAGE_OUT") || !strcmp(sj->state, "SIGNALING")) {
-		ti->state = TASK_RUNNING;
-		ti->queued = 1;
-		return;
-	}
 	/* The job ended. A marker may have landed since we looked. */
 	if (has_marker(r, name, task, "done.json")) {
 		ti->state = TASK_DONE;
@@ -230,18 +322,9 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 		kind = SLURM_FAIL_LOST; /* COMPLETED yet no marker: the wrapper never wrote one */
 	if (kind == SLURM_FAIL_SIGNAL && sj->signal == 9) {
 		/* Without cgroups an over-memory job is just killed: Slurm's log says why. */
-		struct buf p = BUF_INIT;
-		char *text;
-		size_t len;
-		struct error err;
-		buf_addf(&p, "%s/slurm/%s-%ld_%d.out", r->dir, name, job, index);
-		if (!p.failed && fs_read_all(p.s, &text, &len, &err) == 0) {
-			int k = slurm_log_failure_kind(text);
-			if (k >= 0)
-				kind = k;
-			mem_free(text);
-		}
-		buf_release(&p);
+		int k = log_kind(r, name, job, index);
+		if (k >= 0)
+			kind = k;
 	}
 	/* Cancelled, by scancel or because an input failed (dependency): it did
 	 * not fail itself, and counting it as failed would hide the real failure. */
@@ -250,31 +333,36 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	snprintf(ti->kind, sizeof(ti->kind), "%s", slurm_failure_name(kind));
 	ti->exit_code = sj->exit_code;
 	ti->signal = sj->signal;
+	if (kind != SLURM_FAIL_LOST) {
+		struct task_info rec = *ti;
+		/* read back as a marker: "dependency" would read as failed */
+		if (kind == SLURM_FAIL_DEPENDENCY)
+			snprintf(rec.kind, sizeof(rec.kind), "cancelled");
+		record_verdict(r, name, task, &rec, sj);
+	}
 }
 
-int sched_queued_jobs(const struct sched_view *v, const struct run *r, const char *stage,
-		      long **ids, int *n, struct error *err)
+long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids)
 {
 	json_t *jobs = json_object_get(r->info, "jobs");
-	size_t count = json_is_array(jobs) ? json_array_size(jobs) : 0;
-	*n = 0;
-	*ids = mem_calloc(count + 1, sizeof(long));
-	if (!*ids)
-		return error_set(err, "out of memory");
-	for (size_t i = 0; i < count; i++) {
+	long long n = 0;
+	for (size_t i = 0; !v->unreachable && i < json_array_size(jobs); i++) {
 		const json_t *rec = json_array_get(jobs, i);
-		if (strcmp(jsonio_str(rec, "stage", ""), stage))
-			continue;
+		int stage = spec_stage_index(&r->spec, jsonio_str(rec, "stage", ""));
 		long id = (long)jsonio_int(rec, "job_id", 0);
+		int offset = (int)jsonio_int(rec, "offset", 0);
 		for (size_t k = 0; k < v->jobs.n; k++) {
 			const struct slurm_job *j = &v->jobs.v[k];
-			if (j->array_job_id == id && slurm_failure_kind(j->state, j->reason, j->exit_code,
-									j->signal) < 0 &&
-			    strcmp(j->state, "COMPLETED")) {
-				(*ids)[(*n)++] = id;
-				break;
-			}
+			if (j->array_job_id != id || !is_live(j))
+				continue;
+			if (stage >= 0 && offset + (j->array_task < 0 ? 0 : j->array_task) <
+						 r->spec.stages[stage].ntasks)
+				continue;
+			buf_addf(ids, "%s%ld", ids->len ? " " : "", id);
+			if (j->array_task >= 0)
+				buf_addf(ids, "_%d", j->array_task);
+			n++;
 		}
 	}
-	return 0;
+	return n;
 }

@@ -20,26 +20,34 @@ struct sched_view {
 	struct slurm_jobs jobs;  /* sorted by (array_job_id, array_task) */
 	struct sched_sub *subs;  /* in submission order */
 	int nsubs;
+	int unreachable;         /* squeue failed: only the markers are known */
+	char error[256];         /* then: why */
 };
 
-/* Query the scheduler once (nothing for a local run). */
+/* Query the scheduler once (nothing for a local run). When Slurm cannot be
+ * reached this still succeeds, with v->unreachable set and v->error saying
+ * why: callers show the markers and warn (sched_warning). */
 int sched_view_load(struct sched_view *v, const struct run *r, struct error *err);
 void sched_view_release(struct sched_view *v);
 
 /* Correct what the markers of a task say with what the scheduler knows: a
  * queued task is pending, a running job running, a job that ended without a
  * marker failed with its kind (timeout, node_fail, dependency...), a job the
- * scheduler forgot and that left no marker lost. Fills ti->job with the
- * job's id ("123_4") when the task was submitted. */
+ * scheduler forgot and that left no marker lost (or cancelled, when it never
+ * started; or the kind in Slurm's own log of the job, such as oom). A marker
+ * of an earlier submission gives way to the latest job while that is queued
+ * or running. A job that ended without a marker gets Slurm's verdict written
+ * as its failed.json (the only write; once per such job). Fills ti->job
+ * with the latest job's id ("123_4") when the task was submitted. */
 void sched_view_apply(const struct sched_view *v, const struct run *r, int stage, int task,
 		      struct task_info *ti);
 
 /* Record one submission in run.json (atomically): stage, job id, offset, array. */
 int sched_record(struct run *r, const char *stage, long job_id, int offset, const char *array,
 		 struct error *err);
-/* The job ids of a stage's submissions that the scheduler still holds. */
-int sched_queued_jobs(const struct sched_view *v, const struct run *r, const char *stage,
-		      long **ids, int *n, struct error *err);
+/* Queued or running jobs of tasks the spec no longer has (a stage removed,
+ * an array shrunk by resume --spec): appended to ids ("12_7 15"), counted. */
+long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids);
 /* All job ids recorded in run.json; *ids is freed by the caller. */
 int sched_job_ids(const struct run *r, long **ids, size_t *n, struct error *err);
 

@@ -130,6 +130,7 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 		ti->signal = (int)jsonio_int(j, "signal", 0);
 		copy_str(ti->host, sizeof(ti->host), jsonio_str(j, "host", ""));
 		copy_str(ti->job, sizeof(ti->job), jsonio_str(j, "slurm_job", ""));
+		ti->restarts = (int)jsonio_int(j, "slurm_restarts", 0);
 		ti->state = strcmp(ti->kind, "cancelled") ? TASK_FAILED : TASK_CANCELLED;
 		json_decref(j);
 		return 0;
@@ -146,6 +147,7 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 	ti->pid_start = jsonio_int(j, "pid_start", 0);
 	copy_str(ti->host, sizeof(ti->host), jsonio_str(j, "host", ""));
 	copy_str(ti->job, sizeof(ti->job), jsonio_str(j, "slurm_job", ""));
+	ti->restarts = (int)jsonio_int(j, "slurm_restarts", 0);
 	copy_str(ti->started, sizeof(ti->started), jsonio_str(j, "started", ""));
 	json_decref(j);
 	if (check_alive && !ti->job[0]) {

@@ -33,11 +33,13 @@ struct task_info {
 	long long pid_start; /* its start time, task_proc_start() */
 	char host[128];
 	char job[32];      /* Slurm job id "123_4" or "" */
+	int restarts;      /* the job's restart count when that attempt began */
 	char message[256]; /* failed.json's message: what the wrapper saw, or "" */
 	char started[32];
 	int queued;           /* the scheduler still holds it (pending or running) */
 	char sched_state[24]; /* what the scheduler says, when asked (sched.h) */
 	char sched_reason[64];
+	int stuck;            /* queued with a reason that never clears by itself */
 };
 
 /* Read the markers of a task. With check_alive, a task that started on this

@@ -86,7 +86,8 @@ check_eq "retry: a/2 ran twice" "$(grep -c '^a2$' count)" 2
 cairn status r2 --json >st.json
 check_grep "dependency: b/2 and c cancelled, not counted as failed" '"b": \{"tasks": 6, "done": 5, "failed": 0, "running": 0, "pending": 0, "cancelled": 1\}' st.json
 cairn why r2 b/2 >why.txt
-check_grep "why: dependency never satisfied" "dependency" why.txt
+check_grep "why: dependency never satisfied" "an input failed" why.txt
+check_grep "verdict: a job that never started gets Slurm's verdict as its marker" '"slurm_state": "CANCELLED"' r2/stages/c/0/failed.json
 cairn why r2 a/2 >why.txt
 check_grep "why: exit code, attempt and log" "exit 3 on attempt 2" why.txt
 check_grep "why: shows the log" "a/2 breaks" why.txt
@@ -131,10 +132,36 @@ chmod +x ghost/sbatch
 for c in squeue scontrol scancel; do ln -s "$T/shims/$c" ghost/$c; done
 printf '[pipeline]\nname = ghost\n[stage g]\ncommand = true\n' >ghost.ini
 CAIRN_SLURM_BIN=$T/ghost cairn run ghost.ini --executor slurm --run-dir r9 >out.txt 2>&1
-cairn status r9 >st.txt 2>&1
-check_grep "lost: a job Slurm no longer knows, without a marker, is lost" "failed g/0: lost" st.txt
+cairn status r9 --json >st.json 2>&1
+check_grep "forgotten, never started: cancelled, not lost" '"cancelled": 1' st.json
 cairn why r9 g/0 >why.txt 2>&1
+check_grep "forgotten, never started: why says so" "never started and Slurm no longer knows it" why.txt
 check_grep "lost: why says Slurm no longer knows the job" "no longer known to Slurm" why.txt
+# a wrapper that started and left no marker: lost; with slurmstepd's line in
+# Slurm's log of the job (an over-memory kill): oom, also after MinJobAge
+mkdir -p r9/stages/g/0
+printf '{"host": "elsewhere", "pid": 1, "attempt": 1, "slurm_job": "987654_0"}' >r9/stages/g/0/started.json
+cairn status r9 >st.txt 2>&1
+check_grep "lost: a started job Slurm no longer knows, without a marker, is lost" "failed g/0: lost" st.txt
+echo "slurmstepd-vm: error: StepId=987654.batch exceeded memory limit (73154560 > 52428800), being killed" >r9/slurm/g-987654_0.out
+cairn status r9 >st.txt 2>&1
+check_grep "oom after MinJobAge: read from Slurm's log of the job" "failed g/0: oom" st.txt
+cairn why r9 g/0 >why.txt 2>&1
+check_grep "oom: why prints Slurm's log of the job" "exceeded memory limit" why.txt
+# --- Slurm unreachable: markers shown with a warning; resume submits nothing ---
+mkdir -p down
+printf '#!/bin/sh\necho "slurm_load_jobs error: Unable to contact slurm controller (connect failure)" >&2\nexit 1\n' >down/squeue
+chmod +x down/squeue
+for c in sbatch scontrol scancel; do ln -s "$T/shims/$c" down/$c; done
+CAIRN_SLURM_BIN=$T/down cairn status r2 >st.txt 2>err.txt
+check_eq "unreachable: status still exits 0" "$?" 0
+check_grep "unreachable: status shows the markers" "run sdag" st.txt
+check_grep "unreachable: status says what to try" "Slurm unreachable.*scontrol ping.*SLURM_CONF" err.txt
+: >calls
+CAIRN_SLURM_BIN=$T/down cairn resume r9 >out.txt 2>&1
+check_eq "unreachable: resume refuses" "$?" 1
+check_grep "unreachable: resume says why" "cannot reach Slurm.*nothing submitted" out.txt
+check_eq "unreachable: resume submits nothing" "$(calls sbatch)" 0
 # --- cancel: one scancel for the whole run ---
 cat >slow.ini <<'EOF'
 [pipeline]
@@ -212,3 +239,110 @@ scontrol update nodename="$node" state=resume 2>/dev/null || scontrol update nod
 cairn why r6 long/0 >why.txt
 check_grep "node down: the task failed with kind node_fail" "node_fail" why.txt
 echo "# $SECONDS s: node failure done"
+
+# --- cancel stops a task with retries for good (scancel is not a timeout) ---
+cat >early.ini <<'EOF'
+[pipeline]
+name = early
+[stage early]
+time = 00:00:20
+mem = 100M
+retries = 2
+command = echo "attempt $CAIRN_ATTEMPT"; sleep 300
+EOF
+cairn run early.ini --executor slurm --run-dir r10 >out.txt 2>err.txt
+check_grep "time under a minute: a note says Slurm rounds it up" "time = 20 s becomes 1 min" err.txt
+for _ in $(seq 60); do grep -q "start early/0" r10/events.log 2>/dev/null && break; sleep 0.5; done
+cairn cancel r10 >/dev/null 2>&1
+for _ in $(seq 40); do
+	cairn status r10 --json >st.json
+	grep -q '"state": "cancelled"' st.json && break
+	sleep 0.5
+done
+sleep 3
+cairn status r10 --json >st.json
+check_grep "cancel with retries: the task stays cancelled" '"state": "cancelled"' st.json
+check_grep "cancel with retries: the wrapper recorded cancelled" '"kind": "cancelled"' r10/stages/early/0/failed.json
+check_eq "cancel with retries: no requeue" "$(grep -c 'retry early' r10/events.log)" 0
+echo "# $SECONDS s: cancel with retries done"
+
+# --- retries count per submission; a retry waiting is explained ---
+printf '[pipeline]\nname = again\n[stage x]\nretries = 1\ncommand = echo x >> %s/again; exit 5\n' "$T" >again.ini
+: >again
+cairn run again.ini --executor slurm --run-dir r11 >out.txt 2>&1
+for _ in $(seq 60); do grep -q "retry x/0" r11/events.log 2>/dev/null && break; sleep 0.5; done
+sleep 1
+cairn why r11 x/0 >why.txt 2>&1
+check_grep "retry waiting: why says attempt 1 failed and its retry waits" "queued as Slurm job .*PENDING.*attempt 1 failed \(exit 5\)" why.txt
+cairn status r11 --json >st.json
+check_grep "retry waiting: status does not count it failed" '"failed": 0' st.json
+for _ in $(seq 60); do
+	cairn status r11 --json >st.json
+	grep -q '"state": "failed"' st.json && break
+	sleep 1
+done
+cairn resume r11 --wait >out.txt 2>&1
+check_eq "retries per submission: run 2 attempts + resume 2 attempts" "$(wc -l <again)" 4
+echo "# $SECONDS s: retries per submission done"
+
+# --- a resumed task's new job, still queued, is seen as queued ---
+printf '[pipeline]\nname = flag\n[stage f]\nmem = 100M\ncommand = test -e %s/flag || exit 4\n' "$T" >flag.ini
+cairn run flag.ini --executor slurm --run-dir r12 --wait >out.txt 2>&1
+blocker=$(sbatch --parsable -c 8 --mem=100M -o /dev/null --wrap 'sleep 60')
+touch flag
+cairn resume r12 >out.txt 2>&1
+cairn status r12 --json >st.json
+check_grep "resumed, queued: status says pending" '"pending": 1' st.json
+: >calls
+cairn resume r12 >out.txt 2>&1
+check_eq "resumed, queued: a second resume submits nothing" "$(calls sbatch)" 0
+cairn why r12 f/0 >why.txt
+check_grep "resumed, queued: why says queued" "queued as Slurm job" why.txt
+scancel "$blocker"
+cairn resume r12 --wait >out.txt 2>&1
+check_eq "resumed, queued: resume --wait waits for it and exits 0" "$?" 0
+echo "# $SECONDS s: resumed queued done"
+
+# --- resume while running, after an element of an array was cancelled ---
+cat >arr.ini <<'EOF'
+[pipeline]
+name = arr
+[defaults]
+mem = 100M
+[stage a]
+command = sleep 6; echo a${task} > ${out}/a
+array = 3
+[stage b]
+after = a
+command = cat ${in.a[task]}/a > ${out}/b
+array = 3
+[stage c]
+after = b
+command = for d in ${in.b}; do cat $d/b; done > ${out}/c
+EOF
+cairn run arr.ini --executor slurm --run-dir r13 >out.txt 2>&1
+for _ in $(seq 60); do [ "$(grep -c 'start a/' r13/events.log 2>/dev/null)" = 3 ] && break; sleep 0.5; done
+aj=$(grep -o '"job_id": [0-9]*' r13/run.json | head -1 | grep -o '[0-9]*$')
+scancel "${aj}_1"
+sleep 1
+cairn resume r13 --wait >out.txt 2>&1
+check_eq "resume mid-run after a cancelled element: exit 0" "$?" 0 || sed 's/^/#   /' out.txt
+check_eq "resume mid-run after a cancelled element: result complete" "$(tr '\n' ' ' <r13/stages/c/0/out/c 2>/dev/null)" "a0 a1 a2 "
+echo "# $SECONDS s: resume mid-run done"
+
+# --- a job Slurm can never run: flagged, --wait stops ---
+printf '[pipeline]\nname = huge\n[stage h]\ncpus = 999\ncommand = true\n' >huge.ini
+cairn run huge.ini --executor slurm --run-dir r14 --wait >out.txt 2>&1
+check_eq "stuck: --wait stops, exit 1" "$?" 1
+check_grep "stuck: status names the reason" "stuck h/0: Slurm job .* reason PartitionConfig" out.txt
+cairn cancel r14 >/dev/null 2>&1
+
+# --- a submission refused at once leaves no run folder ---
+printf '[pipeline]\nname = nope\n[slurm]\npartition = nope\n[stage n]\ncommand = true\n' >nope.ini
+cairn run nope.ini --executor slurm --run-dir r15 >out.txt 2>&1
+check_eq "refused: exit 1" "$?" 1
+check "refused: no run folder left" test ! -e r15
+cairn run nope.ini --executor slurm --run-dir r15 >out.txt 2>&1
+check_grep "refused: the same command says the same again" "invalid partition" out.txt
+echo "# $SECONDS s: stuck and refused done"
+exit $failed

@@ -262,6 +262,54 @@ static void test_failure_kinds(void)
 	CHECK_INT(slurm_log_failure_kind(NULL), -1);
 }
 
+/* What `scontrol show job -o $SLURM_JOB_ID` said inside a job whose batch
+ * script trapped SIGTERM, on the test cluster (22.05.8): JobState is
+ * COMPLETING for scancel, preemption and time limit alike. */
+static void test_stop_kind(void)
+{
+	struct {
+		const char *line;
+		int restarts, want, requeued;
+	} t[] = {
+		/* scancel (cairn cancel), --requeue or not */
+		{"JobId=1 JobName=p JobState=COMPLETING Reason=None Dependency=(null) Requeue=0 Restarts=0 ExitCode=0:0", 0,
+		 SLURM_FAIL_CANCELLED, 0},
+		/* scancel of a job that a retry requeued once before */
+		{"JobId=2 JobName=p JobState=COMPLETING Reason=None Dependency=(null) Requeue=1 Restarts=1 ExitCode=0:0", 1,
+		 SLURM_FAIL_CANCELLED, 0},
+		/* time limit, --no-requeue and --requeue alike */
+		{"JobId=13 JobName=p JobState=COMPLETING Reason=TimeLimit Dependency=(null) Requeue=0 Restarts=0 ExitCode=0:0",
+		 0, SLURM_FAIL_TIMEOUT, 0},
+		/* preempted with PreemptMode=REQUEUE, --requeue: Slurm requeued it */
+		{"JobId=3 JobName=p JobState=COMPLETING Reason=None Dependency=(null) Requeue=1 Restarts=1 ExitCode=0:0", 0,
+		 SLURM_FAIL_PREEMPTED, 1},
+		/* node set DOWN: --no-requeue, then --requeue (requeued by Slurm) */
+		{"JobId=12 JobName=p JobState=NODE_FAIL Reason=NodeDown Dependency=(null) Requeue=0 Restarts=0 ExitCode=0:0", 0,
+		 SLURM_FAIL_NODE_FAIL, 0},
+		{"JobId=11 JobName=p JobState=PENDING Reason=None Dependency=(null) Requeue=1 Restarts=1 ExitCode=0:0", 0,
+		 SLURM_FAIL_PREEMPTED, 1},
+		/* a SIGTERM from outside Slurm (kill): the job still runs */
+		{"JobId=4 JobName=p JobState=RUNNING Reason=None Dependency=(null) Requeue=0 Restarts=0 ExitCode=0:0", 0,
+		 SLURM_FAIL_CANCELLED, 0},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct slurm_job_info info;
+		struct error err;
+		int requeued = -1;
+		CHECK_INT(slurm_parse_show_job(t[i].line, &info, &err), 0);
+		CHECK_INT(slurm_stop_kind(&info, t[i].restarts, &requeued), t[i].want);
+		CHECK_INT(requeued, t[i].requeued);
+	}
+	CHECK(slurm_reason_stuck("PartitionConfig"));
+	CHECK(slurm_reason_stuck("BadConstraints"));
+	CHECK(slurm_reason_stuck("ReqNodeNotAvail,_UnavailableNodes:vm"));
+	CHECK(!slurm_reason_stuck("Resources"));
+	CHECK(!slurm_reason_stuck("Priority"));
+	CHECK(!slurm_reason_stuck("BeginTime"));
+	CHECK(!slurm_reason_stuck("Dependency"));
+	CHECK(!slurm_reason_stuck(NULL));
+}
+
 /* ---- sbatch retry against a fake sbatch ------------------------------- */
 
 static char fake_dir[256];
@@ -577,6 +625,7 @@ int main(int argc, char **argv)
 	RUN(test_parse_show_job);
 	RUN(test_parse_config);
 	RUN(test_failure_kinds);
+	RUN(test_stop_kind);
 	RUN(test_sbatch_retry);
 	if (argc > 1 && strcmp(argv[1], "--live") == 0)
 		RUN(test_live);
