@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -300,13 +301,32 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	tile_shard(tile_range_count(&c.range), o->shard_i, o->shard_n > 0 ? o->shard_n : 1, &c.next,
 		   &c.end);
 	st->total = c.end - c.next;
+	if (tile_check_run_size(st->total, err) < 0) {
+		rc = COG_EBADINPUT;
+		goto out;
+	}
 	char mname[64];
 	fetch_manifest_name(o->shard_i, o->shard_n, mname, sizeof(mname));
 	snprintf(st->manifest, sizeof(st->manifest), "%s/%s", o->out_dir, mname);
-	if (fs_mkdir_p(o->out_dir, err) < 0 || manifest_load(&c.man, st->manifest, err) < 0) {
+	if (fs_mkdir_p(o->out_dir, err) < 0) {
 		rc = -1;
 		goto out;
 	}
+	rc = manifest_load(&c.man, st->manifest, err);
+	if (rc < 0) {
+		rc = rc == MANIFEST_EBADINPUT ? COG_EBADINPUT : -1;
+		goto out;
+	}
+	/* The source as recorded: a local path made absolute, so the same file
+	 * named from another folder is the same source. */
+	char srcid[PATH_MAX], note[PATH_MAX + 2200];
+	if (url || !realpath(o->src, srcid))
+		snprintf(srcid, sizeof(srcid), "%s", o->src);
+	rc = fetch_manifest_source(&c.man, st->manifest, o->out_dir, srcid, note, sizeof(note), err);
+	if (rc < 0)
+		goto out;
+	if (note[0] && o->on_note)
+		o->on_note(o->ctx, note);
 	c.journal = fopen(st->manifest, "a");
 	if (!c.journal) {
 		rc = error_errno(err, "%s: cannot open for appending", st->manifest);

@@ -20,6 +20,10 @@ struct cog_opts {
 	int shard_i, shard_n;
 	const char *resampling; /* gdalwarp -r (default "bilinear") */
 	int threads;            /* tiles warped at once, one source handle each (0: CPUs, at most 8) */
+	/* Called once, before any tile, with a line about the folder's manifest
+	 * when there is something to say (fetch_manifest_source). */
+	void (*on_note)(void *ctx, const char *line);
+	void *ctx;
 };
 
 struct cog_stats {
@@ -28,8 +32,9 @@ struct cog_stats {
 	char manifest[4096];
 };
 
-/* Returned for a source that cannot be opened or has no georeferencing, or
- * bad options: the user's input, not a failure of the work. */
+/* Returned for a source that cannot be opened or has no georeferencing, bad
+ * options, more than TILE_MAX_PER_RUN tiles, a folder where the manifest goes:
+ * the user's input, not a failure of the work. */
 #define COG_EBADINPUT (-2)
 
 /* COG_EBADINPUT (above), or -1 with a message when a tile cannot be made;

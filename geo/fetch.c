@@ -1,5 +1,6 @@
 #include "geo/fetch.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,12 +121,85 @@ int fetch_ext_from_template(const char *tmpl, char *ext, size_t size, struct err
 	return 0;
 }
 
+int fetch_check_url(const char *tmpl, struct error *err)
+{
+	size_t n = 0;
+	if (isalpha((unsigned char)tmpl[0]))
+		while (isalnum((unsigned char)tmpl[n]) || tmpl[n] == '+' || tmpl[n] == '-' ||
+		       tmpl[n] == '.')
+			n++;
+	if (n == 0 || strncmp(tmpl + n, "://", 3) != 0)
+		return error_set(err,
+				 "url template '%s' is not a URL: want SCHEME://HOST/PATH with {z}, "
+				 "{x} and {y}, e.g. 'https://tile.example.org/{z}/{x}/{y}.png'",
+				 tmpl);
+	int known = 0;
+	const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+	for (const char *const *p = vi ? vi->protocols : NULL; p && *p && !known; p++)
+		known = strlen(*p) == n && strncasecmp(*p, tmpl, n) == 0;
+	if (!known)
+		return error_set(err, "url template '%s': libcurl does not speak '%.*s' (want http "
+				      "or https)",
+				 tmpl, (int)n, tmpl);
+	const char *host = tmpl + n + 3;
+	int file = n == 4 && strncasecmp(tmpl, "file", 4) == 0;
+	if (!file && strcspn(host, "/?#") == 0)
+		return error_set(err,
+				 "url template '%s' has no host: want SCHEME://HOST/PATH, e.g. "
+				 "'https://tile.example.org/{z}/{x}/{y}.png'",
+				 tmpl);
+	struct tile t = {1, 0, 0};
+	char probe[2048];
+	return fetch_expand_url(tmpl, &t, probe, sizeof(probe), err);
+}
+
 void fetch_manifest_name(int shard_i, int shard_n, char *out, size_t size)
 {
 	if (shard_n <= 1)
 		snprintf(out, size, "manifest.tsv");
 	else
 		snprintf(out, size, "manifest.%dof%d.tsv", shard_i, shard_n);
+}
+
+/* Unlink the tiles m records ok; paths that leave out_dir are not touched. */
+static uint64_t remove_recorded_tiles(const struct manifest *m, const char *out_dir)
+{
+	uint64_t removed = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		const char *rel = m->e[i].path;
+		char path[PATH_MAX];
+		if (m->e[i].status != M_OK || rel[0] == '/' || strstr(rel, ".."))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", out_dir, rel) >= (int)sizeof(path))
+			continue;
+		if (unlink(path) == 0)
+			removed++;
+	}
+	return removed;
+}
+
+int fetch_manifest_source(struct manifest *m, const char *mpath, const char *out_dir,
+			  const char *source, char *note, size_t size, struct error *err)
+{
+	note[0] = '\0';
+	if (m->source && strcmp(m->source, source) == 0)
+		return 0;
+	if (m->source) {
+		uint64_t removed = remove_recorded_tiles(m, out_dir);
+		snprintf(note, size,
+			 "%s records another source, %s: its %llu tiles are removed and every tile "
+			 "is fetched again from %s",
+			 mpath, m->source, (unsigned long long)removed, source);
+		manifest_clear(m);
+	} else if (m->n) {
+		snprintf(note, size,
+			 "%s records no source (an earlier cairn-fetch wrote it): its %zu tiles "
+			 "are taken as tiles of %s, now recorded; delete it to fetch them all again",
+			 mpath, m->n, source);
+	}
+	if (manifest_set_source(m, source) < 0)
+		return error_set(err, "%s: out of memory", mpath);
+	return manifest_write(m, mpath, err);
 }
 
 /* ---- the run ---- */
@@ -995,15 +1070,12 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 	r.st = &res->stats;
 	r.rng = o->seed;
 	double t0 = clock_now();
-	struct tile t0tile;
-	char probe[2048];
-	tile_range_nth(&o->range, 0, &t0tile);
-	if (fetch_expand_url(o->url, &t0tile, probe, sizeof(probe), err) < 0)
-		return -1;
+	if (fetch_check_url(o->url, err) < 0)
+		return FETCH_EBADINPUT;
 	if (o->ext)
 		snprintf(r.ext, sizeof(r.ext), "%s", o->ext);
 	else if (fetch_ext_from_template(o->url, r.ext, sizeof(r.ext), err) < 0)
-		return -1;
+		return FETCH_EBADINPUT;
 	if (o->concurrency < 1 || o->concurrency > 4096)
 		return error_set(err, "concurrency %d out of range 1..4096", o->concurrency);
 	uint64_t end;
@@ -1011,6 +1083,8 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 		   &end);
 	r.total = end - r.begin;
 	res->stats.total = r.total;
+	if (tile_check_run_size(r.total, err) < 0)
+		return FETCH_EBADINPUT;
 	if (fs_mkdir_p(o->out_dir, err) < 0)
 		return -1;
 	char mname[64];
@@ -1023,7 +1097,18 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 		error_set(err, "out of memory for %llu tiles", (unsigned long long)r.total);
 		goto out;
 	}
-	if (manifest_load(&r.man, res->manifest, err) < 0 || use_manifest(&r, err) < 0)
+	int lrc = manifest_load(&r.man, res->manifest, err);
+	if (lrc < 0) {
+		rc = lrc == MANIFEST_EBADINPUT ? FETCH_EBADINPUT : -1;
+		goto out;
+	}
+	char note[PATH_MAX + 2200];
+	if (fetch_manifest_source(&r.man, res->manifest, o->out_dir, o->url, note, sizeof(note),
+				  err) < 0)
+		goto out;
+	if (note[0] && o->on_note)
+		o->on_note(o->ctx, note);
+	if (use_manifest(&r, err) < 0)
 		goto out;
 	char host[128] = "host";
 	gethostname(host, sizeof(host) - 1);

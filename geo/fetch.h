@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "geo/manifest.h"
 #include "geo/tile.h"
 
 enum {
@@ -40,6 +41,9 @@ struct fetch_opts {
 	volatile sig_atomic_t *stop; /* set from a signal handler: finish cleanly, early */
 	/* Called from the fetching thread after every finished tile. */
 	void (*on_progress)(void *ctx, uint64_t done, uint64_t total);
+	/* Called once, before any transfer, with a line about the folder's
+	 * manifest when there is something to say (fetch_manifest_source). */
+	void (*on_note)(void *ctx, const char *line);
 	void *ctx;
 };
 
@@ -72,12 +76,21 @@ struct fetch_result {
 	char manifest[4096]; /* path of the manifest written */
 };
 
+/* Returned for the user's bad input: a template that is not a URL or has no
+ * file type, more than TILE_MAX_PER_RUN tiles, a folder where the manifest
+ * goes. Exit 2, not a failure of the work. */
+#define FETCH_EBADINPUT (-2)
+
 /* 0 when the run went through (tiles may still have failed: see stats.failed
- * and failures); -1 with a message when it could not run at all (bad template,
- * out_dir not writable, curl or thread setup failed). */
+ * and failures); FETCH_EBADINPUT (above), or -1 with a message when it could
+ * not run at all (out_dir not writable, curl or thread setup failed). */
 int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error *err);
 void fetch_result_release(struct fetch_result *res);
 
+/* The template is a URL: SCHEME://HOST/... with a scheme libcurl speaks (a
+ * host may be left out only for file:///...), and {z}, {x} and {y} (or {-y},
+ * or {q}). -1 with a message naming the template. */
+int fetch_check_url(const char *tmpl, struct error *err);
 /* Template expansion; -1 if the template has no {z}, {x} or no {y}/{-y}/{q}. */
 int fetch_expand_url(const char *tmpl, const struct tile *t, char *out, size_t size,
 		     struct error *err);
@@ -85,5 +98,16 @@ int fetch_expand_url(const char *tmpl, const struct tile *t, char *out, size_t s
 int fetch_ext_from_template(const char *tmpl, char *ext, size_t size, struct error *err);
 /* The manifest's file name for a shard: "manifest.tsv" or "manifest.3of16.tsv". */
 void fetch_manifest_name(int shard_i, int shard_n, char *out, size_t size);
+/* A rerun's check of the tile source (a URL template, a COG path or URL) of
+ * manifest m, loaded from mpath in out_dir:
+ * - the same source, or a new manifest: nothing to say;
+ * - none recorded (an earlier cairn-fetch wrote it): its tiles are kept as
+ *   tiles of this source;
+ * - another source: the tiles it records ok are removed from out_dir and
+ *   every entry is dropped, so every tile is fetched again.
+ * Unless the source was the same, m is written to mpath with the source
+ * before any tile is appended to it. note gets one line for the user, or "". */
+int fetch_manifest_source(struct manifest *m, const char *mpath, const char *out_dir,
+			  const char *source, char *note, size_t size, struct error *err);
 
 #endif

@@ -82,14 +82,64 @@ int manifest_put(struct manifest *m, const char *path, uint64_t bytes, const cha
 	return 0;
 }
 
-void manifest_release(struct manifest *m)
+void manifest_clear(struct manifest *m)
 {
 	for (size_t i = 0; i < m->n; i++)
 		mem_free(m->e[i].path);
+	m->n = 0;
+	for (size_t i = 0; i < m->nslot; i++)
+		m->slot[i] = SIZE_MAX;
+}
+
+void manifest_release(struct manifest *m)
+{
+	manifest_clear(m);
 	mem_free(m->e);
 	mem_free(m->slot);
+	mem_free(m->source);
 	memset(m, 0, sizeof(*m));
 }
+
+int manifest_set_source(struct manifest *m, const char *source)
+{
+	char *s = mem_strdup(source);
+	if (!s)
+		return -1;
+	mem_free(m->source);
+	m->source = s;
+	return 0;
+}
+
+/* The source line is one line: a tab, newline, CR or backslash in the source
+ * (a file name may hold any of them) is written as \t, \n, \r, \\. */
+static void source_escape(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '\\': buf_adds(b, "\\\\"); break;
+		case '\t': buf_adds(b, "\\t"); break;
+		case '\n': buf_adds(b, "\\n"); break;
+		case '\r': buf_adds(b, "\\r"); break;
+		default: buf_addc(b, *s);
+		}
+	}
+}
+
+static void source_unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (*s == '\\' && s[1]) {
+			s++;
+			*o++ = *s == 't' ? '\t' : *s == 'n' ? '\n' : *s == 'r' ? '\r' : *s;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+static const char source_tag[] = "# source\t";
 
 /* Later lines win: the file is a journal appended as tiles finish, compacted
  * at the end of a run. A torn last line (a crash mid-append) is ignored. */
@@ -97,6 +147,11 @@ int manifest_load(struct manifest *m, const char *path, struct error *err)
 {
 	if (!fs_exists(path))
 		return 0;
+	if (fs_is_dir(path)) {
+		error_set(err, "%s: is a folder, not a manifest file: move it out of the way "
+			  "(cairn-fetch keeps its record of the tiles there)", path);
+		return MANIFEST_EBADINPUT;
+	}
 	char *data;
 	size_t len;
 	if (fs_read_all(path, &data, &len, err) < 0)
@@ -108,7 +163,11 @@ int manifest_load(struct manifest *m, const char *path, struct error *err)
 		if (!nl)
 			break; /* torn last line */
 		*nl = '\0';
-		if (line[0] != '#' && line[0] != '\0') {
+		if (strncmp(line, source_tag, sizeof(source_tag) - 1) == 0) {
+			source_unescape(line + sizeof(source_tag) - 1);
+			if (manifest_set_source(m, line + sizeof(source_tag) - 1) < 0)
+				rc = error_set(err, "%s: out of memory", path);
+		} else if (line[0] != '#' && line[0] != '\0') {
 			char p[PATH_MAX], sha[80], st[16];
 			unsigned long long bytes;
 			if (sscanf(line, "%4095[^\t]\t%llu\t%79[^\t]\t%15s", p, &bytes, sha, st) == 4) {
@@ -129,6 +188,11 @@ int manifest_write(const struct manifest *m, const char *path, struct error *err
 {
 	struct buf b = BUF_INIT;
 	buf_adds(&b, "# cairn-fetch manifest v1: path\tbytes\tsha256\tstatus\n");
+	if (m->source) {
+		buf_adds(&b, source_tag);
+		source_escape(&b, m->source);
+		buf_addc(&b, '\n');
+	}
 	for (size_t i = 0; i < m->n; i++)
 		buf_addf(&b, "%s\t%llu\t%s\t%s\n", m->e[i].path, (unsigned long long)m->e[i].bytes,
 			 m->e[i].sha, status_names[m->e[i].status]);

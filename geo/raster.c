@@ -46,8 +46,25 @@ static void collect(CPLErr cls, CPLErrorNum num, const char *msg)
 	struct gdal_msgs *m = CPLGetErrorHandlerUserData();
 	if (cls == CE_Debug || !m)
 		return;
-	if (m->count++ == 0)
+	if (m->count++ == 0) {
+		/* Some drivers end their message with a newline (PNG's "Unable to
+		 * create png file ...\n"): it would print as a blank line. */
 		snprintf(m->first, sizeof(m->first), "%s", msg);
+		size_t n = strlen(m->first);
+		while (n && (m->first[n - 1] == '\n' || m->first[n - 1] == '\r' || m->first[n - 1] == ' '))
+			m->first[--n] = '\0';
+	}
+}
+
+/* A GDAL message about the temp file names the user's path instead. */
+static void msg_untmp(char *msg, size_t size, const char *tmp, const char *path)
+{
+	char *p = strstr(msg, tmp);
+	if (!p)
+		return;
+	char rest[256];
+	snprintf(rest, sizeof(rest), "%s", p + strlen(tmp));
+	snprintf(p, size - (size_t)(p - msg), "%s%s", path, rest);
 }
 
 static int ext_is(const char *ext, const char *a, const char *b)
@@ -434,6 +451,7 @@ out:
 	CPLPopErrorHandler();
 	if (rc == 0)
 		return fs_commit_tmp(tmp, path, 0, err);
+	msg_untmp(err->msg, sizeof(err->msg), tmp, path);
 	unlink(tmp);
 	return rc;
 }

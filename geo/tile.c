@@ -146,6 +146,16 @@ void tile_range_nth(const struct tile_range *r, uint64_t i, struct tile *t)
 	t->y = r->y0 + (uint32_t)(i / w);
 }
 
+int tile_check_run_size(uint64_t n, struct error *err)
+{
+	if (n <= TILE_MAX_PER_RUN)
+		return 0;
+	return error_set(err,
+			 "too many tiles (%llu; at most %llu): use a smaller --bbox, a lower "
+			 "--zoom, or --shard",
+			 (unsigned long long)n, (unsigned long long)TILE_MAX_PER_RUN);
+}
+
 void tile_shard(uint64_t count, int i, int n, uint64_t *begin, uint64_t *end)
 {
 	if (n <= 0 || i < 0 || i >= n) {

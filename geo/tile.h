@@ -63,6 +63,16 @@ void tile_range_nth(const struct tile_range *r, uint64_t i, struct tile *t);
  * differ by at most one, every item in exactly one shard. */
 void tile_shard(uint64_t count, int i, int n, uint64_t *begin, uint64_t *end);
 
+/* The most tiles one run (one shard) of cairn-fetch or cairn-rasterize
+ * makes: 2^24 = 16,777,216. A fetch keeps about 150 bytes of state and
+ * manifest per tile (2.5 GB at the limit) and writes a manifest of about
+ * 1.3 GB. A country is a sharded job: France's bbox holds 28 million tiles at
+ * zoom 17 and 112 million at 18, under the limit in 2 and 8 shards. */
+#define TILE_MAX_PER_RUN (1ull << 24)
+/* -1 with "too many tiles (N; at most M): use a smaller --bbox, a lower
+ * --zoom, or --shard" when n > TILE_MAX_PER_RUN. */
+int tile_check_run_size(uint64_t n, struct error *err);
+
 /* Bing quadkey: one digit per zoom level, digit = 2*ybit + xbit; z=0 is "". */
 void tile_quadkey(const struct tile *t, char out[TILE_MAX_ZOOM + 1]);
 int tile_from_quadkey(const char *qk, struct tile *t, struct error *err);

@@ -17,10 +17,14 @@ static const char usage[] =
 	"usage: cairn-fetch --url TEMPLATE --zoom Z --bbox W,S,E,N --out DIR [options]\n"
 	"       cairn-fetch --cog PATH|URL --zoom Z [--bbox W,S,E,N] --out DIR\n"
 	"Downloads every tile of the bbox at zoom Z to DIR/Z/X/Y.EXT, exactly as served,\n"
-	"and records DIR/manifest.tsv (path, bytes, sha256, status). A rerun skips\n"
-	"tiles that are valid in the manifest without asking the server.\n"
+	"and records DIR/manifest.tsv (path, bytes, sha256, status, and the source:\n"
+	"the --url template or the --cog source). A rerun skips tiles that are valid\n"
+	"in the manifest without asking the server; a rerun with another source\n"
+	"removes the recorded tiles and fetches every tile again (it says so).\n"
+	"A run (a shard) makes at most 16777216 tiles: shard larger areas.\n"
 	"\n"
-	"  --url T            template with {z} {x} {y} ({-y}: TMS row, {q}: quadkey)\n"
+	"  --url T            SCHEME://HOST/PATH template with {z} {x} {y} ({-y}: TMS\n"
+	"                     row, {q}: quadkey)\n"
 	"  --zoom Z           0..30\n"
 	"  --bbox W,S,E,N     degrees; --bbox=W,S,E,N also works, negatives allowed\n"
 	"  --out DIR          output folder\n"
@@ -53,8 +57,9 @@ static const char usage[] =
 	"                     recorded 'missing'\n"
 	"  --resampling R     for --cog: near, bilinear (default), cubic, average, ...\n"
 	"Exit: 0 every tile fetched or known missing (404), 1 some failed (listed),\n"
-	"2 bad usage or unreadable input (a --cog source that cannot be opened or\n"
-	"has no georeferencing).\n"
+	"2 bad usage or unreadable input (a --url that is not a URL, more tiles than\n"
+	"a run makes, a --cog source that cannot be opened or has no georeferencing,\n"
+	"a folder where the manifest goes).\n"
 	"\n"
 	"example:\n"
 	"  cairn-fetch --url 'https://tile.example.org/{z}/{x}/{y}.png' --zoom 15 \\\n"
@@ -72,6 +77,14 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)total;
 	progress_update(ctx, done);
+}
+
+/* The manifest's source line (another source, or none recorded): said once,
+ * before the work starts, on stderr. */
+static void on_note(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "cairn-fetch: %s\n", line);
 }
 
 static int parse_num(const char *name, const char *s, double lo, double hi, double *out)
@@ -210,8 +223,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "cairn-fetch: --cog needs --zoom and --out\n");
 			return 2;
 		}
-		struct cog_opts co = {cog, o.out_dir, o.ext, zoom, have_bbox, bb, o.shard_i, o.shard_n,
-				      resampling, o.threads};
+		struct cog_opts co = {cog,	 o.out_dir, o.ext,     zoom,	have_bbox, bb,
+				      o.shard_i, o.shard_n, resampling, o.threads, on_note,   NULL};
 		struct cog_stats cs;
 		int crc = cog_run(&co, &cs, &err);
 		if (crc < 0) {
@@ -239,12 +252,14 @@ int main(int argc, char **argv)
 	progress_init(&pr, "fetch", "tiles", 0);
 	o.stop = &stop;
 	o.on_progress = on_progress;
+	o.on_note = on_note;
 	o.ctx = &pr;
 	struct fetch_result res;
-	if (fetch_run(&o, &res, &err) < 0) {
+	int frc = fetch_run(&o, &res, &err);
+	if (frc < 0) {
 		fprintf(stderr, "cairn-fetch: %s\n", err.msg);
 		fetch_result_release(&res);
-		return strstr(err.msg, "template") || strstr(err.msg, "--ext") ? 2 : 1;
+		return frc == FETCH_EBADINPUT ? 2 : 1;
 	}
 	progress_finish(&pr);
 	const struct fetch_stats *s = &res.stats;

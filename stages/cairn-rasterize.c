@@ -30,14 +30,15 @@ static const char usage[] =
 	"  --layer L            only this layer (default: every layer)\n"
 	"  --class-field F      integer field with the burn value 0..255 (default: 1)\n"
 	"  --width-field F      per-line width in metres (default: --road-width)\n"
-	"  --road-width M       line width in ground metres (default 6)\n"
+	"  --road-width M       line width in ground metres, < 1000 (default 6)\n"
 	"  --srs CRS            the data's CRS when the file has none or a wrong one\n"
 	"  --zoom Z             0..30\n"
 	"  --bbox W,S,E,N       degrees (default: the features' extent)\n"
 	"  --like DIR           exactly the tiles in DIR/Z/X/Y.* (labels for imagery)\n"
 	"  --out DIR            output folder\n"
-	"  --shard I/N          part I of N (0-based) of the tiles\n"
-	"  --threads N          (default: online CPUs, at most 8)\n"
+	"  --shard I/N          part I of N (0-based) of the tiles; a run (a shard)\n"
+	"                       makes at most 16777216 tiles\n"
+	"  --threads N          1..256 (default: online CPUs, at most 8)\n"
 	"Exit: 0 ok, 1 the work failed, 2 bad usage or unreadable input.\n"
 	"\n"
 	"example:\n"
@@ -55,6 +56,14 @@ struct job {
 	struct error err;
 	pthread_mutex_t mu;
 };
+
+/* The tiles of this shard, at most TILE_MAX_PER_RUN. */
+static int shard_size_check(uint64_t count, int shard_i, int shard_n, struct error *err)
+{
+	uint64_t begin, end;
+	tile_shard(count, shard_i, shard_n, &begin, &end);
+	return tile_check_run_size(end - begin, err);
+}
 
 static void *worker(void *arg)
 {
@@ -119,7 +128,10 @@ int main(int argc, char **argv)
 		case 'r':
 			lo.road_width = strtod(optarg, &end);
 			if (*end || !(lo.road_width > 0 && lo.road_width < 1000)) {
-				fprintf(stderr, "cairn-rasterize: --road-width '%s': want metres > 0\n", optarg);
+				fprintf(stderr,
+					"cairn-rasterize: --road-width '%s': want ground metres > 0 "
+					"and < 1000\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -166,6 +178,13 @@ int main(int argc, char **argv)
 				"writes exactly the tiles of its folder\n");
 		return 2;
 	}
+	/* A --bbox's tile count is known before the vectors are read. */
+	struct tile_range range = {zoom, 0, 0, 0, 0};
+	if (have_bbox && (tile_range_from_bbox(&bb, zoom, &range, &err) < 0 ||
+			  shard_size_check(tile_range_count(&range), shard_i, shard_n, &err) < 0)) {
+		fprintf(stderr, "cairn-rasterize: %s\n", err.msg);
+		return 2;
+	}
 	double t0 = clock_now();
 	struct burn_set set;
 	burn_set_init(&set);
@@ -174,14 +193,11 @@ int main(int argc, char **argv)
 		burn_set_release(&set);
 		return 2;
 	}
-	struct tile_range range = {zoom, 0, 0, 0, 0};
-	int rc;
+	int rc = 0;
 	if (like) {
 		int lz = zoom;
 		rc = tiledir_list(like, like_ext, &lz, &like_tiles, &nlike, &err);
-	} else if (have_bbox)
-		rc = tile_range_from_bbox(&bb, zoom, &range, &err);
-	else {
+	} else if (!have_bbox) {
 		struct bbox env;
 		rc = burn_set_extent(&set, &env, &err);
 		if (rc == 0) {
@@ -197,6 +213,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cairn-rasterize: %s%s%s\n", like ? "" : vector, like ? "" : ": ",
 			err.msg);
 		burn_set_release(&set);
+		return 2;
+	}
+	if (shard_size_check(like ? nlike : tile_range_count(&range), shard_i, shard_n, &err) < 0) {
+		fprintf(stderr, "cairn-rasterize: %s\n", err.msg);
+		burn_set_release(&set);
+		mem_free(like_tiles);
 		return 2;
 	}
 	if (burn_set_prepare(&set, &err) < 0) {

@@ -39,14 +39,15 @@ static void usage(FILE *f)
 		"options:\n"
 		"  --arch SPEC     model spec (default \"%s\"; see docs/nn.md), e.g.\n"
 		"                  \"resnet:depths=2-2-2,widths=32-64-128\"\n"
-		"  --epochs N      passes over the training shard (default 15)\n"
-		"  --batch N       images per step (default 128)\n"
+		"  --epochs N      passes over the training shard, 1..100000 (default 15)\n"
+		"  --batch N       images per step, 1..65536 (default 128)\n"
 		"  --lr X          peak learning rate of SGD + Nesterov, cosine decay (default 0.05)\n"
 		"  --wd X          weight decay (default 5e-4)\n"
-		"  --seed N        weight init, shuffling, augmentation, dropout (default 1)\n"
+		"  --seed N        weight init, shuffling, augmentation, dropout;\n"
+		"                  0..2147483647 (default 1)\n"
 		"  --pad N         random-crop augmentation: pad N pixels, crop back (default 0)\n"
 		"  --no-augment    no random flips and no crops\n"
-		"  --threads N     CPU threads (default: all cores)\n"
+		"  --threads N     CPU threads, 1..1024 (default: all cores)\n"
 		"  --device D      cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
 		"                  with make CUDA=1 and a GPU), auto (cuda if a GPU is visible,\n"
 		"                  else cpu)\n"
@@ -133,13 +134,23 @@ static json_t *json_doubles(const double *v, int n)
 	return a;
 }
 
-/* --precision for the chosen device; *p becomes the precision in use. */
+static int known_precision(const char *p)
+{
+	return !strcmp(p, "fp32") || !strcmp(p, "tf32") || !strcmp(p, "bf16");
+}
+
+/* --precision for the chosen device; *p becomes the precision in use. An
+ * unknown name is said to be one before the device is held against it. */
 static int set_precision(const struct nn_backend *be, const char **p)
 {
 #ifdef CAIRN_CUDA
 	if (be->device == NN_DEV_CUDA) {
 		struct error err;
 		enum nn_cuda_precision v;
+		if (*p && !known_precision(*p)) {
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
+			return -1;
+		}
 		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
 			   nn_cuda_set_precision(v, &err) < 0)) {
 			bad_usage("--precision: %s", err.msg);
@@ -151,6 +162,10 @@ static int set_precision(const struct nn_backend *be, const char **p)
 #endif
 	(void)be;
 	if (*p && strcmp(*p, "fp32")) {
+		if (!known_precision(*p)) {
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
+			return -1;
+		}
 		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
 		return -1;
 	}
@@ -183,12 +198,12 @@ int main(int argc, char **argv)
 		case 'a': cfg.arch = optarg; break;
 		case 'e':
 			if (parse_long(optarg, 1, 100000, &v) < 0)
-				return bad_usage("--epochs: '%s' is not a positive integer", optarg);
+				return bad_usage("--epochs: '%s' is not an integer in 1..100000", optarg);
 			cfg.epochs = (int)v;
 			break;
 		case 'b':
 			if (parse_long(optarg, 1, 65536, &v) < 0)
-				return bad_usage("--batch: '%s' is not a positive integer", optarg);
+				return bad_usage("--batch: '%s' is not an integer in 1..65536", optarg);
 			cfg.batch = (int)v;
 			break;
 		case 'l':
@@ -201,12 +216,12 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			if (parse_long(optarg, 0, 0x7fffffffL, &v) < 0)
-				return bad_usage("--seed: '%s' is not an integer >= 0", optarg);
+				return bad_usage("--seed: '%s' is not an integer in 0..2147483647", optarg);
 			cfg.seed = (uint64_t)v;
 			break;
 		case 'j':
 			if (parse_long(optarg, 1, 1024, &threads) < 0)
-				return bad_usage("--threads: '%s' is not a positive integer", optarg);
+				return bad_usage("--threads: '%s' is not an integer in 1..1024", optarg);
 			break;
 		case 'd': {
 			struct error derr;

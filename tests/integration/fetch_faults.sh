@@ -16,6 +16,7 @@ start_server() {
 	local log=$1 pf=$2
 	shift 2
 	python3 "$FIX/fault_server.py" "$T/www" "$pf" "$log" "$@" >>"$T/server.err" 2>&1 &
+	SERVER_PID=$!
 	on_exit "kill $! 2>/dev/null"
 	for _ in $(seq 50); do [ -s "$pf" ] && break; sleep 0.1; done
 	PORT=$(cat "$pf")
@@ -71,10 +72,13 @@ check_grep "the failed tile is listed with its reason" 'failed: 6/11/22.png: .*H
 check_eq "it was asked 3 times (1 + 2 retries)" "$(grep -c '/6/11/22.png' "$T/log2")" 3
 check_eq "its status is failed" "$(awk -F'\t' '$4=="failed"{print $1}' "$T/out2/manifest.tsv")" "6/11/22.png"
 check "no file for the failed tile" test ! -e "$T/out2/6/11/22.png"
-# Fix the server: a rerun asks only for the failed tile.
+# Fix the server (restarted at the same URL: another URL is another source,
+# whose rerun fetches every tile): a rerun asks only for the failed tile.
 before=$(requests "$T/log2")
-start_server "$T/log3" "$T/port3" --clean
+kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null
+start_server "$T/log3" "$T/port3" --clean --port "$PORT2"
 PORT3=$PORT
+check_eq "the fixed server is at the same URL" "$PORT3" "$PORT2"
 check_rc "rerun after the server recovers exits 0" 0 cairn-fetch --url "http://127.0.0.1:$PORT3/{z}/{x}/{y}.png" \
 	--zoom 6 --bbox=$BBOX --out "$T/out2"
 check_eq "the rerun asked for the one failed tile only" "$(cat "$T/log3" | awk '{print $2}' | tr '\n' ' ')" "/6/11/22.png "

@@ -62,3 +62,47 @@ check_rc "rate-limited fetch" 0 cairn-fetch --url "$URL" --zoom 12 --bbox="$BBOX
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "--rate 40 for 22 tiles took ${ms} ms (>= 450)" test "$ms" -ge 450
 check_grep "--json summary" '"fetched": 2[0-9]' "$T/.out"
+
+# The manifest records its source. Another server (here a second tree, other
+# pixels, other 404s) into the same folder: every tile is fetched again and
+# the old server's tiles are gone, also where the new one has none.
+python3 "$FIX/make_tiles.py" "$T/www/alt" 12 1514 2320 1521 2327 --skip 17 --noise 5
+URL2="http://127.0.0.1:$PORT/alt/{z}/{x}/{y}.png"
+check_grep "the manifest records the source" "^# source	$URL\$" "$T/out/manifest.tsv"
+before=$(requests)
+check_rc "fetch from another --url into the same folder" 0 cairn-fetch --url "$URL2" --zoom 12 --bbox="$BBOX" --out "$T/out"
+check_grep "it says so, in one line" "manifest.tsv records another source, http://127.0.0.1:$PORT/\{z\}.*: its 62 tiles are removed and every tile is fetched again from .*/alt/" "$T/.out"
+check_grep "new source: 61 fetched, 3 missing" '64 tiles: 61 fetched, 0 cached, 3 missing' "$T/.out"
+check_eq "it asked for all 64 tiles" "$(($(requests) - before))" 64
+same=0
+for f in $(cd "$T/www/alt" && find . -name '*.png'); do cmp -s "$T/www/alt/$f" "$T/out/$f" && same=$((same + 1)); done
+check_eq "61 tiles identical to the new server's" "$same" 61
+check_eq "no tile of the old server stays (61 on disk)" "$(find "$T/out" -name '*.png' | wc -l | tr -d ' ')" 61
+check_grep "the new source is recorded" "^# source	$URL2\$" "$T/out/manifest.tsv"
+# A manifest of the previous cairn-fetch (no source line) keeps working: its
+# tiles are taken as this source's, the source is recorded, nothing is asked.
+grep -v '^# source' "$T/out/manifest.tsv" >"$T/old.tsv" && cp "$T/old.tsv" "$T/out/manifest.tsv"
+before=$(requests)
+check_rc "rerun over a manifest without a source" 0 cairn-fetch --url "$URL2" --zoom 12 --bbox="$BBOX" --out "$T/out"
+check_grep "it says what it does" "manifest.tsv records no source \(an earlier cairn-fetch wrote it\): its 64 tiles are taken as tiles of .*/alt/.*, now recorded; delete it to fetch them all again" "$T/.out"
+check_grep "old manifest: all cached" '0 fetched, 61 cached, 3 missing' "$T/.out"
+check_eq "old manifest: no request" "$(requests)" "$before"
+check_grep "old manifest: the source is recorded now" "^# source	$URL2\$" "$T/out/manifest.tsv"
+check_rc "a rerun after that says nothing more" 0 cairn-fetch --url "$URL2" --zoom 12 --bbox="$BBOX" --out "$T/out"
+check "... no line about the source" test -z "$(grep 'source' "$T/.out")"
+
+# Bad input is exit 2 up front, naming the thing.
+check_rc "a template with no scheme or host is a usage error" 2 cairn-fetch --url '/{z}/{x}/{y}.png' --zoom 12 --bbox="$BBOX" --out "$T/u"
+check_grep "... naming the template" "url template '/\{z\}/\{x\}/\{y\}.png' is not a URL: want SCHEME://HOST/PATH" "$T/.out"
+check "... before any tile or folder" test ! -e "$T/u"
+check_rc "a template with no host is a usage error" 2 cairn-fetch --url 'http:///{z}/{x}/{y}.png' --zoom 12 --bbox="$BBOX" --out "$T/u"
+check_grep "... saying so" "has no host" "$T/.out"
+check_rc "a scheme libcurl does not speak is a usage error" 2 cairn-fetch --url 'htp://h/{z}/{x}/{y}.png' --zoom 12 --bbox="$BBOX" --out "$T/u"
+check_grep "... naming it" "libcurl does not speak 'htp'" "$T/.out"
+check_rc "the world at zoom 30 is too many tiles (exit 2)" 2 cairn-fetch --url "$URL" --zoom 30 --bbox=-180,-85,180,85 --out "$T/u"
+check_grep "... with the limit and what to do" 'too many tiles \([0-9]+; at most 16777216\): use a smaller --bbox, a lower --zoom, or --shard' "$T/.out"
+check_rc "... and so is half of the world at zoom 13 (33 million)" 2 cairn-fetch --url "$URL" --zoom 13 --bbox=-180,-85,180,85 --shard 0/2 --out "$T/u"
+check_grep "... its count" 'too many tiles \(33[0-9]{6}; at most' "$T/.out"
+mkdir -p "$T/d/manifest.tsv"
+check_rc "a manifest.tsv that is a folder is bad input" 2 cairn-fetch --url "$URL" --zoom 12 --bbox="$BBOX" --out "$T/d"
+check_grep "... with the reason" 'd/manifest.tsv: is a folder, not a manifest file' "$T/.out"

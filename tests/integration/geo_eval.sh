@@ -74,6 +74,11 @@ head -c 500 /dev/urandom >"$f"
 check_rc "a garbage prediction tile is bad input" 2 cairn-eval --pred "$T/bad" --truth "$T/s/truth"
 check_grep "garbage tile: GDAL's reason, not '?'" 'cannot open: .*not recognized' "$T/.out"
 check_rc "no truth folder is bad input" 2 cairn-eval --pred "$T/sl" --truth "$T/nope"
+check_rc "--errors into a missing folder fails" 1 cairn-eval --pred "$T/sl" --truth "$T/s/truth" \
+	--out "$T/ok.json" --errors "$T/nodir/e.png"
+check_grep "... naming the user's path, not a temp file" 'nodir/e.png: cannot write PNG: .*nodir/e.png: No such file' "$T/.out"
+check "... no temp name" bash -c "! grep -q 'e.png.tmp' '$T/.out'"
+check_eq "... and no stray blank line" "$(grep -c '^$' "$T/.out")" 0
 check_rc "--help exits 0" 0 cairn-eval --help
 
 # The shipped pipeline, end to end, with the orchestrator.

@@ -125,6 +125,15 @@ check "--like a missing folder: the message does not blame the vector file" \
 	bash -c "! grep -q 'map.geojson' '$T/.out' && grep -q 'nolike' '$T/.out'"
 check_rc "--like with --bbox is a usage error" 2 cairn-rasterize --vector "$T/map.geojson" --zoom 17 \
 	--like "$T/r4326" --bbox=2.33,48.84,2.36,48.86 --out "$T/x"
+check_rc "--road-width 1e9 is a usage error" 2 cairn-rasterize --vector "$T/map.geojson" --zoom 17 \
+	--road-width 1e9 --out "$T/x"
+check_grep "... that says the limit" "road-width '1e9': want ground metres > 0 and < 1000" "$T/.out"
+check_rc "the world at zoom 30 is too many tiles (exit 2)" 2 cairn-rasterize --vector "$T/map.geojson" \
+	--zoom 30 --bbox=-180,-85,180,85 --out "$T/big"
+check_grep "... with the limit and what to do" 'too many tiles \([0-9]+; at most 16777216\): use a smaller --bbox, a lower --zoom, or --shard' "$T/.out"
+check "... and no tile written" test ! -e "$T/big"
+check_rc "... also in one of 2 shards of zoom 13's world" 2 cairn-rasterize --vector "$T/map.geojson" \
+	--zoom 13 --bbox=-180,-85,180,85 --shard 1/2 --out "$T/big"
 check_rc "--help exits 0" 0 cairn-rasterize --help
 
 # Real files: Debian's r-cran-sf ships London buildings (British national grid)

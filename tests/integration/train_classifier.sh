@@ -42,6 +42,15 @@ else
 fi
 check_rc "bf16 on the cpu is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --precision bf16 --out $T/r7
 check_grep "the error says why" "cpu devices compute in fp32 only" $T/.out
+check_rc "an unknown precision is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --precision fp8 --out $T/r7
+check_grep "... said to be unknown, with the known ones" "unknown precision 'fp8' \(known: fp32, tf32, bf16\)" $T/.out
+check "... not blamed on the cpu" bash -c "! grep -q 'fp32 only' $T/.out"
+check_rc "--batch 100000 is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --batch 100000 --out $T/r7
+check_grep "... that says the limit" "batch: '100000' is not an integer in 1..65536" $T/.out
+check_rc "--threads 100000 is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --threads 100000 --out $T/r7
+check_grep "... that says the limit" "threads: '100000' is not an integer in 1..1024" $T/.out
+check_rc "--epochs 0 is bad usage" 2 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs 0 --out $T/r7
+check_grep "... that says the range" "epochs: '0' is not an integer in 1..100000" $T/.out
 # shards that cannot train or test: bad input (exit 2) that says what to change
 cairn-dataset split $T/all.ds --fraction 0.01 --seed 1 --out $T/small.ds --rest $T/unused2.ds >/dev/null
 cairn-dataset split $T/test.ds --fraction 0 --seed 1 --out $T/empty.ds --rest $T/unused3.ds >/dev/null

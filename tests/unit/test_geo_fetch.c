@@ -3,6 +3,7 @@
  * and on hand-built PNGs whose chunks are all intact but whose image data is
  * not (the full check must inflate it to see that). */
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -44,6 +45,102 @@ static void test_ext(void)
 	CHECK_STR(name, "manifest.tsv");
 	fetch_manifest_name(3, 16, name, sizeof(name));
 	CHECK_STR(name, "manifest.3of16.tsv");
+}
+
+static void test_url_check(void)
+{
+	struct error err;
+	CHECK_INT(fetch_check_url("https://tile.example.org/{z}/{x}/{y}.png", &err), 0);
+	CHECK_INT(fetch_check_url("HTTP://h:8080/{q}.jpg", &err), 0);
+	CHECK_INT(fetch_check_url("file:///srv/tiles/{z}/{x}/{y}.png", &err), 0);
+	CHECK_INT(fetch_check_url("/{z}/{x}/{y}.png", &err), -1);
+	CHECK(strstr(err.msg, "'/{z}/{x}/{y}.png' is not a URL") != NULL);
+	CHECK_INT(fetch_check_url("tile.example.org/{z}/{x}/{y}.png", &err), -1);
+	CHECK_INT(fetch_check_url("://h/{z}/{x}/{y}.png", &err), -1);
+	CHECK_INT(fetch_check_url("https:///{z}/{x}/{y}.png", &err), -1);
+	CHECK(strstr(err.msg, "has no host") != NULL);
+	CHECK_INT(fetch_check_url("htp://h/{z}/{x}/{y}.png", &err), -1);
+	CHECK(strstr(err.msg, "does not speak 'htp'") != NULL);
+	CHECK_INT(fetch_check_url("http://h/{z}/{x}.png", &err), -1);
+	CHECK(strstr(err.msg, "{y}") != NULL);
+}
+
+/* The manifest's source line: round trip (also a tab, a newline, a backslash
+ * in a file name), a manifest without one (an earlier cairn-fetch), another
+ * source (its ok tiles removed, every entry dropped), and a folder in the
+ * manifest's place. */
+static void test_manifest_source(void)
+{
+	char dir[] = "/tmp/cairn-geo-man.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char mpath[256], tile[256], sub[256];
+	snprintf(mpath, sizeof(mpath), "%s/manifest.tsv", dir);
+	snprintf(sub, sizeof(sub), "%s/3", dir);
+	snprintf(tile, sizeof(tile), "%s/3/1.png", dir);
+	struct error err;
+	CHECK_INT(fs_mkdir_p(sub, &err), 0);
+	CHECK_INT(fs_write_atomic(tile, "x", 1, &err), 0);
+	const char *odd = "/data/a\tb\nc\\d.tif";
+	struct manifest m = {0};
+	char note[8192];
+	CHECK_INT(manifest_load(&m, mpath, &err), 0);
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, odd, note, sizeof(note), &err), 0);
+	CHECK_STR(note, ""); /* a new folder: nothing to say */
+	CHECK_INT(manifest_put(&m, "3/1.png", 1, "ab", M_OK), 0);
+	CHECK_INT(manifest_put(&m, "3/2.png", 0, NULL, M_MISSING), 0);
+	CHECK_INT(manifest_write(&m, mpath, &err), 0);
+	manifest_release(&m);
+	char *data;
+	size_t len;
+	CHECK_INT(fs_read_all(mpath, &data, &len, &err), 0);
+	CHECK(strstr(data, "\n# source\t/data/a\\tb\\nc\\\\d.tif\n") != NULL);
+	mem_free(data);
+	CHECK_INT(manifest_load(&m, mpath, &err), 0);
+	CHECK_STR(m.source, odd);
+	CHECK_INT(m.n, 2);
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, odd, note, sizeof(note), &err), 0);
+	CHECK_STR(note, ""); /* the same source */
+	CHECK_INT(m.n, 2);
+	CHECK_INT(access(tile, F_OK), 0);
+	/* another source: the ok tile is removed, the entries dropped, the new
+	 * source written before any tile line */
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, "http://b/{z}/{x}/{y}.png", note,
+					sizeof(note), &err),
+		  0);
+	CHECK(strstr(note, "records another source, /data/a") != NULL);
+	CHECK(strstr(note, "its 1 tiles are removed and every tile is fetched again from "
+			   "http://b/") != NULL);
+	CHECK_INT(m.n, 0);
+	CHECK(access(tile, F_OK) != 0);
+	manifest_release(&m);
+	CHECK_INT(manifest_load(&m, mpath, &err), 0);
+	CHECK_STR(m.source, "http://b/{z}/{x}/{y}.png");
+	CHECK_INT(m.n, 0);
+	manifest_release(&m);
+	/* a manifest of the previous version: no source line; kept, source added */
+	const char *old = "# cairn-fetch manifest v1: path\tbytes\tsha256\tstatus\n"
+			  "3/1.png\t1\tab\tok\n";
+	CHECK_INT(fs_write_atomic(mpath, old, strlen(old), &err), 0);
+	CHECK_INT(manifest_load(&m, mpath, &err), 0);
+	CHECK(m.source == NULL);
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, "http://c/{z}/{x}/{y}.png", note,
+					sizeof(note), &err),
+		  0);
+	CHECK(strstr(note, "records no source (an earlier cairn-fetch wrote it): its 1 tiles are "
+			   "taken as tiles of http://c/") != NULL);
+	CHECK_INT(m.n, 1);
+	manifest_release(&m);
+	CHECK_INT(manifest_load(&m, mpath, &err), 0);
+	CHECK_STR(m.source, "http://c/{z}/{x}/{y}.png");
+	CHECK_INT(m.n, 1);
+	manifest_release(&m);
+	/* a folder where the manifest goes */
+	CHECK_INT(unlink(mpath), 0);
+	CHECK_INT(mkdir(mpath, 0755), 0);
+	CHECK_INT(manifest_load(&m, mpath, &err), MANIFEST_EBADINPUT);
+	CHECK(strstr(err.msg, "manifest.tsv: is a folder") != NULL);
+	manifest_release(&m);
+	CHECK_INT(fs_rm_rf(dir, &err), 0);
 }
 
 static void test_image_check(void)
@@ -225,6 +322,8 @@ int main(void)
 {
 	RUN(test_expand_url);
 	RUN(test_ext);
+	RUN(test_url_check);
+	RUN(test_manifest_source);
 	RUN(test_image_check);
 	RUN(test_png_image_data);
 	return CHECK_DONE();

@@ -149,6 +149,27 @@ static void test_shards_cover_once(void)
 	CHECK_INT(e - b, 0);
 }
 
+/* The per-run limit: the count of a run (a shard) is checked, not the set's. */
+static void test_run_size(void)
+{
+	struct error err;
+	CHECK_INT(tile_check_run_size(TILE_MAX_PER_RUN, &err), 0);
+	CHECK_INT(tile_check_run_size(TILE_MAX_PER_RUN + 1, &err), -1);
+	CHECK(strstr(err.msg, "too many tiles (16777217; at most 16777216): use a smaller --bbox, "
+			      "a lower --zoom, or --shard") != NULL);
+	/* France's bbox at zoom 18 in 8 shards fits; the world at zoom 30 does not. */
+	struct bbox fr = {-5.2, 41.3, 9.6, 51.1}, world = {-180, -85, 180, 85};
+	struct tile_range r;
+	uint64_t b, e;
+	CHECK_INT(tile_range_from_bbox(&fr, 18, &r, &err), 0);
+	CHECK(tile_range_count(&r) > 100000000ull);
+	tile_shard(tile_range_count(&r), 7, 8, &b, &e);
+	CHECK_INT(tile_check_run_size(e - b, &err), 0);
+	CHECK_INT(tile_range_from_bbox(&world, 30, &r, &err), 0);
+	CHECK_INT(tile_check_run_size(tile_range_count(&r), &err), -1);
+	CHECK(strstr(err.msg, "too many tiles (1149") != NULL);
+}
+
 static void test_parsing(void)
 {
 	struct error err;
@@ -177,6 +198,7 @@ int main(void)
 	RUN(test_bbox_to_range);
 	RUN(test_quadkey);
 	RUN(test_shards_cover_once);
+	RUN(test_run_size);
 	RUN(test_parsing);
 	return CHECK_DONE();
 }
