@@ -322,7 +322,10 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	char srcid[PATH_MAX], note[PATH_MAX + 2200];
 	if (url || !realpath(o->src, srcid))
 		snprintf(srcid, sizeof(srcid), "%s", o->src);
-	rc = fetch_manifest_source(&c.man, st->manifest, o->out_dir, srcid, note, sizeof(note), err);
+	rc = fetch_manifest_source(&c.man, st->manifest, o->out_dir, srcid, o->refetch, note,
+				   sizeof(note), err);
+	if (rc == FETCH_EBADINPUT)
+		rc = COG_EBADINPUT;
 	if (rc < 0)
 		goto out;
 	if (note[0] && o->on_note)

@@ -20,6 +20,7 @@ struct cog_opts {
 	int shard_i, shard_n;
 	const char *resampling; /* gdalwarp -r (default "bilinear") */
 	int threads;            /* tiles warped at once, one source handle each (0: CPUs, at most 8) */
+	int refetch;            /* the manifest records another source: replace its tiles */
 	/* Called once, before any tile, with a line about the folder's manifest
 	 * when there is something to say (fetch_manifest_source). */
 	void (*on_note)(void *ctx, const char *line);

@@ -179,11 +179,19 @@ static uint64_t remove_recorded_tiles(const struct manifest *m, const char *out_
 }
 
 int fetch_manifest_source(struct manifest *m, const char *mpath, const char *out_dir,
-			  const char *source, char *note, size_t size, struct error *err)
+			  const char *source, int replace, char *note, size_t size,
+			  struct error *err)
 {
 	note[0] = '\0';
 	if (m->source && strcmp(m->source, source) == 0)
 		return 0;
+	if (m->source && !replace) {
+		error_set(err,
+			  "%s records another source, %s, for the tiles here: to replace them with "
+			  "tiles of %s, add --refetch; to keep them, give that source or another --out",
+			  mpath, m->source, source);
+		return FETCH_EBADINPUT;
+	}
 	if (m->source) {
 		uint64_t removed = remove_recorded_tiles(m, out_dir);
 		snprintf(note, size,
@@ -1103,9 +1111,12 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 		goto out;
 	}
 	char note[PATH_MAX + 2200];
-	if (fetch_manifest_source(&r.man, res->manifest, o->out_dir, o->url, note, sizeof(note),
-				  err) < 0)
+	int src = fetch_manifest_source(&r.man, res->manifest, o->out_dir, o->url, o->refetch, note,
+					sizeof(note), err);
+	if (src < 0) {
+		rc = src;
 		goto out;
+	}
 	if (note[0] && o->on_note)
 		o->on_note(o->ctx, note);
 	if (use_manifest(&r, err) < 0)

@@ -37,6 +37,7 @@ struct fetch_opts {
 	double connect_timeout; /* default 10 s */
 	int threads;          /* decode/hash/write workers (default: online CPUs, at most 8) */
 	int verify;           /* FETCH_VERIFY_*: how a body is checked before it is written */
+	int refetch;          /* the manifest records another source: replace its tiles */
 	unsigned long seed;   /* jitter seed */
 	volatile sig_atomic_t *stop; /* set from a signal handler: finish cleanly, early */
 	/* Called from the fetching thread after every finished tile. */
@@ -103,11 +104,14 @@ void fetch_manifest_name(int shard_i, int shard_n, char *out, size_t size);
  * - the same source, or a new manifest: nothing to say;
  * - none recorded (an earlier cairn-fetch wrote it): its tiles are kept as
  *   tiles of this source;
- * - another source: the tiles it records ok are removed from out_dir and
- *   every entry is dropped, so every tile is fetched again.
+ * - another source: with replace, the tiles it records ok are removed from
+ *   out_dir and every entry is dropped, so every tile is fetched again;
+ *   without, nothing is touched and it fails with FETCH_EBADINPUT (the
+ *   folder's tiles are finished work: a mistyped --url must not remove them).
  * Unless the source was the same, m is written to mpath with the source
  * before any tile is appended to it. note gets one line for the user, or "". */
 int fetch_manifest_source(struct manifest *m, const char *mpath, const char *out_dir,
-			  const char *source, char *note, size_t size, struct error *err);
+			  const char *source, int replace, char *note, size_t size,
+			  struct error *err);
 
 #endif

@@ -19,8 +19,9 @@ static const char usage[] =
 	"Downloads every tile of the bbox at zoom Z to DIR/Z/X/Y.EXT, exactly as served,\n"
 	"and records DIR/manifest.tsv (path, bytes, sha256, status, and the source:\n"
 	"the --url template or the --cog source). A rerun skips tiles that are valid\n"
-	"in the manifest without asking the server; a rerun with another source\n"
-	"removes the recorded tiles and fetches every tile again (it says so).\n"
+	"in the manifest without asking the server. A rerun with another source is\n"
+	"refused (the folder's tiles are another source's), unless --refetch: then\n"
+	"the recorded tiles are removed and every tile is fetched again.\n"
 	"A run (a shard) makes at most 16777216 tiles: shard larger areas.\n"
 	"\n"
 	"  --url T            SCHEME://HOST/PATH template with {z} {x} {y} ({-y}: TMS\n"
@@ -56,10 +57,12 @@ static const char usage[] =
 	"                     defaults to the source's extent; empty tiles are\n"
 	"                     recorded 'missing'\n"
 	"  --resampling R     for --cog: near, bilinear (default), cubic, average, ...\n"
+	"  --refetch          the manifest records another source: remove its tiles and\n"
+	"                     fetch every tile from this one\n"
 	"Exit: 0 every tile fetched or known missing (404), 1 some failed (listed),\n"
 	"2 bad usage or unreadable input (a --url that is not a URL, more tiles than\n"
 	"a run makes, a --cog source that cannot be opened or has no georeferencing,\n"
-	"a folder where the manifest goes).\n"
+	"a folder where the manifest goes, another source's folder without --refetch).\n"
 	"\n"
 	"example:\n"
 	"  cairn-fetch --url 'https://tile.example.org/{z}/{x}/{y}.png' --zoom 15 \\\n"
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
 		{"verify", required_argument, 0, 'v'},
 		{"cog", required_argument, 0, 'C'},      {"resampling", required_argument, 0, 'X'},
 		{"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
+		{"refetch", no_argument, 0, 'F'},
 		{0, 0, 0, 0}};
 	struct fetch_opts o;
 	fetch_opts_init(&o);
@@ -126,6 +130,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'u': o.url = optarg; break;
+		case 'F': o.refetch = 1; break;
 		case 'z':
 			if (parse_num("zoom", optarg, 0, TILE_MAX_ZOOM, &v) < 0)
 				return 2;
@@ -224,7 +229,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		struct cog_opts co = {cog,	 o.out_dir, o.ext,     zoom,	have_bbox, bb,
-				      o.shard_i, o.shard_n, resampling, o.threads, on_note,   NULL};
+				      o.shard_i, o.shard_n, resampling, o.threads, o.refetch, on_note,
+				      NULL};
 		struct cog_stats cs;
 		int crc = cog_run(&co, &cs, &err);
 		if (crc < 0) {

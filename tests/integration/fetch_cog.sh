@@ -42,7 +42,9 @@ check_grep "the manifest records a.tif's absolute path" "^# source	$T/a.tif\$" "
 check_rc "a.tif again, named from another folder" 0 sh -c "cd '$T' && cairn-fetch --cog ./a.tif --zoom 13 --out ab"
 check_grep "... is the same source: 0 written" ': 0 written' "$T/.out"
 sum_a=$(cd "$T/ab" && find . -name '*.tif' | sort | xargs cat | sha256sum)
-check_rc "b.tif into the same folder" 0 cairn-fetch --cog "$T/b.tif" --zoom 13 --out "$T/ab"
+check_rc "b.tif into the same folder: refused" 2 cairn-fetch --cog "$T/b.tif" --zoom 13 --out "$T/ab"
+check_grep "... says to add --refetch" "records another source, $T/a.tif, for the tiles here: to replace them with tiles of $T/b.tif, add --refetch" "$T/.out"
+check_rc "b.tif into the same folder, --refetch" 0 cairn-fetch --cog "$T/b.tif" --zoom 13 --out "$T/ab" --refetch
 check_grep "... says the source changed and all is made again" "ab/manifest.tsv records another source, $T/a.tif: its $n tiles are removed and every tile is fetched again from $T/b.tif" "$T/.out"
 check_grep "... every tile written again" ": $n written, 0 cached" "$T/.out"
 check "... the tiles are b.tif's" test "$(cd "$T/ab" && find . -name '*.tif' | sort | xargs cat | sha256sum)" != "$sum_a"

@@ -70,7 +70,11 @@ python3 "$FIX/make_tiles.py" "$T/www/alt" 12 1514 2320 1521 2327 --skip 17 --noi
 URL2="http://127.0.0.1:$PORT/alt/{z}/{x}/{y}.png"
 check_grep "the manifest records the source" "^# source	$URL\$" "$T/out/manifest.tsv"
 before=$(requests)
-check_rc "fetch from another --url into the same folder" 0 cairn-fetch --url "$URL2" --zoom 12 --bbox="$BBOX" --out "$T/out"
+check_rc "another --url into the same folder: refused (exit 2)" 2 cairn-fetch --url "$URL2" --zoom 12 --bbox="$BBOX" --out "$T/out"
+check_grep "... says why and what to do" "manifest.tsv records another source, http://127.0.0.1:$PORT/\{z\}.*, for the tiles here: to replace them with tiles of .*/alt/.*, add --refetch" "$T/.out"
+check_eq "... asks nothing" "$(($(requests) - before))" 0
+check_eq "... keeps every tile" "$(find "$T/out" -name '*.png' | wc -l | tr -d ' ')" 62
+check_rc "fetch from another --url with --refetch" 0 cairn-fetch --url "$URL2" --zoom 12 --bbox="$BBOX" --out "$T/out" --refetch
 check_grep "it says so, in one line" "manifest.tsv records another source, http://127.0.0.1:$PORT/\{z\}.*: its 62 tiles are removed and every tile is fetched again from .*/alt/" "$T/.out"
 check_grep "new source: 61 fetched, 3 missing" '64 tiles: 61 fetched, 0 cached, 3 missing' "$T/.out"
 check_eq "it asked for all 64 tiles" "$(($(requests) - before))" 64

@@ -84,7 +84,7 @@ static void test_manifest_source(void)
 	struct manifest m = {0};
 	char note[8192];
 	CHECK_INT(manifest_load(&m, mpath, &err), 0);
-	CHECK_INT(fetch_manifest_source(&m, mpath, dir, odd, note, sizeof(note), &err), 0);
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, odd, 0, note, sizeof(note), &err), 0);
 	CHECK_STR(note, ""); /* a new folder: nothing to say */
 	CHECK_INT(manifest_put(&m, "3/1.png", 1, "ab", M_OK), 0);
 	CHECK_INT(manifest_put(&m, "3/2.png", 0, NULL, M_MISSING), 0);
@@ -98,13 +98,21 @@ static void test_manifest_source(void)
 	CHECK_INT(manifest_load(&m, mpath, &err), 0);
 	CHECK_STR(m.source, odd);
 	CHECK_INT(m.n, 2);
-	CHECK_INT(fetch_manifest_source(&m, mpath, dir, odd, note, sizeof(note), &err), 0);
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, odd, 0, note, sizeof(note), &err), 0);
 	CHECK_STR(note, ""); /* the same source */
 	CHECK_INT(m.n, 2);
 	CHECK_INT(access(tile, F_OK), 0);
-	/* another source: the ok tile is removed, the entries dropped, the new
+	/* another source: refused, nothing touched, unless replace */
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, "http://b/{z}/{x}/{y}.png", 0, note,
+					sizeof(note), &err),
+		  FETCH_EBADINPUT);
+	CHECK(strstr(err.msg, "records another source, /data/a") != NULL);
+	CHECK(strstr(err.msg, "add --refetch") != NULL);
+	CHECK_INT(m.n, 2);
+	CHECK_INT(access(tile, F_OK), 0);
+	/* with replace: the ok tile is removed, the entries dropped, the new
 	 * source written before any tile line */
-	CHECK_INT(fetch_manifest_source(&m, mpath, dir, "http://b/{z}/{x}/{y}.png", note,
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, "http://b/{z}/{x}/{y}.png", 1, note,
 					sizeof(note), &err),
 		  0);
 	CHECK(strstr(note, "records another source, /data/a") != NULL);
@@ -123,7 +131,7 @@ static void test_manifest_source(void)
 	CHECK_INT(fs_write_atomic(mpath, old, strlen(old), &err), 0);
 	CHECK_INT(manifest_load(&m, mpath, &err), 0);
 	CHECK(m.source == NULL);
-	CHECK_INT(fetch_manifest_source(&m, mpath, dir, "http://c/{z}/{x}/{y}.png", note,
+	CHECK_INT(fetch_manifest_source(&m, mpath, dir, "http://c/{z}/{x}/{y}.png", 0, note,
 					sizeof(note), &err),
 		  0);
 	CHECK(strstr(note, "records no source (an earlier cairn-fetch wrote it): its 1 tiles are "
