@@ -493,17 +493,10 @@ static int load_layer(struct burn_set *s, OGRLayerH layer, const char *path,
 int burn_load_ogr(struct burn_set *s, const char *path, const struct burn_load_opts *o,
 		  struct error *err)
 {
-	raster_init();
-	CPLPushErrorHandler(CPLQuietErrorHandler);
-	CPLErrorReset();
-	GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
-				     NULL, NULL, NULL);
-	CPLPopErrorHandler();
-	if (!ds) {
-		char why[512];
-		return error_set(err, "%s: cannot open as vector data: %s", path,
-				 raster_open_reason(path, CPLGetLastErrorMsg(), why, sizeof(why)));
-	}
+	GDALDatasetH ds = raster_open_quiet(path, GDAL_OF_VECTOR | GDAL_OF_READONLY, path,
+					    "vector data", err);
+	if (!ds)
+		return -1;
 	OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
 	int rc = 0;
 	if (!dst || OSRImportFromEPSG(dst, 3857) != OGRERR_NONE) {

@@ -61,17 +61,7 @@ out:
  * NULL and "SRC: cannot open: REASON" in err when it fails. */
 static GDALDatasetH open_source(const char *src, const char *name, struct error *err)
 {
-	CPLPushErrorHandler(CPLQuietErrorHandler);
-	CPLErrorReset();
-	GDALDatasetH ds = GDALOpenEx(src, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
-				     NULL, NULL, NULL);
-	CPLPopErrorHandler();
-	if (!ds) {
-		char why[512];
-		error_set(err, "%s: cannot open: %s", name,
-			  raster_open_reason(src, CPLGetLastErrorMsg(), why, sizeof(why)));
-	}
-	return ds;
+	return raster_open_quiet(src, GDAL_OF_RASTER | GDAL_OF_READONLY, name, NULL, err);
 }
 
 /* Warp the source onto one tile's grid in memory. */

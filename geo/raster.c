@@ -489,6 +489,22 @@ const char *raster_open_reason(const char *path, const char *gdal_msg, char *buf
 	return buf;
 }
 
+void *raster_open_quiet(const char *path, unsigned flags, const char *name, const char *what,
+			struct error *err)
+{
+	raster_init();
+	CPLPushErrorHandler(CPLQuietErrorHandler);
+	CPLErrorReset();
+	GDALDatasetH ds = GDALOpenEx(path, flags | GDAL_OF_VERBOSE_ERROR, NULL, NULL, NULL);
+	CPLPopErrorHandler();
+	if (!ds) {
+		char why[512];
+		error_set(err, "%s: cannot open%s%s: %s", name, what ? " as " : "", what ? what : "",
+			  raster_open_reason(path, CPLGetLastErrorMsg(), why, sizeof(why)));
+	}
+	return ds;
+}
+
 int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *err)
 {
 	raster_init();

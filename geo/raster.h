@@ -61,6 +61,11 @@ int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *e
  * GDAL's own message (gdal_msg) when it gave one, else "not a format GDAL
  * reads". Returns buf. */
 const char *raster_open_reason(const char *path, const char *gdal_msg, char *buf, size_t size);
+/* GDALOpenEx(path, flags | GDAL_OF_VERBOSE_ERROR) with GDAL kept quiet: the
+ * dataset (a GDALDatasetH), or NULL and "NAME: cannot open[ as WHAT]: REASON"
+ * in err (what NULL: no " as WHAT"). */
+void *raster_open_quiet(const char *path, unsigned flags, const char *name, const char *what,
+			struct error *err);
 
 /* A w x h picture, `bands` (1, 3 or 4) planes, written as PNG atomically. */
 int raster_write_png(const char *path, int w, int h, int bands, const uint8_t *data,
