@@ -308,10 +308,12 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 		goto out;
 	}
 	/* The source as recorded: a local path made absolute, so the same file
-	 * named from another folder is the same source. */
-	char srcid[PATH_MAX], note[PATH_MAX + 2200];
-	if (url || !realpath(o->src, srcid))
-		snprintf(srcid, sizeof(srcid), "%s", o->src);
+	 * named from another folder is the same source, and the resampling,
+	 * which makes other pixels of it. */
+	char path[PATH_MAX], srcid[PATH_MAX + 64], note[PATH_MAX + 2300];
+	if (url || !realpath(o->src, path))
+		snprintf(path, sizeof(path), "%s", o->src);
+	snprintf(srcid, sizeof(srcid), "%s (resampling %s)", path, c.resampling);
 	rc = fetch_manifest_source(&c.man, st->manifest, o->out_dir, srcid, o->refetch, note,
 				   sizeof(note), err);
 	if (rc == FETCH_EBADINPUT)

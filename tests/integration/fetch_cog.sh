@@ -31,21 +31,24 @@ check_rc "... also with --bbox" 2 cairn-fetch --cog "$T/plain.tif" --zoom 13 --b
 check_grep "... with --bbox: the same advice, not a warp error" 'plain.tif: no georeferencing' "$T/.out"
 gdal_translate -q -a_srs EPSG:4326 -a_ullr -35 -8 -34.99 -8.01 "$T/plain.tif" "$T/geo.tif"
 check_rc "following the advice works" 0 cairn-fetch --cog "$T/geo.tif" --zoom 13 --out "$T/e"
-# The manifest records the source (a local path made absolute): another
-# source into the same folder makes every tile again.
+# The manifest records the source (a local path made absolute, and the
+# resampling): another source into the same folder is refused, or with
+# --refetch makes every tile again.
 gdal_create -q -of GTiff -outsize 16 16 -bands 1 -burn 50 -a_srs EPSG:4326 -a_ullr -35 -8 -34.99 -8.01 "$T/a.tif"
 gdal_create -q -of GTiff -outsize 16 16 -bands 1 -burn 90 -a_srs EPSG:4326 -a_ullr -35 -8 -34.99 -8.01 "$T/b.tif"
 check_rc "tiles from a.tif" 0 cairn-fetch --cog "$T/a.tif" --zoom 13 --out "$T/ab"
 check_grep "... written" ': [1-9][0-9]* written' "$T/.out"
 n=$(grep -vc '^#' "$T/ab/manifest.tsv")
-check_grep "the manifest records a.tif's absolute path" "^# source	$T/a.tif\$" "$T/ab/manifest.tsv"
+check_grep "the manifest records a.tif's absolute path and the resampling" "^# source	$T/a.tif \(resampling bilinear\)\$" "$T/ab/manifest.tsv"
 check_rc "a.tif again, named from another folder" 0 sh -c "cd '$T' && cairn-fetch --cog ./a.tif --zoom 13 --out ab"
 check_grep "... is the same source: 0 written" ': 0 written' "$T/.out"
+check_rc "a.tif with another --resampling: refused" 2 cairn-fetch --cog "$T/a.tif" --zoom 13 --out "$T/ab" --resampling near
+check_grep "... it is another source" "records another source, $T/a.tif \(resampling bilinear\), for the tiles here: to replace them with tiles of $T/a.tif \(resampling near\)" "$T/.out"
 sum_a=$(cd "$T/ab" && find . -name '*.tif' | sort | xargs cat | sha256sum)
 check_rc "b.tif into the same folder: refused" 2 cairn-fetch --cog "$T/b.tif" --zoom 13 --out "$T/ab"
-check_grep "... says to add --refetch" "records another source, $T/a.tif, for the tiles here: to replace them with tiles of $T/b.tif, add --refetch" "$T/.out"
+check_grep "... says to add --refetch" "records another source, $T/a.tif \(resampling bilinear\), for the tiles here: to replace them with tiles of $T/b.tif \(resampling bilinear\), add --refetch" "$T/.out"
 check_rc "b.tif into the same folder, --refetch" 0 cairn-fetch --cog "$T/b.tif" --zoom 13 --out "$T/ab" --refetch
-check_grep "... says the source changed and all is made again" "ab/manifest.tsv records another source, $T/a.tif: its $n tiles are removed and every tile is fetched again from $T/b.tif" "$T/.out"
+check_grep "... says the source changed and all is made again" "ab/manifest.tsv records another source, $T/a.tif \(resampling bilinear\): its $n tiles are removed and every tile is fetched again from $T/b.tif" "$T/.out"
 check_grep "... every tile written again" ": $n written, 0 cached" "$T/.out"
 check "... the tiles are b.tif's" test "$(cd "$T/ab" && find . -name '*.tif' | sort | xargs cat | sha256sum)" != "$sum_a"
 check_grep "... a tile holds b.tif's value" 'STATISTICS_MAXIMUM=90' <(gdalinfo -stats "$(find "$T/ab" -name '*.tif' | head -1)")
