@@ -596,7 +596,8 @@ int cmd_resume(int argc, char **argv)
 		if (o.spec || o.nsets) {
 			/* Plan with the edited spec without writing it into the run. */
 			struct spec edited;
-			if (spec_load(&edited, o.spec ? o.spec : r.spec.path, o.sets, o.nsets, &err) < 0) {
+			if ((o.spec ? spec_load(&edited, o.spec, o.sets, o.nsets, &err)
+				    : spec_load_frozen(&edited, r.spec.path, o.sets, o.nsets, &err)) < 0) {
 				fprintf(stderr, "cairn resume: %s\n", err.msg);
 				spec_release(&edited);
 				goto out;

@@ -5,6 +5,7 @@
 
 #include "core/jsonio.h"
 #include "core/mem.h"
+#include "core/sha256.h"
 
 const char *plan_action_name(enum plan_action a)
 {
@@ -249,6 +250,20 @@ void plan_release(struct plan *p)
 }
 
 /* Which key part changed: compare the done.json's key_parts with now. */
+/* Whether `was` is the command's hash as cairn-key-1 made it (with the
+ * run's path in it): a run made before keys left the path out. */
+static int legacy_command(const struct run *r, int s, int t, const char *was)
+{
+	struct buf cmd = BUF_INIT;
+	struct spec_ctx ctx = {r->dir, t};
+	struct error err;
+	char sha[65];
+	int same = spec_expand_command(&r->spec, s, &ctx, &cmd, &err) == 0 &&
+		   sha256_buf(cmd.s, cmd.len, sha, &err) == 0 && !strcmp(sha, was);
+	buf_release(&cmd);
+	return same;
+}
+
 static void explain_key(const struct run *r, int s, int t, const json_t *done, struct buf *out)
 {
 	json_t *now = NULL;
@@ -260,7 +275,8 @@ static void explain_key(const struct run *r, int s, int t, const json_t *done, s
 	}
 	const json_t *was = json_object_get(done, "key_parts");
 	const char *sep = "";
-	if (strcmp(jsonio_str(was, "command", ""), jsonio_str(now, "command", ""))) {
+	if (strcmp(jsonio_str(was, "command", ""), jsonio_str(now, "command", "")) &&
+	    !legacy_command(r, s, t, jsonio_str(was, "command", ""))) {
 		buf_adds(out, "its command changed");
 		sep = "; ";
 	}
@@ -370,8 +386,12 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		buf_reset(&path);
 		task_path(&path, r->dir, st->name, t, "out");
 		buf_adds(out, "but ");
+		size_t said = out->len;
 		if (!done || task_manifest_check(path.s, json_object_get(done, "manifest"), 1, out, &err) < 0)
 			buf_addf(out, "its outputs cannot be checked: %s", err.msg);
+		else if (out->len == said) /* what resume saw: times only */
+			buf_adds(out, "its files' modification times changed, not their contents (a copy "
+				      "that did not keep times?): resume --verify keeps it");
 		json_decref(done);
 		buf_release(&path);
 		break;

@@ -47,8 +47,9 @@ int run_check_path(const char *dir, struct error *err)
 	/* Commands get ${out}, ${in.X} and ${run} as they are, unquoted (${in.X}
 	   is a list of folders): a path the shell would split or expand would
 	   run another command than the one written. */
+	/* (no %: sbatch reads %j, %x, ... in --output as patterns) */
 	size_t bad = strspn(dir, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-				 "/._-+,:@=%~");
+				 "/._-+,:@=~");
 	if (dir[bad] == '\0')
 		return 0;
 	char what[16];
@@ -56,7 +57,8 @@ int run_check_path(const char *dir, struct error *err)
 		 (unsigned char)dir[bad]);
 	return error_set(err,
 			 "%s: the run folder's path holds %s, which commands would get unquoted: "
-			 "choose a --run-dir of letters, digits and / . _ - + , : @ = %% ~ only",
+			 "give it a path of letters, digits and / . _ - + , : @ = ~ only (cairn run "
+			 "--run-dir, or move the run folder)",
 			 dir, dir[bad] == ' ' ? "a space" : what);
 }
 
@@ -113,7 +115,7 @@ int run_create(struct run *r, const struct spec *s, const char *dir, const char 
 	/* read back before the folder exists under its name: a frozen copy that
 	   does not load would leave a run folder nothing can open */
 	if (p.failed || spec_write_frozen(s, p.s, err) < 0 || spec_hash(p.s, hash, err) < 0 ||
-	    spec_load(&r->spec, p.s, NULL, 0, err) < 0)
+	    spec_load_frozen(&r->spec, p.s, NULL, 0, err) < 0)
 		goto out;
 	r->info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[]}", "cairn_version",
 			    CAIRN_VERSION, "name", s->name, "spec_source", s->path, "spec_sha256",
@@ -177,7 +179,7 @@ int run_open(struct run *r, const char *dir, struct error *err)
 	r->info = jsonio_load(p.s, err);
 	buf_reset(&p);
 	buf_addf(&p, "%s/spec.ini", r->dir);
-	int rc = r->info && !p.failed ? spec_load(&r->spec, p.s, NULL, 0, err) : -1;
+	int rc = r->info && !p.failed ? spec_load_frozen(&r->spec, p.s, NULL, 0, err) : -1;
 	buf_release(&p);
 	return rc;
 }
@@ -201,10 +203,25 @@ int run_replace_spec(struct run *r, const char *spec_path, char *const *sets, in
 	buf_addf(&frozen, "%s/spec.ini", r->dir);
 	if (!src)
 		src = frozen.s;
-	if (spec_load(&s, src, sets, nsets, err) < 0) {
+	/* the run's own spec.ini (only --set): as frozen, so an old run's
+	   params keep opening; an edited spec: checked as any new one */
+	if ((spec_path ? spec_load(&s, src, sets, nsets, err)
+		       : spec_load_frozen(&s, src, sets, nsets, err)) < 0) {
 		spec_release(&s);
 		buf_release(&frozen);
 		return -1;
+	}
+	/* a spec without a name of its own takes the run's (the default name
+	   from the file name changed once: v1.2.ini was v1, now v1_2) */
+	if (!spec_names_itself(&s) && strcmp(s.name, r->spec.name)) {
+		char *name = mem_strdup(r->spec.name);
+		if (!name) {
+			spec_release(&s);
+			buf_release(&frozen);
+			return error_set(err, "out of memory");
+		}
+		mem_free(s.name);
+		s.name = name;
 	}
 	if (strcmp(s.name, r->spec.name)) {
 		error_set(err, "%s: pipeline '%s' is not this run's pipeline '%s'", src, s.name,
@@ -221,7 +238,7 @@ int run_replace_spec(struct run *r, const char *spec_path, char *const *sets, in
 	int rc = next.failed ? error_set(err, "out of memory")
 			     : spec_write_frozen(&s, next.s, err);
 	spec_release(&s);
-	if (rc == 0 && spec_load(&loaded, next.s, NULL, 0, err) < 0) {
+	if (rc == 0 && spec_load_frozen(&loaded, next.s, NULL, 0, err) < 0) {
 		spec_release(&loaded);
 		rc = -1;
 	}

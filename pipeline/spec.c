@@ -45,6 +45,11 @@ static char *read_line(char *str, int num, void *stream)
 	r->line++;
 	size_t len = strlen(str);
 	int next = len > 0 && str[len - 1] != '\n' ? fgetc(r->f) : '\n';
+	if (next == '\r') { /* CRLF: the line fits if \n follows */
+		next = fgetc(r->f);
+		if (next != '\n' && next != EOF)
+			ungetc(next, r->f), next = '\r';
+	}
 	if (next != '\n' && next != EOF) { /* (a line of exactly num - 1 fits) */
 		if (!r->too_long)
 			r->too_long = r->line;
@@ -88,6 +93,19 @@ static int grow(void **arr, int n, size_t size)
 	return 0;
 }
 
+/* A line that can only be meant as a section header ("[ -s f ]" is shell). */
+static int is_header(const char *v)
+{
+	size_t n = strlen(v);
+	if (n < 3 || v[0] != '[' || v[n - 1] != ']')
+		return 0;
+	static const char *names[] = {"[pipeline]", "[params]", "[defaults]", "[slurm]"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(v, names[i]))
+			return 1;
+	return !strncmp(v, "[stage ", 7) && !strchr(v + 7, ' ');
+}
+
 static int on_pair(void *user, const char *section, const char *name, const char *value)
 {
 	struct parser *p = user;
@@ -115,6 +133,11 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		if (!sec->name)
 			return fail(p, line, "out of memory");
 	}
+	if (p->r->continuation && is_header(value))
+		return fail(p, line,
+			    "'%s' is indented, so it continues '%s' instead of starting a section: "
+			    "write it at the start of the line",
+			    value, name);
 	if (p->r->continuation && sec->nkv > 0 && !strcmp(sec->kv[sec->nkv - 1].key, name)) {
 		struct spec_kv *kv = &sec->kv[sec->nkv - 1];
 		size_t a = strlen(kv->value), b = strlen(value);
@@ -278,8 +301,8 @@ const char *spec_param(const struct spec *s, const char *name)
 }
 
 /* Expand only ${param.X} (and $${ as an escape); used for every value but commands. */
-static int expand_params(const struct spec *s, const char *v, int line, char **out,
-			 struct error *err)
+static int expand_params(const struct spec *s, const char *v, int line, int keep_other,
+			 char **out, struct error *err)
 {
 	struct buf b = BUF_INIT;
 	for (const char *p = v; *p;) {
@@ -293,6 +316,11 @@ static int expand_params(const struct spec *s, const char *v, int line, char **o
 			continue;
 		}
 		const char *close = strchr(p, '}');
+		if (keep_other && (!close || strncmp(p + 2, "param.", 6) != 0)) {
+			buf_adds(&b, "${"); /* resolve_param of a frozen spec: kept as text */
+			p += 2;
+			continue;
+		}
 		if (!close || strncmp(p + 2, "param.", 6) != 0) {
 			buf_release(&b);
 			return error_set(err, "%s:%d: only ${param.NAME} may be used here, not '%.*s'",
@@ -485,7 +513,7 @@ static int load_res_section(struct spec *s, struct spec_section *sec, struct job
 						      "retry_on, throttle, partition, account, qos, "
 						      "sbatch_args");
 		char *v;
-		if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+		if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 			return -1;
 		int rc = res_set(s, r, kv->key, v, kv->line, err);
 		mem_free(v);
@@ -538,7 +566,7 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 			st->command_line = kv->line;
 		} else if (!strcmp(kv->key, "after")) {
 			char *v;
-			if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+			if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 				return -1;
 			int rc = split_after(st, v);
 			mem_free(v);
@@ -548,7 +576,7 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 		} else if (!strcmp(kv->key, "array")) {
 			char *v;
 			long x;
-			if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+			if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 				return -1;
 			int rc = parse_int(v, 1, SPEC_MAX_ARRAY, &x);
 			if (rc < 0)
@@ -560,7 +588,7 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 			st->ntasks = (int)x;
 		} else if (is_res_key(kv->key)) {
 			char *v;
-			if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+			if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 				return -1;
 			int rc = res_set(s, &st->res, kv->key, v, kv->line, err);
 			mem_free(v);
@@ -724,6 +752,16 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 	}
 	if (b->failed)
 		return error_set(err, "out of memory expanding the command of stage '%s'", st->name);
+	return 0;
+}
+
+int spec_names_itself(const struct spec *s)
+{
+	for (int i = 0; i < s->nsections; i++)
+		for (int k = 0; k < s->sections[i].nkv; k++)
+			if (!strcmp(s->sections[i].name, "pipeline") &&
+			    !strcmp(s->sections[i].kv[k].key, "name"))
+				return 1;
 	return 0;
 }
 
@@ -896,6 +934,10 @@ static int resolve_param(struct spec *s, int i, char *state, struct error *err)
 			continue;
 		}
 		const char *close = strchr(p, '}');
+		if (s->frozen && (!close || strncmp(p + 2, "param.", 6) != 0)) {
+			p += 2; /* an old run's ${HOME}: text, as it was */
+			continue;
+		}
 		if (!close || strncmp(p + 2, "param.", 6) != 0)
 			return error_set(err,
 					 "%s:%d: [params] %s: only ${param.NAME} may be used in a "
@@ -911,7 +953,7 @@ static int resolve_param(struct spec *s, int i, char *state, struct error *err)
 		p = close + 1;
 	}
 	char *v;
-	if (expand_params(s, kv->value, kv->line, &v, err) < 0)
+	if (expand_params(s, kv->value, kv->line, s->frozen, &v, err) < 0)
 		return -1;
 	mem_free(kv->value);
 	kv->value = v;
@@ -931,9 +973,25 @@ static int resolve_params(struct spec *s, struct error *err)
 	return rc;
 }
 
+static int load(struct spec *s, const char *path, char *const *sets, int nsets, int frozen,
+		struct error *err);
+
 int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, struct error *err)
 {
+	return load(s, path, sets, nsets, 0, err);
+}
+
+int spec_load_frozen(struct spec *s, const char *path, char *const *sets, int nsets,
+		     struct error *err)
+{
+	return load(s, path, sets, nsets, 1, err);
+}
+
+static int load(struct spec *s, const char *path, char *const *sets, int nsets, int frozen,
+		struct error *err)
+{
 	memset(s, 0, sizeof(*s));
+	s->frozen = frozen;
 	s->path = mem_strdup(path);
 	if (!s->path)
 		return error_set(err, "out of memory");
@@ -1098,8 +1156,8 @@ static void write_value(struct buf *b, const char *key, const char *v)
 	for (int n = 0; *v; n++) {
 		size_t len = strcspn(v, "\n");
 		size_t lead = n == 0 ? strlen(key) + 3 : 4;
-		if (n == 0)
-			buf_addf(b, lead + len <= SPEC_LINE_MAX ? "%s = " : "%s=", key);
+		if (n == 0) /* "k = ;x" would read as k = "" with a comment */
+			buf_addf(b, lead + len <= SPEC_LINE_MAX && v[0] != ';' ? "%s = " : "%s=", key);
 		else
 			buf_adds(b, lead + len <= SPEC_LINE_MAX ? "\n    " : "\n ");
 		buf_addf(b, "%.*s", (int)len, v);
@@ -1112,15 +1170,43 @@ static void write_value(struct buf *b, const char *key, const char *v)
 	buf_addc(b, '\n');
 }
 
+/* Read the frozen copy back: every value as written, or an error naming the
+ * first that is not (value_unwritable's rules should leave none). */
+static int same_when_read(const struct spec *s, const char *path, struct error *err)
+{
+	struct spec back;
+	if (spec_load_frozen(&back, path, NULL, 0, err) < 0) {
+		spec_release(&back);
+		return -1;
+	}
+	int rc = 0;
+	for (int i = 0; i < s->nsections && rc == 0; i++) {
+		const struct spec_section *sec = &s->sections[i];
+		for (int k = 0; k < sec->nkv && rc == 0; k++) {
+			const char *want = sec->kv[k].value, *got = NULL;
+			if (!strcmp(sec->name, "pipeline") && !strcmp(sec->kv[k].key, "name"))
+				want = s->name;
+			for (int j = 0; j < back.nsections; j++)
+				for (int m = 0; m < back.sections[j].nkv; m++)
+					if (!strcmp(back.sections[j].name, sec->name) &&
+					    !strcmp(back.sections[j].kv[m].key, sec->kv[k].key))
+						got = back.sections[j].kv[m].value;
+			if (!got || strcmp(got, want))
+				rc = error_set(err,
+					       "[%s] %s: cannot be kept in the run's spec.ini: it reads "
+					       "back as '%.200s'",
+					       sec->name, sec->kv[k].key, got ? got : "(nothing)");
+		}
+	}
+	spec_release(&back);
+	return rc;
+}
+
 int spec_write_frozen(const struct spec *s, const char *path, struct error *err)
 {
 	struct buf b = BUF_INIT;
 	buf_addf(&b, "; frozen copy of %s, with --set applied, written by cairn\n", s->path);
-	int has_name = 0;
-	for (int i = 0; i < s->nsections; i++)
-		for (int k = 0; k < s->sections[i].nkv; k++)
-			has_name |= !strcmp(s->sections[i].name, "pipeline") &&
-				    !strcmp(s->sections[i].kv[k].key, "name");
+	int has_name = spec_names_itself(s);
 	int has_pipeline = 0;
 	for (int i = 0; i < s->nsections; i++)
 		has_pipeline |= !strcmp(s->sections[i].name, "pipeline");
@@ -1147,5 +1233,5 @@ int spec_write_frozen(const struct spec *s, const char *path, struct error *err)
 	}
 	int rc = b.failed ? error_set(err, "out of memory") : fs_write_atomic(path, b.s, b.len, err);
 	buf_release(&b);
-	return rc;
+	return rc < 0 ? -1 : same_when_read(s, path, err);
 }

@@ -61,10 +61,18 @@ struct spec {
 	struct spec_section *sections;
 	int nsections;
 	long long ntasks;   /* all tasks of all stages */
+	int frozen;         /* read as a run's spec.ini (spec_load_frozen) */
 };
 
 /* Parse and check. `sets` are "NAME=VALUE" overrides of [params] (--set). */
 int spec_load(struct spec *s, const char *path, char *const *sets, int nsets, struct error *err);
+/* A run's frozen spec.ini: as spec_load, but a param may hold ${X} other
+ * than ${param.Y}, kept as text (runs made before params were checked wrote
+ * them so, and the shell expanded them); a run must always open. */
+int spec_load_frozen(struct spec *s, const char *path, char *const *sets, int nsets,
+		     struct error *err);
+/* 1 when the spec gives [pipeline] name itself (else it is the file's). */
+int spec_names_itself(const struct spec *s);
 /* The file the spec's messages name (a frozen copy read at another path). */
 int spec_set_path(struct spec *s, const char *path, struct error *err);
 void spec_release(struct spec *s);

@@ -116,6 +116,11 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 	if (stat(path, &st) == 0) {
 		struct error bad;
 		json_t *j = jsonio_load(path, &bad);
+		if (j && !json_is_object(j)) {
+			json_decref(j);
+			j = NULL;
+			error_set(&bad, "%s: not a JSON object", path);
+		}
 		if (!j) { /* damaged by hand or by the disk: failed, so resume reruns it */
 			copy_str(ti->kind, sizeof(ti->kind), "unknown");
 			snprintf(ti->message, sizeof(ti->message), "%.200s (resume reruns the task)",
@@ -171,6 +176,8 @@ struct entry {
 struct walk {
 	struct entry *e;
 	size_t n, cap;
+	int outputs; /* the wrapper's hash of what a command made: only files,
+			folders and symlinks (a later check lists anything) */
 };
 
 static int walk_add(struct walk *w, const char *rel)
@@ -225,7 +232,7 @@ static int walk_dir(const char *root, const char *rel, struct walk *w, struct er
 			rc = error_errno(err, "%s", full.s);
 		else if (S_ISDIR(st.st_mode))
 			rc = walk_dir(root, child.s, w, err);
-		else if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+		else if (w->outputs && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
 			rc = error_set(err,
 				       "out/%s is a %s: a task's outputs are files, folders and "
 				       "symlinks (remove it before the command ends)",
@@ -256,6 +263,7 @@ static long long mtime_ns(const struct stat *st)
 int task_manifest_build(const char *dir, json_t **manifest, char digest[65], struct error *err)
 {
 	struct walk w = {0};
+	w.outputs = 1;
 	*manifest = NULL;
 	if (fs_is_dir(dir) && walk_dir(dir, "", &w, err) < 0) {
 		walk_release(&w);
@@ -471,7 +479,9 @@ static int make_key(const struct spec *s, const char *run, int stage, int task, 
 {
 	const struct spec_stage *st = &s->stages[stage];
 	struct buf cmd = BUF_INIT, text = BUF_INIT;
-	struct spec_ctx ctx = {legacy ? run : "${run}", task};
+	/* the run folder as a name no command can expand to ("${run}" can:
+	   $${run} is a literal ${run}) */
+	struct spec_ctx ctx = {legacy ? run : "\001run\001", task};
 	char cmd_sha[65];
 	if (spec_expand_command(s, stage, &ctx, &cmd, err) < 0 ||
 	    sha256_buf(cmd.s, cmd.len, cmd_sha, err) < 0) {

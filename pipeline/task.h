@@ -59,8 +59,9 @@ int task_manifest_check(const char *dir, const json_t *manifest, int full, struc
 /* The key of a task, computed from the spec and its inputs' done.json. Fails
  * if an input task is not done. `parts` (optional) gets
  * {"command": sha, "resources": "...", "inputs": {"a/3": digest, "b": digest}}.
- * The command is hashed with ${run} unexpanded, so a run folder moved or
- * copied elsewhere keeps its keys. */
+ * The command is hashed with the run folder's path left out (a name no
+ * command expands to in its place), so a run folder moved or copied
+ * elsewhere keeps its keys. */
 int task_key(const struct spec *s, const char *run, int stage, int task, char key[65],
 	     json_t **parts, struct error *err);
 

@@ -403,6 +403,25 @@ cairn run nv.ini --run-dir rnv >/dev/null 2>&1
 cairn why rnv n/0 >why.txt 2>&1
 check_grep "why: a failure retry_on does not cover says so" "not retried: retry_on = exit:5 does not cover exit 4" why.txt
 
+# --- runs made before today's checks; outputs changed by hand ---
+printf '[stage s]\ncommand = echo "$HOME" > ${out}/f\n' >olda.ini
+cairn run olda.ini --run-dir rold >/dev/null 2>&1
+printf '\n[params]\ndata = ${HOME}/x\n' >>rold/spec.ini   # as an older cairn froze a param
+cairn status rold >out.txt 2>&1
+check_eq "a run whose params hold \${HOME} (made before params were checked): status opens it" "$?" 0
+cp olda.ini oldb.ini
+cairn resume rold --spec oldb.ini >out.txt 2>&1
+check_eq "resume --spec with a file of another name and no name of its own: the run's name is kept" "$?" 0
+mkfifo rold/stages/s/0/out/late
+cairn resume rold --dry-run >out.txt 2>&1
+check_eq "a FIFO put into a done task's out/ later: the plan still works" "$?" 0
+check_grep "... and reruns that task" "would run 1 tasks" out.txt
+rm rold/stages/s/0/out/late
+cp -r r1 r1-times   # a copy that does not keep file times
+cairn why r1-times a/0 >why.txt 2>&1
+check_grep "why of a copy without file times: says so" "modification times changed, not their contents" why.txt
+rm -rf r1-times
+
 # --- two cairns on one run: the second is refused and names the first ---
 sed 's/^sleep = 0/sleep = 2/' dag.ini >slow.ini
 cairn run slow.ini --run-dir rl >/dev/null 2>&1 &

@@ -153,6 +153,8 @@ static void test_spec_errors_name_file_and_line(void)
 		 "[params] a refers back to itself"},
 		{"[params]\na = ${param.zz}\n[stage a]\ncommand = x\n",
 		 "bad.ini:2: unknown variable ${param.zz}"},
+		{"[stage a]\ncommand = x\n  [stage b]\n  command = y\n",
+		 "bad.ini:3: '[stage b]' is indented, so it continues 'command'"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct spec s;
@@ -220,6 +222,7 @@ static void test_spec_set_values_kept_exactly(void)
 	} cases[] = {
 		{"x ; y", "' ;' starts a comment"},
 		{"x;y", NULL},
+		{";x", NULL}, /* "v = ;x" would read as an empty value */
 		{" x", "white space at the start or end"},
 		{"x\t", "white space at the start or end"},
 		{"a\n\nb", "an empty line"},
@@ -256,10 +259,35 @@ static void test_spec_set_values_kept_exactly(void)
 	}
 }
 
+/* A run's own spec.ini opens as it was written, even where a new spec would
+ * be refused: params of runs made before params were checked hold ${HOME}. */
+static void test_frozen_spec_opens_old_params(void)
+{
+	const char *text = "[pipeline]\nname = old\n[params]\ndata = ${HOME}/x\nv = ${param.data}/y\n"
+			   "[stage s]\ncommand = echo ${param.v}\n";
+	const char *path = write_spec("old.ini", text);
+	struct spec s;
+	struct error err;
+	CHECK_INT(spec_load(&s, path, NULL, 0, &err), -1);
+	spec_release(&s);
+	CHECK_INT(spec_load_frozen(&s, path, NULL, 0, &err), 0);
+	CHECK_STR(spec_param(&s, "v"), "${HOME}/x/y");
+	spec_release(&s);
+	/* a CRLF line of exactly 199 characters is one line, not too long */
+	char crlf[512];
+	int n = snprintf(crlf, sizeof(crlf), "[stage a]\r\ncommand = echo ");
+	while (n < 11 + 199)
+		crlf[n++] = 'y';
+	snprintf(crlf + n, sizeof(crlf) - (size_t)n, "\r\n");
+	CHECK_INT(spec_load(&s, write_spec("crlf.ini", crlf), NULL, 0, &err), 0);
+	spec_release(&s);
+}
+
 static void test_run_path_checked(void)
 {
 	struct error err;
-	CHECK_INT(run_check_path("/tmp/runs/demo-20261203T101010Z-ab12_x.y+z,w:v@u=t%s~r", &err), 0);
+	CHECK_INT(run_check_path("/tmp/runs/demo-20261203T101010Z-ab12_x.y+z,w:v@u=t~r", &err), 0);
+	CHECK_INT(run_check_path("/tmp/a%jb", &err), -1); /* an sbatch --output pattern */
 	CHECK_INT(run_check_path("/tmp/dir with space/run", &err), -1);
 	CHECK(strstr(err.msg, "holds a space") != NULL);
 	CHECK_INT(run_check_path("/tmp/a$b", &err), -1);
@@ -407,6 +435,13 @@ static void test_key_leaves_out_the_run_folder(void)
 	CHECK(!task_key_same(&s, "/runs/moved", 0, 0, NULL, NULL, legacy, k1));
 	CHECK(!task_key_same(&s, "/runs/one", 0, 0, NULL, NULL, "0123", k1));
 	spec_release(&s);
+	/* $${run} is a literal ${run}: not the same command as ${run} */
+	CHECK_INT(spec_load(&s, write_spec("k2.ini", "[stage a]\ncommand = ls $${run} > ${out}/x\n"),
+			    NULL, 0, &err),
+		  0);
+	CHECK_INT(task_key(&s, "/runs/one", 0, 0, k2, NULL, &err), 0);
+	CHECK(strcmp(k1, k2) != 0);
+	spec_release(&s);
 }
 
 static void test_plan_reruns_only_what_must(void)
@@ -496,6 +531,10 @@ static void test_failed_marker_read(void)
 	CHECK_INT(ti.state, TASK_FAILED);
 	CHECK_STR(ti.kind, "unknown");
 	CHECK(strstr(ti.message, "failed.json") != NULL);
+	fs_write_atomic(p.s, "[1, 2]", 6, &err); /* JSON, but not a marker */
+	CHECK_INT(task_read(r.dir, "x", 0, 1, &ti, &err), 0);
+	CHECK_STR(ti.kind, "unknown");
+	CHECK(strstr(ti.message, "not a JSON object") != NULL);
 	buf_release(&p);
 	run_release(&r);
 }
@@ -520,6 +559,7 @@ int main(void)
 	RUN(test_spec_errors_name_file_and_line);
 	RUN(test_spec_params_use_params);
 	RUN(test_spec_set_values_kept_exactly);
+	RUN(test_frozen_spec_opens_old_params);
 	RUN(test_run_path_checked);
 	RUN(test_spec_cycle_names_its_stages);
 	RUN(test_spec_out_of_memory_never_crashes);
