@@ -162,6 +162,35 @@ CAIRN_SLURM_BIN=$T/down cairn resume r9 >out.txt 2>&1
 check_eq "unreachable: resume refuses" "$?" 1
 check_grep "unreachable: resume says why" "cannot reach Slurm.*nothing submitted" out.txt
 check_eq "unreachable: resume submits nothing" "$(calls sbatch)" 0
+# The real commands with slurmctld down (this cluster's slurm.conf with a
+# port nobody listens on): squeue retries for 18 s and scancel for 9 s before
+# they say so; cairn asks `scontrol ping` after 1 s and stops them.
+for port in $(shuf -i 20000-49999 -n 50); do ss -Htln "sport = :$port" | grep -q . || break; done
+sed "s/^SlurmctldPort=.*/SlurmctldPort=$port/" "$C/slurm.conf" >down.conf
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+for cmd in "status r2" "why r2 a/0" "resume r2 --dry-run"; do
+	t0=$(date +%s%N)
+	SLURM_CONF=$T/down.conf cairn $cmd >"down-${cmd%% *}.txt" 2>err.txt
+	took=$(ms "$t0")
+	echo "# controller down: cairn $cmd: $took ms"
+	check "controller down: $cmd answers within 4 s" test "$took" -lt 4000
+	check_grep "controller down: $cmd says scontrol ping saw it DOWN" 'Slurm unreachable.*`scontrol ping` says .*is DOWN' err.txt
+done
+check_grep "controller down: why still shows the markers" "a/0: done" down-why.txt
+(cd r2 && find . -type f -exec md5sum {} + | sort) >before.txt
+t0=$(date +%s%N)
+SLURM_CONF=$T/down.conf cairn cancel r2 >out.txt 2>err.txt
+rc=$?
+took=$(ms "$t0")
+check_eq "controller down: cancel exits 1" "$rc" 1
+echo "# controller down: cairn cancel: $took ms"
+check "controller down: cancel answers within 4 s" test "$took" -lt 4000
+check_grep "controller down: cancel says nothing was cancelled" "cannot reach Slurm \(scancel: .*scontrol ping. says .*DOWN" err.txt
+check_grep "controller down: cancel says what to do" "nothing was cancelled and .*r2 is unchanged; check that slurmctld is up \(.scontrol ping.\) and that SLURM_CONF \(.*down.conf\)" err.txt
+(cd r2 && find . -type f -exec md5sum {} + | sort) >after.txt
+check "controller down: cancel leaves the run folder as it was" cmp -s before.txt after.txt
+SLURM_CONF=$T/nope.conf cairn cancel r2 >out.txt 2>err.txt
+check_grep "SLURM_CONF naming no file: cancel says so" "cannot reach Slurm \(scancel: SLURM_CONF=$T/nope.conf: No such file" err.txt
 # --- cancel: one scancel for the whole run ---
 cat >slow.ini <<'EOF'
 [pipeline]
