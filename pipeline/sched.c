@@ -342,7 +342,8 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	}
 }
 
-long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids)
+long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids,
+			long long *per_stage)
 {
 	json_t *jobs = json_object_get(r->info, "jobs");
 	long long n = 0;
@@ -361,6 +362,8 @@ long long sched_orphans(const struct sched_view *v, const struct run *r, struct 
 			buf_addf(ids, "%s%ld", ids->len ? " " : "", id);
 			if (j->array_task >= 0)
 				buf_addf(ids, "_%d", j->array_task);
+			if (per_stage && stage >= 0)
+				per_stage[stage]++;
 			n++;
 		}
 	}

@@ -359,6 +359,28 @@ check_eq "resume mid-run after a cancelled element: exit 0" "$?" 0 || sed 's/^/#
 check_eq "resume mid-run after a cancelled element: result complete" "$(tr '\n' ' ' <r13/stages/c/0/out/c 2>/dev/null)" "a0 a1 a2 "
 echo "# $SECONDS s: resume mid-run done"
 
+# --- resume --spec shrinking arrays (3 -> 2) while the run is running ---
+# a/2 runs and b/2 is queued: both dropped, so scancelled. c, queued with
+# afterok on all of b's old array, would then never run (an element of it
+# cancelled): it is cancelled too and submitted again on b/0 and b/1.
+sed 's/^array = 3/array = 2/' arr.ini >arr2.ini
+cairn run arr.ini --executor slurm --run-dir r16 >out.txt 2>&1
+for _ in $(seq 60); do [ "$(grep -c 'start a/' r16/events.log 2>/dev/null)" = 3 ] && break; sleep 0.5; done
+jid() { grep -o '"job_id": [0-9]*' r16/run.json | sed -n "$1p" | grep -o '[0-9]*$'; } # a, b, c, then c again
+aj=$(jid 1) bj=$(jid 2) cj=$(jid 3)
+: >calls
+cairn resume r16 --spec arr2.ini >out.txt 2>&1
+check_eq "shrink while running: resume exits 0" "$?" 0 || sed 's/^/#   /' out.txt
+check_grep "shrink while running: the dropped elements and c's old job are scancelled" \
+	"cancelled 3 queued Slurm jobs first: .*${aj}_2 ${bj}_2 ${cj}_0" out.txt
+check_eq "shrink while running: one scancel, one sbatch (c again)" "$(calls scancel) $(calls sbatch)" "1 1"
+cairn resume r16 --wait >out.txt 2>&1
+check_eq "shrink while running: the run ends done" "$?" 0 || { sed 's/^/#   /' out.txt; squeue --states=all | sed 's/^/#   /'; }
+check_eq "shrink while running: c gathers the 2 tasks left" "$(tr '\n' ' ' <r16/stages/c/0/out/c 2>/dev/null)" "a0 a1 "
+check "shrink while running: nothing of the new spec was cancelled by a dependency" \
+	bash -c "! squeue --states=all --array -h -j ${aj},${bj},$(jid 4) -O JobArrayID,Reason | grep -v '_2 ' | grep -q DependencyNeverSatisfied"
+echo "# $SECONDS s: shrink while running done"
+
 # --- a job Slurm can never run: flagged, --wait stops ---
 printf '[pipeline]\nname = huge\n[stage h]\ncpus = 999\ncommand = true\n' >huge.ini
 cairn run huge.ini --executor slurm --run-dir r14 --wait >out.txt 2>&1
