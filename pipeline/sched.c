@@ -280,6 +280,13 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	}
 	/* No end marker, or one left by an earlier submission (or a local run):
 	 * the latest job says where the task stands. */
+	if (sj && !is_live(sj) && !strcmp(sj->state, "FAILED") && sj->exit_code == TASK_EXIT_BUSY &&
+	    !sj->signal) {
+		/* Its wrapper found the task's lock held by another wrapper (of
+		 * an earlier job, still ending) past its wait, ran nothing and
+		 * wrote nothing: that wrapper's markers say where the task stands. */
+		return;
+	}
 	snprintf(ti->job, sizeof(ti->job), "%s", latest);
 	if (!sj) {
 		if (ended)

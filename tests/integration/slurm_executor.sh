@@ -381,6 +381,37 @@ check "shrink while running: nothing of the new spec was cancelled by a dependen
 	bash -c "! squeue --states=all --array -h -j ${aj},${bj},$(jid 4) -O JobArrayID,Reason | grep -v '_2 ' | grep -q DependencyNeverSatisfied"
 echo "# $SECONDS s: shrink while running done"
 
+# --- a new job whose task's lock is still held (its previous job still ending) ---
+# Held here with flock(1), as a wrapper that got SIGTERM holds it while it
+# asks scontrol and writes its marker: the new job waits for it, then runs.
+printf '[pipeline]\nname = lk\n[stage l]\nmem = 100M\ncommand = test -e %s/lkflag || exit 4\n' "$T" >lk.ini
+cairn run lk.ini --executor slurm --run-dir r17 --wait >out.txt 2>&1
+touch lkflag
+flock r17/stages/l/0/.lock sleep 8 &
+holder=$!
+sleep 0.3
+cairn resume r17 --wait >out.txt 2>&1
+check_eq "lock held by an ending job: the new job waits for it and the task is done" "$?" 0 || sed 's/^/#   /' r17/events.log
+check_grep "lock held by an ending job: events say it waited" "lock l/0: job .* got the task's lock after" r17/events.log
+wait "$holder"
+# Held past the wait (CAIRN_LOCK_WAIT=1): the new job runs nothing, writes
+# nothing (exit 75), and status goes by the markers there are.
+rm lkflag
+printf '[pipeline]\nname = lk\n[stage l]\nmem = 100M\ncommand = test -e %s/lkflag || exit 5\n' "$T" >lk2.ini
+cairn resume r17 --spec lk2.ini --wait >out.txt 2>&1 # fails: exit 5
+flock r17/stages/l/0/.lock sleep 10 &
+holder=$!
+sleep 0.3
+CAIRN_LOCK_WAIT=1 cairn resume r17 >out.txt 2>&1
+for _ in $(seq 40); do grep -q "busy l/0" r17/events.log && break; sleep 0.5; done
+sleep 1
+cairn status r17 >st.txt 2>&1
+check_grep "lock held past the wait: the new job leaves the task alone" "busy l/0: its lock is still held after 1 s" r17/events.log
+check_grep "lock held past the wait: status shows the last attempt's marker, not exit 75" "failed l/0: exit 5" st.txt
+check_grep "lock held past the wait: no marker written by the busy job" '"exit_code": 5' r17/stages/l/0/failed.json
+wait "$holder"
+echo "# $SECONDS s: task lock held done"
+
 # --- a job Slurm can never run: flagged, --wait stops ---
 printf '[pipeline]\nname = huge\n[stage h]\ncpus = 999\ncommand = true\n' >huge.ini
 cairn run huge.ini --executor slurm --run-dir r14 --wait >out.txt 2>&1
