@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,6 +94,41 @@ static const char *first_line(const struct buf *b, char *line, size_t size)
 	return k ? line : "(no message)";
 }
 
+/* The first line of a command's stderr, or its "fatal:" line (the one that
+ * says why, after the errors that led to it), and how many more there are:
+ * scancel says the same for every job id ("Kill job error on job id 7: ..."). */
+static const char *one_line(const struct buf *b, char *line, size_t size)
+{
+	const char *s = buf_str(b), *fatal = strstr(s, ": fatal: ");
+	if (fatal) {
+		while (fatal > s && fatal[-1] != '\n')
+			fatal--;
+		s = fatal;
+	}
+	while (*s == '\n' || *s == ' ')
+		s++;
+	size_t n = strcspn(s, "\n"), more = 0;
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\r'))
+		n--;
+	for (const char *p = buf_str(b); *p; p++)
+		more += p[0] != '\n' && (p[1] == '\n' || !p[1]); /* line ends */
+	more = more ? more - 1 : 0;
+	if (!n)
+		return "(no message)";
+	int k = snprintf(line, size, "%.*s", (int)n, s);
+	if (more && k >= 0 && (size_t)k < size)
+		snprintf(line + k, size - (size_t)k, " (and %zu more line%s)", more, more == 1 ? "" : "s");
+	return line;
+}
+
+static void copy_field(char *dst, size_t size, const char *src, size_t n)
+{
+	if (n >= size)
+		n = size - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void sleep_seconds(double s)
 {
 	if (s <= 0)
@@ -102,11 +138,66 @@ static void sleep_seconds(double s)
 		;
 }
 
+/* Slurm 22.05's clients retry a refused connection to slurmctld once a
+ * second for MessageTimeout seconds (10 by default), and squeue's job query
+ * does so twice: with the controller down, squeue takes 18 s and scancel 9 s
+ * before they say so. No option or environment variable of squeue, scancel
+ * or scontrol shortens that: MessageTimeout (slurm.conf only) also bounds
+ * the wait for a slow controller's answer. `scontrol ping` does not retry: it
+ * answers "Slurmctld(primary) at HOST is DOWN" (exit 1) within milliseconds
+ * when nothing listens, and "UP" from a busy controller too (slurmctld
+ * answers pings without taking its job locks). So a status command that has
+ * not answered after PROBE_AFTER seconds is checked on with one ping; only a
+ * ping that says every controller is DOWN, within PING_LIMIT, stops it. */
+#define PROBE_AFTER 1.0
+#define PING_LIMIT 5.0
+
+static int run_cmd_limits(enum slurm_cmd cmd, const char *const *args, double timeout, int probe,
+			  struct cmd_result *r, struct error *err);
+
+/* 1 when `scontrol ping` says that no slurmctld is up (why: its line). */
+static int controller_down(char *why, size_t size)
+{
+	const char *args[] = {"ping", NULL};
+	struct cmd_result r;
+	struct error err;
+	if (run_cmd_limits(SLURM_SCONTROL, args, PING_LIMIT, 0, &r, &err) < 0)
+		return 0;
+	const char *out = buf_str(&r.out);
+	int down = !r.timed_out && r.status != 0 && strstr(out, " is DOWN") && !strstr(out, " is UP");
+	if (down) {
+		size_t n = strcspn(out, "\n");
+		copy_field(why, size, out, n);
+	}
+	result_release(&r);
+	return down;
+}
+
 /* Runs the Slurm command `cmd` with args (NULL-terminated, without argv[0]),
  * stdin from /dev/null, stdout and stderr captured, killed after cmd_timeout.
  * Returns 0 when it ran (whatever its exit status), -1 when it could not be
  * started or read. */
 static int run_cmd(enum slurm_cmd cmd, const char *const *args, struct cmd_result *r, struct error *err)
+{
+	return run_cmd_limits(cmd, args, cmd_timeout, 0, r, err);
+}
+
+/* The same for the commands that ask the controller about jobs (squeue,
+ * scontrol show job, scancel): fails fast, -1 with a message that says so,
+ * when slurmctld is down (see PROBE_AFTER) or SLURM_CONF names no file
+ * (Slurm's commands would wait 60 s for it to appear). sbatch keeps Slurm's
+ * own patience: it retries anyway. */
+static int run_query(enum slurm_cmd cmd, const char *const *args, struct cmd_result *r, struct error *err)
+{
+	const char *conf = getenv("SLURM_CONF");
+	struct stat st;
+	if (conf && *conf && stat(conf, &st) < 0)
+		return error_errno(err, "%s: SLURM_CONF=%s", cmd_names[cmd], conf);
+	return run_cmd_limits(cmd, args, cmd_timeout, 1, r, err);
+}
+
+static int run_cmd_limits(enum slurm_cmd cmd, const char *const *args, double timeout, int probe,
+			  struct cmd_result *r, struct error *err)
 {
 	memset(r, 0, sizeof(*r));
 	const char *name = cmd_names[cmd];
@@ -164,18 +255,30 @@ static int run_cmd(enum slurm_cmd cmd, const char *const *args, struct cmd_resul
 
 	struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
 	struct buf *bufs[2] = {&r->out, &r->err};
-	int open_fds = 2, rc = 0;
-	double deadline = clock_now() + cmd_timeout;
+	int open_fds = 2, rc = 0, killed = 0;
+	double start = clock_now(), deadline = start + timeout;
+	char down[256] = "";
 	while (open_fds > 0) {
-		double left = deadline - clock_now();
-		if (left <= 0 && !r->timed_out) {
+		double now = clock_now(), left = deadline - now;
+		if (probe == 1 && now - start >= PROBE_AFTER) {
+			probe = 2; /* once */
+			if (controller_down(down, sizeof(down))) {
+				kill(pid, SIGKILL);
+				killed = 1;
+				deadline = clock_now();
+				left = 0;
+			}
+		}
+		if (left <= 0 && !killed) {
 			/* Kill it but keep reading until the pipes close. */
 			kill(pid, SIGKILL);
-			r->timed_out = 1;
+			killed = r->timed_out = 1;
 		}
-		if (r->timed_out && left < -5)
+		if (killed && left < -5)
 			break; /* a child of the command still holds the pipes */
-		int ms = r->timed_out ? 1000 : (int)(left * 1000) + 1;
+		int ms = killed ? 1000 : (int)(left * 1000) + 1;
+		if (probe == 1 && ms > (int)((PROBE_AFTER - (now - start)) * 1000) + 1)
+			ms = (int)((PROBE_AFTER - (now - start)) * 1000) + 1;
 		int n = poll(fds, 2, ms);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -209,6 +312,9 @@ static int run_cmd(enum slurm_cmd cmd, const char *const *args, struct cmd_resul
 		}
 	}
 	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	if (rc == 0 && down[0])
+		rc = error_set(err, "%s: no answer within %.0f s and `scontrol ping` says \"%s\"", name,
+			       PROBE_AFTER, down);
 	if (rc == 0 && (r->out.failed || r->err.failed))
 		rc = error_set(err, "%s: out of memory reading its output", name);
 	if (rc < 0)
@@ -237,6 +343,22 @@ int slurm_parse_sbatch(const char *out, long *jobid)
 	if (*end != '\0' && *end != '\n' && *end != ';' && *end != ' ' && *end != '\r')
 		return -1;
 	*jobid = id;
+	return 0;
+}
+
+int slurm_is_unreachable(const char *text)
+{
+	static const char *const down[] = {
+		"`scontrol ping` says",
+		"SLURM_CONF=",
+		"unable to contact slurm controller",
+		"could not establish a configuration source",
+		"unable to process configuration file",
+		"connection refused",
+	};
+	for (size_t i = 0; text && i < sizeof(down) / sizeof(down[0]); i++)
+		if (strcasestr(text, down[i]))
+			return 1;
 	return 0;
 }
 
@@ -362,14 +484,6 @@ static int parse_long(const char *s, long *v)
 	return 0;
 }
 
-static void copy_field(char *dst, size_t size, const char *src, size_t n)
-{
-	if (n >= size)
-		n = size - 1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 int slurm_parse_squeue_line(const char *line, struct slurm_job *job, struct error *err)
 {
 	char f[SQUEUE_FIELDS][128];
@@ -437,7 +551,7 @@ static int squeue_chunk(const char *select, struct slurm_jobs *out, struct error
 	}
 	const char *args[] = {"--states=all", "--array", "--noheader", buf_str(&jobs_arg), buf_str(&fmt_arg), NULL};
 	struct cmd_result r;
-	int rc = run_cmd(SLURM_SQUEUE, args, &r, err);
+	int rc = run_query(SLURM_SQUEUE, args, &r, err);
 	buf_release(&jobs_arg);
 	buf_release(&fmt_arg);
 	if (rc < 0)
@@ -448,7 +562,7 @@ static int squeue_chunk(const char *select, struct slurm_jobs *out, struct error
 	} else if (r.status != 0) {
 		/* All ids unknown (purged after MinJobAge): exit 1, nothing known. */
 		if (!is_unknown_job_error(buf_str(&r.err)))
-			rc = error_set(err, "squeue: %s (exit %d)", first_line(&r.err, line, sizeof(line)),
+			rc = error_set(err, "squeue: %s (exit %d)", one_line(&r.err, line, sizeof(line)),
 				       r.status);
 	} else {
 		char *s = r.out.s;
@@ -651,7 +765,7 @@ int slurm_show_job(const char *id, struct slurm_job_info *info, struct error *er
 {
 	const char *args[] = {"show", "job", "-o", id, NULL};
 	struct cmd_result r;
-	if (run_cmd(SLURM_SCONTROL, args, &r, err) < 0)
+	if (run_query(SLURM_SCONTROL, args, &r, err) < 0)
 		return -1;
 	int rc;
 	char line[512];
@@ -660,7 +774,7 @@ int slurm_show_job(const char *id, struct slurm_job_info *info, struct error *er
 	else if (r.status != 0 && is_unknown_job_error(buf_str(&r.err)))
 		rc = 1;
 	else if (r.status != 0)
-		rc = error_set(err, "scontrol show job %s: %s (exit %d)", id, first_line(&r.err, line, sizeof(line)),
+		rc = error_set(err, "scontrol show job %s: %s (exit %d)", id, one_line(&r.err, line, sizeof(line)),
 			       r.status);
 	else
 		rc = slurm_parse_show_job(buf_str(&r.out), info, err);
@@ -788,13 +902,13 @@ static int cancel_fn(const char *list, void *ctx)
 	for (char *save, *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save))
 		args[k++] = t;
 	struct cmd_result r;
-	int rc = run_cmd(SLURM_SCANCEL, args, &r, err);
+	int rc = run_query(SLURM_SCANCEL, args, &r, err);
 	if (rc == 0) {
 		char line[512];
 		if (r.timed_out)
 			rc = error_set(err, "scancel: no answer within %.0f s", cmd_timeout);
 		else if (r.status != 0 && !only_harmless(buf_str(&r.err)))
-			rc = error_set(err, "scancel: %s (exit %d)", first_line(&r.err, line, sizeof(line)),
+			rc = error_set(err, "scancel: %s (exit %d)", one_line(&r.err, line, sizeof(line)),
 				       r.status);
 		result_release(&r);
 	}

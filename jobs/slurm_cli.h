@@ -22,7 +22,13 @@ void slurm_calls_reset(void);
 /* Where the binaries are: $CAIRN_SLURM_BIN/NAME when that variable is set and
  * not empty, otherwise NAME looked up on PATH. Read at every call. */
 
-/* Each command is killed (SIGKILL) after this many seconds; default 60. */
+/* Each command is killed (SIGKILL) after this many seconds; default 60.
+ * squeue, `scontrol show job` and scancel fail sooner when Slurm cannot be
+ * reached: when one has not answered after 1 s, one `scontrol ping` is
+ * asked, and if it says every slurmctld is DOWN the command is stopped (its
+ * own retries would take MessageTimeout seconds or twice that); a SLURM_CONF
+ * that names no file fails at once. A slow controller that answers the
+ * ping is waited for, up to this limit. */
 void slurm_set_timeout(double seconds);
 /* sbatch retry policy: at most `attempts` runs in all (>= 1), waiting
  * first_delay, 2*first_delay, 4*first_delay, ... capped at max_delay seconds
@@ -48,6 +54,13 @@ int slurm_parse_sbatch(const char *out, long *jobid);
 
 /* True when sbatch's stderr says the failure may go away if retried. */
 int slurm_is_transient(const char *stderr_text);
+
+/* True when an error of squeue, scontrol or scancel (a message of this
+ * module) says Slurm could not be reached at all: slurmctld down (`scontrol
+ * ping`), SLURM_CONF naming no file, or unset without DNS SRV records.
+ * Then the command did nothing. (A time-out is not one of them: a slow
+ * controller may have acted on it.) */
+int slurm_is_unreachable(const char *message);
 
 /* ---- one squeue call for many jobs ------------------------------------ */
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -39,7 +40,21 @@ int cmd_cancel(int argc, char **argv)
 			rc = slurm_cancel(ids, n, &err);
 		mem_free(ids);
 		if (rc < 0) {
-			fprintf(stderr, "cairn cancel: %s\n", err.msg);
+			/* Nothing was written to the run folder: the same command
+			 * works once Slurm answers again. */
+			const char *conf = getenv("SLURM_CONF");
+			if (slurm_is_unreachable(err.msg))
+				fprintf(stderr,
+					"cairn cancel: cannot reach Slurm (%s)\n"
+					"nothing was cancelled and %s is unchanged; check that slurmctld is up "
+					"(`scontrol ping`) and that SLURM_CONF (%s) names this cluster's "
+					"slurm.conf, then run `cairn cancel %s` again\n",
+					err.msg, r.dir, conf && *conf ? conf : "unset", argv[1]);
+			else
+				fprintf(stderr,
+					"cairn cancel: %s\n%s is unchanged; `cairn status %s` shows which of "
+					"its jobs are still queued or running\n",
+					err.msg, r.dir, argv[1]);
 			run_release(&r);
 			return 1;
 		}

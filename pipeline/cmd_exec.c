@@ -24,7 +24,14 @@
 
 static volatile sig_atomic_t stop_signal;
 
-enum { EXEC_BUSY = 75 }; /* exit code: another wrapper runs this task */
+enum { EXEC_BUSY = TASK_EXIT_BUSY }; /* exit code: another wrapper runs this task */
+
+/* How long a wrapper on Slurm waits for the task's lock. The holder is most
+ * often the wrapper of this task's previous job, stopped a moment ago
+ * (scancel, or resume cancelling it to submit it again), which may take
+ * scontrol's answer (<= 5 s) and up to KillWait (30 s by default) to end
+ * while the new job has already started. CAIRN_LOCK_WAIT (seconds) sets it. */
+#define LOCK_WAIT_SLURM 60.0
 
 struct exec_ctx {
 	const struct run *run;
@@ -231,14 +238,40 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	json_t *parts = NULL;
 	int rc = -1;
 
-	/* One wrapper per task at a time, wherever it was started from. */
-	int lock = task_lock(x->run->dir, x->st->name, x->task, err);
+	/* One wrapper per task at a time, wherever it was started from. Locally
+	 * the holder is a wrapper that cairn waits for anyway; on Slurm it is
+	 * most often the previous job's, still ending: wait for it. */
+	double limit = 0, t0 = clock_now();
+	if (x->job[0])
+		limit = getenv("CAIRN_LOCK_WAIT") ? atof(getenv("CAIRN_LOCK_WAIT")) : LOCK_WAIT_SLURM;
+	int lock, waiting = 0;
+	while ((lock = task_lock(x->run->dir, x->st->name, x->task, err)) == TASK_LOCK_BUSY &&
+	       clock_now() - t0 < limit && !stop_signal) {
+		if (!waiting++)
+			run_event(x->run->dir, "wait %s/%d: job %s waits for the task's lock (another wrapper "
+					       "of it, perhaps of its previous job, still ending)",
+				  x->st->name, x->task, x->job);
+		usleep(200000);
+	}
 	if (lock == TASK_LOCK_BUSY) {
+		/* Leave the task to the wrapper that holds it: no marker here, so
+		 * status and resume go by that wrapper's (sched.c). */
+		if (x->job[0])
+			run_event(x->run->dir, "busy %s/%d: its lock is still held after %.0f s; job %s leaves "
+					       "it to that wrapper (exit %d, no marker)",
+				  x->st->name, x->task, clock_now() - t0, x->job, EXEC_BUSY);
 		error_set(err, "%s/%d is already running in another wrapper", x->st->name, x->task);
 		return EXEC_BUSY;
 	}
 	if (lock < 0)
 		return -1;
+	if (waiting) {
+		run_event(x->run->dir, "lock %s/%d: job %s got the task's lock after %.1f s", x->st->name,
+			  x->task, x->job, clock_now() - t0);
+		/* The attempt starts now: its wall time is the task's. */
+		x->t0 = clock_now();
+		clock_utc(x->started, sizeof(x->started), 0);
+	}
 
 	/* The key needs every input to be done: if one is not, this task cannot run. */
 	if (task_key(&x->run->spec, x->run->dir, x->stage, x->task, key, &parts, err) < 0) {

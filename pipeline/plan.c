@@ -46,7 +46,10 @@ static int upstream_reruns(const struct plan *p, const struct spec_stage *st, in
 {
 	for (int e = 0; e < st->nin; e++) {
 		const struct plan_stage *up = &p->stages[st->in[e].from];
-		if (st->in[e].one_to_one ? up->action[task] == PLAN_RUN : up->run > 0)
+		/* A job that waits for all of an input (afterok on its arrays)
+		 * also never runs when an element of those arrays is cancelled
+		 * because the spec dropped it. */
+		if (st->in[e].one_to_one ? up->action[task] == PLAN_RUN : up->run > 0 || up->dropped > 0)
 			return 1;
 	}
 	return 0;
@@ -130,6 +133,14 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 		if (!ps->action || !ps->reason || !ps->state || (!fresh && !ps->digest))
 			return error_set(err, "out of memory");
 	}
+	long long *dropped = mem_calloc((size_t)s->nstages + 1, sizeof(*dropped));
+	if (!dropped)
+		return error_set(err, "out of memory");
+	if (!fresh)
+		p->ncancel += sched_orphans(&p->view, r, &p->cancel, dropped);
+	for (int i = 0; i < s->nstages; i++)
+		p->stages[i].dropped = dropped[i];
+	mem_free(dropped);
 	for (int k = 0; k < s->nstages; k++) {
 		int i = s->order[k];
 		const struct spec_stage *st = &s->stages[i];
@@ -191,8 +202,6 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 		p->skip += ps->skip;
 		p->wait += ps->wait;
 	}
-	if (!fresh)
-		p->ncancel += sched_orphans(&p->view, r, &p->cancel);
 	if (p->cancel.failed)
 		return error_set(err, "out of memory");
 	return 0;

@@ -31,6 +31,8 @@ struct plan_stage {
 	unsigned char *state;    /* enum task_state per task */
 	char (*digest)[65];      /* manifest digest of done tasks (NULL for a new run) */
 	long long run, skip, wait;
+	long long dropped;       /* queued or running elements beyond ntasks
+				    (resume --spec shrank the array): cancelled */
 };
 
 struct plan {

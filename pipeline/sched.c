@@ -280,6 +280,13 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	}
 	/* No end marker, or one left by an earlier submission (or a local run):
 	 * the latest job says where the task stands. */
+	if (sj && !is_live(sj) && !strcmp(sj->state, "FAILED") && sj->exit_code == TASK_EXIT_BUSY &&
+	    !sj->signal) {
+		/* Its wrapper found the task's lock held by another wrapper (of
+		 * an earlier job, still ending) past its wait, ran nothing and
+		 * wrote nothing: that wrapper's markers say where the task stands. */
+		return;
+	}
 	snprintf(ti->job, sizeof(ti->job), "%s", latest);
 	if (!sj) {
 		if (ended)
@@ -342,7 +349,8 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	}
 }
 
-long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids)
+long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids,
+			long long *per_stage)
 {
 	json_t *jobs = json_object_get(r->info, "jobs");
 	long long n = 0;
@@ -361,6 +369,8 @@ long long sched_orphans(const struct sched_view *v, const struct run *r, struct 
 			buf_addf(ids, "%s%ld", ids->len ? " " : "", id);
 			if (j->array_task >= 0)
 				buf_addf(ids, "_%d", j->array_task);
+			if (per_stage && stage >= 0)
+				per_stage[stage]++;
 			n++;
 		}
 	}

@@ -46,8 +46,11 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 int sched_record(struct run *r, const char *stage, long job_id, int offset, const char *array,
 		 struct error *err);
 /* Queued or running jobs of tasks the spec no longer has (a stage removed,
- * an array shrunk by resume --spec): appended to ids ("12_7 15"), counted. */
-long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids);
+ * an array shrunk by resume --spec): appended to ids ("12_7 15"), counted,
+ * and counted per stage in per_stage[stage] (when not NULL) for stages the
+ * spec still has. */
+long long sched_orphans(const struct sched_view *v, const struct run *r, struct buf *ids,
+			long long *per_stage);
 /* All job ids recorded in run.json; *ids is freed by the caller. */
 int sched_job_ids(const struct run *r, long **ids, size_t *n, struct error *err);
 

@@ -83,6 +83,9 @@ int task_key_same(const struct spec *s, const char *run, int stage, int task, ta
  * once. Returns the open fd, TASK_LOCK_BUSY if someone holds it, -1 on error. */
 enum { TASK_LOCK_BUSY = -2 };
 int task_lock(const char *run, const char *stage, int task, struct error *err);
+/* cairn exec's exit status when another wrapper kept the task's lock: it ran
+ * nothing and wrote no marker (Slurm shows its job FAILED, ExitCode 75:0). */
+enum { TASK_EXIT_BUSY = 75 };
 /* Is the task's lock held by a process on this machine? */
 int task_lock_held(const char *run, const char *stage, int task);
 

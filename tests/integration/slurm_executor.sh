@@ -162,6 +162,35 @@ CAIRN_SLURM_BIN=$T/down cairn resume r9 >out.txt 2>&1
 check_eq "unreachable: resume refuses" "$?" 1
 check_grep "unreachable: resume says why" "cannot reach Slurm.*nothing submitted" out.txt
 check_eq "unreachable: resume submits nothing" "$(calls sbatch)" 0
+# The real commands with slurmctld down (this cluster's slurm.conf with a
+# port nobody listens on): squeue retries for 18 s and scancel for 9 s before
+# they say so; cairn asks `scontrol ping` after 1 s and stops them.
+for port in $(shuf -i 20000-49999 -n 50); do ss -Htln "sport = :$port" | grep -q . || break; done
+sed "s/^SlurmctldPort=.*/SlurmctldPort=$port/" "$C/slurm.conf" >down.conf
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+for cmd in "status r2" "why r2 a/0" "resume r2 --dry-run"; do
+	t0=$(date +%s%N)
+	SLURM_CONF=$T/down.conf cairn $cmd >"down-${cmd%% *}.txt" 2>err.txt
+	took=$(ms "$t0")
+	echo "# controller down: cairn $cmd: $took ms"
+	check "controller down: $cmd answers within 4 s" test "$took" -lt 4000
+	check_grep "controller down: $cmd says scontrol ping saw it DOWN" 'Slurm unreachable.*`scontrol ping` says .*is DOWN' err.txt
+done
+check_grep "controller down: why still shows the markers" "a/0: done" down-why.txt
+(cd r2 && find . -type f -exec md5sum {} + | sort) >before.txt
+t0=$(date +%s%N)
+SLURM_CONF=$T/down.conf cairn cancel r2 >out.txt 2>err.txt
+rc=$?
+took=$(ms "$t0")
+check_eq "controller down: cancel exits 1" "$rc" 1
+echo "# controller down: cairn cancel: $took ms"
+check "controller down: cancel answers within 4 s" test "$took" -lt 4000
+check_grep "controller down: cancel says nothing was cancelled" "cannot reach Slurm \(scancel: .*scontrol ping. says .*DOWN" err.txt
+check_grep "controller down: cancel says what to do" "nothing was cancelled and .*r2 is unchanged; check that slurmctld is up \(.scontrol ping.\) and that SLURM_CONF \(.*down.conf\)" err.txt
+(cd r2 && find . -type f -exec md5sum {} + | sort) >after.txt
+check "controller down: cancel leaves the run folder as it was" cmp -s before.txt after.txt
+SLURM_CONF=$T/nope.conf cairn cancel r2 >out.txt 2>err.txt
+check_grep "SLURM_CONF naming no file: cancel says so" "cannot reach Slurm \(scancel: SLURM_CONF=$T/nope.conf: No such file" err.txt
 # --- cancel: one scancel for the whole run ---
 cat >slow.ini <<'EOF'
 [pipeline]
@@ -329,6 +358,59 @@ cairn resume r13 --wait >out.txt 2>&1
 check_eq "resume mid-run after a cancelled element: exit 0" "$?" 0 || sed 's/^/#   /' out.txt
 check_eq "resume mid-run after a cancelled element: result complete" "$(tr '\n' ' ' <r13/stages/c/0/out/c 2>/dev/null)" "a0 a1 a2 "
 echo "# $SECONDS s: resume mid-run done"
+
+# --- resume --spec shrinking arrays (3 -> 2) while the run is running ---
+# a/2 runs and b/2 is queued: both dropped, so scancelled. c, queued with
+# afterok on all of b's old array, would then never run (an element of it
+# cancelled): it is cancelled too and submitted again on b/0 and b/1.
+sed 's/^array = 3/array = 2/' arr.ini >arr2.ini
+cairn run arr.ini --executor slurm --run-dir r16 >out.txt 2>&1
+for _ in $(seq 60); do [ "$(grep -c 'start a/' r16/events.log 2>/dev/null)" = 3 ] && break; sleep 0.5; done
+jid() { grep -o '"job_id": [0-9]*' r16/run.json | sed -n "$1p" | grep -o '[0-9]*$'; } # a, b, c, then c again
+aj=$(jid 1) bj=$(jid 2) cj=$(jid 3)
+: >calls
+cairn resume r16 --spec arr2.ini >out.txt 2>&1
+check_eq "shrink while running: resume exits 0" "$?" 0 || sed 's/^/#   /' out.txt
+check_grep "shrink while running: the dropped elements and c's old job are scancelled" \
+	"cancelled 3 queued Slurm jobs first: .*${aj}_2 ${bj}_2 ${cj}_0" out.txt
+check_eq "shrink while running: one scancel, one sbatch (c again)" "$(calls scancel) $(calls sbatch)" "1 1"
+cairn resume r16 --wait >out.txt 2>&1
+check_eq "shrink while running: the run ends done" "$?" 0 || { sed 's/^/#   /' out.txt; squeue --states=all | sed 's/^/#   /'; }
+check_eq "shrink while running: c gathers the 2 tasks left" "$(tr '\n' ' ' <r16/stages/c/0/out/c 2>/dev/null)" "a0 a1 "
+check "shrink while running: nothing of the new spec was cancelled by a dependency" \
+	bash -c "! squeue --states=all --array -h -j ${aj},${bj},$(jid 4) -O JobArrayID,Reason | grep -v '_2 ' | grep -q DependencyNeverSatisfied"
+echo "# $SECONDS s: shrink while running done"
+
+# --- a new job whose task's lock is still held (its previous job still ending) ---
+# Held here with flock(1), as a wrapper that got SIGTERM holds it while it
+# asks scontrol and writes its marker: the new job waits for it, then runs.
+printf '[pipeline]\nname = lk\n[stage l]\nmem = 100M\ncommand = test -e %s/lkflag || exit 4\n' "$T" >lk.ini
+cairn run lk.ini --executor slurm --run-dir r17 --wait >out.txt 2>&1
+touch lkflag
+flock r17/stages/l/0/.lock sleep 8 &
+holder=$!
+sleep 0.3
+cairn resume r17 --wait >out.txt 2>&1
+check_eq "lock held by an ending job: the new job waits for it and the task is done" "$?" 0 || sed 's/^/#   /' r17/events.log
+check_grep "lock held by an ending job: events say it waited" "lock l/0: job .* got the task's lock after" r17/events.log
+wait "$holder"
+# Held past the wait (CAIRN_LOCK_WAIT=1): the new job runs nothing, writes
+# nothing (exit 75), and status goes by the markers there are.
+rm lkflag
+printf '[pipeline]\nname = lk\n[stage l]\nmem = 100M\ncommand = test -e %s/lkflag || exit 5\n' "$T" >lk2.ini
+cairn resume r17 --spec lk2.ini --wait >out.txt 2>&1 # fails: exit 5
+flock r17/stages/l/0/.lock sleep 10 &
+holder=$!
+sleep 0.3
+CAIRN_LOCK_WAIT=1 cairn resume r17 >out.txt 2>&1
+for _ in $(seq 40); do grep -q "busy l/0" r17/events.log && break; sleep 0.5; done
+sleep 1
+cairn status r17 >st.txt 2>&1
+check_grep "lock held past the wait: the new job leaves the task alone" "busy l/0: its lock is still held after 1 s" r17/events.log
+check_grep "lock held past the wait: status shows the last attempt's marker, not exit 75" "failed l/0: exit 5" st.txt
+check_grep "lock held past the wait: no marker written by the busy job" '"exit_code": 5' r17/stages/l/0/failed.json
+wait "$holder"
+echo "# $SECONDS s: task lock held done"
 
 # --- a job Slurm can never run: flagged, --wait stops ---
 printf '[pipeline]\nname = huge\n[stage h]\ncpus = 999\ncommand = true\n' >huge.ini

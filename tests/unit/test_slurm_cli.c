@@ -428,6 +428,125 @@ static void test_sbatch_retry(void)
 	slurm_set_retry(6, 1, 30);
 }
 
+/* ---- Slurm unreachable: fail fast, but wait for a slow controller ------ */
+
+/* Fakes: squeue sleeps FAKE_SLEEP s, then prints one job (hang: sleeps as
+ * one process, as squeue retrying does); scontrol ping
+ * prints FAKE_PING and exits FAKE_PING_RC (calls counted in pings); scancel
+ * says for each id what 22.05's scancel says with slurmctld down. */
+static const char fake_squeue[] = "#!/bin/sh\n"
+				  "[ \"$FAKE_SLEEP\" != hang ] || exec sleep 30\n"
+				  "sleep \"${FAKE_SLEEP:-0}\"\n"
+				  "echo '5|5|5|N/A|RUNNING|None|0|0|vm|'\n";
+static const char fake_scontrol[] = "#!/bin/sh\n"
+				    "echo \"$1\" >> \"$(dirname \"$0\")/pings\"\n"
+				    "echo \"$FAKE_PING\"\n"
+				    "exit \"${FAKE_PING_RC:-0}\"\n";
+static const char fake_scancel[] =
+	"#!/bin/sh\n"
+	"for id; do echo \"scancel: error: Kill job error on job id $id: Unable to contact slurm controller "
+	"(connect failure)\" >&2; done\n"
+	"exit 8\n";
+
+static int write_fake(const char *dir, const char *name, const char *body)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fputs(body, f);
+	return fclose(f) != 0 || chmod(path, 0755) != 0 ? -1 : 0;
+}
+
+static long count_lines(const char *path)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct error err;
+	long n = 0;
+	if (fs_read_all(path, &text, &len, &err) == 0)
+		for (size_t i = 0; i < len; i++)
+			n += text[i] == '\n';
+	mem_free(text);
+	return n;
+}
+
+static void test_unreachable(void)
+{
+	char dir[] = "/tmp/cairn-fake-slurm.XXXXXX", pings[512];
+	if (!mkdtemp(dir) || write_fake(dir, "squeue", fake_squeue) < 0 ||
+	    write_fake(dir, "scontrol", fake_scontrol) < 0 || write_fake(dir, "scancel", fake_scancel) < 0) {
+		CHECK(!"cannot write the fakes");
+		return;
+	}
+	snprintf(pings, sizeof(pings), "%s/pings", dir);
+	char *conf = getenv("SLURM_CONF") ? mem_strdup(getenv("SLURM_CONF")) : NULL;
+	unsetenv("SLURM_CONF");
+	setenv("CAIRN_SLURM_BIN", dir, 1);
+	struct slurm_jobs jobs;
+	struct error err;
+	long ids[] = {5, 6, 7};
+	slurm_jobs_init(&jobs);
+
+	/* An answer within a second: no ping. */
+	setenv("FAKE_SLEEP", "0", 1);
+	setenv("FAKE_PING", "Slurmctld(primary) at vm is DOWN", 1);
+	setenv("FAKE_PING_RC", "1", 1);
+	CHECK_INT(slurm_squeue(ids, 1, &jobs, &err), 0);
+	CHECK_INT((long)jobs.n, 1);
+	CHECK_INT(count_lines(pings), 0);
+
+	/* slurmctld down (squeue would retry for 18 s): stopped after 1 s. */
+	setenv("FAKE_SLEEP", "hang", 1);
+	double t0 = clock_now();
+	CHECK_INT(slurm_squeue(ids, 1, &jobs, &err), -1);
+	CHECK(clock_now() - t0 < 4);
+	CHECK(strstr(err.msg, "`scontrol ping` says \"Slurmctld(primary) at vm is DOWN\"") != NULL);
+	CHECK(slurm_is_unreachable(err.msg));
+	CHECK_INT(count_lines(pings), 1);
+
+	/* Slow but up: the ping says UP, so squeue is waited for. */
+	setenv("FAKE_SLEEP", "1.8", 1);
+	setenv("FAKE_PING", "Slurmctld(primary) at vm is UP", 1);
+	setenv("FAKE_PING_RC", "0", 1);
+	slurm_jobs_release(&jobs);
+	CHECK_INT(slurm_squeue(ids, 1, &jobs, &err), 0);
+	CHECK_INT((long)jobs.n, 1);
+	CHECK_INT(count_lines(pings), 2);
+
+	/* A backup controller up is enough. */
+	setenv("FAKE_PING", "Slurmctld(primary) at a is DOWN\nSlurmctld(backup) at b is UP", 1);
+	setenv("FAKE_PING_RC", "1", 1);
+	slurm_jobs_release(&jobs);
+	CHECK_INT(slurm_squeue(ids, 1, &jobs, &err), 0);
+	CHECK_INT((long)jobs.n, 1);
+
+	/* SLURM_CONF naming no file (Slurm would wait 60 s): at once, no squeue. */
+	setenv("SLURM_CONF", "/nonexistent/slurm.conf", 1);
+	slurm_calls_reset();
+	CHECK_INT(slurm_squeue(ids, 1, &jobs, &err), -1);
+	CHECK_INT(slurm_calls(SLURM_SQUEUE), 0);
+	CHECK(strstr(err.msg, "SLURM_CONF=/nonexistent/slurm.conf") != NULL);
+	CHECK(slurm_is_unreachable(err.msg));
+	unsetenv("SLURM_CONF");
+
+	/* scancel's line per job id: one line and a count, not a cut dump. */
+	CHECK_INT(slurm_cancel(ids, 3, &err), -1);
+	CHECK(strstr(err.msg, "job id 5: Unable to contact slurm controller (connect failure) (and 2 more "
+			      "lines) (exit 8)") != NULL);
+	CHECK(slurm_is_unreachable(err.msg));
+	CHECK(!slurm_is_unreachable("scancel: error: Kill job error on job id 5: Access/permission denied"));
+
+	slurm_jobs_release(&jobs);
+	unsetenv("CAIRN_SLURM_BIN");
+	if (conf)
+		setenv("SLURM_CONF", conf, 1);
+	mem_free(conf);
+	struct error rerr;
+	fs_rm_rf(dir, &rerr);
+}
+
 /* ---- live: the real commands against the cluster in SLURM_CONF -------- */
 
 static char live_dir[256];
@@ -627,6 +746,7 @@ int main(int argc, char **argv)
 	RUN(test_failure_kinds);
 	RUN(test_stop_kind);
 	RUN(test_sbatch_retry);
+	RUN(test_unreachable);
 	if (argc > 1 && strcmp(argv[1], "--live") == 0)
 		RUN(test_live);
 	else
