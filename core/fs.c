@@ -114,9 +114,36 @@ static int write_in_place(const char *path, const void *data, size_t len, struct
 	return 0;
 }
 
-int fs_tmp_name(const char *path, char *tmp, size_t size, struct error *err)
+/* The temp file beside real, the path a rename goes to. */
+static int tmp_beside(const char *path, const char *real, char *tmp, size_t size,
+		      struct error *err)
 {
 	static atomic_ulong counter;
+	if (snprintf(tmp, size, "%s.tmp.%ld.%lu", real, (long)getpid(),
+		     atomic_fetch_add(&counter, 1)) >= (int)size)
+		return error_set(err, "%s: path too long", path);
+	return 0;
+}
+
+/* Rename tmp onto real (path as the user named it, for messages); tmp is
+ * removed when that fails. */
+static int rename_into_place(const char *tmp, const char *path, const char *real, int durable,
+			     struct error *err)
+{
+	if (rename(tmp, real) < 0) {
+		error_errno(err, "%s: cannot rename the temp file %s into place", path, tmp);
+		unlink(tmp);
+		return -1;
+	}
+	if (!durable)
+		return 0;
+	char dir[PATH_MAX];
+	dir_of(real, dir, sizeof(dir));
+	return fs_sync_dir(dir, err);
+}
+
+int fs_tmp_name(const char *path, char *tmp, size_t size, struct error *err)
+{
 	char real[PATH_MAX];
 	enum target kind = TARGET_RENAME;
 	if (target_of(path, real, sizeof(real), &kind, err) < 0)
@@ -134,10 +161,7 @@ int fs_tmp_name(const char *path, char *tmp, size_t size, struct error *err)
 		close(fd);
 		return 0;
 	}
-	if (snprintf(tmp, size, "%s.tmp.%ld.%lu", real, (long)getpid(),
-		     atomic_fetch_add(&counter, 1)) >= (int)size)
-		return error_set(err, "%s: path too long", path);
-	return 0;
+	return tmp_beside(path, real, tmp, size, err);
 }
 
 static int copy_in_place(const char *tmp, const char *path, struct error *err)
@@ -172,22 +196,19 @@ int fs_commit_tmp(const char *tmp, const char *path, int durable, struct error *
 {
 	char real[PATH_MAX];
 	enum target kind = TARGET_RENAME;
-	int rc = target_of(path, real, sizeof(real), &kind, err);
-	if (rc == 0 && kind == TARGET_IN_PLACE)
-		rc = copy_in_place(tmp, path, err);
-	else if (rc == 0 && rename(tmp, real) < 0)
-		rc = error_errno(err, "%s: cannot rename the temp file %s into place", path, tmp);
-	else if (rc == 0 && durable) {
-		char dir[PATH_MAX];
-		dir_of(real, dir, sizeof(dir));
-		return fs_sync_dir(dir, err);
-	}
-	if (rc < 0 || kind == TARGET_IN_PLACE)
+	if (target_of(path, real, sizeof(real), &kind, err) < 0) {
 		unlink(tmp);
+		return -1;
+	}
+	if (kind == TARGET_RENAME)
+		return rename_into_place(tmp, path, real, durable, err);
+	int rc = copy_in_place(tmp, path, err);
+	unlink(tmp);
 	return rc;
 }
 
-/* durable: 0 no fsync, else fsync of the file and of the folder. */
+/* durable: 0 no fsync, else fsync of the file and of the folder. The target
+ * is looked at once (every task marker is written here). */
 static int write_renamed(const char *path, const void *data, size_t len, int durable,
 			 struct error *err)
 {
@@ -197,7 +218,7 @@ static int write_renamed(const char *path, const void *data, size_t len, int dur
 		return -1;
 	if (kind == TARGET_IN_PLACE)
 		return write_in_place(path, data, len, err);
-	if (fs_tmp_name(path, tmp, sizeof(tmp), err) < 0)
+	if (tmp_beside(path, real, tmp, sizeof(tmp), err) < 0)
 		return -1;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -219,7 +240,7 @@ static int write_renamed(const char *path, const void *data, size_t len, int dur
 		unlink(tmp);
 		return -1;
 	}
-	return fs_commit_tmp(tmp, path, durable, err);
+	return rename_into_place(tmp, path, real, durable, err);
 }
 
 int fs_write_atomic(const char *path, const void *data, size_t len, struct error *err)
