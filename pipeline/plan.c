@@ -5,7 +5,6 @@
 
 #include "core/jsonio.h"
 #include "core/mem.h"
-#include "core/sha256.h"
 
 const char *plan_action_name(enum plan_action a)
 {
@@ -263,14 +262,9 @@ void plan_release(struct plan *p)
  * run's path in it): a run made before keys left the path out. */
 static int legacy_command(const struct run *r, int s, int t, const char *was)
 {
-	struct buf cmd = BUF_INIT;
-	struct spec_ctx ctx = {r->dir, t};
 	struct error err;
 	char sha[65];
-	int same = spec_expand_command(&r->spec, s, &ctx, &cmd, &err) == 0 &&
-		   sha256_buf(cmd.s, cmd.len, sha, &err) == 0 && !strcmp(sha, was);
-	buf_release(&cmd);
-	return same;
+	return task_command_sha(&r->spec, r->dir, s, t, 1, sha, &err) == 0 && !strcmp(sha, was);
 }
 
 static void explain_key(const struct run *r, int s, int t, const json_t *done, struct buf *out)

@@ -474,21 +474,29 @@ int task_key_same(const struct spec *s, const char *run, int stage, int task, ta
 		!strcmp(stored, old));
 }
 
+int task_command_sha(const struct spec *s, const char *run, int stage, int task, int legacy,
+		     char sha[65], struct error *err)
+{
+	struct buf cmd = BUF_INIT;
+	/* the run folder as a name no command can expand to ("${run}" can:
+	   $${run} is a literal ${run}) */
+	struct spec_ctx ctx = {legacy ? run : "\001run\001", task};
+	int rc = 0;
+	if (spec_expand_command(s, stage, &ctx, &cmd, err) < 0 ||
+	    sha256_buf(cmd.s, cmd.len, sha, err) < 0)
+		rc = -1;
+	buf_release(&cmd);
+	return rc;
+}
+
 static int make_key(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
 		    void *fnctx, int legacy, char key[65], json_t **parts, struct error *err)
 {
 	const struct spec_stage *st = &s->stages[stage];
-	struct buf cmd = BUF_INIT, text = BUF_INIT;
-	/* the run folder as a name no command can expand to ("${run}" can:
-	   $${run} is a literal ${run}) */
-	struct spec_ctx ctx = {legacy ? run : "\001run\001", task};
+	struct buf text = BUF_INIT;
 	char cmd_sha[65];
-	if (spec_expand_command(s, stage, &ctx, &cmd, err) < 0 ||
-	    sha256_buf(cmd.s, cmd.len, cmd_sha, err) < 0) {
-		buf_release(&cmd);
+	if (task_command_sha(s, run, stage, task, legacy, cmd_sha, err) < 0)
 		return -1;
-	}
-	buf_release(&cmd);
 	char res[64];
 	/* Resources that change results: the number of MPI ranks and of GPUs. */
 	snprintf(res, sizeof(res), "ranks=%d gpus=%d", st->res.ranks, st->res.gpus);

@@ -71,6 +71,10 @@ typedef int (*task_digest_fn)(void *ctx, int stage, int task, char digest[65], s
  * reading done.json files. */
 int task_key_with(const struct spec *s, const char *run, int stage, int task, task_digest_fn fn,
 		  void *ctx, char key[65], json_t **parts, struct error *err);
+/* sha256 of the task's command as its key hashes it (legacy: as cairn-key-1
+ * did, with the run's path in it). */
+int task_command_sha(const struct spec *s, const char *run, int stage, int task, int legacy,
+		     char sha[65], struct error *err);
 /* Whether a done.json's key `stored` is the task's key `now`, or the key
  * cairn wrote before keys left out the run folder (cairn-key-1: the command
  * with the run's path in it), so that runs made then are not rerun whole.
