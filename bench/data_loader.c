@@ -118,7 +118,7 @@ static struct rate run_memcpy_once(const struct dataset *ds, const struct loader
 static int make_synthetic(char **argv)
 {
 	struct dataset_shape s = {(uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]),
-				  (uint32_t)atoi(argv[5]), 10};
+				  (uint32_t)atoi(argv[5]), 10, DATASET_LABEL_CLASS};
 	long n = atol(argv[6]);
 	struct dataset_writer w;
 	struct error err;

@@ -32,7 +32,8 @@ enum {
 	OFF_CLASSES = 40,
 	OFF_RECORD_BYTES = 44,
 	OFF_DATA_CRC = 48,
-	OFF_RESERVED = 52, /* 8 bytes, zero */
+	OFF_LABEL_KIND = 52, /* version 2; version 1: zero, part of the reserved bytes */
+	OFF_RESERVED = 56,   /* 4 bytes, zero (version 1: 8 bytes from 52) */
 	OFF_HEADER_CRC = 60,
 };
 
@@ -111,8 +112,23 @@ static void report(const struct dataset_progress *pr, uint64_t done, uint64_t to
 		pr->fn(pr->ctx, done, total);
 }
 
+/* Bytes of a record's label: a uint32, or a mask and its key. */
+static size_t label_bytes(const struct dataset_shape *s)
+{
+	if (s->label_kind == DATASET_LABEL_MASK)
+		return (size_t)s->height * s->width + DATASET_KEY_BYTES;
+	return 4;
+}
+
 static int check_shape(const struct dataset_shape *s, const char *what, struct error *err)
 {
+	if (s->label_kind != DATASET_LABEL_CLASS && s->label_kind != DATASET_LABEL_MASK)
+		return BAD("%s: label kind %" PRIu32 ", expected %d (class) or %d (mask)", what,
+			   s->label_kind, DATASET_LABEL_CLASS, DATASET_LABEL_MASK);
+	if (s->label_kind == DATASET_LABEL_MASK && s->num_classes > DATASET_MASK_MAX_CLASSES)
+		return BAD("%s: %" PRIu32 " classes: a mask holds at most %u (value %u means "
+			   "no label)",
+			   what, s->num_classes, DATASET_MASK_MAX_CLASSES, DATASET_MASK_IGNORE);
 	if (s->channels == 0 || s->channels > DATASET_MAX_CHANNELS)
 		return BAD("%s: %" PRIu32 " channels, expected 1 to %u", what, s->channels,
 			   DATASET_MAX_CHANNELS);
@@ -130,7 +146,8 @@ static void encode_header(uint8_t *h, const struct dataset_shape *s, uint64_t co
 {
 	memset(h, 0, DATASET_HEADER_BYTES);
 	memcpy(h + OFF_MAGIC, DATASET_MAGIC, 8);
-	put32(h + OFF_VERSION, DATASET_VERSION);
+	int mask = s->label_kind == DATASET_LABEL_MASK;
+	put32(h + OFF_VERSION, mask ? DATASET_VERSION_MASK : DATASET_VERSION);
 	put32(h + OFF_HEADER_BYTES, DATASET_HEADER_BYTES);
 	put64(h + OFF_COUNT, count);
 	put32(h + OFF_CHANNELS, s->channels);
@@ -138,7 +155,10 @@ static void encode_header(uint8_t *h, const struct dataset_shape *s, uint64_t co
 	put32(h + OFF_WIDTH, s->width);
 	put32(h + OFF_PIXEL, DATASET_PIXEL_U8);
 	put32(h + OFF_CLASSES, s->num_classes);
-	put32(h + OFF_RECORD_BYTES, s->channels * s->height * s->width + 4);
+	put32(h + OFF_RECORD_BYTES, (uint32_t)((size_t)s->channels * s->height * s->width +
+					       label_bytes(s)));
+	if (mask)
+		put32(h + OFF_LABEL_KIND, s->label_kind);
 	put32(h + OFF_DATA_CRC, data_crc);
 	put32(h + OFF_HEADER_CRC, crc_update(0, h, OFF_HEADER_CRC));
 }
@@ -155,18 +175,26 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 	if (memcmp(h + OFF_MAGIC, DATASET_MAGIC, 8) != 0)
 		return BAD("%s: byte 0: not a cairn dataset shard (bad magic)", p);
 	uint32_t version = get32(h + OFF_VERSION);
-	if (version != DATASET_VERSION)
-		return BAD("%s: byte %d: shard version %" PRIu32 ", this build reads version %u", p,
-			   OFF_VERSION, version, DATASET_VERSION);
+	if (version != DATASET_VERSION && version != DATASET_VERSION_MASK)
+		return BAD("%s: byte %d: shard version %" PRIu32
+			   ", this build reads versions %u and %u",
+			   p, OFF_VERSION, version, DATASET_VERSION, DATASET_VERSION_MASK);
 	uint32_t stored = get32(h + OFF_HEADER_CRC), actual = crc_update(0, h, OFF_HEADER_CRC);
 	if (stored != actual)
 		return BAD("%s: byte %d: header checksum mismatch (stored %08" PRIx32
 			   ", computed %08" PRIx32 "): the header is corrupt",
 			   p, OFF_HEADER_CRC, stored, actual);
-	if (get32(h + OFF_RESERVED) != 0 || get32(h + OFF_RESERVED + 4) != 0)
+	ds->shape.label_kind = version == DATASET_VERSION_MASK ? get32(h + OFF_LABEL_KIND) : 0;
+	if ((version == DATASET_VERSION && get32(h + OFF_LABEL_KIND) != 0) ||
+	    get32(h + OFF_RESERVED) != 0)
 		return BAD(
 		    "%s: byte %d: reserved header bytes are set (a shard from a newer cairn?)", p,
-		    OFF_RESERVED);
+		    version == DATASET_VERSION ? OFF_LABEL_KIND : OFF_RESERVED);
+	if (version == DATASET_VERSION_MASK && ds->shape.label_kind != DATASET_LABEL_MASK)
+		return BAD("%s: byte %d: label kind %" PRIu32 ", expected %d (mask) in a version %u "
+			   "shard",
+			   p, OFF_LABEL_KIND, ds->shape.label_kind, DATASET_LABEL_MASK,
+			   DATASET_VERSION_MASK);
 	if (get32(h + OFF_HEADER_BYTES) != DATASET_HEADER_BYTES)
 		return BAD("%s: byte %d: header size %" PRIu32 ", expected %u", p, OFF_HEADER_BYTES,
 			   get32(h + OFF_HEADER_BYTES), DATASET_HEADER_BYTES);
@@ -187,14 +215,17 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 	if (sh->width == 0 || sh->width > MAX_SIDE)
 		return BAD("%s: byte %d: width %" PRIu32 ", expected 1 to %u", p, OFF_WIDTH,
 			   sh->width, MAX_SIDE);
-	if (sh->num_classes == 0 || sh->num_classes > MAX_CLASSES)
+	uint32_t max_classes = sh->label_kind == DATASET_LABEL_MASK ? DATASET_MASK_MAX_CLASSES
+								    : MAX_CLASSES;
+	if (sh->num_classes == 0 || sh->num_classes > max_classes)
 		return BAD("%s: byte %d: %" PRIu32 " classes, expected 1 to %u", p, OFF_CLASSES,
-			   sh->num_classes, MAX_CLASSES);
+			   sh->num_classes, max_classes);
 	ds->image_bytes = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
-	ds->record_bytes = ds->image_bytes + 4;
+	ds->record_bytes = ds->image_bytes + label_bytes(sh);
 	if (get32(h + OFF_RECORD_BYTES) != ds->record_bytes)
-		return BAD("%s: byte %d: record size %" PRIu32 ", expected %zu (C*H*W + 4)", p,
-			   OFF_RECORD_BYTES, get32(h + OFF_RECORD_BYTES), ds->record_bytes);
+		return BAD("%s: byte %d: record size %" PRIu32 ", expected %zu (%s)", p,
+			   OFF_RECORD_BYTES, get32(h + OFF_RECORD_BYTES), ds->record_bytes,
+			   sh->label_kind == DATASET_LABEL_MASK ? "C*H*W + H*W + 12" : "C*H*W + 4");
 	ds->count = get64(h + OFF_COUNT);
 	ds->data_crc32 = get32(h + OFF_DATA_CRC);
 	uint64_t max_count = (UINT64_MAX / 2 - DATASET_HEADER_BYTES) / ds->record_bytes;
@@ -215,6 +246,44 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 		return BAD("%s: %" PRIu64
 			   " unexpected bytes after the last record, at byte %" PRIu64,
 			   p, file_size - expect, expect);
+	return 0;
+}
+
+/* Every key is an XYZ tile (z <= 30, x and y < 2^z) or says none. */
+static int check_keys(const struct dataset *ds, struct error *err)
+{
+	for (uint64_t i = 0; i < ds->count; i++) {
+		struct dataset_key k = dataset_key(ds, i);
+		if (k.z == DATASET_KEY_NONE)
+			continue;
+		if (k.z > 30 || k.x >> k.z || k.y >> k.z)
+			return BAD("%s: byte %" PRIu64 ": record %" PRIu64 " has tile key %" PRIu32
+				   "/%" PRIu32 "/%" PRIu32 ", which is no XYZ tile",
+				   ds->path,
+				   DATASET_HEADER_BYTES + (i + 1) * ds->record_bytes -
+				       DATASET_KEY_BYTES,
+				   i, k.z, k.x, k.y);
+	}
+	return 0;
+}
+
+/* Every mask value is a class or DATASET_MASK_IGNORE. */
+static int check_masks(const struct dataset *ds, struct error *err)
+{
+	size_t plane = (size_t)ds->shape.height * ds->shape.width;
+	for (uint64_t i = 0; i < ds->count; i++) {
+		const uint8_t *m = dataset_mask(ds, i);
+		for (size_t j = 0; j < plane; j++)
+			if (m[j] >= ds->shape.num_classes && m[j] != DATASET_MASK_IGNORE)
+				return BAD("%s: byte %" PRIu64 ": record %" PRIu64
+					   " has mask value %d at pixel (%zu, %zu), but the "
+					   "shard has %" PRIu32 " classes (%u: no label)",
+					   ds->path,
+					   DATASET_HEADER_BYTES + i * ds->record_bytes +
+					       ds->image_bytes + j,
+					   i, m[j], j / ds->shape.width, j % ds->shape.width,
+					   ds->shape.num_classes, DATASET_MASK_IGNORE);
+	}
 	return 0;
 }
 
@@ -260,7 +329,13 @@ int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct er
 	if (rc < 0)
 		goto fail;
 	ds->records = (const uint8_t *)ds->map + DATASET_HEADER_BYTES;
-	for (uint64_t i = 0; i < ds->count; i++) {
+	if (ds->shape.label_kind == DATASET_LABEL_MASK) {
+		if ((rc = check_keys(ds, err)) < 0)
+			goto fail;
+		if ((flags & DATASET_VERIFY) && (rc = check_masks(ds, err)) < 0)
+			goto fail;
+	}
+	for (uint64_t i = 0; ds->shape.label_kind == DATASET_LABEL_CLASS && i < ds->count; i++) {
 		uint32_t label = dataset_label(ds, i);
 		if (label >= ds->shape.num_classes) {
 			error_set(err,
@@ -304,6 +379,18 @@ int dataset_verify(const struct dataset *ds, struct error *err)
 void dataset_histogram(const struct dataset *ds, uint64_t *counts)
 {
 	memset(counts, 0, sizeof(*counts) * ds->shape.num_classes);
+	if (ds->shape.label_kind == DATASET_LABEL_MASK) {
+		uint64_t h[256] = {0};
+		size_t plane = (size_t)ds->shape.height * ds->shape.width;
+		for (uint64_t i = 0; i < ds->count; i++) {
+			const uint8_t *m = dataset_mask(ds, i);
+			for (size_t j = 0; j < plane; j++)
+				h[m[j]]++;
+		}
+		for (uint32_t k = 0; k < ds->shape.num_classes; k++)
+			counts[k] = h[k];
+		return;
+	}
 	for (uint64_t i = 0; i < ds->count; i++)
 		counts[dataset_label(ds, i)]++;
 }
@@ -378,23 +465,75 @@ int dataset_writer_open(struct dataset_writer *w, const char *path,
 	return 0;
 }
 
+/* Append a record's bytes: the image, then its label part (n bytes). */
+static int writer_put(struct dataset_writer *w, const uint8_t *pixels, const uint8_t *label,
+		      size_t n, struct error *err)
+{
+	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
+	    fwrite(label, 1, n, w->file) != n)
+		return error_errno(err, "%s: write failed at record %" PRIu64, w->path,
+				   w->count);
+	w->crc = crc_update(w->crc, pixels, w->image_bytes);
+	w->crc = crc_update(w->crc, label, n);
+	w->count++;
+	return 0;
+}
+
+/* Record i of ds, as it is (shapes agree: split, imbalance, merge). */
+static int writer_copy(struct dataset_writer *w, const struct dataset *ds, uint64_t i,
+		       struct error *err)
+{
+	return writer_put(w, dataset_image(ds, i), dataset_image(ds, i) + ds->image_bytes,
+			  ds->record_bytes - ds->image_bytes, err);
+}
+
+int dataset_writer_add_mask(struct dataset_writer *w, const uint8_t *pixels, const uint8_t *mask,
+			    const struct dataset_key *key, struct error *err)
+{
+	if (w->shape.label_kind != DATASET_LABEL_MASK)
+		return error_set(err, "%s: a mask for a shard of class labels", w->path);
+	size_t plane = (size_t)w->shape.height * w->shape.width;
+	for (size_t j = 0; j < plane; j++)
+		if (mask[j] >= w->shape.num_classes && mask[j] != DATASET_MASK_IGNORE)
+			return error_set(err,
+					 "%s: record %" PRIu64 ": mask value %d at pixel (%zu, "
+					 "%zu) >= %" PRIu32 " classes",
+					 w->path, w->count, mask[j], j / w->shape.width,
+					 j % w->shape.width, w->shape.num_classes);
+	uint8_t k[DATASET_KEY_BYTES];
+	put32(k, key ? key->z : DATASET_KEY_NONE);
+	put32(k + 4, key ? key->x : 0);
+	put32(k + 8, key ? key->y : 0);
+	if (key && key->z != DATASET_KEY_NONE &&
+	    (key->z > 30 || key->x >> key->z || key->y >> key->z))
+		return error_set(err, "%s: record %" PRIu64 ": %" PRIu32 "/%" PRIu32 "/%" PRIu32
+				      " is no XYZ tile",
+				 w->path, w->count, key->z, key->x, key->y);
+	/* mask and key in one buffer would cost a copy of the mask: write twice */
+	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
+	    fwrite(mask, 1, plane, w->file) != plane ||
+	    fwrite(k, 1, sizeof(k), w->file) != sizeof(k))
+		return error_errno(err, "%s: write failed at record %" PRIu64, w->path,
+				   w->count);
+	w->crc = crc_update(w->crc, pixels, w->image_bytes);
+	w->crc = crc_update(w->crc, mask, plane);
+	w->crc = crc_update(w->crc, k, sizeof(k));
+	w->count++;
+	return 0;
+}
+
 int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t label,
 		       struct error *err)
 {
+	if (w->shape.label_kind != DATASET_LABEL_CLASS)
+		return error_set(err, "%s: a class label for a shard of masks", w->path);
 	if (label >= w->shape.num_classes)
 		return error_set(err,
 				 "%s: record %" PRIu64 ": label %" PRIu32 " >= %" PRIu32 " classes",
 				 w->path, w->count, label, w->shape.num_classes);
 	uint8_t l[4];
 	put32(l, label);
-	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
-	    fwrite(l, 1, 4, w->file) != 4)
-		return error_errno(err, "%s: write failed at record %" PRIu64, w->path,
-				   w->count);
-	w->crc = crc_update(w->crc, pixels, w->image_bytes);
-	w->crc = crc_update(w->crc, l, 4);
-	w->count++;
-	return 0;
+	return writer_put(w, pixels, l, 4, err);
 }
 
 /* Finalize the header and close the temp file, without putting it in place. */
@@ -592,7 +731,7 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 		goto out;
 	}
 	struct dataset_shape shape = {1, idims[1], idims[2],
-				      num_classes ? num_classes : max_label + 1};
+				      num_classes ? num_classes : max_label + 1, DATASET_LABEL_CLASS};
 	size_t img = (size_t)idims[1] * idims[2];
 	pix = mem_alloc(img);
 	if (!pix) {
@@ -635,7 +774,8 @@ struct by_class {
 
 static int by_class_build(const struct dataset *ds, struct by_class *b, struct error *err)
 {
-	uint32_t K = ds->shape.num_classes;
+	int mask = ds->shape.label_kind == DATASET_LABEL_MASK;
+	uint32_t K = mask ? 1 : ds->shape.num_classes; /* a mask shard is one group */
 	b->idx = mem_alloc(sizeof(uint64_t) * (ds->count ? ds->count : 1));
 	b->start = mem_calloc((size_t)K + 1, sizeof(uint64_t));
 	uint64_t *fill = mem_calloc(K, sizeof(uint64_t));
@@ -647,11 +787,11 @@ static int by_class_build(const struct dataset *ds, struct by_class *b, struct e
 				 ds->path, ds->count);
 	}
 	for (uint64_t i = 0; i < ds->count; i++)
-		b->start[dataset_label(ds, i) + 1]++;
+		b->start[(mask ? 0 : dataset_label(ds, i)) + 1]++;
 	for (uint32_t k = 0; k < K; k++)
 		b->start[k + 1] += b->start[k];
 	for (uint64_t i = 0; i < ds->count; i++) {
-		uint32_t k = dataset_label(ds, i);
+		uint32_t k = mask ? 0 : dataset_label(ds, i);
 		b->idx[b->start[k] + fill[k]++] = i;
 	}
 	mem_free(fill);
@@ -676,8 +816,7 @@ static int write_marked(const struct dataset *ds, const uint8_t *mark, const cha
 		if (dataset_writer_open(&w[opened], paths[opened], &ds->shape, err) < 0)
 			goto out;
 	for (uint64_t i = 0; i < ds->count; i++) {
-		if (mark[i] && dataset_writer_add(&w[mark[i] - 1], dataset_image(ds, i),
-						  dataset_label(ds, i), err) < 0)
+		if (mark[i] && writer_copy(&w[mark[i] - 1], ds, i, err) < 0)
 			goto out;
 		report(pr, i + 1, ds->count);
 	}
@@ -724,7 +863,8 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
 		return error_set(err, "%s: out of memory", ds->path);
 	}
 	uint64_t s = seed;
-	for (uint32_t k = 0; k < ds->shape.num_classes; k++) {
+	uint32_t groups = ds->shape.label_kind == DATASET_LABEL_MASK ? 1 : ds->shape.num_classes;
+	for (uint32_t k = 0; k < groups; k++) {
 		uint64_t *c = b.idx + b.start[k], n = b.start[k + 1] - b.start[k];
 		shuffle(c, n, &s);
 		uint64_t na = (uint64_t)llround(fraction * (double)n);
@@ -742,6 +882,9 @@ int dataset_imbalance_plan(const struct dataset *ds, const struct dataset_imbala
 			   uint64_t *keep, struct error *err)
 {
 	uint32_t K = ds->shape.num_classes;
+	if (ds->shape.label_kind != DATASET_LABEL_CLASS)
+		return BAD("%s holds per-pixel masks: imbalance works on shards of class labels",
+			   ds->path);
 	if (!(opt->zipf_s >= 0 && opt->zipf_s <= 100))
 		return BAD("zipf exponent %g: expected a number from 0 to 100", opt->zipf_s);
 	uint64_t *counts = mem_calloc(K, sizeof(uint64_t));
@@ -816,7 +959,7 @@ int dataset_merge(const char *const *inputs, int n, const char *out_path,
 {
 	if (n < 1)
 		return BAD("merge: no input shards");
-	struct dataset_shape shape = {0, 0, 0, 0};
+	struct dataset_shape shape = {0, 0, 0, 0, DATASET_LABEL_CLASS};
 	uint64_t total = 0;
 	int rc;
 	/* First pass: check every input, its data checksum too (a corrupt record
@@ -836,6 +979,11 @@ int dataset_merge(const char *const *inputs, int n, const char *out_path,
 				   ", but %s has %" PRIu32 "x%" PRIu32 "x%" PRIu32,
 				   inputs[i], got.channels, got.height, got.width, inputs[0],
 				   shape.channels, shape.height, shape.width);
+		if (got.label_kind != shape.label_kind)
+			return BAD("%s holds %s, but %s holds %s: merge shards of one kind", inputs[i],
+				   got.label_kind == DATASET_LABEL_MASK ? "masks" : "class labels",
+				   inputs[0],
+				   shape.label_kind == DATASET_LABEL_MASK ? "masks" : "class labels");
 		if (got.num_classes > shape.num_classes)
 			shape.num_classes = got.num_classes;
 	}
@@ -850,8 +998,7 @@ int dataset_merge(const char *const *inputs, int n, const char *out_path,
 			return rc;
 		}
 		for (uint64_t r = 0; r < ds.count; r++) {
-			if (dataset_writer_add(&w, dataset_image(&ds, r), dataset_label(&ds, r),
-					       err) < 0) {
+			if (writer_copy(&w, &ds, r, err) < 0) {
 				dataset_close(&ds);
 				dataset_writer_abort(&w);
 				return -1;

@@ -12,7 +12,8 @@
 #include "core/error.h"
 
 #define DATASET_MAGIC "CAIRNDS\0" /* 8 bytes at offset 0 */
-#define DATASET_VERSION 1u
+#define DATASET_VERSION 1u	 /* shards of class labels (one per record) */
+#define DATASET_VERSION_MASK 2u /* shards of per-pixel masks (label kind at byte 52) */
 #define DATASET_HEADER_BYTES 64u
 #define DATASET_PIXEL_U8 1u /* the only pixel type so far */
 #define DATASET_MAX_CHANNELS 4u
@@ -22,10 +23,30 @@
  * the user can fix it), or -1 for other failures (I/O, memory). */
 #define DATASET_EBADINPUT (-2)
 
+/* What a record's label is: one class for the whole image (classifiers), or
+ * a mask of one class per pixel plus the XYZ tile the record came from
+ * (segmentation: U-Nets on map tiles). */
+enum dataset_label_kind {
+	DATASET_LABEL_CLASS = 0, /* uint32 label */
+	DATASET_LABEL_MASK = 1,	 /* H x W uint8 classes, then a dataset_key */
+};
+#define DATASET_MASK_IGNORE 255u	/* mask value: no label here (not scored, not learned) */
+#define DATASET_MASK_MAX_CLASSES 255u /* mask classes are 0..254 */
+#define DATASET_KEY_BYTES 12u		/* z, x, y: uint32 little-endian each */
+#define DATASET_KEY_NONE 0xFFFFFFFFu	/* z of a record that is no XYZ tile */
+
 /* What every record of a shard looks like. Pixels are uint8, planar (CHW). */
 struct dataset_shape {
 	uint32_t channels, height, width;
 	uint32_t num_classes; /* labels are 0 .. num_classes-1 */
+	uint32_t label_kind;  /* enum dataset_label_kind; 0 (class) unless set */
+};
+
+/* Where a mask record came from: XYZ tile z/x/y (web mercator), or z =
+ * DATASET_KEY_NONE. Predictions keep their input's keys, so they can be put
+ * back on the map. */
+struct dataset_key {
+	uint32_t z, x, y;
 };
 
 /* An open shard (read-only, mmap'd). Fields are read-only for callers. */
@@ -34,7 +55,8 @@ struct dataset {
 	struct dataset_shape shape;
 	uint64_t count;	     /* number of records */
 	size_t image_bytes;  /* channels * height * width */
-	size_t record_bytes; /* image_bytes + 4 (uint32 little-endian label) */
+	size_t record_bytes; /* image_bytes + 4 (uint32 little-endian label), or for
+				masks image_bytes + height * width + DATASET_KEY_BYTES */
 	uint32_t data_crc32; /* zlib crc32 of all record bytes, as stored */
 	const uint8_t *records;
 	void *map;
@@ -45,7 +67,9 @@ struct dataset {
 #define DATASET_VERIFY 1u /* also check data_crc32 (reads the whole file) */
 
 /* Open and check a shard: magic, version, header crc, shape, exact file size,
- * every label < num_classes. Errors name the file and the byte offset:
+ * every label < num_classes (mask shards: every key is a valid tile or none;
+ * mask values are checked with DATASET_VERIFY, and by the loader as it reads
+ * them). Errors name the file and the byte offset:
  * "x.ds: truncated: 1000 bytes, expected 4728064 (64-byte header + 6000 records of 788 bytes)". */
 int dataset_open(struct dataset *ds, const char *path, unsigned flags, struct error *err);
 void dataset_close(struct dataset *ds);
@@ -55,15 +79,31 @@ static inline const uint8_t *dataset_image(const struct dataset *ds, uint64_t i)
 {
 	return ds->records + i * ds->record_bytes;
 }
+static inline uint32_t dataset_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+/* Class shards only. */
 static inline uint32_t dataset_label(const struct dataset *ds, uint64_t i)
 {
-	const uint8_t *p = ds->records + i * ds->record_bytes + ds->image_bytes;
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	return dataset_get32(ds->records + i * ds->record_bytes + ds->image_bytes);
+}
+/* Mask shards only: record i's H x W classes (row-major), and its tile. */
+static inline const uint8_t *dataset_mask(const struct dataset *ds, uint64_t i)
+{
+	return ds->records + i * ds->record_bytes + ds->image_bytes;
+}
+static inline struct dataset_key dataset_key(const struct dataset *ds, uint64_t i)
+{
+	const uint8_t *p = ds->records + (i + 1) * ds->record_bytes - DATASET_KEY_BYTES;
+	struct dataset_key k = {dataset_get32(p), dataset_get32(p + 4), dataset_get32(p + 8)};
+	return k;
 }
 
 /* Recompute the data crc32 and compare with the header's. */
 int dataset_verify(const struct dataset *ds, struct error *err);
-/* counts[k] = records with label k; counts has shape.num_classes entries. */
+/* counts[k] = records with label k (mask shards: pixels of class k, ignored
+ * pixels not counted); counts has shape.num_classes entries. */
 void dataset_histogram(const struct dataset *ds, uint64_t *counts);
 /* Per-channel mean and standard deviation of pixel/255 over all records
  * (two-pass in double precision), for loader normalization. */
@@ -84,6 +124,10 @@ int dataset_writer_open(struct dataset_writer *w, const char *path,
 			const struct dataset_shape *shape, struct error *err);
 int dataset_writer_add(struct dataset_writer *w, const uint8_t *pixels, uint32_t label,
 		       struct error *err);
+/* For a writer opened with label_kind DATASET_LABEL_MASK: pixels (C x H x W),
+ * mask (H x W, each < num_classes or DATASET_MASK_IGNORE), key (NULL: none). */
+int dataset_writer_add_mask(struct dataset_writer *w, const uint8_t *pixels, const uint8_t *mask,
+			    const struct dataset_key *key, struct error *err);
 int dataset_writer_finish(struct dataset_writer *w, struct error *err);
 /* Drop the temp file; safe after finish or a failed open (does nothing then). */
 void dataset_writer_abort(struct dataset_writer *w);
@@ -104,7 +148,8 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 		       uint32_t num_classes, const struct dataset_progress *pr, struct error *err);
 
 /* Split: for each class, a seeded shuffle of its records puts round(fraction * n_class)
- * of them in A and the rest in B (stratified, so both keep the class balance).
+ * of them in A and the rest in B (stratified, so both keep the class balance;
+ * a mask shard is one group: round(fraction * count) records go to A).
  * Records keep their original order within each output. */
 int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, const char *out_a,
 		  const char *out_b, const struct dataset_progress *pr, struct error *err);
@@ -114,7 +159,7 @@ int dataset_split(const struct dataset *ds, double fraction, uint64_t seed, cons
  *   n_r = max(min_keep, floor(n_head * r^(-s)))
  * records (chosen by a seeded shuffle), where n_head is the smallest class
  * count in the input (so every class can supply its quota) unless head > 0
- * caps it lower. s = 0 keeps n_head of every class. */
+ * caps it lower. s = 0 keeps n_head of every class. Class shards only. */
 struct dataset_imbalance {
 	double zipf_s;
 	uint64_t seed;
@@ -128,8 +173,8 @@ int dataset_imbalance(const struct dataset *ds, const struct dataset_imbalance *
 		      const char *out_path, const struct dataset_progress *pr, struct error *err);
 
 /* Merge: the records of n shards, in order, into one (for example the outputs
- * of an array of import tasks). Shapes (C, H, W) must match; the output has
- * the largest class count of the inputs. */
+ * of an array of import tasks). Shapes (C, H, W) and label kinds must match;
+ * the output has the largest class count of the inputs. */
 int dataset_merge(const char *const *inputs, int n, const char *out_path,
 		  const struct dataset_progress *pr, struct error *err);
 

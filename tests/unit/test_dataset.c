@@ -43,7 +43,7 @@ static uint64_t record_id(const struct dataset *ds, uint64_t i)
 static int make_shard_labels(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K,
 			     uint64_t n, const uint32_t *labels)
 {
-	struct dataset_shape s = {C, H, W, K};
+	struct dataset_shape s = {C, H, W, K, DATASET_LABEL_CLASS};
 	struct dataset_writer w;
 	struct error err;
 	if (dataset_writer_open(&w, path, &s, &err) < 0)
@@ -248,7 +248,7 @@ static void test_writer_rejects_bad_shape_and_label(void)
 {
 	struct dataset_writer w;
 	struct error err;
-	struct dataset_shape s = {5, 2, 2, 3};
+	struct dataset_shape s = {5, 2, 2, 3, DATASET_LABEL_CLASS};
 	CHECK(dataset_writer_open(&w, tmp("x.ds"), &s, &err) < 0);
 	CHECK(strstr(err.msg, "5 channels") != NULL);
 	s.channels = 1;
@@ -643,7 +643,7 @@ static void test_merge_and_zipf_fit(void)
 static void test_channel_stats(void)
 {
 	/* 2 channels: channel 0 all 255, channel 1 alternating 0 and 255 */
-	struct dataset_shape s = {2, 1, 2, 1};
+	struct dataset_shape s = {2, 1, 2, 1, DATASET_LABEL_CLASS};
 	struct dataset_writer w;
 	struct error err;
 	CHECK_INT(dataset_writer_open(&w, tmp("st.ds"), &s, &err), 0);

@@ -25,7 +25,7 @@ static int make_shard(const char *name, uint32_t C, uint32_t H, uint32_t W, uint
 {
 	char path[300];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	struct dataset_shape s = {C, H, W, K};
+	struct dataset_shape s = {C, H, W, K, DATASET_LABEL_CLASS};
 	struct dataset_writer w;
 	struct error err;
 	if (dataset_writer_open(&w, path, &s, &err) < 0)

@@ -591,7 +591,7 @@ static void test_lr_schedules(void)
 static void make_shard(const char *path, int count, unsigned seed)
 {
 	struct dataset_writer w;
-	struct dataset_shape s = {1, 8, 8, 3};
+	struct dataset_shape s = {1, 8, 8, 3, DATASET_LABEL_CLASS};
 	struct error err;
 	CHECK(dataset_writer_open(&w, path, &s, &err) == 0);
 	srand(seed);
