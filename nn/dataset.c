@@ -155,8 +155,8 @@ static void encode_header(uint8_t *h, const struct dataset_shape *s, uint64_t co
 	put32(h + OFF_WIDTH, s->width);
 	put32(h + OFF_PIXEL, DATASET_PIXEL_U8);
 	put32(h + OFF_CLASSES, s->num_classes);
-	put32(h + OFF_RECORD_BYTES, (uint32_t)((size_t)s->channels * s->height * s->width +
-					       label_bytes(s)));
+	put32(h + OFF_RECORD_BYTES,
+	      (uint32_t)((size_t)s->channels * s->height * s->width + label_bytes(s)));
 	if (mask)
 		put32(h + OFF_LABEL_KIND, s->label_kind);
 	put32(h + OFF_DATA_CRC, data_crc);
@@ -191,8 +191,8 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 		    "%s: byte %d: reserved header bytes are set (a shard from a newer cairn?)", p,
 		    version == DATASET_VERSION ? OFF_LABEL_KIND : OFF_RESERVED);
 	if (version == DATASET_VERSION_MASK && ds->shape.label_kind != DATASET_LABEL_MASK)
-		return BAD("%s: byte %d: label kind %" PRIu32 ", expected %d (mask) in a version %u "
-			   "shard",
+		return BAD("%s: byte %d: label kind %" PRIu32
+			   ", expected %d (mask) in a version %u shard",
 			   p, OFF_LABEL_KIND, ds->shape.label_kind, DATASET_LABEL_MASK,
 			   DATASET_VERSION_MASK);
 	if (get32(h + OFF_HEADER_BYTES) != DATASET_HEADER_BYTES)
@@ -215,8 +215,8 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 	if (sh->width == 0 || sh->width > MAX_SIDE)
 		return BAD("%s: byte %d: width %" PRIu32 ", expected 1 to %u", p, OFF_WIDTH,
 			   sh->width, MAX_SIDE);
-	uint32_t max_classes = sh->label_kind == DATASET_LABEL_MASK ? DATASET_MASK_MAX_CLASSES
-								    : MAX_CLASSES;
+	uint32_t max_classes =
+	    sh->label_kind == DATASET_LABEL_MASK ? DATASET_MASK_MAX_CLASSES : MAX_CLASSES;
 	if (sh->num_classes == 0 || sh->num_classes > max_classes)
 		return BAD("%s: byte %d: %" PRIu32 " classes, expected 1 to %u", p, OFF_CLASSES,
 			   sh->num_classes, max_classes);
@@ -471,8 +471,7 @@ static int writer_put(struct dataset_writer *w, const uint8_t *pixels, const uin
 {
 	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
 	    fwrite(label, 1, n, w->file) != n)
-		return error_errno(err, "%s: write failed at record %" PRIu64, w->path,
-				   w->count);
+		return error_errno(err, "%s: write failed at record %" PRIu64, w->path, w->count);
 	w->crc = crc_update(w->crc, pixels, w->image_bytes);
 	w->crc = crc_update(w->crc, label, n);
 	w->count++;
@@ -506,15 +505,15 @@ int dataset_writer_add_mask(struct dataset_writer *w, const uint8_t *pixels, con
 	put32(k + 8, key ? key->y : 0);
 	if (key && key->z != DATASET_KEY_NONE &&
 	    (key->z > 30 || key->x >> key->z || key->y >> key->z))
-		return error_set(err, "%s: record %" PRIu64 ": %" PRIu32 "/%" PRIu32 "/%" PRIu32
-				      " is no XYZ tile",
+		return error_set(err,
+				 "%s: record %" PRIu64 ": %" PRIu32 "/%" PRIu32 "/%" PRIu32
+				 " is no XYZ tile",
 				 w->path, w->count, key->z, key->x, key->y);
 	/* mask and key in one buffer would cost a copy of the mask: write twice */
 	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
 	    fwrite(mask, 1, plane, w->file) != plane ||
 	    fwrite(k, 1, sizeof(k), w->file) != sizeof(k))
-		return error_errno(err, "%s: write failed at record %" PRIu64, w->path,
-				   w->count);
+		return error_errno(err, "%s: write failed at record %" PRIu64, w->path, w->count);
 	w->crc = crc_update(w->crc, pixels, w->image_bytes);
 	w->crc = crc_update(w->crc, mask, plane);
 	w->crc = crc_update(w->crc, k, sizeof(k));
@@ -730,8 +729,8 @@ int dataset_import_idx(const char *images_path, const char *labels_path, const c
 		rc = bad;
 		goto out;
 	}
-	struct dataset_shape shape = {1, idims[1], idims[2],
-				      num_classes ? num_classes : max_label + 1, DATASET_LABEL_CLASS};
+	struct dataset_shape shape = {
+	    1, idims[1], idims[2], num_classes ? num_classes : max_label + 1, DATASET_LABEL_CLASS};
 	size_t img = (size_t)idims[1] * idims[2];
 	pix = mem_alloc(img);
 	if (!pix) {
@@ -980,10 +979,11 @@ int dataset_merge(const char *const *inputs, int n, const char *out_path,
 				   inputs[i], got.channels, got.height, got.width, inputs[0],
 				   shape.channels, shape.height, shape.width);
 		if (got.label_kind != shape.label_kind)
-			return BAD("%s holds %s, but %s holds %s: merge shards of one kind", inputs[i],
-				   got.label_kind == DATASET_LABEL_MASK ? "masks" : "class labels",
-				   inputs[0],
-				   shape.label_kind == DATASET_LABEL_MASK ? "masks" : "class labels");
+			return BAD(
+			    "%s holds %s, but %s holds %s: merge shards of one kind", inputs[i],
+			    got.label_kind == DATASET_LABEL_MASK ? "masks" : "class labels",
+			    inputs[0],
+			    shape.label_kind == DATASET_LABEL_MASK ? "masks" : "class labels");
 		if (got.num_classes > shape.num_classes)
 			shape.num_classes = got.num_classes;
 	}

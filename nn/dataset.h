@@ -12,8 +12,8 @@
 #include "core/error.h"
 
 #define DATASET_MAGIC "CAIRNDS\0" /* 8 bytes at offset 0 */
-#define DATASET_VERSION 1u	 /* shards of class labels (one per record) */
-#define DATASET_VERSION_MASK 2u /* shards of per-pixel masks (label kind at byte 52) */
+#define DATASET_VERSION 1u	  /* shards of class labels (one per record) */
+#define DATASET_VERSION_MASK 2u	  /* shards of per-pixel masks (label kind at byte 52) */
 #define DATASET_HEADER_BYTES 64u
 #define DATASET_PIXEL_U8 1u /* the only pixel type so far */
 #define DATASET_MAX_CHANNELS 4u
@@ -30,10 +30,10 @@ enum dataset_label_kind {
 	DATASET_LABEL_CLASS = 0, /* uint32 label */
 	DATASET_LABEL_MASK = 1,	 /* H x W uint8 classes, then a dataset_key */
 };
-#define DATASET_MASK_IGNORE 255u	/* mask value: no label here (not scored, not learned) */
+#define DATASET_MASK_IGNORE 255u      /* mask value: no label here (not scored, not learned) */
 #define DATASET_MASK_MAX_CLASSES 255u /* mask classes are 0..254 */
-#define DATASET_KEY_BYTES 12u		/* z, x, y: uint32 little-endian each */
-#define DATASET_KEY_NONE 0xFFFFFFFFu	/* z of a record that is no XYZ tile */
+#define DATASET_KEY_BYTES 12u	      /* z, x, y: uint32 little-endian each */
+#define DATASET_KEY_NONE 0xFFFFFFFFu  /* z of a record that is no XYZ tile */
 
 /* What every record of a shard looks like. Pixels are uint8, planar (CHW). */
 struct dataset_shape {

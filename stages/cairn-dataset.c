@@ -186,13 +186,16 @@ static int cmd_info(int argc, char **argv)
 	static const char *help =
 	    "usage: cairn-dataset info SHARD [--json] [--no-verify]\n"
 	    "\n"
-	    "Print a shard's header (records, shape, classes), its class histogram, the\n"
+	    "Print a shard's header (records, shape, classes, label kind), its class\n"
+	    "histogram (records per class; pixels per class in a mask shard, whose\n"
+	    "ignored pixels are counted apart), the\n"
 	    "per-channel mean and standard deviation of pixel/255, the exponent s of a\n"
 	    "least-squares fit count ~ rank^-s over the sorted class counts (the length of\n"
 	    "the tail; 0 = balanced; see 'imbalance'), and whether the data checksum\n"
 	    "matches (--no-verify skips reading the whole file for it).\n"
 	    "--json prints one JSON object instead, for scripts:\n"
 	    "  {\"path\", \"records\", \"channels\", \"height\", \"width\", \"classes\",\n"
+	    "   \"labels\": \"class\"|\"mask\", (masks: \"ignored_pixels\", \"tiles\"),\n"
 	    "   \"record_bytes\", \"file_bytes\", \"checksum\": \"ok\"|\"skipped\", \"zipf_s\",\n"
 	    "   \"histogram\": [...], \"mean\": [...], \"std\": [...]}\n"
 	    "\n"
@@ -238,6 +241,14 @@ static int cmd_info(int argc, char **argv)
 	dataset_channel_stats(&ds, mean, std);
 	double zipf_s;
 	dataset_zipf_fit(hist, K, &zipf_s);
+	int mask = ds.shape.label_kind == DATASET_LABEL_MASK;
+	uint64_t ignored = 0, tiles = 0;
+	for (uint64_t i = 0; mask && i < ds.count; i++) {
+		tiles += dataset_key(&ds, i).z != DATASET_KEY_NONE;
+		ignored += (uint64_t)ds.shape.height * ds.shape.width;
+	}
+	for (uint32_t k = 0; mask && k < K; k++)
+		ignored -= hist[k];
 	int status = 0;
 	if (json) {
 		json_t *o = json_object(), *h = json_array(), *m = json_array(), *s = json_array();
@@ -248,6 +259,12 @@ static int cmd_info(int argc, char **argv)
 		bad |= json_object_set_new(o, "height", json_integer(ds.shape.height));
 		bad |= json_object_set_new(o, "width", json_integer(ds.shape.width));
 		bad |= json_object_set_new(o, "classes", json_integer(K));
+		bad |= json_object_set_new(o, "labels", json_string(mask ? "mask" : "class"));
+		if (mask) {
+			bad |= json_object_set_new(o, "ignored_pixels",
+						   json_integer((json_int_t)ignored));
+			bad |= json_object_set_new(o, "tiles", json_integer((json_int_t)tiles));
+		}
 		bad |= json_object_set_new(o, "record_bytes",
 					   json_integer((json_int_t)ds.record_bytes));
 		bad |= json_object_set_new(o, "file_bytes", json_integer((json_int_t)ds.map_len));
@@ -277,17 +294,24 @@ static int cmd_info(int argc, char **argv)
 		printf("shape         %u x %u x %u (C x H x W, uint8)\n", C, ds.shape.height,
 		       ds.shape.width);
 		printf("classes       %u\n", K);
+		if (mask)
+			printf("labels        a mask per record (%" PRIu64
+			       " ignored pixels); %" PRIu64 " of the records are XYZ tiles\n",
+			       ignored, tiles);
+		else
+			printf("labels        a class per record\n");
 		printf("record bytes  %zu\n", ds.record_bytes);
 		printf("file bytes    %zu\n", ds.map_len);
 		printf("checksum      %s\n", verify ? "ok" : "skipped (--no-verify)");
-		printf("zipf fit      s = %.3f (count ~ rank^-s; 0 = balanced)\n", zipf_s);
+		if (!mask)
+			printf("zipf fit      s = %.3f (count ~ rank^-s; 0 = balanced)\n", zipf_s);
 		printf("mean (x/255) ");
 		for (uint32_t i = 0; i < C; i++)
 			printf(" %.4f", mean[i]);
 		printf("\nstd  (x/255) ");
 		for (uint32_t i = 0; i < C; i++)
 			printf(" %.4f", std[i]);
-		printf("\nclass  records\n");
+		printf("\nclass  %s\n", mask ? "pixels" : "records");
 		for (uint32_t k = 0; k < K; k++)
 			printf("%5u  %" PRIu64 "\n", k, hist[k]);
 	}
@@ -305,7 +329,8 @@ static int cmd_split(int argc, char **argv)
 	    "\n"
 	    "Split a shard in two, class by class: a shuffle seeded by N puts round(X * n)\n"
 	    "of each class's n records in A and the others in B, so both keep the class\n"
-	    "balance. Records keep their order. Same seed, same split.\n"
+	    "balance (a mask shard is split as one group). Records keep their order.\n"
+	    "Same seed, same split.\n"
 	    "\n"
 	    "example (a 90/10 train/validation split):\n"
 	    "  cairn-dataset split train.ds --fraction 0.9 --seed 1 --out train90.ds --rest "

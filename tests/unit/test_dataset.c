@@ -1,6 +1,6 @@
 /* Unit tests for nn/dataset: shard round trip, header and size checks with
  * byte offsets, IDX import (plain and gzip, truncated, wrong magic), split,
- * Zipf imbalance, channel statistics, out-of-memory paths. */
+ * Zipf imbalance, channel statistics, mask shards, out-of-memory paths. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -65,6 +65,43 @@ static int make_shard_labels(const char *path, uint32_t C, uint32_t H, uint32_t 
 static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n)
 {
 	return make_shard_labels(path, C, H, W, K, n, NULL);
+}
+
+/* Mask record i of make_mask_shard: pixels as fill(); mask pixel j is
+ * (i + j) % (K + 1), with K read as 255 (ignored); key 5/i/(31 - i), record 3
+ * without a key. */
+static void mask_of(uint8_t *m, size_t plane, uint64_t i, uint32_t K)
+{
+	for (size_t j = 0; j < plane; j++) {
+		uint32_t v = (uint32_t)((i + j) % (K + 1));
+		m[j] = (uint8_t)(v == K ? DATASET_MASK_IGNORE : v);
+	}
+}
+
+static int make_mask_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K,
+			   uint64_t n)
+{
+	struct dataset_shape s = {C, H, W, K, DATASET_LABEL_MASK};
+	struct dataset_writer w;
+	struct error err;
+	if (dataset_writer_open(&w, path, &s, &err) < 0)
+		return -1;
+	size_t img = (size_t)C * H * W, plane = (size_t)H * W;
+	uint8_t *px = malloc(img), *m = malloc(plane);
+	int rc = 0;
+	for (uint64_t i = 0; i < n && rc == 0; i++) {
+		fill(px, img, i);
+		mask_of(m, plane, i, K);
+		struct dataset_key k = {5, (uint32_t)i, (uint32_t)(31 - i)};
+		rc = dataset_writer_add_mask(&w, px, m, i == 3 ? NULL : &k, &err);
+	}
+	free(px);
+	free(m);
+	if (rc < 0) {
+		dataset_writer_abort(&w);
+		return -1;
+	}
+	return dataset_writer_finish(&w, &err);
 }
 
 static int file_bytes(const char *path, uint8_t **data, size_t *len)
@@ -667,40 +704,45 @@ static void test_channel_stats(void)
 static void test_random_damage_is_an_error_not_a_crash(void)
 {
 	const char *good = tmp("fz.ds"), *bad = tmp("fzbad.ds");
-	CHECK_INT(make_shard(good, 2, 3, 3, 4, 12), 0);
-	uint8_t *d;
+	uint8_t *d, *c;
 	size_t n;
-	CHECK_INT(file_bytes(good, &d, &n), 0);
-	uint8_t *c = malloc(n + 16);
-	uint64_t s = 12345;
-	int crashes_avoided = 0, named = 1;
-	for (int it = 0; it < 400; it++) {
-		memcpy(c, d, n);
-		size_t len = n;
-		s = s * 6364136223846793005ull + 1442695040888963407ull;
-		int kind = (int)(s >> 60) % 3;
-		size_t at = (size_t)((s >> 20) % n);
-		if (kind == 0)
-			c[at] ^= (uint8_t)(1 + (s >> 8) % 255); /* flip bits of one byte */
-		else if (kind == 1)
-			len = at; /* truncate */
+	for (int mask = 0; mask < 2; mask++) {
+		if (mask)
+			CHECK_INT(make_mask_shard(good, 2, 3, 3, 4, 12), 0);
 		else
-			len = n + (size_t)(s >> 8) % 16; /* grow with junk */
-		if (write_bytes(bad, c, len) < 0)
-			continue;
-		struct dataset ds;
-		struct error err = {{0}};
-		int rc = dataset_open(&ds, bad, DATASET_VERIFY, &err);
-		if (rc == 0)
-			dataset_close(&ds);
-		else
-			named &= rc == DATASET_EBADINPUT && strstr(err.msg, bad) != NULL;
-		crashes_avoided++;
+			CHECK_INT(make_shard(good, 2, 3, 3, 4, 12), 0);
+		CHECK_INT(file_bytes(good, &d, &n), 0);
+		c = malloc(n + 16);
+		uint64_t s = 12345;
+		int crashes_avoided = 0, named = 1;
+		for (int it = 0; it < 400; it++) {
+			memcpy(c, d, n);
+			size_t len = n;
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			int kind = (int)(s >> 60) % 3;
+			size_t at = (size_t)((s >> 20) % n);
+			if (kind == 0)
+				c[at] ^= (uint8_t)(1 + (s >> 8) % 255); /* flip bits of one byte */
+			else if (kind == 1)
+				len = at; /* truncate */
+			else
+				len = n + (size_t)(s >> 8) % 16; /* grow with junk */
+			if (write_bytes(bad, c, len) < 0)
+				continue;
+			struct dataset ds;
+			struct error err = {{0}};
+			int rc = dataset_open(&ds, bad, DATASET_VERIFY, &err);
+			if (rc == 0)
+				dataset_close(&ds);
+			else
+				named &= rc == DATASET_EBADINPUT && strstr(err.msg, bad) != NULL;
+			crashes_avoided++;
+		}
+		CHECK_INT(crashes_avoided, 400);
+		CHECK(named);
+		free(c);
+		mem_free(d);
 	}
-	CHECK_INT(crashes_avoided, 400);
-	CHECK(named);
-	free(c);
-	mem_free(d);
 
 	/* gzip IDX: cut or damaged anywhere */
 	uint8_t img[16 + 50 * 6], lab[8 + 50];
@@ -730,6 +772,146 @@ static void test_random_damage_is_an_error_not_a_crash(void)
 	CHECK(good_imports >= 1); /* at least the undamaged file */
 	free(c);
 	mem_free(d);
+}
+
+static void test_mask_shards(void)
+{
+	char p[512]; /* tmp()'s buffers are reused below */
+	snprintf(p, sizeof(p), "%s", tmp("mask.ds"));
+	CHECK_INT(make_mask_shard(p, 2, 3, 4, 3, 20), 0);
+	struct dataset ds;
+	struct error err = {{0}};
+	CHECK_INT(dataset_open(&ds, p, DATASET_VERIFY, &err), 0);
+	CHECK_INT(ds.shape.label_kind, DATASET_LABEL_MASK);
+	CHECK_INT(ds.record_bytes, 24 + 12 + 12);
+	int good = 1;
+	uint8_t want[24], wm[12];
+	uint64_t hist[3] = {0};
+	for (uint64_t i = 0; i < 20; i++) {
+		fill(want, 24, i);
+		mask_of(wm, 12, i, 3);
+		good &= memcmp(dataset_image(&ds, i), want, 24) == 0;
+		good &= memcmp(dataset_mask(&ds, i), wm, 12) == 0;
+		struct dataset_key k = dataset_key(&ds, i);
+		if (i == 3)
+			good &= k.z == DATASET_KEY_NONE;
+		else
+			good &= k.z == 5 && k.x == i && k.y == 31 - i;
+		for (int j = 0; j < 12; j++)
+			if (wm[j] != DATASET_MASK_IGNORE)
+				hist[wm[j]]++;
+	}
+	CHECK(good);
+	uint64_t h[3];
+	dataset_histogram(&ds, h);
+	CHECK_INT(h[0], hist[0]);
+	CHECK_INT(h[1], hist[1]);
+	CHECK_INT(h[2], hist[2]);
+	CHECK(h[0] + h[1] + h[2] < 20 * 12); /* ignored pixels are not counted */
+
+	/* header: version 2, label kind 1 at byte 52, reserved 56..59 zero */
+	uint8_t *d;
+	size_t n;
+	CHECK_INT(file_bytes(p, &d, &n), 0);
+	CHECK_INT(n, 64 + 20 * 48);
+	CHECK_INT(d[8], 2);
+	CHECK_INT(d[44], 48);
+	CHECK_INT(d[52], 1);
+	CHECK_INT(d[56] | d[57] | d[58] | d[59], 0);
+	/* record 1's key at its last 12 bytes: z 5, x 1, y 30 */
+	const uint8_t *key1 = d + 64 + 2 * 48 - 12;
+	CHECK_INT(key1[0], 5);
+	CHECK_INT(key1[4], 1);
+	CHECK_INT(key1[8], 30);
+
+	/* split: one group, round(0.25 * 20) = 5 records in A, records unchanged */
+	CHECK_INT(dataset_split(&ds, 0.25, 9, tmp("ma.ds"), tmp("mb.ds"), NULL, &err), 0);
+	struct dataset a, b;
+	CHECK_INT(dataset_open(&a, tmp("ma.ds"), DATASET_VERIFY, &err), 0);
+	CHECK_INT(dataset_open(&b, tmp("mb.ds"), DATASET_VERIFY, &err), 0);
+	CHECK_INT(a.count, 5);
+	CHECK_INT(b.count, 15);
+	CHECK_INT(a.shape.label_kind, DATASET_LABEL_MASK);
+	int kept = 1;
+	for (uint64_t i = 0; i < a.count; i++) {
+		uint64_t r = record_id(&a, i);
+		kept &= memcmp(dataset_image(&a, i), dataset_image(&ds, r), ds.record_bytes) == 0;
+	}
+	CHECK(kept);
+	dataset_close(&b);
+
+	/* merge: masks with masks (the keys go along), not with class labels */
+	const char *two[2] = {tmp("ma.ds"), p};
+	CHECK_INT(dataset_merge(two, 2, tmp("mm.ds"), NULL, &err), 0);
+	struct dataset mm;
+	CHECK_INT(dataset_open(&mm, tmp("mm.ds"), DATASET_VERIFY, &err), 0);
+	CHECK_INT(mm.count, 25);
+	CHECK(memcmp(dataset_image(&mm, 5), dataset_image(&ds, 0), ds.record_bytes) == 0);
+	dataset_close(&mm);
+	CHECK_INT(make_shard(tmp("cls.ds"), 2, 3, 4, 3, 4), 0);
+	const char *mixed[2] = {p, tmp("cls.ds")};
+	CHECK_INT(dataset_merge(mixed, 2, tmp("mx.ds"), NULL, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "cls.ds holds class labels") != NULL);
+	CHECK(!fs_exists(tmp("mx.ds")));
+
+	/* imbalance is for class labels */
+	struct dataset_imbalance im = {1, 1, 0, 0};
+	CHECK_INT(dataset_imbalance(&ds, &im, tmp("mi.ds"), NULL, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "per-pixel masks") != NULL);
+	dataset_close(&a);
+	dataset_close(&ds);
+
+	/* a mask value out of range: found with DATASET_VERIFY (before the
+	 * checksum), named by record and pixel; a bad key on every open */
+	uint8_t *c = malloc(n);
+	memcpy(c, d, n);
+	c[64 + 2 * 48 + 24 + 5] = 7; /* record 2, pixel (1, 1) */
+	CHECK_INT(write_bytes(tmp("mbad.ds"), c, n), 0);
+	CHECK_INT(dataset_open(&ds, tmp("mbad.ds"), 0, &err), 0);
+	dataset_close(&ds);
+	CHECK_INT(dataset_open(&ds, tmp("mbad.ds"), DATASET_VERIFY, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "record 2 has mask value 7 at pixel (1, 1)") != NULL);
+	memcpy(c, d, n);
+	c[64 + 48 - 12] = 31; /* record 0: z 31 */
+	CHECK_INT(write_bytes(tmp("mbad.ds"), c, n), 0);
+	CHECK_INT(dataset_open(&ds, tmp("mbad.ds"), 0, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "record 0 has tile key 31/0/31, which is no XYZ tile") != NULL);
+	/* a version-1 header with byte 52 set is from a newer cairn */
+	memcpy(c, d, n);
+	c[8] = 1;
+	uint32_t hc = (uint32_t)crc32(0, c, 60);
+	c[60] = (uint8_t)hc, c[61] = (uint8_t)(hc >> 8), c[62] = (uint8_t)(hc >> 16),
+	c[63] = (uint8_t)(hc >> 24);
+	CHECK_INT(write_bytes(tmp("mbad.ds"), c, n), 0);
+	CHECK_INT(dataset_open(&ds, tmp("mbad.ds"), 0, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "byte 52: reserved header bytes are set") != NULL);
+	free(c);
+	mem_free(d);
+
+	/* the writer: masks only in a mask shard, labels only in a class shard,
+	 * mask values < K or 255, keys that are tiles; 255 classes at most */
+	struct dataset_writer w;
+	struct dataset_shape s = {1, 1, 2, 2, DATASET_LABEL_MASK};
+	CHECK_INT(dataset_writer_open(&w, tmp("mw.ds"), &s, &err), 0);
+	uint8_t px[2] = {1, 2}, bad[2] = {0, 2}, ok[2] = {1, 255};
+	CHECK(dataset_writer_add(&w, px, 0, &err) < 0);
+	CHECK(dataset_writer_add_mask(&w, px, bad, NULL, &err) < 0);
+	CHECK(strstr(err.msg, "mask value 2 at pixel (0, 1) >= 2 classes") != NULL);
+	struct dataset_key nokey = {3, 8, 0};
+	CHECK(dataset_writer_add_mask(&w, px, ok, &nokey, &err) < 0);
+	CHECK(strstr(err.msg, "3/8/0 is no XYZ tile") != NULL);
+	CHECK_INT(dataset_writer_add_mask(&w, px, ok, NULL, &err), 0);
+	CHECK_INT(dataset_writer_finish(&w, &err), 0);
+	s.num_classes = 256;
+	CHECK(dataset_writer_open(&w, tmp("mw2.ds"), &s, &err) < 0);
+	CHECK(strstr(err.msg, "a mask holds at most 255") != NULL);
+	s.num_classes = 2, s.label_kind = 7;
+	CHECK(dataset_writer_open(&w, tmp("mw2.ds"), &s, &err) < 0);
+	CHECK(!fs_exists(tmp("mw2.ds")));
+	s.label_kind = DATASET_LABEL_CLASS;
+	CHECK_INT(dataset_writer_open(&w, tmp("mw2.ds"), &s, &err), 0);
+	CHECK(dataset_writer_add_mask(&w, px, ok, NULL, &err) < 0);
+	dataset_writer_abort(&w);
 }
 
 static void test_out_of_memory_is_an_error(void)
@@ -772,6 +954,7 @@ int main(void)
 	RUN(test_merge_and_zipf_fit);
 	RUN(test_channel_stats);
 	RUN(test_random_damage_is_an_error_not_a_crash);
+	RUN(test_mask_shards);
 	RUN(test_out_of_memory_is_an_error);
 	struct error err;
 	fs_rm_rf(dir, &err);
