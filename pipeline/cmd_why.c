@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/fs.h"
 #include "core/mem.h"
 #include "jobs/job.h"
@@ -35,6 +36,34 @@ static void print_tail(const char *path, int lines)
 	mem_free(data);
 }
 
+/* The last time a Slurm job of this task found the task's lock held and left
+ * the task to the wrapper that held it (exit 75, no marker: cmd_exec.c). The
+ * markers are that wrapper's, so without this line the job would seem lost. */
+static void print_lock_refusal(const struct run *r, const char *stage, int task)
+{
+	struct buf path = BUF_INIT, needle = BUF_INIT;
+	buf_addf(&path, "%s/events.log", r->dir);
+	buf_addf(&needle, " busy %s/%d: ", stage, task);
+	char *data;
+	size_t len;
+	struct error err;
+	if (fs_read_all(path.s, &data, &len, &err) == 0) {
+		const char *last = NULL;
+		for (const char *at = data; (at = strstr(at, needle.s)); at++)
+			last = at;
+		if (last) {
+			const char *start = last, *end = strchr(last, '\n');
+			while (start > data && start[-1] != '\n')
+				start--;
+			printf("  a job of it found its lock held and left it (events.log):\n    %.*s\n",
+			       (int)(end ? end - start : (long)strlen(start)), start);
+		}
+		mem_free(data);
+	}
+	buf_release(&path);
+	buf_release(&needle);
+}
+
 static void explain(const struct run *r, const struct plan *p, int s, int t, int lines)
 {
 	const struct spec_stage *st = &r->spec.stages[s];
@@ -63,6 +92,7 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 			snprintf(what, sizeof(what), "%s", ti.kind);
 		printf("  not retried: retry_on = %s does not cover %s\n", st->res.retry_on, what);
 	}
+	print_lock_refusal(r, st->name, t);
 	enum plan_action a = p->stages[s].action[t];
 	printf("  resume would %s it\n", a == PLAN_WAIT		  ? "wait for"
 					  : a != PLAN_RUN		  ? "skip"
