@@ -1,9 +1,12 @@
 #include "geo/tileset.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cpl_error.h>
 #include <gdal.h>
@@ -24,6 +27,7 @@ void tileset_pack_opts_init(struct tileset_pack_opts *o)
 	o->missing = TILESET_MISSING_ERROR;
 	o->shard_i = 0;
 	o->shard_n = 1;
+	o->threads = 1;
 }
 
 static void report(const struct dataset_progress *pr, uint64_t done, uint64_t total)
@@ -177,6 +181,99 @@ static int tile_path(char *buf, size_t size, const char *dir, const struct tile 
 	return 0;
 }
 
+/* What every tile of a pack shares. */
+struct pack_ctx {
+	const struct tileset_pack_opts *o;
+	struct desc ref;
+	char first[4400]; /* the tile ref was read from */
+	size_t plane;
+};
+
+/* One tile decoded: pixels, mask, and whether its label tile was missing;
+ * or the error of that tile. */
+struct slot {
+	struct tile t;
+	uint8_t *pix, *mask;
+	int rc, missing;
+	struct error err;
+};
+
+static int decode(const struct pack_ctx *c, struct slot *s)
+{
+	const struct tileset_pack_opts *o = c->o;
+	struct error *err = &s->err;
+	char ipath[4400], lpath[4400];
+	struct desc d;
+	int rc;
+	s->missing = 0;
+	if ((rc = tile_path(ipath, sizeof(ipath), o->imagery, &s->t, err)) < 0)
+		return rc;
+	GDALDatasetH ds = tile_open(ipath, &d, err);
+	if (!ds)
+		return TILESET_EBADINPUT;
+	if (!desc_eq(&d, &c->ref)) {
+		char got[128], want[128];
+		desc_str(&d, got, sizeof(got));
+		desc_str(&c->ref, want, sizeof(want));
+		rc = BAD("%s: %s, but the first tile %s is %s: all imagery tiles must match", ipath,
+			 got, c->first, want);
+	} else {
+		rc = tile_read(ds, ipath, &d, s->pix, err);
+	}
+	GDALClose(ds);
+	if (rc < 0)
+		return rc;
+	if (!o->labels) {
+		memset(s->mask, DATASET_MASK_IGNORE, c->plane);
+		return 0;
+	}
+	if ((rc = tile_path(lpath, sizeof(lpath), o->labels, &s->t, err)) < 0)
+		return rc;
+	if (fs_exists(lpath))
+		return read_label(lpath, ipath, &c->ref, o->num_classes, s->mask, err);
+	if (o->missing != TILESET_MISSING_IGNORE)
+		return BAD("%s: missing: no label tile for %s; make labels for every imagery tile "
+			   "(cairn-rasterize --like %s), or pack it unlabelled (--missing-labels "
+			   "ignore: every pixel %u)",
+			   lpath, ipath, o->imagery, DATASET_MASK_IGNORE);
+	memset(s->mask, DATASET_MASK_IGNORE, c->plane);
+	s->missing = 1;
+	return 0;
+}
+
+/* A batch of slots decoded by several threads; written in order after. */
+struct batch {
+	const struct pack_ctx *c;
+	struct slot *slots;
+	size_t n;
+	atomic_size_t next;
+};
+
+static void *decode_worker(void *arg)
+{
+	struct batch *b = arg;
+	for (;;) {
+		size_t i = atomic_fetch_add(&b->next, 1);
+		if (i >= b->n)
+			break;
+		b->slots[i].rc = decode(b->c, &b->slots[i]);
+	}
+	return NULL;
+}
+
+static void decode_batch(struct batch *b, int threads)
+{
+	pthread_t tid[TILESET_MAX_THREADS];
+	int started = 0;
+	atomic_store(&b->next, 0);
+	for (int i = 1; i < threads && (size_t)i < b->n; i++)
+		if (pthread_create(&tid[started], NULL, decode_worker, b) == 0)
+			started++;
+	decode_worker(b); /* this thread too; alone if no thread started */
+	for (int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+}
+
 int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 		 const struct dataset_progress *pr, struct tileset_stats *st, struct error *err)
 {
@@ -186,6 +283,8 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 			   o->num_classes, DATASET_MASK_MAX_CLASSES, DATASET_MASK_IGNORE);
 	if (o->shard_n < 1 || o->shard_i < 0 || o->shard_i >= o->shard_n)
 		return BAD("shard %d/%d: want 0 <= I < N", o->shard_i, o->shard_n);
+	if (o->threads < 1 || o->threads > TILESET_MAX_THREADS)
+		return BAD("%d threads: want 1..%d", o->threads, TILESET_MAX_THREADS);
 	raster_init();
 	int z = o->zoom;
 	struct tile *tiles = NULL;
@@ -198,10 +297,15 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 	uint64_t mine =
 	    n / (uint64_t)o->shard_n + ((uint64_t)o->shard_i < n % (uint64_t)o->shard_n);
 	int rc = 0, opened = 0;
-	uint8_t *pix = NULL, *mask = NULL;
 	struct dataset_writer w;
-	GDALDatasetH ds = NULL;
-	char ipath[4400], lpath[4400];
+	struct slot *slots = NULL;
+	size_t nslots = 0;
+	struct pack_ctx *c = mem_calloc(1, sizeof(*c));
+	if (!c) {
+		rc = error_set(err, "out of memory");
+		goto out;
+	}
+	c->o = o;
 	if (tile_check_run_size(mine, err) < 0) {
 		rc = TILESET_EBADINPUT;
 		goto out;
@@ -218,97 +322,90 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 		}
 	}
 	/* The reference shape, from the first tile of all shards. */
-	struct desc ref;
-	if ((rc = tile_path(ipath, sizeof(ipath), o->imagery, &tiles[0], err)) < 0)
+	if ((rc = tile_path(c->first, sizeof(c->first), o->imagery, &tiles[0], err)) < 0)
 		goto out;
-	if (!(ds = tile_open(ipath, &ref, err))) {
+	GDALDatasetH ds = tile_open(c->first, &c->ref, err);
+	if (!ds) {
 		rc = TILESET_EBADINPUT;
 		goto out;
 	}
 	GDALClose(ds);
-	ds = NULL;
-	if ((rc = check_reference(ipath, &ref, err)) < 0)
+	if ((rc = check_reference(c->first, &c->ref, err)) < 0)
 		goto out;
-	char first[4400];
-	snprintf(first, sizeof(first), "%s", ipath);
-	struct dataset_shape shape = {(uint32_t)ref.bands, (uint32_t)ref.h, (uint32_t)ref.w,
-				      o->num_classes, DATASET_LABEL_MASK};
+	struct dataset_shape shape = {(uint32_t)c->ref.bands, (uint32_t)c->ref.h,
+				      (uint32_t)c->ref.w, o->num_classes, DATASET_LABEL_MASK};
 	st->shape = shape;
-	size_t plane = (size_t)ref.w * (size_t)ref.h;
-	pix = mem_alloc(plane * (size_t)ref.bands);
-	mask = mem_alloc(plane);
-	if (!pix || !mask) {
-		rc = error_set(err, "out of memory for tiles of %dx%d", ref.w, ref.h);
+	c->plane = (size_t)c->ref.w * (size_t)c->ref.h;
+	/* Slots for a batch: 16 per thread, at most 256 MB of tiles, at least
+	 * one per thread. */
+	size_t tile_bytes = c->plane * ((size_t)c->ref.bands + 1);
+	nslots = o->batch > 0 ? (size_t)o->batch : (size_t)o->threads * 16;
+	if (nslots * tile_bytes > ((size_t)256 << 20))
+		nslots = ((size_t)256 << 20) / tile_bytes;
+	if (nslots < (size_t)o->threads && o->batch <= 0)
+		nslots = (size_t)o->threads;
+	if (nslots > mine)
+		nslots = mine ? (size_t)mine : 1;
+	slots = mem_calloc(nslots, sizeof(*slots));
+	if (!slots) {
+		rc = error_set(err, "out of memory for %zu tiles of %dx%d", nslots, c->ref.w,
+			       c->ref.h);
+		nslots = 0;
 		goto out;
+	}
+	for (size_t i = 0; i < nslots; i++) {
+		slots[i].pix = mem_alloc(c->plane * (size_t)c->ref.bands);
+		slots[i].mask = mem_alloc(c->plane);
+		if (!slots[i].pix || !slots[i].mask) {
+			rc = error_set(err, "out of memory for %zu tiles of %dx%d", nslots,
+				       c->ref.w, c->ref.h);
+			goto out;
+		}
 	}
 	if (dataset_writer_open(&w, out_path, &shape, err) < 0) {
 		rc = -1;
 		goto out;
 	}
 	opened = 1;
-	for (size_t k = (size_t)o->shard_i; k < n; k += (size_t)o->shard_n) {
-		const struct tile *t = &tiles[k];
-		struct desc d;
-		if ((rc = tile_path(ipath, sizeof(ipath), o->imagery, t, err)) < 0)
-			goto out;
-		if (!(ds = tile_open(ipath, &d, err))) {
-			rc = TILESET_EBADINPUT;
-			goto out;
-		}
-		if (!desc_eq(&d, &ref)) {
-			char got[128], want[128];
-			desc_str(&d, got, sizeof(got));
-			desc_str(&ref, want, sizeof(want));
-			rc =
-			    BAD("%s: %s, but the first tile %s is %s: all imagery tiles must match",
-				ipath, got, first, want);
-			goto out;
-		}
-		rc = tile_read(ds, ipath, &d, pix, err);
-		GDALClose(ds);
-		ds = NULL;
-		if (rc < 0)
-			goto out;
-		if (!o->labels) {
-			memset(mask, DATASET_MASK_IGNORE, plane);
-		} else {
-			if ((rc = tile_path(lpath, sizeof(lpath), o->labels, t, err)) < 0)
-				goto out;
-			if (!fs_exists(lpath)) {
-				if (o->missing != TILESET_MISSING_IGNORE) {
-					rc = BAD("%s: missing: no label tile for %s; make labels "
-						 "for every imagery tile (cairn-rasterize --like "
-						 "%s), or pack it unlabelled (--missing-labels "
-						 "ignore: every pixel %u)",
-						 lpath, ipath, o->imagery, DATASET_MASK_IGNORE);
-					goto out;
-				}
-				memset(mask, DATASET_MASK_IGNORE, plane);
-				st->missing_labels++;
-			} else if ((rc = read_label(lpath, ipath, &ref, o->num_classes, mask,
-						    err)) < 0) {
+	/* Tiles k = shard_i, shard_i + shard_n, ...: decoded a batch at a time,
+	 * written in order; the first failing tile in that order is reported,
+	 * whatever the number of threads. */
+	size_t k = (size_t)o->shard_i;
+	while (k < n) {
+		struct batch b = {c, slots, 0, 0};
+		for (; b.n < nslots && k < n; k += (size_t)o->shard_n)
+			slots[b.n++].t = tiles[k];
+		decode_batch(&b, o->threads);
+		for (size_t i = 0; i < b.n; i++) {
+			struct slot *s = &slots[i];
+			if (s->rc < 0) {
+				rc = s->rc;
+				*err = s->err;
 				goto out;
 			}
+			struct dataset_key key = {(uint32_t)s->t.z, s->t.x, s->t.y};
+			if (dataset_writer_add_mask(&w, s->pix, s->mask, &key, err) < 0) {
+				rc = -1;
+				goto out;
+			}
+			st->missing_labels += (uint64_t)s->missing;
+			st->tiles++;
+			report(pr, st->tiles, mine);
 		}
-		struct dataset_key key = {(uint32_t)t->z, t->x, t->y};
-		if (dataset_writer_add_mask(&w, pix, mask, &key, err) < 0) {
-			rc = -1;
-			goto out;
-		}
-		st->tiles++;
-		report(pr, st->tiles, mine);
 	}
 	report(pr, st->tiles, mine);
 	opened = 0;
 	if (dataset_writer_finish(&w, err) < 0)
 		rc = -1;
 out:
-	if (ds)
-		GDALClose(ds);
 	if (opened)
 		dataset_writer_abort(&w);
-	mem_free(pix);
-	mem_free(mask);
+	for (size_t i = 0; i < nslots; i++) {
+		mem_free(slots[i].pix);
+		mem_free(slots[i].mask);
+	}
+	mem_free(slots);
+	mem_free(c);
 	mem_free(tiles);
 	return rc;
 }
@@ -370,11 +467,65 @@ static int check_keys(const struct dataset *ds, const char *like_dir, struct err
 	return rc;
 }
 
-int tileset_unpack(const char *shard_path, const char *out_dir, const char *like_dir,
+/* Records written by several threads; the failure of the lowest record wins. */
+struct unpack_job {
+	const struct dataset *ds;
+	const char *out_dir;
+	atomic_uint_least64_t next, done;
+	atomic_int failed;
+	pthread_mutex_t mu;
+	uint64_t fail_at;
+	int rc;
+	struct error err;
+	int zoom;
+};
+
+static int write_record(struct unpack_job *j, uint64_t i, struct error *err)
+{
+	struct dataset_key k = dataset_key(j->ds, i);
+	struct tile t = {(int)k.z, k.x, k.y};
+	char dir[4200], path[4400];
+	if (snprintf(dir, sizeof(dir), "%s/%d/%" PRIu32, j->out_dir, t.z, t.x) >= (int)sizeof(dir))
+		return BAD("%s: path too long", j->out_dir);
+	snprintf(path, sizeof(path), "%s/%" PRIu32 ".tif", dir, t.y);
+	if (fs_mkdir_p(dir, err) < 0 || raster_write_tile_sized(path, &t, (int)j->ds->shape.width,
+								1, dataset_mask(j->ds, i), err) < 0)
+		return -1;
+	return 0;
+}
+
+static void *unpack_worker(void *arg)
+{
+	struct unpack_job *j = arg;
+	struct error err;
+	for (;;) {
+		uint64_t i = atomic_fetch_add(&j->next, 1);
+		if (i >= j->ds->count || atomic_load(&j->failed))
+			break;
+		int rc = write_record(j, i, &err);
+		if (rc < 0) {
+			pthread_mutex_lock(&j->mu);
+			if (!atomic_load(&j->failed) || i < j->fail_at) {
+				j->fail_at = i;
+				j->rc = rc;
+				j->err = err;
+			}
+			atomic_store(&j->failed, 1);
+			pthread_mutex_unlock(&j->mu);
+			break;
+		}
+		atomic_fetch_add(&j->done, 1);
+	}
+	return NULL;
+}
+
+int tileset_unpack(const char *shard_path, const char *out_dir, const char *like_dir, int threads,
 		   const struct dataset_progress *pr, struct tileset_stats *st, struct error *err)
 {
 	memset(st, 0, sizeof(*st));
 	st->zoom = -1;
+	if (threads < 1 || threads > TILESET_MAX_THREADS)
+		return BAD("%d threads: want 1..%d", threads, TILESET_MAX_THREADS);
 	struct dataset ds;
 	int rc = dataset_open(&ds, shard_path, DATASET_VERIFY, err);
 	if (rc < 0)
@@ -394,28 +545,57 @@ int tileset_unpack(const char *shard_path, const char *out_dir, const char *like
 		rc = check_keys(&ds, like_dir, err);
 	if (rc == 0 && fs_mkdir_p(out_dir, err) < 0)
 		rc = -1;
-	for (uint64_t i = 0; i < ds.count && rc == 0; i++) {
-		struct dataset_key k = dataset_key(&ds, i);
-		struct tile t = {(int)k.z, k.x, k.y};
-		char dir[4200], path[4400];
-		if (snprintf(dir, sizeof(dir), "%s/%d/%" PRIu32, out_dir, t.z, t.x) >=
-		    (int)sizeof(dir)) {
-			rc = BAD("%s: path too long", out_dir);
-			break;
+	if (rc < 0) {
+		dataset_close(&ds);
+		return rc;
+	}
+	raster_init();
+	static const struct unpack_job zero;
+	struct unpack_job *j = mem_alloc(sizeof(*j));
+	if (!j) {
+		dataset_close(&ds);
+		return error_set(err, "out of memory");
+	}
+	*j = zero;
+	j->ds = &ds;
+	j->out_dir = out_dir;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_t tid[TILESET_MAX_THREADS];
+	int started = 0;
+	for (int i = 1; i < threads && (uint64_t)i < ds.count; i++)
+		if (pthread_create(&tid[started], NULL, unpack_worker, j) == 0)
+			started++;
+	if (!started) {
+		for (uint64_t i = 0; i < ds.count; i++) {
+			if ((j->rc = write_record(j, i, &j->err)) < 0) {
+				atomic_store(&j->failed, 1);
+				break;
+			}
+			atomic_store(&j->done, i + 1);
+			report(pr, i + 1, ds.count);
 		}
-		snprintf(path, sizeof(path), "%s/%" PRIu32 ".tif", dir, t.y);
-		if (fs_mkdir_p(dir, err) < 0 ||
-		    raster_write_tile_sized(path, &t, (int)ds.shape.width, 1, dataset_mask(&ds, i),
-					    err) < 0) {
-			rc = -1;
-			break;
+	} else {
+		/* this thread reports progress while the others write */
+		while (atomic_load(&j->done) < ds.count && !atomic_load(&j->failed)) {
+			if (pr && pr->fn)
+				pr->fn(pr->ctx, atomic_load(&j->done), ds.count);
+			struct timespec ts = {0, 50 * 1000 * 1000};
+			nanosleep(&ts, NULL);
 		}
-		st->zoom = t.z;
-		st->tiles++;
+		for (int i = 0; i < started; i++)
+			pthread_join(tid[i], NULL);
+	}
+	st->tiles = atomic_load(&j->done);
+	if (atomic_load(&j->failed)) {
+		rc = j->rc;
+		*err = j->err;
+	} else {
+		if (ds.count)
+			st->zoom = (int)dataset_key(&ds, ds.count - 1).z;
 		report(pr, st->tiles, ds.count);
 	}
-	if (rc == 0)
-		report(pr, st->tiles, ds.count);
+	pthread_mutex_destroy(&j->mu);
+	mem_free(j);
 	dataset_close(&ds);
 	return rc;
 }

@@ -27,9 +27,13 @@ struct tileset_pack_opts {
 	uint32_t num_classes;
 	enum tileset_missing missing;
 	int shard_i, shard_n; /* pack tile k (0-based, in order) when k mod n == i */
+	int threads;	      /* tiles decoded at once, 1..TILESET_MAX_THREADS */
+	int batch;	      /* tiles decoded before they are written (0: 16 per thread) */
 };
+#define TILESET_MAX_THREADS 64
 
-void tileset_pack_opts_init(struct tileset_pack_opts *o); /* 3 classes, shard 0/1 */
+/* 3 classes, shard 0/1, 1 thread */
+void tileset_pack_opts_init(struct tileset_pack_opts *o);
 
 struct tileset_stats {
 	int zoom;
@@ -44,7 +48,9 @@ struct tileset_stats {
  * error nothing is left there). The first tile of the whole listing (not of
  * this shard) sets C x H x W, so every shard of an array gets the same shape,
  * even an empty one. Errors name the tile (and the pixel, for a label value
- * out of range). */
+ * out of range). o->threads decode tiles at once, a batch at a time, written
+ * in order: the same shard, and the error of the first bad tile in that
+ * order, for any number of threads. */
 int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 		 const struct dataset_progress *pr, struct tileset_stats *st, struct error *err);
 
@@ -54,8 +60,9 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
  * Mask value 255 (no label) is written as it is. Before any tile is written:
  * the shard is verified (crc, mask values), every record must have a key, no
  * two the same tile, tiles square, and with like_dir, like_dir/Z/X/Y.tif must
- * exist for every key. */
-int tileset_unpack(const char *shard_path, const char *out_dir, const char *like_dir,
+ * exist for every key. threads (1..TILESET_MAX_THREADS) write tiles at once;
+ * on failure, the error of the lowest record that failed. */
+int tileset_unpack(const char *shard_path, const char *out_dir, const char *like_dir, int threads,
 		   const struct dataset_progress *pr, struct tileset_stats *st, struct error *err);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/progress.h"
@@ -30,8 +31,8 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  pack --imagery DIR [--labels DIR] --out SHARD [--zoom Z] [--classes K]\n"
-		"       [--missing-labels error|ignore] [--shard I/N]\n"
-		"  unpack --in SHARD --out DIR [--like DIR]\n"
+		"       [--missing-labels error|ignore] [--shard I/N] [--threads N]\n"
+		"  unpack --in SHARD --out DIR [--like DIR] [--threads N]\n"
 		"\n"
 		"'%s COMMAND --help' describes each command.\n"
 		"\n"
@@ -56,6 +57,21 @@ static int fail(int rc, const struct error *err)
 {
 	fprintf(stderr, "%s: %s\n", prog, err->msg);
 	return rc == TILESET_EBADINPUT ? EXIT_USAGE : 1;
+}
+
+/* --threads N: 1..TILESET_MAX_THREADS; -1 if not. */
+static int parse_threads(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	return end == s || *end || v < 1 || v > TILESET_MAX_THREADS ? -1 : (int)v;
+}
+
+/* Online CPUs, at most 8 (as cairn-rasterize). */
+static int default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
 /* A progress line on a terminal (silent in logs), fed by the library. */
@@ -93,6 +109,8 @@ static int cmd_pack(int argc, char **argv)
 	    "                           an array of N tasks packs all tiles once, each shard\n"
 	    "                           spread over the whole area; a shard packs at most\n"
 	    "                           16777216 tiles\n"
+	    "  --threads N              tiles decoded at once, 1..64 (default: online CPUs,\n"
+	    "                           at most 8); the shard is the same for any N\n"
 	    "Exit: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input (a missing,\n"
 	    "corrupt or mismatched tile, a label out of range).\n"
 	    "\n"
@@ -100,17 +118,15 @@ static int cmd_pack(int argc, char **argv)
 	    "  cairn-rasterize --vector scene/map.gpkg --class-field class --width-field width \\\n"
 	    "      --zoom 17 --like scene/imagery --out labels\n"
 	    "  cairn-tileset pack --imagery scene/imagery --labels labels --out train.ds\n";
-	static const struct option opts[] = {{"imagery", required_argument, 0, 'i'},
-					     {"labels", required_argument, 0, 'l'},
-					     {"out", required_argument, 0, 'o'},
-					     {"zoom", required_argument, 0, 'z'},
-					     {"classes", required_argument, 0, 'k'},
-					     {"missing-labels", required_argument, 0, 'm'},
-					     {"shard", required_argument, 0, 'S'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+	    {"imagery", required_argument, 0, 'i'}, {"labels", required_argument, 0, 'l'},
+	    {"out", required_argument, 0, 'o'},	    {"zoom", required_argument, 0, 'z'},
+	    {"classes", required_argument, 0, 'k'}, {"missing-labels", required_argument, 0, 'm'},
+	    {"shard", required_argument, 0, 'S'},   {"threads", required_argument, 0, 't'},
+	    {"help", no_argument, 0, 'h'},	    {0, 0, 0, 0}};
 	struct tileset_pack_opts o;
 	tileset_pack_opts_init(&o);
+	o.threads = default_threads();
 	const char *out = NULL;
 	struct error err;
 	char *end;
@@ -154,6 +170,10 @@ static int cmd_pack(int argc, char **argv)
 			if (tile_parse_shard(optarg, &o.shard_i, &o.shard_n, &err) < 0)
 				return bad_usage("pack", "--shard: %s", err.msg);
 			break;
+		case 't':
+			if ((o.threads = parse_threads(optarg)) < 0)
+				return bad_usage("pack", "--threads '%s': want 1..64", optarg);
+			break;
 		case 'h':
 			fputs(help, stdout);
 			return 0;
@@ -193,7 +213,7 @@ static int cmd_pack(int argc, char **argv)
 static int cmd_unpack(int argc, char **argv)
 {
 	static const char *help =
-	    "usage: cairn-tileset unpack --in SHARD --out DIR [--like DIR]\n"
+	    "usage: cairn-tileset unpack --in SHARD --out DIR [--like DIR] [--threads N]\n"
 	    "\n"
 	    "Writes the mask of every record of a mask shard (cairn-tileset pack, or a\n"
 	    "model's predictions, which keep the records' tiles) as a single-band Byte\n"
@@ -208,19 +228,20 @@ static int cmd_unpack(int argc, char **argv)
 	    "  --in SHARD               a mask shard\n"
 	    "  --out DIR                output folder\n"
 	    "  --like DIR               every record's DIR/Z/X/Y.tif must exist (the imagery\n"
-	    "                           the predictions are of), to catch a shard of another "
-	    "scene\n"
+	    "                           the predictions are of), to catch a shard of another\n"
+	    "                           scene\n"
+	    "  --threads N              tiles written at once, 1..64 (default: online CPUs,\n"
+	    "                           at most 8)\n"
 	    "Exit: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input.\n"
 	    "\n"
 	    "example:\n"
 	    "  cairn-tileset unpack --in pred.ds --out pred --like scene/imagery\n";
-	static const struct option opts[] = {{"in", required_argument, 0, 'i'},
-					     {"out", required_argument, 0, 'o'},
-					     {"like", required_argument, 0, 'L'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+	    {"in", required_argument, 0, 'i'},	 {"out", required_argument, 0, 'o'},
+	    {"like", required_argument, 0, 'L'}, {"threads", required_argument, 0, 't'},
+	    {"help", no_argument, 0, 'h'},	 {0, 0, 0, 0}};
 	const char *in = NULL, *out = NULL, *like = NULL;
-	int c;
+	int threads = default_threads(), c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
@@ -231,6 +252,10 @@ static int cmd_unpack(int argc, char **argv)
 			break;
 		case 'L':
 			like = optarg;
+			break;
+		case 't':
+			if ((threads = parse_threads(optarg)) < 0)
+				return bad_usage("unpack", "--threads '%s': want 1..64", optarg);
 			break;
 		case 'h':
 			fputs(help, stdout);
@@ -249,7 +274,7 @@ static int cmd_unpack(int argc, char **argv)
 	struct dataset_progress pr = {on_progress, &bar};
 	struct tileset_stats st;
 	struct error err;
-	int rc = tileset_unpack(in, out, like, &pr, &st, &err);
+	int rc = tileset_unpack(in, out, like, threads, &pr, &st, &err);
 	progress_finish(&bar);
 	if (rc < 0)
 		return fail(rc, &err);

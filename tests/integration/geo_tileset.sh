@@ -53,6 +53,10 @@ check_rc "unpack without --in: usage error" 2 cairn-tileset unpack --out y
 check_rc "synth" 0 cairn-synth --out "$T/s" --tiles 3 --seed 5 --preview-size 0
 check_rc "pack imagery + truth" 0 cairn-tileset pack --imagery "$T/s/imagery" --labels "$T/s/truth" --out "$T/t.ds"
 check_grep "pack: summary line" '9 of 9 tiles at zoom 17 \(shard 0/1\) -> .*t.ds: 3x256x256, 3 classes, labelled' "$T/.out"
+check_rc "pack --threads 1" 0 cairn-tileset pack --imagery "$T/s/imagery" --labels "$T/s/truth" --out "$T/t1.ds" --threads 1
+check_rc "pack --threads 3" 0 cairn-tileset pack --imagery "$T/s/imagery" --labels "$T/s/truth" --out "$T/t3.ds" --threads 3
+check "the same shard for 1, 3 and the default threads" bash -c "cmp '$T/t.ds' '$T/t1.ds' && cmp '$T/t.ds' '$T/t3.ds'"
+check_rc "pack --threads 0: usage error" 2 cairn-tileset pack --imagery "$T/s/imagery" --out "$T/t0.ds" --threads 0
 check_rc "cairn-dataset info reads it" 0 cairn-dataset info "$T/t.ds" --json
 cp "$T/.out" "$T/info.json"
 check_eq "9 records" "$(jget "$T/info.json" "['records']")" 9
@@ -83,6 +87,8 @@ ident=0
 for k in $(tiles_of "$T/s/truth"); do cmp -s "$T/u/$k.tif" "$T/s/truth/$k.tif" && ident=$((ident + 1)); done
 check_eq "unpacked tiles byte-identical to the truth tiles (same writer, georeferencing, compression)" "$ident" 9
 check_grep "unpacked tile: EPSG:3857" 'ID\["EPSG",3857\]' <(gdalinfo "$T/u/$(tiles_of "$T/u" | head -1).tif")
+check_rc "unpack --threads 1" 0 cairn-tileset unpack --in "$T/t.ds" --out "$T/u1" --threads 1
+check "the same tiles with 1 thread" diff -r "$T/u" "$T/u1"
 check_rc "cairn-eval of the round trip" 0 cairn-eval --pred "$T/u" --truth "$T/s/truth" --out "$T/rt.json"
 check_eq "round trip: mean IoU 1" "$(jget "$T/rt.json" "['mean_iou']")" 1.0
 check_eq "round trip: road IoU 1" "$(jget "$T/rt.json" "['classes']['road']['iou']")" 1.0

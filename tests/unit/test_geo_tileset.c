@@ -194,6 +194,67 @@ static void test_shards(void)
 	dataset_close(&ds);
 }
 
+/* Threads and batches change nothing: the same bytes, and the error of the
+ * first bad tile in order, for 1..4 threads and batches of 1..8 tiles. */
+static void test_threads(void)
+{
+	char ref[128], out[128], *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+	struct tileset_stats st;
+	struct error err;
+	sub(ref, sizeof(ref), "a.ds");
+	sub(out, sizeof(out), "t.ds");
+	CHECK_INT(fs_read_all(ref, &a, &na, &err), 0);
+	const int cases[][2] = {{1, 1}, {2, 1}, {2, 3}, {4, 0}, {3, 8}};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct tileset_pack_opts o = opts("img", "lab");
+		o.threads = cases[c][0];
+		o.batch = cases[c][1];
+		CHECK_INT(tileset_pack(&o, out, NULL, &st, &err), 0);
+		CHECK_INT(fs_read_all(out, &b, &nb, &err), 0);
+		CHECK(na == nb && a && b && memcmp(a, b, na) == 0);
+		mem_free(b);
+		b = NULL;
+	}
+	mem_free(a);
+	/* tiles 1 and 3 garbage: tile 1 is named, whatever the threads */
+	char p1[256], p3[256], k1[256], k3[256], want[400];
+	path_of(p1, sizeof(p1), "img", &tiles[1]);
+	path_of(p3, sizeof(p3), "img", &tiles[3]);
+	sub(k1, sizeof(k1), "k1.tif");
+	sub(k3, sizeof(k3), "k3.tif");
+	CHECK_INT(rename(p1, k1), 0);
+	CHECK_INT(rename(p3, k3), 0);
+	CHECK_INT(fs_write_atomic(p1, "not a tiff", 10, &err), 0);
+	CHECK_INT(fs_write_atomic(p3, "not a tiff", 10, &err), 0);
+	snprintf(want, sizeof(want), "%s: cannot open", p1);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct tileset_pack_opts o = opts("img", "lab");
+		o.threads = cases[c][0];
+		o.batch = cases[c][1];
+		CHECK_INT(tileset_pack(&o, out, NULL, &st, &err), TILESET_EBADINPUT);
+		CHECK(strstr(err.msg, want) != NULL);
+	}
+	CHECK_INT(rename(k1, p1), 0);
+	CHECK_INT(rename(k3, p3), 0);
+	/* unpack with 3 threads: the same tiles as with 1 */
+	char u3[128];
+	sub(u3, sizeof(u3), "u3");
+	CHECK_INT(tileset_unpack(ref, u3, NULL, 3, NULL, &st, &err), 0);
+	CHECK_INT(st.tiles, 4);
+	for (int k = 0; k < 4; k++) {
+		path_of(p1, sizeof(p1), "u", &tiles[k]);
+		path_of(p3, sizeof(p3), "u3", &tiles[k]);
+		char *x = NULL, *y = NULL;
+		size_t nx = 0, ny = 0;
+		CHECK_INT(fs_read_all(p1, &x, &nx, &err), 0);
+		CHECK_INT(fs_read_all(p3, &y, &ny, &err), 0);
+		CHECK(nx == ny && x && y && memcmp(x, y, nx) == 0);
+		mem_free(x);
+		mem_free(y);
+	}
+}
+
 /* pack fails with bad input, err containing want, and leaves no x.ds */
 static void pack_fails(struct tileset_pack_opts *o, const char *want)
 {
@@ -317,7 +378,7 @@ static void test_unpack(void)
 	struct error err;
 	char like[128];
 	sub(like, sizeof(like), "img");
-	CHECK_INT(tileset_unpack(in, out, like, NULL, &st, &err), 0);
+	CHECK_INT(tileset_unpack(in, out, like, 1, NULL, &st, &err), 0);
 	CHECK_INT(st.tiles, 4);
 	static uint8_t got[PLANE];
 	for (int k = 0; k < 4; k++) {
@@ -364,7 +425,7 @@ static void test_other_size(void)
 	CHECK_INT(tileset_pack(&o, shard, NULL, &st, &err), 0);
 	CHECK_INT(st.shape.width, 64);
 	CHECK_INT(st.shape.channels, 1);
-	CHECK_INT(tileset_unpack(shard, out, NULL, NULL, &st, &err), 0);
+	CHECK_INT(tileset_unpack(shard, out, NULL, 1, NULL, &st, &err), 0);
 	path_of(p, sizeof(p), "su", &tiles[1]);
 	GDALDatasetH ds = GDALOpen(p, GA_ReadOnly);
 	CHECK(ds != NULL);
@@ -398,8 +459,9 @@ static void write_shard(const char *name, uint32_t h, uint32_t w, uint32_t kind,
 	CHECK_INT(dataset_writer_open(&wr, p, &s, &err), 0);
 	for (int i = 0; i < n; i++) {
 		if (kind == DATASET_LABEL_MASK)
-			CHECK_INT(dataset_writer_add_mask(&wr, px, m, keys[i].z ? &keys[i] : NULL, &err),
-				  0);
+			CHECK_INT(
+			    dataset_writer_add_mask(&wr, px, m, keys[i].z ? &keys[i] : NULL, &err),
+			    0);
 		else
 			CHECK_INT(dataset_writer_add(&wr, px, 1, &err), 0);
 	}
@@ -416,7 +478,7 @@ static void unpack_fails(const char *name, const char *like, const char *want)
 		sub(lk, sizeof(lk), like);
 	struct tileset_stats st;
 	struct error err;
-	CHECK_INT(tileset_unpack(in, out, like ? lk : NULL, NULL, &st, &err), TILESET_EBADINPUT);
+	CHECK_INT(tileset_unpack(in, out, like ? lk : NULL, 2, NULL, &st, &err), TILESET_EBADINPUT);
 	if (!strstr(err.msg, want))
 		printf("#   message '%s' lacks '%s'\n", err.msg, want);
 	CHECK(strstr(err.msg, want) != NULL);
@@ -429,7 +491,8 @@ static void test_unpack_errors(void)
 	const struct dataset_key far[1] = {{Z, 100, 100}};
 	write_shard("nokey.ds", 8, 8, DATASET_LABEL_MASK, k, 2);
 	unpack_fails("nokey.ds", NULL, "nokey.ds: record 1 has no tile key");
-	write_shard("dup.ds", 8, 8, DATASET_LABEL_MASK, (const struct dataset_key[]){k[0], k[2]}, 2);
+	write_shard("dup.ds", 8, 8, DATASET_LABEL_MASK, (const struct dataset_key[]){k[0], k[2]},
+		    2);
 	unpack_fails("dup.ds", NULL, "dup.ds: records 0 and 1 are both tile 10/5/7");
 	write_shard("class.ds", 8, 8, DATASET_LABEL_CLASS, k, 2);
 	unpack_fails("class.ds", NULL, "a shard of class labels");
@@ -455,6 +518,7 @@ int main(void)
 	RUN(test_pack_errors);
 	RUN(test_pack_oom);
 	RUN(test_unpack);
+	RUN(test_threads);
 	RUN(test_other_size);
 	RUN(test_unpack_errors);
 	struct error err;
