@@ -562,7 +562,8 @@ int tileset_unpack(const char *shard_path, const char *out_dir, const char *like
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_t tid[TILESET_MAX_THREADS];
 	int started = 0;
-	for (int i = 1; i < threads && (uint64_t)i < ds.count; i++)
+	/* threads writers, this thread reporting progress; or this thread alone */
+	for (int i = 0; threads > 1 && i < threads && (uint64_t)i < ds.count; i++)
 		if (pthread_create(&tid[started], NULL, unpack_worker, j) == 0)
 			started++;
 	if (!started) {
@@ -575,11 +576,10 @@ int tileset_unpack(const char *shard_path, const char *out_dir, const char *like
 			report(pr, i + 1, ds.count);
 		}
 	} else {
-		/* this thread reports progress while the others write */
 		while (atomic_load(&j->done) < ds.count && !atomic_load(&j->failed)) {
 			if (pr && pr->fn)
 				pr->fn(pr->ctx, atomic_load(&j->done), ds.count);
-			struct timespec ts = {0, 50 * 1000 * 1000};
+			struct timespec ts = {0, 10 * 1000 * 1000};
 			nanosleep(&ts, NULL);
 		}
 		for (int i = 0; i < started; i++)
