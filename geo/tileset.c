@@ -306,8 +306,10 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 		goto out;
 	}
 	c->o = o;
-	if (tile_check_run_size(mine, err) < 0) {
-		rc = TILESET_EBADINPUT;
+	if (mine > TILE_MAX_PER_RUN) {
+		rc = BAD("%s/%d: %" PRIu64 " tiles in shard %d/%d, at most %llu in one: use "
+			 "--shard I/N with a larger N",
+			 o->imagery, z, mine, o->shard_i, o->shard_n, TILE_MAX_PER_RUN);
 		goto out;
 	}
 	if (o->labels) {
