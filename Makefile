@@ -47,8 +47,9 @@ CFLAGS += $(GDAL_CFLAGS) $(MPI_CFLAGS)
 # the training programs do not need GDAL or libinih, so they run on the GPU machine.
 LDLIBS := $(CUDA_LIBS) -lgdal -lcurl -llapacke -lopenblas $(MPI_LIBS) -linih -ljansson -lcrypto -ldeflate -lz -lm
 
-# Libraries, one per folder, listed so that a library comes before what it uses.
-LIBDIRS := nas dist nn geo pipeline jobs core
+# Libraries, one per folder, listed so that a library comes before what it uses
+# (geo/tileset writes nn/dataset shards; nn itself never uses GDAL).
+LIBDIRS := nas dist geo nn pipeline jobs core
 nas_SRC      := $(wildcard nas/*.c)
 dist_SRC     := $(wildcard dist/*.c)
 nn_SRC       := $(wildcard nn/*.c nn/cpu/*.c)

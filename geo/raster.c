@@ -456,18 +456,26 @@ out:
 	return rc;
 }
 
-int raster_write_tile(const char *path, const struct tile *t, int bands, const uint8_t *data,
-		      struct error *err)
+int raster_write_tile_sized(const char *path, const struct tile *t, int size, int bands,
+			    const uint8_t *data, struct error *err)
 {
 	if (bands < 1 || bands > 4)
 		return error_set(err, "%s: %d bands (want 1..4)", path, bands);
+	if (size < 1 || size > 65535)
+		return error_set(err, "%s: tiles of %d pixels a side (want 1..65535)", path, size);
 	struct bbox b;
 	tile_bounds(t, &b);
-	double res = (b.e - b.w) / TILE_SIZE;
+	double res = (b.e - b.w) / size;
 	double gt[6] = {b.w, res, 0, b.n, 0, -res};
 	char *opts[] = {"COMPRESS=DEFLATE", "PREDICTOR=1",
 			bands == 3 ? "PHOTOMETRIC=RGB" : "PHOTOMETRIC=MINISBLACK", NULL};
-	return write_dataset(path, "GTiff", TILE_SIZE, TILE_SIZE, bands, data, gt, opts, err);
+	return write_dataset(path, "GTiff", size, size, bands, data, gt, opts, err);
+}
+
+int raster_write_tile(const char *path, const struct tile *t, int bands, const uint8_t *data,
+		      struct error *err)
+{
+	return raster_write_tile_sized(path, t, TILE_SIZE, bands, data, err);
 }
 
 const char *raster_open_reason(const char *path, const char *gdal_msg, char *buf, size_t size)

@@ -52,6 +52,10 @@ int raster_check_image_fast(const void *data, size_t len, const char *ext, struc
  * to a temp file and renamed, so readers never see a partial tile. */
 int raster_write_tile(const char *path, const struct tile *t, int bands, const uint8_t *data,
 		      struct error *err);
+/* The same for tiles of size x size pixels (512-pixel "retina" tiles, say):
+ * the same bounds, resolution (east - west) / size. */
+int raster_write_tile_sized(const char *path, const struct tile *t, int size, int bands,
+			    const uint8_t *data, struct error *err);
 /* Read the bands of a tile written as above into data (bands planes); fails
  * if the size is not TILE_SIZE x TILE_SIZE or it has another band count. */
 int raster_read_tile(const char *path, int bands, uint8_t *data, struct error *err);
