@@ -13,8 +13,9 @@
 #include "nn/net.h"
 #include "nn/train.h"
 
-/* The default model of cairn-train-unet: on 2 CPU cores an epoch over 32
- * tiles of 256x256 takes about 6 s (docs/nn.md, "Segmentation"). */
+/* The default model of cairn-train-unet: 0.12 M parameters, 1.18 GFLOP per
+ * 256x256 tile; on 2 CPU cores about 30 tiles/s in training, so the default
+ * 30 epochs over 32 tiles take about 40 s (docs/benchmarks.md, "Segmentation"). */
 #define NN_SEGMENT_ARCH "unet:depth=3,base=8"
 
 enum nn_class_weighting {
