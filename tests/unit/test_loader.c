@@ -564,7 +564,7 @@ static int sym_reference_errors(int C, int H, int W)
 	uint8_t *src = malloc(n), *msrc = malloc(plane);
 	float *dst = malloc(sizeof(float) * n);
 	int32_t *mdst = malloc(sizeof(int32_t) * plane);
-	float mean[2] = {0.1f, 0.2f}, std[2] = {0.5f, 2.0f};
+	float mean[3] = {0.1f, 0.2f, 0.3f}, std[3] = {0.5f, 2.0f, 1.0f};
 	for (size_t i = 0; i < n; i++)
 		src[i] = (uint8_t)(i * 37 + 11);
 	for (size_t i = 0; i < plane; i++)
