@@ -66,8 +66,8 @@ void nn_segment_metrics_clear(struct nn_segment_metrics *m)
 	m->mean_iou = NAN;
 }
 
-void nn_segment_metrics_add(struct nn_segment_metrics *m, const int32_t *truth,
-			    const int32_t *pred, size_t n)
+void nn_segment_metrics_add(struct nn_segment_metrics *m, const int32_t *truth, const int32_t *pred,
+			    size_t n)
 {
 	int k = m->classes;
 	for (size_t i = 0; i < n; i++) {
@@ -151,13 +151,14 @@ int nn_segment_class_weights(const struct nn_segment_config *cfg, const struct d
 	}
 	if (cfg->weighting == NN_WEIGHTS_GIVEN) {
 		if (cfg->nweights != k)
-			return BAD("class weights: %d given, but %s has %d classes: give one per class",
-				   cfg->nweights, train->path, k);
+			return BAD(
+			    "class weights: %d given, but %s has %d classes: give one per class",
+			    cfg->nweights, train->path, k);
 		double sum = 0;
 		for (int c = 0; c < k; c++) {
 			if (!(cfg->weights[c] >= 0) || !isfinite(cfg->weights[c]))
-				return BAD("class weights: weight %d is %g, expected a number >= 0", c,
-					   (double)cfg->weights[c]);
+				return BAD("class weights: weight %d is %g, expected a number >= 0",
+					   c, (double)cfg->weights[c]);
 			sum += cfg->weights[c];
 		}
 		if (!(sum > 0))
@@ -186,8 +187,7 @@ int nn_segment_class_weights(const struct nn_segment_config *cfg, const struct d
 			   train->path, DATASET_MASK_IGNORE);
 	}
 	qsort(f, (size_t)present, sizeof(double), cmp_double);
-	double median =
-	    present % 2 ? f[present / 2] : (f[present / 2 - 1] + f[present / 2]) / 2;
+	double median = present % 2 ? f[present / 2] : (f[present / 2 - 1] + f[present / 2]) / 2;
 	for (int c = 0; c < k; c++)
 		w[c] = counts[c] ? (float)(median / ((double)counts[c] / (double)total)) : 1.0f;
 	mem_free(counts), mem_free(f);
@@ -204,8 +204,8 @@ static int check_mask_shard(const struct dataset *ds, const char *role, const ch
 			   "pack writes)%s",
 			   role, ds->path, program,
 			   !strcmp(program, "cairn-predict") ? ""
-							      : "; train a classifier on it with "
-								"cairn-train-classifier");
+							     : "; train a classifier on it with "
+							       "cairn-train-classifier");
 	if (ds->count == 0)
 		return BAD("%s shard %s has 0 records", role, ds->path);
 	return 0;
@@ -218,17 +218,18 @@ static int check_arch_size(const char *arch, const struct dataset *ds, struct er
 	if (m < 0)
 		return DATASET_EBADINPUT;
 	if (m == 0)
-		return BAD("arch '%s' gives one output per image (a classifier), not one per pixel: "
-			   "use a unet, e.g. '%s'",
-			   arch, NN_SEGMENT_ARCH);
+		return BAD(
+		    "arch '%s' gives one output per image (a classifier), not one per pixel: "
+		    "use a unet, e.g. '%s'",
+		    arch, NN_SEGMENT_ARCH);
 	uint32_t h = ds->shape.height, w = ds->shape.width;
 	if (h % m || w % m) {
 		uint32_t lo = (h < w ? h : w) / m * m;
 		return BAD("%s has %" PRIu32 "x%" PRIu32 " tiles (H x W), but arch '%s' halves "
 			   "them %d times and needs height and width divisible by %d: give tiles "
 			   "of %" PRIu32 " or %" PRIu32 " pixels, or a smaller depth",
-			   ds->path, h, w, arch, __builtin_ctz((unsigned)m), m, lo ? lo : (uint32_t)m,
-			   lo + (uint32_t)m);
+			   ds->path, h, w, arch, __builtin_ctz((unsigned)m), m,
+			   lo ? lo : (uint32_t)m, lo + (uint32_t)m);
 	}
 	return 0;
 }
@@ -283,9 +284,10 @@ int nn_segment_check_net(const struct nn_net *net, const char *what, const struc
 			   " (C x H x W): predict with a model trained on tiles like these",
 			   what, in->c, in->h, in->w, ds->path, s->channels, s->height, s->width);
 	if (out->h != in->h || out->w != in->w)
-		return BAD("%s ('%s') gives %dx%d outputs for %dx%d tiles, not one per pixel: it is "
-			   "no segmentation model",
-			   what, net->arch ? net->arch : "?", out->h, out->w, in->h, in->w);
+		return BAD(
+		    "%s ('%s') gives %dx%d outputs for %dx%d tiles, not one per pixel: it is "
+		    "no segmentation model",
+		    what, net->arch ? net->arch : "?", out->h, out->w, in->h, in->w);
 	if ((uint32_t)out->c != s->num_classes)
 		return BAD("%s predicts %d classes, shard %s has %" PRIu32
 			   ": predict with a model trained on the same classes",
@@ -339,7 +341,8 @@ int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
 	if (!logits || !pred) {
 		loader_free(l);
 		mem_free(logits), mem_free(pred);
-		return error_set(err, "%s: out of memory for evaluation (batch %d)", ds->path, batch);
+		return error_set(err, "%s: out of memory for evaluation (batch %d)", ds->path,
+				 batch);
 	}
 	nn_segment_metrics_clear(m);
 	int was_training = net->training, rc;
@@ -411,8 +414,9 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	}
 	const struct nn_node *out = &net->nodes[net->nnodes - 1];
 	if (out->c != k || (uint32_t)out->h != s->height || (uint32_t)out->w != s->width) {
-		error_set(err, "arch '%s' gives %dx%dx%d outputs for %" PRIu32 "x%" PRIu32
-			       " tiles; a segmenter needs %dx%" PRIu32 "x%" PRIu32,
+		error_set(err,
+			  "arch '%s' gives %dx%dx%d outputs for %" PRIu32 "x%" PRIu32
+			  " tiles; a segmenter needs %dx%" PRIu32 "x%" PRIu32,
 			  net->arch, out->c, out->h, out->w, s->height, s->width, k, s->height,
 			  s->width);
 		nn_segment_result_release(res);
@@ -516,7 +520,8 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 	if (!logits || !pred || !mask) {
 		loader_free(l);
 		mem_free(logits), mem_free(pred), mem_free(mask);
-		return error_set(err, "%s: out of memory for prediction (batch %d)", in->path, batch);
+		return error_set(err, "%s: out of memory for prediction (batch %d)", in->path,
+				 batch);
 	}
 	struct dataset_writer w;
 	if ((rc = dataset_writer_open(&w, out_path, &in->shape, err)) < 0) {

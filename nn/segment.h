@@ -39,8 +39,8 @@ int nn_segment_metrics_init(struct nn_segment_metrics *m, int classes, struct er
 void nn_segment_metrics_release(struct nn_segment_metrics *m);
 void nn_segment_metrics_clear(struct nn_segment_metrics *m);
 /* n pixels: truth < 0 is skipped; truth and pred must be < classes. */
-void nn_segment_metrics_add(struct nn_segment_metrics *m, const int32_t *truth,
-			    const int32_t *pred, size_t n);
+void nn_segment_metrics_add(struct nn_segment_metrics *m, const int32_t *truth, const int32_t *pred,
+			    size_t n);
 /* pixel_accuracy, iou and mean_iou from the confusion matrix. */
 void nn_segment_metrics_finish(struct nn_segment_metrics *m);
 /* dst = src (same classes; dst initialised). */
@@ -90,9 +90,9 @@ int nn_segment_check_inputs(const struct nn_segment_config *cfg, const struct da
 
 struct nn_segment_result {
 	int classes, epochs;
-	float *class_weights;	 /* [classes], as used */
-	float *epoch_loss;	 /* [epochs] mean training loss */
-	double *epoch_seconds;	 /* [epochs] wall time since the start, after each epoch */
+	float *class_weights;  /* [classes], as used */
+	float *epoch_loss;     /* [epochs] mean training loss */
+	double *epoch_seconds; /* [epochs] wall time since the start, after each epoch */
 	int has_val;
 	double *epoch_pixel_accuracy, *epoch_mean_iou; /* [epochs], with val */
 	double *epoch_iou;			       /* [epochs * classes], with val */

@@ -85,7 +85,8 @@ static int set_precision(const struct nn_backend *be, const char **p)
 		struct error err;
 		enum nn_cuda_precision v;
 		if (*p && !known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
 			return -1;
 		}
 		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
@@ -100,7 +101,8 @@ static int set_precision(const struct nn_backend *be, const char **p)
 	(void)be;
 	if (*p && strcmp(*p, "fp32")) {
 		if (!known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
 			return -1;
 		}
 		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
@@ -122,29 +124,40 @@ static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, flo
 int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
-	static const struct option longopts[] = {
-		{"model", required_argument, 0, 'm'},	 {"in", required_argument, 0, 'i'},
-		{"out", required_argument, 0, 'o'},	 {"batch", required_argument, 0, 'b'},
-		{"threads", required_argument, 0, 'j'},	 {"device", required_argument, 0, 'd'},
-		{"precision", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0}};
+	static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+						 {"in", required_argument, 0, 'i'},
+						 {"out", required_argument, 0, 'o'},
+						 {"batch", required_argument, 0, 'b'},
+						 {"threads", required_argument, 0, 'j'},
+						 {"device", required_argument, 0, 'd'},
+						 {"precision", required_argument, 0, 'p'},
+						 {"help", no_argument, 0, 'h'},
+						 {0, 0, 0, 0}};
 	const char *model = NULL, *in_path = NULL, *out = NULL, *precision = NULL;
 	const struct nn_backend *be = nn_backend_cpu();
 	long v, threads = 0;
 	int batch = 8, c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'm': model = optarg; break;
-		case 'i': in_path = optarg; break;
-		case 'o': out = optarg; break;
+		case 'm':
+			model = optarg;
+			break;
+		case 'i':
+			in_path = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
 		case 'b':
 			if (parse_long(optarg, 1, 65536, &v) < 0)
-				return bad_usage("--batch: '%s' is not an integer in 1..65536", optarg);
+				return bad_usage("--batch: '%s' is not an integer in 1..65536",
+						 optarg);
 			batch = (int)v;
 			break;
 		case 'j':
 			if (parse_long(optarg, 1, 1024, &threads) < 0)
-				return bad_usage("--threads: '%s' is not an integer in 1..1024", optarg);
+				return bad_usage("--threads: '%s' is not an integer in 1..1024",
+						 optarg);
 			break;
 		case 'd': {
 			struct error derr;
@@ -152,9 +165,15 @@ int main(int argc, char **argv)
 				return bad_usage("--%s", derr.msg);
 			break;
 		}
-		case 'p': precision = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'p':
+			precision = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
@@ -206,8 +225,8 @@ int main(int argc, char **argv)
 		status = rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
 		goto out;
 	}
-	fprintf(stderr, "%s: %" PRIu64 " tiles in %.2f s (%.1f tiles/s, %s) -> %s\n", prog, in.count,
-		wall, wall > 0 ? in.count / wall : 0, be->name, out);
+	fprintf(stderr, "%s: %" PRIu64 " tiles in %.2f s (%.1f tiles/s, %s) -> %s\n", prog,
+		in.count, wall, wall > 0 ? in.count / wall : 0, be->name, out);
 out:
 	nn_net_release(&net);
 	dataset_close(&in);

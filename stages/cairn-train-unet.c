@@ -32,39 +32,42 @@ static const char *prog = "cairn-train-unet";
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: %s --train SHARD [--val SHARD] --out DIR [options]\n"
-		"\n"
-		"Train a segmenter (a U-Net: one class per pixel) on a mask shard (cairn-tileset\n"
-		"pack), score it on the validation shard after every epoch, write DIR/model.ckpt\n"
-		"and DIR/metrics.json (loss per epoch, pixel accuracy, IoU per class, mean IoU\n"
-		"over the classes other than 0 (background), wall time, tiles/s).\n"
-		"\n"
-		"options:\n"
-		"  --arch SPEC          model spec (default \"%s\"; see docs/nn.md);\n"
-		"                       tiles must be multiples of 2^depth on each side\n"
-		"  --epochs N           passes over the training shard, 1..100000 (default 30)\n"
-		"  --batch N            tiles per step, 1..65536 (default 8)\n"
-		"  --lr X               peak learning rate of SGD + Nesterov, cosine decay (default 0.05)\n"
-		"  --wd X               weight decay (default 5e-4)\n"
-		"  --seed N             weight init, shuffling, augmentation; 0..2147483647 (default 1)\n"
-		"  --class-weights W    none (default), auto (median-frequency balancing from the\n"
-		"                       training masks), or one weight per class: 0.5,2,2\n"
-		"  --no-augment         no random rotations and mirrors of the tiles\n"
-		"  --threads N          CPU threads, 1..1024 (default: all cores)\n"
-		"  --device D           cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
-		"                       with make CUDA=1 and a GPU), auto (cuda if a GPU is visible)\n"
-		"  --precision P        cuda math: tf32 (default), fp32, bf16 (docs/cuda.md);\n"
-		"                       the cpu devices compute in fp32 only\n"
-		"  --help               this text\n"
-		"\n"
-		"example:\n"
-		"  cairn-tileset pack ... --out train.ds; cairn-tileset pack ... --out val.ds\n"
-		"  %s --train train.ds --val val.ds --epochs 30 --class-weights auto --out unet1\n"
-		"  cairn-predict --model unet1/model.ckpt --in val.ds --out pred.ds\n"
-		"\n"
-		"exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
-		prog, NN_SEGMENT_ARCH, prog);
+	fprintf(
+	    f,
+	    "usage: %s --train SHARD [--val SHARD] --out DIR [options]\n"
+	    "\n"
+	    "Train a segmenter (a U-Net: one class per pixel) on a mask shard (cairn-tileset\n"
+	    "pack), score it on the validation shard after every epoch, write DIR/model.ckpt\n"
+	    "and DIR/metrics.json (loss per epoch, pixel accuracy, IoU per class, mean IoU\n"
+	    "over the classes other than 0 (background), wall time, tiles/s).\n"
+	    "\n"
+	    "options:\n"
+	    "  --arch SPEC          model spec (default \"%s\"; see docs/nn.md);\n"
+	    "                       tiles must be multiples of 2^depth on each side\n"
+	    "  --epochs N           passes over the training shard, 1..100000 (default 30)\n"
+	    "  --batch N            tiles per step, 1..65536 (default 8)\n"
+	    "  --lr X               peak learning rate of SGD + Nesterov, cosine decay (default "
+	    "0.05)\n"
+	    "  --wd X               weight decay (default 5e-4)\n"
+	    "  --seed N             weight init, shuffling, augmentation; 0..2147483647 (default "
+	    "1)\n"
+	    "  --class-weights W    none (default), auto (median-frequency balancing from the\n"
+	    "                       training masks), or one weight per class: 0.5,2,2\n"
+	    "  --no-augment         no random rotations and mirrors of the tiles\n"
+	    "  --threads N          CPU threads, 1..1024 (default: all cores)\n"
+	    "  --device D           cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
+	    "                       with make CUDA=1 and a GPU), auto (cuda if a GPU is visible)\n"
+	    "  --precision P        cuda math: tf32 (default), fp32, bf16 (docs/cuda.md);\n"
+	    "                       the cpu devices compute in fp32 only\n"
+	    "  --help               this text\n"
+	    "\n"
+	    "example:\n"
+	    "  cairn-tileset pack ... --out train.ds; cairn-tileset pack ... --out val.ds\n"
+	    "  %s --train train.ds --val val.ds --epochs 30 --class-weights auto --out unet1\n"
+	    "  cairn-predict --model unet1/model.ckpt --in val.ds --out pred.ds\n"
+	    "\n"
+	    "exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
+	    prog, NN_SEGMENT_ARCH, prog);
 }
 
 static int bad_usage(const char *fmt, const char *arg)
@@ -97,7 +100,6 @@ static int parse_float(const char *s, float *out)
 	return 0;
 }
 
-
 static int known_precision(const char *p)
 {
 	return !strcmp(p, "fp32") || !strcmp(p, "tf32") || !strcmp(p, "bf16");
@@ -112,7 +114,8 @@ static int set_precision(const struct nn_backend *be, const char **p)
 		struct error err;
 		enum nn_cuda_precision v;
 		if (*p && !known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
 			return -1;
 		}
 		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
@@ -127,7 +130,8 @@ static int set_precision(const struct nn_backend *be, const char **p)
 	(void)be;
 	if (*p && strcmp(*p, "fp32")) {
 		if (!known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
 			return -1;
 		}
 		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
@@ -195,8 +199,8 @@ static void on_epoch(void *ctx, int epoch, float loss, const struct nn_segment_m
 		fprintf(stderr, "\r\033[K");
 	fprintf(stderr, "epoch %d/%d: train loss %.4f", epoch + 1, u->epochs, loss);
 	if (val) {
-		fprintf(stderr, ", val pixel accuracy %.4f, mean IoU %.4f (IoU per class", val->pixel_accuracy,
-			val->mean_iou);
+		fprintf(stderr, ", val pixel accuracy %.4f, mean IoU %.4f (IoU per class",
+			val->pixel_accuracy, val->mean_iou);
 		for (int k = 0; k < val->classes; k++)
 			fprintf(stderr, "%s%.3f", k ? " " : " ", val->iou[k]);
 		fprintf(stderr, ")");
@@ -218,8 +222,9 @@ static json_t *json_nums(const double *v, int n)
 	return a;
 }
 
-static json_t *metrics_json(const struct nn_segment_config *cfg, const struct nn_segment_result *res,
-			    const struct nn_net *net, const char *precision, const struct dataset *train,
+static json_t *metrics_json(const struct nn_segment_config *cfg,
+			    const struct nn_segment_result *res, const struct nn_net *net,
+			    const char *precision, const struct dataset *train,
 			    const struct dataset *val, double wall, double load)
 {
 	int k = res->classes;
@@ -233,7 +238,8 @@ static json_t *metrics_json(const struct nn_segment_config *cfg, const struct nn
 			json_t *row = json_array();
 			for (int p = 0; p < k; p++)
 				json_array_append_new(
-				    row, json_integer((json_int_t)res->val.confusion[(size_t)t * k + p]));
+				    row, json_integer(
+					     (json_int_t)res->val.confusion[(size_t)t * k + p]));
 			json_array_append_new(conf, row);
 		}
 		json_object_set_new(m, "val_confusion", conf);
@@ -249,7 +255,8 @@ static json_t *metrics_json(const struct nn_segment_config *cfg, const struct nn
 			json_object_set_new(ep, "val_pixel_accuracy",
 					    json_num(res->epoch_pixel_accuracy[e]));
 			json_object_set_new(ep, "val_mean_iou", json_num(res->epoch_mean_iou[e]));
-			json_object_set_new(ep, "val_iou", json_nums(res->epoch_iou + (size_t)e * k, k));
+			json_object_set_new(ep, "val_iou",
+					    json_nums(res->epoch_iou + (size_t)e * k, k));
 		}
 		json_array_append_new(epochs, ep);
 	}
@@ -277,8 +284,9 @@ static json_t *metrics_json(const struct nn_segment_config *cfg, const struct nn
 	json_object_set_new(m, "params", json_integer(res->params));
 	json_object_set_new(m, "gflops_per_tile", json_real(res->flops_per_tile / 1e9));
 	json_object_set_new(m, "classes", json_integer(k));
-	json_object_set_new(m, "tile", json_pack("[iii]", (int)train->shape.channels,
-						 (int)train->shape.height, (int)train->shape.width));
+	json_object_set_new(m, "tile",
+			    json_pack("[iii]", (int)train->shape.channels, (int)train->shape.height,
+				      (int)train->shape.width));
 	json_object_set_new(m, "epochs", json_integer(cfg->epochs));
 	json_object_set_new(m, "batch", json_integer(cfg->batch));
 	json_object_set_new(m, "lr", json_real(cfg->lr));
@@ -325,16 +333,22 @@ static int open_shard(struct dataset *ds, const char *path)
 int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
-	static const struct option longopts[] = {
-		{"train", required_argument, 0, 't'},	 {"val", required_argument, 0, 'V'},
-		{"out", required_argument, 0, 'o'},	 {"arch", required_argument, 0, 'a'},
-		{"epochs", required_argument, 0, 'e'},	 {"batch", required_argument, 0, 'b'},
-		{"lr", required_argument, 0, 'l'},	 {"wd", required_argument, 0, 'w'},
-		{"seed", required_argument, 0, 's'},	 {"threads", required_argument, 0, 'j'},
-		{"device", required_argument, 0, 'd'},	 {"no-augment", no_argument, 0, 'A'},
-		{"class-weights", required_argument, 0, 'W'},
-		{"precision", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0}};
+	static const struct option longopts[] = {{"train", required_argument, 0, 't'},
+						 {"val", required_argument, 0, 'V'},
+						 {"out", required_argument, 0, 'o'},
+						 {"arch", required_argument, 0, 'a'},
+						 {"epochs", required_argument, 0, 'e'},
+						 {"batch", required_argument, 0, 'b'},
+						 {"lr", required_argument, 0, 'l'},
+						 {"wd", required_argument, 0, 'w'},
+						 {"seed", required_argument, 0, 's'},
+						 {"threads", required_argument, 0, 'j'},
+						 {"device", required_argument, 0, 'd'},
+						 {"no-augment", no_argument, 0, 'A'},
+						 {"class-weights", required_argument, 0, 'W'},
+						 {"precision", required_argument, 0, 'p'},
+						 {"help", no_argument, 0, 'h'},
+						 {0, 0, 0, 0}};
 	struct nn_segment_config cfg;
 	nn_segment_defaults(&cfg);
 	static float weights[MAX_WEIGHTS];
@@ -343,18 +357,28 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 't': train_path = optarg; break;
-		case 'V': val_path = optarg; break;
-		case 'o': out = optarg; break;
-		case 'a': cfg.arch = optarg; break;
+		case 't':
+			train_path = optarg;
+			break;
+		case 'V':
+			val_path = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'a':
+			cfg.arch = optarg;
+			break;
 		case 'e':
 			if (parse_long(optarg, 1, 100000, &v) < 0)
-				return bad_usage("--epochs: '%s' is not an integer in 1..100000", optarg);
+				return bad_usage("--epochs: '%s' is not an integer in 1..100000",
+						 optarg);
 			cfg.epochs = (int)v;
 			break;
 		case 'b':
 			if (parse_long(optarg, 1, 65536, &v) < 0)
-				return bad_usage("--batch: '%s' is not an integer in 1..65536", optarg);
+				return bad_usage("--batch: '%s' is not an integer in 1..65536",
+						 optarg);
 			cfg.batch = (int)v;
 			break;
 		case 'l':
@@ -367,12 +391,14 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			if (parse_long(optarg, 0, 0x7fffffffL, &v) < 0)
-				return bad_usage("--seed: '%s' is not an integer in 0..2147483647", optarg);
+				return bad_usage("--seed: '%s' is not an integer in 0..2147483647",
+						 optarg);
 			cfg.seed = (uint64_t)v;
 			break;
 		case 'j':
 			if (parse_long(optarg, 1, 1024, &threads) < 0)
-				return bad_usage("--threads: '%s' is not an integer in 1..1024", optarg);
+				return bad_usage("--threads: '%s' is not an integer in 1..1024",
+						 optarg);
 			break;
 		case 'd': {
 			struct error derr;
@@ -380,16 +406,25 @@ int main(int argc, char **argv)
 				return bad_usage("--%s", derr.msg);
 			break;
 		}
-		case 'A': cfg.augment = 0; break;
+		case 'A':
+			cfg.augment = 0;
+			break;
 		case 'W':
 			if (parse_weights(optarg, &cfg, weights) < 0)
-				return bad_usage("--class-weights: '%s' is not none, auto, or a list of "
-						 "numbers >= 0 like 0.5,2,2 (one per class)",
-						 optarg);
+				return bad_usage(
+				    "--class-weights: '%s' is not none, auto, or a list of "
+				    "numbers >= 0 like 0.5,2,2 (one per class)",
+				    optarg);
 			break;
-		case 'p': precision = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'p':
+			precision = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
@@ -475,9 +510,10 @@ int main(int argc, char **argv)
 	json_decref(m);
 	if (!status) {
 		if (valp)
-			fprintf(stderr, "val pixel accuracy %.4f, mean IoU %.4f, ", res.val.pixel_accuracy,
-				res.val.mean_iou);
-		fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second, wall, out);
+			fprintf(stderr, "val pixel accuracy %.4f, mean IoU %.4f, ",
+				res.val.pixel_accuracy, res.val.mean_iou);
+		fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second, wall,
+			out);
 	}
 out:
 	if (status && made_out)

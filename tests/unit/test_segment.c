@@ -39,7 +39,10 @@ static uint64_t rnd(uint64_t *s)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
 }
-static int below(uint64_t *s, int n) { return (int)(rnd(s) % (uint64_t)n); }
+static int below(uint64_t *s, int n)
+{
+	return (int)(rnd(s) % (uint64_t)n);
+}
 
 /* A synthetic aerial tile, seeded by (seed, i): green noisy background
  * (class 0), grey roads across the tile (class 1), red-brown buildings
@@ -464,10 +467,12 @@ static void test_unet_learns_and_predicts(void)
 	struct dataset big;
 	CHECK_INT(dataset_open(&big, cl, 0, &err), 0);
 	CHECK_INT(nn_segment_check_net(&net2, "model x", &big, &err), DATASET_EBADINPUT);
-	CHECK(strstr(err.msg, "model x takes 3x32x32 tiles") && strstr(err.msg, "big.ds has 3x64x64"));
+	CHECK(strstr(err.msg, "model x takes 3x32x32 tiles") &&
+	      strstr(err.msg, "big.ds has 3x64x64"));
 	char bad_out[300];
 	tmp_path(bad_out, sizeof(bad_out), "never.ds");
-	CHECK_INT(nn_predict_segmenter(&net2, &big, bad_out, 4, NULL, NULL, &err), DATASET_EBADINPUT);
+	CHECK_INT(nn_predict_segmenter(&net2, &big, bad_out, 4, NULL, NULL, &err),
+		  DATASET_EBADINPUT);
 	CHECK(!fs_exists(bad_out));
 	dataset_close(&big);
 	dataset_close(&p), dataset_close(&p2), dataset_close(&p3);
@@ -502,7 +507,8 @@ static int write_test_shards(const char *dir, int n, int S)
 	size_t image = 3 * (size_t)S * S, rec = image + (size_t)S * S + DATASET_KEY_BYTES;
 	int fd = open(b, O_WRONLY);
 	uint8_t seven = 7;
-	if (fd < 0 || pwrite(fd, &seven, 1, (off_t)(DATASET_HEADER_BYTES + rec + image + 2 * S + 3)) != 1 ||
+	if (fd < 0 ||
+	    pwrite(fd, &seven, 1, (off_t)(DATASET_HEADER_BYTES + rec + image + 2 * S + 3)) != 1 ||
 	    close(fd) < 0) {
 		perror(b);
 		return 1;
