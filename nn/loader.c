@@ -29,9 +29,12 @@ struct norm {
 struct slot {
 	float *x;
 	int32_t *y;
+	int32_t *mask; /* mask shards: [batch, H, W] */
 	uint64_t *records;
 	uint32_t n;
 	uint64_t t;
+	int failed; /* building batch t found a bad mask: err says where */
+	struct error err;
 	int ready;  /* 1: holds batch t, not yet handed out or still held by the caller */
 	int handed; /* x was handed out before (x_reuse before writing it again) */
 };
@@ -42,6 +45,8 @@ struct loader {
 	uint64_t nb;		       /* batches per epoch */
 	uint64_t part_first, part_len; /* this part's positions in each epoch's order */
 	size_t image;		       /* C*H*W */
+	size_t plane;		       /* H*W */
+	int masks;		       /* a mask shard */
 	struct norm norm;
 
 	struct slot *slot;
@@ -162,13 +167,59 @@ static void norm_init(struct norm *nm, uint32_t C, const float *mean, const floa
 	}
 }
 
-static void augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
-		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const struct norm *nm)
+/* Where output pixel (y, x) reads the cropped image under symmetry sym
+ * (loader.h: loader_augment_sym). */
+static inline void sym_source(unsigned sym, uint32_t H, uint32_t W, uint32_t y, uint32_t x,
+			      uint32_t *sy, uint32_t *sx)
+{
+	uint32_t u = sym & LOADER_FLIP_Y ? H - 1 - y : y, v = sym & LOADER_FLIP_X ? W - 1 - x : x;
+	*sy = sym & LOADER_TRANSPOSE ? v : u;
+	*sx = sym & LOADER_TRANSPOSE ? u : v;
+}
+
+/* Transposed symmetries (H == W): output row y reads source column
+ * u(y) + dx - pad, its pixels down the rows v(x) + dy - pad. A strided read,
+ * pixel by pixel through the table. */
+static void augment_transposed(const uint8_t *src, float *dst, uint32_t C, uint32_t H,
+			       uint32_t W, uint32_t pad, uint32_t dx, uint32_t dy, unsigned sym,
+			       const struct norm *nm)
 {
 	size_t plane = (size_t)H * W;
-	if (pad == 0 && !flip) {
+	for (uint32_t c = 0; c < C; c++) {
+		const float *l = nm->lut[c];
+		const uint8_t *s = src + c * plane;
+		float *d = dst + c * plane;
+		for (uint32_t y = 0; y < H; y++) {
+			float *row = d + (size_t)y * W;
+			uint32_t cy, cx;
+			sym_source(sym, H, W, y, 0, &cy, &cx);
+			int64_t sx = (int64_t)cx + dx - pad;
+			if (sx < 0 || sx >= W) {
+				for (uint32_t x = 0; x < W; x++)
+					row[x] = l[0];
+				continue;
+			}
+			for (uint32_t x = 0; x < W; x++) {
+				sym_source(sym, H, W, y, x, &cy, &cx);
+				int64_t sy = (int64_t)cy + dy - pad;
+				row[x] = sy < 0 || sy >= H ? l[0] : l[s[(size_t)sy * W + sx]];
+			}
+		}
+	}
+}
+
+static void augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+		    uint32_t pad, uint32_t dx, uint32_t dy, unsigned sym, const struct norm *nm)
+{
+	size_t plane = (size_t)H * W;
+	int flip = (sym & LOADER_FLIP_X) != 0;
+	if (pad == 0 && !sym) {
 		for (uint32_t c = 0; c < C; c++)
 			convert_row(src + c * plane, dst + c * plane, plane, 0, nm, c);
+		return;
+	}
+	if (sym & LOADER_TRANSPOSE) {
+		augment_transposed(src, dst, C, H, W, pad, dx, dy, sym, nm);
 		return;
 	}
 	for (uint32_t c = 0; c < C; c++) {
@@ -177,8 +228,9 @@ static void augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint
 		float *d = dst + c * plane;
 		for (uint32_t y = 0; y < H; y++) {
 			float *row = d + (size_t)y * W;
-			/* padded(y + dy) = src(y + dy - pad) */
-			int64_t sy = (int64_t)y + dy - pad;
+			/* padded(u + dy) = src(u + dy - pad), u = y or H-1-y (flip up-down) */
+			uint32_t u = sym & LOADER_FLIP_Y ? H - 1 - y : y;
+			int64_t sy = (int64_t)u + dy - pad;
 			if (sy < 0 || sy >= H) {
 				for (uint32_t x = 0; x < W; x++)
 					row[x] = l[0];
@@ -214,9 +266,55 @@ void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint
 		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const float *mean,
 		    const float *std)
 {
+	loader_augment_sym(src, dst, C, H, W, pad, dx, dy, flip ? LOADER_FLIP_X : 0, mean, std);
+}
+
+void loader_augment_sym(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+			uint32_t pad, uint32_t dx, uint32_t dy, unsigned sym, const float *mean,
+			const float *std)
+{
 	struct norm nm;
 	norm_init(&nm, C, mean, std);
-	augment(src, dst, C, H, W, pad, dx, dy, flip, &nm);
+	augment(src, dst, C, H, W, pad, dx, dy, sym & 7u, &nm);
+}
+
+void loader_augment_mask(const uint8_t *src, int32_t *dst, uint32_t H, uint32_t W, uint32_t pad,
+			 uint32_t dx, uint32_t dy, unsigned sym)
+{
+	sym &= 7u;
+	for (uint32_t y = 0; y < H; y++)
+		for (uint32_t x = 0; x < W; x++) {
+			uint32_t cy, cx;
+			sym_source(sym, H, W, y, x, &cy, &cx);
+			int64_t sy = (int64_t)cy + dy - pad, sx = (int64_t)cx + dx - pad;
+			int32_t v = sy < 0 || sy >= H || sx < 0 || sx >= W
+					? -1
+					: (int32_t)src[(size_t)sy * W + sx];
+			dst[(size_t)y * W + x] = v == (int32_t)DATASET_MASK_IGNORE ? -1 : v;
+		}
+}
+
+/* Record rec's mask holds only classes and DATASET_MASK_IGNORE: 0, or
+ * DATASET_EBADINPUT with the first bad pixel named. */
+static int check_mask(const struct dataset *ds, uint64_t rec, struct error *err)
+{
+	const uint8_t *m = dataset_mask(ds, rec);
+	size_t plane = (size_t)ds->shape.height * ds->shape.width;
+	uint32_t k = ds->shape.num_classes;
+	for (size_t j = 0; j < plane; j++)
+		if (m[j] >= k && m[j] != DATASET_MASK_IGNORE) {
+			error_set(err,
+				  "%s: byte %" PRIu64 ": record %" PRIu64
+				  " has mask value %d at pixel (%zu, %zu) (row, column), but the "
+				  "shard has %" PRIu32 " classes (%u: no label)",
+				  ds->path,
+				  (uint64_t)DATASET_HEADER_BYTES + rec * ds->record_bytes +
+				      ds->image_bytes + j,
+				  rec, m[j], j / ds->shape.width, j % ds->shape.width, k,
+				  DATASET_MASK_IGNORE);
+			return DATASET_EBADINPUT;
+		}
+	return 0;
 }
 
 /* The record order of epoch e: file order, or a Fisher-Yates shuffle seeded by (seed, e). */
@@ -248,24 +346,37 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 	uint64_t left = l->part_first + l->part_len - first;
 	uint64_t n = left < l->cfg.batch ? left : l->cfg.batch;
 	uint32_t C = ds->shape.channels, H = ds->shape.height, W = ds->shape.width, P = l->cfg.pad;
-	int augmenting = l->cfg.flip || P > 0;
-	if (l->cfg.x_reuse && s->handed)
+	int augmenting = l->cfg.flip || l->cfg.dihedral || P > 0;
+	if (l->cfg.x_reuse && s->handed) {
 		l->cfg.x_reuse(s->x, l->cfg.x_ctx);
+		if (s->mask)
+			l->cfg.x_reuse(s->mask, l->cfg.x_ctx);
+	}
+	s->failed = 0;
 	for (uint64_t k = 0; k < n; k++) {
 		uint64_t pos = first + k, rec = l->perm[pos];
 		uint32_t dx = 0, dy = 0;
-		int flip = 0;
+		unsigned sym = 0;
 		if (augmenting) {
+			/* bit 0 is the flip of the flip option (as before the
+			 * dihedral one), bits 1 and 2 the rest of the group */
 			uint64_t r = hash3(l->cfg.seed, epoch, pos);
-			flip = l->cfg.flip ? (int)(r & 1) : 0;
+			sym = l->cfg.dihedral ? (unsigned)(r & 7) : l->cfg.flip ? (unsigned)(r & 1) : 0;
 			if (P > 0) {
 				dx = (uint32_t)((r >> 8) % (2 * (uint64_t)P + 1));
 				dy = (uint32_t)((r >> 32) % (2 * (uint64_t)P + 1));
 			}
 		}
-		augment(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, flip,
+		augment(dataset_image(ds, rec), s->x + k * l->image, C, H, W, P, dx, dy, sym,
 			&l->norm);
-		s->y[k] = (int32_t)dataset_label(ds, rec);
+		if (l->masks) {
+			if (!s->failed && check_mask(ds, rec, &s->err) < 0)
+				s->failed = 1;
+			loader_augment_mask(dataset_mask(ds, rec), s->mask + k * l->plane, H, W, P,
+					    dx, dy, sym);
+		} else {
+			s->y[k] = (int32_t)dataset_label(ds, rec);
+		}
 		s->records[k] = rec;
 	}
 	s->n = (uint32_t)n;
@@ -344,6 +455,12 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 		return error_set(err, "loader: padding %u is larger than the %ux%u image", cfg->pad,
 				 ds->shape.height, ds->shape.width),
 		       NULL;
+	if (cfg->dihedral && ds->shape.height != ds->shape.width)
+		return error_set(err,
+				 "%s: the dihedral augmentation (rotations, transposes) needs square "
+				 "images, these are %ux%u (H x W)",
+				 ds->path, ds->shape.height, ds->shape.width),
+		       NULL;
 	for (uint32_t c = 0; c < ds->shape.channels; c++)
 		if (!(cfg->std[c] > 0))
 			return error_set(err, "loader: std[%u] = %g, expected > 0", c,
@@ -355,6 +472,8 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	l->ds = ds;
 	l->cfg = *cfg;
 	l->image = (size_t)ds->shape.channels * ds->shape.height * ds->shape.width;
+	l->plane = (size_t)ds->shape.height * ds->shape.width;
+	l->masks = ds->shape.label_kind == DATASET_LABEL_MASK;
 	uint32_t parts = cfg->parts ? cfg->parts : 1;
 	/* Part p of P: positions [p m, (p + 1) m) of the shared epoch order,
 	 * m = floor(n / P), so every rank has the same number of batches (a
@@ -379,6 +498,11 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 		l->slot[i].y = mem_alloc(sizeof(int32_t) * cfg->batch);
 		l->slot[i].records = mem_alloc(sizeof(uint64_t) * cfg->batch);
 		ok = l->slot[i].x && l->slot[i].y && l->slot[i].records;
+		if (ok && l->masks) {
+			size_t mb = sizeof(int32_t) * l->plane * cfg->batch;
+			l->slot[i].mask = cfg->x_alloc ? cfg->x_alloc(mb, cfg->x_ctx) : mem_alloc(mb);
+			ok = l->slot[i].mask != NULL;
+		}
 	}
 	if (!ok) {
 		error_set(err, "%s: out of memory for loader buffers (batch %u)", ds->path,
@@ -413,7 +537,7 @@ uint64_t loader_batches_per_epoch(const struct loader *l)
 
 int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 {
-	(void)err; /* building a batch cannot fail: all memory is in place */
+	/* building a batch fails only on a bad mask value: all memory is in place */
 	memset(b, 0, sizeof(*b));
 	if (l->held >= 0) {
 		pthread_mutex_lock(&l->mu);
@@ -439,11 +563,18 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 		build(l, s, t);
 		s->ready = 1;
 	}
+	if (s->failed) {
+		/* not handed out: the next call waits for this batch again and
+		 * says the same (the worker never rebuilds a ready slot) */
+		*err = s->err;
+		return DATASET_EBADINPUT;
+	}
 	l->held = (int)(t % l->nslot);
 	s->handed = 1;
 	l->next_t = t + 1;
 	b->x = s->x;
-	b->y = s->y;
+	b->y = l->masks ? NULL : s->y;
+	b->mask = l->masks ? s->mask : NULL;
 	b->records = s->records;
 	b->n = s->n;
 	b->epoch = t / l->nb;
@@ -476,6 +607,10 @@ void loader_free(struct loader *l)
 			l->cfg.x_free(l->slot[i].x, l->cfg.x_ctx);
 		else
 			mem_free(l->slot[i].x);
+		if (l->slot[i].mask && l->cfg.x_free)
+			l->cfg.x_free(l->slot[i].mask, l->cfg.x_ctx);
+		else
+			mem_free(l->slot[i].mask);
 		mem_free(l->slot[i].y);
 		mem_free(l->slot[i].records);
 	}

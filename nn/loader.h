@@ -1,6 +1,7 @@
 /* loader: turns an open dataset shard into float32 NCHW batches for training:
- * seeded shuffling per epoch, optional augmentation (horizontal flip, pad +
- * random crop), normalization, and a thread that prepares the next batch
+ * seeded shuffling per epoch, optional augmentation (horizontal flip, the 8
+ * symmetries of a square, pad + random crop; a mask shard's masks move with
+ * their images), normalization, and a thread that prepares the next batch
  * while the caller trains on this one. No allocation after loader_new. */
 #ifndef NN_LOADER_H
 #define NN_LOADER_H
@@ -17,6 +18,10 @@ struct loader_config {
 	int shuffle;	      /* 1: a new seeded permutation every epoch; 0: file order */
 	int drop_last;	      /* 1: skip the last partial batch of an epoch */
 	int flip;	      /* 1: mirror left-right with probability 1/2 */
+	int dihedral;	      /* 1: one of the 8 symmetries of a square (identity, 3
+				 rotations, 4 mirrors), uniformly: the right choice for
+				 aerial tiles, which have no up. Square images only;
+				 includes the flips, so flip is then ignored. */
 	uint32_t pad;	      /* > 0: pad P black pixels on each side, then crop H x W at a
 				 random offset in [0, 2P] x [0, 2P] */
 	uint32_t part, parts; /* parts > 1: this loader yields only part `part` (0-based) of
@@ -35,8 +40,9 @@ struct loader_config {
 	 * dataset_channel_stats gives the usual values. Padding pixels are
 	 * pixel value 0 before normalization (as torchvision's RandomCrop). */
 	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
-	/* Optional: where the float batch buffers come from, e.g. page-locked
-	 * host memory (cudaHostAlloc) for fast copies to a GPU. NULL: mem_alloc.
+	/* Optional: where the batch buffers (x, and mask for mask shards) come
+	 * from, e.g. page-locked host memory (cudaHostAlloc) for fast copies to
+	 * a GPU. NULL: mem_alloc.
 	 * x_reuse (optional) is called before a buffer that was handed out is
 	 * written again (from the prefetch thread, or in loader_next without
 	 * one): a GPU backend waits there for the copies that still read it. */
@@ -55,7 +61,10 @@ void loader_config_default(struct loader_config *cfg);
 /* Valid until the next loader_next / loader_seek / loader_free call. */
 struct loader_batch {
 	const float *x;		 /* [n, C, H, W], C, H, W as in the dataset's shape */
-	const int32_t *y;	 /* [n] labels */
+	const int32_t *y;	 /* [n] labels (class shards; NULL for mask shards) */
+	const int32_t *mask;	 /* [n, H, W] classes per pixel, -1 where there is no label
+				    (DATASET_MASK_IGNORE, or padding); mask shards only, NULL
+				    for class shards. Augmented exactly as x. */
 	uint32_t n;		 /* cfg.batch, or fewer for the last batch if !drop_last */
 	uint64_t epoch;		 /* 0-based */
 	uint64_t index;		 /* batch number within the epoch */
@@ -69,7 +78,11 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 			  struct error *err);
 /* 1: *b holds the next batch; 0: the epoch just ended (no batch; the next
  * call starts the next epoch); < 0: error. Order of epoch e depends only on
- * (seed, e). */
+ * (seed, e). A mask value that is neither a class nor DATASET_MASK_IGNORE
+ * is DATASET_EBADINPUT, with a message that names the shard, the record, the
+ * pixel and its byte offset (dataset_open does not read the masks; the
+ * loader checks each as it reads it); the error stays: later calls return it
+ * too. */
 int loader_next(struct loader *l, struct loader_batch *b, struct error *err);
 /* Restart at the first batch of epoch e (for resuming from a checkpoint). */
 int loader_seek(struct loader *l, uint64_t epoch, struct error *err);
@@ -84,5 +97,20 @@ void loader_free(struct loader *l);
 void loader_augment(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
 		    uint32_t pad, uint32_t dx, uint32_t dy, int flip, const float *mean,
 		    const float *std);
+
+/* The symmetries of the dihedral option, as bits of sym (0..7, uniformly
+ * drawn): with u = FLIP_Y ? H-1-y : y and v = FLIP_X ? W-1-x : x,
+ *   dst(c, y, x) = norm_c(cropped(c, TRANSPOSE ? (v, u) : (u, v)))
+ * (TRANSPOSE needs H == W). sym = LOADER_FLIP_X is loader_augment's flip. */
+#define LOADER_FLIP_X 1u
+#define LOADER_FLIP_Y 2u
+#define LOADER_TRANSPOSE 4u
+void loader_augment_sym(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+			uint32_t pad, uint32_t dx, uint32_t dy, unsigned sym, const float *mean,
+			const float *std);
+/* The same geometry on a mask (H x W uint8 -> int32): DATASET_MASK_IGNORE
+ * and padding become -1, other values stay. */
+void loader_augment_mask(const uint8_t *src, int32_t *dst, uint32_t H, uint32_t W, uint32_t pad,
+			 uint32_t dx, uint32_t dy, unsigned sym);
 
 #endif

@@ -269,8 +269,8 @@ static const struct family families[] = {
 	{"patchgan", build_patchgan, {O("base", "64", 0), O("layers", "3", 0)}, 2},
 };
 
-int nn_model_build(struct nn_net *net, const struct nn_backend *be, const char *spec, int c, int h,
-		   int w, int nout, uint64_t seed, struct error *err)
+/* The family of spec and its options (defaults filled in, values checked). */
+static const struct family *spec_parse(const char *spec, struct opt *opts, struct error *err)
 {
 	const char *colon = strchr(spec, ':');
 	size_t flen = colon ? (size_t)(colon - spec) : strlen(spec);
@@ -280,18 +280,43 @@ int nn_model_build(struct nn_net *net, const struct nn_backend *be, const char *
 			fam = &families[i];
 	if (!fam)
 		return error_set(err, "arch '%s': unknown family '%.*s' (known: cnn, resnet, resnext, unet, cyclegan, patchgan)",
-				 spec, (int)flen, spec);
-	struct opt opts[6];
-	memcpy(opts, fam->opts, sizeof(opts));
+				 spec, (int)flen, spec), NULL;
+	memcpy(opts, fam->opts, sizeof(fam->opts));
 	if (opts_parse(spec, colon ? colon + 1 : NULL, opts, fam->nopts, err) < 0)
-		return -1;
+		return NULL;
 	for (int i = 0; i < fam->nopts; i++)
 		for (int k = 0; k < opts[i].n; k++)
 			if (opts[i].v[k] < 0 || (strcmp(opts[i].key, "drop") && opts[i].v[k] != (int)opts[i].v[k]))
 				return error_set(err, "arch '%s': %s: bad value %g", spec, opts[i].key,
-						 opts[i].v[k]);
+						 opts[i].v[k]), NULL;
 	if (!strcmp(fam->name, "cnn") && !(opts[3].v[0] < 1))
-		return error_set(err, "arch '%s': drop must be below 1", spec);
+		return error_set(err, "arch '%s': drop must be below 1", spec), NULL;
+	return fam;
+}
+
+int nn_model_size_multiple(const char *spec, struct error *err)
+{
+	struct opt opts[6];
+	const struct family *fam = spec_parse(spec, opts, err);
+	if (!fam)
+		return -1;
+	int levels = !strcmp(fam->name, "unet") ? opt_int(&opts[0], 0)
+		     : !strcmp(fam->name, "cyclegan") ? opt_int(&opts[2], 0)
+						       : -1;
+	if (levels < 0)
+		return 0;
+	if (levels > 15)
+		return error_set(err, "arch '%s': %d levels of downsampling, at most 15", spec, levels);
+	return 1 << levels;
+}
+
+int nn_model_build(struct nn_net *net, const struct nn_backend *be, const char *spec, int c, int h,
+		   int w, int nout, uint64_t seed, struct error *err)
+{
+	struct opt opts[6];
+	const struct family *fam = spec_parse(spec, opts, err);
+	if (!fam)
+		return -1;
 	if (nout <= 0)
 		return error_set(err, "arch '%s': %d outputs", spec, nout);
 	if (nn_net_init(net, be, c, h, w, seed, err) < 0)

@@ -27,6 +27,13 @@
 int nn_model_build(struct nn_net *net, const struct nn_backend *be, const char *spec, int c, int h,
 		   int w, int nout, uint64_t seed, struct error *err);
 
+/* Per-pixel families (unet, cyclegan) give an output of the input's height
+ * and width when both are multiples of 2^(levels of downsampling): that
+ * multiple (unet:depth=3: 8). 0 for the families with one output per image
+ * (cnn, resnet, resnext) or per patch (patchgan); -1 with a message for a bad
+ * spec. */
+int nn_model_size_multiple(const char *spec, struct error *err);
+
 /* One line: "resnet:...: 1.23 M params, 0.456 GFLOP per sample (forward)". */
 void nn_model_summary(const struct nn_net *net, char *out, size_t size);
 

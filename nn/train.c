@@ -65,17 +65,81 @@ static void loader_pinned(struct loader_config *lc, const struct nn_backend *be)
 	lc->x_ctx = (void *)be;
 }
 
+void nn_train_loader_setup(struct loader_config *lc, const struct nn_backend *be, int channels)
+{
+	loader_norm(lc, channels);
+	loader_pinned(lc, be);
+}
+
+void nn_train_sgd_setup(struct nn_optim *opt, float lr, float momentum, float wd,
+			float warmup_epochs, int epochs, uint64_t per_epoch)
+{
+	nn_optim_defaults(opt);
+	opt->lr = lr;
+	opt->momentum = momentum;
+	opt->nesterov = 1;
+	opt->wd = wd;
+	opt->sched = NN_LR_COSINE;
+	opt->warmup = (long)(warmup_epochs * per_epoch);
+	opt->total = (long)(epochs * per_epoch);
+	opt->lr_min = 0;
+}
+
+int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int32_t *labels,
+		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
+		   uint64_t *samples, struct error *err)
+{
+	struct nn_net *net = st->net;
+	const struct nn_backend *be = net->be;
+	uint64_t per_epoch = loader_batches_per_epoch(l), nb = 0;
+	double loss_sum = 0;
+	struct loader_batch b;
+	int r;
+	nn_net_train(net, 1);
+	st->labels = labels;
+	while ((r = loader_next(l, &b, err)) == 1) {
+		struct nn_tensor *in = nn_net_input(net);
+		if (nn_tensor_upload(in, b.x, (size_t)b.n * in->c * in->h * in->w, err) < 0)
+			return -1;
+		if (b.mask)
+			be->upload(labels, b.mask, sizeof(int32_t) * b.n * in->h * in->w);
+		else
+			be->upload(labels, b.y, sizeof(int32_t) * b.n);
+		st->n = (int)b.n;
+		st->hw = b.mask ? in->h * in->w : 1;
+		nn_backend_step(be, graph, nn_train_step, st);
+		float loss = st->loss;
+		if (!isfinite(loss))
+			return error_set(err,
+					 "training diverged: loss %g at epoch %d, batch %" PRIu64
+					 " (learning rate %g too high? try a lower --lr)",
+					 (double)loss, epoch + 1, nb + 1, (double)lr);
+		loss_sum += loss;
+		nb++;
+		*samples += b.n;
+		if (on_batch)
+			on_batch(ctx, epoch, nb, per_epoch, loss);
+	}
+	if (r < 0)
+		return r;
+	*mean_loss = nb ? (float)(loss_sum / nb) : 0;
+	return 0;
+}
+
 int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, double *accuracy,
 		       uint64_t *correct, uint64_t *total, struct error *err)
 {
 	const struct nn_backend *host = nn_backend_cpu(); /* argmax on the downloaded logits */
 	int classes = (int)ds->shape.num_classes;
+	if (ds->shape.label_kind != DATASET_LABEL_CLASS)
+		return BAD("%s is a mask shard (a class per pixel): evaluate a segmenter on it "
+			   "(nn_eval_segmenter), not a classifier",
+			   ds->path);
 	struct loader_config lc;
 	loader_config_default(&lc);
 	lc.batch = batch;
 	lc.shuffle = 0;
-	loader_norm(&lc, (int)ds->shape.channels);
-	loader_pinned(&lc, net->be);
+	nn_train_loader_setup(&lc, net->be, (int)ds->shape.channels);
 	if (nn_net_prepare(net, batch, err) < 0)
 		return -1;
 	struct loader *l = loader_new(ds, &lc, err);
@@ -125,7 +189,7 @@ void nn_train_step(void *p)
 {
 	struct nn_train_step *s = p;
 	const struct nn_tensor *y = nn_net_forward(s->net, s->n);
-	s->net->be->softmax_xent(s->n, y->c, 1, y->data, s->labels, NULL,
+	s->net->be->softmax_xent(s->n, y->c, s->hw > 0 ? s->hw : 1, y->data, s->labels, s->class_w,
 				 nn_net_output_grad(s->net)->data, &s->loss);
 	nn_net_backward(s->net);
 	nn_optim_step(s->opt, s->net);
@@ -135,6 +199,13 @@ int nn_train_check_inputs(const struct nn_train_config *cfg, const struct datase
 			  const struct dataset *test, struct error *err)
 {
 	const struct dataset_shape *a = &train->shape, *b = &test->shape;
+	const struct dataset *m = a->label_kind == DATASET_LABEL_MASK	? train
+				  : b->label_kind == DATASET_LABEL_MASK ? test
+									: NULL;
+	if (m)
+		return BAD("%s is a mask shard (a class per pixel), not a class shard (one label "
+			   "per image): train it with cairn-train-unet",
+			   m->path);
 	if (cfg->epochs < 1 || cfg->batch < 1)
 		return BAD("epochs %d and batch %d must be positive", cfg->epochs, cfg->batch);
 	if (train->count == 0)
@@ -199,8 +270,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	lc.drop_last = 1;
 	lc.flip = cfg->flip;
 	lc.pad = cfg->pad;
-	loader_norm(&lc, (int)s->channels);
-	loader_pinned(&lc, be);
+	nn_train_loader_setup(&lc, be, (int)s->channels);
 	struct loader *l = loader_new(train, &lc, err);
 	int rc = -1;
 	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */
@@ -208,54 +278,21 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		goto out;
 	uint64_t per_epoch = loader_batches_per_epoch(l);
 	struct nn_optim opt;
-	nn_optim_defaults(&opt);
-	opt.lr = cfg->lr;
-	opt.momentum = cfg->momentum;
-	opt.nesterov = 1;
-	opt.wd = cfg->wd;
-	opt.sched = NN_LR_COSINE;
-	opt.warmup = (long)(cfg->warmup_epochs * per_epoch);
-	opt.total = (long)(cfg->epochs * per_epoch);
-	opt.lr_min = 0;
+	nn_train_sgd_setup(&opt, cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->epochs,
+			   per_epoch);
 	if (nn_optim_init(&opt, net, err) < 0)
 		goto out;
 	double t0 = clock_now(), eval_time = 0;
 	uint64_t images = 0;
-	struct nn_train_step st = {.net = net, .opt = &opt, .labels = labels};
+	struct nn_train_step st = {.net = net, .opt = &opt};
 	for (int e = 0; e < cfg->epochs; e++) {
-		double loss_sum = 0;
-		uint64_t nb = 0;
-		struct loader_batch b;
-		nn_net_train(net, 1);
-		int r;
-		while ((r = loader_next(l, &b, err)) == 1) {
-			struct nn_tensor *in = nn_net_input(net);
-			if (nn_tensor_upload(in, b.x, (size_t)b.n * in->c * in->h * in->w, err) < 0)
-				goto out;
-			be->upload(labels, b.y, sizeof(int32_t) * b.n);
-			st.n = (int)b.n;
-			nn_backend_step(be, &graph, nn_train_step, &st);
-			float loss = st.loss;
-			if (!isfinite(loss)) {
-				error_set(err,
-					  "training diverged: loss %g at epoch %d, batch %" PRIu64
-					  " (learning rate %g too high? try a lower --lr)",
-					  (double)loss, e + 1, nb + 1, (double)cfg->lr);
-				goto out;
-			}
-			loss_sum += loss;
-			nb++;
-			images += b.n;
-			if (cfg->on_batch)
-				cfg->on_batch(cfg->ctx, e, nb, per_epoch, loss);
-		}
-		if (r < 0)
+		if (nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
+				   &res->epoch_loss[e], &images, err) < 0)
 			goto out;
 		double te = clock_now(), acc;
 		if (nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
 			goto out;
 		eval_time += clock_now() - te;
-		res->epoch_loss[e] = nb ? (float)(loss_sum / nb) : 0;
 		res->epoch_accuracy[e] = acc;
 		res->test_accuracy = acc;
 		if (cfg->on_epoch)

@@ -9,11 +9,14 @@
 #include <stdint.h>
 
 #include "nn/dataset.h"
+#include "nn/loader.h"
 #include "nn/net.h"
 
 /* Input normalization of every classifier: x = (pixel / 255 - 0.5) / 0.5. */
 #define NN_TRAIN_NORM_MEAN 0.5f
 #define NN_TRAIN_NORM_STD 0.5f
+
+typedef void nn_train_batch_fn(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss);
 
 struct nn_train_config {
 	const struct nn_backend *be;
@@ -24,7 +27,7 @@ struct nn_train_config {
 	int flip, pad;          /* augmentation: horizontal flip, pad + random crop */
 	uint64_t seed;
 	/* Called after every batch (may be NULL). */
-	void (*on_batch)(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss);
+	nn_train_batch_fn *on_batch;
 	void (*on_epoch)(void *ctx, int epoch, float train_loss, double test_acc, double seconds);
 	void *ctx;
 };
@@ -44,21 +47,44 @@ struct nn_train_result {
 };
 void nn_train_result_release(struct nn_train_result *r);
 
-/* One classifier training step: forward, softmax cross-entropy on labels
- * (device memory of the net's backend), backward, update; the loss lands in
- * loss. A void * callback so that it runs through the backend's step slot,
- * which CUDA can replay as one graph (nn_backend_step, nn/backend.h). */
+/* One training step: forward, softmax cross-entropy on labels (device
+ * memory of the net's backend: n labels, or n x hw of a per-pixel output),
+ * backward, update; the loss lands in loss. A void * callback so that it
+ * runs through the backend's step slot, which CUDA can replay as one graph
+ * (nn_backend_step, nn/backend.h). */
 struct nn_optim;
 struct nn_train_step {
 	struct nn_net *net;
 	struct nn_optim *opt;
 	const int32_t *labels;
+	const float *class_w; /* NULL, or one weight per class (device memory) */
 	int n;
+	int hw; /* pixels per sample of the output (0 or 1: one label per sample) */
 	float loss;
 };
 void nn_train_step(void *step);
 
-/* Whether train and test can be used together with cfg: both have records,
+/* Pieces the classifier and segmenter loops (nn/segment.h) share. The
+ * loader settings of training and evaluation: inputs normalized with
+ * NN_TRAIN_NORM_MEAN/STD, batches in the backend's page-locked memory when
+ * it has some (CUDA). */
+void nn_train_loader_setup(struct loader_config *lc, const struct nn_backend *be, int channels);
+/* SGD with Nesterov momentum, linear warmup over warmup_epochs, then cosine
+ * decay to 0 at the end of the last epoch. */
+void nn_train_sgd_setup(struct nn_optim *opt, float lr, float momentum, float wd,
+			float warmup_epochs, int epochs, uint64_t per_epoch);
+/* One epoch of steps over l's batches (training mode): each uploaded (x;
+ * labels: the batch's y, or its mask for a mask shard, into the device
+ * buffer labels), stepped through the backend's step slot (*graph: its
+ * replay state), its loss checked: a loss that is not finite is -1,
+ * "training diverged" (lr is named in the hint). *mean_loss: the mean over
+ * the batches; *samples grows by the images seen. */
+int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int32_t *labels,
+		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
+		   uint64_t *samples, struct error *err);
+
+/* Whether train and test can be used together with cfg: class shards (a mask
+ * shard is refused: "train it with cairn-train-unet"), both have records,
  * the same image shape and the same class count, and train has at least one
  * batch. 0, or DATASET_EBADINPUT with a message that names the shards and
  * what to change. nn_train_classifier checks this first. */

@@ -160,6 +160,39 @@ else
 	skip "the CycleGAN step over the simulated runtime" "no PyTorch, or under ASan"
 fi
 
+# cairn-train-unet and cairn-predict --device cuda end to end: mask batches
+# (int32, pinned beside the images), per-pixel cross-entropy with class
+# weights in device memory, a step graph, evaluation and prediction from
+# downloaded logits; against --device cpu, same seed
+for st in cairn-train-unet cairn-predict; do
+	check "$st compiles with CUDA" cc $cflags -c $ROOT/stages/$st.c -o $T/sim_$st.o || exit 1
+	check "$st links" $cxx $flags $T/sim_$st.o $simobj $lib/libnn.a $lib/libcore.a \
+		-ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/$st || exit 1
+done
+mkdir -p $T/seg
+check "mask shards written" $CAIRN_TESTS/test_segment --write-shards $T/seg 16 32
+run_unet() { $T/cairn-train-unet --train $T/seg/train.ds --val $T/seg/val.ds --epochs 3 --batch 4 --seed 3 \
+	--class-weights auto --threads 1 --out $T/seg/$1 "${@:2}"; }
+check_rc "cairn-train-unet --device cuda --precision fp32 (simulated)" 0 run_unet cuda --device cuda --precision fp32
+check_rc "cairn-train-unet --device cpu" 0 run_unet cpu --device cpu
+check "cuda's losses and IoUs within rounding of cpu's" python3 -c "
+import json; a, b = (json.load(open('$T/seg/%s/metrics.json' % d)) for d in ('cuda', 'cpu'))
+print('# loss per epoch: cuda (simulated) %s, cpu %s; val mean IoU %s, %s' % (a['loss_per_epoch'], b['loss_per_epoch'], a['val_mean_iou'], b['val_mean_iou']))
+assert all(abs(x - y) <= 0.01 * y for x, y in zip(a['loss_per_epoch'], b['loss_per_epoch']))
+assert abs(a['val_pixel_accuracy'] - b['val_pixel_accuracy']) <= 0.01
+c = a['cuda']; print('# cuda:', c)
+assert c['graph_captures'] == 1 and c['graph_failures'] == 0 and c['eager_steps'] == 1"
+check_rc "cairn-predict --device cuda (simulated)" 0 $T/cairn-predict --model $T/seg/cuda/model.ckpt \
+	--in $T/seg/unlabeled.ds --out $T/seg/cuda.ds --batch 3 --device cuda --precision fp32
+check_rc "cairn-predict --device cpu, the same model" 0 $T/cairn-predict --model $T/seg/cuda/model.ckpt \
+	--in $T/seg/unlabeled.ds --out $T/seg/cpu.ds --batch 3 --device cpu --threads 1
+check "the predicted masks agree (> 99.9% of pixels)" python3 -c "
+a, b = open('$T/seg/cuda.ds', 'rb').read(), open('$T/seg/cpu.ds', 'rb').read()
+assert len(a) == len(b) and a[:48] == b[:48]
+rb = 3 * 32 * 32 + 32 * 32 + 12
+same = sum(x == y for i in range(4) for x, y in zip(a[64 + i * rb + 3072: 64 + i * rb + 4096], b[64 + i * rb + 3072: 64 + i * rb + 4096]))
+print('# %d of 4096 pixels agree' % same); assert same >= 0.999 * 4096"
+
 # cairn-train-classifier --device cuda end to end: loader batches in pinned
 # memory, uploads, a step graph, evaluation; against --device cpu, same seed
 idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}

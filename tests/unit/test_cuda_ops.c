@@ -945,8 +945,8 @@ static void test_net_bf16(void)
 	nn_net_train(&rn, 0);
 	float *before = hcopy(nn_net_forward(&rn, n)->data, (size_t)n * 10);
 	nn_net_train(&rn, 1);
-	struct nn_train_step cg = {&gn, &og, dev_of(lab, sizeof(lab)), n, 0};
-	struct nn_train_step cr = {&rn, &orf, lab, n, 0};
+	struct nn_train_step cg = {.net = &gn, .opt = &og, .labels = dev_of(lab, sizeof(lab)), .n = n};
+	struct nn_train_step cr = {.net = &rn, .opt = &orf, .labels = lab, .n = n};
 	nn_train_step(&cg), nn_train_step(&cr);
 	expect_scalar("bf16 net loss", cg.loss, cr.loss);
 	nn_net_train(&gn, 0), nn_net_train(&rn, 0);
@@ -1384,7 +1384,8 @@ static void test_graph(void)
 		for (int i = 0; i < n; i++)
 			lab[i] = (i * 7) % 10;
 		const int32_t *dlab = dev_of(lab, sizeof(lab));
-		struct nn_train_step ca = {&a, &oa, dlab, n, 0}, cb = {&b, &ob, dlab, n, 0};
+		struct nn_train_step ca = {.net = &a, .opt = &oa, .labels = dlab, .n = n},
+				     cb = {.net = &b, .opt = &ob, .labels = dlab, .n = n};
 		struct nn_cuda_graph_stats s0, s1;
 		nn_cuda_get_graph_stats(&s0);
 		void *state = NULL;

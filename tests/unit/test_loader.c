@@ -1,6 +1,9 @@
 /* Unit tests for nn/loader: every record once per epoch, seeded determinism
- * (with and without the prefetch thread), seek, drop_last, normalization, and
- * the flip and pad+crop augmentation on small known images. */
+ * (with and without the prefetch thread), seek, drop_last, normalization,
+ * the flip and pad+crop augmentation on small known images, and mask shards:
+ * masks move with their images under every symmetry and crop, ignored and
+ * padded pixels are -1, a bad mask value is an error that names it. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -542,6 +545,284 @@ static void test_bad_config_and_out_of_memory(void)
 	dataset_close(&ds);
 }
 
+/* ---- mask shards ---------------------------------------------------------- */
+
+/* The definition in loader.h: where output (y, x) reads the cropped image. */
+static void ref_source(unsigned sym, int H, int W, int y, int x, int *sy, int *sx)
+{
+	int u = sym & LOADER_FLIP_Y ? H - 1 - y : y, v = sym & LOADER_FLIP_X ? W - 1 - x : x;
+	*sy = sym & LOADER_TRANSPOSE ? v : u;
+	*sx = sym & LOADER_TRANSPOSE ? u : v;
+}
+
+/* Every symmetry, pad and offset of loader_augment_sym and
+ * loader_augment_mask against the formula (square shapes around the
+ * 16-pixel vector width; non-square ones without transposes). */
+static int sym_reference_errors(int C, int H, int W)
+{
+	size_t plane = (size_t)H * W, n = (size_t)C * plane;
+	uint8_t *src = malloc(n), *msrc = malloc(plane);
+	float *dst = malloc(sizeof(float) * n);
+	int32_t *mdst = malloc(sizeof(int32_t) * plane);
+	float mean[3] = {0.1f, 0.2f, 0.3f}, std[3] = {0.5f, 2.0f, 1.0f};
+	for (size_t i = 0; i < n; i++)
+		src[i] = (uint8_t)(i * 37 + 11);
+	for (size_t i = 0; i < plane; i++)
+		msrc[i] = i % 7 == 3 ? DATASET_MASK_IGNORE : (uint8_t)(i % 5);
+	int bad = 0;
+	for (unsigned sym = 0; sym < 8; sym++) {
+		if ((sym & LOADER_TRANSPOSE) && H != W)
+			continue;
+		for (int pad = 0; pad <= 3; pad++)
+			for (int dy = 0; dy <= 2 * pad; dy++)
+				for (int dx = 0; dx <= 2 * pad; dx++) {
+					loader_augment_sym(src, dst, (uint32_t)C, (uint32_t)H, (uint32_t)W,
+							   (uint32_t)pad, (uint32_t)dx, (uint32_t)dy, sym,
+							   mean, std);
+					loader_augment_mask(msrc, mdst, (uint32_t)H, (uint32_t)W,
+							    (uint32_t)pad, (uint32_t)dx, (uint32_t)dy, sym);
+					for (size_t i = 0; i < n; i++) {
+						int c = (int)(i / plane), y = (int)(i / W % H),
+						    x = (int)(i % W), cy, cx;
+						ref_source(sym, H, W, y, x, &cy, &cx);
+						int py = cy + dy - pad, px = cx + dx - pad;
+						int in = py >= 0 && py < H && px >= 0 && px < W;
+						int v = in ? src[((size_t)c * H + py) * W + px] : 0;
+						double want = (v / 255.0 - mean[c]) / std[c];
+						bad += fabs(dst[i] - want) > 1e-6 * (1 + fabs(want));
+						if (c == 0) {
+							int m = in ? msrc[(size_t)py * W + px] : 255;
+							bad += mdst[i] != (m == 255 ? -1 : m);
+						}
+					}
+				}
+	}
+	free(src), free(msrc), free(dst), free(mdst);
+	return bad;
+}
+
+static void test_symmetries_match_reference(void)
+{
+	CHECK_INT(sym_reference_errors(2, 5, 5), 0);
+	CHECK_INT(sym_reference_errors(1, 20, 20), 0); /* a vector and a tail per row */
+	CHECK_INT(sym_reference_errors(3, 4, 7), 0);   /* flips only */
+	/* sym = FLIP_X is loader_augment's flip, bit for bit */
+	uint8_t src[2 * 9 * 9];
+	float a[2 * 81], b[2 * 81], mean[2] = {0.5f, 0.5f}, std[2] = {0.5f, 0.5f};
+	for (int i = 0; i < 162; i++)
+		src[i] = (uint8_t)(i * 13);
+	loader_augment(src, a, 2, 9, 9, 2, 3, 1, 1, mean, std);
+	loader_augment_sym(src, b, 2, 9, 9, 2, 3, 1, LOADER_FLIP_X, mean, std);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+}
+
+/* Tiles of S x S that say where each pixel came from: channel 0 = y S + x
+ * (S <= 16), channel 1 = 1 (0 only in padding), channel 2 = 1 where the mask
+ * is not labelled; mask = y S + x, or 255 on about one pixel in five. */
+static int make_position_shard(const char *name, uint32_t S, uint64_t n, struct dataset *ds)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	struct dataset_shape s = {3, S, S, S * S, DATASET_LABEL_MASK};
+	struct dataset_writer w;
+	struct error err;
+	if (dataset_writer_open(&w, path, &s, &err) < 0)
+		return -1;
+	size_t plane = (size_t)S * S;
+	uint8_t px[3 * 256], mask[256];
+	for (uint64_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < plane; j++) {
+			int ignore = (j * 3 + i) % 5 == 0;
+			px[j] = (uint8_t)j;
+			px[plane + j] = 1;
+			px[2 * plane + j] = (uint8_t)ignore;
+			mask[j] = ignore ? DATASET_MASK_IGNORE : (uint8_t)j;
+		}
+		struct dataset_key key = {4, (uint32_t)i % 16, 3};
+		if (dataset_writer_add_mask(&w, px, mask, &key, &err) < 0) {
+			dataset_writer_abort(&w);
+			return -1;
+		}
+	}
+	if (dataset_writer_finish(&w, &err) < 0)
+		return -1;
+	return dataset_open(ds, path, 0, &err);
+}
+
+/* The mask of every pixel of every batch is what the image says it should
+ * be: the label of the source pixel the image shows, -1 where that pixel is
+ * not labelled or is padding. Over 3 epochs with the 8 symmetries, a crop
+ * and the prefetch thread; then, without a crop, every symmetry occurs. */
+static void test_mask_follows_image(void)
+{
+	struct dataset ds;
+	struct error err;
+	const uint32_t S = 8;
+	CHECK_INT(make_position_shard("pos.ds", S, 50, &ds), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 16;
+	cfg.seed = 9;
+	cfg.dihedral = 1;
+	cfg.pad = 2;
+	struct loader *l = loader_new(&ds, &cfg, &err);
+	CHECK(l != NULL);
+	int bad = 0, padded = 0, ignored = 0, moved = 0;
+	size_t plane = S * S;
+	struct loader_batch b;
+	for (int e = 0; e < 3 && l; e++)
+		while (loader_next(l, &b, &err) == 1) {
+			CHECK(b.mask != NULL && b.y == NULL);
+			for (uint32_t k = 0; k < b.n; k++)
+				for (size_t j = 0; j < plane; j++) {
+					const float *x = b.x + (size_t)k * 3 * plane;
+					int pos = (int)lrintf(x[j] * 255), real = x[plane + j] > 0,
+					    ign = x[2 * plane + j] > 0;
+					int32_t m = b.mask[(size_t)k * plane + j];
+					int32_t want = !real || ign ? -1 : pos;
+					bad += m != want;
+					padded += !real;
+					ignored += real && ign;
+					moved += real && pos != (int)j;
+				}
+		}
+	loader_free(l);
+	CHECK_INT(bad, 0);
+	CHECK(padded > 1000 && ignored > 1000 && moved > 1000);
+
+	/* pad 0: each tile is one of the 8 symmetries of the record, all occur */
+	cfg.pad = 0;
+	cfg.batch = 50;
+	l = loader_new(&ds, &cfg, &err);
+	int hits[8] = {0}, none = 0;
+	for (int e = 0; e < 8 && l; e++)
+		while (loader_next(l, &b, &err) == 1)
+			for (uint32_t k = 0; k < b.n; k++) {
+				int found = -1;
+				for (unsigned sym = 0; sym < 8 && found < 0; sym++) {
+					int same = 1;
+					for (int y = 0; y < (int)S; y++)
+						for (int x = 0; x < (int)S; x++) {
+							int sy, sx;
+							ref_source(sym, (int)S, (int)S, y, x, &sy, &sx);
+							same &= (int)lrintf(b.x[k * 3 * plane + y * S + x] *
+									    255) == sy * (int)S + sx;
+						}
+					if (same)
+						found = (int)sym;
+				}
+				if (found < 0)
+					none++;
+				else
+					hits[found]++;
+			}
+	loader_free(l);
+	CHECK_INT(none, 0);
+	for (int s = 0; s < 8; s++)
+		CHECK(hits[s] > 20); /* binomial(400, 1/8): mean 50, 5 sigma 33 */
+	/* dihedral needs square tiles */
+	struct dataset rect;
+	CHECK_INT(make_shard("rect.ds", 1, 4, 6, 2, 4, &rect), 0);
+	cfg.dihedral = 1;
+	CHECK(loader_new(&rect, &cfg, &err) == NULL);
+	CHECK(strstr(err.msg, "needs square images, these are 4x6") != NULL);
+	dataset_close(&rect);
+	dataset_close(&ds);
+}
+
+/* Without augmentation the mask is the record's, 255 -> -1; class shards
+ * have y and no mask; the mask buffers come from the caller's allocator too. */
+static void test_mask_values_and_ignore(void)
+{
+	struct dataset ds, cls;
+	struct error err;
+	CHECK_INT(make_position_shard("pos2.ds", 4, 10, &ds), 0);
+	CHECK_INT(make_shard("cls.ds", 1, 4, 4, 3, 10, &cls), 0);
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = 10;
+	cfg.shuffle = 0;
+	size_t bytes = 0;
+	x_allocs = x_frees = 0;
+	cfg.x_alloc = count_alloc;
+	cfg.x_free = count_free;
+	cfg.x_ctx = &bytes;
+	struct loader *l = loader_new(&ds, &cfg, &err);
+	struct loader_batch b;
+	CHECK_INT(loader_next(l, &b, &err), 1);
+	int bad = 0, minus = 0;
+	for (uint32_t k = 0; k < 10; k++) {
+		const uint8_t *m = dataset_mask(&ds, k);
+		for (int j = 0; j < 16; j++) {
+			int32_t want = m[j] == 255 ? -1 : m[j];
+			bad += b.mask[k * 16 + j] != want;
+			minus += b.mask[k * 16 + j] == -1;
+		}
+	}
+	CHECK_INT(bad, 0);
+	CHECK(minus > 20);
+	loader_free(l);
+	CHECK_INT(x_allocs, 6); /* 3 slots: x and mask each */
+	CHECK_INT(x_frees, 6);
+	CHECK_INT(bytes, 3 * 10 * 16 * (3 * sizeof(float) + sizeof(int32_t)));
+	cfg.x_alloc = NULL, cfg.x_free = NULL;
+	l = loader_new(&cls, &cfg, &err);
+	CHECK_INT(loader_next(l, &b, &err), 1);
+	CHECK(b.mask == NULL && b.y != NULL);
+	loader_free(l);
+	dataset_close(&ds);
+	dataset_close(&cls);
+}
+
+/* A mask value that is no class (9 in a 3-class shard, in record 4 at
+ * pixel (2, 1)): the batch that holds it is an error naming the shard,
+ * record, pixel and byte, with and without the prefetch thread, and it stays. */
+static void test_bad_mask_value(void)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/badmask.ds", dir);
+	struct dataset_shape s = {1, 4, 4, 3, DATASET_LABEL_MASK};
+	struct dataset_writer w;
+	struct error err;
+	CHECK_INT(dataset_writer_open(&w, path, &s, &err), 0);
+	uint8_t px[16] = {0}, mask[16] = {0};
+	for (int i = 0; i < 6; i++)
+		CHECK_INT(dataset_writer_add_mask(&w, px, mask, NULL, &err), 0);
+	CHECK_INT(dataset_writer_finish(&w, &err), 0);
+	size_t rec = 16 + 16 + DATASET_KEY_BYTES;
+	off_t at = (off_t)(DATASET_HEADER_BYTES + 4 * rec + 16 + 2 * 4 + 1);
+	int fd = open(path, O_WRONLY);
+	uint8_t nine = 9;
+	CHECK(fd >= 0 && pwrite(fd, &nine, 1, at) == 1);
+	close(fd);
+	struct dataset ds;
+	CHECK_INT(dataset_open(&ds, path, 0, &err), 0); /* masks are the loader's to check */
+	char want[800];
+	snprintf(want, sizeof(want),
+		 "%s: byte %lld: record 4 has mask value 9 at pixel (2, 1) (row, column), but the "
+		 "shard has 3 classes (255: no label)",
+		 path, (long long)at);
+	for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
+		struct loader_config cfg;
+		loader_config_default(&cfg);
+		cfg.batch = 2;
+		cfg.shuffle = 0;
+		cfg.prefetch = prefetch;
+		struct loader *l = loader_new(&ds, &cfg, &err);
+		struct loader_batch b;
+		CHECK_INT(loader_next(l, &b, &err), 1);
+		CHECK_INT(loader_next(l, &b, &err), 1);
+		error_clear(&err);
+		CHECK_INT(loader_next(l, &b, &err), DATASET_EBADINPUT);
+		CHECK_STR(err.msg, want);
+		error_clear(&err);
+		CHECK_INT(loader_next(l, &b, &err), DATASET_EBADINPUT);
+		CHECK_STR(err.msg, want);
+		loader_free(l);
+	}
+	dataset_close(&ds);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -559,6 +840,10 @@ int main(void)
 	RUN(test_parts_cover_the_epoch);
 	RUN(test_caller_allocator_for_batches);
 	RUN(test_bad_config_and_out_of_memory);
+	RUN(test_symmetries_match_reference);
+	RUN(test_mask_follows_image);
+	RUN(test_mask_values_and_ignore);
+	RUN(test_bad_mask_value);
 	struct error err;
 	fs_rm_rf(dir, &err);
 	return CHECK_DONE();

@@ -1,0 +1,564 @@
+/* segment: segmenter training, evaluation and prediction loops. */
+#include "nn/segment.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/mem.h"
+#include "nn/loader.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+
+#define BAD(...) (error_set(err, __VA_ARGS__), DATASET_EBADINPUT)
+
+void nn_segment_defaults(struct nn_segment_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->be = nn_backend_cpu();
+	cfg->arch = NN_SEGMENT_ARCH;
+	cfg->epochs = 30;
+	cfg->batch = 8;
+	cfg->lr = 0.05f;
+	cfg->momentum = 0.9f;
+	cfg->wd = 5e-4f;
+	cfg->warmup_epochs = 1;
+	cfg->augment = 1;
+	cfg->weighting = NN_WEIGHTS_NONE;
+	cfg->seed = 1;
+}
+
+/* ---- metrics ---------------------------------------------------------- */
+
+int nn_segment_metrics_init(struct nn_segment_metrics *m, int classes, struct error *err)
+{
+	memset(m, 0, sizeof(*m));
+	if (classes < 1)
+		return error_set(err, "segment metrics: %d classes", classes);
+	m->classes = classes;
+	m->confusion = mem_calloc((size_t)classes * classes, sizeof(uint64_t));
+	m->iou = mem_calloc((size_t)classes, sizeof(double));
+	if (!m->confusion || !m->iou) {
+		nn_segment_metrics_release(m);
+		return error_set(err, "segment metrics: out of memory");
+	}
+	nn_segment_metrics_clear(m);
+	return 0;
+}
+
+void nn_segment_metrics_release(struct nn_segment_metrics *m)
+{
+	mem_free(m->confusion);
+	mem_free(m->iou);
+	memset(m, 0, sizeof(*m));
+}
+
+void nn_segment_metrics_clear(struct nn_segment_metrics *m)
+{
+	int k = m->classes;
+	memset(m->confusion, 0, sizeof(uint64_t) * (size_t)k * k);
+	m->pixels = 0;
+	m->pixel_accuracy = 0;
+	for (int i = 0; i < k; i++)
+		m->iou[i] = NAN;
+	m->mean_iou = NAN;
+}
+
+void nn_segment_metrics_add(struct nn_segment_metrics *m, const int32_t *truth, const int32_t *pred,
+			    size_t n)
+{
+	int k = m->classes;
+	for (size_t i = 0; i < n; i++) {
+		int32_t t = truth[i], p = pred[i];
+		if (t < 0 || t >= k || p < 0 || p >= k)
+			continue;
+		m->confusion[(size_t)t * k + p]++;
+		m->pixels++;
+	}
+}
+
+void nn_segment_metrics_finish(struct nn_segment_metrics *m)
+{
+	int k = m->classes;
+	uint64_t right = 0;
+	for (int c = 0; c < k; c++)
+		right += m->confusion[(size_t)c * k + c];
+	m->pixel_accuracy = m->pixels ? (double)right / m->pixels : 0;
+	double sum = 0;
+	int have = 0;
+	for (int c = 0; c < k; c++) {
+		uint64_t tp = m->confusion[(size_t)c * k + c], fp = 0, fn = 0;
+		for (int j = 0; j < k; j++)
+			if (j != c) {
+				fn += m->confusion[(size_t)c * k + j]; /* truth c, predicted j */
+				fp += m->confusion[(size_t)j * k + c]; /* truth j, predicted c */
+			}
+		uint64_t u = tp + fp + fn;
+		m->iou[c] = u ? (double)tp / u : NAN;
+		/* the mean leaves out background (class 0) unless it is the only class */
+		if ((c > 0 || k == 1) && u) {
+			sum += m->iou[c];
+			have++;
+		}
+	}
+	m->mean_iou = have ? sum / have : NAN;
+}
+
+void nn_segment_metrics_copy(struct nn_segment_metrics *dst, const struct nn_segment_metrics *src)
+{
+	int k = src->classes;
+	memcpy(dst->confusion, src->confusion, sizeof(uint64_t) * (size_t)k * k);
+	memcpy(dst->iou, src->iou, sizeof(double) * (size_t)k);
+	dst->pixels = src->pixels;
+	dst->pixel_accuracy = src->pixel_accuracy;
+	dst->mean_iou = src->mean_iou;
+}
+
+void nn_segment_argmax(int n, int c, int hw, const float *logits, int32_t *out)
+{
+	for (int i = 0; i < n; i++) {
+		const float *l = logits + (size_t)i * c * hw;
+		int32_t *o = out + (size_t)i * hw;
+		for (int p = 0; p < hw; p++) {
+			int best = 0;
+			float v = l[p];
+			for (int k = 1; k < c; k++)
+				if (l[(size_t)k * hw + p] > v)
+					v = l[(size_t)k * hw + p], best = k;
+			o[p] = best;
+		}
+	}
+}
+
+/* ---- inputs ----------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+int nn_segment_class_weights(const struct nn_segment_config *cfg, const struct dataset *train,
+			     float *w, struct error *err)
+{
+	int k = (int)train->shape.num_classes;
+	if (cfg->weighting == NN_WEIGHTS_NONE) {
+		for (int c = 0; c < k; c++)
+			w[c] = 1;
+		return 0;
+	}
+	if (cfg->weighting == NN_WEIGHTS_GIVEN) {
+		if (cfg->nweights != k)
+			return BAD(
+			    "class weights: %d given, but %s has %d classes: give one per class",
+			    cfg->nweights, train->path, k);
+		double sum = 0;
+		for (int c = 0; c < k; c++) {
+			if (!(cfg->weights[c] >= 0) || !isfinite(cfg->weights[c]))
+				return BAD("class weights: weight %d is %g, expected a number >= 0",
+					   c, (double)cfg->weights[c]);
+			sum += cfg->weights[c];
+		}
+		if (!(sum > 0))
+			return BAD("class weights: all are 0, nothing would be learned");
+		memcpy(w, cfg->weights, sizeof(float) * k);
+		return 0;
+	}
+	uint64_t *counts = mem_calloc((size_t)k, sizeof(uint64_t));
+	double *f = mem_calloc((size_t)k, sizeof(double));
+	if (!counts || !f) {
+		mem_free(counts), mem_free(f);
+		return error_set(err, "class weights: out of memory");
+	}
+	dataset_histogram(train, counts);
+	uint64_t total = 0;
+	for (int c = 0; c < k; c++)
+		total += counts[c];
+	int present = 0;
+	for (int c = 0; c < k; c++)
+		if (counts[c])
+			f[present++] = (double)counts[c] / (double)total;
+	if (!present) {
+		mem_free(counts), mem_free(f);
+		return BAD("%s: no labelled pixel (every mask value is %u): no class frequencies "
+			   "for automatic class weights, and nothing to learn",
+			   train->path, DATASET_MASK_IGNORE);
+	}
+	qsort(f, (size_t)present, sizeof(double), cmp_double);
+	double median = present % 2 ? f[present / 2] : (f[present / 2 - 1] + f[present / 2]) / 2;
+	for (int c = 0; c < k; c++)
+		w[c] = counts[c] ? (float)(median / ((double)counts[c] / (double)total)) : 1.0f;
+	mem_free(counts), mem_free(f);
+	return 0;
+}
+
+/* A mask shard with records, or a message that says what it is instead. */
+static int check_mask_shard(const struct dataset *ds, const char *role, const char *program,
+			    struct error *err)
+{
+	if (ds->shape.label_kind != DATASET_LABEL_MASK)
+		return BAD("%s shard %s is a class shard (one label per image): %s needs a mask "
+			   "shard (a class per pixel and the tile of each record, as cairn-tileset "
+			   "pack writes)%s",
+			   role, ds->path, program,
+			   !strcmp(program, "cairn-predict") ? ""
+							     : "; train a classifier on it with "
+							       "cairn-train-classifier");
+	if (ds->count == 0)
+		return BAD("%s shard %s has 0 records", role, ds->path);
+	return 0;
+}
+
+/* The size multiple of arch, and that the tiles of ds are multiples of it. */
+static int check_arch_size(const char *arch, const struct dataset *ds, struct error *err)
+{
+	int m = nn_model_size_multiple(arch, err);
+	if (m < 0)
+		return DATASET_EBADINPUT;
+	if (m == 0)
+		return BAD(
+		    "arch '%s' gives one output per image (a classifier), not one per pixel: "
+		    "use a unet, e.g. '%s'",
+		    arch, NN_SEGMENT_ARCH);
+	uint32_t h = ds->shape.height, w = ds->shape.width;
+	if (h % m || w % m) {
+		uint32_t lo = (h < w ? h : w) / m * m;
+		return BAD("%s has %" PRIu32 "x%" PRIu32 " tiles (H x W), but arch '%s' halves "
+			   "them %d times and needs height and width divisible by %d: give tiles "
+			   "of %" PRIu32 " or %" PRIu32 " pixels, or a smaller depth",
+			   ds->path, h, w, arch, __builtin_ctz((unsigned)m), m,
+			   lo ? lo : (uint32_t)m, lo + (uint32_t)m);
+	}
+	return 0;
+}
+
+int nn_segment_check_inputs(const struct nn_segment_config *cfg, const struct dataset *train,
+			    const struct dataset *val, struct error *err)
+{
+	const char *prog = "cairn-train-unet";
+	int rc;
+	if (cfg->epochs < 1 || cfg->batch < 1)
+		return BAD("epochs %d and batch %d must be positive", cfg->epochs, cfg->batch);
+	if ((rc = check_mask_shard(train, "train", prog, err)) < 0)
+		return rc;
+	if (val && (rc = check_mask_shard(val, "validation", prog, err)) < 0)
+		return rc;
+	const struct dataset_shape *a = &train->shape;
+	if (val) {
+		const struct dataset_shape *b = &val->shape;
+		if (a->channels != b->channels || a->height != b->height || a->width != b->width)
+			return BAD("train shard %s has %" PRIu32 "x%" PRIu32 "x%" PRIu32
+				   " tiles, validation shard %s has %" PRIu32 "x%" PRIu32
+				   "x%" PRIu32 " (C x H x W): they must match",
+				   train->path, a->channels, a->height, a->width, val->path,
+				   b->channels, b->height, b->width);
+		if (a->num_classes != b->num_classes)
+			return BAD("train shard %s has %" PRIu32
+				   " classes, validation shard %s has %" PRIu32 ": they must match",
+				   train->path, a->num_classes, val->path, b->num_classes);
+	}
+	if ((uint64_t)cfg->batch > train->count)
+		return BAD("--batch %d is larger than the %" PRIu64
+			   " records of train shard %s: give --batch %" PRIu64 " or less",
+			   cfg->batch, train->count, train->path, train->count);
+	if (cfg->weighting == NN_WEIGHTS_GIVEN && cfg->nweights != (int)a->num_classes)
+		return BAD("class weights: %d given, but %s has %" PRIu32
+			   " classes: give one per class",
+			   cfg->nweights, train->path, a->num_classes);
+	return check_arch_size(cfg->arch, train, err);
+}
+
+int nn_segment_check_net(const struct nn_net *net, const char *what, const struct dataset *ds,
+			 struct error *err)
+{
+	int rc = check_mask_shard(ds, "input", "cairn-predict", err);
+	if (rc < 0)
+		return rc;
+	const struct nn_node *in = &net->nodes[0], *out = &net->nodes[net->nnodes - 1];
+	const struct dataset_shape *s = &ds->shape;
+	if ((uint32_t)in->c != s->channels || (uint32_t)in->h != s->height ||
+	    (uint32_t)in->w != s->width)
+		return BAD("%s takes %dx%dx%d tiles, shard %s has %" PRIu32 "x%" PRIu32 "x%" PRIu32
+			   " (C x H x W): predict with a model trained on tiles like these",
+			   what, in->c, in->h, in->w, ds->path, s->channels, s->height, s->width);
+	if (out->h != in->h || out->w != in->w)
+		return BAD(
+		    "%s ('%s') gives %dx%d outputs for %dx%d tiles, not one per pixel: it is "
+		    "no segmentation model",
+		    what, net->arch ? net->arch : "?", out->h, out->w, in->h, in->w);
+	if ((uint32_t)out->c != s->num_classes)
+		return BAD("%s predicts %d classes, shard %s has %" PRIu32
+			   ": predict with a model trained on the same classes",
+			   what, out->c, ds->path, s->num_classes);
+	return 0;
+}
+
+/* ---- training --------------------------------------------------------- */
+
+void nn_segment_result_release(struct nn_segment_result *r)
+{
+	mem_free(r->class_weights);
+	mem_free(r->epoch_loss);
+	mem_free(r->epoch_seconds);
+	mem_free(r->epoch_pixel_accuracy);
+	mem_free(r->epoch_mean_iou);
+	mem_free(r->epoch_iou);
+	if (r->val.confusion)
+		nn_segment_metrics_release(&r->val);
+	memset(r, 0, sizeof(*r));
+}
+
+static void loader_for(struct loader_config *lc, const struct nn_backend *be,
+		       const struct dataset *ds, int batch)
+{
+	loader_config_default(lc);
+	lc->batch = (uint32_t)batch;
+	nn_train_loader_setup(lc, be, (int)ds->shape.channels);
+}
+
+int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
+		      struct nn_segment_metrics *m, struct error *err)
+{
+	if (ds->shape.label_kind != DATASET_LABEL_MASK)
+		return BAD("%s is a class shard: a segmenter is scored on a mask shard", ds->path);
+	if ((int)ds->shape.num_classes != m->classes)
+		return BAD("%s has %" PRIu32 " classes, the metrics %d", ds->path,
+			   ds->shape.num_classes, m->classes);
+	int k = m->classes;
+	struct loader_config lc;
+	loader_for(&lc, net->be, ds, batch);
+	lc.shuffle = 0;
+	if (nn_net_prepare(net, batch, err) < 0)
+		return -1;
+	struct loader *l = loader_new(ds, &lc, err);
+	if (!l)
+		return -1;
+	size_t hw = (size_t)ds->shape.height * ds->shape.width;
+	float *logits = mem_alloc(sizeof(float) * batch * k * hw);
+	int32_t *pred = mem_alloc(sizeof(int32_t) * batch * hw);
+	if (!logits || !pred) {
+		loader_free(l);
+		mem_free(logits), mem_free(pred);
+		return error_set(err, "%s: out of memory for evaluation (batch %d)", ds->path,
+				 batch);
+	}
+	nn_segment_metrics_clear(m);
+	int was_training = net->training, rc;
+	nn_net_train(net, 0);
+	struct loader_batch b;
+	while ((rc = loader_next(l, &b, err)) == 1) {
+		struct nn_tensor *in = nn_net_input(net);
+		if ((rc = nn_tensor_upload(in, b.x, (size_t)b.n * in->c * in->h * in->w, err)) < 0)
+			break;
+		const struct nn_tensor *y = nn_net_forward(net, (int)b.n);
+		if ((rc = nn_tensor_download(y, logits, (size_t)b.n * k * hw, err)) < 0)
+			break;
+		nn_segment_argmax((int)b.n, k, (int)hw, logits, pred);
+		nn_segment_metrics_add(m, b.mask, pred, (size_t)b.n * hw);
+	}
+	nn_net_train(net, was_training);
+	loader_free(l);
+	mem_free(logits), mem_free(pred);
+	if (rc < 0)
+		return rc;
+	nn_segment_metrics_finish(m);
+	return 0;
+}
+
+static int result_alloc(struct nn_segment_result *res, int classes, int epochs, int val)
+{
+	res->classes = classes;
+	res->epochs = epochs;
+	res->has_val = val;
+	res->class_weights = mem_calloc((size_t)classes, sizeof(float));
+	res->epoch_loss = mem_calloc((size_t)epochs, sizeof(float));
+	res->epoch_seconds = mem_calloc((size_t)epochs, sizeof(double));
+	int ok = res->class_weights && res->epoch_loss && res->epoch_seconds;
+	if (val) {
+		res->epoch_pixel_accuracy = mem_calloc((size_t)epochs, sizeof(double));
+		res->epoch_mean_iou = mem_calloc((size_t)epochs, sizeof(double));
+		res->epoch_iou = mem_calloc((size_t)epochs * classes, sizeof(double));
+		ok = ok && res->epoch_pixel_accuracy && res->epoch_mean_iou && res->epoch_iou;
+	}
+	return ok ? 0 : -1;
+}
+
+int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset *train,
+		       const struct dataset *val, struct nn_net *net, struct nn_segment_result *res,
+		       struct error *err)
+{
+	const struct nn_backend *be = cfg->be;
+	const struct dataset_shape *s = &train->shape;
+	memset(res, 0, sizeof(*res));
+	memset(net, 0, sizeof(*net));
+	int rc = nn_segment_check_inputs(cfg, train, val, err);
+	if (rc < 0)
+		return rc;
+	int k = (int)s->num_classes;
+	size_t hw = (size_t)s->height * s->width;
+	if (result_alloc(res, k, cfg->epochs, val != NULL) < 0 ||
+	    (val && nn_segment_metrics_init(&res->val, k, err) < 0)) {
+		nn_segment_result_release(res);
+		return error_set(err, "train: out of memory");
+	}
+	if ((rc = nn_segment_class_weights(cfg, train, res->class_weights, err)) < 0) {
+		nn_segment_result_release(res);
+		return rc;
+	}
+	if (nn_model_build(net, be, cfg->arch, (int)s->channels, (int)s->height, (int)s->width, k,
+			   cfg->seed, err) < 0) {
+		nn_segment_result_release(res);
+		return DATASET_EBADINPUT; /* a bad spec: the sizes were checked */
+	}
+	const struct nn_node *out = &net->nodes[net->nnodes - 1];
+	if (out->c != k || (uint32_t)out->h != s->height || (uint32_t)out->w != s->width) {
+		error_set(err,
+			  "arch '%s' gives %dx%dx%d outputs for %" PRIu32 "x%" PRIu32
+			  " tiles; a segmenter needs %dx%" PRIu32 "x%" PRIu32,
+			  net->arch, out->c, out->h, out->w, s->height, s->width, k, s->height,
+			  s->width);
+		nn_segment_result_release(res);
+		return DATASET_EBADINPUT;
+	}
+	if (nn_net_prepare(net, cfg->batch, err) < 0)
+		return -1;
+	res->params = nn_net_param_count(net);
+	res->flops_per_tile = 2 * nn_net_macs(net);
+	int32_t *labels = be->alloc(sizeof(int32_t) * cfg->batch * hw);
+	float *class_w = cfg->weighting != NN_WEIGHTS_NONE ? be->alloc(sizeof(float) * k) : NULL;
+	struct loader *l = NULL;
+	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */
+	rc = -1;
+	if (!labels || (cfg->weighting != NN_WEIGHTS_NONE && !class_w)) {
+		nn_alloc_failed(be, err, "train: out of memory for labels (batch %d of %zu pixels)",
+				cfg->batch, hw);
+		goto out;
+	}
+	if (class_w)
+		be->upload(class_w, res->class_weights, sizeof(float) * k);
+
+	struct loader_config lc;
+	loader_for(&lc, be, train, cfg->batch);
+	lc.seed = cfg->seed;
+	lc.drop_last = 1;
+	/* the 8 symmetries of a square tile; flips only for other shapes */
+	lc.dihedral = cfg->augment && s->height == s->width;
+	lc.flip = cfg->augment && s->height != s->width;
+	if (!(l = loader_new(train, &lc, err)))
+		goto out;
+	uint64_t per_epoch = loader_batches_per_epoch(l);
+	struct nn_optim opt;
+	nn_train_sgd_setup(&opt, cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->epochs,
+			   per_epoch);
+	if (nn_optim_init(&opt, net, err) < 0)
+		goto out;
+	double t0 = clock_now(), eval_time = 0;
+	uint64_t tiles = 0;
+	struct nn_train_step st = {.net = net, .opt = &opt, .class_w = class_w};
+	for (int e = 0; e < cfg->epochs; e++) {
+		int r = nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
+				       &res->epoch_loss[e], &tiles, err);
+		if (r < 0) {
+			rc = r;
+			goto out;
+		}
+		if (val) {
+			double te = clock_now();
+			if ((r = nn_eval_segmenter(net, val, cfg->batch, &res->val, err)) < 0) {
+				rc = r;
+				goto out;
+			}
+			eval_time += clock_now() - te;
+			res->epoch_pixel_accuracy[e] = res->val.pixel_accuracy;
+			res->epoch_mean_iou[e] = res->val.mean_iou;
+			memcpy(res->epoch_iou + (size_t)e * k, res->val.iou, sizeof(double) * k);
+		}
+		res->epoch_seconds[e] = clock_now() - t0;
+		if (cfg->on_epoch)
+			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], val ? &res->val : NULL,
+				      res->epoch_seconds[e]);
+	}
+	res->train_seconds = clock_now() - t0 - eval_time;
+	res->eval_seconds = eval_time;
+	res->tiles_per_second = res->train_seconds > 0 ? tiles / res->train_seconds : 0;
+	rc = 0;
+out:
+	nn_backend_step_release(be, &graph);
+	loader_free(l);
+	if (labels)
+		be->free(labels);
+	if (class_w)
+		be->free(class_w);
+	return rc;
+}
+
+/* ---- prediction ------------------------------------------------------- */
+
+int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const char *out_path,
+			 int batch, nn_train_batch_fn *on_batch, void *ctx, struct error *err)
+{
+	int rc = nn_segment_check_net(net, "the net", in, err);
+	if (rc < 0)
+		return rc;
+	if (batch < 1)
+		return BAD("batch %d: expected 1 or more", batch);
+	int k = (int)in->shape.num_classes;
+	size_t hw = (size_t)in->shape.height * in->shape.width;
+	struct loader_config lc;
+	loader_for(&lc, net->be, in, batch);
+	lc.shuffle = 0;
+	if (nn_net_prepare(net, batch, err) < 0)
+		return -1;
+	struct loader *l = loader_new(in, &lc, err);
+	if (!l)
+		return -1;
+	float *logits = mem_alloc(sizeof(float) * batch * k * hw);
+	int32_t *pred = mem_alloc(sizeof(int32_t) * batch * hw);
+	uint8_t *mask = mem_alloc(hw);
+	if (!logits || !pred || !mask) {
+		loader_free(l);
+		mem_free(logits), mem_free(pred), mem_free(mask);
+		return error_set(err, "%s: out of memory for prediction (batch %d)", in->path,
+				 batch);
+	}
+	struct dataset_writer w;
+	if ((rc = dataset_writer_open(&w, out_path, &in->shape, err)) < 0) {
+		loader_free(l);
+		mem_free(logits), mem_free(pred), mem_free(mask);
+		return rc;
+	}
+	int was_training = net->training;
+	nn_net_train(net, 0);
+	uint64_t per_epoch = loader_batches_per_epoch(l), nb = 0;
+	struct loader_batch b;
+	while ((rc = loader_next(l, &b, err)) == 1) {
+		struct nn_tensor *x = nn_net_input(net);
+		if ((rc = nn_tensor_upload(x, b.x, (size_t)b.n * x->c * x->h * x->w, err)) < 0)
+			break;
+		const struct nn_tensor *y = nn_net_forward(net, (int)b.n);
+		if ((rc = nn_tensor_download(y, logits, (size_t)b.n * k * hw, err)) < 0)
+			break;
+		nn_segment_argmax((int)b.n, k, (int)hw, logits, pred);
+		for (uint32_t i = 0; i < b.n && rc >= 0; i++) {
+			uint64_t rec = b.records[i];
+			for (size_t p = 0; p < hw; p++)
+				mask[p] = (uint8_t)pred[(size_t)i * hw + p];
+			struct dataset_key key = dataset_key(in, rec);
+			rc = dataset_writer_add_mask(&w, dataset_image(in, rec), mask, &key, err);
+		}
+		if (rc < 0)
+			break;
+		if (on_batch)
+			on_batch(ctx, 0, ++nb, per_epoch, 0);
+	}
+	nn_net_train(net, was_training);
+	loader_free(l);
+	mem_free(logits), mem_free(pred), mem_free(mask);
+	if (rc < 0) {
+		dataset_writer_abort(&w);
+		return rc;
+	}
+	return dataset_writer_finish(&w, err);
+}

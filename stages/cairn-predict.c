@@ -1,0 +1,234 @@
+/* cairn-predict: run a trained segmenter (a cairn-train-unet checkpoint) on
+ * every tile of a mask shard and write the predicted classes as a mask shard
+ * with the input's tiles, keys and order (nn/segment.h does the work), for
+ * cairn-tileset unpack to put back on the map. Exit 0 ok, 1 failure of the
+ * work, 2 bad usage or input. */
+#include <errno.h>
+#include <inttypes.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "nn/ckpt.h"
+#include "nn/dataset.h"
+#include "nn/model.h"
+#include "nn/segment.h"
+#ifdef CAIRN_CUDA
+#include "nn/cuda/cuda.h"
+#endif
+
+#define EXIT_USAGE 2
+
+static const char *prog = "cairn-predict";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s --model CKPT --in SHARD --out SHARD [options]\n"
+		"\n"
+		"Predict a class for every pixel of every tile of a mask shard with a segmenter\n"
+		"checkpoint (cairn-train-unet's model.ckpt) and write them as a mask shard: the\n"
+		"input's tiles, keys and order, the predicted classes as masks. The input's masks\n"
+		"are not used (they may be all 255, no label); its tiles must be the size and\n"
+		"channels the model was trained on, and its class count the model's.\n"
+		"\n"
+		"options:\n"
+		"  --batch N       tiles per forward pass, 1..65536 (default 8)\n"
+		"  --threads N     CPU threads, 1..1024 (default: all cores)\n"
+		"  --device D      cpu (default), cpu-ref, cuda, auto (as cairn-train-unet)\n"
+		"  --precision P   cuda math: tf32 (default), fp32, bf16; cpu: fp32 only\n"
+		"  --help          this text\n"
+		"\n"
+		"example:\n"
+		"  cairn-train-unet --train train.ds --val val.ds --out unet1\n"
+		"  %s --model unet1/model.ckpt --in tiles.ds --out pred.ds\n"
+		"  cairn-tileset unpack pred.ds ...\n"
+		"\n"
+		"exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
+		prog, prog);
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s: ", prog);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (see '%s --help')\n", prog);
+	return EXIT_USAGE;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || !*s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int known_precision(const char *p)
+{
+	return !strcmp(p, "fp32") || !strcmp(p, "tf32") || !strcmp(p, "bf16");
+}
+
+/* --precision for the chosen device; *p becomes the precision in use. An
+ * unknown name is said to be one before the device is held against it. */
+static int set_precision(const struct nn_backend *be, const char **p)
+{
+#ifdef CAIRN_CUDA
+	if (be->device == NN_DEV_CUDA) {
+		struct error err;
+		enum nn_cuda_precision v;
+		if (*p && !known_precision(*p)) {
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
+			return -1;
+		}
+		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
+			   nn_cuda_set_precision(v, &err) < 0)) {
+			bad_usage("--precision: %s", err.msg);
+			return -1;
+		}
+		*p = nn_cuda_precision_name(nn_cuda_get_precision());
+		return 0;
+	}
+#endif
+	(void)be;
+	if (*p && strcmp(*p, "fp32")) {
+		if (!known_precision(*p)) {
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
+			return -1;
+		}
+		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
+		return -1;
+	}
+	*p = "fp32";
+	return 0;
+}
+
+static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
+{
+	struct progress *p = ctx;
+	(void)epoch, (void)loss;
+	if (batch == 1)
+		progress_init(p, "predict", "batch", batches);
+	progress_update(p, batch);
+}
+
+int main(int argc, char **argv)
+{
+	nn_cpu_blas_check(argv);
+	static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+						 {"in", required_argument, 0, 'i'},
+						 {"out", required_argument, 0, 'o'},
+						 {"batch", required_argument, 0, 'b'},
+						 {"threads", required_argument, 0, 'j'},
+						 {"device", required_argument, 0, 'd'},
+						 {"precision", required_argument, 0, 'p'},
+						 {"help", no_argument, 0, 'h'},
+						 {0, 0, 0, 0}};
+	const char *model = NULL, *in_path = NULL, *out = NULL, *precision = NULL;
+	const struct nn_backend *be = nn_backend_cpu();
+	long v, threads = 0;
+	int batch = 8, c;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			model = optarg;
+			break;
+		case 'i':
+			in_path = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'b':
+			if (parse_long(optarg, 1, 65536, &v) < 0)
+				return bad_usage("--batch: '%s' is not an integer in 1..65536",
+						 optarg);
+			batch = (int)v;
+			break;
+		case 'j':
+			if (parse_long(optarg, 1, 1024, &threads) < 0)
+				return bad_usage("--threads: '%s' is not an integer in 1..1024",
+						 optarg);
+			break;
+		case 'd': {
+			struct error derr;
+			if (!(be = nn_backend_by_name(optarg, &derr)))
+				return bad_usage("--%s", derr.msg);
+			break;
+		}
+		case 'p':
+			precision = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return bad_usage("unexpected argument '%s'", argv[optind]);
+	if (!model || !in_path || !out) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	nn_cpu_set_threads((int)threads);
+	if (set_precision(be, &precision) < 0)
+		return EXIT_USAGE;
+
+	struct error err;
+	struct dataset in;
+	int rc = dataset_open(&in, in_path, 0, &err);
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+	}
+	/* a checkpoint that is missing, damaged or not a segmenter for these
+	 * tiles is bad input: said before anything is written */
+	struct nn_net net;
+	memset(&net, 0, sizeof(net));
+	int status = 0;
+	if (nn_ckpt_open(&net, be, model, &err) < 0) {
+		fprintf(stderr,
+			"%s: cannot use model %s: %s (give the model.ckpt that cairn-train-unet "
+			"wrote)\n",
+			prog, model, err.msg);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	char what[4200];
+	snprintf(what, sizeof(what), "model %s", model);
+	if (nn_segment_check_net(&net, what, &in, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	struct progress p;
+	memset(&p, 0, sizeof(p));
+	double t0 = clock_now();
+	rc = nn_predict_segmenter(&net, &in, out, batch, on_batch, &p, &err);
+	double wall = clock_now() - t0;
+	if (p.label)
+		progress_finish(&p);
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+		goto out;
+	}
+	fprintf(stderr, "%s: %" PRIu64 " tiles in %.2f s (%.1f tiles/s, %s) -> %s\n", prog,
+		in.count, wall, wall > 0 ? in.count / wall : 0, be->name, out);
+out:
+	nn_net_release(&net);
+	dataset_close(&in);
+	return status;
+}

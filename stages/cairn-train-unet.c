@@ -1,0 +1,527 @@
+/* cairn-train-unet: train a U-Net (a segmenter: one class per pixel) on a
+ * mask shard, score it on a validation shard after every epoch (nn/segment.h
+ * does the work). Writes DIR/model.ckpt and DIR/metrics.json. Exit 0 ok, 1
+ * failure of the work, 2 bad usage or input. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/progress.h"
+#include "nn/ckpt.h"
+#include "nn/dataset.h"
+#include "nn/model.h"
+#include "nn/segment.h"
+#ifdef CAIRN_CUDA
+#include "nn/cuda/cuda.h"
+#endif
+
+#define EXIT_USAGE 2
+#define MAX_WEIGHTS 255
+
+static const char *prog = "cairn-train-unet";
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: %s --train SHARD [--val SHARD] --out DIR [options]\n"
+	    "\n"
+	    "Train a segmenter (a U-Net: one class per pixel) on a mask shard (cairn-tileset\n"
+	    "pack), score it on the validation shard after every epoch, write DIR/model.ckpt\n"
+	    "and DIR/metrics.json (loss per epoch, pixel accuracy, IoU per class, mean IoU\n"
+	    "over the classes other than 0 (background), wall time, tiles/s).\n"
+	    "\n"
+	    "options:\n"
+	    "  --arch SPEC          model spec (default \"%s\"; see docs/nn.md);\n"
+	    "                       tiles must be multiples of 2^depth on each side\n"
+	    "  --epochs N           passes over the training shard, 1..100000 (default 30)\n"
+	    "  --batch N            tiles per step, 1..65536 (default 8)\n"
+	    "  --lr X               peak learning rate of SGD + Nesterov, cosine decay (default "
+	    "0.05)\n"
+	    "  --wd X               weight decay (default 5e-4)\n"
+	    "  --seed N             weight init, shuffling, augmentation; 0..2147483647 (default "
+	    "1)\n"
+	    "  --class-weights W    none (default), auto (median-frequency balancing from the\n"
+	    "                       training masks), or one weight per class: 0.5,2,2\n"
+	    "  --no-augment         no random rotations and mirrors of the tiles\n"
+	    "  --threads N          CPU threads, 1..1024 (default: all cores)\n"
+	    "  --device D           cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
+	    "                       with make CUDA=1 and a GPU), auto (cuda if a GPU is visible)\n"
+	    "  --precision P        cuda math: tf32 (default), fp32, bf16 (docs/cuda.md);\n"
+	    "                       the cpu devices compute in fp32 only\n"
+	    "  --help               this text\n"
+	    "\n"
+	    "example:\n"
+	    "  cairn-tileset pack ... --out train.ds; cairn-tileset pack ... --out val.ds\n"
+	    "  %s --train train.ds --val val.ds --epochs 30 --class-weights auto --out unet1\n"
+	    "  cairn-predict --model unet1/model.ckpt --in val.ds --out pred.ds\n"
+	    "\n"
+	    "exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
+	    prog, NN_SEGMENT_ARCH, prog);
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s: ", prog);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (see '%s --help')\n", prog);
+	return EXIT_USAGE;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || !*s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || !*s || *end || !(v >= 0))
+		return -1;
+	*out = (float)v;
+	return 0;
+}
+
+static int known_precision(const char *p)
+{
+	return !strcmp(p, "fp32") || !strcmp(p, "tf32") || !strcmp(p, "bf16");
+}
+
+/* --precision for the chosen device; *p becomes the precision in use. An
+ * unknown name is said to be one before the device is held against it. */
+static int set_precision(const struct nn_backend *be, const char **p)
+{
+#ifdef CAIRN_CUDA
+	if (be->device == NN_DEV_CUDA) {
+		struct error err;
+		enum nn_cuda_precision v;
+		if (*p && !known_precision(*p)) {
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
+			return -1;
+		}
+		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
+			   nn_cuda_set_precision(v, &err) < 0)) {
+			bad_usage("--precision: %s", err.msg);
+			return -1;
+		}
+		*p = nn_cuda_precision_name(nn_cuda_get_precision());
+		return 0;
+	}
+#endif
+	(void)be;
+	if (*p && strcmp(*p, "fp32")) {
+		if (!known_precision(*p)) {
+			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
+				  *p);
+			return -1;
+		}
+		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
+		return -1;
+	}
+	*p = "fp32";
+	return 0;
+}
+
+/* --class-weights: none, auto, or a comma-separated list of numbers >= 0. */
+static int parse_weights(const char *s, struct nn_segment_config *cfg, float *w)
+{
+	if (!strcmp(s, "none")) {
+		cfg->weighting = NN_WEIGHTS_NONE;
+		return 0;
+	}
+	if (!strcmp(s, "auto")) {
+		cfg->weighting = NN_WEIGHTS_AUTO;
+		return 0;
+	}
+	int n = 0;
+	const char *p = s;
+	for (;;) {
+		char *end;
+		errno = 0;
+		double v = strtod(p, &end);
+		if (end == p || errno || !(v >= 0) || !isfinite(v) || n == MAX_WEIGHTS ||
+		    (*end && *end != ','))
+			return -1;
+		w[n++] = (float)v;
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+	cfg->weighting = NN_WEIGHTS_GIVEN;
+	cfg->weights = w;
+	cfg->nweights = n;
+	return 0;
+}
+
+struct ui {
+	struct progress p;
+	int epochs;
+	uint64_t per_epoch;
+};
+
+static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
+{
+	struct ui *u = ctx;
+	(void)loss;
+	if (!u->per_epoch) {
+		u->per_epoch = batches;
+		progress_init(&u->p, "train", "batch", batches * u->epochs);
+	}
+	progress_update(&u->p, (uint64_t)epoch * batches + batch);
+}
+
+static void on_epoch(void *ctx, int epoch, float loss, const struct nn_segment_metrics *val,
+		     double seconds)
+{
+	struct ui *u = ctx;
+	char t[32];
+	clock_format_duration(seconds, t, sizeof(t));
+	if (u->p.tty)
+		fprintf(stderr, "\r\033[K");
+	fprintf(stderr, "epoch %d/%d: train loss %.4f", epoch + 1, u->epochs, loss);
+	if (val) {
+		fprintf(stderr, ", val pixel accuracy %.4f, mean IoU %.4f (IoU per class",
+			val->pixel_accuracy, val->mean_iou);
+		for (int k = 0; k < val->classes; k++)
+			fprintf(stderr, "%s%.3f", k ? " " : " ", val->iou[k]);
+		fprintf(stderr, ")");
+	}
+	fprintf(stderr, " (%s)\n", t);
+}
+
+/* A number, or null for NaN (an IoU without pixels): JSON has no NaN. */
+static json_t *json_num(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *json_nums(const double *v, int n)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_num(v[i]));
+	return a;
+}
+
+static json_t *metrics_json(const struct nn_segment_config *cfg,
+			    const struct nn_segment_result *res, const struct nn_net *net,
+			    const char *precision, const struct dataset *train,
+			    const struct dataset *val, double wall, double load)
+{
+	int k = res->classes;
+	json_t *m = json_object();
+	if (val) {
+		json_object_set_new(m, "val_pixel_accuracy", json_num(res->val.pixel_accuracy));
+		json_object_set_new(m, "val_mean_iou", json_num(res->val.mean_iou));
+		json_object_set_new(m, "val_iou", json_nums(res->val.iou, k));
+		json_t *conf = json_array();
+		for (int t = 0; t < k; t++) {
+			json_t *row = json_array();
+			for (int p = 0; p < k; p++)
+				json_array_append_new(
+				    row, json_integer(
+					     (json_int_t)res->val.confusion[(size_t)t * k + p]));
+			json_array_append_new(conf, row);
+		}
+		json_object_set_new(m, "val_confusion", conf);
+		json_object_set_new(m, "val_pixels", json_integer((json_int_t)res->val.pixels));
+	}
+	json_t *epochs = json_array();
+	for (int e = 0; e < res->epochs; e++) {
+		json_t *ep = json_object();
+		json_object_set_new(ep, "epoch", json_integer(e + 1));
+		json_object_set_new(ep, "train_loss", json_real(res->epoch_loss[e]));
+		json_object_set_new(ep, "wall_time_s", json_real(res->epoch_seconds[e]));
+		if (val) {
+			json_object_set_new(ep, "val_pixel_accuracy",
+					    json_num(res->epoch_pixel_accuracy[e]));
+			json_object_set_new(ep, "val_mean_iou", json_num(res->epoch_mean_iou[e]));
+			json_object_set_new(ep, "val_iou",
+					    json_nums(res->epoch_iou + (size_t)e * k, k));
+		}
+		json_array_append_new(epochs, ep);
+	}
+	json_object_set_new(m, "per_epoch", epochs);
+	json_t *losses = json_array();
+	for (int e = 0; e < res->epochs; e++)
+		json_array_append_new(losses, json_real(res->epoch_loss[e]));
+	json_object_set_new(m, "loss_per_epoch", losses);
+	json_t *cw = json_array();
+	for (int c = 0; c < k; c++)
+		json_array_append_new(cw, json_real(res->class_weights[c]));
+	json_object_set_new(m, "class_weights", cw);
+	static const char *const weighting[] = {"none", "auto", "given"};
+	json_object_set_new(m, "class_weighting", json_string(weighting[cfg->weighting]));
+	json_object_set_new(m, "wall_time_s", json_real(wall));
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		json_object_set_new(m, "cpu_time_s",
+				    json_real(ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+					      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6));
+	json_object_set_new(m, "train_time_s", json_real(res->train_seconds));
+	json_object_set_new(m, "eval_time_s", json_real(res->eval_seconds));
+	json_object_set_new(m, "train_tiles_per_s", json_real(res->tiles_per_second));
+	json_object_set_new(m, "arch", json_string(net->arch));
+	json_object_set_new(m, "params", json_integer(res->params));
+	json_object_set_new(m, "gflops_per_tile", json_real(res->flops_per_tile / 1e9));
+	json_object_set_new(m, "classes", json_integer(k));
+	json_object_set_new(m, "tile",
+			    json_pack("[iii]", (int)train->shape.channels, (int)train->shape.height,
+				      (int)train->shape.width));
+	json_object_set_new(m, "epochs", json_integer(cfg->epochs));
+	json_object_set_new(m, "batch", json_integer(cfg->batch));
+	json_object_set_new(m, "lr", json_real(cfg->lr));
+	json_object_set_new(m, "wd", json_real(cfg->wd));
+	json_object_set_new(m, "augment", json_boolean(cfg->augment));
+	json_object_set_new(m, "seed", json_integer((json_int_t)cfg->seed));
+	json_object_set_new(m, "device", json_string(cfg->be->name));
+	json_object_set_new(m, "precision", json_string(precision));
+	json_object_set_new(m, "train_records", json_integer((json_int_t)train->count));
+	json_object_set_new(m, "val_records", json_integer(val ? (json_int_t)val->count : 0));
+	json_object_set_new(m, "load_average_at_start", json_real(load));
+#ifdef CAIRN_CUDA
+	if (cfg->be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
+		struct nn_cuda_graph_stats gs;
+		struct nn_cuda_mem_stats ms;
+		nn_cuda_get_graph_stats(&gs);
+		nn_cuda_get_mem_stats(&ms);
+		json_t *c = json_object();
+		json_object_set_new(c, "device_index", json_integer(nn_cuda_device()));
+		json_object_set_new(c, "steps", json_integer((json_int_t)gs.steps));
+		json_object_set_new(c, "graph_captures", json_integer((json_int_t)gs.captures));
+		json_object_set_new(c, "graph_replays", json_integer((json_int_t)gs.replays));
+		json_object_set_new(c, "eager_steps", json_integer((json_int_t)gs.eager));
+		json_object_set_new(c, "graph_failures", json_integer((json_int_t)gs.failures));
+		json_object_set_new(c, "device_peak_mib", json_real(ms.peak_in_use / 1048576.0));
+		json_object_set_new(c, "cuda_mallocs", json_integer((json_int_t)ms.cuda_mallocs));
+		json_object_set_new(m, "cuda", c);
+	}
+#endif
+	return m;
+}
+
+static int open_shard(struct dataset *ds, const char *path)
+{
+	struct error err;
+	int rc = dataset_open(ds, path, 0, &err);
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	nn_cpu_blas_check(argv);
+	static const struct option longopts[] = {{"train", required_argument, 0, 't'},
+						 {"val", required_argument, 0, 'V'},
+						 {"out", required_argument, 0, 'o'},
+						 {"arch", required_argument, 0, 'a'},
+						 {"epochs", required_argument, 0, 'e'},
+						 {"batch", required_argument, 0, 'b'},
+						 {"lr", required_argument, 0, 'l'},
+						 {"wd", required_argument, 0, 'w'},
+						 {"seed", required_argument, 0, 's'},
+						 {"threads", required_argument, 0, 'j'},
+						 {"device", required_argument, 0, 'd'},
+						 {"no-augment", no_argument, 0, 'A'},
+						 {"class-weights", required_argument, 0, 'W'},
+						 {"precision", required_argument, 0, 'p'},
+						 {"help", no_argument, 0, 'h'},
+						 {0, 0, 0, 0}};
+	struct nn_segment_config cfg;
+	nn_segment_defaults(&cfg);
+	static float weights[MAX_WEIGHTS];
+	const char *train_path = NULL, *val_path = NULL, *out = NULL, *precision = NULL;
+	long v, threads = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			train_path = optarg;
+			break;
+		case 'V':
+			val_path = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'a':
+			cfg.arch = optarg;
+			break;
+		case 'e':
+			if (parse_long(optarg, 1, 100000, &v) < 0)
+				return bad_usage("--epochs: '%s' is not an integer in 1..100000",
+						 optarg);
+			cfg.epochs = (int)v;
+			break;
+		case 'b':
+			if (parse_long(optarg, 1, 65536, &v) < 0)
+				return bad_usage("--batch: '%s' is not an integer in 1..65536",
+						 optarg);
+			cfg.batch = (int)v;
+			break;
+		case 'l':
+			if (parse_float(optarg, &cfg.lr) < 0 || cfg.lr <= 0)
+				return bad_usage("--lr: '%s' is not a positive number", optarg);
+			break;
+		case 'w':
+			if (parse_float(optarg, &cfg.wd) < 0)
+				return bad_usage("--wd: '%s' is not a number >= 0", optarg);
+			break;
+		case 's':
+			if (parse_long(optarg, 0, 0x7fffffffL, &v) < 0)
+				return bad_usage("--seed: '%s' is not an integer in 0..2147483647",
+						 optarg);
+			cfg.seed = (uint64_t)v;
+			break;
+		case 'j':
+			if (parse_long(optarg, 1, 1024, &threads) < 0)
+				return bad_usage("--threads: '%s' is not an integer in 1..1024",
+						 optarg);
+			break;
+		case 'd': {
+			struct error derr;
+			if (!(cfg.be = nn_backend_by_name(optarg, &derr)))
+				return bad_usage("--%s", derr.msg);
+			break;
+		}
+		case 'A':
+			cfg.augment = 0;
+			break;
+		case 'W':
+			if (parse_weights(optarg, &cfg, weights) < 0)
+				return bad_usage(
+				    "--class-weights: '%s' is not none, auto, or a list of "
+				    "numbers >= 0 like 0.5,2,2 (one per class)",
+				    optarg);
+			break;
+		case 'p':
+			precision = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return bad_usage("unexpected argument '%s'", argv[optind]);
+	if (!train_path || !out) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	nn_cpu_set_threads((int)threads);
+	if (set_precision(cfg.be, &precision) < 0)
+		return EXIT_USAGE;
+
+	struct error err;
+	struct dataset train, val;
+	int rc;
+	if ((rc = open_shard(&train, train_path)) != 0)
+		return rc;
+	if (val_path && (rc = open_shard(&val, val_path)) != 0) {
+		dataset_close(&train);
+		return rc;
+	}
+	const struct dataset *valp = val_path ? &val : NULL;
+	int status = 0, made_out = 0;
+	struct nn_net net;
+	memset(&net, 0, sizeof(net));
+	struct nn_segment_result res;
+	memset(&res, 0, sizeof(res));
+	/* bad input, said before anything is built or written: a class shard,
+	 * an empty one, shards that do not match, tiles the U-Net cannot halve
+	 * depth times, class weights that do not fit, a bad spec */
+	float wcheck[MAX_WEIGHTS];
+	if (nn_segment_check_inputs(&cfg, &train, valp, &err) < 0 ||
+	    nn_segment_class_weights(&cfg, &train, wcheck, &err) < 0 ||
+	    nn_model_build(&net, cfg.be, cfg.arch, (int)train.shape.channels,
+			   (int)train.shape.height, (int)train.shape.width,
+			   (int)train.shape.num_classes, cfg.seed, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	char summary[512];
+	nn_model_summary(&net, summary, sizeof(summary));
+	fprintf(stderr, "%s\n", summary);
+	nn_net_release(&net);
+	made_out = !fs_exists(out);
+	if (fs_mkdir_p(out, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = 1;
+		goto out;
+	}
+	double load[3] = {0, 0, 0};
+	if (getloadavg(load, 3) < 0)
+		load[0] = -1;
+
+	struct ui ui = {.epochs = cfg.epochs};
+	cfg.on_batch = on_batch;
+	cfg.on_epoch = on_epoch;
+	cfg.ctx = &ui;
+	double t0 = clock_now();
+	rc = nn_train_segmenter(&cfg, &train, valp, &net, &res, &err);
+	double wall = clock_now() - t0;
+	if (ui.per_epoch)
+		progress_finish(&ui.p);
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+		goto out;
+	}
+	char ckpt[4096], metrics[4096];
+	snprintf(ckpt, sizeof(ckpt), "%s/model.ckpt", out);
+	snprintf(metrics, sizeof(metrics), "%s/metrics.json", out);
+	if (nn_ckpt_save(&net, ckpt, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		status = 1;
+		goto out;
+	}
+	json_t *m = metrics_json(&cfg, &res, &net, precision, &train, valp, wall, load[0]);
+	if (jsonio_write_atomic(metrics, m, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		unlink(ckpt); /* both files or neither */
+		status = 1;
+	}
+	json_decref(m);
+	if (!status) {
+		if (valp)
+			fprintf(stderr, "val pixel accuracy %.4f, mean IoU %.4f, ",
+				res.val.pixel_accuracy, res.val.mean_iou);
+		fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second, wall,
+			out);
+	}
+out:
+	if (status && made_out)
+		rmdir(out); /* only when empty: nothing half written is left */
+	nn_segment_result_release(&res);
+	nn_net_release(&net);
+	dataset_close(&train);
+	if (valp)
+		dataset_close(&val);
+	return status;
+}
