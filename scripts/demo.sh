@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo (make demo): the first half of the mapping pipeline, run locally
-# with cairn, then what cairn does when things go wrong: an output changed
+# The demo (make demo): the mapping pipeline, run locally with cairn
+# (synthetic scenes, their noisy maps as labels, a U-Net trained on them,
+# everything scored against the truth), then what cairn does when things go wrong: an output changed
 # after the fact, and a task that fails, each followed by a resume that
 # reruns only what must rerun.
 set -u
@@ -11,16 +12,17 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 geo=runs/geo-demo-$stamp
-say "cairn run configs/geo-demo.ini: synthetic aerial scenes -> rasterize their noisy maps -> score the maps"
+say "cairn run configs/geo-demo.ini: synthetic aerial scenes -> rasterize their noisy maps -> score the maps -> train a U-Net on them (about a minute) -> score it"
 cairn run configs/geo-demo.ini --run-dir "$geo" || exit 1
-say "how good is an OpenStreetMap-like map as a label source? ($geo/stages/report/0/out/report.txt)"
+say "the map as a label source, and a U-Net trained on the maps, against the truth ($geo/stages/report/0/out/report.txt)"
 cat "$geo/stages/report/0/out/report.txt"
-echo "(imagery, truth and map error pictures: $geo/stages/synth/*/out/, $geo/stages/eval/*/out/errors.png)"
+echo "(imagery and truth: $geo/stages/synth/*/out/; error pictures of the maps: $geo/stages/eval/*/out/errors.png,"
+echo " of the U-Net: $geo/stages/score/*/out/errors.png; the model and its metrics: $geo/stages/train/0/out/)"
 
 say "an output is deleted after the fact: rm $geo/stages/eval/1/out/metrics.json"
 rm "$geo/stages/eval/1/out/metrics.json"
 cairn why "$geo" eval/1
-say "cairn resume $geo: reruns eval/1; report is kept if its inputs come out the same"
+say "cairn resume $geo: reruns eval/1 only (the U-Net is not trained again); report is kept if its inputs come out the same"
 cairn resume "$geo" | tail -3 || exit 1
 
 demo=runs/demo-$stamp

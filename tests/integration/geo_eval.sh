@@ -83,10 +83,24 @@ check_rc "--help exits 0" 0 cairn-eval --help
 
 # The shipped pipeline, end to end, with the orchestrator.
 if command -v cairn >/dev/null && [ -f "$ROOT/configs/geo-demo.ini" ]; then
-	check_rc "cairn run configs/geo-demo.ini (2 scenes of 2x2 tiles)" 0 cairn run "$ROOT/configs/geo-demo.ini" \
-		--set scenes=2 --set tiles=2 --run-dir "$T/run" --jobs 2
-	rep=$(find "$T/run" -name report.txt | head -1)
-	check_eq "report has one line per scene" "$(grep -c 'building F1' "$rep" 2>/dev/null)" 2
+	check_rc "cairn run configs/geo-demo.ini (2 scenes of 2x2 tiles, 5 epochs)" 0 cairn run "$ROOT/configs/geo-demo.ini" \
+		--set scenes=2 --set tiles=2 --set epochs=5 --run-dir "$T/run" --jobs 2
+	rep="$T/run/stages/report/0/out/report.txt"
+	check_eq "report: the map and the U-Net per scene" "$(grep -c 'building F1' "$rep" 2>/dev/null)" 4
+	check_grep "report: scene 1 is held out" "^scene 1 \(held out\): U-Net 4 tiles, road IoU" "$rep"
+	check_grep "report: scene 0 was trained on" "^scene 0 \(trained on\): map   4 tiles" "$rep"
+	check_eq "predict: label tiles on the imagery's grid" \
+		"$(cd "$T/run/stages/predict/1/out/labels" 2>/dev/null && find . -name '*.tif' | sort | md5sum)" \
+		"$(cd "$T/run/stages/synth/1/out/imagery" && find . -name '*.tif' | sort | md5sum)"
+	check "train: metrics.json with 5 epochs of validation" python3 -c \
+		"import json; m = json.load(open('$T/run/stages/train/0/out/metrics.json')); assert m['epochs'] == 5 and len(m['per_epoch']) == 5 and 'val_mean_iou' in m, m.keys()"
+	check "train and predict: the temporary shards are gone" \
+		bash -c "! ls $T/run/stages/train/0/out/*.ds $T/run/stages/predict/*/out/*.ds 2>/dev/null | grep -q ."
+	# resume after a lost prediction reruns predict/0 and what reads it, never the training
+	rm -r "$T/run/stages/predict/0/out/labels"
+	check_rc "resume after a lost prediction" 0 cairn resume "$T/run"
+	check_grep "resume: predict/0 reran" "start predict/0 attempt 2" "$T/run/events.log"
+	check "resume: the U-Net was not trained again" bash -c "! grep -q 'start train/0 attempt 2' $T/run/events.log"
 else
 	skip "geo-demo pipeline" "cairn orchestrator not built"
 fi
