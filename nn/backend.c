@@ -86,6 +86,27 @@ const struct nn_backend *nn_backend_by_name(const char *name, struct error *err)
 	return NULL;
 }
 
+int nn_backend_set_precision(const struct nn_backend *be, const char **name, struct error *err)
+{
+	const char *p = *name;
+	if (p && strcmp(p, "fp32") && strcmp(p, "tf32") && strcmp(p, "bf16"))
+		return error_set(err, "unknown precision '%s' (known: fp32, tf32, bf16)", p);
+#ifdef CAIRN_CUDA
+	if (be->device == NN_DEV_CUDA) {
+		enum nn_cuda_precision v;
+		if (p && (nn_cuda_parse_precision(p, &v, err) < 0 || nn_cuda_set_precision(v, err) < 0))
+			return -1;
+		*name = nn_cuda_precision_name(nn_cuda_get_precision());
+		return 0;
+	}
+#endif
+	(void)be;
+	if (p && strcmp(p, "fp32"))
+		return error_set(err, "%s on a cpu device: the cpu devices compute in fp32 only", p);
+	*name = "fp32";
+	return 0;
+}
+
 void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void *ctx), void *ctx)
 {
 	if (be->step)

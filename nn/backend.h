@@ -249,6 +249,13 @@ const struct nn_backend *nn_backend_cuda(void);
  * from 0 to 1 (...)". A GPU that is there but unusable is an error, never
  * a quiet fall back to the CPU. */
 const struct nn_backend *nn_backend_by_name(const char *name, struct error *err);
+/* --precision of the training and prediction stages for be: *name is
+ * "fp32", "tf32", "bf16" or NULL (the device's default) and becomes the
+ * precision in use. -1 with err: an unknown name ("unknown precision 'x'
+ * (known: fp32, tf32, bf16)", said before the device is held against it), a
+ * CPU device asked for other than fp32, or what CUDA refuses (bf16 before
+ * Ampere). */
+int nn_backend_set_precision(const struct nn_backend *be, const char **name, struct error *err);
 /* be->step if the backend has it, else fn(ctx); and its release. */
 void nn_backend_step(const struct nn_backend *be, void **state, void (*fn)(void *ctx), void *ctx);
 /* After be->alloc returned NULL: sets err to the formatted message followed

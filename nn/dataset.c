@@ -129,9 +129,11 @@ static int check_shape(const struct dataset_shape *s, const char *what, struct e
 		return BAD("%s: %" PRIu32 " classes: a mask holds at most %u (value %u means "
 			   "no label)",
 			   what, s->num_classes, DATASET_MASK_MAX_CLASSES, DATASET_MASK_IGNORE);
-	if (s->channels == 0 || s->channels > DATASET_MAX_CHANNELS)
-		return BAD("%s: %" PRIu32 " channels, expected 1 to %u", what, s->channels,
-			   DATASET_MAX_CHANNELS);
+	/* 0 channels: masks without their imagery (predictions) */
+	if ((s->channels == 0 && s->label_kind != DATASET_LABEL_MASK) ||
+	    s->channels > DATASET_MAX_CHANNELS)
+		return BAD("%s: %" PRIu32 " channels, expected 1 to %u (0 only in a mask shard)",
+			   what, s->channels, DATASET_MAX_CHANNELS);
 	if (s->height == 0 || s->height > MAX_SIDE || s->width == 0 || s->width > MAX_SIDE)
 		return BAD("%s: image size %" PRIu32 "x%" PRIu32 ", expected 1 to %u on each side",
 			   what, s->height, s->width, MAX_SIDE);
@@ -206,9 +208,11 @@ static int parse_header(struct dataset *ds, const uint8_t *h, uint64_t file_size
 	ds->shape.width = get32(h + OFF_WIDTH);
 	ds->shape.num_classes = get32(h + OFF_CLASSES);
 	const struct dataset_shape *sh = &ds->shape;
-	if (sh->channels == 0 || sh->channels > DATASET_MAX_CHANNELS)
-		return BAD("%s: byte %d: %" PRIu32 " channels, expected 1 to %u", p, OFF_CHANNELS,
-			   sh->channels, DATASET_MAX_CHANNELS);
+	if ((sh->channels == 0 && sh->label_kind != DATASET_LABEL_MASK) ||
+	    sh->channels > DATASET_MAX_CHANNELS)
+		return BAD("%s: byte %d: %" PRIu32 " channels, expected 1 to %u (0 only in a mask "
+			   "shard)",
+			   p, OFF_CHANNELS, sh->channels, DATASET_MAX_CHANNELS);
 	if (sh->height == 0 || sh->height > MAX_SIDE)
 		return BAD("%s: byte %d: height %" PRIu32 ", expected 1 to %u", p, OFF_HEIGHT,
 			   sh->height, MAX_SIDE);
@@ -509,8 +513,8 @@ int dataset_writer_add_mask(struct dataset_writer *w, const uint8_t *pixels, con
 				 "%s: record %" PRIu64 ": %" PRIu32 "/%" PRIu32 "/%" PRIu32
 				 " is no XYZ tile",
 				 w->path, w->count, key->z, key->x, key->y);
-	/* mask and key in one buffer would cost a copy of the mask: write twice */
-	if (fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes ||
+	/* pixels (none in a masks-only shard), mask, key: three writes, no copy */
+	if ((w->image_bytes && fwrite(pixels, 1, w->image_bytes, w->file) != w->image_bytes) ||
 	    fwrite(mask, 1, plane, w->file) != plane ||
 	    fwrite(k, 1, sizeof(k), w->file) != sizeof(k))
 		return error_errno(err, "%s: write failed at record %" PRIu64, w->path, w->count);

@@ -35,7 +35,10 @@ enum dataset_label_kind {
 #define DATASET_KEY_BYTES 12u	      /* z, x, y: uint32 little-endian each */
 #define DATASET_KEY_NONE 0xFFFFFFFFu  /* z of a record that is no XYZ tile */
 
-/* What every record of a shard looks like. Pixels are uint8, planar (CHW). */
+/* What every record of a shard looks like. Pixels are uint8, planar (CHW).
+ * A mask shard may have 0 channels: masks without their imagery, as
+ * cairn-predict writes its predictions (a quarter of the bytes of an RGB
+ * tile and its mask). */
 struct dataset_shape {
 	uint32_t channels, height, width;
 	uint32_t num_classes; /* labels are 0 .. num_classes-1 */

@@ -208,6 +208,10 @@ static int check_mask_shard(const struct dataset *ds, const char *role, const ch
 							       "cairn-train-classifier");
 	if (ds->count == 0)
 		return BAD("%s shard %s has 0 records", role, ds->path);
+	if (ds->shape.channels == 0)
+		return BAD("%s shard %s holds masks without imagery (0 channels, as predictions "
+			   "are): pack the imagery with cairn-tileset pack",
+			   role, ds->path);
 	return 0;
 }
 
@@ -497,7 +501,8 @@ out:
 /* ---- prediction ------------------------------------------------------- */
 
 int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const char *out_path,
-			 int batch, nn_train_batch_fn *on_batch, void *ctx, struct error *err)
+			 int batch, int pixels, nn_train_batch_fn *on_batch, void *ctx,
+			 struct error *err)
 {
 	int rc = nn_segment_check_net(net, "the net", in, err);
 	if (rc < 0)
@@ -524,7 +529,10 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 				 batch);
 	}
 	struct dataset_writer w;
-	if ((rc = dataset_writer_open(&w, out_path, &in->shape, err)) < 0) {
+	struct dataset_shape shape = in->shape;
+	if (!pixels)
+		shape.channels = 0;
+	if ((rc = dataset_writer_open(&w, out_path, &shape, err)) < 0) {
 		loader_free(l);
 		mem_free(logits), mem_free(pred), mem_free(mask);
 		return rc;

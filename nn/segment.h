@@ -123,11 +123,13 @@ int nn_segment_check_net(const struct nn_net *net, const char *what, const struc
 			 struct error *err);
 
 /* Predict every record of in (eval mode, batches of `batch`) and write a
- * mask shard to out_path: the same shape, class count, pixels and keys, in
- * the same order, the mask the argmax of the net's outputs. Atomic: nothing
+ * mask shard to out_path: the same class count, tile size and keys, in the
+ * same order, the mask the argmax of the net's outputs; the input's pixels
+ * too if `pixels`, else 0 channels (masks only). Atomic: nothing
  * at out_path on failure. Masks of in are not used (they may be all
  * DATASET_MASK_IGNORE). on_batch (may be NULL) gets (ctx, 0, batch, batches, 0). */
 int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const char *out_path,
-			 int batch, nn_train_batch_fn *on_batch, void *ctx, struct error *err);
+			 int batch, int pixels, nn_train_batch_fn *on_batch, void *ctx,
+			 struct error *err);
 
 #endif

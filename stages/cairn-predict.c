@@ -32,12 +32,15 @@ static void usage(FILE *f)
 		"\n"
 		"Predict a class for every pixel of every tile of a mask shard with a segmenter\n"
 		"checkpoint (cairn-train-unet's model.ckpt) and write them as a mask shard: the\n"
-		"input's tiles, keys and order, the predicted classes as masks. The input's masks\n"
+		"input's keys and order, the predicted classes as masks, no pixels (0 channels:\n"
+		"a quarter of the bytes of RGB tiles and masks) unless --with-pixels. The input's masks\n"
 		"are not used (they may be all 255, no label); its tiles must be the size and\n"
 		"channels the model was trained on, and its class count the model's.\n"
 		"\n"
 		"options:\n"
 		"  --batch N       tiles per forward pass, 1..65536 (default 8)\n"
+		"  --with-pixels   keep the input's pixels beside the predicted masks (a shard\n"
+		"                  to train on again, e.g. with the predictions as labels)\n"
 		"  --threads N     CPU threads, 1..1024 (default: all cores)\n"
 		"  --device D      cpu (default), cpu-ref, cuda, auto (as cairn-train-unet)\n"
 		"  --precision P   cuda math: tf32 (default), fp32, bf16; cpu: fp32 only\n"
@@ -71,44 +74,14 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
-static int known_precision(const char *p)
-{
-	return !strcmp(p, "fp32") || !strcmp(p, "tf32") || !strcmp(p, "bf16");
-}
-
-/* --precision for the chosen device; *p becomes the precision in use. An
- * unknown name is said to be one before the device is held against it. */
+/* --precision for the chosen device; *p becomes the precision in use. */
 static int set_precision(const struct nn_backend *be, const char **p)
 {
-#ifdef CAIRN_CUDA
-	if (be->device == NN_DEV_CUDA) {
-		struct error err;
-		enum nn_cuda_precision v;
-		if (*p && !known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
-				  *p);
-			return -1;
-		}
-		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
-			   nn_cuda_set_precision(v, &err) < 0)) {
-			bad_usage("--precision: %s", err.msg);
-			return -1;
-		}
-		*p = nn_cuda_precision_name(nn_cuda_get_precision());
-		return 0;
-	}
-#endif
-	(void)be;
-	if (*p && strcmp(*p, "fp32")) {
-		if (!known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)",
-				  *p);
-			return -1;
-		}
-		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
+	struct error err;
+	if (nn_backend_set_precision(be, p, &err) < 0) {
+		bad_usage("--precision: %s", err.msg);
 		return -1;
 	}
-	*p = "fp32";
 	return 0;
 }
 
@@ -128,6 +101,7 @@ int main(int argc, char **argv)
 						 {"in", required_argument, 0, 'i'},
 						 {"out", required_argument, 0, 'o'},
 						 {"batch", required_argument, 0, 'b'},
+						 {"with-pixels", no_argument, 0, 'P'},
 						 {"threads", required_argument, 0, 'j'},
 						 {"device", required_argument, 0, 'd'},
 						 {"precision", required_argument, 0, 'p'},
@@ -136,7 +110,7 @@ int main(int argc, char **argv)
 	const char *model = NULL, *in_path = NULL, *out = NULL, *precision = NULL;
 	const struct nn_backend *be = nn_backend_cpu();
 	long v, threads = 0;
-	int batch = 8, c;
+	int batch = 8, pixels = 0, c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
@@ -147,6 +121,9 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			out = optarg;
+			break;
+		case 'P':
+			pixels = 1;
 			break;
 		case 'b':
 			if (parse_long(optarg, 1, 65536, &v) < 0)
@@ -216,7 +193,7 @@ int main(int argc, char **argv)
 	struct progress p;
 	memset(&p, 0, sizeof(p));
 	double t0 = clock_now();
-	rc = nn_predict_segmenter(&net, &in, out, batch, on_batch, &p, &err);
+	rc = nn_predict_segmenter(&net, &in, out, batch, pixels, on_batch, &p, &err);
 	double wall = clock_now() - t0;
 	if (p.label)
 		progress_finish(&p);

@@ -135,42 +135,14 @@ static json_t *json_doubles(const double *v, int n)
 	return a;
 }
 
-static int known_precision(const char *p)
-{
-	return !strcmp(p, "fp32") || !strcmp(p, "tf32") || !strcmp(p, "bf16");
-}
-
-/* --precision for the chosen device; *p becomes the precision in use. An
- * unknown name is said to be one before the device is held against it. */
+/* --precision for the chosen device; *p becomes the precision in use. */
 static int set_precision(const struct nn_backend *be, const char **p)
 {
-#ifdef CAIRN_CUDA
-	if (be->device == NN_DEV_CUDA) {
-		struct error err;
-		enum nn_cuda_precision v;
-		if (*p && !known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
-			return -1;
-		}
-		if (*p && (nn_cuda_parse_precision(*p, &v, &err) < 0 ||
-			   nn_cuda_set_precision(v, &err) < 0)) {
-			bad_usage("--precision: %s", err.msg);
-			return -1;
-		}
-		*p = nn_cuda_precision_name(nn_cuda_get_precision());
-		return 0;
-	}
-#endif
-	(void)be;
-	if (*p && strcmp(*p, "fp32")) {
-		if (!known_precision(*p)) {
-			bad_usage("--precision: unknown precision '%s' (known: fp32, tf32, bf16)", *p);
-			return -1;
-		}
-		bad_usage("--precision %s: the cpu devices compute in fp32 only", *p);
+	struct error err;
+	if (nn_backend_set_precision(be, p, &err) < 0) {
+		bad_usage("--precision: %s", err.msg);
 		return -1;
 	}
-	*p = "fp32";
 	return 0;
 }
 

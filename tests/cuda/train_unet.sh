@@ -27,9 +27,9 @@ check "the steps ran as CUDA graph replays, none failed" python3 -c "
 import json; c = json.load(open('$T/gpu/metrics.json'))['cuda']
 print('# cuda:', c)
 assert c['graph_failures'] == 0 and c['graph_captures'] == 1 and c['graph_replays'] == c['steps'] - 2"
-check_rc "predict on cuda" 0 cairn-predict --model $T/cpu/model.ckpt --in $T/train.ds --out $T/gpu.ds --device cuda --batch 16
+check_rc "predict on cuda" 0 cairn-predict --model $T/cpu/model.ckpt --in $T/train.ds --out $T/gpu.ds --device cuda --batch 16 --with-pixels
 grep -h "tiles/s" $T/.out | sed 's/^/# /'
-check_rc "predict on cpu" 0 cairn-predict --model $T/cpu/model.ckpt --in $T/train.ds --out $T/cpu.ds --device cpu --batch 16
+check_rc "predict on cpu" 0 cairn-predict --model $T/cpu/model.ckpt --in $T/train.ds --out $T/cpu.ds --device cpu --batch 16 --with-pixels
 grep -h "tiles/s" $T/.out | sed 's/^/# /'
 check "the predicted masks agree (> 99.9% of pixels)" python3 -c "
 a, b = open('$T/gpu.ds', 'rb').read(), open('$T/cpu.ds', 'rb').read()

@@ -183,9 +183,9 @@ assert abs(a['val_pixel_accuracy'] - b['val_pixel_accuracy']) <= 0.01
 c = a['cuda']; print('# cuda:', c)
 assert c['graph_captures'] == 1 and c['graph_failures'] == 0 and c['eager_steps'] == 1"
 check_rc "cairn-predict --device cuda (simulated)" 0 $T/cairn-predict --model $T/seg/cuda/model.ckpt \
-	--in $T/seg/unlabeled.ds --out $T/seg/cuda.ds --batch 3 --device cuda --precision fp32
+	--in $T/seg/unlabeled.ds --out $T/seg/cuda.ds --batch 3 --device cuda --precision fp32 --with-pixels
 check_rc "cairn-predict --device cpu, the same model" 0 $T/cairn-predict --model $T/seg/cuda/model.ckpt \
-	--in $T/seg/unlabeled.ds --out $T/seg/cpu.ds --batch 3 --device cpu --threads 1
+	--in $T/seg/unlabeled.ds --out $T/seg/cpu.ds --batch 3 --device cpu --threads 1 --with-pixels
 check "the predicted masks agree (> 99.9% of pixels)" python3 -c "
 a, b = open('$T/seg/cuda.ds', 'rb').read(), open('$T/seg/cpu.ds', 'rb').read()
 assert len(a) == len(b) and a[:48] == b[:48]

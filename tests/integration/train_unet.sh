@@ -40,12 +40,13 @@ check "... metrics without val numbers" python3 -c "
 import json; m = json.load(open('$T/r3/metrics.json'))
 assert 'val_mean_iou' not in m and m['class_weights'] == [1, 2, 2] and not m['augment']"
 
-# prediction: the input's tiles, keys and order; masks of classes only
+# prediction: the input's keys and order, masks of classes only, no pixels
+# unless --with-pixels
 check_rc "predict unlabelled tiles" 0 cairn-predict --model $T/r1/model.ckpt --in $T/unlabeled.ds \
 	--out $T/pred.ds --batch 3 $D
 check_grep "it says how fast" "cairn-predict: 8 tiles in [0-9.]+ s \([0-9.]+ tiles/s, cpu\)" $T/.out
-check_rc "predict the labelled ones" 0 cairn-predict --model $T/r1/model.ckpt --in $T/val.ds --out $T/pred2.ds $D
-check "keys, pixels and order kept; predictions agree with the masks as well as val said" python3 -c "
+check_rc "predict the labelled ones, with their pixels" 0 cairn-predict --model $T/r1/model.ckpt --in $T/val.ds --out $T/pred2.ds --with-pixels $D
+check "keys and order kept, pixels only with --with-pixels; predictions agree with the masks as well as val said" python3 -c "
 import struct
 def records(p):
     d = open(p, 'rb').read()
@@ -58,8 +59,9 @@ def records(p):
 u, k = records('$T/unlabeled.ds'); p, kp = records('$T/pred.ds'); v, _ = records('$T/val.ds'); p2, _ = records('$T/pred2.ds')
 assert len(p) == len(u) == 8 and kp == k == 3
 for i, (a, b) in enumerate(zip(u, p)):
-    assert a[0] == b[0] and a[2] == b[2] == (17, 1000 + i, 2000 + i), i
+    assert b[0] == b'' and a[2] == b[2] == (17, 1000 + i, 2000 + i), i
     assert max(b[1]) < 3 and set(a[1]) == {255}
+assert all(a[0] == b[0] and a[2] == b[2] for a, b in zip(v, p2)), 'pixels or keys not kept'
 assert [r[1] for r in p] == [r[1] for r in p2], 'masks of the input changed the prediction'
 right = sum(x == y for a, b in zip(v, p2) for x, y in zip(a[1], b[1]) if x != 255)
 total = sum(x != 255 for a in v for x in a[1])

@@ -908,6 +908,18 @@ static void test_mask_shards(void)
 	s.num_classes = 2, s.label_kind = 7;
 	CHECK(dataset_writer_open(&w, tmp("mw2.ds"), &s, &err) < 0);
 	CHECK(!fs_exists(tmp("mw2.ds")));
+	/* 0 channels: masks only (predictions), never class labels alone */
+	struct dataset_shape s0 = {0, 1, 2, 2, DATASET_LABEL_MASK};
+	CHECK_INT(dataset_writer_open(&w, tmp("m0.ds"), &s0, &err), 0);
+	CHECK_INT(dataset_writer_add_mask(&w, NULL, ok, NULL, &err), 0);
+	CHECK_INT(dataset_writer_finish(&w, &err), 0);
+	CHECK_INT(dataset_open(&ds, tmp("m0.ds"), DATASET_VERIFY, &err), 0);
+	CHECK_INT(ds.record_bytes, 2 + 12);
+	CHECK_INT(dataset_mask(&ds, 0)[1], 255);
+	dataset_close(&ds);
+	s0.label_kind = DATASET_LABEL_CLASS;
+	CHECK(dataset_writer_open(&w, tmp("m0c.ds"), &s0, &err) < 0);
+	CHECK(strstr(err.msg, "0 channels, expected 1 to 4 (0 only in a mask shard)") != NULL);
 	s.label_kind = DATASET_LABEL_CLASS;
 	CHECK_INT(dataset_writer_open(&w, tmp("mw2.ds"), &s, &err), 0);
 	CHECK(dataset_writer_add_mask(&w, px, ok, NULL, &err) < 0);

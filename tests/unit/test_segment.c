@@ -424,15 +424,28 @@ static void test_unet_learns_and_predicts(void)
 	CHECK_INT(nn_ckpt_save(&net, ck, &err), 0);
 	CHECK_INT(nn_ckpt_open(&net2, nn_backend_cpu(), ck, &err), 0);
 	CHECK_INT(nn_segment_check_net(&net2, "model x", &val, &err), 0);
-	CHECK_INT(nn_predict_segmenter(&net2, &val, pr, 5, NULL, NULL, &err), 0);
-	CHECK_INT(nn_predict_segmenter(&net2, &unl, pr2, 8, NULL, NULL, &err), 0);
-	CHECK_INT(nn_predict_segmenter(&net2, &val, pr3, 12, NULL, NULL, &err), 0);
+	CHECK_INT(nn_predict_segmenter(&net2, &val, pr, 5, 1, NULL, NULL, &err), 0);
+	CHECK_INT(nn_predict_segmenter(&net2, &unl, pr2, 8, 0, NULL, NULL, &err), 0);
+	CHECK_INT(nn_predict_segmenter(&net2, &val, pr3, 12, 0, NULL, NULL, &err), 0);
 	struct dataset p, p2, p3;
 	CHECK_INT(dataset_open(&p, pr, DATASET_VERIFY, &err), 0);
 	CHECK_INT(dataset_open(&p2, pr2, DATASET_VERIFY, &err), 0);
 	CHECK_INT(dataset_open(&p3, pr3, DATASET_VERIFY, &err), 0);
 	CHECK_INT(p.count, val.count);
 	CHECK(memcmp(&p.shape, &val.shape, sizeof(p.shape)) == 0);
+	/* without pixels: masks only, the rest of the shape kept */
+	CHECK_INT(p2.shape.channels, 0);
+	CHECK_INT(p2.record_bytes, 32 * 32 + DATASET_KEY_BYTES);
+	CHECK(p2.shape.height == val.shape.height && p2.shape.width == val.shape.width &&
+	      p2.shape.num_classes == val.shape.num_classes &&
+	      p2.shape.label_kind == DATASET_LABEL_MASK);
+	/* ... which is nothing to train on or predict from */
+	struct nn_segment_config pc;
+	nn_segment_defaults(&pc);
+	pc.arch = "unet:depth=2,base=4";
+	CHECK_INT(nn_segment_check_inputs(&pc, &p2, NULL, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "holds masks without imagery") != NULL);
+	CHECK_INT(nn_segment_check_net(&net2, "model x", &p2, &err), DATASET_EBADINPUT);
 	int keys_ok = 1, pixels_ok = 1, same_unl = 1, same_batch = 1, in_range = 1;
 	size_t plane = 32 * 32;
 	for (uint64_t i = 0; i < val.count; i++) {
@@ -471,7 +484,7 @@ static void test_unet_learns_and_predicts(void)
 	      strstr(err.msg, "big.ds has 3x64x64"));
 	char bad_out[300];
 	tmp_path(bad_out, sizeof(bad_out), "never.ds");
-	CHECK_INT(nn_predict_segmenter(&net2, &big, bad_out, 4, NULL, NULL, &err),
+	CHECK_INT(nn_predict_segmenter(&net2, &big, bad_out, 4, 0, NULL, NULL, &err),
 		  DATASET_EBADINPUT);
 	CHECK(!fs_exists(bad_out));
 	dataset_close(&big);
