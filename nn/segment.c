@@ -322,15 +322,17 @@ static void loader_for(struct loader_config *lc, const struct nn_backend *be,
 	nn_train_loader_setup(lc, be, (int)ds->shape.channels);
 }
 
-int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
-		      struct nn_segment_metrics *m, struct error *err)
+/* Run net in eval mode over every record of ds in file order, batch by
+ * batch, and hand each batch with its per-pixel argmax (pred: [n, H, W]) to
+ * fn; fn returning < 0 stops (its error in err). Eval and predict share it. */
+typedef int forward_fn(void *ctx, const struct loader_batch *b, const int32_t *pred,
+		       struct error *err);
+
+static int forward_all(struct nn_net *net, const struct dataset *ds, int batch, forward_fn *fn,
+		       void *ctx, struct error *err)
 {
-	if (ds->shape.label_kind != DATASET_LABEL_MASK)
-		return BAD("%s is a class shard: a segmenter is scored on a mask shard", ds->path);
-	if ((int)ds->shape.num_classes != m->classes)
-		return BAD("%s has %" PRIu32 " classes, the metrics %d", ds->path,
-			   ds->shape.num_classes, m->classes);
-	int k = m->classes;
+	int k = (int)ds->shape.num_classes;
+	size_t hw = (size_t)ds->shape.height * ds->shape.width;
 	struct loader_config lc;
 	loader_for(&lc, net->be, ds, batch);
 	lc.shuffle = 0;
@@ -339,16 +341,14 @@ int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
 	struct loader *l = loader_new(ds, &lc, err);
 	if (!l)
 		return -1;
-	size_t hw = (size_t)ds->shape.height * ds->shape.width;
 	float *logits = mem_alloc(sizeof(float) * batch * k * hw);
 	int32_t *pred = mem_alloc(sizeof(int32_t) * batch * hw);
 	if (!logits || !pred) {
 		loader_free(l);
 		mem_free(logits), mem_free(pred);
-		return error_set(err, "%s: out of memory for evaluation (batch %d)", ds->path,
-				 batch);
+		return error_set(err, "%s: out of memory for the net's outputs (batch %d)",
+				 ds->path, batch);
 	}
-	nn_segment_metrics_clear(m);
 	int was_training = net->training, rc;
 	nn_net_train(net, 0);
 	struct loader_batch b;
@@ -360,11 +360,40 @@ int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
 		if ((rc = nn_tensor_download(y, logits, (size_t)b.n * k * hw, err)) < 0)
 			break;
 		nn_segment_argmax((int)b.n, k, (int)hw, logits, pred);
-		nn_segment_metrics_add(m, b.mask, pred, (size_t)b.n * hw);
+		if ((rc = fn(ctx, &b, pred, err)) < 0)
+			break;
 	}
 	nn_net_train(net, was_training);
 	loader_free(l);
 	mem_free(logits), mem_free(pred);
+	return rc < 0 ? rc : 0;
+}
+
+struct eval_ctx {
+	struct nn_segment_metrics *m;
+	size_t hw;
+};
+
+static int add_to_metrics(void *ctx, const struct loader_batch *b, const int32_t *pred,
+			  struct error *err)
+{
+	struct eval_ctx *e = ctx;
+	(void)err;
+	nn_segment_metrics_add(e->m, b->mask, pred, (size_t)b->n * e->hw);
+	return 0;
+}
+
+int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
+		      struct nn_segment_metrics *m, struct error *err)
+{
+	if (ds->shape.label_kind != DATASET_LABEL_MASK)
+		return BAD("%s is a class shard: a segmenter is scored on a mask shard", ds->path);
+	if ((int)ds->shape.num_classes != m->classes)
+		return BAD("%s has %" PRIu32 " classes, the metrics %d", ds->path,
+			   ds->shape.num_classes, m->classes);
+	nn_segment_metrics_clear(m);
+	struct eval_ctx e = {m, (size_t)ds->shape.height * ds->shape.width};
+	int rc = forward_all(net, ds, batch, add_to_metrics, &e, err);
 	if (rc < 0)
 		return rc;
 	nn_segment_metrics_finish(m);
@@ -500,6 +529,35 @@ out:
 
 /* ---- prediction ------------------------------------------------------- */
 
+struct predict_ctx {
+	const struct dataset *in;
+	struct dataset_writer *w;
+	uint8_t *mask; /* [H * W] */
+	nn_train_batch_fn *on_batch;
+	void *ctx;
+	uint64_t batches, done;
+};
+
+static int write_masks(void *ctx, const struct loader_batch *b, const int32_t *pred,
+		       struct error *err)
+{
+	struct predict_ctx *p = ctx;
+	size_t hw = (size_t)p->in->shape.height * p->in->shape.width;
+	for (uint32_t i = 0; i < b->n; i++) {
+		uint64_t rec = b->records[i];
+		for (size_t j = 0; j < hw; j++)
+			p->mask[j] = (uint8_t)pred[(size_t)i * hw + j];
+		struct dataset_key key = dataset_key(p->in, rec);
+		int rc =
+		    dataset_writer_add_mask(p->w, dataset_image(p->in, rec), p->mask, &key, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (p->on_batch)
+		p->on_batch(p->ctx, 0, ++p->done, p->batches, 0);
+	return 0;
+}
+
 int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const char *out_path,
 			 int batch, int pixels, nn_train_batch_fn *on_batch, void *ctx,
 			 struct error *err)
@@ -509,61 +567,22 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 		return rc;
 	if (batch < 1)
 		return BAD("batch %d: expected 1 or more", batch);
-	int k = (int)in->shape.num_classes;
-	size_t hw = (size_t)in->shape.height * in->shape.width;
-	struct loader_config lc;
-	loader_for(&lc, net->be, in, batch);
-	lc.shuffle = 0;
-	if (nn_net_prepare(net, batch, err) < 0)
-		return -1;
-	struct loader *l = loader_new(in, &lc, err);
-	if (!l)
-		return -1;
-	float *logits = mem_alloc(sizeof(float) * batch * k * hw);
-	int32_t *pred = mem_alloc(sizeof(int32_t) * batch * hw);
-	uint8_t *mask = mem_alloc(hw);
-	if (!logits || !pred || !mask) {
-		loader_free(l);
-		mem_free(logits), mem_free(pred), mem_free(mask);
-		return error_set(err, "%s: out of memory for prediction (batch %d)", in->path,
-				 batch);
-	}
 	struct dataset_writer w;
 	struct dataset_shape shape = in->shape;
 	if (!pixels)
 		shape.channels = 0;
+	struct predict_ctx p = {
+	    in,	      &w,  mem_alloc((size_t)in->shape.height * in->shape.width),
+	    on_batch, ctx, (in->count + (uint64_t)batch - 1) / (uint64_t)batch,
+	    0};
+	if (!p.mask)
+		return error_set(err, "%s: out of memory for a mask", in->path);
 	if ((rc = dataset_writer_open(&w, out_path, &shape, err)) < 0) {
-		loader_free(l);
-		mem_free(logits), mem_free(pred), mem_free(mask);
+		mem_free(p.mask);
 		return rc;
 	}
-	int was_training = net->training;
-	nn_net_train(net, 0);
-	uint64_t per_epoch = loader_batches_per_epoch(l), nb = 0;
-	struct loader_batch b;
-	while ((rc = loader_next(l, &b, err)) == 1) {
-		struct nn_tensor *x = nn_net_input(net);
-		if ((rc = nn_tensor_upload(x, b.x, (size_t)b.n * x->c * x->h * x->w, err)) < 0)
-			break;
-		const struct nn_tensor *y = nn_net_forward(net, (int)b.n);
-		if ((rc = nn_tensor_download(y, logits, (size_t)b.n * k * hw, err)) < 0)
-			break;
-		nn_segment_argmax((int)b.n, k, (int)hw, logits, pred);
-		for (uint32_t i = 0; i < b.n && rc >= 0; i++) {
-			uint64_t rec = b.records[i];
-			for (size_t p = 0; p < hw; p++)
-				mask[p] = (uint8_t)pred[(size_t)i * hw + p];
-			struct dataset_key key = dataset_key(in, rec);
-			rc = dataset_writer_add_mask(&w, dataset_image(in, rec), mask, &key, err);
-		}
-		if (rc < 0)
-			break;
-		if (on_batch)
-			on_batch(ctx, 0, ++nb, per_epoch, 0);
-	}
-	nn_net_train(net, was_training);
-	loader_free(l);
-	mem_free(logits), mem_free(pred), mem_free(mask);
+	rc = forward_all(net, in, batch, write_masks, &p, err);
+	mem_free(p.mask);
 	if (rc < 0) {
 		dataset_writer_abort(&w);
 		return rc;
