@@ -11,6 +11,8 @@
 #   20-memcheck.log    tests/cuda/memcheck.sh: compute-sanitizer over the same
 #   30-train.log       tests/cuda/train_classifier.sh: Fashion-MNIST, cuda
 #                      against cpu, same seed, CUDA_TEST_EPOCHS epochs (3)
+#   32-unet.log        tests/cuda/train_unet.sh: cairn-train-unet and
+#                      cairn-predict, cuda (fp32/tf32 and bf16) against cpu
 #   35-mirror.log      tests/cuda/torch_mirror.sh: every model family's pass on
 #                      the GPU (fp32; small nets in bf16) against PyTorch in
 #                      float64 on the CPU
@@ -79,11 +81,12 @@ print(':'.join(sorted(dirs)))" 2>/dev/null)
 fi
 # tests/run.sh --cuda (make check-cuda) runs these three scripts; here each
 # runs alone, under its own limit, its TAP lines kept
-part 10-ops 60 bash tests/cuda/ops.sh
-part 20-memcheck 80 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
-part 30-train 105 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
-part 35-mirror 75 bash tests/cuda/torch_mirror.sh
-part 40-bench 220 bash bench/cuda.sh --cuda
+part 10-ops 55 bash tests/cuda/ops.sh
+part 20-memcheck 65 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
+part 30-train 95 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
+part 32-unet 40 bash tests/cuda/train_unet.sh
+part 35-mirror 65 bash tests/cuda/torch_mirror.sh
+part 40-bench 210 bash bench/cuda.sh --cuda
 # issue #8's goals read off the figures: cairn beside PyTorch, ratio, goal, met
 python3 bench/cuda_goals.py "$OUT/40-bench.log" >"$OUT/goals.txt" 2>&1
 cat "$OUT/goals.txt"
