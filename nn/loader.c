@@ -180,8 +180,8 @@ static inline void sym_source(unsigned sym, uint32_t H, uint32_t W, uint32_t y, 
 /* Transposed symmetries (H == W): output row y reads source column
  * u(y) + dx - pad, its pixels down the rows v(x) + dy - pad. A strided read,
  * pixel by pixel through the table. */
-static void augment_transposed(const uint8_t *src, float *dst, uint32_t C, uint32_t H,
-			       uint32_t W, uint32_t pad, uint32_t dx, uint32_t dy, unsigned sym,
+static void augment_transposed(const uint8_t *src, float *dst, uint32_t C, uint32_t H, uint32_t W,
+			       uint32_t pad, uint32_t dx, uint32_t dy, unsigned sym,
 			       const struct norm *nm)
 {
 	size_t plane = (size_t)H * W;
@@ -361,7 +361,9 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 			/* bit 0 is the flip of the flip option (as before the
 			 * dihedral one), bits 1 and 2 the rest of the group */
 			uint64_t r = hash3(l->cfg.seed, epoch, pos);
-			sym = l->cfg.dihedral ? (unsigned)(r & 7) : l->cfg.flip ? (unsigned)(r & 1) : 0;
+			sym = l->cfg.dihedral ? (unsigned)(r & 7)
+			      : l->cfg.flip   ? (unsigned)(r & 1)
+					      : 0;
 			if (P > 0) {
 				dx = (uint32_t)((r >> 8) % (2 * (uint64_t)P + 1));
 				dy = (uint32_t)((r >> 32) % (2 * (uint64_t)P + 1));
@@ -456,10 +458,11 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 				 ds->shape.height, ds->shape.width),
 		       NULL;
 	if (cfg->dihedral && ds->shape.height != ds->shape.width)
-		return error_set(err,
-				 "%s: the dihedral augmentation (rotations, transposes) needs square "
-				 "images, these are %ux%u (H x W)",
-				 ds->path, ds->shape.height, ds->shape.width),
+		return error_set(
+			   err,
+			   "%s: the dihedral augmentation (rotations, transposes) needs square "
+			   "images, these are %ux%u (H x W)",
+			   ds->path, ds->shape.height, ds->shape.width),
 		       NULL;
 	for (uint32_t c = 0; c < ds->shape.channels; c++)
 		if (!(cfg->std[c] > 0))
@@ -500,7 +503,8 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 		ok = l->slot[i].x && l->slot[i].y && l->slot[i].records;
 		if (ok && l->masks) {
 			size_t mb = sizeof(int32_t) * l->plane * cfg->batch;
-			l->slot[i].mask = cfg->x_alloc ? cfg->x_alloc(mb, cfg->x_ctx) : mem_alloc(mb);
+			l->slot[i].mask =
+			    cfg->x_alloc ? cfg->x_alloc(mb, cfg->x_ctx) : mem_alloc(mb);
 			ok = l->slot[i].mask != NULL;
 		}
 	}

@@ -33,7 +33,8 @@ static void usage(FILE *f)
 		"Predict a class for every pixel of every tile of a mask shard with a segmenter\n"
 		"checkpoint (cairn-train-unet's model.ckpt) and write them as a mask shard: the\n"
 		"input's keys and order, the predicted classes as masks, no pixels (0 channels:\n"
-		"a quarter of the bytes of RGB tiles and masks) unless --with-pixels. The input's masks\n"
+		"a quarter of the bytes of RGB tiles and masks) unless --with-pixels. The input's "
+		"masks\n"
 		"are not used (they may be all 255, no label); its tiles must be the size and\n"
 		"channels the model was trained on, and its class count the model's.\n"
 		"\n"
@@ -97,16 +98,12 @@ static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, flo
 int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
-	static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
-						 {"in", required_argument, 0, 'i'},
-						 {"out", required_argument, 0, 'o'},
-						 {"batch", required_argument, 0, 'b'},
-						 {"with-pixels", no_argument, 0, 'P'},
-						 {"threads", required_argument, 0, 'j'},
-						 {"device", required_argument, 0, 'd'},
-						 {"precision", required_argument, 0, 'p'},
-						 {"help", no_argument, 0, 'h'},
-						 {0, 0, 0, 0}};
+	static const struct option longopts[] = {
+	    {"model", required_argument, 0, 'm'},  {"in", required_argument, 0, 'i'},
+	    {"out", required_argument, 0, 'o'},	   {"batch", required_argument, 0, 'b'},
+	    {"with-pixels", no_argument, 0, 'P'},  {"threads", required_argument, 0, 'j'},
+	    {"device", required_argument, 0, 'd'}, {"precision", required_argument, 0, 'p'},
+	    {"help", no_argument, 0, 'h'},	   {0, 0, 0, 0}};
 	const char *model = NULL, *in_path = NULL, *out = NULL, *precision = NULL;
 	const struct nn_backend *be = nn_backend_cpu();
 	long v, threads = 0;

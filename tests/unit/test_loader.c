@@ -576,11 +576,12 @@ static int sym_reference_errors(int C, int H, int W)
 		for (int pad = 0; pad <= 3; pad++)
 			for (int dy = 0; dy <= 2 * pad; dy++)
 				for (int dx = 0; dx <= 2 * pad; dx++) {
-					loader_augment_sym(src, dst, (uint32_t)C, (uint32_t)H, (uint32_t)W,
-							   (uint32_t)pad, (uint32_t)dx, (uint32_t)dy, sym,
-							   mean, std);
+					loader_augment_sym(src, dst, (uint32_t)C, (uint32_t)H,
+							   (uint32_t)W, (uint32_t)pad, (uint32_t)dx,
+							   (uint32_t)dy, sym, mean, std);
 					loader_augment_mask(msrc, mdst, (uint32_t)H, (uint32_t)W,
-							    (uint32_t)pad, (uint32_t)dx, (uint32_t)dy, sym);
+							    (uint32_t)pad, (uint32_t)dx,
+							    (uint32_t)dy, sym);
 					for (size_t i = 0; i < n; i++) {
 						int c = (int)(i / plane), y = (int)(i / W % H),
 						    x = (int)(i % W), cy, cx;
@@ -589,9 +590,11 @@ static int sym_reference_errors(int C, int H, int W)
 						int in = py >= 0 && py < H && px >= 0 && px < W;
 						int v = in ? src[((size_t)c * H + py) * W + px] : 0;
 						double want = (v / 255.0 - mean[c]) / std[c];
-						bad += fabs(dst[i] - want) > 1e-6 * (1 + fabs(want));
+						bad +=
+						    fabs(dst[i] - want) > 1e-6 * (1 + fabs(want));
 						if (c == 0) {
-							int m = in ? msrc[(size_t)py * W + px] : 255;
+							int m =
+							    in ? msrc[(size_t)py * W + px] : 255;
 							bad += mdst[i] != (m == 255 ? -1 : m);
 						}
 					}
@@ -704,9 +707,11 @@ static void test_mask_follows_image(void)
 					for (int y = 0; y < (int)S; y++)
 						for (int x = 0; x < (int)S; x++) {
 							int sy, sx;
-							ref_source(sym, (int)S, (int)S, y, x, &sy, &sx);
-							same &= (int)lrintf(b.x[k * 3 * plane + y * S + x] *
-									    255) == sy * (int)S + sx;
+							ref_source(sym, (int)S, (int)S, y, x, &sy,
+								   &sx);
+							same &= (int)lrintf(
+								    b.x[k * 3 * plane + y * S + x] *
+								    255) == sy * (int)S + sx;
 						}
 					if (same)
 						found = (int)sym;
