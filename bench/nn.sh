@@ -3,8 +3,9 @@
 # + OpenBLAS, against the sgemm peak of this machine and against oneDNN, timed
 # in turns), one U-Net training step (batch 8, 256x256): images/s and peak
 # RSS; then whole training steps (two CNNs, the U-Net) beside PyTorch on the
-# CPU, and the Fashion-MNIST training stage beside the PyTorch script it
-# replaces. Figures and the command that made them: docs/benchmarks.md, "nn".
+# CPU; the Fashion-MNIST classifier stage and the U-Net segmentation stage
+# beside the PyTorch scripts they replace. Figures and the command that made
+# them: docs/benchmarks.md, "nn".
 set -u
 : "${CAIRN_BENCH:?run through make bench}"
 if [ "${1:-}" = --cuda ]; then
@@ -52,21 +53,52 @@ done
 # and training time.
 idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 epochs=${NN_BENCH_EPOCHS:-3}
+tmp=$(mktemp -d /tmp/cairn-bench-nn.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
 echo "== nn: Fashion-MNIST training, $epochs epochs: cairn-train-classifier and the PyTorch script =="
 if [ ! -f "$idx/train-images-idx3-ubyte.gz" ]; then
 	echo "   SKIP no Fashion-MNIST in $idx (apt-get install dataset-fashion-mnist, or set FASHION_MNIST)"
-	exit 0
-fi
-tmp=$(mktemp -d /tmp/cairn-bench-nn.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-"$CAIRN_BIN/cairn-dataset" import-idx --images "$idx/train-images-idx3-ubyte.gz" \
-	--labels "$idx/train-labels-idx1-ubyte.gz" --out "$tmp/train.ds" >/dev/null &&
-	"$CAIRN_BIN/cairn-dataset" import-idx --images "$idx/t10k-images-idx3-ubyte.gz" \
-		--labels "$idx/t10k-labels-idx1-ubyte.gz" --out "$tmp/test.ds" >/dev/null || exit 1
-"$CAIRN_BIN/cairn-train-classifier" --train "$tmp/train.ds" --test "$tmp/test.ds" --epochs "$epochs" \
-	--out "$tmp/run" >/dev/null 2>"$tmp/train.log" || { cat "$tmp/train.log"; exit 1; }
-python3 -c "
+else
+	"$CAIRN_BIN/cairn-dataset" import-idx --images "$idx/train-images-idx3-ubyte.gz" \
+		--labels "$idx/train-labels-idx1-ubyte.gz" --out "$tmp/train.ds" >/dev/null &&
+		"$CAIRN_BIN/cairn-dataset" import-idx --images "$idx/t10k-images-idx3-ubyte.gz" \
+			--labels "$idx/t10k-labels-idx1-ubyte.gz" --out "$tmp/test.ds" >/dev/null || exit 1
+	"$CAIRN_BIN/cairn-train-classifier" --train "$tmp/train.ds" --test "$tmp/test.ds" --epochs "$epochs" \
+		--out "$tmp/run" >/dev/null 2>"$tmp/train.log" || { cat "$tmp/train.log"; exit 1; }
+	python3 -c "
 import json; m = json.load(open('$tmp/run/metrics.json'))
 print(f\"cairn cpu classifier {m['arch']} $epochs epochs: test accuracy {m['test_accuracy']:.4f}, \"
       f\"training {m['train_time_s']:.1f} s ({m['train_images_per_s']:.0f} images/s)\")"
-OMP_NUM_THREADS=$(nproc) "$py" "$here/torch_classifier.py" --data "$idx" --epochs "$epochs"
+	OMP_NUM_THREADS=$(nproc) "$py" "$here/torch_classifier.py" --data "$idx" --epochs "$epochs"
+	rm -f "$tmp/train.ds" "$tmp/test.ds"
+fi
+
+# The segmentation stage beside the PyTorch script it replaces
+# (bench/torch_segment.py: cairn-train-unet's recipe, network and
+# initialization): the mapping demo's data (configs/geo-demo.ini), two
+# synthetic scenes of NN_BENCH_SEG_TILES^2 256x256 tiles (5: 25 tiles), each
+# with the labels rasterized from its noisy map; train on scene 0, score on
+# scene 1 after every epoch; NN_BENCH_SEG_EPOCHS epochs (20), batch 4, class
+# weights auto, as the demo trains. Training time leaves the scoring out.
+seg_epochs=${NN_BENCH_SEG_EPOCHS:-20}
+tiles=${NN_BENCH_SEG_TILES:-5}
+arch=unet:depth=3,base=8
+echo "== nn: U-Net training on scene 0 of the mapping demo, scored on scene 1, $seg_epochs epochs: cairn-train-unet and the PyTorch script =="
+for s in 0 1; do
+	"$CAIRN_BIN/cairn-synth" --out "$tmp/scene$s" --scene $s --tiles "$tiles" --seed 1 --preview-size 0 >/dev/null &&
+		"$CAIRN_BIN/cairn-rasterize" --vector "$tmp/scene$s/map.gpkg" --class-field class --width-field width \
+			--zoom 17 --like "$tmp/scene$s/imagery" --out "$tmp/labels$s" >/dev/null &&
+		"$CAIRN_BIN/cairn-tileset" pack --imagery "$tmp/scene$s/imagery" --labels "$tmp/labels$s" \
+			--out "$tmp/tiles$s.ds" >/dev/null || exit 1
+done
+seg="--epochs $seg_epochs --batch 4 --class-weights auto --arch $arch"
+"$CAIRN_BIN/cairn-train-unet" --train "$tmp/tiles0.ds" --val "$tmp/tiles1.ds" $seg --out "$tmp/unet" \
+	>/dev/null 2>"$tmp/unet.log" || { cat "$tmp/unet.log"; exit 1; }
+python3 -c "
+import json; m = json.load(open('$tmp/unet/metrics.json'))
+print(f\"cairn cpu segmenter {m['arch']} $seg_epochs epochs: val mean IoU {m['val_mean_iou']:.4f}, \"
+      f\"pixel accuracy {m['val_pixel_accuracy']:.4f}, train loss {m['loss_per_epoch'][-1]:.4f}, \"
+      f\"training {m['train_time_s']:.1f} s \"
+      f\"({m['train_tiles_per_s']:.1f} tiles/s, $(nproc) threads)\")"
+OMP_NUM_THREADS=$(nproc) "$py" "$here/torch_segment.py" --train "$tmp/tiles0.ds" --val "$tmp/tiles1.ds" $seg \
+	2>"$tmp/torch_segment.log" || { cat "$tmp/torch_segment.log"; exit 1; }

@@ -77,6 +77,8 @@ mirror small-cnn cnn:drop=0 1 28 4 10
 mirror classifier-cnn cnn:widths=16-32,convs=2,drop=0 1 28 4 10
 mirror unet unet:depth=4,base=16 3 64 2 2
 mirror unet-bilinear unet:depth=3,base=8,bilinear=1 3 32 2 3
+# the segmentation stage's default, 3 classes as the maps (bench/torch_segment.py)
+mirror segmenter unet:depth=3,base=8 3 32 2 3
 mirror resnet50 $r50 3 64 2 10
 mirror resnet resnet 1 28 3 10
 mirror resnext resnext 3 32 2 5
