@@ -4,7 +4,7 @@
 # builds it from the same spec string), batch 128 without the last partial
 # batch, SGD with Nesterov momentum 0.9, peak learning rate 0.05 with one epoch
 # of linear warmup then cosine decay to 0 per step, weight decay 5e-4 on conv
-# and linear weights only, He-normal weights and zero biases, random
+# and linear weights only, He-normal conv and LeCun-normal linear weights, zero biases, random
 # horizontal flips, inputs (pixel/255 - 0.5) / 0.5; the test set in
 # evaluation mode at the end. bench/nn.sh runs it
 # beside cairn-train-classifier on Fashion-MNIST.
@@ -51,9 +51,10 @@ def main():
     xtr, ytr = load(a.data, "train")
     xte, yte = load(a.data, "t10k")
     net = build_net(a.arch, 1, 10, xtr.shape[-1]).to(dev)
-    for m in net.modules():  # cairn's initialization (nn/net.h): He-normal weights, zero biases
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    for m in net.modules():  # cairn's initialization (nn/net.h): He-normal conv weights,
+        if isinstance(m, (nn.Conv2d, nn.Linear)):  # LeCun-normal linear weights, zero biases
+            relu = isinstance(m, nn.Conv2d)
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu" if relu else "linear")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     decay = [q for q in net.parameters() if q.dim() > 1]

@@ -112,8 +112,9 @@ int nn_concat(struct nn_net *net, int a, int b); /* along channels */
 int nn_add(struct nn_net *net, int a, int b);
 int nn_upsample(struct nn_net *net, int in, enum nn_upsample_mode mode, int scale);
 
-/* Allocate parameters and initialise them from net->seed: conv and linear
- * weights He-normal (He et al. 2015, std = sqrt(2 / fan_in)), biases 0,
+/* Allocate parameters and initialise them from net->seed: conv weights
+ * He-normal (He et al. 2015, std = sqrt(2 / fan_in), for the ReLUs after
+ * them), linear weights LeCun-normal (std = sqrt(1 / fan_in)), biases 0,
  * norm scales 1. */
 int nn_net_finish(struct nn_net *net, struct error *err);
 /* Allocate activations, gradients and workspace for batches up to `batch`.
