@@ -567,6 +567,9 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 		return rc;
 	if (batch < 1)
 		return BAD("batch %d: expected 1 or more", batch);
+	/* the net's buffers are sized for the batch: no larger than the input */
+	if ((uint64_t)batch > in->count)
+		batch = (int)in->count;
 	struct dataset_writer w;
 	struct dataset_shape shape = in->shape;
 	if (!pixels)

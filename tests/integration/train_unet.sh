@@ -67,6 +67,9 @@ right = sum(x == y for a, b in zip(v, p2) for x, y in zip(a[1], b[1]) if x != 25
 total = sum(x != 255 for a in v for x in a[1])
 assert right / total > 0.9, right / total"
 check_rc "cairn-dataset reads the prediction" 0 cairn-dataset info $T/pred.ds
+check_rc "a batch larger than the shard" 0 cairn-predict --model $T/r1/model.ckpt --in $T/unlabeled.ds \
+	--out $T/pred3.ds --batch 65536 $D
+check "... predicts the same masks" cmp $T/pred.ds $T/pred3.ds
 
 # bad input: exit 2, a message that says what to do, nothing written
 check_rc "a class shard to cairn-train-unet" 2 cairn-train-unet --train $T/class.ds --out $T/e1
