@@ -90,6 +90,17 @@ check_rc "2 weights for 3 classes" 2 cairn-train-unet --train $T/train.ds --clas
 check_grep "... says how many" "class weights: 2 given, but .*train.ds has 3 classes: give one per class" $T/.out
 check_rc "a weight that is no number" 2 cairn-train-unet --train $T/train.ds --class-weights 1,x,2 --out $T/e7
 check_grep "... says the forms" "class-weights: '1,x,2' is not none, auto, or a list" $T/.out
+for opt in "--lr inf" "--lr 1e39" "--wd 1e39" "--class-weights 1,1e39,2"; do
+	check_rc "$opt (inf as a float) is bad usage" 2 cairn-train-unet --train $T/train.ds $opt \
+		--epochs 1 $D --out $T/e11
+done
+check_grep "... said so" "--class-weights: '1,1e39,2' is not none, auto, or a list" $T/.out
+for opt in "--lr 1e39" "--wd 1e39"; do
+	check_rc "$opt is bad usage for the classifier too" 2 cairn-train-classifier --train $T/class.ds \
+		--test $T/class.ds $opt --epochs 1 --batch 4 $D --out $T/e11
+	check_grep "... said so" "${opt%% *}: '1e39' is not a finite" $T/.out
+done
+check "... and nothing written" test ! -e $T/e11
 check_rc "a mask value that is no class" 2 cairn-train-unet --train $T/bad.ds --epochs 1 $D --out $T/e8
 check_grep "... named with its record and pixel" "bad.ds: byte [0-9]+: record 1 has mask value 7 at pixel \(2, 3\) \(row, column\), but the shard has 3 classes" $T/.out
 check "... and nothing written" test ! -e $T/e8
