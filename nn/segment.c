@@ -60,7 +60,7 @@ void nn_segment_metrics_clear(struct nn_segment_metrics *m)
 	int k = m->classes;
 	memset(m->confusion, 0, sizeof(uint64_t) * (size_t)k * k);
 	m->pixels = 0;
-	m->pixel_accuracy = 0;
+	m->pixel_accuracy = NAN;
 	for (int i = 0; i < k; i++)
 		m->iou[i] = NAN;
 	m->mean_iou = NAN;
@@ -85,7 +85,7 @@ void nn_segment_metrics_finish(struct nn_segment_metrics *m)
 	uint64_t right = 0;
 	for (int c = 0; c < k; c++)
 		right += m->confusion[(size_t)c * k + c];
-	m->pixel_accuracy = m->pixels ? (double)right / m->pixels : 0;
+	m->pixel_accuracy = m->pixels ? (double)right / m->pixels : NAN;
 	double sum = 0;
 	int have = 0;
 	for (int c = 0; c < k; c++) {

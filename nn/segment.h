@@ -30,7 +30,7 @@ struct nn_segment_metrics {
 	int classes;
 	uint64_t *confusion; /* [truth * classes + predicted] pixel counts */
 	uint64_t pixels;     /* labelled pixels */
-	double pixel_accuracy;
+	double pixel_accuracy; /* NAN when no pixel is labelled */
 	double *iou;	 /* [classes]; NAN for a class in neither truth nor prediction */
 	double mean_iou; /* mean over classes 1..K-1 (not background) with an IoU (K = 1:
 			    class 0); NAN when none has one */

@@ -164,6 +164,14 @@ static void test_metrics_hand_checked(void)
 	nn_segment_metrics_add(&m, t3, t3, 2);
 	nn_segment_metrics_finish(&m);
 	CHECK(isnan(m.mean_iou));
+	/* no labelled pixel (a validation shard of unlabelled tiles): no
+	 * accuracy either, not 0 */
+	nn_segment_metrics_clear(&m);
+	int32_t t4[2] = {-1, -1};
+	nn_segment_metrics_add(&m, t4, t3, 2);
+	nn_segment_metrics_finish(&m);
+	CHECK_INT(m.pixels, 0);
+	CHECK(isnan(m.pixel_accuracy));
 	nn_segment_metrics_release(&m);
 }
 
