@@ -194,19 +194,22 @@ int nn_segment_class_weights(const struct nn_segment_config *cfg, const struct d
 	return 0;
 }
 
-/* A mask shard with records, or a message that says what it is instead. */
+/* A mask shard with records (or, for prediction, without: the empty shard
+ * of an array task that got no tiles), or a message that says what it is
+ * instead. */
 static int check_mask_shard(const struct dataset *ds, const char *role, const char *program,
 			    struct error *err)
 {
+	int predicting = !strcmp(program, "cairn-predict");
 	if (ds->shape.label_kind != DATASET_LABEL_MASK)
 		return BAD("%s shard %s is a class shard (one label per image): %s needs a mask "
 			   "shard (a class per pixel and the tile of each record, as cairn-tileset "
 			   "pack writes)%s",
 			   role, ds->path, program,
-			   !strcmp(program, "cairn-predict") ? ""
-							     : "; train a classifier on it with "
-							       "cairn-train-classifier");
-	if (ds->count == 0)
+			   predicting ? ""
+				      : "; train a classifier on it with "
+					"cairn-train-classifier");
+	if (ds->count == 0 && !predicting)
 		return BAD("%s shard %s has 0 records", role, ds->path);
 	if (ds->shape.channels == 0)
 		return BAD("%s shard %s holds masks without imagery (0 channels, as predictions "
@@ -568,7 +571,7 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 	if (batch < 1)
 		return BAD("batch %d: expected 1 or more", batch);
 	/* the net's buffers are sized for the batch: no larger than the input */
-	if ((uint64_t)batch > in->count)
+	if ((uint64_t)batch > in->count && in->count > 0)
 		batch = (int)in->count;
 	struct dataset_writer w;
 	struct dataset_shape shape = in->shape;
@@ -584,7 +587,7 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 		mem_free(p.mask);
 		return rc;
 	}
-	rc = forward_all(net, in, batch, write_masks, &p, err);
+	rc = in->count ? forward_all(net, in, batch, write_masks, &p, err) : 0;
 	mem_free(p.mask);
 	if (rc < 0) {
 		dataset_writer_abort(&w);

@@ -70,6 +70,10 @@ check_rc "cairn-dataset reads the prediction" 0 cairn-dataset info $T/pred.ds
 check_rc "a batch larger than the shard" 0 cairn-predict --model $T/r1/model.ckpt --in $T/unlabeled.ds \
 	--out $T/pred3.ds --batch 65536 $D
 check "... predicts the same masks" cmp $T/pred.ds $T/pred3.ds
+check_rc "an empty shard (an array task that packed no tile)" 0 cairn-predict --model $T/r1/model.ckpt \
+	--in $T/empty.ds --out $T/pred4.ds $D
+check_grep "... predicts nothing" "cairn-predict: 0 tiles in" $T/.out
+check "... into an empty shard that unpacks to no tile" cairn-tileset unpack --in $T/pred4.ds --out $T/u4
 
 # bad input: exit 2, a message that says what to do, nothing written
 check_rc "a class shard to cairn-train-unet" 2 cairn-train-unet --train $T/class.ds --out $T/e1
