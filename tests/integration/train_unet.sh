@@ -143,5 +143,6 @@ check_grep "... names both counts" "model .*model.ckpt predicts 3 classes, shard
 check_rc "missing --model is bad usage" 2 cairn-predict --in $T/val.ds --out $T/p1.ds
 check_rc "cairn-train-unet --help" 0 cairn-train-unet --help
 check_rc "cairn-predict --help" 0 cairn-predict --help
+check_grep "... its example unpacks as cairn-tileset takes it" "^  cairn-tileset unpack --in pred.ds --out " $T/.out
 check "the training programs link no GDAL" bash -c "! ldd $CAIRN_BIN/cairn-train-unet $CAIRN_BIN/cairn-predict | grep -qi gdal"
 exit $failed
