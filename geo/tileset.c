@@ -312,6 +312,15 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 			 o->imagery, z, mine, o->shard_i, o->shard_n, TILE_MAX_PER_RUN);
 		goto out;
 	}
+	/* a folder name that is no XYZ tile (x or y >= 2^z) could get no key */
+	for (size_t i = 0; i < n; i++)
+		if (z > TILE_MAX_ZOOM || tiles[i].x >> z || tiles[i].y >> z) {
+			rc = BAD("%s/%d/%" PRIu32 "/%" PRIu32 ".tif: %d/%" PRIu32 "/%" PRIu32
+				 " is no XYZ tile (x and y are below 2^%d at zoom %d)",
+				 o->imagery, z, tiles[i].x, tiles[i].y, z, tiles[i].x,
+				 tiles[i].y, z, z);
+			goto out;
+		}
 	if (o->labels) {
 		char lz[4200];
 		snprintf(lz, sizeof(lz), "%s/%d", o->labels, z);

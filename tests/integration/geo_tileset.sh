@@ -186,6 +186,11 @@ check_grep "... names both tiles" "im/$mid.tif: 128x128, 3 bands of Byte, but th
 gdal_translate -q -ot UInt16 "$T/s/imagery/$mid.tif" "$f"
 check_rc "an imagery tile of another type: bad input" 2 cairn-tileset pack --imagery "$T/im" --out "$T/x.ds"
 check_grep "... names both" "im/$mid.tif: 256x256, 3 bands of UInt16, but the first tile" "$T/.out"
+rm -f "$f"
+mkdir -p "$T/im/17/999999"
+cp "$T/s/imagery/$mid.tif" "$T/im/17/999999/5.tif"
+check_rc "a folder name that is no XYZ tile: bad input" 2 cairn-tileset pack --imagery "$T/im" --out "$T/x.ds"
+check_grep "... names it" "im/17/999999/5.tif: 17/999999/5 is no XYZ tile" "$T/.out"
 check "no shard left by any of them" nothing_at "$T/x.ds"
 rm -rf "$T/im"
 
