@@ -373,8 +373,8 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 			goto out;
 		}
 	}
-	if (dataset_writer_open(&w, out_path, &shape, err) < 0) {
-		rc = -1;
+	if ((rc = dataset_writer_open(&w, out_path, &shape, err)) < 0) {
+		rc = rc == DATASET_EBADINPUT ? TILESET_EBADINPUT : -1;
 		goto out;
 	}
 	opened = 1;
