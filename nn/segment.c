@@ -218,6 +218,32 @@ static int check_mask_shard(const struct dataset *ds, const char *role, const ch
 	return 0;
 }
 
+/* Whether some mask of ds labels a pixel: stops at the first one, so a
+ * labelled shard costs a record, an unlabelled one (imagery packed without
+ * --labels) a pass over its masks. */
+static int has_label(const struct dataset *ds)
+{
+	size_t plane = (size_t)ds->shape.height * ds->shape.width;
+	for (uint64_t i = 0; i < ds->count; i++) {
+		const uint8_t *m = dataset_mask(ds, i);
+		for (size_t j = 0; j < plane; j++)
+			if (m[j] != DATASET_MASK_IGNORE)
+				return 1;
+	}
+	return 0;
+}
+
+static int check_labelled(const struct dataset *ds, const char *role, const char *what,
+			  struct error *err)
+{
+	if (has_label(ds))
+		return 0;
+	return BAD("%s shard %s has no labelled pixel (every mask value is %u, as cairn-tileset "
+		   "pack writes without --labels): nothing to %s; pack the tiles with their "
+		   "--labels",
+		   role, ds->path, DATASET_MASK_IGNORE, what);
+}
+
 /* The size multiple of arch, and that the tiles of ds are multiples of it. */
 static int check_arch_size(const char *arch, const struct dataset *ds, struct error *err)
 {
@@ -274,6 +300,9 @@ int nn_segment_check_inputs(const struct nn_segment_config *cfg, const struct da
 		return BAD("class weights: %d given, but %s has %" PRIu32
 			   " classes: give one per class",
 			   cfg->nweights, train->path, a->num_classes);
+	if ((rc = check_labelled(train, "train", "learn", err)) < 0 ||
+	    (val && (rc = check_labelled(val, "validation", "score", err)) < 0))
+		return rc;
 	return check_arch_size(cfg->arch, train, err);
 }
 

@@ -81,7 +81,7 @@ int nn_segment_class_weights(const struct nn_segment_config *cfg, const struct d
 			     float *w, struct error *err);
 
 /* Whether train (and val, may be NULL) can train cfg's model: mask shards
- * with records, the same shapes and class counts, a batch no larger than
+ * with records and a labelled pixel, the same shapes and class counts, a batch no larger than
  * train, an arch with a per-pixel output whose size multiple divides the
  * tiles' height and width. 0 or DATASET_EBADINPUT with a message that names
  * the shard and what to change. nn_train_segmenter checks this first. */

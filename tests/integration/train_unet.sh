@@ -83,6 +83,12 @@ check_rc "a mask shard to cairn-train-classifier" 2 cairn-train-classifier --tra
 check_grep "... says to use cairn-train-unet" "train.ds is a mask shard .*: train it with cairn-train-unet" $T/.out
 check_rc "an empty shard" 2 cairn-train-unet --train $T/empty.ds --out $T/e3
 check_grep "... said so" "train shard .*empty.ds has 0 records" $T/.out
+check_rc "a shard without labels (tiles to predict) to train on" 2 cairn-train-unet --train $T/unlabeled.ds \
+	--batch 2 --out $T/e3
+check_grep "... said so" "train shard .*unlabeled.ds has no labelled pixel \(every mask value is 255, .*nothing to learn" $T/.out
+check_rc "... or to validate on" 2 cairn-train-unet --train $T/train.ds --val $T/unlabeled.ds --out $T/e3
+check_grep "... said so" "validation shard .*unlabeled.ds has no labelled pixel .*nothing to score" $T/.out
+check "... and nothing written" test ! -e $T/e3
 check_rc "68x68 tiles for a depth-3 U-Net" 2 cairn-train-unet --train $T/odd.ds --batch 2 --out $T/e4
 check_grep "... says the size needed" "68x68 tiles .* needs height and width divisible by 8: give tiles of 64 or 72 pixels, or a smaller depth" $T/.out
 check "... and writes nothing" test ! -e $T/e4
