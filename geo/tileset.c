@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <cpl_error.h>
@@ -530,6 +531,14 @@ static void *unpack_worker(void *arg)
 	return NULL;
 }
 
+/* Whether a and b are one folder (b may not exist yet). */
+static int same_dir(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
 int tileset_unpack(const char *shard_path, const char *out_dir, const char *like_dir, int threads,
 		   const struct dataset_progress *pr, struct tileset_stats *st, struct error *err)
 {
@@ -552,6 +561,10 @@ int tileset_unpack(const char *shard_path, const char *out_dir, const char *like
 			 shard_path, ds.shape.width, ds.shape.height);
 	else if (like_dir && !fs_is_dir(like_dir))
 		rc = BAD("--like %s: no such folder", like_dir);
+	else if (like_dir && same_dir(like_dir, out_dir))
+		rc = BAD("--out %s is the --like folder %s: its tiles would be replaced by "
+			 "the masks; unpack into another folder",
+			 out_dir, like_dir);
 	if (rc == 0)
 		rc = check_keys(&ds, like_dir, err);
 	if (rc == 0 && fs_mkdir_p(out_dir, err) < 0)
