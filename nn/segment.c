@@ -326,8 +326,9 @@ int nn_segment_check_net(const struct nn_net *net, const char *what, const struc
 		    what, net->arch ? net->arch : "?", out->h, out->w, in->h, in->w);
 	if ((uint32_t)out->c != s->num_classes)
 		return BAD("%s predicts %d classes, shard %s has %" PRIu32
-			   ": predict with a model trained on the same classes",
-			   what, out->c, ds->path, s->num_classes);
+			   ": predict with a model trained on the same classes (tiles without "
+			   "labels: cairn-tileset pack --classes %d)",
+			   what, out->c, ds->path, s->num_classes, out->c);
 	return 0;
 }
 

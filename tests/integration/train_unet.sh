@@ -145,7 +145,7 @@ struct.pack_into('<I', d, 60, zlib.crc32(bytes(d[:60])))
 open(sys.argv[2], 'wb').write(d)
 PY
 check_rc "a model of 3 classes on a 2-class shard" 2 cairn-predict --model $T/r1/model.ckpt --in $T/two.ds --out $T/p1.ds
-check_grep "... names both counts" "model .*model.ckpt predicts 3 classes, shard .*two.ds has 2" $T/.out
+check_grep "... names both counts, and how to pack tiles to predict" "model .*model.ckpt predicts 3 classes, shard .*two.ds has 2: .*cairn-tileset pack --classes 3\)" $T/.out
 check_rc "missing --model is bad usage" 2 cairn-predict --in $T/val.ds --out $T/p1.ds
 check_rc "cairn-train-unet --help" 0 cairn-train-unet --help
 check_rc "cairn-predict --help" 0 cairn-predict --help
