@@ -257,12 +257,15 @@ static int check_arch_size(const char *arch, const struct dataset *ds, struct er
 		    arch, NN_SEGMENT_ARCH);
 	uint32_t h = ds->shape.height, w = ds->shape.width;
 	if (h % m || w % m) {
+		/* the nearest multiples: below and above, or the two smallest */
 		uint32_t lo = (h < w ? h : w) / m * m;
+		if (lo == 0)
+			lo = (uint32_t)m;
 		return BAD("%s has %" PRIu32 "x%" PRIu32 " tiles (H x W), but arch '%s' halves "
 			   "them %d times and needs height and width divisible by %d: give tiles "
 			   "of %" PRIu32 " or %" PRIu32 " pixels, or a smaller depth",
-			   ds->path, h, w, arch, __builtin_ctz((unsigned)m), m,
-			   lo ? lo : (uint32_t)m, lo + (uint32_t)m);
+			   ds->path, h, w, arch, __builtin_ctz((unsigned)m), m, lo,
+			   lo + (uint32_t)m);
 	}
 	return 0;
 }

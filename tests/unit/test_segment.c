@@ -328,6 +328,9 @@ static void test_bad_inputs(void)
 	      strstr(err.msg, "16 or 24"));
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, &o, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "must match") != NULL);
+	cfg.arch = "unet:depth=5,base=4"; /* 16 < 32: the two smallest sizes */
+	CHECK_INT(nn_segment_check_inputs(&cfg, &t, NULL, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "divisible by 32: give tiles of 32 or 64 pixels") != NULL);
 	cfg.arch = "unet:depth=2,base=4"; /* 20 = 4 x 5: fine */
 	CHECK_INT(nn_segment_check_inputs(&cfg, &o, NULL, &err), 0);
 	cfg.arch = "cnn:widths=8";
