@@ -356,7 +356,7 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 		nslots = ((size_t)256 << 20) / tile_bytes;
 	if (nslots < (size_t)o->threads && o->batch <= 0)
 		nslots = (size_t)o->threads;
-	if (nslots > mine)
+	if (nslots > mine || nslots == 0) /* a tile over 256 MB: one at a time */
 		nslots = mine ? (size_t)mine : 1;
 	slots = mem_calloc(nslots, sizeof(*slots));
 	if (!slots) {
