@@ -318,8 +318,8 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 		if (z > TILE_MAX_ZOOM || tiles[i].x >> z || tiles[i].y >> z) {
 			rc = BAD("%s/%d/%" PRIu32 "/%" PRIu32 ".tif: %d/%" PRIu32 "/%" PRIu32
 				 " is no XYZ tile (x and y are below 2^%d at zoom %d)",
-				 o->imagery, z, tiles[i].x, tiles[i].y, z, tiles[i].x,
-				 tiles[i].y, z, z);
+				 o->imagery, z, tiles[i].x, tiles[i].y, z, tiles[i].x, tiles[i].y,
+				 z, z);
 			goto out;
 		}
 	if (o->labels) {
