@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <cpl_error.h>
@@ -312,6 +313,15 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 			 o->imagery, z, mine, o->shard_i, o->shard_n, TILE_MAX_PER_RUN);
 		goto out;
 	}
+	/* a folder name that is no XYZ tile (x or y >= 2^z) could get no key */
+	for (size_t i = 0; i < n; i++)
+		if (z > TILE_MAX_ZOOM || tiles[i].x >> z || tiles[i].y >> z) {
+			rc = BAD("%s/%d/%" PRIu32 "/%" PRIu32 ".tif: %d/%" PRIu32 "/%" PRIu32
+				 " is no XYZ tile (x and y are below 2^%d at zoom %d)",
+				 o->imagery, z, tiles[i].x, tiles[i].y, z, tiles[i].x, tiles[i].y,
+				 z, z);
+			goto out;
+		}
 	if (o->labels) {
 		char lz[4200];
 		snprintf(lz, sizeof(lz), "%s/%d", o->labels, z);
@@ -346,7 +356,7 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 		nslots = ((size_t)256 << 20) / tile_bytes;
 	if (nslots < (size_t)o->threads && o->batch <= 0)
 		nslots = (size_t)o->threads;
-	if (nslots > mine)
+	if (nslots > mine || nslots == 0) /* a tile over 256 MB: one at a time */
 		nslots = mine ? (size_t)mine : 1;
 	slots = mem_calloc(nslots, sizeof(*slots));
 	if (!slots) {
@@ -364,8 +374,8 @@ int tileset_pack(const struct tileset_pack_opts *o, const char *out_path,
 			goto out;
 		}
 	}
-	if (dataset_writer_open(&w, out_path, &shape, err) < 0) {
-		rc = -1;
+	if ((rc = dataset_writer_open(&w, out_path, &shape, err)) < 0) {
+		rc = rc == DATASET_EBADINPUT ? TILESET_EBADINPUT : -1;
 		goto out;
 	}
 	opened = 1;
@@ -521,6 +531,14 @@ static void *unpack_worker(void *arg)
 	return NULL;
 }
 
+/* Whether a and b are one folder (b may not exist yet). */
+static int same_dir(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
 int tileset_unpack(const char *shard_path, const char *out_dir, const char *like_dir, int threads,
 		   const struct dataset_progress *pr, struct tileset_stats *st, struct error *err)
 {
@@ -543,6 +561,10 @@ int tileset_unpack(const char *shard_path, const char *out_dir, const char *like
 			 shard_path, ds.shape.width, ds.shape.height);
 	else if (like_dir && !fs_is_dir(like_dir))
 		rc = BAD("--like %s: no such folder", like_dir);
+	else if (like_dir && same_dir(like_dir, out_dir))
+		rc = BAD("--out %s is the --like folder %s: its tiles would be replaced by "
+			 "the masks; unpack into another folder",
+			 out_dir, like_dir);
 	if (rc == 0)
 		rc = check_keys(&ds, like_dir, err);
 	if (rc == 0 && fs_mkdir_p(out_dir, err) < 0)

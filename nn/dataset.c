@@ -140,6 +140,14 @@ static int check_shape(const struct dataset_shape *s, const char *what, struct e
 	if (s->num_classes == 0 || s->num_classes > MAX_CLASSES)
 		return BAD("%s: %" PRIu32 " classes, expected 1 to %u", what, s->num_classes,
 			   MAX_CLASSES);
+	/* the header holds the record size in 32 bits */
+	uint64_t rb = (uint64_t)s->channels * s->height * s->width + label_bytes(s);
+	if (rb > UINT32_MAX)
+		return BAD("%s: records of %" PRIu64 " bytes (%" PRIu32 "x%" PRIu32 "x%" PRIu32
+			   " images%s), a shard holds at most %" PRIu32 " bytes a record",
+			   what, rb, s->channels, s->height, s->width,
+			   s->label_kind == DATASET_LABEL_MASK ? " and their masks" : "",
+			   UINT32_MAX);
 	return 0;
 }
 
@@ -437,8 +445,9 @@ int dataset_writer_open(struct dataset_writer *w, const char *path,
 			const struct dataset_shape *shape, struct error *err)
 {
 	memset(w, 0, sizeof(*w));
-	if (check_shape(shape, path, err) < 0)
-		return -1;
+	int rc = check_shape(shape, path, err);
+	if (rc < 0)
+		return rc;
 	w->shape = *shape;
 	w->image_bytes = (size_t)shape->channels * shape->height * shape->width;
 	w->path = mem_strdup(path);

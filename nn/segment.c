@@ -60,7 +60,7 @@ void nn_segment_metrics_clear(struct nn_segment_metrics *m)
 	int k = m->classes;
 	memset(m->confusion, 0, sizeof(uint64_t) * (size_t)k * k);
 	m->pixels = 0;
-	m->pixel_accuracy = 0;
+	m->pixel_accuracy = NAN;
 	for (int i = 0; i < k; i++)
 		m->iou[i] = NAN;
 	m->mean_iou = NAN;
@@ -85,7 +85,7 @@ void nn_segment_metrics_finish(struct nn_segment_metrics *m)
 	uint64_t right = 0;
 	for (int c = 0; c < k; c++)
 		right += m->confusion[(size_t)c * k + c];
-	m->pixel_accuracy = m->pixels ? (double)right / m->pixels : 0;
+	m->pixel_accuracy = m->pixels ? (double)right / m->pixels : NAN;
 	double sum = 0;
 	int have = 0;
 	for (int c = 0; c < k; c++) {
@@ -194,25 +194,54 @@ int nn_segment_class_weights(const struct nn_segment_config *cfg, const struct d
 	return 0;
 }
 
-/* A mask shard with records, or a message that says what it is instead. */
+/* A mask shard with records (or, for prediction, without: the empty shard
+ * of an array task that got no tiles), or a message that says what it is
+ * instead. */
 static int check_mask_shard(const struct dataset *ds, const char *role, const char *program,
 			    struct error *err)
 {
+	int predicting = !strcmp(program, "cairn-predict");
 	if (ds->shape.label_kind != DATASET_LABEL_MASK)
 		return BAD("%s shard %s is a class shard (one label per image): %s needs a mask "
 			   "shard (a class per pixel and the tile of each record, as cairn-tileset "
 			   "pack writes)%s",
 			   role, ds->path, program,
-			   !strcmp(program, "cairn-predict") ? ""
-							     : "; train a classifier on it with "
-							       "cairn-train-classifier");
-	if (ds->count == 0)
+			   predicting ? ""
+				      : "; train a classifier on it with "
+					"cairn-train-classifier");
+	if (ds->count == 0 && !predicting)
 		return BAD("%s shard %s has 0 records", role, ds->path);
 	if (ds->shape.channels == 0)
 		return BAD("%s shard %s holds masks without imagery (0 channels, as predictions "
 			   "are): pack the imagery with cairn-tileset pack",
 			   role, ds->path);
 	return 0;
+}
+
+/* Whether some mask of ds labels a pixel: stops at the first one, so a
+ * labelled shard costs a record, an unlabelled one (imagery packed without
+ * --labels) a pass over its masks. */
+static int has_label(const struct dataset *ds)
+{
+	size_t plane = (size_t)ds->shape.height * ds->shape.width;
+	for (uint64_t i = 0; i < ds->count; i++) {
+		const uint8_t *m = dataset_mask(ds, i);
+		for (size_t j = 0; j < plane; j++)
+			if (m[j] != DATASET_MASK_IGNORE)
+				return 1;
+	}
+	return 0;
+}
+
+static int check_labelled(const struct dataset *ds, const char *role, const char *what,
+			  struct error *err)
+{
+	if (has_label(ds))
+		return 0;
+	return BAD("%s shard %s has no labelled pixel (every mask value is %u, as cairn-tileset "
+		   "pack writes without --labels): nothing to %s; pack the tiles with their "
+		   "--labels",
+		   role, ds->path, DATASET_MASK_IGNORE, what);
 }
 
 /* The size multiple of arch, and that the tiles of ds are multiples of it. */
@@ -228,12 +257,15 @@ static int check_arch_size(const char *arch, const struct dataset *ds, struct er
 		    arch, NN_SEGMENT_ARCH);
 	uint32_t h = ds->shape.height, w = ds->shape.width;
 	if (h % m || w % m) {
+		/* the nearest multiples: below and above, or the two smallest */
 		uint32_t lo = (h < w ? h : w) / m * m;
+		if (lo == 0)
+			lo = (uint32_t)m;
 		return BAD("%s has %" PRIu32 "x%" PRIu32 " tiles (H x W), but arch '%s' halves "
 			   "them %d times and needs height and width divisible by %d: give tiles "
 			   "of %" PRIu32 " or %" PRIu32 " pixels, or a smaller depth",
-			   ds->path, h, w, arch, __builtin_ctz((unsigned)m), m,
-			   lo ? lo : (uint32_t)m, lo + (uint32_t)m);
+			   ds->path, h, w, arch, __builtin_ctz((unsigned)m), m, lo,
+			   lo + (uint32_t)m);
 	}
 	return 0;
 }
@@ -271,6 +303,9 @@ int nn_segment_check_inputs(const struct nn_segment_config *cfg, const struct da
 		return BAD("class weights: %d given, but %s has %" PRIu32
 			   " classes: give one per class",
 			   cfg->nweights, train->path, a->num_classes);
+	if ((rc = check_labelled(train, "train", "learn", err)) < 0 ||
+	    (val && (rc = check_labelled(val, "validation", "score", err)) < 0))
+		return rc;
 	return check_arch_size(cfg->arch, train, err);
 }
 
@@ -294,8 +329,9 @@ int nn_segment_check_net(const struct nn_net *net, const char *what, const struc
 		    what, net->arch ? net->arch : "?", out->h, out->w, in->h, in->w);
 	if ((uint32_t)out->c != s->num_classes)
 		return BAD("%s predicts %d classes, shard %s has %" PRIu32
-			   ": predict with a model trained on the same classes",
-			   what, out->c, ds->path, s->num_classes);
+			   ": predict with a model trained on the same classes (tiles without "
+			   "labels: cairn-tileset pack --classes %d)",
+			   what, out->c, ds->path, s->num_classes, out->c);
 	return 0;
 }
 
@@ -567,6 +603,9 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 		return rc;
 	if (batch < 1)
 		return BAD("batch %d: expected 1 or more", batch);
+	/* the net's buffers are sized for the batch: no larger than the input */
+	if ((uint64_t)batch > in->count && in->count > 0)
+		batch = (int)in->count;
 	struct dataset_writer w;
 	struct dataset_shape shape = in->shape;
 	if (!pixels)
@@ -581,7 +620,7 @@ int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const cha
 		mem_free(p.mask);
 		return rc;
 	}
-	rc = forward_all(net, in, batch, write_masks, &p, err);
+	rc = in->count ? forward_all(net, in, batch, write_masks, &p, err) : 0;
 	mem_free(p.mask);
 	if (rc < 0) {
 		dataset_writer_abort(&w);

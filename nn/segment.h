@@ -30,7 +30,7 @@ struct nn_segment_metrics {
 	int classes;
 	uint64_t *confusion; /* [truth * classes + predicted] pixel counts */
 	uint64_t pixels;     /* labelled pixels */
-	double pixel_accuracy;
+	double pixel_accuracy; /* NAN when no pixel is labelled */
 	double *iou;	 /* [classes]; NAN for a class in neither truth nor prediction */
 	double mean_iou; /* mean over classes 1..K-1 (not background) with an IoU (K = 1:
 			    class 0); NAN when none has one */
@@ -81,7 +81,7 @@ int nn_segment_class_weights(const struct nn_segment_config *cfg, const struct d
 			     float *w, struct error *err);
 
 /* Whether train (and val, may be NULL) can train cfg's model: mask shards
- * with records, the same shapes and class counts, a batch no larger than
+ * with records and a labelled pixel, the same shapes and class counts, a batch no larger than
  * train, an arch with a per-pixel output whose size multiple divides the
  * tiles' height and width. 0 or DATASET_EBADINPUT with a message that names
  * the shard and what to change. nn_train_segmenter checks this first. */
@@ -115,9 +115,9 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
 		      struct nn_segment_metrics *m, struct error *err);
 
-/* Whether net (from a checkpoint, say) can predict ds: a mask shard whose
- * tiles are the net's input (C x H x W) and whose class count is the net's
- * output count; what names the net in the message (a checkpoint's path).
+/* Whether net (from a checkpoint, say) can predict ds: a mask shard (with
+ * imagery; it may have no records) whose tiles are the net's input (C x H x W)
+ * and whose class count is the net's output count; what names the net in the message (a checkpoint's path).
  * 0 or DATASET_EBADINPUT. */
 int nn_segment_check_net(const struct nn_net *net, const char *what, const struct dataset *ds,
 			 struct error *err);
@@ -125,7 +125,8 @@ int nn_segment_check_net(const struct nn_net *net, const char *what, const struc
 /* Predict every record of in (eval mode, batches of `batch`) and write a
  * mask shard to out_path: the same class count, tile size and keys, in the
  * same order, the mask the argmax of the net's outputs; the input's pixels
- * too if `pixels`, else 0 channels (masks only). Atomic: nothing
+ * too if `pixels`, else 0 channels (masks only). An empty in gives an empty
+ * shard. Atomic: nothing
  * at out_path on failure. Masks of in are not used (they may be all
  * DATASET_MASK_IGNORE). on_batch (may be NULL) gets (ctx, 0, batch, batches, 0). */
 int nn_predict_segmenter(struct nn_net *net, const struct dataset *in, const char *out_path,

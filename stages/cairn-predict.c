@@ -50,7 +50,7 @@ static void usage(FILE *f)
 		"example:\n"
 		"  cairn-train-unet --train train.ds --val val.ds --out unet1\n"
 		"  %s --model unet1/model.ckpt --in tiles.ds --out pred.ds\n"
-		"  cairn-tileset unpack pred.ds ...\n"
+		"  cairn-tileset unpack --in pred.ds --out pred --like scene/imagery\n"
 		"\n"
 		"exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
 		prog, prog);

@@ -224,6 +224,8 @@ static int cmd_unpack(int argc, char **argv)
 	    "and renamed, so an interrupted unpack leaves no half tile. Checked before any\n"
 	    "tile is written: the shard's checksum and mask values, a key on every record,\n"
 	    "no tile twice, and with --like, that every tile exists in that folder.\n"
+	    "Tiles already in DIR that the shard does not have are left there (cairn-eval\n"
+	    "would score them): unpack into an empty folder.\n"
 	    "\n"
 	    "  --in SHARD               a mask shard\n"
 	    "  --out DIR                output folder\n"

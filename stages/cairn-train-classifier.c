@@ -2,6 +2,7 @@
  * test it on another (nn/train.h does the work). Writes DIR/metrics.json and
  * DIR/model.ckpt. Exit 0 ok, 1 failure of the work, 2 bad usage or input. */
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -93,7 +94,7 @@ static int parse_float(const char *s, float *out)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || !*s || *end || !(v >= 0))
+	if (errno || !*s || *end || !(v >= 0) || v > FLT_MAX) /* inf, or inf as a float */
 		return -1;
 	*out = (float)v;
 	return 0;
@@ -181,11 +182,11 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			if (parse_float(optarg, &cfg.lr) < 0 || cfg.lr <= 0)
-				return bad_usage("--lr: '%s' is not a positive number", optarg);
+				return bad_usage("--lr: '%s' is not a finite positive number", optarg);
 			break;
 		case 'w':
 			if (parse_float(optarg, &cfg.wd) < 0)
-				return bad_usage("--wd: '%s' is not a number >= 0", optarg);
+				return bad_usage("--wd: '%s' is not a finite number >= 0", optarg);
 			break;
 		case 's':
 			if (parse_long(optarg, 0, 0x7fffffffL, &v) < 0)

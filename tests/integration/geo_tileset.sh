@@ -186,6 +186,11 @@ check_grep "... names both tiles" "im/$mid.tif: 128x128, 3 bands of Byte, but th
 gdal_translate -q -ot UInt16 "$T/s/imagery/$mid.tif" "$f"
 check_rc "an imagery tile of another type: bad input" 2 cairn-tileset pack --imagery "$T/im" --out "$T/x.ds"
 check_grep "... names both" "im/$mid.tif: 256x256, 3 bands of UInt16, but the first tile" "$T/.out"
+rm -f "$f"
+mkdir -p "$T/im/17/999999"
+cp "$T/s/imagery/$mid.tif" "$T/im/17/999999/5.tif"
+check_rc "a folder name that is no XYZ tile: bad input" 2 cairn-tileset pack --imagery "$T/im" --out "$T/x.ds"
+check_grep "... names it" "im/17/999999/5.tif: 17/999999/5 is no XYZ tile" "$T/.out"
 check "no shard left by any of them" nothing_at "$T/x.ds"
 rm -rf "$T/im"
 
@@ -194,6 +199,11 @@ check_rc "synth another scene" 0 cairn-synth --out "$T/o" --tiles 2 --seed 5 --s
 check_rc "unpack --like the other scene's imagery: bad input" 2 cairn-tileset unpack --in "$T/t.ds" --out "$T/v" --like "$T/o/imagery"
 check_grep "... names the tile missing there" 'record 0 is tile 17/[0-9]+/[0-9]+, but .*o/imagery/17/.* does not exist: a shard of another scene' "$T/.out"
 check "... and writes no tile" bash -c "! find '$T/v' -name '*.tif' 2>/dev/null | grep -q ."
+cp -r "$T/s/imagery" "$T/im2"
+check_rc "unpack --out the --like folder: bad input" 2 cairn-tileset unpack --in "$T/t.ds" --out "$T/im2/" --like "$T/im2"
+check_grep "... says the tiles would be replaced" "is the --like folder .*im2: its tiles would be replaced" "$T/.out"
+check "... and leaves the imagery as it was" diff -r "$T/s/imagery" "$T/im2"
+rm -rf "$T/im2"
 python3 -c "
 import struct, sys, zlib
 d = bytearray(open(sys.argv[1], 'rb').read())

@@ -67,6 +67,13 @@ right = sum(x == y for a, b in zip(v, p2) for x, y in zip(a[1], b[1]) if x != 25
 total = sum(x != 255 for a in v for x in a[1])
 assert right / total > 0.9, right / total"
 check_rc "cairn-dataset reads the prediction" 0 cairn-dataset info $T/pred.ds
+check_rc "a batch larger than the shard" 0 cairn-predict --model $T/r1/model.ckpt --in $T/unlabeled.ds \
+	--out $T/pred3.ds --batch 65536 $D
+check "... predicts the same masks" cmp $T/pred.ds $T/pred3.ds
+check_rc "an empty shard (an array task that packed no tile)" 0 cairn-predict --model $T/r1/model.ckpt \
+	--in $T/empty.ds --out $T/pred4.ds $D
+check_grep "... predicts nothing" "cairn-predict: 0 tiles in" $T/.out
+check "... into an empty shard that unpacks to no tile" cairn-tileset unpack --in $T/pred4.ds --out $T/u4
 
 # bad input: exit 2, a message that says what to do, nothing written
 check_rc "a class shard to cairn-train-unet" 2 cairn-train-unet --train $T/class.ds --out $T/e1
@@ -76,6 +83,12 @@ check_rc "a mask shard to cairn-train-classifier" 2 cairn-train-classifier --tra
 check_grep "... says to use cairn-train-unet" "train.ds is a mask shard .*: train it with cairn-train-unet" $T/.out
 check_rc "an empty shard" 2 cairn-train-unet --train $T/empty.ds --out $T/e3
 check_grep "... said so" "train shard .*empty.ds has 0 records" $T/.out
+check_rc "a shard without labels (tiles to predict) to train on" 2 cairn-train-unet --train $T/unlabeled.ds \
+	--batch 2 --out $T/e3
+check_grep "... said so" "train shard .*unlabeled.ds has no labelled pixel \(every mask value is 255, .*nothing to learn" $T/.out
+check_rc "... or to validate on" 2 cairn-train-unet --train $T/train.ds --val $T/unlabeled.ds --out $T/e3
+check_grep "... said so" "validation shard .*unlabeled.ds has no labelled pixel .*nothing to score" $T/.out
+check "... and nothing written" test ! -e $T/e3
 check_rc "68x68 tiles for a depth-3 U-Net" 2 cairn-train-unet --train $T/odd.ds --batch 2 --out $T/e4
 check_grep "... says the size needed" "68x68 tiles .* needs height and width divisible by 8: give tiles of 64 or 72 pixels, or a smaller depth" $T/.out
 check "... and writes nothing" test ! -e $T/e4
@@ -87,6 +100,17 @@ check_rc "2 weights for 3 classes" 2 cairn-train-unet --train $T/train.ds --clas
 check_grep "... says how many" "class weights: 2 given, but .*train.ds has 3 classes: give one per class" $T/.out
 check_rc "a weight that is no number" 2 cairn-train-unet --train $T/train.ds --class-weights 1,x,2 --out $T/e7
 check_grep "... says the forms" "class-weights: '1,x,2' is not none, auto, or a list" $T/.out
+for opt in "--lr inf" "--lr 1e39" "--wd 1e39" "--class-weights 1,1e39,2"; do
+	check_rc "$opt (inf as a float) is bad usage" 2 cairn-train-unet --train $T/train.ds $opt \
+		--epochs 1 $D --out $T/e11
+done
+check_grep "... said so" "--class-weights: '1,1e39,2' is not none, auto, or a list" $T/.out
+for opt in "--lr 1e39" "--wd 1e39"; do
+	check_rc "$opt is bad usage for the classifier too" 2 cairn-train-classifier --train $T/class.ds \
+		--test $T/class.ds $opt --epochs 1 --batch 4 $D --out $T/e11
+	check_grep "... said so" "${opt%% *}: '1e39' is not a finite" $T/.out
+done
+check "... and nothing written" test ! -e $T/e11
 check_rc "a mask value that is no class" 2 cairn-train-unet --train $T/bad.ds --epochs 1 $D --out $T/e8
 check_grep "... named with its record and pixel" "bad.ds: byte [0-9]+: record 1 has mask value 7 at pixel \(2, 3\) \(row, column\), but the shard has 3 classes" $T/.out
 check "... and nothing written" test ! -e $T/e8
@@ -121,9 +145,10 @@ struct.pack_into('<I', d, 60, zlib.crc32(bytes(d[:60])))
 open(sys.argv[2], 'wb').write(d)
 PY
 check_rc "a model of 3 classes on a 2-class shard" 2 cairn-predict --model $T/r1/model.ckpt --in $T/two.ds --out $T/p1.ds
-check_grep "... names both counts" "model .*model.ckpt predicts 3 classes, shard .*two.ds has 2" $T/.out
+check_grep "... names both counts, and how to pack tiles to predict" "model .*model.ckpt predicts 3 classes, shard .*two.ds has 2: .*cairn-tileset pack --classes 3\)" $T/.out
 check_rc "missing --model is bad usage" 2 cairn-predict --in $T/val.ds --out $T/p1.ds
 check_rc "cairn-train-unet --help" 0 cairn-train-unet --help
 check_rc "cairn-predict --help" 0 cairn-predict --help
+check_grep "... its example unpacks as cairn-tileset takes it" "^  cairn-tileset unpack --in pred.ds --out " $T/.out
 check "the training programs link no GDAL" bash -c "! ldd $CAIRN_BIN/cairn-train-unet $CAIRN_BIN/cairn-predict | grep -qi gdal"
 exit $failed

@@ -905,6 +905,13 @@ static void test_mask_shards(void)
 	s.num_classes = 256;
 	CHECK(dataset_writer_open(&w, tmp("mw2.ds"), &s, &err) < 0);
 	CHECK(strstr(err.msg, "a mask holds at most 255") != NULL);
+	/* a record size the header's 32 bits cannot hold: (3 + 1) x 40000^2 + 12 */
+	struct dataset_shape huge = {3, 40000, 40000, 3, DATASET_LABEL_MASK};
+	CHECK_INT(dataset_writer_open(&w, tmp("mw2.ds"), &huge, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "records of 6400000012 bytes (3x40000x40000 images and their "
+			      "masks), a shard holds at most 4294967295") != NULL);
+	huge.label_kind = DATASET_LABEL_CLASS, huge.channels = 4, huge.height = 32768;
+	CHECK(dataset_writer_open(&w, tmp("mw2.ds"), &huge, &err) < 0);
 	s.num_classes = 2, s.label_kind = 7;
 	CHECK(dataset_writer_open(&w, tmp("mw2.ds"), &s, &err) < 0);
 	CHECK(!fs_exists(tmp("mw2.ds")));

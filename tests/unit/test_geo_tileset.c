@@ -504,6 +504,30 @@ static void test_unpack_errors(void)
 	unpack_fails("none.ds", NULL, "none.ds");
 }
 
+/* A tile larger than the 256 MB a batch may hold, with a batch asked for:
+ * still one tile a batch (0 slots never advanced: pack spun forever). */
+static void test_huge_tile(void)
+{
+	const int size = 11600; /* 1 band + mask: 269 MB */
+	uint8_t *img = calloc((size_t)size * size, 1);
+	CHECK(img != NULL);
+	if (!img)
+		return;
+	CHECK_INT(write_tile("huge", &tiles[0], 1, size, img), 0);
+	free(img);
+	struct tileset_pack_opts o = opts("huge", NULL);
+	o.batch = 4;
+	char shard[128];
+	sub(shard, sizeof(shard), "huge.ds");
+	struct tileset_stats st;
+	struct error err;
+	alarm(30); /* fail, not hang */
+	CHECK_INT(tileset_pack(&o, shard, NULL, &st, &err), 0);
+	alarm(0);
+	CHECK_INT(st.tiles, 1);
+	unlink(shard);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof(root), "/tmp/cairn-tileset.XXXXXX");
@@ -521,6 +545,7 @@ int main(void)
 	RUN(test_threads);
 	RUN(test_other_size);
 	RUN(test_unpack_errors);
+	RUN(test_huge_tile);
 	struct error err;
 	if (!getenv("KEEP_TMP"))
 		fs_rm_rf(root, &err);

@@ -164,6 +164,14 @@ static void test_metrics_hand_checked(void)
 	nn_segment_metrics_add(&m, t3, t3, 2);
 	nn_segment_metrics_finish(&m);
 	CHECK(isnan(m.mean_iou));
+	/* no labelled pixel (a validation shard of unlabelled tiles): no
+	 * accuracy either, not 0 */
+	nn_segment_metrics_clear(&m);
+	int32_t t4[2] = {-1, -1};
+	nn_segment_metrics_add(&m, t4, t3, 2);
+	nn_segment_metrics_finish(&m);
+	CHECK_INT(m.pixels, 0);
+	CHECK(isnan(m.pixel_accuracy));
 	nn_segment_metrics_release(&m);
 }
 
@@ -320,6 +328,9 @@ static void test_bad_inputs(void)
 	      strstr(err.msg, "16 or 24"));
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, &o, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "must match") != NULL);
+	cfg.arch = "unet:depth=5,base=4"; /* 16 < 32: the two smallest sizes */
+	CHECK_INT(nn_segment_check_inputs(&cfg, &t, NULL, &err), DATASET_EBADINPUT);
+	CHECK(strstr(err.msg, "divisible by 32: give tiles of 32 or 64 pixels") != NULL);
 	cfg.arch = "unet:depth=2,base=4"; /* 20 = 4 x 5: fine */
 	CHECK_INT(nn_segment_check_inputs(&cfg, &o, NULL, &err), 0);
 	cfg.arch = "cnn:widths=8";
