@@ -195,7 +195,7 @@ static int cmd_info(int argc, char **argv)
 	    "matches (--no-verify skips reading the whole file for it).\n"
 	    "--json prints one JSON object instead, for scripts:\n"
 	    "  {\"path\", \"records\", \"channels\", \"height\", \"width\", \"classes\",\n"
-	    "   \"labels\": \"class\"|\"mask\", (masks: \"ignored_pixels\", \"tiles\"),\n"
+	    "   \"labels\": \"class\"|\"mask\", (masks: \"ignored_pixels\", \"tiles\"; no \"zipf_s\"),\n"
 	    "   \"record_bytes\", \"file_bytes\", \"checksum\": \"ok\"|\"skipped\", \"zipf_s\",\n"
 	    "   \"histogram\": [...], \"mean\": [...], \"std\": [...]}\n"
 	    "\n"
@@ -269,7 +269,8 @@ static int cmd_info(int argc, char **argv)
 					   json_integer((json_int_t)ds.record_bytes));
 		bad |= json_object_set_new(o, "file_bytes", json_integer((json_int_t)ds.map_len));
 		bad |= json_object_set_new(o, "checksum", json_string(verify ? "ok" : "skipped"));
-		bad |= json_object_set_new(o, "zipf_s", json_real(zipf_s));
+		if (!mask)
+			bad |= json_object_set_new(o, "zipf_s", json_real(zipf_s));
 		for (uint32_t k = 0; k < K; k++)
 			bad |= json_array_append_new(h, json_integer((json_int_t)hist[k]));
 		for (uint32_t i = 0; i < C; i++) {
@@ -305,13 +306,18 @@ static int cmd_info(int argc, char **argv)
 		printf("checksum      %s\n", verify ? "ok" : "skipped (--no-verify)");
 		if (!mask)
 			printf("zipf fit      s = %.3f (count ~ rank^-s; 0 = balanced)\n", zipf_s);
-		printf("mean (x/255) ");
-		for (uint32_t i = 0; i < C; i++)
-			printf(" %.4f", mean[i]);
-		printf("\nstd  (x/255) ");
-		for (uint32_t i = 0; i < C; i++)
-			printf(" %.4f", std[i]);
-		printf("\nclass  %s\n", mask ? "pixels" : "records");
+		if (C > 0) {
+			printf("mean (x/255) ");
+			for (uint32_t i = 0; i < C; i++)
+				printf(" %.4f", mean[i]);
+			printf("\nstd  (x/255) ");
+			for (uint32_t i = 0; i < C; i++)
+				printf(" %.4f", std[i]);
+			printf("\n");
+		} else {
+			printf("pixels        none (masks only, as cairn-predict writes them)\n");
+		}
+		printf("class  %s\n", mask ? "pixels" : "records");
 		for (uint32_t k = 0; k < K; k++)
 			printf("%5u  %" PRIu64 "\n", k, hist[k]);
 	}
