@@ -288,7 +288,7 @@ static int check_masks(const struct dataset *ds, struct error *err)
 		for (size_t j = 0; j < plane; j++)
 			if (m[j] >= ds->shape.num_classes && m[j] != DATASET_MASK_IGNORE)
 				return BAD("%s: byte %" PRIu64 ": record %" PRIu64
-					   " has mask value %d at pixel (%zu, %zu), but the "
+					   " has mask value %d at pixel (row %zu, col %zu), but the "
 					   "shard has %" PRIu32 " classes (%u: no label)",
 					   ds->path,
 					   DATASET_HEADER_BYTES + i * ds->record_bytes +
@@ -508,7 +508,7 @@ int dataset_writer_add_mask(struct dataset_writer *w, const uint8_t *pixels, con
 	for (size_t j = 0; j < plane; j++)
 		if (mask[j] >= w->shape.num_classes && mask[j] != DATASET_MASK_IGNORE)
 			return error_set(err,
-					 "%s: record %" PRIu64 ": mask value %d at pixel (%zu, "
+					 "%s: record %" PRIu64 ": mask value %d at pixel (row %zu, col "
 					 "%zu) >= %" PRIu32 " classes",
 					 w->path, w->count, mask[j], j / w->shape.width,
 					 j % w->shape.width, w->shape.num_classes);

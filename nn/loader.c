@@ -305,7 +305,7 @@ static int check_mask(const struct dataset *ds, uint64_t rec, struct error *err)
 		if (m[j] >= k && m[j] != DATASET_MASK_IGNORE) {
 			error_set(err,
 				  "%s: byte %" PRIu64 ": record %" PRIu64
-				  " has mask value %d at pixel (%zu, %zu) (row, column), but the "
+				  " has mask value %d at pixel (row %zu, col %zu), but the "
 				  "shard has %" PRIu32 " classes (%u: no label)",
 				  ds->path,
 				  (uint64_t)DATASET_HEADER_BYTES + rec * ds->record_bytes +

@@ -112,7 +112,7 @@ for opt in "--lr 1e39" "--wd 1e39"; do
 done
 check "... and nothing written" test ! -e $T/e11
 check_rc "a mask value that is no class" 2 cairn-train-unet --train $T/bad.ds --epochs 1 $D --out $T/e8
-check_grep "... named with its record and pixel" "bad.ds: byte [0-9]+: record 1 has mask value 7 at pixel \(2, 3\) \(row, column\), but the shard has 3 classes" $T/.out
+check_grep "... named with its record and pixel" "bad.ds: byte [0-9]+: record 1 has mask value 7 at pixel \(row 2, col 3\), but the shard has 3 classes" $T/.out
 check "... and nothing written" test ! -e $T/e8
 check_rc "a diverging run is exit 1" 1 cairn-train-unet --train $T/train.ds --epochs 2 --lr 1e30 $D --out $T/e9
 check_grep "... that says so" "training diverged: loss -?nan at epoch 1" $T/.out

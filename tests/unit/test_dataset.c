@@ -870,7 +870,7 @@ static void test_mask_shards(void)
 	CHECK_INT(dataset_open(&ds, tmp("mbad.ds"), 0, &err), 0);
 	dataset_close(&ds);
 	CHECK_INT(dataset_open(&ds, tmp("mbad.ds"), DATASET_VERIFY, &err), DATASET_EBADINPUT);
-	CHECK(strstr(err.msg, "record 2 has mask value 7 at pixel (1, 1)") != NULL);
+	CHECK(strstr(err.msg, "record 2 has mask value 7 at pixel (row 1, col 1)") != NULL);
 	memcpy(c, d, n);
 	c[64 + 48 - 12] = 31; /* record 0: z 31 */
 	CHECK_INT(write_bytes(tmp("mbad.ds"), c, n), 0);
@@ -896,7 +896,7 @@ static void test_mask_shards(void)
 	uint8_t px[2] = {1, 2}, bad[2] = {0, 2}, ok[2] = {1, 255};
 	CHECK(dataset_writer_add(&w, px, 0, &err) < 0);
 	CHECK(dataset_writer_add_mask(&w, px, bad, NULL, &err) < 0);
-	CHECK(strstr(err.msg, "mask value 2 at pixel (0, 1) >= 2 classes") != NULL);
+	CHECK(strstr(err.msg, "mask value 2 at pixel (row 0, col 1) >= 2 classes") != NULL);
 	struct dataset_key nokey = {3, 8, 0};
 	CHECK(dataset_writer_add_mask(&w, px, ok, &nokey, &err) < 0);
 	CHECK(strstr(err.msg, "3/8/0 is no XYZ tile") != NULL);

@@ -804,7 +804,7 @@ static void test_bad_mask_value(void)
 	CHECK_INT(dataset_open(&ds, path, 0, &err), 0); /* masks are the loader's to check */
 	char want[800];
 	snprintf(want, sizeof(want),
-		 "%s: byte %lld: record 4 has mask value 9 at pixel (2, 1) (row, column), but the "
+		 "%s: byte %lld: record 4 has mask value 9 at pixel (row 2, col 1), but the "
 		 "shard has 3 classes (255: no label)",
 		 path, (long long)at);
 	for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
