@@ -101,6 +101,9 @@ if command -v cairn >/dev/null && [ -f "$ROOT/configs/geo-demo.ini" ]; then
 	check_rc "resume after a lost prediction" 0 cairn resume "$T/run"
 	check_grep "resume: predict/0 reran" "start predict/0 attempt 2" "$T/run/events.log"
 	check "resume: the U-Net was not trained again" bash -c "! grep -q 'start train/0 attempt 2' $T/run/events.log"
+	check_rc "geo-demo with holdout=0: train on every scene, no validation" 0 cairn run "$ROOT/configs/geo-demo.ini" \
+		--set scenes=1 --set tiles=2 --set epochs=1 --set holdout=0 --run-dir "$T/run0"
+	check_grep "holdout=0: the one scene was trained on" "^scene 0 \(trained on\): U-Net 4 tiles" "$T/run0/stages/report/0/out/report.txt"
 else
 	skip "geo-demo pipeline" "cairn orchestrator not built"
 fi
