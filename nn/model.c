@@ -106,8 +106,9 @@ static int conv_bn_act(struct nn_net *net, int x, int cout, int k, int stride, i
 /* cnn: for each width, `convs` x [conv3x3-BN-ReLU] then 2x2 max pool; then
  * dropout, a hidden linear layer (fc > 0) with ReLU and dropout, and the
  * classifier. */
-static int build_cnn(struct nn_net *net, struct opt *o, int nout)
+static int build_cnn(struct nn_net *net, struct opt *o, int nout, struct error *err)
 {
+	(void)err; /* its failures are the net's (net->failed) */
 	int x = 0;
 	for (int s = 0; s < o[0].n; s++) {
 		for (int k = 0; k < opt_int(&o[1], 0); k++)
@@ -130,8 +131,9 @@ static int build_cnn(struct nn_net *net, struct opt *o, int nout)
  * bottleneck = r > 0, blocks are 1x1 (width/r) - 3x3 grouped (width/r) -
  * 1x1 (width) as in ResNeXt (Xie et al. 2017), else two 3x3 convs. The first
  * block of every stage after the first halves the resolution. */
-static int build_resnet(struct nn_net *net, struct opt *o, int nout)
+static int build_resnet(struct nn_net *net, struct opt *o, int nout, struct error *err)
 {
+	(void)err; /* its failures are the net's (net->failed) */
 	const struct opt *depths = &o[0], *widths = &o[1];
 	int groups = opt_int(&o[2], 0), ratio = opt_int(&o[3], 0), stem = opt_int(&o[4], 0);
 	int x = 0;
@@ -169,12 +171,12 @@ static int build_resnet(struct nn_net *net, struct opt *o, int nout)
 /* unet (Ronneberger et al. 2015): `depth` downsamplings, widths base 2^l,
  * two conv3x3-BN-ReLU per level, 2x2 transposed conv (up=0) or bilinear
  * upsampling + conv3x3 (up=1) on the way up, skip concatenation, 1x1 head. */
-static int build_unet(struct nn_net *net, struct opt *o, int nout)
+static int build_unet(struct nn_net *net, struct opt *o, int nout, struct error *err)
 {
 	int depth = opt_int(&o[0], 0), base = opt_int(&o[1], 0), bilinear = opt_int(&o[2], 0);
 	int skip[16], x = 0;
 	if (depth < 1 || depth > 15)
-		return -1;
+		return error_set(err, "depth %d: want 1..15 (halvings of the tile)", depth);
 	for (int l = 0; l <= depth; l++) {
 		if (l > 0)
 			x = nn_pool(net, x, NN_POOL_MAX, 2, 2, 0);
@@ -208,8 +210,9 @@ static int conv_in_act(struct nn_net *net, int x, int cout, int k, int stride, i
  * d(4 base), `blocks` residual blocks, u(2 base), u(base), c7s1-out, tanh.
  * Zero padding instead of reflection; up-sampling by 4x4 stride-2 transposed
  * convs (exact doubling). */
-static int build_cyclegan(struct nn_net *net, struct opt *o, int nout)
+static int build_cyclegan(struct nn_net *net, struct opt *o, int nout, struct error *err)
 {
+	(void)err; /* its failures are the net's (net->failed) */
 	int base = opt_int(&o[0], 0), blocks = opt_int(&o[1], 0), down = opt_int(&o[2], 0);
 	int x = conv_in_act(net, 0, base, 7, 1, 3, NN_ACT_RELU, 0), w = base;
 	for (int i = 0; i < down; i++) {
@@ -234,8 +237,9 @@ static int build_cyclegan(struct nn_net *net, struct opt *o, int nout)
 /* patchgan discriminator (Isola et al. 2017, 70x70 for layers = 3): C64 without
  * norm, then C128, C256 (stride 2), C512 (stride 1), each 4x4 + IN + LeakyReLU
  * 0.2, then a 4x4 conv to one logit per patch. */
-static int build_patchgan(struct nn_net *net, struct opt *o, int nout)
+static int build_patchgan(struct nn_net *net, struct opt *o, int nout, struct error *err)
 {
+	(void)err; /* its failures are the net's (net->failed) */
 	(void)nout;
 	int base = opt_int(&o[0], 0), layers = opt_int(&o[1], 0);
 	int x = nn_conv(net, 0, base, 4, 2, 1, 1, 1, 1), w = base;
@@ -249,7 +253,7 @@ static int build_patchgan(struct nn_net *net, struct opt *o, int nout)
 
 struct family {
 	const char *name;
-	int (*build)(struct nn_net *net, struct opt *o, int nout);
+	int (*build)(struct nn_net *net, struct opt *o, int nout, struct error *err);
 	struct opt opts[6];
 	int nopts;
 };
@@ -321,9 +325,10 @@ int nn_model_build(struct nn_net *net, const struct nn_backend *be, const char *
 		return error_set(err, "arch '%s': %d outputs", spec, nout);
 	if (nn_net_init(net, be, c, h, w, seed, err) < 0)
 		return -1;
-	if (fam->build(net, opts, nout) < 0 && !net->failed) {
+	if (fam->build(net, opts, nout, err) < 0 && !net->failed) {
 		nn_net_release(net);
-		return error_set(err, "arch '%s': bad options", spec);
+		error_prefix(err, "arch '%s': ", spec);
+		return -1;
 	}
 	if (nn_net_finish(net, err) < 0) {
 		error_prefix(err, "arch '%s' on %dx%dx%d input: ", spec, c, h, w);

@@ -91,6 +91,8 @@ check_grep "... said so" "validation shard .*unlabeled.ds has no labelled pixel 
 check "... and nothing written" test ! -e $T/e3
 check_rc "68x68 tiles for a depth-3 U-Net" 2 cairn-train-unet --train $T/odd.ds --batch 2 --out $T/e4
 check_grep "... says the size needed" "68x68 tiles .* needs height and width divisible by 8: give tiles of 64 or 72 pixels, or a smaller depth" $T/.out
+check_rc "unet:depth=0 is bad usage" 2 cairn-train-unet --train $T/train.ds --arch unet:depth=0 --out $T/e0
+check_grep "... saying which value and its range" "arch 'unet:depth=0': depth 0: want 1..15" $T/.out
 check "... and writes nothing" test ! -e $T/e4
 check_rc "a validation shard of another size" 2 cairn-train-unet --train $T/train.ds --val $T/odd.ds --out $T/e5
 check_grep "... names both" "validation shard .*odd.ds has 3x68x68" $T/.out
