@@ -3,7 +3,6 @@
  * with the input's tiles, keys and order (nn/segment.h does the work), for
  * cairn-tileset unpack to put back on the map. Exit 0 ok, 1 failure of the
  * work, 2 bad usage or input. */
-#include <errno.h>
 #include <inttypes.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/parse.h"
 #include "core/progress.h"
 #include "nn/ckpt.h"
 #include "nn/dataset.h"
@@ -62,17 +62,6 @@ static int bad_usage(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, " (see '%s --help')\n", prog);
 	return EXIT_USAGE;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || !*s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
 }
 
 /* --precision for the chosen device; *p becomes the precision in use. */

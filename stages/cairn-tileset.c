@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/parse.h"
 #include "core/progress.h"
 #include "geo/tile.h"
 #include "geo/tileset.h"
@@ -62,9 +63,8 @@ static int fail(int rc, const struct error *err)
 /* --threads N: 1..TILESET_MAX_THREADS; -1 if not. */
 static int parse_threads(const char *s)
 {
-	char *end;
-	long v = strtol(s, &end, 10);
-	return end == s || *end || v < 1 || v > TILESET_MAX_THREADS ? -1 : (int)v;
+	long v;
+	return parse_long(s, 1, TILESET_MAX_THREADS, &v) < 0 ? -1 : (int)v;
 }
 
 /* Online CPUs, at most 8 (as cairn-rasterize). */

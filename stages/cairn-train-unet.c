@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/jsonio.h"
+#include "core/parse.h"
 #include "core/progress.h"
 #include "nn/ckpt.h"
 #include "nn/dataset.h"
@@ -77,28 +78,6 @@ static int bad_usage(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, " (see '%s --help')\n", prog);
 	return EXIT_USAGE;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || !*s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int parse_float(const char *s, float *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || !*s || *end || !(v >= 0) || v > FLT_MAX) /* inf, or inf as a float */
-		return -1;
-	*out = (float)v;
-	return 0;
 }
 
 /* --precision for the chosen device; *p becomes the precision in use. */

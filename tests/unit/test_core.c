@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/parse.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
 #include "core/sha256.h"
@@ -178,6 +179,31 @@ static void test_clock_formats(void)
 	CHECK(s[8] == 'T' && s[15] == 'Z');
 }
 
+static void test_parse_whole_numbers_only(void)
+{
+	long v = 7;
+	CHECK_INT(parse_long("42", 1, 100, &v), 0);
+	CHECK_INT(v, 42);
+	v = 7;
+	CHECK_INT(parse_long("8x", 1, 100, &v), -1);
+	CHECK_INT(parse_long("", 1, 100, &v), -1);
+	CHECK_INT(parse_long("0", 1, 100, &v), -1);
+	CHECK_INT(parse_long("101", 1, 100, &v), -1);
+	CHECK_INT(parse_long("99999999999999999999", 1, 100, &v), -1); /* overflow */
+	CHECK_INT(v, 7); /* untouched on error */
+	float f = 0;
+	CHECK_INT(parse_float("0.05", &f), 0);
+	CHECK_NEAR(f, 0.05, 1e-7);
+	CHECK_INT(parse_float("0", &f), 0);
+	CHECK_INT(parse_float("-1", &f), -1);
+	CHECK_INT(parse_float("inf", &f), -1);
+	CHECK_INT(parse_float("nan", &f), -1);
+	CHECK_INT(parse_float("1e39", &f), -1); /* finite as a double, inf as a float */
+	CHECK_INT(parse_float("1e400", &f), -1);
+	CHECK_INT(parse_float("0.1x", &f), -1);
+	CHECK_INT(parse_float("", &f), -1);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -190,6 +216,7 @@ int main(void)
 	RUN(test_atomic_write_keeps_special_targets);
 	RUN(test_json_roundtrip_and_errors);
 	RUN(test_clock_formats);
+	RUN(test_parse_whole_numbers_only);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
 	return CHECK_DONE();
