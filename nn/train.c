@@ -107,7 +107,14 @@ int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int
 			be->upload(labels, b.y, sizeof(int32_t) * b.n);
 		st->n = (int)b.n;
 		st->hw = b.mask ? in->h * in->w : 1;
-		nn_backend_step(be, graph, nn_train_step, st);
+		if (st->sync) { /* MPI calls in the step: no graph */
+			st->sync_err = err;
+			nn_train_step(st);
+			if (st->sync_rc < 0)
+				return -1;
+		} else {
+			nn_backend_step(be, graph, nn_train_step, st);
+		}
 		float loss = st->loss;
 		if (!isfinite(loss))
 			return error_set(err,
@@ -185,14 +192,24 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 	return 0;
 }
 
+#define SYNC(s, hook)                                                                          \
+	((s)->sync && (s)->sync->hook &&                                                       \
+	 ((s)->sync_rc = (s)->sync->hook((s)->sync->ctx, (s)->net, (s)->sync_err)) < 0)
+
 void nn_train_step(void *p)
 {
 	struct nn_train_step *s = p;
+	if (SYNC(s, begin))
+		return;
 	const struct nn_tensor *y = nn_net_forward(s->net, s->n);
 	s->net->be->softmax_xent(s->n, y->c, s->hw > 0 ? s->hw : 1, y->data, s->labels, s->class_w,
 				 nn_net_output_grad(s->net)->data, &s->loss);
 	nn_net_backward(s->net);
+	if (SYNC(s, grads))
+		return;
 	nn_optim_step(s->opt, s->net);
+	if (SYNC(s, end))
+		return;
 }
 
 int nn_train_check_inputs(const struct nn_train_config *cfg, const struct dataset *train,
@@ -270,6 +287,10 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	lc.drop_last = 1;
 	lc.flip = cfg->flip;
 	lc.pad = cfg->pad;
+	if (cfg->sync) {
+		lc.part = (uint32_t)cfg->sync->part;
+		lc.parts = (uint32_t)cfg->sync->parts;
+	}
 	nn_train_loader_setup(&lc, be, (int)s->channels);
 	struct loader *l = loader_new(train, &lc, err);
 	int rc = -1;
@@ -284,13 +305,14 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		goto out;
 	double t0 = clock_now(), eval_time = 0;
 	uint64_t images = 0;
-	struct nn_train_step st = {.net = net, .opt = &opt};
+	struct nn_train_step st = {.net = net, .opt = &opt, .sync = cfg->sync};
+	int evaluate = !cfg->sync || cfg->sync->evaluate;
 	for (int e = 0; e < cfg->epochs; e++) {
 		if (nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
 				   &res->epoch_loss[e], &images, err) < 0)
 			goto out;
-		double te = clock_now(), acc;
-		if (nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
+		double te = clock_now(), acc = NAN;
+		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
 			goto out;
 		eval_time += clock_now() - te;
 		res->epoch_accuracy[e] = acc;
@@ -299,6 +321,17 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - t0);
 	}
 	res->train_seconds = clock_now() - t0 - eval_time;
+	/* Data-parallel: the model to keep is the ranks' consensus, tested once
+	 * more (each epoch's test was of this rank's own model). */
+	if (cfg->sync && cfg->sync->finish) {
+		if (cfg->sync->finish(cfg->sync->ctx, net, err) < 0)
+			goto out;
+		double te = clock_now(), acc = NAN;
+		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
+			goto out;
+		eval_time += clock_now() - te;
+		res->test_accuracy = acc;
+	}
 	res->eval_seconds = eval_time;
 	res->images_per_second = res->train_seconds > 0 ? images / res->train_seconds : 0;
 	for (int k = 0; k < classes; k++)

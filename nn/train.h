@@ -18,6 +18,23 @@
 
 typedef void nn_train_batch_fn(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss);
 
+/* Data-parallel training (dist/, over MPI ranks): the loop calls these
+ * around every step, outside the backend's step slot (no CUDA graph), each 0
+ * or -1 with err set; NULL hooks are skipped. */
+struct nn_train_sync {
+	int part, parts; /* this process's part of every epoch (the loader's part/parts) */
+	int evaluate;	 /* 0: no per-epoch test (a rank that reports nothing) */
+	/* Before the forward pass: the weights to compute at (AD-PSGD) */
+	int (*begin)(void *ctx, struct nn_net *net, struct error *err);
+	/* After backward, before the update: the gradients (allreduce) */
+	int (*grads)(void *ctx, struct nn_net *net, struct error *err);
+	/* After the update: the weights (AD-PSGD's averaging) */
+	int (*end)(void *ctx, struct nn_net *net, struct error *err);
+	/* After the last epoch, before the final test: the consensus model */
+	int (*finish)(void *ctx, struct nn_net *net, struct error *err);
+	void *ctx;
+};
+
 struct nn_train_config {
 	const struct nn_backend *be;
 	const char *arch;       /* model spec (nn/model.h) */
@@ -30,6 +47,7 @@ struct nn_train_config {
 	nn_train_batch_fn *on_batch;
 	void (*on_epoch)(void *ctx, int epoch, float train_loss, double test_acc, double seconds);
 	void *ctx;
+	const struct nn_train_sync *sync; /* NULL: one process */
 };
 
 void nn_train_defaults(struct nn_train_config *cfg);
@@ -61,6 +79,9 @@ struct nn_train_step {
 	int n;
 	int hw; /* pixels per sample of the output (0 or 1: one label per sample) */
 	float loss;
+	const struct nn_train_sync *sync; /* NULL, or hooks run in the step (not in a graph) */
+	struct error *sync_err;		  /* where a failing hook's message goes */
+	int sync_rc;			  /* < 0: a hook failed, the step stopped there */
 };
 void nn_train_step(void *step);
 

@@ -16,6 +16,8 @@
 #include "core/jsonio.h"
 #include "core/parse.h"
 #include "core/progress.h"
+#include "dist/dist.h"
+#include "dist/train.h"
 #include "nn/ckpt.h"
 #include "nn/dataset.h"
 #include "nn/model.h"
@@ -57,6 +59,12 @@ static void usage(FILE *f)
 		"                  GPUs before Ampere), fp32, or bf16 (mixed precision, fp32\n"
 		"                  master weights, Ampere or newer; docs/cuda.md);\n"
 		"                  the cpu devices compute in fp32 only\n"
+		"  --dist A        data-parallel over the MPI ranks it is started with (mpirun\n"
+		"                  -np N, srun; `ranks = N` in a pipeline): none (default),\n"
+		"                  allreduce (gradients averaged every step; the global batch\n"
+		"                  is ranks x --batch) or adpsgd (asynchronous decentralized:\n"
+		"                  each even rank averages weights with a neighbour after\n"
+		"                  every step, nobody waits); rank 0 tests and writes DIR\n"
 		"  --help          this text\n"
 		"\n"
 		"example:\n"
@@ -136,12 +144,14 @@ int main(int argc, char **argv)
 		{"seed", required_argument, 0, 's'},  {"threads", required_argument, 0, 'j'},
 		{"device", required_argument, 0, 'd'}, {"no-augment", no_argument, 0, 'A'},
 		{"pad", required_argument, 0, 'P'}, {"precision", required_argument, 0, 'p'},
+		{"dist", required_argument, 0, 'D'},
 		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
 	struct nn_train_config cfg;
 	nn_train_defaults(&cfg);
 	const char *train_path = NULL, *test_path = NULL, *out = NULL, *precision = NULL;
 	long v, threads = 0;
 	int c;
+	enum dist_algo algo = DIST_NONE;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't': train_path = optarg; break;
@@ -188,6 +198,12 @@ int main(int argc, char **argv)
 			cfg.pad = (int)v;
 			break;
 		case 'p': precision = optarg; break;
+		case 'D': {
+			struct error derr;
+			if (dist_algo_parse(optarg, &algo, &derr) < 0)
+				return bad_usage("--dist: %s", derr.msg);
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -231,10 +247,30 @@ int main(int argc, char **argv)
 	}
 	char summary[512];
 	nn_model_summary(&net, summary, sizeof(summary));
-	fprintf(stderr, "%s\n", summary);
 	nn_net_release(&net);
-	if (fs_mkdir_p(out, &err) < 0) {
+	/* Data-parallel: join the ranks once the input is known good (a bad
+	 * input is exit 2 on every rank alike); rank 0 reports and writes. */
+	struct dist dist = {.size = 1};
+	struct dist_train dt = {0};
+	struct nn_train_sync sync;
+	if (algo != DIST_NONE) {
+		if (dist_init(&dist, algo, &err) < 0) {
+			fprintf(stderr, "%s: --dist %s: %s\n", prog, dist_algo_name(algo), err.msg);
+			dataset_close(&train), dataset_close(&test);
+			return 1;
+		}
+		dist_train_hooks(&dt, &dist, &sync);
+		cfg.sync = &sync;
+	}
+	int rank = dist.rank;
+	if (rank == 0)
+		fprintf(stderr, "%s\n", summary);
+	if (rank == 0 && algo != DIST_NONE)
+		fprintf(stderr, "%s over %d ranks: each takes 1/%d of every epoch, batch %d\n",
+			dist_algo_name(algo), dist.size, dist.size, cfg.batch);
+	if (rank == 0 && fs_mkdir_p(out, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dist_abort(&dist, 1);
 		dataset_close(&train), dataset_close(&test);
 		return 1;
 	}
@@ -243,9 +279,11 @@ int main(int argc, char **argv)
 		load[0] = -1;
 
 	struct ui ui = {.epochs = cfg.epochs};
-	cfg.on_batch = on_batch;
-	cfg.on_epoch = on_epoch;
-	cfg.ctx = &ui;
+	if (rank == 0) {
+		cfg.on_batch = on_batch;
+		cfg.on_epoch = on_epoch;
+		cfg.ctx = &ui;
+	}
 	struct nn_train_result res;
 	double t0 = clock_now();
 	rc = nn_train_classifier(&cfg, &train, &test, &net, &res, &err);
@@ -254,10 +292,27 @@ int main(int argc, char **argv)
 		progress_finish(&ui.p);
 	int status = 0;
 	if (rc < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		if (dist.size > 1)
+			fprintf(stderr, "%s: rank %d of %d: %s\n", prog, rank, dist.size, err.msg);
+		else
+			fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dist_abort(&dist, 1); /* the other ranks would wait for this one */
 		status = 1;
 		goto out;
 	}
+	/* every rank's images, and its seconds inside MPI */
+	double sums[2] = {res.images_per_second * res.train_seconds, dist.comm_seconds};
+	double slowest = res.train_seconds;
+	if (dist_sum(&dist, sums, 2, &err) < 0 || dist_max(&dist, &slowest, 1, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dist_abort(&dist, 1);
+		status = 1;
+		goto out;
+	}
+	if (rank != 0)
+		goto out;
+	if (algo != DIST_NONE && slowest > 0) /* all ranks' images over the slowest one's time */
+		res.images_per_second = sums[0] / slowest;
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/model.ckpt", out);
 	if (nn_ckpt_save(&net, path, &err) < 0) {
@@ -296,6 +351,14 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train.count));
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
 	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
+	if (algo != DIST_NONE) /* how the ranks trained together */
+		json_object_set_new(m, "dist",
+				    json_pack("{s:s, s:i, s:f, s:f, s:I, s:f}", "algorithm",
+					      dist_algo_name(algo), "ranks", dist.size,
+					      "comm_seconds_rank0", dist.comm_seconds,
+					      "comm_seconds_mean", sums[1] / dist.size, "exchanges_rank0",
+					      (json_int_t)dist.exchanges, "megabytes_rank0",
+					      dist.bytes / 1e6));
 #ifdef CAIRN_CUDA
 	if (cfg.be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
 		struct nn_cuda_graph_stats gs;
@@ -330,6 +393,8 @@ int main(int argc, char **argv)
 out:
 	nn_train_result_release(&res);
 	nn_net_release(&net);
+	dist_train_release(&dt);
+	dist_release(&dist);
 	dataset_close(&train), dataset_close(&test);
 	return status;
 }

@@ -1,0 +1,214 @@
+/* dist: allreduce and AD-PSGD over MPI (dist.h). */
+#include "dist/dist.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/mem.h"
+
+static const char *const names[] = {"none", "allreduce", "adpsgd"};
+
+int dist_algo_parse(const char *name, enum dist_algo *algo, struct error *err)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(name, names[i])) {
+			*algo = (enum dist_algo)i;
+			return 0;
+		}
+	return error_set(err, "unknown algorithm '%s' (known: none, allreduce, adpsgd)", name);
+}
+
+const char *dist_algo_name(enum dist_algo algo)
+{
+	return names[algo];
+}
+
+/* An MPI return code as an error naming the call. */
+static int mpi_fail(struct error *err, int rc, const char *call)
+{
+	char s[MPI_MAX_ERROR_STRING];
+	int len = 0;
+	if (MPI_Error_string(rc, s, &len) != MPI_SUCCESS)
+		snprintf(s, sizeof s, "error %d", rc);
+	return error_set(err, "%s: %s", call, s);
+}
+
+#define MPI_CHECK(call)                                                                            \
+	do {                                                                                       \
+		int rc_ = (call);                                                                  \
+		if (rc_ != MPI_SUCCESS)                                                            \
+			return mpi_fail(err, rc_, #call);                                          \
+	} while (0)
+
+int dist_init(struct dist *d, enum dist_algo algo, struct error *err)
+{
+	memset(d, 0, sizeof *d);
+	d->algo = algo;
+	d->win = MPI_WIN_NULL;
+	int on = 0;
+	MPI_Initialized(&on);
+	if (!on) {
+		int provided;
+		if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+			return error_set(err, "MPI_Init_thread failed");
+		d->started_mpi = 1;
+	}
+	MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+	MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
+	MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &d->size));
+	/* The ring's bipartite split: even ranks average with their odd
+	 * neighbours (an odd-sized ring's last rank has only one). */
+	d->active = d->rank % 2 == 0;
+	if (d->active && d->size > 1) {
+		int left = (d->rank + d->size - 1) % d->size, right = (d->rank + 1) % d->size;
+		if (left % 2)
+			d->neighbours[d->nneighbours++] = left;
+		if (right % 2 && right != left)
+			d->neighbours[d->nneighbours++] = right;
+	}
+	return 0;
+}
+
+int dist_attach(struct dist *d, const float *w, size_t n, struct error *err)
+{
+	if (n > INT_MAX)
+		return error_set(err, "%zu weights: more than an MPI count holds", n);
+	d->n = n;
+	if (d->algo != DIST_ADPSGD || d->size < 2)
+		return 0;
+	d->prev = mem_alloc(n * sizeof *d->prev);
+	d->peer = mem_alloc(n * sizeof *d->peer);
+	if (!d->prev || !d->peer)
+		return error_set(err, "adpsgd: out of memory for %zu weights", n);
+	MPI_CHECK(MPI_Win_allocate((MPI_Aint)(n * sizeof(float)), sizeof(float), MPI_INFO_NULL,
+				   MPI_COMM_WORLD, &d->pub, &d->win));
+	MPI_CHECK(MPI_Win_set_errhandler(d->win, MPI_ERRORS_RETURN));
+	MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, d->rank, 0, d->win));
+	memcpy(d->pub, w, n * sizeof *w);
+	MPI_CHECK(MPI_Win_unlock(d->rank, d->win));
+	/* nobody averages into a window before its owner filled it */
+	MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+	return 0;
+}
+
+int dist_step_begin(struct dist *d, float *w, struct error *err)
+{
+	if (d->algo != DIST_ADPSGD || d->size < 2 || d->active)
+		return 0;
+	double t = clock_now();
+	MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, d->rank, 0, d->win));
+	MPI_CHECK(MPI_Win_sync(d->win));
+	memcpy(w, d->pub, d->n * sizeof *w);
+	MPI_CHECK(MPI_Win_unlock(d->rank, d->win));
+	memcpy(d->prev, w, d->n * sizeof *w);
+	d->comm_seconds += clock_now() - t;
+	return 0;
+}
+
+int dist_step_end(struct dist *d, float *w, struct error *err)
+{
+	if (d->algo != DIST_ADPSGD || d->size < 2)
+		return 0;
+	double t = clock_now();
+	size_t n = d->n;
+	if (!d->active) { /* add this step's update to whatever the window holds now */
+		MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, d->rank, 0, d->win));
+		MPI_CHECK(MPI_Win_sync(d->win));
+		for (size_t i = 0; i < n; i++)
+			d->pub[i] += w[i] - d->prev[i];
+		MPI_CHECK(MPI_Win_sync(d->win));
+		MPI_CHECK(MPI_Win_unlock(d->rank, d->win));
+	} else if (d->nneighbours) { /* x_i = x_j = (x_i + x_j) / 2, atomically for j */
+		int j = d->neighbours[d->next++ % d->nneighbours];
+		MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, j, 0, d->win));
+		MPI_CHECK(MPI_Get(d->peer, (int)n, MPI_FLOAT, j, 0, (int)n, MPI_FLOAT, d->win));
+		MPI_CHECK(MPI_Win_flush(j, d->win));
+		for (size_t i = 0; i < n; i++)
+			w[i] = 0.5f * (w[i] + d->peer[i]);
+		MPI_CHECK(MPI_Put(w, (int)n, MPI_FLOAT, j, 0, (int)n, MPI_FLOAT, d->win));
+		MPI_CHECK(MPI_Win_unlock(j, d->win));
+		d->exchanges++;
+		d->bytes += 2.0 * n * sizeof(float);
+	}
+	d->comm_seconds += clock_now() - t;
+	return 0;
+}
+
+int dist_mean(struct dist *d, float *buf, size_t n, struct error *err)
+{
+	if (d->size < 2)
+		return 0;
+	if (n > INT_MAX)
+		return error_set(err, "%zu floats: more than an MPI count holds", n);
+	double t = clock_now();
+	MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+	float s = 1.0f / d->size;
+	for (size_t i = 0; i < n; i++)
+		buf[i] *= s;
+	d->comm_seconds += clock_now() - t;
+	d->exchanges++;
+	/* a ring allreduce sends and receives 2 (p - 1) / p of the buffer */
+	d->bytes += 2.0 * (d->size - 1) / d->size * n * sizeof(float);
+	return 0;
+}
+
+int dist_consensus(struct dist *d, float *w, struct error *err)
+{
+	if (d->size < 2)
+		return 0;
+	if (d->algo == DIST_ADPSGD) {
+		double t = clock_now();
+		MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); /* no rank averages any more */
+		if (!d->active) {
+			MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, d->rank, 0, d->win));
+			MPI_CHECK(MPI_Win_sync(d->win));
+			memcpy(w, d->pub, d->n * sizeof *w);
+			MPI_CHECK(MPI_Win_unlock(d->rank, d->win));
+		}
+		d->comm_seconds += clock_now() - t;
+	}
+	return dist_mean(d, w, d->n, err);
+}
+
+static int reduce(struct dist *d, double *v, int count, MPI_Op op, struct error *err)
+{
+	if (d->size < 2)
+		return 0;
+	MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, count, MPI_DOUBLE, op, MPI_COMM_WORLD));
+	return 0;
+}
+
+int dist_sum(struct dist *d, double *v, int count, struct error *err)
+{
+	return reduce(d, v, count, MPI_SUM, err);
+}
+
+int dist_max(struct dist *d, double *v, int count, struct error *err)
+{
+	return reduce(d, v, count, MPI_MAX, err);
+}
+
+void dist_release(struct dist *d)
+{
+	if (d->pub) /* a window was made (not win != MPI_WIN_NULL: a zeroed struct dist has none) */
+		MPI_Win_free(&d->win);
+	d->pub = NULL;
+	mem_free(d->prev);
+	mem_free(d->peer);
+	d->prev = d->peer = NULL;
+	if (d->started_mpi) {
+		int done = 0;
+		MPI_Finalized(&done);
+		if (!done)
+			MPI_Finalize();
+		d->started_mpi = 0;
+	}
+}
+
+void dist_abort(struct dist *d, int code)
+{
+	if (d->size > 1)
+		MPI_Abort(MPI_COMM_WORLD, code);
+}

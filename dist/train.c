@@ -1,0 +1,99 @@
+/* train: the nn_train_sync hooks over dist (train.h). */
+#include "dist/train.h"
+
+#include <string.h>
+
+#include "core/mem.h"
+#include "nn/backend.h"
+#include "nn/net.h"
+
+/* The first step attaches the weights (every rank has built the same net
+ * from the same seed by then). */
+static int attach(struct dist_train *t, struct nn_net *net, struct error *err)
+{
+	if (t->attached)
+		return 0;
+	t->nw = net->flat.n;
+	t->ng = net->flat.ntrain;
+	t->w = mem_alloc((t->nw ? t->nw : 1) * sizeof *t->w);
+	t->g = mem_alloc((t->ng ? t->ng : 1) * sizeof *t->g);
+	if (!t->w || !t->g)
+		return error_set(err, "dist: out of memory for %zu weights", t->nw);
+	net->be->download(t->w, net->flat.w, t->nw * sizeof *t->w);
+	if (dist_attach(t->d, t->w, t->nw, err) < 0)
+		return -1;
+	t->attached = 1;
+	return 0;
+}
+
+static int on_begin(void *ctx, struct nn_net *net, struct error *err)
+{
+	struct dist_train *t = ctx;
+	if (attach(t, net, err) < 0)
+		return -1;
+	if (t->d->algo != DIST_ADPSGD || t->d->active || t->d->size < 2)
+		return 0;
+	if (dist_step_begin(t->d, t->w, err) < 0)
+		return -1;
+	net->be->upload(net->flat.w, t->w, t->nw * sizeof *t->w);
+	return 0;
+}
+
+static int on_grads(void *ctx, struct nn_net *net, struct error *err)
+{
+	struct dist_train *t = ctx;
+	if (t->d->algo != DIST_ALLREDUCE || t->d->size < 2)
+		return 0;
+	net->be->download(t->g, net->flat.g, t->ng * sizeof *t->g);
+	if (dist_mean(t->d, t->g, t->ng, err) < 0)
+		return -1;
+	net->be->upload(net->flat.g, t->g, t->ng * sizeof *t->g);
+	return 0;
+}
+
+static int on_end(void *ctx, struct nn_net *net, struct error *err)
+{
+	struct dist_train *t = ctx;
+	if (t->d->algo != DIST_ADPSGD || t->d->size < 2)
+		return 0;
+	net->be->download(t->w, net->flat.w, t->nw * sizeof *t->w);
+	if (dist_step_end(t->d, t->w, err) < 0)
+		return -1;
+	if (t->d->active)
+		net->be->upload(net->flat.w, t->w, t->nw * sizeof *t->w);
+	return 0;
+}
+
+static int on_finish(void *ctx, struct nn_net *net, struct error *err)
+{
+	struct dist_train *t = ctx;
+	if (attach(t, net, err) < 0) /* an epoch of no steps: nothing attached yet */
+		return -1;
+	net->be->download(t->w, net->flat.w, t->nw * sizeof *t->w);
+	if (dist_consensus(t->d, t->w, err) < 0)
+		return -1;
+	net->be->upload(net->flat.w, t->w, t->nw * sizeof *t->w);
+	return 0;
+}
+
+void dist_train_hooks(struct dist_train *t, struct dist *d, struct nn_train_sync *sync)
+{
+	memset(t, 0, sizeof *t);
+	t->d = d;
+	memset(sync, 0, sizeof *sync);
+	sync->part = d->rank;
+	sync->parts = d->size;
+	sync->evaluate = d->rank == 0;
+	sync->begin = on_begin;
+	sync->grads = on_grads;
+	sync->end = on_end;
+	sync->finish = on_finish;
+	sync->ctx = t;
+}
+
+void dist_train_release(struct dist_train *t)
+{
+	mem_free(t->w);
+	mem_free(t->g);
+	t->w = t->g = NULL;
+}

@@ -1,0 +1,24 @@
+/* train: dist's hooks for nn/train.h's loop (struct nn_train_sync). A net's
+ * flat buffers go through host memory (download, MPI, upload), so any
+ * backend works; on the CPU the copies are memcpy. */
+#ifndef DIST_TRAIN_H
+#define DIST_TRAIN_H
+
+#include "dist/dist.h"
+#include "nn/train.h"
+
+struct dist_train {
+	struct dist *d;
+	float *w, *g; /* host copies of the net's weights and gradients */
+	size_t nw, ng;
+	int attached;
+};
+
+/* Fill sync with d's hooks: rank d->rank of d->size takes that part of every
+ * epoch, rank 0 alone tests each epoch; allreduce averages the gradients,
+ * adpsgd the weights; the consensus model at the end. t must outlive the
+ * training; release it after. */
+void dist_train_hooks(struct dist_train *t, struct dist *d, struct nn_train_sync *sync);
+void dist_train_release(struct dist_train *t);
+
+#endif

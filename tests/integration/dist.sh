@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# dist/ over real Open MPI ranks: the collective unit checks with 2, 3 and 4
+# ranks, then cairn-train-classifier --dist allreduce and adpsgd on a
+# Fashion-MNIST subset (by hand with mpirun, and as a pipeline stage with
+# `ranks = 2`): they learn, rank 0 alone writes, the same seed gives the same
+# allreduce result, and a rank's failure stops the job.
+source "$(dirname "$0")/../lib.sh"
+idx=/usr/share/datasets/fashion-mnist
+if ! command -v mpirun >/dev/null; then
+	skip dist "Open MPI (mpirun) not installed"
+	exit 0
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+for np in 2 3 4; do
+	mpirun --oversubscribe -np $np "$CAIRN_TESTS/test_dist" >$T/unit$np.out 2>&1
+	rc=$?
+	if [ $rc = 0 ] && ! grep -q "^not ok" $T/unit$np.out && [ "$(grep -c '^ok' $T/unit$np.out)" = 4 ]; then
+		ok "test_dist on $np ranks: $(grep -o 'mean model.*' $T/unit$np.out)"
+	else
+		not_ok "test_dist on $np ranks (exit $rc)"
+		sed 's/^/#   /' $T/unit$np.out | head -20
+	fi
+done
+if [ ! -f $idx/t10k-images-idx3-ubyte.gz ]; then
+	skip "dist training" "dataset-fashion-mnist not installed"
+	exit $failed
+fi
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+cairn-dataset import-idx --images $idx/t10k-images-idx3-ubyte.gz --labels $idx/t10k-labels-idx1-ubyte.gz --out $T/all.ds >/dev/null
+cairn-dataset split $T/all.ds --fraction 0.3 --seed 1 --out $T/train.ds --rest $T/rest.ds >/dev/null
+cairn-dataset split $T/rest.ds --fraction 0.15 --seed 2 --out $T/test.ds --rest $T/unused.ds >/dev/null
+train() { # ALGO NP OUT [extra]
+	local algo=$1 np=$2 out=$3
+	shift 3
+	mpirun --oversubscribe -np $np cairn-train-classifier --dist $algo --train $T/train.ds --test $T/test.ds \
+		--epochs 2 --batch 64 --threads 1 --seed 3 --out $out "$@"
+}
+for algo in allreduce adpsgd; do
+	check_rc "$algo on 2 ranks" 0 train $algo 2 $T/$algo
+	acc=$(json $T/$algo/metrics.json 'd["test_accuracy"]')
+	check "$algo: accuracy $acc well above chance" python3 -c "import sys; sys.exit(0 if $acc > 0.6 else 1)"
+	check_eq "$algo: metrics.json says how" "$(json $T/$algo/metrics.json 'd["dist"]["algorithm"], d["dist"]["ranks"], d["dist"]["exchanges_rank0"] > 0')" "('$algo', 2, True)"
+	check_eq "$algo: one summary line, from rank 0" "$(grep -c 'GFLOP per sample' $T/.out)" 1
+done
+# 3000 images, 2 ranks, batch 64: 23 steps an epoch each
+check_eq "allreduce: one allreduce a step" "$(json $T/allreduce/metrics.json 'd["dist"]["exchanges_rank0"]')" 47
+check_rc "allreduce again, same seed" 0 train allreduce 2 $T/allreduce2
+check_eq "same seed, same allreduce result" "$(json $T/allreduce2/metrics.json 'd["test_accuracy"]')" "$(json $T/allreduce/metrics.json 'd["test_accuracy"]')"
+check_rc "adpsgd on 3 ranks (an odd ring)" 0 train adpsgd 3 $T/adpsgd3
+check_rc "one process without --dist" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs 1 --threads 1 --out $T/one
+check_eq "has no dist in its metrics" "$(json $T/one/metrics.json '"dist" in d')" False
+check_rc "--dist with an unknown algorithm is bad usage" 2 cairn-train-classifier --dist ring --train $T/train.ds --test $T/test.ds --out $T/x
+check_grep "the error lists the algorithms" "known: none, allreduce, adpsgd" $T/.out
+check_rc "a rank's failure stops the job" 1 train adpsgd 2 $T/diverge --lr 1e30
+check_grep "the error names the rank" "rank [01] of 2: training diverged" $T/.out
+
+# As a pipeline stage: ranks = 2 runs the command under mpirun.
+cat >$T/dist.ini <<EOF
+[pipeline]
+name = dist
+[stage train]
+ranks = 2
+command = cairn-train-classifier --dist adpsgd --train $T/train.ds --test $T/test.ds --epochs 1 --batch 64 --threads 1 --out \${out}
+EOF
+cd $T
+check_rc "a stage with ranks = 2" 0 cairn run dist.ini
+check_eq "its metrics are rank 0's, over 2 ranks" "$(json $T/runs/dist-*/stages/train/0/out/metrics.json 'd["dist"]["ranks"]')" 2
+exit $failed
