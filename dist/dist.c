@@ -88,22 +88,9 @@ int dist_attach(struct dist *d, const float *w, size_t n, struct error *err)
 	MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, d->rank, 0, d->win));
 	memcpy(d->pub, w, n * sizeof *w);
 	MPI_CHECK(MPI_Win_unlock(d->rank, d->win));
+	memcpy(d->prev, w, n * sizeof *w);
 	/* nobody averages into a window before its owner filled it */
 	MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-	return 0;
-}
-
-int dist_step_begin(struct dist *d, float *w, struct error *err)
-{
-	if (d->algo != DIST_ADPSGD || d->size < 2 || d->active)
-		return 0;
-	double t = clock_now();
-	MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, d->rank, 0, d->win));
-	MPI_CHECK(MPI_Win_sync(d->win));
-	memcpy(w, d->pub, d->n * sizeof *w);
-	MPI_CHECK(MPI_Win_unlock(d->rank, d->win));
-	memcpy(d->prev, w, d->n * sizeof *w);
-	d->comm_seconds += clock_now() - t;
 	return 0;
 }
 
@@ -113,11 +100,15 @@ int dist_step_end(struct dist *d, float *w, struct error *err)
 		return 0;
 	double t = clock_now();
 	size_t n = d->n;
-	if (!d->active) { /* add this step's update to whatever the window holds now */
+	if (!d->active) {
+		/* Add this step's update to whatever the window holds now (its
+		 * neighbours' averages since), and go on from there: one lock. */
 		MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, d->rank, 0, d->win));
 		MPI_CHECK(MPI_Win_sync(d->win));
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			d->pub[i] += w[i] - d->prev[i];
+			w[i] = d->prev[i] = d->pub[i];
+		}
 		MPI_CHECK(MPI_Win_sync(d->win));
 		MPI_CHECK(MPI_Win_unlock(d->rank, d->win));
 	} else if (d->nneighbours) { /* x_i = x_j = (x_i + x_j) / 2, atomically for j */

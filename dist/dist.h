@@ -8,9 +8,9 @@
  *              an even ("active") rank, after each local step, averages its
  *              weights with one odd neighbour's, x_i = x_j = (x_i + x_j) / 2, in
  *              one exclusive lock of that neighbour's window (MPI one-sided,
- *              passive target); an odd ("passive") rank computes at its window's
- *              current weights and adds its own update to the window under the
- *              same lock, so no update is lost. The bipartite split is the
+ *              passive target); an odd ("passive") rank adds its own update
+ *              to its window under the same lock and goes on from what the
+ *              window holds, so no update is lost. The bipartite split is the
  *              paper's way to avoid deadlock (section 4).
  * Weights and gradients are float buffers (a net's flat buffers, nn/net.h);
  * nn/train.h calls these through its sync hooks. */
@@ -33,7 +33,7 @@ struct dist {
 	size_t n;	    /* floats of the weights (attach) */
 	MPI_Win win;	    /* adpsgd: every rank's public weights */
 	float *pub;	    /* this rank's part of win */
-	float *prev, *peer; /* adpsgd scratch: the weights a passive step began at, a peer's */
+	float *prev, *peer; /* adpsgd: the weights a passive step began at; a peer's */
 	int started_mpi;    /* dist_init called MPI_Init (and release calls MPI_Finalize) */
 	/* what it cost: seconds inside MPI calls, exchanges (adpsgd) or
 	 * allreduces, bytes moved by this rank */
@@ -52,11 +52,10 @@ int dist_init(struct dist *d, enum dist_algo algo, struct error *err);
 /* Before training: n floats of weights, the same w on every rank (the same
  * seed). adpsgd creates the window (collective). */
 int dist_attach(struct dist *d, const float *w, size_t n, struct error *err);
-/* Around one local step of weights w (n floats, host memory):
- * begin: a passive rank loads its window's current weights into w;
- * end: a passive rank adds (w - what begin loaded) to its window; an active
- *      one averages w with a neighbour's window (w gets the average). */
-int dist_step_begin(struct dist *d, float *w, struct error *err);
+/* After one local step of weights w (n floats, host memory): an active
+ * rank averages w with a neighbour's window (w gets the average); a passive
+ * one adds its step (w - where the step began) to its window, and w gets
+ * the window's weights to go on from. */
 int dist_step_end(struct dist *d, float *w, struct error *err);
 /* buf = the mean of buf over all ranks (gradients each step; the consensus
  * model at the end). Collective. */

@@ -28,15 +28,7 @@ static int attach(struct dist_train *t, struct nn_net *net, struct error *err)
 
 static int on_begin(void *ctx, struct nn_net *net, struct error *err)
 {
-	struct dist_train *t = ctx;
-	if (attach(t, net, err) < 0)
-		return -1;
-	if (t->d->algo != DIST_ADPSGD || t->d->active || t->d->size < 2)
-		return 0;
-	if (dist_step_begin(t->d, t->w, err) < 0)
-		return -1;
-	net->be->upload(net->flat.w, t->w, t->nw * sizeof *t->w);
-	return 0;
+	return attach(ctx, net, err);
 }
 
 static int on_grads(void *ctx, struct nn_net *net, struct error *err)
@@ -59,8 +51,7 @@ static int on_end(void *ctx, struct nn_net *net, struct error *err)
 	net->be->download(t->w, net->flat.w, t->nw * sizeof *t->w);
 	if (dist_step_end(t->d, t->w, err) < 0)
 		return -1;
-	if (t->d->active)
-		net->be->upload(net->flat.w, t->w, t->nw * sizeof *t->w);
+	net->be->upload(net->flat.w, t->w, t->nw * sizeof *t->w);
 	return 0;
 }
 

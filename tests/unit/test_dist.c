@@ -69,7 +69,6 @@ static void test_adpsgd_loses_nothing(void)
 		w[i] = (float)a.rank + 0.001f * i;
 	CHECK_INT(dist_attach(&a, w, n, &err), 0);
 	for (int s = 0; s < steps + settle; s++) {
-		CHECK_INT(dist_step_begin(&a, w, &err), 0);
 		if (s < steps)
 			for (int i = 0; i < n; i++)
 				w[i] += 1;
@@ -79,8 +78,7 @@ static void test_adpsgd_loses_nothing(void)
 	}
 	if (a.active && a.size > 1)
 		CHECK_INT(a.exchanges, steps + settle);
-	CHECK_INT(dist_step_begin(&a, w, &err), 0); /* a passive rank: its window's model */
-	float mine = w[7];
+	float mine = w[7]; /* a passive rank's is its window's, as of its last step */
 	CHECK_INT(dist_consensus(&a, w, &err), 0);
 	double expect = (a.size - 1) / 2.0 + steps;
 	for (int i = 0; i < n; i++)
