@@ -11,6 +11,9 @@ if ! command -v mpirun >/dev/null; then
 	exit 0
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+# Under `make test ASAN=1`: Open MPI's components leave allocations that
+# LeakSanitizer reports at exit (not cairn's); the other ASan checks stay on.
+export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 for np in 2 3 4; do
 	mpirun --oversubscribe -np $np "$CAIRN_TESTS/test_dist" >$T/unit$np.out 2>&1
 	rc=$?
