@@ -353,8 +353,9 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
 	if (algo != DIST_NONE) /* how the ranks trained together */
 		json_object_set_new(m, "dist",
-				    json_pack("{s:s, s:i, s:f, s:f, s:I, s:f}", "algorithm",
+				    json_pack("{s:s, s:i, s:f, s:f, s:f, s:I, s:f}", "algorithm",
 					      dist_algo_name(algo), "ranks", dist.size,
+					      "train_time_slowest_rank_s", slowest,
 					      "comm_seconds_rank0", dist.comm_seconds,
 					      "comm_seconds_mean", sums[1] / dist.size, "exchanges_rank0",
 					      (json_int_t)dist.exchanges, "megabytes_rank0",
