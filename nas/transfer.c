@@ -98,7 +98,7 @@ double nas_expected_best_of(const double *v, int n, int k)
 
 double nas_share_below(const double *v, int n, double x)
 {
-	if (n < 1)
+	if (n < 1 || isnan(x)) /* an architecture not trained on the target */
 		return NAN;
 	double below = 0;
 	for (int i = 0; i < n; i++)

@@ -289,6 +289,7 @@ static void test_rank_statistics(void)
 	CHECK_NEAR(nas_kendall_p(0.6, 10), 0.015730, 1e-3);
 	CHECK_NEAR(nas_share_below(a, 4, 2), 0.375, 1e-12);
 	CHECK_NEAR(nas_share_below(a, 4, 9), 1, 1e-12);
+	CHECK(isnan(nas_share_below(a, 4, NAN))); /* not trained there: not "beats 0%" */
 }
 
 /* E[max of k of n without replacement] against every subset. */
@@ -436,6 +437,18 @@ static void test_transfer_analysis(void)
 	CHECK(strstr(r.tsv, "s1\t0\t0.5700\t0.8400\tsurrogate\t1\n") != NULL);
 	json_decref(j);
 	nas_transfer_report_release(&r);
+	/* The best on the proxy never trained on the target beats no share of
+	 * the random ones: null, and "-" in the report, not 0. */
+	proxy[7].arch = "p7";
+	CHECK_INT(nas_transfer_analyze(proxy, 8, target, 8, &r, &err), 0);
+	j = json_loads(r.json, 0, &je);
+	const json_t *best = json_object_get(j, "best_on_proxy");
+	CHECK_STR(jsonio_str(best, "arch", ""), "p7");
+	CHECK(json_is_null(json_object_get(best, "beats_random")));
+	CHECK(strstr(r.markdown, "| best on the proxy | p7 | 0.5700 | - | - |\n") != NULL);
+	json_decref(j);
+	nas_transfer_report_release(&r);
+	proxy[7].arch = (char *)arch[7];
 	/* Out of memory anywhere: an error, never a crash. */
 	for (long n = 0; n < 60; n++) {
 		mem_fail_after(n);
