@@ -402,6 +402,25 @@ static void test_proposals_round_trip(void)
 	CHECK(back.p[1].choice[0] == 0 && back.p[1].choice[1] == 1);
 	CHECK_INT(back.p[1].params, 20);
 	nas_proposals_release(&back);
+	/* Hand-edited choices: out of their slot, or not integers. */
+	static const char *bad[] = {"[1, 2]", "[-1, 0]", "[1, \"1\"]", "[1, 0.5]", "[1, [0]]"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[512];
+		snprintf(text, sizeof text,
+			 "{\"version\": 1, \"space\": \"x:a={0|1},b={0|1}\", \"method\": "
+			 "\"random\", \"proposals\": [{\"arch\": \"x:a=1,b=0\", \"choices\": "
+			 "[1, 0]}, {\"arch\": \"x:a=1,b=1\", \"choices\": %s}]}",
+			 bad[i]);
+		write_text(dir, NAS_PROPOSALS_FILE, text);
+		CHECK_INT(nas_proposals_read(&back, dir, &err), -1);
+		CHECK(strstr(err.msg, "proposal 1: choice ") != NULL &&
+		      strstr(err.msg, "is not an index in 0..1") != NULL);
+	}
+	write_text(dir, NAS_PROPOSALS_FILE,
+		   "{\"version\": 1, \"space\": \"x:a=1\", \"method\": \"random\", "
+		   "\"proposals\": []}");
+	CHECK_INT(nas_proposals_read(&back, dir, &err), -1);
+	CHECK(strstr(err.msg, "no {a|b|...} choice slot") != NULL);
 	write_text(dir, NAS_PROPOSALS_FILE, "{\"version\": 2}");
 	CHECK_INT(nas_proposals_read(&back, dir, &err), -1);
 	CHECK(strstr(err.msg, "not a version-1 proposals file") != NULL);
