@@ -113,6 +113,10 @@ check_rc "trials of another space" 2 cairn-nas propose --space 'cnn:widths={8|16
 check_grep "names both spaces" "was proposed from space 'cnn:widths=\{8\|16\}-\{8\|16\|32\},convs=\{1\|2\},fc=\{0\|32\}', not" $T/.out
 check_rc "top of more than were trained" 2 cairn-nas top --count 6 --out $T/x $T/p0 $T/p1
 check_grep "says how many" "--count 6, but the trials trained 2 architectures" $T/.out
+check_rc "a trial folder given twice" 2 cairn-nas top --count 1 --out $T/x $T/p0 $T/p1 $T/p0/
+check_grep "names it" "trial $T/p0/ is given twice \(also as $T/p0\)" $T/.out
+check_rc "a proxy trial as a target trial" 2 cairn-nas analyze --out $T/x --proxy $T/p0 $T/p1 --target $T/q0 $T/./p1
+check_grep "names it" "trial $T/./p1 is given twice \(also as $T/p1\)" $T/.out
 check_rc "analyze without target trials" 2 cairn-nas analyze --out $T/x --proxy $T/p0
 check_rc "an option of another command" 2 cairn-nas top --space "$S" --count 1 --out $T/x $T/p0
 check_grep "is named" "--space is not an option of this command" $T/.out
