@@ -480,6 +480,12 @@ static void test_transfer_analysis(void)
 	json_decref(j);
 	nas_transfer_report_release(&r);
 	proxy[7].arch = (char *)arch[7];
+	/* One architecture on both: too few to rank, said so, not "nan". */
+	CHECK_INT(nas_transfer_analyze(proxy, 1, target, 6, &r, &err), 0);
+	CHECK(strstr(r.summary, "ranks: 1 architectures trained on both: too few to rank\n") !=
+	      NULL);
+	CHECK(strstr(r.summary, "nan") == NULL);
+	nas_transfer_report_release(&r);
 	/* Out of memory anywhere: an error, never a crash. */
 	for (long n = 0; n < 60; n++) {
 		mem_fail_after(n);
