@@ -547,8 +547,11 @@ static int cmd_trial(int argc, char **argv)
 	if (nas_proposals_read(&ps, o.proposals, &err) < 0)
 		return fail(cmd, EXIT_USAGE, &err);
 	if (o.index >= ps.n) {
-		fprintf(stderr, "%s %s: --index %ld, but %s has %d proposals (0..%d)\n", prog, cmd,
-			o.index, o.proposals, ps.n, ps.n - 1);
+		if (ps.n == 0) /* hand-made: sample, propose and top write at least one */
+			fprintf(stderr, "%s %s: %s has no proposals\n", prog, cmd, o.proposals);
+		else
+			fprintf(stderr, "%s %s: --index %ld, but %s has %d proposals (0..%d)\n",
+				prog, cmd, o.index, o.proposals, ps.n, ps.n - 1);
 		nas_proposals_release(&ps);
 		return EXIT_USAGE;
 	}

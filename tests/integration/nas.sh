@@ -104,6 +104,9 @@ d['proposals'][1]['choices'][1] = 7
 json.dump(d, open('$T/edited/proposals.json', 'w'))"
 check_rc "a hand-edited choice out of its slot" 2 cairn-nas trial --proposals $T/edited --index 0 --out $T/x -- true {arch}
 check_grep "names the proposal and the choice" "edited/proposals.json: proposal 1: choice 2 is not an index in 0..2" $T/.out
+mkdir -p $T/empty && printf '{"version": 1, "space": "%s", "method": "random", "proposals": []}' "$S" >$T/empty/proposals.json
+check_rc "no proposals at all" 2 cairn-nas trial --proposals $T/empty --index 0 --out $T/x -- true {arch}
+check_grep "says so, not 0..-1" "empty has no proposals$" $T/.out
 check_rc "a trainer that is not there" 127 cairn-nas trial --proposals $T/s --index 0 --out $T/x -- no-such-trainer {arch}
 check_rc "the trainer's failure is the trial's" 3 cairn-nas trial --proposals $T/s --index 0 --out $T/x -- sh -c 'exit 3' {arch}
 mkdir -p $T/unfinished && cp $T/p0/proposal.json $T/unfinished/
