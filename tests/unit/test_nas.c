@@ -183,6 +183,12 @@ static int reject_first_zero(void *ctx, const int *c, struct error *err)
 	return c[0] != 0;
 }
 
+static int accept_all(void *ctx, const int *c, struct error *err)
+{
+	(void)ctx, (void)c, (void)err;
+	return 1;
+}
+
 static void test_random_proposals(void)
 {
 	struct nas_space s;
@@ -204,17 +210,20 @@ static void test_random_proposals(void)
 	CHECK(strstr(err.msg, "7 of 7") != NULL || strstr(err.msg, "6 of 7") != NULL);
 	CHECK_INT(nas_propose_random(&s, tried, 2, 11, 5, reject_first_zero, &ctx, out, &err), -1);
 	CHECK(strstr(err.msg, "the space has 12 architectures, 2 tried") != NULL);
+	/* The surrogate says so before it searches, counting each tried
+	 * architecture once (1,1 trained twice). */
+	int tried3[] = {1, 1, 2, 3, 1, 1}, all[10 * 2];
+	double y3[] = {0.5, 0.6, 0.7};
+	CHECK_INT(nas_propose_surrogate(&s, tried3, y3, 3, 11, 5, accept_all, NULL, all, &err), -1);
+	CHECK(strstr(err.msg,
+		     "the space has 12 architectures, 2 tried: 11 more cannot be proposed") !=
+	      NULL);
+	CHECK_INT(nas_propose_surrogate(&s, tried3, y3, 3, 10, 5, accept_all, NULL, all, &err), 0);
 	/* Same seed, same proposals. */
 	int again[6 * 2];
 	CHECK_INT(nas_propose_random(&s, tried, 2, 6, 5, reject_first_zero, &ctx, again, &err), 0);
 	CHECK(memcmp(out, again, sizeof again) == 0);
 	nas_space_release(&s);
-}
-
-static int accept_all(void *ctx, const int *c, struct error *err)
-{
-	(void)ctx, (void)c, (void)err;
-	return 1;
 }
 
 /* A smooth objective over 5 slots of 6 choices, best at (4, 1, 5, 2, 3). */
