@@ -20,16 +20,24 @@ static int among(const int *c, const int *set, int n, int d)
 	return 0;
 }
 
+/* -1 with the message when ntried + count architectures do not fit in s. */
+static int too_many(const struct nas_space *s, int ntried, int count, struct error *err)
+{
+	uint64_t size = nas_space_size(s);
+	if ((uint64_t)ntried + (uint64_t)count <= size)
+		return 0;
+	return error_set(err,
+			 "the space has %llu architectures, %d tried: %d more cannot be "
+			 "proposed (ask for fewer, or widen the space)",
+			 (unsigned long long)size, ntried, count);
+}
+
 int nas_propose_random(const struct nas_space *s, const int *tried, int ntried, int count,
 		       uint64_t seed, nas_valid_fn *valid, void *ctx, int *out, struct error *err)
 {
 	int d = s->ndim;
-	uint64_t size = nas_space_size(s);
-	if ((uint64_t)ntried + (uint64_t)count > size)
-		return error_set(err,
-				 "the space has %llu architectures, %d tried: %d more cannot be "
-				 "proposed (ask for fewer, or widen the space)",
-				 (unsigned long long)size, ntried, count);
+	if (too_many(s, ntried, count, err) < 0)
+		return -1;
 	uint64_t rng = seed, draws = 0, limit = 1000 * (uint64_t)count + 10000;
 	int got = 0;
 	while (got < count) {
@@ -227,6 +235,10 @@ int nas_propose_surrogate(const struct nas_space *s, const int *tried, const dou
 		error_set(err, "surrogate search: out of memory");
 		goto out;
 	}
+	/* Before the search, not when its random fill-in finds the space full
+	 * ("24 tried: 1 more" for 5 trials and 19 proposed). */
+	if (too_many(s, nu, count, err) < 0)
+		goto out;
 	if (nas_spline_fit(&sp, x, ym, nu, d, 1e-6, err) < 0)
 		goto out;
 	for (int j = 0; j < p.n; j++) {

@@ -98,7 +98,7 @@ double nas_expected_best_of(const double *v, int n, int k)
 
 double nas_share_below(const double *v, int n, double x)
 {
-	if (n < 1)
+	if (n < 1 || isnan(x)) /* an architecture not trained on the target */
 		return NAN;
 	double below = 0;
 	for (int i = 0; i < n; i++)
@@ -378,10 +378,14 @@ int nas_transfer_analyze(const struct nas_trial *proxy, int np, const struct nas
 		buf_addf(&tsv, "%s\t%lld\t%s\t%s\t%s\t%d\n", rows[i].arch, rows[i].params,
 			 fmt3(x, rows[i].proxy), fmt3(y, rows[i].target),
 			 rows[i].proxy_method ? rows[i].proxy_method : "-", rows[i].target_pick);
-	buf_addf(&sum,
-		 "ranks: Kendall's tau-b %.3f (p %.3g), Spearman's rho %.3f over %d architectures "
-		 "trained on both\n",
-		 s.tau, s.p, s.rho, s.paired);
+	if (s.paired >= 2)
+		buf_addf(&sum,
+			 "ranks: Kendall's tau-b %.3f (p %.3g), Spearman's rho %.3f over %d "
+			 "architectures trained on both\n",
+			 s.tau, s.p, s.rho, s.paired);
+	else /* as report.md says it, not "tau-b nan (p nan)" */
+		buf_addf(&sum, "ranks: %d architectures trained on both: too few to rank\n",
+			 s.paired);
 	if (s.pick && s.nrandom)
 		buf_addf(&sum,
 			 "search's pick: %s on the target, above %.0f%% of %d random architectures "

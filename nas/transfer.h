@@ -21,7 +21,7 @@ double nas_spearman_rho(const double *a, const double *b, int n);
 /* The expected maximum of k values drawn without replacement from v[0..n):
  * sum over the sorted v_(i) of v_(i) C(i-1, k-1) / C(n, k), 1 <= k <= n. */
 double nas_expected_best_of(const double *v, int n, int k);
-/* The share of v below x, ties counted half. */
+/* The share of v below x, ties counted half; NAN when n < 1 or x is NAN. */
 double nas_share_below(const double *v, int n, double x);
 
 struct nas_transfer_report {

@@ -87,9 +87,14 @@ static int proposals_parse(struct nas_proposals *ps, const json_t *j, struct err
 	const json_t *list = json_object_get(j, "proposals");
 	if (jsonio_int(j, "version", 0) != 1 || !space || !method || !json_is_array(list))
 		return error_set(err, "not a version-1 proposals file (space, method, proposals)");
-	int d = ndim_of(space);
-	if (d > NAS_MAX_DIMS)
-		return error_set(err, "a space of %d slots (at most %d)", d, NAS_MAX_DIMS);
+	/* The choices index the space's slots: `trial` records them and the
+	 * surrogate learns from them, so a hand-edited 9 or "1" is an error. */
+	struct nas_space sp;
+	if (nas_space_parse(&sp, space, err) < 0)
+		return -1;
+	int d = sp.ndim, nchoice[NAS_MAX_DIMS];
+	memcpy(nchoice, sp.nchoice, sizeof nchoice);
+	nas_space_release(&sp);
 	ps->space = mem_strdup(space);
 	ps->method = mem_strdup(method);
 	ps->p = mem_calloc(json_array_size(list) + 1, sizeof *ps->p);
@@ -104,8 +109,15 @@ static int proposals_parse(struct nas_proposals *ps, const json_t *j, struct err
 		const char *arch = jsonio_str(e, "arch", NULL);
 		if (!arch || !json_is_array(c) || json_array_size(c) != (size_t)d)
 			return error_set(err, "proposal %zu: no arch, or not %d choices", i, d);
-		for (int k = 0; k < d; k++)
-			p->choice[k] = (int)json_integer_value(json_array_get(c, (size_t)k));
+		for (int k = 0; k < d; k++) {
+			const json_t *v = json_array_get(c, (size_t)k);
+			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			    json_integer_value(v) >= nchoice[k])
+				return error_set(err,
+						 "proposal %zu: choice %d is not an index in 0..%d",
+						 i, k + 1, nchoice[k] - 1);
+			p->choice[k] = (int)json_integer_value(v);
+		}
 		if (!(p->arch = mem_strdup(arch)))
 			return error_set(err, "out of memory");
 		p->params = jsonio_int(e, "params", 0);

@@ -28,7 +28,7 @@ struct nas_proposals {
 /* Write DIR/proposals.json and DIR/proposals.tsv (atomically each). */
 int nas_proposals_write(const char *dir, const struct nas_proposals *ps, uint64_t seed, int ntried,
 			struct error *err);
-/* Read DIR/proposals.json (choices as stored: the caller checks the space). */
+/* Read DIR/proposals.json; each choice must be an index of its slot. */
 int nas_proposals_read(struct nas_proposals *ps, const char *dir, struct error *err);
 void nas_proposals_release(struct nas_proposals *ps);
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -254,6 +255,31 @@ static struct nas_trial *load_trials(const char *cmd, char **dirs, int n, const 
 	return t;
 }
 
+/* 0, or -1 after saying which trial folder is given twice ("t/0" and "t/0/"
+ * are one folder): its training would count twice, in the means, in `top`'s
+ * "2 trainings" and in the search's training time. */
+static int once_each(const char *cmd, char **dirs, int n)
+{
+	struct stat *st = mem_calloc((size_t)n + 1, sizeof *st);
+	int rc = 0;
+	if (!st) {
+		fprintf(stderr, "%s %s: out of memory\n", prog, cmd);
+		return -1;
+	}
+	for (int i = 0; i < n && rc == 0; i++) {
+		if (stat(dirs[i], &st[i]) < 0)
+			continue; /* loaded just now: gone since, nothing to compare */
+		for (int j = 0; j < i && rc == 0; j++)
+			if (st[j].st_ino == st[i].st_ino && st[j].st_dev == st[i].st_dev) {
+				fprintf(stderr, "%s %s: trial %s is given twice (also as %s)\n",
+					prog, cmd, dirs[i], dirs[j]);
+				rc = -1;
+			}
+	}
+	mem_free(st);
+	return rc;
+}
+
 static const char sample_help[] =
     "usage: %s sample --space S --like SHARD --count N --out DIR [--seed N]\n"
     "\n"
@@ -305,7 +331,8 @@ static int cmd_propose(int argc, char **argv)
 		fail(cmd, EXIT_USAGE, &err);
 		goto out;
 	}
-	if (!is_sample && !(t = load_trials(cmd, argv + first, ntrials, o.metric)))
+	if (!is_sample && (!(t = load_trials(cmd, argv + first, ntrials, o.metric)) ||
+			   once_each(cmd, argv + first, ntrials) < 0))
 		goto out;
 	if (is_sample)
 		ntrials = 0;
@@ -398,6 +425,10 @@ static int cmd_top(int argc, char **argv)
 	struct nas_trial *t = load_trials(cmd, argv + first, n, o.metric);
 	if (!t)
 		return EXIT_USAGE;
+	if (once_each(cmd, argv + first, n) < 0) {
+		release_trials(t, n);
+		return EXIT_USAGE;
+	}
 	struct nas_space space;
 	struct error err;
 	if (nas_space_parse(&space, t[0].space, &err) < 0) {
@@ -516,8 +547,11 @@ static int cmd_trial(int argc, char **argv)
 	if (nas_proposals_read(&ps, o.proposals, &err) < 0)
 		return fail(cmd, EXIT_USAGE, &err);
 	if (o.index >= ps.n) {
-		fprintf(stderr, "%s %s: --index %ld, but %s has %d proposals (0..%d)\n", prog, cmd,
-			o.index, o.proposals, ps.n, ps.n - 1);
+		if (ps.n == 0) /* hand-made: sample, propose and top write at least one */
+			fprintf(stderr, "%s %s: %s has no proposals\n", prog, cmd, o.proposals);
+		else
+			fprintf(stderr, "%s %s: --index %ld, but %s has %d proposals (0..%d)\n",
+				prog, cmd, o.index, o.proposals, ps.n, ps.n - 1);
 		nas_proposals_release(&ps);
 		return EXIT_USAGE;
 	}
@@ -640,6 +674,10 @@ static int cmd_analyze(int argc, char **argv)
 	}
 	if (!(tp = load_trials(cmd, proxy, np, o.metric)) ||
 	    !(tt = load_trials(cmd, target, nt, o.metric)))
+		goto out;
+	/* one list: a proxy trial is not a target trial either */
+	memcpy(proxy + np, target, (size_t)nt * sizeof *proxy);
+	if (once_each(cmd, proxy, np + nt) < 0)
 		goto out;
 	struct nas_transfer_report r;
 	struct error err;

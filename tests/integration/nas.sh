@@ -97,6 +97,16 @@ check_rc "a command without {arch}" 2 cairn-nas trial --proposals $T/s --index 0
 check_grep "says so" "no \{arch\} to put the architecture in" $T/.out
 check_rc "no proposals folder" 2 cairn-nas trial --proposals $T/nowhere --index 0 --out $T/x -- true {arch}
 check_grep "names the file" "nowhere/proposals.json" $T/.out
+mkdir -p $T/edited && python3 -c "
+import json
+d = json.load(open('$T/s/proposals.json'))
+d['proposals'][1]['choices'][1] = 7
+json.dump(d, open('$T/edited/proposals.json', 'w'))"
+check_rc "a hand-edited choice out of its slot" 2 cairn-nas trial --proposals $T/edited --index 0 --out $T/x -- true {arch}
+check_grep "names the proposal and the choice" "edited/proposals.json: proposal 1: choice 2 is not an index in 0..2" $T/.out
+mkdir -p $T/empty && printf '{"version": 1, "space": "%s", "method": "random", "proposals": []}' "$S" >$T/empty/proposals.json
+check_rc "no proposals at all" 2 cairn-nas trial --proposals $T/empty --index 0 --out $T/x -- true {arch}
+check_grep "says so, not 0..-1" "empty has no proposals$" $T/.out
 check_rc "a trainer that is not there" 127 cairn-nas trial --proposals $T/s --index 0 --out $T/x -- no-such-trainer {arch}
 check_rc "the trainer's failure is the trial's" 3 cairn-nas trial --proposals $T/s --index 0 --out $T/x -- sh -c 'exit 3' {arch}
 mkdir -p $T/unfinished && cp $T/p0/proposal.json $T/unfinished/
@@ -106,6 +116,10 @@ check_rc "trials of another space" 2 cairn-nas propose --space 'cnn:widths={8|16
 check_grep "names both spaces" "was proposed from space 'cnn:widths=\{8\|16\}-\{8\|16\|32\},convs=\{1\|2\},fc=\{0\|32\}', not" $T/.out
 check_rc "top of more than were trained" 2 cairn-nas top --count 6 --out $T/x $T/p0 $T/p1
 check_grep "says how many" "--count 6, but the trials trained 2 architectures" $T/.out
+check_rc "a trial folder given twice" 2 cairn-nas top --count 1 --out $T/x $T/p0 $T/p1 $T/p0/
+check_grep "names it" "trial $T/p0/ is given twice \(also as $T/p0\)" $T/.out
+check_rc "a proxy trial as a target trial" 2 cairn-nas analyze --out $T/x --proxy $T/p0 $T/p1 --target $T/q0 $T/./p1
+check_grep "names it" "trial $T/./p1 is given twice \(also as $T/p1\)" $T/.out
 check_rc "analyze without target trials" 2 cairn-nas analyze --out $T/x --proxy $T/p0
 check_rc "an option of another command" 2 cairn-nas top --space "$S" --count 1 --out $T/x $T/p0
 check_grep "is named" "--space is not an option of this command" $T/.out

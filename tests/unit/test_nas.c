@@ -144,6 +144,18 @@ static void test_spline_degenerate_points(void)
 	for (int i = 0; i < 4; i++)
 		CHECK_NEAR(nas_spline_eval(&s, x + 2 * i), y[i], 1e-9);
 	nas_spline_release(&s);
+	/* The first two coordinates are equal at every point: that tail is
+	 * singular, though LAPACK meets no pivot of exactly 0. The fit falls
+	 * back to the constant tail and interpolates, not 1e15 off. */
+	double xl[6][4] = {{0, 0, 0.5, 1}, {1, 1, 0, 0.5}, {0.5, 0.5, 1, 0},
+			   {0, 0, 1, 1},   {1, 1, 0.5, 0}, {0.5, 0.5, 0, 0.5}};
+	double yl[] = {0.5, 0.7, 0.6, 0.55, 0.8, 0.65};
+	CHECK_INT(nas_spline_fit(&s, xl[0], yl, 6, 4, 1e-6, &err), 0);
+	for (int i = 0; i < 6; i++)
+		CHECK_NEAR(nas_spline_eval(&s, xl[i]), yl[i], 1e-4);
+	double between[] = {0.25, 0.75, 0.5, 0.5};
+	CHECK(fabs(nas_spline_eval(&s, between)) < 2);
+	nas_spline_release(&s);
 	/* One point: a constant. */
 	CHECK_INT(nas_spline_fit(&s, x, y, 1, 2, 0, &err), 0);
 	CHECK_NEAR(nas_spline_eval(&s, x + 4), 1, 1e-12);
@@ -171,6 +183,12 @@ static int reject_first_zero(void *ctx, const int *c, struct error *err)
 	return c[0] != 0;
 }
 
+static int accept_all(void *ctx, const int *c, struct error *err)
+{
+	(void)ctx, (void)c, (void)err;
+	return 1;
+}
+
 static void test_random_proposals(void)
 {
 	struct nas_space s;
@@ -192,17 +210,20 @@ static void test_random_proposals(void)
 	CHECK(strstr(err.msg, "7 of 7") != NULL || strstr(err.msg, "6 of 7") != NULL);
 	CHECK_INT(nas_propose_random(&s, tried, 2, 11, 5, reject_first_zero, &ctx, out, &err), -1);
 	CHECK(strstr(err.msg, "the space has 12 architectures, 2 tried") != NULL);
+	/* The surrogate says so before it searches, counting each tried
+	 * architecture once (1,1 trained twice). */
+	int tried3[] = {1, 1, 2, 3, 1, 1}, all[10 * 2];
+	double y3[] = {0.5, 0.6, 0.7};
+	CHECK_INT(nas_propose_surrogate(&s, tried3, y3, 3, 11, 5, accept_all, NULL, all, &err), -1);
+	CHECK(strstr(err.msg,
+		     "the space has 12 architectures, 2 tried: 11 more cannot be proposed") !=
+	      NULL);
+	CHECK_INT(nas_propose_surrogate(&s, tried3, y3, 3, 10, 5, accept_all, NULL, all, &err), 0);
 	/* Same seed, same proposals. */
 	int again[6 * 2];
 	CHECK_INT(nas_propose_random(&s, tried, 2, 6, 5, reject_first_zero, &ctx, again, &err), 0);
 	CHECK(memcmp(out, again, sizeof again) == 0);
 	nas_space_release(&s);
-}
-
-static int accept_all(void *ctx, const int *c, struct error *err)
-{
-	(void)ctx, (void)c, (void)err;
-	return 1;
 }
 
 /* A smooth objective over 5 slots of 6 choices, best at (4, 1, 5, 2, 3). */
@@ -289,6 +310,7 @@ static void test_rank_statistics(void)
 	CHECK_NEAR(nas_kendall_p(0.6, 10), 0.015730, 1e-3);
 	CHECK_NEAR(nas_share_below(a, 4, 2), 0.375, 1e-12);
 	CHECK_NEAR(nas_share_below(a, 4, 9), 1, 1e-12);
+	CHECK(isnan(nas_share_below(a, 4, NAN))); /* not trained there: not "beats 0%" */
 }
 
 /* E[max of k of n without replacement] against every subset. */
@@ -389,6 +411,25 @@ static void test_proposals_round_trip(void)
 	CHECK(back.p[1].choice[0] == 0 && back.p[1].choice[1] == 1);
 	CHECK_INT(back.p[1].params, 20);
 	nas_proposals_release(&back);
+	/* Hand-edited choices: out of their slot, or not integers. */
+	static const char *bad[] = {"[1, 2]", "[-1, 0]", "[1, \"1\"]", "[1, 0.5]", "[1, [0]]"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[512];
+		snprintf(text, sizeof text,
+			 "{\"version\": 1, \"space\": \"x:a={0|1},b={0|1}\", \"method\": "
+			 "\"random\", \"proposals\": [{\"arch\": \"x:a=1,b=0\", \"choices\": "
+			 "[1, 0]}, {\"arch\": \"x:a=1,b=1\", \"choices\": %s}]}",
+			 bad[i]);
+		write_text(dir, NAS_PROPOSALS_FILE, text);
+		CHECK_INT(nas_proposals_read(&back, dir, &err), -1);
+		CHECK(strstr(err.msg, "proposal 1: choice ") != NULL &&
+		      strstr(err.msg, "is not an index in 0..1") != NULL);
+	}
+	write_text(dir, NAS_PROPOSALS_FILE,
+		   "{\"version\": 1, \"space\": \"x:a=1\", \"method\": \"random\", "
+		   "\"proposals\": []}");
+	CHECK_INT(nas_proposals_read(&back, dir, &err), -1);
+	CHECK(strstr(err.msg, "no {a|b|...} choice slot") != NULL);
 	write_text(dir, NAS_PROPOSALS_FILE, "{\"version\": 2}");
 	CHECK_INT(nas_proposals_read(&back, dir, &err), -1);
 	CHECK(strstr(err.msg, "not a version-1 proposals file") != NULL);
@@ -435,6 +476,24 @@ static void test_transfer_analysis(void)
 	CHECK(strstr(r.markdown, "Kendall's tau-b 1.000") != NULL);
 	CHECK(strstr(r.tsv, "s1\t0\t0.5700\t0.8400\tsurrogate\t1\n") != NULL);
 	json_decref(j);
+	nas_transfer_report_release(&r);
+	/* The best on the proxy never trained on the target beats no share of
+	 * the random ones: null, and "-" in the report, not 0. */
+	proxy[7].arch = "p7";
+	CHECK_INT(nas_transfer_analyze(proxy, 8, target, 8, &r, &err), 0);
+	j = json_loads(r.json, 0, &je);
+	const json_t *best = json_object_get(j, "best_on_proxy");
+	CHECK_STR(jsonio_str(best, "arch", ""), "p7");
+	CHECK(json_is_null(json_object_get(best, "beats_random")));
+	CHECK(strstr(r.markdown, "| best on the proxy | p7 | 0.5700 | - | - |\n") != NULL);
+	json_decref(j);
+	nas_transfer_report_release(&r);
+	proxy[7].arch = (char *)arch[7];
+	/* One architecture on both: too few to rank, said so, not "nan". */
+	CHECK_INT(nas_transfer_analyze(proxy, 1, target, 6, &r, &err), 0);
+	CHECK(strstr(r.summary, "ranks: 1 architectures trained on both: too few to rank\n") !=
+	      NULL);
+	CHECK(strstr(r.summary, "nan") == NULL);
 	nas_transfer_report_release(&r);
 	/* Out of memory anywhere: an error, never a crash. */
 	for (long n = 0; n < 60; n++) {
