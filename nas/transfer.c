@@ -201,8 +201,8 @@ static void write_markdown(struct buf *md, const struct row *rows, const struct 
 		 np, nt, s->nrows);
 	if (s->paired >= 2)
 		buf_addf(md,
-			 "Over the %d architectures trained on both: Kendall's tau-b %.3f (p = "
-			 "%.2g that ranks so alike come by chance), Spearman's rho %.3f.\n\n",
+			 "Over the %d architectures trained on both: Kendall's tau-b %.3f "
+			 "(two-sided p = %.2g under no association), Spearman's rho %.3f.\n\n",
 			 s->paired, s->tau, s->p, s->rho);
 	else
 		buf_addf(md, "%d architectures trained on both: too few to rank.\n\n", s->paired);
