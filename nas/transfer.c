@@ -166,6 +166,7 @@ static const struct row *best_proxy(const struct row *rows, int n, const char *m
 
 struct summary {
 	int nrows, paired, nrandom, k_equal;
+	int failed;    /* trainings that failed (trial --keep-going): left out */
 	double k_time; /* random trainings the search's time would buy, before the cap at nrandom */
 	double tau, p, rho, search_s, random_mean_s, expected_equal, median;
 	double *random; /* target accuracies of the random architectures, ascending */
@@ -196,9 +197,12 @@ static void write_markdown(struct buf *md, const struct row *rows, const struct 
 	char a[16], b[16];
 	buf_addf(md,
 		 "# NASTransfer: does the search on the proxy transfer to the target?\n\n"
-		 "%d trainings on the proxy, %d on the target, %d architectures in all.\n\n"
+		 "%d trainings on the proxy, %d on the target, %d architectures in all.%s\n\n"
 		 "## Do architectures rank the same?\n\n",
-		 np, nt, s->nrows);
+		 np, nt, s->nrows,
+		 s->failed ? " Some trainings failed (trial --keep-going recorded them) and are "
+			     "left out: see analysis.json's failed_trainings."
+			   : "");
 	if (s->paired >= 2)
 		buf_addf(md,
 			 "Over the %d architectures trained on both: Kendall's tau-b %.3f "
@@ -287,6 +291,8 @@ static void summarize(struct row *rows, struct summary *s, const struct nas_tria
 	for (int i = 0; i < np; i++)
 		s->search_s += proxy[i].train_s;
 	for (int i = 0; i < nt; i++) {
+		if (target[i].failed)
+			continue;
 		if (strcmp(target[i].method, "top") == 0)
 			s->search_s += target[i].train_s;
 		else if (strcmp(target[i].method, "random") == 0)
@@ -318,19 +324,19 @@ static char *json_text(const struct row *rows, const struct summary *s, int np, 
 			      (json_int_t)rows[i].params, "proxy", num(rows[i].proxy), "target",
 			      num(rows[i].target), "proposed_by", rows[i].proxy_method, "picked",
 			      rows[i].target_pick));
-	json_t *j = json_pack("{s:i, s:i, s:i, s:{s:i, s:o, s:o, s:o}, s:o, s:o, s:o, s:o, "
-			      "s:{s:i, s:o, s:o, s:o}, s:{s:o, s:o, s:i, s:o}, s:o}",
-			      "proxy_trainings", np, "target_trainings", nt, "architectures",
-			      s->nrows, "ranks", "paired", s->paired, "kendall_tau_b", num(s->tau),
-			      "kendall_p", num(s->p), "spearman_rho", num(s->rho), "pick",
-			      row_json(s->pick, s), "best_on_proxy", row_json(s->best, s),
-			      "random_search_on_proxy", row_json(s->best_random, s),
-			      "surrogate_best_on_proxy", row_json(s->best_surrogate, s),
-			      "random_on_target", "count", s->nrandom, "median", num(s->median),
-			      "best", num(s->nrandom ? s->random[s->nrandom - 1] : NAN),
-			      "expected_best_of", best_of, "same_training_time", "search_s",
-			      num(s->search_s), "random_mean_s", num(s->random_mean_s), "k",
-			      s->k_equal, "expected_best", num(s->expected_equal), "archs", archs);
+	json_t *j = json_pack(
+	    "{s:i, s:i, s:i, s:i, s:{s:i, s:o, s:o, s:o}, s:o, s:o, s:o, s:o, "
+	    "s:{s:i, s:o, s:o, s:o}, s:{s:o, s:o, s:i, s:o}, s:o}",
+	    "proxy_trainings", np, "target_trainings", nt, "failed_trainings", s->failed,
+	    "architectures", s->nrows, "ranks", "paired", s->paired, "kendall_tau_b", num(s->tau),
+	    "kendall_p", num(s->p), "spearman_rho", num(s->rho), "pick", row_json(s->pick, s),
+	    "best_on_proxy", row_json(s->best, s), "random_search_on_proxy",
+	    row_json(s->best_random, s), "surrogate_best_on_proxy", row_json(s->best_surrogate, s),
+	    "random_on_target", "count", s->nrandom, "median", num(s->median), "best",
+	    num(s->nrandom ? s->random[s->nrandom - 1] : NAN), "expected_best_of", best_of,
+	    "same_training_time", "search_s", num(s->search_s), "random_mean_s",
+	    num(s->random_mean_s), "k", s->k_equal, "expected_best", num(s->expected_equal),
+	    "archs", archs);
 	char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	return text;
@@ -359,12 +365,20 @@ int nas_transfer_analyze(const struct nas_trial *proxy, int np, const struct nas
 	if (!rows || !a || !b || !s.random)
 		goto oom;
 	for (int i = 0; i < np; i++) {
+		if (proxy[i].failed) {
+			s.failed++;
+			continue;
+		}
 		struct row *w = row_of(rows, &s.nrows, &proxy[i]);
 		add(&w->proxy, &w->nproxy, proxy[i].accuracy);
 		if (!w->proxy_method)
 			w->proxy_method = proxy[i].method;
 	}
 	for (int i = 0; i < nt; i++) {
+		if (target[i].failed) {
+			s.failed++;
+			continue;
+		}
 		struct row *w = row_of(rows, &s.nrows, &target[i]);
 		add(&w->target, &w->ntarget, target[i].accuracy);
 		w->target_random |= strcmp(target[i].method, "random") == 0;
@@ -393,6 +407,8 @@ int nas_transfer_analyze(const struct nas_trial *proxy, int np, const struct nas
 			 fmt3(x, s.pick->target),
 			 100 * nas_share_below(s.random, s.nrandom, s.pick->target), s.nrandom,
 			 fmt3(y, s.median));
+	if (s.failed)
+		buf_addf(&sum, "%d failed trainings left out\n", s.failed);
 	if (s.k_equal)
 		buf_addf(&sum,
 			 "random search on the target for the same training time (%d "

@@ -33,7 +33,8 @@ struct nas_transfer_report {
 
 /* proxy: the trials of the search on the proxy dataset (methods random and
  * surrogate); target: trainings on the target (random ones, and the search's
- * picks: method top). Architectures are matched by their canonical spec. */
+ * picks: method top). Architectures are matched by their canonical spec;
+ * failed trainings (nas_trial.failed) are counted and left out. */
 int nas_transfer_analyze(const struct nas_trial *proxy, int np, const struct nas_trial *target,
 			 int nt, struct nas_transfer_report *r, struct error *err);
 void nas_transfer_report_release(struct nas_transfer_report *r);

@@ -152,32 +152,18 @@ void nas_trial_release(struct nas_trial *t)
 	mem_free(t->space);
 	mem_free(t->method);
 	mem_free(t->choices);
+	mem_free(t->failure);
 	memset(t, 0, sizeof *t);
 }
 
-static int trial_parse(struct nas_trial *t, const json_t *prop, const json_t *m, const char *metric,
-		       struct error *err)
+/* proposal.json's part of a trial */
+static int proposal_parse(struct nas_trial *t, const json_t *prop, struct error *err)
 {
 	const char *space = jsonio_str(prop, "space", NULL), *arch = jsonio_str(prop, "arch", NULL);
 	const char *method = jsonio_str(prop, "method", NULL);
 	const json_t *c = json_object_get(prop, "choices");
 	if (!space || !arch || !method || !json_is_array(c))
 		return error_set(err, "%s lacks space, arch, method or choices", NAS_PROPOSAL_FILE);
-	const char *trained = jsonio_str(m, "arch", NULL);
-	if (!trained)
-		return error_set(err, "metrics.json has no arch");
-	if (strcmp(trained, arch) != 0)
-		return error_set(err,
-				 "trained '%s', not its proposal '%s' (does the command pass "
-				 "--arch {arch}?)",
-				 trained, arch);
-	const json_t *v = json_object_get(m, metric);
-	if (!json_is_number(v) || !isfinite(json_number_value(v)))
-		return error_set(err, "metrics.json has no number '%s'", metric);
-	t->accuracy = json_number_value(v);
-	t->params = jsonio_int(m, "params", 0);
-	t->train_s = jsonio_num(m, "train_time_s", 0);
-	t->mflops = 1e3 * jsonio_num(m, "gflops_per_image", jsonio_num(m, "gflops_per_tile", 0));
 	t->index = (int)jsonio_int(prop, "index", -1);
 	t->arch = mem_strdup(arch);
 	t->space = mem_strdup(space);
@@ -194,13 +180,38 @@ static int trial_parse(struct nas_trial *t, const json_t *prop, const json_t *m,
 	return 0;
 }
 
+/* metrics.json's part: the trainer's result for that proposal */
+static int metrics_parse(struct nas_trial *t, const json_t *m, const char *metric,
+			 struct error *err)
+{
+	const char *arch = t->arch;
+	const char *trained = jsonio_str(m, "arch", NULL);
+	if (!trained)
+		return error_set(err, "metrics.json has no arch");
+	if (strcmp(trained, arch) != 0)
+		return error_set(err,
+				 "trained '%s', not its proposal '%s' (does the command pass "
+				 "--arch {arch}?)",
+				 trained, arch);
+	const json_t *v = json_object_get(m, metric);
+	if (!json_is_number(v) || !isfinite(json_number_value(v)))
+		return error_set(err, "metrics.json has no number '%s'", metric);
+	t->accuracy = json_number_value(v);
+	t->params = jsonio_int(m, "params", 0);
+	t->train_s = jsonio_num(m, "train_time_s", 0);
+	t->mflops = 1e3 * jsonio_num(m, "gflops_per_image", jsonio_num(m, "gflops_per_tile", 0));
+	return 0;
+}
+
 int nas_trial_load(struct nas_trial *t, const char *dir, const char *metric, struct error *err)
 {
 	memset(t, 0, sizeof *t);
 	char *pp = path_in(dir, NAS_PROPOSAL_FILE), *mp = path_in(dir, "metrics.json");
+	char *fp = path_in(dir, NAS_FAILED_FILE);
 	json_t *prop = NULL, *m = NULL;
 	int rc = -1;
-	if (!pp || !mp || !(t->dir = mem_strdup(dir))) {
+	t->accuracy = NAN;
+	if (!pp || !mp || !fp || !(t->dir = mem_strdup(dir))) {
 		error_set(err, "out of memory");
 		goto out;
 	}
@@ -209,14 +220,20 @@ int nas_trial_load(struct nas_trial *t, const char *dir, const char *metric, str
 			  NAS_PROPOSAL_FILE);
 		goto out;
 	}
-	if (!fs_exists(mp)) {
+	t->failed = fs_exists(fp);
+	if (!t->failed && !fs_exists(mp)) {
 		error_set(err, "trial %s: no metrics.json (did its training finish?)", dir);
 		goto out;
 	}
-	if (!(prop = jsonio_load(pp, err)) || !(m = jsonio_load(mp, err)))
+	if (!(prop = jsonio_load(pp, err)) || !(m = jsonio_load(t->failed ? fp : mp, err)))
 		goto out;
-	if (trial_parse(t, prop, m, metric, err) < 0) {
+	if (proposal_parse(t, prop, err) < 0 ||
+	    (!t->failed && metrics_parse(t, m, metric, err) < 0)) {
 		error_prefix(err, "trial %s: ", dir);
+		goto out;
+	}
+	if (t->failed && !(t->failure = mem_strdup(jsonio_str(m, "failure", "failed")))) {
+		error_set(err, "out of memory");
 		goto out;
 	}
 	rc = 0;
@@ -227,5 +244,6 @@ out:
 	json_decref(m);
 	mem_free(pp);
 	mem_free(mp);
+	mem_free(fp);
 	return rc;
 }

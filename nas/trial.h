@@ -10,6 +10,7 @@
 
 #define NAS_PROPOSALS_FILE "proposals.json"
 #define NAS_PROPOSAL_FILE "proposal.json"
+#define NAS_FAILED_FILE "trial-failed.json" /* cairn-nas trial --keep-going: the trainer failed */
 
 struct nas_proposal {
 	int choice[NAS_MAX_DIMS];
@@ -44,11 +45,15 @@ struct nas_trial {
 	long long params;
 	double mflops; /* forward, per sample */
 	double train_s;
+	int failed;    /* the trainer failed and trial --keep-going recorded it: no
+			  metrics, accuracy NAN */
+	char *failure; /* then how: "exit 1", "signal 9" */
 };
 
 /* Load a trial folder; errors name the folder and the missing or wrong file
  * ("trial t/3: no metrics.json (did its training finish?)"), and a trial that
- * trained another architecture than its proposal. */
+ * trained another architecture than its proposal. A recorded failure
+ * (NAS_FAILED_FILE) loads as a failed trial. */
 #define NAS_DEFAULT_METRIC "test_accuracy"
 int nas_trial_load(struct nas_trial *t, const char *dir, const char *metric, struct error *err);
 void nas_trial_release(struct nas_trial *t);

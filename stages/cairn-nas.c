@@ -7,10 +7,13 @@
  * Exit 0 ok, 1 failure of the work (I/O), 2 bad usage or bad input. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -44,7 +47,8 @@ static void usage(FILE *f)
 	    "  propose --space S --like SHARD --count N --out DIR [--seed N] [--metric KEY] "
 	    "TRIAL...\n"
 	    "  top     --count N --out DIR [--metric KEY] TRIAL...\n"
-	    "  trial   --proposals DIR --index I --out DIR -- COMMAND ... {arch} ...\n"
+	    "  trial   --proposals DIR --index I --out DIR [--keep-going] -- COMMAND ... {arch} "
+	    "...\n"
 	    "  analyze --out DIR [--metric KEY] --proxy TRIAL... --target TRIAL...\n"
 	    "\n"
 	    "A space is an architecture spec with choice slots, e.g.\n"
@@ -78,10 +82,20 @@ static int fail(const char *cmd, int rc, const struct error *err)
 struct opts {
 	const char *space, *like, *out, *metric, *proposals;
 	long count, index, seed;
-	int help;
+	int help, keep_going;
 };
 
-enum { O_SPACE = 256, O_LIKE, O_COUNT, O_OUT, O_SEED, O_METRIC, O_PROPOSALS, O_INDEX };
+enum {
+	O_SPACE = 256,
+	O_LIKE,
+	O_COUNT,
+	O_OUT,
+	O_SEED,
+	O_METRIC,
+	O_PROPOSALS,
+	O_INDEX,
+	O_KEEP_GOING
+};
 
 /* Parse argv's options ("+": stop at the first non-option for trial);
  * returns optind, or -1 after a usage message. */
@@ -95,6 +109,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 						 {"metric", required_argument, 0, O_METRIC},
 						 {"proposals", required_argument, 0, O_PROPOSALS},
 						 {"index", required_argument, 0, O_INDEX},
+						 {"keep-going", no_argument, 0, O_KEEP_GOING},
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	memset(o, 0, sizeof *o);
@@ -132,6 +147,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 			break;
 		case O_PROPOSALS:
 			o->proposals = optarg;
+			break;
+		case O_KEEP_GOING:
+			o->keep_going = 1;
 			break;
 		case O_COUNT:
 			if (parse_long(optarg, 1, 100000, &o->count) < 0)
@@ -362,6 +380,14 @@ static int cmd_propose(int argc, char **argv)
 		y[i] = t[i].accuracy;
 		k.tried[k.ntried++] = t[i].arch;
 	}
+	/* A failed training (trial --keep-going) scores as the worst one seen:
+	 * the surrogate steers away from it, and it is never proposed again. */
+	double worst = INFINITY;
+	for (int i = 0; i < ntrials; i++)
+		worst = t[i].failed ? worst : fmin(worst, y[i]);
+	for (int i = 0; i < ntrials; i++)
+		if (t[i].failed)
+			y[i] = isfinite(worst) ? worst : 0;
 	int r = is_sample ? nas_propose_random(&space, tried, 0, (int)o.count, (uint64_t)o.seed,
 					       check_arch, &k, out, &err)
 			  : nas_propose_surrogate(&space, tried, y, ntrials, (int)o.count,
@@ -419,7 +445,7 @@ static int cmd_top(int argc, char **argv)
 		return printf(top_help, prog), 0;
 	if (o.count < 0 || !o.out)
 		return bad_usage(cmd, "%s", "--count and --out are required");
-	int n = argc - first, rc = EXIT_USAGE, nu = 0;
+	int n = argc - first, rc = EXIT_USAGE, nu = 0, nfailed = 0;
 	if (n == 0)
 		return bad_usage(cmd, "%s", "no TRIAL folder to choose from");
 	struct nas_trial *t = load_trials(cmd, argv + first, n, o.metric);
@@ -450,6 +476,10 @@ static int cmd_top(int argc, char **argv)
 				prog, cmd, t[0].dir, t[0].space, t[i].dir, t[i].space);
 			goto out;
 		}
+		if (t[i].failed) { /* its training failed: nothing to move elsewhere */
+			nfailed++;
+			continue;
+		}
 		int u = 0;
 		while (u < nu && strcmp(p[u].arch, t[i].arch) != 0)
 			u++;
@@ -468,8 +498,9 @@ static int cmd_top(int argc, char **argv)
 		cnt[u]++;
 	}
 	if (o.count > nu) {
-		fprintf(stderr, "%s %s: --count %ld, but the trials trained %d architectures\n",
-			prog, cmd, o.count, nu);
+		fprintf(stderr, "%s %s: --count %ld, but the trials trained %d architectures", prog,
+			cmd, o.count, nu);
+		fprintf(stderr, nfailed ? " (and %d trainings failed)\n" : "\n", nfailed);
 		goto out;
 	}
 	/* Best mean first; ties keep the trials' order (a stable insertion sort). */
@@ -516,19 +547,113 @@ out:
 }
 
 static const char trial_help[] =
-    "usage: %s trial --proposals DIR --index I --out OUT -- COMMAND [ARG...]\n"
+    "usage: %s trial --proposals DIR --index I --out OUT [--keep-going] -- COMMAND [ARG...]\n"
     "\n"
-    "Train proposal I of DIR: records it in OUT/proposal.json, then runs COMMAND\n"
-    "(no shell) with every '{arch}' in its arguments replaced by the architecture,\n"
-    "in place of this process: its exit status is the trial's. COMMAND should\n"
-    "write its metrics.json into OUT (cairn-train-classifier --out OUT, or\n"
-    "cairn-train-unet). In a pipeline: array = the number of proposals, --index ${task}.\n";
+    "Train proposal I of DIR: records it in OUT/proposal.json (and removes an old\n"
+    "OUT/metrics.json), then runs COMMAND (no shell) with every '{arch}' in its\n"
+    "arguments replaced by the architecture, in place of this process: its exit\n"
+    "status is the trial's. COMMAND should write its metrics.json into OUT\n"
+    "(cairn-train-classifier --out OUT, or cairn-train-unet). In a pipeline:\n"
+    "array = the number of proposals, --index ${task}.\n"
+    "\n"
+    "--keep-going: if the training fails (exit 1: diverged; or killed by a signal\n"
+    "of its own, e.g. for memory), record it in OUT/trial-failed.json and exit 0:\n"
+    "the search goes on without that architecture (propose scores it as the worst\n"
+    "seen, top and analyze leave it out). Exit 2 (bad usage or input) and a\n"
+    "COMMAND that cannot run are still the trial's failure; a signal to the trial\n"
+    "itself (cancel, time limit) stops it as stopped, recording nothing.\n";
+
+/* Remove DIR/NAME if it is there. */
+static int remove_in(const char *dir, const char *name, struct error *err)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return error_errno(err, "removing %s", path);
+	return 0;
+}
+
+static volatile sig_atomic_t stop_signal;
+static volatile pid_t trainer_pid;
+
+/* A signal to the trial (Slurm's cancel or time limit, Ctrl-C) goes on to
+ * the trainer, and the trial then stops as stopped, not as a failed
+ * architecture. */
+static void forward_signal(int sig)
+{
+	stop_signal = sig;
+	if (trainer_pid > 0)
+		kill(trainer_pid, sig);
+}
+
+/* trial --keep-going: run the trainer as a child; if it fails (exit 1, the
+ * work failed: a diverged loss; or a signal of its own: killed for memory),
+ * record that in OUT/trial-failed.json and end with 0, so that the search
+ * goes on without this architecture. Usage errors (2) and a trainer that
+ * cannot run (126, 127) are the command's fault, not the architecture's:
+ * passed on. */
+static int run_keeping_going(const char *cmd, char **args, const struct opts *o, const char *arch)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = forward_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "%s %s: fork: %s\n", prog, cmd, strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		execvp(args[0], args);
+		fprintf(stderr, "%s %s: cannot run '%s': %s\n", prog, cmd, args[0],
+			strerror(errno));
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	trainer_pid = pid;
+	if (stop_signal) /* a signal before trainer_pid was set */
+		kill(pid, stop_signal);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			fprintf(stderr, "%s %s: waitpid: %s\n", prog, cmd, strerror(errno));
+			return 1;
+		}
+	if (stop_signal)
+		return 128 + stop_signal;
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	if (code == 0 || code == EXIT_USAGE || code == 126 || code == 127)
+		return code;
+	char how[64];
+	if (code > 0)
+		snprintf(how, sizeof how, "exit %d", code);
+	else
+		snprintf(how, sizeof how, "signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", o->out, NAS_FAILED_FILE);
+	json_t *j =
+	    json_pack("{s:s, s:s, s:i}", "failure", how, "arch", arch, "index", (int)o->index);
+	struct error err;
+	if (!j || jsonio_write_atomic(path, j, &err) < 0) {
+		fprintf(stderr, "%s %s: %s\n", prog, cmd, j ? err.msg : "out of memory");
+		json_decref(j);
+		return 1;
+	}
+	json_decref(j);
+	printf("trial %ld: the trainer failed (%s): recorded in %s, the search goes on without "
+	       "this architecture (--keep-going)\n",
+	       o->index, how, path);
+	return 0;
+}
 
 static int cmd_trial(int argc, char **argv)
 {
 	const char *cmd = argv[0];
 	struct opts o;
-	int first = parse_opts(cmd, argc, argv, "proposals index out", &o);
+	int first = parse_opts(cmd, argc, argv, "proposals index out keep-going", &o);
 	if (first < 0)
 		return EXIT_USAGE;
 	if (o.help)
@@ -596,8 +721,18 @@ static int cmd_trial(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* The folder's results are this run's: none left from an earlier one. */
+	if (remove_in(o.out, "metrics.json", &err) < 0 ||
+	    remove_in(o.out, NAS_FAILED_FILE, &err) < 0) {
+		fail(cmd, 1, &err);
+		goto out;
+	}
 	printf("trial %ld of %s: %s\n", o.index, o.proposals, p->arch);
 	fflush(stdout);
+	if (o.keep_going) {
+		rc = run_keeping_going(cmd, args, &o, p->arch);
+		goto out;
+	}
 	execvp(args[0], args);
 	fprintf(stderr, "%s %s: cannot run '%s': %s\n", prog, cmd, args[0], strerror(errno));
 	rc = errno == ENOENT ? 127 : 126;

@@ -123,6 +123,33 @@ check_grep "names it" "trial $T/./p1 is given twice \(also as $T/p1\)" $T/.out
 check_rc "analyze without target trials" 2 cairn-nas analyze --out $T/x --proxy $T/p0
 check_rc "an option of another command" 2 cairn-nas top --space "$S" --count 1 --out $T/x $T/p0
 check_grep "is named" "--space is not an option of this command" $T/.out
+# trial --keep-going: a failed training is recorded and the search goes on
+echo '{"old": 1}' >$T/pf-metrics.json && mkdir -p $T/pf && cp $T/pf-metrics.json $T/pf/metrics.json
+check_rc "a diverged training, kept going" 0 cairn-nas trial --keep-going --proposals $T/s --index 4 --out $T/pf -- sh -c 'exit 1' {arch}
+check_grep "says it is recorded" "the trainer failed \(exit 1\): recorded in .*trial-failed.json" $T/.out
+check "an old metrics.json is gone" test ! -e $T/pf/metrics.json
+check_eq "trial-failed.json says how" "$(json $T/pf/trial-failed.json 'd["failure"], d["index"]')" "('exit 1', 4)"
+check_rc "a trainer killed by a signal, kept going" 0 cairn-nas trial --keep-going --proposals $T/s --index 4 --out $T/pk -- sh -c 'kill -9 $$' {arch}
+check_eq "recorded as a signal" "$(json $T/pk/trial-failed.json 'd["failure"]')" "signal 9 (Killed)"
+check_rc "bad usage is not the architecture's failure" 2 cairn-nas trial --keep-going --proposals $T/s --index 4 --out $T/pu -- sh -c 'exit 2' {arch}
+check "and records nothing" test ! -e $T/pu/trial-failed.json
+cairn-nas trial --keep-going --proposals $T/s --index 4 --out $T/pt -- sh -c 'sleep 30' {arch} >$T/pt.log 2>&1 &
+tpid=$!
+sleep 1
+kill -TERM $tpid
+wait $tpid
+check_eq "a trial stopped from outside stops as stopped" "$?" 143
+check "and records nothing" test ! -e $T/pt/trial-failed.json
+check_rc "propose learns past a failed trial" 0 cairn-nas propose --space "$S" --like $T/proxy.ds --count 3 --seed 1 --out $T/rf $T/p0 $T/p1 $T/p2 $T/p3 $T/pf
+check_eq "and never proposes the failed architecture again" "$(python3 -c "
+import json
+failed = json.load(open('$T/pf/proposal.json'))['arch']
+print(failed in [p['arch'] for p in json.load(open('$T/rf/proposals.json'))['proposals']])")" False
+check_rc "top leaves it out" 0 cairn-nas top --count 4 --out $T/topf $T/p0 $T/p1 $T/p2 $T/p3 $T/pf
+check_rc "top says when failures leave too few" 2 cairn-nas top --count 5 --out $T/x $T/p0 $T/p1 $T/p2 $T/p3 $T/pf
+check_grep "and counts them" "the trials trained 4 architectures \(and 1 trainings failed\)" $T/.out
+check_rc "analyze leaves it out" 0 cairn-nas analyze --out $T/anf --proxy $T/p0 $T/p1 $T/p2 $T/p3 $T/pf --target $T/q0 $T/q1 $T/q2 $T/t0 $T/t1
+check_eq "and counts it" "$(json $T/anf/analysis.json 'd["failed_trainings"], d["proxy_trainings"]')" "(1, 5)"
 for c in sample propose top trial analyze; do
 	check_rc "$c --help" 0 cairn-nas $c --help
 done
