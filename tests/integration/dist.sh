@@ -57,15 +57,11 @@ check_grep "the error lists the algorithms" "known: none, allreduce, adpsgd" $T/
 check_rc "a rank's failure stops the job" 1 train adpsgd 2 $T/diverge --lr 1e30
 check_grep "the error names the rank" "rank [01] of 2: training diverged" $T/.out
 
-# As a pipeline stage: ranks = 2 runs the command under mpirun.
-cat >$T/dist.ini <<EOF
-[pipeline]
-name = dist
-[stage train]
-ranks = 2
-command = cairn-train-classifier --dist adpsgd --train $T/train.ds --test $T/test.ds --epochs 1 --batch 64 --threads 1 --out \${out}
-EOF
+# As a pipeline stage (configs/fashion-mnist-dist.ini, ranks = 2): the task
+# runs under mpirun, rank 0 writes.
 cd $T
-check_rc "a stage with ranks = 2" 0 cairn run dist.ini
-check_eq "its metrics are rank 0's, over 2 ranks" "$(json $T/runs/dist-*/stages/train/0/out/metrics.json 'd["dist"]["ranks"]')" 2
+check_rc "configs/fashion-mnist-dist.ini, small" 0 cairn run $ROOT/configs/fashion-mnist-dist.ini \
+	--set train_images=$idx/t10k-images-idx3-ubyte.gz --set train_labels=$idx/t10k-labels-idx1-ubyte.gz \
+	--set epochs=1
+check_eq "its metrics are rank 0's, over 2 ranks" "$(json $T/runs/fashion-mnist-dist-*/stages/train/0/out/metrics.json 'd["dist"]["algorithm"], d["dist"]["ranks"], d["train_records"]')" "('adpsgd', 2, 10000)"
 exit $failed
