@@ -515,9 +515,21 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	/* the 8 symmetries of a square tile; flips only for other shapes */
 	lc.dihedral = cfg->augment && s->height == s->width;
 	lc.flip = cfg->augment && s->height != s->width;
+	if (cfg->sync) {
+		lc.part = (uint32_t)cfg->sync->part;
+		lc.parts = (uint32_t)cfg->sync->parts;
+	}
 	if (!(l = loader_new(train, &lc, err)))
 		goto out;
 	uint64_t per_epoch = loader_batches_per_epoch(l);
+	if (per_epoch == 0) { /* only with ranks: the batch was checked against the shard */
+		rc = DATASET_EBADINPUT;
+		error_set(err,
+			  "--batch %d is larger than a rank's part of train shard %s (%" PRIu64
+			  " records over %d ranks): give a smaller --batch or fewer ranks",
+			  cfg->batch, train->path, train->count, cfg->sync ? cfg->sync->parts : 1);
+		goto out;
+	}
 	struct nn_optim opt;
 	nn_train_sgd_setup(&opt, cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->epochs,
 			   per_epoch);
@@ -525,7 +537,8 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 		goto out;
 	double t0 = clock_now(), eval_time = 0;
 	uint64_t tiles = 0;
-	struct nn_train_step st = {.net = net, .opt = &opt, .class_w = class_w};
+	struct nn_train_step st = {.net = net, .opt = &opt, .class_w = class_w, .sync = cfg->sync};
+	int evaluate = val && (!cfg->sync || cfg->sync->evaluate);
 	for (int e = 0; e < cfg->epochs; e++) {
 		int r = nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
 				       &res->epoch_loss[e], &tiles, err);
@@ -533,7 +546,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 			rc = r;
 			goto out;
 		}
-		if (val) {
+		if (evaluate) {
 			double te = clock_now();
 			if ((r = nn_eval_segmenter(net, val, cfg->batch, &res->val, err)) < 0) {
 				rc = r;
@@ -550,6 +563,19 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 				      res->epoch_seconds[e]);
 	}
 	res->train_seconds = clock_now() - t0 - eval_time;
+	/* Data-parallel: keep the ranks' consensus, validated once more (each
+	 * epoch's validation was of this rank's own model). */
+	if (cfg->sync && cfg->sync->finish) {
+		if (cfg->sync->finish(cfg->sync->ctx, net, err) < 0)
+			goto out;
+		double te = clock_now();
+		int r = evaluate ? nn_eval_segmenter(net, val, cfg->batch, &res->val, err) : 0;
+		if (r < 0) {
+			rc = r;
+			goto out;
+		}
+		eval_time += clock_now() - te;
+	}
 	res->eval_seconds = eval_time;
 	res->tiles_per_second = res->train_seconds > 0 ? tiles / res->train_seconds : 0;
 	rc = 0;

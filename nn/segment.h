@@ -62,6 +62,7 @@ struct nn_segment_config {
 	void (*on_epoch)(void *ctx, int epoch, float train_loss,
 			 const struct nn_segment_metrics *val, double seconds);
 	void *ctx;
+	const struct nn_train_sync *sync; /* data-parallel ranks (dist/); NULL: one process */
 };
 
 /* arch NN_SEGMENT_ARCH, 30 epochs, batch 8, lr 0.05, momentum 0.9, wd 5e-4,

@@ -19,6 +19,8 @@
 #include "core/jsonio.h"
 #include "core/parse.h"
 #include "core/progress.h"
+#include "dist/dist.h"
+#include "dist/train.h"
 #include "nn/ckpt.h"
 #include "nn/dataset.h"
 #include "nn/model.h"
@@ -61,6 +63,10 @@ static void usage(FILE *f)
 	    "                       with make CUDA=1 and a GPU), auto (cuda if a GPU is visible)\n"
 	    "  --precision P        cuda math: tf32 (default), fp32, bf16 (docs/cuda.md);\n"
 	    "                       the cpu devices compute in fp32 only\n"
+	    "  --dist A             data-parallel over the MPI ranks it is started with\n"
+	    "                       (mpirun -np N, srun; `ranks = N` in a pipeline): none\n"
+	    "                       (default), allreduce or adpsgd (docs/dist.md); rank 0\n"
+	    "                       validates and writes DIR\n"
 	    "  --help               this text\n"
 	    "\n"
 	    "example:\n"
@@ -297,6 +303,7 @@ int main(int argc, char **argv)
 						 {"no-augment", no_argument, 0, 'A'},
 						 {"class-weights", required_argument, 0, 'W'},
 						 {"precision", required_argument, 0, 'p'},
+						 {"dist", required_argument, 0, 'D'},
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	struct nn_segment_config cfg;
@@ -305,6 +312,7 @@ int main(int argc, char **argv)
 	const char *train_path = NULL, *val_path = NULL, *out = NULL, *precision = NULL;
 	long v, threads = 0;
 	int c;
+	enum dist_algo algo = DIST_NONE;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
@@ -370,6 +378,12 @@ int main(int argc, char **argv)
 		case 'p':
 			precision = optarg;
 			break;
+		case 'D': {
+			struct error derr;
+			if (dist_algo_parse(optarg, &algo, &derr) < 0)
+				return bad_usage("--dist: %s", derr.msg);
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -403,6 +417,9 @@ int main(int argc, char **argv)
 	memset(&net, 0, sizeof(net));
 	struct nn_segment_result res;
 	memset(&res, 0, sizeof(res));
+	struct dist dist = {.size = 1};
+	struct dist_train dt = {0};
+	struct nn_train_sync sync;
 	/* bad input, said before anything is built or written: a class shard,
 	 * an empty one, shards that do not match, tiles the U-Net cannot halve
 	 * depth times, class weights that do not fit, a bad spec */
@@ -418,11 +435,28 @@ int main(int argc, char **argv)
 	}
 	char summary[512];
 	nn_model_summary(&net, summary, sizeof(summary));
-	fprintf(stderr, "%s\n", summary);
 	nn_net_release(&net);
-	made_out = !fs_exists(out);
-	if (fs_mkdir_p(out, &err) < 0) {
+	/* Data-parallel: join the ranks once the input is known good; rank 0
+	 * reports and writes (docs/dist.md). */
+	if (algo != DIST_NONE) {
+		if (dist_init(&dist, algo, &err) < 0) {
+			fprintf(stderr, "%s: --dist %s: %s\n", prog, dist_algo_name(algo), err.msg);
+			status = 1;
+			goto out;
+		}
+		dist_train_hooks(&dt, &dist, &sync);
+		cfg.sync = &sync;
+	}
+	int rank = dist.rank;
+	if (rank == 0)
+		fprintf(stderr, "%s\n", summary);
+	if (rank == 0 && algo != DIST_NONE)
+		fprintf(stderr, "%s over %d ranks: each takes 1/%d of every epoch, batch %d\n",
+			dist_algo_name(algo), dist.size, dist.size, cfg.batch);
+	made_out = rank == 0 && !fs_exists(out);
+	if (rank == 0 && fs_mkdir_p(out, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dist_abort(&dist, 1);
 		status = 1;
 		goto out;
 	}
@@ -431,19 +465,37 @@ int main(int argc, char **argv)
 		load[0] = -1;
 
 	struct ui ui = {.epochs = cfg.epochs};
-	cfg.on_batch = on_batch;
-	cfg.on_epoch = on_epoch;
-	cfg.ctx = &ui;
+	if (rank == 0) {
+		cfg.on_batch = on_batch;
+		cfg.on_epoch = on_epoch;
+		cfg.ctx = &ui;
+	}
 	double t0 = clock_now();
 	rc = nn_train_segmenter(&cfg, &train, valp, &net, &res, &err);
 	double wall = clock_now() - t0;
 	if (ui.per_epoch)
 		progress_finish(&ui.p);
 	if (rc < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		if (dist.size > 1)
+			fprintf(stderr, "%s: rank %d of %d: %s\n", prog, rank, dist.size, err.msg);
+		else
+			fprintf(stderr, "%s: %s\n", prog, err.msg);
 		status = rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+		dist_abort(&dist, status); /* the other ranks would wait for this one */
 		goto out;
 	}
+	/* every rank's tiles over the slowest rank's time */
+	double tiles = res.tiles_per_second * res.train_seconds, slowest = res.train_seconds;
+	if (dist_sum(&dist, &tiles, 1, &err) < 0 || dist_max(&dist, &slowest, 1, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		dist_abort(&dist, 1);
+		status = 1;
+		goto out;
+	}
+	if (rank != 0)
+		goto out;
+	if (algo != DIST_NONE && slowest > 0)
+		res.tiles_per_second = tiles / slowest;
 	char ckpt[4096], metrics[4096];
 	snprintf(ckpt, sizeof(ckpt), "%s/model.ckpt", out);
 	snprintf(metrics, sizeof(metrics), "%s/metrics.json", out);
@@ -453,6 +505,14 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	json_t *m = metrics_json(&cfg, &res, &net, precision, &train, valp, wall, load[0]);
+	if (algo != DIST_NONE) /* how the ranks trained together */
+		json_object_set_new(m, "dist",
+				    json_pack("{s:s, s:i, s:f, s:f, s:I, s:f}", "algorithm",
+					      dist_algo_name(algo), "ranks", dist.size,
+					      "train_time_slowest_rank_s", slowest,
+					      "comm_seconds_rank0", dist.comm_seconds, "exchanges_rank0",
+					      (json_int_t)dist.exchanges, "megabytes_rank0",
+					      dist.bytes / 1e6));
 	if (jsonio_write_atomic(metrics, m, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		unlink(ckpt); /* both files or neither */
@@ -471,6 +531,8 @@ out:
 		rmdir(out); /* only when empty: nothing half written is left */
 	nn_segment_result_release(&res);
 	nn_net_release(&net);
+	dist_train_release(&dt);
+	dist_release(&dist);
 	dataset_close(&train);
 	if (valp)
 		dataset_close(&val);

@@ -57,6 +57,18 @@ check_grep "the error lists the algorithms" "known: none, allreduce, adpsgd" $T/
 check_rc "a rank's failure stops the job" 1 train adpsgd 2 $T/diverge --lr 1e30
 check_grep "the error names the rank" "rank [01] of 2: training diverged" $T/.out
 
+# cairn-train-unet --dist: the U-Net on synthetic mask shards
+mkdir -p $T/seg && "$CAIRN_TESTS/test_segment" --write-shards $T/seg 32 64 >/dev/null 2>&1 || not_ok "test_segment --write-shards"
+for algo in allreduce adpsgd; do
+	check_rc "cairn-train-unet --dist $algo on 2 ranks" 0 mpirun --oversubscribe -np 2 cairn-train-unet --dist $algo \
+		--train $T/seg/train.ds --val $T/seg/val.ds --epochs 20 --seed 3 --class-weights auto --threads 1 --out $T/u_$algo
+	check_eq "$algo: learns (mean IoU > 0.6), says how, and stepped 2 x 20 times" "$(json $T/u_$algo/metrics.json '
+d["val_mean_iou"] > 0.6, d["dist"]["algorithm"], d["dist"]["ranks"], d["dist"]["exchanges_rank0"] >= 40')" "(True, '$algo', 2, True)"
+done
+check_rc "a batch larger than a rank's part is bad input" 2 mpirun --oversubscribe -np 2 cairn-train-unet --dist adpsgd \
+	--train $T/seg/train.ds --epochs 1 --batch 20 --threads 1 --out $T/u_big
+check_grep "and says what to do" "--batch 20 is larger than a rank's part of train shard .*train.ds \(32 records over 2 ranks\): give a smaller --batch or fewer ranks" $T/.out
+
 # As a pipeline stage (configs/fashion-mnist-dist.ini, ranks = 2): the task
 # runs under mpirun, rank 0 writes.
 cd $T
