@@ -522,14 +522,8 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	if (!(l = loader_new(train, &lc, err)))
 		goto out;
 	uint64_t per_epoch = loader_batches_per_epoch(l);
-	if (per_epoch == 0) { /* only with ranks: the batch was checked against the shard */
-		rc = DATASET_EBADINPUT;
-		error_set(err,
-			  "--batch %d is larger than a rank's part of train shard %s (%" PRIu64
-			  " records over %d ranks): give a smaller --batch or fewer ranks",
-			  cfg->batch, train->path, train->count, cfg->sync ? cfg->sync->parts : 1);
+	if ((rc = nn_train_check_part(per_epoch, cfg->batch, train, cfg->sync, err)) < 0)
 		goto out;
-	}
 	struct nn_optim opt;
 	nn_train_sgd_setup(&opt, cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->epochs,
 			   per_epoch);

@@ -212,6 +212,16 @@ void nn_train_step(void *p)
 		return;
 }
 
+int nn_train_check_part(uint64_t per_epoch, int batch, const struct dataset *train,
+			const struct nn_train_sync *sync, struct error *err)
+{
+	if (per_epoch > 0)
+		return 0;
+	return BAD("--batch %d is larger than a rank's part of train shard %s (%" PRIu64
+		   " records over %d ranks): give a smaller --batch or fewer ranks",
+		   batch, train->path, train->count, sync ? sync->parts : 1);
+}
+
 int nn_train_check_inputs(const struct nn_train_config *cfg, const struct dataset *train,
 			  const struct dataset *test, struct error *err)
 {
@@ -298,14 +308,8 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	if (!l)
 		goto out;
 	uint64_t per_epoch = loader_batches_per_epoch(l);
-	if (per_epoch == 0) { /* only with ranks: the batch was checked against the shard */
-		rc = DATASET_EBADINPUT;
-		error_set(err,
-			  "--batch %d is larger than a rank's part of train shard %s (%" PRIu64
-			  " records over %d ranks): give a smaller --batch or fewer ranks",
-			  cfg->batch, train->path, train->count, cfg->sync ? cfg->sync->parts : 1);
+	if ((rc = nn_train_check_part(per_epoch, cfg->batch, train, cfg->sync, err)) < 0)
 		goto out;
-	}
 	struct nn_optim opt;
 	nn_train_sgd_setup(&opt, cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->epochs,
 			   per_epoch);

@@ -112,6 +112,11 @@ int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int
 int nn_train_check_inputs(const struct nn_train_config *cfg, const struct dataset *train,
 			  const struct dataset *test, struct error *err);
 
+/* With ranks (sync), each takes a part of every epoch: 0 when that part
+ * (per_epoch batches) has a batch, else DATASET_EBADINPUT saying so. */
+int nn_train_check_part(uint64_t per_epoch, int batch, const struct dataset *train,
+			const struct nn_train_sync *sync, struct error *err);
+
 /* Train a new net (built into *net, released by the caller) on train, test on
  * test. A loss that is not finite stops training (-1, "diverged"): the net is
  * not worth saving. */
