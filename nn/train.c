@@ -308,8 +308,10 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	if (!l)
 		goto out;
 	uint64_t per_epoch = loader_batches_per_epoch(l);
-	if ((rc = nn_train_check_part(per_epoch, cfg->batch, train, cfg->sync, err)) < 0)
+	if (nn_train_check_part(per_epoch, cfg->batch, train, cfg->sync, err) < 0) {
+		rc = DATASET_EBADINPUT;
 		goto out;
+	}
 	struct nn_optim opt;
 	nn_train_sgd_setup(&opt, cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->epochs,
 			   per_epoch);

@@ -296,8 +296,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: rank %d of %d: %s\n", prog, rank, dist.size, err.msg);
 		else
 			fprintf(stderr, "%s: %s\n", prog, err.msg);
-		dist_abort(&dist, 1); /* the other ranks would wait for this one */
-		status = 1;
+		status = rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
+		dist_abort(&dist, status); /* the other ranks would wait for this one */
 		goto out;
 	}
 	/* every rank's images, and its seconds inside MPI */

@@ -54,6 +54,8 @@ check_rc "one process without --dist" 0 cairn-train-classifier --train $T/train.
 check_eq "has no dist in its metrics" "$(json $T/one/metrics.json '"dist" in d')" False
 check_rc "--dist with an unknown algorithm is bad usage" 2 cairn-train-classifier --dist ring --train $T/train.ds --test $T/test.ds --out $T/x
 check_grep "the error lists the algorithms" "known: none, allreduce, adpsgd" $T/.out
+check_rc "a batch larger than a rank's part is bad input" 2 train allreduce 2 $T/big --batch 2000
+check_grep "and says what to do" "--batch 2000 is larger than a rank's part of train shard .*train.ds \(3000 records over 2 ranks\)" $T/.out
 check_rc "a rank's failure stops the job" 1 train adpsgd 2 $T/diverge --lr 1e30
 check_grep "the error names the rank" "rank [01] of 2: training diverged" $T/.out
 
