@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cmd.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/mem.h"
@@ -77,10 +78,7 @@ static int written_in_place(const char *path)
 
 static int bad_usage(const char *cmd, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "%s %s: ", prog, cmd);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see '%s %s --help')\n", prog, cmd);
-	return EXIT_USAGE;
+	return cmd_bad_usage(prog, cmd, fmt, arg);
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -567,28 +565,10 @@ static int cmd_merge(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*fn)(int, char **);
-	} cmds[] = {{"import-idx", cmd_import_idx},
-		    {"info", cmd_info},
-		    {"split", cmd_split},
-		    {"imbalance", cmd_imbalance},
-		    {"merge", cmd_merge}};
-	if (argc < 2) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		usage(stdout);
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(argv[1], cmds[i].name)) {
-			optind = 1;
-			return cmds[i].fn(argc - 1, argv + 1);
-		}
-	fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[1]);
-	usage(stderr);
-	return EXIT_USAGE;
+	static const struct cmd cmds[] = {{"import-idx", cmd_import_idx},
+					  {"info", cmd_info},
+					  {"split", cmd_split},
+					  {"imbalance", cmd_imbalance},
+					  {"merge", cmd_merge}};
+	return cmd_dispatch(prog, argc, argv, cmds, sizeof cmds / sizeof cmds[0], usage);
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/cmd.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/jsonio.h"
@@ -66,10 +67,7 @@ static void usage(FILE *f)
 
 static int bad_usage(const char *cmd, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "%s %s: ", prog, cmd);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see '%s %s --help')\n", prog, cmd);
-	return EXIT_USAGE;
+	return cmd_bad_usage(prog, cmd, fmt, arg);
 }
 
 static int fail(const char *cmd, int rc, const struct error *err)
@@ -853,28 +851,10 @@ out:
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*fn)(int, char **);
-	} cmds[] = {{"sample", cmd_propose},
-		    {"propose", cmd_propose},
-		    {"top", cmd_top},
-		    {"trial", cmd_trial},
-		    {"analyze", cmd_analyze}};
-	if (argc < 2) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		usage(stdout);
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-		if (!strcmp(argv[1], cmds[i].name)) {
-			optind = 1;
-			return cmds[i].fn(argc - 1, argv + 1);
-		}
-	fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[1]);
-	usage(stderr);
-	return EXIT_USAGE;
+	static const struct cmd cmds[] = {{"sample", cmd_propose},
+					  {"propose", cmd_propose},
+					  {"top", cmd_top},
+					  {"trial", cmd_trial},
+					  {"analyze", cmd_analyze}};
+	return cmd_dispatch(prog, argc, argv, cmds, sizeof cmds / sizeof cmds[0], usage);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/cmd.h"
 #include "core/parse.h"
 #include "core/progress.h"
 #include "geo/tile.h"
@@ -48,10 +49,7 @@ static void usage(FILE *f)
 
 static int bad_usage(const char *cmd, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "%s %s: ", prog, cmd);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see '%s %s --help')\n", prog, cmd);
-	return EXIT_USAGE;
+	return cmd_bad_usage(prog, cmd, fmt, arg);
 }
 
 static int fail(int rc, const struct error *err)
@@ -290,24 +288,6 @@ static int cmd_unpack(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*fn)(int, char **);
-	} cmds[] = {{"pack", cmd_pack}, {"unpack", cmd_unpack}};
-	if (argc < 2) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		usage(stdout);
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(argv[1], cmds[i].name)) {
-			optind = 1;
-			return cmds[i].fn(argc - 1, argv + 1);
-		}
-	fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[1]);
-	usage(stderr);
-	return EXIT_USAGE;
+	static const struct cmd cmds[] = {{"pack", cmd_pack}, {"unpack", cmd_unpack}};
+	return cmd_dispatch(prog, argc, argv, cmds, sizeof cmds / sizeof cmds[0], usage);
 }
