@@ -8,6 +8,7 @@
 #include "check.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/cmd.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/parse.h"
@@ -204,6 +205,42 @@ static void test_parse_whole_numbers_only(void)
 	CHECK_INT(parse_float("", &f), -1);
 }
 
+static int usage_calls;
+static FILE *usage_to;
+static void count_usage(FILE *f)
+{
+	usage_calls++;
+	usage_to = f;
+}
+
+static int seen_argc;
+static const char *seen_arg0, *seen_arg1;
+static int run_b(int argc, char **argv)
+{
+	seen_argc = argc, seen_arg0 = argv[0], seen_arg1 = argc > 1 ? argv[1] : NULL;
+	return 7;
+}
+
+static void test_cmd_dispatch(void)
+{
+	static const struct cmd cmds[] = {{"a", NULL}, {"b", run_b}};
+	char *argv[] = {"prog", "b", "--x", NULL};
+	CHECK_INT(cmd_dispatch("prog", 3, argv, cmds, 2, count_usage), 7);
+	CHECK_INT(seen_argc, 2);
+	CHECK_STR(seen_arg0, "b");
+	CHECK_STR(seen_arg1, "--x");
+	CHECK_INT(usage_calls, 0);
+	char *help[] = {"prog", "--help", NULL};
+	CHECK_INT(cmd_dispatch("prog", 2, help, cmds, 2, count_usage), 0);
+	CHECK(usage_calls == 1 && usage_to == stdout);
+	CHECK_INT(cmd_dispatch("prog", 1, help, cmds, 2, count_usage), 2);
+	CHECK(usage_calls == 2 && usage_to == stderr);
+	char *bogus[] = {"prog", "c", NULL};
+	fflush(stdout);
+	CHECK_INT(cmd_dispatch("prog", 2, bogus, cmds, 2, count_usage), 2);
+	CHECK(usage_calls == 3 && usage_to == stderr);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -217,6 +254,7 @@ int main(void)
 	RUN(test_json_roundtrip_and_errors);
 	RUN(test_clock_formats);
 	RUN(test_parse_whole_numbers_only);
+	RUN(test_cmd_dispatch);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
 	return CHECK_DONE();
