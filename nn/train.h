@@ -107,8 +107,9 @@ int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int
 /* Whether train and test can be used together with cfg: class shards (a mask
  * shard is refused: "train it with cairn-train-unet"), both have records,
  * the same image shape and the same class count, and train has at least one
- * batch. 0, or DATASET_EBADINPUT with a message that names the shards and
- * what to change. nn_train_classifier checks this first. */
+ * batch (on each of cfg->sync's parts). 0, or DATASET_EBADINPUT with a
+ * message that names the shards and what to change. nn_train_classifier
+ * checks this first. */
 int nn_train_check_inputs(const struct nn_train_config *cfg, const struct dataset *train,
 			  const struct dataset *test, struct error *err);
 

@@ -54,6 +54,10 @@ check_rc "one process without --dist" 0 cairn-train-classifier --train $T/train.
 check_eq "has no dist in its metrics" "$(json $T/one/metrics.json '"dist" in d')" False
 check_rc "--dist with an unknown algorithm is bad usage" 2 cairn-train-classifier --dist ring --train $T/train.ds --test $T/test.ds --out $T/x
 check_grep "the error lists the algorithms" "known: none, allreduce, adpsgd" $T/.out
+# 3000 images on 2 ranks: 1500 each, fewer than a batch (no step would be taken)
+check_rc "a batch larger than a rank's part is bad input" 2 train allreduce 2 $T/bigbatch --batch 2000
+check_grep "the error says so" "1500 records each of 2 ranks gets" $T/.out
+check "and nothing is written" test ! -e $T/bigbatch/metrics.json
 check_rc "a rank's failure stops the job" 1 train adpsgd 2 $T/diverge --lr 1e30
 check_grep "the error names the rank" "rank [01] of 2: training diverged" $T/.out
 
