@@ -322,6 +322,9 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		double te = clock_now(), acc = NAN;
 		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
 			goto out;
+		if (cfg->sync && cfg->sync->tested &&
+		    cfg->sync->tested(cfg->sync->ctx, net, err) < 0)
+			goto out;
 		eval_time += clock_now() - te;
 		res->epoch_accuracy[e] = acc;
 		res->test_accuracy = acc;

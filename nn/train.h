@@ -30,6 +30,9 @@ struct nn_train_sync {
 	int (*grads)(void *ctx, struct nn_net *net, struct error *err);
 	/* After the update: the weights (AD-PSGD's averaging) */
 	int (*end)(void *ctx, struct nn_net *net, struct error *err);
+	/* After each epoch's test, timed as testing: where ranks wait for the
+	 * one that tests (allreduce), so that no rank counts it as training */
+	int (*tested)(void *ctx, struct nn_net *net, struct error *err);
 	/* After the last epoch, before the final test: the consensus model */
 	int (*finish)(void *ctx, struct nn_net *net, struct error *err);
 	void *ctx;

@@ -49,6 +49,10 @@ done
 check_eq "allreduce: one allreduce a step" "$(json $T/allreduce/metrics.json 'd["dist"]["exchanges_rank0"]')" 47
 check_rc "allreduce again, same seed" 0 train allreduce 2 $T/allreduce2
 check_eq "same seed, same allreduce result" "$(json $T/allreduce2/metrics.json 'd["test_accuracy"]')" "$(json $T/allreduce/metrics.json 'd["test_accuracy"]')"
+# rank 0 tests 10,000 images after epoch 1 while rank 1 waits: that wait is
+# testing, not training (it would be about a third of eval_time_s)
+check_rc "allreduce, a large test shard" 0 train allreduce 2 $T/bigtest --test $T/all.ds
+check "allreduce: the slowest rank's training leaves out rank 0's tests" python3 -c "import json,sys; d=json.load(open('$T/bigtest/metrics.json')); sys.exit(0 if d['dist']['train_time_slowest_rank_s'] - d['train_time_s'] < d['eval_time_s'] / 6 else 1)"
 check_rc "adpsgd on 3 ranks (an odd ring)" 0 train adpsgd 3 $T/adpsgd3
 check_rc "one process without --dist" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs 1 --threads 1 --out $T/one
 check_eq "has no dist in its metrics" "$(json $T/one/metrics.json '"dist" in d')" False
