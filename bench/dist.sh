@@ -2,9 +2,10 @@
 # bench/dist.sh: data-parallel training over MPI ranks (dist/): images/s and
 # test accuracy of cairn-train-classifier --dist allreduce and --dist adpsgd
 # on 2 ranks, next to one process (the baseline) in the same run; then the
-# same with a straggler (a busy loop sharing rank 1's core), where AD-PSGD's
-# point shows: allreduce waits for the slowest rank every step, AD-PSGD does
-# not. "train": the slowest rank's training time. Run by `make bench`.   DIST_BENCH_EPOCHS=3
+# same with a straggler (a busy loop sharing rank 1's core): allreduce waits
+# for the slowest rank every step, AD-PSGD does not, but each rank has a
+# fixed part of every epoch, so both end with the slow rank's (docs/dist.md).
+# "train": the slowest rank's training time. Run by `make bench`.   DIST_BENCH_EPOCHS=3
 set -u
 : "${CAIRN_BIN:?run through make bench}"
 export PATH=$CAIRN_BIN:$PATH OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1

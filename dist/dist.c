@@ -163,6 +163,14 @@ int dist_consensus(struct dist *d, float *w, struct error *err)
 	return dist_mean(d, w, d->n, err);
 }
 
+int dist_barrier(struct dist *d, struct error *err)
+{
+	if (d->size < 2)
+		return 0;
+	MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+	return 0;
+}
+
 static int reduce(struct dist *d, double *v, int count, MPI_Op op, struct error *err)
 {
 	if (d->size < 2)

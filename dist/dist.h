@@ -64,6 +64,8 @@ int dist_mean(struct dist *d, float *buf, size_t n, struct error *err);
  * rank's model, on every rank (a passive rank's model is its window, which
  * holds the averages made into it since its last step). Collective. */
 int dist_consensus(struct dist *d, float *w, struct error *err);
+/* Wait for every rank (collective); not counted in comm_seconds. */
+int dist_barrier(struct dist *d, struct error *err);
 /* The sum (the maximum) of v over all ranks, on every rank (reporting). Collective. */
 int dist_sum(struct dist *d, double *v, int count, struct error *err);
 int dist_max(struct dist *d, double *v, int count, struct error *err);

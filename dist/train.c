@@ -55,6 +55,17 @@ static int on_end(void *ctx, struct nn_net *net, struct error *err)
 	return 0;
 }
 
+/* allreduce: the other ranks would wait for rank 0's test in the next
+ * step's allreduce, and count it as training; adpsgd's do not wait */
+static int on_tested(void *ctx, struct nn_net *net, struct error *err)
+{
+	struct dist_train *t = ctx;
+	(void)net;
+	if (t->d->algo != DIST_ALLREDUCE)
+		return 0;
+	return dist_barrier(t->d, err);
+}
+
 static int on_finish(void *ctx, struct nn_net *net, struct error *err)
 {
 	struct dist_train *t = ctx;
@@ -78,6 +89,7 @@ void dist_train_hooks(struct dist_train *t, struct dist *d, struct nn_train_sync
 	sync->begin = on_begin;
 	sync->grads = on_grads;
 	sync->end = on_end;
+	sync->tested = on_tested;
 	sync->finish = on_finish;
 	sync->ctx = t;
 }

@@ -253,6 +253,14 @@ int nn_train_check_inputs(const struct nn_train_config *cfg, const struct datase
 		return BAD("--batch %d is larger than the %" PRIu64
 			   " records of train shard %s: give --batch %" PRIu64 " or less",
 			   cfg->batch, train->count, train->path, train->count);
+	/* data-parallel: each of the parts (MPI ranks) steps over its own
+	 * count / parts records, and would take no step at all */
+	uint64_t parts = cfg->sync && cfg->sync->parts > 1 ? (uint64_t)cfg->sync->parts : 1;
+	if ((uint64_t)cfg->batch > train->count / parts)
+		return BAD("--batch %d is larger than the %" PRIu64 " records each of %" PRIu64
+			   " ranks gets of train shard %s (%" PRIu64
+			   " records): give a smaller --batch or fewer ranks",
+			   cfg->batch, train->count / parts, parts, train->path, train->count);
 	return 0;
 }
 
@@ -327,6 +335,9 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			goto out;
 		double te = clock_now(), acc = NAN;
 		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
+			goto out;
+		if (cfg->sync && cfg->sync->tested &&
+		    cfg->sync->tested(cfg->sync->ctx, net, err) < 0)
 			goto out;
 		eval_time += clock_now() - te;
 		res->epoch_accuracy[e] = acc;

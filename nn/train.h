@@ -30,6 +30,9 @@ struct nn_train_sync {
 	int (*grads)(void *ctx, struct nn_net *net, struct error *err);
 	/* After the update: the weights (AD-PSGD's averaging) */
 	int (*end)(void *ctx, struct nn_net *net, struct error *err);
+	/* After each epoch's test, timed as testing: where ranks wait for the
+	 * one that tests (allreduce), so that no rank counts it as training */
+	int (*tested)(void *ctx, struct nn_net *net, struct error *err);
 	/* After the last epoch, before the final test: the consensus model */
 	int (*finish)(void *ctx, struct nn_net *net, struct error *err);
 	void *ctx;
@@ -107,8 +110,9 @@ int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int
 /* Whether train and test can be used together with cfg: class shards (a mask
  * shard is refused: "train it with cairn-train-unet"), both have records,
  * the same image shape and the same class count, and train has at least one
- * batch. 0, or DATASET_EBADINPUT with a message that names the shards and
- * what to change. nn_train_classifier checks this first. */
+ * batch (on each of cfg->sync's parts). 0, or DATASET_EBADINPUT with a
+ * message that names the shards and what to change. nn_train_classifier
+ * checks this first. */
 int nn_train_check_inputs(const struct nn_train_config *cfg, const struct dataset *train,
 			  const struct dataset *test, struct error *err);
 

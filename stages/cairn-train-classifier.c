@@ -261,6 +261,15 @@ int main(int argc, char **argv)
 		}
 		dist_train_hooks(&dt, &dist, &sync);
 		cfg.sync = &sync;
+		/* a batch larger than a rank's part: known once the ranks are,
+		 * the same on every rank (bad input, exit 2 on each) */
+		if (nn_train_check_inputs(&cfg, &train, &test, &err) < 0) {
+			if (dist.rank == 0)
+				fprintf(stderr, "%s: %s\n", prog, err.msg);
+			dist_release(&dist);
+			dataset_close(&train), dataset_close(&test);
+			return EXIT_USAGE;
+		}
 	}
 	int rank = dist.rank;
 	if (rank == 0)

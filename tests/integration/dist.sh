@@ -49,13 +49,19 @@ done
 check_eq "allreduce: one allreduce a step" "$(json $T/allreduce/metrics.json 'd["dist"]["exchanges_rank0"]')" 47
 check_rc "allreduce again, same seed" 0 train allreduce 2 $T/allreduce2
 check_eq "same seed, same allreduce result" "$(json $T/allreduce2/metrics.json 'd["test_accuracy"]')" "$(json $T/allreduce/metrics.json 'd["test_accuracy"]')"
+# rank 0 tests 10,000 images after epoch 1 while rank 1 waits: that wait is
+# testing, not training (it would be about a third of eval_time_s)
+check_rc "allreduce, a large test shard" 0 train allreduce 2 $T/bigtest --test $T/all.ds
+check "allreduce: the slowest rank's training leaves out rank 0's tests" python3 -c "import json,sys; d=json.load(open('$T/bigtest/metrics.json')); sys.exit(0 if d['dist']['train_time_slowest_rank_s'] - d['train_time_s'] < d['eval_time_s'] / 6 else 1)"
 check_rc "adpsgd on 3 ranks (an odd ring)" 0 train adpsgd 3 $T/adpsgd3
 check_rc "one process without --dist" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs 1 --threads 1 --out $T/one
 check_eq "has no dist in its metrics" "$(json $T/one/metrics.json '"dist" in d')" False
 check_rc "--dist with an unknown algorithm is bad usage" 2 cairn-train-classifier --dist ring --train $T/train.ds --test $T/test.ds --out $T/x
 check_grep "the error lists the algorithms" "known: none, allreduce, adpsgd" $T/.out
-check_rc "a batch larger than a rank's part is bad input" 2 train allreduce 2 $T/big --batch 2000
-check_grep "and says what to do" "--batch 2000 is larger than a rank's part of train shard .*train.ds \(3000 records over 2 ranks\)" $T/.out
+# 3000 images on 2 ranks: 1500 each, fewer than a batch (no step would be taken)
+check_rc "a batch larger than a rank's part is bad input" 2 train allreduce 2 $T/bigbatch --batch 2000
+check_grep "the error says so" "1500 records each of 2 ranks gets" $T/.out
+check "and nothing is written" test ! -e $T/bigbatch/metrics.json
 check_rc "a rank's failure stops the job" 1 train adpsgd 2 $T/diverge --lr 1e30
 check_grep "the error names the rank" "rank [01] of 2: training diverged" $T/.out
 

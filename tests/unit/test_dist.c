@@ -60,12 +60,17 @@ static void test_mean(void)
 		CHECK_NEAR(buf[i], (d.size - 1) / 2.0 + i, 1e-6);
 }
 
-/* Every rank adds 1 to its model each step while AD-PSGD averages, no rank
- * waiting for another. Pairwise averaging keeps the sum of the models and a
- * passive rank adds its update to whatever its window holds, so the mean
- * model must be the start's mean plus the steps (a lost update would make it
- * less). Then steps without updates, the ranks in step (a barrier each):
- * the averaging alone must bring every model to that mean. */
+/* Every even rank adds 1 to its model each step, every odd one 2, while
+ * AD-PSGD averages, no rank waiting for another. Pairwise averaging keeps
+ * the sum of the models and a passive rank adds its update to whatever its
+ * window holds, so the mean model must be the start's mean plus the steps'
+ * mean update (a lost update or a lost average would change it). A passive
+ * (odd) rank runs ahead of its neighbours, so every average into its window
+ * pulls it back and none cancel out (with 1 on every rank, 3 ranks start
+ * symmetric about rank 1, and a rank 1 that overwrote its window with its
+ * own model passed). Then steps without updates,
+ * the ranks in step (a barrier each): the averaging alone must bring every
+ * model to that mean. */
 static void test_adpsgd_loses_nothing(void)
 {
 	enum { n = 4096, steps = 200, settle = 300 };
@@ -79,7 +84,7 @@ static void test_adpsgd_loses_nothing(void)
 	for (int s = 0; s < steps + settle; s++) {
 		if (s < steps)
 			for (int i = 0; i < n; i++)
-				w[i] += 1;
+				w[i] += 1 + a.rank % 2;
 		CHECK_INT(dist_step_end(&a, w, &err), 0);
 		if (s >= steps)
 			MPI_Barrier(MPI_COMM_WORLD);
@@ -88,7 +93,7 @@ static void test_adpsgd_loses_nothing(void)
 		CHECK_INT(a.exchanges, steps + settle);
 	float mine = w[7]; /* a passive rank's is its window's, as of its last step */
 	CHECK_INT(dist_consensus(&a, w, &err), 0);
-	double expect = (a.size - 1) / 2.0 + steps;
+	double expect = (a.size - 1) / 2.0 + steps * (1 + (double)(a.size / 2) / a.size);
 	for (int i = 0; i < n; i++)
 		CHECK_NEAR(w[i], expect + 0.001 * i, 1e-4);
 	double spread = fabs(mine - w[7]);
