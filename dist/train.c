@@ -100,3 +100,24 @@ void dist_train_release(struct dist_train *t)
 	mem_free(t->g);
 	t->w = t->g = NULL;
 }
+
+int dist_train_totals(struct dist *d, double rate, double seconds, struct dist_totals *t,
+		      struct error *err)
+{
+	double sums[2] = {rate * seconds, d->comm_seconds};
+	t->slowest = seconds;
+	if (dist_sum(d, sums, 2, err) < 0 || dist_max(d, &t->slowest, 1, err) < 0)
+		return -1;
+	t->rate = t->slowest > 0 ? sums[0] / t->slowest : rate;
+	t->comm_mean = sums[1] / d->size;
+	return 0;
+}
+
+json_t *dist_train_json(const struct dist *d, const struct dist_totals *t)
+{
+	return json_pack("{s:s, s:i, s:f, s:f, s:f, s:I, s:f}", "algorithm",
+			 dist_algo_name(d->algo), "ranks", d->size, "train_time_slowest_rank_s",
+			 t->slowest, "comm_seconds_rank0", d->comm_seconds, "comm_seconds_mean",
+			 t->comm_mean, "exchanges_rank0", (json_int_t)d->exchanges,
+			 "megabytes_rank0", d->bytes / 1e6);
+}

@@ -4,6 +4,8 @@
 #ifndef DIST_TRAIN_H
 #define DIST_TRAIN_H
 
+#include <jansson.h>
+
 #include "dist/dist.h"
 #include "nn/train.h"
 
@@ -20,5 +22,17 @@ struct dist_train {
  * training; release it after. */
 void dist_train_hooks(struct dist_train *t, struct dist *d, struct nn_train_sync *sync);
 void dist_train_release(struct dist_train *t);
+
+/* What the ranks did together, for metrics.json: all ranks' samples per
+ * second of the slowest rank's training, that time, the mean seconds inside
+ * MPI. dist_train_totals is collective (every rank calls it after
+ * training); on one process it gives back rate and seconds. */
+struct dist_totals {
+	double rate, slowest, comm_mean;
+};
+int dist_train_totals(struct dist *d, double rate, double seconds, struct dist_totals *t,
+		      struct error *err);
+/* metrics.json's "dist" object (NULL when out of memory). */
+json_t *dist_train_json(const struct dist *d, const struct dist_totals *t);
 
 #endif

@@ -309,10 +309,8 @@ int main(int argc, char **argv)
 		dist_abort(&dist, status); /* the other ranks would wait for this one */
 		goto out;
 	}
-	/* every rank's images, and its seconds inside MPI */
-	double sums[2] = {res.images_per_second * res.train_seconds, dist.comm_seconds};
-	double slowest = res.train_seconds;
-	if (dist_sum(&dist, sums, 2, &err) < 0 || dist_max(&dist, &slowest, 1, &err) < 0) {
+	struct dist_totals tot; /* all ranks' images over the slowest one's time */
+	if (dist_train_totals(&dist, res.images_per_second, res.train_seconds, &tot, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		dist_abort(&dist, 1);
 		status = 1;
@@ -320,8 +318,7 @@ int main(int argc, char **argv)
 	}
 	if (rank != 0)
 		goto out;
-	if (algo != DIST_NONE && slowest > 0) /* all ranks' images over the slowest one's time */
-		res.images_per_second = sums[0] / slowest;
+	res.images_per_second = tot.rate;
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/model.ckpt", out);
 	if (nn_ckpt_save(&net, path, &err) < 0) {
@@ -361,14 +358,7 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
 	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
 	if (algo != DIST_NONE) /* how the ranks trained together */
-		json_object_set_new(m, "dist",
-				    json_pack("{s:s, s:i, s:f, s:f, s:f, s:I, s:f}", "algorithm",
-					      dist_algo_name(algo), "ranks", dist.size,
-					      "train_time_slowest_rank_s", slowest,
-					      "comm_seconds_rank0", dist.comm_seconds,
-					      "comm_seconds_mean", sums[1] / dist.size, "exchanges_rank0",
-					      (json_int_t)dist.exchanges, "megabytes_rank0",
-					      dist.bytes / 1e6));
+		json_object_set_new(m, "dist", dist_train_json(&dist, &tot));
 #ifdef CAIRN_CUDA
 	if (cfg.be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
 		struct nn_cuda_graph_stats gs;

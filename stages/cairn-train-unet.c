@@ -485,8 +485,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* every rank's tiles over the slowest rank's time */
-	double tiles = res.tiles_per_second * res.train_seconds, slowest = res.train_seconds;
-	if (dist_sum(&dist, &tiles, 1, &err) < 0 || dist_max(&dist, &slowest, 1, &err) < 0) {
+	struct dist_totals tot; /* all ranks' tiles over the slowest one's time */
+	if (dist_train_totals(&dist, res.tiles_per_second, res.train_seconds, &tot, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		dist_abort(&dist, 1);
 		status = 1;
@@ -494,8 +494,7 @@ int main(int argc, char **argv)
 	}
 	if (rank != 0)
 		goto out;
-	if (algo != DIST_NONE && slowest > 0)
-		res.tiles_per_second = tiles / slowest;
+	res.tiles_per_second = tot.rate;
 	char ckpt[4096], metrics[4096];
 	snprintf(ckpt, sizeof(ckpt), "%s/model.ckpt", out);
 	snprintf(metrics, sizeof(metrics), "%s/metrics.json", out);
@@ -506,13 +505,7 @@ int main(int argc, char **argv)
 	}
 	json_t *m = metrics_json(&cfg, &res, &net, precision, &train, valp, wall, load[0]);
 	if (algo != DIST_NONE) /* how the ranks trained together */
-		json_object_set_new(m, "dist",
-				    json_pack("{s:s, s:i, s:f, s:f, s:I, s:f}", "algorithm",
-					      dist_algo_name(algo), "ranks", dist.size,
-					      "train_time_slowest_rank_s", slowest,
-					      "comm_seconds_rank0", dist.comm_seconds, "exchanges_rank0",
-					      (json_int_t)dist.exchanges, "megabytes_rank0",
-					      dist.bytes / 1e6));
+		json_object_set_new(m, "dist", dist_train_json(&dist, &tot));
 	if (jsonio_write_atomic(metrics, m, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		unlink(ckpt); /* both files or neither */
