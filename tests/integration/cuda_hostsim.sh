@@ -61,7 +61,10 @@ for f in rt conv graph; do
 done
 check "ops compile over the simulated runtime" $cxx $simflags -w -c $T/ops_sim.cpp -o $T/sim_ops.o || exit 1
 check "the simulated runtime compiles" $cxx $simflags -Wall -Wextra -c $sim/sim_rt.cpp -o $T/simrt.o || exit 1
-cflags="-std=c11 -D_GNU_SOURCE $flags -I$ROOT -DCAIRN_CUDA"
+# the trainers' --dist (dist/) includes mpi.h and links libmpi
+mpi_cflags=$(mpicc --showme:compile 2>/dev/null)
+mpi_libs=$(mpicc --showme:link 2>/dev/null)
+cflags="-std=c11 -D_GNU_SOURCE $flags -I$ROOT -DCAIRN_CUDA $mpi_cflags"
 check "the table compiles" cc $cflags -c $ROOT/nn/cuda/cuda.c -o $T/sim_cuda.o || exit 1
 check "backend.c with CUDA compiles" cc $cflags -c $ROOT/nn/backend.c -o $T/sim_backend.o || exit 1
 check "test compiles" cc $cflags -I$ROOT/tests/unit -c $ROOT/tests/unit/test_cuda_ops.c -o $T/sim_test.o || exit 1
@@ -166,8 +169,8 @@ fi
 # downloaded logits; against --device cpu, same seed
 for st in cairn-train-unet cairn-predict; do
 	check "$st compiles with CUDA" cc $cflags -c $ROOT/stages/$st.c -o $T/sim_$st.o || exit 1
-	check "$st links" $cxx $flags $T/sim_$st.o $simobj $lib/libnn.a $lib/libcore.a \
-		-ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/$st || exit 1
+	check "$st links" $cxx $flags $T/sim_$st.o $simobj $lib/libdist.a $lib/libnn.a $lib/libcore.a \
+		$mpi_libs -ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/$st || exit 1
 done
 mkdir -p $T/seg
 check "mask shards written" $CAIRN_TESTS/test_segment --write-shards $T/seg 16 32
@@ -205,8 +208,8 @@ case $CAIRN_TESTS in */asan/*)
 	exit 0 ;;
 esac
 check "the classifier compiles with CUDA" cc $cflags -c $ROOT/stages/cairn-train-classifier.c -o $T/sim_ctc.o || exit 1
-check "the classifier links" $cxx $flags $T/sim_ctc.o $simobj $lib/libnn.a $lib/libcore.a \
-	-ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/ctc || exit 1
+check "the classifier links" $cxx $flags $T/sim_ctc.o $simobj $lib/libdist.a $lib/libnn.a $lib/libcore.a \
+	$mpi_libs -ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/ctc || exit 1
 cairn-dataset import-idx --images $idx/t10k-images-idx3-ubyte.gz --labels $idx/t10k-labels-idx1-ubyte.gz --out $T/all.ds >/dev/null
 cairn-dataset split $T/all.ds --fraction 0.2 --seed 1 --out $T/train.ds --rest $T/rest.ds >/dev/null
 cairn-dataset split $T/rest.ds --fraction 0.1 --seed 2 --out $T/test.ds --rest $T/unused.ds >/dev/null
