@@ -484,7 +484,6 @@ int main(int argc, char **argv)
 		dist_abort(&dist, status); /* the other ranks would wait for this one */
 		goto out;
 	}
-	/* every rank's tiles over the slowest rank's time */
 	struct dist_totals tot; /* all ranks' tiles over the slowest one's time */
 	if (dist_train_totals(&dist, res.tiles_per_second, res.train_seconds, &tot, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
