@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/mem.h"
 #include "nn/backend.h"
+#include "nn/cyclegan.h"
 #include "nn/model.h"
 #include "nn/net.h"
 #include "nn/optim.h"
@@ -212,132 +213,9 @@ static int task_step(const struct nn_backend *be, const struct args *a)
 
 /* ---- cyclegan: the CycleGAN step ------------------------------------------
  * The step of Zhu et al.'s reference implementation (LSGAN losses, cycle
- * weight 10, identity weight 5, Adam 2e-4 with beta1 0.5). Each generator
- * is used three times (translation, reconstruction, identity) and each
- * discriminator three times (in the generators' loss, then on real and on
- * generated images). An nn net keeps one set of activations, so each use is
- * a net of its own; the uses of one module share its weights
- * (nn_net_share_weights) and their weight gradients are summed into it
- * before its update (nn_net_add_grads), as PyTorch's autograd sums a
- * module's uses. As in the reference: the generators' loss goes back
- * through all six generator uses and two discriminator uses (whose weight
- * gradients are dropped: the discriminators are not trained on it), a
- * translating generator's output gradient being its discriminator's input
- * gradient plus the reconstructing generator's input gradient; then one Adam
- * step per generator; then the discriminators' loss, 0.5 (real + generated),
- * and one Adam step each. */
-
-enum { CG_GA, CG_GB };                           /* generators: A -> B, B -> A */
-enum { CG_TRANSLATE, CG_RECONSTRUCT, CG_IDENTITY }; /* their uses; translation owns the weights */
-enum { CG_DA, CG_DB };                           /* discriminators of domain A and B */
-enum { CG_FOR_G, CG_REAL, CG_FAKE };             /* their uses; the real pass owns the weights */
-
-struct cg_ctx {
-	struct nn_net g[2][3], d[2][3];
-	struct nn_optim og[2], od[2];
-	float *real[2], *ones, *zeros;
-	size_t img, patch;
-	int n;
-	float loss[10];
-};
-
-/* Forward net on an input copied from src; its output. */
-static const float *cg_forward(struct nn_net *net, const float *src, size_t count, int n)
-{
-	net->be->copy(nn_net_input(net)->data, src, count);
-	return nn_net_forward(net, n)->data;
-}
-
-/* A discriminator use: forward on src, LSGAN loss against target times w,
- * backward. */
-static void cg_d_pass(struct cg_ctx *c, struct nn_net *d, const float *src, const float *target,
-		      float w, float *loss)
-{
-	const float *y = cg_forward(d, src, c->img, c->n);
-	float *dy = nn_net_output_grad(d)->data;
-	d->be->mse(c->patch, y, target, dy, loss);
-	if (w != 1)
-		d->be->scale(dy, c->patch, w);
-	nn_net_backward(d);
-}
-
-/* A generator use's loss: L1 to target, times w, into its output gradient; backward. */
-static void cg_l1(struct cg_ctx *c, struct nn_net *g, const float *target, float w, float *loss)
-{
-	float *dy = nn_net_output_grad(g)->data;
-	g->be->l1(c->img, g->nodes[g->nnodes - 1].y.data, target, dy, loss);
-	g->be->scale(dy, c->img, w);
-	nn_net_backward(g);
-}
-
-static void cyclegan_step(void *p)
-{
-	struct cg_ctx *c = p;
-	const struct nn_backend *be = c->g[0][0].be;
-	struct nn_net(*g)[3] = c->g, (*d)[3] = c->d;
-	const float *real_a = c->real[0], *real_b = c->real[1];
-	/* fake_B = G_A(A), fake_A = G_B(B), rec_A = G_B(fake_B), rec_B = G_A(fake_A),
-	   idt_B = G_A(B), idt_A = G_B(A) */
-	const float *fake_b = cg_forward(&g[CG_GA][CG_TRANSLATE], real_a, c->img, c->n);
-	const float *fake_a = cg_forward(&g[CG_GB][CG_TRANSLATE], real_b, c->img, c->n);
-	cg_forward(&g[CG_GB][CG_RECONSTRUCT], fake_b, c->img, c->n);
-	cg_forward(&g[CG_GA][CG_RECONSTRUCT], fake_a, c->img, c->n);
-	cg_forward(&g[CG_GA][CG_IDENTITY], real_b, c->img, c->n);
-	cg_forward(&g[CG_GB][CG_IDENTITY], real_a, c->img, c->n);
-	/* the generators' loss: D_B(fake_B) and D_A(fake_A) as real, cycles, identities */
-	cg_d_pass(c, &d[CG_DB][CG_FOR_G], fake_b, c->ones, 1, &c->loss[0]);
-	cg_d_pass(c, &d[CG_DA][CG_FOR_G], fake_a, c->ones, 1, &c->loss[1]);
-	cg_l1(c, &g[CG_GB][CG_RECONSTRUCT], real_a, 10, &c->loss[2]);
-	cg_l1(c, &g[CG_GA][CG_RECONSTRUCT], real_b, 10, &c->loss[3]);
-	cg_l1(c, &g[CG_GA][CG_IDENTITY], real_b, 5, &c->loss[4]);
-	cg_l1(c, &g[CG_GB][CG_IDENTITY], real_a, 5, &c->loss[5]);
-	for (int m = 0; m < 2; m++) { /* G_A's output feeds D_B and G_B's reconstruction */
-		struct nn_net *t = &g[m][CG_TRANSLATE];
-		float *dy = nn_net_output_grad(t)->data;
-		be->copy(dy, nn_net_input_grad(&d[1 - m][CG_FOR_G])->data, c->img);
-		be->axpy(c->img, 1, nn_net_input_grad(&g[1 - m][CG_RECONSTRUCT])->data, dy);
-		nn_net_backward(t);
-	}
-	for (int m = 0; m < 2; m++) {
-		nn_net_add_grads(&g[m][CG_TRANSLATE], &g[m][CG_RECONSTRUCT]);
-		nn_net_add_grads(&g[m][CG_TRANSLATE], &g[m][CG_IDENTITY]);
-		nn_optim_step(&c->og[m], &g[m][CG_TRANSLATE]);
-	}
-	/* the discriminators' loss on real and (the step's) generated images */
-	for (int m = 0; m < 2; m++) {
-		cg_d_pass(c, &d[m][CG_REAL], c->real[m], c->ones, 0.5f, &c->loss[6 + 2 * m]);
-		cg_d_pass(c, &d[m][CG_FAKE], m == CG_DA ? fake_a : fake_b, c->zeros, 0.5f,
-			  &c->loss[7 + 2 * m]);
-		nn_net_add_grads(&d[m][CG_REAL], &d[m][CG_FAKE]);
-		nn_optim_step(&c->od[m], &d[m][CG_REAL]);
-	}
-}
-
-/* One module and its three uses: use `owner` keeps the weights (and its
- * optimizer), the others share them. */
-static int cg_module(const struct nn_backend *be, const struct args *a, const char *spec,
-		     struct nn_net use[3], int owner, struct nn_optim *o, uint64_t seed)
-{
-	struct error err;
-	for (int u = 0; u < 3; u++)
-		if (nn_model_build(&use[u], be, spec, 3, a->size, a->size, 3, seed, &err) < 0 ||
-		    nn_net_prepare(&use[u], a->batch, &err) < 0) {
-			fprintf(stderr, "cuda_step: %s: %s\n", spec, err.msg);
-			return -1;
-		}
-	for (int u = 0; u < 3; u++)
-		if (u != owner && nn_net_share_weights(&use[u], &use[owner], &err) < 0) {
-			fprintf(stderr, "cuda_step: %s: %s\n", spec, err.msg);
-			return -1;
-		}
-	nn_optim_defaults(o);
-	o->kind = NN_OPT_ADAM, o->lr = 2e-4f, o->b1 = 0.5f;
-	if (nn_optim_init(o, &use[owner], &err) < 0) {
-		fprintf(stderr, "cuda_step: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
+ * weight 10, identity weight 5, Adam 2e-4 with beta1 0.5), as nn/cyclegan
+ * runs it for cairn-refine: nn_cyclegan_defaults are the reference's
+ * settings. */
 
 static int dump_params(struct nn_net *net, const char *dir, const char *name, int what);
 static int dump_masks(struct nn_net *const *nets, int k, const char *dir, const char *name);
@@ -352,29 +230,28 @@ static int dump_tensor(const struct nn_backend *be, const char *dir, const char 
  * losses: the generators' LSGAN terms for D_B and D_A, the cycles A and B,
  * the identities B and A (L1 means, before their weights), D_A on real and
  * generated, D_B on real and generated (MSE means, before the 0.5)). */
-static int cg_dump(struct cg_ctx *c, const struct args *a)
+static int cg_dump(struct nn_cyclegan *c, const struct args *a)
 {
 	static const char *names[4] = {"G_A", "G_B", "D_A", "D_B"};
-	struct nn_net *owner[4] = {&c->g[CG_GA][CG_TRANSLATE], &c->g[CG_GB][CG_TRANSLATE],
-				   &c->d[CG_DA][CG_REAL], &c->d[CG_DB][CG_REAL]};
+	struct nn_net *owner[4] = {&c->g[NN_CG_GA][NN_CG_TRANSLATE], &c->g[NN_CG_GB][NN_CG_TRANSLATE],
+				   &c->d[NN_CG_DA][NN_CG_REAL], &c->d[NN_CG_DB][NN_CG_REAL]};
 	const struct nn_backend *be = owner[0]->be;
 	char name[64];
-	int rc = dump_tensor(be, a->out, "real_A.bin", c->real[0], c->img) ||
-		 dump_tensor(be, a->out, "real_B.bin", c->real[1], c->img);
+	int rc = dump_tensor(be, a->out, "real_A.bin", c->real[0], c->img[0]) ||
+		 dump_tensor(be, a->out, "real_B.bin", c->real[1], c->img[1]);
 	for (int i = 0; i < 4 && !rc; i++) {
 		snprintf(name, sizeof(name), "%s.bin", names[i]);
 		rc = dump_params(owner[i], a->out, name, 0);
 	}
-	cyclegan_step(c);
+	nn_cyclegan_step(c);
 	/* the ReLU masks of the twelve uses, in the order the reference step
 	   runs them (bench/cuda_torch.py cyclegan_step_fn) */
 	struct nn_net(*g)[3] = c->g, (*d)[3] = c->d;
-	struct nn_net *order[12] = {&g[CG_GA][CG_TRANSLATE], &g[CG_GB][CG_RECONSTRUCT],
-				    &g[CG_GB][CG_TRANSLATE], &g[CG_GA][CG_RECONSTRUCT],
-				    &d[CG_DB][CG_FOR_G],	  &d[CG_DA][CG_FOR_G],
-				    &g[CG_GA][CG_IDENTITY],   &g[CG_GB][CG_IDENTITY],
-				    &d[CG_DA][CG_REAL],	  &d[CG_DA][CG_FAKE],
-				    &d[CG_DB][CG_REAL],	  &d[CG_DB][CG_FAKE]};
+	struct nn_net *order[12] = {
+	    &g[NN_CG_GA][NN_CG_TRANSLATE], &g[NN_CG_GB][NN_CG_RECONSTRUCT], &g[NN_CG_GB][NN_CG_TRANSLATE],
+	    &g[NN_CG_GA][NN_CG_RECONSTRUCT], &d[NN_CG_DB][NN_CG_FOR_G],	    &d[NN_CG_DA][NN_CG_FOR_G],
+	    &g[NN_CG_GA][NN_CG_IDENTITY],    &g[NN_CG_GB][NN_CG_IDENTITY],    &d[NN_CG_DA][NN_CG_REAL],
+	    &d[NN_CG_DA][NN_CG_FAKE],	     &d[NN_CG_DB][NN_CG_REAL],	    &d[NN_CG_DB][NN_CG_FAKE]};
 	rc = rc || dump_masks(order, 12, a->out, "masks.bin");
 	for (int i = 0; i < 4 && !rc; i++) {
 		snprintf(name, sizeof(name), "%s-after.bin", names[i]);
@@ -399,31 +276,43 @@ static int cg_dump(struct cg_ctx *c, const struct args *a)
 	return rc;
 }
 
+static void cyclegan_step(void *c)
+{
+	nn_cyclegan_step(c);
+}
+
+/* Fixed pseudo-random batches, as before the step moved into nn/cyclegan. */
+static int cg_fill(const struct nn_backend *be, float *d, size_t n, unsigned salt)
+{
+	float *h = mem_alloc(n * sizeof(float));
+	if (!h) {
+		fprintf(stderr, "cuda_step: out of memory for %zu floats\n", n);
+		return -1;
+	}
+	fill_host(h, n, salt);
+	be->upload(d, h, n * sizeof(float));
+	mem_free(h);
+	return 0;
+}
+
 static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 {
-	struct cg_ctx *c = mem_calloc(1, sizeof(*c));
+	struct nn_cyclegan *c = mem_calloc(1, sizeof(*c));
 	if (!c) {
 		fprintf(stderr, "cuda_step: out of memory\n");
 		return 1;
 	}
-	c->n = a->batch;
-	for (int m = 0; m < 2; m++)
-		if (cg_module(be, a, "cyclegan:base=64,blocks=9", c->g[m], CG_TRANSLATE, &c->og[m],
-			      1 + m) < 0 ||
-		    cg_module(be, a, "patchgan:base=64,layers=3", c->d[m], CG_REAL, &c->od[m], 3 + m) < 0)
-			return 1;
-	for (int m = 0; m < 2; m++) {
-		nn_net_want_input_grad(&c->d[m][CG_FOR_G], 1);
-		nn_net_want_input_grad(&c->g[m][CG_RECONSTRUCT], 1);
+	struct nn_cyclegan_config cfg;
+	nn_cyclegan_defaults(&cfg);
+	cfg.be = be, cfg.height = cfg.width = a->size, cfg.batch = a->batch;
+	struct error err;
+	int rc = 1;
+	if (nn_cyclegan_init(c, &cfg, &err) < 0) {
+		fprintf(stderr, "cuda_step: %s\n", err.msg);
+		goto out;
 	}
-	const struct nn_node *dout = &c->d[0][0].nodes[c->d[0][0].nnodes - 1];
-	c->img = (size_t)a->batch * 3 * a->size * a->size;
-	c->patch = (size_t)a->batch * dout->c * dout->h * dout->w;
-	if (!(c->real[0] = dev_buffer(be, c->img, 1, NAN)) ||
-	    !(c->real[1] = dev_buffer(be, c->img, 2, NAN)) ||
-	    !(c->ones = dev_buffer(be, c->patch, 0, 1)) || !(c->zeros = dev_buffer(be, c->patch, 0, 0)))
-		return 1;
-	int rc;
+	if (cg_fill(be, c->real[0], c->img[0], 1) < 0 || cg_fill(be, c->real[1], c->img[1], 2) < 0)
+		goto out;
 	if (a->out) { /* one step, for bench/cuda_torch.py --check-cyclegan */
 		rc = cg_dump(c, a) || check_device(be);
 	} else {
@@ -433,18 +322,10 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 			printf("cairn %s %s cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) "
 			       "batch %d 3x%dx%d: %.3f ms/step, %.1f images/s (cycle L1 %.4f)\n",
 			       be->name, a->precision, a->batch, a->size, a->size, dt * 1e3, a->batch / dt,
-			       (double)c->loss[2]);
+			       (double)c->loss[NN_CG_LOSS_CYCLE_A]);
 	}
-	for (int m = 0; m < 2; m++) /* the uses that share weights before their owners */
-		for (int u = 0; u < 3; u++) {
-			if (u != CG_TRANSLATE)
-				nn_net_release(&c->g[m][u]);
-			if (u != CG_REAL)
-				nn_net_release(&c->d[m][u]);
-		}
-	for (int m = 0; m < 2; m++)
-		nn_net_release(&c->g[m][CG_TRANSLATE]), nn_net_release(&c->d[m][CG_REAL]);
-	be->free(c->real[0]), be->free(c->real[1]), be->free(c->ones), be->free(c->zeros);
+out:
+	nn_cyclegan_release(c);
 	mem_free(c);
 	return rc;
 }

@@ -150,7 +150,9 @@ int nn_ckpt_info(const char *path, struct nn_ckpt_info *info, struct error *err)
 	return rc;
 }
 
-int nn_ckpt_load(struct nn_net *net, const char *path, struct error *err)
+/* any_size: the net may take another height and width than the checkpoint's
+ * (a fully convolutional net built for other tiles). */
+static int load(struct nn_net *net, const char *path, int any_size, struct error *err)
 {
 	char *data;
 	size_t len;
@@ -168,7 +170,7 @@ int nn_ckpt_load(struct nn_net *net, const char *path, struct error *err)
 			  net->arch);
 		goto out;
 	}
-	if (info.c != in->c || info.h != in->h || info.w != in->w) {
+	if (info.c != in->c || (!any_size && (info.h != in->h || info.w != in->w))) {
 		error_set(err, "%s: input %dx%dx%d, the net takes %dx%dx%d", path, info.c, info.h,
 			  info.w, in->c, in->h, in->w);
 		goto out;
@@ -232,21 +234,45 @@ out:
 	return rc;
 }
 
-int nn_ckpt_open(struct nn_net *net, const struct nn_backend *be, const char *path,
-		 struct error *err)
+int nn_ckpt_load(struct nn_net *net, const char *path, struct error *err)
+{
+	return load(net, path, 0, err);
+}
+
+int nn_ckpt_open_size(struct nn_net *net, const struct nn_backend *be, const char *path, int h,
+		      int w, struct error *err)
 {
 	struct nn_ckpt_info info;
 	if (nn_ckpt_info(path, &info, err) < 0)
 		return -1;
-	int rc = nn_model_build(net, be, info.arch, info.c, info.h, info.w, info.nout, 0, err);
+	int rc = 0, any_size = h > 0 && (h != info.h || w != info.w);
+	if (any_size) {
+		int mult = nn_model_size_multiple(info.arch, err);
+		if (mult <= 0 || h % mult || w % mult)
+			rc = mult < 0 ? -1
+				      : error_set(err,
+						  "a '%s' net (trained on %dx%d) cannot take %dx%d inputs%s",
+						  info.arch, info.h, info.w, h, w,
+						  mult ? ": give sizes that are multiples of its own" : "");
+	} else {
+		h = info.h, w = info.w;
+	}
+	if (rc == 0)
+		rc = nn_model_build(net, be, info.arch, info.c, h, w, info.nout, 0, err);
 	if (rc < 0)
 		error_prefix(err, "%s: ", path);
 	mem_free(info.arch);
 	if (rc < 0)
 		return -1;
-	if (nn_ckpt_load(net, path, err) < 0) {
+	if (load(net, path, any_size, err) < 0) {
 		nn_net_release(net);
 		return -1;
 	}
 	return 0;
+}
+
+int nn_ckpt_open(struct nn_net *net, const struct nn_backend *be, const char *path,
+		 struct error *err)
+{
+	return nn_ckpt_open_size(net, be, path, 0, 0, err);
 }

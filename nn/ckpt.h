@@ -28,5 +28,10 @@ int nn_ckpt_load(struct nn_net *net, const char *path, struct error *err);
 /* Build the net the checkpoint describes, then load it. */
 int nn_ckpt_open(struct nn_net *net, const struct nn_backend *be, const char *path,
 		 struct error *err);
+/* The same for inputs of h x w instead of the checkpoint's (h = 0: its own).
+ * Per-pixel nets (unet, cyclegan) are fully convolutional: their weights fit
+ * any size that is a multiple of nn_model_size_multiple; other nets are refused. */
+int nn_ckpt_open_size(struct nn_net *net, const struct nn_backend *be, const char *path, int h,
+		      int w, struct error *err);
 
 #endif

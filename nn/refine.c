@@ -1,0 +1,263 @@
+/* refine: noisy map labels made more complete with a CycleGAN (see refine.h). */
+#include "nn/refine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/mem.h"
+#include "nn/model.h"
+
+void nn_refine_defaults(struct nn_refine_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	nn_cyclegan_defaults(&cfg->gan);
+	cfg->gan.gen = NN_REFINE_GEN, cfg->gan.disc = NN_REFINE_DISC;
+	cfg->gan.identity = 0;
+	cfg->crop = 64;
+	cfg->steps = 2000;
+	cfg->feature_weight = 5;
+	cfg->seed = 1;
+	cfg->every = 100;
+}
+
+int nn_refine_check(const struct dataset *ds, int training, struct error *err)
+{
+	const struct dataset_shape *s = &ds->shape;
+	if (s->label_kind != DATASET_LABEL_MASK)
+		return error_set(err, "%s: a shard of class labels: give a mask shard of tiles "
+				      "(cairn-tileset pack --imagery DIR --labels DIR)", ds->path),
+		       DATASET_EBADINPUT;
+	if (s->channels == 0)
+		return error_set(err, "%s: masks without imagery (0 channels): give the shard "
+				      "cairn-tileset pack wrote", ds->path),
+		       DATASET_EBADINPUT;
+	if (s->num_classes < 2 || s->num_classes > NN_REFINE_MAX_CLASSES)
+		return error_set(err, "%s: %u classes: refinement takes 2..%d", ds->path,
+				 s->num_classes, NN_REFINE_MAX_CLASSES),
+		       DATASET_EBADINPUT;
+	if (training && ds->count == 0)
+		return error_set(err, "%s: no tiles to train on", ds->path), DATASET_EBADINPUT;
+	return 0;
+}
+
+void nn_refine_encode_image(const uint8_t *pixels, size_t n, float *x)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = pixels[i] / 127.5f - 1;
+}
+
+void nn_refine_encode_mask(const uint8_t *mask, size_t hw, int classes, float *x)
+{
+	for (int k = 0; k < classes; k++)
+		for (size_t i = 0; i < hw; i++)
+			x[(size_t)k * hw + i] = mask[i] == k ? 1 : -1;
+}
+
+/* splitmix64 (Steele, Lea, Flood 2014): crops and pairings. */
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static uint32_t rng_below(uint64_t *s, uint32_t n)
+{
+	return (uint32_t)(rng_next(s) % n);
+}
+
+/* One batch on the host: imagery crops of random tiles into a, map crops of
+ * other random tiles into b (and their cycle weights into wb). */
+struct batch {
+	float *a, *b, *wb;
+	uint8_t *crop; /* channels x crop x crop bytes */
+};
+
+static void crop_of(const uint8_t *src, int planes, int h, int w, int y0, int x0, int crop,
+		    uint8_t *dst)
+{
+	for (int p = 0; p < planes; p++)
+		for (int y = 0; y < crop; y++)
+			memcpy(dst + ((size_t)p * crop + y) * crop,
+			       src + ((size_t)p * h + y0 + y) * w + x0, (size_t)crop);
+}
+
+static void fill_batch(const struct nn_refine_config *cfg, const struct dataset *ds,
+		       struct batch *bt, uint64_t *rng)
+{
+	const struct dataset_shape *s = &ds->shape;
+	int crop = cfg->crop, h = (int)s->height, w = (int)s->width, classes = (int)s->num_classes;
+	size_t hw = (size_t)crop * crop, a_img = s->channels * hw, b_img = classes * hw;
+	for (int n = 0; n < cfg->gan.batch; n++) {
+		uint64_t i = rng_next(rng) % ds->count, j = rng_next(rng) % ds->count;
+		int y = (int)rng_below(rng, (uint32_t)(h - crop + 1)),
+		    x = (int)rng_below(rng, (uint32_t)(w - crop + 1));
+		crop_of(dataset_image(ds, i), (int)s->channels, h, w, y, x, crop, bt->crop);
+		nn_refine_encode_image(bt->crop, a_img, bt->a + n * a_img);
+		y = (int)rng_below(rng, (uint32_t)(h - crop + 1)),
+		x = (int)rng_below(rng, (uint32_t)(w - crop + 1));
+		crop_of(dataset_mask(ds, j), 1, h, w, y, x, crop, bt->crop);
+		nn_refine_encode_mask(bt->crop, hw, classes, bt->b + n * b_img);
+		for (size_t p = 0; p < hw; p++) {
+			uint8_t m = bt->crop[p];
+			float wt = m == DATASET_MASK_IGNORE ? 0 : m ? cfg->feature_weight : 1;
+			for (int k = 0; k < classes; k++)
+				bt->wb[n * b_img + (size_t)k * hw + p] = wt;
+		}
+	}
+}
+
+int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds,
+		    struct nn_cyclegan *c, struct error *err)
+{
+	int rc = nn_refine_check(ds, 1, err);
+	if (rc < 0)
+		return rc;
+	const struct dataset_shape *s = &ds->shape;
+	if (cfg->crop < 1 || (uint32_t)cfg->crop > s->height || (uint32_t)cfg->crop > s->width)
+		return error_set(err, "%s: crops of %d px do not fit its %ux%u tiles", ds->path,
+				 cfg->crop, s->height, s->width),
+		       DATASET_EBADINPUT;
+	struct nn_cyclegan_config g = cfg->gan;
+	g.channels[0] = (int)s->channels, g.channels[1] = (int)s->num_classes;
+	g.height = g.width = cfg->crop;
+	memset(c, 0, sizeof(*c));
+	if (nn_cyclegan_init(c, &g, err) < 0 || nn_cyclegan_want_cycle_weights(c, 1, err) < 0)
+		return -1;
+	const struct nn_backend *be = g.be;
+	struct batch bt = {mem_alloc(c->img[0] * sizeof(float)), mem_alloc(c->img[1] * sizeof(float)),
+			   mem_alloc(c->img[1] * sizeof(float)),
+			   mem_alloc((size_t)s->channels * cfg->crop * cfg->crop)};
+	void *graph = NULL;
+	uint64_t rng = cfg->seed;
+	double sum[NN_CG_LOSSES] = {0}, t0 = clock_now();
+	long since = 0;
+	rc = 0;
+	if (!bt.a || !bt.b || !bt.wb || !bt.crop) {
+		rc = error_set(err, "refine: out of memory for a batch of %d crops", g.batch);
+		goto out;
+	}
+	for (long step = 1; step <= cfg->steps; step++) {
+		fill_batch(cfg, ds, &bt, &rng);
+		be->upload(c->real[0], bt.a, c->img[0] * sizeof(float));
+		be->upload(c->real[1], bt.b, c->img[1] * sizeof(float));
+		be->upload(c->cycle_w[1], bt.wb, c->img[1] * sizeof(float));
+		nn_backend_step(be, &graph, nn_cyclegan_step, c);
+		be->sync();
+		for (int k = 0; k < NN_CG_LOSSES; k++) {
+			if (!isfinite(c->loss[k])) {
+				rc = error_set(err,
+					       "training diverged: loss %d is %g at step %ld (try a "
+					       "smaller --lr)",
+					       k, (double)c->loss[k], step);
+				goto out;
+			}
+			sum[k] += c->loss[k];
+		}
+		since++;
+		if (cfg->on_steps && (step % cfg->every == 0 || step == cfg->steps)) {
+			float mean[NN_CG_LOSSES];
+			for (int k = 0; k < NN_CG_LOSSES; k++)
+				mean[k] = (float)(sum[k] / since), sum[k] = 0;
+			since = 0;
+			cfg->on_steps(cfg->ctx, step, cfg->steps, mean, clock_now() - t0);
+		}
+	}
+out:
+	nn_backend_step_release(be, &graph);
+	mem_free(bt.a), mem_free(bt.b), mem_free(bt.wb), mem_free(bt.crop);
+	return rc;
+}
+
+/* The class drawn at pixel p of a [classes, hw] output: the highest plane
+ * above threshold (ties: the lower class), else -1. */
+static int drawn(const float *y, size_t hw, int classes, size_t p, float threshold)
+{
+	int best = -1;
+	float v = threshold;
+	for (int k = 0; k < classes; k++)
+		if (y[(size_t)k * hw + p] > v)
+			v = y[(size_t)k * hw + p], best = k;
+	return best;
+}
+
+int nn_refine_apply(struct nn_net *gen, const struct dataset *in, const char *out_path,
+		    enum nn_refine_mode mode, float threshold, int batch,
+		    struct nn_refine_stats *stats, nn_train_batch_fn *on_batch, void *ctx,
+		    struct error *err)
+{
+	int rc = nn_refine_check(in, 0, err);
+	if (rc < 0)
+		return rc;
+	const struct dataset_shape *s = &in->shape;
+	const struct nn_node *x0 = &gen->nodes[0], *yn = &gen->nodes[gen->nnodes - 1];
+	int classes = (int)s->num_classes;
+	if ((uint32_t)x0->c != s->channels || (uint32_t)x0->h != s->height ||
+	    (uint32_t)x0->w != s->width || yn->c != classes || yn->h != x0->h || yn->w != x0->w)
+		return error_set(err,
+				 "%s: %ux%ux%u tiles of %d classes, the generator maps %dx%dx%d to "
+				 "%dx%dx%d: give the generator trained on such tiles",
+				 in->path, s->channels, s->height, s->width, classes, x0->c, x0->h,
+				 x0->w, yn->c, yn->h, yn->w),
+		       DATASET_EBADINPUT;
+	if (batch < 1)
+		batch = 1;
+	if ((rc = nn_net_prepare(gen, batch, err)) < 0)
+		return rc;
+	nn_net_train(gen, 0);
+	size_t hw = (size_t)s->height * s->width, img = s->channels * hw, out = classes * hw;
+	float *x = mem_alloc((size_t)batch * img * sizeof(float)),
+	      *y = mem_alloc((size_t)batch * out * sizeof(float));
+	uint8_t *mask = mem_alloc(hw);
+	struct dataset_writer w;
+	memset(&w, 0, sizeof(w));
+	struct nn_refine_stats local;
+	if (!stats)
+		stats = &local;
+	memset(stats, 0, sizeof(*stats));
+	stats->classes = classes;
+	if (!x || !y || !mask) {
+		rc = error_set(err, "refine: out of memory for a batch of %d tiles", batch);
+		goto out;
+	}
+	if ((rc = dataset_writer_open(&w, out_path, s, err)) < 0)
+		goto out;
+	uint64_t batches = (in->count + batch - 1) / batch;
+	for (uint64_t b0 = 0, nb = 0; b0 < in->count; b0 += batch, nb++) {
+		int n = (int)(in->count - b0 < (uint64_t)batch ? in->count - b0 : (uint64_t)batch);
+		for (int i = 0; i < n; i++)
+			nn_refine_encode_image(dataset_image(in, b0 + i), img, x + i * img);
+		gen->be->upload(nn_net_input(gen)->data, x, n * img * sizeof(float));
+		const struct nn_tensor *t = nn_net_forward(gen, n);
+		gen->be->download(y, t->data, n * out * sizeof(float));
+		for (int i = 0; i < n; i++) {
+			const uint8_t *map = dataset_mask(in, b0 + i);
+			for (size_t p = 0; p < hw; p++) {
+				int d = drawn(y + i * out, hw, classes, p, threshold), m = map[p];
+				int r = mode == NN_REFINE_REPLACE ? (d < 0 ? 0 : d)
+					: m == 0 && d > 0	 ? d
+								 : m;
+				mask[p] = (uint8_t)r;
+				if (m != r && m < classes)
+					stats->changed[m][r]++;
+			}
+			stats->pixels += hw;
+			struct dataset_key key = dataset_key(in, b0 + i);
+			if ((rc = dataset_writer_add_mask(&w, dataset_image(in, b0 + i), mask, &key,
+							  err)) < 0)
+				goto out;
+			stats->tiles++;
+		}
+		if (on_batch)
+			on_batch(ctx, 0, nb + 1, batches, 0);
+	}
+	rc = dataset_writer_finish(&w, err);
+out:
+	if (rc < 0)
+		dataset_writer_abort(&w);
+	mem_free(x), mem_free(y), mem_free(mask);
+	return rc;
+}
