@@ -100,6 +100,18 @@ int nn_cyclegan_want_cycle_weights(struct nn_cyclegan *c, int m, struct error *e
 	return 0;
 }
 
+int nn_cyclegan_want_pairs(struct nn_cyclegan *c, float weight, struct error *err)
+{
+	c->paired = weight;
+	if (!c->pair_b && !(c->pair_b = filled(c->cfg.be, c->img[1], 0, err)))
+		return -1;
+	if (!c->pair_w && !(c->pair_w = filled(c->cfg.be, c->img[1], 1, err)))
+		return -1;
+	if (!c->pair_dy && !(c->pair_dy = filled(c->cfg.be, c->img[1], 0, err)))
+		return -1;
+	return 0;
+}
+
 /* Forward net on an input copied from src; its output. */
 static const float *forward(struct nn_net *net, const float *src, size_t count, int n)
 {
@@ -167,12 +179,19 @@ void nn_cyclegan_step(void *ctx)
 	} else {
 		loss[NN_CG_LOSS_IDT_B] = loss[NN_CG_LOSS_IDT_A] = 0;
 	}
+	if (c->paired == 0)
+		loss[NN_CG_LOSS_PAIRED] = 0;
 	for (int m = 0; m < 2; m++) { /* G_A's output feeds D_B and G_B's reconstruction */
 		struct nn_net *t = &g[m][NN_CG_TRANSLATE];
 		size_t count = c->img[1 - m];
 		float *dy = nn_net_output_grad(t)->data;
 		be->copy(dy, nn_net_input_grad(&d[1 - m][NN_CG_FOR_G])->data, count);
 		be->axpy(count, 1, nn_net_input_grad(&g[1 - m][NN_CG_RECONSTRUCT])->data, dy);
+		if (m == NN_CG_GA && c->paired != 0) { /* G_A(A) against A's own B */
+			be->l1(count, fake_b, c->pair_b, c->pair_dy, &loss[NN_CG_LOSS_PAIRED]);
+			be->mul(c->pair_dy, c->pair_w, c->pair_dy, count);
+			be->axpy(count, c->paired, c->pair_dy, dy);
+		}
 		nn_net_backward(t);
 	}
 	for (int m = 0; m < 2; m++) {
@@ -204,9 +223,9 @@ void nn_cyclegan_release(struct nn_cyclegan *c)
 	for (int m = 0; m < 2; m++)
 		nn_net_release(&c->g[m][NN_CG_TRANSLATE]), nn_net_release(&c->d[m][NN_CG_REAL]);
 	if (be) {
-		float *bufs[6] = {c->real[0], c->real[1], c->cycle_w[0], c->cycle_w[1], c->ones,
-				  c->zeros};
-		for (int i = 0; i < 6; i++)
+		float *bufs[9] = {c->real[0], c->real[1], c->cycle_w[0], c->cycle_w[1], c->ones,
+				  c->zeros,  c->pair_b,	 c->pair_w,    c->pair_dy};
+		for (int i = 0; i < 9; i++)
 			if (bufs[i])
 				be->free(bufs[i]);
 	}

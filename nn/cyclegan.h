@@ -30,6 +30,7 @@ enum {
 	NN_CG_LOSS_DA_FAKE,  /* MSE: D_A(G_B(B)) against 0 */
 	NN_CG_LOSS_DB_REAL,  /* MSE: D_B(B) against 1 */
 	NN_CG_LOSS_DB_FAKE,  /* MSE: D_B(G_A(A)) against 0 */
+	NN_CG_LOSS_PAIRED,   /* L1: G_A(A) against A's own B (unweighted mean; 0 without) */
 	NN_CG_LOSSES
 };
 
@@ -63,6 +64,10 @@ struct nn_cyclegan {
 	int uses;	       /* generator uses: 3, or 2 without identity */
 	float *real[2];	       /* device: the step's batches of A and B (the caller fills) */
 	float *cycle_w[2];     /* device: weights of domain m's cycle loss, per value, or NULL */
+	float paired;	       /* weight of the paired term (nn_cyclegan_want_pairs), or 0 */
+	float *pair_b, *pair_w; /* device: real[0]'s own B and per-value weights (the caller
+				   fills), *pair_dy scratch */
+	float *pair_dy;
 	float *ones, *zeros;   /* device: LSGAN targets */
 	size_t img[2], patch;  /* floats in a batch of A, of B, of a discriminator's output */
 	float loss[NN_CG_LOSSES];
@@ -76,6 +81,11 @@ int nn_cyclegan_init(struct nn_cyclegan *c, const struct nn_cyclegan_config *cfg
 /* Give domain m's cycle loss per-value weights (c->cycle_w[m], img[m]
  * floats, all 1 until the caller uploads others). */
 int nn_cyclegan_want_cycle_weights(struct nn_cyclegan *c, int m, struct error *err);
+/* A paired term beside the unpaired ones: G_A(A) against c->pair_b, A's own
+ * (noisy) B, L1 times weight and the per-value c->pair_w (all 1 until the
+ * caller uploads others), where a pairing is known but not trusted: noisy
+ * map labels of the same tiles (nn/refine). */
+int nn_cyclegan_want_pairs(struct nn_cyclegan *c, float weight, struct error *err);
 /* One training step on c->real[0] and c->real[1]: the generators' loss
  * (LSGAN through the discriminators, cycles, identities) back through every
  * generator use and one Adam step per generator; then each discriminator's

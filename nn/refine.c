@@ -72,7 +72,7 @@ static uint32_t rng_below(uint64_t *s, uint32_t n)
 /* One batch on the host: imagery crops of random tiles into a, map crops of
  * other random tiles into b (and their cycle weights into wb). */
 struct batch {
-	float *a, *b, *wb;
+	float *a, *b, *wb, *pb, *pw; /* pb, pw: a's own maps and their weights */
 	uint8_t *crop; /* channels x crop x crop bytes */
 };
 
@@ -97,6 +97,14 @@ static void fill_batch(const struct nn_refine_config *cfg, const struct dataset 
 		    x = (int)rng_below(rng, (uint32_t)(w - crop + 1));
 		crop_of(dataset_image(ds, i), (int)s->channels, h, w, y, x, crop, bt->crop);
 		nn_refine_encode_image(bt->crop, a_img, bt->a + n * a_img);
+		if (bt->pb) {
+			crop_of(dataset_mask(ds, i), 1, h, w, y, x, crop, bt->crop);
+			nn_refine_encode_mask(bt->crop, hw, classes, bt->pb + n * b_img);
+			for (size_t p = 0; p < hw; p++)
+				for (int k = 0; k < classes; k++)
+					bt->pw[n * b_img + (size_t)k * hw + p] =
+					    bt->crop[p] == DATASET_MASK_IGNORE ? 0 : 1;
+		}
 		y = (int)rng_below(rng, (uint32_t)(h - crop + 1)),
 		x = (int)rng_below(rng, (uint32_t)(w - crop + 1));
 		crop_of(dataset_mask(ds, j), 1, h, w, y, x, crop, bt->crop);
@@ -125,26 +133,31 @@ int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds
 	g.channels[0] = (int)s->channels, g.channels[1] = (int)s->num_classes;
 	g.height = g.width = cfg->crop;
 	memset(c, 0, sizeof(*c));
-	if (nn_cyclegan_init(c, &g, err) < 0 || nn_cyclegan_want_cycle_weights(c, 1, err) < 0)
+	if (nn_cyclegan_init(c, &g, err) < 0 || nn_cyclegan_want_cycle_weights(c, 1, err) < 0 ||
+	    (cfg->paired > 0 && nn_cyclegan_want_pairs(c, cfg->paired, err) < 0))
 		return -1;
 	const struct nn_backend *be = g.be;
-	struct batch bt = {mem_alloc(c->img[0] * sizeof(float)), mem_alloc(c->img[1] * sizeof(float)),
-			   mem_alloc(c->img[1] * sizeof(float)),
+	size_t nb = c->img[1] * sizeof(float);
+	struct batch bt = {mem_alloc(c->img[0] * sizeof(float)), mem_alloc(nb), mem_alloc(nb),
+			   cfg->paired > 0 ? mem_alloc(nb) : NULL,
+			   cfg->paired > 0 ? mem_alloc(nb) : NULL,
 			   mem_alloc((size_t)s->channels * cfg->crop * cfg->crop)};
 	void *graph = NULL;
 	uint64_t rng = cfg->seed;
 	double sum[NN_CG_LOSSES] = {0}, t0 = clock_now();
 	long since = 0;
 	rc = 0;
-	if (!bt.a || !bt.b || !bt.wb || !bt.crop) {
+	if (!bt.a || !bt.b || !bt.wb || !bt.crop || (cfg->paired > 0 && (!bt.pb || !bt.pw))) {
 		rc = error_set(err, "refine: out of memory for a batch of %d crops", g.batch);
 		goto out;
 	}
 	for (long step = 1; step <= cfg->steps; step++) {
 		fill_batch(cfg, ds, &bt, &rng);
 		be->upload(c->real[0], bt.a, c->img[0] * sizeof(float));
-		be->upload(c->real[1], bt.b, c->img[1] * sizeof(float));
-		be->upload(c->cycle_w[1], bt.wb, c->img[1] * sizeof(float));
+		be->upload(c->real[1], bt.b, nb);
+		be->upload(c->cycle_w[1], bt.wb, nb);
+		if (bt.pb)
+			be->upload(c->pair_b, bt.pb, nb), be->upload(c->pair_w, bt.pw, nb);
 		nn_backend_step(be, &graph, nn_cyclegan_step, c);
 		be->sync();
 		for (int k = 0; k < NN_CG_LOSSES; k++) {
@@ -168,7 +181,8 @@ int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds
 	}
 out:
 	nn_backend_step_release(be, &graph);
-	mem_free(bt.a), mem_free(bt.b), mem_free(bt.wb), mem_free(bt.crop);
+	mem_free(bt.a), mem_free(bt.b), mem_free(bt.wb), mem_free(bt.pb), mem_free(bt.pw);
+	mem_free(bt.crop);
 	return rc;
 }
 

@@ -28,6 +28,8 @@ struct nn_refine_config {
 	long steps;
 	float feature_weight; /* the map cycle loss on pixels of a class other than 0 (the
 				 background: weight 1); ignored pixels weigh 0 */
+	float paired;	      /* weight of the imagery -> map L1 against the tile's own map
+				 (0: unpaired, the CycleGAN alone) */
 	uint64_t seed;	      /* crops and pairings */
 	/* every `every` steps and after the last: the mean losses since the last call */
 	void (*on_steps)(void *ctx, long step, long steps, const float *loss, double seconds);

@@ -149,7 +149,8 @@ static void on_steps(void *ctx, long step, long steps, const float *loss, double
 	struct train_log *log = ctx;
 	static const char *names[NN_CG_LOSSES] = {
 	    "g_map_adv", "g_imagery_adv", "cycle_imagery", "cycle_map", "identity_map",
-	    "identity_imagery", "d_imagery_real", "d_imagery_fake", "d_map_real", "d_map_fake"};
+	    "identity_imagery", "d_imagery_real", "d_imagery_fake", "d_map_real", "d_map_fake",
+	    "paired_map"};
 	json_t *row = json_object();
 	json_object_set_new(row, "step", json_integer(step));
 	json_object_set_new(row, "wall_time_s", json_real(seconds));
@@ -179,7 +180,8 @@ static int cmd_train(int argc, char **argv)
 	    {"cycle", required_argument, 0, 'C'},   {"feature-weight", required_argument, 0, 'F'},
 	    {"seed", required_argument, 0, 'S'},    {"threads", required_argument, 0, 'j'},
 	    {"device", required_argument, 0, 'd'},  {"precision", required_argument, 0, 'p'},
-	    {"help", no_argument, 0, 'h'},	    {0, 0, 0, 0}};
+	    {"paired", required_argument, 0, 'P'},  {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0}};
 	const char *cmd = "train", *train = NULL, *out = NULL;
 	struct nn_refine_config cfg;
 	nn_refine_defaults(&cfg);
@@ -234,6 +236,10 @@ static int cmd_train(int argc, char **argv)
 			if (parse_float(optarg, &cfg.feature_weight) < 0 || !(cfg.feature_weight >= 0))
 				return bad_usage(cmd, "--feature-weight: '%s' is not a number >= 0",
 						 optarg);
+			break;
+		case 'P':
+			if (parse_float(optarg, &cfg.paired) < 0 || !(cfg.paired >= 0))
+				return bad_usage(cmd, "--paired: '%s' is not a number >= 0", optarg);
 			break;
 		case 'S':
 			if (parse_long(optarg, 0, 2147483647L, &v) < 0)
@@ -317,6 +323,7 @@ static int cmd_train(int argc, char **argv)
 	json_object_set_new(m, "lr", json_real(cfg.gan.lr));
 	json_object_set_new(m, "cycle_weight", json_real(cfg.gan.cycle));
 	json_object_set_new(m, "feature_weight", json_real(cfg.feature_weight));
+	json_object_set_new(m, "paired_weight", json_real(cfg.paired));
 	json_object_set_new(m, "seed", json_integer((json_int_t)cfg.seed));
 	json_object_set_new(m, "device", json_string(dev.be->name));
 	json_object_set_new(m, "train_seconds", json_real(wall));
