@@ -100,10 +100,12 @@ static void fill_batch(const struct nn_refine_config *cfg, const struct dataset 
 		if (bt->pb) {
 			crop_of(dataset_mask(ds, i), 1, h, w, y, x, crop, bt->crop);
 			nn_refine_encode_mask(bt->crop, hw, classes, bt->pb + n * b_img);
-			for (size_t p = 0; p < hw; p++)
+			for (size_t p = 0; p < hw; p++) {
+				uint8_t m = bt->crop[p];
+				float wt = m == DATASET_MASK_IGNORE ? 0 : m ? cfg->feature_weight : 1;
 				for (int k = 0; k < classes; k++)
-					bt->pw[n * b_img + (size_t)k * hw + p] =
-					    bt->crop[p] == DATASET_MASK_IGNORE ? 0 : 1;
+					bt->pw[n * b_img + (size_t)k * hw + p] = wt;
+			}
 		}
 		y = (int)rng_below(rng, (uint32_t)(h - crop + 1)),
 		x = (int)rng_below(rng, (uint32_t)(w - crop + 1));
@@ -198,6 +200,20 @@ static int drawn(const float *y, size_t hw, int classes, size_t p, float thresho
 	return best;
 }
 
+void nn_refine_fuse(const float *y, const uint8_t *map, size_t hw, int classes,
+		    enum nn_refine_mode mode, float threshold, uint8_t *out,
+		    struct nn_refine_stats *stats)
+{
+	for (size_t p = 0; p < hw; p++) {
+		int d = drawn(y, hw, classes, p, threshold), m = map[p];
+		int r = mode == NN_REFINE_REPLACE ? (d < 0 ? 0 : d) : m == 0 && d > 0 ? d : m;
+		out[p] = (uint8_t)r;
+		if (m != r && m < classes)
+			stats->changed[m][r]++;
+	}
+	stats->pixels += hw;
+}
+
 int nn_refine_apply(struct nn_net *gen, const struct dataset *in, const char *out_path,
 		    enum nn_refine_mode mode, float threshold, int batch,
 		    struct nn_refine_stats *stats, nn_train_batch_fn *on_batch, void *ctx,
@@ -248,17 +264,8 @@ int nn_refine_apply(struct nn_net *gen, const struct dataset *in, const char *ou
 		const struct nn_tensor *t = nn_net_forward(gen, n);
 		gen->be->download(y, t->data, n * out * sizeof(float));
 		for (int i = 0; i < n; i++) {
-			const uint8_t *map = dataset_mask(in, b0 + i);
-			for (size_t p = 0; p < hw; p++) {
-				int d = drawn(y + i * out, hw, classes, p, threshold), m = map[p];
-				int r = mode == NN_REFINE_REPLACE ? (d < 0 ? 0 : d)
-					: m == 0 && d > 0	 ? d
-								 : m;
-				mask[p] = (uint8_t)r;
-				if (m != r && m < classes)
-					stats->changed[m][r]++;
-			}
-			stats->pixels += hw;
+			nn_refine_fuse(y + i * out, dataset_mask(in, b0 + i), hw, classes, mode,
+				       threshold, mask, stats);
 			struct dataset_key key = dataset_key(in, b0 + i);
 			if ((rc = dataset_writer_add_mask(&w, dataset_image(in, b0 + i), mask, &key,
 							  err)) < 0)

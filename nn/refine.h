@@ -68,6 +68,13 @@ struct nn_refine_stats {
 	uint64_t changed[NN_REFINE_MAX_CLASSES][NN_REFINE_MAX_CLASSES]; /* [from][to] */
 };
 
+/* One tile: the generator's output y [classes, hw] fused with its map (hw
+ * classes, DATASET_MASK_IGNORE allowed) into out, as nn_refine_apply says;
+ * adds to stats->changed and stats->pixels. */
+void nn_refine_fuse(const float *y, const uint8_t *map, size_t hw, int classes,
+		    enum nn_refine_mode mode, float threshold, uint8_t *out,
+		    struct nn_refine_stats *stats);
+
 /* Translate every tile of in with gen (imagery -> map; any tile size its
  * architecture takes) and write a mask shard at out_path: in's pixels, keys
  * and order, the masks fused per mode: a drawn class k counts where its plane
