@@ -83,12 +83,22 @@ check_rc "--help exits 0" 0 cairn-eval --help
 
 # The shipped pipeline, end to end, with the orchestrator.
 if command -v cairn >/dev/null && [ -f "$ROOT/configs/geo-demo.ini" ]; then
-	check_rc "cairn run configs/geo-demo.ini (2 scenes of 2x2 tiles, 5 epochs)" 0 cairn run "$ROOT/configs/geo-demo.ini" \
-		--set scenes=2 --set tiles=2 --set epochs=5 --run-dir "$T/run" --jobs 2
+	check_rc "cairn run configs/geo-demo.ini (2 scenes of 2x2 tiles, 5 epochs, 100 CycleGAN steps)" 0 \
+		cairn run "$ROOT/configs/geo-demo.ini" --set scenes=2 --set tiles=2 --set epochs=5 \
+		--set gan_steps=100 --run-dir "$T/run" --jobs 2
 	rep="$T/run/stages/report/0/out/report.txt"
-	check_eq "report: the map and the U-Net per scene" "$(grep -c 'building F1' "$rep" 2>/dev/null)" 4
-	check_grep "report: scene 1 is held out" "^scene 1 \(held out\): U-Net 4 tiles, road IoU" "$rep"
-	check_grep "report: scene 0 was trained on" "^scene 0 \(trained on\): map   4 tiles" "$rep"
+	check_eq "report: the map, the refined labels and the U-Net per scene" "$(grep -c 'building F1' "$rep" 2>/dev/null)" 6
+	check_grep "report: scene 1 is held out" "^scene 1 \(held out\): U-Net   4 tiles, road IoU" "$rep"
+	check_grep "report: scene 0 was trained on" "^scene 0 \(trained on\): map     4 tiles" "$rep"
+	check_grep "report: scene 0's refined labels" "^scene 0 \(trained on\): refined 4 tiles, road IoU" "$rep"
+	check_grep "report: what the U-Net learned" "^\(the U-Net learned the refined labels\)" "$rep"
+	check "gan: the generators and metrics.json, no merged shard left" bash -c \
+		"test -s $T/run/stages/gan/0/out/map.ckpt -a -s $T/run/stages/gan/0/out/metrics.json -a ! -e $T/run/stages/gan/0/out/all.ds"
+	check "refine: what changed, per scene" python3 -c \
+		"import json; j = json.load(open('$T/run/stages/refine/1/out/changed.json')); assert j['tiles'] == 4 and j['mode'] == 'add', j"
+	check_eq "refine: label tiles on the imagery's grid" \
+		"$(cd "$T/run/stages/refine/0/out/labels" 2>/dev/null && find . -name '*.tif' | sort | md5sum)" \
+		"$(cd "$T/run/stages/synth/0/out/imagery" && find . -name '*.tif' | sort | md5sum)"
 	check_eq "predict: label tiles on the imagery's grid" \
 		"$(cd "$T/run/stages/predict/1/out/labels" 2>/dev/null && find . -name '*.tif' | sort | md5sum)" \
 		"$(cd "$T/run/stages/synth/1/out/imagery" && find . -name '*.tif' | sort | md5sum)"
@@ -101,9 +111,16 @@ if command -v cairn >/dev/null && [ -f "$ROOT/configs/geo-demo.ini" ]; then
 	check_rc "resume after a lost prediction" 0 cairn resume "$T/run"
 	check_grep "resume: predict/0 reran" "start predict/0 attempt 2" "$T/run/events.log"
 	check "resume: the U-Net was not trained again" bash -c "! grep -q 'start train/0 attempt 2' $T/run/events.log"
+	check "resume: nor the CycleGAN" bash -c "! grep -q 'start gan/0 attempt 2' $T/run/events.log"
+	check_rc "labels=map: the U-Net learns the map itself" 0 cairn run "$ROOT/configs/geo-demo.ini" \
+		--set scenes=2 --set tiles=2 --set epochs=1 --set gan_steps=10 --set labels=map --run-dir "$T/runm" --jobs 2
+	check_grep "... and the report says so" "^\(the U-Net learned the map labels\)" "$T/runm/stages/report/0/out/report.txt"
+	check_rc "labels=bogus fails the training" 1 cairn run "$ROOT/configs/geo-demo.ini" \
+		--set scenes=1 --set tiles=2 --set epochs=1 --set gan_steps=10 --set holdout=0 --set labels=bogus --run-dir "$T/runb"
+	check_grep "... saying what to give" "labels = bogus: give refined or map" "$T/runb/stages/train/0/log"
 	check_rc "geo-demo with holdout=0: train on every scene, no validation" 0 cairn run "$ROOT/configs/geo-demo.ini" \
-		--set scenes=1 --set tiles=2 --set epochs=1 --set holdout=0 --run-dir "$T/run0"
-	check_grep "holdout=0: the one scene was trained on" "^scene 0 \(trained on\): U-Net 4 tiles" "$T/run0/stages/report/0/out/report.txt"
+		--set scenes=1 --set tiles=2 --set epochs=1 --set gan_steps=10 --set holdout=0 --run-dir "$T/run0"
+	check_grep "holdout=0: the one scene was trained on" "^scene 0 \(trained on\): U-Net   4 tiles" "$T/run0/stages/report/0/out/report.txt"
 else
 	skip "geo-demo pipeline" "cairn orchestrator not built"
 fi
