@@ -7,6 +7,7 @@
 
 #include "core/clock.h"
 #include "core/mem.h"
+#include "core/rng.h"
 #include "nn/model.h"
 
 void nn_refine_defaults(struct nn_refine_config *cfg)
@@ -55,20 +56,6 @@ void nn_refine_encode_mask(const uint8_t *mask, size_t hw, int classes, float *x
 			x[(size_t)k * hw + i] = mask[i] == k ? 1 : -1;
 }
 
-/* splitmix64 (Steele, Lea, Flood 2014): crops and pairings. */
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static uint32_t rng_below(uint64_t *s, uint32_t n)
-{
-	return (uint32_t)(rng_next(s) % n);
-}
-
 /* One batch on the host: imagery crops of random tiles into a, map crops of
  * other random tiles into b (and their cycle weights into wb). */
 struct batch {
@@ -83,6 +70,17 @@ static void crop_of(const uint8_t *src, int planes, int h, int w, int y0, int x0
 		for (int y = 0; y < crop; y++)
 			memcpy(dst + ((size_t)p * crop + y) * crop,
 			       src + ((size_t)p * h + y0 + y) * w + x0, (size_t)crop);
+}
+
+/* The map-side loss weights of a mask (all planes alike): fw on a class
+ * other than 0, 1 on background, 0 where no label is. */
+static void feature_weights(const uint8_t *mask, size_t hw, int classes, float fw, float *w)
+{
+	for (size_t p = 0; p < hw; p++) {
+		float wt = mask[p] == DATASET_MASK_IGNORE ? 0 : mask[p] ? fw : 1;
+		for (int k = 0; k < classes; k++)
+			w[(size_t)k * hw + p] = wt;
+	}
 }
 
 static void fill_batch(const struct nn_refine_config *cfg, const struct dataset *ds,
@@ -100,23 +98,13 @@ static void fill_batch(const struct nn_refine_config *cfg, const struct dataset 
 		if (bt->pb) {
 			crop_of(dataset_mask(ds, i), 1, h, w, y, x, crop, bt->crop);
 			nn_refine_encode_mask(bt->crop, hw, classes, bt->pb + n * b_img);
-			for (size_t p = 0; p < hw; p++) {
-				uint8_t m = bt->crop[p];
-				float wt = m == DATASET_MASK_IGNORE ? 0 : m ? cfg->feature_weight : 1;
-				for (int k = 0; k < classes; k++)
-					bt->pw[n * b_img + (size_t)k * hw + p] = wt;
-			}
+			feature_weights(bt->crop, hw, classes, cfg->feature_weight, bt->pw + n * b_img);
 		}
 		y = (int)rng_below(rng, (uint32_t)(h - crop + 1)),
 		x = (int)rng_below(rng, (uint32_t)(w - crop + 1));
 		crop_of(dataset_mask(ds, j), 1, h, w, y, x, crop, bt->crop);
 		nn_refine_encode_mask(bt->crop, hw, classes, bt->b + n * b_img);
-		for (size_t p = 0; p < hw; p++) {
-			uint8_t m = bt->crop[p];
-			float wt = m == DATASET_MASK_IGNORE ? 0 : m ? cfg->feature_weight : 1;
-			for (int k = 0; k < classes; k++)
-				bt->wb[n * b_img + (size_t)k * hw + p] = wt;
-		}
+		feature_weights(bt->crop, hw, classes, cfg->feature_weight, bt->wb + n * b_img);
 	}
 }
 

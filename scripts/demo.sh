@@ -12,17 +12,18 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 geo=runs/geo-demo-$stamp
-say "cairn run configs/geo-demo.ini: synthetic aerial scenes -> rasterize their noisy maps -> score the maps -> train a U-Net on them (about a minute) -> score it"
+say "cairn run configs/geo-demo.ini: synthetic aerial scenes -> rasterize their noisy maps -> refine them with a CycleGAN (about 80 s) -> train a U-Net on them (about a minute) -> score maps, refined labels and U-Net"
 cairn run configs/geo-demo.ini --run-dir "$geo" || exit 1
-say "the map as a label source, and a U-Net trained on the maps, against the truth ($geo/stages/report/0/out/report.txt)"
+say "the map as a label source, the refined labels, and a U-Net trained on them, against the truth ($geo/stages/report/0/out/report.txt)"
 cat "$geo/stages/report/0/out/report.txt"
 echo "(imagery and truth: $geo/stages/synth/*/out/; error pictures of the maps: $geo/stages/eval/*/out/errors.png,"
-echo " of the U-Net: $geo/stages/score/*/out/errors.png; the model and its metrics: $geo/stages/train/0/out/)"
+echo " of the refined labels: $geo/stages/refine_eval/*/out/errors.png, of the U-Net: $geo/stages/score/*/out/errors.png;"
+echo " the CycleGAN: $geo/stages/gan/0/out/, the U-Net and its metrics: $geo/stages/train/0/out/)"
 
 say "an output is deleted after the fact: rm $geo/stages/eval/1/out/metrics.json"
 rm "$geo/stages/eval/1/out/metrics.json"
 cairn why "$geo" eval/1
-say "cairn resume $geo: reruns eval/1 only (the U-Net is not trained again); report is kept if its inputs come out the same"
+say "cairn resume $geo: reruns eval/1 only (neither the CycleGAN nor the U-Net is trained again); report is kept if its inputs come out the same"
 cairn resume "$geo" | tail -3 || exit 1
 
 demo=runs/demo-$stamp
