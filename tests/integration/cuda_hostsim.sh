@@ -196,6 +196,29 @@ rb = 3 * 32 * 32 + 32 * 32 + 12
 same = sum(x == y for i in range(4) for x, y in zip(a[64 + i * rb + 3072: 64 + i * rb + 4096], b[64 + i * rb + 3072: 64 + i * rb + 4096]))
 print('# %d of 4096 pixels agree' % same); assert same >= 0.999 * 4096"
 
+# cairn-refine --device cuda end to end: crops uploaded before each step
+# graph replay, the CycleGAN's uses sharing weights, apply on whole tiles;
+# against --device cpu, same seed
+check "cairn-refine compiles with CUDA" cc $cflags -c $ROOT/stages/cairn-refine.c -o $T/sim_refine.o || exit 1
+check "cairn-refine links" $cxx $flags $T/sim_refine.o $simobj $lib/libnn.a $lib/libcore.a \
+	-ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/cairn-refine || exit 1
+run_refine() { $T/cairn-refine train --train $T/seg/train.ds --out $T/seg/g$1 --steps 12 --crop 16 \
+	--gen cyclegan:base=4,blocks=1 --disc patchgan:base=4,layers=2 --paired 10 --threads 1 "${@:2}"; }
+check_rc "cairn-refine train --device cuda --precision fp32 (simulated)" 0 run_refine cuda --device cuda --precision fp32
+check_rc "cairn-refine train --device cpu" 0 run_refine cpu --device cpu
+check "cuda's CycleGAN losses within rounding of cpu's" python3 -c "
+import json; a, b = (json.load(open('$T/seg/g%s/metrics.json' % d))['history'][-1] for d in ('cuda', 'cpu'))
+print('# cuda (simulated) %s\n# cpu %s' % (a, b))
+assert all(abs(a[k] - b[k]) <= 0.02 * abs(b[k]) + 1e-4 for k in a if k not in ('step', 'wall_time_s'))"
+check_rc "cairn-refine apply --device cuda (simulated)" 0 $T/cairn-refine apply --model $T/seg/gcpu/map.ckpt \
+	--in $T/seg/train.ds --out $T/seg/rcuda.ds --json $T/seg/rcuda.json --device cuda --precision fp32
+check_rc "cairn-refine apply --device cpu, the same generator" 0 $T/cairn-refine apply --model $T/seg/gcpu/map.ckpt \
+	--in $T/seg/train.ds --out $T/seg/rcpu.ds --json $T/seg/rcpu.json --device cpu --threads 1
+check "the refined masks agree (> 99.9% of pixels)" python3 -c "
+import json; a, b = (json.load(open('$T/seg/r%s.json' % d)) for d in ('cuda', 'cpu'))
+diff = sum(abs(x - y) for ra, rb in zip(a['changed'], b['changed']) for x, y in zip(ra, rb))
+print('# changed: cuda %s, cpu %s' % (a['changed'], b['changed'])); assert diff <= 0.001 * a['pixels']"
+
 # cairn-train-classifier --device cuda end to end: loader batches in pinned
 # memory, uploads, a step graph, evaluation; against --device cpu, same seed
 idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
