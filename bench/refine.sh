@@ -7,8 +7,8 @@
 # applied to every scene, scored against the truth. Run by `make bench`.
 #   REFINE_BENCH_SCENES=3 REFINE_BENCH_TILES=4 (tiles per side) REFINE_BENCH_STEPS=2000
 #   REFINE_BENCH_SEEDS="1 2 3"
-#   REFINE_BENCH_SETTINGS="default|--paired 10 cycle0|--paired 10 --cycle 0" (name|options;
-#   name "default" is cairn-refine's defaults plus the demo's --paired)
+#   REFINE_BENCH_SETTINGS="paired10|--paired 10;cycle0|--paired 10 --cycle 0" (name|options,
+#   ';' between rows; " ": none, the speed line alone)
 set -u
 : "${CAIRN_BIN:?run through make bench}"
 export PATH="$CAIRN_BIN:$PATH"
@@ -21,6 +21,28 @@ seeds=${REFINE_BENCH_SEEDS:-1 2 3}
 settings=${REFINE_BENCH_SETTINGS:-"paired10|--paired 10;paired3|--paired 3;cycle0|--paired 10 --cycle 0;unpaired|--paired 0"}
 echo "== refine: CycleGAN label refinement against the map it refines"
 echo "machine: $(getconf _NPROCESSORS_ONLN) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $scenes scenes of ${tiles}x$tiles tiles, $steps steps of 64 px crops"
+# speed first: the CycleGAN step of Zhu et al.'s reference nets (2 x
+# cyclegan:base=64,blocks=9, 2 x patchgan, identity loss on) at 64 px, batch 1,
+# cairn's (nn/cyclegan, what cairn-refine runs) next to the reference code's
+# step in PyTorch, both on this CPU with the same threads
+py=
+for p in python3 /usr/bin/python3; do
+	command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null && { py=$p; break; }
+done
+step=${CAIRN_BENCH:+$CAIRN_BENCH/cuda_step}
+threads=$(getconf _NPROCESSORS_ONLN)
+if [ -n "$step" ] && [ -x "$step" ]; then
+	OMP_NUM_THREADS=$threads "$step" --device cpu --precision fp32 --task cyclegan --size 64 --batch 1 \
+		--steps 10 --warmup 2 | grep '^cairn'
+else
+	echo "cairn's step: skipped (run through make bench: it builds bench/cuda_step)"
+fi
+if [ -n "$py" ]; then
+	OMP_NUM_THREADS=$threads "$py" "$(dirname "$0")/cuda_torch.py" --device cpu --precision fp32 --task cyclegan \
+		--size 64 --batch 1 --steps 10 --warmup 2 | grep '^torch'
+else
+	echo "PyTorch's step: skipped (no python3 with torch: scripts/deps.sh installs python3-torch)"
+fi
 packs=()
 for s in $(seq 0 $((scenes - 1))); do
 	cairn-synth --out "$T/s$s" --scene "$s" --tiles "$tiles" --seed 1 --preview-size 0 >/dev/null 2>&1 &&
@@ -46,6 +68,7 @@ printf '%-10s %-5s %s   (the baseline)\n' map - "$(score "$T/l")"
 IFS=';' read -r -a rows <<<"$settings"
 for row in "${rows[@]}"; do
 	name=${row%%|*} opts=${row#*|}
+	[ -n "${name// /}" ] || continue
 	for seed in $seeds; do
 		# shellcheck disable=SC2086 # opts is a list of options
 		if ! cairn-refine train --train "$T/all.ds" --out "$T/g" --steps "$steps" --crop 64 --seed "$seed" \

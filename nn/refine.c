@@ -19,6 +19,7 @@ void nn_refine_defaults(struct nn_refine_config *cfg)
 	cfg->crop = 64;
 	cfg->steps = 2000;
 	cfg->feature_weight = 5;
+	cfg->paired = 3;
 	cfg->seed = 1;
 	cfg->every = 100;
 }

@@ -39,7 +39,8 @@ struct nn_refine_config {
 
 /* gan: nn_cyclegan_defaults with NN_REFINE_GEN/DISC, no identity loss
  * (imagery and maps are not alike); crop 64, 2000 steps, feature weight 5,
- * reported every 100 steps. */
+ * paired weight 3 (0, the CycleGAN alone, gave worse labels than the map:
+ * docs/refine.md), reported every 100 steps. */
 void nn_refine_defaults(struct nn_refine_config *cfg);
 
 /* Whether ds can be refined or trained on: a mask shard with imagery, at most
