@@ -12,9 +12,9 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 geo=runs/geo-demo-$stamp
-say "cairn run configs/geo-demo.ini: synthetic aerial scenes -> rasterize their noisy maps -> refine them with a CycleGAN (about 80 s) -> train a U-Net on them (about a minute) -> score maps, refined labels and U-Net"
+say "cairn run configs/geo-demo.ini: synthetic aerial scenes -> rasterize their noisy maps -> refine them with a CycleGAN (about 80 s) -> train a U-Net on the maps (about a minute) -> score maps, refined labels and U-Net"
 cairn run configs/geo-demo.ini --run-dir "$geo" || exit 1
-say "the map as a label source, the refined labels, and a U-Net trained on them, against the truth ($geo/stages/report/0/out/report.txt)"
+say "the map as a label source, the refined labels, and a U-Net trained on the maps, against the truth ($geo/stages/report/0/out/report.txt)"
 cat "$geo/stages/report/0/out/report.txt"
 echo "(imagery and truth: $geo/stages/synth/*/out/; error pictures of the maps: $geo/stages/eval/*/out/errors.png,"
 echo " of the refined labels: $geo/stages/refine_eval/*/out/errors.png, of the U-Net: $geo/stages/score/*/out/errors.png;"

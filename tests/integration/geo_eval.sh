@@ -91,7 +91,7 @@ if command -v cairn >/dev/null && [ -f "$ROOT/configs/geo-demo.ini" ]; then
 	check_grep "report: scene 1 is held out" "^scene 1 \(held out\): U-Net   4 tiles, road IoU" "$rep"
 	check_grep "report: scene 0 was trained on" "^scene 0 \(trained on\): map     4 tiles" "$rep"
 	check_grep "report: scene 0's refined labels" "^scene 0 \(trained on\): refined 4 tiles, road IoU" "$rep"
-	check_grep "report: what the U-Net learned" "^\(the U-Net learned the refined labels\)" "$rep"
+	check_grep "report: what the U-Net learned" "^\(the U-Net learned the map labels\)" "$rep"
 	check "gan: the generators and metrics.json, no merged shard left" bash -c \
 		"test -s $T/run/stages/gan/0/out/map.ckpt -a -s $T/run/stages/gan/0/out/metrics.json -a ! -e $T/run/stages/gan/0/out/all.ds"
 	check "refine: what changed, per scene" python3 -c \
@@ -112,9 +112,10 @@ if command -v cairn >/dev/null && [ -f "$ROOT/configs/geo-demo.ini" ]; then
 	check_grep "resume: predict/0 reran" "start predict/0 attempt 2" "$T/run/events.log"
 	check "resume: the U-Net was not trained again" bash -c "! grep -q 'start train/0 attempt 2' $T/run/events.log"
 	check "resume: nor the CycleGAN" bash -c "! grep -q 'start gan/0 attempt 2' $T/run/events.log"
-	check_rc "labels=map: the U-Net learns the map itself" 0 cairn run "$ROOT/configs/geo-demo.ini" \
-		--set scenes=2 --set tiles=2 --set epochs=1 --set gan_steps=10 --set labels=map --run-dir "$T/runm" --jobs 2
-	check_grep "... and the report says so" "^\(the U-Net learned the map labels\)" "$T/runm/stages/report/0/out/report.txt"
+	check_rc "labels=refined: the U-Net learns the refined labels" 0 cairn run "$ROOT/configs/geo-demo.ini" \
+		--set scenes=2 --set tiles=2 --set epochs=1 --set gan_steps=10 --set labels=refined --run-dir "$T/runm" --jobs 2
+	check_grep "... and the report says so" "^\(the U-Net learned the refined labels\)" "$T/runm/stages/report/0/out/report.txt"
+	check "... from the refine stage's shards" grep -q "stages/refine/0/out" "$T/runm/stages/train/0/log"
 	check_rc "labels=bogus fails the training" 1 cairn run "$ROOT/configs/geo-demo.ini" \
 		--set scenes=1 --set tiles=2 --set epochs=1 --set gan_steps=10 --set holdout=0 --set labels=bogus --run-dir "$T/runb"
 	check_grep "... saying what to give" "labels = bogus: give refined or map" "$T/runb/stages/train/0/log"
