@@ -233,8 +233,9 @@ static int dump_tensor(const struct nn_backend *be, const char *dir, const char 
 static int cg_dump(struct nn_cyclegan *c, const struct args *a)
 {
 	static const char *names[4] = {"G_A", "G_B", "D_A", "D_B"};
-	struct nn_net *owner[4] = {&c->g[NN_CG_GA][NN_CG_TRANSLATE], &c->g[NN_CG_GB][NN_CG_TRANSLATE],
-				   &c->d[NN_CG_DA][NN_CG_REAL], &c->d[NN_CG_DB][NN_CG_REAL]};
+	struct nn_net *owner[4] = {&c->g[NN_CG_GA][NN_CG_TRANSLATE],
+				   &c->g[NN_CG_GB][NN_CG_TRANSLATE], &c->d[NN_CG_DA][NN_CG_REAL],
+				   &c->d[NN_CG_DB][NN_CG_REAL]};
 	const struct nn_backend *be = owner[0]->be;
 	char name[64];
 	int rc = dump_tensor(be, a->out, "real_A.bin", c->real[0], c->img[0]) ||
@@ -247,11 +248,12 @@ static int cg_dump(struct nn_cyclegan *c, const struct args *a)
 	/* the ReLU masks of the twelve uses, in the order the reference step
 	   runs them (bench/cuda_torch.py cyclegan_step_fn) */
 	struct nn_net(*g)[3] = c->g, (*d)[3] = c->d;
-	struct nn_net *order[12] = {
-	    &g[NN_CG_GA][NN_CG_TRANSLATE], &g[NN_CG_GB][NN_CG_RECONSTRUCT], &g[NN_CG_GB][NN_CG_TRANSLATE],
-	    &g[NN_CG_GA][NN_CG_RECONSTRUCT], &d[NN_CG_DB][NN_CG_FOR_G],	    &d[NN_CG_DA][NN_CG_FOR_G],
-	    &g[NN_CG_GA][NN_CG_IDENTITY],    &g[NN_CG_GB][NN_CG_IDENTITY],    &d[NN_CG_DA][NN_CG_REAL],
-	    &d[NN_CG_DA][NN_CG_FAKE],	     &d[NN_CG_DB][NN_CG_REAL],	    &d[NN_CG_DB][NN_CG_FAKE]};
+	struct nn_net *order[12] = {&g[NN_CG_GA][NN_CG_TRANSLATE], &g[NN_CG_GB][NN_CG_RECONSTRUCT],
+				    &g[NN_CG_GB][NN_CG_TRANSLATE], &g[NN_CG_GA][NN_CG_RECONSTRUCT],
+				    &d[NN_CG_DB][NN_CG_FOR_G],	   &d[NN_CG_DA][NN_CG_FOR_G],
+				    &g[NN_CG_GA][NN_CG_IDENTITY],  &g[NN_CG_GB][NN_CG_IDENTITY],
+				    &d[NN_CG_DA][NN_CG_REAL],	   &d[NN_CG_DA][NN_CG_FAKE],
+				    &d[NN_CG_DB][NN_CG_REAL],	   &d[NN_CG_DB][NN_CG_FAKE]};
 	rc = rc || dump_masks(order, 12, a->out, "masks.bin");
 	for (int i = 0; i < 4 && !rc; i++) {
 		snprintf(name, sizeof(name), "%s-after.bin", names[i]);
@@ -319,10 +321,11 @@ static int task_cyclegan(const struct nn_backend *be, const struct args *a)
 		double dt = timed_steps(be, a, cyclegan_step, c);
 		rc = check_device(be);
 		if (!rc)
-			printf("cairn %s %s cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) "
+			printf("cairn %s %s cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x "
+			       "patchgan) "
 			       "batch %d 3x%dx%d: %.3f ms/step, %.1f images/s (cycle L1 %.4f)\n",
-			       be->name, a->precision, a->batch, a->size, a->size, dt * 1e3, a->batch / dt,
-			       (double)c->loss[NN_CG_LOSS_CYCLE_A]);
+			       be->name, a->precision, a->batch, a->size, a->size, dt * 1e3,
+			       a->batch / dt, (double)c->loss[NN_CG_LOSS_CYCLE_A]);
 	}
 out:
 	nn_cyclegan_release(c);

@@ -249,11 +249,13 @@ int nn_ckpt_open_size(struct nn_net *net, const struct nn_backend *be, const cha
 	if (any_size) {
 		int mult = nn_model_size_multiple(info.arch, err);
 		if (mult <= 0 || h % mult || w % mult)
-			rc = mult < 0 ? -1
-				      : error_set(err,
-						  "a '%s' net (trained on %dx%d) cannot take %dx%d inputs%s",
-						  info.arch, info.h, info.w, h, w,
-						  mult ? ": give sizes that are multiples of its own" : "");
+			rc = mult < 0
+				 ? -1
+				 : error_set(
+				       err,
+				       "a '%s' net (trained on %dx%d) cannot take %dx%d inputs%s",
+				       info.arch, info.h, info.w, h, w,
+				       mult ? ": give sizes that are multiples of its own" : "");
 	} else {
 		h = info.h, w = info.w;
 	}

@@ -50,21 +50,21 @@ static int module(struct nn_cyclegan *c, const char *spec, int in, int out, stru
 	return nn_optim_init(o, &use[owner], err);
 }
 
-int nn_cyclegan_init(struct nn_cyclegan *c, const struct nn_cyclegan_config *cfg,
-		     struct error *err)
+int nn_cyclegan_init(struct nn_cyclegan *c, const struct nn_cyclegan_config *cfg, struct error *err)
 {
 	memset(c, 0, sizeof(*c));
 	c->cfg = *cfg;
 	const int *ch = cfg->channels;
 	if (cfg->identity != 0 && ch[0] != ch[1])
-		return error_set(err,
-				 "CycleGAN: an identity loss needs domains of the same channels (A has "
-				 "%d, B %d): give it weight 0",
-				 ch[0], ch[1]);
+		return error_set(
+		    err,
+		    "CycleGAN: an identity loss needs domains of the same channels (A has "
+		    "%d, B %d): give it weight 0",
+		    ch[0], ch[1]);
 	c->uses = cfg->identity != 0 ? 3 : 2;
 	for (int m = 0; m < 2; m++) {
-		if (module(c, cfg->gen, ch[m], ch[1 - m], c->g[m], c->uses, NN_CG_TRANSLATE, &c->og[m],
-			   cfg->seed + (uint64_t)m, err) < 0 ||
+		if (module(c, cfg->gen, ch[m], ch[1 - m], c->g[m], c->uses, NN_CG_TRANSLATE,
+			   &c->og[m], cfg->seed + (uint64_t)m, err) < 0 ||
 		    module(c, cfg->disc, ch[m], 1, c->d[m], 3, NN_CG_REAL, &c->od[m],
 			   cfg->seed + 2 + (uint64_t)m, err) < 0) {
 			error_prefix(err, "CycleGAN: ");
@@ -76,10 +76,11 @@ int nn_cyclegan_init(struct nn_cyclegan *c, const struct nn_cyclegan_config *cfg
 	const struct nn_node *gout = &c->g[0][0].nodes[c->g[0][0].nnodes - 1];
 	if (gout->h != cfg->height || gout->w != cfg->width) {
 		int mult = nn_model_size_multiple(cfg->gen, err);
-		return error_set(err,
-				 "CycleGAN: generator '%s' gives %dx%d for %dx%d inputs: give a size "
-				 "it keeps (a multiple of %d)",
-				 cfg->gen, gout->h, gout->w, cfg->height, cfg->width, mult);
+		return error_set(
+		    err,
+		    "CycleGAN: generator '%s' gives %dx%d for %dx%d inputs: give a size "
+		    "it keeps (a multiple of %d)",
+		    cfg->gen, gout->h, gout->w, cfg->height, cfg->width, mult);
 	}
 	const struct nn_node *dout = &c->d[0][0].nodes[c->d[0][0].nnodes - 1];
 	for (int m = 0; m < 2; m++)
@@ -224,7 +225,7 @@ void nn_cyclegan_release(struct nn_cyclegan *c)
 		nn_net_release(&c->g[m][NN_CG_TRANSLATE]), nn_net_release(&c->d[m][NN_CG_REAL]);
 	if (be) {
 		float *bufs[9] = {c->real[0], c->real[1], c->cycle_w[0], c->cycle_w[1], c->ones,
-				  c->zeros,  c->pair_b,	 c->pair_w,    c->pair_dy};
+				  c->zeros,   c->pair_b,  c->pair_w,	 c->pair_dy};
 		for (int i = 0; i < 9; i++)
 			if (bufs[i])
 				be->free(bufs[i]);

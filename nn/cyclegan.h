@@ -13,36 +13,36 @@
 #include "nn/net.h"
 #include "nn/optim.h"
 
-enum { NN_CG_GA, NN_CG_GB };					  /* generators: A -> B, B -> A */
-enum { NN_CG_TRANSLATE, NN_CG_RECONSTRUCT, NN_CG_IDENTITY };	  /* their uses */
-enum { NN_CG_DA, NN_CG_DB };					  /* discriminators of A, B */
-enum { NN_CG_FOR_G, NN_CG_REAL, NN_CG_FAKE };			  /* their uses */
+enum { NN_CG_GA, NN_CG_GB };				     /* generators: A -> B, B -> A */
+enum { NN_CG_TRANSLATE, NN_CG_RECONSTRUCT, NN_CG_IDENTITY }; /* their uses */
+enum { NN_CG_DA, NN_CG_DB };				     /* discriminators of A, B */
+enum { NN_CG_FOR_G, NN_CG_REAL, NN_CG_FAKE };		     /* their uses */
 
 /* The step's losses (means, before their weights), in nn_cyclegan.loss. */
 enum {
-	NN_CG_LOSS_G_DB,     /* LSGAN: D_B(G_A(A)) against 1 */
-	NN_CG_LOSS_G_DA,     /* LSGAN: D_A(G_B(B)) against 1 */
-	NN_CG_LOSS_CYCLE_A,  /* L1: G_B(G_A(A)) against A (unweighted mean) */
-	NN_CG_LOSS_CYCLE_B,  /* L1: G_A(G_B(B)) against B (unweighted mean) */
-	NN_CG_LOSS_IDT_B,    /* L1: G_A(B) against B (0 without identity) */
-	NN_CG_LOSS_IDT_A,    /* L1: G_B(A) against A */
-	NN_CG_LOSS_DA_REAL,  /* MSE: D_A(A) against 1 */
-	NN_CG_LOSS_DA_FAKE,  /* MSE: D_A(G_B(B)) against 0 */
-	NN_CG_LOSS_DB_REAL,  /* MSE: D_B(B) against 1 */
-	NN_CG_LOSS_DB_FAKE,  /* MSE: D_B(G_A(A)) against 0 */
-	NN_CG_LOSS_PAIRED,   /* L1: G_A(A) against A's own B (unweighted mean; 0 without) */
+	NN_CG_LOSS_G_DB,    /* LSGAN: D_B(G_A(A)) against 1 */
+	NN_CG_LOSS_G_DA,    /* LSGAN: D_A(G_B(B)) against 1 */
+	NN_CG_LOSS_CYCLE_A, /* L1: G_B(G_A(A)) against A (unweighted mean) */
+	NN_CG_LOSS_CYCLE_B, /* L1: G_A(G_B(B)) against B (unweighted mean) */
+	NN_CG_LOSS_IDT_B,   /* L1: G_A(B) against B (0 without identity) */
+	NN_CG_LOSS_IDT_A,   /* L1: G_B(A) against A */
+	NN_CG_LOSS_DA_REAL, /* MSE: D_A(A) against 1 */
+	NN_CG_LOSS_DA_FAKE, /* MSE: D_A(G_B(B)) against 0 */
+	NN_CG_LOSS_DB_REAL, /* MSE: D_B(B) against 1 */
+	NN_CG_LOSS_DB_FAKE, /* MSE: D_B(G_A(A)) against 0 */
+	NN_CG_LOSS_PAIRED,  /* L1: G_A(A) against A's own B (unweighted mean; 0 without) */
 	NN_CG_LOSSES
 };
 
 struct nn_cyclegan_config {
 	const struct nn_backend *be;
-	const char *gen, *disc;	 /* model specs: a cyclegan (or unet) family and a patchgan */
-	int channels[2];	 /* of domains A and B */
+	const char *gen, *disc; /* model specs: a cyclegan (or unet) family and a patchgan */
+	int channels[2];	/* of domains A and B */
 	int height, width, batch;
-	float lr, b1;		 /* Adam */
-	float cycle, identity;	 /* loss weights; identity 0: no identity uses (then A and B
-				    may differ in channels) */
-	uint64_t seed;		 /* G_A, G_B, D_A, D_B get seed, seed + 1, + 2, + 3 */
+	float lr, b1;	       /* Adam */
+	float cycle, identity; /* loss weights; identity 0: no identity uses (then A and B
+				  may differ in channels) */
+	uint64_t seed;	       /* G_A, G_B, D_A, D_B get seed, seed + 1, + 2, + 3 */
 };
 
 /* Zhu et al.'s reference settings: cyclegan:base=64,blocks=9 and
@@ -61,15 +61,15 @@ struct nn_cyclegan {
 	struct nn_cyclegan_config cfg; /* spec strings not owned */
 	struct nn_net g[2][3], d[2][3];
 	struct nn_optim og[2], od[2];
-	int uses;	       /* generator uses: 3, or 2 without identity */
-	float *real[2];	       /* device: the step's batches of A and B (the caller fills) */
-	float *cycle_w[2];     /* device: weights of domain m's cycle loss, per value, or NULL */
-	float paired;	       /* weight of the paired term (nn_cyclegan_want_pairs), or 0 */
+	int uses;		/* generator uses: 3, or 2 without identity */
+	float *real[2];		/* device: the step's batches of A and B (the caller fills) */
+	float *cycle_w[2];	/* device: weights of domain m's cycle loss, per value, or NULL */
+	float paired;		/* weight of the paired term (nn_cyclegan_want_pairs), or 0 */
 	float *pair_b, *pair_w; /* device: real[0]'s own B and per-value weights (the caller
 				   fills), *pair_dy scratch */
 	float *pair_dy;
-	float *ones, *zeros;   /* device: LSGAN targets */
-	size_t img[2], patch;  /* floats in a batch of A, of B, of a discriminator's output */
+	float *ones, *zeros;  /* device: LSGAN targets */
+	size_t img[2], patch; /* floats in a batch of A, of B, of a discriminator's output */
 	float loss[NN_CG_LOSSES];
 };
 

@@ -28,12 +28,16 @@ int nn_refine_check(const struct dataset *ds, int training, struct error *err)
 {
 	const struct dataset_shape *s = &ds->shape;
 	if (s->label_kind != DATASET_LABEL_MASK)
-		return error_set(err, "%s: a shard of class labels: give a mask shard of tiles "
-				      "(cairn-tileset pack --imagery DIR --labels DIR)", ds->path),
+		return error_set(err,
+				 "%s: a shard of class labels: give a mask shard of tiles "
+				 "(cairn-tileset pack --imagery DIR --labels DIR)",
+				 ds->path),
 		       DATASET_EBADINPUT;
 	if (s->channels == 0)
-		return error_set(err, "%s: masks without imagery (0 channels): give the shard "
-				      "cairn-tileset pack wrote", ds->path),
+		return error_set(err,
+				 "%s: masks without imagery (0 channels): give the shard "
+				 "cairn-tileset pack wrote",
+				 ds->path),
 		       DATASET_EBADINPUT;
 	if (s->num_classes < 2 || s->num_classes > NN_REFINE_MAX_CLASSES)
 		return error_set(err, "%s: %u classes: refinement takes 2..%d", ds->path,
@@ -61,7 +65,7 @@ void nn_refine_encode_mask(const uint8_t *mask, size_t hw, int classes, float *x
  * other random tiles into b (and their cycle weights into wb). */
 struct batch {
 	float *a, *b, *wb, *pb, *pw; /* pb, pw: a's own maps and their weights */
-	uint8_t *crop; /* channels x crop x crop bytes */
+	uint8_t *crop;		     /* channels x crop x crop bytes */
 };
 
 static void crop_of(const uint8_t *src, int planes, int h, int w, int y0, int x0, int crop,
@@ -99,7 +103,8 @@ static void fill_batch(const struct nn_refine_config *cfg, const struct dataset 
 		if (bt->pb) {
 			crop_of(dataset_mask(ds, i), 1, h, w, y, x, crop, bt->crop);
 			nn_refine_encode_mask(bt->crop, hw, classes, bt->pb + n * b_img);
-			feature_weights(bt->crop, hw, classes, cfg->feature_weight, bt->pw + n * b_img);
+			feature_weights(bt->crop, hw, classes, cfg->feature_weight,
+					bt->pw + n * b_img);
 		}
 		y = (int)rng_below(rng, (uint32_t)(h - crop + 1)),
 		x = (int)rng_below(rng, (uint32_t)(w - crop + 1));
@@ -129,7 +134,9 @@ int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds
 		return -1;
 	const struct nn_backend *be = g.be;
 	size_t nb = c->img[1] * sizeof(float);
-	struct batch bt = {mem_alloc(c->img[0] * sizeof(float)), mem_alloc(nb), mem_alloc(nb),
+	struct batch bt = {mem_alloc(c->img[0] * sizeof(float)),
+			   mem_alloc(nb),
+			   mem_alloc(nb),
 			   cfg->paired > 0 ? mem_alloc(nb) : NULL,
 			   cfg->paired > 0 ? mem_alloc(nb) : NULL,
 			   mem_alloc((size_t)s->channels * cfg->crop * cfg->crop)};
@@ -153,10 +160,11 @@ int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds
 		be->sync();
 		for (int k = 0; k < NN_CG_LOSSES; k++) {
 			if (!isfinite(c->loss[k])) {
-				rc = error_set(err,
-					       "training diverged: loss %d is %g at step %ld (try a "
-					       "smaller --lr)",
-					       k, (double)c->loss[k], step);
+				rc =
+				    error_set(err,
+					      "training diverged: loss %d is %g at step %ld (try a "
+					      "smaller --lr)",
+					      k, (double)c->loss[k], step);
 				goto out;
 			}
 			sum[k] += c->loss[k];

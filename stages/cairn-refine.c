@@ -80,7 +80,8 @@ static int device_opt(const char *cmd, int c, struct device_opts *d)
 	switch (c) {
 	case 'j':
 		if (parse_long(optarg, 1, 1024, &d->threads) < 0)
-			return bad_usage(cmd, "--threads: '%s' is not an integer in 1..1024", optarg),
+			return bad_usage(cmd, "--threads: '%s' is not an integer in 1..1024",
+					 optarg),
 			       -1;
 		return 1;
 	case 'd':
@@ -152,9 +153,9 @@ static void on_steps(void *ctx, long step, long steps, const float *loss, double
 {
 	struct train_log *log = ctx;
 	static const char *names[NN_CG_LOSSES] = {
-	    "g_map_adv", "g_imagery_adv", "cycle_imagery", "cycle_map", "identity_map",
-	    "identity_imagery", "d_imagery_real", "d_imagery_fake", "d_map_real", "d_map_fake",
-	    "paired_map"};
+	    "g_map_adv",    "g_imagery_adv",	"cycle_imagery",  "cycle_map",
+	    "identity_map", "identity_imagery", "d_imagery_real", "d_imagery_fake",
+	    "d_map_real",   "d_map_fake",	"paired_map"};
 	json_t *row = json_object();
 	json_object_set_new(row, "step", json_integer(step));
 	json_object_set_new(row, "wall_time_s", json_real(seconds));
@@ -176,16 +177,23 @@ static void on_steps(void *ctx, long step, long steps, const float *loss, double
 
 static int cmd_train(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"train", required_argument, 0, 't'},   {"out", required_argument, 0, 'o'},
-	    {"steps", required_argument, 0, 's'},   {"crop", required_argument, 0, 'c'},
-	    {"batch", required_argument, 0, 'b'},   {"gen", required_argument, 0, 'g'},
-	    {"disc", required_argument, 0, 'D'},    {"lr", required_argument, 0, 'l'},
-	    {"cycle", required_argument, 0, 'C'},   {"feature-weight", required_argument, 0, 'F'},
-	    {"seed", required_argument, 0, 'S'},    {"threads", required_argument, 0, 'j'},
-	    {"device", required_argument, 0, 'd'},  {"precision", required_argument, 0, 'p'},
-	    {"paired", required_argument, 0, 'P'},  {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0}};
+	static const struct option longopts[] = {{"train", required_argument, 0, 't'},
+						 {"out", required_argument, 0, 'o'},
+						 {"steps", required_argument, 0, 's'},
+						 {"crop", required_argument, 0, 'c'},
+						 {"batch", required_argument, 0, 'b'},
+						 {"gen", required_argument, 0, 'g'},
+						 {"disc", required_argument, 0, 'D'},
+						 {"lr", required_argument, 0, 'l'},
+						 {"cycle", required_argument, 0, 'C'},
+						 {"feature-weight", required_argument, 0, 'F'},
+						 {"seed", required_argument, 0, 'S'},
+						 {"threads", required_argument, 0, 'j'},
+						 {"device", required_argument, 0, 'd'},
+						 {"precision", required_argument, 0, 'p'},
+						 {"paired", required_argument, 0, 'P'},
+						 {"help", no_argument, 0, 'h'},
+						 {0, 0, 0, 0}};
 	const char *cmd = "train", *train = NULL, *out = NULL;
 	struct nn_refine_config cfg;
 	nn_refine_defaults(&cfg);
@@ -237,17 +245,20 @@ static int cmd_train(int argc, char **argv)
 				return bad_usage(cmd, "--cycle: '%s' is not a number >= 0", optarg);
 			break;
 		case 'F':
-			if (parse_float(optarg, &cfg.feature_weight) < 0 || !(cfg.feature_weight >= 0))
+			if (parse_float(optarg, &cfg.feature_weight) < 0 ||
+			    !(cfg.feature_weight >= 0))
 				return bad_usage(cmd, "--feature-weight: '%s' is not a number >= 0",
 						 optarg);
 			break;
 		case 'P':
 			if (parse_float(optarg, &cfg.paired) < 0 || !(cfg.paired >= 0))
-				return bad_usage(cmd, "--paired: '%s' is not a number >= 0", optarg);
+				return bad_usage(cmd, "--paired: '%s' is not a number >= 0",
+						 optarg);
 			break;
 		case 'S':
 			if (parse_long(optarg, 0, 2147483647L, &v) < 0)
-				return bad_usage(cmd, "--seed: '%s' is not an integer >= 0", optarg);
+				return bad_usage(cmd, "--seed: '%s' is not an integer >= 0",
+						 optarg);
 			cfg.seed = cfg.gan.seed = (uint64_t)v;
 			break;
 		case 'h':
@@ -272,12 +283,14 @@ static int cmd_train(int argc, char **argv)
 	if (mult < 0)
 		return bad_usage(cmd, "--gen: %s", err.msg);
 	if (mult == 0)
-		return bad_usage(cmd, "--gen: '%s' gives no map per pixel (give a cyclegan or unet)",
+		return bad_usage(cmd,
+				 "--gen: '%s' gives no map per pixel (give a cyclegan or unet)",
 				 cfg.gan.gen);
 	if (cfg.crop % mult) {
 		char m[64];
 		snprintf(m, sizeof(m), "%d", mult);
-		fprintf(stderr, "%s train: --crop %d is not a multiple of %s, which the generator needs\n",
+		fprintf(stderr,
+			"%s train: --crop %d is not a multiple of %s, which the generator needs\n",
 			prog, cfg.crop, m);
 		return EXIT_USAGE;
 	}
@@ -319,8 +332,7 @@ static int cmd_train(int argc, char **argv)
 	json_object_set_new(m, "classes", json_integer(ds.shape.num_classes));
 	json_object_set_new(m, "generator", json_string(gan.g[0][0].arch));
 	json_object_set_new(m, "discriminator", json_string(gan.d[0][0].arch));
-	json_object_set_new(m, "generator_params",
-			    json_integer(nn_net_param_count(&gan.g[0][0])));
+	json_object_set_new(m, "generator_params", json_integer(nn_net_param_count(&gan.g[0][0])));
 	json_object_set_new(m, "steps", json_integer(cfg.steps));
 	json_object_set_new(m, "crop", json_integer(cfg.crop));
 	json_object_set_new(m, "batch", json_integer(cfg.gan.batch));
@@ -410,13 +422,18 @@ static json_t *stats_json(const struct nn_refine_stats *s, const char *mode, flo
 
 static int cmd_apply(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"model", required_argument, 0, 'm'},     {"in", required_argument, 0, 'i'},
-	    {"out", required_argument, 0, 'o'},	      {"mode", required_argument, 0, 'M'},
-	    {"threshold", required_argument, 0, 'T'}, {"batch", required_argument, 0, 'b'},
-	    {"json", required_argument, 0, 'J'},      {"threads", required_argument, 0, 'j'},
-	    {"device", required_argument, 0, 'd'},    {"precision", required_argument, 0, 'p'},
-	    {"help", no_argument, 0, 'h'},	      {0, 0, 0, 0}};
+	static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+						 {"in", required_argument, 0, 'i'},
+						 {"out", required_argument, 0, 'o'},
+						 {"mode", required_argument, 0, 'M'},
+						 {"threshold", required_argument, 0, 'T'},
+						 {"batch", required_argument, 0, 'b'},
+						 {"json", required_argument, 0, 'J'},
+						 {"threads", required_argument, 0, 'j'},
+						 {"device", required_argument, 0, 'd'},
+						 {"precision", required_argument, 0, 'p'},
+						 {"help", no_argument, 0, 'h'},
+						 {0, 0, 0, 0}};
 	const char *cmd = "apply", *model = NULL, *in_path = NULL, *out = NULL, *json_path = NULL,
 		   *mode_name = "add";
 	enum nn_refine_mode mode = NN_REFINE_ADD;
@@ -447,7 +464,8 @@ static int cmd_apply(int argc, char **argv)
 			mode = strcmp(optarg, "add") ? NN_REFINE_REPLACE : NN_REFINE_ADD;
 			break;
 		case 'T':
-			if (parse_float(optarg, &threshold) < 0 || !(threshold >= -1 && threshold <= 1))
+			if (parse_float(optarg, &threshold) < 0 ||
+			    !(threshold >= -1 && threshold <= 1))
 				return bad_usage(cmd, "--threshold: '%s' is not a number in -1..1",
 						 optarg);
 			break;
@@ -522,8 +540,9 @@ static int cmd_apply(int argc, char **argv)
 	for (int a = 0; a < st.classes; a++)
 		for (int b = 0; b < st.classes; b++)
 			changed += st.changed[a][b];
-	fprintf(stderr, "%s: %" PRIu64 " tiles in %.2f s (%s, mode %s): %.2f%% of pixels relabelled",
-		prog, st.tiles, wall, dev.be->name, mode_name,
+	fprintf(stderr,
+		"%s: %" PRIu64 " tiles in %.2f s (%s, mode %s): %.2f%% of pixels relabelled", prog,
+		st.tiles, wall, dev.be->name, mode_name,
 		st.pixels ? 100.0 * changed / st.pixels : 0.0);
 	const char *sep = ":";
 	for (int a = 0; a < st.classes; a++)

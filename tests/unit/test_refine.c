@@ -199,9 +199,9 @@ static void test_fuse_hand_checked(void)
 {
 	/* planes: background, road, house; pixel 0 draws a house, 1 a road, 2
 	   nothing above 0, 3 a house (ties with road: the lower class, road), 4 a house */
-	static const float y[15] = {0.5f, -1,   -0.2f, -1,   -1,	 /* background */
-				    -1,	  0.9f, -0.5f, 0.7f, -1,	 /* road */
-				    0.8f, -1,	-0.3f, 0.7f, 0.6f};	 /* house */
+	static const float y[15] = {0.5f, -1,	-0.2f, -1,   -1,    /* background */
+				    -1,	  0.9f, -0.5f, 0.7f, -1,    /* road */
+				    0.8f, -1,	-0.3f, 0.7f, 0.6f}; /* house */
 	const uint8_t map[5] = {0, 0, 1, 2, DATASET_MASK_IGNORE};
 	uint8_t out[5];
 	struct nn_refine_stats st;
@@ -336,7 +336,8 @@ static void test_refine_trains_and_applies(void)
 	CHECK_INT(dataset_open(&in2, path, 0, &err), 0);
 	CHECK_INT(dataset_open(&out2, out, 0, &err), 0);
 	for (uint64_t i = 0; i < 12 && out2.count == 12; i++) {
-		CHECK(memcmp(dataset_image(&in2, i), dataset_image(&out2, i), in2.image_bytes) == 0);
+		CHECK(memcmp(dataset_image(&in2, i), dataset_image(&out2, i), in2.image_bytes) ==
+		      0);
 		CHECK_INT(dataset_key(&out2, i).x, dataset_key(&in2, i).x);
 	}
 	dataset_close(&in2), dataset_close(&out2);
@@ -379,14 +380,14 @@ static void test_ckpt_open_size(void)
 	tmp_path(k, sizeof(k), "cnn.ckpt");
 	struct nn_net net;
 	struct error err;
-	CHECK_INT(nn_model_build(&net, nn_backend_cpu(), "unet:depth=2,base=4", 3, 16, 16, 3, 1,
-				 &err),
-		  0);
+	CHECK_INT(
+	    nn_model_build(&net, nn_backend_cpu(), "unet:depth=2,base=4", 3, 16, 16, 3, 1, &err),
+	    0);
 	CHECK_INT(nn_ckpt_save(&net, u, &err), 0);
 	nn_net_release(&net);
-	CHECK_INT(nn_model_build(&net, nn_backend_cpu(), "cnn:widths=4,convs=1", 3, 16, 16, 3, 1,
-				 &err),
-		  0);
+	CHECK_INT(
+	    nn_model_build(&net, nn_backend_cpu(), "cnn:widths=4,convs=1", 3, 16, 16, 3, 1, &err),
+	    0);
 	CHECK_INT(nn_ckpt_save(&net, k, &err), 0);
 	nn_net_release(&net);
 	CHECK_INT(nn_ckpt_open_size(&net, nn_backend_cpu(), u, 40, 24, &err), 0);
