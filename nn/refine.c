@@ -170,7 +170,8 @@ int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds
 			sum[k] += c->loss[k];
 		}
 		since++;
-		if (cfg->on_steps && (step % cfg->every == 0 || step == cfg->steps)) {
+		if (cfg->on_steps &&
+		    ((cfg->every > 0 && step % cfg->every == 0) || step == cfg->steps)) {
 			float mean[NN_CG_LOSSES];
 			for (int k = 0; k < NN_CG_LOSSES; k++)
 				mean[k] = (float)(sum[k] / since), sum[k] = 0;

@@ -31,7 +31,8 @@ struct nn_refine_config {
 	float paired;	      /* weight of the imagery -> map L1 against the tile's own map
 				 (0: unpaired, the CycleGAN alone) */
 	uint64_t seed;	      /* crops and pairings */
-	/* every `every` steps and after the last: the mean losses since the last call */
+	/* every `every` steps and after the last (every 0: the last only): the mean
+	   losses since the previous call */
 	void (*on_steps)(void *ctx, long step, long steps, const float *loss, double seconds);
 	long every;
 	void *ctx;
