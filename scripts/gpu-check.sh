@@ -13,6 +13,8 @@
 #                      against cpu, same seed, CUDA_TEST_EPOCHS epochs (3)
 #   32-unet.log        tests/cuda/train_unet.sh: cairn-train-unet and
 #                      cairn-predict, cuda (fp32/tf32 and bf16) against cpu
+#   34-refine.log      tests/cuda/refine.sh: cairn-refine train and apply,
+#                      cuda against cpu, and its rate
 #   35-mirror.log      tests/cuda/torch_mirror.sh: every model family's pass on
 #                      the GPU (fp32; small nets in bf16) against PyTorch in
 #                      float64 on the CPU
@@ -85,6 +87,7 @@ part 10-ops 55 bash tests/cuda/ops.sh
 part 20-memcheck 65 env CUDA_MEMCHECK_TESTS=$memcheck_tests CUDA_CHECK_OUT="$OUT" bash tests/cuda/memcheck.sh
 part 30-train 95 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
 part 32-unet 40 bash tests/cuda/train_unet.sh
+part 34-refine 40 bash tests/cuda/refine.sh
 part 35-mirror 65 bash tests/cuda/torch_mirror.sh
 part 40-bench 210 bash bench/cuda.sh --cuda
 # issue #8's goals read off the figures: cairn beside PyTorch, ratio, goal, met

@@ -10,14 +10,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 idx=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 for f in build/cuda/bin/cairn-train-classifier build/cuda/bin/cairn-dataset \
-	build/cuda/bin/cairn-train-unet build/cuda/bin/cairn-predict \
+	build/cuda/bin/cairn-train-unet build/cuda/bin/cairn-predict build/cuda/bin/cairn-refine \
 	build/cuda/t/test_cuda_ops build/cuda/t/test_segment build/cuda/b/cuda_step; do
 	[ -x "$f" ] || { echo "gpu-pack: $f missing: make CUDA=1 -j2 all build/cuda/b/cuda_step" >&2; exit 2; }
 done
 rm -rf build/gpu
 mkdir -p build/gpu/bin build/gpu/t build/gpu/b build/gpu/fashion-mnist
 cp build/cuda/bin/cairn-train-classifier build/cuda/bin/cairn-dataset build/gpu/bin/
-cp build/cuda/bin/cairn-train-unet build/cuda/bin/cairn-predict build/gpu/bin/
+cp build/cuda/bin/cairn-train-unet build/cuda/bin/cairn-predict build/cuda/bin/cairn-refine build/gpu/bin/
 cp build/cuda/t/test_cuda_ops build/cuda/t/test_segment build/gpu/t/
 cp build/cuda/b/cuda_step build/gpu/b/
 strip build/gpu/bin/* build/gpu/t/* build/gpu/b/*
