@@ -445,8 +445,10 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		if (ti.kind[0]) {
 			buf_addf(out, "; attempt %d failed (", ti.attempt);
 			add_failure(out, &ti);
-			buf_adds(out, ti.sched_reason[0] && !strcmp(ti.sched_reason, "BeginTime")
+			buf_adds(out, !strcmp(ti.sched_reason, "BeginTime")
 					      ? ") and its retry waits for its start time"
+				      : !strcmp(ti.sched_state, "COMPLETING")
+					      ? ") and Slurm is requeueing it for its retry"
 					      : "), this is its retry");
 		}
 		break;

@@ -274,8 +274,17 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 				copy(ti->sched_reason, sizeof(ti->sched_reason), sj->reason);
 			}
 		}
-		if (ti->state != TASK_DONE && sj && is_live(sj) && sj->restarts > ti->restarts)
+		if (ti->state != TASK_DONE && sj && is_live(sj) && sj->restarts > ti->restarts) {
+			/* Requeued since (a retry): the marker's attempt ended, and
+			 * its host, pid and start time are not the retry's. While
+			 * Slurm still ends the old attempt (COMPLETING, Restarts
+			 * already counted) the retry is queued, not running. */
 			set_live(ti, sj);
+			ti->host[0] = ti->started[0] = '\0';
+			ti->pid = 0;
+			if (!strcmp(sj->state, "COMPLETING"))
+				ti->state = TASK_PENDING;
+		}
 		return;
 	}
 	/* No end marker, or one left by an earlier submission (or a local run):

@@ -300,8 +300,16 @@ printf '[pipeline]\nname = again\n[stage x]\nretries = 1\ncommand = echo x >> %s
 : >again
 cairn run again.ini --executor slurm --run-dir r11 >out.txt 2>&1
 for _ in $(seq 60); do grep -q "retry x/0" r11/events.log 2>/dev/null && break; sleep 0.5; done
-sleep 1
-cairn why r11 x/0 >why.txt 2>&1
+# Slurm ends attempt 1 (COMPLETING, its Restarts already counted), then holds
+# the retry (PENDING, BeginTime): never "running" on attempt 1's host meanwhile.
+: >whys.txt
+for _ in $(seq 40); do
+	cairn why r11 x/0 >why.txt 2>&1
+	cat why.txt >>whys.txt
+	grep -q "PENDING" why.txt && break
+	sleep 0.25
+done
+check_eq "retry waiting: why never shows attempt 1's host as running" "$(grep -c "running on" whys.txt)" 0
 check_grep "retry waiting: why says attempt 1 failed and its retry waits" "queued as Slurm job .*PENDING.*attempt 1 failed \(exit 5\)" why.txt
 cairn status r11 --json >st.json
 check_grep "retry waiting: status does not count it failed" '"failed": 0' st.json

@@ -10,6 +10,7 @@
 #include "core/sha256.h"
 #include "pipeline/plan.h"
 #include "pipeline/run.h"
+#include "pipeline/sched.h"
 #include "pipeline/spec.h"
 #include "pipeline/task.h"
 
@@ -539,6 +540,66 @@ static void test_failed_marker_read(void)
 	run_release(&r);
 }
 
+/* A retry by requeue, as squeue shows it: the job ends its failed attempt
+ * (COMPLETING, Restarts already 1), waits (PENDING, BeginTime), then runs
+ * before its wrapper writes started.json. The failed.json of attempt 1 is
+ * the marker all along; its host, pid and start are never the retry's. */
+static void test_sched_requeued_retry(void)
+{
+	struct spec s;
+	struct error err;
+	CHECK_INT(spec_load(&s, write_spec("rq.ini", "[stage x]\nretries = 1\ncommand = false\n"), NULL,
+			    0, &err),
+		  0);
+	struct run r;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/run-rq", tmp);
+	CHECK_INT(run_create(&r, &s, dir, "slurm", &err), 0);
+	spec_release(&s);
+	struct buf p = BUF_INIT;
+	task_path(&p, r.dir, "x", 0, "");
+	fs_mkdir_p(p.s, &err);
+	buf_adds(&p, "failed.json");
+	const char *j = "{\"kind\": \"exit\", \"exit_code\": 5, \"attempt\": 1, \"host\": \"n1\", "
+			"\"slurm_job\": \"58_0\", \"slurm_restarts\": 0}";
+	CHECK_INT(fs_write_atomic(p.s, j, strlen(j), &err), 0);
+	buf_release(&p);
+
+	struct sched_sub sub = {.stage = 0, .job_id = 58, .offset = 0, .array = "0"};
+	struct slurm_job job = {.job_id = 59, .array_job_id = 58, .array_task = 0, .restarts = 1};
+	struct sched_view v = {.slurm = 1, .subs = &sub, .nsubs = 1};
+	v.jobs.v = &job;
+	v.jobs.n = 1;
+	static const struct {
+		const char *state, *reason;
+		int restarts, want;
+	} seen[] = {
+		{"RUNNING", "None", 0, TASK_FAILED},        /* attempt 1 still ending, not requeued yet */
+		{"COMPLETING", "None", 1, TASK_PENDING},    /* requeued: the old attempt ends */
+		{"PENDING", "BeginTime", 1, TASK_PENDING},  /* the retry waits for its start time */
+		{"RUNNING", "None", 1, TASK_RUNNING},       /* the retry runs, no started.json yet */
+	};
+	for (size_t i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
+		snprintf(job.state, sizeof(job.state), "%s", seen[i].state);
+		snprintf(job.reason, sizeof(job.reason), "%s", seen[i].reason);
+		job.restarts = seen[i].restarts;
+		struct task_info ti;
+		CHECK_INT(task_read(r.dir, "x", 0, 1, &ti, &err), 0);
+		CHECK_INT(ti.state, TASK_FAILED);
+		sched_view_apply(&v, &r, 0, 0, &ti);
+		CHECK_INT(ti.state, seen[i].want);
+		CHECK_STR(ti.job, "58_0");
+		CHECK_INT(ti.attempt, 1);
+		if (seen[i].want != TASK_FAILED) {
+			CHECK_STR(ti.host, ""); /* attempt 1's, not where the retry is */
+			CHECK_INT(ti.pid, 0);
+			CHECK_STR(ti.kind, "exit"); /* why tells the failure the retry follows */
+			CHECK_STR(ti.sched_state, seen[i].state);
+		}
+	}
+	run_release(&r);
+}
+
 static void test_retry_on(void)
 {
 	CHECK(job_retry_allowed(NULL, "exit", 3));
@@ -568,6 +629,7 @@ int main(void)
 	RUN(test_key_leaves_out_the_run_folder);
 	RUN(test_failed_marker_read);
 	RUN(test_retry_on);
+	RUN(test_sched_requeued_retry);
 	struct error err;
 	fs_rm_rf(tmp, &err);
 	return CHECK_DONE();
