@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/jsonio.h"
 #include "core/mem.h"
 #include "nn/loader.h"
 #include "nn/model.h"
@@ -436,6 +437,55 @@ int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
 	return 0;
 }
 
+/* What a state of this training holds (nn/trainstate.h): the shared
+ * settings, the augmentation and the class weights as used. */
+static json_t *segmenter_what(const struct nn_segment_config *cfg, const struct nn_net *net,
+			      const struct dataset *train, const struct dataset *val,
+			      const float *class_w)
+{
+	json_t *w = nn_train_what("segmenter", net->arch, train, val, cfg->epochs, cfg->batch,
+				  cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->seed);
+	if (w) {
+		json_object_set_new(w, "augment", json_integer(cfg->augment));
+		nn_figures_put_float(w, "class_weights", class_w, train->shape.num_classes);
+	}
+	return w;
+}
+
+/* The per-epoch figures of the first epochs in a state, and back. */
+static json_t *figures_of(const struct nn_segment_result *res, int epochs, uint64_t tiles,
+			  double eval_seconds)
+{
+	json_t *f =
+	    json_pack("{s:I, s:f}", "tiles", (json_int_t)tiles, "eval_seconds", eval_seconds);
+	if (!f)
+		return NULL;
+	nn_figures_put_float(f, "loss", res->epoch_loss, (size_t)epochs);
+	nn_figures_put(f, "seconds", res->epoch_seconds, (size_t)epochs);
+	if (res->has_val) {
+		nn_figures_put(f, "pixel_accuracy", res->epoch_pixel_accuracy, (size_t)epochs);
+		nn_figures_put(f, "mean_iou", res->epoch_mean_iou, (size_t)epochs);
+		nn_figures_put(f, "iou", res->epoch_iou, (size_t)epochs * res->classes);
+	}
+	return f;
+}
+
+static int figures_get(struct nn_segment_result *res, const json_t *f, int epochs, uint64_t *tiles,
+		       double *eval_seconds)
+{
+	*tiles = (uint64_t)jsonio_int(f, "tiles", 0);
+	*eval_seconds = jsonio_num(f, "eval_seconds", 0);
+	if (nn_figures_get_float(f, "loss", res->epoch_loss, (size_t)epochs) < 0 ||
+	    nn_figures_get(f, "seconds", res->epoch_seconds, (size_t)epochs) < 0)
+		return DATASET_EBADINPUT;
+	if (res->has_val &&
+	    (nn_figures_get(f, "pixel_accuracy", res->epoch_pixel_accuracy, (size_t)epochs) < 0 ||
+	     nn_figures_get(f, "mean_iou", res->epoch_mean_iou, (size_t)epochs) < 0 ||
+	     nn_figures_get(f, "iou", res->epoch_iou, (size_t)epochs * res->classes) < 0))
+		return DATASET_EBADINPUT;
+	return 0;
+}
+
 static int result_alloc(struct nn_segment_result *res, int classes, int epochs, int val)
 {
 	res->classes = classes;
@@ -499,6 +549,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	float *class_w = cfg->weighting != NN_WEIGHTS_NONE ? be->alloc(sizeof(float) * k) : NULL;
 	struct loader *l = NULL;
 	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */
+	json_t *what = NULL; /* with state_dir: what this training is */
 	rc = -1;
 	if (!labels || (cfg->weighting != NN_WEIGHTS_NONE && !class_w)) {
 		nn_alloc_failed(be, err, "train: out of memory for labels (batch %d of %zu pixels)",
@@ -533,9 +584,30 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 		goto out;
 	double t0 = clock_now(), eval_time = 0;
 	uint64_t tiles = 0;
+	int first = 0;
+	if (cfg->state_dir) {
+		what = segmenter_what(cfg, net, train, val, res->class_weights);
+		struct nn_trainstate ts;
+		rc = nn_train_resume(cfg->state_dir, what, cfg->sync, net, &opt, l, &ts, err);
+		if (rc > 0) {
+			first = ts.epochs_done < cfg->epochs ? ts.epochs_done : cfg->epochs;
+			rc = figures_get(res, ts.figures, first, &tiles, &eval_time);
+			if (rc < 0)
+				error_set(err,
+					  "%s/" NN_TRAINSTATE_FILE
+					  ": its figures of %d epochs are missing",
+					  cfg->state_dir, first);
+			t0 -= ts.seconds + eval_time;
+			res->resumed_from = first;
+		}
+		nn_trainstate_release(&ts);
+		if (rc < 0)
+			goto out;
+		rc = -1;
+	}
 	struct nn_train_step st = {.net = net, .opt = &opt, .class_w = class_w, .sync = cfg->sync};
 	int evaluate = val && (!cfg->sync || cfg->sync->evaluate);
-	for (int e = 0; e < cfg->epochs; e++) {
+	for (int e = first; e < cfg->epochs; e++) {
 		int r = nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
 				       &res->epoch_loss[e], &tiles, err);
 		if (r < 0) {
@@ -557,6 +629,25 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], val ? &res->val : NULL,
 				      res->epoch_seconds[e]);
+		if (cfg->state_dir) {
+			json_t *fig = figures_of(res, e + 1, tiles, eval_time);
+			int w = nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
+						   clock_now() - t0 - eval_time, fig, err);
+			json_decref(fig);
+			if (w < 0)
+				goto out;
+		}
+	}
+	/* Every epoch was done before this start: the last validation's
+	 * figures come from one more pass of the loaded net. */
+	if (first == cfg->epochs && evaluate) {
+		double te = clock_now();
+		int r = nn_eval_segmenter(net, val, cfg->batch, &res->val, err);
+		if (r < 0) {
+			rc = r;
+			goto out;
+		}
+		eval_time += clock_now() - te;
 	}
 	res->train_seconds = clock_now() - t0 - eval_time;
 	/* Data-parallel: keep the ranks' consensus, validated once more (each
@@ -576,6 +667,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	res->tiles_per_second = res->train_seconds > 0 ? tiles / res->train_seconds : 0;
 	rc = 0;
 out:
+	json_decref(what);
 	nn_backend_step_release(be, &graph);
 	loader_free(l);
 	if (labels)

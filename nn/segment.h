@@ -63,6 +63,7 @@ struct nn_segment_config {
 			 const struct nn_segment_metrics *val, double seconds);
 	void *ctx;
 	const struct nn_train_sync *sync; /* data-parallel ranks (dist/); NULL: one process */
+	const char *state_dir;		  /* NULL, or resumable (nn_train_config.state_dir) */
 };
 
 /* arch NN_SEGMENT_ARCH, 30 epochs, batch 8, lr 0.05, momentum 0.9, wd 5e-4,
@@ -101,6 +102,7 @@ struct nn_segment_result {
 	double train_seconds, eval_seconds, tiles_per_second;
 	long long params;
 	double flops_per_tile; /* forward */
+	int resumed_from;      /* epochs done before this start (state_dir), or 0 */
 };
 void nn_segment_result_release(struct nn_segment_result *r);
 

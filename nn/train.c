@@ -6,12 +6,26 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/jsonio.h"
 #include "core/mem.h"
 #include "nn/loader.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 
 #define BAD(...) (error_set(err, __VA_ARGS__), DATASET_EBADINPUT)
+
+/* The classifier's per-epoch figures in a state, and back. */
+static json_t *classifier_figures(const struct nn_train_result *res, int epochs, uint64_t images,
+				  double eval_seconds)
+{
+	json_t *f =
+	    json_pack("{s:I, s:f}", "images", (json_int_t)images, "eval_seconds", eval_seconds);
+	if (f) {
+		nn_figures_put_float(f, "loss", res->epoch_loss, (size_t)epochs);
+		nn_figures_put(f, "accuracy", res->epoch_accuracy, (size_t)epochs);
+	}
+	return f;
+}
 
 void nn_train_defaults(struct nn_train_config *cfg)
 {
@@ -212,6 +226,37 @@ void nn_train_step(void *p)
 		return;
 }
 
+json_t *nn_train_what(const char *trainer, const char *arch, const struct dataset *train,
+		      const struct dataset *test, int epochs, int batch, float lr, float momentum,
+		      float wd, float warmup_epochs, uint64_t seed)
+{
+	return json_pack("{s:s, s:s, s:s, s:I, s:s?, s:i, s:i, s:f, s:f, s:f, s:f, s:I}", "trainer",
+			 trainer, "arch", arch, "train", train->path, "train_records",
+			 (json_int_t)train->count, "test", test ? test->path : NULL, "epochs",
+			 epochs, "batch", batch, "lr", (double)lr, "momentum", (double)momentum,
+			 "wd", (double)wd, "warmup_epochs", (double)warmup_epochs, "seed",
+			 (json_int_t)seed);
+}
+
+int nn_train_resume(const char *dir, const json_t *what, const struct nn_train_sync *sync,
+		    struct nn_net *net, struct nn_optim *opt, struct loader *l,
+		    struct nn_trainstate *ts, struct error *err)
+{
+	memset(ts, 0, sizeof(*ts));
+	if (sync && sync->parts > 1)
+		return BAD("a state folder (%s) cannot be shared by %d ranks: train without one "
+			   "under --dist",
+			   dir, sync->parts);
+	if (!what)
+		return error_set(err, "%s: out of memory", dir);
+	int got = nn_trainstate_load(dir, what, net, opt, ts, err);
+	if (got < 0)
+		return DATASET_EBADINPUT;
+	if (got && loader_seek(l, (uint64_t)ts->epochs_done, err) < 0)
+		return -1;
+	return got;
+}
+
 int nn_train_check_part(uint64_t per_epoch, int batch, const struct dataset *train,
 			const struct nn_train_sync *sync, struct error *err)
 {
@@ -312,6 +357,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	nn_train_loader_setup(&lc, be, (int)s->channels);
 	struct loader *l = loader_new(train, &lc, err);
 	int rc = -1;
+	json_t *what = NULL; /* with state_dir: what this training is */
 	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */
 	if (!l)
 		goto out;
@@ -325,11 +371,48 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			   per_epoch);
 	if (nn_optim_init(&opt, net, err) < 0)
 		goto out;
-	double t0 = clock_now(), eval_time = 0;
+	double t0 = clock_now(), eval_time = 0,
+	       before = 0; /* before: training seconds of earlier starts */
 	uint64_t images = 0;
+	int first = 0;
+	if (cfg->state_dir) {
+		what =
+		    nn_train_what("classifier", net->arch, train, test, cfg->epochs, cfg->batch,
+				  cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->seed);
+		if (what)
+			json_object_set_new(
+			    what, "augment",
+			    json_pack("{s:i, s:i}", "flip", cfg->flip, "pad", cfg->pad));
+		struct nn_trainstate ts;
+		int got = nn_train_resume(cfg->state_dir, what, cfg->sync, net, &opt, l, &ts, err);
+		if (got < 0) {
+			rc = got;
+			goto out;
+		}
+		if (got) {
+			first = ts.epochs_done < cfg->epochs ? ts.epochs_done : cfg->epochs;
+			before = ts.seconds;
+			images = (uint64_t)jsonio_int(ts.figures, "images", 0);
+			eval_time = jsonio_num(ts.figures, "eval_seconds", 0);
+			if (nn_figures_get_float(ts.figures, "loss", res->epoch_loss, first) < 0 ||
+			    nn_figures_get(ts.figures, "accuracy", res->epoch_accuracy, first) <
+				0) {
+				nn_trainstate_release(&ts);
+				rc = BAD("%s/" NN_TRAINSTATE_FILE
+					 ": its figures of %d epochs are missing",
+					 cfg->state_dir, first);
+				goto out;
+			}
+			t0 -= before + eval_time;
+			res->resumed_from = first;
+		}
+		nn_trainstate_release(&ts);
+	}
 	struct nn_train_step st = {.net = net, .opt = &opt, .sync = cfg->sync};
 	int evaluate = !cfg->sync || cfg->sync->evaluate;
-	for (int e = 0; e < cfg->epochs; e++) {
+	if (first > 0)
+		res->test_accuracy = res->epoch_accuracy[first - 1];
+	for (int e = first; e < cfg->epochs; e++) {
 		if (nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
 				   &res->epoch_loss[e], &images, err) < 0)
 			goto out;
@@ -344,6 +427,23 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		res->test_accuracy = acc;
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - t0);
+		if (cfg->state_dir) {
+			json_t *fig = classifier_figures(res, e + 1, images, eval_time);
+			int w = nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
+						   clock_now() - t0 - eval_time, fig, err);
+			json_decref(fig);
+			if (w < 0)
+				goto out;
+		}
+	}
+	/* Every epoch was done before this start: the per-class figures come
+	 * from one more test of the loaded net. */
+	if (first == cfg->epochs && evaluate) {
+		double te = clock_now(), acc = NAN;
+		if (nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
+			goto out;
+		eval_time += clock_now() - te;
+		res->test_accuracy = acc;
 	}
 	res->train_seconds = clock_now() - t0 - eval_time;
 	/* Data-parallel: the model to keep is the ranks' consensus, tested once
@@ -363,6 +463,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		res->class_accuracy[k] = total[k] ? (double)correct[k] / total[k] : 0;
 	rc = 0;
 out:
+	json_decref(what);
 	nn_backend_step_release(be, &graph);
 	if (l)
 		loader_free(l);

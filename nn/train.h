@@ -11,6 +11,7 @@
 #include "nn/dataset.h"
 #include "nn/loader.h"
 #include "nn/net.h"
+#include "nn/trainstate.h"
 
 /* Input normalization of every classifier: x = (pixel / 255 - 0.5) / 0.5. */
 #define NN_TRAIN_NORM_MEAN 0.5f
@@ -51,6 +52,10 @@ struct nn_train_config {
 	void (*on_epoch)(void *ctx, int epoch, float train_loss, double test_acc, double seconds);
 	void *ctx;
 	const struct nn_train_sync *sync; /* NULL: one process */
+	/* NULL, or a folder where the training's state goes after every epoch
+	 * and from which a new start with the same settings goes on
+	 * (nn/trainstate.h). Not with sync (ranks). */
+	const char *state_dir;
 };
 
 void nn_train_defaults(struct nn_train_config *cfg);
@@ -65,6 +70,7 @@ struct nn_train_result {
 	double train_seconds, eval_seconds, images_per_second;
 	long long params;
 	double flops_per_image;   /* forward */
+	int resumed_from;	  /* epochs done before this start (state_dir), or 0 */
 };
 void nn_train_result_release(struct nn_train_result *r);
 
@@ -106,6 +112,19 @@ void nn_train_sgd_setup(struct nn_optim *opt, float lr, float momentum, float wd
 int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int32_t *labels,
 		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
 		   uint64_t *samples, struct error *err);
+
+/* Resuming (nn/trainstate.h), shared by the classifier and segmenter
+ * loops. nn_train_what: the settings both write into a state's "what"
+ * (add their own to it); NULL when out of memory. nn_train_resume loads
+ * dir's state into net and opt and sets l at the epoch after it: 1 loaded,
+ * 0 nothing to load, -1 (err set; DATASET_EBADINPUT for another training's
+ * state or a damaged one). A state cannot be shared by ranks (sync). */
+json_t *nn_train_what(const char *trainer, const char *arch, const struct dataset *train,
+		      const struct dataset *test, int epochs, int batch, float lr, float momentum,
+		      float wd, float warmup_epochs, uint64_t seed);
+int nn_train_resume(const char *dir, const json_t *what, const struct nn_train_sync *sync,
+		    struct nn_net *net, struct nn_optim *opt, struct loader *l,
+		    struct nn_trainstate *ts, struct error *err);
 
 /* Whether train and test can be used together with cfg: class shards (a mask
  * shard is refused: "train it with cairn-train-unet"), both have records,

@@ -100,6 +100,37 @@ static int clear_previous(struct exec_ctx *x, struct error *err)
 	return rc;
 }
 
+/* state/: the task's folder that outlives its attempts (CAIRN_STATE), for a
+ * command that can go on where an earlier attempt stopped (a trainer's
+ * --state). It belongs to one task key: made empty when the key changed
+ * (another command or other inputs: nothing there may be reused), and
+ * removed once the task is done (out/ holds the result). */
+static int prepare_state(struct exec_ctx *x, const char *key, struct error *err)
+{
+	struct buf p = BUF_INIT;
+	char *had = NULL;
+	size_t len = 0;
+	path_of(&p, x, "state/.cairn-key");
+	int same =
+	    fs_read_all(p.s, &had, &len, err) == 0 && len == strlen(key) && !memcmp(had, key, len);
+	mem_free(had);
+	path_of(&p, x, "state");
+	int rc = 0;
+	if (!same) {
+		if (fs_is_dir(p.s))
+			run_event(x->run->dir, "state %s/%d: emptied, it was of another task key",
+				  x->st->name, x->task);
+		rc = fs_rm_rf(p.s, err);
+		if (rc == 0)
+			rc = fs_mkdir_p(p.s, err);
+		path_of(&p, x, "state/.cairn-key");
+		if (rc == 0)
+			rc = fs_write_replace(p.s, key, strlen(key), err);
+	}
+	buf_release(&p);
+	return rc;
+}
+
 /* done.json exists, has this key, and out/ still matches its manifest. */
 static int up_to_date(struct exec_ctx *x, const char *key)
 {
@@ -204,6 +235,8 @@ static void set_env(struct exec_ctx *x, const char *self_dir)
 	setenv("CAIRN_ATTEMPT", v, 1);
 	spec_out_dir(&b, x->run->dir, x->st->name, x->task);
 	setenv("CAIRN_OUT", buf_str(&b), 1);
+	path_of(&b, x, "state");
+	setenv("CAIRN_STATE", buf_str(&b), 1);
 	/* The stage programs (cairn-*) live beside cairn. */
 	buf_reset(&b);
 	buf_addf(&b, "%s:%s", self_dir, getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
@@ -287,7 +320,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		rc = 0;
 		goto out;
 	}
-	if (clear_previous(x, err) < 0)
+	if (clear_previous(x, err) < 0 || prepare_state(x, key, err) < 0)
 		goto out;
 
 	/* task.sh: exactly what runs. */
@@ -431,6 +464,10 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		goto out;
 	}
 	json_decref(done);
+	path_of(&p, x, "state");
+	struct error e2;
+	if (fs_rm_rf(p.s, &e2) < 0) /* best effort: the task is done */
+		dprintf(log_fd, "cairn: %s\n", e2.msg);
 	dprintf(log_fd, "=== cairn: %s/%d done after %.1f s ===\n", x->st->name, x->task, wall);
 	close(log_fd);
 	run_event(x->run->dir, "done %s/%d attempt %d in %.2f s", x->st->name, x->task, x->attempt, wall);

@@ -32,50 +32,59 @@ static const char *prog = "cairn-train-classifier";
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: %s --train SHARD --test SHARD --out DIR [options]\n"
-		"\n"
-		"Train an image classifier (nn/) on a dataset shard, test it after every epoch,\n"
-		"write DIR/metrics.json (test_accuracy, per-class accuracy, loss per epoch,\n"
-		"wall time, images/s) and DIR/model.ckpt.\n"
-		"\n"
-		"options:\n"
-		"  --arch SPEC     model spec (default \"%s\"; see docs/nn.md), e.g.\n"
-		"                  \"resnet:depths=2-2-2,widths=32-64-128\"\n"
-		"  --epochs N      passes over the training shard, 1..100000 (default 15)\n"
-		"  --batch N       images per step, 1..65536 (default 128)\n"
-		"  --lr X          peak learning rate of SGD + Nesterov, cosine decay (default 0.05)\n"
-		"  --wd X          weight decay (default 5e-4)\n"
-		"  --seed N        weight init, shuffling, augmentation, dropout;\n"
-		"                  0..2147483647 (default 1)\n"
-		"  --pad N         random-crop augmentation: pad N (0..64) pixels, crop back\n"
-		"                  (default 0)\n"
-		"  --no-augment    no random flips and no crops\n"
-		"  --threads N     CPU threads, 1..1024 (default: all cores)\n"
-		"  --device D      cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
-		"                  with make CUDA=1 and a GPU), auto (cuda if a GPU is visible,\n"
-		"                  else cpu)\n"
-		"  --precision P   cuda math of convolutions and gemms: tf32 (default; fp32 on\n"
-		"                  GPUs before Ampere), fp32, or bf16 (mixed precision, fp32\n"
-		"                  master weights, Ampere or newer; docs/cuda.md);\n"
-		"                  the cpu devices compute in fp32 only\n"
-		"  --dist A        data-parallel over the MPI ranks it is started with (mpirun\n"
-		"                  -np N, srun; `ranks = N` in a pipeline): none (default),\n"
-		"                  allreduce (gradients averaged every step; the global batch\n"
-		"                  is ranks x --batch) or adpsgd (asynchronous decentralized:\n"
-		"                  each even rank averages weights with a neighbour after\n"
-		"                  every step, nobody waits); rank 0 tests and writes DIR\n"
-		"  --help          this text\n"
-		"\n"
-		"example:\n"
-		"  cairn-dataset import-idx --images /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \\\n"
-		"      --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --out train.ds\n"
-		"  cairn-dataset import-idx --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\\n"
-		"      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out test.ds\n"
-		"  %s --train train.ds --test test.ds --epochs 15 --out run1\n"
-		"\n"
-		"exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
-		prog, NN_MODEL_DEFAULT, prog);
+	fprintf(
+	    f,
+	    "usage: %s --train SHARD --test SHARD --out DIR [options]\n"
+	    "\n"
+	    "Train an image classifier (nn/) on a dataset shard, test it after every epoch,\n"
+	    "write DIR/metrics.json (test_accuracy, per-class accuracy, loss per epoch,\n"
+	    "wall time, images/s) and DIR/model.ckpt.\n"
+	    "\n"
+	    "options:\n"
+	    "  --arch SPEC     model spec (default \"%s\"; see docs/nn.md), e.g.\n"
+	    "                  \"resnet:depths=2-2-2,widths=32-64-128\"\n"
+	    "  --epochs N      passes over the training shard, 1..100000 (default 15)\n"
+	    "  --batch N       images per step, 1..65536 (default 128)\n"
+	    "  --lr X          peak learning rate of SGD + Nesterov, cosine decay (default 0.05)\n"
+	    "  --wd X          weight decay (default 5e-4)\n"
+	    "  --seed N        weight init, shuffling, augmentation, dropout;\n"
+	    "                  0..2147483647 (default 1)\n"
+	    "  --pad N         random-crop augmentation: pad N (0..64) pixels, crop back\n"
+	    "                  (default 0)\n"
+	    "  --no-augment    no random flips and no crops\n"
+	    "  --threads N     CPU threads, 1..1024 (default: all cores)\n"
+	    "  --device D      cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
+	    "                  with make CUDA=1 and a GPU), auto (cuda if a GPU is visible,\n"
+	    "                  else cpu)\n"
+	    "  --precision P   cuda math of convolutions and gemms: tf32 (default; fp32 on\n"
+	    "                  GPUs before Ampere), fp32, or bf16 (mixed precision, fp32\n"
+	    "                  master weights, Ampere or newer; docs/cuda.md);\n"
+	    "                  the cpu devices compute in fp32 only\n"
+	    "  --dist A        data-parallel over the MPI ranks it is started with (mpirun\n"
+	    "                  -np N, srun; `ranks = N` in a pipeline): none (default),\n"
+	    "                  allreduce (gradients averaged every step; the global batch\n"
+	    "                  is ranks x --batch) or adpsgd (asynchronous decentralized:\n"
+	    "                  each even rank averages weights with a neighbour after\n"
+	    "                  every step, nobody waits); rank 0 tests and writes DIR\n"
+	    "  --state DIR     resumable: after every epoch the training's state goes to\n"
+	    "                  DIR/train.state; a new start with the same DIR and settings\n"
+	    "                  goes on after its last epoch (docs/nn.md); not with --dist.\n"
+	    "                  In a pipeline: --state \"$CAIRN_STATE\"\n"
+	    "  --help          this text\n"
+	    "\n"
+	    "example:\n"
+	    "  cairn-dataset import-idx --images "
+	    "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \\\n"
+	    "      --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --out "
+	    "train.ds\n"
+	    "  cairn-dataset import-idx --images "
+	    "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\\n"
+	    "      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out "
+	    "test.ds\n"
+	    "  %s --train train.ds --test test.ds --epochs 15 --out run1\n"
+	    "\n"
+	    "exit status: 0 ok, 1 the work failed, 2 bad usage or bad input.\n",
+	    prog, NN_MODEL_DEFAULT, prog);
 }
 
 static int bad_usage(const char *fmt, const char *arg)
@@ -137,15 +146,15 @@ int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
 	static const struct option longopts[] = {
-		{"train", required_argument, 0, 't'}, {"test", required_argument, 0, 'T'},
-		{"out", required_argument, 0, 'o'},   {"arch", required_argument, 0, 'a'},
-		{"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
-		{"lr", required_argument, 0, 'l'},    {"wd", required_argument, 0, 'w'},
-		{"seed", required_argument, 0, 's'},  {"threads", required_argument, 0, 'j'},
-		{"device", required_argument, 0, 'd'}, {"no-augment", no_argument, 0, 'A'},
-		{"pad", required_argument, 0, 'P'}, {"precision", required_argument, 0, 'p'},
-		{"dist", required_argument, 0, 'D'},
-		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+	    {"train", required_argument, 0, 't'},  {"test", required_argument, 0, 'T'},
+	    {"out", required_argument, 0, 'o'},	   {"arch", required_argument, 0, 'a'},
+	    {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
+	    {"lr", required_argument, 0, 'l'},	   {"wd", required_argument, 0, 'w'},
+	    {"seed", required_argument, 0, 's'},   {"threads", required_argument, 0, 'j'},
+	    {"device", required_argument, 0, 'd'}, {"no-augment", no_argument, 0, 'A'},
+	    {"pad", required_argument, 0, 'P'},	   {"precision", required_argument, 0, 'p'},
+	    {"dist", required_argument, 0, 'D'},   {"state", required_argument, 0, 'S'},
+	    {"help", no_argument, 0, 'h'},	   {0, 0, 0, 0}};
 	struct nn_train_config cfg;
 	nn_train_defaults(&cfg);
 	const char *train_path = NULL, *test_path = NULL, *out = NULL, *precision = NULL;
@@ -204,12 +213,19 @@ int main(int argc, char **argv)
 				return bad_usage("--dist: %s", derr.msg);
 			break;
 		}
+		case 'S':
+			cfg.state_dir = optarg;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
 		return bad_usage("unexpected argument '%s'", argv[optind]);
+	if (cfg.state_dir && algo != DIST_NONE)
+		return bad_usage(
+		    "--state %s: a training state is one process's, not of --dist ranks",
+		    cfg.state_dir);
 	if (!train_path || !test_path || !out) {
 		usage(stderr);
 		return EXIT_USAGE;
@@ -357,6 +373,7 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train.count));
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
 	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
+	json_object_set_new(m, "resumed_from_epoch", json_integer(res.resumed_from));
 	if (algo != DIST_NONE) /* how the ranks trained together */
 		json_object_set_new(m, "dist", dist_train_json(&dist, &tot));
 #ifdef CAIRN_CUDA
@@ -387,9 +404,13 @@ int main(int argc, char **argv)
 		status = 1;
 	}
 	json_decref(m);
-	if (!status)
+	if (!status) {
 		fprintf(stderr, "test accuracy %.4f, %.0f images/s, wall %.1f s -> %s\n",
 			res.test_accuracy, res.images_per_second, wall, out);
+		if (res.resumed_from)
+			fprintf(stderr, "(resumed after epoch %d of %d from %s)\n",
+				res.resumed_from, cfg.epochs, cfg.state_dir);
+	}
 out:
 	nn_train_result_release(&res);
 	nn_net_release(&net);

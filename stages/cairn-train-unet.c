@@ -67,6 +67,12 @@ static void usage(FILE *f)
 	    "                       (mpirun -np N, srun; `ranks = N` in a pipeline): none\n"
 	    "                       (default), allreduce or adpsgd (docs/dist.md); rank 0\n"
 	    "                       validates and writes DIR\n"
+	    "  --state DIR          resumable: after every epoch the training's state goes to\n"
+	    "                       DIR/train.state; a new start with the same DIR and\n"
+	    "                       settings goes on after its last epoch (a Slurm time\n"
+	    "                       limit, a preemption, kill -9), to the same model as\n"
+	    "                       one never stopped (docs/nn.md); not with --dist.\n"
+	    "                       In a pipeline: --state \"$CAIRN_STATE\"\n"
 	    "  --help               this text\n"
 	    "\n"
 	    "example:\n"
@@ -254,6 +260,7 @@ static json_t *metrics_json(const struct nn_segment_config *cfg,
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train->count));
 	json_object_set_new(m, "val_records", json_integer(val ? (json_int_t)val->count : 0));
 	json_object_set_new(m, "load_average_at_start", json_real(load));
+	json_object_set_new(m, "resumed_from_epoch", json_integer(res->resumed_from));
 #ifdef CAIRN_CUDA
 	if (cfg->be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
 		struct nn_cuda_graph_stats gs;
@@ -304,6 +311,7 @@ int main(int argc, char **argv)
 						 {"class-weights", required_argument, 0, 'W'},
 						 {"precision", required_argument, 0, 'p'},
 						 {"dist", required_argument, 0, 'D'},
+						 {"state", required_argument, 0, 'S'},
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	struct nn_segment_config cfg;
@@ -384,6 +392,9 @@ int main(int argc, char **argv)
 				return bad_usage("--dist: %s", derr.msg);
 			break;
 		}
+		case 'S':
+			cfg.state_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -394,6 +405,10 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return bad_usage("unexpected argument '%s'", argv[optind]);
+	if (cfg.state_dir && algo != DIST_NONE)
+		return bad_usage(
+		    "--state %s: a training state is one process's, not of --dist ranks",
+		    cfg.state_dir);
 	if (!train_path || !out) {
 		usage(stderr);
 		return EXIT_USAGE;
@@ -517,6 +532,9 @@ int main(int argc, char **argv)
 				res.val.pixel_accuracy, res.val.mean_iou);
 		fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second, wall,
 			out);
+		if (res.resumed_from)
+			fprintf(stderr, "(resumed after epoch %d of %d from %s)\n",
+				res.resumed_from, cfg.epochs, cfg.state_dir);
 	}
 out:
 	if (status && made_out)
