@@ -5,15 +5,10 @@
 
 #include "core/buf.h"
 #include "core/fs.h"
+#include "core/le.h"
 #include "core/mem.h"
 #include "core/sha256.h"
 #include "nn/model.h"
-
-static void put_u32(struct buf *b, uint32_t v)
-{
-	unsigned char p[4] = {v & 255, (v >> 8) & 255, (v >> 16) & 255, v >> 24};
-	buf_add(b, p, 4);
-}
 
 int nn_ckpt_save(const struct nn_net *net, const char *path, struct error *err)
 {
@@ -21,17 +16,18 @@ int nn_ckpt_save(const struct nn_net *net, const char *path, struct error *err)
 	const char *arch = net->arch ? net->arch : "";
 	struct buf b = BUF_INIT;
 	buf_add(&b, NN_CKPT_MAGIC, 8);
-	put_u32(&b, NN_CKPT_VERSION);
-	put_u32(&b, in->c), put_u32(&b, in->h), put_u32(&b, in->w), put_u32(&b, out->c);
-	put_u32(&b, (uint32_t)strlen(arch));
+	le_put_u32(&b, NN_CKPT_VERSION);
+	le_put_u32(&b, in->c), le_put_u32(&b, in->h), le_put_u32(&b, in->w), le_put_u32(&b, out->c);
+	le_put_u32(&b, (uint32_t)strlen(arch));
 	buf_adds(&b, arch);
-	put_u32(&b, net->nparams);
+	le_put_u32(&b, net->nparams);
 	for (int i = 0; i < net->nparams; i++) {
 		const struct nn_param *p = &net->params[i];
 		size_t count = nn_tensor_count(&p->w);
-		put_u32(&b, (uint32_t)strlen(p->name));
+		le_put_u32(&b, (uint32_t)strlen(p->name));
 		buf_adds(&b, p->name);
-		put_u32(&b, p->w.n), put_u32(&b, p->w.c), put_u32(&b, p->w.h), put_u32(&b, p->w.w);
+		le_put_u32(&b, p->w.n), le_put_u32(&b, p->w.c), le_put_u32(&b, p->w.h),
+		    le_put_u32(&b, p->w.w);
 		/* host floats are little-endian on x86-64 and aarch64 */
 		float *tmp = mem_alloc(count * sizeof(float) + 1);
 		if (!tmp) {
@@ -62,44 +58,16 @@ int nn_ckpt_save(const struct nn_net *net, const char *path, struct error *err)
 	return rc;
 }
 
-/* A bounds-checked reader over the file's bytes. */
-struct rd {
-	const char *path;
-	const unsigned char *p;
-	size_t len, off;
-	struct error *err;
-};
-
-static int rd_bytes(struct rd *r, void *dst, size_t n, const char *what)
-{
-	if (n > r->len - r->off)
-		return error_set(r->err, "%s: truncated at byte %zu reading %s (file has %zu bytes)",
-				 r->path, r->off, what, r->len);
-	if (dst)
-		memcpy(dst, r->p + r->off, n);
-	r->off += n;
-	return 0;
-}
-
-static int rd_u32(struct rd *r, uint32_t *v, const char *what)
-{
-	unsigned char b[4] = {0};
-	if (rd_bytes(r, b, 4, what) < 0)
-		return -1;
-	*v = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-	return 0;
-}
-
 /* Check magic, version and checksum; read the header. */
-static int read_header(struct rd *r, struct nn_ckpt_info *info)
+static int read_header(struct le_reader *r, struct nn_ckpt_info *info)
 {
 	char magic[8];
 	uint32_t version, v[4], alen, nt;
 	memset(info, 0, sizeof(*info));
 	if (r->len < 8 || memcmp(r->p, NN_CKPT_MAGIC, 8))
 		return error_set(r->err, "%s: not a cairn checkpoint (bad magic at byte 0)", r->path);
-	rd_bytes(r, magic, 8, "magic");
-	if (rd_u32(r, &version, "version") < 0)
+	le_read(r, magic, 8, "magic");
+	if (le_read_u32(r, &version, "version") < 0)
 		return -1;
 	if (version != NN_CKPT_VERSION)
 		return error_set(r->err, "%s: checkpoint version %u, this build reads version %u",
@@ -107,9 +75,9 @@ static int read_header(struct rd *r, struct nn_ckpt_info *info)
 	if (r->len < 8 + SHA256_HEX_LEN)
 		return error_set(r->err, "%s: truncated (%zu bytes)", r->path, r->len);
 	for (int i = 0; i < 4; i++)
-		if (rd_u32(r, &v[i], "input shape") < 0)
+		if (le_read_u32(r, &v[i], "input shape") < 0)
 			return -1;
-	if (rd_u32(r, &alen, "architecture length") < 0)
+	if (le_read_u32(r, &alen, "architecture length") < 0)
 		return -1;
 	if (alen > r->len)
 		return error_set(r->err, "%s: truncated or corrupt: architecture of %u bytes at byte %zu",
@@ -117,7 +85,7 @@ static int read_header(struct rd *r, struct nn_ckpt_info *info)
 	info->arch = mem_strndup((const char *)r->p + r->off, alen);
 	if (!info->arch)
 		return error_set(r->err, "%s: out of memory", r->path);
-	if (rd_bytes(r, NULL, alen, "architecture") < 0 || rd_u32(r, &nt, "tensor count") < 0) {
+	if (le_read(r, NULL, alen, "architecture") < 0 || le_read_u32(r, &nt, "tensor count") < 0) {
 		mem_free(info->arch);
 		info->arch = NULL;
 		return -1;
@@ -127,7 +95,7 @@ static int read_header(struct rd *r, struct nn_ckpt_info *info)
 	return 0;
 }
 
-static int verify_checksum(struct rd *r)
+static int verify_checksum(struct le_reader *r)
 {
 	char hex[SHA256_HEX_LEN + 1];
 	size_t body = r->len - SHA256_HEX_LEN;
@@ -144,7 +112,7 @@ int nn_ckpt_info(const char *path, struct nn_ckpt_info *info, struct error *err)
 	size_t len;
 	if (fs_read_all(path, &data, &len, err) < 0)
 		return -1;
-	struct rd r = {path, (const unsigned char *)data, len, 0, err};
+	struct le_reader r = {path, (const unsigned char *)data, len, 0, err};
 	int rc = read_header(&r, info);
 	mem_free(data);
 	return rc;
@@ -158,7 +126,7 @@ static int load(struct nn_net *net, const char *path, int any_size, struct error
 	size_t len;
 	if (fs_read_all(path, &data, &len, err) < 0)
 		return -1;
-	struct rd r = {path, (const unsigned char *)data, len, 0, err};
+	struct le_reader r = {path, (const unsigned char *)data, len, 0, err};
 	struct nn_ckpt_info info;
 	int rc = -1;
 	if (read_header(&r, &info) < 0)
@@ -182,17 +150,17 @@ static int load(struct nn_net *net, const char *path, int any_size, struct error
 	for (int i = 0; i < info.ntensors; i++) {
 		uint32_t nlen, s[4];
 		char name[64];
-		if (rd_u32(&r, &nlen, "tensor name length") < 0)
+		if (le_read_u32(&r, &nlen, "tensor name length") < 0)
 			goto out;
 		if (nlen >= sizeof(name)) {
 			error_set(err, "%s: corrupt: tensor name of %u bytes at byte %zu", path, nlen, r.off);
 			goto out;
 		}
-		if (rd_bytes(&r, name, nlen, "tensor name") < 0)
+		if (le_read(&r, name, nlen, "tensor name") < 0)
 			goto out;
 		name[nlen] = 0;
 		for (int k = 0; k < 4; k++)
-			if (rd_u32(&r, &s[k], "tensor shape") < 0)
+			if (le_read_u32(&r, &s[k], "tensor shape") < 0)
 				goto out;
 		struct nn_param *p = nn_net_param(net, name);
 		if (!p) {
@@ -206,7 +174,7 @@ static int load(struct nn_net *net, const char *path, int any_size, struct error
 			goto out;
 		}
 		size_t count = nn_tensor_count(&p->w), at = r.off;
-		if (rd_bytes(&r, NULL, count * sizeof(float), name) < 0)
+		if (le_read(&r, NULL, count * sizeof(float), name) < 0)
 			goto out;
 		float *tmp = mem_alloc(count * sizeof(float) + 1);
 		if (!tmp) {

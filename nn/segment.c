@@ -629,14 +629,11 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], val ? &res->val : NULL,
 				      res->epoch_seconds[e]);
-		if (cfg->state_dir) {
-			json_t *fig = figures_of(res, e + 1, tiles, eval_time);
-			int w = nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
-						   clock_now() - t0 - eval_time, fig, err);
-			json_decref(fig);
-			if (w < 0)
-				goto out;
-		}
+		if (cfg->state_dir &&
+		    nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
+				       clock_now() - t0 - eval_time,
+				       figures_of(res, e + 1, tiles, eval_time), err) < 0)
+			goto out;
 	}
 	/* Every epoch was done before this start: the last validation's
 	 * figures come from one more pass of the loaded net. */

@@ -427,14 +427,11 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		res->test_accuracy = acc;
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - t0);
-		if (cfg->state_dir) {
-			json_t *fig = classifier_figures(res, e + 1, images, eval_time);
-			int w = nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
-						   clock_now() - t0 - eval_time, fig, err);
-			json_decref(fig);
-			if (w < 0)
-				goto out;
-		}
+		if (cfg->state_dir &&
+		    nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
+				       clock_now() - t0 - eval_time,
+				       classifier_figures(res, e + 1, images, eval_time), err) < 0)
+			goto out;
 	}
 	/* Every epoch was done before this start: the per-class figures come
 	 * from one more test of the loaded net. */

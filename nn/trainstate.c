@@ -8,24 +8,13 @@
 
 #include "core/buf.h"
 #include "core/fs.h"
+#include "core/le.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
 #include "core/sha256.h"
 
 #define MAGIC "CAIRNTST"
 #define VERSION 1u
-
-static void put_u32(struct buf *b, uint32_t v)
-{
-	unsigned char p[4] = {v & 255, (v >> 8) & 255, (v >> 16) & 255, v >> 24};
-	buf_add(b, p, 4);
-}
-
-static void put_u64(struct buf *b, uint64_t v)
-{
-	put_u32(b, (uint32_t)v);
-	put_u32(b, (uint32_t)(v >> 32));
-}
 
 /* Append count floats of device memory (host floats are little-endian on
  * x86-64 and aarch64). */
@@ -50,14 +39,16 @@ static void state_path(struct buf *p, const char *dir)
 }
 
 int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net *net,
-		       const struct nn_optim *opt, int epochs_done, double seconds,
-		       const json_t *figures, struct error *err)
+		       const struct nn_optim *opt, int epochs_done, double seconds, json_t *figures,
+		       struct error *err)
 {
 	const struct nn_flat *f = &net->flat;
 	size_t moments = f->v ? f->ntrain : 0;
-	if (f->ntrain && !f->m)
+	if (f->ntrain && !f->m) {
+		json_decref(figures);
 		return error_set(err,
 				 "train state: the optimizer has no state yet (nn_optim_init)");
+	}
 	struct buf path = BUF_INIT;
 	state_path(&path, dir);
 	json_t *head =
@@ -73,10 +64,10 @@ int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net 
 		goto out;
 	}
 	buf_add(&b, MAGIC, 8);
-	put_u32(&b, VERSION);
-	put_u32(&b, (uint32_t)strlen(text));
+	le_put_u32(&b, VERSION);
+	le_put_u32(&b, (uint32_t)strlen(text));
 	buf_adds(&b, text);
-	put_u64(&b, f->n), put_u64(&b, f->ntrain), put_u64(&b, moments);
+	le_put_u64(&b, f->n), le_put_u64(&b, f->ntrain), le_put_u64(&b, moments);
 	put_floats(&b, net->be, f->w, f->n);
 	put_floats(&b, net->be, f->m, f->ntrain);
 	put_floats(&b, net->be, f->v, moments);
@@ -93,48 +84,11 @@ int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net 
 	else if (fs_mkdir_p(dir, err) == 0)
 		rc = fs_write_atomic(path.s, b.s, b.len, err);
 out:
+	json_decref(figures);
 	free(text);
 	buf_release(&b);
 	buf_release(&path);
 	return rc;
-}
-
-/* A bounds-checked reader over the file's bytes. */
-struct rd {
-	const char *path;
-	const unsigned char *p;
-	size_t len, off;
-	struct error *err;
-};
-
-static int rd_bytes(struct rd *r, void *dst, size_t n, const char *what)
-{
-	if (n > r->len - r->off)
-		return error_set(r->err,
-				 "%s: truncated at byte %zu reading %s (file has %zu bytes)",
-				 r->path, r->off, what, r->len);
-	if (dst)
-		memcpy(dst, r->p + r->off, n);
-	r->off += n;
-	return 0;
-}
-
-static int rd_u32(struct rd *r, uint32_t *v, const char *what)
-{
-	unsigned char b[4] = {0};
-	if (rd_bytes(r, b, 4, what) < 0)
-		return -1;
-	*v = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-	return 0;
-}
-
-static int rd_u64(struct rd *r, uint64_t *v, const char *what)
-{
-	uint32_t lo, hi;
-	if (rd_u32(r, &lo, what) < 0 || rd_u32(r, &hi, what) < 0)
-		return -1;
-	*v = lo | (uint64_t)hi << 32;
-	return 0;
 }
 
 static char *dump(const json_t *v)
@@ -178,11 +132,11 @@ static int same_training(const char *path, const json_t *was, const json_t *now,
 }
 
 /* The floats of n values into device memory at dst (NULL: skipped). */
-static int rd_floats(struct rd *r, const struct nn_backend *be, float *dst, uint64_t n,
-		     const char *what)
+static int read_floats(struct le_reader *r, const struct nn_backend *be, float *dst, uint64_t n,
+		       const char *what)
 {
 	if (n > (r->len - r->off) / sizeof(float))
-		return rd_bytes(r, NULL, r->len - r->off + 1, what);
+		return le_read(r, NULL, r->len - r->off + 1, what);
 	if (n)
 		be->upload(dst, r->p + r->off, n * sizeof(float));
 	r->off += n * sizeof(float);
@@ -207,10 +161,10 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 	int rc = -1;
 	if (fs_read_all(path.s, &data, &len, err) < 0)
 		goto out;
-	struct rd r = {path.s, (const unsigned char *)data, len, 0, err};
+	struct le_reader r = {path.s, (const unsigned char *)data, len, 0, err};
 	char magic[8], hex[SHA256_HEX_LEN + 1];
 	uint32_t version, json_len;
-	if (rd_bytes(&r, magic, 8, "the magic") < 0)
+	if (le_read(&r, magic, 8, "the magic") < 0)
 		goto out;
 	if (memcmp(magic, MAGIC, 8)) {
 		error_set(err, "%s: not a cairn training state (bad magic)", path.s);
@@ -229,7 +183,8 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 		goto out;
 	}
 	r.len = len - SHA256_HEX_LEN;
-	if (rd_u32(&r, &version, "the version") < 0 || rd_u32(&r, &json_len, "the header") < 0)
+	if (le_read_u32(&r, &version, "the version") < 0 ||
+	    le_read_u32(&r, &json_len, "the header") < 0)
 		goto out;
 	if (version != VERSION) {
 		error_set(err, "%s: version %u, this cairn reads version %u", path.s, version,
@@ -237,7 +192,7 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 		goto out;
 	}
 	if (json_len > r.len - r.off) {
-		rd_bytes(&r, NULL, json_len, "the header");
+		le_read(&r, NULL, json_len, "the header");
 		goto out;
 	}
 	json_error_t jerr;
@@ -251,8 +206,8 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 		goto out;
 	const struct nn_flat *f = &net->flat;
 	uint64_t n, ntrain, moments;
-	if (rd_u64(&r, &n, "the sizes") < 0 || rd_u64(&r, &ntrain, "the sizes") < 0 ||
-	    rd_u64(&r, &moments, "the sizes") < 0)
+	if (le_read_u64(&r, &n, "the sizes") < 0 || le_read_u64(&r, &ntrain, "the sizes") < 0 ||
+	    le_read_u64(&r, &moments, "the sizes") < 0)
 		goto out;
 	if (n != f->n || ntrain != f->ntrain || moments != (f->v ? f->ntrain : 0)) {
 		error_set(err,
@@ -261,9 +216,9 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 			  path.s, n, ntrain, moments, f->n, f->ntrain, f->v ? f->ntrain : 0);
 		goto out;
 	}
-	if (rd_floats(&r, net->be, f->w, n, "the parameters") < 0 ||
-	    rd_floats(&r, net->be, f->m, ntrain, "the momentum") < 0 ||
-	    rd_floats(&r, net->be, f->v, moments, "the second moments") < 0)
+	if (read_floats(&r, net->be, f->w, n, "the parameters") < 0 ||
+	    read_floats(&r, net->be, f->m, ntrain, "the momentum") < 0 ||
+	    read_floats(&r, net->be, f->v, moments, "the second moments") < 0)
 		goto out;
 	if (r.off != r.len) {
 		error_set(err, "%s: %zu bytes past the end of its contents", path.s, r.len - r.off);

@@ -34,10 +34,10 @@ struct nn_trainstate {
 /* Write DIR/train.state (DIR is made when missing). what: an object of the
  * settings and inputs that make this training this one (architecture,
  * shards, epochs, batch, learning rate, seed, ...); figures: the trainer's,
- * may be NULL. */
+ * taken (released here, whatever the outcome), may be NULL. */
 int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net *net,
 		       const struct nn_optim *opt, int epochs_done, double seconds,
-		       const json_t *figures, struct error *err);
+		       json_t *figures, struct error *err);
 
 /* Load DIR/train.state into net and opt (both set up for this training:
  * the net built and prepared, nn_optim_init done). 1: loaded, st filled;

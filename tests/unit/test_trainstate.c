@@ -51,8 +51,8 @@ static void test_round_trip(void)
 	nn_figures_put(fig, "accuracy", acc, 3);
 	nn_figures_put_float(fig, "loss", loss, 3);
 	char dir[256];
-	snprintf(dir, sizeof(dir), "%s/state", tmpdir); /* made by save */
-	CHECK_INT(nn_trainstate_save(dir, what, &a, &oa, 3, 12.5, fig, &err), 0);
+	snprintf(dir, sizeof(dir), "%s/state", tmpdir);				  /* made by save */
+	CHECK_INT(nn_trainstate_save(dir, what, &a, &oa, 3, 12.5, fig, &err), 0); /* takes fig */
 
 	struct nn_trainstate st;
 	CHECK_INT(nn_trainstate_load(dir, what, &b, &ob, &st, &err), 1);
@@ -113,7 +113,6 @@ static void test_round_trip(void)
 	CHECK(st.figures == NULL);
 
 	json_decref(what);
-	json_decref(fig);
 	nn_net_release(&a), nn_net_release(&b), nn_net_release(&c);
 }
 
