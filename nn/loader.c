@@ -590,10 +590,19 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 
 int loader_seek(struct loader *l, uint64_t epoch, struct error *err)
 {
+	return loader_seek_batch(l, epoch, 0, err);
+}
+
+int loader_seek_batch(struct loader *l, uint64_t epoch, uint64_t batch, struct error *err)
+{
 	stop_worker(l);
 	if (l->nb > 0 && epoch > UINT64_MAX / l->nb - 1)
 		return error_set(err, "loader: epoch %" PRIu64 " is out of range", epoch);
-	return start_at(l, epoch * l->nb, err);
+	if (batch > 0 && batch >= l->nb)
+		return error_set(err,
+				 "loader: batch %" PRIu64 " of an epoch of %" PRIu64 " batches",
+				 batch, l->nb);
+	return start_at(l, epoch * l->nb + batch, err);
 }
 
 void loader_free(struct loader *l)

@@ -86,6 +86,10 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 int loader_next(struct loader *l, struct loader_batch *b, struct error *err);
 /* Restart at the first batch of epoch e (for resuming from a checkpoint). */
 int loader_seek(struct loader *l, uint64_t epoch, struct error *err);
+/* Restart at batch `batch` of epoch e: the batches that come are those an
+ * uninterrupted loader gives from there (order and augmentation depend on
+ * (seed, e, position) only). batch < loader_batches_per_epoch. */
+int loader_seek_batch(struct loader *l, uint64_t epoch, uint64_t batch, struct error *err);
 uint64_t loader_batches_per_epoch(const struct loader *l);
 void loader_free(struct loader *l);
 

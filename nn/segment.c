@@ -26,6 +26,7 @@ void nn_segment_defaults(struct nn_segment_config *cfg)
 	cfg->momentum = 0.9f;
 	cfg->wd = 5e-4f;
 	cfg->warmup_epochs = 1;
+	cfg->state_every = 600;
 	cfg->augment = 1;
 	cfg->weighting = NN_WEIGHTS_NONE;
 	cfg->seed = 1;
@@ -452,12 +453,21 @@ static json_t *segmenter_what(const struct nn_segment_config *cfg, const struct 
 	return w;
 }
 
-/* The per-epoch figures of the first epochs in a state, and back. */
-static json_t *figures_of(const struct nn_segment_result *res, int epochs, uint64_t tiles,
-			  double eval_seconds)
+/* The segmenter's figures in a state (nn_train_saver.figures): per-epoch
+ * loss, wall time and validation, tiles seen, seconds spent validating. */
+struct segmenter_run {
+	const struct nn_segment_result *res;
+	const uint64_t *tiles;
+	const double *t0, *eval_time; /* training seconds: now - t0 - eval_time */
+};
+
+static json_t *figures_of(void *ctx, int epochs, double *seconds)
 {
-	json_t *f =
-	    json_pack("{s:I, s:f}", "tiles", (json_int_t)tiles, "eval_seconds", eval_seconds);
+	const struct segmenter_run *sr = ctx;
+	const struct nn_segment_result *res = sr->res;
+	*seconds = clock_now() - *sr->t0 - *sr->eval_time;
+	json_t *f = json_pack("{s:I, s:f}", "tiles", (json_int_t)*sr->tiles, "eval_seconds",
+			      *sr->eval_time);
 	if (!f)
 		return NULL;
 	nn_figures_put_float(f, "loss", res->epoch_loss, (size_t)epochs);
@@ -585,10 +595,18 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	double t0 = clock_now(), eval_time = 0;
 	uint64_t tiles = 0;
 	int first = 0;
+	struct segmenter_run sr = {res, &tiles, &t0, &eval_time};
+	struct nn_train_saver sv = {.dir = cfg->state_dir,
+				    .every = cfg->state_every,
+				    .net = net,
+				    .opt = &opt,
+				    .figures = figures_of,
+				    .ctx = &sr};
 	if (cfg->state_dir) {
 		what = segmenter_what(cfg, net, train, val, res->class_weights);
+		sv.what = what;
 		struct nn_trainstate ts;
-		rc = nn_train_resume(cfg->state_dir, what, cfg->sync, net, &opt, l, &ts, err);
+		rc = nn_train_resume(&sv, cfg->sync, l, &ts, err);
 		if (rc > 0) {
 			first = ts.epochs_done < cfg->epochs ? ts.epochs_done : cfg->epochs;
 			rc = figures_get(res, ts.figures, first, &tiles, &eval_time);
@@ -599,6 +617,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 					  cfg->state_dir, first);
 			t0 -= ts.seconds + eval_time;
 			res->resumed_from = first;
+			res->resumed_batches = ts.batches;
 		}
 		nn_trainstate_release(&ts);
 		if (rc < 0)
@@ -609,7 +628,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	int evaluate = val && (!cfg->sync || cfg->sync->evaluate);
 	for (int e = first; e < cfg->epochs; e++) {
 		int r = nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				       &res->epoch_loss[e], &tiles, err);
+				       &res->epoch_loss[e], &tiles, &sv, err);
 		if (r < 0) {
 			rc = r;
 			goto out;
@@ -629,10 +648,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], val ? &res->val : NULL,
 				      res->epoch_seconds[e]);
-		if (cfg->state_dir &&
-		    nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
-				       clock_now() - t0 - eval_time,
-				       figures_of(res, e + 1, tiles, eval_time), err) < 0)
+		if (cfg->state_dir && nn_train_save(&sv, e + 1, 0, 0, err) < 0)
 			goto out;
 	}
 	/* Every epoch was done before this start: the last validation's

@@ -64,6 +64,7 @@ struct nn_segment_config {
 	void *ctx;
 	const struct nn_train_sync *sync; /* data-parallel ranks (dist/); NULL: one process */
 	const char *state_dir;		  /* NULL, or resumable (nn_train_config.state_dir) */
+	double state_every;		  /* nn_train_config.state_every */
 };
 
 /* arch NN_SEGMENT_ARCH, 30 epochs, batch 8, lr 0.05, momentum 0.9, wd 5e-4,
@@ -103,6 +104,7 @@ struct nn_segment_result {
 	long long params;
 	double flops_per_tile; /* forward */
 	int resumed_from;      /* epochs done before this start (state_dir), or 0 */
+	uint64_t resumed_batches; /* and batches of the next one */
 };
 void nn_segment_result_release(struct nn_segment_result *r);
 

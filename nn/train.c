@@ -14,15 +14,23 @@
 
 #define BAD(...) (error_set(err, __VA_ARGS__), DATASET_EBADINPUT)
 
-/* The classifier's per-epoch figures in a state, and back. */
-static json_t *classifier_figures(const struct nn_train_result *res, int epochs, uint64_t images,
-				  double eval_seconds)
+/* The classifier's figures in a state (nn_train_saver.figures): per-epoch
+ * loss and accuracy, images seen, seconds spent testing. */
+struct classifier_run {
+	const struct nn_train_result *res;
+	const uint64_t *images;
+	const double *t0, *eval_time; /* training seconds: now - t0 - eval_time */
+};
+
+static json_t *classifier_figures(void *ctx, int epochs, double *seconds)
 {
-	json_t *f =
-	    json_pack("{s:I, s:f}", "images", (json_int_t)images, "eval_seconds", eval_seconds);
+	const struct classifier_run *cr = ctx;
+	*seconds = clock_now() - *cr->t0 - *cr->eval_time;
+	json_t *f = json_pack("{s:I, s:f}", "images", (json_int_t)*cr->images, "eval_seconds",
+			      *cr->eval_time);
 	if (f) {
-		nn_figures_put_float(f, "loss", res->epoch_loss, (size_t)epochs);
-		nn_figures_put(f, "accuracy", res->epoch_accuracy, (size_t)epochs);
+		nn_figures_put_float(f, "loss", cr->res->epoch_loss, (size_t)epochs);
+		nn_figures_put(f, "accuracy", cr->res->epoch_accuracy, (size_t)epochs);
 	}
 	return f;
 }
@@ -32,6 +40,7 @@ void nn_train_defaults(struct nn_train_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->be = nn_backend_cpu();
 	cfg->arch = NN_MODEL_DEFAULT;
+	cfg->state_every = 600;
 	cfg->epochs = 15;
 	cfg->batch = 128;
 	cfg->lr = 0.05f;
@@ -101,12 +110,16 @@ void nn_train_sgd_setup(struct nn_optim *opt, float lr, float momentum, float wd
 
 int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int32_t *labels,
 		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
-		   uint64_t *samples, struct error *err)
+		   uint64_t *samples, struct nn_train_saver *sv, struct error *err)
 {
 	struct nn_net *net = st->net;
 	const struct nn_backend *be = net->be;
 	uint64_t per_epoch = loader_batches_per_epoch(l), nb = 0;
 	double loss_sum = 0;
+	if (sv) { /* resumed within this epoch: its batches done before */
+		nb = sv->batches, loss_sum = sv->loss_sum;
+		sv->batches = 0, sv->loss_sum = 0;
+	}
 	struct loader_batch b;
 	int r;
 	nn_net_train(net, 1);
@@ -140,6 +153,10 @@ int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int
 		*samples += b.n;
 		if (on_batch)
 			on_batch(ctx, epoch, nb, per_epoch, loss);
+		if (sv && sv->dir && sv->every > 0 && nb < per_epoch &&
+		    clock_now() - sv->last >= sv->every &&
+		    nn_train_save(sv, epoch, nb, loss_sum, err) < 0)
+			return -1;
 	}
 	if (r < 0)
 		return r;
@@ -238,23 +255,41 @@ json_t *nn_train_what(const char *trainer, const char *arch, const struct datase
 			 (json_int_t)seed);
 }
 
-int nn_train_resume(const char *dir, const json_t *what, const struct nn_train_sync *sync,
-		    struct nn_net *net, struct nn_optim *opt, struct loader *l,
+int nn_train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
 		    struct nn_trainstate *ts, struct error *err)
 {
 	memset(ts, 0, sizeof(*ts));
+	sv->batches = 0;
+	sv->loss_sum = 0;
+	sv->last = clock_now();
 	if (sync && sync->parts > 1)
 		return BAD("a state folder (%s) cannot be shared by %d ranks: train without one "
 			   "under --dist",
-			   dir, sync->parts);
-	if (!what)
-		return error_set(err, "%s: out of memory", dir);
-	int got = nn_trainstate_load(dir, what, net, opt, ts, err);
+			   sv->dir, sync->parts);
+	if (!sv->what)
+		return error_set(err, "%s: out of memory", sv->dir);
+	int got = nn_trainstate_load(sv->dir, sv->what, sv->net, sv->opt, ts, err);
 	if (got < 0)
 		return DATASET_EBADINPUT;
-	if (got && loader_seek(l, (uint64_t)ts->epochs_done, err) < 0)
-		return -1;
+	if (got && loader_seek_batch(l, (uint64_t)ts->epochs_done, ts->batches, err) < 0) {
+		nn_trainstate_release(ts);
+		return DATASET_EBADINPUT; /* batches past the epoch: not this training's */
+	}
+	sv->batches = ts->batches;
+	sv->loss_sum = ts->loss_sum;
 	return got;
+}
+
+int nn_train_save(struct nn_train_saver *sv, int epochs_done, uint64_t batches, double loss_sum,
+		  struct error *err)
+{
+	struct nn_trainstate st = {
+	    .epochs_done = epochs_done, .batches = batches, .loss_sum = loss_sum};
+	st.figures = sv->figures(sv->ctx, epochs_done, &st.seconds);
+	int rc = nn_trainstate_save(sv->dir, sv->what, sv->net, sv->opt, &st, err);
+	json_decref(st.figures);
+	sv->last = clock_now();
+	return rc;
 }
 
 int nn_train_check_part(uint64_t per_epoch, int batch, const struct dataset *train,
@@ -371,10 +406,16 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			   per_epoch);
 	if (nn_optim_init(&opt, net, err) < 0)
 		goto out;
-	double t0 = clock_now(), eval_time = 0,
-	       before = 0; /* before: training seconds of earlier starts */
+	double t0 = clock_now(), eval_time = 0;
 	uint64_t images = 0;
 	int first = 0;
+	struct classifier_run cr = {res, &images, &t0, &eval_time};
+	struct nn_train_saver sv = {.dir = cfg->state_dir,
+				    .every = cfg->state_every,
+				    .net = net,
+				    .opt = &opt,
+				    .figures = classifier_figures,
+				    .ctx = &cr};
 	if (cfg->state_dir) {
 		what =
 		    nn_train_what("classifier", net->arch, train, test, cfg->epochs, cfg->batch,
@@ -383,30 +424,29 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			json_object_set_new(
 			    what, "augment",
 			    json_pack("{s:i, s:i}", "flip", cfg->flip, "pad", cfg->pad));
+		sv.what = what;
 		struct nn_trainstate ts;
-		int got = nn_train_resume(cfg->state_dir, what, cfg->sync, net, &opt, l, &ts, err);
+		int got = nn_train_resume(&sv, cfg->sync, l, &ts, err);
 		if (got < 0) {
 			rc = got;
 			goto out;
 		}
 		if (got) {
 			first = ts.epochs_done < cfg->epochs ? ts.epochs_done : cfg->epochs;
-			before = ts.seconds;
 			images = (uint64_t)jsonio_int(ts.figures, "images", 0);
 			eval_time = jsonio_num(ts.figures, "eval_seconds", 0);
+			t0 -= ts.seconds + eval_time;
+			res->resumed_from = first;
+			res->resumed_batches = ts.batches;
 			if (nn_figures_get_float(ts.figures, "loss", res->epoch_loss, first) < 0 ||
-			    nn_figures_get(ts.figures, "accuracy", res->epoch_accuracy, first) <
-				0) {
-				nn_trainstate_release(&ts);
+			    nn_figures_get(ts.figures, "accuracy", res->epoch_accuracy, first) < 0)
 				rc = BAD("%s/" NN_TRAINSTATE_FILE
 					 ": its figures of %d epochs are missing",
 					 cfg->state_dir, first);
-				goto out;
-			}
-			t0 -= before + eval_time;
-			res->resumed_from = first;
 		}
 		nn_trainstate_release(&ts);
+		if (rc == DATASET_EBADINPUT)
+			goto out;
 	}
 	struct nn_train_step st = {.net = net, .opt = &opt, .sync = cfg->sync};
 	int evaluate = !cfg->sync || cfg->sync->evaluate;
@@ -414,7 +454,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		res->test_accuracy = res->epoch_accuracy[first - 1];
 	for (int e = first; e < cfg->epochs; e++) {
 		if (nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				   &res->epoch_loss[e], &images, err) < 0)
+				   &res->epoch_loss[e], &images, &sv, err) < 0)
 			goto out;
 		double te = clock_now(), acc = NAN;
 		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
@@ -427,10 +467,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		res->test_accuracy = acc;
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - t0);
-		if (cfg->state_dir &&
-		    nn_trainstate_save(cfg->state_dir, what, net, &opt, e + 1,
-				       clock_now() - t0 - eval_time,
-				       classifier_figures(res, e + 1, images, eval_time), err) < 0)
+		if (cfg->state_dir && nn_train_save(&sv, e + 1, 0, 0, err) < 0)
 			goto out;
 	}
 	/* Every epoch was done before this start: the per-class figures come

@@ -53,9 +53,11 @@ struct nn_train_config {
 	void *ctx;
 	const struct nn_train_sync *sync; /* NULL: one process */
 	/* NULL, or a folder where the training's state goes after every epoch
-	 * and from which a new start with the same settings goes on
-	 * (nn/trainstate.h). Not with sync (ranks). */
+	 * (and every state_every seconds within one, when > 0) and from which
+	 * a new start with the same settings goes on (nn/trainstate.h). Not
+	 * with sync (ranks). */
 	const char *state_dir;
+	double state_every;
 };
 
 void nn_train_defaults(struct nn_train_config *cfg);
@@ -71,6 +73,7 @@ struct nn_train_result {
 	long long params;
 	double flops_per_image;   /* forward */
 	int resumed_from;	  /* epochs done before this start (state_dir), or 0 */
+	uint64_t resumed_batches; /* and batches of the next one */
 };
 void nn_train_result_release(struct nn_train_result *r);
 
@@ -103,28 +106,55 @@ void nn_train_loader_setup(struct loader_config *lc, const struct nn_backend *be
  * decay to 0 at the end of the last epoch. */
 void nn_train_sgd_setup(struct nn_optim *opt, float lr, float momentum, float wd,
 			float warmup_epochs, int epochs, uint64_t per_epoch);
+/* Resumability (cfg state_dir, nn/trainstate.h), shared by the classifier
+ * and segmenter loops: where the state goes, how often, and what the
+ * trainer adds to it. */
+struct nn_train_saver {
+	const char *dir;    /* NULL: no state */
+	double every;	    /* also within an epoch, after the first batch that ends at least
+			       this many seconds after the last state (0: at epoch ends only) */
+	const json_t *what; /* what the training is (nn_train_what + the trainer's own) */
+	struct nn_net *net;
+	struct nn_optim *opt;
+	/* The trainer's figures of its first `epochs` epochs (a new object),
+	 * and its training seconds so far. */
+	json_t *(*figures)(void *ctx, int epochs, double *seconds);
+	void *ctx;
+	uint64_t batches; /* of the epoch under way, done before this start (resume) */
+	double loss_sum;  /* their losses summed */
+	double last;	  /* clock_now() of the last state written */
+};
+
+/* The settings both loops write into a state's "what" (they add their own
+ * to it); NULL when out of memory. */
+json_t *nn_train_what(const char *trainer, const char *arch, const struct dataset *train,
+		      const struct dataset *test, int epochs, int batch, float lr, float momentum,
+		      float wd, float warmup_epochs, uint64_t seed);
+/* Load sv->dir's state into sv->net and sv->opt and set l where it stopped
+ * (the epoch after its last whole one, at the batch after its last one):
+ * 1 loaded (ts filled: the caller takes its figures back, then
+ * nn_trainstate_release; sv->batches and sv->loss_sum set for the epoch
+ * under way), 0 nothing to load, < 0 with err set (DATASET_EBADINPUT for
+ * another training's state or a damaged one). Ranks (sync) are refused: a
+ * state is one process's. */
+int nn_train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
+		    struct nn_trainstate *ts, struct error *err);
+/* Write the state: epochs_done whole epochs, then `batches` more (their
+ * losses summed in loss_sum). */
+int nn_train_save(struct nn_train_saver *sv, int epochs_done, uint64_t batches, double loss_sum,
+		  struct error *err);
+
 /* One epoch of steps over l's batches (training mode): each uploaded (x;
  * labels: the batch's y, or its mask for a mask shard, into the device
  * buffer labels), stepped through the backend's step slot (*graph: its
  * replay state), its loss checked: a loss that is not finite is -1,
  * "training diverged" (lr is named in the hint). *mean_loss: the mean over
- * the batches; *samples grows by the images seen. */
+ * the batches; *samples grows by the images seen. With a saver (may be
+ * NULL): the epoch starts after its sv->batches done before (resumed), and
+ * a state is written within it every sv->every seconds. */
 int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int32_t *labels,
 		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
-		   uint64_t *samples, struct error *err);
-
-/* Resuming (nn/trainstate.h), shared by the classifier and segmenter
- * loops. nn_train_what: the settings both write into a state's "what"
- * (add their own to it); NULL when out of memory. nn_train_resume loads
- * dir's state into net and opt and sets l at the epoch after it: 1 loaded,
- * 0 nothing to load, -1 (err set; DATASET_EBADINPUT for another training's
- * state or a damaged one). A state cannot be shared by ranks (sync). */
-json_t *nn_train_what(const char *trainer, const char *arch, const struct dataset *train,
-		      const struct dataset *test, int epochs, int batch, float lr, float momentum,
-		      float wd, float warmup_epochs, uint64_t seed);
-int nn_train_resume(const char *dir, const json_t *what, const struct nn_train_sync *sync,
-		    struct nn_net *net, struct nn_optim *opt, struct loader *l,
-		    struct nn_trainstate *ts, struct error *err);
+		   uint64_t *samples, struct nn_train_saver *sv, struct error *err);
 
 /* Whether train and test can be used together with cfg: class shards (a mask
  * shard is refused: "train it with cairn-train-unet"), both have records,

@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,22 +40,21 @@ static void state_path(struct buf *p, const char *dir)
 }
 
 int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net *net,
-		       const struct nn_optim *opt, int epochs_done, double seconds, json_t *figures,
+		       const struct nn_optim *opt, const struct nn_trainstate *st,
 		       struct error *err)
 {
 	const struct nn_flat *f = &net->flat;
 	size_t moments = f->v ? f->ntrain : 0;
-	if (f->ntrain && !f->m) {
-		json_decref(figures);
+	if (f->ntrain && !f->m)
 		return error_set(err,
 				 "train state: the optimizer has no state yet (nn_optim_init)");
-	}
 	struct buf path = BUF_INIT;
 	state_path(&path, dir);
 	json_t *head =
-	    json_pack("{s:O, s:i, s:I, s:I, s:f, s:O}", "what", what, "epochs_done", epochs_done,
+	    json_pack("{s:O, s:i, s:I, s:f, s:I, s:I, s:f, s:O}", "what", what, "epochs_done",
+		      st->epochs_done, "batches", (json_int_t)st->batches, "loss_sum", st->loss_sum,
 		      "step", (json_int_t)opt->t, "net_step", (json_int_t)net->step, "seconds",
-		      seconds, "figures", figures ? figures : json_null());
+		      st->seconds, "figures", st->figures ? st->figures : json_null());
 	char *text = head ? json_dumps(head, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(head);
 	struct buf b = BUF_INIT;
@@ -84,7 +84,6 @@ int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net 
 	else if (fs_mkdir_p(dir, err) == 0)
 		rc = fs_write_atomic(path.s, b.s, b.len, err);
 out:
-	json_decref(figures);
 	free(text);
 	buf_release(&b);
 	buf_release(&path);
@@ -225,6 +224,8 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 		goto out;
 	}
 	st->epochs_done = (int)jsonio_int(head, "epochs_done", 0);
+	st->batches = (uint64_t)jsonio_int(head, "batches", 0);
+	st->loss_sum = jsonio_num(head, "loss_sum", 0);
 	st->seconds = jsonio_num(head, "seconds", 0);
 	opt->t = (long)jsonio_int(head, "step", 0);
 	net->step = (uint64_t)jsonio_int(head, "net_step", 0);
@@ -242,6 +243,15 @@ void nn_trainstate_release(struct nn_trainstate *st)
 {
 	json_decref(st->figures);
 	memset(st, 0, sizeof(*st));
+}
+
+void nn_trainstate_where(char *out, size_t size, int epochs_done, uint64_t batches, int epochs)
+{
+	if (batches)
+		snprintf(out, size, "after epoch %d and %" PRIu64 " batches of epoch %d of %d",
+			 epochs_done, batches, epochs_done + 1, epochs);
+	else
+		snprintf(out, size, "after epoch %d of %d", epochs_done, epochs);
 }
 
 void nn_figures_put(json_t *figures, const char *key, const double *v, size_t n)

@@ -12,7 +12,7 @@
  * File, little-endian: "CAIRNTST" | u32 version (1) | u32 json_len | JSON |
  * u64 n, ntrain, nmoments | n + ntrain + nmoments float32 | 64 hex chars:
  * sha256 of every byte before them. The JSON: {"what": {...}, "epochs_done",
- * "step", "net_step", "seconds", "figures": {...}}. Written to a temp file,
+ * "batches", "loss_sum", "step", "net_step", "seconds", "figures": {...}}. Written to a temp file,
  * synced and renamed: a process killed at any moment leaves the previous
  * epoch's state or this one's, never a torn file. */
 #ifndef NN_TRAINSTATE_H
@@ -26,21 +26,25 @@
 #define NN_TRAINSTATE_FILE "train.state"
 
 struct nn_trainstate {
-	int epochs_done; /* 0: nothing loaded, start at epoch 0 */
-	double seconds;	 /* training seconds before the stop (eval excluded) */
-	json_t *figures; /* the trainer's per-epoch figures so far (owned; NULL if none) */
+	int epochs_done;  /* whole epochs done (0 and batches 0: nothing loaded) */
+	uint64_t batches; /* batches done of the epoch under way (a state written
+			     within epoch epochs_done + 1), or 0 */
+	double loss_sum;  /* the sum of their losses */
+	double seconds;	  /* training seconds before the stop (eval excluded) */
+	json_t *figures;  /* the trainer's per-epoch figures so far (NULL if none) */
 };
 
-/* Write DIR/train.state (DIR is made when missing). what: an object of the
- * settings and inputs that make this training this one (architecture,
- * shards, epochs, batch, learning rate, seed, ...); figures: the trainer's,
- * taken (released here, whatever the outcome), may be NULL. */
+/* Write DIR/train.state (DIR is made when missing) at the position st says,
+ * with st's figures (may be NULL). what: an object of the settings and
+ * inputs that make this training this one (architecture, shards, epochs,
+ * batch, learning rate, seed, ...). */
 int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net *net,
-		       const struct nn_optim *opt, int epochs_done, double seconds,
-		       json_t *figures, struct error *err);
+		       const struct nn_optim *opt, const struct nn_trainstate *st,
+		       struct error *err);
 
 /* Load DIR/train.state into net and opt (both set up for this training:
- * the net built and prepared, nn_optim_init done). 1: loaded, st filled;
+ * the net built and prepared, nn_optim_init done). 1: loaded, st filled
+ * (its figures owned: nn_trainstate_release);
  * 0: DIR or its state does not exist (a fresh start, st zeroed); -1: the file
  * is damaged, or holds another training (the first setting of `what` that
  * differs is named, with both values): the message says to remove the
@@ -49,6 +53,10 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 		       struct nn_optim *opt, struct nn_trainstate *st, struct error *err);
 
 void nn_trainstate_release(struct nn_trainstate *st);
+
+/* "after epoch 3 of 30" or "after epoch 3 and 17 batches of epoch 4 of 30":
+ * where a resumed training went on from, for its messages. */
+void nn_trainstate_where(char *out, size_t size, int epochs_done, uint64_t batches, int epochs);
 
 /* Per-epoch figures as JSON arrays: put sets figures[key] to v[0..n) (a
  * value that is not finite becomes null); get fills v[0..n) from it (null:

@@ -66,10 +66,14 @@ static void usage(FILE *f)
 	    "                  is ranks x --batch) or adpsgd (asynchronous decentralized:\n"
 	    "                  each even rank averages weights with a neighbour after\n"
 	    "                  every step, nobody waits); rank 0 tests and writes DIR\n"
-	    "  --state DIR     resumable: after every epoch the training's state goes to\n"
-	    "                  DIR/train.state; a new start with the same DIR and settings\n"
-	    "                  goes on after its last epoch (docs/nn.md); not with --dist.\n"
-	    "                  In a pipeline: --state \"$CAIRN_STATE\"\n"
+	    "  --state DIR     resumable: the training's state goes to DIR/train.state\n"
+	    "                  after every epoch and every --state-every seconds; a new\n"
+	    "                  start with the same DIR and settings goes on where it\n"
+	    "                  stopped (a time limit, a preemption, kill -9), to the\n"
+	    "                  same model as one never stopped (docs/nn.md); not with\n"
+	    "                  --dist. In a pipeline: --state \"$CAIRN_STATE\"\n"
+	    "  --state-every S seconds between states within an epoch (default 600;\n"
+	    "                  0: at epoch ends only)\n"
 	    "  --help          this text\n"
 	    "\n"
 	    "example:\n"
@@ -145,20 +149,30 @@ static int set_precision(const struct nn_backend *be, const char **p)
 int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
-	static const struct option longopts[] = {
-	    {"train", required_argument, 0, 't'},  {"test", required_argument, 0, 'T'},
-	    {"out", required_argument, 0, 'o'},	   {"arch", required_argument, 0, 'a'},
-	    {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},
-	    {"lr", required_argument, 0, 'l'},	   {"wd", required_argument, 0, 'w'},
-	    {"seed", required_argument, 0, 's'},   {"threads", required_argument, 0, 'j'},
-	    {"device", required_argument, 0, 'd'}, {"no-augment", no_argument, 0, 'A'},
-	    {"pad", required_argument, 0, 'P'},	   {"precision", required_argument, 0, 'p'},
-	    {"dist", required_argument, 0, 'D'},   {"state", required_argument, 0, 'S'},
-	    {"help", no_argument, 0, 'h'},	   {0, 0, 0, 0}};
+	static const struct option longopts[] = {{"train", required_argument, 0, 't'},
+						 {"test", required_argument, 0, 'T'},
+						 {"out", required_argument, 0, 'o'},
+						 {"arch", required_argument, 0, 'a'},
+						 {"epochs", required_argument, 0, 'e'},
+						 {"batch", required_argument, 0, 'b'},
+						 {"lr", required_argument, 0, 'l'},
+						 {"wd", required_argument, 0, 'w'},
+						 {"seed", required_argument, 0, 's'},
+						 {"threads", required_argument, 0, 'j'},
+						 {"device", required_argument, 0, 'd'},
+						 {"no-augment", no_argument, 0, 'A'},
+						 {"pad", required_argument, 0, 'P'},
+						 {"precision", required_argument, 0, 'p'},
+						 {"dist", required_argument, 0, 'D'},
+						 {"state", required_argument, 0, 'S'},
+						 {"state-every", required_argument, 0, 'E'},
+						 {"help", no_argument, 0, 'h'},
+						 {0, 0, 0, 0}};
 	struct nn_train_config cfg;
 	nn_train_defaults(&cfg);
 	const char *train_path = NULL, *test_path = NULL, *out = NULL, *precision = NULL;
 	long v, threads = 0;
+	float every;
 	int c;
 	enum dist_algo algo = DIST_NONE;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -215,6 +229,12 @@ int main(int argc, char **argv)
 		}
 		case 'S':
 			cfg.state_dir = optarg;
+			break;
+		case 'E':
+			if (parse_float(optarg, &every) < 0 || !(every >= 0))
+				return bad_usage(
+				    "--state-every: '%s' is not a number of seconds >= 0", optarg);
+			cfg.state_every = every;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
@@ -374,6 +394,7 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
 	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
 	json_object_set_new(m, "resumed_from_epoch", json_integer(res.resumed_from));
+	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res.resumed_batches));
 	if (algo != DIST_NONE) /* how the ranks trained together */
 		json_object_set_new(m, "dist", dist_train_json(&dist, &tot));
 #ifdef CAIRN_CUDA
@@ -407,9 +428,12 @@ int main(int argc, char **argv)
 	if (!status) {
 		fprintf(stderr, "test accuracy %.4f, %.0f images/s, wall %.1f s -> %s\n",
 			res.test_accuracy, res.images_per_second, wall, out);
-		if (res.resumed_from)
-			fprintf(stderr, "(resumed after epoch %d of %d from %s)\n",
-				res.resumed_from, cfg.epochs, cfg.state_dir);
+		if (res.resumed_from || res.resumed_batches) {
+			char where[128];
+			nn_trainstate_where(where, sizeof(where), res.resumed_from,
+					    res.resumed_batches, cfg.epochs);
+			fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
+		}
 	}
 out:
 	nn_train_result_release(&res);

@@ -67,12 +67,14 @@ static void usage(FILE *f)
 	    "                       (mpirun -np N, srun; `ranks = N` in a pipeline): none\n"
 	    "                       (default), allreduce or adpsgd (docs/dist.md); rank 0\n"
 	    "                       validates and writes DIR\n"
-	    "  --state DIR          resumable: after every epoch the training's state goes to\n"
-	    "                       DIR/train.state; a new start with the same DIR and\n"
-	    "                       settings goes on after its last epoch (a Slurm time\n"
-	    "                       limit, a preemption, kill -9), to the same model as\n"
-	    "                       one never stopped (docs/nn.md); not with --dist.\n"
-	    "                       In a pipeline: --state \"$CAIRN_STATE\"\n"
+	    "  --state DIR          resumable: the training's state goes to DIR/train.state\n"
+	    "                       after every epoch and every --state-every seconds; a new\n"
+	    "                       start with the same DIR and settings goes on where it\n"
+	    "                       stopped (a time limit, a preemption, kill -9), to the\n"
+	    "                       same model as one never stopped (docs/nn.md); not with\n"
+	    "                       --dist. In a pipeline: --state \"$CAIRN_STATE\"\n"
+	    "  --state-every S      seconds between states within an epoch (default 600;\n"
+	    "                       0: at epoch ends only)\n"
 	    "  --help               this text\n"
 	    "\n"
 	    "example:\n"
@@ -261,6 +263,7 @@ static json_t *metrics_json(const struct nn_segment_config *cfg,
 	json_object_set_new(m, "val_records", json_integer(val ? (json_int_t)val->count : 0));
 	json_object_set_new(m, "load_average_at_start", json_real(load));
 	json_object_set_new(m, "resumed_from_epoch", json_integer(res->resumed_from));
+	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res->resumed_batches));
 #ifdef CAIRN_CUDA
 	if (cfg->be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
 		struct nn_cuda_graph_stats gs;
@@ -312,6 +315,7 @@ int main(int argc, char **argv)
 						 {"precision", required_argument, 0, 'p'},
 						 {"dist", required_argument, 0, 'D'},
 						 {"state", required_argument, 0, 'S'},
+						 {"state-every", required_argument, 0, 'E'},
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	struct nn_segment_config cfg;
@@ -319,6 +323,7 @@ int main(int argc, char **argv)
 	static float weights[MAX_WEIGHTS];
 	const char *train_path = NULL, *val_path = NULL, *out = NULL, *precision = NULL;
 	long v, threads = 0;
+	float every;
 	int c;
 	enum dist_algo algo = DIST_NONE;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -394,6 +399,12 @@ int main(int argc, char **argv)
 		}
 		case 'S':
 			cfg.state_dir = optarg;
+			break;
+		case 'E':
+			if (parse_float(optarg, &every) < 0 || !(every >= 0))
+				return bad_usage(
+				    "--state-every: '%s' is not a number of seconds >= 0", optarg);
+			cfg.state_every = every;
 			break;
 		case 'h':
 			usage(stdout);
@@ -532,9 +543,12 @@ int main(int argc, char **argv)
 				res.val.pixel_accuracy, res.val.mean_iou);
 		fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second, wall,
 			out);
-		if (res.resumed_from)
-			fprintf(stderr, "(resumed after epoch %d of %d from %s)\n",
-				res.resumed_from, cfg.epochs, cfg.state_dir);
+		if (res.resumed_from || res.resumed_batches) {
+			char where[128];
+			nn_trainstate_where(where, sizeof(where), res.resumed_from,
+					    res.resumed_batches, cfg.epochs);
+			fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
+		}
 	}
 out:
 	if (status && made_out)

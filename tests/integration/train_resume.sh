@@ -45,6 +45,14 @@ import json; a = json.load(open('u1/metrics.json')); b = json.load(open('u2/metr
 assert a['loss_per_epoch'] == b['loss_per_epoch'], (a['loss_per_epoch'], b['loss_per_epoch'])
 assert [e['val_iou'] for e in a['per_epoch']] == [e['val_iou'] for e in b['per_epoch']]
 assert a['val_confusion'] == b['val_confusion'] and a['resumed_from_epoch'] == 0"
+# a state after every batch: killed wherever, mostly within an epoch
+kill_after_state ust2 cairn-train-unet $U --out u7 --state ust2 --state-every 0.000001
+check_rc "unet: states within epochs: the same command again goes on" 0 \
+	cairn-train-unet $U --out u7 --state ust2 --state-every 0.000001
+check_grep "unet: ... saying where" "resumed after epoch [0-9]+ (and [0-9]+ batches of epoch [0-9]+ )?of 30 from ust2" .out
+check "unet: ... to the same model, byte for byte" cmp u1/model.ckpt u7/model.ckpt
+check_rc "unet: --state-every below 0 is bad usage" 2 cairn-train-unet $U --out u8 --state ust2 --state-every -1
+check_grep "unet: ... saying so" "--state-every: '-1' is not a number of seconds >= 0" .out
 check_rc "unet: a state of all epochs gives the model at once" 0 \
 	cairn-train-unet $U --out u3 --state ust
 check "unet: ... the same model" cmp u1/model.ckpt u3/model.ckpt

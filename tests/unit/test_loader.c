@@ -231,6 +231,26 @@ static void test_seek_matches_sequential(void)
 	CHECK_INT(loader_next(sk, &b, &err), 0);
 	CHECK(same);
 	CHECK_INT(n, 6);
+	/* into the middle of an epoch: batch 4 of epoch 1, then on into epoch 2 */
+	CHECK_INT(loader_seek(seq, 1, &err), 0);
+	for (int i = 0; i < 4; i++)
+		CHECK_INT(loader_next(seq, &a, &err), 1);
+	CHECK_INT(loader_seek_batch(sk, 1, 4, &err), 0);
+	same = 1, n = 0;
+	while (n < 6) {
+		int ra = loader_next(seq, &a, &err), rb = loader_next(sk, &b, &err);
+		CHECK_INT(rb, ra);
+		if (ra == 0) /* the end of epoch 1, at the same place */
+			continue;
+		same &= a.epoch == b.epoch && a.index == b.index && a.n == b.n;
+		same &= memcmp(a.x, b.x, sizeof(float) * a.n * 9) == 0 &&
+			memcmp(a.y, b.y, 4 * a.n) == 0;
+		n++;
+	}
+	CHECK(same);
+	CHECK_INT((int)b.epoch, 2);
+	CHECK_INT(loader_seek_batch(sk, 1, 6, &err), -1); /* an epoch has 6 batches */
+	CHECK(strstr(err.msg, "batch 6 of an epoch of 6 batches") != NULL);
 	loader_free(seq);
 	loader_free(sk);
 	dataset_close(&ds);

@@ -567,10 +567,89 @@ static int write_test_shards(const char *dir, int n, int S)
 	return 0;
 }
 
+/* The child of test_resume_mid_epoch dies in this batch, as under kill -9:
+ * the states of the batches before it are all that is left. */
+static int die_epoch, die_batch;
+static void die_at(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
+{
+	(void)ctx, (void)batches, (void)loss;
+	if (epoch == die_epoch && (int)batch == die_batch)
+		_exit(0);
+}
+
+/* The training of test_resume_mid_epoch; stop_epoch >= 0: a state after
+ * every batch, and an exit in that batch of that epoch. */
+static int resume_train(const char *dir, const char *state, int stop_epoch, int stop_batch,
+			struct nn_net *net, struct nn_segment_result *res)
+{
+	char tr[300], va[300];
+	snprintf(tr, sizeof(tr), "%s/rtrain.ds", dir);
+	snprintf(va, sizeof(va), "%s/rval.ds", dir);
+	struct dataset train, val;
+	struct error err;
+	if (dataset_open(&train, tr, 0, &err) < 0 || dataset_open(&val, va, 0, &err) < 0)
+		return -1;
+	struct nn_segment_config cfg;
+	nn_segment_defaults(&cfg);
+	cfg.arch = "unet:depth=2,base=4";
+	cfg.epochs = 3;
+	cfg.batch = 8;
+	cfg.state_dir = state;
+	cfg.state_every = 1e-9; /* after every batch */
+	if (stop_epoch >= 0) {
+		cfg.on_batch = die_at;
+		die_epoch = stop_epoch, die_batch = stop_batch;
+	}
+	int rc = nn_train_segmenter(&cfg, &train, &val, net, res, &err);
+	if (rc < 0)
+		printf("# %s\n", err.msg);
+	dataset_close(&train), dataset_close(&val);
+	return rc;
+}
+
+/* Stopped in the middle of an epoch (a child process that exits at a known
+ * batch, a state after every batch): the next start goes on after the last
+ * batch done and ends with the weights, losses and validation of a training
+ * never stopped, bit for bit. The child is this program run again
+ * (--train-until): a fork would inherit a thread pool without its threads. */
+static void test_resume_mid_epoch(void)
+{
+	char tr[300], va[300], st[300];
+	tmp_path(tr, sizeof(tr), "rtrain.ds");
+	tmp_path(va, sizeof(va), "rval.ds");
+	tmp_path(st, sizeof(st), "state");
+	CHECK_INT(write_scenes(tr, 3, 40, 32, 0), 0); /* 5 batches of 8 an epoch */
+	CHECK_INT(write_scenes(va, 4, 8, 32, 0), 0);
+	struct nn_net a, b;
+	struct nn_segment_result ra, rb;
+	CHECK_INT(resume_train(tmpdir, NULL, -1, 0, &a, &ra), 0);
+	/* the 4th batch of the 2nd epoch: 3 of it done */
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "/proc/%d/exe --train-until %s %s 1 4", (int)getpid(), tmpdir, st);
+	CHECK_INT(system(cmd), 0);
+	CHECK_INT(resume_train(tmpdir, st, -1, 0, &b, &rb), 0);
+	CHECK_INT(rb.resumed_from, 1);
+	CHECK_INT((int)rb.resumed_batches, 3);
+	CHECK_INT((int)a.flat.n, (int)b.flat.n);
+	CHECK(!memcmp(a.flat.w, b.flat.w, a.flat.n * sizeof(float)));
+	CHECK(!memcmp(ra.epoch_loss, rb.epoch_loss, 3 * sizeof(float)));
+	CHECK(ra.val.mean_iou == rb.val.mean_iou);
+	CHECK(!memcmp(ra.epoch_mean_iou, rb.epoch_mean_iou, 3 * sizeof(double)));
+	nn_segment_result_release(&ra), nn_segment_result_release(&rb);
+	nn_net_release(&a), nn_net_release(&b);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && !strcmp(argv[1], "--write-shards"))
 		return write_test_shards(argv[2], atoi(argv[3]), atoi(argv[4]));
+	if (argc == 6 && !strcmp(argv[1], "--train-until")) { /* test_resume_mid_epoch */
+		struct nn_net net;
+		struct nn_segment_result res;
+		nn_cpu_set_threads(2);
+		resume_train(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), &net, &res);
+		return 1; /* die_at exits 0 first */
+	}
 	if (!mkdtemp(tmpdir))
 		return 1;
 	nn_cpu_set_threads(2);
@@ -580,6 +659,7 @@ int main(int argc, char **argv)
 	RUN(test_auto_and_given_weights);
 	RUN(test_bad_inputs);
 	RUN(test_unet_learns_and_predicts);
+	RUN(test_resume_mid_epoch);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
 	return CHECK_DONE();

@@ -51,12 +51,20 @@ static void test_round_trip(void)
 	nn_figures_put(fig, "accuracy", acc, 3);
 	nn_figures_put_float(fig, "loss", loss, 3);
 	char dir[256];
-	snprintf(dir, sizeof(dir), "%s/state", tmpdir);				  /* made by save */
-	CHECK_INT(nn_trainstate_save(dir, what, &a, &oa, 3, 12.5, fig, &err), 0); /* takes fig */
+	snprintf(dir, sizeof(dir), "%s/state", tmpdir); /* made by save */
+	/* 3 whole epochs and 17 batches of the 4th */
+	struct nn_trainstate pos = {.epochs_done = 3,
+				    .batches = 17,
+				    .loss_sum = 0.1 + 4.2,
+				    .seconds = 12.5,
+				    .figures = fig};
+	CHECK_INT(nn_trainstate_save(dir, what, &a, &oa, &pos, &err), 0);
 
 	struct nn_trainstate st;
 	CHECK_INT(nn_trainstate_load(dir, what, &b, &ob, &st, &err), 1);
 	CHECK_INT(st.epochs_done, 3);
+	CHECK_INT((int)st.batches, 17);
+	CHECK(st.loss_sum == 0.1 + 4.2); /* a double, exactly */
 	CHECK(st.seconds == 12.5);
 	CHECK_INT(ob.t, 50);
 	CHECK_INT((int)b.step, 15);
@@ -113,6 +121,7 @@ static void test_round_trip(void)
 	CHECK(st.figures == NULL);
 
 	json_decref(what);
+	json_decref(fig);
 	nn_net_release(&a), nn_net_release(&b), nn_net_release(&c);
 }
 
