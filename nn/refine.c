@@ -1,14 +1,18 @@
 /* refine: noisy map labels made more complete with a CycleGAN (see refine.h). */
 #include "nn/refine.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/jsonio.h"
 #include "core/mem.h"
 #include "core/rng.h"
 #include "nn/model.h"
+#include "nn/trainstate.h"
 
 void nn_refine_defaults(struct nn_refine_config *cfg)
 {
@@ -18,6 +22,7 @@ void nn_refine_defaults(struct nn_refine_config *cfg)
 	cfg->gan.identity = 0;
 	cfg->crop = 64;
 	cfg->steps = 2000;
+	cfg->state_every = 600;
 	cfg->feature_weight = 5;
 	cfg->paired = 3;
 	cfg->seed = 1;
@@ -114,9 +119,91 @@ static void fill_batch(const struct nn_refine_config *cfg, const struct dataset 
 	}
 }
 
-int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds,
-		    struct nn_cyclegan *c, struct error *err)
+/* What a state of this training holds (nn/trainstate.h): the settings that
+ * change its numbers. */
+static json_t *refine_what(const struct nn_refine_config *cfg, const struct dataset *ds)
 {
+	const struct nn_cyclegan_config *g = &cfg->gan;
+	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, "
+			 "s:I, s:I}",
+			 "trainer", "refine", "train", ds->path, "train_records",
+			 (json_int_t)ds->count, "steps", (json_int_t)cfg->steps, "crop", cfg->crop,
+			 "batch", g->batch, "gen", g->gen, "disc", g->disc, "lr", (double)g->lr,
+			 "b1", (double)g->b1, "cycle", (double)g->cycle, "identity",
+			 (double)g->identity, "feature_weight", (double)cfg->feature_weight,
+			 "paired", (double)cfg->paired, "seed", (json_int_t)cfg->seed, "gan_seed",
+			 (json_int_t)g->seed);
+}
+
+/* The four modules with their Adams, G_A, G_B, D_A, D_B: the uses that own
+ * the weights and optimizer state (nn/cyclegan.c's module()). */
+static void refine_parts(struct nn_cyclegan *c, struct nn_trainpart parts[4])
+{
+	for (int m = 0; m < 2; m++) {
+		parts[m] = (struct nn_trainpart){&c->g[m][NN_CG_TRANSLATE], &c->og[m]};
+		parts[2 + m] = (struct nn_trainpart){&c->d[m][NN_CG_REAL], &c->od[m]};
+	}
+}
+
+/* The state after `step` steps: the crop generator, the loss sums since the
+ * last report, the caller's log. */
+static int refine_save(const struct nn_refine_config *cfg, const json_t *what,
+		       struct nn_cyclegan *c, long step, uint64_t rng, const double *sum,
+		       long since, double seconds, struct error *err)
+{
+	struct nn_trainpart parts[4];
+	refine_parts(c, parts);
+	char hex[17];
+	snprintf(hex, sizeof(hex), "%016" PRIx64, rng);
+	json_t *f = json_pack("{s:s, s:I}", "rng", hex, "since", (json_int_t)since);
+	if (f) {
+		nn_figures_put(f, "loss_sums", sum, NN_CG_LOSSES);
+		if (cfg->log_save)
+			json_object_set_new(f, "log", cfg->log_save(cfg->ctx));
+	}
+	struct nn_trainstate st = {.batches = (uint64_t)step, .seconds = seconds, .figures = f};
+	int rc = f ? nn_trainstate_save(cfg->state_dir, what, parts, 4, &st, err)
+		   : error_set(err, "%s: out of memory", cfg->state_dir);
+	json_decref(f);
+	return rc;
+}
+
+static int refine_load(const struct nn_refine_config *cfg, const json_t *what,
+		       struct nn_cyclegan *c, long *step, uint64_t *rng, double *sum, long *since,
+		       double *seconds, struct error *err)
+{
+	struct nn_trainpart parts[4];
+	refine_parts(c, parts);
+	struct nn_trainstate st;
+	int got = nn_trainstate_load(cfg->state_dir, what, parts, 4, &st, err);
+	if (got <= 0)
+		return got < 0 ? DATASET_EBADINPUT : 0;
+	const char *hex = jsonio_str(st.figures, "rng", "");
+	char *end;
+	*rng = strtoull(hex, &end, 16);
+	*step = (long)st.batches;
+	*since = (long)jsonio_int(st.figures, "since", 0);
+	*seconds = st.seconds;
+	int rc = 1;
+	if (!hex[0] || *end || *step > cfg->steps ||
+	    nn_figures_get(st.figures, "loss_sums", sum, NN_CG_LOSSES) < 0 ||
+	    (cfg->log_load && cfg->log_load(cfg->ctx, json_object_get(st.figures, "log")) < 0)) {
+		error_set(err,
+			  "%s/" NN_TRAINSTATE_FILE
+			  ": its step, generator or log is missing: remove "
+			  "it to start over",
+			  cfg->state_dir);
+		rc = DATASET_EBADINPUT;
+	}
+	nn_trainstate_release(&st);
+	return rc;
+}
+
+int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds,
+		    struct nn_cyclegan *c, long *resumed_from, struct error *err)
+{
+	if (resumed_from)
+		*resumed_from = 0;
 	int rc = nn_refine_check(ds, 1, err);
 	if (rc < 0)
 		return rc;
@@ -142,14 +229,30 @@ int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds
 			   mem_alloc((size_t)s->channels * cfg->crop * cfg->crop)};
 	void *graph = NULL;
 	uint64_t rng = cfg->seed;
-	double sum[NN_CG_LOSSES] = {0}, t0 = clock_now();
-	long since = 0;
+	double sum[NN_CG_LOSSES] = {0}, t0 = clock_now(), before = 0, last = t0;
+	long since = 0, first = 1;
+	json_t *what = NULL;
 	rc = 0;
 	if (!bt.a || !bt.b || !bt.wb || !bt.crop || (cfg->paired > 0 && (!bt.pb || !bt.pw))) {
 		rc = error_set(err, "refine: out of memory for a batch of %d crops", g.batch);
 		goto out;
 	}
-	for (long step = 1; step <= cfg->steps; step++) {
+	if (cfg->state_dir) {
+		long done = 0;
+		if (!(what = refine_what(cfg, ds))) {
+			rc = error_set(err, "%s: out of memory", cfg->state_dir);
+			goto out;
+		}
+		rc = refine_load(cfg, what, c, &done, &rng, sum, &since, &before, err);
+		if (rc < 0)
+			goto out;
+		rc = 0;
+		first = done + 1;
+		t0 -= before;
+		if (resumed_from)
+			*resumed_from = done;
+	}
+	for (long step = first; step <= cfg->steps; step++) {
 		fill_batch(cfg, ds, &bt, &rng);
 		be->upload(c->real[0], bt.a, c->img[0] * sizeof(float));
 		be->upload(c->real[1], bt.b, nb);
@@ -178,8 +281,16 @@ int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds
 			since = 0;
 			cfg->on_steps(cfg->ctx, step, cfg->steps, mean, clock_now() - t0);
 		}
+		if (cfg->state_dir && step < cfg->steps && cfg->state_every > 0 &&
+		    clock_now() - last >= cfg->state_every) {
+			if ((rc = refine_save(cfg, what, c, step, rng, sum, since, clock_now() - t0,
+					      err)) < 0)
+				goto out;
+			last = clock_now();
+		}
 	}
 out:
+	json_decref(what);
 	nn_backend_step_release(be, &graph);
 	mem_free(bt.a), mem_free(bt.b), mem_free(bt.wb), mem_free(bt.pb), mem_free(bt.pw);
 	mem_free(bt.crop);

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "nn/cyclegan.h"
 #include "nn/dataset.h"
 #include "nn/train.h"
@@ -36,6 +38,16 @@ struct nn_refine_config {
 	void (*on_steps)(void *ctx, long step, long steps, const float *loss, double seconds);
 	long every;
 	void *ctx;
+	/* Resumable (nn/trainstate.h): NULL, or a folder where the training's
+	   state goes every state_every seconds (at a step's end), from which a
+	   new start with the same settings goes on after the last step done,
+	   to the same nets as a training never stopped (CPU). The caller's log
+	   of on_steps travels with it: log_save gives it (a new reference),
+	   log_load takes it back on resume (0, or -1 when it is not one). */
+	const char *state_dir;
+	double state_every;
+	json_t *(*log_save)(void *ctx);
+	int (*log_load)(void *ctx, const json_t *log);
 };
 
 /* gan: nn_cyclegan_defaults with NN_REFINE_GEN/DISC, no identity loss
@@ -50,9 +62,12 @@ void nn_refine_defaults(struct nn_refine_config *cfg);
 int nn_refine_check(const struct dataset *ds, int training, struct error *err);
 
 /* Train a CycleGAN (built into *c, released by the caller) on unpaired crops
- * of ds. -1 "training diverged" when a loss is not finite. */
+ * of ds. -1 "training diverged" when a loss is not finite. With state_dir:
+ * resumed where a stopped one left off (*resumed_from: the steps done
+ * before this start, 0 for a fresh one; may be NULL); a state of other
+ * settings or a damaged one is DATASET_EBADINPUT. */
 int nn_refine_train(const struct nn_refine_config *cfg, const struct dataset *ds,
-		    struct nn_cyclegan *c, struct error *err);
+		    struct nn_cyclegan *c, long *resumed_from, struct error *err);
 
 /* Tile encodings (host): pixels/127.5 - 1 per value; a mask as K planes of
  * +1 / -1 (an ignored pixel: -1 everywhere). */

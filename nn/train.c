@@ -268,7 +268,8 @@ int nn_train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync,
 			   sv->dir, sync->parts);
 	if (!sv->what)
 		return error_set(err, "%s: out of memory", sv->dir);
-	int got = nn_trainstate_load(sv->dir, sv->what, sv->net, sv->opt, ts, err);
+	struct nn_trainpart part = {sv->net, sv->opt};
+	int got = nn_trainstate_load(sv->dir, sv->what, &part, 1, ts, err);
 	if (got < 0)
 		return DATASET_EBADINPUT;
 	if (got && loader_seek_batch(l, (uint64_t)ts->epochs_done, ts->batches, err) < 0) {
@@ -286,7 +287,8 @@ int nn_train_save(struct nn_train_saver *sv, int epochs_done, uint64_t batches, 
 	struct nn_trainstate st = {
 	    .epochs_done = epochs_done, .batches = batches, .loss_sum = loss_sum};
 	st.figures = sv->figures(sv->ctx, epochs_done, &st.seconds);
-	int rc = nn_trainstate_save(sv->dir, sv->what, sv->net, sv->opt, &st, err);
+	struct nn_trainpart part = {sv->net, sv->opt};
+	int rc = nn_trainstate_save(sv->dir, sv->what, &part, 1, &st, err);
 	json_decref(st.figures);
 	sv->last = clock_now();
 	return rc;

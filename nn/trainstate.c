@@ -39,22 +39,27 @@ static void state_path(struct buf *p, const char *dir)
 	buf_addf(p, "%s/%s", dir, NN_TRAINSTATE_FILE);
 }
 
-int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net *net,
-		       const struct nn_optim *opt, const struct nn_trainstate *st,
-		       struct error *err)
+int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_trainpart *parts,
+		       int nparts, const struct nn_trainstate *st, struct error *err)
 {
-	const struct nn_flat *f = &net->flat;
-	size_t moments = f->v ? f->ntrain : 0;
-	if (f->ntrain && !f->m)
-		return error_set(err,
-				 "train state: the optimizer has no state yet (nn_optim_init)");
+	for (int i = 0; i < nparts; i++)
+		if (parts[i].net->flat.ntrain && !parts[i].net->flat.m)
+			return error_set(err,
+					 "train state: the optimizer of part %d has no state "
+					 "yet (nn_optim_init)",
+					 i);
 	struct buf path = BUF_INIT;
 	state_path(&path, dir);
+	json_t *steps = json_array(), *net_steps = json_array();
+	for (int i = 0; i < nparts; i++) {
+		json_array_append_new(steps, json_integer((json_int_t)parts[i].opt->t));
+		json_array_append_new(net_steps, json_integer((json_int_t)parts[i].net->step));
+	}
 	json_t *head =
-	    json_pack("{s:O, s:i, s:I, s:f, s:I, s:I, s:f, s:O}", "what", what, "epochs_done",
+	    json_pack("{s:O, s:i, s:I, s:f, s:o, s:o, s:f, s:O}", "what", what, "epochs_done",
 		      st->epochs_done, "batches", (json_int_t)st->batches, "loss_sum", st->loss_sum,
-		      "step", (json_int_t)opt->t, "net_step", (json_int_t)net->step, "seconds",
-		      st->seconds, "figures", st->figures ? st->figures : json_null());
+		      "steps", steps, "net_steps", net_steps, "seconds", st->seconds, "figures",
+		      st->figures ? st->figures : json_null());
 	char *text = head ? json_dumps(head, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(head);
 	struct buf b = BUF_INIT;
@@ -67,10 +72,15 @@ int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net 
 	le_put_u32(&b, VERSION);
 	le_put_u32(&b, (uint32_t)strlen(text));
 	buf_adds(&b, text);
-	le_put_u64(&b, f->n), le_put_u64(&b, f->ntrain), le_put_u64(&b, moments);
-	put_floats(&b, net->be, f->w, f->n);
-	put_floats(&b, net->be, f->m, f->ntrain);
-	put_floats(&b, net->be, f->v, moments);
+	le_put_u32(&b, (uint32_t)nparts);
+	for (int i = 0; i < nparts; i++) {
+		const struct nn_flat *f = &parts[i].net->flat;
+		size_t moments = f->v ? f->ntrain : 0;
+		le_put_u64(&b, f->n), le_put_u64(&b, f->ntrain), le_put_u64(&b, moments);
+		put_floats(&b, parts[i].net->be, f->w, f->n);
+		put_floats(&b, parts[i].net->be, f->m, f->ntrain);
+		put_floats(&b, parts[i].net->be, f->v, moments);
+	}
 	char hex[SHA256_HEX_LEN + 1];
 	if (b.failed) {
 		error_set(err, "%s: out of memory", path.s);
@@ -142,8 +152,8 @@ static int read_floats(struct le_reader *r, const struct nn_backend *be, float *
 	return 0;
 }
 
-int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
-		       struct nn_optim *opt, struct nn_trainstate *st, struct error *err)
+int nn_trainstate_load(const char *dir, const json_t *what, const struct nn_trainpart *parts,
+		       int nparts, struct nn_trainstate *st, struct error *err)
 {
 	memset(st, 0, sizeof(*st));
 	struct buf path = BUF_INIT;
@@ -203,22 +213,34 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 	}
 	if (same_training(path.s, json_object_get(head, "what"), what, err) < 0)
 		goto out;
-	const struct nn_flat *f = &net->flat;
-	uint64_t n, ntrain, moments;
-	if (le_read_u64(&r, &n, "the sizes") < 0 || le_read_u64(&r, &ntrain, "the sizes") < 0 ||
-	    le_read_u64(&r, &moments, "the sizes") < 0)
+	uint32_t np;
+	if (le_read_u32(&r, &np, "the part count") < 0)
 		goto out;
-	if (n != f->n || ntrain != f->ntrain || moments != (f->v ? f->ntrain : 0)) {
-		error_set(err,
-			  "%s: holds %" PRIu64 " parameters (%" PRIu64 " trainable, %" PRIu64
-			  " second moments), the net has %zu (%zu, %zu)",
-			  path.s, n, ntrain, moments, f->n, f->ntrain, f->v ? f->ntrain : 0);
+	if ((int)np != nparts) {
+		error_set(err, "%s: holds %u nets, this training has %d", path.s, np, nparts);
 		goto out;
 	}
-	if (read_floats(&r, net->be, f->w, n, "the parameters") < 0 ||
-	    read_floats(&r, net->be, f->m, ntrain, "the momentum") < 0 ||
-	    read_floats(&r, net->be, f->v, moments, "the second moments") < 0)
-		goto out;
+	for (int i = 0; i < nparts; i++) {
+		const struct nn_flat *f = &parts[i].net->flat;
+		const struct nn_backend *be = parts[i].net->be;
+		uint64_t n, ntrain, moments;
+		if (le_read_u64(&r, &n, "the sizes") < 0 ||
+		    le_read_u64(&r, &ntrain, "the sizes") < 0 ||
+		    le_read_u64(&r, &moments, "the sizes") < 0)
+			goto out;
+		if (n != f->n || ntrain != f->ntrain || moments != (f->v ? f->ntrain : 0)) {
+			error_set(
+			    err,
+			    "%s: net %d holds %" PRIu64 " parameters (%" PRIu64
+			    " trainable, %" PRIu64 " second moments), this one has %zu (%zu, %zu)",
+			    path.s, i, n, ntrain, moments, f->n, f->ntrain, f->v ? f->ntrain : 0);
+			goto out;
+		}
+		if (read_floats(&r, be, f->w, n, "the parameters") < 0 ||
+		    read_floats(&r, be, f->m, ntrain, "the momentum") < 0 ||
+		    read_floats(&r, be, f->v, moments, "the second moments") < 0)
+			goto out;
+	}
 	if (r.off != r.len) {
 		error_set(err, "%s: %zu bytes past the end of its contents", path.s, r.len - r.off);
 		goto out;
@@ -227,8 +249,12 @@ int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
 	st->batches = (uint64_t)jsonio_int(head, "batches", 0);
 	st->loss_sum = jsonio_num(head, "loss_sum", 0);
 	st->seconds = jsonio_num(head, "seconds", 0);
-	opt->t = (long)jsonio_int(head, "step", 0);
-	net->step = (uint64_t)jsonio_int(head, "net_step", 0);
+	for (int i = 0; i < nparts; i++) {
+		parts[i].opt->t =
+		    (long)json_integer_value(json_array_get(json_object_get(head, "steps"), i));
+		parts[i].net->step = (uint64_t)json_integer_value(
+		    json_array_get(json_object_get(head, "net_steps"), i));
+	}
 	json_t *figures = json_object_get(head, "figures");
 	st->figures = json_is_null(figures) ? NULL : json_incref(figures);
 	rc = 1;

@@ -10,10 +10,11 @@
  * as one that was never stopped (same backend and thread count).
  *
  * File, little-endian: "CAIRNTST" | u32 version (1) | u32 json_len | JSON |
- * u64 n, ntrain, nmoments | n + ntrain + nmoments float32 | 64 hex chars:
- * sha256 of every byte before them. The JSON: {"what": {...}, "epochs_done",
- * "batches", "loss_sum", "step", "net_step", "seconds", "figures": {...}}. Written to a temp file,
- * synced and renamed: a process killed at any moment leaves the previous
+ * u32 nparts | per part (a net and its optimizer): u64 n, ntrain, nmoments |
+ * n + ntrain + nmoments float32 | 64 hex chars: sha256 of every byte before
+ * them. The JSON: {"what": {...}, "epochs_done", "batches", "loss_sum",
+ * "steps": [per part], "net_steps": [per part], "seconds", "figures": {...}}.
+ * Written to a temp file, synced and renamed: a process killed at any moment leaves the previous
  * epoch's state or this one's, never a torn file. */
 #ifndef NN_TRAINSTATE_H
 #define NN_TRAINSTATE_H
@@ -34,23 +35,29 @@ struct nn_trainstate {
 	json_t *figures;  /* the trainer's per-epoch figures so far (NULL if none) */
 };
 
+/* One net of a training and its optimizer. A training may have several
+ * (a CycleGAN: two generators, two discriminators, an Adam each). */
+struct nn_trainpart {
+	struct nn_net *net;
+	struct nn_optim *opt;
+};
+
 /* Write DIR/train.state (DIR is made when missing) at the position st says,
  * with st's figures (may be NULL). what: an object of the settings and
  * inputs that make this training this one (architecture, shards, epochs,
  * batch, learning rate, seed, ...). */
-int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_net *net,
-		       const struct nn_optim *opt, const struct nn_trainstate *st,
-		       struct error *err);
+int nn_trainstate_save(const char *dir, const json_t *what, const struct nn_trainpart *parts,
+		       int nparts, const struct nn_trainstate *st, struct error *err);
 
-/* Load DIR/train.state into net and opt (both set up for this training:
- * the net built and prepared, nn_optim_init done). 1: loaded, st filled
- * (its figures owned: nn_trainstate_release);
- * 0: DIR or its state does not exist (a fresh start, st zeroed); -1: the file
- * is damaged, or holds another training (the first setting of `what` that
- * differs is named, with both values): the message says to remove the
- * folder or give another one. */
-int nn_trainstate_load(const char *dir, const json_t *what, struct nn_net *net,
-		       struct nn_optim *opt, struct nn_trainstate *st, struct error *err);
+/* Load DIR/train.state into the parts' nets and optimizers (set up for this
+ * training: built and prepared, nn_optim_init done). 1: loaded, st filled
+ * (its figures owned: nn_trainstate_release); 0: DIR or its state does not
+ * exist (a fresh start, st zeroed); -1: the file is damaged, holds other
+ * nets, or another training (the first setting of `what` that differs is
+ * named, with both values): the message says to remove the folder or give
+ * another one. */
+int nn_trainstate_load(const char *dir, const json_t *what, const struct nn_trainpart *parts,
+		       int nparts, struct nn_trainstate *st, struct error *err);
 
 void nn_trainstate_release(struct nn_trainstate *st);
 

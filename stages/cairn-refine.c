@@ -138,6 +138,12 @@ static void train_usage(FILE *f)
 		"  --threads N          CPU threads, 1..1024 (default: all cores)\n"
 		"  --device D           cpu (default), cpu-ref, cuda, auto\n"
 		"  --precision P        cuda math: tf32 (default), fp32, bf16; cpu: fp32 only\n"
+		"  --state DIR          resumable: every --state-every seconds (default 600) the\n"
+		"                       training's state goes to DIR/train.state; a new start\n"
+		"                       with the same DIR and settings goes on after its last\n"
+		"                       step (docs/refine.md). In a pipeline: --state "
+		"\"$CAIRN_STATE\"\n"
+		"  --state-every S      seconds between states (0: none written)\n"
 		"\n"
 		"example:\n"
 		"  %s train --train tiles.ds --out gan --steps 2000 --crop 64\n",
@@ -175,6 +181,23 @@ static void on_steps(void *ctx, long step, long steps, const float *loss, double
 			(double)loss[NN_CG_LOSS_DB_FAKE], seconds > 0 ? step / seconds : 0);
 }
 
+/* The log travels in the training's state (nn_refine_config.log_save). */
+static json_t *log_save(void *ctx)
+{
+	return json_incref(((struct train_log *)ctx)->steps);
+}
+
+static int log_load(void *ctx, const json_t *steps)
+{
+	struct train_log *log = ctx;
+	json_t *copy = json_is_array(steps) ? json_deep_copy(steps) : NULL;
+	if (!copy)
+		return -1;
+	json_decref(log->steps);
+	log->steps = copy;
+	return 0;
+}
+
 static int cmd_train(int argc, char **argv)
 {
 	static const struct option longopts[] = {{"train", required_argument, 0, 't'},
@@ -192,6 +215,8 @@ static int cmd_train(int argc, char **argv)
 						 {"device", required_argument, 0, 'd'},
 						 {"precision", required_argument, 0, 'p'},
 						 {"paired", required_argument, 0, 'P'},
+						 {"state", required_argument, 0, 'T'},
+						 {"state-every", required_argument, 0, 'E'},
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	const char *cmd = "train", *train = NULL, *out = NULL;
@@ -255,6 +280,18 @@ static int cmd_train(int argc, char **argv)
 				return bad_usage(cmd, "--paired: '%s' is not a number >= 0",
 						 optarg);
 			break;
+		case 'T':
+			cfg.state_dir = optarg;
+			break;
+		case 'E': {
+			float every;
+			if (parse_float(optarg, &every) < 0 || !(every >= 0))
+				return bad_usage(
+				    cmd, "--state-every: '%s' is not a number of seconds >= 0",
+				    optarg);
+			cfg.state_every = every;
+			break;
+		}
 		case 'S':
 			if (parse_long(optarg, 0, 2147483647L, &v) < 0)
 				return bad_usage(cmd, "--seed: '%s' is not an integer >= 0",
@@ -305,13 +342,15 @@ static int cmd_train(int argc, char **argv)
 	memset(&gan, 0, sizeof(gan));
 	struct train_log log = {json_array(), {0}};
 	cfg.on_steps = on_steps, cfg.ctx = &log;
+	cfg.log_save = log_save, cfg.log_load = log_load;
 	int status = 0;
 	if ((rc = nn_refine_check(&ds, 1, &err)) < 0 || fs_mkdir_p(out, &err) < 0) {
 		status = fail(rc < 0 ? rc : -1, &err);
 		goto done;
 	}
 	double t0 = clock_now();
-	rc = nn_refine_train(&cfg, &ds, &gan, &err);
+	long resumed = 0;
+	rc = nn_refine_train(&cfg, &ds, &gan, &resumed, &err);
 	double wall = clock_now() - t0;
 	if (log.progress.label)
 		progress_finish(&log.progress);
@@ -343,8 +382,10 @@ static int cmd_train(int argc, char **argv)
 	json_object_set_new(m, "seed", json_integer((json_int_t)cfg.seed));
 	json_object_set_new(m, "device", json_string(dev.be->name));
 	json_object_set_new(m, "train_seconds", json_real(wall));
-	json_object_set_new(m, "steps_per_second", json_real(wall > 0 ? cfg.steps / wall : 0));
+	double rate = wall > 0 ? (double)(cfg.steps - resumed) / wall : 0; /* this start's */
+	json_object_set_new(m, "steps_per_second", json_real(rate));
 	json_object_set_new(m, "history", json_incref(log.steps));
+	json_object_set_new(m, "resumed_from_step", json_integer(resumed));
 	snprintf(path, sizeof(path), "%s/metrics.json", out);
 	rc = jsonio_write_atomic(path, m, &err);
 	json_decref(m);
@@ -354,8 +395,10 @@ static int cmd_train(int argc, char **argv)
 		goto done;
 	}
 	fprintf(stderr, "%s: %ld steps of %d crops of %d px in %.1f s (%.2f steps/s, %s) -> %s\n",
-		prog, cfg.steps, cfg.gan.batch, cfg.crop, wall, wall > 0 ? cfg.steps / wall : 0,
-		dev.be->name, path);
+		prog, cfg.steps, cfg.gan.batch, cfg.crop, wall, rate, dev.be->name, path);
+	if (resumed)
+		fprintf(stderr, "%s: (resumed after step %ld of %ld from %s)\n", prog, resumed,
+			cfg.steps, cfg.state_dir);
 done:
 	json_decref(log.steps);
 	nn_cyclegan_release(&gan);

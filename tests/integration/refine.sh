@@ -29,6 +29,25 @@ losses() { python3 -c "import json; h = json.load(open('$1'))['history']; [r.pop
 check_eq "same seed, same losses" "$(losses $T/g2/metrics.json)" "$(losses $T/g/metrics.json)"
 check "the same generator" cmp $T/g/map.ckpt $T/g2/map.ckpt
 
+# resumable: a state after every step, killed after one, the same command
+# again goes on to the same generators and loss history
+cairn-refine train --train $T/p.ds --out $T/g3 --steps 60 --crop 32 --paired 10 $D \
+	--state $T/gst --state-every 0.000001 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do [ -f $T/gst/train.state ] && break; sleep 0.02; done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+check "resume: the kill left a state" test -s $T/gst/train.state
+check_rc "resume: the same command again goes on" 0 cairn-refine train --train $T/p.ds --out $T/g3 \
+	--steps 60 --crop 32 --paired 10 $D --state $T/gst --state-every 0.000001
+check_grep "resume: it says from where" "resumed after step [0-9]+ of 60 from $T/gst" $T/.out
+check "resume: the same generators, byte for byte" cmp $T/g/map.ckpt $T/g3/map.ckpt
+check "resume: ... both of them" cmp $T/g/imagery.ckpt $T/g3/imagery.ckpt
+check_eq "resume: the same loss history" "$(losses $T/g3/metrics.json)" "$(losses $T/g/metrics.json)"
+check_rc "resume: a state of other settings is refused" 2 cairn-refine train --train $T/p.ds \
+	--out $T/g4 --steps 60 --crop 32 --paired 3 $D --state $T/gst
+check_grep "resume: ... naming the setting" "its paired is 10.0, this one's 3.0: remove it" $T/.out
+
 check_rc "apply (add)" 0 cairn-refine apply --model $T/g/map.ckpt --in $T/p.ds --out $T/r.ds --json $T/r.json $D
 check_grep "what changed" "cairn-refine: 4 tiles in [0-9.]+ s \(cpu, mode add\): [0-9.]+% of pixels relabelled" $T/.out
 check "add mode: only background relabelled, counted exactly, imagery and keys kept" python3 -c "

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "core/fs.h"
@@ -291,11 +292,11 @@ static void test_refine_trains_and_applies(void)
 	cfg.gan.disc = "patchgan:base=8,layers=2";
 	cfg.crop = 32, cfg.steps = 1, cfg.paired = 10;
 	struct nn_cyclegan c;
-	CHECK_INT(nn_refine_train(&cfg, &ds, &c, &err), 0);
+	CHECK_INT(nn_refine_train(&cfg, &ds, &c, NULL, &err), 0);
 	CHECK_INT(nn_ckpt_save(&c.g[NN_CG_GA][NN_CG_TRANSLATE], raw, &err), 0);
 	nn_cyclegan_release(&c);
 	cfg.steps = 1500;
-	int rc = nn_refine_train(&cfg, &ds, &c, &err);
+	int rc = nn_refine_train(&cfg, &ds, &c, NULL, &err);
 	if (rc < 0)
 		printf("# %s\n", err.msg);
 	CHECK_INT(rc, 0);
@@ -366,7 +367,7 @@ static void test_refine_trains_and_applies(void)
 	nn_net_release(&gen);
 	/* crops larger than the tiles */
 	cfg.crop = 64;
-	CHECK_INT(nn_refine_train(&cfg, &ds, &c, &err), DATASET_EBADINPUT);
+	CHECK_INT(nn_refine_train(&cfg, &ds, &c, NULL, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "crops of 64 px do not fit its 32x32 tiles") != NULL);
 	dataset_close(&ds);
 }
@@ -402,8 +403,114 @@ static void test_ckpt_open_size(void)
 	nn_net_release(&net);
 }
 
-int main(void)
+/* A log of on_steps that travels in the state: the steps reported and
+ * their first mean loss. */
+static json_t *steps_log;
+static void log_step(void *ctx, long step, long steps, const float *loss, double seconds)
 {
+	(void)ctx, (void)steps, (void)seconds;
+	json_array_append_new(steps_log, json_pack("[I, f]", (json_int_t)step, (double)loss[0]));
+}
+
+/* The child of test_refine_resumes exits in this step's report, as under
+ * kill -9, before logging it. */
+static long die_step;
+static void die_at(void *ctx, long step, long steps, const float *loss, double seconds)
+{
+	if (step == die_step)
+		_exit(0);
+	log_step(ctx, step, steps, loss, seconds);
+}
+static json_t *log_save(void *ctx)
+{
+	(void)ctx;
+	return json_incref(steps_log);
+}
+static int log_load(void *ctx, const json_t *log)
+{
+	(void)ctx;
+	if (!json_is_array(log))
+		return -1;
+	json_decref(steps_log);
+	steps_log = json_deep_copy(log);
+	return 0;
+}
+
+/* The training of test_refine_resumes on dir/rtiles.ds; stop > 0: a state
+ * after every step, and an exit in step `stop`. */
+static int resume_train(const char *dir, const char *state, long stop, struct nn_cyclegan *c,
+			long *resumed)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/rtiles.ds", dir);
+	struct error err;
+	struct dataset ds;
+	if (dataset_open(&ds, path, 0, &err) < 0)
+		return -1;
+	struct nn_refine_config cfg;
+	nn_refine_defaults(&cfg);
+	cfg.gan.be = nn_backend_cpu();
+	cfg.gan.gen = "cyclegan:base=4,blocks=1";
+	cfg.gan.disc = "patchgan:base=4,layers=2";
+	cfg.crop = 16, cfg.steps = 12, cfg.every = 2;
+	cfg.state_dir = state, cfg.state_every = 1e-9;
+	cfg.on_steps = stop > 0 ? die_at : log_step;
+	cfg.log_save = log_save, cfg.log_load = log_load;
+	die_step = stop;
+	int rc = nn_refine_train(&cfg, &ds, c, resumed, &err);
+	if (rc < 0)
+		printf("# %s\n", err.msg);
+	dataset_close(&ds);
+	return rc;
+}
+
+/* Stopped after step 7 of 12 (a child that exits in step 8, a state after
+ * every step): the next start goes on from step 8 and ends with the four
+ * nets of a training never stopped, bit for bit, and the caller's log of
+ * every report. The child is this program run again (--refine-until): a fork
+ * would inherit a thread pool without its threads. */
+static void test_refine_resumes(void)
+{
+	char path[4096], st[4096], none[4096];
+	tmp_path(path, sizeof(path), "rtiles.ds");
+	tmp_path(st, sizeof(st), "state");
+	tmp_path(none, sizeof(none), "state-none");
+	CHECK_INT(write_tiles(path, 6, 32, 1), 0);
+	struct nn_cyclegan a, b;
+	long resumed = -1;
+	steps_log = json_array();
+	CHECK_INT(resume_train(tmpdir, none, 0, &a, &resumed), 0);
+	CHECK_INT((int)resumed, 0);
+	json_t *full = steps_log;
+	steps_log = json_array();
+	char cmd[9000];
+	snprintf(cmd, sizeof(cmd), "/proc/%d/exe --refine-until %s %s 8", (int)getpid(), tmpdir,
+		 st);
+	CHECK_INT(system(cmd), 0);
+	CHECK_INT(resume_train(tmpdir, st, 0, &b, &resumed), 0);
+	CHECK_INT((int)resumed, 7);
+	for (int m = 0; m < 2; m++) {
+		const struct nn_flat *ga = &a.g[m][NN_CG_TRANSLATE].flat,
+				     *gb = &b.g[m][NN_CG_TRANSLATE].flat;
+		const struct nn_flat *da = &a.d[m][NN_CG_REAL].flat, *db = &b.d[m][NN_CG_REAL].flat;
+		CHECK(ga->n == gb->n && !memcmp(ga->w, gb->w, ga->n * sizeof(float)));
+		CHECK(da->n == db->n && !memcmp(da->w, db->w, da->n * sizeof(float)));
+	}
+	CHECK(json_equal(full, steps_log)); /* the reports of steps 2 .. 12, the same */
+	CHECK_INT((int)json_array_size(steps_log), 6);
+	json_decref(full), json_decref(steps_log);
+	nn_cyclegan_release(&a), nn_cyclegan_release(&b);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 5 && !strcmp(argv[1], "--refine-until")) { /* test_refine_resumes */
+		struct nn_cyclegan c;
+		nn_cpu_set_threads(2);
+		steps_log = json_array();
+		resume_train(argv[2], argv[3], atol(argv[4]), &c, NULL);
+		return 1; /* die_at exits 0 first */
+	}
 	if (!mkdtemp(tmpdir))
 		return 1;
 	nn_cpu_set_threads(2);
@@ -414,6 +521,7 @@ int main(void)
 	RUN(test_fuse_hand_checked);
 	RUN(test_refine_trains_and_applies);
 	RUN(test_ckpt_open_size);
+	RUN(test_refine_resumes);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
 	return CHECK_DONE();

@@ -58,10 +58,11 @@ static void test_round_trip(void)
 				    .loss_sum = 0.1 + 4.2,
 				    .seconds = 12.5,
 				    .figures = fig};
-	CHECK_INT(nn_trainstate_save(dir, what, &a, &oa, &pos, &err), 0);
+	struct nn_trainpart pa = {&a, &oa}, pb = {&b, &ob};
+	CHECK_INT(nn_trainstate_save(dir, what, &pa, 1, &pos, &err), 0);
 
 	struct nn_trainstate st;
-	CHECK_INT(nn_trainstate_load(dir, what, &b, &ob, &st, &err), 1);
+	CHECK_INT(nn_trainstate_load(dir, what, &pb, 1, &st, &err), 1);
 	CHECK_INT(st.epochs_done, 3);
 	CHECK_INT((int)st.batches, 17);
 	CHECK(st.loss_sum == 0.1 + 4.2); /* a double, exactly */
@@ -82,16 +83,16 @@ static void test_round_trip(void)
 
 	/* another training: the setting that differs is named, both values */
 	json_t *other = json_pack("{s:s, s:i, s:f}", "arch", a.arch, "epochs", 9, "lr", 0.05);
-	CHECK_INT(nn_trainstate_load(dir, other, &b, &ob, &st, &err), -1);
+	CHECK_INT(nn_trainstate_load(dir, other, &pb, 1, &st, &err), -1);
 	CHECK(strstr(err.msg, "its epochs is 7, this one's 9") != NULL);
 	json_object_del(other, "epochs");
 	json_object_set_new(other, "epochs", json_integer(7));
 	json_object_set_new(other, "seed", json_integer(2));
-	CHECK_INT(nn_trainstate_load(dir, other, &b, &ob, &st, &err), -1);
+	CHECK_INT(nn_trainstate_load(dir, other, &pb, 1, &st, &err), -1);
 	CHECK(strstr(err.msg, "its seed is not set, this one's 2") != NULL);
 	json_object_del(other, "seed");
 	json_object_del(other, "lr");
-	CHECK_INT(nn_trainstate_load(dir, other, &b, &ob, &st, &err), -1);
+	CHECK_INT(nn_trainstate_load(dir, other, &pb, 1, &st, &err), -1);
 	CHECK(strstr(err.msg, "its lr is 0.05, this one has none") != NULL);
 	json_decref(other);
 
@@ -99,8 +100,11 @@ static void test_round_trip(void)
 	struct nn_net c;
 	struct nn_optim oc;
 	CHECK_INT(make(&c, &oc, "cnn:widths=4-16,fc=16", 0), 0);
-	CHECK_INT(nn_trainstate_load(dir, what, &c, &oc, &st, &err), -1);
-	CHECK(strstr(err.msg, "the net has") != NULL);
+	struct nn_trainpart pc = {&c, &oc}, two[2] = {{&b, &ob}, {&c, &oc}};
+	CHECK_INT(nn_trainstate_load(dir, what, &pc, 1, &st, &err), -1);
+	CHECK(strstr(err.msg, "net 0 holds") != NULL);
+	CHECK_INT(nn_trainstate_load(dir, what, two, 2, &st, &err), -1); /* one net, not two */
+	CHECK(strstr(err.msg, "holds 1 nets, this training has 2") != NULL);
 
 	/* damaged: one byte flipped in the middle */
 	char path[300];
@@ -111,12 +115,12 @@ static void test_round_trip(void)
 	data[len / 2] ^= 1;
 	CHECK_INT(fs_write_atomic(path, data, len, &err), 0);
 	mem_free(data);
-	CHECK_INT(nn_trainstate_load(dir, what, &b, &ob, &st, &err), -1);
+	CHECK_INT(nn_trainstate_load(dir, what, &pb, 1, &st, &err), -1);
 	CHECK(strstr(err.msg, "checksum mismatch") != NULL);
 
 	/* none: a fresh start */
 	snprintf(path, sizeof(path), "%s/none", tmpdir);
-	CHECK_INT(nn_trainstate_load(path, what, &b, &ob, &st, &err), 0);
+	CHECK_INT(nn_trainstate_load(path, what, &pb, 1, &st, &err), 0);
 	CHECK_INT(st.epochs_done, 0);
 	CHECK(st.figures == NULL);
 
