@@ -35,7 +35,7 @@ check "kernels compile for the host" $cxx -std=c++17 $flags -w -I$ROOT -I$sim -c
 check "table compiles" cc -std=c11 -D_GNU_SOURCE $flags -I$ROOT -c $sim/table.c -o $T/table.o || exit 1
 check "test compiles" cc -std=c11 -D_GNU_SOURCE $flags -DCAIRN_CUDA -Dnn_backend_cuda=hostsim_backend_cuda \
 	-I$ROOT -I$ROOT/tests/unit -c $ROOT/tests/unit/test_cuda_ops.c -o $T/test.o || exit 1
-check "links" $cxx $flags $T/test.o $T/table.o $T/ops.o $lib/libnn.a $lib/libcore.a -lopenblas -lm -lpthread -o $T/test || exit 1
+check "links" $cxx $flags $T/test.o $T/table.o $T/ops.o $lib/libnn.a $lib/libcore.a -ljansson -lcrypto -lopenblas -lm -lpthread -o $T/test || exit 1
 CAIRN_CUDA_HOSTSIM=1 $T/test >$T/out 2>&1
 rc=$?
 sed -E 's/^(ok|not ok) - /\1 - hostsim /' $T/out
@@ -69,7 +69,7 @@ check "the table compiles" cc $cflags -c $ROOT/nn/cuda/cuda.c -o $T/sim_cuda.o |
 check "backend.c with CUDA compiles" cc $cflags -c $ROOT/nn/backend.c -o $T/sim_backend.o || exit 1
 check "test compiles" cc $cflags -I$ROOT/tests/unit -c $ROOT/tests/unit/test_cuda_ops.c -o $T/sim_test.o || exit 1
 simobj="$T/sim_backend.o $T/sim_cuda.o $T/sim_rt.o $T/sim_conv.o $T/sim_graph.o $T/sim_ops.o $T/simrt.o"
-check "links" $cxx $flags $T/sim_test.o $simobj $lib/libnn.a $lib/libcore.a -lopenblas -lm -lpthread -o $T/simtest || exit 1
+check "links" $cxx $flags $T/sim_test.o $simobj $lib/libnn.a $lib/libcore.a -ljansson -lcrypto -lopenblas -lm -lpthread -o $T/simtest || exit 1
 $T/simtest >$T/simout 2>&1
 rc=$?
 sed -E 's/^(ok|not ok) - /\1 - simulated runtime: /' $T/simout
@@ -128,7 +128,7 @@ check_eq "the VMM failure is said once" "$(grep -c "virtual memory management fa
 # bench/cuda_step's training steps (what bench/cuda.sh times on the GPU):
 # each must be captured once and replayed, never fall back
 check "cuda_step compiles over the simulated runtime" cc $cflags -I$rt -c $ROOT/bench/cuda_step.c -o $T/sim_step.o || exit 1
-check "cuda_step links" $cxx $flags $T/sim_step.o $simobj $lib/libnn.a $lib/libcore.a -lopenblas -lm -lpthread -o $T/cuda_step || exit 1
+check "cuda_step links" $cxx $flags $T/sim_step.o $simobj $lib/libnn.a $lib/libcore.a -ljansson -lcrypto -lopenblas -lm -lpthread -o $T/cuda_step || exit 1
 for spec in "cnn:widths=16-32,convs=2,fc=128,drop=0.25 --batch 16" \
 	"unet:depth=2,base=8 --channels 3 --size 32 --classes 2 --batch 2"; do
 	for p in fp32 bf16; do
