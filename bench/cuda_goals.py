@@ -38,6 +38,9 @@ def read(lines):
         if line.startswith("next line: cairn bf16 with fp32 activations"):
             variant = "fp32 activations"
             continue
+        if line.startswith("next line: cairn fp32 with FFT and Winograd"):
+            variant = "FFT and Winograd"
+            continue
         m = STEP.match(line)
         if m:
             who, prec, cl, _, batch, shape, ms, ips = m.groups()
@@ -89,6 +92,11 @@ def goals(f):
         if c and t:
             r = c[0] / t[0]
             out.append((f"U-Net {prec} ms/step", f"{c[0]:.2f}", f"{t[0]:.2f}", r, "<= 0.80", r <= 0.8))
+    c, t = step("cairn", "U-Net", "fp32", "FFT and Winograd"), step("torch", "U-Net", "fp32")
+    if c and t:  # the same goal with PyTorch's fp32 algorithm set
+        r = c[0] / t[0]
+        out.append(("U-Net fp32 with FFT and Winograd (as PyTorch) ms/step", f"{c[0]:.2f}", f"{t[0]:.2f}",
+                    r, "<= 0.80", r <= 0.8))
     for prec in ("tf32", "fp32", "bf16"):  # CycleGAN: <= 0.7x
         for b in (1, 8):
             c, t = f.get(("cycle", "cairn", prec, b)), f.get(("cycle", "torch", prec, b))

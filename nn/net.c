@@ -1,11 +1,14 @@
 /* net: graph building, parameter init, forward and backward dispatch. */
 #include "nn/net.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/mem.h"
 
 static int build_fail(struct nn_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -566,6 +569,18 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		return error_set(err, "net: batch size %d", batch);
 	if (batch == net->batch)
 		return 0;
+	/* one tensor is indexed with int in the kernels and in cuDNN's 4-d
+	   descriptors: say so before anything is allocated */
+	for (int id = 0; id < net->nnodes; id++) {
+		const struct nn_node *nd = &net->nodes[id];
+		size_t per = node_count(nd, 1);
+		if (per && node_count(nd, batch) > INT_MAX)
+			return error_set(
+			    err,
+			    "net: batch %d: layer %d's output holds %zu values, more than "
+			    "the 2^31 - 1 one tensor may hold; use a batch of at most %zu",
+			    batch, id, node_count(nd, batch), (size_t)INT_MAX / per);
+	}
 	arena_release(net);
 	net->batch = 0; /* until this succeeds */
 	size_t *off = mem_alloc((size_t)net->nnodes * sizeof(size_t));
@@ -669,6 +684,75 @@ static float fused_alpha(const struct nn_net *net, const struct nn_node *nd)
 	return nd->fused ? net->nodes[nd->fused].alpha : 0;
 }
 
+/* ---- CAIRN_NN_PROFILE=1: time by op ------------------------------------
+ * Every node's pass timed, the backend synchronized before and after it
+ * (slower; and nn/cuda/graph.cu runs every step eagerly then); the sums by
+ * op and direction go to stderr when the process exits. */
+enum { NOPS = NN_OP_UPSAMPLE + 1 };
+static const char *const op_names[NOPS] = {
+    "input",	   "conv",   "deconv",	"batch norm", "instance norm", "activation", "pool",
+    "global pool", "linear", "dropout", "concat",     "add",	       "upsample",
+};
+static int profiling = -1;
+static double prof_ms[NOPS][2], prof_last;
+static long prof_calls[NOPS][2];
+
+static void prof_report(void)
+{
+	double total = 0;
+	for (int op = 0; op < NOPS; op++)
+		total += prof_ms[op][0] + prof_ms[op][1];
+	fprintf(stderr,
+		"cairn: profile (CAIRN_NN_PROFILE): the nets' passes, %.1f ms in all, by op; the "
+		"backend synchronized after each node\n"
+		"  %-14s %-8s %8s %10s %9s %6s\n",
+		total, "op", "pass", "calls", "total ms", "ms/call", "share");
+	for (;;) { /* the largest left first */
+		int best = -1;
+		for (int k = 0; k < 2 * NOPS; k++)
+			if (prof_calls[k / 2][k % 2] &&
+			    (best < 0 || prof_ms[k / 2][k % 2] > prof_ms[best / 2][best % 2]))
+				best = k;
+		if (best < 0)
+			break;
+		int op = best / 2, dir = best % 2;
+		fprintf(stderr, "  %-14s %-8s %8ld %10.2f %9.4f %5.1f%%\n", op_names[op],
+			dir ? "backward" : "forward", prof_calls[op][dir], prof_ms[op][dir],
+			prof_ms[op][dir] / prof_calls[op][dir], 100 * prof_ms[op][dir] / total);
+		prof_calls[op][dir] = 0;
+	}
+}
+
+void nn_net_profile_reset(void)
+{
+	memset(prof_ms, 0, sizeof(prof_ms));
+	memset(prof_calls, 0, sizeof(prof_calls));
+}
+
+static int prof_on(const struct nn_backend *be)
+{
+	if (profiling < 0) {
+		const char *env = getenv("CAIRN_NN_PROFILE");
+		profiling = env && *env && strcmp(env, "0");
+		if (profiling)
+			atexit(prof_report);
+	}
+	if (profiling) {
+		be->sync();
+		prof_last = clock_now();
+	}
+	return profiling;
+}
+
+static void prof_tick(const struct nn_backend *be, enum nn_op op, int dir)
+{
+	be->sync();
+	double t = clock_now();
+	prof_ms[op][dir] += (t - prof_last) * 1e3;
+	prof_calls[op][dir]++;
+	prof_last = t;
+}
+
 const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 {
 	const struct nn_backend *be = net->be;
@@ -677,6 +761,7 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 		net->step++;
 	if (be->params_ready && net->flat.n)
 		be->params_ready(net->flat.w, net->flat.n);
+	int prof = prof_on(be);
 	for (int id = 1; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		struct nn_node *a = &net->nodes[nd->in[0]];
@@ -752,6 +837,8 @@ const struct nn_tensor *nn_net_forward(struct nn_net *net, int n)
 			be->upsample_fwd(nd->up, n, a->c, a->h, a->w, nd->scale, x, y);
 			break;
 		}
+		if (prof)
+			prof_tick(be, nd->op, 0);
 	}
 	return &net->nodes[net->nnodes - 1].y;
 }
@@ -785,6 +872,7 @@ void nn_net_backward(struct nn_net *net)
 	int n = net->n, acc, acc2;
 	memset(net->written, 0, net->nnodes);
 	net->written[net->nnodes - 1] = 1;
+	int prof = prof_on(be);
 	for (int id = net->nnodes - 1; id >= 1; id--) {
 		struct nn_node *nd = &net->nodes[id];
 		if (nd->op == NN_OP_ACT && nd->fused) { /* its norm's or add's backward does it */
@@ -906,6 +994,8 @@ void nn_net_backward(struct nn_net *net)
 			break;
 		}
 		}
+		if (prof)
+			prof_tick(be, nd->op, 1);
 	}
 	if (net->input_grad && !net->written[0]) /* the output does not depend on it */
 		be->fill(net->nodes[0].dy.data, node_count(&net->nodes[0], n), 0);

@@ -127,6 +127,12 @@ void nn_net_set_grad_sharing(int on);
 /* Tests: 0 keeps every norm or add and its activation apart (nets finished after). */
 void nn_net_set_fusion(int on);
 
+/* CAIRN_NN_PROFILE=1 in the environment times every node's forward and
+ * backward pass, the backend synchronized after each (slower; CUDA graphs
+ * off), and prints the sums by op and pass on stderr at exit; reset starts
+ * the sums again (after a warm-up, say). */
+void nn_net_profile_reset(void);
+
 /* Input tensor (node 0, capacity `batch`); fill the first n samples. */
 struct nn_tensor *nn_net_input(struct nn_net *net);
 /* Forward n samples (n <= batch); returns the last node's output. */

@@ -109,28 +109,37 @@ static cudnnMathType_t math_for_call(cudnnMathType_t m)
 
 /* FP32 also leaves out the FFT and Winograd algorithms: they trade accuracy
  * for speed (errors near 1e-4 relative on 3x3 kernels), and FP32 promises
- * the reference's numbers within 1e-5. TF32 and BF16 allow them. */
+ * the reference's numbers within 1e-5. TF32 and BF16 allow them, and so
+ * does FP32 under CAIRN_CUDA_FP32_FAST_ALGOS=1 (PyTorch's fp32 without
+ * TF32 does: the same choice, for a side-by-side figure or for speed). */
+static bool fp32_strict(void)
+{
+	static int strict = -1;
+	if (strict < 0) {
+		const char *env = getenv("CAIRN_CUDA_FP32_FAST_ALGOS");
+		strict = !(env && *env && strcmp(env, "0"));
+	}
+	return cu.precision == NN_CUDA_FP32 && strict;
+}
 static bool algo_allowed(cudnnConvolutionFwdAlgo_t a)
 {
-	return cu.precision != NN_CUDA_FP32 ||
+	return !fp32_strict() ||
 	       (a != CUDNN_CONVOLUTION_FWD_ALGO_FFT && a != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING &&
 		a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD &&
 		a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED);
 }
 static bool algo_allowed(cudnnConvolutionBwdDataAlgo_t a)
 {
-	return cu.precision != NN_CUDA_FP32 ||
-	       (a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT &&
-		a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING &&
-		a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD &&
-		a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED);
+	return !fp32_strict() || (a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT &&
+				  a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING &&
+				  a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD &&
+				  a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED);
 }
 static bool algo_allowed(cudnnConvolutionBwdFilterAlgo_t a)
 {
-	return cu.precision != NN_CUDA_FP32 ||
-	       (a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT &&
-		a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING &&
-		a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED);
+	return !fp32_strict() || (a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT &&
+				  a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING &&
+				  a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED);
 }
 
 /* Pick the first (fastest) usable result of a cudnnFind* list; any_ws: also

@@ -85,6 +85,13 @@ struct nn_cuda_mem_stats {
 void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s);
 /* Give every cached, unused block back to the driver. */
 void nn_cuda_empty_cache(void);
+/* The most device memory the allocator may hold (its blocks, cached or in
+ * use, and the memory behind activation storage; not what cuDNN and cuBLAS
+ * take for themselves), for stages sharing a GPU; 0: no limit (the
+ * default). An allocation over it fails as out of memory does, its message
+ * naming the limit. CAIRN_CUDA_MEMORY_LIMIT=SIZE (bytes, or with K, M, G
+ * or T: 40G) sets it at start; a bad value makes the backend unusable. */
+void nn_cuda_set_memory_limit(size_t bytes);
 
 /* What nn/backend.h's step slot did so far (nn/cuda/graph.cu): steps run,
  * of which eagerly (warm-up, a new signature, graphs off), captured, and

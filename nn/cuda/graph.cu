@@ -23,7 +23,7 @@
  * caller's floats. Everything else runs eagerly, as without graphs: another
  * signature, a download, upload or sync inside the step (the calls recorded
  * so far run, then the rest of the step), CAIRN_CUDA_GRAPH=0,
- * CAIRN_CUDA_SYNC=1, or a failed capture (reported once on stderr with the
+ * CAIRN_CUDA_SYNC=1, CAIRN_NN_PROFILE=1, or a failed capture (reported once on stderr with the
  * reason; that step state stays eager). Buffers a graph holds the address of
  * (scratch, workspaces, bf16 copies) are not reused while a graph exists
  * (cu_retire). One thread runs steps, as one thread drives the stream. */
@@ -310,8 +310,9 @@ static int graphs_wanted(void)
 {
 	static int wanted = -1;
 	if (wanted < 0) {
-		const char *env = getenv("CAIRN_CUDA_GRAPH");
-		wanted = !(env && !strcmp(env, "0"));
+		const char *env = getenv("CAIRN_CUDA_GRAPH"), *prof = getenv("CAIRN_NN_PROFILE");
+		/* the profile (nn/net.c) synchronizes after every node */
+		wanted = !(env && !strcmp(env, "0")) && !(prof && *prof && strcmp(prof, "0"));
 	}
 	return wanted && !cu.debug_sync;
 }

@@ -1,6 +1,8 @@
 /* rt: device set-up, error reporting, the caching allocator and the copies
  * between host and device. */
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -334,6 +336,38 @@ static int init_precision(void)
 	return 0;
 }
 
+/* nn_cuda_set_memory_limit, CAIRN_CUDA_MEMORY_LIMIT: the most device memory
+ * the allocator holds (blocks and activation backing), 0 = no limit. */
+static size_t mem_limit;
+
+/* CAIRN_CUDA_MEMORY_LIMIT=SIZE: bytes, or a number with K, M, G or T
+ * (powers of 1024); else 0, why kept. */
+static int init_memory_limit(void)
+{
+	const char *env = getenv("CAIRN_CUDA_MEMORY_LIMIT");
+	if (!env || !*env)
+		return 1;
+	char *end;
+	errno = 0;
+	double v = strtod(env, &end);
+	const char *units = "KMGT";
+	const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+	if (u && *u)
+		v *= pow(1024.0, (double)(u - units + 1)), end++;
+	if (errno || end == env || *end || !(v >= 1) || v > 1e18) {
+		char msg[200];
+		snprintf(
+		    msg, sizeof(msg),
+		    "CAIRN_CUDA_MEMORY_LIMIT: '%.40s' is not a size (bytes, or a number with K, M, "
+		    "G or T, e.g. 40G)",
+		    env);
+		keep(msg);
+		return 0;
+	}
+	mem_limit = (size_t)v;
+	return 1;
+}
+
 static void init_now(void)
 {
 	int n = nn_cuda_device_count();
@@ -348,12 +382,15 @@ static void init_now(void)
 	if (CU_RT(cudaSetDevice(cu.device), "init device %d", cu.device) ||
 	    CU_RT(cudaDeviceGetAttribute(&cu.sms, cudaDevAttrMultiProcessorCount, cu.device),
 		  "init: multiprocessor count") ||
-	    !kernels_usable() || !init_precision() ||
-	    CU_RT(cudaStreamCreateWithFlags(&cu.compute, cudaStreamNonBlocking), "init: compute stream") ||
-	    CU_RT(cudaStreamCreateWithFlags(&cu.copy, cudaStreamNonBlocking), "init: copy stream") ||
+	    !kernels_usable() || !init_precision() || !init_memory_limit() ||
+	    CU_RT(cudaStreamCreateWithFlags(&cu.compute, cudaStreamNonBlocking),
+		  "init: compute stream") ||
+	    CU_RT(cudaStreamCreateWithFlags(&cu.copy, cudaStreamNonBlocking),
+		  "init: copy stream") ||
 	    CU_RT(cudaEventCreateWithFlags(&compute_mark, cudaEventDisableTiming), "init: event") ||
 	    CU_RT(cudaEventCreateWithFlags(&copy_mark, cudaEventDisableTiming), "init: event") ||
-	    CU_RT(cudaMallocHost((void **)&host_scalars, 64 * sizeof(double)), "init: pinned scalars"))
+	    CU_RT(cudaMallocHost((void **)&host_scalars, 64 * sizeof(double)),
+		  "init: pinned scalars"))
 		return;
 	for (int i = 0; i < 2; i++)
 		if (CU_RT(cudaMallocHost(&stage[i], STAGE_BYTES), "init: pinned staging buffer of %zu bytes",
@@ -438,6 +475,26 @@ static void release_cached(void)
 	}
 }
 
+/* The allocator may hold add more bytes; caller holds alloc_lock. */
+static bool under_limit(size_t add)
+{
+	return !mem_limit || stats.reserved + add <= mem_limit;
+}
+
+static const char *limit_why(void)
+{
+	static char why[96];
+	snprintf(why, sizeof(why), "over the memory limit of %zu bytes (CAIRN_CUDA_MEMORY_LIMIT)",
+		 mem_limit);
+	return why;
+}
+
+/* cudaMalloc within the limit; caller holds alloc_lock. */
+static cudaError_t dev_malloc(void **p, size_t bytes)
+{
+	return under_limit(bytes) ? cudaMalloc(p, bytes) : cudaErrorMemoryAllocation;
+}
+
 /* Keep why an allocation failed (alloc_why, nn_cuda_error): what was asked,
  * what is free, what cairn holds. */
 static void out_of_memory(size_t bytes, const char *what, const char *why)
@@ -471,17 +528,18 @@ extern "C" void *cu_alloc(size_t bytes)
 		it->second.pop_back();
 		stats.cache_hits++;
 	} else {
-		cudaError_t e = cudaMalloc(&p, cls);
+		cudaError_t e = dev_malloc(&p, cls);
 		if (e == cudaErrorMemoryAllocation && !cu.hold_cache) {
 			cudaGetLastError();
 			release_cached();
-			e = cudaMalloc(&p, cls);
+			e = dev_malloc(&p, cls);
 		}
 		if (e != cudaSuccess) {
 			cudaGetLastError();
 			char what[64];
 			snprintf(what, sizeof(what), "%zu with rounding", cls);
-			out_of_memory(bytes, what, cudaGetErrorString(e));
+			out_of_memory(bytes, what,
+				      under_limit(cls) ? cudaGetErrorString(e) : limit_why());
 			pthread_mutex_unlock(&alloc_lock);
 			return NULL;
 		}
@@ -532,6 +590,13 @@ extern "C" void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s)
 		if (cudaMemGetInfo(&s->device_free, &s->device_total) != cudaSuccess)
 			cudaGetLastError();
 	}
+}
+
+extern "C" void nn_cuda_set_memory_limit(size_t bytes)
+{
+	pthread_mutex_lock(&alloc_lock);
+	mem_limit = bytes;
+	pthread_mutex_unlock(&alloc_lock);
 }
 
 extern "C" void nn_cuda_empty_cache(void)
@@ -716,7 +781,19 @@ static const char *vmm_why(CUresult r)
 
 static void act_oom(const char *what, size_t bytes, CUresult r)
 {
-	out_of_memory(bytes, what, vmm_why(r));
+	pthread_mutex_lock(&alloc_lock);
+	bool under = under_limit(bytes);
+	pthread_mutex_unlock(&alloc_lock);
+	out_of_memory(bytes, what, under ? vmm_why(r) : limit_why());
+}
+
+/* A physical chunk of len bytes within the limit. */
+static CUresult chunk_create(CUmemGenericAllocationHandle *h, size_t len)
+{
+	pthread_mutex_lock(&alloc_lock);
+	bool under = under_limit(len);
+	pthread_mutex_unlock(&alloc_lock);
+	return under ? vmm.create(h, len, &vmm.prop, 0) : CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 static void act_count(long bytes)
@@ -734,13 +811,13 @@ static void act_count(long bytes)
 static int chunk_map(act_region &r, int k, size_t off, size_t len, CUresult *res)
 {
 	CUdeviceptr at = (CUdeviceptr)(uintptr_t)(r.base + off);
-	CUresult e = vmm.create(&r.chunk[k], len, &vmm.prop, 0);
+	CUresult e = chunk_create(&r.chunk[k], len);
 	if (e == CUDA_ERROR_OUT_OF_MEMORY && !cu.hold_cache) {
 		pthread_mutex_lock(&alloc_lock);
 		if (free_blocks)
 			release_cached();
 		pthread_mutex_unlock(&alloc_lock);
-		e = vmm.create(&r.chunk[k], len, &vmm.prop, 0);
+		e = chunk_create(&r.chunk[k], len);
 	}
 	if (e == CUDA_SUCCESS) {
 		e = vmm.map(at, len, 0, r.chunk[k], 0);

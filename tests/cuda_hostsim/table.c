@@ -55,3 +55,7 @@ void nn_cuda_set_fatal(void (*fn)(const char *msg)) { (void)fn; }
 void nn_cuda_get_mem_stats(struct nn_cuda_mem_stats *s) { memset(s, 0, sizeof(*s)); }
 void nn_cuda_get_graph_stats(struct nn_cuda_graph_stats *s) { memset(s, 0, sizeof(*s)); }
 void nn_cuda_empty_cache(void) {}
+void nn_cuda_set_memory_limit(size_t bytes)
+{
+	(void)bytes;
+}

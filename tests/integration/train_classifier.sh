@@ -69,4 +69,11 @@ check_rc "--lr 1e30 diverges: exit 1" 1 cairn-train-classifier --train $T/small.
 	--batch 50 --epochs 1 --lr 1e30 --out $T/r10
 check_grep "the error says it diverged" "training diverged: loss -?nan at epoch 1" $T/.out
 check "no checkpoint of a diverged run" test ! -e $T/r10/model.ckpt
+# CAIRN_NN_PROFILE=1: the time by op and pass on stderr at exit
+CAIRN_NN_PROFILE=1 cairn-train-classifier --train $T/small.ds --test $T/small.ds --batch 50 --epochs 1 \
+	--out $T/r11 >$T/prof.out 2>$T/prof.err
+check_eq "a profiled run trains" "$?" 0
+check_grep "the profile is printed" "^cairn: profile \(CAIRN_NN_PROFILE\): the nets' passes, [0-9.]+ ms in all" $T/prof.err
+check_grep "with the convolutions forward" "^  conv +forward +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%$" $T/prof.err
+check_grep "and backward" "^  conv +backward +[0-9]+ +[0-9.]+ " $T/prof.err
 check_rc "--help" 0 cairn-train-classifier --help

@@ -714,11 +714,29 @@ static void test_workspace_any_size(void)
 	}
 }
 
+/* A batch whose largest output would pass 2^31 - 1 values is refused by
+ * prepare, before anything is allocated, with the largest batch that fits;
+ * that batch prepares (the check only, on a net too small to matter). */
+static void test_batch_too_large(void)
+{
+	struct nn_net net;
+	struct error err;
+	/* the first conv's output: 512 x 28 x 28 = 401,408 values a sample */
+	CHECK(nn_model_build(&net, nn_backend_cpu(), "cnn:widths=512-8,fc=16", 1, 28, 28, 10, 1,
+			     &err) == 0);
+	CHECK(nn_net_prepare(&net, 60000, &err) < 0);
+	CHECK(strstr(err.msg, "24084480000 values") != NULL); /* 60000 x 401408 */
+	CHECK(strstr(err.msg, "use a batch of at most 5349") != NULL);
+	CHECK(nn_net_prepare(&net, 5350, &err) < 0);
+	nn_net_release(&net);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
 		return 1;
 	RUN(test_cnn_size);
+	RUN(test_batch_too_large);
 	RUN(test_resnet_sizes);
 	RUN(test_dense_models_shapes);
 	RUN(test_shared_gradient_buffers);
