@@ -4,7 +4,7 @@
 # steps' losses agree in fp32 (the CycleGAN's four modules, their shared
 # uses, the crops uploaded before each graph replay), the refined masks agree
 # but for rounding; then the default refinement (tf32) for 500 steps, its
-# rate beside the CPU's. Not yet run on a GPU (written without one).
+# rate beside the CPU's. Run on an H200 in session 16 (docs/cuda.md).
 source "$(dirname "$0")/../lib.sh"
 need_gpu refine_cuda
 "$CAIRN_TESTS/test_segment" --write-shards $T 16 256 || {

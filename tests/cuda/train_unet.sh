@@ -3,7 +3,7 @@
 # seed, on synthetic 256x256 mask shards (test_segment --write-shards): the
 # validation scores agree, the steps run as CUDA graph replays, predictions
 # agree pixel for pixel but for rounding; the training and prediction rates
-# are reported. Not yet run on a GPU (written without one).
+# are reported. Run on an H200 in session 16 (docs/cuda.md).
 source "$(dirname "$0")/../lib.sh"
 need_gpu train_unet_cuda
 epochs=${CUDA_TEST_EPOCHS:-10}
