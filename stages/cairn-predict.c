@@ -17,9 +17,7 @@
 #include "nn/dataset.h"
 #include "nn/model.h"
 #include "nn/segment.h"
-#ifdef CAIRN_CUDA
-#include "nn/cuda/cuda.h"
-#endif
+#include "nn/stageopt.h"
 
 #define EXIT_USAGE 2
 
@@ -64,17 +62,6 @@ static int bad_usage(const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
-/* --precision for the chosen device; *p becomes the precision in use. */
-static int set_precision(const struct nn_backend *be, const char **p)
-{
-	struct error err;
-	if (nn_backend_set_precision(be, p, &err) < 0) {
-		bad_usage("--precision: %s", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
 static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
 {
 	struct progress *p = ctx;
@@ -90,14 +77,20 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"model", required_argument, 0, 'm'},  {"in", required_argument, 0, 'i'},
 	    {"out", required_argument, 0, 'o'},	   {"batch", required_argument, 0, 'b'},
-	    {"with-pixels", no_argument, 0, 'P'},  {"threads", required_argument, 0, 'j'},
-	    {"device", required_argument, 0, 'd'}, {"precision", required_argument, 0, 'p'},
+	    {"with-pixels", no_argument, 0, 'P'},  NN_STAGE_DEVICE_OPTIONS,
 	    {"help", no_argument, 0, 'h'},	   {0, 0, 0, 0}};
-	const char *model = NULL, *in_path = NULL, *out = NULL, *precision = NULL;
-	const struct nn_backend *be = nn_backend_cpu();
-	long v, threads = 0;
-	int batch = 8, pixels = 0, c;
+	const char *model = NULL, *in_path = NULL, *out = NULL;
+	struct nn_stage_opts opts;
+	nn_stage_opts_init(&opts);
+	struct error err;
+	long v;
+	int batch = 8, pixels = 0, c, r;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0) {
+			if (r < 0)
+				return bad_usage("%s", err.msg);
+			continue;
+		}
 		switch (c) {
 		case 'm':
 			model = optarg;
@@ -117,20 +110,6 @@ int main(int argc, char **argv)
 						 optarg);
 			batch = (int)v;
 			break;
-		case 'j':
-			if (parse_long(optarg, 1, 1024, &threads) < 0)
-				return bad_usage("--threads: '%s' is not an integer in 1..1024",
-						 optarg);
-			break;
-		case 'd': {
-			struct error derr;
-			if (!(be = nn_backend_by_name(optarg, &derr)))
-				return bad_usage("--%s", derr.msg);
-			break;
-		}
-		case 'p':
-			precision = optarg;
-			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -145,11 +124,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	nn_cpu_set_threads((int)threads);
-	if (set_precision(be, &precision) < 0)
-		return EXIT_USAGE;
+	if (nn_stage_setup(&opts, &err) < 0)
+		return bad_usage("%s", err.msg);
+	const struct nn_backend *be = opts.be;
 
-	struct error err;
 	struct dataset in;
 	int rc = dataset_open(&in, in_path, 0, &err);
 	if (rc < 0) {

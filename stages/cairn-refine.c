@@ -19,6 +19,7 @@
 #include "nn/ckpt.h"
 #include "nn/model.h"
 #include "nn/refine.h"
+#include "nn/stageopt.h"
 
 #define EXIT_USAGE 2
 
@@ -66,43 +67,22 @@ static int fail(int rc, const struct error *err)
 	return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
 }
 
-/* Options both commands take: --threads, --device, --precision. */
-struct device_opts {
-	long threads;
-	const struct nn_backend *be;
-	const char *precision;
-};
-
-/* 1 if c was one of them (taken), 0 if not, -1 after a bad value (said). */
-static int device_opt(const char *cmd, int c, struct device_opts *d)
+/* Options both commands take (--threads, --device, --precision; train also
+ * --state, --state-every): 1 taken, 0 not one of them, -1 bad usage said. */
+static int stage_opt(const char *cmd, int c, struct nn_stage_opts *o)
 {
 	struct error err;
-	switch (c) {
-	case 'j':
-		if (parse_long(optarg, 1, 1024, &d->threads) < 0)
-			return bad_usage(cmd, "--threads: '%s' is not an integer in 1..1024",
-					 optarg),
-			       -1;
-		return 1;
-	case 'd':
-		if (!(d->be = nn_backend_by_name(optarg, &err)))
-			return bad_usage(cmd, "--%s", err.msg), -1;
-		return 1;
-	case 'p':
-		d->precision = optarg;
-		return 1;
-	}
-	return 0;
+	int r = nn_stage_opt(o, c, optarg, &err);
+	if (r < 0)
+		bad_usage(cmd, "%s", err.msg);
+	return r;
 }
 
-static int device_setup(const char *cmd, struct device_opts *d)
+static int stage_setup(const char *cmd, struct nn_stage_opts *o)
 {
 	struct error err;
-	nn_cpu_set_threads((int)d->threads);
-	if (nn_backend_set_precision(d->be, &d->precision, &err) < 0) {
-		bad_usage(cmd, "--precision: %s", err.msg);
-		return -1;
-	}
+	if (nn_stage_setup(o, &err) < 0)
+		return bad_usage(cmd, "%s", err.msg), -1;
 	return 0;
 }
 
@@ -211,22 +191,20 @@ static int cmd_train(int argc, char **argv)
 						 {"cycle", required_argument, 0, 'C'},
 						 {"feature-weight", required_argument, 0, 'F'},
 						 {"seed", required_argument, 0, 'S'},
-						 {"threads", required_argument, 0, 'j'},
-						 {"device", required_argument, 0, 'd'},
-						 {"precision", required_argument, 0, 'p'},
 						 {"paired", required_argument, 0, 'P'},
-						 {"state", required_argument, 0, 'T'},
-						 {"state-every", required_argument, 0, 'E'},
+						 NN_STAGE_DEVICE_OPTIONS,
+						 NN_STAGE_STATE_OPTIONS,
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	const char *cmd = "train", *train = NULL, *out = NULL;
 	struct nn_refine_config cfg;
 	nn_refine_defaults(&cfg);
-	struct device_opts dev = {0, nn_backend_cpu(), NULL};
+	struct nn_stage_opts dev;
+	nn_stage_opts_init(&dev);
 	long v;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		int taken = device_opt(cmd, c, &dev);
+		int taken = stage_opt(cmd, c, &dev);
 		if (taken < 0)
 			return EXIT_USAGE;
 		if (taken)
@@ -280,18 +258,6 @@ static int cmd_train(int argc, char **argv)
 				return bad_usage(cmd, "--paired: '%s' is not a number >= 0",
 						 optarg);
 			break;
-		case 'T':
-			cfg.state_dir = optarg;
-			break;
-		case 'E': {
-			float every;
-			if (parse_float(optarg, &every) < 0 || !(every >= 0))
-				return bad_usage(
-				    cmd, "--state-every: '%s' is not a number of seconds >= 0",
-				    optarg);
-			cfg.state_every = every;
-			break;
-		}
 		case 'S':
 			if (parse_long(optarg, 0, 2147483647L, &v) < 0)
 				return bad_usage(cmd, "--seed: '%s' is not an integer >= 0",
@@ -312,9 +278,9 @@ static int cmd_train(int argc, char **argv)
 		train_usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (device_setup(cmd, &dev) < 0)
+	if (stage_setup(cmd, &dev) < 0)
 		return EXIT_USAGE;
-	cfg.gan.be = dev.be;
+	cfg.gan.be = dev.be, cfg.state_dir = dev.state_dir, cfg.state_every = dev.state_every;
 	struct error err;
 	int mult = nn_model_size_multiple(cfg.gan.gen, &err);
 	if (mult < 0)
@@ -472,20 +438,19 @@ static int cmd_apply(int argc, char **argv)
 						 {"threshold", required_argument, 0, 'T'},
 						 {"batch", required_argument, 0, 'b'},
 						 {"json", required_argument, 0, 'J'},
-						 {"threads", required_argument, 0, 'j'},
-						 {"device", required_argument, 0, 'd'},
-						 {"precision", required_argument, 0, 'p'},
+						 NN_STAGE_DEVICE_OPTIONS,
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	const char *cmd = "apply", *model = NULL, *in_path = NULL, *out = NULL, *json_path = NULL,
 		   *mode_name = "add";
 	enum nn_refine_mode mode = NN_REFINE_ADD;
-	struct device_opts dev = {0, nn_backend_cpu(), NULL};
+	struct nn_stage_opts dev;
+	nn_stage_opts_init(&dev);
 	float threshold = 0;
 	long v;
 	int batch = 4, c;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		int taken = device_opt(cmd, c, &dev);
+		int taken = stage_opt(cmd, c, &dev);
 		if (taken < 0)
 			return EXIT_USAGE;
 		if (taken)
@@ -535,7 +500,7 @@ static int cmd_apply(int argc, char **argv)
 		apply_usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (device_setup(cmd, &dev) < 0)
+	if (stage_setup(cmd, &dev) < 0)
 		return EXIT_USAGE;
 	struct error err;
 	struct dataset in;

@@ -1,30 +1,23 @@
 /* cairn-train-classifier: train an image classifier on a dataset shard and
  * test it on another (nn/train.h does the work). Writes DIR/metrics.json and
  * DIR/model.ckpt. Exit 0 ok, 1 failure of the work, 2 bad usage or input. */
-#include <float.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
-#include "core/buf.h"
 #include "core/clock.h"
 #include "core/error.h"
-#include "core/fs.h"
-#include "core/jsonio.h"
 #include "core/parse.h"
 #include "core/progress.h"
 #include "dist/dist.h"
-#include "dist/train.h"
-#include "nn/ckpt.h"
+#include "dist/stage.h"
 #include "nn/dataset.h"
 #include "nn/model.h"
+#include "nn/stageopt.h"
 #include "nn/train.h"
-#ifdef CAIRN_CUDA
-#include "nn/cuda/cuda.h"
-#endif
+#include "nn/trainstate.h"
 
 #define EXIT_USAGE 2
 
@@ -135,17 +128,6 @@ static json_t *json_doubles(const double *v, int n)
 	return a;
 }
 
-/* --precision for the chosen device; *p becomes the precision in use. */
-static int set_precision(const struct nn_backend *be, const char **p)
-{
-	struct error err;
-	if (nn_backend_set_precision(be, p, &err) < 0) {
-		bad_usage("--precision: %s", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
@@ -158,24 +140,28 @@ int main(int argc, char **argv)
 						 {"lr", required_argument, 0, 'l'},
 						 {"wd", required_argument, 0, 'w'},
 						 {"seed", required_argument, 0, 's'},
-						 {"threads", required_argument, 0, 'j'},
-						 {"device", required_argument, 0, 'd'},
 						 {"no-augment", no_argument, 0, 'A'},
 						 {"pad", required_argument, 0, 'P'},
-						 {"precision", required_argument, 0, 'p'},
 						 {"dist", required_argument, 0, 'D'},
-						 {"state", required_argument, 0, 'S'},
-						 {"state-every", required_argument, 0, 'E'},
+						 NN_STAGE_DEVICE_OPTIONS,
+						 NN_STAGE_STATE_OPTIONS,
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	struct nn_train_config cfg;
 	nn_train_defaults(&cfg);
-	const char *train_path = NULL, *test_path = NULL, *out = NULL, *precision = NULL;
-	long v, threads = 0;
-	float every;
-	int c;
+	struct nn_stage_opts opts;
+	nn_stage_opts_init(&opts);
+	const char *train_path = NULL, *test_path = NULL, *out = NULL;
+	struct error err;
+	long v;
+	int c, r;
 	enum dist_algo algo = DIST_NONE;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0) {
+			if (r < 0)
+				return bad_usage("%s", err.msg);
+			continue;
+		}
 		switch (c) {
 		case 't': train_path = optarg; break;
 		case 'T': test_path = optarg; break;
@@ -204,37 +190,15 @@ int main(int argc, char **argv)
 				return bad_usage("--seed: '%s' is not an integer in 0..2147483647", optarg);
 			cfg.seed = (uint64_t)v;
 			break;
-		case 'j':
-			if (parse_long(optarg, 1, 1024, &threads) < 0)
-				return bad_usage("--threads: '%s' is not an integer in 1..1024", optarg);
-			break;
-		case 'd': {
-			struct error derr;
-			if (!(cfg.be = nn_backend_by_name(optarg, &derr)))
-				return bad_usage("--%s", derr.msg);
-			break;
-		}
 		case 'A': cfg.flip = 0, cfg.pad = 0; break;
 		case 'P':
 			if (parse_long(optarg, 0, 64, &v) < 0)
 				return bad_usage("--pad: '%s' is not an integer in [0, 64]", optarg);
 			cfg.pad = (int)v;
 			break;
-		case 'p': precision = optarg; break;
-		case 'D': {
-			struct error derr;
-			if (dist_algo_parse(optarg, &algo, &derr) < 0)
-				return bad_usage("--dist: %s", derr.msg);
-			break;
-		}
-		case 'S':
-			cfg.state_dir = optarg;
-			break;
-		case 'E':
-			if (parse_float(optarg, &every) < 0 || !(every >= 0))
-				return bad_usage(
-				    "--state-every: '%s' is not a number of seconds >= 0", optarg);
-			cfg.state_every = every;
+		case 'D':
+			if (dist_algo_parse(optarg, &algo, &err) < 0)
+				return bad_usage("--dist: %s", err.msg);
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
@@ -242,19 +206,18 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return bad_usage("unexpected argument '%s'", argv[optind]);
-	if (cfg.state_dir && algo != DIST_NONE)
+	if (opts.state_dir && algo != DIST_NONE)
 		return bad_usage(
 		    "--state %s: a training state is one process's, not of --dist ranks",
-		    cfg.state_dir);
+		    opts.state_dir);
 	if (!train_path || !test_path || !out) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	nn_cpu_set_threads((int)threads);
-	if (set_precision(cfg.be, &precision) < 0)
-		return EXIT_USAGE;
+	if (nn_stage_setup(&opts, &err) < 0)
+		return bad_usage("%s", err.msg);
+	cfg.be = opts.be, cfg.state_dir = opts.state_dir, cfg.state_every = opts.state_every;
 
-	struct error err;
 	struct dataset train, test;
 	int rc;
 	if ((rc = dataset_open(&train, train_path, 0, &err)) < 0) {
@@ -286,82 +249,46 @@ int main(int argc, char **argv)
 	nn_net_release(&net);
 	/* Data-parallel: join the ranks once the input is known good (a bad
 	 * input is exit 2 on every rank alike); rank 0 reports and writes. */
-	struct dist dist = {.size = 1};
-	struct dist_train dt = {0};
-	struct nn_train_sync sync;
+	struct dist_stage st;
+	struct nn_train_result res;
+	memset(&res, 0, sizeof(res));
+	int status = 0;
+	dist_stage_init(&st, prog, &opts, algo);
+	if (dist_stage_join(&st) < 0) {
+		status = 1;
+		goto out;
+	}
 	if (algo != DIST_NONE) {
-		if (dist_init(&dist, algo, &err) < 0) {
-			fprintf(stderr, "%s: --dist %s: %s\n", prog, dist_algo_name(algo), err.msg);
-			dataset_close(&train), dataset_close(&test);
-			return 1;
-		}
-		dist_train_hooks(&dt, &dist, &sync);
-		cfg.sync = &sync;
+		cfg.sync = &st.sync;
 		/* a batch larger than a rank's part: known once the ranks are,
 		 * the same on every rank (bad input, exit 2 on each) */
 		if (nn_train_check_inputs(&cfg, &train, &test, &err) < 0) {
-			if (dist.rank == 0)
+			if (st.rank == 0)
 				fprintf(stderr, "%s: %s\n", prog, err.msg);
-			dist_release(&dist);
-			dataset_close(&train), dataset_close(&test);
-			return EXIT_USAGE;
+			status = EXIT_USAGE;
+			goto out;
 		}
 	}
-	int rank = dist.rank;
-	if (rank == 0)
-		fprintf(stderr, "%s\n", summary);
-	if (rank == 0 && algo != DIST_NONE)
-		fprintf(stderr, "%s over %d ranks: each takes 1/%d of every epoch, batch %d\n",
-			dist_algo_name(algo), dist.size, dist.size, cfg.batch);
-	if (rank == 0 && fs_mkdir_p(out, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		dist_abort(&dist, 1);
-		dataset_close(&train), dataset_close(&test);
-		return 1;
-	}
-	double load[3] = {0, 0, 0};
-	if (getloadavg(load, 3) < 0)
-		load[0] = -1;
-
+	if ((status = dist_stage_begin(&st, summary, cfg.batch, out)) != 0)
+		goto out;
 	struct ui ui = {.epochs = cfg.epochs};
-	if (rank == 0) {
+	if (st.rank == 0) {
 		cfg.on_batch = on_batch;
 		cfg.on_epoch = on_epoch;
 		cfg.ctx = &ui;
 	}
-	struct nn_train_result res;
-	double t0 = clock_now();
 	rc = nn_train_classifier(&cfg, &train, &test, &net, &res, &err);
-	double wall = clock_now() - t0;
 	if (ui.per_epoch)
 		progress_finish(&ui.p);
-	int status = 0;
 	if (rc < 0) {
-		if (dist.size > 1)
-			fprintf(stderr, "%s: rank %d of %d: %s\n", prog, rank, dist.size, err.msg);
-		else
-			fprintf(stderr, "%s: %s\n", prog, err.msg);
-		status = rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
-		dist_abort(&dist, status); /* the other ranks would wait for this one */
+		status = dist_stage_failed(&st, rc, &err);
 		goto out;
 	}
-	struct dist_totals tot; /* all ranks' images over the slowest one's time */
-	if (dist_train_totals(&dist, res.images_per_second, res.train_seconds, &tot, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		dist_abort(&dist, 1);
-		status = 1;
+	/* all ranks' images over the slowest one's time */
+	if ((status = dist_stage_totals(&st, res.images_per_second, res.train_seconds)) != 0 ||
+	    st.rank != 0)
 		goto out;
-	}
-	if (rank != 0)
-		goto out;
-	res.images_per_second = tot.rate;
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/model.ckpt", out);
-	if (nn_ckpt_save(&net, path, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		status = 1;
-		goto out;
-	}
+	res.images_per_second = st.tot.rate;
 	json_t *m = json_object();
 	json_object_set_new(m, "test_accuracy", json_real(res.test_accuracy));
 	json_object_set_new(m, "per_class_accuracy", json_doubles(res.class_accuracy, res.classes));
@@ -370,14 +297,6 @@ int main(int argc, char **argv)
 		json_array_append_new(losses, json_real(res.epoch_loss[e]));
 	json_object_set_new(m, "loss_per_epoch", losses);
 	json_object_set_new(m, "test_accuracy_per_epoch", json_doubles(res.epoch_accuracy, res.epochs));
-	json_object_set_new(m, "wall_time_s", json_real(wall));
-	/* CPU time of all threads: on a shared machine, wall time depends on the
-	 * other jobs, CPU time much less */
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		json_object_set_new(m, "cpu_time_s",
-				    json_real(ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-					      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6));
 	json_object_set_new(m, "train_time_s", json_real(res.train_seconds));
 	json_object_set_new(m, "eval_time_s", json_real(res.eval_seconds));
 	json_object_set_new(m, "train_images_per_s", json_real(res.images_per_second));
@@ -388,58 +307,24 @@ int main(int argc, char **argv)
 	json_object_set_new(m, "batch", json_integer(cfg.batch));
 	json_object_set_new(m, "lr", json_real(cfg.lr));
 	json_object_set_new(m, "seed", json_integer((json_int_t)cfg.seed));
-	json_object_set_new(m, "device", json_string(cfg.be->name));
-	json_object_set_new(m, "precision", json_string(precision));
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train.count));
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
-	json_object_set_new(m, "load_average_at_start", json_real(load[0]));
 	json_object_set_new(m, "resumed_from_epoch", json_integer(res.resumed_from));
 	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res.resumed_batches));
-	if (algo != DIST_NONE) /* how the ranks trained together */
-		json_object_set_new(m, "dist", dist_train_json(&dist, &tot));
-#ifdef CAIRN_CUDA
-	if (cfg.be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
-		struct nn_cuda_graph_stats gs;
-		struct nn_cuda_mem_stats ms;
-		nn_cuda_get_graph_stats(&gs);
-		nn_cuda_get_mem_stats(&ms);
-		json_t *c = json_object();
-		json_object_set_new(c, "device_index", json_integer(nn_cuda_device()));
-		json_object_set_new(c, "steps", json_integer((json_int_t)gs.steps));
-		json_object_set_new(c, "graph_captures", json_integer((json_int_t)gs.captures));
-		json_object_set_new(c, "graph_replays", json_integer((json_int_t)gs.replays));
-		json_object_set_new(c, "eager_steps", json_integer((json_int_t)gs.eager));
-		json_object_set_new(c, "graph_failures", json_integer((json_int_t)gs.failures));
-		json_object_set_new(c, "graph_nodes", json_integer((json_int_t)gs.nodes));
-		json_object_set_new(c, "device_peak_mib", json_real(ms.peak_in_use / 1048576.0));
-		/* the activation arena's device memory: about half of it in bf16 */
-		json_object_set_new(c, "activation_arena_mib", json_real(net.act.size / 1048576.0));
-		json_object_set_new(c, "activation_backed_mib", json_real(ms.act_backed / 1048576.0));
-		json_object_set_new(c, "cuda_mallocs", json_integer((json_int_t)ms.cuda_mallocs));
-		json_object_set_new(m, "cuda", c);
-	}
-#endif
-	snprintf(path, sizeof(path), "%s/metrics.json", out);
-	if (jsonio_write_atomic(path, m, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		status = 1;
-	}
-	json_decref(m);
-	if (!status) {
-		fprintf(stderr, "test accuracy %.4f, %.0f images/s, wall %.1f s -> %s\n",
-			res.test_accuracy, res.images_per_second, wall, out);
-		if (res.resumed_from || res.resumed_batches) {
-			char where[128];
-			nn_trainstate_where(where, sizeof(where), res.resumed_from,
-					    res.resumed_batches, cfg.epochs);
-			fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
-		}
+	if ((status = dist_stage_save(&st, &net, m)) != 0)
+		goto out;
+	fprintf(stderr, "test accuracy %.4f, %.0f images/s, wall %.1f s -> %s\n", res.test_accuracy,
+		res.images_per_second, dist_stage_wall(&st), out);
+	if (res.resumed_from || res.resumed_batches) {
+		char where[128];
+		nn_trainstate_where(where, sizeof(where), res.resumed_from, res.resumed_batches,
+				    cfg.epochs);
+		fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
 	}
 out:
 	nn_train_result_release(&res);
 	nn_net_release(&net);
-	dist_train_release(&dt);
-	dist_release(&dist);
+	dist_stage_release(&st, status);
 	dataset_close(&train), dataset_close(&test);
 	return status;
 }

@@ -10,24 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/error.h"
-#include "core/fs.h"
-#include "core/jsonio.h"
 #include "core/parse.h"
 #include "core/progress.h"
 #include "dist/dist.h"
-#include "dist/train.h"
-#include "nn/ckpt.h"
+#include "dist/stage.h"
 #include "nn/dataset.h"
 #include "nn/model.h"
 #include "nn/segment.h"
-#ifdef CAIRN_CUDA
-#include "nn/cuda/cuda.h"
-#endif
+#include "nn/stageopt.h"
+#include "nn/trainstate.h"
 
 #define EXIT_USAGE 2
 #define MAX_WEIGHTS 255
@@ -92,17 +86,6 @@ static int bad_usage(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, " (see '%s --help')\n", prog);
 	return EXIT_USAGE;
-}
-
-/* --precision for the chosen device; *p becomes the precision in use. */
-static int set_precision(const struct nn_backend *be, const char **p)
-{
-	struct error err;
-	if (nn_backend_set_precision(be, p, &err) < 0) {
-		bad_usage("--precision: %s", err.msg);
-		return -1;
-	}
-	return 0;
 }
 
 /* --class-weights: none, auto, or a comma-separated list of numbers >= 0. */
@@ -186,10 +169,11 @@ static json_t *json_nums(const double *v, int n)
 	return a;
 }
 
+/* The segmenter's own fields; dist_stage_save adds those of every
+ * training stage. */
 static json_t *metrics_json(const struct nn_segment_config *cfg,
 			    const struct nn_segment_result *res, const struct nn_net *net,
-			    const char *precision, const struct dataset *train,
-			    const struct dataset *val, double wall, double load)
+			    const struct dataset *train, const struct dataset *val)
 {
 	int k = res->classes;
 	json_t *m = json_object();
@@ -235,12 +219,6 @@ static json_t *metrics_json(const struct nn_segment_config *cfg,
 	json_object_set_new(m, "class_weights", cw);
 	static const char *const weighting[] = {"none", "auto", "given"};
 	json_object_set_new(m, "class_weighting", json_string(weighting[cfg->weighting]));
-	json_object_set_new(m, "wall_time_s", json_real(wall));
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		json_object_set_new(m, "cpu_time_s",
-				    json_real(ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-					      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6));
 	json_object_set_new(m, "train_time_s", json_real(res->train_seconds));
 	json_object_set_new(m, "eval_time_s", json_real(res->eval_seconds));
 	json_object_set_new(m, "train_tiles_per_s", json_real(res->tiles_per_second));
@@ -257,31 +235,10 @@ static json_t *metrics_json(const struct nn_segment_config *cfg,
 	json_object_set_new(m, "wd", json_real(cfg->wd));
 	json_object_set_new(m, "augment", json_boolean(cfg->augment));
 	json_object_set_new(m, "seed", json_integer((json_int_t)cfg->seed));
-	json_object_set_new(m, "device", json_string(cfg->be->name));
-	json_object_set_new(m, "precision", json_string(precision));
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train->count));
 	json_object_set_new(m, "val_records", json_integer(val ? (json_int_t)val->count : 0));
-	json_object_set_new(m, "load_average_at_start", json_real(load));
 	json_object_set_new(m, "resumed_from_epoch", json_integer(res->resumed_from));
 	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res->resumed_batches));
-#ifdef CAIRN_CUDA
-	if (cfg->be->device == NN_DEV_CUDA) { /* how the steps ran, what the device held */
-		struct nn_cuda_graph_stats gs;
-		struct nn_cuda_mem_stats ms;
-		nn_cuda_get_graph_stats(&gs);
-		nn_cuda_get_mem_stats(&ms);
-		json_t *c = json_object();
-		json_object_set_new(c, "device_index", json_integer(nn_cuda_device()));
-		json_object_set_new(c, "steps", json_integer((json_int_t)gs.steps));
-		json_object_set_new(c, "graph_captures", json_integer((json_int_t)gs.captures));
-		json_object_set_new(c, "graph_replays", json_integer((json_int_t)gs.replays));
-		json_object_set_new(c, "eager_steps", json_integer((json_int_t)gs.eager));
-		json_object_set_new(c, "graph_failures", json_integer((json_int_t)gs.failures));
-		json_object_set_new(c, "device_peak_mib", json_real(ms.peak_in_use / 1048576.0));
-		json_object_set_new(c, "cuda_mallocs", json_integer((json_int_t)ms.cuda_mallocs));
-		json_object_set_new(m, "cuda", c);
-	}
-#endif
 	return m;
 }
 
@@ -308,25 +265,29 @@ int main(int argc, char **argv)
 						 {"lr", required_argument, 0, 'l'},
 						 {"wd", required_argument, 0, 'w'},
 						 {"seed", required_argument, 0, 's'},
-						 {"threads", required_argument, 0, 'j'},
-						 {"device", required_argument, 0, 'd'},
 						 {"no-augment", no_argument, 0, 'A'},
 						 {"class-weights", required_argument, 0, 'W'},
-						 {"precision", required_argument, 0, 'p'},
 						 {"dist", required_argument, 0, 'D'},
-						 {"state", required_argument, 0, 'S'},
-						 {"state-every", required_argument, 0, 'E'},
+						 NN_STAGE_DEVICE_OPTIONS,
+						 NN_STAGE_STATE_OPTIONS,
 						 {"help", no_argument, 0, 'h'},
 						 {0, 0, 0, 0}};
 	struct nn_segment_config cfg;
 	nn_segment_defaults(&cfg);
 	static float weights[MAX_WEIGHTS];
-	const char *train_path = NULL, *val_path = NULL, *out = NULL, *precision = NULL;
-	long v, threads = 0;
-	float every;
-	int c;
+	struct nn_stage_opts opts;
+	nn_stage_opts_init(&opts);
+	const char *train_path = NULL, *val_path = NULL, *out = NULL;
+	struct error err;
+	long v;
+	int c, r;
 	enum dist_algo algo = DIST_NONE;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0) {
+			if (r < 0)
+				return bad_usage("%s", err.msg);
+			continue;
+		}
 		switch (c) {
 		case 't':
 			train_path = optarg;
@@ -367,17 +328,6 @@ int main(int argc, char **argv)
 						 optarg);
 			cfg.seed = (uint64_t)v;
 			break;
-		case 'j':
-			if (parse_long(optarg, 1, 1024, &threads) < 0)
-				return bad_usage("--threads: '%s' is not an integer in 1..1024",
-						 optarg);
-			break;
-		case 'd': {
-			struct error derr;
-			if (!(cfg.be = nn_backend_by_name(optarg, &derr)))
-				return bad_usage("--%s", derr.msg);
-			break;
-		}
 		case 'A':
 			cfg.augment = 0;
 			break;
@@ -388,23 +338,9 @@ int main(int argc, char **argv)
 				    "numbers >= 0 like 0.5,2,2 (one per class)",
 				    optarg);
 			break;
-		case 'p':
-			precision = optarg;
-			break;
-		case 'D': {
-			struct error derr;
-			if (dist_algo_parse(optarg, &algo, &derr) < 0)
-				return bad_usage("--dist: %s", derr.msg);
-			break;
-		}
-		case 'S':
-			cfg.state_dir = optarg;
-			break;
-		case 'E':
-			if (parse_float(optarg, &every) < 0 || !(every >= 0))
-				return bad_usage(
-				    "--state-every: '%s' is not a number of seconds >= 0", optarg);
-			cfg.state_every = every;
+		case 'D':
+			if (dist_algo_parse(optarg, &algo, &err) < 0)
+				return bad_usage("--dist: %s", err.msg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -416,19 +352,18 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return bad_usage("unexpected argument '%s'", argv[optind]);
-	if (cfg.state_dir && algo != DIST_NONE)
+	if (opts.state_dir && algo != DIST_NONE)
 		return bad_usage(
 		    "--state %s: a training state is one process's, not of --dist ranks",
-		    cfg.state_dir);
+		    opts.state_dir);
 	if (!train_path || !out) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	nn_cpu_set_threads((int)threads);
-	if (set_precision(cfg.be, &precision) < 0)
-		return EXIT_USAGE;
+	if (nn_stage_setup(&opts, &err) < 0)
+		return bad_usage("%s", err.msg);
+	cfg.be = opts.be, cfg.state_dir = opts.state_dir, cfg.state_every = opts.state_every;
 
-	struct error err;
 	struct dataset train, val;
 	int rc;
 	if ((rc = open_shard(&train, train_path)) != 0)
@@ -438,14 +373,13 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	const struct dataset *valp = val_path ? &val : NULL;
-	int status = 0, made_out = 0;
+	int status = 0;
 	struct nn_net net;
 	memset(&net, 0, sizeof(net));
 	struct nn_segment_result res;
 	memset(&res, 0, sizeof(res));
-	struct dist dist = {.size = 1};
-	struct dist_train dt = {0};
-	struct nn_train_sync sync;
+	struct dist_stage st;
+	dist_stage_init(&st, prog, &opts, algo);
 	/* bad input, said before anything is built or written: a class shard,
 	 * an empty one, shards that do not match, tiles the U-Net cannot halve
 	 * depth times, class weights that do not fit, a bad spec */
@@ -464,99 +398,49 @@ int main(int argc, char **argv)
 	nn_net_release(&net);
 	/* Data-parallel: join the ranks once the input is known good; rank 0
 	 * reports and writes (docs/dist.md). */
-	if (algo != DIST_NONE) {
-		if (dist_init(&dist, algo, &err) < 0) {
-			fprintf(stderr, "%s: --dist %s: %s\n", prog, dist_algo_name(algo), err.msg);
-			status = 1;
-			goto out;
-		}
-		dist_train_hooks(&dt, &dist, &sync);
-		cfg.sync = &sync;
-	}
-	int rank = dist.rank;
-	if (rank == 0)
-		fprintf(stderr, "%s\n", summary);
-	if (rank == 0 && algo != DIST_NONE)
-		fprintf(stderr, "%s over %d ranks: each takes 1/%d of every epoch, batch %d\n",
-			dist_algo_name(algo), dist.size, dist.size, cfg.batch);
-	made_out = rank == 0 && !fs_exists(out);
-	if (rank == 0 && fs_mkdir_p(out, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		dist_abort(&dist, 1);
+	if (dist_stage_join(&st) < 0) {
 		status = 1;
 		goto out;
 	}
-	double load[3] = {0, 0, 0};
-	if (getloadavg(load, 3) < 0)
-		load[0] = -1;
-
+	if (algo != DIST_NONE)
+		cfg.sync = &st.sync;
+	if ((status = dist_stage_begin(&st, summary, cfg.batch, out)) != 0)
+		goto out;
 	struct ui ui = {.epochs = cfg.epochs};
-	if (rank == 0) {
+	if (st.rank == 0) {
 		cfg.on_batch = on_batch;
 		cfg.on_epoch = on_epoch;
 		cfg.ctx = &ui;
 	}
-	double t0 = clock_now();
 	rc = nn_train_segmenter(&cfg, &train, valp, &net, &res, &err);
-	double wall = clock_now() - t0;
 	if (ui.per_epoch)
 		progress_finish(&ui.p);
 	if (rc < 0) {
-		if (dist.size > 1)
-			fprintf(stderr, "%s: rank %d of %d: %s\n", prog, rank, dist.size, err.msg);
-		else
-			fprintf(stderr, "%s: %s\n", prog, err.msg);
-		status = rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
-		dist_abort(&dist, status); /* the other ranks would wait for this one */
+		status = dist_stage_failed(&st, rc, &err);
 		goto out;
 	}
-	struct dist_totals tot; /* all ranks' tiles over the slowest one's time */
-	if (dist_train_totals(&dist, res.tiles_per_second, res.train_seconds, &tot, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		dist_abort(&dist, 1);
-		status = 1;
+	/* all ranks' tiles over the slowest one's time */
+	if ((status = dist_stage_totals(&st, res.tiles_per_second, res.train_seconds)) != 0 ||
+	    st.rank != 0)
 		goto out;
-	}
-	if (rank != 0)
+	res.tiles_per_second = st.tot.rate;
+	if ((status = dist_stage_save(&st, &net, metrics_json(&cfg, &res, &net, &train, valp))) != 0)
 		goto out;
-	res.tiles_per_second = tot.rate;
-	char ckpt[4096], metrics[4096];
-	snprintf(ckpt, sizeof(ckpt), "%s/model.ckpt", out);
-	snprintf(metrics, sizeof(metrics), "%s/metrics.json", out);
-	if (nn_ckpt_save(&net, ckpt, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		status = 1;
-		goto out;
-	}
-	json_t *m = metrics_json(&cfg, &res, &net, precision, &train, valp, wall, load[0]);
-	if (algo != DIST_NONE) /* how the ranks trained together */
-		json_object_set_new(m, "dist", dist_train_json(&dist, &tot));
-	if (jsonio_write_atomic(metrics, m, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err.msg);
-		unlink(ckpt); /* both files or neither */
-		status = 1;
-	}
-	json_decref(m);
-	if (!status) {
-		if (valp)
-			fprintf(stderr, "val pixel accuracy %.4f, mean IoU %.4f, ",
-				res.val.pixel_accuracy, res.val.mean_iou);
-		fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second, wall,
-			out);
-		if (res.resumed_from || res.resumed_batches) {
-			char where[128];
-			nn_trainstate_where(where, sizeof(where), res.resumed_from,
-					    res.resumed_batches, cfg.epochs);
-			fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
-		}
+	if (valp)
+		fprintf(stderr, "val pixel accuracy %.4f, mean IoU %.4f, ", res.val.pixel_accuracy,
+			res.val.mean_iou);
+	fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second,
+		dist_stage_wall(&st), out);
+	if (res.resumed_from || res.resumed_batches) {
+		char where[128];
+		nn_trainstate_where(where, sizeof(where), res.resumed_from, res.resumed_batches,
+				    cfg.epochs);
+		fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
 	}
 out:
-	if (status && made_out)
-		rmdir(out); /* only when empty: nothing half written is left */
 	nn_segment_result_release(&res);
 	nn_net_release(&net);
-	dist_train_release(&dt);
-	dist_release(&dist);
+	dist_stage_release(&st, status);
 	dataset_close(&train);
 	if (valp)
 		dataset_close(&val);

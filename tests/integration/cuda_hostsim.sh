@@ -167,9 +167,12 @@ fi
 # (int32, pinned beside the images), per-pixel cross-entropy with class
 # weights in device memory, a step graph, evaluation and prediction from
 # downloaded logits; against --device cpu, same seed
+# (dist/stage.c, which writes the trainers' "cuda" metrics, with CUDA too:
+# libdist.a is the plain build's)
+check "dist/stage.c compiles with CUDA" cc $cflags -c $ROOT/dist/stage.c -o $T/sim_stage.o || exit 1
 for st in cairn-train-unet cairn-predict; do
 	check "$st compiles with CUDA" cc $cflags -c $ROOT/stages/$st.c -o $T/sim_$st.o || exit 1
-	check "$st links" $cxx $flags $T/sim_$st.o $simobj $lib/libdist.a $lib/libnn.a $lib/libcore.a \
+	check "$st links" $cxx $flags $T/sim_$st.o $T/sim_stage.o $simobj $lib/libdist.a $lib/libnn.a $lib/libcore.a \
 		$mpi_libs -ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/$st || exit 1
 done
 mkdir -p $T/seg
@@ -231,7 +234,7 @@ case $CAIRN_TESTS in */asan/*)
 	exit 0 ;;
 esac
 check "the classifier compiles with CUDA" cc $cflags -c $ROOT/stages/cairn-train-classifier.c -o $T/sim_ctc.o || exit 1
-check "the classifier links" $cxx $flags $T/sim_ctc.o $simobj $lib/libdist.a $lib/libnn.a $lib/libcore.a \
+check "the classifier links" $cxx $flags $T/sim_ctc.o $T/sim_stage.o $simobj $lib/libdist.a $lib/libnn.a $lib/libcore.a \
 	$mpi_libs -ljansson -lcrypto -ldeflate -lz -lopenblas -lm -lpthread -o $T/ctc || exit 1
 cairn-dataset import-idx --images $idx/t10k-images-idx3-ubyte.gz --labels $idx/t10k-labels-idx1-ubyte.gz --out $T/all.ds >/dev/null
 cairn-dataset split $T/all.ds --fraction 0.2 --seed 1 --out $T/train.ds --rest $T/rest.ds >/dev/null

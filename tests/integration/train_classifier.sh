@@ -69,6 +69,14 @@ check_rc "--lr 1e30 diverges: exit 1" 1 cairn-train-classifier --train $T/small.
 	--batch 50 --epochs 1 --lr 1e30 --out $T/r10
 check_grep "the error says it diverged" "training diverged: loss -?nan at epoch 1" $T/.out
 check "no checkpoint of a diverged run" test ! -e $T/r10/model.ckpt
+check "nor the folder it made" test ! -e $T/r10
+# model.ckpt and metrics.json: both or neither (metrics.json cannot be
+# written where a folder of that name stands); a folder it did not make stays
+mkdir -p $T/r12/metrics.json
+check_rc "metrics.json not writable: exit 1" 1 cairn-train-classifier --train $T/small.ds --test $T/small.ds \
+	--batch 50 --epochs 1 --out $T/r12
+check "no checkpoint without its metrics" test ! -e $T/r12/model.ckpt
+check "the folder it did not make stays" test -d $T/r12/metrics.json
 # CAIRN_NN_PROFILE=1: the time by op and pass on stderr at exit
 CAIRN_NN_PROFILE=1 cairn-train-classifier --train $T/small.ds --test $T/small.ds --batch 50 --epochs 1 \
 	--out $T/r11 >$T/prof.out 2>$T/prof.err

@@ -1,0 +1,57 @@
+/* stage: what cairn-train-classifier and cairn-train-unet do alike around
+ * their training loop. With --dist the ranks join once the input is known
+ * good and rank 0 alone reports and writes (docs/dist.md); the output folder
+ * is made, and removed again after a failure when this run made it and it
+ * is empty; a failure is said with the rank and passed on to the other
+ * ranks; model.ckpt and metrics.json are written both or neither, metrics
+ * with the fields every training stage records (wall and CPU time, load,
+ * device, precision, and the "dist" and "cuda" objects). */
+#ifndef DIST_STAGE_H
+#define DIST_STAGE_H
+
+#include <jansson.h>
+
+#include "dist/dist.h"
+#include "dist/train.h"
+#include "nn/net.h"
+#include "nn/stageopt.h"
+
+struct dist_stage {
+	const char *prog, *out;
+	const struct nn_stage_opts *opts; /* device, precision in use, state */
+	enum dist_algo algo;
+	struct dist dist;
+	struct dist_train dt;
+	struct nn_train_sync sync;
+	struct dist_totals tot;
+	int rank, made_out;
+	double t0, load; /* the training's start; the load average then (-1: unknown) */
+};
+
+void dist_stage_init(struct dist_stage *s, const char *prog, const struct nn_stage_opts *opts,
+		     enum dist_algo algo);
+/* Join the ranks (nothing without --dist) and fill s->sync with their
+ * hooks: 0, or -1 said on stderr (exit status 1). */
+int dist_stage_join(struct dist_stage *s);
+/* Rank 0: the model's summary, how the ranks split the work (batch per
+ * rank), the output folder made; every rank: the clock started. 0, or the
+ * exit status after saying why. */
+int dist_stage_begin(struct dist_stage *s, const char *summary, int batch, const char *out);
+/* The training failed with rc and err: said (with the rank when there are
+ * several), the other ranks stopped; the exit status (2 for bad input). */
+int dist_stage_failed(struct dist_stage *s, int rc, const struct error *err);
+/* After training, on every rank (collective): all ranks' rate over the
+ * slowest one's seconds into s->tot; 0 or the exit status (said). */
+int dist_stage_totals(struct dist_stage *s, double rate, double seconds);
+/* Rank 0: net to OUT/model.ckpt, then m to OUT/metrics.json with wall_time_s,
+ * cpu_time_s, load_average_at_start, device, precision, "dist" (with
+ * --dist) and "cuda" (on a GPU) added; both files or neither. 0, or 1 after
+ * saying why. m is released. */
+int dist_stage_save(struct dist_stage *s, const struct nn_net *net, json_t *m);
+/* The seconds since dist_stage_begin. */
+double dist_stage_wall(const struct dist_stage *s);
+/* After a failure (status != 0) the output folder goes when this run made
+ * it and nothing is in it. */
+void dist_stage_release(struct dist_stage *s, int status);
+
+#endif

@@ -1,0 +1,51 @@
+/* stageopt: the options the nn stages take alike (cairn-train-classifier,
+ * cairn-train-unet, cairn-predict, cairn-refine): --threads, --device and
+ * --precision, and for those that train --state and --state-every; parsed
+ * and checked in one place, so that each says the same about a bad value. */
+#ifndef NN_STAGEOPT_H
+#define NN_STAGEOPT_H
+
+#include <getopt.h>
+
+#include "core/error.h"
+#include "nn/backend.h"
+
+/* getopt_long values, outside any short option's range. */
+enum {
+	NN_OPT_THREADS = 0x1000,
+	NN_OPT_DEVICE,
+	NN_OPT_PRECISION,
+	NN_OPT_STATE,
+	NN_OPT_STATE_EVERY,
+};
+
+/* Entries for a stage's longopts table. */
+// clang-format off
+#define NN_STAGE_DEVICE_OPTIONS \
+	{"threads", required_argument, 0, NN_OPT_THREADS}, \
+	{"device", required_argument, 0, NN_OPT_DEVICE}, \
+	{"precision", required_argument, 0, NN_OPT_PRECISION}
+#define NN_STAGE_STATE_OPTIONS \
+	{"state", required_argument, 0, NN_OPT_STATE}, \
+	{"state-every", required_argument, 0, NN_OPT_STATE_EVERY}
+// clang-format on
+
+struct nn_stage_opts {
+	long threads;		     /* --threads N, 1..1024; 0: all cores */
+	const struct nn_backend *be; /* --device, default cpu */
+	const char *precision;	     /* --precision; after setup, the one in use */
+	const char *state_dir;	     /* --state DIR, or NULL */
+	double state_every;	     /* --state-every S, default 600 */
+};
+
+void nn_stage_opts_init(struct nn_stage_opts *o);
+/* getopt_long's value c with its argument: 1 taken; 0 not one of these
+ * options; -1 a bad value, err saying which ("--threads: 'x' is not an
+ * integer in 1..1024"): the stage's bad usage. */
+int nn_stage_opt(struct nn_stage_opts *o, int c, const char *arg, struct error *err);
+/* After parsing: the threads set, and the precision checked against the
+ * device, o->precision becoming the name in use; -1 with err ("--precision:
+ * ..."), bad usage. */
+int nn_stage_setup(struct nn_stage_opts *o, struct error *err);
+
+#endif
