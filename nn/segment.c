@@ -453,23 +453,11 @@ static json_t *segmenter_what(const struct nn_segment_config *cfg, const struct 
 	return w;
 }
 
-/* The segmenter's figures in a state (nn_train_saver.figures): per-epoch
- * loss, wall time and validation, tiles seen, seconds spent validating. */
-struct segmenter_run {
-	const struct nn_segment_result *res;
-	const uint64_t *tiles;
-	const double *t0, *eval_time; /* training seconds: now - t0 - eval_time */
-};
-
-static json_t *figures_of(void *ctx, int epochs, double *seconds)
+/* The segmenter's figures in a state: per-epoch loss, seconds and, with a
+ * validation shard, its scores. */
+static void figures_put(void *ctx, json_t *f, int epochs)
 {
-	const struct segmenter_run *sr = ctx;
-	const struct nn_segment_result *res = sr->res;
-	*seconds = clock_now() - *sr->t0 - *sr->eval_time;
-	json_t *f = json_pack("{s:I, s:f}", "tiles", (json_int_t)*sr->tiles, "eval_seconds",
-			      *sr->eval_time);
-	if (!f)
-		return NULL;
+	const struct nn_segment_result *res = ctx;
 	nn_figures_put_float(f, "loss", res->epoch_loss, (size_t)epochs);
 	nn_figures_put(f, "seconds", res->epoch_seconds, (size_t)epochs);
 	if (res->has_val) {
@@ -477,22 +465,19 @@ static json_t *figures_of(void *ctx, int epochs, double *seconds)
 		nn_figures_put(f, "mean_iou", res->epoch_mean_iou, (size_t)epochs);
 		nn_figures_put(f, "iou", res->epoch_iou, (size_t)epochs * res->classes);
 	}
-	return f;
 }
 
-static int figures_get(struct nn_segment_result *res, const json_t *f, int epochs, uint64_t *tiles,
-		       double *eval_seconds)
+static int figures_get(void *ctx, const json_t *f, int epochs)
 {
-	*tiles = (uint64_t)jsonio_int(f, "tiles", 0);
-	*eval_seconds = jsonio_num(f, "eval_seconds", 0);
+	struct nn_segment_result *res = ctx;
 	if (nn_figures_get_float(f, "loss", res->epoch_loss, (size_t)epochs) < 0 ||
 	    nn_figures_get(f, "seconds", res->epoch_seconds, (size_t)epochs) < 0)
-		return DATASET_EBADINPUT;
+		return -1;
 	if (res->has_val &&
 	    (nn_figures_get(f, "pixel_accuracy", res->epoch_pixel_accuracy, (size_t)epochs) < 0 ||
 	     nn_figures_get(f, "mean_iou", res->epoch_mean_iou, (size_t)epochs) < 0 ||
 	     nn_figures_get(f, "iou", res->epoch_iou, (size_t)epochs * res->classes) < 0))
-		return DATASET_EBADINPUT;
+		return -1;
 	return 0;
 }
 
@@ -592,43 +577,27 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 			   per_epoch);
 	if (nn_optim_init(&opt, net, err) < 0)
 		goto out;
-	double t0 = clock_now(), eval_time = 0;
-	uint64_t tiles = 0;
-	int first = 0;
-	struct segmenter_run sr = {res, &tiles, &t0, &eval_time};
 	struct nn_train_saver sv = {.dir = cfg->state_dir,
 				    .every = cfg->state_every,
 				    .net = net,
 				    .opt = &opt,
-				    .figures = figures_of,
-				    .ctx = &sr};
-	if (cfg->state_dir) {
-		what = segmenter_what(cfg, net, train, val, res->class_weights);
-		sv.what = what;
-		struct nn_trainstate ts;
-		rc = nn_train_resume(&sv, cfg->sync, l, &ts, err);
-		if (rc > 0) {
-			first = ts.epochs_done < cfg->epochs ? ts.epochs_done : cfg->epochs;
-			rc = figures_get(res, ts.figures, first, &tiles, &eval_time);
-			if (rc < 0)
-				error_set(err,
-					  "%s/" NN_TRAINSTATE_FILE
-					  ": its figures of %d epochs are missing",
-					  cfg->state_dir, first);
-			t0 -= ts.seconds + eval_time;
-			res->resumed_from = first;
-			res->resumed_batches = ts.batches;
-		}
-		nn_trainstate_release(&ts);
-		if (rc < 0)
-			goto out;
-		rc = -1;
-	}
+				    .put = figures_put,
+				    .get = figures_get,
+				    .ctx = res,
+				    .samples_name = "tiles"};
+	if (cfg->state_dir)
+		sv.what = what = segmenter_what(cfg, net, train, val, res->class_weights);
+	int first;
+	if ((rc = nn_train_begin(&sv, cfg->sync, l, cfg->epochs, &first, err)) < 0)
+		goto out;
+	rc = -1;
+	res->resumed_from = first;
+	res->resumed_batches = sv.batches;
 	struct nn_train_step st = {.net = net, .opt = &opt, .class_w = class_w, .sync = cfg->sync};
 	int evaluate = val && (!cfg->sync || cfg->sync->evaluate);
 	for (int e = first; e < cfg->epochs; e++) {
 		int r = nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				       &res->epoch_loss[e], &tiles, &sv, err);
+				       &res->epoch_loss[e], &sv.samples, &sv, err);
 		if (r < 0) {
 			rc = r;
 			goto out;
@@ -639,12 +608,12 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 				rc = r;
 				goto out;
 			}
-			eval_time += clock_now() - te;
+			sv.eval_time += clock_now() - te;
 			res->epoch_pixel_accuracy[e] = res->val.pixel_accuracy;
 			res->epoch_mean_iou[e] = res->val.mean_iou;
 			memcpy(res->epoch_iou + (size_t)e * k, res->val.iou, sizeof(double) * k);
 		}
-		res->epoch_seconds[e] = clock_now() - t0;
+		res->epoch_seconds[e] = clock_now() - sv.t0;
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], val ? &res->val : NULL,
 				      res->epoch_seconds[e]);
@@ -660,9 +629,9 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 			rc = r;
 			goto out;
 		}
-		eval_time += clock_now() - te;
+		sv.eval_time += clock_now() - te;
 	}
-	res->train_seconds = clock_now() - t0 - eval_time;
+	res->train_seconds = clock_now() - sv.t0 - sv.eval_time;
 	/* Data-parallel: keep the ranks' consensus, validated once more (each
 	 * epoch's validation was of this rank's own model). */
 	if (cfg->sync && cfg->sync->finish) {
@@ -674,10 +643,10 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 			rc = r;
 			goto out;
 		}
-		eval_time += clock_now() - te;
+		sv.eval_time += clock_now() - te;
 	}
-	res->eval_seconds = eval_time;
-	res->tiles_per_second = res->train_seconds > 0 ? tiles / res->train_seconds : 0;
+	res->eval_seconds = sv.eval_time;
+	res->tiles_per_second = res->train_seconds > 0 ? sv.samples / res->train_seconds : 0;
 	rc = 0;
 out:
 	json_decref(what);

@@ -14,25 +14,21 @@
 
 #define BAD(...) (error_set(err, __VA_ARGS__), DATASET_EBADINPUT)
 
-/* The classifier's figures in a state (nn_train_saver.figures): per-epoch
- * loss and accuracy, images seen, seconds spent testing. */
-struct classifier_run {
-	const struct nn_train_result *res;
-	const uint64_t *images;
-	const double *t0, *eval_time; /* training seconds: now - t0 - eval_time */
-};
-
-static json_t *classifier_figures(void *ctx, int epochs, double *seconds)
+/* The classifier's figures in a state: per-epoch loss and accuracy. */
+static void classifier_put(void *ctx, json_t *f, int epochs)
 {
-	const struct classifier_run *cr = ctx;
-	*seconds = clock_now() - *cr->t0 - *cr->eval_time;
-	json_t *f = json_pack("{s:I, s:f}", "images", (json_int_t)*cr->images, "eval_seconds",
-			      *cr->eval_time);
-	if (f) {
-		nn_figures_put_float(f, "loss", cr->res->epoch_loss, (size_t)epochs);
-		nn_figures_put(f, "accuracy", cr->res->epoch_accuracy, (size_t)epochs);
-	}
-	return f;
+	const struct nn_train_result *res = ctx;
+	nn_figures_put_float(f, "loss", res->epoch_loss, (size_t)epochs);
+	nn_figures_put(f, "accuracy", res->epoch_accuracy, (size_t)epochs);
+}
+
+static int classifier_get(void *ctx, const json_t *f, int epochs)
+{
+	struct nn_train_result *res = ctx;
+	return nn_figures_get_float(f, "loss", res->epoch_loss, (size_t)epochs) < 0 ||
+			       nn_figures_get(f, "accuracy", res->epoch_accuracy, (size_t)epochs) < 0
+		   ? -1
+		   : 0;
 }
 
 void nn_train_defaults(struct nn_train_config *cfg)
@@ -281,12 +277,41 @@ int nn_train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync,
 	return got;
 }
 
+int nn_train_begin(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
+		   int epochs, int *first, struct error *err)
+{
+	*first = 0;
+	sv->t0 = clock_now();
+	if (!sv->dir)
+		return 0;
+	struct nn_trainstate ts;
+	int rc = nn_train_resume(sv, sync, l, &ts, err);
+	if (rc <= 0)
+		return rc;
+	*first = ts.epochs_done < epochs ? ts.epochs_done : epochs;
+	sv->samples = (uint64_t)jsonio_int(ts.figures, sv->samples_name, 0);
+	sv->eval_time = jsonio_num(ts.figures, "eval_seconds", 0);
+	sv->t0 -= ts.seconds + sv->eval_time;
+	rc = sv->get(sv->ctx, ts.figures, *first) < 0
+		 ? BAD("%s/" NN_TRAINSTATE_FILE ": its figures of %d epochs are missing", sv->dir,
+		       *first)
+		 : 0;
+	nn_trainstate_release(&ts);
+	return rc;
+}
+
 int nn_train_save(struct nn_train_saver *sv, int epochs_done, uint64_t batches, double loss_sum,
 		  struct error *err)
 {
-	struct nn_trainstate st = {
-	    .epochs_done = epochs_done, .batches = batches, .loss_sum = loss_sum};
-	st.figures = sv->figures(sv->ctx, epochs_done, &st.seconds);
+	struct nn_trainstate st = {.epochs_done = epochs_done,
+				   .batches = batches,
+				   .loss_sum = loss_sum,
+				   .seconds = clock_now() - sv->t0 - sv->eval_time};
+	st.figures = json_pack("{s:I, s:f}", sv->samples_name, (json_int_t)sv->samples,
+			       "eval_seconds", sv->eval_time);
+	if (!st.figures)
+		return error_set(err, "%s: out of memory", sv->dir);
+	sv->put(sv->ctx, st.figures, epochs_done);
 	struct nn_trainpart part = {sv->net, sv->opt};
 	int rc = nn_trainstate_save(sv->dir, sv->what, &part, 1, &st, err);
 	json_decref(st.figures);
@@ -408,16 +433,14 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			   per_epoch);
 	if (nn_optim_init(&opt, net, err) < 0)
 		goto out;
-	double t0 = clock_now(), eval_time = 0;
-	uint64_t images = 0;
-	int first = 0;
-	struct classifier_run cr = {res, &images, &t0, &eval_time};
 	struct nn_train_saver sv = {.dir = cfg->state_dir,
 				    .every = cfg->state_every,
 				    .net = net,
 				    .opt = &opt,
-				    .figures = classifier_figures,
-				    .ctx = &cr};
+				    .put = classifier_put,
+				    .get = classifier_get,
+				    .ctx = res,
+				    .samples_name = "images"};
 	if (cfg->state_dir) {
 		what =
 		    nn_train_what("classifier", net->arch, train, test, cfg->epochs, cfg->batch,
@@ -427,36 +450,20 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 			    what, "augment",
 			    json_pack("{s:i, s:i}", "flip", cfg->flip, "pad", cfg->pad));
 		sv.what = what;
-		struct nn_trainstate ts;
-		int got = nn_train_resume(&sv, cfg->sync, l, &ts, err);
-		if (got < 0) {
-			rc = got;
-			goto out;
-		}
-		if (got) {
-			first = ts.epochs_done < cfg->epochs ? ts.epochs_done : cfg->epochs;
-			images = (uint64_t)jsonio_int(ts.figures, "images", 0);
-			eval_time = jsonio_num(ts.figures, "eval_seconds", 0);
-			t0 -= ts.seconds + eval_time;
-			res->resumed_from = first;
-			res->resumed_batches = ts.batches;
-			if (nn_figures_get_float(ts.figures, "loss", res->epoch_loss, first) < 0 ||
-			    nn_figures_get(ts.figures, "accuracy", res->epoch_accuracy, first) < 0)
-				rc = BAD("%s/" NN_TRAINSTATE_FILE
-					 ": its figures of %d epochs are missing",
-					 cfg->state_dir, first);
-		}
-		nn_trainstate_release(&ts);
-		if (rc == DATASET_EBADINPUT)
-			goto out;
 	}
+	int first;
+	if ((rc = nn_train_begin(&sv, cfg->sync, l, cfg->epochs, &first, err)) < 0)
+		goto out;
+	rc = -1;
+	res->resumed_from = first;
+	res->resumed_batches = sv.batches;
 	struct nn_train_step st = {.net = net, .opt = &opt, .sync = cfg->sync};
 	int evaluate = !cfg->sync || cfg->sync->evaluate;
 	if (first > 0)
 		res->test_accuracy = res->epoch_accuracy[first - 1];
 	for (int e = first; e < cfg->epochs; e++) {
 		if (nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				   &res->epoch_loss[e], &images, &sv, err) < 0)
+				   &res->epoch_loss[e], &sv.samples, &sv, err) < 0)
 			goto out;
 		double te = clock_now(), acc = NAN;
 		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
@@ -464,11 +471,11 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		if (cfg->sync && cfg->sync->tested &&
 		    cfg->sync->tested(cfg->sync->ctx, net, err) < 0)
 			goto out;
-		eval_time += clock_now() - te;
+		sv.eval_time += clock_now() - te;
 		res->epoch_accuracy[e] = acc;
 		res->test_accuracy = acc;
 		if (cfg->on_epoch)
-			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - t0);
+			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - sv.t0);
 		if (cfg->state_dir && nn_train_save(&sv, e + 1, 0, 0, err) < 0)
 			goto out;
 	}
@@ -478,10 +485,10 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		double te = clock_now(), acc = NAN;
 		if (nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
 			goto out;
-		eval_time += clock_now() - te;
+		sv.eval_time += clock_now() - te;
 		res->test_accuracy = acc;
 	}
-	res->train_seconds = clock_now() - t0 - eval_time;
+	res->train_seconds = clock_now() - sv.t0 - sv.eval_time;
 	/* Data-parallel: the model to keep is the ranks' consensus, tested once
 	 * more (each epoch's test was of this rank's own model). */
 	if (cfg->sync && cfg->sync->finish) {
@@ -490,11 +497,11 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		double te = clock_now(), acc = NAN;
 		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
 			goto out;
-		eval_time += clock_now() - te;
+		sv.eval_time += clock_now() - te;
 		res->test_accuracy = acc;
 	}
-	res->eval_seconds = eval_time;
-	res->images_per_second = res->train_seconds > 0 ? images / res->train_seconds : 0;
+	res->eval_seconds = sv.eval_time;
+	res->images_per_second = res->train_seconds > 0 ? sv.samples / res->train_seconds : 0;
 	for (int k = 0; k < classes; k++)
 		res->class_accuracy[k] = total[k] ? (double)correct[k] / total[k] : 0;
 	rc = 0;

@@ -116,10 +116,15 @@ struct nn_train_saver {
 	const json_t *what; /* what the training is (nn_train_what + the trainer's own) */
 	struct nn_net *net;
 	struct nn_optim *opt;
-	/* The trainer's figures of its first `epochs` epochs (a new object),
-	 * and its training seconds so far. */
-	json_t *(*figures)(void *ctx, int epochs, double *seconds);
+	/* The trainer's own figures of its first `epochs` epochs: put into a
+	 * state's f, and got back from a loaded one's (-1: missing). */
+	void (*put)(void *ctx, json_t *f, int epochs);
+	int (*get)(void *ctx, const json_t *f, int epochs);
 	void *ctx;
+	const char *samples_name; /* what samples are called in the figures: "images" */
+	/* Kept through every start (nn_train_begin): */
+	uint64_t samples;     /* trained on (nn_train_epoch counts them) */
+	double t0, eval_time; /* the training's seconds: clock_now() - t0 - eval_time */
 	uint64_t batches; /* of the epoch under way, done before this start (resume) */
 	double loss_sum;  /* their losses summed */
 	double last;	  /* clock_now() of the last state written */
@@ -130,6 +135,15 @@ struct nn_train_saver {
 json_t *nn_train_what(const char *trainer, const char *arch, const struct dataset *train,
 		      const struct dataset *test, int epochs, int batch, float lr, float momentum,
 		      float wd, float warmup_epochs, uint64_t seed);
+/* Start a training's clock (sv->t0) and, with sv->dir, go on from its
+ * state: net and optimizer loaded and l set where it stopped
+ * (nn_train_resume), the trainer's figures of the epochs done got back
+ * (sv->get), sv->samples and sv->eval_time as they were, sv->t0 moved back
+ * by the seconds trained before. *first: the epoch to go on with (0 on a
+ * fresh start, at most epochs). 0, or < 0 with err set (DATASET_EBADINPUT:
+ * another training's state, a damaged one, or its figures missing). */
+int nn_train_begin(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
+		   int epochs, int *first, struct error *err);
 /* Load sv->dir's state into sv->net and sv->opt and set l where it stopped
  * (the epoch after its last whole one, at the batch after its last one):
  * 1 loaded (ts filled: the caller takes its figures back, then
@@ -140,7 +154,8 @@ json_t *nn_train_what(const char *trainer, const char *arch, const struct datase
 int nn_train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
 		    struct nn_trainstate *ts, struct error *err);
 /* Write the state: epochs_done whole epochs, then `batches` more (their
- * losses summed in loss_sum). */
+ * losses summed in loss_sum), with the samples, testing seconds and the
+ * trainer's figures. */
 int nn_train_save(struct nn_train_saver *sv, int epochs_done, uint64_t batches, double loss_sum,
 		  struct error *err);
 

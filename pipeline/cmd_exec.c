@@ -32,6 +32,11 @@ enum { EXEC_BUSY = TASK_EXIT_BUSY }; /* exit code: another wrapper runs this tas
  * scontrol's answer (<= 5 s) and up to KillWait (30 s by default) to end
  * while the new job has already started. CAIRN_LOCK_WAIT (seconds) sets it. */
 #define LOCK_WAIT_SLURM 60.0
+/* Locally the holder is a process of the task's previous attempt that is
+ * still ending: the task's processes inherit the lock, and one killed by
+ * SIGKILL (or left behind by its shell) holds it until the kernel has torn
+ * it down, after that attempt's wrapper has exited and its retry started. */
+#define LOCK_WAIT_LOCAL 5.0
 
 struct exec_ctx {
 	const struct run *run;
@@ -271,19 +276,27 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	json_t *parts = NULL;
 	int rc = -1;
 
-	/* One wrapper per task at a time, wherever it was started from. Locally
-	 * the holder is a wrapper that cairn waits for anyway; on Slurm it is
-	 * most often the previous job's, still ending: wait for it. */
-	double limit = 0, t0 = clock_now();
-	if (x->job[0])
-		limit = getenv("CAIRN_LOCK_WAIT") ? atof(getenv("CAIRN_LOCK_WAIT")) : LOCK_WAIT_SLURM;
+	/* One wrapper per task at a time, wherever it was started from. The
+	 * holder is most often what is left of the task's previous attempt or
+	 * job, still ending: wait for it a while. */
+	double t0 = clock_now();
+	double limit = getenv("CAIRN_LOCK_WAIT") ? atof(getenv("CAIRN_LOCK_WAIT"))
+		       : x->job[0]		 ? LOCK_WAIT_SLURM
+						 : LOCK_WAIT_LOCAL;
 	int lock, waiting = 0;
 	while ((lock = task_lock(x->run->dir, x->st->name, x->task, err)) == TASK_LOCK_BUSY &&
 	       clock_now() - t0 < limit && !stop_signal) {
-		if (!waiting++)
-			run_event(x->run->dir, "wait %s/%d: job %s waits for the task's lock (another wrapper "
-					       "of it, perhaps of its previous job, still ending)",
-				  x->st->name, x->task, x->job);
+		if (!waiting++) {
+			char who[96];
+			if (x->job[0])
+				snprintf(who, sizeof(who), "job %s", x->job);
+			else
+				snprintf(who, sizeof(who), "attempt %d", x->attempt);
+			run_event(x->run->dir,
+				  "wait %s/%d: %s waits for the task's lock (another wrapper of it, "
+				  "or what is left of its previous attempt, still ending)",
+				  x->st->name, x->task, who);
+		}
 		usleep(200000);
 	}
 	if (lock == TASK_LOCK_BUSY) {

@@ -136,6 +136,19 @@ cairn run retry.ini --run-dir r3 >out.txt 2>&1
 check_eq "retries: a task that fails twice then works ends done" "$?" 0
 check_eq "retries: ran three attempts" "$(cat flaky)" 3
 check_grep "retries: done.json records attempt 3" '"attempt": 3' r3/stages/flaky/0/done.json
+# a failed attempt whose process lives on a moment (it holds the task's lock,
+# inherited, as a process killed by SIGKILL does until the kernel has torn
+# it down): the retry waits for the lock instead of calling the task busy
+cat >linger.ini <<EOF
+[stage linger]
+command = if [ ! -f $T/lingered ]; then touch $T/lingered; sleep 1 & exit 3; fi
+retries = 1
+EOF
+rm -f lingered
+cairn run linger.ini --run-dir r3b >out.txt 2>&1
+check_eq "retries: the retry waits for what is left of attempt 1" "$?" 0
+check_grep "retries: ... and says so" "wait linger/0: attempt 2 waits for the task's lock" r3b/events.log
+check_grep "retries: ... attempt 2 ran it" '"attempt": 2' r3b/stages/linger/0/done.json
 
 # --- a command that does not exist ---
 printf '[stage x]\ncommand = no-such-program-cairn --flag\n' >missing.ini
