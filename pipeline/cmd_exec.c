@@ -284,14 +284,14 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		       : x->job[0]		 ? LOCK_WAIT_SLURM
 						 : LOCK_WAIT_LOCAL;
 	int lock, waiting = 0;
+	char who[96];
+	if (x->job[0])
+		snprintf(who, sizeof(who), "job %s", x->job);
+	else
+		snprintf(who, sizeof(who), "attempt %d", x->attempt);
 	while ((lock = task_lock(x->run->dir, x->st->name, x->task, err)) == TASK_LOCK_BUSY &&
 	       clock_now() - t0 < limit && !stop_signal) {
 		if (!waiting++) {
-			char who[96];
-			if (x->job[0])
-				snprintf(who, sizeof(who), "job %s", x->job);
-			else
-				snprintf(who, sizeof(who), "attempt %d", x->attempt);
 			run_event(x->run->dir,
 				  "wait %s/%d: %s waits for the task's lock (another wrapper of it, "
 				  "or what is left of its previous attempt, still ending)",
@@ -302,10 +302,10 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	if (lock == TASK_LOCK_BUSY) {
 		/* Leave the task to the wrapper that holds it: no marker here, so
 		 * status and resume go by that wrapper's (sched.c). */
-		if (x->job[0])
-			run_event(x->run->dir, "busy %s/%d: its lock is still held after %.0f s; job %s leaves "
-					       "it to that wrapper (exit %d, no marker)",
-				  x->st->name, x->task, clock_now() - t0, x->job, EXEC_BUSY);
+		run_event(x->run->dir,
+			  "busy %s/%d: its lock is still held after %.0f s; %s leaves it to that "
+			  "wrapper (exit %d, no marker)",
+			  x->st->name, x->task, clock_now() - t0, who, EXEC_BUSY);
 		error_set(err, "%s/%d is already running in another wrapper", x->st->name, x->task);
 		return EXEC_BUSY;
 	}

@@ -149,6 +149,11 @@ cairn run linger.ini --run-dir r3b >out.txt 2>&1
 check_eq "retries: the retry waits for what is left of attempt 1" "$?" 0
 check_grep "retries: ... and says so" "wait linger/0: attempt 2 waits for the task's lock" r3b/events.log
 check_grep "retries: ... attempt 2 ran it" '"attempt": 2' r3b/stages/linger/0/done.json
+rm -f lingered
+CAIRN_LOCK_WAIT=0 cairn run linger.ini --run-dir r3c >out.txt 2>&1
+check_eq "retries: not waiting, the retry finds the task busy and the run fails" "$?" 1
+check_grep "retries: ... and the events say why" \
+	"busy linger/0: its lock is still held after 0 s; attempt 2 leaves it to that wrapper" r3c/events.log
 
 # --- a command that does not exist ---
 printf '[stage x]\ncommand = no-such-program-cairn --flag\n' >missing.ini
