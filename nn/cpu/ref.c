@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "nn/cpu/cpu_ops.h"
 
@@ -17,9 +18,17 @@ void *cpu_alloc(size_t bytes)
 {
 	void *p = NULL;
 	allocations++;
-	/* 64-byte alignment for AVX loads in BLAS and our loops */
-	if (posix_memalign(&p, 64, bytes ? bytes : 64))
+	/* 64-byte alignment for AVX loads in BLAS and our loops. A block of 4
+	   MiB or more (a net's arenas, its flat buffers) starts on a 2 MiB
+	   boundary and asks for transparent huge pages, which the kernel gives
+	   where it allows them (Debian's default is madvise): first touching an
+	   arena then takes 512 times fewer page faults, and its loops fewer TLB
+	   misses. */
+	size_t align = bytes >= ((size_t)4 << 20) ? (size_t)2 << 20 : 64;
+	if (posix_memalign(&p, align, bytes ? bytes : 64))
 		return NULL;
+	if (align > 64)
+		madvise(p, bytes, MADV_HUGEPAGE); /* a hint: its failure changes nothing */
 	return p;
 }
 void cpu_free(void *p) { free(p); }
