@@ -597,7 +597,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	int evaluate = val && (!cfg->sync || cfg->sync->evaluate);
 	for (int e = first; e < cfg->epochs; e++) {
 		int r = nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				       &res->epoch_loss[e], &sv.samples, &sv, err);
+				       &res->epoch_loss[e], &sv, err);
 		if (r < 0) {
 			rc = r;
 			goto out;

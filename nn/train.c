@@ -106,16 +106,15 @@ void nn_train_sgd_setup(struct nn_optim *opt, float lr, float momentum, float wd
 
 int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int32_t *labels,
 		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
-		   uint64_t *samples, struct nn_train_saver *sv, struct error *err)
+		   struct nn_train_saver *sv, struct error *err)
 {
 	struct nn_net *net = st->net;
 	const struct nn_backend *be = net->be;
 	uint64_t per_epoch = loader_batches_per_epoch(l), nb = 0;
 	double loss_sum = 0;
-	if (sv) { /* resumed within this epoch: its batches done before */
-		nb = sv->batches, loss_sum = sv->loss_sum;
-		sv->batches = 0, sv->loss_sum = 0;
-	}
+	/* resumed within this epoch: its batches done before */
+	nb = sv->batches, loss_sum = sv->loss_sum;
+	sv->batches = 0, sv->loss_sum = 0;
 	struct loader_batch b;
 	int r;
 	nn_net_train(net, 1);
@@ -146,10 +145,10 @@ int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int
 					 (double)loss, epoch + 1, nb + 1, (double)lr);
 		loss_sum += loss;
 		nb++;
-		*samples += b.n;
+		sv->samples += b.n;
 		if (on_batch)
 			on_batch(ctx, epoch, nb, per_epoch, loss);
-		if (sv && sv->dir && sv->every > 0 && nb < per_epoch &&
+		if (sv->dir && sv->every > 0 && nb < per_epoch &&
 		    clock_now() - sv->last >= sv->every &&
 		    nn_train_save(sv, epoch, nb, loss_sum, err) < 0)
 			return -1;
@@ -251,8 +250,16 @@ json_t *nn_train_what(const char *trainer, const char *arch, const struct datase
 			 (json_int_t)seed);
 }
 
-int nn_train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
-		    struct nn_trainstate *ts, struct error *err)
+/* nn_train_begin's loading: sv->dir's state into sv->net and sv->opt, l set
+ * where it stopped (the epoch after its last whole one, at the batch after
+ * its last one):
+ * 1 loaded (ts filled: the caller takes its figures back, then
+ * nn_trainstate_release; sv->batches and sv->loss_sum set for the epoch
+ * under way), 0 nothing to load, < 0 with err set (DATASET_EBADINPUT for
+ * another training's state or a damaged one). Ranks (sync) are refused: a
+ * state is one process's. */
+static int train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync,
+			struct loader *l, struct nn_trainstate *ts, struct error *err)
 {
 	memset(ts, 0, sizeof(*ts));
 	sv->batches = 0;
@@ -285,7 +292,7 @@ int nn_train_begin(struct nn_train_saver *sv, const struct nn_train_sync *sync, 
 	if (!sv->dir)
 		return 0;
 	struct nn_trainstate ts;
-	int rc = nn_train_resume(sv, sync, l, &ts, err);
+	int rc = train_resume(sv, sync, l, &ts, err);
 	if (rc <= 0)
 		return rc;
 	*first = ts.epochs_done < epochs ? ts.epochs_done : epochs;
@@ -463,7 +470,7 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 		res->test_accuracy = res->epoch_accuracy[first - 1];
 	for (int e = first; e < cfg->epochs; e++) {
 		if (nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				   &res->epoch_loss[e], &sv.samples, &sv, err) < 0)
+				   &res->epoch_loss[e], &sv, err) < 0)
 			goto out;
 		double te = clock_now(), acc = NAN;
 		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)

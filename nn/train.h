@@ -136,23 +136,13 @@ json_t *nn_train_what(const char *trainer, const char *arch, const struct datase
 		      const struct dataset *test, int epochs, int batch, float lr, float momentum,
 		      float wd, float warmup_epochs, uint64_t seed);
 /* Start a training's clock (sv->t0) and, with sv->dir, go on from its
- * state: net and optimizer loaded and l set where it stopped
- * (nn_train_resume), the trainer's figures of the epochs done got back
- * (sv->get), sv->samples and sv->eval_time as they were, sv->t0 moved back
+ * state: net and optimizer loaded and l set where it stopped, the
+ * trainer's figures of the epochs done got back (sv->get), sv->samples and sv->eval_time as they were, sv->t0 moved back
  * by the seconds trained before. *first: the epoch to go on with (0 on a
  * fresh start, at most epochs). 0, or < 0 with err set (DATASET_EBADINPUT:
  * another training's state, a damaged one, or its figures missing). */
 int nn_train_begin(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
 		   int epochs, int *first, struct error *err);
-/* Load sv->dir's state into sv->net and sv->opt and set l where it stopped
- * (the epoch after its last whole one, at the batch after its last one):
- * 1 loaded (ts filled: the caller takes its figures back, then
- * nn_trainstate_release; sv->batches and sv->loss_sum set for the epoch
- * under way), 0 nothing to load, < 0 with err set (DATASET_EBADINPUT for
- * another training's state or a damaged one). Ranks (sync) are refused: a
- * state is one process's. */
-int nn_train_resume(struct nn_train_saver *sv, const struct nn_train_sync *sync, struct loader *l,
-		    struct nn_trainstate *ts, struct error *err);
 /* Write the state: epochs_done whole epochs, then `batches` more (their
  * losses summed in loss_sum), with the samples, testing seconds and the
  * trainer's figures. */
@@ -164,12 +154,12 @@ int nn_train_save(struct nn_train_saver *sv, int epochs_done, uint64_t batches, 
  * buffer labels), stepped through the backend's step slot (*graph: its
  * replay state), its loss checked: a loss that is not finite is -1,
  * "training diverged" (lr is named in the hint). *mean_loss: the mean over
- * the batches; *samples grows by the images seen. With a saver (may be
- * NULL): the epoch starts after its sv->batches done before (resumed), and
- * a state is written within it every sv->every seconds. */
+ * the batches; sv->samples grows by the samples seen. The epoch starts after
+ * its sv->batches done before (resumed), and with sv->dir a state is
+ * written within it every sv->every seconds. */
 int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int32_t *labels,
 		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
-		   uint64_t *samples, struct nn_train_saver *sv, struct error *err);
+		   struct nn_train_saver *sv, struct error *err);
 
 /* Whether train and test can be used together with cfg: class shards (a mask
  * shard is refused: "train it with cairn-train-unet"), both have records,
