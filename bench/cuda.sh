@@ -14,7 +14,14 @@
 #   - ResNet-50 (224x224, batch 128) in bf16;
 #   - the U-Net in bf16 again with fp32 activations (CAIRN_CUDA_BF16_ACT=0):
 #     what bf16 activation storage gains (not ResNet-50: the device call's
-#     time is short).
+#     time is short);
+#   - "layout": the CycleGAN's convolutions (tf32, batch 8, forward +
+#     backward) in cairn's slots and in bare cuDNN calls on NCHW, on NHWC,
+#     and on NCHW transposed to NHWC around each call, beside PyTorch's in
+#     both memory formats, and PyTorch's CycleGAN step in channels_last: would
+#     NHWC storage reach the CycleGAN goal (docs/cuda.md)?
+# `bench/cuda.sh --cuda main` runs all but the layout figures, `--cuda
+# layout` only those (scripts/gpu-check.sh: two parts).
 # cairn's figures come first, one command each under its own time limit
 # (BENCH_TIMEOUT seconds, default 150; twice that for ResNet-50 and the
 # CycleGAN step), so one hang does not stop the rest; then PyTorch's, all in
@@ -24,6 +31,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 : "${CAIRN_BENCH:?run through make bench or make bench-cuda}"
+which=${2:-all}
 if [ "${1:-}" != --cuda ]; then
 	echo "== cuda: skipped (CUDA benchmarks run under make bench-cuda) =="
 	exit 0
@@ -72,41 +80,50 @@ r50="--batch 128 --size 224 --channels 3 --classes 1000 --steps 10 --warmup 3"
 # in the order of the issue's goals: small CNN (3x PyTorch, tf32 first), U-Net
 # (0.8x), conv layers against bare cuDNN (< 5% lost), sgemm, CycleGAN (0.7x),
 # ResNet-50 bf16 (1.0x); then the small CNN in the other precisions
-cairn --precision tf32 $cnn
-torch --precision tf32 $cnn
-echo "   next line: cairn without CUDA graphs (CAIRN_CUDA_GRAPH=0)"
-t env CAIRN_CUDA_GRAPH=0 "$step" --device cuda --precision tf32 $cnn
-for prec in fp32 tf32 bf16; do
-	cairn --precision $prec --arch $unetarch $unet
-	torch --precision $prec --arch $unetarch $unet
-done
-# PyTorch's fp32 lets cuDNN pick FFT and Winograd; cairn's fp32 does not by
-# default (the 1e-5 promise), but does under CAIRN_CUDA_FP32_FAST_ALGOS=1
-echo "   next line: cairn fp32 with FFT and Winograd (CAIRN_CUDA_FP32_FAST_ALGOS=1, PyTorch's algorithm set)"
-t env CAIRN_CUDA_FP32_FAST_ALGOS=1 "$step" --device cuda --precision fp32 --arch $unetarch $unet
-echo "   next line: cairn bf16 with fp32 activations (CAIRN_CUDA_BF16_ACT=0: casts around each conv)"
-t env CAIRN_CUDA_BF16_ACT=0 "$step" --device cuda --precision bf16 --arch $unetarch $unet
-for prec in tf32 fp32; do
-	cairn --precision $prec --task conv --batch 8 --steps 20
-	torch --task conv --precision $prec --batch 8 --steps 20
-	cairn --precision $prec --task gemm --size 8192 --steps 10
-	torch --task gemm --precision $prec --size 8192 --steps 10
-done
-for b in 1 8; do
-	LIMIT=$((2 * limit)) cairn --precision tf32 --task cyclegan --batch $b --size 256 --steps 10 --warmup 3
-	torch --task cyclegan --precision tf32 --batch $b --size 256 --steps 10 --warmup 3
-done
-r50arch=resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64
-LIMIT=$((2 * limit)) cairn --precision bf16 --arch $r50arch $r50
-torch --arch $r50arch --precision bf16 $r50
-for prec in fp32 bf16; do
-	cairn --precision $prec $cnn
-	torch --precision $prec $cnn
-done
-# last (PyTorch alone, so that a slow cuDNN search here costs no other
-# figure): ResNet-50 in PyTorch's faster layout for tensor cores, beside the
-# goal's eager NCHW figure (cairn keeps NCHW)
-torch --arch $r50arch --precision bf16 --channels-last $r50
+if [ "$which" != layout ]; then
+	cairn --precision tf32 $cnn
+	torch --precision tf32 $cnn
+	echo "   next line: cairn without CUDA graphs (CAIRN_CUDA_GRAPH=0)"
+	t env CAIRN_CUDA_GRAPH=0 "$step" --device cuda --precision tf32 $cnn
+	for prec in fp32 tf32 bf16; do
+		cairn --precision $prec --arch $unetarch $unet
+		torch --precision $prec --arch $unetarch $unet
+	done
+	# PyTorch's fp32 lets cuDNN pick FFT and Winograd; cairn's fp32 does not by
+	# default (the 1e-5 promise), but does under CAIRN_CUDA_FP32_FAST_ALGOS=1
+	echo "   next line: cairn fp32 with FFT and Winograd (CAIRN_CUDA_FP32_FAST_ALGOS=1, PyTorch's algorithm set)"
+	t env CAIRN_CUDA_FP32_FAST_ALGOS=1 "$step" --device cuda --precision fp32 --arch $unetarch $unet
+	echo "   next line: cairn bf16 with fp32 activations (CAIRN_CUDA_BF16_ACT=0: casts around each conv)"
+	t env CAIRN_CUDA_BF16_ACT=0 "$step" --device cuda --precision bf16 --arch $unetarch $unet
+	for prec in tf32 fp32; do
+		cairn --precision $prec --task conv --batch 8 --steps 20
+		torch --task conv --precision $prec --batch 8 --steps 20
+		cairn --precision $prec --task gemm --size 8192 --steps 10
+		torch --task gemm --precision $prec --size 8192 --steps 10
+	done
+	for b in 1 8; do
+		LIMIT=$((2 * limit)) cairn --precision tf32 --task cyclegan --batch $b --size 256 --steps 10 --warmup 3
+		torch --task cyclegan --precision tf32 --batch $b --size 256 --steps 10 --warmup 3
+	done
+	r50arch=resnet:depths=3-4-6-3,widths=256-512-1024-2048,bottleneck=4,stem=64
+	LIMIT=$((2 * limit)) cairn --precision bf16 --arch $r50arch $r50
+	torch --arch $r50arch --precision bf16 $r50
+	for prec in fp32 bf16; do
+		cairn --precision $prec $cnn
+		torch --precision $prec $cnn
+	done
+	# last (PyTorch alone, so that a slow cuDNN search here costs no other
+	# figure): ResNet-50 in PyTorch's faster layout for tensor cores, beside the
+	# goal's eager NCHW figure (cairn keeps NCHW)
+	torch --arch $r50arch --precision bf16 --channels-last $r50
+fi
+if [ "$which" != main ]; then
+	# the question behind the CycleGAN goal: what NHWC would gain
+	LIMIT=$((2 * limit)) cairn --precision tf32 --task conv --shapes cyclegan --batch 8 --steps 10
+	torch --task conv --shapes cyclegan --precision tf32 --batch 8 --steps 10
+	torch --task conv --shapes cyclegan --precision tf32 --batch 8 --steps 10 --channels-last
+	torch --task cyclegan --precision tf32 --batch 8 --size 256 --steps 10 --warmup 3 --channels-last
+fi
 if [ $torch = 1 ]; then
 	echo "== cuda: PyTorch, the same figures in the same order =="
 	args=()

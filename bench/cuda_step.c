@@ -7,7 +7,8 @@
  *   cyclegan  the CycleGAN step: two ResNet-9-block generators, two PatchGANs
  *             (see cyclegan_step for how nn's nets stand in for shared weights);
  *   conv      the U-Net's 3x3 convolutions (forward + backward data + backward
- *             filter), cairn's conv slots against bare cuDNN calls;
+ *             filter), cairn's conv slots against bare cuDNN calls; with
+ *             --shapes cyclegan the CycleGAN's, bare calls also in NHWC;
  *   gemm      sgemm 8192^3, cairn's gemm slot against bare cuBLAS;
  *   dump      one forward and backward pass of a model spec, written to
  *             --out DIR for bench/cuda_torch.py --check DIR: the input, the
@@ -40,7 +41,7 @@
 #endif
 
 struct args {
-	const char *device, *arch, *precision, *task, *out;
+	const char *device, *arch, *precision, *task, *out, *shapes;
 	int batch, channels, size, classes, steps, warmup;
 };
 
@@ -49,7 +50,7 @@ static int usage(const char *prog, int rc)
 	fprintf(rc ? stderr : stdout,
 		"usage: %s [--task step|cyclegan|conv|gemm|dump] [--device cpu|cuda] [--out DIR]\n"
 		"          [--precision fp32|tf32|bf16] [--arch SPEC] [--batch N] [--channels C]\n"
-		"          [--size S] [--classes K] [--steps N] [--warmup N]\n"
+		"          [--size S] [--classes K] [--steps N] [--warmup N] [--shapes unet|cyclegan]\n"
 		"example: %s --device cuda --arch unet:depth=4,base=16 --batch 8 --size 256 --classes 2\n",
 		prog, prog);
 	return rc;
@@ -674,12 +675,39 @@ static int task_dump(const struct nn_backend *be, const struct args *a)
 /* ---- conv and gemm: cairn's slots against the bare libraries ------------- */
 
 #ifdef CAIRN_CUDA
-/* The 3x3 convolutions of unet:depth=4,base=16 on 3x256x256 inputs, as
- * (cin, cout, size): encoder, then decoder (after each concat). */
-static const int unet_convs[][3] = {
-	{3, 16, 256},	{16, 16, 256}, {16, 32, 128}, {32, 32, 128},  {32, 64, 64},
-	{64, 64, 64},	{64, 128, 32}, {128, 128, 32}, {128, 256, 16}, {256, 256, 16},
-	{256, 128, 32}, {128, 64, 64}, {64, 32, 128}, {32, 16, 256},
+/* A convolution layer of a benchmark's net, as nn/net.c hands it to the
+ * conv slots (a transposed convolution as the convolution whose passes it
+ * runs: its input is that one's output), and how often it occurs. */
+struct conv_layer {
+	int cin, cout, size, k, stride, pad, count;
+};
+/* The 3x3 convolutions of unet:depth=4,base=16 on 3x256x256 inputs:
+ * encoder, then decoder (after each concat). */
+static const struct conv_layer unet_convs[] = {
+	{3, 16, 256, 3, 1, 1, 1},    {16, 16, 256, 3, 1, 1, 1},	 {16, 32, 128, 3, 1, 1, 1},
+	{32, 32, 128, 3, 1, 1, 1},   {32, 64, 64, 3, 1, 1, 1},	 {64, 64, 64, 3, 1, 1, 1},
+	{64, 128, 32, 3, 1, 1, 1},   {128, 128, 32, 3, 1, 1, 1}, {128, 256, 16, 3, 1, 1, 1},
+	{256, 256, 16, 3, 1, 1, 1},  {256, 128, 32, 3, 1, 1, 1}, {128, 64, 64, 3, 1, 1, 1},
+	{64, 32, 128, 3, 1, 1, 1},   {32, 16, 256, 3, 1, 1, 1},
+};
+/* The convolutions of the CycleGAN step's modules at 256x256 (nn/model.c
+ * build_cyclegan with base 64, 9 blocks, 2 down; build_patchgan with base
+ * 64, 3 layers), each counted as often as one generator and one
+ * discriminator have it (a step runs each module's forward and backward six
+ * times: three uses of each of two). */
+static const struct conv_layer cyclegan_convs[] = {
+	{3, 64, 256, 7, 1, 3, 1},     /* generator: c7s1-64 */
+	{64, 128, 256, 3, 2, 1, 1},   /* d128 */
+	{128, 256, 128, 3, 2, 1, 1},  /* d256 */
+	{256, 256, 64, 3, 1, 1, 18},  /* 9 residual blocks */
+	{128, 256, 128, 4, 2, 1, 1},  /* u128: 4x4 stride-2 deconv 256 -> 128, 64 -> 128 px */
+	{64, 128, 256, 4, 2, 1, 1},   /* u64: 128 -> 64, 128 -> 256 px */
+	{64, 3, 256, 7, 1, 3, 1},     /* c7s1-3 */
+	{3, 64, 256, 4, 2, 1, 1},     /* patchgan: C64 */
+	{64, 128, 128, 4, 2, 1, 1},   /* C128 */
+	{128, 256, 64, 4, 2, 1, 1},   /* C256 */
+	{256, 512, 32, 4, 1, 1, 1},   /* C512 */
+	{512, 1, 31, 4, 1, 1, 1},     /* the patch logits */
 };
 
 #define CHK(call)                                                                             \
@@ -721,46 +749,78 @@ static bool fast_filter(cudnnConvolutionBwdFilterAlgo_t a)
 	       a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
 }
 
+/* How a bare call keeps its tensors: NCHW, as cairn does; NHWC (and the
+ * filter KRSC), the layout of cuDNN's tensor-core kernels; or NCHW in
+ * memory and NHWC for the calls, through cudnnTransformTensor around each
+ * pass (what a backend keeping NCHW would pay to use those kernels: x, w
+ * and dy transposed in, y, dx and dw back; x's copy kept from the forward
+ * pass for the backward-filter one). */
+enum bare_layout { BARE_NCHW, BARE_NHWC, BARE_NHWC_T };
+
+/* A bare buffer of n values of es bytes, zeroed; NULL on failure. */
+static void *bare_buffer(size_t n, size_t es)
+{
+	void *p;
+	if (cudaMalloc(&p, n * es) != cudaSuccess)
+		return NULL;
+	if (cudaMemset(p, 0, n * es) != cudaSuccess) {
+		cudaFree(p);
+		return NULL;
+	}
+	return p;
+}
+
 /* Seconds of one forward + backward-data + backward-filter through bare
  * cuDNN calls: the fastest algorithm cudnnFind* measures for each pass (FMA
  * math in fp32, any math in tf32 and bf16), bf16 tensors in bf16; in fp32
  * without FFT and Winograd when same_algos (the algorithms cairn's fp32
  * allows: what its layers cost beside the bare calls), with them otherwise
- * (what that choice costs). */
+ * (what that choice costs); tensors in the given layout. */
 static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision prec, int iters,
-			bool same_algos)
+			bool same_algos, enum bare_layout layout)
 {
 	bool strict = same_algos && prec == NN_CUDA_FP32;
 	static cudnnHandle_t h;
 	if (!h && cudnnCreate(&h) != CUDNN_STATUS_SUCCESS)
 		return -1;
 	cudnnDataType_t t = prec == NN_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+	cudnnTensorFormat_t fmt = layout == BARE_NCHW ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC;
 	size_t es = prec == NN_CUDA_BF16 ? 2 : 4;
 	size_t nx = (size_t)d->n * d->cin * d->h * d->w, ny = (size_t)d->n * d->cout * d->hout * d->wout;
 	size_t nw = (size_t)d->cout * d->cin * d->kh * d->kw;
-	cudnnTensorDescriptor_t xd, yd;
+	/* xd, yd, wd: the calls' descriptors (in fmt); xn, yn, wn: NCHW views of
+	   the same shapes, the other side of the transposes */
+	cudnnTensorDescriptor_t xd, yd, xn, yn, wt, wtn;
 	cudnnFilterDescriptor_t wd;
 	cudnnConvolutionDescriptor_t cd;
-	void *x, *y, *w, *dx, *dy, *dw, *ws = NULL;
 	CHK(cudnnCreateTensorDescriptor(&xd));
 	CHK(cudnnCreateTensorDescriptor(&yd));
+	CHK(cudnnCreateTensorDescriptor(&xn));
+	CHK(cudnnCreateTensorDescriptor(&yn));
+	CHK(cudnnCreateTensorDescriptor(&wt));
+	CHK(cudnnCreateTensorDescriptor(&wtn));
 	CHK(cudnnCreateFilterDescriptor(&wd));
 	CHK(cudnnCreateConvolutionDescriptor(&cd));
-	CHK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, t, d->n, d->cin, d->h, d->w));
-	CHK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, t, d->n, d->cout, d->hout, d->wout));
-	CHK(cudnnSetFilter4dDescriptor(wd, t, CUDNN_TENSOR_NCHW, d->cout, d->cin, d->kh, d->kw));
+	CHK(cudnnSetTensor4dDescriptor(xd, fmt, t, d->n, d->cin, d->h, d->w));
+	CHK(cudnnSetTensor4dDescriptor(yd, fmt, t, d->n, d->cout, d->hout, d->wout));
+	CHK(cudnnSetTensor4dDescriptor(xn, CUDNN_TENSOR_NCHW, t, d->n, d->cin, d->h, d->w));
+	CHK(cudnnSetTensor4dDescriptor(yn, CUDNN_TENSOR_NCHW, t, d->n, d->cout, d->hout, d->wout));
+	/* the filter (cout, cin, kh, kw) as a tensor, for its transposes */
+	CHK(cudnnSetTensor4dDescriptor(wt, fmt, t, d->cout, d->cin, d->kh, d->kw));
+	CHK(cudnnSetTensor4dDescriptor(wtn, CUDNN_TENSOR_NCHW, t, d->cout, d->cin, d->kh, d->kw));
+	CHK(cudnnSetFilter4dDescriptor(wd, t, fmt, d->cout, d->cin, d->kh, d->kw));
 	CHK(cudnnSetConvolution2dDescriptor(cd, d->pad, d->pad, d->stride, d->stride, 1, 1,
 					    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
 	CHK(cudnnSetConvolutionMathType(cd, prec == NN_CUDA_FP32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
-	CHK(cudaMalloc(&x, nx * es));
-	CHK(cudaMalloc(&dx, nx * es));
-	CHK(cudaMalloc(&y, ny * es));
-	CHK(cudaMalloc(&dy, ny * es));
-	CHK(cudaMalloc(&w, nw * es));
-	CHK(cudaMalloc(&dw, nw * es));
-	CHK(cudaMemset(x, 0, nx * es));
-	CHK(cudaMemset(dy, 0, ny * es));
-	CHK(cudaMemset(w, 0, nw * es));
+	void *x = bare_buffer(nx, es), *dx = bare_buffer(nx, es), *y = bare_buffer(ny, es);
+	void *dy = bare_buffer(ny, es), *w = bare_buffer(nw, es), *dw = bare_buffer(nw, es), *ws = NULL;
+	/* the NHWC copies the transposes fill (BARE_NHWC_T) */
+	bool tr = layout == BARE_NHWC_T;
+	void *xh = tr ? bare_buffer(nx, es) : x, *dxh = tr ? bare_buffer(nx, es) : dx;
+	void *yh = tr ? bare_buffer(ny, es) : y, *dyh = tr ? bare_buffer(ny, es) : dy;
+	void *wh = tr ? bare_buffer(nw, es) : w, *dwh = tr ? bare_buffer(nw, es) : dw;
+	if (!x || !dx || !y || !dy || !w || !dw || !xh || !dxh || !yh || !dyh || !wh || !dwh)
+		return -1;
 	int got, i;
 	cudnnConvolutionFwdAlgoPerf_t fr[16];
 	cudnnConvolutionBwdDataAlgoPerf_t br[16];
@@ -803,17 +863,33 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 			CHK(cudaDeviceSynchronize());
 			t0 = clock_now();
 		}
+		if (tr) {
+			CHK(cudnnTransformTensor(h, &one, xn, x, &zero, xd, xh));
+			CHK(cudnnTransformTensor(h, &one, wtn, w, &zero, wt, wh));
+		}
 		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, f.mathType)));
-		CHK(cudnnConvolutionForward(h, &one, xd, x, wd, w, cd, f.algo, ws, wsb, &zero, yd, y));
+		CHK(cudnnConvolutionForward(h, &one, xd, xh, wd, wh, cd, f.algo, ws, wsb, &zero, yd, yh));
+		if (tr) {
+			CHK(cudnnTransformTensor(h, &one, yd, yh, &zero, yn, y));
+			CHK(cudnnTransformTensor(h, &one, yn, dy, &zero, yd, dyh));
+		}
 		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, b.mathType)));
-		CHK(cudnnConvolutionBackwardData(h, &one, wd, w, yd, dy, cd, b.algo, ws, wsb, &zero, xd, dx));
+		CHK(cudnnConvolutionBackwardData(h, &one, wd, wh, yd, dyh, cd, b.algo, ws, wsb, &zero, xd, dxh));
 		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, fw.mathType)));
-		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, x, yd, dy, cd, fw.algo, ws, wsb, &zero, wd, dw));
+		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, xh, yd, dyh, cd, fw.algo, ws, wsb, &zero, wd, dwh));
+		if (tr) {
+			CHK(cudnnTransformTensor(h, &one, xd, dxh, &zero, xn, dx));
+			CHK(cudnnTransformTensor(h, &one, wt, dwh, &zero, wtn, dw));
+		}
 	}
 	CHK(cudaDeviceSynchronize());
 	double dt = (clock_now() - t0) / iters;
 	cudaFree(x), cudaFree(dx), cudaFree(y), cudaFree(dy), cudaFree(w), cudaFree(dw), cudaFree(ws);
+	if (tr)
+		cudaFree(xh), cudaFree(dxh), cudaFree(yh), cudaFree(dyh), cudaFree(wh), cudaFree(dwh);
 	cudnnDestroyTensorDescriptor(xd), cudnnDestroyTensorDescriptor(yd);
+	cudnnDestroyTensorDescriptor(xn), cudnnDestroyTensorDescriptor(yn);
+	cudnnDestroyTensorDescriptor(wt), cudnnDestroyTensorDescriptor(wtn);
 	cudnnDestroyFilterDescriptor(wd), cudnnDestroyConvolutionDescriptor(cd);
 	return dt;
 }
@@ -849,20 +925,30 @@ static double cairn_conv(const struct nn_backend *be, const struct nn_conv_desc 
 	return dt;
 }
 
-static int task_conv(const struct nn_backend *be, const struct args *a, enum nn_cuda_precision prec)
+static struct nn_conv_desc layer_desc(const struct conv_layer *l, int batch)
+{
+	struct nn_conv_desc d = {.n = batch, .cin = l->cin, .h = l->size, .w = l->size,
+				 .cout = l->cout, .kh = l->k, .kw = l->k, .stride = l->stride,
+				 .pad = l->pad, .dil = 1, .groups = 1};
+	struct error err;
+	nn_conv_desc_init(&d, &err); /* the tables' shapes are valid */
+	return d;
+}
+
+/* The U-Net's 3x3 layers: cairn's conv slots against the bare calls (the
+ * goal: under 5% lost). */
+static int task_conv_unet(const struct nn_backend *be, const struct args *a,
+			  enum nn_cuda_precision prec)
 {
 	double cairn_sum = 0, bare_sum = 0, any_sum = 0;
 	bool fp32 = prec == NN_CUDA_FP32;
 	for (size_t k = 0; k < sizeof(unet_convs) / sizeof(unet_convs[0]); k++) {
-		struct nn_conv_desc d = {.n = a->batch, .cin = unet_convs[k][0], .h = unet_convs[k][2],
-					 .w = unet_convs[k][2], .cout = unet_convs[k][1], .kh = 3,
-					 .kw = 3, .stride = 1, .pad = 1, .dil = 1, .groups = 1};
-		struct error err;
-		if (nn_conv_desc_init(&d, &err) < 0)
-			return 1;
+		const struct conv_layer *l = &unet_convs[k];
+		struct nn_conv_desc d = layer_desc(l, a->batch);
 		double flop = 3 * 2 * nn_conv_macs(&d);
-		double tc = cairn_conv(be, &d, a->steps), tb = bare_conv(&d, prec, a->steps, true);
-		double ta = fp32 ? bare_conv(&d, prec, a->steps, false) : tb;
+		double tc = cairn_conv(be, &d, a->steps);
+		double tb = bare_conv(&d, prec, a->steps, true, BARE_NCHW);
+		double ta = fp32 ? bare_conv(&d, prec, a->steps, false, BARE_NCHW) : tb;
 		if (tc < 0 || tb < 0 || ta < 0 || check_device(be)) {
 			fprintf(stderr, "cuda_step: conv %d->%d at %d failed\n", d.cin, d.cout, d.h);
 			return 1;
@@ -884,6 +970,57 @@ static int task_conv(const struct nn_backend *be, const struct args *a, enum nn_
 	    "%.3f\n",
 	    a->precision, cairn_sum * 1e3, bare_sum * 1e3, any, cairn_sum / bare_sum);
 	return 0;
+}
+
+/* The CycleGAN's layers in the three layouts of bare calls (bare_layout),
+ * beside cairn's slots: what NHWC storage, or transposes around each
+ * convolution, would gain over NCHW. Lines begin with "layout", not "conv":
+ * a question to answer, not a goal (bench/cuda_goals.py). */
+static int task_conv_cyclegan(const struct nn_backend *be, const struct args *a,
+			      enum nn_cuda_precision prec)
+{
+	double sum[4] = {0};
+	for (size_t k = 0; k < sizeof(cyclegan_convs) / sizeof(cyclegan_convs[0]); k++) {
+		const struct conv_layer *l = &cyclegan_convs[k];
+		struct nn_conv_desc d = layer_desc(l, a->batch);
+		double t[4] = {cairn_conv(be, &d, a->steps),
+			       bare_conv(&d, prec, a->steps, true, BARE_NCHW),
+			       bare_conv(&d, prec, a->steps, true, BARE_NHWC),
+			       bare_conv(&d, prec, a->steps, true, BARE_NHWC_T)};
+		if (t[0] < 0 || t[1] < 0 || check_device(be)) {
+			fprintf(stderr, "cuda_step: conv %d->%d k%d at %d failed\n", d.cin, d.cout,
+				d.kh, d.h);
+			return 1;
+		}
+		if (t[2] < 0 || t[3] < 0) { /* NHWC refused: say so, and leave the layer out of
+					       the sums, so that they compare the same layers */
+			printf("layout %s k%d s%d %d->%d %dx%d: a bare NHWC call failed (above); "
+			       "left out of the sums\n",
+			       a->precision, d.kh, d.stride, d.cin, d.cout, d.h, d.w);
+			continue;
+		}
+		for (int i = 0; i < 4; i++)
+			sum[i] += l->count * t[i];
+		printf("layout %s k%d s%d %d->%d %dx%d batch %d fwd+bwd (x%d): cairn %.3f ms, "
+		       "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f)\n",
+		       a->precision, d.kh, d.stride, d.cin, d.cout, d.h, d.w, d.n, l->count,
+		       t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[2] / t[1], t[3] * 1e3, t[3] / t[1]);
+	}
+	printf("layout %s CycleGAN layers (a generator and a discriminator), all: cairn %.3f ms, "
+	       "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f)\n",
+	       a->precision, sum[0] * 1e3, sum[1] * 1e3, sum[2] * 1e3, sum[2] / sum[1],
+	       sum[3] * 1e3, sum[3] / sum[1]);
+	return 0;
+}
+
+static int task_conv(const struct nn_backend *be, const struct args *a, enum nn_cuda_precision prec)
+{
+	if (!strcmp(a->shapes, "unet"))
+		return task_conv_unet(be, a, prec);
+	if (!strcmp(a->shapes, "cyclegan"))
+		return task_conv_cyclegan(be, a, prec);
+	fprintf(stderr, "cuda_step: --shapes '%s' unknown (unet, cyclegan)\n", a->shapes);
+	return 2;
 }
 
 /* sgemm m = n = k = size: cairn's slot, then bare cublasSgemm (pedantic math
@@ -949,7 +1086,7 @@ int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
 	struct args a = {.device = "cpu", .arch = NN_MODEL_DEFAULT, .precision = "tf32",
-			 .task = "step", .batch = 128, .channels = 1, .size = 28, .classes = 10,
+			 .task = "step", .shapes = "unet", .batch = 128, .channels = 1, .size = 28, .classes = 10,
 			 .steps = 50, .warmup = 5};
 	static const struct option opts[] = {
 		{"device", required_argument, 0, 'd'},	  {"precision", required_argument, 0, 'p'},
@@ -957,7 +1094,8 @@ int main(int argc, char **argv)
 		{"channels", required_argument, 0, 'c'}, {"size", required_argument, 0, 's'},
 		{"classes", required_argument, 0, 'k'},  {"steps", required_argument, 0, 'n'},
 		{"warmup", required_argument, 0, 'w'},	  {"task", required_argument, 0, 't'},
-		{"out", required_argument, 0, 'o'},	  {"help", no_argument, 0, 'h'},
+		{"out", required_argument, 0, 'o'},	  {"shapes", required_argument, 0, 'S'},
+		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -973,6 +1111,7 @@ int main(int argc, char **argv)
 		case 'w': a.warmup = atoi(optarg); break;
 		case 't': a.task = optarg; break;
 		case 'o': a.out = optarg; break;
+		case 'S': a.shapes = optarg; break;
 		case 'h': return usage(argv[0], 0);
 		default: return usage(argv[0], 2);
 		}

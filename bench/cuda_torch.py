@@ -10,6 +10,7 @@
 #                 SPEC: a cairn model spec of a mirrored family (cnn, unet, resnet with
 #                 bottleneck=4, cyclegan, patchgan), options as in nn/model.c
 #   cuda_torch.py --task cyclegan|conv|gemm --precision P [--batch 8] [--size 8192]
+#                 [--shapes unet|cyclegan] (conv) [--channels-last] (cyclegan, conv)
 #   cuda_torch.py --run "ARGS" --run "ARGS" ...   several of the above in one process
 #                 (bench/cuda.sh: one import of torch instead of one per figure)
 #   cuda_torch.py --check DIR [--tol T]   the mirror of the net bench/cuda_step --task dump
@@ -43,17 +44,30 @@ def timed(step, a):
     return (time.perf_counter() - t0) / a.steps, out
 
 
+# (cin, cout, size, k, stride, pad, count): bench/cuda_step.c unet_convs and cyclegan_convs
+CONV_SHAPES = {
+    "unet": [(3, 16, 256), (16, 16, 256), (16, 32, 128), (32, 32, 128), (32, 64, 64), (64, 64, 64),
+             (64, 128, 32), (128, 128, 32), (128, 256, 16), (256, 256, 16), (256, 128, 32),
+             (128, 64, 64), (64, 32, 128), (32, 16, 256)],
+    "cyclegan": [(3, 64, 256, 7, 1, 3, 1), (64, 128, 256, 3, 2, 1, 1), (128, 256, 128, 3, 2, 1, 1),
+                 (256, 256, 64, 3, 1, 1, 18), (128, 256, 128, 4, 2, 1, 1), (64, 128, 256, 4, 2, 1, 1),
+                 (64, 3, 256, 7, 1, 3, 1), (3, 64, 256, 4, 2, 1, 1), (64, 128, 128, 4, 2, 1, 1),
+                 (128, 256, 64, 4, 2, 1, 1), (256, 512, 32, 4, 1, 1, 1), (512, 1, 31, 4, 1, 1, 1)],
+}
+
+
 def conv_task(a, dev):
-    # the 3x3 convolutions of unet:depth=4,base=16 on 3x256x256 (bench/cuda_step.c unet_convs)
-    shapes = [(3, 16, 256), (16, 16, 256), (16, 32, 128), (32, 32, 128), (32, 64, 64), (64, 64, 64),
-              (64, 128, 32), (128, 128, 32), (128, 256, 16), (256, 256, 16), (256, 128, 32),
-              (128, 64, 64), (64, 32, 128), (32, 16, 256)]
+    # the U-Net's 3x3 convolutions (or the CycleGAN's, --shapes cyclegan), forward + backward
     dt_all = 0
     dtype = torch.bfloat16 if a.precision == "bf16" else torch.float32
-    for cin, cout, s in shapes:
-        conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False).to(dev, dtype)
-        x = torch.rand(a.batch, cin, s, s, device=dev, dtype=dtype).requires_grad_(True)
-        gy = torch.rand(a.batch, cout, s, s, device=dev, dtype=dtype)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    layout = " channels_last" if a.channels_last else ""
+    for shape in CONV_SHAPES[a.shapes]:
+        cin, cout, s, k, stride, pad, count = shape if len(shape) == 7 else shape + (3, 1, 1, 1)
+        conv = nn.Conv2d(cin, cout, k, stride, pad, bias=False).to(dev, dtype, memory_format=fmt)
+        x = torch.rand(a.batch, cin, s, s, device=dev, dtype=dtype).to(memory_format=fmt).requires_grad_(True)
+        so = (s + 2 * pad - k) // stride + 1
+        gy = torch.rand(a.batch, cout, so, so, device=dev, dtype=dtype).to(memory_format=fmt)
 
         def step():
             x.grad = None
@@ -61,11 +75,19 @@ def conv_task(a, dev):
             conv(x).backward(gy)
 
         dt, _ = timed(step, a)
-        dt_all += dt
-        flop = 3 * 2 * a.batch * cout * s * s * cin * 9
-        print(f"torch conv {a.precision} 3x3 {cin}->{cout} {s}x{s} batch {a.batch} fwd+bwd: "
-              f"{dt * 1e3:.3f} ms {flop / dt / 1e12:.1f} TFLOP/s")
-    print(f"torch conv {a.precision} U-Net 3x3 layers, all: {dt_all * 1e3:.3f} ms")
+        dt_all += count * dt
+        flop = 3 * 2 * a.batch * cout * so * so * cin * k * k
+        if a.shapes == "unet":
+            print(f"torch conv {a.precision} 3x3 {cin}->{cout} {s}x{s} batch {a.batch} fwd+bwd: "
+                  f"{dt * 1e3:.3f} ms {flop / dt / 1e12:.1f} TFLOP/s")
+        else:
+            print(f"torch layout {a.precision}{layout} k{k} s{stride} {cin}->{cout} {s}x{s} batch {a.batch} "
+                  f"fwd+bwd (x{count}): {dt * 1e3:.3f} ms {flop / dt / 1e12:.1f} TFLOP/s")
+    if a.shapes == "unet":
+        print(f"torch conv {a.precision} U-Net 3x3 layers, all: {dt_all * 1e3:.3f} ms")
+    else:
+        print(f"torch layout {a.precision}{layout} CycleGAN layers (a generator and a discriminator), "
+              f"all: {dt_all * 1e3:.3f} ms")
 
 
 def gemm_task(a, dev):
@@ -111,6 +133,7 @@ def run_one(argv):
     p.add_argument("--task", default="step")
     p.add_argument("--device", default="cuda")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--shapes", default="unet", choices=["unet", "cyclegan"])
     p.add_argument("--check")
     p.add_argument("--check-cyclegan")
     p.add_argument("--tol-losses", type=float, default=1e-4)
@@ -134,7 +157,8 @@ def run_one(argv):
         return gemm_task(a, dev)
     if a.task == "cyclegan":
         dt, loss = timed(cyclegan_step_fn(a, dev), a)
-        print(f"torch {dev.type} {a.precision} cyclegan-step (2 generators + 2 patchgan) batch {a.batch} "
+        layout = " channels_last" if a.channels_last else ""
+        print(f"torch {dev.type} {a.precision}{layout} cyclegan-step (2 generators + 2 patchgan) batch {a.batch} "
               f"3x{a.size}x{a.size}: {dt * 1e3:.3f} ms/step, {a.batch / dt:.1f} images/s (loss {loss.item():.4f})")
         return
     net = build_net(a.arch, a.channels, a.classes, a.size).to(dev)

@@ -239,10 +239,15 @@ def cyclegan_step_fn(a, dev, nets=None, reals=None, parts=None):
     # parts: a list that gets the step's ten losses in cuda_step's order (cg_dump)
     ga, gb, da, db = nets or (cyclegan_generator().to(dev), cyclegan_generator().to(dev),
                               patchgan().to(dev), patchgan().to(dev))
+    last = getattr(a, "channels_last", False)  # PyTorch's faster layout for tensor cores
+    if last:
+        ga, gb, da, db = (m.to(memory_format=torch.channels_last) for m in (ga, gb, da, db))
     og = torch.optim.Adam(list(ga.parameters()) + list(gb.parameters()), lr=2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(list(da.parameters()) + list(db.parameters()), lr=2e-4, betas=(0.5, 0.999))
     real_a, real_b = reals or (torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1,
                                torch.rand(a.batch, 3, a.size, a.size, device=dev) * 2 - 1)
+    if last:
+        real_a, real_b = (r.to(memory_format=torch.channels_last) for r in (real_a, real_b))
     mse, l1 = nn.MSELoss(), nn.L1Loss()
     auto = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
 

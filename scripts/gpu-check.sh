@@ -18,8 +18,11 @@
 #   35-mirror.log      tests/cuda/torch_mirror.sh: every model family's pass on
 #                      the GPU (fp32; small nets in bf16) against PyTorch in
 #                      float64 on the CPU
-#   40-bench.log       bench/cuda.sh: cairn's figures (40 s each, 80 s for the
-#                      CycleGAN step and ResNet-50), then PyTorch's (150 s)
+#   40-bench.log       bench/cuda.sh --cuda main: cairn's figures (40 s each,
+#                      80 s for the CycleGAN step and ResNet-50), then
+#                      PyTorch's (150 s)
+#   41-layout.log      bench/cuda.sh --cuda layout: the CycleGAN's
+#                      convolutions in NCHW and NHWC (bare cuDNN, PyTorch)
 #   summary.txt        one line per part: status and seconds
 # Each part has its own time limit, so a hang in one leaves time for the rest.
 set -u
@@ -100,7 +103,8 @@ part 30-train 95 env CUDA_CHECK_OUT="$OUT" bash tests/cuda/train_classifier.sh
 part 32-unet 40 bash tests/cuda/train_unet.sh
 part 34-refine 40 bash tests/cuda/refine.sh
 part 35-mirror 65 bash tests/cuda/torch_mirror.sh
-part 40-bench 210 bash bench/cuda.sh --cuda
+part 40-bench 210 bash bench/cuda.sh --cuda main
+part 41-layout 150 bash bench/cuda.sh --cuda layout
 # issue #8's goals read off the figures: cairn beside PyTorch, ratio, goal, met
 if [ -f "$OUT/40-bench.log" ]; then
 	python3 bench/cuda_goals.py "$OUT/40-bench.log" >"$OUT/goals.txt" 2>&1
