@@ -119,7 +119,7 @@ if [ "$which" != layout ]; then
 fi
 if [ "$which" != main ]; then
 	# the question behind the CycleGAN goal: what NHWC would gain
-	LIMIT=$((2 * limit)) cairn --precision tf32 --task conv --shapes cyclegan --batch 8 --steps 10
+	LIMIT=$((2 * limit)) cairn --precision tf32 --task conv --shapes cyclegan --size 256 --batch 8 --steps 10
 	torch --task conv --shapes cyclegan --precision tf32 --batch 8 --steps 10
 	torch --task conv --shapes cyclegan --precision tf32 --batch 8 --steps 10 --channels-last
 	torch --task cyclegan --precision tf32 --batch 8 --size 256 --steps 10 --warmup 3 --channels-last

@@ -757,17 +757,39 @@ static bool fast_filter(cudnnConvolutionBwdFilterAlgo_t a)
  * pass for the backward-filter one). */
 enum bare_layout { BARE_NCHW, BARE_NHWC, BARE_NHWC_T };
 
-/* A bare buffer of n values of es bytes, zeroed; NULL on failure. */
-static void *bare_buffer(size_t n, size_t es)
+/* n values of es bytes (4: float, 2: bf16) on the device, from fill_host's
+ * pattern (salt) or zero (salt 0); NULL on failure. */
+static void *bare_buffer(size_t n, size_t es, unsigned salt)
 {
 	void *p;
 	if (cudaMalloc(&p, n * es) != cudaSuccess)
 		return NULL;
-	if (cudaMemset(p, 0, n * es) != cudaSuccess) {
-		cudaFree(p);
-		return NULL;
-	}
-	return p;
+	if (!salt)
+		return cudaMemset(p, 0, n * es) == cudaSuccess ? p : (cudaFree(p), NULL);
+	float *h = mem_alloc(n * sizeof(float));
+	fill_host(h, n, salt);
+	if (es == 2) /* bf16: the top half of each float */
+		for (size_t i = 0; i < n; i++) {
+			uint32_t u;
+			memcpy(&u, &h[i], 4);
+			((uint16_t *)h)[i] = (uint16_t)(u >> 16);
+		}
+	cudaError_t st = cudaMemcpy(p, h, n * es, cudaMemcpyHostToDevice);
+	mem_free(h);
+	return st == cudaSuccess ? p : (cudaFree(p), NULL);
+}
+
+/* n values of es bytes on the device, as floats on the host (out). */
+static int bare_read(float *out, const void *p, size_t n, size_t es)
+{
+	if (cudaMemcpy(out, p, n * es, cudaMemcpyDeviceToHost) != cudaSuccess)
+		return -1;
+	if (es == 2) /* widen in place, from the back */
+		for (size_t i = n; i-- > 0;) {
+			uint32_t u = (uint32_t)((uint16_t *)out)[i] << 16;
+			memcpy(&out[i], &u, 4);
+		}
+	return 0;
 }
 
 /* Seconds of one forward + backward-data + backward-filter through bare
@@ -775,9 +797,11 @@ static void *bare_buffer(size_t n, size_t es)
  * math in fp32, any math in tf32 and bf16), bf16 tensors in bf16; in fp32
  * without FFT and Winograd when same_algos (the algorithms cairn's fp32
  * allows: what its layers cost beside the bare calls), with them otherwise
- * (what that choice costs); tensors in the given layout. */
+ * (what that choice costs); tensors in the given layout. x, w and dy hold
+ * fixed pseudo-random values; out (NULL: not wanted) gets y, dx and dw in
+ * NCHW order, one after the other, so that layouts can be compared. */
 static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision prec, int iters,
-			bool same_algos, enum bare_layout layout)
+			bool same_algos, enum bare_layout layout, float *out)
 {
 	bool strict = same_algos && prec == NN_CUDA_FP32;
 	static cudnnHandle_t h;
@@ -788,8 +812,9 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 	size_t es = prec == NN_CUDA_BF16 ? 2 : 4;
 	size_t nx = (size_t)d->n * d->cin * d->h * d->w, ny = (size_t)d->n * d->cout * d->hout * d->wout;
 	size_t nw = (size_t)d->cout * d->cin * d->kh * d->kw;
-	/* xd, yd, wd: the calls' descriptors (in fmt); xn, yn, wn: NCHW views of
-	   the same shapes, the other side of the transposes */
+	/* xd, yd, wd: the calls' descriptors (in fmt); xn, yn, wtn: NCHW views
+	   of the same shapes, and wt the filter as a tensor in fmt, the two
+	   sides of the transposes */
 	cudnnTensorDescriptor_t xd, yd, xn, yn, wt, wtn;
 	cudnnFilterDescriptor_t wd;
 	cudnnConvolutionDescriptor_t cd;
@@ -805,22 +830,33 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 	CHK(cudnnSetTensor4dDescriptor(yd, fmt, t, d->n, d->cout, d->hout, d->wout));
 	CHK(cudnnSetTensor4dDescriptor(xn, CUDNN_TENSOR_NCHW, t, d->n, d->cin, d->h, d->w));
 	CHK(cudnnSetTensor4dDescriptor(yn, CUDNN_TENSOR_NCHW, t, d->n, d->cout, d->hout, d->wout));
-	/* the filter (cout, cin, kh, kw) as a tensor, for its transposes */
 	CHK(cudnnSetTensor4dDescriptor(wt, fmt, t, d->cout, d->cin, d->kh, d->kw));
 	CHK(cudnnSetTensor4dDescriptor(wtn, CUDNN_TENSOR_NCHW, t, d->cout, d->cin, d->kh, d->kw));
 	CHK(cudnnSetFilter4dDescriptor(wd, t, fmt, d->cout, d->cin, d->kh, d->kw));
 	CHK(cudnnSetConvolution2dDescriptor(cd, d->pad, d->pad, d->stride, d->stride, 1, 1,
 					    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-	CHK(cudnnSetConvolutionMathType(cd, prec == NN_CUDA_FP32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
-	void *x = bare_buffer(nx, es), *dx = bare_buffer(nx, es), *y = bare_buffer(ny, es);
-	void *dy = bare_buffer(ny, es), *w = bare_buffer(nw, es), *dw = bare_buffer(nw, es), *ws = NULL;
-	/* the NHWC copies the transposes fill (BARE_NHWC_T) */
-	bool tr = layout == BARE_NHWC_T;
-	void *xh = tr ? bare_buffer(nx, es) : x, *dxh = tr ? bare_buffer(nx, es) : dx;
-	void *yh = tr ? bare_buffer(ny, es) : y, *dyh = tr ? bare_buffer(ny, es) : dy;
-	void *wh = tr ? bare_buffer(nw, es) : w, *dwh = tr ? bare_buffer(nw, es) : dw;
+	/* cairn's base math types (nn/cuda/conv.cu make_plan): bf16 tensor-core kernels
+	   are searched only under TENSOR_OP */
+	CHK(cudnnSetConvolutionMathType(cd, prec == NN_CUDA_FP32   ? CUDNN_FMA_MATH
+					    : prec == NN_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH
+								   : CUDNN_DEFAULT_MATH));
+	/* the NCHW tensors; x, w and dy with values */
+	void *x = bare_buffer(nx, es, 1), *dx = bare_buffer(nx, es, 0), *y = bare_buffer(ny, es, 0);
+	void *dy = bare_buffer(ny, es, 3), *w = bare_buffer(nw, es, 2), *dw = bare_buffer(nw, es, 0);
+	/* the calls' tensors: the same in NCHW, NHWC copies otherwise */
+	bool nhwc = layout != BARE_NCHW, tr = layout == BARE_NHWC_T;
+	void *xh = nhwc ? bare_buffer(nx, es, 0) : x, *dxh = nhwc ? bare_buffer(nx, es, 0) : dx;
+	void *yh = nhwc ? bare_buffer(ny, es, 0) : y, *dyh = nhwc ? bare_buffer(ny, es, 0) : dy;
+	void *wh = nhwc ? bare_buffer(nw, es, 0) : w, *dwh = nhwc ? bare_buffer(nw, es, 0) : dw;
+	void *ws = NULL;
 	if (!x || !dx || !y || !dy || !w || !dw || !xh || !dxh || !yh || !dyh || !wh || !dwh)
 		return -1;
+	const float one = 1, zero = 0;
+	if (nhwc) { /* NHWC storage: the inputs are there before the clock starts */
+		CHK(cudnnTransformTensor(h, &one, xn, x, &zero, xd, xh));
+		CHK(cudnnTransformTensor(h, &one, wtn, w, &zero, wt, wh));
+		CHK(cudnnTransformTensor(h, &one, yn, dy, &zero, yd, dyh));
+	}
 	int got, i;
 	cudnnConvolutionFwdAlgoPerf_t fr[16];
 	cudnnConvolutionBwdDataAlgoPerf_t br[16];
@@ -856,7 +892,6 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 	wsb = fw.memory > wsb ? fw.memory : wsb;
 	if (wsb)
 		CHK(cudaMalloc(&ws, wsb));
-	const float one = 1, zero = 0;
 	double t0 = 0;
 	for (int it = -3; it < iters; it++) {
 		if (it == 0) {
@@ -884,8 +919,16 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 	}
 	CHK(cudaDeviceSynchronize());
 	double dt = (clock_now() - t0) / iters;
+	if (nhwc && !tr) { /* the results back in NCHW, for out */
+		CHK(cudnnTransformTensor(h, &one, yd, yh, &zero, yn, y));
+		CHK(cudnnTransformTensor(h, &one, xd, dxh, &zero, xn, dx));
+		CHK(cudnnTransformTensor(h, &one, wt, dwh, &zero, wtn, dw));
+	}
+	if (out && (bare_read(out, y, ny, es) < 0 || bare_read(out + ny, dx, nx, es) < 0 ||
+		    bare_read(out + ny + nx, dw, nw, es) < 0))
+		return -1;
 	cudaFree(x), cudaFree(dx), cudaFree(y), cudaFree(dy), cudaFree(w), cudaFree(dw), cudaFree(ws);
-	if (tr)
+	if (nhwc)
 		cudaFree(xh), cudaFree(dxh), cudaFree(yh), cudaFree(dyh), cudaFree(wh), cudaFree(dwh);
 	cudnnDestroyTensorDescriptor(xd), cudnnDestroyTensorDescriptor(yd);
 	cudnnDestroyTensorDescriptor(xn), cudnnDestroyTensorDescriptor(yn);
@@ -947,8 +990,8 @@ static int task_conv_unet(const struct nn_backend *be, const struct args *a,
 		struct nn_conv_desc d = layer_desc(l, a->batch);
 		double flop = 3 * 2 * nn_conv_macs(&d);
 		double tc = cairn_conv(be, &d, a->steps);
-		double tb = bare_conv(&d, prec, a->steps, true, BARE_NCHW);
-		double ta = fp32 ? bare_conv(&d, prec, a->steps, false, BARE_NCHW) : tb;
+		double tb = bare_conv(&d, prec, a->steps, true, BARE_NCHW, NULL);
+		double ta = fp32 ? bare_conv(&d, prec, a->steps, false, BARE_NCHW, NULL) : tb;
 		if (tc < 0 || tb < 0 || ta < 0 || check_device(be)) {
 			fprintf(stderr, "cuda_step: conv %d->%d at %d failed\n", d.cin, d.cout, d.h);
 			return 1;
@@ -972,21 +1015,48 @@ static int task_conv_unet(const struct nn_backend *be, const struct args *a,
 	return 0;
 }
 
+/* The largest difference between a and b (n values), relative to the
+ * largest magnitude in a. */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+	double big = 0, diff = 0;
+	for (size_t i = 0; i < n; i++) {
+		big = fabs(a[i]) > big ? fabs(a[i]) : big;
+		double e = fabs((double)a[i] - b[i]);
+		diff = e > diff || e != e ? e : diff;
+	}
+	return big > 0 ? diff / big : diff;
+}
+
 /* The CycleGAN's layers in the three layouts of bare calls (bare_layout),
  * beside cairn's slots: what NHWC storage, or transposes around each
- * convolution, would gain over NCHW. Lines begin with "layout", not "conv":
- * a question to answer, not a goal (bench/cuda_goals.py). */
+ * convolution, would gain over NCHW; the NHWC results (y, dx, dw) against
+ * the NCHW ones. --size scales the layers' images (256: the benchmark's).
+ * Lines begin with "layout", not "conv": a question to answer, not a goal
+ * (bench/cuda_goals.py). */
 static int task_conv_cyclegan(const struct nn_backend *be, const struct args *a,
 			      enum nn_cuda_precision prec)
 {
-	double sum[4] = {0};
+	double sum[4] = {0}, worst = 0;
+	/* tf32 and bf16 round differently in different algorithms */
+	double tol = prec == NN_CUDA_FP32 ? 1e-4 : prec == NN_CUDA_TF32 ? 1e-2 : 5e-2;
 	for (size_t k = 0; k < sizeof(cyclegan_convs) / sizeof(cyclegan_convs[0]); k++) {
-		const struct conv_layer *l = &cyclegan_convs[k];
-		struct nn_conv_desc d = layer_desc(l, a->batch);
+		struct conv_layer l = cyclegan_convs[k];
+		l.size = l.size * a->size / 256;
+		struct nn_conv_desc d = layer_desc(&l, a->batch);
+		if (d.hout < 1 || d.wout < 1)
+			continue; /* a --size too small for the patchgan's last layers */
+		size_t nv = (size_t)d.n * (d.cout * d.hout * d.wout + d.cin * d.h * d.w) +
+			    (size_t)d.cout * d.cin * d.kh * d.kw;
+		float *r[3] = {mem_alloc(nv * sizeof(float)), mem_alloc(nv * sizeof(float)),
+			       mem_alloc(nv * sizeof(float))};
 		double t[4] = {cairn_conv(be, &d, a->steps),
-			       bare_conv(&d, prec, a->steps, true, BARE_NCHW),
-			       bare_conv(&d, prec, a->steps, true, BARE_NHWC),
-			       bare_conv(&d, prec, a->steps, true, BARE_NHWC_T)};
+			       bare_conv(&d, prec, a->steps, true, BARE_NCHW, r[0]),
+			       bare_conv(&d, prec, a->steps, true, BARE_NHWC, r[1]),
+			       bare_conv(&d, prec, a->steps, true, BARE_NHWC_T, r[2])};
+		double e1 = t[2] >= 0 ? rel_diff(r[0], r[1], nv) : 0;
+		double e2 = t[3] >= 0 ? rel_diff(r[0], r[2], nv) : 0;
+		mem_free(r[0]), mem_free(r[1]), mem_free(r[2]);
 		if (t[0] < 0 || t[1] < 0 || check_device(be)) {
 			fprintf(stderr, "cuda_step: conv %d->%d k%d at %d failed\n", d.cin, d.cout,
 				d.kh, d.h);
@@ -1000,16 +1070,26 @@ static int task_conv_cyclegan(const struct nn_backend *be, const struct args *a,
 			continue;
 		}
 		for (int i = 0; i < 4; i++)
-			sum[i] += l->count * t[i];
+			sum[i] += l.count * t[i];
+		worst = e1 > worst || e1 != e1 ? e1 : worst;
+		worst = e2 > worst || e2 != e2 ? e2 : worst;
 		printf("layout %s k%d s%d %d->%d %dx%d batch %d fwd+bwd (x%d): cairn %.3f ms, "
-		       "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f)\n",
-		       a->precision, d.kh, d.stride, d.cin, d.cout, d.h, d.w, d.n, l->count,
-		       t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[2] / t[1], t[3] * 1e3, t[3] / t[1]);
+		       "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f); "
+		       "NHWC results differ by %.1e, %.1e\n",
+		       a->precision, d.kh, d.stride, d.cin, d.cout, d.h, d.w, d.n, l.count,
+		       t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[2] / t[1], t[3] * 1e3, t[3] / t[1], e1,
+		       e2);
 	}
 	printf("layout %s CycleGAN layers (a generator and a discriminator), all: cairn %.3f ms, "
 	       "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f)\n",
 	       a->precision, sum[0] * 1e3, sum[1] * 1e3, sum[2] * 1e3, sum[2] / sum[1],
 	       sum[3] * 1e3, sum[3] / sum[1]);
+	if (!(worst <= tol)) {
+		printf("layout %s: NHWC results differ from NCHW by %.1e (over %.0e)\n", a->precision,
+		       worst, tol);
+		return 1;
+	}
+	printf("layout %s: NHWC results agree with NCHW within %.1e\n", a->precision, worst);
 	return 0;
 }
 

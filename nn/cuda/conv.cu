@@ -49,6 +49,7 @@ struct conv_plan {
 	cudnnConvolutionBwdDataAlgo_t bwd_data;
 	cudnnConvolutionBwdFilterAlgo_t bwd_filter;
 	cudnnMathType_t fwd_math, data_math, filter_math;
+	float ms[3];  /* the passes' median search times (0: not measured) */
 	size_t ws;    /* largest of the three passes */
 	int queried;  /* the caller asked conv2d_workspace for this shape */
 };
@@ -57,6 +58,14 @@ static std::unordered_map<conv_key, conv_plan *, conv_key_hash> *plans;
 
 static bool bf16(void) { return cu.precision == NN_CUDA_BF16; }
 static size_t ws_cap = (size_t)512 << 20;
+/* Searches per pass (CAIRN_CUDA_CONV_SEARCH, default 3). cudnnFind* times
+ * each algorithm once or a few times, and for a pass of 0.1-0.3 ms its
+ * ranking changes from call to call (session 16 on an H200: the same layer
+ * picked 0.76x and 1.30x the bare call's time in two processes); each
+ * algorithm's time is taken as the median of its times over the searches. */
+static int search_runs = 3;
+/* CAIRN_CUDA_CONV_LOG=1: one line on stderr for each plan made. */
+static bool log_plans;
 static void *own_ws;
 static size_t own_ws_bytes;
 
@@ -79,6 +88,19 @@ int cu_conv_init(void)
 		}
 		ws_cap = (size_t)mb << 20;
 	}
+	env = getenv("CAIRN_CUDA_CONV_SEARCH");
+	if (env && *env) {
+		char *end;
+		long runs = strtol(env, &end, 10);
+		if (*end || runs < 1 || runs > 9) {
+			cu_fail(__FILE__, __LINE__, "getenv", "expected a number of searches from 1 to 9",
+				"CAIRN_CUDA_CONV_SEARCH='%s'", env);
+			return -1;
+		}
+		search_runs = (int)runs;
+	}
+	env = getenv("CAIRN_CUDA_CONV_LOG");
+	log_plans = env && *env && strcmp(env, "0");
 	return 0;
 }
 
@@ -184,22 +206,74 @@ static int pick_heuristic(G get, Perf *r, int cap)
 	return i >= 0 ? i : pick(r, got, true);
 }
 
+extern "C" void nn_cuda_set_conv_search(int runs) { search_runs = runs < 1 ? 1 : runs > 9 ? 9 : runs; }
+
+/* r[0..got) with each entry's time the median of its times in the later
+ * searches more[k][0..more_got[k]) (the same algorithm and math type; a run
+ * where it failed does not count), sorted by that time, failures last. */
+template <typename Perf, int N>
+static void rank_by_median(Perf *r, int got, Perf (*more)[N], const int *more_got, int runs)
+{
+	for (int i = 0; i < got; i++) {
+		if (r[i].status != CUDNN_STATUS_SUCCESS)
+			continue;
+		float t[10];
+		int n = 0;
+		t[n++] = r[i].time;
+		for (int k = 0; k < runs; k++)
+			for (int j = 0; j < more_got[k]; j++)
+				if (more[k][j].algo == r[i].algo && more[k][j].mathType == r[i].mathType &&
+				    more[k][j].status == CUDNN_STATUS_SUCCESS) {
+					t[n++] = more[k][j].time;
+					if (more[k][j].memory > r[i].memory)
+						r[i].memory = more[k][j].memory;
+				}
+		for (int a = 1; a < n; a++) /* insertion sort: n <= 9 */
+			for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
+				float x = t[b];
+				t[b] = t[b - 1], t[b - 1] = x;
+			}
+		r[i].time = n % 2 ? t[n / 2] : 0.5f * (t[n / 2 - 1] + t[n / 2]);
+	}
+	for (int a = 1; a < got; a++) /* stable: equal medians keep cuDNN's order */
+		for (int b = a; b > 0; b--) {
+			bool ok_b = r[b].status == CUDNN_STATUS_SUCCESS,
+			     ok_a = r[b - 1].status == CUDNN_STATUS_SUCCESS;
+			if (!(ok_b && (!ok_a || r[b].time < r[b - 1].time)))
+				break;
+			Perf x = r[b];
+			r[b] = r[b - 1], r[b - 1] = x;
+		}
+}
+
 /* One pass's algorithm: the fastest usable measured one (find: a
- * cudnnFind* call, retried once after giving the cache back), else one from
- * the heuristic list (heur), else the fixed fallback under the base math
- * type; raises *ws to the chosen one's workspace. -1 when the search failed. */
+ * cudnnFind* call, retried once after giving the cache back; search_runs
+ * of them, ranked by median time), else one from the heuristic list (heur),
+ * else the fixed fallback under the base math type; raises *ws to the
+ * chosen one's workspace, and sets *ms to its time (0: not measured). -1
+ * when the search failed. */
 template <typename Perf, int N, typename Algo, typename Find, typename Heur>
 static int choose(const struct nn_conv_desc *d, const char *call, const char *pass, Find find,
 		  Heur heur, Algo fallback, cudnnMathType_t base, Algo *algo, cudnnMathType_t *math,
-		  size_t *ws)
+		  size_t *ws, float *ms)
 {
 	Perf r[N];
-	int got = 0;
-	if (cu_check_dnn(find_retry([&] { return find(N, &got, r); }), call, __FILE__, __LINE__,
-			 SHAPE_FMT " (choosing the %s algorithm)", SHAPE_ARGS(d), pass))
-		return -1;
+	static Perf more[8][N]; /* plans are made on the host thread only */
+	int got = 0, more_got[8];
+	for (int k = 0; k < search_runs; k++) {
+		Perf *out = k ? more[k - 1] : r;
+		int *n = k ? &more_got[k - 1] : &got;
+		if (cu_check_dnn(find_retry([&] { return find(N, n, out); }), call, __FILE__,
+				 __LINE__, SHAPE_FMT " (choosing the %s algorithm)", SHAPE_ARGS(d),
+				 pass))
+			return -1;
+	}
+	rank_by_median<Perf, N>(r, got, more, more_got, search_runs - 1);
+	*ms = 0;
 	int i = pick(r, got);
-	if (i < 0)
+	if (i >= 0)
+		*ms = r[i].time;
+	else
 		i = pick_heuristic(heur, r, N);
 	if (i < 0) {
 		*algo = fallback, *math = base;
@@ -267,7 +341,7 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 			return cudnnGetConvolutionForwardAlgorithm_v7(cu.dnn, p->x, p->w, p->conv,
 								      p->y, cap, n, r);
 		},
-		CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, base, &p->fwd, &p->fwd_math, &p->ws) ||
+		CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, base, &p->fwd, &p->fwd_math, &p->ws, &p->ms[0]) ||
 	    choose<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
 		d, "cudnnFindConvolutionBackwardDataAlgorithm", "backward-data",
 		[&](int cap, int *n, cudnnConvolutionBwdDataAlgoPerf_t *r) {
@@ -278,7 +352,7 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 			return cudnnGetConvolutionBackwardDataAlgorithm_v7(cu.dnn, p->w, p->y,
 									   p->conv, p->x, cap, n, r);
 		},
-		CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, base, &p->bwd_data, &p->data_math, &p->ws) ||
+		CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, base, &p->bwd_data, &p->data_math, &p->ws, &p->ms[1]) ||
 	    choose<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
 		d, "cudnnFindConvolutionBackwardFilterAlgorithm", "backward-filter",
 		[&](int cap, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *r) {
@@ -289,7 +363,7 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 			return cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu.dnn, p->x, p->y,
 									     p->conv, p->w, cap, n, r);
 		},
-		CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, base, &p->bwd_filter, &p->filter_math, &p->ws))
+		CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, base, &p->bwd_filter, &p->filter_math, &p->ws, &p->ms[2]))
 		return NULL;
 	/* the fallbacks' workspace, when a fallback was taken (0 for IMPLICIT_GEMM and ALGO_0
 	   in practice, but ask rather than assume), each under the math type its
@@ -332,7 +406,28 @@ static conv_plan *plan_for(const struct nn_conv_desc *d)
 	conv_plan *p = make_plan(d);
 	if (p)
 		(*plans)[k] = p;
+	if (p && log_plans)
+		fprintf(stderr,
+			"cairn: cuda: " SHAPE_FMT " %s: forward algo %d math %d %.3f ms, "
+			"backward-data algo %d math %d %.3f ms, backward-filter algo %d math %d "
+			"%.3f ms, workspace %zu bytes (median of %d searches)\n",
+			SHAPE_ARGS(d), nn_cuda_precision_name(cu.precision), (int)p->fwd,
+			(int)p->fwd_math, p->ms[0], (int)p->bwd_data, (int)p->data_math, p->ms[1],
+			(int)p->bwd_filter, (int)p->filter_math, p->ms[2], p->ws, search_runs);
 	return p;
+}
+
+extern "C" int nn_cuda_conv_algos(const struct nn_conv_desc *d, int algo[3], size_t *ws)
+{
+	if (cu_init() < 0 || cu.failed)
+		return -1;
+	conv_plan *p = plan_for(d);
+	if (!p)
+		return -1;
+	algo[0] = (int)p->fwd, algo[1] = (int)p->bwd_data, algo[2] = (int)p->bwd_filter;
+	if (ws)
+		*ws = p->ws;
+	return 0;
 }
 
 /* The workspace for a pass: the caller's when it asked for this shape's size. */

@@ -93,6 +93,21 @@ void nn_cuda_empty_cache(void);
  * or T: 40G) sets it at start; a bad value makes the backend unusable. */
 void nn_cuda_set_memory_limit(size_t bytes);
 
+/* Convolution algorithms. A shape gets its plan the first time it is seen:
+ * for each pass the algorithm with the smallest median time over `runs`
+ * cudnnFind* searches (default 3, or CAIRN_CUDA_CONV_SEARCH=1..9 at start;
+ * one search alone ranks passes of a fraction of a millisecond differently
+ * from call to call). Plans made after a change keep it; earlier ones stay.
+ * CAIRN_CUDA_CONV_LOG=1 prints each plan as it is made on stderr: the
+ * shape, each pass's algorithm, math type and median time, the workspace. */
+struct nn_conv_desc;
+void nn_cuda_set_conv_search(int runs);
+/* The plan of d in the current precision (made now when there is none):
+ * cuDNN's forward, backward-data and backward-filter algorithm numbers,
+ * and its workspace in bytes (ws may be NULL); -1 when the backend is
+ * unusable or the plan cannot be made (nn_cuda_error says why). */
+int nn_cuda_conv_algos(const struct nn_conv_desc *d, int algo[3], size_t *ws);
+
 /* What nn/backend.h's step slot did so far (nn/cuda/graph.cu): steps run,
  * of which eagerly (warm-up, a new signature, graphs off), captured, and
  * replayed from a graph; failed captures (each then runs eagerly); the size

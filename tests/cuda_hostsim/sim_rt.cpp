@@ -498,6 +498,12 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 	return cudaSuccess;
 }
 
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind k)
+{
+	cudaError_t e = cudaMemcpyAsync(dst, src, n, k, NULL);
+	return e ? e : cudaDeviceSynchronize();
+}
+
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode m)
 {
 	LOCKED;
@@ -906,6 +912,7 @@ struct sim_tensor_desc {
 	int set;
 	cudnnDataType_t t;
 	int n, c, h, w;
+	int nhwc; /* CUDNN_TENSOR_NHWC (a filter's: KRSC) */
 };
 struct sim_conv_desc {
 	int set;
@@ -980,10 +987,11 @@ cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d)
 static cudnnStatus_t set4d(sim_tensor_desc *d, cudnnTensorFormat_t f, cudnnDataType_t t, int n,
 			   int c, int h, int w)
 {
-	if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16) ||
-	    n <= 0 || c <= 0 || h <= 0 || w <= 0)
+	if ((f != CUDNN_TENSOR_NCHW && f != CUDNN_TENSOR_NHWC) ||
+	    (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16) || n <= 0 || c <= 0 || h <= 0 ||
+	    w <= 0)
 		return CUDNN_STATUS_BAD_PARAM;
-	*d = sim_tensor_desc{1, t, n, c, h, w};
+	*d = sim_tensor_desc{1, t, n, c, h, w, f == CUDNN_TENSOR_NHWC};
 	return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f,
@@ -1048,6 +1056,8 @@ static cudnnStatus_t shape_of(const sim_tensor_desc *x, const sim_tensor_desc *w
 		return CUDNN_STATUS_BAD_PARAM;
 	if (c->pad_h != c->pad_w || c->u != c->v || c->dil_h != c->dil_w)
 		return CUDNN_STATUS_NOT_SUPPORTED; /* nn's descriptors are square */
+	if (x->nhwc != w->nhwc || x->nhwc != y->nhwc)
+		return CUDNN_STATUS_NOT_SUPPORTED; /* one layout for the three */
 	int on, oc, oh, ow;
 	if (cudnnGetConvolution2dForwardOutputDim(
 		(cudnnConvolutionDescriptor_t)c, (cudnnTensorDescriptor_t)x,
@@ -1099,6 +1109,12 @@ static int rank_of(const int *algos, int a)
 	return -1;
 }
 
+/* sim_cudnn_find_noise(1): from now on every third search (the first, the
+ * fourth, ...) finds the last algorithm fastest (a timing hiccup, as
+ * cudnnFind* shows on a GPU for short passes), the others the usual order. */
+static int find_noise, find_calls;
+extern "C" void sim_cudnn_find_noise(int on) { find_noise = on, find_calls = 0; }
+
 template <typename Perf>
 static cudnnStatus_t list(cudnnHandle_t h, bool search, const int *algos,
 			  const struct nn_conv_desc *d, int want, int *got, Perf *r)
@@ -1107,14 +1123,16 @@ static cudnnStatus_t list(cudnnHandle_t h, bool search, const int *algos,
 		if (sim_stream_flush(h->s, "cudnnFind*") != cudaSuccess)
 			return CUDNN_STATUS_EXECUTION_FAILED;
 	}
+	bool hiccup = search && find_noise && find_calls++ % 3 == 0;
 	int n = want < 4 ? want : 4;
 	for (int i = 0; i < n; i++) {
+		int k = hiccup ? (i + 3) % 4 : i; /* the list sorted by time, as cuDNN's */
 		memset(&r[i], 0, sizeof(r[i]));
-		r[i].algo = (decltype(r[i].algo))algos[i];
+		r[i].algo = (decltype(r[i].algo))algos[k];
 		r[i].status = CUDNN_STATUS_SUCCESS;
-		r[i].time = 0.1f * (float)(i + 1);
-		r[i].memory = need_ws(d, i);
-		r[i].mathType = rank_math[i];
+		r[i].time = hiccup && k == 3 ? 0.05f : 0.1f * (float)(k + 1);
+		r[i].memory = need_ws(d, k);
+		r[i].mathType = rank_math[k];
 	}
 	*got = n;
 	return CUDNN_STATUS_SUCCESS;
@@ -1209,6 +1227,47 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(
 	return st ? st : ws_size(filter_algos, a, &d, bytes);
 }
 
+/* v, a tensor of t's shape, from NHWC to NCHW (nhwc false) or back. */
+static std::vector<float> to_layout(const std::vector<float> &v, const sim_tensor_desc &t, bool nhwc)
+{
+	std::vector<float> r(v.size());
+	size_t hw = (size_t)t.h * t.w;
+	for (int n = 0; n < t.n; n++)
+		for (int c = 0; c < t.c; c++)
+			for (size_t i = 0; i < hw; i++) {
+				size_t nchw = ((size_t)n * t.c + c) * hw + i,
+				       nhwc_i = ((size_t)n * hw + i) * t.c + c;
+				if (nhwc)
+					r[nhwc_i] = v[nchw];
+				else
+					r[nchw] = v[nhwc_i];
+			}
+	return r;
+}
+
+/* y = alpha x + beta y, x and y of one shape in either layout. */
+cudnnStatus_t cudnnTransformTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t xd,
+				   const void *x, const void *beta, cudnnTensorDescriptor_t yd,
+				   void *y)
+{
+	if (!xd->set || !yd->set || xd->t != yd->t || xd->n != yd->n || xd->c != yd->c ||
+	    xd->h != yd->h || xd->w != yd->w)
+		return CUDNN_STATUS_BAD_PARAM;
+	bool b16 = xd->t == CUDNN_DATA_BFLOAT16;
+	size_t count = (size_t)xd->n * xd->c * xd->h * xd->w, esz = b16 ? 2 : 4;
+	sim_dev_check(x, count * esz, "cudnnTransformTensor", "x");
+	sim_dev_check(y, count * esz, "cudnnTransformTensor", "y");
+	float a = *(const float *)alpha, b = *(const float *)beta;
+	sim_tensor_desc sx = *xd, sy = *yd;
+	sim_enqueue(h->s, [=]() {
+		std::vector<float> v = read_vals(x, count, b16, false);
+		if (sx.nhwc != sy.nhwc)
+			v = to_layout(v, sx, sy.nhwc);
+		write_vals(y, v.data(), count, b16, a, b);
+	});
+	return CUDNN_STATUS_SUCCESS;
+}
+
 enum pass { FWD, DATA, FILTER };
 
 /* One pass: checks now, the arithmetic when the stream gets there. in1, in2
@@ -1248,9 +1307,17 @@ static cudnnStatus_t conv_pass(cudnnHandle_t h, enum pass p, const int *algos, i
 	/* float tensors with tensor-op or default math: TF32 on Hopper */
 	bool round = !b16 && c->math != CUDNN_FMA_MATH;
 	float a = *(const float *)alpha, b = *(const float *)beta;
+	/* NHWC: the reference convolution on NCHW copies */
+	const sim_tensor_desc *d1 = p == DATA ? yd : xd, *d2 = p == FILTER ? yd : wd,
+			      *dout = p == FWD ? yd : p == DATA ? xd : wd;
+	sim_tensor_desc s1 = *d1, s2 = *d2, so = *dout;
 	sim_enqueue(h->s, [=]() {
 		std::vector<float> v1 = read_vals(in1, n1, b16, round),
 				   v2 = read_vals(in2, n2, b16, round);
+		if (s1.nhwc) {
+			v1 = to_layout(v1, s1, false);
+			v2 = to_layout(v2, s2, false);
+		}
 		std::vector<float> r(no);
 		std::vector<char> tmp(ref_conv2d_workspace(&d) + 1);
 		if (p == FWD)
@@ -1259,6 +1326,8 @@ static cudnnStatus_t conv_pass(cudnnHandle_t h, enum pass p, const int *algos, i
 			ref_conv2d_bwd_data(&d, v1.data(), v2.data(), r.data(), tmp.data());
 		else
 			ref_conv2d_bwd_filter(&d, v1.data(), v2.data(), r.data(), NULL, tmp.data());
+		if (so.nhwc)
+			r = to_layout(r, so, true);
 		write_vals(out, r.data(), no, b16, a, b);
 		if (need)
 			memset(ws, 0xff, need); /* cuDNN leaves its workspace as it likes */

@@ -139,6 +139,19 @@ for spec in "cnn:widths=16-32,convs=2,fc=128,drop=0.25 --batch 16" \
 done
 $T/cuda_step --device cuda --task gemm --size 96 --steps 1 --precision bf16 >$T/step.out 2>&1
 check_grep "cuda_step gemm bf16: cairn's slot and bare cublasGemmEx" "^gemm bf16 96\^3: cairn" $T/step.out
+# the layout figures (bench/cuda.sh --cuda layout): the CycleGAN's
+# convolutions through bare calls on NHWC tensors and through transposes
+# give the NCHW calls' results (the simulated cuDNN computes NHWC on NCHW
+# copies of its operands, so this checks the benchmark's descriptors and
+# transposes, not cuDNN's NHWC kernels)
+for p in fp32 bf16; do
+	$T/cuda_step --device cuda --task conv --shapes cyclegan --size 16 --batch 2 --steps 1 --precision $p >$T/layout.out 2>&1
+	rc=$?
+	sed 's/^/# /' $T/layout.out
+	check_eq "cuda_step layout $p: exit status" "$rc" 0
+	check_grep "cuda_step layout $p: NHWC results agree with NCHW" "^layout $p: NHWC results agree with NCHW within" $T/layout.out
+	check_eq "cuda_step layout $p: a line for each layer that fits 16x16" "$(grep -c "^layout $p k.* NHWC results differ by" $T/layout.out)" 11
+done
 # whole nets of every family on the CUDA backend, fp32 and bf16, against
 # PyTorch in float64 (tests/integration/torch_mirror.sh; skips without PyTorch)
 for p in fp32 bf16; do

@@ -846,6 +846,49 @@ static void test_gemm_tf32(void)
 	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
 }
 
+/* The conv plan's search: each algorithm ranked by its median time over
+ * several cudnnFind* calls. Over the simulated cuDNN (tests/cuda_hostsim),
+ * whose every third search finds the slowest algorithm fastest: one search
+ * takes that hiccup for the truth, three do not. On a GPU: the plan answers,
+ * names algorithms cuDNN has, and is the same when asked again. */
+void sim_cudnn_find_noise(int on) __attribute__((weak));
+static void test_conv_search(void)
+{
+	struct error e;
+	CHECK(nn_cuda_set_precision(NN_CUDA_TF32, &e) == 0);
+	struct nn_conv_desc d = {.n = 2, .cin = 5, .h = 9, .w = 9, .cout = 7, .kh = 3, .kw = 3,
+				 .stride = 1, .pad = 1, .dil = 1, .groups = 1};
+	CHECK(nn_conv_desc_init(&d, &e) == 0);
+	int a[3], b[3];
+	size_t ws;
+	CHECK(nn_cuda_conv_algos(&d, a, &ws) == 0);
+	CHECK(nn_cuda_conv_algos(&d, b, NULL) == 0);
+	CHECK(a[0] == b[0] && a[1] == b[1] && a[2] == b[2]);
+	/* cuDNN 9's algorithm counts: forward 8, backward-data 6, backward-filter 7 */
+	CHECK(a[0] >= 0 && a[0] < 8);
+	CHECK(a[1] >= 0 && a[1] < 6);
+	CHECK(a[2] >= 0 && a[2] < 7);
+	printf("# tf32 conv 5->7 9x9: forward algo %d, backward-data %d, backward-filter %d, "
+	       "workspace %zu bytes\n", a[0], a[1], a[2], ws);
+	if (sim_cudnn_find_noise) {
+		/* one search: the forward pass's (the first of the three) hiccups */
+		nn_cuda_set_conv_search(1);
+		sim_cudnn_find_noise(1);
+		d.cout = 6;
+		CHECK(nn_cuda_conv_algos(&d, b, NULL) == 0);
+		CHECK(b[0] == 0); /* CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, the slowest */
+		CHECK(b[0] != a[0]);
+		/* three: the hiccup is outvoted, the choice is the undisturbed one's */
+		nn_cuda_set_conv_search(3);
+		sim_cudnn_find_noise(1);
+		d.cout = 4;
+		CHECK(nn_cuda_conv_algos(&d, b, NULL) == 0);
+		CHECK(b[0] == a[0] && b[1] == a[1] && b[2] == a[2]);
+		sim_cudnn_find_noise(0);
+	}
+	CHECK(nn_cuda_set_precision(NN_CUDA_FP32, &e) == 0);
+}
+
 /* ---- bf16 ---- */
 
 /* float -> bf16 bits, rounded to nearest even (NaN checked apart). */
@@ -1659,6 +1702,7 @@ int main(int argc, char **argv)
 		SKIP("test_pinned_upload", "host simulation");
 		SKIP("test_errors", "host simulation");
 		SKIP("test_conv_tf32", "host simulation");
+		SKIP("test_conv_search", "host simulation");
 		SKIP("test_gemm_tf32", "host simulation");
 		SKIP("test_conv_bf16", "host simulation");
 		SKIP("test_gemm_bf16", "host simulation");
@@ -1674,6 +1718,7 @@ int main(int argc, char **argv)
 	RUN(test_pinned_upload);
 	RUN(test_errors);
 	RUN(test_conv_tf32);
+	RUN(test_conv_search);
 	RUN(test_gemm_tf32);
 	RUN(test_conv_bf16);
 	RUN(test_gemm_bf16);

@@ -29,7 +29,7 @@ typedef enum {
 	CUDNN_STATUS_EXECUTION_FAILED = 5000,
 } cudnnStatus_t;
 typedef enum { CUDNN_DATA_FLOAT = 0, CUDNN_DATA_BFLOAT16 = 9 } cudnnDataType_t;
-typedef enum { CUDNN_TENSOR_NCHW = 0 } cudnnTensorFormat_t;
+typedef enum { CUDNN_TENSOR_NCHW = 0, CUDNN_TENSOR_NHWC = 1 } cudnnTensorFormat_t;
 typedef enum { CUDNN_CONVOLUTION = 0, CUDNN_CROSS_CORRELATION = 1 } cudnnConvolutionMode_t;
 typedef enum {
 	CUDNN_DEFAULT_MATH = 0,
@@ -102,6 +102,9 @@ cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorF
 					 cudnnDataType_t t, int n, int c, int h, int w);
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t,
 					 cudnnTensorFormat_t f, int k, int c, int h, int w);
+cudnnStatus_t cudnnTransformTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t xd,
+				   const void *x, const void *beta, cudnnTensorDescriptor_t yd,
+				   void *y);
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w,
 					      int u, int v, int dil_h, int dil_w,
 					      cudnnConvolutionMode_t mode, cudnnDataType_t compute);
