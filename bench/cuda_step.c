@@ -728,25 +728,76 @@ static cudnnMathType_t call_math(enum nn_cuda_precision prec, cudnnMathType_t m)
 
 /* The FFT and Winograd algorithms, which cairn's fp32 leaves out (their
  * errors near 1e-4 would break fp32's promise of the reference within
- * 1e-5; nn/cuda/conv.cu algo_allowed). */
-static bool fast_fwd(cudnnConvolutionFwdAlgo_t a)
+ * 1e-5; nn/cuda/conv.cu algo_allowed), for each pass. */
+static bool fast_fwd(int a)
 {
 	return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
 	       a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD ||
 	       a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
 }
-static bool fast_data(cudnnConvolutionBwdDataAlgo_t a)
+static bool fast_data(int a)
 {
 	return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT ||
 	       a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
 	       a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD ||
 	       a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
 }
-static bool fast_filter(cudnnConvolutionBwdFilterAlgo_t a)
+static bool fast_filter(int a)
 {
 	return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT ||
 	       a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
 	       a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
+/* One entry of a cudnnFind* list, whichever pass (the three Perf structs
+ * have the same fields). */
+struct perf {
+	int algo, status, math;
+	float time;
+	size_t memory;
+};
+#define MAX_SEARCHES 9
+#define TO_PERF(dst, src, n)                                                                   	for (int q_ = 0; q_ < (n); q_++)                                                       	(dst)[q_] = (struct perf){(int)(src)[q_].algo, (int)(src)[q_].status,                  				  (int)(src)[q_].mathType, (src)[q_].time, (src)[q_].memory}
+
+/* How many searches a bare pass gets: as many as cairn's plans
+ * (CAIRN_CUDA_CONV_SEARCH, default 3), so that both sides choose alike. */
+static int bare_searches(void)
+{
+	const char *env = getenv("CAIRN_CUDA_CONV_SEARCH");
+	int r = env && *env ? atoi(env) : 3;
+	return r < 1 ? 1 : r > MAX_SEARCHES ? MAX_SEARCHES : r;
+}
+
+/* The usable algorithm of l[0..runs) (runs searches of one pass) with the
+ * smallest median time, as nn/cuda/conv.cu ranks them: a usable entry has
+ * succeeded, has FMA (or default) math in fp32, and is not one of `fast`
+ * when strict. -1 when none is usable. */
+static int bare_pick(struct perf (*l)[16], const int *got, int runs, enum nn_cuda_precision prec,
+		     bool strict, bool (*fast)(int), struct perf *out)
+{
+	float best = 0;
+	int found = -1;
+	for (int i = 0; i < got[0]; i++) {
+		const struct perf *c = &l[0][i];
+		if (c->status || (strict && fast(c->algo)) ||
+		    (prec == NN_CUDA_FP32 && c->math != CUDNN_FMA_MATH && c->math != CUDNN_DEFAULT_MATH))
+			continue;
+		float t[MAX_SEARCHES];
+		int n = 0;
+		for (int k = 0; k < runs; k++)
+			for (int j = 0; j < got[k]; j++)
+				if (l[k][j].algo == c->algo && l[k][j].math == c->math && !l[k][j].status)
+					t[n++] = l[k][j].time;
+		for (int a = 1; a < n; a++)
+			for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
+				float x = t[b];
+				t[b] = t[b - 1], t[b - 1] = x;
+			}
+		float med = n % 2 ? t[n / 2] : 0.5f * (t[n / 2 - 1] + t[n / 2]);
+		if (found < 0 || med < best)
+			found = i, best = med, *out = *c;
+	}
+	return found;
 }
 
 /* How a bare call keeps its tensors: NCHW, as cairn does; NHWC (and the
@@ -857,37 +908,29 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 		CHK(cudnnTransformTensor(h, &one, wtn, w, &zero, wt, wh));
 		CHK(cudnnTransformTensor(h, &one, yn, dy, &zero, yd, dyh));
 	}
-	int got, i;
+	int runs = bare_searches(), got[MAX_SEARCHES];
+	struct perf l[MAX_SEARCHES][16], f, b, fw;
 	cudnnConvolutionFwdAlgoPerf_t fr[16];
 	cudnnConvolutionBwdDataAlgoPerf_t br[16];
 	cudnnConvolutionBwdFilterAlgoPerf_t wr[16];
-	CHK(cudnnFindConvolutionForwardAlgorithm(h, xd, wd, cd, yd, 16, &got, fr));
-	for (i = 0; i < got && (fr[i].status || (strict && fast_fwd(fr[i].algo)) ||
-				(prec == NN_CUDA_FP32 && fr[i].mathType != CUDNN_FMA_MATH &&
-				 fr[i].mathType != CUDNN_DEFAULT_MATH));
-	     i++)
-		;
-	if (i == got)
+	for (int k = 0; k < runs; k++) {
+		CHK(cudnnFindConvolutionForwardAlgorithm(h, xd, wd, cd, yd, 16, &got[k], fr));
+		TO_PERF(l[k], fr, got[k]);
+	}
+	if (bare_pick(l, got, runs, prec, strict, fast_fwd, &f) < 0)
 		return -1;
-	cudnnConvolutionFwdAlgoPerf_t f = fr[i];
-	CHK(cudnnFindConvolutionBackwardDataAlgorithm(h, wd, yd, cd, xd, 16, &got, br));
-	for (i = 0; i < got && (br[i].status || (strict && fast_data(br[i].algo)) ||
-				(prec == NN_CUDA_FP32 && br[i].mathType != CUDNN_FMA_MATH &&
-				 br[i].mathType != CUDNN_DEFAULT_MATH));
-	     i++)
-		;
-	if (i == got)
+	for (int k = 0; k < runs; k++) {
+		CHK(cudnnFindConvolutionBackwardDataAlgorithm(h, wd, yd, cd, xd, 16, &got[k], br));
+		TO_PERF(l[k], br, got[k]);
+	}
+	if (bare_pick(l, got, runs, prec, strict, fast_data, &b) < 0)
 		return -1;
-	cudnnConvolutionBwdDataAlgoPerf_t b = br[i];
-	CHK(cudnnFindConvolutionBackwardFilterAlgorithm(h, xd, yd, cd, wd, 16, &got, wr));
-	for (i = 0; i < got && (wr[i].status || (strict && fast_filter(wr[i].algo)) ||
-				(prec == NN_CUDA_FP32 && wr[i].mathType != CUDNN_FMA_MATH &&
-				 wr[i].mathType != CUDNN_DEFAULT_MATH));
-	     i++)
-		;
-	if (i == got)
+	for (int k = 0; k < runs; k++) {
+		CHK(cudnnFindConvolutionBackwardFilterAlgorithm(h, xd, yd, cd, wd, 16, &got[k], wr));
+		TO_PERF(l[k], wr, got[k]);
+	}
+	if (bare_pick(l, got, runs, prec, strict, fast_filter, &fw) < 0)
 		return -1;
-	cudnnConvolutionBwdFilterAlgoPerf_t fw = wr[i];
 	size_t wsb = f.memory > b.memory ? f.memory : b.memory;
 	wsb = fw.memory > wsb ? fw.memory : wsb;
 	if (wsb)
@@ -902,16 +945,16 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 			CHK(cudnnTransformTensor(h, &one, xn, x, &zero, xd, xh));
 			CHK(cudnnTransformTensor(h, &one, wtn, w, &zero, wt, wh));
 		}
-		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, f.mathType)));
-		CHK(cudnnConvolutionForward(h, &one, xd, xh, wd, wh, cd, f.algo, ws, wsb, &zero, yd, yh));
+		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, f.math)));
+		CHK(cudnnConvolutionForward(h, &one, xd, xh, wd, wh, cd, (cudnnConvolutionFwdAlgo_t)f.algo, ws, wsb, &zero, yd, yh));
 		if (tr) {
 			CHK(cudnnTransformTensor(h, &one, yd, yh, &zero, yn, y));
 			CHK(cudnnTransformTensor(h, &one, yn, dy, &zero, yd, dyh));
 		}
-		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, b.mathType)));
-		CHK(cudnnConvolutionBackwardData(h, &one, wd, wh, yd, dyh, cd, b.algo, ws, wsb, &zero, xd, dxh));
-		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, fw.mathType)));
-		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, xh, yd, dyh, cd, fw.algo, ws, wsb, &zero, wd, dwh));
+		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, b.math)));
+		CHK(cudnnConvolutionBackwardData(h, &one, wd, wh, yd, dyh, cd, (cudnnConvolutionBwdDataAlgo_t)b.algo, ws, wsb, &zero, xd, dxh));
+		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, fw.math)));
+		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, xh, yd, dyh, cd, (cudnnConvolutionBwdFilterAlgo_t)fw.algo, ws, wsb, &zero, wd, dwh));
 		if (tr) {
 			CHK(cudnnTransformTensor(h, &one, xd, dxh, &zero, xn, dx));
 			CHK(cudnnTransformTensor(h, &one, wt, dwh, &zero, wtn, dw));
