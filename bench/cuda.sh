@@ -18,8 +18,9 @@
 #   - "layout": the CycleGAN's convolutions (tf32, batch 8, forward +
 #     backward) in cairn's slots and in bare cuDNN calls on NCHW, on NHWC,
 #     and on NCHW transposed to NHWC around each call, beside PyTorch's in
-#     both memory formats, and PyTorch's CycleGAN step in channels_last: would
-#     NHWC storage reach the CycleGAN goal (docs/cuda.md)?
+#     both memory formats, PyTorch's CycleGAN step in channels_last, and
+#     cairn's CycleGAN step and U-Net with CAIRN_CUDA_CONV_NHWC=1: would
+#     NHWC reach the CycleGAN goal (docs/cuda.md)?
 # `bench/cuda.sh --cuda main` runs all but the layout figures, `--cuda
 # layout` only those (scripts/gpu-check.sh: two parts).
 # cairn's figures come first, one command each under its own time limit
@@ -123,6 +124,14 @@ if [ "$which" != main ]; then
 	torch --task conv --shapes cyclegan --precision tf32 --batch 8 --steps 10
 	torch --task conv --shapes cyclegan --precision tf32 --batch 8 --steps 10 --channels-last
 	torch --task cyclegan --precision tf32 --batch 8 --size 256 --steps 10 --warmup 3 --channels-last
+	# cairn's convolutions on NHWC copies (transposes around each pass), in
+	# the CycleGAN step and the U-Net, beside the same runs in NCHW from the
+	# main figures
+	echo "   next line: cairn with CAIRN_CUDA_CONV_NHWC=1 (each convolution on NHWC copies)"
+	LIMIT=$((2 * limit)) t env CAIRN_CUDA_CONV_NHWC=1 "$step" --device cuda --precision tf32 --task cyclegan \
+		--batch 8 --size 256 --steps 10 --warmup 3
+	echo "   next line: cairn with CAIRN_CUDA_CONV_NHWC=1 (each convolution on NHWC copies)"
+	t env CAIRN_CUDA_CONV_NHWC=1 "$step" --device cuda --precision tf32 --arch $unetarch $unet
 fi
 if [ $torch = 1 ]; then
 	echo "== cuda: PyTorch, the same figures in the same order =="

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Issue #8's goals, read off what bench/cuda.sh printed (40-bench.log of
-scripts/gpu-check.sh): cairn's figure beside PyTorch's from the same run,
+scripts/gpu-check.sh, and 41-layout.log after it for the rows of
+CAIRN_CUDA_CONV_NHWC=1): cairn's figure beside PyTorch's from the same run,
 their ratio and the goal, one line each, then the lines the goals do not
 judge (without CUDA graphs, bf16 with fp32 activations, device memory,
-gemm, ResNet-50 channels_last). Usage: cuda_goals.py LOG. Exit status 0
+gemm, ResNet-50 channels_last). Usage: cuda_goals.py LOG [LOG...] (read as one). Exit status 0
 when every goal found is met, 1 when one is missed, 2 when the log holds
 none of them (a run that failed early)."""
 import re
@@ -41,6 +42,9 @@ def read(lines):
         if line.startswith("next line: cairn fp32 with FFT and Winograd"):
             variant = "FFT and Winograd"
             continue
+        if line.startswith("next line: cairn with CAIRN_CUDA_CONV_NHWC=1"):
+            variant = "NHWC convolutions"
+            continue
         m = STEP.match(line)
         if m:
             who, prec, cl, _, batch, shape, ms, ips = m.groups()
@@ -53,7 +57,9 @@ def read(lines):
         m = CYCLE.match(line)
         if m:
             who, prec, batch, _, ms = m.groups()
-            f.setdefault(("cycle", who, prec, int(batch)), float(ms))
+            v = variant if who == "cairn" else ""
+            f.setdefault(("cycle", who, prec, int(batch)) + ((v,) if v else ()), float(ms))
+            variant = ""
             continue
         m = CONV.match(line)
         if m:
@@ -104,6 +110,17 @@ def goals(f):
                 r = c / t
                 out.append((f"CycleGAN {prec} batch {b} ms/step", f"{c:.2f}", f"{t:.2f}", r, "<= 0.70",
                             r <= 0.7))
+    # the experiment of CAIRN_CUDA_CONV_NHWC=1 (bench/cuda.sh --cuda layout), judged by the same goals
+    c, t = f.get(("cycle", "cairn", "tf32", 8, "NHWC convolutions")), f.get(("cycle", "torch", "tf32", 8))
+    if c and t:
+        r = c / t
+        out.append(("CycleGAN tf32 batch 8, CAIRN_CUDA_CONV_NHWC=1, ms/step", f"{c:.2f}", f"{t:.2f}", r,
+                    "<= 0.70", r <= 0.7))
+    c, t = step("cairn", "U-Net", "tf32", "NHWC convolutions"), step("torch", "U-Net", "tf32")
+    if c and t:
+        r = c[0] / t[0]
+        out.append(("U-Net tf32, CAIRN_CUDA_CONV_NHWC=1, ms/step", f"{c[0]:.2f}", f"{t[0]:.2f}", r,
+                    "<= 0.80", r <= 0.8))
     c, t = step("cairn", "ResNet-50", "bf16"), step("torch", "ResNet-50", "bf16")
     if c and t:  # ResNet-50 bf16: >= 1.0x PyTorch eager's images/s (NCHW)
         r = c[1] / t[1]
@@ -115,11 +132,14 @@ def goals(f):
 
 
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) < 2:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    with open(argv[1], errors="replace") as fh:
-        f, notes = read(fh)
+    lines = []
+    for path in argv[1:]:
+        with open(path, errors="replace") as fh:
+            lines += fh.readlines()
+    f, notes = read(lines)
     rows = goals(f)
     if not rows:
         print(f"{argv[1]}: no goal's figures found (did bench/cuda.sh run?)")

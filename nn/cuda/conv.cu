@@ -18,7 +18,13 @@
  * tensors of tests, all activations under CAIRN_CUDA_BF16_ACT=0) is cast
  * into scratch for the call, and an fp32 result is written by cuDNN as bf16
  * into scratch and widened into place. gemm in bf16 is one cublasGemmEx with
- * bf16 A and B, C in bf16 storage or fp32, and fp32 compute. */
+ * bf16 A and B, C in bf16 storage or fp32, and fp32 compute.
+ *
+ * The algorithms of a plan are ranked by their median time over several
+ * cudnnFind* searches (search_runs). Under CAIRN_CUDA_CONV_NHWC=1 (fp32 and
+ * tf32) a plan's descriptors are NHWC and each pass transposes its operands
+ * into scratch with cudnnTransformTensor and its result back (nhwc_in,
+ * nhwc_out): cuDNN's NHWC kernels with NCHW everywhere else. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,22 +34,25 @@
 #include "nn/cuda/rt.h"
 
 struct conv_key {
-	int v[12];
+	int v[13];
 	bool operator==(const conv_key &o) const { return !memcmp(v, o.v, sizeof(v)); }
 };
 struct conv_key_hash {
 	size_t operator()(const conv_key &k) const
 	{
 		size_t h = 1469598103934665603ULL;
-		for (int i = 0; i < 12; i++)
+		for (int i = 0; i < 13; i++)
 			h = (h ^ (size_t)(unsigned)k.v[i]) * 1099511628211ULL;
 		return h;
 	}
 };
 
 struct conv_plan {
-	cudnnTensorDescriptor_t x, y;
+	cudnnTensorDescriptor_t x, y; /* the calls' (NHWC in an nhwc plan) */
 	cudnnFilterDescriptor_t w;
+	bool nhwc;		       /* the calls run on NHWC copies (CAIRN_CUDA_CONV_NHWC) */
+	cudnnTensorDescriptor_t xn, yn, wt, wtn; /* nhwc: x and y in NCHW, the filter as a
+						    tensor in NHWC and NCHW: the transposes */
 	cudnnConvolutionDescriptor_t conv;
 	cudnnConvolutionFwdAlgo_t fwd;
 	cudnnConvolutionBwdDataAlgo_t bwd_data;
@@ -66,6 +75,13 @@ static size_t ws_cap = (size_t)512 << 20;
 static int search_runs = 3;
 /* CAIRN_CUDA_CONV_LOG=1: one line on stderr for each plan made. */
 static bool log_plans;
+/* CAIRN_CUDA_CONV_NHWC=1 (fp32 and tf32): each pass transposes its operands
+ * to NHWC (filters KRSC) with cudnnTransformTensor, runs cuDNN on those, and
+ * transposes the result back, so that cuDNN's NHWC tensor-core kernels run
+ * while every other op keeps NCHW; an experiment for the CycleGAN goal
+ * (docs/cuda.md), off by default. */
+static bool nhwc_env;
+static bool nhwc(void) { return nhwc_env && cu.precision != NN_CUDA_BF16; }
 static void *own_ws;
 static size_t own_ws_bytes;
 
@@ -101,6 +117,8 @@ int cu_conv_init(void)
 	}
 	env = getenv("CAIRN_CUDA_CONV_LOG");
 	log_plans = env && *env && strcmp(env, "0");
+	env = getenv("CAIRN_CUDA_CONV_NHWC");
+	nhwc_env = env && *env && strcmp(env, "0");
 	return 0;
 }
 
@@ -298,18 +316,36 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 			       : cu.precision == NN_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH
 							      : CUDNN_DEFAULT_MATH;
 	cudnnDataType_t io = bf16() ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+	p->nhwc = nhwc();
+	cudnnTensorFormat_t f = p->nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+	if (p->nhwc &&
+	    (CU_DNN(cudnnCreateTensorDescriptor(&p->xn), SHAPE_FMT, SHAPE_ARGS(d)) ||
+	     CU_DNN(cudnnCreateTensorDescriptor(&p->yn), SHAPE_FMT, SHAPE_ARGS(d)) ||
+	     CU_DNN(cudnnCreateTensorDescriptor(&p->wt), SHAPE_FMT, SHAPE_ARGS(d)) ||
+	     CU_DNN(cudnnCreateTensorDescriptor(&p->wtn), SHAPE_FMT, SHAPE_ARGS(d)) ||
+	     CU_DNN(cudnnSetTensor4dDescriptor(p->xn, CUDNN_TENSOR_NCHW, io, d->n, d->cin, d->h,
+					       d->w),
+		    SHAPE_FMT " (input, NCHW)", SHAPE_ARGS(d)) ||
+	     CU_DNN(cudnnSetTensor4dDescriptor(p->yn, CUDNN_TENSOR_NCHW, io, d->n, d->cout,
+					       d->hout, d->wout),
+		    SHAPE_FMT " (output, NCHW)", SHAPE_ARGS(d)) ||
+	     CU_DNN(cudnnSetTensor4dDescriptor(p->wt, CUDNN_TENSOR_NHWC, io, d->cout,
+					       d->cin / d->groups, d->kh, d->kw),
+		    SHAPE_FMT " (filter as an NHWC tensor)", SHAPE_ARGS(d)) ||
+	     CU_DNN(cudnnSetTensor4dDescriptor(p->wtn, CUDNN_TENSOR_NCHW, io, d->cout,
+					       d->cin / d->groups, d->kh, d->kw),
+		    SHAPE_FMT " (filter as an NCHW tensor)", SHAPE_ARGS(d))))
+		return NULL;
 	if (CU_DNN(cudnnCreateTensorDescriptor(&p->x), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateTensorDescriptor(&p->y), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateFilterDescriptor(&p->w), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateConvolutionDescriptor(&p->conv), SHAPE_FMT, SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, io, d->n, d->cin,
-					      d->h, d->w),
+	    CU_DNN(cudnnSetTensor4dDescriptor(p->x, f, io, d->n, d->cin, d->h, d->w),
 		   SHAPE_FMT " (input)", SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, io, d->n, d->cout,
-					      d->hout, d->wout),
+	    CU_DNN(cudnnSetTensor4dDescriptor(p->y, f, io, d->n, d->cout, d->hout, d->wout),
 		   SHAPE_FMT " (output %dx%d)", SHAPE_ARGS(d), d->hout, d->wout) ||
-	    CU_DNN(cudnnSetFilter4dDescriptor(p->w, io, CUDNN_TENSOR_NCHW, d->cout,
-					      d->cin / d->groups, d->kh, d->kw),
+	    CU_DNN(cudnnSetFilter4dDescriptor(p->w, io, f, d->cout, d->cin / d->groups, d->kh,
+					      d->kw),
 		   SHAPE_FMT " (filter)", SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride,
 						   d->dil, d->dil, CUDNN_CROSS_CORRELATION,
@@ -397,8 +433,9 @@ static conv_plan *plan_for(const struct nn_conv_desc *d)
 {
 	conv_key k;
 	memset(&k, 0, sizeof(k));
-	int v[12] = {d->n, d->cin, d->h, d->w, d->cout, d->kh, d->kw, d->stride, d->pad, d->dil,
-		     d->groups, (int)cu.precision};
+	int v[13] = {d->n,	  d->cin,  d->h,      d->w,		   d->cout,
+		     d->kh,	  d->kw,   d->stride, d->pad,		   d->dil,
+		     d->groups, (int)cu.precision, (int)nhwc()};
 	memcpy(k.v, v, sizeof(v));
 	auto it = plans->find(k);
 	if (it != plans->end())
@@ -408,10 +445,11 @@ static conv_plan *plan_for(const struct nn_conv_desc *d)
 		(*plans)[k] = p;
 	if (p && log_plans)
 		fprintf(stderr,
-			"cairn: cuda: " SHAPE_FMT " %s: forward algo %d math %d %.3f ms, "
+			"cairn: cuda: " SHAPE_FMT " %s %s: forward algo %d math %d %.3f ms, "
 			"backward-data algo %d math %d %.3f ms, backward-filter algo %d math %d "
 			"%.3f ms, workspace %zu bytes (median of %d searches)\n",
-			SHAPE_ARGS(d), nn_cuda_precision_name(cu.precision), (int)p->fwd,
+			SHAPE_ARGS(d), nn_cuda_precision_name(cu.precision),
+			p->nhwc ? "NHWC" : "NCHW", (int)p->fwd,
 			(int)p->fwd_math, p->ms[0], (int)p->bwd_data, (int)p->data_math, p->ms[1],
 			(int)p->bwd_filter, (int)p->filter_math, p->ms[2], p->ws, search_runs);
 	return p;
@@ -578,6 +616,42 @@ static void bf16_done(const void *out, float *y, size_t count)
 		cu_from_bf16(out, y, count);
 }
 
+/* ---- NHWC copies (CAIRN_CUDA_CONV_NHWC) ---------------------------------- */
+
+/* Three scratch buffers, as for bf16: the two inputs and the output. */
+static void *nhwc_buf[3];
+static size_t nhwc_bytes[3];
+
+static void *nhwc_scratch(int k, size_t count, const char *what)
+{
+	char name[160];
+	snprintf(name, sizeof(name), "%s: NHWC copy", what);
+	return cu_grow(&nhwc_buf[k], &nhwc_bytes[k], count * sizeof(float), name);
+}
+
+/* src (count floats, described by from) transposed into scratch buffer k
+ * (described by to); NULL after a reported failure. */
+static void *nhwc_in(int k, const float *src, cudnnTensorDescriptor_t from,
+		     cudnnTensorDescriptor_t to, size_t count, const struct nn_conv_desc *d,
+		     const char *what)
+{
+	void *dst = nhwc_scratch(k, count, what);
+	const float one = 1, zero = 0;
+	if (!dst || CU_DNN(cudnnTransformTensor(cu.dnn, &one, from, src, &zero, to, dst),
+			   SHAPE_FMT " (%s to NHWC)", SHAPE_ARGS(d), what))
+		return NULL;
+	return dst;
+}
+
+/* A pass's NHWC result back into place: false after a reported failure. */
+static bool nhwc_out(const void *src, cudnnTensorDescriptor_t from, float *dst,
+		     cudnnTensorDescriptor_t to, const struct nn_conv_desc *d, const char *what)
+{
+	const float one = 1, zero = 0;
+	return !CU_DNN(cudnnTransformTensor(cu.dnn, &one, from, src, &zero, to, dst),
+		       SHAPE_FMT " (%s from NHWC)", SHAPE_ARGS(d), what);
+}
+
 /* ---- passes ------------------------------------------------------------- */
 
 /* The plan and workspace of a pass; false after a reported failure. */
@@ -619,6 +693,12 @@ extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, cons
 		ya = bf16_out(y, conv_y(d), "conv forward output");
 		if (!xa || !wa || !ya)
 			return;
+	} else if (p->nhwc) {
+		xa = nhwc_in(0, x, p->xn, p->x, conv_x(d), d, "conv forward input");
+		wa = nhwc_in(1, w, p->wtn, p->wt, conv_w(d), d, "conv forward weights");
+		ya = nhwc_scratch(2, conv_y(d), "conv forward output");
+		if (!xa || !wa || !ya)
+			return;
 	}
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->fwd_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
@@ -630,6 +710,8 @@ extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, cons
 		return;
 	if (bf16())
 		bf16_done(ya, y, conv_y(d));
+	else if (p->nhwc && !nhwc_out(ya, p->y, y, p->yn, d, "conv forward output"))
+		return;
 	if (b)
 		cu_bias_add(d->n, d->cout, d->hout * d->wout, y, b);
 }
@@ -653,6 +735,12 @@ extern "C" void cu_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy
 		dxa = bf16_out(dx, conv_x(d), "conv backward-data output");
 		if (!dya || !wa || !dxa)
 			return;
+	} else if (p->nhwc) {
+		dya = nhwc_in(0, dy, p->yn, p->y, conv_y(d), d, "conv backward-data gradient");
+		wa = nhwc_in(1, w, p->wtn, p->wt, conv_w(d), d, "conv backward-data weights");
+		dxa = nhwc_scratch(2, conv_x(d), "conv backward-data output");
+		if (!dya || !wa || !dxa)
+			return;
 	}
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->data_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
@@ -665,6 +753,8 @@ extern "C" void cu_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy
 		return;
 	if (bf16())
 		bf16_done(dxa, dx, conv_x(d));
+	else if (p->nhwc)
+		nhwc_out(dxa, p->x, dx, p->xn, d, "conv backward-data output");
 }
 
 extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
@@ -691,6 +781,12 @@ extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *
 		dwa = bf16_out(dw, conv_w(d), "conv backward-filter output");
 		if (!xa || !dya || !dwa)
 			return;
+	} else if (p->nhwc) {
+		xa = nhwc_in(0, x, p->xn, p->x, conv_x(d), d, "conv backward-filter input");
+		dya = nhwc_in(1, dy, p->yn, p->y, conv_y(d), d, "conv backward-filter gradient");
+		dwa = nhwc_scratch(2, conv_w(d), "conv backward-filter output");
+		if (!xa || !dya || !dwa)
+			return;
 	}
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->filter_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
@@ -703,6 +799,8 @@ extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *
 		return;
 	if (bf16())
 		bf16_done(dwa, dw, conv_w(d));
+	else if (p->nhwc && !nhwc_out(dwa, p->wt, dw, p->wtn, d, "conv backward-filter output"))
+		return;
 	if (db)
 		cu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);
 }

@@ -15,4 +15,10 @@ r=${PIPESTATUS[0]}
 CAIRN_CUDA_BF16_ACT=0 CAIRN_CUDA_TEST_ONLY=test_net_bf16,test_act_memory "$t" | grep -v '# SKIP not selected' |
 	sed 's/^\(ok\|not ok\) - /\1 - CAIRN_CUDA_BF16_ACT=0 /'
 r2=${PIPESTATUS[0]}
-[ "$rc" = 0 ] && [ "$r" = 0 ] && [ "$r2" = 0 ]
+# every convolution pass on NHWC copies (CAIRN_CUDA_CONV_NHWC=1, the
+# experiment for the CycleGAN goal): cuDNN's NHWC kernels and its
+# transposes against the CPU reference, and inside graph steps
+CAIRN_CUDA_CONV_NHWC=1 CAIRN_CUDA_TEST_ONLY=test_conv,test_conv_tf32,test_graph_models "$t" |
+	grep -v '# SKIP not selected' | sed 's/^\(ok\|not ok\) - /\1 - CAIRN_CUDA_CONV_NHWC=1 /'
+r3=${PIPESTATUS[0]}
+[ "$rc" = 0 ] && [ "$r" = 0 ] && [ "$r2" = 0 ] && [ "$r3" = 0 ]

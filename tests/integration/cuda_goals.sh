@@ -101,3 +101,29 @@ check_rc "every goal found met: exit status 0" 0 $goals $T/met.log
 echo "   TIMED OUT after 150s: cuda_step" >$T/none.log
 check_rc "no goal's figures: exit status 2" 2 $goals $T/none.log
 check_grep "and it says so" "no goal's figures found" $T/.out
+# the layout log after the main one (scripts/gpu-check.sh reads both): the
+# rows of CAIRN_CUDA_CONV_NHWC=1 beside the default's, against PyTorch's
+# NCHW figures (its channels_last step is a line beside, never the goal's)
+{
+	cat $T/known.log
+	echo "cairn cuda tf32 cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) batch 8 3x256x256: 149.800 ms/step, 53.4 images/s (cycle L1 0.5000)"
+	echo "torch cuda tf32 cyclegan-step (2 generators + 2 patchgan) batch 8 3x256x256: 156.700 ms/step, 51.1 images/s (loss 20.0000)"
+} >$T/main8.log
+cat >$T/layout.log <<'EOF2'
+layout tf32 CycleGAN layers (a generator and a discriminator), all: cairn 50.000 ms, bare NCHW 49.000 ms, NHWC 30.000 ms (0.612), NHWC with transposes 36.000 ms (0.735)
+   next line: cairn with CAIRN_CUDA_CONV_NHWC=1 (each convolution on NHWC copies)
+cairn cuda tf32 cyclegan-step (2 x cyclegan:base=64,blocks=9 + 2 x patchgan) batch 8 3x256x256: 100.000 ms/step, 80.0 images/s (cycle L1 0.5000)
+   next line: cairn with CAIRN_CUDA_CONV_NHWC=1 (each convolution on NHWC copies)
+cairn cuda tf32 unet:depth=4,base=16 batch 8 3x256x256: 9.000 ms/step, 889 images/s (loss 0.7000)
+== cuda: PyTorch, the same figures in the same order ==
+torch cuda tf32 channels_last cyclegan-step (2 generators + 2 patchgan) batch 8 3x256x256: 90.000 ms/step, 88.9 images/s (loss 20.0000)
+EOF2
+$goals $T/main8.log $T/layout.log >$T/both.out
+sed 's/^/# /' $T/both.out
+check_grep "CycleGAN batch 8 by default: 149.80 against 156.70, missed" \
+	"^CycleGAN tf32 batch 8 ms/step +149.80 +156.70 +0.956 .*  MISSED$" $T/both.out
+check_grep "CycleGAN batch 8 with NHWC convolutions: 100.00 against PyTorch's NCHW 156.70, met" \
+	"^CycleGAN tf32 batch 8, CAIRN_CUDA_CONV_NHWC=1, ms/step +100.00 +156.70 +0.638 .*  met$" $T/both.out
+check_grep "U-Net tf32 with NHWC convolutions: 9.00 against 12.20, met" \
+	"^U-Net tf32, CAIRN_CUDA_CONV_NHWC=1, ms/step +9.00 +12.20 +0.738 .*  met$" $T/both.out
+check_grep "the default U-Net row keeps the default's figure" "^U-Net tf32 ms/step +10.00 +12.20 " $T/both.out

@@ -85,6 +85,21 @@ for v in CAIRN_CUDA_BF16_ACT=0 CAIRN_SIM_NO_VMM=1 CAIRN_SIM_DEVICE_MB=160; do
 	grep -v '# SKIP not selected' $T/simout | sed -E "s/^(ok|not ok) - /\\1 - simulated runtime, $v: /"
 	check_eq "simulated runtime exit status, $v" "$rc" 0
 done
+# CAIRN_CUDA_CONV_NHWC=1: every convolution pass on NHWC copies of its
+# operands (fp32 and tf32; bf16 keeps NCHW), against the CPU reference, and
+# the training steps captured and replayed with the transposes in them
+CAIRN_CUDA_CONV_NHWC=1 CAIRN_CUDA_CONV_LOG=1 \
+	CAIRN_CUDA_TEST_ONLY=test_conv,test_conv_tf32,test_conv_bf16,test_graph,test_graph_models \
+	$T/simtest >$T/simout 2>&1
+rc=$?
+grep -v '# SKIP not selected' $T/simout | grep -v '^cairn: cuda: conv' |
+	sed -E "s/^(ok|not ok) - /\1 - simulated runtime, CAIRN_CUDA_CONV_NHWC=1: /"
+check_eq "simulated runtime exit status, CAIRN_CUDA_CONV_NHWC=1" "$rc" 0
+check_grep "CAIRN_CUDA_CONV_NHWC=1: fp32 plans are NHWC" "^cairn: cuda: conv .* fp32 NHWC: forward algo" $T/simout
+check_grep "CAIRN_CUDA_CONV_NHWC=1: tf32 plans are NHWC" "^cairn: cuda: conv .* tf32 NHWC: forward algo" $T/simout
+check_grep "CAIRN_CUDA_CONV_NHWC=1: bf16 plans stay NCHW" "^cairn: cuda: conv .* bf16 NCHW: forward algo" $T/simout
+check "CAIRN_CUDA_CONV_NHWC=1: no NCHW plan in fp32 or tf32" sh -c "! grep -q ' \(fp32\|tf32\) NCHW:' $T/simout"
+
 # the device a process takes: CAIRN_CUDA_DEVICE, else its rank on the node
 # modulo the GPUs visible (ranks = gpus = N: one each), else 0
 for c in "CAIRN_SIM_GPUS=2 OMPI_COMM_WORLD_LOCAL_RANK=3/1 of 2" "CAIRN_SIM_GPUS=4 SLURM_LOCALID=2/2 of 4" \
