@@ -47,12 +47,14 @@ struct args {
 
 static int usage(const char *prog, int rc)
 {
-	fprintf(rc ? stderr : stdout,
-		"usage: %s [--task step|cyclegan|conv|gemm|dump] [--device cpu|cuda] [--out DIR]\n"
-		"          [--precision fp32|tf32|bf16] [--arch SPEC] [--batch N] [--channels C]\n"
-		"          [--size S] [--classes K] [--steps N] [--warmup N] [--shapes unet|cyclegan]\n"
-		"example: %s --device cuda --arch unet:depth=4,base=16 --batch 8 --size 256 --classes 2\n",
-		prog, prog);
+	fprintf(
+	    rc ? stderr : stdout,
+	    "usage: %s [--task step|cyclegan|conv|gemm|dump] [--device cpu|cuda] [--out DIR]\n"
+	    "          [--precision fp32|tf32|bf16] [--arch SPEC] [--batch N] [--channels C]\n"
+	    "          [--size S] [--classes K] [--steps N] [--warmup N] [--shapes unet|cyclegan]\n"
+	    "example: %s --device cuda --arch unet:depth=4,base=16 --batch 8 --size 256 --classes "
+	    "2\n",
+	    prog, prog);
 	return rc;
 }
 
@@ -684,11 +686,11 @@ struct conv_layer {
 /* The 3x3 convolutions of unet:depth=4,base=16 on 3x256x256 inputs:
  * encoder, then decoder (after each concat). */
 static const struct conv_layer unet_convs[] = {
-	{3, 16, 256, 3, 1, 1, 1},    {16, 16, 256, 3, 1, 1, 1},	 {16, 32, 128, 3, 1, 1, 1},
-	{32, 32, 128, 3, 1, 1, 1},   {32, 64, 64, 3, 1, 1, 1},	 {64, 64, 64, 3, 1, 1, 1},
-	{64, 128, 32, 3, 1, 1, 1},   {128, 128, 32, 3, 1, 1, 1}, {128, 256, 16, 3, 1, 1, 1},
-	{256, 256, 16, 3, 1, 1, 1},  {256, 128, 32, 3, 1, 1, 1}, {128, 64, 64, 3, 1, 1, 1},
-	{64, 32, 128, 3, 1, 1, 1},   {32, 16, 256, 3, 1, 1, 1},
+    {3, 16, 256, 3, 1, 1, 1},	{16, 16, 256, 3, 1, 1, 1},  {16, 32, 128, 3, 1, 1, 1},
+    {32, 32, 128, 3, 1, 1, 1},	{32, 64, 64, 3, 1, 1, 1},   {64, 64, 64, 3, 1, 1, 1},
+    {64, 128, 32, 3, 1, 1, 1},	{128, 128, 32, 3, 1, 1, 1}, {128, 256, 16, 3, 1, 1, 1},
+    {256, 256, 16, 3, 1, 1, 1}, {256, 128, 32, 3, 1, 1, 1}, {128, 64, 64, 3, 1, 1, 1},
+    {64, 32, 128, 3, 1, 1, 1},	{32, 16, 256, 3, 1, 1, 1},
 };
 /* The convolutions of the CycleGAN step's modules at 256x256 (nn/model.c
  * build_cyclegan with base 64, 9 blocks, 2 down; build_patchgan with base
@@ -696,18 +698,18 @@ static const struct conv_layer unet_convs[] = {
  * discriminator have it (a step runs each module's forward and backward six
  * times: three uses of each of two). */
 static const struct conv_layer cyclegan_convs[] = {
-	{3, 64, 256, 7, 1, 3, 1},     /* generator: c7s1-64 */
-	{64, 128, 256, 3, 2, 1, 1},   /* d128 */
-	{128, 256, 128, 3, 2, 1, 1},  /* d256 */
-	{256, 256, 64, 3, 1, 1, 18},  /* 9 residual blocks */
-	{128, 256, 128, 4, 2, 1, 1},  /* u128: 4x4 stride-2 deconv 256 -> 128, 64 -> 128 px */
-	{64, 128, 256, 4, 2, 1, 1},   /* u64: 128 -> 64, 128 -> 256 px */
-	{64, 3, 256, 7, 1, 3, 1},     /* c7s1-3 */
-	{3, 64, 256, 4, 2, 1, 1},     /* patchgan: C64 */
-	{64, 128, 128, 4, 2, 1, 1},   /* C128 */
-	{128, 256, 64, 4, 2, 1, 1},   /* C256 */
-	{256, 512, 32, 4, 1, 1, 1},   /* C512 */
-	{512, 1, 31, 4, 1, 1, 1},     /* the patch logits */
+    {3, 64, 256, 7, 1, 3, 1},	 /* generator: c7s1-64 */
+    {64, 128, 256, 3, 2, 1, 1},	 /* d128 */
+    {128, 256, 128, 3, 2, 1, 1}, /* d256 */
+    {256, 256, 64, 3, 1, 1, 18}, /* 9 residual blocks */
+    {128, 256, 128, 4, 2, 1, 1}, /* u128: 4x4 stride-2 deconv 256 -> 128, 64 -> 128 px */
+    {64, 128, 256, 4, 2, 1, 1},	 /* u64: 128 -> 64, 128 -> 256 px */
+    {64, 3, 256, 7, 1, 3, 1},	 /* c7s1-3 */
+    {3, 64, 256, 4, 2, 1, 1},	 /* patchgan: C64 */
+    {64, 128, 128, 4, 2, 1, 1},	 /* C128 */
+    {128, 256, 64, 4, 2, 1, 1},	 /* C256 */
+    {256, 512, 32, 4, 1, 1, 1},	 /* C512 */
+    {512, 1, 31, 4, 1, 1, 1},	 /* the patch logits */
 };
 
 #define CHK(call)                                                                             \
@@ -757,7 +759,13 @@ struct perf {
 	size_t memory;
 };
 #define MAX_SEARCHES 9
-#define TO_PERF(dst, src, n)                                                                   	for (int q_ = 0; q_ < (n); q_++)                                                       	(dst)[q_] = (struct perf){(int)(src)[q_].algo, (int)(src)[q_].status,                  				  (int)(src)[q_].mathType, (src)[q_].time, (src)[q_].memory}
+/* src[0..n) of a cudnnFind* list into dst */
+#define TO_PERF(dst, src, n)                                                                       \
+	for (int q_ = 0; q_ < (n); q_++) {                                                         \
+		(dst)[q_].algo = (int)(src)[q_].algo, (dst)[q_].status = (int)(src)[q_].status;    \
+		(dst)[q_].math = (int)(src)[q_].mathType, (dst)[q_].time = (src)[q_].time;         \
+		(dst)[q_].memory = (src)[q_].memory;                                               \
+	}
 
 /* How many searches a bare pass gets: as many as cairn's plans
  * (CAIRN_CUDA_CONV_SEARCH, default 3), so that both sides choose alike. */
@@ -780,13 +788,15 @@ static int bare_pick(struct perf (*l)[16], const int *got, int runs, enum nn_cud
 	for (int i = 0; i < got[0]; i++) {
 		const struct perf *c = &l[0][i];
 		if (c->status || (strict && fast(c->algo)) ||
-		    (prec == NN_CUDA_FP32 && c->math != CUDNN_FMA_MATH && c->math != CUDNN_DEFAULT_MATH))
+		    (prec == NN_CUDA_FP32 && c->math != CUDNN_FMA_MATH &&
+		     c->math != CUDNN_DEFAULT_MATH))
 			continue;
 		float t[MAX_SEARCHES];
 		int n = 0;
 		for (int k = 0; k < runs; k++)
 			for (int j = 0; j < got[k]; j++)
-				if (l[k][j].algo == c->algo && l[k][j].math == c->math && !l[k][j].status)
+				if (l[k][j].algo == c->algo && l[k][j].math == c->math &&
+				    !l[k][j].status)
 					t[n++] = l[k][j].time;
 		for (int a = 1; a < n; a++)
 			for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
@@ -893,7 +903,8 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 								   : CUDNN_DEFAULT_MATH));
 	/* the NCHW tensors; x, w and dy with values */
 	void *x = bare_buffer(nx, es, 1), *dx = bare_buffer(nx, es, 0), *y = bare_buffer(ny, es, 0);
-	void *dy = bare_buffer(ny, es, 3), *w = bare_buffer(nw, es, 2), *dw = bare_buffer(nw, es, 0);
+	void *dy = bare_buffer(ny, es, 3), *w = bare_buffer(nw, es, 2),
+	     *dw = bare_buffer(nw, es, 0);
 	/* the calls' tensors: the same in NCHW, NHWC copies otherwise */
 	bool nhwc = layout != BARE_NCHW, tr = layout == BARE_NHWC_T;
 	void *xh = nhwc ? bare_buffer(nx, es, 0) : x, *dxh = nhwc ? bare_buffer(nx, es, 0) : dx;
@@ -926,7 +937,8 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 	if (bare_pick(l, got, runs, prec, strict, fast_data, &b) < 0)
 		return -1;
 	for (int k = 0; k < runs; k++) {
-		CHK(cudnnFindConvolutionBackwardFilterAlgorithm(h, xd, yd, cd, wd, 16, &got[k], wr));
+		CHK(cudnnFindConvolutionBackwardFilterAlgorithm(h, xd, yd, cd, wd, 16, &got[k],
+								wr));
 		TO_PERF(l[k], wr, got[k]);
 	}
 	if (bare_pick(l, got, runs, prec, strict, fast_filter, &fw) < 0)
@@ -946,15 +958,21 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 			CHK(cudnnTransformTensor(h, &one, wtn, w, &zero, wt, wh));
 		}
 		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, f.math)));
-		CHK(cudnnConvolutionForward(h, &one, xd, xh, wd, wh, cd, (cudnnConvolutionFwdAlgo_t)f.algo, ws, wsb, &zero, yd, yh));
+		CHK(cudnnConvolutionForward(h, &one, xd, xh, wd, wh, cd,
+					    (cudnnConvolutionFwdAlgo_t)f.algo, ws, wsb, &zero, yd,
+					    yh));
 		if (tr) {
 			CHK(cudnnTransformTensor(h, &one, yd, yh, &zero, yn, y));
 			CHK(cudnnTransformTensor(h, &one, yn, dy, &zero, yd, dyh));
 		}
 		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, b.math)));
-		CHK(cudnnConvolutionBackwardData(h, &one, wd, wh, yd, dyh, cd, (cudnnConvolutionBwdDataAlgo_t)b.algo, ws, wsb, &zero, xd, dxh));
+		CHK(cudnnConvolutionBackwardData(h, &one, wd, wh, yd, dyh, cd,
+						 (cudnnConvolutionBwdDataAlgo_t)b.algo, ws, wsb,
+						 &zero, xd, dxh));
 		CHK(cudnnSetConvolutionMathType(cd, call_math(prec, fw.math)));
-		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, xh, yd, dyh, cd, (cudnnConvolutionBwdFilterAlgo_t)fw.algo, ws, wsb, &zero, wd, dwh));
+		CHK(cudnnConvolutionBackwardFilter(h, &one, xd, xh, yd, dyh, cd,
+						   (cudnnConvolutionBwdFilterAlgo_t)fw.algo, ws,
+						   wsb, &zero, wd, dwh));
 		if (tr) {
 			CHK(cudnnTransformTensor(h, &one, xd, dxh, &zero, xn, dx));
 			CHK(cudnnTransformTensor(h, &one, wt, dwh, &zero, wtn, dw));
@@ -972,7 +990,8 @@ static double bare_conv(const struct nn_conv_desc *d, enum nn_cuda_precision pre
 		return -1;
 	cudaFree(x), cudaFree(dx), cudaFree(y), cudaFree(dy), cudaFree(w), cudaFree(dw), cudaFree(ws);
 	if (nhwc)
-		cudaFree(xh), cudaFree(dxh), cudaFree(yh), cudaFree(dyh), cudaFree(wh), cudaFree(dwh);
+		cudaFree(xh), cudaFree(dxh), cudaFree(yh), cudaFree(dyh), cudaFree(wh),
+		    cudaFree(dwh);
 	cudnnDestroyTensorDescriptor(xd), cudnnDestroyTensorDescriptor(yd);
 	cudnnDestroyTensorDescriptor(xn), cudnnDestroyTensorDescriptor(yn);
 	cudnnDestroyTensorDescriptor(wt), cudnnDestroyTensorDescriptor(wtn);
@@ -1013,9 +1032,17 @@ static double cairn_conv(const struct nn_backend *be, const struct nn_conv_desc 
 
 static struct nn_conv_desc layer_desc(const struct conv_layer *l, int batch)
 {
-	struct nn_conv_desc d = {.n = batch, .cin = l->cin, .h = l->size, .w = l->size,
-				 .cout = l->cout, .kh = l->k, .kw = l->k, .stride = l->stride,
-				 .pad = l->pad, .dil = 1, .groups = 1};
+	struct nn_conv_desc d = {.n = batch,
+				 .cin = l->cin,
+				 .h = l->size,
+				 .w = l->size,
+				 .cout = l->cout,
+				 .kh = l->k,
+				 .kw = l->k,
+				 .stride = l->stride,
+				 .pad = l->pad,
+				 .dil = 1,
+				 .groups = 1};
 	struct error err;
 	nn_conv_desc_init(&d, &err); /* the tables' shapes are valid */
 	return d;
@@ -1116,20 +1143,20 @@ static int task_conv_cyclegan(const struct nn_backend *be, const struct args *a,
 			sum[i] += l.count * t[i];
 		worst = e1 > worst || e1 != e1 ? e1 : worst;
 		worst = e2 > worst || e2 != e2 ? e2 : worst;
-		printf("layout %s k%d s%d %d->%d %dx%d batch %d fwd+bwd (x%d): cairn %.3f ms, "
-		       "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f); "
-		       "NHWC results differ by %.1e, %.1e\n",
-		       a->precision, d.kh, d.stride, d.cin, d.cout, d.h, d.w, d.n, l.count,
-		       t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[2] / t[1], t[3] * 1e3, t[3] / t[1], e1,
-		       e2);
+		printf(
+		    "layout %s k%d s%d %d->%d %dx%d batch %d fwd+bwd (x%d): cairn %.3f ms, "
+		    "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f); "
+		    "NHWC results differ by %.1e, %.1e\n",
+		    a->precision, d.kh, d.stride, d.cin, d.cout, d.h, d.w, d.n, l.count, t[0] * 1e3,
+		    t[1] * 1e3, t[2] * 1e3, t[2] / t[1], t[3] * 1e3, t[3] / t[1], e1, e2);
 	}
 	printf("layout %s CycleGAN layers (a generator and a discriminator), all: cairn %.3f ms, "
 	       "bare NCHW %.3f ms, NHWC %.3f ms (%.3f), NHWC with transposes %.3f ms (%.3f)\n",
 	       a->precision, sum[0] * 1e3, sum[1] * 1e3, sum[2] * 1e3, sum[2] / sum[1],
 	       sum[3] * 1e3, sum[3] / sum[1]);
 	if (!(worst <= tol)) {
-		printf("layout %s: NHWC results differ from NCHW by %.1e (over %.0e)\n", a->precision,
-		       worst, tol);
+		printf("layout %s: NHWC results differ from NCHW by %.1e (over %.0e)\n",
+		       a->precision, worst, tol);
 		return 1;
 	}
 	printf("layout %s: NHWC results agree with NCHW within %.1e\n", a->precision, worst);
@@ -1208,18 +1235,25 @@ static int task_gemm(const struct nn_backend *be, const struct args *a, enum nn_
 int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
-	struct args a = {.device = "cpu", .arch = NN_MODEL_DEFAULT, .precision = "tf32",
-			 .task = "step", .shapes = "unet", .batch = 128, .channels = 1, .size = 28, .classes = 10,
-			 .steps = 50, .warmup = 5};
+	struct args a = {.device = "cpu",
+			 .arch = NN_MODEL_DEFAULT,
+			 .precision = "tf32",
+			 .task = "step",
+			 .shapes = "unet",
+			 .batch = 128,
+			 .channels = 1,
+			 .size = 28,
+			 .classes = 10,
+			 .steps = 50,
+			 .warmup = 5};
 	static const struct option opts[] = {
-		{"device", required_argument, 0, 'd'},	  {"precision", required_argument, 0, 'p'},
-		{"arch", required_argument, 0, 'a'},	  {"batch", required_argument, 0, 'b'},
-		{"channels", required_argument, 0, 'c'}, {"size", required_argument, 0, 's'},
-		{"classes", required_argument, 0, 'k'},  {"steps", required_argument, 0, 'n'},
-		{"warmup", required_argument, 0, 'w'},	  {"task", required_argument, 0, 't'},
-		{"out", required_argument, 0, 'o'},	  {"shapes", required_argument, 0, 'S'},
-		{"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0}};
+	    {"device", required_argument, 0, 'd'},   {"precision", required_argument, 0, 'p'},
+	    {"arch", required_argument, 0, 'a'},     {"batch", required_argument, 0, 'b'},
+	    {"channels", required_argument, 0, 'c'}, {"size", required_argument, 0, 's'},
+	    {"classes", required_argument, 0, 'k'},  {"steps", required_argument, 0, 'n'},
+	    {"warmup", required_argument, 0, 'w'},   {"task", required_argument, 0, 't'},
+	    {"out", required_argument, 0, 'o'},	     {"shapes", required_argument, 0, 'S'},
+	    {"help", no_argument, 0, 'h'},	     {0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -1234,7 +1268,9 @@ int main(int argc, char **argv)
 		case 'w': a.warmup = atoi(optarg); break;
 		case 't': a.task = optarg; break;
 		case 'o': a.out = optarg; break;
-		case 'S': a.shapes = optarg; break;
+		case 'S':
+			a.shapes = optarg;
+			break;
 		case 'h': return usage(argv[0], 0);
 		default: return usage(argv[0], 2);
 		}

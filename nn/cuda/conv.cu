@@ -50,7 +50,7 @@ struct conv_key_hash {
 struct conv_plan {
 	cudnnTensorDescriptor_t x, y; /* the calls' (NHWC in an nhwc plan) */
 	cudnnFilterDescriptor_t w;
-	bool nhwc;		       /* the calls run on NHWC copies (CAIRN_CUDA_CONV_NHWC) */
+	bool nhwc; /* the calls run on NHWC copies (CAIRN_CUDA_CONV_NHWC) */
 	cudnnTensorDescriptor_t xn, yn, wt, wtn; /* nhwc: x and y in NCHW, the filter as a
 						    tensor in NHWC and NCHW: the transposes */
 	cudnnConvolutionDescriptor_t conv;
@@ -81,7 +81,10 @@ static bool log_plans;
  * while every other op keeps NCHW; an experiment for the CycleGAN goal
  * (docs/cuda.md), off by default. */
 static bool nhwc_env;
-static bool nhwc(void) { return nhwc_env && cu.precision != NN_CUDA_BF16; }
+static bool nhwc(void)
+{
+	return nhwc_env && cu.precision != NN_CUDA_BF16;
+}
 static void *own_ws;
 static size_t own_ws_bytes;
 
@@ -109,7 +112,8 @@ int cu_conv_init(void)
 		char *end;
 		long runs = strtol(env, &end, 10);
 		if (*end || runs < 1 || runs > 9) {
-			cu_fail(__FILE__, __LINE__, "getenv", "expected a number of searches from 1 to 9",
+			cu_fail(__FILE__, __LINE__, "getenv",
+				"expected a number of searches from 1 to 9",
 				"CAIRN_CUDA_CONV_SEARCH='%s'", env);
 			return -1;
 		}
@@ -224,7 +228,10 @@ static int pick_heuristic(G get, Perf *r, int cap)
 	return i >= 0 ? i : pick(r, got, true);
 }
 
-extern "C" void nn_cuda_set_conv_search(int runs) { search_runs = runs < 1 ? 1 : runs > 9 ? 9 : runs; }
+extern "C" void nn_cuda_set_conv_search(int runs)
+{
+	search_runs = runs < 1 ? 1 : runs > 9 ? 9 : runs;
+}
 
 /* r[0..got) with each entry's time the median of its times in the later
  * searches more[k][0..more_got[k]) (the same algorithm and math type; a run
@@ -240,7 +247,8 @@ static void rank_by_median(Perf *r, int got, Perf (*more)[N], const int *more_go
 		t[n++] = r[i].time;
 		for (int k = 0; k < runs; k++)
 			for (int j = 0; j < more_got[k]; j++)
-				if (more[k][j].algo == r[i].algo && more[k][j].mathType == r[i].mathType &&
+				if (more[k][j].algo == r[i].algo &&
+				    more[k][j].mathType == r[i].mathType &&
 				    more[k][j].status == CUDNN_STATUS_SUCCESS) {
 					t[n++] = more[k][j].time;
 					if (more[k][j].memory > r[i].memory)
@@ -318,23 +326,22 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 	cudnnDataType_t io = bf16() ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 	p->nhwc = nhwc();
 	cudnnTensorFormat_t f = p->nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
-	if (p->nhwc &&
-	    (CU_DNN(cudnnCreateTensorDescriptor(&p->xn), SHAPE_FMT, SHAPE_ARGS(d)) ||
-	     CU_DNN(cudnnCreateTensorDescriptor(&p->yn), SHAPE_FMT, SHAPE_ARGS(d)) ||
-	     CU_DNN(cudnnCreateTensorDescriptor(&p->wt), SHAPE_FMT, SHAPE_ARGS(d)) ||
-	     CU_DNN(cudnnCreateTensorDescriptor(&p->wtn), SHAPE_FMT, SHAPE_ARGS(d)) ||
-	     CU_DNN(cudnnSetTensor4dDescriptor(p->xn, CUDNN_TENSOR_NCHW, io, d->n, d->cin, d->h,
-					       d->w),
-		    SHAPE_FMT " (input, NCHW)", SHAPE_ARGS(d)) ||
-	     CU_DNN(cudnnSetTensor4dDescriptor(p->yn, CUDNN_TENSOR_NCHW, io, d->n, d->cout,
-					       d->hout, d->wout),
-		    SHAPE_FMT " (output, NCHW)", SHAPE_ARGS(d)) ||
-	     CU_DNN(cudnnSetTensor4dDescriptor(p->wt, CUDNN_TENSOR_NHWC, io, d->cout,
-					       d->cin / d->groups, d->kh, d->kw),
-		    SHAPE_FMT " (filter as an NHWC tensor)", SHAPE_ARGS(d)) ||
-	     CU_DNN(cudnnSetTensor4dDescriptor(p->wtn, CUDNN_TENSOR_NCHW, io, d->cout,
-					       d->cin / d->groups, d->kh, d->kw),
-		    SHAPE_FMT " (filter as an NCHW tensor)", SHAPE_ARGS(d))))
+	if (p->nhwc && (CU_DNN(cudnnCreateTensorDescriptor(&p->xn), SHAPE_FMT, SHAPE_ARGS(d)) ||
+			CU_DNN(cudnnCreateTensorDescriptor(&p->yn), SHAPE_FMT, SHAPE_ARGS(d)) ||
+			CU_DNN(cudnnCreateTensorDescriptor(&p->wt), SHAPE_FMT, SHAPE_ARGS(d)) ||
+			CU_DNN(cudnnCreateTensorDescriptor(&p->wtn), SHAPE_FMT, SHAPE_ARGS(d)) ||
+			CU_DNN(cudnnSetTensor4dDescriptor(p->xn, CUDNN_TENSOR_NCHW, io, d->n,
+							  d->cin, d->h, d->w),
+			       SHAPE_FMT " (input, NCHW)", SHAPE_ARGS(d)) ||
+			CU_DNN(cudnnSetTensor4dDescriptor(p->yn, CUDNN_TENSOR_NCHW, io, d->n,
+							  d->cout, d->hout, d->wout),
+			       SHAPE_FMT " (output, NCHW)", SHAPE_ARGS(d)) ||
+			CU_DNN(cudnnSetTensor4dDescriptor(p->wt, CUDNN_TENSOR_NHWC, io, d->cout,
+							  d->cin / d->groups, d->kh, d->kw),
+			       SHAPE_FMT " (filter as an NHWC tensor)", SHAPE_ARGS(d)) ||
+			CU_DNN(cudnnSetTensor4dDescriptor(p->wtn, CUDNN_TENSOR_NCHW, io, d->cout,
+							  d->cin / d->groups, d->kh, d->kw),
+			       SHAPE_FMT " (filter as an NCHW tensor)", SHAPE_ARGS(d))))
 		return NULL;
 	if (CU_DNN(cudnnCreateTensorDescriptor(&p->x), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnCreateTensorDescriptor(&p->y), SHAPE_FMT, SHAPE_ARGS(d)) ||
@@ -344,12 +351,13 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 		   SHAPE_FMT " (input)", SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnSetTensor4dDescriptor(p->y, f, io, d->n, d->cout, d->hout, d->wout),
 		   SHAPE_FMT " (output %dx%d)", SHAPE_ARGS(d), d->hout, d->wout) ||
-	    CU_DNN(cudnnSetFilter4dDescriptor(p->w, io, f, d->cout, d->cin / d->groups, d->kh,
-					      d->kw),
-		   SHAPE_FMT " (filter)", SHAPE_ARGS(d)) ||
-	    CU_DNN(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride,
-						   d->dil, d->dil, CUDNN_CROSS_CORRELATION,
-						   CUDNN_DATA_FLOAT /* compute: fp32 in every precision */),
+	    CU_DNN(
+		cudnnSetFilter4dDescriptor(p->w, io, f, d->cout, d->cin / d->groups, d->kh, d->kw),
+		SHAPE_FMT " (filter)", SHAPE_ARGS(d)) ||
+	    CU_DNN(cudnnSetConvolution2dDescriptor(
+		       p->conv, d->pad, d->pad, d->stride, d->stride, d->dil, d->dil,
+		       CUDNN_CROSS_CORRELATION,
+		       CUDNN_DATA_FLOAT /* compute: fp32 in every precision */),
 		   SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnSetConvolutionGroupCount(p->conv, d->groups), SHAPE_FMT, SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnSetConvolutionMathType(p->conv, base), SHAPE_FMT, SHAPE_ARGS(d)))
@@ -377,7 +385,8 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 			return cudnnGetConvolutionForwardAlgorithm_v7(cu.dnn, p->x, p->w, p->conv,
 								      p->y, cap, n, r);
 		},
-		CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, base, &p->fwd, &p->fwd_math, &p->ws, &p->ms[0]) ||
+		CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, base, &p->fwd, &p->fwd_math, &p->ws,
+		&p->ms[0]) ||
 	    choose<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
 		d, "cudnnFindConvolutionBackwardDataAlgorithm", "backward-data",
 		[&](int cap, int *n, cudnnConvolutionBwdDataAlgoPerf_t *r) {
@@ -388,7 +397,8 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 			return cudnnGetConvolutionBackwardDataAlgorithm_v7(cu.dnn, p->w, p->y,
 									   p->conv, p->x, cap, n, r);
 		},
-		CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, base, &p->bwd_data, &p->data_math, &p->ws, &p->ms[1]) ||
+		CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, base, &p->bwd_data, &p->data_math, &p->ws,
+		&p->ms[1]) ||
 	    choose<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
 		d, "cudnnFindConvolutionBackwardFilterAlgorithm", "backward-filter",
 		[&](int cap, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *r) {
@@ -399,7 +409,8 @@ static conv_plan *make_plan(const struct nn_conv_desc *d)
 			return cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu.dnn, p->x, p->y,
 									     p->conv, p->w, cap, n, r);
 		},
-		CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, base, &p->bwd_filter, &p->filter_math, &p->ws, &p->ms[2]))
+		CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, base, &p->bwd_filter, &p->filter_math, &p->ws,
+		&p->ms[2]))
 		return NULL;
 	/* the fallbacks' workspace, when a fallback was taken (0 for IMPLICIT_GEMM and ALGO_0
 	   in practice, but ask rather than assume), each under the math type its
@@ -433,9 +444,8 @@ static conv_plan *plan_for(const struct nn_conv_desc *d)
 {
 	conv_key k;
 	memset(&k, 0, sizeof(k));
-	int v[13] = {d->n,	  d->cin,  d->h,      d->w,		   d->cout,
-		     d->kh,	  d->kw,   d->stride, d->pad,		   d->dil,
-		     d->groups, (int)cu.precision, (int)nhwc()};
+	int v[13] = {d->n,	d->cin, d->h,	d->w,	   d->cout,	      d->kh,	  d->kw,
+		     d->stride, d->pad, d->dil, d->groups, (int)cu.precision, (int)nhwc()};
 	memcpy(k.v, v, sizeof(v));
 	auto it = plans->find(k);
 	if (it != plans->end())
@@ -449,9 +459,9 @@ static conv_plan *plan_for(const struct nn_conv_desc *d)
 			"backward-data algo %d math %d %.3f ms, backward-filter algo %d math %d "
 			"%.3f ms, workspace %zu bytes (median of %d searches)\n",
 			SHAPE_ARGS(d), nn_cuda_precision_name(cu.precision),
-			p->nhwc ? "NHWC" : "NCHW", (int)p->fwd,
-			(int)p->fwd_math, p->ms[0], (int)p->bwd_data, (int)p->data_math, p->ms[1],
-			(int)p->bwd_filter, (int)p->filter_math, p->ms[2], p->ws, search_runs);
+			p->nhwc ? "NHWC" : "NCHW", (int)p->fwd, (int)p->fwd_math, p->ms[0],
+			(int)p->bwd_data, (int)p->data_math, p->ms[1], (int)p->bwd_filter,
+			(int)p->filter_math, p->ms[2], p->ws, search_runs);
 	return p;
 }
 

@@ -1113,7 +1113,10 @@ static int rank_of(const int *algos, int a)
  * fourth, ...) finds the last algorithm fastest (a timing hiccup, as
  * cudnnFind* shows on a GPU for short passes), the others the usual order. */
 static int find_noise, find_calls;
-extern "C" void sim_cudnn_find_noise(int on) { find_noise = on, find_calls = 0; }
+extern "C" void sim_cudnn_find_noise(int on)
+{
+	find_noise = on, find_calls = 0;
+}
 
 template <typename Perf>
 static cudnnStatus_t list(cudnnHandle_t h, bool search, const int *algos,
@@ -1228,7 +1231,8 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(
 }
 
 /* v, a tensor of t's shape, from NHWC to NCHW (nhwc false) or back. */
-static std::vector<float> to_layout(const std::vector<float> &v, const sim_tensor_desc &t, bool nhwc)
+static std::vector<float> to_layout(const std::vector<float> &v, const sim_tensor_desc &t,
+				    bool nhwc)
 {
 	std::vector<float> r(v.size());
 	size_t hw = (size_t)t.h * t.w;
@@ -1309,7 +1313,9 @@ static cudnnStatus_t conv_pass(cudnnHandle_t h, enum pass p, const int *algos, i
 	float a = *(const float *)alpha, b = *(const float *)beta;
 	/* NHWC: the reference convolution on NCHW copies */
 	const sim_tensor_desc *d1 = p == DATA ? yd : xd, *d2 = p == FILTER ? yd : wd,
-			      *dout = p == FWD ? yd : p == DATA ? xd : wd;
+			      *dout = p == FWD	  ? yd
+				      : p == DATA ? xd
+						  : wd;
 	sim_tensor_desc s1 = *d1, s2 = *d2, so = *dout;
 	sim_enqueue(h->s, [=]() {
 		std::vector<float> v1 = read_vals(in1, n1, b16, round),

@@ -59,7 +59,10 @@ void nn_cuda_set_memory_limit(size_t bytes)
 {
 	(void)bytes;
 }
-void nn_cuda_set_conv_search(int runs) { (void)runs; }
+void nn_cuda_set_conv_search(int runs)
+{
+	(void)runs;
+}
 int nn_cuda_conv_algos(const struct nn_conv_desc *d, int algo[3], size_t *ws)
 {
 	(void)d, (void)algo, (void)ws;

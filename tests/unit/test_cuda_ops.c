@@ -856,8 +856,17 @@ static void test_conv_search(void)
 {
 	struct error e;
 	CHECK(nn_cuda_set_precision(NN_CUDA_TF32, &e) == 0);
-	struct nn_conv_desc d = {.n = 2, .cin = 5, .h = 9, .w = 9, .cout = 7, .kh = 3, .kw = 3,
-				 .stride = 1, .pad = 1, .dil = 1, .groups = 1};
+	struct nn_conv_desc d = {.n = 2,
+				 .cin = 5,
+				 .h = 9,
+				 .w = 9,
+				 .cout = 7,
+				 .kh = 3,
+				 .kw = 3,
+				 .stride = 1,
+				 .pad = 1,
+				 .dil = 1,
+				 .groups = 1};
 	CHECK(nn_conv_desc_init(&d, &e) == 0);
 	int a[3], b[3];
 	size_t ws;
@@ -869,7 +878,8 @@ static void test_conv_search(void)
 	CHECK(a[1] >= 0 && a[1] < 6);
 	CHECK(a[2] >= 0 && a[2] < 7);
 	printf("# tf32 conv 5->7 9x9: forward algo %d, backward-data %d, backward-filter %d, "
-	       "workspace %zu bytes\n", a[0], a[1], a[2], ws);
+	       "workspace %zu bytes\n",
+	       a[0], a[1], a[2], ws);
 	if (sim_cudnn_find_noise) {
 		/* one search: the forward pass's (the first of the three) hiccups */
 		nn_cuda_set_conv_search(1);
