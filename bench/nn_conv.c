@@ -3,12 +3,12 @@
  * with dlopen when installed: it is a reference here, not a dependency), on
  * the layer shapes of a U-Net (256x256, base 16 and 32), a ResNet stage and
  * the Fashion-MNIST CNN; then one U-Net training step (batch 8, 256x256):
- * images/s and peak RSS. Timings are the minimum over repetitions, each
- * repetition running each pass on cairn and on oneDNN in turns, in wall
- * time and in process CPU time: on a shared machine the CPU-time figures
- * (GFLOP per CPU-second against one core's sgemm GFLOP per CPU-second) stay
- * meaningful when other jobs take the cores, the wall-time ones do not.
- * The last column names the kernel of each pass (forward/backward-data/
+ * images/s and peak RSS; then U-Net prediction (eval forward passes, batch
+ * 8 and 32) with forward-only buffers against the training ones. Timings are the minimum over
+ * repetitions, each repetition running each pass on cairn and on oneDNN in turns, in wall time and
+ * in process CPU time: on a shared machine the CPU-time figures (GFLOP per CPU-second against one
+ * core's sgemm GFLOP per CPU-second) stay meaningful when other jobs take the cores, the wall-time
+ * ones do not. The last column names the kernel of each pass (forward/backward-data/
  * backward-filter): avx512 or avx2 (direct, nn/cpu/direct.c) or gemm.
  *   nn_conv [--reps N] [--threads N] [--no-unet] [--no-conv] [--only SUBSTRING] */
 #include <dlfcn.h>
@@ -529,6 +529,48 @@ static int unet_step(int base, int batch, int fuse)
 	return 0;
 }
 
+/* U-Net prediction: forward passes in eval mode, the net prepared for
+ * forward passes only (nn_net_prepare_forward: outputs sharing memory, no
+ * gradients; cairn-predict since session 17) or, as the baseline, with the
+ * training buffers (what cairn-predict prepared before): the first pass
+ * (fresh memory: page faults) and the best of three after it, and the
+ * arenas' size. */
+static int unet_predict(int base, int batch, int forward_only)
+{
+	struct nn_net net;
+	struct error err;
+	char spec[64];
+	snprintf(spec, sizeof(spec), "unet:depth=4,base=%d", base);
+	if (nn_model_build(&net, nn_backend_cpu(), spec, 3, 256, 256, 2, 1, &err) < 0 ||
+	    (forward_only ? nn_net_prepare_forward(&net, batch, &err)
+			  : nn_net_prepare(&net, batch, &err)) < 0) {
+		fprintf(stderr, "nn_conv: %s\n", err.msg);
+		return -1;
+	}
+	nn_net_train(&net, 0);
+	struct nn_tensor *in = nn_net_input(&net);
+	fill(in->data, nn_tensor_count(in));
+	double first = 0, best = 1e9, best_cpu = 1e9;
+	for (int r = 0; r < 4; r++) {
+		double t = clock_now(), c = cpu_now();
+		nn_net_forward(&net, batch);
+		t = clock_now() - t;
+		c = cpu_now() - c;
+		if (r == 0)
+			first = t;
+		else {
+			best = t < best ? t : best;
+			best_cpu = c < best_cpu ? c : best_cpu;
+		}
+	}
+	printf("unet base %-2d batch %-2d 256x256 predict (eval forward), %s: first pass %.3f s, "
+	       "then %.3f s wall, %.3f CPU s; %.1f tiles/s; arenas %.0f MiB\n",
+	       base, batch, forward_only ? "forward-only buffers" : "training buffers (baseline)",
+	       first, best, best_cpu, batch / best, nn_net_arena_bytes(&net) / 1048576.0);
+	nn_net_release(&net);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	nn_cpu_blas_check(argv);
@@ -569,6 +611,9 @@ int main(int argc, char **argv)
 		if (unet_step(16, 8, 0) < 0 || unet_step(16, 8, 1) < 0 || unet_step(32, 8, 0) < 0 ||
 		    unet_step(32, 8, 1) < 0)
 			return 1;
+		for (int b = 8; b <= 32; b *= 4)
+			if (unet_predict(16, b, 0) < 0 || unet_predict(16, b, 1) < 0)
+				return 1;
 	}
 	return 0;
 }

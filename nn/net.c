@@ -505,28 +505,19 @@ static int share_grads = 1;
 
 void nn_net_set_grad_sharing(int on) { share_grads = on; }
 
-static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
+/* Place blocks len[i] living over [first[i], last[i]] (inclusive) in one
+ * region: largest first, each at the lowest offset that overlaps no placed
+ * block living at the same time (sharing off: none shares). Returns the
+ * region's size (the units of len) and each block's offset in off[];
+ * (size_t)-1 when out of memory. */
+static size_t pack_intervals(int n, const int *first, const int *last, const size_t *len,
+			     int sharing, size_t *off)
 {
-	int n = net->nnodes;
-	int *last = mem_alloc((size_t)n * sizeof(int)), *order = mem_alloc((size_t)n * sizeof(int));
-	int *first = mem_alloc((size_t)n * sizeof(int));
-	size_t *len = mem_alloc((size_t)n * sizeof(size_t));
-	if (!last || !order || !len || !first) {
-		mem_free(last), mem_free(order), mem_free(len), mem_free(first);
+	int *order = mem_alloc((size_t)n * sizeof(int));
+	if (!order)
 		return (size_t)-1;
-	}
-	for (int i = 0; i < n; i++) {
-		const struct nn_node *nd = &net->nodes[i];
-		first[i] = nd->op == NN_OP_ACT && nd->fused ? nd->fused : i;
-		last[i] = i;
-		len[i] = computes_act(nd) ? 0 : (node_count(nd, batch) + 15) / 16 * 16; /* 64-byte steps */
+	for (int i = 0; i < n; i++)
 		order[i] = i;
-	}
-	for (int j = 0; j < n; j++)
-		for (int k = 0; k < 2; k++)
-			if (net->nodes[j].in[k] >= 0 && last[net->nodes[j].in[k]] < j)
-				last[net->nodes[j].in[k]] = j;
-	last[n - 1] = n; /* the loss writes it before the pass */
 	for (int i = 1; i < n; i++) /* largest first, stable: insertion sort */
 		for (int j = i; j > 0 && len[order[j]] > len[order[j - 1]]; j--) {
 			int t = order[j];
@@ -541,7 +532,7 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 			moved = 0;
 			for (int b = 0; b < a; b++) {
 				int j = order[b];
-				int live = !share_grads || !(last[i] < first[j] || last[j] < first[i]);
+				int live = !sharing || !(last[i] < first[j] || last[j] < first[i]);
 				if (live && at < off[j] + len[j] && off[j] < at + len[i]) {
 					at = off[j] + len[j];
 					moved = 1;
@@ -551,7 +542,39 @@ static size_t plan_grads(const struct nn_net *net, int batch, size_t *off)
 		off[i] = at;
 		total = at + len[i] > total ? at + len[i] : total;
 	}
-	mem_free(last), mem_free(order), mem_free(len), mem_free(first);
+	mem_free(order);
+	return total;
+}
+
+/* The buffers of a pass: each node's gradient (backward) or output (a
+ * forward-only net), lengths in 64-byte steps. A fused activation's buffer
+ * is first written by the node that computes it (a norm or an add), which
+ * has none of its own. backward: node i's gradient lives over [i, last
+ * consumer] (see above); forward: node i's output over [i, last consumer],
+ * the last node's to the end (the caller reads it), the input's elsewhere. */
+static size_t plan_buffers(const struct nn_net *net, int batch, int forward, size_t *off)
+{
+	int n = net->nnodes;
+	int *last = mem_alloc((size_t)n * sizeof(int)), *first = mem_alloc((size_t)n * sizeof(int));
+	size_t *len = mem_alloc((size_t)n * sizeof(size_t));
+	size_t total = (size_t)-1;
+	if (last && first && len) {
+		for (int i = 0; i < n; i++) {
+			const struct nn_node *nd = &net->nodes[i];
+			first[i] = nd->op == NN_OP_ACT && nd->fused ? nd->fused : i;
+			last[i] = i;
+			len[i] = computes_act(nd) || (forward && i == 0)
+				     ? 0
+				     : (node_count(nd, batch) + 15) / 16 * 16;
+		}
+		for (int j = 0; j < n; j++)
+			for (int k = 0; k < 2; k++)
+				if (net->nodes[j].in[k] >= 0 && last[net->nodes[j].in[k]] < j)
+					last[net->nodes[j].in[k]] = j;
+		last[n - 1] = n; /* backward: the loss writes it first; forward: read after */
+		total = pack_intervals(n, first, last, len, share_grads, off);
+	}
+	mem_free(last), mem_free(first), mem_free(len);
 	return total;
 }
 
@@ -561,13 +584,13 @@ static void arena_release(struct nn_net *net)
 	nn_arena_release(&net->arena);
 }
 
-int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
+static int prepare(struct nn_net *net, int batch, int forward, struct error *err)
 {
 	if (!net->finished)
 		return error_set(err, "net: prepare before finish");
 	if (batch <= 0)
 		return error_set(err, "net: batch size %d", batch);
-	if (batch == net->batch)
+	if (batch == net->batch && forward == net->forward_only)
 		return 0;
 	/* one tensor is indexed with int in the kernels and in cuDNN's 4-d
 	   descriptors: say so before anything is allocated */
@@ -584,17 +607,18 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 	arena_release(net);
 	net->batch = 0; /* until this succeeds */
 	size_t *off = mem_alloc((size_t)net->nnodes * sizeof(size_t));
-	size_t grads = off ? plan_grads(net, batch, off) : (size_t)-1;
-	if (grads == (size_t)-1) {
+	size_t planned = off ? plan_buffers(net, batch, forward, off) : (size_t)-1;
+	if (planned == (size_t)-1) {
 		mem_free(off);
-		return error_set(err, "net: out of memory planning gradient buffers");
+		return error_set(err, "net: out of memory planning buffers");
 	}
 	/* Two arenas. The activation span holds the gradients, the outputs of
-	 * every node but the input, and the scratch where gradients are summed;
-	 * it holds nothing else, so the backend may keep it in lower precision
-	 * (act_alloc). The other holds the input, the saved values (statistics,
-	 * pool indices, dropout masks) and the workspace. */
-	size_t span = nn_arena_need(grads), need = 0, ws = 0, maxc = 0;
+	 * every node but the input, and the scratch where gradients are summed
+	 * (forward only: the outputs, sharing memory as planned, and nothing
+	 * else); it holds nothing else, so the backend may keep it in lower
+	 * precision (act_alloc). The other holds the input, the saved values
+	 * (statistics, pool indices, dropout masks) and the workspace. */
+	size_t span = nn_arena_need(planned), need = 0, ws = 0, maxc = 0;
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
 		size_t cnt = node_count(nd, batch), a, b;
@@ -602,7 +626,7 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		/* a node computing its activation has no output of its own */
 		if (id == 0)
 			need += nn_arena_need(cnt);
-		else if (!computes_act(nd))
+		else if (!computes_act(nd) && !forward)
 			span += nn_arena_need(cnt);
 		need += nn_arena_need(a) + nn_arena_need(b);
 		maxc = cnt > maxc ? cnt : maxc;
@@ -613,18 +637,26 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 			ws = s > ws ? s : ws;
 		}
 	}
-	span += nn_arena_need(maxc);
+	if (!forward)
+		span += nn_arena_need(maxc);
 	need += nn_arena_need((ws + 4 + sizeof(float) - 1) / sizeof(float)); /* carved: ws + 4 */
-	float *dy = NULL;
+	float *base = NULL; /* the planned buffers: gradients, or forward's outputs */
 	if (nn_arena_init_act(&net->act, net->be, span, err) < 0 ||
 	    nn_arena_init(&net->arena, net->be, need, err) < 0 ||
-	    !(dy = nn_arena_bytes(&net->act, grads * sizeof(float), err))) {
+	    !(base = nn_arena_bytes(&net->act, planned * sizeof(float), err))) {
 		mem_free(off);
 		return -1;
 	}
 	for (int id = 0; id < net->nnodes; id++) {
 		struct nn_node *nd = &net->nodes[id];
-		nn_tensor_view(&nd->dy, net->be, dy + off[id], batch, nd->c, nd->h, nd->w);
+		if (forward) {
+			memset(&nd->dy, 0, sizeof(nd->dy));
+			if (id > 0 && !computes_act(nd))
+				nn_tensor_view(&nd->y, net->be, base + off[id], batch, nd->c, nd->h,
+					       nd->w);
+			continue;
+		}
+		nn_tensor_view(&nd->dy, net->be, base + off[id], batch, nd->c, nd->h, nd->w);
 		if (id > 0 && !computes_act(nd) && /* else the activation's, below */
 		    nn_arena_tensor(&net->act, &nd->y, batch, nd->c, nd->h, nd->w, err) < 0) {
 			mem_free(off);
@@ -639,8 +671,8 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 			nd->dy = net->nodes[nd->fused].dy;
 		}
 	}
-	net->scratch = nn_arena_bytes(&net->act, maxc * sizeof(float), err);
-	if (!net->scratch)
+	net->scratch = forward ? NULL : nn_arena_bytes(&net->act, maxc * sizeof(float), err);
+	if (!forward && !net->scratch)
 		return -1;
 	struct nn_node *in = &net->nodes[0];
 	if (nn_arena_tensor(&net->arena, &in->y, batch, in->c, in->h, in->w, err) < 0)
@@ -658,7 +690,23 @@ int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
 		return -1;
 	net->batch = batch;
 	net->n = batch;
+	net->forward_only = forward;
 	return 0;
+}
+
+int nn_net_prepare(struct nn_net *net, int batch, struct error *err)
+{
+	return prepare(net, batch, 0, err);
+}
+
+int nn_net_prepare_forward(struct nn_net *net, int batch, struct error *err)
+{
+	return prepare(net, batch, 1, err);
+}
+
+int nn_net_prepare_eval(struct nn_net *net, int batch, struct error *err)
+{
+	return prepare(net, batch, net->batch == 0 || net->forward_only, err);
 }
 
 struct nn_tensor *nn_net_input(struct nn_net *net) { return &net->nodes[0].y; }
@@ -868,6 +916,8 @@ static void grad_done(struct nn_net *net, int in, int acc)
 
 void nn_net_backward(struct nn_net *net)
 {
+	if (net->forward_only)
+		return; /* no gradient buffers (nn_net_prepare_forward) */
 	const struct nn_backend *be = net->be;
 	int n = net->n, acc, acc2;
 	memset(net->written, 0, net->nnodes);

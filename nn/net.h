@@ -78,6 +78,7 @@ struct nn_net {
 	uint64_t step;          /* forward passes in training mode (dropout stream) */
 	int training;           /* batch norm statistics, dropout */
 	int batch, n;           /* prepared batch size; current one (<= batch) */
+	int forward_only;	/* prepared by nn_net_prepare_forward */
 	int finished;
 	struct nn_arena act;    /* gradients, outputs, scratch (act_alloc) */
 	struct nn_arena arena;  /* input, saved values, workspace */
@@ -122,6 +123,18 @@ int nn_net_finish(struct nn_net *net, struct error *err);
  * node's dy holds its gradient only during nn_net_backward (from its last
  * consumer's visit to its own); after the pass, the first layer's is intact. */
 int nn_net_prepare(struct nn_net *net, int batch, struct error *err);
+/* The same for forward passes only (prediction, evaluation): no gradient
+ * buffers, and outputs share memory where their lifetimes in the forward
+ * pass do not overlap (the interval packing of the gradients above), so
+ * that only the last node's output is kept after nn_net_forward. Saved
+ * values are still kept (a training-mode forward pass works). On such a
+ * net nn_net_backward does nothing and nn_net_output_grad and
+ * nn_net_input_grad are empty; nn_net_prepare makes it trainable again. */
+int nn_net_prepare_forward(struct nn_net *net, int batch, struct error *err);
+/* For evaluation and prediction: a net not prepared yet (from a checkpoint)
+ * gets nn_net_prepare_forward's buffers; one prepared for training keeps
+ * its gradient buffers (nn_net_prepare at this batch). */
+int nn_net_prepare_eval(struct nn_net *net, int batch, struct error *err);
 /* Tests: 0 gives every node a gradient buffer of its own (nets prepared after). */
 void nn_net_set_grad_sharing(int on);
 /* Tests: 0 keeps every norm or add and its activation apart (nets finished after). */

@@ -344,7 +344,7 @@ int nn_refine_apply(struct nn_net *gen, const struct dataset *in, const char *ou
 		       DATASET_EBADINPUT;
 	if (batch < 1)
 		batch = 1;
-	if ((rc = nn_net_prepare(gen, batch, err)) < 0)
+	if ((rc = nn_net_prepare_eval(gen, batch, err)) < 0)
 		return rc;
 	nn_net_train(gen, 0);
 	size_t hw = (size_t)s->height * s->width, img = s->channels * hw, out = classes * hw;

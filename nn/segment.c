@@ -374,7 +374,7 @@ static int forward_all(struct nn_net *net, const struct dataset *ds, int batch, 
 	struct loader_config lc;
 	loader_for(&lc, net->be, ds, batch);
 	lc.shuffle = 0;
-	if (nn_net_prepare(net, batch, err) < 0)
+	if (nn_net_prepare_eval(net, batch, err) < 0)
 		return -1;
 	struct loader *l = loader_new(ds, &lc, err);
 	if (!l)

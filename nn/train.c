@@ -173,7 +173,7 @@ int nn_eval_classifier(struct nn_net *net, const struct dataset *ds, int batch, 
 	lc.batch = batch;
 	lc.shuffle = 0;
 	nn_train_loader_setup(&lc, net->be, (int)ds->shape.channels);
-	if (nn_net_prepare(net, batch, err) < 0)
+	if (nn_net_prepare_eval(net, batch, err) < 0)
 		return -1;
 	struct loader *l = loader_new(ds, &lc, err);
 	if (!l)

@@ -626,42 +626,6 @@ static void bf16_done(const void *out, float *y, size_t count)
 		cu_from_bf16(out, y, count);
 }
 
-/* ---- NHWC copies (CAIRN_CUDA_CONV_NHWC) ---------------------------------- */
-
-/* Three scratch buffers, as for bf16: the two inputs and the output. */
-static void *nhwc_buf[3];
-static size_t nhwc_bytes[3];
-
-static void *nhwc_scratch(int k, size_t count, const char *what)
-{
-	char name[160];
-	snprintf(name, sizeof(name), "%s: NHWC copy", what);
-	return cu_grow(&nhwc_buf[k], &nhwc_bytes[k], count * sizeof(float), name);
-}
-
-/* src (count floats, described by from) transposed into scratch buffer k
- * (described by to); NULL after a reported failure. */
-static void *nhwc_in(int k, const float *src, cudnnTensorDescriptor_t from,
-		     cudnnTensorDescriptor_t to, size_t count, const struct nn_conv_desc *d,
-		     const char *what)
-{
-	void *dst = nhwc_scratch(k, count, what);
-	const float one = 1, zero = 0;
-	if (!dst || CU_DNN(cudnnTransformTensor(cu.dnn, &one, from, src, &zero, to, dst),
-			   SHAPE_FMT " (%s to NHWC)", SHAPE_ARGS(d), what))
-		return NULL;
-	return dst;
-}
-
-/* A pass's NHWC result back into place: false after a reported failure. */
-static bool nhwc_out(const void *src, cudnnTensorDescriptor_t from, float *dst,
-		     cudnnTensorDescriptor_t to, const struct nn_conv_desc *d, const char *what)
-{
-	const float one = 1, zero = 0;
-	return !CU_DNN(cudnnTransformTensor(cu.dnn, &one, from, src, &zero, to, dst),
-		       SHAPE_FMT " (%s from NHWC)", SHAPE_ARGS(d), what);
-}
-
 /* ---- passes ------------------------------------------------------------- */
 
 /* The plan and workspace of a pass; false after a reported failure. */
@@ -674,7 +638,10 @@ static bool prepare(const struct nn_conv_desc *d, void *ws, conv_plan **p, void 
 	return !(*p)->ws || *wsp;
 }
 
-static size_t conv_x(const struct nn_conv_desc *d) { return (size_t)d->n * d->cin * d->h * d->w; }
+static size_t conv_x(const struct nn_conv_desc *d)
+{
+	return (size_t)d->n * d->cin * d->h * d->w;
+}
 static size_t conv_y(const struct nn_conv_desc *d)
 {
 	return (size_t)d->n * d->cout * d->hout * d->wout;
@@ -682,6 +649,77 @@ static size_t conv_y(const struct nn_conv_desc *d)
 static size_t conv_w(const struct nn_conv_desc *d)
 {
 	return (size_t)d->cout * (d->cin / d->groups) * d->kh * d->kw;
+}
+
+/* A pass's operands: the layer's input, output (or their gradients) and
+ * filter (or its gradient). */
+enum role { ROLE_X, ROLE_Y, ROLE_W };
+static size_t role_count(const struct nn_conv_desc *d, enum role r)
+{
+	return r == ROLE_X ? conv_x(d) : r == ROLE_Y ? conv_y(d) : conv_w(d);
+}
+
+/* NHWC copies (CAIRN_CUDA_CONV_NHWC): three scratch buffers, as for bf16
+ * (the two inputs and the output), and the two descriptors of an operand's
+ * transposes (the filter's as a tensor: KRSC is NHWC of (K, C, R, S)). */
+static void *nhwc_buf[3];
+static size_t nhwc_bytes[3];
+
+static void *nhwc_scratch(int k, size_t count, const char *what)
+{
+	char name[160];
+	snprintf(name, sizeof(name), "%s: NHWC copy", what);
+	return cu_grow(&nhwc_buf[k], &nhwc_bytes[k], count * sizeof(float), name);
+}
+static cudnnTensorDescriptor_t nchw_of(const conv_plan *p, enum role r)
+{
+	return r == ROLE_X ? p->xn : r == ROLE_Y ? p->yn : p->wtn;
+}
+static cudnnTensorDescriptor_t nhwc_of(const conv_plan *p, enum role r)
+{
+	return r == ROLE_X ? p->x : r == ROLE_Y ? p->y : p->wt;
+}
+
+/* An input v of the pass as the call reads it: v itself, its bf16 form in
+ * BF16 (bf16_of, scratch buffer k), or its NHWC copy in buffer k in an nhwc
+ * plan. NULL after a reported failure. */
+static const void *pass_in(const conv_plan *p, const struct nn_conv_desc *d, int k, const float *v,
+			   enum role r, const char *what)
+{
+	size_t n = role_count(d, r);
+	if (bf16())
+		return bf16_of(v, n, k, what);
+	if (!p->nhwc)
+		return v;
+	void *dst = nhwc_scratch(k, n, what);
+	const float one = 1, zero = 0;
+	if (!dst ||
+	    CU_DNN(cudnnTransformTensor(cu.dnn, &one, nchw_of(p, r), v, &zero, nhwc_of(p, r), dst),
+		   SHAPE_FMT " (%s to NHWC)", SHAPE_ARGS(d), what))
+		return NULL;
+	return dst;
+}
+
+/* Where the call writes the pass's result v: v, or bf16 or NHWC scratch;
+ * then pass_done puts it into v (false after a reported failure). */
+static void *pass_out(const conv_plan *p, const struct nn_conv_desc *d, float *v, enum role r,
+		      const char *what)
+{
+	if (bf16())
+		return bf16_out(v, role_count(d, r), what);
+	return p->nhwc ? nhwc_scratch(2, role_count(d, r), what) : v;
+}
+static bool pass_done(const conv_plan *p, const struct nn_conv_desc *d, const void *out, float *v,
+		      enum role r, const char *what)
+{
+	if (bf16()) {
+		bf16_done(out, v, role_count(d, r));
+		return !cu.failed;
+	}
+	const float one = 1, zero = 0;
+	return !p->nhwc || !CU_DNN(cudnnTransformTensor(cu.dnn, &one, nhwc_of(p, r), out, &zero,
+							nchw_of(p, r), v),
+				   SHAPE_FMT " (%s from NHWC)", SHAPE_ARGS(d), what);
 }
 
 extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
@@ -695,21 +733,11 @@ extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, cons
 	if (!prepare(d, ws, &p, &wsp))
 		return;
 	const float one = 1, zero = 0;
-	const void *xa = x, *wa = w;
-	void *ya = y;
-	if (bf16()) {
-		xa = bf16_of(x, conv_x(d), 0, "conv forward input");
-		wa = bf16_of(w, conv_w(d), 1, "conv forward weights");
-		ya = bf16_out(y, conv_y(d), "conv forward output");
-		if (!xa || !wa || !ya)
-			return;
-	} else if (p->nhwc) {
-		xa = nhwc_in(0, x, p->xn, p->x, conv_x(d), d, "conv forward input");
-		wa = nhwc_in(1, w, p->wtn, p->wt, conv_w(d), d, "conv forward weights");
-		ya = nhwc_scratch(2, conv_y(d), "conv forward output");
-		if (!xa || !wa || !ya)
-			return;
-	}
+	const void *xa = pass_in(p, d, 0, x, ROLE_X, "conv forward input");
+	const void *wa = pass_in(p, d, 1, w, ROLE_W, "conv forward weights");
+	void *ya = pass_out(p, d, y, ROLE_Y, "conv forward output");
+	if (!xa || !wa || !ya)
+		return;
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->fwd_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnConvolutionForward(cu.dnn, &one, p->x, xa, p->w, wa, p->conv, p->fwd, wsp,
@@ -718,9 +746,7 @@ extern "C" void cu_conv2d_fwd(const struct nn_conv_desc *d, const float *x, cons
 		return;
 	if (CU_LAUNCHED(SHAPE_FMT " forward", SHAPE_ARGS(d)))
 		return;
-	if (bf16())
-		bf16_done(ya, y, conv_y(d));
-	else if (p->nhwc && !nhwc_out(ya, p->y, y, p->yn, d, "conv forward output"))
+	if (!pass_done(p, d, ya, y, ROLE_Y, "conv forward output"))
 		return;
 	if (b)
 		cu_bias_add(d->n, d->cout, d->hout * d->wout, y, b);
@@ -737,21 +763,11 @@ extern "C" void cu_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy
 	if (!prepare(d, ws, &p, &wsp))
 		return;
 	const float one = 1, zero = 0;
-	const void *dya = dy, *wa = w;
-	void *dxa = dx;
-	if (bf16()) {
-		dya = bf16_of(dy, conv_y(d), 0, "conv backward-data gradient");
-		wa = bf16_of(w, conv_w(d), 1, "conv backward-data weights");
-		dxa = bf16_out(dx, conv_x(d), "conv backward-data output");
-		if (!dya || !wa || !dxa)
-			return;
-	} else if (p->nhwc) {
-		dya = nhwc_in(0, dy, p->yn, p->y, conv_y(d), d, "conv backward-data gradient");
-		wa = nhwc_in(1, w, p->wtn, p->wt, conv_w(d), d, "conv backward-data weights");
-		dxa = nhwc_scratch(2, conv_x(d), "conv backward-data output");
-		if (!dya || !wa || !dxa)
-			return;
-	}
+	const void *dya = pass_in(p, d, 0, dy, ROLE_Y, "conv backward-data gradient");
+	const void *wa = pass_in(p, d, 1, w, ROLE_W, "conv backward-data weights");
+	void *dxa = pass_out(p, d, dx, ROLE_X, "conv backward-data output");
+	if (!dya || !wa || !dxa)
+		return;
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->data_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnConvolutionBackwardData(cu.dnn, &one, p->w, wa, p->y, dya, p->conv,
@@ -761,10 +777,7 @@ extern "C" void cu_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy
 		return;
 	if (CU_LAUNCHED(SHAPE_FMT " backward data", SHAPE_ARGS(d)))
 		return;
-	if (bf16())
-		bf16_done(dxa, dx, conv_x(d));
-	else if (p->nhwc)
-		nhwc_out(dxa, p->x, dx, p->xn, d, "conv backward-data output");
+	pass_done(p, d, dxa, dx, ROLE_X, "conv backward-data output");
 }
 
 extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
@@ -783,21 +796,11 @@ extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *
 	if (!prepare(d, ws, &p, &wsp))
 		return;
 	const float one = 1, zero = 0;
-	const void *xa = x, *dya = dy;
-	void *dwa = dw;
-	if (bf16()) {
-		xa = bf16_of(x, conv_x(d), 0, "conv backward-filter input");
-		dya = bf16_of(dy, conv_y(d), 1, "conv backward-filter gradient");
-		dwa = bf16_out(dw, conv_w(d), "conv backward-filter output");
-		if (!xa || !dya || !dwa)
-			return;
-	} else if (p->nhwc) {
-		xa = nhwc_in(0, x, p->xn, p->x, conv_x(d), d, "conv backward-filter input");
-		dya = nhwc_in(1, dy, p->yn, p->y, conv_y(d), d, "conv backward-filter gradient");
-		dwa = nhwc_scratch(2, conv_w(d), "conv backward-filter output");
-		if (!xa || !dya || !dwa)
-			return;
-	}
+	const void *xa = pass_in(p, d, 0, x, ROLE_X, "conv backward-filter input");
+	const void *dya = pass_in(p, d, 1, dy, ROLE_Y, "conv backward-filter gradient");
+	void *dwa = pass_out(p, d, dw, ROLE_W, "conv backward-filter output");
+	if (!xa || !dya || !dwa)
+		return;
 	if (CU_DNN(cudnnSetConvolutionMathType(p->conv, math_for_call(p->filter_math)), SHAPE_FMT,
 		   SHAPE_ARGS(d)) ||
 	    CU_DNN(cudnnConvolutionBackwardFilter(cu.dnn, &one, p->x, xa, p->y, dya, p->conv,
@@ -807,9 +810,7 @@ extern "C" void cu_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *
 		return;
 	if (CU_LAUNCHED(SHAPE_FMT " backward filter", SHAPE_ARGS(d)))
 		return;
-	if (bf16())
-		bf16_done(dwa, dw, conv_w(d));
-	else if (p->nhwc && !nhwc_out(dwa, p->wt, dw, p->wtn, d, "conv backward-filter output"))
+	if (!pass_done(p, d, dwa, dw, ROLE_W, "conv backward-filter output"))
 		return;
 	if (db)
 		cu_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);

@@ -185,6 +185,78 @@ static void test_shared_gradient_buffers(void) { compare_plans(0); }
  * norm + ReLU), PatchGAN (norm + LeakyReLU 0.2), CNN. */
 static void test_fused_norm_act(void) { compare_plans(1); }
 
+/* A net prepared for forward passes only (prediction: nn_net_prepare_forward,
+ * and nn_net_prepare_eval on a fresh net) computes exactly the outputs of
+ * one prepared for training, in eval and in training mode, in less memory
+ * (no gradients; outputs sharing buffers where their lifetimes allow, skip
+ * connections kept live); its backward does nothing, and nn_net_prepare
+ * makes it trainable again, with the gradients of a net never forward-only. */
+static void test_forward_only(void)
+{
+	static const struct {
+		const char *spec;
+		int c, hw, nout;
+	} nets[] = {{"unet:depth=3,base=4", 3, 32, 2},
+		    {"resnet:depths=1-1,widths=8-16,stem=8", 1, 16, 10},
+		    {"cyclegan:base=8,blocks=2", 3, 32, 3},
+		    {"patchgan:base=8,layers=2", 3, 32, 1},
+		    {"cnn:widths=8-16,convs=2", 1, 16, 10}};
+	struct error err;
+	for (size_t k = 0; k < sizeof(nets) / sizeof(nets[0]); k++) {
+		struct nn_net a, b;
+		CHECK(nn_model_build(&a, nn_backend_cpu(), nets[k].spec, nets[k].c, nets[k].hw,
+				     nets[k].hw, nets[k].nout, 5, &err) == 0);
+		CHECK(nn_model_build(&b, nn_backend_cpu(), nets[k].spec, nets[k].c, nets[k].hw,
+				     nets[k].hw, nets[k].nout, 5, &err) == 0);
+		CHECK(nn_net_prepare(&a, 3, &err) == 0);
+		CHECK(nn_net_prepare_eval(&b, 3, &err) == 0); /* fresh: forward only */
+		CHECK(b.forward_only == 1);
+		size_t full = nn_net_arena_bytes(&a), fwd = nn_net_arena_bytes(&b);
+		printf("# %s batch 3: arenas %zu bytes for training, %zu forward only (activations "
+		       "%zu, %zu)\n",
+		       nets[k].spec, full, fwd, a.act.size, b.act.size);
+		CHECK(fwd < full);
+		CHECK(b.act.size < a.act.size / 2); /* the other arena (input, saved values,
+						       workspace) is the same */
+		size_t nx = nn_tensor_count(nn_net_input(&a)), ny = 0, diff = 0;
+		for (int mode = 0; mode < 2; mode++) { /* eval, then training (batch statistics) */
+			nn_net_train(&a, mode), nn_net_train(&b, mode);
+			for (size_t i = 0; i < nx; i++)
+				nn_net_input(&a)->data[i] = nn_net_input(&b)->data[i] =
+				    (float)((i * 2654435761u + (size_t)mode) % 1000) / 500.0f - 1;
+			const struct nn_tensor *ya = nn_net_forward(&a, 3),
+					       *yb = nn_net_forward(&b, 3);
+			ny = nn_tensor_count(ya);
+			CHECK(nn_tensor_count(yb) == ny);
+			for (size_t i = 0; i < ny; i++)
+				diff += memcmp(&ya->data[i], &yb->data[i], sizeof(float)) != 0;
+		}
+		CHECK(diff == 0);
+		/* backward does nothing; the eval helper leaves a training net as it is */
+		nn_net_backward(&b);
+		CHECK(nn_net_output_grad(&b)->data == NULL);
+		CHECK(nn_net_prepare_eval(&a, 3, &err) == 0 && a.forward_only == 0);
+		CHECK(nn_net_arena_bytes(&a) == full);
+		/* trainable again: the same gradients as the net that always was */
+		CHECK(nn_net_prepare(&b, 3, &err) == 0 && b.forward_only == 0);
+		CHECK(nn_net_arena_bytes(&b) == full);
+		nn_net_train(&a, 1), nn_net_train(&b, 1);
+		for (size_t i = 0; i < nx; i++)
+			nn_net_input(&a)->data[i] = nn_net_input(&b)->data[i] =
+			    (float)(i % 13) / 6.0f - 1;
+		const struct nn_tensor *ya = nn_net_forward(&a, 3);
+		const struct nn_tensor *yb = nn_net_forward(&b, 3);
+		for (size_t i = 0; i < ny; i++)
+			nn_net_output_grad(&a)->data[i] = nn_net_output_grad(&b)->data[i] =
+			    ya->data[i] * 0.5f + (float)(i % 5) * 0.01f;
+		(void)yb;
+		nn_net_backward(&a), nn_net_backward(&b);
+		CHECK(memcmp(a.flat.g, b.flat.g, a.flat.ntrain * sizeof(float)) == 0);
+		nn_net_release(&a);
+		nn_net_release(&b);
+	}
+}
+
 /* dL/dinput of a PatchGAN discriminator (what trains a GAN's generator)
  * against central differences of L = sum r_i y_i, on the double-accumulating
  * reference backend. */
@@ -741,6 +813,7 @@ int main(void)
 	RUN(test_dense_models_shapes);
 	RUN(test_shared_gradient_buffers);
 	RUN(test_fused_norm_act);
+	RUN(test_forward_only);
 	RUN(test_input_gradient);
 	RUN(test_shared_weights);
 	RUN(test_spec_errors);
