@@ -279,6 +279,13 @@ check_grep "the error says why" "device auto: no usable CUDA backend: cuda: CAIR
 check_rc "--precision bf16 on a GPU older than Ampere is bad usage" 2 \
 	env CAIRN_SIM_CC=75 $T/ctc --train $T/train.ds --test $T/test.ds --device cuda --precision bf16 --out $T/bad
 check_grep "the error says why" "bf16: needs a GPU of compute capability 8.0 or newer .*device 0 is 7.5: use tf32 or fp32" $T/.out
+# a bad setting of the convolutions' environment makes the backend unusable,
+# and the stage says which setting and what it wants
+for v in CAIRN_CUDA_CONV_SEARCH=0 CAIRN_CUDA_CONV_SEARCH=three CAIRN_CUDA_CONV_WS_MB=-1; do
+	check_rc "$v is bad usage" 2 env $v $T/ctc --train $T/train.ds --test $T/test.ds --device cuda --out $T/bad
+	check_grep "... said by name" "${v%%=*}='${v#*=}'.*expected a number" $T/.out
+done
+check "... and leaves no output folder" test ! -e $T/bad
 check_eq "metrics.json: the device index" \
 	"$(python3 -c "import json; print(json.load(open('$T/cuda/metrics.json'))['cuda']['device_index'])")" 0
 acc() { python3 -c "import json; print(json.load(open('$T/$1/metrics.json'))['test_accuracy'])"; }
