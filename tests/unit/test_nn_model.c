@@ -98,6 +98,17 @@ static void test_dense_models_shapes(void)
 	nn_net_release(&net);
 }
 
+/* One small net of each family, with its input channels and size and its
+ * outputs, for the tests of the buffer planning below. */
+static const struct {
+	const char *spec;
+	int c, hw, nout;
+} nets[] = {{"unet:depth=3,base=4", 3, 32, 1},
+	    {"resnet:depths=1-1,widths=8-16,stem=8", 1, 16, 10},
+	    {"cyclegan:base=8,blocks=2", 3, 32, 3},
+	    {"patchgan:base=8,layers=2", 3, 32, 1},
+	    {"cnn:widths=8-16,convs=2", 1, 16, 10}};
+
 /* Gradient buffers shared between nodes not live at once (nn_net_prepare)
  * give exactly the gradients of one buffer per node, in less memory: for
  * skip connections (U-Net concat), residual adds and a plain chain. */
@@ -132,14 +143,6 @@ static void grads_of(const char *spec, int c, int hw, int nout, int share, int f
  * smaller with it on. what: 0 gradient sharing, 1 norm + activation fusion. */
 static void compare_plans(int what)
 {
-	static const struct {
-		const char *spec;
-		int c, hw, nout;
-	} nets[] = {{"unet:depth=3,base=4", 3, 32, 1},
-		    {"resnet:depths=1-1,widths=8-16,stem=8", 1, 16, 10},
-		    {"cyclegan:base=8,blocks=2", 3, 32, 3},
-		    {"patchgan:base=8,layers=2", 3, 32, 1},
-		    {"cnn:widths=8-16,convs=2", 1, 16, 10}};
 	for (size_t k = 0; k < sizeof(nets) / sizeof(nets[0]); k++) {
 		float *g[2];
 		size_t arena[2];
@@ -193,14 +196,6 @@ static void test_fused_norm_act(void) { compare_plans(1); }
  * makes it trainable again, with the gradients of a net never forward-only. */
 static void test_forward_only(void)
 {
-	static const struct {
-		const char *spec;
-		int c, hw, nout;
-	} nets[] = {{"unet:depth=3,base=4", 3, 32, 2},
-		    {"resnet:depths=1-1,widths=8-16,stem=8", 1, 16, 10},
-		    {"cyclegan:base=8,blocks=2", 3, 32, 3},
-		    {"patchgan:base=8,layers=2", 3, 32, 1},
-		    {"cnn:widths=8-16,convs=2", 1, 16, 10}};
 	struct error err;
 	for (size_t k = 0; k < sizeof(nets) / sizeof(nets[0]); k++) {
 		struct nn_net a, b;
