@@ -23,8 +23,8 @@
  * The algorithms of a plan are ranked by their median time over several
  * cudnnFind* searches (search_runs). Under CAIRN_CUDA_CONV_NHWC=1 (fp32 and
  * tf32) a plan's descriptors are NHWC and each pass transposes its operands
- * into scratch with cudnnTransformTensor and its result back (nhwc_in,
- * nhwc_out): cuDNN's NHWC kernels with NCHW everywhere else. */
+ * into scratch with cudnnTransformTensor and its result back (pass_in,
+ * pass_done): cuDNN's NHWC kernels with NCHW everywhere else. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -526,9 +526,10 @@ struct bf16_shadow {
 static bf16_shadow shadows[MAX_SHADOWS];
 static int nshadows;
 
-/* Three scratch buffers: the two inputs and the output of a pass. */
-static void *bf_buf[3];
-static size_t bf_bytes[3];
+/* Three scratch buffers: the two inputs and the output of a pass (bf16
+ * casts, NHWC copies). */
+static void *pass_buf[3];
+static size_t pass_bytes[3];
 
 void cu_bf16_forget_casts(void)
 {
@@ -536,14 +537,21 @@ void cu_bf16_forget_casts(void)
 		shadows[i].valid = 0;
 }
 
+/* Scratch buffer k of at least bytes: for bf16 casts, and for the NHWC
+ * copies of CAIRN_CUDA_CONV_NHWC (never both in one pass: NHWC copies are
+ * fp32 and tf32 only). */
+static void *pass_scratch(int k, size_t bytes, const char *what, const char *kind)
+{
+	if (bytes <= pass_bytes[k])
+		return pass_buf[k];
+	char name[160];
+	snprintf(name, sizeof(name), "%s: %s", what, kind);
+	return cu_grow(&pass_buf[k], &pass_bytes[k], bytes, name);
+}
 static __nv_bfloat16 *bf16_scratch(int k, size_t count, const char *what)
 {
-	size_t need = count * sizeof(__nv_bfloat16);
-	if (need <= bf_bytes[k])
-		return (__nv_bfloat16 *)bf_buf[k];
-	char name[160];
-	snprintf(name, sizeof(name), "%s: bf16 scratch", what);
-	return (__nv_bfloat16 *)cu_grow(&bf_buf[k], &bf_bytes[k], need, name);
+	return (__nv_bfloat16 *)pass_scratch(k, count * sizeof(__nv_bfloat16), what,
+					     "bf16 scratch");
 }
 
 /* x (count floats) as bf16: itself in bf16 activation storage, inside a
@@ -659,17 +667,12 @@ static size_t role_count(const struct nn_conv_desc *d, enum role r)
 	return r == ROLE_X ? conv_x(d) : r == ROLE_Y ? conv_y(d) : conv_w(d);
 }
 
-/* NHWC copies (CAIRN_CUDA_CONV_NHWC): three scratch buffers, as for bf16
- * (the two inputs and the output), and the two descriptors of an operand's
- * transposes (the filter's as a tensor: KRSC is NHWC of (K, C, R, S)). */
-static void *nhwc_buf[3];
-static size_t nhwc_bytes[3];
-
+/* NHWC copies (CAIRN_CUDA_CONV_NHWC) go into the scratch buffers of the
+ * bf16 casts (pass_scratch); an operand's transposes go between these two
+ * descriptors (the filter's as a tensor: KRSC is NHWC of (K, C, R, S)). */
 static void *nhwc_scratch(int k, size_t count, const char *what)
 {
-	char name[160];
-	snprintf(name, sizeof(name), "%s: NHWC copy", what);
-	return cu_grow(&nhwc_buf[k], &nhwc_bytes[k], count * sizeof(float), name);
+	return pass_scratch(k, count * sizeof(float), what, "NHWC copy");
 }
 static cudnnTensorDescriptor_t nchw_of(const conv_plan *p, enum role r)
 {
