@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +89,32 @@ int proc_spawn(pid_t *pid, char *const argv[], const char *cwd, int out_fd, stru
 	return 0;
 }
 
+void proc_adopt_orphans(void)
+{
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+/* Reap what is left of the group pgid, already sent SIGKILL: those of its
+ * processes that are ours (all of them after proc_adopt_orphans), for at
+ * most 5 s (one in uninterruptible sleep may take longer, and is left). */
+static int reap_group(pid_t pgid)
+{
+	int n = 0;
+	for (int waited_ms = 0; waited_ms < 5000;) {
+		int st;
+		pid_t w = waitpid(-pgid, &st, WNOHANG);
+		if (w > 0) {
+			n++;
+		} else if (w == 0) {
+			usleep(10000);
+			waited_ms += 10;
+		} else if (errno != EINTR) {
+			break; /* ECHILD: none of the group is ours any more */
+		}
+	}
+	return n;
+}
+
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
 	      long limit_s, int *timed_out, struct error *err)
 {
@@ -96,7 +123,7 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 	if (timed_out)
 		*timed_out = 0;
 	if (end)
-		alarm((unsigned)limit_s); /* wakes wait4 at the limit */
+		alarm((unsigned)limit_s); /* wakes waitid at the limit */
 	for (;;) {
 		if (end && !termed && time(NULL) >= end && timed_out)
 			*timed_out = 1;
@@ -111,10 +138,12 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 			kill(-pid, SIGKILL);
 			killed = 1;
 		}
-		pid_t w = wait4(pid, status, 0, ru);
-		if (w == pid)
+		/* WNOWAIT: the command stays a zombie until its group is ended */
+		siginfo_t si;
+		si.si_pid = 0;
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0 && si.si_pid == pid)
 			break;
-		if (w < 0 && errno != EINTR) {
+		if (errno != EINTR) {
 			alarm(0);
 			return error_errno(err, "wait for pid %ld", (long)pid);
 		}
@@ -124,7 +153,9 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 			alarm(time(NULL) < end ? (unsigned)(end - time(NULL)) : 1);
 	}
 	alarm(0);
-	if (termed && !killed)
-		kill(-pid, SIGKILL); /* leftovers of the group */
-	return 0;
+	/* The command is a zombie: its pid, the group's id, is not reused yet */
+	int alone = kill(-pid, SIGKILL) < 0;
+	if (wait4(pid, status, 0, ru) != pid)
+		return error_errno(err, "wait for pid %ld", (long)pid);
+	return alone ? 0 : reap_group(pid);
 }

@@ -16,10 +16,17 @@ int proc_spawn(pid_t *pid, char *const argv[], const char *cwd, int out_fd, stru
 
 /* Wait for pid. While waiting, once *stop becomes non-zero (or limit_s
  * seconds have passed, when limit_s > 0: then *timed_out is set) the process
- * group gets SIGTERM, and SIGKILL `grace` seconds later. *status as from
- * waitpid. */
+ * group gets SIGTERM, and SIGKILL `grace` seconds later. When pid has ended,
+ * what is left of its group gets SIGKILL, as Slurm ends a step's processes
+ * with the step. *status as from waitpid. Returns how many processes were
+ * left and ended (those reaped here: see proc_adopt_orphans), or -1. */
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
 	      long limit_s, int *timed_out, struct error *err);
+
+/* Make this process the reaper of its descendants' orphans, so that
+ * proc_wait can reap (and count) what a command left behind when its group
+ * is ended. Linux only (PR_SET_CHILD_SUBREAPER). */
+void proc_adopt_orphans(void);
 
 /* Install handlers for SIGINT, SIGTERM, SIGHUP (and SIGUSR1, sent by Slurm
  * before a time limit when asked) that set *flag to the signal number. */

@@ -32,10 +32,10 @@ enum { EXEC_BUSY = TASK_EXIT_BUSY }; /* exit code: another wrapper runs this tas
  * scontrol's answer (<= 5 s) and up to KillWait (30 s by default) to end
  * while the new job has already started. CAIRN_LOCK_WAIT (seconds) sets it. */
 #define LOCK_WAIT_SLURM 60.0
-/* Locally the holder is a process of the task's previous attempt that is
- * still ending: the task's processes inherit the lock, and one killed by
- * SIGKILL (or left behind by its shell) holds it until the kernel has torn
- * it down, after that attempt's wrapper has exited and its retry started. */
+/* Locally the holder is a process of the task's previous attempt that left
+ * its process group (setsid) and so outlived the attempt: the task's
+ * processes inherit the lock. What stays in the group is ended with the
+ * attempt (proc_wait), before its wrapper exits. */
 #define LOCK_WAIT_LOCAL 5.0
 
 struct exec_ctx {
@@ -395,11 +395,21 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	/* Slurm enforces `time` itself; here the wrapper does, the same way
 	   (SIGTERM, SIGKILL 10 s later) */
 	int timed_out = 0;
-	if (proc_wait(pid, &status, &ru, &stop_signal, 10, x->job[0] ? 0 : x->st->res.time_s,
-		      &timed_out, err) < 0) {
+	int left = proc_wait(pid, &status, &ru, &stop_signal, 10, x->job[0] ? 0 : x->st->res.time_s,
+			     &timed_out, err);
+	if (left < 0) {
 		close(log_fd);
 		buf_release(&script);
 		goto out;
+	}
+	if (left > 0 && !stop_signal && !timed_out) {
+		/* Left running, they would hold the task's lock (inherited) and
+		 * whatever else the task had open: end them, as Slurm does. */
+		dprintf(
+		    log_fd,
+		    "=== cairn: the task left %d process%s running (started in the background and "
+		    "not waited for); ended with it, as Slurm ends a step's processes ===\n",
+		    left, left == 1 ? "" : "es");
 	}
 	buf_release(&script);
 	double wall = clock_now() - x->t0;
@@ -495,6 +505,7 @@ out:
 int exec_task(const struct run *run, int stage, int task)
 {
 	proc_catch_stop(&stop_signal);
+	proc_adopt_orphans();
 	struct exec_ctx x;
 	memset(&x, 0, sizeof(x));
 	struct error err;

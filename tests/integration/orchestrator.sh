@@ -136,24 +136,48 @@ cairn run retry.ini --run-dir r3 >out.txt 2>&1
 check_eq "retries: a task that fails twice then works ends done" "$?" 0
 check_eq "retries: ran three attempts" "$(cat flaky)" 3
 check_grep "retries: done.json records attempt 3" '"attempt": 3' r3/stages/flaky/0/done.json
-# a failed attempt whose process lives on a moment (it holds the task's lock,
-# inherited, as a process killed by SIGKILL does until the kernel has torn
-# it down): the retry waits for the lock instead of calling the task busy
+# a task that leaves a process running in the background (here: a failed
+# attempt): it is ended with the attempt, as Slurm ends a step's processes,
+# and the log says so; left running it would hold the task's lock, inherited
+cp "$(command -v sleep)" "$T/lingerer"
 cat >linger.ini <<EOF
 [stage linger]
-command = if [ ! -f $T/lingered ]; then touch $T/lingered; sleep 1 & exit 3; fi
+command = if [ ! -f $T/lingered ]; then touch $T/lingered; $T/lingerer 60 & exit 3; fi; $T/lingerer 61 &
 retries = 1
 EOF
 rm -f lingered
-cairn run linger.ini --run-dir r3b >out.txt 2>&1
-check_eq "retries: the retry waits for what is left of attempt 1" "$?" 0
-check_grep "retries: ... and says so" "wait linger/0: attempt 2 waits for the task's lock" r3b/events.log
-check_grep "retries: ... attempt 2 ran it" '"attempt": 2' r3b/stages/linger/0/done.json
-rm -f lingered
-CAIRN_LOCK_WAIT=0 cairn run linger.ini --run-dir r3c >out.txt 2>&1
-check_eq "retries: not waiting, the retry finds the task busy and the run fails" "$?" 1
-check_grep "retries: ... and the events say why" \
-	"busy linger/0: its lock is still held after 0 s; attempt 2 leaves it to that wrapper" r3c/events.log
+t0=$(date +%s)
+CAIRN_LOCK_WAIT=0 cairn run linger.ini --run-dir r3b >out.txt 2>&1
+check_eq "leftovers: the retry runs at once, nothing holds the lock" "$?" 0
+check "leftovers: ... well before the leftovers' 60 s" test $(($(date +%s) - t0)) -lt 30
+check_grep "leftovers: ... attempt 2 ran it" '"attempt": 2' r3b/stages/linger/0/done.json
+check "leftovers: none is left running" sh -c "! pgrep -f '$T/lingere[r]'"
+check_grep "leftovers: the log says what was ended" \
+	"the task left 1 process running .started in the background and not waited for.; ended with it" \
+	r3b/stages/linger/0/log
+check_eq "leftovers: ... after each attempt, failed or done" \
+	"$(grep -c 'the task left 1 process running' r3b/stages/linger/0/log)" 2
+check "leftovers: no wait for the lock" sh -c "! grep -q 'wait linger/0' r3b/events.log"
+# one that left the group (setsid) outlives the attempt and holds the lock:
+# the retry waits for it
+cat >escape.ini <<EOF
+[stage escape]
+command = if [ ! -f $T/escaped ]; then touch $T/escaped;
+  setsid sh -c "touch $T/away; exec $T/lingerer 2" &
+  while [ ! -f $T/away ]; do sleep 0.05; done; exit 3; fi
+retries = 1
+EOF
+rm -f escaped away
+cairn run escape.ini --run-dir r3c >out.txt 2>&1
+check_eq "escaped: the retry waits for what is left of attempt 1" "$?" 0
+check_grep "escaped: ... and says so" "wait escape/0: attempt 2 waits for the task's lock" r3c/events.log
+check_grep "escaped: ... attempt 2 ran it" '"attempt": 2' r3c/stages/escape/0/done.json
+rm -f escaped away
+CAIRN_LOCK_WAIT=0 cairn run escape.ini --run-dir r3d >out.txt 2>&1
+check_eq "escaped: not waiting, the retry finds the task busy and the run fails" "$?" 1
+check_grep "escaped: ... and the events say why" \
+	"busy escape/0: its lock is still held after 0 s; attempt 2 leaves it to that wrapper" r3d/events.log
+sleep 2 # the escaped process ends
 
 # --- a command that does not exist ---
 printf '[stage x]\ncommand = no-such-program-cairn --flag\n' >missing.ini
