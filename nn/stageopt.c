@@ -12,6 +12,7 @@ int nn_stage_opt(struct nn_stage_opts *o, int c, const char *arg, struct error *
 {
 	struct error why;
 	float every;
+	long v;
 	switch (c) {
 	case NN_OPT_THREADS:
 		if (parse_long(arg, 1, 1024, &o->threads) < 0)
@@ -26,6 +27,30 @@ int nn_stage_opt(struct nn_stage_opts *o, int c, const char *arg, struct error *
 		return 1;
 	case NN_OPT_STATE:
 		o->state_dir = arg;
+		return 1;
+	case NN_OPT_EPOCHS:
+		if (parse_long(arg, 1, 100000, &v) < 0)
+			return error_set(err, "--epochs: '%s' is not an integer in 1..100000", arg);
+		*o->train.epochs = (int)v;
+		return 1;
+	case NN_OPT_BATCH:
+		if (parse_long(arg, 1, 65536, &v) < 0)
+			return error_set(err, "--batch: '%s' is not an integer in 1..65536", arg);
+		*o->train.batch = (int)v;
+		return 1;
+	case NN_OPT_LR:
+		if (parse_float(arg, o->train.lr) < 0 || !(*o->train.lr > 0))
+			return error_set(err, "--lr: '%s' is not a finite positive number", arg);
+		return 1;
+	case NN_OPT_WD:
+		if (parse_float(arg, o->train.wd) < 0 || !(*o->train.wd >= 0))
+			return error_set(err, "--wd: '%s' is not a finite number >= 0", arg);
+		return 1;
+	case NN_OPT_SEED:
+		if (parse_long(arg, 0, 0x7fffffffL, &v) < 0)
+			return error_set(err, "--seed: '%s' is not an integer in 0..2147483647",
+					 arg);
+		*o->train.seed = (uint64_t)v;
 		return 1;
 	case NN_OPT_STATE_EVERY:
 		if (parse_float(arg, &every) < 0 || !(every >= 0))

@@ -1,7 +1,8 @@
 /* stageopt: the options the nn stages take alike (cairn-train-classifier,
  * cairn-train-unet, cairn-predict, cairn-refine): --threads, --device and
- * --precision, and for those that train --state and --state-every; parsed
- * and checked in one place, so that each says the same about a bad value. */
+ * --precision, for those that train --state and --state-every, and for the
+ * two trainers --epochs, --batch, --lr, --wd and --seed; parsed and checked
+ * in one place, so that each says the same about a bad value. */
 #ifndef NN_STAGEOPT_H
 #define NN_STAGEOPT_H
 
@@ -17,6 +18,11 @@ enum {
 	NN_OPT_PRECISION,
 	NN_OPT_STATE,
 	NN_OPT_STATE_EVERY,
+	NN_OPT_EPOCHS,
+	NN_OPT_BATCH,
+	NN_OPT_LR,
+	NN_OPT_WD,
+	NN_OPT_SEED,
 };
 
 /* Entries for a stage's longopts table. */
@@ -28,6 +34,12 @@ enum {
 #define NN_STAGE_STATE_OPTIONS \
 	{"state", required_argument, 0, NN_OPT_STATE}, \
 	{"state-every", required_argument, 0, NN_OPT_STATE_EVERY}
+#define NN_STAGE_TRAIN_OPTIONS \
+	{"epochs", required_argument, 0, NN_OPT_EPOCHS}, \
+	{"batch", required_argument, 0, NN_OPT_BATCH}, \
+	{"lr", required_argument, 0, NN_OPT_LR}, \
+	{"wd", required_argument, 0, NN_OPT_WD}, \
+	{"seed", required_argument, 0, NN_OPT_SEED}
 // clang-format on
 
 struct nn_stage_opts {
@@ -36,6 +48,14 @@ struct nn_stage_opts {
 	const char *precision;	     /* --precision; after setup, the one in use */
 	const char *state_dir;	     /* --state DIR, or NULL */
 	double state_every;	     /* --state-every S, default 600 */
+	/* Where the NN_STAGE_TRAIN_OPTIONS go: the trainer's config, holding
+	 * its defaults. Each is checked (--epochs 1..100000, --batch 1..65536,
+	 * --lr > 0, --wd >= 0, --seed 0..2^31-1). */
+	struct {
+		int *epochs, *batch;
+		float *lr, *wd;
+		uint64_t *seed;
+	} train;
 };
 
 void nn_stage_opts_init(struct nn_stage_opts *o);

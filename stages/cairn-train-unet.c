@@ -260,14 +260,10 @@ int main(int argc, char **argv)
 						 {"val", required_argument, 0, 'V'},
 						 {"out", required_argument, 0, 'o'},
 						 {"arch", required_argument, 0, 'a'},
-						 {"epochs", required_argument, 0, 'e'},
-						 {"batch", required_argument, 0, 'b'},
-						 {"lr", required_argument, 0, 'l'},
-						 {"wd", required_argument, 0, 'w'},
-						 {"seed", required_argument, 0, 's'},
 						 {"no-augment", no_argument, 0, 'A'},
 						 {"class-weights", required_argument, 0, 'W'},
 						 {"dist", required_argument, 0, 'D'},
+						 NN_STAGE_TRAIN_OPTIONS,
 						 NN_STAGE_DEVICE_OPTIONS,
 						 NN_STAGE_STATE_OPTIONS,
 						 {"help", no_argument, 0, 'h'},
@@ -277,9 +273,10 @@ int main(int argc, char **argv)
 	static float weights[MAX_WEIGHTS];
 	struct nn_stage_opts opts;
 	nn_stage_opts_init(&opts);
+	opts.train.epochs = &cfg.epochs, opts.train.batch = &cfg.batch;
+	opts.train.lr = &cfg.lr, opts.train.wd = &cfg.wd, opts.train.seed = &cfg.seed;
 	const char *train_path = NULL, *val_path = NULL, *out = NULL;
 	struct error err;
-	long v;
 	int c, r;
 	enum dist_algo algo = DIST_NONE;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -300,33 +297,6 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			cfg.arch = optarg;
-			break;
-		case 'e':
-			if (parse_long(optarg, 1, 100000, &v) < 0)
-				return bad_usage("--epochs: '%s' is not an integer in 1..100000",
-						 optarg);
-			cfg.epochs = (int)v;
-			break;
-		case 'b':
-			if (parse_long(optarg, 1, 65536, &v) < 0)
-				return bad_usage("--batch: '%s' is not an integer in 1..65536",
-						 optarg);
-			cfg.batch = (int)v;
-			break;
-		case 'l':
-			if (parse_float(optarg, &cfg.lr) < 0 || cfg.lr <= 0)
-				return bad_usage("--lr: '%s' is not a finite positive number",
-						 optarg);
-			break;
-		case 'w':
-			if (parse_float(optarg, &cfg.wd) < 0)
-				return bad_usage("--wd: '%s' is not a finite number >= 0", optarg);
-			break;
-		case 's':
-			if (parse_long(optarg, 0, 0x7fffffffL, &v) < 0)
-				return bad_usage("--seed: '%s' is not an integer in 0..2147483647",
-						 optarg);
-			cfg.seed = (uint64_t)v;
 			break;
 		case 'A':
 			cfg.augment = 0;
