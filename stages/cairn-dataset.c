@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,16 +67,6 @@ static int fail(int rc, const struct error *err)
 	return rc == DATASET_EBADINPUT ? EXIT_USAGE : 1;
 }
 
-/* An output written in place (/dev/null, a FIFO, /dev/stdout) cannot be
- * reopened to report on it. */
-static int written_in_place(const char *path)
-{
-	if (!fs_is_in_place(path))
-		return 0;
-	printf("%s: written\n", path);
-	return 1;
-}
-
 static int bad_usage(const char *cmd, const char *fmt, const char *arg)
 {
 	return cmd_bad_usage(prog, cmd, fmt, arg);
@@ -107,6 +98,126 @@ static int parse_double(const char *s, double *out)
 	return 0;
 }
 
+/* What an option's argument is, and where parse_options puts it. */
+enum opt_kind {
+	OPT_FLAG,   /* no argument: sets an int to 1 */
+	OPT_STRING, /* a const char * */
+	OPT_U64,    /* a uint64_t from lo to hi */
+	OPT_DOUBLE, /* a double from lo to hi */
+};
+
+/* One option of a command. A number outside lo..hi (INFINITY: no upper bound;
+ * an integer is compared as a double, exact for bounds below 2^53) or not a
+ * number is bad usage, said by bad with '%s' for the argument as given. */
+struct opt {
+	const char *name;
+	enum opt_kind kind;
+	void *to;
+	double lo, hi;
+	const char *bad;
+	int *given; /* set to 1 when the option is given, if not NULL */
+};
+
+/* The operands a command takes after its options. */
+enum operands {
+	OPERANDS_ANY,	    /* the command checks them */
+	OPERANDS_NONE,	    /* "unexpected argument 'X'" */
+	OPERANDS_ONE_SHARD, /* "expected one SHARD" */
+};
+
+#define MAX_OPTS 8
+#define OPT_VAL0 256 /* getopt_long returns OPT_VAL0 + i for opts[i]: above any char */
+
+/* getopt_long over opts (ended by {0}, at most MAX_OPTS) and --help for the
+ * command cmd, then the operands argv[optind..] checked as operands says.
+ * Returns -1 when the command goes on, otherwise the exit status to end it
+ * with: 0 after --help, 2 (message printed) after bad usage. */
+static int parse_options(const char *cmd, const char *help, const struct opt *opts,
+			 enum operands operands, int argc, char **argv)
+{
+	struct option lopts[MAX_OPTS + 2];
+	int n = 0;
+	for (; n < MAX_OPTS && opts[n].name; n++) {
+		int has_arg = opts[n].kind == OPT_FLAG ? no_argument : required_argument;
+		lopts[n] = (struct option){opts[n].name, has_arg, 0, OPT_VAL0 + n};
+	}
+	lopts[n] = (struct option){"help", no_argument, 0, 'h'};
+	lopts[n + 1] = (struct option){0, 0, 0, 0};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return 0;
+		}
+		if (c < OPT_VAL0 || c >= OPT_VAL0 + n)
+			return bad_usage(cmd, "%s", "bad option");
+		const struct opt *o = &opts[c - OPT_VAL0];
+		uint64_t u;
+		double d;
+		switch (o->kind) {
+		case OPT_FLAG:
+			*(int *)o->to = 1;
+			break;
+		case OPT_STRING:
+			*(const char **)o->to = optarg;
+			break;
+		case OPT_U64:
+			if (parse_u64(optarg, &u) < 0 ||
+			    !((double)u >= o->lo && (double)u <= o->hi))
+				return bad_usage(cmd, o->bad, optarg);
+			*(uint64_t *)o->to = u;
+			break;
+		case OPT_DOUBLE:
+			if (parse_double(optarg, &d) < 0 || !(d >= o->lo && d <= o->hi))
+				return bad_usage(cmd, o->bad, optarg);
+			*(double *)o->to = d;
+			break;
+		}
+		if (o->given)
+			*o->given = 1;
+	}
+	if (operands == OPERANDS_NONE && optind < argc)
+		return bad_usage(cmd, "unexpected argument '%s'", argv[optind]);
+	if (operands == OPERANDS_ONE_SHARD && argc - optind != 1)
+		return bad_usage(cmd, "%s", "expected one SHARD");
+	return -1;
+}
+
+enum { SHOW_SHAPE = 1, SHOW_CLASSES = 2 }; /* what report_written adds */
+
+/* Say what was written to path: "PATH: N records" and, as show asks, the
+ * shape and the class count, read back from the shard. An output written in
+ * place (/dev/null, a FIFO, /dev/stdout) cannot be reopened: "PATH: written".
+ * Returns the exit status. */
+static int report_written(const char *path, int show)
+{
+	if (fs_is_in_place(path)) {
+		printf("%s: written\n", path);
+		return 0;
+	}
+	struct error err;
+	struct dataset ds;
+	int rc = dataset_open(&ds, path, 0, &err);
+	if (rc < 0)
+		return fail(rc, &err);
+	printf("%s: %" PRIu64 " records", path, ds.count);
+	if (show & SHOW_SHAPE)
+		printf(", %ux%ux%u", ds.shape.channels, ds.shape.height, ds.shape.width);
+	if (show & SHOW_CLASSES)
+		printf(", %u classes", ds.shape.num_classes);
+	printf("\n");
+	dataset_close(&ds);
+	return 0;
+}
+
+/* Out of memory in a command that has ds open: close it and say so. */
+static int out_of_memory(struct dataset *ds)
+{
+	dataset_close(ds);
+	fprintf(stderr, "%s: out of memory\n", prog);
+	return 1;
+}
+
 /* ---- import-idx ---- */
 
 static int cmd_import_idx(int argc, char **argv)
@@ -124,38 +235,19 @@ static int cmd_import_idx(int argc, char **argv)
 	    "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\\n"
 	    "      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out "
 	    "test.ds\n";
-	static const struct option opts[] = {
-	    {"images", required_argument, 0, 'i'}, {"labels", required_argument, 0, 'l'},
-	    {"out", required_argument, 0, 'o'},	   {"classes", required_argument, 0, 'k'},
-	    {"help", no_argument, 0, 'h'},	   {0, 0, 0, 0}};
 	const char *images = NULL, *labels = NULL, *out = NULL;
 	uint64_t classes = 0;
-	int c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			images = optarg;
-			break;
-		case 'l':
-			labels = optarg;
-			break;
-		case 'o':
-			out = optarg;
-			break;
-		case 'k':
-			if (parse_u64(optarg, &classes) < 0 || classes == 0 || classes > 256)
-				return bad_usage("import-idx", "--classes '%s': expected 1 to 256",
-						 optarg);
-			break;
-		case 'h':
-			fputs(help, stdout);
-			return 0;
-		default:
-			return bad_usage("import-idx", "%s", "bad option");
-		}
-	}
-	if (optind < argc)
-		return bad_usage("import-idx", "unexpected argument '%s'", argv[optind]);
+	const struct opt opts[] = {
+	    {"images", OPT_STRING, .to = &images},
+	    {"labels", OPT_STRING, .to = &labels},
+	    {"out", OPT_STRING, .to = &out},
+	    {"classes", OPT_U64, .to = &classes, .lo = 1, .hi = 256,
+	     .bad = "--classes '%s': expected 1 to 256"},
+	    {0},
+	};
+	int status = parse_options("import-idx", help, opts, OPERANDS_NONE, argc, argv);
+	if (status >= 0)
+		return status;
 	if (!images || !labels || !out)
 		return bad_usage("import-idx", "%s", "--images, --labels and --out are required");
 	struct error err;
@@ -166,15 +258,7 @@ static int cmd_import_idx(int argc, char **argv)
 	progress_finish(&bar);
 	if (rc < 0)
 		return fail(rc, &err);
-	if (written_in_place(out))
-		return 0;
-	struct dataset ds;
-	if ((rc = dataset_open(&ds, out, 0, &err)) < 0)
-		return fail(rc, &err);
-	printf("%s: %" PRIu64 " records, %ux%ux%u, %u classes\n", out, ds.count, ds.shape.channels,
-	       ds.shape.height, ds.shape.width, ds.shape.num_classes);
-	dataset_close(&ds);
-	return 0;
+	return report_written(out, SHOW_SHAPE | SHOW_CLASSES);
 }
 
 /* ---- info ---- */
@@ -199,29 +283,17 @@ static int cmd_info(int argc, char **argv)
 	    "\n"
 	    "example:\n"
 	    "  cairn-dataset info train.ds --json | jq .histogram\n";
-	static const struct option opts[] = {{"json", no_argument, 0, 'j'},
-					     {"no-verify", no_argument, 0, 'n'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
-	int json = 0, verify = 1, c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = 1;
-			break;
-		case 'n':
-			verify = 0;
-			break;
-		case 'h':
-			fputs(help, stdout);
-			return 0;
-		default:
-			return bad_usage("info", "%s", "bad option");
-		}
-	}
-	if (argc - optind != 1)
-		return bad_usage("info", "%s", "expected one SHARD");
+	int json = 0, no_verify = 0;
+	const struct opt opts[] = {
+	    {"json", OPT_FLAG, .to = &json},
+	    {"no-verify", OPT_FLAG, .to = &no_verify},
+	    {0},
+	};
+	int status = parse_options("info", help, opts, OPERANDS_ONE_SHARD, argc, argv);
+	if (status >= 0)
+		return status;
 	const char *path = argv[optind];
+	int verify = !no_verify;
 	struct error err;
 	struct dataset ds;
 	int rc = dataset_open(&ds, path, verify ? DATASET_VERIFY : 0, &err);
@@ -229,11 +301,8 @@ static int cmd_info(int argc, char **argv)
 		return fail(rc, &err);
 	uint32_t K = ds.shape.num_classes, C = ds.shape.channels;
 	uint64_t *hist = mem_alloc(sizeof(uint64_t) * K);
-	if (!hist) {
-		dataset_close(&ds);
-		fprintf(stderr, "%s: out of memory\n", prog);
-		return 1;
-	}
+	if (!hist)
+		return out_of_memory(&ds);
 	dataset_histogram(&ds, hist);
 	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
 	dataset_channel_stats(&ds, mean, std);
@@ -247,7 +316,7 @@ static int cmd_info(int argc, char **argv)
 	}
 	for (uint32_t k = 0; mask && k < K; k++)
 		ignored -= hist[k];
-	int status = 0;
+	status = 0;
 	if (json) {
 		json_t *o = json_object(), *h = json_array(), *m = json_array(), *s = json_array();
 		int bad = !o || !h || !m || !s;
@@ -339,45 +408,22 @@ static int cmd_split(int argc, char **argv)
 	    "example (a 90/10 train/validation split):\n"
 	    "  cairn-dataset split train.ds --fraction 0.9 --seed 1 --out train90.ds --rest "
 	    "val10.ds\n";
-	static const struct option opts[] = {
-	    {"fraction", required_argument, 0, 'f'}, {"seed", required_argument, 0, 's'},
-	    {"out", required_argument, 0, 'o'},	     {"rest", required_argument, 0, 'r'},
-	    {"help", no_argument, 0, 'h'},	     {0, 0, 0, 0}};
 	const char *out = NULL, *rest = NULL;
 	double fraction = -1;
 	uint64_t seed = 0;
-	int have_seed = 0, c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'f':
-			if (parse_double(optarg, &fraction) < 0 ||
-			    !(fraction >= 0 && fraction <= 1))
-				return bad_usage("split",
-						 "--fraction '%s': expected a number from 0 to 1",
-						 optarg);
-			break;
-		case 's':
-			if (parse_u64(optarg, &seed) < 0)
-				return bad_usage("split",
-						 "--seed '%s': expected a non-negative integer",
-						 optarg);
-			have_seed = 1;
-			break;
-		case 'o':
-			out = optarg;
-			break;
-		case 'r':
-			rest = optarg;
-			break;
-		case 'h':
-			fputs(help, stdout);
-			return 0;
-		default:
-			return bad_usage("split", "%s", "bad option");
-		}
-	}
-	if (argc - optind != 1)
-		return bad_usage("split", "%s", "expected one SHARD");
+	int have_seed = 0;
+	const struct opt opts[] = {
+	    {"fraction", OPT_DOUBLE, .to = &fraction, .lo = 0, .hi = 1,
+	     .bad = "--fraction '%s': expected a number from 0 to 1"},
+	    {"seed", OPT_U64, .to = &seed, .lo = 0, .hi = INFINITY,
+	     .bad = "--seed '%s': expected a non-negative integer", .given = &have_seed},
+	    {"out", OPT_STRING, .to = &out},
+	    {"rest", OPT_STRING, .to = &rest},
+	    {0},
+	};
+	int status = parse_options("split", help, opts, OPERANDS_ONE_SHARD, argc, argv);
+	if (status >= 0)
+		return status;
 	if (fraction < 0 || !have_seed || !out || !rest)
 		return bad_usage("split", "%s",
 				 "--fraction, --seed, --out and --rest are required");
@@ -394,16 +440,9 @@ static int cmd_split(int argc, char **argv)
 	dataset_close(&ds);
 	if (rc < 0)
 		return fail(rc, &err);
-	const char *names[2] = {out, rest};
-	for (int i = 0; i < 2; i++) {
-		if (written_in_place(names[i]))
-			continue;
-		if ((rc = dataset_open(&ds, names[i], 0, &err)) < 0)
-			return fail(rc, &err);
-		printf("%s: %" PRIu64 " records\n", names[i], ds.count);
-		dataset_close(&ds);
-	}
-	return 0;
+	if ((status = report_written(out, 0)) != 0)
+		return status;
+	return report_written(rest, 0);
 }
 
 /* ---- imbalance ---- */
@@ -423,57 +462,25 @@ static int cmd_imbalance(int argc, char **argv)
 	    "\n"
 	    "example:\n"
 	    "  cairn-dataset imbalance train.ds --zipf 1.0 --seed 7 --out train-lt.ds\n";
-	static const struct option opts[] = {
-	    {"zipf", required_argument, 0, 'z'}, {"seed", required_argument, 0, 's'},
-	    {"out", required_argument, 0, 'o'},	 {"head", required_argument, 0, 'H'},
-	    {"min", required_argument, 0, 'm'},	 {"dry-run", no_argument, 0, 'd'},
-	    {"help", no_argument, 0, 'h'},	 {0, 0, 0, 0}};
 	struct dataset_imbalance opt = {.zipf_s = -1, .min_keep = 1};
 	const char *out = NULL;
-	int have_seed = 0, dry = 0, c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'z':
-			if (parse_double(optarg, &opt.zipf_s) < 0 ||
-			    !(opt.zipf_s >= 0 && opt.zipf_s <= 100))
-				return bad_usage("imbalance",
-						 "--zipf '%s': expected a number from 0 to 100",
-						 optarg);
-			break;
-		case 's':
-			if (parse_u64(optarg, &opt.seed) < 0)
-				return bad_usage("imbalance",
-						 "--seed '%s': expected a non-negative integer",
-						 optarg);
-			have_seed = 1;
-			break;
-		case 'H':
-			if (parse_u64(optarg, &opt.head) < 0 || opt.head == 0)
-				return bad_usage("imbalance",
-						 "--head '%s': expected a positive integer",
-						 optarg);
-			break;
-		case 'm':
-			if (parse_u64(optarg, &opt.min_keep) < 0)
-				return bad_usage("imbalance",
-						 "--min '%s': expected a non-negative integer",
-						 optarg);
-			break;
-		case 'o':
-			out = optarg;
-			break;
-		case 'd':
-			dry = 1;
-			break;
-		case 'h':
-			fputs(help, stdout);
-			return 0;
-		default:
-			return bad_usage("imbalance", "%s", "bad option");
-		}
-	}
-	if (argc - optind != 1)
-		return bad_usage("imbalance", "%s", "expected one SHARD");
+	int have_seed = 0, dry = 0;
+	const struct opt opts[] = {
+	    {"zipf", OPT_DOUBLE, .to = &opt.zipf_s, .lo = 0, .hi = 100,
+	     .bad = "--zipf '%s': expected a number from 0 to 100"},
+	    {"seed", OPT_U64, .to = &opt.seed, .lo = 0, .hi = INFINITY,
+	     .bad = "--seed '%s': expected a non-negative integer", .given = &have_seed},
+	    {"out", OPT_STRING, .to = &out},
+	    {"head", OPT_U64, .to = &opt.head, .lo = 1, .hi = INFINITY,
+	     .bad = "--head '%s': expected a positive integer"},
+	    {"min", OPT_U64, .to = &opt.min_keep, .lo = 0, .hi = INFINITY,
+	     .bad = "--min '%s': expected a non-negative integer"},
+	    {"dry-run", OPT_FLAG, .to = &dry},
+	    {0},
+	};
+	int status = parse_options("imbalance", help, opts, OPERANDS_ONE_SHARD, argc, argv);
+	if (status >= 0)
+		return status;
 	if (opt.zipf_s < 0 || !have_seed || (!out && !dry))
 		return bad_usage("imbalance", "%s",
 				 "--zipf, --seed and --out (or --dry-run) are required");
@@ -484,11 +491,8 @@ static int cmd_imbalance(int argc, char **argv)
 		return fail(rc, &err);
 	uint32_t K = ds.shape.num_classes;
 	uint64_t *keep = mem_alloc(sizeof(uint64_t) * K);
-	if (!keep) {
-		dataset_close(&ds);
-		fprintf(stderr, "%s: out of memory\n", prog);
-		return 1;
-	}
+	if (!keep)
+		return out_of_memory(&ds);
 	rc = dataset_imbalance_plan(&ds, &opt, keep, &err);
 	if (rc == 0 && !dry) {
 		struct progress bar;
@@ -527,22 +531,14 @@ static int cmd_merge(int argc, char **argv)
 	    "\n"
 	    "example:\n"
 	    "  cairn-dataset merge --out all.ds train.ds test.ds\n";
-	static const struct option opts[] = {
-	    {"out", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	const char *out = NULL;
-	int c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			out = optarg;
-			break;
-		case 'h':
-			fputs(help, stdout);
-			return 0;
-		default:
-			return bad_usage("merge", "%s", "bad option");
-		}
-	}
+	const struct opt opts[] = {
+	    {"out", OPT_STRING, .to = &out},
+	    {0},
+	};
+	int status = parse_options("merge", help, opts, OPERANDS_ANY, argc, argv);
+	if (status >= 0)
+		return status;
 	if (!out || optind >= argc)
 		return bad_usage("merge", "%s", "--out and at least one SHARD are required");
 	struct error err;
@@ -553,14 +549,7 @@ static int cmd_merge(int argc, char **argv)
 	progress_finish(&bar);
 	if (rc < 0)
 		return fail(rc, &err);
-	if (written_in_place(out))
-		return 0;
-	struct dataset ds;
-	if ((rc = dataset_open(&ds, out, 0, &err)) < 0)
-		return fail(rc, &err);
-	printf("%s: %" PRIu64 " records, %u classes\n", out, ds.count, ds.shape.num_classes);
-	dataset_close(&ds);
-	return 0;
+	return report_written(out, SHOW_CLASSES);
 }
 
 int main(int argc, char **argv)
