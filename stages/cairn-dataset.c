@@ -137,7 +137,12 @@ static int parse_options(const char *cmd, const char *help, const struct opt *op
 {
 	struct option lopts[MAX_OPTS + 2];
 	int n = 0;
-	for (; n < MAX_OPTS && opts[n].name; n++) {
+	for (; opts[n].name; n++) {
+		if (n == MAX_OPTS) {
+			fprintf(stderr, "%s %s: more than %d options: raise MAX_OPTS\n", prog, cmd,
+				MAX_OPTS);
+			return 1;
+		}
 		int has_arg = opts[n].kind == OPT_FLAG ? no_argument : required_argument;
 		lopts[n] = (struct option){opts[n].name, has_arg, 0, OPT_VAL0 + n};
 	}
