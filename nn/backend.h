@@ -235,6 +235,12 @@ struct nn_backend {
 			  float lr, float b1, float b2, float eps, float wd, int decoupled, int t);
 };
 
+/* Declares fn as an implementation of one slot, with the slot's arguments:
+ * NN_SLOT(add, cpu_add); is void cpu_add(const float *a, const float *b,
+ * float *y, size_t n);. The backends' headers declare theirs this way, so
+ * that a slot's arguments are written once, here. */
+#define NN_SLOT(slot, fn) __typeof__(*((struct nn_backend *)0)->slot) fn
+
 /* The CPU tables (nn/cpu). The reference one is slow and plain; the fast one
  * is what programs use. */
 const struct nn_backend *nn_backend_cpu(void);
