@@ -11,6 +11,7 @@
 #include "core/fs.h"
 #include "core/mem.h"
 #include "nn/dataset.h"
+#include "shard.h"
 
 static char dir[] = "/tmp/cairn-dataset.XXXXXX";
 
@@ -40,26 +41,20 @@ static uint64_t record_id(const struct dataset *ds, uint64_t i)
 	return p[0] | (uint64_t)p[1] << 8;
 }
 
+/* ctx: the labels, or NULL for i % K */
+static int add_class_record(struct dataset_writer *w, const struct dataset_shape *s, uint64_t i,
+			    uint8_t *px, const void *ctx, struct error *err)
+{
+	const uint32_t *labels = ctx;
+	fill(px, (size_t)s->channels * s->height * s->width, i);
+	return dataset_writer_add(w, px, labels ? labels[i] : (uint32_t)(i % s->num_classes), err);
+}
+
 static int make_shard_labels(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K,
 			     uint64_t n, const uint32_t *labels)
 {
 	struct dataset_shape s = {C, H, W, K, DATASET_LABEL_CLASS};
-	struct dataset_writer w;
-	struct error err;
-	if (dataset_writer_open(&w, path, &s, &err) < 0)
-		return -1;
-	size_t img = (size_t)C * H * W;
-	uint8_t *px = malloc(img);
-	for (uint64_t i = 0; i < n; i++) {
-		fill(px, img, i);
-		if (dataset_writer_add(&w, px, labels ? labels[i] : (uint32_t)(i % K), &err) < 0) {
-			free(px);
-			dataset_writer_abort(&w);
-			return -1;
-		}
-	}
-	free(px);
-	return dataset_writer_finish(&w, &err);
+	return shard_write(path, &s, n, add_class_record, labels);
 }
 
 static int make_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n)
@@ -78,30 +73,22 @@ static void mask_of(uint8_t *m, size_t plane, uint64_t i, uint32_t K)
 	}
 }
 
+static int add_mask_record(struct dataset_writer *w, const struct dataset_shape *s, uint64_t i,
+			   uint8_t *px, const void *ctx, struct error *err)
+{
+	(void)ctx;
+	size_t plane = (size_t)s->height * s->width, img = s->channels * plane;
+	fill(px, img, i);
+	mask_of(px + img, plane, i, s->num_classes);
+	struct dataset_key k = {5, (uint32_t)i, (uint32_t)(31 - i)};
+	return dataset_writer_add_mask(w, px, px + img, i == 3 ? NULL : &k, err);
+}
+
 static int make_mask_shard(const char *path, uint32_t C, uint32_t H, uint32_t W, uint32_t K,
 			   uint64_t n)
 {
 	struct dataset_shape s = {C, H, W, K, DATASET_LABEL_MASK};
-	struct dataset_writer w;
-	struct error err;
-	if (dataset_writer_open(&w, path, &s, &err) < 0)
-		return -1;
-	size_t img = (size_t)C * H * W, plane = (size_t)H * W;
-	uint8_t *px = malloc(img), *m = malloc(plane);
-	int rc = 0;
-	for (uint64_t i = 0; i < n && rc == 0; i++) {
-		fill(px, img, i);
-		mask_of(m, plane, i, K);
-		struct dataset_key k = {5, (uint32_t)i, (uint32_t)(31 - i)};
-		rc = dataset_writer_add_mask(&w, px, m, i == 3 ? NULL : &k, &err);
-	}
-	free(px);
-	free(m);
-	if (rc < 0) {
-		dataset_writer_abort(&w);
-		return -1;
-	}
-	return dataset_writer_finish(&w, &err);
+	return shard_write(path, &s, n, add_mask_record, NULL);
 }
 
 static int file_bytes(const char *path, uint8_t **data, size_t *len)
@@ -234,32 +221,30 @@ static void test_truncated_and_corrupt_shards(void)
 	expect_open_error(big, n + 3, 0, "3 unexpected bytes after the last record, at byte 464");
 	free(big);
 
+	/* one byte set, then (fix_crc) the header checksum made to match */
+	static const struct {
+		size_t at;
+		uint8_t value;
+		int fix_crc;
+		const char *want;
+	} edits[] = {
+	    {0, 'X', 0, "byte 0: not a cairn dataset shard"},
+	    {8, 9, 0, "byte 8: shard version 9"},
+	    {17, 1, 0, "byte 60: header checksum mismatch"}, /* the count */
+	    {24, 9, 1, "byte 24: 9 channels, expected 1 to 4"},
+	    {32, 0, 1, "byte 32: width 0"},
+	    {44, 21, 1, "byte 44: record size 21, expected 20"},
+	    {55, 1, 1, "byte 52: reserved header bytes are set"},
+	    {64 + 20 * 7 + 16, 3, 0, "byte 220: record 7 has label 3"}, /* of 3 classes */
+	};
 	uint8_t *c = malloc(n);
-	memcpy(c, d, n);
-	c[0] = 'X';
-	expect_open_error(c, n, 0, "byte 0: not a cairn dataset shard");
-	memcpy(c, d, n);
-	c[8] = 9;
-	expect_open_error(c, n, 0, "byte 8: shard version 9");
-	memcpy(c, d, n);
-	c[17] = 1; /* count changed: header crc no longer matches */
-	expect_open_error(c, n, 0, "byte 60: header checksum mismatch");
-	memcpy(c, d, n);
-	c[24] = 9;
-	fix_header_crc(c);
-	expect_open_error(c, n, 0, "byte 24: 9 channels, expected 1 to 4");
-	memcpy(c, d, n);
-	c[32] = 0;
-	fix_header_crc(c);
-	expect_open_error(c, n, 0, "byte 32: width 0");
-	memcpy(c, d, n);
-	c[44] = 21;
-	fix_header_crc(c);
-	expect_open_error(c, n, 0, "byte 44: record size 21, expected 20");
-	memcpy(c, d, n);
-	c[55] = 1;
-	fix_header_crc(c);
-	expect_open_error(c, n, 0, "byte 52: reserved header bytes are set");
+	for (size_t k = 0; k < sizeof(edits) / sizeof(edits[0]); k++) {
+		memcpy(c, d, n);
+		c[edits[k].at] = edits[k].value;
+		if (edits[k].fix_crc)
+			fix_header_crc(c);
+		expect_open_error(c, n, 0, edits[k].want);
+	}
 	memcpy(c, d, n);
 	c[64 + 20 * 3 + 5] ^= 0xff; /* a pixel of record 3 */
 	expect_open_error(c, n, DATASET_VERIFY, "data checksum mismatch");
@@ -269,9 +254,6 @@ static void test_truncated_and_corrupt_shards(void)
 		CHECK_INT(dataset_open(&ds, tmp("bad.ds"), 0, &err), 0);
 		dataset_close(&ds);
 	}
-	memcpy(c, d, n);
-	c[64 + 20 * 7 + 16] = 3; /* label of record 7 = 3, only 3 classes */
-	expect_open_error(c, n, 0, "byte 220: record 7 has label 3");
 	free(c);
 	mem_free(d);
 
@@ -879,9 +861,7 @@ static void test_mask_shards(void)
 	/* a version-1 header with byte 52 set is from a newer cairn */
 	memcpy(c, d, n);
 	c[8] = 1;
-	uint32_t hc = (uint32_t)crc32(0, c, 60);
-	c[60] = (uint8_t)hc, c[61] = (uint8_t)(hc >> 8), c[62] = (uint8_t)(hc >> 16),
-	c[63] = (uint8_t)(hc >> 24);
+	fix_header_crc(c);
 	CHECK_INT(write_bytes(tmp("mbad.ds"), c, n), 0);
 	CHECK_INT(dataset_open(&ds, tmp("mbad.ds"), 0, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "byte 52: reserved header bytes are set") != NULL);

@@ -12,6 +12,7 @@
 #include "core/mem.h"
 #include "nn/dataset.h"
 #include "nn/loader.h"
+#include "shard.h"
 
 static char dir[] = "/tmp/cairn-loader.XXXXXX";
 
@@ -23,31 +24,80 @@ static uint8_t pixel(uint64_t i, size_t j)
 	return (uint8_t)((i * 7 + j * 13) % 256);
 }
 
-static int make_shard(const char *name, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n,
-		      struct dataset *ds)
+static int add_class_record(struct dataset_writer *w, const struct dataset_shape *s, uint64_t i,
+			    uint8_t *px, const void *ctx, struct error *err)
+{
+	(void)ctx;
+	size_t img = (size_t)s->channels * s->height * s->width;
+	for (size_t j = 0; j < img; j++)
+		px[j] = pixel(i, j);
+	return dataset_writer_add(w, px, (uint32_t)(i % s->num_classes), err);
+}
+
+/* Writes the shard dir/name of n records made by add and opens it as *ds. */
+static int open_new_shard(const char *name, const struct dataset_shape *s, uint64_t n,
+			  shard_add_fn add, struct dataset *ds)
 {
 	char path[300];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	struct dataset_shape s = {C, H, W, K, DATASET_LABEL_CLASS};
-	struct dataset_writer w;
 	struct error err;
-	if (dataset_writer_open(&w, path, &s, &err) < 0)
-		return -1;
-	size_t img = (size_t)C * H * W;
-	uint8_t *px = malloc(img);
-	for (uint64_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < img; j++)
-			px[j] = pixel(i, j);
-		if (dataset_writer_add(&w, px, (uint32_t)(i % K), &err) < 0) {
-			free(px);
-			dataset_writer_abort(&w);
-			return -1;
-		}
-	}
-	free(px);
-	if (dataset_writer_finish(&w, &err) < 0)
+	if (shard_write(path, s, n, add, NULL) < 0)
 		return -1;
 	return dataset_open(ds, path, 0, &err);
+}
+
+/* A class shard of n records C x H x W with K classes, as pixel() says. */
+static int make_shard(const char *name, uint32_t C, uint32_t H, uint32_t W, uint32_t K, uint64_t n,
+		      struct dataset *ds)
+{
+	struct dataset_shape s = {C, H, W, K, DATASET_LABEL_CLASS};
+	return open_new_shard(name, &s, n, add_class_record, ds);
+}
+
+/* The config the tests start from: the defaults with this batch and seed. */
+static struct loader_config config(uint32_t batch, uint64_t seed)
+{
+	struct loader_config cfg;
+	loader_config_default(&cfg);
+	cfg.batch = batch;
+	cfg.seed = seed;
+	return cfg;
+}
+
+/* A loader the test expects to get: a failure is a failed check. */
+static struct loader *open_loader(const struct dataset *ds, const struct loader_config *cfg)
+{
+	struct error err = {{0}};
+	struct loader *l = loader_new(ds, cfg, &err);
+	CHECK(l != NULL);
+	if (!l)
+		printf("#   loader_new: %s\n", err.msg);
+	return l;
+}
+
+/* A config loader_new must refuse, with a message that holds want (if not NULL). */
+static void check_refused(const struct dataset *ds, const struct loader_config *cfg,
+			  const char *want)
+{
+	struct error err = {{0}};
+	struct loader *l = loader_new(ds, cfg, &err);
+	CHECK(l == NULL);
+	if (want) {
+		if (!strstr(err.msg, want))
+			printf("#   message '%s' lacks '%s'\n", err.msg, want);
+		CHECK(strstr(err.msg, want) != NULL);
+	}
+	loader_free(l);
+}
+
+/* Reads `epochs` whole epochs and drops the batches. */
+static void skip_epochs(struct loader *l, int epochs)
+{
+	struct error err;
+	struct loader_batch b;
+	for (int e = 0; e < epochs; e++)
+		while (loader_next(l, &b, &err) == 1)
+			;
 }
 
 static void test_epoch_covers_every_record_once(void)
@@ -55,12 +105,8 @@ static void test_epoch_covers_every_record_once(void)
 	struct dataset ds;
 	struct error err;
 	CHECK_INT(make_shard("a.ds", 1, 4, 4, 3, 103, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 10;
-	cfg.seed = 5;
-	struct loader *l = loader_new(&ds, &cfg, &err);
-	CHECK(l != NULL);
+	struct loader_config cfg = config(10, 5);
+	struct loader *l = open_loader(&ds, &cfg);
 	CHECK_INT(loader_batches_per_epoch(l), 11);
 	uint64_t first[3];
 	for (int epoch = 0; epoch < 3; epoch++) {
@@ -126,10 +172,7 @@ static void test_same_seed_same_batches_threads_or_not(void)
 {
 	struct dataset ds;
 	CHECK_INT(make_shard("d.ds", 3, 6, 5, 4, 77, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 8;
-	cfg.seed = 123;
+	struct loader_config cfg = config(8, 123);
 	cfg.flip = 1;
 	cfg.pad = 2;
 	cfg.mean[0] = 0.5f, cfg.mean[1] = 0.4f, cfg.mean[2] = 0.3f;
@@ -154,10 +197,7 @@ static void test_golden_batches(void)
 {
 	struct dataset ds;
 	CHECK_INT(make_shard("g.ds", 3, 5, 17, 4, 61, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 8;
-	cfg.seed = 2026;
+	struct loader_config cfg = config(8, 2026);
 	cfg.flip = 1;
 	cfg.pad = 3;
 	cfg.mean[0] = 0.5f, cfg.mean[1] = 0.25f, cfg.mean[2] = 0.125f;
@@ -173,12 +213,10 @@ static void test_no_shuffle_is_file_order_and_drop_last(void)
 	struct dataset ds;
 	struct error err;
 	CHECK_INT(make_shard("o.ds", 1, 2, 2, 2, 25, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 10;
+	struct loader_config cfg = config(10, 0);
 	cfg.shuffle = 0;
 	cfg.drop_last = 1;
-	struct loader *l = loader_new(&ds, &cfg, &err);
+	struct loader *l = open_loader(&ds, &cfg);
 	CHECK_INT(loader_batches_per_epoch(l), 2);
 	struct loader_batch b;
 	uint64_t next = 0;
@@ -194,7 +232,7 @@ static void test_no_shuffle_is_file_order_and_drop_last(void)
 	loader_free(l);
 	/* batch larger than the shard with drop_last: no batches, no hang */
 	cfg.batch = 100;
-	l = loader_new(&ds, &cfg, &err);
+	l = open_loader(&ds, &cfg);
 	CHECK_INT(loader_batches_per_epoch(l), 0);
 	CHECK_INT(loader_next(l, &b, &err), 0);
 	CHECK_INT(loader_next(l, &b, &err), 0);
@@ -202,30 +240,32 @@ static void test_no_shuffle_is_file_order_and_drop_last(void)
 	dataset_close(&ds);
 }
 
+/* Two batches alike: the same place in the same epoch, the same images and labels. */
+static int same_batch(const struct loader_batch *a, const struct loader_batch *b,
+		      size_t image_floats)
+{
+	return a->epoch == b->epoch && a->index == b->index && a->n == b->n &&
+	       memcmp(a->x, b->x, sizeof(float) * a->n * image_floats) == 0 &&
+	       memcmp(a->y, b->y, sizeof(int32_t) * a->n) == 0;
+}
+
 static void test_seek_matches_sequential(void)
 {
 	struct dataset ds;
 	struct error err;
 	CHECK_INT(make_shard("s.ds", 1, 3, 3, 5, 40, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 7;
-	cfg.seed = 77;
+	struct loader_config cfg = config(7, 77);
 	cfg.flip = 1;
 	cfg.pad = 1;
-	struct loader *seq = loader_new(&ds, &cfg, &err), *sk = loader_new(&ds, &cfg, &err);
+	struct loader *seq = open_loader(&ds, &cfg), *sk = open_loader(&ds, &cfg);
 	struct loader_batch a, b;
-	for (int e = 0; e < 2; e++)
-		while (loader_next(seq, &a, &err) == 1)
-			;
+	skip_epochs(seq, 2);
 	CHECK_INT(loader_next(sk, &b, &err), 1); /* hold a batch, then seek */
 	CHECK_INT(loader_seek(sk, 2, &err), 0);
 	int same = 1, n = 0;
 	while (loader_next(seq, &a, &err) == 1) {
 		CHECK_INT(loader_next(sk, &b, &err), 1);
-		same &= a.n == b.n && a.epoch == 2 && b.epoch == 2 && a.index == b.index;
-		same &= memcmp(a.x, b.x, sizeof(float) * a.n * 9) == 0 &&
-			memcmp(a.y, b.y, 4 * a.n) == 0;
+		same &= a.epoch == 2 && same_batch(&a, &b, 9);
 		n++;
 	}
 	CHECK_INT(loader_next(sk, &b, &err), 0);
@@ -242,9 +282,7 @@ static void test_seek_matches_sequential(void)
 		CHECK_INT(rb, ra);
 		if (ra == 0) /* the end of epoch 1, at the same place */
 			continue;
-		same &= a.epoch == b.epoch && a.index == b.index && a.n == b.n;
-		same &= memcmp(a.x, b.x, sizeof(float) * a.n * 9) == 0 &&
-			memcmp(a.y, b.y, 4 * a.n) == 0;
+		same &= same_batch(&a, &b, 9);
 		n++;
 	}
 	CHECK(same);
@@ -264,26 +302,32 @@ static void test_augment_on_known_image(void)
 		src[i] = (uint8_t)(10 * (i + 1));
 	float mean[1] = {0}, std[1] = {1}, dst[9];
 #define PX(v) ((float)(v) * (1.0f / 255.0f)) /* mean 0, std 1: scale 1/255, bias 0 */
-	/* no pad, no flip: identity */
-	loader_augment(src, dst, 1, 3, 3, 0, 0, 0, 0, mean, std);
-	for (int i = 0; i < 9; i++)
-		CHECK(dst[i] == PX(src[i]));
-	/* flip: rows mirrored */
-	loader_augment(src, dst, 1, 3, 3, 0, 0, 0, 1, mean, std);
-	float flip[9] = {PX(30), PX(20), PX(10), PX(60), PX(50), PX(40), PX(90), PX(80), PX(70)};
-	CHECK(memcmp(dst, flip, sizeof(flip)) == 0);
-	/* pad 1, crop at (dx, dy) = (0, 0): image shifted right and down by one */
-	loader_augment(src, dst, 1, 3, 3, 1, 0, 0, 0, mean, std);
-	float shift[9] = {0, 0, 0, 0, PX(10), PX(20), 0, PX(40), PX(50)};
-	CHECK(memcmp(dst, shift, sizeof(shift)) == 0);
-	/* pad 1, (dx, dy) = (1, 1): the centre crop is the image itself */
-	loader_augment(src, dst, 1, 3, 3, 1, 1, 1, 0, mean, std);
-	for (int i = 0; i < 9; i++)
-		CHECK(dst[i] == PX(src[i]));
-	/* pad 1, (dx, dy) = (2, 1), flipped: crop shifts left by one, then mirror */
-	loader_augment(src, dst, 1, 3, 3, 1, 2, 1, 1, mean, std);
-	float both[9] = {0, PX(30), PX(20), 0, PX(60), PX(50), 0, PX(90), PX(80)};
-	CHECK(memcmp(dst, both, sizeof(both)) == 0);
+	/* the output, to the bit, is the pixels of want / 255 (0: padding) */
+	static const struct {
+		uint32_t pad, dx, dy;
+		int flip;
+		uint8_t want[9];
+	} cases[] = {
+	    {0, 0, 0, 0, {10, 20, 30, 40, 50, 60, 70, 80, 90}}, /* identity */
+	    {0, 0, 0, 1, {30, 20, 10, 60, 50, 40, 90, 80, 70}}, /* flip: rows mirrored */
+	    /* pad 1, crop at (dx, dy) = (0, 0): image shifted right and down by one */
+	    {1, 0, 0, 0, {0, 0, 0, 0, 10, 20, 0, 40, 50}},
+	    /* pad 1, (dx, dy) = (1, 1): the centre crop is the image itself */
+	    {1, 1, 1, 0, {10, 20, 30, 40, 50, 60, 70, 80, 90}},
+	    /* pad 1, (dx, dy) = (2, 1), flipped: crop shifts left by one, then mirror */
+	    {1, 2, 1, 1, {0, 30, 20, 0, 60, 50, 0, 90, 80}},
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		loader_augment(src, dst, 1, 3, 3, cases[k].pad, cases[k].dx, cases[k].dy,
+			       cases[k].flip, mean, std);
+		float want[9];
+		for (int i = 0; i < 9; i++)
+			want[i] = PX(cases[k].want[i]);
+		if (memcmp(dst, want, sizeof(want)) != 0)
+			printf("#   pad %u, (dx, dy) = (%u, %u), flip %d: not as it should be\n",
+			       cases[k].pad, cases[k].dx, cases[k].dy, cases[k].flip);
+		CHECK(memcmp(dst, want, sizeof(want)) == 0);
+	}
 	/* normalization: padding is pixel 0, normalized like any pixel */
 	float m2[1] = {0.5f}, s2[1] = {0.25f};
 	loader_augment(src, dst, 1, 3, 3, 1, 0, 0, 0, m2, s2);
@@ -355,57 +399,62 @@ static void test_augment_matches_reference(void)
 	CHECK_INT(augment_reference_errors(2, 2, 32), 0); /* whole vectors */
 }
 
+/* One augmentation of a 1 x 4 x 5 image: loader_augment's pad, offset and flip. */
+struct crop {
+	uint32_t pad, dx, dy;
+	int flip;
+};
+
+/* hits[o] += the images of batch b that are crops[o] of their record, to the
+ * bit (the first of the n that fits); returns how many are none of them. */
+static int count_crops(const struct dataset *ds, const struct loader_batch *b,
+		       const struct crop *crops, int n, int *hits)
+{
+	float mean[1] = {0}, std[1] = {1}, want[20];
+	int none = 0;
+	for (uint32_t k = 0; k < b->n; k++) {
+		const uint8_t *src = dataset_image(ds, b->records[k]);
+		int found = -1;
+		for (int o = 0; o < n && found < 0; o++) {
+			loader_augment(src, want, 1, 4, 5, crops[o].pad, crops[o].dx, crops[o].dy,
+				       crops[o].flip, mean, std);
+			if (memcmp(want, b->x + k * 20, sizeof(want)) == 0)
+				found = o;
+		}
+		if (found < 0)
+			none++;
+		else
+			hits[found]++;
+	}
+	return none;
+}
+
 /* In a batch with flip on, every image is the record or its mirror, about half each. */
 static void test_loader_applies_flip_and_crop(void)
 {
 	struct dataset ds;
 	struct error err;
 	CHECK_INT(make_shard("f.ds", 1, 4, 5, 2, 400, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 400;
+	struct loader_config cfg = config(400, 0);
 	cfg.flip = 1;
-	struct loader *l = loader_new(&ds, &cfg, &err);
+	struct loader *l = open_loader(&ds, &cfg);
 	struct loader_batch b;
 	CHECK_INT(loader_next(l, &b, &err), 1);
-	float mean[1] = {0}, std[1] = {1}, want[20];
-	int flipped = 0, bad = 0;
-	for (uint32_t k = 0; k < b.n; k++) {
-		const uint8_t *src = dataset_image(&ds, b.records[k]);
-		loader_augment(src, want, 1, 4, 5, 0, 0, 0, 0, mean, std);
-		if (memcmp(want, b.x + k * 20, sizeof(want)) == 0)
-			continue;
-		loader_augment(src, want, 1, 4, 5, 0, 0, 0, 1, mean, std);
-		if (memcmp(want, b.x + k * 20, sizeof(want)) == 0)
-			flipped++;
-		else
-			bad++;
-	}
-	CHECK_INT(bad, 0);
-	CHECK(flipped > 150 && flipped < 250); /* binomial(400, 1/2): 5 sigma = 50 */
+	const struct crop flips[2] = {{0, 0, 0, 0}, {0, 0, 0, 1}};
+	int kind[2] = {0}; /* as it is, mirrored */
+	CHECK_INT(count_crops(&ds, &b, flips, 2, kind), 0);
+	CHECK(kind[1] > 150 && kind[1] < 250); /* binomial(400, 1/2): 5 sigma = 50 */
 	loader_free(l);
 	/* pad 1: every image is one of the 9 crops; all 9 offsets occur */
 	cfg.flip = 0;
 	cfg.pad = 1;
-	l = loader_new(&ds, &cfg, &err);
+	l = open_loader(&ds, &cfg);
 	CHECK_INT(loader_next(l, &b, &err), 1);
+	struct crop crops[9];
+	for (uint32_t o = 0; o < 9; o++)
+		crops[o] = (struct crop){1, o % 3, o / 3, 0};
 	int hits[9] = {0};
-	bad = 0;
-	for (uint32_t k = 0; k < b.n; k++) {
-		const uint8_t *src = dataset_image(&ds, b.records[k]);
-		int found = -1;
-		for (int o = 0; o < 9 && found < 0; o++) {
-			loader_augment(src, want, 1, 4, 5, 1, (uint32_t)(o % 3), (uint32_t)(o / 3),
-				       0, mean, std);
-			if (memcmp(want, b.x + k * 20, sizeof(want)) == 0)
-				found = o;
-		}
-		if (found < 0)
-			bad++;
-		else
-			hits[found]++;
-	}
-	CHECK_INT(bad, 0);
+	CHECK_INT(count_crops(&ds, &b, crops, 9, hits), 0);
 	for (int o = 0; o < 9; o++)
 		CHECK(hits[o] > 10);
 	loader_free(l);
@@ -418,17 +467,13 @@ static void test_parts_cover_the_epoch(void)
 	struct dataset ds;
 	struct error err;
 	CHECK_INT(make_shard("p.ds", 1, 2, 2, 3, 100, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 8;
-	cfg.seed = 3;
+	struct loader_config cfg = config(8, 3);
 	cfg.parts = 3;
 	for (int epoch = 0; epoch < 2; epoch++) {
 		int seen[100] = {0};
 		for (uint32_t p = 0; p < 3; p++) {
 			cfg.part = p;
-			struct loader *l = loader_new(&ds, &cfg, &err);
-			CHECK(l != NULL);
+			struct loader *l = open_loader(&ds, &cfg);
 			if (!l)
 				continue;
 			CHECK_INT(loader_batches_per_epoch(l), 5); /* 33 records each */
@@ -452,7 +497,7 @@ static void test_parts_cover_the_epoch(void)
 		CHECK_INT(twice, 0);
 	}
 	cfg.part = 3;
-	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	check_refused(&ds, &cfg, NULL);
 	dataset_close(&ds);
 }
 
@@ -478,6 +523,16 @@ static void count_free(void *p, void *ctx)
 	free(p);
 }
 
+/* Batch buffers from count_alloc and count_free, their bytes added to *bytes. */
+static void count_allocations(struct loader_config *cfg, size_t *bytes)
+{
+	x_allocs = x_frees = 0;
+	*bytes = 0;
+	cfg->x_alloc = count_alloc;
+	cfg->x_free = count_free;
+	cfg->x_ctx = bytes;
+}
+
 /* The float buffers come from the caller's allocator (pinned memory for a GPU),
  * once per slot, never per batch. */
 static void test_caller_allocator_for_batches(void)
@@ -485,20 +540,12 @@ static void test_caller_allocator_for_batches(void)
 	struct dataset ds;
 	struct error err;
 	CHECK_INT(make_shard("x.ds", 1, 3, 3, 2, 50, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 4;
+	struct loader_config cfg = config(4, 0);
 	cfg.prefetch = 2;
-	size_t bytes = 0;
-	cfg.x_alloc = count_alloc;
-	cfg.x_free = count_free;
-	cfg.x_ctx = &bytes;
-	struct loader *l = loader_new(&ds, &cfg, &err);
-	CHECK(l != NULL);
-	struct loader_batch b;
-	for (int e = 0; e < 3; e++)
-		while (loader_next(l, &b, &err) == 1)
-			;
+	size_t bytes;
+	count_allocations(&cfg, &bytes);
+	struct loader *l = open_loader(&ds, &cfg);
+	skip_epochs(l, 3);
 	loader_free(l);
 	CHECK_INT(x_allocs, 3); /* prefetch + 1 slots */
 	CHECK_INT(x_frees, 3);
@@ -510,9 +557,9 @@ static void test_caller_allocator_for_batches(void)
 	for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
 		cfg.prefetch = prefetch;
 		x_reuses = x_reuse_held = 0;
-		l = loader_new(&ds, &cfg, &err);
-		CHECK(l != NULL);
+		l = open_loader(&ds, &cfg);
 		int batches = 0;
+		struct loader_batch b;
 		for (int e = 0; e < 3; e++) {
 			__atomic_store_n(&held_x, NULL, __ATOMIC_SEQ_CST);
 			while (loader_next(l, &b, &err) == 1) {
@@ -533,7 +580,7 @@ static void test_caller_allocator_for_batches(void)
 	}
 	cfg.x_reuse = NULL;
 	cfg.x_free = NULL;
-	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	check_refused(&ds, &cfg, NULL);
 	dataset_close(&ds);
 }
 
@@ -542,17 +589,14 @@ static void test_bad_config_and_out_of_memory(void)
 	struct dataset ds;
 	struct error err;
 	CHECK_INT(make_shard("c.ds", 1, 4, 4, 2, 10, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 0;
-	CHECK(loader_new(&ds, &cfg, &err) == NULL);
-	CHECK(strstr(err.msg, "batch") != NULL);
+	struct loader_config cfg = config(0, 0);
+	check_refused(&ds, &cfg, "batch");
 	cfg.batch = 4;
 	cfg.std[0] = 0;
-	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	check_refused(&ds, &cfg, NULL);
 	cfg.std[0] = 1;
 	cfg.pad = 5;
-	CHECK(loader_new(&ds, &cfg, &err) == NULL);
+	check_refused(&ds, &cfg, NULL);
 	cfg.pad = 0;
 	for (long k = 0; k < 8; k++) {
 		mem_fail_after(k);
@@ -642,34 +686,27 @@ static void test_symmetries_match_reference(void)
 /* Tiles of S x S that say where each pixel came from: channel 0 = y S + x
  * (S <= 16), channel 1 = 1 (0 only in padding), channel 2 = 1 where the mask
  * is not labelled; mask = y S + x, or 255 on about one pixel in five. */
+static int add_position_record(struct dataset_writer *w, const struct dataset_shape *s, uint64_t i,
+			       uint8_t *px, const void *ctx, struct error *err)
+{
+	(void)ctx;
+	size_t plane = (size_t)s->height * s->width;
+	uint8_t *mask = px + 3 * plane;
+	for (size_t j = 0; j < plane; j++) {
+		int ignore = (j * 3 + i) % 5 == 0;
+		px[j] = (uint8_t)j;
+		px[plane + j] = 1;
+		px[2 * plane + j] = (uint8_t)ignore;
+		mask[j] = ignore ? DATASET_MASK_IGNORE : (uint8_t)j;
+	}
+	struct dataset_key key = {4, (uint32_t)i % 16, 3};
+	return dataset_writer_add_mask(w, px, mask, &key, err);
+}
+
 static int make_position_shard(const char *name, uint32_t S, uint64_t n, struct dataset *ds)
 {
-	char path[300];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	struct dataset_shape s = {3, S, S, S * S, DATASET_LABEL_MASK};
-	struct dataset_writer w;
-	struct error err;
-	if (dataset_writer_open(&w, path, &s, &err) < 0)
-		return -1;
-	size_t plane = (size_t)S * S;
-	uint8_t px[3 * 256], mask[256];
-	for (uint64_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < plane; j++) {
-			int ignore = (j * 3 + i) % 5 == 0;
-			px[j] = (uint8_t)j;
-			px[plane + j] = 1;
-			px[2 * plane + j] = (uint8_t)ignore;
-			mask[j] = ignore ? DATASET_MASK_IGNORE : (uint8_t)j;
-		}
-		struct dataset_key key = {4, (uint32_t)i % 16, 3};
-		if (dataset_writer_add_mask(&w, px, mask, &key, &err) < 0) {
-			dataset_writer_abort(&w);
-			return -1;
-		}
-	}
-	if (dataset_writer_finish(&w, &err) < 0)
-		return -1;
-	return dataset_open(ds, path, 0, &err);
+	return open_new_shard(name, &s, n, add_position_record, ds);
 }
 
 /* The mask of every pixel of every batch is what the image says it should
@@ -682,14 +719,10 @@ static void test_mask_follows_image(void)
 	struct error err;
 	const uint32_t S = 8;
 	CHECK_INT(make_position_shard("pos.ds", S, 50, &ds), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 16;
-	cfg.seed = 9;
+	struct loader_config cfg = config(16, 9);
 	cfg.dihedral = 1;
 	cfg.pad = 2;
-	struct loader *l = loader_new(&ds, &cfg, &err);
-	CHECK(l != NULL);
+	struct loader *l = open_loader(&ds, &cfg);
 	int bad = 0, padded = 0, ignored = 0, moved = 0;
 	size_t plane = S * S;
 	struct loader_batch b;
@@ -716,7 +749,7 @@ static void test_mask_follows_image(void)
 	/* pad 0: each tile is one of the 8 symmetries of the record, all occur */
 	cfg.pad = 0;
 	cfg.batch = 50;
-	l = loader_new(&ds, &cfg, &err);
+	l = open_loader(&ds, &cfg);
 	int hits[8] = {0}, none = 0;
 	for (int e = 0; e < 8 && l; e++)
 		while (loader_next(l, &b, &err) == 1)
@@ -749,8 +782,7 @@ static void test_mask_follows_image(void)
 	struct dataset rect;
 	CHECK_INT(make_shard("rect.ds", 1, 4, 6, 2, 4, &rect), 0);
 	cfg.dihedral = 1;
-	CHECK(loader_new(&rect, &cfg, &err) == NULL);
-	CHECK(strstr(err.msg, "needs square images, these are 4x6") != NULL);
+	check_refused(&rect, &cfg, "needs square images, these are 4x6");
 	dataset_close(&rect);
 	dataset_close(&ds);
 }
@@ -763,16 +795,11 @@ static void test_mask_values_and_ignore(void)
 	struct error err;
 	CHECK_INT(make_position_shard("pos2.ds", 4, 10, &ds), 0);
 	CHECK_INT(make_shard("cls.ds", 1, 4, 4, 3, 10, &cls), 0);
-	struct loader_config cfg;
-	loader_config_default(&cfg);
-	cfg.batch = 10;
+	struct loader_config cfg = config(10, 0);
 	cfg.shuffle = 0;
-	size_t bytes = 0;
-	x_allocs = x_frees = 0;
-	cfg.x_alloc = count_alloc;
-	cfg.x_free = count_free;
-	cfg.x_ctx = &bytes;
-	struct loader *l = loader_new(&ds, &cfg, &err);
+	size_t bytes;
+	count_allocations(&cfg, &bytes);
+	struct loader *l = open_loader(&ds, &cfg);
 	struct loader_batch b;
 	CHECK_INT(loader_next(l, &b, &err), 1);
 	int bad = 0, minus = 0;
@@ -791,7 +818,7 @@ static void test_mask_values_and_ignore(void)
 	CHECK_INT(x_frees, 6);
 	CHECK_INT(bytes, 3 * 10 * 16 * (3 * sizeof(float) + sizeof(int32_t)));
 	cfg.x_alloc = NULL, cfg.x_free = NULL;
-	l = loader_new(&cls, &cfg, &err);
+	l = open_loader(&cls, &cfg);
 	CHECK_INT(loader_next(l, &b, &err), 1);
 	CHECK(b.mask == NULL && b.y != NULL);
 	loader_free(l);
@@ -828,21 +855,18 @@ static void test_bad_mask_value(void)
 		 "shard has 3 classes (255: no label)",
 		 path, (long long)at);
 	for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
-		struct loader_config cfg;
-		loader_config_default(&cfg);
-		cfg.batch = 2;
+		struct loader_config cfg = config(2, 0);
 		cfg.shuffle = 0;
 		cfg.prefetch = prefetch;
-		struct loader *l = loader_new(&ds, &cfg, &err);
+		struct loader *l = open_loader(&ds, &cfg);
 		struct loader_batch b;
 		CHECK_INT(loader_next(l, &b, &err), 1);
 		CHECK_INT(loader_next(l, &b, &err), 1);
-		error_clear(&err);
-		CHECK_INT(loader_next(l, &b, &err), DATASET_EBADINPUT);
-		CHECK_STR(err.msg, want);
-		error_clear(&err);
-		CHECK_INT(loader_next(l, &b, &err), DATASET_EBADINPUT);
-		CHECK_STR(err.msg, want);
+		for (int again = 0; again < 2; again++) {
+			error_clear(&err);
+			CHECK_INT(loader_next(l, &b, &err), DATASET_EBADINPUT);
+			CHECK_STR(err.msg, want);
+		}
 		loader_free(l);
 	}
 	dataset_close(&ds);
