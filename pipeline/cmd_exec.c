@@ -49,7 +49,15 @@ struct exec_ctx {
 	char job[64];
 	int restarts; /* SLURM_RESTART_COUNT: requeues of this submission so far */
 	double t0;
+	const struct rusage *ru; /* the task's, once it has ended */
 };
+
+/* CPU seconds (user + system) of the task and the processes it waited for. */
+static double cpu_seconds(const struct rusage *ru)
+{
+	return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec / 1e6 +
+	       (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec / 1e6;
+}
 
 static void path_of(struct buf *b, const struct exec_ctx *x, const char *name)
 {
@@ -70,6 +78,10 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 		return error_set(err, "out of memory");
 	if (message)
 		json_object_set_new(j, "message", json_string(message));
+	if (x->ru) { /* it ran: what it used, for `cairn status --usage` and why */
+		json_object_set_new(j, "cpu_s", json_real(cpu_seconds(x->ru)));
+		json_object_set_new(j, "max_rss_kb", json_integer((json_int_t)x->ru->ru_maxrss));
+	}
 	struct buf p = BUF_INIT;
 	path_of(&p, x, "failed.json");
 	int rc = jsonio_write_replace(p.s, j, err);
@@ -413,6 +425,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	}
 	buf_release(&script);
 	double wall = clock_now() - x->t0;
+	x->ru = &ru;
 
 	if (stop_signal || timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		int code, sig;
@@ -465,11 +478,12 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		sleep((unsigned)atoi(getenv("CAIRN_TEST_PAUSE_BEFORE_DONE")));
 	char finished[32];
 	clock_utc(finished, sizeof(finished), 0);
-	json_t *done = json_pack("{s:i, s:i, s:s, s:s, s:s, s:f, s:I, s:s, s:O, s:s, s:o, s:s}",
-				 "exit_code", 0, "attempt", x->attempt, "host", x->host, "started",
-				 x->started, "finished", finished, "wall_s", wall, "max_rss_kb",
-				 (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts,
-				 "manifest_sha256", digest, "manifest", manifest, "slurm_job", x->job);
+	json_t *done =
+	    json_pack("{s:i, s:i, s:s, s:s, s:s, s:f, s:f, s:I, s:s, s:O, s:s, s:o, s:s}",
+		      "exit_code", 0, "attempt", x->attempt, "host", x->host, "started", x->started,
+		      "finished", finished, "wall_s", wall, "cpu_s", cpu_seconds(&ru), "max_rss_kb",
+		      (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts, "manifest_sha256",
+		      digest, "manifest", manifest, "slurm_job", x->job);
 	path_of(&p, x, "done.json");
 	/* Temp file + rename, no fsync: a process killed at any moment leaves
 	 * the old state or the new, never a torn file. fsync would only matter
@@ -496,6 +510,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	run_event(x->run->dir, "done %s/%d attempt %d in %.2f s", x->st->name, x->task, x->attempt, wall);
 	rc = 0;
 out:
+	x->ru = NULL; /* it was this function's */
 	json_decref(parts);
 	buf_release(&p);
 	buf_release(&cmd);

@@ -1,8 +1,15 @@
-/* cairn status RUN [--json]: task counts per stage from the markers alone
- * (a stat per task; JSON is read only for failed and running tasks). */
+/* cairn status RUN [--json] [--usage]: task counts per stage from the
+ * markers alone (a stat per task; JSON is read only for failed and running
+ * tasks), and with --usage what the done tasks used against what their
+ * stage asks (every done.json read). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
 #include "core/mem.h"
 #include "pipeline/cli.h"
 
@@ -112,36 +119,46 @@ void status_release(struct run_status *st)
 	memset(st, 0, sizeof(*st));
 }
 
+static json_t *status_json(const struct run *r, const struct run_status *st)
+{
+	const struct spec *s = &r->spec;
+	json_t *stages = json_object();
+	for (int k = 0; k < s->nstages; k++) {
+		int i = s->order[k];
+		const struct stage_counts *c = &st->stages[i];
+		json_object_set_new(
+		    stages, s->stages[i].name,
+		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tasks", (json_int_t)c->tasks,
+			      "done", (json_int_t)c->done, "failed", (json_int_t)c->failed,
+			      "running", (json_int_t)c->running, "pending", (json_int_t)c->pending,
+			      "cancelled", (json_int_t)c->cancelled));
+	}
+	json_t *j =
+	    json_pack("{s:s, s:s, s:o}", "run", r->dir, "state", st->state, "stages", stages);
+	/* Only when there is something to say: the usual shape stays as it was. */
+	if (j && st->stuck_total)
+		json_object_set_new(j, "stuck", json_integer(st->stuck_total));
+	if (j && st->warning[0])
+		json_object_set_new(j, "slurm_reachable", json_false());
+	return j;
+}
+
+static void print_json(json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER) : NULL;
+	if (text)
+		printf("%s\n", text);
+	free(text);
+	json_decref(j);
+}
+
 void status_print(const struct run *r, const struct run_status *st, int json)
 {
 	const struct spec *s = &r->spec;
 	if (st->warning[0])
 		fprintf(stderr, "cairn: %s\n", st->warning);
 	if (json) {
-		json_t *stages = json_object();
-		for (int k = 0; k < s->nstages; k++) {
-			int i = s->order[k];
-			const struct stage_counts *c = &st->stages[i];
-			json_object_set_new(stages, s->stages[i].name,
-					    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tasks",
-						      (json_int_t)c->tasks, "done", (json_int_t)c->done,
-						      "failed", (json_int_t)c->failed, "running",
-						      (json_int_t)c->running, "pending",
-						      (json_int_t)c->pending, "cancelled",
-						      (json_int_t)c->cancelled));
-		}
-		json_t *j = json_pack("{s:s, s:s, s:o}", "run", r->dir, "state", st->state, "stages",
-				      stages);
-		/* Only when there is something to say: the usual shape stays as it was. */
-		if (j && st->stuck_total)
-			json_object_set_new(j, "stuck", json_integer(st->stuck_total));
-		if (j && st->warning[0])
-			json_object_set_new(j, "slurm_reachable", json_false());
-		char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER) : NULL;
-		if (text)
-			printf("%s\n", text);
-		free(text);
-		json_decref(j);
+		print_json(status_json(r, st));
 		return;
 	}
 	printf("%-20s %8s %8s %8s %8s %8s %9s\n", "stage", "tasks", "done", "failed", "running",
@@ -172,24 +189,195 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 		printf("see why: cairn why %s STAGE/TASK\n", r->dir);
 }
 
+/* What the done tasks of one stage used (their done.json). */
+struct stage_usage {
+	long long tasks;
+	double wall_sum, wall_max, cpu_sum;
+	long long rss_max_kb;
+	int cpu_known; /* every task's done.json had cpu_s (since session 18) */
+};
+
+static int usage_collect(const struct run *r, struct stage_usage *u)
+{
+	const struct spec *s = &r->spec;
+	struct buf p = BUF_INIT;
+	for (int i = 0; i < s->nstages; i++) {
+		u[i] = (struct stage_usage){.cpu_known = 1};
+		for (int t = 0; t < s->stages[i].ntasks; t++) {
+			buf_reset(&p);
+			task_path(&p, r->dir, s->stages[i].name, t, "done.json");
+			if (p.failed)
+				break;
+			struct error e;
+			json_t *j = fs_exists(p.s) ? jsonio_load(p.s, &e) : NULL;
+			if (!j)
+				continue; /* not done, or torn: status counts it as not done */
+			double wall = jsonio_num(j, "wall_s", 0), cpu = jsonio_num(j, "cpu_s", -1);
+			long long rss = jsonio_int(j, "max_rss_kb", 0);
+			json_decref(j);
+			u[i].tasks++;
+			u[i].wall_sum += wall;
+			u[i].wall_max = wall > u[i].wall_max ? wall : u[i].wall_max;
+			u[i].cpu_sum += cpu > 0 ? cpu : 0;
+			u[i].cpu_known &= cpu >= 0;
+			u[i].rss_max_kb = rss > u[i].rss_max_kb ? rss : u[i].rss_max_kb;
+		}
+	}
+	int failed = p.failed;
+	buf_release(&p);
+	return failed ? -1 : 0;
+}
+
+static void format_seconds(double v, char *out, size_t size)
+{
+	if (v < 60)
+		snprintf(out, size, "%.1f s", v);
+	else
+		clock_format_duration(v, out, size);
+}
+
+static void format_kib(long long kib, char *out, size_t size)
+{
+	if (kib < 1024 * 1024)
+		snprintf(out, size, "%.1f MiB", kib / 1024.0);
+	else
+		snprintf(out, size, "%.2f GiB", kib / (1024.0 * 1024.0));
+}
+
+/* A mem value for the spec: 1.5 times what was used, rounded up to 256 MiB. */
+static void suggest_mem(long long kib, char *out, size_t size)
+{
+	long long mb = (long long)ceil(kib * 1.5 / 1024 / 256) * 256;
+	if (mb % 1024 == 0)
+		snprintf(out, size, "%lldG", mb / 1024);
+	else
+		snprintf(out, size, "%lldM", mb);
+}
+
+/* The advice of one stage's usage against what it asks; n lines, 200 each. */
+static int usage_advice(const char *name, const struct job_res *res, const struct stage_usage *u,
+			char out[][200], int n)
+{
+	int k = 0;
+	char a[32], b[32], c[32];
+	long long mem_kib = res->mem_mb * 1024;
+	if (!u->tasks)
+		return 0;
+	format_kib(u->rss_max_kb, a, sizeof(a));
+	format_kib(mem_kib, b, sizeof(b));
+	if (mem_kib && u->rss_max_kb >= 0.9 * mem_kib && k < n)
+		snprintf(out[k++], 200,
+			 "%s: a task used %s of its mem = %s (%.0f%%): raise mem before a larger "
+			 "input is killed for it",
+			 name, a, b, 100.0 * u->rss_max_kb / mem_kib);
+	if (mem_kib >= 1024 * 1024 && u->rss_max_kb * 4 < mem_kib && k < n) {
+		suggest_mem(u->rss_max_kb, c, sizeof(c));
+		snprintf(out[k++], 200,
+			 "%s: asks mem = %s, its tasks used %s at most: mem = %s would do, and "
+			 "Slurm could place more of them per node",
+			 name, b, a, c);
+	}
+	if (res->time_s && u->wall_max >= 0.9 * res->time_s && k < n) {
+		format_seconds(u->wall_max, a, sizeof(a));
+		format_seconds((double)res->time_s, b, sizeof(b));
+		snprintf(out[k++], 200,
+			 "%s: a task ran %s of its time = %s (%.0f%%): raise time before one is "
+			 "stopped by it",
+			 name, a, b, 100.0 * u->wall_max / res->time_s);
+	}
+	double busy = u->wall_sum > 0 ? u->cpu_sum / u->wall_sum : 0;
+	if (res->cpus > 1 && u->cpu_known && u->wall_sum >= 1 && busy < 0.5 * res->cpus && k < n)
+		snprintf(
+		    out[k++], 200,
+		    "%s: asks cpus = %d, its tasks kept %.1f busy on average: the rest sat idle",
+		    name, res->cpus, busy);
+	return k;
+}
+
+/* The usage table and its advice; with j, into that JSON object instead. */
+static void usage_print(const struct run *r, const struct stage_usage *u, json_t *j)
+{
+	int json = j != NULL;
+	const struct spec *s = &r->spec;
+	int slurm = !strcmp(jsonio_str(r->info, "executor", "local"), "slurm");
+	char advice[64][200];
+	int nadvice = 0;
+	json_t *stages = json ? json_object() : NULL, *lines = json ? json_array() : NULL;
+	if (!json)
+		printf("\n%-20s %8s %10s %10s %8s %11s  %s\n", "usage of done tasks", "tasks",
+		       "wall sum", "wall max", "cpu/wall", "max RSS", "asked");
+	for (int k = 0; k < s->nstages; k++) {
+		int i = s->order[k];
+		const struct stage_usage *x = &u[i];
+		const struct job_res *res = &s->stages[i].res;
+		nadvice += usage_advice(s->stages[i].name, res, x, advice + nadvice, 64 - nadvice);
+		if (slurm && res->ranks > 1 && x->tasks && nadvice < 64)
+			snprintf(
+			    advice[nadvice++], 200,
+			    "%s: its ranks run under srun, outside the wrapper: their CPU time and "
+			    "memory are Slurm's to tell (sacct -j JOB --format=TotalCPU,MaxRSS)",
+			    s->stages[i].name);
+		if (json) {
+			json_t *o = json_pack("{s:I, s:f, s:f, s:I}", "tasks", (json_int_t)x->tasks,
+					      "wall_s", x->wall_sum, "wall_s_max", x->wall_max,
+					      "max_rss_kb", (json_int_t)x->rss_max_kb);
+			if (o && x->cpu_known)
+				json_object_set_new(o, "cpu_s", json_real(x->cpu_sum));
+			json_object_set_new(stages, s->stages[i].name, o);
+			continue;
+		}
+		char ws[32], wm[32], rss[32], busy[16] = "-", asked[96] = "", m[32], t[32];
+		format_seconds(x->wall_sum, ws, sizeof(ws));
+		format_seconds(x->wall_max, wm, sizeof(wm));
+		format_kib(x->rss_max_kb, rss, sizeof(rss));
+		if (x->cpu_known && x->wall_sum > 0)
+			snprintf(busy, sizeof(busy), "%.2f", x->cpu_sum / x->wall_sum);
+		format_kib(res->mem_mb * 1024, m, sizeof(m));
+		format_seconds((double)res->time_s, t, sizeof(t));
+		snprintf(asked, sizeof(asked), "cpus %d%s%s%s%s", res->cpus ? res->cpus : 1,
+			 res->mem_mb ? ", mem " : "", res->mem_mb ? m : "",
+			 res->time_s ? ", time " : "", res->time_s ? t : "");
+		printf("%-20s %8lld %10s %10s %8s %11s  %s\n", s->stages[i].name, x->tasks, ws, wm,
+		       busy, rss, asked);
+	}
+	for (int i = 0; i < nadvice; i++) {
+		if (json)
+			json_array_append_new(lines, json_string(advice[i]));
+		else
+			printf("  %s\n", advice[i]);
+	}
+	if (json) {
+		json_object_set_new(j, "usage", stages);
+		json_object_set_new(j, "usage_advice", lines);
+	}
+}
+
 static const char status_usage[] =
-	"usage: cairn status RUN [--json]\n"
-	"Counts tasks per stage (done, failed, running, pending, cancelled) from the\n"
-	"run folder's markers, and says the run's state.\n"
-	"  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}, and\n"
-	"           on Slurm \"stuck\": N when tasks wait for what never comes,\n"
-	"           \"slurm_reachable\": false when squeue failed\n"
-	"example: cairn status runs/demo-20261124T140000Z-1a2b --json\n";
+    "usage: cairn status RUN [--json] [--usage]\n"
+    "Counts tasks per stage (done, failed, running, pending, cancelled) from the\n"
+    "run folder's markers, and says the run's state.\n"
+    "  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}, and\n"
+    "           on Slurm \"stuck\": N when tasks wait for what never comes,\n"
+    "           \"slurm_reachable\": false when squeue failed\n"
+    "  --usage  also what the done tasks used per stage (wall time, CPU time over\n"
+    "           wall time, the largest max RSS) beside what the stage asks (cpus,\n"
+    "           mem, time), and advice where they part: a task near its mem or\n"
+    "           time, mem asked 4x over, cpus that sat idle. With --json:\n"
+    "           \"usage\": {NAME: {\"tasks\", \"wall_s\", \"wall_s_max\", \"max_rss_kb\",\n"
+    "           \"cpu_s\"}}, \"usage_advice\": [lines]\n"
+    "example: cairn status runs/demo-20261124T140000Z-1a2b --json\n";
 
 int cmd_status(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv, status_usage))
 		return 0;
 	const char *dir = NULL;
-	int json = 0;
+	int json = 0, usage = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			json = 1;
+		else if (!strcmp(argv[i], "--usage"))
+			usage = 1;
 		else if (argv[i][0] == '-' || dir) {
 			fprintf(stderr, "cairn status: unexpected '%s'\n%s", argv[i], status_usage);
 			return 2;
@@ -205,11 +393,28 @@ int cmd_status(int argc, char **argv)
 	if (cli_open_run("status", dir, &r) < 0)
 		return 2;
 	struct run_status st;
+	struct stage_usage *u = NULL;
 	int rc = status_collect(&r, &st, &err);
-	if (rc < 0)
+	if (rc == 0 && usage) {
+		u = mem_calloc((size_t)r.spec.nstages, sizeof(*u));
+		if (!u || usage_collect(&r, u) < 0)
+			rc = error_set(&err, "out of memory");
+	}
+	if (rc < 0) {
 		fprintf(stderr, "cairn status: %s\n", err.msg);
-	else
+	} else if (usage && json) {
+		if (st.warning[0])
+			fprintf(stderr, "cairn: %s\n", st.warning);
+		json_t *j = status_json(&r, &st);
+		if (j)
+			usage_print(&r, u, j);
+		print_json(j);
+	} else {
 		status_print(&r, &st, json);
+		if (usage)
+			usage_print(&r, u, NULL);
+	}
+	mem_free(u);
 	status_release(&st);
 	run_release(&r);
 	return rc < 0 ? 1 : 0;

@@ -474,6 +474,38 @@ check_eq "resume of a run another cairn drives: exit 1" "$?" 1
 check_grep "resume of a run another cairn drives: names its pid" "being run by another cairn \\(pid $lpid\\)" out.txt
 wait $lpid
 
+# --- status --usage: what the done tasks used against what their stage asks ---
+cat >use.ini <<EOF
+[stage near]
+time = 0:05
+command = sleep 4.6
+[stage big]
+mem = 128M
+command = python3 -c "x = bytearray(120 << 20); x[::4096] = b'1' * len(x[::4096])"
+[stage fat]
+cpus = 2
+mem = 8G
+command = sleep 1.1
+EOF
+cairn run use.ini --run-dir ru >out.txt 2>&1
+check_eq "usage: the run is done" "$?" 0
+check "usage: done.json has the task's CPU time and max RSS" python3 -c "
+import json; d = json.load(open('ru/stages/big/0/done.json'))
+assert d['cpu_s'] > 0 and d['max_rss_kb'] > 120 * 1024, d"
+cairn status ru --usage >use.txt 2>&1
+check_grep "usage: a row per stage, with what it asks" "^fat +1 +1\.[0-9] s +1\.[0-9] s +0\.[0-9]+ +[0-9.]+ MiB  cpus 2, mem 8\.00 GiB" use.txt
+check_grep "usage: a task near its mem" "big: a task used 1[2-9][0-9]\.[0-9] MiB of its mem = 128\.0 MiB \([0-9]+%\): raise mem" use.txt
+check_grep "usage: a task near its time" "near: a task ran 4\.[6-9] s of its time = 5\.0 s \(9[0-9]%\): raise time" use.txt
+check_grep "usage: mem asked 4x over, with what would do" "fat: asks mem = 8\.00 GiB, its tasks used [0-9.]+ MiB at most: mem = 256M would do" use.txt
+check_grep "usage: cpus that sat idle" "fat: asks cpus = 2, its tasks kept 0\.0 busy on average" use.txt
+cairn status ru --usage --json >use.json
+check "usage --json: counts, usage per stage and the advice" python3 -c "
+import json; j = json.load(open('use.json'))
+assert j['stages']['big']['done'] == 1
+u = j['usage']['near']
+assert u['tasks'] == 1 and 4.5 < u['wall_s'] == u['wall_s_max'] < 5 and u['cpu_s'] < 0.5, u
+assert len(j['usage_advice']) == 4, j['usage_advice']"
+
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry
