@@ -445,8 +445,16 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		} else if (stop_signal) {
 			kind = "cancelled";
 			snprintf(msg, sizeof(msg), "cairn exec got signal %d", (int)stop_signal);
-		} else if (sig == SIGKILL) {
-			snprintf(msg, sizeof(msg), "killed by SIGKILL (out of memory, or kill -9)");
+		} else if (sig == SIGKILL || code == 128 + SIGKILL) { /* or its shell saying so */
+			/* the largest process's peak, against the stage's mem: is it
+			 * the memory? */
+			int n = snprintf(
+			    msg, sizeof(msg),
+			    "killed by SIGKILL (out of memory, or kill -9); max RSS %.1f MiB",
+			    ru.ru_maxrss / 1024.0);
+			if (x->st->res.mem_mb)
+				snprintf(msg + n, sizeof(msg) - (size_t)n, " of mem = %ld MiB",
+					 x->st->res.mem_mb);
 		}
 		dprintf(log_fd, "=== cairn: %s/%d %s (exit %d, signal %d) after %.1f s ===\n",
 			x->st->name, x->task, kind, code, sig, wall);

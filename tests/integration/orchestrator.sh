@@ -506,6 +506,19 @@ u = j['usage']['near']
 assert u['tasks'] == 1 and 4.5 < u['wall_s'] == u['wall_s_max'] < 5 and u['cpu_s'] < 0.5, u
 assert len(j['usage_advice']) == 4, j['usage_advice']"
 
+# a task killed by SIGKILL (as the OOM killer does): why says how large it was
+cat >kill.ini <<EOF
+[stage k]
+mem = 64M
+command = python3 -c "x = bytearray(40 << 20); x[::4096] = b'1' * len(x[::4096])
+  import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+EOF
+cairn run kill.ini --run-dir rk >out.txt 2>&1
+check_eq "killed: the run fails" "$?" 1
+cairn why rk k/0 >why.txt 2>&1
+check_grep "killed: why gives its max RSS against its mem" \
+	"exit 137 on attempt 1: killed by SIGKILL \(out of memory, or kill -9\); max RSS [4-9][0-9]\.[0-9] MiB of mem = 64 MiB" why.txt
+
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry
