@@ -314,10 +314,15 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	if (lock == TASK_LOCK_BUSY) {
 		/* Leave the task to the wrapper that holds it: no marker here, so
 		 * status and resume go by that wrapper's (sched.c). */
+		char comm[64], by[256] = "";
+		long holder =
+		    task_lock_holder(x->run->dir, x->st->name, x->task, comm, sizeof(comm));
+		if (holder)
+			snprintf(by, sizeof(by), " (by pid %ld, %s, on %s)", holder, comm, x->host);
 		run_event(x->run->dir,
-			  "busy %s/%d: its lock is still held after %.0f s; %s leaves it to that "
+			  "busy %s/%d: its lock is still held after %.0f s%s; %s leaves it to that "
 			  "wrapper (exit %d, no marker)",
-			  x->st->name, x->task, clock_now() - t0, who, EXEC_BUSY);
+			  x->st->name, x->task, clock_now() - t0, by, who, EXEC_BUSY);
 		error_set(err, "%s/%d is already running in another wrapper", x->st->name, x->task);
 		return EXEC_BUSY;
 	}

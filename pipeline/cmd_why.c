@@ -55,7 +55,8 @@ static void print_lock_refusal(const struct run *r, const char *stage, int task)
 			const char *start = last, *end = strchr(last, '\n');
 			while (start > data && start[-1] != '\n')
 				start--;
-			printf("  a job of it found its lock held and left it (events.log):\n    %.*s\n",
+			printf("  a wrapper of it found its lock held and left it (events.log):\n  "
+			       "  %.*s\n",
 			       (int)(end ? end - start : (long)strlen(start)), start);
 		}
 		mem_free(data);

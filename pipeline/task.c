@@ -70,6 +70,53 @@ int task_lock(const char *run, const char *stage, int task, struct error *err)
 	return fd == FS_LOCK_BUSY ? TASK_LOCK_BUSY : fd;
 }
 
+long task_lock_holder(const char *run, const char *stage, int task, char *comm, size_t size)
+{
+	struct buf p = BUF_INIT;
+	task_path(&p, run, stage, task, ".lock");
+	struct stat lk;
+	DIR *proc = opendir("/proc");
+	long found = 0;
+	if (p.failed || stat(p.s, &lk) < 0 || !proc)
+		goto out;
+	struct dirent *e;
+	while (!found && (e = readdir(proc))) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end || pid <= 0 || pid == (long)getpid())
+			continue;
+		char dir[64];
+		snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
+		DIR *fds = opendir(dir); /* another user's: not ours to see */
+		struct dirent *f;
+		while (fds && !found && (f = readdir(fds))) {
+			char fd[320];
+			struct stat st;
+			snprintf(fd, sizeof(fd), "%s/%s", dir, f->d_name);
+			if (f->d_name[0] != '.' && stat(fd, &st) == 0 && st.st_dev == lk.st_dev &&
+			    st.st_ino == lk.st_ino)
+				found = pid;
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (found) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%ld/comm", found);
+		FILE *c = fopen(path, "r");
+		if (!c || !fgets(comm, (int)size, c))
+			snprintf(comm, size, "?");
+		comm[strcspn(comm, "\n")] = '\0';
+		if (c)
+			fclose(c);
+	}
+out:
+	if (proc)
+		closedir(proc);
+	buf_release(&p);
+	return found;
+}
+
 int task_lock_held(const char *run, const char *stage, int task)
 {
 	struct buf p = BUF_INIT;

@@ -90,6 +90,10 @@ int task_lock(const char *run, const char *stage, int task, struct error *err);
 /* cairn exec's exit status when another wrapper kept the task's lock: it ran
  * nothing and wrote no marker (Slurm shows its job FAILED, ExitCode 75:0). */
 enum { TASK_EXIT_BUSY = 75 };
+/* A process on this machine with the task's lock file open (any fd: the
+ * lock is inherited), and its name in comm; 0 when none is found (or none
+ * that this user may look into). Scans /proc: for messages, not a loop. */
+long task_lock_holder(const char *run, const char *stage, int task, char *comm, size_t size);
 /* Is the task's lock held by a process on this machine? */
 int task_lock_held(const char *run, const char *stage, int task);
 

@@ -176,7 +176,9 @@ rm -f escaped away
 CAIRN_LOCK_WAIT=0 cairn run escape.ini --run-dir r3d >out.txt 2>&1
 check_eq "escaped: not waiting, the retry finds the task busy and the run fails" "$?" 1
 check_grep "escaped: ... and the events say why" \
-	"busy escape/0: its lock is still held after 0 s; attempt 2 leaves it to that wrapper" r3d/events.log
+	"busy escape/0: its lock is still held after 0 s \(by pid [0-9]+, lingerer, on [^)]+\); attempt 2 leaves it to that wrapper" r3d/events.log
+cairn why r3d escape/0 >why.txt 2>&1
+check_grep "escaped: why quotes it" "a wrapper of it found its lock held and left it" why.txt
 sleep 2 # the escaped process ends
 
 # --- a command that does not exist ---

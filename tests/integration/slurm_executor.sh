@@ -418,8 +418,9 @@ check_grep "lock held past the wait: the new job leaves the task alone" "busy l/
 check_grep "lock held past the wait: status shows the last attempt's marker, not exit 75" "failed l/0: exit 5" st.txt
 check_grep "lock held past the wait: no marker written by the busy job" '"exit_code": 5' r17/stages/l/0/failed.json
 cairn why r17 l/0 >why.txt 2>&1
-check_grep "lock held past the wait: why names the job that left the task" "a job of it found its lock held and left it" why.txt
-check_grep "lock held past the wait: why quotes the event" "busy l/0: its lock is still held after 1 s; job [0-9_]+ leaves it" why.txt
+check_grep "lock held past the wait: why names the job that left the task" "a wrapper of it found its lock held and left it" why.txt
+check_grep "lock held past the wait: why quotes the event, with the holder" \
+	"busy l/0: its lock is still held after 1 s \(by pid [0-9]+, (flock|sleep), on [^)]+\); job [0-9_]+ leaves it" why.txt
 wait "$holder"
 echo "# $SECONDS s: task lock held done"
 
