@@ -1,17 +1,69 @@
-/* cairn logs RUN STAGE/TASK [-n N]: a task's log (all attempts). */
+/* cairn logs RUN STAGE/TASK [-n N] [-f]: a task's log (all attempts), and
+ * with -f what it writes next, until it ends. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/fs.h"
 #include "core/mem.h"
 #include "pipeline/cli.h"
 
 static const char logs_usage[] =
-	"usage: cairn logs RUN STAGE/TASK [-n LINES]\n"
-	"Prints a task's log: its stdout and stderr, every attempt, each starting with\n"
-	"a '=== cairn: ...' line. -n prints only the last LINES lines.\n"
-	"example: cairn logs runs/demo-20261124T140000Z-1a2b train/0 -n 50\n";
+    "usage: cairn logs RUN STAGE/TASK [-n LINES] [-f]\n"
+    "Prints a task's log: its stdout and stderr, every attempt, each starting with\n"
+    "a '=== cairn: ...' line. -n prints only the last LINES lines.\n"
+    "-f (--follow): then prints what the task writes, as it writes it, until it\n"
+    "ends (waiting first for a task that has not started); exits 0 when it ended\n"
+    "done, 1 when it failed or was cancelled.\n"
+    "example: cairn logs runs/demo-20261124T140000Z-1a2b train/0 -n 50 -f\n";
+
+/* Print path from *off to its end; *off moves on. */
+static void drain(const char *path, size_t *off)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return;
+	char chunk[65536];
+	size_t n;
+	if (fseek(f, (long)*off, SEEK_SET) == 0)
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+			fwrite(chunk, 1, n, stdout);
+			*off += n;
+		}
+	fclose(f);
+	fflush(stdout);
+}
+
+/* -f: print what the log gains until the task has an end marker. */
+static int follow(const struct run *r, const char *stage, int t, const char *path, size_t off)
+{
+	int said = 0;
+	for (;;) {
+		struct task_info ti;
+		struct error err;
+		if (task_read(r->dir, stage, t, 1, &ti, &err) < 0) {
+			fprintf(stderr, "cairn logs: %s\n", err.msg);
+			return 1;
+		}
+		int ended =
+		    ti.state == TASK_DONE || ti.state == TASK_FAILED || ti.state == TASK_CANCELLED;
+		if (!ended && !said && !fs_exists(path)) {
+			fprintf(stderr, "cairn logs: %s/%d has not started: waiting for it\n",
+				stage, t);
+			said = 1;
+		}
+		drain(path, &off);
+		if (ended) {
+			usleep(300000); /* the wrapper's last log line follows its marker */
+			drain(path, &off);
+			fprintf(stderr, "cairn logs: %s/%d %s\n", stage, t,
+				task_state_name(ti.state));
+			return ti.state == TASK_DONE ? 0 : 1;
+		}
+		usleep(250000);
+	}
+}
 
 int cmd_logs(int argc, char **argv)
 {
@@ -20,8 +72,11 @@ int cmd_logs(int argc, char **argv)
 	const char *pos[2] = {NULL, NULL};
 	int npos = 0;
 	long lines = -1;
+	int follow_it = 0;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-n") && i + 1 < argc) {
+		if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--follow")) {
+			follow_it = 1;
+		} else if (!strcmp(argv[i], "-n") && i + 1 < argc) {
 			if (cli_parse_lines("logs", "-n", argv[++i], &lines) < 0)
 				return 2;
 		} else if (argv[i][0] != '-' && npos < 2)
@@ -50,14 +105,21 @@ int cmd_logs(int argc, char **argv)
 	char *data;
 	size_t len;
 	int rc = 0;
+	size_t off = 0;
 	if (fs_read_all(path.s, &data, &len, &err) < 0) {
-		fprintf(stderr, "cairn logs: %s/%d has no log yet (it has not started)\n", stage, t);
-		rc = 1;
+		if (!follow_it) {
+			fprintf(stderr, "cairn logs: %s/%d has no log yet (it has not started)\n",
+				stage, t);
+			rc = 1;
+		}
 	} else {
 		size_t start = cli_tail_start(data, len, lines);
 		fwrite(data + start, 1, len - start, stdout);
 		mem_free(data);
+		off = len;
 	}
+	if (follow_it)
+		rc = follow(&r, stage, t, path.s, off);
 	buf_release(&path);
 	run_release(&r);
 	return rc;

@@ -521,6 +521,32 @@ cairn why rk k/0 >why.txt 2>&1
 check_grep "killed: why gives its max RSS against its mem" \
 	"exit 137 on attempt 1: killed by SIGKILL \(out of memory, or kill -9\); max RSS [4-9][0-9]\.[0-9] MiB of mem = 64 MiB" why.txt
 
+# --- logs -f: follows a task from before it starts to its end ---
+cat >follow.ini <<EOF
+[stage first]
+command = sleep 1
+[stage slow]
+after = first
+command = for i in 1 2 3; do echo tick \$i; sleep 0.3; done; test -e $T/pass
+EOF
+touch pass
+for r in rfol rfol-failing; do
+	cairn run follow.ini --run-dir $r >/dev/null 2>&1 &
+	runner=$!
+	for _ in $(seq 100); do [ -e $r/events.log ] && break; sleep 0.05; done
+	timeout 60 cairn logs $r slow/0 -f >$r.txt 2>$r.err
+	echo $? >$r.rc
+	wait $runner
+	rm -f pass
+done
+check_eq "logs -f: exit 0, the task ended done" "$(cat rfol.rc)" 0
+check_eq "logs -f: waited for the task, then printed what it wrote, to its end" \
+	"$(grep -c 'has not started: waiting for it' rfol.err) $(grep -c '^tick' rfol.txt) $(grep -c 'slow/0 done after' rfol.txt)" "1 3 1"
+check_grep "logs -f: says how the task ended" "cairn logs: slow/0 done" rfol.err
+check_eq "logs -f of a task that fails: exit 1" "$(cat rfol-failing.rc)" 1
+check_grep "logs -f: ... with its last lines" "slow/0 exit .exit 1, signal 0." rfol-failing.txt
+check_grep "logs -f: ... and says so" "cairn logs: slow/0 failed" rfol-failing.err
+
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry
