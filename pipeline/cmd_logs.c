@@ -5,9 +5,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/fs.h"
+#include "core/jsonio.h"
 #include "core/mem.h"
 #include "pipeline/cli.h"
+#include "pipeline/sched.h"
 
 static const char logs_usage[] =
     "usage: cairn logs RUN STAGE/TASK [-n LINES] [-f]\n"
@@ -35,9 +38,20 @@ static void drain(const char *path, size_t *off)
 	fflush(stdout);
 }
 
-/* -f: print what the log gains until the task has an end marker. */
-static int follow(const struct run *r, const char *stage, int t, const char *path, size_t off)
+static int has_ended(enum task_state s)
 {
+	return s == TASK_DONE || s == TASK_FAILED || s == TASK_CANCELLED;
+}
+
+/* -f: print what the log gains until the task has ended. On Slurm the
+ * markers alone can mislead (an earlier job's marker while the task's new
+ * job is queued; a job killed before it could write one): there the end is
+ * Slurm's word too, asked at most every 5 s (one squeue call). */
+static int follow(const struct run *r, int s, int t, const char *path, size_t off)
+{
+	const char *stage = r->spec.stages[s].name;
+	int slurm = !strcmp(jsonio_str(r->info, "executor", "local"), "slurm");
+	double asked = 0;
 	int said = 0;
 	for (;;) {
 		struct task_info ti;
@@ -46,8 +60,18 @@ static int follow(const struct run *r, const char *stage, int t, const char *pat
 			fprintf(stderr, "cairn logs: %s\n", err.msg);
 			return 1;
 		}
-		int ended =
-		    ti.state == TASK_DONE || ti.state == TASK_FAILED || ti.state == TASK_CANCELLED;
+		int ended = has_ended(ti.state);
+		if (slurm && clock_now() - asked >= 5) {
+			struct sched_view v;
+			if (sched_view_load(&v, r, &err) == 0) {
+				sched_view_apply(&v, r, s, t, &ti);
+				sched_view_release(&v);
+			}
+			asked = clock_now();
+			ended = has_ended(ti.state);
+		} else if (slurm) {
+			ended = 0; /* Slurm's word at the next call */
+		}
 		if (!ended && !said && !fs_exists(path)) {
 			fprintf(stderr, "cairn logs: %s/%d has not started: waiting for it\n",
 				stage, t);
@@ -119,7 +143,7 @@ int cmd_logs(int argc, char **argv)
 		off = len;
 	}
 	if (follow_it)
-		rc = follow(&r, stage, t, path.s, off);
+		rc = follow(&r, s, t, path.s, off);
 	buf_release(&path);
 	run_release(&r);
 	return rc;

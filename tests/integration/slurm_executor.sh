@@ -62,6 +62,9 @@ check_grep "submit: says nothing keeps running" "nothing of cairn keeps running"
 # 6 tasks with MaxArraySize 4: two arrays for a, two for b, one for c.
 check_eq "submit: one sbatch per stage and per MaxArraySize chunk" "$(calls sbatch)" 5
 check "submit: no cairn process stays behind" bash -c "! pgrep -f '[c]airn run dag.ini --executor slurm --run-dir $T/r1' >/dev/null"
+timeout 120 cairn logs r1 c/0 -f >follow.txt 2>follow.err
+check_eq "logs -f on Slurm: waits for the last task, exit 0 when it is done" "$?" 0
+check_grep "logs -f on Slurm: ... printing its log to the end" "=== cairn: c/0 done after" follow.txt
 for _ in $(seq 120); do
 	cairn status r1 --json >st.json 2>&1
 	grep -q '"state": "running"\|"state": "pending"' st.json || break
