@@ -6,6 +6,7 @@
 
 #include "core/buf.h"
 #include "core/fs.h"
+#include "core/jsonio.h"
 #include "core/mem.h"
 #include "jobs/job.h"
 #include "jobs/slurm_cli.h"
@@ -65,6 +66,31 @@ static void print_lock_refusal(const struct run *r, const char *stage, int task)
 	buf_release(&needle);
 }
 
+/* Where a done task ran and what it used (done.json), against what its
+ * stage asks. */
+static void print_done_usage(const struct run *r, const struct spec_stage *st, int t)
+{
+	struct buf path = BUF_INIT;
+	task_path(&path, r->dir, st->name, t, "done.json");
+	struct error err;
+	json_t *j = path.failed ? NULL : jsonio_load(path.s, &err);
+	buf_release(&path);
+	if (!j)
+		return;
+	const char *job = jsonio_str(j, "slurm_job", "");
+	double cpu = jsonio_num(j, "cpu_s", -1);
+	printf("  ran on %s (attempt %lld%s%s): %.2f s wall", jsonio_str(j, "host", "?"),
+	       jsonio_int(j, "attempt", 1), job[0] ? ", Slurm job " : "", job,
+	       jsonio_num(j, "wall_s", 0));
+	if (cpu >= 0)
+		printf(", %.2f s CPU", cpu);
+	printf(", max RSS %.1f MiB", jsonio_int(j, "max_rss_kb", 0) / 1024.0);
+	if (st->res.mem_mb)
+		printf(" of mem = %ld MiB", st->res.mem_mb);
+	printf("\n");
+	json_decref(j);
+}
+
 static void explain(const struct run *r, const struct plan *p, int s, int t, int lines)
 {
 	const struct spec_stage *st = &r->spec.stages[s];
@@ -93,6 +119,8 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 			snprintf(what, sizeof(what), "%s", ti.kind);
 		printf("  not retried: retry_on = %s does not cover %s\n", st->res.retry_on, what);
 	}
+	if (state == TASK_DONE)
+		print_done_usage(r, st, t);
 	print_lock_refusal(r, st->name, t);
 	enum plan_action a = p->stages[s].action[t];
 	printf("  resume would %s it\n", a == PLAN_WAIT		  ? "wait for"

@@ -500,6 +500,9 @@ check_grep "usage: a task near its mem" "big: a task used 1[2-9][0-9]\.[0-9] MiB
 check_grep "usage: a task near its time" "near: a task ran 4\.[6-9] s of its time = 5\.0 s \(9[0-9]%\): raise time" use.txt
 check_grep "usage: mem asked 4x over, with what would do" "fat: asks mem = 8\.00 GiB, its tasks used [0-9.]+ MiB at most: mem = 256M would do" use.txt
 check_grep "usage: cpus that sat idle" "fat: asks cpus = 2, its tasks kept 0\.0 busy on average" use.txt
+cairn why ru big/0 >why.txt 2>&1
+check_grep "usage: why of a done task says where it ran and what it used" \
+	"ran on .+ \(attempt 1\): [0-9.]+ s wall, [0-9.]+ s CPU, max RSS 1[2-9][0-9]\.[0-9] MiB of mem = 128 MiB" why.txt
 cairn status ru --usage --json >use.json
 check "usage --json: counts, usage per stage and the advice" python3 -c "
 import json; j = json.load(open('use.json'))
