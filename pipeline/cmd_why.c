@@ -15,8 +15,9 @@
 static const char why_usage[] =
 	"usage: cairn why RUN STAGE[/TASK] [--lines N]\n"
 	"Says why a task is in its state and what `cairn resume` would do with it and\n"
-	"why, with the last lines of its log. With STAGE alone: every task of the stage\n"
-	"that is not done and valid.\n"
+	"why, with the last lines of its log (of a done task: where it ran, its wall and\n"
+	"CPU time and max RSS). With STAGE alone: every task of the stage that is not\n"
+	"done and valid.\n"
 	"example: cairn why runs/demo-20261124T140000Z-1a2b fetch/3\n";
 
 static void print_tail(const char *path, int lines)
