@@ -11,6 +11,7 @@
 #include "core/jsonio.h"
 #include "nn/ckpt.h"
 #include "nn/dataset.h"
+#include "nn/trainstate.h"
 #ifdef CAIRN_CUDA
 #include "nn/cuda/cuda.h"
 #endif
@@ -38,10 +39,12 @@ int dist_stage_join(struct dist_stage *s)
 	return 0;
 }
 
-int dist_stage_begin(struct dist_stage *s, const char *summary, int batch, const char *out)
+int dist_stage_begin(struct dist_stage *s, const char *summary, int batch, int epochs,
+		     const char *out)
 {
 	struct error err;
 	s->out = out;
+	s->epochs = epochs;
 	if (s->rank == 0) {
 		fprintf(stderr, "%s\n", summary);
 		if (s->algo != DIST_NONE)
@@ -64,8 +67,51 @@ int dist_stage_begin(struct dist_stage *s, const char *summary, int batch, const
 
 double dist_stage_wall(const struct dist_stage *s) { return clock_now() - s->t0; }
 
+void dist_stage_on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
+{
+	struct dist_stage *s = ctx;
+	(void)loss;
+	if (!s->per_epoch) {
+		s->per_epoch = batches;
+		progress_init(&s->bar, "train", "batch", batches * (uint64_t)s->epochs);
+	}
+	progress_update(&s->bar, (uint64_t)epoch * batches + batch);
+}
+
+void dist_stage_epoch_head(struct dist_stage *s, int epoch, float loss)
+{
+	if (s->bar.tty)
+		fprintf(stderr, "\r\033[K");
+	fprintf(stderr, "epoch %d/%d: train loss %.4f", epoch + 1, s->epochs, loss);
+}
+
+void dist_stage_epoch_tail(double seconds)
+{
+	char t[32];
+	clock_format_duration(seconds, t, sizeof(t));
+	fprintf(stderr, " (%s)\n", t);
+}
+
+/* The bar's last line, once training has ended either way. */
+static void end_bar(struct dist_stage *s)
+{
+	if (s->per_epoch)
+		progress_finish(&s->bar);
+	s->per_epoch = 0;
+}
+
+void dist_stage_resumed(const struct dist_stage *s, int from_epoch, uint64_t batches)
+{
+	if (!from_epoch && !batches)
+		return;
+	char where[128];
+	nn_trainstate_where(where, sizeof(where), from_epoch, batches, s->epochs);
+	fprintf(stderr, "(resumed %s from %s)\n", where, s->opts->state_dir);
+}
+
 int dist_stage_failed(struct dist_stage *s, int rc, const struct error *err)
 {
+	end_bar(s);
 	if (s->dist.size > 1)
 		fprintf(stderr, "%s: rank %d of %d: %s\n", s->prog, s->rank, s->dist.size, err->msg);
 	else
@@ -78,6 +124,7 @@ int dist_stage_failed(struct dist_stage *s, int rc, const struct error *err)
 int dist_stage_totals(struct dist_stage *s, double rate, double seconds)
 {
 	struct error err;
+	end_bar(s);
 	if (dist_train_totals(&s->dist, rate, seconds, &s->tot, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", s->prog, err.msg);
 		dist_abort(&s->dist, 1);

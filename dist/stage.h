@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "core/progress.h"
 #include "dist/dist.h"
 #include "dist/train.h"
 #include "nn/net.h"
@@ -26,6 +27,10 @@ struct dist_stage {
 	struct dist_totals tot;
 	int rank, made_out;
 	double t0, load; /* the training's start; the load average then (-1: unknown) */
+	/* rank 0's progress bar over all epochs' batches */
+	struct progress bar;
+	int epochs;
+	uint64_t per_epoch; /* batches; 0 until the first batch */
 };
 
 void dist_stage_init(struct dist_stage *s, const char *prog, const struct nn_stage_opts *opts,
@@ -36,12 +41,21 @@ int dist_stage_join(struct dist_stage *s);
 /* Rank 0: the model's summary, how the ranks split the work (batch per
  * rank), the output folder made; every rank: the clock started. 0, or the
  * exit status after saying why. */
-int dist_stage_begin(struct dist_stage *s, const char *summary, int batch, const char *out);
-/* The training failed with rc and err: said (with the rank when there are
+int dist_stage_begin(struct dist_stage *s, const char *summary, int batch, int epochs,
+		     const char *out);
+/* The trainers' hooks on rank 0, with the stage as their ctx: a progress
+ * bar over all epochs' batches (on a terminal), and an epoch's line, which
+ * the stage's own on_epoch hook writes between head ("epoch 3/15: train
+ * loss 0.4123", the bar's line cleared) and tail (" (1:02)" and a newline). */
+void dist_stage_on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss);
+void dist_stage_epoch_head(struct dist_stage *s, int epoch, float loss);
+void dist_stage_epoch_tail(double seconds);
+/* The training failed with rc and err (the bar ended first): said (with the rank when there are
  * several), the other ranks stopped; the exit status (2 for bad input). */
 int dist_stage_failed(struct dist_stage *s, int rc, const struct error *err);
-/* After training, on every rank (collective): all ranks' rate over the
- * slowest one's seconds into s->tot; 0 or the exit status (said). */
+/* After training, on every rank (collective): the bar ended, all ranks'
+ * rate over the slowest one's seconds into s->tot; 0 or the exit status
+ * (said). */
 int dist_stage_totals(struct dist_stage *s, double rate, double seconds);
 /* Rank 0: net to OUT/model.ckpt, then m to OUT/metrics.json with wall_time_s,
  * cpu_time_s, load_average_at_start, device, precision, "dist" (with
@@ -50,6 +64,9 @@ int dist_stage_totals(struct dist_stage *s, double rate, double seconds);
 int dist_stage_save(struct dist_stage *s, const struct nn_net *net, json_t *m);
 /* The seconds since dist_stage_begin. */
 double dist_stage_wall(const struct dist_stage *s);
+/* Rank 0, after the result line: "(resumed at epoch 3 of 15 from DIR)" when
+ * the training went on from --state; nothing when it started afresh. */
+void dist_stage_resumed(const struct dist_stage *s, int from_epoch, uint64_t batches);
 /* After a failure (status != 0) the output folder goes when this run made
  * it and nothing is in it. */
 void dist_stage_release(struct dist_stage *s, int status);

@@ -7,17 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/clock.h"
 #include "core/error.h"
 #include "core/parse.h"
-#include "core/progress.h"
 #include "dist/dist.h"
 #include "dist/stage.h"
 #include "nn/dataset.h"
 #include "nn/model.h"
 #include "nn/stageopt.h"
 #include "nn/train.h"
-#include "nn/trainstate.h"
 
 #define EXIT_USAGE 2
 
@@ -92,32 +89,11 @@ static int bad_usage(const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
-struct ui {
-	struct progress p;
-	int epochs;
-	uint64_t per_epoch;
-};
-
-static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
-{
-	struct ui *u = ctx;
-	(void)loss;
-	if (!u->per_epoch) {
-		u->per_epoch = batches;
-		progress_init(&u->p, "train", "batch", batches * u->epochs);
-	}
-	progress_update(&u->p, (uint64_t)epoch * batches + batch);
-}
-
 static void on_epoch(void *ctx, int epoch, float loss, double acc, double seconds)
 {
-	struct ui *u = ctx;
-	char t[32];
-	clock_format_duration(seconds, t, sizeof(t));
-	if (u->p.tty)
-		fprintf(stderr, "\r\033[K");
-	fprintf(stderr, "epoch %d/%d: train loss %.4f, test accuracy %.4f (%s)\n", epoch + 1,
-		u->epochs, loss, acc, t);
+	dist_stage_epoch_head(ctx, epoch, loss);
+	fprintf(stderr, ", test accuracy %.4f", acc);
+	dist_stage_epoch_tail(seconds);
 }
 
 static json_t *json_doubles(const double *v, int n)
@@ -244,17 +220,14 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if ((status = dist_stage_begin(&st, summary, cfg.batch, out)) != 0)
+	if ((status = dist_stage_begin(&st, summary, cfg.batch, cfg.epochs, out)) != 0)
 		goto out;
-	struct ui ui = {.epochs = cfg.epochs};
 	if (st.rank == 0) {
-		cfg.on_batch = on_batch;
+		cfg.on_batch = dist_stage_on_batch;
 		cfg.on_epoch = on_epoch;
-		cfg.ctx = &ui;
+		cfg.ctx = &st;
 	}
 	rc = nn_train_classifier(&cfg, &train, &test, &net, &res, &err);
-	if (ui.per_epoch)
-		progress_finish(&ui.p);
 	if (rc < 0) {
 		status = dist_stage_failed(&st, rc, &err);
 		goto out;
@@ -290,12 +263,7 @@ int main(int argc, char **argv)
 		goto out;
 	fprintf(stderr, "test accuracy %.4f, %.0f images/s, wall %.1f s -> %s\n", res.test_accuracy,
 		res.images_per_second, dist_stage_wall(&st), out);
-	if (res.resumed_from || res.resumed_batches) {
-		char where[128];
-		nn_trainstate_where(where, sizeof(where), res.resumed_from, res.resumed_batches,
-				    cfg.epochs);
-		fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
-	}
+	dist_stage_resumed(&st, res.resumed_from, res.resumed_batches);
 out:
 	nn_train_result_release(&res);
 	nn_net_release(&net);

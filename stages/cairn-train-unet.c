@@ -11,17 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/clock.h"
 #include "core/error.h"
 #include "core/parse.h"
-#include "core/progress.h"
 #include "dist/dist.h"
 #include "dist/stage.h"
 #include "nn/dataset.h"
 #include "nn/model.h"
 #include "nn/segment.h"
 #include "nn/stageopt.h"
-#include "nn/trainstate.h"
 
 #define EXIT_USAGE 2
 #define MAX_WEIGHTS 255
@@ -119,40 +116,18 @@ static int parse_weights(const char *s, struct nn_segment_config *cfg, float *w)
 	return 0;
 }
 
-struct ui {
-	struct progress p;
-	int epochs;
-	uint64_t per_epoch;
-};
-
-static void on_batch(void *ctx, int epoch, uint64_t batch, uint64_t batches, float loss)
-{
-	struct ui *u = ctx;
-	(void)loss;
-	if (!u->per_epoch) {
-		u->per_epoch = batches;
-		progress_init(&u->p, "train", "batch", batches * u->epochs);
-	}
-	progress_update(&u->p, (uint64_t)epoch * batches + batch);
-}
-
 static void on_epoch(void *ctx, int epoch, float loss, const struct nn_segment_metrics *val,
 		     double seconds)
 {
-	struct ui *u = ctx;
-	char t[32];
-	clock_format_duration(seconds, t, sizeof(t));
-	if (u->p.tty)
-		fprintf(stderr, "\r\033[K");
-	fprintf(stderr, "epoch %d/%d: train loss %.4f", epoch + 1, u->epochs, loss);
+	dist_stage_epoch_head(ctx, epoch, loss);
 	if (val) {
 		fprintf(stderr, ", val pixel accuracy %.4f, mean IoU %.4f (IoU per class",
 			val->pixel_accuracy, val->mean_iou);
 		for (int k = 0; k < val->classes; k++)
-			fprintf(stderr, "%s%.3f", k ? " " : " ", val->iou[k]);
+			fprintf(stderr, " %.3f", val->iou[k]);
 		fprintf(stderr, ")");
 	}
-	fprintf(stderr, " (%s)\n", t);
+	dist_stage_epoch_tail(seconds);
 }
 
 /* A number, or null for NaN (an IoU without pixels): JSON has no NaN. */
@@ -374,17 +349,14 @@ int main(int argc, char **argv)
 	}
 	if (algo != DIST_NONE)
 		cfg.sync = &st.sync;
-	if ((status = dist_stage_begin(&st, summary, cfg.batch, out)) != 0)
+	if ((status = dist_stage_begin(&st, summary, cfg.batch, cfg.epochs, out)) != 0)
 		goto out;
-	struct ui ui = {.epochs = cfg.epochs};
 	if (st.rank == 0) {
-		cfg.on_batch = on_batch;
+		cfg.on_batch = dist_stage_on_batch;
 		cfg.on_epoch = on_epoch;
-		cfg.ctx = &ui;
+		cfg.ctx = &st;
 	}
 	rc = nn_train_segmenter(&cfg, &train, valp, &net, &res, &err);
-	if (ui.per_epoch)
-		progress_finish(&ui.p);
 	if (rc < 0) {
 		status = dist_stage_failed(&st, rc, &err);
 		goto out;
@@ -401,12 +373,7 @@ int main(int argc, char **argv)
 			res.val.mean_iou);
 	fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second,
 		dist_stage_wall(&st), out);
-	if (res.resumed_from || res.resumed_batches) {
-		char where[128];
-		nn_trainstate_where(where, sizeof(where), res.resumed_from, res.resumed_batches,
-				    cfg.epochs);
-		fprintf(stderr, "(resumed %s from %s)\n", where, cfg.state_dir);
-	}
+	dist_stage_resumed(&st, res.resumed_from, res.resumed_batches);
 out:
 	nn_segment_result_release(&res);
 	nn_net_release(&net);
