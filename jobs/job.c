@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
+
 int job_retry_allowed(const char *retry_on, const char *kind, int exit_code)
 {
 	if (!strcmp(kind, "cancelled") || !strcmp(kind, "dependency"))
@@ -19,4 +21,29 @@ int job_retry_allowed(const char *retry_on, const char *kind, int exit_code)
 			return 1;
 	}
 	return 0;
+}
+
+void job_format_kib(long long kib, char *out, size_t size)
+{
+	if (kib < 1024 * 1024)
+		snprintf(out, size, "%.1f MiB", kib / 1024.0);
+	else
+		snprintf(out, size, "%.2f GiB", kib / (1024.0 * 1024.0));
+}
+
+void job_format_seconds(double seconds, char *out, size_t size)
+{
+	if (seconds < 60)
+		snprintf(out, size, "%.1f s", seconds);
+	else
+		clock_format_duration(seconds, out, size);
+}
+
+void job_format_rss(const struct job_res *res, long long kib, char *out, size_t size)
+{
+	char used[32];
+	job_format_kib(kib, used, sizeof(used));
+	int n = snprintf(out, size, "max RSS %s", used);
+	if (res->mem_mb && n >= 0 && (size_t)n < size)
+		snprintf(out + n, size - (size_t)n, " of mem = %ld MiB", res->mem_mb);
 }

@@ -4,6 +4,8 @@
 #ifndef JOBS_JOB_H
 #define JOBS_JOB_H
 
+#include <stddef.h>
+
 #include "core/error.h"
 
 /* Resources a task asks for. */
@@ -64,5 +66,12 @@ struct job_opts {
 
 /* Does a failure of this kind (and exit code) allow a retry under retry_on? */
 int job_retry_allowed(const char *retry_on, const char *kind, int exit_code);
+
+/* What a task used, said alike by cairn exec, why and status --usage:
+ * "12.3 MiB" or "1.25 GiB"; "42.0 s" or "1:02:03"; "max RSS 12.3 MiB of
+ * mem = 256 MiB" (the "of mem" part when res asks for a mem). */
+void job_format_kib(long long kib, char *out, size_t size);
+void job_format_seconds(double seconds, char *out, size_t size);
+void job_format_rss(const struct job_res *res, long long kib, char *out, size_t size);
 
 #endif

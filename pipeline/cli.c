@@ -12,14 +12,15 @@ static const struct command {
 	int (*fn)(int, char **);
 	const char *summary;
 } commands[] = {
-	{"run", cmd_run, "run a pipeline spec (locally, or submit it to Slurm)"},
-	{"resume", cmd_resume, "rerun only what failed, never ran, or changed"},
-	{"status", cmd_status, "tasks per stage and the run's state"},
-	{"why", cmd_why, "why a task is in its state, and what resume would do"},
-	{"graph", cmd_graph, "the stage graph in Graphviz DOT"},
-	{"logs", cmd_logs, "a task's log"},
-	{"cancel", cmd_cancel, "stop a run's running tasks"},
-	{"exec", cmd_exec, "run one task and write its markers (used by executors)"},
+    {"run", cmd_run, "run a pipeline spec (locally, or submit it to Slurm)"},
+    {"resume", cmd_resume, "rerun only what failed, never ran, or changed"},
+    {"status", cmd_status, "tasks per stage and the run's state"},
+    {"runs", cmd_runs, "the run folders under runs/, a line each: state and counts"},
+    {"why", cmd_why, "why a task is in its state, and what resume would do"},
+    {"graph", cmd_graph, "the stage graph in Graphviz DOT"},
+    {"logs", cmd_logs, "a task's log"},
+    {"cancel", cmd_cancel, "stop a run's running tasks"},
+    {"exec", cmd_exec, "run one task and write its markers (used by executors)"},
 };
 
 static void usage(FILE *f)

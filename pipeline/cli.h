@@ -12,6 +12,7 @@ int cli_main(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
 int cmd_why(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
@@ -41,9 +42,14 @@ struct run_status {
 };
 
 int status_collect(const struct run *r, struct run_status *st, struct error *err);
+/* The same, with ask_sched = 0 reading the markers alone (Slurm not asked:
+ * its queued and lost tasks not seen). */
+int status_count(const struct run *r, struct run_status *st, int ask_sched, struct error *err);
 /* "warning: Slurm unreachable ..." for a view that could not ask Slurm, else "". */
 void sched_warning(const struct sched_view *v, char *out, size_t size);
 void status_release(struct run_status *st);
+/* {"tasks", "done", "failed", "running", "pending", "cancelled"} */
+json_t *status_counts_json(const struct stage_counts *c);
 /* Print the table (human) or the JSON object of `cairn status --json`. */
 void status_print(const struct run *r, const struct run_status *st, int json);
 

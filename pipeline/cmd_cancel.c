@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/jsonio.h"
 #include "core/mem.h"
 #include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
@@ -32,7 +31,7 @@ int cmd_cancel(int argc, char **argv)
 	struct error err;
 	if (cli_open_run("cancel", argv[1], &r) < 0)
 		return 2;
-	if (!strcmp(jsonio_str(r.info, "executor", "local"), "slurm")) {
+	if (run_is_slurm(&r)) {
 		long *ids;
 		size_t n;
 		int rc = sched_job_ids(&r, &ids, &n, &err);

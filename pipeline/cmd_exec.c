@@ -16,6 +16,7 @@
 #include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
+#include "jobs/job.h"
 #include "jobs/proc.h"
 #include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
@@ -453,13 +454,10 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		} else if (sig == SIGKILL || code == 128 + SIGKILL) { /* or its shell saying so */
 			/* the largest process's peak, against the stage's mem: is it
 			 * the memory? */
-			int n = snprintf(
-			    msg, sizeof(msg),
-			    "killed by SIGKILL (out of memory, or kill -9); max RSS %.1f MiB",
-			    ru.ru_maxrss / 1024.0);
-			if (x->st->res.mem_mb)
-				snprintf(msg + n, sizeof(msg) - (size_t)n, " of mem = %ld MiB",
-					 x->st->res.mem_mb);
+			char rss[96];
+			job_format_rss(&x->st->res, ru.ru_maxrss, rss, sizeof(rss));
+			snprintf(msg, sizeof(msg),
+				 "killed by SIGKILL (out of memory, or kill -9); %s", rss);
 		}
 		dprintf(log_fd, "=== cairn: %s/%d %s (exit %d, signal %d) after %.1f s ===\n",
 			x->st->name, x->task, kind, code, sig, wall);

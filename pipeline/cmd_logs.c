@@ -7,7 +7,6 @@
 
 #include "core/clock.h"
 #include "core/fs.h"
-#include "core/jsonio.h"
 #include "core/mem.h"
 #include "pipeline/cli.h"
 #include "pipeline/sched.h"
@@ -50,7 +49,7 @@ static int has_ended(enum task_state s)
 static int follow(const struct run *r, int s, int t, const char *path, size_t off)
 {
 	const char *stage = r->spec.stages[s].name;
-	int slurm = !strcmp(jsonio_str(r->info, "executor", "local"), "slurm");
+	int slurm = run_is_slurm(r);
 	double asked = 0;
 	int said = 0;
 	for (;;) {

@@ -427,7 +427,7 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 {
 	struct error err;
 	struct plan p;
-	const char *executor = jsonio_str(r->info, "executor", "local");
+	const char *executor = run_executor(r);
 	if (plan_make(&p, r, fresh, o->verify, &err) < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
 		plan_release(&p);
@@ -613,20 +613,20 @@ int cmd_resume(int argc, char **argv)
 			sched_warning(&p.view, warning, sizeof(warning));
 			if (warning[0])
 				fprintf(stderr, "cairn resume: %s\n", warning);
-			print_plan(&r, &p, jsonio_str(r.info, "executor", "local"));
+			print_plan(&r, &p, run_executor(&r));
 			rc = 0;
 		}
 		plan_release(&p);
 		goto out;
 	}
-	if (o.executor && strcmp(o.executor, jsonio_str(r.info, "executor", "local"))) {
+	if (o.executor && strcmp(o.executor, run_executor(&r))) {
 		json_object_set_new(r.info, "executor", json_string(o.executor));
 		if (run_save_info(&r, &err) < 0) {
 			fprintf(stderr, "cairn resume: %s\n", err.msg);
 			goto out;
 		}
 	}
-	run_event(r.dir, "resume (executor %s)", jsonio_str(r.info, "executor", "local"));
+	run_event(r.dir, "resume (executor %s)", run_executor(&r));
 	rc = drive(&r, &o, 0);
 out:
 	run_release(&r);

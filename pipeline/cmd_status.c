@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "core/buf.h"
-#include "core/clock.h"
 #include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
+#include "jobs/job.h"
 #include "pipeline/cli.h"
 
 static void describe_failure(const char *stage, int t, const struct task_info *ti, char out[200])
@@ -40,14 +40,18 @@ void sched_warning(const struct sched_view *v, char *out, size_t size)
 			 v->error);
 }
 
-int status_collect(const struct run *r, struct run_status *st, struct error *err)
+int status_count(const struct run *r, struct run_status *st, int ask_sched, struct error *err)
 {
 	const struct spec *s = &r->spec;
 	memset(st, 0, sizeof(*st));
 	struct sched_view view;
 	long calls0 = slurm_calls(SLURM_SQUEUE);
-	if (sched_view_load(&view, r, err) < 0)
+	if (!ask_sched) {
+		memset(&view, 0, sizeof(view)); /* not slurm: the markers alone */
+		slurm_jobs_init(&view.jobs);
+	} else if (sched_view_load(&view, r, err) < 0) {
 		return -1;
+	}
 	st->sched_calls = slurm_calls(SLURM_SQUEUE) - calls0;
 	sched_warning(&view, st->warning, sizeof(st->warning));
 	st->nstages = s->nstages;
@@ -113,10 +117,23 @@ int status_collect(const struct run *r, struct run_status *st, struct error *err
 	return 0;
 }
 
+int status_collect(const struct run *r, struct run_status *st, struct error *err)
+{
+	return status_count(r, st, 1, err);
+}
+
 void status_release(struct run_status *st)
 {
 	mem_free(st->stages);
 	memset(st, 0, sizeof(*st));
+}
+
+json_t *status_counts_json(const struct stage_counts *c)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tasks", (json_int_t)c->tasks, "done",
+			 (json_int_t)c->done, "failed", (json_int_t)c->failed, "running",
+			 (json_int_t)c->running, "pending", (json_int_t)c->pending, "cancelled",
+			 (json_int_t)c->cancelled);
 }
 
 static json_t *status_json(const struct run *r, const struct run_status *st)
@@ -125,13 +142,7 @@ static json_t *status_json(const struct run *r, const struct run_status *st)
 	json_t *stages = json_object();
 	for (int k = 0; k < s->nstages; k++) {
 		int i = s->order[k];
-		const struct stage_counts *c = &st->stages[i];
-		json_object_set_new(
-		    stages, s->stages[i].name,
-		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tasks", (json_int_t)c->tasks,
-			      "done", (json_int_t)c->done, "failed", (json_int_t)c->failed,
-			      "running", (json_int_t)c->running, "pending", (json_int_t)c->pending,
-			      "cancelled", (json_int_t)c->cancelled));
+		json_object_set_new(stages, s->stages[i].name, status_counts_json(&st->stages[i]));
 	}
 	json_t *j =
 	    json_pack("{s:s, s:s, s:o}", "run", r->dir, "state", st->state, "stages", stages);
@@ -228,22 +239,6 @@ static int usage_collect(const struct run *r, struct stage_usage *u)
 	return failed ? -1 : 0;
 }
 
-static void format_seconds(double v, char *out, size_t size)
-{
-	if (v < 60)
-		snprintf(out, size, "%.1f s", v);
-	else
-		clock_format_duration(v, out, size);
-}
-
-static void format_kib(long long kib, char *out, size_t size)
-{
-	if (kib < 1024 * 1024)
-		snprintf(out, size, "%.1f MiB", kib / 1024.0);
-	else
-		snprintf(out, size, "%.2f GiB", kib / (1024.0 * 1024.0));
-}
-
 /* A mem value for the spec: 1.5 times what was used, rounded up to 256 MiB. */
 static void suggest_mem(long long kib, char *out, size_t size)
 {
@@ -263,8 +258,8 @@ static int usage_advice(const char *name, const struct job_res *res, const struc
 	long long mem_kib = res->mem_mb * 1024;
 	if (!u->tasks)
 		return 0;
-	format_kib(u->rss_max_kb, a, sizeof(a));
-	format_kib(mem_kib, b, sizeof(b));
+	job_format_kib(u->rss_max_kb, a, sizeof(a));
+	job_format_kib(mem_kib, b, sizeof(b));
 	if (mem_kib && u->rss_max_kb >= 0.9 * mem_kib && k < n)
 		snprintf(out[k++], 200,
 			 "%s: a task used %s of its mem = %s (%.0f%%): raise mem before a larger "
@@ -278,8 +273,8 @@ static int usage_advice(const char *name, const struct job_res *res, const struc
 			 name, b, a, c);
 	}
 	if (res->time_s && u->wall_max >= 0.9 * res->time_s && k < n) {
-		format_seconds(u->wall_max, a, sizeof(a));
-		format_seconds((double)res->time_s, b, sizeof(b));
+		job_format_seconds(u->wall_max, a, sizeof(a));
+		job_format_seconds((double)res->time_s, b, sizeof(b));
 		snprintf(out[k++], 200,
 			 "%s: a task ran %s of its time = %s (%.0f%%): raise time before one is "
 			 "stopped by it",
@@ -299,7 +294,7 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 {
 	int json = j != NULL;
 	const struct spec *s = &r->spec;
-	int slurm = !strcmp(jsonio_str(r->info, "executor", "local"), "slurm");
+	int slurm = run_is_slurm(r);
 	char advice[64][200];
 	int nadvice = 0;
 	json_t *stages = json ? json_object() : NULL, *lines = json ? json_array() : NULL;
@@ -327,13 +322,13 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 			continue;
 		}
 		char ws[32], wm[32], rss[32], busy[16] = "-", asked[96] = "", m[32], t[32];
-		format_seconds(x->wall_sum, ws, sizeof(ws));
-		format_seconds(x->wall_max, wm, sizeof(wm));
-		format_kib(x->rss_max_kb, rss, sizeof(rss));
+		job_format_seconds(x->wall_sum, ws, sizeof(ws));
+		job_format_seconds(x->wall_max, wm, sizeof(wm));
+		job_format_kib(x->rss_max_kb, rss, sizeof(rss));
 		if (x->cpu_known && x->wall_sum > 0)
 			snprintf(busy, sizeof(busy), "%.2f", x->cpu_sum / x->wall_sum);
-		format_kib(res->mem_mb * 1024, m, sizeof(m));
-		format_seconds((double)res->time_s, t, sizeof(t));
+		job_format_kib(res->mem_mb * 1024, m, sizeof(m));
+		job_format_seconds((double)res->time_s, t, sizeof(t));
 		snprintf(asked, sizeof(asked), "cpus %d%s%s%s%s", res->cpus ? res->cpus : 1,
 			 res->mem_mb ? ", mem " : "", res->mem_mb ? m : "",
 			 res->time_s ? ", time " : "", res->time_s ? t : "");

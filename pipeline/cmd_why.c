@@ -85,10 +85,9 @@ static void print_done_usage(const struct run *r, const struct spec_stage *st, i
 	       jsonio_num(j, "wall_s", 0));
 	if (cpu >= 0)
 		printf(", %.2f s CPU", cpu);
-	printf(", max RSS %.1f MiB", jsonio_int(j, "max_rss_kb", 0) / 1024.0);
-	if (st->res.mem_mb)
-		printf(" of mem = %ld MiB", st->res.mem_mb);
-	printf("\n");
+	char rss[96];
+	job_format_rss(&st->res, jsonio_int(j, "max_rss_kb", 0), rss, sizeof(rss));
+	printf(", %s\n", rss);
 	json_decref(j);
 }
 

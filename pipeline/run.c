@@ -151,6 +151,16 @@ out:
 	return rc;
 }
 
+const char *run_executor(const struct run *r)
+{
+	return jsonio_str(r->info, "executor", "local");
+}
+
+int run_is_slurm(const struct run *r)
+{
+	return !strcmp(run_executor(r), "slurm");
+}
+
 int run_save_info(struct run *r, struct error *err)
 {
 	struct buf p = BUF_INIT;

@@ -30,6 +30,9 @@ void run_release(struct run *r);
 int run_replace_spec(struct run *r, const char *spec_path, char *const *sets, int nsets,
 		     struct error *err);
 int run_save_info(struct run *r, struct error *err);
+/* The executor the run was made with (run.json): "local" or "slurm". */
+const char *run_executor(const struct run *r);
+int run_is_slurm(const struct run *r);
 
 /* Take the run's lock (flock, released when the process dies). Returns 1 if
  * taken, 0 if another process holds it (its pid in *holder), -1 on error. */

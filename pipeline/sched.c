@@ -61,7 +61,7 @@ int sched_view_load(struct sched_view *v, const struct run *r, struct error *err
 {
 	memset(v, 0, sizeof(*v));
 	slurm_jobs_init(&v->jobs);
-	v->slurm = !strcmp(jsonio_str(r->info, "executor", "local"), "slurm");
+	v->slurm = run_is_slurm(r);
 	if (!v->slurm)
 		return 0;
 	long *ids;

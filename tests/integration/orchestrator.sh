@@ -550,6 +550,50 @@ check_eq "logs -f of a task that fails: exit 1" "$(cat rfol-failing.rc)" 1
 check_grep "logs -f: ... with its last lines" "slow/0 exit .exit 1, signal 0." rfol-failing.txt
 check_grep "logs -f: ... and says so" "cairn logs: slow/0 failed" rfol-failing.err
 
+# --- runs: the run folders of a folder, a line each ---
+mkdir -p lst/not-a-run
+cairn run dag.ini --run-dir lst/zz-old >/dev/null 2>&1
+cairn run dag.ini --run-dir lst/done >/dev/null 2>&1
+cairn run dag.ini --run-dir lst/failed --set fail=2 >/dev/null 2>&1
+cp -r lst/done lst/broken && echo '{"created": ' >lst/broken/run.json
+# made first of all: listed first, whatever its name
+python3 - lst/zz-old/run.json <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); j["created"] = "2020-01-01T00:00:00Z"
+json.dump(j, open(sys.argv[1], "w"))
+PY
+cairn runs lst >runs.txt 2>&1
+check_eq "runs: exit 0, failed runs and all" "$?" 0
+check_eq "runs: the run folders, oldest first, the unreadable last; no other folder" \
+	"$(awk 'NR > 1 && /^lst/ {print $1}' runs.txt | tr '\n' ' ')" "lst/zz-old lst/done lst/failed lst/broken "
+check_grep "runs: a done run's line" "^lst/done +20[0-9-]+T[0-9:]+Z +local +done +9/9 +0$" runs.txt
+check_grep "runs: a failed run, with its first failure under it" "^  failed a/2: exit 3 \(attempt 1\)$" runs.txt
+check_grep "runs: a folder that cannot be read, and why" "^lst/broken .* unreadable" runs.txt
+check_grep "runs: ... says why" "run.json" runs.txt
+cairn runs lst --json >runs.json
+cairn status lst/failed --json >st.json
+check "runs --json: the counts of status --json" python3 - runs.json st.json <<'PY'
+import json, sys
+runs = {r["run"]: r for r in json.load(open(sys.argv[1]))}
+st = json.load(open(sys.argv[2]))
+r = runs["lst/failed"]
+for k in ("tasks", "done", "failed", "running", "pending", "cancelled"):
+    assert r[k] == sum(s[k] for s in st["stages"].values()), k
+assert r["state"] == st["state"] == "failed" and r["name"] == "dag" and r["executor"] == "local"
+assert runs["lst/broken"]["state"] == "unreadable" and runs["lst/broken"]["error"]
+assert runs["lst/zz-old"]["created"] == "2020-01-01T00:00:00Z"
+PY
+cairn runs lst/done >runs.txt
+check_eq "runs RUN: that run alone" "$(grep -c '^lst/' runs.txt)" 1
+cairn runs lst/nowhere >runs.txt 2>&1
+check_eq "runs: a folder that is not there is bad usage" "$?" 2
+check_grep "runs: ... that names it" "lst/nowhere: no such folder" runs.txt
+(cd lst/not-a-run && cairn runs) >runs.txt 2>&1
+check_eq "runs: no runs folder here is bad usage" "$?" 2
+check_grep "runs: ... that says where run folders go" "no runs folder here" runs.txt
+(cd lst && cairn runs not-a-run) >runs.txt 2>&1
+check_grep "runs: a folder without runs says so" "no run folders in not-a-run" runs.txt
+
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry
@@ -559,7 +603,7 @@ check_grep "graph: one-to-one edge" '"a" -> "b" \[label="1:1"\]' g.dot
 check_grep "graph: gather edge" '"b" -> "c";' g.dot
 cairn graph r2 >g.dot
 check_grep "graph of a run: coloured by state" 'fillcolor="#a8e0a8"' g.dot
-for c in run resume status why graph logs cancel exec; do
+for c in run resume status runs why graph logs cancel exec; do
 	cairn $c --help >help.txt 2>&1 && grep -q "example:" help.txt || not_ok "--help of $c has an example"
 done
 ok "--help on every command, each with an example"

@@ -611,6 +611,30 @@ static void test_retry_on(void)
 	CHECK(job_retry_allowed("any", "oom", -1));
 }
 
+/* Usage as exec, why and status --usage say it: the unit steps up where
+ * the number would grow long, and "of mem" only when the stage asks one. */
+static void test_usage_formats(void)
+{
+	char b[96];
+	job_format_kib(1536, b, sizeof(b));
+	CHECK_STR(b, "1.5 MiB");
+	job_format_kib(3LL * 1024 * 1024 + 256 * 1024, b, sizeof(b));
+	CHECK_STR(b, "3.25 GiB");
+	job_format_seconds(42.04, b, sizeof(b));
+	CHECK_STR(b, "42.0 s");
+	job_format_seconds(3723, b, sizeof(b));
+	CHECK_STR(b, "1:02:03");
+	struct job_res res = {.mem_mb = 256};
+	job_format_rss(&res, 12800, b, sizeof(b));
+	CHECK_STR(b, "max RSS 12.5 MiB of mem = 256 MiB");
+	res.mem_mb = 0;
+	job_format_rss(&res, 12800, b, sizeof(b));
+	CHECK_STR(b, "max RSS 12.5 MiB");
+	char small[12];
+	job_format_rss(&(struct job_res){.mem_mb = 64}, 12800, small, sizeof(small));
+	CHECK_STR(small, "max RSS 12.");
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmp))
@@ -629,6 +653,7 @@ int main(void)
 	RUN(test_key_leaves_out_the_run_folder);
 	RUN(test_failed_marker_read);
 	RUN(test_retry_on);
+	RUN(test_usage_formats);
 	RUN(test_sched_requeued_retry);
 	struct error err;
 	fs_rm_rf(tmp, &err);

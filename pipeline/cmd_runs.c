@@ -1,0 +1,246 @@
+/* cairn runs [DIR]... [--json]: the run folders in DIR (default runs/), a
+ * line each, oldest first (unreadable ones last): when made, executor,
+ * state and task counts, and a failed run's first failure. From the
+ * markers (a stat per task); a Slurm run asks squeue once, and only when
+ * its markers are not all done. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/fs.h"
+#include "core/jsonio.h"
+#include "core/mem.h"
+#include "pipeline/cli.h"
+
+static const char runs_usage[] =
+    "usage: cairn runs [DIR]... [--json]\n"
+    "Lists the run folders in DIR (default: runs, where cairn run makes them) and\n"
+    "those named, oldest first (unreadable ones last), a line each: when made,\n"
+    "executor, state, tasks done of all, failed; under a failed run its first\n"
+    "failed task and why.\n"
+    "From the markers; a Slurm run asks squeue once, and only when its markers\n"
+    "are not all done.\n"
+    "  --json   one JSON array: [{\"run\", \"name\", \"created\", \"executor\", \"state\",\n"
+    "           \"tasks\", \"done\", \"failed\", \"running\", \"pending\", \"cancelled\"}];\n"
+    "           a folder that cannot be read has \"state\": \"unreadable\" and \"error\"\n"
+    "Exit: 0 listed (whatever the runs' states), 2 no such folder.\n"
+    "example: cairn runs; cairn runs /scratch/$USER/runs --json\n";
+
+/* One run folder and what its markers say. */
+struct entry {
+	char *path;	  /* as the user would name it: DIR/NAME */
+	char created[32]; /* run.json "created" (UTC, sorts as text) */
+	char name[128], executor[16];
+	const char *state; /* "unreadable" when the folder could not be read */
+	struct stage_counts total;
+	char failure[200]; /* the first failed task, or "" */
+	char error[256];   /* why unreadable */
+};
+
+struct list {
+	struct entry *v;
+	size_t n, cap;
+	int warned; /* Slurm unreachable: said once */
+};
+
+static int is_run(const char *dir)
+{
+	struct buf p = BUF_INIT;
+	buf_addf(&p, "%s/run.json", dir);
+	int yes = !p.failed && fs_exists(p.s);
+	buf_release(&p);
+	return yes;
+}
+
+/* src cut to what dst holds */
+static void copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Read one run folder into a new entry: -1 only when out of memory. */
+static int add_run(struct list *l, const char *path)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct entry *v = mem_realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		l->v = v, l->cap = cap;
+	}
+	struct entry *e = &l->v[l->n];
+	memset(e, 0, sizeof(*e));
+	if (!(e->path = mem_strdup(path)))
+		return -1;
+	l->n++;
+	struct run r;
+	struct error err;
+	struct run_status st;
+	if (run_open(&r, path, &err) < 0) {
+		e->state = "unreadable";
+		copy(e->error, sizeof(e->error), err.msg);
+		run_release(&r);
+		return 0;
+	}
+	copy(e->created, sizeof(e->created), jsonio_str(r.info, "created", ""));
+	copy(e->name, sizeof(e->name), r.spec.name);
+	copy(e->executor, sizeof(e->executor), run_executor(&r));
+	/* A done run needs no scheduler: ask Slurm only when the markers
+	 * leave something open (queued, running, or lost without a marker). */
+	int rc = status_count(&r, &st, 0, &err);
+	if (rc == 0 && run_is_slurm(&r) && st.total.done < st.total.tasks) {
+		status_release(&st);
+		rc = status_collect(&r, &st, &err);
+		if (rc == 0 && st.warning[0] && !l->warned++)
+			fprintf(stderr, "cairn: %s\n", st.warning);
+	}
+	if (rc < 0) {
+		e->state = "unreadable";
+		copy(e->error, sizeof(e->error), err.msg);
+	} else {
+		e->state = st.state; /* a string literal */
+		e->total = st.total;
+		if (st.nfailures)
+			copy(e->failure, sizeof(e->failure), st.failures[0]);
+		status_release(&st);
+	}
+	run_release(&r);
+	return 0;
+}
+
+/* The run folders in dir; 0, -1 out of memory. */
+static int add_folder(struct list *l, const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *de;
+	int rc = 0;
+	struct buf p = BUF_INIT;
+	while (rc == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		buf_reset(&p);
+		/* "runs/x", not "runs//x" */
+		size_t n = strlen(dir);
+		buf_addf(&p, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", de->d_name);
+		if (p.failed)
+			rc = -1;
+		else if (fs_is_dir(p.s) && is_run(p.s))
+			rc = add_run(l, p.s);
+	}
+	closedir(d);
+	buf_release(&p);
+	return rc;
+}
+
+static int by_created(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	/* those without a date (unreadable) last */
+	int c = !x->created[0] - !y->created[0];
+	if (!c)
+		c = strcmp(x->created, y->created);
+	return c ? c : strcmp(x->path, y->path);
+}
+
+static void print_table(const struct list *l)
+{
+	int w = 3;
+	for (size_t i = 0; i < l->n; i++) {
+		int n = (int)strlen(l->v[i].path);
+		w = n > w ? n : w;
+	}
+	printf("%-*s  %-20s  %-8s  %-10s %13s %8s\n", w, "run", "created", "executor", "state",
+	       "done/tasks", "failed");
+	for (size_t i = 0; i < l->n; i++) {
+		const struct entry *e = &l->v[i];
+		if (e->error[0]) {
+			printf("%-*s  %-20s  %-8s  %-10s\n  %s\n", w, e->path, "-", "-", e->state,
+			       e->error);
+			continue;
+		}
+		char counts[48];
+		snprintf(counts, sizeof(counts), "%lld/%lld", e->total.done, e->total.tasks);
+		printf("%-*s  %-20s  %-8s  %-10s %13s %8lld\n", w, e->path, e->created, e->executor,
+		       e->state, counts, e->total.failed);
+		if (e->failure[0])
+			printf("  %s\n", e->failure);
+	}
+}
+
+static json_t *entry_json(const struct entry *e)
+{
+	if (e->error[0])
+		return json_pack("{s:s, s:s, s:s}", "run", e->path, "state", e->state, "error",
+				 e->error);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "run", e->path, "name", e->name,
+			      "created", e->created, "executor", e->executor, "state", e->state);
+	if (o)
+		json_object_update_new(o, status_counts_json(&e->total));
+	return o;
+}
+
+static void print_json(const struct list *l)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < l->n; i++)
+		json_array_append_new(a, entry_json(&l->v[i]));
+	char *text = a ? json_dumps(a, JSON_PRESERVE_ORDER) : NULL;
+	printf("%s\n", text ? text : "[]");
+	free(text);
+	json_decref(a);
+}
+
+int cmd_runs(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv, runs_usage))
+		return 0;
+	int json = 0, ndirs = 0;
+	const char *where = "runs";
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else if (argv[i][0] == '-') {
+			fprintf(stderr, "cairn runs: unexpected '%s'\n%s", argv[i], runs_usage);
+			return 2;
+		} else
+			ndirs++, where = argv[i];
+	}
+	/* Every folder named must exist: a typo is not "no runs". */
+	for (int i = 1; i < argc; i++)
+		if (argv[i][0] != '-' && !fs_is_dir(argv[i])) {
+			fprintf(stderr, "cairn runs: %s: no such folder\n", argv[i]);
+			return 2;
+		}
+	if (!ndirs && !fs_is_dir("runs")) {
+		fprintf(stderr,
+			"cairn runs: no runs folder here: `cairn run SPEC` makes its run folders "
+			"in runs/; name the folder that holds yours: cairn runs DIR\n");
+		return 2;
+	}
+	struct list l = {0};
+	int rc = ndirs ? 0 : add_folder(&l, "runs");
+	for (int i = 1; rc == 0 && i < argc; i++)
+		if (argv[i][0] != '-')
+			rc = is_run(argv[i]) ? add_run(&l, argv[i]) : add_folder(&l, argv[i]);
+	if (rc < 0) {
+		fprintf(stderr, "cairn runs: out of memory\n");
+	} else {
+		qsort(l.v, l.n, sizeof(*l.v), by_created);
+		if (json)
+			print_json(&l);
+		else if (!l.n)
+			printf("no run folders in %s\n", ndirs > 1 ? "the folders named" : where);
+		else
+			print_table(&l);
+	}
+	for (size_t i = 0; i < l.n; i++)
+		mem_free(l.v[i].path);
+	mem_free(l.v);
+	return rc < 0 ? 1 : 0;
+}
