@@ -27,8 +27,10 @@ int cmd_dispatch(const char *prog, int argc, char **argv, const struct cmd *cmds
 
 int cmd_bad_usage(const char *prog, const char *cmd, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "%s %s: ", prog, cmd);
+	const char *sp = cmd ? " " : "";
+	cmd = cmd ? cmd : "";
+	fprintf(stderr, "%s%s%s: ", prog, sp, cmd);
 	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see '%s %s --help')\n", prog, cmd);
+	fprintf(stderr, " (see '%s%s%s --help')\n", prog, sp, cmd);
 	return 2;
 }

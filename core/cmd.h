@@ -19,7 +19,8 @@ int cmd_dispatch(const char *prog, int argc, char **argv, const struct cmd *cmds
 		 void (*usage)(FILE *f));
 
 /* "PROG CMD: " fmt with arg " (see 'PROG CMD --help')" on stderr; returns
- * 2, the exit status of bad usage. */
+ * 2, the exit status of bad usage. cmd NULL: a program of one command
+ * ("PROG: ...", "see 'PROG --help'"). */
 int cmd_bad_usage(const char *prog, const char *cmd, const char *fmt, const char *arg);
 
 #endif

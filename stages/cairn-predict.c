@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/cmd.h"
 #include "core/error.h"
 #include "core/parse.h"
 #include "core/progress.h"
@@ -56,10 +57,7 @@ static void usage(FILE *f)
 
 static int bad_usage(const char *fmt, const char *arg)
 {
-	fprintf(stderr, "%s: ", prog);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see '%s --help')\n", prog);
-	return EXIT_USAGE;
+	return cmd_bad_usage(prog, NULL, fmt, arg);
 }
 
 /* The progress bar, and when the first batch ended: it carries the setup

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cmd.h"
 #include "core/error.h"
 #include "core/parse.h"
 #include "dist/dist.h"
@@ -83,10 +84,7 @@ static void usage(FILE *f)
 
 static int bad_usage(const char *fmt, const char *arg)
 {
-	fprintf(stderr, "%s: ", prog);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see '%s --help')\n", prog);
-	return EXIT_USAGE;
+	return cmd_bad_usage(prog, NULL, fmt, arg);
 }
 
 static void on_epoch(void *ctx, int epoch, float loss, double acc, double seconds)

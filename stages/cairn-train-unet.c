@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cmd.h"
 #include "core/error.h"
 #include "core/parse.h"
 #include "dist/dist.h"
@@ -79,10 +80,7 @@ static void usage(FILE *f)
 
 static int bad_usage(const char *fmt, const char *arg)
 {
-	fprintf(stderr, "%s: ", prog);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see '%s --help')\n", prog);
-	return EXIT_USAGE;
+	return cmd_bad_usage(prog, NULL, fmt, arg);
 }
 
 /* --class-weights: none, auto, or a comma-separated list of numbers >= 0. */
