@@ -27,41 +27,46 @@ struct run_opts {
 	int json;
 	int verify;
 	int wait;
+	const char *until; /* --until STAGE[,STAGE...] */
 };
 
 static const char run_usage[] =
-	"usage: cairn run SPEC [--executor local|slurm] [--set NAME=VALUE]... [--jobs N]\n"
-	"                 [--gpus G] [--run-dir DIR] [--dry-run] [--wait] [--json]\n"
-	"Runs a pipeline: creates a run folder (under runs/, or DIR) and runs every task.\n"
-	"  --executor E   local (default: a pool of processes here) or slurm: submit every\n"
-	"                 task as job arrays with dependencies, then exit\n"
-	"  --wait         slurm: follow the run until it ends (one squeue per poll)\n"
-	"  --set N=V      override a value of [params]; repeatable\n"
-	"  --jobs N       local: tasks at once (default: the number of cores)\n"
-	"  --gpus G       local: GPUs to give to stages with gpus = N: a count, a list of\n"
-	"                 device ids (0,2) or none (default: CUDA_VISIBLE_DEVICES, else\n"
-	"                 every /dev/nvidiaN); each task sees only its own\n"
-	"  --run-dir DIR  put the run folder exactly at DIR\n"
-	"  --dry-run      print the plan, run nothing, create nothing\n"
-	"  --json         end with the status as JSON instead of a table\n"
-	"Exit: 0 all tasks done, 1 some task failed, 2 bad usage or bad spec, 130 interrupted.\n"
-	"The last line printed is the run folder.\n"
-	"example: cairn run configs/demo.ini --set shards=8 --jobs 2\n";
+    "usage: cairn run SPEC [--executor local|slurm] [--set NAME=VALUE]... [--jobs N]\n"
+    "                 [--gpus G] [--run-dir DIR] [--dry-run] [--wait] [--json]\n"
+    "Runs a pipeline: creates a run folder (under runs/, or DIR) and runs every task.\n"
+    "  --executor E   local (default: a pool of processes here) or slurm: submit every\n"
+    "                 task as job arrays with dependencies, then exit\n"
+    "  --wait         slurm: follow the run until it ends (one squeue per poll)\n"
+    "  --set N=V      override a value of [params]; repeatable\n"
+    "  --jobs N       local: tasks at once (default: the number of cores)\n"
+    "  --gpus G       local: GPUs to give to stages with gpus = N: a count, a list of\n"
+    "                 device ids (0,2) or none (default: CUDA_VISIBLE_DEVICES, else\n"
+    "                 every /dev/nvidiaN); each task sees only its own\n"
+    "  --run-dir DIR  put the run folder exactly at DIR\n"
+    "  --until S[,S]  run only stage S and the stages it needs upstream; the\n"
+    "                 others wait, pending, for a later `cairn resume RUN`\n"
+    "  --dry-run      print the plan, run nothing, create nothing\n"
+    "  --json         end with the status as JSON instead of a table\n"
+    "Exit: 0 all tasks done (with --until, all of its stages'), 1 some task failed,\n"
+    "2 bad usage or bad spec, 130 interrupted.\n"
+    "The last line printed is the run folder.\n"
+    "example: cairn run configs/demo.ini --set shards=8 --jobs 2\n";
 
 static const char resume_usage[] =
-	"usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--executor E] [--jobs N]\n"
-	"                        [--gpus G] [--verify] [--dry-run] [--wait] [--json]\n"
-	"Reruns only the tasks that failed, never ran, were cancelled or lost, whose\n"
-	"outputs changed, or whose key changed (command, resources or inputs), then\n"
-	"every task downstream of them whose inputs came out different. Done tasks\n"
-	"are not touched.\n"
-	"  --spec SPEC    use an edited spec instead of the run's frozen spec.ini\n"
-	"  --set N=V      override a value of [params]\n"
-	"  --verify       re-hash outputs (default: compare size and modification time)\n"
-	"  --executor E   local or slurm (default: the run's). On Slurm, tasks still queued\n"
-	"                 are not submitted again: what reruns waits for them\n"
-	"  --dry-run      print what would rerun and why, run nothing\n"
-	"example: cairn resume runs/demo-20261124T140000Z-1a2b --dry-run\n";
+    "usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--executor E] [--jobs N]\n"
+    "                        [--gpus G] [--verify] [--dry-run] [--wait] [--json]\n"
+    "Reruns only the tasks that failed, never ran, were cancelled or lost, whose\n"
+    "outputs changed, or whose key changed (command, resources or inputs), then\n"
+    "every task downstream of them whose inputs came out different. Done tasks\n"
+    "are not touched.\n"
+    "  --spec SPEC    use an edited spec instead of the run's frozen spec.ini\n"
+    "  --set N=V      override a value of [params]\n"
+    "  --verify       re-hash outputs (default: compare size and modification time)\n"
+    "  --until S[,S]  rerun only within stage S and the stages it needs upstream\n"
+    "  --executor E   local or slurm (default: the run's). On Slurm, tasks still queued\n"
+    "                 are not submitted again: what reruns waits for them\n"
+    "  --dry-run      print what would rerun and why, run nothing\n"
+    "example: cairn resume runs/demo-20261124T140000Z-1a2b --dry-run\n";
 
 static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 {
@@ -85,7 +90,14 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 			o->wait = 1;
 		else if (OPT("--set"))
 			o->sets[o->nsets++] = (char *)val;
-		else if (OPT("--jobs")) {
+		else if (OPT("--until")) {
+			if (!*val) {
+				fprintf(stderr,
+					"cairn: --until: give a stage name (or several: a,b)\n");
+				return -1;
+			}
+			o->until = val;
+		} else if (OPT("--jobs")) {
 			char *end;
 			long n = strtol(val, &end, 10);
 			if (*end || n < 1 || n > 4096) {
@@ -149,18 +161,18 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 			       st->in[e].one_to_one ? " (1:1)" : "");
 		printf("\n");
 		/* Reasons, counted. */
-		long long n[WHY_QUEUED + 1] = {0};
+		long long n[WHY_UNTIL + 1] = {0};
 		for (int t = 0; t < st->ntasks; t++)
 			n[ps->reason[t]]++;
-		static const char *names[] = {"never ran",	"failed",	   "cancelled",
-					      "lost",		"outputs changed", "key changed",
-					      "input reruns",	"done",		   "running",
-					      "queued"};
+		static const char *names[] = {
+		    "never ran",       "failed",      "cancelled",     "lost",
+		    "outputs changed", "key changed", "input reruns",  "done",
+		    "running",	       "queued",      "beyond --until"};
 		if (n[WHY_NEW] == st->ntasks)
 			continue;
 		printf("  %20s ", "");
 		const char *sep = " ";
-		for (int w = 0; w <= WHY_QUEUED; w++)
+		for (int w = 0; w <= WHY_UNTIL; w++)
 			if (n[w]) {
 				printf("%s%lld %s", sep, n[w], names[w]);
 				sep = ", ";
@@ -175,6 +187,9 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 		printf("would first cancel %lld queued Slurm job%s: %s\n", p->ncancel,
 		       p->ncancel == 1 ? "" : "s", buf_str(&p->cancel));
 	printf("would run %lld tasks, skip %lld, wait for %lld\n", p->run, p->skip, p->wait);
+	if (p->held)
+		printf("(--until holds back %lld of the skipped: a later resume runs them)\n",
+		       p->held);
 	if (upstream)
 		printf("(%lld of them only if an input that reruns comes out different)\n", upstream);
 }
@@ -422,18 +437,60 @@ static int check_gpus(const struct spec *s, const struct run_opts *o, struct err
 	return rc;
 }
 
+/* plan_make, then --until: 0; or the exit status after saying why (1 the
+ * plan could not be made, 2 --until names no stage). *keep (with --until:
+ * its stages, else NULL) is the caller's to free. */
+static int make_plan(struct plan *p, const struct run *r, const struct run_opts *o, int fresh,
+		     unsigned char **keep)
+{
+	struct error err;
+	*keep = NULL;
+	if (plan_make(p, r, fresh, o->verify, &err) < 0) {
+		fprintf(stderr, "cairn: %s\n", err.msg);
+		return 1;
+	}
+	if (!o->until)
+		return 0;
+	if (!(*keep = mem_calloc((size_t)r->spec.nstages, 1))) {
+		fprintf(stderr, "cairn: out of memory\n");
+		return 1;
+	}
+	if (plan_until(p, &r->spec, o->until, *keep, &err) < 0) {
+		fprintf(stderr, "cairn: %s\n", err.msg);
+		return 2;
+	}
+	return 0;
+}
+
+/* Are all tasks of the stages kept by --until (all stages without) done? */
+static int all_done(const struct run_status *st, const unsigned char *keep)
+{
+	if (!keep)
+		return !strcmp(st->state, "done");
+	for (int i = 0; i < st->nstages; i++)
+		if (keep[i] && st->stages[i].done < st->stages[i].tasks)
+			return 0;
+	return 1;
+}
+
 /* The part shared by run and resume once the run folder is open and locked. */
 static int drive(struct run *r, const struct run_opts *o, int fresh)
 {
 	struct error err;
 	struct plan p;
 	const char *executor = run_executor(r);
-	if (plan_make(&p, r, fresh, o->verify, &err) < 0) {
-		fprintf(stderr, "cairn: %s\n", err.msg);
+	unsigned char *keep;
+	int rc = make_plan(&p, r, o, fresh, &keep);
+	if (rc) {
 		plan_release(&p);
-		return 1;
+		mem_free(keep);
+		return rc;
 	}
-	int cancelled = 0, rc;
+	if (p.held)
+		run_event(r->dir, "--until %s: %lld tasks of other stages held back", o->until,
+			  p.held);
+	long long held = p.held;
+	int cancelled = 0;
 	int slurm = !strcmp(executor, "slurm");
 	if (slurm && p.view.unreachable) {
 		/* Without Slurm's view, queued tasks look failed or lost: submitting
@@ -442,6 +499,7 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 				"SLURM_CONF set?\n%s\n",
 			p.view.error, r->dir);
 		plan_release(&p);
+		mem_free(keep);
 		return 1;
 	}
 	if (slurm)
@@ -450,6 +508,7 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 		rc = execute_local(r, &p, o, &cancelled, &err);
 	plan_release(&p);
 	if (rc < 0) {
+		mem_free(keep);
 		fprintf(stderr, "cairn: %s\n", err.msg);
 		json_t *jobs = json_object_get(r->info, "jobs");
 		if (slurm && fresh && json_array_size(jobs) == 0) {
@@ -471,16 +530,24 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 	}
 	struct run_status st;
 	if (slurm && !o->wait) {
+		mem_free(keep);
 		printf("follow it with: cairn status %s\n%s\n", r->dir, r->dir);
 		return 0;
 	}
 	if (slurm ? follow(r, &st, &err) < 0 : status_collect(r, &st, &err) < 0) {
+		mem_free(keep);
 		fprintf(stderr, "cairn: %s\n", err.msg);
 		status_release(&st);
 		return 1;
 	}
 	status_print(r, &st, o->json);
-	int code = cancelled ? 130 : !strcmp(st.state, "done") ? 0 : 1;
+	int code = cancelled ? 130 : all_done(&st, keep) ? 0 : 1;
+	mem_free(keep);
+	if (!code && held)
+		fprintf(stderr,
+			"--until %s: all done; %lld tasks beyond it held back, `cairn "
+			"resume %s` runs them\n",
+			o->until, held, r->dir);
 	if (cancelled)
 		fprintf(stderr, "cancelled; continue with: cairn resume %s\n", r->dir);
 	else if (code && st.stuck_total && !st.total.failed)
@@ -538,15 +605,21 @@ int cmd_run(int argc, char **argv)
 		r.spec = s;
 		r.dir = "(new run)";
 		struct plan p;
-		if (plan_make(&p, &r, 1, 0, &err) < 0) {
-			fprintf(stderr, "cairn: %s\n", err.msg);
-			rc = 1;
-		} else {
+		unsigned char *keep;
+		if ((rc = make_plan(&p, &r, &o, 1, &keep)) == 0)
 			print_plan(&r, &p, executor);
-			rc = 0;
-		}
 		plan_release(&p);
+		mem_free(keep);
 		goto out_spec;
+	}
+	if (o.until) { /* a name that is no stage: said before a run folder is made */
+		unsigned char *keep = mem_calloc((size_t)s.nstages, 1);
+		int bad = !keep || plan_until(NULL, &s, o.until, keep, &err) < 0;
+		mem_free(keep);
+		if (bad) {
+			fprintf(stderr, "cairn: %s\n", keep ? err.msg : "out of memory");
+			goto out_spec;
+		}
 	}
 	if (strcmp(executor, "slurm") && check_gpus(&s, &o, &err) < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
@@ -605,18 +678,16 @@ int cmd_resume(int argc, char **argv)
 			spec_release(&r.spec);
 			r.spec = edited;
 		}
-		if (plan_make(&p, &r, 0, o.verify, &err) < 0) {
-			fprintf(stderr, "cairn resume: %s\n", err.msg);
-			rc = 1;
-		} else {
+		unsigned char *keep;
+		if ((rc = make_plan(&p, &r, &o, 0, &keep)) == 0) {
 			char warning[400];
 			sched_warning(&p.view, warning, sizeof(warning));
 			if (warning[0])
 				fprintf(stderr, "cairn resume: %s\n", warning);
 			print_plan(&r, &p, run_executor(&r));
-			rc = 0;
 		}
 		plan_release(&p);
+		mem_free(keep);
 		goto out;
 	}
 	if (o.executor && strcmp(o.executor, run_executor(&r))) {

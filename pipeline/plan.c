@@ -206,6 +206,48 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 	return 0;
 }
 
+int plan_until(struct plan *p, const struct spec *s, const char *list, unsigned char *keep,
+	       struct error *err)
+{
+	memset(keep, 0, (size_t)s->nstages);
+	for (const char *a = list; *a;) {
+		size_t n = strcspn(a, ",");
+		int found = -1;
+		for (int i = 0; i < s->nstages && found < 0; i++)
+			if (strlen(s->stages[i].name) == n && !strncmp(s->stages[i].name, a, n))
+				found = i;
+		if (found < 0) {
+			struct buf names = BUF_INIT;
+			for (int i = 0; i < s->nstages; i++)
+				buf_addf(&names, "%s%s", i ? ", " : "", s->stages[i].name);
+			error_set(err, "--until: '%.*s' is no stage of %s (its stages: %s)", (int)n,
+				  a, s->name, names.failed ? "?" : buf_str(&names));
+			buf_release(&names);
+			return -1;
+		}
+		keep[found] = 1;
+		a += n + (a[n] == ',');
+	}
+	/* downstream first: a kept stage keeps its inputs */
+	for (int k = s->nstages; k-- > 0;) {
+		const struct spec_stage *st = &s->stages[s->order[k]];
+		if (keep[s->order[k]])
+			for (int e = 0; e < st->nin; e++)
+				keep[st->in[e].from] = 1;
+	}
+	for (int i = 0; p && i < s->nstages; i++) {
+		struct plan_stage *ps = &p->stages[i];
+		for (int t = 0; !keep[i] && t < ps->ntasks; t++)
+			if (ps->action[t] == PLAN_RUN) {
+				ps->action[t] = PLAN_SKIP;
+				ps->reason[t] = WHY_UNTIL;
+				ps->run--, ps->skip++;
+				p->run--, p->skip++, p->held++;
+			}
+	}
+	return 0;
+}
+
 int plan_waits(const struct plan *p, int stage, struct buf *ids)
 {
 	const struct sched_view *v = &p->view;
@@ -427,6 +469,9 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 	}
 	case WHY_DONE:
 		buf_adds(out, "done; outputs and key unchanged");
+		break;
+	case WHY_UNTIL:
+		buf_adds(out, "its stage is beyond --until: held back");
 		break;
 	case WHY_RUNNING:
 		if (ti.host[0])

@@ -12,16 +12,17 @@
 enum plan_action { PLAN_SKIP, PLAN_RUN, PLAN_WAIT };
 
 enum plan_reason {
-	WHY_NEW,        /* never ran */
-	WHY_FAILED,     /* failed (see its failed.json) */
+	WHY_NEW,    /* never ran */
+	WHY_FAILED, /* failed (see its failed.json) */
 	WHY_CANCELLED,
-	WHY_LOST,       /* started, wrapper gone, no end marker */
-	WHY_OUTPUT,     /* out/ no longer matches the manifest */
-	WHY_KEY,        /* command, resources or inputs changed */
-	WHY_UPSTREAM,   /* an input task reruns */
-	WHY_DONE,       /* done and valid: skipped */
-	WHY_RUNNING,    /* still running: wait */
-	WHY_QUEUED,     /* submitted, still queued: wait */
+	WHY_LOST,     /* started, wrapper gone, no end marker */
+	WHY_OUTPUT,   /* out/ no longer matches the manifest */
+	WHY_KEY,      /* command, resources or inputs changed */
+	WHY_UPSTREAM, /* an input task reruns */
+	WHY_DONE,     /* done and valid: skipped */
+	WHY_RUNNING,  /* still running: wait */
+	WHY_QUEUED,   /* submitted, still queued: wait */
+	WHY_UNTIL,    /* would run, but its stage is beyond --until */
 };
 
 struct plan_stage {
@@ -44,12 +45,20 @@ struct plan {
 				   queued tasks whose input reruns, and jobs of tasks or
 				   stages the spec no longer has */
 	long long ncancel;
+	long long held; /* tasks --until holds back */
 };
 
 /* A plan for a run folder. fresh: the run was just created, nothing to read.
  * verify: re-hash outputs instead of comparing size and time. */
 int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err);
 void plan_release(struct plan *p);
+/* --until STAGE[,STAGE...]: keep[i] = 1 for the stages named and every stage
+ * they need upstream, 0 for the others (keep has s->nstages entries). With p
+ * (planned for s), tasks of the other stages that would run are skipped
+ * instead (WHY_UNTIL), counted in p->held. -1 with err for a name that is
+ * no stage of s. */
+int plan_until(struct plan *p, const struct spec *s, const char *list, unsigned char *keep,
+	       struct error *err);
 
 const char *plan_action_name(enum plan_action a);
 /* The Slurm jobs that tasks resubmitted now must wait for, for one stage:

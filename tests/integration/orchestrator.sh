@@ -594,6 +594,55 @@ check_grep "runs: ... that says where run folders go" "no runs folder here" runs
 (cd lst && cairn runs not-a-run) >runs.txt 2>&1
 check_grep "runs: a folder without runs says so" "no run folders in not-a-run" runs.txt
 
+# --- --until: a stage and what it needs, the rest held for a later resume ---
+cat >until.ini <<EOF
+[pipeline]
+name = until
+[stage a]
+command = test \${task} != \${param.fail} || exit 3
+    echo a\${task} >> $T/ucount
+    echo a\${task} > \${out}/a
+array = 3
+[stage b]
+after = a
+command = echo b\${task} >> $T/ucount
+    tr a b < \${in.a[task]}/a > \${out}/b
+array = 3
+[stage side]
+command = echo side >> $T/ucount
+[stage c]
+after = b, side
+command = echo c >> $T/ucount
+[params]
+fail = -1
+EOF
+cairn run until.ini --until b --run-dir rut --dry-run >plan.txt 2>&1
+check_grep "until --dry-run: held back, counted" "would run 6 tasks, skip 2, wait for 0" plan.txt
+check_grep "until --dry-run: ... and why" "1 beyond --until" plan.txt
+: >ucount
+cairn run until.ini --until b --run-dir rut >out.txt 2>&1
+check_eq "until: exit 0 when its stages are done" "$?" 0
+check_eq "until: ran a and b only, not the stage beside nor after" "$(sort ucount | tr '\n' ' ')" "a0 a1 a2 b0 b1 b2 "
+check_grep "until: the run stays pending" "run until: pending \(6 of 8 tasks done\)" out.txt
+check_grep "until: says what it held back and how to go on" "until b: all done; 2 tasks beyond it held back, .cairn resume .*/rut. runs them" out.txt
+check_grep "until: events.log says so" "until b: 2 tasks of other stages held back" rut/events.log
+cairn why rut c/0 >why.txt
+check_grep "until: why of a held task: resume runs it" "resume would run it" why.txt
+cairn run until.ini --until b,nope --run-dir rut2 >out.txt 2>&1
+check_eq "until: a name that is no stage is bad usage" "$?" 2
+check_grep "until: ... naming it and the stages" "'nope' is no stage of until \(its stages: a, b, side, c\)" out.txt
+check "until: ... and no run folder is made" test ! -e rut2
+: >ucount
+cairn resume rut --until side >out.txt 2>&1
+check_eq "resume --until: exit 0" "$?" 0
+check_eq "resume --until: ran side alone" "$(cat ucount)" "side"
+: >ucount
+cairn resume rut >out.txt 2>&1
+check_eq "resume: the held tasks run, nothing else" "$?:$(cat ucount)" "0:c"
+cairn run until.ini --until a --set fail=1 --run-dir rut3 >out.txt 2>&1
+check_eq "until: a failed task of its stages is exit 1" "$?" 1
+check_grep "until: ... said as ever" "failed a/1: exit 3" out.txt
+
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry

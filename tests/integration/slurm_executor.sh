@@ -447,4 +447,17 @@ check "refused: no run folder left" test ! -e r15
 cairn run nope.ini --executor slurm --run-dir r15 >out.txt 2>&1
 check_grep "refused: the same command says the same again" "invalid partition" out.txt
 echo "# $SECONDS s: stuck and refused done"
+
+# --- --until: only a's arrays go out; b and c wait for a later resume ---
+: >calls
+: >count
+cairn run dag.ini --executor slurm --until a --run-dir ru --wait >out.txt 2>&1
+check_eq "until on Slurm: exit 0 when a is done" "$?" 0
+check_eq "until on Slurm: a's two arrays submitted, nothing else" "$(calls sbatch) $(sort count | tr '\n' ' ')" "2 a0 a1 a2 a3 a4 a5 "
+check_grep "until on Slurm: the run stays pending" "run sdag: pending \(6 of 13 tasks done\)" out.txt
+: >calls
+cairn resume ru --wait >out.txt 2>&1
+check_eq "until on Slurm: resume runs the rest" "$? $(calls sbatch) $(tr '\n' ' ' <ru/stages/c/0/out/c)" "0 3 b0 b1 b2 b3 b4 b5 "
+echo "# $SECONDS s: until done"
+
 exit $failed
