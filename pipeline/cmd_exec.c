@@ -98,8 +98,8 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 static int clear_previous(struct exec_ctx *x, struct error *err)
 {
 	struct buf p = BUF_INIT;
-	static const char *names[] = {"done.json", "failed.json"};
-	for (size_t i = 0; i < 2; i++) {
+	static const char *names[] = {"done.json", "failed.json", "rerun"};
+	for (size_t i = 0; i < 3; i++) {
 		path_of(&p, x, names[i]);
 		if (unlink(p.s) < 0 && errno != ENOENT) {
 			error_errno(err, "%s", p.s);
@@ -344,7 +344,8 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 			error_prefix(err, "%s; and failed.json could not be written: ", e2.msg);
 		return -1;
 	}
-	if (up_to_date(x, key)) {
+	path_of(&p, x, "rerun"); /* resume --rerun: run it whatever up_to_date says */
+	if (!fs_exists(p.s) && up_to_date(x, key)) {
 		/* Done already with this very key and intact outputs (another
 		 * wrapper finished it, or an input reran to identical bytes). */
 		run_event(x->run->dir, "up to date %s/%d: kept its done.json", x->st->name, x->task);

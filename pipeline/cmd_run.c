@@ -28,6 +28,9 @@ struct run_opts {
 	int verify;
 	int wait;
 	const char *until; /* --until STAGE[,STAGE...] */
+	const char *rerun; /* resume --rerun STAGE[/TASK][,...] */
+	unsigned char **rerun_marks; /* its tasks per stage; NULL: none of the stage */
+	int nmarks;		     /* stages in rerun_marks */
 };
 
 static const char run_usage[] =
@@ -63,6 +66,9 @@ static const char resume_usage[] =
     "  --set N=V      override a value of [params]\n"
     "  --verify       re-hash outputs (default: compare size and modification time)\n"
     "  --until S[,S]  rerun only within stage S and the stages it needs upstream\n"
+    "  --rerun T[,T]  run these again though done and valid: a task (train/0) or a\n"
+    "                 whole stage (train); what comes after reruns only where its\n"
+    "                 inputs came out different\n"
     "  --executor E   local or slurm (default: the run's). On Slurm, tasks still queued\n"
     "                 are not submitted again: what reruns waits for them\n"
     "  --dry-run      print what would rerun and why, run nothing\n"
@@ -117,6 +123,8 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 			o->run_dir = val;
 		else if (resume && OPT("--spec"))
 			o->spec = val;
+		else if (resume && OPT("--rerun"))
+			o->rerun = val;
 		else if (a[0] == '-' || pos) {
 			fprintf(stderr, "cairn %s: unexpected '%s'\n%s", resume ? "resume" : "run", a,
 				usage);
@@ -161,18 +169,18 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 			       st->in[e].one_to_one ? " (1:1)" : "");
 		printf("\n");
 		/* Reasons, counted. */
-		long long n[WHY_UNTIL + 1] = {0};
+		long long n[WHY_LAST + 1] = {0};
 		for (int t = 0; t < st->ntasks; t++)
 			n[ps->reason[t]]++;
-		static const char *names[] = {
-		    "never ran",       "failed",      "cancelled",     "lost",
-		    "outputs changed", "key changed", "input reruns",  "done",
-		    "running",	       "queued",      "beyond --until"};
+		static const char *names[WHY_LAST + 1] = {
+		    "never ran",       "failed",      "cancelled",    "lost",
+		    "outputs changed", "key changed", "input reruns", "done",
+		    "running",	       "queued",      "beyond --until", "asked by --rerun"};
 		if (n[WHY_NEW] == st->ntasks)
 			continue;
 		printf("  %20s ", "");
 		const char *sep = " ";
-		for (int w = 0; w <= WHY_UNTIL; w++)
+		for (int w = 0; w <= WHY_LAST; w++)
 			if (n[w]) {
 				printf("%s%lld %s", sep, n[w], names[w]);
 				sep = ", ";
@@ -437,6 +445,76 @@ static int check_gpus(const struct spec *s, const struct run_opts *o, struct err
 	return rc;
 }
 
+/* --rerun's list into o->rerun_marks for r's spec: 0, or -1 said (bad
+ * usage: no such stage or task). */
+static int rerun_marks(const struct run *r, struct run_opts *o)
+{
+	if (!o->rerun)
+		return 0;
+	char *list = mem_strdup(o->rerun), *save = NULL;
+	o->nmarks = r->spec.nstages;
+	o->rerun_marks = mem_calloc((size_t)o->nmarks, sizeof(*o->rerun_marks));
+	int rc = list && o->rerun_marks ? 0 : -1;
+	if (rc < 0)
+		fprintf(stderr, "cairn: out of memory\n");
+	for (char *t = list ? strtok_r(list, ",", &save) : NULL; rc == 0 && t;
+	     t = strtok_r(NULL, ",", &save)) {
+		int stage, task;
+		if (cli_parse_task("resume --rerun", r, t, 0, &stage, &task) < 0) {
+			rc = -1;
+			break;
+		}
+		int n = r->spec.stages[stage].ntasks;
+		unsigned char **m = &o->rerun_marks[stage];
+		if (!*m && !(*m = mem_calloc((size_t)n, 1))) {
+			fprintf(stderr, "cairn: out of memory\n");
+			rc = -1;
+		} else if (task < 0) {
+			memset(*m, 1, (size_t)n);
+		} else {
+			(*m)[task] = 1;
+		}
+	}
+	mem_free(list);
+	return rc;
+}
+
+static void rerun_marks_free(struct run_opts *o)
+{
+	for (int i = 0; o->rerun_marks && i < o->nmarks; i++)
+		mem_free(o->rerun_marks[i]);
+	mem_free(o->rerun_marks);
+	o->rerun_marks = NULL;
+}
+
+/* A done task that --rerun runs again gets a `rerun` file beside its
+ * markers: its wrapper then runs it even when its key and outputs are
+ * unchanged (it would keep it otherwise), and removes the file. */
+static int write_rerun_files(const struct run *r, const struct plan *p, const struct run_opts *o,
+			     struct error *err)
+{
+	long long n = 0;
+	struct buf path = BUF_INIT;
+	int rc = 0;
+	for (int i = 0; rc == 0 && o->rerun_marks && i < o->nmarks; i++) {
+		const struct plan_stage *ps = &p->stages[i];
+		for (int t = 0; rc == 0 && o->rerun_marks[i] && t < ps->ntasks; t++) {
+			if (!o->rerun_marks[i][t] || ps->state[t] != TASK_DONE ||
+			    ps->action[t] != PLAN_RUN)
+				continue;
+			buf_reset(&path);
+			task_path(&path, r->dir, r->spec.stages[i].name, t, "rerun");
+			rc = path.failed ? error_set(err, "out of memory")
+					 : fs_write_atomic(path.s, "", 0, err);
+			n++;
+		}
+	}
+	buf_release(&path);
+	if (rc == 0 && n)
+		run_event(r->dir, "--rerun %s: %lld done tasks run again", o->rerun, n);
+	return rc;
+}
+
 /* plan_make, then --until: 0; or the exit status after saying why (1 the
  * plan could not be made, 2 --until names no stage). *keep (with --until:
  * its stages, else NULL) is the caller's to free. */
@@ -445,7 +523,7 @@ static int make_plan(struct plan *p, const struct run *r, const struct run_opts 
 {
 	struct error err;
 	*keep = NULL;
-	if (plan_make(p, r, fresh, o->verify, &err) < 0) {
+	if (plan_make_rerun(p, r, fresh, o->verify, o->rerun_marks, &err) < 0) {
 		fprintf(stderr, "cairn: %s\n", err.msg);
 		return 1;
 	}
@@ -489,6 +567,12 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 	if (p.held)
 		run_event(r->dir, "--until %s: %lld tasks of other stages held back", o->until,
 			  p.held);
+	if (write_rerun_files(r, &p, o, &err) < 0) {
+		fprintf(stderr, "cairn: %s\n", err.msg);
+		plan_release(&p);
+		mem_free(keep);
+		return 1;
+	}
 	long long held = p.held;
 	int cancelled = 0;
 	int slurm = !strcmp(executor, "slurm");
@@ -678,7 +762,9 @@ int cmd_resume(int argc, char **argv)
 			spec_release(&r.spec);
 			r.spec = edited;
 		}
-		unsigned char *keep;
+		unsigned char *keep = NULL;
+		if (rerun_marks(&r, &o) < 0)
+			goto out;
 		if ((rc = make_plan(&p, &r, &o, 0, &keep)) == 0) {
 			char warning[400];
 			sched_warning(&p.view, warning, sizeof(warning));
@@ -697,9 +783,12 @@ int cmd_resume(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (rerun_marks(&r, &o) < 0)
+		goto out;
 	run_event(r.dir, "resume (executor %s)", run_executor(&r));
 	rc = drive(&r, &o, 0);
 out:
+	rerun_marks_free(&o);
 	run_release(&r);
 	mem_free(o.sets);
 	return rc;

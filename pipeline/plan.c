@@ -112,6 +112,12 @@ static int check_done(struct plan *p, const struct run *r, int s, int t, int ver
 
 int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err)
 {
+	return plan_make_rerun(p, r, fresh, verify, NULL, err);
+}
+
+int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
+		    unsigned char *const *rerun, struct error *err)
+{
 	const struct spec *s = &r->spec;
 	memset(p, 0, sizeof(*p));
 	if (!fresh && sched_view_load(&p->view, r, err) < 0)
@@ -178,6 +184,10 @@ int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct
 					error_prefix(err, "%s/%d: ", st->name, t);
 					return -1;
 				}
+				if (rerun && rerun[i] && rerun[i][t] && ps->action[t] == PLAN_SKIP) {
+					ps->action[t] = PLAN_RUN;
+					ps->reason[t] = WHY_RERUN;
+				}
 				break;
 			}
 			if (ps->action[t] == PLAN_WAIT && ti.queued && ti.job[0] &&
@@ -210,8 +220,10 @@ int plan_until(struct plan *p, const struct spec *s, const char *list, unsigned 
 	       struct error *err)
 {
 	memset(keep, 0, (size_t)s->nstages);
-	for (const char *a = list; *a;) {
+	for (const char *a = list;;) {
 		size_t n = strcspn(a, ",");
+		if (!n)
+			return error_set(err, "--until %s: an empty stage name", list);
 		int found = -1;
 		for (int i = 0; i < s->nstages && found < 0; i++)
 			if (strlen(s->stages[i].name) == n && !strncmp(s->stages[i].name, a, n))
@@ -226,7 +238,9 @@ int plan_until(struct plan *p, const struct spec *s, const char *list, unsigned 
 			return -1;
 		}
 		keep[found] = 1;
-		a += n + (a[n] == ',');
+		if (!a[n])
+			break;
+		a += n + 1;
 	}
 	/* downstream first: a kept stage keeps its inputs */
 	for (int k = s->nstages; k-- > 0;) {
@@ -472,6 +486,9 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		break;
 	case WHY_UNTIL:
 		buf_adds(out, "its stage is beyond --until: held back");
+		break;
+	case WHY_RERUN:
+		buf_adds(out, "done and valid, run again as --rerun asks");
 		break;
 	case WHY_RUNNING:
 		if (ti.host[0])

@@ -23,6 +23,8 @@ enum plan_reason {
 	WHY_RUNNING,  /* still running: wait */
 	WHY_QUEUED,   /* submitted, still queued: wait */
 	WHY_UNTIL,    /* would run, but its stage is beyond --until */
+	WHY_RERUN,    /* done and valid, but asked for by --rerun */
+	WHY_LAST = WHY_RERUN,
 };
 
 struct plan_stage {
@@ -51,6 +53,11 @@ struct plan {
 /* A plan for a run folder. fresh: the run was just created, nothing to read.
  * verify: re-hash outputs instead of comparing size and time. */
 int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err);
+/* The same, with rerun[stage][task] != 0 (rerun NULL, or rerun[stage] NULL:
+ * none of that stage) for the tasks to run again though done and valid
+ * (WHY_RERUN); a marked task that runs anyway keeps its reason. */
+int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
+		    unsigned char *const *rerun, struct error *err);
 void plan_release(struct plan *p);
 /* --until STAGE[,STAGE...]: keep[i] = 1 for the stages named and every stage
  * they need upstream, 0 for the others (keep has s->nstages entries). With p

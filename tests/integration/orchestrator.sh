@@ -643,6 +643,21 @@ cairn run until.ini --until a --set fail=1 --run-dir rut3 >out.txt 2>&1
 check_eq "until: a failed task of its stages is exit 1" "$?" 1
 check_grep "until: ... said as ever" "failed a/1: exit 3" out.txt
 
+# --- resume --rerun: done tasks again; after them only what came out different ---
+cairn resume rut --rerun a/1,side --dry-run >plan.txt 2>&1
+check_grep "rerun --dry-run: counted, with why" "2 done, 1 asked by --rerun" plan.txt
+: >ucount
+cairn resume rut --rerun a/1,side >out.txt 2>&1
+check_eq "rerun: exit 0; a/1 and side ran again, b/1 and c not: their inputs came out the same" \
+	"$?:$(sort ucount | tr '\n' ' ')" "0:a1 side "
+check_grep "rerun: b/1 kept as up to date" "up to date b/1" rut/events.log
+check_grep "rerun: events.log says what was asked" "rerun a/1,side: 2 done tasks run again" rut/events.log
+check "rerun: the rerun file is gone once it ran" test ! -e rut/stages/a/1/rerun
+check_grep "rerun: a/1 is on its second attempt" '"attempt": 2' rut/stages/a/1/done.json
+cairn resume rut --rerun a/7 >out.txt 2>&1
+check_eq "rerun: a task that is not there is bad usage" "$?" 2
+check_grep "rerun: ... naming it and the stages" "no stage or task a/7 in run until \(stages: a\[3\]" out.txt
+
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry

@@ -458,6 +458,9 @@ check_grep "until on Slurm: the run stays pending" "run sdag: pending \(6 of 13 
 : >calls
 cairn resume ru --wait >out.txt 2>&1
 check_eq "until on Slurm: resume runs the rest" "$? $(calls sbatch) $(tr '\n' ' ' <ru/stages/c/0/out/c)" "0 3 b0 b1 b2 b3 b4 b5 "
+: >count
+cairn resume ru --rerun a/0 --wait >out.txt 2>&1
+check_eq "rerun on Slurm: a/0 ran again on its node, b/0 and c kept (same input)" "$? $(tr '\n' ' ' <count)" "0 a0 "
 echo "# $SECONDS s: until done"
 
 exit $failed

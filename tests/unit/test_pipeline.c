@@ -504,6 +504,66 @@ static void test_plan_reruns_only_what_must(void)
 	run_release(&r);
 }
 
+/* --until keeps the stages named and all they need upstream, nothing
+ * beside or after; --rerun runs done tasks again, what follows only as
+ * "input reruns". */
+static void test_plan_until_and_rerun(void)
+{
+	struct spec s;
+	struct error err;
+	/* a -> b -> d <- c, and e beside */
+	const char *text = "[pipeline]\nname = u\n"
+			   "[stage a]\ncommand = echo a\narray = 2\n"
+			   "[stage b]\nafter = a\ncommand = cat ${in.a[task]}\narray = 2\n"
+			   "[stage c]\ncommand = echo c\n"
+			   "[stage d]\nafter = b, c\ncommand = cat ${in.b}\n"
+			   "[stage e]\ncommand = echo e\n";
+	CHECK_INT(spec_load(&s, write_spec("u.ini", text), NULL, 0, &err), 0);
+	unsigned char keep[5];
+	CHECK_INT(plan_until(NULL, &s, "b", keep, &err), 0);
+	CHECK(keep[0] && keep[1] && !keep[2] && !keep[3] && !keep[4]);
+	CHECK_INT(plan_until(NULL, &s, "d,e", keep, &err), 0);
+	CHECK(keep[0] && keep[1] && keep[2] && keep[3] && keep[4]);
+	CHECK_INT(plan_until(NULL, &s, "c,x", keep, &err), -1);
+	CHECK(strstr(err.msg, "'x' is no stage of u (its stages: a, b, c, d, e)") != NULL);
+	CHECK_INT(plan_until(NULL, &s, "a,", keep, &err), -1);
+
+	struct run r;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/urun", tmp);
+	CHECK_INT(run_create(&r, &s, dir, "local", &err), 0);
+	spec_release(&s);
+	struct plan p;
+	CHECK_INT(plan_make(&p, &r, 1, 0, &err), 0);
+	CHECK_INT(plan_until(&p, &r.spec, "b", keep, &err), 0);
+	CHECK_INT(p.run, 4);
+	CHECK_INT(p.held, 3);
+	CHECK_INT(p.skip, 3);
+	CHECK_INT(p.stages[3].action[0], PLAN_SKIP);
+	CHECK_INT(p.stages[3].reason[0], WHY_UNTIL);
+	CHECK_INT(p.stages[1].reason[1], WHY_NEW);
+	plan_release(&p);
+
+	fake_done(&r, 0, 0, "a0");
+	fake_done(&r, 0, 1, "a1");
+	fake_done(&r, 1, 0, "b0");
+	fake_done(&r, 1, 1, "b1");
+	unsigned char a1[2] = {0, 1};
+	unsigned char *marks[5] = {a1, NULL, NULL, NULL, NULL};
+	CHECK_INT(plan_make_rerun(&p, &r, 0, 0, marks, &err), 0);
+	CHECK_INT(p.stages[0].action[0], PLAN_SKIP);
+	CHECK_INT(p.stages[0].action[1], PLAN_RUN);
+	CHECK_INT(p.stages[0].reason[1], WHY_RERUN);
+	CHECK_INT(p.stages[1].action[0], PLAN_SKIP);
+	CHECK_INT(p.stages[1].reason[1], WHY_UPSTREAM);
+	struct buf why = BUF_INIT;
+	plan_explain(&p, &r, 0, 1, &why);
+	CHECK(strstr(buf_str(&why), "run again as --rerun asks") != NULL);
+	buf_release(&why);
+	plan_release(&p);
+	run_release(&r);
+}
+
 static void test_failed_marker_read(void)
 {
 	struct spec s;
@@ -650,6 +710,7 @@ int main(void)
 	RUN(test_spec_out_of_memory_never_crashes);
 	RUN(test_manifest_detects_changes);
 	RUN(test_plan_reruns_only_what_must);
+	RUN(test_plan_until_and_rerun);
 	RUN(test_key_leaves_out_the_run_folder);
 	RUN(test_failed_marker_read);
 	RUN(test_retry_on);
