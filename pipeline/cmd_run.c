@@ -173,8 +173,8 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 		for (int t = 0; t < st->ntasks; t++)
 			n[ps->reason[t]]++;
 		static const char *names[WHY_LAST + 1] = {
-		    "never ran",       "failed",      "cancelled",    "lost",
-		    "outputs changed", "key changed", "input reruns", "done",
+		    "never ran",       "failed",      "cancelled",	"lost",
+		    "outputs changed", "key changed", "input reruns",	"done",
 		    "running",	       "queued",      "beyond --until", "asked by --rerun"};
 		if (n[WHY_NEW] == st->ntasks)
 			continue;

@@ -184,7 +184,8 @@ int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
 					error_prefix(err, "%s/%d: ", st->name, t);
 					return -1;
 				}
-				if (rerun && rerun[i] && rerun[i][t] && ps->action[t] == PLAN_SKIP) {
+				if (rerun && rerun[i] && rerun[i][t] &&
+				    ps->action[t] == PLAN_SKIP) {
 					ps->action[t] = PLAN_RUN;
 					ps->reason[t] = WHY_RERUN;
 				}
