@@ -37,3 +37,9 @@ cairn resume "$demo" --dry-run | tail -2
 cairn resume "$demo" | tail -2 || exit 1
 say "events.log of $demo"
 tail -6 "$demo/events.log"
+
+say "cairn resume $demo --rerun count/1: a done task again; merge reruns only if count/1's output changed (it does not)"
+cairn resume "$demo" --rerun count/1 | tail -2 || exit 1
+grep -E 'count/1|merge/0' "$demo/events.log" | tail -3
+say "cairn runs $geo $demo: the runs at a glance"
+cairn runs "$geo" "$demo"
