@@ -231,7 +231,8 @@ int cmd_runs(int argc, char **argv)
 	if (rc < 0) {
 		fprintf(stderr, "cairn runs: out of memory\n");
 	} else {
-		qsort(l.v, l.n, sizeof(*l.v), by_created);
+		if (l.n) /* qsort of NULL: undefined, even for none */
+			qsort(l.v, l.n, sizeof(*l.v), by_created);
 		if (json)
 			print_json(&l);
 		else if (!l.n)
