@@ -493,12 +493,13 @@ static void rerun_marks_free(struct run_opts *o)
 static int write_rerun_files(const struct run *r, const struct plan *p, const struct run_opts *o,
 			     struct error *err)
 {
-	long long n = 0;
+	long long n = 0, busy = 0;
 	struct buf path = BUF_INIT;
 	int rc = 0;
 	for (int i = 0; rc == 0 && o->rerun_marks && i < o->nmarks; i++) {
 		const struct plan_stage *ps = &p->stages[i];
 		for (int t = 0; rc == 0 && o->rerun_marks[i] && t < ps->ntasks; t++) {
+			busy += o->rerun_marks[i][t] && ps->action[t] == PLAN_WAIT;
 			if (!o->rerun_marks[i][t] || ps->state[t] != TASK_DONE ||
 			    ps->action[t] != PLAN_RUN)
 				continue;
@@ -512,6 +513,11 @@ static int write_rerun_files(const struct run *r, const struct plan *p, const st
 	buf_release(&path);
 	if (rc == 0 && n)
 		run_event(r->dir, "--rerun %s: %lld done tasks run again", o->rerun, n);
+	if (busy)
+		fprintf(stderr,
+			"cairn: --rerun: %lld of its tasks are running or queued now: not "
+			"started twice; ask again once they have ended\n",
+			busy);
 	return rc;
 }
 

@@ -232,6 +232,10 @@ check_eq "resume while queued: exit 0" "$?" 0
 check_eq "resume while queued: no sbatch at all" "$(calls sbatch)" 0
 cairn resume r3b --dry-run >plan.txt 2>&1
 check_grep "resume while queued: the plan waits for the queued tasks" "would run 0 tasks, skip 0, wait for 4" plan.txt
+: >calls
+cairn resume r3b --rerun s >out.txt 2>&1
+check_eq "rerun of queued tasks: nothing submitted twice" "$?:$(calls sbatch)" "0:0"
+check_grep "rerun of queued tasks: ... and says so" "rerun: 3 of its tasks are running or queued now: not started twice" out.txt
 cairn cancel r3b >/dev/null 2>&1
 # --- throttle: at most one task of the stage at once ---
 cat >throttle.ini <<EOF
