@@ -4,6 +4,7 @@
  * markers (a stat per task); a Slurm run asks squeue once, and only when
  * its markers are not all done. */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,8 @@ static const char runs_usage[] =
     "are not all done.\n"
     "  --json   one JSON array: [{\"run\", \"name\", \"created\", \"executor\", \"state\",\n"
     "           \"tasks\", \"done\", \"failed\", \"running\", \"pending\", \"cancelled\"}];\n"
-    "           a folder that cannot be read has \"state\": \"unreadable\" and \"error\"\n"
+    "           and of a failed run \"first_failure\"; a folder that cannot be read\n"
+    "           has \"state\": \"unreadable\" and \"error\"\n"
     "Exit: 0 listed (whatever the runs' states), 2 no such folder.\n"
     "example: cairn runs; cairn runs /scratch/$USER/runs --json\n";
 
@@ -106,8 +108,8 @@ static int add_run(struct list *l, const char *path)
 		e->total = st.total;
 		if (st.nfailures)
 			copy(e->failure, sizeof(e->failure), st.failures[0]);
-		status_release(&st);
 	}
+	status_release(&st);
 	run_release(&r);
 	return 0;
 }
@@ -116,8 +118,10 @@ static int add_run(struct list *l, const char *path)
 static int add_folder(struct list *l, const char *dir)
 {
 	DIR *d = opendir(dir);
-	if (!d)
+	if (!d) { /* a folder that exists but cannot be listed: said, the others listed */
+		fprintf(stderr, "cairn runs: %s: %s\n", dir, strerror(errno));
 		return 0;
+	}
 	struct dirent *de;
 	int rc = 0;
 	struct buf p = BUF_INIT;
@@ -182,6 +186,8 @@ static json_t *entry_json(const struct entry *e)
 			      "created", e->created, "executor", e->executor, "state", e->state);
 	if (o)
 		json_object_update_new(o, status_counts_json(&e->total));
+	if (o && e->failure[0])
+		json_object_set_new(o, "first_failure", json_string(e->failure));
 	return o;
 }
 

@@ -580,6 +580,8 @@ r = runs["lst/failed"]
 for k in ("tasks", "done", "failed", "running", "pending", "cancelled"):
     assert r[k] == sum(s[k] for s in st["stages"].values()), k
 assert r["state"] == st["state"] == "failed" and r["name"] == "dag" and r["executor"] == "local"
+assert r["first_failure"] == "failed a/2: exit 3 (attempt 1)", r
+assert "first_failure" not in runs["lst/done"]
 assert runs["lst/broken"]["state"] == "unreadable" and runs["lst/broken"]["error"]
 assert runs["lst/zz-old"]["created"] == "2020-01-01T00:00:00Z"
 PY
