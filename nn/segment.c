@@ -499,6 +499,39 @@ static int result_alloc(struct nn_segment_result *res, int classes, int epochs, 
 	return ok ? 0 : -1;
 }
 
+/* The segmenter's validation and report (nn_train_loop's eval and done). */
+struct segmenter_loop {
+	const struct nn_segment_config *cfg;
+	struct nn_net *net;
+	const struct dataset *val;
+	struct nn_segment_result *res;
+	const struct nn_train_saver *sv;
+};
+
+static int segmenter_eval(void *ctx, int epoch, struct error *err)
+{
+	struct segmenter_loop *c = ctx;
+	struct nn_segment_result *res = c->res;
+	int r = nn_eval_segmenter(c->net, c->val, c->cfg->batch, &res->val, err);
+	if (r < 0 || epoch < 0)
+		return r;
+	int k = res->classes;
+	res->epoch_pixel_accuracy[epoch] = res->val.pixel_accuracy;
+	res->epoch_mean_iou[epoch] = res->val.mean_iou;
+	memcpy(res->epoch_iou + (size_t)epoch * k, res->val.iou, sizeof(double) * k);
+	return 0;
+}
+
+static void segmenter_done(void *ctx, int epoch)
+{
+	struct segmenter_loop *c = ctx;
+	struct nn_segment_result *res = c->res;
+	res->epoch_seconds[epoch] = clock_now() - c->sv->t0;
+	if (c->cfg->on_epoch)
+		c->cfg->on_epoch(c->cfg->ctx, epoch, res->epoch_loss[epoch],
+				 c->val ? &res->val : NULL, res->epoch_seconds[epoch]);
+}
+
 int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset *train,
 		       const struct dataset *val, struct nn_net *net, struct nn_segment_result *res,
 		       struct error *err)
@@ -595,56 +628,24 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	res->resumed_batches = sv.batches;
 	struct nn_train_step st = {.net = net, .opt = &opt, .class_w = class_w, .sync = cfg->sync};
 	int evaluate = val && (!cfg->sync || cfg->sync->evaluate);
-	for (int e = first; e < cfg->epochs; e++) {
-		int r = nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				       &res->epoch_loss[e], &sv, err);
-		if (r < 0) {
-			rc = r;
-			goto out;
-		}
-		if (evaluate) {
-			double te = clock_now();
-			if ((r = nn_eval_segmenter(net, val, cfg->batch, &res->val, err)) < 0) {
-				rc = r;
-				goto out;
-			}
-			sv.eval_time += clock_now() - te;
-			res->epoch_pixel_accuracy[e] = res->val.pixel_accuracy;
-			res->epoch_mean_iou[e] = res->val.mean_iou;
-			memcpy(res->epoch_iou + (size_t)e * k, res->val.iou, sizeof(double) * k);
-		}
-		res->epoch_seconds[e] = clock_now() - sv.t0;
-		if (cfg->on_epoch)
-			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], val ? &res->val : NULL,
-				      res->epoch_seconds[e]);
-		if (cfg->state_dir && nn_train_save(&sv, e + 1, 0, 0, err) < 0)
-			goto out;
-	}
-	/* Every epoch was done before this start: the last validation's
-	 * figures come from one more pass of the loaded net. */
-	if (first == cfg->epochs && evaluate) {
-		double te = clock_now();
-		int r = nn_eval_segmenter(net, val, cfg->batch, &res->val, err);
-		if (r < 0) {
-			rc = r;
-			goto out;
-		}
-		sv.eval_time += clock_now() - te;
-	}
-	res->train_seconds = clock_now() - sv.t0 - sv.eval_time;
-	/* Data-parallel: keep the ranks' consensus, validated once more (each
-	 * epoch's validation was of this rank's own model). */
-	if (cfg->sync && cfg->sync->finish) {
-		if (cfg->sync->finish(cfg->sync->ctx, net, err) < 0)
-			goto out;
-		double te = clock_now();
-		int r = evaluate ? nn_eval_segmenter(net, val, cfg->batch, &res->val, err) : 0;
-		if (r < 0) {
-			rc = r;
-			goto out;
-		}
-		sv.eval_time += clock_now() - te;
-	}
+	struct segmenter_loop sl = {cfg, net, val, res, &sv};
+	struct nn_train_loop lp = {.st = &st,
+				   .graph = &graph,
+				   .l = l,
+				   .labels = labels,
+				   .first = first,
+				   .epochs = cfg->epochs,
+				   .lr = cfg->lr,
+				   .on_batch = cfg->on_batch,
+				   .batch_ctx = cfg->ctx,
+				   .epoch_loss = res->epoch_loss,
+				   .sv = &sv,
+				   .evaluate = evaluate,
+				   .eval = segmenter_eval,
+				   .done = segmenter_done,
+				   .ctx = &sl};
+	if ((rc = nn_train_epochs(&lp, &res->train_seconds, err)) < 0)
+		goto out;
 	res->eval_seconds = sv.eval_time;
 	res->tiles_per_second = res->train_seconds > 0 ? sv.samples / res->train_seconds : 0;
 	rc = 0;

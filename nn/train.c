@@ -378,6 +378,83 @@ int nn_train_check_inputs(const struct nn_train_config *cfg, const struct datase
 	return 0;
 }
 
+int nn_train_epochs(const struct nn_train_loop *lp, double *train_seconds, struct error *err)
+{
+	struct nn_train_saver *sv = lp->sv;
+	const struct nn_train_sync *sync = lp->st->sync;
+	struct nn_net *net = lp->st->net;
+	int r;
+	for (int e = lp->first; e < lp->epochs; e++) {
+		if ((r = nn_train_epoch(lp->st, lp->graph, lp->l, lp->labels, e, lp->lr,
+					lp->on_batch, lp->batch_ctx, &lp->epoch_loss[e], sv, err)) <
+		    0)
+			return r;
+		double te = clock_now();
+		if (lp->evaluate && (r = lp->eval(lp->ctx, e, err)) < 0)
+			return r;
+		if (sync && sync->tested && sync->tested(sync->ctx, net, err) < 0)
+			return -1;
+		sv->eval_time += clock_now() - te;
+		lp->done(lp->ctx, e);
+		if (sv->dir && nn_train_save(sv, e + 1, 0, 0, err) < 0)
+			return -1;
+	}
+	/* Every epoch was done before this start: the last evaluation's
+	 * figures come from one more of the loaded net. */
+	if (lp->first == lp->epochs && lp->evaluate) {
+		double te = clock_now();
+		if ((r = lp->eval(lp->ctx, -1, err)) < 0)
+			return r;
+		sv->eval_time += clock_now() - te;
+	}
+	*train_seconds = clock_now() - sv->t0 - sv->eval_time;
+	/* Data-parallel: the model to keep is the ranks' consensus, evaluated
+	 * once more (each epoch's evaluation was of this rank's own model). */
+	if (sync && sync->finish) {
+		if (sync->finish(sync->ctx, net, err) < 0)
+			return -1;
+		double te = clock_now();
+		if (lp->evaluate && (r = lp->eval(lp->ctx, -1, err)) < 0)
+			return r;
+		sv->eval_time += clock_now() - te;
+	}
+	return 0;
+}
+
+/* The classifier's evaluation and report (nn_train_loop's eval and done). */
+struct classifier_loop {
+	const struct nn_train_config *cfg;
+	struct nn_net *net;
+	const struct dataset *test;
+	struct nn_train_result *res;
+	const struct nn_train_saver *sv;
+	uint64_t *correct, *total;
+	int evaluate;
+	double acc; /* the last evaluation's */
+};
+
+static int classifier_eval(void *ctx, int epoch, struct error *err)
+{
+	struct classifier_loop *c = ctx;
+	if (nn_eval_classifier(c->net, c->test, c->cfg->batch, &c->acc, c->correct, c->total, err) <
+	    0)
+		return -1;
+	if (epoch < 0)
+		c->res->test_accuracy = c->acc;
+	return 0;
+}
+
+static void classifier_done(void *ctx, int epoch)
+{
+	struct classifier_loop *c = ctx;
+	double acc = c->evaluate ? c->acc : NAN;
+	c->res->epoch_accuracy[epoch] = acc;
+	c->res->test_accuracy = acc;
+	if (c->cfg->on_epoch)
+		c->cfg->on_epoch(c->cfg->ctx, epoch, c->res->epoch_loss[epoch], acc,
+				 clock_now() - c->sv->t0);
+}
+
 int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset *train,
 			const struct dataset *test, struct nn_net *net, struct nn_train_result *res,
 			struct error *err)
@@ -468,45 +545,24 @@ int nn_train_classifier(const struct nn_train_config *cfg, const struct dataset 
 	int evaluate = !cfg->sync || cfg->sync->evaluate;
 	if (first > 0)
 		res->test_accuracy = res->epoch_accuracy[first - 1];
-	for (int e = first; e < cfg->epochs; e++) {
-		if (nn_train_epoch(&st, &graph, l, labels, e, cfg->lr, cfg->on_batch, cfg->ctx,
-				   &res->epoch_loss[e], &sv, err) < 0)
-			goto out;
-		double te = clock_now(), acc = NAN;
-		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
-			goto out;
-		if (cfg->sync && cfg->sync->tested &&
-		    cfg->sync->tested(cfg->sync->ctx, net, err) < 0)
-			goto out;
-		sv.eval_time += clock_now() - te;
-		res->epoch_accuracy[e] = acc;
-		res->test_accuracy = acc;
-		if (cfg->on_epoch)
-			cfg->on_epoch(cfg->ctx, e, res->epoch_loss[e], acc, clock_now() - sv.t0);
-		if (cfg->state_dir && nn_train_save(&sv, e + 1, 0, 0, err) < 0)
-			goto out;
-	}
-	/* Every epoch was done before this start: the per-class figures come
-	 * from one more test of the loaded net. */
-	if (first == cfg->epochs && evaluate) {
-		double te = clock_now(), acc = NAN;
-		if (nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
-			goto out;
-		sv.eval_time += clock_now() - te;
-		res->test_accuracy = acc;
-	}
-	res->train_seconds = clock_now() - sv.t0 - sv.eval_time;
-	/* Data-parallel: the model to keep is the ranks' consensus, tested once
-	 * more (each epoch's test was of this rank's own model). */
-	if (cfg->sync && cfg->sync->finish) {
-		if (cfg->sync->finish(cfg->sync->ctx, net, err) < 0)
-			goto out;
-		double te = clock_now(), acc = NAN;
-		if (evaluate && nn_eval_classifier(net, test, cfg->batch, &acc, correct, total, err) < 0)
-			goto out;
-		sv.eval_time += clock_now() - te;
-		res->test_accuracy = acc;
-	}
+	struct classifier_loop cl = {cfg, net, test, res, &sv, correct, total, evaluate, NAN};
+	struct nn_train_loop lp = {.st = &st,
+				   .graph = &graph,
+				   .l = l,
+				   .labels = labels,
+				   .first = first,
+				   .epochs = cfg->epochs,
+				   .lr = cfg->lr,
+				   .on_batch = cfg->on_batch,
+				   .batch_ctx = cfg->ctx,
+				   .epoch_loss = res->epoch_loss,
+				   .sv = &sv,
+				   .evaluate = evaluate,
+				   .eval = classifier_eval,
+				   .done = classifier_done,
+				   .ctx = &cl};
+	if ((rc = nn_train_epochs(&lp, &res->train_seconds, err)) < 0)
+		goto out;
 	res->eval_seconds = sv.eval_time;
 	res->images_per_second = res->train_seconds > 0 ? sv.samples / res->train_seconds : 0;
 	for (int k = 0; k < classes; k++)

@@ -161,6 +161,33 @@ int nn_train_epoch(struct nn_train_step *st, void **graph, struct loader *l, int
 		   int epoch, float lr, nn_train_batch_fn *on_batch, void *ctx, float *mean_loss,
 		   struct nn_train_saver *sv, struct error *err);
 
+/* The epochs both loops run once nn_train_begin has said where to start:
+ * each epoch's steps (nn_train_epoch); where this process evaluates, eval
+ * (ctx, e), timed apart from training as is the wait of allreduce ranks for
+ * the one that evaluates (sync->tested); then done(ctx, e) (the trainer's
+ * figures and its on_epoch) and, with sv->dir, the state. When every epoch
+ * was done before this start, eval(ctx, -1) once, of the loaded net; with
+ * ranks, their consensus (sync->finish), then eval(ctx, -1) once more.
+ * *train_seconds: the training's own, evaluation left out. 0, or the rc of
+ * what failed (err set). */
+struct nn_train_loop {
+	struct nn_train_step *st; /* its sync: the ranks, or NULL */
+	void **graph;		  /* the backend's step replay state */
+	struct loader *l;
+	int32_t *labels;
+	int first, epochs;
+	float lr;		     /* named when training diverges */
+	nn_train_batch_fn *on_batch; /* may be NULL */
+	void *batch_ctx;
+	float *epoch_loss; /* [epochs] */
+	struct nn_train_saver *sv;
+	int evaluate; /* this process evaluates */
+	int (*eval)(void *ctx, int epoch, struct error *err);
+	void (*done)(void *ctx, int epoch);
+	void *ctx;
+};
+int nn_train_epochs(const struct nn_train_loop *lp, double *train_seconds, struct error *err);
+
 /* Whether train and test can be used together with cfg: class shards (a mask
  * shard is refused: "train it with cairn-train-unet"), both have records,
  * the same image shape and the same class count, and train has at least one
