@@ -123,9 +123,14 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 			o->run_dir = val;
 		else if (resume && OPT("--spec"))
 			o->spec = val;
-		else if (resume && OPT("--rerun"))
+		else if (resume && OPT("--rerun")) {
+			if (!*val) {
+				fprintf(stderr,
+					"cairn: --rerun: give a task (train/0) or a stage\n");
+				return -1;
+			}
 			o->rerun = val;
-		else if (a[0] == '-' || pos) {
+		} else if (a[0] == '-' || pos) {
 			fprintf(stderr, "cairn %s: unexpected '%s'\n%s", resume ? "resume" : "run", a,
 				usage);
 			return -1;

@@ -659,6 +659,8 @@ check_grep "rerun: a/1 is on its second attempt" '"attempt": 2' rut/stages/a/1/d
 cairn resume rut --rerun a/7 >out.txt 2>&1
 check_eq "rerun: a task that is not there is bad usage" "$?" 2
 check_grep "rerun: ... naming it and the stages" "no stage or task a/7 in run until \(stages: a\[3\]" out.txt
+cairn resume rut --rerun "" >out.txt 2>&1
+check_eq "rerun: nothing named is bad usage, not a plain resume" "$?" 2
 
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
