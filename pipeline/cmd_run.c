@@ -35,7 +35,8 @@ struct run_opts {
 
 static const char run_usage[] =
     "usage: cairn run SPEC [--executor local|slurm] [--set NAME=VALUE]... [--jobs N]\n"
-    "                 [--gpus G] [--run-dir DIR] [--dry-run] [--wait] [--json]\n"
+    "                 [--gpus G] [--run-dir DIR] [--until S[,S]] [--dry-run] [--wait]\n"
+    "                 [--json]\n"
     "Runs a pipeline: creates a run folder (under runs/, or DIR) and runs every task.\n"
     "  --executor E   local (default: a pool of processes here) or slurm: submit every\n"
     "                 task as job arrays with dependencies, then exit\n"
@@ -57,7 +58,8 @@ static const char run_usage[] =
 
 static const char resume_usage[] =
     "usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--executor E] [--jobs N]\n"
-    "                        [--gpus G] [--verify] [--dry-run] [--wait] [--json]\n"
+    "                        [--gpus G] [--verify] [--until S[,S]] [--rerun T[,T]]\n"
+    "                        [--dry-run] [--wait] [--json]\n"
     "Reruns only the tasks that failed, never ran, were cancelled or lost, whose\n"
     "outputs changed, or whose key changed (command, resources or inputs), then\n"
     "every task downstream of them whose inputs came out different. Done tasks\n"
