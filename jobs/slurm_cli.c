@@ -519,7 +519,7 @@ int slurm_parse_squeue_line(const char *line, struct slurm_job *job, struct erro
 	return 0;
 }
 
-static int jobs_push(struct slurm_jobs *jobs, const struct slurm_job *job)
+int slurm_jobs_push(struct slurm_jobs *jobs, const struct slurm_job *job)
 {
 	if (jobs->n == jobs->cap) {
 		size_t cap = jobs->cap ? jobs->cap * 2 : 64;
@@ -579,7 +579,7 @@ static int squeue_chunk(const char *select, struct slurm_jobs *out, struct error
 					rc = -1;
 					break;
 				}
-				if (jobs_push(out, &job) < 0) {
+				if (slurm_jobs_push(out, &job) < 0) {
 					rc = error_set(err, "squeue: out of memory");
 					break;
 				}

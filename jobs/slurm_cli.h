@@ -84,6 +84,8 @@ struct slurm_jobs {
 
 void slurm_jobs_init(struct slurm_jobs *jobs);
 void slurm_jobs_release(struct slurm_jobs *jobs);
+/* Append a copy of job: 0, or -1 out of memory. */
+int slurm_jobs_push(struct slurm_jobs *jobs, const struct slurm_job *job);
 
 /* Appends to `out` every job and array element (one per element, also while
  * pending) that Slurm still knows among ids[0..n). Finished jobs stay known

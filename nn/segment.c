@@ -18,18 +18,9 @@
 void nn_segment_defaults(struct nn_segment_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->be = nn_backend_cpu();
-	cfg->arch = NN_SEGMENT_ARCH;
-	cfg->epochs = 30;
-	cfg->batch = 8;
-	cfg->lr = 0.05f;
-	cfg->momentum = 0.9f;
-	cfg->wd = 5e-4f;
-	cfg->warmup_epochs = 1;
-	cfg->state_every = 600;
+	nn_fit_defaults(&cfg->fit, NN_SEGMENT_ARCH, 30, 8);
 	cfg->augment = 1;
 	cfg->weighting = NN_WEIGHTS_NONE;
-	cfg->seed = 1;
 }
 
 /* ---- metrics ---------------------------------------------------------- */
@@ -277,8 +268,9 @@ int nn_segment_check_inputs(const struct nn_segment_config *cfg, const struct da
 {
 	const char *prog = "cairn-train-unet";
 	int rc;
-	if (cfg->epochs < 1 || cfg->batch < 1)
-		return BAD("epochs %d and batch %d must be positive", cfg->epochs, cfg->batch);
+	if (cfg->fit.epochs < 1 || cfg->fit.batch < 1)
+		return BAD("epochs %d and batch %d must be positive", cfg->fit.epochs,
+			   cfg->fit.batch);
 	if ((rc = check_mask_shard(train, "train", prog, err)) < 0)
 		return rc;
 	if (val && (rc = check_mask_shard(val, "validation", prog, err)) < 0)
@@ -297,10 +289,10 @@ int nn_segment_check_inputs(const struct nn_segment_config *cfg, const struct da
 				   " classes, validation shard %s has %" PRIu32 ": they must match",
 				   train->path, a->num_classes, val->path, b->num_classes);
 	}
-	if ((uint64_t)cfg->batch > train->count)
+	if ((uint64_t)cfg->fit.batch > train->count)
 		return BAD("--batch %d is larger than the %" PRIu64
 			   " records of train shard %s: give --batch %" PRIu64 " or less",
-			   cfg->batch, train->count, train->path, train->count);
+			   cfg->fit.batch, train->count, train->path, train->count);
 	if (cfg->weighting == NN_WEIGHTS_GIVEN && cfg->nweights != (int)a->num_classes)
 		return BAD("class weights: %d given, but %s has %" PRIu32
 			   " classes: give one per class",
@@ -308,7 +300,7 @@ int nn_segment_check_inputs(const struct nn_segment_config *cfg, const struct da
 	if ((rc = check_labelled(train, "train", "learn", err)) < 0 ||
 	    (val && (rc = check_labelled(val, "validation", "score", err)) < 0))
 		return rc;
-	return check_arch_size(cfg->arch, train, err);
+	return check_arch_size(cfg->fit.arch, train, err);
 }
 
 int nn_segment_check_net(const struct nn_net *net, const char *what, const struct dataset *ds,
@@ -438,26 +430,44 @@ int nn_eval_segmenter(struct nn_net *net, const struct dataset *ds, int batch,
 	return 0;
 }
 
-/* What a state of this training holds (nn/trainstate.h): the shared
- * settings, the augmentation and the class weights as used. */
-static json_t *segmenter_what(const struct nn_segment_config *cfg, const struct nn_net *net,
-			      const struct dataset *train, const struct dataset *val,
-			      const float *class_w)
+/* The segmenter's validation and report (nn_fit_trainer's eval, done and
+ * figures). */
+struct segmenter_loop {
+	const struct nn_segment_config *cfg;
+	struct nn_net *net;
+	const struct dataset *val;
+	struct nn_segment_result *res;
+};
+
+static int segmenter_eval(void *ctx, int epoch, struct error *err)
 {
-	json_t *w = nn_train_what("segmenter", net->arch, train, val, cfg->epochs, cfg->batch,
-				  cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->seed);
-	if (w) {
-		json_object_set_new(w, "augment", json_integer(cfg->augment));
-		nn_figures_put_float(w, "class_weights", class_w, train->shape.num_classes);
-	}
-	return w;
+	struct segmenter_loop *c = ctx;
+	struct nn_segment_result *res = c->res;
+	int r = nn_eval_segmenter(c->net, c->val, c->cfg->fit.batch, &res->val, err);
+	if (r < 0 || epoch < 0)
+		return r;
+	int k = res->classes;
+	res->epoch_pixel_accuracy[epoch] = res->val.pixel_accuracy;
+	res->epoch_mean_iou[epoch] = res->val.mean_iou;
+	memcpy(res->epoch_iou + (size_t)epoch * k, res->val.iou, sizeof(double) * k);
+	return 0;
+}
+
+static void segmenter_done(void *ctx, int epoch, double seconds)
+{
+	struct segmenter_loop *c = ctx;
+	struct nn_segment_result *res = c->res;
+	res->epoch_seconds[epoch] = seconds;
+	if (c->cfg->on_epoch)
+		c->cfg->on_epoch(c->cfg->fit.ctx, epoch, res->epoch_loss[epoch],
+				 c->val ? &res->val : NULL, seconds);
 }
 
 /* The segmenter's figures in a state: per-epoch loss, seconds and, with a
  * validation shard, its scores. */
 static void figures_put(void *ctx, json_t *f, int epochs)
 {
-	const struct nn_segment_result *res = ctx;
+	const struct nn_segment_result *res = ((const struct segmenter_loop *)ctx)->res;
 	nn_figures_put_float(f, "loss", res->epoch_loss, (size_t)epochs);
 	nn_figures_put(f, "seconds", res->epoch_seconds, (size_t)epochs);
 	if (res->has_val) {
@@ -469,7 +479,7 @@ static void figures_put(void *ctx, json_t *f, int epochs)
 
 static int figures_get(void *ctx, const json_t *f, int epochs)
 {
-	struct nn_segment_result *res = ctx;
+	struct nn_segment_result *res = ((struct segmenter_loop *)ctx)->res;
 	if (nn_figures_get_float(f, "loss", res->epoch_loss, (size_t)epochs) < 0 ||
 	    nn_figures_get(f, "seconds", res->epoch_seconds, (size_t)epochs) < 0)
 		return -1;
@@ -499,44 +509,12 @@ static int result_alloc(struct nn_segment_result *res, int classes, int epochs, 
 	return ok ? 0 : -1;
 }
 
-/* The segmenter's validation and report (nn_train_loop's eval and done). */
-struct segmenter_loop {
-	const struct nn_segment_config *cfg;
-	struct nn_net *net;
-	const struct dataset *val;
-	struct nn_segment_result *res;
-	const struct nn_train_saver *sv;
-};
-
-static int segmenter_eval(void *ctx, int epoch, struct error *err)
-{
-	struct segmenter_loop *c = ctx;
-	struct nn_segment_result *res = c->res;
-	int r = nn_eval_segmenter(c->net, c->val, c->cfg->batch, &res->val, err);
-	if (r < 0 || epoch < 0)
-		return r;
-	int k = res->classes;
-	res->epoch_pixel_accuracy[epoch] = res->val.pixel_accuracy;
-	res->epoch_mean_iou[epoch] = res->val.mean_iou;
-	memcpy(res->epoch_iou + (size_t)epoch * k, res->val.iou, sizeof(double) * k);
-	return 0;
-}
-
-static void segmenter_done(void *ctx, int epoch)
-{
-	struct segmenter_loop *c = ctx;
-	struct nn_segment_result *res = c->res;
-	res->epoch_seconds[epoch] = clock_now() - c->sv->t0;
-	if (c->cfg->on_epoch)
-		c->cfg->on_epoch(c->cfg->ctx, epoch, res->epoch_loss[epoch],
-				 c->val ? &res->val : NULL, res->epoch_seconds[epoch]);
-}
-
 int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset *train,
 		       const struct dataset *val, struct nn_net *net, struct nn_segment_result *res,
 		       struct error *err)
 {
-	const struct nn_backend *be = cfg->be;
+	const struct nn_fit *fit = &cfg->fit;
+	const struct nn_backend *be = fit->be;
 	const struct dataset_shape *s = &train->shape;
 	memset(res, 0, sizeof(*res));
 	memset(net, 0, sizeof(*net));
@@ -544,8 +522,7 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 	if (rc < 0)
 		return rc;
 	int k = (int)s->num_classes;
-	size_t hw = (size_t)s->height * s->width;
-	if (result_alloc(res, k, cfg->epochs, val != NULL) < 0 ||
+	if (result_alloc(res, k, fit->epochs, val != NULL) < 0 ||
 	    (val && nn_segment_metrics_init(&res->val, k, err) < 0)) {
 		nn_segment_result_release(res);
 		return error_set(err, "train: out of memory");
@@ -554,8 +531,8 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 		nn_segment_result_release(res);
 		return rc;
 	}
-	if (nn_model_build(net, be, cfg->arch, (int)s->channels, (int)s->height, (int)s->width, k,
-			   cfg->seed, err) < 0) {
+	if (nn_model_build(net, be, fit->arch, (int)s->channels, (int)s->height, (int)s->width, k,
+			   fit->seed, err) < 0) {
 		nn_segment_result_release(res);
 		return DATASET_EBADINPUT; /* a bad spec: the sizes were checked */
 	}
@@ -569,92 +546,40 @@ int nn_train_segmenter(const struct nn_segment_config *cfg, const struct dataset
 		nn_segment_result_release(res);
 		return DATASET_EBADINPUT;
 	}
-	if (nn_net_prepare(net, cfg->batch, err) < 0)
-		return -1;
 	res->params = nn_net_param_count(net);
 	res->flops_per_tile = 2 * nn_net_macs(net);
-	int32_t *labels = be->alloc(sizeof(int32_t) * cfg->batch * hw);
 	float *class_w = cfg->weighting != NN_WEIGHTS_NONE ? be->alloc(sizeof(float) * k) : NULL;
-	struct loader *l = NULL;
-	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */
-	json_t *what = NULL; /* with state_dir: what this training is */
+	/* the augmentation and the class weights as used: a resumed start must
+	 * have the same (nn/trainstate.h) */
+	json_t *what = json_pack("{s:i}", "augment", cfg->augment);
 	rc = -1;
-	if (!labels || (cfg->weighting != NN_WEIGHTS_NONE && !class_w)) {
-		nn_alloc_failed(be, err, "train: out of memory for labels (batch %d of %zu pixels)",
-				cfg->batch, hw);
+	if ((cfg->weighting != NN_WEIGHTS_NONE && !class_w) || !what) {
+		nn_alloc_failed(be, err, "train: out of memory for %d class weights", k);
 		goto out;
 	}
+	nn_figures_put_float(what, "class_weights", res->class_weights, (size_t)k);
 	if (class_w)
 		be->upload(class_w, res->class_weights, sizeof(float) * k);
-
-	struct loader_config lc;
-	loader_for(&lc, be, train, cfg->batch);
-	lc.seed = cfg->seed;
-	lc.drop_last = 1;
-	/* the 8 symmetries of a square tile; flips only for other shapes */
-	lc.dihedral = cfg->augment && s->height == s->width;
-	lc.flip = cfg->augment && s->height != s->width;
-	if (cfg->sync) {
-		lc.part = (uint32_t)cfg->sync->part;
-		lc.parts = (uint32_t)cfg->sync->parts;
-	}
-	if (!(l = loader_new(train, &lc, err)))
+	struct segmenter_loop sl = {cfg, net, val, res};
+	struct nn_fit_trainer t = {
+	    .name = "segmenter",
+	    .samples_name = "tiles",
+	    .test = val,
+	    .what = what,
+	    /* the 8 symmetries of a square tile; flips only for other shapes */
+	    .dihedral = cfg->augment && s->height == s->width,
+	    .flip = cfg->augment && s->height != s->width,
+	    .class_w = class_w,
+	    .epoch_loss = res->epoch_loss,
+	    .eval = segmenter_eval,
+	    .done = segmenter_done,
+	    .put = figures_put,
+	    .get = figures_get,
+	    .ctx = &sl};
+	if ((rc = nn_fit_run(fit, &t, train, net, &res->fit, err)) < 0)
 		goto out;
-	uint64_t per_epoch = loader_batches_per_epoch(l);
-	if (nn_train_check_part(per_epoch, cfg->batch, train, cfg->sync, err) < 0) {
-		rc = DATASET_EBADINPUT;
-		goto out;
-	}
-	struct nn_optim opt;
-	nn_train_sgd_setup(&opt, cfg->lr, cfg->momentum, cfg->wd, cfg->warmup_epochs, cfg->epochs,
-			   per_epoch);
-	if (nn_optim_init(&opt, net, err) < 0)
-		goto out;
-	struct nn_train_saver sv = {.dir = cfg->state_dir,
-				    .every = cfg->state_every,
-				    .net = net,
-				    .opt = &opt,
-				    .put = figures_put,
-				    .get = figures_get,
-				    .ctx = res,
-				    .samples_name = "tiles"};
-	if (cfg->state_dir)
-		sv.what = what = segmenter_what(cfg, net, train, val, res->class_weights);
-	int first;
-	if ((rc = nn_train_begin(&sv, cfg->sync, l, cfg->epochs, &first, err)) < 0)
-		goto out;
-	rc = -1;
-	res->resumed_from = first;
-	res->resumed_batches = sv.batches;
-	struct nn_train_step st = {.net = net, .opt = &opt, .class_w = class_w, .sync = cfg->sync};
-	int evaluate = val && (!cfg->sync || cfg->sync->evaluate);
-	struct segmenter_loop sl = {cfg, net, val, res, &sv};
-	struct nn_train_loop lp = {.st = &st,
-				   .graph = &graph,
-				   .l = l,
-				   .labels = labels,
-				   .first = first,
-				   .epochs = cfg->epochs,
-				   .lr = cfg->lr,
-				   .on_batch = cfg->on_batch,
-				   .batch_ctx = cfg->ctx,
-				   .epoch_loss = res->epoch_loss,
-				   .sv = &sv,
-				   .evaluate = evaluate,
-				   .eval = segmenter_eval,
-				   .done = segmenter_done,
-				   .ctx = &sl};
-	if ((rc = nn_train_epochs(&lp, &res->train_seconds, err)) < 0)
-		goto out;
-	res->eval_seconds = sv.eval_time;
-	res->tiles_per_second = res->train_seconds > 0 ? sv.samples / res->train_seconds : 0;
-	rc = 0;
 out:
 	json_decref(what);
-	nn_backend_step_release(be, &graph);
-	loader_free(l);
-	if (labels)
-		be->free(labels);
 	if (class_w)
 		be->free(class_w);
 	return rc;

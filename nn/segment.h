@@ -47,24 +47,14 @@ void nn_segment_metrics_finish(struct nn_segment_metrics *m);
 void nn_segment_metrics_copy(struct nn_segment_metrics *dst, const struct nn_segment_metrics *src);
 
 struct nn_segment_config {
-	const struct nn_backend *be;
-	const char *arch; /* model spec (nn/model.h) with a per-pixel output */
-	int epochs, batch;
-	float lr, momentum, wd; /* peak lr of SGD + Nesterov, warmup then cosine */
-	float warmup_epochs;
-	int augment; /* the 8 symmetries of a square tile (loader: dihedral) */
+	struct nn_fit fit; /* arch: a model spec with a per-pixel output */
+	int augment;	   /* the 8 symmetries of a square tile (loader: dihedral) */
 	enum nn_class_weighting weighting;
 	const float *weights; /* NN_WEIGHTS_GIVEN: nweights = num_classes values >= 0 */
 	int nweights;
-	uint64_t seed;
-	nn_train_batch_fn *on_batch; /* may be NULL */
-	/* After every epoch; val is NULL without a validation shard. */
+	/* After every epoch (with fit.ctx); val is NULL without a validation shard. */
 	void (*on_epoch)(void *ctx, int epoch, float train_loss,
 			 const struct nn_segment_metrics *val, double seconds);
-	void *ctx;
-	const struct nn_train_sync *sync; /* data-parallel ranks (dist/); NULL: one process */
-	const char *state_dir;		  /* NULL, or resumable (nn_train_config.state_dir) */
-	double state_every;		  /* nn_train_config.state_every */
 };
 
 /* arch NN_SEGMENT_ARCH, 30 epochs, batch 8, lr 0.05, momentum 0.9, wd 5e-4,
@@ -100,11 +90,9 @@ struct nn_segment_result {
 	double *epoch_pixel_accuracy, *epoch_mean_iou; /* [epochs], with val */
 	double *epoch_iou;			       /* [epochs * classes], with val */
 	struct nn_segment_metrics val;		       /* the last epoch's, with val */
-	double train_seconds, eval_seconds, tiles_per_second;
+	struct nn_fit_result fit; /* seconds, tiles/s, resumed */
 	long long params;
 	double flops_per_tile; /* forward */
-	int resumed_from;      /* epochs done before this start (state_dir), or 0 */
-	uint64_t resumed_batches; /* and batches of the next one */
 };
 void nn_segment_result_release(struct nn_segment_result *r);
 

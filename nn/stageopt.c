@@ -31,26 +31,26 @@ int nn_stage_opt(struct nn_stage_opts *o, int c, const char *arg, struct error *
 	case NN_OPT_EPOCHS:
 		if (parse_long(arg, 1, 100000, &v) < 0)
 			return error_set(err, "--epochs: '%s' is not an integer in 1..100000", arg);
-		*o->train.epochs = (int)v;
+		o->fit->epochs = (int)v;
 		return 1;
 	case NN_OPT_BATCH:
 		if (parse_long(arg, 1, 65536, &v) < 0)
 			return error_set(err, "--batch: '%s' is not an integer in 1..65536", arg);
-		*o->train.batch = (int)v;
+		o->fit->batch = (int)v;
 		return 1;
 	case NN_OPT_LR:
-		if (parse_float(arg, o->train.lr) < 0 || !(*o->train.lr > 0))
+		if (parse_float(arg, &o->fit->lr) < 0 || !(o->fit->lr > 0))
 			return error_set(err, "--lr: '%s' is not a finite positive number", arg);
 		return 1;
 	case NN_OPT_WD:
-		if (parse_float(arg, o->train.wd) < 0 || !(*o->train.wd >= 0))
+		if (parse_float(arg, &o->fit->wd) < 0 || !(o->fit->wd >= 0))
 			return error_set(err, "--wd: '%s' is not a finite number >= 0", arg);
 		return 1;
 	case NN_OPT_SEED:
 		if (parse_long(arg, 0, 0x7fffffffL, &v) < 0)
 			return error_set(err, "--seed: '%s' is not an integer in 0..2147483647",
 					 arg);
-		*o->train.seed = (uint64_t)v;
+		o->fit->seed = (uint64_t)v;
 		return 1;
 	case NN_OPT_STATE_EVERY:
 		if (parse_float(arg, &every) < 0 || !(every >= 0))
@@ -68,5 +68,10 @@ int nn_stage_setup(struct nn_stage_opts *o, struct error *err)
 	nn_cpu_set_threads((int)o->threads);
 	if (nn_backend_set_precision(o->be, &o->precision, &why) < 0)
 		return error_set(err, "--precision: %s", why.msg);
+	if (o->fit) {
+		o->fit->be = o->be;
+		o->fit->state_dir = o->state_dir;
+		o->fit->state_every = o->state_every;
+	}
 	return 0;
 }

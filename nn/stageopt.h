@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "nn/backend.h"
+#include "nn/train.h"
 
 /* getopt_long values, outside any short option's range. */
 enum {
@@ -48,14 +49,11 @@ struct nn_stage_opts {
 	const char *precision;	     /* --precision; after setup, the one in use */
 	const char *state_dir;	     /* --state DIR, or NULL */
 	double state_every;	     /* --state-every S, default 600 */
-	/* Where the NN_STAGE_TRAIN_OPTIONS go: the trainer's config, holding
-	 * its defaults. Each is checked (--epochs 1..100000, --batch 1..65536,
-	 * --lr > 0, --wd >= 0, --seed 0..2^31-1). */
-	struct {
-		int *epochs, *batch;
-		float *lr, *wd;
-		uint64_t *seed;
-	} train;
+	/* A trainer's fit, holding its defaults: where NN_STAGE_TRAIN_OPTIONS
+	 * go, each checked (--epochs 1..100000, --batch 1..65536, --lr > 0,
+	 * --wd >= 0, --seed 0..2^31-1); nn_stage_setup sets its be, state_dir
+	 * and state_every. NULL for the other stages. */
+	struct nn_fit *fit;
 };
 
 void nn_stage_opts_init(struct nn_stage_opts *o);
@@ -63,9 +61,9 @@ void nn_stage_opts_init(struct nn_stage_opts *o);
  * options; -1 a bad value, err saying which ("--threads: 'x' is not an
  * integer in 1..1024"): the stage's bad usage. */
 int nn_stage_opt(struct nn_stage_opts *o, int c, const char *arg, struct error *err);
-/* After parsing: the threads set, and the precision checked against the
- * device, o->precision becoming the name in use; -1 with err ("--precision:
- * ..."), bad usage. */
+/* After parsing: the threads set, the precision checked against the
+ * device, o->precision becoming the name in use, and o->fit given the
+ * device and the state; -1 with err ("--precision: ..."), bad usage. */
 int nn_stage_setup(struct nn_stage_opts *o, struct error *err);
 
 #endif

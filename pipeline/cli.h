@@ -33,18 +33,21 @@ struct run_status {
 	const char *state; /* pending, running, failed, done, cancelled */
 	char failures[5][200]; /* the first failed tasks, one line each */
 	int nfailures;
-	long long queued;  /* tasks the scheduler still holds (pending or running) */
-	long sched_calls;  /* scheduler commands run to collect this */
+	long long queued;   /* tasks the scheduler still holds (pending or running) */
 	char stuck[5][200]; /* the first queued tasks whose reason never clears */
 	int nstuck;
 	long long stuck_total;
 	char warning[400];  /* Slurm unreachable: states from the markers alone */
 };
 
+/* The markers as the scheduler corrects them: one squeue call for a Slurm
+ * run (sched_view_load). */
 int status_collect(const struct run *r, struct run_status *st, struct error *err);
-/* The same, with ask_sched = 0 reading the markers alone (Slurm not asked:
- * its queued and lost tasks not seen). */
-int status_count(const struct run *r, struct run_status *st, int ask_sched, struct error *err);
+/* The same with a view of the scheduler at hand (sched_view_pick), or view
+ * NULL: the markers alone (Slurm not asked: its queued and lost tasks not
+ * seen). */
+int status_count(const struct run *r, struct run_status *st, const struct sched_view *view,
+		 struct error *err);
 /* "warning: Slurm unreachable ..." for a view that could not ask Slurm, else "". */
 void sched_warning(const struct sched_view *v, char *out, size_t size);
 void status_release(struct run_status *st);

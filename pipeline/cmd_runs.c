@@ -1,8 +1,8 @@
 /* cairn runs [DIR]... [--json]: the run folders in DIR (default runs/), a
  * line each, oldest first (unreadable ones last): when made, executor,
  * state and task counts, and a failed run's first failure. From the
- * markers (a stat per task); a Slurm run asks squeue once, and only when
- * its markers are not all done. */
+ * markers (a stat per task); the Slurm runs whose markers are not all done
+ * ask squeue, all of them in one call. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -13,7 +13,9 @@
 #include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
+#include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
+#include "pipeline/sched.h"
 
 static const char runs_usage[] =
     "usage: cairn runs [DIR]... [--json]\n"
@@ -21,8 +23,8 @@ static const char runs_usage[] =
     "those named, oldest first (unreadable ones last), a line each: when made,\n"
     "executor, state, tasks done of all, failed; under a failed run its first\n"
     "failed task and why.\n"
-    "From the markers; a Slurm run asks squeue once, and only when its markers\n"
-    "are not all done.\n"
+    "From the markers; the Slurm runs whose markers are not all done ask squeue,\n"
+    "all in one call.\n"
     "  --json   one JSON array: [{\"run\", \"name\", \"created\", \"executor\", \"state\",\n"
     "           \"tasks\", \"done\", \"failed\", \"running\", \"pending\", \"cancelled\"}];\n"
     "           and of a failed run \"first_failure\"; a folder that cannot be read\n"
@@ -39,12 +41,14 @@ struct entry {
 	struct stage_counts total;
 	char failure[200]; /* the first failed task, or "" */
 	char error[256];   /* why unreadable */
+	int ask;	   /* a Slurm run with tasks open: squeue knows more */
 };
 
 struct list {
 	struct entry *v;
 	size_t n, cap;
-	int warned; /* Slurm unreachable: said once */
+	long *ids; /* the job ids of the runs to ask squeue about */
+	size_t nids, capids;
 };
 
 static int is_run(const char *dir)
@@ -64,7 +68,50 @@ static void copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-/* Read one run folder into a new entry: -1 only when out of memory. */
+/* e's counts from r's markers, as view corrects them (NULL: the markers
+ * alone). */
+static void count(struct entry *e, const struct run *r, const struct sched_view *view)
+{
+	struct run_status st;
+	struct error err;
+	e->failure[0] = '\0';
+	if (status_count(r, &st, view, &err) < 0) {
+		e->state = "unreadable";
+		copy(e->error, sizeof(e->error), err.msg);
+	} else {
+		e->state = st.state; /* a string literal */
+		e->total = st.total;
+		if (st.nfailures)
+			copy(e->failure, sizeof(e->failure), st.failures[0]);
+	}
+	status_release(&st);
+}
+
+/* r's job ids onto l->ids: 0, -1 out of memory. */
+static int add_ids(struct list *l, const struct run *r)
+{
+	long *ids;
+	size_t n;
+	struct error err;
+	if (sched_job_ids(r, &ids, &n, &err) < 0)
+		return -1;
+	if (l->nids + n > l->capids) {
+		size_t cap = 2 * (l->nids + n);
+		long *v = mem_realloc(l->ids, cap * sizeof(*v));
+		if (!v) {
+			mem_free(ids);
+			return -1;
+		}
+		l->ids = v, l->capids = cap;
+	}
+	memcpy(l->ids + l->nids, ids, n * sizeof(*ids));
+	l->nids += n;
+	mem_free(ids);
+	return 0;
+}
+
+/* Read one run folder into a new entry, from its markers: -1 only when out
+ * of memory. */
 static int add_run(struct list *l, const char *path)
 {
 	if (l->n == l->cap) {
@@ -81,7 +128,6 @@ static int add_run(struct list *l, const char *path)
 	l->n++;
 	struct run r;
 	struct error err;
-	struct run_status st;
 	if (run_open(&r, path, &err) < 0) {
 		e->state = "unreadable";
 		copy(e->error, sizeof(e->error), err.msg);
@@ -91,27 +137,50 @@ static int add_run(struct list *l, const char *path)
 	copy(e->created, sizeof(e->created), jsonio_str(r.info, "created", ""));
 	copy(e->name, sizeof(e->name), r.spec.name);
 	copy(e->executor, sizeof(e->executor), run_executor(&r));
+	count(e, &r, NULL);
 	/* A done run needs no scheduler: ask Slurm only when the markers
 	 * leave something open (queued, running, or lost without a marker). */
-	int rc = status_count(&r, &st, 0, &err);
-	if (rc == 0 && run_is_slurm(&r) && st.total.done < st.total.tasks) {
-		status_release(&st);
-		rc = status_collect(&r, &st, &err);
-		if (rc == 0 && st.warning[0] && !l->warned++)
-			fprintf(stderr, "cairn: %s\n", st.warning);
-	}
-	if (rc < 0) {
-		e->state = "unreadable";
-		copy(e->error, sizeof(e->error), err.msg);
-	} else {
-		e->state = st.state; /* a string literal */
-		e->total = st.total;
-		if (st.nfailures)
-			copy(e->failure, sizeof(e->failure), st.failures[0]);
-	}
-	status_release(&st);
+	e->ask = !e->error[0] && run_is_slurm(&r) && e->total.done < e->total.tasks;
+	int rc = e->ask ? add_ids(l, &r) : 0;
 	run_release(&r);
-	return 0;
+	return rc;
+}
+
+/* The runs to ask about, counted again as one squeue call of all their
+ * jobs corrects their markers (Slurm unreachable: said once, the markers
+ * kept). 0, -1 out of memory. */
+static int ask_slurm(struct list *l)
+{
+	struct slurm_jobs jobs;
+	slurm_jobs_init(&jobs);
+	struct error qerr;
+	const char *unreachable = NULL;
+	if (l->nids && slurm_squeue(l->ids, l->nids, &jobs, &qerr) < 0)
+		unreachable = qerr.msg;
+	int rc = 0, warned = 0;
+	for (size_t i = 0; rc == 0 && i < l->n; i++) {
+		struct entry *e = &l->v[i];
+		struct run r;
+		struct error err;
+		struct sched_view view = {0};
+		if (!e->ask)
+			continue;
+		if (run_open(&r, e->path, &err) < 0) { /* gone or broken since */
+			e->state = "unreadable";
+			copy(e->error, sizeof(e->error), err.msg);
+		} else if ((rc = sched_view_pick(&view, &r, &jobs, unreachable, &err)) == 0) {
+			count(e, &r, &view);
+			if (view.unreachable && !warned++) {
+				char warning[400];
+				sched_warning(&view, warning, sizeof(warning));
+				fprintf(stderr, "cairn: %s\n", warning);
+			}
+		}
+		sched_view_release(&view);
+		run_release(&r);
+	}
+	slurm_jobs_release(&jobs);
+	return rc;
 }
 
 /* The run folders in dir; 0, -1 out of memory. */
@@ -234,6 +303,8 @@ int cmd_runs(int argc, char **argv)
 	for (int i = 1; rc == 0 && i < argc; i++)
 		if (argv[i][0] != '-')
 			rc = is_run(argv[i]) ? add_run(&l, argv[i]) : add_folder(&l, argv[i]);
+	if (rc == 0)
+		rc = ask_slurm(&l);
 	if (rc < 0) {
 		fprintf(stderr, "cairn runs: out of memory\n");
 	} else {
@@ -249,5 +320,6 @@ int cmd_runs(int argc, char **argv)
 	for (size_t i = 0; i < l.n; i++)
 		mem_free(l.v[i].path);
 	mem_free(l.v);
+	mem_free(l.ids);
 	return rc < 0 ? 1 : 0;
 }

@@ -40,36 +40,27 @@ void sched_warning(const struct sched_view *v, char *out, size_t size)
 			 v->error);
 }
 
-int status_count(const struct run *r, struct run_status *st, int ask_sched, struct error *err)
+int status_count(const struct run *r, struct run_status *st, const struct sched_view *view,
+		 struct error *err)
 {
+	static const struct sched_view markers; /* not slurm: the markers alone */
 	const struct spec *s = &r->spec;
 	memset(st, 0, sizeof(*st));
-	struct sched_view view;
-	long calls0 = slurm_calls(SLURM_SQUEUE);
-	if (!ask_sched) {
-		memset(&view, 0, sizeof(view)); /* not slurm: the markers alone */
-		slurm_jobs_init(&view.jobs);
-	} else if (sched_view_load(&view, r, err) < 0) {
-		return -1;
-	}
-	st->sched_calls = slurm_calls(SLURM_SQUEUE) - calls0;
-	sched_warning(&view, st->warning, sizeof(st->warning));
+	if (!view)
+		view = &markers;
+	sched_warning(view, st->warning, sizeof(st->warning));
 	st->nstages = s->nstages;
 	st->stages = mem_calloc((size_t)s->nstages, sizeof(*st->stages));
-	if (!st->stages) {
-		sched_view_release(&view);
+	if (!st->stages)
 		return error_set(err, "out of memory");
-	}
 	for (int i = 0; i < s->nstages; i++) {
 		struct stage_counts *c = &st->stages[i];
 		c->tasks = s->stages[i].ntasks;
 		for (int t = 0; t < s->stages[i].ntasks; t++) {
 			struct task_info ti;
-			if (task_read(r->dir, s->stages[i].name, t, 1, &ti, err) < 0) {
-				sched_view_release(&view);
+			if (task_read(r->dir, s->stages[i].name, t, 1, &ti, err) < 0)
 				return -1;
-			}
-			sched_view_apply(&view, r, i, t, &ti);
+			sched_view_apply(view, r, i, t, &ti);
 			st->queued += ti.queued;
 			if (ti.stuck) {
 				if (st->nstuck < 5)
@@ -107,7 +98,6 @@ int status_count(const struct run *r, struct run_status *st, int ask_sched, stru
 		st->total.cancelled += c->cancelled;
 		st->total.pending += c->pending;
 	}
-	sched_view_release(&view);
 	const struct stage_counts *t = &st->total;
 	st->state = t->running	  ? "running"
 		    : t->failed	   ? "failed"
@@ -119,7 +109,13 @@ int status_count(const struct run *r, struct run_status *st, int ask_sched, stru
 
 int status_collect(const struct run *r, struct run_status *st, struct error *err)
 {
-	return status_count(r, st, 1, err);
+	memset(st, 0, sizeof(*st));
+	struct sched_view view;
+	int rc = sched_view_load(&view, r, err);
+	if (rc == 0)
+		rc = status_count(r, st, &view, err);
+	sched_view_release(&view);
+	return rc;
 }
 
 void status_release(struct run_status *st)

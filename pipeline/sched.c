@@ -57,26 +57,12 @@ static void copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-int sched_view_load(struct sched_view *v, const struct run *r, struct error *err)
+/* The rest of a view once its jobs are in: r's submissions, the jobs
+ * sorted. */
+static int view_finish(struct sched_view *v, const struct run *r, struct error *err)
 {
-	memset(v, 0, sizeof(*v));
-	slurm_jobs_init(&v->jobs);
-	v->slurm = run_is_slurm(r);
-	if (!v->slurm)
-		return 0;
-	long *ids;
-	size_t n;
-	if (sched_job_ids(r, &ids, &n, err) < 0)
-		return -1;
-	struct error qerr;
-	int rc = n ? slurm_squeue(ids, n, &v->jobs, &qerr) : 0;
-	mem_free(ids);
-	if (rc < 0) {
-		/* Slurm down or unreachable: the markers still say a lot. */
-		v->unreachable = 1;
-		copy(v->error, sizeof(v->error), qerr.msg);
-	}
 	json_t *jobs = json_object_get(r->info, "jobs");
+	size_t n = json_is_array(jobs) ? json_array_size(jobs) : 0;
 	v->subs = mem_calloc(n + 1, sizeof(*v->subs));
 	if (!v->subs)
 		return error_set(err, "out of memory");
@@ -97,6 +83,58 @@ int sched_view_load(struct sched_view *v, const struct run *r, struct error *err
 			break;
 		}
 	return 0;
+}
+
+int sched_view_load(struct sched_view *v, const struct run *r, struct error *err)
+{
+	memset(v, 0, sizeof(*v));
+	slurm_jobs_init(&v->jobs);
+	v->slurm = run_is_slurm(r);
+	if (!v->slurm)
+		return 0;
+	long *ids;
+	size_t n;
+	if (sched_job_ids(r, &ids, &n, err) < 0)
+		return -1;
+	struct error qerr;
+	int rc = n ? slurm_squeue(ids, n, &v->jobs, &qerr) : 0;
+	mem_free(ids);
+	if (rc < 0) {
+		/* Slurm down or unreachable: the markers still say a lot. */
+		v->unreachable = 1;
+		copy(v->error, sizeof(v->error), qerr.msg);
+	}
+	return view_finish(v, r, err);
+}
+
+int sched_view_pick(struct sched_view *v, const struct run *r, const struct slurm_jobs *all,
+		    const char *unreachable, struct error *err)
+{
+	memset(v, 0, sizeof(*v));
+	slurm_jobs_init(&v->jobs);
+	v->slurm = run_is_slurm(r);
+	if (!v->slurm)
+		return 0;
+	if (unreachable) {
+		v->unreachable = 1;
+		copy(v->error, sizeof(v->error), unreachable);
+		return view_finish(v, r, err);
+	}
+	long *ids;
+	size_t n;
+	if (sched_job_ids(r, &ids, &n, err) < 0)
+		return -1;
+	for (size_t k = 0; k < all->n; k++)
+		for (size_t i = 0; i < n; i++)
+			if (all->v[k].array_job_id == ids[i]) {
+				if (slurm_jobs_push(&v->jobs, &all->v[k]) < 0) {
+					mem_free(ids);
+					return error_set(err, "out of memory");
+				}
+				break;
+			}
+	mem_free(ids);
+	return view_finish(v, r, err);
 }
 
 void sched_view_release(struct sched_view *v)

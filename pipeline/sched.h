@@ -28,6 +28,11 @@ struct sched_view {
  * reached this still succeeds, with v->unreachable set and v->error saying
  * why: callers show the markers and warn (sched_warning). */
 int sched_view_load(struct sched_view *v, const struct run *r, struct error *err);
+/* The same from jobs one squeue call gave of several runs at once (those of
+ * r picked by the job ids in its run.json), or, with unreachable (that
+ * call's error), Slurm unreachable: no scheduler call. */
+int sched_view_pick(struct sched_view *v, const struct run *r, const struct slurm_jobs *all,
+		    const char *unreachable, struct error *err);
 void sched_view_release(struct sched_view *v);
 
 /* Correct what the markers of a task say with what the scheduler knows: a

@@ -121,8 +121,7 @@ int main(int argc, char **argv)
 	nn_train_defaults(&cfg);
 	struct nn_stage_opts opts;
 	nn_stage_opts_init(&opts);
-	opts.train.epochs = &cfg.epochs, opts.train.batch = &cfg.batch;
-	opts.train.lr = &cfg.lr, opts.train.wd = &cfg.wd, opts.train.seed = &cfg.seed;
+	opts.fit = &cfg.fit;
 	const char *train_path = NULL, *test_path = NULL, *out = NULL;
 	struct error err;
 	long v;
@@ -138,7 +137,7 @@ int main(int argc, char **argv)
 		case 't': train_path = optarg; break;
 		case 'T': test_path = optarg; break;
 		case 'o': out = optarg; break;
-		case 'a': cfg.arch = optarg; break;
+		case 'a': cfg.fit.arch = optarg; break;
 		case 'A': cfg.flip = 0, cfg.pad = 0; break;
 		case 'P':
 			if (parse_long(optarg, 0, 64, &v) < 0)
@@ -165,7 +164,6 @@ int main(int argc, char **argv)
 	}
 	if (nn_stage_setup(&opts, &err) < 0)
 		return bad_usage("%s", err.msg);
-	cfg.be = opts.be, cfg.state_dir = opts.state_dir, cfg.state_every = opts.state_every;
 
 	struct dataset train, test;
 	int rc;
@@ -187,8 +185,9 @@ int main(int argc, char **argv)
 	}
 	/* a bad spec is bad input: check it before creating anything */
 	struct nn_net net;
-	if (nn_model_build(&net, cfg.be, cfg.arch, (int)train.shape.channels, (int)train.shape.height,
-			   (int)train.shape.width, (int)train.shape.num_classes, cfg.seed, &err) < 0) {
+	if (nn_model_build(&net, cfg.fit.be, cfg.fit.arch, (int)train.shape.channels,
+			   (int)train.shape.height, (int)train.shape.width,
+			   (int)train.shape.num_classes, cfg.fit.seed, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		dataset_close(&train), dataset_close(&test);
 		return EXIT_USAGE;
@@ -208,7 +207,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (algo != DIST_NONE) {
-		cfg.sync = &st.sync;
+		cfg.fit.sync = &st.sync;
 		/* a batch larger than a rank's part: known once the ranks are,
 		 * the same on every rank (bad input, exit 2 on each) */
 		if (nn_train_check_inputs(&cfg, &train, &test, &err) < 0) {
@@ -218,12 +217,12 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if ((status = dist_stage_begin(&st, summary, cfg.batch, cfg.epochs, out)) != 0)
+	if ((status = dist_stage_begin(&st, summary, cfg.fit.batch, cfg.fit.epochs, out)) != 0)
 		goto out;
 	if (st.rank == 0) {
-		cfg.on_batch = dist_stage_on_batch;
+		cfg.fit.on_batch = dist_stage_on_batch;
 		cfg.on_epoch = on_epoch;
-		cfg.ctx = &st;
+		cfg.fit.ctx = &st;
 	}
 	rc = nn_train_classifier(&cfg, &train, &test, &net, &res, &err);
 	if (rc < 0) {
@@ -231,10 +230,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* all ranks' images over the slowest one's time */
-	if ((status = dist_stage_totals(&st, res.images_per_second, res.train_seconds)) != 0 ||
+	if ((status = dist_stage_totals(&st, res.fit.samples_per_second, res.fit.train_seconds)) != 0 ||
 	    st.rank != 0)
 		goto out;
-	res.images_per_second = st.tot.rate;
+	res.fit.samples_per_second = st.tot.rate;
 	json_t *m = json_object();
 	json_object_set_new(m, "test_accuracy", json_real(res.test_accuracy));
 	json_object_set_new(m, "per_class_accuracy", json_doubles(res.class_accuracy, res.classes));
@@ -243,25 +242,25 @@ int main(int argc, char **argv)
 		json_array_append_new(losses, json_real(res.epoch_loss[e]));
 	json_object_set_new(m, "loss_per_epoch", losses);
 	json_object_set_new(m, "test_accuracy_per_epoch", json_doubles(res.epoch_accuracy, res.epochs));
-	json_object_set_new(m, "train_time_s", json_real(res.train_seconds));
-	json_object_set_new(m, "eval_time_s", json_real(res.eval_seconds));
-	json_object_set_new(m, "train_images_per_s", json_real(res.images_per_second));
+	json_object_set_new(m, "train_time_s", json_real(res.fit.train_seconds));
+	json_object_set_new(m, "eval_time_s", json_real(res.fit.eval_seconds));
+	json_object_set_new(m, "train_images_per_s", json_real(res.fit.samples_per_second));
 	json_object_set_new(m, "arch", json_string(net.arch));
 	json_object_set_new(m, "params", json_integer(res.params));
 	json_object_set_new(m, "gflops_per_image", json_real(res.flops_per_image / 1e9));
-	json_object_set_new(m, "epochs", json_integer(cfg.epochs));
-	json_object_set_new(m, "batch", json_integer(cfg.batch));
-	json_object_set_new(m, "lr", json_real(cfg.lr));
-	json_object_set_new(m, "seed", json_integer((json_int_t)cfg.seed));
+	json_object_set_new(m, "epochs", json_integer(cfg.fit.epochs));
+	json_object_set_new(m, "batch", json_integer(cfg.fit.batch));
+	json_object_set_new(m, "lr", json_real(cfg.fit.lr));
+	json_object_set_new(m, "seed", json_integer((json_int_t)cfg.fit.seed));
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train.count));
 	json_object_set_new(m, "test_records", json_integer((json_int_t)test.count));
-	json_object_set_new(m, "resumed_from_epoch", json_integer(res.resumed_from));
-	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res.resumed_batches));
+	json_object_set_new(m, "resumed_from_epoch", json_integer(res.fit.resumed_from));
+	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res.fit.resumed_batches));
 	if ((status = dist_stage_save(&st, &net, m)) != 0)
 		goto out;
 	fprintf(stderr, "test accuracy %.4f, %.0f images/s, wall %.1f s -> %s\n", res.test_accuracy,
-		res.images_per_second, dist_stage_wall(&st), out);
-	dist_stage_resumed(&st, res.resumed_from, res.resumed_batches);
+		res.fit.samples_per_second, dist_stage_wall(&st), out);
+	dist_stage_resumed(&st, res.fit.resumed_from, res.fit.resumed_batches);
 out:
 	nn_train_result_release(&res);
 	nn_net_release(&net);

@@ -192,9 +192,9 @@ static json_t *metrics_json(const struct nn_segment_config *cfg,
 	json_object_set_new(m, "class_weights", cw);
 	static const char *const weighting[] = {"none", "auto", "given"};
 	json_object_set_new(m, "class_weighting", json_string(weighting[cfg->weighting]));
-	json_object_set_new(m, "train_time_s", json_real(res->train_seconds));
-	json_object_set_new(m, "eval_time_s", json_real(res->eval_seconds));
-	json_object_set_new(m, "train_tiles_per_s", json_real(res->tiles_per_second));
+	json_object_set_new(m, "train_time_s", json_real(res->fit.train_seconds));
+	json_object_set_new(m, "eval_time_s", json_real(res->fit.eval_seconds));
+	json_object_set_new(m, "train_tiles_per_s", json_real(res->fit.samples_per_second));
 	json_object_set_new(m, "arch", json_string(net->arch));
 	json_object_set_new(m, "params", json_integer(res->params));
 	json_object_set_new(m, "gflops_per_tile", json_real(res->flops_per_tile / 1e9));
@@ -202,16 +202,16 @@ static json_t *metrics_json(const struct nn_segment_config *cfg,
 	json_object_set_new(m, "tile",
 			    json_pack("[iii]", (int)train->shape.channels, (int)train->shape.height,
 				      (int)train->shape.width));
-	json_object_set_new(m, "epochs", json_integer(cfg->epochs));
-	json_object_set_new(m, "batch", json_integer(cfg->batch));
-	json_object_set_new(m, "lr", json_real(cfg->lr));
-	json_object_set_new(m, "wd", json_real(cfg->wd));
+	json_object_set_new(m, "epochs", json_integer(cfg->fit.epochs));
+	json_object_set_new(m, "batch", json_integer(cfg->fit.batch));
+	json_object_set_new(m, "lr", json_real(cfg->fit.lr));
+	json_object_set_new(m, "wd", json_real(cfg->fit.wd));
 	json_object_set_new(m, "augment", json_boolean(cfg->augment));
-	json_object_set_new(m, "seed", json_integer((json_int_t)cfg->seed));
+	json_object_set_new(m, "seed", json_integer((json_int_t)cfg->fit.seed));
 	json_object_set_new(m, "train_records", json_integer((json_int_t)train->count));
 	json_object_set_new(m, "val_records", json_integer(val ? (json_int_t)val->count : 0));
-	json_object_set_new(m, "resumed_from_epoch", json_integer(res->resumed_from));
-	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res->resumed_batches));
+	json_object_set_new(m, "resumed_from_epoch", json_integer(res->fit.resumed_from));
+	json_object_set_new(m, "resumed_batches", json_integer((json_int_t)res->fit.resumed_batches));
 	return m;
 }
 
@@ -246,8 +246,7 @@ int main(int argc, char **argv)
 	static float weights[MAX_WEIGHTS];
 	struct nn_stage_opts opts;
 	nn_stage_opts_init(&opts);
-	opts.train.epochs = &cfg.epochs, opts.train.batch = &cfg.batch;
-	opts.train.lr = &cfg.lr, opts.train.wd = &cfg.wd, opts.train.seed = &cfg.seed;
+	opts.fit = &cfg.fit;
 	const char *train_path = NULL, *val_path = NULL, *out = NULL;
 	struct error err;
 	int c, r;
@@ -269,7 +268,7 @@ int main(int argc, char **argv)
 			out = optarg;
 			break;
 		case 'a':
-			cfg.arch = optarg;
+			cfg.fit.arch = optarg;
 			break;
 		case 'A':
 			cfg.augment = 0;
@@ -305,7 +304,6 @@ int main(int argc, char **argv)
 	}
 	if (nn_stage_setup(&opts, &err) < 0)
 		return bad_usage("%s", err.msg);
-	cfg.be = opts.be, cfg.state_dir = opts.state_dir, cfg.state_every = opts.state_every;
 
 	struct dataset train, val;
 	int rc;
@@ -329,9 +327,9 @@ int main(int argc, char **argv)
 	float wcheck[MAX_WEIGHTS];
 	if (nn_segment_check_inputs(&cfg, &train, valp, &err) < 0 ||
 	    nn_segment_class_weights(&cfg, &train, wcheck, &err) < 0 ||
-	    nn_model_build(&net, cfg.be, cfg.arch, (int)train.shape.channels,
+	    nn_model_build(&net, cfg.fit.be, cfg.fit.arch, (int)train.shape.channels,
 			   (int)train.shape.height, (int)train.shape.width,
-			   (int)train.shape.num_classes, cfg.seed, &err) < 0) {
+			   (int)train.shape.num_classes, cfg.fit.seed, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		status = EXIT_USAGE;
 		goto out;
@@ -346,13 +344,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (algo != DIST_NONE)
-		cfg.sync = &st.sync;
-	if ((status = dist_stage_begin(&st, summary, cfg.batch, cfg.epochs, out)) != 0)
+		cfg.fit.sync = &st.sync;
+	if ((status = dist_stage_begin(&st, summary, cfg.fit.batch, cfg.fit.epochs, out)) != 0)
 		goto out;
 	if (st.rank == 0) {
-		cfg.on_batch = dist_stage_on_batch;
+		cfg.fit.on_batch = dist_stage_on_batch;
 		cfg.on_epoch = on_epoch;
-		cfg.ctx = &st;
+		cfg.fit.ctx = &st;
 	}
 	rc = nn_train_segmenter(&cfg, &train, valp, &net, &res, &err);
 	if (rc < 0) {
@@ -360,18 +358,18 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* all ranks' tiles over the slowest one's time */
-	if ((status = dist_stage_totals(&st, res.tiles_per_second, res.train_seconds)) != 0 ||
+	if ((status = dist_stage_totals(&st, res.fit.samples_per_second, res.fit.train_seconds)) != 0 ||
 	    st.rank != 0)
 		goto out;
-	res.tiles_per_second = st.tot.rate;
+	res.fit.samples_per_second = st.tot.rate;
 	if ((status = dist_stage_save(&st, &net, metrics_json(&cfg, &res, &net, &train, valp))) != 0)
 		goto out;
 	if (valp)
 		fprintf(stderr, "val pixel accuracy %.4f, mean IoU %.4f, ", res.val.pixel_accuracy,
 			res.val.mean_iou);
-	fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.tiles_per_second,
+	fprintf(stderr, "%.1f tiles/s, wall %.1f s -> %s\n", res.fit.samples_per_second,
 		dist_stage_wall(&st), out);
-	dist_stage_resumed(&st, res.resumed_from, res.resumed_batches);
+	dist_stage_resumed(&st, res.fit.resumed_from, res.fit.resumed_batches);
 out:
 	nn_segment_result_release(&res);
 	nn_net_release(&net);

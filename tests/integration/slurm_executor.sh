@@ -89,10 +89,13 @@ check_eq "retry: a/2 ran twice" "$(grep -c '^a2$' count)" 2
 cairn status r2 --json >st.json
 check_grep "dependency: b/2 and c cancelled, not counted as failed" '"b": \{"tasks": 6, "done": 5, "failed": 0, "running": 0, "pending": 0, "cancelled": 1\}' st.json
 : >calls
+cp -r r2 r2copy # a second unfinished Slurm run
 cairn runs "$T" >runs.txt 2>&1
-check_eq "runs: the failed Slurm run asks squeue once, the done one not at all" "$(calls squeue) $(wc -l <calls)" "1 1"
+check_eq "runs: the failed Slurm runs ask squeue in one call, the done one not at all" "$(calls squeue) $(wc -l <calls)" "1 1"
 check_grep "runs: the done run" "^$T/r1 +[0-9TZ:-]+ +slurm +done +13/13 +0$" runs.txt
-check_grep "runs: the failed one, with its first failure" "failed a/2: exit 3 \(attempt 2, Slurm job" runs.txt
+check_eq "runs: each failed one, with its first failure" "$(grep -c 'failed a/2: exit 3 (attempt 2, Slurm job' runs.txt)" 2
+check_grep "runs: the copy, counted as the original" "^$T/r2copy +[0-9TZ:-]+ +slurm +failed +10/13 +1$" runs.txt
+rm -rf r2copy
 cairn why r2 b/2 >why.txt
 check_grep "why: dependency never satisfied" "an input failed" why.txt
 check_grep "verdict: a job that never started gets Slurm's verdict as its marker" '"slurm_state": "CANCELLED"' r2/stages/c/0/failed.json

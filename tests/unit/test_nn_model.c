@@ -688,9 +688,9 @@ static void test_train_learns_and_is_deterministic(void)
 	CHECK(dataset_open(&test, te, 0, &err) == 0);
 	struct nn_train_config cfg;
 	nn_train_defaults(&cfg);
-	cfg.arch = "cnn:widths=4,fc=0,drop=0";
-	cfg.epochs = 3;
-	cfg.batch = 16;
+	cfg.fit.arch = "cnn:widths=4,fc=0,drop=0";
+	cfg.fit.epochs = 3;
+	cfg.fit.batch = 16;
 	cfg.flip = 0; /* flips would swap classes 0 and 1 */
 	cfg.pad = 0;
 	struct nn_net n1, n2;

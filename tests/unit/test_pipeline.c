@@ -660,6 +660,44 @@ static void test_sched_requeued_retry(void)
 	run_release(&r);
 }
 
+/* cairn runs asks squeue once for several runs: each run's view holds its
+ * own jobs of the answer, by the ids in its run.json, and no other's. */
+static void test_sched_view_pick(void)
+{
+	struct spec s;
+	struct error err;
+	CHECK_INT(
+	    spec_load(&s, write_spec("pick.ini", "[stage x]\ncommand = true\n"), NULL, 0, &err), 0);
+	struct run r;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/run-pick", tmp);
+	CHECK_INT(run_create(&r, &s, dir, "slurm", &err), 0);
+	spec_release(&s);
+	CHECK_INT(sched_record(&r, "x", 70, 0, "0", &err), 0);
+	CHECK_INT(sched_record(&r, "x", 58, 0, "0", &err), 0);
+	struct slurm_job all[] = {
+	    {.job_id = 70, .array_job_id = 70, .array_task = 0},
+	    {.job_id = 99, .array_job_id = 99, .array_task = -1}, /* another run's */
+	    {.job_id = 59, .array_job_id = 58, .array_task = 0},
+	};
+	struct slurm_jobs jobs = {.v = all, .n = 3, .cap = 3};
+	struct sched_view v;
+	CHECK_INT(sched_view_pick(&v, &r, &jobs, NULL, &err), 0);
+	CHECK_INT(v.unreachable, 0);
+	CHECK_INT((int)v.jobs.n, 2);
+	CHECK_INT((int)v.jobs.v[0].array_job_id, 58); /* sorted */
+	CHECK_INT((int)v.jobs.v[1].array_job_id, 70);
+	CHECK_INT(v.nsubs, 2);
+	sched_view_release(&v);
+	/* the one call failed: every run's view says so, nothing asked again */
+	CHECK_INT(sched_view_pick(&v, &r, &jobs, "slurmctld down", &err), 0);
+	CHECK_INT(v.unreachable, 1);
+	CHECK_STR(v.error, "slurmctld down");
+	CHECK_INT((int)v.jobs.n, 0);
+	sched_view_release(&v);
+	run_release(&r);
+}
+
 static void test_retry_on(void)
 {
 	CHECK(job_retry_allowed(NULL, "exit", 3));
@@ -716,6 +754,7 @@ int main(void)
 	RUN(test_retry_on);
 	RUN(test_usage_formats);
 	RUN(test_sched_requeued_retry);
+	RUN(test_sched_view_pick);
 	struct error err;
 	fs_rm_rf(tmp, &err);
 	return CHECK_DONE();

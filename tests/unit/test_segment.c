@@ -313,7 +313,7 @@ static void test_bad_inputs(void)
 	CHECK_INT(dataset_open(&e, emp, 0, &err), 0);
 	struct nn_segment_config cfg;
 	nn_segment_defaults(&cfg);
-	cfg.batch = 2;
+	cfg.fit.batch = 2;
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, &t, &err), 0);
 	CHECK_INT(nn_segment_check_inputs(&cfg, &c, NULL, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "chk-class.ds is a class shard") &&
@@ -328,25 +328,25 @@ static void test_bad_inputs(void)
 	      strstr(err.msg, "16 or 24"));
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, &o, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "must match") != NULL);
-	cfg.arch = "unet:depth=5,base=4"; /* 16 < 32: the two smallest sizes */
+	cfg.fit.arch = "unet:depth=5,base=4"; /* 16 < 32: the two smallest sizes */
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, NULL, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "divisible by 32: give tiles of 32 or 64 pixels") != NULL);
-	cfg.arch = "unet:depth=2,base=4"; /* 20 = 4 x 5: fine */
+	cfg.fit.arch = "unet:depth=2,base=4"; /* 20 = 4 x 5: fine */
 	CHECK_INT(nn_segment_check_inputs(&cfg, &o, NULL, &err), 0);
-	cfg.arch = "cnn:widths=8";
+	cfg.fit.arch = "cnn:widths=8";
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, NULL, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "one output per image") != NULL);
-	cfg.arch = "vgg";
+	cfg.fit.arch = "vgg";
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, NULL, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "unknown family 'vgg'") != NULL);
-	cfg.arch = NN_SEGMENT_ARCH;
-	cfg.batch = 5;
+	cfg.fit.arch = NN_SEGMENT_ARCH;
+	cfg.fit.batch = 5;
 	CHECK_INT(nn_segment_check_inputs(&cfg, &t, NULL, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "give --batch 4 or less") != NULL);
 	/* and the classifier refuses mask shards */
 	struct nn_train_config tc;
 	nn_train_defaults(&tc);
-	tc.batch = 2;
+	tc.fit.batch = 2;
 	CHECK_INT(nn_train_check_inputs(&tc, &t, &c, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "train it with cairn-train-unet") != NULL);
 	CHECK_INT(nn_train_check_inputs(&tc, &c, &t, &err), DATASET_EBADINPUT);
@@ -398,9 +398,9 @@ static void test_unet_learns_and_predicts(void)
 	CHECK_INT(dataset_open(&unl, un, 0, &err), 0);
 	struct nn_segment_config cfg;
 	nn_segment_defaults(&cfg);
-	cfg.arch = "unet:depth=2,base=8";
-	cfg.epochs = 30;
-	cfg.batch = 8;
+	cfg.fit.arch = "unet:depth=2,base=8";
+	cfg.fit.epochs = 30;
+	cfg.fit.batch = 8;
 	cfg.weighting = NN_WEIGHTS_AUTO;
 	struct nn_net net, net2;
 	struct nn_segment_result res, res2;
@@ -418,10 +418,10 @@ static void test_unet_learns_and_predicts(void)
 	CHECK(res.val.mean_iou > 0.85);
 	CHECK(res.epoch_mean_iou[29] == res.val.mean_iou);
 	CHECK(res.class_weights[0] < res.class_weights[2]); /* background is the most common */
-	CHECK(res.tiles_per_second > 0);
+	CHECK(res.fit.samples_per_second > 0);
 
 	/* same seed, same numbers (one epoch is enough to tell) */
-	cfg.epochs = 1;
+	cfg.fit.epochs = 1;
 	struct nn_segment_result r1a, r1b;
 	struct nn_net na, nb;
 	CHECK_INT(nn_train_segmenter(&cfg, &train, &val, &na, &r1a, &err), 0);
@@ -453,7 +453,7 @@ static void test_unet_learns_and_predicts(void)
 	/* ... which is nothing to train on or predict from */
 	struct nn_segment_config pc;
 	nn_segment_defaults(&pc);
-	pc.arch = "unet:depth=2,base=4";
+	pc.fit.arch = "unet:depth=2,base=4";
 	CHECK_INT(nn_segment_check_inputs(&pc, &p2, NULL, &err), DATASET_EBADINPUT);
 	CHECK(strstr(err.msg, "holds masks without imagery") != NULL);
 	CHECK_INT(nn_segment_check_net(&net2, "model x", &p2, &err), DATASET_EBADINPUT);
@@ -505,8 +505,8 @@ static void test_unet_learns_and_predicts(void)
 	nn_net_release(&net);
 
 	/* a learning rate far too high diverges, and says so */
-	cfg.lr = 1e30f;
-	cfg.epochs = 1;
+	cfg.fit.lr = 1e30f;
+	cfg.fit.epochs = 1;
 	rc = nn_train_segmenter(&cfg, &train, NULL, &net, &res2, &err);
 	CHECK(rc < 0);
 	CHECK(strstr(err.msg, "training diverged") != NULL);
@@ -591,13 +591,13 @@ static int resume_train(const char *dir, const char *state, int stop_epoch, int 
 		return -1;
 	struct nn_segment_config cfg;
 	nn_segment_defaults(&cfg);
-	cfg.arch = "unet:depth=2,base=4";
-	cfg.epochs = 3;
-	cfg.batch = 8;
-	cfg.state_dir = state;
-	cfg.state_every = 1e-9; /* after every batch */
+	cfg.fit.arch = "unet:depth=2,base=4";
+	cfg.fit.epochs = 3;
+	cfg.fit.batch = 8;
+	cfg.fit.state_dir = state;
+	cfg.fit.state_every = 1e-9; /* after every batch */
 	if (stop_epoch >= 0) {
-		cfg.on_batch = die_at;
+		cfg.fit.on_batch = die_at;
 		die_epoch = stop_epoch, die_batch = stop_batch;
 	}
 	int rc = nn_train_segmenter(&cfg, &train, &val, net, res, &err);
@@ -628,8 +628,8 @@ static void test_resume_mid_epoch(void)
 	snprintf(cmd, sizeof(cmd), "/proc/%d/exe --train-until %s %s 1 4", (int)getpid(), tmpdir, st);
 	CHECK_INT(system(cmd), 0);
 	CHECK_INT(resume_train(tmpdir, st, -1, 0, &b, &rb), 0);
-	CHECK_INT(rb.resumed_from, 1);
-	CHECK_INT((int)rb.resumed_batches, 3);
+	CHECK_INT(rb.fit.resumed_from, 1);
+	CHECK_INT((int)rb.fit.resumed_batches, 3);
 	CHECK_INT((int)a.flat.n, (int)b.flat.n);
 	CHECK(!memcmp(a.flat.w, b.flat.w, a.flat.n * sizeof(float)));
 	CHECK(!memcmp(ra.epoch_loss, rb.epoch_loss, 3 * sizeof(float)));
