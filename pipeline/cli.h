@@ -33,6 +33,7 @@ struct run_status {
 	const char *state; /* pending, running, failed, done, cancelled */
 	char failures[5][200]; /* the first failed tasks, one line each */
 	int nfailures;
+	char first[160];    /* STAGE/TASK of the first failed (else stuck) task, or "" */
 	long long queued;   /* tasks the scheduler still holds (pending or running) */
 	char stuck[5][200]; /* the first queued tasks whose reason never clears */
 	int nstuck;

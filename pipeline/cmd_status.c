@@ -63,6 +63,9 @@ int status_count(const struct run *r, struct run_status *st, const struct sched_
 			sched_view_apply(view, r, i, t, &ti);
 			st->queued += ti.queued;
 			if (ti.stuck) {
+				if (!st->nfailures && !st->nstuck)
+					snprintf(st->first, sizeof(st->first), "%s/%d",
+						 s->stages[i].name, t);
 				if (st->nstuck < 5)
 					snprintf(st->stuck[st->nstuck++], 200,
 						 "stuck %s/%d: Slurm job %s pending, reason %s, which does "
@@ -76,6 +79,9 @@ int status_count(const struct run *r, struct run_status *st, const struct sched_
 				break;
 			case TASK_FAILED:
 				c->failed++;
+				if (!st->nfailures)
+					snprintf(st->first, sizeof(st->first), "%s/%d",
+						 s->stages[i].name, t);
 				if (st->nfailures < 5)
 					describe_failure(s->stages[i].name, t, &ti,
 							 st->failures[st->nfailures++]);
@@ -192,8 +198,9 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 		printf("stuck tasks wait forever: `cairn cancel %s`, fix their stage (cpus, mem, time, "
 		       "partition...), then `cairn resume %s --spec FIXED.ini`\n",
 		       r->dir, r->dir);
-	if (st->total.failed || st->stuck_total)
-		printf("see why: cairn why %s STAGE/TASK\n", r->dir);
+	if (st->first[0])
+		printf("see why: cairn why %s %s%s\n", r->dir, st->first,
+		       st->total.failed + st->stuck_total > 1 ? " (or another task above)" : "");
 }
 
 /* What the done tasks of one stage used (their done.json). */

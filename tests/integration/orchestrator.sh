@@ -103,6 +103,7 @@ check "torn done.json: rewritten whole" grep -q '"manifest_sha256"' r1/stages/a/
 cairn run dag.ini --run-dir r2 --set fail=2 >out.txt 2>&1
 check_eq "failure: exit 1" "$?" 1
 check_grep "failure: status names the failed task" "failed a/2: exit 3" out.txt
+check_grep "failure: ... and the why command to run, with that task" "^see why: cairn why $T/r2 a/2$" out.txt
 cairn status r2 --json >st.json
 check_grep "failure: state failed" '"state": "failed"' st.json
 check_grep "failure: b/2 never ran (pending)" '"b": \{"tasks": 4, "done": 3, "failed": 0, "running": 0, "pending": 1' st.json
