@@ -59,6 +59,9 @@ void status_print(const struct run *r, const struct run_status *st, int json);
 
 /* Open a run folder for command `cmd`; on error print it and return -1. */
 int cli_open_run(const char *cmd, const char *dir, struct run *r);
+/* The newest run folder in runs/ (by run.json's "created", then by name)
+ * into out ("runs/NAME"): 0, or -1 with err saying there is none. */
+int cli_latest_run(struct buf *out, struct error *err);
 /* "STAGE" or "STAGE/TASK" of run r: *task = -1 when only a stage is named
  * (allowed only if !need_task). On error print what exists and return -1. */
 int cli_parse_task(const char *cmd, const struct run *r, const char *arg, int need_task,

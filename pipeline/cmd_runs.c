@@ -211,6 +211,46 @@ static int add_folder(struct list *l, const char *dir)
 	return rc;
 }
 
+int cli_latest_run(struct buf *out, struct error *err)
+{
+	DIR *d = opendir("runs");
+	if (!d)
+		return error_set(err,
+				 "no runs folder here (cairn run makes its run folders in runs/)");
+	char best[32] = "";
+	struct buf p = BUF_INIT, json = BUF_INIT;
+	struct dirent *de;
+	buf_reset(out);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		buf_reset(&p);
+		buf_addf(&p, "runs/%s", de->d_name);
+		buf_reset(&json);
+		buf_addf(&json, "%s/run.json", p.s);
+		if (p.failed || json.failed || !fs_is_dir(p.s) || !fs_exists(json.s))
+			continue;
+		struct error ignored; /* a broken run.json: not the newest run */
+		json_t *info = jsonio_load(json.s, &ignored);
+		const char *created = jsonio_str(info, "created", "");
+		int c = strcmp(created, best);
+		if (created[0] && (c > 0 || (c == 0 && strcmp(p.s, buf_str(out)) > 0))) {
+			copy(best, sizeof(best), created);
+			buf_reset(out);
+			buf_adds(out, p.s);
+		}
+		json_decref(info);
+	}
+	closedir(d);
+	buf_release(&p);
+	buf_release(&json);
+	if (out->failed)
+		return error_set(err, "out of memory");
+	if (!best[0])
+		return error_set(err, "no run folder in runs/");
+	return 0;
+}
+
 static int by_created(const void *a, const void *b)
 {
 	const struct entry *x = a, *y = b;

@@ -351,9 +351,10 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 }
 
 static const char status_usage[] =
-    "usage: cairn status RUN [--json] [--usage]\n"
+    "usage: cairn status [RUN] [--json] [--usage]\n"
     "Counts tasks per stage (done, failed, running, pending, cancelled) from the\n"
-    "run folder's markers, and says the run's state.\n"
+    "run folder's markers, and says the run's state. Without RUN: the newest run\n"
+    "folder in runs/ (cairn runs lists them all).\n"
     "  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}, and\n"
     "           on Slurm \"stuck\": N when tasks wait for what never comes,\n"
     "           \"slurm_reachable\": false when squeue failed\n"
@@ -382,13 +383,22 @@ int cmd_status(int argc, char **argv)
 		} else
 			dir = argv[i];
 	}
-	if (!dir) {
-		fputs(status_usage, stderr);
-		return 2;
-	}
 	struct run r;
 	struct error err;
-	if (cli_open_run("status", dir, &r) < 0)
+	struct buf latest = BUF_INIT;
+	if (!dir) { /* the newest run here, said on stderr (--json stays JSON) */
+		if (cli_latest_run(&latest, &err) < 0) {
+			fprintf(stderr, "cairn status: no RUN given, and %s\n%s", err.msg,
+				status_usage);
+			buf_release(&latest);
+			return 2;
+		}
+		dir = latest.s;
+		fprintf(stderr, "cairn status: the newest run, %s\n", dir);
+	}
+	int opened = cli_open_run("status", dir, &r);
+	buf_release(&latest);
+	if (opened < 0)
 		return 2;
 	struct run_status st;
 	struct stage_usage *u = NULL;

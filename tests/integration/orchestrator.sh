@@ -596,6 +596,14 @@ check_eq "runs: no runs folder here is bad usage" "$?" 2
 check_grep "runs: ... that says where run folders go" "no runs folder here" runs.txt
 (cd lst && cairn runs not-a-run) >runs.txt 2>&1
 check_grep "runs: a folder without runs says so" "no run folders in not-a-run" runs.txt
+mkdir -p lat && cp -r lst lat/runs
+(cd lat && cairn status) >st.txt 2>st.err
+check_eq "status without RUN: exit 0" "$?" 0
+check_grep "status without RUN: the newest run folder in runs/ (the broken and the old passed over)" "the newest run, runs/failed$" st.err
+check_grep "status without RUN: ... its counts" "^run dag: failed \(6 of 9 tasks done\)$" st.txt
+(cd lst/not-a-run && cairn status) >st.txt 2>&1
+check_eq "status without RUN, no runs folder here: bad usage" "$?" 2
+check_grep "status without RUN, no runs folder here: ... says so" "no RUN given, and no runs folder here" st.txt
 
 # --- --until: a stage and what it needs, the rest held for a later resume ---
 cat >until.ini <<EOF
