@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
+#include "core/fs.h"
+
 #define CAIRN_VERSION "0.1.0"
 
 static const struct command {
@@ -51,10 +54,45 @@ int cli_wants_help(int argc, char **argv, const char *text)
 int cli_open_run(const char *cmd, const char *dir, struct run *r)
 {
 	struct error err;
-	if (run_open(r, dir, &err) == 0)
+	struct buf latest = BUF_INIT;
+	if (!dir) {
+		if (cli_latest_run(&latest, &err) < 0) {
+			fprintf(stderr, "cairn %s: no RUN given, and %s\n", cmd, err.msg);
+			buf_release(&latest);
+			memset(r, 0, sizeof(*r));
+			return -1;
+		}
+		dir = latest.s;
+		fprintf(stderr, "cairn %s: the newest run, %s\n", cmd, dir);
+	}
+	int rc = run_open(r, dir, &err);
+	if (rc < 0) {
+		fprintf(stderr, "cairn %s: %s\n", cmd, err.msg);
+		run_release(r);
+	}
+	buf_release(&latest);
+	return rc < 0 ? -1 : 0;
+}
+
+int cli_run_and_task(const char *cmd, const char *usage, const char **pos, int npos,
+		     const char **run, const char **task)
+{
+	struct buf info = BUF_INIT;
+	if (npos == 1)
+		buf_addf(&info, "%s/run.json", pos[0]);
+	int is_run = npos == 1 && !info.failed && fs_exists(info.s);
+	buf_release(&info);
+	if (npos == 2) {
+		*run = pos[0], *task = pos[1];
 		return 0;
-	fprintf(stderr, "cairn %s: %s\n", cmd, err.msg);
-	run_release(r);
+	}
+	if (npos == 1 && !is_run) {
+		*run = NULL, *task = pos[0];
+		return 0;
+	}
+	if (is_run)
+		fprintf(stderr, "cairn %s: name a STAGE/TASK of %s\n", cmd, pos[0]);
+	fputs(usage, stderr);
 	return -1;
 }
 

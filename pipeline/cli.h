@@ -57,8 +57,14 @@ json_t *status_counts_json(const struct stage_counts *c);
 /* Print the table (human) or the JSON object of `cairn status --json`. */
 void status_print(const struct run *r, const struct run_status *st, int json);
 
-/* Open a run folder for command `cmd`; on error print it and return -1. */
+/* Open a run folder for command `cmd`; dir NULL: the newest in runs/
+ * (cli_latest_run), named on stderr. On error print it and return -1. */
 int cli_open_run(const char *cmd, const char *dir, struct run *r);
+/* The positional arguments of `cmd RUN STAGE/TASK` (why, logs) with RUN
+ * left out: one argument that is not a run folder is STAGE/TASK of the
+ * newest run (*run = NULL). 0, or -1 having printed usage. */
+int cli_run_and_task(const char *cmd, const char *usage, const char **pos, int npos,
+		     const char **run, const char **task);
 /* The newest run folder in runs/ (by run.json's "created", then by name)
  * into out ("runs/NAME"): 0, or -1 with err saying there is none. */
 int cli_latest_run(struct buf *out, struct error *err);

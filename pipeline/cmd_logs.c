@@ -12,12 +12,13 @@
 #include "pipeline/sched.h"
 
 static const char logs_usage[] =
-    "usage: cairn logs RUN STAGE/TASK [-n LINES] [-f]\n"
+    "usage: cairn logs [RUN] STAGE/TASK [-n LINES] [-f]\n"
     "Prints a task's log: its stdout and stderr, every attempt, each starting with\n"
     "a '=== cairn: ...' line. -n prints only the last LINES lines.\n"
     "-f (--follow): then prints what the task writes, as it writes it, until it\n"
     "ends (waiting first for a task that has not started); exits 0 when it ended\n"
-    "done, 1 when it failed or was cancelled.\n"
+    "done, 1 when it failed or was cancelled. Without RUN: the newest run folder\n"
+    "in runs/.\n"
     "example: cairn logs runs/demo-20261124T140000Z-1a2b train/0 -n 50 -f\n";
 
 /* Print path from *off to its end; *off moves on. */
@@ -109,16 +110,15 @@ int cmd_logs(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (npos != 2) {
-		fputs(logs_usage, stderr);
+	const char *dir, *task_arg;
+	if (cli_run_and_task("logs", logs_usage, pos, npos, &dir, &task_arg) < 0)
 		return 2;
-	}
 	struct run r;
 	struct error err;
 	int s, t;
-	if (cli_open_run("logs", pos[0], &r) < 0)
+	if (cli_open_run("logs", dir, &r) < 0)
 		return 2;
-	if (cli_parse_task("logs", &r, pos[1], 1, &s, &t) < 0) {
+	if (cli_parse_task("logs", &r, task_arg, 1, &s, &t) < 0) {
 		run_release(&r);
 		return 2;
 	}

@@ -385,20 +385,7 @@ int cmd_status(int argc, char **argv)
 	}
 	struct run r;
 	struct error err;
-	struct buf latest = BUF_INIT;
-	if (!dir) { /* the newest run here, said on stderr (--json stays JSON) */
-		if (cli_latest_run(&latest, &err) < 0) {
-			fprintf(stderr, "cairn status: no RUN given, and %s\n%s", err.msg,
-				status_usage);
-			buf_release(&latest);
-			return 2;
-		}
-		dir = latest.s;
-		fprintf(stderr, "cairn status: the newest run, %s\n", dir);
-	}
-	int opened = cli_open_run("status", dir, &r);
-	buf_release(&latest);
-	if (opened < 0)
+	if (cli_open_run("status", dir, &r) < 0) /* no dir: the newest run */
 		return 2;
 	struct run_status st;
 	struct stage_usage *u = NULL;

@@ -13,12 +13,12 @@
 #include "pipeline/cli.h"
 
 static const char why_usage[] =
-	"usage: cairn why RUN STAGE[/TASK] [--lines N]\n"
-	"Says why a task is in its state and what `cairn resume` would do with it and\n"
-	"why, with the last lines of its log (of a done task: where it ran, its wall and\n"
-	"CPU time and max RSS). With STAGE alone: every task of the stage that is not\n"
-	"done and valid.\n"
-	"example: cairn why runs/demo-20261124T140000Z-1a2b fetch/3\n";
+    "usage: cairn why [RUN] STAGE[/TASK] [--lines N]\n"
+    "Says why a task is in its state and what `cairn resume` would do with it and\n"
+    "why, with the last lines of its log (of a done task: where it ran, its wall and\n"
+    "CPU time and max RSS). With STAGE alone: every task of the stage that is not\n"
+    "done and valid. Without RUN: the newest run folder in runs/.\n"
+    "example: cairn why runs/demo-20261124T140000Z-1a2b fetch/3\n";
 
 static void print_tail(const char *path, int lines)
 {
@@ -179,16 +179,15 @@ int cmd_why(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (npos != 2) {
-		fputs(why_usage, stderr);
+	const char *dir, *task_arg;
+	if (cli_run_and_task("why", why_usage, pos, npos, &dir, &task_arg) < 0)
 		return 2;
-	}
 	struct run r;
 	struct error err;
 	int s, task;
-	if (cli_open_run("why", pos[0], &r) < 0)
+	if (cli_open_run("why", dir, &r) < 0)
 		return 2;
-	if (cli_parse_task("why", &r, pos[1], 0, &s, &task) < 0) {
+	if (cli_parse_task("why", &r, task_arg, 0, &s, &task) < 0) {
 		run_release(&r);
 		return 2;
 	}

@@ -601,6 +601,15 @@ mkdir -p lat && cp -r lst lat/runs
 check_eq "status without RUN: exit 0" "$?" 0
 check_grep "status without RUN: the newest run folder in runs/ (the broken and the old passed over)" "the newest run, runs/failed$" st.err
 check_grep "status without RUN: ... its counts" "^run dag: failed \(6 of 9 tasks done\)$" st.txt
+(cd lat && cairn why a/2) >why.txt 2>why.err
+check_eq "why STAGE/TASK without RUN: exit 0" "$?" 0
+check_grep "why STAGE/TASK without RUN: that task of the newest run" "^a/2: failed: exit 3 on attempt 1" why.txt
+check_grep "why STAGE/TASK without RUN: ... named on stderr" "the newest run, runs/failed$" why.err
+(cd lat && cairn logs a/2 -n 2) >log.txt 2>/dev/null
+check_grep "logs STAGE/TASK without RUN: that task's log" "a/2 exit \(exit 3" log.txt
+(cd lat && cairn why runs/failed) >why.txt 2>&1
+check_eq "why RUN without a task: bad usage" "$?" 2
+check_grep "why RUN without a task: ... asks for one" "name a STAGE/TASK of runs/failed" why.txt
 (cd lst/not-a-run && cairn status) >st.txt 2>&1
 check_eq "status without RUN, no runs folder here: bad usage" "$?" 2
 check_grep "status without RUN, no runs folder here: ... says so" "no RUN given, and no runs folder here" st.txt
