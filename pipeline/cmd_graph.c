@@ -7,10 +7,11 @@
 #include "pipeline/cli.h"
 
 static const char graph_usage[] =
-	"usage: cairn graph SPEC|RUN\n"
-	"Prints the stage graph in Graphviz DOT. For a run folder, stages are coloured\n"
-	"by state (green done, red failed, yellow running, grey pending).\n"
-	"example: cairn graph configs/demo.ini | dot -Tpng -o demo.png\n";
+    "usage: cairn graph [SPEC|RUN]\n"
+    "Prints the stage graph in Graphviz DOT. For a run folder, stages are coloured\n"
+    "by state (green done, red failed, yellow running, grey pending). Without an\n"
+    "argument: the newest run folder in runs/.\n"
+    "example: cairn graph configs/demo.ini | dot -Tpng -o demo.png\n";
 
 static void print_dot(const struct spec *s, const struct run_status *st)
 {
@@ -46,16 +47,17 @@ int cmd_graph(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv, graph_usage))
 		return 0;
-	if (argc != 2) {
+	if (argc > 2) {
 		fputs(graph_usage, stderr);
 		return 2;
 	}
 	struct error err;
-	if (fs_is_dir(argv[1])) {
+	if (argc == 1 || fs_is_dir(argv[1])) { /* no argument: the newest run */
 		struct run r;
 		struct run_status st;
-		memset(&st, 0, sizeof(st));
-		if (run_open(&r, argv[1], &err) < 0 || status_collect(&r, &st, &err) < 0) {
+		if (cli_open_run("graph", argc == 1 ? NULL : argv[1], &r) < 0)
+			return 2;
+		if (status_collect(&r, &st, &err) < 0) {
 			fprintf(stderr, "cairn graph: %s\n", err.msg);
 			status_release(&st);
 			run_release(&r);

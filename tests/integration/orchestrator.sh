@@ -607,6 +607,8 @@ check_grep "why STAGE/TASK without RUN: that task of the newest run" "^a/2: fail
 check_grep "why STAGE/TASK without RUN: ... named on stderr" "the newest run, runs/failed$" why.err
 (cd lat && cairn logs a/2 -n 2) >log.txt 2>/dev/null
 check_grep "logs STAGE/TASK without RUN: that task's log" "a/2 exit \(exit 3" log.txt
+(cd lat && cairn graph) >g.dot 2>/dev/null
+check_grep "graph without RUN: the newest run's, its failed stage red" '"a" \[label="a\\n4 tasks\\n3/4 done, failed", fillcolor="#f4a6a6"\]' g.dot
 (cd lat && cairn why runs/failed) >why.txt 2>&1
 check_eq "why RUN without a task: bad usage" "$?" 2
 check_grep "why RUN without a task: ... asks for one" "name a STAGE/TASK of runs/failed" why.txt
