@@ -614,14 +614,36 @@ enum var_kind { VAR_OUT, VAR_TASK, VAR_NTASKS, VAR_RUN, VAR_PARAM, VAR_IN_ALL, V
 struct var {
 	enum var_kind kind;
 	char name[128]; /* param or stage name */
+	char path[256]; /* ${in.STAGE/PATH}: PATH, joined to each folder; or "" */
 };
+
+/* A path under an input folder: no empty part, no "..", and only the
+ * characters run folders may have (they are pasted unquoted), plus the
+ * shell's * and ? for a glob. */
+static int valid_in_path(const char *p)
+{
+	if (!*p || *p == '/')
+		return 0;
+	for (const char *c = p; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("/._-+,:@=~*?", *c))
+			return 0;
+	for (const char *c = p; *c;) {
+		size_t n = strcspn(c, "/");
+		if (n == 0 || (n == 2 && !memcmp(c, "..", 2)))
+			return 0;
+		c += n;
+		if (*c == '/' && !*++c)
+			return 0; /* a trailing / */
+	}
+	return 1;
+}
 
 /* Parse the text between "${" and "}". */
 static int parse_var(const char *p, size_t n, struct var *v)
 {
-	if (n >= sizeof(v->name) + 8)
+	if (n >= sizeof(v->name) + sizeof(v->path))
 		return -1;
-	v->name[0] = '\0';
+	v->name[0] = v->path[0] = '\0';
 #define IS(lit) (n == sizeof(lit) - 1 && !memcmp(p, lit, n))
 	if (IS("out"))
 		v->kind = VAR_OUT;
@@ -635,15 +657,25 @@ static int parse_var(const char *p, size_t n, struct var *v)
 		v->kind = VAR_PARAM;
 		snprintf(v->name, sizeof(v->name), "%.*s", (int)(n - 6), p + 6);
 	} else if (n > 3 && !memcmp(p, "in.", 3)) {
-		const char *q = p + 3;
-		size_t m = n - 3;
-		if (m > 6 && !memcmp(q + m - 6, "[task]", 6)) {
-			v->kind = VAR_IN_TASK;
-			m -= 6;
-		} else {
-			v->kind = VAR_IN_ALL;
-		}
+		/* in.STAGE, in.STAGE[task], each with an optional /PATH */
+		const char *q = p + 3, *end = p + n;
+		size_t m = strcspn(q, "[/}");
+		if (q + m > end || m >= sizeof(v->name))
+			return -1;
 		snprintf(v->name, sizeof(v->name), "%.*s", (int)m, q);
+		q += m;
+		v->kind = VAR_IN_ALL;
+		if (end - q >= 6 && !memcmp(q, "[task]", 6)) {
+			v->kind = VAR_IN_TASK;
+			q += 6;
+		}
+		if (q < end) {
+			if (*q != '/' || (size_t)(end - q) >= sizeof(v->path))
+				return -1;
+			snprintf(v->path, sizeof(v->path), "%.*s", (int)(end - q - 1), q + 1);
+			if (!valid_in_path(v->path))
+				return -1;
+		}
 		if (!valid_name(v->name))
 			return -1;
 	} else {
@@ -689,12 +721,14 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 		const char *close = strchr(p + 2, '}');
 		struct var v;
 		if (!close || parse_var(p + 2, (size_t)(close - p - 2), &v) < 0)
-			return error_set(err,
-					 "%s:%d: stage '%s': unknown variable '%.*s' (known: ${out}, "
-					 "${task}, ${ntasks}, ${run}, ${param.NAME}, ${in.STAGE}, "
-					 "${in.STAGE[task]}; write $${ for a literal ${)",
-					 s->path, st->command_line, st->name,
-					 close ? (int)(close - p + 1) : (int)strlen(p), p);
+			return error_set(
+			    err,
+			    "%s:%d: stage '%s': unknown variable '%.*s' (known: ${out}, "
+			    "${task}, ${ntasks}, ${run}, ${param.NAME}, ${in.STAGE}, "
+			    "${in.STAGE[task]}, each ${in...} with a /PATH under it; "
+			    "write $${ for a literal ${)",
+			    s->path, st->command_line, st->name,
+			    close ? (int)(close - p + 1) : (int)strlen(p), p);
 		int up;
 		switch (v.kind) {
 		case VAR_OUT:
@@ -739,11 +773,15 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 							 v.name, s->stages[up].ntasks, st->name,
 							 st->ntasks);
 				spec_out_dir(b, ctx->run, v.name, ctx->task);
+				if (v.path[0])
+					buf_addf(b, "/%s", v.path);
 			} else {
 				for (int t = 0; t < s->stages[up].ntasks; t++) {
 					if (t)
 						buf_addc(b, ' ');
 					spec_out_dir(b, ctx->run, v.name, t);
+					if (v.path[0])
+						buf_addf(b, "/%s", v.path);
 				}
 			}
 			break;
@@ -783,6 +821,29 @@ int spec_stage_index(const struct spec *s, const char *name)
 	return -1;
 }
 
+/* How a command reads stage X: *all for a ${in.X...} of every task, *one
+ * for a ${in.X[task]...} of its own (a variable that does not parse is
+ * the expansion's error, said at load). */
+static void in_uses(const char *cmd, const char *x, int *all, int *one)
+{
+	*all = *one = 0;
+	for (const char *p = cmd; (p = strstr(p, "${"));) {
+		if (p > cmd && p[-1] == '$') { /* $${: a literal */
+			p += 2;
+			continue;
+		}
+		const char *close = strchr(p + 2, '}');
+		struct var v;
+		if (!close)
+			break;
+		if (parse_var(p + 2, (size_t)(close - p - 2), &v) == 0 && !strcmp(v.name, x)) {
+			*all |= v.kind == VAR_IN_ALL;
+			*one |= v.kind == VAR_IN_TASK;
+		}
+		p = close + 1;
+	}
+}
+
 /* Resolve `after` names into edges; one_to_one when the command only uses
  * ${in.X[task]} for X. */
 static int resolve_edges(struct spec *s, struct error *err)
@@ -808,11 +869,10 @@ static int resolve_edges(struct spec *s, struct error *err)
 				if (st->in[b].from == up)
 					return error_set(err, "%s:%d: stage '%s': '%s' is listed twice in after",
 							 s->path, st->after_line, st->name, st->after[a]);
-			char all[160], one[160];
-			snprintf(all, sizeof(all), "${in.%s}", st->after[a]);
-			snprintf(one, sizeof(one), "${in.%s[task]}", st->after[a]);
+			int all, one;
+			in_uses(st->command, st->after[a], &all, &one);
 			st->in[st->nin].from = up;
-			st->in[st->nin].one_to_one = strstr(st->command, one) && !strstr(st->command, all);
+			st->in[st->nin].one_to_one = one && !all;
 			st->nin++;
 		}
 	}

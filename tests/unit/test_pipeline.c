@@ -106,6 +106,47 @@ static void test_spec_parses_stages_params_and_edges(void)
 	spec_release(&s);
 }
 
+/* ${in.STAGE/PATH} and ${in.STAGE[task]/PATH}: each folder with PATH
+ * under it; the dependency as without the path. */
+static void test_spec_in_paths(void)
+{
+	struct spec s;
+	struct error err;
+	const char *text =
+	    "[stage a]\ncommand = x\narray = 3\n"
+	    "[stage b]\nafter = a\ncommand = cat ${in.a[task]/x.txt}\narray = 3\n"
+	    "[stage c]\nafter = a, b\narray = 3\n"
+	    "command = merge ${in.a/sub/*.ds} ${in.b[task]/y}\n"
+	    "[stage d]\nafter = a\ncommand = echo ${in.a[task]/x} ${in.a/x} ${in.a}\n"
+	    "array = 3\n";
+	int rc = spec_load(&s, write_spec("paths.ini", text), NULL, 0, &err);
+	CHECK_INT(rc, 0);
+	if (rc < 0) {
+		printf("#   %s\n", err.msg);
+		spec_release(&s);
+		return;
+	}
+	CHECK_INT(s.stages[1].in[0].one_to_one, 1); /* b <- a, task by task */
+	CHECK_INT(s.stages[2].in[0].one_to_one, 0); /* c <- all of a */
+	CHECK_INT(s.stages[2].in[1].one_to_one, 1); /* c <- b, task by task */
+	CHECK_INT(s.stages[3].in[0].one_to_one, 0); /* d reads all of a too */
+	struct buf b = BUF_INIT;
+	struct spec_ctx ctx = {"/r", 2};
+	CHECK_INT(spec_expand_command(&s, 1, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "cat /r/stages/a/2/out/x.txt");
+	buf_reset(&b);
+	CHECK_INT(spec_expand_command(&s, 2, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "merge /r/stages/a/0/out/sub/*.ds /r/stages/a/1/out/sub/*.ds "
+			       "/r/stages/a/2/out/sub/*.ds /r/stages/b/2/out/y");
+	buf_reset(&b);
+	CHECK_INT(spec_expand_command(&s, 3, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "echo /r/stages/a/2/out/x /r/stages/a/0/out/x /r/stages/a/1/out/x "
+			       "/r/stages/a/2/out/x /r/stages/a/0/out /r/stages/a/1/out "
+			       "/r/stages/a/2/out");
+	buf_release(&b);
+	spec_release(&s);
+}
+
 static void test_spec_values(void)
 {
 	CHECK_INT(spec_parse_mem_mb("512M"), 512);
@@ -137,25 +178,39 @@ static void test_spec_errors_name_file_and_line(void)
 	struct {
 		const char *text, *want;
 	} cases[] = {
-		{"[stage a]\ncommand = x\ncpus = 0\n", "bad.ini:3: cpus = '0'"},
-		{"[stage a]\ncommand = x\n[stage b]\nafter = a a\ncommand = y\n", "listed twice"},
-		{"[pipeline]\nname = x y\n[stage a]\ncommand = x\n", "bad.ini:1: [pipeline]: name"},
-		{"[pipeline]\nexecutor = pbs\n[stage a]\ncommand = x\n", "executor 'pbs'"},
-		{"[stage a]\narray = 2\n", "bad.ini:1: stage 'a' has no command"},
-		{"[params]\nx = 1\n", "no [stage NAME] sections"},
-		{"[stage a]\ncommand = x\nretry_on = timeout, bogus\n", "unknown failure kind 'bogus'"},
-		{"[stage a]\ncommand = x\narray = ${param.n}\n", "bad.ini:3: unknown variable ${param.n}"},
-		{"[stage a]\ncommand = ${in.zz}\n", "bad.ini:2: stage 'a': ${in.zz}: no stage 'zz'"},
-		{"[stage a]\nafter = a\ncommand = x\n", "cannot run after itself"},
-		{"[stage a]\ncommand = x\ncommand = y\n", "key 'command' given twice"},
-		{"[params]\nd = ${out}/f\n[stage a]\ncommand = x\n",
-		 "bad.ini:2: [params] d: only ${param.NAME} may be used in a param, not '${out}'"},
-		{"[params]\na = ${param.b}\nb = x${param.a}\n[stage a]\ncommand = x\n",
-		 "[params] a refers back to itself"},
-		{"[params]\na = ${param.zz}\n[stage a]\ncommand = x\n",
-		 "bad.ini:2: unknown variable ${param.zz}"},
-		{"[stage a]\ncommand = x\n  [stage b]\n  command = y\n",
-		 "bad.ini:3: '[stage b]' is indented, so it continues 'command'"},
+	    {"[stage a]\ncommand = x\ncpus = 0\n", "bad.ini:3: cpus = '0'"},
+	    {"[stage a]\ncommand = x\n[stage b]\nafter = a a\ncommand = y\n", "listed twice"},
+	    {"[pipeline]\nname = x y\n[stage a]\ncommand = x\n", "bad.ini:1: [pipeline]: name"},
+	    {"[pipeline]\nexecutor = pbs\n[stage a]\ncommand = x\n", "executor 'pbs'"},
+	    {"[stage a]\narray = 2\n", "bad.ini:1: stage 'a' has no command"},
+	    {"[params]\nx = 1\n", "no [stage NAME] sections"},
+	    {"[stage a]\ncommand = x\nretry_on = timeout, bogus\n", "unknown failure kind 'bogus'"},
+	    {"[stage a]\ncommand = x\narray = ${param.n}\n",
+	     "bad.ini:3: unknown variable ${param.n}"},
+	    {"[stage a]\ncommand = ${in.zz}\n", "bad.ini:2: stage 'a': ${in.zz}: no stage 'zz'"},
+	    {"[stage a]\nafter = a\ncommand = x\n", "cannot run after itself"},
+	    {"[stage a]\ncommand = x\ncommand = y\n", "key 'command' given twice"},
+	    {"[params]\nd = ${out}/f\n[stage a]\ncommand = x\n",
+	     "bad.ini:2: [params] d: only ${param.NAME} may be used in a param, not '${out}'"},
+	    {"[params]\na = ${param.b}\nb = x${param.a}\n[stage a]\ncommand = x\n",
+	     "[params] a refers back to itself"},
+	    {"[params]\na = ${param.zz}\n[stage a]\ncommand = x\n",
+	     "bad.ini:2: unknown variable ${param.zz}"},
+	    {"[stage a]\ncommand = x\n  [stage b]\n  command = y\n",
+	     "bad.ini:3: '[stage b]' is indented, so it continues 'command'"},
+	    /* a path under an input: no way out of it, nothing the shell splits */
+	    {"[stage a]\ncommand = x\n[stage b]\nafter = a\ncommand = cat ${in.a/../x}\n",
+	     "bad.ini:5: stage 'b': unknown variable '${in.a/../x}'"},
+	    {"[stage a]\ncommand = x\n[stage b]\nafter = a\ncommand = cat ${in.a/}\n",
+	     "unknown variable '${in.a/}'"},
+	    {"[stage a]\ncommand = x\n[stage b]\nafter = a\ncommand = cat ${in.a//x}\n",
+	     "unknown variable '${in.a//x}'"},
+	    {"[stage a]\ncommand = x\n[stage b]\nafter = a\ncommand = cat ${in.a/x y}\n",
+	     "with a /PATH under it"},
+	    {"[stage a]\ncommand = x\n[stage b]\nafter = a\ncommand = cat ${in.a[tusk]/x}\n",
+	     "unknown variable '${in.a[tusk]/x}'"},
+	    {"[stage a]\ncommand = x\n[stage b]\ncommand = cat ${in.a/x}\n",
+	     "stage 'b' reads ${in.a} but does not run after it: add 'after = a'"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct spec s;
@@ -738,6 +793,7 @@ int main(void)
 	if (!mkdtemp(tmp))
 		return 1;
 	RUN(test_spec_parses_stages_params_and_edges);
+	RUN(test_spec_in_paths);
 	RUN(test_spec_values);
 	RUN(test_spec_errors_name_file_and_line);
 	RUN(test_spec_params_use_params);
