@@ -147,6 +147,91 @@ static void test_spec_in_paths(void)
 	spec_release(&s);
 }
 
+/* Specs broken at random (bytes flipped, cut, or the characters that mean
+ * something to the parser put in): each loads, or fails with a message
+ * that names the file; never a crash (ASan in make test ASAN=1), and what
+ * loads expands every stage's command. Deterministic (a fixed seed). */
+static void test_spec_survives_random_damage(void)
+{
+	static const char special[] = "${}[]=;,/\n \t.#-";
+	static const char *more = "; the rest of the language\n"
+				  "[pipeline]\nname = m\nexecutor = slurm\n"
+				  "[slurm]\npartition = p\nsbatch_args = --exclusive\n"
+				  "[stage a]\narray = 4\nthrottle = 2\nretries = 2\n"
+				  "retry_on = oom, exit:75\ntime = 1-00:00:00\ngpus = 1\n"
+				  "command = x ${in.b/y.ds} ; a comment\n"
+				  "    y ${task} $${HOME}\nafter = b\nranks = 2\n"
+				  "[stage b]\narray = 4\ncommand = z ${run} > ${out}/y.ds\n";
+	const char *bases[] = {DAG, more};
+	char *text = malloc(2 * strlen(DAG) + 2 * strlen(more) + 64);
+	for (int i = 0; i < 2; i++) { /* whole, both load */
+		struct spec s;
+		struct error err;
+		int rc = spec_load(&s, write_spec("fuzz.ini", bases[i]), NULL, 0, &err);
+		CHECK_INT(rc, 0);
+		if (rc < 0)
+			printf("#   %s\n", err.msg);
+		spec_release(&s);
+	}
+	uint64_t x = 88172645463325252ull; /* xorshift64 */
+	int loaded = 0, failed = 0, unnamed = 0;
+	for (int it = 0; it < 6000; it++) {
+		const char *base = bases[it % 2];
+		size_t len = strlen(base);
+		memcpy(text, base, len + 1);
+		size_t n = len;
+		int edits = 1 + (int)(it % 4);
+		for (int e = 0; e < edits; e++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			size_t at = (size_t)(x >> 8) % n;
+			switch (x % 4) {
+			case 0: /* flip a byte */
+				text[at] = (char)(x >> 32);
+				if (!text[at])
+					text[at] = '\x01';
+				break;
+			case 1: { /* cut a run of 1 to 8 */
+				size_t k = 1 + (x >> 40) % 8;
+				if (k > n - at)
+					k = n - at;
+				memmove(text + at, text + at + k, n - at - k + 1);
+				n -= k;
+				break;
+			}
+			default: /* a character the parser cares about */
+				memmove(text + at + 1, text + at, n - at + 1);
+				text[at] = special[(x >> 24) % (sizeof(special) - 1)];
+				n++;
+			}
+			if (n == 0)
+				break;
+		}
+		struct spec s;
+		struct error err;
+		err.msg[0] = '\0';
+		if (spec_load(&s, write_spec("fuzz.ini", text), NULL, 0, &err) == 0) {
+			loaded++;
+			struct buf b = BUF_INIT;
+			struct spec_ctx ctx = {"/r", 0};
+			for (int i = 0; i < s.nstages; i++) {
+				buf_reset(&b);
+				if (spec_expand_command(&s, i, &ctx, &b, &err) < 0)
+					unnamed++; /* checked at load: must expand */
+			}
+			buf_release(&b);
+		} else {
+			failed++;
+			if (!strstr(err.msg, "fuzz.ini"))
+				unnamed++, printf("#   no file named: %s\n", err.msg);
+		}
+		spec_release(&s);
+	}
+	free(text);
+	printf("# random damage: %d specs loaded, %d refused\n", loaded, failed);
+	CHECK(loaded > 0 && failed > 0);
+	CHECK_INT(unnamed, 0);
+}
+
 static void test_spec_values(void)
 {
 	CHECK_INT(spec_parse_mem_mb("512M"), 512);
@@ -794,6 +879,7 @@ int main(void)
 		return 1;
 	RUN(test_spec_parses_stages_params_and_edges);
 	RUN(test_spec_in_paths);
+	RUN(test_spec_survives_random_damage);
 	RUN(test_spec_values);
 	RUN(test_spec_errors_name_file_and_line);
 	RUN(test_spec_params_use_params);
