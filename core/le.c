@@ -17,7 +17,7 @@ void le_put_u64(struct buf *b, uint64_t v)
 
 int le_read(struct le_reader *r, void *dst, size_t n, const char *what)
 {
-	if (n > r->len - r->off)
+	if (r->off > r->len || n > r->len - r->off) /* off past len: a length cut shorter */
 		return error_set(r->err,
 				 "%s: truncated at byte %zu reading %s (file has %zu bytes)",
 				 r->path, r->off, what, r->len);

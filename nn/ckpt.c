@@ -79,7 +79,7 @@ static int read_header(struct le_reader *r, struct nn_ckpt_info *info)
 			return -1;
 	if (le_read_u32(r, &alen, "architecture length") < 0)
 		return -1;
-	if (alen > r->len)
+	if (r->off > r->len || alen > r->len - r->off)
 		return error_set(r->err, "%s: truncated or corrupt: architecture of %u bytes at byte %zu",
 				 r->path, alen, r->off);
 	info->arch = mem_strndup((const char *)r->p + r->off, alen);
@@ -118,6 +118,47 @@ int nn_ckpt_info(const char *path, struct nn_ckpt_info *info, struct error *err)
 	return rc;
 }
 
+/* One tensor of a checkpoint: its name and shape checked against net's,
+ * its values uploaded when upload. */
+static int read_tensor(struct le_reader *r, struct nn_net *net, int upload)
+{
+	uint32_t nlen, s[4];
+	char name[64];
+	if (le_read_u32(r, &nlen, "tensor name length") < 0)
+		return -1;
+	if (nlen >= sizeof(name))
+		return error_set(r->err, "%s: corrupt: tensor name of %u bytes at byte %zu",
+				 r->path, nlen, r->off);
+	if (le_read(r, name, nlen, "tensor name") < 0)
+		return -1;
+	name[nlen] = 0;
+	for (int k = 0; k < 4; k++)
+		if (le_read_u32(r, &s[k], "tensor shape") < 0)
+			return -1;
+	struct nn_param *p = nn_net_param(net, name);
+	if (!p)
+		return error_set(r->err, "%s: tensor '%s' is not in the net", r->path, name);
+	if ((int)s[0] != p->w.n || (int)s[1] != p->w.c || (int)s[2] != p->w.h ||
+	    (int)s[3] != p->w.w)
+		return error_set(r->err,
+				 "%s: tensor '%s' has shape (%u, %u, %u, %u), the net expects (%d, "
+				 "%d, %d, %d)",
+				 r->path, name, s[0], s[1], s[2], s[3], p->w.n, p->w.c, p->w.h,
+				 p->w.w);
+	size_t count = nn_tensor_count(&p->w), at = r->off;
+	if (le_read(r, NULL, count * sizeof(float), name) < 0)
+		return -1;
+	if (!upload)
+		return 0;
+	float *tmp = mem_alloc(count * sizeof(float) + 1); /* aligned for the upload */
+	if (!tmp)
+		return error_set(r->err, "%s: out of memory", r->path);
+	memcpy(tmp, r->p + at, count * sizeof(float));
+	int rc = nn_tensor_upload(&p->w, tmp, count, r->err);
+	mem_free(tmp);
+	return rc;
+}
+
 /* any_size: the net may take another height and width than the checkpoint's
  * (a fully convolutional net built for other tiles). */
 static int load(struct nn_net *net, const char *path, int any_size, struct error *err)
@@ -130,6 +171,10 @@ static int load(struct nn_net *net, const char *path, int any_size, struct error
 	struct nn_ckpt_info info;
 	int rc = -1;
 	if (read_header(&r, &info) < 0)
+		goto out;
+	/* the whole file checked before any of it reaches the net: a damaged
+	 * checkpoint leaves the net as it was */
+	if (verify_checksum(&r) < 0)
 		goto out;
 	r.len = len - SHA256_HEX_LEN; /* tensors may not run into the checksum */
 	const struct nn_node *in = &net->nodes[0];
@@ -147,54 +192,20 @@ static int load(struct nn_net *net, const char *path, int any_size, struct error
 		error_set(err, "%s: %d tensors, the net has %d", path, info.ntensors, net->nparams);
 		goto out;
 	}
-	for (int i = 0; i < info.ntensors; i++) {
-		uint32_t nlen, s[4];
-		char name[64];
-		if (le_read_u32(&r, &nlen, "tensor name length") < 0)
-			goto out;
-		if (nlen >= sizeof(name)) {
-			error_set(err, "%s: corrupt: tensor name of %u bytes at byte %zu", path, nlen, r.off);
-			goto out;
-		}
-		if (le_read(&r, name, nlen, "tensor name") < 0)
-			goto out;
-		name[nlen] = 0;
-		for (int k = 0; k < 4; k++)
-			if (le_read_u32(&r, &s[k], "tensor shape") < 0)
+	/* pass 0 checks every tensor's name, shape and size, pass 1 uploads:
+	 * a checkpoint that does not fit leaves the net as it was */
+	size_t start = r.off;
+	for (int pass = 0; pass < 2; pass++) {
+		r.off = start;
+		for (int i = 0; i < info.ntensors; i++)
+			if (read_tensor(&r, net, pass) < 0)
 				goto out;
-		struct nn_param *p = nn_net_param(net, name);
-		if (!p) {
-			error_set(err, "%s: tensor '%s' is not in the net", path, name);
+		if (r.off != r.len) {
+			error_set(err, "%s: %zu unexpected bytes after the last tensor", path,
+				  r.len - r.off);
 			goto out;
 		}
-		if ((int)s[0] != p->w.n || (int)s[1] != p->w.c || (int)s[2] != p->w.h ||
-		    (int)s[3] != p->w.w) {
-			error_set(err, "%s: tensor '%s' has shape (%u, %u, %u, %u), the net expects (%d, %d, %d, %d)",
-				  path, name, s[0], s[1], s[2], s[3], p->w.n, p->w.c, p->w.h, p->w.w);
-			goto out;
-		}
-		size_t count = nn_tensor_count(&p->w), at = r.off;
-		if (le_read(&r, NULL, count * sizeof(float), name) < 0)
-			goto out;
-		float *tmp = mem_alloc(count * sizeof(float) + 1);
-		if (!tmp) {
-			error_set(err, "%s: out of memory", path);
-			goto out;
-		}
-		memcpy(tmp, data + at, count * sizeof(float));
-		rc = nn_tensor_upload(&p->w, tmp, count, err);
-		mem_free(tmp);
-		if (rc < 0)
-			goto out;
-		rc = -1;
 	}
-	if (r.off != r.len) {
-		error_set(err, "%s: %zu unexpected bytes after the last tensor", path, r.len - r.off);
-		goto out;
-	}
-	r.len = len;
-	if (verify_checksum(&r) < 0)
-		goto out;
 	rc = 0;
 out:
 	mem_free(info.arch);
