@@ -112,6 +112,11 @@ struct png_info {
 	int nidat;
 };
 
+/* What a tile may be at most: 8192 x 8192 pixels. A header that says more
+ * (a server's garbage, with its checksums right) is refused before any
+ * memory is asked for its pixels: every fetch thread decodes one tile. */
+#define MAX_TILE_PIXELS ((size_t)64 << 20)
+
 static uint32_t be32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -214,7 +219,7 @@ static int gdal_check(const void *data, size_t len, const char *ext, const char 
 		goto out;
 	}
 	int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
-	if (w <= 0 || h <= 0 || nb <= 0 || (size_t)w * (size_t)h > ((size_t)64 << 20)) {
+	if (w <= 0 || h <= 0 || nb <= 0 || (size_t)w * (size_t)h > MAX_TILE_PIXELS) {
 		rc = error_set(err, "image of %dx%d pixels, %d bands: not a tile", w, h, nb);
 		goto out;
 	}
@@ -301,8 +306,8 @@ static int png_inflate_check(const unsigned char *p, const struct png_info *pi,
 	static const int channels[7] = {1, 0, 3, 1, 2, 0, 4};
 	uint64_t rowbytes = ((uint64_t)pi->w * (uint64_t)channels[pi->color] * (uint64_t)pi->depth + 7) / 8;
 	uint64_t raw = (uint64_t)pi->h * (1 + rowbytes);
-	if (raw > ((uint64_t)1 << 30))
-		return error_set(err, "PNG of %ux%u: too large for a tile", pi->w, pi->h);
+	if ((uint64_t)pi->w * pi->h > MAX_TILE_PIXELS) /* before any memory is asked for it */
+		return error_set(err, "image of %ux%u pixels: not a tile", pi->w, pi->h);
 	/* one IDAT: inflate in place; several: their payloads one after the other */
 	size_t out_cap = (size_t)raw + 1, in_off = out_cap;
 	if (scratch_reserve(s, out_cap + (pi->nidat > 1 ? pi->idat_bytes : 0)) < 0)

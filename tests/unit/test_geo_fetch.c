@@ -285,6 +285,16 @@ static void test_png_image_data(void)
 		CHECK(strstr(err.msg, bad_ihdr[i].what) != NULL);
 		CHECK_INT(raster_check_image_gdal(png, n, "png", &err), -1);
 	}
+	/* 9000 x 9000, within libpng's limits: not a tile, refused before any
+	 * memory is asked for its pixels */
+	n = build_png(png, W, H, raw, sizeof(raw), 1, 0);
+	png[18] = png[22] = 0x23, png[19] = png[23] = 0x28;
+	put_chunk(png + 8, "IHDR", png + 16, 13);
+	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), -1);
+	CHECK(strstr(err.msg, "image of 9000x9000 pixels: not a tile") != NULL);
+	CHECK(s.cap < (size_t)1 << 20);
+	CHECK_INT(raster_check_image_gdal(png, n, "png", &err), -1);
+	CHECK(strstr(err.msg, "not a tile") != NULL);
 	/* the stream over 4 IDAT chunks: fine; IDATs with another chunk between: not */
 	n = build_png(png, W, H, raw, sizeof(raw), 4, 0);
 	CHECK_INT(raster_check_image_with(png, n, "png", &s, &err), 0);
