@@ -5,6 +5,7 @@
 #define TESTS_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -50,6 +51,14 @@ static int check_tests_failed_;
 			check_failures_++;                                                \
 		}                                                                         \
 	} while (0)
+
+/* A seeded stream of pseudo-random numbers for tests that damage inputs at
+ * random (xorshift64, Marsaglia 2003): the same seed, the same damages. */
+static inline uint64_t check_rand(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
 
 /* A file may define CHECK_SELECTED(name) before including this one to run
  * only some tests (it prints their skip lines itself). */

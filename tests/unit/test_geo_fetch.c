@@ -353,12 +353,12 @@ static void test_png_random_damage(void)
 	size_t len = build_png(good, W, H, raw, sizeof(raw), 3, 0);
 	struct error err;
 	struct raster_scratch s = {NULL, 0};
-	uint64_t x = 0x2545f4914f6cdd1dull; /* xorshift64 */
+	uint64_t x = 0x2545f4914f6cdd1dull;
 	int refused = 0, passed = 0, silent = 0;
 	for (int it = 0; it < 3000; it++) {
 		memcpy(png, good, len);
 		size_t n = len;
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		check_rand(&x);
 		if (x % 6 == 0) {
 			n = (size_t)(x >> 16) % len;
 		} else {

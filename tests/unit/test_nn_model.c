@@ -516,18 +516,18 @@ static void test_checkpoint_random_damage(void)
 	/* the net's weights, changed so that a load that gets through shows */
 	for (size_t i = 0; i < a.flat.n; i++)
 		a.flat.w[i] = 0.5f;
-	uint64_t x = 0x9e3779b97f4a7c15ull; /* xorshift64 */
+	uint64_t x = 0x9e3779b97f4a7c15ull;
 	int refused = 0, accepted = 0, unnamed = 0;
 	for (int it = 0; it < 1500; it++) {
 		memcpy(copy, data, len);
 		size_t n = len;
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		check_rand(&x);
 		if (x % 5 == 0) {
 			n = (size_t)(x >> 16) % len; /* cut short */
 		} else {
 			int flips = 1 + (int)((x >> 8) % 3);
 			for (int f = 0; f < flips; f++) {
-				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				check_rand(&x);
 				/* most in the first 1 KiB: magic, version, arch, index */
 				size_t at =
 				    (size_t)(x >> 20) % (x % 4 ? (len < 1024 ? len : 1024) : len);

@@ -173,7 +173,7 @@ static void test_spec_survives_random_damage(void)
 			printf("#   %s\n", err.msg);
 		spec_release(&s);
 	}
-	uint64_t x = 88172645463325252ull; /* xorshift64 */
+	uint64_t x = 88172645463325252ull;
 	int loaded = 0, failed = 0, unnamed = 0;
 	for (int it = 0; it < 6000; it++) {
 		const char *base = bases[it % 2];
@@ -182,7 +182,7 @@ static void test_spec_survives_random_damage(void)
 		size_t n = len;
 		int edits = 1 + (int)(it % 4);
 		for (int e = 0; e < edits; e++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			check_rand(&x);
 			size_t at = (size_t)(x >> 8) % n;
 			switch (x % 4) {
 			case 0: /* flip a byte */
