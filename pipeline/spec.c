@@ -638,7 +638,8 @@ static int valid_in_path(const char *p)
 	return 1;
 }
 
-/* Parse the text between "${" and "}". */
+/* Parse the text between "${" and "}": 0, -1 not a variable, -2 an input
+ * with a path it may not have. */
 static int parse_var(const char *p, size_t n, struct var *v)
 {
 	if (n >= sizeof(v->name) + sizeof(v->path))
@@ -670,11 +671,13 @@ static int parse_var(const char *p, size_t n, struct var *v)
 			q += 6;
 		}
 		if (q < end) {
-			if (*q != '/' || (size_t)(end - q) >= sizeof(v->path))
+			if (*q != '/')
 				return -1;
+			if ((size_t)(end - q) >= sizeof(v->path))
+				return -2;
 			snprintf(v->path, sizeof(v->path), "%.*s", (int)(end - q - 1), q + 1);
 			if (!valid_in_path(v->path))
-				return -1;
+				return -2;
 		}
 		if (!valid_name(v->name))
 			return -1;
@@ -720,7 +723,15 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 		}
 		const char *close = strchr(p + 2, '}');
 		struct var v;
-		if (!close || parse_var(p + 2, (size_t)(close - p - 2), &v) < 0)
+		int bad = close ? parse_var(p + 2, (size_t)(close - p - 2), &v) : -1;
+		if (bad == -2)
+			return error_set(
+			    err,
+			    "%s:%d: stage '%s': %.*s: a path under an input may have "
+			    "letters, digits and / . _ - + , : @ = ~ * ? (no empty or .. "
+			    "part, under 256 characters)",
+			    s->path, st->command_line, st->name, (int)(close - p + 1), p);
+		if (bad < 0)
 			return error_set(
 			    err,
 			    "%s:%d: stage '%s': unknown variable '%.*s' (known: ${out}, "
