@@ -34,6 +34,14 @@ struct run_status {
 	char failures[5][200]; /* the first failed tasks, one line each */
 	int nfailures;
 	char first[160];    /* STAGE/TASK of the first failed (else stuck) task, or "" */
+	/* The failed tasks by kind ("timeout", "exit 3", "signal 9"), in the
+	 * order first seen; kinds past the 8th counted in other_kinds. */
+	struct kind_count {
+		char kind[32];
+		long long n;
+	} by_kind[8];
+	int nkinds;
+	long long other_kinds;
 	long long queued;   /* tasks the scheduler still holds (pending or running) */
 	char stuck[5][200]; /* the first queued tasks whose reason never clears */
 	int nstuck;

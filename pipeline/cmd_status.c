@@ -13,6 +13,31 @@
 #include "jobs/job.h"
 #include "pipeline/cli.h"
 
+/* One more failed task of its kind (exit and signal with their number). */
+static void count_kind(struct run_status *st, const struct task_info *ti)
+{
+	char kind[32];
+	if (!strcmp(ti->kind, "exit"))
+		snprintf(kind, sizeof(kind), "exit %d", ti->exit_code);
+	else if (!strcmp(ti->kind, "signal"))
+		snprintf(kind, sizeof(kind), "signal %d", ti->signal);
+	else
+		snprintf(kind, sizeof(kind), "%s", ti->kind);
+	int max = (int)(sizeof(st->by_kind) / sizeof(st->by_kind[0]));
+	for (int i = 0; i < st->nkinds; i++)
+		if (!strcmp(st->by_kind[i].kind, kind)) {
+			st->by_kind[i].n++;
+			return;
+		}
+	if (st->nkinds == max) {
+		st->other_kinds++;
+		return;
+	}
+	struct kind_count *k = &st->by_kind[st->nkinds++];
+	snprintf(k->kind, sizeof(k->kind), "%s", kind);
+	k->n = 1;
+}
+
 static void describe_failure(const char *stage, int t, const struct task_info *ti, char out[200])
 {
 	char job[48] = "";
@@ -79,6 +104,7 @@ int status_count(const struct run *r, struct run_status *st, const struct sched_
 				break;
 			case TASK_FAILED:
 				c->failed++;
+				count_kind(st, &ti);
 				if (!st->nfailures)
 					snprintf(st->first, sizeof(st->first), "%s/%d",
 						 s->stages[i].name, t);
@@ -105,6 +131,13 @@ int status_count(const struct run *r, struct run_status *st, const struct sched_
 		st->total.pending += c->pending;
 	}
 	const struct stage_counts *t = &st->total;
+	/* kinds most first; a tie keeps the order first seen (a stable sort) */
+	for (int i = 1; i < st->nkinds; i++)
+		for (int j = i; j > 0 && st->by_kind[j].n > st->by_kind[j - 1].n; j--) {
+			struct kind_count k = st->by_kind[j];
+			st->by_kind[j] = st->by_kind[j - 1];
+			st->by_kind[j - 1] = k;
+		}
 	st->state = t->running	  ? "running"
 		    : t->failed	   ? "failed"
 		    : t->cancelled ? "cancelled"
@@ -151,6 +184,15 @@ static json_t *status_json(const struct run *r, const struct run_status *st)
 	/* Only when there is something to say: the usual shape stays as it was. */
 	if (j && st->stuck_total)
 		json_object_set_new(j, "stuck", json_integer(st->stuck_total));
+	if (j && st->nkinds) {
+		json_t *kinds = json_object();
+		for (int i = 0; i < st->nkinds; i++)
+			json_object_set_new(kinds, st->by_kind[i].kind,
+					    json_integer(st->by_kind[i].n));
+		if (st->other_kinds)
+			json_object_set_new(kinds, "other", json_integer(st->other_kinds));
+		json_object_set_new(j, "failed_by_kind", kinds);
+	}
 	if (j && st->warning[0])
 		json_object_set_new(j, "slurm_reachable", json_false());
 	return j;
@@ -190,6 +232,15 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 		printf("  %s\n", st->failures[i]);
 	if (st->total.failed > shown)
 		printf("  ... and %lld more failed tasks\n", st->total.failed - shown);
+	/* many failures at a glance: what kinds they are */
+	if (st->total.failed > shown || st->nkinds > 1) {
+		printf("  failed by kind:");
+		for (int i = 0; i < st->nkinds; i++)
+			printf("%s %lld %s", i ? "," : "", st->by_kind[i].n, st->by_kind[i].kind);
+		if (st->other_kinds)
+			printf(", %lld of other kinds", st->other_kinds);
+		printf("\n");
+	}
 	for (int i = 0; i < st->nstuck; i++)
 		printf("  %s\n", st->stuck[i]);
 	if (st->stuck_total > st->nstuck)
@@ -356,6 +407,7 @@ static const char status_usage[] =
     "run folder's markers, and says the run's state. Without RUN: the newest run\n"
     "folder in runs/ (cairn runs lists them all).\n"
     "  --json   one JSON object: {\"run\", \"state\", \"stages\": {NAME: counts}}, and\n"
+    "           with failures \"failed_by_kind\": {\"timeout\": N, \"exit 3\": N, ...},\n"
     "           on Slurm \"stuck\": N when tasks wait for what never comes,\n"
     "           \"slurm_reachable\": false when squeue failed\n"
     "  --usage  also what the done tasks used per stage (wall time, CPU time over\n"

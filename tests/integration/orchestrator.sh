@@ -616,6 +616,25 @@ check_grep "why RUN without a task: ... asks for one" "name a STAGE/TASK of runs
 check_eq "status without RUN, no runs folder here: bad usage" "$?" 2
 check_grep "status without RUN, no runs folder here: ... says so" "no RUN given, and no runs folder here" st.txt
 
+# --- many failures at a glance: their kinds, most first ---
+cat >kinds.ini <<'EOF'
+[pipeline]
+name = kinds
+[stage a]
+array = 12
+command = case ${task} in 1|2|3|4|5|6|7) exit 3;; 8|9) exit 4;; 10) kill -9 $$;; *) true;; esac
+EOF
+cairn run kinds.ini --run-dir kinds >out.txt 2>&1
+check_grep "failed by kind: counted, most first" "^  failed by kind: 7 exit 3, 2 exit 4, 1 signal 9$" out.txt
+cairn status kinds --json >st.json
+check "failed by kind: in status --json" python3 - st.json <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["failed_by_kind"] == {"exit 3": 7, "exit 4": 2, "signal 9": 1}, j
+PY
+cairn status r1 --json >st.json
+check "failed by kind: not in a run without failures" bash -c "! grep -q failed_by_kind st.json"
+
 # --- --until: a stage and what it needs, the rest held for a later resume ---
 cat >until.ini <<EOF
 [pipeline]
