@@ -179,17 +179,14 @@ static void print_plan(const struct run *r, const struct plan *p, const char *ex
 		long long n[WHY_LAST + 1] = {0};
 		for (int t = 0; t < st->ntasks; t++)
 			n[ps->reason[t]]++;
-		static const char *names[WHY_LAST + 1] = {
-		    "never ran",       "failed",      "cancelled",	"lost",
-		    "outputs changed", "key changed", "input reruns",	"done",
-		    "running",	       "queued",      "beyond --until", "asked by --rerun"};
 		if (n[WHY_NEW] == st->ntasks)
 			continue;
 		printf("  %20s ", "");
 		const char *sep = " ";
 		for (int w = 0; w <= WHY_LAST; w++)
 			if (n[w]) {
-				printf("%s%lld %s", sep, n[w], names[w]);
+				printf("%s%lld %s", sep, n[w],
+				       plan_reason_name((enum plan_reason)w));
 				sep = ", ";
 			}
 		printf("\n");

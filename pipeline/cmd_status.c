@@ -17,12 +17,7 @@
 static void count_kind(struct run_status *st, const struct task_info *ti)
 {
 	char kind[32];
-	if (!strcmp(ti->kind, "exit"))
-		snprintf(kind, sizeof(kind), "exit %d", ti->exit_code);
-	else if (!strcmp(ti->kind, "signal"))
-		snprintf(kind, sizeof(kind), "signal %d", ti->signal);
-	else
-		snprintf(kind, sizeof(kind), "%s", ti->kind);
+	task_kind_label(ti, kind, sizeof(kind));
 	int max = (int)(sizeof(st->by_kind) / sizeof(st->by_kind[0]));
 	for (int i = 0; i < st->nkinds; i++)
 		if (!strcmp(st->by_kind[i].kind, kind)) {

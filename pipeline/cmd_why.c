@@ -13,11 +13,13 @@
 #include "pipeline/cli.h"
 
 static const char why_usage[] =
-    "usage: cairn why [RUN] STAGE[/TASK] [--lines N]\n"
+    "usage: cairn why [RUN] STAGE[/TASK] [--lines N] [--all]\n"
     "Says why a task is in its state and what `cairn resume` would do with it and\n"
     "why, with the last lines of its log (of a done task: where it ran, its wall and\n"
-    "CPU time and max RSS). With STAGE alone: every task of the stage that is not\n"
-    "done and valid. Without RUN: the newest run folder in runs/.\n"
+    "CPU time and max RSS). With STAGE alone: the first 5 tasks of the stage that\n"
+    "are not done and valid, then the others counted by why (failed ones by kind),\n"
+    "each with its first tasks; --all explains every one. Without RUN: the newest\n"
+    "run folder in runs/.\n"
     "example: cairn why runs/demo-20261124T140000Z-1a2b fetch/3\n";
 
 static void print_tail(const char *path, int lines)
@@ -112,11 +114,7 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	if (state == TASK_FAILED && retries_left &&
 	    !job_retry_allowed(st->res.retry_on, ti.kind, ti.exit_code)) {
 		char what[48];
-		if (!strcmp(ti.kind, "exit") || !strcmp(ti.kind, "signal"))
-			snprintf(what, sizeof(what), "%s %d", ti.kind,
-				 ti.kind[0] == 'e' ? ti.exit_code : ti.signal);
-		else
-			snprintf(what, sizeof(what), "%s", ti.kind);
+		task_kind_label(&ti, what, sizeof(what));
 		printf("  not retried: retry_on = %s does not cover %s\n", st->res.retry_on, what);
 	}
 	if (state == TASK_DONE)
@@ -161,6 +159,70 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	buf_release(&b);
 }
 
+/* why STAGE explains its first WHY_SHOWN tasks that are not done and
+ * valid (each may ask Slurm about its job), and groups the others by why,
+ * each group with its first few tasks; --all explains every one. */
+enum { WHY_SHOWN = 5, GROUPS = 16, GROUP_TASKS = 8 };
+
+struct groups {
+	struct group {
+		char label[64]; /* "failed, exit 3", "never ran", "key changed" */
+		long long n;
+		int tasks[GROUP_TASKS];
+	} v[GROUPS];
+	int n;
+	long long other; /* tasks past the GROUPS-th label */
+};
+
+static void group_add(struct groups *g, const struct run *r, const struct plan *p, int s, int t)
+{
+	enum plan_reason why = p->stages[s].reason[t];
+	char label[64];
+	snprintf(label, sizeof(label), "%s", plan_reason_name(why));
+	struct task_info ti;
+	struct error err;
+	if (why == WHY_FAILED && task_read(r->dir, r->spec.stages[s].name, t, 1, &ti, &err) == 0) {
+		sched_view_apply(&p->view, r, s, t, &ti);
+		char kind[40];
+		task_kind_label(&ti, kind, sizeof(kind));
+		snprintf(label, sizeof(label), "failed, %s", kind);
+	}
+	int i;
+	for (i = 0; i < g->n && strcmp(g->v[i].label, label); i++)
+		;
+	if (i == g->n) {
+		if (g->n == GROUPS) {
+			g->other++;
+			return;
+		}
+		snprintf(g->v[g->n++].label, sizeof(label), "%s", label);
+	}
+	struct group *k = &g->v[i];
+	if (k->n < GROUP_TASKS)
+		k->tasks[k->n] = t;
+	k->n++;
+}
+
+static void group_print(const struct groups *g, const struct run *r, const char *stage)
+{
+	long long more = g->other;
+	for (int i = 0; i < g->n; i++)
+		more += g->v[i].n;
+	if (!more)
+		return;
+	printf("and %lld more not done and valid (`cairn why %s %s --all` explains each):\n", more,
+	       r->dir, stage);
+	for (int i = 0; i < g->n; i++) {
+		const struct group *k = &g->v[i];
+		printf("  %lld %s:", k->n, k->label);
+		for (long long j = 0; j < k->n && j < GROUP_TASKS; j++)
+			printf(" %s/%d", stage, k->tasks[j]);
+		printf("%s\n", k->n > GROUP_TASKS ? " ..." : "");
+	}
+	if (g->other)
+		printf("  %lld for other reasons\n", g->other);
+}
+
 int cmd_why(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv, why_usage))
@@ -168,8 +230,11 @@ int cmd_why(int argc, char **argv)
 	const char *pos[2] = {NULL, NULL};
 	int npos = 0;
 	long lines = 10;
+	int all = 0;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--lines") && i + 1 < argc) {
+		if (!strcmp(argv[i], "--all")) {
+			all = 1;
+		} else if (!strcmp(argv[i], "--lines") && i + 1 < argc) {
 			if (cli_parse_lines("why", "--lines", argv[++i], &lines) < 0)
 				return 2;
 		} else if (argv[i][0] != '-' && npos < 2)
@@ -207,9 +272,19 @@ int cmd_why(int argc, char **argv)
 		explain(&r, &p, s, task, lines);
 	} else {
 		const struct plan_stage *ps = &p.stages[s];
-		for (int t = 0; t < ps->ntasks; t++)
-			if (ps->reason[t] != WHY_DONE)
+		struct groups g = {0};
+		int shown = 0;
+		for (int t = 0; t < ps->ntasks; t++) {
+			if (ps->reason[t] == WHY_DONE)
+				continue;
+			if (all || shown < WHY_SHOWN) {
 				explain(&r, &p, s, t, lines);
+				shown++;
+			} else {
+				group_add(&g, &r, &p, s, t);
+			}
+		}
+		group_print(&g, &r, stage);
 		printf("%s: %lld of %d tasks done and valid; resume would run %lld\n", stage, ps->skip,
 		       ps->ntasks, ps->run);
 	}

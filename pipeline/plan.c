@@ -6,6 +6,14 @@
 #include "core/jsonio.h"
 #include "core/mem.h"
 
+const char *plan_reason_name(enum plan_reason w)
+{
+	static const char *names[WHY_LAST + 1] = {
+	    "never ran",    "failed", "cancelled", "lost",   "outputs changed", "key changed",
+	    "input reruns", "done",   "running",   "queued", "beyond --until",	"asked by --rerun"};
+	return w >= 0 && w <= WHY_LAST ? names[w] : "?";
+}
+
 const char *plan_action_name(enum plan_action a)
 {
 	return a == PLAN_RUN ? "run" : a == PLAN_WAIT ? "wait" : "skip";

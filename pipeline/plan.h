@@ -26,6 +26,8 @@ enum plan_reason {
 	WHY_RERUN,    /* done and valid, but asked for by --rerun */
 	WHY_LAST = WHY_RERUN,
 };
+/* "never ran", "failed", ... "asked by --rerun": a reason in a few words. */
+const char *plan_reason_name(enum plan_reason w);
 
 struct plan_stage {
 	int ntasks;

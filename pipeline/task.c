@@ -16,6 +16,16 @@
 #include "core/mem.h"
 #include "core/sha256.h"
 
+void task_kind_label(const struct task_info *ti, char *out, size_t size)
+{
+	if (!strcmp(ti->kind, "exit"))
+		snprintf(out, size, "exit %d", ti->exit_code);
+	else if (!strcmp(ti->kind, "signal"))
+		snprintf(out, size, "signal %d", ti->signal);
+	else
+		snprintf(out, size, "%s", ti->kind);
+}
+
 const char *task_state_name(enum task_state s)
 {
 	static const char *names[] = {"pending", "running", "done", "failed", "cancelled"};

@@ -41,6 +41,8 @@ struct task_info {
 	char sched_reason[64];
 	int stuck;            /* queued with a reason that never clears by itself */
 };
+/* A failed task's kind as people say it: "exit 3", "signal 9", "timeout". */
+void task_kind_label(const struct task_info *ti, char *out, size_t size);
 
 /* Read the markers of a task. With check_alive, a task that started on this
  * host and whose wrapper process is gone is reported FAILED with kind lost. */

@@ -634,6 +634,14 @@ assert j["failed_by_kind"] == {"exit 3": 7, "exit 4": 2, "signal 9": 1}, j
 PY
 cairn status r1 --json >st.json
 check "failed by kind: not in a run without failures" bash -c "! grep -q failed_by_kind st.json"
+cairn why kinds a >why.txt 2>&1
+check_eq "why STAGE: the first 5 tasks not done explained" "$(grep -c '^  resume would' why.txt)" 5
+check_grep "why STAGE: ... the others counted" "^and 5 more not done and valid .*cairn why .*/kinds a --all" why.txt
+check_grep "why STAGE: ... grouped by why, each with its tasks" "^  2 failed, exit 3: a/6 a/7$" why.txt
+check_grep "why STAGE: ... another kind" "^  1 failed, signal 9: a/10$" why.txt
+check_grep "why STAGE: ... the stage's line last" "^a: 2 of 12 tasks done and valid; resume would run 10$" why.txt
+cairn why kinds a --all >why.txt 2>&1
+check_eq "why STAGE --all: every task explained" "$(grep -c '^  resume would' why.txt)" 10
 
 # --- --until: a stage and what it needs, the rest held for a later resume ---
 cat >until.ini <<EOF
