@@ -1,6 +1,9 @@
-/* cairn cancel RUN: stop a run. Locally: ask the cairn that drives it to
- * cancel (its tasks are marked cancelled); if none drives it, stop the task
- * wrappers still running on this host. */
+/* cairn cancel RUN [STAGE[/TASK]]...: stop a run, or some of its tasks.
+ * Locally: ask the cairn that drives it to cancel (its tasks are marked
+ * cancelled); if none drives it, stop the task wrappers still running on
+ * this host. Tasks named: their running wrappers stopped, and those the
+ * driving cairn has not started marked so that they never start; on Slurm
+ * one scancel of their queued or running array elements. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,22 +11,122 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fs.h"
+#include "core/jsonio.h"
 #include "core/mem.h"
 #include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
 #include "pipeline/sched.h"
 
 static const char cancel_usage[] =
-	"usage: cairn cancel RUN\n"
-	"Stops the run's running tasks; they are marked cancelled and `cairn resume RUN`\n"
-	"continues from there.\n"
-	"example: cairn cancel runs/demo-20261124T140000Z-1a2b\n";
+    "usage: cairn cancel RUN [STAGE[/TASK]]...\n"
+    "Stops the run's running tasks; they are marked cancelled and `cairn resume RUN`\n"
+    "continues from there. With tasks named (a STAGE: all of its tasks): only\n"
+    "those stop, running or not yet started, and what needs them does not run;\n"
+    "the rest of the run goes on.\n"
+    "example: cairn cancel runs/demo-20261124T140000Z-1a2b train/3\n";
+
+/* The tasks named after RUN, marked per stage: 0, or -1 said (bad name). */
+static int parse_targets(const struct run *r, int argc, char **argv, unsigned char **marks)
+{
+	for (int i = 2; i < argc; i++) {
+		int s, t;
+		if (cli_parse_task("cancel", r, argv[i], 0, &s, &t) < 0)
+			return -1;
+		if (!marks[s] && !(marks[s] = mem_calloc((size_t)r->spec.stages[s].ntasks, 1))) {
+			fprintf(stderr, "cairn cancel: out of memory\n");
+			return -1;
+		}
+		for (int k = t < 0 ? 0 : t; k < (t < 0 ? r->spec.stages[s].ntasks : t + 1); k++)
+			marks[s][k] = 1;
+	}
+	return 0;
+}
+
+/* Cancel the tasks marked. Slurm: one scancel of their queued and running
+ * array elements. Locally: SIGTERM to their wrappers running on this host;
+ * with a cairn driving the run (driver > 0), a cancel mark in the folders
+ * of those it has not started. Says what it did; 0, 1 the work failed. */
+static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
+{
+	struct error err;
+	struct sched_view view;
+	memset(&view, 0, sizeof(view));
+	int slurm = run_is_slurm(r);
+	if (slurm && sched_view_load(&view, r, &err) < 0) {
+		fprintf(stderr, "cairn cancel: %s\n", err.msg);
+		return 1;
+	}
+	if (slurm && view.unreachable) {
+		fprintf(stderr, "cairn cancel: cannot reach Slurm (%s): nothing was cancelled\n",
+			view.error);
+		sched_view_release(&view);
+		return 1;
+	}
+	char host[128] = "";
+	gethostname(host, sizeof(host) - 1);
+	struct buf ids = BUF_INIT, path = BUF_INIT;
+	long long running = 0, unstarted = 0, ended = 0;
+	int rc = 0;
+	for (int s = 0; s < r->spec.nstages; s++)
+		for (int t = 0; marks[s] && t < r->spec.stages[s].ntasks; t++) {
+			struct task_info ti;
+			if (!marks[s][t] ||
+			    task_read(r->dir, r->spec.stages[s].name, t, 1, &ti, &err) < 0)
+				continue;
+			sched_view_apply(&view, r, s, t, &ti);
+			int live = ti.state == TASK_RUNNING || ti.state == TASK_PENDING;
+			if (!live) {
+				ended++;
+			} else if (slurm && ti.queued) {
+				buf_addf(&ids, "%s%s", ids.len ? " " : "", ti.job);
+				ti.state == TASK_RUNNING ? running++ : unstarted++;
+			} else if (ti.state == TASK_RUNNING && !strcmp(ti.host, host) &&
+				   !ti.job[0]) {
+				running += kill((pid_t)ti.pid, SIGTERM) == 0;
+			} else if (ti.state == TASK_PENDING && !slurm && driver > 0) {
+				buf_reset(&path);
+				task_path(&path, r->dir, r->spec.stages[s].name, t, "");
+				fs_mkdir_p(path.s, &err);
+				buf_adds(&path, TASK_CANCEL_FILE);
+				json_t *mark = json_pack("{s:I}", "driver_pid", (json_int_t)driver);
+				if (mark && jsonio_write_replace(path.s, mark, &err) == 0)
+					unstarted++;
+				else
+					fprintf(stderr, "cairn cancel: %s/%d: %s\n",
+						r->spec.stages[s].name, t,
+						mark ? err.msg : "out of memory"),
+					    rc = 1;
+				json_decref(mark);
+			} else {
+				ended++; /* not started, and nothing will start it: nothing to stop
+					  */
+			}
+		}
+	if (ids.len && slurm_cancel_text(ids.s, &err) < 0) {
+		fprintf(stderr, "cairn cancel: %s\nnothing was cancelled\n", err.msg);
+		rc = 1;
+	} else {
+		printf(
+		    "cancelled %lld task%s of %s: %lld running, %lld not yet started%s; %lld named "
+		    "had ended or were not going to run\n",
+		    running + unstarted, running + unstarted == 1 ? "" : "s", r->dir, running,
+		    unstarted, slurm ? " (one scancel)" : "", ended);
+		run_event(r->dir,
+			  "cancel: %lld tasks named, %lld running and %lld unstarted cancelled",
+			  running + unstarted + ended, running, unstarted);
+	}
+	buf_release(&ids);
+	buf_release(&path);
+	sched_view_release(&view);
+	return rc;
+}
 
 int cmd_cancel(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv, cancel_usage))
 		return 0;
-	if (argc != 2) {
+	if (argc < 2 || argv[1][0] == '-') {
 		fputs(cancel_usage, stderr);
 		return 2;
 	}
@@ -31,6 +134,28 @@ int cmd_cancel(int argc, char **argv)
 	struct error err;
 	if (cli_open_run("cancel", argv[1], &r) < 0)
 		return 2;
+	if (argc > 2) {
+		unsigned char **marks = mem_calloc((size_t)r.spec.nstages + 1, sizeof(*marks));
+		int rc = marks ? parse_targets(&r, argc, argv, marks) : -1;
+		long driver = 0;
+		if (rc == 0 && !run_is_slurm(&r)) {
+			/* who drives the run: its unstarted tasks get marks naming it */
+			int got = run_lock(&r, &driver, &err);
+			if (got == 1)
+				run_unlock(&r), driver = 0;
+			else if (got < 0)
+				driver = 0;
+		}
+		if (rc == 0)
+			rc = cancel_tasks(&r, marks, driver);
+		else
+			rc = 2;
+		for (int s = 0; marks && s < r.spec.nstages; s++)
+			mem_free(marks[s]);
+		mem_free(marks);
+		run_release(&r);
+		return rc;
+	}
 	if (run_is_slurm(&r)) {
 		long *ids;
 		size_t n;

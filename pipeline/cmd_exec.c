@@ -337,6 +337,25 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		clock_utc(x->started, sizeof(x->started), 0);
 	}
 
+	/* `cairn cancel RUN STAGE/TASK` before this task started: its mark names
+	 * the cairn that drives the run; a mark of an earlier drive is stale. */
+	path_of(&p, x, TASK_CANCEL_FILE);
+	if (fs_exists(p.s)) {
+		struct error e2;
+		json_t *mark = jsonio_load(p.s, &e2);
+		long by = (long)jsonio_int(mark, "driver_pid", 0);
+		json_decref(mark);
+		unlink(p.s);
+		if (by == (long)getppid()) {
+			if (write_failed(x, "cancelled", -1, 0,
+					 "cancelled by `cairn cancel` before it started", &e2) < 0)
+				return error_set(err, "%s; and failed.json could not be written",
+						 e2.msg);
+			return error_set(err, "%s/%d: cancelled before it started", x->st->name,
+					 x->task);
+		}
+	}
+
 	/* The key needs every input to be done: if one is not, this task cannot run. */
 	if (task_key(&x->run->spec, x->run->dir, x->stage, x->task, key, &parts, err) < 0) {
 		struct error e2;

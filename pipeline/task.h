@@ -5,6 +5,11 @@
 #ifndef PIPELINE_TASK_H
 #define PIPELINE_TASK_H
 
+/* In a task folder: `cairn cancel RUN STAGE/TASK` of a task not yet started
+ * by the cairn that drives the run ({"driver_pid": N}); its wrapper, started
+ * by that cairn, writes failed.json (kind cancelled) instead of running. */
+#define TASK_CANCEL_FILE "cancel"
+
 #include <jansson.h>
 
 #include "core/buf.h"

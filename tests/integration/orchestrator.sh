@@ -264,6 +264,42 @@ check_eq "cancel: the run exits 130" "$?" 130
 cairn status r8 --json >st.json
 check_grep "cancel: state cancelled" '"state": "cancelled"' st.json
 
+# --- cairn cancel RUN STAGE/TASK: those tasks stop, the rest goes on ---
+cat >pc.ini <<EOF
+[pipeline]
+name = pc
+[stage a]
+array = 4
+throttle = 2
+command = for i in \$(seq 300); do [ -e $T/pc-go ] && break; sleep 0.1; done; echo \${task} > \${out}/a
+[stage b]
+after = a
+array = 4
+command = cat \${in.a[task]}/a > \${out}/b
+EOF
+rm -f pc-go
+setsid cairn run pc.ini --run-dir pc >pc.out 2>&1 &
+runner=$!
+for _ in $(seq 100); do [ "$(grep -c 'start a' pc/events.log 2>/dev/null)" -ge 2 ] && break; sleep 0.1; done
+cairn cancel pc a/0 a/3 >cancel.txt 2>&1
+check_eq "cancel STAGE/TASK: exit 0" "$?" 0
+check_grep "cancel STAGE/TASK: one running, one not yet started" "^cancelled 2 tasks of .*/pc: 1 running, 1 not yet started; 0 named" cancel.txt
+touch pc-go
+wait "$runner"
+cairn status pc --json >st.json
+check "cancel STAGE/TASK: those two cancelled, the rest of a and of b done, b/0 and b/3 never ran" python3 - st.json <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+a, b = j["stages"]["a"], j["stages"]["b"]
+assert (a["done"], a["cancelled"], b["done"], b["pending"]) == (2, 2, 2, 2), j
+PY
+check_grep "cancel STAGE/TASK: the unstarted one says so" "before it started" pc/stages/a/3/failed.json
+check "cancel STAGE/TASK: its mark is gone" test ! -e pc/stages/a/3/cancel
+cairn resume pc >out.txt 2>&1
+check_eq "cancel STAGE/TASK: resume runs what was cancelled and what needs it" "$? $(cat pc/stages/b/3/out/b)" "0 3"
+cairn cancel pc nosuch >cancel.txt 2>&1
+check_eq "cancel of a task the run does not have: bad usage" "$?" 2
+
 # --- MPI: ranks = 2 through mpirun ---
 cat >mpi.ini <<'EOF'
 [stage hello]

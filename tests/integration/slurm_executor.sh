@@ -225,6 +225,27 @@ for _ in $(seq 60); do
 done
 check_grep "cancel: the run is cancelled" '"state": "cancelled"' st.json || { cairn status r3 | sed 's/^/#   /'; cat r3/events.log | sed 's/^/#   /'; }
 
+# one task of a run: one scancel of its array element, the others go on
+cairn run slow.ini --executor slurm --run-dir r3c >out.txt 2>&1
+for _ in $(seq 60); do grep -q "start s/" r3c/events.log 2>/dev/null && break; sleep 0.5; done
+: >calls
+cairn cancel r3c s/1 >cancel.txt 2>&1
+check_eq "cancel STAGE/TASK on Slurm: exit 0, one scancel" "$?:$(calls scancel)" "0:1"
+check_grep "cancel STAGE/TASK on Slurm: says what it cancelled" "^cancelled 1 task of .*r3c: .* \(one scancel\); 0 named" cancel.txt
+for _ in $(seq 60); do
+	cairn status r3c --json >st.json
+	grep -q '"cancelled": 1' st.json && break
+	sleep 0.5
+done
+check "cancel STAGE/TASK on Slurm: s/1 cancelled, s/0 and s/2 still queued or running" python3 - st.json <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["stages"]["s"]
+assert s["cancelled"] == 1 and s["running"] + s["pending"] == 2, s
+PY
+cairn why r3c s/1 >why.txt 2>&1
+check_grep "cancel STAGE/TASK on Slurm: why says cancelled" "^s/1: cancelled" why.txt
+cairn cancel r3c >/dev/null 2>&1
+
 echo "# $SECONDS s: cancel done"
 
 # --- resume of a run still queued submits nothing twice ---
