@@ -90,9 +90,17 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 				fs_mkdir_p(path.s, &err);
 				buf_adds(&path, TASK_CANCEL_FILE);
 				json_t *mark = json_pack("{s:I}", "driver_pid", (json_int_t)driver);
-				if (mark && jsonio_write_replace(path.s, mark, &err) == 0)
-					unstarted++;
-				else
+				struct task_info now;
+				if (mark && jsonio_write_replace(path.s, mark, &err) == 0) {
+					/* its wrapper may have looked for the mark already:
+					 * then its started.json is there, and it is signalled */
+					if (task_read(r->dir, r->spec.stages[s].name, t, 1, &now,
+						      &err) == 0 &&
+					    now.state == TASK_RUNNING && !strcmp(now.host, host))
+						running += kill((pid_t)now.pid, SIGTERM) == 0;
+					else
+						unstarted++;
+				} else
 					fprintf(stderr, "cairn cancel: %s/%d: %s\n",
 						r->spec.stages[s].name, t,
 						mark ? err.msg : "out of memory"),

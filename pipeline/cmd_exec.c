@@ -118,6 +118,37 @@ static int clear_previous(struct exec_ctx *x, struct error *err)
 	return rc;
 }
 
+/* `cairn cancel RUN STAGE/TASK` of this task before it started: a mark that
+ * names the cairn that drives the run (this wrapper's parent; a mark of an
+ * earlier drive is stale, removed). Looked at after started.json is
+ * written: cancel writes the mark, then signals the wrapper if started.json
+ * has appeared, so one of the two stops the task. 1 cancelled (failed.json
+ * written, err says so), 0 not. */
+static int cancelled_before_start(struct exec_ctx *x, struct error *err)
+{
+	struct buf p = BUF_INIT;
+	path_of(&p, x, TASK_CANCEL_FILE);
+	int cancelled = 0;
+	if (!p.failed && fs_exists(p.s)) {
+		struct error e2;
+		json_t *mark = jsonio_load(p.s, &e2);
+		long by = (long)jsonio_int(mark, "driver_pid", 0);
+		json_decref(mark);
+		unlink(p.s);
+		if (by == (long)getppid()) {
+			cancelled = 1;
+			if (write_failed(x, "cancelled", -1, 0,
+					 "cancelled by `cairn cancel` before it started", &e2) < 0)
+				error_set(err, "%s; and failed.json could not be written", e2.msg);
+			else
+				error_set(err, "%s/%d: cancelled before it started", x->st->name,
+					  x->task);
+		}
+	}
+	buf_release(&p);
+	return cancelled;
+}
+
 /* state/: the task's folder that outlives its attempts (CAIRN_STATE), for a
  * command that can go on where an earlier attempt stopped (a trainer's
  * --state). It belongs to one task key: made empty when the key changed
@@ -337,25 +368,6 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		clock_utc(x->started, sizeof(x->started), 0);
 	}
 
-	/* `cairn cancel RUN STAGE/TASK` before this task started: its mark names
-	 * the cairn that drives the run; a mark of an earlier drive is stale. */
-	path_of(&p, x, TASK_CANCEL_FILE);
-	if (fs_exists(p.s)) {
-		struct error e2;
-		json_t *mark = jsonio_load(p.s, &e2);
-		long by = (long)jsonio_int(mark, "driver_pid", 0);
-		json_decref(mark);
-		unlink(p.s);
-		if (by == (long)getppid()) {
-			if (write_failed(x, "cancelled", -1, 0,
-					 "cancelled by `cairn cancel` before it started", &e2) < 0)
-				return error_set(err, "%s; and failed.json could not be written",
-						 e2.msg);
-			return error_set(err, "%s/%d: cancelled before it started", x->st->name,
-					 x->task);
-		}
-	}
-
 	/* The key needs every input to be done: if one is not, this task cannot run. */
 	if (task_key(&x->run->spec, x->run->dir, x->stage, x->task, key, &parts, err) < 0) {
 		struct error e2;
@@ -396,6 +408,8 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		goto out;
 	run_event(x->run->dir, "start %s/%d attempt %d on %s pid %ld%s%s", x->st->name, x->task,
 		  x->attempt, x->host, (long)getpid(), x->job[0] ? " job " : "", x->job);
+	if (cancelled_before_start(x, err))
+		goto out;
 
 	path_of(&p, x, "log");
 	int log_fd = open(p.s, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
