@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/buf.h"
-#include "core/fs.h"
+#include "core/mem.h"
 
 #define CAIRN_VERSION "0.1.0"
 
@@ -77,11 +77,7 @@ int cli_open_run(const char *cmd, const char *dir, struct run *r)
 int cli_run_and_task(const char *cmd, const char *usage, const char **pos, int npos,
 		     const char **run, const char **task)
 {
-	struct buf info = BUF_INIT;
-	if (npos == 1)
-		buf_addf(&info, "%s/run.json", pos[0]);
-	int is_run = npos == 1 && !info.failed && fs_exists(info.s);
-	buf_release(&info);
+	int is_run = npos == 1 && cli_is_run(pos[0]);
 	if (npos == 2) {
 		*run = pos[0], *task = pos[1];
 		return 0;
@@ -119,6 +115,23 @@ int cli_parse_task(const char *cmd, const struct run *r, const char *arg, int ne
 		fprintf(stderr, " %s[%d]", r->spec.stages[i].name, r->spec.stages[i].ntasks);
 	fprintf(stderr, ")\n");
 	return -1;
+}
+
+int cli_mark_task(const char *cmd, const struct run *r, const char *arg, unsigned char **marks)
+{
+	int s, t;
+	if (cli_parse_task(cmd, r, arg, 0, &s, &t) < 0)
+		return -1;
+	int n = r->spec.stages[s].ntasks;
+	if (!marks[s] && !(marks[s] = mem_calloc((size_t)n, 1))) {
+		fprintf(stderr, "cairn %s: out of memory\n", cmd);
+		return -1;
+	}
+	if (t < 0)
+		memset(marks[s], 1, (size_t)n);
+	else
+		marks[s][t] = 1;
+	return 0;
 }
 
 size_t cli_tail_start(const char *text, size_t len, long lines)

@@ -76,6 +76,12 @@ int cli_run_and_task(const char *cmd, const char *usage, const char **pos, int n
 /* The newest run folder in runs/ (by run.json's "created", then by name)
  * into out ("runs/NAME"): 0, or -1 with err saying there is none. */
 int cli_latest_run(struct buf *out, struct error *err);
+/* Whether dir holds a run.json (a run folder, readable or not). */
+int cli_is_run(const char *dir);
+/* Mark the task (or every task of the stage) arg names in marks[stage]
+ * (one byte per task, allocated on first use; marks has a slot per
+ * stage). 0, or -1 said: a name the run does not have, out of memory. */
+int cli_mark_task(const char *cmd, const struct run *r, const char *arg, unsigned char **marks);
 /* "STAGE" or "STAGE/TASK" of run r: *task = -1 when only a stage is named
  * (allowed only if !need_task). On error print what exists and return -1. */
 int cli_parse_task(const char *cmd, const struct run *r, const char *arg, int need_task,

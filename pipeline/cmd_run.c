@@ -463,21 +463,7 @@ static int rerun_marks(const struct run *r, struct run_opts *o)
 		fprintf(stderr, "cairn: out of memory\n");
 	for (char *t = list ? strtok_r(list, ",", &save) : NULL; rc == 0 && t;
 	     t = strtok_r(NULL, ",", &save)) {
-		int stage, task;
-		if (cli_parse_task("resume --rerun", r, t, 0, &stage, &task) < 0) {
-			rc = -1;
-			break;
-		}
-		int n = r->spec.stages[stage].ntasks;
-		unsigned char **m = &o->rerun_marks[stage];
-		if (!*m && !(*m = mem_calloc((size_t)n, 1))) {
-			fprintf(stderr, "cairn: out of memory\n");
-			rc = -1;
-		} else if (task < 0) {
-			memset(*m, 1, (size_t)n);
-		} else {
-			(*m)[task] = 1;
-		}
+		rc = cli_mark_task("resume --rerun", r, t, o->rerun_marks);
 	}
 	mem_free(list);
 	return rc;

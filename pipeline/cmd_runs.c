@@ -51,7 +51,7 @@ struct list {
 	size_t nids, capids;
 };
 
-static int is_run(const char *dir)
+int cli_is_run(const char *dir)
 {
 	struct buf p = BUF_INIT;
 	buf_addf(&p, "%s/run.json", dir);
@@ -203,7 +203,7 @@ static int add_folder(struct list *l, const char *dir)
 		buf_addf(&p, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", de->d_name);
 		if (p.failed)
 			rc = -1;
-		else if (fs_is_dir(p.s) && is_run(p.s))
+		else if (fs_is_dir(p.s) && cli_is_run(p.s))
 			rc = add_run(l, p.s);
 	}
 	closedir(d);
@@ -226,10 +226,10 @@ int cli_latest_run(struct buf *out, struct error *err)
 			continue;
 		buf_reset(&p);
 		buf_addf(&p, "runs/%s", de->d_name);
+		if (p.failed || !fs_is_dir(p.s) || !cli_is_run(p.s))
+			continue;
 		buf_reset(&json);
 		buf_addf(&json, "%s/run.json", p.s);
-		if (p.failed || json.failed || !fs_is_dir(p.s) || !fs_exists(json.s))
-			continue;
 		struct error ignored; /* a broken run.json: not the newest run */
 		json_t *info = jsonio_load(json.s, &ignored);
 		const char *created = jsonio_str(info, "created", "");
@@ -342,7 +342,7 @@ int cmd_runs(int argc, char **argv)
 	int rc = ndirs ? 0 : add_folder(&l, "runs");
 	for (int i = 1; rc == 0 && i < argc; i++)
 		if (argv[i][0] != '-')
-			rc = is_run(argv[i]) ? add_run(&l, argv[i]) : add_folder(&l, argv[i]);
+			rc = cli_is_run(argv[i]) ? add_run(&l, argv[i]) : add_folder(&l, argv[i]);
 	if (rc == 0)
 		rc = ask_slurm(&l);
 	if (rc < 0) {

@@ -42,6 +42,12 @@ int sched_job_ids(const struct run *r, long **ids, size_t *n, struct error *err)
 	return 0;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
 static int cmp_job(const void *a, const void *b)
 {
 	const struct slurm_job *x = a, *y = b;
@@ -124,15 +130,15 @@ int sched_view_pick(struct sched_view *v, const struct run *r, const struct slur
 	size_t n;
 	if (sched_job_ids(r, &ids, &n, err) < 0)
 		return -1;
+	/* all holds every element of many runs' arrays: a search of this
+	 * run's sorted ids for each, not a scan of them */
+	qsort(ids, n, sizeof(*ids), cmp_id);
 	for (size_t k = 0; k < all->n; k++)
-		for (size_t i = 0; i < n; i++)
-			if (all->v[k].array_job_id == ids[i]) {
-				if (slurm_jobs_push(&v->jobs, &all->v[k]) < 0) {
-					mem_free(ids);
-					return error_set(err, "out of memory");
-				}
-				break;
-			}
+		if (bsearch(&all->v[k].array_job_id, ids, n, sizeof(*ids), cmp_id) &&
+		    slurm_jobs_push(&v->jobs, &all->v[k]) < 0) {
+			mem_free(ids);
+			return error_set(err, "out of memory");
+		}
 	mem_free(ids);
 	return view_finish(v, r, err);
 }
