@@ -26,21 +26,28 @@ static const char cancel_usage[] =
     "the rest of the run goes on.\n"
     "example: cairn cancel runs/demo-20261124T140000Z-1a2b train/3\n";
 
-/* The tasks named after RUN, marked per stage: 0, or -1 said (bad name). */
-static int parse_targets(const struct run *r, int argc, char **argv, unsigned char **marks)
+/* A task the driving cairn (pid driver) has not started: a cancel mark in
+ * its folder, which its wrapper obeys; then a second look, since the
+ * wrapper may have looked for the mark already: its started.json is then
+ * there, and it gets SIGTERM. 0 marked, 1 signalled, -1 with err. */
+static int stop_unstarted(const struct run *r, int s, int t, long driver, const char *host,
+			  struct error *err)
 {
-	for (int i = 2; i < argc; i++) {
-		int s, t;
-		if (cli_parse_task("cancel", r, argv[i], 0, &s, &t) < 0)
-			return -1;
-		if (!marks[s] && !(marks[s] = mem_calloc((size_t)r->spec.stages[s].ntasks, 1))) {
-			fprintf(stderr, "cairn cancel: out of memory\n");
-			return -1;
-		}
-		for (int k = t < 0 ? 0 : t; k < (t < 0 ? r->spec.stages[s].ntasks : t + 1); k++)
-			marks[s][k] = 1;
-	}
-	return 0;
+	const char *stage = r->spec.stages[s].name;
+	struct buf path = BUF_INIT;
+	task_path(&path, r->dir, stage, t, "");
+	fs_mkdir_p(path.s, err);
+	buf_adds(&path, TASK_CANCEL_FILE);
+	json_t *mark = json_pack("{s:I}", "driver_pid", (json_int_t)driver);
+	int rc = !mark || path.failed ? error_set(err, "out of memory")
+				      : jsonio_write_replace(path.s, mark, err);
+	json_decref(mark);
+	buf_release(&path);
+	struct task_info now;
+	if (rc == 0 && task_read(r->dir, stage, t, 1, &now, err) == 0 &&
+	    now.state == TASK_RUNNING && !strcmp(now.host, host))
+		rc = kill((pid_t)now.pid, SIGTERM) == 0;
+	return rc;
 }
 
 /* Cancel the tasks marked. Slurm: one scancel of their queued and running
@@ -65,7 +72,7 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 	}
 	char host[128] = "";
 	gethostname(host, sizeof(host) - 1);
-	struct buf ids = BUF_INIT, path = BUF_INIT;
+	struct buf ids = BUF_INIT;
 	long long running = 0, unstarted = 0, ended = 0;
 	int rc = 0;
 	for (int s = 0; s < r->spec.nstages; s++)
@@ -85,30 +92,15 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 				   !ti.job[0]) {
 				running += kill((pid_t)ti.pid, SIGTERM) == 0;
 			} else if (ti.state == TASK_PENDING && !slurm && driver > 0) {
-				buf_reset(&path);
-				task_path(&path, r->dir, r->spec.stages[s].name, t, "");
-				fs_mkdir_p(path.s, &err);
-				buf_adds(&path, TASK_CANCEL_FILE);
-				json_t *mark = json_pack("{s:I}", "driver_pid", (json_int_t)driver);
-				struct task_info now;
-				if (mark && jsonio_write_replace(path.s, mark, &err) == 0) {
-					/* its wrapper may have looked for the mark already:
-					 * then its started.json is there, and it is signalled */
-					if (task_read(r->dir, r->spec.stages[s].name, t, 1, &now,
-						      &err) == 0 &&
-					    now.state == TASK_RUNNING && !strcmp(now.host, host))
-						running += kill((pid_t)now.pid, SIGTERM) == 0;
-					else
-						unstarted++;
-				} else
+				int got = stop_unstarted(r, s, t, driver, host, &err);
+				if (got < 0)
 					fprintf(stderr, "cairn cancel: %s/%d: %s\n",
-						r->spec.stages[s].name, t,
-						mark ? err.msg : "out of memory"),
+						r->spec.stages[s].name, t, err.msg),
 					    rc = 1;
-				json_decref(mark);
+				else
+					got ? running++ : unstarted++;
 			} else {
-				ended++; /* not started, and nothing will start it: nothing to stop
-					  */
+				ended++; /* not started, and nothing will start it */
 			}
 		}
 	if (ids.len && slurm_cancel_text(ids.s, &err) < 0) {
@@ -125,7 +117,6 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 			  running + unstarted + ended, running, unstarted);
 	}
 	buf_release(&ids);
-	buf_release(&path);
 	sched_view_release(&view);
 	return rc;
 }
@@ -144,7 +135,9 @@ int cmd_cancel(int argc, char **argv)
 		return 2;
 	if (argc > 2) {
 		unsigned char **marks = mem_calloc((size_t)r.spec.nstages + 1, sizeof(*marks));
-		int rc = marks ? parse_targets(&r, argc, argv, marks) : -1;
+		int rc = marks ? 0 : -1;
+		for (int i = 2; rc == 0 && i < argc; i++)
+			rc = cli_mark_task("cancel", &r, argv[i], marks);
 		long driver = 0;
 		if (rc == 0 && !run_is_slurm(&r)) {
 			/* who drives the run: its unstarted tasks get marks naming it */
