@@ -28,6 +28,7 @@ struct run_status {
 	int nstages;
 	struct stage_counts {
 		long long tasks, done, failed, running, pending, cancelled;
+		long long released; /* done tasks whose out/ was released (temp) */
 	} *stages;
 	struct stage_counts total;
 	const char *state; /* pending, running, failed, done, cancelled */

@@ -21,6 +21,7 @@
 #include "jobs/slurm_cli.h"
 #include "pipeline/cli.h"
 #include "pipeline/run.h"
+#include "pipeline/release.h"
 #include "pipeline/task.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -98,8 +99,9 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 static int clear_previous(struct exec_ctx *x, struct error *err)
 {
 	struct buf p = BUF_INIT;
-	static const char *names[] = {"done.json", "failed.json", "rerun"};
-	for (size_t i = 0; i < 3; i++) {
+	static const char *names[] = {"done.json", "failed.json", "rerun", TASK_PENDING_FILE,
+				      TASK_RELEASED_FILE};
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
 		path_of(&p, x, names[i]);
 		if (unlink(p.s) < 0 && errno != ENOENT) {
 			error_errno(err, "%s", p.s);
@@ -180,7 +182,9 @@ static int prepare_state(struct exec_ctx *x, const char *key, struct error *err)
 	return rc;
 }
 
-/* done.json exists, has this key, and out/ still matches its manifest. */
+/* done.json exists, has this key, and out/ still matches its manifest, or
+ * was released (temp): then no task that reads it runs now, or this one
+ * would have a `rerun` mark (release.h). */
 static int up_to_date(struct exec_ctx *x, const char *key)
 {
 	struct buf p = BUF_INIT, why = BUF_INIT;
@@ -193,7 +197,7 @@ static int up_to_date(struct exec_ctx *x, const char *key)
 	json_t *done = jsonio_load(p.s, &err);
 	int ok = done && task_key_same(&x->run->spec, x->run->dir, x->stage, x->task, NULL, NULL,
 				       jsonio_str(done, "key", ""), key);
-	if (ok) {
+	if (ok && !release_done(x->run->dir, x->st->name, x->task)) {
 		path_of(&p, x, "out");
 		ok = task_manifest_check(p.s, json_object_get(done, "manifest"), 0, &why, &err) == 0;
 	}
@@ -201,6 +205,21 @@ static int up_to_date(struct exec_ctx *x, const char *key)
 	buf_release(&p);
 	buf_release(&why);
 	return ok;
+}
+
+/* This task is done: release the temp inputs whose readers are all done
+ * now. Their failure to go does not undo the task: only said (in the task's
+ * log when log_fd >= 0, else on stderr). */
+static void release_after(struct exec_ctx *x, int log_fd)
+{
+	struct error err;
+	if (release_inputs(x->run, x->stage, x->task, &err) < 0) {
+		if (log_fd >= 0)
+			dprintf(log_fd, "cairn: releasing its temp inputs: %s\n", err.msg);
+		else
+			fprintf(stderr, "cairn exec: releasing its temp inputs: %s\n", err.msg);
+		run_event(x->run->dir, "release after %s/%d: %s", x->st->name, x->task, err.msg);
+	}
 }
 
 /* Retry inside Slurm with no cairn running: put this job back in the queue.
@@ -380,6 +399,9 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		/* Done already with this very key and intact outputs (another
 		 * wrapper finished it, or an input reran to identical bytes). */
 		run_event(x->run->dir, "up to date %s/%d: kept its done.json", x->st->name, x->task);
+		path_of(&p, x, TASK_PENDING_FILE);
+		unlink(p.s); /* if it stayed, its inputs would only stay longer */
+		release_after(x, -1);
 		rc = 0;
 		goto out;
 	}
@@ -551,8 +573,9 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	if (fs_rm_rf(p.s, &e2) < 0) /* best effort: the task is done */
 		dprintf(log_fd, "cairn: %s\n", e2.msg);
 	dprintf(log_fd, "=== cairn: %s/%d done after %.1f s ===\n", x->st->name, x->task, wall);
-	close(log_fd);
 	run_event(x->run->dir, "done %s/%d attempt %d in %.2f s", x->st->name, x->task, x->attempt, wall);
+	release_after(x, log_fd);
+	close(log_fd);
 	rc = 0;
 out:
 	x->ru = NULL; /* it was this function's */

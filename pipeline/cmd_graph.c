@@ -30,11 +30,14 @@ static void print_dot(const struct spec *s, const struct run_status *st)
 				: c->cancelled	   ? "#d9b3ff"
 				: c->done == c->tasks ? "#a8e0a8"
 						      : "#e0e0e0";
-			snprintf(counts, sizeof(counts), "\\n%lld/%lld done%s", c->done, c->tasks,
-				 c->failed ? ", failed" : "");
+			snprintf(counts, sizeof(counts), "\\n%lld/%lld done%s%s", c->done, c->tasks,
+				 c->failed ? ", failed" : "", c->released ? ", released" : "");
 		}
-		printf("  \"%s\" [label=\"%s\\n%d task%s%s\", fillcolor=\"%s\"];\n", stg->name,
-		       stg->name, stg->ntasks, stg->ntasks == 1 ? "" : "s", counts, color);
+		/* temp stages dashed: their outputs go once read */
+		printf("  \"%s\" [label=\"%s\\n%d task%s%s%s\", fillcolor=\"%s\"%s];\n", stg->name,
+		       stg->name, stg->ntasks, stg->ntasks == 1 ? "" : "s",
+		       stg->temp ? ", temp" : "", counts, color,
+		       stg->temp ? ", style=\"rounded,filled,dashed\"" : "");
 	}
 	for (int i = 0; i < s->nstages; i++)
 		for (int e = 0; e < s->stages[i].nin; e++)

@@ -14,6 +14,7 @@
 #include "jobs/slurm.h"
 #include "pipeline/sched.h"
 #include "pipeline/cli.h"
+#include "pipeline/release.h"
 
 struct run_opts {
 	const char *spec;     /* run: the spec; resume: an optional new spec */
@@ -582,10 +583,20 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 		mem_free(keep);
 		return 1;
 	}
-	if (slurm)
-		rc = submit_slurm(r, &p, &err);
-	else
-		rc = execute_local(r, &p, o, &cancelled, &err);
+	/* Done tasks that run again and read a temp stage are not done
+	 * readers till they end; released tasks needed again must run. */
+	if (release_mark(r, &p, &err) < 0) {
+		rc = -1;
+	} else {
+		/* what an earlier drive or job left unreleased; its failure is
+		 * not worth stopping for */
+		if (!fresh && release_sweep(r, &err) < 0)
+			fprintf(stderr, "cairn: releasing temp outputs: %s\n", err.msg);
+		if (slurm)
+			rc = submit_slurm(r, &p, &err);
+		else
+			rc = execute_local(r, &p, o, &cancelled, &err);
+	}
 	plan_release(&p);
 	if (rc < 0) {
 		mem_free(keep);

@@ -12,6 +12,7 @@
 #include "core/mem.h"
 #include "jobs/job.h"
 #include "pipeline/cli.h"
+#include "pipeline/release.h"
 
 /* One more failed task of its kind (exit and signal with their number). */
 static void count_kind(struct run_status *st, const struct task_info *ti)
@@ -96,6 +97,8 @@ int status_count(const struct run *r, struct run_status *st, const struct sched_
 			switch (ti.state) {
 			case TASK_DONE:
 				c->done++;
+				c->released +=
+				    s->stages[i].temp && release_done(r->dir, s->stages[i].name, t);
 				break;
 			case TASK_FAILED:
 				c->failed++;
@@ -124,6 +127,7 @@ int status_count(const struct run *r, struct run_status *st, const struct sched_
 		st->total.running += c->running;
 		st->total.cancelled += c->cancelled;
 		st->total.pending += c->pending;
+		st->total.released += c->released;
 	}
 	const struct stage_counts *t = &st->total;
 	/* kinds most first; a tie keeps the order first seen (a stable sort) */
@@ -160,10 +164,13 @@ void status_release(struct run_status *st)
 
 json_t *status_counts_json(const struct stage_counts *c)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tasks", (json_int_t)c->tasks, "done",
-			 (json_int_t)c->done, "failed", (json_int_t)c->failed, "running",
-			 (json_int_t)c->running, "pending", (json_int_t)c->pending, "cancelled",
-			 (json_int_t)c->cancelled);
+	json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tasks", (json_int_t)c->tasks,
+			      "done", (json_int_t)c->done, "failed", (json_int_t)c->failed,
+			      "running", (json_int_t)c->running, "pending", (json_int_t)c->pending,
+			      "cancelled", (json_int_t)c->cancelled);
+	if (j && c->released) /* of the done: only when some are */
+		json_object_set_new(j, "released", json_integer(c->released));
+	return j;
 }
 
 static json_t *status_json(const struct run *r, const struct run_status *st)
@@ -221,6 +228,19 @@ void status_print(const struct run *r, const struct run_status *st, int json)
 	}
 	printf("run %s: %s (%lld of %lld tasks done)\n", r->spec.name, st->state, st->total.done,
 	       st->total.tasks);
+	if (st->total.released) {
+		printf("  released (temp = yes, their readers done):");
+		const char *sep = " ";
+		for (int k = 0; k < s->nstages; k++) {
+			const struct stage_counts *c = &st->stages[s->order[k]];
+			if (c->released) {
+				printf("%s%s %lld of %lld", sep, s->stages[s->order[k]].name,
+				       c->released, c->tasks);
+				sep = ", ";
+			}
+		}
+		printf("\n");
+	}
 	/* Failed tasks at a glance: the first few, with why. */
 	int shown = st->nfailures;
 	for (int i = 0; i < shown; i++)

@@ -159,6 +159,15 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	buf_release(&b);
 }
 
+/* The first task of a stage whose outputs were released, or -1. */
+static int first_released(const struct plan_stage *ps)
+{
+	for (int t = 0; t < ps->ntasks; t++)
+		if (ps->reason[t] == WHY_RELEASED)
+			return t;
+	return -1;
+}
+
 /* why STAGE explains its first WHY_SHOWN tasks that are not done and
  * valid (each may ask Slurm about its job), and groups the others by why,
  * each group with its first few tasks; --all explains every one. */
@@ -274,8 +283,10 @@ int cmd_why(int argc, char **argv)
 		const struct plan_stage *ps = &p.stages[s];
 		struct groups g = {0};
 		int shown = 0;
+		long long released = 0;
 		for (int t = 0; t < ps->ntasks; t++) {
-			if (ps->reason[t] == WHY_DONE)
+			released += ps->reason[t] == WHY_RELEASED;
+			if (ps->reason[t] == WHY_DONE || ps->reason[t] == WHY_RELEASED)
 				continue;
 			if (all || shown < WHY_SHOWN) {
 				explain(&r, &p, s, t, lines);
@@ -285,8 +296,12 @@ int cmd_why(int argc, char **argv)
 			}
 		}
 		group_print(&g, &r, stage);
-		printf("%s: %lld of %d tasks done and valid; resume would run %lld\n", stage, ps->skip,
-		       ps->ntasks, ps->run);
+		printf("%s: %lld of %d tasks done and valid", stage, ps->skip, ps->ntasks);
+		if (released)
+			printf(" (%lld of them released: their outputs went once their readers "
+			       "were done; `cairn why %s %s/%d` says more)",
+			       released, r.dir, stage, first_released(ps));
+		printf("; resume would run %lld\n", ps->run);
 	}
 	plan_release(&p);
 	run_release(&r);

@@ -5,12 +5,14 @@
 
 #include "core/jsonio.h"
 #include "core/mem.h"
+#include "pipeline/release.h"
 
 const char *plan_reason_name(enum plan_reason w)
 {
 	static const char *names[WHY_LAST + 1] = {
-	    "never ran",    "failed", "cancelled", "lost",   "outputs changed", "key changed",
-	    "input reruns", "done",   "running",   "queued", "beyond --until",	"asked by --rerun"};
+	    "never ran",      "failed",		  "cancelled", "lost",	      "outputs changed",
+	    "key changed",    "input reruns",	  "done",      "running",     "queued",
+	    "beyond --until", "asked by --rerun", "released",  "needed again"};
 	return w >= 0 && w <= WHY_LAST ? names[w] : "?";
 }
 
@@ -84,7 +86,11 @@ static int check_done(struct plan *p, const struct run *r, int s, int t, int ver
 	const char *d = jsonio_str(done, "manifest_sha256", "");
 	snprintf(ps->digest[t], 65, "%s", d);
 	task_path(&path, r->dir, st->name, t, "out");
-	int rc = task_manifest_check(path.s, json_object_get(done, "manifest"), verify, &why, err);
+	/* Released: out/ is empty on purpose, the manifest says what was. */
+	int released = ps->released[t] = (unsigned char)release_done(r->dir, st->name, t);
+	int rc = released ? 0
+			  : task_manifest_check(path.s, json_object_get(done, "manifest"), verify,
+						&why, err);
 	buf_release(&path);
 	buf_release(&why);
 	if (rc < 0) {
@@ -111,53 +117,52 @@ static int check_done(struct plan *p, const struct run *r, int s, int t, int ver
 			ps->reason[t] = WHY_KEY;
 		} else {
 			ps->action[t] = PLAN_SKIP;
-			ps->reason[t] = WHY_DONE;
+			ps->reason[t] = released ? WHY_RELEASED : WHY_DONE;
 		}
 	}
 	json_decref(done);
 	return 0;
 }
 
-int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err)
+/* Mark in pull[stage][task] the released tasks that a task which runs
+ * reads (whatever their own reason: one that runs only because its input
+ * does would stay released if its key came out the same). Returns how many
+ * it newly marked, -1 out of memory. */
+static int pull_needed(const struct plan *p, const struct spec *s, unsigned char **pull)
 {
-	return plan_make_rerun(p, r, fresh, verify, NULL, err);
+	int n = 0;
+	for (int j = 0; j < s->nstages; j++) {
+		const struct spec_stage *st = &s->stages[j];
+		const struct plan_stage *pj = &p->stages[j];
+		for (int e = 0; e < st->nin; e++) {
+			int u = st->in[e].from;
+			const struct plan_stage *pu = &p->stages[u];
+			for (int t = 0; t < pu->ntasks; t++) {
+				if (!pu->released || !pu->released[t] ||
+				    !(st->in[e].one_to_one ? pj->action[t] == PLAN_RUN
+							   : pj->run > 0))
+					continue;
+				if (!pull[u] && !(pull[u] = mem_calloc((size_t)pu->ntasks, 1)))
+					return -1;
+				n += !pull[u][t];
+				pull[u][t] = 1;
+			}
+		}
+	}
+	return n;
 }
 
-int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
-		    unsigned char *const *rerun, struct error *err)
+/* One pass over every task, upstream first. */
+static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
+		     unsigned char *const *rerun, unsigned char *const *pull, struct error *err)
 {
 	const struct spec *s = &r->spec;
-	memset(p, 0, sizeof(*p));
-	if (!fresh && sched_view_load(&p->view, r, err) < 0)
-		return -1;
-	p->nstages = s->nstages;
-	p->stages = mem_calloc((size_t)s->nstages, sizeof(*p->stages));
-	if (!p->stages)
-		return error_set(err, "out of memory");
-	for (int i = 0; i < s->nstages; i++) {
-		struct plan_stage *ps = &p->stages[i];
-		int n = s->stages[i].ntasks;
-		ps->ntasks = n;
-		ps->action = mem_calloc((size_t)n, 1);
-		ps->reason = mem_calloc((size_t)n, 1);
-		ps->state = mem_calloc((size_t)n, 1);
-		if (!fresh)
-			ps->digest = mem_calloc((size_t)n, 65);
-		if (!ps->action || !ps->reason || !ps->state || (!fresh && !ps->digest))
-			return error_set(err, "out of memory");
-	}
-	long long *dropped = mem_calloc((size_t)s->nstages + 1, sizeof(*dropped));
-	if (!dropped)
-		return error_set(err, "out of memory");
-	if (!fresh)
-		p->ncancel += sched_orphans(&p->view, r, &p->cancel, dropped);
-	for (int i = 0; i < s->nstages; i++)
-		p->stages[i].dropped = dropped[i];
-	mem_free(dropped);
+	p->run = p->skip = p->wait = 0;
 	for (int k = 0; k < s->nstages; k++) {
 		int i = s->order[k];
 		const struct spec_stage *st = &s->stages[i];
 		struct plan_stage *ps = &p->stages[i];
+		ps->run = ps->skip = ps->wait = 0;
 		for (int t = 0; t < st->ntasks; t++) {
 			struct task_info ti;
 			if (fresh) {
@@ -168,6 +173,7 @@ int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
 				return -1;
 			} else {
 				sched_view_apply(&p->view, r, i, t, &ti);
+				ps->released[t] = 0; /* check_done says */
 			}
 			ps->state[t] = (unsigned char)ti.state;
 			switch (ti.state) {
@@ -197,6 +203,14 @@ int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
 					ps->action[t] = PLAN_RUN;
 					ps->reason[t] = WHY_RERUN;
 				}
+				/* A task that reads it runs: it must run, whatever its
+				 * own inputs do (release.h: a `rerun` mark) */
+				if (pull[i] && pull[i][t] &&
+				    (ps->action[t] == PLAN_SKIP || ps->reason[t] == WHY_UPSTREAM)) {
+					if (ps->action[t] == PLAN_SKIP)
+						ps->action[t] = PLAN_RUN;
+					ps->reason[t] = WHY_NEEDED;
+				}
 				break;
 			}
 			if (ps->action[t] == PLAN_WAIT && ti.queued && ti.job[0] &&
@@ -220,9 +234,69 @@ int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
 		p->skip += ps->skip;
 		p->wait += ps->wait;
 	}
-	if (p->cancel.failed)
-		return error_set(err, "out of memory");
 	return 0;
+}
+
+int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err)
+{
+	return plan_make_rerun(p, r, fresh, verify, NULL, err);
+}
+
+int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
+		    unsigned char *const *rerun, struct error *err)
+{
+	const struct spec *s = &r->spec;
+	memset(p, 0, sizeof(*p));
+	if (!fresh && sched_view_load(&p->view, r, err) < 0)
+		return -1;
+	p->nstages = s->nstages;
+	p->stages = mem_calloc((size_t)s->nstages, sizeof(*p->stages));
+	if (!p->stages)
+		return error_set(err, "out of memory");
+	for (int i = 0; i < s->nstages; i++) {
+		struct plan_stage *ps = &p->stages[i];
+		int n = s->stages[i].ntasks;
+		ps->ntasks = n;
+		ps->action = mem_calloc((size_t)n, 1);
+		ps->reason = mem_calloc((size_t)n, 1);
+		ps->state = mem_calloc((size_t)n, 1);
+		if (!fresh) {
+			ps->digest = mem_calloc((size_t)n, 65);
+			ps->released = mem_calloc((size_t)n, 1);
+		}
+		if (!ps->action || !ps->reason || !ps->state ||
+		    (!fresh && (!ps->digest || !ps->released)))
+			return error_set(err, "out of memory");
+	}
+	long long *dropped = mem_calloc((size_t)s->nstages + 1, sizeof(*dropped));
+	if (!dropped)
+		return error_set(err, "out of memory");
+	if (!fresh)
+		p->ncancel += sched_orphans(&p->view, r, &p->cancel, dropped);
+	for (int i = 0; i < s->nstages; i++)
+		p->stages[i].dropped = dropped[i];
+	mem_free(dropped);
+	/* Plan again while released tasks are found needed: each pass pulls
+	 * back more (up a chain of temp stages), never fewer. */
+	unsigned char **pull = mem_calloc((size_t)s->nstages + 1, sizeof(*pull));
+	size_t cancel_len = p->cancel.len;
+	long long ncancel = p->ncancel;
+	int rc = pull ? 0 : error_set(err, "out of memory"), more = 1;
+	while (rc == 0 && more) {
+		p->cancel.len = cancel_len; /* what the pass before added goes */
+		if (p->cancel.s)
+			p->cancel.s[cancel_len] = '\0';
+		p->ncancel = ncancel;
+		rc = plan_pass(p, r, fresh, verify, rerun, pull, err);
+		if (rc == 0 && (more = pull_needed(p, s, pull)) < 0)
+			rc = error_set(err, "out of memory");
+	}
+	for (int i = 0; pull && i < s->nstages; i++)
+		mem_free(pull[i]);
+	mem_free(pull);
+	if (rc == 0 && p->cancel.failed)
+		return error_set(err, "out of memory");
+	return rc;
 }
 
 int plan_until(struct plan *p, const struct spec *s, const char *list, unsigned char *keep,
@@ -315,6 +389,7 @@ void plan_release(struct plan *p)
 		mem_free(p->stages[i].reason);
 		mem_free(p->stages[i].state);
 		mem_free(p->stages[i].digest);
+		mem_free(p->stages[i].released);
 	}
 	mem_free(p->stages);
 	sched_view_release(&p->view);
@@ -493,6 +568,43 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 	case WHY_DONE:
 		buf_adds(out, "done; outputs and key unchanged");
 		break;
+	case WHY_RELEASED: {
+		long long files, bytes = release_bytes(r->dir, st->name, t, &files);
+		struct buf path = BUF_INIT;
+		task_path(&path, r->dir, st->name, t, TASK_RELEASED_FILE);
+		json_t *mark = jsonio_load(path.s, &err);
+		const char *by = jsonio_str(mark, "by", "?");
+		buf_addf(out, "its outputs (%lld files, %lld bytes) were released at %s", files,
+			 bytes, jsonio_str(mark, "released", "?"));
+		if (strchr(by, '/')) /* a reader's wrapper */
+			buf_addf(out, ", once %s and every other task that reads them were done",
+				 by);
+		else
+			buf_addf(out, " by %s, every task that reads them being done", by);
+		buf_adds(out, " (temp = yes); if one of those runs again, this runs again first");
+		json_decref(mark);
+		buf_release(&path);
+		break;
+	}
+	case WHY_NEEDED: {
+		buf_adds(out, "its outputs were released (temp = yes), and a task that reads them "
+			      "runs:");
+		for (int j = 0; j < r->spec.nstages; j++) {
+			const struct spec_stage *rd = &r->spec.stages[j];
+			const struct plan_stage *pj = &p->stages[j];
+			for (int e = 0; e < rd->nin; e++) {
+				if (rd->in[e].from != s)
+					continue;
+				if (rd->in[e].one_to_one && pj->action[t] == PLAN_RUN)
+					buf_addf(out, " %s/%d", rd->name, t);
+				else if (!rd->in[e].one_to_one && pj->run > 0)
+					buf_addf(out, " %s (%lld of %d tasks)", rd->name, pj->run,
+						 pj->ntasks);
+			}
+		}
+		buf_adds(out, "; it runs again first");
+		break;
+	}
 	case WHY_UNTIL:
 		buf_adds(out, "its stage is beyond --until: held back");
 		break;

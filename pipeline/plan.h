@@ -24,7 +24,9 @@ enum plan_reason {
 	WHY_QUEUED,   /* submitted, still queued: wait */
 	WHY_UNTIL,    /* would run, but its stage is beyond --until */
 	WHY_RERUN,    /* done and valid, but asked for by --rerun */
-	WHY_LAST = WHY_RERUN,
+	WHY_RELEASED, /* done and valid, its outputs released (temp): skipped */
+	WHY_NEEDED,   /* released, and a task that reads it runs: run it first */
+	WHY_LAST = WHY_NEEDED,
 };
 /* "never ran", "failed", ... "asked by --rerun": a reason in a few words. */
 const char *plan_reason_name(enum plan_reason w);
@@ -35,6 +37,7 @@ struct plan_stage {
 	unsigned char *reason;   /* enum plan_reason per task */
 	unsigned char *state;    /* enum task_state per task */
 	char (*digest)[65];      /* manifest digest of done tasks (NULL for a new run) */
+	unsigned char *released; /* done tasks whose out/ was released (NULL: new run) */
 	long long run, skip, wait;
 	long long dropped;       /* queued or running elements beyond ntasks
 				    (resume --spec shrank the array): cancelled */
@@ -53,7 +56,9 @@ struct plan {
 };
 
 /* A plan for a run folder. fresh: the run was just created, nothing to read.
- * verify: re-hash outputs instead of comparing size and time. */
+ * verify: re-hash outputs instead of comparing size and time. A released
+ * task (release.h) is skipped, unless a task that reads it runs: then it
+ * runs again first (WHY_NEEDED), and so on up a chain of temp stages. */
 int plan_make(struct plan *p, const struct run *r, int fresh, int verify, struct error *err);
 /* The same, with rerun[stage][task] != 0 (rerun NULL, or rerun[stage] NULL:
  * none of that stage) for the tasks to run again though done and valid

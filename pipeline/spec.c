@@ -586,6 +586,20 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 			if (rc < 0)
 				return -1;
 			st->ntasks = (int)x;
+		} else if (!strcmp(kv->key, "temp")) {
+			char *v;
+			if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
+				return -1;
+			int yes = !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1");
+			int no = !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0");
+			if (!yes && !no)
+				error_set(err, "%s:%d: stage '%s': temp = %s: want yes or no",
+					  s->path, kv->line, name, v);
+			mem_free(v);
+			if (!yes && !no)
+				return -1;
+			st->temp = yes;
+			st->temp_line = kv->line;
 		} else if (is_res_key(kv->key)) {
 			char *v;
 			if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
@@ -595,11 +609,12 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 			if (rc < 0)
 				return -1;
 		} else {
-			return error_set(err,
-					 "%s:%d: stage '%s': unknown key '%s' (known: command, after, "
-					 "array, cpus, mem, time, gpus, ranks, retries, retry_on, "
-					 "throttle, partition, account, qos, sbatch_args)",
-					 s->path, kv->line, name, kv->key);
+			return error_set(
+			    err,
+			    "%s:%d: stage '%s': unknown key '%s' (known: command, after, "
+			    "array, temp, cpus, mem, time, gpus, ranks, retries, retry_on, "
+			    "throttle, partition, account, qos, sbatch_args)",
+			    s->path, kv->line, name, kv->key);
 		}
 	}
 	if (!st->command)
@@ -886,6 +901,21 @@ static int resolve_edges(struct spec *s, struct error *err)
 			st->in[st->nin].one_to_one = one && !all;
 			st->nin++;
 		}
+	}
+	/* A temp stage's outputs go when its readers are done: one that nothing
+	 * reads would hold the run's result, and would never be released. */
+	for (int i = 0; i < s->nstages; i++) {
+		int read = !s->stages[i].temp;
+		for (int j = 0; j < s->nstages && !read; j++)
+			for (int e = 0; e < s->stages[j].nin; e++)
+				read |= s->stages[j].in[e].from == i;
+		if (!read)
+			return error_set(
+			    err,
+			    "%s:%d: stage '%s': temp = yes, but no stage runs after it: "
+			    "its outputs are the run's result; drop temp, or add the stage "
+			    "that reads them",
+			    s->path, s->stages[i].temp_line, s->stages[i].name);
 	}
 	return 0;
 }

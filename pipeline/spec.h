@@ -28,6 +28,9 @@ struct spec_stage {
 	int after_line;
 	struct spec_edge *in; /* resolved edges, one per `after` name */
 	int nin;
+	int temp; /* temp = yes: a task's out/ is released (emptied) once
+		     every task that reads it is done (pipeline/release.h) */
+	int temp_line;
 };
 
 /* The longest line a spec may have: libinih as Debian builds it reads at

@@ -106,12 +106,15 @@ if command -v cairn >/dev/null && [ -f "$ROOT/configs/geo-demo.ini" ]; then
 		"import json; m = json.load(open('$T/run/stages/train/0/out/metrics.json')); assert m['epochs'] == 5 and len(m['per_epoch']) == 5 and 'val_mean_iou' in m, m.keys()"
 	check "train and predict: the temporary shards are gone" \
 		bash -c "! ls $T/run/stages/train/0/out/*.ds $T/run/stages/predict/*/out/*.ds 2>/dev/null | grep -q ."
+	check_eq "rasterize (temp = yes): its label tiles released once eval and pack were done" \
+		"$(ls $T/run/stages/rasterize/*/released.json | wc -l) $(ls -A $T/run/stages/rasterize/0/out | wc -l)" "2 0"
 	# resume after a lost prediction reruns predict/0 and what reads it, never the training
 	rm -r "$T/run/stages/predict/0/out/labels"
 	check_rc "resume after a lost prediction" 0 cairn resume "$T/run"
 	check_grep "resume: predict/0 reran" "start predict/0 attempt 2" "$T/run/events.log"
 	check "resume: the U-Net was not trained again" bash -c "! grep -q 'start train/0 attempt 2' $T/run/events.log"
 	check "resume: nor the CycleGAN" bash -c "! grep -q 'start gan/0 attempt 2' $T/run/events.log"
+	check "resume: nor the released rasterize (nothing that reads it reran)" bash -c "! grep -q 'start rasterize/0 attempt 2' $T/run/events.log"
 	check_rc "labels=refined: the U-Net learns the refined labels" 0 cairn run "$ROOT/configs/geo-demo.ini" \
 		--set scenes=2 --set tiles=2 --set epochs=1 --set gan_steps=10 --set labels=refined --run-dir "$T/runm" --jobs 2
 	check_grep "... and the report says so" "^\(the U-Net learned the refined labels\)" "$T/runm/stages/report/0/out/report.txt"

@@ -491,4 +491,38 @@ cairn resume ru --rerun a/0 --wait >out.txt 2>&1
 check_eq "rerun on Slurm: a/0 ran again on its node, b/0 and c kept (same input)" "$? $(tr '\n' ' ' <count)" "0 a0 "
 echo "# $SECONDS s: until done"
 
+# --- temp = yes: released inside the jobs, with no cairn running; pulled back ---
+cat >tmp.ini <<EOF
+[pipeline]
+name = stmp
+[defaults]
+time = 00:05:00
+mem = 100M
+[stage a]
+array = 3
+temp = yes
+command = echo a\${task} >> $T/count; echo a\${task} > \${out}/a
+[stage b]
+array = 3
+after = a
+command = echo b\${task} >> $T/count; tr a b < \${in.a[task]}/a > \${out}/b
+[stage c]
+after = b
+command = echo c >> $T/count; cat \${in.b/b} > \${out}/c
+EOF
+cairn run tmp.ini --executor slurm --run-dir rt >out.txt 2>&1
+for _ in $(seq 120); do
+	cairn status rt --json >st.json 2>&1
+	grep -q '"state": "running"\|"state": "pending"' st.json || break
+	sleep 1
+done
+check_eq "temp on Slurm: c done, a released by the jobs themselves" \
+	"$(tr '\n' ' ' <rt/stages/c/0/out/c)$(ls rt/stages/*/*/released.json | wc -l)" "b0 b1 b2 3"
+check_grep "temp on Slurm: the release, in events.log" "released a/2: 1 file, 3 bytes \(its readers are done; by b/2\)" rt/events.log
+: >count
+cairn resume rt --rerun b/1 --wait >out.txt 2>&1
+check_eq "temp on Slurm: --rerun b/1 runs a/1 again first, then b/1 (c kept: same input)" "$? $(tr '\n' ' ' <count)" "0 a1 b1 "
+check_eq "temp on Slurm: released again" "$(ls rt/stages/a/*/released.json | wc -l) $(ls -A rt/stages/a/1/out | wc -l)" "3 0"
+echo "# $SECONDS s: temp done"
+
 exit $failed

@@ -9,6 +9,7 @@
 #include "core/mem.h"
 #include "core/sha256.h"
 #include "pipeline/plan.h"
+#include "pipeline/release.h"
 #include "pipeline/run.h"
 #include "pipeline/sched.h"
 #include "pipeline/spec.h"
@@ -296,6 +297,10 @@ static void test_spec_errors_name_file_and_line(void)
 	     "unknown variable '${in.a[tusk]/x}'"},
 	    {"[stage a]\ncommand = x\n[stage b]\ncommand = cat ${in.a/x}\n",
 	     "stage 'b' reads ${in.a} but does not run after it: add 'after = a'"},
+	    {"[stage a]\ncommand = x\ntemp = maybe\n",
+	     "bad.ini:3: stage 'a': temp = maybe: want yes or no"},
+	    {"[stage a]\ncommand = x\n[stage b]\nafter = a\ntemp = yes\ncommand = y\n",
+	     "bad.ini:5: stage 'b': temp = yes, but no stage runs after it"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct spec s;
@@ -704,6 +709,77 @@ static void test_plan_until_and_rerun(void)
 	run_release(&r);
 }
 
+/* temp stages: a task is released once every task that reads it is done
+ * (and not about to run again: `pending`); a released task is skipped
+ * until a reader runs, then pulled back, up the chain. */
+static void test_plan_pulls_released(void)
+{
+	struct spec s;
+	struct error err;
+	const char *text =
+	    "[pipeline]\nname = t\n"
+	    "[stage a]\ncommand = echo a\narray = 2\ntemp = yes\n"
+	    "[stage b]\nafter = a\ncommand = cat ${in.a[task]}\narray = 2\ntemp = 1\n"
+	    "[stage c]\nafter = b\ncommand = cat ${in.b}\n";
+	CHECK_INT(spec_load(&s, write_spec("t.ini", text), NULL, 0, &err), 0);
+	CHECK(s.stages[0].temp && s.stages[1].temp && !s.stages[2].temp);
+	struct run r;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/trun", tmp);
+	CHECK_INT(run_create(&r, &s, dir, "local", &err), 0);
+	spec_release(&s);
+	fake_done(&r, 0, 0, "a0");
+	fake_done(&r, 0, 1, "a1");
+	fake_done(&r, 1, 0, "b0");
+	/* a/0's reader b/0 is done: a/0 goes; a/1's (b/1) is not: it stays */
+	CHECK_INT(release_inputs(&r, 1, 0, &err), 1);
+	CHECK(release_done(r.dir, "a", 0) && !release_done(r.dir, "a", 1));
+	fake_done(&r, 1, 1, "b1");
+	fake_done(&r, 2, 0, "c");
+	/* c is done but about to run again: b stays */
+	struct buf path = BUF_INIT;
+	task_path(&path, r.dir, "c", 0, TASK_PENDING_FILE);
+	fs_write_atomic(path.s, "", 0, &err);
+	CHECK_INT(release_inputs(&r, 2, 0, &err), 0);
+	unlink(path.s);
+	CHECK_INT(release_inputs(&r, 2, 0, &err), 2);
+	CHECK_INT(release_inputs(&r, 1, 1, &err), 1);
+	CHECK_INT(release_inputs(&r, 1, 1, &err), 0); /* once */
+	buf_reset(&path);
+	task_path(&path, r.dir, "a", 1, "out/f");
+	CHECK(!fs_exists(path.s));
+	buf_release(&path);
+	long long files, bytes = release_bytes(r.dir, "a", 1, &files);
+	CHECK(bytes == 2 && files == 1);
+
+	struct plan p;
+	CHECK_INT(plan_make(&p, &r, 0, 0, &err), 0);
+	CHECK_INT(p.run, 0);
+	CHECK_INT(p.stages[0].reason[1], WHY_RELEASED);
+	CHECK_INT(p.stages[1].reason[0], WHY_RELEASED);
+	CHECK_INT(p.stages[2].reason[0], WHY_DONE);
+	plan_release(&p);
+
+	/* c runs again: all of b needed, and so all of a */
+	unsigned char c0[1] = {1};
+	unsigned char *marks[3] = {NULL, NULL, c0};
+	CHECK_INT(plan_make_rerun(&p, &r, 0, 0, marks, &err), 0);
+	CHECK_INT(p.run, 5);
+	CHECK_INT(p.stages[0].reason[0], WHY_NEEDED);
+	CHECK_INT(p.stages[1].reason[1], WHY_NEEDED);
+	struct buf why = BUF_INIT;
+	plan_explain(&p, &r, 1, 1, &why);
+	CHECK(strstr(buf_str(&why),
+		     "released (temp = yes), and a task that reads them runs: c (1 of "
+		     "1 tasks); it runs again first") != NULL);
+	buf_reset(&why);
+	plan_explain(&p, &r, 0, 1, &why);
+	CHECK(strstr(buf_str(&why), "runs: b/1;") != NULL);
+	buf_release(&why);
+	plan_release(&p);
+	run_release(&r);
+}
+
 static void test_failed_marker_read(void)
 {
 	struct spec s;
@@ -891,6 +967,7 @@ int main(void)
 	RUN(test_manifest_detects_changes);
 	RUN(test_plan_reruns_only_what_must);
 	RUN(test_plan_until_and_rerun);
+	RUN(test_plan_pulls_released);
 	RUN(test_key_leaves_out_the_run_folder);
 	RUN(test_failed_marker_read);
 	RUN(test_retry_on);
