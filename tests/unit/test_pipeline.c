@@ -162,7 +162,7 @@ static void test_spec_survives_random_damage(void)
 				  "retry_on = oom, exit:75\ntime = 1-00:00:00\ngpus = 1\n"
 				  "command = x ${in.b/y.ds} ; a comment\n"
 				  "    y ${task} $${HOME}\nafter = b\nranks = 2\n"
-				  "[stage b]\narray = 4\ncommand = z ${run} > ${out}/y.ds\n";
+				  "[stage b]\narray = 4\ntemp = yes\ncommand = z ${run} > ${out}/y.ds\n";
 	const char *bases[] = {DAG, more};
 	char *text = malloc(2 * strlen(DAG) + 2 * strlen(more) + 64);
 	for (int i = 0; i < 2; i++) { /* whole, both load */
