@@ -300,34 +300,68 @@ const char *spec_param(const struct spec *s, const char *name)
 	return NULL;
 }
 
+/* Values and commands are walked piece by piece, the same way wherever
+ * they are read: text, a variable ${...}, or a ${ with no } after it. $${
+ * is text: the two characters ${. */
+enum piece { PIECE_END, PIECE_TEXT, PIECE_VAR, PIECE_OPEN };
+
+/* The piece at *p, moving *p past it: (at, n) is the text to copy, or the
+ * whole variable with its ${ and } (the rest of the string for an OPEN). */
+static enum piece next_piece(const char **p, const char **at, size_t *n)
+{
+	const char *c = *p;
+	if (!*c)
+		return PIECE_END;
+	if (c[0] == '$' && c[1] == '$' && c[2] == '{') {
+		*at = c + 1;
+		*n = 2;
+		*p = c + 3;
+		return PIECE_TEXT;
+	}
+	if (c[0] == '$' && c[1] == '{') {
+		const char *close = strchr(c + 2, '}');
+		*at = c;
+		*n = close ? (size_t)(close - c + 1) : strlen(c);
+		*p = c + *n;
+		return close ? PIECE_VAR : PIECE_OPEN;
+	}
+	size_t k = 1;
+	while (c[k] && !(c[k] == '$' && (c[k + 1] == '{' || (c[k + 1] == '$' && c[k + 2] == '{'))))
+		k++;
+	*at = c;
+	*n = k;
+	*p = c + k;
+	return PIECE_TEXT;
+}
+
+/* A variable piece ${param.NAME}: NAME's length, else -1. */
+static int param_name_len(const char *at, size_t n)
+{
+	return n > 9 && !strncmp(at + 2, "param.", 6) ? (int)(n - 9) : -1;
+}
+
 /* Expand only ${param.X} (and $${ as an escape); used for every value but commands. */
 static int expand_params(const struct spec *s, const char *v, int line, int keep_other,
 			 char **out, struct error *err)
 {
 	struct buf b = BUF_INIT;
-	for (const char *p = v; *p;) {
-		if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
-			buf_adds(&b, "${");
-			p += 3;
+	const char *at;
+	size_t n;
+	enum piece k;
+	for (const char *p = v; (k = next_piece(&p, &at, &n)) != PIECE_END;) {
+		int len = k == PIECE_VAR ? param_name_len(at, n) : -1;
+		if (k == PIECE_TEXT || (len < 0 && keep_other)) {
+			buf_add(&b, at, n); /* keep_other: a frozen spec's ${HOME}, kept as text */
 			continue;
 		}
-		if (p[0] != '$' || p[1] != '{') {
-			buf_addc(&b, *p++);
-			continue;
-		}
-		const char *close = strchr(p, '}');
-		if (keep_other && (!close || strncmp(p + 2, "param.", 6) != 0)) {
-			buf_adds(&b, "${"); /* resolve_param of a frozen spec: kept as text */
-			p += 2;
-			continue;
-		}
-		if (!close || strncmp(p + 2, "param.", 6) != 0) {
+		if (len < 0) {
 			buf_release(&b);
-			return error_set(err, "%s:%d: only ${param.NAME} may be used here, not '%.*s'",
-					 s->path, line, close ? (int)(close - p + 1) : (int)strlen(p), p);
+			return error_set(err,
+					 "%s:%d: only ${param.NAME} may be used here, not '%.*s'",
+					 s->path, line, (int)n, at);
 		}
 		char name[256];
-		snprintf(name, sizeof(name), "%.*s", (int)(close - p - 8), p + 8);
+		snprintf(name, sizeof(name), "%.*s", len, at + 8);
 		const char *val = spec_param(s, name);
 		if (!val) {
 			buf_release(&b);
@@ -335,7 +369,6 @@ static int expand_params(const struct spec *s, const char *v, int line, int keep
 					 s->path, line, name, name);
 		}
 		buf_adds(&b, val);
-		p = close + 1;
 	}
 	if (b.failed) {
 		buf_release(&b);
@@ -725,27 +758,23 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 			struct buf *b, struct error *err)
 {
 	const struct spec_stage *st = &s->stages[stage];
-	const char *cmd = st->command;
-	for (const char *p = cmd; *p;) {
-		if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
-			buf_adds(b, "${");
-			p += 3;
+	const char *at;
+	size_t n;
+	enum piece k;
+	for (const char *p = st->command; (k = next_piece(&p, &at, &n)) != PIECE_END;) {
+		if (k == PIECE_TEXT) {
+			buf_add(b, at, n);
 			continue;
 		}
-		if (p[0] != '$' || p[1] != '{') {
-			buf_addc(b, *p++);
-			continue;
-		}
-		const char *close = strchr(p + 2, '}');
 		struct var v;
-		int bad = close ? parse_var(p + 2, (size_t)(close - p - 2), &v) : -1;
+		int bad = k == PIECE_VAR ? parse_var(at + 2, n - 3, &v) : -1;
 		if (bad == -2)
 			return error_set(
 			    err,
 			    "%s:%d: stage '%s': %.*s: a path under an input may have "
 			    "letters, digits and / . _ - + , : @ = ~ * ? (no empty or .. "
 			    "part, under 256 characters)",
-			    s->path, st->command_line, st->name, (int)(close - p + 1), p);
+			    s->path, st->command_line, st->name, (int)n, at);
 		if (bad < 0)
 			return error_set(
 			    err,
@@ -753,8 +782,7 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 			    "${task}, ${ntasks}, ${run}, ${param.NAME}, ${in.STAGE}, "
 			    "${in.STAGE[task]}, each ${in...} with a /PATH under it; "
 			    "write $${ for a literal ${)",
-			    s->path, st->command_line, st->name,
-			    close ? (int)(close - p + 1) : (int)strlen(p), p);
+			    s->path, st->command_line, st->name, (int)n, at);
 		int up;
 		switch (v.kind) {
 		case VAR_OUT:
@@ -812,7 +840,6 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 			}
 			break;
 		}
-		p = close + 1;
 	}
 	if (b->failed)
 		return error_set(err, "out of memory expanding the command of stage '%s'", st->name);
@@ -853,20 +880,15 @@ int spec_stage_index(const struct spec *s, const char *name)
 static void in_uses(const char *cmd, const char *x, int *all, int *one)
 {
 	*all = *one = 0;
-	for (const char *p = cmd; (p = strstr(p, "${"));) {
-		if (p > cmd && p[-1] == '$') { /* $${: a literal */
-			p += 2;
-			continue;
-		}
-		const char *close = strchr(p + 2, '}');
+	const char *at;
+	size_t n;
+	enum piece k;
+	for (const char *p = cmd; (k = next_piece(&p, &at, &n)) != PIECE_END;) {
 		struct var v;
-		if (!close)
-			break;
-		if (parse_var(p + 2, (size_t)(close - p - 2), &v) == 0 && !strcmp(v.name, x)) {
+		if (k == PIECE_VAR && parse_var(at + 2, n - 3, &v) == 0 && !strcmp(v.name, x)) {
 			*all |= v.kind == VAR_IN_ALL;
 			*one |= v.kind == VAR_IN_TASK;
 		}
-		p = close + 1;
 	}
 }
 
@@ -1029,29 +1051,25 @@ static int resolve_param(struct spec *s, int i, char *state, struct error *err)
 		return error_set(err, "%s:%d: [params] %s refers back to itself (a cycle of ${param.X})",
 				 s->path, kv->line, kv->key);
 	state[i] = 1;
-	for (const char *p = kv->value; (p = strstr(p, "${"));) {
-		if (p > kv->value && p[-1] == '$') { /* $${: a literal */
-			p += 2;
-			continue;
-		}
-		const char *close = strchr(p, '}');
-		if (s->frozen && (!close || strncmp(p + 2, "param.", 6) != 0)) {
-			p += 2; /* an old run's ${HOME}: text, as it was */
-			continue;
-		}
-		if (!close || strncmp(p + 2, "param.", 6) != 0)
-			return error_set(err,
-					 "%s:%d: [params] %s: only ${param.NAME} may be used in a "
-					 "param, not '%.*s' (use it in the command itself; $${ for a "
-					 "literal ${)",
-					 s->path, kv->line, kv->key,
-					 close ? (int)(close - p + 1) : (int)strlen(p), p);
+	const char *at;
+	size_t n;
+	enum piece k;
+	for (const char *p = kv->value; (k = next_piece(&p, &at, &n)) != PIECE_END;) {
+		int len = k == PIECE_VAR ? param_name_len(at, n) : -1;
+		if (k == PIECE_TEXT || (len < 0 && s->frozen))
+			continue; /* frozen: an old run's ${HOME}, text as it was */
+		if (len < 0)
+			return error_set(
+			    err,
+			    "%s:%d: [params] %s: only ${param.NAME} may be used in a "
+			    "param, not '%.*s' (use it in the command itself; $${ for a "
+			    "literal ${)",
+			    s->path, kv->line, kv->key, (int)n, at);
 		for (int j = 0; j < s->nparams; j++)
-			if ((size_t)(close - p - 8) == strlen(s->params[j].key) &&
-			    !strncmp(p + 8, s->params[j].key, (size_t)(close - p - 8)) &&
+			if ((size_t)len == strlen(s->params[j].key) &&
+			    !strncmp(at + 8, s->params[j].key, (size_t)len) &&
 			    resolve_param(s, j, state, err) < 0)
 				return -1;
-		p = close + 1;
 	}
 	char *v;
 	if (expand_params(s, kv->value, kv->line, s->frozen, &v, err) < 0)

@@ -280,7 +280,7 @@ EOF
 rm -f pc-go
 setsid cairn run pc.ini --run-dir pc >pc.out 2>&1 &
 runner=$!
-for _ in $(seq 100); do [ "$(grep -c 'start a' pc/events.log 2>/dev/null)" -ge 2 ] && break; sleep 0.1; done
+for _ in $(seq 100); do n=$(grep -c 'start a' pc/events.log 2>/dev/null); [ "${n:-0}" -ge 2 ] && break; sleep 0.1; done
 cairn cancel pc a/0 a/3 >cancel.txt 2>&1
 check_eq "cancel STAGE/TASK: exit 0" "$?" 0
 check_grep "cancel STAGE/TASK: one running, one not yet started" "^cancelled 2 tasks of .*/pc: 1 running, 1 not yet started; 0 named" cancel.txt
