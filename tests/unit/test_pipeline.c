@@ -119,7 +119,10 @@ static void test_spec_in_paths(void)
 	    "[stage c]\nafter = a, b\narray = 3\n"
 	    "command = merge ${in.a/sub/*.ds} ${in.b[task]/y}\n"
 	    "[stage d]\nafter = a\ncommand = echo ${in.a[task]/x} ${in.a/x} ${in.a}\n"
-	    "array = 3\n";
+	    "array = 3\n"
+	    /* $${ is text wherever it is read: not a read of all of a */
+	    "[stage e]\nafter = a\narray = 3\n"
+	    "command = echo $${in.a} $$${in.a} ${in.a[task]} $5{ $\n";
 	int rc = spec_load(&s, write_spec("paths.ini", text), NULL, 0, &err);
 	CHECK_INT(rc, 0);
 	if (rc < 0) {
@@ -144,6 +147,10 @@ static void test_spec_in_paths(void)
 	CHECK_STR(buf_str(&b), "echo /r/stages/a/2/out/x /r/stages/a/0/out/x /r/stages/a/1/out/x "
 			       "/r/stages/a/2/out/x /r/stages/a/0/out /r/stages/a/1/out "
 			       "/r/stages/a/2/out");
+	CHECK_INT(s.stages[4].in[0].one_to_one, 1);
+	buf_reset(&b);
+	CHECK_INT(spec_expand_command(&s, 4, &ctx, &b, &err), 0);
+	CHECK_STR(buf_str(&b), "echo ${in.a} $${in.a} /r/stages/a/2/out $5{ $");
 	buf_release(&b);
 	spec_release(&s);
 }
