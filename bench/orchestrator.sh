@@ -65,6 +65,21 @@ printf '%-44s %-26s %s\n' "no-op resume, 1,000 done tasks" "$s s, $((kb / 1024))
 read -r s kb < <(measure cairn resume r-trivial --verify)
 printf '%-44s %-26s %s\n' "  same with --verify (re-hash outputs)" "$s s" ""
 
+# temp = yes: what releasing costs. The same 1,000-task DAG run without
+# temp, then `resume --spec` with stage a made temp (no key changes, nothing
+# runs: resume releases a's 500 tasks), beside a no-op resume of the same
+# folder before; then a no-op resume of the released run.
+gen 500
+cairn run two-500.ini --run-dir r-keep --jobs 2 >/dev/null 2>&1
+sed 's/^\[stage a\]$/[stage a]\ntemp = yes/' two-500.ini >temp-500.ini
+read -r s0 _ < <(measure cairn resume r-keep)
+read -r s1 _ < <(measure cairn resume r-keep --spec temp-500.ini)
+n=$(ls r-keep/stages/a/*/released.json 2>/dev/null | wc -l)
+read -r s2 _ < <(measure cairn resume r-keep)
+printf '%-44s %-26s %s\n' "temp: resume releasing $n tasks" "$s1 s ($(awk -v a="$s1" -v b="$s0" -v n="$n" \
+	'BEGIN {printf "%.2f", n ? (a - b) * 1000 / n : 0}') ms/task)" "no-op resume before: $s0 s"
+printf '%-44s %-26s %s\n' "  no-op resume of that run, $n released" "$s2 s" ""
+
 # status on a 20,000-task run folder (markers written the way cairn exec
 # writes them, without running 20,000 tasks).
 gen 10000

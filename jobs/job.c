@@ -31,6 +31,22 @@ void job_format_kib(long long kib, char *out, size_t size)
 		snprintf(out, size, "%.2f GiB", kib / (1024.0 * 1024.0));
 }
 
+void job_format_bytes(long long bytes, char *out, size_t size)
+{
+	static const char *unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+	if (bytes < 1024) {
+		snprintf(out, size, "%lld B", bytes);
+		return;
+	}
+	double v = bytes / 1024.0;
+	int u = 0;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, size, u >= 2 ? "%.2f %s" : "%.1f %s", v, unit[u]);
+}
+
 void job_format_seconds(double seconds, char *out, size_t size)
 {
 	if (seconds < 60)

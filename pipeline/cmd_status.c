@@ -274,7 +274,9 @@ struct stage_usage {
 	long long tasks;
 	double wall_sum, wall_max, cpu_sum;
 	long long rss_max_kb;
-	int cpu_known; /* every task's done.json had cpu_s (since session 18) */
+	int cpu_known;	     /* every task's done.json had cpu_s (since session 18) */
+	long long out_bytes; /* their outputs, by their manifests */
+	long long freed;     /* of which released (temp): no longer on disk */
 };
 
 static int usage_collect(const struct run *r, struct stage_usage *u)
@@ -293,8 +295,15 @@ static int usage_collect(const struct run *r, struct stage_usage *u)
 			if (!j)
 				continue; /* not done, or torn: status counts it as not done */
 			double wall = jsonio_num(j, "wall_s", 0), cpu = jsonio_num(j, "cpu_s", -1);
-			long long rss = jsonio_int(j, "max_rss_kb", 0);
+			long long rss = jsonio_int(j, "max_rss_kb", 0), bytes = 0;
+			size_t k;
+			json_t *f;
+			json_array_foreach(json_object_get(j, "manifest"), k, f) bytes +=
+			    jsonio_int(f, "bytes", 0);
 			json_decref(j);
+			u[i].out_bytes += bytes;
+			if (s->stages[i].temp && release_done(r->dir, s->stages[i].name, t))
+				u[i].freed += bytes;
 			u[i].tasks++;
 			u[i].wall_sum += wall;
 			u[i].wall_max = wall > u[i].wall_max ? wall : u[i].wall_max;
@@ -368,8 +377,9 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 	int nadvice = 0;
 	json_t *stages = json ? json_object() : NULL, *lines = json ? json_array() : NULL;
 	if (!json)
-		printf("\n%-20s %8s %10s %10s %8s %11s  %s\n", "usage of done tasks", "tasks",
-		       "wall sum", "wall max", "cpu/wall", "max RSS", "asked");
+		printf("\n%-20s %8s %10s %10s %8s %11s %11s %11s  %s\n", "usage of done tasks",
+		       "tasks", "wall sum", "wall max", "cpu/wall", "max RSS", "outputs", "on disk",
+		       "asked");
 	for (int k = 0; k < s->nstages; k++) {
 		int i = s->order[k];
 		const struct stage_usage *x = &u[i];
@@ -382,18 +392,23 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 			    "memory are Slurm's to tell (sacct -j JOB --format=TotalCPU,MaxRSS)",
 			    s->stages[i].name);
 		if (json) {
-			json_t *o = json_pack("{s:I, s:f, s:f, s:I}", "tasks", (json_int_t)x->tasks,
-					      "wall_s", x->wall_sum, "wall_s_max", x->wall_max,
-					      "max_rss_kb", (json_int_t)x->rss_max_kb);
+			json_t *o = json_pack(
+			    "{s:I, s:f, s:f, s:I, s:I, s:I}", "tasks", (json_int_t)x->tasks,
+			    "wall_s", x->wall_sum, "wall_s_max", x->wall_max, "max_rss_kb",
+			    (json_int_t)x->rss_max_kb, "output_bytes", (json_int_t)x->out_bytes,
+			    "released_bytes", (json_int_t)x->freed);
 			if (o && x->cpu_known)
 				json_object_set_new(o, "cpu_s", json_real(x->cpu_sum));
 			json_object_set_new(stages, s->stages[i].name, o);
 			continue;
 		}
-		char ws[32], wm[32], rss[32], busy[16] = "-", asked[96] = "", m[32], t[32];
+		char ws[32], wm[32], rss[32], busy[16] = "-", asked[96] = "", m[32], t[32], ob[32],
+					      kept[32];
 		job_format_seconds(x->wall_sum, ws, sizeof(ws));
 		job_format_seconds(x->wall_max, wm, sizeof(wm));
 		job_format_kib(x->rss_max_kb, rss, sizeof(rss));
+		job_format_bytes(x->out_bytes, ob, sizeof(ob));
+		job_format_bytes(x->out_bytes - x->freed, kept, sizeof(kept));
 		if (x->cpu_known && x->wall_sum > 0)
 			snprintf(busy, sizeof(busy), "%.2f", x->cpu_sum / x->wall_sum);
 		job_format_kib(res->mem_mb * 1024, m, sizeof(m));
@@ -401,8 +416,8 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 		snprintf(asked, sizeof(asked), "cpus %d%s%s%s%s", res->cpus ? res->cpus : 1,
 			 res->mem_mb ? ", mem " : "", res->mem_mb ? m : "",
 			 res->time_s ? ", time " : "", res->time_s ? t : "");
-		printf("%-20s %8lld %10s %10s %8s %11s  %s\n", s->stages[i].name, x->tasks, ws, wm,
-		       busy, rss, asked);
+		printf("%-20s %8lld %10s %10s %8s %11s %11s %11s  %s\n", s->stages[i].name,
+		       x->tasks, ws, wm, busy, rss, ob, kept, asked);
 	}
 	for (int i = 0; i < nadvice; i++) {
 		if (json)
@@ -426,11 +441,13 @@ static const char status_usage[] =
     "           on Slurm \"stuck\": N when tasks wait for what never comes,\n"
     "           \"slurm_reachable\": false when squeue failed\n"
     "  --usage  also what the done tasks used per stage (wall time, CPU time over\n"
-    "           wall time, the largest max RSS) beside what the stage asks (cpus,\n"
-    "           mem, time), and advice where they part: a task near its mem or\n"
-    "           time, mem asked 4x over, cpus that sat idle. With --json:\n"
-    "           \"usage\": {NAME: {\"tasks\", \"wall_s\", \"wall_s_max\", \"max_rss_kb\",\n"
-    "           \"cpu_s\"}}, \"usage_advice\": [lines]\n"
+    "           wall time, the largest max RSS, their outputs' size and how much\n"
+    "           of it is still on disk: temp stages release theirs) beside what\n"
+    "           the stage asks (cpus, mem, time), and advice where they part: a\n"
+    "           task near its mem or time, mem asked 4x over, cpus that sat idle.\n"
+    "           With --json: \"usage\": {NAME: {\"tasks\", \"wall_s\", \"wall_s_max\",\n"
+    "           \"max_rss_kb\", \"output_bytes\", \"released_bytes\", \"cpu_s\"}},\n"
+    "           \"usage_advice\": [lines]\n"
     "example: cairn status runs/demo-20261124T140000Z-1a2b --json\n";
 
 int cmd_status(int argc, char **argv)

@@ -532,7 +532,7 @@ check "usage: done.json has the task's CPU time and max RSS" python3 -c "
 import json; d = json.load(open('ru/stages/big/0/done.json'))
 assert d['cpu_s'] > 0 and d['max_rss_kb'] > 120 * 1024, d"
 cairn status ru --usage >use.txt 2>&1
-check_grep "usage: a row per stage, with what it asks" "^fat +1 +1\.[0-9] s +1\.[0-9] s +0\.[0-9]+ +[0-9.]+ MiB  cpus 2, mem 8\.00 GiB" use.txt
+check_grep "usage: a row per stage, with what it asks" "^fat +1 +1\.[0-9] s +1\.[0-9] s +0\.[0-9]+ +[0-9.]+ MiB +0 B +0 B  cpus 2, mem 8\.00 GiB" use.txt
 check_grep "usage: a task near its mem" "big: a task used 1[2-9][0-9]\.[0-9] MiB of its mem = 128\.0 MiB \([0-9]+%\): raise mem" use.txt
 check_grep "usage: a task near its time" "near: a task ran 4\.[6-9] s of its time = 5\.0 s \(9[0-9]%\): raise time" use.txt
 check_grep "usage: mem asked 4x over, with what would do" "fat: asks mem = 8\.00 GiB, its tasks used [0-9.]+ MiB at most: mem = 256M would do" use.txt

@@ -68,6 +68,14 @@ check_grep "status: says which stages were released" "released \(temp = yes, the
 cairn status r1 --json >st.json
 check_grep "status --json: released among the done" '"a": \{"tasks": 4, "done": 4, "failed": 0, "running": 0, "pending": 0, "cancelled": 0, "released": 4\}' st.json
 check_grep "status --json: no released key where none was" '"c": \{"tasks": 1, "done": 1, "failed": 0, "running": 0, "pending": 0, "cancelled": 0\}' st.json
+cairn status r1 --usage >use.txt
+check_grep "status --usage: a's outputs, none left on disk" "^a +4 .* 390\.6 KiB +0 B  cpus 1" use.txt
+check_grep "status --usage: c's kept" "^c +1 .* 12 B +12 B  cpus 1" use.txt
+cairn status r1 --usage --json >use.json
+check "status --usage --json: output and released bytes" python3 -c "
+import json; u = json.load(open('use.json'))['usage']
+assert u['a']['output_bytes'] == u['a']['released_bytes'] == 400012, u['a']
+assert u['c']['output_bytes'] == 12 and u['c']['released_bytes'] == 0, u['c']"
 cairn why r1 a/2 >why.txt
 check_grep "why a released task: when, how much, by whom" "a/2: done: its outputs \(2 files, 100003 bytes\) were released at .*, once (b/2|d/0) and every other task that reads them were done" why.txt
 check_grep "why a released task: resume skips it" "resume would skip it" why.txt

@@ -941,6 +941,12 @@ static void test_usage_formats(void)
 	CHECK_STR(b, "1.5 MiB");
 	job_format_kib(3LL * 1024 * 1024 + 256 * 1024, b, sizeof(b));
 	CHECK_STR(b, "3.25 GiB");
+	job_format_bytes(512, b, sizeof(b));
+	CHECK_STR(b, "512 B");
+	job_format_bytes(400012, b, sizeof(b));
+	CHECK_STR(b, "390.6 KiB");
+	job_format_bytes(3LL << 40, b, sizeof(b));
+	CHECK_STR(b, "3.00 TiB");
 	job_format_seconds(42.04, b, sizeof(b));
 	CHECK_STR(b, "42.0 s");
 	job_format_seconds(3723, b, sizeof(b));
