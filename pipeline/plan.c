@@ -124,6 +124,18 @@ static int check_done(struct plan *p, const struct run *r, int s, int t, int ver
 	return 0;
 }
 
+/* Does a task that runs read task t of stage u? */
+static int read_by_running(const struct plan *p, const struct spec *s, int u, int t)
+{
+	for (int j = 0; j < s->nstages; j++)
+		for (int e = 0; e < s->stages[j].nin; e++)
+			if (s->stages[j].in[e].from == u &&
+			    (s->stages[j].in[e].one_to_one ? p->stages[j].action[t] == PLAN_RUN
+							   : p->stages[j].run > 0))
+				return 1;
+	return 0;
+}
+
 /* Mark in pull[stage][task] the released tasks that a task which runs
  * reads (whatever their own reason: one that runs only because its input
  * does would stay released if its key came out the same). Returns how many
@@ -131,22 +143,15 @@ static int check_done(struct plan *p, const struct run *r, int s, int t, int ver
 static int pull_needed(const struct plan *p, const struct spec *s, unsigned char **pull)
 {
 	int n = 0;
-	for (int j = 0; j < s->nstages; j++) {
-		const struct spec_stage *st = &s->stages[j];
-		const struct plan_stage *pj = &p->stages[j];
-		for (int e = 0; e < st->nin; e++) {
-			int u = st->in[e].from;
-			const struct plan_stage *pu = &p->stages[u];
-			for (int t = 0; t < pu->ntasks; t++) {
-				if (!pu->released || !pu->released[t] ||
-				    !(st->in[e].one_to_one ? pj->action[t] == PLAN_RUN
-							   : pj->run > 0))
-					continue;
-				if (!pull[u] && !(pull[u] = mem_calloc((size_t)pu->ntasks, 1)))
-					return -1;
-				n += !pull[u][t];
-				pull[u][t] = 1;
-			}
+	for (int u = 0; u < s->nstages; u++) {
+		const struct plan_stage *pu = &p->stages[u];
+		for (int t = 0; pu->released && t < pu->ntasks; t++) {
+			if (!pu->released[t] || !read_by_running(p, s, u, t))
+				continue;
+			if (!pull[u] && !(pull[u] = mem_calloc((size_t)pu->ntasks, 1)))
+				return -1;
+			n += !pull[u][t];
+			pull[u][t] = 1;
 		}
 	}
 	return n;
@@ -341,6 +346,23 @@ int plan_until(struct plan *p, const struct spec *s, const char *list, unsigned 
 				ps->run--, ps->skip++;
 				p->run--, p->skip++, p->held++;
 			}
+	}
+	/* Released tasks pulled back for readers now held stay released, and
+	 * so on up the chain. */
+	for (int changed = p != NULL; changed;) {
+		changed = 0;
+		for (int u = 0; u < s->nstages; u++) {
+			struct plan_stage *pu = &p->stages[u];
+			for (int t = 0; t < pu->ntasks; t++)
+				if (pu->reason[t] == WHY_NEEDED && pu->action[t] == PLAN_RUN &&
+				    !read_by_running(p, s, u, t)) {
+					pu->action[t] = PLAN_SKIP;
+					pu->reason[t] = WHY_RELEASED;
+					pu->run--, pu->skip++;
+					p->run--, p->skip++;
+					changed = 1;
+				}
+		}
 	}
 	return 0;
 }

@@ -783,6 +783,14 @@ static void test_plan_pulls_released(void)
 	plan_explain(&p, &r, 0, 1, &why);
 	CHECK(strstr(buf_str(&why), "runs: b/1;") != NULL);
 	buf_release(&why);
+	/* --until b holds c back: nothing reads a or b now, they stay released */
+	unsigned char keep[3];
+	CHECK_INT(plan_until(&p, &r.spec, "b", keep, &err), 0);
+	CHECK_INT(p.run, 0);
+	CHECK_INT(p.held, 1);
+	CHECK_INT(p.stages[0].reason[1], WHY_RELEASED);
+	CHECK_INT(p.stages[1].reason[0], WHY_RELEASED);
+	CHECK_INT(p.stages[1].skip, 2);
 	plan_release(&p);
 	run_release(&r);
 }
