@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "core/buf.h"
 #include "core/fs.h"
@@ -425,9 +426,24 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 		else
 			printf("  %s\n", advice[i]);
 	}
+	/* Where the outputs go: is there room for what comes next? */
+	struct statvfs fs;
+	int have_fs = statvfs(r->dir, &fs) == 0;
+	long long avail = have_fs ? (long long)fs.f_bavail * (long long)fs.f_frsize : 0,
+		  size = have_fs ? (long long)fs.f_blocks * (long long)fs.f_frsize : 0;
 	if (json) {
 		json_object_set_new(j, "usage", stages);
 		json_object_set_new(j, "usage_advice", lines);
+		if (have_fs)
+			json_object_set_new(j, "disk",
+					    json_pack("{s:I, s:I}", "available_bytes",
+						      (json_int_t)avail, "size_bytes",
+						      (json_int_t)size));
+	} else if (have_fs) {
+		char a[32], b[32];
+		job_format_bytes(avail, a, sizeof(a));
+		job_format_bytes(size, b, sizeof(b));
+		printf("the run folder's file system: %s free of %s\n", a, b);
 	}
 }
 
@@ -447,7 +463,8 @@ static const char status_usage[] =
     "           task near its mem or time, mem asked 4x over, cpus that sat idle.\n"
     "           With --json: \"usage\": {NAME: {\"tasks\", \"wall_s\", \"wall_s_max\",\n"
     "           \"max_rss_kb\", \"output_bytes\", \"released_bytes\", \"cpu_s\"}},\n"
-    "           \"usage_advice\": [lines]\n"
+    "           \"usage_advice\": [lines], \"disk\": {\"available_bytes\", \"size_bytes\"}\n"
+    "           (the run folder's file system: free space for what comes next)\n"
     "example: cairn status runs/demo-20261124T140000Z-1a2b --json\n";
 
 int cmd_status(int argc, char **argv)

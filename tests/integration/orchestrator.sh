@@ -537,6 +537,7 @@ check_grep "usage: a task near its mem" "big: a task used 1[2-9][0-9]\.[0-9] MiB
 check_grep "usage: a task near its time" "near: a task ran 4\.[6-9] s of its time = 5\.0 s \(9[0-9]%\): raise time" use.txt
 check_grep "usage: mem asked 4x over, with what would do" "fat: asks mem = 8\.00 GiB, its tasks used [0-9.]+ MiB at most: mem = 256M would do" use.txt
 check_grep "usage: cpus that sat idle" "fat: asks cpus = 2, its tasks kept 0\.0 busy on average" use.txt
+check_grep "usage: the free space where the outputs go" "^the run folder's file system: [0-9.]+ (B|[KMGTP]iB) free of [0-9.]+ [KMGTP]iB$" use.txt
 cairn why ru big/0 >why.txt 2>&1
 check_grep "usage: why of a done task says where it ran and what it used" \
 	"ran on .+ \(attempt 1\): [0-9.]+ s wall, [0-9.]+ s CPU, max RSS 1[2-9][0-9]\.[0-9] MiB of mem = 128 MiB" why.txt
@@ -546,7 +547,9 @@ import json; j = json.load(open('use.json'))
 assert j['stages']['big']['done'] == 1
 u = j['usage']['near']
 assert u['tasks'] == 1 and 4.5 < u['wall_s'] == u['wall_s_max'] < 5 and u['cpu_s'] < 0.5, u
-assert len(j['usage_advice']) == 4, j['usage_advice']"
+assert len(j['usage_advice']) == 4, j['usage_advice']
+import os; v = os.statvfs('ru'); d = j['disk']
+assert d['size_bytes'] == v.f_blocks * v.f_frsize and 0 < d['available_bytes'] <= d['size_bytes'], d"
 
 # a task killed by SIGKILL (as the OOM killer does): why says how large it was
 cat >kill.ini <<EOF
