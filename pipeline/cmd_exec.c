@@ -407,6 +407,24 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	}
 	if (clear_previous(x, err) < 0 || prepare_state(x, key, err) < 0)
 		goto out;
+	/* An input released while this task was not planned to run (a resume
+	 * beside the run, a `pending` mark removed by hand): say so, rather
+	 * than let the command fail on files that are gone. */
+	char gone[160];
+	long long ngone = release_read(x->run, x->stage, x->task, gone, sizeof(gone));
+	if (ngone) {
+		char msg[400];
+		snprintf(msg, sizeof(msg),
+			 "%lld of its inputs (%s%s) were released (temp = yes): `cairn resume %s` "
+			 "runs them again first",
+			 ngone, gone, ngone > 1 ? ", ..." : "", x->run->dir);
+		struct error e2;
+		if (write_failed(x, "dependency", -1, 0, msg, &e2) < 0)
+			error_set(err, "%s; and failed.json could not be written: %s", msg, e2.msg);
+		else
+			error_set(err, "%s/%d: %s", x->st->name, x->task, msg);
+		goto out;
+	}
 
 	/* task.sh: exactly what runs. */
 	struct spec_ctx ctx = {x->run->dir, x->task};

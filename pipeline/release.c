@@ -142,6 +142,24 @@ int release_inputs(const struct run *r, int stage, int task, struct error *err)
 	return n;
 }
 
+long long release_read(const struct run *r, int stage, int task, char *first, size_t size)
+{
+	const struct spec *s = &r->spec;
+	const struct spec_stage *st = &s->stages[stage];
+	long long n = 0;
+	for (int e = 0; e < st->nin; e++) {
+		int u = st->in[e].from;
+		if (!s->stages[u].temp)
+			continue;
+		int from = st->in[e].one_to_one ? task : 0;
+		int to = st->in[e].one_to_one ? task : s->stages[u].ntasks - 1;
+		for (int t = from; t <= to; t++)
+			if (release_done(r->dir, s->stages[u].name, t) && !n++)
+				snprintf(first, size, "%s/%d", s->stages[u].name, t);
+	}
+	return n;
+}
+
 /* An empty file NAME in stage/task's folder. */
 static int touch(const struct run *r, const char *stage, int task, const char *name,
 		 struct error *err)

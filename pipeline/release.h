@@ -29,6 +29,10 @@ int release_done(const char *run, const char *stage, int task);
  * it released, -1 with err (what was released stays released). */
 int release_inputs(const struct run *r, int stage, int task, struct error *err);
 
+/* How many of the tasks stage/task reads are released, the first as
+ * "STAGE/TASK" in first (size bytes): a task about to run needs none. */
+long long release_read(const struct run *r, int stage, int task, char *first, size_t size);
+
 /* Before run or resume starts what the plan runs: a `pending` file for each
  * done task that will run again and reads a temp stage (and none for one
  * that will not, left by a run stopped early), and a `rerun` file

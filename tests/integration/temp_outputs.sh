@@ -109,6 +109,16 @@ check_eq "c pulls all of b back, and b all of a" "$(runs a0)$(runs a3)$(runs b0)
 check_eq "c's result the same" "$(tr '\n' ' ' <r1/stages/c/0/out/c)" "b0 b1 b2 b3 "
 check_eq "all released again" "$(released r1 a)$(released r1 b)$(empty_outs r1 b)" 444
 
+# --- a task started by hand whose input was released: said, and resume mends ---
+touch r1/stages/b/1/rerun
+check_rc "cairn exec of b/1, its input a/1 released: exit 1" 1 cairn exec r1 b 1
+check_grep "the wrapper says which input and what to do" "b/1: 1 of its inputs \(a/1\) were released \(temp = yes\): .cairn resume .*/r1. runs them again first" "$T/.out"
+check_grep "failed.json: kind dependency, with that message" '"kind": "dependency"' r1/stages/b/1/failed.json
+: >count
+check_rc "resume after it: exit 0" 0 cairn resume r1
+check_eq "resume ran a/1, then b/1" "$(runs a1)$(runs b1)" 11
+check_eq "and released again" "$(released r1 a)$(released r1 b)" 44
+
 # --- a chain of one-to-one temp stages: only what the rerun task reads ---
 cat >chain.ini <<EOF
 [stage p]
