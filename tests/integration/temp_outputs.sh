@@ -65,6 +65,9 @@ check_grep "released.json: the reader that released it" '"by": "(b/1|d/0)"' r1/s
 check_grep "events.log: a release line" "released a/3: 2 files, 100003 bytes" r1/events.log
 cairn status r1 >st.txt
 check_grep "status: says which stages were released" "released \(temp = yes, their readers done\): a 4 of 4, b 4 of 4" st.txt
+cairn graph r1 >graph.dot
+check_grep "graph: a temp stage dashed, with how much was released" '"a" \[label="a\\n4 tasks, temp\\n4/4 done, released", fillcolor="#a8e0a8", style="rounded,filled,dashed"\]' graph.dot
+check_grep "graph: the others as before" '"c" \[label="c\\n1 task\\n1/1 done", fillcolor="#a8e0a8"\];' graph.dot
 cairn status r1 --json >st.json
 check_grep "status --json: released among the done" '"a": \{"tasks": 4, "done": 4, "failed": 0, "running": 0, "pending": 0, "cancelled": 0, "released": 4\}' st.json
 check_grep "status --json: no released key where none was" '"c": \{"tasks": 1, "done": 1, "failed": 0, "running": 0, "pending": 0, "cancelled": 0\}' st.json
