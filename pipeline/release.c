@@ -57,7 +57,8 @@ static int task_readers_done(const struct spec *s, const char *run, int u, int t
  * holds that: then not now). 1 released, 0 not (running, not done, done
  * already, or a one-to-one reader not done), -1 with err. A reader that a
  * resume starts again between the look at its done.json and this release
- * finds its input gone and fails; the next resume runs the input first. */
+ * finds its input released and fails saying so (cmd_exec.c); the next
+ * resume runs the input first. */
 static int release_one(const struct run *r, int u, int t, const char *by, struct error *err)
 {
 	const char *name = r->spec.stages[u].name;
