@@ -783,6 +783,23 @@ static void test_plan_pulls_released(void)
 	plan_explain(&p, &r, 0, 1, &why);
 	CHECK(strstr(buf_str(&why), "runs: b/1;") != NULL);
 	buf_release(&why);
+	plan_release(&p);
+	/* out of memory at any allocation of that plan (its passes, the
+	 * pulls): an error, never a crash or a leak (ASan) */
+	int failures = 0;
+	for (long n = 0; n < 200; n++) {
+		error_clear(&err);
+		mem_fail_after(n);
+		int rc = plan_make_rerun(&p, &r, 0, 0, marks, &err);
+		mem_fail_after(-1);
+		plan_release(&p);
+		if (rc == 0)
+			break;
+		failures++;
+		CHECK(strstr(err.msg, "out of memory") != NULL);
+	}
+	CHECK(failures > 10);
+	CHECK_INT(plan_make_rerun(&p, &r, 0, 0, marks, &err), 0);
 	/* --until b holds c back: nothing reads a or b now, they stay released */
 	unsigned char keep[3];
 	CHECK_INT(plan_until(&p, &r.spec, "b", keep, &err), 0);
