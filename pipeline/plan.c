@@ -406,7 +406,7 @@ int plan_waits(const struct plan *p, int stage, struct buf *ids)
 
 void plan_release(struct plan *p)
 {
-	for (int i = 0; i < p->nstages; i++) {
+	for (int i = 0; p->stages && i < p->nstages; i++) { /* stages NULL: out of memory */
 		mem_free(p->stages[i].action);
 		mem_free(p->stages[i].reason);
 		mem_free(p->stages[i].state);
