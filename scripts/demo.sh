@@ -23,7 +23,7 @@ echo " the CycleGAN: $geo/stages/gan/0/out/, the U-Net and its metrics: $geo/sta
 say "an output is deleted after the fact: rm $geo/stages/eval/1/out/metrics.json"
 rm "$geo/stages/eval/1/out/metrics.json"
 cairn why "$geo" eval/1
-say "cairn resume $geo: reruns eval/1 only (neither the CycleGAN nor the U-Net is trained again); report is kept if its inputs come out the same"
+say "cairn resume $geo: reruns eval/1, after rasterize/1 (its label tiles were released once read: temp = yes), and nothing else (neither the CycleGAN nor the U-Net is trained again); report is kept if its inputs come out the same"
 cairn resume "$geo" | tail -3 || exit 1
 
 demo=runs/demo-$stamp
