@@ -17,6 +17,7 @@ struct job_res {
 	int ranks;         /* MPI ranks; 1 = not an MPI stage */
 	int retries;
 	int throttle;      /* at most this many tasks of the stage at once; 0 = no limit */
+	int group;         /* Slurm: tasks one array element runs, one after another; 0, 1 = one */
 	char *retry_on;    /* "timeout,node_fail,exit:75"; NULL = any failure but cancel */
 	char *partition, *account, *qos, *sbatch_args;
 };

@@ -49,18 +49,34 @@ static void sent_release(struct sent *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* Tasks one array element of the stage runs, one after another (group). */
+static int group_of(const struct job_res *r)
+{
+	return r->group > 1 ? r->group : 1;
+}
+
 static int write_script(const struct job_graph *g, const struct slurm_opts *o, int s,
 			struct buf *path, struct error *err)
 {
 	buf_reset(path);
 	buf_addf(path, "%s/%s.sh", o->script_dir, g->stages[s].name);
 	struct buf text = BUF_INIT;
-	buf_addf(&text,
-		 "#!/bin/sh\n"
-		 "# cairn: stage %s of run %s. Each array element runs one task:\n"
-		 "# task = CAIRN_TASK_OFFSET + SLURM_ARRAY_TASK_ID.\n"
-		 "exec '%s' exec '%s' '%s' $((${CAIRN_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID))\n",
-		 g->stages[s].name, g->name, g->cairn, g->run_dir, g->stages[s].name);
+	int k = group_of(g->stages[s].res);
+	if (k == 1)
+		buf_addf(&text,
+			 "#!/bin/sh\n"
+			 "# cairn: stage %s of run %s. Each array element runs one task:\n"
+			 "# task = CAIRN_TASK_OFFSET + SLURM_ARRAY_TASK_ID.\n"
+			 "exec '%s' exec '%s' '%s' $((${CAIRN_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID))\n",
+			 g->stages[s].name, g->name, g->cairn, g->run_dir, g->stages[s].name);
+	else
+		buf_addf(&text,
+			 "#!/bin/sh\n"
+			 "# cairn: stage %s of run %s. Each array element runs %d tasks (group),\n"
+			 "# one after another, from CAIRN_TASK_OFFSET + SLURM_ARRAY_TASK_ID * %d.\n"
+			 "exec '%s' exec '%s' '%s' $((${CAIRN_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID * %d)) "
+			 "%d\n",
+			 g->stages[s].name, g->name, k, k, g->cairn, g->run_dir, g->stages[s].name, k, k);
 	int rc = text.failed || path->failed ? error_set(err, "out of memory")
 					     : fs_write_atomic(path->s, text.s, text.len, err);
 	buf_release(&text);
@@ -123,9 +139,10 @@ static void dependency(const struct job_graph *g, const struct slurm_opts *o,
 		int u = st->deps[e].stage;
 		const struct sent *up = &sent[u];
 		/* aftercorr: element i waits for element i of the upstream chunk;
-		 * only right when that chunk holds exactly the same indices. */
-		int corr = st->deps[e].one_to_one && chunk < up->nchunks && up->job[chunk] &&
-			   !strcmp(up->indices[chunk], indices);
+		 * only right when that chunk holds exactly the same indices, of
+		 * elements of as many tasks. */
+		int corr = st->deps[e].one_to_one && group_of(st->res) == group_of(g->stages[u].res) &&
+			   chunk < up->nchunks && up->job[chunk] && !strcmp(up->indices[chunk], indices);
 		if (corr) {
 			buf_addf(dep, "%saftercorr:%ld", dep->len ? "," : "", up->job[chunk]);
 		} else {
@@ -156,7 +173,8 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 		rc |= args_add(&a, "--array=%s%%%d", indices, r->throttle);
 	else
 		rc |= args_add(&a, "--array=%s", indices);
-	rc |= args_add(&a, "--export=ALL,CAIRN_TASK_OFFSET=%ld", (long)chunk * max_array);
+	int k = group_of(r);
+	rc |= args_add(&a, "--export=ALL,CAIRN_TASK_OFFSET=%ld", (long)chunk * max_array * k);
 	rc |= args_add(&a, "--output=%s/%s-%%A_%%a.out", o->script_dir, st->name);
 	rc |= args_add(&a, "--open-mode=append");
 	rc |= args_add(&a, "--chdir=%s", o->workdir);
@@ -165,8 +183,8 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 		rc |= args_add(&a, "--ntasks=%d", r->ranks);
 	if (r->mem_mb > 0)
 		rc |= args_add(&a, "--mem=%ldM", r->mem_mb);
-	if (r->time_s > 0) {
-		add_time(&t, r->time_s);
+	if (r->time_s > 0) { /* `time` is a task's: an element runs k */
+		add_time(&t, r->time_s * k);
 		rc |= args_add(&a, "%s", t.s);
 	}
 	if (r->gpus > 0)
@@ -216,7 +234,7 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 	}
 	sent[s].job[chunk] = job;
 	sent[s].indices[chunk] = indices;
-	struct slurm_submission sub = {s, job, (int)(chunk * max_array), indices};
+	struct slurm_submission sub = {s, job, (int)(chunk * max_array * k), indices, k};
 	if (o->record && o->record(o->record_ctx, &sub, err) < 0) {
 		error_prefix(err, "job %ld of stage %s was submitted but not recorded: ", job, st->name);
 		return -1;
@@ -246,11 +264,14 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 	for (int k = 0; k < g->nstages && rc == 0; k++) {
 		int s = g->order[k];
 		const struct job_stage *st = &g->stages[s];
-		int nchunks = (int)((st->ntasks + max_array - 1) / max_array);
+		/* Array elements of `group` tasks each, cut in chunks of max_array. */
+		long grp = group_of(st->res);
+		long nelem = (st->ntasks + grp - 1) / grp;
+		int nchunks = (int)((nelem + max_array - 1) / max_array);
 		sent[s].nchunks = nchunks;
 		sent[s].job = mem_calloc((size_t)nchunks, sizeof(long));
 		sent[s].indices = mem_calloc((size_t)nchunks, sizeof(char *));
-		int *idx = mem_alloc((size_t)(max_array < st->ntasks ? max_array : st->ntasks) * sizeof(int));
+		int *idx = mem_alloc((size_t)(max_array < nelem ? max_array : nelem) * sizeof(int));
 		if (!sent[s].job || !sent[s].indices || !idx) {
 			mem_free(idx);
 			rc = error_set(err, "out of memory");
@@ -259,10 +280,15 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 		int wrote_script = 0;
 		for (int c = 0; c < nchunks && rc == 0; c++) {
 			int n = 0;
-			long end = (c + 1) * max_array < st->ntasks ? (c + 1) * max_array : st->ntasks;
-			for (long t = c * max_array; t < end; t++)
-				if (!st->todo || st->todo[t] == LOCAL_RUN)
-					idx[n++] = (int)(t - c * max_array);
+			long end = (c + 1) * max_array < nelem ? (c + 1) * max_array : nelem;
+			for (long e = c * max_array; e < end; e++) {
+				/* an element goes out when one of its tasks is to run */
+				int any = 0;
+				for (long t = e * grp; t < (e + 1) * grp && t < st->ntasks; t++)
+					any |= !st->todo || st->todo[t] == LOCAL_RUN;
+				if (any)
+					idx[n++] = (int)(e - c * max_array);
+			}
 			if (n == 0)
 				continue;
 			if (!wrote_script) {

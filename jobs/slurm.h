@@ -11,8 +11,9 @@
 struct slurm_submission {
 	int stage;
 	long job_id;
-	int offset;      /* task = offset + SLURM_ARRAY_TASK_ID */
+	int offset;      /* task = offset + SLURM_ARRAY_TASK_ID * group (+ 0 .. group - 1) */
 	char *array;     /* the --array spec without the throttle, e.g. "0-999" or "2,5,7-9" */
+	int group;       /* tasks per array element (the stage's group), >= 1 */
 };
 
 /* Jobs of an earlier submission still queued or running, that resubmitted

@@ -18,10 +18,12 @@ int cmd_graph(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
-/* The body of `cairn exec` for an open run: runs the task, writes its
- * markers, returns the wrapper's exit code. The local executor calls it in a
- * forked child, so a task costs no exec of cairn and no spec parse. */
-int exec_task(const struct run *run, int stage, int task);
+/* The body of `cairn exec` for an open run: runs the tasks first .. first +
+ * count - 1 (those the stage has) one after another, writes their markers,
+ * returns the wrapper's exit code (1 when one failed). The local executor
+ * calls it for one task in a forked child, so a task costs no exec of cairn
+ * and no spec parse. */
+int exec_task(const struct run *run, int stage, int first, int count);
 
 /* Counts of task states per stage and the run's overall state. */
 struct run_status {

@@ -50,6 +50,7 @@ struct exec_ctx {
 	char started[32];
 	char job[64];
 	int restarts; /* SLURM_RESTART_COUNT: requeues of this submission so far */
+	int retry;    /* it failed and may be retried: requeue the job */
 	double t0;
 	const struct rusage *ru; /* the task's, once it has ended */
 };
@@ -225,13 +226,11 @@ static void release_after(struct exec_ctx *x, int log_fd)
 /* Retry inside Slurm with no cairn running: put this job back in the queue.
  * Slurm kills this attempt at once and starts the job again later; its
  * afterok dependents keep waiting (docs/slurm.md). */
-static void requeue(struct exec_ctx *x)
+static void requeue(void)
 {
 	const char *id = getenv("SLURM_JOB_ID");
 	if (!id)
 		return;
-	run_event(x->run->dir, "retry %s/%d: requeue of Slurm job %s after attempt %d", x->st->name,
-		  x->task, id, x->attempt);
 	char *argv[] = {"scontrol", "requeue", (char *)id, NULL};
 	pid_t pid;
 	struct error err;
@@ -540,9 +539,8 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		rc = write_failed(x, kind, code, sig, msg[0] ? msg : NULL, err) < 0 ? -1 : 1;
 		/* Retries count per submission (SLURM_RESTART_COUNT), as locally
 		 * per cairn run or resume: a resume gets its retries again. */
-		if (rc == 1 && x->job[0] && !requeued && x->restarts < x->st->res.retries &&
-		    job_retry_allowed(x->st->res.retry_on, kind, code))
-			requeue(x);
+		x->retry = rc == 1 && x->job[0] && !requeued && x->restarts < x->st->res.retries &&
+			   job_retry_allowed(x->st->res.retry_on, kind, code);
 		goto out;
 	}
 
@@ -603,10 +601,23 @@ out:
 	return rc;
 }
 
-int exec_task(const struct run *run, int stage, int task)
+/* A retry of a job that runs a group of tasks: did this task fail in an
+ * earlier attempt of this very job with a failure that is not retried? Then
+ * it stays failed; only the tasks that may retry (and those that did not
+ * run) run again. */
+static int failed_for_good(const struct exec_ctx *x)
 {
-	proc_catch_stop(&stop_signal);
-	proc_adopt_orphans();
+	struct task_info ti;
+	struct error err;
+	return x->restarts > 0 && task_read(x->run->dir, x->st->name, x->task, 0, &ti, &err) == 0 &&
+	       ti.state == TASK_FAILED && !strcmp(ti.job, x->job) &&
+	       !job_retry_allowed(x->st->res.retry_on, ti.kind, ti.exit_code);
+}
+
+/* One task: 0 done (or up to date), 1 failed, EXEC_BUSY, -1 cairn's own
+ * error (said on stderr). *retry is set when it failed and may retry. */
+static int exec_one(const struct run *run, int stage, int task, const char *self, int *retry)
+{
 	struct exec_ctx x;
 	memset(&x, 0, sizeof(x));
 	struct error err;
@@ -626,15 +637,30 @@ int exec_task(const struct run *run, int stage, int task)
 	x.attempt = previous_attempt(&x) + 1;
 	if (x.job[0] && getenv("SLURM_RESTART_COUNT"))
 		x.restarts = atoi(getenv("SLURM_RESTART_COUNT"));
+	if (failed_for_good(&x)) {
+		run_event(run->dir, "skip %s/%d: it failed in job %s with a failure not retried",
+			  x.st->name, task, x.job);
+		return 1;
+	}
 	struct buf dir = BUF_INIT;
 	spec_task_dir(&dir, run->dir, x.st->name, x.task);
 	if (dir.failed || fs_mkdir_p(dir.s, &err) < 0) {
 		fprintf(stderr, "cairn exec: %s\n", dir.failed ? "out of memory" : err.msg);
 		buf_release(&dir);
-		return 1;
+		return -1;
 	}
 	buf_release(&dir);
+	int rc = run_task(&x, self, &err);
+	if (rc < 0 && err.msg[0])
+		fprintf(stderr, "cairn exec: %s\n", err.msg);
+	*retry = x.retry;
+	return rc;
+}
 
+int exec_task(const struct run *run, int stage, int first, int count)
+{
+	proc_catch_stop(&stop_signal);
+	proc_adopt_orphans();
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	self[n > 0 ? n : 0] = '\0';
@@ -642,23 +668,44 @@ int exec_task(const struct run *run, int stage, int task)
 	if (slash)
 		*slash = '\0';
 
-	int rc = run_task(&x, self, &err);
-	if (rc == EXEC_BUSY)
-		return EXEC_BUSY;
-	if (rc < 0 && err.msg[0])
-		fprintf(stderr, "cairn exec: %s\n", err.msg);
+	/* A group runs its tasks one after another, each whatever the others
+	 * did (they are independent); a stop (scancel, time limit) ends it. */
+	int ntasks = run->spec.stages[stage].ntasks, failed = 0, busy = 0, retry = -1;
+	for (int t = first; t < first + count && t < ntasks && !stop_signal; t++) {
+		int again = 0, rc = exec_one(run, stage, t, self, &again);
+		failed |= rc != 0 && rc != EXEC_BUSY;
+		busy |= rc == EXEC_BUSY;
+		if (again && retry < 0)
+			retry = t;
+	}
 	if (stop_signal)
 		return 128 + (int)stop_signal;
-	return rc != 0 ? 1 : 0;
+	/* Retries count per submission (SLURM_RESTART_COUNT), as locally per
+	 * cairn run or resume: a resume gets its retries again. A group is
+	 * requeued once, after all of its tasks ran. */
+	if (retry >= 0) {
+		const char *id = getenv("SLURM_JOB_ID");
+		if (count > 1)
+			run_event(run->dir, "retry %s/%d: requeue of Slurm job %s, which runs %s/%d-%d",
+				  run->spec.stages[stage].name, retry, id ? id : "?",
+				  run->spec.stages[stage].name, first,
+				  (first + count < ntasks ? first + count : ntasks) - 1);
+		else
+			run_event(run->dir, "retry %s/%d: requeue of Slurm job %s",
+				  run->spec.stages[stage].name, retry, id ? id : "?");
+		requeue();
+	}
+	return failed ? 1 : busy ? EXEC_BUSY : 0;
 }
 
 int cmd_exec(int argc, char **argv)
 {
-	if (argc != 4 || !strcmp(argv[1], "--help")) {
+	if ((argc != 4 && argc != 5) || !strcmp(argv[1], "--help")) {
 		fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-			"usage: cairn exec RUN STAGE TASK\n"
-			"Runs one task of a run and writes its markers. cairn run and the Slurm\n"
-			"jobs call it; you rarely need to.\n"
+			"usage: cairn exec RUN STAGE TASK [COUNT]\n"
+			"Runs one task of a run and writes its markers; with COUNT, the COUNT tasks\n"
+			"from TASK one after another (a Slurm job of a stage with group = COUNT).\n"
+			"cairn run and the Slurm jobs call it; you rarely need to.\n"
 			"example: cairn exec runs/demo-20261124T140000Z-1a2b fetch 3\n");
 		return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 	}
@@ -670,14 +717,20 @@ int cmd_exec(int argc, char **argv)
 		return 2;
 	}
 	int stage = spec_stage_index(&run.spec, argv[2]);
-	char *end;
+	char *end, *end2 = "";
 	long t = strtol(argv[3], &end, 10);
+	long count = argc == 5 ? strtol(argv[4], &end2, 10) : 1;
 	if (stage < 0 || *end || t < 0 || t >= run.spec.stages[stage].ntasks) {
 		fprintf(stderr, "cairn exec: %s: no task %s/%s in this run\n", argv[1], argv[2], argv[3]);
 		run_release(&run);
 		return 2;
 	}
-	int rc = exec_task(&run, stage, (int)t);
+	if (*end2 || count < 1 || count > 1000000) {
+		fprintf(stderr, "cairn exec: COUNT '%s': want a whole number >= 1\n", argv[4]);
+		run_release(&run);
+		return 2;
+	}
+	int rc = exec_task(&run, stage, (int)t, (int)count);
 	run_release(&run);
 	return rc;
 }

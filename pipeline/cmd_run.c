@@ -242,7 +242,7 @@ static int run_in_child(void *ctx, int stage, int task)
 	if (r->lock_fd >= 0)
 		close(r->lock_fd);
 	r->lock_fd = -1;
-	return exec_task(r, stage, task);
+	return exec_task(r, stage, task, 1);
 }
 
 /* The job graph of a planned run, shared by both executors. */
@@ -329,7 +329,7 @@ static int record_submission(void *ctx, const struct slurm_submission *sub, stru
 {
 	struct run *r = ctx;
 	return sched_record(r, r->spec.stages[sub->stage].name, sub->job_id, sub->offset,
-			    sub->array, err);
+			    sub->array, sub->group, err);
 }
 
 /* Submit every task the plan runs; those still queued from an earlier
@@ -349,12 +349,16 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 			rc = error_set(err, "out of memory");
 		waits.ids[i] = ids[i].s;
 	}
-	for (int i = 0; rc == 0 && i < s->nstages; i++)
-		if (p->stages[i].run > 0 && s->stages[i].res.time_s % 60)
+	for (int i = 0; rc == 0 && i < s->nstages; i++) {
+		const struct job_res *res = &s->stages[i].res;
+		long k = res->group > 1 ? res->group : 1, limit = res->time_s * k;
+		if (p->stages[i].run > 0 && limit % 60)
 			fprintf(stderr,
-				"cairn: note: stage %s: time = %ld s becomes %ld min on Slurm, which counts whole "
-				"minutes (and checks limits about every 30 s)\n",
-				s->stages[i].name, s->stages[i].res.time_s, (s->stages[i].res.time_s + 59) / 60);
+				"cairn: note: stage %s: time = %ld s%s becomes %ld min on Slurm, which counts "
+				"whole minutes (and checks limits about every 30 s)\n",
+				s->stages[i].name, res->time_s, k > 1 ? " a task (x group)" : "",
+				(limit + 59) / 60);
+	}
 	/* Queued jobs that must go first: their input reruns, or the spec
 	 * dropped their task. */
 	if (rc == 0 && p->ncancel > 0) {

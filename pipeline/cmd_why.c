@@ -119,6 +119,10 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	}
 	if (state == TASK_DONE)
 		print_done_usage(r, st, t);
+	if (ti.in_group)
+		printf("  its Slurm job %s runs %d tasks of %s one after another (group = %d) and has not "
+		       "come to it yet\n",
+		       ti.job, ti.in_group, st->name, ti.in_group);
 	print_lock_refusal(r, st->name, t);
 	enum plan_action a = p->stages[s].action[t];
 	printf("  resume would %s it\n", a == PLAN_WAIT		  ? "wait for"

@@ -381,8 +381,10 @@ int plan_waits(const struct plan *p, int stage, struct buf *ids)
 			const struct slurm_job *j = &v->jobs.v[i];
 			if (j->array_job_id != sub->job_id)
 				continue;
-			long t = sub->offset + (j->array_task < 0 ? 0 : j->array_task);
-			int wait = t < ps->ntasks && ps->action[t] == PLAN_WAIT;
+			int first, n, wait = 0;
+			sched_sub_tasks(sub, j->array_task, ps->ntasks, &first, &n);
+			for (int t = first; t < first + n; t++)
+				wait |= ps->action[t] == PLAN_WAIT;
 			if (wait) {
 				any = 1;
 				buf_addf(ids, "%s%ld", ids->len ? ":" : "", j->array_job_id);

@@ -11,7 +11,7 @@
 #include "core/mem.h"
 
 int sched_record(struct run *r, const char *stage, long job_id, int offset, const char *array,
-		 struct error *err)
+		 int group, struct error *err)
 {
 	json_t *jobs = json_object_get(r->info, "jobs");
 	if (!json_is_array(jobs)) {
@@ -22,10 +22,16 @@ int sched_record(struct run *r, const char *stage, long job_id, int offset, cons
 	clock_utc(when, sizeof(when), 0);
 	json_t *rec = json_pack("{s:s, s:I, s:i, s:s, s:s}", "stage", stage, "job_id",
 				(json_int_t)job_id, "offset", offset, "array", array, "submitted", when);
+	if (rec && group > 1)
+		json_object_set_new(rec, "group", json_integer(group));
 	if (!rec || json_array_append_new(jobs, rec) < 0)
 		return error_set(err, "out of memory");
-	run_event(r->dir, "submitted %s: Slurm job %ld, array %s (tasks from %d)", stage, job_id,
-		  array, offset);
+	if (group > 1)
+		run_event(r->dir, "submitted %s: Slurm job %ld, array %s (tasks from %d, %d an element)",
+			  stage, job_id, array, offset, group);
+	else
+		run_event(r->dir, "submitted %s: Slurm job %ld, array %s (tasks from %d)", stage,
+			  job_id, array, offset);
 	return run_save_info(r, err);
 }
 
@@ -79,6 +85,7 @@ static int view_finish(struct sched_view *v, const struct run *r, struct error *
 		sub->job_id = (long)jsonio_int(rec, "job_id", 0);
 		sub->offset = (int)jsonio_int(rec, "offset", 0);
 		sub->array = jsonio_str(rec, "array", "");
+		sub->group = (int)jsonio_int(rec, "group", 1);
 		if (sub->stage >= 0)
 			v->nsubs++;
 	}
@@ -168,19 +175,34 @@ static int in_array_spec(const char *spec, long i)
 	return 0;
 }
 
+/* Tasks an element of the submission runs (0 reads as 1: one). */
+static int group_of(const struct sched_sub *sub)
+{
+	return sub->group > 1 ? sub->group : 1;
+}
+
+void sched_sub_tasks(const struct sched_sub *sub, int index, int ntasks, int *first, int *n)
+{
+	long a = sub->offset + (long)(index < 0 ? 0 : index) * group_of(sub);
+	long b = a + group_of(sub) < ntasks ? a + group_of(sub) : ntasks;
+	*first = (int)a;
+	*n = b > a ? (int)(b - a) : 0;
+}
+
 /* The latest submission of this task: its job id and array index. */
-static int find_submission(const struct sched_view *v, int stage, int task, long *job, int *index)
+static const struct sched_sub *find_submission(const struct sched_view *v, int stage, int task,
+					       long *job, int *index)
 {
 	for (int i = v->nsubs; i-- > 0;) {
 		const struct sched_sub *sub = &v->subs[i];
 		if (sub->stage != stage || task < sub->offset ||
-		    !in_array_spec(sub->array, task - sub->offset))
+		    !in_array_spec(sub->array, (task - sub->offset) / group_of(sub)))
 			continue;
 		*job = sub->job_id;
-		*index = task - sub->offset;
-		return 1;
+		*index = (task - sub->offset) / group_of(sub);
+		return sub;
 	}
-	return 0;
+	return NULL;
 }
 
 static const struct slurm_job *lookup(const struct sched_view *v, long job, int index)
@@ -284,7 +306,8 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	const char *name = r->spec.stages[stage].name;
 	long job;
 	int index;
-	if (!find_submission(v, stage, task, &job, &index))
+	const struct sched_sub *sub = find_submission(v, stage, task, &job, &index);
+	if (!sub)
 		return; /* never submitted: the markers say all there is */
 	char latest[32];
 	snprintf(latest, sizeof(latest), "%ld_%d", job, index);
@@ -328,6 +351,12 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 			ti->pid = 0;
 			if (!strcmp(sj->state, "COMPLETING"))
 				ti->state = TASK_PENDING;
+			if (ti->state == TASK_RUNNING && group_of(sub) > 1) {
+				/* the retry runs its group, not yet this task (whose
+				 * start would have replaced the marker) */
+				ti->state = TASK_PENDING;
+				ti->in_group = group_of(sub);
+			}
 		}
 		return;
 	}
@@ -340,6 +369,7 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 		 * wrote nothing: that wrapper's markers say where the task stands. */
 		return;
 	}
+	int own = !strcmp(ti->job, latest); /* its started.json is this job's */
 	snprintf(ti->job, sizeof(ti->job), "%s", latest);
 	if (!sj) {
 		if (ended)
@@ -368,6 +398,12 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	}
 	if (is_live(sj)) {
 		set_live(ti, sj);
+		if (ti->state == TASK_RUNNING && group_of(sub) > 1 && !own) {
+			/* Its job runs the tasks of its group one after another and
+			 * has not come to this one (no started.json of it yet). */
+			ti->state = TASK_PENDING;
+			ti->in_group = group_of(sub);
+		}
 		return;
 	}
 	copy(ti->sched_state, sizeof(ti->sched_state), sj->state);
@@ -416,8 +452,10 @@ long long sched_orphans(const struct sched_view *v, const struct run *r, struct 
 			const struct slurm_job *j = &v->jobs.v[k];
 			if (j->array_job_id != id || !is_live(j))
 				continue;
-			if (stage >= 0 && offset + (j->array_task < 0 ? 0 : j->array_task) <
-						 r->spec.stages[stage].ntasks)
+			int group = (int)jsonio_int(rec, "group", 1);
+			if (stage >= 0 &&
+			    offset + (long)(j->array_task < 0 ? 0 : j->array_task) * (group > 1 ? group : 1) <
+				r->spec.stages[stage].ntasks)
 				continue;
 			buf_addf(ids, "%s%ld", ids->len ? " " : "", id);
 			if (j->array_task >= 0)

@@ -11,8 +11,9 @@
 struct sched_sub {             /* one recorded submission (run.json "jobs") */
 	int stage;
 	long job_id;
-	int offset;
+	int offset;            /* the first task of the array's element 0 */
 	const char *array;     /* borrowed from run.json */
+	int group;             /* tasks per element: element i runs offset + i * group .. + group - 1 */
 };
 
 struct sched_view {
@@ -47,9 +48,12 @@ void sched_view_release(struct sched_view *v);
 void sched_view_apply(const struct sched_view *v, const struct run *r, int stage, int task,
 		      struct task_info *ti);
 
-/* Record one submission in run.json (atomically): stage, job id, offset, array. */
+/* Record one submission in run.json (atomically): stage, job id, offset,
+ * array, and group (tasks per element) when over 1. */
 int sched_record(struct run *r, const char *stage, long job_id, int offset, const char *array,
-		 struct error *err);
+		 int group, struct error *err);
+/* The submission's tasks that array element `index` runs: first .. first + n - 1. */
+void sched_sub_tasks(const struct sched_sub *sub, int index, int ntasks, int *first, int *n);
 /* Queued or running jobs of tasks the spec no longer has (a stage removed,
  * an array shrunk by resume --spec): appended to ids ("12_7 15"), counted,
  * and counted per stage in per_stage[stage] (when not NULL) for stages the

@@ -381,7 +381,7 @@ static int expand_params(const struct spec *s, const char *v, int line, int keep
 /* ---- resources ---- */
 
 static const char *res_keys[] = {"cpus",	"mem",	  "time",    "gpus",	    "ranks",
-				 "retries",	"retry_on", "throttle", "partition", "account",
+				 "retries",	"retry_on", "throttle", "group", "partition", "account",
 				 "qos",		"sbatch_args", NULL};
 
 static int is_res_key(const char *k)
@@ -407,8 +407,8 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 {
 	long x;
 	if (!strcmp(key, "cpus") || !strcmp(key, "gpus") || !strcmp(key, "ranks") ||
-	    !strcmp(key, "retries") || !strcmp(key, "throttle")) {
-		long lo = (!strcmp(key, "cpus") || !strcmp(key, "ranks")) ? 1 : 0;
+	    !strcmp(key, "retries") || !strcmp(key, "throttle") || !strcmp(key, "group")) {
+		long lo = (!strcmp(key, "cpus") || !strcmp(key, "ranks") || !strcmp(key, "group")) ? 1 : 0;
 		if (parse_int(v, lo, 100000, &x) < 0)
 			return error_set(err, "%s:%d: %s = '%s': want a whole number >= %ld",
 					 s->path, line, key, v, lo);
@@ -416,6 +416,7 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 			   : !strcmp(key, "gpus")  ? &r->gpus
 			   : !strcmp(key, "ranks") ? &r->ranks
 			   : !strcmp(key, "retries") ? &r->retries
+			   : !strcmp(key, "group") ? &r->group
 						     : &r->throttle;
 		*dst = (int)x;
 		return 0;
@@ -543,8 +544,8 @@ static int load_res_section(struct spec *s, struct spec_section *sec, struct job
 					 kv->line, sec->name, kv->key,
 					 slurm_only ? "partition, account, qos, sbatch_args"
 						    : "cpus, mem, time, gpus, ranks, retries, "
-						      "retry_on, throttle, partition, account, qos, "
-						      "sbatch_args");
+						      "retry_on, throttle, group, partition, account, "
+						      "qos, sbatch_args");
 		char *v;
 		if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 			return -1;
@@ -646,7 +647,7 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 			    err,
 			    "%s:%d: stage '%s': unknown key '%s' (known: command, after, "
 			    "array, temp, cpus, mem, time, gpus, ranks, retries, retry_on, "
-			    "throttle, partition, account, qos, sbatch_args)",
+			    "throttle, group, partition, account, qos, sbatch_args)",
 			    s->path, kv->line, name, kv->key);
 		}
 	}

@@ -45,6 +45,7 @@ struct task_info {
 	char sched_state[24]; /* what the scheduler says, when asked (sched.h) */
 	char sched_reason[64];
 	int stuck;            /* queued with a reason that never clears by itself */
+	int in_group;         /* pending in a running job of `group` tasks, not reached yet: the group */
 };
 /* A failed task's kind as people say it: "exit 3", "signal 9", "timeout". */
 void task_kind_label(const struct task_info *ti, char *out, size_t size);

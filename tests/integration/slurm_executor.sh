@@ -525,4 +525,68 @@ check_eq "temp on Slurm: --rerun b/1 runs a/1 again first, then b/1 (c kept: sam
 check_eq "temp on Slurm: released again" "$(ls rt/stages/a/*/released.json | wc -l) $(ls -A rt/stages/a/1/out | wc -l)" "3 0"
 echo "# $SECONDS s: temp done"
 
+# --- group = 3: one array element runs 3 tasks one after another ---
+# 14 tasks are 5 elements; MaxArraySize 4 cuts them into 0-3 and 0 (from
+# task 12). g/4 fails for good (exit 5), g/5 on its first attempt only
+# (exit 3, retried): the job of g/3-5 is requeued once, after all three ran.
+cat >grp.ini <<EOF
+[pipeline]
+name = sgrp
+[defaults]
+time = 00:01:00
+mem = 100M
+group = 3
+[stage g]
+array = 14
+retries = 1
+retry_on = exit:3
+command = echo g\${task} >> $T/gcount; echo g\${task} > \${out}/g
+    if [ \${task} = 0 ]; then sleep 4; fi
+    if [ \${task} = 4 ] && [ -e $T/gbreak ]; then exit 5; fi
+    if [ \${task} = 5 ] && [ \$CAIRN_ATTEMPT = 1 ]; then exit 3; fi
+[stage h]
+array = 14
+after = g
+command = echo h\${task} >> $T/gcount; tr g h < \${in.g[task]}/g > \${out}/h
+EOF
+: >calls
+: >gcount
+touch gbreak
+cairn run grp.ini --executor slurm --run-dir rg >out.txt 2>&1
+check_eq "group: 14 tasks of 3 a job, MaxArraySize 4: two sbatch calls a stage" "$(calls sbatch)" 4
+check_eq "group: run.json records the elements and the group" \
+	"$(python3 -c 'import json,sys; print(" ".join("%s:%s+%s/%s" % (j["stage"], j["offset"], j["array"], j.get("group")) for j in json.load(open("rg/run.json"))["jobs"]))')" \
+	"g:0+0-3/3 g:12+0/3 h:0+0-3/3 h:12+0/3"
+check_grep "group: the batch script runs 3 tasks from OFFSET + 3 x element" 'SLURM_ARRAY_TASK_ID \* 3)) 3$' rg/slurm/g.sh
+for _ in $(seq 60); do
+	cairn status rg --json >st.json 2>&1
+	[ -e rg/stages/g/0/started.json ] && [ ! -e rg/stages/g/0/done.json ] && break
+	sleep 0.5
+done
+cairn status rg --json >st.json 2>&1
+cairn why rg g/1 >why.txt 2>&1
+check_grep "group: while g/0 runs, g/1 waits in its job (why)" "runs 3 tasks of g one after another \(group = 3\) and has not come to it yet" why.txt
+check_grep "group: ... and counts as pending, not running" '"g": \{"tasks": 14, "done": [0-9]+, "failed": [0-9]+, "running": [0-9]+, "pending": [1-9]' st.json
+for _ in $(seq 120); do
+	cairn status rg --json >st.json 2>&1
+	grep -q '"state": "running"\|"state": "pending"' st.json || break
+	sleep 1
+done
+check_grep "group: g/4 failed for good, the rest of g done" '"g": \{"tasks": 14, "done": 13, "failed": 1, "running": 0, "pending": 0, "cancelled": 0\}' st.json
+check_grep "group: h of g/3-5's element cancelled (aftercorr), the other 11 done" '"h": \{"tasks": 14, "done": 11, "failed": 0, "running": 0, "pending": 0, "cancelled": 3\}' st.json
+check_eq "group: the retry ran g/5 again, not g/3 (done) nor g/4 (exit 5 is not retried)" \
+	"$(grep -c '^g3$' gcount) $(grep -c '^g4$' gcount) $(grep -c '^g5$' gcount)" "1 1 2"
+check_grep "group: one requeue for the element" "retry g/5: requeue of Slurm job [0-9]+, which runs g/3-5" rg/events.log
+check_grep "group: g/4 kept as failed on the retry" "skip g/4: it failed in job" rg/events.log
+check_eq "group: g/0-2 ran in one job, g/12-13 in the second array's element 0" \
+	"$(for t in 0 1 2 12 13; do python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slurm_job"].split("_")[1])' rg/stages/g/$t/done.json; done | tr '\n' ' ')" "0 0 0 0 0 "
+check "group: g/0 and g/12 in different arrays" test "$(python3 -c 'import json; print(json.load(open("rg/stages/g/0/done.json"))["slurm_job"])')" != "$(python3 -c 'import json; print(json.load(open("rg/stages/g/12/done.json"))["slurm_job"])')"
+check_eq "group: h/13 read g/13" "$(cat rg/stages/h/13/out/h)" "h13"
+rm gbreak
+: >gcount
+cairn resume rg --wait >out.txt 2>&1
+check_eq "group: resume reruns g/4 only (g/3, g/5 of its job kept), then h/3-5" \
+	"$? $(sort gcount | tr '\n' ' ')" "0 g4 h3 h4 h5 "
+echo "# $SECONDS s: group done"
+
 exit $failed

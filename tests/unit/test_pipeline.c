@@ -908,6 +908,61 @@ static void test_sched_requeued_retry(void)
 	run_release(&r);
 }
 
+/* group = 3: element i of a submission from task 12 runs tasks 12 + 3i ..
+ * 14 + 3i; while its job runs, only the task it has started is running, the
+ * others of the group wait in it. */
+static void test_sched_group(void)
+{
+	struct spec s;
+	struct error err;
+	CHECK_INT(spec_load(&s, write_spec("grp.ini", "[stage x]\narray = 20\ngroup = 3\ncommand = true\n"),
+			    NULL, 0, &err),
+		  0);
+	CHECK_INT(s.stages[0].res.group, 3);
+	struct run r;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/run-grp", tmp);
+	CHECK_INT(run_create(&r, &s, dir, "slurm", &err), 0);
+	spec_release(&s);
+	struct buf p = BUF_INIT;
+	task_path(&p, r.dir, "x", 16, "");
+	fs_mkdir_p(p.s, &err);
+	buf_adds(&p, "started.json");
+	char j[256];
+	snprintf(j, sizeof(j), "{\"host\": \"n1\", \"pid\": 1, \"attempt\": 1, \"slurm_job\": \"58_1\"}");
+	CHECK_INT(fs_write_atomic(p.s, j, strlen(j), &err), 0);
+	buf_release(&p);
+
+	struct sched_sub sub = {.stage = 0, .job_id = 58, .offset = 12, .array = "0-1", .group = 3};
+	struct slurm_job job = {.job_id = 60, .array_job_id = 58, .array_task = 1};
+	snprintf(job.state, sizeof(job.state), "RUNNING");
+	snprintf(job.reason, sizeof(job.reason), "None");
+	struct sched_view v = {.slurm = 1, .subs = &sub, .nsubs = 1};
+	v.jobs.v = &job;
+	v.jobs.n = 1;
+	int first, n;
+	sched_sub_tasks(&sub, 1, 20, &first, &n);
+	CHECK_INT(first, 15);
+	CHECK_INT(n, 3);
+	sched_sub_tasks(&sub, 2, 20, &first, &n); /* the last element: 18, 19 */
+	CHECK_INT(first * 10 + n, 182);
+	struct task_info ti;
+	for (int t = 15; t <= 17; t++) {
+		task_read(r.dir, "x", t, 0, &ti, &err);
+		sched_view_apply(&v, &r, 0, t, &ti);
+		CHECK_STR(ti.job, "58_1");
+		CHECK_INT(ti.state, t == 16 ? TASK_RUNNING : TASK_PENDING);
+		CHECK_INT(ti.in_group, t == 16 ? 0 : 3);
+	}
+	task_read(r.dir, "x", 14, 0, &ti, &err); /* element 0: not in squeue's answer */
+	sched_view_apply(&v, &r, 0, 14, &ti);
+	CHECK_STR(ti.job, "58_0");
+	task_read(r.dir, "x", 11, 0, &ti, &err); /* before the offset: never submitted */
+	sched_view_apply(&v, &r, 0, 11, &ti);
+	CHECK_STR(ti.job, "");
+	run_release(&r);
+}
+
 /* cairn runs asks squeue once for several runs: each run's view holds its
  * own jobs of the answer, by the ids in its run.json, and no other's. */
 static void test_sched_view_pick(void)
@@ -921,8 +976,8 @@ static void test_sched_view_pick(void)
 	snprintf(dir, sizeof(dir), "%s/run-pick", tmp);
 	CHECK_INT(run_create(&r, &s, dir, "slurm", &err), 0);
 	spec_release(&s);
-	CHECK_INT(sched_record(&r, "x", 70, 0, "0", &err), 0);
-	CHECK_INT(sched_record(&r, "x", 58, 0, "0", &err), 0);
+	CHECK_INT(sched_record(&r, "x", 70, 0, "0", 1, &err), 0);
+	CHECK_INT(sched_record(&r, "x", 58, 0, "0", 1, &err), 0);
 	struct slurm_job all[] = {
 	    {.job_id = 70, .array_job_id = 70, .array_task = 0},
 	    {.job_id = 99, .array_job_id = 99, .array_task = -1}, /* another run's */
@@ -1011,6 +1066,7 @@ int main(void)
 	RUN(test_retry_on);
 	RUN(test_usage_formats);
 	RUN(test_sched_requeued_retry);
+	RUN(test_sched_group);
 	RUN(test_sched_view_pick);
 	struct error err;
 	fs_rm_rf(tmp, &err);
