@@ -63,6 +63,16 @@ const char *buf_str(const struct buf *b)
 	return b->s ? b->s : "";
 }
 
+int buf_has_word(const struct buf *b, const char *w)
+{
+	const char *s = buf_str(b);
+	size_t n = strlen(w);
+	for (const char *p = s; n && (p = strstr(p, w)); p += n)
+		if ((p == s || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
 void buf_reset(struct buf *b)
 {
 	b->len = 0;

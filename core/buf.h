@@ -20,6 +20,8 @@ void buf_adds(struct buf *b, const char *s);
 void buf_addc(struct buf *b, char c);
 void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *buf_str(const struct buf *b);
+/* Is w one of the words of b, a list separated by single spaces ("12_0 15")? */
+int buf_has_word(const struct buf *b, const char *w);
 void buf_reset(struct buf *b); /* len = 0, memory kept */
 /* Hand the string to the caller (free with mem_free); the buf is empty after. */
 char *buf_detach(struct buf *b);

@@ -63,20 +63,23 @@ static int write_script(const struct job_graph *g, const struct slurm_opts *o, i
 	struct buf text = BUF_INIT;
 	int k = group_of(g->stages[s].res);
 	if (k == 1)
-		buf_addf(&text,
-			 "#!/bin/sh\n"
-			 "# cairn: stage %s of run %s. Each array element runs one task:\n"
-			 "# task = CAIRN_TASK_OFFSET + SLURM_ARRAY_TASK_ID.\n"
-			 "exec '%s' exec '%s' '%s' $((${CAIRN_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID))\n",
-			 g->stages[s].name, g->name, g->cairn, g->run_dir, g->stages[s].name);
+		buf_addf(
+		    &text,
+		    "#!/bin/sh\n"
+		    "# cairn: stage %s of run %s. Each array element runs one task:\n"
+		    "# task = CAIRN_TASK_OFFSET + SLURM_ARRAY_TASK_ID.\n"
+		    "exec '%s' exec '%s' '%s' $((${CAIRN_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID))\n",
+		    g->stages[s].name, g->name, g->cairn, g->run_dir, g->stages[s].name);
 	else
 		buf_addf(&text,
 			 "#!/bin/sh\n"
 			 "# cairn: stage %s of run %s. Each array element runs %d tasks (group),\n"
 			 "# one after another, from CAIRN_TASK_OFFSET + SLURM_ARRAY_TASK_ID * %d.\n"
-			 "exec '%s' exec '%s' '%s' $((${CAIRN_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID * %d)) "
+			 "exec '%s' exec '%s' '%s' $((${CAIRN_TASK_OFFSET:-0} + "
+			 "SLURM_ARRAY_TASK_ID * %d)) "
 			 "%d\n",
-			 g->stages[s].name, g->name, k, k, g->cairn, g->run_dir, g->stages[s].name, k, k);
+			 g->stages[s].name, g->name, k, k, g->cairn, g->run_dir, g->stages[s].name,
+			 k, k);
 	int rc = text.failed || path->failed ? error_set(err, "out of memory")
 					     : fs_write_atomic(path->s, text.s, text.len, err);
 	buf_release(&text);
@@ -141,8 +144,9 @@ static void dependency(const struct job_graph *g, const struct slurm_opts *o,
 		/* aftercorr: element i waits for element i of the upstream chunk;
 		 * only right when that chunk holds exactly the same indices, of
 		 * elements of as many tasks. */
-		int corr = st->deps[e].one_to_one && group_of(st->res) == group_of(g->stages[u].res) &&
-			   chunk < up->nchunks && up->job[chunk] && !strcmp(up->indices[chunk], indices);
+		int corr = st->deps[e].one_to_one &&
+			   group_of(st->res) == group_of(g->stages[u].res) && chunk < up->nchunks &&
+			   up->job[chunk] && !strcmp(up->indices[chunk], indices);
 		if (corr) {
 			buf_addf(dep, "%saftercorr:%ld", dep->len ? "," : "", up->job[chunk]);
 		} else {

@@ -50,16 +50,6 @@ static int stop_unstarted(const struct run *r, int s, int t, long driver, const 
 	return rc;
 }
 
-/* Is word w one of the space-separated words of s? */
-static int has_word(const char *s, const char *w)
-{
-	size_t n = strlen(w);
-	for (const char *p = s; p && (p = strstr(p, w)); p += n)
-		if ((p == s || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-			return 1;
-	return 0;
-}
-
 /* Cancel the tasks marked. Slurm: one scancel of their queued and running
  * array elements. Locally: SIGTERM to their wrappers running on this host;
  * with a cairn driving the run (driver > 0), a cancel mark in the folders
@@ -96,7 +86,7 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 			if (!live) {
 				ended++;
 			} else if (slurm && ti.queued) {
-				if (!has_word(ids.s, ti.job)) /* a group's tasks share a job */
+				if (!buf_has_word(&ids, ti.job)) /* a group's tasks share a job */
 					buf_addf(&ids, "%s%s", ids.len ? " " : "", ti.job);
 				ti.state == TASK_RUNNING ? running++ : unstarted++;
 				if (r->spec.stages[s].res.group > 1)
@@ -126,9 +116,12 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 		    running + unstarted, running + unstarted == 1 ? "" : "s", r->dir, running,
 		    unstarted, slurm ? " (one scancel)" : "", ended);
 		if (grouped)
-			printf("note: a Slurm job of %s runs %d of its tasks one after another (group): "
-			       "the tasks of those jobs that had not ended were cancelled with them\n",
-			       r->spec.stages[grouped - 1].name, r->spec.stages[grouped - 1].res.group);
+			printf(
+			    "note: a Slurm job of %s runs %d of its tasks one after another "
+			    "(group): "
+			    "the tasks of those jobs that had not ended were cancelled with them\n",
+			    r->spec.stages[grouped - 1].name,
+			    r->spec.stages[grouped - 1].res.group);
 		run_event(r->dir,
 			  "cancel: %lld tasks named, %lld running and %lld unstarted cancelled",
 			  running + unstarted + ended, running, unstarted);

@@ -686,7 +686,8 @@ int exec_task(const struct run *run, int stage, int first, int count)
 	if (retry >= 0) {
 		const char *id = getenv("SLURM_JOB_ID");
 		if (count > 1)
-			run_event(run->dir, "retry %s/%d: requeue of Slurm job %s, which runs %s/%d-%d",
+			run_event(run->dir,
+				  "retry %s/%d: requeue of Slurm job %s, which runs %s/%d-%d",
 				  run->spec.stages[stage].name, retry, id ? id : "?",
 				  run->spec.stages[stage].name, first,
 				  (first + count < ntasks ? first + count : ntasks) - 1);
@@ -701,12 +702,13 @@ int exec_task(const struct run *run, int stage, int first, int count)
 int cmd_exec(int argc, char **argv)
 {
 	if ((argc != 4 && argc != 5) || !strcmp(argv[1], "--help")) {
-		fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-			"usage: cairn exec RUN STAGE TASK [COUNT]\n"
-			"Runs one task of a run and writes its markers; with COUNT, the COUNT tasks\n"
-			"from TASK one after another (a Slurm job of a stage with group = COUNT).\n"
-			"cairn run and the Slurm jobs call it; you rarely need to.\n"
-			"example: cairn exec runs/demo-20261124T140000Z-1a2b fetch 3\n");
+		fprintf(
+		    argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
+		    "usage: cairn exec RUN STAGE TASK [COUNT]\n"
+		    "Runs one task of a run and writes its markers; with COUNT, the COUNT tasks\n"
+		    "from TASK one after another (a Slurm job of a stage with group = COUNT).\n"
+		    "cairn run and the Slurm jobs call it; you rarely need to.\n"
+		    "example: cairn exec runs/demo-20261124T140000Z-1a2b fetch 3\n");
 		return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 	}
 	struct run run;

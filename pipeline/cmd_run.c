@@ -354,7 +354,8 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 		long k = res->group > 1 ? res->group : 1, limit = res->time_s * k;
 		if (p->stages[i].run > 0 && limit % 60)
 			fprintf(stderr,
-				"cairn: note: stage %s: time = %ld s%s becomes %ld min on Slurm, which counts "
+				"cairn: note: stage %s: time = %ld s%s becomes %ld min on Slurm, "
+				"which counts "
 				"whole minutes (and checks limits about every 30 s)\n",
 				s->stages[i].name, res->time_s, k > 1 ? " a task (x group)" : "",
 				(limit + 59) / 60);

@@ -120,7 +120,8 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 	if (state == TASK_DONE)
 		print_done_usage(r, st, t);
 	if (ti.in_group)
-		printf("  its Slurm job %s runs %d tasks of %s one after another (group = %d) and has not "
+		printf("  its Slurm job %s runs %d tasks of %s one after another (group = %d) and "
+		       "has not "
 		       "come to it yet\n",
 		       ti.job, ti.in_group, st->name, ti.in_group);
 	print_lock_refusal(r, st->name, t);

@@ -12,7 +12,7 @@ const char *plan_reason_name(enum plan_reason w)
 	static const char *names[WHY_LAST + 1] = {
 	    "never ran",      "failed",		  "cancelled", "lost",	      "outputs changed",
 	    "key changed",    "input reruns",	  "done",      "running",     "queued",
-	    "beyond --until", "asked by --rerun", "released",  "needed again"};
+	    "beyond --until", "asked by --rerun", "released",  "needed again", "job cancelled"};
 	return w >= 0 && w <= WHY_LAST ? names[w] : "?";
 }
 
@@ -157,6 +157,33 @@ static int pull_needed(const struct plan *p, const struct spec *s, unsigned char
 	return n;
 }
 
+/* Queued jobs of stage i are cancelled: the tasks of their groups (group =
+ * K, one job runs K tasks) that were waited for go with them, so they are
+ * sent again (before the stages after i are planned: their own jobs may
+ * wait for these). */
+static int regroup(struct plan *p, const struct run *r, int i, struct error *err)
+{
+	const struct spec_stage *st = &r->spec.stages[i];
+	struct plan_stage *ps = &p->stages[i];
+	for (int t = 0; t < st->ntasks; t++) {
+		struct task_info ti;
+		if (ps->action[t] != PLAN_WAIT)
+			continue;
+		if (task_read(r->dir, st->name, t, 1, &ti, err) < 0) {
+			error_prefix(err, "%s/%d: ", st->name, t);
+			return -1;
+		}
+		sched_view_apply(&p->view, r, i, t, &ti);
+		if (ti.job[0] && buf_has_word(&p->cancel, ti.job)) {
+			ps->action[t] = PLAN_RUN;
+			ps->reason[t] = WHY_GROUP;
+			ps->wait--;
+			ps->run++;
+		}
+	}
+	return 0;
+}
+
 /* One pass over every task, upstream first. */
 static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 		     unsigned char *const *rerun, unsigned char *const *pull, struct error *err)
@@ -168,6 +195,7 @@ static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 		const struct spec_stage *st = &s->stages[i];
 		struct plan_stage *ps = &p->stages[i];
 		ps->run = ps->skip = ps->wait = 0;
+		int cancelled = 0;
 		for (int t = 0; t < st->ntasks; t++) {
 			struct task_info ti;
 			if (fresh) {
@@ -225,8 +253,11 @@ static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 				 * failed. Cancel it and submit it again after the input. */
 				ps->action[t] = PLAN_RUN;
 				ps->reason[t] = WHY_UPSTREAM;
-				buf_addf(&p->cancel, "%s%s", p->cancel.len ? " " : "", ti.job);
-				p->ncancel++;
+				if (!buf_has_word(&p->cancel, ti.job)) { /* a group's tasks share it */
+					buf_addf(&p->cancel, "%s%s", p->cancel.len ? " " : "", ti.job);
+					p->ncancel++;
+					cancelled = 1;
+				}
 			}
 			if (ps->action[t] == PLAN_RUN)
 				ps->run++;
@@ -235,6 +266,8 @@ static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 			else
 				ps->skip++;
 		}
+		if (cancelled && regroup(p, r, i, err) < 0)
+			return -1;
 		p->run += ps->run;
 		p->skip += ps->skip;
 		p->wait += ps->wait;
@@ -608,6 +641,18 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 		buf_adds(out, " (temp = yes); if one of those runs again, this runs again first");
 		json_decref(mark);
 		buf_release(&path);
+		break;
+	}
+	case WHY_GROUP: {
+		struct task_info ti;
+		if (task_read(r->dir, st->name, t, 1, &ti, &err) == 0)
+			sched_view_apply(&p->view, r, s, t, &ti);
+		else
+			ti.job[0] = '\0';
+		buf_addf(out,
+			 "its Slurm job %s, which runs %d tasks of %s (group), is cancelled because "
+			 "another of them reruns: sent again with it",
+			 ti.job, st->res.group, st->name);
 		break;
 	}
 	case WHY_NEEDED: {

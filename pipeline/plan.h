@@ -26,7 +26,8 @@ enum plan_reason {
 	WHY_RERUN,    /* done and valid, but asked for by --rerun */
 	WHY_RELEASED, /* done and valid, its outputs released (temp): skipped */
 	WHY_NEEDED,   /* released, and a task that reads it runs: run it first */
-	WHY_LAST = WHY_NEEDED,
+	WHY_GROUP,    /* queued in a Slurm job cancelled for another task of its group */
+	WHY_LAST = WHY_GROUP,
 };
 /* "never ran", "failed", ... "asked by --rerun": a reason in a few words. */
 const char *plan_reason_name(enum plan_reason w);

@@ -27,7 +27,8 @@ int sched_record(struct run *r, const char *stage, long job_id, int offset, cons
 	if (!rec || json_array_append_new(jobs, rec) < 0)
 		return error_set(err, "out of memory");
 	if (group > 1)
-		run_event(r->dir, "submitted %s: Slurm job %ld, array %s (tasks from %d, %d an element)",
+		run_event(r->dir,
+			  "submitted %s: Slurm job %ld, array %s (tasks from %d, %d an element)",
 			  stage, job_id, array, offset, group);
 	else
 		run_event(r->dir, "submitted %s: Slurm job %ld, array %s (tasks from %d)", stage,
@@ -453,9 +454,9 @@ long long sched_orphans(const struct sched_view *v, const struct run *r, struct 
 			if (j->array_job_id != id || !is_live(j))
 				continue;
 			int group = (int)jsonio_int(rec, "group", 1);
-			if (stage >= 0 &&
-			    offset + (long)(j->array_task < 0 ? 0 : j->array_task) * (group > 1 ? group : 1) <
-				r->spec.stages[stage].ntasks)
+			if (stage >= 0 && offset + (long)(j->array_task < 0 ? 0 : j->array_task) *
+						       (group > 1 ? group : 1) <
+					      r->spec.stages[stage].ntasks)
 				continue;
 			buf_addf(ids, "%s%ld", ids->len ? " " : "", id);
 			if (j->array_task >= 0)

@@ -380,9 +380,9 @@ static int expand_params(const struct spec *s, const char *v, int line, int keep
 
 /* ---- resources ---- */
 
-static const char *res_keys[] = {"cpus",	"mem",	  "time",    "gpus",	    "ranks",
-				 "retries",	"retry_on", "throttle", "group", "partition", "account",
-				 "qos",		"sbatch_args", NULL};
+static const char *res_keys[] = {"cpus",    "mem",	"time",	       "gpus",	"ranks",
+				 "retries", "retry_on", "throttle",    "group", "partition",
+				 "account", "qos",	"sbatch_args", NULL};
 
 static int is_res_key(const char *k)
 {
@@ -408,15 +408,17 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 	long x;
 	if (!strcmp(key, "cpus") || !strcmp(key, "gpus") || !strcmp(key, "ranks") ||
 	    !strcmp(key, "retries") || !strcmp(key, "throttle") || !strcmp(key, "group")) {
-		long lo = (!strcmp(key, "cpus") || !strcmp(key, "ranks") || !strcmp(key, "group")) ? 1 : 0;
+		long lo = (!strcmp(key, "cpus") || !strcmp(key, "ranks") || !strcmp(key, "group"))
+			      ? 1
+			      : 0;
 		if (parse_int(v, lo, 100000, &x) < 0)
 			return error_set(err, "%s:%d: %s = '%s': want a whole number >= %ld",
 					 s->path, line, key, v, lo);
-		int *dst = !strcmp(key, "cpus")	   ? &r->cpus
-			   : !strcmp(key, "gpus")  ? &r->gpus
-			   : !strcmp(key, "ranks") ? &r->ranks
+		int *dst = !strcmp(key, "cpus")	     ? &r->cpus
+			   : !strcmp(key, "gpus")    ? &r->gpus
+			   : !strcmp(key, "ranks")   ? &r->ranks
 			   : !strcmp(key, "retries") ? &r->retries
-			   : !strcmp(key, "group") ? &r->group
+			   : !strcmp(key, "group")   ? &r->group
 						     : &r->throttle;
 		*dst = (int)x;
 		return 0;
@@ -542,10 +544,11 @@ static int load_res_section(struct spec *s, struct spec_section *sec, struct job
 		if (!ok)
 			return error_set(err, "%s:%d: [%s]: unknown key '%s' (known: %s)", s->path,
 					 kv->line, sec->name, kv->key,
-					 slurm_only ? "partition, account, qos, sbatch_args"
-						    : "cpus, mem, time, gpus, ranks, retries, "
-						      "retry_on, throttle, group, partition, account, "
-						      "qos, sbatch_args");
+					 slurm_only
+					     ? "partition, account, qos, sbatch_args"
+					     : "cpus, mem, time, gpus, ranks, retries, "
+					       "retry_on, throttle, group, partition, account, "
+					       "qos, sbatch_args");
 		char *v;
 		if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 			return -1;

@@ -587,6 +587,34 @@ rm gbreak
 cairn resume rg --wait >out.txt 2>&1
 check_eq "group: resume reruns g/4 only (g/3, g/5 of its job kept), then h/3-5" \
 	"$? $(sort gcount | tr '\n' ' ')" "0 g4 h3 h4 h5 "
+
+# A queued element whose task's input reruns is cancelled and sent again
+# whole: the other tasks of its group go with it, not left waiting on it.
+cat >grq.ini <<EOF
+[pipeline]
+name = sgrq
+[defaults]
+time = 00:01:00
+mem = 100M
+[stage a]
+array = 6
+command = echo a\${task} >> $T/gcount; echo a\${task} > \${out}/a
+    if [ \${task} = 0 ]; then sleep 12; fi
+[stage b]
+array = 6
+group = 3
+after = a
+command = echo b\${task} >> $T/gcount; tr a b < \${in.a[task]}/a > \${out}/b
+EOF
+: >gcount
+cairn run grq.ini --executor slurm --run-dir rq >out.txt 2>&1
+for _ in $(seq 40); do [ -e rq/stages/a/4/done.json ] && break; sleep 0.5; done
+cairn resume rq --rerun a/4 --dry-run >dry.txt 2>&1
+check_grep "group: resume cancels b's queued element of b/4 once" "would first cancel 1 queued Slurm job" dry.txt
+check_grep "group: b/3 and b/5 go with it, sent again" "1 input reruns, 3 queued, 2 job cancelled" dry.txt
+cairn resume rq --rerun a/4 --wait >out.txt 2>&1
+check_eq "group: ... and after a/4 ran again, b/3-5 ran once each, b/0-2 in their old job" \
+	"$? $(sort gcount | tr '\n' ' ')" "0 a0 a1 a2 a3 a4 a4 a5 b0 b1 b2 b3 b4 b5 "
 echo "# $SECONDS s: group done"
 
 exit $failed

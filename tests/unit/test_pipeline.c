@@ -915,9 +915,11 @@ static void test_sched_group(void)
 {
 	struct spec s;
 	struct error err;
-	CHECK_INT(spec_load(&s, write_spec("grp.ini", "[stage x]\narray = 20\ngroup = 3\ncommand = true\n"),
-			    NULL, 0, &err),
-		  0);
+	CHECK_INT(
+	    spec_load(&s,
+		      write_spec("grp.ini", "[stage x]\narray = 20\ngroup = 3\ncommand = true\n"),
+		      NULL, 0, &err),
+	    0);
 	CHECK_INT(s.stages[0].res.group, 3);
 	struct run r;
 	char dir[512];
@@ -929,7 +931,8 @@ static void test_sched_group(void)
 	fs_mkdir_p(p.s, &err);
 	buf_adds(&p, "started.json");
 	char j[256];
-	snprintf(j, sizeof(j), "{\"host\": \"n1\", \"pid\": 1, \"attempt\": 1, \"slurm_job\": \"58_1\"}");
+	snprintf(j, sizeof(j),
+		 "{\"host\": \"n1\", \"pid\": 1, \"attempt\": 1, \"slurm_job\": \"58_1\"}");
 	CHECK_INT(fs_write_atomic(p.s, j, strlen(j), &err), 0);
 	buf_release(&p);
 
