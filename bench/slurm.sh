@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/slurm.sh: the Slurm executor's load on the scheduler (issue 4), on a
 # private single-node cluster (tests/slurm/cluster.sh): submitting 2 stages x
-# 5,000 tasks, and `cairn status` of that 10,000-task run while all of it is
-# queued. Scheduler calls are counted by shims in front of the real commands.
+# 5,000 tasks, `cairn status` of that 10,000-task run while all of it is
+# queued, and 120 short tasks run one a job against 20 a job (group).
+# Scheduler calls are counted by shims in front of the real commands.
 # Snakemake's figures on the same cluster come from bench/snakemake.sh.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,6 +56,23 @@ printf '%-52s %s\n' "  baseline: that squeue call alone" \
 : >calls
 cairn cancel run >/dev/null
 printf '%-52s %s\n' "cancel the run" "$(count scancel) scancel call(s)"
+
+# Short tasks: 2 stages x 60 one-line tasks to done, one job per task
+# (group = 1) against 20 tasks a job (group = 20), on the undrained node.
+scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1
+cairn cancel run >/dev/null 2>&1
+for g in 1 20; do
+	bash "$here/gen_spec.sh" 60 | sed "s/^\[stage a\]/[defaults]\ngroup = $g\n\n[stage a]/" >g$g.ini
+	t0=$(date +%s.%N)
+	cairn run g$g.ini --executor slurm --run-dir g$g >g$g.txt 2>&1 || cat g$g.txt
+	for _ in $(seq 1200); do
+		[ "$(ls g$g/stages/b/*/done.json 2>/dev/null | wc -l)" -ge 60 ] && break
+		sleep 0.2
+	done
+	t1=$(date +%s.%N)
+	printf '%-52s %s\n' "2 x 60 short tasks to done, group = $g" \
+		"$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f s", b - a}'), $((2 * ((60 + g - 1) / g))) Slurm jobs"
+done
 
 # The peer on the same kind of cluster: snakemake --slurm submits job by job
 # and polls (bench/snakemake.sh slurm N starts its own private cluster).
