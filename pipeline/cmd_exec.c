@@ -51,6 +51,7 @@ struct exec_ctx {
 	char job[64];
 	int restarts; /* SLURM_RESTART_COUNT: requeues of this submission so far */
 	int retry;    /* it failed and may be retried: requeue the job */
+	int grouped;  /* one of the tasks of a Slurm job of several (group) */
 	double t0;
 	const struct rusage *ru; /* the task's, once it has ended */
 };
@@ -484,10 +485,11 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	struct rusage ru;
 	memset(&ru, 0, sizeof(ru));
 	/* Slurm enforces `time` itself; here the wrapper does, the same way
-	   (SIGTERM, SIGKILL 10 s later) */
+	   (SIGTERM, SIGKILL 10 s later), and in a group on Slurm too: one
+	   task stuck past its time must not take the whole job's. */
 	int timed_out = 0;
-	int left = proc_wait(pid, &status, &ru, &stop_signal, 10, x->job[0] ? 0 : x->st->res.time_s,
-			     &timed_out, err);
+	long time_limit = x->job[0] && !x->grouped ? 0 : x->st->res.time_s;
+	int left = proc_wait(pid, &status, &ru, &stop_signal, 10, time_limit, &timed_out, err);
 	if (left < 0) {
 		close(log_fd);
 		buf_release(&script);
@@ -513,7 +515,8 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		/* On Slurm every stop (scancel, time limit, node down, preemption)
 		 * sends SIGTERM to all of the job's processes: the task may die of it
 		 * before this wrapper's own handler has run. */
-		if (!stop_signal && x->job[0] && (sig == SIGTERM || code == 128 + SIGTERM))
+		if (!stop_signal && !timed_out && x->job[0] &&
+		    (sig == SIGTERM || code == 128 + SIGTERM))
 			stop_signal = SIGTERM; /* killed, or its shell reporting a SIGTERM-ed child */
 		int requeued = 0; /* by Slurm itself: preemption, node failure */
 		if (stop_signal && x->job[0]) {
@@ -616,7 +619,8 @@ static int failed_for_good(const struct exec_ctx *x)
 
 /* One task: 0 done (or up to date), 1 failed, EXEC_BUSY, -1 cairn's own
  * error (said on stderr). *retry is set when it failed and may retry. */
-static int exec_one(const struct run *run, int stage, int task, const char *self, int *retry)
+static int exec_one(const struct run *run, int stage, int task, int grouped, const char *self,
+		    int *retry)
 {
 	struct exec_ctx x;
 	memset(&x, 0, sizeof(x));
@@ -626,6 +630,7 @@ static int exec_one(const struct run *run, int stage, int task, const char *self
 	x.stage = stage;
 	x.task = task;
 	x.st = &run->spec.stages[stage];
+	x.grouped = grouped;
 	x.t0 = clock_now();
 	gethostname(x.host, sizeof(x.host) - 1);
 	clock_utc(x.started, sizeof(x.started), 0);
@@ -672,7 +677,7 @@ int exec_task(const struct run *run, int stage, int first, int count)
 	 * did (they are independent); a stop (scancel, time limit) ends it. */
 	int ntasks = run->spec.stages[stage].ntasks, failed = 0, busy = 0, retry = -1;
 	for (int t = first; t < first + count && t < ntasks && !stop_signal; t++) {
-		int again = 0, rc = exec_one(run, stage, t, self, &again);
+		int again = 0, rc = exec_one(run, stage, t, count > 1, self, &again);
 		failed |= rc != 0 && rc != EXEC_BUSY;
 		busy |= rc == EXEC_BUSY;
 		if (again && retry < 0)

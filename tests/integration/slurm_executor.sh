@@ -529,6 +529,7 @@ echo "# $SECONDS s: temp done"
 # 14 tasks are 5 elements; MaxArraySize 4 cuts them into 0-3 and 0 (from
 # task 12). g/4 fails for good (exit 5), g/5 on its first attempt only
 # (exit 3, retried): the job of g/3-5 is requeued once, after all three ran.
+# g/12 sleeps past its own time (5 s): its wrapper stops it, g/13 still runs.
 cat >grp.ini <<EOF
 [pipeline]
 name = sgrp
@@ -540,8 +541,10 @@ group = 3
 array = 14
 retries = 1
 retry_on = exit:3
+time = 0:05
 command = echo g\${task} >> $T/gcount; echo g\${task} > \${out}/g
     if [ \${task} = 0 ]; then sleep 4; fi
+    if [ \${task} = 12 ] && [ -e $T/gbreak ]; then sleep 60; fi
     if [ \${task} = 4 ] && [ -e $T/gbreak ]; then exit 5; fi
     if [ \${task} = 5 ] && [ \$CAIRN_ATTEMPT = 1 ]; then exit 3; fi
 [stage h]
@@ -567,26 +570,31 @@ cairn status rg --json >st.json 2>&1
 cairn why rg g/1 >why.txt 2>&1
 check_grep "group: while g/0 runs, g/1 waits in its job (why)" "runs 3 tasks of g one after another \(group = 3\) and has not come to it yet" why.txt
 check_grep "group: ... and counts as pending, not running" '"g": \{"tasks": 14, "done": [0-9]+, "failed": [0-9]+, "running": [0-9]+, "pending": [1-9]' st.json
+# (the run is "failed" once g/12 is, while g/3-5's retry still waits: wait
+# for nothing to be queued)
 for _ in $(seq 120); do
 	cairn status rg --json >st.json 2>&1
-	grep -q '"state": "running"\|"state": "pending"' st.json || break
+	grep -q '"running": [1-9]\|"pending": [1-9]' st.json || break
 	sleep 1
 done
-check_grep "group: g/4 failed for good, the rest of g done" '"g": \{"tasks": 14, "done": 13, "failed": 1, "running": 0, "pending": 0, "cancelled": 0\}' st.json
-check_grep "group: h of g/3-5's element cancelled (aftercorr), the other 11 done" '"h": \{"tasks": 14, "done": 11, "failed": 0, "running": 0, "pending": 0, "cancelled": 3\}' st.json
+check_grep "group: g/4 failed for good, g/12 timed out, the rest of g done" '"g": \{"tasks": 14, "done": 12, "failed": 2, "running": 0, "pending": 0, "cancelled": 0\}' st.json
+check_grep "group: h of g/3-5's and g/12-13's elements cancelled (aftercorr), the other 9 done" '"h": \{"tasks": 14, "done": 9, "failed": 0, "running": 0, "pending": 0, "cancelled": 5\}' st.json
+check_eq "group: g/12 stopped by its wrapper at its own time, not the job's" \
+	"$(python3 -c 'import json; j=json.load(open("rg/stages/g/12/failed.json")); print(j["kind"], j["message"], j["wall_s"] < 20)')" \
+	"timeout time limit of 5 s reached True"
 check_eq "group: the retry ran g/5 again, not g/3 (done) nor g/4 (exit 5 is not retried)" \
 	"$(grep -c '^g3$' gcount) $(grep -c '^g4$' gcount) $(grep -c '^g5$' gcount)" "1 1 2"
 check_grep "group: one requeue for the element" "retry g/5: requeue of Slurm job [0-9]+, which runs g/3-5" rg/events.log
 check_grep "group: g/4 kept as failed on the retry" "skip g/4: it failed in job" rg/events.log
 check_eq "group: g/0-2 ran in one job, g/12-13 in the second array's element 0" \
-	"$(for t in 0 1 2 12 13; do python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slurm_job"].split("_")[1])' rg/stages/g/$t/done.json; done | tr '\n' ' ')" "0 0 0 0 0 "
-check "group: g/0 and g/12 in different arrays" test "$(python3 -c 'import json; print(json.load(open("rg/stages/g/0/done.json"))["slurm_job"])')" != "$(python3 -c 'import json; print(json.load(open("rg/stages/g/12/done.json"))["slurm_job"])')"
-check_eq "group: h/13 read g/13" "$(cat rg/stages/h/13/out/h)" "h13"
+	"$(for f in 0/done 1/done 2/done 12/failed 13/done; do python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slurm_job"].split("_")[1])' rg/stages/g/$f.json; done | tr '\n' ' ')" "0 0 0 0 0 "
+check "group: g/0 and g/13 in different arrays" test "$(python3 -c 'import json; print(json.load(open("rg/stages/g/0/done.json"))["slurm_job"])')" != "$(python3 -c 'import json; print(json.load(open("rg/stages/g/13/done.json"))["slurm_job"])')"
 rm gbreak
 : >gcount
 cairn resume rg --wait >out.txt 2>&1
-check_eq "group: resume reruns g/4 only (g/3, g/5 of its job kept), then h/3-5" \
-	"$? $(sort gcount | tr '\n' ' ')" "0 g4 h3 h4 h5 "
+check_eq "group: resume reruns g/4 and g/12 only (g/3, g/5, g/13 of their jobs kept), then their readers" \
+	"$? $(sort gcount | tr '\n' ' ')" "0 g12 g4 h12 h13 h3 h4 h5 "
+check_eq "group: h/13 read g/13" "$(cat rg/stages/h/13/out/h)" "h13"
 
 # A queued element whose task's input reruns is cancelled and sent again
 # whole: the other tasks of its group go with it, not left waiting on it.
