@@ -10,8 +10,8 @@
 const char *plan_reason_name(enum plan_reason w)
 {
 	static const char *names[WHY_LAST + 1] = {
-	    "never ran",      "failed",		  "cancelled", "lost",	      "outputs changed",
-	    "key changed",    "input reruns",	  "done",      "running",     "queued",
+	    "never ran",      "failed",		  "cancelled", "lost",	       "outputs changed",
+	    "key changed",    "input reruns",	  "done",      "running",      "queued",
 	    "beyond --until", "asked by --rerun", "released",  "needed again", "job cancelled"};
 	return w >= 0 && w <= WHY_LAST ? names[w] : "?";
 }
@@ -253,8 +253,10 @@ static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 				 * failed. Cancel it and submit it again after the input. */
 				ps->action[t] = PLAN_RUN;
 				ps->reason[t] = WHY_UPSTREAM;
-				if (!buf_has_word(&p->cancel, ti.job)) { /* a group's tasks share it */
-					buf_addf(&p->cancel, "%s%s", p->cancel.len ? " " : "", ti.job);
+				if (!buf_has_word(&p->cancel,
+						  ti.job)) { /* a group's tasks share it */
+					buf_addf(&p->cancel, "%s%s", p->cancel.len ? " " : "",
+						 ti.job);
 					p->ncancel++;
 					cancelled = 1;
 				}
@@ -649,10 +651,11 @@ void plan_explain(const struct plan *p, const struct run *r, int s, int t, struc
 			sched_view_apply(&p->view, r, s, t, &ti);
 		else
 			ti.job[0] = '\0';
-		buf_addf(out,
-			 "its Slurm job %s, which runs %d tasks of %s (group), is cancelled because "
-			 "another of them reruns: sent again with it",
-			 ti.job, st->res.group, st->name);
+		buf_addf(
+		    out,
+		    "its Slurm job %s, which runs %d tasks of %s (group), is cancelled because "
+		    "another of them reruns: sent again with it",
+		    ti.job, st->res.group, st->name);
 		break;
 	}
 	case WHY_NEEDED: {

@@ -271,7 +271,7 @@ static int log_kind(const struct run *r, const char *stage, long job, int index)
  * wrapper of it writes there any more; a done.json is never touched. Best
  * effort: a run folder that cannot be written is read again next time. */
 static void record_verdict(const struct run *r, const char *stage, int task,
-			   const struct task_info *ti, const struct slurm_job *sj)
+			   const struct task_info *ti, const struct slurm_job *sj, int unreached)
 {
 	struct buf p = BUF_INIT;
 	struct error err;
@@ -281,11 +281,14 @@ static void record_verdict(const struct run *r, const char *stage, int task,
 		return;
 	}
 	char msg[320];
-	snprintf(msg, sizeof(msg), "Slurm job %s %s without a marker: %s, reason %s%s (recorded by cairn)",
-		 ti->job, sj->nodes[0] ? "ended" : "never started", sj->state, sj->reason,
+	snprintf(msg, sizeof(msg), "Slurm job %s %s: %s, reason %s%s (recorded by cairn)", ti->job,
+		 unreached	? "of its group ended before it came to this task"
+		 : sj->nodes[0] ? "ended without a marker"
+				: "never started",
+		 sj->state, sj->reason,
 		 slurm_failure_kind(sj->state, sj->reason, 0, 0) == SLURM_FAIL_DEPENDENCY
-			 ? ", an input failed"
-			 : "");
+		     ? ", an input failed"
+		     : "");
 	json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:s, s:i, s:s, s:s, s:s}", "kind", ti->kind,
 			      "exit_code", sj->exit_code, "signal", sj->signal, "attempt", ti->attempt,
 			      "slurm_job", ti->job, "slurm_restarts", sj->restarts, "slurm_state",
@@ -435,7 +438,8 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 		/* read back as a marker: "dependency" would read as failed */
 		if (kind == SLURM_FAIL_DEPENDENCY)
 			snprintf(rec.kind, sizeof(rec.kind), "cancelled");
-		record_verdict(r, name, task, &rec, sj);
+		/* a task of a group its job never came to (it ran others) */
+		record_verdict(r, name, task, &rec, sj, group_of(sub) > 1 && !own && sj->nodes[0]);
 	}
 }
 

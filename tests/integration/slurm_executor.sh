@@ -623,6 +623,30 @@ check_grep "group: b/3 and b/5 go with it, sent again" "1 input reruns, 3 queued
 cairn resume rq --rerun a/4 --wait >out.txt 2>&1
 check_eq "group: ... and after a/4 ran again, b/3-5 ran once each, b/0-2 in their old job" \
 	"$? $(sort gcount | tr '\n' ' ')" "0 a0 a1 a2 a3 a4 a4 a5 b0 b1 b2 b3 b4 b5 "
+
+# Cancelling a task of a group cancels its job: the task of it not reached
+# is cancelled too, and its marker says so.
+cat >grc.ini <<EOF
+[pipeline]
+name = sgrc
+[stage k]
+array = 2
+group = 2
+time = 00:02:00
+mem = 100M
+command = if [ \${task} = 0 ]; then sleep 60; fi; echo k\${task} >> $T/gcount
+EOF
+cairn run grc.ini --executor slurm --run-dir rc >out.txt 2>&1
+for _ in $(seq 40); do [ -e rc/stages/k/0/started.json ] && break; sleep 0.5; done
+cairn cancel rc k/0 >cancel.txt 2>&1
+check_grep "group: cancel says the group's other tasks went with the job" "note: a Slurm job of k runs 2 of its tasks one after another \(group\)" cancel.txt
+for _ in $(seq 40); do
+	cairn status rc --json >st.json 2>&1
+	grep -q '"running": [1-9]\|"pending": [1-9]' st.json || break
+	sleep 0.5
+done
+check_grep "group: both tasks cancelled" '"k": \{"tasks": 2, "done": 0, "failed": 0, "running": 0, "pending": 0, "cancelled": 2\}' st.json
+check_grep "group: k/1's marker: its job ended before it came to it" "of its group ended before it came to this task: CANCELLED" rc/stages/k/1/failed.json
 echo "# $SECONDS s: group done"
 
 exit $failed
