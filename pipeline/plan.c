@@ -253,8 +253,8 @@ static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 				 * failed. Cancel it and submit it again after the input. */
 				ps->action[t] = PLAN_RUN;
 				ps->reason[t] = WHY_UPSTREAM;
-				if (!buf_has_word(&p->cancel,
-						  ti.job)) { /* a group's tasks share it */
+				/* once: the tasks of a group share their job */
+				if (!buf_has_word(&p->cancel, ti.job)) {
 					buf_addf(&p->cancel, "%s%s", p->cancel.len ? " " : "",
 						 ti.job);
 					p->ncancel++;
