@@ -34,6 +34,22 @@ static void test_buf_grows_and_formats(void)
 	buf_release(&b);
 }
 
+/* Job ids in a list: whole words only ("12_1" is not in "112_1 12_10"). */
+static void test_buf_has_word(void)
+{
+	struct buf b = BUF_INIT;
+	CHECK(!buf_has_word(&b, "12_1"));
+	buf_adds(&b, "112_1 12_10 7");
+	CHECK(!buf_has_word(&b, "12_1"));
+	CHECK(!buf_has_word(&b, ""));
+	CHECK(buf_has_word(&b, "112_1"));
+	CHECK(buf_has_word(&b, "12_10"));
+	CHECK(buf_has_word(&b, "7"));
+	buf_adds(&b, " 12_1");
+	CHECK(buf_has_word(&b, "12_1"));
+	buf_release(&b);
+}
+
 static void test_buf_out_of_memory_is_sticky(void)
 {
 	struct buf b = BUF_INIT;
@@ -246,6 +262,7 @@ int main(void)
 	if (!mkdtemp(tmpdir))
 		return 1;
 	RUN(test_buf_grows_and_formats);
+	RUN(test_buf_has_word);
 	RUN(test_buf_out_of_memory_is_sticky);
 	RUN(test_error_prefix_and_errno);
 	RUN(test_sha256_known_vectors);
