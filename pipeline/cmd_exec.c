@@ -683,11 +683,10 @@ int exec_task(const struct run *run, int stage, int first, int count)
 		if (again && retry < 0)
 			retry = t;
 	}
-	if (stop_signal)
-		return 128 + (int)stop_signal;
 	/* Retries count per submission (SLURM_RESTART_COUNT), as locally per
 	 * cairn run or resume: a resume gets its retries again. A group is
-	 * requeued once, after all of its tasks ran. */
+	 * requeued once, after all of its tasks ran, or when Slurm stopped it
+	 * for a cause that may be retried (its time limit: kind timeout). */
 	if (retry >= 0) {
 		const char *id = getenv("SLURM_JOB_ID");
 		if (count > 1)
@@ -701,6 +700,8 @@ int exec_task(const struct run *run, int stage, int first, int count)
 				  run->spec.stages[stage].name, retry, id ? id : "?");
 		requeue();
 	}
+	if (stop_signal)
+		return 128 + (int)stop_signal;
 	return failed ? 1 : busy ? EXEC_BUSY : 0;
 }
 

@@ -525,6 +525,20 @@ check_eq "temp on Slurm: --rerun b/1 runs a/1 again first, then b/1 (c kept: sam
 check_eq "temp on Slurm: released again" "$(ls rt/stages/a/*/released.json | wc -l) $(ls -A rt/stages/a/1/out | wc -l)" "3 0"
 echo "# $SECONDS s: temp done"
 
+# --- Slurm's time limit, retried: the wrapper requeues its stopped job ---
+# (1 minute, Slurm's least; it runs beside the group tests below)
+cat >tl.ini <<EOF
+[pipeline]
+name = stl
+[stage t]
+time = 1
+retries = 1
+retry_on = timeout
+mem = 100M
+command = if [ \$CAIRN_ATTEMPT = 1 ]; then sleep 300; fi; echo t >> $T/tcount
+EOF
+cairn run tl.ini --executor slurm --run-dir rtl >out.txt 2>&1
+
 # --- group = 3: one array element runs 3 tasks one after another ---
 # 14 tasks are 5 elements; MaxArraySize 4 cuts them into 0-3 and 0 (from
 # task 12). g/4 fails for good (exit 5), g/5 on its first attempt only
@@ -648,5 +662,11 @@ done
 check_grep "group: both tasks cancelled" '"k": \{"tasks": 2, "done": 0, "failed": 0, "running": 0, "pending": 0, "cancelled": 2\}' st.json
 check_grep "group: k/1's marker: its job ended before it came to it" "of its group ended before it came to this task: CANCELLED" rc/stages/k/1/failed.json
 echo "# $SECONDS s: group done"
+for _ in $(seq 180); do [ -e rtl/stages/t/0/done.json ] && break; sleep 1; done
+check_eq "time limit on Slurm: the wrapper requeued its job, attempt 2 done" \
+	"$(python3 -c 'import json; print(json.load(open("rtl/stages/t/0/done.json"))["attempt"])' 2>&1) $(cat tcount 2>&1)" "2 t"
+check_grep "time limit on Slurm: attempt 1 failed with kind timeout, then the requeue" "failed t/0 attempt 1: timeout: Slurm's time limit" rtl/events.log
+check_grep "time limit on Slurm: ... the requeue" "retry t/0: requeue of Slurm job" rtl/events.log
+echo "# $SECONDS s: time limit retried"
 
 exit $failed
