@@ -450,18 +450,24 @@ long long sched_orphans(const struct sched_view *v, const struct run *r, struct 
 	long long n = 0;
 	for (size_t i = 0; !v->unreachable && i < json_array_size(jobs); i++) {
 		const json_t *rec = json_array_get(jobs, i);
-		int stage = spec_stage_index(&r->spec, jsonio_str(rec, "stage", ""));
-		long id = (long)jsonio_int(rec, "job_id", 0);
-		int offset = (int)jsonio_int(rec, "offset", 0);
+		/* every submission, also of stages the spec no longer has (not
+		 * in v->subs) */
+		struct sched_sub sub = {spec_stage_index(&r->spec, jsonio_str(rec, "stage", "")),
+					(long)jsonio_int(rec, "job_id", 0),
+					(int)jsonio_int(rec, "offset", 0), NULL,
+					(int)jsonio_int(rec, "group", 1)};
+		int stage = sub.stage;
+		long id = sub.job_id;
 		for (size_t k = 0; k < v->jobs.n; k++) {
 			const struct slurm_job *j = &v->jobs.v[k];
+			int first, ntasks = 0;
 			if (j->array_job_id != id || !is_live(j))
 				continue;
-			int group = (int)jsonio_int(rec, "group", 1);
-			if (stage >= 0 && offset + (long)(j->array_task < 0 ? 0 : j->array_task) *
-						       (group > 1 ? group : 1) <
-					      r->spec.stages[stage].ntasks)
-				continue;
+			if (stage >= 0)
+				sched_sub_tasks(&sub, j->array_task, r->spec.stages[stage].ntasks,
+						&first, &ntasks);
+			if (ntasks > 0)
+				continue; /* it runs tasks the spec has */
 			buf_addf(ids, "%s%ld", ids->len ? " " : "", id);
 			if (j->array_task >= 0)
 				buf_addf(ids, "_%d", j->array_task);
