@@ -113,6 +113,11 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	int line = p->r->line;
 	if (p->failed)
 		return 0;
+	if (!section[0])
+		return fail(p, line,
+			    "'%s' comes before any section: put it under [pipeline], [params], "
+			    "[defaults], [slurm] or a [stage NAME]",
+			    name);
 	struct spec_section *sec = s->nsections ? &s->sections[s->nsections - 1] : NULL;
 	if (!sec || strcmp(sec->name, section) != 0 || sec->line != p->r->header) {
 		for (int i = 0; i < s->nsections; i++) {

@@ -289,6 +289,8 @@ static void test_spec_errors_name_file_and_line(void)
 	     "[params] a refers back to itself"},
 	    {"[params]\na = ${param.zz}\n[stage a]\ncommand = x\n",
 	     "bad.ini:2: unknown variable ${param.zz}"},
+	    {"a = 1\nb = 2\n[stage a]\ncommand = x\n",
+	     "bad.ini:1: 'a' comes before any section: put it under [pipeline]"},
 	    {"[stage a]\ncommand = x\n  [stage b]\n  command = y\n",
 	     "bad.ini:3: '[stage b]' is indented, so it continues 'command'"},
 	    /* a path under an input: no way out of it, nothing the shell splits */
