@@ -7,6 +7,7 @@
 
 #include "core/buf.h"
 #include "core/mem.h"
+#include "core/parse.h"
 
 #define CAIRN_VERSION "0.1.0"
 
@@ -109,8 +110,10 @@ int cli_parse_task(const char *cmd, const struct run *r, const char *arg, int ne
 	}
 	if (ok)
 		return 0;
-	fprintf(stderr, "cairn %s: no %s %s in run %s (stages:", cmd, need_task ? "task" : "stage or task",
-		arg, r->spec.name);
+	char hint[320];
+	fprintf(stderr, "cairn %s: no %s %s in run %s%s (stages:", cmd,
+		need_task ? "task" : "stage or task", arg, r->spec.name,
+		*stage < 0 ? spec_stage_hint(&r->spec, name, hint, sizeof(hint)) : "");
 	for (int i = 0; i < r->spec.nstages; i++)
 		fprintf(stderr, " %s[%d]", r->spec.stages[i].name, r->spec.stages[i].ntasks);
 	fprintf(stderr, ")\n");
@@ -162,7 +165,13 @@ int cli_main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	fprintf(stderr, "cairn: '%s' is not a command\n\n", argv[1]);
+	struct parse_near near;
+	parse_near_init(&near, argv[1]);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		parse_near_try(&near, commands[i].name);
+	char hint[128];
+	fprintf(stderr, "cairn: '%s' is not a command%s\n\n", argv[1],
+		parse_did_you_mean(hint, sizeof(hint), near.best));
 	usage(stderr);
 	return 2;
 }

@@ -353,10 +353,13 @@ int plan_until(struct plan *p, const struct spec *s, const char *list, unsigned 
 				found = i;
 		if (found < 0) {
 			struct buf names = BUF_INIT;
+			char word[256], hint[320];
+			snprintf(word, sizeof(word), "%.*s", (int)n, a);
 			for (int i = 0; i < s->nstages; i++)
 				buf_addf(&names, "%s%s", i ? ", " : "", s->stages[i].name);
-			error_set(err, "--until: '%.*s' is no stage of %s (its stages: %s)", (int)n,
-				  a, s->name, names.failed ? "?" : buf_str(&names));
+			error_set(err, "--until: '%.*s' is no stage of %s%s (its stages: %s)",
+				  (int)n, a, s->name, spec_stage_hint(s, word, hint, sizeof(hint)),
+				  names.failed ? "?" : buf_str(&names));
 			buf_release(&names);
 			return -1;
 		}

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/fs.h"
 #include "core/mem.h"
+#include "core/parse.h"
 
 /* libinih as Debian builds it reads lines of at most 199 characters
  * (INI_MAX_LINE 200) and does not report line numbers to the handler, so
@@ -297,6 +299,25 @@ static const char *value_unwritable(const char *key, const char *v)
 
 /* ---- ${param.X} in values other than commands ---- */
 
+/* ", did you mean 'X'?" for an unknown param name X, or "". */
+static const char *param_hint(const struct spec *s, const char *name, char *buf, size_t size)
+{
+	struct parse_near n;
+	parse_near_init(&n, name);
+	for (int k = 0; k < s->nparams; k++)
+		parse_near_try(&n, s->params[k].key);
+	return parse_did_you_mean(buf, size, n.best);
+}
+
+const char *spec_stage_hint(const struct spec *s, const char *name, char *buf, size_t size)
+{
+	struct parse_near n;
+	parse_near_init(&n, name);
+	for (int i = 0; i < s->nstages; i++)
+		parse_near_try(&n, s->stages[i].name);
+	return parse_did_you_mean(buf, size, n.best);
+}
+
 const char *spec_param(const struct spec *s, const char *name)
 {
 	for (int i = 0; i < s->nparams; i++)
@@ -369,9 +390,11 @@ static int expand_params(const struct spec *s, const char *v, int line, int keep
 		snprintf(name, sizeof(name), "%.*s", len, at + 8);
 		const char *val = spec_param(s, name);
 		if (!val) {
+			char hint[320];
 			buf_release(&b);
-			return error_set(err, "%s:%d: unknown variable ${param.%s}: no '%s' in [params]",
-					 s->path, line, name, name);
+			return error_set(
+			    err, "%s:%d: unknown variable ${param.%s}: no '%s' in [params]%s",
+			    s->path, line, name, name, param_hint(s, name, hint, sizeof(hint)));
 		}
 		buf_adds(&b, val);
 	}
@@ -389,10 +412,52 @@ static const char *res_keys[] = {"cpus",    "mem",	"time",	       "gpus",	"ranks
 				 "retries", "retry_on", "throttle",    "group", "partition",
 				 "account", "qos",	"sbatch_args", NULL};
 
-static int is_res_key(const char *k)
+static const char *slurm_keys[] = {"partition", "account", "qos", "sbatch_args", NULL};
+static const char *pipeline_keys[] = {"name", "executor", "description", NULL};
+static const char *stage_keys[] = {"command", "after", "array", "temp", NULL};
+
+/* "'KEY', did you mean 'X'? (known: A, B, ...)" for an unknown key, from
+ * the keys its section knows: one or two NULL-ended lists (b may be NULL). */
+static const char *unknown_key(char *buf, size_t size, const char *key, const char *const *a,
+			       const char *const *b)
 {
-	for (int i = 0; res_keys[i]; i++)
-		if (!strcmp(res_keys[i], k))
+	/* the words of Slurm, Snakemake and PBS for cairn's keys */
+	static const char *aliases[][2] = {
+	    {"memory", "mem"},	       {"mem_mb", "mem"},	  {"walltime", "time"},
+	    {"time_limit", "time"},    {"cores", "cpus"},	  {"threads", "cpus"},
+	    {"cpus_per_task", "cpus"}, {"cpus-per-task", "cpus"}, {"ntasks", "ranks"},
+	    {"gres", "gpus"},	       {"retry", "retries"},	  {"depends", "after"},
+	    {"depends_on", "after"},   {"needs", "after"},	  {"requires", "after"},
+	    {"cmd", "command"},	       {"shell", "command"},	  {"tasks", "array"}};
+	const char *const *lists[] = {a, b};
+	struct parse_near n;
+	parse_near_init(&n, key);
+	for (int l = 0; l < 2; l++)
+		for (int i = 0; lists[l] && lists[l][i]; i++) {
+			parse_near_try(&n, lists[l][i]);
+			for (size_t k = 0; k < sizeof(aliases) / sizeof(aliases[0]); k++)
+				if (!strcasecmp(key, aliases[k][0]) &&
+				    !strcmp(lists[l][i], aliases[k][1]))
+					n.best = lists[l][i], n.dist = 0;
+		}
+	char hint[128];
+	size_t len = (size_t)snprintf(buf, size, "'%s'%s", key,
+				      parse_did_you_mean(hint, sizeof(hint), n.best));
+	const char *sep = " (known: ";
+	for (int l = 0; l < 2; l++)
+		for (int i = 0; lists[l] && lists[l][i]; i++, sep = ", ")
+			if (len < size)
+				len += (size_t)snprintf(buf + len, size - len, "%s%s", sep,
+							lists[l][i]);
+	if (len < size)
+		snprintf(buf + len, size - len, ")");
+	return buf;
+}
+
+static int in_list(const char *k, const char *const *list)
+{
+	for (int i = 0; list[i]; i++)
+		if (!strcmp(list[i], k))
 			return 1;
 	return 0;
 }
@@ -521,11 +586,12 @@ static int load_pipeline(struct spec *s, struct spec_section *sec, struct error 
 			dst = &s->executor;
 		else if (!strcmp(kv->key, "description"))
 			continue;
-		else
-			return error_set(err,
-					 "%s:%d: [pipeline]: unknown key '%s' (known: name, executor, "
-					 "description)",
-					 s->path, kv->line, kv->key);
+		else {
+			char what[512];
+			return error_set(
+			    err, "%s:%d: [pipeline]: unknown key %s", s->path, kv->line,
+			    unknown_key(what, sizeof(what), kv->key, pipeline_keys, NULL));
+		}
 		if (set_str(dst, kv->value) < 0)
 			return error_set(err, "out of memory");
 	}
@@ -543,17 +609,12 @@ static int load_res_section(struct spec *s, struct spec_section *sec, struct job
 {
 	for (int i = 0; i < sec->nkv; i++) {
 		struct spec_kv *kv = &sec->kv[i];
-		int ok = slurm_only ? (!strcmp(kv->key, "partition") || !strcmp(kv->key, "account") ||
-				       !strcmp(kv->key, "qos") || !strcmp(kv->key, "sbatch_args"))
-				    : is_res_key(kv->key);
-		if (!ok)
-			return error_set(err, "%s:%d: [%s]: unknown key '%s' (known: %s)", s->path,
-					 kv->line, sec->name, kv->key,
-					 slurm_only
-					     ? "partition, account, qos, sbatch_args"
-					     : "cpus, mem, time, gpus, ranks, retries, "
-					       "retry_on, throttle, group, partition, account, "
-					       "qos, sbatch_args");
+		const char **known = slurm_only ? slurm_keys : res_keys;
+		char what[512];
+		if (!in_list(kv->key, known))
+			return error_set(err, "%s:%d: [%s]: unknown key %s", s->path, kv->line,
+					 sec->name,
+					 unknown_key(what, sizeof(what), kv->key, known, NULL));
 		char *v;
 		if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 			return -1;
@@ -642,7 +703,7 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 				return -1;
 			st->temp = yes;
 			st->temp_line = kv->line;
-		} else if (is_res_key(kv->key)) {
+		} else if (in_list(kv->key, res_keys)) {
 			char *v;
 			if (expand_params(s, kv->value, kv->line, 0, &v, err) < 0)
 				return -1;
@@ -651,12 +712,10 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 			if (rc < 0)
 				return -1;
 		} else {
+			char what[512];
 			return error_set(
-			    err,
-			    "%s:%d: stage '%s': unknown key '%s' (known: command, after, "
-			    "array, temp, cpus, mem, time, gpus, ranks, retries, retry_on, "
-			    "throttle, group, partition, account, qos, sbatch_args)",
-			    s->path, kv->line, name, kv->key);
+			    err, "%s:%d: stage '%s': unknown key %s", s->path, kv->line, name,
+			    unknown_key(what, sizeof(what), kv->key, stage_keys, res_keys));
 		}
 	}
 	if (!st->command)
@@ -697,6 +756,41 @@ static int valid_in_path(const char *p)
 
 /* Parse the text between "${" and "}": 0, -1 not a variable, -2 an input
  * with a path it may not have. */
+/* ", did you mean '${task}'?" for an unknown ${...} whose first word is a
+ * typo of a variable's (${tsk}, ${params.x}, ${input.a}), or "". */
+static const char *var_hint(const char *p, size_t n, char *buf, size_t size)
+{
+	static const char *words[] = {"out", "task", "ntasks", "run", "param", "in", NULL};
+	char word[64];
+	size_t w = strcspn(p, ".[/}");
+	if (w > n)
+		w = n;
+	if (w >= sizeof(word))
+		return "";
+	snprintf(word, sizeof(word), "%.*s", (int)w, p);
+	int shell = w == n && w > 0 && !isdigit((unsigned char)word[0]);
+	for (size_t i = 0; i < w; i++)
+		shell &= isupper((unsigned char)word[i]) || isdigit((unsigned char)word[i]) ||
+			 word[i] == '_';
+	if (shell) { /* ${HOME}: the shell's, which cairn would take as its own */
+		snprintf(buf, size, ", for the shell's variable write '$%s' or '$${%s}'", word,
+			 word);
+		return buf;
+	}
+	const char *best = parse_nearest(word, words);
+	if (!strcasecmp(word, "input") || !strcasecmp(word, "inputs"))
+		best = "in";
+	if (!strcasecmp(word, "output") || !strcasecmp(word, "outdir"))
+		best = "out";
+	if (!best || !strcmp(best, word))
+		return "";
+	int dotted = !strcmp(best, "param") || !strcmp(best, "in");
+	if (dotted != (w < n && p[w] == '.'))
+		return ""; /* ${param} or ${task.x}: not a typo of a name */
+	snprintf(buf, size, ", did you mean '${%s%.*s}'?", best, (int)(n - w), p + w);
+	return buf;
+}
+
 static int parse_var(const char *p, size_t n, struct var *v)
 {
 	if (n >= sizeof(v->name) + sizeof(v->path))
@@ -784,14 +878,16 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 			    "letters, digits and / . _ - + , : @ = ~ * ? (no empty or .. "
 			    "part, under 256 characters)",
 			    s->path, st->command_line, st->name, (int)n, at);
+		char hint[320];
 		if (bad < 0)
 			return error_set(
 			    err,
-			    "%s:%d: stage '%s': unknown variable '%.*s' (known: ${out}, "
+			    "%s:%d: stage '%s': unknown variable '%.*s'%s (known: ${out}, "
 			    "${task}, ${ntasks}, ${run}, ${param.NAME}, ${in.STAGE}, "
 			    "${in.STAGE[task]}, each ${in...} with a /PATH under it; "
 			    "write $${ for a literal ${)",
-			    s->path, st->command_line, st->name, (int)n, at);
+			    s->path, st->command_line, st->name, (int)n, at,
+			    k == PIECE_VAR ? var_hint(at + 2, n - 3, hint, sizeof(hint)) : "");
 		int up;
 		switch (v.kind) {
 		case VAR_OUT:
@@ -808,20 +904,27 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 			break;
 		case VAR_PARAM: {
 			const char *val = spec_param(s, v.name);
+			char hint[320];
 			if (!val)
-				return error_set(err,
-						 "%s:%d: stage '%s': unknown variable ${param.%s}: no "
-						 "'%s' in [params]",
-						 s->path, st->command_line, st->name, v.name, v.name);
+				return error_set(
+				    err,
+				    "%s:%d: stage '%s': unknown variable ${param.%s}: no "
+				    "'%s' in [params]%s",
+				    s->path, st->command_line, st->name, v.name, v.name,
+				    param_hint(s, v.name, hint, sizeof(hint)));
 			buf_adds(b, val);
 			break;
 		}
 		case VAR_IN_ALL:
 		case VAR_IN_TASK:
 			up = spec_stage_index(s, v.name);
-			if (up < 0)
-				return error_set(err, "%s:%d: stage '%s': ${in.%s}: no stage '%s'",
-						 s->path, st->command_line, st->name, v.name, v.name);
+			if (up < 0) {
+				char hint[320];
+				return error_set(
+				    err, "%s:%d: stage '%s': ${in.%s}: no stage '%s'%s", s->path,
+				    st->command_line, st->name, v.name, v.name,
+				    spec_stage_hint(s, v.name, hint, sizeof(hint)));
+			}
 			if (!is_after(st, v.name))
 				return error_set(err,
 						 "%s:%d: stage '%s' reads ${in.%s} but does not run "
@@ -914,11 +1017,12 @@ static int resolve_edges(struct spec *s, struct error *err)
 			return error_set(err, "out of memory");
 		for (int a = 0; a < st->nafter; a++) {
 			int up = spec_stage_index(s, st->after[a]);
+			char hint[320];
 			if (up < 0)
-				return error_set(err,
-						 "%s:%d: stage '%s': after = %s: no stage named '%s'",
-						 s->path, st->after_line, st->name, st->after[a],
-						 st->after[a]);
+				return error_set(
+				    err, "%s:%d: stage '%s': after = %s: no stage named '%s'%s",
+				    s->path, st->after_line, st->name, st->after[a], st->after[a],
+				    spec_stage_hint(s, st->after[a], hint, sizeof(hint)));
 			if (up == i)
 				return error_set(err, "%s:%d: stage '%s' cannot run after itself",
 						 s->path, st->after_line, st->name);
@@ -1037,9 +1141,11 @@ static int apply_sets(struct spec *s, char *const *sets, int nsets, struct error
 				    !strcmp(s->sections[j].kv[k].key, name) &&
 				    set_str(&s->sections[j].kv[k].value, eq + 1) < 0)
 					return error_set(err, "out of memory");
+		char hint[320];
 		if (!found)
-			return error_set(err, "--set %s: %s has no param '%s' in [params]", sets[i],
-					 s->path, name);
+			return error_set(err, "--set %s: %s has no param '%s' in [params]%s",
+					 sets[i], s->path, name,
+					 param_hint(s, name, hint, sizeof(hint)));
 		const char *why = value_unwritable(name, eq + 1);
 		if (why)
 			return error_set(err, "--set %s: cannot be kept in the run's spec.ini: %s", name,
@@ -1113,6 +1219,23 @@ int spec_load_frozen(struct spec *s, const char *path, char *const *sets, int ns
 		     struct error *err)
 {
 	return load(s, path, sets, nsets, 1, err);
+}
+
+/* ", did you mean '[stage a]'?" for an unknown section ([stages a],
+ * [Pipeline], [param]), or "". */
+static const char *section_hint(const char *name, char *buf, size_t size)
+{
+	static const char *words[] = {"pipeline", "params", "defaults", "slurm", "stage", NULL};
+	char word[64];
+	size_t w = strcspn(name, " ");
+	if (w >= sizeof(word))
+		return "";
+	snprintf(word, sizeof(word), "%.*s", (int)w, name);
+	const char *best = parse_nearest(word, words);
+	if (!best || (!strcmp(best, "stage") != (name[w] == ' ')))
+		return "";
+	snprintf(buf, size, ", did you mean '[%s%s]'?", best, name + w);
+	return buf;
 }
 
 static int load(struct spec *s, const char *path, char *const *sets, int nsets, int frozen,
@@ -1199,10 +1322,13 @@ static int load(struct spec *s, const char *path, char *const *sets, int nsets, 
 				return -1;
 		} else if (strcmp(sec->name, "params") && strcmp(sec->name, "defaults") &&
 			   strcmp(sec->name, "slurm")) {
-			return error_set(err,
-					 "%s:%d: unknown section [%s] (known: [pipeline], [params], "
-					 "[defaults], [slurm], [stage NAME])",
-					 path, sec->line, sec->name);
+			char hint[320];
+			return error_set(
+			    err,
+			    "%s:%d: unknown section [%s]%s (known: [pipeline], [params], "
+			    "[defaults], [slurm], [stage NAME])",
+			    path, sec->line, sec->name,
+			    section_hint(sec->name, hint, sizeof(hint)));
 		}
 	}
 	if (s->nstages == 0)

@@ -81,6 +81,9 @@ int spec_set_path(struct spec *s, const char *path, struct error *err);
 void spec_release(struct spec *s);
 
 int spec_stage_index(const struct spec *s, const char *name);
+/* ", did you mean 'fetch'?" in buf when name is a typo of a stage's name
+ * (core/parse.h's parse_near), "" otherwise: for messages. */
+const char *spec_stage_hint(const struct spec *s, const char *name, char *buf, size_t size);
 const char *spec_param(const struct spec *s, const char *name);
 
 /* What a task's command can refer to. */

@@ -412,6 +412,8 @@ check_eq "unreadable spec: exit 2" "$?" 2
 check_grep "unreadable spec: names the file" "/nonexistent/spec.ini: cannot read the spec" out.txt
 cairn run dag.ini --set nope=1 --dry-run >out.txt 2>&1
 check_eq "--set of an unknown param: exit 2" "$?" 2
+cairn run dag.ini --set slep=1 --dry-run >out.txt 2>&1
+check_grep "--set of a typo of a param: did you mean" "--set slep=1: .*dag.ini has no param 'slep' in \[params\], did you mean 'sleep'\?" out.txt
 cairn frobnicate >out.txt 2>&1
 check_eq "unknown command: exit 2" "$?" 2
 
@@ -720,6 +722,8 @@ cairn run until.ini --until b,nope --run-dir rut2 >out.txt 2>&1
 check_eq "until: a name that is no stage is bad usage" "$?" 2
 check_grep "until: ... naming it and the stages" "'nope' is no stage of until \(its stages: a, b, side, c\)" out.txt
 check "until: ... and no run folder is made" test ! -e rut2
+cairn run until.ini --until sdie --dry-run >out.txt 2>&1
+check_grep "until: a typo of a stage's name: did you mean" "'sdie' is no stage of until, did you mean 'side'\?" out.txt
 : >ucount
 cairn resume rut --until side >out.txt 2>&1
 check_eq "resume --until: exit 0" "$?" 0
@@ -745,6 +749,10 @@ check_grep "rerun: a/1 is on its second attempt" '"attempt": 2' rut/stages/a/1/d
 cairn resume rut --rerun a/7 >out.txt 2>&1
 check_eq "rerun: a task that is not there is bad usage" "$?" 2
 check_grep "rerun: ... naming it and the stages" "no stage or task a/7 in run until \(stages: a\[3\]" out.txt
+cairn why rut sid/0 >out.txt 2>&1
+check_grep "why: a typo of a stage's name: did you mean" "no stage or task sid/0 in run until, did you mean 'side'\?" out.txt
+cairn stauts rut >out.txt 2>&1
+check_grep "a typo of a command: did you mean" "'stauts' is not a command, did you mean 'status'\?" out.txt
 cairn resume rut --rerun "" >out.txt 2>&1
 check_eq "rerun: nothing named is bad usage, not a plain resume" "$?" 2
 

@@ -221,6 +221,38 @@ static void test_parse_whole_numbers_only(void)
 	CHECK_INT(parse_float("", &f), -1);
 }
 
+/* "did you mean": typos find their word, other words find none */
+static void test_parse_nearest(void)
+{
+	const char *keys[] = {"command", "after", "array", "cpus", "time", "temp", "task", NULL};
+	CHECK_STR(parse_nearest("comand", keys), "command");  /* a letter left out */
+	CHECK_STR(parse_nearest("commnad", keys), "command"); /* two swapped */
+	CHECK_STR(parse_nearest("Command", keys), "command"); /* case */
+	CHECK_STR(parse_nearest("cpu", keys), "cpus");
+	CHECK_STR(parse_nearest("tsk", keys), "task");
+	CHECK_STR(parse_nearest("aftre", keys), "after");
+	CHECK_STR(parse_nearest("arary", keys), "array");
+	CHECK_STR(parse_nearest("tmp", keys), "temp");
+	CHECK(parse_nearest("memory", keys) == NULL);
+	CHECK(parse_nearest("x", keys) == NULL);
+	CHECK(parse_nearest("", keys) == NULL);
+	const char *one[] = {"a", "b", "fetch", NULL};
+	CHECK(parse_nearest("c", one) == NULL); /* a letter is no typo of another */
+	CHECK_STR(parse_nearest("B", one), "b");
+	CHECK_STR(parse_nearest("fecth", one), "fetch");
+	/* the nearest wins, the first of equals */
+	struct parse_near n;
+	parse_near_init(&n, "tme");
+	parse_near_try(&n, "time");
+	parse_near_try(&n, "tme2");
+	CHECK_STR(n.best, "time");
+	char longw[100];
+	memset(longw, 'a', sizeof(longw) - 1);
+	longw[99] = '\0';
+	const char *longs[] = {longw, NULL};
+	CHECK(parse_nearest(longw, longs) == NULL); /* too long to compare */
+}
+
 static int usage_calls;
 static FILE *usage_to;
 static void count_usage(FILE *f)
@@ -271,6 +303,7 @@ int main(void)
 	RUN(test_json_roundtrip_and_errors);
 	RUN(test_clock_formats);
 	RUN(test_parse_whole_numbers_only);
+	RUN(test_parse_nearest);
 	RUN(test_cmd_dispatch);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
