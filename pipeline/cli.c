@@ -176,6 +176,24 @@ int cli_main(int argc, char **argv)
 	return 2;
 }
 
+void cli_unexpected(const char *cmd, const char *arg, const char *usage)
+{
+	struct parse_near near;
+	char opts[64][32];
+	int n = 0;
+	parse_near_init(&near, arg);
+	for (const char *p = strstr(usage, "--"); p && n < 64; p = strstr(p + 2, "--")) {
+		size_t len = 2 + strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
+		if (len > 2 && len < sizeof(opts[0]) && (p == usage || strchr(" [(", p[-1]))) {
+			snprintf(opts[n], sizeof(opts[0]), "%.*s", (int)len, p);
+			parse_near_try(&near, opts[n++]);
+		}
+	}
+	char hint[128];
+	fprintf(stderr, "cairn %s: unexpected '%s'%s\n%s", cmd, arg,
+		arg[0] == '-' ? parse_did_you_mean(hint, sizeof(hint), near.best) : "", usage);
+}
+
 int cli_parse_lines(const char *cmd, const char *flag, const char *v, long *out)
 {
 	char *end;

@@ -96,6 +96,9 @@ size_t cli_tail_start(const char *text, size_t len, long lines);
 int cli_wants_help(int argc, char **argv, const char *usage);
 /* A count of lines (0 or more) given to `flag`; on a bad one, says so for
  * `cmd` and returns -1. */
+/* "cairn CMD: unexpected 'ARG'", with the nearest option of usage (its
+ * --words) when ARG is a typo of one, then usage, on stderr. */
+void cli_unexpected(const char *cmd, const char *arg, const char *usage);
 int cli_parse_lines(const char *cmd, const char *flag, const char *v, long *out);
 
 #endif

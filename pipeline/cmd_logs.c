@@ -106,7 +106,7 @@ int cmd_logs(int argc, char **argv)
 		} else if (argv[i][0] != '-' && npos < 2)
 			pos[npos++] = argv[i];
 		else {
-			fprintf(stderr, "cairn logs: unexpected '%s'\n%s", argv[i], logs_usage);
+			cli_unexpected("logs", argv[i], logs_usage);
 			return 2;
 		}
 	}

@@ -134,8 +134,7 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 			}
 			o->rerun = val;
 		} else if (a[0] == '-' || pos) {
-			fprintf(stderr, "cairn %s: unexpected '%s'\n%s", resume ? "resume" : "run", a,
-				usage);
+			cli_unexpected(resume ? "resume" : "run", a, usage);
 			return -1;
 		} else
 			pos = a;

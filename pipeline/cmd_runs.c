@@ -321,7 +321,7 @@ int cmd_runs(int argc, char **argv)
 		if (!strcmp(argv[i], "--json"))
 			json = 1;
 		else if (argv[i][0] == '-') {
-			fprintf(stderr, "cairn runs: unexpected '%s'\n%s", argv[i], runs_usage);
+			cli_unexpected("runs", argv[i], runs_usage);
 			return 2;
 		} else
 			ndirs++, where = argv[i];

@@ -479,7 +479,7 @@ int cmd_status(int argc, char **argv)
 		else if (!strcmp(argv[i], "--usage"))
 			usage = 1;
 		else if (argv[i][0] == '-' || dir) {
-			fprintf(stderr, "cairn status: unexpected '%s'\n%s", argv[i], status_usage);
+			cli_unexpected("status", argv[i], status_usage);
 			return 2;
 		} else
 			dir = argv[i];

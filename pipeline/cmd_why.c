@@ -254,7 +254,7 @@ int cmd_why(int argc, char **argv)
 		} else if (argv[i][0] != '-' && npos < 2)
 			pos[npos++] = argv[i];
 		else {
-			fprintf(stderr, "cairn why: unexpected '%s'\n%s", argv[i], why_usage);
+			cli_unexpected("why", argv[i], why_usage);
 			return 2;
 		}
 	}

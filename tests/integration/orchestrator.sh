@@ -753,6 +753,11 @@ cairn why rut sid/0 >out.txt 2>&1
 check_grep "why: a typo of a stage's name: did you mean" "no stage or task sid/0 in run until, did you mean 'side'\?" out.txt
 cairn stauts rut >out.txt 2>&1
 check_grep "a typo of a command: did you mean" "'stauts' is not a command, did you mean 'status'\?" out.txt
+cairn run until.ini --dryrun >out.txt 2>&1
+check_eq "a typo of an option: bad usage" "$?" 2
+check_grep "a typo of an option: did you mean" "cairn run: unexpected '--dryrun', did you mean '--dry-run'\?" out.txt
+cairn logs rut a/0 --folow >out.txt 2>&1
+check_grep "a typo of an option: did you mean (from the usage's words)" "did you mean '--follow'\?" out.txt
 cairn resume rut --rerun "" >out.txt 2>&1
 check_eq "rerun: nothing named is bad usage, not a plain resume" "$?" 2
 
