@@ -720,6 +720,11 @@ static int load_stage(struct spec *s, struct spec_section *sec, const char *name
 	}
 	if (!st->command)
 		return error_set(err, "%s:%d: stage '%s' has no command", s->path, sec->line, name);
+	if (!st->command[strspn(st->command, " \t\r\n")])
+		return error_set(err,
+				 "%s:%d: stage '%s': command is empty: give what a task runs (`true` "
+				 "for one that does nothing)",
+				 s->path, st->command_line, name);
 	return 0;
 }
 

@@ -276,6 +276,7 @@ static void test_spec_errors_name_file_and_line(void)
 	    {"[pipeline]\nname = x y\n[stage a]\ncommand = x\n", "bad.ini:1: [pipeline]: name"},
 	    {"[pipeline]\nexecutor = pbs\n[stage a]\ncommand = x\n", "executor 'pbs'"},
 	    {"[stage a]\narray = 2\n", "bad.ini:1: stage 'a' has no command"},
+	    {"[stage a]\narray = 2\ncommand =\n", "bad.ini:3: stage 'a': command is empty"},
 	    {"[params]\nx = 1\n", "no [stage NAME] sections"},
 	    {"[stage a]\ncommand = x\nretry_on = timeout, bogus\n", "unknown failure kind 'bogus'"},
 	    {"[stage a]\ncommand = x\narray = ${param.n}\n",
