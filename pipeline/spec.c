@@ -939,10 +939,13 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
 				if (s->stages[up].ntasks != st->ntasks)
 					return error_set(err,
 							 "%s:%d: stage '%s': ${in.%s[task]} needs arrays "
-							 "of equal size, but '%s' has %d tasks and '%s' %d",
+							 "of equal size, but '%s' has %d tasks and '%s' %d: "
+							 "give '%s' array = %d, or read all of them with "
+							 "${in.%s}",
 							 s->path, st->command_line, st->name, v.name,
 							 v.name, s->stages[up].ntasks, st->name,
-							 st->ntasks);
+							 st->ntasks, st->name, s->stages[up].ntasks,
+							 v.name);
 				spec_out_dir(b, ctx->run, v.name, ctx->task);
 				if (v.path[0])
 					buf_addf(b, "/%s", v.path);
