@@ -4,6 +4,7 @@
 #ifndef CORE_CMD_H
 #define CORE_CMD_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -22,5 +23,12 @@ int cmd_dispatch(const char *prog, int argc, char **argv, const struct cmd *cmds
  * 2, the exit status of bad usage. cmd NULL: a program of one command
  * ("PROG: ...", "see 'PROG --help'"). */
 int cmd_bad_usage(const char *prog, const char *cmd, const char *fmt, const char *arg);
+
+/* getopt_long, with its errors said by prog: "PROG: unknown option
+ * '--epoch', did you mean '--epochs'?" (the nearest long option, when it is
+ * a typo of one) and "PROG: option '--out' needs a value"; returns '?' for
+ * both, as getopt_long does. */
+int cmd_getopt(const char *prog, int argc, char **argv, const char *shortopts,
+	       const struct option *longopts);
 
 #endif

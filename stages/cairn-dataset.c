@@ -149,7 +149,7 @@ static int parse_options(const char *cmd, const char *help, const struct opt *op
 	lopts[n] = (struct option){"help", no_argument, 0, 'h'};
 	lopts[n + 1] = (struct option){0, 0, 0, 0};
 	int c;
-	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, "h", lopts)) != -1) {
 		if (c == 'h') {
 			fputs(help, stdout);
 			return 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cmd.h"
 #include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
@@ -55,7 +56,7 @@ int main(int argc, char **argv)
 	const char *pred = NULL, *truth = NULL, *out = NULL, *errors = NULL;
 	int zoom = -1, block = 16, c;
 	char *names = NULL, *end;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt("cairn-eval", argc, argv, "h", longopts)) != -1) {
 		switch (c) {
 		case 'p': pred = optarg; break;
 		case 't': truth = optarg; break;

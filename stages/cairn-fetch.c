@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "core/cmd.h"
 #include "core/progress.h"
 #include "geo/cog.h"
 #include "geo/fetch.h"
@@ -127,7 +128,7 @@ int main(int argc, char **argv)
 	struct bbox bb = {0, 0, 0, 0};
 	double v;
 	int c;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt("cairn-fetch", argc, argv, "h", longopts)) != -1) {
 		switch (c) {
 		case 'u': o.url = optarg; break;
 		case 'F': o.refetch = 1; break;

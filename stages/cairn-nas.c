@@ -115,7 +115,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 	o->seed = 1;
 	o->metric = NAS_DEFAULT_METRIC;
 	int c, trial = !strcmp(cmd, "trial");
-	while ((c = getopt_long(argc, argv, trial ? "+h" : "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, trial ? "+h" : "h", longopts)) != -1) {
 		const char *name = NULL;
 		for (const struct option *lo = longopts; lo->name; lo++)
 			if (lo->val == c)

@@ -93,7 +93,7 @@ int main(int argc, char **argv)
 	struct error err;
 	long v;
 	int batch = 8, pixels = 0, c, r;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, "h", longopts)) != -1) {
 		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0) {
 			if (r < 0)
 				return bad_usage("%s", err.msg);

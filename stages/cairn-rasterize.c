@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/cmd.h"
 #include "core/clock.h"
 #include "core/fs.h"
 #include "core/mem.h"
@@ -119,7 +120,7 @@ int main(int argc, char **argv)
 	struct bbox bb;
 	struct error err;
 	char *end;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt("cairn-rasterize", argc, argv, "h", longopts)) != -1) {
 		switch (c) {
 		case 'v': vector = optarg; break;
 		case 'l': lo.layer = optarg; break;

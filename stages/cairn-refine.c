@@ -203,7 +203,7 @@ static int cmd_train(int argc, char **argv)
 	nn_stage_opts_init(&dev);
 	long v;
 	int c;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, "h", longopts)) != -1) {
 		int taken = stage_opt(cmd, c, &dev);
 		if (taken < 0)
 			return EXIT_USAGE;
@@ -449,7 +449,7 @@ static int cmd_apply(int argc, char **argv)
 	float threshold = 0;
 	long v;
 	int batch = 4, c;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, "h", longopts)) != -1) {
 		int taken = stage_opt(cmd, c, &dev);
 		if (taken < 0)
 			return EXIT_USAGE;

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "core/cmd.h"
 #include "core/clock.h"
 #include "core/fs.h"
 #include "core/jsonio.h"
@@ -96,7 +97,7 @@ int main(int argc, char **argv)
 	double lon = -97.74, lat = 30.27, v;
 	int zoom = 17, scene = 0, preview = 512, c;
 	struct error err;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt("cairn-synth", argc, argv, "h", longopts)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 'z':

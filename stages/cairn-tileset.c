@@ -129,7 +129,7 @@ static int cmd_pack(int argc, char **argv)
 	struct error err;
 	char *end;
 	int c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, "h", opts)) != -1) {
 		switch (c) {
 		case 'i':
 			o.imagery = optarg;
@@ -242,7 +242,7 @@ static int cmd_unpack(int argc, char **argv)
 	    {"help", no_argument, 0, 'h'},	 {0, 0, 0, 0}};
 	const char *in = NULL, *out = NULL, *like = NULL;
 	int threads = default_threads(), c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, "h", opts)) != -1) {
 		switch (c) {
 		case 'i':
 			in = optarg;

@@ -127,7 +127,7 @@ int main(int argc, char **argv)
 	long v;
 	int c, r;
 	enum dist_algo algo = DIST_NONE;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = cmd_getopt(prog, argc, argv, "h", longopts)) != -1) {
 		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0) {
 			if (r < 0)
 				return bad_usage("%s", err.msg);

@@ -289,6 +289,79 @@ static void test_cmd_dispatch(void)
 	CHECK(usage_calls == 3 && usage_to == stderr);
 }
 
+/* What the calls between capture_stderr and captured_stderr write on fd 2. */
+static int saved_stderr = -1;
+static void capture_stderr(void)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/stderr.txt", tmpdir);
+	fflush(stderr);
+	saved_stderr = dup(2);
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static const char *captured_stderr(void)
+{
+	static char text[1024];
+	char path[300];
+	snprintf(path, sizeof(path), "%s/stderr.txt", tmpdir);
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+	text[n] = '\0';
+	if (f)
+		fclose(f);
+	return text;
+}
+
+/* getopt_long's errors in the program's words, with the option meant */
+static void test_cmd_getopt(void)
+{
+	static const struct option opts[] = {
+	    {"zoom", required_argument, 0, 'z'}, {"out", required_argument, 0, 'o'},
+	    {"rate", required_argument, 0, 'r'}, {"retries", required_argument, 0, 'R'},
+	    {"help", no_argument, 0, 'h'},	 {0, 0, 0, 0}};
+	struct {
+		char *argv[4];
+		int want;
+		const char *says;
+	} cases[] = {
+	    {{"p", "--zoom=5", NULL}, 'z', ""},
+	    {{"p", "--zom", "3", NULL}, '?', "p: unknown option '--zom', did you mean '--zoom'?\n"},
+	    {{"p", "--zom=3", NULL}, '?', "p: unknown option '--zom', did you mean '--zoom'?\n"},
+	    {{"p", "--out", NULL}, '?', "p: option '--out' needs a value\n"},
+	    {{"p", "--r", "1", NULL},
+	     '?',
+	     "p: option '--r' is ambiguous: write it out: --rate --retries\n"},
+	    {{"p", "--bogus", NULL}, '?', "p: unknown option '--bogus'\n"},
+	    {{"p", "-x", NULL}, '?', "p: unknown option '-x'\n"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int argc = 0;
+		while (cases[i].argv[argc])
+			argc++;
+		optind = 0; /* glibc: start over */
+		capture_stderr();
+		int c = cmd_getopt("p", argc, cases[i].argv, "h", opts);
+		const char *said = captured_stderr();
+		CHECK_INT(c, cases[i].want);
+		CHECK_STR(said, cases[i].says);
+	}
+	optind = 0;
+	char *argv[] = {"p", "--zoom=5", NULL};
+	CHECK_INT(cmd_getopt("p", 2, argv, "h", opts), 'z');
+	CHECK_STR(optarg, "5");
+	static const struct cmd cmds[] = {{"sample", NULL}, {"propose", NULL}};
+	char *typo[] = {"prog", "sampel", NULL};
+	capture_stderr();
+	CHECK_INT(cmd_dispatch("prog", 2, typo, cmds, 2, count_usage), 2);
+	CHECK_STR(captured_stderr(), "prog: unknown command 'sampel', did you mean 'sample'?\n");
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -305,6 +378,7 @@ int main(void)
 	RUN(test_parse_whole_numbers_only);
 	RUN(test_parse_nearest);
 	RUN(test_cmd_dispatch);
+	RUN(test_cmd_getopt);
 	struct error err;
 	fs_rm_rf(tmpdir, &err);
 	return CHECK_DONE();
