@@ -74,7 +74,7 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 	gethostname(host, sizeof(host) - 1);
 	struct buf ids = BUF_INIT;
 	long long running = 0, unstarted = 0, ended = 0;
-	int rc = 0, grouped = 0;
+	int rc = 0, grouped = 0, group = 0;
 	for (int s = 0; s < r->spec.nstages; s++)
 		for (int t = 0; marks[s] && t < r->spec.stages[s].ntasks; t++) {
 			struct task_info ti;
@@ -89,8 +89,9 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 				if (!buf_has_word(&ids, ti.job)) /* a group's tasks share a job */
 					buf_addf(&ids, "%s%s", ids.len ? " " : "", ti.job);
 				ti.state == TASK_RUNNING ? running++ : unstarted++;
-				if (r->spec.stages[s].res.group > 1)
-					grouped = s + 1;
+				if (ti.group >
+				    1) /* as submitted: --spec may have changed it since */
+					grouped = s + 1, group = ti.group;
 			} else if (ti.state == TASK_RUNNING && !strcmp(ti.host, host) &&
 				   !ti.job[0]) {
 				running += kill((pid_t)ti.pid, SIGTERM) == 0;
@@ -120,8 +121,7 @@ static int cancel_tasks(const struct run *r, unsigned char **marks, long driver)
 			    "note: a Slurm job of %s runs %d of its tasks one after another "
 			    "(group): "
 			    "the tasks of those jobs that had not ended were cancelled with them\n",
-			    r->spec.stages[grouped - 1].name,
-			    r->spec.stages[grouped - 1].res.group);
+			    r->spec.stages[grouped - 1].name, group);
 		run_event(r->dir,
 			  "cancel: %lld tasks named, %lld running and %lld unstarted cancelled",
 			  running + unstarted + ended, running, unstarted);

@@ -313,6 +313,7 @@ void sched_view_apply(const struct sched_view *v, const struct run *r, int stage
 	const struct sched_sub *sub = find_submission(v, stage, task, &job, &index);
 	if (!sub)
 		return; /* never submitted: the markers say all there is */
+	ti->group = group_of(sub);
 	char latest[32];
 	snprintf(latest, sizeof(latest), "%ld_%d", job, index);
 	if (v->unreachable) {
