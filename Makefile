@@ -3,7 +3,8 @@
 #   make CUDA=1          adds nn/cuda (cuDNN + cuBLAS); objects in build/cuda, programs in build/cuda/bin
 #   make ASAN=1          AddressSanitizer + UBSan; objects and programs under build/asan
 #   make DEBUG=1         -O0
-# Targets: all, test, bench, demo, check-cuda, bench-cuda, format, clean.
+# Targets: all, test, bench, demo, check-cuda, bench-cuda, install, uninstall, format, clean.
+#   make install PREFIX=$HOME/.local   (default /usr/local; DESTDIR for packaging)
 
 CC      ?= cc
 NVCC    ?= /usr/local/cuda/bin/nvcc
@@ -75,7 +76,7 @@ ALL_OBJS := $(foreach d,$(LIBDIRS),$(call objs_of,$(d))) $(O)/pipeline/main.o \
             $(patsubst %.c,$(O)/%.o,$(wildcard stages/*.c tests/unit/*.c bench/*.c))
 
 .SECONDARY:
-.PHONY: all test test-unit bench demo check-cuda bench-cuda format clean
+.PHONY: all test test-unit bench demo check-cuda bench-cuda install uninstall format clean
 all: $(PROGS) $(UNITS)
 
 define lib_rule
@@ -130,6 +131,13 @@ check-cuda:
 bench-cuda:
 	$(MAKE) CUDA=1 all $(patsubst bench/%.c,build/cuda/b/%,$(wildcard bench/*.c))
 	@CAIRN_BIN=$(abspath build/cuda/bin) CAIRN_BENCH=$(abspath build/cuda/b) bash bench/run.sh --cuda
+
+PREFIX ?= /usr/local
+install: all
+	@bash scripts/install.sh $(BIN) $(DESTDIR)$(PREFIX)
+
+uninstall:
+	@bash scripts/install.sh $(BIN) $(DESTDIR)$(PREFIX) --uninstall
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')
