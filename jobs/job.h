@@ -61,6 +61,7 @@ struct job_opts {
 	int jobs;             /* local: concurrent slots */
 	char **gpu_ids;       /* local: GPUs tasks may be given (CUDA_VISIBLE_DEVICES names) */
 	int ngpus;
+	long mem_mb;          /* local: memory the running tasks may ask at once; 0: no limit */
 	job_progress_fn progress;
 	void *progress_ctx;
 };

@@ -37,6 +37,8 @@ struct pool {
 	struct ref *slot_task;
 	int *slot_weight;
 	int nslots, free_weight;
+	long *slot_mem;         /* per slot: the mem its task holds (MB) */
+	long free_mem;          /* of job_opts.mem_mb */
 	int *gpu_slot;          /* per GPU of job_opts.gpu_ids: the slot using it, or -1 */
 	long long external;     /* tasks running in wrappers we did not start */
 };
@@ -85,6 +87,16 @@ static int weight_of(const struct pool *p, int s)
 	if (w < 1)
 		w = 1;
 	return w > p->o->jobs ? p->o->jobs : w;
+}
+
+/* The memory a task of stage s holds while it runs: its stage's mem, all of
+ * the budget at most (a task asking more runs alone); 0 without a budget. */
+static long mem_of(const struct pool *p, int s)
+{
+	long m = p->g->stages[s].res->mem_mb;
+	if (p->o->mem_mb <= 0)
+		return 0;
+	return m > p->o->mem_mb ? p->o->mem_mb : m;
 }
 
 /* Count initial unsatisfied dependencies; mark the ready ones. */
@@ -158,7 +170,9 @@ static int setup(struct pool *p, struct error *err)
 	p->pids = mem_calloc((size_t)p->nslots, sizeof(pid_t));
 	p->slot_task = mem_calloc((size_t)p->nslots, sizeof(struct ref));
 	p->slot_weight = mem_calloc((size_t)p->nslots, sizeof(int));
-	if (!p->pids || !p->slot_task || !p->slot_weight)
+	p->slot_mem = mem_calloc((size_t)p->nslots, sizeof(long));
+	p->free_mem = p->o->mem_mb;
+	if (!p->pids || !p->slot_task || !p->slot_weight || !p->slot_mem)
 		return error_set(err, "out of memory");
 	return 0;
 }
@@ -180,6 +194,7 @@ static void release(struct pool *p)
 	mem_free(p->pids);
 	mem_free(p->slot_task);
 	mem_free(p->slot_weight);
+	mem_free(p->slot_mem);
 	mem_free(p->gpu_slot);
 }
 
@@ -286,6 +301,8 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 	p->slot_task[slot].task = t;
 	p->slot_weight[slot] = weight_of(p, s);
 	p->free_weight -= p->slot_weight[slot];
+	p->slot_mem[slot] = mem_of(p, s);
+	p->free_mem -= p->slot_mem[slot];
 	p->running_in_stage[s]++;
 	p->attempts[s][t]++;
 	p->state[s][t] = T_RUNNING;
@@ -306,6 +323,7 @@ static int fill(struct pool *p, struct error *err)
 			if (!p->pids[i])
 				slot = i;
 		int fits = slot >= 0 && weight_of(p, r.stage) <= p->free_weight &&
+			   mem_of(p, r.stage) <= p->free_mem &&
 			   res->gpus <= free_gpus(p) && (!res->throttle || p->running_in_stage[r.stage] < res->throttle);
 		if (!fits) {
 			if (push(p, r.stage, r.task) < 0)
@@ -344,6 +362,7 @@ static int finished(struct pool *p, int slot, int status, struct error *err)
 	struct ref r = p->slot_task[slot];
 	p->pids[slot] = 0;
 	p->free_weight += p->slot_weight[slot];
+	p->free_mem += p->slot_mem[slot];
 	for (int i = 0; i < p->o->ngpus; i++)
 		if (p->gpu_slot[i] == slot)
 			p->gpu_slot[i] = -1;

@@ -23,6 +23,7 @@ struct run_opts {
 	char **sets;
 	int nsets;
 	int jobs;
+	long mem_mb; /* --mem: local memory budget; 0 until defaulted */
 	const char *gpus;
 	int dry_run;
 	int json;
@@ -36,14 +37,16 @@ struct run_opts {
 
 static const char run_usage[] =
     "usage: cairn run SPEC [--executor local|slurm] [--set NAME=VALUE]... [--jobs N]\n"
-    "                 [--gpus G] [--run-dir DIR] [--until S[,S]] [--dry-run] [--wait]\n"
-    "                 [--json]\n"
+    "                 [--mem SIZE] [--gpus G] [--run-dir DIR] [--until S[,S]]\n"
+    "                 [--dry-run] [--wait] [--json]\n"
     "Runs a pipeline: creates a run folder (under runs/, or DIR) and runs every task.\n"
     "  --executor E   local (default: a pool of processes here) or slurm: submit every\n"
     "                 task as job arrays with dependencies, then exit\n"
     "  --wait         slurm: follow the run until it ends (one squeue per poll)\n"
     "  --set N=V      override a value of [params]; repeatable\n"
     "  --jobs N       local: tasks at once (default: the number of cores)\n"
+    "  --mem SIZE     local: memory the running tasks may ask at once, by their\n"
+    "                 stages' mem (4G, 512M; default: this machine's memory)\n"
     "  --gpus G       local: GPUs to give to stages with gpus = N: a count, a list of\n"
     "                 device ids (0,2) or none (default: CUDA_VISIBLE_DEVICES, else\n"
     "                 every /dev/nvidiaN); each task sees only its own\n"
@@ -59,8 +62,8 @@ static const char run_usage[] =
 
 static const char resume_usage[] =
     "usage: cairn resume RUN [--spec SPEC] [--set NAME=VALUE]... [--executor E] [--jobs N]\n"
-    "                        [--gpus G] [--verify] [--until S[,S]] [--rerun T[,T]]\n"
-    "                        [--dry-run] [--wait] [--json]\n"
+    "                        [--mem SIZE] [--gpus G] [--verify] [--until S[,S]]\n"
+    "                        [--rerun T[,T]] [--dry-run] [--wait] [--json]\n"
     "Reruns only the tasks that failed, never ran, were cancelled or lost, whose\n"
     "outputs changed, or whose key changed (command, resources or inputs), then\n"
     "every task downstream of them whose inputs came out different. Done tasks\n"
@@ -114,6 +117,12 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 				return -1;
 			}
 			o->jobs = (int)n;
+		} else if (OPT("--mem")) {
+			o->mem_mb = spec_parse_mem_mb(val);
+			if (o->mem_mb <= 0) {
+				fprintf(stderr, "cairn: --mem %s: want a size like 4G or 512M\n", val);
+				return -1;
+			}
 		} else if (OPT("--gpus"))
 			o->gpus = val;
 		else if (OPT("--executor")) {
@@ -151,6 +160,10 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 	if (!o->jobs) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		o->jobs = n > 0 ? (int)n : 1;
+	}
+	if (!o->mem_mb) { /* this machine's memory */
+		long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+		o->mem_mb = pages > 0 && size > 0 ? (long)((double)pages * (double)size / 1048576) : 0;
 	}
 	return 0;
 }
@@ -305,10 +318,24 @@ static int execute_local(struct run *r, const struct plan *p, const struct run_o
 	struct job_counts c;
 	if (rc == 0)
 		rc = local_gpus_init(&gpus, o->gpus, err);
-	struct job_opts jo = {o->jobs, gpus.ids, gpus.n, on_progress, &pc};
+	struct job_opts jo = {o->jobs, gpus.ids, gpus.n, o->mem_mb, on_progress, &pc};
+	for (int i = 0; rc == 0 && i < r->spec.nstages; i++) {
+		long m = r->spec.stages[i].res.mem_mb;
+		if (p->stages[i].run == 0 || o->mem_mb <= 0 || m <= o->mem_mb)
+			continue;
+		char want[32], have[32];
+		job_format_kib((long long)m * 1024, want, sizeof(want));
+		job_format_kib((long long)o->mem_mb * 1024, have, sizeof(have));
+		fprintf(stderr,
+			"cairn: note: stage '%s' asks mem = %s a task, more than the %s its tasks "
+			"may hold here at once (--mem): they run alone, one at a time\n",
+			r->spec.stages[i].name, want, have);
+	}
 	if (rc == 0) {
-		run_event(r->dir, "local executor: %lld tasks to run, %lld skipped, %d slots, %d GPUs",
-			  p->run, p->skip, o->jobs, gpus.n);
+		run_event(r->dir,
+			  "local executor: %lld tasks to run, %lld skipped, %d slots, %ld MB of "
+			  "memory, %d GPUs",
+			  p->run, p->skip, o->jobs, o->mem_mb, gpus.n);
 		rc = local_run(&gr.g, &jo, &c, err);
 		if (pc.tty)
 			fprintf(stderr, "\n");

@@ -761,6 +761,38 @@ check_grep "a typo of an option: did you mean (from the usage's words)" "did you
 cairn resume rut --rerun "" >out.txt 2>&1
 check_eq "rerun: nothing named is bad usage, not a plain resume" "$?" 2
 
+# --- the local executor keeps the tasks' mem within --mem ---
+# Each task holds a lock folder while it runs: a second task at once finds
+# it taken and says so.
+cat >mem.ini <<EOF
+[stage m]
+array = 4
+mem = \${param.mem}
+command = mkdir $T/memlock 2>/dev/null || echo overlap >> $T/memover
+    sleep 0.4
+    rmdir $T/memlock 2>/dev/null || true
+
+[params]
+mem = 600M
+EOF
+cairn run mem.ini --jobs 4 --mem 1G --run-dir rmem1 >out.txt 2>&1
+check_eq "mem: 4 tasks of 600M under --mem 1G: exit 0" "$?" 0
+check "mem: ... one at a time (no two held the lock)" test ! -e memover
+check_grep "mem: events.log says the budget" "4 slots, 1024 MB of memory" rmem1/events.log
+cairn run mem.ini --jobs 4 --mem 2400M --run-dir rmem2 >out.txt 2>&1
+check_eq "mem: under --mem 2400M: exit 0" "$?" 0
+check "mem: ... several at once" test -e memover
+rm -f memover
+cairn run mem.ini --jobs 4 --mem 1G --set mem=4G --run-dir rmem3 >out.txt 2>&1
+check_eq "mem: tasks asking more than --mem: exit 0, they still run" "$?" 0
+check_grep "mem: ... alone, and cairn says so" "note: stage 'm' asks mem = 4.00 GiB a task, more than the 1.00 GiB its tasks may hold here at once \(--mem\): they run alone, one at a time" out.txt
+check "mem: ... one at a time" test ! -e memover
+cairn run mem.ini --mem 4Q --dry-run >out.txt 2>&1
+check_grep "mem: a bad --mem is bad usage, said" "cairn: --mem 4Q: want a size like 4G or 512M" out.txt
+cairn run mem.ini --jobs 2 --run-dir rmem4 >out.txt 2>&1
+check_grep "mem: by default the budget is this machine's memory" \
+	"2 slots, $(awk '/^MemTotal/ {print int($2 / 1024)}' /proc/meminfo) MB of memory" rmem4/events.log
+
 # --- dry run creates nothing; graph; help ---
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry
