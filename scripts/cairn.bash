@@ -93,7 +93,7 @@ _cairn() {
 	case $prev in
 	--executor) mapfile -t COMPREPLY < <(compgen -W "local slurm" -- "$cur") ;;
 	--run-dir | --spec) mapfile -t COMPREPLY < <(compgen -f -- "$cur") ;;
-	--set | --jobs | --gpus | --lines | -n) ;;
+	--set | --jobs | --mem | --gpus | --lines | -n) ;;
 	--until) _cairn_tasks "$(_cairn_spec)" "${cur##*,}" 0 "$prefix" ;;
 	--rerun) _cairn_tasks "$(_cairn_spec)" "${cur##*,}" 1 "$prefix" ;;
 	*)
