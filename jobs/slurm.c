@@ -60,6 +60,8 @@ static int write_script(const struct job_graph *g, const struct slurm_opts *o, i
 {
 	buf_reset(path);
 	buf_addf(path, "%s/%s.sh", o->script_dir, g->stages[s].name);
+	if (o->dry) /* its path alone */
+		return path->failed ? error_set(err, "out of memory") : 0;
 	struct buf text = BUF_INIT;
 	int k = group_of(g->stages[s].res);
 	if (k == 1)
@@ -147,12 +149,14 @@ static void dependency(const struct job_graph *g, const struct slurm_opts *o,
 		int corr = st->deps[e].one_to_one &&
 			   group_of(st->res) == group_of(g->stages[u].res) && chunk < up->nchunks &&
 			   up->job[chunk] && !strcmp(up->indices[chunk], indices);
+		const char *id = o->dry ? "#" : ""; /* a dry run's jobs: #1, #2, ... */
 		if (corr) {
-			buf_addf(dep, "%saftercorr:%ld", dep->len ? "," : "", up->job[chunk]);
+			buf_addf(dep, "%saftercorr:%s%ld", dep->len ? "," : "", id, up->job[chunk]);
 		} else {
 			for (int c = 0; c < up->nchunks; c++)
 				if (up->job[c])
-					buf_addf(dep, "%safterok:%ld", dep->len ? "," : "", up->job[c]);
+					buf_addf(dep, "%safterok:%s%ld", dep->len ? "," : "", id,
+						 up->job[c]);
 		}
 		if (o->waits && o->waits->ids[u] && *o->waits->ids[u])
 			buf_addf(dep, "%safterok:%s", dep->len ? "," : "", o->waits->ids[u]);
@@ -229,7 +233,16 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 		return error_set(err, "out of memory");
 	}
 	long job = 0;
-	rc = slurm_sbatch(script, (const char *const *)a.v, &job, err);
+	if (o->dry) { /* what would go out, as a shell would take it */
+		job = serial - o->first_serial + 1;
+		fprintf(o->dry, "#%ld: sbatch", job);
+		for (int i = 0; i < a.n; i++)
+			fprintf(o->dry, strpbrk(a.v[i], " \t'\"$&;|<>()*?") ? " '%s'" : " %s",
+				a.v[i]);
+		fprintf(o->dry, " %s\n", script);
+	} else {
+		rc = slurm_sbatch(script, (const char *const *)a.v, &job, err);
+	}
 	args_release(&a);
 	if (rc < 0) {
 		error_prefix(err, "stage %s: ", st->name);
@@ -239,7 +252,7 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 	sent[s].job[chunk] = job;
 	sent[s].indices[chunk] = indices;
 	struct slurm_submission sub = {s, job, (int)(chunk * max_array * k), indices, k};
-	if (o->record && o->record(o->record_ctx, &sub, err) < 0) {
+	if (!o->dry && o->record && o->record(o->record_ctx, &sub, err) < 0) {
 		error_prefix(err, "job %ld of stage %s was submitted but not recorded: ", job, st->name);
 		return -1;
 	}
@@ -250,9 +263,15 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 {
 	long max_array;
 	if (slurm_max_array_size(&max_array, err) < 0) {
-		error_prefix(err, "cannot reach the Slurm controller (try `scontrol ping`; is SLURM_CONF "
-				  "set?): ");
-		return -1;
+		if (!o->dry) {
+			error_prefix(err,
+				     "cannot reach the Slurm controller (try `scontrol ping`; is "
+				     "SLURM_CONF set?): ");
+			return -1;
+		}
+		fprintf(o->dry,
+			"(Slurm's controller did not answer here: MaxArraySize taken as 1001)\n");
+		max_array = 1001;
 	}
 	if (max_array < 1)
 		max_array = 1001;
@@ -261,7 +280,7 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 	int calls = 0, rc = 0;
 	if (!sent)
 		return error_set(err, "out of memory");
-	if (fs_mkdir_p(o->script_dir, err) < 0) {
+	if (!o->dry && fs_mkdir_p(o->script_dir, err) < 0) {
 		mem_free(sent);
 		return -1;
 	}

@@ -5,6 +5,8 @@
 #ifndef JOBS_SLURM_H
 #define JOBS_SLURM_H
 
+#include <stdio.h>
+
 #include "jobs/job.h"
 
 /* One sbatch: a stage's tasks offset .. offset + (array indices). */
@@ -35,6 +37,8 @@ struct slurm_opts {
 	const struct slurm_waits *waits;
 	slurm_record_fn record;
 	void *record_ctx;
+	FILE *dry; /* set: print each sbatch command line there instead (jobs
+		      named #1, #2, ... in the dependencies), write and record nothing */
 };
 
 /* Submit every task whose todo is LOCAL_RUN (jobs/local.h values) of every

@@ -359,8 +359,9 @@ static int record_submission(void *ctx, const struct slurm_submission *sub, stru
 }
 
 /* Submit every task the plan runs; those still queued from an earlier
- * submission are waited for through their job ids. */
-static int submit_slurm(struct run *r, struct plan *p, struct error *err)
+ * submission are waited for through their job ids. dry: print the sbatch
+ * command lines there instead, and cancel, write and record nothing. */
+static int submit_slurm(struct run *r, struct plan *p, FILE *dry, struct error *err)
 {
 	const struct spec *s = &r->spec;
 	struct graph gr;
@@ -378,7 +379,7 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 	for (int i = 0; rc == 0 && i < s->nstages; i++) {
 		const struct job_res *res = &s->stages[i].res;
 		long k = res->group > 1 ? res->group : 1, limit = res->time_s * k;
-		if (p->stages[i].run > 0 && limit % 60)
+		if (p->stages[i].run > 0 && limit % 60 && !dry)
 			fprintf(stderr,
 				"cairn: note: stage %s: time = %ld s%s becomes %ld min on Slurm, "
 				"which counts "
@@ -388,7 +389,7 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 	}
 	/* Queued jobs that must go first: their input reruns, or the spec
 	 * dropped their task. */
-	if (rc == 0 && p->ncancel > 0) {
+	if (rc == 0 && p->ncancel > 0 && !dry) {
 		rc = slurm_cancel_text(buf_str(&p->cancel), err);
 		if (rc == 0) {
 			printf("cancelled %lld queued Slurm job%s first: %s\n", p->ncancel,
@@ -408,13 +409,21 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 	struct buf scripts = BUF_INIT;
 	buf_addf(&scripts, "%s/slurm", r->dir);
 	json_t *recorded = json_object_get(r->info, "jobs");
-	struct slurm_opts so = {jsonio_str(r->info, "workdir", "."), scripts.s, prefix,
-				json_is_array(recorded) ? (int)json_array_size(recorded) : 0, &s->slurm,
-				&waits, record_submission, r};
+	struct slurm_opts so = {jsonio_str(r->info, "workdir", "."),
+				scripts.s,
+				prefix,
+				json_is_array(recorded) ? (int)json_array_size(recorded) : 0,
+				&s->slurm,
+				&waits,
+				record_submission,
+				r,
+				dry};
 	double t0 = clock_now();
 	long calls0 = slurm_calls(SLURM_SBATCH);
 	int n = rc == 0 ? slurm_submit(&gr.g, &so, err) : -1;
-	if (n >= 0) {
+	if (dry) {
+		rc = n < 0 ? -1 : 0;
+	} else if (n >= 0) {
 		printf("submitted %lld tasks in %d job arrays (%ld sbatch calls, %.2f s); nothing of "
 		       "cairn keeps running\n",
 		       p->run, n, slurm_calls(SLURM_SBATCH) - calls0, clock_now() - t0);
@@ -431,6 +440,22 @@ static int submit_slurm(struct run *r, struct plan *p, struct error *err)
 	mem_free(waits.ids);
 	graph_release(&gr, s->nstages);
 	return rc;
+}
+
+/* A dry run on Slurm: the sbatch command lines it would run. */
+static int dry_sbatch(struct run *r, struct plan *p)
+{
+	struct error err;
+	if (p->run == 0)
+		return 0;
+	printf("sbatch calls it would make%s:\n",
+	       strcmp(r->dir, "RUN") ? "" : " (RUN: the run folder, made when it runs)");
+	fflush(stdout);
+	if (submit_slurm(r, p, stdout, &err) < 0) {
+		fprintf(stderr, "cairn: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
 }
 
 /* --wait: follow a Slurm run with one squeue per poll, 5 s apart at first,
@@ -624,7 +649,7 @@ static int drive(struct run *r, const struct run_opts *o, int fresh)
 		if (!fresh && release_sweep(r, &err) < 0)
 			fprintf(stderr, "cairn: releasing temp outputs: %s\n", err.msg);
 		if (slurm)
-			rc = submit_slurm(r, &p, &err);
+			rc = submit_slurm(r, &p, NULL, &err);
 		else
 			rc = execute_local(r, &p, o, &cancelled, &err);
 	}
@@ -725,13 +750,19 @@ int cmd_run(int argc, char **argv)
 		struct run r;
 		memset(&r, 0, sizeof(r));
 		r.spec = s;
-		r.dir = "(new run)";
+		r.dir = "RUN";
+		char cwd[PATH_MAX];
+		r.info = json_pack("{s:s}", "workdir", getcwd(cwd, sizeof(cwd)) ? cwd : ".");
 		struct plan p;
 		unsigned char *keep;
-		if ((rc = make_plan(&p, &r, &o, 1, &keep)) == 0)
+		if ((rc = make_plan(&p, &r, &o, 1, &keep)) == 0) {
 			print_plan(&r, &p, executor);
+			if (!strcmp(executor, "slurm") && dry_sbatch(&r, &p) < 0)
+				rc = 1;
+		}
 		plan_release(&p);
 		mem_free(keep);
+		json_decref(r.info);
 		goto out_spec;
 	}
 	if (o.until) { /* a name that is no stage: said before a run folder is made */
@@ -809,6 +840,9 @@ int cmd_resume(int argc, char **argv)
 			if (warning[0])
 				fprintf(stderr, "cairn resume: %s\n", warning);
 			print_plan(&r, &p, run_executor(&r));
+			if (!strcmp(o.executor ? o.executor : run_executor(&r), "slurm") &&
+			    dry_sbatch(&r, &p) < 0)
+				rc = 1;
 		}
 		plan_release(&p);
 		mem_free(keep);

@@ -797,6 +797,10 @@ check_grep "mem: by default the budget is this machine's memory" \
 cairn run dag.ini --dry-run --run-dir r-dry >plan.txt 2>&1
 check "dry run: creates no run folder" test ! -e r-dry
 check_grep "dry run: prints the plan" "would run 9 tasks, skip 0" plan.txt
+SLURM_CONF=$T/no-slurm.conf cairn run dag.ini --executor slurm --dry-run --run-dir r-dry >plan.txt 2>&1
+check_eq "dry run on Slurm, no cluster here: exit 0, no run folder" "$?:$(test -e r-dry && echo made)" "0:"
+check_grep "dry run on Slurm: the sbatch lines, one per stage" "^#3: sbatch --job-name=cairn.RUN.[0-9a-f]+.c.2 --array=0 .*--dependency=afterok:#2 --kill-on-invalid-dep=yes RUN/slurm/c.sh$" plan.txt
+check_grep "dry run on Slurm: ... with MaxArraySize assumed, said" "controller did not answer here: MaxArraySize taken as 1001" plan.txt
 cairn graph dag.ini >g.dot
 check_grep "graph: one-to-one edge" '"a" -> "b" \[label="1:1"\]' g.dot
 check_grep "graph: gather edge" '"b" -> "c";' g.dot
