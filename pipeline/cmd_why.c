@@ -93,6 +93,37 @@ static void print_done_usage(const struct run *r, const struct spec_stage *st, i
 	json_decref(j);
 }
 
+/* What to do about a failure of this kind, where the log does not say it:
+ * the ones that come from outside the command. */
+static void print_remedy(const struct run *r, const struct spec_stage *st,
+			 const struct task_info *ti)
+{
+	const char *spec = jsonio_str(r->info, "spec_source", "SPEC");
+	char now[32];
+	if (!strcmp(ti->kind, "oom")) {
+		job_format_kib((long long)st->res.mem_mb * 1024, now, sizeof(now));
+		printf("  to do: raise mem of %s (now %s) and `cairn resume %s --spec %s` (or "
+		       "--set, when a param gives it); `cairn status %s --usage` shows what its "
+		       "done tasks used\n",
+		       st->name, st->res.mem_mb > 0 ? now : "not set", r->dir, spec, r->dir);
+	} else if (!strcmp(ti->kind, "timeout")) {
+		job_format_seconds((double)st->res.time_s, now, sizeof(now));
+		printf("  to do: raise time of %s (now %s) and `cairn resume %s --spec %s`; or let "
+		       "its retries go on where it stopped: retry_on = timeout and a command that "
+		       "keeps its progress in $CAIRN_STATE (docs/spec.md)\n",
+		       st->name, now, r->dir, spec);
+	} else if (!strcmp(ti->kind, "node_fail") || !strcmp(ti->kind, "preempted")) {
+		printf("  to do: nothing in the task: `cairn resume %s` runs it again; retries and "
+		       "retry_on = node_fail,preempted would have by themselves\n",
+		       r->dir);
+	} else if (!strcmp(ti->kind, "lost")) {
+		printf(
+		    "  to do: its wrapper ended without a word (a reboot, kill -9, a node gone): "
+		    "`cairn resume %s` runs it again\n",
+		    r->dir);
+	}
+}
+
 static void explain(const struct run *r, const struct plan *p, int s, int t, int lines)
 {
 	const struct spec_stage *st = &r->spec.stages[s];
@@ -117,6 +148,8 @@ static void explain(const struct run *r, const struct plan *p, int s, int t, int
 		task_kind_label(&ti, what, sizeof(what));
 		printf("  not retried: retry_on = %s does not cover %s\n", st->res.retry_on, what);
 	}
+	if (state == TASK_FAILED)
+		print_remedy(r, st, &ti);
 	if (state == TASK_DONE)
 		print_done_usage(r, st, t);
 	if (ti.in_group)

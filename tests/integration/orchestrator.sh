@@ -469,6 +469,7 @@ check_eq "time limit, local: the run fails" "$?" 1
 check "time limit, local: each attempt stopped at 1 s (2 attempts, well under 30 s)" test $(($(date +%s) - start)) -lt 20
 cairn why rt t/0 >why.txt 2>&1
 check_grep "time limit, local: kind timeout, retried once" "t/0: failed: timeout on attempt 2: time limit of 1 s reached" why.txt
+check_grep "why of a timeout: what to do" "to do: raise time of t \(now 1.0 s\) and .cairn resume $T/rt --spec v1.2.ini." why.txt
 check_grep "default name: the file name without .ini" "^name = v1_2" rt/spec.ini
 cairn why rt t/0 --lines -5 >out.txt 2>&1
 check_eq "why --lines -5: exit 2" "$?" 2
@@ -485,6 +486,7 @@ printf '[stage n]\ncommand = exit 4\nretries = 3\nretry_on = exit:5\n' >nv.ini
 cairn run nv.ini --run-dir rnv >/dev/null 2>&1
 cairn why rnv n/0 >why.txt 2>&1
 check_grep "why: a failure retry_on does not cover says so" "not retried: retry_on = exit:5 does not cover exit 4" why.txt
+check_eq "why of a plain exit: no 'to do' (its log says)" "$(grep -c "to do:" why.txt)" 0
 
 # --- runs made before today's checks; outputs changed by hand ---
 printf '[stage s]\ncommand = echo "$HOME" > ${out}/f\n' >olda.ini

@@ -154,11 +154,14 @@ mkdir -p r9/stages/g/0
 printf '{"host": "elsewhere", "pid": 1, "attempt": 1, "slurm_job": "987654_0"}' >r9/stages/g/0/started.json
 cairn status r9 >st.txt 2>&1
 check_grep "lost: a started job Slurm no longer knows, without a marker, is lost" "failed g/0: lost" st.txt
+cairn why r9 g/0 >why.txt 2>&1
+check_grep "lost: why says what to do" "to do: its wrapper ended without a word .*cairn resume $T/r9. runs it again" why.txt
 echo "slurmstepd-vm: error: StepId=987654.batch exceeded memory limit (73154560 > 52428800), being killed" >r9/slurm/g-987654_0.out
 cairn status r9 >st.txt 2>&1
 check_grep "oom after MinJobAge: read from Slurm's log of the job" "failed g/0: oom" st.txt
 cairn why r9 g/0 >why.txt 2>&1
 check_grep "oom: why prints Slurm's log of the job" "exceeded memory limit" why.txt
+check_grep "oom: why says what to do" "to do: raise mem of g \(now not set\) and .cairn resume $T/r9 --spec ghost.ini." why.txt
 # --- Slurm unreachable: markers shown with a warning; resume submits nothing ---
 mkdir -p down
 printf '#!/bin/sh\necho "slurm_load_jobs error: Unable to contact slurm controller (connect failure)" >&2\nexit 1\n' >down/squeue
