@@ -8,7 +8,8 @@
 # spec.ini, or the spec file `run` was given): the stage names, then the task
 # numbers of a stage of at most 100 tasks (when its array is a param, from the
 # run folder's task folders). It reads files only: it never asks Slurm
-# anything.
+# anything. The stage programs (cairn-fetch, ...) get their subcommands and
+# options, from their --help too.
 
 # The spec the line is about: `run`'s .ini, else the run folder's spec.ini
 # (the one named on the line, or the newest in runs/, as cairn takes it).
@@ -113,3 +114,21 @@ _cairn() {
 	return 0
 }
 complete -F _cairn cairn
+
+# The stage programs: their subcommands and options, from their --help
+# ("commands:" lines, then --words); files otherwise.
+_cairn_prog() {
+	local prog=${COMP_WORDS[0]} cur=${COMP_WORDS[COMP_CWORD]} help subs
+	COMPREPLY=()
+	help=$("$prog" --help 2>/dev/null)
+	subs=$(awk '/^commands:/ { on = 1; next } on && /^$/ { exit } on && /^  [a-z]/ { print $1 }' <<<"$help")
+	if ((COMP_CWORD == 1)) && [[ -n $subs && $cur != -* ]]; then
+		mapfile -t COMPREPLY < <(compgen -W "$subs" -- "$cur")
+	elif [[ $cur == -* ]]; then
+		[[ -n $subs ]] && help=$("$prog" "${COMP_WORDS[1]}" --help 2>/dev/null)
+		mapfile -t COMPREPLY < <(compgen -W "$(grep -o -- '--[a-z][a-z0-9-]*' <<<"$help" | sort -u)" -- "$cur")
+	fi
+	return 0
+}
+complete -o default -F _cairn_prog cairn-dataset cairn-eval cairn-fetch cairn-nas cairn-predict \
+	cairn-rasterize cairn-refine cairn-synth cairn-tileset cairn-train-classifier cairn-train-unet

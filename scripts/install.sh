@@ -10,8 +10,7 @@ set -eu
 bin=$1 prefix=$2 root=$(cd "$(dirname "$0")/.." && pwd)
 progs=$(cd "$bin" 2>/dev/null && ls cairn cairn-* 2>/dev/null || true)
 if [ "${3:-}" = --uninstall ]; then
-	for p in $progs; do rm -f "$prefix/bin/$p"; done
-	rm -f "$prefix/share/bash-completion/completions/cairn"
+	for p in $progs; do rm -f "$prefix/bin/$p" "$prefix/share/bash-completion/completions/$p"; done
 	rm -rf "$prefix/share/cairn"
 	echo "removed cairn from $prefix"
 	exit 0
@@ -20,5 +19,9 @@ fi
 install -d "$prefix/bin" "$prefix/share/bash-completion/completions" "$prefix/share/cairn/configs"
 for p in $progs; do install -m 755 "$bin/$p" "$prefix/bin/$p"; done
 install -m 644 "$root/scripts/cairn.bash" "$prefix/share/bash-completion/completions/cairn"
+# bash-completion loads a command's file by its name: one for each program
+for p in $progs; do
+	[ "$p" = cairn ] || ln -sf cairn "$prefix/share/bash-completion/completions/$p"
+done
 install -m 644 "$root"/configs/*.ini "$prefix/share/cairn/configs/"
 echo "installed $(echo $progs | wc -w) programs in $prefix/bin, the bash completion and the example specs in $prefix/share"

@@ -38,7 +38,7 @@ mkdir -p runs && cp -r "$T/rdemo" runs/demo-1
 cp "$P/share/cairn/configs/demo.ini" .
 complete_line() { # words...: what _cairn offers for the last one
 	bash -c 'source "$1"; shift; PATH="$0:$PATH"; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
-		_cairn; printf "%s\n" "${COMPREPLY[@]}" | sort | tr "\n" " "' \
+		case ${COMP_WORDS[0]} in cairn) _cairn ;; *) _cairn_prog ;; esac; printf "%s\n" "${COMPREPLY[@]}" | sort | tr "\n" " "' \
 		"$P/bin" "$P/share/bash-completion/completions/cairn" "$@"
 }
 check_eq "completion: commands" "$(complete_line cairn re)" "resume "
@@ -54,7 +54,12 @@ check_eq "completion: without a run, the newest in runs/" "$(complete_line cairn
 check_eq "completion: --rerun, after a comma" "$(complete_line cairn resume runs/demo-1 --rerun count/1,sp)" \
 	"count/1,split count/1,split/ "
 check_eq "completion: --executor" "$(complete_line cairn resume runs/demo-1 --executor s)" "slurm "
+check_eq "completion: a stage program's subcommands" "$(complete_line cairn-nas pro)" "propose "
+check_eq "completion: ... a subcommand's options" "$(complete_line cairn-dataset info --j)" "--json "
+check_eq "completion: ... a program's options" "$(complete_line cairn-fetch --zo)" "--zoom "
+check "completion: bash-completion finds it under each program's name" \
+	test -L "$P/share/bash-completion/completions/cairn-fetch"
 
 check_rc "uninstall: exit 0" 0 bash "$ROOT/scripts/install.sh" "$CAIRN_BIN" "$P" --uninstall
-check_eq "uninstall: nothing of cairn left" "$(find "$P" -type f | wc -l)" 0
+check_eq "uninstall: nothing of cairn left" "$(find "$P" -type f -o -type l | wc -l)" 0
 exit $failed
