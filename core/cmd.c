@@ -62,6 +62,15 @@ int cmd_getopt(const char *prog, int argc, char **argv, const char *shortopts,
 			fprintf(stderr, "%s: option '%s' needs a value\n", prog, word);
 			return c;
 		}
+	if (strchr(arg, '=') && !strncmp(arg, "--", 2)) /* a value given to a flag */
+		for (int i = 0; longopts[i].name; i++)
+			if (longopts[i].has_arg == no_argument &&
+			    (!strcmp(longopts[i].name, word + 2) ||
+			     (optopt && longopts[i].val == optopt))) {
+				fprintf(stderr, "%s: option '--%s' takes no value: write '--%s' alone\n",
+					prog, longopts[i].name, longopts[i].name);
+				return c;
+			}
 	int prefixed = 0; /* an abbreviation of two options or more */
 	for (int i = 0; longopts[i].name; i++)
 		prefixed +=

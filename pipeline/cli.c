@@ -1,5 +1,6 @@
 #include "pipeline/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,19 +177,46 @@ int cli_main(int argc, char **argv)
 	return 2;
 }
 
+/* whether the usage shows OPT followed by a value: "--lines N" */
+static int takes_value(const char *usage, const char *opt)
+{
+	size_t len = strlen(opt);
+	for (const char *p = strstr(usage, opt); p; p = strstr(p + len, opt))
+		if (p[len] == ' ' && isupper((unsigned char)p[len + 1]))
+			return 1;
+	return 0;
+}
+
 void cli_unexpected(const char *cmd, const char *arg, const char *usage)
 {
 	struct parse_near near;
 	char opts[64][32];
 	int n = 0;
 	parse_near_init(&near, arg);
-	for (const char *p = strstr(usage, "--"); p && n < 64; p = strstr(p + 2, "--")) {
-		size_t len = 2 + strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
-		if (len > 2 && len < sizeof(opts[0]) && (p == usage || strchr(" [(", p[-1]))) {
+	for (const char *p = strchr(usage, '-'); p && n < 64; p = strchr(p + 1, '-')) {
+		size_t dashes = p[1] == '-' ? 2 : 1;
+		size_t len = dashes + strspn(p + dashes, "abcdefghijklmnopqrstuvwxyz-");
+		if (len > dashes && (dashes == 2 || len == 2) && len < sizeof(opts[0]) &&
+		    (p == usage || strchr(" [(", p[-1]))) {
 			snprintf(opts[n], sizeof(opts[0]), "%.*s", (int)len, p);
-			parse_near_try(&near, opts[n++]);
+			if (dashes == 2) /* one letter apart is no hint for '-x' */
+				parse_near_try(&near, opts[n]);
+			n++;
 		}
 	}
+	const char *eq = arg[0] == '-' ? strchr(arg, '=') : NULL;
+	for (int i = 0; eq && i < n; i++)
+		if (strlen(opts[i]) == (size_t)(eq - arg) && !strncmp(opts[i], arg, eq - arg) &&
+		    !takes_value(usage, opts[i])) {
+			fprintf(stderr, "cairn %s: option '%s' takes no value: write '%s' alone\n%s",
+				cmd, opts[i], opts[i], usage);
+			return;
+		}
+	for (int i = 0; i < n; i++)
+		if (!strcmp(opts[i], arg) && takes_value(usage, arg)) {
+			fprintf(stderr, "cairn %s: option '%s' needs a value\n%s", cmd, arg, usage);
+			return;
+		}
 	char hint[128];
 	fprintf(stderr, "cairn %s: unexpected '%s'%s\n%s", cmd, arg,
 		arg[0] == '-' ? parse_did_you_mean(hint, sizeof(hint), near.best) : "", usage);

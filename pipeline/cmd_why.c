@@ -281,8 +281,10 @@ int cmd_why(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--all")) {
 			all = 1;
-		} else if (!strcmp(argv[i], "--lines") && i + 1 < argc) {
-			if (cli_parse_lines("why", "--lines", argv[++i], &lines) < 0)
+		} else if ((!strcmp(argv[i], "--lines") && i + 1 < argc) ||
+			   !strncmp(argv[i], "--lines=", 8)) {
+			const char *v = argv[i][7] == '=' ? argv[i] + 8 : argv[++i];
+			if (cli_parse_lines("why", "--lines", v, &lines) < 0)
 				return 2;
 		} else if (argv[i][0] != '-' && npos < 2)
 			pos[npos++] = argv[i];

@@ -760,6 +760,14 @@ check_eq "a typo of an option: bad usage" "$?" 2
 check_grep "a typo of an option: did you mean" "cairn run: unexpected '--dryrun', did you mean '--dry-run'\?" out.txt
 cairn logs rut a/0 --folow >out.txt 2>&1
 check_grep "a typo of an option: did you mean (from the usage's words)" "did you mean '--follow'\?" out.txt
+cairn status rut --json=1 >out.txt 2>&1
+check_grep "a value given to a flag: says it takes none" "cairn status: option '--json' takes no value: write '--json' alone" out.txt
+cairn why rut a/0 --lines >out.txt 2>&1
+check_grep "an option's value left out: says it needs one" "cairn why: option '--lines' needs a value" out.txt
+cairn logs rut a/0 -n >out.txt 2>&1
+check_grep "a short option's value left out: says it needs one" "cairn logs: option '-n' needs a value" out.txt
+cairn why rut a/0 --lines=1 >out.txt 2>&1
+check_eq "why --lines=N is --lines N" "$?" 0
 cairn resume rut --rerun "" >out.txt 2>&1
 check_eq "rerun: nothing named is bad usage, not a plain resume" "$?" 2
 

@@ -339,6 +339,11 @@ static void test_cmd_getopt(void)
 	     "p: option '--r' is ambiguous: write it out: --rate --retries\n"},
 	    {{"p", "--bogus", NULL}, '?', "p: unknown option '--bogus'\n"},
 	    {{"p", "-x", NULL}, '?', "p: unknown option '-x'\n"},
+	    {{"p", "--help=1", NULL}, '?', "p: option '--help' takes no value: write '--help' alone\n"},
+	    {{"p", "--he=1", NULL}, '?', "p: option '--help' takes no value: write '--help' alone\n"},
+	    {{"p", "--r=1", NULL},
+	     '?',
+	     "p: option '--r' is ambiguous: write it out: --rate --retries\n"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int argc = 0;
