@@ -104,3 +104,6 @@ read -r s kb < <(measure cairn status r-20k)
 read -r j _ < <(measure cairn status r-20k --json)
 read -r f _ < <(measure find r-20k -name done.json)
 printf '%-44s %-26s %s\n' "status, 20,000-task run folder" "$s s (--json $j s)" "find -name done.json: $f s (goal: <= 0.3 s)"
+
+# mem is a limit locally: the wrapper looks at /proc once a second (bench/mem_watch.c).
+[ -x "${CAIRN_BENCH:-}/mem_watch" ] && "$CAIRN_BENCH/mem_watch"

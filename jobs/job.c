@@ -23,6 +23,17 @@ int job_retry_allowed(const char *retry_on, const char *kind, int exit_code)
 	return 0;
 }
 
+long job_next_mem(const struct job_res *res, long last_mb, const char *last_kind)
+{
+	long lo = res->mem_mb, hi = res->mem_max_mb > lo ? res->mem_max_mb : lo;
+	if (lo <= 0)
+		return 0;
+	long m = last_mb > 0 ? last_mb : lo;
+	if (last_kind && !strcmp(last_kind, "oom"))
+		m = m > hi / 2 ? hi : 2 * m;
+	return m < lo ? lo : m > hi ? hi : m;
+}
+
 void job_format_kib(long long kib, char *out, size_t size)
 {
 	if (kib < 1024 * 1024)

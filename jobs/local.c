@@ -28,6 +28,8 @@ struct pool {
 	unsigned char **state;  /* per stage, per task: enum tstate */
 	int **deps_left;        /* per stage, per task: unsatisfied dependencies */
 	int **attempts;         /* per stage, per task: attempts started here */
+	long **next_mem;        /* per stage with a mem range, per task: the mem
+				   its next attempt asks (job_next_mem); NULL */
 	long long *remaining;   /* per stage: tasks not yet satisfied */
 	int *running_in_stage;
 	int *failed_stage;      /* per stage: some task failed for good */
@@ -89,11 +91,18 @@ static int weight_of(const struct pool *p, int s)
 	return w > p->o->jobs ? p->o->jobs : w;
 }
 
-/* The memory a task of stage s holds while it runs: its stage's mem, all of
- * the budget at most (a task asking more runs alone); 0 without a budget. */
-static long mem_of(const struct pool *p, int s)
+/* The mem task t of stage s asks: its stage's, or with a range
+ * (mem = 1G..8G) what its failures so far call for. */
+static long task_mem(const struct pool *p, int s, int t)
 {
-	long m = p->g->stages[s].res->mem_mb;
+	return p->next_mem[s] ? p->next_mem[s][t] : p->g->stages[s].res->mem_mb;
+}
+
+/* The memory a task holds of the budget while it runs: its mem, all of the
+ * budget at most (a task asking more runs alone); 0 without a budget. */
+static long mem_of(const struct pool *p, int s, int t)
+{
+	long m = task_mem(p, s, t);
 	if (p->o->mem_mb <= 0)
 		return 0;
 	return m > p->o->mem_mb ? p->o->mem_mb : m;
@@ -107,11 +116,12 @@ static int setup(struct pool *p, struct error *err)
 	p->state = mem_calloc((size_t)n, sizeof(*p->state));
 	p->deps_left = mem_calloc((size_t)n, sizeof(*p->deps_left));
 	p->attempts = mem_calloc((size_t)n, sizeof(*p->attempts));
+	p->next_mem = mem_calloc((size_t)n, sizeof(*p->next_mem));
 	p->remaining = mem_calloc((size_t)n, sizeof(*p->remaining));
 	p->running_in_stage = mem_calloc((size_t)n, sizeof(int));
 	p->failed_stage = mem_calloc((size_t)n, sizeof(int));
-	if (!p->state || !p->deps_left || !p->attempts || !p->remaining || !p->running_in_stage ||
-	    !p->failed_stage)
+	if (!p->state || !p->deps_left || !p->attempts || !p->next_mem || !p->remaining ||
+	    !p->running_in_stage || !p->failed_stage)
 		return error_set(err, "out of memory");
 	for (int s = 0; s < n; s++) {
 		const struct job_stage *st = &g->stages[s];
@@ -120,6 +130,12 @@ static int setup(struct pool *p, struct error *err)
 		p->attempts[s] = mem_calloc((size_t)st->ntasks, sizeof(int));
 		if (!p->state[s] || !p->deps_left[s] || !p->attempts[s])
 			return error_set(err, "out of memory");
+		if (st->res->mem_max_mb > st->res->mem_mb) {
+			if (!(p->next_mem[s] = mem_alloc((size_t)st->ntasks * sizeof(long))))
+				return error_set(err, "out of memory");
+			for (int t = 0; t < st->ntasks; t++)
+				p->next_mem[s][t] = st->mem_mb ? st->mem_mb[t] : st->res->mem_mb;
+		}
 		for (int t = 0; t < st->ntasks; t++) {
 			int todo = st->todo ? st->todo[t] : LOCAL_RUN;
 			if (todo == LOCAL_SKIP) {
@@ -183,10 +199,12 @@ static void release(struct pool *p)
 		mem_free(p->state[s]);
 		mem_free(p->deps_left ? p->deps_left[s] : NULL);
 		mem_free(p->attempts ? p->attempts[s] : NULL);
+		mem_free(p->next_mem ? p->next_mem[s] : NULL);
 	}
 	mem_free(p->state);
 	mem_free(p->deps_left);
 	mem_free(p->attempts);
+	mem_free(p->next_mem);
 	mem_free(p->remaining);
 	mem_free(p->running_in_stage);
 	mem_free(p->failed_stage);
@@ -277,6 +295,8 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 	char task[16], gpus[256];
 	snprintf(task, sizeof(task), "%d", t);
 	take_gpus(p, slot, g->stages[s].res->gpus, gpus, sizeof(gpus));
+	char memv[32];
+	snprintf(memv, sizeof(memv), "%ld", task_mem(p, s, t));
 	fflush(stdout);
 	fflush(stderr);
 	pid_t pid = fork();
@@ -290,6 +310,11 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 		 * stage asks for none), as under Slurm's --gres. */
 		if (p->o->ngpus > 0)
 			setenv("CUDA_VISIBLE_DEVICES", gpus, 1);
+		/* the task's mem, which its wrapper enforces (cmd_exec.c) */
+		if (task_mem(p, s, t) > 0)
+			setenv("CAIRN_MEM_MB", memv, 1);
+		else
+			unsetenv("CAIRN_MEM_MB");
 		if (g->run_task)
 			_exit(g->run_task(g->run_ctx, s, t));
 		execl(g->cairn, g->cairn, "exec", g->run_dir, g->stages[s].name, task, (char *)NULL);
@@ -301,7 +326,7 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 	p->slot_task[slot].task = t;
 	p->slot_weight[slot] = weight_of(p, s);
 	p->free_weight -= p->slot_weight[slot];
-	p->slot_mem[slot] = mem_of(p, s);
+	p->slot_mem[slot] = mem_of(p, s, t);
 	p->free_mem -= p->slot_mem[slot];
 	p->running_in_stage[s]++;
 	p->attempts[s][t]++;
@@ -323,7 +348,7 @@ static int fill(struct pool *p, struct error *err)
 			if (!p->pids[i])
 				slot = i;
 		int fits = slot >= 0 && weight_of(p, r.stage) <= p->free_weight &&
-			   mem_of(p, r.stage) <= p->free_mem &&
+			   mem_of(p, r.stage, r.task) <= p->free_mem &&
 			   res->gpus <= free_gpus(p) && (!res->throttle || p->running_in_stage[r.stage] < res->throttle);
 		if (!fits) {
 			if (push(p, r.stage, r.task) < 0)
@@ -342,9 +367,10 @@ static int fill(struct pool *p, struct error *err)
 	return 0;
 }
 
-/* Read failed.json of a task: kind and exit code (best effort). */
+/* Read failed.json of a task: kind, exit code, attempt and the attempt's
+ * mem (best effort). */
 static void failure_of(const struct pool *p, int s, int t, char kind[16], int *exit_code,
-		       int *attempt)
+		       int *attempt, long *mem_mb)
 {
 	struct buf path = BUF_INIT;
 	buf_addf(&path, "%s/stages/%s/%d/failed.json", p->g->run_dir, p->g->stages[s].name, t);
@@ -353,6 +379,7 @@ static void failure_of(const struct pool *p, int s, int t, char kind[16], int *e
 	snprintf(kind, 16, "%s", j ? jsonio_str(j, "kind", "exit") : "lost");
 	*exit_code = j ? (int)jsonio_int(j, "exit_code", -1) : -1;
 	*attempt = j ? (int)jsonio_int(j, "attempt", 1) : 1;
+	*mem_mb = j ? (long)jsonio_int(j, "mem_mb", 0) : 0;
 	json_decref(j);
 	buf_release(&path);
 }
@@ -384,8 +411,11 @@ static int finished(struct pool *p, int slot, int status, struct error *err)
 	}
 	char kind[16];
 	int code, attempt;
-	failure_of(p, r.stage, r.task, kind, &code, &attempt);
+	long mem_mb;
+	failure_of(p, r.stage, r.task, kind, &code, &attempt, &mem_mb);
 	const struct job_res *res = p->g->stages[r.stage].res;
+	if (p->next_mem[r.stage])
+		p->next_mem[r.stage][r.task] = job_next_mem(res, mem_mb, kind);
 	if (!stop_sig && strcmp(kind, "cancelled") && p->attempts[r.stage][r.task] <= res->retries &&
 	    job_retry_allowed(res->retry_on, kind, code)) {
 		return push(p, r.stage, r.task) < 0 ? error_set(err, "out of memory") : 0;

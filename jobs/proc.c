@@ -1,6 +1,8 @@
 #include "jobs/proc.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -115,29 +117,88 @@ static int reap_group(pid_t pgid)
 	return n;
 }
 
+long proc_group_rss_kb(pid_t pgid)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	long pages = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		char path[64], text[512];
+		snprintf(path, sizeof(path), "/proc/%.20s/stat", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* gone since readdir */
+		ssize_t n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+		text[n > 0 ? n : 0] = '\0';
+		/* "pid (comm) state ppid pgrp ... rss": fields 3.. after the last ')' */
+		char *p = strrchr(text, ')');
+		long field[22];
+		int k = 0;
+		for (p = p ? p + 2 : NULL; p && k < 22; k++) {
+			field[k] = k == 0 ? 0 : strtol(p, NULL, 10); /* field 3, the state, is a letter */
+			p = strchr(p, ' ');
+			p = p ? p + 1 : NULL;
+		}
+		if (k == 22 && field[2] == (long)pgid) /* field 5: pgrp; field 24: rss */
+			pages += field[21];
+	}
+	closedir(d);
+	return pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
-	      long limit_s, int *timed_out, struct error *err)
+	      struct proc_limits *lim, struct error *err)
 {
 	int termed = 0, killed = 0;
+	long limit_s = lim ? lim->time_s : 0, mem_kb = lim ? lim->mem_kb : 0;
 	time_t term_at = 0, end = limit_s > 0 ? time(NULL) + limit_s : 0;
-	if (timed_out)
-		*timed_out = 0;
-	if (end)
-		alarm((unsigned)limit_s); /* wakes waitid at the limit */
+	if (lim)
+		lim->timed_out = 0, lim->over_kb = 0, lim->peak_kb = 0;
+	/* SIGALRM wakes the wait below: caught, not the default (which ends
+	   this process), and without SA_RESTART */
+	struct sigaction sa, old_sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_alarm;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old_sa);
 	for (;;) {
-		if (end && !termed && time(NULL) >= end && timed_out)
-			*timed_out = 1;
-		if (((stop && *stop) || (end && time(NULL) >= end)) && !termed) {
+		time_t now = time(NULL);
+		if (end && !termed && now >= end)
+			lim->timed_out = 1;
+		if (((stop && *stop) || (end && now >= end)) && !termed) {
 			kill(-pid, SIGTERM);
 			kill(-pid, SIGCONT);
 			termed = 1;
-			term_at = time(NULL);
-			alarm((unsigned)(grace > 0 ? grace : 1));
+			term_at = now;
 		}
-		if (termed && !killed && time(NULL) - term_at >= grace) {
+		if (termed && !killed && now - term_at >= grace) {
 			kill(-pid, SIGKILL);
 			killed = 1;
 		}
+		if (mem_kb > 0 && !killed) {
+			long rss = proc_group_rss_kb(pid);
+			lim->peak_kb = rss > lim->peak_kb ? rss : lim->peak_kb;
+			if (rss > mem_kb) {
+				kill(-pid, SIGKILL);
+				killed = 1;
+				lim->over_kb = rss;
+			}
+		}
+		/* wake for what comes next: the grace's end, the time limit, the
+		 * next look at the memory */
+		long next = 0;
+		if (termed && !killed)
+			next = 1;
+		else if (end && !termed)
+			next = end > now ? end - now : 1;
+		if (mem_kb > 0 && !killed)
+			next = 1;
+		alarm((unsigned)next);
 		/* WNOWAIT: the command stays a zombie until its group is ended */
 		siginfo_t si;
 		si.si_pid = 0;
@@ -145,14 +206,12 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 			break;
 		if (errno != EINTR) {
 			alarm(0);
+			sigaction(SIGALRM, &old_sa, NULL);
 			return error_errno(err, "wait for pid %ld", (long)pid);
 		}
-		if (termed && !killed)
-			alarm(1);
-		else if (end && !termed)
-			alarm(time(NULL) < end ? (unsigned)(end - time(NULL)) : 1);
 	}
 	alarm(0);
+	sigaction(SIGALRM, &old_sa, NULL);
 	/* The command is a zombie: its pid, the group's id, is not reused yet */
 	int alone = kill(-pid, SIGKILL) < 0;
 	if (wait4(pid, status, 0, ru) != pid)

@@ -14,14 +14,29 @@
  * on out_fd and stdin from /dev/null, in a new process group. */
 int proc_spawn(pid_t *pid, char *const argv[], const char *cwd, int out_fd, struct error *err);
 
-/* Wait for pid. While waiting, once *stop becomes non-zero (or limit_s
- * seconds have passed, when limit_s > 0: then *timed_out is set) the process
- * group gets SIGTERM, and SIGKILL `grace` seconds later. When pid has ended,
- * what is left of its group gets SIGKILL, as Slurm ends a step's processes
- * with the step. *status as from waitpid. Returns how many processes were
- * left and ended (those reaped here: see proc_adopt_orphans), or -1. */
+/* What proc_wait enforces on a command's process group, and what it saw. */
+struct proc_limits {
+	long time_s;  /* > 0: SIGTERM after this many seconds, SIGKILL `grace` later */
+	long mem_kb;  /* > 0: SIGKILL once the RSS of the group's processes together
+			 is above it, polled each second (as Slurm's OverMemoryKill) */
+	int timed_out; /* out: time_s was reached */
+	long over_kb;  /* out: the group's RSS when it was stopped for mem, or 0 */
+	long peak_kb;  /* out: the largest RSS of the group seen (with mem_kb) */
+};
+
+/* Wait for pid. While waiting, once *stop becomes non-zero (or lim->time_s
+ * has passed) the process group gets SIGTERM, and SIGKILL `grace` seconds
+ * later; over lim->mem_kb, SIGKILL at once. lim may be NULL. When pid has
+ * ended, what is left of its group gets SIGKILL, as Slurm ends a step's
+ * processes with the step. *status as from waitpid. Returns how many
+ * processes were left and ended (those reaped here: see
+ * proc_adopt_orphans), or -1. */
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
-	      long limit_s, int *timed_out, struct error *err);
+	      struct proc_limits *lim, struct error *err);
+
+/* The resident memory of process group pgid's processes together (KiB),
+ * from /proc/PID/stat; 0 when none is left. */
+long proc_group_rss_kb(pid_t pgid);
 
 /* Make this process the reaper of its descendants' orphans, so that
  * proc_wait can reap (and count) what a command left behind when its group

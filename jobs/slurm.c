@@ -164,8 +164,8 @@ static void dependency(const struct job_graph *g, const struct slurm_opts *o,
 }
 
 static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, struct sent *sent,
-			int s, int chunk, long max_array, const int *idx, int n, const char *script,
-			int serial, struct error *err)
+			int s, int chunk, long max_array, const int *idx, int n, long mem_mb,
+			const char *script, int serial, struct error *err)
 {
 	const struct job_stage *st = &g->stages[s];
 	const struct job_res *r = st->res;
@@ -189,8 +189,8 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 	rc |= args_add(&a, "--cpus-per-task=%d", r->cpus > 0 ? r->cpus : 1);
 	if (r->ranks > 1)
 		rc |= args_add(&a, "--ntasks=%d", r->ranks);
-	if (r->mem_mb > 0)
-		rc |= args_add(&a, "--mem=%ldM", r->mem_mb);
+	if (mem_mb > 0)
+		rc |= args_add(&a, "--mem=%ldM", mem_mb);
 	if (r->time_s > 0) { /* `time` is a task's: an element runs k */
 		add_time(&t, r->time_s * k);
 		rc |= args_add(&a, "%s", t.s);
@@ -303,12 +303,18 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 		int wrote_script = 0;
 		for (int c = 0; c < nchunks && rc == 0; c++) {
 			int n = 0;
+			long mem_mb = st->res->mem_mb;
 			long end = (c + 1) * max_array < nelem ? (c + 1) * max_array : nelem;
 			for (long e = c * max_array; e < end; e++) {
 				/* an element goes out when one of its tasks is to run */
 				int any = 0;
-				for (long t = e * grp; t < (e + 1) * grp && t < st->ntasks; t++)
-					any |= !st->todo || st->todo[t] == LOCAL_RUN;
+				for (long t = e * grp; t < (e + 1) * grp && t < st->ntasks; t++) {
+					int run = !st->todo || st->todo[t] == LOCAL_RUN;
+					any |= run;
+					/* one --mem for the array: the most a task of it asks */
+					if (run && st->mem_mb && st->mem_mb[t] > mem_mb)
+						mem_mb = st->mem_mb[t];
+				}
 				if (any)
 					idx[n++] = (int)(e - c * max_array);
 			}
@@ -320,7 +326,7 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 				if (rc < 0)
 					break;
 			}
-			rc = submit_chunk(g, o, sent, s, c, max_array, idx, n, script.s,
+			rc = submit_chunk(g, o, sent, s, c, max_array, idx, n, mem_mb, script.s,
 					  o->first_serial + calls, err);
 			calls++;
 		}

@@ -52,6 +52,8 @@ struct exec_ctx {
 	int restarts; /* SLURM_RESTART_COUNT: requeues of this submission so far */
 	int retry;    /* it failed and may be retried: requeue the job */
 	int grouped;  /* one of the tasks of a Slurm job of several (group) */
+	long mem_mb;  /* this attempt's mem: Slurm's --mem, or the local executor's
+			 CAIRN_MEM_MB (which the wrapper enforces); 0 = none */
 	double t0;
 	const struct rusage *ru; /* the task's, once it has ended */
 };
@@ -82,6 +84,8 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 		return error_set(err, "out of memory");
 	if (message)
 		json_object_set_new(j, "message", json_string(message));
+	if (x->mem_mb > 0)
+		json_object_set_new(j, "mem_mb", json_integer(x->mem_mb));
 	if (x->ru) { /* it ran: what it used, for `cairn status --usage` and why */
 		json_object_set_new(j, "cpu_s", json_real(cpu_seconds(x->ru)));
 		json_object_set_new(j, "max_rss_kb", json_integer((json_int_t)x->ru->ru_maxrss));
@@ -238,7 +242,7 @@ static void requeue(void)
 	int status;
 	struct rusage ru;
 	if (proc_spawn(&pid, argv, NULL, -1, &err) == 0)
-		proc_wait(pid, &status, &ru, NULL, 10, 0, NULL, &err);
+		proc_wait(pid, &status, &ru, NULL, 10, NULL, &err);
 }
 
 /* Why Slurm stops this job: one scontrol call, made when the wrapper got
@@ -314,10 +318,40 @@ static void set_env(struct exec_ctx *x, const char *self_dir)
 	snprintf(v, sizeof(v), "%d", x->st->res.cpus);
 	setenv("OMP_NUM_THREADS", v, 0);
 	setenv("OPENBLAS_NUM_THREADS", v, 0);
+	/* The task's memory limit, for commands that size buffers by it. */
+	if (x->mem_mb > 0) {
+		snprintf(v, sizeof(v), "%ld", x->mem_mb);
+		setenv("CAIRN_MEM_MB", v, 1);
+	} else {
+		unsetenv("CAIRN_MEM_MB");
+	}
 	if (x->st->res.ranks > 1 && geteuid() == 0) {
 		setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
 		setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
 	}
+}
+
+/* Why a task over its mem was stopped, and what the next attempt asks. */
+static void over_mem(const struct exec_ctx *x, long used_kb, char *msg, size_t size)
+{
+	const struct job_res *r = &x->st->res;
+	char used[32], had[32], next[32], then[160];
+	job_format_kib(used_kb, used, sizeof(used));
+	job_format_kib((long long)x->mem_mb * 1024, had, sizeof(had));
+	long n = job_next_mem(r, x->mem_mb, "oom");
+	job_format_kib((long long)n * 1024, next, sizeof(next));
+	if (n > x->mem_mb)
+		snprintf(then, sizeof(then), "its next attempt asks %s (mem = %ldM..%ldM)", next,
+			 r->mem_mb, r->mem_max_mb);
+	else if (r->mem_max_mb > r->mem_mb)
+		snprintf(then, sizeof(then), "that is the end of its range (mem = %ldM..%ldM): raise it",
+			 r->mem_mb, r->mem_max_mb);
+	else
+		snprintf(then, sizeof(then),
+			 "raise mem, or give a range (mem = %ldM..%ldM) for retries to double it",
+			 r->mem_mb, 8 * r->mem_mb);
+	snprintf(msg, size, "its processes used %s together, over its mem of %s: stopped, as Slurm "
+		 "stops a job over its --mem; %s", used, had, then);
 }
 
 static const char *kind_of_status(int status, int *exit_code, int *sig)
@@ -441,6 +475,8 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 				    (int)getpid(), "pid_start", (json_int_t)task_proc_start((long)getpid()),
 				    "attempt", x->attempt, "started", x->started, "slurm_job", x->job,
 				    "slurm_restarts", x->restarts, "key", key);
+	if (started && x->mem_mb > 0)
+		json_object_set_new(started, "mem_mb", json_integer(x->mem_mb));
 	path_of(&p, x, "started.json");
 	int wrc = started ? jsonio_write_replace(p.s, started, err) : error_set(err, "out of memory");
 	json_decref(started);
@@ -487,15 +523,19 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	/* Slurm enforces `time` itself; here the wrapper does, the same way
 	   (SIGTERM, SIGKILL 10 s later), and in a group on Slurm too: one
 	   task stuck past its time must not take the whole job's. */
-	int timed_out = 0;
-	long time_limit = x->job[0] && !x->grouped ? 0 : x->st->res.time_s;
-	int left = proc_wait(pid, &status, &ru, &stop_signal, 10, time_limit, &timed_out, err);
+	/* Slurm enforces mem itself; locally the wrapper does, as Slurm does
+	   without cgroups: the RSS of the task's processes together, polled
+	   each second, SIGKILL over it (failure kind oom). */
+	struct proc_limits lim = {x->job[0] && !x->grouped ? 0 : x->st->res.time_s,
+				  x->job[0] ? 0 : x->mem_mb * 1024, 0, 0, 0};
+	int left = proc_wait(pid, &status, &ru, &stop_signal, 10, &lim, err);
+	int timed_out = lim.timed_out;
 	if (left < 0) {
 		close(log_fd);
 		buf_release(&script);
 		goto out;
 	}
-	if (left > 0 && !stop_signal && !timed_out) {
+	if (left > 0 && !stop_signal && !timed_out && !lim.over_kb) {
 		/* Left running, they would hold the task's lock (inherited) and
 		 * whatever else the task had open: end them, as Slurm does. */
 		dprintf(
@@ -511,7 +551,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	if (stop_signal || timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		int code, sig;
 		const char *kind = kind_of_status(status, &code, &sig);
-		char msg[256] = "";
+		char msg[512] = "";
 		/* On Slurm every stop (scancel, time limit, node down, preemption)
 		 * sends SIGTERM to all of the job's processes: the task may die of it
 		 * before this wrapper's own handler has run. */
@@ -524,6 +564,10 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		} else if (timed_out) {
 			kind = "timeout";
 			snprintf(msg, sizeof(msg), "time limit of %ld s reached", x->st->res.time_s);
+		} else if (lim.over_kb) {
+			kind = "oom";
+			over_mem(x, lim.over_kb, msg, sizeof(msg));
+			dprintf(log_fd, "cairn: %s\n", msg);
 		} else if (stop_signal) {
 			kind = "cancelled";
 			snprintf(msg, sizeof(msg), "cairn exec got signal %d", (int)stop_signal);
@@ -531,7 +575,9 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 			/* the largest process's peak, against the stage's mem: is it
 			 * the memory? */
 			char rss[96];
-			job_format_rss(&x->st->res, ru.ru_maxrss, rss, sizeof(rss));
+			struct job_res had = x->st->res;
+			had.mem_mb = x->mem_mb;
+			job_format_rss(&had, ru.ru_maxrss, rss, sizeof(rss));
 			snprintf(msg, sizeof(msg),
 				 "killed by SIGKILL (out of memory, or kill -9); %s", rss);
 		}
@@ -570,6 +616,8 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		      "finished", finished, "wall_s", wall, "cpu_s", cpu_seconds(&ru), "max_rss_kb",
 		      (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts, "manifest_sha256",
 		      digest, "manifest", manifest, "slurm_job", x->job);
+	if (done && x->mem_mb > 0)
+		json_object_set_new(done, "mem_mb", json_integer(x->mem_mb));
 	path_of(&p, x, "done.json");
 	/* Temp file + rename, no fsync: a process killed at any moment leaves
 	 * the old state or the new, never a torn file. fsync would only matter
@@ -642,6 +690,8 @@ static int exec_one(const struct run *run, int stage, int task, int grouped, con
 	x.attempt = previous_attempt(&x) + 1;
 	if (x.job[0] && getenv("SLURM_RESTART_COUNT"))
 		x.restarts = atoi(getenv("SLURM_RESTART_COUNT"));
+	const char *mem = getenv(x.job[0] ? "SLURM_MEM_PER_NODE" : "CAIRN_MEM_MB");
+	x.mem_mb = mem ? atol(mem) : x.job[0] ? 0 : x.st->res.mem_mb;
 	if (failed_for_good(&x)) {
 		run_event(run->dir, "skip %s/%d: it failed in job %s with a failure not retried",
 			  x.st->name, task, x.job);

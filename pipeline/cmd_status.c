@@ -335,15 +335,18 @@ static int usage_advice(const char *name, const struct job_res *res, const struc
 	int k = 0;
 	char a[32], b[32], c[32];
 	long long mem_kib = res->mem_mb * 1024;
+	int range = res->mem_max_mb > res->mem_mb; /* mem = 1G..8G: near its end? */
+	long long most_kib = range ? res->mem_max_mb * 1024 : mem_kib;
 	if (!u->tasks)
 		return 0;
 	job_format_kib(u->rss_max_kb, a, sizeof(a));
-	job_format_kib(mem_kib, b, sizeof(b));
-	if (mem_kib && u->rss_max_kb >= 0.9 * mem_kib && k < n)
+	job_format_kib(most_kib, b, sizeof(b));
+	if (most_kib && u->rss_max_kb >= 0.9 * most_kib && k < n)
 		snprintf(out[k++], 200,
-			 "%s: a task used %s of its mem = %s (%.0f%%): raise mem before a larger "
+			 "%s: a task used %s of its mem = %s%s (%.0f%%): raise mem before a larger "
 			 "input is killed for it",
-			 name, a, b, 100.0 * u->rss_max_kb / mem_kib);
+			 name, a, range ? ".." : "", b, 100.0 * u->rss_max_kb / most_kib);
+	job_format_kib(mem_kib, b, sizeof(b));
 	if (mem_kib >= 1024 * 1024 && u->rss_max_kb * 4 < mem_kib && k < n) {
 		suggest_mem(u->rss_max_kb, c, sizeof(c));
 		snprintf(out[k++], 200,
@@ -403,7 +406,7 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 			json_object_set_new(stages, s->stages[i].name, o);
 			continue;
 		}
-		char ws[32], wm[32], rss[32], busy[16] = "-", asked[96] = "", m[32], t[32], ob[32],
+		char ws[32], wm[32], rss[32], busy[16] = "-", asked[128] = "", m[64], t[32], ob[32],
 					      kept[32];
 		job_format_seconds(x->wall_sum, ws, sizeof(ws));
 		job_format_seconds(x->wall_max, wm, sizeof(wm));
@@ -413,6 +416,11 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 		if (x->cpu_known && x->wall_sum > 0)
 			snprintf(busy, sizeof(busy), "%.2f", x->cpu_sum / x->wall_sum);
 		job_format_kib(res->mem_mb * 1024, m, sizeof(m));
+		if (res->mem_max_mb > res->mem_mb) { /* a range: 40.0 MiB..200.0 MiB */
+			size_t len = strlen(m);
+			memcpy(m + len, "..", 3);
+			job_format_kib(res->mem_max_mb * 1024, m + len + 2, sizeof(m) - len - 2);
+		}
 		job_format_seconds((double)res->time_s, t, sizeof(t));
 		snprintf(asked, sizeof(asked), "cpus %d%s%s%s%s", res->cpus ? res->cpus : 1,
 			 res->mem_mb ? ", mem " : "", res->mem_mb ? m : "",

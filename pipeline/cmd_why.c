@@ -88,7 +88,9 @@ static void print_done_usage(const struct run *r, const struct spec_stage *st, i
 	if (cpu >= 0)
 		printf(", %.2f s CPU", cpu);
 	char rss[96];
-	job_format_rss(&st->res, jsonio_int(j, "max_rss_kb", 0), rss, sizeof(rss));
+	struct job_res had = st->res; /* the mem its attempt had (a range grows it) */
+	had.mem_mb = (long)jsonio_int(j, "mem_mb", st->res.mem_mb);
+	job_format_rss(&had, jsonio_int(j, "max_rss_kb", 0), rss, sizeof(rss));
 	printf(", %s\n", rss);
 	json_decref(j);
 }
@@ -101,11 +103,26 @@ static void print_remedy(const struct run *r, const struct spec_stage *st,
 	const char *spec = jsonio_str(r->info, "spec_source", "SPEC");
 	char now[32];
 	if (!strcmp(ti->kind, "oom")) {
-		job_format_kib((long long)st->res.mem_mb * 1024, now, sizeof(now));
-		printf("  to do: raise mem of %s (now %s) and `cairn resume %s --spec %s` (or "
-		       "--set, when a param gives it); `cairn status %s --usage` shows what its "
-		       "done tasks used\n",
-		       st->name, st->res.mem_mb > 0 ? now : "not set", r->dir, spec, r->dir);
+		const struct job_res *res = &st->res;
+		long next = job_next_mem(res, ti->mem_mb, "oom");
+		char had[32];
+		job_format_kib((long long)(ti->mem_mb ? ti->mem_mb : res->mem_mb) * 1024, had,
+			       sizeof(had));
+		job_format_kib((long long)next * 1024, now, sizeof(now));
+		if (res->mem_max_mb > res->mem_mb && next > ti->mem_mb)
+			printf("  to do: nothing in the spec: `cairn resume %s` gives it %s (it had "
+			       "%s; mem = %ldM..%ldM doubles it after an oom)\n",
+			       r->dir, now, had, res->mem_mb, res->mem_max_mb);
+		else if (res->mem_max_mb > res->mem_mb)
+			printf("  to do: it had %s, the end of its range: raise the end of mem of %s "
+			       "(now %ldM..%ldM) and `cairn resume %s --spec %s`\n",
+			       had, st->name, res->mem_mb, res->mem_max_mb, r->dir, spec);
+		else
+			printf("  to do: raise mem of %s (now %s) and `cairn resume %s --spec %s` (or "
+			       "--set, when a param gives it), or give a range (mem = 1G..8G) that "
+			       "resume and retries double after an oom; `cairn status %s --usage` "
+			       "shows what its done tasks used\n",
+			       st->name, res->mem_mb > 0 ? had : "not set", r->dir, spec, r->dir);
 	} else if (!strcmp(ti->kind, "timeout")) {
 		job_format_seconds((double)st->res.time_s, now, sizeof(now));
 		printf("  to do: raise time of %s (now %s) and `cairn resume %s --spec %s`; or let "

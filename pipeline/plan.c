@@ -209,6 +209,10 @@ static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 				ps->released[t] = 0; /* check_done says */
 			}
 			ps->state[t] = (unsigned char)ti.state;
+			/* a mem range: what its last attempt had, doubled after an oom */
+			if (ps->mem_mb)
+				ps->mem_mb[t] = job_next_mem(&st->res, ti.mem_mb,
+							     ti.state == TASK_FAILED ? ti.kind : NULL);
 			switch (ti.state) {
 			case TASK_PENDING:
 				ps->action[t] = ti.queued ? PLAN_WAIT : PLAN_RUN;
@@ -304,8 +308,12 @@ int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
 			ps->digest = mem_calloc((size_t)n, 65);
 			ps->released = mem_calloc((size_t)n, 1);
 		}
+		const struct job_res *res = &s->stages[i].res;
+		if (res->mem_max_mb > res->mem_mb)
+			ps->mem_mb = mem_calloc((size_t)n, sizeof(long));
 		if (!ps->action || !ps->reason || !ps->state ||
-		    (!fresh && (!ps->digest || !ps->released)))
+		    (!fresh && (!ps->digest || !ps->released)) ||
+		    (res->mem_max_mb > res->mem_mb && !ps->mem_mb))
 			return error_set(err, "out of memory");
 	}
 	long long *dropped = mem_calloc((size_t)s->nstages + 1, sizeof(*dropped));
@@ -452,6 +460,7 @@ void plan_release(struct plan *p)
 		mem_free(p->stages[i].state);
 		mem_free(p->stages[i].digest);
 		mem_free(p->stages[i].released);
+		mem_free(p->stages[i].mem_mb);
 	}
 	mem_free(p->stages);
 	sched_view_release(&p->view);

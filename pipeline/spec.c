@@ -493,11 +493,24 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 		*dst = (int)x;
 		return 0;
 	}
-	if (!strcmp(key, "mem")) {
-		if ((x = spec_parse_mem_mb(v)) < 0)
-			return error_set(err, "%s:%d: mem = '%s': want a size like 512M or 4G",
+	if (!strcmp(key, "mem")) { /* 4G, or 1G..8G: 1G first, doubled after each oom */
+		char lo[64] = "";
+		const char *dots = strstr(v, "..");
+		long hi = 0;
+		snprintf(lo, sizeof(lo), "%.*s", dots ? (int)(dots - v) : (int)strlen(v), v);
+		if ((x = spec_parse_mem_mb(lo)) < 0 || (dots && (hi = spec_parse_mem_mb(dots + 2)) < 0))
+			return error_set(err,
+					 "%s:%d: mem = '%s': want a size like 512M or 4G, or a "
+					 "range like 1G..8G (1G first; after running out of it, "
+					 "twice as much, up to 8G)",
+					 s->path, line, v);
+		if (dots && hi < x)
+			return error_set(err,
+					 "%s:%d: mem = '%s': the range ends below its start; write "
+					 "the first size first (1G..8G)",
 					 s->path, line, v);
 		r->mem_mb = x;
+		r->mem_max_mb = dots ? hi : 0;
 		return 0;
 	}
 	if (!strcmp(key, "time")) {

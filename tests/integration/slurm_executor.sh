@@ -677,6 +677,32 @@ done
 check_grep "group: both tasks cancelled" '"k": \{"tasks": 2, "done": 0, "failed": 0, "running": 0, "pending": 0, "cancelled": 2\}' st.json
 check_grep "group: k/1's marker: its job ended before it came to it" "of its group ended before it came to this task: CANCELLED" rc/stages/k/1/failed.json
 echo "# $SECONDS s: group done"
+
+# --- over its mem on Slurm: Slurm stops it (oom); resume asks twice as much ---
+# No cgroups here: slurmstepd polls the RSS each second and kills the job,
+# wrapper and all, so the kind comes from Slurm's log of the job and the mem
+# the attempt had from its started.json. mem = 40M..200M: 80M, then 160M.
+cat >om.ini <<EOF
+[pipeline]
+name = som
+[stage m]
+time = 00:01:00
+mem = 40M..200M
+command = echo "mem \$CAIRN_MEM_MB" >> $T/mcount
+    python3 -c "import time; x = bytearray(80 << 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(4)"
+EOF
+: >mcount
+cairn run om.ini --executor slurm --run-dir rom --wait >out.txt 2>&1
+check_eq "oom on Slurm: the run fails" "$?" 1
+cairn why rom m/0 >why.txt 2>&1
+check_grep "oom on Slurm: why says oom" "^m/0: failed: oom" why.txt
+check_grep "oom on Slurm: ... and that resume gives it 80 MiB" "to do: nothing in the spec: .cairn resume [^ ]*rom. gives it 80\.0 MiB \(it had 40\.0 MiB" why.txt
+cairn resume rom --dry-run >dry.txt 2>&1
+check_grep "oom on Slurm: resume's sbatch asks --mem=80M" "^#1: sbatch .* --mem=80M " dry.txt
+cairn resume rom --wait >out.txt 2>&1
+cairn resume rom --wait >out.txt 2>&1
+check_eq "oom on Slurm: each resume doubles --mem; done at 160M" "$? $(tr '\n' ' ' <mcount)" "0 mem 40 mem 80 mem 160 "
+echo "# $SECONDS s: oom on Slurm"
 for _ in $(seq 180); do [ -e rtl/stages/t/0/done.json ] && break; sleep 1; done
 check_eq "time limit on Slurm: the wrapper requeued its job, attempt 2 done" \
 	"$(python3 -c 'import json; print(json.load(open("rtl/stages/t/0/done.json"))["attempt"])' 2>&1) $(cat tcount 2>&1)" "2 t"

@@ -1,6 +1,8 @@
 /* Unit tests for pipeline/: spec parsing and expansion, manifests, task keys,
  * resume planning, and out-of-memory paths through the allocation hook. */
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -8,6 +10,7 @@
 #include "core/jsonio.h"
 #include "core/mem.h"
 #include "core/sha256.h"
+#include "jobs/proc.h"
 #include "pipeline/plan.h"
 #include "pipeline/release.h"
 #include "pipeline/run.h"
@@ -294,6 +297,10 @@ static void test_spec_errors_name_file_and_line(void)
 	    {"[stage a]\ncomand = x\n", "bad.ini:2: stage 'a': unknown key 'comand', did you mean "
 					"'command'? (known: command, after, array, temp, cpus, "},
 	    {"[stage a]\ncommand = x\nmemory = 4G\n", "'memory', did you mean 'mem'?"},
+	    {"[stage a]\ncommand = x\nmem = 8G..1G\n",
+	     "bad.ini:3: mem = '8G..1G': the range ends below its start"},
+	    {"[stage a]\ncommand = x\nmem = 1G..\n",
+	     "bad.ini:3: mem = '1G..': want a size like 512M or 4G, or a range like 1G..8G"},
 	    {"[stage a]\ncommand = x\nzzzz = 1\n", "unknown key 'zzzz' (known: command"},
 	    {"[slurm]\npartion = x\n[stage a]\ncommand = x\n",
 	     "[slurm]: unknown key 'partion', did you mean 'partition'? (known: partition, "
@@ -1031,6 +1038,85 @@ static void test_sched_view_pick(void)
 	run_release(&r);
 }
 
+/* mem = 1G..8G: the first attempt asks 1G, each oom doubles what the last
+ * attempt had, up to 8G; the plan gives every task its own. */
+static void test_mem_range(void)
+{
+	struct job_res r = {.mem_mb = 100, .mem_max_mb = 300};
+	CHECK_INT(job_next_mem(&r, 0, NULL), 100);
+	CHECK_INT(job_next_mem(&r, 100, "oom"), 200);
+	CHECK_INT(job_next_mem(&r, 200, "oom"), 300); /* capped */
+	CHECK_INT(job_next_mem(&r, 300, "oom"), 300);
+	CHECK_INT(job_next_mem(&r, 200, "exit"), 200); /* keeps what it had */
+	CHECK_INT(job_next_mem(&r, 0, "oom"), 200);     /* unsaid: from the start */
+	CHECK_INT(job_next_mem(&r, 900, "exit"), 300);  /* the range shrank since */
+	struct job_res fixed = {.mem_mb = 100};
+	CHECK_INT(job_next_mem(&fixed, 100, "oom"), 100);
+	struct job_res none = {0};
+	CHECK_INT(job_next_mem(&none, 100, "oom"), 0);
+
+	struct spec s;
+	struct error err;
+	CHECK_INT(spec_load(&s, write_spec("mr.ini", "[stage x]\narray = 4\nmem = 1G..8G\n"
+						     "command = true\n[stage y]\nmem = 2G\ncommand = true\n"),
+			    NULL, 0, &err),
+		  0);
+	CHECK_INT(s.stages[0].res.mem_mb, 1024);
+	CHECK_INT(s.stages[0].res.mem_max_mb, 8192);
+	CHECK_INT(s.stages[1].res.mem_max_mb, 0);
+	struct run r2;
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/run-mr", tmp);
+	CHECK_INT(run_create(&r2, &s, dir, "local", &err), 0);
+	spec_release(&s);
+	const char *marks[4] = {NULL, "{\"kind\": \"oom\", \"mem_mb\": 2048}",
+				"{\"kind\": \"exit\", \"mem_mb\": 4096}",
+				"{\"kind\": \"oom\", \"mem_mb\": 8192}"};
+	struct buf p = BUF_INIT;
+	for (int t = 1; t < 4; t++) {
+		buf_reset(&p);
+		task_path(&p, r2.dir, "x", t, "");
+		fs_mkdir_p(p.s, &err);
+		buf_adds(&p, "failed.json");
+		fs_write_atomic(p.s, marks[t], strlen(marks[t]), &err);
+	}
+	struct plan pl;
+	CHECK_INT(plan_make(&pl, &r2, 0, 0, &err), 0);
+	CHECK(pl.stages[0].mem_mb != NULL);
+	CHECK(pl.stages[1].mem_mb == NULL); /* no range: the stage's mem */
+	CHECK_INT(pl.stages[0].mem_mb[0], 1024);
+	CHECK_INT(pl.stages[0].mem_mb[1], 4096);
+	CHECK_INT(pl.stages[0].mem_mb[2], 4096);
+	CHECK_INT(pl.stages[0].mem_mb[3], 8192);
+	plan_release(&pl);
+	buf_release(&p);
+	run_release(&r2);
+}
+
+/* The wrapper's mem limit: the RSS of the command's process group, polled,
+ * SIGKILL over it. A shell is over 100 KiB, not over 1 GiB. */
+static void test_proc_mem_limit(void)
+{
+	CHECK(proc_group_rss_kb(getpgrp()) > 0);
+	char *argv[] = {"/bin/sh", "-c", "sleep 3", NULL};
+	pid_t pid;
+	int status;
+	struct rusage ru;
+	struct error err;
+	struct proc_limits lim = {0, 100, 0, 0, 0};
+	CHECK_INT(proc_spawn(&pid, argv, NULL, -1, &err), 0);
+	proc_wait(pid, &status, &ru, NULL, 1, &lim, &err);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	CHECK(lim.over_kb > 100);
+	char *quick[] = {"/bin/sh", "-c", "sleep 1.2", NULL};
+	struct proc_limits big = {0, 1 << 20, 0, 0, 0};
+	CHECK_INT(proc_spawn(&pid, quick, NULL, -1, &err), 0);
+	proc_wait(pid, &status, &ru, NULL, 1, &big, &err);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_INT(big.over_kb, 0);
+	CHECK(big.peak_kb > 100);
+}
+
 static void test_retry_on(void)
 {
 	CHECK(job_retry_allowed(NULL, "exit", 3));
@@ -1094,6 +1180,8 @@ int main(void)
 	RUN(test_key_leaves_out_the_run_folder);
 	RUN(test_failed_marker_read);
 	RUN(test_retry_on);
+	RUN(test_mem_range);
+	RUN(test_proc_mem_limit);
 	RUN(test_usage_formats);
 	RUN(test_sched_requeued_retry);
 	RUN(test_sched_group);
