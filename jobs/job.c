@@ -23,15 +23,32 @@ int job_retry_allowed(const char *retry_on, const char *kind, int exit_code)
 	return 0;
 }
 
-long job_next_mem(const struct job_res *res, long last_mb, const char *last_kind)
+int job_has_range(const struct job_res *res)
 {
-	long lo = res->mem_mb, hi = res->mem_max_mb > lo ? res->mem_max_mb : lo;
-	if (lo <= 0)
+	return res->mem_max_mb > res->mem_mb || res->time_max_s > res->time_s;
+}
+
+/* From `first`, up to `most`: `last` (when known), doubled when `grow`. */
+static long next_limit(long first, long most, long last, int grow)
+{
+	long hi = most > first ? most : first;
+	if (first <= 0)
 		return 0;
-	long m = last_mb > 0 ? last_mb : lo;
-	if (last_kind && !strcmp(last_kind, "oom"))
-		m = m > hi / 2 ? hi : 2 * m;
-	return m < lo ? lo : m > hi ? hi : m;
+	long v = last > 0 ? last : first;
+	if (grow)
+		v = v > hi / 2 ? hi : 2 * v;
+	return v < first ? first : v > hi ? hi : v;
+}
+
+struct job_limits job_next_limits(const struct job_res *res, const struct job_limits *last,
+				  const char *last_kind)
+{
+	const char *k = last_kind ? last_kind : "";
+	struct job_limits n = {
+	    next_limit(res->mem_mb, res->mem_max_mb, last ? last->mem_mb : 0, !strcmp(k, "oom")),
+	    next_limit(res->time_s, res->time_max_s, last ? last->time_s : 0,
+		       !strcmp(k, "timeout"))};
+	return n;
 }
 
 void job_format_kib(long long kib, char *out, size_t size)

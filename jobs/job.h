@@ -13,7 +13,8 @@ struct job_res {
 	int cpus;
 	long mem_mb;       /* 0 = not set; with mem_max_mb, the first attempt's */
 	long mem_max_mb;   /* mem = 1G..8G: the most a retry after oom may ask; 0 = no range */
-	long time_s;       /* 0 = not set */
+	long time_s;       /* 0 = not set; with time_max_s, the first attempt's */
+	long time_max_s;   /* time = 1:00:00..8:00:00: the most a retry after a timeout may get */
 	int gpus;
 	int ranks;         /* MPI ranks; 1 = not an MPI stage */
 	int retries;
@@ -35,8 +36,8 @@ struct job_stage {
 	const struct job_dep *deps;
 	int ndeps;
 	const struct job_res *res;
-	const long *mem_mb; /* per task: the mem its next attempt asks (MB),
-			       job_next_mem(); NULL: res->mem_mb for every task */
+	const struct job_limits *limits; /* per task: what its next attempt asks
+					    (job_next_limits); NULL: res's for every task */
 };
 
 struct job_graph {
@@ -72,12 +73,22 @@ struct job_opts {
 /* Does a failure of this kind (and exit code) allow a retry under retry_on? */
 int job_retry_allowed(const char *retry_on, const char *kind, int exit_code);
 
-/* The mem (MB) the next attempt of a task asks: res's mem; after an attempt
- * that failed "oom", twice what that attempt had, at most mem_max_mb (a
- * range `mem = 1G..8G`); after another failure, what that attempt had.
- * last_mb: the last attempt's mem, 0 when unknown; last_kind: its failure
- * kind, or NULL. */
-long job_next_mem(const struct job_res *res, long last_mb, const char *last_kind);
+/* The mem and time of one attempt of a task; 0 = none. */
+struct job_limits {
+	long mem_mb;
+	long time_s;
+};
+
+/* Does the stage give mem or time as a range (`mem = 1G..8G`)? */
+int job_has_range(const struct job_res *res);
+
+/* What the next attempt of a task asks: res's mem and time; after an
+ * attempt that failed "oom", twice the mem that attempt had, at most
+ * mem_max_mb; after a "timeout", twice its time, at most time_max_s; else
+ * what it had. last: the last attempt's (NULL or 0s when unknown);
+ * last_kind: its failure kind, or NULL. */
+struct job_limits job_next_limits(const struct job_res *res, const struct job_limits *last,
+				  const char *last_kind);
 
 /* What a task used, said alike by cairn exec, why and status --usage:
  * "12.3 MiB" or "1.25 GiB"; "42.0 s" or "1:02:03"; "max RSS 12.3 MiB of

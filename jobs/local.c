@@ -28,8 +28,8 @@ struct pool {
 	unsigned char **state;  /* per stage, per task: enum tstate */
 	int **deps_left;        /* per stage, per task: unsatisfied dependencies */
 	int **attempts;         /* per stage, per task: attempts started here */
-	long **next_mem;        /* per stage with a mem range, per task: the mem
-				   its next attempt asks (job_next_mem); NULL */
+	struct job_limits **next; /* per stage with a mem or time range, per task:
+				     what its next attempt asks (job_next_limits); NULL */
 	long long *remaining;   /* per stage: tasks not yet satisfied */
 	int *running_in_stage;
 	int *failed_stage;      /* per stage: some task failed for good */
@@ -91,18 +91,20 @@ static int weight_of(const struct pool *p, int s)
 	return w > p->o->jobs ? p->o->jobs : w;
 }
 
-/* The mem task t of stage s asks: its stage's, or with a range
+/* The mem and time task t of stage s asks: its stage's, or with a range
  * (mem = 1G..8G) what its failures so far call for. */
-static long task_mem(const struct pool *p, int s, int t)
+static struct job_limits task_limits(const struct pool *p, int s, int t)
 {
-	return p->next_mem[s] ? p->next_mem[s][t] : p->g->stages[s].res->mem_mb;
+	const struct job_res *r = p->g->stages[s].res;
+	struct job_limits l = {r->mem_mb, r->time_s};
+	return p->next[s] ? p->next[s][t] : l;
 }
 
 /* The memory a task holds of the budget while it runs: its mem, all of the
  * budget at most (a task asking more runs alone); 0 without a budget. */
 static long mem_of(const struct pool *p, int s, int t)
 {
-	long m = task_mem(p, s, t);
+	long m = task_limits(p, s, t).mem_mb;
 	if (p->o->mem_mb <= 0)
 		return 0;
 	return m > p->o->mem_mb ? p->o->mem_mb : m;
@@ -116,11 +118,11 @@ static int setup(struct pool *p, struct error *err)
 	p->state = mem_calloc((size_t)n, sizeof(*p->state));
 	p->deps_left = mem_calloc((size_t)n, sizeof(*p->deps_left));
 	p->attempts = mem_calloc((size_t)n, sizeof(*p->attempts));
-	p->next_mem = mem_calloc((size_t)n, sizeof(*p->next_mem));
+	p->next = mem_calloc((size_t)n, sizeof(*p->next));
 	p->remaining = mem_calloc((size_t)n, sizeof(*p->remaining));
 	p->running_in_stage = mem_calloc((size_t)n, sizeof(int));
 	p->failed_stage = mem_calloc((size_t)n, sizeof(int));
-	if (!p->state || !p->deps_left || !p->attempts || !p->next_mem || !p->remaining ||
+	if (!p->state || !p->deps_left || !p->attempts || !p->next || !p->remaining ||
 	    !p->running_in_stage || !p->failed_stage)
 		return error_set(err, "out of memory");
 	for (int s = 0; s < n; s++) {
@@ -130,11 +132,12 @@ static int setup(struct pool *p, struct error *err)
 		p->attempts[s] = mem_calloc((size_t)st->ntasks, sizeof(int));
 		if (!p->state[s] || !p->deps_left[s] || !p->attempts[s])
 			return error_set(err, "out of memory");
-		if (st->res->mem_max_mb > st->res->mem_mb) {
-			if (!(p->next_mem[s] = mem_alloc((size_t)st->ntasks * sizeof(long))))
+		if (job_has_range(st->res)) {
+			if (!(p->next[s] = mem_alloc((size_t)st->ntasks * sizeof(**p->next))))
 				return error_set(err, "out of memory");
 			for (int t = 0; t < st->ntasks; t++)
-				p->next_mem[s][t] = st->mem_mb ? st->mem_mb[t] : st->res->mem_mb;
+				p->next[s][t] = st->limits ? st->limits[t]
+							   : job_next_limits(st->res, NULL, NULL);
 		}
 		for (int t = 0; t < st->ntasks; t++) {
 			int todo = st->todo ? st->todo[t] : LOCAL_RUN;
@@ -199,12 +202,12 @@ static void release(struct pool *p)
 		mem_free(p->state[s]);
 		mem_free(p->deps_left ? p->deps_left[s] : NULL);
 		mem_free(p->attempts ? p->attempts[s] : NULL);
-		mem_free(p->next_mem ? p->next_mem[s] : NULL);
+		mem_free(p->next ? p->next[s] : NULL);
 	}
 	mem_free(p->state);
 	mem_free(p->deps_left);
 	mem_free(p->attempts);
-	mem_free(p->next_mem);
+	mem_free(p->next);
 	mem_free(p->remaining);
 	mem_free(p->running_in_stage);
 	mem_free(p->failed_stage);
@@ -295,8 +298,10 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 	char task[16], gpus[256];
 	snprintf(task, sizeof(task), "%d", t);
 	take_gpus(p, slot, g->stages[s].res->gpus, gpus, sizeof(gpus));
-	char memv[32];
-	snprintf(memv, sizeof(memv), "%ld", task_mem(p, s, t));
+	char memv[32], timev[32];
+	struct job_limits lim = task_limits(p, s, t);
+	snprintf(memv, sizeof(memv), "%ld", lim.mem_mb);
+	snprintf(timev, sizeof(timev), "%ld", lim.time_s);
 	fflush(stdout);
 	fflush(stderr);
 	pid_t pid = fork();
@@ -310,11 +315,15 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 		 * stage asks for none), as under Slurm's --gres. */
 		if (p->o->ngpus > 0)
 			setenv("CUDA_VISIBLE_DEVICES", gpus, 1);
-		/* the task's mem, which its wrapper enforces (cmd_exec.c) */
-		if (task_mem(p, s, t) > 0)
+		/* the task's mem and time, which its wrapper enforces (cmd_exec.c) */
+		if (lim.mem_mb > 0)
 			setenv("CAIRN_MEM_MB", memv, 1);
 		else
 			unsetenv("CAIRN_MEM_MB");
+		if (lim.time_s > 0)
+			setenv("CAIRN_TIME_S", timev, 1);
+		else
+			unsetenv("CAIRN_TIME_S");
 		if (g->run_task)
 			_exit(g->run_task(g->run_ctx, s, t));
 		execl(g->cairn, g->cairn, "exec", g->run_dir, g->stages[s].name, task, (char *)NULL);
@@ -336,10 +345,16 @@ static int launch(struct pool *p, int slot, int s, int t, struct error *err)
 }
 
 /* Start ready tasks while slots, weights and throttles allow. Tasks that
- * do not fit now go back to the end of the queue. */
+ * do not fit now go back to the end of the queue. The first of them that
+ * waits only for cores or memory is not passed by later tasks that would
+ * keep it waiting: they start only if they leave it what it needs (else a
+ * task of cpus = 8 or mem = 16G could wait behind small tasks until the
+ * last of them has run). */
 static int fill(struct pool *p, struct error *err)
 {
 	long long tries = p->qtail - p->qhead;
+	int reserve_w = 0;     /* cores held for the first task that waits for them */
+	long reserve_mem = 0;  /* memory held alike */
 	while (tries-- > 0 && p->free_weight > 0 && !stop_sig) {
 		struct ref r = p->queue[p->qhead++];
 		const struct job_res *res = p->g->stages[r.stage].res;
@@ -347,10 +362,18 @@ static int fill(struct pool *p, struct error *err)
 		for (int i = 0; i < p->nslots && slot < 0; i++)
 			if (!p->pids[i])
 				slot = i;
-		int fits = slot >= 0 && weight_of(p, r.stage) <= p->free_weight &&
-			   mem_of(p, r.stage, r.task) <= p->free_mem &&
-			   res->gpus <= free_gpus(p) && (!res->throttle || p->running_in_stage[r.stage] < res->throttle);
+		int w = weight_of(p, r.stage);
+		long m = mem_of(p, r.stage, r.task);
+		int other = slot >= 0 && res->gpus <= free_gpus(p) &&
+			    (!res->throttle || p->running_in_stage[r.stage] < res->throttle);
+		int fits = other && w + reserve_w <= p->free_weight &&
+			   (m == 0 || m + reserve_mem <= p->free_mem);
 		if (!fits) {
+			if (other && !reserve_w && !reserve_mem &&
+			    (w > p->free_weight || m > p->free_mem)) {
+				reserve_w = w;
+				reserve_mem = m;
+			}
 			if (push(p, r.stage, r.task) < 0)
 				return error_set(err, "out of memory");
 			continue;
@@ -368,9 +391,9 @@ static int fill(struct pool *p, struct error *err)
 }
 
 /* Read failed.json of a task: kind, exit code, attempt and the attempt's
- * mem (best effort). */
+ * mem and time (best effort). */
 static void failure_of(const struct pool *p, int s, int t, char kind[16], int *exit_code,
-		       int *attempt, long *mem_mb)
+		       int *attempt, struct job_limits *had)
 {
 	struct buf path = BUF_INIT;
 	buf_addf(&path, "%s/stages/%s/%d/failed.json", p->g->run_dir, p->g->stages[s].name, t);
@@ -379,7 +402,8 @@ static void failure_of(const struct pool *p, int s, int t, char kind[16], int *e
 	snprintf(kind, 16, "%s", j ? jsonio_str(j, "kind", "exit") : "lost");
 	*exit_code = j ? (int)jsonio_int(j, "exit_code", -1) : -1;
 	*attempt = j ? (int)jsonio_int(j, "attempt", 1) : 1;
-	*mem_mb = j ? (long)jsonio_int(j, "mem_mb", 0) : 0;
+	had->mem_mb = j ? (long)jsonio_int(j, "mem_mb", 0) : 0;
+	had->time_s = j ? (long)jsonio_int(j, "time_s", 0) : 0;
 	json_decref(j);
 	buf_release(&path);
 }
@@ -411,11 +435,11 @@ static int finished(struct pool *p, int slot, int status, struct error *err)
 	}
 	char kind[16];
 	int code, attempt;
-	long mem_mb;
-	failure_of(p, r.stage, r.task, kind, &code, &attempt, &mem_mb);
+	struct job_limits had;
+	failure_of(p, r.stage, r.task, kind, &code, &attempt, &had);
 	const struct job_res *res = p->g->stages[r.stage].res;
-	if (p->next_mem[r.stage])
-		p->next_mem[r.stage][r.task] = job_next_mem(res, mem_mb, kind);
+	if (p->next[r.stage])
+		p->next[r.stage][r.task] = job_next_limits(res, &had, kind);
 	if (!stop_sig && strcmp(kind, "cancelled") && p->attempts[r.stage][r.task] <= res->retries &&
 	    job_retry_allowed(res->retry_on, kind, code)) {
 		return push(p, r.stage, r.task) < 0 ? error_set(err, "out of memory") : 0;

@@ -164,8 +164,8 @@ static void dependency(const struct job_graph *g, const struct slurm_opts *o,
 }
 
 static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, struct sent *sent,
-			int s, int chunk, long max_array, const int *idx, int n, long mem_mb,
-			const char *script, int serial, struct error *err)
+			int s, int chunk, long max_array, const int *idx, int n,
+			struct job_limits lim, const char *script, int serial, struct error *err)
 {
 	const struct job_stage *st = &g->stages[s];
 	const struct job_res *r = st->res;
@@ -182,17 +182,22 @@ static int submit_chunk(const struct job_graph *g, const struct slurm_opts *o, s
 	else
 		rc |= args_add(&a, "--array=%s", indices);
 	int k = group_of(r);
-	rc |= args_add(&a, "--export=ALL,CAIRN_TASK_OFFSET=%ld", (long)chunk * max_array * k);
+	char tv[32];
+	snprintf(tv, sizeof(tv), "%ld", lim.time_s);
+	/* CAIRN_TIME_S: a task's time, which the wrapper records (and enforces
+	   in a group); empty for none, over one from the submitting shell */
+	rc |= args_add(&a, "--export=ALL,CAIRN_TASK_OFFSET=%ld,CAIRN_TIME_S=%s",
+		       (long)chunk * max_array * k, lim.time_s > 0 ? tv : "");
 	rc |= args_add(&a, "--output=%s/%s-%%A_%%a.out", o->script_dir, st->name);
 	rc |= args_add(&a, "--open-mode=append");
 	rc |= args_add(&a, "--chdir=%s", o->workdir);
 	rc |= args_add(&a, "--cpus-per-task=%d", r->cpus > 0 ? r->cpus : 1);
 	if (r->ranks > 1)
 		rc |= args_add(&a, "--ntasks=%d", r->ranks);
-	if (mem_mb > 0)
-		rc |= args_add(&a, "--mem=%ldM", mem_mb);
-	if (r->time_s > 0) { /* `time` is a task's: an element runs k */
-		add_time(&t, r->time_s * k);
+	if (lim.mem_mb > 0)
+		rc |= args_add(&a, "--mem=%ldM", lim.mem_mb);
+	if (lim.time_s > 0) { /* `time` is a task's: an element runs k */
+		add_time(&t, lim.time_s * k);
 		rc |= args_add(&a, "%s", t.s);
 	}
 	if (r->gpus > 0)
@@ -303,7 +308,8 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 		int wrote_script = 0;
 		for (int c = 0; c < nchunks && rc == 0; c++) {
 			int n = 0;
-			long mem_mb = st->res->mem_mb;
+			/* one --mem and --time for the array: the most a task of it asks */
+			struct job_limits lim = job_next_limits(st->res, NULL, NULL);
 			long end = (c + 1) * max_array < nelem ? (c + 1) * max_array : nelem;
 			for (long e = c * max_array; e < end; e++) {
 				/* an element goes out when one of its tasks is to run */
@@ -311,9 +317,11 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 				for (long t = e * grp; t < (e + 1) * grp && t < st->ntasks; t++) {
 					int run = !st->todo || st->todo[t] == LOCAL_RUN;
 					any |= run;
-					/* one --mem for the array: the most a task of it asks */
-					if (run && st->mem_mb && st->mem_mb[t] > mem_mb)
-						mem_mb = st->mem_mb[t];
+					if (run && st->limits) {
+						const struct job_limits *l = &st->limits[t];
+						lim.mem_mb = l->mem_mb > lim.mem_mb ? l->mem_mb : lim.mem_mb;
+						lim.time_s = l->time_s > lim.time_s ? l->time_s : lim.time_s;
+					}
 				}
 				if (any)
 					idx[n++] = (int)(e - c * max_array);
@@ -326,7 +334,7 @@ int slurm_submit(const struct job_graph *g, const struct slurm_opts *o, struct e
 				if (rc < 0)
 					break;
 			}
-			rc = submit_chunk(g, o, sent, s, c, max_array, idx, n, mem_mb, script.s,
+			rc = submit_chunk(g, o, sent, s, c, max_array, idx, n, lim, script.s,
 					  o->first_serial + calls, err);
 			calls++;
 		}

@@ -54,6 +54,7 @@ struct exec_ctx {
 	int grouped;  /* one of the tasks of a Slurm job of several (group) */
 	long mem_mb;  /* this attempt's mem: Slurm's --mem, or the local executor's
 			 CAIRN_MEM_MB (which the wrapper enforces); 0 = none */
+	long time_s;  /* this attempt's time (CAIRN_TIME_S from either executor); 0 = none */
 	double t0;
 	const struct rusage *ru; /* the task's, once it has ended */
 };
@@ -71,6 +72,16 @@ static void path_of(struct buf *b, const struct exec_ctx *x, const char *name)
 	task_path(b, x->run->dir, x->st->name, x->task, name);
 }
 
+/* The attempt's mem and time, in its markers: the next attempt of a stage
+ * with a range goes from them (job_next_limits). */
+static void add_limits(json_t *j, const struct exec_ctx *x)
+{
+	if (j && x->mem_mb > 0)
+		json_object_set_new(j, "mem_mb", json_integer(x->mem_mb));
+	if (j && x->time_s > 0)
+		json_object_set_new(j, "time_s", json_integer(x->time_s));
+}
+
 static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int sig,
 			const char *message, struct error *err)
 {
@@ -84,8 +95,7 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 		return error_set(err, "out of memory");
 	if (message)
 		json_object_set_new(j, "message", json_string(message));
-	if (x->mem_mb > 0)
-		json_object_set_new(j, "mem_mb", json_integer(x->mem_mb));
+	add_limits(j, x);
 	if (x->ru) { /* it ran: what it used, for `cairn status --usage` and why */
 		json_object_set_new(j, "cpu_s", json_real(cpu_seconds(x->ru)));
 		json_object_set_new(j, "max_rss_kb", json_integer((json_int_t)x->ru->ru_maxrss));
@@ -331,6 +341,24 @@ static void set_env(struct exec_ctx *x, const char *self_dir)
 	}
 }
 
+/* A task stopped at its time limit (by its wrapper), and what the next
+ * attempt gets. */
+static void over_time(const struct exec_ctx *x, char *msg, size_t size)
+{
+	const struct job_res *r = &x->st->res;
+	struct job_limits had = {x->mem_mb, x->time_s};
+	long n = job_next_limits(r, &had, "timeout").time_s;
+	char next[32], lo[32], hi[32];
+	job_format_seconds((double)n, next, sizeof(next));
+	job_format_seconds((double)r->time_s, lo, sizeof(lo));
+	job_format_seconds((double)r->time_max_s, hi, sizeof(hi));
+	if (n > x->time_s)
+		snprintf(msg, size, "time limit of %ld s reached; its next attempt gets %s (time = %s..%s)",
+			 x->time_s, next, lo, hi);
+	else
+		snprintf(msg, size, "time limit of %ld s reached", x->time_s);
+}
+
 /* Why a task over its mem was stopped, and what the next attempt asks. */
 static void over_mem(const struct exec_ctx *x, long used_kb, char *msg, size_t size)
 {
@@ -338,7 +366,8 @@ static void over_mem(const struct exec_ctx *x, long used_kb, char *msg, size_t s
 	char used[32], had[32], next[32], then[160];
 	job_format_kib(used_kb, used, sizeof(used));
 	job_format_kib((long long)x->mem_mb * 1024, had, sizeof(had));
-	long n = job_next_mem(r, x->mem_mb, "oom");
+	struct job_limits had_l = {x->mem_mb, x->time_s};
+	long n = job_next_limits(r, &had_l, "oom").mem_mb;
 	job_format_kib((long long)n * 1024, next, sizeof(next));
 	if (n > x->mem_mb)
 		snprintf(then, sizeof(then), "its next attempt asks %s (mem = %ldM..%ldM)", next,
@@ -475,8 +504,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 				    (int)getpid(), "pid_start", (json_int_t)task_proc_start((long)getpid()),
 				    "attempt", x->attempt, "started", x->started, "slurm_job", x->job,
 				    "slurm_restarts", x->restarts, "key", key);
-	if (started && x->mem_mb > 0)
-		json_object_set_new(started, "mem_mb", json_integer(x->mem_mb));
+	add_limits(started, x);
 	path_of(&p, x, "started.json");
 	int wrc = started ? jsonio_write_replace(p.s, started, err) : error_set(err, "out of memory");
 	json_decref(started);
@@ -526,7 +554,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	/* Slurm enforces mem itself; locally the wrapper does, as Slurm does
 	   without cgroups: the RSS of the task's processes together, polled
 	   each second, SIGKILL over it (failure kind oom). */
-	struct proc_limits lim = {x->job[0] && !x->grouped ? 0 : x->st->res.time_s,
+	struct proc_limits lim = {x->job[0] && !x->grouped ? 0 : x->time_s,
 				  x->job[0] ? 0 : x->mem_mb * 1024, 0, 0, 0};
 	int left = proc_wait(pid, &status, &ru, &stop_signal, 10, &lim, err);
 	int timed_out = lim.timed_out;
@@ -563,7 +591,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 			kind = slurm_stop(x, &requeued, msg, sizeof(msg));
 		} else if (timed_out) {
 			kind = "timeout";
-			snprintf(msg, sizeof(msg), "time limit of %ld s reached", x->st->res.time_s);
+			over_time(x, msg, sizeof(msg));
 		} else if (lim.over_kb) {
 			kind = "oom";
 			over_mem(x, lim.over_kb, msg, sizeof(msg));
@@ -616,8 +644,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		      "finished", finished, "wall_s", wall, "cpu_s", cpu_seconds(&ru), "max_rss_kb",
 		      (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts, "manifest_sha256",
 		      digest, "manifest", manifest, "slurm_job", x->job);
-	if (done && x->mem_mb > 0)
-		json_object_set_new(done, "mem_mb", json_integer(x->mem_mb));
+	add_limits(done, x);
 	path_of(&p, x, "done.json");
 	/* Temp file + rename, no fsync: a process killed at any moment leaves
 	 * the old state or the new, never a torn file. fsync would only matter
@@ -692,6 +719,16 @@ static int exec_one(const struct run *run, int stage, int task, int grouped, con
 		x.restarts = atoi(getenv("SLURM_RESTART_COUNT"));
 	const char *mem = getenv(x.job[0] ? "SLURM_MEM_PER_NODE" : "CAIRN_MEM_MB");
 	x.mem_mb = mem ? atol(mem) : x.job[0] ? 0 : x.st->res.mem_mb;
+	const char *tv = getenv("CAIRN_TIME_S"); /* "" for none */
+	x.time_s = tv ? atol(tv) : x.st->res.time_s;
+	/* the task's time, for commands that checkpoint before it runs out */
+	if (x.time_s > 0) {
+		char v[32];
+		snprintf(v, sizeof(v), "%ld", x.time_s);
+		setenv("CAIRN_TIME_S", v, 1);
+	} else {
+		unsetenv("CAIRN_TIME_S");
+	}
 	if (failed_for_good(&x)) {
 		run_event(run->dir, "skip %s/%d: it failed in job %s with a failure not retried",
 			  x.st->name, task, x.job);

@@ -300,7 +300,7 @@ static int graph_build(struct graph *gr, struct run *r, const struct plan *p, st
 		gr->stages[i].deps = gr->deps[i];
 		gr->stages[i].ndeps = st->nin;
 		gr->stages[i].res = &st->res;
-		gr->stages[i].mem_mb = p->stages[i].mem_mb;
+		gr->stages[i].limits = p->stages[i].limits;
 	}
 	ssize_t n = readlink("/proc/self/exe", gr->self, sizeof(gr->self) - 1);
 	gr->self[n > 0 ? n : 0] = '\0';

@@ -328,6 +328,14 @@ static void suggest_mem(long long kib, char *out, size_t size)
 		snprintf(out, size, "%lldM", mb);
 }
 
+/* "4.0 s" and "16.0 s": "4.0 s..16.0 s"; hi "" for no range. */
+static void append_range(char *text, size_t size, const char *hi)
+{
+	size_t len = strlen(text);
+	if (hi[0] && len + 2 < size)
+		snprintf(text + len, size - len, "..%s", hi);
+}
+
 /* The advice of one stage's usage against what it asks; n lines, 200 each. */
 static int usage_advice(const char *name, const struct job_res *res, const struct stage_usage *u,
 			char out[][200], int n)
@@ -354,13 +362,15 @@ static int usage_advice(const char *name, const struct job_res *res, const struc
 			 "Slurm could place more of them per node",
 			 name, b, a, c);
 	}
-	if (res->time_s && u->wall_max >= 0.9 * res->time_s && k < n) {
+	int trange = res->time_max_s > res->time_s; /* time = 1:00:00..8:00:00 */
+	double most_s = (double)(trange ? res->time_max_s : res->time_s);
+	if (most_s > 0 && u->wall_max >= 0.9 * most_s && k < n) {
 		job_format_seconds(u->wall_max, a, sizeof(a));
-		job_format_seconds((double)res->time_s, b, sizeof(b));
+		job_format_seconds(most_s, b, sizeof(b));
 		snprintf(out[k++], 200,
-			 "%s: a task ran %s of its time = %s (%.0f%%): raise time before one is "
+			 "%s: a task ran %s of its time = %s%s (%.0f%%): raise time before one is "
 			 "stopped by it",
-			 name, a, b, 100.0 * u->wall_max / res->time_s);
+			 name, a, trange ? ".." : "", b, 100.0 * u->wall_max / most_s);
 	}
 	double busy = u->wall_sum > 0 ? u->cpu_sum / u->wall_sum : 0;
 	if (res->cpus > 1 && u->cpu_known && u->wall_sum >= 1 && busy < 0.5 * res->cpus && k < n)
@@ -406,7 +416,7 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 			json_object_set_new(stages, s->stages[i].name, o);
 			continue;
 		}
-		char ws[32], wm[32], rss[32], busy[16] = "-", asked[128] = "", m[64], t[32], ob[32],
+		char ws[32], wm[32], rss[32], busy[16] = "-", asked[160] = "", m[64], t[64], ob[32],
 					      kept[32];
 		job_format_seconds(x->wall_sum, ws, sizeof(ws));
 		job_format_seconds(x->wall_max, wm, sizeof(wm));
@@ -415,13 +425,16 @@ static void usage_print(const struct run *r, const struct stage_usage *u, json_t
 		job_format_bytes(x->out_bytes - x->freed, kept, sizeof(kept));
 		if (x->cpu_known && x->wall_sum > 0)
 			snprintf(busy, sizeof(busy), "%.2f", x->cpu_sum / x->wall_sum);
+		/* a range: "40.0 MiB..200.0 MiB" */
+		char mhi[32] = "", thi[32] = "";
 		job_format_kib(res->mem_mb * 1024, m, sizeof(m));
-		if (res->mem_max_mb > res->mem_mb) { /* a range: 40.0 MiB..200.0 MiB */
-			size_t len = strlen(m);
-			memcpy(m + len, "..", 3);
-			job_format_kib(res->mem_max_mb * 1024, m + len + 2, sizeof(m) - len - 2);
-		}
+		if (res->mem_max_mb > res->mem_mb)
+			job_format_kib(res->mem_max_mb * 1024, mhi, sizeof(mhi));
+		append_range(m, sizeof(m), mhi);
 		job_format_seconds((double)res->time_s, t, sizeof(t));
+		if (res->time_max_s > res->time_s)
+			job_format_seconds((double)res->time_max_s, thi, sizeof(thi));
+		append_range(t, sizeof(t), thi);
 		snprintf(asked, sizeof(asked), "cpus %d%s%s%s%s", res->cpus ? res->cpus : 1,
 			 res->mem_mb ? ", mem " : "", res->mem_mb ? m : "",
 			 res->time_s ? ", time " : "", res->time_s ? t : "");

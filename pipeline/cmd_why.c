@@ -104,7 +104,8 @@ static void print_remedy(const struct run *r, const struct spec_stage *st,
 	char now[32];
 	if (!strcmp(ti->kind, "oom")) {
 		const struct job_res *res = &st->res;
-		long next = job_next_mem(res, ti->mem_mb, "oom");
+		struct job_limits last = {ti->mem_mb, ti->time_s};
+		long next = job_next_limits(res, &last, "oom").mem_mb;
 		char had[32];
 		job_format_kib((long long)(ti->mem_mb ? ti->mem_mb : res->mem_mb) * 1024, had,
 			       sizeof(had));
@@ -124,11 +125,25 @@ static void print_remedy(const struct run *r, const struct spec_stage *st,
 			       "shows what its done tasks used\n",
 			       st->name, res->mem_mb > 0 ? had : "not set", r->dir, spec, r->dir);
 	} else if (!strcmp(ti->kind, "timeout")) {
-		job_format_seconds((double)st->res.time_s, now, sizeof(now));
-		printf("  to do: raise time of %s (now %s) and `cairn resume %s --spec %s`; or let "
-		       "its retries go on where it stopped: retry_on = timeout and a command that "
-		       "keeps its progress in $CAIRN_STATE (docs/spec.md)\n",
-		       st->name, now, r->dir, spec);
+		const struct job_res *res = &st->res;
+		struct job_limits last = {ti->mem_mb, ti->time_s};
+		long next = job_next_limits(res, &last, "timeout").time_s;
+		char had[32], lo[32], hi[32];
+		job_format_seconds((double)(ti->time_s ? ti->time_s : res->time_s), had, sizeof(had));
+		job_format_seconds((double)next, now, sizeof(now));
+		job_format_seconds((double)res->time_s, lo, sizeof(lo));
+		job_format_seconds((double)res->time_max_s, hi, sizeof(hi));
+		if (res->time_max_s > res->time_s && next > ti->time_s)
+			printf("  to do: nothing in the spec: `cairn resume %s` gives it %s (it had "
+			       "%s; time = %s..%s doubles it after a timeout)\n",
+			       r->dir, now, had, lo, hi);
+		else
+			printf("  to do: raise time of %s (it had %s; or give a range, time = "
+			       "1:00:00..8:00:00, that resume and retries double after a timeout) and "
+			       "`cairn resume %s --spec %s`; or let its retries go on where it "
+			       "stopped: retry_on = timeout and a command that keeps its progress in "
+			       "$CAIRN_STATE (docs/spec.md)\n",
+			       st->name, had, r->dir, spec);
 	} else if (!strcmp(ti->kind, "node_fail") || !strcmp(ti->kind, "preempted")) {
 		printf("  to do: nothing in the task: `cairn resume %s` runs it again; retries and "
 		       "retry_on = node_fail,preempted would have by themselves\n",

@@ -209,10 +209,13 @@ static int plan_pass(struct plan *p, const struct run *r, int fresh, int verify,
 				ps->released[t] = 0; /* check_done says */
 			}
 			ps->state[t] = (unsigned char)ti.state;
-			/* a mem range: what its last attempt had, doubled after an oom */
-			if (ps->mem_mb)
-				ps->mem_mb[t] = job_next_mem(&st->res, ti.mem_mb,
-							     ti.state == TASK_FAILED ? ti.kind : NULL);
+			/* a range: what its last attempt had, doubled after an oom
+			   (mem) or a timeout (time) */
+			if (ps->limits) {
+				struct job_limits had = {ti.mem_mb, ti.time_s};
+				ps->limits[t] = job_next_limits(
+				    &st->res, &had, ti.state == TASK_FAILED ? ti.kind : NULL);
+			}
 			switch (ti.state) {
 			case TASK_PENDING:
 				ps->action[t] = ti.queued ? PLAN_WAIT : PLAN_RUN;
@@ -308,12 +311,11 @@ int plan_make_rerun(struct plan *p, const struct run *r, int fresh, int verify,
 			ps->digest = mem_calloc((size_t)n, 65);
 			ps->released = mem_calloc((size_t)n, 1);
 		}
-		const struct job_res *res = &s->stages[i].res;
-		if (res->mem_max_mb > res->mem_mb)
-			ps->mem_mb = mem_calloc((size_t)n, sizeof(long));
+		int range = job_has_range(&s->stages[i].res);
+		if (range)
+			ps->limits = mem_calloc((size_t)n, sizeof(*ps->limits));
 		if (!ps->action || !ps->reason || !ps->state ||
-		    (!fresh && (!ps->digest || !ps->released)) ||
-		    (res->mem_max_mb > res->mem_mb && !ps->mem_mb))
+		    (!fresh && (!ps->digest || !ps->released)) || (range && !ps->limits))
 			return error_set(err, "out of memory");
 	}
 	long long *dropped = mem_calloc((size_t)s->nstages + 1, sizeof(*dropped));
@@ -460,7 +462,7 @@ void plan_release(struct plan *p)
 		mem_free(p->stages[i].state);
 		mem_free(p->stages[i].digest);
 		mem_free(p->stages[i].released);
-		mem_free(p->stages[i].mem_mb);
+		mem_free(p->stages[i].limits);
 	}
 	mem_free(p->stages);
 	sched_view_release(&p->view);

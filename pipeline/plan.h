@@ -39,8 +39,8 @@ struct plan_stage {
 	unsigned char *state;    /* enum task_state per task */
 	char (*digest)[65];      /* manifest digest of done tasks (NULL for a new run) */
 	unsigned char *released; /* done tasks whose out/ was released (NULL: new run) */
-	long *mem_mb;            /* with a mem range (mem = 1G..8G): the mem each
-				    task's next attempt asks, job_next_mem(); else NULL */
+	struct job_limits *limits; /* with a mem or time range (mem = 1G..8G): what
+				      each task's next attempt asks, job_next_limits(); else NULL */
 	long long run, skip, wait;
 	long long dropped;       /* queued or running elements beyond ntasks
 				    (resume --spec shrank the array): cancelled */

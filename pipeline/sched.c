@@ -293,8 +293,11 @@ static void record_verdict(const struct run *r, const char *stage, int task,
 			      "exit_code", sj->exit_code, "signal", sj->signal, "attempt", ti->attempt,
 			      "slurm_job", ti->job, "slurm_restarts", sj->restarts, "slurm_state",
 			      sj->state, "slurm_reason", sj->reason, "message", msg);
-	if (j && ti->mem_mb > 0) /* what its attempt had: resume doubles it after an oom */
+	/* what its attempt had: resume doubles it after an oom or a timeout */
+	if (j && ti->mem_mb > 0)
 		json_object_set_new(j, "mem_mb", json_integer(ti->mem_mb));
+	if (j && ti->time_s > 0)
+		json_object_set_new(j, "time_s", json_integer(ti->time_s));
 	buf_reset(&p);
 	task_path(&p, r->dir, stage, task, "failed.json");
 	if (j && !p.failed && jsonio_write_replace(p.s, j, &err) == 0)

@@ -184,6 +184,23 @@ static int parse_int(const char *v, long lo, long hi, long *out)
 	return 0;
 }
 
+/* "A" or "A..B", each read by fn: *lo = A, *hi = B or 0 without a range.
+ * -1: not that, -2: B is below A. */
+static int parse_range(const char *v, long (*fn)(const char *), long *lo, long *hi)
+{
+	char first[64];
+	const char *dots = strstr(v, "..");
+	size_t n = dots ? (size_t)(dots - v) : strlen(v);
+	if (n >= sizeof(first))
+		return -1;
+	memcpy(first, v, n);
+	first[n] = '\0';
+	*hi = 0;
+	if ((*lo = fn(first)) < 0 || (dots && (*hi = fn(dots + 2)) < 0))
+		return -1;
+	return dots && *hi < *lo ? -2 : 0;
+}
+
 long spec_parse_mem_mb(const char *v)
 {
 	char *end;
@@ -493,33 +510,26 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 		*dst = (int)x;
 		return 0;
 	}
-	if (!strcmp(key, "mem")) { /* 4G, or 1G..8G: 1G first, doubled after each oom */
-		char lo[64] = "";
-		const char *dots = strstr(v, "..");
-		long hi = 0;
-		snprintf(lo, sizeof(lo), "%.*s", dots ? (int)(dots - v) : (int)strlen(v), v);
-		if ((x = spec_parse_mem_mb(lo)) < 0 || (dots && (hi = spec_parse_mem_mb(dots + 2)) < 0))
+	if (!strcmp(key, "mem") || !strcmp(key, "time")) {
+		/* 4G, or 1G..8G: 1G first; after running out of it, twice as much */
+		int mem = !strcmp(key, "mem");
+		long lo, hi;
+		int rc = parse_range(v, mem ? spec_parse_mem_mb : spec_parse_time_s, &lo, &hi);
+		if (rc == -1)
+			return error_set(
+			    err, "%s:%d: %s = '%s': want %s, or a range like %s (%s first; after %s, twice as much, up to %s)",
+			    s->path, line, key, v,
+			    mem ? "a size like 512M or 4G" : "minutes or [D-]HH:MM:SS, like 30 or 01:30:00",
+			    mem ? "1G..8G" : "1:00:00..8:00:00", mem ? "1G" : "1:00:00",
+			    mem ? "running out of it" : "reaching it", mem ? "8G" : "8:00:00");
+		if (rc == -2)
 			return error_set(err,
-					 "%s:%d: mem = '%s': want a size like 512M or 4G, or a "
-					 "range like 1G..8G (1G first; after running out of it, "
-					 "twice as much, up to 8G)",
-					 s->path, line, v);
-		if (dots && hi < x)
-			return error_set(err,
-					 "%s:%d: mem = '%s': the range ends below its start; write "
-					 "the first size first (1G..8G)",
-					 s->path, line, v);
-		r->mem_mb = x;
-		r->mem_max_mb = dots ? hi : 0;
-		return 0;
-	}
-	if (!strcmp(key, "time")) {
-		if ((x = spec_parse_time_s(v)) < 0)
-			return error_set(err,
-					 "%s:%d: time = '%s': want minutes or [D-]HH:MM:SS, "
-					 "like 30 or 01:30:00",
-					 s->path, line, v);
-		r->time_s = x;
+					 "%s:%d: %s = '%s': the range ends below its start; write "
+					 "the first %s first (%s)",
+					 s->path, line, key, v, mem ? "size" : "time",
+					 mem ? "1G..8G" : "1:00:00..8:00:00");
+		*(mem ? &r->mem_mb : &r->time_s) = lo;
+		*(mem ? &r->mem_max_mb : &r->time_max_s) = hi;
 		return 0;
 	}
 	if (!strcmp(key, "retry_on")) {

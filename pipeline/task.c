@@ -194,6 +194,7 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 		copy_str(ti->job, sizeof(ti->job), jsonio_str(j, "slurm_job", ""));
 		ti->restarts = (int)jsonio_int(j, "slurm_restarts", 0);
 		ti->mem_mb = (long)jsonio_int(j, "mem_mb", 0);
+		ti->time_s = (long)jsonio_int(j, "time_s", 0);
 		ti->state = strcmp(ti->kind, "cancelled") ? TASK_FAILED : TASK_CANCELLED;
 		json_decref(j);
 		return 0;
@@ -213,6 +214,7 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 	ti->restarts = (int)jsonio_int(j, "slurm_restarts", 0);
 	copy_str(ti->started, sizeof(ti->started), jsonio_str(j, "started", ""));
 	ti->mem_mb = (long)jsonio_int(j, "mem_mb", 0);
+	ti->time_s = (long)jsonio_int(j, "time_s", 0);
 	json_decref(j);
 	if (check_alive && !ti->job[0]) {
 		char host[128] = "";

@@ -48,6 +48,7 @@ struct task_info {
 	int in_group;         /* pending in a running job of `group` tasks, not reached yet: the group */
 	int group;	      /* tasks per Slurm job of its latest submission (sched.h), or 0 */
 	long mem_mb;          /* the mem its latest attempt had (MB), 0 when not said */
+	long time_s;          /* and its time limit (s), 0 when not said */
 };
 /* A failed task's kind as people say it: "exit 3", "signal 9", "timeout". */
 void task_kind_label(const struct task_info *ti, char *out, size_t size);

@@ -610,6 +610,27 @@ check_eq "oom: each resume doubles it" "$(tr '\n' ' ' <grow.mem)" "mem 40 mem 80
 cairn status ro0 --json >st.json
 check_grep "oom: done after two resumes" '"grow": \{"tasks": 1, "done": 1' st.json
 
+# --- time = A..B: an attempt after a timeout gets twice as long ---
+cat >tr.ini <<EOF
+[stage s]
+time = 0:01..0:04
+retries = 3
+retry_on = timeout
+command = echo "time \$CAIRN_TIME_S" >>$T/tr.count; sleep 2.5
+EOF
+: >tr.count
+cairn run tr.ini --run-dir rtr >out.txt 2>&1
+check_eq "time range: done on the third attempt" "$?" 0
+check_eq "time range: 1 s, 2 s, 4 s (the task sees it in CAIRN_TIME_S)" "$(tr '\n' ' ' <tr.count)" "time 1 time 2 time 4 "
+check_grep "time range: done.json records the time that did" '"time_s": 4' rtr/stages/s/0/done.json
+check_grep "time range: the events say what the next attempt gets" "timeout: time limit of 2 s reached; its next attempt gets 4\.0 s" rtr/events.log
+sed 's/^retries = 3/retries = 0/' tr.ini >tr0.ini
+cairn run tr0.ini --run-dir rtr0 >out.txt 2>&1
+cairn why rtr0 s/0 >why.txt 2>&1
+check_grep "time range: why's to-do: resume gives it twice as long" "to do: nothing in the spec: .cairn resume [^ ]*rtr0. gives it 2\.0 s \(it had 1\.0 s; time = 1\.0 s\.\.4\.0 s" why.txt
+cairn resume rtr0 --executor slurm --dry-run >dry.txt 2>&1
+check_grep "time range: a resume on Slurm would give it 2 s (CAIRN_TIME_S)" "^#1: sbatch .*CAIRN_TIME_S=2 .* --time=1 " dry.txt
+
 # --- logs -f: follows a task from before it starts to its end ---
 cat >follow.ini <<EOF
 [stage first]
@@ -812,6 +833,25 @@ cairn why rut a/0 --lines=1 >out.txt 2>&1
 check_eq "why --lines=N is --lines N" "$?" 0
 cairn resume rut --rerun "" >out.txt 2>&1
 check_eq "rerun: nothing named is bad usage, not a plain resume" "$?" 2
+
+# --- a task waiting for cores is not passed by later ones ---
+# 2 cores: small/0 and small/1 run; when small/0 ends, wide (cpus = 2) is
+# first in line and waits for small/1, and more/0, though it would fit, waits
+# behind it (before, more's 4 tasks all went first).
+cat >wide.ini <<EOF
+[stage small]
+array = 2
+command = sleep 0.\${task}5
+[stage wide]
+cpus = 2
+command = sleep 0.5
+[stage more]
+array = 4
+command = sleep 0.5
+EOF
+cairn run wide.ini --run-dir rwide --jobs 2 >out.txt 2>&1
+check_eq "a wide task first in line is not passed by smaller ones" \
+	"$(grep -o 'start [a-z]*/[0-9]' rwide/events.log | head -3 | sort | tr '\n' ' ')" "start small/0 start small/1 start wide/0 "
 
 # --- the local executor keeps the tasks' mem within --mem ---
 # Each task holds a lock folder while it runs: a second task at once finds

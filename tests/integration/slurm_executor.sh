@@ -574,7 +574,7 @@ cairn run grp.ini --executor slurm --dry-run >dry.txt 2>&1
 check_eq "dry run on Slurm: exit 0, no sbatch run" "$?:$(calls sbatch)" "0:0"
 check_eq "dry run on Slurm: the sbatch lines it would run, one per array" "$(grep -c '^#[0-9]: sbatch ' dry.txt)" 4
 check_grep "dry run on Slurm: MaxArraySize asked: the second array of g from task 12" \
-	"^#2: sbatch --job-name=cairn.RUN.[0-9a-f]+.g.1 --array=0 --export=ALL,CAIRN_TASK_OFFSET=12 .* --mem=100M --time=1 --requeue RUN/slurm/g.sh$" dry.txt
+	"^#2: sbatch --job-name=cairn.RUN.[0-9a-f]+.g.1 --array=0 --export=ALL,CAIRN_TASK_OFFSET=12,CAIRN_TIME_S=5 .* --mem=100M --time=1 --requeue RUN/slurm/g.sh$" dry.txt
 check_grep "dry run on Slurm: h's first array waits for g's by element" "^#3: sbatch .*--dependency=aftercorr:#1 --kill-on-invalid-dep=yes RUN/slurm/h.sh$" dry.txt
 check_grep "dry run on Slurm: a group's time is group x time" "^#3: sbatch .* --time=3 " dry.txt
 : >calls
@@ -646,7 +646,7 @@ cairn resume rq --rerun a/4 --dry-run >dry.txt 2>&1
 check_grep "group: resume cancels b's queued element of b/4 once" "would first cancel 1 queued Slurm job" dry.txt
 check_grep "group: b/3 and b/5 go with it, sent again" "1 input reruns, 3 queued, 2 job cancelled" dry.txt
 check_grep "dry run of a resume on Slurm: a/4's array (MaxArraySize 4: the second chunk's element 0)" \
-	"^#1: sbatch --job-name=cairn.rq.[0-9a-f]+.a.[0-9]+ --array=0 --export=ALL,CAIRN_TASK_OFFSET=4 .* $T/rq/slurm/a.sh$" dry.txt
+	"^#1: sbatch --job-name=cairn.rq.[0-9a-f]+.a.[0-9]+ --array=0 --export=ALL,CAIRN_TASK_OFFSET=4,CAIRN_TIME_S=60 .* $T/rq/slurm/a.sh$" dry.txt
 check_grep "dry run of a resume on Slurm: b's element 1 again, after it and a's jobs still queued" \
 	"^#2: sbatch .*--array=1 .*--dependency=afterok:#1,afterok:[0-9]+" dry.txt
 cairn resume rq --rerun a/4 --wait >out.txt 2>&1

@@ -301,6 +301,10 @@ static void test_spec_errors_name_file_and_line(void)
 	     "bad.ini:3: mem = '8G..1G': the range ends below its start"},
 	    {"[stage a]\ncommand = x\nmem = 1G..\n",
 	     "bad.ini:3: mem = '1G..': want a size like 512M or 4G, or a range like 1G..8G"},
+	    {"[stage a]\ncommand = x\ntime = 2:00:00..1:00:00\n",
+	     "bad.ini:3: time = '2:00:00..1:00:00': the range ends below its start; write the first time first"},
+	    {"[stage a]\ncommand = x\ntime = 1h..2h\n",
+	     "bad.ini:3: time = '1h..2h': want minutes or [D-]HH:MM:SS, like 30 or 01:30:00, or a range like 1:00:00..8:00:00"},
 	    {"[stage a]\ncommand = x\nzzzz = 1\n", "unknown key 'zzzz' (known: command"},
 	    {"[slurm]\npartion = x\n[stage a]\ncommand = x\n",
 	     "[slurm]: unknown key 'partion', did you mean 'partition'? (known: partition, "
@@ -846,16 +850,24 @@ static void test_plan_pulls_released(void)
 	run_release(&r);
 }
 
+/* A run folder tmp/NAME of spec s (released) for executor. */
+static int new_run(struct run *r, struct spec *s, const char *name, const char *executor)
+{
+	char dir[512];
+	struct error err;
+	snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
+	int rc = run_create(r, s, dir, executor, &err);
+	spec_release(s);
+	return rc;
+}
+
 static void test_failed_marker_read(void)
 {
 	struct spec s;
 	struct error err;
 	CHECK_INT(spec_load(&s, write_spec("f.ini", "[stage x]\ncommand = false\n"), NULL, 0, &err), 0);
 	struct run r;
-	char dir[512];
-	snprintf(dir, sizeof(dir), "%s/run-f", tmp);
-	CHECK_INT(run_create(&r, &s, dir, "local", &err), 0);
-	spec_release(&s);
+	CHECK_INT(new_run(&r, &s, "run-f", "local"), 0);
 	struct buf p = BUF_INIT;
 	task_path(&p, r.dir, "x", 0, "");
 	fs_mkdir_p(p.s, &err);
@@ -894,10 +906,7 @@ static void test_sched_requeued_retry(void)
 			    0, &err),
 		  0);
 	struct run r;
-	char dir[512];
-	snprintf(dir, sizeof(dir), "%s/run-rq", tmp);
-	CHECK_INT(run_create(&r, &s, dir, "slurm", &err), 0);
-	spec_release(&s);
+	CHECK_INT(new_run(&r, &s, "run-rq", "slurm"), 0);
 	struct buf p = BUF_INIT;
 	task_path(&p, r.dir, "x", 0, "");
 	fs_mkdir_p(p.s, &err);
@@ -956,10 +965,7 @@ static void test_sched_group(void)
 	    0);
 	CHECK_INT(s.stages[0].res.group, 3);
 	struct run r;
-	char dir[512];
-	snprintf(dir, sizeof(dir), "%s/run-grp", tmp);
-	CHECK_INT(run_create(&r, &s, dir, "slurm", &err), 0);
-	spec_release(&s);
+	CHECK_INT(new_run(&r, &s, "run-grp", "slurm"), 0);
 	struct buf p = BUF_INIT;
 	task_path(&p, r.dir, "x", 16, "");
 	fs_mkdir_p(p.s, &err);
@@ -1009,10 +1015,7 @@ static void test_sched_view_pick(void)
 	CHECK_INT(
 	    spec_load(&s, write_spec("pick.ini", "[stage x]\ncommand = true\n"), NULL, 0, &err), 0);
 	struct run r;
-	char dir[512];
-	snprintf(dir, sizeof(dir), "%s/run-pick", tmp);
-	CHECK_INT(run_create(&r, &s, dir, "slurm", &err), 0);
-	spec_release(&s);
+	CHECK_INT(new_run(&r, &s, "run-pick", "slurm"), 0);
 	CHECK_INT(sched_record(&r, "x", 70, 0, "0", 1, &err), 0);
 	CHECK_INT(sched_record(&r, "x", 58, 0, "0", 1, &err), 0);
 	struct slurm_job all[] = {
@@ -1040,35 +1043,52 @@ static void test_sched_view_pick(void)
 
 /* mem = 1G..8G: the first attempt asks 1G, each oom doubles what the last
  * attempt had, up to 8G; the plan gives every task its own. */
+static long NEXT_MEM(const struct job_res *r, long last, const char *kind)
+{
+	struct job_limits l = {last, 0};
+	return job_next_limits(r, &l, kind).mem_mb;
+}
+
 static void test_mem_range(void)
 {
 	struct job_res r = {.mem_mb = 100, .mem_max_mb = 300};
-	CHECK_INT(job_next_mem(&r, 0, NULL), 100);
-	CHECK_INT(job_next_mem(&r, 100, "oom"), 200);
-	CHECK_INT(job_next_mem(&r, 200, "oom"), 300); /* capped */
-	CHECK_INT(job_next_mem(&r, 300, "oom"), 300);
-	CHECK_INT(job_next_mem(&r, 200, "exit"), 200); /* keeps what it had */
-	CHECK_INT(job_next_mem(&r, 0, "oom"), 200);     /* unsaid: from the start */
-	CHECK_INT(job_next_mem(&r, 900, "exit"), 300);  /* the range shrank since */
+	CHECK_INT(NEXT_MEM(&r, 0, NULL), 100);
+	CHECK_INT(NEXT_MEM(&r, 100, "oom"), 200);
+	CHECK_INT(NEXT_MEM(&r, 200, "oom"), 300); /* capped */
+	CHECK_INT(NEXT_MEM(&r, 300, "oom"), 300);
+	CHECK_INT(NEXT_MEM(&r, 200, "exit"), 200); /* keeps what it had */
+	CHECK_INT(NEXT_MEM(&r, 0, "oom"), 200);     /* unsaid: from the start */
+	CHECK_INT(NEXT_MEM(&r, 900, "exit"), 300);  /* the range shrank since */
 	struct job_res fixed = {.mem_mb = 100};
-	CHECK_INT(job_next_mem(&fixed, 100, "oom"), 100);
+	CHECK_INT(NEXT_MEM(&fixed, 100, "oom"), 100);
 	struct job_res none = {0};
-	CHECK_INT(job_next_mem(&none, 100, "oom"), 0);
+	CHECK_INT(NEXT_MEM(&none, 100, "oom"), 0);
+	/* time alike, after a timeout; an oom leaves it */
+	struct job_res t = {.time_s = 60, .time_max_s = 200, .mem_mb = 100, .mem_max_mb = 300};
+	struct job_limits had = {200, 60};
+	struct job_limits n = job_next_limits(&t, &had, "timeout");
+	CHECK_INT(n.time_s, 120);
+	CHECK_INT(n.mem_mb, 200);
+	n = job_next_limits(&t, &n, "timeout");
+	CHECK_INT(n.time_s, 200);
+	n = job_next_limits(&t, &had, "oom");
+	CHECK_INT(n.time_s, 60);
+	CHECK_INT(n.mem_mb, 300);
 
 	struct spec s;
 	struct error err;
 	CHECK_INT(spec_load(&s, write_spec("mr.ini", "[stage x]\narray = 4\nmem = 1G..8G\n"
-						     "command = true\n[stage y]\nmem = 2G\ncommand = true\n"),
+						     "command = true\n[stage y]\nmem = 2G\ncommand = true\n"
+						     "time = 30..2:00:00\n"),
 			    NULL, 0, &err),
 		  0);
+	CHECK_INT(s.stages[1].res.time_s, 1800);
+	CHECK_INT(s.stages[1].res.time_max_s, 7200);
 	CHECK_INT(s.stages[0].res.mem_mb, 1024);
 	CHECK_INT(s.stages[0].res.mem_max_mb, 8192);
 	CHECK_INT(s.stages[1].res.mem_max_mb, 0);
 	struct run r2;
-	char dir[512];
-	snprintf(dir, sizeof(dir), "%s/run-mr", tmp);
-	CHECK_INT(run_create(&r2, &s, dir, "local", &err), 0);
-	spec_release(&s);
+	CHECK_INT(new_run(&r2, &s, "run-mr", "local"), 0);
 	const char *marks[4] = {NULL, "{\"kind\": \"oom\", \"mem_mb\": 2048}",
 				"{\"kind\": \"exit\", \"mem_mb\": 4096}",
 				"{\"kind\": \"oom\", \"mem_mb\": 8192}"};
@@ -1082,12 +1102,14 @@ static void test_mem_range(void)
 	}
 	struct plan pl;
 	CHECK_INT(plan_make(&pl, &r2, 0, 0, &err), 0);
-	CHECK(pl.stages[0].mem_mb != NULL);
-	CHECK(pl.stages[1].mem_mb == NULL); /* no range: the stage's mem */
-	CHECK_INT(pl.stages[0].mem_mb[0], 1024);
-	CHECK_INT(pl.stages[0].mem_mb[1], 4096);
-	CHECK_INT(pl.stages[0].mem_mb[2], 4096);
-	CHECK_INT(pl.stages[0].mem_mb[3], 8192);
+	CHECK(pl.stages[0].limits != NULL);
+	CHECK(pl.stages[1].limits != NULL); /* a time range */
+	CHECK_INT(pl.stages[1].limits[0].time_s, 1800);
+	CHECK_INT(pl.stages[1].limits[0].mem_mb, 2048);
+	CHECK_INT(pl.stages[0].limits[0].mem_mb, 1024);
+	CHECK_INT(pl.stages[0].limits[1].mem_mb, 4096);
+	CHECK_INT(pl.stages[0].limits[2].mem_mb, 4096);
+	CHECK_INT(pl.stages[0].limits[3].mem_mb, 8192);
 	plan_release(&pl);
 	buf_release(&p);
 	run_release(&r2);
