@@ -2,10 +2,10 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdlib.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -114,6 +114,54 @@ static int reap_group(pid_t pgid)
 			break; /* ECHILD: none of the group is ours any more */
 		}
 	}
+	return n;
+}
+
+/* "oom_kill N" in a memory.events or memory.oom_control file; -1 if none. */
+static long oom_kill_in(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	char line[128];
+	long n = -1;
+	while (n < 0 && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "oom_kill ", 9))
+			n = atol(line + 9);
+	fclose(f);
+	return n;
+}
+
+long proc_oom_kills(void)
+{
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return -1;
+	char line[1024], path[1200];
+	long n = -1;
+	/* "4:memory:/slurm/uid_0/job_42/step_batch" (v1) or "0::/system.slice/..." (v2) */
+	while (n < 0 && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *ctl = strchr(line, ':'), *cg = ctl ? strchr(ctl + 1, ':') : NULL;
+		if (!cg)
+			continue;
+		*cg++ = '\0';
+		ctl++;
+		if (!*ctl) { /* v2: the unified mount, alone or beside v1 ones */
+			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.events", cg);
+			if ((n = oom_kill_in(path)) < 0) {
+				snprintf(path, sizeof(path), "/sys/fs/cgroup/unified%s/memory.events", cg);
+				n = oom_kill_in(path);
+			}
+			continue;
+		}
+		for (char *save, *c = strtok_r(ctl, ",", &save); c; c = strtok_r(NULL, ",", &save))
+			if (!strcmp(c, "memory")) {
+				snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/memory.oom_control", cg);
+				n = oom_kill_in(path);
+			}
+	}
+	fclose(f);
 	return n;
 }
 

@@ -34,6 +34,13 @@ struct proc_limits {
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
 	      struct proc_limits *lim, struct error *err);
 
+/* How many processes of this process's memory cgroup the kernel's OOM
+ * killer has killed so far: `oom_kill` of memory.events (cgroup v2) or of
+ * memory.oom_control (v1); -1 when there is no such file to read. A task
+ * killed by SIGKILL while it went up was killed for its cgroup's memory
+ * limit (Slurm's task/cgroup), or the machine's. */
+long proc_oom_kills(void);
+
 /* The resident memory of process group pgid's processes together (KiB),
  * from /proc/PID/stat; 0 when none is left. */
 long proc_group_rss_kb(pid_t pgid);

@@ -359,13 +359,21 @@ static void over_time(const struct exec_ctx *x, char *msg, size_t size)
 		snprintf(msg, size, "time limit of %ld s reached", x->time_s);
 }
 
-/* Why a task over its mem was stopped, and what the next attempt asks. */
-static void over_mem(const struct exec_ctx *x, long used_kb, char *msg, size_t size)
+/* On Slurm, a requeued job keeps its --mem: after an oom that a range would
+ * grow, leave the retry to `cairn resume`, which submits it with more (a
+ * requeue would only fail the same way). A timeout is still requeued: its
+ * command may go on from $CAIRN_STATE. */
+static int grows(const struct exec_ctx *x, const char *kind)
+{
+	struct job_limits had = {x->mem_mb, x->time_s};
+	return !strcmp(kind, "oom") && job_next_limits(&x->st->res, &had, kind).mem_mb > x->mem_mb;
+}
+
+/* A task out of memory: `what` stopped it, then what its next attempt asks. */
+static void out_of_mem(const struct exec_ctx *x, const char *what, char *msg, size_t size)
 {
 	const struct job_res *r = &x->st->res;
-	char used[32], had[32], next[32], then[160];
-	job_format_kib(used_kb, used, sizeof(used));
-	job_format_kib((long long)x->mem_mb * 1024, had, sizeof(had));
+	char next[32], then[160];
 	struct job_limits had_l = {x->mem_mb, x->time_s};
 	long n = job_next_limits(r, &had_l, "oom").mem_mb;
 	job_format_kib((long long)n * 1024, next, sizeof(next));
@@ -375,12 +383,13 @@ static void over_mem(const struct exec_ctx *x, long used_kb, char *msg, size_t s
 	else if (r->mem_max_mb > r->mem_mb)
 		snprintf(then, sizeof(then), "that is the end of its range (mem = %ldM..%ldM): raise it",
 			 r->mem_mb, r->mem_max_mb);
-	else
+	else if (r->mem_mb > 0)
 		snprintf(then, sizeof(then),
 			 "raise mem, or give a range (mem = %ldM..%ldM) for retries to double it",
 			 r->mem_mb, 8 * r->mem_mb);
-	snprintf(msg, size, "its processes used %s together, over its mem of %s: stopped, as Slurm "
-		 "stops a job over its --mem; %s", used, had, then);
+	else
+		snprintf(then, sizeof(then), "give its stage a mem it fits in, or a range (mem = 1G..8G)");
+	snprintf(msg, size, "%s; %s", what, then);
 }
 
 static const char *kind_of_status(int status, int *exit_code, int *sig)
@@ -536,6 +545,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 	if (x->st->res.ranks > 1)
 		argv = getenv("SLURM_JOB_ID") ? argv_srun : argv_mpirun;
 	const char *workdir = jsonio_str(x->run->info, "workdir", NULL);
+	long kills0 = proc_oom_kills(); /* did the OOM killer end it? (below) */
 	pid_t pid;
 	if (proc_spawn(&pid, argv, workdir, log_fd, err) < 0) {
 		dprintf(log_fd, "cairn: %s\n", err->msg);
@@ -594,20 +604,39 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 			over_time(x, msg, sizeof(msg));
 		} else if (lim.over_kb) {
 			kind = "oom";
-			over_mem(x, lim.over_kb, msg, sizeof(msg));
+			char used[32], had[32], what[200];
+			job_format_kib(lim.over_kb, used, sizeof(used));
+			job_format_kib((long long)x->mem_mb * 1024, had, sizeof(had));
+			snprintf(what, sizeof(what),
+				 "its processes used %s together, over its mem of %s: stopped, as "
+				 "Slurm stops a job over its --mem",
+				 used, had);
+			out_of_mem(x, what, msg, sizeof(msg));
 			dprintf(log_fd, "cairn: %s\n", msg);
 		} else if (stop_signal) {
 			kind = "cancelled";
 			snprintf(msg, sizeof(msg), "cairn exec got signal %d", (int)stop_signal);
 		} else if (sig == SIGKILL || code == 128 + SIGKILL) { /* or its shell saying so */
 			/* the largest process's peak, against the stage's mem: is it
-			 * the memory? */
-			char rss[96];
+			 * the memory? The kernel's OOM killer counts its kills in the
+			 * memory cgroup (Slurm's task/cgroup, or the machine's). */
+			char rss[96], what[200];
 			struct job_res had = x->st->res;
 			had.mem_mb = x->mem_mb;
 			job_format_rss(&had, ru.ru_maxrss, rss, sizeof(rss));
-			snprintf(msg, sizeof(msg),
-				 "killed by SIGKILL (out of memory, or kill -9); %s", rss);
+			long kills = proc_oom_kills();
+			if (kills0 >= 0 && kills > kills0) {
+				kind = "oom";
+				snprintf(what, sizeof(what),
+					 "killed by the kernel's OOM killer (its memory cgroup counted "
+					 "%ld kill%s); %s",
+					 kills - kills0, kills - kills0 > 1 ? "s" : "", rss);
+				out_of_mem(x, what, msg, sizeof(msg));
+				dprintf(log_fd, "cairn: %s\n", msg);
+			} else {
+				snprintf(msg, sizeof(msg),
+					 "killed by SIGKILL (out of memory, or kill -9); %s", rss);
+			}
 		}
 		dprintf(log_fd, "=== cairn: %s/%d %s (exit %d, signal %d) after %.1f s ===\n",
 			x->st->name, x->task, kind, code, sig, wall);
@@ -617,7 +646,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		/* Retries count per submission (SLURM_RESTART_COUNT), as locally
 		 * per cairn run or resume: a resume gets its retries again. */
 		x->retry = rc == 1 && x->job[0] && !requeued && x->restarts < x->st->res.retries &&
-			   job_retry_allowed(x->st->res.retry_on, kind, code);
+			   job_retry_allowed(x->st->res.retry_on, kind, code) && !grows(x, kind);
 		goto out;
 	}
 

@@ -137,12 +137,16 @@ static void print_remedy(const struct run *r, const struct spec_stage *st,
 			printf("  to do: nothing in the spec: `cairn resume %s` gives it %s (it had "
 			       "%s; time = %s..%s doubles it after a timeout)\n",
 			       r->dir, now, had, lo, hi);
+		else if (res->time_max_s > res->time_s)
+			printf("  to do: it had %s, the end of its range: raise the end of time of %s "
+			       "(now %s..%s) and `cairn resume %s --spec %s`\n",
+			       had, st->name, lo, hi, r->dir, spec);
 		else
-			printf("  to do: raise time of %s (it had %s; or give a range, time = "
-			       "1:00:00..8:00:00, that resume and retries double after a timeout) and "
-			       "`cairn resume %s --spec %s`; or let its retries go on where it "
-			       "stopped: retry_on = timeout and a command that keeps its progress in "
-			       "$CAIRN_STATE (docs/spec.md)\n",
+			printf("  to do: raise time of %s (now %s) and `cairn resume %s --spec %s`, or "
+			       "give a range (time = 1:00:00..8:00:00) that resume and retries double "
+			       "after a timeout; or let its retries go on where it stopped: retry_on = "
+			       "timeout and a command that keeps its progress in $CAIRN_STATE "
+			       "(docs/spec.md)\n",
 			       st->name, had, r->dir, spec);
 	} else if (!strcmp(ti->kind, "node_fail") || !strcmp(ti->kind, "preempted")) {
 		printf("  to do: nothing in the task: `cairn resume %s` runs it again; retries and "

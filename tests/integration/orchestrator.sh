@@ -631,6 +631,26 @@ check_grep "time range: why's to-do: resume gives it twice as long" "to do: noth
 cairn resume rtr0 --executor slurm --dry-run >dry.txt 2>&1
 check_grep "time range: a resume on Slurm would give it 2 s (CAIRN_TIME_S)" "^#1: sbatch .*CAIRN_TIME_S=2 .* --time=1 " dry.txt
 
+# --- the kernel's OOM killer (a memory cgroup's limit, as Slurm's task/cgroup) ---
+# The wrapper survives it: it reads its cgroup's oom_kill count before and
+# after, and calls the SIGKILL an oom. Needs a v1 memory cgroup to make.
+cg=$(sed -n 's/^[0-9]*:\([a-z_,]*,\)\{0,1\}memory\(,[a-z_,]*\)\{0,1\}:\(.*\)$/\3/p' /proc/self/cgroup)
+C=/sys/fs/cgroup/memory$cg/cairn-test-$$
+if [ -n "$cg" ] && mkdir "$C" 2>/dev/null && echo $((60 << 20)) >"$C/memory.limit_in_bytes" 2>/dev/null; then
+	on_exit "rmdir '$C'"
+	cat >cg.ini <<EOF
+[stage k]
+command = python3 -c "x = bytearray(150 << 20); x[::4096] = b'1' * len(x[::4096])"
+EOF
+	sh -c "echo \$\$ >'$C/cgroup.procs' && exec cairn run cg.ini --run-dir rcg" >out.txt 2>&1
+	check_grep "cgroup OOM: the wrapper calls it oom" '"kind": "oom"' rcg/stages/k/0/failed.json
+	cairn why rcg k/0 >why.txt 2>&1
+	check_grep "cgroup OOM: why says the OOM killer did it" "oom on attempt 1: killed by the kernel's OOM killer \(its memory cgroup counted 1 kill\)" why.txt
+	check_grep "cgroup OOM: ... and what to do (its stage has no mem)" "give its stage a mem it fits in" why.txt
+else
+	skip "cgroup OOM: the wrapper calls it oom" "no v1 memory cgroup can be made here"
+fi
+
 # --- logs -f: follows a task from before it starts to its end ---
 cat >follow.ini <<EOF
 [stage first]
