@@ -1,6 +1,6 @@
 /* mem_watch: what the local mem limit costs. The task's wrapper looks at
  * every /proc/PID/stat once a second to add up the RSS of the task's
- * processes (proc_group_rss_kb, as Slurm's jobacct_gather/linux does);
+ * processes (proc_task_rss_kb, as Slurm's jobacct_gather/linux does);
  * this times one look with the processes this machine has now, beside the
  * least such a look could cost: reading this process's own stat file once.
  *   mem_watch [LOOKS] */
@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 	long kb = 0;
 	double t0 = clock_now();
 	for (int i = 0; i < looks; i++)
-		kb += proc_group_rss_kb(getpgrp());
+		kb += proc_task_rss_kb(getpgrp());
 	double look = (clock_now() - t0) / looks;
 	char text[512];
 	t0 = clock_now();

@@ -165,12 +165,23 @@ long proc_oom_kills(void)
 	return n;
 }
 
-long proc_group_rss_kb(pid_t pgid)
+struct ps {
+	long pid, ppid, pgrp, rss;
+	int in; /* one of the task's */
+};
+
+/* Every process of this machine (from /proc/PID/stat), those of the task
+ * marked: of process group pgid, a child of `parent` (> 0), or a
+ * descendant of either (mpirun gives each MPI rank its own group). Returns
+ * how many are in *out (free it), 0 when /proc cannot be read. */
+static size_t scan_task(pid_t pgid, pid_t parent, struct ps **out)
 {
+	*out = NULL;
 	DIR *d = opendir("/proc");
 	if (!d)
 		return 0;
-	long pages = 0;
+	struct ps *v = NULL;
+	size_t n = 0, cap = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
@@ -180,9 +191,9 @@ long proc_group_rss_kb(pid_t pgid)
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue; /* gone since readdir */
-		ssize_t n = read(fd, text, sizeof(text) - 1);
+		ssize_t len = read(fd, text, sizeof(text) - 1);
 		close(fd);
-		text[n > 0 ? n : 0] = '\0';
+		text[len > 0 ? len : 0] = '\0';
 		/* "pid (comm) state ppid pgrp ... rss": fields 3.. after the last ')' */
 		char *p = strrchr(text, ')');
 		long field[22];
@@ -192,11 +203,67 @@ long proc_group_rss_kb(pid_t pgid)
 			p = strchr(p, ' ');
 			p = p ? p + 1 : NULL;
 		}
-		if (k == 22 && field[2] == (long)pgid) /* field 5: pgrp; field 24: rss */
-			pages += field[21];
+		if (k < 22)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			struct ps *w = realloc(v, cap * sizeof(*v));
+			if (!w)
+				break;
+			v = w;
+		}
+		/* field 4: ppid, 5: pgrp, 24: rss */
+		v[n] = (struct ps){atol(e->d_name), field[1], field[2], field[21], 0};
+		v[n].in = v[n].pgrp == (long)pgid || (parent > 0 && v[n].ppid == (long)parent);
+		n++;
 	}
 	closedir(d);
+	/* then their children, and theirs, until no more are found: a few
+	   processes are in, so each pass is n times those found last */
+	size_t *in = malloc((n ? n : 1) * sizeof(*in)), m = 0;
+	for (size_t i = 0; in && i < n; i++)
+		if (v[i].in)
+			in[m++] = i;
+	for (size_t done = 0; in && done < m;) {
+		size_t from = done;
+		done = m;
+		for (size_t i = 0; i < n; i++)
+			for (size_t k = from; !v[i].in && k < done; k++)
+				if (v[in[k]].pid == v[i].ppid) {
+					v[i].in = 1;
+					in[m++] = i;
+				}
+	}
+	free(in);
+	*out = v;
+	return n;
+}
+
+long proc_task_rss_kb(pid_t pgid)
+{
+	struct ps *v;
+	size_t n = scan_task(pgid, 0, &v);
+	long pages = 0;
+	for (size_t i = 0; i < n; i++)
+		pages += v[i].in ? v[i].rss : 0;
+	free(v);
 	return pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Signal the task's processes: its group, and those of them in other
+ * groups (MPI ranks), and with `orphans`, this process's other children
+ * (what the task left, adopted here once its own parent ended: see
+ * proc_adopt_orphans). Returns how many were signalled. */
+static int kill_task(pid_t pgid, int sig, int orphans)
+{
+	int n = kill(-pgid, sig) == 0;
+	struct ps *v;
+	size_t np = scan_task(pgid, orphans ? getpid() : 0, &v);
+	for (size_t i = 0; i < np; i++)
+		if (v[i].in && v[i].pgrp != (long)pgid && v[i].pid != (long)getpid())
+			n += kill((pid_t)v[i].pid, sig) == 0;
+	free(v);
+	return n;
 }
 
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
@@ -219,20 +286,20 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 		if (end && !termed && now >= end)
 			lim->timed_out = 1;
 		if (((stop && *stop) || (end && now >= end)) && !termed) {
-			kill(-pid, SIGTERM);
-			kill(-pid, SIGCONT);
+			kill_task(pid, SIGTERM, 0);
+			kill_task(pid, SIGCONT, 0);
 			termed = 1;
 			term_at = now;
 		}
 		if (termed && !killed && now - term_at >= grace) {
-			kill(-pid, SIGKILL);
+			kill_task(pid, SIGKILL, 0);
 			killed = 1;
 		}
 		if (mem_kb > 0 && !killed) {
-			long rss = proc_group_rss_kb(pid);
+			long rss = proc_task_rss_kb(pid);
 			lim->peak_kb = rss > lim->peak_kb ? rss : lim->peak_kb;
 			if (rss > mem_kb) {
-				kill(-pid, SIGKILL);
+				kill_task(pid, SIGKILL, 0);
 				killed = 1;
 				lim->over_kb = rss;
 			}
@@ -261,7 +328,7 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 	alarm(0);
 	sigaction(SIGALRM, &old_sa, NULL);
 	/* The command is a zombie: its pid, the group's id, is not reused yet */
-	int alone = kill(-pid, SIGKILL) < 0;
+	int alone = kill_task(pid, SIGKILL, 1) == 0;
 	if (wait4(pid, status, 0, ru) != pid)
 		return error_errno(err, "wait for pid %ld", (long)pid);
 	return alone ? 0 : reap_group(pid);

@@ -17,11 +17,12 @@ int proc_spawn(pid_t *pid, char *const argv[], const char *cwd, int out_fd, stru
 /* What proc_wait enforces on a command's process group, and what it saw. */
 struct proc_limits {
 	long time_s;  /* > 0: SIGTERM after this many seconds, SIGKILL `grace` later */
-	long mem_kb;  /* > 0: SIGKILL once the RSS of the group's processes together
-			 is above it, polled each second (as Slurm's OverMemoryKill) */
+	long mem_kb;  /* > 0: SIGKILL once the RSS of the task's processes together
+			 (proc_task_rss_kb) is above it, polled each second (as Slurm's
+			 OverMemoryKill) */
 	int timed_out; /* out: time_s was reached */
 	long over_kb;  /* out: the group's RSS when it was stopped for mem, or 0 */
-	long peak_kb;  /* out: the largest RSS of the group seen (with mem_kb) */
+	long peak_kb;  /* out: the largest RSS of them seen (with mem_kb) */
 };
 
 /* Wait for pid. While waiting, once *stop becomes non-zero (or lim->time_s
@@ -41,9 +42,10 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
  * limit (Slurm's task/cgroup), or the machine's. */
 long proc_oom_kills(void);
 
-/* The resident memory of process group pgid's processes together (KiB),
- * from /proc/PID/stat; 0 when none is left. */
-long proc_group_rss_kb(pid_t pgid);
+/* The resident memory (KiB, from /proc/PID/stat) of a task's processes
+ * together: those of process group pgid and their descendants in other
+ * groups (mpirun gives each MPI rank its own); 0 when none is left. */
+long proc_task_rss_kb(pid_t pgid);
 
 /* Make this process the reaper of its descendants' orphans, so that
  * proc_wait can reap (and count) what a command left behind when its group

@@ -598,6 +598,16 @@ check_grep "oom: why of the done task: its RSS against the mem it had" "attempt 
 cairn status ro --usage >use.txt 2>&1
 check_grep "oom: status --usage shows the range" "^grow .*mem 40\.0 MiB\.\.200\.0 MiB" use.txt
 check_eq "oom: the log says it each time" "$(grep -c 'over its mem of' ro/stages/grow/0/log)" 2
+# MPI: mpirun gives each rank a process group of its own; they count, and go, too
+cat >ompi.ini <<EOF
+[stage m]
+ranks = 2
+mem = 60M
+command = python3 -c "import time; x = bytearray(40 << 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(8)" $T/omark
+EOF
+cairn run ompi.ini --run-dir rompi >out.txt 2>&1
+check_grep "oom, MPI: both ranks count (2 x 40 MiB, over 60 MiB)" '"kind": "oom"' rompi/stages/m/0/failed.json
+check_eq "oom, MPI: no rank is left running" "$(pgrep -f "$T/omark" | wc -l)" 0
 # no retries: resume doubles it
 sed 's/^retries = 3/retries = 0/' oom.ini >oom0.ini
 : >grow.mem

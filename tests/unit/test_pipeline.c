@@ -1119,7 +1119,7 @@ static void test_mem_range(void)
  * SIGKILL over it. A shell is over 100 KiB, not over 1 GiB. */
 static void test_proc_mem_limit(void)
 {
-	CHECK(proc_group_rss_kb(getpgrp()) > 0);
+	CHECK(proc_task_rss_kb(getpgrp()) > 0);
 	char *argv[] = {"/bin/sh", "-c", "sleep 3", NULL};
 	pid_t pid;
 	int status;
