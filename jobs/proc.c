@@ -171,10 +171,12 @@ struct ps {
 };
 
 /* Every process of this machine (from /proc/PID/stat), those of the task
- * marked: of process group pgid, a child of `parent` (> 0), or a
- * descendant of either (mpirun gives each MPI rank its own group). Returns
- * how many are in *out (free it), 0 when /proc cannot be read. */
-static size_t scan_task(pid_t pgid, pid_t parent, struct ps **out)
+ * marked: of process group pgid, or a descendant of one (mpirun gives each
+ * MPI rank its own group). One that left the group and lost its parent
+ * (setsid and a parent that ended) is no longer the task's, as locally it
+ * never was (cmd_exec.c: such a process keeps the task's lock). Returns how
+ * many are in *out (free it), 0 when /proc cannot be read. */
+static size_t scan_task(pid_t pgid, struct ps **out)
 {
 	*out = NULL;
 	DIR *d = opendir("/proc");
@@ -214,7 +216,7 @@ static size_t scan_task(pid_t pgid, pid_t parent, struct ps **out)
 		}
 		/* field 4: ppid, 5: pgrp, 24: rss */
 		v[n] = (struct ps){atol(e->d_name), field[1], field[2], field[21], 0};
-		v[n].in = v[n].pgrp == (long)pgid || (parent > 0 && v[n].ppid == (long)parent);
+		v[n].in = v[n].pgrp == (long)pgid;
 		n++;
 	}
 	closedir(d);
@@ -242,7 +244,7 @@ static size_t scan_task(pid_t pgid, pid_t parent, struct ps **out)
 long proc_task_rss_kb(pid_t pgid)
 {
 	struct ps *v;
-	size_t n = scan_task(pgid, 0, &v);
+	size_t n = scan_task(pgid, &v);
 	long pages = 0;
 	for (size_t i = 0; i < n; i++)
 		pages += v[i].in ? v[i].rss : 0;
@@ -251,16 +253,14 @@ long proc_task_rss_kb(pid_t pgid)
 }
 
 /* Signal the task's processes: its group, and those of them in other
- * groups (MPI ranks), and with `orphans`, this process's other children
- * (what the task left, adopted here once its own parent ended: see
- * proc_adopt_orphans). Returns how many were signalled. */
-static int kill_task(pid_t pgid, int sig, int orphans)
+ * groups (MPI ranks). Returns how many were signalled. */
+static int kill_task(pid_t pgid, int sig)
 {
 	int n = kill(-pgid, sig) == 0;
 	struct ps *v;
-	size_t np = scan_task(pgid, orphans ? getpid() : 0, &v);
+	size_t np = scan_task(pgid, &v);
 	for (size_t i = 0; i < np; i++)
-		if (v[i].in && v[i].pgrp != (long)pgid && v[i].pid != (long)getpid())
+		if (v[i].in && v[i].pgrp != (long)pgid)
 			n += kill((pid_t)v[i].pid, sig) == 0;
 	free(v);
 	return n;
@@ -286,20 +286,20 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 		if (end && !termed && now >= end)
 			lim->timed_out = 1;
 		if (((stop && *stop) || (end && now >= end)) && !termed) {
-			kill_task(pid, SIGTERM, 0);
-			kill_task(pid, SIGCONT, 0);
+			kill_task(pid, SIGTERM);
+			kill_task(pid, SIGCONT);
 			termed = 1;
 			term_at = now;
 		}
 		if (termed && !killed && now - term_at >= grace) {
-			kill_task(pid, SIGKILL, 0);
+			kill_task(pid, SIGKILL);
 			killed = 1;
 		}
 		if (mem_kb > 0 && !killed) {
 			long rss = proc_task_rss_kb(pid);
 			lim->peak_kb = rss > lim->peak_kb ? rss : lim->peak_kb;
 			if (rss > mem_kb) {
-				kill_task(pid, SIGKILL, 0);
+				kill_task(pid, SIGKILL);
 				killed = 1;
 				lim->over_kb = rss;
 			}
@@ -328,7 +328,7 @@ int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *
 	alarm(0);
 	sigaction(SIGALRM, &old_sa, NULL);
 	/* The command is a zombie: its pid, the group's id, is not reused yet */
-	int alone = kill_task(pid, SIGKILL, 1) == 0;
+	int alone = kill_task(pid, SIGKILL) == 0;
 	if (wait4(pid, status, 0, ru) != pid)
 		return error_errno(err, "wait for pid %ld", (long)pid);
 	return alone ? 0 : reap_group(pid);
