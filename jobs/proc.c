@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/fs.h"
+#include "core/mem.h"
 
 extern char **environ;
 
@@ -209,7 +210,7 @@ static size_t scan_task(pid_t pgid, struct ps **out)
 			continue;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 256;
-			struct ps *w = realloc(v, cap * sizeof(*v));
+			struct ps *w = mem_realloc(v, cap * sizeof(*v));
 			if (!w)
 				break;
 			v = w;
@@ -222,7 +223,7 @@ static size_t scan_task(pid_t pgid, struct ps **out)
 	closedir(d);
 	/* then their children, and theirs, until no more are found: a few
 	   processes are in, so each pass is n times those found last */
-	size_t *in = malloc((n ? n : 1) * sizeof(*in)), m = 0;
+	size_t *in = mem_alloc((n ? n : 1) * sizeof(*in)), m = 0;
 	for (size_t i = 0; in && i < n; i++)
 		if (v[i].in)
 			in[m++] = i;
@@ -236,7 +237,7 @@ static size_t scan_task(pid_t pgid, struct ps **out)
 					in[m++] = i;
 				}
 	}
-	free(in);
+	mem_free(in);
 	*out = v;
 	return n;
 }
@@ -248,7 +249,7 @@ long proc_task_rss_kb(pid_t pgid)
 	long pages = 0;
 	for (size_t i = 0; i < n; i++)
 		pages += v[i].in ? v[i].rss : 0;
-	free(v);
+	mem_free(v);
 	return pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
@@ -262,7 +263,7 @@ static int kill_task(pid_t pgid, int sig)
 	for (size_t i = 0; i < np; i++)
 		if (v[i].in && v[i].pgrp != (long)pgid)
 			n += kill((pid_t)v[i].pid, sig) == 0;
-	free(v);
+	mem_free(v);
 	return n;
 }
 
