@@ -83,11 +83,11 @@ void job_format_seconds(double seconds, char *out, size_t size)
 		clock_format_duration(seconds, out, size);
 }
 
-void job_format_rss(const struct job_res *res, long long kib, char *out, size_t size)
+void job_format_rss(long mem_mb, long long kib, char *out, size_t size)
 {
 	char used[32];
 	job_format_kib(kib, used, sizeof(used));
 	int n = snprintf(out, size, "max RSS %s", used);
-	if (res->mem_mb && n >= 0 && (size_t)n < size)
-		snprintf(out + n, size - (size_t)n, " of mem = %ld MiB", res->mem_mb);
+	if (mem_mb && n >= 0 && (size_t)n < size)
+		snprintf(out + n, size - (size_t)n, " of mem = %ld MiB", mem_mb);
 }

@@ -92,11 +92,11 @@ struct job_limits job_next_limits(const struct job_res *res, const struct job_li
 
 /* What a task used, said alike by cairn exec, why and status --usage:
  * "12.3 MiB" or "1.25 GiB"; "42.0 s" or "1:02:03"; "max RSS 12.3 MiB of
- * mem = 256 MiB" (the "of mem" part when res asks for a mem). */
+ * mem = 256 MiB" (the "of mem" part when mem_mb is not 0). */
 void job_format_kib(long long kib, char *out, size_t size);
 /* "512 B", "3.0 KiB", "1.2 MiB", "4.00 GiB", "1.50 TiB": a size on disk. */
 void job_format_bytes(long long bytes, char *out, size_t size);
 void job_format_seconds(double seconds, char *out, size_t size);
-void job_format_rss(const struct job_res *res, long long kib, char *out, size_t size);
+void job_format_rss(long mem_mb, long long kib, char *out, size_t size);
 
 #endif

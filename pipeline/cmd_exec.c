@@ -621,9 +621,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 			 * the memory? The kernel's OOM killer counts its kills in the
 			 * memory cgroup (Slurm's task/cgroup, or the machine's). */
 			char rss[96], what[200];
-			struct job_res had = x->st->res;
-			had.mem_mb = x->mem_mb;
-			job_format_rss(&had, ru.ru_maxrss, rss, sizeof(rss));
+			job_format_rss(x->mem_mb, ru.ru_maxrss, rss, sizeof(rss));
 			long kills = proc_oom_kills();
 			if (kills0 >= 0 && kills > kills0) {
 				kind = "oom";

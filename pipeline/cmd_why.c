@@ -88,9 +88,9 @@ static void print_done_usage(const struct run *r, const struct spec_stage *st, i
 	if (cpu >= 0)
 		printf(", %.2f s CPU", cpu);
 	char rss[96];
-	struct job_res had = st->res; /* the mem its attempt had (a range grows it) */
-	had.mem_mb = (long)jsonio_int(j, "mem_mb", st->res.mem_mb);
-	job_format_rss(&had, jsonio_int(j, "max_rss_kb", 0), rss, sizeof(rss));
+	/* against the mem its attempt had (a range grows it) */
+	job_format_rss((long)jsonio_int(j, "mem_mb", st->res.mem_mb), jsonio_int(j, "max_rss_kb", 0),
+		       rss, sizeof(rss));
 	printf(", %s\n", rss);
 	json_decref(j);
 }

@@ -1169,14 +1169,12 @@ static void test_usage_formats(void)
 	CHECK_STR(b, "42.0 s");
 	job_format_seconds(3723, b, sizeof(b));
 	CHECK_STR(b, "1:02:03");
-	struct job_res res = {.mem_mb = 256};
-	job_format_rss(&res, 12800, b, sizeof(b));
+	job_format_rss(256, 12800, b, sizeof(b));
 	CHECK_STR(b, "max RSS 12.5 MiB of mem = 256 MiB");
-	res.mem_mb = 0;
-	job_format_rss(&res, 12800, b, sizeof(b));
+	job_format_rss(0, 12800, b, sizeof(b));
 	CHECK_STR(b, "max RSS 12.5 MiB");
 	char small[12];
-	job_format_rss(&(struct job_res){.mem_mb = 64}, 12800, small, sizeof(small));
+	job_format_rss(64, 12800, small, sizeof(small));
 	CHECK_STR(small, "max RSS 12.");
 }
 
