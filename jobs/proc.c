@@ -253,18 +253,19 @@ long proc_task_rss_kb(pid_t pgid)
 	return pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* Signal the task's processes: its group, and those of them in other
- * groups (MPI ranks). Returns how many were signalled. */
+/* Signal the task's processes: those in other groups (MPI ranks), then
+ * its group. In that order: once their parent (mpirun) is gone, ranks are
+ * no longer its descendants (they are adopted here) and would be missed. */
 static int kill_task(pid_t pgid, int sig)
 {
-	int n = kill(-pgid, sig) == 0;
+	int n = 0;
 	struct ps *v;
 	size_t np = scan_task(pgid, &v);
 	for (size_t i = 0; i < np; i++)
 		if (v[i].in && v[i].pgrp != (long)pgid)
 			n += kill((pid_t)v[i].pid, sig) == 0;
 	mem_free(v);
-	return n;
+	return n + (kill(-pgid, sig) == 0);
 }
 
 int proc_wait(pid_t pid, int *status, struct rusage *ru, volatile sig_atomic_t *stop, int grace,
