@@ -51,6 +51,59 @@ struct job_limits job_next_limits(const struct job_res *res, const struct job_li
 	return n;
 }
 
+/* A limit's value as people read it, and as the spec writes it. */
+static void limit_text(int mem, long v, char *out, size_t size)
+{
+	if (!v)
+		snprintf(out, size, "not set");
+	else if (mem)
+		job_format_kib((long long)v * 1024, out, size);
+	else
+		job_format_seconds((double)v, out, size);
+}
+
+static void limit_spec(int mem, long lo, long hi, char *out, size_t size)
+{
+	char a[24], b[24];
+	if (mem) {
+		snprintf(out, size, "%ldM..%ldM", lo, hi);
+		return;
+	}
+	clock_format_duration((double)lo, a, sizeof(a));
+	clock_format_duration((double)hi, b, sizeof(b));
+	snprintf(out, size, "%s..%s", a, b);
+}
+
+int job_limit_view(const struct job_res *res, const struct job_limits *last, const char *kind,
+		   struct job_limit_view *v)
+{
+	int mem = !strcmp(kind, "oom");
+	if (!mem && strcmp(kind, "timeout"))
+		return 0;
+	memset(v, 0, sizeof(*v));
+	v->key = mem ? "mem" : "time";
+	v->after = mem ? "an oom" : "a timeout";
+	v->lo = mem ? res->mem_mb : res->time_s;
+	long hi = mem ? res->mem_max_mb : res->time_max_s;
+	long had = last ? (mem ? last->mem_mb : last->time_s) : 0;
+	if (!had)
+		had = v->lo;
+	struct job_limits l = {mem ? had : 0, mem ? 0 : had};
+	struct job_limits n = job_next_limits(res, &l, kind);
+	long next = mem ? n.mem_mb : n.time_s;
+	v->range = hi > v->lo;
+	v->grows = v->range && next > had;
+	limit_text(mem, had, v->had, sizeof(v->had));
+	limit_text(mem, next, v->next, sizeof(v->next));
+	if (v->range)
+		limit_spec(mem, v->lo, hi, v->spec, sizeof(v->spec));
+	else if (v->lo)
+		limit_spec(mem, v->lo, 8 * v->lo, v->spec, sizeof(v->spec));
+	else
+		snprintf(v->spec, sizeof(v->spec), mem ? "1G..8G" : "1:00:00..8:00:00");
+	return 1;
+}
+
 void job_format_kib(long long kib, char *out, size_t size)
 {
 	if (kib < 1024 * 1024)

@@ -90,6 +90,24 @@ int job_has_range(const struct job_res *res);
 struct job_limits job_next_limits(const struct job_res *res, const struct job_limits *last,
 				  const char *last_kind);
 
+/* The limit that stopped a task (mem after an "oom", time after a
+ * "timeout"), as messages say it: what the attempt had, what the next gets,
+ * and the stage's range as the spec writes it ("40M..200M", "0:01..0:04"),
+ * or, without one, a range to suggest (from its value to 8 times it). */
+struct job_limit_view {
+	const char *key;   /* "mem", "time" */
+	const char *after; /* "an oom", "a timeout" */
+	long lo;           /* the stage's value (MiB, s); 0 = not set */
+	int range;         /* the stage gives a range */
+	int grows;         /* the range gives the next attempt more than this one had */
+	char had[32], next[32], spec[64]; /* "40.0 MiB" ("not set"), "80.0 MiB", "40M..200M" */
+};
+
+/* Fills v for a failure of kind "oom" or "timeout" and returns 1; 0 for
+ * other kinds. last: the attempt's limits (NULL or 0s: the stage's). */
+int job_limit_view(const struct job_res *res, const struct job_limits *last, const char *kind,
+		   struct job_limit_view *v);
+
 /* What a task used, said alike by cairn exec, why and status --usage:
  * "12.3 MiB" or "1.25 GiB"; "42.0 s" or "1:02:03"; "max RSS 12.3 MiB of
  * mem = 256 MiB" (the "of mem" part when mem_mb is not 0). */

@@ -341,24 +341,6 @@ static void set_env(struct exec_ctx *x, const char *self_dir)
 	}
 }
 
-/* A task stopped at its time limit (by its wrapper), and what the next
- * attempt gets. */
-static void over_time(const struct exec_ctx *x, char *msg, size_t size)
-{
-	const struct job_res *r = &x->st->res;
-	struct job_limits had = {x->mem_mb, x->time_s};
-	long n = job_next_limits(r, &had, "timeout").time_s;
-	char next[32], lo[32], hi[32];
-	job_format_seconds((double)n, next, sizeof(next));
-	job_format_seconds((double)r->time_s, lo, sizeof(lo));
-	job_format_seconds((double)r->time_max_s, hi, sizeof(hi));
-	if (n > x->time_s)
-		snprintf(msg, size, "time limit of %ld s reached; its next attempt gets %s (time = %s..%s)",
-			 x->time_s, next, lo, hi);
-	else
-		snprintf(msg, size, "time limit of %ld s reached", x->time_s);
-}
-
 /* On Slurm, a requeued job keeps its --mem: after an oom that a range would
  * grow, leave the retry to `cairn resume`, which submits it with more (a
  * requeue would only fail the same way). A timeout is still requeued: its
@@ -369,27 +351,26 @@ static int grows(const struct exec_ctx *x, const char *kind)
 	return !strcmp(kind, "oom") && job_next_limits(&x->st->res, &had, kind).mem_mb > x->mem_mb;
 }
 
-/* A task out of memory: `what` stopped it, then what its next attempt asks. */
-static void out_of_mem(const struct exec_ctx *x, const char *what, char *msg, size_t size)
+/* A task stopped by its mem or time (kind "oom" or "timeout"): `what`
+ * stopped it, then what its next attempt gets or what to change. */
+static void over_limit(const struct exec_ctx *x, const char *kind, const char *what, char *msg,
+		       size_t size)
 {
-	const struct job_res *r = &x->st->res;
-	char next[32], then[160];
-	struct job_limits had_l = {x->mem_mb, x->time_s};
-	long n = job_next_limits(r, &had_l, "oom").mem_mb;
-	job_format_kib((long long)n * 1024, next, sizeof(next));
-	if (n > x->mem_mb)
-		snprintf(then, sizeof(then), "its next attempt asks %s (mem = %ldM..%ldM)", next,
-			 r->mem_mb, r->mem_max_mb);
-	else if (r->mem_max_mb > r->mem_mb)
-		snprintf(then, sizeof(then), "that is the end of its range (mem = %ldM..%ldM): raise it",
-			 r->mem_mb, r->mem_max_mb);
-	else if (r->mem_mb > 0)
-		snprintf(then, sizeof(then),
-			 "raise mem, or give a range (mem = %ldM..%ldM) for retries to double it",
-			 r->mem_mb, 8 * r->mem_mb);
+	struct job_limits had = {x->mem_mb, x->time_s};
+	struct job_limit_view v;
+	job_limit_view(&x->st->res, &had, kind, &v);
+	if (v.grows)
+		snprintf(msg, size, "%s; its next attempt gets %s (%s = %s)", what, v.next, v.key,
+			 v.spec);
+	else if (v.range)
+		snprintf(msg, size, "%s; that is the end of its range (%s = %s): raise it", what,
+			 v.key, v.spec);
+	else if (v.lo)
+		snprintf(msg, size, "%s; raise %s, or give a range (%s = %s) for retries to double it",
+			 what, v.key, v.key, v.spec);
 	else
-		snprintf(then, sizeof(then), "give its stage a mem it fits in, or a range (mem = 1G..8G)");
-	snprintf(msg, size, "%s; %s", what, then);
+		snprintf(msg, size, "%s; give its stage a %s it fits in, or a range (%s = %s)", what,
+			 v.key, v.key, v.spec);
 }
 
 static const char *kind_of_status(int status, int *exit_code, int *sig)
@@ -601,7 +582,9 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 			kind = slurm_stop(x, &requeued, msg, sizeof(msg));
 		} else if (timed_out) {
 			kind = "timeout";
-			over_time(x, msg, sizeof(msg));
+			char what[64];
+			snprintf(what, sizeof(what), "time limit of %ld s reached", x->time_s);
+			over_limit(x, kind, what, msg, sizeof(msg));
 		} else if (lim.over_kb) {
 			kind = "oom";
 			char used[32], had[32], what[200];
@@ -611,7 +594,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 				 "its processes used %s together, over its mem of %s: stopped, as "
 				 "Slurm stops a job over its --mem",
 				 used, had);
-			out_of_mem(x, what, msg, sizeof(msg));
+			over_limit(x, kind, what, msg, sizeof(msg));
 			dprintf(log_fd, "cairn: %s\n", msg);
 		} else if (stop_signal) {
 			kind = "cancelled";
@@ -629,7 +612,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 					 "killed by the kernel's OOM killer (its memory cgroup counted "
 					 "%ld kill%s); %s",
 					 kills - kills0, kills - kills0 > 1 ? "s" : "", rss);
-				out_of_mem(x, what, msg, sizeof(msg));
+				over_limit(x, kind, what, msg, sizeof(msg));
 				dprintf(log_fd, "cairn: %s\n", msg);
 			} else {
 				snprintf(msg, sizeof(msg),

@@ -101,53 +101,27 @@ static void print_remedy(const struct run *r, const struct spec_stage *st,
 			 const struct task_info *ti)
 {
 	const char *spec = jsonio_str(r->info, "spec_source", "SPEC");
-	char now[32];
-	if (!strcmp(ti->kind, "oom")) {
-		const struct job_res *res = &st->res;
-		struct job_limits last = {ti->mem_mb, ti->time_s};
-		long next = job_next_limits(res, &last, "oom").mem_mb;
-		char had[32];
-		job_format_kib((long long)(ti->mem_mb ? ti->mem_mb : res->mem_mb) * 1024, had,
-			       sizeof(had));
-		job_format_kib((long long)next * 1024, now, sizeof(now));
-		if (res->mem_max_mb > res->mem_mb && next > ti->mem_mb)
+	struct job_limits last = {ti->mem_mb, ti->time_s};
+	struct job_limit_view v;
+	if (job_limit_view(&st->res, &last, ti->kind, &v)) {
+		if (v.grows)
 			printf("  to do: nothing in the spec: `cairn resume %s` gives it %s (it had "
-			       "%s; mem = %ldM..%ldM doubles it after an oom)\n",
-			       r->dir, now, had, res->mem_mb, res->mem_max_mb);
-		else if (res->mem_max_mb > res->mem_mb)
-			printf("  to do: it had %s, the end of its range: raise the end of mem of %s "
-			       "(now %ldM..%ldM) and `cairn resume %s --spec %s`\n",
-			       had, st->name, res->mem_mb, res->mem_max_mb, r->dir, spec);
+			       "%s; %s = %s doubles it after %s)\n",
+			       r->dir, v.next, v.had, v.key, v.spec, v.after);
+		else if (v.range)
+			printf("  to do: it had %s, the end of its range: raise the end of %s of %s "
+			       "(now %s) and `cairn resume %s --spec %s`\n",
+			       v.had, v.key, st->name, v.spec, r->dir, spec);
 		else
-			printf("  to do: raise mem of %s (now %s) and `cairn resume %s --spec %s` (or "
-			       "--set, when a param gives it), or give a range (mem = 1G..8G) that "
-			       "resume and retries double after an oom; `cairn status %s --usage` "
-			       "shows what its done tasks used\n",
-			       st->name, res->mem_mb > 0 ? had : "not set", r->dir, spec, r->dir);
-	} else if (!strcmp(ti->kind, "timeout")) {
-		const struct job_res *res = &st->res;
-		struct job_limits last = {ti->mem_mb, ti->time_s};
-		long next = job_next_limits(res, &last, "timeout").time_s;
-		char had[32], lo[32], hi[32];
-		job_format_seconds((double)(ti->time_s ? ti->time_s : res->time_s), had, sizeof(had));
-		job_format_seconds((double)next, now, sizeof(now));
-		job_format_seconds((double)res->time_s, lo, sizeof(lo));
-		job_format_seconds((double)res->time_max_s, hi, sizeof(hi));
-		if (res->time_max_s > res->time_s && next > ti->time_s)
-			printf("  to do: nothing in the spec: `cairn resume %s` gives it %s (it had "
-			       "%s; time = %s..%s doubles it after a timeout)\n",
-			       r->dir, now, had, lo, hi);
-		else if (res->time_max_s > res->time_s)
-			printf("  to do: it had %s, the end of its range: raise the end of time of %s "
-			       "(now %s..%s) and `cairn resume %s --spec %s`\n",
-			       had, st->name, lo, hi, r->dir, spec);
-		else
-			printf("  to do: raise time of %s (now %s) and `cairn resume %s --spec %s`, or "
-			       "give a range (time = 1:00:00..8:00:00) that resume and retries double "
-			       "after a timeout; or let its retries go on where it stopped: retry_on = "
-			       "timeout and a command that keeps its progress in $CAIRN_STATE "
-			       "(docs/spec.md)\n",
-			       st->name, had, r->dir, spec);
+			printf("  to do: raise %s of %s (now %s) and `cairn resume %s --spec %s` (or "
+			       "--set, when a param gives it), or give a range (%s = %s) that resume "
+			       "and retries double after %s; `cairn status %s --usage` shows what its "
+			       "done tasks used%s\n",
+			       v.key, st->name, v.had, r->dir, spec, v.key, v.spec, v.after, r->dir,
+			       v.key[0] == 't' ? "; or let its retries go on where it stopped: "
+						 "retry_on = timeout and a command that keeps its "
+						 "progress in $CAIRN_STATE (docs/spec.md)"
+					       : "");
 	} else if (!strcmp(ti->kind, "node_fail") || !strcmp(ti->kind, "preempted")) {
 		printf("  to do: nothing in the task: `cairn resume %s` runs it again; retries and "
 		       "retry_on = node_fail,preempted would have by themselves\n",

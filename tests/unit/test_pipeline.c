@@ -1075,6 +1075,32 @@ static void test_mem_range(void)
 	CHECK_INT(n.time_s, 60);
 	CHECK_INT(n.mem_mb, 300);
 
+	/* how messages say the limit that stopped a task */
+	struct job_limit_view v;
+	struct job_limits at = {100, 60};
+	CHECK_INT(job_limit_view(&t, &at, "exit", &v), 0);
+	CHECK_INT(job_limit_view(&t, &at, "oom", &v), 1);
+	CHECK(v.range && v.grows);
+	CHECK_STR(v.key, "mem");
+	CHECK_STR(v.had, "100.0 MiB");
+	CHECK_STR(v.next, "200.0 MiB");
+	CHECK_STR(v.spec, "100M..300M");
+	at.mem_mb = 300;
+	job_limit_view(&t, &at, "oom", &v);
+	CHECK(v.range && !v.grows); /* at its end */
+	CHECK_INT(job_limit_view(&t, &at, "timeout", &v), 1);
+	CHECK_STR(v.key, "time");
+	CHECK_STR(v.had, "1:00");
+	CHECK_STR(v.next, "2:00");
+	CHECK_STR(v.spec, "1:00..3:20"); /* as the spec writes it: it parses back */
+	job_limit_view(&fixed, NULL, "oom", &v);
+	CHECK(!v.range && !v.grows);
+	CHECK_STR(v.had, "100.0 MiB");
+	CHECK_STR(v.spec, "100M..800M"); /* a range to suggest */
+	job_limit_view(&none, NULL, "timeout", &v);
+	CHECK_STR(v.had, "not set");
+	CHECK_STR(v.spec, "1:00:00..8:00:00");
+
 	struct spec s;
 	struct error err;
 	CHECK_INT(spec_load(&s, write_spec("mr.ini", "[stage x]\narray = 4\nmem = 1G..8G\n"
