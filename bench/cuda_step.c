@@ -252,10 +252,12 @@ static int cg_dump(struct nn_cyclegan *c, const struct args *a)
 	nn_cyclegan_step(c);
 	/* the ReLU masks of the twelve uses, in the order the reference step
 	   runs them (bench/cuda_torch.py cyclegan_step_fn) */
-	struct nn_net(*g)[3] = c->g, (*d)[3] = c->d;
+	struct nn_net(*g)[3] = c->g, (*d)[2] = c->d;
+	/* the generated images' pass of a discriminator serves two uses of the
+	   reference (the generators' loss, then its own), with the same masks */
 	struct nn_net *order[12] = {&g[NN_CG_GA][NN_CG_TRANSLATE], &g[NN_CG_GB][NN_CG_RECONSTRUCT],
 				    &g[NN_CG_GB][NN_CG_TRANSLATE], &g[NN_CG_GA][NN_CG_RECONSTRUCT],
-				    &d[NN_CG_DB][NN_CG_FOR_G],	   &d[NN_CG_DA][NN_CG_FOR_G],
+				    &d[NN_CG_DB][NN_CG_FAKE],	   &d[NN_CG_DA][NN_CG_FAKE],
 				    &g[NN_CG_GA][NN_CG_IDENTITY],  &g[NN_CG_GB][NN_CG_IDENTITY],
 				    &d[NN_CG_DA][NN_CG_REAL],	   &d[NN_CG_DA][NN_CG_FAKE],
 				    &d[NN_CG_DB][NN_CG_REAL],	   &d[NN_CG_DB][NN_CG_FAKE]};

@@ -61,6 +61,11 @@ static const struct shape shapes[] = {
 	{"resnet 1x1 256->64 56", 8, 256, 56, 56, 64, 1, 1, 0, 1},
 	{"resnext g32 128 28", 16, 128, 28, 28, 128, 3, 1, 1, 32},
 	{"fmnist cnn 32->64 14", 128, 32, 14, 14, 64, 3, 1, 1, 1},
+	/* cairn-refine's step: batch 1, 64 px crops (the reference nets' blocks,
+	   then its own nets': cyclegan:base=16) */
+	{"cyclegan n1 256->256 16", 1, 256, 16, 16, 256, 3, 1, 1, 1},
+	{"cyclegan n1 64->64 16", 1, 64, 16, 16, 64, 3, 1, 1, 1},
+	{"cyclegan n1 s2 64->128 64", 1, 64, 64, 64, 128, 3, 2, 1, 1},
 };
 
 static void fill(float *x, size_t n)

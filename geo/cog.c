@@ -15,6 +15,7 @@
 #include <ogr_srs_api.h>
 
 #include "core/clock.h"
+#include "core/cpus.h"
 #include "core/fs.h"
 #include "core/mem.h"
 #include "core/sha256.h"
@@ -329,8 +330,8 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	}
 	int nthreads = o->threads;
 	if (nthreads <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		nthreads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+		int n = cpus_usable();
+		nthreads = n > 8 ? 8 : n;
 	}
 	if ((uint64_t)nthreads > st->total)
 		nthreads = st->total ? (int)st->total : 1;

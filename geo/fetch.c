@@ -20,6 +20,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/cpus.h"
 #include "core/fs.h"
 #include "core/mem.h"
 #include "core/sha256.h"
@@ -1166,8 +1167,8 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 			goto out;
 	int nthreads = o->threads;
 	if (nthreads <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		nthreads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+		int n = cpus_usable();
+		nthreads = n > 8 ? 8 : n;
 	}
 	/* Bodies waiting for a worker, plus transfers, at most this many. */
 	r.max_jobs = (uint64_t)r.nslots + 4 * (uint64_t)nthreads + 16;

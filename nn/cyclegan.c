@@ -65,12 +65,13 @@ int nn_cyclegan_init(struct nn_cyclegan *c, const struct nn_cyclegan_config *cfg
 	for (int m = 0; m < 2; m++) {
 		if (module(c, cfg->gen, ch[m], ch[1 - m], c->g[m], c->uses, NN_CG_TRANSLATE,
 			   &c->og[m], cfg->seed + (uint64_t)m, err) < 0 ||
-		    module(c, cfg->disc, ch[m], 1, c->d[m], 3, NN_CG_REAL, &c->od[m],
+		    module(c, cfg->disc, ch[m], 1, c->d[m], 2, NN_CG_REAL, &c->od[m],
 			   cfg->seed + 2 + (uint64_t)m, err) < 0) {
 			error_prefix(err, "CycleGAN: ");
 			return -1;
 		}
-		nn_net_want_input_grad(&c->d[m][NN_CG_FOR_G], 1);
+		nn_net_want_input_grad(&c->d[m][NN_CG_FAKE], 1); /* for the generators' loss */
+		nn_net_want_weight_grads(&c->d[m][NN_CG_FAKE], 0);
 		nn_net_want_input_grad(&c->g[m][NN_CG_RECONSTRUCT], 1);
 	}
 	const struct nn_node *gout = &c->g[0][0].nodes[c->g[0][0].nnodes - 1];
@@ -120,17 +121,24 @@ static const float *forward(struct nn_net *net, const float *src, size_t count, 
 	return nn_net_forward(net, n)->data;
 }
 
-/* A discriminator use: forward on src (count floats), LSGAN loss against
- * target times w, backward. */
-static void d_pass(struct nn_cyclegan *c, struct nn_net *d, const float *src, size_t count,
-		   const float *target, float w, float *loss)
+/* A discriminator's LSGAN loss against target times w, after its forward
+ * pass, and the backward pass. */
+static void d_loss(struct nn_cyclegan *c, struct nn_net *d, const float *target, float w,
+		   float *loss)
 {
-	const float *y = forward(d, src, count, c->cfg.batch);
 	float *dy = nn_net_output_grad(d)->data;
-	d->be->mse(c->patch, y, target, dy, loss);
+	d->be->mse(c->patch, d->nodes[d->nnodes - 1].y.data, target, dy, loss);
 	if (w != 1)
 		d->be->scale(dy, c->patch, w);
 	nn_net_backward(d);
+}
+
+/* A discriminator use: forward on src (count floats), then d_loss. */
+static void d_pass(struct nn_cyclegan *c, struct nn_net *d, const float *src, size_t count,
+		   const float *target, float w, float *loss)
+{
+	forward(d, src, count, c->cfg.batch);
+	d_loss(c, d, target, w, loss);
 }
 
 /* A generator use's loss: L1 to target (count floats), times w and the
@@ -150,7 +158,7 @@ void nn_cyclegan_step(void *ctx)
 {
 	struct nn_cyclegan *c = ctx;
 	const struct nn_backend *be = c->cfg.be;
-	struct nn_net(*g)[3] = c->g, (*d)[3] = c->d;
+	struct nn_net(*g)[3] = c->g, (*d)[2] = c->d;
 	const float *real_a = c->real[0], *real_b = c->real[1];
 	const size_t na = c->img[0], nb = c->img[1];
 	const int n = c->cfg.batch;
@@ -166,8 +174,8 @@ void nn_cyclegan_step(void *ctx)
 		forward(&g[NN_CG_GB][NN_CG_IDENTITY], real_a, na, n);
 	}
 	/* the generators' loss: D_B(fake_B) and D_A(fake_A) as real, cycles, identities */
-	d_pass(c, &d[NN_CG_DB][NN_CG_FOR_G], fake_b, nb, c->ones, 1, &loss[NN_CG_LOSS_G_DB]);
-	d_pass(c, &d[NN_CG_DA][NN_CG_FOR_G], fake_a, na, c->ones, 1, &loss[NN_CG_LOSS_G_DA]);
+	d_pass(c, &d[NN_CG_DB][NN_CG_FAKE], fake_b, nb, c->ones, 1, &loss[NN_CG_LOSS_G_DB]);
+	d_pass(c, &d[NN_CG_DA][NN_CG_FAKE], fake_a, na, c->ones, 1, &loss[NN_CG_LOSS_G_DA]);
 	l1_pass(&g[NN_CG_GB][NN_CG_RECONSTRUCT], real_a, na, c->cfg.cycle, c->cycle_w[0],
 		&loss[NN_CG_LOSS_CYCLE_A]);
 	l1_pass(&g[NN_CG_GA][NN_CG_RECONSTRUCT], real_b, nb, c->cfg.cycle, c->cycle_w[1],
@@ -186,7 +194,7 @@ void nn_cyclegan_step(void *ctx)
 		struct nn_net *t = &g[m][NN_CG_TRANSLATE];
 		size_t count = c->img[1 - m];
 		float *dy = nn_net_output_grad(t)->data;
-		be->copy(dy, nn_net_input_grad(&d[1 - m][NN_CG_FOR_G])->data, count);
+		be->copy(dy, nn_net_input_grad(&d[1 - m][NN_CG_FAKE])->data, count);
 		be->axpy(count, 1, nn_net_input_grad(&g[1 - m][NN_CG_RECONSTRUCT])->data, dy);
 		if (m == NN_CG_GA && c->paired != 0) { /* G_A(A) against A's own B */
 			be->l1(count, fake_b, c->pair_b, c->pair_dy, &loss[NN_CG_LOSS_PAIRED]);
@@ -200,13 +208,16 @@ void nn_cyclegan_step(void *ctx)
 			nn_net_add_grads(&g[m][NN_CG_TRANSLATE], &g[m][u]);
 		nn_optim_step(&c->og[m], &g[m][NN_CG_TRANSLATE]);
 	}
-	/* the discriminators' loss on real and (the step's) generated images */
+	/* the discriminators' loss on real and (the step's) generated images:
+	   on these, the forward pass above, now for the weights */
 	for (int m = 0; m < 2; m++) {
+		struct nn_net *fake = &d[m][NN_CG_FAKE];
 		d_pass(c, &d[m][NN_CG_REAL], c->real[m], c->img[m], c->ones, 0.5f,
 		       &loss[NN_CG_LOSS_DA_REAL + 2 * m]);
-		d_pass(c, &d[m][NN_CG_FAKE], m == NN_CG_DA ? fake_a : fake_b, c->img[m], c->zeros,
-		       0.5f, &loss[NN_CG_LOSS_DA_FAKE + 2 * m]);
-		nn_net_add_grads(&d[m][NN_CG_REAL], &d[m][NN_CG_FAKE]);
+		nn_net_want_input_grad(fake, 0), nn_net_want_weight_grads(fake, 1);
+		d_loss(c, fake, c->zeros, 0.5f, &loss[NN_CG_LOSS_DA_FAKE + 2 * m]);
+		nn_net_want_input_grad(fake, 1), nn_net_want_weight_grads(fake, 0);
+		nn_net_add_grads(&d[m][NN_CG_REAL], fake);
 		nn_optim_step(&c->od[m], &d[m][NN_CG_REAL]);
 	}
 }
@@ -214,13 +225,12 @@ void nn_cyclegan_step(void *ctx)
 void nn_cyclegan_release(struct nn_cyclegan *c)
 {
 	const struct nn_backend *be = c->cfg.be;
-	for (int m = 0; m < 2; m++) /* the uses that share weights before their owners */
-		for (int u = 0; u < 3; u++) {
+	for (int m = 0; m < 2; m++) { /* the uses that share weights before their owners */
+		for (int u = 0; u < 3; u++)
 			if (u != NN_CG_TRANSLATE)
 				nn_net_release(&c->g[m][u]);
-			if (u != NN_CG_REAL)
-				nn_net_release(&c->d[m][u]);
-		}
+		nn_net_release(&c->d[m][NN_CG_FAKE]);
+	}
 	for (int m = 0; m < 2; m++)
 		nn_net_release(&c->g[m][NN_CG_TRANSLATE]), nn_net_release(&c->d[m][NN_CG_REAL]);
 	if (be) {

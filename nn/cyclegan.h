@@ -16,7 +16,7 @@
 enum { NN_CG_GA, NN_CG_GB };				     /* generators: A -> B, B -> A */
 enum { NN_CG_TRANSLATE, NN_CG_RECONSTRUCT, NN_CG_IDENTITY }; /* their uses */
 enum { NN_CG_DA, NN_CG_DB };				     /* discriminators of A, B */
-enum { NN_CG_FOR_G, NN_CG_REAL, NN_CG_FAKE };		     /* their uses */
+enum { NN_CG_FAKE, NN_CG_REAL };			     /* their uses (below) */
 
 /* The step's losses (means, before their weights), in nn_cyclegan.loss. */
 enum {
@@ -56,10 +56,16 @@ void nn_cyclegan_defaults(struct nn_cyclegan_config *cfg);
  * activations, so each use is a net of its own, the uses of one module
  * sharing its weights (nn_net_share_weights; the translating use and the
  * real pass own them) and their weight gradients summed before the module's
- * update (nn_net_add_grads), as PyTorch's autograd sums a module's uses. */
+ * update (nn_net_add_grads), as PyTorch's autograd sums a module's uses.
+ * A discriminator has two uses: on the real images, and on the generated
+ * ones, whose one forward pass serves two backward passes: the generators'
+ * loss (the gradient for the images only: the discriminator's weights are
+ * not trained by it) and then the discriminator's own (for its weights).
+ * The reference implementation runs that forward pass twice; the
+ * discriminator has not changed in between. */
 struct nn_cyclegan {
 	struct nn_cyclegan_config cfg; /* spec strings not owned */
-	struct nn_net g[2][3], d[2][3];
+	struct nn_net g[2][3], d[2][2];
 	struct nn_optim og[2], od[2];
 	int uses;		/* generator uses: 3, or 2 without identity */
 	float *real[2];		/* device: the step's batches of A and B (the caller fills) */

@@ -947,7 +947,9 @@ void nn_net_backward(struct nn_net *net)
 			break;
 		case NN_OP_CONV: {
 			struct nn_conv_desc d = conv_desc(net, nd, n);
-			be->conv2d_bwd_filter(&d, x, dy, G(net, nd, 0), G(net, nd, 1), net->ws);
+			if (!net->no_weight_grads)
+				be->conv2d_bwd_filter(&d, x, dy, G(net, nd, 0), G(net, nd, 1),
+						      net->ws);
 			if (ia == 0 && !net->input_grad)
 				break; /* no one needs the input's gradient */
 			float *dx = grad_dst(net, ia, &acc);
@@ -957,9 +959,11 @@ void nn_net_backward(struct nn_net *net)
 		}
 		case NN_OP_DECONV: {
 			struct nn_conv_desc d = deconv_desc(net, nd, n);
-			be->conv2d_bwd_filter(&d, dy, x, G(net, nd, 0), NULL, net->ws);
-			if (nd->bias)
-				be->bias_grad(n, nd->c, hw, dy, G(net, nd, 1));
+			if (!net->no_weight_grads) {
+				be->conv2d_bwd_filter(&d, dy, x, G(net, nd, 0), NULL, net->ws);
+				if (nd->bias)
+					be->bias_grad(n, nd->c, hw, dy, G(net, nd, 1));
+			}
 			if (ia == 0 && !net->input_grad)
 				break;
 			float *dx = grad_dst(net, ia, &acc);
@@ -999,9 +1003,12 @@ void nn_net_backward(struct nn_net *net)
 		}
 		case NN_OP_LINEAR: {
 			int fan = a->c * a->h * a->w;
-			be->gemm(1, 0, nd->c, fan, n, 1, dy, nd->c, x, fan, 0, G(net, nd, 0), fan);
-			if (nd->bias)
-				be->bias_grad(n, nd->c, 1, dy, G(net, nd, 1));
+			if (!net->no_weight_grads) {
+				be->gemm(1, 0, nd->c, fan, n, 1, dy, nd->c, x, fan, 0, G(net, nd, 0),
+					 fan);
+				if (nd->bias)
+					be->bias_grad(n, nd->c, 1, dy, G(net, nd, 1));
+			}
 			if (ia == 0 && !net->input_grad)
 				break;
 			float *dx = grad_dst(net, ia, &acc);
@@ -1052,6 +1059,8 @@ void nn_net_backward(struct nn_net *net)
 }
 
 void nn_net_want_input_grad(struct nn_net *net, int on) { net->input_grad = on; }
+
+void nn_net_want_weight_grads(struct nn_net *net, int on) { net->no_weight_grads = !on; }
 
 struct nn_tensor *nn_net_input_grad(struct nn_net *net) { return &net->nodes[0].dy; }
 

@@ -86,6 +86,7 @@ struct nn_net {
 	float *scratch;
 	unsigned char *written;
 	int input_grad;         /* nn_net_want_input_grad */
+	int no_weight_grads;    /* nn_net_want_weight_grads(net, 0) */
 	int shares_weights;     /* flat.w is another net's (nn_net_share_weights) */
 	int failed;
 	struct error build_err;
@@ -159,6 +160,14 @@ void nn_net_backward(struct nn_net *net);
  * nn_net_backward, nn_net_input_grad holds dL/dinput for the n samples. */
 void nn_net_want_input_grad(struct nn_net *net, int on);
 struct nn_tensor *nn_net_input_grad(struct nn_net *net);
+/* Weight gradients, on by default. Off, nn_net_backward skips the
+ * convolutions' and linear layers' weight and bias gradients (they keep
+ * what they held; the norms still write theirs): for a pass through weights
+ * that this loss does not train, as a discriminator's in its generator's
+ * loss (PyTorch's requires_grad = False). A second nn_net_backward after the
+ * same forward pass, with another output gradient, is allowed: the forward
+ * pass's values are left intact. */
+void nn_net_want_weight_grads(struct nn_net *net, int on);
 void nn_net_train(struct nn_net *net, int training);
 
 /* Totals: trainable parameters, and forward multiply-adds per sample. */

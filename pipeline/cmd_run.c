@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/cpus.h"
 #include "core/fs.h"
 #include "core/jsonio.h"
 #include "core/mem.h"
@@ -158,8 +159,7 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 	else
 		o->spec = pos;
 	if (!o->jobs) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o->jobs = n > 0 ? (int)n : 1;
+		o->jobs = cpus_usable();
 	}
 	if (!o->mem_mb) { /* this machine's memory */
 		long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);

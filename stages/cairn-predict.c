@@ -41,7 +41,7 @@ static void usage(FILE *f)
 		"  --batch N       tiles per forward pass, 1..65536 (default 8)\n"
 		"  --with-pixels   keep the input's pixels beside the predicted masks (a shard\n"
 		"                  to train on again, e.g. with the predictions as labels)\n"
-		"  --threads N     CPU threads, 1..1024 (default: all cores)\n"
+		"  --threads N     CPU threads, 1..1024 (default: the CPUs it may run on)\n"
 		"  --device D      cpu (default), cpu-ref, cuda, auto (as cairn-train-unet)\n"
 		"  --precision P   cuda math: tf32 (default), fp32, bf16; cpu: fp32 only\n"
 		"  --help          this text\n"

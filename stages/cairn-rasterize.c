@@ -10,6 +10,7 @@
 
 #include "core/cmd.h"
 #include "core/clock.h"
+#include "core/cpus.h"
 #include "core/fs.h"
 #include "core/mem.h"
 #include "core/progress.h"
@@ -39,7 +40,7 @@ static const char usage[] =
 	"  --out DIR            output folder\n"
 	"  --shard I/N          part I of N (0-based) of the tiles; a run (a shard)\n"
 	"                       makes at most 16777216 tiles\n"
-	"  --threads N          1..256 (default: online CPUs, at most 8)\n"
+	"  --threads N          1..256 (default: the CPUs it may run on, at most 8)\n"
 	"Exit: 0 ok, 1 the work failed, 2 bad usage or unreadable input.\n"
 	"\n"
 	"example:\n"
@@ -236,8 +237,8 @@ int main(int argc, char **argv)
 	tile_shard(like ? nlike : tile_range_count(&range), shard_i, shard_n, &j.begin, &j.end);
 	pthread_mutex_init(&j.mu, NULL);
 	if (threads <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+		int n = cpus_usable();
+		threads = n > 8 ? 8 : n;
 	}
 	pthread_t tid[256];
 	int started = 0;

@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "core/cmd.h"
+#include "core/cpus.h"
 #include "core/parse.h"
 #include "core/progress.h"
 #include "geo/tile.h"
@@ -65,11 +66,11 @@ static int parse_threads(const char *s)
 	return parse_long(s, 1, TILESET_MAX_THREADS, &v) < 0 ? -1 : (int)v;
 }
 
-/* Online CPUs, at most 8 (as cairn-rasterize). */
+/* Usable CPUs, at most 8 (as cairn-rasterize). */
 static int default_threads(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+	int n = cpus_usable();
+	return n > 8 ? 8 : n;
 }
 
 /* A progress line on a terminal (silent in logs), fed by the library. */
@@ -107,7 +108,7 @@ static int cmd_pack(int argc, char **argv)
 	    "                           an array of N tasks packs all tiles once, each shard\n"
 	    "                           spread over the whole area; a shard packs at most\n"
 	    "                           16777216 tiles\n"
-	    "  --threads N              tiles decoded at once, 1..64 (default: online CPUs,\n"
+	    "  --threads N              tiles decoded at once, 1..64 (default: usable CPUs,\n"
 	    "                           at most 8); the shard is the same for any N\n"
 	    "Exit: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input (a missing,\n"
 	    "corrupt or mismatched tile, a label out of range).\n"
@@ -230,7 +231,7 @@ static int cmd_unpack(int argc, char **argv)
 	    "  --like DIR               every record's DIR/Z/X/Y.tif must exist (the imagery\n"
 	    "                           the predictions are of), to catch a shard of another\n"
 	    "                           scene\n"
-	    "  --threads N              tiles written at once, 1..64 (default: online CPUs,\n"
+	    "  --threads N              tiles written at once, 1..64 (default: usable CPUs,\n"
 	    "                           at most 8)\n"
 	    "Exit: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input.\n"
 	    "\n"

@@ -43,7 +43,7 @@ static void usage(FILE *f)
 	    "  --pad N         random-crop augmentation: pad N (0..64) pixels, crop back\n"
 	    "                  (default 0)\n"
 	    "  --no-augment    no random flips and no crops\n"
-	    "  --threads N     CPU threads, 1..1024 (default: all cores)\n"
+	    "  --threads N     CPU threads, 1..1024 (default: the CPUs it may run on)\n"
 	    "  --device D      cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
 	    "                  with make CUDA=1 and a GPU), auto (cuda if a GPU is visible,\n"
 	    "                  else cpu)\n"

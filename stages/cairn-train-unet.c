@@ -50,7 +50,7 @@ static void usage(FILE *f)
 	    "  --class-weights W    none (default), auto (median-frequency balancing from the\n"
 	    "                       training masks), or one weight per class: 0.5,2,2\n"
 	    "  --no-augment         no random rotations and mirrors of the tiles\n"
-	    "  --threads N          CPU threads, 1..1024 (default: all cores)\n"
+	    "  --threads N          CPU threads, 1..1024 (default: the CPUs it may run on)\n"
 	    "  --device D           cpu (default), cpu-ref (slow reference loops), cuda (a build\n"
 	    "                       with make CUDA=1 and a GPU), auto (cuda if a GPU is visible)\n"
 	    "  --precision P        cuda math: tf32 (default), fp32, bf16 (docs/cuda.md);\n"

@@ -361,6 +361,8 @@ struct dplan {
 	int inplace3;            /* 3x3 pad 1: chunks away from the top and bottom read in place */
 	int bwdp;                /* weight gradient along pixels (few output channels per group) */
 	int bwd3;                /* weight gradient 3x3 dil 1: isa->bwd3 for one vector of channels */
+	int slices;              /* weight gradient of fewer images than threads: the threads
+				    take slices of the output channels, not chunks (bwdf_slices) */
 	int ldc, ldg;            /* weight gradient: output channels (of a group) rounded up to 16 */
 	size_t tfloats, dwfloats; /* per thread: pixel-major dy chunk, weight gradient */
 	size_t per_thread;
@@ -449,7 +451,10 @@ static int plan_init(const struct nn_conv_desc *d, int pass, struct dplan *p)
 	long rows = (long)(CHUNK_BYTES / sizeof(float) / per_row) - halo;
 	rows = rows < 1 ? 1 : rows > p->hout ? p->hout : rows;
 	int t = par_threads();
-	while (rows > 1 && (long)p->n * ((p->hout + rows - 1) / rows) < t)
+	if (pass == PASS_BWD_FILTER && p->n < t && t > 1 && p->groups == 1 && !p->bwdp &&
+	    !p->inplace3 && isa_now() && p->ldg / isa_now()->vl >= t)
+		p->slices = t;
+	while (!p->slices && rows > 1 && (long)p->n * ((p->hout + rows - 1) / rows) < t)
 		rows = (rows + 1) / 2;
 	/* the weight gradient takes a whole image rather than a chunk and a thin
 	 * rest (16x16 256->256: 13 + 3 rows; a chunk rereads and rewrites the
@@ -569,6 +574,8 @@ static const float *chunk_at(const struct djob *j, int n, int i0, float *xb, int
 	*plane = p->plane, *off = j->off;
 	return xb;
 }
+
+static int items(const struct dplan *p) { return p->n * p->nchunks; }
 
 /* Block b of [0, c) split evenly in nb blocks. */
 static void block(int c, int nb, int b, int *start, int *len)
@@ -767,16 +774,26 @@ static void bwdp_chunk(const struct djob *j, struct dk_bwdf *a, const float *x, 
  * vector of them): per group, the taps of its input channels, vectors from
  * its first output channel; lanes past the group's channels are computed
  * and ignored. */
+/* Blocks of output-channel vectors of a group: at most covmax vectors each,
+ * and at least one a slice (p->slices). */
+static int bwdc_blocks(const struct dplan *p, const struct dk_isa *isa)
+{
+	int nvv = p->ldg / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
+	return nb < p->slices ? p->slices : nb;
+}
+
+/* The weight gradient of a chunk, for blocks [b0, b1) of each group's
+ * output-channel vectors. */
 static void bwdc_chunk(const struct djob *j, struct dk_bwdf *a, const float *x, size_t plane,
-		       int in_place, float *dwt)
+		       int in_place, float *dwt, int b0, int b1)
 {
 	const struct dplan *p = j->p;
 	const struct dk_isa *isa = j->isa;
-	int nvv = p->ldg / isa->vl, nb = (nvv + isa->covmax - 1) / isa->covmax;
+	int nvv = p->ldg / isa->vl, nb = bwdc_blocks(p, isa);
 	for (int g = 0; g < p->groups; g++) {
 		a->xb = x + (size_t)g * p->cig * plane;
 		float *dwg = dwt + (size_t)g * p->k * p->ldg;
-		for (int bi = 0; bi < nb; bi++) {
+		for (int bi = b0; bi < b1; bi++) {
 			int v0, cov;
 			block(nvv, nb, bi, &v0, &cov);
 			int kr = isa->krmax[cov], co = g * p->cog + v0 * isa->vl;
@@ -794,61 +811,109 @@ static void bwdc_chunk(const struct djob *j, struct dk_bwdf *a, const float *x, 
 	}
 }
 
+/* Chunk `it` (image it / nchunks) into dwt, blocks [b0, b1) of the output
+ * channels; xb and dyt: the thread's. */
+static void bwdf_item(const struct djob *j, int it, float *xb, float *dyt, float *dwt, int b0,
+		      int b1)
+{
+	const struct dplan *p = j->p;
+	size_t out_img = (size_t)p->cout * p->hout * p->wout;
+	int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
+	int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
+	size_t plane;
+	const int *off; /* this kernel reads only real pixels: never past the chunk */
+	const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
+	const float *dyc = j->dy + n * out_img + (size_t)i0 * p->wout;
+	/* fix: read in place with rows of w, see fix_bwdf */
+	int in_place = off == j->off_in, fix = in_place && p->inplace3;
+	struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = fix ? p->w : p->wp,
+			    .wout = p->wout, .rows = rows, .ldc = p->ldc, .ldw = p->ldg,
+			    .dyplane = (size_t)p->hout * p->wout};
+	if (p->bwdp) {
+		if (fix)
+			dy_edges(j, dyc, dyt, rows);
+		bwdp_chunk(j, &a, x, plane, dyc, dwt);
+	} else {
+		dy_chunk(j, dyc, dyt, rows);
+		bwdc_chunk(j, &a, x, plane, in_place, dwt, b0, b1);
+	}
+	if (fix)
+		j->isa->fix_bwdf(j->in + (size_t)n * p->cin * plane, dyt, p->ldc, dwt, p->ldg,
+				 p->cin, p->h, p->w, i0, rows);
+}
+
+/* Chunks [b, e) into the thread's own weight gradient (dw_sum_part sums them). */
 static void bwdf_part(void *ctx, int b, int e, int tid)
 {
 	const struct djob *j = ctx;
 	const struct dplan *p = j->p;
 	float *xb = j->thr + tid * p->per_thread, *dyt = xb + p->xfloats, *dwt = dyt + p->tfloats;
-	size_t out_img = (size_t)p->cout * p->hout * p->wout;
 	memset(dwt, 0, sizeof(float) * p->dwfloats);
-	for (int it = b; it < e; it++) {
-		int n = it / p->nchunks, i0 = it % p->nchunks * p->rows;
-		int rows = p->hout - i0 < p->rows ? p->hout - i0 : p->rows;
-		size_t plane;
-		const int *off; /* this kernel reads only real pixels: never past the chunk */
-		const float *x = chunk_at(j, n, i0, xb, 0, &plane, &off);
-		const float *dyc = j->dy + n * out_img + (size_t)i0 * p->wout;
-		/* fix: read in place with rows of w, see fix_bwdf */
-		int in_place = off == j->off_in, fix = in_place && p->inplace3;
-		struct dk_bwdf a = {.dyt = dyt, .off = off, .wp = fix ? p->w : p->wp,
-				    .wout = p->wout, .rows = rows, .ldc = p->ldc, .ldw = p->ldg,
-				    .dyplane = (size_t)p->hout * p->wout};
-		if (p->bwdp) {
-			if (fix)
-				dy_edges(j, dyc, dyt, rows);
-			bwdp_chunk(j, &a, x, plane, dyc, dwt);
-		} else {
-			dy_chunk(j, dyc, dyt, rows);
-			bwdc_chunk(j, &a, x, plane, in_place, dwt);
-		}
-		if (fix)
-			j->isa->fix_bwdf(j->in + (size_t)n * p->cin * plane, dyt, p->ldc, dwt, p->ldg,
-					 p->cin, p->h, p->w, i0, rows);
+	for (int it = b; it < e; it++)
+		bwdf_item(j, it, xb, dyt, dwt, 0, bwdc_blocks(p, j->isa));
+}
+
+/* Slices [b, e) of the output channels over every chunk, into the first
+ * thread's weight gradient, which the slices share (their columns apart:
+ * whole vectors). With fewer images than threads, slices of channels leave
+ * no partial gradients to sum (cairn-refine's batch 1: each thread's was the
+ * whole gradient, 2.4 MB for 256 -> 256 3x3, written, read and added; a
+ * slice reads the chunk it pads and its dy once more instead). */
+static void bwdf_slices(void *ctx, int b, int e, int tid)
+{
+	const struct djob *j = ctx;
+	const struct dplan *p = j->p;
+	float *xb = j->thr + tid * p->per_thread, *dyt = xb + p->xfloats;
+	float *dwt = j->thr + p->xfloats + p->tfloats;
+	int nb = bwdc_blocks(p, j->isa), nvv = p->ldg / j->isa->vl;
+	for (int sl = b; sl < e; sl++) {
+		int b0, nbs, v0, v1, len;
+		block(nb, p->slices, sl, &b0, &nbs);
+		block(nvv, nb, b0, &v0, &len);
+		block(nvv, nb, b0 + nbs - 1, &v1, &len);
+		v1 += len;
+		for (int k = 0; k < p->k; k++)
+			memset(dwt + (size_t)k * p->ldg + v0 * j->isa->vl, 0,
+			       sizeof(float) * (size_t)(v1 - v0) * j->isa->vl);
+		for (int it = 0; it < items(p); it++)
+			bwdf_item(j, it, xb, dyt, dwt, b0, b0 + nbs);
 	}
 }
 
 /* dw[co][k] = sum over threads of dwt[g][k][co - g cog], in thread order,
- * for taps [b, e): 16 taps at a time, so that the lines of dwt they read
- * (ldg floats apart) serve 16 output channels each before they leave L1
- * (one tap at a time read a line per float: 2304 taps x 256 channels took
- * milliseconds). */
+ * for taps [b, e), in tiles of 16 taps x 16 channels: summed along channels
+ * (vectors) and written along taps, so that the lines of dwt read (ldg
+ * floats apart) and of dw written serve 16 floats each before they leave
+ * L1 (one tap at a time read a line per float: 2304 taps x 256 channels
+ * took milliseconds; a tile summed a float at a time, 11% of cairn-refine's
+ * batch-1 step, 1.5 times what this takes, session 25). */
 static void dw_sum_part(void *ctx, int b, int e, int tid)
 {
 	const struct djob *j = ctx;
 	const struct dplan *p = j->p;
+	float tile[16][16];
 	(void)tid;
 	for (int k0 = b; k0 < e; k0 += 16) {
-		int k1 = k0 + 16 < e ? k0 + 16 : e;
-		for (int co = 0; co < p->cout; co++) {
-			int g = co / p->cog;
-			size_t at = p->xfloats + p->tfloats + (size_t)g * p->k * p->ldg + co - g * p->cog;
-			for (int k = k0; k < k1; k++) {
-				float s = 0;
-				for (int t = 0; t < j->nparts; t++)
-					s += j->thr[t * p->per_thread + at + (size_t)k * p->ldg];
-				j->dw[(size_t)co * p->k + k] = s;
+		int nk = e - k0 < 16 ? e - k0 : 16;
+		for (int g = 0; g < p->groups; g++)
+			for (int c0 = 0; c0 < p->cog; c0 += 16) { /* rows hold ldg >= c0 + 16 */
+				int nc = p->cog - c0 < 16 ? p->cog - c0 : 16;
+				const float *src = j->thr + p->xfloats + p->tfloats +
+						   ((size_t)g * p->k + k0) * p->ldg + c0;
+				for (int k = 0; k < nk; k++) {
+					const float *r = src + (size_t)k * p->ldg;
+					for (int c = 0; c < 16; c++)
+						tile[k][c] = r[c];
+					for (int t = 1; t < j->nparts; t++)
+						for (int c = 0; c < 16; c++)
+							tile[k][c] += r[(size_t)t * p->per_thread + c];
+				}
+				for (int c = 0; c < nc; c++) {
+					float *o = j->dw + ((size_t)g * p->cog + c0 + c) * p->k + k0;
+					for (int k = 0; k < nk; k++)
+						o[k] = tile[k][c];
+				}
 			}
-		}
 	}
 }
 
@@ -868,18 +933,38 @@ static void dw_sum_part(void *ctx, int b, int e, int tid)
 
 /* wk[ob][cb][tap][i][o]: the pass's weight of output channel vl ob + o from
  * input channel vl cb + i (backward-data: flipped and transposed) */
+/* The weights in the blocked layout: per vector of output channels (ob)
+ * and of input channels (ib), [tap][ci lane][co lane], flipped and
+ * transposed for backward-data. A block of vl x vl x 9 at a time, so that
+ * what it reads (vl runs of 9 vl floats) and writes stay in L1, and the
+ * vectors of output channels in parallel: packed once per call, the weights
+ * of a 256 -> 256 layer (2.4 MB) cost as much as its convolution of one
+ * 16 x 16 image when packed a float at a time in row order on one core
+ * (cairn-refine's batch 1, session 25). */
+static void blk_pack_part(void *ctx, int b, int e, int tid)
+{
+	const struct pack_job *pj = ctx;
+	const struct djob *j = pj->j;
+	const struct dplan *p = j->p;
+	int vl = j->isa->vl, ncb = p->cin / vl, cin = pj->d->cin, fwd = pj->pass == PASS_FWD;
+	(void)tid;
+	for (int ob = b; ob < e; ob++)
+		for (int ib = 0; ib < ncb; ib++) {
+			float *o = j->wpack + ((size_t)ob * ncb + ib) * 9 * vl * vl;
+			for (int cl = 0; cl < vl; cl++)
+				for (int il = 0; il < vl; il++) {
+					size_t co = (size_t)ob * vl + cl, ci = (size_t)ib * vl + il;
+					const float *src = j->w + (fwd ? co * cin + ci : ci * cin + co) * 9;
+					for (int t = 0; t < 9; t++)
+						o[(t * vl + il) * vl + cl] = src[fwd ? t : 8 - t];
+				}
+		}
+}
+
 static void blk_pack(const struct djob *j, const struct nn_conv_desc *d, int pass)
 {
-	const struct dplan *p = j->p;
-	int vl = j->isa->vl, ncb = p->cin / vl;
-	for (int co = 0; co < p->cout; co++)
-		for (int ci = 0; ci < p->cin; ci++)
-			for (int t = 0; t < 9; t++) {
-				float v = pass == PASS_FWD ? j->w[((size_t)co * d->cin + ci) * 9 + t]
-							   : j->w[((size_t)ci * d->cin + co) * 9 + 8 - t];
-				j->wpack[((((size_t)(co / vl) * ncb + ci / vl) * 9 + t) * vl + ci % vl) * vl +
-					 co % vl] = v;
-			}
+	struct pack_job pj = {j, d, pass};
+	par_for(j->p->cout / j->isa->vl, blk_pack_part, &pj);
 }
 
 static size_t blk_xfloats(const struct dplan *p)
@@ -902,8 +987,6 @@ static void blk_part(void *ctx, int b, int e, int tid)
 			    xb, yb);
 	}
 }
-
-static int items(const struct dplan *p) { return p->n * p->nchunks; }
 
 /* The blocked path for this pass when its plan takes it (p->blk). */
 static int blk_run(struct djob *j, const struct nn_conv_desc *d, int pass)
@@ -959,8 +1042,13 @@ int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const
 	struct djob j = {.in = x, .dy = dy, .dw = dw};
 	job_init(&j, &p, ws, d);
 	int t = par_threads();
-	j.nparts = items(&p) < t ? items(&p) : t;
-	par_for(items(&p), bwdf_part, &j);
+	if (p.slices) {
+		j.nparts = 1;
+		par_for(p.slices, bwdf_slices, &j);
+	} else {
+		j.nparts = items(&p) < t ? items(&p) : t;
+		par_for(items(&p), bwdf_part, &j);
+	}
 	par_for(p.k, dw_sum_part, &j);
 	if (db)
 		fast_bias_grad(d->n, d->cout, d->hout * d->wout, dy, db);

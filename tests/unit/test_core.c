@@ -1,14 +1,17 @@
 /* Unit tests for core/: buf, error, fs, sha256, jsonio, mem hook. */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/cmd.h"
+#include "core/cpus.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/parse.h"
@@ -367,11 +370,35 @@ static void test_cmd_getopt(void)
 	CHECK_STR(captured_stderr(), "prog: unknown command 'sampel', did you mean 'sample'?\n");
 }
 
+/* Usable CPUs follow the affinity mask: a process bound to one CPU (as
+ * Slurm or mpirun --bind-to core bind a task) counts one. */
+static void test_cpus_usable(void)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = cpus_usable();
+	CHECK(n >= 1 && (online < 1 || n <= online));
+	cpu_set_t set;
+	CHECK(sched_getaffinity(0, sizeof(set), &set) == 0);
+	int first = 0;
+	while (first < CPU_SETSIZE && !CPU_ISSET(first, &set))
+		first++;
+	pid_t pid = fork();
+	if (pid == 0) {
+		CPU_ZERO(&set);
+		CPU_SET(first, &set);
+		_exit(sched_setaffinity(0, sizeof(set), &set) == 0 && cpus_usable() == 1 ? 0 : 1);
+	}
+	int status = 0;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
 		return 1;
 	RUN(test_buf_grows_and_formats);
+	RUN(test_cpus_usable);
 	RUN(test_buf_has_word);
 	RUN(test_buf_out_of_memory_is_sticky);
 	RUN(test_error_prefix_and_errno);

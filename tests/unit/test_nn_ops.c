@@ -138,6 +138,11 @@ static void conv_shapes(void)
 	conv_case(2, 16, 5, 7, 32, 3, 1, 1, 1, 1);    /* 7 wide */
 	conv_case(2, 32, 11, 45, 16, 3, 1, 1, 1, 1);  /* 12 + 12 + 12 + 9 */
 	conv_case(1, 64, 40, 64, 16, 3, 1, 1, 1, 1);  /* 64 wide, 2 chunks of rows */
+	/* the weight gradient of fewer images than threads: slices of the output
+	 * channels (with 2 threads or more) */
+	conv_case(1, 24, 10, 10, 96, 3, 1, 1, 1, 1);  /* 6 vectors of 16: 3 + 3 */
+	conv_case(1, 16, 6, 6, 40, 3, 1, 1, 1, 1);    /* 3 of 16 (2 + 1), 5 of 8 */
+	conv_case(1, 8, 20, 9, 48, 5, 1, 2, 1, 1);    /* 5x5 */
 }
 
 /* Every kernel this CPU runs (direct AVX-512, AVX2, im2col + sgemm) against
