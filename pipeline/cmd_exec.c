@@ -57,6 +57,7 @@ struct exec_ctx {
 	long time_s;  /* this attempt's time (CAIRN_TIME_S from either executor); 0 = none */
 	double t0;
 	const struct rusage *ru; /* the task's, once it has ended */
+	long rss_sum_kb;	 /* the mem watch's most for its processes together, or 0 */
 };
 
 /* CPU seconds (user + system) of the task and the processes it waited for. */
@@ -82,6 +83,18 @@ static void add_limits(json_t *j, const struct exec_ctx *x)
 		json_object_set_new(j, "time_s", json_integer(x->time_s));
 }
 
+/* What the task used: CPU seconds, the largest process's max RSS, and with
+ * the mem watch the most its processes held together (at least that). */
+static void add_usage(json_t *j, const struct exec_ctx *x, const struct rusage *ru)
+{
+	long long max = ru->ru_maxrss;
+	json_object_set_new(j, "cpu_s", json_real(cpu_seconds(ru)));
+	json_object_set_new(j, "max_rss_kb", json_integer((json_int_t)max));
+	if (x->rss_sum_kb > 0)
+		json_object_set_new(j, "rss_sum_kb",
+				    json_integer(x->rss_sum_kb > max ? x->rss_sum_kb : max));
+}
+
 static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int sig,
 			const char *message, struct error *err)
 {
@@ -96,10 +109,8 @@ static int write_failed(struct exec_ctx *x, const char *kind, int exit_code, int
 	if (message)
 		json_object_set_new(j, "message", json_string(message));
 	add_limits(j, x);
-	if (x->ru) { /* it ran: what it used, for `cairn status --usage` and why */
-		json_object_set_new(j, "cpu_s", json_real(cpu_seconds(x->ru)));
-		json_object_set_new(j, "max_rss_kb", json_integer((json_int_t)x->ru->ru_maxrss));
-	}
+	if (x->ru) /* it ran: what it used, for `cairn status --usage` and why */
+		add_usage(j, x, x->ru);
 	struct buf p = BUF_INIT;
 	path_of(&p, x, "failed.json");
 	int rc = jsonio_write_replace(p.s, j, err);
@@ -549,6 +560,7 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 				  x->job[0] ? 0 : x->mem_mb * 1024, 0, 0, 0};
 	int left = proc_wait(pid, &status, &ru, &stop_signal, 10, &lim, err);
 	int timed_out = lim.timed_out;
+	x->rss_sum_kb = lim.peak_kb;
 	if (left < 0) {
 		close(log_fd);
 		buf_release(&script);
@@ -648,12 +660,13 @@ static int run_task(struct exec_ctx *x, const char *self_dir, struct error *err)
 		sleep((unsigned)atoi(getenv("CAIRN_TEST_PAUSE_BEFORE_DONE")));
 	char finished[32];
 	clock_utc(finished, sizeof(finished), 0);
-	json_t *done =
-	    json_pack("{s:i, s:i, s:s, s:s, s:s, s:f, s:f, s:I, s:s, s:O, s:s, s:o, s:s}",
-		      "exit_code", 0, "attempt", x->attempt, "host", x->host, "started", x->started,
-		      "finished", finished, "wall_s", wall, "cpu_s", cpu_seconds(&ru), "max_rss_kb",
-		      (json_int_t)ru.ru_maxrss, "key", key, "key_parts", parts, "manifest_sha256",
-		      digest, "manifest", manifest, "slurm_job", x->job);
+	json_t *done = json_pack("{s:i, s:i, s:s, s:s, s:s, s:f, s:s, s:O, s:s, s:o, s:s}",
+				 "exit_code", 0, "attempt", x->attempt, "host", x->host, "started",
+				 x->started, "finished", finished, "wall_s", wall, "key", key,
+				 "key_parts", parts, "manifest_sha256", digest, "manifest", manifest,
+				 "slurm_job", x->job);
+	if (done)
+		add_usage(done, x, &ru);
 	add_limits(done, x);
 	path_of(&p, x, "done.json");
 	/* Temp file + rename, no fsync: a process killed at any moment leaves

@@ -296,7 +296,7 @@ static int usage_collect(const struct run *r, struct stage_usage *u)
 			if (!j)
 				continue; /* not done, or torn: status counts it as not done */
 			double wall = jsonio_num(j, "wall_s", 0), cpu = jsonio_num(j, "cpu_s", -1);
-			long long rss = jsonio_int(j, "max_rss_kb", 0), bytes = 0;
+			long long rss = task_rss_kb(j), bytes = 0;
 			size_t k;
 			json_t *f;
 			json_array_foreach(json_object_get(j, "manifest"), k, f) bytes +=

@@ -89,8 +89,8 @@ static void print_done_usage(const struct run *r, const struct spec_stage *st, i
 		printf(", %.2f s CPU", cpu);
 	char rss[96];
 	/* against the mem its attempt had (a range grows it) */
-	job_format_rss((long)jsonio_int(j, "mem_mb", st->res.mem_mb), jsonio_int(j, "max_rss_kb", 0),
-		       rss, sizeof(rss));
+	job_format_rss((long)jsonio_int(j, "mem_mb", st->res.mem_mb), task_rss_kb(j), rss,
+		       sizeof(rss));
 	printf(", %s\n", rss);
 	json_decref(j);
 }

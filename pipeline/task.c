@@ -16,6 +16,12 @@
 #include "core/mem.h"
 #include "core/sha256.h"
 
+long long task_rss_kb(const json_t *marker)
+{
+	long long sum = jsonio_int(marker, "rss_sum_kb", 0), max = jsonio_int(marker, "max_rss_kb", 0);
+	return sum > max ? sum : max;
+}
+
 void task_kind_label(const struct task_info *ti, char *out, size_t size)
 {
 	if (!strcmp(ti->kind, "exit"))

@@ -53,6 +53,11 @@ struct task_info {
 /* A failed task's kind as people say it: "exit 3", "signal 9", "timeout". */
 void task_kind_label(const struct task_info *ti, char *out, size_t size);
 
+/* The memory a task's marker (done.json, failed.json) says it held: with
+ * the mem watch, its processes together at most (rss_sum_kb), else its
+ * largest process's max RSS (max_rss_kb); 0 when not said. */
+long long task_rss_kb(const json_t *marker);
+
 /* Read the markers of a task. With check_alive, a task that started on this
  * host and whose wrapper process is gone is reported FAILED with kind lost. */
 int task_read(const char *run, const char *stage, int task, int check_alive,

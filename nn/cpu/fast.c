@@ -386,13 +386,90 @@ static void dw_reduce_part(void *ctx, int b, int e, int tid)
 	}
 }
 
+/* ---- fewer images than threads ----
+ * Splitting the batch would leave threads idle (cairn-refine's batch 1: its
+ * stride-2 and transposed convolutions on one core), so each image's tiles
+ * run one after another, the threads sharing each step instead: im2col and
+ * col2im by channels, sgemm by blocks of rows or columns (fast_gemm). One
+ * slice of the workspace, as for one image. Groups of 1 only. */
+struct cols_job {
+	const struct nn_conv_desc *d;
+	const float *x;
+	float *dx, *col;
+	size_t ld;
+	int i0, i1;
+};
+
+/* Channels [b, e) of im2col (dx NULL) or col2im: the same calls on a desc of
+ * those channels, the planes and rows they own. */
+static void cols_part(void *ctx, int b, int e, int tid)
+{
+	const struct cols_job *c = ctx;
+	struct nn_conv_desc d = *c->d;
+	size_t plane = (size_t)d.h * d.w, rows = (size_t)b * d.kh * d.kw * c->ld;
+	(void)tid;
+	d.cin = e - b;
+	if (c->dx)
+		col2im(&d, c->col + rows, c->ld, c->dx + b * plane, c->i0, c->i1);
+	else
+		im2col(&d, c->x + b * plane, c->col + rows, c->ld, c->i0, c->i1);
+}
+
+static void cols_run(const struct nn_conv_desc *d, const float *x, float *dx, float *col,
+		     size_t ld, int i0, int i1)
+{
+	struct cols_job c = {d, x, dx, col, ld, i0, i1};
+	par_for(d->cin, cols_part, &c);
+}
+
+static int conv_wide(const struct nn_conv_desc *d)
+{
+	return d->groups == 1 && d->n < par_threads() && !conv_is_pointwise(d);
+}
+
+/* pass: 0 forward (x, w -> y), 1 backward-data (dy, w -> dx), 2 backward-filter
+ * (x, dy -> dw). */
+static void conv_wide_run(const struct nn_conv_desc *d, int pass, const float *x, const float *w,
+			  const float *dy, float *y, float *dx, float *dw, void *ws)
+{
+	struct plan pl = conv_plan(d);
+	float *col = ws_base(ws);
+	int k = d->cin * d->kh * d->kw, hw = d->hout * d->wout;
+	size_t xin = (size_t)d->cin * d->h * d->w, yout = (size_t)d->cout * hw;
+	if (pass == 1)
+		memset(dx, 0, sizeof(float) * d->n * xin);
+	float beta = 0;
+	for (int n = 0; n < d->n; n++)
+		for (int i0 = 0; i0 < d->hout; i0 += pl.rows) {
+			int i1 = i0 + pl.rows < d->hout ? i0 + pl.rows : d->hout;
+			int cols = (i1 - i0) * d->wout;
+			size_t at = n * yout + (size_t)i0 * d->wout;
+			if (pass == 1) {
+				fast_gemm(1, 0, k, cols, d->cout, 1, w, k, dy + at, hw, 0, col, cols);
+				cols_run(d, NULL, dx + n * xin, col, cols, i0, i1);
+				continue;
+			}
+			cols_run(d, x + n * xin, NULL, col, cols, i0, i1);
+			if (pass == 0)
+				fast_gemm(0, 0, d->cout, cols, k, 1, w, k, col, cols, 0, y + at, hw);
+			else
+				fast_gemm(0, 1, d->cout, k, cols, 1, dy + at, hw, col, cols, beta, dw, k);
+			beta = 1;
+		}
+	if (pass == 2 && beta == 0) /* no output rows */
+		memset(dw, 0, sizeof(float) * d->cout * k);
+}
+
 void fast_conv2d_fwd(const struct nn_conv_desc *d, const float *x, const float *w,
 		     const float *b, float *y, void *ws)
 {
 	if (direct_conv2d_fwd(d, x, w, b, y, ws) == 0)
 		return;
 	struct conv_job j = {.d = d, .x = x, .w = w, .y = y, .ws = ws_base(ws)};
-	par_for(d->n, conv_fwd_part, &j);
+	if (conv_wide(d))
+		conv_wide_run(d, 0, x, w, NULL, y, NULL, NULL, ws);
+	else
+		par_for(d->n, conv_fwd_part, &j);
 	if (b)
 		fast_bias_add(d->n, d->cout, d->hout * d->wout, y, b);
 }
@@ -403,7 +480,10 @@ void fast_conv2d_bwd_data(const struct nn_conv_desc *d, const float *dy, const f
 	if (direct_conv2d_bwd_data(d, dy, w, dx, ws) == 0)
 		return;
 	struct conv_job j = {.d = d, .dy = dy, .w = w, .dx = dx, .ws = ws_base(ws)};
-	par_for(d->n, conv_bwd_data_part, &j);
+	if (conv_wide(d))
+		conv_wide_run(d, 1, NULL, w, dy, NULL, dx, NULL, ws);
+	else
+		par_for(d->n, conv_bwd_data_part, &j);
 }
 
 void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const float *dy,
@@ -415,6 +495,8 @@ void fast_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const 
 	struct conv_job j = {.d = d, .x = x, .dy = dy, .dw = dw, .ws = ws_base(ws), .nparts = parts};
 	if (d->n == 0) {
 		memset(dw, 0, sizeof(float) * d->cout * (d->cin / d->groups) * d->kh * d->kw);
+	} else if (conv_wide(d)) {
+		conv_wide_run(d, 2, x, NULL, dy, NULL, NULL, dw, ws);
 	} else {
 		par_for(d->n, conv_bwd_filter_part, &j);
 		if (parts > 1)

@@ -598,6 +598,19 @@ check_grep "oom: why of the done task: its RSS against the mem it had" "attempt 
 cairn status ro --usage >use.txt 2>&1
 check_grep "oom: status --usage shows the range" "^grow .*mem 40\.0 MiB\.\.200\.0 MiB" use.txt
 check_eq "oom: the log says it each time" "$(grep -c 'over its mem of' ro/stages/grow/0/log)" 2
+# what it used is of its processes together, as the limit: two of 40 MiB
+cat >two.ini <<EOF
+[stage two]
+mem = 400M
+command = for i in 1 2; do python3 -c "import time; x = bytearray(40 << 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(2.5)" & done; wait
+EOF
+cairn run two.ini --run-dir r2p >out.txt 2>&1
+check_eq "usage together: the run is done" "$?" 0
+check_eq "usage together: done.json's rss_sum_kb holds both processes, max_rss_kb one" \
+	"$(python3 -c 'import json; j = json.load(open("r2p/stages/two/0/done.json")); print(j["rss_sum_kb"] > 80 << 10, j["max_rss_kb"] < 70 << 10, j["rss_sum_kb"] > 1.5 * j["max_rss_kb"])')" \
+	"True True True"
+cairn why r2p two/0 >why.txt 2>&1
+check_grep "usage together: why shows the sum against the mem" "max RSS (8[0-9]|9[0-9]|1[0-4][0-9])\.[0-9] MiB of mem = 400 MiB" why.txt
 # MPI: mpirun gives each rank a process group of its own; they count, and go, too
 cat >ompi.ini <<EOF
 [stage m]
