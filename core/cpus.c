@@ -2,6 +2,7 @@
 #include "core/cpus.h"
 
 #include <sched.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 int cpus_usable(void)
@@ -11,4 +12,14 @@ int cpus_usable(void)
 		return CPU_COUNT(&set);
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (int)n : 1;
+}
+
+int cpus_default_threads(void)
+{
+	const char *v = getenv("OMP_NUM_THREADS");
+	char *end;
+	long n = v ? strtol(v, &end, 10) : 0;
+	if (v && end != v && *end == '\0' && n >= 1 && n <= 1024)
+		return (int)n;
+	return cpus_usable();
 }

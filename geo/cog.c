@@ -330,7 +330,7 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	}
 	int nthreads = o->threads;
 	if (nthreads <= 0) {
-		int n = cpus_usable();
+		int n = cpus_default_threads();
 		nthreads = n > 8 ? 8 : n;
 	}
 	if ((uint64_t)nthreads > st->total)

@@ -1167,7 +1167,7 @@ int fetch_run(const struct fetch_opts *o, struct fetch_result *res, struct error
 			goto out;
 	int nthreads = o->threads;
 	if (nthreads <= 0) {
-		int n = cpus_usable();
+		int n = cpus_default_threads();
 		nthreads = n > 8 ? 8 : n;
 	}
 	/* Bodies waiting for a worker, plus transfers, at most this many. */

@@ -288,8 +288,9 @@ void nn_cpu_blas_check(char **argv);
 /* 1 when OpenBLAS's kernels match the CPU (or no better ones exist); *chosen:
  * the core OpenBLAS runs, *best: the one this CPU should run (NULL: none). */
 int nn_cpu_blas_fits(const char **chosen, const char **best);
-/* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0: the CPUs
- * this process may run on (cpus_usable: its affinity, else all cores). */
+/* Threads the CPU backend may use (OpenBLAS and its own loops); <= 0:
+ * cpus_default_threads(): OMP_NUM_THREADS, else the CPUs this process may
+ * run on (its affinity, else all cores). */
 void nn_cpu_set_threads(int n);
 
 #endif

@@ -44,7 +44,7 @@ enum {
 // clang-format on
 
 struct nn_stage_opts {
-	long threads;		     /* --threads N, 1..1024; 0: cpus_usable() */
+	long threads;		     /* --threads N, 1..1024; 0: cpus_default_threads() */
 	const struct nn_backend *be; /* --device, default cpu */
 	const char *precision;	     /* --precision; after setup, the one in use */
 	const char *state_dir;	     /* --state DIR, or NULL */

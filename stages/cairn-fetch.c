@@ -41,7 +41,7 @@ static const char usage[] =
 	"  --timeout S        whole-transfer limit (default 120)\n"
 	"  --ext EXT          file type when the template does not end in one\n"
 	"  --threads N        decode-check/write threads; with --cog, tiles warped at\n"
-	"                     once (default: CPUs, at most 8)\n"
+	"                     once (default: OMP_NUM_THREADS, else the CPUs; at most 8)\n"
 	"  --verify full|gdal|fast|none  full (default): all image data decodes (PNG:\n"
 	"                     chunk CRCs, IHDR as libpng checks it, the image data\n"
 	"                     inflates to exactly the promised rows; other types: GDAL\n"

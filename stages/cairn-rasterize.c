@@ -40,7 +40,8 @@ static const char usage[] =
 	"  --out DIR            output folder\n"
 	"  --shard I/N          part I of N (0-based) of the tiles; a run (a shard)\n"
 	"                       makes at most 16777216 tiles\n"
-	"  --threads N          1..256 (default: the CPUs it may run on, at most 8)\n"
+	"  --threads N          1..256 (default: OMP_NUM_THREADS, else the CPUs it\n"
+	"                       may run on; at most 8)\n"
 	"Exit: 0 ok, 1 the work failed, 2 bad usage or unreadable input.\n"
 	"\n"
 	"example:\n"
@@ -237,7 +238,7 @@ int main(int argc, char **argv)
 	tile_shard(like ? nlike : tile_range_count(&range), shard_i, shard_n, &j.begin, &j.end);
 	pthread_mutex_init(&j.mu, NULL);
 	if (threads <= 0) {
-		int n = cpus_usable();
+		int n = cpus_default_threads();
 		threads = n > 8 ? 8 : n;
 	}
 	pthread_t tid[256];

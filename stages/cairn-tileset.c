@@ -69,7 +69,7 @@ static int parse_threads(const char *s)
 /* Usable CPUs, at most 8 (as cairn-rasterize). */
 static int default_threads(void)
 {
-	int n = cpus_usable();
+	int n = cpus_default_threads();
 	return n > 8 ? 8 : n;
 }
 
@@ -108,8 +108,9 @@ static int cmd_pack(int argc, char **argv)
 	    "                           an array of N tasks packs all tiles once, each shard\n"
 	    "                           spread over the whole area; a shard packs at most\n"
 	    "                           16777216 tiles\n"
-	    "  --threads N              tiles decoded at once, 1..64 (default: usable CPUs,\n"
-	    "                           at most 8); the shard is the same for any N\n"
+	    "  --threads N              tiles decoded at once, 1..64 (default:\n"
+	    "                           OMP_NUM_THREADS, else the CPUs; at most 8); the\n"
+	    "                           shard is the same for any N\n"
 	    "Exit: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input (a missing,\n"
 	    "corrupt or mismatched tile, a label out of range).\n"
 	    "\n"
@@ -231,8 +232,8 @@ static int cmd_unpack(int argc, char **argv)
 	    "  --like DIR               every record's DIR/Z/X/Y.tif must exist (the imagery\n"
 	    "                           the predictions are of), to catch a shard of another\n"
 	    "                           scene\n"
-	    "  --threads N              tiles written at once, 1..64 (default: usable CPUs,\n"
-	    "                           at most 8)\n"
+	    "  --threads N              tiles written at once, 1..64 (default:\n"
+	    "                           OMP_NUM_THREADS, else the CPUs; at most 8)\n"
 	    "Exit: 0 ok, 1 the work failed (I/O), 2 bad usage or bad input.\n"
 	    "\n"
 	    "example:\n"

@@ -97,7 +97,7 @@ void par_set_threads(int n)
 	pthread_mutex_lock(&mu);
 	if (!started) {
 		if (n <= 0)
-			n = cpus_usable();
+			n = cpus_default_threads();
 		nthreads = n > PAR_MAX ? PAR_MAX : n;
 	}
 	pthread_mutex_unlock(&mu);

@@ -391,6 +391,22 @@ static void test_cpus_usable(void)
 	int status = 0;
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* a stage's default threads: OMP_NUM_THREADS (the wrapper sets it to
+	   the stage's cpus) when it is a number, else the usable CPUs */
+	const char *was = getenv("OMP_NUM_THREADS");
+	char *keep = was ? strdup(was) : NULL;
+	setenv("OMP_NUM_THREADS", "3", 1);
+	CHECK_INT(cpus_default_threads(), 3);
+	const char *bad[] = {"0", "x", "2x", "", "5000"};
+	for (int i = 0; i < 5; i++) {
+		setenv("OMP_NUM_THREADS", bad[i], 1);
+		CHECK_INT(cpus_default_threads(), n);
+	}
+	unsetenv("OMP_NUM_THREADS");
+	CHECK_INT(cpus_default_threads(), n);
+	if (keep)
+		setenv("OMP_NUM_THREADS", keep, 1);
+	free(keep);
 }
 
 int main(void)
