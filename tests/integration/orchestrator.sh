@@ -470,6 +470,8 @@ check "time limit, local: each attempt stopped at 1 s (2 attempts, well under 30
 cairn why rt t/0 >why.txt 2>&1
 check_grep "time limit, local: kind timeout, retried once" "t/0: failed: timeout on attempt 2: time limit of 1 s reached" why.txt
 check_grep "why of a timeout: what to do" "to do: raise time of t \(now 1.0 s\) and .cairn resume $T/rt --spec v1.2.ini." why.txt
+mkdir -p elsewhere && (cd elsewhere && cairn why ../rt t/0 >../why.txt 2>&1)
+check_grep "why from another folder: the spec's path from there" "cairn resume $T/rt --spec $T/v1.2.ini." why.txt
 check_grep "default name: the file name without .ini" "^name = v1_2" rt/spec.ini
 cairn why rt t/0 --lines -5 >out.txt 2>&1
 check_eq "why --lines -5: exit 2" "$?" 2
