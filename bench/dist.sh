@@ -3,9 +3,11 @@
 # test accuracy of cairn-train-classifier --dist allreduce and --dist adpsgd
 # on 2 ranks, next to one process (the baseline) in the same run; then the
 # same with a straggler (a busy loop sharing rank 1's core): allreduce waits
-# for the slowest rank every step, AD-PSGD does not, but each rank has a
-# fixed part of every epoch, so both end with the slow rank's (docs/dist.md).
-# "train": the slowest rank's training time. Run by `make bench`.   DIST_BENCH_EPOCHS=3
+# for the slowest rank every step; AD-PSGD with shared batches (its default)
+# lets the fast rank take more of them, with fixed parts (--dist-batches
+# fixed, the naive split) both end with the slow rank's part (docs/dist.md).
+# "train": the slowest rank's training time; "steps": each rank's.
+# Run by `make bench`.   DIST_BENCH_EPOCHS=3
 set -u
 : "${CAIRN_BIN:?run through make bench}"
 export PATH=$CAIRN_BIN:$PATH OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
@@ -28,16 +30,17 @@ report() { # LABEL DIR
 import json, sys
 m = json.load(open(sys.argv[2]))
 d = m.get("dist", {})
-comm = f", {d['comm_seconds_mean']:.1f} s a rank in MPI" if d else ""
+comm = f", {d['comm_seconds_mean']:.1f} s a rank in MPI, steps {'+'.join(map(str, d['steps_per_rank']))}" if d else ""
 t = d.get("train_time_slowest_rank_s", m["train_time_s"])
-print(f"{sys.argv[1]:<34} {m['train_images_per_s']:7.0f} images/s, test accuracy {m['test_accuracy']:.4f}, train {t:.1f} s{comm}")
+print(f"{sys.argv[1]:<40} {m['train_images_per_s']:7.0f} images/s, test accuracy {m['test_accuracy']:.4f}, train {t:.1f} s{comm}")
 PYEOF
 }
 run_all() { # SUFFIX
 	taskset -c 0 cairn-train-classifier $args --out $T/one$1 >/dev/null 2>&1 && report "one process, 1 thread (core 0)" $T/one$1
-	for a in allreduce adpsgd; do
-		mpirun --oversubscribe --bind-to core -np 2 cairn-train-classifier --dist $a $args --out $T/$a$1 >/dev/null 2>&1 &&
-			report "$a, 2 ranks (cores 0, 1)" $T/$a$1
+	for a in allreduce adpsgd "adpsgd --dist-batches fixed"; do
+		o=$T/${a// /}$1
+		mpirun --oversubscribe --bind-to core -np 2 cairn-train-classifier --dist $a $args --out $o >/dev/null 2>&1 &&
+			report "${a/ --dist-batches/}, 2 ranks (cores 0, 1)" $o
 	done
 }
 echo "-- $E epochs of 12,000 images, batch 64 a rank, test on 10,000"

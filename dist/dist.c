@@ -9,6 +9,7 @@
 #include "core/mem.h"
 
 static const char *const names[] = {"none", "allreduce", "adpsgd"};
+static const char *const batch_names[] = {"default", "fixed", "shared"};
 
 int dist_algo_parse(const char *name, enum dist_algo *algo, struct error *err)
 {
@@ -23,6 +24,30 @@ int dist_algo_parse(const char *name, enum dist_algo *algo, struct error *err)
 const char *dist_algo_name(enum dist_algo algo)
 {
 	return names[algo];
+}
+
+int dist_batches_parse(const char *name, enum dist_batches *b, struct error *err)
+{
+	for (int i = 1; i < 3; i++)
+		if (!strcmp(name, batch_names[i])) {
+			*b = (enum dist_batches)i;
+			return 0;
+		}
+	return error_set(err, "unknown way '%s' (known: shared, fixed)", name);
+}
+
+const char *dist_batches_name(enum dist_batches b)
+{
+	return batch_names[b];
+}
+
+int dist_batches_check(enum dist_algo algo, enum dist_batches b, struct error *err)
+{
+	if (algo == DIST_ALLREDUCE && b == DIST_BATCHES_SHARED)
+		return error_set(err, "allreduce steps every rank together, so each needs the same "
+				      "number of batches: use --dist-batches fixed (the default), or "
+				      "--dist adpsgd");
+	return 0;
 }
 
 /* An MPI return code as an error naming the call. */
@@ -42,11 +67,49 @@ static int mpi_fail(struct error *err, int rc, const char *call)
 			return mpi_fail(err, rc_, #call);                                          \
 	} while (0)
 
-int dist_init(struct dist *d, enum dist_algo algo, struct error *err)
+/* Shared batches: rank 0's counter, at 0 before any rank claims. */
+static int make_counter(struct dist *d, struct error *err)
+{
+	MPI_Aint bytes = d->rank == 0 ? (MPI_Aint)sizeof(uint64_t) : 0;
+	MPI_CHECK(MPI_Win_allocate(bytes, sizeof(uint64_t), MPI_INFO_NULL, MPI_COMM_WORLD,
+				   &d->count, &d->counter));
+	d->counted = 1;
+	MPI_CHECK(MPI_Win_set_errhandler(d->counter, MPI_ERRORS_RETURN));
+	if (d->rank == 0) {
+		MPI_CHECK(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, d->counter));
+		*d->count = 0;
+		MPI_CHECK(MPI_Win_unlock(0, d->counter));
+	}
+	MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+	return 0;
+}
+
+int dist_claim(struct dist *d, uint64_t *t, struct error *err)
+{
+	if (d->size < 2) {
+		*t = d->claims++;
+		return 0;
+	}
+	double t0 = clock_now();
+	const uint64_t one = 1;
+	MPI_CHECK(MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, d->counter));
+	MPI_CHECK(MPI_Fetch_and_op(&one, t, MPI_UINT64_T, 0, 0, MPI_SUM, d->counter));
+	MPI_CHECK(MPI_Win_unlock(0, d->counter));
+	d->claims++;
+	d->comm_seconds += clock_now() - t0;
+	return 0;
+}
+
+int dist_init(struct dist *d, enum dist_algo algo, enum dist_batches batches, struct error *err)
 {
 	memset(d, 0, sizeof *d);
 	d->algo = algo;
-	d->win = MPI_WIN_NULL;
+	d->win = d->counter = MPI_WIN_NULL;
+	if (dist_batches_check(algo, batches, err) < 0)
+		return -1;
+	d->batches = batches != DIST_BATCHES_DEFAULT ? batches
+		     : algo == DIST_ADPSGD	     ? DIST_BATCHES_SHARED
+						     : DIST_BATCHES_FIXED;
 	int on = 0;
 	MPI_Initialized(&on);
 	if (!on) {
@@ -68,6 +131,8 @@ int dist_init(struct dist *d, enum dist_algo algo, struct error *err)
 		if (right % 2 && right != left)
 			d->neighbours[d->nneighbours++] = right;
 	}
+	if (d->batches == DIST_BATCHES_SHARED && d->size > 1)
+		return make_counter(d, err);
 	return 0;
 }
 
@@ -194,6 +259,9 @@ void dist_release(struct dist *d)
 	if (d->pub) /* a window was made (not win != MPI_WIN_NULL: a zeroed struct dist has none) */
 		MPI_Win_free(&d->win);
 	d->pub = NULL;
+	if (d->counted)
+		MPI_Win_free(&d->counter);
+	d->counted = 0;
 	mem_free(d->prev);
 	mem_free(d->peer);
 	d->prev = d->peer = NULL;

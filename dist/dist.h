@@ -25,6 +25,14 @@
 
 enum dist_algo { DIST_NONE = 0, DIST_ALLREDUCE = 1, DIST_ADPSGD = 2 };
 
+/* How the ranks split an epoch's batches. fixed: rank r of N takes part r
+ * (the same number each; allreduce steps all ranks together, so it must).
+ * shared: every rank takes the next batch not yet taken from one counter
+ * (dist_claim) as it goes, so a fast rank trains more of them than a slow
+ * one and nobody waits for a straggler: AD-PSGD's point (Lian et al.,
+ * section 1: "faster workers ... do more updates"); adpsgd's default. */
+enum dist_batches { DIST_BATCHES_DEFAULT = 0, DIST_BATCHES_FIXED = 1, DIST_BATCHES_SHARED = 2 };
+
 struct dist {
 	enum dist_algo algo;
 	int rank, size;
@@ -34,10 +42,16 @@ struct dist {
 	MPI_Win win;	    /* adpsgd: every rank's public weights */
 	float *pub;	    /* this rank's part of win */
 	float *prev, *peer; /* adpsgd: the weights a passive step began at; a peer's */
+	enum dist_batches batches; /* after dist_init: fixed or shared, never default */
+	MPI_Win counter;	   /* shared: the next batch not taken (a uint64 on rank 0) */
+	uint64_t *count;	   /* this rank's part of counter (rank 0: the count) */
+	int counted;		   /* counter was made (dist_release frees it) */
+	uint64_t claims;	   /* shared: batches this rank took */
 	int started_mpi;    /* dist_init called MPI_Init (and release calls MPI_Finalize) */
 	/* what it cost: seconds inside MPI calls, exchanges (adpsgd) or
 	 * allreduces, bytes moved by this rank */
 	double comm_seconds;
+	uint64_t steps; /* training steps this rank took (dist/train.h counts them) */
 	uint64_t exchanges;
 	double bytes;
 };
@@ -46,9 +60,21 @@ struct dist {
 int dist_algo_parse(const char *name, enum dist_algo *algo, struct error *err);
 const char *dist_algo_name(enum dist_algo algo);
 
+/* "fixed", "shared"; and whether algo may split batches so: allreduce
+ * needs fixed (0, or -1 with err saying why). */
+int dist_batches_parse(const char *name, enum dist_batches *b, struct error *err);
+const char *dist_batches_name(enum dist_batches b);
+int dist_batches_check(enum dist_algo algo, enum dist_batches b, struct error *err);
+
 /* Join MPI_COMM_WORLD (MPI_Init_thread, funneled, unless the caller did);
- * errors come back as return values, not aborts. */
-int dist_init(struct dist *d, enum dist_algo algo, struct error *err);
+ * errors come back as return values, not aborts. batches: DEFAULT is
+ * shared for adpsgd, fixed for allreduce (shared makes the counter: a
+ * collective call). */
+int dist_init(struct dist *d, enum dist_algo algo, enum dist_batches batches, struct error *err);
+/* Shared batches: *t = the next batch number of the whole training not yet
+ * taken by any rank (0, 1, 2, ... over all ranks, each once; one atomic
+ * MPI_Fetch_and_op on rank 0's counter; a single process counts alone). */
+int dist_claim(struct dist *d, uint64_t *t, struct error *err);
 /* Before training: n floats of weights, the same w on every rank (the same
  * seed). adpsgd creates the window (collective). */
 int dist_attach(struct dist *d, const float *w, size_t n, struct error *err);

@@ -18,10 +18,39 @@
 
 enum { EXIT_USAGE = 2 };
 
-void dist_stage_init(struct dist_stage *s, const char *prog, const struct nn_stage_opts *opts,
-		     enum dist_algo algo)
+int dist_stage_opt(struct dist_opts *o, int c, const char *arg, struct error *err)
 {
-	*s = (struct dist_stage){.prog = prog, .opts = opts, .algo = algo, .load = -1};
+	struct error why;
+	if (c == DIST_OPT_ALGO) {
+		if (dist_algo_parse(arg, &o->algo, &why) < 0)
+			return error_set(err, "--dist: %s", why.msg);
+		return 1;
+	}
+	if (c == DIST_OPT_BATCHES) {
+		if (dist_batches_parse(arg, &o->batches, &why) < 0)
+			return error_set(err, "--dist-batches: %s", why.msg);
+		return 1;
+	}
+	return 0;
+}
+
+int dist_stage_opts_check(const struct dist_opts *o, struct error *err)
+{
+	struct error why;
+	if (o->batches != DIST_BATCHES_DEFAULT && o->algo == DIST_NONE)
+		return error_set(err, "--dist-batches %s: without --dist there are no ranks to "
+				      "split batches between",
+				 dist_batches_name(o->batches));
+	if (dist_batches_check(o->algo, o->batches, &why) < 0)
+		return error_set(err, "--dist-batches shared: %s", why.msg);
+	return 0;
+}
+
+void dist_stage_init(struct dist_stage *s, const char *prog, const struct nn_stage_opts *opts,
+		     const struct dist_opts *dist)
+{
+	*s = (struct dist_stage){
+	    .prog = prog, .opts = opts, .algo = dist->algo, .batches = dist->batches, .load = -1};
 	s->dist.size = 1;
 }
 
@@ -30,7 +59,7 @@ int dist_stage_join(struct dist_stage *s)
 	struct error err;
 	if (s->algo == DIST_NONE)
 		return 0;
-	if (dist_init(&s->dist, s->algo, &err) < 0) {
+	if (dist_init(&s->dist, s->algo, s->batches, &err) < 0) {
 		fprintf(stderr, "%s: --dist %s: %s\n", s->prog, dist_algo_name(s->algo), err.msg);
 		return -1;
 	}
@@ -47,7 +76,12 @@ int dist_stage_begin(struct dist_stage *s, const char *summary, int batch, int e
 	s->epochs = epochs;
 	if (s->rank == 0) {
 		fprintf(stderr, "%s\n", summary);
-		if (s->algo != DIST_NONE)
+		if (s->algo != DIST_NONE && s->dist.batches == DIST_BATCHES_SHARED)
+			fprintf(stderr,
+				"%s over %d ranks: they share every epoch's batches as they go (a "
+				"faster rank takes more), batch %d\n",
+				dist_algo_name(s->algo), s->dist.size, batch);
+		else if (s->algo != DIST_NONE)
 			fprintf(stderr, "%s over %d ranks: each takes 1/%d of every epoch, batch %d\n",
 				dist_algo_name(s->algo), s->dist.size, s->dist.size, batch);
 		s->made_out = !fs_exists(out);
@@ -199,5 +233,6 @@ void dist_stage_release(struct dist_stage *s, int status)
 	if (status && s->made_out)
 		rmdir(s->out); /* only when empty: nothing half written is left */
 	dist_train_release(&s->dt);
+	dist_totals_release(&s->tot);
 	dist_release(&s->dist);
 }

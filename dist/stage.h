@@ -17,10 +17,29 @@
 #include "nn/net.h"
 #include "nn/stageopt.h"
 
+/* --dist A and --dist-batches B, parsed alike by every training stage:
+ * getopt_long values past nn/stageopt.h's, and the table's entries. */
+enum { DIST_OPT_ALGO = 0x1100, DIST_OPT_BATCHES };
+// clang-format off
+#define DIST_STAGE_OPTIONS \
+	{"dist", required_argument, 0, DIST_OPT_ALGO}, \
+	{"dist-batches", required_argument, 0, DIST_OPT_BATCHES}
+// clang-format on
+struct dist_opts {
+	enum dist_algo algo;	   /* DIST_NONE unless --dist */
+	enum dist_batches batches; /* DEFAULT unless --dist-batches */
+};
+/* 1: c was one of them (taken), 0: not, -1: a bad value (err says it). */
+int dist_stage_opt(struct dist_opts *o, int c, const char *arg, struct error *err);
+/* After parsing: -1 with err when they do not go together (shared batches
+ * with allreduce, --dist-batches without --dist). */
+int dist_stage_opts_check(const struct dist_opts *o, struct error *err);
+
 struct dist_stage {
 	const char *prog, *out;
 	const struct nn_stage_opts *opts; /* device, precision in use, state */
 	enum dist_algo algo;
+	enum dist_batches batches; /* --dist-batches; DEFAULT: the algorithm's */
 	struct dist dist;
 	struct dist_train dt;
 	struct nn_train_sync sync;
@@ -34,7 +53,7 @@ struct dist_stage {
 };
 
 void dist_stage_init(struct dist_stage *s, const char *prog, const struct nn_stage_opts *opts,
-		     enum dist_algo algo);
+		     const struct dist_opts *dist);
 /* Join the ranks (nothing without --dist) and fill s->sync with their
  * hooks: 0, or -1 said on stderr (exit status 1). */
 int dist_stage_join(struct dist_stage *s);

@@ -28,7 +28,9 @@ static int attach(struct dist_train *t, struct nn_net *net, struct error *err)
 
 static int on_begin(void *ctx, struct nn_net *net, struct error *err)
 {
-	return attach(ctx, net, err);
+	struct dist_train *t = ctx;
+	t->d->steps++;
+	return attach(t, net, err);
 }
 
 static int on_grads(void *ctx, struct nn_net *net, struct error *err)
@@ -53,6 +55,12 @@ static int on_end(void *ctx, struct nn_net *net, struct error *err)
 		return -1;
 	net->be->upload(net->flat.w, t->w, t->nw * sizeof *t->w);
 	return 0;
+}
+
+static int on_claim(void *ctx, uint64_t *t, struct error *err)
+{
+	struct dist_train *dt = ctx;
+	return dist_claim(dt->d, t, err);
 }
 
 /* allreduce: the other ranks would wait for rank 0's test in the next
@@ -85,6 +93,8 @@ void dist_train_hooks(struct dist_train *t, struct dist *d, struct nn_train_sync
 	memset(sync, 0, sizeof *sync);
 	sync->part = d->rank;
 	sync->parts = d->size;
+	if (d->batches == DIST_BATCHES_SHARED)
+		sync->claim = on_claim;
 	sync->evaluate = d->rank == 0;
 	sync->begin = on_begin;
 	sync->grads = on_grads;
@@ -106,17 +116,32 @@ int dist_train_totals(struct dist *d, double rate, double seconds, struct dist_t
 {
 	double sums[2] = {rate * seconds, d->comm_seconds};
 	t->slowest = seconds;
-	if (dist_sum(d, sums, 2, err) < 0 || dist_max(d, &t->slowest, 1, err) < 0)
+	t->steps = mem_calloc((size_t)d->size, sizeof *t->steps);
+	if (!t->steps)
+		return error_set(err, "dist: out of memory for %d ranks' figures", d->size);
+	t->steps[d->rank] = (double)d->steps;
+	if (dist_sum(d, sums, 2, err) < 0 || dist_max(d, &t->slowest, 1, err) < 0 ||
+	    dist_sum(d, t->steps, d->size, err) < 0)
 		return -1;
 	t->rate = t->slowest > 0 ? sums[0] / t->slowest : rate;
 	t->comm_mean = sums[1] / d->size;
 	return 0;
 }
 
+void dist_totals_release(struct dist_totals *t)
+{
+	mem_free(t->steps);
+	t->steps = NULL;
+}
+
 json_t *dist_train_json(const struct dist *d, const struct dist_totals *t)
 {
-	return json_pack("{s:s, s:i, s:f, s:f, s:f, s:I, s:f}", "algorithm",
-			 dist_algo_name(d->algo), "ranks", d->size, "train_time_slowest_rank_s",
+	json_t *steps = json_array();
+	for (int r = 0; steps && t->steps && r < d->size; r++)
+		json_array_append_new(steps, json_integer((json_int_t)t->steps[r]));
+	return json_pack("{s:s, s:s, s:i, s:o*, s:f, s:f, s:f, s:I, s:f}", "algorithm",
+			 dist_algo_name(d->algo), "batches", dist_batches_name(d->batches),
+			 "ranks", d->size, "steps_per_rank", steps, "train_time_slowest_rank_s",
 			 t->slowest, "comm_seconds_rank0", d->comm_seconds, "comm_seconds_mean",
 			 t->comm_mean, "exchanges_rank0", (json_int_t)d->exchanges,
 			 "megabytes_rank0", d->bytes / 1e6);

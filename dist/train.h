@@ -29,10 +29,14 @@ void dist_train_release(struct dist_train *t);
  * training); on one process it gives back rate and seconds. */
 struct dist_totals {
 	double rate, slowest, comm_mean;
+	double *steps; /* [ranks]: each rank's training steps (mem_alloc'ed; NULL: none) */
 };
 int dist_train_totals(struct dist *d, double rate, double seconds, struct dist_totals *t,
 		      struct error *err);
-/* metrics.json's "dist" object (NULL when out of memory). */
+void dist_totals_release(struct dist_totals *t);
+/* metrics.json's "dist" object (NULL when out of memory): the algorithm,
+ * how the batches were split, the ranks' steps ("steps_per_rank": with
+ * shared batches a straggler's are fewer), time in MPI, exchanges. */
 json_t *dist_train_json(const struct dist *d, const struct dist_totals *t);
 
 #endif

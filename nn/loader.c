@@ -20,12 +20,14 @@ struct norm {
 	float lut[DATASET_MAX_CHANNELS][256];
 };
 
-/* Batch t of the whole run (t = epoch * batches_per_epoch + index) is built
- * into slot t % nslot, nslot = prefetch depth + 1. With prefetch, a worker
- * thread builds batches t+1 .. t+depth while the caller holds batch t; a
- * depth above 1 lets it run ahead of a caller whose steps vary in length
- * (bench/data.sh measures the overlap). Everything a batch contains is a function of
- * (seed, epoch, position) only, so the thread changes timing, never numbers. */
+/* The q-th batch the caller gets (q = 0, 1, ... since the last start) is
+ * batch t of the whole run (t = epoch * batches_per_epoch + index): base + q
+ * in order, or the q-th claimed one (cfg.claim). It is built into slot q %
+ * nslot, nslot = prefetch depth + 1. With prefetch, a worker thread builds
+ * batches q+1 .. q+depth while the caller holds batch q; a depth above 1
+ * lets it run ahead of a caller whose steps vary in length (bench/data.sh
+ * measures the overlap). Everything a batch contains is a function of (seed,
+ * epoch, position) only, so the thread changes timing, never numbers. */
 struct slot {
 	float *x;
 	int32_t *y;
@@ -55,16 +57,19 @@ struct loader {
 	uint64_t perm_epoch;
 	int perm_valid;
 
-	uint64_t next_t; /* next batch the caller gets */
-	int held;	 /* slot the caller holds, -1 none */
-	int end_pending; /* the caller got an epoch's last batch: next call returns 0 */
+	uint64_t base;	    /* in order: the batch of q = 0 */
+	uint64_t *want;	    /* claimed: the t of q at want[q % nslot], for q < claimed */
+	uint64_t claimed;   /* batches claimed so far (the last may be NO_BATCH) */
+	uint64_t next_q;    /* the next batch the caller gets */
+	uint64_t epoch;	    /* the epoch the caller is in */
+	int held;	    /* slot the caller holds, -1 none */
 
 	/* prefetch */
 	pthread_t thread;
 	int running;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	uint64_t build_t; /* next batch the worker builds */
+	uint64_t build_q; /* next batch the worker builds */
 	int stop;
 	int sync_made; /* mu and cv exist */
 };
@@ -385,22 +390,33 @@ static void build(struct loader *l, struct slot *s, uint64_t t)
 	s->t = t;
 }
 
+#define NO_BATCH UINT64_MAX
+
+/* The t of the caller's q-th batch; NO_BATCH: none (claims ran out), or
+ * not claimed yet. Claimed ones under mu when the worker runs. */
+static uint64_t batch_of(const struct loader *l, uint64_t q)
+{
+	if (!l->cfg.claim)
+		return l->base + q;
+	return q < l->claimed ? l->want[q % l->nslot] : NO_BATCH;
+}
+
 static void *worker(void *arg)
 {
 	struct loader *l = arg;
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
-		struct slot *s = &l->slot[l->build_t % l->nslot];
-		while (!l->stop && s->ready)
+		struct slot *s = &l->slot[l->build_q % l->nslot];
+		while (!l->stop && (s->ready || batch_of(l, l->build_q) == NO_BATCH))
 			pthread_cond_wait(&l->cv, &l->mu);
 		if (l->stop)
 			break;
-		uint64_t t = l->build_t;
+		uint64_t t = batch_of(l, l->build_q);
 		pthread_mutex_unlock(&l->mu);
 		build(l, s, t);
 		pthread_mutex_lock(&l->mu);
 		s->ready = 1;
-		l->build_t = t + 1;
+		l->build_q++;
 		pthread_cond_broadcast(&l->cv);
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -422,9 +438,10 @@ static void stop_worker(struct loader *l)
 
 static int start_at(struct loader *l, uint64_t t, struct error *err)
 {
-	l->next_t = l->build_t = t;
+	l->base = t;
+	l->next_q = l->build_q = l->claimed = 0;
+	l->epoch = l->nb ? t / l->nb : 0;
 	l->held = -1;
-	l->end_pending = 0;
 	for (uint32_t i = 0; i < l->nslot; i++)
 		l->slot[i].ready = 0;
 	if (!l->cfg.prefetch || l->nb == 0)
@@ -448,6 +465,11 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	if (ds->shape.channels > DATASET_MAX_CHANNELS)
 		return error_set(err, "%s: %u channels, the loader takes at most %u", ds->path,
 				 ds->shape.channels, DATASET_MAX_CHANNELS),
+		       NULL;
+	if (cfg->claim && cfg->parts > 1)
+		return error_set(err, "loader: claimed batches are of the whole epoch, not of "
+				      "part %u of %u",
+				 cfg->part, cfg->parts),
 		       NULL;
 	if (cfg->parts > 0 && cfg->part >= cfg->parts)
 		return error_set(err, "loader: part %u of %u: expected part < parts", cfg->part,
@@ -494,7 +516,8 @@ struct loader *loader_new(const struct dataset *ds, const struct loader_config *
 	l->nslot = l->cfg.prefetch > 0 ? (uint32_t)l->cfg.prefetch + 1 : 1;
 	l->perm = mem_alloc(sizeof(uint64_t) * (ds->count ? ds->count : 1));
 	l->slot = mem_calloc(l->nslot, sizeof(struct slot));
-	int ok = l->perm && l->slot;
+	l->want = mem_calloc(l->nslot, sizeof(uint64_t));
+	int ok = l->perm && l->slot && l->want;
 	for (uint32_t i = 0; i < l->nslot && ok; i++) {
 		size_t xb = sizeof(float) * l->image * cfg->batch;
 		l->slot[i].x = cfg->x_alloc ? cfg->x_alloc(xb, cfg->x_ctx) : mem_alloc(xb);
@@ -539,6 +562,36 @@ uint64_t loader_batches_per_epoch(const struct loader *l)
 	return l->nb;
 }
 
+/* Claimed batches: claim those up to the prefetch depth past the caller's
+ * next one, unless the claims ran out. Each goes to the worker under mu. */
+static int claim_ahead(struct loader *l, struct error *err)
+{
+	uint64_t upto = l->next_q + (l->running ? l->nslot - 1 : 0);
+	while (l->claimed <= upto) {
+		uint64_t last = l->claimed ? l->want[(l->claimed - 1) % l->nslot] : 0, t;
+		if (last == NO_BATCH)
+			break;
+		int rc = l->cfg.claim(l->cfg.claim_ctx, &t, err);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			t = NO_BATCH;
+		else if (t == NO_BATCH || (l->claimed && t <= last))
+			return error_set(err, "loader: claimed batch %" PRIu64 " after %" PRIu64
+					      ": claims must increase",
+					 t, last);
+		if (l->running)
+			pthread_mutex_lock(&l->mu);
+		l->want[l->claimed % l->nslot] = t;
+		l->claimed++;
+		if (l->running) {
+			pthread_cond_broadcast(&l->cv);
+			pthread_mutex_unlock(&l->mu);
+		}
+	}
+	return 0;
+}
+
 int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 {
 	/* building a batch fails only on a bad mask value: all memory is in place */
@@ -552,12 +605,16 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 	}
 	if (l->nb == 0)
 		return 0;
-	if (l->end_pending) {
-		l->end_pending = 0;
+	if (l->cfg.claim && claim_ahead(l, err) < 0)
+		return -1;
+	uint64_t t = batch_of(l, l->next_q);
+	if (t == NO_BATCH)
+		return 0;
+	if (t / l->nb > l->epoch) { /* this epoch's batches are done (or had none here) */
+		l->epoch++;
 		return 0;
 	}
-	uint64_t t = l->next_t;
-	struct slot *s = &l->slot[t % l->nslot];
+	struct slot *s = &l->slot[l->next_q % l->nslot];
 	if (l->running) {
 		pthread_mutex_lock(&l->mu);
 		while (!(s->ready && s->t == t))
@@ -573,9 +630,9 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 		*err = s->err;
 		return DATASET_EBADINPUT;
 	}
-	l->held = (int)(t % l->nslot);
+	l->held = (int)(l->next_q % l->nslot);
 	s->handed = 1;
-	l->next_t = t + 1;
+	l->next_q++;
 	b->x = s->x;
 	b->y = l->masks ? NULL : s->y;
 	b->mask = l->masks ? s->mask : NULL;
@@ -583,8 +640,6 @@ int loader_next(struct loader *l, struct loader_batch *b, struct error *err)
 	b->n = s->n;
 	b->epoch = t / l->nb;
 	b->index = t % l->nb;
-	if (b->index == l->nb - 1)
-		l->end_pending = 1;
 	return 1;
 }
 
@@ -595,6 +650,9 @@ int loader_seek(struct loader *l, uint64_t epoch, struct error *err)
 
 int loader_seek_batch(struct loader *l, uint64_t epoch, uint64_t batch, struct error *err)
 {
+	if (l->cfg.claim)
+		return error_set(err, "loader: claimed batches come in the claims' order, not "
+				      "from a seek");
 	stop_worker(l);
 	if (l->nb > 0 && epoch > UINT64_MAX / l->nb - 1)
 		return error_set(err, "loader: epoch %" PRIu64 " is out of range", epoch);
@@ -628,6 +686,7 @@ void loader_free(struct loader *l)
 		mem_free(l->slot[i].records);
 	}
 	mem_free(l->slot);
+	mem_free(l->want);
 	mem_free(l->perm);
 	mem_free(l);
 }

@@ -30,6 +30,17 @@ struct loader_config {
 				 records (equal batch counts on every rank; the n mod
 				 parts records left over change each epoch).
 				 parts 0 or 1: everything. */
+	/* Optional: which batches this loader gives, for ranks that share an
+	 * epoch's batches as they go (dist's adpsgd): each batch's number t
+	 * (epoch * batches_per_epoch + index, increasing) comes from claim,
+	 * called in the caller's thread (in loader_next, up to the prefetch depth
+	 * ahead), which returns 1 with *t, 0 when no batch is left (every later
+	 * call of loader_next returns 0), or -1 with err set. An epoch this
+	 * loader got no batch of still ends (loader_next returns 0 once), so
+	 * the caller's epochs stay in step with the batches'. Not with parts
+	 * or loader_seek*. NULL: every batch in order. */
+	int (*claim)(void *ctx, uint64_t *t, struct error *err);
+	void *claim_ctx;
 	int prefetch;	      /* batches a thread prepares ahead (0: none, all work in
 				 loader_next; 1: double buffering; up to LOADER_MAX_PREFETCH).
 				 Memory: (prefetch + 1) float batches. */

@@ -174,7 +174,17 @@ struct fit_run {
 	uint64_t batches;     /* of the epoch under way, done before this start (resume) */
 	double loss_sum;      /* their losses summed */
 	double last;	      /* clock_now() of the last state written */
+	uint64_t total;	      /* shared batches (sync->claim): epochs x batches an epoch */
 };
+
+/* The loader's claim over sync->claim: none left past the last epoch. */
+static int fit_claim(void *ctx, uint64_t *t, struct error *err)
+{
+	struct fit_run *r = ctx;
+	if (r->fit->sync->claim(r->fit->sync->ctx, t, err) < 0)
+		return -1;
+	return *t < r->total;
+}
 
 /* SGD with Nesterov momentum, linear warmup over warmup_epochs, then cosine
  * decay to 0 at the end of the last epoch. */
@@ -308,6 +318,8 @@ static int fit_epoch(struct fit_run *r, struct nn_train_step *st, void **graph, 
 			be->upload(labels, b.y, sizeof(int32_t) * b.n);
 		st->n = (int)b.n;
 		st->hw = b.mask ? in->h * in->w : 1;
+		if (r->total) /* shared batches: the schedule at the training's progress */
+			st->opt->t = (long)(b.epoch * per_epoch + b.index);
 		if (st->sync) { /* MPI calls in the step: no graph */
 			st->sync_err = err;
 			nn_train_step(st);
@@ -326,7 +338,7 @@ static int fit_epoch(struct fit_run *r, struct nn_train_step *st, void **graph, 
 		nb++;
 		r->samples += b.n;
 		if (fit->on_batch)
-			fit->on_batch(fit->ctx, epoch, nb, per_epoch, loss);
+			fit->on_batch(fit->ctx, epoch, r->total ? b.index + 1 : nb, per_epoch, loss);
 		if (fit->state_dir && fit->state_every > 0 && nb < per_epoch &&
 		    clock_now() - r->last >= fit->state_every &&
 		    fit_save(r, epoch, nb, loss_sum, err) < 0)
@@ -398,9 +410,13 @@ static int check_part(uint64_t per_epoch, int batch, const struct dataset *train
 {
 	if (per_epoch > 0)
 		return 0;
+	if (!sync || sync->claim)
+		return BAD("--batch %d is larger than train shard %s (%" PRIu64
+			   " records): give a smaller --batch",
+			   batch, train->path, train->count);
 	return BAD("--batch %d is larger than a rank's part of train shard %s (%" PRIu64
 		   " records over %d ranks): give a smaller --batch or fewer ranks",
-		   batch, train->path, train->count, sync ? sync->parts : 1);
+		   batch, train->path, train->count, sync->parts);
 }
 
 int nn_fit_run(const struct nn_fit *fit, const struct nn_fit_trainer *t,
@@ -421,13 +437,16 @@ int nn_fit_run(const struct nn_fit *fit, const struct nn_fit_trainer *t,
 	lc.flip = t->flip;
 	lc.pad = t->pad;
 	lc.dihedral = t->dihedral;
-	if (fit->sync) {
+	struct nn_optim opt;
+	struct fit_run r = {.fit = fit, .t = t, .net = net, .opt = &opt};
+	if (fit->sync && fit->sync->claim) {
+		lc.claim = fit_claim;
+		lc.claim_ctx = &r;
+	} else if (fit->sync) {
 		lc.part = (uint32_t)fit->sync->part;
 		lc.parts = (uint32_t)fit->sync->parts;
 	}
 	nn_train_loader_setup(&lc, be, (int)s->channels);
-	struct nn_optim opt;
-	struct fit_run r = {.fit = fit, .t = t, .net = net, .opt = &opt};
 	int32_t *labels = be->alloc(sizeof(int32_t) * fit->batch * hw);
 	struct loader *l = NULL;
 	void *graph = NULL; /* the backend's state for replaying steps (CUDA graphs) */
@@ -443,6 +462,8 @@ int nn_fit_run(const struct nn_fit *fit, const struct nn_fit_trainer *t,
 	uint64_t per_epoch = loader_batches_per_epoch(l);
 	if ((rc = check_part(per_epoch, fit->batch, train, fit->sync, err)) < 0)
 		goto out;
+	if (lc.claim)
+		r.total = per_epoch * (uint64_t)fit->epochs;
 	sgd_setup(&opt, fit, per_epoch);
 	if ((rc = nn_optim_init(&opt, net, err)) < 0)
 		goto out;
@@ -501,8 +522,8 @@ int nn_train_check_inputs(const struct nn_train_config *cfg, const struct datase
 			   cfg->fit.batch, train->count, train->path, train->count);
 	/* data-parallel: each of the parts (MPI ranks) steps over its own
 	 * count / parts records, and would take no step at all */
-	uint64_t parts =
-	    cfg->fit.sync && cfg->fit.sync->parts > 1 ? (uint64_t)cfg->fit.sync->parts : 1;
+	const struct nn_train_sync *sync = cfg->fit.sync;
+	uint64_t parts = sync && !sync->claim && sync->parts > 1 ? (uint64_t)sync->parts : 1;
 	if ((uint64_t)cfg->fit.batch > train->count / parts)
 		return BAD("--batch %d is larger than the %" PRIu64 " records each of %" PRIu64
 			   " ranks gets of train shard %s (%" PRIu64

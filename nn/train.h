@@ -25,6 +25,14 @@ typedef void nn_train_batch_fn(void *ctx, int epoch, uint64_t batch, uint64_t ba
  * or -1 with err set; NULL hooks are skipped. */
 struct nn_train_sync {
 	int part, parts; /* this process's part of every epoch (the loader's part/parts) */
+	/* NULL: the part above, in order. Else the ranks share every epoch's
+	 * batches: *t = the next batch number of the whole training that no
+	 * rank took yet (epoch * batches_per_epoch + index, counting the whole
+	 * shard's batches; part/parts unused), 0 or -1 with err set. The loop
+	 * trains those below epochs x batches_per_epoch, and its learning-rate
+	 * schedule follows the batch numbers (the training's progress over all
+	 * ranks), not its own steps. */
+	int (*claim)(void *ctx, uint64_t *t, struct error *err);
 	int evaluate;	 /* 0: no per-epoch test (a rank that reports nothing) */
 	/* Before the forward pass: the weights to compute at (AD-PSGD) */
 	int (*begin)(void *ctx, struct nn_net *net, struct error *err);

@@ -58,6 +58,11 @@ static void usage(FILE *f)
 	    "                  is ranks x --batch) or adpsgd (asynchronous decentralized:\n"
 	    "                  each even rank averages weights with a neighbour after\n"
 	    "                  every step, nobody waits); rank 0 tests and writes DIR\n"
+	    "  --dist-batches B\n"
+	    "                  shared (adpsgd's default): the ranks take every epoch's\n"
+	    "                  batches from one counter as they go, so a straggler trains\n"
+	    "                  fewer and nobody waits for it; fixed (allreduce's, which\n"
+	    "                  needs it): rank r of N takes part r of every epoch\n"
 	    "  --state DIR     resumable: the training's state goes to DIR/train.state\n"
 	    "                  after every epoch and every --state-every seconds; a new\n"
 	    "                  start with the same DIR and settings goes on where it\n"
@@ -112,7 +117,7 @@ int main(int argc, char **argv)
 						 {"arch", required_argument, 0, 'a'},
 						 {"no-augment", no_argument, 0, 'A'},
 						 {"pad", required_argument, 0, 'P'},
-						 {"dist", required_argument, 0, 'D'},
+						 DIST_STAGE_OPTIONS,
 						 NN_STAGE_TRAIN_OPTIONS,
 						 NN_STAGE_DEVICE_OPTIONS,
 						 NN_STAGE_STATE_OPTIONS,
@@ -127,9 +132,10 @@ int main(int argc, char **argv)
 	struct error err;
 	long v;
 	int c, r;
-	enum dist_algo algo = DIST_NONE;
+	struct dist_opts dist = {DIST_NONE, DIST_BATCHES_DEFAULT};
 	while ((c = cmd_getopt(prog, argc, argv, "h", longopts)) != -1) {
-		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0) {
+		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0 ||
+		    (r = dist_stage_opt(&dist, c, optarg, &err)) != 0) {
 			if (r < 0)
 				return bad_usage("%s", err.msg);
 			continue;
@@ -145,17 +151,15 @@ int main(int argc, char **argv)
 				return bad_usage("--pad: '%s' is not an integer in [0, 64]", optarg);
 			cfg.pad = (int)v;
 			break;
-		case 'D':
-			if (dist_algo_parse(optarg, &algo, &err) < 0)
-				return bad_usage("--dist: %s", err.msg);
-			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
 		return bad_usage("unexpected argument '%s'", argv[optind]);
-	if (opts.state_dir && algo != DIST_NONE)
+	if (dist_stage_opts_check(&dist, &err) < 0)
+		return bad_usage("%s", err.msg);
+	if (opts.state_dir && dist.algo != DIST_NONE)
 		return bad_usage(
 		    "--state %s: a training state is one process's, not of --dist ranks",
 		    opts.state_dir);
@@ -202,12 +206,12 @@ int main(int argc, char **argv)
 	struct nn_train_result res;
 	memset(&res, 0, sizeof(res));
 	int status = 0;
-	dist_stage_init(&st, prog, &opts, algo);
+	dist_stage_init(&st, prog, &opts, &dist);
 	if (dist_stage_join(&st) < 0) {
 		status = 1;
 		goto out;
 	}
-	if (algo != DIST_NONE) {
+	if (dist.algo != DIST_NONE) {
 		cfg.fit.sync = &st.sync;
 		/* a batch larger than a rank's part: known once the ranks are,
 		 * the same on every rank (bad input, exit 2 on each) */

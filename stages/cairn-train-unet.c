@@ -60,6 +60,9 @@ static void usage(FILE *f)
 	    "                       (mpirun -np N, srun; `ranks = N` in a pipeline): none\n"
 	    "                       (default), allreduce or adpsgd (docs/dist.md); rank 0\n"
 	    "                       validates and writes DIR\n"
+	    "  --dist-batches B     shared (adpsgd's default: the ranks take every epoch's\n"
+	    "                       batches from one counter as they go, a straggler fewer)\n"
+	    "                       or fixed (allreduce's: rank r of N takes part r)\n"
 	    "  --state DIR          resumable: the training's state goes to DIR/train.state\n"
 	    "                       after every epoch and every --state-every seconds; a new\n"
 	    "                       start with the same DIR and settings goes on where it\n"
@@ -236,7 +239,7 @@ int main(int argc, char **argv)
 						 {"arch", required_argument, 0, 'a'},
 						 {"no-augment", no_argument, 0, 'A'},
 						 {"class-weights", required_argument, 0, 'W'},
-						 {"dist", required_argument, 0, 'D'},
+						 DIST_STAGE_OPTIONS,
 						 NN_STAGE_TRAIN_OPTIONS,
 						 NN_STAGE_DEVICE_OPTIONS,
 						 NN_STAGE_STATE_OPTIONS,
@@ -251,9 +254,10 @@ int main(int argc, char **argv)
 	const char *train_path = NULL, *val_path = NULL, *out = NULL;
 	struct error err;
 	int c, r;
-	enum dist_algo algo = DIST_NONE;
+	struct dist_opts dist = {DIST_NONE, DIST_BATCHES_DEFAULT};
 	while ((c = cmd_getopt(prog, argc, argv, "h", longopts)) != -1) {
-		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0) {
+		if ((r = nn_stage_opt(&opts, c, optarg, &err)) != 0 ||
+		    (r = dist_stage_opt(&dist, c, optarg, &err)) != 0) {
 			if (r < 0)
 				return bad_usage("%s", err.msg);
 			continue;
@@ -281,10 +285,6 @@ int main(int argc, char **argv)
 				    "numbers >= 0 like 0.5,2,2 (one per class)",
 				    optarg);
 			break;
-		case 'D':
-			if (dist_algo_parse(optarg, &algo, &err) < 0)
-				return bad_usage("--dist: %s", err.msg);
-			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -295,7 +295,9 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return bad_usage("unexpected argument '%s'", argv[optind]);
-	if (opts.state_dir && algo != DIST_NONE)
+	if (dist_stage_opts_check(&dist, &err) < 0)
+		return bad_usage("%s", err.msg);
+	if (opts.state_dir && dist.algo != DIST_NONE)
 		return bad_usage(
 		    "--state %s: a training state is one process's, not of --dist ranks",
 		    opts.state_dir);
@@ -321,7 +323,7 @@ int main(int argc, char **argv)
 	struct nn_segment_result res;
 	memset(&res, 0, sizeof(res));
 	struct dist_stage st;
-	dist_stage_init(&st, prog, &opts, algo);
+	dist_stage_init(&st, prog, &opts, &dist);
 	/* bad input, said before anything is built or written: a class shard,
 	 * an empty one, shards that do not match, tiles the U-Net cannot halve
 	 * depth times, class weights that do not fit, a bad spec */
@@ -344,7 +346,7 @@ int main(int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	if (algo != DIST_NONE)
+	if (dist.algo != DIST_NONE)
 		cfg.fit.sync = &st.sync;
 	if ((status = dist_stage_begin(&st, summary, cfg.fit.batch, cfg.fit.epochs, out)) != 0)
 		goto out;

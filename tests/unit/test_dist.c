@@ -1,10 +1,12 @@
 /* Unit tests for dist/. Run alone (as `make test` runs every unit test) it
  * checks what one process can; under mpirun (tests/integration/dist.sh runs
  * it with 2, 3 and 4 ranks) it checks the collective parts: the mean, and
- * that AD-PSGD's averaging loses no update and reaches consensus. Rank 0
+ * that AD-PSGD's averaging loses no update and reaches consensus, and that
+ * shared batches go to the ranks each once, more to the faster. Rank 0
  * prints the TAP lines; a check fails if it failed on any rank. */
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "core/error.h"
@@ -30,6 +32,55 @@ static void test_algo_names(void)
 	CHECK_STR(dist_algo_name(DIST_ALLREDUCE), "allreduce");
 	CHECK_INT(dist_algo_parse("ring", &a, &err), -1);
 	CHECK(strstr(err.msg, "unknown algorithm 'ring' (known: none, allreduce, adpsgd)") != NULL);
+	enum dist_batches b;
+	CHECK_INT(dist_batches_parse("shared", &b, &err), 0);
+	CHECK_INT(b, DIST_BATCHES_SHARED);
+	CHECK_STR(dist_batches_name(DIST_BATCHES_FIXED), "fixed");
+	CHECK_INT(dist_batches_parse("dynamic", &b, &err), -1);
+	CHECK(strstr(err.msg, "unknown way 'dynamic' (known: shared, fixed)") != NULL);
+	CHECK_INT(dist_batches_check(DIST_ALLREDUCE, DIST_BATCHES_SHARED, &err), -1);
+	CHECK(strstr(err.msg, "use --dist-batches fixed") != NULL);
+	CHECK_INT(dist_batches_check(DIST_ADPSGD, DIST_BATCHES_FIXED, &err), 0);
+	CHECK_INT(d.batches, DIST_BATCHES_FIXED); /* allreduce's default */
+}
+
+/* Shared batches: the ranks take the numbers 0 .. total-1 from the counter,
+ * each number once over all ranks, increasing on each; rank 1, slowed by a
+ * sleep per batch, takes fewer than rank 0, which does not wait for it. */
+static void test_claims_share_the_batches(void)
+{
+	enum { total = 600 };
+	struct dist c;
+	struct error err;
+	CHECK_INT(dist_init(&c, DIST_ADPSGD, DIST_BATCHES_DEFAULT, &err), 0);
+	CHECK_INT(c.batches, DIST_BATCHES_SHARED);
+	double *got = mem_calloc(total, sizeof *got);
+	uint64_t t, last = 0;
+	int increasing = 1, mine = 0;
+	while (dist_claim(&c, &t, &err) == 0 && t < total) {
+		increasing &= mine == 0 || t > last;
+		last = t;
+		got[t] += 1;
+		mine++;
+		if (c.rank == 1)
+			usleep(2000); /* a straggler */
+	}
+	CHECK(increasing);
+	CHECK_INT(c.claims, mine + 1); /* and the one past the end */
+	CHECK_INT(dist_sum(&c, got, total, &err), 0);
+	int once = 0;
+	for (int i = 0; i < total; i++)
+		once += got[i] == 1;
+	CHECK_INT(once, total);
+	double counts[2] = {c.rank == 0 ? mine : 0, c.rank == 1 ? mine : 0};
+	CHECK_INT(dist_sum(&c, counts, 2, &err), 0);
+	if (c.size > 1) {
+		printf("#   %d ranks: rank 0 took %.0f batches, the slowed rank 1 %.0f\n", c.size,
+		       counts[0], counts[1]);
+		CHECK(counts[1] < counts[0]);
+	}
+	mem_free(got);
+	dist_release(&c);
 }
 
 /* The ring's bipartite split: every even rank has one or two odd
@@ -76,7 +127,7 @@ static void test_adpsgd_loses_nothing(void)
 	enum { n = 4096, steps = 200, settle = 300 };
 	struct dist a;
 	struct error err;
-	CHECK_INT(dist_init(&a, DIST_ADPSGD, &err), 0);
+	CHECK_INT(dist_init(&a, DIST_ADPSGD, DIST_BATCHES_FIXED, &err), 0);
 	float *w = mem_alloc(n * sizeof *w);
 	for (int i = 0; i < n; i++)
 		w[i] = (float)a.rank + 0.001f * i;
@@ -114,7 +165,7 @@ static void test_adpsgd_loses_nothing(void)
 int main(void)
 {
 	struct error err;
-	if (dist_init(&d, DIST_ALLREDUCE, &err) < 0) {
+	if (dist_init(&d, DIST_ALLREDUCE, DIST_BATCHES_DEFAULT, &err) < 0) {
 		printf("not ok - dist_init: %s\n", err.msg);
 		return 1;
 	}
@@ -125,6 +176,7 @@ int main(void)
 	RUN(test_neighbours);
 	RUN(test_mean);
 	RUN(test_adpsgd_loses_nothing);
+	RUN(test_claims_share_the_batches);
 	if (d.size == 1)
 		SKIP("collective checks with several ranks",
 		     "one process: tests/integration/dist.sh runs this under mpirun");

@@ -2,7 +2,8 @@
  * (with and without the prefetch thread), seek, drop_last, normalization,
  * the flip and pad+crop augmentation on small known images, and mask shards:
  * masks move with their images under every symmetry and crop, ignored and
- * padded pixels are -1, a bad mask value is an error that names it. */
+ * padded pixels are -1, a bad mask value is an error that names it, and
+ * claimed batches (ranks sharing an epoch) come as their numbers say. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -501,6 +502,95 @@ static void test_parts_cover_the_epoch(void)
 	dataset_close(&ds);
 }
 
+/* Claims from a list (ctx), then none left; a negative entry fails. */
+struct claims {
+	const long *t;
+	int n, next, calls;
+};
+static int claim_from_list(void *ctx, uint64_t *t, struct error *err)
+{
+	struct claims *c = ctx;
+	c->calls++;
+	if (c->next == c->n)
+		return 0;
+	long v = c->t[c->next++];
+	if (v < 0)
+		return error_set(err, "claim %d refused", c->next - 1);
+	*t = (uint64_t)v;
+	return 1;
+}
+
+/* Claimed batches (dist's shared epochs): the batches claimed and no others,
+ * each the same as the in-order loader's batch of that number, the epochs
+ * ending where the claims cross into the next one (once for an epoch with
+ * none claimed here), then nothing; alike with and without the prefetch
+ * thread, which claims at most its depth ahead. */
+static void test_claimed_batches(void)
+{
+	struct dataset ds;
+	struct error err;
+	CHECK_INT(make_shard("c.ds", 1, 3, 3, 4, 40, &ds), 0); /* batch 7: 5 an epoch */
+	struct loader_config cfg = config(7, 9);
+	cfg.flip = 1;
+	cfg.drop_last = 1;
+	static const long list[] = {1, 2, 4, 12, 13, 19, 20}; /* epochs 0, 2, 3, 4; none of 1 */
+	/* what loader_next gives, epoch by epoch: batch numbers, 0 ends an epoch */
+	static const long want[] = {1, 2, 4, -1, -1, 12, 13, -1, 19, -1, 20, -1, -1, -1};
+	for (int prefetch = 0; prefetch <= 3; prefetch += 3) {
+		cfg.prefetch = prefetch;
+		cfg.claim = NULL;
+		struct loader *seq = open_loader(&ds, &cfg);
+		struct claims c = {list, 7, 0, 0};
+		cfg.claim = claim_from_list;
+		cfg.claim_ctx = &c;
+		struct loader *cl = open_loader(&ds, &cfg);
+		if (!seq || !cl)
+			return;
+		CHECK_INT(c.calls, 0); /* nothing claimed before the first batch */
+		int same = 1, order = 1;
+		for (int i = 0; i < 14; i++) {
+			struct loader_batch a, b;
+			int rc = loader_next(cl, &b, &err);
+			order &= rc == (want[i] >= 0);
+			if (rc != 1)
+				continue;
+			order &= b.epoch * 5 + b.index == (uint64_t)want[i];
+			CHECK_INT(loader_seek_batch(seq, b.epoch, b.index, &err), 0);
+			CHECK_INT(loader_next(seq, &a, &err), 1);
+			same &= same_batch(&a, &b, 9);
+			/* claims run ahead by the depth at most */
+			order &= c.next <= (i < 7 ? i + 1 : 7) + prefetch;
+		}
+		CHECK(order);
+		CHECK(same);
+		CHECK_INT(c.calls, 8); /* the seven, and one that found none left */
+		CHECK_INT(loader_seek(cl, 0, &err), -1);
+		CHECK(strstr(err.msg, "claimed batches") != NULL);
+		loader_free(seq);
+		loader_free(cl);
+	}
+	/* a claim that fails is the loader's failure; claims that go back are refused */
+	static const long bad[] = {0, -1}, back[] = {3, 2};
+	struct claims cb = {bad, 2, 0, 0}, cbk = {back, 2, 0, 0};
+	cfg.prefetch = 0;
+	cfg.claim_ctx = &cb;
+	struct loader *l = open_loader(&ds, &cfg);
+	struct loader_batch b;
+	CHECK_INT(loader_next(l, &b, &err), 1);
+	CHECK_INT(loader_next(l, &b, &err), -1);
+	CHECK(strstr(err.msg, "claim 1 refused") != NULL);
+	loader_free(l);
+	cfg.claim_ctx = &cbk;
+	l = open_loader(&ds, &cfg);
+	CHECK_INT(loader_next(l, &b, &err), 1);
+	CHECK_INT(loader_next(l, &b, &err), -1);
+	CHECK(strstr(err.msg, "claimed batch 2 after 3") != NULL);
+	loader_free(l);
+	cfg.parts = 2;
+	check_refused(&ds, &cfg, "claimed batches are of the whole epoch");
+	dataset_close(&ds);
+}
+
 static int x_allocs, x_frees, x_reuses, x_reuse_held;
 static const float *held_x; /* the batch the test holds (atomic: read by the prefetch thread) */
 static void count_reuse(void *p, void *ctx)
@@ -887,6 +977,7 @@ int main(void)
 	RUN(test_augment_matches_reference);
 	RUN(test_loader_applies_flip_and_crop);
 	RUN(test_parts_cover_the_epoch);
+	RUN(test_claimed_batches);
 	RUN(test_caller_allocator_for_batches);
 	RUN(test_bad_config_and_out_of_memory);
 	RUN(test_symmetries_match_reference);
