@@ -6,7 +6,8 @@
 # for the slowest rank every step; AD-PSGD with shared batches (its default)
 # lets the fast rank take more of them, with fixed parts (--dist-batches
 # fixed, the naive split) both end with the slow rank's part (docs/dist.md).
-# "train": the slowest rank's training time; "steps": each rank's.
+# "train": the slowest rank's training time (rank 0's tests left out); "wall":
+# rank 0's start to end, tests included; "steps": each rank's.
 # Run by `make bench`.   DIST_BENCH_EPOCHS=3
 set -u
 : "${CAIRN_BIN:?run through make bench}"
@@ -32,7 +33,7 @@ m = json.load(open(sys.argv[2]))
 d = m.get("dist", {})
 comm = f", {d['comm_seconds_mean']:.1f} s a rank in MPI, steps {'+'.join(map(str, d['steps_per_rank']))}" if d else ""
 t = d.get("train_time_slowest_rank_s", m["train_time_s"])
-print(f"{sys.argv[1]:<40} {m['train_images_per_s']:7.0f} images/s, test accuracy {m['test_accuracy']:.4f}, train {t:.1f} s{comm}")
+print(f"{sys.argv[1]:<40} {m['train_images_per_s']:7.0f} images/s, test accuracy {m['test_accuracy']:.4f}, train {t:.1f} s, wall {m['wall_time_s']:.1f} s{comm}")
 PYEOF
 }
 run_all() { # SUFFIX
