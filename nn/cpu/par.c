@@ -16,7 +16,7 @@ static int nthreads;        /* 0 until first use */
 static int started;
 static int spins;           /* threads <= usable CPUs: waits spin a while first (spin) */
 static unsigned long generation;
-static int pending;
+static unsigned long pending; /* workers yet to finish the job */
 static struct {
 	par_fn fn;
 	void *ctx;
@@ -33,8 +33,7 @@ void par_chunk(int n, int parts, int t, int *b, int *e)
 	*e = (int)((long long)n * (t + 1) / parts);
 }
 
-/* Wait while *v (an unsigned long when wide, else an int) still equals
- * `is`, at most SPIN_NS, before the caller sleeps on its condition variable:
+/* Wait while *v still equals `is`, at most SPIN_NS, before the caller sleeps on its condition variable:
  * a training step's next par_for most often comes within microseconds, and
  * a wake-up through the kernel costs as much as a small convolution
  * (cairn-refine's nets: 16% of the step in the scheduler's wake-up and
@@ -44,15 +43,12 @@ void par_chunk(int n, int parts, int t, int *b, int *e)
  * once, 2 threads each on 2 cores: 18.1 s spinning, 10.7 s without the
  * wait, 9.6 s yielding). */
 #define SPIN_NS 50000
-static void spin(const void *v, int wide, unsigned long is)
+static void spin(const unsigned long *v, unsigned long is)
 {
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 1;; i++) {
-		unsigned long now = wide ? __atomic_load_n((const unsigned long *)v, __ATOMIC_ACQUIRE)
-					 : (unsigned long)__atomic_load_n((const int *)v,
-									 __ATOMIC_ACQUIRE);
-		if (now != is)
+		if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != is)
 			return;
 		sched_yield();
 		if (i % 8 == 0) {
@@ -70,7 +66,7 @@ static void *worker(void *arg)
 	inside = 1;
 	for (;;) {
 		if (spins)
-			spin(&generation, 1, seen);
+			spin(&generation, seen);
 		pthread_mutex_lock(&mu);
 		while (generation == seen)
 			pthread_cond_wait(&wake, &mu);
@@ -154,7 +150,7 @@ void par_for(int n, par_fn fn, void *ctx)
 		return;
 	}
 	job.fn = fn, job.ctx = ctx, job.n = n, job.parts = parts;
-	__atomic_store_n(&pending, nthreads - 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&pending, (unsigned long)nthreads - 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&generation, generation + 1, __ATOMIC_RELEASE); /* workers spin on it */
 	pthread_cond_broadcast(&wake);
 	pthread_mutex_unlock(&mu);
@@ -163,8 +159,8 @@ void par_for(int n, par_fn fn, void *ctx)
 	inside = 1;
 	fn(ctx, b, e, 0);
 	inside = 0;
-	for (int left; spins && (left = __atomic_load_n(&pending, __ATOMIC_ACQUIRE)) > 0;) {
-		spin(&pending, 0, (unsigned long)left); /* until one more is done, or SPIN_NS */
+	for (unsigned long left; spins && (left = __atomic_load_n(&pending, __ATOMIC_ACQUIRE)) > 0;) {
+		spin(&pending, left); /* until one more is done, or SPIN_NS */
 		if (__atomic_load_n(&pending, __ATOMIC_ACQUIRE) == left)
 			break;
 	}
