@@ -188,6 +188,9 @@ if [ $mpi_ok = 1 ]; then
 	mpi_srun=$(sbatch --parsable --ntasks=2 -o mpi_srun.out --wrap 'srun --mpi=pmix ./hello')
 	mpi_run=$(sbatch --parsable --ntasks=2 -o mpi_run.out \
 		--wrap 'OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 ./hello')
+	# dist's one-sided MPI (AD-PSGD's windows, the shared batch counter) under srun
+	[ -x "${CAIRN_TESTS:-}/test_dist" ] &&
+		mpi_dist=$(sbatch --parsable --ntasks=2 -o mpi_dist.out --wrap "srun --mpi=pmix $CAIRN_TESTS/test_dist")
 fi
 
 # Throttle: sample the running elements of cor_a while it runs.
@@ -200,7 +203,7 @@ done
 check "array throttle %2: at most 2 elements running (saw $max_run)" test "$max_run" -le 2 -a "$max_run" -ge 1
 
 all="$ok_arr $ok_dep $bad_arr $bad_dep $cor_a $cor_b $rq $rq_dep $oom $oom_srun"
-[ $mpi_ok = 1 ] && all="$all $mpi_srun $mpi_run"
+[ $mpi_ok = 1 ] && all="$all $mpi_srun $mpi_run ${mpi_dist:-}"
 wait_end 60 $all || not_ok "jobs still not done after 60 s"
 echo "# squeue --states=all --array -O '$FMT' after the jobs ended:"
 show $all
@@ -236,6 +239,10 @@ sed 's/^/#   requeue.out: /' requeue.out
 if [ $mpi_ok = 1 ]; then
 	check_eq "srun --mpi=pmix: 2 ranks" "$(sort mpi_srun.out | tr '\n' ';')" "rank 0 of 2 sum 1;rank 1 of 2 sum 1;"
 	check_eq "mpirun inside sbatch: 2 ranks" "$(grep '^rank' mpi_run.out | sort | tr '\n' ';')" "rank 0 of 2 sum 1;rank 1 of 2 sum 1;"
+	if [ -n "${mpi_dist:-}" ]; then
+		check_eq "test_dist under srun --mpi=pmix: all 5 pass (windows, shared batches)" "$(grep -c '^ok' mpi_dist.out),$(grep -c '^not ok' mpi_dist.out)" "5,0"
+		echo "#   $(grep -o 'rank 0 took.*' mpi_dist.out)"
+	fi
 else
 	skip "MPI hello" "mpicc not found"
 fi
