@@ -318,8 +318,18 @@ static int fit_epoch(struct fit_run *r, struct nn_train_step *st, void **graph, 
 			be->upload(labels, b.y, sizeof(int32_t) * b.n);
 		st->n = (int)b.n;
 		st->hw = b.mask ? in->h * in->w : 1;
-		if (r->total) /* shared batches: the schedule at the training's progress */
-			st->opt->t = (long)(b.epoch * per_epoch + b.index);
+		if (fit->sync) { /* ranks: the batch's number in the whole training */
+			const struct nn_train_sync *y = fit->sync;
+			uint64_t t = b.epoch * per_epoch + b.index;
+			if (r->total) /* shared batches: the schedule at the training's progress */
+				st->opt->t = (long)t;
+			else
+				t = t * (uint64_t)y->parts + (uint64_t)y->part;
+			/* the dropout masks of that number (nn_net_forward counts on
+			 * from it): no two ranks draw the same ones, and with shared
+			 * batches a batch gets the masks one process would give it */
+			net->step = t;
+		}
 		if (st->sync) { /* MPI calls in the step: no graph */
 			st->sync_err = err;
 			nn_train_step(st);

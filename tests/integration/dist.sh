@@ -62,6 +62,15 @@ check "allreduce: the slowest rank's training leaves out rank 0's tests" python3
 check_rc "adpsgd on 3 ranks (an odd ring)" 0 train adpsgd 3 $T/adpsgd3
 check_rc "one process without --dist" 0 cairn-train-classifier --train $T/train.ds --test $T/test.ds --epochs 1 --threads 1 --out $T/one
 check_eq "has no dist in its metrics" "$(json $T/one/metrics.json '"dist" in d')" False
+# one rank alone: adpsgd's shared batches are every batch in order, with the
+# dropout masks (the cnn's drop 0.25) and the schedule of their numbers, so
+# the model is byte for byte the one process's; so is allreduce's
+one2() { cairn-train-classifier "$@" --train $T/train.ds --test $T/test.ds --epochs 2 --threads 1 --seed 3; }
+check_rc "one process, 2 epochs" 0 one2 --out $T/one2
+for algo in adpsgd allreduce; do
+	check_rc "one process with --dist $algo (a single rank)" 0 one2 --dist $algo --out $T/one2_$algo
+	check "--dist $algo on one rank: the same model.ckpt as without --dist" cmp $T/one2/model.ckpt $T/one2_$algo/model.ckpt
+done
 check_rc "--dist with an unknown algorithm is bad usage" 2 cairn-train-classifier --dist ring --train $T/train.ds --test $T/test.ds --out $T/x
 check_grep "the error lists the algorithms" "known: none, allreduce, adpsgd" $T/.out
 # 3000 images on 2 ranks: 1500 each, fewer than a batch (no step would be taken)
