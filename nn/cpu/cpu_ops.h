@@ -84,6 +84,9 @@ int direct_conv2d_bwd_filter(const struct nn_conv_desc *d, const float *x, const
 const char *direct_conv2d_kernel(const struct nn_conv_desc *d, int pass);
 /* The best instruction set this CPU runs: "avx512", "avx2" or "gemm" (neither). */
 const char *direct_best_isa(void);
+/* The vector code cairn's own CPU kernels use (the conv kernel's choice,
+ * CAIRN_CONV_KERNEL): 2 AVX-512, 1 AVX2, 0 none (plain C). */
+int direct_isa_level(void);
 /* threaded memory-bound ops (nn/cpu/par.h) */
 NN_SLOT(act_fwd, fast_act_fwd);
 NN_SLOT(act_bwd, fast_act_bwd);

@@ -315,6 +315,11 @@ static int kern_now(void)
 	return kern;
 }
 
+int direct_isa_level(void)
+{
+	return kern_now();
+}
+
 static const struct dk_isa *isa_now(void)
 {
 	int k = kern_now();

@@ -6,7 +6,8 @@
 /* the loops here are written to be vectorized; -O2 alone leaves most of them scalar */
 #pragma GCC optimize("O3")
 #include <cblas.h>
-#include <smmintrin.h>
+#include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "nn/cpu/cpu_ops.h"
@@ -538,6 +539,78 @@ static size_t chunk_decay(size_t ndecay, int b, size_t n)
 	return d < n ? d : n;
 }
 
+/* Adam over vectors: cpu_adam_step's operations in its order, a vector at a
+ * time, so the same bits (no FMA: the targets leave it out, and ISO C mode
+ * contracts nothing). The scalar loop divided and took square roots one
+ * float at a time: 29 M parameters (the reference CycleGAN's four nets)
+ * took 114-124 ms a step, 7 GB/s, where the memory gives twice that. Each
+ * handles whole vectors of [0, n) with weight decay wd and returns how many
+ * floats it did; the rest goes to cpu_adam_step. */
+struct adam_k {
+	float lr, b1, b2, eps, wd, c1, c2;
+	int decoupled;
+};
+
+#define ADAM_BODY(V, VL, set1, ld, st, add, sub, mul, div, sqrt, zero)                            \
+	V vb1 = set1(k->b1), vb1c = set1(1 - k->b1), vb2 = set1(k->b2), vb2c = set1(1 - k->b2);   \
+	V vc1 = set1(k->c1), vc2 = set1(k->c2), veps = set1(k->eps), vlr = set1(k->lr);           \
+	V vwd = set1(k->wd);                                                                       \
+	size_t i = 0;                                                                              \
+	for (; i + VL <= n; i += VL) {                                                             \
+		V x = ld(w + i), gi = ld(g + i), dec = mul(vwd, x);                                \
+		if (!k->decoupled)                                                                 \
+			gi = add(gi, dec);                                                         \
+		V mi = add(mul(vb1, ld(m + i)), mul(vb1c, gi));                                    \
+		V vi = add(mul(vb2, ld(v + i)), mul(mul(vb2c, gi), gi));                           \
+		st(m + i, mi);                                                                     \
+		st(v + i, vi);                                                                     \
+		V step = div(div(mi, vc1), add(sqrt(div(vi, vc2)), veps));                         \
+		step = add(step, k->decoupled ? dec : zero);                                       \
+		st(w + i, sub(x, mul(vlr, step)));                                                 \
+	}                                                                                          \
+	return i;
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+static size_t adam_avx512(size_t n, float *w, const float *g, float *m, float *v,
+			  const struct adam_k *k)
+{
+	ADAM_BODY(__m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,
+		  _mm512_sub_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps, _mm512_setzero_ps())
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2")
+static size_t adam_avx2(size_t n, float *w, const float *g, float *m, float *v,
+			const struct adam_k *k)
+{
+	ADAM_BODY(__m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
+		  _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_setzero_ps())
+}
+#pragma GCC pop_options
+
+/* floats [0, n) of a chunk, ndecay of them decayed: the vectors, then the rest */
+static void adam_chunk(size_t n, size_t ndecay, float *w, const float *g, float *m, float *v,
+		       float lr, float b1, float b2, float eps, float wd, int decoupled, int t)
+{
+	int level = direct_isa_level();
+	if (level == 0) {
+		cpu_adam_step(n, ndecay, w, g, m, v, lr, b1, b2, eps, wd, decoupled, t);
+		return;
+	}
+	struct adam_k k = {lr, b1, b2, eps, wd, 1.0f - powf(b1, (float)t), 1.0f - powf(b2, (float)t),
+			   decoupled};
+	for (int part = 0; part < 2; part++) { /* the decayed floats, then the others */
+		size_t b = part ? ndecay : 0, e = part ? n : ndecay;
+		k.wd = part ? 0 : wd;
+		size_t did = level == 2 ? adam_avx512(e - b, w + b, g + b, m + b, v + b, &k)
+					: adam_avx2(e - b, w + b, g + b, m + b, v + b, &k);
+		cpu_adam_step(e - b - did, part ? 0 : e - b - did, w + b + did, g + b + did,
+			      m + b + did, v + b + did, lr, b1, b2, eps, wd, decoupled, t);
+	}
+}
+
 static void ew_part(void *ctx, int b, int e, int tid)
 {
 	const struct ew_job *j = ctx;
@@ -560,8 +633,8 @@ static void ew_part(void *ctx, int b, int e, int tid)
 			     j->mom, j->wd, j->flag);
 		break;
 	case EW_ADAM:
-		cpu_adam_step(n, chunk_decay(j->ndecay, b, n), j->y + b, j->x + b, j->m + b, j->v + b,
-			      j->lr, j->a, j->b2, j->eps, j->wd, j->flag, j->t);
+		adam_chunk(n, chunk_decay(j->ndecay, b, n), j->y + b, j->x + b, j->m + b, j->v + b,
+			   j->lr, j->a, j->b2, j->eps, j->wd, j->flag, j->t);
 		break;
 	case EW_BIAS: /* rows b..e of (n c) planes */
 		for (int r = b; r < e; r++) {

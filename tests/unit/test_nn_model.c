@@ -582,6 +582,49 @@ static void test_sgd_and_adam_rules(void)
 	CHECK_NEAR(wa[1], 1 - 0.01, 1e-5);
 }
 
+/* The CPU backend's Adam (vectors of the kernels' ISA, threads) gives the
+ * reference loop's numbers bit for bit: every ISA this CPU runs, odd sizes
+ * and decay splits (the vectors' tails), coupled and decoupled decay, a few
+ * steps, zeros of both signs among the values. */
+static void test_adam_matches_reference(void)
+{
+	const struct nn_backend *ref = nn_backend_cpu_ref(), *be = nn_backend_cpu();
+	const char *kernels[] = {"avx512", "avx2", "gemm"};
+	const size_t sizes[][2] = {{1, 1}, {37, 20}, {1037, 517}, {300007, 123457}};
+	for (int kk = 0; kk < 3; kk++) {
+		if (nn_cpu_set_conv_kernel(kernels[kk]) < 0)
+			continue;
+		int same = 1;
+		for (int si = 0; si < 4; si++)
+			for (int dec = 0; dec < 2; dec++) {
+				size_t n = sizes[si][0], nd = sizes[si][1];
+				float *a = mem_alloc(6 * n * sizeof(float)), *g = mem_alloc(n * sizeof(float));
+				uint64_t r = 0x9e3779b97f4a7c15ull * (n + dec);
+				for (size_t i = 0; i < n; i++) {
+					r = r * 6364136223846793005ull + 1442695040888963407ull;
+					float u = (float)((r >> 40) % 20001) / 10000 - 1;
+					a[i] = a[3 * n + i] = i % 97 == 0 ? -0.0f : u;     /* w */
+					a[n + i] = a[4 * n + i] = 0;		      /* m */
+					a[2 * n + i] = a[5 * n + i] = 0;		      /* v */
+					g[i] = i % 89 == 0 ? 0.0f : u * 0.3f - 0.01f;
+				}
+				for (int t = 1; t <= 3; t++) {
+					ref->adam_step(n, nd, a, g, a + n, a + 2 * n, 2e-3f, 0.5f, 0.999f,
+						       1e-8f, 0.01f, dec, t);
+					be->adam_step(n, nd, a + 3 * n, g, a + 4 * n, a + 5 * n, 2e-3f, 0.5f,
+						      0.999f, 1e-8f, 0.01f, dec, t);
+				}
+				same &= memcmp(a, a + 3 * n, 3 * n * sizeof(float)) == 0;
+				mem_free(a);
+				mem_free(g);
+			}
+		if (!same)
+			printf("#   adam with the %s kernels differs from the reference\n", kernels[kk]);
+		CHECK(same);
+	}
+	CHECK(nn_cpu_set_conv_kernel("auto") == 0);
+}
+
 /* The CPU table with its optimizer slots counted. */
 static struct nn_backend counted;
 static int opt_calls;
@@ -878,6 +921,7 @@ int main(void)
 	RUN(test_checkpoint_errors);
 	RUN(test_checkpoint_random_damage);
 	RUN(test_sgd_and_adam_rules);
+	RUN(test_adam_matches_reference);
 	RUN(test_flat_optimizer);
 	RUN(test_lr_schedules);
 	RUN(test_train_learns_and_is_deterministic);
