@@ -121,7 +121,8 @@ static int parse_opts(int argc, char **argv, int resume, struct run_opts *o)
 		} else if (OPT("--mem")) {
 			o->mem_mb = spec_parse_mem_mb(val);
 			if (o->mem_mb <= 0) {
-				fprintf(stderr, "cairn: --mem %s: want a size like 4G or 512M\n", val);
+				fprintf(stderr, "cairn: --mem %s: want a size like 4G or 512M, at most 1024T\n",
+					val);
 				return -1;
 			}
 		} else if (OPT("--gpus"))

@@ -185,7 +185,7 @@ static int parse_int(const char *v, long lo, long hi, long *out)
 }
 
 /* "A" or "A..B", each read by fn: *lo = A, *hi = B or 0 without a range.
- * -1: not that, -2: B is below A. */
+ * -1: not that, -2: B is below A, -3: A or B above the most fn takes. */
 static int parse_range(const char *v, long (*fn)(const char *), long *lo, long *hi)
 {
 	char first[64];
@@ -197,7 +197,7 @@ static int parse_range(const char *v, long (*fn)(const char *), long *lo, long *
 	first[n] = '\0';
 	*hi = 0;
 	if ((*lo = fn(first)) < 0 || (dots && (*hi = fn(dots + 2)) < 0))
-		return -1;
+		return *lo == -2 || *hi == -2 ? -3 : -1;
 	return dots && *hi < *lo ? -2 : 0;
 }
 
@@ -206,7 +206,7 @@ long spec_parse_mem_mb(const char *v)
 	char *end;
 	errno = 0;
 	double x = strtod(v, &end);
-	if (errno || end == v || x < 0)
+	if (errno || end == v || !(x >= 0)) /* NaN too */
 		return -1;
 	double mb;
 	switch (toupper((unsigned char)*end)) {
@@ -228,8 +228,8 @@ long spec_parse_mem_mb(const char *v)
 	}
 	if (*end && end[1] != '\0' && !(toupper((unsigned char)end[1]) == 'B' && end[2] == '\0'))
 		return -1;
-	if (mb > (double)LONG_MAX / 2)
-		return -1;
+	if (mb > (double)SPEC_MEM_MAX_MB)
+		return -2;
 	return mb > 0 && mb < 1 ? 1 : (long)mb;
 }
 
@@ -241,17 +241,22 @@ long spec_parse_time_s(const char *v)
 	const char *p = v;
 	const char *dash = strchr(v, '-');
 	char *end;
+	int big = 0; /* a field above the most: said once the form is known good */
 	if (dash) {
 		errno = 0;
 		days = strtol(v, &end, 10);
-		if (errno || end != dash || days < 0)
+		if ((errno && errno != ERANGE) || end != dash || days < 0 || !isdigit((unsigned char)*v))
 			return -1;
+		big |= errno == ERANGE || days > SPEC_TIME_MAX_S / 86400;
 		p = dash + 1;
 	}
 	while (n < 3) {
 		if (!isdigit((unsigned char)*p))
 			return -1;
-		f[n++] = strtol(p, &end, 10);
+		errno = 0;
+		f[n] = strtol(p, &end, 10);
+		big |= errno == ERANGE || f[n] > SPEC_TIME_MAX_S;
+		n++;
 		p = end;
 		if (*p == '\0')
 			break;
@@ -266,6 +271,8 @@ long spec_parse_time_s(const char *v)
 	for (int i = dash ? 0 : 1; i < n; i++)
 		if (f[i] >= (dash && i == 0 ? 24 : 60))
 			return -1;
+	if (big) /* every field is now small enough for the sums below */
+		return -2;
 	long s;
 	if (dash) /* D-HH[:MM[:SS]] */
 		s = f[0] * 3600 + (n > 1 ? f[1] * 60 : 0) + (n > 2 ? f[2] : 0);
@@ -275,7 +282,8 @@ long spec_parse_time_s(const char *v)
 		s = f[0] * 60 + f[1];
 	else
 		s = f[0] * 3600 + f[1] * 60 + f[2];
-	return days * 86400 + s;
+	s += days * 86400;
+	return s > SPEC_TIME_MAX_S ? -2 : s;
 }
 
 /* ---- what a spec file can hold ---- */
@@ -528,6 +536,9 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 					 "the first %s first (%s)",
 					 s->path, line, key, v, mem ? "size" : "time",
 					 mem ? "1G..8G" : "1:00:00..8:00:00");
+		if (rc == -3)
+			return error_set(err, "%s:%d: %s = '%s': more than %s, the most a spec takes",
+					 s->path, line, key, v, mem ? "1024T" : "365 days (365-00)");
 		*(mem ? &r->mem_mb : &r->time_s) = lo;
 		*(mem ? &r->mem_max_mb : &r->time_max_s) = hi;
 		return 0;

@@ -104,7 +104,11 @@ int spec_expand_command(const struct spec *s, int stage, const struct spec_ctx *
  * spec file cannot hold (a line too long, " ;", blank or comment lines). */
 int spec_write_frozen(const struct spec *s, const char *path, struct error *err);
 
-/* "2G" -> 2048 (MB); "01:30:00" -> 5400 (s). Negative on bad input. */
+/* "2G" -> 2048 (MB); "01:30:00" -> 5400 (s). -1 on bad input, -2 above
+ * the most a spec takes (SPEC_MEM_MAX_MB, SPEC_TIME_MAX_S: more is a typo,
+ * and would overflow the limits' arithmetic further on). */
+#define SPEC_MEM_MAX_MB (1024L * 1024 * 1024) /* 1P */
+#define SPEC_TIME_MAX_S (365L * 86400)	      /* 365 days */
 long spec_parse_mem_mb(const char *v);
 long spec_parse_time_s(const char *v);
 

@@ -267,6 +267,21 @@ static void test_spec_values(void)
 	CHECK(spec_parse_time_s("1-25") < 0);           /* 25 hours of a day */
 	CHECK_INT(spec_parse_time_s("1-23:59:59"), 86400 + 86399);
 	CHECK(spec_parse_time_s("") < 0);
+	/* the most a spec takes, and no overflow on the way (the fuzzer's finds) */
+	CHECK_INT(spec_parse_time_s("365-00"), SPEC_TIME_MAX_S);
+	CHECK_INT(spec_parse_time_s("365-00:00:01"), -2);
+	CHECK_INT(spec_parse_time_s("99999999999999999999:05:00"), -2);
+	CHECK_INT(spec_parse_time_s("5124095576030432:00:00"), -2);
+	CHECK_INT(spec_parse_time_s("106751991167300-00"), -2);
+	CHECK_INT(spec_parse_time_s("525600"), SPEC_TIME_MAX_S); /* minutes */
+	CHECK_INT(spec_parse_time_s("525601"), -2);
+	CHECK_INT(spec_parse_time_s("99999999999999999999:99"), -1); /* bad form first */
+	CHECK_INT(spec_parse_mem_mb("1P"), -1);
+	CHECK_INT(spec_parse_mem_mb("1024T"), SPEC_MEM_MAX_MB);
+	CHECK_INT(spec_parse_mem_mb("1025T"), -2);
+	CHECK_INT(spec_parse_mem_mb("4611686018427387903"), -2);
+	CHECK_INT(spec_parse_mem_mb("inf"), -2);
+	CHECK_INT(spec_parse_mem_mb("nan"), -1);
 }
 
 static void test_spec_errors_name_file_and_line(void)
