@@ -58,6 +58,17 @@ int nn_ckpt_save(const struct nn_net *net, const char *path, struct error *err)
 	return rc;
 }
 
+static int verify_checksum(struct le_reader *r)
+{
+	char hex[SHA256_HEX_LEN + 1];
+	size_t body = r->len - SHA256_HEX_LEN;
+	if (sha256_buf(r->p, body, hex, r->err) < 0)
+		return -1;
+	if (memcmp(hex, r->p + body, SHA256_HEX_LEN))
+		return error_set(r->err, "%s: checksum mismatch (truncated or corrupt file)", r->path);
+	return 0;
+}
+
 /* Check magic, version and checksum; read the header. */
 static int read_header(struct le_reader *r, struct nn_ckpt_info *info)
 {
@@ -74,6 +85,11 @@ static int read_header(struct le_reader *r, struct nn_ckpt_info *info)
 				 r->path, version, NN_CKPT_VERSION);
 	if (r->len < 8 + SHA256_HEX_LEN)
 		return error_set(r->err, "%s: truncated (%zu bytes)", r->path, r->len);
+	/* the whole file checked before anything is read from it: a net is
+	 * built from this header, and a damaged checkpoint leaves a net as it
+	 * was */
+	if (verify_checksum(r) < 0)
+		return -1;
 	for (int i = 0; i < 4; i++)
 		if (le_read_u32(r, &v[i], "input shape") < 0)
 			return -1;
@@ -90,19 +106,18 @@ static int read_header(struct le_reader *r, struct nn_ckpt_info *info)
 		info->arch = NULL;
 		return -1;
 	}
+	/* bounds a net can have, so that no sum or product of them overflows */
+	if (v[0] < 1 || v[0] > 4096 || v[1] < 1 || v[1] > 65536 || v[2] < 1 || v[2] > 65536 ||
+	    v[3] < 1 || v[3] > 1000000 || nt > 1000000) {
+		mem_free(info->arch);
+		info->arch = NULL;
+		return error_set(r->err,
+				 "%s: corrupt: input %ux%ux%u, %u outputs, %u tensors (a net takes "
+				 "1-4096 channels of 1-65536 x 1-65536 pixels, 1-1000000 outputs)",
+				 r->path, v[0], v[1], v[2], v[3], nt);
+	}
 	info->c = (int)v[0], info->h = (int)v[1], info->w = (int)v[2], info->nout = (int)v[3];
 	info->ntensors = (int)nt;
-	return 0;
-}
-
-static int verify_checksum(struct le_reader *r)
-{
-	char hex[SHA256_HEX_LEN + 1];
-	size_t body = r->len - SHA256_HEX_LEN;
-	if (sha256_buf(r->p, body, hex, r->err) < 0)
-		return -1;
-	if (memcmp(hex, r->p + body, SHA256_HEX_LEN))
-		return error_set(r->err, "%s: checksum mismatch (truncated or corrupt file)", r->path);
 	return 0;
 }
 
@@ -171,10 +186,6 @@ static int load(struct nn_net *net, const char *path, int any_size, struct error
 	struct nn_ckpt_info info;
 	int rc = -1;
 	if (read_header(&r, &info) < 0)
-		goto out;
-	/* the whole file checked before any of it reaches the net: a damaged
-	 * checkpoint leaves the net as it was */
-	if (verify_checksum(&r) < 0)
 		goto out;
 	r.len = len - SHA256_HEX_LEN; /* tensors may not run into the checksum */
 	const struct nn_node *in = &net->nodes[0];

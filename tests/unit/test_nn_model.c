@@ -11,6 +11,7 @@
 #include "check.h"
 #include "core/fs.h"
 #include "core/mem.h"
+#include "core/sha256.h"
 #include "nn/ckpt.h"
 #include "nn/dataset.h"
 #include "nn/model.h"
@@ -479,6 +480,30 @@ static void test_checkpoint_errors(void)
 	write_bytes(bad, data, len);
 	CHECK(nn_ckpt_load(&a, bad, &err) < 0);
 	CHECK(strstr(err.msg, "version 9") != NULL);
+	data[8] = NN_CKPT_VERSION;
+
+	/* a header a net cannot have, under a good checksum (the fuzzer's: a
+	 * height of INT_MAX overflowed the net's shapes, 2^24 outputs built a
+	 * net of 6.7 GB before the checksum was read): refused, by
+	 * nn_ckpt_open too, which builds the net from the header */
+	struct nn_ckpt_info info;
+	for (int field = 0; field < 2; field++) {
+		uint32_t big = field ? 1u << 24 : 0x7fffffffu; /* nout, h */
+		memcpy(data + 12 + (field ? 12 : 4), &big, 4);
+		char hex[SHA256_HEX_LEN + 1];
+		CHECK(sha256_buf(data, len - SHA256_HEX_LEN, hex, &err) == 0);
+		memcpy(data + len - SHA256_HEX_LEN, hex, SHA256_HEX_LEN);
+		write_bytes(bad, data, len);
+		CHECK(nn_ckpt_info(bad, &info, &err) < 0);
+		CHECK(strstr(err.msg, "corrupt: input") != NULL);
+		CHECK(nn_ckpt_open(&b, nn_backend_cpu(), bad, &err) < 0);
+		CHECK(strstr(err.msg, field ? "16777216 outputs" : "2147483647x8") != NULL);
+	}
+	/* and a damaged one is called damaged before its header is believed */
+	data[len - SHA256_HEX_LEN - 1] ^= 1;
+	write_bytes(bad, data, len);
+	CHECK(nn_ckpt_open(&b, nn_backend_cpu(), bad, &err) < 0);
+	CHECK(strstr(err.msg, "checksum mismatch") != NULL);
 	mem_free(data);
 
 	/* another architecture */
