@@ -281,6 +281,11 @@ int fs_read_all(const char *path, char **data, size_t *len, struct error *err)
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return error_errno(err, "%s: cannot open", path);
+	struct stat st; /* a device (/dev/zero) would be read forever */
+	if (fstat(fileno(f), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+		fclose(f);
+		return error_set(err, "%s: a device, not a file: give a file", path);
+	}
 	struct buf b = BUF_INIT;
 	char chunk[65536];
 	size_t n;

@@ -31,7 +31,8 @@ int fs_commit_tmp(const char *tmp, const char *path, int durable, struct error *
 int fs_is_in_place(const char *path);
 
 int fs_mkdir_p(const char *path, struct error *err);
-/* Read a whole file; *data is NUL-terminated (free with mem_free). */
+/* Read a whole file; *data is NUL-terminated (free with mem_free). A device
+ * (/dev/zero, which would never end) is refused. */
 int fs_read_all(const char *path, char **data, size_t *len, struct error *err);
 int fs_exists(const char *path);
 int fs_is_dir(const char *path);

@@ -95,3 +95,18 @@ const char *parse_did_you_mean(char *buf, size_t size, const char *best)
 	snprintf(buf, size, ", did you mean '%s'?", best);
 	return buf;
 }
+
+const char *parse_visible(char *buf, size_t size, const char *s)
+{
+	size_t n = 0;
+	for (; *s && n + 5 <= size; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c < 0x7f)
+			buf[n++] = (char)c;
+		else
+			n += (size_t)snprintf(buf + n, size - n, "\\x%02x", c);
+	}
+	if (size)
+		buf[n < size ? n : size - 1] = '\0';
+	return buf;
+}

@@ -26,5 +26,9 @@ void parse_near_try(struct parse_near *n, const char *candidate);
 const char *parse_nearest(const char *word, const char *const *list);
 /* ", did you mean 'BEST'?" in buf, for a message; "" when best is NULL. */
 const char *parse_did_you_mean(char *buf, size_t size, const char *best);
+/* s for a message: bytes outside printable ASCII as \xNN, so that a
+ * control character or a non-breaking space in a name shows ('after\x01'
+ * would print as 'after'). Returns buf (cut to size). */
+const char *parse_visible(char *buf, size_t size, const char *s);
 
 #endif

@@ -104,7 +104,8 @@ static int add_ids(struct list *l, const struct run *r)
 		}
 		l->ids = v, l->capids = cap;
 	}
-	memcpy(l->ids + l->nids, ids, n * sizeof(*ids));
+	if (n) /* none recorded: ids may be NULL */
+		memcpy(l->ids + l->nids, ids, n * sizeof(*ids));
 	l->nids += n;
 	mem_free(ids);
 	return 0;

@@ -2,6 +2,7 @@
  * markers alone (a stat per task; JSON is read only for failed and running
  * tasks), and with --usage what the done tasks used against what their
  * stage asks (every done.json read). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -280,6 +281,16 @@ struct stage_usage {
 	long long freed;     /* of which released (temp): no longer on disk */
 };
 
+/* a + b bytes, b as a manifest says it: a negative b (a damaged done.json)
+ * counts 0, and the sum stops at the largest long long rather than wrap */
+static long long add_bytes(long long a, long long b)
+{
+	long long sum;
+	if (b < 0)
+		return a;
+	return __builtin_add_overflow(a, b, &sum) ? LLONG_MAX : sum;
+}
+
 static int usage_collect(const struct run *r, struct stage_usage *u)
 {
 	const struct spec *s = &r->spec;
@@ -299,12 +310,12 @@ static int usage_collect(const struct run *r, struct stage_usage *u)
 			long long rss = task_rss_kb(j), bytes = 0;
 			size_t k;
 			json_t *f;
-			json_array_foreach(json_object_get(j, "manifest"), k, f) bytes +=
-			    jsonio_int(f, "bytes", 0);
+			json_array_foreach(json_object_get(j, "manifest"), k, f) /* damaged: 0 */
+			    bytes = add_bytes(bytes, jsonio_int(f, "bytes", 0));
 			json_decref(j);
-			u[i].out_bytes += bytes;
+			u[i].out_bytes = add_bytes(u[i].out_bytes, bytes);
 			if (s->stages[i].temp && release_done(r->dir, s->stages[i].name, t))
-				u[i].freed += bytes;
+				u[i].freed = add_bytes(u[i].freed, bytes);
 			u[i].tasks++;
 			u[i].wall_sum += wall;
 			u[i].wall_max = wall > u[i].wall_max ? wall : u[i].wall_max;

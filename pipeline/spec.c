@@ -422,6 +422,13 @@ static int expand_params(const struct spec *s, const char *v, int line, int keep
 			    s->path, line, name, name, param_hint(s, name, hint, sizeof(hint)));
 		}
 		buf_adds(&b, val);
+		if (b.len > SPEC_VALUE_MAX) { /* params that use each other over and over */
+			buf_release(&b);
+			return error_set(err,
+					 "%s:%d: this value grows past %d MiB as its ${param.%s} "
+					 "expand: do params use each other many times over?",
+					 s->path, line, SPEC_VALUE_MAX >> 20, name);
+		}
 	}
 	if (b.failed) {
 		buf_release(&b);
@@ -465,8 +472,8 @@ static const char *unknown_key(char *buf, size_t size, const char *key, const ch
 				    !strcmp(lists[l][i], aliases[k][1]))
 					n.best = lists[l][i], n.dist = 0;
 		}
-	char hint[128];
-	size_t len = (size_t)snprintf(buf, size, "'%s'%s", key,
+	char hint[128], shown[256];
+	size_t len = (size_t)snprintf(buf, size, "'%s'%s", parse_visible(shown, sizeof(shown), key),
 				      parse_did_you_mean(hint, sizeof(hint), n.best));
 	const char *sep = " (known: ";
 	for (int l = 0; l < 2; l++)

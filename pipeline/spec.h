@@ -36,6 +36,8 @@ struct spec_stage {
 /* The longest line a spec may have: libinih as Debian builds it reads at
  * most 199 characters (INI_MAX_LINE 200). */
 #define SPEC_LINE_MAX 199
+/* The most a value may grow to as its ${param.NAME} expand (1 MiB). */
+#define SPEC_VALUE_MAX (1 << 20)
 
 struct spec_kv {
 	char *key, *value;

@@ -394,8 +394,11 @@ int task_manifest_build(const char *dir, json_t **manifest, char digest[65], str
 int task_manifest_check(const char *dir, const json_t *manifest, int full, struct buf *why,
 			struct error *err)
 {
-	if (!json_is_array(manifest))
-		return error_set(err, "%s: done.json has no manifest", dir);
+	if (!json_is_array(manifest)) { /* a damaged marker: its outputs cannot be vouched for */
+		buf_adds(why, "its done.json has no manifest (damaged), so its outputs cannot be "
+			      "checked");
+		return 1;
+	}
 	size_t i;
 	const json_t *e;
 	json_array_foreach(manifest, i, e)

@@ -68,7 +68,8 @@ int task_read(const char *run, const char *stage, int task, int check_alive,
 int task_manifest_build(const char *dir, json_t **manifest, char digest[65], struct error *err);
 /* Compare a folder with a manifest without hashing (size, mtime and the set
  * of files), or with hashing when `full`. Returns 0 if it matches, 1 if not
- * (why says what differs), -1 on error. */
+ * (why says what differs; a manifest that is not a list, from a damaged
+ * done.json, is 1 too: the task runs again), -1 on error. */
 int task_manifest_check(const char *dir, const json_t *manifest, int full, struct buf *why,
 			struct error *err);
 

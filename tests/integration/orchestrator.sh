@@ -739,6 +739,24 @@ assert runs["lst/zz-old"]["created"] == "2020-01-01T00:00:00Z"
 PY
 cairn runs lst/done >runs.txt
 check_eq "runs RUN: that run alone" "$(grep -c '^lst/' runs.txt)" 1
+# a Slurm run that recorded no job ids (the fuzzer's: a memcpy from NULL)
+cp -r lst/done lst-slurm && python3 - lst-slurm/run.json <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); j["executor"] = "slurm"; j["jobs"] = []
+json.dump(j, open(sys.argv[1], "w"))
+PY
+cairn runs lst-slurm >runs.txt 2>&1
+check_eq "runs: a Slurm run without job ids is listed" "$?,$(grep -c '^lst-slurm .* slurm ' runs.txt)" "0,1"
+# a done.json whose manifest says absurd sizes: status --usage neither wraps nor fails
+cp -r lst/done lst-bytes && python3 - lst-bytes/stages/a/0/done.json <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+j["manifest"] = [dict(j["manifest"][0], bytes=2**63 - 1), dict(j["manifest"][0], bytes=-5), dict(j["manifest"][0], bytes=2**63 - 1)]
+json.dump(j, open(sys.argv[1], "w"))
+PY
+cairn status lst-bytes --usage --json >use.json 2>&1
+check "status --usage: manifest sizes past the largest number add up to the largest, not below 0" python3 -c "
+import json; u = json.load(open('use.json'))['usage']['a']; assert u['output_bytes'] == 2**63 - 1, u"
 cairn runs lst/nowhere >runs.txt 2>&1
 check_eq "runs: a folder that is not there is bad usage" "$?" 2
 check_grep "runs: ... that names it" "lst/nowhere: no such folder" runs.txt

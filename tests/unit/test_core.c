@@ -113,6 +113,8 @@ static void test_atomic_write_and_read(void)
 	/* Errors name the path. */
 	CHECK_INT(fs_read_all("/nonexistent/x", &data, &len, &err), -1);
 	CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
+	CHECK_INT(fs_read_all("/dev/zero", &data, &len, &err), -1); /* it would never end */
+	CHECK(strstr(err.msg, "/dev/zero: a device, not a file") != NULL);
 	CHECK_INT(fs_write_atomic("/nonexistent/dir/x", "a", 1, &err), -1);
 	CHECK(strstr(err.msg, "/nonexistent/dir/x") != NULL);
 	snprintf(path, sizeof(path), "%s/a", tmpdir);
@@ -254,6 +256,12 @@ static void test_parse_nearest(void)
 	longw[99] = '\0';
 	const char *longs[] = {longw, NULL};
 	CHECK(parse_nearest(longw, longs) == NULL); /* too long to compare */
+	/* names in messages: what a terminal would hide shows */
+	char v[16];
+	CHECK_STR(parse_visible(v, sizeof(v), "after\x01"), "after\\x01");
+	CHECK_STR(parse_visible(v, sizeof(v), "a\xc2\xa0" "b"), "a\\xc2\\xa0b");
+	CHECK_STR(parse_visible(v, sizeof(v), "aaaaaaaaaaaaaaaaaaaa"), "aaaaaaaaaaaa"); /* cut */
+	CHECK_STR(parse_visible(v, 6, "\x01\x02"), "\\x01");
 }
 
 static int usage_calls;

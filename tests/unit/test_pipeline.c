@@ -308,6 +308,13 @@ static void test_spec_errors_name_file_and_line(void)
 	     "[params] a refers back to itself"},
 	    {"[params]\na = ${param.zz}\n[stage a]\ncommand = x\n",
 	     "bad.ini:2: unknown variable ${param.zz}"},
+	    /* params that use each other over and over (the fuzzer's: 14.6 GB) */
+	    {"[params]\na = ${param.b}${param.b}${param.b}${param.b}${param.b}${param.b}${param.b}${param.b}\nb = ${param.c}${param.c}${param.c}${param.c}${param.c}${param.c}${param.c}${param.c}\nc = ${param.d}${param.d}${param.d}${param.d}${param.d}${param.d}${param.d}${param.d}\nd = ${param.e}${param.e}${param.e}${param.e}${param.e}${param.e}${param.e}${param.e}\ne = ${param.f}${param.f}${param.f}${param.f}${param.f}${param.f}${param.f}${param.f}\n"
+	     "f = xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n[stage a]\ncommand = x\n",
+	     "bad.ini:2: this value grows past 1 MiB as its ${param.b} expand"},
+	    {"[stage a]\ncommand = x\nafter\x01 = y\n", "unknown key 'after\\x01', did you mean 'after'?"},
+	    {"[stage a]\ncommand = x\ntime = 400-00\n",
+	     "bad.ini:3: time = '400-00': more than 365 days (365-00), the most a spec takes"},
 	    /* a typo gets its word */
 	    {"[stage a]\ncomand = x\n", "bad.ini:2: stage 'a': unknown key 'comand', did you mean "
 					"'command'? (known: command, after, array, temp, cpus, "},
@@ -586,6 +593,12 @@ static void test_manifest_detects_changes(void)
 	buf_reset(&why);
 	CHECK_INT(task_manifest_check(dir, m2, 0, &why, &err), 1);
 	CHECK(strstr(buf_str(&why), "out/sub/x was deleted") != NULL);
+	/* a damaged done.json without its list: changed (the task reruns), not an error */
+	buf_reset(&why);
+	json_t *notalist = json_string("x");
+	CHECK_INT(task_manifest_check(dir, notalist, 0, &why, &err), 1);
+	CHECK(strstr(buf_str(&why), "done.json has no manifest (damaged)") != NULL);
+	json_decref(notalist);
 	buf_release(&why);
 	json_decref(m);
 	json_decref(m2);
