@@ -95,30 +95,12 @@ static void print_done_usage(const struct run *r, const struct spec_stage *st, i
 	json_decref(j);
 }
 
-/* The run's spec file as a path from here: run.json keeps it as it was
- * given to `cairn run`, relative to the folder it ran from ("workdir"). */
-static char *spec_path(const struct run *r)
-{
-	const char *spec = jsonio_str(r->info, "spec_source", NULL);
-	const char *wd = jsonio_str(r->info, "workdir", NULL);
-	if (!spec)
-		return mem_strdup("SPEC");
-	char *here = fs_abspath(".");
-	int rel = spec[0] != '/' && wd && here && strcmp(wd, here) != 0;
-	mem_free(here);
-	if (!rel)
-		return mem_strdup(spec);
-	struct buf b = BUF_INIT;
-	buf_addf(&b, "%s/%s", wd, spec);
-	return buf_detach(&b);
-}
-
 /* What to do about a failure of this kind, where the log does not say it:
  * the ones that come from outside the command. */
 static void print_remedy(const struct run *r, const struct spec_stage *st,
 			 const struct task_info *ti)
 {
-	char *spec = spec_path(r);
+	char *spec = run_spec_source(r);
 	struct job_limits last = {ti->mem_mb, ti->time_s};
 	struct job_limit_view v;
 	if (job_limit_view(&st->res, &last, ti->kind, &v)) {

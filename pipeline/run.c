@@ -170,6 +170,31 @@ int run_save_info(struct run *r, struct error *err)
 	return rc;
 }
 
+char *run_spec_source(const struct run *r)
+{
+	const char *spec = jsonio_str(r->info, "spec_source", NULL);
+	const char *wd = jsonio_str(r->info, "workdir", NULL);
+	if (!spec)
+		return mem_strdup("SPEC");
+	char *here = fs_abspath(".");
+	int rel = spec[0] != '/' && wd && here && strcmp(wd, here) != 0;
+	mem_free(here);
+	if (!rel)
+		return mem_strdup(spec);
+	struct buf b = BUF_INIT;
+	buf_addf(&b, "%s/%s", wd, spec);
+	return buf_detach(&b);
+}
+
+/* err's message, and what the damaged file was for: "MSG (the run folder
+ * is damaged: WHAT)". */
+static void damaged(struct error *err, const char *what)
+{
+	char msg[sizeof(err->msg)];
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	error_set(err, "%s (the run folder is damaged: %s)", msg, what);
+}
+
 int run_open(struct run *r, const char *dir, struct error *err)
 {
 	memset(r, 0, sizeof(*r));
@@ -187,9 +212,25 @@ int run_open(struct run *r, const char *dir, struct error *err)
 		return -1;
 	}
 	r->info = jsonio_load(p.s, err);
+	if (!r->info) {
+		damaged(err, "run.json is the run's record (its pipeline, executor and jobs); "
+			     "the tasks' outputs are still in stages/STAGE/N/out");
+		buf_release(&p);
+		return -1;
+	}
 	buf_reset(&p);
 	buf_addf(&p, "%s/spec.ini", r->dir);
-	int rc = r->info && !p.failed ? spec_load_frozen(&r->spec, p.s, NULL, 0, err) : -1;
+	int rc = !p.failed ? spec_load_frozen(&r->spec, p.s, NULL, 0, err) : -1;
+	if (rc < 0 && !p.failed) {
+		char why[600];
+		char *src = run_spec_source(r);
+		snprintf(why, sizeof(why),
+			 "spec.ini is the run's own copy of its spec: put the pipeline's spec (%s) "
+			 "back in its place, with the --set values the run was given, and try again",
+			 src ? src : "its spec file");
+		mem_free(src);
+		damaged(err, why);
+	}
 	buf_release(&p);
 	return rc;
 }

@@ -30,6 +30,10 @@ void run_release(struct run *r);
 int run_replace_spec(struct run *r, const char *spec_path, char *const *sets, int nsets,
 		     struct error *err);
 int run_save_info(struct run *r, struct error *err);
+/* The run's spec file (run.json's spec_source) as a path from here: it is
+ * kept as given to `cairn run`, relative to the folder it ran from
+ * ("workdir"). mem_free it; "SPEC" when run.json has none. */
+char *run_spec_source(const struct run *r);
 /* The executor the run was made with (run.json): "local" or "slurm". */
 const char *run_executor(const struct run *r);
 int run_is_slurm(const struct run *r);

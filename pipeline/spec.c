@@ -546,6 +546,10 @@ static int res_set(const struct spec *s, struct job_res *r, const char *key, con
 		if (rc == -3)
 			return error_set(err, "%s:%d: %s = '%s': more than %s, the most a spec takes",
 					 s->path, line, key, v, mem ? "1024T" : "365 days (365-00)");
+		if (lo == 0) /* as --mem 0 is refused: no limit is no key */
+			return error_set(err, "%s:%d: %s = '%s': want more than 0 (leave %s out for "
+					      "no limit)",
+					 s->path, line, key, v, key);
 		*(mem ? &r->mem_mb : &r->time_s) = lo;
 		*(mem ? &r->mem_max_mb : &r->time_max_s) = hi;
 		return 0;

@@ -739,6 +739,13 @@ assert runs["lst/zz-old"]["created"] == "2020-01-01T00:00:00Z"
 PY
 cairn runs lst/done >runs.txt
 check_eq "runs RUN: that run alone" "$(grep -c '^lst/' runs.txt)" 1
+# a run folder whose own spec.ini or run.json is damaged: said, with what the file was for
+cp -r lst/done lst-nospec && rm lst-nospec/spec.ini
+cairn status lst-nospec >out.txt 2>&1
+check_eq "a run without its spec.ini: status fails (bad input)" "$?" 2
+check_grep "... saying what to put back, from where" "lst-nospec/spec.ini: cannot read the spec.* \(the run folder is damaged: spec.ini is the run's own copy of its spec: put the pipeline's spec \(dag.ini\) back" out.txt
+cairn status lst/broken >out.txt 2>&1
+check_grep "a damaged run.json: said, with where the outputs still are" "run.json.* \(the run folder is damaged: run.json is the run's record .*stages/STAGE/N/out\)" out.txt
 # a Slurm run that recorded no job ids (the fuzzer's: a memcpy from NULL)
 cp -r lst/done lst-slurm && python3 - lst-slurm/run.json <<'PY'
 import json, sys

@@ -313,6 +313,8 @@ static void test_spec_errors_name_file_and_line(void)
 	     "f = xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n[stage a]\ncommand = x\n",
 	     "bad.ini:2: this value grows past 1 MiB as its ${param.b} expand"},
 	    {"[stage a]\ncommand = x\nafter\x01 = y\n", "unknown key 'after\\x01', did you mean 'after'?"},
+	    {"[stage a]\ncommand = x\nmem = 0\n", "bad.ini:3: mem = '0': want more than 0 (leave mem out for no limit)"},
+	    {"[stage a]\ncommand = x\ntime = 0:00\n", "bad.ini:3: time = '0:00': want more than 0"},
 	    {"[stage a]\ncommand = x\ntime = 400-00\n",
 	     "bad.ini:3: time = '400-00': more than 365 days (365-00), the most a spec takes"},
 	    /* a typo gets its word */
