@@ -18,15 +18,20 @@ int parse_long(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
-int parse_float(const char *s, float *out)
+int parse_float_in(const char *s, float lo, float hi, float *out)
 {
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || !*s || *end || !(v >= 0) || v > FLT_MAX) /* inf, or inf as a float */
+	if (errno || !*s || *end || !(v >= lo && v <= hi)) /* nan, inf, or inf as a float */
 		return -1;
 	*out = (float)v;
 	return 0;
+}
+
+int parse_float(const char *s, float *out)
+{
+	return parse_float_in(s, 0, FLT_MAX, out);
 }
 
 enum { NEAR_MAX = 64 }; /* longer words get no suggestion */

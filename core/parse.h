@@ -9,6 +9,8 @@
 int parse_long(const char *s, long lo, long hi, long *out);
 /* A finite number >= 0 that a float holds (not inf, not 1e39, not nan). */
 int parse_float(const char *s, float *out);
+/* A number in [lo, hi] (nan never is). */
+int parse_float_in(const char *s, float lo, float hi, float *out);
 
 /* The nearest of some candidate words to a word that matched none of them,
  * for "did you mean ...?": init with the word, try each candidate; best is

@@ -1,6 +1,7 @@
 #include "geo/cog.h"
 
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,9 @@
 #include "geo/fetch.h"
 #include "geo/manifest.h"
 #include "geo/raster.h"
+
+/* The most a source's extent may reach in EPSG:3857, in metres: 100 worlds. */
+#define COG_EXTENT_MAX (100 * TILE_ORIGIN)
 
 /* The source's extent in EPSG:3857, its edges densified (21 points a side)
  * so a curved edge in mercator is covered. */
@@ -48,6 +52,15 @@ static int source_extent(GDALDatasetH ds, struct bbox *m, struct error *err)
 	OGRCoordinateTransformationH ct = OCTNewCoordinateTransformation(src, dst);
 	if (!ct || !OCTTransformBounds(ct, x0, y0, x1, y1, &m->w, &m->s, &m->e, &m->n, 21))
 		rc = error_set(err, "cannot transform the source's extent to EPSG:3857");
+	/* A world in EPSG:4326 reaches 12 worlds north and south in mercator;
+	 * corners 1e300 m out (a damaged geotransform) kept GDAL's warp busy
+	 * for minutes on the first tile */
+	else if (!(fabs(m->w) < COG_EXTENT_MAX && fabs(m->e) < COG_EXTENT_MAX &&
+		   fabs(m->s) < COG_EXTENT_MAX && fabs(m->n) < COG_EXTENT_MAX))
+		rc = error_set(err,
+			       "its extent in EPSG:3857 is %g, %g to %g, %g: far outside the world "
+			       "(+-%.0f m); its geotransform or CRS is wrong (gdalinfo shows them)",
+			       m->w, m->s, m->e, m->n, TILE_ORIGIN);
 	if (ct)
 		OCTDestroyCoordinateTransformation(ct);
 out:
@@ -56,6 +69,33 @@ out:
 	if (dst)
 		OSRDestroySpatialReference(dst);
 	return rc;
+}
+
+/* A tile warped from a source without overviews reads every source pixel
+ * under it: a 100000 x 100000 source at zoom 3 read 12500 x 12500 pixels a
+ * tile, 4.7 GB. At most COG_READ_MAX pixels a side, or overviews. */
+#define COG_READ_MAX 4096
+static int check_read_size(GDALDatasetH ds, const struct bbox *m, int zoom, struct error *err)
+{
+	int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds);
+	GDALRasterBandH b = GDALGetRasterCount(ds) > 0 ? GDALGetRasterBand(ds, 1) : NULL;
+	if (w <= 0 || h <= 0 || !b)
+		return 0;
+	/* its pixels under one tile, at most all of them */
+	double px = (m->e - m->w) / w, py = (m->n - m->s) / h, tile = 2 * TILE_ORIGIN / ldexp(1, zoom);
+	if (!(px > 0 && py > 0))
+		return 0;
+	double nx = fmin(tile / px, w), ny = fmin(tile / py, h);
+	if (nx * ny <= (double)COG_READ_MAX * COG_READ_MAX || GDALGetOverviewCount(b) > 0)
+		return 0;
+	int z = zoom;
+	while (z < 30 && 2 * TILE_ORIGIN / ldexp(1, z) / fmin(px, py) > COG_READ_MAX)
+		z++;
+	return error_set(err,
+			 "a tile of zoom %d covers about %.0f x %.0f of its pixels, and it has no "
+			 "overviews to read instead (each tile would read them all): add them "
+			 "(gdaladdo SRC), or ask zoom %d or more",
+			 zoom, nx, ny, z);
 }
 
 /* Open the source (src: the path, or /vsicurl/URL) without GDAL printing;
@@ -270,6 +310,11 @@ int cog_run(const struct cog_opts *o, struct cog_stats *st, struct error *err)
 	 * with --bbox too. */
 	struct bbox m;
 	if (source_extent(ds, &m, err) < 0) {
+		error_prefix(err, "%s: ", o->src);
+		GDALClose(ds);
+		return COG_EBADINPUT;
+	}
+	if (check_read_size(ds, &m, o->zoom, err) < 0) {
 		error_prefix(err, "%s: ", o->src);
 		GDALClose(ds);
 		return COG_EBADINPUT;

@@ -474,8 +474,7 @@ static int cmd_apply(int argc, char **argv)
 			mode = strcmp(optarg, "add") ? NN_REFINE_REPLACE : NN_REFINE_ADD;
 			break;
 		case 'T':
-			if (parse_float(optarg, &threshold) < 0 ||
-			    !(threshold >= -1 && threshold <= 1))
+			if (parse_float_in(optarg, -1, 1, &threshold) < 0)
 				return bad_usage(cmd, "--threshold: '%s' is not a number in -1..1",
 						 optarg);
 			break;

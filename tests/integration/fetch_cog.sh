@@ -55,6 +55,15 @@ check_grep "... a tile holds b.tif's value" 'STATISTICS_MAXIMUM=90' <(gdalinfo -
 check_rc "the world at zoom 30 is too many tiles (exit 2)" 2 cairn-fetch --cog "$T/a.tif" --zoom 30 --bbox=-180,-85,180,85 --out "$T/big"
 check_grep "... with the limit and what to do" 'too many tiles \([0-9]+; at most 16777216\): use a smaller --bbox, a lower --zoom, or --shard' "$T/.out"
 
+# sources that would keep the warp busy for minutes or take gigabytes (the fuzzer's)
+gdal_translate -q -a_srs EPSG:3857 -a_ullr -1e300 1e300 1e300 -1e300 "$T/a.tif" "$T/farout.tif"
+check_rc "a source whose corners are 1e300 m out is bad input" 2 timeout 60 cairn-fetch --cog "$T/farout.tif" --zoom 0 --out "$T/far"
+check_grep "... saying so" 'far outside the world .*its geotransform or CRS is wrong' "$T/.out"
+gdal_create -q -of GTiff -outsize 100000 100000 -bands 1 -ot Byte -a_srs EPSG:3857 \
+	-a_ullr -10880963 3538728 -10760000 3418000 -co TILED=YES -co SPARSE_OK=YES "$T/huge.tif"
+check_rc "a 100000 x 100000 source without overviews at zoom 3 is bad input" 2 timeout 60 cairn-fetch --cog "$T/huge.tif" --zoom 3 --out "$T/hg"
+check_grep "... with what to do" 'covers about 100000 x 100000 of its pixels, and it has no overviews .*gdaladdo SRC.*zoom 13 or more' "$T/.out"
+
 if ! (fetch_stars); then
 	skip fetch_cog "cannot apt-get download r-cran-stars (no Debian mirror?)"
 	exit 0

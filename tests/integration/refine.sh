@@ -76,6 +76,11 @@ check_rc "apply (replace, threshold 1: nothing drawn)" 0 cairn-refine apply --mo
 check "replace with nothing drawn: every feature pixel became background" python3 -c "
 import json; j = json.load(open('$T/z.json'))
 assert j['changed'][1][0] > 0 and j['changed'][2][0] > 0 and j['changed'][0] == [0, 0, 0], j"
+check_rc "apply with a negative threshold (the help's -1..1; the fuzzer found every one refused)" 0 \
+	cairn-refine apply --model $T/g/map.ckpt --in $T/p.ds --out $T/zn.ds --mode add --threshold -0.5 --json $T/zn.json $D
+check "a lower threshold draws at least as much" python3 -c "
+import json; a, b = json.load(open('$T/zn.json')), json.load(open('$T/r.json'))
+assert sum(a['changed'][0]) >= sum(b['changed'][0]), (a, b)"
 
 # bad input: exit 2, a message naming the thing and what to do, nothing left behind
 check_rc "a missing shard" 2 cairn-refine train --train $T/none.ds --out $T/x

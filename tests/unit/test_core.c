@@ -224,6 +224,11 @@ static void test_parse_whole_numbers_only(void)
 	CHECK_INT(parse_float("1e400", &f), -1);
 	CHECK_INT(parse_float("0.1x", &f), -1);
 	CHECK_INT(parse_float("", &f), -1);
+	CHECK_INT(parse_float_in("-0.5", -1, 1, &f), 0); /* refine apply's --threshold */
+	CHECK(f == -0.5f);
+	CHECK_INT(parse_float_in("-1", -1, 1, &f), 0);
+	CHECK_INT(parse_float_in("-1.01", -1, 1, &f), -1);
+	CHECK_INT(parse_float_in("nan", -1, 1, &f), -1);
 }
 
 /* "did you mean": typos find their word, other words find none */
